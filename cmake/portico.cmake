@@ -1,0 +1,37 @@
+# Helpers so that no CMakeLists.txt repeats warnings, test discovery or timeouts.
+set(PORTICO_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+
+# portico_cc_library(NAME n SRCS a.cc ... DEPS x y)
+function(portico_cc_library)
+  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_library(${A_NAME} STATIC ${A_SRCS})
+  target_include_directories(${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_compile_options(${A_NAME} PRIVATE ${PORTICO_WARNINGS})
+  target_compile_definitions(${A_NAME} PUBLIC PORTICO_VERSION="${PORTICO_VERSION}")
+  target_link_libraries(${A_NAME} PUBLIC ${A_DEPS})
+endfunction()
+
+# portico_cc_binary(NAME n SRCS a.cc ... DEPS x y)
+function(portico_cc_binary)
+  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SRCS})
+  target_compile_options(${A_NAME} PRIVATE ${PORTICO_WARNINGS})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+endfunction()
+
+# portico_cc_test(NAME n SRCS a.cc ... DEPS x y [TIMEOUT s] [LABELS l])
+# Unit tests link gtest_main; each test case becomes one CTest test.
+function(portico_cc_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 60)
+  endif()
+  if(NOT A_LABELS)
+    set(A_LABELS unit)
+  endif()
+  add_executable(${A_NAME} ${A_SRCS})
+  target_compile_options(${A_NAME} PRIVATE ${PORTICO_WARNINGS})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${A_NAME} DISCOVERY_MODE PRE_TEST
+                       PROPERTIES TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}")
+endfunction()

@@ -1,0 +1,27 @@
+#pragma once
+// The whole configuration as plain entity lists: what the CP reads from its store in one
+// transaction, what a snapshot carries, and what the DP compiles into its runtime config.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "portico/config/v1/config.pb.h"
+
+namespace portico {
+
+struct ConfigSet {
+  std::vector<config::v1::Service> services;  // sorted by id
+  std::vector<config::v1::Route> routes;      // sorted by id
+};
+
+// Identity of one config version (SYNC-PROTOCOL.md §5.3).
+struct ConfigVersion {
+  std::string epoch;   // 16 raw bytes; empty = no config
+  uint64_t version = 0;
+  std::string hash;    // 32 raw bytes (SHA-256); empty when not computed yet
+
+  bool empty() const { return epoch.empty(); }
+  bool operator==(const ConfigVersion&) const = default;
+};
+
+}  // namespace portico

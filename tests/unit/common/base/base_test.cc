@@ -1,0 +1,36 @@
+#include "common/base/host_port.h"
+#include "common/base/uuid.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+TEST(UuidTest, NewUuidIsCanonicalAndUnique) {
+  std::string a = NewUuid(), b = NewUuid();
+  EXPECT_TRUE(IsUuid(a));
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a[14], '4');
+}
+
+TEST(UuidTest, RejectsNonUuids) {
+  EXPECT_FALSE(IsUuid("my-service"));
+  EXPECT_FALSE(IsUuid("0123456789abcdef0123456789abcdef0123"));
+  EXPECT_TRUE(IsUuid("0A23456A-89ab-4def-8123-456789abcdef"));
+}
+
+TEST(HostPortTest, ParsesV4V6AndRejectsGarbage) {
+  auto a = ParseHostPort("127.0.0.1:8001");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 8001);
+  auto b = ParseHostPort("[::1]:0");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->host, "::1");
+  EXPECT_EQ(b->port, 0);
+  EXPECT_FALSE(ParseHostPort("localhost").ok());
+  EXPECT_FALSE(ParseHostPort("h:70000").ok());
+  EXPECT_FALSE(ParseHostPort("h:x").ok());
+}
+
+}  // namespace
+}  // namespace portico
