@@ -25,3 +25,14 @@ struct ConfigVersion {
 };
 
 }  // namespace portico
+
+namespace portico {
+
+// What the CP store returns from one read transaction: the version row and every entity.
+// `version.hash` is empty here; the snapshot codec computes it over the exact bytes it sends.
+struct StoredConfig {
+  ConfigVersion version;
+  ConfigSet config;
+};
+
+}  // namespace portico
