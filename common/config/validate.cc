@@ -1,0 +1,493 @@
+#include "common/config/validate.h"
+
+#include <arpa/inet.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/base/uuid.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+using config::v1::StringList;
+
+constexpr int64_t kMaxTimeout = 2147483646;  // 2^31 - 2
+const char kProtocolsList[] = "grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp";
+
+bool IsKnownProtocol(absl::string_view p) {
+  static const std::set<std::string, std::less<>> kProtocols = {
+      "grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp"};
+  return kProtocols.count(p) > 0;
+}
+
+std::string Between(int64_t lo, int64_t hi) {
+  return absl::StrCat("value should be between ", lo, " and ", hi);
+}
+
+void CheckRange(FieldErrors* errors, absl::string_view path, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi) errors->Add(path, Between(lo, hi));
+}
+
+// Kong's utf8_name: alphanumerics, '.', '-', '_', '~' and any non-ASCII UTF-8 byte.
+bool IsValidName(absl::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name) {
+    if (c >= 0x80 || absl::ascii_isalnum(c) || c == '.' || c == '-' || c == '_' || c == '~') continue;
+    return false;
+  }
+  return true;
+}
+
+void CheckName(FieldErrors* errors, bool has_name, const std::string& name) {
+  if (!has_name) return;
+  if (name.empty()) {
+    errors->Add("name", "length must be at least 1");
+  } else if (!IsValidName(name)) {
+    errors->Add("name", absl::StrCat("invalid value '", name,
+                                     "': it must only contain alphanumeric and '., -, _, ~' characters"));
+  }
+}
+
+// Tags: printable ASCII except ',' and '/', or UTF-8 (bytes >= 0x80).
+void CheckTags(FieldErrors* errors, bool has_tags, const StringList& tags) {
+  if (!has_tags) return;
+  for (int i = 0; i < tags.values_size(); ++i) {
+    const std::string& tag = tags.values(i);
+    bool ok = !tag.empty();
+    for (unsigned char c : tag) {
+      if (c >= 0x80) continue;
+      if (c < 0x21 || c > 0x7e || c == ',' || c == '/') ok = false;
+    }
+    if (!ok) {
+      errors->Add(absl::StrCat("tags.", i + 1),
+                  absl::StrCat("invalid tag '", tag,
+                               "': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"));
+    }
+  }
+}
+
+bool IsIpLiteral(absl::string_view host) {
+  std::string text(host);
+  unsigned char buf[16];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+bool IsDnsName(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  if (host.back() == '.') host.remove_suffix(1);  // absolute name
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    if (label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
+    }
+  }
+  return true;
+}
+
+// Kong's typedefs.host: hostname or IP (IPv6 bare or bracketed), never with a port.
+void CheckHost(FieldErrors* errors, absl::string_view path, absl::string_view host) {
+  if (IsValidHostname(host)) return;
+  // "name:port" or "[v6]:port" or "1.2.3.4:port" -> a port was given.
+  size_t colon = host.rfind(':');
+  if (colon != absl::string_view::npos) {
+    absl::string_view before = host.substr(0, colon);
+    int port = 0;
+    if (absl::SimpleAtoi(host.substr(colon + 1), &port) && !absl::StrContains(before, ':') &&
+        IsValidHostname(before)) {
+      errors->Add(path, "must not have a port");
+      return;
+    }
+    if (absl::StartsWith(before, "[") && absl::EndsWith(before, "]")) {
+      errors->Add(path, "must not have a port");
+      return;
+    }
+  }
+  errors->Add(path, absl::StrCat("invalid value: ", host));
+}
+
+// RFC 3986 characters allowed in a path: unreserved, sub-delims, ':', '@', '/', '%'.
+bool IsPathChar(char c) {
+  return absl::ascii_isalnum(c) || absl::StrContains("-._~!$&'()*+,;=:@/%", c);
+}
+
+// Checks a plain (non-regex) path: leading '/', RFC 3986 characters, valid %XX, normalised.
+void CheckPlainPath(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
+  if (!absl::StartsWith(path, "/")) {
+    errors->Add(path_key, "should start with: /");
+    return;
+  }
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (!IsPathChar(path[i])) {
+      errors->Add(path_key, absl::StrCat("invalid path: '", path,
+                                         "' (characters outside of the reserved list of RFC 3986 found)"));
+      return;
+    }
+    if (path[i] == '%') {
+      if (i + 2 >= path.size() + 0 || !absl::ascii_isxdigit(path[i + 1]) ||
+          !absl::ascii_isxdigit(path[i + 2])) {
+        errors->Add(path_key, absl::StrCat("invalid url-encoded value: '", path, "'"));
+        return;
+      }
+    }
+  }
+  if (absl::StrContains(path, "//")) {
+    errors->Add(path_key, "must not have empty segments");
+    return;
+  }
+  for (absl::string_view segment : absl::StrSplit(path, '/')) {
+    if (segment == "." || segment == "..") {
+      errors->Add(path_key, "must not have dot segments");
+      return;
+    }
+  }
+}
+
+// Route host: one '*' as the whole leftmost or rightmost label, optional ":port".
+void CheckRouteHost(FieldErrors* errors, absl::string_view key, absl::string_view host) {
+  size_t stars = std::count(host.begin(), host.end(), '*');
+  std::string candidate(host);
+  if (stars > 1) {
+    errors->Add(key, "invalid wildcard: must have at most one wildcard");
+    return;
+  }
+  // Split an optional port (not for bare IPv6).
+  std::string name = candidate;
+  if (size_t colon = candidate.rfind(':'); colon != std::string::npos &&
+      std::count(candidate.begin(), candidate.end(), ':') == 1) {
+    int port = 0;
+    if (!absl::SimpleAtoi(candidate.substr(colon + 1), &port) || port < 0 || port > 65535) {
+      errors->Add(key, absl::StrCat("invalid port number: ", host));
+      return;
+    }
+    name = candidate.substr(0, colon);
+  } else if (absl::StartsWith(candidate, "[")) {
+    size_t close = candidate.find(']');
+    if (close != std::string::npos) name = candidate.substr(1, close - 1);
+  }
+  if (stars == 1) {
+    if (absl::StartsWith(name, "*.") && name.size() > 2) {
+      name = "x" + name.substr(1);
+    } else if (absl::EndsWith(name, ".*") && name.size() > 2) {
+      name = name.substr(0, name.size() - 1) + "x";
+    } else {
+      errors->Add(key, "invalid wildcard: must be placed at leftmost or rightmost label");
+      return;
+    }
+  }
+  if (!IsValidHostname(name)) errors->Add(key, absl::StrCat("invalid value: ", host));
+}
+
+void CheckSni(FieldErrors* errors, absl::string_view key, absl::string_view sni) {
+  if (IsIpLiteral(sni)) {
+    errors->Add(key, absl::StrCat("must not be an IP"));
+    return;
+  }
+  std::string name(sni);
+  if (absl::StartsWith(name, "*.") && name.size() > 2) name = "x" + name.substr(1);
+  if (absl::StrContains(name, ':')) {
+    errors->Add(key, "must not have a port");
+  } else if (!IsDnsName(name)) {
+    errors->Add(key, absl::StrCat("invalid value: ", sni));
+  }
+}
+
+bool IsHeaderToken(absl::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && !absl::StrContains("!#$%&'*+-.^_`|~", c)) return false;
+  }
+  return true;
+}
+
+bool HasAny(const Route& r, bool with_snis) {
+  return (r.has_methods() && r.methods().values_size() > 0) ||
+         (r.has_hosts() && r.hosts().values_size() > 0) ||
+         (r.has_headers() && r.headers().values_size() > 0) ||
+         (r.has_paths() && r.paths().values_size() > 0) ||
+         (with_snis && r.has_snis() && r.snis().values_size() > 0);
+}
+
+bool NonEmpty(bool has, int size) { return has && size > 0; }
+
+}  // namespace
+
+bool IsValidHostname(absl::string_view host) {
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+    std::string text(host);
+    unsigned char buf[16];
+    return inet_pton(AF_INET6, text.c_str(), buf) == 1;
+  }
+  if (IsIpLiteral(host)) return true;
+  // A name made only of digits and dots must be a valid IPv4 address.
+  bool numeric = !host.empty();
+  for (char c : host) numeric = numeric && (absl::ascii_isdigit(c) || c == '.');
+  if (numeric) return false;
+  return IsDnsName(host);
+}
+
+bool IsValidIpOrCidr(absl::string_view text) {
+  size_t slash = text.find('/');
+  absl::string_view ip = text.substr(0, slash);
+  if (!IsIpLiteral(ip)) return false;
+  if (slash == absl::string_view::npos) return true;
+  int bits = 0;
+  if (!absl::SimpleAtoi(text.substr(slash + 1), &bits)) return false;
+  int max_bits = absl::StrContains(ip, ':') ? 128 : 32;
+  return bits >= 0 && bits <= max_bits;
+}
+
+FieldErrors ValidateServiceFields(const Service& s) {
+  FieldErrors errors;
+  if (!s.id().empty() && !IsUuid(s.id())) errors.Add("id", "expected a valid UUID");
+  CheckName(&errors, s.has_name(), s.name());
+  CheckRange(&errors, "retries", s.retries(), 0, 32767);
+  const bool protocol_ok = IsKnownProtocol(s.protocol());
+  if (s.protocol().empty()) {
+    errors.Add("protocol", "required field missing");
+  } else if (!protocol_ok) {
+    errors.Add("protocol", absl::StrCat("expected one of: ", kProtocolsList));
+  }
+  if (s.host().empty()) {
+    errors.Add("host", "required field missing");
+  } else {
+    CheckHost(&errors, "host", s.host());
+  }
+  CheckRange(&errors, "port", s.port(), 0, 65535);
+  if (s.has_path()) {
+    if (s.path().empty()) {
+      errors.Add("path", "length must be at least 1");
+    } else {
+      CheckPlainPath(&errors, "path", s.path());
+    }
+  }
+  CheckRange(&errors, "connect_timeout", s.connect_timeout(), 1, kMaxTimeout);
+  CheckRange(&errors, "write_timeout", s.write_timeout(), 1, kMaxTimeout);
+  CheckRange(&errors, "read_timeout", s.read_timeout(), 1, kMaxTimeout);
+  CheckTags(&errors, s.has_tags(), s.tags());
+  if (s.has_client_certificate_id() && !IsUuid(s.client_certificate_id())) {
+    errors.Add("client_certificate.id", "expected a valid UUID");
+  }
+  if (s.has_tls_verify_depth()) CheckRange(&errors, "tls_verify_depth", s.tls_verify_depth(), 0, 64);
+  if (s.has_ca_certificates()) {
+    for (int i = 0; i < s.ca_certificates().values_size(); ++i) {
+      if (!IsUuid(s.ca_certificates().values(i))) {
+        errors.Add(absl::StrCat("ca_certificates.", i + 1), "expected a valid UUID");
+      }
+    }
+  }
+  // Conditional fields (Kong's entity checks on services).
+  const std::string& p = s.protocol();
+  const bool stream_or_grpc = p == "tcp" || p == "tls" || p == "udp" || p == "grpc" || p == "grpcs" ||
+                              p == "tls_passthrough";
+  if (protocol_ok && stream_or_grpc && s.has_path()) errors.Add("path", "value must be null");
+  const bool tls_upstream = p == "https" || p == "tls" || p == "grpcs" || p == "wss";
+  if (protocol_ok && !tls_upstream) {
+    if (s.has_client_certificate_id()) errors.Add("client_certificate", "value must be null");
+    if (s.has_tls_verify()) errors.Add("tls_verify", "value must be null");
+    if (s.has_tls_verify_depth()) errors.Add("tls_verify_depth", "value must be null");
+    if (NonEmpty(s.has_ca_certificates(), s.ca_certificates().values_size())) {
+      errors.Add("ca_certificates", "value must be null");
+    }
+  }
+  return errors;
+}
+
+FieldErrors ValidateRouteFields(const Route& r) {
+  FieldErrors errors;
+  if (!r.id().empty() && !IsUuid(r.id())) errors.Add("id", "expected a valid UUID");
+  CheckName(&errors, r.has_name(), r.name());
+
+  // Protocols: known values, one group only.
+  std::set<std::string> protocols;
+  bool protocols_ok = true;
+  if (r.protocols_size() == 0) {
+    errors.Add("protocols", "length must be at least 1");
+    protocols_ok = false;
+  }
+  for (int i = 0; i < r.protocols_size(); ++i) {
+    if (!IsKnownProtocol(r.protocols(i))) {
+      errors.Add(absl::StrCat("protocols.", i + 1), absl::StrCat("expected one of: ", kProtocolsList));
+      protocols_ok = false;
+    }
+    protocols.insert(r.protocols(i));
+  }
+  auto group_of = [](const std::string& p) {
+    if (p == "http" || p == "https") return 0;
+    if (p == "tcp" || p == "tls" || p == "udp") return 1;
+    if (p == "tls_passthrough") return 2;
+    return 3;  // grpc, grpcs
+  };
+  if (protocols_ok) {
+    std::set<int> groups;
+    for (const auto& p : protocols) groups.insert(group_of(p));
+    if (groups.size() > 1) {
+      errors.Add("protocols",
+                 "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), "
+                 "('tls_passthrough'), ('grpc', 'grpcs')");
+      protocols_ok = false;
+    }
+  }
+
+  if (r.has_methods()) {
+    for (int i = 0; i < r.methods().values_size(); ++i) {
+      const std::string& m = r.methods().values(i);
+      bool upper = !m.empty();
+      for (char c : m) upper = upper && c >= 'A' && c <= 'Z';
+      if (!upper) errors.Add(absl::StrCat("methods.", i + 1), absl::StrCat("invalid value: ", m));
+    }
+  }
+  if (r.has_hosts()) {
+    for (int i = 0; i < r.hosts().values_size(); ++i) {
+      CheckRouteHost(&errors, absl::StrCat("hosts.", i + 1), r.hosts().values(i));
+    }
+  }
+  if (r.has_paths()) {
+    for (int i = 0; i < r.paths().values_size(); ++i) {
+      const std::string& path = r.paths().values(i);
+      std::string key = absl::StrCat("paths.", i + 1);
+      if (absl::StartsWith(path, "~")) {
+        if (path.size() == 1) errors.Add(key, "length must be at least 2");
+        // The regex itself is compiled (RE2) by the router; not checked here.
+      } else if (!absl::StartsWith(path, "/")) {
+        errors.Add(key, "should start with: / (fixed path) or ~ (regex path)");
+      } else {
+        CheckPlainPath(&errors, key, path);
+      }
+    }
+  }
+  if (r.has_headers()) {
+    for (const auto& [name, values] : r.headers().values()) {
+      if (absl::EqualsIgnoreCase(name, "host")) {
+        errors.Add("headers", "cannot contain 'host' header");
+      } else if (!IsHeaderToken(name)) {
+        errors.Add("headers", absl::StrCat("invalid header name: ", name));
+      } else if (values.values_size() == 0) {
+        errors.Add(absl::StrCat("headers.", name), "length must be at least 1");
+      }
+    }
+  }
+  if (r.has_snis()) {
+    for (int i = 0; i < r.snis().values_size(); ++i) {
+      CheckSni(&errors, absl::StrCat("snis.", i + 1), r.snis().values(i));
+    }
+  }
+  for (const auto* list : {&r.sources(), &r.destinations()}) {
+    const char* field = list == &r.sources() ? "sources" : "destinations";
+    for (int i = 0; i < list->values_size(); ++i) {
+      const auto& cp = list->values(i);
+      std::string key = absl::StrCat(field, ".", i + 1);
+      if (!cp.has_ip() && !cp.has_port()) {
+        errors.Add(key, "at least one of these fields must be non-empty: 'ip', 'port'");
+      }
+      if (cp.has_ip() && !IsValidIpOrCidr(cp.ip())) errors.Add(key + ".ip", "invalid ip or cidr range: '" + cp.ip() + "'");
+      if (cp.has_port()) CheckRange(&errors, key + ".port", cp.port(), 0, 65535);
+    }
+  }
+  static const std::set<int32_t> kRedirectCodes = {426, 301, 302, 307, 308};
+  if (kRedirectCodes.count(r.https_redirect_status_code()) == 0) {
+    errors.Add("https_redirect_status_code", "expected one of: 426, 301, 302, 307, 308");
+  }
+  if (r.path_handling() != "v0" && r.path_handling() != "v1") {
+    errors.Add("path_handling", "expected one of: v0, v1");
+  }
+  if (r.has_service_id() && !IsUuid(r.service_id())) errors.Add("service.id", "expected a valid UUID");
+  CheckTags(&errors, r.has_tags(), r.tags());
+
+  // Entity checks that depend on the protocol group.
+  if (protocols_ok) {
+    const bool http = protocols.count("http") > 0, https = protocols.count("https") > 0;
+    const bool grpc = protocols.count("grpc") > 0, grpcs = protocols.count("grpcs") > 0;
+    const bool tls_passthrough = protocols.count("tls_passthrough") > 0;
+    const bool stream = protocols.count("tcp") || protocols.count("tls") || protocols.count("udp");
+    const bool has_snis = NonEmpty(r.has_snis(), r.snis().values_size());
+    const bool has_sources = NonEmpty(r.has_sources(), r.sources().values_size());
+    const bool has_destinations = NonEmpty(r.has_destinations(), r.destinations().values_size());
+    if (https) {
+      if (!HasAny(r, true)) {
+        errors.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'");
+      }
+    } else if (http) {
+      if (!HasAny(r, false)) {
+        errors.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'");
+      }
+    }
+    if (grpc || grpcs) {
+      if (!(NonEmpty(r.has_hosts(), r.hosts().values_size()) ||
+            NonEmpty(r.has_headers(), r.headers().values_size()) ||
+            NonEmpty(r.has_paths(), r.paths().values_size()) || (grpcs && has_snis))) {
+        errors.AddEntity(grpcs ? "must set one of 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'grpcs'"
+                               : "must set one of 'hosts', 'headers', 'paths' when 'protocols' is 'grpc'");
+      }
+      if (r.strip_path()) errors.Add("strip_path", "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'");
+      if (NonEmpty(r.has_methods(), r.methods().values_size())) {
+        errors.Add("methods", "cannot set 'methods' when 'protocols' is 'grpc' or 'grpcs'");
+      }
+    }
+    if (stream && !(has_sources || has_destinations || has_snis)) {
+      errors.AddEntity("must set one of 'sources', 'destinations', 'snis' when 'protocols' is 'tcp', 'tls' or 'udp'");
+    }
+    if (tls_passthrough && !has_snis) {
+      errors.AddEntity("must set snis when 'protocols' is 'tls_passthrough'");
+    }
+    const bool sni_allowed = https || grpcs || protocols.count("tls") || tls_passthrough;
+    if (has_snis && !sni_allowed) {
+      errors.AddEntity("'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'");
+    }
+    if ((has_sources || has_destinations) && !stream && !tls_passthrough) {
+      errors.AddEntity("'sources' and 'destinations' can only be set when 'protocols' is 'tcp', 'tls', "
+                       "'tls_passthrough' or 'udp'");
+    }
+  }
+  return errors;
+}
+
+absl::Status ValidateService(const Service& service) {
+  return ValidateServiceFields(service).ToStatus(absl::StrCat("service ", service.id(), ": "));
+}
+
+absl::Status ValidateRoute(const Route& route) {
+  return ValidateRouteFields(route).ToStatus(absl::StrCat("route ", route.id(), ": "));
+}
+
+absl::Status ValidateConfigSet(const ConfigSet& config) {
+  std::set<std::string> service_ids, service_names, route_ids, route_names;
+  for (const auto& s : config.services) {
+    if (!IsUuid(s.id())) return absl::InvalidArgumentError(absl::StrCat("service '", s.id(), "': id is not a UUID"));
+    if (!service_ids.insert(s.id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate id"));
+    }
+    if (s.has_name() && !service_names.insert(s.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate name '", s.name(), "'"));
+    }
+    if (absl::Status st = ValidateService(s); !st.ok()) return st;
+  }
+  for (const auto& r : config.routes) {
+    if (!IsUuid(r.id())) return absl::InvalidArgumentError(absl::StrCat("route '", r.id(), "': id is not a UUID"));
+    if (!route_ids.insert(r.id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate id"));
+    }
+    if (r.has_name() && !route_names.insert(r.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate name '", r.name(), "'"));
+    }
+    if (absl::Status st = ValidateRoute(r); !st.ok()) return st;
+    if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace portico

@@ -1,0 +1,44 @@
+#pragma once
+// The Admin API (Kong 3.x shapes, docs/admin-api.md): turns one HttpRequest into one
+// HttpResponse. No sockets; the HTTP server that calls Handle() is elsewhere (it answers 413
+// for oversized bodies itself).
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/base/clock.h"
+#include "common/http/message.h"
+
+namespace portico {
+
+class Store;
+class DataPlaneStatusSource;
+
+struct AdminOptions {
+  std::string node_id;
+  std::string hostname;
+  std::string admin_listen;    // shown by GET /
+  std::string cluster_listen;  // shown by GET /
+  std::string database_path;   // shown by GET /
+};
+
+class AdminApi {
+ public:
+  // `store` and `clock` must outlive the AdminApi; `data_planes` may be null (then the
+  // clustering endpoints list nothing). `on_config_change` (may be empty) is called after every
+  // committed write, on the calling thread, after the response has been built.
+  AdminApi(Store* store, const DataPlaneStatusSource* data_planes, AdminOptions options,
+           std::function<void()> on_config_change, const Clock& clock);
+  ~AdminApi();
+
+  // Thread-safe. Writes are serialized (read-modify-write of PATCH/PUT is atomic with respect
+  // to other Admin API writes).
+  HttpResponse Handle(const HttpRequest& request);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portico

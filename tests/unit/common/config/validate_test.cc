@@ -1,0 +1,236 @@
+#include "common/config/validate.h"
+
+#include <functional>
+#include <string>
+
+#include "common/config/entity_json.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+
+constexpr char kServiceId[] = "11111111-1111-4111-8111-111111111111";
+constexpr char kRouteId[] = "22222222-2222-4222-8222-222222222222";
+
+Service ValidService() {
+  Service s = DefaultService();
+  s.set_id(kServiceId);
+  s.set_host("example.com");
+  return s;
+}
+
+Route ValidRoute() {
+  Route r = DefaultRoute();
+  r.set_id(kRouteId);
+  r.mutable_paths()->add_values("/api");
+  return r;
+}
+
+struct Case {
+  std::string name;
+  std::function<void(void*)> mutate;
+  std::string path;     // "" = expect valid
+  std::string message;  // exact message for `path`
+};
+
+std::string MessageFor(const FieldErrors& errors, const std::string& path) {
+  std::string all;
+  for (const auto& [p, m] : errors.errors()) {
+    if (p == path) return m;
+    all += p + "=" + m + "; ";
+  }
+  return "<none; got: " + all + ">";
+}
+
+#define S(body) [](void* p) { Service& s = *static_cast<Service*>(p); body; }
+#define R(body) [](void* p) { Route& r = *static_cast<Route*>(p); body; }
+
+TEST(ValidateServiceTest, Table) {
+  const std::vector<Case> cases = {
+      {"defaults are valid", S((void)s), "", ""},
+      {"name ok", S(s.set_name("my-svc_1.v2~x")), "", ""},
+      {"utf8 name ok", S(s.set_name("s\xc3\xa9rvice")), "", ""},
+      {"name bad char", S(s.set_name("a b")), "name",
+       "invalid value 'a b': it must only contain alphanumeric and '., -, _, ~' characters"},
+      {"protocol unknown", S(s.set_protocol("ftp")), "protocol",
+       "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp"},
+      {"host missing", S(s.clear_host()), "host", "required field missing"},
+      {"host with port", S(s.set_host("example.com:80")), "host", "must not have a port"},
+      {"host ipv4", S(s.set_host("10.0.0.1")), "", ""},
+      {"host ipv6", S(s.set_host("::1")), "", ""},
+      {"host bad", S(s.set_host("exa mple")), "host", "invalid value: exa mple"},
+      {"port too big", S(s.set_port(65536)), "port", "value should be between 0 and 65535"},
+      {"port negative", S(s.set_port(-1)), "port", "value should be between 0 and 65535"},
+      {"path ok", S(s.set_path("/a/b")), "", ""},
+      {"path no slash", S(s.set_path("a")), "path", "should start with: /"},
+      {"path double slash", S(s.set_path("/a//b")), "path", "must not have empty segments"},
+      {"path for tcp", S(s.set_protocol("tcp"); s.set_path("/a")), "path", "value must be null"},
+      {"timeout zero", S(s.set_connect_timeout(0)), "connect_timeout",
+       "value should be between 1 and 2147483646"},
+      {"timeout max ok", S(s.set_read_timeout(2147483646)), "", ""},
+      {"timeout too big", S(s.set_write_timeout(2147483647)), "write_timeout",
+       "value should be between 1 and 2147483646"},
+      {"retries too big", S(s.set_retries(32768)), "retries", "value should be between 0 and 32767"},
+      {"retries zero ok", S(s.set_retries(0)), "", ""},
+      {"tls_verify on http", S(s.set_tls_verify(true)), "tls_verify", "value must be null"},
+      {"tls_verify on https", S(s.set_protocol("https"); s.set_tls_verify(true)), "", ""},
+      {"tls_verify_depth range", S(s.set_protocol("https"); s.set_tls_verify_depth(65)), "tls_verify_depth",
+       "value should be between 0 and 64"},
+      {"bad tag", S(s.mutable_tags()->add_values("a,b")), "tags.1",
+       "invalid tag 'a,b': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"},
+  };
+  for (const Case& c : cases) {
+    Service s = ValidService();
+    c.mutate(&s);
+    FieldErrors errors = ValidateServiceFields(s);
+    if (c.path.empty()) {
+      EXPECT_TRUE(errors.empty()) << c.name << ": " << errors.KongMessage();
+    } else {
+      EXPECT_EQ(MessageFor(errors, c.path), c.message) << c.name;
+    }
+  }
+}
+
+TEST(ValidateRouteTest, Table) {
+  const std::string kHttpsRule =
+      "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'";
+  const std::vector<Case> cases = {
+      {"paths only", R((void)r), "", ""},
+      {"nothing to match (default protocols)", R(r.clear_paths()), "@entity",
+       "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"},
+      {"nothing to match (http)", R(r.clear_paths(); r.clear_protocols(); r.add_protocols("http")), "@entity",
+       "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'"},
+      {"snis alone ok for https", R(r.clear_paths(); r.clear_protocols(); r.add_protocols("https");
+                                    r.mutable_snis()->add_values("a.example.com")), "", ""},
+      {"snis with http only", R(r.clear_protocols(); r.add_protocols("http");
+                                r.mutable_snis()->add_values("a.example.com")), "@entity",
+       "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"},
+      {"unknown protocol", R(r.clear_protocols(); r.add_protocols("ftp")), "protocols.1",
+       "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp"},
+      {"mixed groups", R(r.add_protocols("tcp")), "protocols",
+       "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), ('tls_passthrough'), "
+       "('grpc', 'grpcs')"},
+      {"methods uppercase", R(r.mutable_methods()->add_values("GET")), "", ""},
+      {"methods lowercase", R(r.mutable_methods()->add_values("get")), "methods.1", "invalid value: get"},
+      {"host wildcard left", R(r.mutable_hosts()->add_values("*.example.com")), "", ""},
+      {"host wildcard right", R(r.mutable_hosts()->add_values("example.*")), "", ""},
+      {"host with port", R(r.mutable_hosts()->add_values("example.com:8080")), "", ""},
+      {"host two wildcards", R(r.mutable_hosts()->add_values("*.example.*")), "hosts.1",
+       "invalid wildcard: must have at most one wildcard"},
+      {"host wildcard middle", R(r.mutable_hosts()->add_values("a.*.com")), "hosts.1",
+       "invalid wildcard: must be placed at leftmost or rightmost label"},
+      {"host invalid", R(r.mutable_hosts()->add_values("bad host")), "hosts.1", "invalid value: bad host"},
+      {"regex path accepted", R(r.mutable_paths()->add_values("~/v[0-9]+/users$")), "", ""},
+      {"path no prefix", R(r.mutable_paths()->add_values("api")), "paths.2",
+       "should start with: / (fixed path) or ~ (regex path)"},
+      {"path double slash", R(r.mutable_paths()->add_values("/a//b")), "paths.2", "must not have empty segments"},
+      {"header ok", R((*r.mutable_headers()->mutable_values())["x-foo"].add_values("a")), "", ""},
+      {"header host forbidden", R((*r.mutable_headers()->mutable_values())["host"].add_values("a")), "headers",
+       "cannot contain 'host' header"},
+      {"redirect code bad", R(r.set_https_redirect_status_code(303)), "https_redirect_status_code",
+       "expected one of: 426, 301, 302, 307, 308"},
+      {"redirect code 308 ok", R(r.set_https_redirect_status_code(308)), "", ""},
+      {"path_handling bad", R(r.set_path_handling("v2")), "path_handling", "expected one of: v0, v1"},
+      {"regex_priority negative ok", R(r.set_regex_priority(-5)), "", ""},
+      {"grpc strip_path", R(r.clear_protocols(); r.add_protocols("grpc")), "strip_path",
+       "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'"},
+      {"grpc ok", R(r.clear_protocols(); r.add_protocols("grpc"); r.set_strip_path(false)), "", ""},
+      {"tcp needs sources", R(r.clear_paths(); r.clear_protocols(); r.add_protocols("tcp")), "@entity",
+       "must set one of 'sources', 'destinations', 'snis' when 'protocols' is 'tcp', 'tls' or 'udp'"},
+      {"tcp with source", R(r.clear_paths(); r.clear_protocols(); r.add_protocols("tcp");
+                            r.mutable_sources()->add_values()->set_ip("10.0.0.0/8")), "", ""},
+      {"bad cidr", R(r.clear_paths(); r.clear_protocols(); r.add_protocols("tcp");
+                     r.mutable_sources()->add_values()->set_ip("10.0.0.0/33")), "sources.1.ip",
+       "invalid ip or cidr range: '10.0.0.0/33'"},
+      {"service id not uuid", R(r.set_service_id("nope")), "service.id", "expected a valid UUID"},
+  };
+  (void)kHttpsRule;
+  for (const Case& c : cases) {
+    Route r = ValidRoute();
+    c.mutate(&r);
+    FieldErrors errors = ValidateRouteFields(r);
+    if (c.path.empty()) {
+      EXPECT_TRUE(errors.empty()) << c.name << ": " << errors.KongMessage();
+    } else {
+      EXPECT_EQ(MessageFor(errors, c.path), c.message) << c.name;
+    }
+  }
+}
+
+TEST(FieldErrorsTest, KongMessageCountsAndSorts) {
+  FieldErrors one;
+  one.Add("host", "required field missing");
+  EXPECT_EQ(one.KongMessage(), "schema violation (host: required field missing)");
+  FieldErrors two;
+  two.Add("port", "value should be between 0 and 65535");
+  two.Add("host", "required field missing");
+  EXPECT_EQ(two.KongMessage(),
+            "2 schema violations (host: required field missing; port: value should be between 0 and 65535)");
+  EXPECT_EQ(two.ToStatus("service x: ").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ValidateConfigSetTest, AcceptsConsistentSet) {
+  ConfigSet set;
+  set.services.push_back(ValidService());
+  Route r = ValidRoute();
+  r.set_service_id(kServiceId);
+  set.routes.push_back(r);
+  EXPECT_TRUE(ValidateConfigSet(set).ok()) << ValidateConfigSet(set);
+}
+
+TEST(ValidateConfigSetTest, RejectsDanglingReferenceNamingTheRoute) {
+  ConfigSet set;
+  Route r = ValidRoute();
+  r.set_service_id(kServiceId);  // no such service in the set
+  set.routes.push_back(r);
+  absl::Status status = ValidateConfigSet(set);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(status.message()).find(std::string("route ") + kRouteId), std::string::npos) << status;
+}
+
+TEST(ValidateConfigSetTest, RejectsDuplicatesBadIdsAndInvalidEntities) {
+  {
+    ConfigSet set;
+    set.services = {ValidService(), ValidService()};
+    EXPECT_NE(std::string(ValidateConfigSet(set).message()).find("duplicate id"), std::string::npos);
+  }
+  {
+    ConfigSet set;
+    Service a = ValidService(), b = ValidService();
+    b.set_id("33333333-3333-4333-8333-333333333333");
+    a.set_name("same");
+    b.set_name("same");
+    set.services = {a, b};
+    EXPECT_NE(std::string(ValidateConfigSet(set).message()).find("duplicate name 'same'"), std::string::npos);
+  }
+  {
+    ConfigSet set;
+    Service a = ValidService();
+    a.set_id("not-a-uuid");
+    set.services = {a};
+    EXPECT_NE(std::string(ValidateConfigSet(set).message()).find("not-a-uuid"), std::string::npos);
+  }
+  {
+    ConfigSet set;
+    Service a = ValidService();
+    a.set_port(70000);
+    set.services = {a};
+    absl::Status status = ValidateConfigSet(set);
+    EXPECT_EQ(std::string(status.message()),
+              std::string("service ") + kServiceId + ": schema violation (port: value should be between 0 and 65535)");
+  }
+  {
+    ConfigSet set;
+    Route r = ValidRoute();
+    r.clear_paths();
+    set.routes = {r};
+    EXPECT_NE(std::string(ValidateConfigSet(set).message()).find(std::string("route ") + kRouteId),
+              std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace portico

@@ -1,0 +1,379 @@
+#include "control_plane/admin/admin_api.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "common/base/uuid.h"
+#include "control_plane/cluster_status.h"
+#include "control_plane/store/store.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace portico {
+namespace {
+
+using nlohmann::json;
+
+class FakeDataPlanes : public DataPlaneStatusSource {
+ public:
+  std::vector<DataPlaneStatus> ListDataPlanes() const override { return planes; }
+  std::vector<DataPlaneStatus> planes;
+};
+
+class AdminApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico_admin_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto store = Store::Open(dir_ + "/admin.db", clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+    api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, [this] { ++changes_; }, clock_);
+  }
+  void TearDown() override {
+    api_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
+                    const std::string& content_type = "application/json") {
+    HttpRequest request;
+    request.method = method;
+    request.target = target;
+    size_t q = target.find('?');
+    request.path = target.substr(0, q);
+    request.query = q == std::string::npos ? "" : target.substr(q + 1);
+    if (!body.empty() && !content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
+    request.body = body;
+    return api_->Handle(request);
+  }
+  // Calls and parses the JSON body; checks the status.
+  json CallJson(const std::string& method, const std::string& target, int status, const std::string& body = "",
+                const std::string& content_type = "application/json") {
+    HttpResponse r = Call(method, target, body, content_type);
+    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
+    json parsed = json::parse(r.body, nullptr, false);
+    EXPECT_FALSE(parsed.is_discarded()) << r.body;
+    return parsed;
+  }
+  std::string CreateService(const std::string& name) {
+    return CallJson("POST", "/services", 201, json{{"name", name}, {"host", "example.com"}}.dump())["id"];
+  }
+
+  FakeClock clock_{1700000000};
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  FakeDataPlanes data_planes_;
+  std::unique_ptr<AdminApi> api_;
+  int changes_ = 0;
+};
+
+TEST_F(AdminApiTest, ServiceCrudWithKongDefaults) {
+  json created = CallJson("POST", "/services", 201, R"j({"name":"svc","host":"example.com"})j");
+  const std::string id = created["id"];
+  EXPECT_TRUE(IsUuid(id));
+  json expected = json::parse(R"j({"created_at":1700000000,"updated_at":1700000000,"name":"svc",
+    "retries":5,"protocol":"http","host":"example.com","port":80,"path":null,
+    "connect_timeout":60000,"write_timeout":60000,"read_timeout":60000,"tags":null,
+    "client_certificate":null,"tls_verify":null,"tls_verify_depth":null,"ca_certificates":null,
+    "enabled":true})j");
+  expected["id"] = id;
+  EXPECT_EQ(created, expected);
+  EXPECT_EQ(changes_, 1);
+  EXPECT_EQ(store_->CurrentVersion(), 1u);
+
+  EXPECT_EQ(CallJson("GET", "/services/" + id, 200), expected);
+  EXPECT_EQ(CallJson("GET", "/services/svc", 200), expected);
+  json list = CallJson("GET", "/services", 200);
+  EXPECT_EQ(list, json({{"data", json::array({expected})}, {"next", nullptr}}));
+
+  clock_.Advance(10);
+  json patched = CallJson("PATCH", "/services/svc", 200, R"j({"port":8080,"tags":["a"]})j");
+  EXPECT_EQ(patched["port"], 8080);
+  EXPECT_EQ(patched["host"], "example.com");
+  EXPECT_EQ(patched["tags"], json::parse(R"j(["a"])j"));
+  EXPECT_EQ(patched["created_at"], 1700000000);
+  EXPECT_EQ(patched["updated_at"], 1700000010);
+
+  // PUT replaces: omitted fields go back to defaults.
+  json put = CallJson("PUT", "/services/" + id, 200, R"j({"host":"other.com","name":"svc"})j");
+  EXPECT_EQ(put["port"], 80);
+  EXPECT_EQ(put["tags"], nullptr);
+  EXPECT_EQ(put["host"], "other.com");
+  EXPECT_EQ(put["created_at"], 1700000000);
+  EXPECT_EQ(put["id"], id);
+
+  HttpResponse del = Call("DELETE", "/services/" + id);
+  EXPECT_EQ(del.status, 204);
+  EXPECT_EQ(del.body, "");
+  EXPECT_EQ(Call("GET", "/services/" + id).status, 404);
+  EXPECT_EQ(Call("DELETE", "/services/" + id).status, 204);  // already gone: still 204
+  EXPECT_EQ(Call("DELETE", "/services/never-existed").status, 204);
+  EXPECT_EQ(store_->CurrentVersion(), 4u);
+  EXPECT_EQ(changes_, 4);
+}
+
+TEST_F(AdminApiTest, PutByNameCreatesThenReplaces) {
+  json created = CallJson("PUT", "/services/foo", 200, R"j({"host":"a.com","port":81})j");
+  EXPECT_EQ(created["name"], "foo");
+  EXPECT_TRUE(IsUuid(created["id"].get<std::string>()));
+  json replaced = CallJson("PUT", "/services/foo", 200, R"j({"host":"b.com"})j");
+  EXPECT_EQ(replaced["id"], created["id"]);
+  EXPECT_EQ(replaced["port"], 80);
+  EXPECT_EQ(replaced["host"], "b.com");
+  EXPECT_EQ(CallJson("GET", "/services", 200)["data"].size(), 1u);
+  // PUT with a fresh UUID key creates with that id.
+  const std::string new_id = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+  EXPECT_EQ(CallJson("PUT", "/services/" + new_id, 200, R"j({"host":"c.com"})j")["id"], new_id);
+}
+
+TEST_F(AdminApiTest, UrlShorthand) {
+  json s = CallJson("POST", "/services", 201, R"j({"name":"u","url":"https://api.example.com/v1"})j");
+  EXPECT_EQ(s["protocol"], "https");
+  EXPECT_EQ(s["host"], "api.example.com");
+  EXPECT_EQ(s["port"], 443);
+  EXPECT_EQ(s["path"], "/v1");
+  json s2 = CallJson("POST", "/services", 201, R"j({"url":"http://10.1.2.3:9000"})j");
+  EXPECT_EQ(s2["port"], 9000);
+  EXPECT_EQ(s2["path"], nullptr);
+  json bad = CallJson("POST", "/services", 400, R"j({"url":"http://a.com","port":1})j");
+  EXPECT_EQ(bad["code"], 2);
+  EXPECT_TRUE(bad["fields"].contains("url"));
+}
+
+TEST_F(AdminApiTest, FormEncodedBodies) {
+  const std::string sid = CallJson("POST", "/services", 201, "name=svc&host=example.com&port=8080&retries=3",
+                                   "application/x-www-form-urlencoded")["id"];
+  json s = CallJson("GET", "/services/svc", 200);
+  EXPECT_EQ(s["port"], 8080);
+  EXPECT_EQ(s["retries"], 3);
+  json r = CallJson("POST", "/routes", 201,
+                    "name=r1&paths[]=/a&paths[]=/b&methods=GET&service.id=" + sid +
+                        "&headers.x-foo=a&headers.x-foo=b&strip_path=false&hosts=%2A.example.com",
+                    "application/x-www-form-urlencoded; charset=utf-8");
+  EXPECT_EQ(r["paths"], json::parse(R"j(["/a","/b"])j"));
+  EXPECT_EQ(r["methods"], json::parse(R"j(["GET"])j"));
+  EXPECT_EQ(r["hosts"], json::parse(R"j(["*.example.com"])j"));
+  EXPECT_EQ(r["headers"], json::parse(R"j({"x-foo":["a","b"]})j"));
+  EXPECT_EQ(r["strip_path"], false);
+  EXPECT_EQ(r["service"], json({{"id", sid}}));
+  json bad = CallJson("POST", "/services", 400, "host=example.com&port=abc", "application/x-www-form-urlencoded");
+  EXPECT_EQ(bad["fields"], json::parse(R"j({"port":"expected an integer"})j"));
+}
+
+TEST_F(AdminApiTest, ErrorShapesAreKongs) {
+  EXPECT_EQ(CallJson("POST", "/services", 400, R"j({"name":"x"})j"),
+            json::parse(R"j({"code":2,"name":"schema violation",
+              "message":"schema violation (host: required field missing)",
+              "fields":{"host":"required field missing"}})j"));
+  EXPECT_EQ(CallJson("POST", "/services", 400, R"j({"host":"a.com","port":70000,"foo":1})j"),
+            json::parse(R"j({"code":2,"name":"schema violation",
+              "message":"2 schema violations (foo: unknown field; port: value should be between 0 and 65535)",
+              "fields":{"foo":"unknown field","port":"value should be between 0 and 65535"}})j"));
+  EXPECT_EQ(CallJson("POST", "/routes", 400, R"j({"paths":["/ok","nope"]})j"),
+            json::parse(R"j({"code":2,"name":"schema violation",
+              "message":"schema violation (paths.2: should start with: / (fixed path) or ~ (regex path))",
+              "fields":{"paths":[null,"should start with: / (fixed path) or ~ (regex path)"]}})j"));
+  EXPECT_EQ(CallJson("POST", "/routes", 400, R"j({"name":"r"})j"),
+            json::parse(R"j({"code":2,"name":"schema violation",
+              "message":"schema violation (must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https')",
+              "fields":{"@entity":["must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"]}})j"));
+
+  CreateService("foo");
+  EXPECT_EQ(CallJson("POST", "/services", 409, R"j({"name":"foo","host":"b.com"})j"),
+            json::parse(R"j({"code":5,"name":"unique constraint violation",
+              "message":"UNIQUE violation detected on '{name=\"foo\"}'","fields":{"name":"foo"}})j"));
+
+  const std::string missing = "12345678-1234-4234-8234-123456789abc";
+  EXPECT_EQ(CallJson("POST", "/routes", 400, json{{"paths", {"/"}}, {"service", {{"id", missing}}}}.dump()),
+            json({{"code", 4},
+                  {"name", "foreign key violation"},
+                  {"message", "the foreign key '{id=\"" + missing +
+                                  "\"}' does not reference an existing 'services' entity."},
+                  {"fields", {{"service", {{"id", missing}}}}}}));
+  EXPECT_EQ(CallJson("POST", "/routes", 400, R"j({"paths":["/"],"service":{"name":"ghost"}})j"),
+            json::parse(R"j({"code":4,"name":"foreign key violation",
+              "message":"the foreign key '{name=\"ghost\"}' does not reference an existing 'services' entity.",
+              "fields":{"service":{"name":"ghost"}}})j"));
+
+  CallJson("POST", "/routes", 201, R"j({"paths":["/"],"service":{"name":"foo"}})j");
+  EXPECT_EQ(CallJson("DELETE", "/services/foo", 400),
+            json::parse(R"j({"code":4,"name":"foreign key violation",
+              "message":"an existing 'routes' entity references this 'services' entity",
+              "fields":{"@referenced_by":"routes"}})j"));
+
+  EXPECT_EQ(CallJson("GET", "/services/nope", 404), json::parse(R"j({"message":"Not found"})j"));
+  EXPECT_EQ(CallJson("GET", "/nothing/here", 404), json::parse(R"j({"message":"Not found"})j"));
+  EXPECT_EQ(CallJson("DELETE", "/services", 405), json::parse(R"j({"message":"Method not allowed"})j"));
+  EXPECT_EQ(CallJson("POST", "/services", 400, "{not json"), json::parse(R"j({"message":"Cannot parse JSON body"})j"));
+  EXPECT_EQ(CallJson("POST", "/services", 415, "host: a", "text/yaml")["message"], "Unsupported Content-Type");
+
+  HttpRequest two;
+  two.method = "POST";
+  two.path = two.target = "/services";
+  two.headers = {{"Content-Type", "application/json"}, {"content-type", "application/json"}};
+  two.body = R"j({"host":"a.com"})j";
+  EXPECT_EQ(api_->Handle(two).status, 400);
+}
+
+TEST_F(AdminApiTest, RejectedWritesChangeNothing) {
+  const std::string id = CreateService("keep");
+  CallJson("POST", "/routes", 201, json{{"paths", {"/"}}, {"service", {{"id", id}}}}.dump());
+  const uint64_t version = store_->CurrentVersion();
+  const int changes = changes_;
+  const json before = CallJson("GET", "/services/keep", 200);
+
+  CallJson("POST", "/services", 400, R"j({"host":"bad host"})j");
+  CallJson("POST", "/services", 409, R"j({"name":"keep","host":"a.com"})j");
+  CallJson("PATCH", "/services/keep", 400, R"j({"port":-1})j");
+  CallJson("PUT", "/services/keep", 400, R"j({"protocol":"ftp","host":"a.com"})j");
+  CallJson("DELETE", "/services/keep", 400);
+  CallJson("POST", "/routes", 400, R"j({"paths":["/"],"service":{"id":"12345678-1234-4234-8234-123456789abc"}})j");
+  CallJson("POST", "/services", 400, "{");
+
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  EXPECT_EQ(changes_, changes);
+  EXPECT_EQ(CallJson("GET", "/services/keep", 200), before);
+  EXPECT_EQ(CallJson("GET", "/routes", 200)["data"].size(), 1u);
+}
+
+TEST_F(AdminApiTest, NestedAndReverseEndpoints) {
+  const std::string a = CreateService("a");
+  const std::string b = CreateService("b");
+  json r = CallJson("POST", "/services/a/routes", 201, R"j({"name":"ra","paths":["/a"]})j");
+  EXPECT_EQ(r["service"], json({{"id", a}}));
+  CallJson("POST", "/services/" + b + "/routes", 201, R"j({"name":"rb","paths":["/b"]})j");
+
+  json list = CallJson("GET", "/services/a/routes", 200);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["name"], "ra");
+  EXPECT_EQ(CallJson("GET", "/services/a/routes/ra", 200)["id"], r["id"]);
+  EXPECT_EQ(Call("GET", "/services/b/routes/ra").status, 404);     // belongs to a
+  EXPECT_EQ(Call("DELETE", "/services/b/routes/ra").status, 404);  // not b's to delete
+  EXPECT_EQ(Call("GET", "/services/ghost/routes").status, 404);
+
+  EXPECT_EQ(CallJson("GET", "/routes/ra/service", 200)["id"], a);
+  EXPECT_EQ(CallJson("PATCH", "/routes/ra/service", 200, R"j({"port":9999})j")["port"], 9999);
+  EXPECT_EQ(CallJson("GET", "/services/a", 200)["port"], 9999);
+  EXPECT_EQ(CallJson("DELETE", "/routes/ra/service", 405), json::parse(R"j({"message":"Method not allowed"})j"));
+
+  // Route without a service: its /service is 404.
+  CallJson("POST", "/routes", 201, R"j({"name":"lonely","hosts":["x.com"]})j");
+  EXPECT_EQ(Call("GET", "/routes/lonely/service").status, 404);
+
+  EXPECT_EQ(Call("DELETE", "/services/a/routes/ra").status, 204);
+  EXPECT_EQ(Call("GET", "/routes/ra").status, 404);
+}
+
+TEST_F(AdminApiTest, PaginationAndTags) {
+  for (int i = 0; i < 5; ++i) {
+    CallJson("POST", "/services", 201,
+             json{{"name", "s" + std::to_string(i)}, {"host", "h.com"}, {"tags", {i % 2 ? "odd" : "even", "all"}}}.dump());
+  }
+  std::vector<std::string> ids;
+  std::string next = "/services?size=2";
+  int pages = 0;
+  while (!next.empty()) {
+    json page = CallJson("GET", next, 200);
+    ++pages;
+    for (const auto& s : page["data"]) ids.push_back(s["id"]);
+    if (page["next"].is_null()) {
+      EXPECT_FALSE(page.contains("offset"));
+      next.clear();
+    } else {
+      EXPECT_TRUE(page["offset"].is_string());
+      next = page["next"];
+      EXPECT_NE(next.find("size=2"), std::string::npos);
+    }
+    ASSERT_LT(pages, 10);
+  }
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(ids.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+
+  EXPECT_EQ(CallJson("GET", "/services?size=0", 400)["code"], 9);
+  EXPECT_EQ(CallJson("GET", "/services?size=1001", 400)["code"], 9);
+  EXPECT_EQ(CallJson("GET", "/services?size=abc", 400)["name"], "invalid size");
+  EXPECT_EQ(CallJson("GET", "/services?offset=!!!", 400)["code"], 7);
+  EXPECT_EQ(CallJson("GET", "/services?tags=odd", 200)["data"].size(), 2u);
+  EXPECT_EQ(CallJson("GET", "/services?tags=odd,all", 200)["data"].size(), 2u);
+  EXPECT_EQ(CallJson("GET", "/services?tags=odd/even", 200)["data"].size(), 5u);
+  EXPECT_EQ(CallJson("GET", "/services?tags=odd,even", 200)["data"].size(), 0u);
+  EXPECT_EQ(CallJson("GET", "/services?tags=a,b/c", 400)["code"], 11);
+}
+
+TEST_F(AdminApiTest, RootStatusAndClustering) {
+  json root = CallJson("GET", "/", 200);
+  EXPECT_EQ(root["version"], PORTICO_VERSION);
+  EXPECT_EQ(root["node_id"], "node-1");
+  EXPECT_EQ(root["configuration"]["role"], "control_plane");
+  EXPECT_EQ(root["configuration"]["database"], "sqlite");
+  EXPECT_EQ(root["plugins"], json::parse(R"j({"available_on_server":{},"enabled_in_cluster":[]})j"));
+  CreateService("x");
+  EXPECT_EQ(CallJson("GET", "/", 200)["config_version"], 1);
+  json status = CallJson("GET", "/status", 200);
+  EXPECT_EQ(status["database"]["reachable"], true);
+  EXPECT_EQ(status["configuration_version"], 1);
+  EXPECT_EQ(status["epoch"], ToHex(store_->Epoch()));
+
+  DataPlaneStatus dp;
+  dp.id = "dp-1";
+  dp.hostname = "edge1";
+  dp.ip = "10.0.0.5";
+  dp.version = "0.1.0";
+  dp.config_hash = "abcd";
+  dp.config_version = 1;
+  dp.last_seen = 1700000000;
+  dp.sync_status = "normal";
+  dp.state = "connected_synced";
+  dp.labels = {{"region", "eu"}};
+  dp.cert_expiry = 1800000000;
+  DataPlaneStatus dp2 = dp;
+  dp2.id = "dp-2";
+  data_planes_.planes = {dp, dp2};
+  json page = CallJson("GET", "/clustering/data-planes?size=1", 200);
+  ASSERT_EQ(page["data"].size(), 1u);
+  json row = page["data"][0];
+  EXPECT_EQ(row["id"], "dp-1");
+  EXPECT_EQ(row["ip"], "10.0.0.5");
+  EXPECT_EQ(row["labels"], json::parse(R"j({"region":"eu"})j"));
+  EXPECT_EQ(row["cert_details"]["expiry_timestamp"], 1800000000);
+  EXPECT_EQ(row["config_version"], 1);
+  EXPECT_EQ(row["state"], "connected_synced");
+  EXPECT_EQ(row["last_error"], nullptr);
+  ASSERT_TRUE(page["next"].is_string());
+  json page2 = CallJson("GET", page["next"].get<std::string>(), 200);
+  ASSERT_EQ(page2["data"].size(), 1u);
+  EXPECT_EQ(page2["data"][0]["id"], "dp-2");
+  EXPECT_EQ(page2["next"], nullptr);
+
+  HttpResponse legacy = Call("GET", "/clustering/status");
+  EXPECT_EQ(legacy.status, 200);
+  bool deprecation = false;
+  for (const auto& [k, v] : legacy.headers) deprecation |= (k == "Deprecation" && v == "true");
+  EXPECT_TRUE(deprecation);
+  EXPECT_EQ(json::parse(legacy.body)["dp-1"]["hostname"], "edge1");
+}
+
+TEST_F(AdminApiTest, RouteDefaultsAndPatch) {
+  json r = CallJson("POST", "/routes", 201, R"j({"paths":["/x"]})j");
+  json expected = json::parse(R"j({"created_at":1700000000,"updated_at":1700000000,"name":null,
+    "protocols":["http","https"],"methods":null,"hosts":null,"paths":["/x"],"headers":null,"snis":null,
+    "sources":null,"destinations":null,"https_redirect_status_code":426,"regex_priority":0,
+    "strip_path":true,"preserve_host":false,"request_buffering":true,"response_buffering":true,
+    "path_handling":"v0","service":null,"tags":null})j");
+  expected["id"] = r["id"];
+  EXPECT_EQ(r, expected);
+  json patched = CallJson("PATCH", "/routes/" + r["id"].get<std::string>(), 200, R"j({"paths":null,"hosts":["a.com"]})j");
+  EXPECT_EQ(patched["paths"], nullptr);
+  EXPECT_EQ(patched["hosts"], json::parse(R"j(["a.com"])j"));
+  // Removing the last matcher is refused.
+  CallJson("PATCH", "/routes/" + r["id"].get<std::string>(), 400, R"j({"hosts":null})j");
+}
+
+}  // namespace
+}  // namespace portico

@@ -1,0 +1,239 @@
+#include "control_plane/store/store.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "common/base/uuid.h"
+#include "common/config/entity_json.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico_store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/portico.db";
+    auto store = Store::Open(path_, clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  Service NewService(const std::string& name) {
+    Service s = DefaultService();
+    s.set_host("example.com");
+    if (!name.empty()) s.set_name(name);
+    return s;
+  }
+  Route NewRoute(const std::string& service_id) {
+    Route r = DefaultRoute();
+    r.mutable_paths()->add_values("/a");
+    if (!service_id.empty()) r.set_service_id(service_id);
+    return r;
+  }
+
+  FakeClock clock_{1000};
+  std::string dir_, path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
+  auto migrations = store_->AppliedMigrations();
+  ASSERT_TRUE(migrations.ok());
+  ASSERT_EQ(migrations->size(), 1u);
+  EXPECT_EQ((*migrations)[0].first, 1);
+  EXPECT_EQ(store_->Epoch().size(), 16u);
+  EXPECT_EQ(store_->CurrentVersion(), 0u);
+  auto s = store_->InsertService(NewService("a"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string epoch = store_->Epoch();
+
+  store_.reset();
+  auto reopened = Store::Open(path_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->Epoch(), epoch);
+  EXPECT_EQ((*reopened)->CurrentVersion(), 1u);
+  EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 1u);
+  auto again = (*reopened)->GetServiceByName("a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id(), s->id());
+  EXPECT_TRUE(std::filesystem::exists(path_ + "-wal") || std::filesystem::exists(path_));
+
+  // A fresh database gets a different epoch.
+  auto other = Store::Open(dir_ + "/other.db", clock_);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE((*other)->Epoch(), epoch);
+}
+
+TEST_F(StoreTest, InsertStampsTimesAndUpdateKeepsCreatedAt) {
+  auto s = store_->InsertService(NewService("svc"));
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(IsUuid(s->id()));
+  EXPECT_EQ(s->created_at(), 1000);
+  EXPECT_EQ(s->updated_at(), 1000);
+  clock_.Advance(5);
+  Service changed = *s;
+  changed.set_created_at(0);
+  changed.set_port(8080);
+  auto u = store_->UpdateService(changed);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->created_at(), 1000);
+  EXPECT_EQ(u->updated_at(), 1005);
+  EXPECT_EQ(store_->GetService(s->id())->port(), 8080);
+  EXPECT_EQ(store_->CurrentVersion(), 2u);
+
+  Service missing = NewService("nope");
+  missing.set_id(NewUuid());
+  EXPECT_TRUE(absl::IsNotFound(store_->UpdateService(missing).status()));
+  EXPECT_EQ(store_->CurrentVersion(), 2u);
+  // Upsert inserts, then replaces.
+  auto up = store_->UpsertService(missing);
+  ASSERT_TRUE(up.ok());
+  EXPECT_EQ(store_->CurrentVersion(), 3u);
+  missing.set_port(1);
+  ASSERT_TRUE(store_->UpsertService(missing).ok());
+  EXPECT_EQ(store_->GetService(missing.id())->port(), 1);
+  EXPECT_EQ(store_->CurrentVersion(), 4u);
+}
+
+TEST_F(StoreTest, UniqueNameAndPrimaryKeyViolationsChangeNothing) {
+  auto a = store_->InsertService(NewService("dup"));
+  ASSERT_TRUE(a.ok());
+  const uint64_t version = store_->CurrentVersion();
+  auto b = store_->InsertService(NewService("dup"));
+  EXPECT_EQ(GetStoreConflict(b.status()), StoreConflict::kUniqueName) << b.status();
+  Service same_id = NewService("other");
+  same_id.set_id(a->id());
+  auto c = store_->InsertService(same_id);
+  EXPECT_EQ(GetStoreConflict(c.status()), StoreConflict::kPrimaryKey) << c.status();
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  EXPECT_EQ(store_->ListServices({})->items.size(), 1u);
+  // Nameless entities do not collide.
+  EXPECT_TRUE(store_->InsertService(NewService("")).ok());
+  EXPECT_TRUE(store_->InsertService(NewService("")).ok());
+}
+
+TEST_F(StoreTest, ForeignKeysRestrictAndRejectDanglingRoutes) {
+  auto s = store_->InsertService(NewService("svc"));
+  ASSERT_TRUE(s.ok());
+  auto dangling = store_->InsertRoute(NewRoute(NewUuid()));
+  EXPECT_EQ(GetStoreConflict(dangling.status()), StoreConflict::kForeignKeyMissing) << dangling.status();
+  auto r = store_->InsertRoute(NewRoute(s->id()));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const uint64_t version = store_->CurrentVersion();
+  auto del = store_->DeleteService(s->id());
+  EXPECT_EQ(GetStoreConflict(del.status()), StoreConflict::kReferenced) << del.status();
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  EXPECT_TRUE(store_->GetService(s->id()).ok());
+
+  EXPECT_EQ(store_->ListRoutesOfService(s->id(), {})->items.size(), 1u);
+  EXPECT_TRUE(*store_->DeleteRoute(r->id()));
+  EXPECT_TRUE(*store_->DeleteService(s->id()));
+  EXPECT_EQ(store_->CurrentVersion(), version + 2);
+  // Deleting what is not there succeeds and does not bump the version.
+  EXPECT_FALSE(*store_->DeleteService(s->id()));
+  EXPECT_EQ(store_->CurrentVersion(), version + 2);
+}
+
+TEST_F(StoreTest, KeysetPaginationVisitsEveryRowOnceInIdOrder) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 7; ++i) ids.insert(store_->InsertService(NewService("s" + std::to_string(i)))->id());
+  ListQuery query;
+  query.size = 3;
+  std::vector<std::string> seen;
+  int pages = 0;
+  for (;;) {
+    auto page = store_->ListServices(query);
+    ASSERT_TRUE(page.ok());
+    ++pages;
+    for (const auto& s : page->items) seen.push_back(s.id());
+    if (!page->has_more) break;
+    query.after_id = page->items.back().id();
+  }
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, std::vector<std::string>(ids.begin(), ids.end()));
+}
+
+TEST_F(StoreTest, TagFiltersAndOr) {
+  auto tagged = [&](std::vector<std::string> tags) {
+    Service s = NewService("");
+    for (auto& t : tags) s.mutable_tags()->add_values(t);
+    return store_->InsertService(s)->id();
+  };
+  std::string ab = tagged({"a", "b"}), a = tagged({"a"}), c = tagged({"c"});
+  tagged({"ab"});  // must not match "a" or "b"
+  auto names = [&](std::vector<std::string> tags, bool any) {
+    ListQuery q;
+    q.tags = tags;
+    q.tags_any = any;
+    std::set<std::string> out;
+    auto page = store_->ListServices(q);
+    for (const auto& s : page->items) out.insert(s.id());
+    return out;
+  };
+  EXPECT_EQ(names({"a"}, false), (std::set<std::string>{ab, a}));
+  EXPECT_EQ(names({"a", "b"}, false), (std::set<std::string>{ab}));
+  EXPECT_EQ(names({"b", "c"}, true), (std::set<std::string>{ab, c}));
+}
+
+TEST_F(StoreTest, ReadConfigIsSortedAndCarriesVersion) {
+  auto s1 = store_->InsertService(NewService("one"));
+  auto s2 = store_->InsertService(NewService("two"));
+  auto r = store_->InsertRoute(NewRoute(s1->id()));
+  ASSERT_TRUE(r.ok());
+  auto config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->version.version, 3u);
+  EXPECT_EQ(config->version.epoch, store_->Epoch());
+  ASSERT_EQ(config->config.services.size(), 2u);
+  EXPECT_LT(config->config.services[0].id(), config->config.services[1].id());
+  ASSERT_EQ(config->config.routes.size(), 1u);
+  EXPECT_EQ(config->config.routes[0].service_id(), s1->id());
+}
+
+// Each insert adds one service and bumps the version by one, so a consistent snapshot always
+// has exactly `version` services.
+TEST_F(StoreTest, ConcurrentReadsSeeConsistentSnapshots) {
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 150; ++i) ASSERT_TRUE(store_->InsertService(NewService("w" + std::to_string(i))).ok());
+    done = true;
+  });
+  int reads = 0;
+  while (!done || reads == 0) {
+    auto config = store_->ReadConfig();
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->config.services.size(), config->version.version);
+    ++reads;
+  }
+  writer.join();
+  EXPECT_GT(reads, 0);
+  EXPECT_EQ(store_->ReadConfig()->version.version, 150u);
+}
+
+TEST(StoreMemoryTest, InMemoryDatabaseWorks) {
+  FakeClock clock;
+  auto store = Store::Open(":memory:", clock);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Service s = DefaultService();
+  s.set_host("h");
+  ASSERT_TRUE((*store)->InsertService(s).ok());
+  EXPECT_EQ((*store)->ReadConfig()->config.services.size(), 1u);
+  EXPECT_TRUE((*store)->Ping().ok());
+}
+
+}  // namespace
+}  // namespace portico
