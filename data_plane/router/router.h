@@ -27,7 +27,7 @@ struct Match {
   const config::v1::Route* route = nullptr;
   const config::v1::Service* service = nullptr;  // null: the route has no (enabled) service
   // The part of the request path the route's path matched (for strip_path); empty when the
-  // route matched without a path.
+  // route matched without a path. Points into RequestView::path (valid as long as that buffer).
   absl::string_view matched_path;
 };
 
@@ -39,6 +39,7 @@ class Router {
   // Thread-safe (const). std::nullopt when no route matches.
   std::optional<Match> Find(const RequestView& request) const;
 
+  // Number of routable routes compiled (excludes https-only routes and routes of disabled services).
   size_t route_count() const;
 
   ~Router();

@@ -1,0 +1,56 @@
+// Kong's get_upstream_uri_v0 (kong/router/utils.lua), re-derived from KONG-REFERENCE.md §3.5.
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "data_plane/router/router.h"
+
+namespace portico::router {
+namespace {
+
+// Removes one leading ".", "..", "./" or "../" from the part of the path after the stripped prefix.
+absl::string_view SanitizePostfix(absl::string_view postfix) {
+  if (postfix == "." || postfix == "..") return "";
+  if (absl::StartsWith(postfix, "./")) return postfix.substr(2);
+  if (absl::StartsWith(postfix, "../")) return postfix.substr(3);
+  return postfix;
+}
+
+}  // namespace
+
+std::string BuildUpstreamPath(absl::string_view service_path, absl::string_view request_path,
+                              absl::string_view matched_path, bool strip_path) {
+  const absl::string_view base = service_path.empty() ? absl::string_view("/") : service_path;
+  const absl::string_view request = request_path.empty() ? absl::string_view("/") : request_path;
+
+  absl::string_view postfix;
+  if (strip_path && !matched_path.empty() && absl::StartsWith(request, matched_path)) {
+    postfix = request.substr(matched_path.size());
+  } else {
+    postfix = request.substr(1);  // Kong: no prefix to strip -> the request path minus its '/'
+  }
+  postfix = SanitizePostfix(postfix);
+  const bool request_ends_with_slash = request.back() == '/';
+
+  if (base.back() == '/') {
+    if (!strip_path) return absl::StrCat(base, request.substr(1));
+    if (postfix.empty()) {
+      if (base == "/") return "/";
+      if (request_ends_with_slash) return std::string(base);
+      return std::string(base.substr(0, base.size() - 1));
+    }
+    if (postfix.front() == '/') return absl::StrCat(base.substr(0, base.size() - 1), postfix);
+    return absl::StrCat(base, postfix);
+  }
+
+  if (!strip_path) {
+    if (request == "/") return std::string(base);
+    return absl::StrCat(base, request);
+  }
+  if (postfix.empty()) {
+    if (request.size() > 1 && request_ends_with_slash) return absl::StrCat(base, "/");
+    return std::string(base);
+  }
+  if (postfix.front() == '/') return absl::StrCat(base, postfix);
+  return absl::StrCat(base, "/", postfix);
+}
+
+}  // namespace portico::router
