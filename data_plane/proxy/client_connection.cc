@@ -1,0 +1,513 @@
+#include "data_plane/proxy/client_connection.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "data_plane/proxy/worker.h"
+#include "data_plane/router/router.h"
+
+namespace portico::proxy {
+namespace {
+
+struct WriteRequest {
+  uv_write_t req;
+  std::string data;
+};
+
+std::string PeerIp(const uv_tcp_t* tcp) {
+  sockaddr_storage address{};
+  int length = sizeof(address);
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "";
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (address.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&address), text, sizeof(text));
+  } else {
+    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&address), text, sizeof(text));
+  }
+  absl::string_view ip(text);
+  if (absl::StartsWith(ip, "::ffff:") && ip.find('.') != absl::string_view::npos) ip.remove_prefix(7);
+  return std::string(ip);
+}
+
+}  // namespace
+
+// libuv trampolines: recover the connection from handle->data and forward to one member.
+struct ClientConnection::Uv {
+  static ClientConnection* Self(uv_handle_t* h) { return static_cast<ClientConnection*>(h->data); }
+  static void Alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    buf->base = Self(h)->worker_.read_buffer();
+    buf->len = kReadBufferBytes;
+  }
+  static void Read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    Self(reinterpret_cast<uv_handle_t*>(s))->OnRead(nread, buf->base);
+  }
+  static void Written(uv_write_t* req, int status) {
+    auto* write = reinterpret_cast<WriteRequest*>(req);
+    ClientConnection* self = Self(reinterpret_cast<uv_handle_t*>(req->handle));
+    const size_t bytes = write->data.size();
+    delete write;
+    self->OnWriteDone(bytes, status);
+  }
+  static void Shutdown(uv_shutdown_t* req, int status) {
+    static_cast<ClientConnection*>(req->data)->OnShutdown(status);
+  }
+  static void Timer(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnTimer(); }
+  static void Closed(uv_handle_t* h) { Self(h)->OnHandleClosed(); }
+};
+
+ClientConnection::ClientConnection(Worker& worker)
+    : worker_(worker), parser_(Http1Parser::Kind::kRequest, this, worker.options().max_header_bytes) {}
+
+ClientConnection::~ClientConnection() = default;
+
+absl::Status ClientConnection::Accept(uv_stream_t* server) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_timer_init(worker_.loop(), &timer_);
+  timer_.data = this;
+  shutdown_req_.data = this;
+  handles_initialised_ = true;
+  if (int rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)); rc != 0) {
+    return absl::UnavailableError(absl::StrCat("uv_accept: ", uv_strerror(rc)));
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  client_ip_ = PeerIp(&tcp_);
+  EnterIdle();
+  UpdateReading();
+  return absl::OkStatus();
+}
+
+void ClientConnection::Close() {
+  if (state_ == State::kClosing) return;
+  state_ = State::kClosing;
+  if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->Abort();
+  exchange_.reset();
+  if (!handles_initialised_) {
+    worker_.Destroy(this);
+    return;
+  }
+  pending_closes_ = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), Uv::Closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), Uv::Closed);
+}
+
+void ClientConnection::OnHandleClosed() {
+  if (--pending_closes_ == 0) worker_.Destroy(this);  // freed after this loop iteration
+}
+
+void ClientConnection::EnterIdle() {
+  state_ = State::kIdle;
+  uv_timer_start(&timer_, Uv::Timer, kClientIdleTimeoutMs, 0);
+}
+
+void ClientConnection::OnTimer() {
+  switch (state_) {
+    case State::kIdle:       // keep-alive or header timeout
+    case State::kLingering:  // the client did not close in time
+      Close();
+      return;
+    default:
+      return;
+  }
+}
+
+// ---- reading and parsing -------------------------------------------------------------------
+
+void ClientConnection::UpdateReading() {
+  if (state_ == State::kClosing || !handles_initialised_) return;
+  bool want = false;
+  switch (state_) {
+    case State::kIdle:
+      want = input_.empty() && pending_write_bytes_ < kHighWaterBytes;
+      break;
+    case State::kExchange:
+      want = input_.empty() && !exchange_->request_complete && UpstreamBacklog() < kHighWaterBytes;
+      break;
+    case State::kLingering:
+      want = true;
+      break;
+    case State::kDraining:
+    case State::kClosing:
+      want = false;
+      break;
+  }
+  if (want == reading_) return;
+  if (want) {
+    reading_ = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), Uv::Alloc, Uv::Read) == 0;
+  } else {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+}
+
+void ClientConnection::OnRead(ssize_t nread, const char* data) {
+  if (state_ == State::kClosing || nread == 0) return;
+  if (nread < 0) {
+    // EOF or error. Between requests, let queued responses (e.g. to a client that half-closed
+    // after its last request) flush first; otherwise there is nothing left to answer.
+    peer_eof_ = true;
+    if (nread == UV_EOF && state_ == State::kIdle && pending_write_bytes_ > 0) {
+      BeginDrain();
+    } else {
+      Close();
+    }
+    return;
+  }
+  if (state_ == State::kLingering) return;  // discard
+  input_.append(data, static_cast<size_t>(nread));
+  ProcessInput();
+}
+
+void ClientConnection::ProcessInput() {
+  if (in_process_input_) return;  // the outer loop picks up the new state
+  in_process_input_ = true;
+  while (!input_.empty() && !parse_failed_) {
+    const bool can_parse =
+        (state_ == State::kIdle && pending_write_bytes_ < kHighWaterBytes) ||
+        (state_ == State::kExchange && !exchange_->request_complete && UpstreamBacklog() < kHighWaterBytes);
+    if (!can_parse) break;
+    const Http1Parser::Result result = parser_.Execute(input_.data(), input_.size());
+    input_.erase(0, result.consumed);
+    if (state_ == State::kClosing) break;
+    if (result.outcome == Http1Parser::Outcome::kMessageDone) {
+      OnRequestComplete();
+    } else if (result.outcome == Http1Parser::Outcome::kHeadTooLarge ||
+               result.outcome == Http1Parser::Outcome::kError) {
+      parse_failed_ = true;
+      input_.clear();
+      RespondToBadInput(result.outcome == Http1Parser::Outcome::kHeadTooLarge);
+    }
+  }
+  in_process_input_ = false;
+  if (state_ != State::kIdle && state_ != State::kExchange) input_.clear();
+  UpdateReading();
+}
+
+void ClientConnection::RespondToBadInput(bool head_too_large) {
+  if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
+  if (exchange_ != nullptr && exchange_->response_started) {
+    Close();  // cannot answer any more: the client sees a truncated response
+    return;
+  }
+  if (exchange_ != nullptr && exchange_->upstream != nullptr) {
+    exchange_->upstream->Abort();
+    exchange_->upstream = nullptr;
+  }
+  exchange_.reset();
+  if (state_ == State::kIdle) worker_.CountRequest();
+  WriteToClient(BuildKongResponse(400, head_too_large ? kMsgHeaderTooLarge : kMsgBadRequest, /*close=*/true));
+  BeginDrain();
+}
+
+// ---- one exchange ----------------------------------------------------------------------------
+
+Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) {
+  if (state_ != State::kIdle) return HeadAction::kError;
+  worker_.CountRequest();
+  uv_timer_stop(&timer_);
+  state_ = State::kExchange;
+  exchange_ = std::make_unique<Exchange>();
+  Exchange& ex = *exchange_;
+  ex.config = worker_.CurrentConfig();  // pinned until the exchange ends
+  ex.client_http11 = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
+  ex.client_keep_alive = head.keep_alive;
+  ex.request_is_head = head.method == "HEAD";
+  ex.request_chunked = head.chunked;
+
+  absl::string_view path, query;
+  bool has_query = false;
+  if (!SplitRequestTarget(head.url, &path, &query, &has_query)) {
+    RespondLocally(400, kMsgBadRequest, /*force_close=*/true);
+    return HeadAction::kContinue;
+  }
+  if (ex.config == nullptr) {
+    RespondLocally(404, kMsgNoRoute, false);
+    return HeadAction::kContinue;
+  }
+  const std::string* host = head.Find("host");
+  std::vector<std::pair<absl::string_view, absl::string_view>> headers;
+  headers.reserve(head.headers.size());
+  for (const auto& [name, value] : head.headers) headers.emplace_back(name, value);
+  router::RequestView view;
+  view.method = head.method;
+  view.host = host != nullptr ? absl::string_view(*host) : absl::string_view();
+  view.port = worker_.port();
+  view.path = path;
+  view.headers = &headers;
+  const std::optional<router::Match> match = ex.config->router().Find(view);
+  if (!match.has_value() || match->route == nullptr) {
+    RespondLocally(404, kMsgNoRoute, false);
+    return HeadAction::kContinue;
+  }
+  ex.route = match->route;
+  if (worker_.options().allow_debug_header) {
+    const std::string* debug = head.Find("kong-debug");
+    if (debug != nullptr && *debug == "1") {
+      ex.debug_headers.emplace_back("Kong-Route-Id", match->route->id());
+      if (match->route->has_name()) ex.debug_headers.emplace_back("Kong-Route-Name", match->route->name());
+      if (match->service != nullptr) {
+        ex.debug_headers.emplace_back("Kong-Service-Id", match->service->id());
+        if (match->service->has_name()) {
+          ex.debug_headers.emplace_back("Kong-Service-Name", match->service->name());
+        }
+      }
+    }
+  }
+  ex.target = ex.config->FindService(match->service);
+  if (match->service == nullptr || ex.target == nullptr) {
+    RespondLocally(503, kMsgNoService, false);
+    return HeadAction::kContinue;
+  }
+  if (ex.target->ip.empty()) {
+    RespondLocally(503, kMsgNameResolution, false);
+    return HeadAction::kContinue;
+  }
+
+  const std::string upstream_path = router::BuildUpstreamPath(
+      ex.target->has_path ? absl::string_view(ex.target->path) : absl::string_view(), path,
+      match->matched_path, match->route->strip_path());
+  UpstreamRequestParams params;
+  params.upstream_path = upstream_path;
+  params.query = query;
+  params.has_query = has_query;
+  params.host_header = (match->route->preserve_host() && host != nullptr) ? absl::string_view(*host)
+                                                                         : absl::string_view(ex.target->host_header);
+  params.client_ip = client_ip_;
+  params.client_host = host != nullptr ? StripPort(*host) : absl::string_view();
+  params.local_port = worker_.port();
+  params.chunked_body = head.chunked;
+  ex.upstream_head = BuildUpstreamRequestHead(head, params);
+  ex.connect_retries_left = ex.target->retries;
+
+  const std::string* expect = head.Find("expect");
+  if (expect != nullptr && ex.client_http11 && absl::EqualsIgnoreCase(*expect, "100-continue")) {
+    WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  StartUpstream(/*allow_pooled=*/true);
+  return HeadAction::kContinue;
+}
+
+void ClientConnection::OnBody(absl::string_view data) {
+  if (state_ != State::kExchange || exchange_ == nullptr || exchange_->local_response) return;
+  SendToUpstream(exchange_->request_chunked ? EncodeChunk(data) : std::string(data));
+}
+
+void ClientConnection::OnRequestComplete() {
+  if (state_ != State::kExchange || exchange_ == nullptr) return;
+  Exchange& ex = *exchange_;
+  ex.request_complete = true;
+  if (!ex.local_response && ex.request_chunked) SendToUpstream(std::string(kLastChunk));
+  MaybeFinishExchange();
+}
+
+void ClientConnection::StartUpstream(bool allow_pooled) {
+  Exchange& ex = *exchange_;
+  const std::string key = ex.target->ip.find(':') != std::string::npos
+                              ? absl::StrCat("[", ex.target->ip, "]:", ex.target->port)
+                              : absl::StrCat(ex.target->ip, ":", ex.target->port);
+  UpstreamConnection* connection = allow_pooled ? worker_.AcquireIdle(key) : nullptr;
+  if (connection == nullptr) {
+    absl::StatusOr<UpstreamConnection*> fresh = worker_.ConnectUpstream(ex.target->ip, ex.target->port);
+    if (!fresh.ok()) {
+      PORTICO_LOG(kWarn, "proxy", "upstream ", key, ": ", fresh.status().message());
+      RespondLocally(502, kMsgBadGateway, !ex.request_complete);
+      return;
+    }
+    connection = *fresh;
+  }
+  ex.upstream = connection;
+  UpstreamTimeouts timeouts;
+  timeouts.connect_ms = ex.target->connect_timeout_ms;
+  timeouts.write_ms = ex.target->write_timeout_ms;
+  timeouts.read_ms = ex.target->read_timeout_ms;
+  connection->Attach(this, timeouts);
+  if (connection->connected()) OnUpstreamConnected();
+}
+
+void ClientConnection::OnUpstreamConnected() {
+  if (exchange_ == nullptr || exchange_->upstream == nullptr) return;
+  Exchange& ex = *exchange_;
+  UpstreamConnection* connection = ex.upstream;
+  connection->Write(ex.upstream_head);
+  if (!ex.pending_body.empty()) ex.body_streamed = true;
+  while (!ex.pending_body.empty()) {
+    connection->Write(std::move(ex.pending_body.front()));
+    ex.pending_body.pop_front();
+  }
+  ex.pending_body_bytes = 0;
+}
+
+void ClientConnection::SendToUpstream(std::string data) {
+  Exchange& ex = *exchange_;
+  if (ex.upstream != nullptr && ex.upstream->connected()) {
+    ex.body_streamed = true;
+    ex.upstream->Write(std::move(data));
+  } else {
+    ex.pending_body_bytes += data.size();
+    ex.pending_body.push_back(std::move(data));
+  }
+}
+
+size_t ClientConnection::UpstreamBacklog() const {
+  if (exchange_ == nullptr) return 0;
+  size_t backlog = exchange_->pending_body_bytes;
+  if (exchange_->upstream != nullptr) backlog += exchange_->upstream->pending_write_bytes();
+  return backlog;
+}
+
+void ClientConnection::OnUpstreamWriteDrained() {
+  if (state_ == State::kExchange && !in_process_input_) ProcessInput();
+}
+
+Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head& head) {
+  if (exchange_ == nullptr) return HeadAction::kError;
+  Exchange& ex = *exchange_;
+  ex.framing = ChooseResponseFraming(head, ex.request_is_head, ex.client_http11);
+  if (ex.framing == ResponseFraming::kUntilClose || !ex.request_complete) ex.close_after = true;
+  const bool keep_alive = ex.client_keep_alive && !ex.close_after;
+  WriteToClient(BuildDownstreamResponseHead(head, ex.framing, keep_alive, ex.client_http11, ex.debug_headers));
+  ex.response_started = true;
+  return ex.request_is_head ? HeadAction::kSkipBody : HeadAction::kContinue;
+}
+
+void ClientConnection::OnUpstreamBody(absl::string_view data) {
+  if (exchange_ == nullptr) return;
+  Exchange& ex = *exchange_;
+  if (ex.framing == ResponseFraming::kNoBody) return;
+  WriteToClient(ex.framing == ResponseFraming::kChunked ? EncodeChunk(data) : std::string(data));
+  if (pending_write_bytes_ >= kHighWaterBytes && ex.upstream != nullptr) ex.upstream->PauseReading();
+}
+
+void ClientConnection::OnUpstreamComplete() {
+  Exchange& ex = *exchange_;
+  if (ex.framing == ResponseFraming::kChunked) WriteToClient(std::string(kLastChunk));
+  ex.response_complete = true;
+  UpstreamConnection* connection = ex.upstream;
+  ex.upstream = nullptr;
+  // Reusable only if the whole request went out: otherwise the upstream may still expect body.
+  connection->Release(/*reusable=*/ex.request_complete && ex.pending_body.empty());
+  if (!ex.request_complete) {
+    ex.close_after = true;
+    exchange_.reset();
+    BeginDrain();
+    return;
+  }
+  MaybeFinishExchange();
+}
+
+void ClientConnection::OnUpstreamFailure(UpstreamError error, bool response_bytes_received) {
+  if (exchange_ == nullptr) return;
+  Exchange& ex = *exchange_;
+  ex.upstream = nullptr;
+  if (ex.response_started) {
+    Close();  // the response is truncated; closing is the only signal left
+    return;
+  }
+  const bool connect_error = error == UpstreamError::kConnectFailed || error == UpstreamError::kConnectTimeout;
+  if (connect_error && ex.connect_retries_left > 0) {
+    --ex.connect_retries_left;
+    StartUpstream(/*allow_pooled=*/false);
+    return;
+  }
+  // A pooled connection the upstream had already closed: retry once on a fresh one.
+  if (error == UpstreamError::kClosed && !response_bytes_received && !ex.body_streamed && !ex.stale_retry_used) {
+    ex.stale_retry_used = true;
+    StartUpstream(/*allow_pooled=*/false);
+    return;
+  }
+  const bool timeout = error == UpstreamError::kConnectTimeout || error == UpstreamError::kWriteTimeout ||
+                       error == UpstreamError::kReadTimeout;
+  PORTICO_LOG(kDebug, "proxy", "upstream failure ", static_cast<int>(error));
+  RespondLocally(timeout ? 504 : 502, timeout ? kMsgTimeout : kMsgBadGateway, !ex.request_complete);
+}
+
+void ClientConnection::RespondLocally(int status, absl::string_view message, bool force_close) {
+  Exchange& ex = *exchange_;
+  if (ex.upstream != nullptr) {
+    ex.upstream->Abort();
+    ex.upstream = nullptr;
+  }
+  ex.local_response = true;
+  ex.pending_body.clear();
+  ex.pending_body_bytes = 0;
+  const bool close = force_close || !ex.client_keep_alive;
+  WriteToClient(BuildKongResponse(status, message, close, ex.debug_headers));
+  ex.response_started = true;
+  ex.response_complete = true;
+  if (close) {
+    exchange_.reset();
+    BeginDrain();
+    return;
+  }
+  MaybeFinishExchange();
+}
+
+void ClientConnection::MaybeFinishExchange() {
+  if (exchange_ == nullptr || !exchange_->request_complete || !exchange_->response_complete) return;
+  const bool keep_alive = exchange_->client_keep_alive && !exchange_->close_after;
+  exchange_.reset();  // unpins the config
+  if (!keep_alive) {
+    BeginDrain();
+    return;
+  }
+  EnterIdle();
+  ProcessInput();  // pipelined requests (no-op when called from inside ProcessInput)
+}
+
+// ---- writing and closing ---------------------------------------------------------------------
+
+void ClientConnection::WriteToClient(std::string data) {
+  if (state_ == State::kClosing || state_ == State::kLingering || data.empty()) return;
+  auto* write = new WriteRequest;
+  write->data = std::move(data);
+  uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
+  pending_write_bytes_ += write->data.size();
+  if (uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, Uv::Written) != 0) {
+    pending_write_bytes_ -= write->data.size();
+    delete write;
+    Close();
+  }
+}
+
+void ClientConnection::OnWriteDone(size_t bytes, int status) {
+  pending_write_bytes_ -= bytes;
+  if (state_ == State::kClosing) return;
+  if (status < 0) {
+    Close();
+    return;
+  }
+  if (pending_write_bytes_ >= kLowWaterBytes) return;
+  if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->ResumeReading();
+  if (state_ == State::kIdle) {
+    ProcessInput();
+  } else {
+    UpdateReading();
+  }
+}
+
+void ClientConnection::BeginDrain() {
+  if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
+  state_ = State::kDraining;
+  uv_timer_stop(&timer_);
+  if (!in_process_input_) input_.clear();  // else ProcessInput() drops it after the parser returns
+  UpdateReading();
+  // uv_shutdown completes after every queued write has been flushed.
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), Uv::Shutdown) != 0) Close();
+}
+
+void ClientConnection::OnShutdown(int status) {
+  if (state_ == State::kClosing) return;
+  if (status < 0 || peer_eof_) {
+    Close();
+    return;
+  }
+  // Lingering close: read and discard until the client closes, so that unread request bytes do
+  // not turn our FIN into a RST that could destroy the response in flight.
+  state_ = State::kLingering;
+  uv_timer_start(&timer_, Uv::Timer, kLingerTimeoutMs, 0);
+  UpdateReading();
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,236 @@
+#include "data_plane/proxy/http1_messages.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace portico::proxy {
+namespace {
+
+void AppendHeader(std::string* out, absl::string_view name, absl::string_view value) {
+  absl::StrAppend(out, name, ": ", value, "\r\n");
+}
+
+std::string JsonEscape(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool IsOneOf(absl::string_view name, std::initializer_list<absl::string_view> names) {
+  for (absl::string_view candidate : names) {
+    if (absl::EqualsIgnoreCase(name, candidate)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+std::string BuildKongResponse(int status, absl::string_view message, bool close,
+                              const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  const std::string body = absl::StrCat("{\"message\":\"", JsonEscape(message), "\"}");
+  std::string out = absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
+  AppendHeader(&out, "Content-Type", "application/json; charset=utf-8");
+  AppendHeader(&out, "Content-Length", absl::StrCat(body.size()));
+  AppendHeader(&out, "Server", kServerToken);
+  if (close) AppendHeader(&out, "Connection", "close");
+  for (const auto& [name, value] : extra_headers) AppendHeader(&out, name, value);
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
+HopByHopFilter::HopByHopFilter(const Http1Head& head) {
+  for (const auto& [name, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(name, "connection")) continue;
+    for (absl::string_view token : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      listed_.push_back(absl::AsciiStrToLower(absl::StripAsciiWhitespace(token)));
+    }
+  }
+}
+
+bool HopByHopFilter::IsHopByHop(absl::string_view name) const {
+  if (IsOneOf(name, {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                     "upgrade"})) {
+    return true;
+  }
+  for (const std::string& listed : listed_) {
+    if (absl::EqualsIgnoreCase(name, listed)) return true;
+  }
+  return false;
+}
+
+std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params) {
+  std::string out;
+  out.reserve(512 + request.headers.size() * 48);
+  absl::StrAppend(&out, request.method, " ", params.upstream_path);
+  if (params.has_query) absl::StrAppend(&out, "?", params.query);
+  out += " HTTP/1.1\r\n";
+  AppendHeader(&out, "Host", params.host_header);
+
+  const HopByHopFilter hop(request);
+  std::string forwarded_for;
+  for (const auto& [name, value] : request.headers) {
+    if (hop.IsHopByHop(name)) continue;
+    if (absl::EqualsIgnoreCase(name, "x-forwarded-for")) {
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for += value;
+      continue;
+    }
+    if (IsOneOf(name, {"host", "expect", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
+                       "x-forwarded-port", "x-forwarded-prefix"})) {
+      continue;
+    }
+    if (params.chunked_body && absl::EqualsIgnoreCase(name, "content-length")) continue;
+    AppendHeader(&out, name, value);
+  }
+  AppendHeader(&out, "X-Real-IP", params.client_ip);
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for.append(params.client_ip.data(), params.client_ip.size());
+  AppendHeader(&out, "X-Forwarded-For", forwarded_for);
+  AppendHeader(&out, "X-Forwarded-Proto", "http");
+  if (!params.client_host.empty()) AppendHeader(&out, "X-Forwarded-Host", params.client_host);
+  AppendHeader(&out, "X-Forwarded-Port", absl::StrCat(params.local_port));
+  if (params.chunked_body) AppendHeader(&out, "Transfer-Encoding", "chunked");
+  out += "\r\n";
+  return out;
+}
+
+ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is_head,
+                                      bool client_is_http11) {
+  if (request_is_head || (response.status >= 100 && response.status < 200) || response.status == 204 ||
+      response.status == 304) {
+    return ResponseFraming::kNoBody;
+  }
+  if (response.has_content_length && !response.chunked) return ResponseFraming::kContentLength;
+  return client_is_http11 ? ResponseFraming::kChunked : ResponseFraming::kUntilClose;
+}
+
+std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing, bool keep_alive,
+                                        bool client_is_http11,
+                                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  std::string out;
+  out.reserve(256 + response.headers.size() * 48);
+  absl::StrAppend(&out, "HTTP/1.1 ", response.status, " ",
+                  response.reason.empty() ? ReasonPhrase(response.status) : absl::string_view(response.reason),
+                  "\r\n");
+  const HopByHopFilter hop(response);
+  std::string via;
+  for (const auto& [name, value] : response.headers) {
+    if (hop.IsHopByHop(name)) continue;
+    if (absl::EqualsIgnoreCase(name, "via")) {
+      if (!via.empty()) via += ", ";
+      via += value;
+      continue;
+    }
+    if (absl::EqualsIgnoreCase(name, "content-length") && framing != ResponseFraming::kContentLength &&
+        framing != ResponseFraming::kNoBody) {
+      continue;
+    }
+    AppendHeader(&out, name, value);
+  }
+  if (!via.empty()) via += ", ";
+  absl::StrAppend(&via, "1.1 ", kServerToken);
+  AppendHeader(&out, "Via", via);
+  if (framing == ResponseFraming::kChunked) AppendHeader(&out, "Transfer-Encoding", "chunked");
+  if (!keep_alive) {
+    AppendHeader(&out, "Connection", "close");
+  } else if (!client_is_http11) {
+    AppendHeader(&out, "Connection", "keep-alive");
+  }
+  for (const auto& [name, value] : extra_headers) AppendHeader(&out, name, value);
+  out += "\r\n";
+  return out;
+}
+
+std::string EncodeChunk(absl::string_view data) {
+  if (data.empty()) return std::string();
+  std::string out = absl::StrCat(absl::Hex(data.size()), "\r\n");
+  out.reserve(out.size() + data.size() + 2);
+  out.append(data.data(), data.size());
+  out += "\r\n";
+  return out;
+}
+
+bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,
+                        bool* has_query) {
+  absl::string_view rest = target;
+  if (!absl::StartsWith(rest, "/")) {
+    // Absolute-form: scheme "://" authority path.
+    const size_t scheme_end = rest.find("://");
+    if (scheme_end == absl::string_view::npos || scheme_end == 0) return false;
+    rest.remove_prefix(scheme_end + 3);
+    const size_t path_start = rest.find_first_of("/?");
+    if (path_start == absl::string_view::npos) {
+      rest = "/";
+    } else if (rest[path_start] == '?') {
+      return false;  // "http://h?q": no path
+    } else {
+      rest.remove_prefix(path_start);
+    }
+  }
+  const size_t question = rest.find('?');
+  *has_query = question != absl::string_view::npos;
+  *path = rest.substr(0, question);
+  *query = *has_query ? rest.substr(question + 1) : absl::string_view();
+  return !path->empty() && (*path)[0] == '/';
+}
+
+absl::string_view StripPort(absl::string_view host) {
+  if (absl::StartsWith(host, "[")) {
+    const size_t close = host.find(']');
+    return close == absl::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  const size_t colon = host.rfind(':');
+  return colon == absl::string_view::npos ? host : host.substr(0, colon);
+}
+
+}  // namespace portico::proxy

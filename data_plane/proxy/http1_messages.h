@@ -1,0 +1,94 @@
+#pragma once
+// Pure functions that build the bytes the proxy writes: Kong-style generated responses, the
+// upstream request head and the downstream response head. No sockets; unit-tested directly.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "data_plane/proxy/http1_parser.h"
+
+#ifndef PORTICO_VERSION
+#define PORTICO_VERSION "0.0.0"
+#endif
+
+namespace portico::proxy {
+
+inline constexpr absl::string_view kServerToken = "portico/" PORTICO_VERSION;
+
+// Kong's messages for the responses the proxy generates itself (KONG-REFERENCE.md §3.7, §4.4).
+inline constexpr absl::string_view kMsgBadRequest = "Bad request";
+inline constexpr absl::string_view kMsgHeaderTooLarge = "Request header or cookie too large";
+inline constexpr absl::string_view kMsgNoRoute = "no Route matched with those values";
+inline constexpr absl::string_view kMsgNoService = "no Service found with those values";
+inline constexpr absl::string_view kMsgBadGateway = "An invalid response was received from the upstream server";
+inline constexpr absl::string_view kMsgTimeout = "The upstream server is timing out";
+inline constexpr absl::string_view kMsgNameResolution = "name resolution failed";
+inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
+
+// Standard reason phrase ("Not Found"), or "Unknown".
+absl::string_view ReasonPhrase(int status);
+
+// A complete response: JSON body {"message":...}, Content-Type, Content-Length, Server, and
+// `Connection: close` when `close` is true. `extra_headers` go before the body.
+std::string BuildKongResponse(int status, absl::string_view message, bool close,
+                              const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+// True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
+// Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
+class HopByHopFilter {
+ public:
+  explicit HopByHopFilter(const Http1Head& head);
+  bool IsHopByHop(absl::string_view name) const;
+
+ private:
+  std::vector<std::string> listed_;  // lowercase names from Connection headers
+};
+
+struct UpstreamRequestParams {
+  absl::string_view upstream_path;   // already joined by router::BuildUpstreamPath
+  absl::string_view query;           // without '?', empty when none
+  bool has_query = false;
+  absl::string_view host_header;     // value of the Host header to send
+  absl::string_view client_ip;
+  absl::string_view client_host;     // client Host header without port (X-Forwarded-Host)
+  uint16_t local_port = 0;           // X-Forwarded-Port
+  bool chunked_body = false;         // re-frame the body as chunked
+};
+
+// The head sent upstream: HTTP/1.1 request line, Host, the client's end-to-end headers (minus
+// Host, Expect and the X-Forwarded-*/X-Real-IP headers the proxy sets), X-Real-IP,
+// X-Forwarded-For (appended), -Proto, -Host, -Port, and Transfer-Encoding: chunked if needed.
+std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params);
+
+// How the response body is framed towards the client.
+enum class ResponseFraming {
+  kNoBody,          // HEAD, 1xx, 204, 304
+  kContentLength,   // upstream's Content-Length passed through
+  kChunked,         // re-framed as chunked (upstream chunked or close-delimited; HTTP/1.1 client)
+  kUntilClose,      // close-delimited (HTTP/1.0 client and no Content-Length)
+};
+
+ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is_head,
+                                      bool client_is_http11);
+
+// The head sent to the client: status line, end-to-end headers, Via, framing headers, and
+// `Connection: close` / `Connection: keep-alive` as decided by the caller.
+std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing,
+                                        bool keep_alive, bool client_is_http11,
+                                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+// One chunk of chunked encoding ("<hex>\r\n<data>\r\n"); empty data yields nothing.
+std::string EncodeChunk(absl::string_view data);
+inline constexpr absl::string_view kLastChunk = "0\r\n\r\n";
+
+// Splits a request-target into path and query. Origin-form "/p?q" and absolute-form
+// "http://h/p?q" are accepted; returns false for anything whose path does not start with '/'.
+bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,
+                        bool* has_query);
+
+// Host header without the port ("a.com:8000" -> "a.com", "[::1]:80" -> "[::1]").
+absl::string_view StripPort(absl::string_view host);
+
+}  // namespace portico::proxy

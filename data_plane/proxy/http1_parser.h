@@ -1,0 +1,107 @@
+#pragma once
+// Thin C++ layer over llhttp: the only file with llhttp trampolines. Collects the message head
+// (start line + headers) into an Http1Head and forwards body bytes and message end to a delegate.
+// Thread-compatible; one parser per connection, on the owning worker loop.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace portico::proxy {
+
+struct Http1Head {
+  // Request: method and raw request-target. Response: status and reason phrase.
+  std::string method;
+  std::string url;
+  int status = 0;
+  std::string reason;
+  int version_major = 1;
+  int version_minor = 1;
+  std::vector<std::pair<std::string, std::string>> headers;  // arrival order, names as sent
+  bool chunked = false;           // Transfer-Encoding: chunked
+  bool has_content_length = false;
+  uint64_t content_length = 0;
+  bool keep_alive = false;        // llhttp_should_keep_alive at the end of the head
+  bool upgrade = false;
+
+  // First header value with this name (case-insensitive), or nullptr.
+  const std::string* Find(absl::string_view name) const;
+  void Clear();
+};
+
+class Http1ParserDelegate {
+ public:
+  // What the delegate asks the parser to do after the head.
+  enum class HeadAction { kContinue, kSkipBody, kError };
+
+  virtual ~Http1ParserDelegate() = default;
+  // The head is complete; `head` stays valid until the next message starts.
+  virtual HeadAction OnHead(const Http1Head& head) = 0;
+  // A piece of the (de-chunked) body.
+  virtual void OnBody(absl::string_view data) = 0;
+  // The message ended. The parser stops right after it (Execute returns kMessageDone).
+  virtual void OnMessageComplete() = 0;
+};
+
+class Http1Parser {
+ public:
+  enum class Kind { kRequest, kResponse };
+  enum class Outcome {
+    kNeedMore,       // all bytes consumed, message not finished
+    kMessageDone,    // stopped right after a complete message; call Execute again for more
+    kHeadTooLarge,   // head exceeded max_head_bytes
+    kError,          // malformed input (or the delegate returned kError)
+  };
+  struct Result {
+    Outcome outcome = Outcome::kNeedMore;
+    size_t consumed = 0;
+  };
+
+  Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes);
+  ~Http1Parser();
+  Http1Parser(const Http1Parser&) = delete;
+  Http1Parser& operator=(const Http1Parser&) = delete;
+
+  Result Execute(const char* data, size_t size);
+  // Signals EOF. Returns kMessageDone when EOF legitimately ends a message (read-until-close
+  // response), kNeedMore when no message was in progress, kError otherwise.
+  Outcome Finish();
+  // True when the body of the current message is delimited by the connection close.
+  bool NeedsEof() const;
+  // True between the first byte of a message and its end.
+  bool in_message() const { return in_message_; }
+  const Http1Head& head() const { return head_; }
+  const char* error_reason() const;
+
+ private:
+  struct Callbacks;
+  int OnMessageBegin();
+  int OnUrl(absl::string_view data);
+  int OnStatus(absl::string_view data);
+  int OnHeaderField(absl::string_view data);
+  int OnHeaderValue(absl::string_view data);
+  int OnHeaderValueComplete();
+  int OnHeadersComplete();
+  int OnBody(absl::string_view data);
+  int OnMessageComplete();
+  bool CountHead(size_t n);
+
+  struct Llhttp;
+  std::unique_ptr<Llhttp> llhttp_;  // keeps llhttp.h out of this header
+  Http1ParserDelegate* delegate_;
+  size_t max_head_bytes_;
+  size_t head_bytes_ = 0;
+  bool head_too_large_ = false;
+  bool in_message_ = false;
+  bool message_done_ = false;
+  bool failed_ = false;
+  std::string field_;
+  std::string value_;
+  Http1Head head_;
+};
+
+}  // namespace portico::proxy

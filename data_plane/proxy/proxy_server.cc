@@ -1,0 +1,134 @@
+#include "data_plane/proxy/proxy_server.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <uv.h>
+
+#include "absl/strings/str_cat.h"
+#include "data_plane/proxy/worker.h"
+
+namespace portico::proxy {
+namespace {
+
+absl::Status Errno(absl::string_view what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// A bound (not yet listening) TCP socket with SO_REUSEPORT, or an error.
+absl::StatusOr<int> BindReusePort(const sockaddr_storage& address) {
+  const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket");
+  const int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    absl::Status s = Errno("setsockopt");
+    ::close(fd);
+    return s;
+  }
+  const socklen_t length = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+    absl::Status s = Errno("bind");
+    ::close(fd);
+    return s;
+  }
+  return fd;
+}
+
+void SetPort(sockaddr_storage* address, uint16_t port) {
+  if (address->ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(address)->sin6_port = htons(port);
+  } else {
+    reinterpret_cast<sockaddr_in*>(address)->sin_port = htons(port);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(ProxyOptions options) {
+  if (options.workers < 1) return absl::InvalidArgumentError("workers must be at least 1");
+  if (options.max_header_bytes < 1024) return absl::InvalidArgumentError("max_header_bytes must be at least 1024");
+  sockaddr_storage address{};
+  if (uv_ip4_addr(options.host.c_str(), options.port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
+      uv_ip6_addr(options.host.c_str(), options.port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("proxy listen host is not an IP address: ", options.host));
+  }
+
+  // Bind every worker's socket first: with port 0 the first bind picks the port, the others
+  // reuse it (SO_REUSEPORT lets the kernel spread connections over the listeners).
+  std::vector<int> fds;
+  uint16_t port = options.port;
+  for (int i = 0; i < options.workers; ++i) {
+    absl::StatusOr<int> fd = BindReusePort(address);
+    if (!fd.ok()) {
+      for (int open_fd : fds) ::close(open_fd);
+      return fd.status();
+    }
+    fds.push_back(*fd);
+    if (i == 0 && port == 0) {
+      sockaddr_storage bound{};
+      socklen_t length = sizeof(bound);
+      if (::getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
+        absl::Status s = Errno("getsockname");
+        for (int open_fd : fds) ::close(open_fd);
+        return s;
+      }
+      port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+      SetPort(&address, port);
+    }
+  }
+
+  std::unique_ptr<ProxyServer> server(new ProxyServer());
+  server->port_ = port;
+  for (int i = 0; i < options.workers; ++i) {
+    auto worker = std::make_unique<Worker>(i, options);
+    if (absl::Status s = worker->Init(fds[i], port); !s.ok()) {
+      for (int j = i + 1; j < options.workers; ++j) ::close(fds[j]);
+      server->Stop();
+      return s;
+    }
+    Worker* raw = worker.get();
+    server->workers_.push_back(std::move(worker));
+    server->threads_.emplace_back([raw, i] {
+      const std::string name = absl::StrCat("portico-w", i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+      raw->Run();
+    });
+  }
+  return server;
+}
+
+void ProxyServer::Publish(std::shared_ptr<const RuntimeConfig> config) {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  for (auto& worker : workers_) worker->Publish(config);
+}
+
+uint64_t ProxyServer::requests_total() const {
+  uint64_t total = requests_at_stop_;
+  for (const auto& worker : workers_) total += worker->requests_total();
+  return total;
+}
+
+void ProxyServer::Stop() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& worker : workers_) worker->RequestStop();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+  for (auto& worker : workers_) requests_at_stop_ += worker->requests_total();
+  workers_.clear();
+}
+
+ProxyServer::~ProxyServer() { Stop(); }
+
+}  // namespace portico::proxy

@@ -1,0 +1,69 @@
+#pragma once
+// The data plane's HTTP/1.1 proxy: N worker threads, each with its own libuv loop and its own
+// SO_REUSEPORT listener on the same address. See docs/proxy.md.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data_plane/proxy/runtime_config.h"
+
+namespace portico::proxy {
+
+struct ProxyOptions {
+  std::string host = "0.0.0.0";        // IPv4 or IPv6 literal to listen on
+  uint16_t port = 8000;                // 0 = ephemeral (all workers share the one chosen)
+  int workers = 1;                     // worker threads, each with its own loop and listener
+  size_t max_header_bytes = 64 * 1024; // request (and upstream response) head limit
+  bool allow_debug_header = false;     // honour `Kong-Debug: 1` (Kong-Route-Id, ... in responses)
+};
+
+class Worker;
+
+class ProxyServer {
+ public:
+  // Binds the listeners and starts the worker threads. Until the first Publish() every request
+  // gets 404 "no Route matched with those values".
+  static absl::StatusOr<std::unique_ptr<ProxyServer>> Start(ProxyOptions options);
+
+  // The actual listening port (options.port may be 0).
+  uint16_t port() const { return port_; }
+
+  // Thread-safe. Hands `config` to every worker (uv_async_send). Requests whose head completes
+  // after Publish() returns use it; requests already in flight finish on the config they pinned.
+  void Publish(std::shared_ptr<const RuntimeConfig> config);
+
+  // Requests whose head was parsed (or that failed to parse), summed over workers (relaxed).
+  // Not concurrent with Stop(); after Stop() it returns the final count.
+  uint64_t requests_total() const;
+
+  // Closes the listeners and every connection, joins the threads. Idempotent; not concurrent
+  // with itself.
+  void Stop();
+  ~ProxyServer();
+
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+ private:
+  ProxyServer() = default;
+
+  uint16_t port_ = 0;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+  uint64_t requests_at_stop_ = 0;
+};
+
+}  // namespace portico::proxy
+
+// Also visible as portico::X for callers outside the proxy (data_plane/main.cc).
+namespace portico {
+using proxy::ProxyOptions;
+using proxy::ProxyServer;
+}  // namespace portico

@@ -1,0 +1,145 @@
+#pragma once
+// One TCP connection to an upstream service, owned by its Worker. Either attached to exactly one
+// exchange (an UpstreamObserver) or idle in the worker's pool.
+//
+//   Connect()            Attach()             response done: Release(reusable)
+//   ─────────▶ kConnecting ──connected──▶ kActive ───────────────────────────▶ kIdle (pooled)
+//                  │                      ▲   │                                  │
+//                  │                      └───┼──────── AcquireIdle() ◀──────────┘
+//                  └──error/timeout──┐        │error/timeout/Abort()/not reusable│ peer close,
+//                                    ▼        ▼                                  ▼ idle timeout
+//                                  kClosing (uv_close; freed by the worker after both close callbacks)
+//
+// Thread-compatible: only ever touched on the owning worker's loop. Observer callbacks are never
+// made synchronously from a method the observer called (errors found inside Write() are reported
+// from the next loop iteration).
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include <uv.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "data_plane/proxy/http1_parser.h"
+
+namespace portico::proxy {
+
+class Worker;
+
+enum class UpstreamError {
+  kConnectFailed,         // refused / unreachable
+  kConnectTimeout,
+  kWriteTimeout,
+  kReadTimeout,
+  kClosed,                // EOF or reset before the response was complete
+  kInvalidResponse,       // unparsable response head or body
+};
+
+struct UpstreamTimeouts {
+  int64_t connect_ms = 60000;
+  int64_t write_ms = 60000;
+  int64_t read_ms = 60000;
+};
+
+class UpstreamObserver {
+ public:
+  virtual ~UpstreamObserver() = default;
+  // The connection is ready for Write() (also called right away for a pooled connection, but
+  // never from inside Attach()).
+  virtual void OnUpstreamConnected() = 0;
+  // The final (non-1xx) response head; return kSkipBody for responses to HEAD.
+  virtual Http1ParserDelegate::HeadAction OnUpstreamHead(const Http1Head& head) = 0;
+  virtual void OnUpstreamBody(absl::string_view data) = 0;
+  // The response ended. The observer must call Release() or Abort() before returning.
+  virtual void OnUpstreamComplete() = 0;
+  // The connection failed and is already closing and detached; `response_bytes_received` tells
+  // whether any byte of the response arrived.
+  virtual void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) = 0;
+  // Pending writes fell below the low-water mark.
+  virtual void OnUpstreamWriteDrained() = 0;
+};
+
+class UpstreamConnection final : public Http1ParserDelegate {
+ public:
+  enum class State { kConnecting, kActive, kIdle, kClosing };
+
+  UpstreamConnection(Worker& worker, std::string pool_key, size_t max_head_bytes);
+  ~UpstreamConnection() override;
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  // Initialises the handles and starts connecting. On error the caller must Close().
+  absl::Status Connect(const struct sockaddr* address);
+  // Binds the connection to one exchange. REQUIRES: state kConnecting (fresh) or kActive (just
+  // taken from the pool).
+  void Attach(UpstreamObserver* observer, const UpstreamTimeouts& timeouts);
+  bool connected() const { return state_ == State::kActive; }
+  bool reused() const { return reused_; }
+  State state() const { return state_; }
+  const std::string& pool_key() const { return pool_key_; }
+
+  // Queues bytes; they are sent once connected.
+  void Write(std::string data);
+  size_t pending_write_bytes() const { return pending_write_bytes_; }
+  void PauseReading();
+  void ResumeReading();
+
+  // Detaches the observer after OnUpstreamComplete: back to the pool when `reusable` and the
+  // response allowed keep-alive, else closed.
+  void Release(bool reusable);
+  // Detaches the observer and closes. No further callbacks.
+  void Abort();
+  // Closes without notifying anyone (worker shutdown, pool eviction). Idempotent.
+  void Close();
+
+  // Called by the pool when it hands this idle connection to a new exchange.
+  void MarkTakenFromPool();
+
+  // HTTP parser delegate (response side).
+  HeadAction OnHead(const Http1Head& head) override;
+  void OnBody(absl::string_view data) override;
+  void OnMessageComplete() override;
+
+ private:
+  struct Uv;
+  void OnConnected(int status);
+  void OnRead(ssize_t nread, const char* data);
+  void OnWriteDone(size_t bytes, int status);
+  void OnTimer();
+  void OnHandleClosed();
+  void Fail(UpstreamError error);
+  void FailSoon(UpstreamError error);
+  void CompleteResponse();
+  void RearmTimer();
+  void UpdateReading();
+  void StartWrite(std::string data);
+
+  Worker& worker_;
+  const std::string pool_key_;
+  State state_ = State::kConnecting;
+  uv_tcp_t tcp_;
+  uv_connect_t connect_req_;
+  uv_timer_t timer_;
+  bool handles_initialised_ = false;
+  int pending_closes_ = 0;
+  Http1Parser parser_;
+  UpstreamObserver* observer_ = nullptr;
+  UpstreamTimeouts timeouts_;
+  std::deque<std::string> before_connect_;
+  size_t pending_write_bytes_ = 0;
+  bool reading_ = false;
+  bool reading_paused_ = false;      // by the observer (downstream backpressure)
+  bool awaiting_response_ = false;   // attached and the final response not complete yet
+  bool response_bytes_seen_ = false;
+  bool reusable_ = true;
+  bool reused_ = false;
+  bool interim_ = false;             // parsing a 1xx response
+  bool interim_done_ = false;
+  bool response_done_ = false;
+  bool has_deferred_error_ = false;
+  UpstreamError deferred_error_ = UpstreamError::kClosed;
+};
+
+}  // namespace portico::proxy

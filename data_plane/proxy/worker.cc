@@ -1,0 +1,221 @@
+#include "data_plane/proxy/worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "data_plane/proxy/client_connection.h"
+#include "data_plane/proxy/upstream_connection.h"
+
+namespace portico::proxy {
+
+// libuv trampolines for the worker's own handles.
+struct Worker::Uv {
+  static Worker* Self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
+  static void Wake(uv_async_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnWake(); }
+  static void NewConnection(uv_stream_t* s, int status) {
+    Self(reinterpret_cast<uv_handle_t*>(s))->OnNewConnection(status);
+  }
+  static void Reap(uv_check_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->DrainGraveyard(); }
+  static void Closed(uv_handle_t*) {}  // the worker's handles are members: nothing to free
+  static void CloseAny(uv_handle_t* h, void*) {
+    if (!uv_is_closing(h)) uv_close(h, Closed);
+  }
+};
+
+Worker::Worker(int index, const ProxyOptions& options)
+    : index_(index), options_(options), read_buffer_(new char[kReadBufferBytes]) {}
+
+Worker::~Worker() {
+  // Run() (or a failed Init()) closed the loop; anything left is freed with the maps.
+}
+
+absl::Status Worker::Init(int listen_fd, uint16_t port) {
+  port_ = port;
+  if (int rc = uv_loop_init(&loop_); rc != 0) {
+    return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(rc)));
+  }
+  loop_initialised_ = true;
+  uv_tcp_init(&loop_, &listener_);
+  listener_.data = this;
+  uv_async_init(&loop_, &wake_, Uv::Wake);
+  wake_.data = this;
+  uv_check_init(&loop_, &reaper_);
+  reaper_.data = this;
+  uv_check_start(&reaper_, Uv::Reap);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&reaper_));
+
+  int rc = uv_tcp_open(&listener_, listen_fd);
+  if (rc != 0) {
+    ::close(listen_fd);  // not adopted by libuv
+  } else {
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, Uv::NewConnection);
+  }
+  if (rc != 0) {
+    uv_walk(&loop_, Uv::CloseAny, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    loop_initialised_ = false;
+    return absl::InternalError(absl::StrCat("listen: ", uv_strerror(rc)));
+  }
+  return absl::OkStatus();
+}
+
+void Worker::Run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Everything was closed by BeginShutdown(); close stragglers defensively and finish.
+  uv_walk(&loop_, Uv::CloseAny, nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  DrainGraveyard();
+  if (int rc = uv_loop_close(&loop_); rc != 0) {
+    PORTICO_LOG(kError, "proxy", "worker ", index_, ": uv_loop_close: ", uv_strerror(rc));
+  }
+  loop_initialised_ = false;
+}
+
+void Worker::Publish(std::shared_ptr<const RuntimeConfig> config) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_requested_) return;
+    pending_config_ = std::move(config);
+    has_pending_config_.store(true, std::memory_order_release);
+    uv_async_send(&wake_);  // under mu_: the handle is closed only after stop_requested_
+  }
+}
+
+void Worker::RequestStop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_requested_) return;
+  stop_requested_ = true;
+  uv_async_send(&wake_);
+}
+
+const std::shared_ptr<const RuntimeConfig>& Worker::CurrentConfig() {
+  if (has_pending_config_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_config_ != nullptr) config_ = std::move(pending_config_);
+    pending_config_ = nullptr;
+    has_pending_config_.store(false, std::memory_order_relaxed);
+  }
+  return config_;
+}
+
+void Worker::OnWake() {
+  CurrentConfig();
+  bool stop = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop = stop_requested_;
+  }
+  if (stop) BeginShutdown();
+}
+
+void Worker::OnNewConnection(int status) {
+  if (status < 0) {
+    PORTICO_LOG(kWarn, "proxy", "accept: ", uv_strerror(status));
+    return;
+  }
+  if (shutting_down_) return;
+  auto owned = std::make_unique<ClientConnection>(*this);
+  ClientConnection* connection = owned.get();
+  clients_.emplace(connection, std::move(owned));
+  if (absl::Status s = connection->Accept(reinterpret_cast<uv_stream_t*>(&listener_)); !s.ok()) {
+    PORTICO_LOG(kWarn, "proxy", "accept: ", s.message());
+    connection->Close();
+  }
+}
+
+void Worker::BeginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), Uv::Closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wake_), Uv::Closed);
+  uv_check_stop(&reaper_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&reaper_), Uv::Closed);
+  std::vector<ClientConnection*> clients;
+  for (auto& [raw, owned] : clients_) clients.push_back(raw);
+  for (ClientConnection* c : clients) c->Close();
+  std::vector<UpstreamConnection*> upstreams;
+  for (auto& [raw, owned] : upstreams_) upstreams.push_back(raw);
+  for (UpstreamConnection* u : upstreams) u->Close();
+  idle_.clear();
+}
+
+UpstreamConnection* Worker::AcquireIdle(const std::string& key) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
+  std::vector<UpstreamConnection*>& list = it->second;
+  while (!list.empty()) {
+    UpstreamConnection* c = list.back();
+    list.pop_back();
+    if (c->state() == UpstreamConnection::State::kIdle) {
+      c->MarkTakenFromPool();
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+bool Worker::AddIdle(UpstreamConnection* connection) {
+  if (shutting_down_) return false;
+  std::vector<UpstreamConnection*>& list = idle_[connection->pool_key()];
+  if (list.size() >= kMaxIdlePerKey) return false;
+  list.push_back(connection);
+  return true;
+}
+
+void Worker::RemoveIdle(UpstreamConnection* connection) {
+  auto it = idle_.find(connection->pool_key());
+  if (it == idle_.end()) return;
+  auto& list = it->second;
+  list.erase(std::remove(list.begin(), list.end(), connection), list.end());
+}
+
+size_t Worker::idle_upstream_count() const {
+  size_t n = 0;
+  for (const auto& [key, list] : idle_) n += list.size();
+  return n;
+}
+
+absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const std::string& ip, uint16_t port) {
+  sockaddr_storage address{};
+  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
+      uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bad upstream address ", ip));
+  }
+  const bool v6 = address.ss_family == AF_INET6;
+  std::string key = v6 ? absl::StrCat("[", ip, "]:", port) : absl::StrCat(ip, ":", port);
+  auto owned = std::make_unique<UpstreamConnection>(*this, std::move(key), options_.max_header_bytes);
+  UpstreamConnection* connection = owned.get();
+  upstreams_.emplace(connection, std::move(owned));
+  if (absl::Status s = connection->Connect(reinterpret_cast<const sockaddr*>(&address)); !s.ok()) {
+    connection->Close();
+    return s;
+  }
+  return connection;
+}
+
+void Worker::Destroy(ClientConnection* connection) {
+  auto it = clients_.find(connection);
+  if (it == clients_.end()) return;
+  dead_clients_.push_back(std::move(it->second));
+  clients_.erase(it);
+}
+
+void Worker::Destroy(UpstreamConnection* connection) {
+  RemoveIdle(connection);
+  auto it = upstreams_.find(connection);
+  if (it == upstreams_.end()) return;
+  dead_upstreams_.push_back(std::move(it->second));
+  upstreams_.erase(it);
+}
+
+void Worker::DrainGraveyard() {
+  dead_clients_.clear();
+  dead_upstreams_.clear();
+}
+
+}  // namespace portico::proxy

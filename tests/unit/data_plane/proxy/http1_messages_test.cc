@@ -1,0 +1,204 @@
+// Socket-free tests of the HTTP/1 pieces: head building, framing choice, target splitting, the
+// llhttp wrapper and RuntimeConfig compilation.
+#include "data_plane/proxy/http1_messages.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "data_plane/proxy/http1_parser.h"
+#include "data_plane/proxy/runtime_config.h"
+#include "gtest/gtest.h"
+
+namespace portico::proxy {
+namespace {
+
+class Collector : public Http1ParserDelegate {
+ public:
+  HeadAction OnHead(const Http1Head& head) override {
+    heads.push_back(head);
+    return HeadAction::kContinue;
+  }
+  void OnBody(absl::string_view data) override { body.append(data.data(), data.size()); }
+  void OnMessageComplete() override { ++completed; }
+  std::vector<Http1Head> heads;
+  std::string body;
+  int completed = 0;
+};
+
+TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
+  Collector collector;
+  Http1Parser parser(Http1Parser::Kind::kRequest, &collector, 4096);
+  const std::string input =
+      "POST /a?b HTTP/1.1\r\nHost: x\r\nEmpty:\r\nX-Long: 1\r\nContent-Length: 3\r\n\r\nabc"
+      "GET /next HTTP/1.0\r\n\r\n";
+  Http1Parser::Result r = parser.Execute(input.data(), input.size());
+  ASSERT_EQ(r.outcome, Http1Parser::Outcome::kMessageDone);
+  ASSERT_EQ(collector.heads.size(), 1u);
+  const Http1Head& head = collector.heads[0];
+  EXPECT_EQ(head.method, "POST");
+  EXPECT_EQ(head.url, "/a?b");
+  ASSERT_EQ(head.headers.size(), 4u);
+  EXPECT_EQ(head.headers[1].first, "Empty");
+  EXPECT_EQ(head.headers[1].second, "");
+  EXPECT_EQ(head.headers[2].first, "X-Long");
+  EXPECT_TRUE(head.has_content_length);
+  EXPECT_TRUE(head.keep_alive);
+  EXPECT_EQ(collector.body, "abc");
+  EXPECT_EQ(input.substr(r.consumed), "GET /next HTTP/1.0\r\n\r\n");
+
+  Http1Parser::Result second = parser.Execute(input.data() + r.consumed, input.size() - r.consumed);
+  EXPECT_EQ(second.outcome, Http1Parser::Outcome::kMessageDone);
+  ASSERT_EQ(collector.heads.size(), 2u);
+  EXPECT_EQ(collector.heads[1].version_minor, 0);
+  EXPECT_FALSE(collector.heads[1].keep_alive);
+}
+
+TEST(Http1ParserTest, HeadLimitAndMalformedInput) {
+  Collector collector;
+  Http1Parser small(Http1Parser::Kind::kRequest, &collector, 1024);
+  const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n";
+  EXPECT_EQ(small.Execute(big.data(), big.size()).outcome, Http1Parser::Outcome::kHeadTooLarge);
+  Http1Parser bad(Http1Parser::Kind::kRequest, &collector, 1024);
+  const std::string junk = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(bad.Execute(junk.data(), junk.size()).outcome, Http1Parser::Outcome::kError);
+}
+
+TEST(Http1ParserTest, ResponseUntilCloseFinishesOnEof) {
+  Collector collector;
+  Http1Parser parser(Http1Parser::Kind::kResponse, &collector, 4096);
+  const std::string input = "HTTP/1.1 200 OK\r\n\r\nbody";
+  EXPECT_EQ(parser.Execute(input.data(), input.size()).outcome, Http1Parser::Outcome::kNeedMore);
+  EXPECT_TRUE(parser.NeedsEof());
+  EXPECT_EQ(parser.Finish(), Http1Parser::Outcome::kMessageDone);
+  EXPECT_EQ(collector.body, "body");
+  EXPECT_EQ(collector.heads[0].status, 200);
+  EXPECT_EQ(collector.heads[0].reason, "OK");
+}
+
+Http1Head RequestHead() {
+  Http1Head head;
+  head.method = "GET";
+  head.url = "/r/x";
+  head.headers = {{"Host", "a.com:8000"},   {"Connection", "keep-alive, X-Hop"}, {"X-Hop", "1"},
+                  {"X-Forwarded-For", "1.1.1.1"}, {"X-Forwarded-For", "2.2.2.2"}, {"Accept", "*/*"},
+                  {"Upgrade", "websocket"},    {"Expect", "100-continue"}};
+  return head;
+}
+
+TEST(Http1MessagesTest, UpstreamHeadRewritesOnlyWhatMustChange) {
+  UpstreamRequestParams params;
+  params.upstream_path = "/s/x";
+  params.query = "a=1";
+  params.has_query = true;
+  params.host_header = "backend:8080";
+  params.client_ip = "10.0.0.1";
+  params.client_host = "a.com";
+  params.local_port = 8000;
+  const std::string head = BuildUpstreamRequestHead(RequestHead(), params);
+  EXPECT_TRUE(absl::StartsWith(head, "GET /s/x?a=1 HTTP/1.1\r\nHost: backend:8080\r\n")) << head;
+  EXPECT_TRUE(absl::StrContains(head, "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n")) << head;
+  EXPECT_TRUE(absl::StrContains(head, "Accept: */*\r\n"));
+  EXPECT_TRUE(absl::StrContains(head, "X-Forwarded-Host: a.com\r\n"));
+  EXPECT_TRUE(absl::StrContains(head, "X-Forwarded-Port: 8000\r\n"));
+  EXPECT_FALSE(absl::StrContains(head, "X-Hop"));
+  EXPECT_FALSE(absl::StrContains(head, "Connection"));
+  EXPECT_FALSE(absl::StrContains(head, "Upgrade"));
+  EXPECT_FALSE(absl::StrContains(head, "Expect"));
+  EXPECT_TRUE(absl::EndsWith(head, "\r\n\r\n"));
+}
+
+TEST(Http1MessagesTest, ResponseFraming) {
+  Http1Head response;
+  response.status = 200;
+  EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kChunked);
+  EXPECT_EQ(ChooseResponseFraming(response, false, false), ResponseFraming::kUntilClose);
+  EXPECT_EQ(ChooseResponseFraming(response, true, true), ResponseFraming::kNoBody);
+  response.has_content_length = true;
+  EXPECT_EQ(ChooseResponseFraming(response, false, false), ResponseFraming::kContentLength);
+  response.status = 304;
+  EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kNoBody);
+
+  Http1Head chunked;
+  chunked.status = 201;
+  chunked.reason = "Made";
+  chunked.chunked = true;
+  chunked.headers = {{"Transfer-Encoding", "chunked"}, {"Keep-Alive", "timeout=4"}, {"X-A", "b"}};
+  const std::string head =
+      BuildDownstreamResponseHead(chunked, ResponseFraming::kChunked, /*keep_alive=*/false, true);
+  EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 201 Made\r\nX-A: b\r\nVia: 1.1 portico/")) << head;
+  EXPECT_TRUE(absl::StrContains(head, "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")) << head;
+  EXPECT_FALSE(absl::StrContains(head, "Keep-Alive"));
+}
+
+TEST(Http1MessagesTest, KongResponseAndChunks) {
+  const std::string response = BuildKongResponse(404, kMsgNoRoute, false);
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404 Not Found\r\n"));
+  EXPECT_TRUE(absl::StrContains(response, "Content-Type: application/json; charset=utf-8\r\n"));
+  EXPECT_TRUE(absl::StrContains(response, "Content-Length: 48\r\n"));
+  EXPECT_TRUE(absl::EndsWith(response, "\r\n\r\n{\"message\":\"no Route matched with those values\"}"));
+  EXPECT_FALSE(absl::StrContains(response, "Connection"));
+  EXPECT_EQ(EncodeChunk("hello world, 17 b"), "11\r\nhello world, 17 b\r\n");
+  EXPECT_EQ(EncodeChunk(""), "");
+}
+
+TEST(Http1MessagesTest, RequestTargets) {
+  absl::string_view path, query;
+  bool has_query = false;
+  ASSERT_TRUE(SplitRequestTarget("/a/b?x=1?y", &path, &query, &has_query));
+  EXPECT_EQ(path, "/a/b");
+  EXPECT_EQ(query, "x=1?y");
+  EXPECT_TRUE(has_query);
+  ASSERT_TRUE(SplitRequestTarget("http://h:1/p", &path, &query, &has_query));
+  EXPECT_EQ(path, "/p");
+  EXPECT_FALSE(has_query);
+  ASSERT_TRUE(SplitRequestTarget("http://h", &path, &query, &has_query));
+  EXPECT_EQ(path, "/");
+  EXPECT_FALSE(SplitRequestTarget("*", &path, &query, &has_query));
+  EXPECT_FALSE(SplitRequestTarget("a/b", &path, &query, &has_query));
+  EXPECT_EQ(StripPort("a.com:80"), "a.com");
+  EXPECT_EQ(StripPort("[::1]:80"), "[::1]");
+  EXPECT_EQ(StripPort("a.com"), "a.com");
+}
+
+TEST(RuntimeConfigTest, CompilesServiceTargets) {
+  config::v1::Service service;
+  service.set_id("s1");
+  service.set_host("localhost");
+  service.set_port(8080);
+  absl::StatusOr<ServiceTarget> t = CompileServiceTarget(service);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->ip, "127.0.0.1");
+  EXPECT_EQ(t->host_header, "localhost:8080");
+  EXPECT_EQ(t->read_timeout_ms, 60000);
+  service.set_host("::1");
+  service.set_port(80);
+  t = CompileServiceTarget(service);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->ip, "::1");
+  EXPECT_EQ(t->host_header, "[::1]");
+  service.set_host("db.example");
+  t = CompileServiceTarget(service);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->ip, "");
+  service.set_port(0);
+  EXPECT_FALSE(CompileServiceTarget(service).ok());
+
+  auto set = std::make_shared<ConfigSet>();
+  service.set_port(81);
+  service.set_enabled(true);
+  set->services.push_back(service);
+  ConfigVersion version;
+  version.version = 7;
+  absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, version);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ((*compiled)->version().version, 7u);
+  const ServiceTarget* found = (*compiled)->FindService(&set->services[0]);
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->port, 81);
+  config::v1::Service copy = service;  // other address, same id
+  EXPECT_EQ((*compiled)->FindService(&copy), found);
+}
+
+}  // namespace
+}  // namespace portico::proxy

@@ -1,0 +1,725 @@
+// End-to-end tests of the proxy on loopback: a real ProxyServer, a real router, a blocking test
+// upstream, and raw HTTP over sockets.
+#include "data_plane/proxy/proxy_server.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "proxy_test_util.h"
+
+namespace portico::proxy {
+namespace {
+
+using testing::ClientResponse;
+using testing::MakeRoute;
+using testing::MakeService;
+using testing::RawClient;
+using testing::ReceivedRequest;
+using testing::SimpleResponse;
+using testing::TestUpstream;
+using testing::UpstreamReply;
+
+constexpr char kKongJson[] = "application/json; charset=utf-8";
+
+// Echoes the body and reports the target it saw.
+UpstreamReply Echo(const ReceivedRequest& request) {
+  UpstreamReply reply;
+  reply.raw = SimpleResponse(200, request.body, absl::StrCat("X-Seen-Target: ", request.target, "\r\n"));
+  return reply;
+}
+
+std::string Get(const std::string& target, const std::string& extra = "", const std::string& host = "example.com") {
+  return absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", host, "\r\n", extra, "\r\n");
+}
+
+// A port on which nothing listens (bound then closed).
+uint16_t UnusedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+template <typename Predicate>
+bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return predicate();
+}
+
+class ProxyServerTest : public ::testing::Test {
+ protected:
+  void StartProxy(int workers = 1, size_t max_header_bytes = 64 * 1024, bool debug = false) {
+    ProxyOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.workers = workers;
+    options.max_header_bytes = max_header_bytes;
+    options.allow_debug_header = debug;
+    absl::StatusOr<std::unique_ptr<ProxyServer>> started = ProxyServer::Start(options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    proxy_ = std::move(*started);
+    ASSERT_NE(proxy_->port(), 0);
+  }
+
+  void Publish(std::vector<config::v1::Service> services, std::vector<config::v1::Route> routes,
+               uint64_t version = 1) {
+    auto set = std::make_shared<ConfigSet>();
+    set->services = std::move(services);
+    set->routes = std::move(routes);
+    ConfigVersion v;
+    v.epoch = std::string(16, 'e');
+    v.version = version;
+    absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, v);
+    ASSERT_TRUE(compiled.ok()) << compiled.status();
+    proxy_->Publish(*compiled);
+  }
+
+  // Upstream with the echo handler, proxy with one service (path `service_path`) and one route.
+  void StartEchoSetup(const std::string& service_path = "", bool strip_path = true, bool preserve_host = false,
+                      int workers = 1) {
+    upstream_ = std::make_unique<TestUpstream>(Echo);
+    StartProxy(workers);
+    auto route = MakeRoute(2, {"/r"}, testing::Uuid(1), strip_path);
+    route.set_preserve_host(preserve_host);
+    Publish({MakeService(1, "127.0.0.1", upstream_->port(), service_path)}, {route});
+  }
+
+  std::unique_ptr<TestUpstream> upstream_;  // declared first: outlives the proxy
+  std::unique_ptr<ProxyServer> proxy_;
+};
+
+TEST_F(ProxyServerTest, RoutesRewritesPathAndSetsServiceHost) {
+  StartEchoSetup("/s");
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/x?a=1&b=%20")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.Header("X-Seen-Target"), "/s/x?a=1&b=%20");
+  EXPECT_EQ(response.Header("Via"), absl::StrCat("1.1 portico/", PORTICO_VERSION));
+  ASSERT_EQ(upstream_->requests().size(), 1u);
+  const ReceivedRequest seen = upstream_->requests()[0];
+  EXPECT_EQ(seen.method, "GET");
+  EXPECT_EQ(seen.version, "HTTP/1.1");
+  EXPECT_EQ(seen.Header("Host"), absl::StrCat("127.0.0.1:", upstream_->port()));
+  EXPECT_EQ(seen.HeaderCount("Host"), 1u);
+}
+
+TEST_F(ProxyServerTest, StripPathFalseKeepsRoutePrefix) {
+  StartEchoSetup("/s", /*strip_path=*/false);
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/x/")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.Header("X-Seen-Target"), "/s/r/x/");
+}
+
+TEST_F(ProxyServerTest, AbsoluteFormTargetUsesItsPath) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("http://example.com/r/abs?q=1")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.Header("X-Seen-Target"), "/abs?q=1");
+}
+
+TEST_F(ProxyServerTest, PreserveHostSendsClientHost) {
+  StartEchoSetup("", true, /*preserve_host=*/true);
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r", "", "client.example:8080")));
+  ASSERT_TRUE(client.ReadResponse().ok);
+  ASSERT_EQ(upstream_->requests().size(), 1u);
+  EXPECT_EQ(upstream_->requests()[0].Header("Host"), "client.example:8080");
+}
+
+TEST_F(ProxyServerTest, ForwardedHeadersAndHopByHopRemoval) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, "ok",
+                               "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nConnection: X-Hop\r\nX-End: yes\r\n"
+                               "Via: 1.0 backend\r\n");
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r",
+                              "X-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 9.9.9.9\r\nX-Forwarded-Proto: https\r\n"
+                              "Connection: keep-alive, X-Custom-Hop\r\nX-Custom-Hop: 1\r\nKeep-Alive: 5\r\n"
+                              "TE: trailers\r\nX-End-To-End: kept\r\n",
+                              "Example.com:9000")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "ok");
+  EXPECT_FALSE(response.HasHeader("X-Hop"));
+  EXPECT_FALSE(response.HasHeader("Keep-Alive"));
+  EXPECT_FALSE(response.HasHeader("Connection"));
+  EXPECT_EQ(response.Header("X-End"), "yes");
+  EXPECT_EQ(response.Header("Via"), absl::StrCat("1.0 backend, 1.1 portico/", PORTICO_VERSION));
+
+  ASSERT_EQ(upstream_->requests().size(), 1u);
+  const ReceivedRequest seen = upstream_->requests()[0];
+  EXPECT_EQ(seen.Header("X-Forwarded-For"), "1.2.3.4, 127.0.0.1");
+  EXPECT_EQ(seen.Header("X-Real-IP"), "127.0.0.1");
+  EXPECT_EQ(seen.Header("X-Forwarded-Proto"), "http");
+  EXPECT_EQ(seen.Header("X-Forwarded-Host"), "Example.com");
+  EXPECT_EQ(seen.Header("X-Forwarded-Port"), absl::StrCat(proxy_->port()));
+  EXPECT_EQ(seen.HeaderCount("X-Real-IP"), 1u);
+  EXPECT_EQ(seen.Header("X-End-To-End"), "kept");
+  EXPECT_FALSE(seen.HeaderCount("Connection"));
+  EXPECT_FALSE(seen.HeaderCount("X-Custom-Hop"));
+  EXPECT_FALSE(seen.HeaderCount("Keep-Alive"));
+  EXPECT_FALSE(seen.HeaderCount("TE"));
+}
+
+TEST_F(ProxyServerTest, KeepAliveReusesClientAndUpstreamConnections) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client.Send(Get(absl::StrCat("/r/", i))));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(response.Header("X-Seen-Target"), absl::StrCat("/", i));
+  }
+  EXPECT_EQ(upstream_->accepted(), 1);
+  for (const ReceivedRequest& r : upstream_->requests()) EXPECT_EQ(r.connection_index, 0);
+  EXPECT_EQ(proxy_->requests_total(), 3u);
+}
+
+TEST_F(ProxyServerTest, PipelinedRequestsAnsweredInOrder) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  std::string batch;
+  for (int i = 0; i < 5; ++i) batch += Get(absl::StrCat("/r/p", i));
+  batch += "POST /r/post HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+  batch += Get("/nowhere");  // 404 in the middle of a pipeline
+  batch += Get("/r/last");
+  ASSERT_TRUE(client.Send(batch));
+  for (int i = 0; i < 5; ++i) {
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.Header("X-Seen-Target"), absl::StrCat("/p", i));
+  }
+  ClientResponse post = client.ReadResponse();
+  ASSERT_TRUE(post.ok);
+  EXPECT_EQ(post.body, "hello");
+  ClientResponse not_found = client.ReadResponse();
+  ASSERT_TRUE(not_found.ok);
+  EXPECT_EQ(not_found.status, 404);
+  ClientResponse last = client.ReadResponse();
+  ASSERT_TRUE(last.ok);
+  EXPECT_EQ(last.Header("X-Seen-Target"), "/last");
+}
+
+TEST_F(ProxyServerTest, ChunkedRequestBodyIsReframed) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(
+      "POST /r/up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(client.Send("7;ext=1\r\n, world\r\n0\r\n\r\n"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "hello, world");
+  ASSERT_EQ(upstream_->requests().size(), 1u);
+  EXPECT_TRUE(upstream_->requests()[0].chunked);
+  EXPECT_EQ(upstream_->requests()[0].HeaderCount("Content-Length"), 0u);
+}
+
+TEST_F(ProxyServerTest, ChunkedResponseIsStreamed) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
+    reply.pieces = {"4\r\ndefg\r\n", "0\r\n\r\n"};
+    reply.piece_delay_ms = 20;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  for (int i = 0; i < 2; ++i) {  // and the connection stays usable
+    ASSERT_TRUE(client.Send(Get("/r")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_TRUE(response.chunked);
+    EXPECT_EQ(response.body, "abcdefg");
+  }
+  EXPECT_EQ(upstream_->accepted(), 1);
+}
+
+TEST_F(ProxyServerTest, CloseDelimitedResponseBecomesChunkedOrClose) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-";
+    reply.pieces = {"close"};
+    reply.piece_delay_ms = 10;
+    reply.close_after = true;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get("/r")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_TRUE(response.chunked);
+    EXPECT_EQ(response.body, "until-close");
+    ASSERT_TRUE(client.Send(Get("/r")));  // HTTP/1.1 client keeps its connection
+    EXPECT_EQ(client.ReadResponse().body, "until-close");
+  }
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /r HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_FALSE(response.chunked);
+    EXPECT_EQ(response.body, "until-close");
+    EXPECT_EQ(response.Header("Connection"), "close");
+  }
+}
+
+TEST_F(ProxyServerTest, LargeBodiesStreamBothWays) {
+  StartEchoSetup("", true, false, /*workers=*/2);
+  std::string body(8 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + (i * 7919) % 26);
+  RawClient client(proxy_->port(), 20000);
+  ASSERT_TRUE(client.Send(absl::StrCat("POST /r/big HTTP/1.1\r\nHost: a\r\nContent-Length: ", body.size(),
+                                       "\r\n\r\n")));
+  ASSERT_TRUE(client.Send(body));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body.size(), body.size());
+  EXPECT_TRUE(response.body == body);
+  // Chunked upload of the same body, echoed with Content-Length.
+  ASSERT_TRUE(client.Send("POST /r/big2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  for (size_t offset = 0; offset < body.size(); offset += 1 << 20) {
+    ASSERT_TRUE(client.Send(absl::StrCat(absl::Hex(1 << 20), "\r\n", body.substr(offset, 1 << 20), "\r\n")));
+  }
+  ASSERT_TRUE(client.Send("0\r\n\r\n"));
+  ClientResponse second = client.ReadResponse();
+  ASSERT_TRUE(second.ok);
+  EXPECT_TRUE(second.body == body);
+}
+
+TEST_F(ProxyServerTest, NoRouteGives404WithKongBody) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/nothing")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 404);
+  EXPECT_EQ(response.body, R"({"message":"no Route matched with those values"})");
+  EXPECT_EQ(response.Header("Content-Type"), kKongJson);
+  EXPECT_EQ(response.Header("Server"), absl::StrCat("portico/", PORTICO_VERSION));
+  // Keep-alive survives a generated response, including one with a body to discard.
+  ASSERT_TRUE(client.Send("POST /nothing HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"));
+  EXPECT_EQ(client.ReadResponse().status, 404);
+  ASSERT_TRUE(client.Send(Get("/r")));
+  EXPECT_EQ(client.ReadResponse().status, 200);
+  EXPECT_EQ(upstream_->requests().size(), 1u);
+}
+
+TEST_F(ProxyServerTest, NoConfigGives404) {
+  StartProxy();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/")));
+  EXPECT_EQ(client.ReadResponse().status, 404);
+}
+
+TEST_F(ProxyServerTest, RouteWithoutServiceGives503) {
+  StartProxy();
+  Publish({}, {MakeRoute(2, {"/r"}, "")});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.body, R"({"message":"no Service found with those values"})");
+  EXPECT_EQ(response.Header("Content-Type"), kKongJson);
+}
+
+TEST_F(ProxyServerTest, UnresolvedHostnameGives503) {
+  StartProxy();
+  Publish({MakeService(1, "backend.invalid", 80)}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.body, R"({"message":"name resolution failed"})");
+}
+
+TEST_F(ProxyServerTest, ConnectionRefusedGives502AndRetriesAreBounded) {
+  StartProxy();
+  auto service = MakeService(1, "localhost", UnusedPort());
+  service.set_retries(2);
+  Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 502);
+  EXPECT_EQ(response.body, R"({"message":"An invalid response was received from the upstream server"})");
+  ASSERT_TRUE(client.Send(Get("/r")));  // still usable
+  EXPECT_EQ(client.ReadResponse().status, 502);
+}
+
+TEST_F(ProxyServerTest, InvalidUpstreamResponseGives502) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = "NOT HTTP AT ALL\r\n\r\n";
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 502);
+}
+
+TEST_F(ProxyServerTest, UpstreamClosingBeforeResponseGives502) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.close_after = true;  // no bytes
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  EXPECT_EQ(client.ReadResponse().status, 502);
+}
+
+TEST_F(ProxyServerTest, ReadTimeoutGives504) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.hang = true;
+    return reply;
+  });
+  StartProxy();
+  auto service = MakeService(1, "127.0.0.1", upstream_->port());
+  service.set_read_timeout(150);
+  Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 504);
+  EXPECT_EQ(response.body, R"({"message":"The upstream server is timing out"})");
+  EXPECT_GE(elapsed, std::chrono::milliseconds(140));
+  EXPECT_LT(elapsed, std::chrono::milliseconds(3000));
+}
+
+TEST_F(ProxyServerTest, ReadTimeoutAfterResponseStartedClosesClient) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial";
+    reply.pieces = {"late"};
+    reply.piece_delay_ms = 2000;
+    return reply;
+  });
+  StartProxy();
+  auto service = MakeService(1, "127.0.0.1", upstream_->port());
+  service.set_read_timeout(150);
+  Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  EXPECT_FALSE(response.ok);  // truncated: the connection closed mid-body
+  EXPECT_EQ(response.status, 200);
+}
+
+TEST_F(ProxyServerTest, ConnectTimeoutGives504) {
+  // A listener with a full accept queue drops further SYNs, so connect() hangs.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(fd, 0), 0);
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  std::vector<std::unique_ptr<RawClient>> fillers;
+  for (int i = 0; i < 3; ++i) fillers.push_back(std::make_unique<RawClient>(ntohs(address.sin_port), 300));
+
+  StartProxy();
+  auto service = MakeService(1, "127.0.0.1", ntohs(address.sin_port));
+  service.set_connect_timeout(200);
+  Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r")));
+  ClientResponse response = client.ReadResponse();
+  ::close(fd);
+  ASSERT_TRUE(response.ok);
+  if (response.status == 502) GTEST_SKIP() << "kernel refused instead of dropping the SYN";
+  EXPECT_EQ(response.status, 504);
+  EXPECT_EQ(response.body, R"({"message":"The upstream server is timing out"})");
+}
+
+TEST_F(ProxyServerTest, MalformedRequestGives400AndCloses) {
+  StartEchoSetup();
+  const std::vector<std::string> malformed = {
+      "GET /r HTTP/1.1\r\nHost: a\r\nBad Header Name: x\r\n\r\n",
+      "GET /r HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
+      "GET /r HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "\x01\x02garbage\r\n\r\n",
+      "POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+  };
+  for (const std::string& request : malformed) {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(request));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << request;
+    EXPECT_EQ(response.status, 400) << request;
+    EXPECT_EQ(response.body, R"({"message":"Bad request"})");
+    EXPECT_EQ(response.Header("Content-Type"), kKongJson);
+    EXPECT_EQ(response.Header("Connection"), "close");
+    EXPECT_TRUE(client.WaitClosed());
+  }
+  // The chunked POST's head was valid and went upstream, but its body broke: the upstream never
+  // saw a complete request.
+  EXPECT_TRUE(upstream_->requests().empty());
+}
+
+TEST_F(ProxyServerTest, TargetWithoutLeadingSlashGives400) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 400);
+  EXPECT_TRUE(client.WaitClosed());
+}
+
+TEST_F(ProxyServerTest, OversizedHeadersGive400TooLarge) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy(1, /*max_header_bytes=*/4096);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get("/r", absl::StrCat("Cookie: ", std::string(3000, 'c'), "\r\n"))));
+    EXPECT_EQ(client.ReadResponse().status, 200);  // under the limit
+  }
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r", absl::StrCat("Cookie: ", std::string(5000, 'c'), "\r\n"))));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 400);
+  EXPECT_EQ(response.body, R"({"message":"Request header or cookie too large"})");
+  EXPECT_TRUE(client.WaitClosed());
+  EXPECT_EQ(upstream_->requests().size(), 1u);
+}
+
+TEST_F(ProxyServerTest, HeadRequestAndHttp10WithoutKeepAlive) {
+  StartEchoSetup();
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("HEAD /r HTTP/1.1\r\nHost: a\r\n\r\n"));
+    ClientResponse head = client.ReadResponse(/*head_request=*/true);
+    ASSERT_TRUE(head.ok);
+    EXPECT_EQ(head.status, 200);
+    ASSERT_TRUE(client.Send(Get("/r/after-head")));
+    ClientResponse next = client.ReadResponse();
+    ASSERT_TRUE(next.ok);
+    EXPECT_EQ(next.Header("X-Seen-Target"), "/after-head");
+  }
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /r/old HTTP/1.0\r\n\r\n"));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(response.Header("Connection"), "close");
+    EXPECT_TRUE(client.WaitClosed());
+  }
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get("/r/bye", "Connection: close\r\n")));
+    ClientResponse response = client.ReadResponse();
+    EXPECT_EQ(response.Header("Connection"), "close");
+    EXPECT_TRUE(client.WaitClosed());
+  }
+}
+
+TEST_F(ProxyServerTest, HalfClosedClientStillGetsItsResponses) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/one") + Get("/r/two")));
+  client.ShutdownWrite();
+  EXPECT_EQ(client.ReadResponse().Header("X-Seen-Target"), "/one");
+  EXPECT_EQ(client.ReadResponse().Header("X-Seen-Target"), "/two");
+  EXPECT_TRUE(client.WaitClosed());
+}
+
+TEST_F(ProxyServerTest, ExpectContinueIsAnsweredByTheProxy) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("POST /r HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(client.Send("data"));
+  ClientResponse response = client.ReadResponse();  // skips the 100
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.body, "data");
+  ASSERT_EQ(upstream_->requests().size(), 1u);
+  EXPECT_EQ(upstream_->requests()[0].HeaderCount("Expect"), 0u);
+}
+
+TEST_F(ProxyServerTest, DebugHeaderAddsRouteAndServiceIds) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy(1, 64 * 1024, /*debug=*/true);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r", "Kong-Debug: 1\r\n")));
+  ClientResponse response = client.ReadResponse();
+  EXPECT_EQ(response.Header("Kong-Route-Id"), testing::Uuid(2));
+  EXPECT_EQ(response.Header("Kong-Service-Name"), "service-1");
+  ASSERT_TRUE(client.Send(Get("/r")));
+  EXPECT_FALSE(client.ReadResponse().HasHeader("Kong-Route-Id"));
+}
+
+TEST_F(ProxyServerTest, ConfigSwapKeepsInFlightRequestOnOldConfig) {
+  auto slow = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, "old");
+    reply.delay_ms = 300;
+    return reply;
+  });
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, "new");
+    return reply;
+  });
+  StartProxy(2);
+  Publish({MakeService(1, "127.0.0.1", slow->port())}, {MakeRoute(2, {"/x"}, testing::Uuid(1))}, 1);
+
+  RawClient in_flight(proxy_->port());
+  ASSERT_TRUE(in_flight.Send(Get("/x")));
+  ASSERT_TRUE(WaitFor([&] { return slow->requests().size() == 1; }));
+
+  Publish({MakeService(3, "127.0.0.1", upstream_->port())}, {MakeRoute(4, {"/x"}, testing::Uuid(3))}, 2);
+  RawClient fresh(proxy_->port());
+  ASSERT_TRUE(fresh.Send(Get("/x")));
+  ClientResponse new_response = fresh.ReadResponse();
+  ASSERT_TRUE(new_response.ok);
+  EXPECT_EQ(new_response.body, "new");
+
+  ClientResponse old_response = in_flight.ReadResponse();
+  ASSERT_TRUE(old_response.ok);
+  EXPECT_EQ(old_response.body, "old");
+  // The next request on the old connection uses the new config.
+  ASSERT_TRUE(in_flight.Send(Get("/x")));
+  EXPECT_EQ(in_flight.ReadResponse().body, "new");
+  proxy_->Stop();
+  slow->Stop();
+}
+
+TEST_F(ProxyServerTest, UpstreamClosingPooledConnectionIsHandled) {
+  // The upstream closes after each response without saying so: the pooled connection is dead
+  // when the next request wants it.
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, request.target);
+    reply.close_after = true;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(client.Send(Get(absl::StrCat("/r/", i))));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.status, 200) << i;
+    EXPECT_EQ(response.body, absl::StrCat("/", i));
+  }
+  EXPECT_EQ(upstream_->accepted(), 4);
+  // Pipelined: the second request takes the pooled connection right after the first response,
+  // usually before its FIN has been read, and must be retried on a fresh connection.
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(client.Send(Get("/r/a") + Get("/r/b")));
+    ClientResponse a = client.ReadResponse();
+    ClientResponse b = client.ReadResponse();
+    ASSERT_TRUE(a.ok && b.ok) << round;
+    EXPECT_EQ(a.body, "/a");
+    EXPECT_EQ(b.status, 200) << round;
+    EXPECT_EQ(b.body, "/b");
+  }
+}
+
+TEST_F(ProxyServerTest, ManyWorkersShareOnePort) {
+  StartEchoSetup("", true, false, /*workers=*/4);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        RawClient client(proxy_->port());
+        if (!client.Send(Get(absl::StrCat("/r/", t, "-", i)))) continue;
+        ClientResponse response = client.ReadResponse();
+        if (response.ok && response.Header("X-Seen-Target") == absl::StrCat("/", t, "-", i)) ++ok;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), 40);
+  EXPECT_EQ(proxy_->requests_total(), 40u);
+}
+
+TEST_F(ProxyServerTest, StartAndStopRepeatedlyWithOpenConnections) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  for (int round = 0; round < 15; ++round) {
+    StartProxy(2);
+    Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+    RawClient idle(proxy_->port());
+    RawClient busy(proxy_->port());
+    ASSERT_TRUE(busy.Send(Get("/r")));
+    ASSERT_EQ(busy.ReadResponse().status, 200);
+    ASSERT_TRUE(busy.Send("POST /r HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhalf"));
+    proxy_->Stop();
+    proxy_->Stop();  // idempotent
+    EXPECT_TRUE(busy.WaitClosed());
+    proxy_.reset();
+  }
+}
+
+TEST(ProxyServerStartTest, RejectsBadOptions) {
+  ProxyOptions options;
+  options.port = 0;
+  options.workers = 0;
+  EXPECT_FALSE(ProxyServer::Start(options).ok());
+  options.workers = 1;
+  options.host = "not-an-ip";
+  EXPECT_FALSE(ProxyServer::Start(options).ok());
+}
+
+}  // namespace
+}  // namespace portico::proxy
