@@ -1,0 +1,129 @@
+#pragma once
+// The snapshot codec (SYNC-PROTOCOL.md §5.3, §5.5, §5.6): the CP builds one immutable snapshot per
+// config version (serialize, hash, gzip and chunk once; shared by every stream), and the DP
+// reassembles the chunks, decompresses under a cap, verifies the hash and parses the entities.
+//
+// Hash: resource_hash = SHA-256(body); config_hash = SHA-256 over the resources sorted by (kind, id)
+// of kind || 0x00 || id || 0x00 || resource_hash. Bodies are serialized once by the CP and hashed
+// as sent; the DP never re-serializes to check them.
+//
+// Errors (absl code -> Nack code): kInvalidArgument -> DECODE, kDataLoss -> HASH_MISMATCH,
+// kResourceExhausted -> TOO_LARGE. See NackCodeFor().
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/base/clock.h"
+#include "common/config/config_set.h"
+
+namespace portico::sync::v1 {
+class SnapshotChunk;
+}  // namespace portico::sync::v1
+
+namespace portico {
+
+inline constexpr size_t kDefaultSnapshotChunkBytes = size_t{1} << 20;        // 1 MiB
+inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{512} << 20;    // 512 MiB raw
+
+struct SnapshotBuildOptions {
+  size_t chunk_bytes = kDefaultSnapshotChunkBytes;  // > 0
+  int gzip_level = 6;
+};
+
+// One built config version. Immutable once published; share as shared_ptr<const>.
+struct BuiltSnapshot {
+  ConfigVersion version;            // epoch, version from the store; hash computed here
+  std::string compressed;           // gzip of the serialized ConfigPayload
+  uint64_t uncompressed_size = 0;   // size of the serialized ConfigPayload
+  std::vector<std::pair<size_t, size_t>> chunks;  // (offset, length) into `compressed`; >= 1
+  size_t service_count = 0;         // exported entities (disabled services excluded)
+  size_t route_count = 0;
+  int64_t built_at = 0;             // seconds since epoch
+  absl::Duration build_duration;
+
+  size_t chunk_count() const { return chunks.size(); }
+  absl::string_view chunk_data(size_t index) const {
+    return absl::string_view(compressed).substr(chunks[index].first, chunks[index].second);
+  }
+};
+
+// What the CP exports to DPs: like Kong, services with enabled=false and the routes that
+// reference them are left out. Keeps the input order.
+ConfigSet ExportableConfig(const ConfigSet& config);
+
+// Builds the snapshot of `stored` (exporting only ExportableConfig). Thread-safe.
+absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
+    const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options = {});
+
+// The config hash of a config set as BuildSnapshot would compute it (after export filtering).
+std::string ComputeConfigHash(const ConfigSet& config);
+
+// Fills `out` with chunk `index` of `snapshot` (encoding GZIP), tagged with `nonce`.
+// REQUIRES: index < snapshot.chunk_count().
+void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t nonce,
+                       sync::v1::SnapshotChunk* out);
+
+struct SnapshotLimits {
+  uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;  // decompressed cap (and compressed cap)
+  uint64_t max_ratio = 100;           // uncompressed <= max_ratio * compressed + ratio_slack_bytes
+  uint64_t ratio_slack_bytes = uint64_t{1} << 20;
+  uint32_t max_chunks = 4096;
+};
+
+struct DecodedSnapshot {
+  ConfigVersion version;                    // the verified target (hash recomputed)
+  std::shared_ptr<const ConfigSet> config;  // services and routes, each sorted by id
+};
+
+// Decodes a complete compressed payload. `declared_uncompressed_size` is the sender's claim; the
+// output is capped by it, by limits.max_snapshot_bytes and by the ratio cap. `target` is the
+// VersionRef the chunks announced; its hash must equal the recomputed one.
+absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, bool gzip,
+                                               uint64_t declared_uncompressed_size,
+                                               const ConfigVersion& target,
+                                               const SnapshotLimits& limits = {});
+
+// Reassembles the chunks of one snapshot (DP side). Not thread-safe; owned by the stream.
+class SnapshotAssembler {
+ public:
+  explicit SnapshotAssembler(SnapshotLimits limits = {});
+  ~SnapshotAssembler();
+
+  // Accepts the next chunk. A chunk with index 0 starts a new snapshot (dropping any partial
+  // one). On error (gap, nonce or header change, size over limits) the partial snapshot is dropped
+  // and the status says why (DECODE or TOO_LARGE codes as above); nonce()/target() still
+  // describe the rejected snapshot so the caller can NACK it.
+  absl::Status Add(const sync::v1::SnapshotChunk& chunk);
+  // True when the last chunk of the current snapshot has been added.
+  bool complete() const;
+  uint64_t nonce() const { return nonce_; }
+  const ConfigVersion& target() const { return target_; }
+  // Decodes and verifies the completed snapshot, then resets. REQUIRES: complete().
+  absl::StatusOr<DecodedSnapshot> Finish();
+  void Reset();
+
+ private:
+  SnapshotLimits limits_;
+  bool active_ = false;
+  uint64_t nonce_ = 0;
+  ConfigVersion target_;
+  int encoding_ = 0;
+  uint64_t compressed_size_ = 0;
+  uint64_t uncompressed_size_ = 0;
+  uint32_t count_ = 0;
+  uint32_t next_index_ = 0;
+  std::string buffer_;
+};
+
+// Maps a decode/verify status to the numeric sync.v1.Nack.Code (DECODE, HASH_MISMATCH, TOO_LARGE;
+// anything else -> INTERNAL).
+int NackCodeFor(const absl::Status& status);
+
+}  // namespace portico

@@ -1,0 +1,59 @@
+#pragma once
+// Cluster TLS material: reading PEM files, generating the cluster CA and leaf certificates, and
+// reading identity facts out of a certificate. OpenSSL types stay in the .cc file.
+//
+// Data-plane identity: a DP client certificate carries exactly one URI SAN
+// `spiffe://portico/dp/<node_id>`; `CertificateInfo::node_id` is that <node_id>. The CP compares it
+// with Hello.node_id. Node ids are 1..128 characters of [A-Za-z0-9._-] (UUIDs fit).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace portico {
+
+inline constexpr char kDataPlaneUriPrefix[] = "spiffe://portico/dp/";
+
+// Whole file contents. NotFound / PermissionDenied / Internal on failure.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// True if `node_id` is acceptable as a DP identity (see above).
+bool IsValidNodeId(absl::string_view node_id);
+
+// Creates `dir` (0700) if missing and writes into it:
+//   ca.crt, ca.key        cluster CA (EC P-256, 10 years); ca.key is kept to issue more DP certs
+//   cp.crt, cp.key        CP server cert: SAN DNS:localhost, IP:127.0.0.1, IP:::1 + extra_cp_names
+//                         (an entry that parses as an IP address becomes an IP SAN, else a DNS SAN)
+//   dp.crt, dp.key        DP client cert with identity `dp_node_id`
+// Leaves are valid ~3 years, serials are 128-bit random, SHA-256 signatures, *.key files mode 0600.
+// Overwrites existing files.
+absl::Status GenerateClusterCertificates(const std::string& dir,
+                                         const std::vector<std::string>& extra_cp_names,
+                                         const std::string& dp_node_id);
+
+// Issues another DP client certificate from `dir`/ca.crt + `dir`/ca.key. Writes
+// `out_prefix`.crt and `out_prefix`.key (0600); `out_prefix` is a path, e.g. "/tmp/certs/dp2".
+absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
+                                       const std::string& out_prefix);
+
+struct CertificateInfo {
+  std::string node_id;                 // from the URI SAN spiffe://portico/dp/<id>; "" if none
+  std::string subject;                 // RFC 2253 form, e.g. "CN=portico-dp,O=Portico"
+  int64_t not_after = 0;               // seconds since epoch
+  std::string serial_hex;              // lowercase hex
+  std::vector<std::string> dns_names;  // DNS SANs
+  std::vector<std::string> ip_addresses;  // IP SANs, textual
+  std::vector<std::string> uris;       // URI SANs
+};
+
+// Parses the first certificate of a PEM text. InvalidArgument if it is not one.
+absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem);
+
+// Verifies `leaf_pem` against the single trust anchor `ca_pem` (X509_verify_cert, current time).
+// OK, or Unauthenticated with OpenSSL's reason.
+absl::Status VerifyCertificateChain(absl::string_view leaf_pem, absl::string_view ca_pem);
+
+}  // namespace portico

@@ -1,0 +1,448 @@
+#include "data_plane/sync/sync_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "common/snapshot/snapshot.h"
+#include "common/tls/tls_files.h"
+#include "portico/sync/v1/sync.grpc.pb.h"
+
+namespace portico {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using sync::v1::CpMessage;
+using sync::v1::DpMessage;
+using Stream = grpc::ClientReaderWriter<DpMessage, CpMessage>;
+
+constexpr char kLog[] = "dp-sync";
+constexpr uint32_t kProtocolVersion = 1;
+constexpr int kMaxMessageBytes = 4 << 20;
+constexpr size_t kMaxNackText = 4096;
+constexpr double kBackoffMultiplier = 1.6;
+constexpr double kJitter = 0.2;
+
+void ToRef(const ConfigVersion& v, sync::v1::VersionRef* ref) {
+  ref->set_epoch(v.epoch);
+  ref->set_version(v.version);
+  ref->set_hash(v.hash);
+}
+
+// Serializes writes from the client and heartbeat threads; no write after WritesDone().
+class StreamWriter {
+ public:
+  explicit StreamWriter(Stream* stream) : stream_(stream) {}
+  bool Write(const DpMessage& msg) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !closed_ && stream_->Write(msg);
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_) stream_->WritesDone();
+    closed_ = true;
+  }
+
+ private:
+  std::mutex mu_;
+  bool closed_ = false;
+  Stream* stream_;
+};
+
+// What ended one stream, and so how long to wait before the next.
+struct SessionOutcome {
+  bool answered = false;         // HelloReply received
+  bool refused = false;          // the CP will keep refusing: retry slowly
+  uint32_t retry_after_s = 0;    // from a Goaway, 0 = none
+  std::string why;
+};
+
+}  // namespace
+
+class SyncClient::Impl {
+ public:
+  Impl(SyncClientOptions options, ApplyConfigFn apply, std::string cert, std::string key,
+       std::string ca, std::string node_id)
+      : options_(std::move(options)),
+        apply_(std::move(apply)),
+        cert_(std::move(cert)),
+        key_(std::move(key)),
+        ca_(std::move(ca)),
+        node_id_(std::move(node_id)),
+        started_(SteadyClock::now()) {}
+
+  void Run();
+  void Stop();
+
+  const SyncClientOptions options_;
+  const ApplyConfigFn apply_;
+  const std::string cert_, key_, ca_;
+  const std::string node_id_;
+  const SteadyClock::time_point started_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  // Guarded by mu_.
+  bool stopping_ = false;
+  bool stopped_ = false;
+  bool connected_ = false;
+  ConfigVersion serving_;
+  SyncClientStats stats_;
+  grpc::ClientContext* context_ = nullptr;  // the live stream's, for Stop()
+
+ private:
+  SessionOutcome RunSession();
+  std::shared_ptr<grpc::Channel> MakeChannel() const;
+  // Handles one chunk; may apply, ACK or NACK. Runs on the client thread.
+  void HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamWriter* writer);
+  void SendNack(StreamWriter* writer, uint64_t nonce, const ConfigVersion& rejected,
+                int code, const std::string& message);
+  ConfigVersion Serving() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return serving_;
+  }
+  // Sleeps up to `d`; false if Stop() was called.
+  bool SleepFor(absl::Duration d);
+
+  // Client-thread state.
+  std::unique_ptr<SnapshotAssembler> assembler_;
+  uint64_t dropped_nonce_ = 0;  // chunks of an already NACKed snapshot are ignored
+  bool has_dropped_nonce_ = false;
+};
+
+std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_;
+  ssl.pem_private_key = key_;
+  ssl.pem_cert_chain = cert_;
+  grpc::ChannelArguments args;
+  // SYNC-PROTOCOL §5.11: DP keepalive 20 s / 10 s, pings allowed without calls or data.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // A fresh subchannel per attempt: our backoff, not the channel's, paces reconnects.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!options_.server_name.empty()) args.SetSslTargetNameOverride(options_.server_name);
+  return grpc::CreateCustomChannel(options_.control_plane, grpc::SslCredentials(ssl), args);
+}
+
+bool SyncClient::Impl::SleepFor(absl::Duration d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(d)),
+               [&] { return stopping_; });
+  return !stopping_;
+}
+
+void SyncClient::Impl::Run() {
+  absl::BitGen rng;
+  absl::Duration backoff = options_.backoff_initial;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    SessionOutcome outcome = RunSession();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connected_ = false;
+      if (stopping_) return;
+    }
+    absl::Duration delay;
+    if (outcome.refused) {
+      delay = options_.refused_retry;
+      PORTICO_LOG(kError, kLog, "control plane ", options_.control_plane, " refused this data plane (",
+                  node_id_, "): ", outcome.why, "; retrying in ", absl::FormatDuration(delay));
+    } else {
+      if (outcome.answered) backoff = options_.backoff_initial;  // reset after a good Hello
+      delay = backoff * absl::Uniform(rng, 1.0 - kJitter, 1.0 + kJitter);
+      backoff = std::min(backoff * kBackoffMultiplier, options_.backoff_max);
+      PORTICO_LOG(kWarn, kLog, "stream to ", options_.control_plane, " ended: ", outcome.why,
+                  "; reconnecting in ", absl::FormatDuration(delay));
+    }
+    if (outcome.retry_after_s > 0) delay = std::max(delay, absl::Seconds(outcome.retry_after_s));
+    if (!SleepFor(delay)) return;
+  }
+}
+
+SessionOutcome SyncClient::Impl::RunSession() {
+  SessionOutcome outcome;
+  std::shared_ptr<grpc::Channel> channel = MakeChannel();
+  std::unique_ptr<sync::v1::ConfigSync::Stub> stub = sync::v1::ConfigSync::NewStub(channel);
+  grpc::ClientContext context;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return outcome;
+    context_ = &context;
+    ++stats_.connect_attempts;
+  }
+  std::unique_ptr<Stream> stream = stub->Stream(&context);
+  StreamWriter writer(stream.get());
+
+  DpMessage hello_msg;
+  sync::v1::Hello* hello = hello_msg.mutable_hello();
+  hello->set_node_id(options_.node_id_override.empty() ? node_id_ : options_.node_id_override);
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_dp_build(options_.dp_build);
+  hello->add_capabilities("enc.gzip");
+  ConfigVersion serving = Serving();
+  if (!serving.empty()) ToRef(serving, hello->mutable_serving());
+  hello->set_hostname(options_.hostname);
+  hello->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  hello->set_max_snapshot_bytes(options_.max_snapshot_bytes);
+
+  std::thread heartbeat;
+  bool heartbeat_stop = false;  // guarded by mu_
+  assembler_.reset();
+  has_dropped_nonce_ = false;
+
+  if (writer.Write(hello_msg)) {
+    CpMessage msg;
+    while (stream->Read(&msg)) {
+      switch (msg.msg_case()) {
+        case CpMessage::kHelloReply: {
+          if (outcome.answered) break;
+          outcome.answered = true;
+          const sync::v1::HelloReply& reply = msg.hello_reply();
+          if (reply.protocol_version() != kProtocolVersion) {
+            PORTICO_LOG(kWarn, kLog, "control plane speaks protocol ", reply.protocol_version());
+          }
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            connected_ = true;
+            ++stats_.sessions;
+          }
+          PORTICO_LOG(kInfo, kLog, "connected to control plane ", reply.cp_id(), " at ",
+                      options_.control_plane, " as ", node_id_, "; latest version ",
+                      reply.latest().version());
+          const auto interval = std::chrono::seconds(std::max<uint32_t>(1, reply.heartbeat_interval_s()));
+          heartbeat = std::thread([this, interval, &writer, &heartbeat_stop] {
+            while (true) {
+              {
+                std::unique_lock<std::mutex> lock(mu_);
+                if (cv_.wait_for(lock, interval, [&] { return heartbeat_stop || stopping_; })) return;
+              }
+              DpMessage hb;
+              ConfigVersion now_serving = Serving();
+              if (!now_serving.empty()) ToRef(now_serving, hb.mutable_heartbeat()->mutable_serving());
+              hb.mutable_heartbeat()->set_uptime_s(static_cast<uint64_t>(
+                  std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_).count()));
+              if (!writer.Write(hb)) return;
+            }
+          });
+          break;
+        }
+        case CpMessage::kUpToDate: {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++stats_.up_to_date;
+          break;
+        }
+        case CpMessage::kChunk:
+          HandleChunk(msg.chunk(), &writer);
+          break;
+        case CpMessage::kGoaway: {
+          const sync::v1::Goaway& goaway = msg.goaway();
+          outcome.why = absl::StrCat("goaway ", sync::v1::Goaway::Code_Name(goaway.code()), ": ",
+                                     goaway.reason());
+          outcome.retry_after_s = goaway.retry_after_s();
+          if (goaway.code() == sync::v1::Goaway::INCOMPATIBLE ||
+              goaway.code() == sync::v1::Goaway::UNAUTHORIZED ||
+              goaway.code() == sync::v1::Goaway::DUPLICATE_NODE) {
+            outcome.refused = true;
+          }
+          PORTICO_LOG(kWarn, kLog, "control plane says ", outcome.why);
+          writer.Close();  // let the CP close the stream
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    heartbeat_stop = true;
+    connected_ = false;
+  }
+  cv_.notify_all();
+  if (heartbeat.joinable()) heartbeat.join();
+  grpc::Status status = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    context_ = nullptr;
+  }
+  if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+      status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+      status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    outcome.refused = true;
+  }
+  if (outcome.refused) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.refusals;
+  }
+  if (outcome.why.empty()) {
+    outcome.why = status.ok() ? std::string("closed by the control plane")
+                              : absl::StrCat("status ", status.error_code(), ": ", status.error_message());
+  }
+  return outcome;
+}
+
+void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
+                                const ConfigVersion& rejected, int code,
+                                const std::string& message) {
+  DpMessage msg;
+  sync::v1::Nack* nack = msg.mutable_nack();
+  nack->set_nonce(nonce);
+  ToRef(rejected, nack->mutable_rejected());
+  ConfigVersion serving = Serving();
+  if (!serving.empty()) ToRef(serving, nack->mutable_serving());
+  nack->set_code(static_cast<sync::v1::Nack::Code>(code));
+  nack->set_message(message.substr(0, kMaxNackText));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.snapshots_rejected;
+  }
+  PORTICO_LOG(kError, kLog, "rejecting config version ", rejected.version, " (",
+              sync::v1::Nack::Code_Name(static_cast<sync::v1::Nack::Code>(code)), "): ", message,
+              "; still serving version ", serving.version);
+  dropped_nonce_ = nonce;
+  has_dropped_nonce_ = true;
+  writer->Write(msg);
+}
+
+void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamWriter* writer) {
+  if (has_dropped_nonce_ && chunk.nonce() == dropped_nonce_) return;
+  if (!assembler_) {
+    SnapshotLimits limits;
+    limits.max_snapshot_bytes = options_.max_snapshot_bytes;
+    assembler_ = std::make_unique<SnapshotAssembler>(limits);
+  }
+  absl::Status added = assembler_->Add(chunk);
+  if (!added.ok()) {
+    SendNack(writer, assembler_->nonce(), assembler_->target(), NackCodeFor(added),
+             added.ToString());
+    return;
+  }
+  if (!assembler_->complete()) return;
+  const uint64_t nonce = assembler_->nonce();
+  const ConfigVersion target = assembler_->target();
+  absl::StatusOr<DecodedSnapshot> decoded = assembler_->Finish();
+  if (!decoded.ok()) {
+    SendNack(writer, nonce, target, NackCodeFor(decoded.status()),
+             decoded.status().ToString());
+    return;
+  }
+  const ConfigVersion current = Serving();
+  const auto start = SteadyClock::now();
+  if (decoded->version != current) {
+    if (!current.empty() && current.epoch == target.epoch && target.version < current.version) {
+      SendNack(writer, nonce, target, sync::v1::Nack::INTERNAL,
+               absl::StrCat("version ", target.version, " is older than the served version ",
+                            current.version, " of the same epoch"));
+      return;
+    }
+    // Test-only fault switch for integration tests: make every apply fail.
+    const char* fail = std::getenv("PORTICO_TEST_FAIL_APPLY");
+    absl::Status applied = fail != nullptr && std::string(fail) == "1"
+                               ? absl::InternalError("PORTICO_TEST_FAIL_APPLY=1: apply failure injected")
+                               : apply_(decoded->config, decoded->version);
+    if (!applied.ok()) {
+      SendNack(writer, nonce, target,
+               applied.code() == absl::StatusCode::kInvalidArgument ? sync::v1::Nack::VALIDATION
+                                                                     : sync::v1::Nack::BUILD,
+               std::string(applied.message()));
+      return;
+    }
+  }
+  const auto apply_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    serving_ = decoded->version;
+    ++stats_.snapshots_applied;
+  }
+  PORTICO_LOG(kInfo, kLog, "serving config version ", target.version, " hash ",
+              ToHex(target.hash).substr(0, 12), " (", decoded->config->services.size(),
+              " services, ", decoded->config->routes.size(), " routes, applied in ", apply_ms, " ms)");
+  DpMessage msg;
+  sync::v1::Ack* ack = msg.mutable_ack();
+  ack->set_nonce(nonce);
+  ToRef(decoded->version, ack->mutable_serving());
+  ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
+  ack->set_persisted(false);
+  writer->Write(msg);
+}
+
+void SyncClient::Impl::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+SyncClient::SyncClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SyncClient::~SyncClient() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions options,
+                                                              ApplyConfigFn apply) {
+  if (!apply) return absl::InvalidArgumentError("apply function is required");
+  if (options.control_plane.empty()) return absl::InvalidArgumentError("control_plane is required");
+  absl::StatusOr<std::string> cert = ReadFileToString(options.cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFileToString(options.key_file);
+  if (!key.ok()) return key.status();
+  absl::StatusOr<std::string> ca = ReadFileToString(options.ca_file);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(*cert);
+  if (!info.ok()) return info.status();
+  if (info->node_id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.cert_file, " has no data plane identity (URI SAN ", kDataPlaneUriPrefix, "<node_id>)"));
+  }
+  if (options.backoff_initial <= absl::ZeroDuration()) options.backoff_initial = absl::Milliseconds(1);
+  if (options.backoff_max < options.backoff_initial) options.backoff_max = options.backoff_initial;
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), std::move(*cert),
+                                     std::move(*key), std::move(*ca), info->node_id);
+  Impl* raw = impl.get();
+  raw->thread_ = std::thread([raw] { raw->Run(); });
+  return std::unique_ptr<SyncClient>(new SyncClient(std::move(impl)));
+}
+
+bool SyncClient::connected() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->connected_;
+}
+
+ConfigVersion SyncClient::serving() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->serving_;
+}
+
+std::string SyncClient::node_id() const { return impl_->node_id_; }
+
+SyncClientStats SyncClient::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->stats_;
+}
+
+void SyncClient::Stop() { impl_->Stop(); }
+
+}  // namespace portico

@@ -1,0 +1,72 @@
+#pragma once
+// The data plane side of the CP <-> DP config stream (docs/sync.md, SYNC-PROTOCOL.md §5).
+// Dials the CP over mutual TLS, says Hello, reassembles and verifies snapshots, hands them to
+// the runtime through ApplyConfigFn, and ACKs/NACKs. Reconnects forever. No gRPC types here.
+//
+// Threading: one client thread (connect, read, decode, apply) plus one heartbeat thread per
+// live stream. Public methods are thread-safe.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/config/config_set.h"
+
+namespace portico {
+
+struct SyncClientOptions {
+  std::string control_plane;   // host:port
+  std::string cert_file, key_file, ca_file;  // DP client cert/key; CA that signed the CP cert
+  std::string server_name;     // optional: expected CP name (TLS target name override); default: host of control_plane
+  std::string hostname;        // reported to the CP
+  std::map<std::string, std::string> labels;  // reported to the CP
+  absl::Duration backoff_initial = absl::Seconds(1), backoff_max = absl::Seconds(30);  // x1.6, +-20% jitter
+  // Wait after the CP refused us (PERMISSION_DENIED / FAILED_PRECONDITION): retry slowly.
+  absl::Duration refused_retry = absl::Seconds(60);
+  uint64_t max_snapshot_bytes = uint64_t{512} << 20;  // decompressed cap
+  // Test hooks. node_id_override is sent in Hello instead of the certificate identity (the CP
+  // must refuse it); dp_build is the software version announced to the CP.
+  std::string node_id_override;
+  std::string dp_build = PORTICO_VERSION;
+};
+
+// Called on the client's thread. Returns OK once the config is built, swapped and serving;
+// an error makes the client NACK (the message goes to the CP) and keep serving the old one.
+using ApplyConfigFn =
+    std::function<absl::Status(std::shared_ptr<const ConfigSet>, const ConfigVersion&)>;
+
+struct SyncClientStats {
+  uint64_t connect_attempts = 0;   // streams opened (each reconnect counts)
+  uint64_t sessions = 0;           // streams whose Hello was answered
+  uint64_t snapshots_applied = 0;  // ACKed
+  uint64_t snapshots_rejected = 0; // NACKed (decode, hash, size or apply errors)
+  uint64_t up_to_date = 0;         // UpToDate answers (nothing to resend)
+  uint64_t refusals = 0;           // PERMISSION_DENIED / FAILED_PRECONDITION from the CP
+};
+
+class SyncClient {
+ public:
+  // Reads the TLS files and the node id from the certificate (InvalidArgument if it has no DP
+  // identity), then starts the client thread. Never waits for the CP.
+  static absl::StatusOr<std::unique_ptr<SyncClient>> Start(SyncClientOptions options,
+                                                           ApplyConfigFn apply);
+  ~SyncClient();  // Stop()s
+
+  bool connected() const;         // stream up and Hello answered
+  ConfigVersion serving() const;  // what it serves (empty if none)
+  std::string node_id() const;    // from its own certificate
+  SyncClientStats stats() const;
+  void Stop();                    // cancels the stream, joins; idempotent, prompt (< 1 s)
+
+  class Impl;
+
+ private:
+  explicit SyncClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portico

@@ -1,0 +1,256 @@
+#include "common/snapshot/snapshot.h"
+
+#include <zlib.h>
+
+#include "gtest/gtest.h"
+#include "portico/sync/v1/sync.pb.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+
+Service MakeService(const std::string& id, const std::string& host, bool enabled = true) {
+  Service s;
+  s.set_id(id);
+  s.set_name("svc-" + id);
+  s.set_protocol("http");
+  s.set_host(host);
+  s.set_port(80);
+  s.set_enabled(enabled);
+  return s;
+}
+
+Route MakeRoute(const std::string& id, const std::string& service_id, const std::string& path) {
+  Route r;
+  r.set_id(id);
+  if (!service_id.empty()) r.set_service_id(service_id);
+  r.add_protocols("http");
+  r.mutable_paths()->add_values(path);
+  return r;
+}
+
+StoredConfig MakeStored(uint64_t version = 7) {
+  StoredConfig stored;
+  stored.version.epoch = std::string(16, '\x42');
+  stored.version.version = version;
+  stored.config.services = {MakeService("s1", "a.example"), MakeService("s2", "b.example")};
+  stored.config.routes = {MakeRoute("r1", "s1", "/a"), MakeRoute("r2", "s2", "/b"),
+                          MakeRoute("r3", "", "/none")};
+  return stored;
+}
+
+std::vector<sync::v1::SnapshotChunk> ChunksOf(const BuiltSnapshot& snap, uint64_t nonce) {
+  std::vector<sync::v1::SnapshotChunk> out(snap.chunk_count());
+  for (size_t i = 0; i < snap.chunk_count(); ++i) FillSnapshotChunk(snap, i, nonce, &out[i]);
+  return out;
+}
+
+std::string GzipForTest(const std::string& input) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, input.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
+  z.avail_in = static_cast<uInt>(input.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+TEST(SnapshotTest, RoundTripThroughManyChunks) {
+  FakeClock clock(1234);
+  StoredConfig stored = MakeStored();
+  SnapshotBuildOptions options;
+  options.chunk_bytes = 16;  // force many chunks
+  auto built = BuildSnapshot(stored, clock, options);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const BuiltSnapshot& snap = **built;
+  EXPECT_GT(snap.chunk_count(), 3u);
+  EXPECT_EQ(snap.built_at, 1234);
+  EXPECT_EQ(snap.version.epoch, stored.version.epoch);
+  EXPECT_EQ(snap.version.version, 7u);
+  EXPECT_EQ(snap.version.hash.size(), 32u);
+  EXPECT_EQ(snap.service_count, 2u);
+  EXPECT_EQ(snap.route_count, 3u);
+
+  SnapshotAssembler assembler;
+  std::vector<sync::v1::SnapshotChunk> chunks = ChunksOf(snap, 5);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_FALSE(assembler.complete());
+    ASSERT_TRUE(assembler.Add(chunks[i]).ok()) << i;
+  }
+  ASSERT_TRUE(assembler.complete());
+  EXPECT_EQ(assembler.nonce(), 5u);
+  auto decoded = assembler.Finish();
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->version, snap.version);
+  ASSERT_EQ(decoded->config->services.size(), 2u);
+  ASSERT_EQ(decoded->config->routes.size(), 3u);
+  EXPECT_EQ(decoded->config->services[0].SerializeAsString(),
+            stored.config.services[0].SerializeAsString());
+  EXPECT_EQ(decoded->config->services[1].host(), "b.example");
+  EXPECT_EQ(decoded->config->routes[2].id(), "r3");
+  EXPECT_EQ(decoded->config->routes[0].paths().values(0), "/a");
+  EXPECT_FALSE(assembler.complete());
+}
+
+TEST(SnapshotTest, HashIsStableAndContentSensitive) {
+  FakeClock clock;
+  StoredConfig a = MakeStored();
+  auto first = BuildSnapshot(a, clock);
+  auto second = BuildSnapshot(a, clock);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ((*first)->version.hash, (*second)->version.hash);
+  EXPECT_EQ((*first)->version.hash, ComputeConfigHash(a.config));
+
+  // Input order does not matter (resources are sorted), the version number is not content.
+  StoredConfig reordered = a;
+  std::swap(reordered.config.services[0], reordered.config.services[1]);
+  reordered.version.version = 8;
+  EXPECT_EQ((*BuildSnapshot(reordered, clock))->version.hash, (*first)->version.hash);
+
+  StoredConfig host_changed = a;
+  host_changed.config.services[1].set_host("c.example");
+  StoredConfig route_added = a;
+  route_added.config.routes.push_back(MakeRoute("r4", "s1", "/x"));
+  StoredConfig id_changed = a;
+  id_changed.config.routes[2].set_id("r9");
+  for (const StoredConfig* other : {&host_changed, &route_added, &id_changed}) {
+    EXPECT_NE(ComputeConfigHash(other->config), (*first)->version.hash);
+  }
+}
+
+TEST(SnapshotTest, DisabledServiceAndItsRoutesAreNotExported) {
+  FakeClock clock;
+  StoredConfig stored = MakeStored();
+  stored.config.services[1].set_enabled(false);  // s2, used by r2
+  ConfigSet exported = ExportableConfig(stored.config);
+  ASSERT_EQ(exported.services.size(), 1u);
+  EXPECT_EQ(exported.services[0].id(), "s1");
+  ASSERT_EQ(exported.routes.size(), 2u);
+  EXPECT_EQ(exported.routes[0].id(), "r1");
+  EXPECT_EQ(exported.routes[1].id(), "r3");
+
+  auto built = BuildSnapshot(stored, clock);
+  ASSERT_TRUE(built.ok());
+  EXPECT_EQ((*built)->service_count, 1u);
+  EXPECT_EQ((*built)->route_count, 2u);
+  SnapshotAssembler assembler;
+  for (const auto& c : ChunksOf(**built, 1)) ASSERT_TRUE(assembler.Add(c).ok());
+  auto decoded = assembler.Finish();
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->config->services.size(), 1u);
+  EXPECT_EQ(decoded->config->routes.size(), 2u);
+}
+
+TEST(SnapshotTest, FlippedByteIsDetected) {
+  FakeClock clock;
+  auto built = BuildSnapshot(MakeStored(), clock);
+  ASSERT_TRUE(built.ok());
+  const BuiltSnapshot& snap = **built;
+  int detected = 0;
+  // Flip each byte position in turn (the gzip CRC or the hash must catch every one).
+  // Bytes 4..9 of the gzip header (MTIME, XFL, OS) carry no content and no CRC: skipped.
+  for (size_t pos = 0; pos < snap.compressed.size(); ++pos) {
+    if (pos >= 4 && pos <= 9) continue;
+    std::string corrupt = snap.compressed;
+    corrupt[pos] = static_cast<char>(corrupt[pos] ^ 0x5a);
+    auto decoded = DecodeSnapshot(corrupt, true, snap.uncompressed_size, snap.version);
+    ASSERT_FALSE(decoded.ok()) << "undetected flip at " << pos;
+    int code = NackCodeFor(decoded.status());
+    EXPECT_TRUE(code == sync::v1::Nack::DECODE || code == sync::v1::Nack::HASH_MISMATCH ||
+                code == sync::v1::Nack::TOO_LARGE)
+        << decoded.status();
+    ++detected;
+  }
+  EXPECT_EQ(detected, static_cast<int>(snap.compressed.size()) - 6);
+}
+
+TEST(SnapshotTest, BodiesThatDoNotMatchTheTargetHashAreRejected) {
+  FakeClock clock;
+  StoredConfig original = MakeStored();
+  StoredConfig tampered = original;
+  tampered.config.services[0].set_host("evil.example");
+  auto good = BuildSnapshot(original, clock);
+  auto bad = BuildSnapshot(tampered, clock);
+  ASSERT_TRUE(good.ok() && bad.ok());
+  // Valid gzip and protobuf, same epoch/version, but announced with the original hash.
+  auto decoded = DecodeSnapshot((*bad)->compressed, true, (*bad)->uncompressed_size, (*good)->version);
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(NackCodeFor(decoded.status()), sync::v1::Nack::HASH_MISMATCH);
+}
+
+TEST(SnapshotTest, ChunkGapAndNonceChangeAreRejected) {
+  FakeClock clock;
+  SnapshotBuildOptions options;
+  options.chunk_bytes = 16;
+  auto built = BuildSnapshot(MakeStored(), clock, options);
+  ASSERT_TRUE(built.ok());
+  std::vector<sync::v1::SnapshotChunk> chunks = ChunksOf(**built, 9);
+  ASSERT_GE(chunks.size(), 3u);
+
+  SnapshotAssembler gap;
+  ASSERT_TRUE(gap.Add(chunks[0]).ok());
+  absl::Status s = gap.Add(chunks[2]);
+  EXPECT_EQ(NackCodeFor(s), sync::v1::Nack::DECODE) << s;
+  EXPECT_EQ(gap.nonce(), 9u);
+  EXPECT_FALSE(gap.complete());
+
+  SnapshotAssembler nonce_change;
+  ASSERT_TRUE(nonce_change.Add(chunks[0]).ok());
+  sync::v1::SnapshotChunk other = chunks[1];
+  other.set_nonce(10);
+  EXPECT_EQ(NackCodeFor(nonce_change.Add(other)), sync::v1::Nack::DECODE);
+
+  SnapshotAssembler orphan;
+  EXPECT_EQ(NackCodeFor(orphan.Add(chunks[1])), sync::v1::Nack::DECODE);
+
+  // After an error a fresh chunk 0 starts over and succeeds.
+  for (const auto& c : chunks) ASSERT_TRUE(gap.Add(c).ok());
+  EXPECT_TRUE(gap.Finish().ok());
+}
+
+TEST(SnapshotTest, ZipBombIsCapped) {
+  const std::string zeros(64u << 20, '\0');
+  const std::string bomb = GzipForTest(zeros);
+  ASSERT_LT(bomb.size(), 1u << 20);
+  ConfigVersion target{std::string(16, 'e'), 1, std::string(32, 'h')};
+
+  // Lying about the size: output is capped at the announced size.
+  auto lied = DecodeSnapshot(bomb, true, 1000, target);
+  EXPECT_EQ(lied.status().code(), absl::StatusCode::kResourceExhausted) << lied.status();
+  // Honest size, but the ratio cap (100:1 + 1 MiB) rejects it before inflating.
+  auto ratio = DecodeSnapshot(bomb, true, zeros.size(), target);
+  EXPECT_EQ(ratio.status().code(), absl::StatusCode::kResourceExhausted) << ratio.status();
+  // Over max_snapshot_bytes.
+  SnapshotLimits small;
+  small.max_snapshot_bytes = 1u << 20;
+  auto too_big = DecodeSnapshot(bomb, true, zeros.size(), target, small);
+  EXPECT_EQ(NackCodeFor(too_big.status()), sync::v1::Nack::TOO_LARGE);
+
+  // The assembler refuses announced sizes over the cap at chunk 0.
+  sync::v1::SnapshotChunk chunk;
+  chunk.set_nonce(1);
+  chunk.set_encoding(sync::v1::SnapshotChunk::GZIP);
+  chunk.set_compressed_size(bomb.size());
+  chunk.set_uncompressed_size(zeros.size());
+  chunk.set_count(1);
+  chunk.set_data(bomb);
+  SnapshotAssembler assembler(small);
+  EXPECT_EQ(assembler.Add(chunk).code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(SnapshotTest, DuplicateIdsAreRefused) {
+  FakeClock clock;
+  StoredConfig stored = MakeStored();
+  stored.config.routes.push_back(MakeRoute("r1", "s1", "/dup"));
+  EXPECT_FALSE(BuildSnapshot(stored, clock).ok());
+}
+
+}  // namespace
+}  // namespace portico

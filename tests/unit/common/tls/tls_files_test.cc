@@ -1,0 +1,111 @@
+#include "common/tls/tls_files.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-tls-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string Read(const std::string& path) {
+  absl::StatusOr<std::string> s = ReadFileToString(path);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : std::string();
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 0777;
+}
+
+TEST(TlsFilesTest, ReadFileToStringReportsMissingFile) {
+  absl::StatusOr<std::string> s = ReadFileToString("/nonexistent/portico/file");
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(TlsFilesTest, GeneratesVerifiableClusterMaterial) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/certs";  // does not exist yet
+  ASSERT_TRUE(GenerateClusterCertificates(dir, {"cp.example.internal", "10.1.2.3"}, "dp-node-1").ok());
+
+  EXPECT_EQ(ModeOf(dir), 0700u);
+  EXPECT_EQ(ModeOf(dir + "/ca.key"), 0600u);
+  EXPECT_EQ(ModeOf(dir + "/cp.key"), 0600u);
+  EXPECT_EQ(ModeOf(dir + "/dp.key"), 0600u);
+
+  const std::string ca = Read(dir + "/ca.crt");
+  const std::string cp = Read(dir + "/cp.crt");
+  const std::string dp = Read(dir + "/dp.crt");
+  EXPECT_TRUE(VerifyCertificateChain(cp, ca).ok());
+  EXPECT_TRUE(VerifyCertificateChain(dp, ca).ok());
+
+  absl::StatusOr<CertificateInfo> cp_info = InspectCertificate(cp);
+  ASSERT_TRUE(cp_info.ok()) << cp_info.status();
+  EXPECT_EQ(cp_info->node_id, "");
+  EXPECT_EQ(cp_info->subject, "CN=portico-cp,O=Portico");
+  EXPECT_EQ(cp_info->dns_names, (std::vector<std::string>{"localhost", "cp.example.internal"}));
+  EXPECT_EQ(cp_info->ip_addresses, (std::vector<std::string>{"127.0.0.1", "::1", "10.1.2.3"}));
+
+  absl::StatusOr<CertificateInfo> dp_info = InspectCertificate(dp);
+  ASSERT_TRUE(dp_info.ok()) << dp_info.status();
+  EXPECT_EQ(dp_info->node_id, "dp-node-1");
+  EXPECT_EQ(dp_info->uris, (std::vector<std::string>{"spiffe://portico/dp/dp-node-1"}));
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  EXPECT_GT(dp_info->not_after, now + 2 * 365 * 86400);
+  EXPECT_LT(dp_info->not_after, now + 4 * 365 * 86400);
+  EXPECT_GE(dp_info->serial_hex.size(), 30u);
+  EXPECT_NE(dp_info->serial_hex, cp_info->serial_hex);
+}
+
+TEST(TlsFilesTest, IssuesMoreDataPlaneCertificatesFromTheSameCa) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateClusterCertificates(tmp.path(), {}, "first").ok());
+  ASSERT_TRUE(IssueDataPlaneCertificate(tmp.path(), "second", tmp.path() + "/dp2").ok());
+  EXPECT_EQ(ModeOf(tmp.path() + "/dp2.key"), 0600u);
+  const std::string dp2 = Read(tmp.path() + "/dp2.crt");
+  EXPECT_TRUE(VerifyCertificateChain(dp2, Read(tmp.path() + "/ca.crt")).ok());
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(dp2);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->node_id, "second");
+  EXPECT_FALSE(IssueDataPlaneCertificate(tmp.path(), "bad/id", tmp.path() + "/dp3").ok());
+}
+
+TEST(TlsFilesTest, LeafOfAnotherCaFailsVerification) {
+  TempDir a, b;
+  ASSERT_TRUE(GenerateClusterCertificates(a.path(), {}, "node-a").ok());
+  ASSERT_TRUE(GenerateClusterCertificates(b.path(), {}, "node-b").ok());
+  absl::Status s = VerifyCertificateChain(Read(b.path() + "/dp.crt"), Read(a.path() + "/ca.crt"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+}
+
+TEST(TlsFilesTest, RejectsBadInput) {
+  TempDir tmp;
+  EXPECT_FALSE(GenerateClusterCertificates(tmp.path(), {}, "").ok());
+  EXPECT_FALSE(GenerateClusterCertificates(tmp.path(), {}, "has space").ok());
+  EXPECT_FALSE(InspectCertificate("not a certificate").ok());
+  EXPECT_TRUE(IsValidNodeId("0a23456a-89ab-4def-8123-456789abcdef"));
+  EXPECT_FALSE(IsValidNodeId(std::string(129, 'a')));
+}
+
+}  // namespace
+}  // namespace portico

@@ -1,0 +1,464 @@
+// In-process CP <-> DP sync: a SyncServer with a fake store and SyncClients on 127.0.0.1,
+// with certificates generated into a temp dir.
+#include "control_plane/sync/sync_server.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/uuid.h"
+#include "common/snapshot/snapshot.h"
+#include "common/tls/tls_files.h"
+#include "data_plane/sync/sync_client.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-sync-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+std::string IdFor(int n) { return absl::StrCat("00000000-0000-4000-8000-", absl::StrFormat("%012d", n)); }
+
+Service MakeService(int n) {
+  Service s;
+  s.set_id(IdFor(n));
+  s.set_protocol("http");
+  s.set_host(absl::StrCat("backend", n, ".example"));
+  s.set_port(80);
+  s.set_retries(5);
+  s.set_connect_timeout(60000);
+  s.set_write_timeout(60000);
+  s.set_read_timeout(60000);
+  s.set_enabled(true);
+  return s;
+}
+
+Route MakeRoute(int n, int service) {
+  Route r;
+  r.set_id(IdFor(1000 + n));
+  r.add_protocols("http");
+  r.mutable_paths()->add_values(absl::StrCat("/r", n));
+  r.set_https_redirect_status_code(426);
+  r.set_path_handling("v0");
+  r.set_strip_path(true);
+  r.set_service_id(IdFor(service));
+  return r;
+}
+
+// What the DP's apply function saw; can be told to fail some versions.
+struct ApplyRecorder {
+  std::mutex mu;
+  std::vector<ConfigVersion> applied;  // every call, including failed ones
+  std::shared_ptr<const ConfigSet> last_ok;
+  std::set<uint64_t> fail_versions;
+
+  ApplyConfigFn Fn() {
+    return [this](std::shared_ptr<const ConfigSet> config, const ConfigVersion& v) {
+      std::lock_guard<std::mutex> lock(mu);
+      applied.push_back(v);
+      if (fail_versions.count(v.version) != 0) {
+        return absl::InternalError("boom: tls certificate for sni example.com cannot be loaded");
+      }
+      last_ok = std::move(config);
+      return absl::OkStatus();
+    };
+  }
+  size_t CallsFor(uint64_t version) {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t n = 0;
+    for (const auto& v : applied) n += v.version == version ? 1 : 0;
+    return n;
+  }
+  size_t Calls() {
+    std::lock_guard<std::mutex> lock(mu);
+    return applied.size();
+  }
+};
+
+class SyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    certs_ = tmp_.path() + "/certs";
+    ASSERT_TRUE(GenerateClusterCertificates(certs_, {}, "dp-1").ok());
+    stored_.version.epoch = std::string(16, '\x07');
+    stored_.version.version = 1;
+    stored_.config.services = {MakeService(1)};
+    stored_.config.routes = {MakeRoute(1, 1)};
+  }
+  void TearDown() override {
+    for (auto& c : clients_) c->Stop();
+    if (server_) server_->Stop();
+  }
+
+  // Mutates the fake store (bumping the version) and notifies the server.
+  void Change(const std::function<void(ConfigSet&)>& edit, bool notify = true) {
+    {
+      std::lock_guard<std::mutex> lock(store_mu_);
+      edit(stored_.config);
+      ++stored_.version.version;
+    }
+    if (notify && server_) server_->NotifyConfigChanged();
+  }
+  uint64_t StoreVersion() {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    return stored_.version.version;
+  }
+
+  void StartServer(uint16_t port = 0) {
+    SyncServerOptions options;
+    options.listen = absl::StrCat("127.0.0.1:", port);
+    options.cert_file = certs_ + "/cp.crt";
+    options.key_file = certs_ + "/cp.key";
+    options.ca_file = certs_ + "/ca.crt";
+    options.cp_id = "cp-test";
+    options.heartbeat_interval = absl::Seconds(1);
+    auto server = SyncServer::Start(
+        options,
+        [this]() -> absl::StatusOr<StoredConfig> {
+          std::lock_guard<std::mutex> lock(store_mu_);
+          ++reads_;
+          return stored_;
+        },
+        clock_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+
+  SyncClientOptions ClientOptions(const std::string& prefix, const std::string& ca_dir = "") {
+    SyncClientOptions options;
+    options.control_plane = absl::StrCat("127.0.0.1:", server_->port());
+    options.cert_file = prefix + ".crt";
+    options.key_file = prefix + ".key";
+    options.ca_file = (ca_dir.empty() ? certs_ : ca_dir) + "/ca.crt";
+    options.hostname = "dp-host";
+    options.backoff_initial = absl::Milliseconds(100);
+    options.backoff_max = absl::Milliseconds(500);
+    return options;
+  }
+
+  SyncClient* StartClient(SyncClientOptions options, ApplyRecorder& recorder) {
+    auto client = SyncClient::Start(std::move(options), recorder.Fn());
+    EXPECT_TRUE(client.ok()) << client.status();
+    if (!client.ok()) return nullptr;
+    clients_.push_back(std::move(*client));
+    return clients_.back().get();
+  }
+
+  std::optional<DataPlaneStatus> StatusOf(const std::string& id) {
+    for (const DataPlaneStatus& s : server_->ListDataPlanes()) {
+      if (s.id == id) return s;
+    }
+    return std::nullopt;
+  }
+  bool StateIs(const std::string& id, const std::string& state) {
+    auto s = StatusOf(id);
+    return s && s->state == state;
+  }
+
+  TempDir tmp_;
+  std::string certs_;
+  FakeClock clock_{1700000000};
+  std::mutex store_mu_;
+  StoredConfig stored_;
+  int reads_ = 0;
+  std::unique_ptr<SyncServer> server_;
+  std::vector<std::unique_ptr<SyncClient>> clients_;
+};
+
+TEST_F(SyncTest, FirstSnapshotIsDeliveredAndAcked) {
+  StartServer();
+  ASSERT_FALSE(server_->latest().empty());
+  EXPECT_EQ(server_->latest().version, 1u);
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->node_id(), "dp-1");
+
+  ASSERT_TRUE(WaitFor([&] { return client->serving() == server_->latest(); }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_TRUE(client->connected());
+  auto status = StatusOf("dp-1");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->config_hash, ToHex(server_->latest().hash));
+  EXPECT_EQ(status->config_hash.size(), 64u);
+  EXPECT_EQ(status->config_version, 1u);
+  EXPECT_EQ(status->sync_status, "normal");
+  EXPECT_EQ(status->hostname, "dp-host");
+  EXPECT_EQ(status->ip, "127.0.0.1");
+  EXPECT_EQ(status->version, PORTICO_VERSION);
+  EXPECT_GT(status->cert_expiry, clock_.NowSeconds());
+  EXPECT_EQ(status->last_seen, clock_.NowSeconds());
+
+  std::lock_guard<std::mutex> lock(rec.mu);
+  ASSERT_EQ(rec.applied.size(), 1u);
+  ASSERT_NE(rec.last_ok, nullptr);
+  ASSERT_EQ(rec.last_ok->services.size(), 1u);
+  EXPECT_EQ(rec.last_ok->services[0].host(), "backend1.example");
+  ASSERT_EQ(rec.last_ok->routes.size(), 1u);
+  EXPECT_EQ(rec.last_ok->routes[0].paths().values(0), "/r1");
+}
+
+TEST_F(SyncTest, ChangeAfterNotifyReachesTheClientAndHeartbeatsUpdateLastSeen) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+
+  Change([](ConfigSet& c) {
+    c.services.push_back(MakeService(2));
+    c.routes.push_back(MakeRoute(2, 2));
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 2; }));
+  EXPECT_EQ(client->serving(), server_->latest());
+  {
+    std::lock_guard<std::mutex> lock(rec.mu);
+    EXPECT_EQ(rec.last_ok->routes.size(), 2u);
+  }
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced") && StatusOf("dp-1")->config_version == 2; }));
+
+  clock_.Advance(100);  // the next heartbeat (every 1 s) records the new time
+  EXPECT_TRUE(WaitFor([&] { return StatusOf("dp-1")->last_seen == clock_.NowSeconds(); },
+                      std::chrono::seconds(3)));
+}
+
+TEST_F(SyncTest, BurstOfNotificationsBuildsFewSnapshots) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  const uint64_t before = server_->snapshots_published();
+  const int reads_before = reads_;
+
+  for (int i = 0; i < 100; ++i) {  // ~300 ms of writes, 3 ms apart
+    Change([i](ConfigSet& c) { c.routes[0].mutable_paths()->set_values(0, absl::StrCat("/burst", i)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  const uint64_t final_version = StoreVersion();
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == final_version; }));
+  const uint64_t built = server_->snapshots_published() - before;
+  EXPECT_GE(built, 1u);
+  EXPECT_LE(built, 3u) << "debounce should coalesce 100 notifications";
+  EXPECT_LE(reads_ - reads_before, 3);
+  std::lock_guard<std::mutex> lock(rec.mu);
+  EXPECT_EQ(rec.last_ok->routes[0].paths().values(0), "/burst99");
+  EXPECT_LE(rec.applied.size(), 4u);
+}
+
+TEST_F(SyncTest, NackIsRecordedAndTheVersionIsNotResent) {
+  StartServer();
+  ApplyRecorder rec;
+  rec.fail_versions = {2};
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+
+  Change([](ConfigSet& c) { c.services[0].set_host("changed.example"); });
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "nacked"); }));
+  auto status = StatusOf("dp-1");
+  EXPECT_NE(status->last_error.find("boom: tls certificate"), std::string::npos) << status->last_error;
+  EXPECT_NE(status->last_error.find("BUILD"), std::string::npos) << status->last_error;
+  EXPECT_EQ(status->config_version, 1u);  // still serving the old one
+  EXPECT_EQ(client->serving().version, 1u);
+  EXPECT_EQ(client->stats().snapshots_rejected, 1u);
+
+  // Not resent on this stream (heartbeats keep flowing)...
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(rec.CallsFor(2), 1u);
+  // ...nor to a new stream of the same node.
+  client->Stop();
+  ApplyRecorder rec2;
+  SyncClient* again = StartClient(ClientOptions(certs_ + "/dp"), rec2);
+  ASSERT_TRUE(WaitFor([&] { return again->connected(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(rec2.Calls(), 0u);
+  EXPECT_TRUE(StateIs("dp-1", "nacked"));
+
+  // A newer version is sent.
+  Change([](ConfigSet& c) { c.services[0].set_host("fixed.example"); });
+  ASSERT_TRUE(WaitFor([&] { return again->serving().version == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->last_error, "");
+}
+
+TEST_F(SyncTest, ClientWithCertificateFromAnotherCaNeverGetsConfig) {
+  StartServer();
+  TempDir other;
+  ASSERT_TRUE(GenerateClusterCertificates(other.path(), {}, "dp-1").ok());
+  ApplyRecorder rec;
+  // Trusts our CA for the server, but presents a certificate the CP cannot verify.
+  SyncClientOptions options = ClientOptions(other.path() + "/dp");
+  options.backoff_initial = absl::Milliseconds(200);
+  options.backoff_max = absl::Seconds(5);
+  SyncClient* client = StartClient(options, rec);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  SyncClientStats stats = client->stats();
+  EXPECT_EQ(stats.sessions, 0u);
+  EXPECT_FALSE(client->connected());
+  EXPECT_EQ(rec.Calls(), 0u);
+  EXPECT_TRUE(client->serving().empty());
+  // 200 ms x 1.6^n with jitter: about 5 attempts in 2.5 s; a hot loop would make hundreds.
+  EXPECT_GE(stats.connect_attempts, 2u);
+  EXPECT_LE(stats.connect_attempts, 8u);
+  EXPECT_TRUE(server_->ListDataPlanes().empty());
+}
+
+TEST_F(SyncTest, NodeIdMismatchIsRefusedAndRetriedSlowly) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClientOptions options = ClientOptions(certs_ + "/dp");
+  options.node_id_override = "impostor";
+  SyncClient* client = StartClient(options, rec);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "refused"); }));
+  auto status = StatusOf("dp-1");
+  EXPECT_NE(status->last_error.find("impostor"), std::string::npos) << status->last_error;
+  ASSERT_TRUE(WaitFor([&] { return client->stats().refusals == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(client->stats().connect_attempts, 1u);  // refused_retry is 60 s
+  EXPECT_EQ(rec.Calls(), 0u);
+  EXPECT_FALSE(client->connected());
+}
+
+TEST_F(SyncTest, IncompatibleBuildIsRefused) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClientOptions options = ClientOptions(certs_ + "/dp");
+  options.dp_build = "99.0.0";
+  SyncClient* client = StartClient(options, rec);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "incompatible"); }));
+  auto status = StatusOf("dp-1");
+  EXPECT_EQ(status->sync_status, "kong_version_incompatible");
+  EXPECT_EQ(status->version, "99.0.0");
+  ASSERT_TRUE(WaitFor([&] { return client->stats().refusals == 1; }));
+  EXPECT_EQ(rec.Calls(), 0u);
+}
+
+TEST_F(SyncTest, OlderMinorIsAccepted) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClientOptions options = ClientOptions(certs_ + "/dp");
+  options.dp_build = "0.0.9";  // CP is 0.1.x
+  SyncClient* client = StartClient(options, rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+}
+
+TEST_F(SyncTest, RestartedServerAnswersUpToDateOrSendsTheNewVersion) {
+  StartServer();
+  const uint16_t port = server_->port();
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  ASSERT_EQ(rec.Calls(), 1u);
+
+  // Same state after the restart: UpToDate, nothing resent.
+  server_->Stop();
+  server_.reset();
+  ASSERT_TRUE(WaitFor([&] { return !client->connected(); }));
+  StartServer(port);
+  ASSERT_TRUE(WaitFor([&] { return client->stats().up_to_date >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->config_hash, ToHex(server_->latest().hash));
+  EXPECT_EQ(rec.Calls(), 1u);
+
+  // Changed while the CP was down: the new version is sent.
+  server_->Stop();
+  server_.reset();
+  ASSERT_TRUE(WaitFor([&] { return !client->connected(); }));
+  Change([](ConfigSet& c) { c.routes.push_back(MakeRoute(2, 1)); }, /*notify=*/false);
+  StartServer(port);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 2; }));
+  EXPECT_EQ(rec.Calls(), 2u);
+  EXPECT_EQ(client->stats().snapshots_applied, 2u);
+  EXPECT_EQ(client->stats().up_to_date, 1u);
+}
+
+TEST_F(SyncTest, SecondStreamOfTheSameNodeReplacesTheFirst) {
+  StartServer();
+  ApplyRecorder rec1, rec2;
+  SyncClient* first = StartClient(ClientOptions(certs_ + "/dp"), rec1);
+  ASSERT_TRUE(WaitFor([&] { return first->serving().version == 1; }));
+  SyncClient* second = StartClient(ClientOptions(certs_ + "/dp"), rec2);
+  ASSERT_TRUE(WaitFor([&] { return second->serving().version == 1; }));
+  // The first one got Goaway{DUPLICATE_NODE} and backs off slowly (refused_retry).
+  ASSERT_TRUE(WaitFor([&] { return first->stats().refusals == 1 && !first->connected(); }));
+  EXPECT_TRUE(second->connected());
+  ASSERT_EQ(server_->ListDataPlanes().size(), 1u);
+  EXPECT_TRUE(StateIs("dp-1", "connected_synced"));
+}
+
+TEST_F(SyncTest, DisconnectedDataPlaneStaysListed) {
+  StartServer();
+  ASSERT_TRUE(IssueDataPlaneCertificate(certs_, "dp-2", certs_ + "/dp2").ok());
+  ApplyRecorder rec1, rec2;
+  SyncClient* one = StartClient(ClientOptions(certs_ + "/dp"), rec1);
+  SyncClient* two = StartClient(ClientOptions(certs_ + "/dp2"), rec2);
+  ASSERT_TRUE(WaitFor([&] { return one->serving().version == 1 && two->serving().version == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced") && StateIs("dp-2", "connected_synced"); }));
+  two->Stop();
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-2", "disconnected"); }));
+  std::vector<DataPlaneStatus> list = server_->ListDataPlanes();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, "dp-1");
+  EXPECT_EQ(list[1].id, "dp-2");
+  EXPECT_EQ(list[1].config_version, 1u);
+}
+
+TEST_F(SyncTest, SecondServerOnTheSamePortFailsToStart) {
+  StartServer();
+  SyncServerOptions options;
+  options.listen = absl::StrCat("127.0.0.1:", server_->port());
+  options.cert_file = certs_ + "/cp.crt";
+  options.key_file = certs_ + "/cp.key";
+  options.ca_file = certs_ + "/ca.crt";
+  auto second = SyncServer::Start(options, [this]() -> absl::StatusOr<StoredConfig> { return stored_; }, clock_);
+  EXPECT_FALSE(second.ok());
+  options.cert_file = certs_ + "/missing.crt";
+  options.listen = "127.0.0.1:0";
+  EXPECT_EQ(SyncServer::Start(options, [this]() -> absl::StatusOr<StoredConfig> { return stored_; }, clock_)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SyncTest, InvalidConfigIsNotPublished) {
+  StartServer();
+  const ConfigVersion before = server_->latest();
+  Change([](ConfigSet& c) { c.services[0].set_host(""); });  // host is required
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(server_->latest(), before);
+  Change([](ConfigSet& c) { c.services[0].set_host("ok.example"); });
+  ASSERT_TRUE(WaitFor([&] { return server_->latest().version == 3; }));
+}
+
+}  // namespace
+}  // namespace portico

@@ -1,0 +1,128 @@
+// SyncClient behaviour without a control plane: start-up checks, backoff, prompt Stop().
+#include "data_plane/sync/sync_client.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/tls/tls_files.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-dpsync-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A loopback port with nothing listening on it (bound, then closed).
+uint16_t ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class SyncClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(GenerateClusterCertificates(tmp_.path(), {}, "node-7").ok()); }
+  SyncClientOptions Options(uint16_t port) {
+    SyncClientOptions o;
+    o.control_plane = absl::StrCat("127.0.0.1:", port);
+    o.cert_file = tmp_.path() + "/dp.crt";
+    o.key_file = tmp_.path() + "/dp.key";
+    o.ca_file = tmp_.path() + "/ca.crt";
+    return o;
+  }
+  static ApplyConfigFn NoApply() {
+    return [](std::shared_ptr<const ConfigSet>, const ConfigVersion&) { return absl::OkStatus(); };
+  }
+  TempDir tmp_;
+};
+
+TEST_F(SyncClientTest, StartReadsTheNodeIdFromTheCertificate) {
+  auto client = SyncClient::Start(Options(ClosedPort()), NoApply());
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->node_id(), "node-7");
+  EXPECT_FALSE((*client)->connected());
+  EXPECT_TRUE((*client)->serving().empty());
+}
+
+TEST_F(SyncClientTest, StartRejectsBadMaterial) {
+  SyncClientOptions no_identity = Options(1);
+  no_identity.cert_file = tmp_.path() + "/cp.crt";  // a server cert: no DP identity
+  no_identity.key_file = tmp_.path() + "/cp.key";
+  EXPECT_EQ(SyncClient::Start(no_identity, NoApply()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  SyncClientOptions missing = Options(1);
+  missing.ca_file = tmp_.path() + "/nope.crt";
+  EXPECT_EQ(SyncClient::Start(missing, NoApply()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(SyncClient::Start(Options(1), nullptr).ok());
+}
+
+TEST_F(SyncClientTest, BacksOffExponentiallyWhenTheCpIsDown) {
+  SyncClientOptions o = Options(ClosedPort());
+  o.backoff_initial = absl::Milliseconds(100);
+  o.backoff_max = absl::Seconds(10);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Delays ~100, 160, 256, 410, 655 ms (+-20%): 4-6 attempts in 1.5 s, never dozens.
+  const uint64_t attempts = (*client)->stats().connect_attempts;
+  EXPECT_GE(attempts, 3u);
+  EXPECT_LE(attempts, 7u);
+  EXPECT_EQ((*client)->stats().sessions, 0u);
+}
+
+TEST_F(SyncClientTest, StopIsPromptDuringBackoffAndIdempotent) {
+  SyncClientOptions o = Options(ClosedPort());
+  o.backoff_initial = absl::Seconds(30);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto start = std::chrono::steady_clock::now();
+  (*client)->Stop();
+  (*client)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
+  // A listening socket that never accepts: the TCP connect succeeds, TLS never completes.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto client = SyncClient::Start(Options(ntohs(addr.sin_port)), NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto start = std::chrono::steady_clock::now();
+  (*client)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace portico
