@@ -34,3 +34,39 @@ TEST(HostPortTest, ParsesV4V6AndRejectsGarbage) {
 
 }  // namespace
 }  // namespace portico
+
+#include <cstdlib>
+
+#include "common/base/flags.h"
+
+namespace portico {
+namespace {
+
+TEST(FlagsTest, CommandLineBeatsEnvironmentBeatsDefault) {
+  Flags flags({{"admin-listen", "127.0.0.1:8001", "admin"},
+               {"db", "portico.db", "db"},
+               {"verbose", "", "v", true}});
+  setenv("PORTICO_DB", "/tmp/from-env.db", 1);
+  setenv("PORTICO_ADMIN_LISTEN", "127.0.0.1:9", 1);
+  const char* argv[] = {"prog", "--admin-listen=0.0.0.0:1", "pos", "--verbose"};
+  ASSERT_TRUE(flags.Parse(4, const_cast<char**>(argv)).ok());
+  EXPECT_EQ(flags.Get("admin-listen"), "0.0.0.0:1");
+  EXPECT_EQ(flags.Get("db"), "/tmp/from-env.db");
+  EXPECT_TRUE(flags.GetBool("verbose"));
+  ASSERT_EQ(flags.positional().size(), 1u);
+  EXPECT_EQ(flags.positional()[0], "pos");
+  unsetenv("PORTICO_DB");
+  unsetenv("PORTICO_ADMIN_LISTEN");
+}
+
+TEST(FlagsTest, UnknownFlagAndMissingValueAreErrors) {
+  Flags flags({{"db", "", "db"}});
+  const char* bad[] = {"prog", "--nope"};
+  EXPECT_FALSE(flags.Parse(2, const_cast<char**>(bad)).ok());
+  Flags flags2({{"db", "", "db"}});
+  const char* missing[] = {"prog", "--db"};
+  EXPECT_FALSE(flags2.Parse(2, const_cast<char**>(missing)).ok());
+}
+
+}  // namespace
+}  // namespace portico

@@ -1,0 +1,142 @@
+// portico-cp: the control plane. Owns the Admin API and the SQLite store, and streams config
+// snapshots to data planes over mutual-TLS gRPC.
+//
+//   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME]
+//   portico-cp [--db FILE] [--admin-listen H:P] [--cluster-listen H:P]
+//              --cluster-cert F --cluster-key F --cluster-ca F
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/flags.h"
+#include "common/base/host_port.h"
+#include "common/base/log.h"
+#include "common/base/signals.h"
+#include "common/base/uuid.h"
+#include "common/http/http_server.h"
+#include "common/tls/tls_files.h"
+#include "control_plane/admin/admin_api.h"
+#include "control_plane/store/store.h"
+#include "control_plane/sync/sync_server.h"
+
+namespace portico {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "portico-cp: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+int GenCerts(int argc, char** argv) {
+  Flags flags({{"cp-names", "", "extra DNS names or IPs for the CP certificate, comma-separated"},
+               {"dp-id", "dp-1", "node id written into the DP client certificate"}});
+  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) return Fail(s);
+  if (flags.positional().size() != 1) {
+    std::fprintf(stderr, "usage: portico-cp gen-certs DIR [flags]\n%s", flags.Usage().c_str());
+    return 2;
+  }
+  std::vector<std::string> names;
+  for (absl::string_view n : absl::StrSplit(flags.Get("cp-names"), ',', absl::SkipEmpty())) {
+    names.emplace_back(n);
+  }
+  const std::string& dir = flags.positional()[0];
+  if (absl::Status s = GenerateClusterCertificates(dir, names, flags.Get("dp-id")); !s.ok()) {
+    return Fail(s);
+  }
+  std::printf("wrote %s/{ca.crt,ca.key,cp.crt,cp.key,dp.crt,dp.key}\n", dir.c_str());
+  return 0;
+}
+
+int Serve(int argc, char** argv) {
+  Flags flags({
+      {"db", "portico.db", "SQLite database file (created with its schema on first start)"},
+      {"admin-listen", "127.0.0.1:8001", "Admin API address"},
+      {"cluster-listen", "0.0.0.0:8005", "address data planes connect to (mutual TLS)"},
+      {"cluster-cert", "", "CP server certificate (PEM)"},
+      {"cluster-key", "", "CP server private key (PEM)"},
+      {"cluster-ca", "", "cluster CA; DP client certificates must chain to it"},
+      {"max-body-bytes", "16777216", "largest Admin API request body"},
+      {"log-level", "info", "debug|info|warn|error"},
+  });
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (!flags.positional().empty()) {
+    std::fprintf(stderr, "usage: portico-cp [flags]\n       portico-cp gen-certs DIR\n%s",
+                 flags.Usage().c_str());
+    return 2;
+  }
+  LogLevel level;
+  if (!ParseLogLevel(flags.Get("log-level"), &level)) {
+    return Fail(absl::InvalidArgumentError("--log-level must be debug, info, warn or error"));
+  }
+  SetLogLevel(level);
+  for (const char* required : {"cluster-cert", "cluster-key", "cluster-ca"}) {
+    if (flags.Get(required).empty()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--", required, " (or ", Flags::EnvName(required), ") is required")));
+    }
+  }
+  absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
+  if (!admin_addr.ok()) return Fail(admin_addr.status());
+  size_t max_body = 0;
+  if (!absl::SimpleAtoi(flags.Get("max-body-bytes"), &max_body) || max_body == 0) {
+    return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
+  }
+
+  BlockTerminationSignals();
+  const Clock& clock = RealClock::Get();
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(flags.Get("db"), clock);
+  if (!store.ok()) return Fail(store.status());
+
+  char host_buf[256] = {0};
+  gethostname(host_buf, sizeof(host_buf) - 1);
+  const std::string node_id = NewUuid();
+
+  SyncServerOptions sync_options;
+  sync_options.listen = flags.Get("cluster-listen");
+  sync_options.cert_file = flags.Get("cluster-cert");
+  sync_options.key_file = flags.Get("cluster-key");
+  sync_options.ca_file = flags.Get("cluster-ca");
+  sync_options.cp_id = node_id;
+  Store* store_ptr = store->get();
+  absl::StatusOr<std::unique_ptr<SyncServer>> sync = SyncServer::Start(
+      sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock);
+  if (!sync.ok()) return Fail(sync.status());
+  SyncServer* sync_ptr = sync->get();
+
+  AdminOptions admin_options;
+  admin_options.node_id = node_id;
+  admin_options.hostname = host_buf;
+  admin_options.admin_listen = flags.Get("admin-listen");
+  admin_options.cluster_listen = flags.Get("cluster-listen");
+  admin_options.database_path = flags.Get("db");
+  AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
+                 clock);
+  HttpServerOptions http_options;
+  http_options.max_body_bytes = max_body;
+  absl::StatusOr<std::unique_ptr<HttpServer>> http = HttpServer::Start(
+      admin_addr->host, admin_addr->port,
+      [&admin](const HttpRequest& request) { return admin.Handle(request); }, http_options);
+  if (!http.ok()) return Fail(http.status());
+
+  PORTICO_LOG(kInfo, "cp", "node ", node_id, " admin API listening on ", admin_addr->host, ":",
+              (*http)->port(), ", cluster listening on port ", sync_ptr->port(), ", database ",
+              flags.Get("db"));
+  int sig = WaitForTerminationSignal();
+  PORTICO_LOG(kInfo, "cp", "signal ", sig, ", shutting down");
+  (*http)->Stop();
+  sync_ptr->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace portico
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::GenCerts(argc, argv);
+  return portico::Serve(argc, argv);
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds everything into ./build (RelWithDebInfo, Ninja, ccache if present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+export CCACHE_DIR=${CCACHE_DIR:-$PWD/.cache/ccache}
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
+fi
+cmake --build "$BUILD_DIR" -j "$JOBS" "$@"

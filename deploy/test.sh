@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Command 2 of the quick start: installs what is missing, builds, runs every test (unit + integration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh
+bash deploy/build.sh
+# Integration tests start real binaries on loopback with ephemeral ports; two at a time is safe.
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "${TEST_JOBS:-2}" --timeout 300

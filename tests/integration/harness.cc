@@ -1,0 +1,410 @@
+#include "tests/integration/harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base ? base : "/tmp") + "/portico-it-XXXXXX";
+  char* made = mkdtemp(tmpl.data());
+  path_ = made ? made : "";
+}
+
+TempDir::~TempDir() {
+  if (!path_.empty() && std::getenv("PORTICO_KEEP_TEMP") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+}
+
+uint16_t PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  uint16_t port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+Process::Process(std::string name, std::vector<std::string> argv, std::string log_file,
+                 std::map<std::string, std::string> extra_env)
+    : name_(std::move(name)), log_file_(std::move(log_file)) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    for (const auto& [k, v] : extra_env) setenv(k.c_str(), v.c_str(), 1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !reaped_) Stop(SIGKILL, std::chrono::seconds(5));
+}
+
+bool Process::Running() {
+  if (pid_ <= 0 || reaped_) return false;
+  pid_t r = waitpid(pid_, &status_, WNOHANG);
+  if (r == pid_) {
+    reaped_ = true;
+    return false;
+  }
+  return true;
+}
+
+void Process::Signal(int sig) {
+  if (Running()) kill(pid_, sig);
+}
+
+int Process::Stop(int sig, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  if (reaped_) return status_;
+  kill(pid_, sig);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+      reaped_ = true;
+      return status_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status_, 0);
+  reaped_ = true;
+  return status_;
+}
+
+std::string Process::Log() const {
+  std::ifstream in(log_file_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+namespace {
+
+int ConnectLoopback(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Parses one response from `buf`; returns true when complete.
+bool ParseResponse(const std::string& buf, bool eof, HttpResult* out) {
+  size_t head_end = buf.find("\r\n\r\n");
+  if (head_end == std::string::npos) return false;
+  std::string head = buf.substr(0, head_end);
+  std::istringstream lines(head);
+  std::string line;
+  std::getline(lines, line);
+  if (line.size() < 12) return false;
+  out->status = std::atoi(line.substr(9, 3).c_str());
+  out->headers.clear();
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+    std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    out->headers[name] = value;
+  }
+  std::string rest = buf.substr(head_end + 4);
+  auto te = out->headers.find("transfer-encoding");
+  auto cl = out->headers.find("content-length");
+  if (te != out->headers.end() && absl::AsciiStrToLower(te->second) == "chunked") {
+    std::string body;
+    size_t pos = 0;
+    while (true) {
+      size_t eol = rest.find("\r\n", pos);
+      if (eol == std::string::npos) return false;
+      size_t size = std::strtoul(rest.substr(pos, eol - pos).c_str(), nullptr, 16);
+      if (size == 0) {
+        if (rest.find("\r\n", eol + 2) == std::string::npos) return false;
+        break;
+      }
+      if (rest.size() < eol + 2 + size + 2) return false;
+      body.append(rest, eol + 2, size);
+      pos = eol + 2 + size + 2;
+    }
+    out->body = body;
+    return true;
+  }
+  if (cl != out->headers.end()) {
+    size_t len = std::strtoul(cl->second.c_str(), nullptr, 10);
+    if (rest.size() < len) return false;
+    out->body = rest.substr(0, len);
+    return true;
+  }
+  if (out->status == 204 || out->status == 304 || out->status / 100 == 1) {
+    out->body.clear();
+    return true;
+  }
+  if (!eof) return false;
+  out->body = rest;
+  return true;
+}
+
+}  // namespace
+
+HttpResult RawHttp(uint16_t port, const std::string& request, std::chrono::milliseconds timeout) {
+  HttpResult result;
+  int fd = ConnectLoopback(port);
+  if (fd < 0) {
+    result.error = absl::StrCat("connect to port ", port, " failed: ", strerror(errno));
+    return result;
+  }
+  if (!SendAll(fd, request)) {
+    result.error = "send failed";
+    close(fd);
+    return result;
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string buf;
+  bool eof = false;
+  char chunk[65536];
+  while (true) {
+    if (ParseResponse(buf, eof, &result)) {
+      result.ok = true;
+      break;
+    }
+    if (eof) {
+      result.error = buf.empty() ? "connection closed without a response" : "truncated response";
+      break;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.error = "timeout";
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = poll(&p, 1, static_cast<int>(left.count()));
+    if (r <= 0) continue;
+    ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      buf.append(chunk, static_cast<size_t>(n));
+    } else {
+      eof = true;
+    }
+  }
+  if (result.ok) {
+    // Closed if the server says so or the socket reads EOF shortly after.
+    auto conn = result.headers.find("connection");
+    result.closed = eof || (conn != result.headers.end() && absl::AsciiStrToLower(conn->second) == "close");
+  }
+  close(fd);
+  return result;
+}
+
+HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body, const std::string& content_type,
+                const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::string req = absl::StrCat(method, " ", target, " HTTP/1.1\r\n");
+  bool has_host = false;
+  for (const auto& [k, v] : headers) {
+    if (absl::AsciiStrToLower(k) == "host") has_host = true;
+    absl::StrAppend(&req, k, ": ", v, "\r\n");
+  }
+  if (!has_host) absl::StrAppend(&req, "Host: 127.0.0.1:", port, "\r\n");
+  if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    if (!content_type.empty()) absl::StrAppend(&req, "Content-Type: ", content_type, "\r\n");
+    absl::StrAppend(&req, "Content-Length: ", body.size(), "\r\n");
+  }
+  absl::StrAppend(&req, "Connection: close\r\n\r\n", body);
+  return RawHttp(port, req);
+}
+
+bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return predicate();
+}
+
+EchoUpstream::EchoUpstream(std::string name, uint16_t port) : name_(std::move(name)) {
+  listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::fprintf(stderr, "echo upstream: bind 127.0.0.1:%u: %s\n", port, strerror(errno));
+  }
+  listen(listen_fd_, 128);
+  socklen_t len = sizeof(addr);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
+EchoUpstream::~EchoUpstream() {
+  stopping_ = true;
+  shutdown(listen_fd_, SHUT_RDWR);
+  close(listen_fd_);
+  acceptor_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : conn_fds_) shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : workers_) t.join();
+}
+
+void EchoUpstream::AcceptLoop() {
+  while (!stopping_) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    int fd = accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) continue;
+    int id = ++accepted_;
+    std::lock_guard<std::mutex> lock(mu_);
+    conn_fds_.push_back(fd);
+    workers_.emplace_back([this, fd, id] { Serve(fd, id); });
+  }
+}
+
+void EchoUpstream::Serve(int fd, int connection_id) {
+  std::string buf;
+  char chunk[65536];
+  while (!stopping_) {
+    size_t head_end;
+    while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
+      ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+      if (n <= 0) {
+        close(fd);
+        return;
+      }
+      buf.append(chunk, static_cast<size_t>(n));
+    }
+    std::istringstream lines(buf.substr(0, head_end));
+    std::string request_line;
+    std::getline(lines, request_line);
+    if (!request_line.empty() && request_line.back() == '\r') request_line.pop_back();
+    nlohmann::json headers = nlohmann::json::object();
+    std::string line;
+    size_t content_length = 0;
+    bool chunked = false, close_after = false;
+    while (std::getline(lines, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      size_t colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+      std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+      if (headers.contains(name)) {
+        headers[name] = headers[name].get<std::string>() + ", " + value;
+      } else {
+        headers[name] = value;
+      }
+      if (name == "content-length") content_length = std::strtoul(value.c_str(), nullptr, 10);
+      if (name == "transfer-encoding" && absl::AsciiStrToLower(value) == "chunked") chunked = true;
+      if (name == "connection" && absl::AsciiStrToLower(value) == "close") close_after = true;
+    }
+    buf.erase(0, head_end + 4);
+    size_t body_len = 0;
+    if (chunked) {
+      while (true) {
+        size_t eol;
+        while ((eol = buf.find("\r\n")) == std::string::npos) {
+          ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+          if (n <= 0) { close(fd); return; }
+          buf.append(chunk, static_cast<size_t>(n));
+        }
+        size_t size = std::strtoul(buf.substr(0, eol).c_str(), nullptr, 16);
+        while (buf.size() < eol + 2 + size + 2) {
+          ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+          if (n <= 0) { close(fd); return; }
+          buf.append(chunk, static_cast<size_t>(n));
+        }
+        buf.erase(0, eol + 2 + size + 2);
+        body_len += size;
+        if (size == 0) break;
+      }
+    } else {
+      while (buf.size() < content_length) {
+        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n <= 0) { close(fd); return; }
+        buf.append(chunk, static_cast<size_t>(n));
+      }
+      buf.erase(0, content_length);
+      body_len = content_length;
+    }
+    size_t sp1 = request_line.find(' ');
+    size_t sp2 = request_line.rfind(' ');
+    nlohmann::json j;
+    j["method"] = request_line.substr(0, sp1);
+    j["target"] = sp1 < sp2 ? request_line.substr(sp1 + 1, sp2 - sp1 - 1) : "";
+    j["headers"] = headers;
+    j["body_len"] = body_len;
+    j["connection_id"] = connection_id;
+    std::string body = j.dump();
+    std::string resp = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+                                    "X-Upstream: ", name_, "\r\nContent-Length: ", body.size(),
+                                    "\r\n\r\n", body);
+    ++served_;
+    if (!SendAll(fd, resp) || close_after) break;
+  }
+  close(fd);
+}
+
+}  // namespace portico::testing
