@@ -8,4 +8,8 @@ export CCACHE_DIR=${CCACHE_DIR:-$PWD/.cache/ccache}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 fi
-cmake --build "$BUILD_DIR" -j "$JOBS" "$@"
+if [ $# -gt 0 ]; then
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target "$@"
+else
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+fi

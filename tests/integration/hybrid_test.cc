@@ -1,19 +1,17 @@
 // The hybrid path end to end: real portico-cp (SQLite file) and portico-dp processes on loopback,
 // mTLS certificates generated per run, a real upstream, raw HTTP.
 #include <signal.h>
-#include <sys/wait.h>
 
 #include <atomic>
 #include <cstdio>
 #include <fstream>
-#include <memory>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/harness.h"
+#include "tests/integration/cluster.h"
 
 namespace portico::testing {
 namespace {
@@ -21,131 +19,46 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// Runs `portico-cp gen-certs DIR --dp-id ID` and waits for it.
-void GenerateCerts(const std::string& dir, const std::string& dp_id, const std::string& log) {
-  Process gen("gen-certs", {PORTICO_CP_BIN, "gen-certs", dir, "--dp-id", dp_id}, log);
-  int status = gen.Stop(0, 30s);  // signal 0: just wait
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << gen.Log();
-}
-
-json ParseJson(const HttpResult& r) {
-  json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  return j;
-}
-
 class HybridTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    certs_ = tmp_.path() + "/certs";
-    GenerateCerts(certs_, "dp-it", tmp_.File("gen.log"));
-    admin_port_ = PickFreePort();
-    cluster_port_ = PickFreePort();
-    StartCp();
-    proxy_port_ = PickFreePort();
-    status_port_ = PickFreePort();
-    dp_ = StartDp(certs_ + "/dp.crt", certs_ + "/dp.key", certs_ + "/ca.crt", proxy_port_,
-                  status_port_, "dp.log");
-    ASSERT_TRUE(WaitFor([&] { return Http(status_port_, "GET", "/status").ok; }, 15s))
-        << dp_->Log();
+    ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
+    dp_ = &cluster_.StartDp();
   }
-
   void TearDown() override {
-    if (HasFailure()) {
-      if (cp_) std::fprintf(stderr, "--- CP log ---\n%s\n", cp_->Log().c_str());
-      if (dp_) std::fprintf(stderr, "--- DP log ---\n%s\n", dp_->Log().c_str());
-    }
-    dp_.reset();
-    cp_.reset();
-  }
-
-  void StartCp() {
-    cp_ = std::make_unique<Process>(
-        "cp",
-        std::vector<std::string>{PORTICO_CP_BIN, "--db", tmp_.File("portico.db"),
-                                 "--admin-listen", absl::StrCat("127.0.0.1:", admin_port_),
-                                 "--cluster-listen", absl::StrCat("127.0.0.1:", cluster_port_)},
-        tmp_.File("cp.log"),
-        std::map<std::string, std::string>{{"PORTICO_CLUSTER_CERT", certs_ + "/cp.crt"},
-                                           {"PORTICO_CLUSTER_KEY", certs_ + "/cp.key"},
-                                           {"PORTICO_CLUSTER_CA", certs_ + "/ca.crt"}});
-    ASSERT_TRUE(WaitFor([&] { return Http(admin_port_, "GET", "/status").status == 200; }, 15s))
-        << cp_->Log();
-  }
-
-  std::unique_ptr<Process> StartDp(const std::string& cert, const std::string& key,
-                                   const std::string& ca, uint16_t proxy_port,
-                                   uint16_t status_port, const std::string& log) {
-    return std::make_unique<Process>(
-        "dp",
-        std::vector<std::string>{PORTICO_DP_BIN, "--control-plane",
-                                 absl::StrCat("127.0.0.1:", cluster_port_), "--cluster-cert", cert,
-                                 "--cluster-key", key, "--cluster-ca", ca, "--proxy-listen",
-                                 absl::StrCat("127.0.0.1:", proxy_port), "--status-listen",
-                                 absl::StrCat("127.0.0.1:", status_port), "--workers", "2"},
-        tmp_.File(log));
-  }
-
-  HttpResult Admin(const std::string& method, const std::string& target, const json& body = {}) {
-    return Http(admin_port_, method, target, body.is_null() ? "" : body.dump());
-  }
-
-  uint64_t CpVersion() {
-    HttpResult r = Admin("GET", "/status");
-    json j = ParseJson(r);
-    if (!r.ok || !j.is_object() || !j.contains("configuration_version")) return 0;
-    return j["configuration_version"].get<uint64_t>();
-  }
-
-  json DpStatus(uint16_t status_port) { return ParseJson(Http(status_port, "GET", "/status")); }
-
-  // Waits until the DP serves exactly the CP's current version.
-  bool WaitDpSynced(uint16_t status_port, std::chrono::milliseconds timeout = 15s) {
-    uint64_t want = CpVersion();
-    return WaitFor(
-        [&] {
-          json s = DpStatus(status_port);
-          return s.is_object() && s.value("config_version", uint64_t{0}) == want && want > 0;
-        },
-        timeout);
+    if (HasFailure()) std::fprintf(stderr, "%s", cluster_.Logs().c_str());
   }
 
   void CreateEchoServiceAndRoutes() {
-    HttpResult s = Admin("POST", "/services",
-                         {{"name", "echo"},
-                          {"url", absl::StrCat("http://127.0.0.1:", upstream_.port(), "/base")}});
+    HttpResult s = cluster_.Admin(
+        "POST", "/services",
+        {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream_.port(), "/base")}});
     ASSERT_EQ(s.status, 201) << s.body;
-    HttpResult r1 = Admin("POST", "/services/echo/routes", {{"name", "api"}, {"paths", {"/api"}}});
+    HttpResult r1 =
+        cluster_.Admin("POST", "/services/echo/routes", {{"name", "api"}, {"paths", {"/api"}}});
     ASSERT_EQ(r1.status, 201) << r1.body;
-    HttpResult r2 = Admin("POST", "/routes",
-                          {{"name", "keep"},
-                           {"paths", {"/keep"}},
-                           {"strip_path", false},
-                           {"preserve_host", true},
-                           {"service", {{"name", "echo"}}}});
+    HttpResult r2 = cluster_.Admin("POST", "/routes",
+                                   {{"name", "keep"},
+                                    {"paths", {"/keep"}},
+                                    {"strip_path", false},
+                                    {"preserve_host", true},
+                                    {"service", {{"name", "echo"}}}});
     ASSERT_EQ(r2.status, 201) << r2.body;
   }
 
-  HttpResult Proxy(const std::string& target, const std::string& host = "client.example") {
-    return RawHttp(proxy_port_, absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", host,
-                                             "\r\nConnection: close\r\n\r\n"));
-  }
-
-  TempDir tmp_;
-  std::string certs_;
   EchoUpstream upstream_;
-  uint16_t admin_port_ = 0, cluster_port_ = 0, proxy_port_ = 0, status_port_ = 0;
-  std::unique_ptr<Process> cp_, dp_;
+  Cluster cluster_;
+  DataPlane* dp_ = nullptr;
 };
 
 TEST_F(HybridTest, RouteCreatedViaAdminApiIsServedWithKongPathAndHost) {
-  json ready_before = ParseJson(Http(status_port_, "GET", "/status/ready"));
-  EXPECT_EQ(Http(status_port_, "GET", "/status/ready").status, 503);
+  EXPECT_EQ(Http(dp_->status_port, "GET", "/status/ready").status, 503);
   ASSERT_NO_FATAL_FAILURE(CreateEchoServiceAndRoutes());
-  ASSERT_TRUE(WaitDpSynced(status_port_)) << DpStatus(status_port_).dump();
-  EXPECT_EQ(Http(status_port_, "GET", "/status/ready").status, 200);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  EXPECT_EQ(Http(dp_->status_port, "GET", "/status/ready").status, 200);
 
   // strip_path=true (default): /api is removed and joined to the service path /base.
-  HttpResult a = Proxy("/api/items?q=1&b=%2F");
+  HttpResult a = cluster_.Proxy(*dp_, "/api/items?q=1&b=%2F");
   ASSERT_TRUE(a.ok) << a.error;
   ASSERT_EQ(a.status, 200) << a.body;
   json echo = json::parse(a.body);
@@ -155,63 +68,65 @@ TEST_F(HybridTest, RouteCreatedViaAdminApiIsServedWithKongPathAndHost) {
   EXPECT_EQ(echo["headers"]["x-forwarded-proto"], "http");
   EXPECT_EQ(echo["headers"]["x-forwarded-for"], "127.0.0.1");
   EXPECT_EQ(echo["headers"]["x-real-ip"], "127.0.0.1");
-  EXPECT_EQ(echo["headers"]["x-forwarded-port"], std::to_string(proxy_port_));
+  EXPECT_EQ(echo["headers"]["x-forwarded-port"], std::to_string(dp_->proxy_port));
   EXPECT_EQ(a.headers["x-upstream"], "echo");
   EXPECT_NE(a.headers["via"].find("portico"), std::string::npos);
 
   // strip_path=false + preserve_host=true.
-  HttpResult k = Proxy("/keep/x/");
+  HttpResult k = cluster_.Proxy(*dp_, "/keep/x/");
   ASSERT_EQ(k.status, 200) << k.body;
   json echo2 = json::parse(k.body);
   EXPECT_EQ(echo2["target"], "/base/keep/x/");
   EXPECT_EQ(echo2["headers"]["host"], "client.example");
 
-  HttpResult none = Proxy("/nothing");
+  HttpResult none = cluster_.Proxy(*dp_, "/nothing");
   EXPECT_EQ(none.status, 404);
   EXPECT_EQ(ParseJson(none)["message"], "no Route matched with those values");
 
   // The CP knows what the DP runs.
-  json dps = ParseJson(Admin("GET", "/clustering/data-planes"));
+  json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
   ASSERT_TRUE(dps.contains("data")) << dps.dump();
   ASSERT_EQ(dps["data"].size(), 1u) << dps.dump();
   json dp = dps["data"][0];
   EXPECT_EQ(dp["id"], "dp-it");
   EXPECT_EQ(dp["ip"], "127.0.0.1");
   EXPECT_EQ(dp["sync_status"], "normal");
-  EXPECT_EQ(dp["config_hash"], DpStatus(status_port_)["configuration_hash"]);
-  EXPECT_EQ(dp["config_version"], CpVersion());
+  EXPECT_EQ(dp["config_hash"], cluster_.DpStatus(*dp_)["configuration_hash"]);
+  EXPECT_EQ(dp["config_version"], cluster_.CpVersion());
 }
 
 TEST_F(HybridTest, KillNineOfCpLosesNoProxiedRequestAndLaterChangesArrive) {
   ASSERT_NO_FATAL_FAILURE(CreateEchoServiceAndRoutes());
-  ASSERT_TRUE(WaitDpSynced(status_port_));
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
 
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, failed{0};
   std::string first_failure;
   std::thread load([&] {
     while (!stop) {
-      HttpResult r = Proxy("/api/load");
+      HttpResult r = cluster_.Proxy(*dp_, "/api/load");
       if (r.ok && r.status == 200) {
         ++ok;
-      } else {
-        if (failed++ == 0) first_failure = absl::StrCat(r.status, " ", r.error, " ", r.body);
+      } else if (failed++ == 0) {
+        first_failure = absl::StrCat(r.status, " ", r.error, " ", r.body);
       }
     }
   });
   ASSERT_TRUE(WaitFor([&] { return ok.load() >= 100; }, 10s));
-  cp_->Stop(SIGKILL, 5s);
-  ASSERT_TRUE(WaitFor([&] { return DpStatus(status_port_).value("control_plane_connected", true) == false; }, 10s));
-  int served_while_down = ok.load();
-  ASSERT_TRUE(WaitFor([&] { return ok.load() >= served_while_down + 200; }, 10s));
+  cluster_.KillCp(SIGKILL);
+  ASSERT_TRUE(WaitFor(
+      [&] { return cluster_.DpStatus(*dp_).value("control_plane_connected", true) == false; }, 10s));
+  int served_before_restart = ok.load();
+  ASSERT_TRUE(WaitFor([&] { return ok.load() >= served_before_restart + 200; }, 10s));
 
-  ASSERT_NO_FATAL_FAILURE(StartCp());
-  HttpResult r = Admin("POST", "/services/echo/routes", {{"name", "after"}, {"paths", {"/after"}}});
+  ASSERT_TRUE(cluster_.StartCp());
+  HttpResult r =
+      cluster_.Admin("POST", "/services/echo/routes", {{"name", "after"}, {"paths", {"/after"}}});
   ASSERT_EQ(r.status, 201) << r.body;
-  ASSERT_TRUE(WaitDpSynced(status_port_, 45s)) << DpStatus(status_port_).dump();
-  HttpResult after = Proxy("/after/z");
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_, 45s)) << cluster_.DpStatus(*dp_).dump();
+  HttpResult after = cluster_.Proxy(*dp_, "/after/z");
   EXPECT_EQ(after.status, 200) << after.body;
-  EXPECT_EQ(json::parse(after.body)["target"], "/base/z");
+  EXPECT_EQ(json::parse(after.body, nullptr, false)["target"], "/base/z");
 
   stop = true;
   load.join();
@@ -221,70 +136,67 @@ TEST_F(HybridTest, KillNineOfCpLosesNoProxiedRequestAndLaterChangesArrive) {
 
 TEST_F(HybridTest, DpWithCertificateFromAnotherCaNeverGetsConfig) {
   ASSERT_NO_FATAL_FAILURE(CreateEchoServiceAndRoutes());
-  ASSERT_TRUE(WaitDpSynced(status_port_));
-  std::string rogue = tmp_.path() + "/rogue";
-  GenerateCerts(rogue, "rogue-dp", tmp_.File("gen2.log"));
-  uint16_t proxy2 = PickFreePort(), status2 = PickFreePort();
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  std::string rogue = cluster_.tmp().path() + "/rogue";
+  std::string gen_log;
+  ASSERT_TRUE(GenerateCerts(rogue, "rogue-dp", &gen_log)) << gen_log;
   // Client certificate from another CA; it trusts the real cluster CA for the CP.
-  auto rogue_dp = StartDp(rogue + "/dp.crt", rogue + "/dp.key", certs_ + "/ca.crt", proxy2,
-                          status2, "rogue.log");
-  ASSERT_TRUE(WaitFor([&] { return Http(status2, "GET", "/status").ok; }, 15s)) << rogue_dp->Log();
+  DataPlane& rogue_dp = cluster_.StartDp({.cert = rogue + "/dp.crt",
+                                          .key = rogue + "/dp.key",
+                                          .log_name = "rogue.log"});
   std::this_thread::sleep_for(3s);
-  json s = DpStatus(status2);
+  json s = cluster_.DpStatus(rogue_dp);
   EXPECT_EQ(s["config_loaded"], false) << s.dump();
   EXPECT_EQ(s["control_plane_connected"], false);
-  EXPECT_EQ(Http(status2, "GET", "/status/ready").status, 503);
-  HttpResult p = RawHttp(proxy2, "GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(Http(rogue_dp.status_port, "GET", "/status/ready").status, 503);
+  HttpResult p = cluster_.Proxy(rogue_dp, "/api/x");
   EXPECT_EQ(p.status, 404);
-  json dps = ParseJson(Admin("GET", "/clustering/data-planes"));
+  json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
   for (const json& dp : dps["data"]) EXPECT_NE(dp["id"], "rogue-dp") << dps.dump();
-  EXPECT_TRUE(rogue_dp->Running()) << "the DP must keep running and retrying";
-  rogue_dp->Stop();
+  EXPECT_TRUE(rogue_dp.process->Running()) << "the DP must keep running and retrying";
 }
 
 TEST_F(HybridTest, BadAdminInputGetsKongErrorsAndWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(CreateEchoServiceAndRoutes());
-  uint64_t before = CpVersion();
+  uint64_t before = cluster_.CpVersion();
   ASSERT_GT(before, 0u);
 
-  HttpResult missing_host = Admin("POST", "/services", {{"name", "x"}});
+  HttpResult missing_host = cluster_.Admin("POST", "/services", {{"name", "x"}});
   EXPECT_EQ(missing_host.status, 400);
   json e = ParseJson(missing_host);
   EXPECT_EQ(e["code"], 2);
   EXPECT_EQ(e["name"], "schema violation");
   EXPECT_EQ(e["fields"]["host"], "required field missing") << e.dump();
 
-  HttpResult bad_json = Http(admin_port_, "POST", "/services", "{\"name\":");
+  HttpResult bad_json = Http(cluster_.admin_port(), "POST", "/services", "{\"name\":");
   EXPECT_EQ(bad_json.status, 400);
   EXPECT_EQ(ParseJson(bad_json)["message"], "Cannot parse JSON body");
 
-  HttpResult bad_type = Http(admin_port_, "POST", "/services", "name=x", "text/plain");
+  HttpResult bad_type = Http(cluster_.admin_port(), "POST", "/services", "name=x", "text/plain");
   EXPECT_EQ(bad_type.status, 415);
 
-  HttpResult dup = Admin("POST", "/services", {{"name", "echo"}, {"host", "example.com"}});
+  HttpResult dup = cluster_.Admin("POST", "/services", {{"name", "echo"}, {"host", "example.com"}});
   EXPECT_EQ(dup.status, 409);
   EXPECT_EQ(ParseJson(dup)["code"], 5);
 
-  HttpResult fk = Admin("POST", "/routes",
-                        {{"paths", {"/x"}},
-                         {"service", {{"id", "6d3f1f4e-3a8e-4d7c-9d2b-0a0b0c0d0e0f"}}}});
+  HttpResult fk = cluster_.Admin(
+      "POST", "/routes",
+      {{"paths", {"/x"}}, {"service", {{"id", "6d3f1f4e-3a8e-4d7c-9d2b-0a0b0c0d0e0f"}}}});
   EXPECT_EQ(fk.status, 400);
   EXPECT_EQ(ParseJson(fk)["code"], 4);
 
-  HttpResult restrict = Admin("DELETE", "/services/echo");
+  HttpResult restrict = cluster_.Admin("DELETE", "/services/echo");
   EXPECT_EQ(restrict.status, 400);
   EXPECT_EQ(ParseJson(restrict)["code"], 4);
 
-  HttpResult bad_route = Admin("POST", "/routes", {{"paths", {"no-slash"}}});
+  HttpResult bad_route = cluster_.Admin("POST", "/routes", {{"paths", {"no-slash"}}});
   EXPECT_EQ(bad_route.status, 400);
   EXPECT_EQ(ParseJson(bad_route)["code"], 2);
 
-  EXPECT_EQ(CpVersion(), before) << "a rejected write must not bump the version";
-  json services = ParseJson(Admin("GET", "/services"));
-  EXPECT_EQ(services["data"].size(), 1u);
-  json routes = ParseJson(Admin("GET", "/routes"));
-  EXPECT_EQ(routes["data"].size(), 2u);
-  EXPECT_EQ(Admin("GET", "/services/echo").status, 200);
+  EXPECT_EQ(cluster_.CpVersion(), before) << "a rejected write must not bump the version";
+  EXPECT_EQ(ParseJson(cluster_.Admin("GET", "/services"))["data"].size(), 1u);
+  EXPECT_EQ(ParseJson(cluster_.Admin("GET", "/routes"))["data"].size(), 2u);
+  EXPECT_EQ(cluster_.Admin("GET", "/services/echo").status, 200);
 }
 
 std::string CommandOutput(const std::string& command) {
