@@ -5,7 +5,7 @@ PACKAGES=(
   cmake g++ make ninja-build pkg-config ccache openssl curl ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libsqlite3-dev libuv1-dev node-llhttp zlib1g-dev libre2-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev googletest
+  nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -11,8 +11,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/base/uuid.h"
+#include "re2/re2.h"
 
 namespace portico {
 namespace {
@@ -121,26 +123,43 @@ bool IsPathChar(char c) {
   return absl::ascii_isalnum(c) || absl::StrContains("-._~!$&'()*+,;=:@/%", c);
 }
 
-// Checks a plain (non-regex) path: leading '/', RFC 3986 characters, valid %XX, normalised.
-void CheckPlainPath(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
-  if (!absl::StartsWith(path, "/")) {
-    errors->Add(path_key, "should start with: /");
-    return;
-  }
+// Kong's typedefs.path character rules: RFC 3986 characters and well-formed %XX. False (with
+// the error added) when they fail. The caller has checked the leading '/'.
+bool CheckPathCharacters(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
   for (size_t i = 0; i < path.size(); ++i) {
     if (!IsPathChar(path[i])) {
       errors->Add(path_key, absl::StrCat("invalid path: '", path,
                                          "' (characters outside of the reserved list of RFC 3986 found)"));
-      return;
+      return false;
     }
     if (path[i] == '%') {
       if (i + 2 >= path.size() + 0 || !absl::ascii_isxdigit(path[i + 1]) ||
           !absl::ascii_isxdigit(path[i + 2])) {
         errors->Add(path_key, absl::StrCat("invalid url-encoded value: '", path, "'"));
-        return;
+        return false;
       }
     }
   }
+  return true;
+}
+
+// A plain route path: Kong's typedefs.path rules, then it must equal its normalised form
+// (routes.lua validate_path_with_regexes).
+void CheckPlainRoutePath(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
+  if (!CheckPathCharacters(errors, path_key, path)) return;
+  const std::string normalized = NormalizeUriPath(path);
+  if (normalized != path) {
+    errors->Add(path_key, absl::StrCat("non-normalized path, consider use '", normalized, "' instead"));
+  }
+}
+
+// Checks a plain (non-regex) service path: leading '/', RFC 3986 characters, valid %XX, normalised.
+void CheckPlainPath(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
+  if (!absl::StartsWith(path, "/")) {
+    errors->Add(path_key, "should start with: /");
+    return;
+  }
+  if (!CheckPathCharacters(errors, path_key, path)) return;
   if (absl::StrContains(path, "//")) {
     errors->Add(path_key, "must not have empty segments");
     return;
@@ -246,6 +265,95 @@ bool IsValidIpOrCidr(absl::string_view text) {
   if (!absl::SimpleAtoi(text.substr(slash + 1), &bits)) return false;
   int max_bits = absl::StrContains(ip, ':') ? 128 : 32;
   return bits >= 0 && bits <= max_bits;
+}
+
+namespace {
+
+// RFC 3986 reserved characters plus '%': Kong keeps them percent-encoded when normalising.
+bool StaysEncoded(unsigned char c) {
+  return c < 0x80 && absl::StrContains("!*'();:@&=+$,/?%#[]", static_cast<char>(c));
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  return absl::ascii_tolower(c) - 'a' + 10;
+}
+
+}  // namespace
+
+std::string NormalizeUriPath(absl::string_view path) {
+  if (path.empty() || path == "/") return std::string(path);
+  // 1. Percent-decoding of everything but reserved characters.
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size() && absl::ascii_isxdigit(path[i + 1]) &&
+        absl::ascii_isxdigit(path[i + 2])) {
+      const unsigned char byte = static_cast<unsigned char>(HexValue(path[i + 1]) * 16 + HexValue(path[i + 2]));
+      if (StaysEncoded(byte)) {
+        decoded.push_back('%');
+        decoded.push_back(absl::ascii_toupper(path[i + 1]));
+        decoded.push_back(absl::ascii_toupper(path[i + 2]));
+      } else {
+        decoded.push_back(static_cast<char>(byte));
+      }
+      i += 2;
+    } else {
+      decoded.push_back(path[i]);
+    }
+  }
+  if (!absl::StrContains(decoded, '.') && !absl::StrContains(decoded, "//")) return decoded;
+
+  // 2+3. Dot segments and merged slashes; `segments` holds output pieces ("/seg" or a first
+  // relative "seg"), `in` is what is left of the input.
+  std::vector<absl::string_view> segments;
+  absl::string_view in = decoded;
+  auto pop = [&segments] {
+    if (!segments.empty()) segments.pop_back();
+  };
+  while (!in.empty()) {
+    if (in == "/.") {
+      in = "/";
+    } else if (in == "/..") {
+      in = "/";
+      pop();
+    } else if (in == "." || in == "..") {
+      in = "";
+    } else if (absl::StartsWith(in, "../")) {
+      in.remove_prefix(3);
+    } else if (absl::StartsWith(in, "./")) {
+      in.remove_prefix(2);
+    } else if (absl::StartsWith(in, "/./")) {
+      in.remove_prefix(2);
+    } else if (absl::StartsWith(in, "/../")) {
+      in.remove_prefix(3);
+      pop();
+    } else if (absl::StartsWith(in, "//")) {
+      in.remove_prefix(1);
+    } else {
+      const size_t next = in.find('/', 1);
+      segments.push_back(in.substr(0, next));
+      in = next == absl::string_view::npos ? absl::string_view() : in.substr(next);
+    }
+  }
+  return absl::StrJoin(segments, "");
+}
+
+std::string RoutePathRegexPattern(absl::string_view tilde_path) {
+  absl::string_view regex = tilde_path;
+  if (absl::StartsWith(regex, "~")) regex.remove_prefix(1);
+  return absl::StrCat("^", absl::StrReplaceAll(regex, {{"?<", "?P<"}}));
+}
+
+std::string HeaderValueRegexPattern(absl::string_view tilde_star_value) {
+  absl::string_view regex = tilde_star_value;
+  if (absl::StartsWith(regex, "~*")) regex.remove_prefix(2);
+  return absl::AsciiStrToLower(regex);
+}
+
+std::string Re2CompileError(absl::string_view pattern) {
+  const re2::RE2 compiled(re2::StringPiece(pattern.data(), pattern.size()), re2::RE2::Quiet);
+  return compiled.ok() ? std::string() : compiled.error();
 }
 
 FieldErrors ValidateServiceFields(const Service& s) {
@@ -358,12 +466,16 @@ FieldErrors ValidateRouteFields(const Route& r) {
       const std::string& path = r.paths().values(i);
       std::string key = absl::StrCat("paths.", i + 1);
       if (absl::StartsWith(path, "~")) {
-        if (path.size() == 1) errors.Add(key, "length must be at least 2");
-        // The regex itself is compiled (RE2) by the router; not checked here.
+        if (path.size() == 1) {
+          errors.Add(key, "length must be at least 2");
+        } else if (std::string error = Re2CompileError(RoutePathRegexPattern(path)); !error.empty()) {
+          // Kong: "invalid regex: '<re>' (PCRE returned: <err>)"; the engine here is RE2.
+          errors.Add(key, absl::StrCat("invalid regex: '", path.substr(1), "' (RE2 returned: ", error, ")"));
+        }
       } else if (!absl::StartsWith(path, "/")) {
         errors.Add(key, "should start with: / (fixed path) or ~ (regex path)");
       } else {
-        CheckPlainPath(&errors, key, path);
+        CheckPlainRoutePath(&errors, key, path);
       }
     }
   }
@@ -375,6 +487,15 @@ FieldErrors ValidateRouteFields(const Route& r) {
         errors.Add("headers", absl::StrCat("invalid header name: ", name));
       } else if (values.values_size() == 0) {
         errors.Add(absl::StrCat("headers.", name), "length must be at least 1");
+      } else {
+        for (const std::string& value : values.values()) {
+          if (!absl::StartsWith(value, "~*")) continue;
+          if (std::string error = Re2CompileError(HeaderValueRegexPattern(value)); !error.empty()) {
+            errors.Add(absl::StrCat("headers.", name),
+                       absl::StrCat("invalid regex: '", value.substr(2), "' (RE2 returned: ", error, ")"));
+            break;
+          }
+        }
       }
     }
   }

@@ -2,7 +2,10 @@
 // The one entity validator: run by the Admin API before writing, by the CP before publishing a
 // snapshot and by the DP before applying one (KONG-REFERENCE.md §2.2 rules for services/routes).
 // Pure functions, thread-safe.
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
 #include "common/config/field_errors.h"
 
@@ -24,5 +27,30 @@ absl::Status ValidateConfigSet(const ConfigSet& config);
 // Helpers shared with the Admin API.
 bool IsValidHostname(absl::string_view host);  // DNS name or IP literal, no port
 bool IsValidIpOrCidr(absl::string_view text);
+
+// Kong's request path normalisation (kong/tools/uri.lua `normalize` with merge_slashes), shared by
+// the route validator (plain paths must already be normalised) and the DP router (request paths
+// are normalised before matching):
+//   1. every %XX triplet (hex in any case) is decoded, except reserved characters
+//      `!*'();:@&=+$,/?%#[]`, which stay encoded with uppercase hex (`%2f` -> `%2F`);
+//   2. dot segments are removed (RFC 3986 5.2.4; a decoded `%2E` counts as a dot);
+//   3. runs of `/` are merged into one.
+// The result may contain bytes that are not valid in a request line (decoded space, UTF-8);
+// the proxy re-escapes them when forwarding (router::EscapeUpstreamPath).
+std::string NormalizeUriPath(absl::string_view path);
+
+// The RE2 pattern Kong's `traditional_compatible` router builds from a regex route path
+// ("~" + regex): "^" + regex, with every "?<" rewritten to "?P<" (named groups). The "^" is
+// prepended textually, exactly as Kong does, so a top-level alternation is only anchored in its
+// first branch.
+std::string RoutePathRegexPattern(absl::string_view tilde_path);
+
+// The RE2 pattern of a "~*" header value: the rest of the value, lowercased (Kong lowercases the
+// configured regex and matches it, unanchored, against the lowercased request header value).
+std::string HeaderValueRegexPattern(absl::string_view tilde_star_value);
+
+// Empty when `pattern` compiles with RE2 (default options, as the router uses them); otherwise
+// RE2's error text.
+std::string Re2CompileError(absl::string_view pattern);
 
 }  // namespace portico

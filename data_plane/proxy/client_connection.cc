@@ -226,6 +226,8 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
     RespondLocally(404, kMsgNoRoute, false);
     return HeadAction::kContinue;
   }
+  // Kong normalises the path before matching; the normalised path is what goes upstream.
+  const std::string normalized_path = router::NormalizeRequestPath(path);
   const std::string* host = head.Find("host");
   std::vector<std::pair<absl::string_view, absl::string_view>> headers;
   headers.reserve(head.headers.size());
@@ -234,7 +236,7 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   view.method = head.method;
   view.host = host != nullptr ? absl::string_view(*host) : absl::string_view();
   view.port = worker_.port();
-  view.path = path;
+  view.path = normalized_path;
   view.headers = &headers;
   const std::optional<router::Match> match = ex.config->router().Find(view);
   if (!match.has_value() || match->route == nullptr) {
@@ -243,8 +245,8 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   }
   ex.route = match->route;
   if (worker_.options().allow_debug_header) {
-    const std::string* debug = head.Find("kong-debug");
-    if (debug != nullptr && *debug == "1") {
+    // Kong adds the debug headers whenever the request carries Kong-Debug (any value).
+    if (head.Find("kong-debug") != nullptr) {
       ex.debug_headers.emplace_back("Kong-Route-Id", match->route->id());
       if (match->route->has_name()) ex.debug_headers.emplace_back("Kong-Route-Name", match->route->name());
       if (match->service != nullptr) {
@@ -254,6 +256,16 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
         }
       }
     }
+  }
+  if (match->https_only) {
+    // This listener is plain HTTP: Kong answers with the route's https_redirect_status_code.
+    const std::string path_and_query = has_query ? absl::StrCat(path, "?", query) : std::string(path);
+    const bool close = !ex.client_keep_alive;
+    SendLocalResponse(BuildHttpsRequiredResponse(match->route->https_redirect_status_code(),
+                                                 host != nullptr ? absl::string_view(*host) : absl::string_view(),
+                                                 path_and_query, close, ex.debug_headers),
+                      close);
+    return HeadAction::kContinue;
   }
   ex.target = ex.config->FindService(match->service);
   if (match->service == nullptr || ex.target == nullptr) {
@@ -265,9 +277,9 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
     return HeadAction::kContinue;
   }
 
-  const std::string upstream_path = router::BuildUpstreamPath(
-      ex.target->has_path ? absl::string_view(ex.target->path) : absl::string_view(), path,
-      match->matched_path, match->route->strip_path());
+  const std::string upstream_path = router::EscapeUpstreamPath(router::BuildUpstreamPath(
+      ex.target->has_path ? absl::string_view(ex.target->path) : absl::string_view(), normalized_path,
+      match->matched_path, match->route->strip_path()));
   UpstreamRequestParams params;
   params.upstream_path = upstream_path;
   params.query = query;
@@ -424,6 +436,11 @@ void ClientConnection::OnUpstreamFailure(UpstreamError error, bool response_byte
 }
 
 void ClientConnection::RespondLocally(int status, absl::string_view message, bool force_close) {
+  const bool close = force_close || !exchange_->client_keep_alive;
+  SendLocalResponse(BuildKongResponse(status, message, close, exchange_->debug_headers), close);
+}
+
+void ClientConnection::SendLocalResponse(std::string response, bool close) {
   Exchange& ex = *exchange_;
   if (ex.upstream != nullptr) {
     ex.upstream->Abort();
@@ -432,8 +449,7 @@ void ClientConnection::RespondLocally(int status, absl::string_view message, boo
   ex.local_response = true;
   ex.pending_body.clear();
   ex.pending_body_bytes = 0;
-  const bool close = force_close || !ex.client_keep_alive;
-  WriteToClient(BuildKongResponse(status, message, close, ex.debug_headers));
+  WriteToClient(std::move(response));
   ex.response_started = true;
   ex.response_complete = true;
   if (close) {

@@ -109,6 +109,8 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   // A generated (Kong-style) response for the current exchange. `force_close` closes the
   // connection after it; otherwise the request body is discarded and keep-alive honoured.
   void RespondLocally(int status, absl::string_view message, bool force_close);
+  // Sends a complete generated response for the current exchange (see RespondLocally).
+  void SendLocalResponse(std::string response, bool close);
   void RespondToBadInput(bool head_too_large);
 
   Worker& worker_;

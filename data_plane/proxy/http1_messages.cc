@@ -88,6 +88,25 @@ std::string BuildKongResponse(int status, absl::string_view message, bool close,
   return out;
 }
 
+std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
+                                       bool close,
+                                       const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  if (redirect_status != 301 && redirect_status != 302 && redirect_status != 307 && redirect_status != 308) {
+    std::vector<std::pair<std::string, std::string>> headers = extra_headers;
+    headers.emplace_back("Connection", "Upgrade");
+    headers.emplace_back("Upgrade", "TLS/1.2, HTTP/1.1");
+    return BuildKongResponse(426, kMsgHttpsRequired, close, headers);
+  }
+  std::string out = absl::StrCat("HTTP/1.1 ", redirect_status, " ", ReasonPhrase(redirect_status), "\r\n");
+  AppendHeader(&out, "Location", absl::StrCat("https://", absl::AsciiStrToLower(StripPort(host)), path_and_query));
+  AppendHeader(&out, "Content-Length", "0");
+  AppendHeader(&out, "Server", kServerToken);
+  if (close) AppendHeader(&out, "Connection", "close");
+  for (const auto& [name, value] : extra_headers) AppendHeader(&out, name, value);
+  out += "\r\n";
+  return out;
+}
+
 HopByHopFilter::HopByHopFilter(const Http1Head& head) {
   for (const auto& [name, value] : head.headers) {
     if (!absl::EqualsIgnoreCase(name, "connection")) continue;

@@ -26,6 +26,7 @@ inline constexpr absl::string_view kMsgBadGateway = "An invalid response was rec
 inline constexpr absl::string_view kMsgTimeout = "The upstream server is timing out";
 inline constexpr absl::string_view kMsgNameResolution = "name resolution failed";
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
+inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
 
 // Standard reason phrase ("Not Found"), or "Unknown".
 absl::string_view ReasonPhrase(int status);
@@ -34,6 +35,14 @@ absl::string_view ReasonPhrase(int status);
 // `Connection: close` when `close` is true. `extra_headers` go before the body.
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
                               const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+// Kong's answer when an https-only route is hit over plain HTTP (KONG-REFERENCE.md §3.7):
+// `redirect_status` 426 → `Please use HTTPS protocol` with `Connection: Upgrade` and
+// `Upgrade: TLS/1.2, HTTP/1.1`; 301/302/307/308 → empty body and
+// `Location: https://<host without port><path>[?query]`. Other values are treated as 426.
+std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
+                                       bool close,
+                                       const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
 // True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
 // Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.

@@ -1,4 +1,4 @@
-// Router compilation and matching (issue-2 scope; see router.h).
+// Router compilation and matching (see router.h and docs/router.md).
 //
 // Compiled shape:
 //   * every routable route becomes one or more Candidates: one per plain path, one per regex path,
@@ -7,10 +7,14 @@
 //   * all Candidates are sorted once by (priority desc, route id desc) and numbered (`rank`);
 //     a lower rank is tried first. This is atc-router's BTreeMap<(priority, uuid)> iterated in
 //     reverse. Deviation: Kong gives each split path group a derived UUID; we keep the route's id.
-//   * Candidates are indexed by the host rules of their route: exact host, "*.suffix" (keyed by
-//     ".suffix"), "prefix.*" (keyed by "prefix."), or "no host rule". A request only visits the
-//     lists its host can hit, merged by rank, and stops at the first Candidate whose route
-//     matches in every configured field.
+//   * Candidates are put in host Buckets by the host rules of their route: exact host, "*.suffix"
+//     (keyed by ".suffix"), "prefix.*" (keyed by "prefix."), or the bucket without host rule.
+//     Inside a bucket, plain paths, and regex paths by the literal text every match starts with,
+//     are indexed by a prefix trie; regex paths without such a literal go to an RE2::Set (small
+//     buckets keep flat lists instead). Every index entry is a rank-sorted list.
+//   * Find visits only the buckets the request's host can hit and, in them, only the lists whose
+//     path index matches the request path; it merges those lists by rank and stops at the first
+//     Candidate whose route matches in every configured field.
 #include "data_plane/router/router.h"
 
 #include <algorithm>
@@ -23,13 +27,25 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config/validate.h"
+#include "data_plane/router/prefix_trie.h"
 #include "data_plane/router/route_priority.h"
+#include "re2/re2.h"
+#include "re2/set.h"
 
 namespace portico::router {
 namespace {
 
 using config::v1::Route;
 using config::v1::Service;
+
+// Up to this many plain-path (regex) candidates a bucket keeps a flat list instead of a trie
+// (an RE2::Set): cheaper to build and to store, and bounded work per request.
+constexpr size_t kMaxFlatPrefixes = 8;
+constexpr size_t kMaxFlatRegexes = 4;
+// Memory budget of one bucket's RE2::Set DFA; when exceeded a match falls back to trying the
+// bucket's regexes one by one (still correct, slower).
+constexpr int64_t kRegexSetMaxMem = 64 << 20;
 
 enum class HostKind { kExact, kSuffix, kPrefix };
 
@@ -40,15 +56,20 @@ struct HostRule {
 };
 
 struct HeaderRule {
-  std::string name;                 // lowercase
-  std::vector<std::string> values;  // lowercase plain values; "~*" regex values are not kept yet
+  std::string name;                                // lowercase
+  std::vector<std::string> values;                 // lowercase plain values
+  std::vector<std::unique_ptr<const re2::RE2>> regexes;  // "~*" values (lowercased pattern)
 };
 
 struct CompiledRoute {
   const Route* route = nullptr;
   const Service* service = nullptr;
+  bool https_only = false;
   std::vector<std::string> methods;
   std::vector<HostRule> hosts;
+  // A candidate is only reached through a host bucket its route's host names match (or the
+  // host-less bucket), so host names never need re-checking; ports do.
+  bool host_ports = false;
   std::vector<HeaderRule> headers;
 };
 
@@ -56,13 +77,32 @@ enum class PathKind { kNone, kPrefix, kRegex };
 
 struct Candidate {
   uint64_t priority = 0;
-  uint32_t rank = 0;
   const CompiledRoute* route = nullptr;
   PathKind path_kind = PathKind::kNone;
-  std::string path;  // plain prefix, or the regex without '~'
+  std::string path;                        // plain prefix, or the RE2 pattern ("^...")
+  std::unique_ptr<const re2::RE2> regex;   // kRegex only
+  std::string regex_literal;               // kRegex: literal prefix of every match (may be "")
 };
 
-using CandidateList = std::vector<const Candidate*>;
+using RankList = std::vector<uint32_t>;  // candidate ranks, ascending
+
+// The regex candidates of one bucket behind one RE2::Set.
+struct RegexIndex {
+  std::unique_ptr<re2::RE2::Set> set;
+  std::vector<RankList> by_pattern;  // set pattern index -> candidates using that pattern
+  RankList all;                      // fallback when the set cannot run (DFA out of memory)
+};
+
+struct Bucket {
+  RankList pathless;
+  // Plain paths and regex paths with a literal prefix: a flat list while there are at most
+  // kMaxFlatPrefixes, else a trie keyed by the plain path / the regex's literal prefix.
+  RankList flat_prefixes;
+  std::unique_ptr<PrefixTrie> prefix_trie;
+  // Regex paths without a literal prefix: a flat list up to kMaxFlatRegexes, else an RE2::Set.
+  RankList flat_regexes;
+  std::unique_ptr<RegexIndex> regex_index;
+};
 
 // Splits "name:port" / "[v6]:port". Without a valid numeric port, the whole text is the name.
 void SplitHostPort(absl::string_view text, absl::string_view* name, std::optional<uint16_t>* port) {
@@ -108,10 +148,51 @@ HostRule CompileHost(absl::string_view configured) {
 }
 
 // Protocols unset means Kong's default ["http","https"].
-bool ServesPlainHttp(const Route& route) {
-  if (route.protocols_size() == 0) return true;
-  return std::find(route.protocols().begin(), route.protocols().end(), "http") !=
+bool HasProtocol(const Route& route, absl::string_view protocol) {
+  if (route.protocols_size() == 0) return protocol == "http" || protocol == "https";
+  return std::find(route.protocols().begin(), route.protocols().end(), protocol) !=
          route.protocols().end();
+}
+
+re2::StringPiece Piece(absl::string_view text) { return re2::StringPiece(text.data(), text.size()); }
+
+// The literal text every match of `pattern` ("^" + regex, as RoutePathRegexPattern builds it) must
+// start with, so regex paths can be indexed in the prefix trie. Conservative: stops at the first
+// metacharacter, class escape or non-ASCII byte, drops a literal made optional by the quantifier
+// after it, and gives "" for any pattern containing '|' (Kong's textual "^" anchors only the first
+// alternative).
+std::string RegexLiteralPrefix(absl::string_view pattern) {
+  if (!absl::StartsWith(pattern, "^") || absl::StrContains(pattern, '|')) return "";
+  std::string literal;
+  size_t i = 1;
+  while (i < pattern.size()) {
+    char c = pattern[i];
+    size_t width = 1;
+    if (c == '\\') {
+      if (i + 1 >= pattern.size()) break;
+      const char escaped = pattern[i + 1];
+      if (absl::ascii_isalnum(escaped) || static_cast<unsigned char>(escaped) >= 0x80) break;  // \d, \Q, ...
+      c = escaped;
+      width = 2;
+    } else if (static_cast<unsigned char>(c) >= 0x80 || absl::StrContains(".[](){}*+?^$", c)) {
+      break;
+    }
+    const size_t next = i + width;
+    if (next < pattern.size() && absl::StrContains("*?{", pattern[next])) break;  // optional
+    literal.push_back(c);
+    if (next < pattern.size() && pattern[next] == '+') break;  // c at least once; stop after it
+    i = next;
+  }
+  return literal;
+}
+
+absl::StatusOr<std::unique_ptr<const re2::RE2>> CompileRegex(const Route& route, const std::string& pattern) {
+  auto regex = std::make_unique<const re2::RE2>(Piece(pattern), re2::RE2::Quiet);
+  if (!regex->ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("route ", route.id(), ": invalid regex '", pattern, "': ", regex->error()));
+  }
+  return regex;
 }
 
 bool HostRuleMatches(const HostRule& rule, absl::string_view host,
@@ -127,19 +208,28 @@ bool HostRuleMatches(const HostRule& rule, absl::string_view host,
   return (host_port.has_value() && *host_port == *rule.port) || local_port == *rule.port;
 }
 
+bool HeaderValueMatches(const HeaderRule& rule, absl::string_view value) {
+  for (const std::string& wanted : rule.values) {
+    if (absl::EqualsIgnoreCase(value, wanted)) return true;
+  }
+  if (rule.regexes.empty()) return false;
+  // Kong: any(lower(http.headers.x)) ~ "<lowercased regex>", unanchored.
+  std::string lowered = absl::AsciiStrToLower(value);
+  for (const auto& regex : rule.regexes) {
+    if (re2::RE2::PartialMatch(lowered, *regex)) return true;
+  }
+  return false;
+}
+
 bool HeadersMatch(const std::vector<HeaderRule>& rules, const RequestView& request) {
   for (const HeaderRule& rule : rules) {
     bool found = false;
     if (request.headers != nullptr) {
       for (const auto& [name, value] : *request.headers) {
-        if (!absl::EqualsIgnoreCase(name, rule.name)) continue;
-        for (const std::string& wanted : rule.values) {
-          if (absl::EqualsIgnoreCase(value, wanted)) {
-            found = true;
-            break;
-          }
+        if (absl::EqualsIgnoreCase(name, rule.name) && HeaderValueMatches(rule, value)) {
+          found = true;
+          break;
         }
-        if (found) break;
       }
     }
     if (!found) return false;
@@ -157,14 +247,21 @@ bool CandidateMatches(const Candidate& candidate, const RequestView& request, ab
       if (!absl::StartsWith(request.path, candidate.path)) return false;
       *matched_length = candidate.path.size();
       break;
-    case PathKind::kRegex:
-      return false;  // Regex paths are the router issue's; they never match yet.
+    case PathKind::kRegex: {
+      re2::StringPiece whole;
+      if (!candidate.regex->Match(Piece(request.path), 0, request.path.size(), re2::RE2::UNANCHORED,
+                                  &whole, 1)) {
+        return false;
+      }
+      *matched_length = whole.size();  // Kong strips the match's length from the start
+      break;
+    }
   }
   if (!route.methods.empty() &&
       std::find(route.methods.begin(), route.methods.end(), request.method) == route.methods.end()) {
     return false;
   }
-  if (!route.hosts.empty()) {
+  if (route.host_ports) {
     bool any = false;
     for (const HostRule& rule : route.hosts) {
       if (HostRuleMatches(rule, host, host_port, request.port)) {
@@ -177,8 +274,49 @@ bool CandidateMatches(const Candidate& candidate, const RequestView& request, ab
   return HeadersMatch(route.headers, request);
 }
 
-void AppendUnique(CandidateList& list, const Candidate* candidate) {
-  if (list.empty() || list.back() != candidate) list.push_back(candidate);
+void AppendUnique(RankList& list, uint32_t rank) {
+  if (list.empty() || list.back() != rank) list.push_back(rank);
+}
+
+// Builds the path indexes of a bucket whose flat lists hold every candidate (rank order).
+void IndexBucket(Bucket& bucket, const std::vector<Candidate>& candidates) {
+  if (bucket.flat_prefixes.size() > kMaxFlatPrefixes) {
+    bucket.prefix_trie = std::make_unique<PrefixTrie>();
+    for (uint32_t rank : bucket.flat_prefixes) {
+      const Candidate& candidate = candidates[rank];
+      bucket.prefix_trie->Insert(candidate.path_kind == PathKind::kRegex ? candidate.regex_literal : candidate.path,
+                                 rank);
+    }
+    bucket.prefix_trie->Shrink();
+    RankList().swap(bucket.flat_prefixes);
+  }
+  if (bucket.flat_regexes.size() > kMaxFlatRegexes) {
+    auto index = std::make_unique<RegexIndex>();
+    re2::RE2::Options options;
+    options.set_log_errors(false);
+    options.set_max_mem(kRegexSetMaxMem);
+    index->set = std::make_unique<re2::RE2::Set>(options, re2::RE2::UNANCHORED);
+    absl::flat_hash_map<absl::string_view, int> pattern_index;
+    bool ok = true;
+    for (uint32_t rank : bucket.flat_regexes) {
+      const std::string& pattern = candidates[rank].path;
+      auto [it, inserted] = pattern_index.try_emplace(pattern, static_cast<int>(index->by_pattern.size()));
+      if (inserted) {
+        std::string error;
+        if (index->set->Add(Piece(pattern), &error) != it->second) ok = false;
+        index->by_pattern.emplace_back();
+      }
+      index->by_pattern[static_cast<size_t>(it->second)].push_back(rank);
+    }
+    if (ok && index->set->Compile()) {
+      index->all = std::move(bucket.flat_regexes);
+      RankList().swap(bucket.flat_regexes);
+      bucket.regex_index = std::move(index);
+    }  // else: keep the flat list (every regex tried in rank order)
+  }
+  bucket.pathless.shrink_to_fit();
+  bucket.flat_prefixes.shrink_to_fit();
+  bucket.flat_regexes.shrink_to_fit();
 }
 
 }  // namespace
@@ -186,11 +324,11 @@ void AppendUnique(CandidateList& list, const Candidate* candidate) {
 struct Router::Impl {
   std::shared_ptr<const ConfigSet> config;
   std::vector<CompiledRoute> routes;
-  std::vector<Candidate> candidates;  // sorted; candidates[i].rank == i
-  absl::flat_hash_map<std::string, CandidateList> by_exact_host;
-  absl::flat_hash_map<std::string, CandidateList> by_host_suffix;
-  absl::flat_hash_map<std::string, CandidateList> by_host_prefix;
-  CandidateList without_host;
+  std::vector<Candidate> candidates;  // sorted; a candidate's rank is its index
+  std::vector<Bucket> buckets;        // buckets[0]: routes without host rules
+  absl::flat_hash_map<std::string, uint32_t> by_exact_host;
+  absl::flat_hash_map<std::string, uint32_t> by_host_suffix;
+  absl::flat_hash_map<std::string, uint32_t> by_host_prefix;
 };
 
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -205,13 +343,16 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   const ConfigSet& set = *impl->config;
 
   absl::flat_hash_map<absl::string_view, const Service*> services;
+  services.reserve(set.services.size());
   for (const Service& service : set.services) services[service.id()] = &service;
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
   for (const Route& route : set.routes) {
-    if (!ServesPlainHttp(route)) continue;  // https-only: redirect behaviour is the router issue's
+    const bool http = HasProtocol(route, "http");
+    if (!http && !HasProtocol(route, "https")) continue;  // grpc/stream routes: no HTTP/1.1 routing
     CompiledRoute compiled;
     compiled.route = &route;
+    compiled.https_only = !http;
     if (route.has_service_id()) {
       auto it = services.find(route.service_id());
       if (it != services.end()) {
@@ -223,30 +364,55 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     for (const std::string& host : route.hosts().values()) {
       if (host.empty()) return absl::InvalidArgumentError(absl::StrCat("route ", route.id(), ": empty host"));
       compiled.hosts.push_back(CompileHost(host));
+      if (compiled.hosts.back().port.has_value()) compiled.host_ports = true;
     }
     for (const auto& [name, list] : route.headers().values()) {
       HeaderRule rule;
       rule.name = absl::AsciiStrToLower(name);
       for (const std::string& value : list.values()) {
-        if (absl::StartsWith(value, "~*")) continue;
-        rule.values.push_back(absl::AsciiStrToLower(value));
+        if (absl::StartsWith(value, "~*")) {
+          absl::StatusOr<std::unique_ptr<const re2::RE2>> regex =
+              CompileRegex(route, HeaderValueRegexPattern(value));
+          if (!regex.ok()) return regex.status();
+          rule.regexes.push_back(*std::move(regex));
+        } else {
+          rule.values.push_back(absl::AsciiStrToLower(value));
+        }
       }
       compiled.headers.push_back(std::move(rule));
     }
+    // Header names are matched in a fixed order; sort so that the result does not depend on the
+    // protobuf map's iteration order.
+    std::sort(compiled.headers.begin(), compiled.headers.end(),
+              [](const HeaderRule& a, const HeaderRule& b) { return a.name < b.name; });
     impl->routes.push_back(std::move(compiled));
   }
 
   for (const CompiledRoute& compiled : impl->routes) {
     const Route& route = *compiled.route;
     if (route.paths().values_size() == 0) {
-      impl->candidates.push_back(Candidate{RoutePriority(route, ""), 0, &compiled, PathKind::kNone, ""});
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, "");
+      candidate.route = &compiled;
+      impl->candidates.push_back(std::move(candidate));
       continue;
     }
     for (const std::string& path : route.paths().values()) {
-      const bool regex = IsRegexPath(path);
-      impl->candidates.push_back(Candidate{RoutePriority(route, path), 0, &compiled,
-                                           regex ? PathKind::kRegex : PathKind::kPrefix,
-                                           regex ? path.substr(1) : path});
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, path);
+      candidate.route = &compiled;
+      if (IsRegexPath(path)) {
+        candidate.path_kind = PathKind::kRegex;
+        candidate.path = RoutePathRegexPattern(path);
+        absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
+        if (!regex.ok()) return regex.status();
+        candidate.regex = *std::move(regex);
+        candidate.regex_literal = RegexLiteralPrefix(candidate.path);
+      } else {
+        candidate.path_kind = PathKind::kPrefix;
+        candidate.path = path;
+      }
+      impl->candidates.push_back(std::move(candidate));
     }
   }
   std::sort(impl->candidates.begin(), impl->candidates.end(),
@@ -257,21 +423,41 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
               if (a_id != b_id) return a_id > b_id;
               return a.path.size() > b.path.size();
             });
+
+  impl->buckets.emplace_back();  // the bucket without host rules
+  auto bucket_for = [&impl](absl::flat_hash_map<std::string, uint32_t>& map, const std::string& key) {
+    auto [it, inserted] = map.try_emplace(key, static_cast<uint32_t>(impl->buckets.size()));
+    if (inserted) impl->buckets.emplace_back();
+    return it->second;
+  };
+  auto add_to_bucket = [&impl](uint32_t bucket_index, uint32_t rank) {
+    Bucket& bucket = impl->buckets[bucket_index];
+    switch (impl->candidates[rank].path_kind) {
+      case PathKind::kNone: AppendUnique(bucket.pathless, rank); break;
+      case PathKind::kPrefix: AppendUnique(bucket.flat_prefixes, rank); break;
+      case PathKind::kRegex:
+        AppendUnique(impl->candidates[rank].regex_literal.empty() ? bucket.flat_regexes : bucket.flat_prefixes,
+                     rank);
+        break;
+    }
+  };
   for (size_t i = 0; i < impl->candidates.size(); ++i) {
-    Candidate& candidate = impl->candidates[i];
-    candidate.rank = static_cast<uint32_t>(i);
-    if (candidate.route->hosts.empty()) {
-      impl->without_host.push_back(&candidate);
+    const uint32_t rank = static_cast<uint32_t>(i);
+    const CompiledRoute& route = *impl->candidates[i].route;
+    if (route.hosts.empty()) {
+      add_to_bucket(0, rank);
       continue;
     }
-    for (const HostRule& rule : candidate.route->hosts) {
+    for (const HostRule& rule : route.hosts) {
       switch (rule.kind) {
-        case HostKind::kExact: AppendUnique(impl->by_exact_host[rule.text], &candidate); break;
-        case HostKind::kSuffix: AppendUnique(impl->by_host_suffix[rule.text], &candidate); break;
-        case HostKind::kPrefix: AppendUnique(impl->by_host_prefix[rule.text], &candidate); break;
+        case HostKind::kExact: add_to_bucket(bucket_for(impl->by_exact_host, rule.text), rank); break;
+        case HostKind::kSuffix: add_to_bucket(bucket_for(impl->by_host_suffix, rule.text), rank); break;
+        case HostKind::kPrefix: add_to_bucket(bucket_for(impl->by_host_prefix, rule.text), rank); break;
       }
     }
   }
+  for (Bucket& bucket : impl->buckets) IndexBucket(bucket, impl->candidates);
+  impl->buckets.shrink_to_fit();
   return std::unique_ptr<const Router>(new Router(std::move(impl)));
 }
 
@@ -287,25 +473,47 @@ std::optional<Match> Router::Find(const RequestView& request) const {
   }
 
   struct Cursor {
-    const Candidate* const* next;
-    const Candidate* const* end;
+    const uint32_t* next;
+    const uint32_t* end;
   };
-  absl::InlinedVector<Cursor, 8> cursors;
-  auto add = [&cursors](const CandidateList& list) {
+  absl::InlinedVector<Cursor, 16> cursors;
+  auto add = [&cursors](const RankList& list) {
     if (!list.empty()) cursors.push_back(Cursor{list.data(), list.data() + list.size()});
   };
-  auto add_from = [&add](const absl::flat_hash_map<std::string, CandidateList>& map,
-                         absl::string_view key) {
-    auto it = map.find(key);
-    if (it != map.end()) add(it->second);
+  auto add_bucket = [&](const Bucket& bucket) {
+    add(bucket.pathless);
+    add(bucket.flat_prefixes);
+    if (bucket.prefix_trie != nullptr) bucket.prefix_trie->ForEachPrefixOf(request.path, add);
+    add(bucket.flat_regexes);
+    if (bucket.regex_index != nullptr) {
+      const RegexIndex& index = *bucket.regex_index;
+      thread_local std::vector<int> matched_patterns;
+      matched_patterns.clear();
+      re2::RE2::Set::ErrorInfo error;
+      // First a yes/no pass (no per-pattern bookkeeping), then the full pass only on a hit.
+      if (index.set->Match(Piece(request.path), nullptr, &error)) {
+        if (index.set->Match(Piece(request.path), &matched_patterns, &error)) {
+          for (int pattern : matched_patterns) add(index.by_pattern[static_cast<size_t>(pattern)]);
+        } else {
+          add(index.all);
+        }
+      } else if (error.kind != re2::RE2::Set::kNoError) {
+        add(index.all);  // the DFA ran out of memory: try each regex
+      }
+    }
   };
-  add(impl_->without_host);
+  auto add_from = [&](const absl::flat_hash_map<std::string, uint32_t>& map, absl::string_view key) {
+    auto it = map.find(key);
+    if (it != map.end()) add_bucket(impl_->buckets[it->second]);
+  };
+  add_bucket(impl_->buckets[0]);
   if (!host.empty()) {
     add_from(impl_->by_exact_host, host);
     if (!impl_->by_host_suffix.empty() || !impl_->by_host_prefix.empty()) {
       for (size_t i = 0; i < host.size(); ++i) {
         if (host[i] != '.') continue;
-        add_from(impl_->by_host_suffix, host.substr(i));
+        // "*.example.com" needs at least one label before ".example.com": i > 0.
+        if (i > 0) add_from(impl_->by_host_suffix, host.substr(i));
         add_from(impl_->by_host_prefix, host.substr(0, i + 1));
       }
     }
@@ -315,16 +523,18 @@ std::optional<Match> Router::Find(const RequestView& request) const {
     Cursor* best = nullptr;
     for (Cursor& cursor : cursors) {
       if (cursor.next == cursor.end) continue;
-      if (best == nullptr || (*cursor.next)->rank < (*best->next)->rank) best = &cursor;
+      if (best == nullptr || *cursor.next < *best->next) best = &cursor;
     }
     if (best == nullptr) return std::nullopt;
-    const Candidate* candidate = *best->next++;
+    const uint32_t rank = *best->next++;
+    const Candidate& candidate = impl_->candidates[rank];
     size_t matched_length = 0;
-    if (CandidateMatches(*candidate, request, host, host_port, &matched_length)) {
+    if (CandidateMatches(candidate, request, host, host_port, &matched_length)) {
       Match match;
-      match.route = candidate->route->route;
-      match.service = candidate->route->service;
+      match.route = candidate.route->route;
+      match.service = candidate.route->service;
       match.matched_path = request.path.substr(0, matched_length);
+      match.https_only = candidate.route->https_only;
       return match;
     }
   }

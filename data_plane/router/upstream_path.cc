@@ -1,6 +1,10 @@
 // Kong's get_upstream_uri_v0 (kong/router/utils.lua), re-derived from KONG-REFERENCE.md §3.5.
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/config/validate.h"
 #include "data_plane/router/router.h"
 
 namespace portico::router {
@@ -14,7 +18,34 @@ absl::string_view SanitizePostfix(absl::string_view postfix) {
   return postfix;
 }
 
+// Kong's escape() keeps these bytes as they are (ESCAPE_PATTERN, matched case-insensitively).
+bool KeptByEscape(unsigned char c) {
+  return absl::ascii_isalnum(c) || (c < 0x80 && absl::StrContains("!#$&'()*+,/:;=?@[]-_.~%", static_cast<char>(c)));
+}
+
 }  // namespace
+
+std::string NormalizeRequestPath(absl::string_view raw_path) { return NormalizeUriPath(raw_path); }
+
+std::string EscapeUpstreamPath(absl::string_view path) {
+  if (std::all_of(path.begin(), path.end(), [](char c) { return KeptByEscape(static_cast<unsigned char>(c)); })) {
+    return std::string(path);
+  }
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(path.size() + 16);
+  for (char c : path) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (KeptByEscape(byte)) {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xF]);
+    }
+  }
+  return out;
+}
 
 std::string BuildUpstreamPath(absl::string_view service_path, absl::string_view request_path,
                               absl::string_view matched_path, bool strip_path) {

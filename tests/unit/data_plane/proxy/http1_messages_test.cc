@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "data_plane/proxy/http1_parser.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "gtest/gtest.h"
@@ -198,6 +199,38 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   EXPECT_EQ(found->port, 81);
   config::v1::Service copy = service;  // other address, same id
   EXPECT_EQ((*compiled)->FindService(&copy), found);
+}
+
+}  // namespace
+}  // namespace portico::proxy
+
+namespace portico::proxy {
+namespace {
+
+TEST(HttpsRequiredResponseTest, Kong426WithUpgradeHeaders) {
+  const std::string response = BuildHttpsRequiredResponse(426, "a.com:8000", "/p?q=1", false);
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 426 Upgrade Required\r\n")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "\r\nConnection: Upgrade\r\n"));
+  EXPECT_TRUE(absl::StrContains(response, "\r\nUpgrade: TLS/1.2, HTTP/1.1\r\n"));
+  EXPECT_TRUE(absl::EndsWith(response, "{\"message\":\"Please use HTTPS protocol\"}"));
+  EXPECT_FALSE(absl::StrContains(response, "Location"));
+}
+
+TEST(HttpsRequiredResponseTest, RedirectsKeepPathAndQueryAndDropPort) {
+  for (int status : {301, 302, 307, 308}) {
+    const std::string response =
+        BuildHttpsRequiredResponse(status, "Shop.Example.com:8000", "/a%2Fb?x=1&y", true, {{"Kong-Route-Id", "r"}});
+    EXPECT_TRUE(absl::StartsWith(response, absl::StrCat("HTTP/1.1 ", status, " "))) << response;
+    EXPECT_TRUE(absl::StrContains(response, "\r\nLocation: https://shop.example.com/a%2Fb?x=1&y\r\n")) << response;
+    EXPECT_TRUE(absl::StrContains(response, "\r\nContent-Length: 0\r\n"));
+    EXPECT_TRUE(absl::StrContains(response, "\r\nConnection: close\r\n"));
+    EXPECT_TRUE(absl::StrContains(response, "\r\nKong-Route-Id: r\r\n"));
+    EXPECT_TRUE(absl::EndsWith(response, "\r\n\r\n"));
+  }
+}
+
+TEST(HttpsRequiredResponseTest, UnsetStatusMeans426) {
+  EXPECT_TRUE(absl::StartsWith(BuildHttpsRequiredResponse(0, "a", "/", false), "HTTP/1.1 426 "));
 }
 
 }  // namespace

@@ -606,6 +606,99 @@ TEST_F(ProxyServerTest, DebugHeaderAddsRouteAndServiceIds) {
   EXPECT_FALSE(client.ReadResponse().HasHeader("Kong-Route-Id"));
 }
 
+TEST_F(ProxyServerTest, DebugHeaderAnyValueAndOnGeneratedResponses) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy(1, 64 * 1024, /*debug=*/true);
+  auto no_service = MakeRoute(3, {"/orphan"}, "");
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1)), no_service});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r", "Kong-Debug: yes\r\n")));
+  ClientResponse proxied = client.ReadResponse();
+  EXPECT_EQ(proxied.Header("Kong-Route-Name"), "route-2");
+  EXPECT_EQ(proxied.Header("Kong-Service-Id"), testing::Uuid(1));
+  ASSERT_TRUE(client.Send(Get("/orphan", "Kong-Debug: 1\r\n")));
+  ClientResponse orphan = client.ReadResponse();
+  EXPECT_EQ(orphan.status, 503);
+  EXPECT_EQ(orphan.Header("Kong-Route-Id"), testing::Uuid(3));
+  EXPECT_FALSE(orphan.HasHeader("Kong-Service-Id"));
+}
+
+TEST_F(ProxyServerTest, DebugHeaderIgnoredWithoutTheOption) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r", "Kong-Debug: 1\r\n")));
+  ClientResponse response = client.ReadResponse();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_FALSE(response.HasHeader("Kong-Route-Id"));
+}
+
+TEST_F(ProxyServerTest, PathIsNormalisedBeforeRoutingAndSentUpstreamNormalised) {
+  StartEchoSetup("/s");
+  RawClient client(proxy_->port());
+  // %72 is "r": the normalised path is /r/a%2Fb/c d, stripped of /r, re-escaped upstream.
+  ASSERT_TRUE(client.Send(Get("//x/../%72//a%2fb/./c%20d?q=%2e%20")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.Header("X-Seen-Target"), "/s/a%2Fb/c%20d?q=%2e%20");
+}
+
+TEST_F(ProxyServerTest, EncodedPathThatNormalisesOutsideTheRouteIsNotRouted) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/../other")));
+  ClientResponse response = client.ReadResponse();
+  EXPECT_EQ(response.status, 404);
+  EXPECT_TRUE(upstream_->requests().empty());
+}
+
+TEST_F(ProxyServerTest, HttpsOnlyRouteAnswers426) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy();
+  auto route = MakeRoute(2, {"/secure"}, testing::Uuid(1));
+  route.clear_protocols();
+  route.add_protocols("https");
+  route.set_https_redirect_status_code(426);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {route});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/secure/x")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 426);
+  EXPECT_EQ(response.body, "{\"message\":\"Please use HTTPS protocol\"}");
+  EXPECT_EQ(response.Header("Connection"), "Upgrade");
+  EXPECT_EQ(response.Header("Upgrade"), "TLS/1.2, HTTP/1.1");
+  EXPECT_TRUE(upstream_->requests().empty());
+  // The connection stays usable.
+  ASSERT_TRUE(client.Send(Get("/secure/y")));
+  EXPECT_EQ(client.ReadResponse().status, 426);
+}
+
+TEST_F(ProxyServerTest, HttpsOnlyRouteRedirectsKeepingTheQuery) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy();
+  std::vector<config::v1::Route> routes;
+  const int codes[] = {301, 302, 307, 308};
+  for (int i = 0; i < 4; ++i) {
+    auto route = MakeRoute(10 + i, {absl::StrCat("/r", codes[i])}, testing::Uuid(1));
+    route.clear_protocols();
+    route.add_protocols("https");
+    route.set_https_redirect_status_code(codes[i]);
+    routes.push_back(route);
+  }
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, routes);
+  RawClient client(proxy_->port());
+  for (int code : codes) {
+    ASSERT_TRUE(client.Send(Get(absl::StrCat("/r", code, "/a?x=1&y=%20"), "", "Shop.example.com:8000")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << code;
+    EXPECT_EQ(response.status, code);
+    EXPECT_EQ(response.Header("Location"), absl::StrCat("https://shop.example.com/r", code, "/a?x=1&y=%20"));
+    EXPECT_EQ(response.body, "");
+  }
+  EXPECT_TRUE(upstream_->requests().empty());
+}
+
 TEST_F(ProxyServerTest, ConfigSwapKeepsInFlightRequestOnOldConfig) {
   auto slow = std::make_unique<TestUpstream>([](const ReceivedRequest&) {
     UpstreamReply reply;

@@ -51,6 +51,7 @@ struct B {
     return *this;
   }
   B& protocols(std::vector<std::string> v) { spec.protocols = std::move(v); return *this; }
+  B& regex_priority(int p) { spec.regex_priority = p; return *this; }
   operator RouteSpec() const { return spec; }  // NOLINT: implicit on purpose
 };
 
@@ -125,8 +126,18 @@ INSTANTIATE_TEST_SUITE_P(
         MatchCase{"PathShorterThanPrefix", {B(1).paths({"/foo"})}, Q().path("/fo"), 0},
         MatchCase{"PathCaseSensitive", {B(1).paths({"/Foo"})}, Q().path("/foo"), 0},
         MatchCase{"AnyOfSeveralPaths", {B(1).paths({"/a", "/b"})}, Q().path("/b/1"), 1, "/b"},
-        MatchCase{"RegexPathNeverMatchesYet", {B(1).paths({"~/foo$"})}, Q().path("/foo"), 0},
         MatchCase{"PlainPathBesideRegexPath", {B(1).paths({"~/x$", "/y"})}, Q().path("/y/z"), 1, "/y"},
+        // regex paths: "^" + regex, anchored at the start only
+        MatchCase{"RegexPathMatches", {B(1).paths({"~/users/\\d+$"})}, Q().path("/users/42"), 1, "/users/42"},
+        MatchCase{"RegexPathEndAnchorHolds", {B(1).paths({"~/users/\\d+$"})}, Q().path("/users/42/x"), 0},
+        MatchCase{"RegexPathAnchoredAtStart", {B(1).paths({"~/users"})}, Q().path("/api/users"), 0},
+        MatchCase{"RegexPathNotAnchoredAtEnd", {B(1).paths({"~/users/\\d+"})}, Q().path("/users/42abc"), 1, "/users/42"},
+        MatchCase{"RegexPathCaseSensitive", {B(1).paths({"~/Users"})}, Q().path("/users"), 0},
+        MatchCase{"RegexPathCaseFlag", {B(1).paths({"~(?i)/users"})}, Q().path("/USERS/1"), 1, "/USERS"},
+        MatchCase{"RegexNamedGroupKongSyntax", {B(1).paths({"~/v(?<ver>\\d)/"})}, Q().path("/v2/x"), 1, "/v2/"},
+        // Kong prepends "^" textually: only the first alternative is anchored.
+        MatchCase{"RegexTopLevelAlternationQuirk", {B(1).paths({"~/a|/b"})}, Q().path("/x/b"), 1, "/x"},
+        MatchCase{"RegexBesidePlainPath", {B(1).paths({"/p", "~/r/\\d+"})}, Q().path("/r/7"), 1, "/r/7"},
         MatchCase{"NoPathsMatchesAnyPath", {B(1).hosts({"a.com"})}, Q().host("a.com").path("/x/y"), 1, ""},
         // headers
         MatchCase{"HeaderValueCaseInsensitive", {B(1).header("x-version", {"v1", "v2"})}, Q().header("X-Version", "V2"), 1},
@@ -136,14 +147,20 @@ INSTANTIATE_TEST_SUITE_P(
         MatchCase{"AllHeaderNamesRequired", {B(1).header("x-a", {"1"}).header("x-b", {"2"})}, Q().header("x-a", "1"), 0},
         MatchCase{"AllHeaderNamesPresent", {B(1).header("x-a", {"1"}).header("x-b", {"2"})}, Q().header("x-b", "2").header("x-a", "1"), 1},
         MatchCase{"RepeatedRequestHeader", {B(1).header("x-a", {"2"})}, Q().header("x-a", "1").header("X-A", "2"), 1},
-        MatchCase{"RegexHeaderValueSkipped", {B(1).header("x-a", {"~*^ab"})}, Q().header("x-a", "abc"), 0},
+        MatchCase{"RegexHeaderValue", {B(1).header("x-a", {"~*^ab"})}, Q().header("x-a", "abc"), 1},
+        MatchCase{"RegexHeaderValueUnanchored", {B(1).header("x-a", {"~*b+c"})}, Q().header("x-a", "abbbc-d"), 1},
+        MatchCase{"RegexHeaderValueNoMatch", {B(1).header("x-a", {"~*^ab$"})}, Q().header("x-a", "abc"), 0},
+        MatchCase{"RegexHeaderValueCaseInsensitive", {B(1).header("x-a", {"~*^AB"})}, Q().header("x-a", "aBc"), 1},
+        MatchCase{"RegexOrPlainHeaderValue", {B(1).header("x-a", {"v1", "~*^v[23]$"})}, Q().header("x-a", "V3"), 1},
+        MatchCase{"RegexHeaderOnAnyRepeatedValue", {B(1).header("x-a", {"~*^z"})}, Q().header("x-a", "a").header("x-a", "zz"), 1},
         // all fields together
         MatchCase{"AllFieldsMatch", {B(1).methods({"GET"}).hosts({"a.com"}).paths({"/p"}).header("x-a", {"1"})},
                   Q().host("a.com").path("/p/q").header("x-a", "1"), 1, "/p"},
         MatchCase{"OneFieldFails", {B(1).methods({"GET"}).hosts({"a.com"}).paths({"/p"})},
                   Q().method("POST").host("a.com").path("/p"), 0},
         // protocols
-        MatchCase{"HttpsOnlyRouteNotMatchedOnHttp", {B(1).paths({"/"}).protocols({"https"})}, Q().path("/"), 0},
+        MatchCase{"HttpsOnlyRouteStillMatches", {B(1).paths({"/"}).protocols({"https"})}, Q().path("/"), 1, "/"},
+        MatchCase{"GrpcRouteNotMatched", {B(1).paths({"/"}).protocols({"grpc"})}, Q().path("/"), 0},
         MatchCase{"HttpProtocolListed", {B(1).paths({"/"}).protocols({"http"})}, Q().path("/"), 1, "/"},
         MatchCase{"ProtocolsUnsetMeansDefault", {B(1).paths({"/"})}, Q().path("/"), 1, "/"}),
     CaseName);
@@ -190,6 +207,18 @@ INSTANTIATE_TEST_SUITE_P(
         MatchCase{"HostlessWithMoreFieldsBeatsHostRoute",
                   {B(1).methods({"GET"}).paths({"/x"}), B(2).hosts({"a.com"})},
                   Q().host("a.com").path("/x"), 1, "/x"},
+        MatchCase{"RegexBeatsLongerPlainPathWithSameFields",
+                  {B(1).paths({"/users/123/profile"}), B(2).paths({"~/users/\\d+"})},
+                  Q().path("/users/123/profile"), 2, "/users/123"},
+        MatchCase{"HigherRegexPriorityWins",
+                  {B(1).paths({"~/a/\\w+"}).regex_priority(1), B(2).paths({"~/a/b"}).regex_priority(5)},
+                  Q().path("/a/b"), 2, "/a/b"},
+        MatchCase{"RegexPriorityTieBrokenById",
+                  {B(1).paths({"~/a/b"}), B(2).paths({"~/a/\\w"})},
+                  Q().path("/a/b"), 2, "/a/b"},
+        MatchCase{"RegexPriorityDoesNotLiftOverMoreFields",
+                  {B(1).paths({"~/a"}).regex_priority(100), B(2).paths({"/a"}).methods({"GET"})},
+                  Q().path("/a"), 2, "/a"},
         MatchCase{"HostRouteBeatsHostlessWithSameKinds",
                   {B(1).hosts({"a.com"}), B(2).paths({"/x"})},
                   Q().host("a.com").path("/x"), 1}),
@@ -273,10 +302,45 @@ TEST(RouterTest, EmptyConfigMatchesNothing) {
 }
 
 TEST(RouterTest, RouteCountExcludesUnroutableRoutes) {
-  auto router = Router::Build(MakeConfig(
-      {B(1).paths({"/a"}), B(2).paths({"/b"}).protocols({"https"}), B(3).hosts({"x.com"})}));
+  auto router = Router::Build(MakeConfig({B(1).paths({"/a"}), B(2).paths({"/b"}).protocols({"https"}),
+                                          B(3).hosts({"x.com"}), B(4).paths({"/g"}).protocols({"grpc"})}));
   ASSERT_TRUE(router.ok());
-  EXPECT_EQ((*router)->route_count(), 2u);
+  EXPECT_EQ((*router)->route_count(), 3u);
+}
+
+TEST(RouterTest, HttpsOnlyFlagFollowsProtocols) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"/s"}).protocols({"https"}),
+                                          B(2).paths({"/b"}).protocols({"http", "https"}),
+                                          B(3).paths({"/d"})}));
+  ASSERT_TRUE(router.ok());
+  auto secure = FindRoute(**router, Q().path("/s"));
+  ASSERT_TRUE(secure.has_value());
+  EXPECT_TRUE(secure->https_only);
+  auto both = FindRoute(**router, Q().path("/b"));
+  ASSERT_TRUE(both.has_value());
+  EXPECT_FALSE(both->https_only);
+  auto defaults = FindRoute(**router, Q().path("/d"));
+  ASSERT_TRUE(defaults.has_value());
+  EXPECT_FALSE(defaults->https_only);
+}
+
+TEST(RouterTest, InvalidRegexFailsTheBuild) {
+  auto path = Router::Build(MakeConfig({B(1).paths({"~/a(b"})}));
+  ASSERT_FALSE(path.ok());
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(path.status().message().find(Id(1)), std::string::npos);
+  auto header = Router::Build(MakeConfig({B(2).header("x-a", {"~*[z"})}));
+  EXPECT_FALSE(header.ok());
+}
+
+TEST(RouterTest, RegexMatchedPathIsTheMatchLength) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"~/v\\d+/"})}));
+  ASSERT_TRUE(router.ok());
+  Request request = Q().path("/v12/items");
+  auto match = FindRoute(**router, request);
+  ASSERT_TRUE(match.has_value());
+  EXPECT_EQ(match->matched_path, "/v12/");
+  EXPECT_EQ(BuildUpstreamPath("/s", request.path, match->matched_path, true), "/s/items");
 }
 
 // Many hosts: every route reachable by its own host, none by a foreign one.
