@@ -19,6 +19,7 @@
 #include "common/base/signals.h"
 #include "common/base/uuid.h"
 #include "common/http/http_server.h"
+#include "common/metrics/metrics.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/store/store.h"
@@ -61,6 +62,11 @@ int Serve(int argc, char** argv) {
       {"cluster-key", "", "CP server private key (PEM)"},
       {"cluster-ca", "", "cluster CA; DP client certificates must chain to it"},
       {"max-body-bytes", "16777216", "largest Admin API request body"},
+      {"cluster-admission-rate", "50", "new DP streams admitted per second (token bucket; 0 = no limit)"},
+      {"cluster-admission-burst", "100", "new DP streams admitted at once before the rate applies"},
+      {"cluster-max-full-sends", "32", "full snapshots written to DPs at the same time"},
+      {"cluster-hello-timeout", "10", "seconds a new stream may take to send its Hello"},
+      {"cluster-ack-timeout", "30", "seconds (plus 1 per MiB) before an un-ACKed DP is shown as stale"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -87,7 +93,26 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
   }
 
+  double admission_rate = 0, admission_burst = 0, hello_timeout_s = 0, ack_timeout_s = 0;
+  int max_full_sends = 0;
+  if (!absl::SimpleAtod(flags.Get("cluster-admission-rate"), &admission_rate) || admission_rate < 0) {
+    return Fail(absl::InvalidArgumentError("--cluster-admission-rate must be a number >= 0"));
+  }
+  if (!absl::SimpleAtod(flags.Get("cluster-admission-burst"), &admission_burst) || admission_burst < 1) {
+    return Fail(absl::InvalidArgumentError("--cluster-admission-burst must be a number >= 1"));
+  }
+  if (!absl::SimpleAtoi(flags.Get("cluster-max-full-sends"), &max_full_sends) || max_full_sends < 1) {
+    return Fail(absl::InvalidArgumentError("--cluster-max-full-sends must be an integer >= 1"));
+  }
+  if (!absl::SimpleAtod(flags.Get("cluster-hello-timeout"), &hello_timeout_s) || hello_timeout_s <= 0) {
+    return Fail(absl::InvalidArgumentError("--cluster-hello-timeout must be a number of seconds > 0"));
+  }
+  if (!absl::SimpleAtod(flags.Get("cluster-ack-timeout"), &ack_timeout_s) || ack_timeout_s <= 0) {
+    return Fail(absl::InvalidArgumentError("--cluster-ack-timeout must be a number of seconds > 0"));
+  }
+
   BlockTerminationSignals();
+  metrics::Registry registry;
   const Clock& clock = RealClock::Get();
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(flags.Get("db"), clock);
   if (!store.ok()) return Fail(store.status());
@@ -102,6 +127,12 @@ int Serve(int argc, char** argv) {
   sync_options.key_file = flags.Get("cluster-key");
   sync_options.ca_file = flags.Get("cluster-ca");
   sync_options.cp_id = node_id;
+  sync_options.admission_rate = admission_rate;
+  sync_options.admission_burst = admission_burst;
+  sync_options.max_concurrent_full_sends = max_full_sends;
+  sync_options.hello_timeout = absl::Seconds(hello_timeout_s);
+  sync_options.ack_timeout = absl::Seconds(ack_timeout_s);
+  sync_options.metrics = &registry;
   Store* store_ptr = store->get();
   absl::StatusOr<std::unique_ptr<SyncServer>> sync = SyncServer::Start(
       sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock);
@@ -114,6 +145,7 @@ int Serve(int argc, char** argv) {
   admin_options.admin_listen = flags.Get("admin-listen");
   admin_options.cluster_listen = flags.Get("cluster-listen");
   admin_options.database_path = flags.Get("db");
+  admin_options.metrics_text = [&registry] { return registry.Render(); };
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;

@@ -320,6 +320,7 @@ class AdminApi::Impl {
   HttpResponse Status();
   HttpResponse DataPlanes(const HttpRequest& request);
   HttpResponse ClusterStatus();
+  HttpResponse Metrics();
 
   Store& store_;
   const DataPlaneStatusSource* data_planes_;
@@ -357,6 +358,9 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
 
   if (n == 0) return method == "GET" ? Root() : MethodNotAllowed();
   if (seg[0] == "status" && n == 1) return method == "GET" ? Status() : MethodNotAllowed();
+  if (seg[0] == "metrics" && n == 1 && options_.metrics_text) {
+    return method == "GET" ? Metrics() : MethodNotAllowed();
+  }
   if (seg[0] == "clustering" && n == 2) {
     if (seg[1] == "data-planes") return method == "GET" ? DataPlanes(request) : MethodNotAllowed();
     if (seg[1] == "status") return method == "GET" ? ClusterStatus() : MethodNotAllowed();
@@ -709,6 +713,10 @@ HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
         {"config_version", dp.config_version},
         {"state", dp.state},
         {"last_error", dp.last_error.empty() ? json(nullptr) : json(dp.last_error)},
+        {"lag_versions", dp.lag_versions},
+        {"lag_seconds", dp.lag_seconds},
+        {"connected_since", dp.connected_since ? json(dp.connected_since) : json(nullptr)},
+        {"nack_count", dp.nack_count},
     });
     last_id = dp.id;
   }
@@ -733,6 +741,14 @@ HttpResponse AdminApi::Impl::ClusterStatus() {
   }
   HttpResponse response = JsonResponse(200, body);
   response.headers.emplace_back("Deprecation", "true");
+  return response;
+}
+
+HttpResponse AdminApi::Impl::Metrics() {
+  HttpResponse response;
+  response.status = 200;
+  response.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  response.body = options_.metrics_text();
   return response;
 }
 

@@ -21,6 +21,8 @@ struct AdminOptions {
   std::string admin_listen;    // shown by GET /
   std::string cluster_listen;  // shown by GET /
   std::string database_path;   // shown by GET /
+  // Prometheus text for GET /metrics (thread-safe); empty = /metrics answers 404.
+  std::function<std::string()> metrics_text;
 };
 
 class AdminApi {

@@ -8,16 +8,20 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
+#include "common/metrics/metrics.h"
 #include "common/config/validate.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
+#include "control_plane/sync/admission.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
 namespace portico {
@@ -26,15 +30,17 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using sync::v1::CpMessage;
 using sync::v1::DpMessage;
-using Stream = grpc::ServerReaderWriter<CpMessage, DpMessage>;
 
 constexpr char kLog[] = "cp-sync";
 constexpr uint32_t kProtocolVersion = 1;
 constexpr int kMaxMessageBytes = 4 << 20;
 constexpr size_t kMaxErrorText = 4096;
-// How long a stream told to go away may take to close its side before it is cancelled.
+// How long a Goaway may wait behind a chunk write in flight before the stream is cancelled.
 constexpr auto kGoawayGrace = std::chrono::milliseconds(1000);
-constexpr auto kDrainGrace = std::chrono::milliseconds(200);
+// Timer thread period: resolution of the Hello, ACK and heartbeat timeouts.
+constexpr auto kTickPeriod = std::chrono::milliseconds(100);
+// Published versions remembered for lag_seconds and the convergence histogram.
+constexpr size_t kHistoryDepth = 256;
 
 void ToRef(const ConfigVersion& v, sync::v1::VersionRef* ref) {
   ref->set_epoch(v.epoch);
@@ -53,6 +59,10 @@ std::string Truncate(std::string text) {
 
 std::chrono::milliseconds ToChrono(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+double SecondsSince(SteadyClock::time_point t, SteadyClock::time_point now) {
+  return std::chrono::duration<double>(now - t).count();
 }
 
 struct BuildVersion {
@@ -88,72 +98,654 @@ const char* NackCodeName(int code) {
              : "UNKNOWN";
 }
 
+
+class DpSession;
+
+// One published version, remembered for lag_seconds and the convergence histogram.
+struct PublishedVersion {
+  ConfigVersion version;
+  int64_t first_change_wall = 0;          // Clock seconds of the oldest commit it carries
+  std::optional<SteadyClock::time_point> first_change;  // unset for builds with no change (start)
+  SteadyClock::time_point published_at;
+};
+
+// The metric objects (owned by a Registry; see docs/admin-api.md "/metrics").
+struct SyncMetrics {
+  explicit SyncMetrics(metrics::Registry& r)
+      : builds(r.AddCounter("portico_cp_snapshot_builds_total", "Snapshots built and published")),
+        build_seconds(r.AddHistogram("portico_cp_snapshot_build_seconds",
+                                     "Snapshot build time (read, validate, serialize, hash, gzip)",
+                                     {.005, .01, .025, .05, .1, .25, .5, 1, 2, 5})),
+        bytes_raw(r.AddGauge("portico_cp_snapshot_bytes", "Size of the latest snapshot",
+                             {{"encoding", "raw"}})),
+        bytes_gzip(r.AddGauge("portico_cp_snapshot_bytes", "Size of the latest snapshot",
+                              {{"encoding", "gzip"}})),
+        push_ack(r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result",
+                              {{"result", "ack"}})),
+        push_nack(r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result",
+                               {{"result", "nack"}})),
+        push_up_to_date(r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result",
+                                     {{"result", "up_to_date"}})),
+        push_sent(r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result",
+                               {{"result", "sent"}})),
+        convergence(r.AddHistogram("portico_cp_sync_convergence_seconds",
+                                   "Admin commit to DP ACK, per DP connected when the version was published",
+                                   {.05, .1, .25, .5, 1, 2, 5, 10, 30})),
+        connected(r.AddGauge("portico_cp_connected_data_planes", "Data planes with a live stream")),
+        config_version(r.AddGauge("portico_cp_config_version", "Version of the latest published snapshot")),
+        admission_rejects(r.AddCounter("portico_cp_admission_rejects_total",
+                                       "New streams refused by the admission token bucket")) {}
+  metrics::Counter* builds;
+  metrics::Histogram* build_seconds;
+  metrics::Gauge* bytes_raw;
+  metrics::Gauge* bytes_gzip;
+  metrics::Counter* push_ack;
+  metrics::Counter* push_nack;
+  metrics::Counter* push_up_to_date;
+  metrics::Counter* push_sent;
+  metrics::Histogram* convergence;
+  metrics::Gauge* connected;
+  metrics::Gauge* config_version;
+  metrics::Counter* admission_rejects;
+};
+
 }  // namespace
 
-class SyncServer::Impl final : public sync::v1::ConfigSync::Service {
+class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
  public:
   Impl(SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config,
        const Clock& clock)
-      : options_(std::move(options)), read_config_(std::move(read_config)), clock_(clock) {}
+      : options_(std::move(options)),
+        clock_(clock),
+        admission_(options_.admission_rate, options_.admission_burst, SteadyClock::now()),
+        read_config_(std::move(read_config)),
+        own_registry_(options_.metrics ? nullptr : std::make_unique<metrics::Registry>()),
+        registry_(options_.metrics ? options_.metrics : own_registry_.get()),
+        metrics_(*registry_) {}
 
   absl::Status Init();
   void Stop();
   void NotifyConfigChanged();
 
-  grpc::Status Stream(grpc::ServerContext* context, ::portico::Stream* stream) override;
+  grpc::ServerBidiReactor<DpMessage, CpMessage>* Stream(grpc::CallbackServerContext* context) override;
 
   // Guarded by mu_.
   struct NodeRecord {
     DataPlaneStatus status;
-    ConfigVersion nacked;        // parked: not resent until latest differs
+    ConfigVersion serving;        // what it serves (last Hello/ACK/NACK/heartbeat)
+    ConfigVersion nacked;         // parked: not resent until latest differs
     uint64_t active_session = 0;  // 0 = no live stream
   };
+
+  // --- Called by DpSession with mu_ held. ---
+  // Records a refused or incompatible DP unless it has a live stream.
+  void RecordRejectedLocked(const std::string& node_id, const DataPlaneStatus& status);
+  // Takes a full-send slot for `session`, or queues it (then returns false).
+  bool AcquireSendSlotLocked(uint64_t session_id);
+  // Returns a slot and hands it to the first queued session that still wants one.
+  void ReleaseSendSlotLocked();
+  const PublishedVersion* FindPublishedLocked(const ConfigVersion& v) const;
+  void UpdateConnectedGaugeLocked();
+  void UnregisterLocked(uint64_t session_id);
+
+  const SyncServerOptions options_;
+  const Clock& clock_;
+  SyncMetrics& metrics() { return metrics_; }
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::shared_ptr<const BuiltSnapshot> latest_;
-  uint64_t generation_ = 0;
+  std::deque<PublishedVersion> history_;  // oldest first, at most kHistoryDepth
   uint64_t published_ = 0;
   std::map<std::string, NodeRecord> nodes_;
+  std::unordered_map<uint64_t, DpSession*> sessions_;  // live reactors (until OnDone)
+  uint64_t next_session_id_ = 1;
+  bool stopping_ = false;
   uint16_t port_ = 0;
+  AdmissionBucket admission_;
+  SyncServerStats stats_;
+  std::deque<uint64_t> send_waiters_;  // sessions waiting for a full-send slot, FIFO
 
  private:
-  struct Session {
-    uint64_t id = 0;
-    std::string node_id;
-    std::deque<DpMessage> inbox;
-    bool reader_done = false;
-    ConfigVersion serving;
-    bool inflight = false;
-    uint64_t inflight_nonce = 0;
-    uint64_t next_nonce = 1;
-    SteadyClock::time_point last_recv;
-  };
-
   void BuilderLoop();
-  void BuildAndPublish();
-  void Publish(const StoredConfig& stored);
-  // Records a refused or incompatible DP unless it has a live stream. REQUIRES: mu_ held.
-  void RecordRejectedLocked(const std::string& node_id, const DataPlaneStatus& status);
-  // Handles the queued DP messages of `s`. REQUIRES: mu_ held.
-  void DrainInboxLocked(Session& s);
-  static bool WriteGoaway(::portico::Stream* stream, sync::v1::Goaway::Code code,
-                          const std::string& reason, uint32_t retry_after_s = 0);
-  bool SendSnapshot(::portico::Stream* stream, const BuiltSnapshot& snap, uint64_t nonce);
+  void TimerLoop();
+  void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
+  // Returns true when a new version was published.
+  bool Publish(const StoredConfig& stored, std::optional<SteadyClock::time_point> change_at,
+               int64_t change_wall);
 
-  const SyncServerOptions options_;
   const std::function<absl::StatusOr<StoredConfig>()> read_config_;
-  const Clock& clock_;
+  std::unique_ptr<metrics::Registry> own_registry_;
+  metrics::Registry* registry_;
+  SyncMetrics metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::thread builder_;
+  std::thread timer_;
 
   // Guarded by mu_.
-  bool stopping_ = false;
   bool stopped_ = false;
+  bool timer_stop_ = false;
   bool dirty_ = false;
   SteadyClock::time_point first_notify_, last_notify_;
-  uint64_t next_session_id_ = 1;
+  // Oldest commit not yet in a published snapshot (for lag and convergence).
+  std::optional<SteadyClock::time_point> unpublished_change_;
+  int64_t unpublished_change_wall_ = 0;
+
+  friend class SyncServer;
 };
+
+namespace {
+
+// One DP stream: a callback reactor. Every member is guarded by impl_.mu_ (the reactor methods
+// lock it); gRPC runs the reactions on its callback threads, never inline in Start*().
+//
+//   kAwaitHello --Hello ok--> kActive --(close requested)--> closing_ --Finish--> OnDone
+//        \--refused / timeout / admission--> closing_
+//
+// At most one write is in flight: control messages first (HelloReply, UpToDate), then the
+// chunks of the one snapshot being sent. A frozen DP therefore holds at most one chunk plus a
+// reference to a shared snapshot.
+class DpSession final : public grpc::ServerBidiReactor<DpMessage, CpMessage> {
+ public:
+  DpSession(SyncServer::Impl& impl, grpc::CallbackServerContext* context);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // --- REQUIRES: impl_.mu_ held. ---
+  // Starts the next write if none is in flight: a queued control message, the next chunk, or a
+  // new snapshot when the DP is behind and nothing is un-ACKed.
+  void PumpLocked();
+  // Ends the stream once: optional Goaway (delivered with the status), then Finish(status).
+  void CloseLocked(const std::string& reason, sync::v1::Goaway::Code goaway, grpc::Status status,
+                   uint32_t retry_after_s = 0);
+  // Periodic checks: Hello timeout, ACK timeout (stale), heartbeat silence, Goaway grace.
+  void TickLocked(SteadyClock::time_point now);
+  // The slot queue handed this session a full-send slot.
+  void GrantSendSlotLocked();
+  bool wants_send_slot() const { return waiting_for_slot_ && !closing_; }
+
+ private:
+  enum class Phase { kAwaitHello, kActive };
+
+  void HandleHelloLocked(const sync::v1::Hello& hello);
+  void HandleMessageLocked(const DpMessage& msg);
+  void StartWriteLocked(const CpMessage& msg, bool no_compression);
+  void FinishLocked();
+  bool OwnerLocked() const;
+  SyncServer::Impl::NodeRecord& RecordLocked() { return impl_.nodes_[node_id_]; }
+  void MarkServingLocked(const ConfigVersion& serving);
+  void EndSendLocked();
+
+  SyncServer::Impl& impl_;
+  grpc::CallbackServerContext* const context_;
+  const uint64_t id_;
+  const SteadyClock::time_point created_;
+  const std::string peer_ip_;
+  CertificateInfo cert_;
+
+  Phase phase_ = Phase::kAwaitHello;
+  std::string node_id_;  // set when the Hello is accepted
+  SteadyClock::time_point active_since_;
+  SteadyClock::time_point last_recv_;
+  ConfigVersion serving_;
+
+  DpMessage in_;
+  CpMessage out_;
+  bool write_in_flight_ = false;
+  std::deque<CpMessage> control_;  // HelloReply / UpToDate; at most two
+
+  // The snapshot being written (chunks) and the un-ACKed one.
+  std::shared_ptr<const BuiltSnapshot> sending_;
+  size_t next_chunk_ = 0;
+  bool holds_slot_ = false;
+  bool waiting_for_slot_ = false;
+  bool unacked_ = false;
+  uint64_t unacked_nonce_ = 0;
+  ConfigVersion unacked_version_;
+  SteadyClock::time_point ack_deadline_;
+  bool stale_ = false;
+  uint64_t next_nonce_ = 1;
+
+  bool closing_ = false;
+  bool finished_ = false;
+  bool goaway_pending_ = false;  // waiting for the write in flight before sending it
+  CpMessage final_msg_;
+  grpc::Status final_status_;
+  SteadyClock::time_point close_requested_;
+};
+
+DpSession::DpSession(SyncServer::Impl& impl, grpc::CallbackServerContext* context)
+    : impl_(impl),
+      context_(context),
+      id_([&] {
+        std::lock_guard<std::mutex> lock(impl.mu_);
+        return impl.next_session_id_++;
+      }()),
+      created_(SteadyClock::now()),
+      peer_ip_(PeerIp(context->peer())) {
+  // The verified client certificate names the node (checked against Hello.node_id later).
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  std::vector<grpc::string_ref> pems =
+      auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>{};
+  if (!pems.empty()) {
+    absl::StatusOr<CertificateInfo> info =
+        InspectCertificate(absl::string_view(pems[0].data(), pems[0].size()));
+    if (info.ok()) cert_ = *info;
+  }
+  std::lock_guard<std::mutex> lock(impl_.mu_);
+  impl_.sessions_[id_] = this;
+  ++impl_.stats_.streams_live;
+  last_recv_ = created_;
+  if (impl_.stopping_) {
+    CloseLocked("control plane stopping", sync::v1::Goaway::DRAINING,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane is stopping"));
+    return;
+  }
+  uint32_t retry_after_s = 0;
+  if (!impl_.admission_.TryAdmit(created_, &retry_after_s)) {
+    ++impl_.stats_.admission_rejects;
+    impl_.metrics().admission_rejects->Inc();
+    PORTICO_LOG(kDebug, kLog, "admission limit: refusing a stream from ", peer_ip_, " (",
+                cert_.node_id, "), retry in ", retry_after_s, " s");
+    const std::string reason = "too many new streams; retry later";
+    CloseLocked(reason, sync::v1::Goaway::OVERLOADED,
+                grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, reason), retry_after_s);
+    return;
+  }
+  StartRead(&in_);
+}
+
+void DpSession::OnReadDone(bool ok) {
+  std::lock_guard<std::mutex> lock(impl_.mu_);
+  if (!ok) {
+    CloseLocked("stream closed by the data plane", sync::v1::Goaway::UNKNOWN, grpc::Status::OK);
+    return;
+  }
+  if (closing_) return;
+  last_recv_ = SteadyClock::now();
+  if (phase_ == Phase::kAwaitHello) {
+    if (!in_.has_hello()) {
+      CloseLocked("the first message must be Hello", sync::v1::Goaway::UNKNOWN,
+                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be Hello"));
+      return;
+    }
+    HandleHelloLocked(in_.hello());
+  } else {
+    HandleMessageLocked(in_);
+  }
+  if (!closing_) StartRead(&in_);
+}
+
+void DpSession::OnWriteDone(bool ok) {
+  std::lock_guard<std::mutex> lock(impl_.mu_);
+  write_in_flight_ = false;
+  if (sending_ && next_chunk_ == sending_->chunk_count()) EndSendLocked();
+  if (closing_) {
+    if (finished_) return;
+    if (goaway_pending_ && ok) {
+      goaway_pending_ = false;
+      finished_ = true;
+      StartWriteAndFinish(&final_msg_, grpc::WriteOptions(), final_status_);
+    } else {
+      FinishLocked();
+    }
+    return;
+  }
+  if (!ok) {
+    CloseLocked("write failed", sync::v1::Goaway::UNKNOWN,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    return;
+  }
+  PumpLocked();
+}
+
+void DpSession::OnCancel() {
+  std::lock_guard<std::mutex> lock(impl_.mu_);
+  CloseLocked("stream cancelled", sync::v1::Goaway::UNKNOWN,
+              grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+}
+
+void DpSession::OnDone() {
+  {
+    std::lock_guard<std::mutex> lock(impl_.mu_);
+    if (holds_slot_) {
+      holds_slot_ = false;
+      impl_.ReleaseSendSlotLocked();
+    }
+    impl_.UnregisterLocked(id_);
+  }
+  impl_.cv_.notify_all();
+  delete this;
+}
+
+bool DpSession::OwnerLocked() const {
+  if (node_id_.empty()) return false;
+  auto it = impl_.nodes_.find(node_id_);
+  return it != impl_.nodes_.end() && it->second.active_session == id_;
+}
+
+void DpSession::StartWriteLocked(const CpMessage& msg, bool no_compression) {
+  out_ = msg;
+  write_in_flight_ = true;
+  grpc::WriteOptions options;
+  if (no_compression) options.set_no_compression();  // the payload is gzipped already
+  StartWrite(&out_, options);
+}
+
+void DpSession::FinishLocked() {
+  if (finished_) return;
+  finished_ = true;
+  if (write_in_flight_) context_->TryCancel();  // a frozen peer must not hold the stream open
+  Finish(final_status_);
+}
+
+void DpSession::CloseLocked(const std::string& reason, sync::v1::Goaway::Code goaway,
+                            grpc::Status status, uint32_t retry_after_s) {
+  if (closing_) return;
+  closing_ = true;
+  close_requested_ = SteadyClock::now();
+  final_status_ = std::move(status);
+  waiting_for_slot_ = false;
+  if (OwnerLocked()) {
+    SyncServer::Impl::NodeRecord& record = RecordLocked();
+    record.active_session = 0;
+    record.status.state = "disconnected";
+    record.status.connected_since = 0;
+    if (record.status.last_error.empty() || record.nacked.empty()) record.status.last_error = reason;
+    impl_.UpdateConnectedGaugeLocked();
+    PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " disconnected: ", reason);
+  }
+  if (goaway == sync::v1::Goaway::UNKNOWN) {
+    FinishLocked();
+    return;
+  }
+  sync::v1::Goaway* g = final_msg_.mutable_goaway();
+  g->set_code(goaway);
+  g->set_reason(reason);
+  g->set_retry_after_s(retry_after_s);
+  if (write_in_flight_) {
+    goaway_pending_ = true;  // OnWriteDone sends it; TickLocked cancels after kGoawayGrace
+    return;
+  }
+  finished_ = true;
+  StartWriteAndFinish(&final_msg_, grpc::WriteOptions(), final_status_);
+}
+
+void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
+  DataPlaneStatus status;
+  status.id = cert_.node_id;
+  status.hostname = hello.hostname();
+  status.ip = peer_ip_;
+  status.version = hello.dp_build();
+  status.labels = {hello.labels().begin(), hello.labels().end()};
+  status.cert_expiry = cert_.not_after;
+  status.last_seen = impl_.clock_.NowSeconds();
+  status.config_hash = ToHex(hello.serving().hash());
+  status.config_version = hello.serving().version();
+
+  if (cert_.node_id.empty() || hello.node_id() != cert_.node_id) {
+    std::string reason =
+        cert_.node_id.empty()
+            ? std::string("client certificate carries no data plane identity (URI SAN spiffe://portico/dp/<node_id>)")
+            : absl::StrCat("node_id '", hello.node_id(), "' does not match the certificate identity '",
+                           cert_.node_id, "'");
+    PORTICO_LOG(kError, kLog, "refusing data plane from ", peer_ip_, ": ", reason);
+    if (!cert_.node_id.empty()) {
+      status.sync_status = "unknown";
+      status.state = "refused";
+      status.last_error = reason;
+      impl_.RecordRejectedLocked(cert_.node_id, status);
+    }
+    CloseLocked(reason, sync::v1::Goaway::UNAUTHORIZED,
+                grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
+    return;
+  }
+
+  // Compatibility (KONG-REFERENCE §1.9): same major, DP minor <= CP minor; protocol 1.
+  BuildVersion cp_build, dp_build;
+  ParseBuildVersion(PORTICO_VERSION, &cp_build);
+  std::string incompatible;
+  if (hello.protocol_version() != kProtocolVersion) {
+    incompatible = absl::StrCat("protocol version ", hello.protocol_version(), " is not supported (CP speaks ",
+                                kProtocolVersion, ")");
+  } else if (!ParseBuildVersion(hello.dp_build(), &dp_build)) {
+    incompatible = absl::StrCat("data plane version '", hello.dp_build(), "' is not MAJOR.MINOR.PATCH");
+  } else if (dp_build.major != cp_build.major) {
+    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " has another major version than the control plane ",
+                                PORTICO_VERSION);
+  } else if (dp_build.minor > cp_build.minor) {
+    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " is newer than the control plane ",
+                                PORTICO_VERSION);
+  }
+  if (!incompatible.empty()) {
+    PORTICO_LOG(kError, kLog, "refusing data plane ", cert_.node_id, ": ", incompatible);
+    status.sync_status = "kong_version_incompatible";
+    status.state = "incompatible";
+    status.last_error = incompatible;
+    impl_.RecordRejectedLocked(cert_.node_id, status);
+    CloseLocked(incompatible, sync::v1::Goaway::INCOMPATIBLE,
+                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, incompatible));
+    return;
+  }
+
+  // Register; a newer stream of the same node replaces the older one.
+  node_id_ = cert_.node_id;
+  phase_ = Phase::kActive;
+  active_since_ = SteadyClock::now();
+  serving_ = FromRef(hello.serving());
+  SyncServer::Impl::NodeRecord& record = RecordLocked();
+  if (record.active_session != 0) {
+    auto old = impl_.sessions_.find(record.active_session);
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, " opened a second stream; replacing the older one");
+    record.active_session = 0;  // so the old one does not mark the node disconnected
+    if (old != impl_.sessions_.end()) {
+      old->second->CloseLocked("replaced by a newer stream of the same node",
+                               sync::v1::Goaway::DUPLICATE_NODE, grpc::Status::OK);
+    }
+  }
+  record.active_session = id_;
+  record.serving = serving_;
+  std::shared_ptr<const BuiltSnapshot> latest = impl_.latest_;
+  const bool up_to_date = latest && latest->version == serving_;
+  status.sync_status = "normal";
+  status.state = up_to_date ? "connected_synced" : "syncing";
+  if (latest && !up_to_date && record.nacked == latest->version) status.state = "nacked";
+  if (status.state == "nacked") status.last_error = record.status.last_error;
+  status.nack_count = record.status.nack_count;
+  status.connected_since = impl_.clock_.NowSeconds();
+  record.status = status;
+  impl_.UpdateConnectedGaugeLocked();
+  PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " connected from ", peer_ip_, " (", hello.hostname(),
+              ", build ", hello.dp_build(), ", serving version ", serving_.version, ")");
+
+  CpMessage reply;
+  sync::v1::HelloReply* hr = reply.mutable_hello_reply();
+  hr->set_cp_id(impl_.options_.cp_id);
+  hr->set_protocol_version(kProtocolVersion);
+  hr->add_capabilities("enc.gzip");
+  hr->set_heartbeat_interval_s(static_cast<uint32_t>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(impl_.options_.heartbeat_interval))));
+  if (latest) ToRef(latest->version, hr->mutable_latest());
+  control_.push_back(std::move(reply));
+  if (up_to_date) {
+    CpMessage msg;
+    ToRef(latest->version, msg.mutable_up_to_date()->mutable_latest());
+    control_.push_back(std::move(msg));
+    impl_.metrics().push_up_to_date->Inc();
+  }
+  PumpLocked();
+}
+
+void DpSession::MarkServingLocked(const ConfigVersion& serving) {
+  serving_ = serving;
+  if (!OwnerLocked()) return;
+  SyncServer::Impl::NodeRecord& record = RecordLocked();
+  record.serving = serving;
+  record.status.config_hash = ToHex(serving.hash);
+  record.status.config_version = serving.version;
+}
+
+void DpSession::HandleMessageLocked(const DpMessage& msg) {
+  const bool owner = OwnerLocked();
+  if (owner) RecordLocked().status.last_seen = impl_.clock_.NowSeconds();
+  switch (msg.msg_case()) {
+    case DpMessage::kAck: {
+      const sync::v1::Ack& ack = msg.ack();
+      if (!unacked_ || ack.nonce() != unacked_nonce_) {
+        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring ACK with stale nonce ", ack.nonce());
+        break;
+      }
+      unacked_ = false;
+      stale_ = false;
+      const ConfigVersion serving = FromRef(ack.serving());
+      MarkServingLocked(serving);
+      impl_.metrics().push_ack->Inc();
+      if (const PublishedVersion* pv = impl_.FindPublishedLocked(serving);
+          pv && pv->first_change && active_since_ <= pv->published_at) {
+        impl_.metrics().convergence->Observe(SecondsSince(*pv->first_change, SteadyClock::now()));
+      }
+      if (!owner) break;
+      SyncServer::Impl::NodeRecord& record = RecordLocked();
+      record.status.last_error.clear();
+      record.status.state =
+          impl_.latest_ && impl_.latest_->version == serving ? "connected_synced" : "syncing";
+      PORTICO_LOG(kDebug, kLog, "dp ", node_id_, " applied version ", serving.version, " in ",
+                  ack.apply_ms(), " ms");
+      break;
+    }
+    case DpMessage::kNack: {
+      const sync::v1::Nack& nack = msg.nack();
+      if (!unacked_ || nack.nonce() != unacked_nonce_) {
+        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring NACK with stale nonce ", nack.nonce());
+        break;
+      }
+      unacked_ = false;
+      stale_ = false;
+      MarkServingLocked(FromRef(nack.serving()));
+      impl_.metrics().push_nack->Inc();
+      if (!owner) break;
+      SyncServer::Impl::NodeRecord& record = RecordLocked();
+      record.nacked = FromRef(nack.rejected());
+      ++record.status.nack_count;
+      record.status.state = "nacked";
+      record.status.last_error =
+          Truncate(absl::StrCat(NackCodeName(nack.code()), ": ", nack.message()));
+      PORTICO_LOG(kError, kLog, "dp ", node_id_, " rejected version ", record.nacked.version, ": ",
+                  record.status.last_error);
+      break;
+    }
+    case DpMessage::kHeartbeat:
+      if (unacked_) break;  // the ACK/NACK decides what it serves
+      MarkServingLocked(FromRef(msg.heartbeat().serving()));
+      break;
+    default:
+      PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": unexpected message ", msg.msg_case());
+      break;
+  }
+  PumpLocked();
+}
+
+void DpSession::PumpLocked() {
+  if (closing_ || write_in_flight_ || phase_ != Phase::kActive) return;
+  if (!control_.empty()) {
+    StartWriteLocked(control_.front(), false);
+    control_.pop_front();
+    return;
+  }
+  if (sending_) {
+    CpMessage msg;
+    FillSnapshotChunk(*sending_, next_chunk_, unacked_nonce_, msg.mutable_chunk());
+    ++next_chunk_;
+    StartWriteLocked(msg, true);
+    return;
+  }
+  // Push the latest snapshot: at most one un-ACKed, never a parked (NACKed) version.
+  const std::shared_ptr<const BuiltSnapshot>& target = impl_.latest_;
+  if (!target || unacked_ || waiting_for_slot_ || serving_ == target->version) return;
+  SyncServer::Impl::NodeRecord& record = RecordLocked();
+  if (record.nacked == target->version) return;
+  if (!holds_slot_ && !impl_.AcquireSendSlotLocked(id_)) {
+    waiting_for_slot_ = true;
+    return;
+  }
+  holds_slot_ = true;
+  sending_ = target;
+  next_chunk_ = 0;
+  unacked_ = true;
+  stale_ = false;
+  unacked_nonce_ = next_nonce_++;
+  unacked_version_ = target->version;
+  const double mib = static_cast<double>(target->compressed.size()) / (1 << 20);
+  ack_deadline_ = SteadyClock::now() + ToChrono(impl_.options_.ack_timeout) +
+                  std::chrono::milliseconds(static_cast<int64_t>(
+                      mib * absl::ToDoubleMilliseconds(impl_.options_.ack_timeout_per_mib)));
+  if (OwnerLocked() && record.status.state != "nacked") record.status.state = "syncing";
+  impl_.metrics().push_sent->Inc();
+  PORTICO_LOG(kDebug, kLog, "sending version ", target->version.version, " to dp ", node_id_,
+              " (nonce ", unacked_nonce_, ")");
+  PumpLocked();
+}
+
+void DpSession::EndSendLocked() {
+  sending_.reset();
+  next_chunk_ = 0;
+  if (holds_slot_) {
+    holds_slot_ = false;
+    impl_.ReleaseSendSlotLocked();
+  }
+}
+
+void DpSession::GrantSendSlotLocked() {
+  waiting_for_slot_ = false;
+  holds_slot_ = true;
+  PumpLocked();
+  if (!sending_ && holds_slot_) {  // nothing to send any more: give the slot back
+    holds_slot_ = false;
+    impl_.ReleaseSendSlotLocked();
+  }
+}
+
+void DpSession::TickLocked(SteadyClock::time_point now) {
+  if (closing_) {
+    if (!finished_ && goaway_pending_ && now - close_requested_ > kGoawayGrace) {
+      goaway_pending_ = false;
+      FinishLocked();
+    }
+    return;
+  }
+  if (phase_ == Phase::kAwaitHello) {
+    if (now - created_ > ToChrono(impl_.options_.hello_timeout)) {
+      ++impl_.stats_.hello_timeouts;
+      PORTICO_LOG(kWarn, kLog, "no Hello from ", peer_ip_, " within ",
+                  absl::FormatDuration(impl_.options_.hello_timeout), "; closing the stream");
+      CloseLocked("no Hello within the hello timeout", sync::v1::Goaway::HELLO_TIMEOUT,
+                  grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no Hello"));
+    }
+    return;
+  }
+  if (now - last_recv_ > 3 * ToChrono(impl_.options_.heartbeat_interval)) {
+    CloseLocked("no heartbeat for 3 intervals", sync::v1::Goaway::UNKNOWN,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "no heartbeat"));
+    return;
+  }
+  if (unacked_ && !stale_ && now > ack_deadline_) {
+    stale_ = true;
+    ++impl_.stats_.stale_transitions;
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, " has not acknowledged version ",
+                unacked_version_.version, " (nonce ", unacked_nonce_, "): stale");
+    if (OwnerLocked()) RecordLocked().status.state = "stale";
+  }
+}
+
+}  // namespace
+
+grpc::ServerBidiReactor<DpMessage, CpMessage>* SyncServer::Impl::Stream(
+    grpc::CallbackServerContext* context) {
+  return new DpSession(*this, context);
+}
 
 absl::Status SyncServer::Impl::Init() {
   absl::StatusOr<std::string> cert = ReadFileToString(options_.cert_file);
@@ -165,11 +757,14 @@ absl::Status SyncServer::Impl::Init() {
   if (options_.chunk_bytes == 0 || options_.chunk_bytes > (size_t{3} << 20)) {
     return absl::InvalidArgumentError("chunk_bytes must be in 1..3 MiB");
   }
+  if (options_.max_concurrent_full_sends < 1) {
+    return absl::InvalidArgumentError("max_concurrent_full_sends must be >= 1");
+  }
 
   // First snapshot, synchronously: a broken store fails the start.
   absl::StatusOr<StoredConfig> stored = read_config_();
   if (!stored.ok()) return stored.status();
-  Publish(*stored);
+  Publish(*stored, std::nullopt, clock_.NowSeconds());
 
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = *ca;
@@ -197,6 +792,7 @@ absl::Status SyncServer::Impl::Init() {
     port_ = static_cast<uint16_t>(selected_port);
   }
   builder_ = std::thread([this] { BuilderLoop(); });
+  timer_ = std::thread([this] { TimerLoop(); });
   PORTICO_LOG(kInfo, kLog, "listening on ", options_.listen, " (port ", selected_port, ")");
   return absl::OkStatus();
 }
@@ -207,15 +803,28 @@ void SyncServer::Impl::Stop() {
     if (stopped_) return;
     stopped_ = true;
     stopping_ = true;
+    // Goaway{DRAINING} to every stream; a chunk write in flight gets kGoawayGrace.
+    std::vector<DpSession*> live;
+    for (auto& [id, session] : sessions_) live.push_back(session);
+    for (DpSession* session : live) {
+      session->CloseLocked("control plane stopping", sync::v1::Goaway::DRAINING,
+                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane is stopping"));
+    }
   }
   cv_.notify_all();
   if (builder_.joinable()) builder_.join();
   if (server_) {
-    // Sessions see stopping_ and leave on their own; the deadline cancels stragglers (e.g. a
-    // stream that never sent Hello).
+    // Cancels whatever is still open at the deadline; returns when every reactor is done.
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server_->Wait();
   }
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return sessions_.empty(); });
+    timer_stop_ = true;
+  }
+  cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
 }
 
 void SyncServer::Impl::NotifyConfigChanged() {
@@ -227,6 +836,10 @@ void SyncServer::Impl::NotifyConfigChanged() {
       first_notify_ = now;
     }
     last_notify_ = now;
+    if (!unpublished_change_) {
+      unpublished_change_ = now;
+      unpublished_change_wall_ = clock_.NowSeconds();
+    }
   }
   cv_.notify_all();
 }
@@ -246,50 +859,94 @@ void SyncServer::Impl::BuilderLoop() {
       if (stopping_) return;
     }
     dirty_ = false;
+    // Changes notified from here on belong to the next build.
+    std::optional<SteadyClock::time_point> change_at = unpublished_change_;
+    const int64_t change_wall = unpublished_change_wall_;
+    unpublished_change_.reset();
     lock.unlock();
-    BuildAndPublish();
+    BuildAndPublish(change_at, change_wall);
     lock.lock();
   }
 }
 
-void SyncServer::Impl::BuildAndPublish() {
-  absl::StatusOr<StoredConfig> stored = read_config_();
-  if (!stored.ok()) {
-    PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
-    return;
+void SyncServer::Impl::TimerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!timer_stop_) {
+    cv_.wait_for(lock, kTickPeriod, [&] { return timer_stop_; });
+    if (timer_stop_) return;
+    const SteadyClock::time_point now = SteadyClock::now();
+    std::vector<DpSession*> live;
+    live.reserve(sessions_.size());
+    for (auto& [id, session] : sessions_) live.push_back(session);
+    for (DpSession* session : live) session->TickLocked(now);
   }
-  Publish(*stored);
 }
 
-void SyncServer::Impl::Publish(const StoredConfig& stored_config) {
-  const StoredConfig* stored = &stored_config;
-  absl::Status valid = ValidateConfigSet(ExportableConfig(stored->config));
+void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> change_at,
+                                       int64_t change_wall) {
+  absl::StatusOr<StoredConfig> stored = read_config_();
+  bool published = false;
+  if (!stored.ok()) {
+    PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
+  } else {
+    published = Publish(*stored, change_at, change_wall);
+  }
+  if (!published && change_at) {  // carry the oldest unpublished commit to the next build
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!unpublished_change_ || *change_at < *unpublished_change_) {
+      unpublished_change_ = change_at;
+      unpublished_change_wall_ = change_wall;
+    }
+  }
+}
+
+bool SyncServer::Impl::Publish(const StoredConfig& stored,
+                               std::optional<SteadyClock::time_point> change_at,
+                               int64_t change_wall) {
+  const SteadyClock::time_point build_start = SteadyClock::now();
+  absl::Status valid = ValidateConfigSet(ExportableConfig(stored.config));
   if (!valid.ok()) {
-    PORTICO_LOG(kError, kLog, "config version ", stored->version.version,
+    PORTICO_LOG(kError, kLog, "config version ", stored.version.version,
                 " is invalid and is not published: ", valid.ToString());
-    return;
+    return false;
   }
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
   absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> built =
-      BuildSnapshot(*stored, clock_, build_options);
+      BuildSnapshot(stored, clock_, build_options);
   if (!built.ok()) {
     PORTICO_LOG(kError, kLog, "snapshot build failed: ", built.status().ToString());
-    return;
+    return false;
   }
+  const BuiltSnapshot& s = **built;
+  metrics_.builds->Inc();
+  metrics_.build_seconds->Observe(SecondsSince(build_start, SteadyClock::now()));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (latest_ && latest_->version == (*built)->version) return;  // nothing new
+    if (latest_ && latest_->version == s.version) return false;  // nothing new
     latest_ = *built;
-    ++generation_;
     ++published_;
+    PublishedVersion pv;
+    pv.version = s.version;
+    pv.first_change = change_at;
+    pv.first_change_wall = change_at ? change_wall : clock_.NowSeconds();
+    pv.published_at = SteadyClock::now();
+    history_.push_back(std::move(pv));
+    if (history_.size() > kHistoryDepth) history_.pop_front();
+    metrics_.bytes_raw->Set(static_cast<double>(s.uncompressed_size));
+    metrics_.bytes_gzip->Set(static_cast<double>(s.compressed.size()));
+    metrics_.config_version->Set(static_cast<double>(s.version.version));
+    // Wake every stream: each one that is idle and behind starts sending (or queues for a slot).
+    std::vector<DpSession*> live;
+    live.reserve(sessions_.size());
+    for (auto& [id, session] : sessions_) live.push_back(session);
+    for (DpSession* session : live) session->PumpLocked();
   }
-  cv_.notify_all();
-  const BuiltSnapshot& s = **built;
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
               ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ",
               s.route_count, " routes, ", s.compressed.size(), " bytes gzip in ",
               s.chunk_count(), " chunks, built in ", absl::FormatDuration(s.build_duration), ")");
+  return true;
 }
 
 void SyncServer::Impl::RecordRejectedLocked(const std::string& node_id,
@@ -297,300 +954,53 @@ void SyncServer::Impl::RecordRejectedLocked(const std::string& node_id,
   NodeRecord& record = nodes_[node_id];
   if (record.active_session != 0) return;  // a legitimate stream of that node is live
   ConfigVersion nacked = record.nacked;
+  const uint64_t nack_count = record.status.nack_count;
   record.status = status;
+  record.status.nack_count = nack_count;
+  record.serving = ConfigVersion{};
   record.nacked = nacked;
 }
 
-bool SyncServer::Impl::WriteGoaway(::portico::Stream* stream, sync::v1::Goaway::Code code,
-                                   const std::string& reason, uint32_t retry_after_s) {
-  CpMessage msg;
-  sync::v1::Goaway* goaway = msg.mutable_goaway();
-  goaway->set_code(code);
-  goaway->set_reason(reason);
-  goaway->set_retry_after_s(retry_after_s);
-  return stream->Write(msg);
-}
-
-bool SyncServer::Impl::SendSnapshot(::portico::Stream* stream, const BuiltSnapshot& snap,
-                                    uint64_t nonce) {
-  CpMessage msg;
-  grpc::WriteOptions write_options;
-  write_options.set_no_compression();  // the payload is gzipped already
-  for (size_t i = 0; i < snap.chunk_count(); ++i) {
-    FillSnapshotChunk(snap, i, nonce, msg.mutable_chunk());
-    if (!stream->Write(msg, write_options)) return false;
+bool SyncServer::Impl::AcquireSendSlotLocked(uint64_t session_id) {
+  if (stats_.full_sends_in_progress < options_.max_concurrent_full_sends) {
+    ++stats_.full_sends_in_progress;
+    stats_.full_sends_peak = std::max(stats_.full_sends_peak, stats_.full_sends_in_progress);
+    return true;
   }
-  return true;
+  send_waiters_.push_back(session_id);
+  return false;
 }
 
-void SyncServer::Impl::DrainInboxLocked(Session& s) {
-  NodeRecord& record = nodes_[s.node_id];
-  const bool owner = record.active_session == s.id;
-  while (!s.inbox.empty()) {
-    DpMessage msg = std::move(s.inbox.front());
-    s.inbox.pop_front();
-    if (owner) record.status.last_seen = clock_.NowSeconds();
-    switch (msg.msg_case()) {
-      case DpMessage::kAck: {
-        const sync::v1::Ack& ack = msg.ack();
-        if (!s.inflight || ack.nonce() != s.inflight_nonce) {
-          PORTICO_LOG(kWarn, kLog, "dp ", s.node_id, ": ignoring ACK with stale nonce ", ack.nonce());
-          break;
-        }
-        s.inflight = false;
-        s.serving = FromRef(ack.serving());
-        if (!owner) break;
-        record.status.config_hash = ToHex(s.serving.hash);
-        record.status.config_version = s.serving.version;
-        record.status.last_error.clear();
-        record.status.state =
-            latest_ && latest_->version == s.serving ? "connected_synced" : "syncing";
-        PORTICO_LOG(kInfo, kLog, "dp ", s.node_id, " applied version ", s.serving.version,
-                    " in ", ack.apply_ms(), " ms");
-        break;
-      }
-      case DpMessage::kNack: {
-        const sync::v1::Nack& nack = msg.nack();
-        if (!s.inflight || nack.nonce() != s.inflight_nonce) {
-          PORTICO_LOG(kWarn, kLog, "dp ", s.node_id, ": ignoring NACK with stale nonce ", nack.nonce());
-          break;
-        }
-        s.inflight = false;
-        s.serving = FromRef(nack.serving());
-        if (!owner) break;
-        record.nacked = FromRef(nack.rejected());
-        record.status.state = "nacked";
-        record.status.last_error =
-            Truncate(absl::StrCat(NackCodeName(nack.code()), ": ", nack.message()));
-        record.status.config_hash = ToHex(s.serving.hash);
-        record.status.config_version = s.serving.version;
-        PORTICO_LOG(kError, kLog, "dp ", s.node_id, " rejected version ", record.nacked.version,
-                    ": ", record.status.last_error);
-        break;
-      }
-      case DpMessage::kHeartbeat: {
-        if (s.inflight) break;  // the ACK/NACK decides what it serves
-        s.serving = FromRef(msg.heartbeat().serving());
-        if (!owner) break;
-        record.status.config_hash = ToHex(s.serving.hash);
-        record.status.config_version = s.serving.version;
-        break;
-      }
-      default:
-        PORTICO_LOG(kWarn, kLog, "dp ", s.node_id, ": unexpected message ", msg.msg_case());
-        break;
-    }
+void SyncServer::Impl::ReleaseSendSlotLocked() {
+  --stats_.full_sends_in_progress;
+  while (!send_waiters_.empty() &&
+         stats_.full_sends_in_progress < options_.max_concurrent_full_sends) {
+    const uint64_t id = send_waiters_.front();
+    send_waiters_.pop_front();
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || !it->second->wants_send_slot()) continue;
+    ++stats_.full_sends_in_progress;
+    stats_.full_sends_peak = std::max(stats_.full_sends_peak, stats_.full_sends_in_progress);
+    it->second->GrantSendSlotLocked();  // may release it again at once (nothing to send)
   }
 }
 
-grpc::Status SyncServer::Impl::Stream(grpc::ServerContext* context, ::portico::Stream* stream) {
-  const std::string peer_ip = PeerIp(context->peer());
-  DpMessage first;
-  if (!stream->Read(&first)) return grpc::Status(grpc::StatusCode::CANCELLED, "no Hello");
-  if (!first.has_hello()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be Hello");
+const PublishedVersion* SyncServer::Impl::FindPublishedLocked(const ConfigVersion& v) const {
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+    if (it->version == v) return &*it;
   }
-  const sync::v1::Hello& hello = first.hello();
+  return nullptr;
+}
 
-  // Authentication: the verified client certificate names the node.
-  CertificateInfo cert;
-  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
-  std::vector<grpc::string_ref> pems =
-      auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>{};
-  if (!pems.empty()) {
-    absl::StatusOr<CertificateInfo> info =
-        InspectCertificate(absl::string_view(pems[0].data(), pems[0].size()));
-    if (info.ok()) cert = *info;
-  }
+void SyncServer::Impl::UpdateConnectedGaugeLocked() {
+  size_t connected = 0;
+  for (const auto& [id, record] : nodes_) connected += record.active_session != 0 ? 1 : 0;
+  metrics_.connected->Set(static_cast<double>(connected));
+}
 
-  DataPlaneStatus status;
-  status.id = cert.node_id;
-  status.hostname = hello.hostname();
-  status.ip = peer_ip;
-  status.version = hello.dp_build();
-  status.labels = {hello.labels().begin(), hello.labels().end()};
-  status.cert_expiry = cert.not_after;
-  status.last_seen = clock_.NowSeconds();
-  status.config_hash = ToHex(hello.serving().hash());
-  status.config_version = hello.serving().version();
-
-  if (cert.node_id.empty() || hello.node_id() != cert.node_id) {
-    std::string reason =
-        cert.node_id.empty()
-            ? std::string("client certificate carries no data plane identity (URI SAN spiffe://portico/dp/<node_id>)")
-            : absl::StrCat("node_id '", hello.node_id(), "' does not match the certificate identity '",
-                           cert.node_id, "'");
-    PORTICO_LOG(kError, kLog, "refusing data plane from ", peer_ip, ": ", reason);
-    if (!cert.node_id.empty()) {
-      status.sync_status = "unknown";
-      status.state = "refused";
-      status.last_error = reason;
-      std::lock_guard<std::mutex> lock(mu_);
-      RecordRejectedLocked(cert.node_id, status);
-    }
-    WriteGoaway(stream, sync::v1::Goaway::UNAUTHORIZED, reason);
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason);
-  }
-  const std::string& node_id = cert.node_id;
-
-  // Compatibility (KONG-REFERENCE §1.9): same major, DP minor <= CP minor; protocol 1.
-  BuildVersion cp_build, dp_build;
-  ParseBuildVersion(PORTICO_VERSION, &cp_build);
-  std::string incompatible;
-  if (hello.protocol_version() != kProtocolVersion) {
-    incompatible = absl::StrCat("protocol version ", hello.protocol_version(), " is not supported (CP speaks ",
-                                kProtocolVersion, ")");
-  } else if (!ParseBuildVersion(hello.dp_build(), &dp_build)) {
-    incompatible = absl::StrCat("data plane version '", hello.dp_build(), "' is not MAJOR.MINOR.PATCH");
-  } else if (dp_build.major != cp_build.major) {
-    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " has another major version than the control plane ",
-                                PORTICO_VERSION);
-  } else if (dp_build.minor > cp_build.minor) {
-    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " is newer than the control plane ",
-                                PORTICO_VERSION);
-  }
-  if (!incompatible.empty()) {
-    PORTICO_LOG(kError, kLog, "refusing data plane ", node_id, ": ", incompatible);
-    status.sync_status = "kong_version_incompatible";
-    status.state = "incompatible";
-    status.last_error = incompatible;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      RecordRejectedLocked(node_id, status);
-    }
-    WriteGoaway(stream, sync::v1::Goaway::INCOMPATIBLE, incompatible);
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, incompatible);
-  }
-
-  // Register; a newer stream of the same node replaces the older one.
-  Session s;
-  s.node_id = node_id;
-  s.serving = FromRef(hello.serving());
-  s.last_recv = SteadyClock::now();
-  std::shared_ptr<const BuiltSnapshot> latest;
-  bool up_to_date = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane is stopping");
-    s.id = next_session_id_++;
-    NodeRecord& record = nodes_[node_id];
-    if (record.active_session != 0) {
-      PORTICO_LOG(kWarn, kLog, "dp ", node_id, " opened a second stream; replacing the older one");
-    }
-    record.active_session = s.id;
-    status.sync_status = "normal";
-    latest = latest_;
-    up_to_date = latest && latest->version == s.serving;
-    status.state = up_to_date ? "connected_synced" : "syncing";
-    if (latest && !up_to_date && record.nacked == latest->version) status.state = "nacked";
-    if (status.state == "nacked") status.last_error = record.status.last_error;
-    record.status = status;
-  }
-  cv_.notify_all();  // wakes a replaced session
-  PORTICO_LOG(kInfo, kLog, "dp ", node_id, " connected from ", peer_ip, " (", hello.hostname(),
-              ", build ", hello.dp_build(), ", serving version ", s.serving.version, ")");
-
-  CpMessage reply;
-  sync::v1::HelloReply* hr = reply.mutable_hello_reply();
-  hr->set_cp_id(options_.cp_id);
-  hr->set_protocol_version(kProtocolVersion);
-  hr->add_capabilities("enc.gzip");
-  hr->set_heartbeat_interval_s(
-      static_cast<uint32_t>(std::max<int64_t>(1, absl::ToInt64Seconds(options_.heartbeat_interval))));
-  if (latest) ToRef(latest->version, hr->mutable_latest());
-  bool healthy = stream->Write(reply);
-  if (healthy && up_to_date) {
-    CpMessage msg;
-    ToRef(latest->version, msg.mutable_up_to_date()->mutable_latest());
-    healthy = stream->Write(msg);
-  }
-
-  std::thread reader([&] {
-    DpMessage msg;
-    while (stream->Read(&msg)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      s.inbox.push_back(std::move(msg));
-      s.last_recv = SteadyClock::now();
-      cv_.notify_all();
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    s.reader_done = true;
-    cv_.notify_all();
-  });
-
-  std::string disconnect_reason;
-  sync::v1::Goaway::Code goaway_code = sync::v1::Goaway::UNKNOWN;
-  const auto silence_limit = 3 * ToChrono(options_.heartbeat_interval);
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    uint64_t seen_generation = 0;
-    while (healthy) {
-      if (stopping_) {
-        goaway_code = sync::v1::Goaway::DRAINING;
-        disconnect_reason = "control plane stopping";
-        break;
-      }
-      if (nodes_[node_id].active_session != s.id) {
-        goaway_code = sync::v1::Goaway::DUPLICATE_NODE;
-        disconnect_reason = "replaced by a newer stream of the same node";
-        break;
-      }
-      DrainInboxLocked(s);
-      if (s.reader_done) {
-        disconnect_reason = "stream closed by the data plane";
-        break;
-      }
-      if (SteadyClock::now() - s.last_recv > silence_limit) {
-        disconnect_reason = "no heartbeat for 3 intervals";
-        break;
-      }
-      // Push the latest snapshot: at most one un-ACKed, never a parked (NACKed) version.
-      seen_generation = generation_;
-      std::shared_ptr<const BuiltSnapshot> target = latest_;
-      NodeRecord& record = nodes_[node_id];
-      if (target && !s.inflight && s.serving != target->version && record.nacked != target->version) {
-        s.inflight = true;
-        s.inflight_nonce = s.next_nonce++;
-        record.status.state = "syncing";
-        uint64_t nonce = s.inflight_nonce;
-        lock.unlock();
-        PORTICO_LOG(kInfo, kLog, "sending version ", target->version.version, " to dp ", node_id,
-                    " (nonce ", nonce, ")");
-        healthy = SendSnapshot(stream, *target, nonce);
-        lock.lock();
-        if (!healthy) disconnect_reason = "write failed";
-        continue;
-      }
-      cv_.wait_until(lock, s.last_recv + silence_limit + std::chrono::milliseconds(10), [&] {
-        return stopping_ || s.reader_done || !s.inbox.empty() || generation_ != seen_generation ||
-               nodes_[node_id].active_session != s.id;
-      });
-    }
-  }
-  if (disconnect_reason.empty()) disconnect_reason = "write failed";
-
-  // Close: tell the DP why, give it a moment to half-close, then cancel to unblock the reader.
-  if (goaway_code != sync::v1::Goaway::UNKNOWN) {
-    WriteGoaway(stream, goaway_code, disconnect_reason);
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, goaway_code == sync::v1::Goaway::DRAINING ? kDrainGrace : kGoawayGrace,
-                 [&] { return s.reader_done; });
-  }
-  context->TryCancel();
-  reader.join();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    NodeRecord& record = nodes_[node_id];
-    if (record.active_session == s.id) {
-      record.active_session = 0;
-      record.status.state = "disconnected";
-      if (record.status.last_error.empty() || record.nacked.empty()) {
-        record.status.last_error = disconnect_reason;
-      }
-    }
-  }
-  PORTICO_LOG(kInfo, kLog, "dp ", node_id, " disconnected: ", disconnect_reason);
-  return grpc::Status::OK;
+void SyncServer::Impl::UnregisterLocked(uint64_t session_id) {
+  sessions_.erase(session_id);
+  --stats_.streams_live;
 }
 
 SyncServer::SyncServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -618,11 +1028,27 @@ void SyncServer::NotifyConfigChanged() { impl_->NotifyConfigChanged(); }
 
 std::vector<DataPlaneStatus> SyncServer::ListDataPlanes() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
+  const int64_t now = impl_->clock_.NowSeconds();
+  const BuiltSnapshot* latest = impl_->latest_.get();
   std::vector<DataPlaneStatus> out;
   out.reserve(impl_->nodes_.size());
   for (const auto& [id, record] : impl_->nodes_) {
     out.push_back(record.status);
-    out.back().id = id;
+    DataPlaneStatus& dp = out.back();
+    dp.id = id;
+    if (!latest || record.serving == latest->version) continue;
+    const ConfigVersion& serving = record.serving;
+    const bool same_epoch = serving.epoch == latest->version.epoch;
+    dp.lag_versions = same_epoch ? (latest->version.version > serving.version
+                                        ? latest->version.version - serving.version
+                                        : 0)
+                                 : latest->version.version;
+    // The oldest published version it lacks carries the oldest commit it lacks.
+    for (const PublishedVersion& pv : impl_->history_) {
+      if (same_epoch && pv.version.version <= serving.version) continue;
+      dp.lag_seconds = std::max<int64_t>(0, now - pv.first_change_wall);
+      break;
+    }
   }
   return out;
 }
@@ -641,6 +1067,13 @@ uint64_t SyncServer::snapshots_published() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   return impl_->published_;
 }
+
+SyncServerStats SyncServer::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->stats_;
+}
+
+std::string SyncServer::metrics_text() const { return impl_->registry_->Render(); }
 
 void SyncServer::Stop() { impl_->Stop(); }
 

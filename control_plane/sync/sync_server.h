@@ -3,8 +3,10 @@
 // Serves portico.sync.v1.ConfigSync over mutual TLS, builds one snapshot per config version
 // (debounced) and pushes the latest one to every connected data plane. No gRPC types here.
 //
-// Threading: one builder thread; one gRPC handler thread plus one reader thread per stream
-// (sync gRPC API, "a thread per stream"). All public methods are thread-safe.
+// Threading: one builder thread, one timer thread (Hello/ACK/heartbeat timeouts), and gRPC's
+// callback threads running one ServerBidiReactor per stream (no thread per stream; see
+// docs/sync.md for why). All per-stream state is guarded by one mutex that is never held while
+// building a snapshot. All public methods are thread-safe.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +22,9 @@
 namespace portico {
 
 struct BuiltSnapshot;
+namespace metrics {
+class Registry;
+}  // namespace metrics
 
 struct SyncServerOptions {
   std::string listen = "0.0.0.0:8005";   // host:port; port 0 picks a free port (see port())
@@ -28,6 +33,28 @@ struct SyncServerOptions {
   absl::Duration debounce_quiet = absl::Milliseconds(50), debounce_max = absl::Milliseconds(500);
   absl::Duration heartbeat_interval = absl::Seconds(15);  // told to DPs; 3x silence = disconnected
   size_t chunk_bytes = size_t{1} << 20;  // snapshot chunk size, <= 3 MiB (gRPC limit is 4 MiB)
+  // A stream that sends no Hello within this is closed (Goaway HELLO_TIMEOUT, DEADLINE_EXCEEDED).
+  absl::Duration hello_timeout = absl::Seconds(10);
+  // No ACK/NACK within ack_timeout + ack_timeout_per_mib x compressed MiB -> state "stale"
+  // (nothing is resent on the same stream; a later ACK still counts).
+  absl::Duration ack_timeout = absl::Seconds(30), ack_timeout_per_mib = absl::Seconds(1);
+  // New-stream admission: token bucket (rate per second, burst). Refused streams get
+  // Goaway{OVERLOADED, retry_after_s} and RESOURCE_EXHAUSTED. rate <= 0 disables it.
+  double admission_rate = 50, admission_burst = 100;
+  // At most this many full snapshots are being written at once; the others wait their turn.
+  int max_concurrent_full_sends = 32;
+  // Where the portico_cp_* metrics go; null = a private registry (see metrics_text()).
+  metrics::Registry* metrics = nullptr;
+};
+
+// Counters for tests and the benchmark (the same figures are exported as metrics).
+struct SyncServerStats {
+  uint64_t admission_rejects = 0;
+  uint64_t streams_live = 0;          // reactors not yet done (any phase)
+  int full_sends_in_progress = 0;
+  int full_sends_peak = 0;            // highest full_sends_in_progress seen
+  uint64_t stale_transitions = 0;     // ACK timeouts
+  uint64_t hello_timeouts = 0;
 };
 
 class SyncServer : public DataPlaneStatusSource {
@@ -50,6 +77,9 @@ class SyncServer : public DataPlaneStatusSource {
   std::shared_ptr<const BuiltSnapshot> latest_snapshot() const;
   // Number of snapshots published since start (for tests and metrics).
   uint64_t snapshots_published() const;
+  SyncServerStats stats() const;
+  // Prometheus text of the registry the metrics were written to (options.metrics or private).
+  std::string metrics_text() const;
   // Sends Goaway{DRAINING} to every stream, closes them and stops the builder. Idempotent.
   void Stop();
 

@@ -375,5 +375,44 @@ TEST_F(AdminApiTest, RouteDefaultsAndPatch) {
   CallJson("PATCH", "/routes/" + r["id"].get<std::string>(), 400, R"j({"hosts":null})j");
 }
 
+TEST_F(AdminApiTest, DataPlaneLagFieldsAndMetrics) {
+  DataPlaneStatus dp;
+  dp.id = "dp-9";
+  dp.state = "stale";
+  dp.lag_versions = 3;
+  dp.lag_seconds = 42;
+  dp.connected_since = 1699999000;
+  dp.nack_count = 2;
+  data_planes_.planes = {dp};
+  json row = CallJson("GET", "/clustering/data-planes", 200)["data"][0];
+  EXPECT_EQ(row["state"], "stale");
+  EXPECT_EQ(row["lag_versions"], 3);
+  EXPECT_EQ(row["lag_seconds"], 42);
+  EXPECT_EQ(row["connected_since"], 1699999000);
+  EXPECT_EQ(row["nack_count"], 2);
+  data_planes_.planes[0].connected_since = 0;
+  EXPECT_EQ(CallJson("GET", "/clustering/data-planes", 200)["data"][0]["connected_since"], nullptr);
+
+  // Without a metrics source /metrics does not exist; with one it serves Prometheus text.
+  EXPECT_EQ(Call("GET", "/metrics").status, 404);
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  int renders = 0;
+  options.metrics_text = [&renders] {
+    ++renders;
+    return std::string("# TYPE portico_cp_config_version gauge\nportico_cp_config_version 7\n");
+  };
+  api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, nullptr, clock_);
+  HttpResponse metrics = Call("GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.body, "# TYPE portico_cp_config_version gauge\nportico_cp_config_version 7\n");
+  bool text_plain = false;
+  for (const auto& [k, v] : metrics.headers) {
+    text_plain |= (k == "Content-Type" && v.rfind("text/plain; version=0.0.4", 0) == 0);
+  }
+  EXPECT_TRUE(text_plain);
+  EXPECT_EQ(renders, 1);
+  EXPECT_EQ(Call("POST", "/metrics").status, 405);
+}
+
 }  // namespace
 }  // namespace portico

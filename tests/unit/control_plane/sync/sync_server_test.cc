@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -16,8 +18,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/uuid.h"
+#include "common/metrics/metrics.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
+#include "control_plane/sync/admission.h"
+#include "grpcpp/grpcpp.h"
+#include "portico/sync/v1/sync.grpc.pb.h"
 #include "data_plane/sync/sync_client.h"
 #include "gtest/gtest.h"
 
@@ -136,7 +142,8 @@ class SyncTest : public ::testing::Test {
     return stored_.version.version;
   }
 
-  void StartServer(uint16_t port = 0) {
+  void StartServer(uint16_t port = 0,
+                   const std::function<void(SyncServerOptions&)>& tweak = nullptr) {
     SyncServerOptions options;
     options.listen = absl::StrCat("127.0.0.1:", port);
     options.cert_file = certs_ + "/cp.crt";
@@ -144,6 +151,7 @@ class SyncTest : public ::testing::Test {
     options.ca_file = certs_ + "/ca.crt";
     options.cp_id = "cp-test";
     options.heartbeat_interval = absl::Seconds(1);
+    if (tweak) tweak(options);
     auto server = SyncServer::Start(
         options,
         [this]() -> absl::StatusOr<StoredConfig> {
@@ -458,6 +466,221 @@ TEST_F(SyncTest, InvalidConfigIsNotPublished) {
   EXPECT_EQ(server_->latest(), before);
   Change([](ConfigSet& c) { c.services[0].set_host("ok.example"); });
   ASSERT_TRUE(WaitFor([&] { return server_->latest().version == 3; }));
+}
+
+// --- Admission bucket (pure logic, injected time) ---
+
+TEST(AdmissionBucketTest, BurstThenRateThenSpreadRetries) {
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  AdmissionBucket bucket(/*rate_per_s=*/2, /*burst=*/3, t0);
+  uint32_t retry = 0;
+  EXPECT_TRUE(bucket.TryAdmit(t0, &retry));
+  EXPECT_TRUE(bucket.TryAdmit(t0, &retry));
+  EXPECT_TRUE(bucket.TryAdmit(t0, &retry));
+  // Empty: each refusal is told a later slot (0.5 s apart at 2/s, rounded up to whole seconds).
+  std::vector<uint32_t> retries;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_FALSE(bucket.TryAdmit(t0, &retry));
+    retries.push_back(retry);
+  }
+  EXPECT_EQ(retries, (std::vector<uint32_t>{1, 1, 2, 2, 3, 3}));
+  // Half a second later one token is back.
+  EXPECT_TRUE(bucket.TryAdmit(t0 + std::chrono::milliseconds(500), &retry));
+  EXPECT_FALSE(bucket.TryAdmit(t0 + std::chrono::milliseconds(500), &retry));
+  // Refill is capped at the burst.
+  EXPECT_DOUBLE_EQ(bucket.tokens(t0 + std::chrono::hours(1)), 3.0);
+}
+
+TEST(AdmissionBucketTest, RetryAfterIsCappedAndZeroRateDisablesTheLimit) {
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  AdmissionBucket slow(/*rate_per_s=*/0.001, /*burst=*/1, t0);
+  uint32_t retry = 0;
+  EXPECT_TRUE(slow.TryAdmit(t0, &retry));
+  EXPECT_FALSE(slow.TryAdmit(t0, &retry, /*max_retry_s=*/60));
+  EXPECT_EQ(retry, 60u);
+  AdmissionBucket off(/*rate_per_s=*/0, /*burst=*/1, t0);
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(off.TryAdmit(t0, &retry));
+}
+
+// --- Server-side limits, timeouts, lag and metrics ---
+
+bool Contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
+
+TEST_F(SyncTest, AdmissionLimitRefusesNewStreamsWithRetryAfter) {
+  StartServer(0, [](SyncServerOptions& o) {
+    o.admission_rate = 0.01;  // one token per 100 s
+    o.admission_burst = 1;
+  });
+  ASSERT_TRUE(IssueDataPlaneCertificate(certs_, "dp-2", certs_ + "/dp2").ok());
+  ApplyRecorder rec1, rec2;
+  SyncClient* one = StartClient(ClientOptions(certs_ + "/dp"), rec1);
+  ASSERT_TRUE(WaitFor([&] { return one->serving().version == 1; }));
+  SyncClient* two = StartClient(ClientOptions(certs_ + "/dp2"), rec2);
+  ASSERT_TRUE(WaitFor([&] { return server_->stats().admission_rejects >= 1; }));
+  // retry_after_s (>= 1 s, here capped at 60 s) is honoured: no hot retry loop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_EQ(two->stats().connect_attempts, 1u);
+  EXPECT_EQ(two->stats().refusals, 0u);  // an overload is not a refusal
+  EXPECT_FALSE(two->connected());
+  EXPECT_EQ(rec2.Calls(), 0u);
+  EXPECT_FALSE(StatusOf("dp-2").has_value());
+  EXPECT_EQ(server_->stats().admission_rejects, 1u);
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_admission_rejects_total 1\n"))
+      << server_->metrics_text();
+  EXPECT_TRUE(one->connected());
+}
+
+TEST_F(SyncTest, HelloTimeoutClosesAStreamThatNeverSaysHello) {
+  StartServer(0, [](SyncServerOptions& o) { o.hello_timeout = absl::Milliseconds(300); });
+  auto read = [](const std::string& path) { return *ReadFileToString(path); };
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = read(certs_ + "/ca.crt");
+  ssl.pem_private_key = read(certs_ + "/dp.key");
+  ssl.pem_cert_chain = read(certs_ + "/dp.crt");
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::SslCredentials(ssl));
+  auto stub = sync::v1::ConfigSync::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Stream(&context);
+  sync::v1::CpMessage msg;
+  ASSERT_TRUE(stream->Read(&msg));  // sends nothing; the CP gives up after 300 ms
+  ASSERT_TRUE(msg.has_goaway());
+  EXPECT_EQ(msg.goaway().code(), sync::v1::Goaway::HELLO_TIMEOUT);
+  EXPECT_FALSE(stream->Read(&msg));
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_EQ(server_->stats().hello_timeouts, 1u);
+  EXPECT_TRUE(WaitFor([&] { return server_->stats().streams_live == 0; }));
+}
+
+TEST_F(SyncTest, MissingAckMarksTheDataPlaneStaleUntilItAcks) {
+  StartServer(0, [](SyncServerOptions& o) {
+    o.ack_timeout = absl::Milliseconds(300);
+    o.ack_timeout_per_mib = absl::ZeroDuration();
+  });
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool open = false;
+  std::atomic<int> calls{0};
+  auto client = SyncClient::Start(ClientOptions(certs_ + "/dp"),
+                                  [&](std::shared_ptr<const ConfigSet>, const ConfigVersion& v) {
+                                    ++calls;
+                                    if (v.version == 2) {  // hold version 2 until released
+                                      std::unique_lock<std::mutex> lock(gate_mu);
+                                      gate_cv.wait(lock, [&] { return open; });
+                                    }
+                                    return absl::OkStatus();
+                                  });
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE(WaitFor([&] { return (*client)->serving().version == 1; }));
+  Change([](ConfigSet& c) { c.services[0].set_host("slow.example"); });
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "stale"); }));
+  EXPECT_EQ(server_->stats().stale_transitions, 1u);
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 1u);
+  {
+    std::lock_guard<std::mutex> lock(gate_mu);
+    open = true;
+  }
+  gate_cv.notify_all();
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->config_version, 2u);
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 0u);
+  EXPECT_EQ(calls.load(), 2);  // stale does not resend
+  (*client)->Stop();
+}
+
+TEST_F(SyncTest, FullSendCapSerializesSendsAndEveryDataPlaneConverges) {
+  StartServer(0, [](SyncServerOptions& o) { o.max_concurrent_full_sends = 1; });
+  std::vector<std::unique_ptr<ApplyRecorder>> recs;
+  std::vector<SyncClient*> dps;
+  for (int i = 1; i <= 5; ++i) {
+    std::string prefix = certs_ + "/dp";
+    if (i > 1) {
+      prefix = absl::StrCat(certs_, "/dp", i);
+      ASSERT_TRUE(IssueDataPlaneCertificate(certs_, absl::StrCat("dp-", i), prefix).ok());
+    }
+    recs.push_back(std::make_unique<ApplyRecorder>());
+    dps.push_back(StartClient(ClientOptions(prefix), *recs.back()));
+  }
+  for (int round = 0; round < 3; ++round) {
+    Change([round](ConfigSet& c) { c.routes.push_back(MakeRoute(10 + round, 1)); });
+    const uint64_t v = StoreVersion();
+    ASSERT_TRUE(WaitFor([&] {
+      for (SyncClient* dp : dps) {
+        if (dp->serving().version != v) return false;
+      }
+      return true;
+    })) << "round " << round;
+  }
+  SyncServerStats stats = server_->stats();
+  EXPECT_EQ(stats.full_sends_peak, 1);
+  EXPECT_TRUE(WaitFor([&] { return server_->stats().full_sends_in_progress == 0; }));
+  for (int i = 1; i <= 5; ++i) EXPECT_TRUE(StateIs(absl::StrCat("dp-", i), "connected_synced"));
+}
+
+TEST_F(SyncTest, LagAndMetricsFollowNacksAndAcks) {
+  metrics::Registry registry;
+  StartServer(0, [&](SyncServerOptions& o) { o.metrics = &registry; });
+  ApplyRecorder rec;
+  rec.fail_versions = {2};
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 0u);
+  EXPECT_EQ(StatusOf("dp-1")->lag_seconds, 0);
+  EXPECT_EQ(StatusOf("dp-1")->connected_since, clock_.NowSeconds());
+
+  Change([](ConfigSet& c) { c.services[0].set_host("v2.example"); });  // committed at T
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "nacked"); }));
+  clock_.Advance(7);
+  auto status = StatusOf("dp-1");
+  EXPECT_EQ(status->lag_versions, 1u);
+  EXPECT_EQ(status->lag_seconds, 7);
+  EXPECT_EQ(status->nack_count, 1u);
+
+  std::string text = registry.Render();
+  EXPECT_TRUE(Contains(text, "portico_cp_snapshot_builds_total 2\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_pushes_total{result=\"sent\"} 2\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_pushes_total{result=\"ack\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_pushes_total{result=\"nack\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_config_version 2\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_connected_data_planes 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_snapshot_bytes{encoding=\"gzip\"} ")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_snapshot_build_seconds_count 2\n")) << text;
+  EXPECT_TRUE(Contains(text, "# TYPE portico_cp_sync_convergence_seconds histogram")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_convergence_seconds_count 0\n")) << text;
+
+  // Version 3 is ACKed: a commit -> ACK observation, lag back to zero.
+  Change([](ConfigSet& c) { c.services[0].set_host("v3.example"); });
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 0u);
+  EXPECT_EQ(StatusOf("dp-1")->lag_seconds, 0);
+  text = registry.Render();
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_convergence_seconds_count 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_convergence_seconds_bucket{le=\"+Inf\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_sync_pushes_total{result=\"ack\"} 2\n")) << text;
+
+  client->Stop();
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "disconnected"); }));
+  EXPECT_TRUE(Contains(registry.Render(), "portico_cp_connected_data_planes 0\n"));
+}
+
+TEST_F(SyncTest, UpToDateAfterRestartIsCounted) {
+  StartServer();
+  const uint16_t port = server_->port();
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  server_->Stop();
+  server_.reset();
+  StartServer(port);
+  ASSERT_TRUE(WaitFor([&] { return client->stats().up_to_date >= 1; }));
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_sync_pushes_total{result=\"up_to_date\"} 1\n"));
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_sync_pushes_total{result=\"sent\"} 0\n"));
+  EXPECT_EQ(rec.Calls(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,531 @@
+// sync_sim: N simulated data planes against a real portico-cp (SYNC-PROTOCOL.md §5.13 "1,000 DPs
+// simulated"). Each simulated DP has its own channel (local subchannel pool, so its own TCP +
+// mTLS connection) and its own certificate, speaks the real protocol with a gRPC callback
+// reactor, reassembles, decodes and verifies every snapshot (SnapshotAssembler: inflate + hash
+// check + parse), then ACKs. Admission refusals (RESOURCE_EXHAUSTED + retry_after_s) are honoured.
+//
+//   sync_sim --cp-bin build/control_plane/portico-cp [--n 10,100,1000] [--rounds 20]
+//            [--routes 100] [--gap-ms 300]
+//
+// For each N: start a CP, connect N DPs (time to all synced is the admission ramp), then
+// `rounds` times: POST one route to the Admin API and wait until every DP has ACKed the new
+// version. Prints commit -> ACK latency over all (DP, round) pairs and commit -> all-ACKed per
+// round (p50/p99/max), plus CP RSS and CPU.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpc/grpc.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/snapshot/snapshot.h"
+#include "common/tls/tls_files.h"
+#include "portico/sync/v1/sync.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace portico::bench {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using sync::v1::CpMessage;
+using sync::v1::DpMessage;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs delayed tasks on one thread (reconnects after retry_after_s).
+class Scheduler {
+ public:
+  Scheduler() : thread_([this] { Loop(); }) {}
+  ~Scheduler() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void After(std::chrono::milliseconds delay, std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push(Task{SteadyClock::now() + delay, seq_++, std::move(fn)});
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  struct Task {
+    SteadyClock::time_point at;
+    uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Task& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      if (tasks_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      if (SteadyClock::now() < tasks_.top().at) {
+        cv_.wait_until(lock, tasks_.top().at);
+        continue;
+      }
+      std::function<void()> fn = tasks_.top().fn;
+      tasks_.pop();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Task, std::vector<Task>, std::greater<Task>> tasks_;
+  uint64_t seq_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct SimDp;
+
+// Shared state of one run.
+struct Fleet {
+  std::string target;  // 127.0.0.1:port
+  Scheduler scheduler;
+  std::atomic<bool> stopping{false};
+  std::atomic<int> live_reactors{0};
+  std::atomic<uint64_t> admission_refusals{0};
+  std::atomic<uint64_t> decode_failures{0};
+  std::vector<std::unique_ptr<SimDp>> dps;
+};
+
+// One simulated DP: identity + what it serves + when it ACKed each version.
+struct SimDp {
+  std::string node_id;
+  grpc::SslCredentialsOptions ssl;
+  std::mutex mu;
+  ConfigVersion serving;                         // guarded by mu
+  std::map<uint64_t, SteadyClock::time_point> acked_at;  // version -> ACK sent; guarded by mu
+  bool connected = false;                        // guarded by mu
+  class Reactor* reactor = nullptr;              // guarded by mu; live stream
+  // Its own channel (local subchannel pool: its own TCP + TLS connection), kept for the whole
+  // run and destroyed on the main thread: gRPC must not tear a channel's completion queue down
+  // from that queue's own callback thread (which OnDone runs on).
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<sync::v1::ConfigSync::Stub> stub;
+};
+
+class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
+ public:
+  Reactor(Fleet& fleet, SimDp& dp) : fleet_(fleet), dp_(dp) {
+    ++fleet_.live_reactors;
+    dp.stub->async()->Stream(&context_, this);
+    DpMessage hello;
+    sync::v1::Hello* h = hello.mutable_hello();
+    h->set_node_id(dp.node_id);
+    h->set_protocol_version(1);
+    h->set_dp_build(PORTICO_VERSION);
+    h->add_capabilities("enc.gzip");
+    h->set_hostname("sim");
+    {
+      std::lock_guard<std::mutex> lock(dp_.mu);
+      if (!dp_.serving.empty()) {
+        h->mutable_serving()->set_epoch(dp_.serving.epoch);
+        h->mutable_serving()->set_version(dp_.serving.version);
+        h->mutable_serving()->set_hash(dp_.serving.hash);
+      }
+      dp_.reactor = this;
+    }
+    AddHold();  // released when the read side ends, so Enqueue never races OnDone
+    Enqueue(std::move(hello));
+    StartRead(&in_);
+    StartCall();
+  }
+
+  // REQUIRES: dp_.mu held (which keeps this reactor alive: OnDone clears dp_.reactor under it).
+  void HeartbeatLocked() {
+    DpMessage hb;
+    hb.mutable_heartbeat()->mutable_serving()->set_epoch(dp_.serving.epoch);
+    hb.mutable_heartbeat()->mutable_serving()->set_version(dp_.serving.version);
+    hb.mutable_heartbeat()->mutable_serving()->set_hash(dp_.serving.hash);
+    Enqueue(std::move(hb));
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        std::lock_guard<std::mutex> lock(write_mu_);
+        closed_ = true;  // no StartWrite after this
+      }
+      RemoveHold();  // OnDone may run once the in-flight write (if any) completes
+      return;
+    }
+    switch (in_.msg_case()) {
+      case CpMessage::kHelloReply: {
+        std::lock_guard<std::mutex> lock(dp_.mu);
+        dp_.connected = true;
+        break;
+      }
+      case CpMessage::kChunk:
+        HandleChunk(in_.chunk());
+        break;
+      case CpMessage::kGoaway:
+        retry_after_s_ = in_.goaway().retry_after_s();
+        if (in_.goaway().code() == sync::v1::Goaway::OVERLOADED) ++fleet_.admission_refusals;
+        break;
+      default:
+        break;
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    outbox_.pop_front();
+    writing_ = false;
+    if (ok && !closed_ && !outbox_.empty()) StartNextLocked();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    {
+      std::lock_guard<std::mutex> lock(dp_.mu);
+      dp_.connected = false;
+      if (dp_.reactor == this) dp_.reactor = nullptr;
+    }
+    if (!fleet_.stopping) {
+      // Reconnect: honour retry_after_s (admission), else 1 s; +-20 % jitter.
+      double base = retry_after_s_ > 0 ? retry_after_s_ * 1000.0 : 1000.0;
+      double jitter = 0.8 + 0.4 * (static_cast<double>(std::hash<std::string>{}(dp_.node_id) % 1000) / 1000.0);
+      Fleet* fleet = &fleet_;
+      SimDp* dp = &dp_;
+      fleet_.scheduler.After(std::chrono::milliseconds(static_cast<int64_t>(base * jitter)), [fleet, dp] {
+        if (!fleet->stopping) new Reactor(*fleet, *dp);
+      });
+    }
+    --fleet_.live_reactors;
+    delete this;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  void Enqueue(DpMessage msg) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (closed_) return;
+    outbox_.push_back(std::move(msg));
+    if (!writing_) StartNextLocked();
+  }
+  void StartNextLocked() {
+    writing_ = true;
+    StartWrite(&outbox_.front());
+  }
+
+  void HandleChunk(const sync::v1::SnapshotChunk& chunk) {
+    absl::Status added = assembler_.Add(chunk);
+    if (!added.ok()) {
+      ++fleet_.decode_failures;
+      return;
+    }
+    if (!assembler_.complete()) return;
+    const uint64_t nonce = assembler_.nonce();
+    absl::StatusOr<DecodedSnapshot> decoded = assembler_.Finish();  // inflate + verify hash + parse
+    if (!decoded.ok()) {
+      ++fleet_.decode_failures;
+      return;
+    }
+    DpMessage ack;
+    ack.mutable_ack()->set_nonce(nonce);
+    sync::v1::VersionRef* ref = ack.mutable_ack()->mutable_serving();
+    ref->set_epoch(decoded->version.epoch);
+    ref->set_version(decoded->version.version);
+    ref->set_hash(decoded->version.hash);
+    {
+      std::lock_guard<std::mutex> lock(dp_.mu);
+      dp_.serving = decoded->version;
+      dp_.acked_at[decoded->version.version] = SteadyClock::now();
+    }
+    Enqueue(std::move(ack));
+  }
+
+  Fleet& fleet_;
+  SimDp& dp_;
+  grpc::ClientContext context_;
+  CpMessage in_;
+  SnapshotAssembler assembler_;
+  std::mutex write_mu_;
+  std::deque<DpMessage> outbox_;  // front is in flight while writing_
+  bool writing_ = false;
+  bool closed_ = false;  // guarded by write_mu_
+  uint32_t retry_after_s_ = 0;
+};
+
+struct ProcSample {
+  double cpu_s = 0;  // utime + stime
+  long rss_kb = 0, hwm_kb = 0;
+};
+
+ProcSample SampleProcess(pid_t pid) {
+  ProcSample s;
+  std::string stat = ReadAll(absl::StrCat("/proc/", pid, "/stat"));
+  size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
+    // fields after ')' start at 3 (state); utime = 14, stime = 15 -> index 11, 12.
+    if (f.size() > 12) {
+      double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+      s.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+    }
+  }
+  std::istringstream status(ReadAll(absl::StrCat("/proc/", pid, "/status")));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kb = std::stol(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) s.hwm_kb = std::stol(line.substr(6));
+  }
+  return s;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = static_cast<size_t>(std::ceil(p * v.size())) - 1;
+  return v[std::min(idx, v.size() - 1)];
+}
+
+uint64_t CurrentVersion(uint16_t admin_port) {
+  testing::HttpResult r = testing::Http(admin_port, "GET", "/status");
+  std::string key = "\"configuration_version\":";
+  size_t at = r.body.find(key);
+  uint64_t v = 0;
+  if (at != std::string::npos) {
+    std::string rest = r.body.substr(at + key.size());
+    absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &v);
+  }
+  return v;
+}
+
+int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int rounds, int routes,
+            int gap_ms) {
+  testing::TempDir dir;
+  const uint16_t admin_port = testing::PickFreePort();
+  const uint16_t cluster_port = testing::PickFreePort();
+  testing::Process cp("cp",
+                      {cp_bin, "--db", dir.File("cp.db"), "--admin-listen",
+                       absl::StrCat("127.0.0.1:", admin_port), "--cluster-listen",
+                       absl::StrCat("127.0.0.1:", cluster_port), "--cluster-cert", certs + "/cp.crt",
+                       "--cluster-key", certs + "/cp.key", "--cluster-ca", certs + "/ca.crt",
+                       "--log-level", "warn"},
+                      dir.File("cp.log"));
+  if (!testing::WaitFor([&] { return testing::Http(admin_port, "GET", "/status").status == 200; },
+                        std::chrono::seconds(10))) {
+    std::fprintf(stderr, "CP did not start:\n%s\n", cp.Log().c_str());
+    return 1;
+  }
+  std::string svc = testing::Http(admin_port, "POST", "/services",
+                                  R"({"name":"sim","host":"127.0.0.1","port":9})").body;
+  for (int i = 0; i < routes; ++i) {
+    testing::Http(admin_port, "POST", "/services/sim/routes",
+                  absl::StrCat(R"({"name":"r)", i, R"(","paths":["/r)", i, R"("]})"));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // let the builder settle
+  const ProcSample idle = SampleProcess(cp.pid());
+
+  Fleet fleet;
+  fleet.target = absl::StrCat("127.0.0.1:", cluster_port);
+  const std::string ca = ReadAll(certs + "/ca.crt");
+  for (int i = 0; i < n; ++i) {
+    auto dp = std::make_unique<SimDp>();
+    dp->node_id = absl::StrCat("sim-", i);
+    dp->ssl.pem_root_certs = ca;
+    dp->ssl.pem_cert_chain = ReadAll(absl::StrCat(certs, "/sim-", i, ".crt"));
+    dp->ssl.pem_private_key = ReadAll(absl::StrCat(certs, "/sim-", i, ".key"));
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetMaxReceiveMessageSize(4 << 20);
+    dp->channel = grpc::CreateCustomChannel(fleet.target, grpc::SslCredentials(dp->ssl), args);
+    dp->stub = sync::v1::ConfigSync::NewStub(dp->channel);
+    fleet.dps.push_back(std::move(dp));
+  }
+
+  auto all_on = [&](uint64_t version) {
+    for (auto& dp : fleet.dps) {
+      std::lock_guard<std::mutex> lock(dp->mu);
+      if (dp->serving.version < version) return false;
+    }
+    return true;
+  };
+  // Heartbeats every 5 s keep the streams alive (the CP drops a DP after 3 x 15 s of silence).
+  std::atomic<bool> hb_stop{false};
+  std::thread heartbeats([&] {
+    while (!hb_stop) {
+      for (int i = 0; i < 50 && !hb_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (auto& dp : fleet.dps) {
+        std::lock_guard<std::mutex> lock(dp->mu);
+        if (dp->reactor && dp->connected) dp->reactor->HeartbeatLocked();
+      }
+    }
+  });
+
+  const uint64_t start_version = CurrentVersion(admin_port);
+  const ProcSample before_connect = SampleProcess(cp.pid());
+  const auto connect_start = SteadyClock::now();
+  for (auto& dp : fleet.dps) new Reactor(fleet, *dp);
+  bool synced = testing::WaitFor([&] { return all_on(start_version); }, std::chrono::seconds(120));
+  const double ramp_s = std::chrono::duration<double>(SteadyClock::now() - connect_start).count();
+  const ProcSample after_connect = SampleProcess(cp.pid());
+  if (!synced) std::fprintf(stderr, "N=%d: not every DP synced within 120 s\n", n);
+
+  std::vector<double> per_dp_ms, all_acked_ms;
+  const ProcSample before_rounds = SampleProcess(cp.pid());
+  const auto rounds_start = SteadyClock::now();
+  int failed_rounds = 0;
+  for (int round = 0; round < rounds && synced; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+    testing::HttpResult r = testing::Http(admin_port, "POST", "/services/sim/routes",
+                                          absl::StrCat(R"({"paths":["/round)", round, R"("]})"));
+    const auto committed = SteadyClock::now();  // the 201 came back: the write is committed
+    if (r.status != 201) {
+      std::fprintf(stderr, "POST failed: %d %s\n", r.status, r.body.c_str());
+      return 1;
+    }
+    const uint64_t version = start_version + 1 + round;
+    if (!testing::WaitFor([&] { return all_on(version); }, std::chrono::seconds(30))) {
+      ++failed_rounds;
+      continue;
+    }
+    double worst = 0;
+    for (auto& dp : fleet.dps) {
+      std::lock_guard<std::mutex> lock(dp->mu);
+      // The DP may have skipped straight to a newer version (coalescing); use the first >= version.
+      auto it = dp->acked_at.lower_bound(version);
+      double ms = std::chrono::duration<double, std::milli>(it->second - committed).count();
+      per_dp_ms.push_back(ms);
+      worst = std::max(worst, ms);
+    }
+    all_acked_ms.push_back(worst);
+  }
+  const double rounds_wall = std::chrono::duration<double>(SteadyClock::now() - rounds_start).count();
+  const ProcSample after_rounds = SampleProcess(cp.pid());
+
+  fleet.stopping = true;
+  hb_stop = true;
+  heartbeats.join();
+  for (auto& dp : fleet.dps) {
+    std::lock_guard<std::mutex> lock(dp->mu);
+    if (dp->reactor) dp->reactor->Cancel();
+  }
+  testing::WaitFor([&] { return fleet.live_reactors.load() == 0; }, std::chrono::seconds(20));
+  std::string metrics = testing::Http(admin_port, "GET", "/metrics").body;
+  cp.Stop();
+
+  auto metric = [&](const std::string& name) {
+    size_t at = metrics.find("\n" + name + " ");
+    if (at == std::string::npos) return std::string("?");
+    size_t start = at + name.size() + 2;
+    return metrics.substr(start, metrics.find('\n', start) - start);
+  };
+  std::printf(
+      "N=%d rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
+      "commit->all ACKed per round: p50 %.1f ms p99 %.1f ms max %.1f ms | failed rounds %d\n",
+      n, rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
+      Percentile(per_dp_ms, 1), Percentile(all_acked_ms, .5), Percentile(all_acked_ms, .99),
+      Percentile(all_acked_ms, 1), failed_rounds);
+  std::printf(
+      "  connect ramp: all %d synced in %.2f s, %llu admission refusals (sim) / %s (CP metric), "
+      "decode failures %llu | CP RSS: idle %ld KiB, after connect %ld KiB, after rounds %ld KiB, "
+      "peak %ld KiB | CP CPU: ramp %.2f s, rounds %.2f s over %.1f s wall (%.0f %% of one core); "
+      "snapshots built %s, gzip bytes %s\n",
+      n, ramp_s, static_cast<unsigned long long>(fleet.admission_refusals.load()),
+      metric("portico_cp_admission_rejects_total").c_str(),
+      static_cast<unsigned long long>(fleet.decode_failures.load()), idle.rss_kb,
+      after_connect.rss_kb, after_rounds.rss_kb, after_rounds.hwm_kb,
+      after_connect.cpu_s - before_connect.cpu_s, after_rounds.cpu_s - before_rounds.cpu_s,
+      rounds_wall, 100 * (after_rounds.cpu_s - before_rounds.cpu_s) / std::max(rounds_wall, 1e-9),
+      metric("portico_cp_snapshot_builds_total").c_str(),
+      metric("portico_cp_snapshot_bytes{encoding=\"gzip\"}").c_str());
+  std::fflush(stdout);
+  return failed_rounds == 0 && synced ? 0 : 1;
+}
+
+int Main(int argc, char** argv) {
+  std::string cp_bin;
+  std::vector<int> ns = {10, 100, 1000};
+  int rounds = 20, routes = 100, gap_ms = 300;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--cp-bin") {
+      cp_bin = value;
+    } else if (flag == "--n") {
+      ns.clear();
+      for (absl::string_view part : absl::StrSplit(value, ',')) {
+        int v = 0;
+        if (absl::SimpleAtoi(part, &v) && v > 0) ns.push_back(v);
+      }
+    } else if (flag == "--rounds") {
+      absl::SimpleAtoi(value, &rounds);
+    } else if (flag == "--routes") {
+      absl::SimpleAtoi(value, &routes);
+    } else if (flag == "--gap-ms") {
+      absl::SimpleAtoi(value, &gap_ms);
+    }
+  }
+  if (cp_bin.empty() || ns.empty()) {
+    std::fprintf(stderr, "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300]\n");
+    return 2;
+  }
+  // Keeps gRPC initialised for the whole run: a reactor deletes its channel in OnDone, and the
+  // last channel going away must not shut gRPC down under its own callback thread.
+  grpc_init();
+  // 1,000 streams need more than the default 1,024 descriptors (the CP inherits this too).
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+
+  testing::TempDir certs;
+  if (absl::Status s = GenerateClusterCertificates(certs.path(), {}, "sim-0"); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  const int max_n = *std::max_element(ns.begin(), ns.end());
+  for (int i = 0; i < max_n; ++i) {
+    absl::Status s = IssueDataPlaneCertificate(certs.path(), absl::StrCat("sim-", i),
+                                               absl::StrCat(certs.path(), "/sim-", i));
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  int rc = 0;
+  for (int n : ns) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms);
+  return rc;
+}
+
+}  // namespace
+}  // namespace portico::bench
+
+int main(int argc, char** argv) { return portico::bench::Main(argc, argv); }
