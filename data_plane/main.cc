@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,7 @@
 #include "common/base/uuid.h"
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
+#include "common/metrics/metrics.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/sync/sync_client.h"
@@ -46,6 +48,10 @@ class ServingState {
     std::lock_guard<std::mutex> lock(mu_);
     return loaded_;
   }
+  uint64_t version() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return version_.version;
+  }
   // Kong's readiness: a config is loaded and it is not empty.
   bool ready() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -70,10 +76,59 @@ class ServingState {
   bool loaded_ = false;
 };
 
+// The DP's Prometheus metrics (docs/operations.md). Gauges that mirror other state are read at
+// render time; the request counter is brought up to the proxy's count before each render (the
+// status listener has one thread, so that is race-free).
+struct DpMetrics {
+  explicit DpMetrics(metrics::Registry* r)
+      : registry(r),
+        apply_seconds(r->AddHistogram(
+            "portico_dp_config_apply_seconds",
+            "Time to decode, verify, build and swap a config snapshot received from the CP",
+            {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10})),
+        requests_total(r->AddCounter("portico_dp_requests_total",
+                                     "Requests received by the proxy workers")) {}
+  metrics::Registry* registry;
+  metrics::Histogram* apply_seconds;
+  metrics::Counter* requests_total;
+};
+
+void RegisterSyncGauges(metrics::Registry* registry, const ServingState* state,
+                        const SyncClient* sync) {
+  registry->AddCallbackGauge("portico_dp_config_version",
+                             "Config version the DP serves (0 = none)",
+                             [state] { return static_cast<double>(state->version()); });
+  registry->AddCallbackGauge("portico_dp_cp_connected",
+                             "1 while the stream to the CP is up and its Hello was answered",
+                             [sync] { return sync->connected() ? 1.0 : 0.0; });
+  registry->AddCallbackGauge(
+      "portico_dp_last_sync_timestamp_seconds",
+      "Unix time the DP last knew it served what the CP wanted (now while in sync; 0 = never)",
+      [sync] { return sync->last_sync_unix(); });
+  registry->AddCallbackGauge(
+      "portico_dp_seconds_since_last_sync",
+      "Seconds since portico_dp_last_sync_timestamp_seconds (-1 = never synced)", [sync] {
+        const double last = sync->last_sync_unix();
+        if (last <= 0) return -1.0;
+        return std::max(0.0, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()) - last);
+      });
+}
+
 HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state,
-                            const SyncClient& sync, const ProxyServer& proxy) {
+                            const SyncClient& sync, const ProxyServer& proxy,
+                            const DpMetrics& dp_metrics) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
+  }
+  if (request.path == "/metrics") {
+    const uint64_t requests = proxy.requests_total();
+    const uint64_t counted = dp_metrics.requests_total->value();
+    if (requests > counted) dp_metrics.requests_total->Inc(requests - counted);
+    HttpResponse r;
+    r.status = 200;
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = dp_metrics.registry->Render();
+    return r;
   }
   if (request.path == "/status") {
     nlohmann::json j = state.ToJson();
@@ -81,6 +136,17 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     j["node_id"] = sync.node_id();
     j["version"] = PORTICO_VERSION;
     j["server"] = {{"total_requests", proxy.requests_total()}};
+    const SyncClientStats stats = sync.stats();
+    j["sync"] = {{"connect_attempts", stats.connect_attempts},
+                 {"sessions", stats.sessions},
+                 {"snapshots_applied", stats.snapshots_applied},
+                 {"snapshots_rejected", stats.snapshots_rejected},
+                 {"partial_discarded", stats.partial_discarded},
+                 {"up_to_date", stats.up_to_date},
+                 {"refusals", stats.refusals},
+                 {"loaded_from_cache", stats.loaded_from_cache},
+                 {"persisted", stats.persisted},
+                 {"persist_failures", stats.persist_failures}};
     return HttpResponse::Json(200, j.dump());
   }
   if (request.path == "/status/ready") {
@@ -104,6 +170,8 @@ int Serve(int argc, char** argv) {
       {"status-listen", "127.0.0.1:8100", "status listener address"},
       {"workers", "0", "proxy worker threads (0 = one per core)"},
       {"allow-debug-header", "", "honour Kong-Debug: 1 request headers", true},
+      {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
+                             "atomically after each apply, served at start until the CP answers"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -167,21 +235,36 @@ int Serve(int argc, char** argv) {
   sync_options.ca_file = flags.Get("cluster-ca");
   sync_options.server_name = flags.Get("cluster-server-name");
   sync_options.hostname = host_buf;
+  sync_options.snapshot_cache_dir = flags.Get("snapshot-cache");
+  // Test-only: announce another node id in Hello than the certificate's (the CP must refuse it).
+  if (const char* id = std::getenv("PORTICO_TEST_HELLO_NODE_ID"); id != nullptr) {
+    sync_options.node_id_override = id;
+  }
+  sync_options.requests_total = [proxy_ptr] { return proxy_ptr->requests_total(); };
+  metrics::Registry registry;
+  DpMetrics dp_metrics(&registry);
+  sync_options.on_applied = [&dp_metrics](absl::Duration took) {
+    dp_metrics.apply_seconds->Observe(absl::ToDoubleSeconds(took));
+  };
   absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply);
   if (!sync.ok()) return Fail(sync.status());
   SyncClient* sync_ptr = sync->get();
+  RegisterSyncGauges(&registry, &serving, sync_ptr);
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, proxy_ptr](const HttpRequest& request) {
-        return StatusResponse(request, serving, *sync_ptr, *proxy_ptr);
+      [&serving, sync_ptr, proxy_ptr, &dp_metrics](const HttpRequest& request) {
+        return StatusResponse(request, serving, *sync_ptr, *proxy_ptr, dp_metrics);
       });
   if (!status.ok()) return Fail(status.status());
 
   PORTICO_LOG(kInfo, "dp", "node ", sync_ptr->node_id(), " proxy listening on ",
               proxy_addr->host, ":", proxy_ptr->port(), " (", workers, " workers), status on ",
               status_addr->host, ":", (*status)->port(), ", control plane ",
-              flags.Get("control-plane"));
+              flags.Get("control-plane"),
+              sync_options.snapshot_cache_dir.empty()
+                  ? std::string()
+                  : absl::StrCat(", snapshot cache ", sync_options.snapshot_cache_dir));
   int sig = WaitForTerminationSignal();
   PORTICO_LOG(kInfo, "dp", "signal ", sig, ", shutting down");
   (*status)->Stop();

@@ -139,6 +139,7 @@ struct CertSpec {
   bool is_ca = false;
   std::string extended_key_usage;  // "serverAuth", "clientAuth" or ""
   std::string subject_alt_names;   // OpenSSL conf syntax, "" for none
+  const CertificateValidity* validity = nullptr;  // absolute window; null = now-1h .. now+days
 };
 
 // Signs a new certificate for `key`. `issuer`/`issuer_key` null => self-signed.
@@ -156,8 +157,15 @@ absl::StatusOr<X509Ptr> MakeCertificate(const CertSpec& spec, EVP_PKEY* key, X50
     return absl::InternalError(OpenSslError("serial"));
   }
   // Backdate by one hour to tolerate small clock skew between hosts.
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(spec.days * kDay));
+  if (spec.validity != nullptr) {
+    if (ASN1_TIME_set(X509_getm_notBefore(cert.get()), static_cast<time_t>(spec.validity->not_before)) == nullptr ||
+        ASN1_TIME_set(X509_getm_notAfter(cert.get()), static_cast<time_t>(spec.validity->not_after)) == nullptr) {
+      return absl::InternalError(OpenSslError("validity"));
+    }
+  } else {
+    X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(spec.days * kDay));
+  }
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("Portico"), -1, -1, 0);
@@ -224,7 +232,8 @@ absl::Status WritePair(const std::string& prefix, X509* cert, EVP_PKEY* key) {
 }
 
 absl::Status IssueDpFrom(X509* ca, EVP_PKEY* ca_key, const std::string& node_id,
-                         const std::string& out_prefix) {
+                         const std::string& out_prefix,
+                         const CertificateValidity* validity = nullptr) {
   if (!IsValidNodeId(node_id)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid data plane node id '", node_id,
                                                    "' (1..128 of [A-Za-z0-9._-])"));
@@ -235,6 +244,7 @@ absl::Status IssueDpFrom(X509* ca, EVP_PKEY* ca_key, const std::string& node_id,
   spec.common_name = "portico-dp";
   spec.extended_key_usage = "clientAuth";
   spec.subject_alt_names = absl::StrCat("URI:", kDataPlaneUriPrefix, node_id);
+  spec.validity = validity;
   absl::StatusOr<X509Ptr> cert = MakeCertificate(spec, key.get(), ca, ca_key);
   if (!cert.ok()) return cert.status();
   return WritePair(out_prefix, cert->get(), key.get());
@@ -314,6 +324,16 @@ absl::Status GenerateClusterCertificates(const std::string& dir,
 
 absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
                                        const std::string& out_prefix) {
+  return IssueDataPlaneCertificate(dir, node_id, out_prefix, CertificateValidity{});
+}
+
+absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
+                                       const std::string& out_prefix,
+                                       const CertificateValidity& validity) {
+  const bool explicit_window = validity.not_before != 0 || validity.not_after != 0;
+  if (explicit_window && validity.not_after < validity.not_before) {
+    return absl::InvalidArgumentError("certificate notAfter is before notBefore");
+  }
   absl::StatusOr<std::string> ca_pem = ReadFileToString(dir + "/ca.crt");
   if (!ca_pem.ok()) return ca_pem.status();
   absl::StatusOr<std::string> key_pem = ReadFileToString(dir + "/ca.key");
@@ -322,7 +342,8 @@ absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string
   if (!ca.ok()) return ca.status();
   absl::StatusOr<KeyPtr> ca_key = PemToKey(*key_pem);
   if (!ca_key.ok()) return ca_key.status();
-  return IssueDpFrom(ca->get(), ca_key->get(), node_id, out_prefix);
+  return IssueDpFrom(ca->get(), ca_key->get(), node_id, out_prefix,
+                     explicit_window ? &validity : nullptr);
 }
 
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem) {

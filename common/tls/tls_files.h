@@ -39,6 +39,18 @@ absl::Status GenerateClusterCertificates(const std::string& dir,
 absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
                                        const std::string& out_prefix);
 
+// A certificate's validity window, as Unix seconds (notBefore, notAfter). notAfter in the past
+// gives an expired certificate, notBefore in the future a not-yet-valid one (for tests).
+struct CertificateValidity {
+  int64_t not_before = 0;
+  int64_t not_after = 0;
+};
+
+// As above, with an explicit validity window. InvalidArgument if not_after < not_before.
+absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
+                                       const std::string& out_prefix,
+                                       const CertificateValidity& validity);
+
 struct CertificateInfo {
   std::string node_id;                 // from the URI SAN spiffe://portico/dp/<id>; "" if none
   std::string subject;                 // RFC 2253 form, e.g. "CN=portico-dp,O=Portico"

@@ -9,12 +9,15 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/stat.h>
+
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
+#include "data_plane/sync/snapshot_cache.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
 namespace portico {
@@ -66,6 +69,8 @@ struct SessionOutcome {
   std::string why;
 };
 
+double NowUnixSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
+
 }  // namespace
 
 class SyncClient::Impl {
@@ -82,6 +87,10 @@ class SyncClient::Impl {
 
   void Run();
   void Stop();
+  double LastSyncUnix() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return connected_ && in_sync_ ? NowUnixSeconds() : last_sync_unix_;
+  }
 
   const SyncClientOptions options_;
   const ApplyConfigFn apply_;
@@ -99,6 +108,9 @@ class SyncClient::Impl {
   ConfigVersion serving_;
   SyncClientStats stats_;
   grpc::ClientContext* context_ = nullptr;  // the live stream's, for Stop()
+  bool in_sync_ = false;         // serving what the CP last offered (no pending or rejected one)
+  double last_sync_unix_ = 0;    // see SyncClient::last_sync_unix()
+  std::unique_ptr<SnapshotCache> cache_;  // set before the thread starts; used on it only
 
  private:
   SessionOutcome RunSession();
@@ -113,11 +125,22 @@ class SyncClient::Impl {
   }
   // Sleeps up to `d`; false if Stop() was called.
   bool SleepFor(absl::Duration d);
+  // Loads, verifies and applies the cached snapshot, if any. Client thread, before dialling.
+  void LoadFromCache();
+  void MarkInSync(bool in_sync) {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_sync_ = in_sync;
+    if (in_sync) last_sync_unix_ = NowUnixSeconds();
+  }
 
   // Client-thread state.
   std::unique_ptr<SnapshotAssembler> assembler_;
   uint64_t dropped_nonce_ = 0;  // chunks of an already NACKed snapshot are ignored
   bool has_dropped_nonce_ = false;
+  CachedSnapshot receiving_;    // the compressed bytes of the snapshot being received (cache on)
+  uint32_t partial_received_ = 0;  // chunks of the incomplete snapshot in progress (0 = none)
+  uint32_t partial_count_ = 0;
+  uint64_t partial_version_ = 0;
 };
 
 std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
@@ -146,7 +169,40 @@ bool SyncClient::Impl::SleepFor(absl::Duration d) {
   return !stopping_;
 }
 
+void SyncClient::Impl::LoadFromCache() {
+  absl::StatusOr<LoadedSnapshot> loaded = cache_->Load();
+  if (!loaded.ok()) {
+    PORTICO_LOG(kInfo, kLog, "snapshot cache ", cache_->dir(), ": ", loaded.status().message(),
+                "; starting without config");
+    return;
+  }
+  const ConfigVersion& version = loaded->decoded.version;
+  const auto start = SteadyClock::now();
+  absl::Status applied = apply_(loaded->decoded.config, version);
+  if (!applied.ok()) {
+    PORTICO_LOG(kError, kLog, "cached config version ", version.version, " from ", loaded->file,
+                " does not apply: ", applied.ToString(), "; starting without config");
+    return;
+  }
+  const auto elapsed = SteadyClock::now() - start;
+  double synced_at = 0;
+  struct stat st;
+  if (::stat(loaded->file.c_str(), &st) == 0) synced_at = static_cast<double>(st.st_mtime);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    serving_ = version;
+    stats_.loaded_from_cache = true;
+    last_sync_unix_ = synced_at;
+  }
+  PORTICO_LOG(kInfo, kLog, "serving cached config version ", version.version, " hash ",
+              ToHex(version.hash).substr(0, 12), " from ", loaded->file, " (",
+              loaded->decoded.config->services.size(), " services, ",
+              loaded->decoded.config->routes.size(), " routes, applied in ",
+              std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms)");
+}
+
 void SyncClient::Impl::Run() {
+  if (cache_) LoadFromCache();
   absl::BitGen rng;
   absl::Duration backoff = options_.backoff_initial;
   while (true) {
@@ -207,6 +263,8 @@ SessionOutcome SyncClient::Impl::RunSession() {
   bool heartbeat_stop = false;  // guarded by mu_
   assembler_.reset();
   has_dropped_nonce_ = false;
+  receiving_ = CachedSnapshot();
+  MarkInSync(false);
 
   if (writer.Write(hello_msg)) {
     CpMessage msg;
@@ -239,6 +297,9 @@ SessionOutcome SyncClient::Impl::RunSession() {
               if (!now_serving.empty()) ToRef(now_serving, hb.mutable_heartbeat()->mutable_serving());
               hb.mutable_heartbeat()->set_uptime_s(static_cast<uint64_t>(
                   std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_).count()));
+              if (options_.requests_total) {
+                hb.mutable_heartbeat()->set_requests_total(options_.requests_total());
+              }
               if (!writer.Write(hb)) return;
             }
           });
@@ -247,6 +308,10 @@ SessionOutcome SyncClient::Impl::RunSession() {
         case CpMessage::kUpToDate: {
           std::lock_guard<std::mutex> lock(mu_);
           ++stats_.up_to_date;
+          in_sync_ = true;
+          last_sync_unix_ = NowUnixSeconds();
+          PORTICO_LOG(kInfo, kLog, "control plane says version ", msg.up_to_date().latest().version(),
+                      " is up to date");
           break;
         }
         case CpMessage::kChunk:
@@ -271,10 +336,20 @@ SessionOutcome SyncClient::Impl::RunSession() {
       }
     }
   }
+  if (partial_received_ > 0) {
+    PORTICO_LOG(kWarn, kLog, "stream ended after ", partial_received_, " of ", partial_count_,
+                " chunks of config version ", partial_version_,
+                "; discarded the partial snapshot, still serving version ", Serving().version);
+    partial_received_ = 0;
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.partial_discarded;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     heartbeat_stop = true;
     connected_ = false;
+    if (in_sync_) last_sync_unix_ = NowUnixSeconds();  // in sync up to this moment
+    in_sync_ = false;
   }
   cv_.notify_all();
   if (heartbeat.joinable()) heartbeat.join();
@@ -313,6 +388,7 @@ void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.snapshots_rejected;
+    in_sync_ = false;
   }
   PORTICO_LOG(kError, kLog, "rejecting config version ", rejected.version, " (",
               sync::v1::Nack::Code_Name(static_cast<sync::v1::Nack::Code>(code)), "): ", message,
@@ -329,15 +405,37 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     limits.max_snapshot_bytes = options_.max_snapshot_bytes;
     assembler_ = std::make_unique<SnapshotAssembler>(limits);
   }
+  if (chunk.index() == 0) MarkInSync(false);
   absl::Status added = assembler_->Add(chunk);
   if (!added.ok()) {
+    receiving_ = CachedSnapshot();
+    partial_received_ = 0;
     SendNack(writer, assembler_->nonce(), assembler_->target(), NackCodeFor(added),
              added.ToString());
     return;
   }
-  if (!assembler_->complete()) return;
+  if (cache_) {
+    if (chunk.index() == 0) {
+      receiving_ = CachedSnapshot();
+      receiving_.version = assembler_->target();
+      receiving_.gzip = chunk.encoding() == sync::v1::SnapshotChunk::GZIP;
+      receiving_.uncompressed_size = chunk.uncompressed_size();
+      receiving_.compressed.reserve(static_cast<size_t>(chunk.compressed_size()));
+    }
+    receiving_.compressed.append(chunk.data());
+  }
+  if (!assembler_->complete()) {
+    partial_received_ = chunk.index() + 1;
+    partial_count_ = chunk.count();
+    partial_version_ = chunk.target().version();
+    return;
+  }
+  partial_received_ = 0;
+  CachedSnapshot received = std::move(receiving_);
+  receiving_ = CachedSnapshot();
   const uint64_t nonce = assembler_->nonce();
   const ConfigVersion target = assembler_->target();
+  const auto start = SteadyClock::now();  // decode + verify + apply
   absl::StatusOr<DecodedSnapshot> decoded = assembler_->Finish();
   if (!decoded.ok()) {
     SendNack(writer, nonce, target, NackCodeFor(decoded.status()),
@@ -345,7 +443,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     return;
   }
   const ConfigVersion current = Serving();
-  const auto start = SteadyClock::now();
+  bool persisted = false;
   if (decoded->version != current) {
     if (!current.empty() && current.epoch == target.epoch && target.version < current.version) {
       SendNack(writer, nonce, target, sync::v1::Nack::INTERNAL,
@@ -353,17 +451,40 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
                             current.version, " of the same epoch"));
       return;
     }
-    // Test-only fault switch for integration tests: make every apply fail.
+    // Test-only fault switches for integration tests: make every apply fail, or only the
+    // applies of configs that contain a route with a given name.
     const char* fail = std::getenv("PORTICO_TEST_FAIL_APPLY");
-    absl::Status applied = fail != nullptr && std::string(fail) == "1"
-                               ? absl::InternalError("PORTICO_TEST_FAIL_APPLY=1: apply failure injected")
-                               : apply_(decoded->config, decoded->version);
+    absl::Status applied;
+    if (fail != nullptr && std::string(fail) == "1") {
+      applied = absl::InternalError("PORTICO_TEST_FAIL_APPLY=1: apply failure injected");
+    } else if (const std::string& poison = options_.test_fail_apply_if_route_named;
+               !poison.empty() &&
+               std::any_of(decoded->config->routes.begin(), decoded->config->routes.end(),
+                           [&](const config::v1::Route& r) { return r.name() == poison; })) {
+      applied = absl::InternalError(absl::StrCat(
+          "PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED: injected failure, config has a route named '",
+          poison, "'"));
+    } else {
+      applied = apply_(decoded->config, decoded->version);
+    }
     if (!applied.ok()) {
       SendNack(writer, nonce, target,
                applied.code() == absl::StatusCode::kInvalidArgument ? sync::v1::Nack::VALIDATION
                                                                      : sync::v1::Nack::BUILD,
                std::string(applied.message()));
       return;
+    }
+    if (options_.on_applied) options_.on_applied(absl::FromChrono(SteadyClock::now() - start));
+    // Persist only after a successful apply: a bad snapshot never replaces the last good file.
+    if (cache_) {
+      absl::Status stored = cache_->Store(received);
+      persisted = stored.ok();
+      if (!stored.ok()) {
+        PORTICO_LOG(kError, kLog, "cannot persist config version ", target.version, " to ",
+                    cache_->dir(), ": ", stored.ToString(), " (still serving it)");
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      ++(stored.ok() ? stats_.persisted : stats_.persist_failures);
     }
   }
   const auto apply_ms =
@@ -372,6 +493,8 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     std::lock_guard<std::mutex> lock(mu_);
     serving_ = decoded->version;
     ++stats_.snapshots_applied;
+    in_sync_ = true;
+    last_sync_unix_ = NowUnixSeconds();
   }
   PORTICO_LOG(kInfo, kLog, "serving config version ", target.version, " hash ",
               ToHex(target.hash).substr(0, 12), " (", decoded->config->services.size(),
@@ -381,7 +504,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   ack->set_nonce(nonce);
   ToRef(decoded->version, ack->mutable_serving());
   ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
-  ack->set_persisted(false);
+  ack->set_persisted(persisted);
   writer->Write(msg);
 }
 
@@ -417,11 +540,24 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
     return absl::InvalidArgumentError(absl::StrCat(
         options.cert_file, " has no data plane identity (URI SAN ", kDataPlaneUriPrefix, "<node_id>)"));
   }
+  if (options.test_fail_apply_if_route_named.empty()) {
+    if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {
+      options.test_fail_apply_if_route_named = poison;
+    }
+  }
+  std::unique_ptr<SnapshotCache> cache;
+  if (!options.snapshot_cache_dir.empty()) {
+    SnapshotLimits limits;
+    limits.max_snapshot_bytes = options.max_snapshot_bytes;
+    cache = std::make_unique<SnapshotCache>(options.snapshot_cache_dir, limits);
+    if (absl::Status s = cache->Prepare(); !s.ok()) return s;
+  }
   if (options.backoff_initial <= absl::ZeroDuration()) options.backoff_initial = absl::Milliseconds(1);
   if (options.backoff_max < options.backoff_initial) options.backoff_max = options.backoff_initial;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), std::move(*cert),
                                      std::move(*key), std::move(*ca), info->node_id);
   Impl* raw = impl.get();
+  raw->cache_ = std::move(cache);
   raw->thread_ = std::thread([raw] { raw->Run(); });
   return std::unique_ptr<SyncClient>(new SyncClient(std::move(impl)));
 }
@@ -437,6 +573,8 @@ ConfigVersion SyncClient::serving() const {
 }
 
 std::string SyncClient::node_id() const { return impl_->node_id_; }
+
+double SyncClient::last_sync_unix() const { return impl_->LastSyncUnix(); }
 
 SyncClientStats SyncClient::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);

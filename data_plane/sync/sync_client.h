@@ -28,10 +28,23 @@ struct SyncClientOptions {
   // Wait after the CP refused us (PERMISSION_DENIED / FAILED_PRECONDITION): retry slowly.
   absl::Duration refused_retry = absl::Seconds(60);
   uint64_t max_snapshot_bytes = uint64_t{512} << 20;  // decompressed cap
+  // Opt-in persistence (D9): when set, every applied snapshot is written atomically to this
+  // directory (data_plane/sync/snapshot_cache.h), and at start the client loads, verifies and
+  // applies the last good one before dialling the CP (then announces it in Hello.serving).
+  std::string snapshot_cache_dir;
+  // Optional: read for Heartbeat.requests_total (must be thread-safe and cheap).
+  std::function<uint64_t()> requests_total;
+  // Optional: called on the client thread after each successful apply with the time taken by
+  // decode + verify + apply (not persistence).
+  std::function<void(absl::Duration)> on_applied;
   // Test hooks. node_id_override is sent in Hello instead of the certificate identity (the CP
   // must refuse it); dp_build is the software version announced to the CP.
   std::string node_id_override;
   std::string dp_build = PORTICO_VERSION;
+  // Test-only fault switch: NACK (code BUILD) any snapshot that contains a route with this name,
+  // without calling apply. Empty = off; when empty, Start() reads the environment variable
+  // PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED.
+  std::string test_fail_apply_if_route_named;
 };
 
 // Called on the client's thread. Returns OK once the config is built, swapped and serving;
@@ -46,6 +59,10 @@ struct SyncClientStats {
   uint64_t snapshots_rejected = 0; // NACKed (decode, hash, size or apply errors)
   uint64_t up_to_date = 0;         // UpToDate answers (nothing to resend)
   uint64_t refusals = 0;           // PERMISSION_DENIED / FAILED_PRECONDITION from the CP
+  uint64_t partial_discarded = 0;  // streams that ended in the middle of a snapshot
+  bool loaded_from_cache = false;  // the config served at start came from the snapshot cache
+  uint64_t persisted = 0;          // snapshots written to the snapshot cache
+  uint64_t persist_failures = 0;   // writes to the snapshot cache that failed (still ACKed)
 };
 
 class SyncClient {
@@ -60,6 +77,11 @@ class SyncClient {
   ConfigVersion serving() const;  // what it serves (empty if none)
   std::string node_id() const;    // from its own certificate
   SyncClientStats stats() const;
+  // Wall-clock seconds (Unix time) of the last moment this DP was known to serve what the CP
+  // wanted: now while the stream is up and nothing is pending or rejected; otherwise the last
+  // apply / UpToDate / in-sync disconnect (at start from the cache: the cache file's mtime).
+  // 0 if never.
+  double last_sync_unix() const;
   void Stop();                    // cancels the stream, joins; idempotent, prompt (< 1 s)
 
   class Impl;

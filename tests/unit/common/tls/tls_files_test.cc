@@ -90,6 +90,36 @@ TEST(TlsFilesTest, IssuesMoreDataPlaneCertificatesFromTheSameCa) {
   EXPECT_FALSE(IssueDataPlaneCertificate(tmp.path(), "bad/id", tmp.path() + "/dp3").ok());
 }
 
+TEST(TlsFilesTest, IssuesDataPlaneCertificateWithAChosenValidityWindow) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateClusterCertificates(tmp.path(), {}, "first").ok());
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const std::string ca = Read(tmp.path() + "/ca.crt");
+
+  CertificateValidity expired{now - 2 * 86400, now - 86400};
+  ASSERT_TRUE(IssueDataPlaneCertificate(tmp.path(), "old", tmp.path() + "/old", expired).ok());
+  const std::string old_pem = Read(tmp.path() + "/old.crt");
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(old_pem);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->not_after, now - 86400);
+  EXPECT_EQ(info->node_id, "old");
+  absl::Status s = VerifyCertificateChain(old_pem, ca);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_NE(s.message().find("expired"), absl::string_view::npos) << s;
+
+  CertificateValidity future{now + 86400, now + 2 * 86400};
+  ASSERT_TRUE(IssueDataPlaneCertificate(tmp.path(), "early", tmp.path() + "/early", future).ok());
+  EXPECT_FALSE(VerifyCertificateChain(Read(tmp.path() + "/early.crt"), ca).ok());
+
+  CertificateValidity current{now - 60, now + 3600};
+  ASSERT_TRUE(IssueDataPlaneCertificate(tmp.path(), "fresh", tmp.path() + "/fresh", current).ok());
+  EXPECT_TRUE(VerifyCertificateChain(Read(tmp.path() + "/fresh.crt"), ca).ok());
+
+  CertificateValidity inverted{now, now - 1};
+  EXPECT_EQ(IssueDataPlaneCertificate(tmp.path(), "x", tmp.path() + "/x", inverted).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TlsFilesTest, LeafOfAnotherCaFailsVerification) {
   TempDir a, b;
   ASSERT_TRUE(GenerateClusterCertificates(a.path(), {}, "node-a").ok());

@@ -6,11 +6,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <vector>
 #include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/clock.h"
+#include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
+#include "data_plane/sync/snapshot_cache.h"
 #include "gtest/gtest.h"
 
 namespace portico {
@@ -122,6 +128,78 @@ TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
   (*client)->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   ::close(fd);
+}
+
+TEST_F(SyncClientTest, ServesTheCachedSnapshotBeforeTheCpAnswers) {
+  StoredConfig stored;
+  stored.version.epoch = std::string(16, '\x07');
+  stored.version.version = 42;
+  config::v1::Service svc;
+  svc.set_id("00000000-0000-4000-8000-000000000001");
+  svc.set_name("svc");
+  svc.set_protocol("http");
+  svc.set_host("127.0.0.1");
+  svc.set_port(80);
+  svc.set_enabled(true);
+  stored.config.services.push_back(svc);
+  FakeClock clock;
+  auto built = BuildSnapshot(stored, clock);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const std::string dir = tmp_.path() + "/cache";
+  SnapshotCache cache(dir);
+  ASSERT_TRUE(cache.Prepare().ok());
+  ASSERT_TRUE(cache.Store({(*built)->version, true, (*built)->uncompressed_size,
+                           (*built)->compressed}).ok());
+
+  std::mutex mu;
+  std::vector<uint64_t> applied;
+  SyncClientOptions o = Options(ClosedPort());
+  o.snapshot_cache_dir = dir;
+  auto client = SyncClient::Start(o, [&](std::shared_ptr<const ConfigSet> config,
+                                         const ConfigVersion& version) {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(config->services.size(), 1u);
+    applied.push_back(version.version);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE([&] {
+    for (int i = 0; i < 100 && (*client)->serving().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return !(*client)->serving().empty();
+  }());
+  EXPECT_EQ((*client)->serving(), (*built)->version);
+  EXPECT_TRUE((*client)->stats().loaded_from_cache);
+  EXPECT_GT((*client)->last_sync_unix(), 0);  // the cache file's mtime
+  EXPECT_FALSE((*client)->connected());
+  (*client)->Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(applied, std::vector<uint64_t>{42});
+}
+
+TEST_F(SyncClientTest, CorruptedCacheIsNotApplied) {
+  const std::string dir = tmp_.path() + "/cache";
+  ASSERT_TRUE(SnapshotCache(dir).Prepare().ok());
+  {
+    std::FILE* f = std::fopen((dir + "/snapshot.cur").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("PORTICO-SNAPSHOT-CACHE/1\n garbage", f);
+    std::fclose(f);
+  }
+  bool called = false;
+  SyncClientOptions o = Options(ClosedPort());
+  o.snapshot_cache_dir = dir;
+  auto client = SyncClient::Start(o, [&](std::shared_ptr<const ConfigSet>, const ConfigVersion&) {
+    called = true;
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  (*client)->Stop();
+  EXPECT_FALSE(called);
+  EXPECT_TRUE((*client)->serving().empty());
+  EXPECT_FALSE((*client)->stats().loaded_from_cache);
 }
 
 }  // namespace

@@ -1,0 +1,183 @@
+// apply_100k: a real portico-cp and portico-dp on loopback with N routes (default 100,000).
+// Prints the snapshot size, the CP build time, the DP apply time and peak RSS, and the latency
+// of requests proxied through the DP while it swaps to a new N-route config (vs. a baseline
+// window without a swap). Usage: apply_100k [routes] [writer_threads]
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/cluster.h"
+
+namespace portico::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+long ProcStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+  }
+  return -1;
+}
+
+// Last "<prefix><number>" in `log`, as text ("" if none).
+std::string LastAfter(const std::string& log, const std::string& prefix, const std::string& stop) {
+  size_t pos = log.rfind(prefix);
+  if (pos == std::string::npos) return "";
+  pos += prefix.size();
+  return log.substr(pos, log.find(stop, pos) - pos);
+}
+
+std::string LastLineWith(const std::string& log, const std::string& needle) {
+  size_t pos = log.rfind(needle);
+  if (pos == std::string::npos) return "";
+  size_t begin = log.rfind('\n', pos);
+  begin = begin == std::string::npos ? 0 : begin + 1;
+  return log.substr(begin, log.find('\n', pos) - begin);
+}
+
+struct Latencies {
+  std::vector<double> ms;
+  int failed = 0;
+  void Print(const char* label) {
+    std::sort(ms.begin(), ms.end());
+    auto pct = [&](double p) {
+      return ms.empty() ? 0.0 : ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+    };
+    std::printf("%-26s requests %6zu  failed %d  p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", label,
+                ms.size(), failed, pct(0.5), pct(0.99), ms.empty() ? 0.0 : ms.back());
+  }
+};
+
+// Proxies GET /r0/x (one connection per request, like the tests) until `stop`.
+Latencies LoadUntil(Cluster& cluster, const DataPlane& dp, const std::atomic<bool>& stop) {
+  Latencies out;
+  while (!stop) {
+    auto t0 = Clock::now();
+    HttpResult r = cluster.Proxy(dp, "/r0/x");
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (r.ok && r.status == 200) {
+      out.ms.push_back(ms);
+    } else {
+      ++out.failed;
+    }
+  }
+  return out;
+}
+
+int Run(int routes, int writers) {
+  EchoUpstream upstream;
+  Cluster cluster;
+  if (!cluster.StartCp()) {
+    std::fprintf(stderr, "CP did not start\n%s", cluster.Logs().c_str());
+    return 1;
+  }
+  HttpResult s = cluster.Admin("POST", "/services",
+                               {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream.port())}});
+  if (s.status != 201) {
+    std::fprintf(stderr, "service: %d %s\n", s.status, s.body.c_str());
+    return 1;
+  }
+  std::printf("creating %d routes through the Admin API (%d writers)...\n", routes, writers);
+  auto t0 = Clock::now();
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < writers; ++t) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < routes; i = next++) {
+        HttpResult r = cluster.Admin(
+            "POST", "/services/echo/routes",
+            {{"name", absl::StrCat("r", i)}, {"paths", {absl::StrCat("/r", i)}},
+             {"hosts", {absl::StrCat("h", i % 100, ".example.com"), "client.example"}},
+             {"methods", {"GET", "POST"}}});
+        if (r.status != 201) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::printf("  %d writes in %.1f s (%d failed)\n", routes,
+              std::chrono::duration<double>(Clock::now() - t0).count(), failed.load());
+  // Let the builder publish the final version.
+  const uint64_t version = cluster.CpVersion();
+  WaitFor([&] { return cluster.cp()->Log().find(absl::StrCat("published config version ", version, " ")) != std::string::npos; }, 60s);
+  std::printf("CP: %s\n", LastLineWith(cluster.cp()->Log(), "published config version ").c_str());
+
+  // A fresh DP receives the whole N-route snapshot as its first config.
+  auto dp_start = Clock::now();
+  DataPlane& dp = cluster.StartDp({.workers = 2});
+  if (!cluster.WaitDpSynced(dp, 120s)) {
+    std::fprintf(stderr, "DP did not sync\n%s", cluster.Logs().c_str());
+    return 1;
+  }
+  std::printf("DP first sync (connect + transfer + apply): %.2f s\n",
+              std::chrono::duration<double>(Clock::now() - dp_start).count());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied in").c_str());
+  std::printf("DP RSS after first apply: %ld KiB (peak %ld KiB)\n", ProcStatusKb(dp.process->pid(), "VmRSS"),
+              ProcStatusKb(dp.process->pid(), "VmHWM"));
+
+  // Baseline latency, then latency while the DP swaps to version+1 (one more route).
+  std::atomic<bool> stop{false};
+  Latencies baseline;
+  std::thread base([&] { baseline = LoadUntil(cluster, dp, stop); });
+  std::this_thread::sleep_for(3s);
+  stop = true;
+  base.join();
+
+  stop = false;
+  Latencies during;
+  std::thread swap_load([&] { during = LoadUntil(cluster, dp, stop); });
+  std::this_thread::sleep_for(500ms);
+  auto commit = Clock::now();
+  cluster.Admin("POST", "/services/echo/routes", {{"name", "one-more"}, {"paths", {"/one-more"}}});
+  bool synced = cluster.WaitDpSynced(dp, 60s);
+  double converge_s = std::chrono::duration<double>(Clock::now() - commit).count();
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  swap_load.join();
+
+  std::printf("second swap: commit -> DP serving %.2f s (synced=%d)\n", converge_s, synced);
+  std::printf("CP: %s\n", LastLineWith(cluster.cp()->Log(), "published config version ").c_str());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied in").c_str());
+  std::printf("DP RSS after second apply: %ld KiB (peak %ld KiB)\n",
+              ProcStatusKb(dp.process->pid(), "VmRSS"), ProcStatusKb(dp.process->pid(), "VmHWM"));
+  baseline.Print("latency, no swap (3 s):");
+  during.Print("latency, during swap:");
+  std::string metrics = Http(dp.status_port, "GET", "/metrics").body;
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (absl::StartsWith(line, "portico_dp_config_apply_seconds_sum") ||
+        absl::StartsWith(line, "portico_dp_config_apply_seconds_count")) {
+      std::printf("DP metric %s\n", std::string(line).c_str());
+    }
+  }
+  std::string cp_metrics = Http(cluster.admin_port(), "GET", "/metrics").body;
+  for (absl::string_view line : absl::StrSplit(cp_metrics, '\n')) {
+    if (absl::StartsWith(line, "portico_cp_snapshot_bytes")) std::printf("CP metric %s\n", std::string(line).c_str());
+  }
+  return synced && during.failed == 0 ? 0 : 2;
+}
+
+}  // namespace
+}  // namespace portico::testing
+
+int main(int argc, char** argv) {
+  int routes = 100000, writers = 4;
+  if (argc > 1 && !absl::SimpleAtoi(argv[1], &routes)) return 2;
+  if (argc > 2 && !absl::SimpleAtoi(argv[2], &writers)) return 2;
+  return portico::testing::Run(routes, std::max(1, writers));
+}
