@@ -1,5 +1,5 @@
 # Helpers so that no CMakeLists.txt repeats warnings, test discovery or timeouts.
-set(PORTICO_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+set(PORTICO_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 
 # portico_cc_library(NAME n SRCS a.cc ... DEPS x y)
 function(portico_cc_library)

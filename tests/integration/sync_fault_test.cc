@@ -194,13 +194,15 @@ TEST_F(SyncFaultTest, KillNineOfCpUnderLoadThenBackInSyncWithoutResend) {
   const json after = Sync(dp);
   EXPECT_EQ(after["snapshots_applied"], before["snapshots_applied"]) << "a snapshot was resent";
   EXPECT_EQ(cluster_.DpStatus(dp)["config_version"], version);
-  // The CP's own account, if its /metrics has landed (control-plane half of issue 4).
+  // The restarted CP's own account: it answered UpToDate and sent no snapshot.
   std::optional<double> cp_up_to_date =
       MetricValue(CpMetrics(), "portico_cp_sync_pushes_total{result=\"up_to_date\"}");
-  if (cp_up_to_date.has_value()) EXPECT_GE(*cp_up_to_date, 1.0);
+  ASSERT_TRUE(cp_up_to_date.has_value()) << CpMetrics();
+  EXPECT_GE(*cp_up_to_date, 1.0);
   std::optional<double> cp_full =
       MetricValue(CpMetrics(), "portico_cp_sync_pushes_total{result=\"sent\"}");
-  if (cp_full.has_value()) EXPECT_EQ(*cp_full, 0.0) << "the restarted CP sent a snapshot";
+  ASSERT_TRUE(cp_full.has_value()) << CpMetrics();
+  EXPECT_EQ(*cp_full, 0.0) << "the restarted CP sent a snapshot";
   json record = DataPlaneRecord("dp-it");
   ASSERT_TRUE(record.is_object());
   EXPECT_EQ(record["state"], "connected_synced") << record.dump();
@@ -458,7 +460,8 @@ TEST_F(SyncFaultTest, BurstOfAThousandWritesBuildsFewSnapshotsAndEveryDpConverge
   // Each DP applied far fewer snapshots than versions (only the latest is ever sent).
   EXPECT_LE(Sync(a)["snapshots_applied"].get<int>() - applied_before, static_cast<int>(builds));
   std::optional<double> cp_builds = MetricValue(CpMetrics(), "portico_cp_snapshot_builds_total");
-  if (cp_builds.has_value()) EXPECT_LE(*cp_builds, 110.0);
+  ASSERT_TRUE(cp_builds.has_value()) << CpMetrics();
+  EXPECT_LE(*cp_builds, 110.0);
 }
 
 // A frozen DP (SIGSTOP) does not make the CP keep one snapshot per version; after SIGCONT it

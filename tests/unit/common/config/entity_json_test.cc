@@ -71,7 +71,9 @@ TEST(EntityJsonTest, UrlShorthand) {
     EXPECT_EQ(s.host(), c.host) << c.url;
     EXPECT_EQ(s.port(), c.port) << c.url;
     EXPECT_EQ(s.has_path(), c.path != nullptr) << c.url;
-    if (c.path) EXPECT_EQ(s.path(), c.path);
+    if (c.path) {
+      EXPECT_EQ(s.path(), c.path);
+    }
   }
   config::v1::Service s = DefaultService();
   FieldErrors errors;

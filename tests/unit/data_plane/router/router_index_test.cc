@@ -196,7 +196,7 @@ TEST(RouterIndexTest, RegexLiteralPrefixesKeepRegexSemantics) {
           << regexes[i].first << " on " << path;
     }
   }
-  for (const std::string& path : {"/abbc", "/dxz", "/eeef", "/gxh", "/l", "/m", "/UPx", "/wy"}) {
+  for (const char* path : {"/abbc", "/dxz", "/eeef", "/gxh", "/l", "/m", "/UPx", "/wy"}) {
     Request request;
     request.path = path;
     EXPECT_FALSE(FindRoute(**router, request).has_value()) << path;
