@@ -75,16 +75,9 @@ int Serve(int argc, char** argv) {
                  flags.Usage().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(flags.Get("log-level"), &level)) {
-    return Fail(absl::InvalidArgumentError("--log-level must be debug, info, warn or error"));
-  }
-  SetLogLevel(level);
-  for (const char* required : {"cluster-cert", "cluster-key", "cluster-ca"}) {
-    if (flags.Get(required).empty()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--", required, " (or ", Flags::EnvName(required), ") is required")));
-    }
+  if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
+  if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
+    return Fail(s);
   }
   absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
   if (!admin_addr.ok()) return Fail(admin_addr.status());

@@ -179,16 +179,9 @@ int Serve(int argc, char** argv) {
     std::fprintf(stderr, "usage: portico-dp [flags]\n%s", flags.Usage().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(flags.Get("log-level"), &level)) {
-    return Fail(absl::InvalidArgumentError("--log-level must be debug, info, warn or error"));
-  }
-  SetLogLevel(level);
-  for (const char* required : {"cluster-cert", "cluster-key", "cluster-ca"}) {
-    if (flags.Get(required).empty()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("--", required, " (or ", Flags::EnvName(required), ") is required")));
-    }
+  if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
+  if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
+    return Fail(s);
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
   if (!proxy_addr.ok()) return Fail(proxy_addr.status());

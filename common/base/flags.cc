@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/base/log.h"
 
 namespace portico {
 
@@ -74,6 +75,29 @@ std::string Flags::Usage() const {
                     "; env ", EnvName(s.name), "\n");
   }
   return out;
+}
+
+}  // namespace portico
+
+namespace portico {
+
+absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (flags.Get(name).empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " (or ", Flags::EnvName(name), ") is required"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyLogLevelFlag(const Flags& flags) {
+  LogLevel level;
+  if (!ParseLogLevel(flags.Get("log-level"), &level)) {
+    return absl::InvalidArgumentError("--log-level must be debug, info, warn or error");
+  }
+  SetLogLevel(level);
+  return absl::OkStatus();
 }
 
 }  // namespace portico

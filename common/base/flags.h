@@ -1,6 +1,7 @@
 #pragma once
 // Command-line flags that can also come from the environment: `--admin-listen X` or
 // `--admin-listen=X` or PORTICO_ADMIN_LISTEN=X (the command line wins). Boolean flags take no value.
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,5 +38,14 @@ class Flags {
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+}  // namespace portico
+
+namespace portico {
+
+// Error naming the first of `names` that has no value (flag or environment variable).
+absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names);
+// Reads --log-level (debug|info|warn|error) and sets the process log level.
+absl::Status ApplyLogLevelFlag(const Flags& flags);
 
 }  // namespace portico

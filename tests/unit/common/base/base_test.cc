@@ -38,6 +38,7 @@ TEST(HostPortTest, ParsesV4V6AndRejectsGarbage) {
 #include <cstdlib>
 
 #include "common/base/flags.h"
+#include "common/base/log.h"
 
 namespace portico {
 namespace {
@@ -66,6 +67,31 @@ TEST(FlagsTest, UnknownFlagAndMissingValueAreErrors) {
   Flags flags2({{"db", "", "db"}});
   const char* missing[] = {"prog", "--db"};
   EXPECT_FALSE(flags2.Parse(2, const_cast<char**>(missing)).ok());
+}
+
+}  // namespace
+}  // namespace portico
+
+namespace portico {
+namespace {
+
+TEST(FlagsTest, RequireFlagsNamesTheMissingFlagAndItsEnvironmentVariable) {
+  Flags flags({{"cluster-cert", "", "c"}, {"cluster-key", "", "k"}});
+  const char* argv[] = {"prog", "--cluster-cert", "a.crt"};
+  ASSERT_TRUE(flags.Parse(3, const_cast<char**>(argv)).ok());
+  absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "--cluster-key (or PORTICO_CLUSTER_KEY) is required");
+  EXPECT_TRUE(RequireFlags(flags, {"cluster-cert"}).ok());
+}
+
+TEST(FlagsTest, LogLevelFlagIsValidated) {
+  Flags bad({{"log-level", "loud", "l"}});
+  EXPECT_FALSE(ApplyLogLevelFlag(bad).ok());
+  Flags good({{"log-level", "warn", "l"}});
+  ASSERT_TRUE(ApplyLogLevelFlag(good).ok());
+  EXPECT_EQ(GetLogLevel(), LogLevel::kWarn);
+  SetLogLevel(LogLevel::kInfo);
 }
 
 }  // namespace
