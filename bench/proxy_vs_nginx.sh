@@ -1,0 +1,513 @@
+#!/usr/bin/env bash
+# Portico DP vs nginx, side by side, on the same machine (issue 5). One command, needs root:
+#
+#   bench/proxy_vs_nginx.sh
+#
+# Installs what is missing (nginx, wrk, python3, valgrind, linux-perf; build dependencies through
+# deploy/install-deps.sh), builds portico-cp, portico-dp, portico-echo and the allocation counter
+# in build-p (Release), then on loopback only:
+#   - an upstream nginx (1 worker) serving /small (20 bytes), /1k, /64k and /post;
+#   - a real portico-cp and a portico-dp with 1 worker, configured through the Admin API;
+#   - an nginx reverse proxy with 1 worker, proxy_http_version 1.1 and an upstream keep-alive pool,
+#     sending the same X-Forwarded-*/X-Real-IP headers and adding Via, like the DP.
+# Both proxies run on CPU $BENCH_PROXY_CPU, wrk and the upstream on CPU $BENCH_LOAD_CPU. Every case
+# runs nginx, portico, nginx, portico, ... for $BENCH_ROUNDS rounds with identical wrk settings.
+# Afterwards, for both proxies (keep-alive small response): RSS with $BENCH_IDLE_CONNECTIONS idle
+# keep-alive clients, heap allocations per request (LD_PRELOAD counter, bench/malloc_count.c),
+# system calls per request (perf tracepoints), a perf profile (perf stat instructions where the CPU
+# exposes counters, cpu-clock samples otherwise) and user-space instructions per request under
+# callgrind. Every process started here is stopped by PID on exit.
+#
+# Environment (defaults): BENCH_DURATION (5s) BENCH_ROUNDS (3) BENCH_CONNECTIONS (50)
+#   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
+#   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k")
+#   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_OUT (build-p/bench-results/<time>)
+#   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
+#   and logs), BUILD_DIR (build-p), JOBS (2)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD_DIR:-$ROOT/build-p}
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-50}
+THREADS=${BENCH_THREADS:-1}
+ROUTES=${BENCH_ROUTES:-10000}
+IDLE_CONNS=${BENCH_IDLE_CONNECTIONS:-10000}
+PROXY_CPU=${BENCH_PROXY_CPU:-1}
+LOAD_CPU=${BENCH_LOAD_CPU:-0}
+CASES=${BENCH_CASES:-keepalive close body1k body64k post64k routes10k}
+EXTRAS=${BENCH_EXTRAS-rss alloc perf callgrind}
+OUT=${BENCH_OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
+PY=/usr/bin/python3
+HELPER="$ROOT/bench/bench_helper.py"
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+has_extra() { [[ " $EXTRAS " == *" $1 "* ]]; }
+
+# ---- install and build --------------------------------------------------------------------------
+if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
+  bash "$ROOT/deploy/install-deps.sh"
+  missing=()
+  command -v nginx >/dev/null || missing+=(nginx)
+  command -v wrk >/dev/null || missing+=(wrk)
+  [ -x /usr/bin/python3 ] || missing+=(python3)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v valgrind >/dev/null || missing+=(valgrind)
+  command -v perf >/dev/null || missing+=(linux-perf)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    # RUNLEVEL=1: the package must not start the system nginx service; we run our own.
+    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    # -g only adds symbols for the profiles; the code is the same as a plain Release build.
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g -DCMAKE_CXX_FLAGS=-g
+  fi
+  ninja -C "$BUILD" -j "${JOBS:-2}" portico-cp portico-dp portico-echo portico_malloc_count
+fi
+CP_BIN=$BUILD/control_plane/portico-cp
+DP_BIN=$BUILD/data_plane/portico-dp
+MALLOC_SHIM=$BUILD/bench/libportico_malloc_count.so
+for f in "$CP_BIN" "$DP_BIN" "$MALLOC_SHIM"; do [ -e "$f" ] || die "missing $f (build first)"; done
+
+# ---- processes ----------------------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/portico-bench.XXXXXX)
+chmod 755 "$WORK"  # nginx workers run as an unprivileged user and read the upstream files
+mkdir -p "$OUT"
+PIDS=()
+alive() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+forget_pid() { local keep=() p; for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+cleanup() {
+  trap - EXIT INT TERM
+  local p
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
+
+read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$($PY "$HELPER" free-ports 7)"
+
+wait_http() {  # wait_http URL SECONDS
+  for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+# Upstream: nginx, 1 worker, static answers; the POST body is read and discarded by nginx.
+UPDIR=$WORK/upstream
+mkdir -p "$UPDIR"
+head -c 1024 /dev/zero | tr '\0' 'a' >"$UPDIR/1k"
+head -c 65536 /dev/zero | tr '\0' 'b' >"$UPDIR/64k"
+nginx_temp_paths() {
+  local d=$1
+  echo "client_body_temp_path $d/client_body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fastcgi;"
+  echo "uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;"
+}
+cat >"$UPDIR/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $UPDIR/nginx.pid;
+error_log $UPDIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  $(nginx_temp_paths "$UPDIR")
+  sendfile on;
+  tcp_nopush off;
+  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_max_body_size 1m;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$UP_PORT backlog=4096;
+    location = /small { default_type text/plain; return 200 "hello from upstream\n"; }
+    location = /1k { alias $UPDIR/1k; }
+    location = /64k { alias $UPDIR/64k; }
+    location = /post { default_type text/plain; return 200 "posted\n"; }
+  }
+}
+EOF
+taskset -c "$LOAD_CPU" nginx -p "$UPDIR" -e "$UPDIR/error.log" -c "$UPDIR/nginx.conf" >"$UPDIR/stdout.log" 2>&1 & PIDS+=($!)
+wait_http "http://127.0.0.1:$UP_PORT/small" 10 || die "upstream nginx did not start: $(tail -n 5 "$UPDIR/error.log")"
+
+# nginx reverse proxy: 1 worker, HTTP/1.1 keep-alive pool, the same headers the DP adds.
+# start_nginx_proxy DIR PORT ROUTE_COUNT [wrapper command...]: sets STARTED (the master pid) and
+# adds it to PIDS. Not run in $(...), so the process stays our child and is reaped by stop_pid.
+# NGINX_SINGLE_PROCESS=1: no master (master_process off), for valgrind; the request path is the same.
+start_nginx_proxy() {
+  local dir=$1 port=$2 routes=$3
+  shift 3
+  mkdir -p "$dir"
+  {
+    [ "${NGINX_SINGLE_PROCESS:-0}" = 1 ] && echo "master_process off;"
+    cat <<EOF
+worker_processes 1;
+worker_rlimit_nofile $(ulimit -Hn);
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $(( $(ulimit -Hn) - 100 )); }
+http {
+  access_log off;
+  $(nginx_temp_paths "$dir")
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_max_body_size 1m;
+  proxy_http_version 1.1;
+  proxy_request_buffering off;
+  proxy_buffer_size 8k;
+  proxy_buffers 16 8k;
+  proxy_busy_buffers_size 16k;
+  proxy_max_temp_file_size 0;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$proxy_host;
+  proxy_set_header X-Real-IP \$remote_addr;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Forwarded-Host \$host;
+  proxy_set_header X-Forwarded-Port \$server_port;
+  add_header Via "1.1 nginx" always;
+  upstream bench_upstream {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location /bench/ { proxy_pass http://bench_upstream/; }
+EOF
+    if [ "$routes" -gt 1 ]; then
+      for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
+    fi
+    echo "  }"
+    echo "}"
+  } >"$dir/nginx.conf"
+  taskset -c "$PROXY_CPU" "$@" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+nginx_worker_pid() {  # the (single) worker of an nginx master
+  local w
+  for _ in $(seq 1 50); do
+    w=$(pgrep -P "$1" | head -n1 || true)
+    [ -n "$w" ] && { echo "$w"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+start_nginx_proxy "$WORK/nginx" "$NGX_PORT" 1; NGX_PID=$STARTED
+
+# CP and DP.
+"$CP_BIN" gen-certs "$WORK/certs" --dp-id bench-dp >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
+taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0.1:$CP_ADMIN" \
+  --cluster-listen "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
+  --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
+  >"$WORK/cp.log" 2>&1 & PIDS+=($!)
+DP_ARGS=(--control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt"
+  --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt"
+  --proxy-listen "127.0.0.1:$DP_PORT" --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn)
+start_dp() {  # start_dp LOG [wrapper...]: sets STARTED (the pid) and adds it to PIDS
+  local logf=$1
+  shift
+  taskset -c "$PROXY_CPU" "$@" "$DP_BIN" "${DP_ARGS[@]}" >"$logf" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+start_dp "$WORK/dp.log"; DP_PID=$STARTED
+
+wait_http "http://127.0.0.1:$CP_ADMIN/status" 30 || die "CP did not start: $(tail -n 20 "$WORK/cp.log")"
+curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench" -H 'Content-Type: application/json' \
+  -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/bench" -H 'Content-Type: application/json' \
+  -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
+
+check_proxy() {  # check_proxy PORT PATH EXPECTED_BYTES [curl args]
+  local port=$1 path=$2 want=$3 got
+  shift 3
+  got=$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' "$@" "http://127.0.0.1:$port$path")
+  [ "$got" = "200 $want" ] || die "127.0.0.1:$port$path answered '$got', expected '200 $want'"
+}
+POST_BODY=$WORK/post64k.bin
+head -c 65536 /dev/zero | tr '\0' 'p' >"$POST_BODY"
+for port in "$NGX_PORT" "$DP_PORT"; do
+  for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/bench/small" 2>/dev/null && break; sleep 0.1; done
+  check_proxy "$port" /bench/small 20
+  check_proxy "$port" /bench/1k 1024
+  check_proxy "$port" /bench/64k 65536
+  check_proxy "$port" /bench/post 7 --data-binary "@$POST_BODY"
+done
+log "upstream :$UP_PORT  nginx :$NGX_PORT  portico-dp :$DP_PORT (cp admin :$CP_ADMIN)  results in $OUT"
+
+# ---- wrk cases ----------------------------------------------------------------------------------
+REPORT_LUA='done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+end'
+echo "$REPORT_LUA" >"$WORK/report.lua"
+{ echo 'wrk.method = "POST"'
+  echo 'wrk.body = string.rep("p", 65536)'
+  echo 'wrk.headers["Content-Type"] = "application/octet-stream"'
+  echo "$REPORT_LUA"; } >"$WORK/post.lua"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
+CLK_TCK=$(getconf CLK_TCK)
+RESULTS=$OUT/results.tsv
+echo "# case proxy round rps p50_us p99_us cpu_s requests errors" >"$RESULTS"
+
+run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESULTS
+  local case=$1 proxy=$2 round=$3 port=$4 cpu_pid=$5 path script=$WORK/report.lua extra=()
+  case "$case" in
+    keepalive) path=/bench/small ;;
+    close) path=/bench/small; extra=(-H "Connection: close") ;;
+    body1k) path=/bench/1k ;;
+    body64k) path=/bench/64k ;;
+    post64k) path=/bench/post; script=$WORK/post.lua ;;
+    routes10k) path=/r$(( ROUTES / 2 ))/small ;;
+    *) die "unknown case $case" ;;
+  esac
+  local before after out line
+  before=$(cpu_ticks "$cpu_pid")
+  out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$script" "${extra[@]}" \
+        "http://127.0.0.1:$port$path" 2>&1) || die "wrk failed: $out"
+  after=$(cpu_ticks "$cpu_pid")
+  echo "$out" >>"$OUT/wrk-$case-$proxy.log"
+  line=$(echo "$out" | grep '^RESULT ') || die "no RESULT from wrk: $out"
+  local non2xx
+  non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses/ {print $NF}')
+  echo "$line" | awk -v c="$case" -v p="$proxy" -v r="$round" -v cpu=$(( after - before )) -v hz="$CLK_TCK" -v bad="${non2xx:-0}" \
+    '{ rps = $2 / ($3 / 1e6); errs = $6 + $7 + $8 + $9 + $10 + bad;
+       printf "%s %s %s %.1f %d %d %.2f %d %d\n", c, p, r, rps, $4, $5, cpu / hz, $2, errs }' >>"$RESULTS"
+  tail -n1 "$RESULTS" | awk '{ printf "  %-9s %-7s round %s: %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %5.2f s  errors %d\n", $1, $2, $3, $4, $5/1000, $6/1000, $7, $9 }' >&2
+}
+
+NGX_WORKER=$(nginx_worker_pid "$NGX_PID") || die "no nginx worker"
+run_case() {  # run_case CASE NGINX_PORT NGINX_CPU_PID
+  log "case $1: $ROUNDS rounds x (nginx, portico), wrk -t$THREADS -c$CONNS -d$DURATION"
+  # warm both (pools, caches), not recorded
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$2/bench/small" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$DP_PORT/bench/small" >/dev/null 2>&1 || true
+  for round in $(seq 1 "$ROUNDS"); do
+    run_wrk "$1" nginx "$round" "$2" "$3"
+    run_wrk "$1" portico "$round" "$DP_PORT" "$DP_PID"
+  done
+}
+for c in $CASES; do [ "$c" = routes10k ] || run_case "$c" "$NGX_PORT" "$NGX_WORKER"; done
+
+# ---- RSS with idle keep-alive connections --------------------------------------------------------
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+if has_extra rss; then
+  log "RSS with $IDLE_CONNS idle keep-alive client connections"
+  echo "| proxy | RSS before (KiB) | RSS with $IDLE_CONNS idle connections (KiB) | per connection (bytes) | connections held |" >"$OUT/rss.md"
+  echo "|---|---:|---:|---:|---:|" >>"$OUT/rss.md"
+  for proxy in nginx portico; do
+    if [ "$proxy" = nginx ]; then port=$NGX_PORT; pid=$NGX_WORKER; else port=$DP_PORT; pid=$DP_PID; fi
+    before=$(rss_kib "$pid")
+    rm -f "$WORK/hold.ready"
+    taskset -c "$LOAD_CPU" "$PY" "$HELPER" hold "$port" "$IDLE_CONNS" /bench/small "$WORK/hold.ready" & hold_pid=$!; PIDS+=("$hold_pid")
+    for _ in $(seq 1 1200); do [ -s "$WORK/hold.ready" ] && break; sleep 0.1; done
+    sleep 1
+    held=$(cat "$WORK/hold.ready" 2>/dev/null || echo "? ?")
+    after=$(rss_kib "$pid")
+    echo "| $proxy | $before | $after | $(( (after - before) * 1024 / IDLE_CONNS )) | ${held% *} ok, ${held#* } failed |" >>"$OUT/rss.md"
+    stop_pid "$hold_pid"; forget_pid "$hold_pid"
+    sleep 1
+  done
+  echo "(nginx: the worker process; its master holds another $(rss_kib "$NGX_PID") KiB. Portico: the whole portico-dp process.)" >>"$OUT/rss.md"
+  cat "$OUT/rss.md" >&2
+fi
+
+# ---- allocations per request (LD_PRELOAD counter), keep-alive small response --------------------
+count_line() { tail -n1 "$1" | sed 's/.*allocs=\([0-9]*\) frees=\([0-9]*\) bytes=\([0-9]*\)/\1 \2 \3/'; }
+measure_allocs() {  # measure_allocs NAME PORT PID_TO_SIGNAL FILE
+  local name=$1 port=$2 pid=$3 file=$4 a b c out requests
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
+  sleep 0.5
+  kill -s RTMIN+3 "$pid"; sleep 0.2; a=$(count_line "$file")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/small" 2>&1)
+  kill -s RTMIN+3 "$pid"; sleep 0.2; b=$(count_line "$file")
+  sleep "${DURATION%s}"
+  kill -s RTMIN+3 "$pid"; sleep 0.2; c=$(count_line "$file")
+  requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
+  read -r a_allocs _ a_bytes <<<"$a"; read -r b_allocs _ b_bytes <<<"$b"; read -r c_allocs _ _ <<<"$c"
+  awk -v n="$name" -v r="$requests" -v load=$(( b_allocs - a_allocs )) -v idle=$(( c_allocs - b_allocs )) \
+      -v bytes=$(( b_bytes - a_bytes )) \
+    'BEGIN { printf "| %s | %d | %d | %d | %.2f | %.0f |\n", n, r, load, idle, (load - idle) / r, bytes / r }' >>"$OUT/alloc.md"
+}
+if has_extra alloc; then
+  log "allocations per request (LD_PRELOAD $MALLOC_SHIM)"
+  echo "| proxy | requests | allocations during load | allocations idle, same time | allocations per request | bytes allocated per request |" >"$OUT/alloc.md"
+  echo "|---|---:|---:|---:|---:|---:|" >>"$OUT/alloc.md"
+  # nginx with the counter (its own instance on the same port layout as the main one).
+  start_nginx_proxy "$WORK/nginx-alloc" "$NGX10K_PORT" 1 env LD_PRELOAD="$MALLOC_SHIM" MALLOC_COUNT_FILE="$WORK/nginx-alloc.count"
+  ngx_alloc_pid=$STARTED
+  wait_http "http://127.0.0.1:$NGX10K_PORT/bench/small" 10 || die "nginx (alloc) did not start"
+  measure_allocs nginx "$NGX10K_PORT" "$(nginx_worker_pid "$ngx_alloc_pid")" "$WORK/nginx-alloc.count"
+  stop_pid "$ngx_alloc_pid"; forget_pid "$ngx_alloc_pid"
+  # portico-dp with the counter, replacing the main DP for the measurement.
+  stop_pid "$DP_PID"; forget_pid "$DP_PID"
+  start_dp "$WORK/dp-alloc.log" env LD_PRELOAD="$MALLOC_SHIM" MALLOC_COUNT_FILE="$WORK/dp-alloc.count"; dp_alloc_pid=$STARTED
+  wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP (alloc) not ready"
+  measure_allocs portico "$DP_PORT" "$dp_alloc_pid" "$WORK/dp-alloc.count"
+  stop_pid "$dp_alloc_pid"; forget_pid "$dp_alloc_pid"
+  start_dp "$WORK/dp.log"; DP_PID=$STARTED
+  wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP did not come back"
+  cat "$OUT/alloc.md" >&2
+fi
+
+# ---- perf: instructions per request (hardware counters) or a cpu-clock sampling profile ----------
+perf_target() {  # sets port/pid for a proxy name
+  if [ "$1" = nginx ]; then port=$NGX_PORT; pid=$NGX_WORKER; else port=$DP_PORT; pid=$DP_PID; fi
+}
+if has_extra perf; then
+  # System calls per request (tracepoints; these work without hardware counters).
+  SYSCALL_EVENTS=raw_syscalls:sys_enter
+  for sc in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_ctl accept4 close \
+            shutdown setsockopt getsockopt getpeername getsockname connect socket sendfile64 ioctl; do
+    SYSCALL_EVENTS+=",syscalls:sys_enter_$sc"
+  done
+  if perf stat -e "$SYSCALL_EVENTS" -- true >/dev/null 2>&1; then
+    log "system calls per request (perf stat tracepoints)"
+    echo "| case | proxy | requests | syscalls per request | by call (per request) |" >"$OUT/syscalls.md"
+    echo "|---|---|---:|---:|---|" >>"$OUT/syscalls.md"
+    for case in keepalive close body64k; do
+      for proxy in nginx portico; do
+        perf_target "$proxy"
+        extra=(); [ "$case" = close ] && extra=(-H "Connection: close")
+        path=/bench/small; [ "$case" = body64k ] && path=/bench/64k
+        perf stat -x, -e "$SYSCALL_EVENTS" -p "$pid" -o "$WORK/syscalls-$case-$proxy.csv" -- sleep "${DURATION%s}" & perf_pid=$!
+        out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "${extra[@]}" "http://127.0.0.1:$port$path" 2>&1)
+        wait "$perf_pid" || true
+        requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
+        # perf's window and the wrk run have the same length and start together (within ms).
+        awk -F, -v c="$case" -v n="$proxy" -v r="$requests" -v d="${DURATION%s}" '
+          $1 ~ /^[0-9]+$/ { if ($3 == "raw_syscalls:sys_enter") total = $1; else { sub("syscalls:sys_enter_", "", $3); if ($1 > 0) v[$3] = $1 } }
+          END { line = ""; for (k in v) line = line sprintf("%s %.2f, ", k, v[k] / r);
+                printf "| %s | %s | %d | %.2f | %s |\n", c, n, r, total / r, substr(line, 1, length(line) - 2) }' \
+          "$WORK/syscalls-$case-$proxy.csv" >>"$OUT/syscalls.md"
+      done
+    done
+    cat "$OUT/syscalls.md" >&2
+  fi
+  if perf stat -x, -e instructions:u -- true 2>&1 | grep -q '^[0-9]'; then
+    log "perf stat instructions per request (keep-alive small response)"
+    echo "| proxy | requests | instructions (user) per request | instructions (user+kernel) per request | cycles per request |" >"$OUT/perf.md"
+    echo "|---|---:|---:|---:|---:|" >>"$OUT/perf.md"
+    for proxy in nginx portico; do
+      perf_target "$proxy"
+      perf stat -x, -e instructions:u,instructions,cycles -p "$pid" -o "$WORK/perf-$proxy.csv" -- sleep "${DURATION%s}" & perf_pid=$!
+      out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/small" 2>&1)
+      wait "$perf_pid" || true
+      requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
+      awk -F, -v n="$proxy" -v r="$requests" '
+        $3 == "instructions:u" { iu = $1 } $3 == "instructions" { ik = $1 } $3 == "cycles" { cy = $1 }
+        END { printf "| %s | %d | %s | %s | %s |\n", n, r, (iu ~ /^[0-9]+$/ ? sprintf("%.0f", iu / r) : "n/a"),
+              (ik ~ /^[0-9]+$/ ? sprintf("%.0f", ik / r) : "n/a"), (cy ~ /^[0-9]+$/ ? sprintf("%.0f", cy / r) : "n/a") }' \
+        "$WORK/perf-$proxy.csv" >>"$OUT/perf.md"
+    done
+    cat "$OUT/perf.md" >&2
+  else
+    # No hardware counters (typical in a VM): sample on cpu-clock instead, user and kernel.
+    log "perf: no hardware counters here; cpu-clock sampling profile (keep-alive small response)"
+    echo "perf stat: hardware counters not supported on this machine; see perf-*.txt for cpu-clock profiles" >"$OUT/perf.md"
+    for proxy in nginx portico; do
+      perf_target "$proxy"
+      perf record -q -e cpu-clock -F 1999 -p "$pid" -o "$WORK/perf-$proxy.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
+      taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
+      wait "$perf_pid" || true
+      { echo "## $proxy: shares by binary (kernel = [kernel.kallsyms])"
+        perf report -i "$WORK/perf-$proxy.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' || true
+        echo; echo "## $proxy: top symbols"
+        perf report -i "$WORK/perf-$proxy.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null \
+          | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//; s/   */  /g' || true
+      } >"$OUT/perf-$proxy.txt"
+      echo "perf cpu-clock profile of $proxy: $OUT/perf-$proxy.txt" >&2
+    done
+  fi
+fi
+
+# ---- callgrind: user-space instructions per request, keep-alive small response -------------------
+callgrind_case() {  # callgrind_case NAME PORT VALGRIND_PID OUT_FILE_PREFIX
+  local name=$1 port=$2 pid=$3 prefix=$4 out requests dump total
+  taskset -c "$LOAD_CPU" wrk -t1 -c4 -d3s "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
+  callgrind_control -i on "$pid" >/dev/null
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/small" 2>&1)
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  sleep 1
+  requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
+  dump=$(ls "$prefix".* 2>/dev/null | head -n1)
+  [ -n "$dump" ] || die "callgrind wrote no dump for $name"
+  callgrind_annotate --inclusive=no "$dump" >"$OUT/callgrind-$name-self.txt" 2>/dev/null || true
+  callgrind_annotate --inclusive=yes "$dump" >"$OUT/callgrind-$name-inclusive.txt" 2>/dev/null || true
+  callgrind_annotate --tree=caller "$dump" >"$OUT/callgrind-$name-callers.txt" 2>/dev/null || true
+  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/callgrind-$name-self.txt")
+  echo "| $name | $requests | $total | $(( total / requests )) |" >>"$OUT/callgrind.md"
+}
+if has_extra callgrind; then
+  log "callgrind: user-space instructions per request (keep-alive small response, wrk -c4)"
+  echo "| proxy | requests | instructions (user space, whole process) | per request |" >"$OUT/callgrind.md"
+  echo "|---|---:|---:|---:|" >>"$OUT/callgrind.md"
+  NGINX_SINGLE_PROCESS=1 start_nginx_proxy "$WORK/nginx-callgrind" "$NGX10K_PORT" 1 \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.nginx"
+  cg_ngx_pid=$STARTED
+  wait_http "http://127.0.0.1:$NGX10K_PORT/bench/small" 60 || die "nginx under callgrind did not start"
+  callgrind_case nginx "$NGX10K_PORT" "$cg_ngx_pid" "$OUT/callgrind.out.nginx"
+  stop_pid "$cg_ngx_pid"; forget_pid "$cg_ngx_pid"
+  stop_pid "$DP_PID"; forget_pid "$DP_PID"
+  start_dp "$WORK/dp-callgrind.log" valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$OUT/callgrind.out.portico"
+  cg_pid=$STARTED
+  wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 120 || die "DP under callgrind not ready"
+  callgrind_case portico "$DP_PORT" "$cg_pid" "$OUT/callgrind.out.portico"
+  stop_pid "$cg_pid"; forget_pid "$cg_pid"
+  start_dp "$WORK/dp.log"; DP_PID=$STARTED
+  wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP did not come back"
+  cat "$OUT/callgrind.md" >&2
+fi
+
+# ---- 10,000 routes --------------------------------------------------------------------------------
+if [[ " $CASES " == *" routes10k "* ]]; then
+  log "creating $ROUTES routes through the Admin API"
+  "$PY" "$HELPER" load-routes "127.0.0.1:$CP_ADMIN" bench "$ROUTES" >&2
+  want=$(( ROUTES + 1 ))
+  for _ in $(seq 1 600); do
+    [ "$(curl -fsS "http://127.0.0.1:$DP_STATUS/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["routes"])')" = "$want" ] && break
+    sleep 0.2
+  done
+  start_nginx_proxy "$WORK/nginx-10k" "$NGX10K_PORT" "$ROUTES"; NGX10K_PID=$STARTED
+  wait_http "http://127.0.0.1:$NGX10K_PORT/bench/small" 30 || die "nginx with $ROUTES locations did not start"
+  check_proxy "$NGX10K_PORT" "/r$(( ROUTES / 2 ))/small" 20
+  check_proxy "$DP_PORT" "/r$(( ROUTES / 2 ))/small" 20
+  run_case routes10k "$NGX10K_PORT" "$(nginx_worker_pid "$NGX10K_PID")"
+fi
+
+# ---- summary ----------------------------------------------------------------------------------------
+{
+  echo "## Run $(date -u +%Y-%m-%dT%H:%MZ): wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds interleaved, proxy on CPU $PROXY_CPU, wrk+upstream on CPU $LOAD_CPU"
+  echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg); nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); $(nproc) CPUs"
+  echo
+  "$PY" "$HELPER" summarize "$RESULTS"
+  for f in rss alloc syscalls callgrind perf; do
+    if [ -f "$OUT/$f.md" ]; then echo; cat "$OUT/$f.md"; fi
+  done
+} | tee "$OUT/summary.md"
+log "done; raw results in $OUT"
