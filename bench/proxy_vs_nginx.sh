@@ -35,7 +35,7 @@ ROUTES=${BENCH_ROUTES:-10000}
 IDLE_CONNS=${BENCH_IDLE_CONNECTIONS:-10000}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
-CASES=${BENCH_CASES:-keepalive close body1k body64k post64k routes10k}
+CASES=${BENCH_CASES-keepalive close body1k body64k post64k routes10k}
 EXTRAS=${BENCH_EXTRAS-rss alloc perf callgrind}
 OUT=${BENCH_OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
@@ -428,18 +428,21 @@ if has_extra perf; then
     # No hardware counters (typical in a VM): sample on cpu-clock instead, user and kernel.
     log "perf: no hardware counters here; cpu-clock sampling profile (keep-alive small response)"
     echo "perf stat: hardware counters not supported on this machine; see perf-*.txt for cpu-clock profiles" >"$OUT/perf.md"
-    for proxy in nginx portico; do
-      perf_target "$proxy"
-      perf record -q -e cpu-clock -F 1999 -p "$pid" -o "$WORK/perf-$proxy.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
-      taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
-      wait "$perf_pid" || true
-      { echo "## $proxy: shares by binary (kernel = [kernel.kallsyms])"
-        perf report -i "$WORK/perf-$proxy.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' || true
-        echo; echo "## $proxy: top symbols"
-        perf report -i "$WORK/perf-$proxy.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null \
-          | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//; s/   */  /g' || true
-      } >"$OUT/perf-$proxy.txt"
-      echo "perf cpu-clock profile of $proxy: $OUT/perf-$proxy.txt" >&2
+    for what in small 64k; do
+      for proxy in nginx portico; do
+        perf_target "$proxy"
+        name=$proxy; [ "$what" = small ] || name=$proxy-$what
+        perf record -q -e cpu-clock -F 1999 -p "$pid" -o "$WORK/perf-$name.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 & perf_pid=$!
+        taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/bench/$what" >/dev/null 2>&1
+        wait "$perf_pid" || true
+        { echo "## $name (/bench/$what): shares by binary (kernel = [kernel.kallsyms])"
+          perf report -i "$WORK/perf-$name.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' || true
+          echo; echo "## $name: top symbols"
+          perf report -i "$WORK/perf-$name.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null \
+            | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//; s/   */  /g' || true
+        } >"$OUT/perf-$name.txt"
+        echo "perf cpu-clock profile of $name: $OUT/perf-$name.txt" >&2
+      done
     done
   fi
 fi
