@@ -1,5 +1,6 @@
 #include "data_plane/proxy/client_connection.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -11,10 +12,28 @@
 namespace portico::proxy {
 namespace {
 
+// Owns the bytes of one uv_write until its callback (only what uv_try_write left over).
 struct WriteRequest {
   uv_write_t req;
   std::string data;
 };
+
+// Pipelined or early bytes buffered beyond this stop reading from the client.
+constexpr size_t kMaxBufferedInputBytes = kReadBufferBytes;
+
+// "<hex size>\r\n" of one chunk, written into `buffer`.
+absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  char* end = buffer + sizeof(buffer);
+  char* p = end;
+  *--p = '\n';
+  *--p = '\r';
+  do {
+    *--p = kDigits[size & 0xf];
+    size >>= 4;
+  } while (size != 0);
+  return absl::string_view(p, static_cast<size_t>(end - p));
+}
 
 std::string PeerIp(const uv_tcp_t* tcp) {
   sockaddr_storage address{};
@@ -79,9 +98,40 @@ absl::Status ClientConnection::Accept(uv_stream_t* server) {
   return absl::OkStatus();
 }
 
+void ClientConnection::Exchange::Reset() {
+  config.reset();
+  route = nullptr;
+  target = nullptr;
+  upstream_head.clear();
+  pending_body.clear();
+  pending_body_bytes = 0;
+  debug_headers.clear();
+  upstream = nullptr;
+  framing = ResponseFraming::kNoBody;
+  connect_retries_left = 0;
+  client_http11 = true;
+  client_keep_alive = true;
+  request_is_head = false;
+  request_chunked = false;
+  request_complete = false;
+  body_streamed = false;
+  local_response = false;
+  response_started = false;
+  response_complete = false;
+  close_after = false;
+  stale_retry_used = false;
+}
+
+void ClientConnection::EndExchange() {
+  if (exchange_ == nullptr) return;
+  exchange_->Reset();
+  spare_exchange_ = std::move(exchange_);
+}
+
 void ClientConnection::Close() {
   if (state_ == State::kClosing) return;
   state_ = State::kClosing;
+  out_piece_count_ = 0;
   if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->Abort();
   exchange_.reset();
   if (!handles_initialised_) {
@@ -120,10 +170,13 @@ void ClientConnection::UpdateReading() {
   bool want = false;
   switch (state_) {
     case State::kIdle:
-      want = input_.empty() && pending_write_bytes_ < kHighWaterBytes;
+      want = !peer_eof_ && input_.size() < kMaxBufferedInputBytes && pending_write_bytes_ < kHighWaterBytes;
       break;
     case State::kExchange:
-      want = input_.empty() && !exchange_->request_complete && UpstreamBacklog() < kHighWaterBytes;
+      // Keep reading after the request is complete: pipelined bytes queue in input_, and the
+      // watcher is not toggled per request. Stop while a streaming body outruns the upstream.
+      want = !peer_eof_ && input_.size() < kMaxBufferedInputBytes &&
+             (exchange_->request_complete || UpstreamBacklog() < kHighWaterBytes);
       break;
     case State::kLingering:
       want = true;
@@ -147,12 +200,16 @@ void ClientConnection::OnRead(ssize_t nread, const char* data) {
   if (nread < 0) {
     // EOF or error. Between requests, let queued responses (e.g. to a client that half-closed
     // after its last request) flush first; otherwise there is nothing left to answer.
+    // After a complete request, the response (and pipelined requests already received) are
+    // still answered; ProcessInput() drains once nothing is left.
     peer_eof_ = true;
-    if (nread == UV_EOF && state_ == State::kIdle && pending_write_bytes_ > 0) {
-      BeginDrain();
-    } else {
+    reading_ = false;  // libuv stops reading at EOF
+    const bool answering = state_ == State::kIdle || (state_ == State::kExchange && exchange_->request_complete);
+    if (nread != UV_EOF || !answering) {
       Close();
+      return;
     }
+    if (state_ == State::kIdle) ProcessInput();
     return;
   }
   if (state_ == State::kLingering) return;  // discard
@@ -182,6 +239,15 @@ void ClientConnection::ProcessInput() {
   }
   in_process_input_ = false;
   if (state_ != State::kIdle && state_ != State::kExchange) input_.clear();
+  if (peer_eof_ && state_ == State::kIdle && input_.empty()) {
+    // The client half-closed and everything it sent is answered.
+    if (pending_write_bytes_ > 0) {
+      BeginDrain();
+    } else {
+      Close();
+    }
+    return;
+  }
   UpdateReading();
 }
 
@@ -195,7 +261,7 @@ void ClientConnection::RespondToBadInput(bool head_too_large) {
     exchange_->upstream->Abort();
     exchange_->upstream = nullptr;
   }
-  exchange_.reset();
+  EndExchange();
   if (state_ == State::kIdle) worker_.CountRequest();
   WriteToClient(BuildKongResponse(400, head_too_large ? kMsgHeaderTooLarge : kMsgBadRequest, /*close=*/true));
   BeginDrain();
@@ -208,7 +274,7 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   worker_.CountRequest();
   uv_timer_stop(&timer_);
   state_ = State::kExchange;
-  exchange_ = std::make_unique<Exchange>();
+  exchange_ = spare_exchange_ != nullptr ? std::move(spare_exchange_) : std::make_unique<Exchange>();
   Exchange& ex = *exchange_;
   ex.config = worker_.CurrentConfig();  // pinned until the exchange ends
   ex.client_http11 = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
@@ -229,8 +295,8 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   // Kong normalises the path before matching; the normalised path is what goes upstream.
   const std::string normalized_path = router::NormalizeRequestPath(path);
   const std::string* host = head.Find("host");
-  std::vector<std::pair<absl::string_view, absl::string_view>> headers;
-  headers.reserve(head.headers.size());
+  std::vector<std::pair<absl::string_view, absl::string_view>>& headers = router_headers_;
+  headers.clear();  // keeps its capacity across requests
   for (const auto& [name, value] : head.headers) headers.emplace_back(name, value);
   router::RequestView view;
   view.method = head.method;
@@ -290,7 +356,7 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   params.client_host = host != nullptr ? StripPort(*host) : absl::string_view();
   params.local_port = worker_.port();
   params.chunked_body = head.chunked;
-  ex.upstream_head = BuildUpstreamRequestHead(head, params);
+  AppendUpstreamRequestHead(&ex.upstream_head, head, params);  // empty here; keeps its capacity
   ex.connect_retries_left = ex.target->retries;
 
   const std::string* expect = head.Find("expect");
@@ -303,14 +369,14 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
 
 void ClientConnection::OnBody(absl::string_view data) {
   if (state_ != State::kExchange || exchange_ == nullptr || exchange_->local_response) return;
-  SendToUpstream(exchange_->request_chunked ? EncodeChunk(data) : std::string(data));
+  SendToUpstream(data, exchange_->request_chunked);
 }
 
 void ClientConnection::OnRequestComplete() {
   if (state_ != State::kExchange || exchange_ == nullptr) return;
   Exchange& ex = *exchange_;
   ex.request_complete = true;
-  if (!ex.local_response && ex.request_chunked) SendToUpstream(std::string(kLastChunk));
+  if (!ex.local_response && ex.request_chunked) SendToUpstream(kLastChunk, /*as_chunk=*/false);
   MaybeFinishExchange();
 }
 
@@ -342,23 +408,28 @@ void ClientConnection::OnUpstreamConnected() {
   if (exchange_ == nullptr || exchange_->upstream == nullptr) return;
   Exchange& ex = *exchange_;
   UpstreamConnection* connection = ex.upstream;
-  connection->Write(ex.upstream_head);
+  connection->Write(ex.upstream_head);  // upstream_head stays for the stale-connection retry
   if (!ex.pending_body.empty()) ex.body_streamed = true;
-  while (!ex.pending_body.empty()) {
-    connection->Write(std::move(ex.pending_body.front()));
-    ex.pending_body.pop_front();
-  }
+  for (const std::string& body : ex.pending_body) connection->Write(body);
+  ex.pending_body.clear();
   ex.pending_body_bytes = 0;
 }
 
-void ClientConnection::SendToUpstream(std::string data) {
+void ClientConnection::SendToUpstream(absl::string_view data, bool as_chunk) {
+  if (data.empty()) return;
   Exchange& ex = *exchange_;
+  char size_line_buffer[24];
+  const absl::string_view size_line = as_chunk ? ChunkSizeLine(data.size(), size_line_buffer) : absl::string_view();
+  const absl::string_view trailer = as_chunk ? absl::string_view("\r\n") : absl::string_view();
   if (ex.upstream != nullptr && ex.upstream->connected()) {
     ex.body_streamed = true;
-    ex.upstream->Write(std::move(data));
+    ex.upstream->Write({size_line, data, trailer});  // straight from the read buffer
   } else {
-    ex.pending_body_bytes += data.size();
-    ex.pending_body.push_back(std::move(data));
+    std::string copy;
+    copy.reserve(size_line.size() + data.size() + trailer.size());
+    copy.append(size_line.data(), size_line.size()).append(data.data(), data.size()).append(trailer.data(), trailer.size());
+    ex.pending_body_bytes += copy.size();
+    ex.pending_body.push_back(std::move(copy));
   }
 }
 
@@ -379,7 +450,11 @@ Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head
   ex.framing = ChooseResponseFraming(head, ex.request_is_head, ex.client_http11);
   if (ex.framing == ResponseFraming::kUntilClose || !ex.request_complete) ex.close_after = true;
   const bool keep_alive = ex.client_keep_alive && !ex.close_after;
-  WriteToClient(BuildDownstreamResponseHead(head, ex.framing, keep_alive, ex.client_http11, ex.debug_headers));
+  // Queued, not written: it leaves with the body bytes of the same upstream read (one writev).
+  if (out_piece_count_ == kMaxOutPieces) FlushToClient();
+  const size_t offset = out_owned_.size();
+  AppendDownstreamResponseHead(&out_owned_, head, ex.framing, keep_alive, ex.client_http11, ex.debug_headers);
+  out_pieces_[out_piece_count_++] = OutPiece{nullptr, offset, out_owned_.size() - offset};
   ex.response_started = true;
   return ex.request_is_head ? HeadAction::kSkipBody : HeadAction::kContinue;
 }
@@ -387,14 +462,28 @@ Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head
 void ClientConnection::OnUpstreamBody(absl::string_view data) {
   if (exchange_ == nullptr) return;
   Exchange& ex = *exchange_;
-  if (ex.framing == ResponseFraming::kNoBody) return;
-  WriteToClient(ex.framing == ResponseFraming::kChunked ? EncodeChunk(data) : std::string(data));
-  if (pending_write_bytes_ >= kHighWaterBytes && ex.upstream != nullptr) ex.upstream->PauseReading();
+  if (ex.framing == ResponseFraming::kNoBody || data.empty()) return;
+  if (ex.framing == ResponseFraming::kChunked) {
+    char size_line_buffer[24];
+    QueueToClient(ChunkSizeLine(data.size(), size_line_buffer), /*copy=*/true);
+    QueueToClient(data, /*copy=*/false);
+    QueueToClient("\r\n", /*copy=*/false);
+  } else {
+    QueueToClient(data, /*copy=*/false);  // borrowed from the read buffer until OnUpstreamReadEnd
+  }
+}
+
+void ClientConnection::OnUpstreamReadEnd() {
+  FlushToClient();
+  if (state_ == State::kClosing || exchange_ == nullptr) return;
+  if (pending_write_bytes_ >= kHighWaterBytes && exchange_->upstream != nullptr) exchange_->upstream->PauseReading();
 }
 
 void ClientConnection::OnUpstreamComplete() {
   Exchange& ex = *exchange_;
-  if (ex.framing == ResponseFraming::kChunked) WriteToClient(std::string(kLastChunk));
+  if (ex.framing == ResponseFraming::kChunked) QueueToClient(kLastChunk, /*copy=*/false);
+  FlushToClient();
+  if (state_ == State::kClosing) return;  // Close() aborted the upstream
   ex.response_complete = true;
   UpstreamConnection* connection = ex.upstream;
   ex.upstream = nullptr;
@@ -402,7 +491,7 @@ void ClientConnection::OnUpstreamComplete() {
   connection->Release(/*reusable=*/ex.request_complete && ex.pending_body.empty());
   if (!ex.request_complete) {
     ex.close_after = true;
-    exchange_.reset();
+    EndExchange();
     BeginDrain();
     return;
   }
@@ -453,7 +542,7 @@ void ClientConnection::SendLocalResponse(std::string response, bool close) {
   ex.response_started = true;
   ex.response_complete = true;
   if (close) {
-    exchange_.reset();
+    EndExchange();
     BeginDrain();
     return;
   }
@@ -463,7 +552,7 @@ void ClientConnection::SendLocalResponse(std::string response, bool close) {
 void ClientConnection::MaybeFinishExchange() {
   if (exchange_ == nullptr || !exchange_->request_complete || !exchange_->response_complete) return;
   const bool keep_alive = exchange_->client_keep_alive && !exchange_->close_after;
-  exchange_.reset();  // unpins the config
+  EndExchange();  // unpins the config
   if (!keep_alive) {
     BeginDrain();
     return;
@@ -474,17 +563,64 @@ void ClientConnection::MaybeFinishExchange() {
 
 // ---- writing and closing ---------------------------------------------------------------------
 
-void ClientConnection::WriteToClient(std::string data) {
-  if (state_ == State::kClosing || state_ == State::kLingering || data.empty()) return;
-  auto* write = new WriteRequest;
-  write->data = std::move(data);
-  uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
-  pending_write_bytes_ += write->data.size();
-  if (uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, Uv::Written) != 0) {
-    pending_write_bytes_ -= write->data.size();
-    delete write;
-    Close();
+void ClientConnection::QueueToClient(absl::string_view data, bool copy) {
+  if (data.empty()) return;
+  if (out_piece_count_ == kMaxOutPieces) FlushToClient();
+  OutPiece piece;
+  piece.size = data.size();
+  if (copy) {
+    piece.offset = out_owned_.size();
+    out_owned_.append(data.data(), data.size());
+  } else {
+    piece.borrowed = data.data();
   }
+  out_pieces_[out_piece_count_++] = piece;
+}
+
+void ClientConnection::FlushToClient() {
+  const size_t count = out_piece_count_;
+  out_piece_count_ = 0;
+  if (count == 0) return;
+  if (state_ == State::kClosing || state_ == State::kLingering) {
+    out_owned_.clear();
+    return;
+  }
+  uv_buf_t bufs[kMaxOutPieces];
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const OutPiece& piece = out_pieces_[i];
+    const char* base = piece.borrowed != nullptr ? piece.borrowed : out_owned_.data() + piece.offset;
+    bufs[i] = uv_buf_init(const_cast<char*>(base), static_cast<unsigned int>(piece.size));
+    total += piece.size;
+  }
+  // uv_try_write refuses (UV_EAGAIN) while earlier uv_writes are queued, which keeps the order;
+  // its errors resurface asynchronously from uv_write below.
+  const int tried = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned int>(count));
+  size_t skip = tried > 0 ? static_cast<size_t>(tried) : 0;
+  if (skip < total) {
+    auto* write = new WriteRequest;
+    write->data.reserve(total - skip);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t dropped = std::min(skip, bufs[i].len);
+      skip -= dropped;
+      write->data.append(bufs[i].base + dropped, bufs[i].len - dropped);
+    }
+    uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
+    pending_write_bytes_ += write->data.size();
+    if (uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, Uv::Written) != 0) {
+      pending_write_bytes_ -= write->data.size();
+      delete write;
+      out_owned_.clear();
+      Close();
+      return;
+    }
+  }
+  out_owned_.clear();  // keeps its capacity
+}
+
+void ClientConnection::WriteToClient(absl::string_view data) {
+  QueueToClient(data, /*copy=*/false);
+  FlushToClient();
 }
 
 void ClientConnection::OnWriteDone(size_t bytes, int status) {

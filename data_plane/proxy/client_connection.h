@@ -1,6 +1,8 @@
 #pragma once
 // One downstream (client) HTTP/1.1 connection, owned by its Worker. It handles one request at a
-// time (an Exchange); pipelined bytes wait in input_ until the current exchange ends.
+// time (an Exchange); pipelined bytes wait in input_ until the current exchange ends. The client
+// is read continuously (no read stop/start per request) as long as input_ stays below
+// kMaxBufferedInputBytes and, while a request body streams, the upstream keeps up.
 //
 //            head parsed                 request and response complete, keep-alive
 //   kIdle ───────────────▶ kExchange ───────────────────────────────────────────▶ kIdle
@@ -61,6 +63,7 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   void OnUpstreamComplete() override;
   void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) override;
   void OnUpstreamWriteDrained() override;
+  void OnUpstreamReadEnd() override;
 
  private:
   struct Uv;
@@ -87,7 +90,17 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
     bool response_complete = false;
     bool close_after = false;
     bool stale_retry_used = false;
+
+    // Back to the state of a new exchange, keeping buffer capacity; unpins the config.
+    void Reset();
   };
+  // Bytes queued for the client but not yet handed to the kernel (see QueueToClient).
+  struct OutPiece {
+    const char* borrowed = nullptr;  // nullptr: `offset` indexes out_owned_
+    size_t offset = 0;
+    size_t size = 0;
+  };
+  static constexpr size_t kMaxOutPieces = 16;
 
   void OnRead(ssize_t nread, const char* data);
   void OnWriteDone(size_t bytes, int status);
@@ -99,10 +112,17 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   void UpdateReading();
   void EnterIdle();
   void BeginDrain();
-  void WriteToClient(std::string data);
+  // Response bytes are gathered (QueueToClient) and handed to the kernel in one vectored write
+  // (FlushToClient): uv_try_write first, and a uv_write with a copy of only the remainder.
+  // Borrowed bytes must stay valid until the next FlushToClient.
+  void QueueToClient(absl::string_view data, bool copy);
+  void FlushToClient();
+  void WriteToClient(absl::string_view data);  // queue (borrowed) + flush
 
   void StartUpstream(bool allow_pooled);
-  void SendToUpstream(std::string data);
+  // Request body bytes towards the upstream, re-framed as one chunk when `as_chunk`.
+  void SendToUpstream(absl::string_view data, bool as_chunk);
+  void EndExchange();  // drops the current exchange (keeps it as the spare for the next one)
   size_t UpstreamBacklog() const;
   void OnRequestComplete();
   void MaybeFinishExchange();
@@ -129,6 +149,11 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   std::string input_;              // received, not yet parsed
   size_t pending_write_bytes_ = 0;
   std::unique_ptr<Exchange> exchange_;
+  std::unique_ptr<Exchange> spare_exchange_;  // reused by the next request
+  std::vector<std::pair<absl::string_view, absl::string_view>> router_headers_;  // OnHead scratch
+  std::string out_owned_;                     // copied bytes of the pieces below
+  OutPiece out_pieces_[kMaxOutPieces];
+  size_t out_piece_count_ = 0;
 };
 
 }  // namespace portico::proxy

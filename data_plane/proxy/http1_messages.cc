@@ -9,7 +9,8 @@ namespace portico::proxy {
 namespace {
 
 void AppendHeader(std::string* out, absl::string_view name, absl::string_view value) {
-  absl::StrAppend(out, name, ": ", value, "\r\n");
+  // Plain appends: Debian's absl::StrAppend zero-fills the grown string first.
+  out->append(name.data(), name.size()).append(": ", 2).append(value.data(), value.size()).append("\r\n", 2);
 }
 
 std::string JsonEscape(absl::string_view text) {
@@ -111,7 +112,7 @@ HopByHopFilter::HopByHopFilter(const Http1Head& head) {
   for (const auto& [name, value] : head.headers) {
     if (!absl::EqualsIgnoreCase(name, "connection")) continue;
     for (absl::string_view token : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-      listed_.push_back(absl::AsciiStrToLower(absl::StripAsciiWhitespace(token)));
+      listed_.push_back(absl::StripAsciiWhitespace(token));
     }
   }
 }
@@ -121,15 +122,16 @@ bool HopByHopFilter::IsHopByHop(absl::string_view name) const {
                      "upgrade"})) {
     return true;
   }
-  for (const std::string& listed : listed_) {
+  for (absl::string_view listed : listed_) {
     if (absl::EqualsIgnoreCase(name, listed)) return true;
   }
   return false;
 }
 
-std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params) {
-  std::string out;
-  out.reserve(512 + request.headers.size() * 48);
+void AppendUpstreamRequestHead(std::string* out_buffer, const Http1Head& request,
+                               const UpstreamRequestParams& params) {
+  std::string& out = *out_buffer;
+  out.reserve(out.size() + 512 + request.headers.size() * 48);
   absl::StrAppend(&out, request.method, " ", params.upstream_path);
   if (params.has_query) absl::StrAppend(&out, "?", params.query);
   out += " HTTP/1.1\r\n";
@@ -160,6 +162,11 @@ std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamReq
   AppendHeader(&out, "X-Forwarded-Port", absl::StrCat(params.local_port));
   if (params.chunked_body) AppendHeader(&out, "Transfer-Encoding", "chunked");
   out += "\r\n";
+}
+
+std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params) {
+  std::string out;
+  AppendUpstreamRequestHead(&out, request, params);
   return out;
 }
 
@@ -173,16 +180,15 @@ ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is
   return client_is_http11 ? ResponseFraming::kChunked : ResponseFraming::kUntilClose;
 }
 
-std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing, bool keep_alive,
-                                        bool client_is_http11,
-                                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
-  std::string out;
-  out.reserve(256 + response.headers.size() * 48);
-  absl::StrAppend(&out, "HTTP/1.1 ", response.status, " ",
+void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, ResponseFraming framing,
+                                  bool keep_alive, bool client_is_http11,
+                                  const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  out->reserve(out->size() + 256 + response.headers.size() * 48);
+  absl::StrAppend(out, "HTTP/1.1 ", response.status, " ",
                   response.reason.empty() ? ReasonPhrase(response.status) : absl::string_view(response.reason),
                   "\r\n");
   const HopByHopFilter hop(response);
-  std::string via;
+  std::string via;  // the upstream's Via values, joined; stays empty (no allocation) when none
   for (const auto& [name, value] : response.headers) {
     if (hop.IsHopByHop(name)) continue;
     if (absl::EqualsIgnoreCase(name, "via")) {
@@ -194,19 +200,30 @@ std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFrami
         framing != ResponseFraming::kNoBody) {
       continue;
     }
-    AppendHeader(&out, name, value);
+    AppendHeader(out, name, value);
   }
-  if (!via.empty()) via += ", ";
-  absl::StrAppend(&via, "1.1 ", kServerToken);
-  AppendHeader(&out, "Via", via);
-  if (framing == ResponseFraming::kChunked) AppendHeader(&out, "Transfer-Encoding", "chunked");
+  static constexpr absl::string_view kOwnVia = "1.1 portico/" PORTICO_VERSION;
+  if (via.empty()) {
+    AppendHeader(out, "Via", kOwnVia);
+  } else {
+    absl::StrAppend(&via, ", ", kOwnVia);
+    AppendHeader(out, "Via", via);
+  }
+  if (framing == ResponseFraming::kChunked) AppendHeader(out, "Transfer-Encoding", "chunked");
   if (!keep_alive) {
-    AppendHeader(&out, "Connection", "close");
+    AppendHeader(out, "Connection", "close");
   } else if (!client_is_http11) {
-    AppendHeader(&out, "Connection", "keep-alive");
+    AppendHeader(out, "Connection", "keep-alive");
   }
-  for (const auto& [name, value] : extra_headers) AppendHeader(&out, name, value);
-  out += "\r\n";
+  for (const auto& [name, value] : extra_headers) AppendHeader(out, name, value);
+  out->append("\r\n");
+}
+
+std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing, bool keep_alive,
+                                        bool client_is_http11,
+                                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  std::string out;
+  AppendDownstreamResponseHead(&out, response, framing, keep_alive, client_is_http11, extra_headers);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "data_plane/proxy/http1_parser.h"
 
@@ -48,11 +49,12 @@ std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view ho
 // Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
 class HopByHopFilter {
  public:
+  // REQUIRES: `head` outlives the filter (the listed names point into its values).
   explicit HopByHopFilter(const Http1Head& head);
   bool IsHopByHop(absl::string_view name) const;
 
  private:
-  std::vector<std::string> listed_;  // lowercase names from Connection headers
+  absl::InlinedVector<absl::string_view, 4> listed_;  // names from Connection headers, as sent
 };
 
 struct UpstreamRequestParams {
@@ -70,6 +72,8 @@ struct UpstreamRequestParams {
 // Host, Expect and the X-Forwarded-*/X-Real-IP headers the proxy sets), X-Real-IP,
 // X-Forwarded-For (appended), -Proto, -Host, -Port, and Transfer-Encoding: chunked if needed.
 std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params);
+// The same head, appended to `out` (lets the caller reuse one buffer's capacity).
+void AppendUpstreamRequestHead(std::string* out, const Http1Head& request, const UpstreamRequestParams& params);
 
 // How the response body is framed towards the client.
 enum class ResponseFraming {
@@ -87,6 +91,10 @@ ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is
 std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing,
                                         bool keep_alive, bool client_is_http11,
                                         const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+// The same head, appended to `out` (lets the caller reuse one buffer's capacity).
+void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, ResponseFraming framing,
+                                  bool keep_alive, bool client_is_http11,
+                                  const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
 // One chunk of chunked encoding ("<hex>\r\n<data>\r\n"); empty data yields nothing.
 std::string EncodeChunk(absl::string_view data);

@@ -26,7 +26,21 @@ const std::string* Http1Head::Find(absl::string_view name) const {
   return nullptr;
 }
 
-void Http1Head::Clear() { *this = Http1Head(); }
+void Http1Head::Clear() {
+  // In place: the strings and the header vector keep their capacity for the next message.
+  method.clear();
+  url.clear();
+  status = 0;
+  reason.clear();
+  version_major = 1;
+  version_minor = 1;
+  headers.clear();
+  chunked = false;
+  has_content_length = false;
+  content_length = 0;
+  keep_alive = false;
+  upgrade = false;
+}
 
 struct Http1Parser::Llhttp {
   llhttp_t parser;
@@ -127,6 +141,8 @@ bool Http1Parser::CountHead(size_t n) {
 }
 
 int Http1Parser::OnMessageBegin() {
+  // Keep the previous message's header strings (and their capacity) for this one.
+  for (auto& header : head_.headers) spare_headers_.push_back(std::move(header));
   head_.Clear();
   head_bytes_ = 0;
   field_.clear();
@@ -162,7 +178,15 @@ int Http1Parser::OnHeaderValue(absl::string_view data) {
 int Http1Parser::OnHeaderValueComplete() {
   if (!CountHead(4)) return HPE_USER;  // ": " and CRLF
   if (!IsToken(field_)) return HPE_USER;  // llhttp's loose mode lets e.g. spaces through
-  head_.headers.emplace_back(std::move(field_), std::move(value_));
+  if (spare_headers_.empty()) {
+    head_.headers.emplace_back(field_, value_);
+  } else {
+    std::pair<std::string, std::string>& spare = spare_headers_.back();
+    spare.first.assign(field_);
+    spare.second.assign(value_);
+    head_.headers.push_back(std::move(spare));
+    spare_headers_.pop_back();
+  }
   field_.clear();
   value_.clear();
   return HPE_OK;

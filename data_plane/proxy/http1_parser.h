@@ -102,6 +102,9 @@ class Http1Parser {
   std::string field_;
   std::string value_;
   Http1Head head_;
+  // Header name/value strings of earlier messages, reused so that a warm parser allocates
+  // nothing per message (at most the largest message's headers are kept).
+  std::vector<std::pair<std::string, std::string>> spare_headers_;
 };
 
 }  // namespace portico::proxy

@@ -1,5 +1,6 @@
 #include "data_plane/proxy/upstream_connection.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -77,20 +78,53 @@ void UpstreamConnection::MarkTakenFromPool() {
   state_ = State::kActive;
 }
 
-void UpstreamConnection::Write(std::string data) {
-  if (data.empty() || state_ == State::kClosing || has_deferred_error_) return;
-  pending_write_bytes_ += data.size();
+void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {
+  if (state_ == State::kClosing || has_deferred_error_) return;
+  size_t total = 0;
+  for (absl::string_view part : parts) total += part.size();
+  if (total == 0) return;
   if (state_ == State::kConnecting) {
-    before_connect_.push_back(std::move(data));
+    std::string joined;
+    joined.reserve(total);
+    for (absl::string_view part : parts) joined.append(part.data(), part.size());
+    pending_write_bytes_ += total;
+    before_connect_.push_back(std::move(joined));
     return;
   }
-  StartWrite(std::move(data));
+  StartWrite(parts.begin(), parts.size(), total);
   RearmTimer();
 }
 
-void UpstreamConnection::StartWrite(std::string data) {
+void UpstreamConnection::StartWrite(const absl::string_view* parts, size_t count, size_t total) {
+  constexpr size_t kMaxParts = 8;
+  uv_buf_t bufs[kMaxParts];
+  size_t buf_count = 0;
+  bool too_many_parts = false;
+  for (size_t i = 0; i < count; ++i) {
+    if (parts[i].empty()) continue;
+    if (buf_count == kMaxParts) {
+      too_many_parts = true;
+      break;
+    }
+    bufs[buf_count++] = uv_buf_init(const_cast<char*>(parts[i].data()), static_cast<unsigned int>(parts[i].size()));
+  }
+  // uv_try_write: no request, no drain callback, no epoll_ctl when the kernel takes it all. It
+  // refuses (UV_EAGAIN) while earlier uv_writes are queued, which keeps the byte order.
+  const int tried = too_many_parts ? UV_EAGAIN
+                                   : uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs,
+                                                  static_cast<unsigned int>(buf_count));
+  size_t skip = tried > 0 ? static_cast<size_t>(tried) : 0;  // errors resurface from uv_write
+  if (skip >= total) return;
   auto* write = new WriteRequest;
-  write->data = std::move(data);
+  write->data.reserve(total - skip);
+  for (size_t i = 0; i < count; ++i) {
+    absl::string_view part = parts[i];
+    const size_t dropped = std::min(skip, part.size());
+    part.remove_prefix(dropped);
+    skip -= dropped;
+    write->data.append(part.data(), part.size());
+  }
+  pending_write_bytes_ += write->data.size();
   uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
   if (uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, Uv::Written) != 0) {
     pending_write_bytes_ -= write->data.size();
@@ -158,10 +192,13 @@ void UpstreamConnection::OnConnected(int status) {
   state_ = State::kActive;
   uv_tcp_nodelay(&tcp_, 1);
   while (!before_connect_.empty() && state_ == State::kActive && !has_deferred_error_) {
-    std::string data = std::move(before_connect_.front());
+    const std::string data = std::move(before_connect_.front());
     before_connect_.pop_front();
-    StartWrite(std::move(data));
+    pending_write_bytes_ -= data.size();
+    const absl::string_view part(data);
+    StartWrite(&part, 1, data.size());
   }
+  for (const std::string& data : before_connect_) pending_write_bytes_ -= data.size();
   before_connect_.clear();
   UpdateReading();
   RearmTimer();
@@ -289,6 +326,7 @@ void UpstreamConnection::OnRead(ssize_t nread, const char* data) {
     if (state_ == State::kClosing) return;  // the observer aborted from a callback
     switch (result.outcome) {
       case Http1Parser::Outcome::kNeedMore:
+        NotifyReadEnd();
         RearmTimer();
         return;
       case Http1Parser::Outcome::kMessageDone:
@@ -297,6 +335,7 @@ void UpstreamConnection::OnRead(ssize_t nread, const char* data) {
         if (interim_done_) {  // a 1xx response: keep parsing for the final one
           interim_done_ = false;
           if (n == 0) {
+            NotifyReadEnd();
             RearmTimer();
             return;
           }
@@ -311,6 +350,10 @@ void UpstreamConnection::OnRead(ssize_t nread, const char* data) {
         return;
     }
   }
+}
+
+void UpstreamConnection::NotifyReadEnd() {
+  if (observer_ != nullptr && state_ == State::kActive) observer_->OnUpstreamReadEnd();
 }
 
 void UpstreamConnection::CompleteResponse() {

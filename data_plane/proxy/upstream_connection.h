@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <string>
 
 #include <uv.h>
@@ -59,6 +60,10 @@ class UpstreamObserver {
   virtual void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) = 0;
   // Pending writes fell below the low-water mark.
   virtual void OnUpstreamWriteDrained() = 0;
+  // One read callback ended without completing the response. The views passed to OnUpstreamBody
+  // point into the worker's read buffer and are valid only until this returns: the observer
+  // writes or copies what it kept (and may Abort() the connection).
+  virtual void OnUpstreamReadEnd() = 0;
 };
 
 class UpstreamConnection final : public Http1ParserDelegate {
@@ -80,8 +85,11 @@ class UpstreamConnection final : public Http1ParserDelegate {
   State state() const { return state_; }
   const std::string& pool_key() const { return pool_key_; }
 
-  // Queues bytes; they are sent once connected.
-  void Write(std::string data);
+  // Sends the concatenation of `parts` (once connected). The kernel gets them right away with one
+  // vectored write when it can; only what it does not take is copied. Errors are reported
+  // asynchronously (OnUpstreamFailure), never from inside Write().
+  void Write(std::initializer_list<absl::string_view> parts);
+  void Write(absl::string_view data) { Write(std::initializer_list<absl::string_view>{data}); }
   size_t pending_write_bytes() const { return pending_write_bytes_; }
   void PauseReading();
   void ResumeReading();
@@ -114,7 +122,8 @@ class UpstreamConnection final : public Http1ParserDelegate {
   void CompleteResponse();
   void RearmTimer();
   void UpdateReading();
-  void StartWrite(std::string data);
+  void StartWrite(const absl::string_view* parts, size_t count, size_t total);
+  void NotifyReadEnd();
 
   Worker& worker_;
   const std::string pool_key_;
@@ -128,7 +137,7 @@ class UpstreamConnection final : public Http1ParserDelegate {
   UpstreamObserver* observer_ = nullptr;
   UpstreamTimeouts timeouts_;
   std::deque<std::string> before_connect_;
-  size_t pending_write_bytes_ = 0;
+  size_t pending_write_bytes_ = 0;   // bytes in before_connect_ plus bytes in queued uv_writes
   bool reading_ = false;
   bool reading_paused_ = false;      // by the observer (downstream backpressure)
   bool awaiting_response_ = false;   // attached and the final response not complete yet

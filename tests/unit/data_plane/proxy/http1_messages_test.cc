@@ -55,6 +55,52 @@ TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
   EXPECT_FALSE(collector.heads[1].keep_alive);
 }
 
+TEST(Http1ParserTest, ReusedHeaderStringsNeverLeakBetweenMessages) {
+  // The parser recycles header strings of earlier messages: every head must still carry exactly
+  // its own headers, whatever the previous message looked like.
+  Collector collector;
+  Http1Parser parser(Http1Parser::Kind::kRequest, &collector, 16384);
+  const std::string long_value(300, 'v');
+  const std::vector<std::string> messages = {
+      absl::StrCat("GET /1 HTTP/1.1\r\nHost: first.example\r\nX-A: ", long_value, "\r\nX-B: b\r\n\r\n"),
+      "GET /2 HTTP/1.1\r\nH: 2\r\n\r\n",
+      "GET /3 HTTP/1.1\r\nOne: 1\r\nTwo: 22\r\nThree: 333\r\nFour: 4444\r\nEmpty:\r\n\r\n",
+      "GET /4 HTTP/1.1\r\n\r\n",
+  };
+  std::string input;
+  for (const std::string& message : messages) input += message;
+  size_t offset = 0;
+  while (offset < input.size()) {
+    const Http1Parser::Result r = parser.Execute(input.data() + offset, input.size() - offset);
+    ASSERT_EQ(r.outcome, Http1Parser::Outcome::kMessageDone);
+    offset += r.consumed;
+  }
+  ASSERT_EQ(collector.heads.size(), 4u);
+  ASSERT_EQ(collector.heads[0].headers.size(), 3u);
+  EXPECT_EQ(collector.heads[0].headers[1].second, long_value);
+  ASSERT_EQ(collector.heads[1].headers.size(), 1u);
+  EXPECT_EQ(collector.heads[1].headers[0], std::make_pair(std::string("H"), std::string("2")));
+  EXPECT_EQ(collector.heads[1].url, "/2");
+  ASSERT_EQ(collector.heads[2].headers.size(), 5u);
+  EXPECT_EQ(collector.heads[2].headers[0], std::make_pair(std::string("One"), std::string("1")));
+  EXPECT_EQ(collector.heads[2].headers[3], std::make_pair(std::string("Four"), std::string("4444")));
+  EXPECT_EQ(collector.heads[2].headers[4], std::make_pair(std::string("Empty"), std::string()));
+  EXPECT_TRUE(collector.heads[3].headers.empty());
+  EXPECT_EQ(collector.heads[3].url, "/4");
+  EXPECT_EQ(collector.heads[3].Find("host"), nullptr);
+}
+
+TEST(Http1MessagesTest, ConnectionListedHeadersAreHopByHopCaseInsensitively) {
+  Http1Head head;
+  head.headers = {{"Connection", " Keep-Alive , X-Secret,x-other "}, {"X-Secret", "s"}};
+  const HopByHopFilter filter(head);
+  EXPECT_TRUE(filter.IsHopByHop("x-secret"));
+  EXPECT_TRUE(filter.IsHopByHop("X-OTHER"));
+  EXPECT_TRUE(filter.IsHopByHop("keep-alive"));
+  EXPECT_TRUE(filter.IsHopByHop("Transfer-Encoding"));
+  EXPECT_FALSE(filter.IsHopByHop("X-Public"));
+}
+
 TEST(Http1ParserTest, HeadLimitAndMalformedInput) {
   Collector collector;
   Http1Parser small(Http1Parser::Kind::kRequest, &collector, 1024);

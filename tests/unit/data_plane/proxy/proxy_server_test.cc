@@ -3,9 +3,13 @@
 #include "data_plane/proxy/proxy_server.h"
 
 #include <netinet/in.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -802,6 +806,212 @@ TEST_F(ProxyServerTest, StartAndStopRepeatedlyWithOpenConnections) {
     EXPECT_TRUE(busy.WaitClosed());
     proxy_.reset();
   }
+}
+
+// ---- fast path: continuous client reads, try-write, gathered head + body --------------------
+
+TEST_F(ProxyServerTest, PipelinedRequestsArrivingInTinyPieces) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  std::string batch = Get("/r/a");
+  batch += "POST /r/b HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world";
+  batch += "POST /r/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  batch += Get("/r/d");
+  for (size_t offset = 0; offset < batch.size(); offset += 3) {  // every request split many times
+    ASSERT_TRUE(client.Send(batch.substr(offset, 3)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ClientResponse a = client.ReadResponse();
+  ASSERT_TRUE(a.ok);
+  EXPECT_EQ(a.Header("X-Seen-Target"), "/a");
+  ClientResponse b = client.ReadResponse();
+  ASSERT_TRUE(b.ok);
+  EXPECT_EQ(b.body, "hello world");
+  ClientResponse c = client.ReadResponse();
+  ASSERT_TRUE(c.ok);
+  EXPECT_EQ(c.body, "abcde");
+  ClientResponse d = client.ReadResponse();
+  ASSERT_TRUE(d.ok);
+  EXPECT_EQ(d.Header("X-Seen-Target"), "/d");
+  EXPECT_EQ(upstream_->accepted(), 1);
+}
+
+TEST_F(ProxyServerTest, PipelinedRequestsQueuedWhileTheUpstreamIsSlow) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, request.target);
+    reply.delay_ms = 30;  // the next requests arrive while this exchange is in flight
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/1")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(client.Send(Get("/r/2") + Get("/r/3")));
+  for (int i = 1; i <= 3; ++i) {
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.body, absl::StrCat("/", i));
+  }
+}
+
+TEST_F(ProxyServerTest, ClientHalfClosingDuringTheExchangeGetsTheResponse) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, request.target);
+    reply.delay_ms = 50;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/x")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the exchange is in flight
+  client.ShutdownWrite();
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.body, "/x");
+  EXPECT_TRUE(client.WaitClosed());
+}
+
+TEST_F(ProxyServerTest, LargeHeadersBothWays) {
+  std::string response_headers;
+  for (int i = 0; i < 40; ++i) absl::StrAppend(&response_headers, "X-Resp-", i, ": ", std::string(1000, 'r'), "\r\n");
+  upstream_ = std::make_unique<TestUpstream>([response_headers](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, absl::StrCat("headers=", request.headers.size()), response_headers);
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  std::string request_headers;
+  for (int i = 0; i < 48; ++i) absl::StrAppend(&request_headers, "X-Req-", i, ": ", std::string(1000, 'q'), "\r\n");
+  RawClient client(proxy_->port());
+  for (int round = 0; round < 2; ++round) {  // pipelined: both heads sent at once the second time
+    const std::string one = Get("/r/big", request_headers);
+    ASSERT_TRUE(client.Send(round == 0 ? one : one + one));
+    for (int n = 0; n < round + 1; ++n) {
+      ClientResponse response = client.ReadResponse();
+      ASSERT_TRUE(response.ok) << round;
+      EXPECT_EQ(response.status, 200);
+      EXPECT_EQ(response.Header("X-Resp-39"), std::string(1000, 'r'));
+      EXPECT_TRUE(absl::StartsWith(response.body, "headers="));
+    }
+  }
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  ASSERT_EQ(received.size(), 3u);
+  for (const ReceivedRequest& request : received) {
+    EXPECT_EQ(request.Header("X-Req-0"), std::string(1000, 'q'));
+    EXPECT_EQ(request.Header("X-Req-47"), std::string(1000, 'q'));
+  }
+}
+
+TEST_F(ProxyServerTest, ManyChunksInOneUpstreamReadAndHeadAloneInARead) {
+  std::string chunks;
+  std::string expected;
+  for (int i = 0; i < 40; ++i) {  // more pieces than one gathered write holds
+    const std::string data(static_cast<size_t>(i % 7 + 1), static_cast<char>('a' + i % 26));
+    absl::StrAppend(&chunks, absl::Hex(data.size()), "\r\n", data, "\r\n");
+    expected += data;
+  }
+  upstream_ = std::make_unique<TestUpstream>([chunks](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";  // the head alone first
+    reply.pieces = {chunks + "0\r\n\r\n"};
+    reply.piece_delay_ms = 30;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(client.Send(Get("/r")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_TRUE(response.chunked);
+    EXPECT_EQ(response.body, expected);
+  }
+}
+
+// A client that does not read a big response: the proxy stops reading the upstream instead of
+// buffering the body, so the upstream's writes stall well before the end.
+TEST_F(ProxyServerTest, SlowReaderWithBigResponseObeysBackpressure) {
+  constexpr size_t kBodyBytes = 96u << 20;
+  const int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listen_fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(listen_fd, 4), 0);
+  socklen_t length = sizeof(address);
+  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const uint16_t upstream_port = ntohs(address.sin_port);
+
+  std::atomic<size_t> written{0};
+  std::atomic<bool> stop{false};
+  timeval tv{0, 100 * 1000};  // bounds every blocking call of the server thread
+  ::setsockopt(listen_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::thread server([&] {
+    int fd = -1;
+    while (fd < 0 && !stop.load()) fd = ::accept(listen_fd, nullptr, nullptr);
+    if (fd < 0) return;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string request;
+    char buffer[4096];
+    while (request.find("\r\n\r\n") == std::string::npos && !stop.load()) {
+      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+      if (n == 0) break;
+      if (n > 0) request.append(buffer, static_cast<size_t>(n));
+    }
+    const std::string head = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", kBodyBytes, "\r\n\r\n");
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    std::string block(64 * 1024, '\0');
+    while (written.load() < kBodyBytes && !stop.load()) {
+      const size_t offset = written.load();
+      const size_t size = std::min(block.size(), kBodyBytes - offset);
+      for (size_t i = 0; i < size; ++i) block[i] = static_cast<char>('a' + (offset + i) % 23);
+      size_t sent = 0;
+      while (sent < size && !stop.load()) {
+        const ssize_t n = ::send(fd, block.data() + sent, size - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+          sent += static_cast<size_t>(n);
+          written.fetch_add(static_cast<size_t>(n));
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          stop.store(true);
+        }
+      }
+    }
+    ::close(fd);
+  });
+
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_port)}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port(), 30000);
+  ASSERT_TRUE(client.Send(Get("/r/big")));
+  // Wait until the upstream's writes stall (no progress for 300 ms) or it wrote everything.
+  size_t last = 0;
+  int still = 0;
+  for (int i = 0; i < 200 && still < 6 && written.load() < kBodyBytes; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const size_t now = written.load();
+    still = now == last ? still + 1 : 0;
+    last = now;
+  }
+  EXPECT_LT(written.load(), kBodyBytes / 2) << "the proxy buffered the body instead of pausing the upstream";
+  ClientResponse response = client.ReadResponse();  // now read it all
+  stop.store(true);
+  server.join();
+  ::close(listen_fd);
+  ASSERT_TRUE(response.ok);
+  ASSERT_EQ(response.body.size(), kBodyBytes);
+  size_t mismatches = 0;
+  for (size_t i = 0; i < response.body.size(); ++i) {
+    if (response.body[i] != static_cast<char>('a' + i % 23)) ++mismatches;
+  }
+  EXPECT_EQ(mismatches, 0u);
 }
 
 TEST(ProxyServerStartTest, RejectsBadOptions) {
