@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -124,6 +125,13 @@ int Serve(int argc, char** argv) {
   sync_options.admission_burst = admission_burst;
   sync_options.max_concurrent_full_sends = max_full_sends;
   sync_options.hello_timeout = absl::Seconds(hello_timeout_s);
+  if (const char* crash = std::getenv("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS")) {
+    // Test-only fault injection (see SyncServerOptions::test_crash_after_chunks).
+    if (!absl::SimpleAtoi(crash, &sync_options.test_crash_after_chunks)) {
+      return Fail(absl::InvalidArgumentError("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS must be a number"));
+    }
+    PORTICO_LOG(kWarn, "cp", "TEST fault switch PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=", crash);
+  }
   sync_options.ack_timeout = absl::Seconds(ack_timeout_s);
   sync_options.metrics = &registry;
   Store* store_ptr = store->get();

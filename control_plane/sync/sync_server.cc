@@ -4,6 +4,7 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -382,6 +383,12 @@ void DpSession::OnReadDone(bool ok) {
 void DpSession::OnWriteDone(bool ok) {
   std::lock_guard<std::mutex> lock(impl_.mu_);
   write_in_flight_ = false;
+  if (size_t crash_at = impl_.options_.test_crash_after_chunks;
+      crash_at > 0 && ok && sending_ && next_chunk_ == crash_at && crash_at < sending_->chunk_count()) {
+    PORTICO_LOG(kWarn, "cp-sync", "TEST fault switch: crashing after ", crash_at, " of ",
+                sending_->chunk_count(), " chunks of version ", sending_->version.version);
+    raise(SIGKILL);
+  }
   if (sending_ && next_chunk_ == sending_->chunk_count()) EndSendLocked();
   if (closing_) {
     if (finished_) return;

@@ -45,6 +45,10 @@ struct SyncServerOptions {
   int max_concurrent_full_sends = 32;
   // Where the portico_cp_* metrics go; null = a private registry (see metrics_text()).
   metrics::Registry* metrics = nullptr;
+  // TEST ONLY (fault injection): when > 0, the process kills itself with SIGKILL as soon as this
+  // many chunks of a snapshot that has more chunks have been written to a DP, i.e. a CP crash in
+  // the middle of a send. Set from PORTICO_TEST_CP_CRASH_AFTER_CHUNKS by main.cc.
+  size_t test_crash_after_chunks = 0;
 };
 
 // Counters for tests and the benchmark (the same figures are exported as metrics).
