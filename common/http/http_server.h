@@ -55,7 +55,5 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Reason phrase for a status code ("Not Found"); "Unknown" for codes it does not know.
-const char* HttpReasonPhrase(int status);
 
 }  // namespace portico

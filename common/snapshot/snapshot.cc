@@ -123,15 +123,6 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
   return out;
 }
 
-void ToRef(const ConfigVersion& v, sync::v1::VersionRef* ref) {
-  ref->set_epoch(v.epoch);
-  ref->set_version(v.version);
-  ref->set_hash(v.hash);
-}
-
-ConfigVersion FromRef(const sync::v1::VersionRef& ref) {
-  return ConfigVersion{ref.epoch(), ref.version(), ref.hash()};
-}
 
 }  // namespace
 
@@ -182,7 +173,7 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
   auto snapshot = std::make_shared<BuiltSnapshot>();
   snapshot->version = stored.version;
   snapshot->version.hash = hasher.Finish();
-  ToRef(snapshot->version, payload.mutable_ref());
+  ToVersionRef(snapshot->version, payload.mutable_ref());
 
   std::string raw;
   if (!payload.SerializeToString(&raw)) return absl::InternalError("cannot serialize payload");
@@ -205,7 +196,7 @@ void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t non
                        sync::v1::SnapshotChunk* out) {
   out->Clear();
   out->set_nonce(nonce);
-  ToRef(snapshot.version, out->mutable_target());
+  ToVersionRef(snapshot.version, out->mutable_target());
   out->set_encoding(sync::v1::SnapshotChunk::GZIP);
   out->set_compressed_size(snapshot.compressed.size());
   out->set_uncompressed_size(snapshot.uncompressed_size);
@@ -302,7 +293,7 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
     Reset();
     active_ = true;
     nonce_ = chunk.nonce();
-    target_ = FromRef(chunk.target());
+    target_ = FromVersionRef(chunk.target());
     encoding_ = chunk.encoding();
     compressed_size_ = chunk.compressed_size();
     uncompressed_size_ = chunk.uncompressed_size();
@@ -325,13 +316,13 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
   } else {
     if (!active_) {
       nonce_ = chunk.nonce();
-      target_ = FromRef(chunk.target());
+      target_ = FromVersionRef(chunk.target());
       return absl::InvalidArgumentError(absl::StrCat("chunk ", chunk.index(), " without chunk 0"));
     }
     if (chunk.nonce() != nonce_ || chunk.index() != next_index_ || chunk.count() != count_ ||
         chunk.compressed_size() != compressed_size_ ||
         chunk.uncompressed_size() != uncompressed_size_ || chunk.encoding() != encoding_ ||
-        FromRef(chunk.target()) != target_) {
+        FromVersionRef(chunk.target()) != target_) {
       std::string why = absl::StrCat("unexpected chunk nonce=", chunk.nonce(), " index=",
                                      chunk.index(), "; expected nonce=", nonce_, " index=",
                                      next_index_);
@@ -368,6 +359,16 @@ int NackCodeFor(const absl::Status& status) {
     case absl::StatusCode::kResourceExhausted: return sync::v1::Nack::TOO_LARGE;
     default: return sync::v1::Nack::INTERNAL;
   }
+}
+
+void ToVersionRef(const ConfigVersion& version, sync::v1::VersionRef* ref) {
+  ref->set_epoch(version.epoch);
+  ref->set_version(version.version);
+  ref->set_hash(version.hash);
+}
+
+ConfigVersion FromVersionRef(const sync::v1::VersionRef& ref) {
+  return ConfigVersion{ref.epoch(), ref.version(), ref.hash()};
 }
 
 }  // namespace portico

@@ -25,9 +25,14 @@
 
 namespace portico::sync::v1 {
 class SnapshotChunk;
+class VersionRef;
 }  // namespace portico::sync::v1
 
 namespace portico {
+
+// ConfigVersion <-> the wire's VersionRef (epoch, version, hash), used by both stream ends.
+void ToVersionRef(const ConfigVersion& version, sync::v1::VersionRef* ref);
+ConfigVersion FromVersionRef(const sync::v1::VersionRef& ref);
 
 inline constexpr size_t kDefaultSnapshotChunkBytes = size_t{1} << 20;        // 1 MiB
 inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{512} << 20;    // 512 MiB raw

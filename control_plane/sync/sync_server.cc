@@ -43,15 +43,6 @@ constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 // Published versions remembered for lag_seconds and the convergence histogram.
 constexpr size_t kHistoryDepth = 256;
 
-void ToRef(const ConfigVersion& v, sync::v1::VersionRef* ref) {
-  ref->set_epoch(v.epoch);
-  ref->set_version(v.version);
-  ref->set_hash(v.hash);
-}
-
-ConfigVersion FromRef(const sync::v1::VersionRef& ref) {
-  return ConfigVersion{ref.epoch(), ref.version(), ref.hash()};
-}
 
 std::string Truncate(std::string text) {
   if (text.size() > kMaxErrorText) text.resize(kMaxErrorText);
@@ -542,7 +533,7 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   node_id_ = cert_.node_id;
   phase_ = Phase::kActive;
   active_since_ = SteadyClock::now();
-  serving_ = FromRef(hello.serving());
+  serving_ = FromVersionRef(hello.serving());
   SyncServer::Impl::NodeRecord& record = RecordLocked();
   if (record.active_session != 0) {
     auto old = impl_.sessions_.find(record.active_session);
@@ -575,11 +566,11 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   hr->add_capabilities("enc.gzip");
   hr->set_heartbeat_interval_s(static_cast<uint32_t>(
       std::max<int64_t>(1, absl::ToInt64Seconds(impl_.options_.heartbeat_interval))));
-  if (latest) ToRef(latest->version, hr->mutable_latest());
+  if (latest) ToVersionRef(latest->version, hr->mutable_latest());
   control_.push_back(std::move(reply));
   if (up_to_date) {
     CpMessage msg;
-    ToRef(latest->version, msg.mutable_up_to_date()->mutable_latest());
+    ToVersionRef(latest->version, msg.mutable_up_to_date()->mutable_latest());
     control_.push_back(std::move(msg));
     impl_.metrics().push_up_to_date->Inc();
   }
@@ -607,7 +598,7 @@ void DpSession::HandleMessageLocked(const DpMessage& msg) {
       }
       unacked_ = false;
       stale_ = false;
-      const ConfigVersion serving = FromRef(ack.serving());
+      const ConfigVersion serving = FromVersionRef(ack.serving());
       MarkServingLocked(serving);
       impl_.metrics().push_ack->Inc();
       if (const PublishedVersion* pv = impl_.FindPublishedLocked(serving);
@@ -631,11 +622,11 @@ void DpSession::HandleMessageLocked(const DpMessage& msg) {
       }
       unacked_ = false;
       stale_ = false;
-      MarkServingLocked(FromRef(nack.serving()));
+      MarkServingLocked(FromVersionRef(nack.serving()));
       impl_.metrics().push_nack->Inc();
       if (!owner) break;
       SyncServer::Impl::NodeRecord& record = RecordLocked();
-      record.nacked = FromRef(nack.rejected());
+      record.nacked = FromVersionRef(nack.rejected());
       ++record.status.nack_count;
       record.status.state = "nacked";
       record.status.last_error =
@@ -646,7 +637,7 @@ void DpSession::HandleMessageLocked(const DpMessage& msg) {
     }
     case DpMessage::kHeartbeat:
       if (unacked_) break;  // the ACK/NACK decides what it serves
-      MarkServingLocked(FromRef(msg.heartbeat().serving()));
+      MarkServingLocked(FromVersionRef(msg.heartbeat().serving()));
       break;
     default:
       PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": unexpected message ", msg.msg_case());

@@ -38,47 +38,11 @@ bool IsOneOf(absl::string_view name, std::initializer_list<absl::string_view> na
 
 }  // namespace
 
-absl::string_view ReasonPhrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
-  }
-}
 
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
                               const std::vector<std::pair<std::string, std::string>>& extra_headers) {
   const std::string body = absl::StrCat("{\"message\":\"", JsonEscape(message), "\"}");
-  std::string out = absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
+  std::string out = absl::StrCat("HTTP/1.1 ", status, " ", HttpReasonPhrase(status), "\r\n");
   AppendHeader(&out, "Content-Type", "application/json; charset=utf-8");
   AppendHeader(&out, "Content-Length", absl::StrCat(body.size()));
   AppendHeader(&out, "Server", kServerToken);
@@ -98,7 +62,7 @@ std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view ho
     headers.emplace_back("Upgrade", "TLS/1.2, HTTP/1.1");
     return BuildKongResponse(426, kMsgHttpsRequired, close, headers);
   }
-  std::string out = absl::StrCat("HTTP/1.1 ", redirect_status, " ", ReasonPhrase(redirect_status), "\r\n");
+  std::string out = absl::StrCat("HTTP/1.1 ", redirect_status, " ", HttpReasonPhrase(redirect_status), "\r\n");
   AppendHeader(&out, "Location", absl::StrCat("https://", absl::AsciiStrToLower(StripPort(host)), path_and_query));
   AppendHeader(&out, "Content-Length", "0");
   AppendHeader(&out, "Server", kServerToken);
@@ -185,7 +149,7 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
                                   const std::vector<std::pair<std::string, std::string>>& extra_headers) {
   out->reserve(out->size() + 256 + response.headers.size() * 48);
   absl::StrAppend(out, "HTTP/1.1 ", response.status, " ",
-                  response.reason.empty() ? ReasonPhrase(response.status) : absl::string_view(response.reason),
+                  response.reason.empty() ? HttpReasonPhrase(response.status) : absl::string_view(response.reason),
                   "\r\n");
   const HopByHopFilter hop(response);
   std::string via;  // the upstream's Via values, joined; stays empty (no allocation) when none

@@ -8,6 +8,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
+#include "common/http/message.h"
 #include "data_plane/proxy/http1_parser.h"
 
 #ifndef PORTICO_VERSION
@@ -29,8 +30,6 @@ inline constexpr absl::string_view kMsgNameResolution = "name resolution failed"
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
 inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
 
-// Standard reason phrase ("Not Found"), or "Unknown".
-absl::string_view ReasonPhrase(int status);
 
 // A complete response: JSON body {"message":...}, Content-Type, Content-Length, Server, and
 // `Connection: close` when `close` is true. `extra_headers` go before the body.

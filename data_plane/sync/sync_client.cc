@@ -35,12 +35,6 @@ constexpr size_t kMaxNackText = 4096;
 constexpr double kBackoffMultiplier = 1.6;
 constexpr double kJitter = 0.2;
 
-void ToRef(const ConfigVersion& v, sync::v1::VersionRef* ref) {
-  ref->set_epoch(v.epoch);
-  ref->set_version(v.version);
-  ref->set_hash(v.hash);
-}
-
 // Serializes writes from the client and heartbeat threads; no write after WritesDone().
 class StreamWriter {
  public:
@@ -254,7 +248,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
   hello->set_dp_build(options_.dp_build);
   hello->add_capabilities("enc.gzip");
   ConfigVersion serving = Serving();
-  if (!serving.empty()) ToRef(serving, hello->mutable_serving());
+  if (!serving.empty()) ToVersionRef(serving, hello->mutable_serving());
   hello->set_hostname(options_.hostname);
   hello->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello->set_max_snapshot_bytes(options_.max_snapshot_bytes);
@@ -294,7 +288,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
               }
               DpMessage hb;
               ConfigVersion now_serving = Serving();
-              if (!now_serving.empty()) ToRef(now_serving, hb.mutable_heartbeat()->mutable_serving());
+              if (!now_serving.empty()) ToVersionRef(now_serving, hb.mutable_heartbeat()->mutable_serving());
               hb.mutable_heartbeat()->set_uptime_s(static_cast<uint64_t>(
                   std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_).count()));
               if (options_.requests_total) {
@@ -380,9 +374,9 @@ void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
   DpMessage msg;
   sync::v1::Nack* nack = msg.mutable_nack();
   nack->set_nonce(nonce);
-  ToRef(rejected, nack->mutable_rejected());
+  ToVersionRef(rejected, nack->mutable_rejected());
   ConfigVersion serving = Serving();
-  if (!serving.empty()) ToRef(serving, nack->mutable_serving());
+  if (!serving.empty()) ToVersionRef(serving, nack->mutable_serving());
   nack->set_code(static_cast<sync::v1::Nack::Code>(code));
   nack->set_message(message.substr(0, kMaxNackText));
   {
@@ -502,7 +496,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   DpMessage msg;
   sync::v1::Ack* ack = msg.mutable_ack();
   ack->set_nonce(nonce);
-  ToRef(decoded->version, ack->mutable_serving());
+  ToVersionRef(decoded->version, ack->mutable_serving());
   ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
   ack->set_persisted(persisted);
   writer->Write(msg);
