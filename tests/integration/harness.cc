@@ -11,6 +11,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
+#include <set>
+#include <random>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -38,18 +42,41 @@ TempDir::~TempDir() {
   }
 }
 
-uint16_t PickFreePort() {
+namespace {
+
+// True if 127.0.0.1:port can be bound right now.
+bool PortIsFree(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  uint16_t port = ntohs(addr.sin_port);
+  addr.sin_port = htons(port);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   close(fd);
-  return port;
+  return ok;
+}
+
+}  // namespace
+
+// Ports come from 20000-32767, below the kernel's ephemeral range (32768-60999 by default), so
+// an outgoing connection (a load loop, the DP's upstream or CP connections) can never take a port
+// between the moment it is picked and the moment the child process binds it. Random start per
+// process and no port handed out twice in one process keep parallel tests apart.
+uint16_t PickFreePort() {
+  static std::mutex mu;
+  static std::set<uint16_t> handed_out;
+  static std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
+                          static_cast<uint32_t>(time(nullptr)));
+  constexpr uint16_t kLow = 20000, kCount = 12768;
+  std::lock_guard<std::mutex> lock(mu);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const uint16_t port = static_cast<uint16_t>(kLow + rng() % kCount);
+    if (handed_out.count(port) != 0 || !PortIsFree(port)) continue;
+    handed_out.insert(port);
+    return port;
+  }
+  return 0;
 }
 
 Process::Process(std::string name, std::vector<std::string> argv, std::string log_file,

@@ -27,7 +27,7 @@ class TempDir {
   std::string path_;
 };
 
-// A free TCP port on 127.0.0.1 (bound then released; good enough on a quiet loopback).
+// A free TCP port on 127.0.0.1, outside the kernel's ephemeral range (see harness.cc).
 uint16_t PickFreePort();
 
 // A child process whose stdout+stderr go to a log file. Killed with SIGKILL on destruction.
