@@ -169,7 +169,7 @@ int Serve(int argc, char** argv) {
       {"proxy-listen", "0.0.0.0:8000", "proxy address"},
       {"status-listen", "127.0.0.1:8100", "status listener address"},
       {"workers", "0", "proxy worker threads (0 = one per core)"},
-      {"allow-debug-header", "", "honour Kong-Debug: 1 request headers", true},
+      {"allow-debug-header", "", "answer requests carrying Kong-Debug with Kong-Route-*/Kong-Service-* headers", true},
       {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
                              "atomically after each apply, served at start until the CP answers"},
       {"log-level", "info", "debug|info|warn|error"},

@@ -12,7 +12,7 @@ bash deploy/install-deps.sh
 bash deploy/build.sh portico-cp portico-dp portico-echo
 BIN=$ROOT/build
 mkdir -p "$DATA"
-[ -f "$DATA/certs/ca.crt" ] || "$BIN/control_plane/portico-cp" gen-certs "$DATA/certs" --dp-id dp-1
+[ -f "$DATA/certs/dp.crt" ] || "$BIN/control_plane/portico-cp" gen-certs "$DATA/certs" --dp-id dp-1
 
 pids=()
 cleanup() {

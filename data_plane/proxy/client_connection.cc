@@ -133,7 +133,9 @@ void ClientConnection::Close() {
   state_ = State::kClosing;
   out_piece_count_ = 0;
   if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->Abort();
-  exchange_.reset();
+  // Close() can run inside a write made by code that still holds `*exchange_` (a client write
+  // that fails at once): keep the object alive until the connection itself is destroyed.
+  retired_exchange_ = std::move(exchange_);
   if (!handles_initialised_) {
     worker_.Destroy(this);
     return;
@@ -362,6 +364,7 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   const std::string* expect = head.Find("expect");
   if (expect != nullptr && ex.client_http11 && absl::EqualsIgnoreCase(*expect, "100-continue")) {
     WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
+    if (state_ == State::kClosing) return HeadAction::kError;
   }
   StartUpstream(/*allow_pooled=*/true);
   return HeadAction::kContinue;

@@ -150,6 +150,7 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   size_t pending_write_bytes_ = 0;
   std::unique_ptr<Exchange> exchange_;
   std::unique_ptr<Exchange> spare_exchange_;  // reused by the next request
+  std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
   std::vector<std::pair<absl::string_view, absl::string_view>> router_headers_;  // OnHead scratch
   std::string out_owned_;                     // copied bytes of the pieces below
   OutPiece out_pieces_[kMaxOutPieces];

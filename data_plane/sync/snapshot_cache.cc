@@ -136,7 +136,11 @@ absl::StatusOr<LoadedSnapshot> SnapshotCache::Load() const {
     absl::StatusOr<DecodedSnapshot> decoded = LoadFile(path);
     if (!decoded.ok()) {
       PORTICO_LOG(kError, kLog, "snapshot cache file ", path, " is not usable: ",
-                  decoded.status().ToString());
+                  decoded.status().ToString(), "; moved to ", path, ".bad");
+      // Out of the rotation: the next Store() must not rename a bad cur over a good prev.
+      if (::rename(path.c_str(), (path + ".bad").c_str()) != 0) {
+        PORTICO_LOG(kError, kLog, "rename ", path, ": ", std::strerror(errno));
+      }
       continue;
     }
     LoadedSnapshot loaded;

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,11 +80,34 @@ uint16_t PickFreePort() {
   return 0;
 }
 
+extern "C" char** environ;
+
 Process::Process(std::string name, std::vector<std::string> argv, std::string log_file,
                  std::map<std::string, std::string> extra_env)
     : name_(std::move(name)), log_file_(std::move(log_file)) {
+  // Everything the child needs is built before fork(): the test process has other threads, so
+  // the child may only make async-signal-safe calls (no malloc) before execve.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    if (extra_env.count(key) == 0) env_strings.push_back(std::move(entry));
+  }
+  for (const auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t parent = getpid();
+
   pid_ = fork();
   if (pid_ == 0) {
+    // Die with the test binary, even if it crashes or ctest kills it on a timeout. (Linux ties
+    // this to the forking thread: create Process objects from a thread that outlives them.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     int fd = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
@@ -92,14 +116,10 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
     }
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
-    for (const auto& [k, v] : extra_env) setenv(k.c_str(), v.c_str(), 1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
 }

@@ -126,7 +126,27 @@ TEST(SnapshotCacheTest, FlippedByteInCurIsDetectedAndPrevIsUsed) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     EXPECT_EQ(loaded->file, tmp.path() + "/snapshot.prev");
     EXPECT_EQ(loaded->decoded.version, v1.version);
+    EXPECT_FALSE(std::filesystem::exists(cur)) << "a bad cur stays in the rotation";
+    EXPECT_TRUE(std::filesystem::exists(cur + ".bad"));
   }
+}
+
+TEST(SnapshotCacheTest, StoreAfterLoadingPrevKeepsTheGoodPrev) {
+  TempDir tmp;
+  SnapshotCache cache(tmp.path());
+  CachedSnapshot v1 = MakeSnapshot(1, 3);
+  CachedSnapshot v2 = MakeSnapshot(2, 4);
+  CachedSnapshot v3 = MakeSnapshot(3, 5);
+  ASSERT_TRUE(cache.Store(v1).ok());
+  ASSERT_TRUE(cache.Store(v2).ok());
+  WriteAll(tmp.path() + "/snapshot.cur", "garbage");
+  absl::StatusOr<LoadedSnapshot> loaded = cache.Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->decoded.version, v1.version);
+  ASSERT_TRUE(cache.Store(v3).ok());
+  // cur = v3, prev still the last good file (v1), never the garbage.
+  EXPECT_EQ(ReadAll(tmp.path() + "/snapshot.cur"), SnapshotCache::Encode(v3));
+  EXPECT_EQ(ReadAll(tmp.path() + "/snapshot.prev"), SnapshotCache::Encode(v1));
 }
 
 TEST(SnapshotCacheTest, TruncatedAndForeignFilesAreRefused) {
