@@ -202,9 +202,10 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   void BuilderLoop();
   void TimerLoop();
   void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
-  // Returns true when a new version was published.
-  bool Publish(const StoredConfig& stored, std::optional<SteadyClock::time_point> change_at,
-               int64_t change_wall);
+  // kUnchanged: `latest_` already is this (epoch, version); nothing is built.
+  enum class PublishResult { kPublished, kUnchanged, kFailed };
+  PublishResult Publish(const StoredConfig& stored,
+                        std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
 
   const std::function<absl::StatusOr<StoredConfig>()> read_config_;
   std::unique_ptr<metrics::Registry> own_registry_;
@@ -883,13 +884,15 @@ void SyncServer::Impl::TimerLoop() {
 void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> change_at,
                                        int64_t change_wall) {
   absl::StatusOr<StoredConfig> stored = read_config_();
-  bool published = false;
+  PublishResult result = PublishResult::kFailed;
   if (!stored.ok()) {
     PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
   } else {
-    published = Publish(*stored, change_at, change_wall);
+    result = Publish(*stored, change_at, change_wall);
   }
-  if (!published && change_at) {  // carry the oldest unpublished commit to the next build
+  // A failed build carries the oldest unpublished commit to the next one. An unchanged version
+  // does not: its commit was already published (the notify arrived after the build read it).
+  if (result == PublishResult::kFailed && change_at) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!unpublished_change_ || *change_at < *unpublished_change_) {
       unpublished_change_ = change_at;
@@ -898,15 +901,23 @@ void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> ch
   }
 }
 
-bool SyncServer::Impl::Publish(const StoredConfig& stored,
-                               std::optional<SteadyClock::time_point> change_at,
-                               int64_t change_wall) {
+SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
+    const StoredConfig& stored, std::optional<SteadyClock::time_point> change_at,
+    int64_t change_wall) {
+  {
+    // Every write bumps the version in its own transaction: same epoch and version, same content.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (latest_ && latest_->version.epoch == stored.version.epoch &&
+        latest_->version.version == stored.version.version) {
+      return PublishResult::kUnchanged;
+    }
+  }
   const SteadyClock::time_point build_start = SteadyClock::now();
   absl::Status valid = ValidateConfigSet(ExportableConfig(stored.config));
   if (!valid.ok()) {
     PORTICO_LOG(kError, kLog, "config version ", stored.version.version,
                 " is invalid and is not published: ", valid.ToString());
-    return false;
+    return PublishResult::kFailed;
   }
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
@@ -914,14 +925,14 @@ bool SyncServer::Impl::Publish(const StoredConfig& stored,
       BuildSnapshot(stored, clock_, build_options);
   if (!built.ok()) {
     PORTICO_LOG(kError, kLog, "snapshot build failed: ", built.status().ToString());
-    return false;
+    return PublishResult::kFailed;
   }
   const BuiltSnapshot& s = **built;
   metrics_.builds->Inc();
   metrics_.build_seconds->Observe(SecondsSince(build_start, SteadyClock::now()));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (latest_ && latest_->version == s.version) return false;  // nothing new
+    if (latest_ && latest_->version == s.version) return PublishResult::kUnchanged;
     latest_ = *built;
     ++published_;
     PublishedVersion pv;
@@ -944,7 +955,7 @@ bool SyncServer::Impl::Publish(const StoredConfig& stored,
               ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ",
               s.route_count, " routes, ", s.compressed.size(), " bytes gzip in ",
               s.chunk_count(), " chunks, built in ", absl::FormatDuration(s.build_duration), ")");
-  return true;
+  return PublishResult::kPublished;
 }
 
 void SyncServer::Impl::RecordRejectedLocked(const std::string& node_id,
