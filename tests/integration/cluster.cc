@@ -2,6 +2,8 @@
 
 #include <sys/wait.h>
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 
 namespace portico::testing {
@@ -21,7 +23,9 @@ bool GenerateCerts(const std::string& dir, const std::string& dp_id, std::string
 
 Cluster::Cluster() {
   certs_ = tmp_.path() + "/certs";
-  GenerateCerts(certs_, "dp-it", nullptr);
+  std::string log;
+  certs_ok_ = GenerateCerts(certs_, "dp-it", &log);
+  if (!certs_ok_) std::fprintf(stderr, "gen-certs failed:\n%s\n", log.c_str());
   admin_port_ = PickFreePort();
   cluster_port_ = PickFreePort();
 }
@@ -32,6 +36,7 @@ Cluster::~Cluster() {
 }
 
 bool Cluster::StartCp(std::vector<std::string> extra_args, std::map<std::string, std::string> env) {
+  if (!certs_ok_) return false;
   std::vector<std::string> argv{PORTICO_CP_BIN, "--db", tmp_.File("portico.db"), "--admin-listen",
                                 absl::StrCat("127.0.0.1:", admin_port_), "--cluster-listen",
                                 absl::StrCat("127.0.0.1:", cluster_port_)};
@@ -63,7 +68,10 @@ DataPlane& Cluster::StartDp(DataPlaneOptions o) {
   argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
   dp->process = std::make_unique<Process>("dp", argv, tmp_.File(o.log_name), o.env);
   uint16_t status_port = dp->status_port;
-  WaitFor([&] { return Http(status_port, "GET", "/status").ok; }, 15s);
+  dp->started = WaitFor([&] { return Http(status_port, "GET", "/status").ok; }, 15s);
+  if (!dp->started) {
+    std::fprintf(stderr, "DP on port %u did not start:\n%s\n", dp->proxy_port, dp->process->Log().c_str());
+  }
   dps_.push_back(std::move(dp));
   return *dps_.back();
 }

@@ -19,6 +19,7 @@ struct DataPlane {
   std::unique_ptr<Process> process;
   uint16_t proxy_port = 0;
   uint16_t status_port = 0;
+  bool started = false;  // its status listener answered (StartDp prints its log otherwise)
 };
 
 struct DataPlaneOptions {
@@ -41,11 +42,12 @@ class Cluster {
   Process* cp() { return cp_.get(); }
 
   // Starts (or restarts) the CP on the same ports and database; waits until /status answers 200.
+  // False also when the certificates could not be generated.
   bool StartCp(std::vector<std::string> extra_args = {}, std::map<std::string, std::string> env = {});
   void KillCp(int sig = 9);
 
   // Starts a DP and waits until its status listener answers. Returns its index.
-  DataPlane& StartDp(DataPlaneOptions options = {});
+  DataPlane& StartDp(DataPlaneOptions options = {});  // check .started
 
   HttpResult Admin(const std::string& method, const std::string& target,
                    const nlohmann::json& body = nullptr);
@@ -61,6 +63,7 @@ class Cluster {
  private:
   TempDir tmp_;
   std::string certs_;
+  bool certs_ok_ = false;
   uint16_t admin_port_ = 0, cluster_port_ = 0;
   std::unique_ptr<Process> cp_;
   std::vector<std::unique_ptr<DataPlane>> dps_;

@@ -152,6 +152,8 @@ TEST_F(HybridTest, DpWithCertificateFromAnotherCaNeverGetsConfig) {
   HttpResult p = cluster_.Proxy(rogue_dp, "/api/x");
   EXPECT_EQ(p.status, 404);
   json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
+  ASSERT_TRUE(dps.is_object() && dps.contains("data")) << dps.dump();
+  ASSERT_EQ(dps["data"].size(), 1u) << "only the real DP: " << dps.dump();
   for (const json& dp : dps["data"]) EXPECT_NE(dp["id"], "rogue-dp") << dps.dump();
   EXPECT_TRUE(rogue_dp.process->Running()) << "the DP must keep running and retrying";
 }

@@ -150,7 +150,10 @@ class SyncFaultTest : public ::testing::Test {
   std::string DpMetrics(const DataPlane& dp) { return Http(dp.status_port, "GET", "/metrics").body; }
   json DataPlaneRecord(const std::string& id) {
     json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
-    if (!dps.contains("data")) return nullptr;
+    if (!dps.is_object() || !dps.contains("data")) {
+      ADD_FAILURE() << "GET /clustering/data-planes did not answer a list: " << dps.dump();
+      return nullptr;
+    }
     for (const json& dp : dps["data"]) {
       if (dp.value("id", "") == id) return dp;
     }
@@ -370,7 +373,16 @@ TEST_F(SyncFaultTest, DpRestartWhileCpDownServesFromSnapshotCacheAndRefusesCorru
   ASSERT_EQ(cluster_.Admin("POST", "/services/echo/routes", {{"name", "two"}, {"paths", {"/two"}}}).status, 201);
   ASSERT_TRUE(cluster_.WaitDpSynced(first));
   const uint64_t last = cluster_.CpVersion();
-  ASSERT_TRUE(WaitFor([&] { return Sync(first)["persisted"].get<int>() >= 2; }, 5s)) << Sync(first).dump();
+  // The DP persists after it swaps and before it ACKs, so wait for the CP to record the ACK of
+  // the last version (its status page can show the version before the file is written).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json record = DataPlaneRecord("dp-it");
+        return record.is_object() && record.value("config_version", uint64_t{0}) == last &&
+               record.value("state", "") == "connected_synced";
+      },
+      5s))
+      << Sync(first).dump();
   ASSERT_TRUE(std::filesystem::exists(cache + "/snapshot.cur"));
   ASSERT_TRUE(std::filesystem::exists(cache + "/snapshot.prev"));
 
