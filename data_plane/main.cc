@@ -1,6 +1,6 @@
 // portico-dp: the data plane. DB-less: it receives config snapshots from the CP over mutual-TLS
-// gRPC, keeps them in memory only, and proxies HTTP/1.1. It keeps serving its last config when
-// the CP is gone.
+// gRPC, keeps them in memory (and, only with --snapshot-cache, the last good one on disk), and
+// proxies HTTP/1.1. It keeps serving its last config when the CP is gone.
 #include <unistd.h>
 
 #include <algorithm>
@@ -213,10 +213,8 @@ int Serve(int argc, char** argv) {
     if (!runtime.ok()) return runtime.status();
     proxy_ptr->Publish(*std::move(runtime));
     serving.Set(version, config->services.size(), config->routes.size());
-    PORTICO_LOG(kInfo, "dp", "serving config version ", version.version, " hash ",
-                ToHex(version.hash).substr(0, 12), " (", config->services.size(), " services, ",
-                config->routes.size(), " routes)");
-    return absl::OkStatus();
+    return absl::OkStatus();  // the sync client logs what is served
+
   };
 
   char host_buf[256] = {0};

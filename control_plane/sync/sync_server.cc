@@ -104,7 +104,7 @@ struct PublishedVersion {
 // The metric objects (owned by a Registry; see docs/admin-api.md "/metrics").
 struct SyncMetrics {
   explicit SyncMetrics(metrics::Registry& r)
-      : builds(r.AddCounter("portico_cp_snapshot_builds_total", "Snapshots built and published")),
+      : builds(r.AddCounter("portico_cp_snapshot_builds_total", "Snapshots built (validated, serialized, hashed, gzipped)")),
         build_seconds(r.AddHistogram("portico_cp_snapshot_build_seconds",
                                      "Snapshot build time (read, validate, serialize, hash, gzip)",
                                      {.005, .01, .025, .05, .1, .25, .5, 1, 2, 5})),

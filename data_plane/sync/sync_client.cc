@@ -445,13 +445,10 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
                             current.version, " of the same epoch"));
       return;
     }
-    // Test-only fault switches for integration tests: make every apply fail, or only the
-    // applies of configs that contain a route with a given name.
-    const char* fail = std::getenv("PORTICO_TEST_FAIL_APPLY");
+    // Test-only fault switch for integration tests: fail the applies of configs that contain a
+    // route with a given name.
     absl::Status applied;
-    if (fail != nullptr && std::string(fail) == "1") {
-      applied = absl::InternalError("PORTICO_TEST_FAIL_APPLY=1: apply failure injected");
-    } else if (const std::string& poison = options_.test_fail_apply_if_route_named;
+    if (const std::string& poison = options_.test_fail_apply_if_route_named;
                !poison.empty() &&
                std::any_of(decoded->config->routes.begin(), decoded->config->routes.end(),
                            [&](const config::v1::Route& r) { return r.name() == poison; })) {
