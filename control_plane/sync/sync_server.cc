@@ -966,6 +966,9 @@ void SyncServer::Impl::RecordRejectedLocked(const std::string& node_id,
   const uint64_t nack_count = record.status.nack_count;
   record.status = status;
   record.status.nack_count = nack_count;
+  // What a refused DP claims to serve is not trusted: show it as serving nothing, as lag does.
+  record.status.config_hash.clear();
+  record.status.config_version = 0;
   record.serving = ConfigVersion{};
   record.nacked = nacked;
 }
