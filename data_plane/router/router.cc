@@ -10,15 +10,27 @@
 //   * Candidates are put in host Buckets by the host rules of their route: exact host, "*.suffix"
 //     (keyed by ".suffix"), "prefix.*" (keyed by "prefix."), or the bucket without host rule.
 //     Inside a bucket, plain paths, and regex paths by the literal text every match starts with,
-//     are indexed by a prefix trie; regex paths without such a literal go to an RE2::Set (small
-//     buckets keep flat lists instead). Every index entry is a rank-sorted list.
-//   * Find visits only the buckets the request's host can hit and, in them, only the lists whose
-//     path index matches the request path; it merges those lists by rank and stops at the first
-//     Candidate whose route matches in every configured field.
+//     are indexed by a flat prefix trie; regex paths without such a literal are tried one by one
+//     (up to kMaxFlatRegexes) or filtered by an RE2::Set.
+//   * What the matcher reads per candidate (an Entry: rank, method bits, flags, path length, route
+//     and regex pointers) is copied into every bucket the candidate is in, and each bucket (key,
+//     trie, entries) is laid out contiguously in one arena. A match at 100,000 routes therefore
+//     reads a hash-table slot and one bucket's few cache lines, plus the winner's route, instead of
+//     chasing pointers across the heap (docs/router.md, "Memory layout").
+//   * Find visits only the buckets the request's host can hit and, in them, only the entry ranges
+//     whose path index matches the request path; it merges those ranges by rank and stops at the
+//     first entry whose route matches in every configured field.
 #include "data_plane/router/router.h"
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <memory_resource>
+#include <new>
+#include <type_traits>
+#include <cstring>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
@@ -27,6 +39,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/config/validate.h"
 #include "data_plane/router/prefix_trie.h"
 #include "data_plane/router/route_priority.h"
@@ -39,9 +52,8 @@ namespace {
 using config::v1::Route;
 using config::v1::Service;
 
-// Up to this many plain-path (regex) candidates a bucket keeps a flat list instead of a trie
-// (an RE2::Set): cheaper to build and to store, and bounded work per request.
-constexpr size_t kMaxFlatPrefixes = 8;
+// Up to this many literal-less regex candidates a bucket tries them one by one instead of
+// building an RE2::Set: cheaper to build and to store, and bounded work per request.
 constexpr size_t kMaxFlatRegexes = 4;
 // Memory budget of one bucket's RE2::Set DFA; when exceeded a match falls back to trying the
 // bucket's regexes one by one (still correct, slower).
@@ -73,34 +85,76 @@ struct CompiledRoute {
   std::vector<HeaderRule> headers;
 };
 
-enum class PathKind { kNone, kPrefix, kRegex };
+enum class PathKind : uint8_t { kNone, kPrefix, kRegex };
 
+// Build-time form of one (route, path) pair; the matcher uses Entry.
 struct Candidate {
   uint64_t priority = 0;
   const CompiledRoute* route = nullptr;
   PathKind path_kind = PathKind::kNone;
   std::string path;                        // plain prefix, or the RE2 pattern ("^...")
-  std::unique_ptr<const re2::RE2> regex;   // kRegex only
+  const re2::RE2* regex = nullptr;         // kRegex without rest_regex (owned by Router::Impl)
   std::string regex_literal;               // kRegex: literal prefix of every match (may be "")
+  // kRegex with a non-empty literal whose rest can be matched alone (RegexLiteral): the rest's
+  // regex runs from path byte rest_path_offset, anchored there, instead of `regex` on the path.
+  const re2::RE2* rest_regex = nullptr;
+  uint32_t rest_path_offset = 0;
 };
 
-using RankList = std::vector<uint32_t>;  // candidate ranks, ascending
+// Methods a route can be tested against with one AND; a route with another method also keeps
+// its list (kMethodsOutsideMask).
+constexpr absl::string_view kMaskedMethods[] = {"GET",   "HEAD",    "POST",  "PUT",    "DELETE",
+                                                "PATCH", "OPTIONS", "TRACE", "CONNECT"};
 
-// The regex candidates of one bucket behind one RE2::Set.
+uint32_t MethodBit(absl::string_view method) {
+  for (size_t i = 0; i < std::size(kMaskedMethods); ++i) {
+    if (method == kMaskedMethods[i]) return uint32_t{1} << i;
+  }
+  return 0;
+}
+
+enum EntryFlags : uint8_t {
+  kHasMethods = 1,
+  kMethodsOutsideMask = 2,
+  kHostPorts = 4,
+  kHasHeaders = 8,
+  kRestRegex = 16,  // `regex` is the rest after the literal, matched from path_length, anchored
+  kHttpsOnly = 32,  // Match::https_only
+};
+
+// What the matcher reads for one candidate, copied into every bucket the candidate belongs to so
+// that a match touches the bucket's memory and, only for a winner or an extra check, its route.
+struct Entry {
+  uint32_t rank = 0;         // position in Kong's order: lower is tried first
+  // kPrefix: length of the plain path (the matched length). kRegex with kRestRegex: the path
+  // byte where `regex` (the pattern's rest after its literal) starts matching.
+  uint32_t path_length = 0;
+  uint32_t method_mask = 0;  // MethodBit of each configured method
+  PathKind path_kind = PathKind::kNone;
+  uint8_t flags = 0;         // EntryFlags
+  const CompiledRoute* route = nullptr;  // read only for the checks a flag asks for
+  const re2::RE2* regex = nullptr;  // kRegex: the whole pattern, or its rest (kRestRegex)
+  // The result, so that a winner costs no read of its CompiledRoute.
+  const Route* config_route = nullptr;
+  const Service* service = nullptr;
+};
+
+// The literal-less regex entries of one bucket behind one RE2::Set.
 struct RegexIndex {
   std::unique_ptr<re2::RE2::Set> set;
-  std::vector<RankList> by_pattern;  // set pattern index -> candidates using that pattern
-  RankList all;                      // fallback when the set cannot run (DFA out of memory)
+  std::vector<std::vector<Entry>> by_pattern;  // set pattern index -> entries using that pattern
 };
 
+// Everything a request reads in one host bucket. The Bucket and the arrays it views are allocated
+// one after the other in the router's arena (LayOutBucket), so they share a few pages.
 struct Bucket {
-  RankList pathless;
-  // Plain paths and regex paths with a literal prefix: a flat list while there are at most
-  // kMaxFlatPrefixes, else a trie keyed by the plain path / the regex's literal prefix.
-  RankList flat_prefixes;
-  std::unique_ptr<PrefixTrie> prefix_trie;
-  // Regex paths without a literal prefix: a flat list up to kMaxFlatRegexes, else an RE2::Set.
-  RankList flat_regexes;
+  absl::string_view key;                 // exact host, ".suffix" or "prefix." ("" host-less bucket)
+  absl::Span<const Entry> pathless;      // rank order
+  PrefixTrie path_trie;                  // plain paths and regex literal prefixes -> path_entries
+  absl::Span<const Entry> path_entries;  // sorted by (trie key, rank)
+  // Regex paths without a literal prefix, rank order; tried one by one while there are at most
+  // kMaxFlatRegexes, else filtered first by regex_index.
+  absl::Span<const Entry> regexes;
   std::unique_ptr<RegexIndex> regex_index;
 };
 
@@ -156,15 +210,59 @@ bool HasProtocol(const Route& route, absl::string_view protocol) {
 
 re2::StringPiece Piece(absl::string_view text) { return re2::StringPiece(text.data(), text.size()); }
 
-// The literal text every match of `pattern` ("^" + regex, as RoutePathRegexPattern builds it) must
-// start with, so regex paths can be indexed in the prefix trie. Conservative: stops at the first
-// metacharacter, class escape or non-ASCII byte, drops a literal made optional by the quantifier
-// after it, and gives "" for any pattern containing '|' (Kong's textual "^" anchors only the first
-// alternative).
-std::string RegexLiteralPrefix(absl::string_view pattern) {
-  if (!absl::StartsWith(pattern, "^") || absl::StrContains(pattern, '|')) return "";
+// What the router knows of a path regex `pattern` ("^" + regex, as RoutePathRegexPattern builds
+// it) from its text alone.
+struct RegexLiteral {
+  // Every match starts with this text, so the regex can be filed in the prefix trie under it.
+  // Conservative: stops at the first metacharacter, class escape or non-ASCII byte, drops a
+  // literal made optional by the quantifier after it, and is "" for any pattern containing '|'
+  // (Kong's textual "^" anchors only the first alternative).
   std::string literal;
+  // When `rest_splittable`: pattern.substr(rest_offset), matched anchored at path byte
+  // `rest_path_offset` (<= literal.size()), matches exactly what the whole pattern matches after
+  // the literal's first rest_path_offset bytes. Then the matcher runs only that smaller regex on
+  // the rest of the path (the trie already checked the literal), which reads far fewer DFA states.
+  bool rest_splittable = false;
+  size_t rest_offset = 0;
+  size_t rest_path_offset = 0;
+};
+
+// True when `rest` means the same alone, anchored at its start, as it does after a literal:
+// nothing in it may look at the text before it ('^', \A, \b, \B outside a character class).
+bool RestIsContextFree(absl::string_view rest) {
+  bool in_class = false;
+  size_t class_body = 0;  // index of the first byte of the current class's body
+  for (size_t j = 0; j < rest.size(); ++j) {
+    const char c = rest[j];
+    if (c == '\\') {
+      if (j + 1 >= rest.size()) return false;
+      const char escaped = rest[j + 1];
+      if (!in_class && (escaped == 'A' || escaped == 'b' || escaped == 'B')) return false;
+      ++j;
+      continue;
+    }
+    if (in_class) {
+      if (c == ']' && j > class_body) in_class = false;
+      continue;
+    }
+    if (c == '^') return false;
+    if (c == '[') {
+      in_class = true;
+      class_body = j + 1;
+      if (class_body < rest.size() && rest[class_body] == '^') ++class_body;
+      // "[]..." and "[^]...": that first ']' is a member, not the end (j > class_body skips it).
+    }
+  }
+  return !in_class;
+}
+
+RegexLiteral AnalyzeRegexLiteral(absl::string_view pattern) {
+  RegexLiteral result;
+  if (!absl::StartsWith(pattern, "^") || absl::StrContains(pattern, '|')) return result;
+  std::string& literal = result.literal;
   size_t i = 1;
+  size_t rest_offset = 1;         // where the part after the splittable literal starts
+  size_t rest_path_offset = 0;
   while (i < pattern.size()) {
     char c = pattern[i];
     size_t width = 1;
@@ -180,10 +278,18 @@ std::string RegexLiteralPrefix(absl::string_view pattern) {
     const size_t next = i + width;
     if (next < pattern.size() && absl::StrContains("*?{", pattern[next])) break;  // optional
     literal.push_back(c);
-    if (next < pattern.size() && pattern[next] == '+') break;  // c at least once; stop after it
+    // c at least once: it belongs to the trie key, but the rest starts at c ("c+...").
+    if (next < pattern.size() && pattern[next] == '+') break;
     i = next;
+    rest_offset = i;
+    rest_path_offset = literal.size();
   }
-  return literal;
+  if (!literal.empty() && RestIsContextFree(pattern.substr(rest_offset))) {
+    result.rest_splittable = true;
+    result.rest_offset = rest_offset;
+    result.rest_path_offset = rest_path_offset;
+  }
+  return result;
 }
 
 absl::StatusOr<std::unique_ptr<const re2::RE2>> CompileRegex(const Route& route, const std::string& pattern) {
@@ -238,32 +344,36 @@ bool HeadersMatch(const std::vector<HeaderRule>& rules, const RequestView& reque
 }
 
 // Every configured field must match; within a field any value may. `host` is lowercase, no port.
-bool CandidateMatches(const Candidate& candidate, const RequestView& request, absl::string_view host,
-                      std::optional<uint16_t> host_port, size_t* matched_length) {
-  const CompiledRoute& route = *candidate.route;
-  switch (candidate.path_kind) {
+// `method_bit` is MethodBit(request.method).
+bool EntryMatches(const Entry& entry, const RequestView& request, uint32_t method_bit, absl::string_view host,
+                  std::optional<uint16_t> host_port, size_t* matched_length) {
+  if ((entry.flags & kHasMethods) != 0 && (entry.method_mask & method_bit) == 0) {
+    if ((entry.flags & kMethodsOutsideMask) == 0) return false;
+    const std::vector<std::string>& methods = entry.route->methods;
+    if (std::find(methods.begin(), methods.end(), request.method) == methods.end()) return false;
+  }
+  switch (entry.path_kind) {
     case PathKind::kNone: *matched_length = 0; break;
-    case PathKind::kPrefix:
-      if (!absl::StartsWith(request.path, candidate.path)) return false;
-      *matched_length = candidate.path.size();
-      break;
+    case PathKind::kPrefix: *matched_length = entry.path_length; break;  // the trie matched it
     case PathKind::kRegex: {
       re2::StringPiece whole;
-      if (!candidate.regex->Match(Piece(request.path), 0, request.path.size(), re2::RE2::UNANCHORED,
-                                  &whole, 1)) {
+      if ((entry.flags & kRestRegex) != 0) {
+        // The trie matched the literal; run the rest on what follows it.
+        const absl::string_view rest = request.path.substr(entry.path_length);
+        if (!entry.regex->Match(Piece(rest), 0, rest.size(), re2::RE2::ANCHOR_START, &whole, 1)) return false;
+        *matched_length = entry.path_length + whole.size();
+        break;
+      }
+      if (!entry.regex->Match(Piece(request.path), 0, request.path.size(), re2::RE2::UNANCHORED, &whole, 1)) {
         return false;
       }
       *matched_length = whole.size();  // Kong strips the match's length from the start
       break;
     }
   }
-  if (!route.methods.empty() &&
-      std::find(route.methods.begin(), route.methods.end(), request.method) == route.methods.end()) {
-    return false;
-  }
-  if (route.host_ports) {
+  if ((entry.flags & kHostPorts) != 0) {
     bool any = false;
-    for (const HostRule& rule : route.hosts) {
+    for (const HostRule& rule : entry.route->hosts) {
       if (HostRuleMatches(rule, host, host_port, request.port)) {
         any = true;
         break;
@@ -271,26 +381,92 @@ bool CandidateMatches(const Candidate& candidate, const RequestView& request, ab
     }
     if (!any) return false;
   }
-  return HeadersMatch(route.headers, request);
+  return (entry.flags & kHasHeaders) == 0 || HeadersMatch(entry.route->headers, request);
 }
 
-void AppendUnique(RankList& list, uint32_t rank) {
+Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
+  const CompiledRoute& route = *candidate.route;
+  Entry entry;
+  entry.rank = rank;
+  entry.path_kind = candidate.path_kind;
+  entry.path_length = candidate.path_kind == PathKind::kPrefix ? static_cast<uint32_t>(candidate.path.size()) : 0;
+  entry.route = &route;
+  entry.config_route = route.route;
+  entry.service = route.service;
+  if (route.https_only) entry.flags |= kHttpsOnly;
+  entry.regex = candidate.regex;
+  if (candidate.rest_regex != nullptr) {
+    entry.regex = candidate.rest_regex;
+    entry.path_length = candidate.rest_path_offset;
+    entry.flags |= kRestRegex;
+  }
+  if (!route.methods.empty()) {
+    entry.flags |= kHasMethods;
+    for (const std::string& method : route.methods) {
+      const uint32_t bit = MethodBit(method);
+      if (bit == 0) entry.flags |= kMethodsOutsideMask;
+      entry.method_mask |= bit;
+    }
+  }
+  if (route.host_ports) entry.flags |= kHostPorts;
+  if (!route.headers.empty()) entry.flags |= kHasHeaders;
+  return entry;
+}
+
+// The candidate ranks of one bucket, gathered before the bucket is laid out.
+struct BucketDraft {
+  std::string key;
+  std::vector<uint32_t> pathless, with_prefix, regexes;  // ascending ranks
+};
+
+void AppendUnique(std::vector<uint32_t>& list, uint32_t rank) {
   if (list.empty() || list.back() != rank) list.push_back(rank);
 }
 
-// Builds the path indexes of a bucket whose flat lists hold every candidate (rank order).
-void IndexBucket(Bucket& bucket, const std::vector<Candidate>& candidates) {
-  if (bucket.flat_prefixes.size() > kMaxFlatPrefixes) {
-    bucket.prefix_trie = std::make_unique<PrefixTrie>();
-    for (uint32_t rank : bucket.flat_prefixes) {
-      const Candidate& candidate = candidates[rank];
-      bucket.prefix_trie->Insert(candidate.path_kind == PathKind::kRegex ? candidate.regex_literal : candidate.path,
-                                 rank);
-    }
-    bucket.prefix_trie->Shrink();
-    RankList().swap(bucket.flat_prefixes);
+template <typename T>
+absl::Span<const T> CopyToArena(const std::vector<T>& items, std::pmr::memory_resource* memory) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  if (items.empty()) return {};
+  void* place = memory->allocate(items.size() * sizeof(T), alignof(T));
+  std::memcpy(place, items.data(), items.size() * sizeof(T));
+  return absl::Span<const T>(static_cast<const T*>(place), items.size());
+}
+
+// Lays out one bucket in `memory`: the Bucket, its key, trie and entries, one after the other.
+Bucket* LayOutBucket(const BucketDraft& draft, const std::vector<Candidate>& candidates,
+                     std::pmr::memory_resource* memory) {
+  Bucket* bucket = new (memory->allocate(sizeof(Bucket), alignof(Bucket))) Bucket;
+  if (!draft.key.empty()) {
+    char* key = static_cast<char*>(memory->allocate(draft.key.size(), 1));
+    std::memcpy(key, draft.key.data(), draft.key.size());
+    bucket->key = absl::string_view(key, draft.key.size());
   }
-  if (bucket.flat_regexes.size() > kMaxFlatRegexes) {
+  auto entries_of = [&candidates](const std::vector<uint32_t>& ranks) {
+    std::vector<Entry> entries;
+    entries.reserve(ranks.size());
+    for (uint32_t rank : ranks) entries.push_back(MakeEntry(candidates[rank], rank));
+    return entries;
+  };
+  bucket->pathless = CopyToArena(entries_of(draft.pathless), memory);
+
+  // Trie keys: the plain path, or the regex's literal prefix. Sorted by (key, rank) so that the
+  // entries of one key form a rank-ordered range.
+  std::vector<uint32_t> by_key = draft.with_prefix;
+  auto trie_key = [&candidates](uint32_t rank) -> absl::string_view {
+    const Candidate& candidate = candidates[rank];
+    return candidate.path_kind == PathKind::kRegex ? candidate.regex_literal : candidate.path;
+  };
+  std::stable_sort(by_key.begin(), by_key.end(),
+                   [&trie_key](uint32_t a, uint32_t b) { return trie_key(a) < trie_key(b); });
+  std::vector<absl::string_view> keys;
+  keys.reserve(by_key.size());
+  for (uint32_t rank : by_key) keys.push_back(trie_key(rank));
+  bucket->path_trie = PrefixTrie(keys, memory);
+  bucket->path_entries = CopyToArena(entries_of(by_key), memory);
+  const std::vector<Entry> regexes = entries_of(draft.regexes);
+  bucket->regexes = CopyToArena(regexes, memory);
+
+  if (draft.regexes.size() > kMaxFlatRegexes) {
     auto index = std::make_unique<RegexIndex>();
     re2::RE2::Options options;
     options.set_log_errors(false);
@@ -298,43 +474,111 @@ void IndexBucket(Bucket& bucket, const std::vector<Candidate>& candidates) {
     index->set = std::make_unique<re2::RE2::Set>(options, re2::RE2::UNANCHORED);
     absl::flat_hash_map<absl::string_view, int> pattern_index;
     bool ok = true;
-    for (uint32_t rank : bucket.flat_regexes) {
-      const std::string& pattern = candidates[rank].path;
+    for (const Entry& entry : regexes) {
+      const std::string& pattern = candidates[entry.rank].path;
       auto [it, inserted] = pattern_index.try_emplace(pattern, static_cast<int>(index->by_pattern.size()));
       if (inserted) {
         std::string error;
         if (index->set->Add(Piece(pattern), &error) != it->second) ok = false;
         index->by_pattern.emplace_back();
       }
-      index->by_pattern[static_cast<size_t>(it->second)].push_back(rank);
+      index->by_pattern[static_cast<size_t>(it->second)].push_back(entry);
     }
-    if (ok && index->set->Compile()) {
-      index->all = std::move(bucket.flat_regexes);
-      RankList().swap(bucket.flat_regexes);
-      bucket.regex_index = std::move(index);
-    }  // else: keep the flat list (every regex tried in rank order)
+    if (ok && index->set->Compile()) bucket->regex_index = std::move(index);
+    // else: no index; every regex of the bucket is tried in rank order.
   }
-  bucket.pathless.shrink_to_fit();
-  bucket.flat_prefixes.shrink_to_fit();
-  bucket.flat_regexes.shrink_to_fit();
+  return bucket;
+}
+
+// Upstream of the router's arena. Blocks of 2 MiB or more are mapped aligned to 2 MiB and marked
+// MADV_HUGEPAGE, so the kernel may back them with transparent huge pages: a match that reads a
+// random bucket among 100,000 routes then misses the TLB far less. Smaller blocks, and any block
+// the mapping fails for, come from the heap.
+class HugePageBlocks final : public std::pmr::memory_resource {
+ public:
+  ~HugePageBlocks() override {
+    for (const auto& [address, size] : mapped_) munmap(address, size);
+  }
+
+ private:
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    if (bytes >= kHugePage && alignment <= kHugePage) {
+      const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+      void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (raw != MAP_FAILED) {
+        const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+        const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+        if (aligned > start) munmap(raw, aligned - start);
+        const size_t tail = start + size + kHugePage - (aligned + size);
+        if (tail > 0) munmap(reinterpret_cast<void*>(aligned + size), tail);
+        void* block = reinterpret_cast<void*>(aligned);
+        madvise(block, size, MADV_HUGEPAGE);  // advisory: ignored where THP is off
+        mapped_.emplace(block, size);
+        return block;
+      }
+    }
+    return std::pmr::new_delete_resource()->allocate(bytes, alignment);
+  }
+
+  void do_deallocate(void* pointer, size_t bytes, size_t alignment) override {
+    auto it = mapped_.find(pointer);
+    if (it != mapped_.end()) {
+      munmap(it->first, it->second);
+      mapped_.erase(it);
+      return;
+    }
+    std::pmr::new_delete_resource()->deallocate(pointer, bytes, alignment);
+  }
+
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+
+ public:
+  size_t mapped_bytes() const {
+    size_t total = 0;
+    for (const auto& [address, size] : mapped_) total += size;
+    return total;
+  }
+
+ private:
+  absl::flat_hash_map<void*, size_t> mapped_;
+};
+
+// Arena bytes a bucket needs (Bucket, key, trie, entries), generously: the arena is sized from
+// this sum so that the buckets land in one block.
+size_t EstimateBucketBytes(const BucketDraft& draft) {
+  const size_t entries = draft.pathless.size() + draft.with_prefix.size() + draft.regexes.size();
+  return sizeof(Bucket) + draft.key.size() + 64 + entries * (sizeof(Entry) + 2 * 25 + 32);
 }
 
 }  // namespace
 
 struct Router::Impl {
+  ~Impl() {
+    for (Bucket* bucket : buckets) bucket->~Bucket();  // their memory goes with `arena`
+  }
+
   std::shared_ptr<const ConfigSet> config;
   std::vector<CompiledRoute> routes;
-  std::vector<Candidate> candidates;  // sorted; a candidate's rank is its index
-  std::vector<Bucket> buckets;        // buckets[0]: routes without host rules
-  absl::flat_hash_map<std::string, uint32_t> by_exact_host;
-  absl::flat_hash_map<std::string, uint32_t> by_host_suffix;
-  absl::flat_hash_map<std::string, uint32_t> by_host_prefix;
+  std::vector<std::unique_ptr<const re2::RE2>> regexes;  // path regexes, referenced by entries
+  // Holds every Bucket and its arrays, laid out bucket after bucket so that one request's reads
+  // stay within a few pages. Declared before `buckets` and the maps that point into it.
+  HugePageBlocks arena_blocks;
+  std::unique_ptr<std::pmr::monotonic_buffer_resource> arena;
+  std::vector<Bucket*> buckets;  // buckets[0]: routes without host rules
+  // Keys view Bucket::key.
+  absl::flat_hash_map<absl::string_view, const Bucket*> by_exact_host;
+  absl::flat_hash_map<absl::string_view, const Bucket*> by_host_suffix;
+  absl::flat_hash_map<absl::string_view, const Bucket*> by_host_prefix;
 };
 
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Router::~Router() = default;
 
 size_t Router::route_count() const { return impl_->routes.size(); }
+
+size_t Router::mapped_bytes() const { return impl_->arena_blocks.mapped_bytes(); }
 
 absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<const ConfigSet> config) {
   if (config == nullptr) return absl::InvalidArgumentError("router: null config");
@@ -388,13 +632,15 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     impl->routes.push_back(std::move(compiled));
   }
 
+
+  std::vector<Candidate> candidates;
   for (const CompiledRoute& compiled : impl->routes) {
     const Route& route = *compiled.route;
     if (route.paths().values_size() == 0) {
       Candidate candidate;
       candidate.priority = RoutePriority(route, "");
       candidate.route = &compiled;
-      impl->candidates.push_back(std::move(candidate));
+      candidates.push_back(std::move(candidate));
       continue;
     }
     for (const std::string& path : route.paths().values()) {
@@ -406,58 +652,90 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
         candidate.path = RoutePathRegexPattern(path);
         absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
         if (!regex.ok()) return regex.status();
-        candidate.regex = *std::move(regex);
-        candidate.regex_literal = RegexLiteralPrefix(candidate.path);
+        RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
+        candidate.regex_literal = std::move(literal.literal);
+        absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
+            literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
+                                    : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
+        if (rest.ok() && *rest != nullptr) {
+          // The whole pattern compiled (errors reported above); only the rest is matched.
+          candidate.rest_regex = rest->get();
+          candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
+          impl->regexes.push_back(*std::move(rest));
+        } else {
+          candidate.regex = regex->get();
+          impl->regexes.push_back(*std::move(regex));
+        }
       } else {
         candidate.path_kind = PathKind::kPrefix;
         candidate.path = path;
       }
-      impl->candidates.push_back(std::move(candidate));
+      candidates.push_back(std::move(candidate));
     }
   }
-  std::sort(impl->candidates.begin(), impl->candidates.end(),
-            [](const Candidate& a, const Candidate& b) {
-              if (a.priority != b.priority) return a.priority > b.priority;
-              const std::string& a_id = a.route->route->id();
-              const std::string& b_id = b.route->route->id();
-              if (a_id != b_id) return a_id > b_id;
-              return a.path.size() > b.path.size();
-            });
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.priority != b.priority) return a.priority > b.priority;
+    const std::string& a_id = a.route->route->id();
+    const std::string& b_id = b.route->route->id();
+    if (a_id != b_id) return a_id > b_id;
+    return a.path.size() > b.path.size();
+  });
 
-  impl->buckets.emplace_back();  // the bucket without host rules
-  auto bucket_for = [&impl](absl::flat_hash_map<std::string, uint32_t>& map, const std::string& key) {
-    auto [it, inserted] = map.try_emplace(key, static_cast<uint32_t>(impl->buckets.size()));
-    if (inserted) impl->buckets.emplace_back();
+  // Gather each bucket's ranks, then lay the buckets out one after the other.
+  std::vector<BucketDraft> drafts(1);  // drafts[0]: the bucket without host rules
+  absl::flat_hash_map<std::string, uint32_t> exact_drafts, suffix_drafts, prefix_drafts;
+  auto draft_for = [&drafts](absl::flat_hash_map<std::string, uint32_t>& map, const std::string& key) {
+    auto [it, inserted] = map.try_emplace(key, static_cast<uint32_t>(drafts.size()));
+    if (inserted) {
+      drafts.emplace_back();
+      drafts.back().key = key;
+    }
     return it->second;
   };
-  auto add_to_bucket = [&impl](uint32_t bucket_index, uint32_t rank) {
-    Bucket& bucket = impl->buckets[bucket_index];
-    switch (impl->candidates[rank].path_kind) {
-      case PathKind::kNone: AppendUnique(bucket.pathless, rank); break;
-      case PathKind::kPrefix: AppendUnique(bucket.flat_prefixes, rank); break;
+  auto add_to_draft = [&drafts, &candidates](uint32_t draft_index, uint32_t rank) {
+    BucketDraft& draft = drafts[draft_index];
+    const Candidate& candidate = candidates[rank];
+    switch (candidate.path_kind) {
+      case PathKind::kNone: AppendUnique(draft.pathless, rank); break;
+      case PathKind::kPrefix: AppendUnique(draft.with_prefix, rank); break;
       case PathKind::kRegex:
-        AppendUnique(impl->candidates[rank].regex_literal.empty() ? bucket.flat_regexes : bucket.flat_prefixes,
-                     rank);
+        AppendUnique(candidate.regex_literal.empty() ? draft.regexes : draft.with_prefix, rank);
         break;
     }
   };
-  for (size_t i = 0; i < impl->candidates.size(); ++i) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
     const uint32_t rank = static_cast<uint32_t>(i);
-    const CompiledRoute& route = *impl->candidates[i].route;
+    const CompiledRoute& route = *candidates[i].route;
     if (route.hosts.empty()) {
-      add_to_bucket(0, rank);
+      add_to_draft(0, rank);
       continue;
     }
     for (const HostRule& rule : route.hosts) {
       switch (rule.kind) {
-        case HostKind::kExact: add_to_bucket(bucket_for(impl->by_exact_host, rule.text), rank); break;
-        case HostKind::kSuffix: add_to_bucket(bucket_for(impl->by_host_suffix, rule.text), rank); break;
-        case HostKind::kPrefix: add_to_bucket(bucket_for(impl->by_host_prefix, rule.text), rank); break;
+        case HostKind::kExact: add_to_draft(draft_for(exact_drafts, rule.text), rank); break;
+        case HostKind::kSuffix: add_to_draft(draft_for(suffix_drafts, rule.text), rank); break;
+        case HostKind::kPrefix: add_to_draft(draft_for(prefix_drafts, rule.text), rank); break;
       }
     }
   }
-  for (Bucket& bucket : impl->buckets) IndexBucket(bucket, impl->candidates);
-  impl->buckets.shrink_to_fit();
+  size_t arena_bytes = 4096;
+  for (const BucketDraft& draft : drafts) arena_bytes += EstimateBucketBytes(draft);
+  impl->arena = std::make_unique<std::pmr::monotonic_buffer_resource>(arena_bytes, &impl->arena_blocks);
+  impl->buckets.reserve(drafts.size());
+  for (const BucketDraft& draft : drafts) {
+    impl->buckets.push_back(LayOutBucket(draft, candidates, impl->arena.get()));
+  }
+  auto index_buckets = [&impl](const absl::flat_hash_map<std::string, uint32_t>& drafts_by_key,
+                               absl::flat_hash_map<absl::string_view, const Bucket*>& map) {
+    map.reserve(drafts_by_key.size());
+    for (const auto& [key, draft_index] : drafts_by_key) {
+      const Bucket* bucket = impl->buckets[draft_index];
+      map.emplace(bucket->key, bucket);
+    }
+  };
+  index_buckets(exact_drafts, impl->by_exact_host);
+  index_buckets(suffix_drafts, impl->by_host_suffix);
+  index_buckets(prefix_drafts, impl->by_host_prefix);
   return std::unique_ptr<const Router>(new Router(std::move(impl)));
 }
 
@@ -465,48 +743,60 @@ std::optional<Match> Router::Find(const RequestView& request) const {
   absl::string_view raw_host;
   std::optional<uint16_t> host_port;
   SplitHostPort(request.host, &raw_host, &host_port);
-  std::string lowered;
+  char lowered[256];
+  std::string lowered_long;
   absl::string_view host = raw_host;
   if (std::any_of(raw_host.begin(), raw_host.end(), [](char c) { return absl::ascii_isupper(c); })) {
-    lowered = absl::AsciiStrToLower(raw_host);
-    host = lowered;
+    if (raw_host.size() <= sizeof(lowered)) {
+      for (size_t i = 0; i < raw_host.size(); ++i) lowered[i] = absl::ascii_tolower(raw_host[i]);
+      host = absl::string_view(lowered, raw_host.size());
+    } else {
+      lowered_long = absl::AsciiStrToLower(raw_host);
+      host = lowered_long;
+    }
   }
 
+  // One cursor per rank-ordered list of entries that can match; merged by rank below.
   struct Cursor {
-    const uint32_t* next;
-    const uint32_t* end;
+    const Entry* next;
+    const Entry* end;
   };
   absl::InlinedVector<Cursor, 16> cursors;
-  auto add = [&cursors](const RankList& list) {
-    if (!list.empty()) cursors.push_back(Cursor{list.data(), list.data() + list.size()});
+  auto add = [&cursors](const Entry* begin, const Entry* end) {
+    if (begin != end) cursors.push_back(Cursor{begin, end});
   };
+  auto add_list = [&add](absl::Span<const Entry> list) { add(list.data(), list.data() + list.size()); };
   auto add_bucket = [&](const Bucket& bucket) {
-    add(bucket.pathless);
-    add(bucket.flat_prefixes);
-    if (bucket.prefix_trie != nullptr) bucket.prefix_trie->ForEachPrefixOf(request.path, add);
-    add(bucket.flat_regexes);
-    if (bucket.regex_index != nullptr) {
-      const RegexIndex& index = *bucket.regex_index;
-      thread_local std::vector<int> matched_patterns;
-      matched_patterns.clear();
-      re2::RE2::Set::ErrorInfo error;
-      // First a yes/no pass (no per-pattern bookkeeping), then the full pass only on a hit.
-      if (index.set->Match(Piece(request.path), nullptr, &error)) {
-        if (index.set->Match(Piece(request.path), &matched_patterns, &error)) {
-          for (int pattern : matched_patterns) add(index.by_pattern[static_cast<size_t>(pattern)]);
-        } else {
-          add(index.all);
-        }
-      } else if (error.kind != re2::RE2::Set::kNoError) {
-        add(index.all);  // the DFA ran out of memory: try each regex
+    add_list(bucket.pathless);
+    const Entry* path_entries = bucket.path_entries.data();
+    bucket.path_trie.ForEachPrefixOf(request.path, [&add, path_entries](uint32_t begin, uint32_t end) {
+      add(path_entries + begin, path_entries + end);
+    });
+    if (bucket.regexes.empty()) return;
+    if (bucket.regex_index == nullptr) {
+      add_list(bucket.regexes);
+      return;
+    }
+    const RegexIndex& index = *bucket.regex_index;
+    thread_local std::vector<int> matched_patterns;
+    matched_patterns.clear();
+    re2::RE2::Set::ErrorInfo error;
+    // First a yes/no pass (no per-pattern bookkeeping), then the full pass only on a hit.
+    if (index.set->Match(Piece(request.path), nullptr, &error)) {
+      if (index.set->Match(Piece(request.path), &matched_patterns, &error)) {
+        for (int pattern : matched_patterns) add_list(index.by_pattern[static_cast<size_t>(pattern)]);
+      } else {
+        add_list(bucket.regexes);
       }
+    } else if (error.kind != re2::RE2::Set::kNoError) {
+      add_list(bucket.regexes);  // the DFA ran out of memory: try each regex
     }
   };
-  auto add_from = [&](const absl::flat_hash_map<std::string, uint32_t>& map, absl::string_view key) {
+  auto add_from = [&](const absl::flat_hash_map<absl::string_view, const Bucket*>& map, absl::string_view key) {
     auto it = map.find(key);
-    if (it != map.end()) add_bucket(impl_->buckets[it->second]);
+    if (it != map.end()) add_bucket(*it->second);
   };
-  add_bucket(impl_->buckets[0]);
+  add_bucket(*impl_->buckets[0]);
   if (!host.empty()) {
     add_from(impl_->by_exact_host, host);
     if (!impl_->by_host_suffix.empty() || !impl_->by_host_prefix.empty()) {
@@ -519,22 +809,22 @@ std::optional<Match> Router::Find(const RequestView& request) const {
     }
   }
 
+  const uint32_t method_bit = MethodBit(request.method);
   while (true) {
     Cursor* best = nullptr;
     for (Cursor& cursor : cursors) {
       if (cursor.next == cursor.end) continue;
-      if (best == nullptr || *cursor.next < *best->next) best = &cursor;
+      if (best == nullptr || cursor.next->rank < best->next->rank) best = &cursor;
     }
     if (best == nullptr) return std::nullopt;
-    const uint32_t rank = *best->next++;
-    const Candidate& candidate = impl_->candidates[rank];
+    const Entry& entry = *best->next++;
     size_t matched_length = 0;
-    if (CandidateMatches(candidate, request, host, host_port, &matched_length)) {
+    if (EntryMatches(entry, request, method_bit, host, host_port, &matched_length)) {
       Match match;
-      match.route = candidate.route->route;
-      match.service = candidate.route->service;
+      match.route = entry.config_route;
+      match.service = entry.service;
       match.matched_path = request.path.substr(0, matched_length);
-      match.https_only = candidate.route->https_only;
+      match.https_only = (entry.flags & kHttpsOnly) != 0;
       return match;
     }
   }

@@ -51,6 +51,9 @@ class Router {
   // Number of routes compiled (routes of disabled services and non-HTTP routes are left out).
   size_t route_count() const;
 
+  // Bytes the router mapped outside the heap (its arena's huge-page blocks), for memory figures.
+  size_t mapped_bytes() const;
+
   ~Router();
 
  private:

@@ -2,6 +2,7 @@
 // that tries every route path in Kong's priority order, on generated configs large enough to use
 // every index kind.
 #include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,14 @@ TEST(RouterIndexTest, RegexLiteralPrefixesKeepRegexSemantics) {
       {"~(?i)/UP$", {"/up"}},
       {"~/w(?i)X$", {"/wx"}},
       {"~\\/s\\/t$", {"/s/t"}},
+      // The part after the literal runs alone on the rest of the path when nothing in it looks
+      // back before it; these check both the split and the cases that must not be split.
+      {"~/p/[^/]+/q$", {"/p/x/q"}},
+      {"~/bb\\b", {"/bb", "/bb/x"}},
+      {"~/cc(^x)?$", {"/cc"}},
+      {"~/dd[]a]z$", {"/dd]z", "/ddaz"}},
+      {"~/ee+f/\\d+$", {"/eef/1", "/eeeef/22"}},
+      {"~/hh\\Ax", {}},
   };
   std::vector<RouteSpec> specs;
   int id = 1;
@@ -196,10 +205,46 @@ TEST(RouterIndexTest, RegexLiteralPrefixesKeepRegexSemantics) {
           << regexes[i].first << " on " << path;
     }
   }
-  for (const char* path : {"/abbc", "/dxz", "/eeef", "/gxh", "/l", "/m", "/UPx", "/wy"}) {
+  for (const char* path : {"/abbc", "/dxz", "/eeef", "/gxh", "/l", "/m", "/UPx", "/wy", "/p//q", "/p/x/y/q",
+                           "/bbx", "/ccx", "/ddbz", "/ef/1", "/eef/", "/hhx"}) {
     Request request;
     request.path = path;
     EXPECT_FALSE(FindRoute(**router, request).has_value()) << path;
+  }
+}
+
+// A regex matched as literal + rest reports the same matched length (what strip_path removes) as
+// the whole pattern: the literal's bytes plus the rest's match.
+TEST(RouterIndexTest, SplitRegexKeepsMatchedLength) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      // pattern, request path, matched prefix
+      {"~/api/v1/obj/\\d+", "/api/v1/obj/123/x", "/api/v1/obj/123"},
+      {"~/k+l", "/kkkl/z", "/kkkl"},
+      {"~/users/[^/]+", "/users/ann/orders", "/users/ann"},
+      {"~/exact", "/exact/more", "/exact"},
+      {"~/a\\.b(c|d)", "/a.bd/e", "/a.bd"},
+  };
+  for (const auto& [pattern, path, matched] : cases) {
+    std::vector<RouteSpec> specs;
+    int id = 1;
+    for (int i = 0; i < 12; ++i) {  // enough plain paths for a real trie
+      RouteSpec filler;
+      filler.id = id++;
+      filler.paths = {absl::StrCat("/filler", i)};
+      specs.push_back(filler);
+    }
+    RouteSpec spec;
+    spec.id = id;
+    spec.paths = {pattern};
+    specs.push_back(spec);
+    auto router = Router::Build(MakeConfig(specs));
+    ASSERT_TRUE(router.ok()) << router.status();
+    Request request;
+    request.path = path;
+    auto match = FindRoute(**router, request);
+    ASSERT_TRUE(match.has_value()) << pattern;
+    EXPECT_EQ(match->route->id(), testing_util::Id(id)) << pattern;
+    EXPECT_EQ(std::string(match->matched_path), matched) << pattern;
   }
 }
 
