@@ -8,9 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -24,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/file.h"
 #include "common/base/uuid.h"
 
 namespace portico {
@@ -57,30 +56,6 @@ std::string OpenSslError(absl::string_view what) {
     absl::StrAppend(&out, ": ", buf);
   }
   return out;
-}
-
-absl::Status WriteFile(const std::string& path, absl::string_view data, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
-  // The file may have existed with wider permissions.
-  if (::fchmod(fd, mode) != 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat("chmod ", path, ": ", std::strerror(err)));
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) return absl::InternalError(absl::StrCat("close ", path));
-  return absl::OkStatus();
 }
 
 std::string BioToString(BIO* bio) {
@@ -226,9 +201,10 @@ absl::Status WritePair(const std::string& prefix, X509* cert, EVP_PKEY* key) {
   if (!cert_pem.ok()) return cert_pem.status();
   absl::StatusOr<std::string> key_pem = KeyToPem(key);
   if (!key_pem.ok()) return key_pem.status();
-  absl::Status s = WriteFile(prefix + ".key", *key_pem, 0600);
+  // Key first, each file replaced atomically: a crash leaves old or new files, never a torn one.
+  absl::Status s = WriteFileAtomically(prefix + ".key", *key_pem, 0600);
   if (!s.ok()) return s;
-  return WriteFile(prefix + ".crt", *cert_pem, 0644);
+  return WriteFileAtomically(prefix + ".crt", *cert_pem, 0644);
 }
 
 absl::Status IssueDpFrom(X509* ca, EVP_PKEY* ca_key, const std::string& node_id,
@@ -256,20 +232,6 @@ std::string AsciiOf(const ASN1_STRING* s) {
 }
 
 }  // namespace
-
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("cannot open ", path, ": no such file"));
-    if (err == EACCES) return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, ": permission denied"));
-    return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
-  }
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (in.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
-  return out.str();
-}
 
 bool IsValidNodeId(absl::string_view node_id) {
   if (node_id.empty() || node_id.size() > 128) return false;

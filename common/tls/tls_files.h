@@ -12,13 +12,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/file.h"  // ReadFileToString, used with these files
 
 namespace portico {
 
 inline constexpr char kDataPlaneUriPrefix[] = "spiffe://portico/dp/";
-
-// Whole file contents. NotFound / PermissionDenied / Internal on failure.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // True if `node_id` is acceptable as a DP identity (see above).
 bool IsValidNodeId(absl::string_view node_id);

@@ -10,8 +10,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/file.h"
 #include "common/base/log.h"
-#include "common/tls/tls_files.h"
 #include "portico/sync/v1/sync.pb.h"
 
 namespace portico {
@@ -24,39 +24,6 @@ constexpr char kMagic[] = "PORTICO-SNAPSHOT-CACHE/1\n";
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-absl::Status FsyncPath(const std::string& path, int flags) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return Errno("open", path);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  errno = err;
-  return rc == 0 ? absl::OkStatus() : Errno("fsync", path);
-}
-
-absl::Status WriteAndSync(const std::string& path, const std::string& data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("open", path);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status s = Errno("write", path);
-      ::close(fd);
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status s = Errno("fsync", path);
-    ::close(fd);
-    return s;
-  }
-  if (::close(fd) != 0) return Errno("close", path);
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -95,10 +62,10 @@ std::string SnapshotCache::Encode(const CachedSnapshot& snapshot) {
 
 absl::Status SnapshotCache::Store(const CachedSnapshot& snapshot) const {
   const std::string tmp = Path(kTemporary), cur = Path(kCurrent), prev = Path(kPrevious);
-  if (absl::Status s = WriteAndSync(tmp, Encode(snapshot)); !s.ok()) return s;
+  if (absl::Status s = WriteFileDurably(tmp, Encode(snapshot), 0600); !s.ok()) return s;
   if (::rename(cur.c_str(), prev.c_str()) != 0 && errno != ENOENT) return Errno("rename", cur);
   if (::rename(tmp.c_str(), cur.c_str()) != 0) return Errno("rename", tmp);
-  return FsyncPath(dir_, O_RDONLY | O_DIRECTORY);
+  return FsyncDirectory(dir_);
 }
 
 absl::StatusOr<DecodedSnapshot> SnapshotCache::LoadFile(const std::string& path) const {

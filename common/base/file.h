@@ -1,0 +1,27 @@
+#pragma once
+// Whole-file reads and durable writes, shared by the certificate tooling and the DP snapshot cache.
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace portico {
+
+// NotFound / PermissionDenied / Internal with the path in the message.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Creates or truncates `path` with permission bits `mode` (also applied when the file existed),
+// writes `data`, fsyncs and closes it. Not atomic: a crash can leave a partial file.
+absl::Status WriteFileDurably(const std::string& path, absl::string_view data, mode_t mode);
+
+// Writes `data` to `path` + ".tmp" durably, renames it over `path` and fsyncs the directory, so
+// `path` holds either its old content or all of `data`, never a mix.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, mode_t mode);
+
+// fsync of a directory, making renames and creations in it durable.
+absl::Status FsyncDirectory(const std::string& dir);
+
+}  // namespace portico
