@@ -151,9 +151,14 @@ std::string ComputeConfigHash(const ConfigSet& config) {
 
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
     const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options) {
+  return BuildSnapshotOfExported(ExportableConfig(stored.config), stored.version, clock, options);
+}
+
+absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
+    const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
+    const SnapshotBuildOptions& options) {
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
   const absl::Time start = absl::Now();
-  ConfigSet exported = ExportableConfig(stored.config);
   std::vector<Entry> entries = SerializeSorted(exported);
 
   sync::v1::ConfigPayload payload;
@@ -171,7 +176,7 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
     r->set_body(std::move(entries[i].body));
   }
   auto snapshot = std::make_shared<BuiltSnapshot>();
-  snapshot->version = stored.version;
+  snapshot->version = version;
   snapshot->version.hash = hasher.Finish();
   ToVersionRef(snapshot->version, payload.mutable_ref());
 

@@ -67,6 +67,12 @@ ConfigSet ExportableConfig(const ConfigSet& config);
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
     const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options = {});
 
+// Same, for a config already filtered by ExportableConfig (saves a copy of the whole config when
+// the caller needs the exported set anyway, e.g. to validate it first).
+absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
+    const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
+    const SnapshotBuildOptions& options = {});
+
 // The config hash of a config set as BuildSnapshot would compute it (after export filtering).
 std::string ComputeConfigHash(const ConfigSet& config);
 

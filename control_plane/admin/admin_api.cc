@@ -269,6 +269,51 @@ struct RouteKind {
 
 enum class WriteKind { kCreate, kPatch, kReplace };
 
+// Kong's `size` and `offset` list arguments.
+struct PageArguments {
+  int size = kDefaultPageSize;
+  std::string after_id;     // decoded offset: list entries after this id
+  std::string next_suffix;  // "&size=N" when size was given, repeated in `next`
+};
+
+// Fills `page` from the query, or returns Kong's 400 for a bad size or offset.
+std::optional<HttpResponse> ParsePageArguments(const std::vector<std::pair<std::string, std::string>>& params,
+                                               PageArguments* page) {
+  if (const std::string* size = QueryParam(params, "size")) {
+    int parsed = 0;
+    if (!absl::SimpleAtoi(*size, &parsed)) {
+      return KongError(400, 9, "invalid size", "size must be a number", nullptr);
+    }
+    if (parsed < 1 || parsed > kMaxPageSize) {
+      return KongError(400, 9, "invalid size",
+                       absl::StrCat("size must be an integer between 1 and ", kMaxPageSize), nullptr);
+    }
+    page->size = parsed;
+    page->next_suffix = absl::StrCat("&size=", parsed);
+  }
+  if (const std::string* offset = QueryParam(params, "offset")) {
+    std::optional<std::string> after = DecodeOffset(*offset);
+    if (!after) {
+      return KongError(400, 7, "invalid offset",
+                       absl::StrCat("'", *offset, "' is not a valid offset: bad base64 encoding"), nullptr);
+    }
+    page->after_id = *after;
+  }
+  return std::nullopt;
+}
+
+// A list body: data, and `offset`/`next` when more entries follow `last_id`.
+json ListBody(json data, const std::string& path, bool has_more, absl::string_view last_id,
+              absl::string_view next_suffix) {
+  json body = {{"data", std::move(data)}, {"next", nullptr}};
+  if (has_more) {
+    std::string offset = EncodeOffset(last_id);
+    body["next"] = absl::StrCat(path, "?offset=", PercentEncode(offset), next_suffix);
+    body["offset"] = std::move(offset);
+  }
+  return body;
+}
+
 }  // namespace
 
 class AdminApi::Impl {
@@ -459,29 +504,12 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
 template <typename K>
 HttpResponse AdminApi::Impl::List(const HttpRequest& request, const std::optional<std::string>& service_id) {
   auto params = ParseQuery(request.query);
+  PageArguments page;
+  if (std::optional<HttpResponse> bad = ParsePageArguments(params, &page)) return *std::move(bad);
   ListQuery query;
-  query.size = kDefaultPageSize;
-  std::string next_suffix;  // the other query arguments, repeated in `next`
-  if (const std::string* size = QueryParam(params, "size")) {
-    int parsed = 0;
-    if (!absl::SimpleAtoi(*size, &parsed)) {
-      return KongError(400, 9, "invalid size", "size must be a number", nullptr);
-    }
-    if (parsed < 1 || parsed > kMaxPageSize) {
-      return KongError(400, 9, "invalid size",
-                       absl::StrCat("size must be an integer between 1 and ", kMaxPageSize), nullptr);
-    }
-    query.size = parsed;
-    absl::StrAppend(&next_suffix, "&size=", parsed);
-  }
-  if (const std::string* offset = QueryParam(params, "offset")) {
-    std::optional<std::string> after = DecodeOffset(*offset);
-    if (!after) {
-      return KongError(400, 7, "invalid offset",
-                       absl::StrCat("'", *offset, "' is not a valid offset: bad base64 encoding"), nullptr);
-    }
-    query.after_id = *after;
-  }
+  query.size = page.size;
+  query.after_id = page.after_id;
+  std::string next_suffix = page.next_suffix;  // the other query arguments, repeated in `next`
   if (const std::string* tags = QueryParam(params, "tags")) {
     const bool has_and = absl::StrContains(*tags, ','), has_or = absl::StrContains(*tags, '/');
     auto invalid = [](absl::string_view why) {
@@ -520,13 +548,7 @@ HttpResponse AdminApi::Impl::List(const HttpRequest& request, const std::optiona
     has_more = page->has_more;
     if (!page->items.empty()) last_id = page->items.back().id();
   }
-  json body = {{"data", std::move(data)}, {"next", nullptr}};
-  if (has_more) {
-    std::string offset = EncodeOffset(last_id);
-    body["offset"] = offset;
-    body["next"] = absl::StrCat(request.path, "?offset=", PercentEncode(offset), next_suffix);
-  }
-  return JsonResponse(200, body);
+  return JsonResponse(200, ListBody(std::move(data), request.path, has_more, last_id, next_suffix));
 }
 
 std::optional<HttpResponse> AdminApi::Impl::ResolveServiceReference(json* body) {
@@ -663,26 +685,10 @@ HttpResponse AdminApi::Impl::Status() {
 }
 
 HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
-  auto params = ParseQuery(request.query);
-  int size = kDefaultPageSize;
-  std::string size_suffix;
-  if (const std::string* text = QueryParam(params, "size")) {
-    if (!absl::SimpleAtoi(*text, &size)) return KongError(400, 9, "invalid size", "size must be a number", nullptr);
-    if (size < 1 || size > kMaxPageSize) {
-      return KongError(400, 9, "invalid size",
-                       absl::StrCat("size must be an integer between 1 and ", kMaxPageSize), nullptr);
-    }
-    size_suffix = absl::StrCat("&size=", size);
-  }
-  std::string after;
-  if (const std::string* offset = QueryParam(params, "offset")) {
-    std::optional<std::string> decoded = DecodeOffset(*offset);
-    if (!decoded) {
-      return KongError(400, 7, "invalid offset",
-                       absl::StrCat("'", *offset, "' is not a valid offset: bad base64 encoding"), nullptr);
-    }
-    after = *decoded;
-  }
+  PageArguments page;
+  if (std::optional<HttpResponse> bad = ParsePageArguments(ParseQuery(request.query), &page)) return *std::move(bad);
+  const int size = page.size;
+  const std::string& after = page.after_id;
   std::vector<DataPlaneStatus> all;
   if (data_planes_) all = data_planes_->ListDataPlanes();
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -720,13 +726,7 @@ HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
     });
     last_id = dp.id;
   }
-  json body = {{"data", std::move(data)}, {"next", nullptr}};
-  if (has_more) {
-    std::string offset = EncodeOffset(last_id);
-    body["offset"] = offset;
-    body["next"] = absl::StrCat(request.path, "?offset=", PercentEncode(offset), size_suffix);
-  }
-  return JsonResponse(200, body);
+  return JsonResponse(200, ListBody(std::move(data), request.path, has_more, last_id, page.next_suffix));
 }
 
 HttpResponse AdminApi::Impl::ClusterStatus() {

@@ -913,7 +913,8 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
     }
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
-  absl::Status valid = ValidateConfigSet(ExportableConfig(stored.config));
+  const ConfigSet exported = ExportableConfig(stored.config);
+  absl::Status valid = ValidateConfigSet(exported);
   if (!valid.ok()) {
     PORTICO_LOG(kError, kLog, "config version ", stored.version.version,
                 " is invalid and is not published: ", valid.ToString());
@@ -922,7 +923,7 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
   absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> built =
-      BuildSnapshot(stored, clock_, build_options);
+      BuildSnapshotOfExported(exported, stored.version, clock_, build_options);
   if (!built.ok()) {
     PORTICO_LOG(kError, kLog, "snapshot build failed: ", built.status().ToString());
     return PublishResult::kFailed;
