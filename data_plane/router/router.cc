@@ -650,19 +650,21 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
       if (IsRegexPath(path)) {
         candidate.path_kind = PathKind::kRegex;
         candidate.path = RoutePathRegexPattern(path);
-        absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
-        if (!regex.ok()) return regex.status();
         RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
         candidate.regex_literal = std::move(literal.literal);
+        // The literal holds only plain characters at the top level, so "^" + literal + rest
+        // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
+        // (and a rest that fails, for the error message) compiles the whole pattern.
         absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
             literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
                                     : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
         if (rest.ok() && *rest != nullptr) {
-          // The whole pattern compiled (errors reported above); only the rest is matched.
           candidate.rest_regex = rest->get();
           candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
           impl->regexes.push_back(*std::move(rest));
         } else {
+          absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
+          if (!regex.ok()) return regex.status();
           candidate.regex = regex->get();
           impl->regexes.push_back(*std::move(regex));
         }
