@@ -37,9 +37,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "common/base/host_port.h"
 #include "common/config/validate.h"
 #include "data_plane/router/prefix_trie.h"
 #include "data_plane/router/route_priority.h"
@@ -158,36 +158,11 @@ struct Bucket {
   std::unique_ptr<RegexIndex> regex_index;
 };
 
-// Splits "name:port" / "[v6]:port". Without a valid numeric port, the whole text is the name.
-void SplitHostPort(absl::string_view text, absl::string_view* name, std::optional<uint16_t>* port) {
-  *name = text;
-  port->reset();
-  size_t colon = absl::string_view::npos;
-  if (!text.empty() && text[0] == '[') {
-    const size_t close = text.find(']');
-    if (close != absl::string_view::npos && close + 1 < text.size() && text[close + 1] == ':') {
-      colon = close + 1;
-    }
-  } else {
-    colon = text.rfind(':');
-    if (colon != absl::string_view::npos && text.find(':') != colon) colon = absl::string_view::npos;
-  }
-  if (colon == absl::string_view::npos) return;
-  const absl::string_view digits = text.substr(colon + 1);
-  uint32_t value = 0;
-  if (digits.empty() || digits.size() > 5 || !absl::SimpleAtoi(digits, &value) || value > 65535 ||
-      !std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isdigit(c); })) {
-    return;
-  }
-  *name = text.substr(0, colon);
-  *port = static_cast<uint16_t>(value);
-}
-
 HostRule CompileHost(absl::string_view configured) {
   HostRule rule;
-  absl::string_view name;
-  SplitHostPort(configured, &name, &rule.port);
-  std::string lower = absl::AsciiStrToLower(name);
+  const HostAndPort split = SplitHostHeader(configured);
+  rule.port = split.port;
+  std::string lower = absl::AsciiStrToLower(split.name);
   if (absl::StartsWith(lower, "*.")) {
     rule.kind = HostKind::kSuffix;
     rule.text = lower.substr(1);
@@ -742,9 +717,9 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
 }
 
 std::optional<Match> Router::Find(const RequestView& request) const {
-  absl::string_view raw_host;
-  std::optional<uint16_t> host_port;
-  SplitHostPort(request.host, &raw_host, &host_port);
+  const HostAndPort split_host = SplitHostHeader(request.host);
+  const absl::string_view raw_host = split_host.name;
+  const std::optional<uint16_t> host_port = split_host.port;
   char lowered[256];
   std::string lowered_long;
   absl::string_view host = raw_host;

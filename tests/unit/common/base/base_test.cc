@@ -32,6 +32,32 @@ TEST(HostPortTest, ParsesV4V6AndRejectsGarbage) {
   EXPECT_FALSE(ParseHostPort("h:x").ok());
 }
 
+TEST(HostPortTest, SplitsHostHeaders) {
+  struct Case {
+    const char* text;
+    const char* name;
+    std::optional<uint16_t> port;
+  };
+  const Case cases[] = {
+      {"example.com", "example.com", std::nullopt},
+      {"example.com:8080", "example.com", 8080},
+      {"example.com:65535", "example.com", 65535},
+      {"example.com:65536", "example.com:65536", std::nullopt},  // not a port: all name
+      {"example.com:", "example.com:", std::nullopt},
+      {"example.com:8x", "example.com:8x", std::nullopt},
+      {"a:1:2", "a:1:2", std::nullopt},
+      {"[::1]", "[::1]", std::nullopt},
+      {"[::1]:443", "[::1]", 443},
+      {"[::1]443", "[::1]443", std::nullopt},
+      {"", "", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    const HostAndPort split = SplitHostHeader(c.text);
+    EXPECT_EQ(split.name, c.name) << c.text;
+    EXPECT_EQ(split.port, c.port) << c.text;
+  }
+}
+
 }  // namespace
 }  // namespace portico
 
