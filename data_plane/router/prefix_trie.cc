@@ -79,7 +79,7 @@ PrefixTrie::PrefixTrie(absl::Span<const absl::string_view> sorted_keys, std::pmr
     node->keys_begin = built.keys_begin;
     node->keys_end = built.keys_end;
     out_first_bytes[i] = built.label.empty() ? '\0' : built.label.front();
-    std::memcpy(out_labels + label_offset, built.label.data(), built.label.size());
+    if (!built.label.empty()) std::memcpy(out_labels + label_offset, built.label.data(), built.label.size());
     label_offset += built.label.size();
   }
   nodes_ = out_nodes;
