@@ -119,11 +119,13 @@ def hold(port, count, path, ready_file):
 def summarize(path):
     # Columns: case proxy round rps p50_us p99_us cpu_s requests errors
     rows = {}
+    by_round = {}  # (case, proxy) -> {round: rps}
     errors = {}
     for line in open(path):
         if not line.strip() or line.startswith("#"):
             continue
-        case, proxy, _round, rps, p50, p99, cpu, requests, errs = line.split()[:9]
+        case, proxy, round_, rps, p50, p99, cpu, requests, errs = line.split()[:9]
+        by_round.setdefault((case, proxy), {})[round_] = float(rps)
         rows.setdefault((case, proxy), []).append(
             (float(rps), float(p50), float(p99), float(cpu), int(requests)))
         errors[(case, proxy)] = errors.get((case, proxy), 0) + int(errs)
@@ -167,13 +169,29 @@ def summarize(path):
     print("|---|---:|---:|---:|---:|")
     for case, rps, p50, p99, cpu in ratios:
         print(f"| {case} | {rps:.2f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
+    # 10,000 routes vs 1 route: from the interleaved routes1/routes10k runs (ratio per round,
+    # both runs under the same load), else from the keepalive and routes10k medians.
+    if any(case == "routes1" for case, _ in rows):
+        print()
+        print("| proxy | 1 route req/s (median) | 10,000 routes req/s (median) | 10,000 / 1 per round | median |")
+        print("|---|---:|---:|---|---:|")
+        for p in ("nginx", "portico"):
+            one = {r: x for r, x in by_round.get(("routes1", p), {}).items()}
+            many = {r: x for r, x in by_round.get(("routes10k", p), {}).items()}
+            common = sorted(set(one) & set(many), key=lambda r: int(r))
+            if not common:
+                continue
+            per_round = [many[r] / one[r] for r in common if one[r]]
+            print(f"| {p} | {med(list(one.values())):,.0f} | {med(list(many.values())):,.0f} | "
+                  f"{', '.join(f'{x:.2f}' for x in per_round)} | {med(per_round):.2f} |")
+        return
     ka = {p: med([x[0] for x in rows[("keepalive", p)]]) for p in ("nginx", "portico")
           if ("keepalive", p) in rows}
     rt = {p: med([x[0] for x in rows[("routes10k", p)]]) for p in ("nginx", "portico")
           if ("routes10k", p) in rows}
     if ka and rt:
         print()
-        print("| proxy | 10,000 routes / 1 route (req/s medians) |")
+        print("| proxy | 10,000 routes / 1 route (req/s medians; runs minutes apart) |")
         print("|---|---:|")
         for p in ("nginx", "portico"):
             if p in ka and p in rt:

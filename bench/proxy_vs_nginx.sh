@@ -11,7 +11,10 @@
 #   - an nginx reverse proxy with 1 worker, proxy_http_version 1.1 and an upstream keep-alive pool,
 #     sending the same X-Forwarded-*/X-Real-IP headers and adding Via, like the DP.
 # Both proxies run on CPU $BENCH_PROXY_CPU, wrk and the upstream on CPU $BENCH_LOAD_CPU. Every case
-# runs nginx, portico, nginx, portico, ... for $BENCH_ROUNDS rounds with identical wrk settings.
+# runs nginx, portico, nginx, portico, ... for $BENCH_ROUNDS rounds with identical wrk settings
+# (routes10k: a second CP + DP and a second nginx hold the 10,000 routes, and each round runs
+# nginx 1 route, nginx 10k, portico 1 route, portico 10k, so the 10k/1 ratio compares runs made
+# under the same load).
 # Afterwards, for both proxies (keep-alive small response): RSS with $BENCH_IDLE_CONNECTIONS idle
 # keep-alive clients, heap allocations per request (LD_PRELOAD counter, bench/malloc_count.c),
 # system calls per request (perf tracepoints), a perf profile (perf stat instructions where the CPU
@@ -21,7 +24,8 @@
 # Environment (defaults): BENCH_DURATION (5s) BENCH_ROUNDS (3) BENCH_CONNECTIONS (50)
 #   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
 #   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k")
-#   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_OUT (build-p/bench-results/<time>)
+#   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
+#   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
 #   and logs), BUILD_DIR (build-p), JOBS (2)
 set -euo pipefail
@@ -37,6 +41,7 @@ PROXY_CPU=${BENCH_PROXY_CPU:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
 CASES=${BENCH_CASES-keepalive close body1k body64k post64k routes10k}
 EXTRAS=${BENCH_EXTRAS-rss alloc perf callgrind}
+CALLGRIND_PATHS=${BENCH_CALLGRIND_PATHS-small 1k}
 OUT=${BENCH_OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
 HELPER="$ROOT/bench/bench_helper.py"
@@ -99,7 +104,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
 
-read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$($PY "$HELPER" free-ports 7)"
+read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER \
+  DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER <<<"$($PY "$HELPER" free-ports 11)"
 
 wait_http() {  # wait_http URL SECONDS
   for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -281,6 +287,7 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     body1k) path=/bench/1k ;;
     body64k) path=/bench/64k ;;
     post64k) path=/bench/post; script=$WORK/post.lua ;;
+    routes1) path=/bench/small ;;  # the 1-route runs interleaved with routes10k
     routes10k) path=/r$(( ROUTES / 2 ))/small ;;
     *) die "unknown case $case" ;;
   esac
@@ -388,11 +395,11 @@ if has_extra perf; then
     log "system calls per request (perf stat tracepoints)"
     echo "| case | proxy | requests | syscalls per request | by call (per request) |" >"$OUT/syscalls.md"
     echo "|---|---|---:|---:|---|" >>"$OUT/syscalls.md"
-    for case in keepalive close body64k; do
+    for case in keepalive close body1k body64k; do
       for proxy in nginx portico; do
         perf_target "$proxy"
         extra=(); [ "$case" = close ] && extra=(-H "Connection: close")
-        path=/bench/small; [ "$case" = body64k ] && path=/bench/64k
+        path=/bench/small; [ "$case" = body1k ] && path=/bench/1k; [ "$case" = body64k ] && path=/bench/64k
         perf stat -x, -e "$SYSCALL_EVENTS" -p "$pid" -o "$WORK/syscalls-$case-$proxy.csv" -- sleep "${DURATION%s}" & perf_pid=$!
         out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "${extra[@]}" "http://127.0.0.1:$port$path" 2>&1)
         wait "$perf_pid" || true
@@ -448,27 +455,32 @@ if has_extra perf; then
 fi
 
 # ---- callgrind: user-space instructions per request, keep-alive small response -------------------
-callgrind_case() {  # callgrind_case NAME PORT VALGRIND_PID OUT_FILE_PREFIX
-  local name=$1 port=$2 pid=$3 prefix=$4 out requests dump total
+callgrind_case() {  # callgrind_case NAME PORT VALGRIND_PID OUT_FILE_PREFIX: one row per $CALLGRIND_PATHS
+  local name=$1 port=$2 pid=$3 prefix=$4 out requests dump total what label
   taskset -c "$LOAD_CPU" wrk -t1 -c4 -d3s "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
-  callgrind_control -i on "$pid" >/dev/null
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/small" 2>&1)
-  callgrind_control -i off "$pid" >/dev/null
-  callgrind_control -d "$pid" >/dev/null
-  sleep 1
-  requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
-  dump=$(ls "$prefix".* 2>/dev/null | head -n1)
-  [ -n "$dump" ] || die "callgrind wrote no dump for $name"
-  callgrind_annotate --inclusive=no "$dump" >"$OUT/callgrind-$name-self.txt" 2>/dev/null || true
-  callgrind_annotate --inclusive=yes "$dump" >"$OUT/callgrind-$name-inclusive.txt" 2>/dev/null || true
-  callgrind_annotate --tree=caller "$dump" >"$OUT/callgrind-$name-callers.txt" 2>/dev/null || true
-  total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/callgrind-$name-self.txt")
-  echo "| $name | $requests | $total | $(( total / requests )) |" >>"$OUT/callgrind.md"
+  for what in $CALLGRIND_PATHS; do
+    label=$name; [ "$what" = small ] || label=$name-$what
+    callgrind_control -z "$pid" >/dev/null  # zero the counters: each dump covers one path
+    callgrind_control -i on "$pid" >/dev/null
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/$what" 2>&1)
+    callgrind_control -i off "$pid" >/dev/null
+    rm -f "$prefix".*
+    callgrind_control -d "$pid" >/dev/null
+    sleep 1
+    requests=$(echo "$out" | awk '/^RESULT/ {print $2}')
+    dump=$(ls "$prefix".* 2>/dev/null | head -n1)
+    [ -n "$dump" ] || die "callgrind wrote no dump for $label"
+    callgrind_annotate --inclusive=no "$dump" >"$OUT/callgrind-$label-self.txt" 2>/dev/null || true
+    callgrind_annotate --inclusive=yes "$dump" >"$OUT/callgrind-$label-inclusive.txt" 2>/dev/null || true
+    callgrind_annotate --tree=caller "$dump" >"$OUT/callgrind-$label-callers.txt" 2>/dev/null || true
+    total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/callgrind-$label-self.txt")
+    echo "| $name | /bench/$what | $requests | $total | $(( total / requests )) |" >>"$OUT/callgrind.md"
+  done
 }
 if has_extra callgrind; then
   log "callgrind: user-space instructions per request (keep-alive small response, wrk -c4)"
-  echo "| proxy | requests | instructions (user space, whole process) | per request |" >"$OUT/callgrind.md"
-  echo "|---|---:|---:|---:|" >>"$OUT/callgrind.md"
+  echo "| proxy | path | requests | instructions (user space, whole process) | per request |" >"$OUT/callgrind.md"
+  echo "|---|---|---:|---:|---:|" >>"$OUT/callgrind.md"
   NGINX_SINGLE_PROCESS=1 start_nginx_proxy "$WORK/nginx-callgrind" "$NGX10K_PORT" 1 \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out.nginx"
   cg_ngx_pid=$STARTED
@@ -487,20 +499,48 @@ if has_extra callgrind; then
   cat "$OUT/callgrind.md" >&2
 fi
 
-# ---- 10,000 routes --------------------------------------------------------------------------------
+# ---- 10,000 routes ----------------------------------------------------------------------------------
+# A second CP + DP pair holds the 10,000 routes (plus /bench/), and a second nginx the 10,000
+# locations, so that every round runs the 1-route and the 10,000-route proxies back to back:
+# nginx 1, nginx 10k, portico 1, portico 10k. The 10k/1 ratio is taken per round (same load).
 if [[ " $CASES " == *" routes10k "* ]]; then
+  log "second CP + DP for $ROUTES routes"
+  taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico10k.db" --admin-listen "127.0.0.1:$CP10K_ADMIN" \
+    --cluster-listen "127.0.0.1:$CP10K_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
+    --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
+    >"$WORK/cp10k.log" 2>&1 & PIDS+=($!)
+  taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP10K_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
+    --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
+    --proxy-listen "127.0.0.1:$DP10K_PORT" --status-listen "127.0.0.1:$DP10K_STATUS" --workers 1 --log-level warn \
+    >"$WORK/dp10k.log" 2>&1 &
+  DP10K_PID=$!; PIDS+=("$DP10K_PID")
+  wait_http "http://127.0.0.1:$CP10K_ADMIN/status" 30 || die "CP (10k) did not start: $(tail -n 20 "$WORK/cp10k.log")"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP10K_ADMIN/services/bench" -H 'Content-Type: application/json' \
+    -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP10K_ADMIN/routes/bench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
   log "creating $ROUTES routes through the Admin API"
-  "$PY" "$HELPER" load-routes "127.0.0.1:$CP_ADMIN" bench "$ROUTES" >&2
+  "$PY" "$HELPER" load-routes "127.0.0.1:$CP10K_ADMIN" bench "$ROUTES" >&2
   want=$(( ROUTES + 1 ))
   for _ in $(seq 1 600); do
-    [ "$(curl -fsS "http://127.0.0.1:$DP_STATUS/status" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["routes"])')" = "$want" ] && break
+    [ "$(curl -fsS "http://127.0.0.1:$DP10K_STATUS/status" 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["routes"])' 2>/dev/null)" = "$want" ] && break
     sleep 0.2
   done
   start_nginx_proxy "$WORK/nginx-10k" "$NGX10K_PORT" "$ROUTES"; NGX10K_PID=$STARTED
   wait_http "http://127.0.0.1:$NGX10K_PORT/bench/small" 30 || die "nginx with $ROUTES locations did not start"
   check_proxy "$NGX10K_PORT" "/r$(( ROUTES / 2 ))/small" 20
-  check_proxy "$DP_PORT" "/r$(( ROUTES / 2 ))/small" 20
-  run_case routes10k "$NGX10K_PORT" "$(nginx_worker_pid "$NGX10K_PID")"
+  check_proxy "$DP10K_PORT" "/r$(( ROUTES / 2 ))/small" 20
+  NGX10K_WORKER=$(nginx_worker_pid "$NGX10K_PID") || die "no nginx (10k) worker"
+  log "case routes1/routes10k: $ROUNDS rounds x (nginx 1, nginx 10k, portico 1, portico 10k), wrk -t$THREADS -c$CONNS -d$DURATION"
+  for port in "$NGX_PORT" "$NGX10K_PORT" "$DP_PORT" "$DP10K_PORT"; do
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1 || true
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    run_wrk routes1 nginx "$round" "$NGX_PORT" "$NGX_WORKER"
+    run_wrk routes10k nginx "$round" "$NGX10K_PORT" "$NGX10K_WORKER"
+    run_wrk routes1 portico "$round" "$DP_PORT" "$DP_PID"
+    run_wrk routes10k portico "$round" "$DP10K_PORT" "$DP10K_PID"
+  done
 fi
 
 # ---- summary ----------------------------------------------------------------------------------------

@@ -9,14 +9,13 @@
 //     │                       │  response complete and must close / local error with close
 //     │ idle timeout,         ▼
 //     │ EOF, error       kDraining ──(uv_shutdown: queued writes flushed)──▶ kLingering
-//     │                       │                                                │ EOF / 2 s
+//     │                       │ client done and nothing queued: close at once  │ EOF / 2 s
 //     └───────────────────────┴──────────── any failure ─────────────────────▶ kClosing
 //                                                                  (uv_close; freed after
-//                                                                   both close callbacks)
+//                                                                   the close callback)
 // Thread-compatible: only touched on the owning worker's loop.
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -30,6 +29,7 @@
 #include "data_plane/proxy/http1_parser.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/proxy/upstream_connection.h"
+#include "data_plane/proxy/worker.h"
 
 namespace portico::proxy {
 
@@ -44,12 +44,14 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
 
-  // Accepts a pending connection from `server` and starts reading. On error the caller must
-  // Close().
-  absl::Status Accept(uv_stream_t* server);
+  // Adopts the accepted socket `fd` (from `peer`) and starts reading. Takes ownership of `fd`
+  // even on error; on error the caller must Close().
+  absl::Status Accept(int fd, const struct sockaddr* peer);
   // Aborts the connection (and its upstream, if any). Idempotent.
   void Close();
   State state() const { return state_; }
+  // The worker's deadline sweep: the idle/header or linger timeout expired.
+  void OnDeadline();
 
   // Request parser delegate.
   HeadAction OnHead(const Http1Head& head) override;
@@ -67,51 +69,26 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
 
  private:
   struct Uv;
-  // What one request needs while it is in flight. Pins the config it started with.
-  struct Exchange {
-    std::shared_ptr<const RuntimeConfig> config;
-    const config::v1::Route* route = nullptr;
-    const ServiceTarget* target = nullptr;
-    std::string upstream_head;           // kept for the one stale-connection retry
-    std::deque<std::string> pending_body;  // body bytes waiting for the upstream to connect
-    size_t pending_body_bytes = 0;
-    std::vector<std::pair<std::string, std::string>> debug_headers;
-    UpstreamConnection* upstream = nullptr;
-    ResponseFraming framing = ResponseFraming::kNoBody;
-    int connect_retries_left = 0;
-    bool client_http11 = true;
-    bool client_keep_alive = true;
-    bool request_is_head = false;
-    bool request_chunked = false;
-    bool request_complete = false;
-    bool body_streamed = false;      // body bytes were handed to a connected upstream
-    bool local_response = false;     // the proxy answered; the request body is discarded
-    bool response_started = false;   // a byte of the final response went to the client
-    bool response_complete = false;
-    bool close_after = false;
-    bool stale_retry_used = false;
-
-    // Back to the state of a new exchange, keeping buffer capacity; unpins the config.
-    void Reset();
-  };
-  // Bytes queued for the client but not yet handed to the kernel (see QueueToClient).
-  struct OutPiece {
-    const char* borrowed = nullptr;  // nullptr: `offset` indexes out_owned_
-    size_t offset = 0;
-    size_t size = 0;
-  };
-  static constexpr size_t kMaxOutPieces = 16;
+  using Exchange = ClientExchange;
 
   void OnRead(ssize_t nread, const char* data);
   void OnWriteDone(size_t bytes, int status);
   void OnShutdown(int status);
-  void OnTimer();
   void OnHandleClosed();
 
-  void ProcessInput();
+  // Parses input_, or `fresh` (bytes just read, still in the worker's read buffer) when input_ is
+  // empty; only bytes left unparsed are copied into input_.
+  void ProcessInput(absl::string_view fresh = {});
   void UpdateReading();
   void EnterIdle();
-  void BeginDrain();
+  // Idle with nothing buffered: gives the exchange and the head storage back to the worker.
+  void ReleaseRequestState();
+  void MarkRequestStateHeld();
+  // The final response is queued: close. `client_done`: the client has nothing more to send
+  // (request fully read, it asked for close or half-closed, no unparsed bytes), so no lingering
+  // read is needed and, once the writes are flushed, the socket is closed at once.
+  void BeginDrain(bool client_done = false);
+  bool ClientDone() const;
   // Response bytes are gathered (QueueToClient) and handed to the kernel in one vectored write
   // (FlushToClient): uv_try_write first, and a uv_write with a copy of only the remainder.
   // Borrowed bytes must stay valid until the next FlushToClient.
@@ -133,28 +110,31 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   void SendLocalResponse(std::string response, bool close);
   void RespondToBadInput(bool head_too_large);
 
+  // Kept small: an idle keep-alive connection is this object, its llhttp state and its libuv
+  // handle; everything request-scoped lives in pooled objects (docs/proxy.md, "Memory").
   Worker& worker_;
   State state_ = State::kIdle;
-  uv_tcp_t tcp_;
-  uv_timer_t timer_;
-  uv_shutdown_t shutdown_req_;
   bool handles_initialised_ = false;
-  int pending_closes_ = 0;
   bool reading_ = false;
   bool in_process_input_ = false;
   bool parse_failed_ = false;
   bool peer_eof_ = false;          // the client shut its write side
+  bool wrote_ = false;             // a response byte was written (TCP_NODELAY set from the 2nd write)
+  bool nodelay_ = false;
+  bool holds_request_state_ = false;
+  bool linger_after_shutdown_ = true;
+  uint8_t pending_closes_ = 0;
+  DeadlineNode deadline_;
+  uv_tcp_t tcp_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // only while draining
   std::string client_ip_;
   Http1Parser parser_;
-  std::string input_;              // received, not yet parsed
+  std::string input_;              // received, not yet parsed (pipelined or while busy)
+  absl::string_view fresh_;        // during ProcessInput: unparsed part of the bytes just read
   size_t pending_write_bytes_ = 0;
   std::unique_ptr<Exchange> exchange_;
-  std::unique_ptr<Exchange> spare_exchange_;  // reused by the next request
+  std::unique_ptr<Exchange> spare_exchange_;    // the last exchange, until the connection is idle
   std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
-  std::vector<std::pair<absl::string_view, absl::string_view>> router_headers_;  // OnHead scratch
-  std::string out_owned_;                     // copied bytes of the pieces below
-  OutPiece out_pieces_[kMaxOutPieces];
-  size_t out_piece_count_ = 0;
 };
 
 }  // namespace portico::proxy

@@ -29,13 +29,6 @@ std::string JsonEscape(absl::string_view text) {
   return out;
 }
 
-bool IsOneOf(absl::string_view name, std::initializer_list<absl::string_view> names) {
-  for (absl::string_view candidate : names) {
-    if (absl::EqualsIgnoreCase(name, candidate)) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 
@@ -72,19 +65,79 @@ std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view ho
   return out;
 }
 
+KnownHeader ClassifyHeader(absl::string_view name) {
+  if (name.empty()) return KnownHeader::kOther;
+  const char first = absl::ascii_tolower(static_cast<unsigned char>(name[0]));
+  const auto is = [name](absl::string_view lower) { return absl::EqualsIgnoreCase(name, lower); };
+  switch (name.size()) {
+    case 2:
+      if (first == 't' && is("te")) return KnownHeader::kTe;
+      break;
+    case 3:
+      if (first == 'v' && is("via")) return KnownHeader::kVia;
+      break;
+    case 4:
+      if (first == 'h' && is("host")) return KnownHeader::kHost;
+      break;
+    case 6:
+      if (first == 'e' && is("expect")) return KnownHeader::kExpect;
+      break;
+    case 7:
+      if (first == 't' && is("trailer")) return KnownHeader::kTrailer;
+      if (first == 'u' && is("upgrade")) return KnownHeader::kUpgrade;
+      break;
+    case 9:
+      if (first == 'x' && is("x-real-ip")) return KnownHeader::kXRealIp;
+      break;
+    case 10:
+      if (first == 'c' && is("connection")) return KnownHeader::kConnection;
+      if (first == 'k' && is("keep-alive")) return KnownHeader::kKeepAlive;
+      break;
+    case 14:
+      if (first == 'c' && is("content-length")) return KnownHeader::kContentLength;
+      break;
+    case 15:
+      if (first == 'x' && is("x-forwarded-for")) return KnownHeader::kXForwardedFor;
+      break;
+    case 16:
+      if (first == 'p' && is("proxy-connection")) return KnownHeader::kProxyConnection;
+      if (first == 'x' && is("x-forwarded-host")) return KnownHeader::kXForwardedHost;
+      if (first == 'x' && is("x-forwarded-port")) return KnownHeader::kXForwardedPort;
+      break;
+    case 17:
+      if (first == 't' && is("transfer-encoding")) return KnownHeader::kTransferEncoding;
+      if (first == 'x' && is("x-forwarded-proto")) return KnownHeader::kXForwardedProto;
+      break;
+    case 18:
+      if (first == 'x' && is("x-forwarded-prefix")) return KnownHeader::kXForwardedPrefix;
+      break;
+    default:
+      break;
+  }
+  return KnownHeader::kOther;
+}
+
 HopByHopFilter::HopByHopFilter(const Http1Head& head) {
   for (const auto& [name, value] : head.headers) {
-    if (!absl::EqualsIgnoreCase(name, "connection")) continue;
+    if (name.size() != 10 || ClassifyHeader(name) != KnownHeader::kConnection) continue;
     for (absl::string_view token : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
       listed_.push_back(absl::StripAsciiWhitespace(token));
     }
   }
 }
 
-bool HopByHopFilter::IsHopByHop(absl::string_view name) const {
-  if (IsOneOf(name, {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-                     "upgrade"})) {
-    return true;
+bool HopByHopFilter::IsHopByHop(absl::string_view name, KnownHeader kind) const {
+  switch (kind) {
+    case KnownHeader::kConnection:
+    case KnownHeader::kKeepAlive:
+    case KnownHeader::kProxyConnection:
+    case KnownHeader::kTe:
+    case KnownHeader::kTrailer:
+    case KnownHeader::kTransferEncoding:
+    case KnownHeader::kUpgrade:
+      return true;
+    default:
+      break;
   }
   for (absl::string_view listed : listed_) {
     if (absl::EqualsIgnoreCase(name, listed)) return true;
@@ -104,17 +157,27 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const Http1Head& request
   const HopByHopFilter hop(request);
   std::string forwarded_for;
   for (const auto& [name, value] : request.headers) {
-    if (hop.IsHopByHop(name)) continue;
-    if (absl::EqualsIgnoreCase(name, "x-forwarded-for")) {
-      if (!forwarded_for.empty()) forwarded_for += ", ";
-      forwarded_for += value;
-      continue;
+    const KnownHeader kind = ClassifyHeader(name);
+    if (hop.IsHopByHop(name, kind)) continue;
+    switch (kind) {
+      case KnownHeader::kXForwardedFor:
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for += value;
+        continue;
+      case KnownHeader::kHost:
+      case KnownHeader::kExpect:
+      case KnownHeader::kXRealIp:
+      case KnownHeader::kXForwardedProto:
+      case KnownHeader::kXForwardedHost:
+      case KnownHeader::kXForwardedPort:
+      case KnownHeader::kXForwardedPrefix:
+        continue;
+      case KnownHeader::kContentLength:
+        if (params.chunked_body) continue;
+        break;
+      default:
+        break;
     }
-    if (IsOneOf(name, {"host", "expect", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
-                       "x-forwarded-port", "x-forwarded-prefix"})) {
-      continue;
-    }
-    if (params.chunked_body && absl::EqualsIgnoreCase(name, "content-length")) continue;
     AppendHeader(&out, name, value);
   }
   AppendHeader(&out, "X-Real-IP", params.client_ip);
@@ -154,13 +217,14 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
   const HopByHopFilter hop(response);
   std::string via;  // the upstream's Via values, joined; stays empty (no allocation) when none
   for (const auto& [name, value] : response.headers) {
-    if (hop.IsHopByHop(name)) continue;
-    if (absl::EqualsIgnoreCase(name, "via")) {
+    const KnownHeader kind = ClassifyHeader(name);
+    if (hop.IsHopByHop(name, kind)) continue;
+    if (kind == KnownHeader::kVia) {
       if (!via.empty()) via += ", ";
       via += value;
       continue;
     }
-    if (absl::EqualsIgnoreCase(name, "content-length") && framing != ResponseFraming::kContentLength &&
+    if (kind == KnownHeader::kContentLength && framing != ResponseFraming::kContentLength &&
         framing != ResponseFraming::kNoBody) {
       continue;
     }
@@ -191,13 +255,17 @@ std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFrami
   return out;
 }
 
-std::string EncodeChunk(absl::string_view data) {
-  if (data.empty()) return std::string();
-  std::string out = absl::StrCat(absl::Hex(data.size()), "\r\n");
-  out.reserve(out.size() + data.size() + 2);
-  out.append(data.data(), data.size());
-  out += "\r\n";
-  return out;
+absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  char* end = buffer + sizeof(buffer);
+  char* p = end;
+  *--p = '\n';
+  *--p = '\r';
+  do {
+    *--p = kDigits[size & 0xf];
+    size >>= 4;
+  } while (size != 0);
+  return absl::string_view(p, static_cast<size_t>(end - p));
 }
 
 bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,

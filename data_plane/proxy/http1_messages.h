@@ -46,11 +46,25 @@ std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view ho
 
 // True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
 // Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
+// The header names the proxy treats specially, recognised with one switch on the length and at
+// most a few case-insensitive compares (instead of comparing every header against every list).
+enum class KnownHeader {
+  kOther,
+  // hop-by-hop
+  kConnection, kKeepAlive, kProxyConnection, kTe, kTrailer, kTransferEncoding, kUpgrade,
+  // rewritten or dropped by the proxy
+  kHost, kExpect, kContentLength, kVia, kXRealIp, kXForwardedFor, kXForwardedProto, kXForwardedHost,
+  kXForwardedPort, kXForwardedPrefix,
+};
+KnownHeader ClassifyHeader(absl::string_view name);
+
 class HopByHopFilter {
  public:
   // REQUIRES: `head` outlives the filter (the listed names point into its values).
   explicit HopByHopFilter(const Http1Head& head);
-  bool IsHopByHop(absl::string_view name) const;
+  bool IsHopByHop(absl::string_view name) const { return IsHopByHop(name, ClassifyHeader(name)); }
+  // With the name's classification already known.
+  bool IsHopByHop(absl::string_view name, KnownHeader kind) const;
 
  private:
   absl::InlinedVector<absl::string_view, 4> listed_;  // names from Connection headers, as sent
@@ -95,8 +109,8 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
                                   bool keep_alive, bool client_is_http11,
                                   const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
-// One chunk of chunked encoding ("<hex>\r\n<data>\r\n"); empty data yields nothing.
-std::string EncodeChunk(absl::string_view data);
+// The size line of one chunk of chunked encoding ("<hex size>\r\n"), written into `buffer`.
+absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]);
 inline constexpr absl::string_view kLastChunk = "0\r\n\r\n";
 
 // Splits a request-target into path and query. Origin-form "/p?q" and absolute-form

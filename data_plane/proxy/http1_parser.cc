@@ -1,18 +1,29 @@
 #include "data_plane/proxy/http1_parser.h"
 
+#include <array>
+#include <new>
+
 #include "absl/strings/match.h"
 #include "llhttp.h"
 
 namespace portico::proxy {
 namespace {
 
+// RFC 9110 token characters, as a table (checked for every header name byte).
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> table{};
+  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+  for (int c = '0'; c <= '9'; ++c) table[c] = true;
+  for (char c : absl::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
+
 // RFC 9110 token: what a header field name may contain.
 bool IsToken(absl::string_view name) {
   if (name.empty()) return false;
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
-    if (!ok) return false;
+    if (!kTokenChars[static_cast<unsigned char>(c)]) return false;
   }
   return true;
 }
@@ -42,13 +53,13 @@ void Http1Head::Clear() {
   upgrade = false;
 }
 
-struct Http1Parser::Llhttp {
-  llhttp_t parser;
-};
-
 // Trampolines: recover the Http1Parser from parser->data and forward to one member. Nothing here
 // throws; errors travel as llhttp return codes.
 struct Http1Parser::Callbacks {
+  static_assert(sizeof(llhttp_t) <= kLlhttpBytes && alignof(llhttp_t) <= 8, "grow Http1Parser::kLlhttpBytes");
+  static llhttp_t* State(const Http1Parser* self) {
+    return reinterpret_cast<llhttp_t*>(const_cast<unsigned char*>(self->llhttp_storage_));
+  }
   static Http1Parser* Self(llhttp_t* p) { return static_cast<Http1Parser*>(p->data); }
   static int MessageBegin(llhttp_t* p) { return Self(p)->OnMessageBegin(); }
   static int Url(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl({at, n}); }
@@ -79,14 +90,30 @@ struct Http1Parser::Callbacks {
   }
 };
 
-Http1Parser::Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes)
-    : llhttp_(std::make_unique<Llhttp>()), delegate_(delegate), max_head_bytes_(max_head_bytes) {
-  llhttp_init(&llhttp_->parser, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE,
-              &Callbacks::Settings());
-  llhttp_->parser.data = this;
+Http1Parser::Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes,
+                         FreeList<Http1HeadStorage>* pool)
+    : delegate_(delegate), max_head_bytes_(max_head_bytes), pool_(pool) {
+  llhttp_t* p = new (llhttp_storage_) llhttp_t;
+  llhttp_init(p, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &Callbacks::Settings());
+  p->data = this;
 }
 
 Http1Parser::~Http1Parser() = default;
+
+const Http1Head& Http1Parser::head() const {
+  static const Http1Head kEmpty;
+  return storage_ != nullptr ? storage_->head : kEmpty;
+}
+
+void Http1Parser::ReleaseStorage() {
+  if (in_message_ || pool_ == nullptr || storage_ == nullptr) return;
+  if (storage_->last_head_bytes > kMaxPooledHeadBytes) {
+    storage_.reset();  // do not keep a large head's strings around
+    return;
+  }
+  pool_->Give(std::move(storage_));
+  storage_.reset();  // Give() may have dropped it (pool full)
+}
 
 Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
   Result result;
@@ -94,7 +121,7 @@ Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
     result.outcome = head_too_large_ ? Outcome::kHeadTooLarge : Outcome::kError;
     return result;
   }
-  llhttp_t* p = &llhttp_->parser;
+  llhttp_t* p = Callbacks::State(this);
   const llhttp_errno_t err = llhttp_execute(p, data, size);
   if (err == HPE_OK) {
     result.consumed = size;
@@ -115,7 +142,7 @@ Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
 
 Http1Parser::Outcome Http1Parser::Finish() {
   if (failed_) return Outcome::kError;
-  const llhttp_errno_t err = llhttp_finish(&llhttp_->parser);
+  const llhttp_errno_t err = llhttp_finish(Callbacks::State(this));
   if (message_done_) {
     message_done_ = false;
     return Outcome::kMessageDone;
@@ -125,11 +152,11 @@ Http1Parser::Outcome Http1Parser::Finish() {
   return Outcome::kError;
 }
 
-bool Http1Parser::NeedsEof() const { return llhttp_message_needs_eof(&llhttp_->parser) != 0; }
+bool Http1Parser::NeedsEof() const { return llhttp_message_needs_eof(Callbacks::State(this)) != 0; }
 
 const char* Http1Parser::error_reason() const {
   if (head_too_large_) return "head too large";
-  const char* reason = llhttp_get_error_reason(&llhttp_->parser);
+  const char* reason = llhttp_get_error_reason(Callbacks::State(this));
   return reason != nullptr ? reason : "parse error";
 }
 
@@ -141,77 +168,82 @@ bool Http1Parser::CountHead(size_t n) {
 }
 
 int Http1Parser::OnMessageBegin() {
+  if (storage_ == nullptr) storage_ = pool_ != nullptr ? pool_->Take() : std::make_unique<Http1HeadStorage>();
+  Http1HeadStorage& s = *storage_;
   // Keep the previous message's header strings (and their capacity) for this one.
-  for (auto& header : head_.headers) spare_headers_.push_back(std::move(header));
-  head_.Clear();
+  for (auto& header : s.head.headers) s.spare_headers.push_back(std::move(header));
+  s.head.Clear();
   head_bytes_ = 0;
-  field_.clear();
-  value_.clear();
+  s.field.clear();
+  s.value.clear();
   in_message_ = true;
   return HPE_OK;
 }
 
 int Http1Parser::OnUrl(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
-  head_.url.append(data.data(), data.size());
+  storage_->head.url.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnStatus(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
-  head_.reason.append(data.data(), data.size());
+  storage_->head.reason.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnHeaderField(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
-  field_.append(data.data(), data.size());
+  storage_->field.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnHeaderValue(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
-  value_.append(data.data(), data.size());
+  storage_->value.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnHeaderValueComplete() {
   if (!CountHead(4)) return HPE_USER;  // ": " and CRLF
-  if (!IsToken(field_)) return HPE_USER;  // llhttp's loose mode lets e.g. spaces through
-  if (spare_headers_.empty()) {
-    head_.headers.emplace_back(field_, value_);
+  Http1HeadStorage& s = *storage_;
+  if (!IsToken(s.field)) return HPE_USER;  // llhttp's loose mode lets e.g. spaces through
+  if (s.spare_headers.empty()) {
+    s.head.headers.emplace_back(s.field, s.value);
   } else {
-    std::pair<std::string, std::string>& spare = spare_headers_.back();
-    spare.first.assign(field_);
-    spare.second.assign(value_);
-    head_.headers.push_back(std::move(spare));
-    spare_headers_.pop_back();
+    std::pair<std::string, std::string>& spare = s.spare_headers.back();
+    spare.first.assign(s.field);
+    spare.second.assign(s.value);
+    s.head.headers.push_back(std::move(spare));
+    s.spare_headers.pop_back();
   }
-  field_.clear();
-  value_.clear();
+  s.field.clear();
+  s.value.clear();
   return HPE_OK;
 }
 
 int Http1Parser::OnHeadersComplete() {
-  llhttp_t* p = &llhttp_->parser;
+  llhttp_t* p = Callbacks::State(this);
+  Http1Head& head = storage_->head;
+  storage_->last_head_bytes = head_bytes_;
   // A header line with an empty value may end without a value callback.
-  if (!field_.empty()) OnHeaderValueComplete();
-  head_.version_major = p->http_major;
-  head_.version_minor = p->http_minor;
+  if (!storage_->field.empty() && OnHeaderValueComplete() != HPE_OK) return -1;
+  head.version_major = p->http_major;
+  head.version_minor = p->http_minor;
   if (p->type == HTTP_REQUEST) {
-    head_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    head.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   } else {
-    head_.status = p->status_code;
+    head.status = p->status_code;
   }
-  head_.chunked = (p->flags & F_CHUNKED) != 0;
-  head_.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
-  head_.content_length = head_.has_content_length ? p->content_length : 0;
-  head_.upgrade = p->upgrade != 0;
+  head.chunked = (p->flags & F_CHUNKED) != 0;
+  head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  head.content_length = head.has_content_length ? p->content_length : 0;
+  head.upgrade = p->upgrade != 0;
   // Upgrades (WebSocket, CONNECT tunnels) are not proxied yet: treat the request as a plain one;
   // the Upgrade header is hop-by-hop and gets removed.
   p->upgrade = 0;
-  head_.keep_alive = llhttp_should_keep_alive(p) != 0;
-  switch (delegate_->OnHead(head_)) {
+  head.keep_alive = llhttp_should_keep_alive(p) != 0;
+  switch (delegate_->OnHead(head)) {
     case Http1ParserDelegate::HeadAction::kContinue:
       return 0;
     case Http1ParserDelegate::HeadAction::kSkipBody:
@@ -228,7 +260,7 @@ int Http1Parser::OnBody(absl::string_view data) {
 }
 
 int Http1Parser::OnMessageComplete() {
-  head_.keep_alive = llhttp_should_keep_alive(&llhttp_->parser) != 0;
+  storage_->head.keep_alive = llhttp_should_keep_alive(Callbacks::State(this)) != 0;
   in_message_ = false;
   message_done_ = true;
   delegate_->OnMessageComplete();

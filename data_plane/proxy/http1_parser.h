@@ -33,6 +33,42 @@ struct Http1Head {
   void Clear();
 };
 
+// What a parser needs only while a message head is being collected and used: the head, the header
+// strings of earlier messages kept for reuse, and the partial name/value. Held by the parser from
+// the first byte of a message; a request parser gives it back (ReleaseStorage) once its
+// connection is idle, so an idle connection holds none of it.
+struct Http1HeadStorage {
+  Http1Head head;
+  // Header name/value strings of earlier messages, reused so that a warm storage allocates
+  // nothing per message (at most the largest message's headers are kept).
+  std::vector<std::pair<std::string, std::string>> spare_headers;
+  std::string field;
+  std::string value;
+  size_t last_head_bytes = 0;  // size of the last head collected (for the pool's size cap)
+};
+
+// A bounded free list of T (owned by one worker, single-threaded). Take() hands out a kept object
+// or a new one; Give() keeps up to `max_kept` objects (and drops those `keep` refuses).
+template <typename T>
+class FreeList {
+ public:
+  explicit FreeList(size_t max_kept) : max_kept_(max_kept) { free_.reserve(max_kept); }
+  std::unique_ptr<T> Take() {
+    if (free_.empty()) return std::make_unique<T>();
+    std::unique_ptr<T> item = std::move(free_.back());
+    free_.pop_back();
+    return item;
+  }
+  void Give(std::unique_ptr<T> item) {
+    if (item != nullptr && free_.size() < max_kept_) free_.push_back(std::move(item));
+  }
+  size_t size() const { return free_.size(); }
+
+ private:
+  size_t max_kept_;
+  std::vector<std::unique_ptr<T>> free_;
+};
+
 class Http1ParserDelegate {
  public:
   // What the delegate asks the parser to do after the head.
@@ -61,7 +97,10 @@ class Http1Parser {
     size_t consumed = 0;
   };
 
-  Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes);
+  // With a `pool`, the head storage is taken from it when a message starts and can be given back
+  // with ReleaseStorage(); without, the parser allocates its own once and keeps it.
+  Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes,
+              FreeList<Http1HeadStorage>* pool = nullptr);
   ~Http1Parser();
   Http1Parser(const Http1Parser&) = delete;
   Http1Parser& operator=(const Http1Parser&) = delete;
@@ -74,7 +113,13 @@ class Http1Parser {
   bool NeedsEof() const;
   // True between the first byte of a message and its end.
   bool in_message() const { return in_message_; }
-  const Http1Head& head() const { return head_; }
+  // The current (or last) head; an empty head when the parser holds no storage.
+  const Http1Head& head() const;
+  // Gives the head storage back to the pool (no-op while a message is in progress, without a
+  // pool, or without storage). Heads of more than kMaxPooledHeadBytes are freed instead.
+  void ReleaseStorage();
+  bool holds_storage() const { return storage_ != nullptr; }
+  static constexpr size_t kMaxPooledHeadBytes = 8 * 1024;
   const char* error_reason() const;
 
  private:
@@ -90,8 +135,10 @@ class Http1Parser {
   int OnMessageComplete();
   bool CountHead(size_t n);
 
-  struct Llhttp;
-  std::unique_ptr<Llhttp> llhttp_;  // keeps llhttp.h out of this header
+  // The llhttp_t, in place (no allocation of its own per connection) but opaque here, which keeps
+  // llhttp.h out of this header; http1_parser.cc checks size and alignment.
+  static constexpr size_t kLlhttpBytes = 96;
+  alignas(8) unsigned char llhttp_storage_[kLlhttpBytes];
   Http1ParserDelegate* delegate_;
   size_t max_head_bytes_;
   size_t head_bytes_ = 0;
@@ -99,12 +146,8 @@ class Http1Parser {
   bool in_message_ = false;
   bool message_done_ = false;
   bool failed_ = false;
-  std::string field_;
-  std::string value_;
-  Http1Head head_;
-  // Header name/value strings of earlier messages, reused so that a warm parser allocates
-  // nothing per message (at most the largest message's headers are kept).
-  std::vector<std::pair<std::string, std::string>> spare_headers_;
+  FreeList<Http1HeadStorage>* pool_;
+  std::unique_ptr<Http1HeadStorage> storage_;  // from the first byte of a message on
 };
 
 }  // namespace portico::proxy

@@ -116,6 +116,12 @@ uint64_t ProxyServer::requests_total() const {
   return total;
 }
 
+int64_t ProxyServer::request_states_held() const {
+  int64_t total = 0;
+  for (const auto& worker : workers_) total += worker->request_states_held();
+  return total;
+}
+
 void ProxyServer::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;

@@ -41,6 +41,11 @@ class ProxyServer {
   // Not concurrent with Stop(); after Stop() it returns the final count.
   uint64_t requests_total() const;
 
+  // Client connections currently holding request-scoped state (a request in progress, or
+  // unparsed bytes); idle keep-alive connections hold none. Relaxed, for tests. Not concurrent
+  // with Stop().
+  int64_t request_states_held() const;
+
   // Closes the listeners and every connection, joins the threads. Idempotent; not concurrent
   // with itself.
   void Stop();

@@ -1,6 +1,7 @@
 #include "data_plane/proxy/runtime_config.h"
 
 #include <arpa/inet.h>
+#include <uv.h>
 
 #include <utility>
 
@@ -49,6 +50,15 @@ absl::StatusOr<ServiceTarget> CompileServiceTarget(const config::v1::Service& se
   } else if (absl::AsciiStrToLower(bare) == "localhost") {
     target.ip = "127.0.0.1";
   }  // else: DNS name, left unresolved (ip empty).
+  if (!target.ip.empty()) {
+    if (v6) {
+      target.pool_key = absl::StrCat("[", target.ip, "]:", target.port);
+      uv_ip6_addr(target.ip.c_str(), target.port, reinterpret_cast<sockaddr_in6*>(&target.address));
+    } else {
+      target.pool_key = absl::StrCat(target.ip, ":", target.port);
+      uv_ip4_addr(target.ip.c_str(), target.port, reinterpret_cast<sockaddr_in*>(&target.address));
+    }
+  }
 
   const std::string host_for_header = v6 ? absl::StrCat("[", bare, "]") : target.host;
   target.host_header = (target.port == 80 || target.port == 443)
@@ -81,16 +91,13 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(
     if (!target.ok()) return target.status();
     runtime->by_pointer_.emplace(&service, *std::move(target));
   }
-  // No insertion into by_pointer_ after this point, so pointers to its values stay valid.
-  for (const auto& [service, target] : runtime->by_pointer_) runtime->by_id_.emplace(target.id, &target);
   return std::shared_ptr<const RuntimeConfig>(std::move(runtime));
 }
 
 const ServiceTarget* RuntimeConfig::FindService(const config::v1::Service* service) const {
   if (service == nullptr) return nullptr;
-  if (auto it = by_pointer_.find(service); it != by_pointer_.end()) return &it->second;
-  if (auto it = by_id_.find(service->id()); it != by_id_.end()) return it->second;
-  return nullptr;
+  auto it = by_pointer_.find(service);
+  return it != by_pointer_.end() ? &it->second : nullptr;
 }
 
 }  // namespace portico::proxy

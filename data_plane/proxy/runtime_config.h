@@ -3,6 +3,9 @@
 // service, precomputed once (upstream address, Host header, timeouts). Built off the worker
 // threads by RuntimeConfig::Compile and handed to every worker as shared_ptr<const RuntimeConfig>;
 // each request pins the instance it started with until it ends.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,6 +27,10 @@ struct ServiceTarget {
   // this build does not resolve: requests then get 503 "name resolution failed".
   std::string ip;
   uint16_t port = 80;
+  // Precomputed from ip and port (only when ip is set): the worker's upstream pool key
+  // ("127.0.0.1:80", "[::1]:80") and the socket address to connect to.
+  std::string pool_key;
+  sockaddr_storage address{};
   std::string host_header;       // "host" or "host:port" ("[v6]:port"), port omitted for 80/443
   std::string path;              // service.path, empty when null
   bool has_path = false;
@@ -44,7 +51,8 @@ class RuntimeConfig {
   const router::Router& router() const { return *router_; }
   const ConfigSet& config() const { return *config_; }
 
-  // The target for a service returned by router().Find(); nullptr if unknown.
+  // The target for a service pointer returned by this config's router().Find() (pointers into
+  // config().services); nullptr for any other pointer.
   const ServiceTarget* FindService(const config::v1::Service* service) const;
 
  private:
@@ -54,7 +62,6 @@ class RuntimeConfig {
   ConfigVersion version_;
   std::unique_ptr<const router::Router> router_;
   absl::flat_hash_map<const config::v1::Service*, ServiceTarget> by_pointer_;
-  absl::flat_hash_map<std::string, const ServiceTarget*> by_id_;
 };
 
 // Compiles one service; exposed for tests.

@@ -65,7 +65,6 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
   timeouts_ = timeouts;
   awaiting_response_ = true;
   response_bytes_seen_ = false;
-  response_done_ = false;
   interim_ = false;
   interim_done_ = false;
   reading_paused_ = false;
@@ -74,7 +73,6 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
 }
 
 void UpstreamConnection::MarkTakenFromPool() {
-  reused_ = true;
   state_ = State::kActive;
 }
 
@@ -220,7 +218,7 @@ void UpstreamConnection::UpdateReading() {
 void UpstreamConnection::RearmTimer() {
   if (state_ == State::kClosing || !handles_initialised_) return;
   if (has_deferred_error_) {
-    uv_timer_start(&timer_, Uv::Timer, 0, 0);
+    SetDeadline(0);
     return;
   }
   int64_t ms = -1;
@@ -241,14 +239,39 @@ void UpstreamConnection::RearmTimer() {
     case State::kClosing:
       break;
   }
+  SetDeadline(ms);
+}
+
+void UpstreamConnection::SetDeadline(int64_t ms) {
+  // Lazy timer: the deadline is a field; the libuv timer is (re)started only when it is not
+  // armed or armed too late. One that fires early re-arms for the rest (OnTimer), and one that
+  // fires with no deadline set just stops. Moving the deadline later, which is what every read,
+  // write and state change of a keep-alive exchange does, costs no timer-heap operation.
   if (ms < 0) {
-    uv_timer_stop(&timer_);
-  } else {
+    deadline_ms_ = kNoDeadline;
+    return;
+  }
+  deadline_ms_ = uv_now(worker_.loop()) + static_cast<uint64_t>(ms);
+  if (!timer_armed_ || armed_deadline_ms_ > deadline_ms_) {
     uv_timer_start(&timer_, Uv::Timer, static_cast<uint64_t>(ms), 0);
+    timer_armed_ = true;
+    armed_deadline_ms_ = deadline_ms_;
   }
 }
 
 void UpstreamConnection::OnTimer() {
+  timer_armed_ = false;
+  if (state_ == State::kClosing) return;
+  if (!has_deferred_error_) {
+    if (deadline_ms_ == kNoDeadline) return;
+    const uint64_t now = uv_now(worker_.loop());
+    if (now < deadline_ms_) {  // fired for an earlier deadline that has moved since
+      uv_timer_start(&timer_, Uv::Timer, deadline_ms_ - now, 0);
+      timer_armed_ = true;
+      armed_deadline_ms_ = deadline_ms_;
+      return;
+    }
+  }
   if (has_deferred_error_) {
     Fail(deferred_error_);
     return;
@@ -358,8 +381,7 @@ void UpstreamConnection::NotifyReadEnd() {
 
 void UpstreamConnection::CompleteResponse() {
   awaiting_response_ = false;
-  response_done_ = false;
-  uv_timer_stop(&timer_);
+  deadline_ms_ = kNoDeadline;
   if (observer_ != nullptr) {
     observer_->OnUpstreamComplete();  // calls Release() or Abort()
   } else {
@@ -386,9 +408,7 @@ void UpstreamConnection::OnMessageComplete() {
   if (interim_) {
     interim_ = false;
     interim_done_ = true;
-    return;
   }
-  response_done_ = true;
 }
 
 }  // namespace portico::proxy

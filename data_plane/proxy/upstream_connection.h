@@ -81,7 +81,6 @@ class UpstreamConnection final : public Http1ParserDelegate {
   // taken from the pool).
   void Attach(UpstreamObserver* observer, const UpstreamTimeouts& timeouts);
   bool connected() const { return state_ == State::kActive; }
-  bool reused() const { return reused_; }
   State state() const { return state_; }
   const std::string& pool_key() const { return pool_key_; }
 
@@ -121,6 +120,7 @@ class UpstreamConnection final : public Http1ParserDelegate {
   void FailSoon(UpstreamError error);
   void CompleteResponse();
   void RearmTimer();
+  void SetDeadline(int64_t ms);  // ms < 0: none
   void UpdateReading();
   void StartWrite(const absl::string_view* parts, size_t count, size_t total);
   void NotifyReadEnd();
@@ -143,10 +143,12 @@ class UpstreamConnection final : public Http1ParserDelegate {
   bool awaiting_response_ = false;   // attached and the final response not complete yet
   bool response_bytes_seen_ = false;
   bool reusable_ = true;
-  bool reused_ = false;
   bool interim_ = false;             // parsing a 1xx response
   bool interim_done_ = false;
-  bool response_done_ = false;
+  static constexpr uint64_t kNoDeadline = ~uint64_t{0};
+  uint64_t deadline_ms_ = kNoDeadline;  // loop time at which the current timeout expires
+  uint64_t armed_deadline_ms_ = 0;      // when the libuv timer fires (if timer_armed_)
+  bool timer_armed_ = false;
   bool has_deferred_error_ = false;
   UpstreamError deferred_error_ = UpstreamError::kClosed;
 };

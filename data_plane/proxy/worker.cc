@@ -1,6 +1,9 @@
 #include "data_plane/proxy/worker.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <utility>
@@ -16,10 +19,12 @@ namespace portico::proxy {
 struct Worker::Uv {
   static Worker* Self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
   static void Wake(uv_async_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnWake(); }
-  static void NewConnection(uv_stream_t* s, int status) {
-    Self(reinterpret_cast<uv_handle_t*>(s))->OnNewConnection(status);
+  static void Acceptable(uv_poll_t* p, int status, int) {
+    Self(reinterpret_cast<uv_handle_t*>(p))->OnAcceptable(status);
   }
+  static void AcceptRetry(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnAcceptRetry(); }
   static void Reap(uv_check_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->DrainGraveyard(); }
+  static void Sweep(uv_timer_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnSweep(); }
   static void Closed(uv_handle_t*) {}  // the worker's handles are members: nothing to free
   static void CloseAny(uv_handle_t* h, void*) {
     if (!uv_is_closing(h)) uv_close(h, Closed);
@@ -30,7 +35,12 @@ Worker::Worker(int index, const ProxyOptions& options)
     : index_(index), options_(options), read_buffer_(new char[kReadBufferBytes]) {}
 
 Worker::~Worker() {
-  // Run() (or a failed Init()) closed the loop; anything left is freed with the maps.
+  // Run() (or a failed Init()) closed the loop. Free what is left while the deadline lists,
+  // pools and counters the connections touch on destruction still exist.
+  clients_.clear();
+  dead_clients_.clear();
+  upstreams_.clear();
+  dead_upstreams_.clear();
 }
 
 absl::Status Worker::Init(int listen_fd, uint16_t port) {
@@ -39,23 +49,30 @@ absl::Status Worker::Init(int listen_fd, uint16_t port) {
     return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(rc)));
   }
   loop_initialised_ = true;
-  uv_tcp_init(&loop_, &listener_);
-  listener_.data = this;
+  uv_timer_init(&loop_, &accept_retry_);
+  accept_retry_.data = this;
   uv_async_init(&loop_, &wake_, Uv::Wake);
   wake_.data = this;
   uv_check_init(&loop_, &reaper_);
   reaper_.data = this;
   uv_check_start(&reaper_, Uv::Reap);
   uv_unref(reinterpret_cast<uv_handle_t*>(&reaper_));
+  uv_timer_init(&loop_, &sweeper_);
+  sweeper_.data = this;
+  uv_timer_start(&sweeper_, Uv::Sweep, kDeadlineSweepMs, kDeadlineSweepMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sweeper_));
 
-  int rc = uv_tcp_open(&listener_, listen_fd);
-  if (rc != 0) {
-    ::close(listen_fd);  // not adopted by libuv
-  } else {
-    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, Uv::NewConnection);
+  int rc = ::listen(listen_fd, 511) == 0 ? 0 : uv_translate_sys_error(errno);
+  if (rc == 0) rc = uv_poll_init_socket(&loop_, &listener_, listen_fd);
+  if (rc == 0) {
+    listener_.data = this;
+    listen_fd_ = listen_fd;
+    rc = uv_poll_start(&listener_, UV_READABLE, Uv::Acceptable);
   }
   if (rc != 0) {
     uv_walk(&loop_, Uv::CloseAny, nullptr);
+    ::close(listen_fd);  // (the poll handle, if any, is closing and does not own it)
+    listen_fd_ = -1;
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
     loop_initialised_ = false;
@@ -113,28 +130,55 @@ void Worker::OnWake() {
   if (stop) BeginShutdown();
 }
 
-void Worker::OnNewConnection(int status) {
+void Worker::OnAcceptable(int status) {
   if (status < 0) {
-    PORTICO_LOG(kWarn, "proxy", "accept: ", uv_strerror(status));
+    PORTICO_LOG(kWarn, "proxy", "listener poll: ", uv_strerror(status));
     return;
   }
   if (shutting_down_) return;
+  // One connection per readiness event (as nginx without multi_accept): the listener is
+  // level-triggered, so the next loop iteration reports it again while connections are pending.
+  sockaddr_storage peer{};
+  socklen_t peer_length = sizeof(peer);
+  const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED) return;
+    PORTICO_LOG(kWarn, "proxy", "accept: ", uv_strerror(uv_translate_sys_error(error)));
+    if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+      // Out of descriptors or memory: pause accepting instead of spinning on the ready listener.
+      uv_poll_stop(&listener_);
+      uv_timer_start(&accept_retry_, Uv::AcceptRetry, kAcceptRetryMs, 0);
+    }
+    return;
+  }
   auto owned = std::make_unique<ClientConnection>(*this);
   ClientConnection* connection = owned.get();
   clients_.emplace(connection, std::move(owned));
-  if (absl::Status s = connection->Accept(reinterpret_cast<uv_stream_t*>(&listener_)); !s.ok()) {
+  if (absl::Status s = connection->Accept(fd, reinterpret_cast<const sockaddr*>(&peer)); !s.ok()) {
     PORTICO_LOG(kWarn, "proxy", "accept: ", s.message());
     connection->Close();
   }
 }
 
+void Worker::OnAcceptRetry() {
+  if (shutting_down_) return;
+  uv_poll_start(&listener_, UV_READABLE, Uv::Acceptable);
+}
+
 void Worker::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), Uv::Closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), Uv::Closed);  // stops polling the fd now
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
+  uv_timer_stop(&accept_retry_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&accept_retry_), Uv::Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), Uv::Closed);
   uv_check_stop(&reaper_);
   uv_close(reinterpret_cast<uv_handle_t*>(&reaper_), Uv::Closed);
+  uv_timer_stop(&sweeper_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sweeper_), Uv::Closed);
   std::vector<ClientConnection*> clients;
   for (auto& [raw, owned] : clients_) clients.push_back(raw);
   for (ClientConnection* c : clients) c->Close();
@@ -180,18 +224,11 @@ size_t Worker::idle_upstream_count() const {
   return n;
 }
 
-absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const std::string& ip, uint16_t port) {
-  sockaddr_storage address{};
-  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
-      uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bad upstream address ", ip));
-  }
-  const bool v6 = address.ss_family == AF_INET6;
-  std::string key = v6 ? absl::StrCat("[", ip, "]:", port) : absl::StrCat(ip, ":", port);
-  auto owned = std::make_unique<UpstreamConnection>(*this, std::move(key), options_.max_header_bytes);
+absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const ServiceTarget& target) {
+  auto owned = std::make_unique<UpstreamConnection>(*this, target.pool_key, options_.max_header_bytes);
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
-  if (absl::Status s = connection->Connect(reinterpret_cast<const sockaddr*>(&address)); !s.ok()) {
+  if (absl::Status s = connection->Connect(reinterpret_cast<const sockaddr*>(&target.address)); !s.ok()) {
     connection->Close();
     return s;
   }
@@ -211,6 +248,51 @@ void Worker::Destroy(UpstreamConnection* connection) {
   if (it == upstreams_.end()) return;
   dead_upstreams_.push_back(std::move(it->second));
   upstreams_.erase(it);
+}
+
+void Worker::ArmDeadline(DeadlineNode* node, DeadlineList list) {
+  DisarmDeadline(node);
+  const int64_t timeout = list == kIdleDeadlines ? kClientIdleTimeoutMs : kLingerTimeoutMs;
+  node->deadline_ms = uv_now(&loop_) + static_cast<uint64_t>(timeout);
+  node->list = list;
+  DeadlineListHead& head = deadlines_[list];
+  node->prev = head.last;
+  node->next = nullptr;
+  if (head.last != nullptr) {
+    head.last->next = node;
+  } else {
+    head.first = node;
+  }
+  head.last = node;
+}
+
+void Worker::DisarmDeadline(DeadlineNode* node) {
+  if (node->list < 0) return;
+  DeadlineListHead& head = deadlines_[node->list];
+  if (node->prev != nullptr) {
+    node->prev->next = node->next;
+  } else {
+    head.first = node->next;
+  }
+  if (node->next != nullptr) {
+    node->next->prev = node->prev;
+  } else {
+    head.last = node->prev;
+  }
+  node->prev = node->next = nullptr;
+  node->list = -1;
+}
+
+void Worker::OnSweep() {
+  const uint64_t now = uv_now(&loop_);
+  for (DeadlineListHead& head : deadlines_) {
+    // Sorted by deadline; OnDeadline() closes (which disarms) or re-arms, so the front moves on.
+    while (head.first != nullptr && head.first->deadline_ms <= now) {
+      DeadlineNode* node = head.first;
+      DisarmDeadline(node);
+      node->owner->OnDeadline();
+    }
+  }
 }
 
 void Worker::DrainGraveyard() {

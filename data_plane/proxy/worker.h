@@ -16,6 +16,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "data_plane/proxy/client_exchange.h"
+#include "data_plane/proxy/http1_parser.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 
@@ -32,6 +35,40 @@ inline constexpr size_t kMaxIdlePerKey = 64;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kClientIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
+// Accepting pauses this long after accept4 failed for lack of descriptors or memory.
+inline constexpr int64_t kAcceptRetryMs = 100;
+// How often the worker checks client deadlines (idle and linger timeouts fire up to this late).
+inline constexpr int64_t kDeadlineSweepMs = 250;
+// Request-scoped objects (exchanges, request head storage) kept for reuse per worker: keep-alive
+// traffic with up to this many requests in flight on one worker allocates nothing per request.
+inline constexpr size_t kMaxPooledRequestStates = 256;
+
+// A client connection's place in one of the worker's deadline lists. All entries of a list share
+// one timeout, so appending keeps each list sorted by deadline; one per-worker timer expires them
+// (no uv_timer_t per connection, no timer-heap update per request).
+struct DeadlineNode {
+  DeadlineNode* prev = nullptr;
+  DeadlineNode* next = nullptr;
+  uint64_t deadline_ms = 0;
+  int list = -1;  // index into Worker's lists, -1 when in none
+  ClientConnection* owner = nullptr;
+};
+enum DeadlineList : int { kIdleDeadlines = 0, kLingerDeadlines = 1, kDeadlineListCount = 2 };
+
+// Response bytes gathered for one client write (see ClientConnection::QueueToClient). Shared by
+// the worker's connections: pieces are queued and flushed within one callback of one connection.
+struct ClientOutput {
+  struct Piece {
+    const char* borrowed = nullptr;  // nullptr: `offset` indexes `owned`
+    size_t offset = 0;
+    size_t size = 0;
+  };
+  static constexpr size_t kMaxPieces = 16;
+  ClientConnection* owner = nullptr;  // whose pieces these are (when count > 0)
+  std::string owned;                  // copied bytes of the pieces
+  Piece pieces[kMaxPieces];
+  size_t count = 0;
+};
 
 class Worker {
  public:
@@ -65,12 +102,26 @@ class Worker {
   // Puts an idle connection in the pool; false when the pool for its key is full.
   bool AddIdle(UpstreamConnection* connection);
   void RemoveIdle(UpstreamConnection* connection);
-  // A new connection towards ip:port, already connecting. Errors: bad address or connect failure.
-  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const std::string& ip, uint16_t port);
+  // A new connection towards the target's address (REQUIRES: target.ip set), already
+  // connecting. Errors: connect failure.
+  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const ServiceTarget& target);
 
   // Called from the last close callback of a connection: frees it after the current iteration.
   void Destroy(ClientConnection* connection);
   void Destroy(UpstreamConnection* connection);
+
+  // Client timeouts: (re)places `node` at the end of `list` with deadline now + timeout.
+  void ArmDeadline(DeadlineNode* node, DeadlineList list);
+  void DisarmDeadline(DeadlineNode* node);
+
+  // Request-scoped state shared by the worker's client connections.
+  FreeList<ClientExchange>& exchange_pool() { return exchange_pool_; }
+  FreeList<Http1HeadStorage>& head_pool() { return head_pool_; }
+  ClientOutput& client_output() { return client_output_; }
+  std::vector<std::pair<absl::string_view, absl::string_view>>& router_headers() { return router_headers_; }
+  // Client connections currently holding request state (exchange or head storage).
+  void CountRequestState(int delta) { request_states_held_.fetch_add(delta, std::memory_order_relaxed); }
+  int64_t request_states_held() const { return request_states_held_.load(std::memory_order_relaxed); }
 
   // Counters for tests.
   size_t idle_upstream_count() const;
@@ -78,17 +129,25 @@ class Worker {
  private:
   struct Uv;
   void OnWake();
-  void OnNewConnection(int status);
+  void OnAcceptable(int status);
+  void OnAcceptRetry();
   void BeginShutdown();
   void DrainGraveyard();
+  void OnSweep();
 
   const int index_;
   const ProxyOptions options_;
   uint16_t port_ = 0;
   uv_loop_t loop_;
-  uv_tcp_t listener_;
+  // The listener is polled and accepted by hand (one accept4 per readiness event, which also
+  // returns the peer address): libuv's own accept loop calls accept4 until EAGAIN and discards
+  // the address, costing an extra accept4 and a getpeername per connection.
+  int listen_fd_ = -1;
+  uv_poll_t listener_;
+  uv_timer_t accept_retry_;  // re-enables accepting after EMFILE/ENFILE
   uv_async_t wake_;
   uv_check_t reaper_;
+  uv_timer_t sweeper_;  // expires client deadlines every kDeadlineSweepMs
   bool loop_initialised_ = false;
   bool shutting_down_ = false;
   std::unique_ptr<char[]> read_buffer_;
@@ -106,6 +165,17 @@ class Worker {
   absl::flat_hash_map<std::string, std::vector<UpstreamConnection*>> idle_;
   std::vector<std::unique_ptr<ClientConnection>> dead_clients_;
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
+
+  struct DeadlineListHead {
+    DeadlineNode* first = nullptr;
+    DeadlineNode* last = nullptr;
+  };
+  DeadlineListHead deadlines_[kDeadlineListCount];
+  FreeList<ClientExchange> exchange_pool_{kMaxPooledRequestStates};
+  FreeList<Http1HeadStorage> head_pool_{kMaxPooledRequestStates};
+  ClientOutput client_output_;
+  std::vector<std::pair<absl::string_view, absl::string_view>> router_headers_;
+  std::atomic<int64_t> request_states_held_{0};
 };
 
 }  // namespace portico::proxy

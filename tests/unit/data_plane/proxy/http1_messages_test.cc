@@ -2,6 +2,9 @@
 // llhttp wrapper and RuntimeConfig compilation.
 #include "data_plane/proxy/http1_messages.h"
 
+#include <arpa/inet.h>
+
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -185,8 +188,49 @@ TEST(Http1MessagesTest, KongResponseAndChunks) {
   EXPECT_TRUE(absl::StrContains(response, "Content-Length: 48\r\n"));
   EXPECT_TRUE(absl::EndsWith(response, "\r\n\r\n{\"message\":\"no Route matched with those values\"}"));
   EXPECT_FALSE(absl::StrContains(response, "Connection"));
-  EXPECT_EQ(EncodeChunk("hello world, 17 b"), "11\r\nhello world, 17 b\r\n");
-  EXPECT_EQ(EncodeChunk(""), "");
+  char buffer[24];
+  EXPECT_EQ(ChunkSizeLine(17, buffer), "11\r\n");
+  EXPECT_EQ(ChunkSizeLine(0, buffer), "0\r\n");
+  EXPECT_EQ(ChunkSizeLine(65536, buffer), "10000\r\n");
+  EXPECT_EQ(ChunkSizeLine(~size_t{0}, buffer), "ffffffffffffffff\r\n");
+}
+
+TEST(Http1MessagesTest, ClassifyHeaderRecognisesEveryKnownNameInAnyCaseAndNothingElse) {
+  const std::vector<std::pair<std::string, KnownHeader>> known = {
+      {"connection", KnownHeader::kConnection},         {"keep-alive", KnownHeader::kKeepAlive},
+      {"proxy-connection", KnownHeader::kProxyConnection}, {"te", KnownHeader::kTe},
+      {"trailer", KnownHeader::kTrailer},               {"transfer-encoding", KnownHeader::kTransferEncoding},
+      {"upgrade", KnownHeader::kUpgrade},               {"host", KnownHeader::kHost},
+      {"expect", KnownHeader::kExpect},                 {"content-length", KnownHeader::kContentLength},
+      {"via", KnownHeader::kVia},                       {"x-real-ip", KnownHeader::kXRealIp},
+      {"x-forwarded-for", KnownHeader::kXForwardedFor}, {"x-forwarded-proto", KnownHeader::kXForwardedProto},
+      {"x-forwarded-host", KnownHeader::kXForwardedHost}, {"x-forwarded-port", KnownHeader::kXForwardedPort},
+      {"x-forwarded-prefix", KnownHeader::kXForwardedPrefix},
+  };
+  for (const auto& [name, kind] : known) {
+    EXPECT_EQ(ClassifyHeader(name), kind) << name;
+    std::string upper = name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_EQ(ClassifyHeader(upper), kind) << upper;
+    std::string mixed = name;
+    mixed[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(mixed[0])));
+    EXPECT_EQ(ClassifyHeader(mixed), kind) << mixed;
+    // Near misses: one character longer, shorter, or changed.
+    EXPECT_EQ(ClassifyHeader(name + "s"), KnownHeader::kOther) << name;
+    EXPECT_EQ(ClassifyHeader(name.substr(0, name.size() - 1)), KnownHeader::kOther) << name;
+    std::string changed = name;
+    changed.back() = changed.back() == 'z' ? 'y' : 'z';
+    EXPECT_EQ(ClassifyHeader(changed), KnownHeader::kOther) << changed;
+  }
+  for (const char* other : {"", "t", "User-Agent", "Kong-Debug", "Accept", "Content-Type", "X-Forwarded-Path"}) {
+    EXPECT_EQ(ClassifyHeader(other), KnownHeader::kOther) << other;
+  }
+  Http1Head head;
+  head.headers = {{"Connection", "close, X-Custom"}, {"X-Custom", "1"}, {"X-Other", "2"}};
+  const HopByHopFilter hop(head);
+  EXPECT_TRUE(hop.IsHopByHop("x-custom"));
+  EXPECT_TRUE(hop.IsHopByHop("TE"));
+  EXPECT_FALSE(hop.IsHopByHop("X-Other"));
 }
 
 TEST(Http1MessagesTest, RequestTargets) {
@@ -216,6 +260,10 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   absl::StatusOr<ServiceTarget> t = CompileServiceTarget(service);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->ip, "127.0.0.1");
+  EXPECT_EQ(t->pool_key, "127.0.0.1:8080");
+  ASSERT_EQ(t->address.ss_family, AF_INET);
+  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in*>(&t->address)->sin_port), 8080);
+  EXPECT_EQ(ntohl(reinterpret_cast<const sockaddr_in*>(&t->address)->sin_addr.s_addr), 0x7f000001u);
   EXPECT_EQ(t->host_header, "localhost:8080");
   EXPECT_EQ(t->read_timeout_ms, 60000);
   service.set_host("::1");
@@ -223,11 +271,15 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   t = CompileServiceTarget(service);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->ip, "::1");
+  EXPECT_EQ(t->pool_key, "[::1]:80");
+  ASSERT_EQ(t->address.ss_family, AF_INET6);
+  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in6*>(&t->address)->sin6_port), 80);
   EXPECT_EQ(t->host_header, "[::1]");
   service.set_host("db.example");
   t = CompileServiceTarget(service);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->ip, "");
+  EXPECT_EQ(t->pool_key, "");
   service.set_port(0);
   EXPECT_FALSE(CompileServiceTarget(service).ok());
 
@@ -243,8 +295,10 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   const ServiceTarget* found = (*compiled)->FindService(&set->services[0]);
   ASSERT_NE(found, nullptr);
   EXPECT_EQ(found->port, 81);
-  config::v1::Service copy = service;  // other address, same id
-  EXPECT_EQ((*compiled)->FindService(&copy), found);
+  // Only the router's pointers (into this config's services) are looked up.
+  config::v1::Service copy = service;
+  EXPECT_EQ((*compiled)->FindService(&copy), nullptr);
+  EXPECT_EQ((*compiled)->FindService(nullptr), nullptr);
 }
 
 }  // namespace

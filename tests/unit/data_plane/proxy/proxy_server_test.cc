@@ -1014,6 +1014,175 @@ TEST_F(ProxyServerTest, SlowReaderWithBigResponseObeysBackpressure) {
   EXPECT_EQ(mismatches, 0u);
 }
 
+// Idle keep-alive connections give their request-scoped state (exchange, head storage, input
+// buffer) back to the worker; the next request on them takes it again. Large and pipelined
+// heads, and a head split over several reads, work on such shrunk connections.
+TEST_F(ProxyServerTest, IdleConnectionsReleaseRequestStateAndStillServeEverything) {
+  StartEchoSetup();
+  constexpr int kClients = 20;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<RawClient>(proxy_->port()));
+    ASSERT_TRUE(clients.back()->Send(Get(absl::StrCat("/r/warm", i))));
+    ClientResponse response = clients.back()->ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.Header("X-Seen-Target"), absl::StrCat("/warm", i));
+  }
+  // Twenty connections open and idle, none holds request state.
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; })) << proxy_->request_states_held();
+
+  // A head split over two reads keeps its state while incomplete.
+  RawClient& split = *clients[0];
+  ASSERT_TRUE(split.Send("GET /r/split HTTP/1.1\r\nHost: exa"));
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 1; })) << proxy_->request_states_held();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(split.Send("mple.com\r\nX-Tail: 1\r\n\r\n"));
+  ClientResponse split_response = split.ReadResponse();
+  ASSERT_TRUE(split_response.ok);
+  EXPECT_EQ(split_response.Header("X-Seen-Target"), "/split");
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }));
+
+  // Large heads (too large to be pooled afterwards) on a shrunk connection, twice.
+  std::string big_headers;
+  for (int i = 0; i < 20; ++i) absl::StrAppend(&big_headers, "X-Big-", i, ": ", std::string(1000, 'b'), "\r\n");
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(clients[1]->Send(Get(absl::StrCat("/r/big", round), big_headers)));
+    ClientResponse response = clients[1]->ReadResponse();
+    ASSERT_TRUE(response.ok) << round;
+    EXPECT_EQ(response.Header("X-Seen-Target"), absl::StrCat("/big", round));
+  }
+  // Pipelined requests (with a body) on shrunk connections.
+  for (int i = 2; i < kClients; ++i) {
+    std::string batch = Get(absl::StrCat("/r/a", i)) +
+                        "POST /r/post HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" + Get(absl::StrCat("/r/b", i));
+    ASSERT_TRUE(clients[i]->Send(batch));
+  }
+  for (int i = 2; i < kClients; ++i) {
+    ClientResponse a = clients[i]->ReadResponse();
+    ClientResponse post = clients[i]->ReadResponse();
+    ClientResponse b = clients[i]->ReadResponse();
+    ASSERT_TRUE(a.ok && post.ok && b.ok) << i;
+    EXPECT_EQ(a.Header("X-Seen-Target"), absl::StrCat("/a", i));
+    EXPECT_EQ(post.body, "hello");
+    EXPECT_EQ(b.Header("X-Seen-Target"), absl::StrCat("/b", i));
+  }
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; })) << proxy_->request_states_held();
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  const auto big = std::find_if(received.begin(), received.end(),
+                                [](const ReceivedRequest& r) { return r.target == "/big1"; });
+  ASSERT_NE(big, received.end());
+  EXPECT_EQ(big->Header("X-Big-19"), std::string(1000, 'b'));
+}
+
+// Connection: close (and HTTP/1.0) exchanges that were read completely are closed without a
+// lingering read; the response must still arrive whole, followed by a clean FIN (never a RST),
+// also when the response is still queued in the proxy when it completes.
+TEST_F(ProxyServerTest, ConnectionCloseResponsesArriveCompleteWithCleanEof) {
+  const std::string big(4 * 1024 * 1024, 'z');
+  upstream_ = std::make_unique<TestUpstream>([&big](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, request.target == "/big" ? big : absl::StrCat("small ", request.target));
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+
+  for (int i = 0; i < 20; ++i) {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get(absl::StrCat("/r/", i), "Connection: close\r\n")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << i;
+    EXPECT_EQ(response.body, absl::StrCat("small /", i));
+    EXPECT_EQ(response.Header("Connection"), "close");
+    EXPECT_TRUE(client.WaitCleanEof()) << i;
+    // Closed at once, without a lingering read.
+    if (i == 0) {
+      EXPECT_TRUE(client.PeerSocketGone());
+    }
+  }
+  {  // HTTP/1.0 without keep-alive
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /r/old HTTP/1.0\r\nHost: a\r\n\r\n"));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.body, "small /old");
+    EXPECT_TRUE(client.WaitCleanEof());
+  }
+  {  // a big response still queued in the proxy when the exchange completes: the client reads late
+    RawClient client(proxy_->port(), 10000);
+    ASSERT_TRUE(client.Send(Get("/r/big", "Connection: close\r\n")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.body.size(), big.size());
+    EXPECT_TRUE(response.body == big);
+    EXPECT_TRUE(client.WaitCleanEof());
+  }
+  {  // bytes after a Connection: close request: the proxy lingers, the response is still whole
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get("/r/first", "Connection: close\r\n") + Get("/r/ignored")));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.body, "small /first");
+    EXPECT_TRUE(client.WaitCleanEof());
+    EXPECT_FALSE(client.PeerSocketGone());  // still lingering: more bytes are read and dropped
+  }
+  for (const ReceivedRequest& r : upstream_->requests()) EXPECT_NE(r.target, "/ignored");
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }));
+}
+
+// The lingering read after a close with unread bytes ends after the linger timeout (2 s, expired
+// by the worker's deadline sweep) even when the client never closes.
+TEST_F(ProxyServerTest, LingeringCloseEndsAfterItsTimeout) {
+  StartEchoSetup();
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/first", "Connection: close\r\n") + Get("/r/more")));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.Header("X-Seen-Target"), "/first");
+  EXPECT_TRUE(client.WaitCleanEof());
+  const auto lingering_since = std::chrono::steady_clock::now();
+  EXPECT_FALSE(client.PeerSocketGone());  // still reading and dropping what we send
+  EXPECT_TRUE(WaitFor([&] { return client.PeerSocketGone(); }, 4000));
+  const auto lingered = std::chrono::steady_clock::now() - lingering_since;
+  EXPECT_GE(lingered, std::chrono::milliseconds(1500));
+  EXPECT_LE(lingered, std::chrono::milliseconds(3500));
+}
+
+// The client address comes from the worker's own accept4 (no getpeername): IPv4 is checked in
+// ForwardedHeadersAndHopByHopRemoval; here an IPv6 listener and client.
+TEST_F(ProxyServerTest, ClientAddressFromAcceptOverIpv6) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  ProxyOptions options;
+  options.host = "::1";
+  options.port = 0;
+  absl::StatusOr<std::unique_ptr<ProxyServer>> started = ProxyServer::Start(options);
+  if (!started.ok()) GTEST_SKIP() << "no IPv6 loopback: " << started.status();
+  proxy_ = std::move(*started);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in6 address{};
+  address.sin6_family = AF_INET6;
+  address.sin6_addr = in6addr_loopback;
+  address.sin6_port = htons(proxy_->port());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const std::string request = Get("/r/six", "Connection: close\r\n");
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) response.append(buffer, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].Header("X-Real-IP"), "::1");
+  EXPECT_EQ(received[0].Header("X-Forwarded-For"), "::1");
+}
+
 TEST(ProxyServerStartTest, RejectsBadOptions) {
   ProxyOptions options;
   options.port = 0;

@@ -337,6 +337,18 @@ bool RawClient::WaitClosed() {
   }
 }
 
+bool RawClient::WaitCleanEof() {
+  if (!buffer_.empty()) return false;
+  char chunk[4096];
+  return ::recv(fd_, chunk, sizeof(chunk), 0) == 0;
+}
+
+bool RawClient::PeerSocketGone() {
+  if (!Send("x")) return true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the RST needs one loopback trip
+  return !Send("x");
+}
+
 // ---- config builders -------------------------------------------------------------------------
 
 std::string Uuid(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }

@@ -92,6 +92,12 @@ class RawClient {
   ClientResponse ReadResponse(bool head_request = false);
   // True when the peer closed (EOF or reset) within the timeout, with nothing else to read.
   bool WaitClosed();
+  // True only when the peer closed cleanly (FIN, not a reset) within the timeout, with nothing
+  // else to read.
+  bool WaitCleanEof();
+  // After the peer closed: true when its socket is gone (a byte sent to it is answered with a
+  // RST, so a second send fails), false when it still reads (e.g. a lingering close).
+  bool PeerSocketGone();
   void ShutdownWrite();
 
  private:
