@@ -520,6 +520,11 @@ class HugePageBlocks final : public std::pmr::memory_resource {
   absl::flat_hash_map<void*, size_t> mapped_;
 };
 
+uint64_t DotCountBit(size_t dots) { return uint64_t{1} << std::min<size_t>(dots, 63); }
+uint64_t DotCountBit(absl::string_view key) {
+  return DotCountBit(static_cast<size_t>(std::count(key.begin(), key.end(), '.')));
+}
+
 // Arena bytes a bucket needs (Bucket, key, trie, entries), generously: the arena is sized from
 // this sum so that the buckets land in one block.
 size_t EstimateBucketBytes(const BucketDraft& draft) {
@@ -546,6 +551,10 @@ struct Router::Impl {
   absl::flat_hash_map<absl::string_view, const Bucket*> by_exact_host;
   absl::flat_hash_map<absl::string_view, const Bucket*> by_host_suffix;
   absl::flat_hash_map<absl::string_view, const Bucket*> by_host_prefix;
+  // Bit n set: some key of the map above has n dots (n >= 63: bit 63). A request host is looked
+  // up only with the suffixes / prefixes whose dot count some key has.
+  uint64_t suffix_dot_counts = 0;
+  uint64_t prefix_dot_counts = 0;
 };
 
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -713,6 +722,8 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   index_buckets(exact_drafts, impl->by_exact_host);
   index_buckets(suffix_drafts, impl->by_host_suffix);
   index_buckets(prefix_drafts, impl->by_host_prefix);
+  for (const auto& [key, bucket] : impl->by_host_suffix) impl->suffix_dot_counts |= DotCountBit(key);
+  for (const auto& [key, bucket] : impl->by_host_prefix) impl->prefix_dot_counts |= DotCountBit(key);
   return std::unique_ptr<const Router>(new Router(std::move(impl)));
 }
 
@@ -776,12 +787,31 @@ std::optional<Match> Router::Find(const RequestView& request) const {
   add_bucket(*impl_->buckets[0]);
   if (!host.empty()) {
     add_from(impl_->by_exact_host, host);
-    if (!impl_->by_host_suffix.empty() || !impl_->by_host_prefix.empty()) {
-      for (size_t i = 0; i < host.size(); ++i) {
+    if (impl_->suffix_dot_counts != 0 || impl_->prefix_dot_counts != 0) {
+      // Dots of the host: a suffix starting at dot k holds (dots - k) dots, a prefix ending at
+      // dot k holds k + 1.
+      // Hosts with more dots than kMaxDots (never seen in practice) try every dot.
+      constexpr size_t kMaxDots = 32;
+      size_t dot_positions[kMaxDots];
+      const size_t dots = static_cast<size_t>(std::count(host.begin(), host.end(), '.'));
+      const bool filter = dots <= kMaxDots;
+      for (size_t i = 0, k = 0; i < host.size(); ++i) {
         if (host[i] != '.') continue;
-        // "*.example.com" needs at least one label before ".example.com": i > 0.
+        if (filter) dot_positions[k] = i;
+        ++k;
+        if (filter) continue;
         if (i > 0) add_from(impl_->by_host_suffix, host.substr(i));
         add_from(impl_->by_host_prefix, host.substr(0, i + 1));
+      }
+      for (size_t k = 0; filter && k < dots; ++k) {
+        const size_t i = dot_positions[k];
+        // "*.example.com" needs at least one label before ".example.com": i > 0.
+        if (i > 0 && (impl_->suffix_dot_counts & DotCountBit(dots - k)) != 0) {
+          add_from(impl_->by_host_suffix, host.substr(i));
+        }
+        if ((impl_->prefix_dot_counts & DotCountBit(k + 1)) != 0) {
+          add_from(impl_->by_host_prefix, host.substr(0, i + 1));
+        }
       }
     }
   }

@@ -248,5 +248,41 @@ TEST(RouterIndexTest, SplitRegexKeepsMatchedLength) {
   }
 }
 
+// Wildcard hosts are looked up only for the suffixes/prefixes whose dot count some rule has; hosts
+// with more dots than the filter handles still find every rule.
+TEST(RouterIndexTest, WildcardHostsOfEveryDotCount) {
+  std::vector<RouteSpec> specs;
+  const std::vector<std::string> rules = {"*.b", "*.a.b", "*.x.y.z", "p.*", "p.q.*", "m.n.o.*"};
+  for (size_t i = 0; i < rules.size(); ++i) {
+    RouteSpec spec;
+    spec.id = static_cast<int>(i) + 1;
+    spec.hosts = {rules[i]};
+    spec.paths = {absl::StrCat("/r", i)};
+    specs.push_back(spec);
+  }
+  auto router = Router::Build(MakeConfig(specs));
+  ASSERT_TRUE(router.ok()) << router.status();
+  std::string many_labels;
+  for (int i = 0; i < 40; ++i) absl::StrAppend(&many_labels, "l", i, ".");
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"c.b", 0}, {"c.d.e.b", 0}, {"c.a.b", 1}, {"w.x.y.z", 2}, {"v.w.x.y.z", 2}, {"p.c", 3},
+      {"p.q.r.s", 4}, {"m.n.o.p", 5}, {many_labels + "a.b", 1}, {"p.q." + many_labels + "t", 4},
+      {many_labels + "x.y.z", 2}};
+  for (const auto& [host, rule] : cases) {
+    Request request;
+    request.host = host;
+    request.path = absl::StrCat("/r", rule);
+    auto match = FindRoute(**router, request);
+    ASSERT_TRUE(match.has_value()) << host;
+    EXPECT_EQ(match->route->id(), testing_util::Id(rule + 1)) << host;
+  }
+  for (const std::string host : {"b", "a.b.c", "x.y.z", "q.p.r"}) {
+    Request request;
+    request.host = host;
+    request.path = "/r0";
+    EXPECT_FALSE(FindRoute(**router, request).has_value()) << host;
+  }
+}
+
 }  // namespace
 }  // namespace portico::router
