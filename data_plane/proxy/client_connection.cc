@@ -149,6 +149,7 @@ void ClientConnection::Close() {
   if (out.owner == this) {
     out.count = 0;
     out.owned.clear();
+    out.owner = nullptr;
   }
   if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->Abort();
   // Close() can run inside a write made by code that still holds `*exchange_` (a client write
@@ -487,9 +488,8 @@ Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head
   if (ex.framing == ResponseFraming::kUntilClose || !ex.request_complete) ex.close_after = true;
   const bool keep_alive = ex.client_keep_alive && !ex.close_after;
   // Queued, not written: it leaves with the body bytes of the same upstream read (one writev).
+  if (!ClaimOutput()) return HeadAction::kError;
   ClientOutput& out = worker_.client_output();
-  if (out.count > 0 && (out.owner != this || out.count == ClientOutput::kMaxPieces)) out.owner->FlushToClient();
-  out.owner = this;
   const size_t offset = out.owned.size();
   AppendDownstreamResponseHead(&out.owned, head, ex.framing, keep_alive, ex.client_http11, ex.debug_headers);
   out.pieces[out.count++] = ClientOutput::Piece{nullptr, offset, out.owned.size() - offset};
@@ -604,9 +604,8 @@ void ClientConnection::MaybeFinishExchange() {
 
 void ClientConnection::QueueToClient(absl::string_view data, bool copy) {
   if (data.empty()) return;
+  if (!ClaimOutput()) return;
   ClientOutput& out = worker_.client_output();
-  if (out.count > 0 && (out.owner != this || out.count == ClientOutput::kMaxPieces)) out.owner->FlushToClient();
-  out.owner = this;
   ClientOutput::Piece piece;
   piece.size = data.size();
   if (copy) {
@@ -616,6 +615,14 @@ void ClientConnection::QueueToClient(absl::string_view data, bool copy) {
     piece.borrowed = data.data();
   }
   out.pieces[out.count++] = piece;
+}
+
+bool ClientConnection::ClaimOutput() {
+  ClientOutput& out = worker_.client_output();
+  if (out.count > 0 && (out.owner != this || out.count == ClientOutput::kMaxPieces)) out.owner->FlushToClient();
+  if (state_ == State::kClosing) return false;  // our own flush failed and closed us
+  out.owner = this;
+  return true;
 }
 
 void ClientConnection::FlushToClient() {
@@ -708,7 +715,9 @@ void ClientConnection::BeginDrain(bool client_done) {
     return;
   }
   state_ = State::kDraining;
-  linger_after_shutdown_ = !client_done;
+  // Even a client that asked to close may send bytes (a pipelined request, a stray CRLF) while
+  // the queued response drains; reading is stopped here, so OnShutdown lingers (unless the
+  // client already sent EOF) to keep such bytes from turning the close into a RST.
   if (!in_process_input_) input_.clear();  // else ProcessInput() drops it after the parser returns
   UpdateReading();
   // uv_shutdown completes after every queued write has been flushed.
@@ -719,7 +728,7 @@ void ClientConnection::BeginDrain(bool client_done) {
 
 void ClientConnection::OnShutdown(int status) {
   if (state_ == State::kClosing) return;
-  if (status < 0 || peer_eof_ || !linger_after_shutdown_) {
+  if (status < 0 || peer_eof_) {
     Close();
     return;
   }

@@ -85,8 +85,9 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   void ReleaseRequestState();
   void MarkRequestStateHeld();
   // The final response is queued: close. `client_done`: the client has nothing more to send
-  // (request fully read, it asked for close or half-closed, no unparsed bytes), so no lingering
-  // read is needed and, once the writes are flushed, the socket is closed at once.
+  // (request fully read, it asked for close or half-closed, no unparsed bytes); then, when the
+  // kernel already holds every response byte, the socket is closed at once (no shutdown, no
+  // lingering read). Otherwise: shutdown after the queued writes, then lingering read.
   void BeginDrain(bool client_done = false);
   bool ClientDone() const;
   // Response bytes are gathered (QueueToClient) and handed to the kernel in one vectored write
@@ -94,6 +95,9 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   // Borrowed bytes must stay valid until the next FlushToClient.
   void QueueToClient(absl::string_view data, bool copy);
   void FlushToClient();
+  // Makes the worker's output gather list this connection's, flushing what another connection
+  // (or this one, when full) queued. False when that flush closed this connection.
+  bool ClaimOutput();
   void WriteToClient(absl::string_view data);  // queue (borrowed) + flush
 
   void StartUpstream(bool allow_pooled);
@@ -122,7 +126,6 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   bool wrote_ = false;             // a response byte was written (TCP_NODELAY set from the 2nd write)
   bool nodelay_ = false;
   bool holds_request_state_ = false;
-  bool linger_after_shutdown_ = true;
   uint8_t pending_closes_ = 0;
   DeadlineNode deadline_;
   uv_tcp_t tcp_;

@@ -130,12 +130,50 @@ void Worker::OnWake() {
   if (stop) BeginShutdown();
 }
 
+namespace {
+
+// accept(2): errors of one pending connection (the next accept may succeed), to be treated like
+// EAGAIN; anything else concerns the listener or the process.
+bool IsPerConnectionAcceptError(int error) {
+  switch (error) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void Worker::PauseAccepting() {
+  // The listener is level-triggered: without a pause a persistent error would spin the loop.
+  uv_poll_stop(&listener_);
+  uv_timer_start(&accept_retry_, Uv::AcceptRetry, kAcceptRetryMs, 0);
+}
+
 void Worker::OnAcceptable(int status) {
+  if (shutting_down_) return;
   if (status < 0) {
-    PORTICO_LOG(kWarn, "proxy", "listener poll: ", uv_strerror(status));
+    // libuv stops a poll handle that reports an error: try again after a pause.
+    PORTICO_LOG(kWarn, "proxy", "listener poll: ", uv_strerror(status), "; accepting again in ",
+                kAcceptRetryMs, " ms");
+    PauseAccepting();
     return;
   }
-  if (shutting_down_) return;
   // One connection per readiness event (as nginx without multi_accept): the listener is
   // level-triggered, so the next loop iteration reports it again while connections are pending.
   sockaddr_storage peer{};
@@ -143,13 +181,11 @@ void Worker::OnAcceptable(int status) {
   const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
-    if (error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED) return;
-    PORTICO_LOG(kWarn, "proxy", "accept: ", uv_strerror(uv_translate_sys_error(error)));
-    if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
-      // Out of descriptors or memory: pause accepting instead of spinning on the ready listener.
-      uv_poll_stop(&listener_);
-      uv_timer_start(&accept_retry_, Uv::AcceptRetry, kAcceptRetryMs, 0);
-    }
+    if (IsPerConnectionAcceptError(error)) return;
+    // Out of descriptors or memory, or a broken listener: pause instead of spinning.
+    PORTICO_LOG(kWarn, "proxy", "accept: ", uv_strerror(uv_translate_sys_error(error)), "; accepting again in ",
+                kAcceptRetryMs, " ms");
+    PauseAccepting();
     return;
   }
   auto owned = std::make_unique<ClientConnection>(*this);

@@ -130,6 +130,7 @@ class Worker {
   struct Uv;
   void OnWake();
   void OnAcceptable(int status);
+  void PauseAccepting();
   void OnAcceptRetry();
   void BeginShutdown();
   void DrainGraveyard();
