@@ -174,7 +174,8 @@ void ClientConnection::EnterIdle() {
 
 void ClientConnection::OnDeadline() {
   switch (state_) {
-    case State::kIdle:       // keep-alive or header timeout
+    case State::kIdle:       // keep-alive or header timeout, or no write progress (see OnWriteDone)
+    case State::kDraining:   // the client stopped reading the last response
     case State::kLingering:  // the client did not close in time
       Close();
       return;
@@ -687,6 +688,9 @@ void ClientConnection::OnWriteDone(size_t bytes, int status) {
     Close();
     return;
   }
+  // A response still draining to a slow reader counts from its last write progress, as nginx's
+  // send_timeout: the idle deadline is not a limit on how long a large response may take.
+  if (state_ == State::kIdle || state_ == State::kDraining) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
   if (pending_write_bytes_ >= kLowWaterBytes) return;
   if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->ResumeReading();
   if (state_ == State::kIdle) {
@@ -715,6 +719,7 @@ void ClientConnection::BeginDrain(bool client_done) {
     return;
   }
   state_ = State::kDraining;
+  worker_.ArmDeadline(&deadline_, kIdleDeadlines);  // a client that stops reading is dropped
   // Even a client that asked to close may send bytes (a pipelined request, a stray CRLF) while
   // the queued response drains; reading is stopped here, so OnShutdown lingers (unless the
   // client already sent EOF) to keep such bytes from turning the close into a RST.
