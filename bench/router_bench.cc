@@ -243,6 +243,42 @@ void BM_Build(benchmark::State& state) {
   state.counters["routes"] = route_count;
 }
 
+// The route shape of bench/apply_100k: every route has its own path, one of 100 tenant hosts and a
+// host shared by all routes (one bucket holds every route), and two methods.
+void BM_BuildSharedHost(benchmark::State& state) {
+  const int route_count = static_cast<int>(state.range(0));
+  auto set = std::make_shared<ConfigSet>();
+  config::v1::Service service;
+  service.set_id("aaaaaaaa-0000-4000-8000-000000000001");
+  service.set_host("127.0.0.1");
+  service.set_port(80);
+  service.set_enabled(true);
+  set->services.push_back(service);
+  for (int i = 0; i < route_count; ++i) {
+    config::v1::Route route;
+    route.set_id(RouteId(i + 1));
+    route.set_service_id(service.id());
+    route.mutable_paths()->add_values(absl::StrCat("/r", i));
+    route.mutable_hosts()->add_values(absl::StrCat("h", i % 100, ".example.com"));
+    route.mutable_hosts()->add_values("client.example");
+    route.mutable_methods()->add_values("GET");
+    route.mutable_methods()->add_values("POST");
+    set->routes.push_back(std::move(route));
+  }
+  const std::shared_ptr<const ConfigSet> config = set;
+  for (auto _ : state) {
+    absl::StatusOr<std::unique_ptr<const Router>> router = Router::Build(config);
+    if (!router.ok()) {
+      state.SkipWithError("build failed");
+      return;
+    }
+    state.PauseTiming();
+    router->reset();
+    state.ResumeTiming();
+  }
+  state.counters["routes"] = route_count;
+}
+
 #define PORTICO_SIZES Arg(10)->Arg(1000)->Arg(10000)->Arg(100000)
 BENCHMARK_CAPTURE(BM_Match, host_prefix, std::string("host_prefix"), true)->PORTICO_SIZES;
 BENCHMARK_CAPTURE(BM_Match, host_regex, std::string("host_regex"), true)->PORTICO_SIZES;
@@ -253,6 +289,7 @@ BENCHMARK_CAPTURE(BM_Match, wildcard_host, std::string("wildcard_host"), true)->
 BENCHMARK_CAPTURE(BM_Match, hostless_regex, std::string("hostless_regex"), true)->PORTICO_SIZES;
 BENCHMARK_CAPTURE(BM_Match, miss, std::string("miss"), false)->PORTICO_SIZES;
 BENCHMARK(BM_Build)->PORTICO_SIZES->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_BuildSharedHost)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 }  // namespace portico::router
