@@ -43,14 +43,20 @@ struct Workload {
   std::map<std::string, std::vector<Req>> requests;  // kind -> requests
 };
 
-std::shared_ptr<const ConfigSet> MakeConfig(int route_count, Workload* workload) {
-  auto set = std::make_shared<ConfigSet>();
+// The one enabled service every benchmark route points to.
+const config::v1::Service& AddService(ConfigSet& set) {
   config::v1::Service service;
   service.set_id("aaaaaaaa-0000-4000-8000-000000000001");
   service.set_host("127.0.0.1");
   service.set_port(80);
   service.set_enabled(true);
-  set->services.push_back(service);
+  set.services.push_back(service);
+  return set.services.back();
+}
+
+std::shared_ptr<const ConfigSet> MakeConfig(int route_count, Workload* workload) {
+  auto set = std::make_shared<ConfigSet>();
+  const config::v1::Service& service = AddService(*set);
   const int tenants = std::max(1, route_count / 20);
   set->routes.reserve(static_cast<size_t>(route_count));
   for (int i = 0; i < route_count; ++i) {
@@ -248,12 +254,7 @@ void BM_Build(benchmark::State& state) {
 void BM_BuildSharedHost(benchmark::State& state) {
   const int route_count = static_cast<int>(state.range(0));
   auto set = std::make_shared<ConfigSet>();
-  config::v1::Service service;
-  service.set_id("aaaaaaaa-0000-4000-8000-000000000001");
-  service.set_host("127.0.0.1");
-  service.set_port(80);
-  service.set_enabled(true);
-  set->services.push_back(service);
+  const config::v1::Service& service = AddService(*set);
   for (int i = 0; i < route_count; ++i) {
     config::v1::Route route;
     route.set_id(RouteId(i + 1));

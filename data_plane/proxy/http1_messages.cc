@@ -1,5 +1,7 @@
 #include "data_plane/proxy/http1_messages.h"
 
+#include "common/base/host_port.h"
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -292,13 +294,6 @@ bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl:
   return !path->empty() && (*path)[0] == '/';
 }
 
-absl::string_view StripPort(absl::string_view host) {
-  if (absl::StartsWith(host, "[")) {
-    const size_t close = host.find(']');
-    return close == absl::string_view::npos ? host : host.substr(0, close + 1);
-  }
-  const size_t colon = host.rfind(':');
-  return colon == absl::string_view::npos ? host : host.substr(0, colon);
-}
+absl::string_view StripPort(absl::string_view host) { return SplitHostHeader(host).name; }
 
 }  // namespace portico::proxy

@@ -118,7 +118,8 @@ inline constexpr absl::string_view kLastChunk = "0\r\n\r\n";
 bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,
                         bool* has_query);
 
-// Host header without the port ("a.com:8000" -> "a.com", "[::1]:80" -> "[::1]").
+// Host header without the port ("a.com:8000" -> "a.com", "[::1]:80" -> "[::1]"), split as the
+// router splits it (SplitHostHeader: text after a colon that is not a valid port stays).
 absl::string_view StripPort(absl::string_view host);
 
 }  // namespace portico::proxy

@@ -250,6 +250,7 @@ TEST(Http1MessagesTest, RequestTargets) {
   EXPECT_EQ(StripPort("a.com:80"), "a.com");
   EXPECT_EQ(StripPort("[::1]:80"), "[::1]");
   EXPECT_EQ(StripPort("a.com"), "a.com");
+  EXPECT_EQ(StripPort("a.com:x"), "a.com:x");  // not a port: the router sees the same name
 }
 
 TEST(RuntimeConfigTest, CompilesServiceTargets) {
