@@ -169,6 +169,8 @@ int Serve(int argc, char** argv) {
       {"proxy-listen", "0.0.0.0:8000", "proxy address"},
       {"status-listen", "127.0.0.1:8100", "status listener address"},
       {"workers", "0", "proxy worker threads (0 = one per core)"},
+      {"client-timeout", "60", "seconds a client may stay idle (keep-alive), take to send a request "
+                               "head, or go without reading any of a response, before it is closed"},
       {"allow-debug-header", "", "answer requests carrying Kong-Debug with Kong-Route-*/Kong-Service-* headers", true},
       {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
                              "atomically after each apply, served at start until the CP answers"},
@@ -192,6 +194,11 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
   }
   if (workers == 0) workers = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  double client_timeout_s = 0;
+  if (!absl::SimpleAtod(flags.Get("client-timeout"), &client_timeout_s) || !(client_timeout_s >= 0.1) ||
+      client_timeout_s > 86400) {
+    return Fail(absl::InvalidArgumentError("--client-timeout must be a number of seconds in 0.1..86400"));
+  }
 
   BlockTerminationSignals();
   ProxyOptions proxy_options;
@@ -199,6 +206,7 @@ int Serve(int argc, char** argv) {
   proxy_options.port = proxy_addr->port;
   proxy_options.workers = workers;
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
+  proxy_options.client_timeout_ms = static_cast<int64_t>(client_timeout_s * 1000);
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();

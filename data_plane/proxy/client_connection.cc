@@ -179,6 +179,9 @@ void ClientConnection::OnDeadline() {
     case State::kLingering:  // the client did not close in time
       Close();
       return;
+    case State::kExchange:  // armed only while response bytes wait for the client
+      if (pending_write_bytes_ > 0) Close();
+      return;
     default:
       return;
   }
@@ -316,7 +319,9 @@ void ClientConnection::RespondToBadInput(bool head_too_large) {
 Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) {
   if (state_ != State::kIdle) return HeadAction::kError;
   worker_.CountRequest();
-  worker_.DisarmDeadline(&deadline_);
+  // Still armed while an earlier response waits for the client (pipelining): that wait stays
+  // bounded by the client timeout.
+  if (pending_write_bytes_ == 0) worker_.DisarmDeadline(&deadline_);
   state_ = State::kExchange;
   exchange_ = spare_exchange_ != nullptr ? std::move(spare_exchange_) : worker_.exchange_pool().Take();
   Exchange& ex = *exchange_;
@@ -664,6 +669,9 @@ void ClientConnection::FlushToClient() {
       write->data.append(bufs[i].base + dropped, bufs[i].len - dropped);
     }
     uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
+    // Bytes now wait for the client: during an exchange, start counting the client timeout
+    // (restarted by each completed write, see OnWriteDone).
+    if (state_ == State::kExchange && pending_write_bytes_ == 0) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
     pending_write_bytes_ += write->data.size();
     if (uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, Uv::Written) != 0) {
       pending_write_bytes_ -= write->data.size();
@@ -689,8 +697,14 @@ void ClientConnection::OnWriteDone(size_t bytes, int status) {
     return;
   }
   // A response still draining to a slow reader counts from its last write progress, as nginx's
-  // send_timeout: the idle deadline is not a limit on how long a large response may take.
-  if (state_ == State::kIdle || state_ == State::kDraining) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  // send_timeout: the client timeout is not a limit on how long a large response may take, but a
+  // client that stops reading is dropped (which also frees the upstream connection).
+  if (state_ == State::kIdle || state_ == State::kDraining ||
+      (state_ == State::kExchange && pending_write_bytes_ > 0)) {
+    worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  } else if (state_ == State::kExchange) {
+    worker_.DisarmDeadline(&deadline_);
+  }
   if (pending_write_bytes_ >= kLowWaterBytes) return;
   if (exchange_ != nullptr && exchange_->upstream != nullptr) exchange_->upstream->ResumeReading();
   if (state_ == State::kIdle) {

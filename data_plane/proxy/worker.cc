@@ -288,7 +288,7 @@ void Worker::Destroy(UpstreamConnection* connection) {
 
 void Worker::ArmDeadline(DeadlineNode* node, DeadlineList list) {
   DisarmDeadline(node);
-  const int64_t timeout = list == kIdleDeadlines ? kClientIdleTimeoutMs : kLingerTimeoutMs;
+  const int64_t timeout = list == kIdleDeadlines ? options_.client_timeout_ms : kLingerTimeoutMs;
   node->deadline_ms = uv_now(&loop_) + static_cast<uint64_t>(timeout);
   node->list = list;
   DeadlineListHead& head = deadlines_[list];

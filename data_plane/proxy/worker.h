@@ -33,7 +33,6 @@ inline constexpr size_t kLowWaterBytes = 64 * 1024;
 inline constexpr size_t kReadBufferBytes = 64 * 1024;
 inline constexpr size_t kMaxIdlePerKey = 64;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;
-inline constexpr int64_t kClientIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
 // Accepting pauses this long after accept4 failed for lack of descriptors or memory.
 inline constexpr int64_t kAcceptRetryMs = 100;

@@ -71,8 +71,10 @@ bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
 
 class ProxyServerTest : public ::testing::Test {
  protected:
-  void StartProxy(int workers = 1, size_t max_header_bytes = 64 * 1024, bool debug = false) {
+  void StartProxy(int workers = 1, size_t max_header_bytes = 64 * 1024, bool debug = false,
+                  int64_t client_timeout_ms = 60 * 1000) {
     ProxyOptions options;
+    options.client_timeout_ms = client_timeout_ms;
     options.host = "127.0.0.1";
     options.port = 0;
     options.workers = workers;
@@ -1129,6 +1131,94 @@ TEST_F(ProxyServerTest, ConnectionCloseResponsesArriveCompleteWithCleanEof) {
   }
   for (const ReceivedRequest& r : upstream_->requests()) EXPECT_NE(r.target, "/ignored");
   EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }));
+}
+
+// A plain blocking client socket, for reading at a chosen pace.
+int ConnectTo(uint16_t port, int receive_buffer = 0) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  // Set before connect so that the window is sized from it: less is buffered in the kernel.
+  if (receive_buffer > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(port);
+  timeval tv{5, 0};  // bounds every blocking call
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// A client that stops reading a response is dropped after the client timeout without write
+// progress, which also ends the exchange (and its upstream connection) instead of holding them.
+TEST_F(ProxyServerTest, ClientThatStopsReadingIsDroppedAfterTheClientTimeout) {
+  const std::string huge(32 * 1024 * 1024, 'h');
+  upstream_ = std::make_unique<TestUpstream>([&huge](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, huge);
+    return reply;
+  });
+  StartProxy(1, 64 * 1024, false, /*client_timeout_ms=*/400);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  const int fd = ConnectTo(proxy_->port());
+  ASSERT_GE(fd, 0);
+  const std::string request = Get("/r/huge");
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(proxy_->request_states_held(), 1u);  // the exchange is waiting for us
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }, 4000));
+  // What arrives is cut short: the connection was closed, not completed.
+  size_t received = 0;
+  char buffer[64 * 1024];
+  while (true) {
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    received += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  EXPECT_GT(received, 0u);
+  EXPECT_LT(received, huge.size());
+}
+
+// A reader slower than the response is long but never stalled for the client timeout gets the
+// whole response: the timeout counts from the last write progress (nginx's send_timeout).
+TEST_F(ProxyServerTest, SlowButSteadyReaderGetsTheWholeResponse) {
+  // Long enough that the exchange itself (not only the drain after it) outlasts the timeout.
+  const std::string big(12 * 1024 * 1024, 'b');
+  upstream_ = std::make_unique<TestUpstream>([&big](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, big);
+    return reply;
+  });
+  // Long enough for loopback's zero-window probes (their backoff starts at 200 ms) under load.
+  StartProxy(1, 64 * 1024, false, /*client_timeout_ms=*/1000);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  const int fd = ConnectTo(proxy_->port(), /*receive_buffer=*/128 * 1024);
+  ASSERT_GE(fd, 0);
+  const std::string request = Get("/r/big");
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string received;
+  char buffer[64 * 1024];
+  const auto start = std::chrono::steady_clock::now();
+  size_t expected = std::string::npos;
+  while (received.size() < expected) {
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    received.append(buffer, static_cast<size_t>(n));
+    const size_t head_end = received.find("\r\n\r\n");
+    if (expected == std::string::npos && head_end != std::string::npos) expected = head_end + 4 + big.size();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // about 3 MB/s at most
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  ASSERT_NE(expected, std::string::npos);
+  EXPECT_EQ(received.size(), expected);
+  // The whole transfer took much longer than the client timeout.
+  EXPECT_GT(elapsed, std::chrono::milliseconds(3000));
 }
 
 // The lingering read after a close with unread bytes ends after the linger timeout (2 s, expired
