@@ -310,7 +310,7 @@ TEST_F(SyncTest, NackIsRecordedAndTheVersionIsNotResent) {
   ASSERT_TRUE(WaitFor([&] { return again->connected(); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(rec2.Calls(), 0u);
-  EXPECT_TRUE(StateIs("dp-1", "nacked"));
+  EXPECT_TRUE(WaitFor([&] { return StateIs("dp-1", "nacked"); }));
 
   // A newer version is sent.
   Change([](ConfigSet& c) { c.services[0].set_host("fixed.example"); });
@@ -421,7 +421,7 @@ TEST_F(SyncTest, SecondStreamOfTheSameNodeReplacesTheFirst) {
   ASSERT_TRUE(WaitFor([&] { return first->stats().refusals == 1 && !first->connected(); }));
   EXPECT_TRUE(second->connected());
   ASSERT_EQ(server_->ListDataPlanes().size(), 1u);
-  EXPECT_TRUE(StateIs("dp-1", "connected_synced"));
+  EXPECT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));  // after the ACK
 }
 
 TEST_F(SyncTest, DisconnectedDataPlaneStaysListed) {
@@ -618,7 +618,10 @@ TEST_F(SyncTest, FullSendCapSerializesSendsAndEveryDataPlaneConverges) {
   SyncServerStats stats = server_->stats();
   EXPECT_EQ(stats.full_sends_peak, 1);
   EXPECT_TRUE(WaitFor([&] { return server_->stats().full_sends_in_progress == 0; }));
-  for (int i = 1; i <= 5; ++i) EXPECT_TRUE(StateIs(absl::StrCat("dp-", i), "connected_synced"));
+  // A DP serves a version before the CP has its ACK: wait for the ACKs to be recorded.
+  for (int i = 1; i <= 5; ++i) {
+    EXPECT_TRUE(WaitFor([&] { return StateIs(absl::StrCat("dp-", i), "connected_synced"); })) << i;
+  }
 }
 
 TEST_F(SyncTest, LagAndMetricsFollowNacksAndAcks) {
