@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "common/config/config_set.h"
+#include "common/config/validate.h"
 #include "data_plane/router/router.h"
 
 namespace portico::router {
@@ -43,6 +44,14 @@ struct Workload {
   std::map<std::string, std::vector<Req>> requests;  // kind -> requests
 };
 
+// The defaults the Admin API fills in, so that the config also passes ValidateConfigSet.
+void SetRouteDefaults(config::v1::Route& route) {
+  route.add_protocols("http");
+  route.add_protocols("https");
+  route.set_https_redirect_status_code(426);
+  route.set_path_handling("v0");
+}
+
 // The one enabled service every benchmark route points to.
 const config::v1::Service& AddService(ConfigSet& set) {
   config::v1::Service service;
@@ -50,6 +59,10 @@ const config::v1::Service& AddService(ConfigSet& set) {
   service.set_host("127.0.0.1");
   service.set_port(80);
   service.set_enabled(true);
+  service.set_protocol("http");
+  service.set_connect_timeout(60000);
+  service.set_read_timeout(60000);
+  service.set_write_timeout(60000);
   set.services.push_back(service);
   return set.services.back();
 }
@@ -61,6 +74,7 @@ std::shared_ptr<const ConfigSet> MakeConfig(int route_count, Workload* workload)
   set->routes.reserve(static_cast<size_t>(route_count));
   for (int i = 0; i < route_count; ++i) {
     config::v1::Route route;
+    SetRouteDefaults(route);
     route.set_id(RouteId(i + 1));
     route.set_service_id(service.id());
     route.set_strip_path(true);
@@ -249,6 +263,19 @@ void BM_Build(benchmark::State& state) {
   state.counters["routes"] = route_count;
 }
 
+// What the DP's validation (ValidateConfigSet, run before Router::Build) costs on the same mix.
+void BM_Validate(benchmark::State& state) {
+  const std::shared_ptr<const ConfigSet> config = MakeConfig(static_cast<int>(state.range(0)), nullptr);
+  for (auto _ : state) {
+    absl::Status status = ValidateConfigSet(*config);
+    if (!status.ok()) {
+      state.SkipWithError(std::string(status.message()).c_str());
+      return;
+    }
+  }
+  state.counters["routes"] = static_cast<double>(state.range(0));
+}
+
 // The route shape of bench/apply_100k: every route has its own path, one of 100 tenant hosts and a
 // host shared by all routes (one bucket holds every route), and two methods.
 void BM_BuildSharedHost(benchmark::State& state) {
@@ -257,6 +284,7 @@ void BM_BuildSharedHost(benchmark::State& state) {
   const config::v1::Service& service = AddService(*set);
   for (int i = 0; i < route_count; ++i) {
     config::v1::Route route;
+    SetRouteDefaults(route);
     route.set_id(RouteId(i + 1));
     route.set_service_id(service.id());
     route.mutable_paths()->add_values(absl::StrCat("/r", i));
@@ -290,6 +318,7 @@ BENCHMARK_CAPTURE(BM_Match, wildcard_host, std::string("wildcard_host"), true)->
 BENCHMARK_CAPTURE(BM_Match, hostless_regex, std::string("hostless_regex"), true)->PORTICO_SIZES;
 BENCHMARK_CAPTURE(BM_Match, miss, std::string("miss"), false)->PORTICO_SIZES;
 BENCHMARK(BM_Build)->PORTICO_SIZES->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_Validate)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_BuildSharedHost)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
