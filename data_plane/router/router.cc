@@ -204,7 +204,10 @@ struct RegexLiteral {
 
 // True when `rest` means the same alone, anchored at its start, as it does after a literal:
 // nothing in it may look at the text before it ('^', \A, \b, \B outside a character class).
+// Conservative: a rest with a POSIX class ("[:") or a quoted run (\Q...\E), whose brackets this
+// scan does not follow, is never split.
 bool RestIsContextFree(absl::string_view rest) {
+  if (absl::StrContains(rest, "[:") || absl::StrContains(rest, "\\Q")) return false;
   bool in_class = false;
   size_t class_body = 0;  // index of the first byte of the current class's body
   for (size_t j = 0; j < rest.size(); ++j) {

@@ -177,6 +177,11 @@ TEST(RouterIndexTest, RegexLiteralPrefixesKeepRegexSemantics) {
       {"~/dd[]a]z$", {"/dd]z", "/ddaz"}},
       {"~/ee+f/\\d+$", {"/eef/1", "/eeeef/22"}},
       {"~/hh\\Ax", {}},
+      // The rest runs on the whole path from the literal's end, so assertions at its start see
+      // the literal (POSIX classes and \Q...\E included).
+      {"~/q1[[:digit:][]*^]", {}},
+      {"~/q2\\Q[\\E*\\b]", {"/q2]"}},
+      {"~/q3[[:alpha:][]?\\b]", {"/q3]"}},
   };
   std::vector<RouteSpec> specs;
   int id = 1;
@@ -206,7 +211,7 @@ TEST(RouterIndexTest, RegexLiteralPrefixesKeepRegexSemantics) {
     }
   }
   for (const char* path : {"/abbc", "/dxz", "/eeef", "/gxh", "/l", "/m", "/UPx", "/wy", "/p//q", "/p/x/y/q",
-                           "/bbx", "/ccx", "/ddbz", "/ef/1", "/eef/", "/hhx"}) {
+                           "/bbx", "/ccx", "/ddbz", "/ef/1", "/eef/", "/hhx", "/q1]", "/q2[x]"}) {
     Request request;
     request.path = path;
     EXPECT_FALSE(FindRoute(**router, request).has_value()) << path;
