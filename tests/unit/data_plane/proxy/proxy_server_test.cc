@@ -86,6 +86,10 @@ class ProxyServerTest : public ::testing::Test {
     ASSERT_NE(proxy_->port(), 0);
   }
 
+  // An upstream answering every request with `body`, a proxy with `client_timeout_ms` and one route
+  // /r to it; then a plain blocking socket (ConnectTo) that has sent GET /r/x. -1 on failure.
+  int ServeBodyAndRequestIt(const std::string& body, int64_t client_timeout_ms, int receive_buffer = 0);
+
   void Publish(std::vector<config::v1::Service> services, std::vector<config::v1::Route> routes,
                uint64_t version = 1) {
     auto set = std::make_shared<ConfigSet>();
@@ -1153,21 +1157,31 @@ int ConnectTo(uint16_t port, int receive_buffer = 0) {
   return fd;
 }
 
+int ProxyServerTest::ServeBodyAndRequestIt(const std::string& body, int64_t client_timeout_ms, int receive_buffer) {
+  upstream_ = std::make_unique<TestUpstream>([&body](const ReceivedRequest&) {
+    UpstreamReply reply;
+    reply.raw = SimpleResponse(200, body);
+    return reply;
+  });
+  StartProxy(1, 64 * 1024, false, client_timeout_ms);
+  if (proxy_ == nullptr) return -1;
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  const int fd = ConnectTo(proxy_->port(), receive_buffer);
+  if (fd < 0) return -1;
+  const std::string request = Get("/r/x");
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // A client that stops reading a response is dropped after the client timeout without write
 // progress, which also ends the exchange (and its upstream connection) instead of holding them.
 TEST_F(ProxyServerTest, ClientThatStopsReadingIsDroppedAfterTheClientTimeout) {
   const std::string huge(32 * 1024 * 1024, 'h');
-  upstream_ = std::make_unique<TestUpstream>([&huge](const ReceivedRequest&) {
-    UpstreamReply reply;
-    reply.raw = SimpleResponse(200, huge);
-    return reply;
-  });
-  StartProxy(1, 64 * 1024, false, /*client_timeout_ms=*/400);
-  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
-  const int fd = ConnectTo(proxy_->port());
+  const int fd = ServeBodyAndRequestIt(huge, /*client_timeout_ms=*/400);
   ASSERT_GE(fd, 0);
-  const std::string request = Get("/r/huge");
-  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_EQ(proxy_->request_states_held(), 1u);  // the exchange is waiting for us
   EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }, 4000));
@@ -1189,18 +1203,9 @@ TEST_F(ProxyServerTest, ClientThatStopsReadingIsDroppedAfterTheClientTimeout) {
 TEST_F(ProxyServerTest, SlowButSteadyReaderGetsTheWholeResponse) {
   // Long enough that the exchange itself (not only the drain after it) outlasts the timeout.
   const std::string big(12 * 1024 * 1024, 'b');
-  upstream_ = std::make_unique<TestUpstream>([&big](const ReceivedRequest&) {
-    UpstreamReply reply;
-    reply.raw = SimpleResponse(200, big);
-    return reply;
-  });
-  // Long enough for loopback's zero-window probes (their backoff starts at 200 ms) under load.
-  StartProxy(1, 64 * 1024, false, /*client_timeout_ms=*/1000);
-  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
-  const int fd = ConnectTo(proxy_->port(), /*receive_buffer=*/128 * 1024);
+  // The timeout is long enough for loopback's zero-window probes (their backoff starts at 200 ms).
+  const int fd = ServeBodyAndRequestIt(big, /*client_timeout_ms=*/1000, /*receive_buffer=*/128 * 1024);
   ASSERT_GE(fd, 0);
-  const std::string request = Get("/r/big");
-  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
   std::string received;
   char buffer[64 * 1024];
   const auto start = std::chrono::steady_clock::now();
