@@ -127,6 +127,7 @@ int Run(int routes, int writers) {
   }
   std::printf("DP first sync (connect + transfer + apply): %.2f s\n",
               std::chrono::duration<double>(Clock::now() - dp_start).count());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied in").c_str());
   std::printf("DP RSS after first apply: %ld KiB (peak %ld KiB)\n", ProcStatusKb(dp.process->pid(), "VmRSS"),
               ProcStatusKb(dp.process->pid(), "VmHWM"));
@@ -153,6 +154,7 @@ int Run(int routes, int writers) {
 
   std::printf("second swap: commit -> DP serving %.2f s (synced=%d)\n", converge_s, synced);
   std::printf("CP: %s\n", LastLineWith(cluster.cp()->Log(), "published config version ").c_str());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied in").c_str());
   std::printf("DP RSS after second apply: %ld KiB (peak %ld KiB)\n",
               ProcStatusKb(dp.process->pid(), "VmRSS"), ProcStatusKb(dp.process->pid(), "VmHWM"));
