@@ -29,20 +29,6 @@
 
 namespace portico::testing {
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base ? base : "/tmp") + "/portico-it-XXXXXX";
-  char* made = mkdtemp(tmpl.data());
-  path_ = made ? made : "";
-}
-
-TempDir::~TempDir() {
-  if (!path_.empty() && std::getenv("PORTICO_KEEP_TEMP") == nullptr) {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-}
-
 namespace {
 
 // True if 127.0.0.1:port can be bound right now.

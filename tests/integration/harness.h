@@ -13,19 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/common/temp_dir.h"
+
 namespace portico::testing {
 
 // A fresh directory under $TMPDIR, removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;  // tests/common/temp_dir.h
 
 // A free TCP port on 127.0.0.1, outside the kernel's ephemeral range (see harness.cc).
 uint16_t PickFreePort();

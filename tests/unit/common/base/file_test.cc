@@ -3,26 +3,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
 
 class FileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/portico-file-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    for (const char* name : {"a", "a.tmp", "big"}) ::unlink((dir_ + "/" + name).c_str());
-    ::rmdir(dir_.c_str());
-  }
-  std::string dir_;
+  void SetUp() override { ASSERT_FALSE(tmp_.path().empty()); }
+  test_support::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
 };
 
 mode_t ModeOf(const std::string& path) {

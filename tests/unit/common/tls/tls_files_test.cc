@@ -9,22 +9,12 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-tls-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 std::string Read(const std::string& path) {
   absl::StatusOr<std::string> s = ReadFileToString(path);

@@ -26,6 +26,7 @@
 #include "portico/sync/v1/sync.grpc.pb.h"
 #include "data_plane/sync/sync_client.h"
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
@@ -33,18 +34,7 @@ namespace {
 using config::v1::Route;
 using config::v1::Service;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-sync-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -10,22 +10,12 @@
 #include "common/base/clock.h"
 #include "common/tls/tls_files.h"
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-cache-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 // A built snapshot of `routes` routes at `version`, as the CP would send it.
 CachedSnapshot MakeSnapshot(uint64_t version, int routes) {

@@ -18,22 +18,12 @@
 #include "common/tls/tls_files.h"
 #include "data_plane/sync/snapshot_cache.h"
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "portico-dpsync-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 // A loopback port with nothing listening on it (bound, then closed).
 uint16_t ClosedPort() {
