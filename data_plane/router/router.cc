@@ -791,23 +791,12 @@ std::optional<Match> Router::Find(const RequestView& request) const {
   if (!host.empty()) {
     add_from(impl_->by_exact_host, host);
     if (impl_->suffix_dot_counts != 0 || impl_->prefix_dot_counts != 0) {
-      // Dots of the host: a suffix starting at dot k holds (dots - k) dots, a prefix ending at
-      // dot k holds k + 1.
-      // Hosts with more dots than kMaxDots (never seen in practice) try every dot.
-      constexpr size_t kMaxDots = 32;
-      size_t dot_positions[kMaxDots];
+      // A suffix starting at the host's k-th dot (from 0) holds (dots - k) dots, a prefix ending
+      // there k + 1: look a map up only for counts some key has (DotCountBit clamps at 63, so
+      // very long hosts are still looked up, never skipped).
       const size_t dots = static_cast<size_t>(std::count(host.begin(), host.end(), '.'));
-      const bool filter = dots <= kMaxDots;
       for (size_t i = 0, k = 0; i < host.size(); ++i) {
         if (host[i] != '.') continue;
-        if (filter) dot_positions[k] = i;
-        ++k;
-        if (filter) continue;
-        if (i > 0) add_from(impl_->by_host_suffix, host.substr(i));
-        add_from(impl_->by_host_prefix, host.substr(0, i + 1));
-      }
-      for (size_t k = 0; filter && k < dots; ++k) {
-        const size_t i = dot_positions[k];
         // "*.example.com" needs at least one label before ".example.com": i > 0.
         if (i > 0 && (impl_->suffix_dot_counts & DotCountBit(dots - k)) != 0) {
           add_from(impl_->by_host_suffix, host.substr(i));
@@ -815,6 +804,7 @@ std::optional<Match> Router::Find(const RequestView& request) const {
         if ((impl_->prefix_dot_counts & DotCountBit(k + 1)) != 0) {
           add_from(impl_->by_host_prefix, host.substr(0, i + 1));
         }
+        ++k;
       }
     }
   }

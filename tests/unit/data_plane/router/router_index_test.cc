@@ -257,7 +257,11 @@ TEST(RouterIndexTest, SplitRegexKeepsMatchedLength) {
 // with more dots than the filter handles still find every rule.
 TEST(RouterIndexTest, WildcardHostsOfEveryDotCount) {
   std::vector<RouteSpec> specs;
-  const std::vector<std::string> rules = {"*.b", "*.a.b", "*.x.y.z", "p.*", "p.q.*", "m.n.o.*"};
+  std::string seventy_labels = "m0";
+  for (int i = 1; i < 70; ++i) absl::StrAppend(&seventy_labels, ".m", i);
+  // The last rule has 70 dots: dot counts from 63 up share one bit of the filter.
+  const std::vector<std::string> rules = {"*.b", "*.a.b", "*.x.y.z", "p.*", "p.q.*", "m.n.o.*",
+                                          "*." + seventy_labels};
   for (size_t i = 0; i < rules.size(); ++i) {
     RouteSpec spec;
     spec.id = static_cast<int>(i) + 1;
@@ -272,7 +276,7 @@ TEST(RouterIndexTest, WildcardHostsOfEveryDotCount) {
   const std::vector<std::pair<std::string, int>> cases = {
       {"c.b", 0}, {"c.d.e.b", 0}, {"c.a.b", 1}, {"w.x.y.z", 2}, {"v.w.x.y.z", 2}, {"p.c", 3},
       {"p.q.r.s", 4}, {"m.n.o.p", 5}, {many_labels + "a.b", 1}, {"p.q." + many_labels + "t", 4},
-      {many_labels + "x.y.z", 2}};
+      {many_labels + "x.y.z", 2}, {"x." + seventy_labels, 6}, {many_labels + seventy_labels, 6}};
   for (const auto& [host, rule] : cases) {
     Request request;
     request.host = host;
