@@ -179,8 +179,8 @@ void ClientConnection::OnDeadline() {
     case State::kLingering:  // the client did not close in time
       Close();
       return;
-    case State::kExchange:  // armed only while response bytes wait for the client
-      if (pending_write_bytes_ > 0) Close();
+    case State::kExchange:  // armed only while the exchange waits on the client (WaitsOnClient)
+      if (WaitsOnClient()) Close();
       return;
     default:
       return;
@@ -584,6 +584,9 @@ void ClientConnection::SendLocalResponse(std::string response, bool close) {
   WriteToClient(response);
   ex.response_started = true;
   ex.response_complete = true;
+  // The rest of the request body is read and discarded with no upstream (and its timeouts)
+  // involved: the client timeout bounds that wait.
+  if (!close && !ex.request_complete && state_ == State::kExchange) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
   if (close) {
     const bool client_done = ClientDone();
     EndExchange();
@@ -621,6 +624,11 @@ void ClientConnection::QueueToClient(absl::string_view data, bool copy) {
     piece.borrowed = data.data();
   }
   out.pieces[out.count++] = piece;
+}
+
+bool ClientConnection::WaitsOnClient() const {
+  if (state_ != State::kExchange) return false;
+  return pending_write_bytes_ > 0 || (exchange_ != nullptr && exchange_->local_response);
 }
 
 bool ClientConnection::ClaimOutput() {
@@ -699,8 +707,7 @@ void ClientConnection::OnWriteDone(size_t bytes, int status) {
   // A response still draining to a slow reader counts from its last write progress, as nginx's
   // send_timeout: the client timeout is not a limit on how long a large response may take, but a
   // client that stops reading is dropped (which also frees the upstream connection).
-  if (state_ == State::kIdle || state_ == State::kDraining ||
-      (state_ == State::kExchange && pending_write_bytes_ > 0)) {
+  if (state_ == State::kIdle || state_ == State::kDraining || WaitsOnClient()) {
     worker_.ArmDeadline(&deadline_, kIdleDeadlines);
   } else if (state_ == State::kExchange) {
     worker_.DisarmDeadline(&deadline_);

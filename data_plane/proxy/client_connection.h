@@ -98,6 +98,9 @@ class ClientConnection final : public Http1ParserDelegate, public UpstreamObserv
   // Makes the worker's output gather list this connection's, flushing what another connection
   // (or this one, when full) queued. False when that flush closed this connection.
   bool ClaimOutput();
+  // During an exchange: response bytes wait in libuv for the client, or a local response was sent
+  // and the rest of the request body is being discarded. The client timeout applies then.
+  bool WaitsOnClient() const;
   void WriteToClient(absl::string_view data);  // queue (borrowed) + flush
 
   void StartUpstream(bool allow_pooled);

@@ -1226,6 +1226,46 @@ TEST_F(ProxyServerTest, SlowButSteadyReaderGetsTheWholeResponse) {
   EXPECT_GT(elapsed, std::chrono::milliseconds(3000));
 }
 
+// The client timeout also closes an idle keep-alive connection, a request head that never
+// completes (more bytes do not restart it), and a connection whose request body stops coming
+// after the proxy already answered locally (404 while the body is still being discarded).
+TEST_F(ProxyServerTest, ClientTimeoutClosesIdleHalfHeadAndStalledDiscard) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy(1, 64 * 1024, false, /*client_timeout_ms=*/400);
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  const auto closes_within = [](RawClient& client, int ms) {
+    const auto start = std::chrono::steady_clock::now();
+    const bool closed = client.WaitClosed();
+    return closed && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(ms);
+  };
+  {  // idle after one keep-alive request
+    RawClient client(proxy_->port(), 5000);
+    ASSERT_TRUE(client.Send(Get("/r/idle")));
+    ASSERT_TRUE(client.ReadResponse().ok);
+    EXPECT_TRUE(closes_within(client, 3000));
+  }
+  {  // a head trickling in: each byte is progress, but the head as a whole must finish in time
+    RawClient client(proxy_->port(), 5000);
+    const auto start = std::chrono::steady_clock::now();
+    bool sent = true;
+    for (int i = 0; i < 12 && sent; ++i) {
+      sent = client.Send(i == 0 ? "GET /r/slow HTTP/1.1\r\n" : "X-A: b\r\n");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_FALSE(sent && !client.PeerSocketGone()) << "still open after 1.2 s of a 400 ms timeout";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  }
+  {  // 404 sent, the declared body never completes
+    RawClient client(proxy_->port(), 5000);
+    ASSERT_TRUE(client.Send("POST /nowhere HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\npartial"));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.status, 404);
+    EXPECT_TRUE(closes_within(client, 3000));
+  }
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }));
+}
+
 // The lingering read after a close with unread bytes ends after the linger timeout (2 s, expired
 // by the worker's deadline sweep) even when the client never closes.
 TEST_F(ProxyServerTest, LingeringCloseEndsAfterItsTimeout) {
