@@ -87,23 +87,19 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
   }
 
-  double admission_rate = 0, admission_burst = 0, hello_timeout_s = 0, ack_timeout_s = 0;
   int max_full_sends = 0;
-  if (!absl::SimpleAtod(flags.Get("cluster-admission-rate"), &admission_rate) || admission_rate < 0) {
-    return Fail(absl::InvalidArgumentError("--cluster-admission-rate must be a number >= 0"));
-  }
-  if (!absl::SimpleAtod(flags.Get("cluster-admission-burst"), &admission_burst) || admission_burst < 1) {
-    return Fail(absl::InvalidArgumentError("--cluster-admission-burst must be a number >= 1"));
-  }
   if (!absl::SimpleAtoi(flags.Get("cluster-max-full-sends"), &max_full_sends) || max_full_sends < 1) {
     return Fail(absl::InvalidArgumentError("--cluster-max-full-sends must be an integer >= 1"));
   }
-  if (!absl::SimpleAtod(flags.Get("cluster-hello-timeout"), &hello_timeout_s) || hello_timeout_s <= 0) {
-    return Fail(absl::InvalidArgumentError("--cluster-hello-timeout must be a number of seconds > 0"));
-  }
-  if (!absl::SimpleAtod(flags.Get("cluster-ack-timeout"), &ack_timeout_s) || ack_timeout_s <= 0) {
-    return Fail(absl::InvalidArgumentError("--cluster-ack-timeout must be a number of seconds > 0"));
-  }
+  constexpr double kDay = 86400;
+  absl::StatusOr<double> admission_rate = NumberFlag(flags, "cluster-admission-rate", 0, 1e6, "connections per second");
+  if (!admission_rate.ok()) return Fail(admission_rate.status());
+  absl::StatusOr<double> admission_burst = NumberFlag(flags, "cluster-admission-burst", 1, 1e6);
+  if (!admission_burst.ok()) return Fail(admission_burst.status());
+  absl::StatusOr<double> hello_timeout_s = NumberFlag(flags, "cluster-hello-timeout", 0.001, kDay, "seconds");
+  if (!hello_timeout_s.ok()) return Fail(hello_timeout_s.status());
+  absl::StatusOr<double> ack_timeout_s = NumberFlag(flags, "cluster-ack-timeout", 0.001, kDay, "seconds");
+  if (!ack_timeout_s.ok()) return Fail(ack_timeout_s.status());
 
   BlockTerminationSignals();
   metrics::Registry registry;
@@ -121,10 +117,10 @@ int Serve(int argc, char** argv) {
   sync_options.key_file = flags.Get("cluster-key");
   sync_options.ca_file = flags.Get("cluster-ca");
   sync_options.cp_id = node_id;
-  sync_options.admission_rate = admission_rate;
-  sync_options.admission_burst = admission_burst;
+  sync_options.admission_rate = *admission_rate;
+  sync_options.admission_burst = *admission_burst;
   sync_options.max_concurrent_full_sends = max_full_sends;
-  sync_options.hello_timeout = absl::Seconds(hello_timeout_s);
+  sync_options.hello_timeout = absl::Seconds(*hello_timeout_s);
   if (const char* crash = std::getenv("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS")) {
     // Test-only fault injection (see SyncServerOptions::test_crash_after_chunks).
     if (!absl::SimpleAtoi(crash, &sync_options.test_crash_after_chunks)) {
@@ -132,7 +128,7 @@ int Serve(int argc, char** argv) {
     }
     PORTICO_LOG(kWarn, "cp", "TEST fault switch PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=", crash);
   }
-  sync_options.ack_timeout = absl::Seconds(ack_timeout_s);
+  sync_options.ack_timeout = absl::Seconds(*ack_timeout_s);
   sync_options.metrics = &registry;
   Store* store_ptr = store->get();
   absl::StatusOr<std::unique_ptr<SyncServer>> sync = SyncServer::Start(

@@ -195,11 +195,8 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
   }
   if (workers == 0) workers = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  double client_timeout_s = 0;
-  if (!absl::SimpleAtod(flags.Get("client-timeout"), &client_timeout_s) || !(client_timeout_s >= 0.1) ||
-      client_timeout_s > 86400) {
-    return Fail(absl::InvalidArgumentError("--client-timeout must be a number of seconds in 0.1..86400"));
-  }
+  absl::StatusOr<double> client_timeout_s = NumberFlag(flags, "client-timeout", 0.1, 86400, "seconds");
+  if (!client_timeout_s.ok()) return Fail(client_timeout_s.status());
 
   BlockTerminationSignals();
   ProxyOptions proxy_options;
@@ -207,7 +204,7 @@ int Serve(int argc, char** argv) {
   proxy_options.port = proxy_addr->port;
   proxy_options.workers = workers;
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
-  proxy_options.client_timeout_ms = static_cast<int64_t>(client_timeout_s * 1000);
+  proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();

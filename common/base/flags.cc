@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/log.h"
@@ -77,10 +78,6 @@ std::string Flags::Usage() const {
   return out;
 }
 
-}  // namespace portico
-
-namespace portico {
-
 absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names) {
   for (const char* name : names) {
     if (flags.Get(name).empty()) {
@@ -98,6 +95,16 @@ absl::Status ApplyLogLevelFlag(const Flags& flags) {
   }
   SetLogLevel(level);
   return absl::OkStatus();
+}
+
+absl::StatusOr<double> NumberFlag(const Flags& flags, const char* name, double min, double max,
+                                  absl::string_view unit) {
+  double value = 0;
+  if (!absl::SimpleAtod(flags.Get(name), &value) || !(value >= min && value <= max)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", name, " must be a number", unit.empty() ? "" : " of ",
+                                                   unit, " in ", min, "..", max));
+  }
+  return value;
 }
 
 }  // namespace portico

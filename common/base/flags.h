@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace portico {
 
@@ -39,13 +40,13 @@ class Flags {
   std::vector<std::string> positional_;
 };
 
-}  // namespace portico
-
-namespace portico {
-
 // Error naming the first of `names` that has no value (flag or environment variable).
 absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names);
 // Reads --log-level (debug|info|warn|error) and sets the process log level.
 absl::Status ApplyLogLevelFlag(const Flags& flags);
+// The value of --`name` as a finite number in [min, max] (NaN and infinities refused); the error
+// names the flag, the range and `unit` (for example "seconds", may be empty).
+absl::StatusOr<double> NumberFlag(const Flags& flags, const char* name, double min, double max,
+                                  absl::string_view unit = "");
 
 }  // namespace portico

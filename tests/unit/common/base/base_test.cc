@@ -95,6 +95,22 @@ TEST(FlagsTest, UnknownFlagAndMissingValueAreErrors) {
   EXPECT_FALSE(flags2.Parse(2, const_cast<char**>(missing)).ok());
 }
 
+TEST(FlagsTest, NumberFlagAcceptsOnlyFiniteNumbersInRange) {
+  for (const char* good : {"0.5", "10", "86400"}) {
+    Flags flags({{"timeout", good, "t"}});
+    absl::StatusOr<double> value = NumberFlag(flags, "timeout", 0.1, 86400, "seconds");
+    ASSERT_TRUE(value.ok()) << good;
+    EXPECT_DOUBLE_EQ(*value, std::stod(good));
+  }
+  for (const char* bad : {"", "x", "0.05", "86401", "nan", "inf", "-inf"}) {
+    Flags flags({{"timeout", bad, "t"}});
+    absl::StatusOr<double> value = NumberFlag(flags, "timeout", 0.1, 86400, "seconds");
+    ASSERT_FALSE(value.ok()) << bad;
+    EXPECT_NE(value.status().message().find("--timeout must be a number of seconds"), std::string::npos)
+        << value.status();
+  }
+}
+
 }  // namespace
 }  // namespace portico
 
