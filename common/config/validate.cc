@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/base/host_port.h"
 #include "common/base/uuid.h"
 #include "re2/re2.h"
 
@@ -175,25 +176,24 @@ void CheckPlainPath(FieldErrors* errors, absl::string_view path_key, absl::strin
 // Route host: one '*' as the whole leftmost or rightmost label, optional ":port".
 void CheckRouteHost(FieldErrors* errors, absl::string_view key, absl::string_view host) {
   size_t stars = std::count(host.begin(), host.end(), '*');
-  std::string candidate(host);
   if (stars > 1) {
     errors->Add(key, "invalid wildcard: must have at most one wildcard");
     return;
   }
-  // Split an optional port (not for bare IPv6).
-  std::string name = candidate;
-  if (size_t colon = candidate.rfind(':'); colon != std::string::npos &&
-      std::count(candidate.begin(), candidate.end(), ':') == 1) {
-    int port = 0;
-    if (!absl::SimpleAtoi(candidate.substr(colon + 1), &port) || port < 0 || port > 65535) {
+  // The same split as the router's (SplitHostHeader); text left after a single colon, or after an
+  // IPv6 literal's ']', is a port that is not a valid number.
+  const HostAndPort split = SplitHostHeader(host);
+  std::string name(split.name);
+  if (!split.port.has_value()) {
+    const size_t close = absl::StartsWith(name, "[") ? name.find(']') : std::string::npos;
+    const bool text_after_literal = close != std::string::npos && close + 1 < name.size();
+    const bool single_colon = close == std::string::npos && std::count(name.begin(), name.end(), ':') == 1;
+    if (text_after_literal || single_colon) {
       errors->Add(key, absl::StrCat("invalid port number: ", host));
       return;
     }
-    name = candidate.substr(0, colon);
-  } else if (absl::StartsWith(candidate, "[")) {
-    size_t close = candidate.find(']');
-    if (close != std::string::npos) name = candidate.substr(1, close - 1);
   }
+  if (absl::StartsWith(name, "[") && absl::EndsWith(name, "]")) name = name.substr(1, name.size() - 2);
   if (stars == 1) {
     if (absl::StartsWith(name, "*.") && name.size() > 2) {
       name = "x" + name.substr(1);
