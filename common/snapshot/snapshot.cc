@@ -158,7 +158,6 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
     const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
     const SnapshotBuildOptions& options) {
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
-  const absl::Time start = absl::Now();
   std::vector<Entry> entries = SerializeSorted(exported);
 
   sync::v1::ConfigPayload payload;
@@ -193,7 +192,6 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
   snapshot->service_count = exported.services.size();
   snapshot->route_count = exported.routes.size();
   snapshot->built_at = clock.NowSeconds();
-  snapshot->build_duration = absl::Now() - start;
   return std::shared_ptr<const BuiltSnapshot>(std::move(snapshot));
 }
 

@@ -19,7 +19,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/config/config_set.h"
 
@@ -51,7 +50,6 @@ struct BuiltSnapshot {
   size_t service_count = 0;         // exported entities (disabled services excluded)
   size_t route_count = 0;
   int64_t built_at = 0;             // seconds since epoch
-  absl::Duration build_duration;
 
   size_t chunk_count() const { return chunks.size(); }
   absl::string_view chunk_data(size_t index) const {

@@ -106,7 +106,7 @@ struct SyncMetrics {
   explicit SyncMetrics(metrics::Registry& r)
       : builds(r.AddCounter("portico_cp_snapshot_builds_total", "Snapshots built (validated, serialized, hashed, gzipped)")),
         build_seconds(r.AddHistogram("portico_cp_snapshot_build_seconds",
-                                     "Snapshot build time (read, validate, serialize, hash, gzip)",
+                                     "Snapshot build time (export, validate, serialize, hash, gzip)",
                                      {.005, .01, .025, .05, .1, .25, .5, 1, 2, 5})),
         bytes_raw(r.AddGauge("portico_cp_snapshot_bytes", "Size of the latest snapshot",
                              {{"encoding", "raw"}})),
@@ -930,7 +930,8 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
   }
   const BuiltSnapshot& s = **built;
   metrics_.builds->Inc();
-  metrics_.build_seconds->Observe(SecondsSince(build_start, SteadyClock::now()));
+  const double build_seconds = SecondsSince(build_start, SteadyClock::now());
+  metrics_.build_seconds->Observe(build_seconds);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (latest_ && latest_->version == s.version) return PublishResult::kUnchanged;
@@ -955,7 +956,7 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
               ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ",
               s.route_count, " routes, ", s.compressed.size(), " bytes gzip in ",
-              s.chunk_count(), " chunks, built in ", absl::FormatDuration(s.build_duration), ")");
+              s.chunk_count(), " chunks, built in ", static_cast<int64_t>(build_seconds * 1000), " ms)");
   return PublishResult::kPublished;
 }
 
