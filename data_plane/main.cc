@@ -77,25 +77,23 @@ class ServingState {
   bool loaded_ = false;
 };
 
-// The DP's Prometheus metrics (docs/operations.md). Gauges that mirror other state are read at
-// render time; the request counter is brought up to the proxy's count before each render (the
-// status listener has one thread, so that is race-free).
+// The DP's Prometheus metrics (docs/operations.md). Series that mirror other state (the proxy's
+// request count, the sync client's state) are read at render time.
 struct DpMetrics {
   explicit DpMetrics(metrics::Registry* r)
       : registry(r),
         apply_seconds(r->AddHistogram(
             "portico_dp_config_apply_seconds",
             "Time to decode, verify, build and swap a config snapshot received from the CP",
-            {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10})),
-        requests_total(r->AddCounter("portico_dp_requests_total",
-                                     "Requests received by the proxy workers")) {}
+            {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10})) {}
   metrics::Registry* registry;
   metrics::Histogram* apply_seconds;
-  metrics::Counter* requests_total;
 };
 
-void RegisterSyncGauges(metrics::Registry* registry, const ServingState* state,
-                        const SyncClient* sync) {
+void RegisterReadSeries(metrics::Registry* registry, const ServingState* state, const SyncClient* sync,
+                        const ProxyServer* proxy) {
+  registry->AddCallbackCounter("portico_dp_requests_total", "Requests received by the proxy workers",
+                               [proxy] { return static_cast<double>(proxy->requests_total()); });
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });
@@ -122,12 +120,9 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
   }
   if (request.path == "/metrics") {
-    const uint64_t requests = proxy.requests_total();
-    const uint64_t counted = dp_metrics.requests_total->value();
-    if (requests > counted) dp_metrics.requests_total->Inc(requests - counted);
     HttpResponse r;
     r.status = 200;
-    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.headers.emplace_back("Content-Type", metrics::kTextContentType);
     r.body = dp_metrics.registry->Render();
     return r;
   }
@@ -253,7 +248,7 @@ int Serve(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply);
   if (!sync.ok()) return Fail(sync.status());
   SyncClient* sync_ptr = sync->get();
-  RegisterSyncGauges(&registry, &serving, sync_ptr);
+  RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,

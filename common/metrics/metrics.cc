@@ -58,7 +58,6 @@ std::string EscapeLabelValue(const std::string& value) {
   return out;
 }
 
-void Gauge::Add(double d) { AtomicAdd(value_, d); }
 
 Histogram::Histogram(std::vector<double> upper_bounds)
     : bounds_(std::move(upper_bounds)),
@@ -136,6 +135,14 @@ void Registry::AddCallbackGauge(const std::string& name, const std::string& help
   std::lock_guard<std::mutex> lock(mu_);
   bool created;
   Series* s = FindOrAdd(name, help, Kind::kGauge, labels, &created);
+  s->callback = std::move(read);
+}
+
+void Registry::AddCallbackCounter(const std::string& name, const std::string& help,
+                                  std::function<double()> read, const Labels& labels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool created;
+  Series* s = FindOrAdd(name, help, Kind::kCounter, labels, &created);
   s->callback = std::move(read);
 }
 

@@ -14,6 +14,9 @@
 
 namespace portico::metrics {
 
+// Content-Type of Registry::Render() output (Prometheus text format 0.0.4).
+inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+
 using Labels = std::map<std::string, std::string>;
 
 class Counter {
@@ -28,7 +31,6 @@ class Counter {
 class Gauge {
  public:
   void Set(double v) { value_.store(v, std::memory_order_relaxed); }
-  void Add(double d);
   double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -64,6 +66,9 @@ class Registry {
   // call back into the registry).
   void AddCallbackGauge(const std::string& name, const std::string& help,
                         std::function<double()> read, const Labels& labels = {});
+  // The same for a counter kept elsewhere (`read` must never decrease).
+  void AddCallbackCounter(const std::string& name, const std::string& help,
+                          std::function<double()> read, const Labels& labels = {});
 
   std::string Render() const;
 

@@ -14,6 +14,7 @@
 #include "common/base/uuid.h"
 #include "common/config/entity_json.h"
 #include "common/config/validate.h"
+#include "common/metrics/metrics.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
 #include "nlohmann/json.hpp"
@@ -747,7 +748,7 @@ HttpResponse AdminApi::Impl::ClusterStatus() {
 HttpResponse AdminApi::Impl::Metrics() {
   HttpResponse response;
   response.status = 200;
-  response.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  response.headers.emplace_back("Content-Type", metrics::kTextContentType);
   response.body = options_.metrics_text();
   return response;
 }

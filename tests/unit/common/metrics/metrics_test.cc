@@ -14,7 +14,12 @@ TEST(MetricsTest, RendersCountersGaugesAndLabelsInPrometheusText) {
   pushes_nack->Inc();
   r.AddGauge("dp_config_version", "Version served.")->Set(42);
   r.AddCallbackGauge("streams", "Open streams.", [] { return 7.0; });
+  uint64_t requests = 5;
+  r.AddCallbackCounter("requests_total", "Requests.", [&requests] { return static_cast<double>(requests); });
+  requests = 9;  // read at render time
   std::string text = r.Render();
+  EXPECT_NE(text.find("# TYPE requests_total counter\nrequests_total 9\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE streams gauge\n"), std::string::npos) << text;
   EXPECT_NE(text.find("# TYPE sync_push_total counter\n"), std::string::npos) << text;
   EXPECT_NE(text.find("sync_push_total{result=\"ack\"} 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("sync_push_total{result=\"nack\"} 1\n"), std::string::npos) << text;
