@@ -482,8 +482,6 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   status.labels = {hello.labels().begin(), hello.labels().end()};
   status.cert_expiry = cert_.not_after;
   status.last_seen = impl_.clock_.NowSeconds();
-  status.config_hash = ToHex(hello.serving().hash());
-  status.config_version = hello.serving().version();
 
   if (cert_.node_id.empty() || hello.node_id() != cert_.node_id) {
     std::string reason =
@@ -555,6 +553,9 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   if (status.state == "nacked") status.last_error = record.status.last_error;
   status.nack_count = record.status.nack_count;
   status.connected_since = impl_.clock_.NowSeconds();
+  // Only an admitted DP's claim is shown (a refused one is shown serving nothing).
+  status.config_hash = ToHex(hello.serving().hash());
+  status.config_version = hello.serving().version();
   record.status = status;
   impl_.UpdateConnectedGaugeLocked();
   PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " connected from ", peer_ip_, " (", hello.hostname(),
@@ -964,15 +965,10 @@ void SyncServer::Impl::RecordRejectedLocked(const std::string& node_id,
                                             const DataPlaneStatus& status) {
   NodeRecord& record = nodes_[node_id];
   if (record.active_session != 0) return;  // a legitimate stream of that node is live
-  ConfigVersion nacked = record.nacked;
   const uint64_t nack_count = record.status.nack_count;
-  record.status = status;
+  record.status = status;  // carries no config_version/hash: a refused DP serves nothing here
   record.status.nack_count = nack_count;
-  // What a refused DP claims to serve is not trusted: show it as serving nothing, as lag does.
-  record.status.config_hash.clear();
-  record.status.config_version = 0;
   record.serving = ConfigVersion{};
-  record.nacked = nacked;
 }
 
 bool SyncServer::Impl::AcquireSendSlotLocked(uint64_t session_id) {

@@ -361,6 +361,31 @@ TEST_F(SyncTest, IncompatibleBuildIsRefused) {
   EXPECT_EQ(rec.Calls(), 0u);
 }
 
+// A refused DP is shown serving nothing, even when its Hello claims a version (here one loaded
+// from its snapshot cache): the claim of a DP the CP did not admit is not trusted.
+TEST_F(SyncTest, RefusedDataPlaneIsShownServingNothing) {
+  StartServer();
+  TempDir cache;
+  ApplyRecorder rec1;
+  SyncClientOptions first = ClientOptions(certs_ + "/dp");
+  first.snapshot_cache_dir = cache.path();
+  SyncClient* one = StartClient(first, rec1);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->config_version, 1u);
+  EXPECT_FALSE(StatusOf("dp-1")->config_hash.empty());
+  one->Stop();
+
+  ApplyRecorder rec2;
+  SyncClientOptions second = ClientOptions(certs_ + "/dp");
+  second.snapshot_cache_dir = cache.path();
+  second.dp_build = "99.0.0";
+  SyncClient* two = StartClient(second, rec2);
+  ASSERT_TRUE(WaitFor([&] { return two->serving().version == 1; }));  // from its cache
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "incompatible"); }));
+  EXPECT_EQ(StatusOf("dp-1")->config_version, 0u);
+  EXPECT_TRUE(StatusOf("dp-1")->config_hash.empty());
+}
+
 TEST_F(SyncTest, OlderMinorIsAccepted) {
   StartServer();
   ApplyRecorder rec;
