@@ -6,14 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <vector>
-#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/clock.h"
+#include "common/base/file.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
 #include "data_plane/sync/snapshot_cache.h"
@@ -171,12 +171,7 @@ TEST_F(SyncClientTest, ServesTheCachedSnapshotBeforeTheCpAnswers) {
 TEST_F(SyncClientTest, CorruptedCacheIsNotApplied) {
   const std::string dir = tmp_.path() + "/cache";
   ASSERT_TRUE(SnapshotCache(dir).Prepare().ok());
-  {
-    std::FILE* f = std::fopen((dir + "/snapshot.cur").c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    std::fputs("PORTICO-SNAPSHOT-CACHE/1\n garbage", f);
-    std::fclose(f);
-  }
+  ASSERT_TRUE(WriteFileAtomically(dir + "/snapshot.cur", "PORTICO-SNAPSHOT-CACHE/1\n garbage", 0600).ok());
   bool called = false;
   SyncClientOptions o = Options(ClosedPort());
   o.snapshot_cache_dir = dir;
@@ -190,6 +185,9 @@ TEST_F(SyncClientTest, CorruptedCacheIsNotApplied) {
   EXPECT_FALSE(called);
   EXPECT_TRUE((*client)->serving().empty());
   EXPECT_FALSE((*client)->stats().loaded_from_cache);
+  // The file was read and refused (moved out of the rotation), not merely never looked at.
+  EXPECT_TRUE(std::filesystem::exists(dir + "/snapshot.cur.bad"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/snapshot.cur"));
 }
 
 }  // namespace
