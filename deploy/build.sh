@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds everything into ./build (RelWithDebInfo, Ninja, ccache if present).
+# Configures and builds into ./build (RelWithDebInfo, Ninja, ccache if present): everything, or only
+# the targets given as arguments (e.g. `deploy/build.sh portico-cp portico-dp`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}

@@ -48,7 +48,8 @@ class SnapshotCache {
   absl::Status Store(const CachedSnapshot& snapshot) const;
 
   // Loads and verifies cur, else prev. A file that fails (unreadable, bad format, decode or hash
-  // error) is logged at error level and skipped. NotFound if neither file gives a snapshot.
+  // error) is logged at error level and renamed to `<file>.bad`, out of the rotation. NotFound if
+  // neither file gives a snapshot.
   absl::StatusOr<LoadedSnapshot> Load() const;
 
   // Verifies one file (for Load() and tests).
