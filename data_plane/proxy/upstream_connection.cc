@@ -1,6 +1,7 @@
 #include "data_plane/proxy/upstream_connection.h"
 
 #include <algorithm>
+#include <cassert>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -81,36 +82,22 @@ void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {
   size_t total = 0;
   for (absl::string_view part : parts) total += part.size();
   if (total == 0) return;
-  if (state_ == State::kConnecting) {
-    std::string joined;
-    joined.reserve(total);
-    for (absl::string_view part : parts) joined.append(part.data(), part.size());
-    pending_write_bytes_ += total;
-    before_connect_.push_back(std::move(joined));
-    return;
-  }
+  assert(state_ != State::kConnecting && "UpstreamConnection::Write before OnUpstreamConnected");
   StartWrite(parts.begin(), parts.size(), total);
   RearmTimer();
 }
 
 void UpstreamConnection::StartWrite(const absl::string_view* parts, size_t count, size_t total) {
-  constexpr size_t kMaxParts = 8;
-  uv_buf_t bufs[kMaxParts];
+  assert(count <= kMaxWriteParts);
+  uv_buf_t bufs[kMaxWriteParts];
   size_t buf_count = 0;
-  bool too_many_parts = false;
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = 0; i < count && i < kMaxWriteParts; ++i) {
     if (parts[i].empty()) continue;
-    if (buf_count == kMaxParts) {
-      too_many_parts = true;
-      break;
-    }
     bufs[buf_count++] = uv_buf_init(const_cast<char*>(parts[i].data()), static_cast<unsigned int>(parts[i].size()));
   }
   // uv_try_write: no request, no drain callback, no epoll_ctl when the kernel takes it all. It
   // refuses (UV_EAGAIN) while earlier uv_writes are queued, which keeps the byte order.
-  const int tried = too_many_parts ? UV_EAGAIN
-                                   : uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs,
-                                                  static_cast<unsigned int>(buf_count));
+  const int tried = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned int>(buf_count));
   size_t skip = tried > 0 ? static_cast<size_t>(tried) : 0;  // errors resurface from uv_write
   if (skip >= total) return;
   auto* write = new WriteRequest;
@@ -189,15 +176,6 @@ void UpstreamConnection::OnConnected(int status) {
   }
   state_ = State::kActive;
   uv_tcp_nodelay(&tcp_, 1);
-  while (!before_connect_.empty() && state_ == State::kActive && !has_deferred_error_) {
-    const std::string data = std::move(before_connect_.front());
-    before_connect_.pop_front();
-    pending_write_bytes_ -= data.size();
-    const absl::string_view part(data);
-    StartWrite(&part, 1, data.size());
-  }
-  for (const std::string& data : before_connect_) pending_write_bytes_ -= data.size();
-  before_connect_.clear();
   UpdateReading();
   RearmTimer();
   if (observer_ != nullptr) observer_->OnUpstreamConnected();

@@ -15,7 +15,6 @@
 // from the next loop iteration).
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <initializer_list>
 #include <string>
 
@@ -84,9 +83,11 @@ class UpstreamConnection final : public Http1ParserDelegate {
   State state() const { return state_; }
   const std::string& pool_key() const { return pool_key_; }
 
-  // Sends the concatenation of `parts` (once connected). The kernel gets them right away with one
+  // Sends the concatenation of `parts` (at most kMaxWriteParts). REQUIRES: connected() (callers
+  // keep earlier bytes until OnUpstreamConnected). The kernel gets them right away with one
   // vectored write when it can; only what it does not take is copied. Errors are reported
   // asynchronously (OnUpstreamFailure), never from inside Write().
+  static constexpr size_t kMaxWriteParts = 4;
   void Write(std::initializer_list<absl::string_view> parts);
   void Write(absl::string_view data) { Write(std::initializer_list<absl::string_view>{data}); }
   size_t pending_write_bytes() const { return pending_write_bytes_; }
@@ -136,8 +137,7 @@ class UpstreamConnection final : public Http1ParserDelegate {
   Http1Parser parser_;
   UpstreamObserver* observer_ = nullptr;
   UpstreamTimeouts timeouts_;
-  std::deque<std::string> before_connect_;
-  size_t pending_write_bytes_ = 0;   // bytes in before_connect_ plus bytes in queued uv_writes
+  size_t pending_write_bytes_ = 0;   // bytes in queued uv_writes
   bool reading_ = false;
   bool reading_paused_ = false;      // by the observer (downstream backpressure)
   bool awaiting_response_ = false;   // attached and the final response not complete yet
