@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
 #include "common/base/log.h"
+#include "common/snapshot/snapshot.h"
 #include "portico/sync/v1/sync.pb.h"
 
 namespace portico {
@@ -46,9 +47,7 @@ absl::Status SnapshotCache::Prepare() const {
 std::string SnapshotCache::Encode(const CachedSnapshot& snapshot) {
   sync::v1::SnapshotChunk chunk;
   chunk.set_nonce(0);
-  chunk.mutable_target()->set_epoch(snapshot.version.epoch);
-  chunk.mutable_target()->set_version(snapshot.version.version);
-  chunk.mutable_target()->set_hash(snapshot.version.hash);
+  ToVersionRef(snapshot.version, chunk.mutable_target());
   chunk.set_encoding(snapshot.gzip ? sync::v1::SnapshotChunk::GZIP : sync::v1::SnapshotChunk::NONE);
   chunk.set_compressed_size(snapshot.compressed.size());
   chunk.set_uncompressed_size(snapshot.uncompressed_size);
