@@ -192,7 +192,7 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   std::map<std::string, NodeRecord> nodes_;
   std::unordered_map<uint64_t, DpSession*> sessions_;  // live reactors (until OnDone)
   uint64_t next_session_id_ = 1;
-  bool stopping_ = false;
+  bool stopping_ = false;  // set once by Stop(); guarded by mu_
   uint16_t port_ = 0;
   AdmissionBucket admission_;
   SyncServerStats stats_;
@@ -216,7 +216,6 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   std::thread timer_;
 
   // Guarded by mu_.
-  bool stopped_ = false;
   bool timer_stop_ = false;
   bool dirty_ = false;
   SteadyClock::time_point first_notify_, last_notify_;
@@ -800,8 +799,7 @@ absl::Status SyncServer::Impl::Init() {
 void SyncServer::Impl::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return;
-    stopped_ = true;
+    if (stopping_) return;
     stopping_ = true;
     // Goaway{DRAINING} to every stream; a chunk write in flight gets kGoawayGrace.
     std::vector<DpSession*> live;
