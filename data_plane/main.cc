@@ -221,8 +221,7 @@ int Serve(int argc, char** argv) {
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
                 " ms, router and targets compiled in ", ms(compiled - validated), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
-    return absl::OkStatus();  // the sync client logs what is served
-
+    return absl::OkStatus();  // the sync client logs what is served (and the total time)
   };
 
   char host_buf[256] = {0};

@@ -1,7 +1,6 @@
 #include "common/tls/tls_files.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -121,7 +121,7 @@ KnownHeader ClassifyHeader(absl::string_view name) {
 
 HopByHopFilter::HopByHopFilter(const Http1Head& head) {
   for (const auto& [name, value] : head.headers) {
-    if (name.size() != 10 || ClassifyHeader(name) != KnownHeader::kConnection) continue;
+    if (ClassifyHeader(name) != KnownHeader::kConnection) continue;
     for (absl::string_view token : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
       listed_.push_back(absl::StripAsciiWhitespace(token));
     }

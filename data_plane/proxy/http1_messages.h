@@ -44,8 +44,6 @@ std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view ho
                                        bool close,
                                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
-// True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
-// Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
 // The header names the proxy treats specially, recognised with one switch on the length and at
 // most a few case-insensitive compares (instead of comparing every header against every list).
 enum class KnownHeader {
@@ -58,6 +56,8 @@ enum class KnownHeader {
 };
 KnownHeader ClassifyHeader(absl::string_view name);
 
+// True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
+// Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
 class HopByHopFilter {
  public:
   // REQUIRES: `head` outlives the filter (the listed names point into its values).

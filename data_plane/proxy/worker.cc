@@ -322,7 +322,8 @@ void Worker::DisarmDeadline(DeadlineNode* node) {
 void Worker::OnSweep() {
   const uint64_t now = uv_now(&loop_);
   for (DeadlineListHead& head : deadlines_) {
-    // Sorted by deadline; OnDeadline() closes (which disarms) or re-arms, so the front moves on.
+    // Sorted by deadline; each expired node is disarmed before OnDeadline(), which closes the
+    // connection or re-arms it (at the back), so the front moves on.
     while (head.first != nullptr && head.first->deadline_ms <= now) {
       DeadlineNode* node = head.first;
       DisarmDeadline(node);

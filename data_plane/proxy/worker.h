@@ -119,7 +119,11 @@ class Worker {
   ClientOutput& client_output() { return client_output_; }
   std::vector<std::pair<absl::string_view, absl::string_view>>& router_headers() { return router_headers_; }
   // Client connections currently holding request state (exchange or head storage).
-  void CountRequestState(int delta) { request_states_held_.fetch_add(delta, std::memory_order_relaxed); }
+  // The worker thread is the only writer: a plain load and store, no locked instruction.
+  void CountRequestState(int delta) {
+    request_states_held_.store(request_states_held_.load(std::memory_order_relaxed) + delta,
+                               std::memory_order_relaxed);
+  }
   int64_t request_states_held() const { return request_states_held_.load(std::memory_order_relaxed); }
 
   // Counters for tests.
