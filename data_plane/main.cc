@@ -234,6 +234,10 @@ int Serve(int argc, char** argv) {
   sync_options.server_name = flags.Get("cluster-server-name");
   sync_options.hostname = host_buf;
   sync_options.snapshot_cache_dir = flags.Get("snapshot-cache");
+  // Test-only: NACK (BUILD) any config with a route of this name (SyncClientOptions).
+  if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {
+    sync_options.test_fail_apply_if_route_named = poison;
+  }
   // Test-only: announce another node id in Hello than the certificate's (the CP must refuse it).
   if (const char* id = std::getenv("PORTICO_TEST_HELLO_NODE_ID"); id != nullptr) {
     sync_options.node_id_override = id;

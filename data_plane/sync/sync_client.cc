@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -530,11 +529,6 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
   if (info->node_id.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         options.cert_file, " has no data plane identity (URI SAN ", kDataPlaneUriPrefix, "<node_id>)"));
-  }
-  if (options.test_fail_apply_if_route_named.empty()) {
-    if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {
-      options.test_fail_apply_if_route_named = poison;
-    }
   }
   std::unique_ptr<SnapshotCache> cache;
   if (!options.snapshot_cache_dir.empty()) {

@@ -42,8 +42,7 @@ struct SyncClientOptions {
   std::string node_id_override;
   std::string dp_build = PORTICO_VERSION;
   // Test-only fault switch: NACK (code BUILD) any snapshot that contains a route with this name,
-  // without calling apply. Empty = off; when empty, Start() reads the environment variable
-  // PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED.
+  // without calling apply. Empty = off (portico-dp sets it from PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED).
   std::string test_fail_apply_if_route_named;
 };
 
