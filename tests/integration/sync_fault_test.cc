@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/file.h"
 #include "common/tls/tls_files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -52,18 +52,6 @@ long VmRssKb(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
   }
   return -1;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
 }
 
 // Proxied requests in a loop on one thread; counts successes and failures.
@@ -408,10 +396,12 @@ TEST_F(SyncFaultTest, DpRestartWhileCpDownServesFromSnapshotCacheAndRefusesCorru
   cluster_.KillCp(SIGKILL);
 
   // Corrupt cur: detected, logged, prev (one version older) is served.
-  std::string cur = ReadFile(cache + "/snapshot.cur");
+  absl::StatusOr<std::string> read_cur = ReadFileToString(cache + "/snapshot.cur");
+  ASSERT_TRUE(read_cur.ok()) << read_cur.status();
+  std::string cur = *std::move(read_cur);
   ASSERT_GT(cur.size(), 100u);
   cur[cur.size() / 2] = static_cast<char>(cur[cur.size() / 2] ^ 0xff);
-  WriteFile(cache + "/snapshot.cur", cur);
+  ASSERT_TRUE(WriteFileAtomically(cache + "/snapshot.cur", cur, 0600).ok());
   DataPlane& third = cluster_.StartDp({.extra_args = {"--snapshot-cache", cache}, .log_name = "dp3.log"});
   ASSERT_TRUE(WaitFor([&] { return Http(third.status_port, "GET", "/status/ready").status == 200; }, 5s))
       << third.process->Log();
@@ -422,9 +412,11 @@ TEST_F(SyncFaultTest, DpRestartWhileCpDownServesFromSnapshotCacheAndRefusesCorru
   third.process->Stop();
 
   // Both corrupted: nothing is used.
-  std::string prev = ReadFile(cache + "/snapshot.prev");
+  absl::StatusOr<std::string> read_prev = ReadFileToString(cache + "/snapshot.prev");
+  ASSERT_TRUE(read_prev.ok()) << read_prev.status();
+  std::string prev = *std::move(read_prev);
   prev[prev.size() - 12] = static_cast<char>(prev[prev.size() - 12] ^ 0xff);
-  WriteFile(cache + "/snapshot.prev", prev);
+  ASSERT_TRUE(WriteFileAtomically(cache + "/snapshot.prev", prev, 0600).ok());
   DataPlane& fourth = cluster_.StartDp({.extra_args = {"--snapshot-cache", cache}, .log_name = "dp4.log"});
   ASSERT_TRUE(WaitFor([&] { return fourth.process->Log().find("snapshot.prev is not usable") != std::string::npos; }, 5s))
       << fourth.process->Log();
