@@ -126,19 +126,23 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
 
 }  // namespace
 
-ConfigSet ExportableConfig(const ConfigSet& config) {
+ConfigSet ExportableConfig(const ConfigSet& config) { return ExportableConfig(ConfigSet(config)); }
+
+ConfigSet ExportableConfig(ConfigSet&& config) {
   ConfigSet out;
   std::set<std::string> disabled;
-  for (const config::v1::Service& s : config.services) {
+  out.services.reserve(config.services.size());
+  for (config::v1::Service& s : config.services) {
     if (s.enabled()) {
-      out.services.push_back(s);
+      out.services.push_back(std::move(s));
     } else {
       disabled.insert(s.id());
     }
   }
-  for (const config::v1::Route& r : config.routes) {
+  out.routes.reserve(config.routes.size());
+  for (config::v1::Route& r : config.routes) {
     if (r.has_service_id() && disabled.count(r.service_id()) != 0) continue;
-    out.routes.push_back(r);
+    out.routes.push_back(std::move(r));
   }
   return out;
 }

@@ -60,6 +60,8 @@ struct BuiltSnapshot {
 // What the CP exports to DPs: like Kong, services with enabled=false and the routes that
 // reference them are left out. Keeps the input order.
 ConfigSet ExportableConfig(const ConfigSet& config);
+// The same, moving the kept entities out of `config` (no copy of a config the caller discards).
+ConfigSet ExportableConfig(ConfigSet&& config);
 
 // Builds the snapshot of `stored` (exporting only ExportableConfig). Thread-safe.
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(

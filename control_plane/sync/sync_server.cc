@@ -204,7 +204,8 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
   // kUnchanged: `latest_` already is this (epoch, version); nothing is built.
   enum class PublishResult { kPublished, kUnchanged, kFailed };
-  PublishResult Publish(const StoredConfig& stored,
+  // Consumes `stored` (its entities are moved into the exported config).
+  PublishResult Publish(StoredConfig stored,
                         std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
 
   const std::function<absl::StatusOr<StoredConfig>()> read_config_;
@@ -763,7 +764,7 @@ absl::Status SyncServer::Impl::Init() {
   // First snapshot, synchronously: a broken store fails the start.
   absl::StatusOr<StoredConfig> stored = read_config_();
   if (!stored.ok()) return stored.status();
-  Publish(*stored, std::nullopt, clock_.NowSeconds());
+  Publish(*std::move(stored), std::nullopt, clock_.NowSeconds());
 
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_root_certs = *ca;
@@ -887,7 +888,7 @@ void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> ch
   if (!stored.ok()) {
     PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
   } else {
-    result = Publish(*stored, change_at, change_wall);
+    result = Publish(*std::move(stored), change_at, change_wall);
   }
   // A failed build carries the oldest unpublished commit to the next one. An unchanged version
   // does not: its commit was already published (the notify arrived after the build read it).
@@ -901,7 +902,7 @@ void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> ch
 }
 
 SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
-    const StoredConfig& stored, std::optional<SteadyClock::time_point> change_at,
+    StoredConfig stored, std::optional<SteadyClock::time_point> change_at,
     int64_t change_wall) {
   {
     // Every write bumps the version in its own transaction: same epoch and version, same content.
@@ -912,7 +913,7 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
     }
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
-  const ConfigSet exported = ExportableConfig(stored.config);
+  const ConfigSet exported = ExportableConfig(std::move(stored.config));
   absl::Status valid = ValidateConfigSet(exported);
   if (!valid.ok()) {
     PORTICO_LOG(kError, kLog, "config version ", stored.version.version,

@@ -134,6 +134,11 @@ TEST(SnapshotTest, DisabledServiceAndItsRoutesAreNotExported) {
   ASSERT_EQ(exported.routes.size(), 2u);
   EXPECT_EQ(exported.routes[0].id(), "r1");
   EXPECT_EQ(exported.routes[1].id(), "r3");
+  // The moving overload exports the same entities.
+  ConfigSet moved = ExportableConfig(ConfigSet(stored.config));
+  ASSERT_EQ(moved.services.size(), 1u);
+  ASSERT_EQ(moved.routes.size(), 2u);
+  EXPECT_EQ(moved.routes[1].SerializeAsString(), exported.routes[1].SerializeAsString());
 
   auto built = BuildSnapshot(stored, clock);
   ASSERT_TRUE(built.ok());
