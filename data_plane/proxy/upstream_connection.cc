@@ -1,7 +1,10 @@
 #include "data_plane/proxy/upstream_connection.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -75,6 +78,14 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
 
 void UpstreamConnection::MarkTakenFromPool() {
   state_ = State::kActive;
+}
+
+bool UpstreamConnection::PeerSilent() {
+  uv_os_fd_t fd = -1;
+  if (!handles_initialised_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {

@@ -104,6 +104,9 @@ class UpstreamConnection final : public Http1ParserDelegate {
 
   // Called by the pool when it hands this idle connection to a new exchange.
   void MarkTakenFromPool();
+  // True when nothing (no byte, no EOF) is waiting to be read: one non-blocking MSG_PEEK. The pool
+  // calls it before handing out an idle connection, whose read callback may not have run yet.
+  bool PeerSilent();
 
   // HTTP parser delegate (response side).
   HeadAction OnHead(const Http1Head& head) override;

@@ -231,10 +231,15 @@ UpstreamConnection* Worker::AcquireIdle(const std::string& key) {
   while (!list.empty()) {
     UpstreamConnection* c = list.back();
     list.pop_back();
-    if (c->state() == UpstreamConnection::State::kIdle) {
-      c->MarkTakenFromPool();
-      return c;
+    if (c->state() != UpstreamConnection::State::kIdle) continue;
+    // Bytes (or EOF) already waiting on an idle connection were sent for no request: a stray
+    // response must never reach the next client, so such a connection is closed, not reused.
+    if (!c->PeerSilent()) {
+      c->Close();
+      continue;
     }
+    c->MarkTakenFromPool();
+    return c;
   }
   return nullptr;
 }
