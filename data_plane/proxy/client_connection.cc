@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "data_plane/proxy/request_head_check.h"
 #include "data_plane/proxy/worker.h"
 #include "data_plane/router/router.h"
 
@@ -331,25 +332,30 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   ex.request_is_head = head.method == "HEAD";
   ex.request_chunked = head.chunked;
 
-  absl::string_view path, query;
-  bool has_query = false;
-  if (!SplitRequestTarget(head.url, &path, &query, &has_query)) {
-    RespondLocally(400, kMsgBadRequest, /*force_close=*/true);
-    return HeadAction::kContinue;
+  // Nothing reaches an upstream before the head is known to be well-framed (request_head_check.h).
+  const RequestHeadCheck check = CheckRequestHead(head);
+  if (check.status != 0) {
+    PORTICO_LOG(kDebug, "proxy", "refused request from ", client_ip_, ": ", check.reason);
+    RespondLocally(check.status, check.status == 400 ? kMsgBadRequest : HttpReasonPhrase(check.status),
+                   /*force_close=*/true);
+    return HeadAction::kError;  // stop parsing: the connection closes after the response
   }
+  const absl::string_view path = check.target.path;
+  const absl::string_view query = check.target.query;
+  const bool has_query = check.target.has_query;
   if (ex.config == nullptr) {
     RespondLocally(404, kMsgNoRoute, false);
     return HeadAction::kContinue;
   }
   // Kong normalises the path before matching; the normalised path is what goes upstream.
   const std::string normalized_path = router::NormalizeRequestPath(path);
-  const std::string* host = head.Find("host");
+  const absl::string_view host = check.host;  // the absolute-form authority, else Host
   std::vector<std::pair<absl::string_view, absl::string_view>>& headers = worker_.router_headers();
   headers.clear();  // keeps its capacity across requests
   for (const auto& [name, value] : head.headers) headers.emplace_back(name, value);
   router::RequestView view;
   view.method = head.method;
-  view.host = host != nullptr ? absl::string_view(*host) : absl::string_view();
+  view.host = host;
   view.port = worker_.port();
   view.path = normalized_path;
   view.headers = &headers;
@@ -375,8 +381,7 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
     // This listener is plain HTTP: Kong answers with the route's https_redirect_status_code.
     const std::string path_and_query = has_query ? absl::StrCat(path, "?", query) : std::string(path);
     const bool close = !ex.client_keep_alive;
-    SendLocalResponse(BuildHttpsRequiredResponse(match->route->https_redirect_status_code(),
-                                                 host != nullptr ? absl::string_view(*host) : absl::string_view(),
+    SendLocalResponse(BuildHttpsRequiredResponse(match->route->https_redirect_status_code(), host,
                                                  path_and_query, close, ex.debug_headers),
                       close);
     return HeadAction::kContinue;
@@ -398,12 +403,14 @@ Http1ParserDelegate::HeadAction ClientConnection::OnHead(const Http1Head& head) 
   params.upstream_path = upstream_path;
   params.query = query;
   params.has_query = has_query;
-  params.host_header = (match->route->preserve_host() && host != nullptr) ? absl::string_view(*host)
+  params.host_header = (match->route->preserve_host() && check.has_host) ? host
                                                                          : absl::string_view(ex.target->host_header);
   params.client_ip = client_ip_;
-  params.client_host = host != nullptr ? StripPort(*host) : absl::string_view();
+  params.client_host = check.has_host ? StripPort(host) : absl::string_view();
   params.local_port = worker_.port();
   params.chunked_body = head.chunked;
+  params.has_content_length = head.has_content_length;
+  params.content_length = head.content_length;
   AppendUpstreamRequestHead(&ex.upstream_head, head, params);  // empty here; keeps its capacity
   ex.connect_retries_left = ex.target->retries;
 
@@ -490,6 +497,7 @@ void ClientConnection::OnUpstreamWriteDrained() {
 Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head& head) {
   if (exchange_ == nullptr) return HeadAction::kError;
   Exchange& ex = *exchange_;
+  if (!IsForwardableResponseHead(head)) return HeadAction::kError;  // 502, connection not reused
   ex.framing = ChooseResponseFraming(head, ex.request_is_head, ex.client_http11);
   if (ex.framing == ResponseFraming::kUntilClose || !ex.request_complete) ex.close_after = true;
   const bool keep_alive = ex.client_keep_alive && !ex.close_after;
@@ -500,13 +508,18 @@ Http1ParserDelegate::HeadAction ClientConnection::OnUpstreamHead(const Http1Head
   AppendDownstreamResponseHead(&out.owned, head, ex.framing, keep_alive, ex.client_http11, ex.debug_headers);
   out.pieces[out.count++] = ClientOutput::Piece{nullptr, offset, out.owned.size() - offset};
   ex.response_started = true;
-  return ex.request_is_head ? HeadAction::kSkipBody : HeadAction::kContinue;
+  // No body after a 1xx, 204 or 304 head or in a response to HEAD, whatever its Content-Length
+  // says (RFC 9112 §6.3; llhttp itself knows this only for 1xx and 204).
+  const bool bodiless = ex.framing == ResponseFraming::kNoBody || ex.framing == ResponseFraming::kHeadResponse;
+  return bodiless ? HeadAction::kSkipBody : HeadAction::kContinue;
 }
 
 void ClientConnection::OnUpstreamBody(absl::string_view data) {
   if (exchange_ == nullptr) return;
   Exchange& ex = *exchange_;
-  if (ex.framing == ResponseFraming::kNoBody || data.empty()) return;
+  if (ex.framing == ResponseFraming::kNoBody || ex.framing == ResponseFraming::kHeadResponse || data.empty()) {
+    return;
+  }
   if (ex.framing == ResponseFraming::kChunked) {
     char size_line_buffer[24];
     QueueToClient(ChunkSizeLine(data.size(), size_line_buffer), /*copy=*/true);

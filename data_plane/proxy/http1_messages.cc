@@ -15,6 +15,17 @@ void AppendHeader(std::string* out, absl::string_view name, absl::string_view va
   out->append(name.data(), name.size()).append(": ", 2).append(value.data(), value.size()).append("\r\n", 2);
 }
 
+void AppendNumberHeader(std::string* out, absl::string_view name, uint64_t value) {
+  char digits[24];
+  char* end = digits + sizeof(digits);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  AppendHeader(out, name, absl::string_view(p, static_cast<size_t>(end - p)));
+}
+
 std::string JsonEscape(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -175,8 +186,8 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const Http1Head& request
       case KnownHeader::kXForwardedPrefix:
         continue;
       case KnownHeader::kContentLength:
-        if (params.chunked_body) continue;
-        break;
+      case KnownHeader::kTransferEncoding:
+        continue;  // written below from the parsed framing
       default:
         break;
     }
@@ -188,8 +199,12 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const Http1Head& request
   AppendHeader(&out, "X-Forwarded-For", forwarded_for);
   AppendHeader(&out, "X-Forwarded-Proto", "http");
   if (!params.client_host.empty()) AppendHeader(&out, "X-Forwarded-Host", params.client_host);
-  AppendHeader(&out, "X-Forwarded-Port", absl::StrCat(params.local_port));
-  if (params.chunked_body) AppendHeader(&out, "Transfer-Encoding", "chunked");
+  AppendNumberHeader(&out, "X-Forwarded-Port", params.local_port);
+  if (params.chunked_body) {
+    AppendHeader(&out, "Transfer-Encoding", "chunked");
+  } else if (params.has_content_length) {
+    AppendNumberHeader(&out, "Content-Length", params.content_length);
+  }
   out += "\r\n";
 }
 
@@ -201,10 +216,10 @@ std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamReq
 
 ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is_head,
                                       bool client_is_http11) {
-  if (request_is_head || (response.status >= 100 && response.status < 200) || response.status == 204 ||
-      response.status == 304) {
+  if ((response.status >= 100 && response.status < 200) || response.status == 204 || response.status == 304) {
     return ResponseFraming::kNoBody;
   }
+  if (request_is_head) return ResponseFraming::kHeadResponse;
   if (response.has_content_length && !response.chunked) return ResponseFraming::kContentLength;
   return client_is_http11 ? ResponseFraming::kChunked : ResponseFraming::kUntilClose;
 }
@@ -226,10 +241,7 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
       via += value;
       continue;
     }
-    if (kind == KnownHeader::kContentLength && framing != ResponseFraming::kContentLength &&
-        framing != ResponseFraming::kNoBody) {
-      continue;
-    }
+    if (kind == KnownHeader::kContentLength) continue;  // written below from the parsed framing
     AppendHeader(out, name, value);
   }
   static constexpr absl::string_view kOwnVia = "1.1 portico/" PORTICO_VERSION;
@@ -239,7 +251,22 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
     absl::StrAppend(&via, ", ", kOwnVia);
     AppendHeader(out, "Via", via);
   }
-  if (framing == ResponseFraming::kChunked) AppendHeader(out, "Transfer-Encoding", "chunked");
+  switch (framing) {
+    case ResponseFraming::kChunked:
+      AppendHeader(out, "Transfer-Encoding", "chunked");
+      break;
+    case ResponseFraming::kContentLength:
+      AppendNumberHeader(out, "Content-Length", response.content_length);
+      break;
+    case ResponseFraming::kHeadResponse:
+      if (response.has_content_length && !response.chunked) {
+        AppendNumberHeader(out, "Content-Length", response.content_length);
+      }
+      break;
+    case ResponseFraming::kNoBody:
+    case ResponseFraming::kUntilClose:
+      break;
+  }
   if (!keep_alive) {
     AppendHeader(out, "Connection", "close");
   } else if (!client_is_http11) {
@@ -268,30 +295,6 @@ absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]) {
     size >>= 4;
   } while (size != 0);
   return absl::string_view(p, static_cast<size_t>(end - p));
-}
-
-bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,
-                        bool* has_query) {
-  absl::string_view rest = target;
-  if (!absl::StartsWith(rest, "/")) {
-    // Absolute-form: scheme "://" authority path.
-    const size_t scheme_end = rest.find("://");
-    if (scheme_end == absl::string_view::npos || scheme_end == 0) return false;
-    rest.remove_prefix(scheme_end + 3);
-    const size_t path_start = rest.find_first_of("/?");
-    if (path_start == absl::string_view::npos) {
-      rest = "/";
-    } else if (rest[path_start] == '?') {
-      return false;  // "http://h?q": no path
-    } else {
-      rest.remove_prefix(path_start);
-    }
-  }
-  const size_t question = rest.find('?');
-  *has_query = question != absl::string_view::npos;
-  *path = rest.substr(0, question);
-  *query = *has_query ? rest.substr(question + 1) : absl::string_view();
-  return !path->empty() && (*path)[0] == '/';
 }
 
 absl::string_view StripPort(absl::string_view host) { return SplitHostHeader(host).name; }

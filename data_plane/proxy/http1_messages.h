@@ -78,19 +78,26 @@ struct UpstreamRequestParams {
   absl::string_view client_ip;
   absl::string_view client_host;     // client Host header without port (X-Forwarded-Host)
   uint16_t local_port = 0;           // X-Forwarded-Port
-  bool chunked_body = false;         // re-frame the body as chunked
+  // The body's framing as the parser decided it (never as the client's headers say): chunked
+  // (re-framed by the proxy), or a Content-Length, or neither (no body).
+  bool chunked_body = false;
+  bool has_content_length = false;
+  uint64_t content_length = 0;
 };
 
 // The head sent upstream: HTTP/1.1 request line, Host, the client's end-to-end headers (minus
-// Host, Expect and the X-Forwarded-*/X-Real-IP headers the proxy sets), X-Real-IP,
-// X-Forwarded-For (appended), -Proto, -Host, -Port, and Transfer-Encoding: chunked if needed.
+// Host, Expect, the X-Forwarded-*/X-Real-IP headers the proxy sets and the framing headers),
+// X-Real-IP, X-Forwarded-For (appended), -Proto, -Host, -Port, and the framing the parser found:
+// `Content-Length: <n>` or `Transfer-Encoding: chunked`. Framing headers are always written by
+// the proxy, so no `Connection` token can remove them (docs/proxy.md, "Request framing policy").
 std::string BuildUpstreamRequestHead(const Http1Head& request, const UpstreamRequestParams& params);
 // The same head, appended to `out` (lets the caller reuse one buffer's capacity).
 void AppendUpstreamRequestHead(std::string* out, const Http1Head& request, const UpstreamRequestParams& params);
 
 // How the response body is framed towards the client.
 enum class ResponseFraming {
-  kNoBody,          // HEAD, 1xx, 204, 304
+  kNoBody,          // 1xx, 204, 304: no body and no framing headers
+  kHeadResponse,    // response to HEAD: no body; the upstream's Content-Length is passed on
   kContentLength,   // upstream's Content-Length passed through
   kChunked,         // re-framed as chunked (upstream chunked or close-delimited; HTTP/1.1 client)
   kUntilClose,      // close-delimited (HTTP/1.0 client and no Content-Length)
@@ -100,7 +107,9 @@ ResponseFraming ChooseResponseFraming(const Http1Head& response, bool request_is
                                       bool client_is_http11);
 
 // The head sent to the client: status line, end-to-end headers, Via, framing headers, and
-// `Connection: close` / `Connection: keep-alive` as decided by the caller.
+// `Connection: close` / `Connection: keep-alive` as decided by the caller. The upstream's
+// Content-Length and Transfer-Encoding are never copied: the framing headers are written from
+// `framing` and the parsed length, so a `Connection` token cannot remove them.
 std::string BuildDownstreamResponseHead(const Http1Head& response, ResponseFraming framing,
                                         bool keep_alive, bool client_is_http11,
                                         const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
@@ -112,11 +121,6 @@ void AppendDownstreamResponseHead(std::string* out, const Http1Head& response, R
 // The size line of one chunk of chunked encoding ("<hex size>\r\n"), written into `buffer`.
 absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]);
 inline constexpr absl::string_view kLastChunk = "0\r\n\r\n";
-
-// Splits a request-target into path and query. Origin-form "/p?q" and absolute-form
-// "http://h/p?q" are accepted; returns false for anything whose path does not start with '/'.
-bool SplitRequestTarget(absl::string_view target, absl::string_view* path, absl::string_view* query,
-                        bool* has_query);
 
 // Host header without the port ("a.com:8000" -> "a.com", "[::1]:80" -> "[::1]"), split as the
 // router splits it (SplitHostHeader: text after a colon that is not a valid port stays).

@@ -51,6 +51,7 @@ void Http1Head::Clear() {
   content_length = 0;
   keep_alive = false;
   upgrade = false;
+  transfer_encoding = false;
 }
 
 // Trampolines: recover the Http1Parser from parser->data and forward to one member. Nothing here
@@ -69,6 +70,7 @@ struct Http1Parser::Callbacks {
   static int HeaderValueComplete(llhttp_t* p) { return Self(p)->OnHeaderValueComplete(); }
   static int HeadersComplete(llhttp_t* p) { return Self(p)->OnHeadersComplete(); }
   static int Body(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnBody({at, n}); }
+  static int ChunkComplete(llhttp_t* p) { return Self(p)->OnChunkComplete(); }
   static int MessageComplete(llhttp_t* p) { return Self(p)->OnMessageComplete(); }
 
   static const llhttp_settings_t& Settings() {
@@ -83,6 +85,7 @@ struct Http1Parser::Callbacks {
       s.on_header_value_complete = HeaderValueComplete;
       s.on_headers_complete = HeadersComplete;
       s.on_body = Body;
+      s.on_chunk_complete = ChunkComplete;
       s.on_message_complete = MessageComplete;
       return s;
     }();
@@ -122,22 +125,85 @@ Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
     return result;
   }
   llhttp_t* p = Callbacks::State(this);
-  const llhttp_errno_t err = llhttp_execute(p, data, size);
-  if (err == HPE_OK) {
+  exec_begin_ = data;
+  size_t offset = 0;
+  for (;;) {
+    const llhttp_errno_t err = llhttp_execute(p, data + offset, size - offset);
+    if (err == HPE_OK) {
+      result.consumed = size;
+      break;
+    }
+    if (err == HPE_PAUSED && chunk_end_pending_) {
+      // Paused right after the two bytes llhttp skipped behind a chunk's data: they must be CRLF.
+      chunk_end_pending_ = false;
+      const size_t pos = static_cast<size_t>(llhttp_get_error_pos(p) - data);
+      if (!CrlfBefore(data, pos)) {
+        strict_error_ = "chunk data not followed by CRLF";
+        failed_ = true;
+        result.consumed = size;
+        result.outcome = Outcome::kError;
+        exec_begin_ = nullptr;
+        return result;
+      }
+      llhttp_resume(p);
+      offset = pos;
+      continue;
+    }
+    if (err == HPE_PAUSED && message_done_) {
+      result.consumed = static_cast<size_t>(llhttp_get_error_pos(p) - data);
+      message_done_ = false;
+      llhttp_resume(p);
+      result.outcome = Outcome::kMessageDone;
+      break;
+    }
+    failed_ = true;
     result.consumed = size;
+    result.outcome = head_too_large_ ? Outcome::kHeadTooLarge : Outcome::kError;
+    exec_begin_ = nullptr;
     return result;
   }
-  if (err == HPE_PAUSED && message_done_) {
-    result.consumed = static_cast<size_t>(llhttp_get_error_pos(p) - data);
-    message_done_ = false;
-    llhttp_resume(p);
-    result.outcome = Outcome::kMessageDone;
-    return result;
-  }
-  failed_ = true;
-  result.consumed = size;
-  result.outcome = head_too_large_ ? Outcome::kHeadTooLarge : Outcome::kError;
+  RememberConsumed(data, result.consumed);
+  exec_begin_ = nullptr;
   return result;
+}
+
+void Http1Parser::RememberConsumed(const char* data, size_t consumed) {
+  if (in_name_value_gap_) {  // the gap goes on in the next buffer
+    const char* from = gap_start_ != nullptr ? gap_start_ : data;
+    if (absl::string_view(from, static_cast<size_t>(data + consumed - from)).find('\n') != absl::string_view::npos) {
+      gap_has_line_break_ = true;
+    }
+    gap_start_ = nullptr;
+  }
+  if (consumed >= 2) {
+    recent_[0] = data[consumed - 2];
+    recent_[1] = data[consumed - 1];
+    recent_count_ = 2;
+  } else if (consumed == 1) {
+    recent_[0] = recent_[1];
+    recent_[1] = data[0];
+    recent_count_ = recent_count_ == 0 ? 1 : 2;
+  }
+}
+
+char Http1Parser::ByteBefore(const char* at) const {
+  if (exec_begin_ != nullptr && at > exec_begin_) return at[-1];
+  return recent_count_ > 0 ? recent_[1] : '\0';
+}
+
+bool Http1Parser::CrlfBefore(const char* data, size_t pos) const {
+  char bytes[2];
+  for (size_t i = 0; i < 2; ++i) {
+    const size_t back = 2 - i;  // bytes[i] is the one `back` positions before pos
+    if (pos >= back) {
+      bytes[i] = data[pos - back];
+    } else {
+      const size_t from_recent = back - pos;  // 1 or 2 bytes into the previous calls' tail
+      if (from_recent > recent_count_) return false;
+      bytes[i] = recent_[2 - from_recent];
+    }
+  }
+  return bytes[0] == '\r' && bytes[1] == '\n';
 }
 
 Http1Parser::Outcome Http1Parser::Finish() {
@@ -156,6 +222,7 @@ bool Http1Parser::NeedsEof() const { return llhttp_message_needs_eof(Callbacks::
 
 const char* Http1Parser::error_reason() const {
   if (head_too_large_) return "head too large";
+  if (strict_error_ != nullptr) return strict_error_;
   const char* reason = llhttp_get_error_reason(Callbacks::State(this));
   return reason != nullptr ? reason : "parse error";
 }
@@ -174,6 +241,7 @@ int Http1Parser::OnMessageBegin() {
   for (auto& header : s.head.headers) s.spare_headers.push_back(std::move(header));
   s.head.Clear();
   head_bytes_ = 0;
+  strict_error_ = nullptr;
   s.field.clear();
   s.value.clear();
   in_message_ = true;
@@ -194,20 +262,45 @@ int Http1Parser::OnStatus(absl::string_view data) {
 
 int Http1Parser::OnHeaderField(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
+  in_name_value_gap_ = true;
+  gap_start_ = data.data() + data.size();
+  gap_has_line_break_ = false;
   storage_->field.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnHeaderValue(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
+  // obs-fold: a line break between the name and the value's first byte (llhttp skips the blanks
+  // of a folded empty value), or a value piece right after a line break (a folded continuation;
+  // a value split over two reads continues after a value byte instead).
+  if (data.empty()) return HPE_OK;  // llhttp marks an empty value with an empty piece on the next line
+  bool folded = false;
+  if (in_name_value_gap_) {
+    in_name_value_gap_ = false;
+    const char* from = gap_start_ != nullptr ? gap_start_ : exec_begin_;
+    folded = gap_has_line_break_ ||
+             (from != nullptr && absl::string_view(from, static_cast<size_t>(data.data() - from)).find('\n') !=
+                                     absl::string_view::npos);
+  } else {
+    folded = ByteBefore(data.data()) == '\n';
+  }
+  if (folded) {
+    strict_error_ = "obs-fold (a header line continued on the next line)";
+    return HPE_USER;
+  }
   storage_->value.append(data.data(), data.size());
   return HPE_OK;
 }
 
 int Http1Parser::OnHeaderValueComplete() {
+  in_name_value_gap_ = false;
   if (!CountHead(4)) return HPE_USER;  // ": " and CRLF
   Http1HeadStorage& s = *storage_;
-  if (!IsToken(s.field)) return HPE_USER;  // llhttp's loose mode lets e.g. spaces through
+  if (!IsToken(s.field)) {  // llhttp's loose mode lets e.g. spaces through
+    strict_error_ = "header field name is not a token";
+    return HPE_USER;
+  }
   if (s.spare_headers.empty()) {
     s.head.headers.emplace_back(s.field, s.value);
   } else {
@@ -239,6 +332,7 @@ int Http1Parser::OnHeadersComplete() {
   head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
   head.content_length = head.has_content_length ? p->content_length : 0;
   head.upgrade = p->upgrade != 0;
+  head.transfer_encoding = (p->flags & F_TRANSFER_ENCODING) != 0;
   // Upgrades (WebSocket, CONNECT tunnels) are not proxied yet: treat the request as a plain one;
   // the Upgrade header is hop-by-hop and gets removed.
   p->upgrade = 0;
@@ -257,6 +351,11 @@ int Http1Parser::OnHeadersComplete() {
 int Http1Parser::OnBody(absl::string_view data) {
   delegate_->OnBody(data);
   return HPE_OK;
+}
+
+int Http1Parser::OnChunkComplete() {
+  chunk_end_pending_ = true;
+  return HPE_PAUSED;  // Execute checks the CRLF before the pause position, then resumes
 }
 
 int Http1Parser::OnMessageComplete() {

@@ -2,6 +2,13 @@
 // Thin C++ layer over llhttp: the only file with llhttp trampolines. Collects the message head
 // (start line + headers) into an Http1Head and forwards body bytes and message end to a delegate.
 // Thread-compatible; one parser per connection, on the owning worker loop.
+//
+// llhttp is built in its default (loose) mode, whose strict mode would also refuse raw bytes
+// >= 0x80 in request targets (nginx and Kong accept those). On top of llhttp this class rejects,
+// as malformed input (kError): a header field name that is not an RFC 9110 token; a line folded
+// with obs-fold (RFC 9112 §5.2: a proxy may reject it, and it is how framing headers get hidden);
+// and chunk data not followed by CRLF (loose llhttp 8.1 skips those two bytes unchecked).
+// Framing and Host rules that need the whole head live in request_head_check.h.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,6 +34,7 @@ struct Http1Head {
   uint64_t content_length = 0;
   bool keep_alive = false;        // llhttp_should_keep_alive at the end of the head
   bool upgrade = false;
+  bool transfer_encoding = false; // a Transfer-Encoding header was present (chunked or not)
 
   // First header value with this name (case-insensitive), or nullptr.
   const std::string* Find(absl::string_view name) const;
@@ -132,8 +140,15 @@ class Http1Parser {
   int OnHeaderValueComplete();
   int OnHeadersComplete();
   int OnBody(absl::string_view data);
+  int OnChunkComplete();
   int OnMessageComplete();
   bool CountHead(size_t n);
+  // The byte before `at`, a pointer into the buffer of the current Execute call (from the
+  // previous call's bytes when `at` is that buffer's start).
+  char ByteBefore(const char* at) const;
+  // The two bytes before offset `pos` of the current buffer (llhttp skipped them after chunk data).
+  bool CrlfBefore(const char* data, size_t pos) const;
+  void RememberConsumed(const char* data, size_t consumed);
 
   // The llhttp_t, in place (no allocation of its own per connection) but opaque here, which keeps
   // llhttp.h out of this header; http1_parser.cc checks size and alignment.
@@ -146,6 +161,17 @@ class Http1Parser {
   bool in_message_ = false;
   bool message_done_ = false;
   bool failed_ = false;
+  bool chunk_end_pending_ = false;   // paused in on_chunk_complete: check the CRLF llhttp skipped
+  const char* strict_error_ = nullptr;  // a rule this class enforces on top of llhttp was broken
+  const char* exec_begin_ = nullptr; // buffer of the Execute call in progress
+  char recent_[2] = {0, 0};          // the last two bytes consumed by earlier Execute calls
+  size_t recent_count_ = 0;          // how many of recent_ are valid (0..2), newest in recent_[1]
+  // Between a header name and its value's first byte (":" and blanks, or an obs-fold line break
+  // when llhttp skips a folded empty value's blanks): where that gap starts in the current buffer
+  // (nullptr: before it), and whether an earlier buffer's part of it held a line break.
+  bool in_name_value_gap_ = false;
+  const char* gap_start_ = nullptr;
+  bool gap_has_line_break_ = false;
   FreeList<Http1HeadStorage>* pool_;
   std::unique_ptr<Http1HeadStorage> storage_;  // from the first byte of a message on
 };

@@ -163,10 +163,13 @@ TEST(Http1MessagesTest, ResponseFraming) {
   response.status = 200;
   EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kChunked);
   EXPECT_EQ(ChooseResponseFraming(response, false, false), ResponseFraming::kUntilClose);
-  EXPECT_EQ(ChooseResponseFraming(response, true, true), ResponseFraming::kNoBody);
+  EXPECT_EQ(ChooseResponseFraming(response, true, true), ResponseFraming::kHeadResponse);
   response.has_content_length = true;
   EXPECT_EQ(ChooseResponseFraming(response, false, false), ResponseFraming::kContentLength);
   response.status = 304;
+  EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kNoBody);
+  EXPECT_EQ(ChooseResponseFraming(response, true, true), ResponseFraming::kNoBody);
+  response.status = 204;
   EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kNoBody);
 
   Http1Head chunked;
@@ -233,20 +236,7 @@ TEST(Http1MessagesTest, ClassifyHeaderRecognisesEveryKnownNameInAnyCaseAndNothin
   EXPECT_FALSE(hop.IsHopByHop("X-Other"));
 }
 
-TEST(Http1MessagesTest, RequestTargets) {
-  absl::string_view path, query;
-  bool has_query = false;
-  ASSERT_TRUE(SplitRequestTarget("/a/b?x=1?y", &path, &query, &has_query));
-  EXPECT_EQ(path, "/a/b");
-  EXPECT_EQ(query, "x=1?y");
-  EXPECT_TRUE(has_query);
-  ASSERT_TRUE(SplitRequestTarget("http://h:1/p", &path, &query, &has_query));
-  EXPECT_EQ(path, "/p");
-  EXPECT_FALSE(has_query);
-  ASSERT_TRUE(SplitRequestTarget("http://h", &path, &query, &has_query));
-  EXPECT_EQ(path, "/");
-  EXPECT_FALSE(SplitRequestTarget("*", &path, &query, &has_query));
-  EXPECT_FALSE(SplitRequestTarget("a/b", &path, &query, &has_query));
+TEST(Http1MessagesTest, StripPortSplitsAsTheRouterDoes) {
   EXPECT_EQ(StripPort("a.com:80"), "a.com");
   EXPECT_EQ(StripPort("[::1]:80"), "[::1]");
   EXPECT_EQ(StripPort("a.com"), "a.com");

@@ -1318,6 +1318,148 @@ TEST_F(ProxyServerTest, ClientAddressFromAcceptOverIpv6) {
   EXPECT_EQ(received[0].Header("X-Forwarded-For"), "::1");
 }
 
+// ---- hostile input (issue 9): each test failed before its fix ---------------------------------
+
+TEST_F(ProxyServerTest, ConnectionHeaderCannotStripRequestFraming) {
+  StartEchoSetup();
+  const std::string smuggled = "GET /POISON HTTP/1.1\r\nHost: internal\r\nX-Real-IP: 10.9.9.9\r\n\r\n";
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(absl::StrCat("POST /r HTTP/1.1\r\nHost: example.com\r\nConnection: content-length\r\n",
+                                       "Content-Length: ", smuggled.size(), "\r\n\r\n", smuggled)));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, smuggled);  // echoed: it arrived as the body
+  // The same through a chunked body whose Transfer-Encoding is named in Connection.
+  ASSERT_TRUE(client.Send(absl::StrCat("POST /r HTTP/1.1\r\nHost: example.com\r\nConnection: transfer-encoding\r\n",
+                                       "Transfer-Encoding: chunked\r\n\r\n", absl::Hex(smuggled.size()), "\r\n",
+                                       smuggled, "\r\n0\r\n\r\n")));
+  response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.body, smuggled);
+  ASSERT_EQ(upstream_->requests().size(), 2u);
+  for (const ReceivedRequest& seen : upstream_->requests()) {
+    EXPECT_EQ(seen.target, "/");
+    EXPECT_EQ(seen.body, smuggled);
+  }
+}
+
+TEST_F(ProxyServerTest, ConnectionHeaderCannotStripResponseFraming) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = absl::StrCat("HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\n",
+                             "Content-Length: 5\r\n\r\n", request.target == "/a" ? "first" : "other");
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send(Get("/r/a") + Get("/r/b")));  // pipelined, one keep-alive connection
+  ClientResponse first = client.ReadResponse();
+  ASSERT_TRUE(first.ok);
+  EXPECT_EQ(first.Header("Content-Length"), "5");
+  EXPECT_EQ(first.body, "first");
+  ClientResponse second = client.ReadResponse();
+  ASSERT_TRUE(second.ok);
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.body, "other");
+}
+
+TEST_F(ProxyServerTest, FragmentInTargetIsRefusedAndNeverRouted) {
+  upstream_ = std::make_unique<TestUpstream>(Echo);
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())},
+          {MakeRoute(2, {"/public"}, testing::Uuid(1)), MakeRoute(3, {"/admin"}, testing::Uuid(1))});
+  for (const char* target : {"/public#/../admin", "/public#x", "/public?q#/../admin", "http://example.com/public#x"}) {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get(target)));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << target;
+    EXPECT_EQ(response.status, 400) << target;
+    EXPECT_TRUE(client.WaitClosed()) << target;
+  }
+  EXPECT_EQ(upstream_->accepted(), 0);
+}
+
+TEST_F(ProxyServerTest, BadlyFramedRequestsNeverReachTheUpstream) {
+  StartEchoSetup();
+  struct Row {
+    std::string request;
+    int status;
+  };
+  const std::vector<Row> rows = {
+      {"POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501},
+      {"POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\nabc", 501},
+      {"POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      {"POST /r HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"GET /r HTTP/1.1\r\n\r\n", 400},
+      {"GET /r HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+      {"GET /r HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      {"GET /r HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+      {"GET /r HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400},
+  };
+  for (const Row& row : rows) {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(row.request));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << row.request;
+    EXPECT_EQ(response.status, row.status) << row.request;
+    EXPECT_EQ(response.Header("Connection"), "close") << row.request;
+    EXPECT_TRUE(client.WaitClosed()) << row.request;
+  }
+  EXPECT_EQ(upstream_->accepted(), 0);
+}
+
+TEST_F(ProxyServerTest, NoBodyResponsesCarryNoFramingAndStrayBodyBytesAreDropped) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    if (request.target == "/204") reply.raw = "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello";
+    if (request.target == "/304") reply.raw = "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n";
+    if (request.target == "/head") reply.raw = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n";
+    if (reply.raw.empty()) reply.raw = SimpleResponse(200, "after");
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  RawClient client(proxy_->port());
+  for (const char* target : {"/r/204", "/r/304"}) {
+    ASSERT_TRUE(client.Send(Get(target)));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << target;
+    EXPECT_FALSE(response.HasHeader("Content-Length")) << target;
+    EXPECT_FALSE(response.HasHeader("Transfer-Encoding")) << target;
+  }
+  ASSERT_TRUE(client.Send("HEAD /r/head HTTP/1.1\r\nHost: example.com\r\n\r\n"));
+  ClientResponse head = client.ReadResponse(/*head_request=*/true);
+  ASSERT_TRUE(head.ok);
+  EXPECT_EQ(head.Header("Content-Length"), "7");
+  // The bytes after the 204 were not framed as anything: neither forwarded nor taken as the
+  // next response (the next request gets its own).
+  ASSERT_TRUE(client.Send(Get("/r/next")));
+  ClientResponse next = client.ReadResponse();
+  ASSERT_TRUE(next.ok);
+  EXPECT_EQ(next.body, "after");
+}
+
+TEST_F(ProxyServerTest, UnknownResponseTransferCodingGives502) {
+  upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
+    UpstreamReply reply;
+    reply.raw = request.target == "/gzip" ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzzz"
+                                          : "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    reply.close_after = true;
+    return reply;
+  });
+  StartProxy();
+  Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  for (const char* target : {"/r/gzip", "/r/http10"}) {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get(target)));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << target;
+    EXPECT_EQ(response.status, 502) << target;
+  }
+}
+
 TEST(ProxyServerStartTest, RejectsBadOptions) {
   ProxyOptions options;
   options.port = 0;
