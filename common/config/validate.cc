@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
+#include "common/config/utf8_fields.h"
 #include "re2/re2.h"
 
 namespace portico {
@@ -356,7 +358,11 @@ std::string Re2CompileError(absl::string_view pattern) {
   return compiled.ok() ? std::string() : compiled.error();
 }
 
-FieldErrors ValidateServiceFields(const Service& s) {
+namespace {
+
+// The rules of one kind, on an entity whose strings may still be ill-formed UTF-8 (see
+// WithUtf8Check).
+FieldErrors ServiceRules(const Service& s) {
   FieldErrors errors;
   if (!s.id().empty() && !IsUuid(s.id())) errors.Add("id", "expected a valid UUID");
   CheckName(&errors, s.has_name(), s.name());
@@ -412,7 +418,7 @@ FieldErrors ValidateServiceFields(const Service& s) {
   return errors;
 }
 
-FieldErrors ValidateRouteFields(const Route& r) {
+FieldErrors RouteRules(const Route& r) {
   FieldErrors errors;
   if (!r.id().empty() && !IsUuid(r.id())) errors.Add("id", "expected a valid UUID");
   CheckName(&errors, r.has_name(), r.name());
@@ -574,35 +580,70 @@ FieldErrors ValidateRouteFields(const Route& r) {
   return errors;
 }
 
+// UTF-8 first: an ill-formed string is reported at its path, and no other error that could
+// echo its bytes is kept: errors of the same top-level field (its first path segment), errors
+// whose text is not UTF-8, and entity-level errors (computed from the bad values) are dropped.
+// Errors of other fields still come along.
+template <typename Entity>
+FieldErrors WithUtf8Check(const Entity& entity, FieldErrors (*rules)(const Entity&)) {
+  FieldErrors utf8;
+  CheckUtf8Fields(entity, &utf8);
+  FieldErrors rule_errors = rules(entity);
+  if (utf8.empty()) return rule_errors;
+  auto top = [](absl::string_view path) { return path.substr(0, path.find('.')); };
+  FieldErrors out = utf8;
+  for (const auto& [path, message] : rule_errors.errors()) {
+    bool keep = path != FieldErrors::kEntity && IsValidUtf8(path) && IsValidUtf8(message);
+    for (const auto& [bad_path, unused] : utf8.errors()) keep = keep && top(path) != top(bad_path);
+    if (keep) out.Add(path, message);
+  }
+  return out;
+}
+
+// An id fit for a message: itself when it is UTF-8, else C-escaped.
+std::string PrintableId(const std::string& id) { return IsValidUtf8(id) ? id : absl::CHexEscape(id); }
+
+}  // namespace
+
+FieldErrors ValidateServiceFields(const Service& service) { return WithUtf8Check(service, &ServiceRules); }
+
+FieldErrors ValidateRouteFields(const Route& route) { return WithUtf8Check(route, &RouteRules); }
+
 absl::Status ValidateService(const Service& service) {
-  return ValidateServiceFields(service).ToStatus(absl::StrCat("service ", service.id(), ": "));
+  return ValidateServiceFields(service).ToStatus(absl::StrCat("service ", PrintableId(service.id()), ": "));
 }
 
 absl::Status ValidateRoute(const Route& route) {
-  return ValidateRouteFields(route).ToStatus(absl::StrCat("route ", route.id(), ": "));
+  return ValidateRouteFields(route).ToStatus(absl::StrCat("route ", PrintableId(route.id()), ": "));
 }
 
 absl::Status ValidateConfigSet(const ConfigSet& config) {
+  // Per entity: id, then its own rules (UTF-8 first), then uniqueness, so that a message never
+  // carries bytes that are not UTF-8.
   std::set<std::string> service_ids, service_names, route_ids, route_names;
   for (const auto& s : config.services) {
-    if (!IsUuid(s.id())) return absl::InvalidArgumentError(absl::StrCat("service '", s.id(), "': id is not a UUID"));
+    if (!IsUuid(s.id())) {
+      return absl::InvalidArgumentError(absl::StrCat("service '", PrintableId(s.id()), "': id is not a UUID"));
+    }
+    if (absl::Status st = ValidateService(s); !st.ok()) return st;
     if (!service_ids.insert(s.id()).second) {
       return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate id"));
     }
     if (s.has_name() && !service_names.insert(s.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate name '", s.name(), "'"));
     }
-    if (absl::Status st = ValidateService(s); !st.ok()) return st;
   }
   for (const auto& r : config.routes) {
-    if (!IsUuid(r.id())) return absl::InvalidArgumentError(absl::StrCat("route '", r.id(), "': id is not a UUID"));
+    if (!IsUuid(r.id())) {
+      return absl::InvalidArgumentError(absl::StrCat("route '", PrintableId(r.id()), "': id is not a UUID"));
+    }
+    if (absl::Status st = ValidateRoute(r); !st.ok()) return st;
     if (!route_ids.insert(r.id()).second) {
       return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate id"));
     }
     if (r.has_name() && !route_names.insert(r.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate name '", r.name(), "'"));
     }
-    if (absl::Status st = ValidateRoute(r); !st.ok()) return st;
     if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));

@@ -13,6 +13,8 @@ namespace portico {
 
 // Field-level and entity-level checks of one entity; empty result = valid. Does not check
 // references (route.service_id existing) nor uniqueness: those need the whole set.
+// Every string must be UTF-8 (CheckUtf8Fields, utf8_fields.h): that check runs first, and when a
+// string fails it, no other error that could echo its bytes is reported (see validate.cc).
 FieldErrors ValidateServiceFields(const config::v1::Service& service);
 FieldErrors ValidateRouteFields(const config::v1::Route& route);
 
