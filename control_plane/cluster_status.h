@@ -1,10 +1,13 @@
 #pragma once
-// What the CP knows about each data plane, as shown by GET /clustering/data-planes.
-// Produced by control_plane/sync, read by control_plane/admin. No gRPC types here.
+// What the CP knows about each data plane, as shown by GET /clustering/data-planes, and about
+// its own snapshot builds, as shown by GET /status. Produced by control_plane/sync, read by
+// control_plane/admin. No gRPC or protobuf types here.
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "common/config/corrupt_row.h"
 
 namespace portico {
 
@@ -17,19 +20,47 @@ struct DataPlaneStatus {
   uint64_t config_version = 0; // version it serves (0 = none)
   int64_t last_seen = 0;       // seconds since epoch
   std::string sync_status;     // Kong vocabulary: "normal", "unknown", "kong_version_incompatible", ...
-  // "connected_synced", "syncing", "stale" (no ACK within the ACK timeout), "nacked",
-  // "disconnected", "incompatible", "refused".
+  // One of (docs/admin-api.md "Data planes"):
+  //   "connected_synced"  serves the store's current version;
+  //   "syncing"           behind, and a snapshot is on its way (or queued for a send slot);
+  //   "outdated"          behind, and nothing can be sent: the CP cannot build the store's
+  //                       current version (corrupt row, invalid config); it keeps serving its
+  //                       last snapshot until the config is repaired;
+  //   "stale"             no ACK within the ACK timeout;
+  //   "nacked"            rejected the latest published version (last_error says why);
+  //   "disconnected", "incompatible" (build/protocol refused), "refused" (node id != cert).
   std::string state;
   std::string last_error;      // last NACK reason or refusal, "" if none
   std::map<std::string, std::string> labels;
   int64_t cert_expiry = 0;     // notAfter of its client certificate, seconds since epoch
-  // How far behind the latest published version it is: versions (latest - served in the same
-  // epoch; latest if it serves another epoch or nothing) and seconds (now - commit time of the
-  // oldest change it lacks; 0 when it serves the latest).
+  // How far behind the store's current version (as last read by the snapshot builder, published
+  // or not) it is: versions (current - served in the same epoch; current if it serves another
+  // epoch or nothing) and seconds (now - commit time of the oldest change it lacks, or the time
+  // the CP started failing to build it when that is not known; 0 when it serves the current).
   uint64_t lag_versions = 0;
   int64_t lag_seconds = 0;
   int64_t connected_since = 0; // start of the current stream (seconds since epoch); 0 if none
   uint64_t nack_count = 0;     // NACKs received from this node since the CP started
+};
+
+// Whether the CP can publish the store's current config version (GET /status "config_build").
+struct ConfigBuildStatus {
+  bool known = false;              // false: no builder behind this source (nothing to show)
+  uint64_t store_version = 0;      // newest version the builder read from the store
+  bool published = false;          // a snapshot was published since the CP started
+  uint64_t published_version = 0;  // its version (when `published`)
+  // True when store_version could not be built: data planes stay on published_version (or on
+  // what they serve) and are shown "outdated" until the config is repaired.
+  bool failing = false;
+  // Why, when failing: "corrupt_rows" (a row cannot be parsed), "invalid_config" (the validator
+  // refused the set), "build_error" (serializing/compressing failed), "read_error" (the store
+  // could not be read). Metric label values of portico_cp_config_build_failing.
+  std::string reason;
+  std::string error;               // human-readable, "" when not failing
+  int64_t failing_since = 0;       // seconds since epoch when the current failure started
+  // Corrupt rows seen by the last read of the store (at most 100 of them), and their count.
+  std::vector<CorruptRow> corrupt_rows;
+  uint64_t corrupt_row_count = 0;
 };
 
 class DataPlaneStatusSource {
@@ -37,6 +68,8 @@ class DataPlaneStatusSource {
   virtual ~DataPlaneStatusSource() = default;
   // Thread-safe snapshot of every DP known since start, sorted by id.
   virtual std::vector<DataPlaneStatus> ListDataPlanes() const = 0;
+  // Thread-safe; the default (a source without a builder) is `known = false`.
+  virtual ConfigBuildStatus BuildStatus() const { return {}; }
 };
 
 }  // namespace portico

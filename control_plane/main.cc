@@ -66,6 +66,8 @@ int Serve(int argc, char** argv) {
       {"cluster-admission-burst", "100", "new DP streams admitted at once before the rate applies"},
       {"cluster-max-full-sends", "32", "full snapshots written to DPs at the same time"},
       {"cluster-hello-timeout", "10", "seconds a new stream may take to send its Hello"},
+      {"cluster-handshake-timeout", "5",
+       "seconds a new cluster connection may take to finish TLS and the HTTP/2 preface"},
       {"cluster-ack-timeout", "30", "seconds (plus 1 per MiB) before an un-ACKed DP is shown as stale"},
       {"log-level", "info", "debug|info|warn|error"},
   });
@@ -99,6 +101,9 @@ int Serve(int argc, char** argv) {
   if (!hello_timeout_s.ok()) return Fail(hello_timeout_s.status());
   absl::StatusOr<double> ack_timeout_s = NumberFlag(flags, "cluster-ack-timeout", 0.001, kDay, "seconds");
   if (!ack_timeout_s.ok()) return Fail(ack_timeout_s.status());
+  absl::StatusOr<double> handshake_timeout_s =
+      NumberFlag(flags, "cluster-handshake-timeout", 0.1, 3600, "seconds");
+  if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
 
   BlockTerminationSignals();
   metrics::Registry registry;
@@ -120,6 +125,7 @@ int Serve(int argc, char** argv) {
   sync_options.admission_burst = *admission_burst;
   sync_options.max_concurrent_full_sends = max_full_sends;
   sync_options.hello_timeout = absl::Seconds(*hello_timeout_s);
+  sync_options.handshake_timeout = absl::Seconds(*handshake_timeout_s);
   if (const char* crash = std::getenv("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS")) {
     // Test-only fault injection (see SyncServerOptions::test_crash_after_chunks).
     if (!absl::SimpleAtoi(crash, &sync_options.test_crash_after_chunks)) {

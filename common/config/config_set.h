@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config/corrupt_row.h"
 #include "portico/config/v1/config.pb.h"
 
 namespace portico {
@@ -30,9 +31,12 @@ namespace portico {
 
 // What the CP store returns from one read transaction: the version row and every entity.
 // `version.hash` is empty here; the snapshot codec computes it over the exact bytes it sends.
+// Rows that cannot be parsed are not in `config` but listed in `corrupt`: a StoredConfig with a
+// corrupt row is NOT the config `version` names and must never be published.
 struct StoredConfig {
   ConfigVersion version;
   ConfigSet config;
+  std::vector<CorruptRow> corrupt;  // services rows, then routes rows, each by id
 };
 
 }  // namespace portico

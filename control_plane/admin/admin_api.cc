@@ -13,6 +13,7 @@
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "common/config/entity_json.h"
+#include "common/config/utf8_fields.h"
 #include "common/config/validate.h"
 #include "common/metrics/metrics.h"
 #include "control_plane/cluster_status.h"
@@ -30,6 +31,8 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 constexpr int kMaxQueryTags = 5;
 constexpr int64_t kDataPlanePurgeDelay = 1209600;  // Kong's cluster_data_plane_purge_delay
+// Deepest JSON nesting accepted (lua-cjson's decode_max_depth, which Kong's Admin API uses).
+constexpr int kMaxJsonDepth = 1000;
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -79,6 +82,16 @@ HttpResponse Referenced() {
                    json{{"@referenced_by", "routes"}});
 }
 
+// GET/PATCH of a row whose stored entity cannot be parsed: a 500 that names it and says how to
+// repair it. `id` is printed C-escaped when it is not UTF-8.
+HttpResponse CorruptEntity(absl::string_view plural, const std::string& id) {
+  const std::string shown = IsValidUtf8(id) ? id : absl::CHexEscape(id);
+  return Message(500, absl::StrCat("the ", plural, " entity '", shown,
+                                   "' is stored corrupt and cannot be read (a string that is not UTF-8, "
+                                   "or damaged bytes); delete it with DELETE /", plural, "/", shown,
+                                   " or replace it with PUT /", plural, "/", shown));
+}
+
 std::string PercentDecode(absl::string_view in, bool plus_is_space) {
   std::string out;
   out.reserve(in.size());
@@ -117,6 +130,41 @@ std::string PercentEncode(absl::string_view in) {
     }
   }
   return out;
+}
+
+// True when `text` nests arrays/objects more than kMaxJsonDepth deep, counting `[` and `{`
+// outside strings. Linear and allocation-free: it runs before the parser, so a 100k-deep body
+// costs a scan instead of a 100k-node tree. (Malformed text is left to the parser.)
+bool JsonTooDeep(absl::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// json::parse without exceptions, refusing nesting deeper than kMaxJsonDepth (then `too_deep`
+// is set and the result is discarded).
+json ParseJsonCapped(absl::string_view text, bool* too_deep = nullptr) {
+  if (JsonTooDeep(text)) {
+    if (too_deep) *too_deep = true;
+    return json(json::value_t::discarded);
+  }
+  return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
 }
 
 std::vector<std::pair<std::string, std::string>> ParseQuery(absl::string_view query) {
@@ -206,7 +254,12 @@ Body ParseBody(const HttpRequest& request, FieldKind (*kind_of)(absl::string_vie
                                          absl::string_view(*content_type).substr(0, content_type->find(';'))))
                                    : "";
   if (media == "application/json") {
-    json parsed = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    bool too_deep = false;
+    json parsed = ParseJsonCapped(request.body, &too_deep);
+    if (too_deep) {
+      result.error = Message(400, absl::StrCat("Cannot parse JSON body: nested deeper than ", kMaxJsonDepth, " levels"));
+      return result;
+    }
     if (parsed.is_discarded() || !parsed.is_object()) {
       result.error = Message(400, "Cannot parse JSON body");
       return result;
@@ -228,7 +281,7 @@ std::string EncodeOffset(absl::string_view last_id) {
 std::optional<std::string> DecodeOffset(absl::string_view offset) {
   std::string decoded;
   if (!absl::Base64Unescape(offset, &decoded)) return std::nullopt;
-  json parsed = json::parse(decoded, nullptr, false);
+  json parsed = ParseJsonCapped(decoded);
   if (parsed.is_discarded() || !parsed.is_array() || parsed.size() != 1 || !parsed[0].is_string()) {
     return std::nullopt;
   }
@@ -349,12 +402,19 @@ class AdminApi::Impl {
   template <typename K>
   HttpResponse List(const HttpRequest& request, const std::optional<std::string>& service_id);
 
+  // `corrupt_id`: the URL names a corrupt row (no `existing`); a replace keeps its id.
   template <typename K>
   Outcome Write(const HttpRequest& request, WriteKind kind, absl::string_view key,
-                const std::optional<typename K::Entity>& existing, const std::string* forced_service_id);
+                const std::optional<typename K::Entity>& existing, const std::string* forced_service_id,
+                const std::string* corrupt_id = nullptr);
 
   template <typename K>
   Outcome Delete(absl::string_view id);
+
+  // /{kind}/{key} when `key` names a corrupt row (id `id`): DELETE and PUT repair it, GET and
+  // PATCH answer CorruptEntity.
+  template <typename K>
+  Outcome OnCorruptRow(const HttpRequest& request, absl::string_view key, const std::string& id);
 
   // Replaces {"service":{"name":"x"}} by {"service":{"id":...}}; an error response if unknown.
   std::optional<HttpResponse> ResolveServiceReference(json* body);
@@ -420,6 +480,11 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
       return MethodNotAllowed();
     }
     absl::StatusOr<Service> service = Find<ServiceKind>(seg[1]);
+    const std::optional<std::string> corrupt_service = CorruptRowId(service.status());
+    if (corrupt_service) {
+      if (n == 2) return finish(OnCorruptRow<ServiceKind>(request, seg[1], *corrupt_service));
+      return CorruptEntity(ServiceKind::kPlural, *corrupt_service);
+    }
     if (!service.ok() && !absl::IsNotFound(service.status())) return Unexpected();
     if (n == 2) {
       if (method == "GET") return service.ok() ? JsonResponse(200, ServiceToJson(*service)) : NotFound();
@@ -446,6 +511,10 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
       return MethodNotAllowed();
     }
     absl::StatusOr<Route> route = Find<RouteKind>(seg[3]);
+    // Whose route a corrupt row is cannot be told here: it is repaired at /routes/{id}.
+    if (std::optional<std::string> corrupt = CorruptRowId(route.status())) {
+      return CorruptEntity(RouteKind::kPlural, *corrupt);
+    }
     if (!route.ok() && !absl::IsNotFound(route.status())) return Unexpected();
     const bool belongs = route.ok() && route->has_service_id() && route->service_id() == service_id;
     if (route.ok() && !belongs) {
@@ -474,6 +543,10 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
       return MethodNotAllowed();
     }
     absl::StatusOr<Route> route = Find<RouteKind>(seg[1]);
+    if (std::optional<std::string> corrupt = CorruptRowId(route.status())) {
+      if (n == 2) return finish(OnCorruptRow<RouteKind>(request, seg[1], *corrupt));
+      return n == 3 && seg[2] == "service" ? CorruptEntity(RouteKind::kPlural, *corrupt) : NotFound();
+    }
     if (!route.ok() && !absl::IsNotFound(route.status())) return Unexpected();
     if (n == 2) {
       if (method == "GET") return route.ok() ? JsonResponse(200, RouteToJson(*route)) : NotFound();
@@ -494,6 +567,9 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     if (method != "GET" && method != "PATCH" && method != "PUT") return MethodNotAllowed();
     if (!route.ok() || !route->has_service_id()) return NotFound();
     absl::StatusOr<Service> service = store_.GetService(route->service_id());
+    if (std::optional<std::string> corrupt = CorruptRowId(service.status())) {
+      return CorruptEntity(ServiceKind::kPlural, *corrupt);
+    }
     if (!service.ok()) return absl::IsNotFound(service.status()) ? NotFound() : Unexpected();
     if (method == "GET") return JsonResponse(200, ServiceToJson(*service));
     const WriteKind kind = method == "PATCH" ? WriteKind::kPatch : WriteKind::kReplace;
@@ -516,10 +592,15 @@ HttpResponse AdminApi::Impl::List(const HttpRequest& request, const std::optiona
     auto invalid = [](absl::string_view why) {
       return KongError(400, 11, "invalid options", absl::StrCat("invalid option (tags: ", why, ")"), nullptr);
     };
-    if (has_and && has_or) {
-      HttpResponse r = invalid("invalid filter syntax");
+    // Stored tags are UTF-8 (the validator checks every string), so a query tag that is not
+    // could match nothing: refused rather than echoed.
+    const char* syntax_error = !IsValidUtf8(*tags)       ? "expected valid UTF-8"
+                               : (has_and && has_or) ? "invalid filter syntax"
+                                                     : nullptr;
+    if (syntax_error != nullptr) {
+      HttpResponse r = invalid(syntax_error);
       json body = json::parse(r.body);
-      body["options"] = {{"tags", "invalid filter syntax"}};
+      body["options"] = {{"tags", syntax_error}};
       return JsonResponse(400, body);
     }
     query.tags = absl::StrSplit(*tags, has_or ? '/' : ',', absl::SkipEmpty());
@@ -559,6 +640,9 @@ std::optional<HttpResponse> AdminApi::Impl::ResolveServiceReference(json* body) 
   if (name == it->end() || !name->is_string()) return std::nullopt;
   const std::string service_name = name->get<std::string>();
   absl::StatusOr<Service> service = store_.GetServiceByName(service_name);
+  if (std::optional<std::string> corrupt = CorruptRowId(service.status())) {
+    return CorruptEntity(ServiceKind::kPlural, *corrupt);  // repair the service first
+  }
   if (!service.ok()) {
     return absl::IsNotFound(service.status()) ? ForeignKeyMissing("name", service_name) : Unexpected();
   }
@@ -593,7 +677,8 @@ HttpResponse AdminApi::Impl::StoreError(const absl::Status& status, const typena
 template <typename K>
 AdminApi::Impl::Outcome AdminApi::Impl::Write(const HttpRequest& request, WriteKind kind, absl::string_view key,
                                               const std::optional<typename K::Entity>& existing,
-                                              const std::string* forced_service_id) {
+                                              const std::string* forced_service_id,
+                                              const std::string* corrupt_id) {
   using Entity = typename K::Entity;
   Body body = ParseBody(request, &K::FieldKindOf);
   if (body.error) return {std::move(*body.error)};
@@ -615,6 +700,8 @@ AdminApi::Impl::Outcome AdminApi::Impl::Write(const HttpRequest& request, WriteK
     // by endpoint key). Timestamps are the store's business.
     if (existing) {
       entity.set_id(existing->id());
+    } else if (corrupt_id) {
+      entity.set_id(*corrupt_id);
     } else if (IsUuid(key)) {
       entity.set_id(absl::AsciiStrToLower(key));
     } else {
@@ -642,6 +729,22 @@ AdminApi::Impl::Outcome AdminApi::Impl::Write(const HttpRequest& request, WriteK
   }
   if (!stored.ok()) return {StoreError<K>(stored.status(), entity)};
   return {JsonResponse(kind == WriteKind::kCreate ? 201 : 200, K::ToJson(*stored)), true};
+}
+
+template <typename K>
+AdminApi::Impl::Outcome AdminApi::Impl::OnCorruptRow(const HttpRequest& request, absl::string_view key,
+                                                     const std::string& id) {
+  const std::string& method = request.method;
+  if (method == "GET" || method == "PATCH") return {CorruptEntity(K::kPlural, id)};
+  if (method != "DELETE" && method != "PUT") return {MethodNotAllowed()};
+  Outcome outcome = method == "DELETE"
+                        ? Delete<K>(id)
+                        : Write<K>(request, WriteKind::kReplace, key, std::nullopt, nullptr, &id);
+  if (outcome.committed) {
+    PORTICO_LOG(kWarn, "admin", method == "DELETE" ? "deleted" : "replaced", " the corrupt ", K::kPlural,
+                " row ", absl::CHexEscape(id));
+  }
+  return outcome;
 }
 
 template <typename K>
@@ -682,6 +785,26 @@ HttpResponse AdminApi::Impl::Status() {
       {"epoch", ToHex(store_.Epoch())},
       {"data_planes", data_planes_ ? data_planes_->ListDataPlanes().size() : 0},
   };
+  const ConfigBuildStatus build = data_planes_ ? data_planes_->BuildStatus() : ConfigBuildStatus{};
+  if (build.known) {
+    json corrupt = json::array();
+    for (const CorruptRow& row : build.corrupt_rows) {
+      corrupt.push_back({{"entity", row.kind},
+                         {"id", IsValidUtf8(row.id) ? row.id : absl::CHexEscape(row.id)},
+                         {"error", row.error}});
+    }
+    auto or_null = [](bool present, json value) { return present ? std::move(value) : json(nullptr); };
+    body["config_build"] = {
+        {"ok", !build.failing},
+        {"store_version", build.store_version},
+        {"published_version", or_null(build.published, build.published_version)},
+        {"reason", or_null(build.failing, build.reason)},
+        {"error", or_null(build.failing, build.error)},
+        {"failing_since", or_null(build.failing, build.failing_since)},
+        {"corrupt_row_count", build.corrupt_row_count},
+        {"corrupt_rows", std::move(corrupt)},
+    };
+  }
   return JsonResponse(200, body);
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -20,6 +21,9 @@ using config::v1::Service;
 namespace {
 
 constexpr char kConflictPayloadUrl[] = "type.portico.dev/store-conflict";
+constexpr char kCorruptRowPayloadUrl[] = "type.portico.dev/corrupt-row-id";
+constexpr char kCorruptEntity[] =
+    "the stored entity does not parse (a string that is not UTF-8, or damaged bytes)";
 constexpr char kTagSeparator = '\x1f';
 
 enum WriteMode { kInsert = 0, kUpdate = 1, kUpsert = 2 };
@@ -189,6 +193,13 @@ std::string TagFilterSql(const ListQuery& query) {
 
 }  // namespace
 
+std::optional<std::string> CorruptRowId(const absl::Status& status) {
+  if (!absl::IsDataLoss(status)) return std::nullopt;
+  auto payload = status.GetPayload(kCorruptRowPayloadUrl);
+  if (!payload) return std::nullopt;
+  return std::string(*payload);
+}
+
 StoreConflict GetStoreConflict(const absl::Status& status) {
   auto payload = status.GetPayload(kConflictPayloadUrl);
   if (!payload) return StoreConflict::kNone;
@@ -224,45 +235,64 @@ absl::Status OpenConnection(const std::string& path, bool wal, sqlite3** out) {
   return absl::OkStatus();
 }
 
-template <typename Entity>
-absl::StatusOr<Entity> ParseEntity(const std::string& bytes) {
-  Entity entity;
-  if (!entity.ParseFromString(bytes)) return absl::DataLossError("corrupt entity row");
-  return entity;
+// DataLoss naming the corrupt row, with its id as a payload (CorruptRowId).
+absl::Status CorruptRowError(absl::string_view table, const std::string& id) {
+  absl::Status status = absl::DataLossError(
+      absl::StrCat("corrupt ", table, " row ", absl::CHexEscape(id), ": ", kCorruptEntity));
+  status.SetPayload(kCorruptRowPayloadUrl, absl::Cord(id));
+  return status;
 }
 
-// Rows of `SELECT entity FROM ...` as entities.
+// Rows of `SELECT id, entity FROM <table> ...`, in order, until `limit` entities (0 = all).
+// A row whose entity does not parse fails the read (DataLoss, CorruptRowError) unless
+// `corrupt` is given: then it is appended there and skipped.
 template <typename Entity>
-absl::StatusOr<std::vector<Entity>> ReadEntities(sqlite3* db, Statement& stmt) {
+absl::StatusOr<std::vector<Entity>> ReadEntities(sqlite3* db, Statement& stmt, const char* table,
+                                                 std::vector<CorruptRow>* corrupt, size_t limit = 0) {
   if (absl::Status s = stmt.status("select"); !s.ok()) return s;
   std::vector<Entity> out;
-  for (;;) {
+  while (limit == 0 || out.size() < limit) {
     int rc = stmt.Step();
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "select");
-    auto entity = ParseEntity<Entity>(stmt.ColumnBytes(0));
-    if (!entity.ok()) return entity.status();
-    out.push_back(std::move(*entity));
+    Entity entity;
+    if (!entity.ParseFromString(stmt.ColumnBytes(1))) {
+      std::string id = stmt.ColumnBytes(0);
+      if (corrupt == nullptr) return CorruptRowError(table, id);
+      corrupt->push_back(CorruptRow{table, std::move(id), kCorruptEntity});
+      continue;
+    }
+    out.push_back(std::move(entity));
   }
   return out;
 }
 
 template <typename Entity>
-absl::StatusOr<Entity> GetOne(sqlite3* db, const std::string& sql, absl::string_view key) {
-  Statement stmt(db, sql.c_str());
+absl::StatusOr<Entity> GetOne(sqlite3* db, const char* table, const char* key_column, absl::string_view key) {
+  Statement stmt(db, absl::StrCat("SELECT id, entity FROM ", table, " WHERE ", key_column, " = ?").c_str());
   stmt.BindText(1, key);
-  auto rows = ReadEntities<Entity>(db, stmt);
+  auto rows = ReadEntities<Entity>(db, stmt, table, nullptr);
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return absl::NotFoundError(absl::StrCat("no entity with key '", key, "'"));
   return std::move(rows->front());
 }
 
+void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
+  for (const CorruptRow& row : skipped) {
+    const std::string id = absl::CHexEscape(row.id);
+    PORTICO_LOG(kError, "store", "list: skipped corrupt ", row.kind, " row ", id, " (", row.error,
+                "); repair it with DELETE or PUT /", row.kind, "/", id);
+  }
+}
+
 template <typename Entity>
 absl::StatusOr<ListPage<Entity>> ListPageOf(sqlite3* db, const char* table, const ListQuery& query,
                                             const std::string* service_id) {
-  std::string sql = absl::StrCat("SELECT entity FROM ", table, " WHERE id > ?",
+  // No LIMIT: corrupt rows are skipped, so the page reads rows until it has size + 1 entities
+  // (the rows come in id order from the primary key; stepping stops there).
+  std::string sql = absl::StrCat("SELECT id, entity FROM ", table, " WHERE id > ?",
                                  service_id ? " AND service_id = ?" : "", TagFilterSql(query),
-                                 " ORDER BY id LIMIT ?");
+                                 " ORDER BY id");
   Statement stmt(db, sql.c_str());
   int index = 1;
   stmt.BindText(index++, query.after_id);
@@ -271,9 +301,10 @@ absl::StatusOr<ListPage<Entity>> ListPageOf(sqlite3* db, const char* table, cons
     stmt.BindText(index++, absl::StrCat(std::string(1, kTagSeparator), tag, std::string(1, kTagSeparator)));
   }
   const int size = query.size > 0 ? query.size : 100;
-  stmt.BindInt64(index++, size + 1);
-  auto rows = ReadEntities<Entity>(db, stmt);
+  std::vector<CorruptRow> skipped;
+  auto rows = ReadEntities<Entity>(db, stmt, table, &skipped, static_cast<size_t>(size) + 1);
   if (!rows.ok()) return rows.status();
+  LogSkippedRows(skipped);
   ListPage<Entity> page;
   page.has_more = rows->size() > static_cast<size_t>(size);
   if (page.has_more) rows->resize(size);
@@ -382,25 +413,25 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> Store::AppliedMigration
 absl::StatusOr<Service> Store::GetService(absl::string_view id) {
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
-  return GetOne<Service>(c.db, "SELECT entity FROM services WHERE id = ?", id);
+  return GetOne<Service>(c.db, "services", "id", id);
 }
 
 absl::StatusOr<Service> Store::GetServiceByName(absl::string_view name) {
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
-  return GetOne<Service>(c.db, "SELECT entity FROM services WHERE name = ?", name);
+  return GetOne<Service>(c.db, "services", "name", name);
 }
 
 absl::StatusOr<Route> Store::GetRoute(absl::string_view id) {
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
-  return GetOne<Route>(c.db, "SELECT entity FROM routes WHERE id = ?", id);
+  return GetOne<Route>(c.db, "routes", "id", id);
 }
 
 absl::StatusOr<Route> Store::GetRouteByName(absl::string_view name) {
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
-  return GetOne<Route>(c.db, "SELECT entity FROM routes WHERE name = ?", name);
+  return GetOne<Route>(c.db, "routes", "name", name);
 }
 
 absl::StatusOr<ListPage<Service>> Store::ListServices(const ListQuery& query) {
@@ -427,6 +458,14 @@ template <typename Entity>
 absl::StatusOr<Entity> Store::WriteEntity(Entity entity, int mode) {
   using K = Kind<Entity>;
   if (entity.id().empty()) entity.set_id(NewUuid());
+  // Never write a row that cannot be read back: protobuf serializes a proto3 string that is not
+  // UTF-8 but refuses to parse it (the validator reports such strings first; this is the
+  // last line). The timestamps set below cannot make a parsable entity unparsable.
+  if (Entity check; !check.ParseFromString(entity.SerializeAsString())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to write ", K::kTable, " entity ", absl::CHexEscape(entity.id()),
+        ": its serialized form does not parse back (a string field is not valid UTF-8)"));
+  }
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   if (absl::Status s = Exec(db, "BEGIN IMMEDIATE"); !s.ok()) return s;
@@ -537,12 +576,12 @@ absl::StatusOr<StoredConfig> Store::ReadConfig() {
     if (meta.Step() != SQLITE_ROW) return absl::DataLossError("sync_meta row missing");
     out.version.epoch = meta.ColumnBytes(0);
     out.version.version = static_cast<uint64_t>(meta.ColumnInt64(1));
-    Statement services(db, "SELECT entity FROM services ORDER BY id");
-    auto s_rows = ReadEntities<Service>(db, services);
+    Statement services(db, "SELECT id, entity FROM services ORDER BY id");
+    auto s_rows = ReadEntities<Service>(db, services, "services", &out.corrupt);
     if (!s_rows.ok()) return s_rows.status();
     out.config.services = std::move(*s_rows);
-    Statement routes(db, "SELECT entity FROM routes ORDER BY id");
-    auto r_rows = ReadEntities<Route>(db, routes);
+    Statement routes(db, "SELECT id, entity FROM routes ORDER BY id");
+    auto r_rows = ReadEntities<Route>(db, routes, "routes", &out.corrupt);
     if (!r_rows.ok()) return r_rows.status();
     out.config.routes = std::move(*r_rows);
     return absl::OkStatus();

@@ -9,12 +9,14 @@
 // Every successful write runs in one BEGIN IMMEDIATE transaction that also bumps
 // sync_meta.version; a failed write rolls back and changes nothing (no bump either).
 // Entities passed in must already be validated (common/config/validate.h): the store enforces
-// only keys (primary, unique name, foreign key).
+// only keys (primary, unique name, foreign key), and refuses (InvalidArgument, nothing written) an
+// entity whose serialized form does not parse back, e.g. a string that is not UTF-8.
 //
 // Thread-safe: one writer connection behind a mutex, one read connection (WAL allows reads
 // concurrent with the writer) behind another.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,15 @@ enum class StoreConflict {
   kReferenced,         // delete of a service still referenced by routes (code kFailedPrecondition)
 };
 StoreConflict GetStoreConflict(const absl::Status& status);
+
+// Corrupt rows: a row whose entity BLOB does not parse (written by an older CP that accepted
+// ill-formed UTF-8 in a proto3 string, or damaged on disk). The store never writes one (every
+// write is parsed back first) but survives one:
+//  - a read by key (Get*) returns DataLoss carrying the row's id: CorruptRowId(status);
+//  - lists skip it (logged at error level with its id);
+//  - ReadConfig leaves it out of `config` and lists it in StoredConfig::corrupt;
+//  - DeleteService/DeleteRoute and Update/Upsert by id work on it (they never parse the BLOB).
+std::optional<std::string> CorruptRowId(const absl::Status& status);
 
 // Keyset pagination ordered by id, plus tag filtering.
 struct ListQuery {
@@ -86,6 +97,8 @@ class Store {
 
   // Every service and route (sorted by id, disabled services included) and the version, read in
   // one read transaction, so the set is exactly the one `version` names. `version.hash` is empty.
+  // Corrupt rows do not fail the read: they are listed in `corrupt` (and the caller must not
+  // publish the result).
   absl::StatusOr<StoredConfig> ReadConfig();
 
   uint64_t CurrentVersion();          // 0 if it cannot be read

@@ -3,16 +3,20 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <csignal>
 #include <condition_variable>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -42,6 +46,10 @@ constexpr auto kGoawayGrace = std::chrono::milliseconds(1000);
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
 // Published versions remembered for lag_seconds and the convergence histogram.
 constexpr size_t kHistoryDepth = 256;
+// Corrupt rows kept for GET /status (all are counted).
+constexpr size_t kMaxCorruptRowsKept = 100;
+// Why the store's current version could not be published (ConfigBuildStatus::reason).
+constexpr const char* kBuildFailureReasons[] = {"corrupt_rows", "invalid_config", "build_error", "read_error"};
 
 
 std::string Truncate(std::string text) {
@@ -126,7 +134,18 @@ struct SyncMetrics {
         connected(r.AddGauge("portico_cp_connected_data_planes", "Data planes with a live stream")),
         config_version(r.AddGauge("portico_cp_config_version", "Version of the latest published snapshot")),
         admission_rejects(r.AddCounter("portico_cp_admission_rejects_total",
-                                       "New streams refused by the admission token bucket")) {}
+                                       "New streams refused by the admission token bucket")),
+        store_version(r.AddGauge("portico_cp_store_config_version",
+                                 "Config version of the store, as last read by the snapshot builder")),
+        corrupt_rows(r.AddGauge("portico_cp_store_corrupt_rows",
+                                "Store rows whose entity cannot be parsed, as of the last read (DELETE or PUT them)")) {
+    for (const char* reason : kBuildFailureReasons) {
+      build_failing.push_back(r.AddGauge(
+          "portico_cp_config_build_failing",
+          "1 when the store's current config version cannot be published, by reason (DPs keep the last one)",
+          {{"reason", reason}}));
+    }
+  }
   metrics::Counter* builds;
   metrics::Histogram* build_seconds;
   metrics::Gauge* bytes_raw;
@@ -139,6 +158,9 @@ struct SyncMetrics {
   metrics::Gauge* connected;
   metrics::Gauge* config_version;
   metrics::Counter* admission_rejects;
+  metrics::Gauge* store_version;
+  metrics::Gauge* corrupt_rows;
+  std::vector<metrics::Gauge*> build_failing;  // one per kBuildFailureReasons entry
 };
 
 }  // namespace
@@ -204,6 +226,11 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
   // kUnchanged: `latest_` already is this (epoch, version); nothing is built.
   enum class PublishResult { kPublished, kUnchanged, kFailed };
+  // Records that the store's current version cannot be published (`reason` is one of
+  // kBuildFailureReasons).
+  void SetBuildFailure(const std::string& reason, const std::string& error);
+  // The store's current version is the published one. REQUIRES: mu_ held.
+  void ClearBuildFailureLocked();
   // Consumes `stored` (its entities are moved into the exported config).
   PublishResult Publish(StoredConfig stored,
                         std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
@@ -223,6 +250,14 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
   // Oldest commit not yet in a published snapshot (for lag and convergence).
   std::optional<SteadyClock::time_point> unpublished_change_;
   int64_t unpublished_change_wall_ = 0;
+
+  // Guarded by mu_. What the last read of the store said, and whether it could be published.
+  ConfigVersion store_version_;  // epoch + version (no hash); empty before the first read
+  std::vector<CorruptRow> corrupt_rows_;  // at most kMaxCorruptRowsKept
+  uint64_t corrupt_row_count_ = 0;
+  std::string build_failure_reason_;  // "" = the store's version is published (or unchanged)
+  std::string build_failure_error_;
+  int64_t build_failing_since_ = 0;  // Clock seconds
 
   friend class SyncServer;
 };
@@ -783,6 +818,10 @@ absl::Status SyncServer::Impl::Init() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   // Without this, a second CP on the same port would bind too (SO_REUSEPORT) and split the DPs.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // TLS handshake + HTTP/2 preface deadline per connection (gRPC's default is 120 s).
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(options_.handshake_timeout), 1, INT32_MAX)));
   server_ = builder.BuildAndStart();
   if (!server_ || selected_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
@@ -887,6 +926,7 @@ void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> ch
   PublishResult result = PublishResult::kFailed;
   if (!stored.ok()) {
     PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
+    SetBuildFailure("read_error", stored.status().ToString());
   } else {
     result = Publish(*std::move(stored), change_at, change_wall);
   }
@@ -901,33 +941,74 @@ void SyncServer::Impl::BuildAndPublish(std::optional<SteadyClock::time_point> ch
   }
 }
 
+void SyncServer::Impl::SetBuildFailure(const std::string& reason, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (build_failure_reason_.empty()) build_failing_since_ = clock_.NowSeconds();
+  build_failure_reason_ = reason;
+  build_failure_error_ = Truncate(error);
+  for (size_t i = 0; i < std::size(kBuildFailureReasons); ++i) {
+    metrics_.build_failing[i]->Set(reason == kBuildFailureReasons[i] ? 1 : 0);
+  }
+}
+
+void SyncServer::Impl::ClearBuildFailureLocked() {
+  build_failure_reason_.clear();
+  build_failure_error_.clear();
+  build_failing_since_ = 0;
+  for (metrics::Gauge* gauge : metrics_.build_failing) gauge->Set(0);
+}
+
 SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
     StoredConfig stored, std::optional<SteadyClock::time_point> change_at,
     int64_t change_wall) {
+  uint64_t published_version = 0;
   {
-    // Every write bumps the version in its own transaction: same epoch and version, same content.
     std::lock_guard<std::mutex> lock(mu_);
+    store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
+    corrupt_row_count_ = stored.corrupt.size();
+    corrupt_rows_.assign(stored.corrupt.begin(),
+                         stored.corrupt.begin() + std::min(stored.corrupt.size(), kMaxCorruptRowsKept));
+    metrics_.store_version->Set(static_cast<double>(stored.version.version));
+    metrics_.corrupt_rows->Set(static_cast<double>(stored.corrupt.size()));
+    // Every write bumps the version in its own transaction: same epoch and version, same content.
     if (latest_ && latest_->version.epoch == stored.version.epoch &&
         latest_->version.version == stored.version.version) {
+      ClearBuildFailureLocked();  // e.g. a read error at a version that is published
       return PublishResult::kUnchanged;
     }
+    if (latest_) published_version = latest_->version.version;
+  }
+  auto fail = [&](const char* reason, const std::string& error) {
+    PORTICO_LOG(kError, kLog, "config version ", stored.version.version, " cannot be published (", reason,
+                "): ", error, "; data planes keep ",
+                published_version ? absl::StrCat("version ", published_version) : std::string("what they serve"),
+                " until it is repaired");
+    SetBuildFailure(reason, error);
+    return PublishResult::kFailed;
+  };
+  if (!stored.corrupt.empty()) {
+    // Publishing the rest would silently drop these entities from every data plane.
+    std::string error = absl::StrCat(stored.corrupt.size(), " corrupt row(s) in the store (repair each with "
+                                     "DELETE or PUT through the Admin API):");
+    for (size_t i = 0; i < stored.corrupt.size(); ++i) {
+      const CorruptRow& row = stored.corrupt[i];
+      if (i == 10) {
+        absl::StrAppend(&error, " ...");
+        break;
+      }
+      absl::StrAppend(&error, i ? ";" : "", " ", row.kind, " ", absl::CHexEscape(row.id), ": ", row.error);
+    }
+    return fail("corrupt_rows", error);
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
   const ConfigSet exported = ExportableConfig(std::move(stored.config));
   absl::Status valid = ValidateConfigSet(exported);
-  if (!valid.ok()) {
-    PORTICO_LOG(kError, kLog, "config version ", stored.version.version,
-                " is invalid and is not published: ", valid.ToString());
-    return PublishResult::kFailed;
-  }
+  if (!valid.ok()) return fail("invalid_config", valid.ToString());
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
   absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> built =
       BuildSnapshotOfExported(exported, stored.version, clock_, build_options);
-  if (!built.ok()) {
-    PORTICO_LOG(kError, kLog, "snapshot build failed: ", built.status().ToString());
-    return PublishResult::kFailed;
-  }
+  if (!built.ok()) return fail("build_error", built.status().ToString());
   const BuiltSnapshot& s = **built;
   metrics_.builds->Inc();
   const double build_seconds = SecondsSince(build_start, SteadyClock::now());
@@ -947,6 +1028,7 @@ SyncServer::Impl::PublishResult SyncServer::Impl::Publish(
     metrics_.bytes_raw->Set(static_cast<double>(s.uncompressed_size));
     metrics_.bytes_gzip->Set(static_cast<double>(s.compressed.size()));
     metrics_.config_version->Set(static_cast<double>(s.version.version));
+    ClearBuildFailureLocked();
     // Wake every stream: each one that is idle and behind starts sending (or queues for a slot).
     std::vector<DpSession*> live;
     live.reserve(sessions_.size());
@@ -1039,27 +1121,52 @@ std::vector<DataPlaneStatus> SyncServer::ListDataPlanes() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   const int64_t now = impl_->clock_.NowSeconds();
   const BuiltSnapshot* latest = impl_->latest_.get();
+  const bool failing = !impl_->build_failure_reason_.empty();
+  // The version DPs should serve: the store's, as last read (published or not).
+  ConfigVersion current = impl_->store_version_;
+  if (current.empty() && latest) current = latest->version;
   std::vector<DataPlaneStatus> out;
   out.reserve(impl_->nodes_.size());
   for (const auto& [id, record] : impl_->nodes_) {
     out.push_back(record.status);
     DataPlaneStatus& dp = out.back();
     dp.id = id;
-    if (!latest || record.serving == latest->version) continue;
     const ConfigVersion& serving = record.serving;
-    const bool same_epoch = serving.epoch == latest->version.epoch;
-    dp.lag_versions = same_epoch ? (latest->version.version > serving.version
-                                        ? latest->version.version - serving.version
-                                        : 0)
-                                 : latest->version.version;
+    // A live DP that is not being sent anything while the store's version cannot be built.
+    const bool idle = dp.state == "connected_synced" ||
+                      (dp.state == "syncing" && (!latest || serving == latest->version));
+    if (failing && record.active_session != 0 && idle) dp.state = "outdated";
+    if (current.empty()) continue;
+    const bool same_epoch = serving.epoch == current.epoch;
+    if (same_epoch && serving.version >= current.version) continue;
+    dp.lag_versions = same_epoch ? current.version - serving.version : current.version;
     // The oldest published version it lacks carries the oldest commit it lacks.
     for (const PublishedVersion& pv : impl_->history_) {
       if (same_epoch && pv.version.version <= serving.version) continue;
       dp.lag_seconds = std::max<int64_t>(0, now - pv.first_change_wall);
       break;
     }
+    if (failing && dp.lag_seconds == 0) {
+      dp.lag_seconds = std::max<int64_t>(0, now - impl_->build_failing_since_);
+    }
   }
   return out;
+}
+
+ConfigBuildStatus SyncServer::BuildStatus() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  ConfigBuildStatus status;
+  status.known = true;
+  status.store_version = impl_->store_version_.version;
+  status.published = impl_->latest_ != nullptr;
+  status.published_version = impl_->latest_ ? impl_->latest_->version.version : 0;
+  status.failing = !impl_->build_failure_reason_.empty();
+  status.reason = impl_->build_failure_reason_;
+  status.error = impl_->build_failure_error_;
+  status.failing_since = impl_->build_failing_since_;
+  status.corrupt_rows = impl_->corrupt_rows_;
+  status.corrupt_row_count = impl_->corrupt_row_count_;
+  return status;
 }
 
 ConfigVersion SyncServer::latest() const {

@@ -35,6 +35,10 @@ struct SyncServerOptions {
   size_t chunk_bytes = size_t{1} << 20;  // snapshot chunk size, <= 3 MiB (gRPC limit is 4 MiB)
   // A stream that sends no Hello within this is closed (Goaway HELLO_TIMEOUT, DEADLINE_EXCEEDED).
   absl::Duration hello_timeout = absl::Seconds(10);
+  // A connection that has not completed the TLS handshake and the HTTP/2 preface within this is
+  // closed by gRPC (GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS; gRPC's own default is 120 s), so idle
+  // or slow-loris TCP connections to the cluster port cost little.
+  absl::Duration handshake_timeout = absl::Seconds(5);
   // No ACK/NACK within ack_timeout + ack_timeout_per_mib x compressed MiB -> state "stale"
   // (nothing is resent on the same stream; a later ACK still counts).
   absl::Duration ack_timeout = absl::Seconds(30), ack_timeout_per_mib = absl::Seconds(1);
@@ -63,9 +67,10 @@ struct SyncServerStats {
 
 class SyncServer : public DataPlaneStatusSource {
  public:
-  // Builds the first snapshot (read_config error -> Start fails; an invalid config is logged and
-  // not published), then listens. `read_config` is called on the builder thread and must read
-  // the store in one transaction. `clock` must outlive the server.
+  // Builds the first snapshot (read_config error -> Start fails; an invalid config or a corrupt
+  // row is logged, reported by BuildStatus() and the metrics, and not published), then listens.
+  // `read_config` is called on the builder thread and must read the store in one transaction;
+  // a result with corrupt rows is never published. `clock` must outlive the server.
   static absl::StatusOr<std::unique_ptr<SyncServer>> Start(
       SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config,
       const Clock& clock);
@@ -76,6 +81,8 @@ class SyncServer : public DataPlaneStatusSource {
   void NotifyConfigChanged();
   // Every DP seen since start (connected, refused, incompatible or disconnected), sorted by id.
   std::vector<DataPlaneStatus> ListDataPlanes() const override;
+  // Whether the store's current version could be built and published (GET /status).
+  ConfigBuildStatus BuildStatus() const override;
   // Latest published snapshot's version (empty before the first successful build).
   ConfigVersion latest() const;
   std::shared_ptr<const BuiltSnapshot> latest_snapshot() const;

@@ -4,11 +4,14 @@
 
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "common/base/uuid.h"
+#include "common/config/utf8_fields.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/corrupt_rows.h"
 
 namespace portico {
 namespace {
@@ -18,7 +21,9 @@ using nlohmann::json;
 class FakeDataPlanes : public DataPlaneStatusSource {
  public:
   std::vector<DataPlaneStatus> ListDataPlanes() const override { return planes; }
+  ConfigBuildStatus BuildStatus() const override { return build; }
   std::vector<DataPlaneStatus> planes;
+  ConfigBuildStatus build;
 };
 
 class AdminApiTest : public ::testing::Test {
@@ -412,6 +417,193 @@ TEST_F(AdminApiTest, DataPlaneLagFieldsAndMetrics) {
   EXPECT_TRUE(text_plain);
   EXPECT_EQ(renders, 1);
   EXPECT_EQ(Call("POST", "/metrics").status, 405);
+}
+
+constexpr char kForm[] = "application/x-www-form-urlencoded";
+
+// Issue 9: a string that is not UTF-8 used to be stored (201) as a proto3 blob that protobuf
+// cannot parse back, after which lists, the snapshot builder and restarts failed. Every input
+// path now gets a Kong 400 naming the field, in a body that is itself UTF-8.
+TEST_F(AdminApiTest, StringsThatAreNotUtf8AreRefusedOnEveryInputPath) {
+  const std::string sid = CreateService("good");
+  const uint64_t version = store_->CurrentVersion();
+  struct Case {
+    std::string what, method, target, body, content_type;
+    int status;
+    std::string field;  // the key path expected in "fields" ("" = only the status is checked)
+  };
+  const std::string invalid_name = "expected a valid UTF-8 string (invalid byte at offset 3)";
+  const std::vector<Case> cases = {
+      {"form name", "POST", "/services", "name=bad%ff%fe&host=1.2.3.4", kForm, 400, "name"},
+      {"form host via url", "POST", "/services", "url=http://h%ff.example/", kForm, 400, "host"},
+      {"form tag", "POST", "/services", "host=a.com&tags[]=ok&tags[]=t%ff", kForm, 400, "tags.2"},
+      {"url segment PUT service", "PUT", "/services/bad%ff%fe", R"j({"host":"1.2.3.4"})j", "application/json",
+       400, "name"},
+      {"form PATCH", "PATCH", "/services/good", "host=h%c3", kForm, 400, "host"},
+      {"form header value", "POST", "/routes", "paths=/a&headers.x-a=v%ff", kForm, 400, "headers.x-a"},
+      {"form header name", "POST", "/routes", "paths=/a&headers.x-%ff=v", kForm, 400, "headers"},
+      {"form second path", "POST", "/routes", "paths[]=/ok&paths[]=/v%ff", kForm, 400, "paths.2"},
+      {"form method", "POST", "/routes", "paths=/a&methods=GE%ffT", kForm, 400, "methods.1"},
+      {"form snis", "POST", "/routes", "protocols=https&snis=a%ff.com", kForm, 400, "snis.1"},
+      {"url segment PUT route", "PUT", "/routes/r%ff", R"j({"paths":["/a"]})j", "application/json", 400, "name"},
+      {"url segment PUT nested route", "PUT", "/services/good/routes/r%ed%a0%80", R"j({"paths":["/a"]})j",
+       "application/json", 400, "name"},
+      {"form service name", "POST", "/routes", "paths=/a&service.name=g%ff", kForm, 400, ""},
+      {"raw bytes in JSON", "POST", "/services", "{\"name\":\"bad\xff\",\"host\":\"a.com\"}", "application/json",
+       400, ""},
+      {"lone surrogate escape in JSON", "POST", "/services", R"j({"name":"bad\udcff","host":"a.com"})j",
+       "application/json", 400, ""},
+      {"form unknown key", "POST", "/services", "host=a.com&na%ffme=x", kForm, 400, ""},
+      {"query tags", "GET", "/services?tags=t%ff", "", "", 400, ""},
+      {"query offset", "GET", "/services?offset=WyJcdTAwZmYiXQ%ff", "", "", 400, ""},
+  };
+  for (const Case& c : cases) {
+    HttpResponse r = Call(c.method, c.target, c.body, c.content_type);
+    EXPECT_EQ(r.status, c.status) << c.what << ": " << r.body;
+    EXPECT_TRUE(IsValidUtf8(r.body)) << c.what << ": " << absl::CHexEscape(r.body);
+    json body = json::parse(r.body, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << c.what << ": " << r.body;
+    if (c.field.empty()) continue;
+    EXPECT_EQ(body["code"], 2) << c.what << ": " << r.body;
+    json node = body["fields"];
+    size_t start = 0;
+    while (true) {  // follow "a.b.2" into the nested `fields` object
+      const size_t dot = c.field.find('.', start);
+      const std::string key = c.field.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      if (node.is_array()) {
+        node = node[std::stoul(key) - 1];
+      } else {
+        node = node[key];
+      }
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    ASSERT_TRUE(node.is_string()) << c.what << ": " << r.body;
+    EXPECT_NE(node.get<std::string>().find("valid UTF-8 string"), std::string::npos)
+        << c.what << ": " << r.body;
+  }
+  EXPECT_EQ(CallJson("POST", "/services", 400, "name=bad%ff%fe&host=1.2.3.4", kForm)["message"],
+            "schema violation (name: " + invalid_name + ")");
+  // Nothing was written, and everything still reads.
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  auto config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->corrupt.empty());
+  EXPECT_EQ(config->config.services.size(), 1u);
+  EXPECT_EQ(CallJson("GET", "/services", 200)["data"].size(), 1u);
+  EXPECT_EQ(CallJson("GET", "/services/" + sid, 200)["name"], "good");
+}
+
+// A corrupt row (written by an older CP, or damaged on disk) does not take the Admin API down:
+// lists skip it, reads of it say how to repair it, and DELETE or PUT repair it, by id or name.
+TEST_F(AdminApiTest, CorruptRowIsSkippedExplainedDeletedAndReplaced) {
+  const std::string db = dir_ + "/admin.db";
+  const std::string good = CreateService("good");
+  const std::string bad = "00000000-0000-4000-8000-00000000000b";
+  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", bad, "bad\xff\xfe"), "");
+  const std::string bad_route = "00000000-0000-4000-8000-00000000000c";
+  ASSERT_EQ(test_support::InsertCorruptRow(db, "routes", bad_route, "r\xff", good), "");
+
+  EXPECT_EQ(CallJson("GET", "/services", 200)["data"].size(), 1u);
+  EXPECT_EQ(CallJson("GET", "/routes", 200)["data"].size(), 0u);
+  EXPECT_EQ(CallJson("GET", "/services/good/routes", 200)["data"].size(), 0u);
+  const std::string repair = "delete it with DELETE /services/" + bad + " or replace it with PUT /services/" + bad;
+  for (const std::string& target : {"/services/" + bad, std::string("/services/bad%ff%fe")}) {
+    json get = CallJson("GET", target, 500);
+    EXPECT_NE(get["message"].get<std::string>().find(repair), std::string::npos) << get;
+    EXPECT_NE(get["message"].get<std::string>().find("corrupt"), std::string::npos) << get;
+  }
+  EXPECT_EQ(Call("PATCH", "/services/" + bad, R"j({"port":1})j").status, 500);
+  EXPECT_EQ(Call("GET", "/services/" + bad + "/routes").status, 500);
+  json route_get = CallJson("GET", "/routes/" + bad_route, 500);
+  EXPECT_NE(route_get["message"].get<std::string>().find("DELETE /routes/" + bad_route), std::string::npos);
+  EXPECT_EQ(Call("GET", "/services/good/routes/" + bad_route).status, 500);
+  EXPECT_EQ(Call("GET", "/routes/" + bad_route + "/service").status, 500);
+
+  // Replace by id: the row keeps its id and created_at; it reads again.
+  const int changes = changes_;
+  json replaced = CallJson("PUT", "/services/" + bad, 200, R"j({"name":"fixed","host":"fixed.example"})j");
+  EXPECT_EQ(replaced["id"], bad);
+  EXPECT_EQ(replaced["created_at"], 1700000000);
+  EXPECT_EQ(CallJson("GET", "/services/fixed", 200)["host"], "fixed.example");
+  EXPECT_EQ(changes_, changes + 1);
+
+  // Delete by name (the name in the URL is the stored, ill-formed one) and by id.
+  const std::string other = "00000000-0000-4000-8000-00000000000d";
+  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", other, "o\xff"), "");
+  EXPECT_EQ(Call("DELETE", "/services/o%ff").status, 204);
+  EXPECT_EQ(Call("GET", "/services/" + other).status, 404);
+  EXPECT_EQ(Call("DELETE", "/routes/" + bad_route).status, 204);
+  EXPECT_EQ(Call("GET", "/routes/" + bad_route).status, 404);
+
+  // Replace by name: a row whose name column is fine but whose entity is damaged.
+  const std::string legacy = "00000000-0000-4000-8000-00000000000e";
+  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", legacy, "legacy", "", "legacy\xff"), "");
+  EXPECT_EQ(Call("GET", "/services/legacy").status, 500);
+  json by_name = CallJson("POST", "/routes", 500, R"j({"paths":["/l"],"service":{"name":"legacy"}})j");
+  EXPECT_NE(by_name["message"].get<std::string>().find("PUT /services/" + legacy), std::string::npos) << by_name;
+  EXPECT_EQ(CallJson("PUT", "/services/legacy", 200, R"j({"host":"l.example"})j")["id"], legacy);
+  EXPECT_EQ(changes_, changes + 4);
+
+  auto config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->corrupt.empty());
+  EXPECT_EQ(config->config.services.size(), 3u);
+}
+
+TEST_F(AdminApiTest, StatusReportsTheConfigBuild) {
+  EXPECT_FALSE(CallJson("GET", "/status", 200).contains("config_build"));  // no builder behind the source
+  data_planes_.build.known = true;
+  data_planes_.build.store_version = 7;
+  data_planes_.build.published = true;
+  data_planes_.build.published_version = 6;
+  data_planes_.build.failing = true;
+  data_planes_.build.reason = "corrupt_rows";
+  data_planes_.build.error = "1 corrupt row(s) in the store";
+  data_planes_.build.failing_since = 1700000000;
+  data_planes_.build.corrupt_rows = {{"services", "00000000-0000-4000-8000-00000000000b", "does not parse"},
+                                     {"routes", "id\xff", "does not parse"}};
+  data_planes_.build.corrupt_row_count = 2;
+  EXPECT_EQ(CallJson("GET", "/status", 200)["config_build"], json::parse(R"j({
+      "ok":false,"store_version":7,"published_version":6,"reason":"corrupt_rows",
+      "error":"1 corrupt row(s) in the store","failing_since":1700000000,"corrupt_row_count":2,
+      "corrupt_rows":[{"entity":"services","id":"00000000-0000-4000-8000-00000000000b","error":"does not parse"},
+                      {"entity":"routes","id":"id\\xff","error":"does not parse"}]})j"));
+  data_planes_.build = ConfigBuildStatus{};
+  data_planes_.build.known = true;
+  data_planes_.build.store_version = 0;  // an empty store publishes version 0
+  data_planes_.build.published = true;
+  EXPECT_EQ(CallJson("GET", "/status", 200)["config_build"], json::parse(R"j({
+      "ok":true,"store_version":0,"published_version":0,"reason":null,"error":null,"failing_since":null,
+      "corrupt_row_count":0,"corrupt_rows":[]})j"));
+  data_planes_.build.published = false;
+  EXPECT_EQ(CallJson("GET", "/status", 200)["config_build"]["published_version"], nullptr);
+}
+
+// JSON nested deeper than lua-cjson's 1000 levels is refused by a scan, before a parser builds a
+// tree of it (a 100k-deep body used to cost the CP ~280 MB).
+TEST_F(AdminApiTest, JsonNestedDeeperThanTheCapIsRefusedBeforeParsing) {
+  const std::string deep_message = "Cannot parse JSON body: nested deeper than 1000 levels";
+  auto nested = [](int depth, const std::string& open, const std::string& close) {
+    std::string out;
+    for (int i = 0; i < depth; ++i) out += open;
+    for (int i = 0; i < depth; ++i) out += close;
+    return out;
+  };
+  EXPECT_EQ(CallJson("POST", "/services", 400, nested(100000, "[", "]"))["message"], deep_message);
+  EXPECT_EQ(CallJson("POST", "/services", 400, nested(200000, "[", ""))["message"], deep_message);
+  EXPECT_EQ(CallJson("POST", "/routes", 400, "{\"paths\":" + nested(1000, "[", "]") + "}")["message"],
+            deep_message);  // 1001 levels with the object
+  // Exactly 1000 levels parse (and then fail the schema, as any unknown field does).
+  json at_cap = CallJson("POST", "/services", 400, "{\"x\":" + nested(999, "[", "]") + "}");
+  EXPECT_EQ(at_cap["code"], 2) << at_cap;
+  // Brackets inside strings (with escaped quotes) do not count.
+  json in_string = CallJson("POST", "/services", 400,
+                            "{\"host\":\"a.com\",\"name\":\"\\\"" + std::string(5000, '[') + "\"}");
+  EXPECT_EQ(in_string["code"], 2) << in_string.dump().substr(0, 200);
+  // The offset cursor is JSON too.
+  const std::string offset = absl::Base64Escape(nested(5000, "[", "]"));
+  EXPECT_EQ(CallJson("GET", "/services?offset=" + offset, 400)["code"], 7);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "common/base/uuid.h"
 #include "common/config/entity_json.h"
 #include "gtest/gtest.h"
+#include "tests/common/corrupt_rows.h"
 
 namespace portico {
 namespace {
@@ -230,6 +231,113 @@ TEST_F(StoreTest, ConcurrentReadsSeeConsistentSnapshots) {
   EXPECT_EQ(failed_reads, 0);
   EXPECT_EQ(inconsistent, 0) << "of " << reads << " reads";
   EXPECT_EQ(store_->ReadConfig()->version.version, 150u);
+}
+
+// Defence in depth behind the validator: an entity protobuf would serialize but not parse back
+// (a proto3 string that is not UTF-8) is never written.
+TEST_F(StoreTest, RefusesToWriteARowItCouldNotReadBack) {
+  auto good = store_->InsertService(NewService("good"));
+  ASSERT_TRUE(good.ok());
+  const uint64_t version = store_->CurrentVersion();
+
+  auto insert = store_->InsertService(NewService("bad\xff\xfe"));
+  EXPECT_EQ(insert.status().code(), absl::StatusCode::kInvalidArgument) << insert.status();
+  Service update = *good;
+  update.set_host("h\xff");
+  EXPECT_EQ(store_->UpdateService(update).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->UpsertService(update).status().code(), absl::StatusCode::kInvalidArgument);
+  Route route = NewRoute(good->id());
+  (*route.mutable_headers()->mutable_values())["x-a"].add_values("v\xff");
+  EXPECT_EQ(store_->InsertRoute(route).status().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  auto config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->corrupt.empty());
+  ASSERT_EQ(config->config.services.size(), 1u);
+  EXPECT_EQ(config->config.services[0].host(), "example.com");
+  EXPECT_TRUE(config->config.routes.empty());
+}
+
+// A row an older CP wrote (or the disk damaged): the store opens, reads and lists around it,
+// reports it, and lets it be deleted or replaced by id.
+TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
+  const std::string before = "00000000-0000-4000-8000-000000000001";
+  const std::string corrupt = "00000000-0000-4000-8000-000000000002";
+  const std::string after = "00000000-0000-4000-8000-000000000003";
+  for (const std::string& id : {before, after}) {
+    Service s = NewService("s" + id.substr(id.size() - 1));
+    s.set_id(id);
+    ASSERT_TRUE(store_->InsertService(s).ok());
+  }
+  ASSERT_EQ(test_support::InsertCorruptRow(path_, "services", corrupt, "bad\xff\xfe"), "");
+  ASSERT_EQ(test_support::InsertCorruptRow(path_, "routes", "00000000-0000-4000-8000-000000000009",
+                                           "route\xff", corrupt),
+            "");
+  store_.reset();
+  auto reopened = Store::Open(path_, clock_);  // opening never parses entities
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(store_->CurrentVersion(), 4u);
+
+  // Reads by key: DataLoss naming the row.
+  auto by_id = store_->GetService(corrupt);
+  EXPECT_EQ(by_id.status().code(), absl::StatusCode::kDataLoss) << by_id.status();
+  EXPECT_EQ(CorruptRowId(by_id.status()), corrupt);
+  auto by_name = store_->GetServiceByName("bad\xff\xfe");
+  EXPECT_EQ(CorruptRowId(by_name.status()), corrupt) << by_name.status();
+  EXPECT_EQ(CorruptRowId(store_->GetServiceByName("nope").status()), std::nullopt);
+  EXPECT_EQ(CorruptRowId(store_->GetRoute("00000000-0000-4000-8000-000000000009").status()),
+            "00000000-0000-4000-8000-000000000009");
+
+  // Lists skip it, and pages still hold `size` entities and link to the rest.
+  ListQuery query;
+  query.size = 1;
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 5; ++pages) {
+    auto page = store_->ListServices(query);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->items.size(), 1u);
+    seen.push_back(page->items[0].id());
+    if (!page->has_more) break;
+    query.after_id = page->items.back().id();
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{before, after}));
+  auto routes = store_->ListRoutesOfService(corrupt, {});
+  ASSERT_TRUE(routes.ok()) << routes.status();
+  EXPECT_TRUE(routes->items.empty());
+
+  // ReadConfig reports it instead of failing, and leaves it out.
+  auto config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->version.version, 4u);
+  EXPECT_EQ(config->config.services.size(), 2u);
+  EXPECT_TRUE(config->config.routes.empty());
+  ASSERT_EQ(config->corrupt.size(), 2u);
+  EXPECT_EQ(config->corrupt[0].kind, "services");
+  EXPECT_EQ(config->corrupt[0].id, corrupt);
+  EXPECT_EQ(config->corrupt[1].kind, "routes");
+  EXPECT_FALSE(config->corrupt[0].error.empty());
+
+  // Repair: delete the route, replace the service by id (its created_at column is kept).
+  clock_.Advance(10);
+  EXPECT_TRUE(*store_->DeleteRoute("00000000-0000-4000-8000-000000000009"));
+  Service fixed = NewService("fixed");
+  fixed.set_id(corrupt);
+  auto replaced = store_->UpsertService(fixed);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(replaced->created_at(), 1700000000);
+  EXPECT_EQ(replaced->updated_at(), 1010);
+  config = store_->ReadConfig();
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(config->corrupt.empty());
+  EXPECT_EQ(config->config.services.size(), 3u);
+  EXPECT_EQ(store_->GetService(corrupt)->name(), "fixed");
+
+  // And a corrupt service can simply be deleted.
+  ASSERT_EQ(test_support::InsertCorruptRow(path_, "services", "00000000-0000-4000-8000-000000000004", "x\xff"), "");
+  EXPECT_TRUE(*store_->DeleteService("00000000-0000-4000-8000-000000000004"));
+  EXPECT_TRUE(store_->ReadConfig()->corrupt.empty());
 }
 
 TEST(StoreMemoryTest, InMemoryDatabaseWorks) {

@@ -2,7 +2,13 @@
 // with certificates generated into a temp dir.
 #include "control_plane/sync/sync_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <chrono>
@@ -147,6 +153,7 @@ class SyncTest : public ::testing::Test {
         [this]() -> absl::StatusOr<StoredConfig> {
           std::lock_guard<std::mutex> lock(store_mu_);
           ++reads_;
+          if (fail_reads_) return absl::UnavailableError("database is locked");
           return stored_;
         },
         clock_);
@@ -191,6 +198,7 @@ class SyncTest : public ::testing::Test {
   std::mutex store_mu_;
   StoredConfig stored_;
   int reads_ = 0;
+  bool fail_reads_ = false;  // guarded by store_mu_
   std::unique_ptr<SyncServer> server_;
   std::vector<std::unique_ptr<SyncClient>> clients_;
 };
@@ -483,6 +491,168 @@ TEST_F(SyncTest, InvalidConfigIsNotPublished) {
   ASSERT_TRUE(WaitFor([&] { return server_->latest().version == 3; }));
 }
 
+bool Contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
+
+// A store version the CP cannot build leaves the DPs on the last published one: they are shown
+// "outdated" and lagging (not "connected_synced" with lag 0), the build status and metrics say
+// why, and the next good version is published to them.
+TEST_F(SyncTest, UnbuildableVersionShowsDataPlanesOutdatedUntilRepaired) {
+  metrics::Registry registry;
+  StartServer(0, [&](SyncServerOptions& o) { o.metrics = &registry; });
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_FALSE(server_->BuildStatus().failing);
+  EXPECT_EQ(server_->BuildStatus().store_version, 1u);
+
+  Change([](ConfigSet& c) { c.services[0].set_host(""); });  // invalid: host is required
+  ASSERT_TRUE(WaitFor([&] { return server_->BuildStatus().failing; }));
+  clock_.Advance(5);
+  ConfigBuildStatus build = server_->BuildStatus();
+  EXPECT_EQ(build.reason, "invalid_config");
+  EXPECT_TRUE(Contains(build.error, "host: required field missing")) << build.error;
+  EXPECT_EQ(build.store_version, 2u);
+  EXPECT_EQ(build.published_version, 1u);
+  EXPECT_EQ(build.failing_since, clock_.NowSeconds() - 5);
+  auto status = StatusOf("dp-1");
+  EXPECT_EQ(status->state, "outdated");
+  EXPECT_EQ(status->config_version, 1u);
+  EXPECT_EQ(status->lag_versions, 1u);
+  EXPECT_EQ(status->lag_seconds, 5);
+  std::string text = registry.Render();
+  EXPECT_TRUE(Contains(text, "portico_cp_config_build_failing{reason=\"invalid_config\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_config_build_failing{reason=\"corrupt_rows\"} 0\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_store_config_version 2\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_config_version 1\n")) << text;
+
+  // A corrupt row: never published without it, even though the rest is valid.
+  Change([this](ConfigSet& c) {  // (runs under store_mu_)
+    c.services[0].set_host("ok.example");
+    stored_.corrupt = {CorruptRow{"routes", IdFor(1099), "does not parse"}};
+  });
+  ASSERT_TRUE(WaitFor([&] { return server_->BuildStatus().reason == "corrupt_rows"; }));
+  build = server_->BuildStatus();
+  EXPECT_EQ(build.store_version, 3u);
+  EXPECT_EQ(build.corrupt_row_count, 1u);
+  ASSERT_EQ(build.corrupt_rows.size(), 1u);
+  EXPECT_EQ(build.corrupt_rows[0].id, IdFor(1099));
+  EXPECT_TRUE(Contains(build.error, IdFor(1099))) << build.error;
+  EXPECT_EQ(server_->latest().version, 1u);
+  EXPECT_EQ(server_->snapshots_published(), 1u);
+  EXPECT_EQ(StatusOf("dp-1")->state, "outdated");
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 2u);
+  text = registry.Render();
+  EXPECT_TRUE(Contains(text, "portico_cp_config_build_failing{reason=\"corrupt_rows\"} 1\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_config_build_failing{reason=\"invalid_config\"} 0\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_store_corrupt_rows 1\n")) << text;
+  EXPECT_EQ(client->serving().version, 1u);
+  EXPECT_EQ(rec.Calls(), 1u);
+
+  // Repaired (the row deleted): published, delivered, converged.
+  Change([this](ConfigSet&) { stored_.corrupt.clear(); });
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 4; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 0u);
+  EXPECT_EQ(StatusOf("dp-1")->lag_seconds, 0);
+  build = server_->BuildStatus();
+  EXPECT_FALSE(build.failing);
+  EXPECT_EQ(build.reason, "");
+  EXPECT_TRUE(build.published);
+  EXPECT_EQ(build.published_version, 4u);
+  EXPECT_EQ(build.corrupt_row_count, 0u);
+  text = registry.Render();
+  EXPECT_TRUE(Contains(text, "portico_cp_config_build_failing{reason=\"corrupt_rows\"} 0\n")) << text;
+  EXPECT_TRUE(Contains(text, "portico_cp_store_corrupt_rows 0\n")) << text;
+}
+
+// A failed read is reported like a failed build, and cleared by the next read even when that one
+// finds the published version (nothing to build).
+TEST_F(SyncTest, ReadErrorIsReportedUntilTheNextGoodRead) {
+  StartServer();
+  ApplyRecorder rec;
+  StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    fail_reads_ = true;
+  }
+  server_->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return server_->BuildStatus().failing; }));
+  EXPECT_EQ(server_->BuildStatus().reason, "read_error");
+  EXPECT_TRUE(Contains(server_->BuildStatus().error, "database is locked"));
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_config_build_failing{reason=\"read_error\"} 1\n"));
+  EXPECT_EQ(StatusOf("dp-1")->state, "outdated");
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    fail_reads_ = false;
+  }
+  server_->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return !server_->BuildStatus().failing; }));
+  EXPECT_EQ(StatusOf("dp-1")->state, "connected_synced");
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_config_build_failing{reason=\"read_error\"} 0\n"));
+}
+
+// A CP restarted on a store with a corrupt row starts (it used to refuse), publishes nothing,
+// keeps the DP on what it serves and shows it outdated; after the repair the DP converges.
+TEST_F(SyncTest, StartsOnAStoreWithACorruptRowAndPublishesOnceRepaired) {
+  StartServer();
+  const uint16_t port = server_->port();
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  server_->Stop();
+  server_.reset();
+  ASSERT_TRUE(WaitFor([&] { return !client->connected(); }));
+  Change([](ConfigSet&) {}, /*notify=*/false);
+  stored_.corrupt = {CorruptRow{"services", IdFor(99), "does not parse"}};
+
+  StartServer(port);
+  EXPECT_TRUE(server_->latest().empty());
+  ConfigBuildStatus build = server_->BuildStatus();
+  EXPECT_TRUE(build.failing);
+  EXPECT_EQ(build.reason, "corrupt_rows");
+  EXPECT_FALSE(build.published);
+  EXPECT_EQ(build.store_version, 2u);
+  ASSERT_TRUE(WaitFor([&] { return client->connected() && StateIs("dp-1", "outdated"); }));
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 1u);
+  EXPECT_EQ(StatusOf("dp-1")->config_version, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(client->serving().version, 1u);  // keeps serving its last snapshot
+  EXPECT_EQ(rec.Calls(), 1u);
+
+  Change([this](ConfigSet&) { stored_.corrupt.clear(); });
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->lag_versions, 0u);
+  EXPECT_FALSE(server_->BuildStatus().failing);
+}
+
+// gRPC holds a TCP connection that never starts TLS for its handshake timeout (120 s by
+// default); the CP sets its own (here 1 s), so a silent connection is closed quickly.
+TEST_F(SyncTest, ConnectionThatNeverHandshakesIsClosedAfterTheHandshakeTimeout) {
+  StartServer(0, [](SyncServerOptions& o) { o.handshake_timeout = absl::Seconds(1); });
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  timeval tv{20, 0};  // a bound the 120 s default could not meet
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const auto start = std::chrono::steady_clock::now();
+  char byte = 0;
+  const ssize_t n = read(fd, &byte, 1);  // sends nothing; waits for the CP to close
+  const int error = errno;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  close(fd);
+  EXPECT_TRUE(n == 0 || (n < 0 && error == ECONNRESET)) << "read returned " << n << " errno " << error;
+  EXPECT_LT(seconds, 10.0);
+  EXPECT_GT(seconds, 0.5);
+}
+
 // --- Admission bucket (pure logic, injected time) ---
 
 TEST(AdmissionBucketTest, BurstThenRateThenSpreadRetries) {
@@ -518,10 +688,6 @@ TEST(AdmissionBucketTest, RetryAfterIsCappedAndZeroRateDisablesTheLimit) {
 }
 
 // --- Server-side limits, timeouts, lag and metrics ---
-
-bool Contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
 
 TEST_F(SyncTest, AdmissionLimitRefusesNewStreamsWithRetryAfter) {
   StartServer(0, [](SyncServerOptions& o) {
