@@ -15,6 +15,22 @@ void AppendHeader(std::string* out, absl::string_view name, absl::string_view va
   out->append(name.data(), name.size()).append(": ", 2).append(value.data(), value.size()).append("\r\n", 2);
 }
 
+// The query as received, except raw bytes >= 0x80 (which the parser accepts, as nginx does, but
+// which a request line cannot carry): those become %XX, which an upstream decodes to the same byte.
+void AppendQuery(std::string* out, absl::string_view query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  size_t start = 0;
+  for (size_t i = 0; i < query.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(query[i]);
+    if (c < 0x80) continue;
+    out->append(query.data() + start, i - start);
+    const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 15]};
+    out->append(escaped, 3);
+    start = i + 1;
+  }
+  out->append(query.data() + start, query.size() - start);
+}
+
 void AppendNumberHeader(std::string* out, absl::string_view name, uint64_t value) {
   char digits[24];
   char* end = digits + sizeof(digits);
@@ -163,7 +179,10 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const Http1Head& request
   std::string& out = *out_buffer;
   out.reserve(out.size() + 512 + request.headers.size() * 48);
   absl::StrAppend(&out, request.method, " ", params.upstream_path);
-  if (params.has_query) absl::StrAppend(&out, "?", params.query);
+  if (params.has_query) {
+    out.push_back('?');
+    AppendQuery(&out, params.query);
+  }
   out += " HTTP/1.1\r\n";
   AppendHeader(&out, "Host", params.host_header);
 

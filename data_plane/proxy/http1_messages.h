@@ -72,7 +72,8 @@ class HopByHopFilter {
 
 struct UpstreamRequestParams {
   absl::string_view upstream_path;   // already joined by router::BuildUpstreamPath
-  absl::string_view query;           // without '?', empty when none
+  absl::string_view query;           // without '?', empty when none; sent as received except
+                                     // bytes >= 0x80, which are sent as %XX
   bool has_query = false;
   absl::string_view host_header;     // value of the Host header to send
   absl::string_view client_ip;

@@ -158,6 +158,17 @@ TEST(Http1MessagesTest, UpstreamHeadRewritesOnlyWhatMustChange) {
   EXPECT_TRUE(absl::EndsWith(head, "\r\n\r\n"));
 }
 
+TEST(Http1MessagesTest, QueryIsForwardedAsReceivedExceptRawBytesAbove0x7f) {
+  UpstreamRequestParams params;
+  params.upstream_path = "/x";
+  params.query = "a=%zz&b=\xc3\xa9&c=%20+d\xff";
+  params.has_query = true;
+  params.host_header = "backend";
+  params.client_ip = "10.0.0.1";
+  const std::string head = BuildUpstreamRequestHead(RequestHead(), params);
+  EXPECT_TRUE(absl::StartsWith(head, "GET /x?a=%zz&b=%C3%A9&c=%20+d%FF HTTP/1.1\r\n")) << head;
+}
+
 TEST(Http1MessagesTest, ResponseFraming) {
   Http1Head response;
   response.status = 200;
