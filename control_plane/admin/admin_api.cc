@@ -16,6 +16,7 @@
 #include "common/config/utf8_fields.h"
 #include "common/config/validate.h"
 #include "common/metrics/metrics.h"
+#include "control_plane/admin/request_decoding.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
 #include "nlohmann/json.hpp"
@@ -31,8 +32,6 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 constexpr int kMaxQueryTags = 5;
 constexpr int64_t kDataPlanePurgeDelay = 1209600;  // Kong's cluster_data_plane_purge_delay
-// Deepest JSON nesting accepted (lua-cjson's decode_max_depth, which Kong's Admin API uses).
-constexpr int kMaxJsonDepth = 1000;
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -92,185 +91,12 @@ HttpResponse CorruptEntity(absl::string_view plural, const std::string& id) {
                                    " or replace it with PUT /", plural, "/", shown));
 }
 
-std::string PercentDecode(absl::string_view in, bool plus_is_space) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    int hi = 0, lo = 0;
-    auto hex = [](char h, int* v) {
-      if (h >= '0' && h <= '9') *v = h - '0';
-      else if (h >= 'a' && h <= 'f') *v = h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') *v = h - 'A' + 10;
-      else return false;
-      return true;
-    };
-    if (c == '%' && i + 2 < in.size() + 0 && hex(in[i + 1], &hi) && hex(in[i + 2], &lo)) {
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string PercentEncode(absl::string_view in) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : in) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-// True when `text` nests arrays/objects more than kMaxJsonDepth deep, counting `[` and `{`
-// outside strings. Linear and allocation-free: it runs before the parser, so a 100k-deep body
-// costs a scan instead of a 100k-node tree. (Malformed text is left to the parser.)
-bool JsonTooDeep(absl::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;  // the escaped character cannot end the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
-// json::parse without exceptions, refusing nesting deeper than kMaxJsonDepth (then `too_deep`
-// is set and the result is discarded).
-json ParseJsonCapped(absl::string_view text, bool* too_deep = nullptr) {
-  if (JsonTooDeep(text)) {
-    if (too_deep) *too_deep = true;
-    return json(json::value_t::discarded);
-  }
-  return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-}
-
-std::vector<std::pair<std::string, std::string>> ParseQuery(absl::string_view query) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    size_t eq = part.find('=');
-    absl::string_view key = part.substr(0, eq);
-    absl::string_view value = eq == absl::string_view::npos ? "" : part.substr(eq + 1);
-    out.emplace_back(PercentDecode(key, true), PercentDecode(value, true));
-  }
-  return out;
-}
-
 const std::string* QueryParam(const std::vector<std::pair<std::string, std::string>>& params,
                               absl::string_view name) {
   for (const auto& [k, v] : params) {
     if (k == name) return &v;
   }
   return nullptr;
-}
-
-// Form fields (name=x, paths[]=/a, paths=/a, service.id=..., headers.x-foo=a) as the JSON body
-// they stand for, coerced with the entity's field kinds.
-json FormToJson(absl::string_view body, FieldKind (*kind_of)(absl::string_view)) {
-  json out = json::object();
-  for (const auto& [raw_key, value] : ParseQuery(body)) {
-    std::string key = raw_key;
-    if (absl::EndsWith(key, "[]")) key.resize(key.size() - 2);
-    std::string sub;
-    if (size_t dot = key.find('.'); dot != std::string::npos) {
-      sub = key.substr(dot + 1);
-      key.resize(dot);
-    }
-    FieldKind kind = kind_of(key);
-    if (!sub.empty()) {
-      json& parent = out[key];
-      if (!parent.is_object()) parent = json::object();
-      if (kind == FieldKind::kStringMap) {
-        parent[sub].push_back(value);
-      } else {
-        parent[sub] = value.empty() ? json(nullptr) : json(value);
-      }
-      continue;
-    }
-    switch (kind) {
-      case FieldKind::kArray:
-      case FieldKind::kRecordArray: {
-        json& array = out[key];
-        if (!array.is_array()) array = json::array();
-        if (!value.empty()) array.push_back(value);
-        break;
-      }
-      case FieldKind::kInteger: {
-        int64_t n = 0;
-        if (value.empty()) out[key] = nullptr;
-        else if (absl::SimpleAtoi(value, &n)) out[key] = n;
-        else out[key] = value;
-        break;
-      }
-      case FieldKind::kBoolean:
-        if (value == "true") out[key] = true;
-        else if (value == "false") out[key] = false;
-        else if (value.empty()) out[key] = nullptr;
-        else out[key] = value;
-        break;
-      default:
-        out[key] = value.empty() ? json(nullptr) : json(value);
-    }
-  }
-  return out;
-}
-
-struct Body {
-  std::optional<HttpResponse> error;
-  json value = json::object();
-};
-
-Body ParseBody(const HttpRequest& request, FieldKind (*kind_of)(absl::string_view)) {
-  Body result;
-  if (request.HeaderCount("Content-Type") > 1) {
-    result.error = Message(400, "Bad request: multiple Content-Type headers");
-    return result;
-  }
-  if (absl::StripAsciiWhitespace(request.body).empty()) return result;
-  const std::string* content_type = request.Header("Content-Type");
-  std::string media = content_type ? absl::AsciiStrToLower(absl::StripAsciiWhitespace(
-                                         absl::string_view(*content_type).substr(0, content_type->find(';'))))
-                                   : "";
-  if (media == "application/json") {
-    bool too_deep = false;
-    json parsed = ParseJsonCapped(request.body, &too_deep);
-    if (too_deep) {
-      result.error = Message(400, absl::StrCat("Cannot parse JSON body: nested deeper than ", kMaxJsonDepth, " levels"));
-      return result;
-    }
-    if (parsed.is_discarded() || !parsed.is_object()) {
-      result.error = Message(400, "Cannot parse JSON body");
-      return result;
-    }
-    result.value = std::move(parsed);
-  } else if (media == "application/x-www-form-urlencoded") {
-    result.value = FormToJson(request.body, kind_of);
-  } else {
-    result.error = Message(415, "Unsupported Content-Type");
-  }
-  return result;
 }
 
 std::string EncodeOffset(absl::string_view last_id) {
@@ -680,8 +506,8 @@ AdminApi::Impl::Outcome AdminApi::Impl::Write(const HttpRequest& request, WriteK
                                               const std::string* forced_service_id,
                                               const std::string* corrupt_id) {
   using Entity = typename K::Entity;
-  Body body = ParseBody(request, &K::FieldKindOf);
-  if (body.error) return {std::move(*body.error)};
+  DecodedBody body = DecodeBody(request, &K::FieldKindOf);
+  if (body.error_status != 0) return {Message(body.error_status, body.error_message)};
   if constexpr (std::is_same_v<K, RouteKind>) {
     if (forced_service_id) body.value["service"] = json{{"id", *forced_service_id}};
     if (auto error = ResolveServiceReference(&body.value)) return {std::move(*error)};
