@@ -609,6 +609,11 @@ FieldErrors ValidateServiceFields(const Service& service) { return WithUtf8Check
 
 FieldErrors ValidateRouteFields(const Route& route) { return WithUtf8Check(route, &RouteRules); }
 
+FieldErrors ValidateEntityUtf8First(const google::protobuf::Message& entity,
+                                    FieldErrors (*rules)(const google::protobuf::Message&)) {
+  return WithUtf8Check(entity, rules);
+}
+
 absl::Status ValidateService(const Service& service) {
   return ValidateServiceFields(service).ToStatus(absl::StrCat("service ", PrintableId(service.id()), ": "));
 }
@@ -617,39 +622,46 @@ absl::Status ValidateRoute(const Route& route) {
   return ValidateRouteFields(route).ToStatus(absl::StrCat("route ", PrintableId(route.id()), ": "));
 }
 
+namespace {
+
+// One kind's list in a set: every entity has a UUID id, passes `validate` (its own rules, UTF-8
+// first), and has an id and a name no other entity of the kind has; then `check_references`.
+// Inserts the ids into `ids`. The first failure names the kind (`singular`) and the id.
+template <typename Entity, typename Validate, typename CheckReferences>
+absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string_view singular, Validate validate,
+                               std::set<std::string>& ids, CheckReferences check_references) {
+  std::set<std::string> names;
+  for (const Entity& e : entities) {
+    if (!IsUuid(e.id())) {
+      return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
+    }
+    if (absl::Status st = validate(e); !st.ok()) return st;
+    if (!ids.insert(e.id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate id"));
+    }
+    if (e.has_name() && !names.insert(e.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate name '", e.name(), "'"));
+    }
+    if (absl::Status st = check_references(e); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateConfigSet(const ConfigSet& config) {
   // Per entity: id, then its own rules (UTF-8 first), then uniqueness, so that a message never
   // carries bytes that are not UTF-8.
-  std::set<std::string> service_ids, service_names, route_ids, route_names;
-  for (const auto& s : config.services) {
-    if (!IsUuid(s.id())) {
-      return absl::InvalidArgumentError(absl::StrCat("service '", PrintableId(s.id()), "': id is not a UUID"));
-    }
-    if (absl::Status st = ValidateService(s); !st.ok()) return st;
-    if (!service_ids.insert(s.id()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate id"));
-    }
-    if (s.has_name() && !service_names.insert(s.name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": duplicate name '", s.name(), "'"));
-    }
-  }
-  for (const auto& r : config.routes) {
-    if (!IsUuid(r.id())) {
-      return absl::InvalidArgumentError(absl::StrCat("route '", PrintableId(r.id()), "': id is not a UUID"));
-    }
-    if (absl::Status st = ValidateRoute(r); !st.ok()) return st;
-    if (!route_ids.insert(r.id()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate id"));
-    }
-    if (r.has_name() && !route_names.insert(r.name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": duplicate name '", r.name(), "'"));
-    }
+  std::set<std::string> service_ids, route_ids;
+  absl::Status services = ValidateKindOfSet(config.services, "service", &ValidateService, service_ids,
+                                            [](const Service&) { return absl::OkStatus(); });
+  if (!services.ok()) return services;
+  return ValidateKindOfSet(config.routes, "route", &ValidateRoute, route_ids, [&service_ids](const Route& r) {
     if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
+      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
     }
-  }
-  return absl::OkStatus();
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace portico

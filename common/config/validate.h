@@ -18,6 +18,12 @@ namespace portico {
 FieldErrors ValidateServiceFields(const config::v1::Service& service);
 FieldErrors ValidateRouteFields(const config::v1::Route& route);
 
+// What every kind's field validation is built on (new kinds call it from their descriptor's
+// `validate`, entity_descriptor.h): CheckUtf8Fields first, then `rules`, keeping only the rule
+// errors that cannot echo ill-formed bytes (see validate.cc).
+FieldErrors ValidateEntityUtf8First(const google::protobuf::Message& entity,
+                                    FieldErrors (*rules)(const google::protobuf::Message&));
+
 // InvalidArgument "service <id>: schema violation (...)" when invalid.
 absl::Status ValidateService(const config::v1::Service& service);
 absl::Status ValidateRoute(const config::v1::Route& route);

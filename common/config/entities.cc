@@ -1,0 +1,184 @@
+// The descriptors of Portico's entity kinds (Kong 3.x schemas, KONG-REFERENCE.md §2.2) and the
+// default registry. To add a kind: its proto message, its descriptor here (and a line in
+// EntityRegistry::Default), its rules in validate.cc; docs/architecture.md "How to add an entity
+// kind".
+#include "common/config/entities.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "common/config/config_set.h"
+#include "common/config/validate.h"
+#include "nlohmann/json.hpp"
+#include "portico/config/v1/config.pb.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+using nlohmann::json;
+
+// ConfigSet hook: parses one serialized entity onto the end of `Member`'s list.
+template <auto Member>
+bool AppendParsed(ConfigSet* config, absl::string_view serialized) {
+  auto& list = config->*Member;
+  if (!list.emplace_back().ParseFromArray(serialized.data(), static_cast<int>(serialized.size()))) {
+    list.pop_back();
+    return false;
+  }
+  return true;
+}
+
+// A service's `url` shorthand, "scheme://host[:port][/path]": sets protocol, host, port (443 for
+// https/grpcs/tls, else 80 when absent) and path. Refused together with any of those fields.
+void ApplyServiceUrl(const json& body, const json& value, google::protobuf::Message* entity, FieldErrors* errors) {
+  for (const char* part : {"protocol", "host", "port", "path"}) {
+    if (body.contains(part)) {
+      errors->Add("url", "cannot be combined with 'protocol', 'host', 'port' or 'path'");
+      return;
+    }
+  }
+  if (!value.is_string()) {
+    errors->Add("url", "expected a string");
+    return;
+  }
+  const std::string url = value.get<std::string>();
+  auto* service = static_cast<Service*>(entity);
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos || scheme_end == 0) {
+    errors->Add("url", "missing scheme in url");
+    return;
+  }
+  std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  std::string rest = url.substr(scheme_end + 3);
+  size_t path_start = rest.find('/');
+  std::string authority = rest.substr(0, path_start);
+  std::string path = path_start == std::string::npos ? "" : rest.substr(path_start);
+  // Query and fragment are not part of a service.
+  if (size_t q = path.find_first_of("?#"); q != std::string::npos) path.resize(q);
+  std::string host = authority;
+  std::string port_text;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string::npos) {
+      errors->Add("url", "invalid url");
+      return;
+    }
+    host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') {
+        errors->Add("url", "invalid url");
+        return;
+      }
+      port_text = authority.substr(close + 2);
+    }
+  } else if (size_t colon = authority.rfind(':'); colon != std::string::npos) {
+    host = authority.substr(0, colon);
+    port_text = authority.substr(colon + 1);
+  }
+  if (host.empty()) {
+    errors->Add("url", "missing host in url");
+    return;
+  }
+  int32_t port = 0;
+  if (!port_text.empty()) {
+    if (!absl::SimpleAtoi(port_text, &port)) {
+      errors->Add("url", "invalid port in url");
+      return;
+    }
+  } else {
+    port = (scheme == "https" || scheme == "grpcs" || scheme == "tls") ? 443 : 80;
+  }
+  service->set_protocol(scheme);
+  service->set_host(host);
+  service->set_port(port);
+  if (path.empty()) {
+    service->clear_path();
+  } else {
+    service->set_path(path);
+  }
+}
+
+}  // namespace
+
+const EntityDescriptor& ServicesKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "services",
+          .endpoint_key = "name",
+          .fields =
+              {
+                  {.name = "name", .type = FieldType::kString, .unique = true},
+                  {.name = "retries", .type = FieldType::kInteger, .default_json = "5"},
+                  {.name = "protocol", .type = FieldType::kString, .default_json = R"("http")", .required = true},
+                  {.name = "host", .type = FieldType::kString, .required = true},
+                  {.name = "port", .type = FieldType::kInteger, .default_json = "80"},
+                  {.name = "path", .type = FieldType::kString},
+                  {.name = "connect_timeout", .type = FieldType::kInteger, .default_json = "60000"},
+                  {.name = "write_timeout", .type = FieldType::kInteger, .default_json = "60000"},
+                  {.name = "read_timeout", .type = FieldType::kInteger, .default_json = "60000"},
+                  {.name = "tags", .type = FieldType::kSet},
+                  // Certificates are not implemented: the id is kept, not checked.
+                  {.name = "client_certificate", .type = FieldType::kForeignKey},
+                  {.name = "tls_verify", .type = FieldType::kBoolean},
+                  {.name = "tls_verify_depth", .type = FieldType::kInteger},
+                  {.name = "ca_certificates", .type = FieldType::kArray},
+                  {.name = "enabled", .type = FieldType::kBoolean, .default_json = "true"},
+              },
+          .shorthands = {{.name = "url", .type = FieldType::kString, .apply = &ApplyServiceUrl}},
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateServiceFields(static_cast<const Service&>(m));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::services>,
+      },
+      Service::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& RoutesKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "routes",
+          .endpoint_key = "name",
+          .fields =
+              {
+                  {.name = "name", .type = FieldType::kString, .unique = true},
+                  {.name = "protocols", .type = FieldType::kSet, .default_json = R"(["http","https"])"},
+                  {.name = "methods", .type = FieldType::kSet},
+                  {.name = "hosts", .type = FieldType::kArray},
+                  {.name = "paths", .type = FieldType::kArray},
+                  {.name = "headers", .type = FieldType::kStringArrayMap, .lowercase_keys = true},
+                  {.name = "snis", .type = FieldType::kSet},
+                  {.name = "sources", .type = FieldType::kRecordSet},
+                  {.name = "destinations", .type = FieldType::kRecordSet},
+                  {.name = "https_redirect_status_code", .type = FieldType::kInteger, .default_json = "426"},
+                  {.name = "regex_priority", .type = FieldType::kInteger, .default_json = "0"},
+                  {.name = "strip_path", .type = FieldType::kBoolean, .default_json = "true"},
+                  {.name = "preserve_host", .type = FieldType::kBoolean, .default_json = "false"},
+                  {.name = "request_buffering", .type = FieldType::kBoolean, .default_json = "true"},
+                  {.name = "response_buffering", .type = FieldType::kBoolean, .default_json = "true"},
+                  {.name = "path_handling", .type = FieldType::kString, .default_json = R"("v0")"},
+                  {.name = "service",
+                   .type = FieldType::kForeignKey,
+                   .references = "services",
+                   .on_delete = OnDelete::kRestrict},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateRouteFields(static_cast<const Route&>(m));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::routes>,
+      },
+      Route::default_instance());
+  return *kind;
+}
+
+const EntityRegistry& EntityRegistry::Default() {
+  static const EntityRegistry* const registry = new EntityRegistry({&ServicesKind(), &RoutesKind()});
+  return *registry;
+}
+
+}  // namespace portico

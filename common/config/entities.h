@@ -1,0 +1,10 @@
+#pragma once
+// Portico's entity kinds, each declared once by its descriptor (entity_descriptor.h).
+#include "common/config/entity_descriptor.h"
+
+namespace portico {
+
+const EntityDescriptor& ServicesKind();  // "services": config::v1::Service
+const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
+
+}  // namespace portico

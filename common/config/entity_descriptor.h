@@ -1,0 +1,191 @@
+#pragma once
+// Entity descriptors: one per entity kind, the single declaration from which Portico derives the
+// Kong JSON codec (entity_json.h), the SQL storage (control_plane/store), the Admin API routes
+// (control_plane/admin) and, later, the declarative format. A kind is one proto message
+// (proto/portico/config/v1/config.proto), one descriptor (entities.cc, which also lists it in the
+// default registry) and its own validation rules (validate.cc). docs/architecture.md "How to add
+// an entity kind" walks through it.
+//
+// Generic code reads and writes entities through protobuf reflection here. That is for the
+// Admin API and the store; the DP's hot paths (ValidateConfigSet, snapshot apply) stay typed and
+// never go through a descriptor. Descriptors and registries are immutable once built:
+// thread-safe.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/config/field_errors.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace google::protobuf {
+class Descriptor;
+class FieldDescriptor;
+class Message;
+}  // namespace google::protobuf
+
+namespace portico {
+
+struct ConfigSet;
+
+// Kong's type of a field: its JSON shape, how a form value is coerced, and the words of its
+// type errors. The proto field behind it must have the matching shape (checked when the
+// descriptor is built).
+enum class FieldType {
+  kId,              // the primary key: UUID text, lowercased; the store generates one when empty
+  kTimestamp,       // created_at / updated_at: int64 seconds stamped by the store
+  kString,          // string; `optional` in the proto when it is nullable
+  kInteger,         // int32 (values beyond it: "value out of range") or int64
+  kBoolean,         // bool; `optional` when nullable
+  kArray,           // strings, "expected an array": a StringList wrapper (null when unset) or a
+                    // `repeated string` (never null)
+  kSet,             // the same shapes; Kong's messages say "expected a set"
+  kStringArrayMap,  // name -> array of strings: a wrapper message whose `values` is a
+                    // map<string, StringList> (route headers)
+  kRecordSet,       // records of scalars: a wrapper whose `values` is a repeated message
+                    // (route sources: CidrPortList of CidrPort); a record field that is null
+                    // stays unset
+  kForeignKey,      // {"id": "<uuid>"} or null; the proto field is `optional string <name>_id`
+};
+
+// What deleting a referenced entity does to the entities that reference it (Kong's on_delete).
+enum class OnDelete { kRestrict, kCascade };
+
+struct FieldSpec {
+  std::string name;                    // Kong's JSON name (and the proto field's, but see kForeignKey)
+  FieldType type = FieldType::kString;
+  // Kong's default as a JSON literal ("5", "\"http\"", "[\"http\",\"https\"]", "true"); "" = none
+  // (the field is null, or zero/empty when the proto field has no presence). A JSON null in a
+  // body resets the field to this (kId and kTimestamp ignore null).
+  std::string default_json;
+  bool required = false;    // Kong's `required`: the kind's rules report "required field missing"
+  bool unique = false;      // no two entities of the kind share a value (kString only; a UNIQUE column)
+  bool lowercase_keys = false;  // kStringArrayMap: map keys are lowercased (header names)
+  // kForeignKey: the referenced kind ("services"), which must be registered before this one.
+  // "" = a reference to a kind Portico does not have yet: the id is shown and kept, but it is
+  // not stored as a key nor checked to exist.
+  std::string references;
+  OnDelete on_delete = OnDelete::kRestrict;
+
+  // Set when the descriptor is built: the proto field holding the value.
+  const google::protobuf::FieldDescriptor* proto = nullptr;
+};
+
+// An input-only field (Kong's "shorthand"), e.g. a service's `url`: `apply` sets real fields
+// from `value` (never null) and may look at the rest of `body` (e.g. to refuse a combination).
+struct ShorthandSpec {
+  std::string name;
+  FieldType type = FieldType::kString;  // how a form value is coerced
+  void (*apply)(const nlohmann::json& body, const nlohmann::json& value, google::protobuf::Message* entity,
+                FieldErrors* errors) = nullptr;
+};
+
+// What a kind declares (see entities.cc for services and routes).
+struct EntityKindDeclaration {
+  std::string name;          // Kong's entity name = SQL table = Admin API collection ("services")
+  std::string endpoint_key;  // a unique kString field: a URL key that is not a UUID names it; "" = ids only
+  // Every other proto field, in Kong's order. Every kind has `id` (kId), `created_at` and
+  // `updated_at` (kTimestamp, seconds): the descriptor adds them (its fields() start with them),
+  // the proto message must have them.
+  std::vector<FieldSpec> fields;
+  std::vector<ShorthandSpec> shorthands;
+  // The kind's own field and entity rules (validate.cc), UTF-8 first (ValidateEntityUtf8First).
+  FieldErrors (*validate)(const google::protobuf::Message& entity) = nullptr;
+  // For kinds data planes receive: parses one serialized entity onto the end of its list in a
+  // ConfigSet; false (nothing appended) when the bytes do not parse. Null: not in a ConfigSet.
+  bool (*append_to_config)(ConfigSet* config, absl::string_view serialized) = nullptr;
+  bool top_level_endpoints = true;  // /{name} and /{name}/{key} exist (Kong disables them for targets)
+};
+
+class EntityDescriptor {
+ public:
+  // `prototype` is the kind's message (e.g. config::v1::Service::default_instance()); it must
+  // outlive the descriptor. A declaration that does not fit it is a programming error: this
+  // aborts with the reason (Check() returns it instead).
+  EntityDescriptor(EntityKindDeclaration declaration, const google::protobuf::Message& prototype);
+  ~EntityDescriptor();
+  EntityDescriptor(const EntityDescriptor&) = delete;
+  EntityDescriptor& operator=(const EntityDescriptor&) = delete;
+
+  // OK when `declaration` fits `prototype`: every field exists with a matching shape, every proto
+  // field is declared (or implied: id, created_at, updated_at), defaults parse, keys are sound.
+  static absl::Status Check(const EntityKindDeclaration& declaration, const google::protobuf::Message& prototype);
+
+  const std::string& name() const { return decl_.name; }
+  const std::string& endpoint_key() const { return decl_.endpoint_key; }
+  const std::vector<FieldSpec>& fields() const { return decl_.fields; }  // id, created_at, updated_at first
+  const std::vector<ShorthandSpec>& shorthands() const { return decl_.shorthands; }
+  bool top_level_endpoints() const { return decl_.top_level_endpoints; }
+  bool exported() const { return decl_.append_to_config != nullptr; }
+  const google::protobuf::Descriptor* message_type() const;
+
+  const FieldSpec* field(absl::string_view name) const;  // null when the kind has no such field
+  const ShorthandSpec* shorthand(absl::string_view name) const;
+  std::vector<const FieldSpec*> unique_fields() const;
+  // Foreign keys to registered kinds (kForeignKey with `references` set), in declaration order.
+  std::vector<const FieldSpec*> stored_foreign_keys() const;
+
+  // A new empty entity, and one with Kong's defaults (no id, no timestamps).
+  std::unique_ptr<google::protobuf::Message> New() const;
+  std::unique_ptr<google::protobuf::Message> NewDefault() const;
+  const google::protobuf::Message& defaults() const { return *defaults_; }
+
+  // The kind's field validation (its `validate`); empty = valid.
+  FieldErrors Validate(const google::protobuf::Message& entity) const { return decl_.validate(entity); }
+  // See EntityKindDeclaration::append_to_config. REQUIRES: exported().
+  bool AppendToConfig(ConfigSet* config, absl::string_view serialized) const {
+    return decl_.append_to_config(config, serialized);
+  }
+
+  // Reflection accessors; `entity` must be of this kind.
+  std::string Id(const google::protobuf::Message& entity) const;
+  void SetId(google::protobuf::Message* entity, const std::string& id) const;
+  int64_t CreatedAt(const google::protobuf::Message& entity) const;
+  void SetCreatedAt(google::protobuf::Message* entity, int64_t seconds) const;
+  void SetUpdatedAt(google::protobuf::Message* entity, int64_t seconds) const;
+  // The text of a kId/kString field, or the referenced id of a kForeignKey; nullopt when unset.
+  std::optional<std::string> Text(const google::protobuf::Message& entity, const FieldSpec& field) const;
+  void SetText(google::protobuf::Message* entity, const FieldSpec& field, const std::string& text) const;
+  // The `tags` field's values (empty when the kind has none or it is unset).
+  std::vector<std::string> Tags(const google::protobuf::Message& entity) const;
+
+ private:
+  EntityKindDeclaration decl_;
+  const google::protobuf::Message& prototype_;
+  std::unique_ptr<google::protobuf::Message> defaults_;
+  const FieldSpec* id_ = nullptr;
+  const FieldSpec* created_at_ = nullptr;
+  const FieldSpec* updated_at_ = nullptr;
+  const FieldSpec* tags_ = nullptr;
+};
+
+// The kinds one store and Admin API serve, parents before children.
+class EntityRegistry {
+ public:
+  // A foreign key may reference only a kind listed before it, so tables can be created in this
+  // order. A duplicate name or a dangling reference is a programming error (aborts).
+  explicit EntityRegistry(std::vector<const EntityDescriptor*> kinds);
+
+  // Portico's kinds (entities.cc): services, routes.
+  static const EntityRegistry& Default();
+
+  const std::vector<const EntityDescriptor*>& kinds() const { return kinds_; }
+  const EntityDescriptor* Find(absl::string_view name) const;  // null when unknown
+  const EntityDescriptor* Find(const google::protobuf::Descriptor* message_type) const;
+
+  // A foreign key of `kind` that references another registered kind.
+  struct Reference {
+    const EntityDescriptor* kind;
+    const FieldSpec* field;
+  };
+  // Every stored foreign key that references `parent`, in registry order.
+  std::vector<Reference> ReferencesTo(const EntityDescriptor& parent) const;
+
+ private:
+  std::vector<const EntityDescriptor*> kinds_;
+};
+
+}  // namespace portico

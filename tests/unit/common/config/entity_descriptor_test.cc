@@ -1,0 +1,193 @@
+// Entity descriptors: the built-in kinds are sound and agree with the validator; a declaration
+// that does not fit its proto message is refused with the reason; the registry orders kinds and
+// finds the references between them.
+#include "common/config/entity_descriptor.h"
+
+#include <algorithm>
+
+#include "common/config/entities.h"
+#include "common/config/entity_json.h"
+#include "common/config/validate.h"
+#include "google/protobuf/descriptor.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+using nlohmann::json;
+
+FieldErrors NoRules(const google::protobuf::Message& m) {
+  return ValidateEntityUtf8First(m, [](const google::protobuf::Message&) { return FieldErrors(); });
+}
+
+// The declared fields of a built kind (without the implied id and timestamps).
+std::vector<FieldSpec> DeclaredFields(const EntityDescriptor& kind) {
+  std::vector<FieldSpec> out;
+  for (const FieldSpec& spec : kind.fields()) {
+    if (spec.type == FieldType::kId || spec.type == FieldType::kTimestamp) continue;
+    FieldSpec copy = spec;
+    copy.proto = nullptr;
+    out.push_back(copy);
+  }
+  return out;
+}
+
+// A declaration of services that passes Check; tests break one thing at a time.
+EntityKindDeclaration ServiceDeclaration() {
+  return {.name = "services", .endpoint_key = "name", .fields = DeclaredFields(ServicesKind()), .validate = &NoRules};
+}
+
+TEST(EntityDescriptorTest, BuiltInKindsFitTheirMessages) {
+  for (const EntityDescriptor* kind : EntityRegistry::Default().kinds()) {
+    EntityKindDeclaration d{.name = kind->name(),
+                            .endpoint_key = kind->endpoint_key(),
+                            .fields = DeclaredFields(*kind),
+                            .shorthands = kind->shorthands(),
+                            .validate = &NoRules};
+    const google::protobuf::Message& prototype =
+        kind == &ServicesKind() ? static_cast<const google::protobuf::Message&>(Service::default_instance())
+                                : Route::default_instance();
+    EXPECT_TRUE(EntityDescriptor::Check(d, prototype).ok()) << EntityDescriptor::Check(d, prototype);
+    // Every proto field is described, so the codec can never silently drop a new one.
+    EXPECT_EQ(static_cast<int>(kind->fields().size()), kind->message_type()->field_count()) << kind->name();
+    EXPECT_EQ(kind->fields()[0].name, "id");
+  }
+  EXPECT_EQ(ServicesKind().message_type(), Service::descriptor());
+  EXPECT_EQ(RoutesKind().message_type(), Route::descriptor());
+}
+
+TEST(EntityDescriptorTest, CheckRefusesDeclarationsThatDoNotFitTheMessage) {
+  const Service& prototype = Service::default_instance();
+  ASSERT_TRUE(EntityDescriptor::Check(ServiceDeclaration(), prototype).ok());
+  auto refused = [&](const EntityKindDeclaration& d, absl::string_view why) {
+    absl::Status s = EntityDescriptor::Check(d, prototype);
+    EXPECT_FALSE(s.ok()) << why;
+    EXPECT_NE(s.message().find(why), absl::string_view::npos) << s;
+  };
+  EntityKindDeclaration d = ServiceDeclaration();
+  d.fields.push_back({.name = "colour", .type = FieldType::kString});
+  refused(d, "field 'colour' has no proto field 'colour'");
+
+  d = ServiceDeclaration();
+  for (FieldSpec& f : d.fields) {
+    if (f.name == "port") f.type = FieldType::kBoolean;
+  }
+  refused(d, "field 'port': proto field 'port' does not fit its type");
+
+  d = ServiceDeclaration();
+  d.fields.erase(std::find_if(d.fields.begin(), d.fields.end(), [](const FieldSpec& f) { return f.name == "retries"; }));
+  refused(d, "proto field 'retries' is not declared");
+
+  d = ServiceDeclaration();
+  d.endpoint_key = "host";  // not unique
+  refused(d, "the endpoint key must be a unique field");
+
+  d = ServiceDeclaration();
+  for (FieldSpec& f : d.fields) {
+    if (f.name == "retries") f.default_json = "{not json";
+  }
+  refused(d, "default is not a JSON value");
+
+  d = ServiceDeclaration();
+  for (FieldSpec& f : d.fields) {
+    if (f.name == "client_certificate") f.type = FieldType::kString;  // the proto field is client_certificate_id
+  }
+  refused(d, "field 'client_certificate' has no proto field 'client_certificate'");
+
+  d = ServiceDeclaration();
+  d.shorthands.push_back({.name = "host", .type = FieldType::kString, .apply = ServicesKind().shorthands()[0].apply});
+  refused(d, "shorthand 'host' collides");
+
+  d = ServiceDeclaration();
+  d.fields.push_back({.name = "id", .type = FieldType::kId});
+  refused(d, "field 'id': id, created_at and updated_at are implied, not declared");
+}
+
+// The descriptor's `required` flags and the kind's own rules say the same thing.
+TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
+  Service service = DefaultService();
+  service.set_host("example.com");
+  ASSERT_TRUE(ServicesKind().Validate(service).empty());
+  int required = 0;
+  for (const EntityDescriptor* kind : EntityRegistry::Default().kinds()) {
+    for (const FieldSpec& spec : kind->fields()) {
+      if (!spec.required) continue;
+      ++required;
+      ASSERT_EQ(kind, &ServicesKind()) << "a required field of " << kind->name() << " needs a case here";
+      Service missing = service;
+      missing.GetReflection()->ClearField(&missing, spec.proto);
+      FieldErrors errors = kind->Validate(missing);
+      EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
+    }
+  }
+  EXPECT_EQ(required, 2);  // protocol, host
+}
+
+TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
+  const Route& defaults = static_cast<const Route&>(RoutesKind().defaults());
+  EXPECT_EQ(defaults.protocols_size(), 2);
+  EXPECT_EQ(defaults.https_redirect_status_code(), 426);
+  EXPECT_TRUE(defaults.strip_path());
+  EXPECT_FALSE(defaults.has_name());
+  EXPECT_TRUE(defaults.id().empty());
+  EXPECT_EQ(FormFieldKind(RoutesKind(), "headers"), FieldKind::kStringMap);
+  EXPECT_EQ(FormFieldKind(RoutesKind(), "sources"), FieldKind::kRecordArray);
+  EXPECT_EQ(FormFieldKind(RoutesKind(), "service"), FieldKind::kRecord);
+  EXPECT_EQ(FormFieldKind(ServicesKind(), "url"), FieldKind::kString);  // a shorthand
+  EXPECT_EQ(FormFieldKind(ServicesKind(), "port"), FieldKind::kInteger);
+  EXPECT_EQ(FormFieldKind(ServicesKind(), "nope"), FieldKind::kUnknown);
+  // Null resets to the declared default, whatever the field's type.
+  Route r = defaults;
+  FieldErrors errors;
+  ApplyRouteJson(json::parse(R"({"protocols":["grpc"],"strip_path":false,"regex_priority":9})"), &r, &errors);
+  ApplyRouteJson(json::parse(R"({"protocols":null,"strip_path":null,"regex_priority":null})"), &r, &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(RouteToJson(r), RouteToJson(defaults));
+}
+
+TEST(EntityDescriptorTest, ReflectionAccessorsReadAndWriteTheDeclaredFields) {
+  const EntityDescriptor& kind = RoutesKind();
+  Route r = DefaultRoute();
+  kind.SetId(&r, "11111111-1111-4111-8111-111111111111");
+  kind.SetCreatedAt(&r, 5);
+  kind.SetUpdatedAt(&r, 6);
+  EXPECT_EQ(r.id(), "11111111-1111-4111-8111-111111111111");
+  EXPECT_EQ(kind.CreatedAt(r), 5);
+  EXPECT_EQ(r.updated_at(), 6);
+  const FieldSpec& service = *kind.field("service");
+  EXPECT_EQ(kind.Text(r, service), std::nullopt);
+  kind.SetText(&r, service, "22222222-2222-4222-8222-222222222222");
+  EXPECT_EQ(r.service_id(), "22222222-2222-4222-8222-222222222222");
+  EXPECT_EQ(kind.Text(r, *kind.field("name")), std::nullopt);
+  EXPECT_TRUE(kind.Tags(r).empty());
+  r.mutable_tags()->add_values("a");
+  r.mutable_tags()->add_values("b");
+  EXPECT_EQ(kind.Tags(r), (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(kind.unique_fields().size(), 1u);
+  EXPECT_EQ(kind.unique_fields()[0]->name, "name");
+  ASSERT_EQ(kind.stored_foreign_keys().size(), 1u);
+  EXPECT_EQ(kind.stored_foreign_keys()[0]->references, "services");
+  EXPECT_TRUE(ServicesKind().stored_foreign_keys().empty());  // client_certificate references no kind yet
+}
+
+TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
+  const EntityRegistry& kinds = EntityRegistry::Default();
+  EXPECT_EQ(kinds.Find("services"), &ServicesKind());
+  EXPECT_EQ(kinds.Find(Route::descriptor()), &RoutesKind());
+  EXPECT_EQ(kinds.Find("consumers"), nullptr);
+  std::vector<EntityRegistry::Reference> refs = kinds.ReferencesTo(ServicesKind());
+  ASSERT_EQ(refs.size(), 1u);
+  EXPECT_EQ(refs[0].kind, &RoutesKind());
+  EXPECT_EQ(refs[0].field->name, "service");
+  EXPECT_TRUE(kinds.ReferencesTo(RoutesKind()).empty());
+}
+
+TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {
+  EXPECT_DEATH(EntityRegistry({&RoutesKind(), &ServicesKind()}), "references 'services', which is not listed before it");
+  EXPECT_DEATH(EntityRegistry({&ServicesKind(), &ServicesKind()}), "listed twice");
+}
+
+}  // namespace
+}  // namespace portico
