@@ -1,7 +1,8 @@
 #pragma once
 // The Admin API (Kong 3.x shapes, docs/admin-api.md): turns one HttpRequest into one
 // HttpResponse. No sockets; the HTTP server that calls Handle() is elsewhere (it answers 413
-// for oversized bodies itself).
+// for oversized bodies itself). The entity endpoints are those of the store's entity kinds
+// (entity_endpoints.h); this adds /, /status, /metrics and /clustering/*.
 #include <functional>
 #include <memory>
 #include <mutex>

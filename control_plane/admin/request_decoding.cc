@@ -93,7 +93,7 @@ std::vector<std::pair<std::string, std::string>> ParseQuery(absl::string_view qu
   return out;
 }
 
-json FormToJson(absl::string_view body, FieldKind (*kind_of)(absl::string_view)) {
+json FormToJson(absl::string_view body, FieldKindOf kind_of) {
   json out = json::object();
   for (const auto& [raw_key, value] : ParseQuery(body)) {
     std::string key = raw_key;
@@ -142,7 +142,7 @@ json FormToJson(absl::string_view body, FieldKind (*kind_of)(absl::string_view))
   return out;
 }
 
-DecodedBody DecodeBody(const HttpRequest& request, FieldKind (*kind_of)(absl::string_view)) {
+DecodedBody DecodeBody(const HttpRequest& request, FieldKindOf kind_of) {
   DecodedBody result;
   auto fail = [&result](int status, std::string message) {
     result.error_status = status;

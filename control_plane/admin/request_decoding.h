@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "common/config/entity_json.h"
 #include "common/http/message.h"
@@ -36,9 +37,13 @@ bool JsonTooDeep(absl::string_view text);
 // is set and the result is discarded).
 nlohmann::json ParseJsonCapped(absl::string_view text, bool* too_deep = nullptr);
 
+// How a form value of a top-level field is coerced: FormFieldKind of the entity's descriptor
+// (or the typed ServiceFieldKind / RouteFieldKind), entity_json.h.
+using FieldKindOf = absl::FunctionRef<FieldKind(absl::string_view field)>;
+
 // Form fields (name=x, paths[]=/a, paths=/a, service.id=..., headers.x-foo=a) as the JSON body
 // they stand for, coerced with the entity's field kinds.
-nlohmann::json FormToJson(absl::string_view body, FieldKind (*kind_of)(absl::string_view));
+nlohmann::json FormToJson(absl::string_view body, FieldKindOf kind_of);
 
 // A request body as a JSON object: {} when empty; application/json (capped depth, an object) or
 // application/x-www-form-urlencoded (FormToJson). Otherwise `error_status` (400, 415) and
@@ -48,6 +53,6 @@ struct DecodedBody {
   std::string error_message;
   nlohmann::json value = nlohmann::json::object();
 };
-DecodedBody DecodeBody(const HttpRequest& request, FieldKind (*kind_of)(absl::string_view));
+DecodedBody DecodeBody(const HttpRequest& request, FieldKindOf kind_of);
 
 }  // namespace portico

@@ -1,126 +1,189 @@
 #pragma once
-// The control plane's datastore: services and routes in SQLite, plus the config version counter.
+// The control plane's datastore, as an interface: entities of every registered kind (entity
+// descriptors, common/config/entity_descriptor.h) plus the config version counter. Callers (the
+// Admin API, main.cc) see only this; the SQLite implementation is sqlite_store.{h,cc}, and a
+// PostgreSQL one can sit beside it (Open() picks by location).
 //
-// Storage (see docs/admin-api.md "Storage"): one table per entity kind with indexed columns
-// (id PRIMARY KEY, name UNIQUE, created_at, routes.service_id REFERENCES services ON DELETE
-// RESTRICT, tags as "\x1f"-delimited text) and the entity itself as the serialized proto BLOB.
-// `sync_meta` holds one row (epoch = 16 random bytes made with the DB, version).
-//
-// Every successful write runs in one BEGIN IMMEDIATE transaction that also bumps
-// sync_meta.version; a failed write rolls back and changes nothing (no bump either).
-// Entities passed in must already be validated (common/config/validate.h): the store enforces
-// only keys (primary, unique name, foreign key), and refuses (InvalidArgument, nothing written) an
-// entity whose serialized form does not parse back, e.g. a string that is not UTF-8.
-//
-// Thread-safe: one writer connection behind a mutex, one read connection (WAL allows reads
-// concurrent with the writer) behind another.
+// Contract of every implementation:
+//  - every successful write runs in one transaction that also bumps the version by one; a
+//    refused or failed write changes nothing (no bump either);
+//  - entities passed in must already be validated (common/config/validate.h): the store enforces
+//    only keys (primary, unique fields, foreign keys), and refuses (InvalidArgument, nothing
+//    written) an entity whose serialized form does not parse back (e.g. a string that is not
+//    UTF-8);
+//  - refusals carry a StoreConflict payload (GetStoreConflict, StoreConflictSubject);
+//  - corrupt rows (see CorruptRowId) are survived, not fatal;
+//  - thread-safe.
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/config/config_set.h"
+#include "common/config/entity_descriptor.h"
 
 namespace portico {
+
+using EntityPtr = std::unique_ptr<google::protobuf::Message>;
 
 // Why a write was refused; carried as a payload of the returned (non-OK) status.
 enum class StoreConflict {
   kNone,
   kPrimaryKey,         // id already used (code kAlreadyExists)
-  kUniqueName,         // name already used by another entity (code kAlreadyExists)
-  kForeignKeyMissing,  // route.service_id does not reference a service (code kFailedPrecondition)
-  kReferenced,         // delete of a service still referenced by routes (code kFailedPrecondition)
+  kUniqueName,         // a unique field (e.g. name) already has that value (code kAlreadyExists)
+  kForeignKeyMissing,  // a foreign key does not reference an existing entity (code kFailedPrecondition)
+  kReferenced,         // delete of an entity still referenced with ON DELETE RESTRICT (code kFailedPrecondition)
 };
 StoreConflict GetStoreConflict(const absl::Status& status);
+// What the conflict is about: kUniqueName: the unique field ("name"); kForeignKeyMissing: the
+// foreign-key field ("service"); kReferenced: the referencing kind ("routes"). "" when not known.
+std::string StoreConflictSubject(const absl::Status& status);
+// `status` with the conflict payload set (for implementations).
+absl::Status WithStoreConflict(absl::Status status, StoreConflict conflict, absl::string_view subject = "");
 
-// Corrupt rows: a row whose entity BLOB does not parse (written by an older CP that accepted
+// Corrupt rows: a row whose stored entity does not parse (written by an older CP that accepted
 // ill-formed UTF-8 in a proto3 string, or damaged on disk). The store never writes one (every
 // write is parsed back first) but survives one:
 //  - a read by key (Get*) returns DataLoss carrying the row's id: CorruptRowId(status);
 //  - lists skip it (logged at error level with its id);
 //  - ReadConfig leaves it out of `config` and lists it in StoredConfig::corrupt;
-//  - DeleteService/DeleteRoute and Update/Upsert by id work on it (they never parse the BLOB).
+//  - Delete and Update/Upsert by id work on it (they never parse the stored entity).
 std::optional<std::string> CorruptRowId(const absl::Status& status);
+// Why a corrupt row cannot be read (CorruptRow::error).
+inline constexpr char kCorruptEntityReason[] =
+    "the stored entity does not parse (a string that is not UTF-8, or damaged bytes)";
+// DataLoss naming the corrupt row of `kind`, with its id as the payload (for implementations).
+absl::Status CorruptRowError(absl::string_view kind, const std::string& id);
 
-// Keyset pagination ordered by id, plus tag filtering.
+// Keyset pagination ordered by id, plus tag and parent filtering.
 struct ListQuery {
   int size = 100;                 // rows per page, > 0
   std::string after_id;           // only ids > after_id ("" = from the start)
   std::vector<std::string> tags;  // empty = no tag filter
   bool tags_any = false;          // false: entity has ALL tags (a,b); true: ANY of them (a/b)
+  // Only entities whose foreign key `parent_field` (a stored kForeignKey, e.g. "service")
+  // references `parent_id`; "" = no such filter.
+  std::string parent_field;
+  std::string parent_id;
 };
 
 template <typename T>
 struct ListPage {
   std::vector<T> items;
-  bool has_more = false;  // true: another page follows items.back().id()
+  bool has_more = false;  // true: another page follows items.back()'s id
+};
+
+enum class WriteMode {
+  kInsert,  // fails on an existing id (kPrimaryKey)
+  kUpdate,  // fails with NotFound when the id is absent
+  kUpsert,  // inserts or replaces
 };
 
 class Store {
  public:
-  // Opens (creating the file, schema and epoch on first start) and applies pending migrations.
-  // `path` may be ":memory:" (then reads share the writer connection). `clock` must outlive
-  // the store; it stamps created_at/updated_at.
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path, const Clock& clock);
-  ~Store();
-  Store(const Store&) = delete;
-  Store& operator=(const Store&) = delete;
+  // Opens the datastore named by `location` for the kinds of `kinds` (which must outlive it):
+  // today a SQLite file path, created with its schema on first start, or ":memory:". `clock`
+  // must outlive the store; it stamps created_at/updated_at.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& location, const Clock& clock,
+                                                     const EntityRegistry& kinds = EntityRegistry::Default());
+  virtual ~Store() = default;
 
-  // Reads. NotFound when absent. Ids are compared as given (the Admin API lowercases UUIDs).
-  absl::StatusOr<config::v1::Service> GetService(absl::string_view id);
-  absl::StatusOr<config::v1::Service> GetServiceByName(absl::string_view name);
-  absl::StatusOr<ListPage<config::v1::Service>> ListServices(const ListQuery& query);
-  absl::StatusOr<config::v1::Route> GetRoute(absl::string_view id);
-  absl::StatusOr<config::v1::Route> GetRouteByName(absl::string_view name);
-  absl::StatusOr<ListPage<config::v1::Route>> ListRoutes(const ListQuery& query);
-  absl::StatusOr<ListPage<config::v1::Route>> ListRoutesOfService(absl::string_view service_id,
-                                                                  const ListQuery& query);
+  virtual const EntityRegistry& kinds() const = 0;
+
+  // Reads of one kind. NotFound when absent. Ids are compared as given (the Admin API
+  // lowercases UUIDs).
+  virtual absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) = 0;
+  // By a unique field of the kind (its endpoint key, e.g. "name").
+  virtual absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                                     absl::string_view value) = 0;
+  virtual absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) = 0;
 
   // Writes; each returns the stored entity. An empty id gets a new UUID. Insert stamps
   // created_at (unless set) and updated_at; Update/Upsert keep the stored created_at and stamp
-  // updated_at. Update fails with NotFound when the id is absent; Upsert inserts then.
-  absl::StatusOr<config::v1::Service> InsertService(config::v1::Service service);
-  absl::StatusOr<config::v1::Service> UpdateService(config::v1::Service service);
-  absl::StatusOr<config::v1::Service> UpsertService(config::v1::Service service);
-  // Returns false when there was nothing to delete (then no version bump).
-  absl::StatusOr<bool> DeleteService(absl::string_view id);
+  // updated_at.
+  virtual absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const google::protobuf::Message& entity,
+                                                WriteMode mode) = 0;
+  // Returns false when there was nothing to delete (then no version bump). Entities that
+  // reference it with ON DELETE CASCADE go in the same transaction.
+  virtual absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) = 0;
 
-  absl::StatusOr<config::v1::Route> InsertRoute(config::v1::Route route);
-  absl::StatusOr<config::v1::Route> UpdateRoute(config::v1::Route route);
-  absl::StatusOr<config::v1::Route> UpsertRoute(config::v1::Route route);
-  absl::StatusOr<bool> DeleteRoute(absl::string_view id);
+  // Every entity of the exported kinds (EntityDescriptor::exported; sorted by id, disabled
+  // services included) and the version, read in one read transaction, so the set is exactly the
+  // one `version` names. `version.hash` is empty. Corrupt rows do not fail the read: they are
+  // listed in `corrupt` (kinds in registry order, each by id), and the caller must not publish
+  // the result.
+  virtual absl::StatusOr<StoredConfig> ReadConfig() = 0;
 
-  // Every service and route (sorted by id, disabled services included) and the version, read in
-  // one read transaction, so the set is exactly the one `version` names. `version.hash` is empty.
-  // Corrupt rows do not fail the read: they are listed in `corrupt` (and the caller must not
-  // publish the result).
-  absl::StatusOr<StoredConfig> ReadConfig();
-
-  uint64_t CurrentVersion();          // 0 if it cannot be read
-  std::string Epoch() const;          // 16 raw bytes, fixed for the life of the DB file
-  absl::Status Ping();                // a trivial query on the read connection
+  virtual uint64_t CurrentVersion() = 0;  // 0 if it cannot be read
+  virtual std::string Epoch() const = 0;  // 16 raw bytes, fixed for the life of the datastore
+  virtual absl::Status Ping() = 0;        // a trivial query on the read path
   // Migrations applied, in order: (id, name).
-  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations();
+  virtual absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() = 0;
+
+  // Typed forms of the above for a registered message type (e.g. Get<config::v1::Service>(id)).
+  template <typename Entity>
+  absl::StatusOr<Entity> Get(absl::string_view id) {
+    return Typed<Entity>([&](const EntityDescriptor& kind) { return GetEntity(kind, id); });
+  }
+  // By the kind's endpoint key (services: name).
+  template <typename Entity>
+  absl::StatusOr<Entity> GetByEndpointKey(absl::string_view key) {
+    return Typed<Entity>([&](const EntityDescriptor& kind) { return GetEntityByField(kind, kind.endpoint_key(), key); });
+  }
+  template <typename Entity>
+  absl::StatusOr<ListPage<Entity>> List(const ListQuery& query) {
+    const EntityDescriptor* kind = KindOf<Entity>();
+    if (kind == nullptr) return UnknownKind<Entity>();
+    absl::StatusOr<ListPage<EntityPtr>> page = ListEntities(*kind, query);
+    if (!page.ok()) return page.status();
+    ListPage<Entity> out;
+    out.has_more = page->has_more;
+    for (EntityPtr& e : page->items) out.items.push_back(std::move(static_cast<Entity&>(*e)));
+    return out;
+  }
+  template <typename Entity>
+  absl::StatusOr<Entity> Insert(const Entity& entity) {
+    return Typed<Entity>([&](const EntityDescriptor& kind) { return WriteEntity(kind, entity, WriteMode::kInsert); });
+  }
+  template <typename Entity>
+  absl::StatusOr<Entity> Update(const Entity& entity) {
+    return Typed<Entity>([&](const EntityDescriptor& kind) { return WriteEntity(kind, entity, WriteMode::kUpdate); });
+  }
+  template <typename Entity>
+  absl::StatusOr<Entity> Upsert(const Entity& entity) {
+    return Typed<Entity>([&](const EntityDescriptor& kind) { return WriteEntity(kind, entity, WriteMode::kUpsert); });
+  }
+  template <typename Entity>
+  absl::StatusOr<bool> Delete(absl::string_view id) {
+    const EntityDescriptor* kind = KindOf<Entity>();
+    if (kind == nullptr) return UnknownKind<Entity>();
+    return DeleteEntity(*kind, id);
+  }
 
  private:
-  struct Connection;
-  explicit Store(const Clock& clock);
-
   template <typename Entity>
-  absl::StatusOr<Entity> WriteEntity(Entity entity, int mode);
-  absl::StatusOr<bool> DeleteById(absl::string_view table, absl::string_view id);
-
-  const Clock& clock_;
-  std::unique_ptr<Connection> writer_;
-  std::unique_ptr<Connection> reader_;  // null for ":memory:"
-  std::string epoch_;
-
-  Connection& ReadConnection();
+  const EntityDescriptor* KindOf() const {
+    return kinds().Find(Entity::descriptor());
+  }
+  template <typename Entity>
+  static absl::Status UnknownKind() {
+    return absl::InvalidArgumentError(absl::StrCat("no entity kind registered for ", Entity::descriptor()->full_name()));
+  }
+  template <typename Entity, typename Call>
+  absl::StatusOr<Entity> Typed(Call call) {
+    const EntityDescriptor* kind = KindOf<Entity>();
+    if (kind == nullptr) return UnknownKind<Entity>();
+    absl::StatusOr<EntityPtr> entity = call(*kind);
+    if (!entity.ok()) return entity.status();
+    return std::move(static_cast<Entity&>(**entity));
+  }
 };
 
 }  // namespace portico

@@ -58,7 +58,7 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   EXPECT_EQ((*migrations)[0].first, 1);
   EXPECT_EQ(store_->Epoch().size(), 16u);
   EXPECT_EQ(store_->CurrentVersion(), 0u);
-  auto s = store_->InsertService(NewService("a"));
+  auto s = store_->Insert(NewService("a"));
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string epoch = store_->Epoch();
 
@@ -68,7 +68,7 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   EXPECT_EQ((*reopened)->Epoch(), epoch);
   EXPECT_EQ((*reopened)->CurrentVersion(), 1u);
   EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 1u);
-  auto again = (*reopened)->GetServiceByName("a");
+  auto again = (*reopened)->GetByEndpointKey<Service>("a");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->id(), s->id());
   EXPECT_TRUE(std::filesystem::exists(path_ + "-wal") || std::filesystem::exists(path_));
@@ -80,7 +80,7 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
 }
 
 TEST_F(StoreTest, InsertStampsTimesAndUpdateKeepsCreatedAt) {
-  auto s = store_->InsertService(NewService("svc"));
+  auto s = store_->Insert(NewService("svc"));
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(IsUuid(s->id()));
   EXPECT_EQ(s->created_at(), 1000);
@@ -89,75 +89,75 @@ TEST_F(StoreTest, InsertStampsTimesAndUpdateKeepsCreatedAt) {
   Service changed = *s;
   changed.set_created_at(0);
   changed.set_port(8080);
-  auto u = store_->UpdateService(changed);
+  auto u = store_->Update(changed);
   ASSERT_TRUE(u.ok()) << u.status();
   EXPECT_EQ(u->created_at(), 1000);
   EXPECT_EQ(u->updated_at(), 1005);
-  EXPECT_EQ(store_->GetService(s->id())->port(), 8080);
+  EXPECT_EQ(store_->Get<Service>(s->id())->port(), 8080);
   EXPECT_EQ(store_->CurrentVersion(), 2u);
 
   Service missing = NewService("nope");
   missing.set_id(NewUuid());
-  EXPECT_TRUE(absl::IsNotFound(store_->UpdateService(missing).status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Update(missing).status()));
   EXPECT_EQ(store_->CurrentVersion(), 2u);
   // Upsert inserts, then replaces.
-  auto up = store_->UpsertService(missing);
+  auto up = store_->Upsert(missing);
   ASSERT_TRUE(up.ok());
   EXPECT_EQ(store_->CurrentVersion(), 3u);
   missing.set_port(1);
-  ASSERT_TRUE(store_->UpsertService(missing).ok());
-  EXPECT_EQ(store_->GetService(missing.id())->port(), 1);
+  ASSERT_TRUE(store_->Upsert(missing).ok());
+  EXPECT_EQ(store_->Get<Service>(missing.id())->port(), 1);
   EXPECT_EQ(store_->CurrentVersion(), 4u);
 }
 
 TEST_F(StoreTest, UniqueNameAndPrimaryKeyViolationsChangeNothing) {
-  auto a = store_->InsertService(NewService("dup"));
+  auto a = store_->Insert(NewService("dup"));
   ASSERT_TRUE(a.ok());
   const uint64_t version = store_->CurrentVersion();
-  auto b = store_->InsertService(NewService("dup"));
+  auto b = store_->Insert(NewService("dup"));
   EXPECT_EQ(GetStoreConflict(b.status()), StoreConflict::kUniqueName) << b.status();
   Service same_id = NewService("other");
   same_id.set_id(a->id());
-  auto c = store_->InsertService(same_id);
+  auto c = store_->Insert(same_id);
   EXPECT_EQ(GetStoreConflict(c.status()), StoreConflict::kPrimaryKey) << c.status();
   EXPECT_EQ(store_->CurrentVersion(), version);
-  EXPECT_EQ(store_->ListServices({})->items.size(), 1u);
+  EXPECT_EQ(store_->List<Service>({})->items.size(), 1u);
   // Nameless entities do not collide.
-  EXPECT_TRUE(store_->InsertService(NewService("")).ok());
-  EXPECT_TRUE(store_->InsertService(NewService("")).ok());
+  EXPECT_TRUE(store_->Insert(NewService("")).ok());
+  EXPECT_TRUE(store_->Insert(NewService("")).ok());
 }
 
 TEST_F(StoreTest, ForeignKeysRestrictAndRejectDanglingRoutes) {
-  auto s = store_->InsertService(NewService("svc"));
+  auto s = store_->Insert(NewService("svc"));
   ASSERT_TRUE(s.ok());
-  auto dangling = store_->InsertRoute(NewRoute(NewUuid()));
+  auto dangling = store_->Insert(NewRoute(NewUuid()));
   EXPECT_EQ(GetStoreConflict(dangling.status()), StoreConflict::kForeignKeyMissing) << dangling.status();
-  auto r = store_->InsertRoute(NewRoute(s->id()));
+  auto r = store_->Insert(NewRoute(s->id()));
   ASSERT_TRUE(r.ok()) << r.status();
   const uint64_t version = store_->CurrentVersion();
-  auto del = store_->DeleteService(s->id());
+  auto del = store_->Delete<Service>(s->id());
   EXPECT_EQ(GetStoreConflict(del.status()), StoreConflict::kReferenced) << del.status();
   EXPECT_EQ(store_->CurrentVersion(), version);
-  EXPECT_TRUE(store_->GetService(s->id()).ok());
+  EXPECT_TRUE(store_->Get<Service>(s->id()).ok());
 
-  EXPECT_EQ(store_->ListRoutesOfService(s->id(), {})->items.size(), 1u);
-  EXPECT_TRUE(*store_->DeleteRoute(r->id()));
-  EXPECT_TRUE(*store_->DeleteService(s->id()));
+  EXPECT_EQ(store_->List<Route>({.parent_field = "service", .parent_id = s->id()})->items.size(), 1u);
+  EXPECT_TRUE(*store_->Delete<Route>(r->id()));
+  EXPECT_TRUE(*store_->Delete<Service>(s->id()));
   EXPECT_EQ(store_->CurrentVersion(), version + 2);
   // Deleting what is not there succeeds and does not bump the version.
-  EXPECT_FALSE(*store_->DeleteService(s->id()));
+  EXPECT_FALSE(*store_->Delete<Service>(s->id()));
   EXPECT_EQ(store_->CurrentVersion(), version + 2);
 }
 
 TEST_F(StoreTest, KeysetPaginationVisitsEveryRowOnceInIdOrder) {
   std::set<std::string> ids;
-  for (int i = 0; i < 7; ++i) ids.insert(store_->InsertService(NewService("s" + std::to_string(i)))->id());
+  for (int i = 0; i < 7; ++i) ids.insert(store_->Insert(NewService("s" + std::to_string(i)))->id());
   ListQuery query;
   query.size = 3;
   std::vector<std::string> seen;
   int pages = 0;
   for (;;) {
-    auto page = store_->ListServices(query);
+    auto page = store_->List<Service>(query);
     ASSERT_TRUE(page.ok());
     ++pages;
     for (const auto& s : page->items) seen.push_back(s.id());
@@ -172,7 +172,7 @@ TEST_F(StoreTest, TagFiltersAndOr) {
   auto tagged = [&](std::vector<std::string> tags) {
     Service s = NewService("");
     for (auto& t : tags) s.mutable_tags()->add_values(t);
-    return store_->InsertService(s)->id();
+    return store_->Insert(s)->id();
   };
   std::string ab = tagged({"a", "b"}), a = tagged({"a"}), c = tagged({"c"});
   tagged({"ab"});  // must not match "a" or "b"
@@ -181,7 +181,7 @@ TEST_F(StoreTest, TagFiltersAndOr) {
     q.tags = tags;
     q.tags_any = any;
     std::set<std::string> out;
-    auto page = store_->ListServices(q);
+    auto page = store_->List<Service>(q);
     for (const auto& s : page->items) out.insert(s.id());
     return out;
   };
@@ -191,9 +191,9 @@ TEST_F(StoreTest, TagFiltersAndOr) {
 }
 
 TEST_F(StoreTest, ReadConfigIsSortedAndCarriesVersion) {
-  auto s1 = store_->InsertService(NewService("one"));
-  auto s2 = store_->InsertService(NewService("two"));
-  auto r = store_->InsertRoute(NewRoute(s1->id()));
+  auto s1 = store_->Insert(NewService("one"));
+  auto s2 = store_->Insert(NewService("two"));
+  auto r = store_->Insert(NewRoute(s1->id()));
   ASSERT_TRUE(r.ok());
   auto config = store_->ReadConfig();
   ASSERT_TRUE(config.ok()) << config.status();
@@ -212,7 +212,7 @@ TEST_F(StoreTest, ConcurrentReadsSeeConsistentSnapshots) {
   std::atomic<int> failed_inserts{0};
   std::thread writer([&] {
     for (int i = 0; i < 150; ++i) {
-      if (!store_->InsertService(NewService("w" + std::to_string(i))).ok()) ++failed_inserts;
+      if (!store_->Insert(NewService("w" + std::to_string(i))).ok()) ++failed_inserts;
     }
     done = true;
   });
@@ -236,19 +236,19 @@ TEST_F(StoreTest, ConcurrentReadsSeeConsistentSnapshots) {
 // Defence in depth behind the validator: an entity protobuf would serialize but not parse back
 // (a proto3 string that is not UTF-8) is never written.
 TEST_F(StoreTest, RefusesToWriteARowItCouldNotReadBack) {
-  auto good = store_->InsertService(NewService("good"));
+  auto good = store_->Insert(NewService("good"));
   ASSERT_TRUE(good.ok());
   const uint64_t version = store_->CurrentVersion();
 
-  auto insert = store_->InsertService(NewService("bad\xff\xfe"));
+  auto insert = store_->Insert(NewService("bad\xff\xfe"));
   EXPECT_EQ(insert.status().code(), absl::StatusCode::kInvalidArgument) << insert.status();
   Service update = *good;
   update.set_host("h\xff");
-  EXPECT_EQ(store_->UpdateService(update).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store_->UpsertService(update).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Update(update).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Upsert(update).status().code(), absl::StatusCode::kInvalidArgument);
   Route route = NewRoute(good->id());
   (*route.mutable_headers()->mutable_values())["x-a"].add_values("v\xff");
-  EXPECT_EQ(store_->InsertRoute(route).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Insert(route).status().code(), absl::StatusCode::kInvalidArgument);
 
   EXPECT_EQ(store_->CurrentVersion(), version);
   auto config = store_->ReadConfig();
@@ -268,7 +268,7 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
   for (const std::string& id : {before, after}) {
     Service s = NewService("s" + id.substr(id.size() - 1));
     s.set_id(id);
-    ASSERT_TRUE(store_->InsertService(s).ok());
+    ASSERT_TRUE(store_->Insert(s).ok());
   }
   ASSERT_EQ(test_support::InsertCorruptRow(path_, "services", corrupt, "bad\xff\xfe"), "");
   ASSERT_EQ(test_support::InsertCorruptRow(path_, "routes", "00000000-0000-4000-8000-000000000009",
@@ -281,13 +281,13 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
   EXPECT_EQ(store_->CurrentVersion(), 4u);
 
   // Reads by key: DataLoss naming the row.
-  auto by_id = store_->GetService(corrupt);
+  auto by_id = store_->Get<Service>(corrupt);
   EXPECT_EQ(by_id.status().code(), absl::StatusCode::kDataLoss) << by_id.status();
   EXPECT_EQ(CorruptRowId(by_id.status()), corrupt);
-  auto by_name = store_->GetServiceByName("bad\xff\xfe");
+  auto by_name = store_->GetByEndpointKey<Service>("bad\xff\xfe");
   EXPECT_EQ(CorruptRowId(by_name.status()), corrupt) << by_name.status();
-  EXPECT_EQ(CorruptRowId(store_->GetServiceByName("nope").status()), std::nullopt);
-  EXPECT_EQ(CorruptRowId(store_->GetRoute("00000000-0000-4000-8000-000000000009").status()),
+  EXPECT_EQ(CorruptRowId(store_->GetByEndpointKey<Service>("nope").status()), std::nullopt);
+  EXPECT_EQ(CorruptRowId(store_->Get<Route>("00000000-0000-4000-8000-000000000009").status()),
             "00000000-0000-4000-8000-000000000009");
 
   // Lists skip it, and pages still hold `size` entities and link to the rest.
@@ -295,7 +295,7 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
   query.size = 1;
   std::vector<std::string> seen;
   for (int pages = 0; pages < 5; ++pages) {
-    auto page = store_->ListServices(query);
+    auto page = store_->List<Service>(query);
     ASSERT_TRUE(page.ok()) << page.status();
     ASSERT_EQ(page->items.size(), 1u);
     seen.push_back(page->items[0].id());
@@ -303,7 +303,7 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
     query.after_id = page->items.back().id();
   }
   EXPECT_EQ(seen, (std::vector<std::string>{before, after}));
-  auto routes = store_->ListRoutesOfService(corrupt, {});
+  auto routes = store_->List<Route>({.parent_field = "service", .parent_id = corrupt});
   ASSERT_TRUE(routes.ok()) << routes.status();
   EXPECT_TRUE(routes->items.empty());
 
@@ -321,10 +321,10 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
 
   // Repair: delete the route, replace the service by id (its created_at column is kept).
   clock_.Advance(10);
-  EXPECT_TRUE(*store_->DeleteRoute("00000000-0000-4000-8000-000000000009"));
+  EXPECT_TRUE(*store_->Delete<Route>("00000000-0000-4000-8000-000000000009"));
   Service fixed = NewService("fixed");
   fixed.set_id(corrupt);
-  auto replaced = store_->UpsertService(fixed);
+  auto replaced = store_->Upsert(fixed);
   ASSERT_TRUE(replaced.ok()) << replaced.status();
   EXPECT_EQ(replaced->created_at(), 1700000000);
   EXPECT_EQ(replaced->updated_at(), 1010);
@@ -332,11 +332,11 @@ TEST_F(StoreTest, SurvivesACorruptRowAndLetsItBeDeletedOrReplaced) {
   ASSERT_TRUE(config.ok());
   EXPECT_TRUE(config->corrupt.empty());
   EXPECT_EQ(config->config.services.size(), 3u);
-  EXPECT_EQ(store_->GetService(corrupt)->name(), "fixed");
+  EXPECT_EQ(store_->Get<Service>(corrupt)->name(), "fixed");
 
   // And a corrupt service can simply be deleted.
   ASSERT_EQ(test_support::InsertCorruptRow(path_, "services", "00000000-0000-4000-8000-000000000004", "x\xff"), "");
-  EXPECT_TRUE(*store_->DeleteService("00000000-0000-4000-8000-000000000004"));
+  EXPECT_TRUE(*store_->Delete<Service>("00000000-0000-4000-8000-000000000004"));
   EXPECT_TRUE(store_->ReadConfig()->corrupt.empty());
 }
 
@@ -346,7 +346,7 @@ TEST(StoreMemoryTest, InMemoryDatabaseWorks) {
   ASSERT_TRUE(store.ok()) << store.status();
   Service s = DefaultService();
   s.set_host("h");
-  ASSERT_TRUE((*store)->InsertService(s).ok());
+  ASSERT_TRUE((*store)->Insert(s).ok());
   EXPECT_EQ((*store)->ReadConfig()->config.services.size(), 1u);
   EXPECT_TRUE((*store)->Ping().ok());
 }

@@ -1,0 +1,403 @@
+#include "control_plane/admin/entity_endpoints.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "common/config/entity_descriptor.h"
+#include "common/config/entity_json.h"
+#include "common/config/utf8_fields.h"
+#include "control_plane/admin/admin_responses.h"
+#include "control_plane/admin/request_decoding.h"
+#include "control_plane/store/store.h"
+#include "google/protobuf/message.h"
+#include "nlohmann/json.hpp"
+
+namespace portico {
+namespace {
+
+using admin::JsonResponse;
+using admin::KongError;
+using admin::LuaKey;
+using admin::MethodNotAllowed;
+using admin::NoContent;
+using admin::NotFound;
+using admin::Unexpected;
+using google::protobuf::Message;
+using nlohmann::json;
+
+constexpr int kMaxQueryTags = 5;
+
+enum class WriteKind { kCreate, kPatch, kReplace };
+
+// A finished request: the response and whether a write committed.
+struct Outcome {
+  HttpResponse response;
+  bool committed = false;
+};
+
+// The foreign key a nested path sets from the URL: /{parents}/{p}/{kinds}.
+struct ForcedParent {
+  const FieldSpec* field;
+  std::string id;
+};
+
+// What /{kind}/{key}/... names, decided from the path alone.
+struct SubPath {
+  enum Shape { kNone, kSelf, kChildren, kParent } shape = kNone;
+  const EntityDescriptor* kind = nullptr;  // kChildren: the child kind; kParent: the referenced kind
+  const FieldSpec* field = nullptr;        // the foreign key (of the child, or of this kind)
+};
+
+SubPath Classify(const EntityRegistry& kinds, const EntityDescriptor& kind, const std::vector<std::string>& seg) {
+  const size_t n = seg.size();
+  if (n == 2) return {SubPath::kSelf};
+  if (n > 4) return {};
+  for (const EntityRegistry::Reference& ref : kinds.ReferencesTo(kind)) {
+    if (ref.kind->name() == seg[2]) return {SubPath::kChildren, ref.kind, ref.field};
+  }
+  if (n == 3) {
+    const FieldSpec* fk = kind.field(seg[2]);
+    if (fk != nullptr && fk->type == FieldType::kForeignKey && !fk->references.empty()) {
+      return {SubPath::kParent, kinds.Find(fk->references), fk};
+    }
+  }
+  return {};
+}
+
+bool IsReadOrWrite(const std::string& method) {
+  return method == "GET" || method == "PATCH" || method == "PUT" || method == "DELETE";
+}
+
+// GET/PATCH of a row whose stored entity cannot be parsed: a 500 that names it and says how to
+// repair it. `id` is printed C-escaped when it is not UTF-8.
+HttpResponse CorruptEntity(const EntityDescriptor& kind, const std::string& id) {
+  const std::string shown = IsValidUtf8(id) ? id : absl::CHexEscape(id);
+  const std::string& plural = kind.name();
+  return admin::Message(500, absl::StrCat("the ", plural, " entity '", shown,
+                                          "' is stored corrupt and cannot be read (a string that is not UTF-8, "
+                                          "or damaged bytes); delete it with DELETE /", plural, "/", shown,
+                                          " or replace it with PUT /", plural, "/", shown));
+}
+
+HttpResponse ForeignKeyMissing(const FieldSpec& fk, absl::string_view key_field, absl::string_view value) {
+  return KongError(400, 4, "foreign key violation",
+                   absl::StrCat("the foreign key '", LuaKey(key_field, value), "' does not reference an existing '",
+                                fk.references, "' entity."),
+                   json{{fk.name, {{std::string(key_field), std::string(value)}}}});
+}
+
+HttpResponse Referenced(absl::string_view child, const EntityDescriptor& parent) {
+  return KongError(400, 4, "foreign key violation",
+                   absl::StrCat("an existing '", child, "' entity references this '", parent.name(), "' entity"),
+                   json{{"@referenced_by", std::string(child)}});
+}
+
+class Handler {
+ public:
+  Handler(Store& store, const HttpRequest& request) : store_(store), kinds_(store.kinds()), request_(request) {}
+
+  Outcome Dispatch(const EntityDescriptor& kind, const std::vector<std::string>& seg);
+
+ private:
+  // Name-or-id lookup: a UUID key is an id, anything else the endpoint key. NotFound when absent.
+  absl::StatusOr<EntityPtr> Find(const EntityDescriptor& kind, absl::string_view key);
+  Outcome OnEntity(const EntityDescriptor& kind, absl::string_view key, absl::StatusOr<EntityPtr>& found);
+  Outcome OnChildren(const SubPath& sub, const std::vector<std::string>& seg, const std::string& parent_id);
+  Outcome OnParent(const SubPath& sub, const EntityDescriptor& kind, const Message& entity);
+  HttpResponse List(const EntityDescriptor& kind, const ForcedParent* parent);
+  // `corrupt_id`: the URL names a corrupt row (no `existing`); a replace keeps its id.
+  Outcome Write(const EntityDescriptor& kind, WriteKind write, absl::string_view key, const Message* existing,
+                const ForcedParent* parent, const std::string* corrupt_id = nullptr);
+  Outcome Delete(const EntityDescriptor& kind, absl::string_view id);
+  // /{kind}/{key} naming a corrupt row: DELETE and PUT repair it, GET and PATCH explain it.
+  Outcome OnCorruptRow(const EntityDescriptor& kind, absl::string_view key, const std::string& id);
+  // Replaces {"<fk>":{"<endpoint key>":"x"}} by {"<fk>":{"id":...}}; an error response if unknown.
+  std::optional<HttpResponse> ResolveReference(const FieldSpec& fk, json* body);
+  HttpResponse StoreError(const EntityDescriptor& kind, const absl::Status& status, const Message& entity);
+
+  Store& store_;
+  const EntityRegistry& kinds_;
+  const HttpRequest& request_;
+};
+
+Outcome Handler::Dispatch(const EntityDescriptor& kind, const std::vector<std::string>& seg) {
+  const std::string& method = request_.method;
+  if (seg.size() == 1) {
+    if (method == "GET") return {List(kind, nullptr)};
+    if (method == "POST") return Write(kind, WriteKind::kCreate, "", nullptr, nullptr);
+    return {MethodNotAllowed()};
+  }
+  const SubPath sub = Classify(kinds_, kind, seg);
+  absl::StatusOr<EntityPtr> found = Find(kind, seg[1]);
+  if (std::optional<std::string> corrupt = CorruptRowId(found.status())) {
+    if (sub.shape == SubPath::kSelf) return OnCorruptRow(kind, seg[1], *corrupt);
+    return {sub.shape == SubPath::kNone ? NotFound() : CorruptEntity(kind, *corrupt)};
+  }
+  if (!found.ok() && !absl::IsNotFound(found.status())) return {Unexpected()};
+  switch (sub.shape) {
+    case SubPath::kSelf:
+      return OnEntity(kind, seg[1], found);
+    case SubPath::kChildren:
+      if (!found.ok()) return {NotFound()};
+      return OnChildren(sub, seg, kind.Id(**found));
+    case SubPath::kParent:
+      if (method == "DELETE" || method == "POST") return {MethodNotAllowed()};
+      if (method != "GET" && method != "PATCH" && method != "PUT") return {MethodNotAllowed()};
+      if (!found.ok()) return {NotFound()};
+      return OnParent(sub, kind, **found);
+    case SubPath::kNone:
+      break;
+  }
+  return {NotFound()};
+}
+
+absl::StatusOr<EntityPtr> Handler::Find(const EntityDescriptor& kind, absl::string_view key) {
+  if (IsUuid(key)) return store_.GetEntity(kind, absl::AsciiStrToLower(key));
+  if (kind.endpoint_key().empty()) return absl::NotFoundError("not a UUID, and the kind has no endpoint key");
+  return store_.GetEntityByField(kind, kind.endpoint_key(), key);
+}
+
+Outcome Handler::OnEntity(const EntityDescriptor& kind, absl::string_view key, absl::StatusOr<EntityPtr>& found) {
+  const std::string& method = request_.method;
+  const Message* existing = found.ok() ? found->get() : nullptr;
+  if (method == "GET") return {existing ? JsonResponse(200, EntityToJson(kind, *existing)) : NotFound()};
+  if (method == "PATCH") {
+    if (!existing) return {NotFound()};
+    return Write(kind, WriteKind::kPatch, key, existing, nullptr);
+  }
+  if (method == "PUT") return Write(kind, WriteKind::kReplace, key, existing, nullptr);
+  if (method == "DELETE") return existing ? Delete(kind, kind.Id(*existing)) : Outcome{NoContent()};
+  return {MethodNotAllowed()};
+}
+
+Outcome Handler::OnChildren(const SubPath& sub, const std::vector<std::string>& seg, const std::string& parent_id) {
+  const std::string& method = request_.method;
+  const EntityDescriptor& child_kind = *sub.kind;
+  const ForcedParent parent{sub.field, parent_id};
+  if (seg.size() == 3) {
+    if (method == "GET") return {List(child_kind, &parent)};
+    if (method == "POST") return Write(child_kind, WriteKind::kCreate, "", nullptr, &parent);
+    return {MethodNotAllowed()};
+  }
+  absl::StatusOr<EntityPtr> child = Find(child_kind, seg[3]);
+  // Whose child a corrupt row is cannot be told here: it is repaired at /{kinds}/{id}.
+  if (std::optional<std::string> corrupt = CorruptRowId(child.status())) return {CorruptEntity(child_kind, *corrupt)};
+  if (!child.ok() && !absl::IsNotFound(child.status())) return {Unexpected()};
+  const Message* existing = child.ok() ? child->get() : nullptr;
+  if (existing && child_kind.Text(*existing, *sub.field) != parent_id) {
+    return {IsReadOrWrite(method) ? NotFound() : MethodNotAllowed()};
+  }
+  if (method == "GET") return {existing ? JsonResponse(200, EntityToJson(child_kind, *existing)) : NotFound()};
+  if (method == "PATCH") {
+    if (!existing) return {NotFound()};
+    return Write(child_kind, WriteKind::kPatch, seg[3], existing, &parent);
+  }
+  if (method == "PUT") return Write(child_kind, WriteKind::kReplace, seg[3], existing, &parent);
+  if (method == "DELETE") return existing ? Delete(child_kind, child_kind.Id(*existing)) : Outcome{NoContent()};
+  return {MethodNotAllowed()};
+}
+
+Outcome Handler::OnParent(const SubPath& sub, const EntityDescriptor& kind, const Message& entity) {
+  std::optional<std::string> parent_id = kind.Text(entity, *sub.field);
+  if (!parent_id) return {NotFound()};
+  const EntityDescriptor& parent_kind = *sub.kind;
+  absl::StatusOr<EntityPtr> parent = store_.GetEntity(parent_kind, *parent_id);
+  if (std::optional<std::string> corrupt = CorruptRowId(parent.status())) {
+    return {CorruptEntity(parent_kind, *corrupt)};
+  }
+  if (!parent.ok()) return {absl::IsNotFound(parent.status()) ? NotFound() : Unexpected()};
+  if (request_.method == "GET") return {JsonResponse(200, EntityToJson(parent_kind, **parent))};
+  const WriteKind write = request_.method == "PATCH" ? WriteKind::kPatch : WriteKind::kReplace;
+  return Write(parent_kind, write, *parent_id, parent->get(), nullptr);
+}
+
+HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* parent) {
+  const admin::QueryParams params = ParseQuery(request_.query);
+  admin::PageArguments page;
+  if (std::optional<HttpResponse> bad = admin::ParsePageArguments(params, &page)) return *std::move(bad);
+  ListQuery query;
+  query.size = page.size;
+  query.after_id = page.after_id;
+  if (parent) {
+    query.parent_field = parent->field->name;
+    query.parent_id = parent->id;
+  }
+  std::string next_suffix = page.next_suffix;  // the other query arguments, repeated in `next`
+  if (const std::string* tags = admin::QueryParam(params, "tags")) {
+    const bool has_and = absl::StrContains(*tags, ','), has_or = absl::StrContains(*tags, '/');
+    auto invalid = [](absl::string_view why) {
+      HttpResponse r = KongError(400, 11, "invalid options", absl::StrCat("invalid option (tags: ", why, ")"), nullptr);
+      json body = json::parse(r.body);
+      body["options"] = {{"tags", std::string(why)}};
+      return JsonResponse(400, body);
+    };
+    // Stored tags are UTF-8 (the validator checks every string), so a query tag that is not
+    // could match nothing: refused rather than echoed.
+    if (!IsValidUtf8(*tags)) return invalid("expected valid UTF-8");
+    if (has_and && has_or) return invalid("invalid filter syntax");
+    query.tags = absl::StrSplit(*tags, has_or ? '/' : ',', absl::SkipEmpty());
+    query.tags_any = has_or;
+    if (query.tags.size() > static_cast<size_t>(kMaxQueryTags)) return invalid("cannot query more than 5 tags");
+    absl::StrAppend(&next_suffix, "&tags=", PercentEncode(*tags));
+  }
+  absl::StatusOr<ListPage<EntityPtr>> listed = store_.ListEntities(kind, query);
+  if (!listed.ok()) {
+    PORTICO_LOG(kError, "admin", "list ", kind.name(), " failed: ", listed.status().ToString());
+    return Unexpected();
+  }
+  json data = json::array();
+  for (const EntityPtr& e : listed->items) data.push_back(EntityToJson(kind, *e));
+  const std::string last_id = listed->items.empty() ? "" : kind.Id(*listed->items.back());
+  return JsonResponse(200, admin::ListBody(std::move(data), request_.path, listed->has_more, last_id, next_suffix));
+}
+
+std::optional<HttpResponse> Handler::ResolveReference(const FieldSpec& fk, json* body) {
+  auto it = body->find(fk.name);
+  if (it == body->end() || !it->is_object() || it->contains("id")) return std::nullopt;
+  const EntityDescriptor* parent_kind = kinds_.Find(fk.references);
+  if (parent_kind == nullptr || parent_kind->endpoint_key().empty()) return std::nullopt;
+  const std::string& key_field = parent_kind->endpoint_key();
+  auto key = it->find(key_field);
+  if (key == it->end() || !key->is_string()) return std::nullopt;
+  const std::string value = key->get<std::string>();
+  absl::StatusOr<EntityPtr> parent = store_.GetEntityByField(*parent_kind, key_field, value);
+  if (std::optional<std::string> corrupt = CorruptRowId(parent.status())) {
+    return CorruptEntity(*parent_kind, *corrupt);  // repair the referenced entity first
+  }
+  if (!parent.ok()) return absl::IsNotFound(parent.status()) ? ForeignKeyMissing(fk, key_field, value) : Unexpected();
+  *it = json{{"id", parent_kind->Id(**parent)}};
+  return std::nullopt;
+}
+
+HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Status& status, const Message& entity) {
+  const std::string subject = StoreConflictSubject(status);
+  switch (GetStoreConflict(status)) {
+    case StoreConflict::kUniqueName: {
+      const FieldSpec* field = kind.field(subject);
+      if (field == nullptr && !kind.unique_fields().empty()) field = kind.unique_fields().front();
+      if (field == nullptr) break;
+      const std::string value = kind.Text(entity, *field).value_or("");
+      return KongError(409, 5, "unique constraint violation",
+                       absl::StrCat("UNIQUE violation detected on '", LuaKey(field->name, value), "'"),
+                       json{{field->name, value}});
+    }
+    case StoreConflict::kPrimaryKey: {
+      const std::string id = kind.Id(entity);
+      return KongError(400, 3, "primary key violation",
+                       absl::StrCat("primary key violation on key '", LuaKey("id", id), "'"), json{{"id", id}});
+    }
+    case StoreConflict::kForeignKeyMissing: {
+      const FieldSpec* fk = kind.field(subject);
+      if (fk == nullptr && !kind.stored_foreign_keys().empty()) fk = kind.stored_foreign_keys().front();
+      if (fk == nullptr) break;
+      return ForeignKeyMissing(*fk, "id", kind.Text(entity, *fk).value_or(""));
+    }
+    case StoreConflict::kReferenced:
+      return Referenced(subject, kind);
+    case StoreConflict::kNone:
+      break;
+  }
+  if (absl::IsNotFound(status)) return NotFound();
+  PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
+  return Unexpected();
+}
+
+Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::string_view key, const Message* existing,
+                       const ForcedParent* parent, const std::string* corrupt_id) {
+  // A URL key that is neither an id nor an endpoint key names nothing.
+  if (write == WriteKind::kReplace && !IsUuid(key) && kind.endpoint_key().empty()) return {NotFound()};
+  DecodedBody body = DecodeBody(request_, [&kind](absl::string_view field) { return FormFieldKind(kind, field); });
+  if (body.error_status != 0) return {admin::Message(body.error_status, body.error_message)};
+  if (parent) body.value[parent->field->name] = json{{"id", parent->id}};
+  for (const FieldSpec* fk : kind.stored_foreign_keys()) {
+    if (std::optional<HttpResponse> error = ResolveReference(*fk, &body.value)) return {*std::move(error)};
+  }
+
+  EntityPtr entity = write == WriteKind::kPatch ? kind.New() : kind.NewDefault();
+  if (write == WriteKind::kPatch) entity->CopyFrom(*existing);
+  FieldErrors errors;
+  ApplyEntityJson(kind, body.value, entity.get(), &errors);
+  if (write != WriteKind::kCreate) {
+    // The URL names the entity: its id stays, and a key that is not a UUID becomes the
+    // endpoint key (Kong's upsert by endpoint key). Timestamps are the store's business.
+    if (existing) {
+      kind.SetId(entity.get(), kind.Id(*existing));
+    } else if (corrupt_id) {
+      kind.SetId(entity.get(), *corrupt_id);
+    } else if (IsUuid(key)) {
+      kind.SetId(entity.get(), absl::AsciiStrToLower(key));
+    } else {
+      kind.SetId(entity.get(), NewUuid());
+    }
+    if (write == WriteKind::kReplace && !IsUuid(key)) {
+      kind.SetText(entity.get(), *kind.field(kind.endpoint_key()), std::string(key));
+    }
+    kind.SetCreatedAt(entity.get(), existing ? kind.CreatedAt(*existing) : 0);
+  }
+  // Field rules are reported together with type errors; entity-level rules (which combine
+  // several fields) only when every field is valid, as Kong does.
+  const FieldErrors validation = kind.Validate(*entity);
+  bool field_errors = !errors.empty();
+  for (const auto& [path, message] : validation.errors()) field_errors |= path != FieldErrors::kEntity;
+  for (const auto& [path, message] : validation.errors()) {
+    if (path == FieldErrors::kEntity && field_errors) continue;
+    errors.Add(path, message);
+  }
+  if (!errors.empty()) return {admin::SchemaViolation(errors)};
+
+  const WriteMode mode = write == WriteKind::kCreate  ? WriteMode::kInsert
+                         : write == WriteKind::kPatch ? WriteMode::kUpdate
+                                                      : WriteMode::kUpsert;
+  absl::StatusOr<EntityPtr> stored = store_.WriteEntity(kind, *entity, mode);
+  if (!stored.ok()) return {StoreError(kind, stored.status(), *entity)};
+  return {JsonResponse(write == WriteKind::kCreate ? 201 : 200, EntityToJson(kind, **stored)), true};
+}
+
+Outcome Handler::OnCorruptRow(const EntityDescriptor& kind, absl::string_view key, const std::string& id) {
+  const std::string& method = request_.method;
+  if (method == "GET" || method == "PATCH") return {CorruptEntity(kind, id)};
+  if (method != "DELETE" && method != "PUT") return {MethodNotAllowed()};
+  Outcome outcome =
+      method == "DELETE" ? Delete(kind, id) : Write(kind, WriteKind::kReplace, key, nullptr, nullptr, &id);
+  if (outcome.committed) {
+    PORTICO_LOG(kWarn, "admin", method == "DELETE" ? "deleted" : "replaced", " the corrupt ", kind.name(), " row ",
+                absl::CHexEscape(id));
+  }
+  return outcome;
+}
+
+Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
+  absl::StatusOr<bool> deleted = store_.DeleteEntity(kind, id);
+  if (!deleted.ok()) {
+    if (GetStoreConflict(deleted.status()) == StoreConflict::kReferenced) {
+      std::string child = StoreConflictSubject(deleted.status());
+      if (child.empty()) {
+        const auto refs = kinds_.ReferencesTo(kind);
+        child = refs.empty() ? std::string("?") : refs.front().kind->name();
+      }
+      return {Referenced(child, kind)};
+    }
+    PORTICO_LOG(kError, "admin", "delete failed: ", deleted.status().ToString());
+    return {Unexpected()};
+  }
+  return {NoContent(), *deleted};
+}
+
+}  // namespace
+
+std::optional<HttpResponse> EntityEndpoints::Handle(const HttpRequest& request, const std::vector<std::string>& segments,
+                                                    bool* committed) {
+  const EntityDescriptor* kind = store_.kinds().Find(segments[0]);
+  if (kind == nullptr || !kind->top_level_endpoints()) return std::nullopt;
+  Outcome outcome = Handler(store_, request).Dispatch(*kind, segments);
+  *committed = outcome.committed;
+  return std::move(outcome.response);
+}
+
+}  // namespace portico

@@ -1,0 +1,675 @@
+#include "control_plane/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "google/protobuf/message.h"
+
+namespace portico {
+namespace {
+
+using google::protobuf::Message;
+
+constexpr char kTagSeparator = '\x1f';
+
+// Schema migrations, applied in order, each in its own transaction with its row in
+// schema_migrations. Append only; never edit an applied migration. Entity tables are created
+// from their descriptors (SqliteTableSql) after the migrations; a migration that changes a
+// kind's table names it in `table` and is skipped (recorded as applied) when that table does
+// not exist yet, since it is then created in its current shape.
+struct Migration {
+  int id;
+  const char* name;
+  const char* sql;
+  const char* table = nullptr;
+};
+const Migration kMigrations[] = {
+    // The tables match SqliteTableSql(services/routes) (sqlite_store_test checks it).
+    {1, "create_sync_meta_services_routes", R"sql(
+CREATE TABLE sync_meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  epoch BLOB NOT NULL,
+  version INTEGER NOT NULL
+);
+CREATE TABLE services (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  tags TEXT NOT NULL DEFAULT '',
+  entity BLOB NOT NULL
+);
+CREATE INDEX services_created_at_idx ON services (created_at);
+CREATE TABLE routes (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  service_id TEXT REFERENCES services (id) ON DELETE RESTRICT,
+  tags TEXT NOT NULL DEFAULT '',
+  entity BLOB NOT NULL
+);
+CREATE INDEX routes_service_id_idx ON routes (service_id);
+CREATE INDEX routes_created_at_idx ON routes (created_at);
+)sql"},
+};
+
+// The column of a unique field or a foreign key.
+std::string ColumnOf(const FieldSpec& field) {
+  return field.type == FieldType::kForeignKey ? field.name + "_id" : field.name;
+}
+
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  std::string message = absl::StrCat(what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return WithStoreConflict(absl::AlreadyExistsError(message), StoreConflict::kPrimaryKey, "id");
+    case SQLITE_CONSTRAINT_UNIQUE: {
+      // "UNIQUE constraint failed: <table>.<column>"
+      std::string column;
+      if (size_t dot = message.rfind('.'); dot != std::string::npos) column = message.substr(dot + 1);
+      return WithStoreConflict(absl::AlreadyExistsError(message), StoreConflict::kUniqueName, column);
+    }
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return WithStoreConflict(absl::FailedPreconditionError(message), StoreConflict::kForeignKeyMissing);
+    case SQLITE_CONSTRAINT_TRIGGER:
+    case SQLITE_CONSTRAINT:
+      // ON DELETE RESTRICT reports a plain or trigger constraint code with this text.
+      if (absl::StrContains(message, "FOREIGN KEY")) {
+        return WithStoreConflict(absl::FailedPreconditionError(message), StoreConflict::kForeignKeyMissing);
+      }
+      return absl::InternalError(message);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+// Owns one prepared statement.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  absl::Status status(absl::string_view what) const {
+    return rc_ == SQLITE_OK ? absl::OkStatus() : SqliteError(db_, rc_, what);
+  }
+  void BindText(int i, absl::string_view text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  void BindOptionalText(int i, const std::optional<std::string>& text) {
+    if (text) BindText(i, *text); else sqlite3_bind_null(stmt_, i);
+  }
+  void BindBlob(int i, absl::string_view bytes) {
+    sqlite3_bind_blob(stmt_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  }
+  void BindInt64(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  int64_t ColumnInt64(int i) { return sqlite3_column_int64(stmt_, i); }
+  // Valid until the next Step.
+  absl::string_view ColumnView(int i) {
+    const void* data = sqlite3_column_blob(stmt_, i);
+    int n = sqlite3_column_bytes(stmt_, i);
+    return data ? absl::string_view(static_cast<const char*>(data), n) : absl::string_view();
+  }
+  std::string ColumnBytes(int i) { return std::string(ColumnView(i)); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+absl::Status Exec(sqlite3* db, const std::string& sql) {
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string message = error ? error : sqlite3_errstr(rc);
+  sqlite3_free(error);
+  return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
+}
+
+// Runs a statement that returns no rows.
+absl::Status Run(Statement& stmt, sqlite3* db, absl::string_view what) {
+  if (absl::Status s = stmt.status(what); !s.ok()) return s;
+  int rc = stmt.Step();
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) return absl::OkStatus();
+  return SqliteError(db, sqlite3_extended_errcode(db), what);
+}
+
+// Whether `sql` (bound with `key`) returns a row.
+absl::StatusOr<bool> Exists(sqlite3* db, const std::string& sql, absl::string_view key) {
+  Statement stmt(db, sql);
+  if (absl::Status s = stmt.status("exists"); !s.ok()) return s;
+  stmt.BindText(1, key);
+  int rc = stmt.Step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteError(db, sqlite3_extended_errcode(db), "exists");
+}
+
+std::string TagsColumn(const std::vector<std::string>& tags) {
+  if (tags.empty()) return "";
+  std::string out(1, kTagSeparator);
+  for (const auto& t : tags) absl::StrAppend(&out, t, std::string(1, kTagSeparator));
+  return out;
+}
+
+// "AND instr(tags, ?) > 0 ..." for the query's tags.
+std::string TagFilterSql(const ListQuery& query) {
+  if (query.tags.empty()) return "";
+  std::string sql = " AND (";
+  for (size_t i = 0; i < query.tags.size(); ++i) {
+    if (i > 0) sql += query.tags_any ? " OR " : " AND ";
+    sql += "instr(tags, ?) > 0";
+  }
+  return sql + ")";
+}
+
+void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
+  for (const CorruptRow& row : skipped) {
+    const std::string id = absl::CHexEscape(row.id);
+    PORTICO_LOG(kError, "store", "list: skipped corrupt ", row.kind, " row ", id, " (", row.error,
+                "); repair it with DELETE or PUT /", row.kind, "/", id);
+  }
+}
+
+absl::Status OpenConnection(const std::string& path, bool wal, sqlite3** out) {
+  int rc = sqlite3_open_v2(path.c_str(), out,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(*out, rc, absl::StrCat("open ", path));
+  sqlite3_extended_result_codes(*out, 1);
+  sqlite3_busy_timeout(*out, 5000);
+  if (absl::Status s = Exec(*out, "PRAGMA foreign_keys = ON"); !s.ok()) return s;
+  if (wal) {
+    if (absl::Status s = Exec(*out, "PRAGMA journal_mode = WAL"); !s.ok()) return s;
+    if (absl::Status s = Exec(*out, "PRAGMA synchronous = NORMAL"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Runs `body` in a transaction opened with `begin`: COMMIT when it succeeds, ROLLBACK otherwise.
+template <typename Body>
+absl::Status InTransaction(sqlite3* db, const char* begin, Body body) {
+  if (absl::Status s = Exec(db, begin); !s.ok()) return s;
+  absl::Status s = body();
+  if (s.ok()) s = Exec(db, "COMMIT");
+  if (!s.ok()) (void)Exec(db, "ROLLBACK");
+  return s;
+}
+
+absl::Status BumpVersion(sqlite3* db) {
+  Statement bump(db, "UPDATE sync_meta SET version = version + 1 WHERE id = 1");
+  return Run(bump, db, "bump version");
+}
+
+// A kind's table and the SQL derived from its descriptor.
+struct Table {
+  const EntityDescriptor* kind = nullptr;
+  std::vector<const FieldSpec*> keys;  // unique fields, then foreign keys: the key columns
+  std::string insert_sql, update_sql;
+  std::vector<EntityRegistry::Reference> restricted_by;  // ON DELETE RESTRICT references to it
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(const Clock& clock, const EntityRegistry& kinds) : clock_(clock), kinds_(kinds) {}
+
+  absl::Status Open(const std::string& path);
+
+  const EntityRegistry& kinds() const override { return kinds_; }
+  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) override {
+    return GetEntityByField(kind, "id", id);
+  }
+  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                             absl::string_view value) override;
+  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) override;
+  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
+  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
+  absl::StatusOr<StoredConfig> ReadConfig() override;
+  uint64_t CurrentVersion() override;
+  std::string Epoch() const override { return epoch_; }
+  absl::Status Ping() override;
+  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
+
+ private:
+  struct Connection {
+    std::mutex mu;
+    sqlite3* db = nullptr;
+    ~Connection() {
+      if (db) sqlite3_close_v2(db);
+    }
+  };
+
+  absl::Status Migrate(sqlite3* db);
+  absl::Status CreateEntityTables(sqlite3* db);
+  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const;
+  Connection& ReadConnection() { return reader_ ? *reader_ : *writer_; }
+  // Rows of `SELECT id, entity ...`, in order, until `limit` entities (0 = all). A row whose
+  // entity does not parse fails the read (CorruptRowError) unless `corrupt` is given: then it
+  // is appended there and skipped.
+  absl::StatusOr<std::vector<EntityPtr>> ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
+                                                  std::vector<CorruptRow>* corrupt, size_t limit);
+  // After SQLite refused a write for a foreign key: the first key that references nothing.
+  std::string MissingForeignKey(sqlite3* db, const Table& table, const Message& entity);
+  // After SQLite refused a delete for a foreign key: the first kind that still references `id`.
+  std::string ReferencingKind(sqlite3* db, const Table& table, absl::string_view id);
+
+  const Clock& clock_;
+  const EntityRegistry& kinds_;
+  std::map<const EntityDescriptor*, Table> tables_;
+  std::unique_ptr<Connection> writer_;
+  std::unique_ptr<Connection> reader_;  // null for ":memory:"
+  std::string epoch_;
+};
+
+absl::Status SqliteStore::Open(const std::string& path) {
+  const bool in_memory = path == ":memory:" || path.empty();
+  writer_ = std::make_unique<Connection>();
+  if (absl::Status s = OpenConnection(in_memory ? ":memory:" : path, !in_memory, &writer_->db); !s.ok()) return s;
+  sqlite3* db = writer_->db;
+  if (absl::Status s = Migrate(db); !s.ok()) return s;
+  if (absl::Status s = CreateEntityTables(db); !s.ok()) return s;
+  {
+    Statement stmt(db, "SELECT epoch FROM sync_meta WHERE id = 1");
+    if (absl::Status s = stmt.status("read epoch"); !s.ok()) return s;
+    if (stmt.Step() != SQLITE_ROW) return absl::DataLossError("sync_meta row missing");
+    epoch_ = stmt.ColumnBytes(0);
+  }
+  if (!in_memory) {
+    reader_ = std::make_unique<Connection>();
+    if (absl::Status s = OpenConnection(path, false, &reader_->db); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::Migrate(sqlite3* db) {
+  if (absl::Status s = Exec(db,
+                            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            " id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+      !s.ok()) {
+    return s;
+  }
+  int64_t applied = 0;
+  {
+    Statement stmt(db, "SELECT COALESCE(MAX(id), 0) FROM schema_migrations");
+    if (absl::Status s = stmt.status("read migrations"); !s.ok()) return s;
+    if (stmt.Step() == SQLITE_ROW) applied = stmt.ColumnInt64(0);
+  }
+  for (const Migration& m : kMigrations) {
+    if (m.id <= applied) continue;
+    absl::Status s = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+      bool run = true;
+      if (m.table != nullptr) {
+        absl::StatusOr<bool> exists = Exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", m.table);
+        if (!exists.ok()) return exists.status();
+        run = *exists;
+      }
+      if (run) {
+        if (absl::Status st = Exec(db, m.sql); !st.ok()) return st;
+      }
+      Statement record(db, "INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)");
+      record.BindInt64(1, m.id);
+      record.BindText(2, m.name);
+      record.BindInt64(3, clock_.NowSeconds());
+      if (absl::Status st = Run(record, db, "record migration"); !st.ok()) return st;
+      if (m.id == 1) {
+        // The epoch is born with the database.
+        Statement meta(db, "INSERT INTO sync_meta (id, epoch, version) VALUES (1, ?, 0)");
+        meta.BindBlob(1, RandomBytes(16));
+        return Run(meta, db, "create sync_meta");
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("migration ", m.id, " (", m.name, "): ", s.message()));
+    PORTICO_LOG(kInfo, "store", "applied migration ", m.id, " ", m.name);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::CreateEntityTables(sqlite3* db) {
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    Table& table = tables_[kind];
+    table.kind = kind;
+    std::vector<std::string> columns = {"id", "created_at", "updated_at"};
+    for (const FieldSpec* f : kind->unique_fields()) table.keys.push_back(f);
+    for (const FieldSpec* f : kind->stored_foreign_keys()) table.keys.push_back(f);
+    std::vector<std::string> key_columns, placeholders, assignments;
+    for (size_t i = 0; i < table.keys.size(); ++i) {
+      key_columns.push_back(ColumnOf(*table.keys[i]));
+      placeholders.push_back(absl::StrCat("?", i + 6));
+      assignments.push_back(absl::StrCat(key_columns.back(), " = ?", i + 6));
+    }
+    // ?1 id, ?2 created_at, ?3 updated_at, ?4 tags, ?5 entity, ?6... key columns.
+    table.insert_sql = absl::StrCat("INSERT INTO ", kind->name(), " (id, created_at, updated_at, tags, entity",
+                                    key_columns.empty() ? "" : ", ", absl::StrJoin(key_columns, ", "),
+                                    ") VALUES (?1, ?2, ?3, ?4, ?5", placeholders.empty() ? "" : ", ",
+                                    absl::StrJoin(placeholders, ", "), ")");
+    table.update_sql = absl::StrCat("UPDATE ", kind->name(), " SET created_at = ?2, updated_at = ?3, tags = ?4, entity = ?5",
+                                    assignments.empty() ? "" : ", ", absl::StrJoin(assignments, ", "), " WHERE id = ?1");
+    for (const EntityRegistry::Reference& ref : kinds_.ReferencesTo(*kind)) {
+      if (ref.field->on_delete == OnDelete::kRestrict) table.restricted_by.push_back(ref);
+    }
+  }
+  absl::Status created = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (absl::Status s = Exec(db, SqliteTableSql(*kind)); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+  if (!created.ok()) return created;
+  // An existing table must have what the descriptor needs (keys added later need a migration).
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    Statement info(db, absl::StrCat("PRAGMA table_info(", kind->name(), ")"));
+    if (absl::Status s = info.status("table info"); !s.ok()) return s;
+    std::set<std::string> have;
+    while (info.Step() == SQLITE_ROW) have.insert(info.ColumnBytes(1));
+    std::vector<std::string> need = {"id", "created_at", "updated_at", "tags", "entity"};
+    for (const FieldSpec* key : tables_[kind].keys) need.push_back(ColumnOf(*key));
+    for (const std::string& column : need) {
+      if (have.count(column) == 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table ", kind->name(), " has no column ", column,
+            ": a change of an entity kind's keys needs a schema migration (control_plane/store/sqlite_store.cc)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const Table*> SqliteStore::TableOf(const EntityDescriptor& kind) const {
+  auto it = tables_.find(&kind);
+  if (it == tables_.end()) return absl::InvalidArgumentError(absl::StrCat("entity kind '", kind.name(), "' is not in this store"));
+  return &it->second;
+}
+
+uint64_t SqliteStore::CurrentVersion() {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, "SELECT version FROM sync_meta WHERE id = 1");
+  if (!stmt.status("version").ok() || stmt.Step() != SQLITE_ROW) return 0;
+  return static_cast<uint64_t>(stmt.ColumnInt64(0));
+}
+
+absl::Status SqliteStore::Ping() {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, "SELECT 1");
+  if (absl::Status s = stmt.status("ping"); !s.ok()) return s;
+  int rc = stmt.Step();
+  return rc == SQLITE_ROW ? absl::OkStatus() : SqliteError(c.db, rc, "ping");
+}
+
+absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMigrations() {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, "SELECT id, name FROM schema_migrations ORDER BY id");
+  if (absl::Status s = stmt.status("migrations"); !s.ok()) return s;
+  std::vector<std::pair<int, std::string>> out;
+  while (stmt.Step() == SQLITE_ROW) {
+    out.emplace_back(static_cast<int>(stmt.ColumnInt64(0)), stmt.ColumnBytes(1));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
+                                                             std::vector<CorruptRow>* corrupt, size_t limit) {
+  if (absl::Status s = stmt.status("select"); !s.ok()) return s;
+  std::vector<EntityPtr> out;
+  while (limit == 0 || out.size() < limit) {
+    int rc = stmt.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "select");
+    EntityPtr entity = kind.New();
+    const absl::string_view bytes = stmt.ColumnView(1);
+    if (!entity->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      std::string id = stmt.ColumnBytes(0);
+      if (corrupt == nullptr) return CorruptRowError(kind.name(), id);
+      corrupt->push_back(CorruptRow{kind.name(), std::move(id), kCorruptEntityReason});
+      continue;
+    }
+    out.push_back(std::move(entity));
+  }
+  return out;
+}
+
+absl::StatusOr<EntityPtr> SqliteStore::GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                                        absl::string_view value) {
+  absl::StatusOr<const Table*> table = TableOf(kind);
+  if (!table.ok()) return table.status();
+  std::string column;
+  if (field == "id") {
+    column = "id";
+  } else if (const FieldSpec* spec = kind.field(field); spec != nullptr && spec->unique) {
+    column = ColumnOf(*spec);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("'", field, "' is not a unique field of ", kind.name()));
+  }
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", column, " = ?"));
+  stmt.BindText(1, value);
+  absl::StatusOr<std::vector<EntityPtr>> rows = ReadRows(c.db, stmt, kind, nullptr, 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with ", field, " '", value, "'"));
+  return std::move(rows->front());
+}
+
+absl::StatusOr<ListPage<EntityPtr>> SqliteStore::ListEntities(const EntityDescriptor& kind, const ListQuery& query) {
+  absl::StatusOr<const Table*> table = TableOf(kind);
+  if (!table.ok()) return table.status();
+  std::string parent_filter;
+  if (!query.parent_field.empty()) {
+    const FieldSpec* fk = kind.field(query.parent_field);
+    if (fk == nullptr || fk->type != FieldType::kForeignKey || fk->references.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("'", query.parent_field, "' is not a foreign key of ", kind.name()));
+    }
+    parent_filter = absl::StrCat(" AND ", ColumnOf(*fk), " = ?");
+  }
+  // No LIMIT: corrupt rows are skipped, so the page reads rows until it has size + 1 entities
+  // (the rows come in id order from the primary key; stepping stops there).
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE id > ?", parent_filter,
+                                    TagFilterSql(query), " ORDER BY id"));
+  int index = 1;
+  stmt.BindText(index++, query.after_id);
+  if (!parent_filter.empty()) stmt.BindText(index++, query.parent_id);
+  for (const auto& tag : query.tags) {
+    stmt.BindText(index++, absl::StrCat(std::string(1, kTagSeparator), tag, std::string(1, kTagSeparator)));
+  }
+  const int size = query.size > 0 ? query.size : 100;
+  std::vector<CorruptRow> skipped;
+  absl::StatusOr<std::vector<EntityPtr>> rows = ReadRows(c.db, stmt, kind, &skipped, static_cast<size_t>(size) + 1);
+  if (!rows.ok()) return rows.status();
+  LogSkippedRows(skipped);
+  ListPage<EntityPtr> page;
+  page.has_more = rows->size() > static_cast<size_t>(size);
+  if (page.has_more) rows->resize(size);
+  page.items = std::move(*rows);
+  return page;
+}
+
+std::string SqliteStore::MissingForeignKey(sqlite3* db, const Table& table, const Message& entity) {
+  for (const FieldSpec* key : table.keys) {
+    if (key->type != FieldType::kForeignKey) continue;
+    std::optional<std::string> id = table.kind->Text(entity, *key);
+    if (!id) continue;
+    absl::StatusOr<bool> exists = Exists(db, absl::StrCat("SELECT 1 FROM ", key->references, " WHERE id = ?"), *id);
+    if (exists.ok() && !*exists) return key->name;
+  }
+  return "";
+}
+
+std::string SqliteStore::ReferencingKind(sqlite3* db, const Table& table, absl::string_view id) {
+  for (const EntityRegistry::Reference& ref : table.restricted_by) {
+    absl::StatusOr<bool> exists =
+        Exists(db, absl::StrCat("SELECT 1 FROM ", ref.kind->name(), " WHERE ", ColumnOf(*ref.field), " = ? LIMIT 1"), id);
+    if (exists.ok() && *exists) return ref.kind->name();
+  }
+  return "";
+}
+
+absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind, const Message& input, WriteMode mode) {
+  absl::StatusOr<const Table*> found = TableOf(kind);
+  if (!found.ok()) return found.status();
+  const Table& table = **found;
+  EntityPtr entity = kind.New();
+  entity->CopyFrom(input);
+  if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
+  const std::string id = kind.Id(*entity);
+  // Never write a row that cannot be read back: protobuf serializes a proto3 string that is not
+  // UTF-8 but refuses to parse it (the validator reports such strings first; this is the
+  // last line). The timestamps set below cannot make a parsable entity unparsable.
+  if (EntityPtr check = kind.New(); !check->ParseFromString(entity->SerializeAsString())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(id),
+        ": its serialized form does not parse back (a string field is not valid UTF-8)"));
+  }
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  absl::Status written = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    std::optional<int64_t> existing_created_at;
+    if (mode != WriteMode::kInsert) {
+      Statement find(db, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = ?"));
+      if (absl::Status s = find.status("find"); !s.ok()) return s;
+      find.BindText(1, id);
+      int rc = find.Step();
+      if (rc == SQLITE_ROW) {
+        existing_created_at = find.ColumnInt64(0);
+      } else if (rc != SQLITE_DONE) {
+        return SqliteError(db, sqlite3_extended_errcode(db), "find");
+      }
+    }
+    if (mode == WriteMode::kUpdate && !existing_created_at) {
+      return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
+    }
+    const int64_t now = clock_.NowSeconds();
+    const int64_t created_at = existing_created_at ? *existing_created_at
+                               : kind.CreatedAt(*entity) != 0 ? kind.CreatedAt(*entity)
+                                                              : now;
+    kind.SetCreatedAt(entity.get(), created_at);
+    kind.SetUpdatedAt(entity.get(), now);
+
+    Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
+    write.BindText(1, id);
+    write.BindInt64(2, created_at);
+    write.BindInt64(3, now);
+    write.BindText(4, TagsColumn(kind.Tags(*entity)));
+    write.BindBlob(5, entity->SerializeAsString());
+    for (size_t i = 0; i < table.keys.size(); ++i) {
+      write.BindOptionalText(static_cast<int>(i) + 6, kind.Text(*entity, *table.keys[i]));
+    }
+    if (absl::Status s = Run(write, db, absl::StrCat("write ", kind.name())); !s.ok()) {
+      if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
+        return WithStoreConflict(s, StoreConflict::kForeignKeyMissing, MissingForeignKey(db, table, *entity));
+      }
+      return s;
+    }
+    return BumpVersion(db);
+  });
+  if (!written.ok()) return written;
+  return entity;
+}
+
+absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, absl::string_view id) {
+  absl::StatusOr<const Table*> found = TableOf(kind);
+  if (!found.ok()) return found.status();
+  const Table& table = **found;
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  bool deleted = false;
+  absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    Statement del(db, absl::StrCat("DELETE FROM ", kind.name(), " WHERE id = ?"));
+    del.BindText(1, id);
+    if (absl::Status s = Run(del, db, absl::StrCat("delete from ", kind.name())); !s.ok()) {
+      if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
+        return WithStoreConflict(absl::FailedPreconditionError(s.message()), StoreConflict::kReferenced,
+                                 ReferencingKind(db, table, id));
+      }
+      return s;
+    }
+    deleted = sqlite3_changes(db) > 0;
+    return deleted ? BumpVersion(db) : absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
+}
+
+absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  sqlite3* db = c.db;
+  StoredConfig out;
+  // One read transaction: the WAL snapshot is fixed at the first SELECT and kept until COMMIT.
+  absl::Status s = InTransaction(db, "BEGIN", [&]() -> absl::Status {
+    Statement meta(db, "SELECT epoch, version FROM sync_meta WHERE id = 1");
+    if (absl::Status st = meta.status("read sync_meta"); !st.ok()) return st;
+    if (meta.Step() != SQLITE_ROW) return absl::DataLossError("sync_meta row missing");
+    out.version.epoch = meta.ColumnBytes(0);
+    out.version.version = static_cast<uint64_t>(meta.ColumnInt64(1));
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      Statement rows(db, absl::StrCat("SELECT id, entity FROM ", kind->name(), " ORDER BY id"));
+      if (absl::Status st = rows.status("select"); !st.ok()) return st;
+      while (true) {
+        int rc = rows.Step();
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "select");
+        if (!kind->AppendToConfig(&out.config, rows.ColumnView(1))) {
+          out.corrupt.push_back(CorruptRow{kind->name(), rows.ColumnBytes(0), kCorruptEntityReason});
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+}  // namespace
+
+std::string SqliteTableSql(const EntityDescriptor& kind) {
+  const std::string& t = kind.name();
+  std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT PRIMARY KEY,\n");
+  for (const FieldSpec* f : kind.unique_fields()) absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT UNIQUE,\n");
+  absl::StrAppend(&sql, "  created_at INTEGER NOT NULL,\n  updated_at INTEGER NOT NULL,\n");
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT REFERENCES ", f->references, " (id) ON DELETE ",
+                    f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
+  }
+  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BLOB NOT NULL\n);\n");
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
+  }
+  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
+  return sql;
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, const Clock& clock,
+                                                       const EntityRegistry& kinds) {
+  auto store = std::make_unique<SqliteStore>(clock, kinds);
+  if (absl::Status s = store->Open(path); !s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace portico

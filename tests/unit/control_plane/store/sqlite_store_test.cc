@@ -1,0 +1,226 @@
+// The SQLite store's schema: tables derived from the descriptors are the tables migration 1 made,
+// and a database file written by the CP before descriptors existed opens and works.
+#include "control_plane/store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/config/entities.h"
+#include "common/config/entity_json.h"
+#include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
+
+namespace portico {
+namespace {
+
+using config::v1::Route;
+using config::v1::Service;
+
+// The SQL the CP wrote before entity descriptors (control_plane/store/store.cc at 4694288):
+// schema_migrations, migration 1, the epoch row.
+constexpr char kOldSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS schema_migrations ( id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+CREATE TABLE sync_meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  epoch BLOB NOT NULL,
+  version INTEGER NOT NULL
+);
+CREATE TABLE services (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  tags TEXT NOT NULL DEFAULT '',
+  entity BLOB NOT NULL
+);
+CREATE INDEX services_created_at_idx ON services (created_at);
+CREATE TABLE routes (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  service_id TEXT REFERENCES services (id) ON DELETE RESTRICT,
+  tags TEXT NOT NULL DEFAULT '',
+  entity BLOB NOT NULL
+);
+CREATE INDEX routes_service_id_idx ON routes (service_id);
+CREATE INDEX routes_created_at_idx ON routes (created_at);
+INSERT INTO schema_migrations (id, name, applied_at) VALUES (1, 'create_sync_meta_services_routes', 1600000000);
+INSERT INTO sync_meta (id, epoch, version) VALUES (1, X'00112233445566778899aabbccddeeff', 0);
+)sql";
+
+// Opens `path` with plain SQLite, runs `sql` (statements), closes. "" or SQLite's error.
+std::string ExecSql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    sqlite3_close(db);
+    return "cannot open";
+  }
+  char* error = nullptr;
+  std::string out;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) out = error ? error : "exec failed";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  return out;
+}
+
+// Rows of a query as "a|b|c" strings.
+std::vector<std::string> QueryRows(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::vector<std::string> rows;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return rows;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        const unsigned char* text = sqlite3_column_text(stmt, i);
+        absl::StrAppend(&row, i ? "|" : "", text ? reinterpret_cast<const char*>(text) : "NULL");
+      }
+      rows.push_back(row);
+    }
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return rows;
+}
+
+// What SQLite says a table is: columns, foreign keys, indexes (with their columns).
+std::vector<std::string> DescribeTable(const std::string& path, const std::string& table) {
+  std::vector<std::string> out;
+  for (const std::string& row : QueryRows(path, absl::StrCat("PRAGMA table_info(", table, ")"))) out.push_back("col " + row);
+  for (const std::string& row : QueryRows(path, absl::StrCat("PRAGMA foreign_key_list(", table, ")"))) {
+    out.push_back("fk " + row);
+  }
+  for (const std::string& row : QueryRows(path, absl::StrCat("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '",
+                                                           table, "' ORDER BY name"))) {
+    out.push_back("index " + row);
+    for (const std::string& column : QueryRows(path, absl::StrCat("PRAGMA index_info(", row, ")"))) {
+      out.push_back("  " + column);
+    }
+  }
+  return out;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_FALSE(tmp_.path().empty()); }
+
+  FakeClock clock_{1700000000};
+  test_support::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
+};
+
+TEST_F(SqliteStoreTest, TablesDerivedFromTheDescriptorsAreTheTablesMigrationOneMade) {
+  const std::string old_db = dir_ + "/old.db", new_db = dir_ + "/new.db";
+  ASSERT_EQ(ExecSql(old_db, kOldSchema), "");
+  ASSERT_EQ(ExecSql(new_db, SqliteTableSql(ServicesKind()) + SqliteTableSql(RoutesKind())), "");
+  for (const char* table : {"services", "routes"}) {
+    const std::vector<std::string> old_shape = DescribeTable(old_db, table);
+    ASSERT_FALSE(old_shape.empty());
+    EXPECT_EQ(DescribeTable(new_db, table), old_shape) << table;
+  }
+}
+
+TEST_F(SqliteStoreTest, DatabaseWrittenByTheOldSqlOpensAndWorks) {
+  const std::string path = dir_ + "/portico.db";
+  Service s;
+  s.set_id("00000000-0000-4000-8000-000000000001");
+  s.set_name("legacy");
+  s.set_host("10.0.0.1");
+  s.set_protocol("http");
+  s.set_port(8080);
+  s.set_retries(5);
+  s.set_connect_timeout(60000);
+  s.set_write_timeout(60000);
+  s.set_read_timeout(60000);
+  s.set_enabled(true);
+  s.set_created_at(1600000000);
+  s.set_updated_at(1600000000);
+  s.mutable_tags()->add_values("old");
+  Route r = DefaultRoute();
+  r.set_id("00000000-0000-4000-8000-000000000002");
+  r.set_name("legacy-route");
+  r.mutable_paths()->add_values("/legacy");
+  r.set_service_id(s.id());
+  r.set_created_at(1600000001);
+  r.set_updated_at(1600000001);
+  auto hex = [](const std::string& bytes) {
+    std::string out;
+    for (unsigned char c : bytes) absl::StrAppend(&out, absl::Hex(c, absl::kZeroPad2));
+    return out;
+  };
+  // The rows as the old store wrote them (its INSERT column lists), and the version they made.
+  ASSERT_EQ(ExecSql(path, absl::StrCat(kOldSchema,
+                                       "INSERT INTO services (name, created_at, updated_at, tags, entity, id) VALUES "
+                                       "('legacy', 1600000000, 1600000000, char(31) || 'old' || char(31), X'",
+                                       hex(s.SerializeAsString()), "', '", s.id(), "');",
+                                       "INSERT INTO routes (name, created_at, updated_at, tags, entity, id, service_id) "
+                                       "VALUES ('legacy-route', 1600000001, 1600000001, '', X'",
+                                       hex(r.SerializeAsString()), "', '", r.id(), "', '", s.id(), "');",
+                                       "UPDATE sync_meta SET version = 2 WHERE id = 1;")),
+            "");
+
+  auto opened = Store::Open(path, clock_);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store& store = **opened;
+  EXPECT_EQ(store.Epoch(), std::string("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff", 16));
+  EXPECT_EQ(store.CurrentVersion(), 2u);
+  ASSERT_EQ(store.AppliedMigrations()->size(), 1u);
+  EXPECT_EQ(store.Get<Service>(s.id())->port(), 8080);
+  EXPECT_EQ(store.GetByEndpointKey<Route>("legacy-route")->id(), r.id());
+  ListQuery tagged;
+  tagged.tags = {"old"};
+  EXPECT_EQ(store.List<Service>(tagged)->items.size(), 1u);
+  EXPECT_EQ(store.List<Route>({.parent_field = "service", .parent_id = s.id()})->items.size(), 1u);
+  auto config = store.ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->version.version, 2u);
+  EXPECT_EQ(config->config.services.size(), 1u);
+  EXPECT_EQ(config->config.routes.size(), 1u);
+  EXPECT_TRUE(config->corrupt.empty());
+
+  // Writes keep the old keys: the restrict, the unique name, the stored created_at.
+  EXPECT_EQ(GetStoreConflict(store.Delete<Service>(s.id()).status()), StoreConflict::kReferenced);
+  Service dup = s;
+  dup.set_id("");
+  EXPECT_EQ(GetStoreConflict(store.Insert(dup).status()), StoreConflict::kUniqueName);
+  r.mutable_paths()->add_values("/more");
+  auto updated = store.Update(r);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->created_at(), 1600000001);
+  EXPECT_EQ(updated->updated_at(), 1700000000);
+  EXPECT_TRUE(*store.Delete<Route>(r.id()));
+  EXPECT_TRUE(*store.Delete<Service>(s.id()));
+  EXPECT_EQ(store.CurrentVersion(), 5u);
+  // Nothing was added to the schema (no table, no migration).
+  EXPECT_EQ(QueryRows(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"), std::vector<std::string>{"4"});
+}
+
+TEST_F(SqliteStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
+  const std::string path = dir_ + "/portico.db";
+  std::string schema = kOldSchema;
+  const std::string routes_name = "CREATE TABLE routes (\n  id TEXT PRIMARY KEY,\n  name TEXT UNIQUE,\n";
+  ASSERT_NE(schema.find(routes_name), std::string::npos);
+  schema.replace(schema.find(routes_name), routes_name.size(), "CREATE TABLE routes (\n  id TEXT PRIMARY KEY,\n");
+  ASSERT_EQ(ExecSql(path, schema), "");
+  auto opened = Store::Open(path, clock_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("table routes has no column name"), absl::string_view::npos)
+      << opened.status();
+}
+
+TEST(SqliteStoreSqlTest, ForeignKeysBecomeIndexedReferencesWithTheirDeleteRule) {
+  const std::string sql = SqliteTableSql(RoutesKind());
+  EXPECT_NE(sql.find("service_id TEXT REFERENCES services (id) ON DELETE RESTRICT"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("CREATE INDEX IF NOT EXISTS routes_service_id_idx ON routes (service_id)"), std::string::npos);
+  EXPECT_NE(sql.find("name TEXT UNIQUE"), std::string::npos);
+  // A reference to a kind that does not exist yet (certificates) is no column.
+  EXPECT_EQ(SqliteTableSql(ServicesKind()).find("client_certificate"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace portico
