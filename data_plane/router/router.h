@@ -68,11 +68,14 @@ std::string BuildUpstreamPath(absl::string_view service_path, absl::string_view 
                               absl::string_view matched_path, bool strip_path);
 
 // Kong's request path normalisation (common/config/validate.h NormalizeUriPath): decode %XX except
-// reserved characters, remove dot segments, merge "//". Run by the proxy before Find.
+// reserved characters, remove dot segments, merge "//". Run by the proxy before Find. A '%' that
+// starts no %XX triplet is first written as %25 (a literal percent sign), which keeps the result
+// normalised (idempotent) and keeps decoded bytes from forming new triplets with it.
 std::string NormalizeRequestPath(absl::string_view raw_path);
 
 // Kong's `escape` applied to the upstream path before it is sent: every byte outside
-// `A-Za-z0-9 - _ . ~ ! # $ & ' ( ) * + , / : ; = ? @ [ ] %` becomes %XX (uppercase hex).
+// `A-Za-z0-9 - _ . ~ ! $ & ' ( ) * + , / : ; = ? @ [ ] %` becomes %XX (uppercase hex). Kong also
+// keeps '#'; here it is encoded, as a request-target cannot carry it.
 // Existing %XX triplets pass unchanged, so reserved characters stay encoded.
 std::string EscapeUpstreamPath(absl::string_view path);
 

@@ -18,14 +18,42 @@ absl::string_view SanitizePostfix(absl::string_view postfix) {
   return postfix;
 }
 
-// Kong's escape() keeps these bytes as they are (ESCAPE_PATTERN, matched case-insensitively).
+// Kong's escape() keeps these bytes as they are (ESCAPE_PATTERN, matched case-insensitively), except
+// '#': a request-target cannot carry it (it would start a fragment upstream), so it is encoded. Kong
+// never meets one, as nginx has cut the fragment off ngx.var.uri.
 bool KeptByEscape(unsigned char c) {
-  return absl::ascii_isalnum(c) || (c < 0x80 && absl::StrContains("!#$&'()*+,/:;=?@[]-_.~%", static_cast<char>(c)));
+  return absl::ascii_isalnum(c) || (c < 0x80 && absl::StrContains("!$&'()*+,/:;=?@[]-_.~%", static_cast<char>(c)));
+}
+
+// True when the '%' at `i` starts a %XX triplet.
+bool StartsTriplet(absl::string_view path, size_t i) {
+  return i + 2 < path.size() && absl::ascii_isxdigit(static_cast<unsigned char>(path[i + 1])) &&
+         absl::ascii_isxdigit(static_cast<unsigned char>(path[i + 2]));
+}
+
+bool HasStrayPercent(absl::string_view path) {
+  for (size_t i = path.find('%'); i != absl::string_view::npos; i = path.find('%', i + 1)) {
+    if (!StartsTriplet(path, i)) return true;
+  }
+  return false;
 }
 
 }  // namespace
 
-std::string NormalizeRequestPath(absl::string_view raw_path) { return NormalizeUriPath(raw_path); }
+std::string NormalizeRequestPath(absl::string_view raw_path) {
+  if (!HasStrayPercent(raw_path)) return NormalizeUriPath(raw_path);
+  // A '%' that starts no %XX triplet is a literal percent sign: it becomes %25 before decoding.
+  // Kept bare, bytes decoded right after it could form a new triplet with it ("/%%32%65" would
+  // give "/%2e", which the upstream decodes into a dot segment the router never saw), and the
+  // result would not be normalised (found by tests/fuzz/path_normalize_fuzz).
+  std::string encoded;
+  encoded.reserve(raw_path.size() + 8);
+  for (size_t i = 0; i < raw_path.size(); ++i) {
+    encoded.push_back(raw_path[i]);
+    if (raw_path[i] == '%' && !StartsTriplet(raw_path, i)) encoded.append("25");
+  }
+  return NormalizeUriPath(encoded);
+}
 
 std::string EscapeUpstreamPath(absl::string_view path) {
   if (std::all_of(path.begin(), path.end(), [](char c) { return KeptByEscape(static_cast<unsigned char>(c)); })) {
