@@ -6,3 +6,8 @@ bash deploy/install-deps.sh
 bash deploy/build.sh
 # Integration tests start real binaries on loopback with ephemeral ports; two at a time is safe.
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "${TEST_JOBS:-2}" --timeout 300
+# Fuzz targets (tests/fuzz): kept crashers, then FUZZ_SECONDS (30) of fuzzing each, clang build in
+# ./build-fuzz. SKIP_FUZZ=1 leaves them out (e.g. for a quick local run).
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  bash deploy/fuzz.sh
+fi
