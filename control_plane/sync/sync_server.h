@@ -3,10 +3,16 @@
 // Serves portico.sync.v1.ConfigSync over mutual TLS, builds one snapshot per config version
 // (debounced) and pushes the latest one to every connected data plane. No gRPC types here.
 //
-// Threading: one builder thread, one timer thread (Hello/ACK/heartbeat timeouts), and gRPC's
+// The parts: SnapshotBuilder (snapshot_builder.h: debounce, read, validate, build, publish,
+// build-failure status), DpSession (dp_session.h: the gRPC reactor of one DP stream),
+// DataPlaneTable (dp_status_table.h: what GET /clustering/data-planes shows), SyncHub
+// (sync_hub.h: what the sessions share), AdmissionBucket and FullSendSlots. This class wires them
+// to a gRPC server.
+//
+// Threading: the builder's thread, one timer thread (Hello/ACK/heartbeat timeouts), and gRPC's
 // callback threads running one ServerBidiReactor per stream (no thread per stream; see
-// docs/sync.md for why). All per-stream state is guarded by one mutex that is never held while
-// building a snapshot. All public methods are thread-safe.
+// docs/sync.md for why). All per-stream state is guarded by one mutex (the hub's) that is never
+// held while building a snapshot. All public methods are thread-safe.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -94,9 +100,8 @@ class SyncServer : public DataPlaneStatusSource {
   // Sends Goaway{DRAINING} to every stream, closes them and stops the builder. Idempotent.
   void Stop();
 
-  class Impl;
-
  private:
+  class Impl;
   explicit SyncServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,505 @@
+#include "control_plane/sync/dp_session.h"
+
+#include <algorithm>
+#include <csignal>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "common/metrics/metrics.h"
+#include "common/snapshot/snapshot.h"
+#include "control_plane/sync/snapshot_builder.h"
+#include "control_plane/sync/sync_metrics.h"
+
+namespace portico {
+namespace {
+
+using sync::v1::CpMessage;
+using sync::v1::DpMessage;
+
+constexpr char kLog[] = "cp-sync";
+constexpr uint32_t kProtocolVersion = 1;
+constexpr size_t kMaxErrorText = 4096;
+// How long a Goaway may wait behind a chunk write in flight before the stream is cancelled.
+constexpr auto kGoawayGrace = std::chrono::milliseconds(1000);
+
+std::string Truncate(std::string text) {
+  if (text.size() > kMaxErrorText) text.resize(kMaxErrorText);
+  return text;
+}
+
+std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
+
+double SecondsSince(DpSession::SteadyClock::time_point t, DpSession::SteadyClock::time_point now) {
+  return std::chrono::duration<double>(now - t).count();
+}
+
+struct BuildVersion {
+  int major = 0, minor = 0, patch = 0;
+};
+
+// "MAJOR.MINOR.PATCH" (a suffix after the patch number, e.g. "-dev", is ignored).
+bool ParseBuildVersion(absl::string_view text, BuildVersion* out) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.size() < 3) return false;
+  absl::string_view patch = parts[2];
+  size_t digits = 0;
+  while (digits < patch.size() && patch[digits] >= '0' && patch[digits] <= '9') ++digits;
+  return absl::SimpleAtoi(parts[0], &out->major) && absl::SimpleAtoi(parts[1], &out->minor) &&
+         absl::SimpleAtoi(patch.substr(0, digits), &out->patch);
+}
+
+// "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555" -> "127.0.0.1" / "::1".
+std::string PeerIp(const std::string& peer) {
+  absl::string_view p = peer;
+  size_t colon = p.find(':');
+  if (colon == absl::string_view::npos) return peer;
+  p = p.substr(colon + 1);
+  size_t last = p.rfind(':');
+  if (last != absl::string_view::npos) p = p.substr(0, last);
+  if (p.size() >= 2 && p.front() == '[' && p.back() == ']') p = p.substr(1, p.size() - 2);
+  return std::string(p);
+}
+
+const char* NackCodeName(int code) {
+  return sync::v1::Nack::Code_IsValid(code) ? sync::v1::Nack::Code_Name(static_cast<sync::v1::Nack::Code>(code)).c_str()
+                                            : "UNKNOWN";
+}
+
+}  // namespace
+
+DpSession::DpSession(SyncHub& hub, grpc::CallbackServerContext* context)
+    : hub_(hub),
+      context_(context),
+      created_(SteadyClock::now()),
+      peer_ip_(PeerIp(context->peer())) {
+  // The verified client certificate names the node (checked against Hello.node_id later).
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  std::vector<grpc::string_ref> pems =
+      auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>{};
+  if (!pems.empty()) {
+    absl::StatusOr<CertificateInfo> info =
+        InspectCertificate(absl::string_view(pems[0].data(), pems[0].size()));
+    if (info.ok()) cert_ = *info;
+  }
+  std::lock_guard<std::mutex> lock(hub_.mu);
+  id_ = hub_.RegisterLocked(this);
+  last_recv_ = created_;
+  if (hub_.stopping) {
+    CloseDrainingLocked();
+    return;
+  }
+  uint32_t retry_after_s = 0;
+  if (!hub_.admission.TryAdmit(created_, &retry_after_s)) {
+    ++hub_.stats.admission_rejects;
+    hub_.metrics.admission_rejects->Inc();
+    PORTICO_LOG(kDebug, kLog, "admission limit: refusing a stream from ", peer_ip_, " (",
+                cert_.node_id, "), retry in ", retry_after_s, " s");
+    const std::string reason = "too many new streams; retry later";
+    CloseLocked(reason, sync::v1::Goaway::OVERLOADED,
+                grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, reason), retry_after_s);
+    return;
+  }
+  StartRead(&in_);
+}
+
+void DpSession::OnReadDone(bool ok) {
+  std::lock_guard<std::mutex> lock(hub_.mu);
+  if (!ok) {
+    CloseLocked("stream closed by the data plane", sync::v1::Goaway::UNKNOWN, grpc::Status::OK);
+    return;
+  }
+  if (closing_) return;
+  last_recv_ = SteadyClock::now();
+  if (phase_ == Phase::kAwaitHello) {
+    if (!in_.has_hello()) {
+      CloseLocked("the first message must be Hello", sync::v1::Goaway::UNKNOWN,
+                  grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be Hello"));
+      return;
+    }
+    HandleHelloLocked(in_.hello());
+  } else {
+    HandleMessageLocked(in_);
+  }
+  if (!closing_) StartRead(&in_);
+}
+
+void DpSession::OnWriteDone(bool ok) {
+  std::lock_guard<std::mutex> lock(hub_.mu);
+  write_in_flight_ = false;
+  if (size_t crash_at = hub_.options.test_crash_after_chunks;
+      crash_at > 0 && ok && sending_ && next_chunk_ == crash_at && crash_at < sending_->chunk_count()) {
+    PORTICO_LOG(kWarn, "cp-sync", "TEST fault switch: crashing after ", crash_at, " of ",
+                sending_->chunk_count(), " chunks of version ", sending_->version.version);
+    raise(SIGKILL);
+  }
+  if (sending_ && next_chunk_ == sending_->chunk_count()) EndSendLocked();
+  if (closing_) {
+    if (finished_) return;
+    if (goaway_pending_ && ok) {
+      goaway_pending_ = false;
+      finished_ = true;
+      StartWriteAndFinish(&final_msg_, grpc::WriteOptions(), final_status_);
+    } else {
+      FinishLocked();
+    }
+    return;
+  }
+  if (!ok) {
+    CloseLocked("write failed", sync::v1::Goaway::UNKNOWN,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    return;
+  }
+  PumpLocked();
+}
+
+void DpSession::OnCancel() {
+  std::lock_guard<std::mutex> lock(hub_.mu);
+  CloseLocked("stream cancelled", sync::v1::Goaway::UNKNOWN,
+              grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+}
+
+void DpSession::OnDone() {
+  {
+    std::lock_guard<std::mutex> lock(hub_.mu);
+    if (holds_slot_) {
+      holds_slot_ = false;
+      hub_.ReleaseSendSlotLocked();
+    }
+    hub_.UnregisterLocked(id_);
+  }
+  hub_.session_done.notify_all();
+  delete this;
+}
+
+bool DpSession::OwnerLocked() const {
+  if (node_id_.empty()) return false;
+  const DataPlaneTable::Record* record = hub_.nodes.Find(node_id_);
+  return record != nullptr && record->active_session == id_;
+}
+
+void DpSession::StartWriteLocked(const CpMessage& msg, bool no_compression) {
+  out_ = msg;
+  write_in_flight_ = true;
+  grpc::WriteOptions options;
+  if (no_compression) options.set_no_compression();  // the payload is gzipped already
+  StartWrite(&out_, options);
+}
+
+void DpSession::FinishLocked() {
+  if (finished_) return;
+  finished_ = true;
+  if (write_in_flight_) context_->TryCancel();  // a frozen peer must not hold the stream open
+  Finish(final_status_);
+}
+
+void DpSession::CloseLocked(const std::string& reason, sync::v1::Goaway::Code goaway,
+                            grpc::Status status, uint32_t retry_after_s) {
+  if (closing_) return;
+  closing_ = true;
+  close_requested_ = SteadyClock::now();
+  final_status_ = std::move(status);
+  waiting_for_slot_ = false;
+  if (OwnerLocked()) {
+    DataPlaneTable::Record& record = RecordLocked();
+    record.active_session = 0;
+    record.status.state = "disconnected";
+    record.status.connected_since = 0;
+    if (record.status.last_error.empty() || record.nacked.empty()) record.status.last_error = reason;
+    hub_.UpdateConnectedGaugeLocked();
+    PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " disconnected: ", reason);
+  }
+  if (goaway == sync::v1::Goaway::UNKNOWN) {
+    FinishLocked();
+    return;
+  }
+  sync::v1::Goaway* g = final_msg_.mutable_goaway();
+  g->set_code(goaway);
+  g->set_reason(reason);
+  g->set_retry_after_s(retry_after_s);
+  if (write_in_flight_) {
+    goaway_pending_ = true;  // OnWriteDone sends it; TickLocked cancels after kGoawayGrace
+    return;
+  }
+  finished_ = true;
+  StartWriteAndFinish(&final_msg_, grpc::WriteOptions(), final_status_);
+}
+
+void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
+  DataPlaneStatus status;
+  status.id = cert_.node_id;
+  status.hostname = hello.hostname();
+  status.ip = peer_ip_;
+  status.version = hello.dp_build();
+  status.labels = {hello.labels().begin(), hello.labels().end()};
+  status.cert_expiry = cert_.not_after;
+  status.last_seen = hub_.clock.NowSeconds();
+
+  if (cert_.node_id.empty() || hello.node_id() != cert_.node_id) {
+    std::string reason =
+        cert_.node_id.empty()
+            ? std::string("client certificate carries no data plane identity (URI SAN spiffe://portico/dp/<node_id>)")
+            : absl::StrCat("node_id '", hello.node_id(), "' does not match the certificate identity '",
+                           cert_.node_id, "'");
+    PORTICO_LOG(kError, kLog, "refusing data plane from ", peer_ip_, ": ", reason);
+    if (!cert_.node_id.empty()) {
+      status.sync_status = "unknown";
+      status.state = "refused";
+      status.last_error = reason;
+      hub_.nodes.RecordRejected(cert_.node_id, status);
+    }
+    CloseLocked(reason, sync::v1::Goaway::UNAUTHORIZED,
+                grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
+    return;
+  }
+
+  // Compatibility (KONG-REFERENCE §1.9): same major, DP minor <= CP minor; protocol 1.
+  BuildVersion cp_build, dp_build;
+  ParseBuildVersion(PORTICO_VERSION, &cp_build);
+  std::string incompatible;
+  if (hello.protocol_version() != kProtocolVersion) {
+    incompatible = absl::StrCat("protocol version ", hello.protocol_version(), " is not supported (CP speaks ",
+                                kProtocolVersion, ")");
+  } else if (!ParseBuildVersion(hello.dp_build(), &dp_build)) {
+    incompatible = absl::StrCat("data plane version '", hello.dp_build(), "' is not MAJOR.MINOR.PATCH");
+  } else if (dp_build.major != cp_build.major) {
+    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " has another major version than the control plane ",
+                                PORTICO_VERSION);
+  } else if (dp_build.minor > cp_build.minor) {
+    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " is newer than the control plane ",
+                                PORTICO_VERSION);
+  }
+  if (!incompatible.empty()) {
+    PORTICO_LOG(kError, kLog, "refusing data plane ", cert_.node_id, ": ", incompatible);
+    status.sync_status = "kong_version_incompatible";
+    status.state = "incompatible";
+    status.last_error = incompatible;
+    hub_.nodes.RecordRejected(cert_.node_id, status);
+    CloseLocked(incompatible, sync::v1::Goaway::INCOMPATIBLE,
+                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, incompatible));
+    return;
+  }
+
+  // Register; a newer stream of the same node replaces the older one.
+  node_id_ = cert_.node_id;
+  phase_ = Phase::kActive;
+  active_since_ = SteadyClock::now();
+  serving_ = FromVersionRef(hello.serving());
+  DataPlaneTable::Record& record = RecordLocked();
+  if (record.active_session != 0) {
+    SessionHandle* old = hub_.FindLocked(record.active_session);
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, " opened a second stream; replacing the older one");
+    record.active_session = 0;  // so the old one does not mark the node disconnected
+    if (old != nullptr) old->CloseReplacedLocked();
+  }
+  record.active_session = id_;
+  record.serving = serving_;
+  std::shared_ptr<const BuiltSnapshot> latest = hub_.latest;
+  const bool up_to_date = latest && latest->version == serving_;
+  status.sync_status = "normal";
+  status.state = up_to_date ? "connected_synced" : "syncing";
+  if (latest && !up_to_date && record.nacked == latest->version) status.state = "nacked";
+  if (status.state == "nacked") status.last_error = record.status.last_error;
+  status.nack_count = record.status.nack_count;
+  status.connected_since = hub_.clock.NowSeconds();
+  // Only an admitted DP's claim is shown (a refused one is shown serving nothing).
+  status.config_hash = ToHex(hello.serving().hash());
+  status.config_version = hello.serving().version();
+  record.status = status;
+  hub_.UpdateConnectedGaugeLocked();
+  PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " connected from ", peer_ip_, " (", hello.hostname(),
+              ", build ", hello.dp_build(), ", serving version ", serving_.version, ")");
+
+  CpMessage reply;
+  sync::v1::HelloReply* hr = reply.mutable_hello_reply();
+  hr->set_cp_id(hub_.options.cp_id);
+  hr->set_protocol_version(kProtocolVersion);
+  hr->add_capabilities("enc.gzip");
+  hr->set_heartbeat_interval_s(static_cast<uint32_t>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(hub_.options.heartbeat_interval))));
+  if (latest) ToVersionRef(latest->version, hr->mutable_latest());
+  control_.push_back(std::move(reply));
+  if (up_to_date) {
+    CpMessage msg;
+    ToVersionRef(latest->version, msg.mutable_up_to_date()->mutable_latest());
+    control_.push_back(std::move(msg));
+    hub_.metrics.push_up_to_date->Inc();
+  }
+  PumpLocked();
+}
+
+void DpSession::MarkServingLocked(const ConfigVersion& serving) {
+  serving_ = serving;
+  if (!OwnerLocked()) return;
+  DataPlaneTable::Record& record = RecordLocked();
+  record.serving = serving;
+  record.status.config_hash = ToHex(serving.hash);
+  record.status.config_version = serving.version;
+}
+
+void DpSession::HandleMessageLocked(const DpMessage& msg) {
+  const bool owner = OwnerLocked();
+  if (owner) RecordLocked().status.last_seen = hub_.clock.NowSeconds();
+  switch (msg.msg_case()) {
+    case DpMessage::kAck: {
+      const sync::v1::Ack& ack = msg.ack();
+      if (!unacked_ || ack.nonce() != unacked_nonce_) {
+        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring ACK with stale nonce ", ack.nonce());
+        break;
+      }
+      unacked_ = false;
+      stale_ = false;
+      const ConfigVersion serving = FromVersionRef(ack.serving());
+      MarkServingLocked(serving);
+      hub_.metrics.push_ack->Inc();
+      if (std::optional<SnapshotBuilder::Published> pv = hub_.builder.FindPublished(serving);
+          pv && pv->first_change && active_since_ <= pv->published_at) {
+        hub_.metrics.convergence->Observe(SecondsSince(*pv->first_change, SteadyClock::now()));
+      }
+      if (!owner) break;
+      DataPlaneTable::Record& record = RecordLocked();
+      record.status.last_error.clear();
+      record.status.state =
+          hub_.latest && hub_.latest->version == serving ? "connected_synced" : "syncing";
+      PORTICO_LOG(kDebug, kLog, "dp ", node_id_, " applied version ", serving.version, " in ",
+                  ack.apply_ms(), " ms");
+      break;
+    }
+    case DpMessage::kNack: {
+      const sync::v1::Nack& nack = msg.nack();
+      if (!unacked_ || nack.nonce() != unacked_nonce_) {
+        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring NACK with stale nonce ", nack.nonce());
+        break;
+      }
+      unacked_ = false;
+      stale_ = false;
+      MarkServingLocked(FromVersionRef(nack.serving()));
+      hub_.metrics.push_nack->Inc();
+      if (!owner) break;
+      DataPlaneTable::Record& record = RecordLocked();
+      record.nacked = FromVersionRef(nack.rejected());
+      ++record.status.nack_count;
+      record.status.state = "nacked";
+      record.status.last_error =
+          Truncate(absl::StrCat(NackCodeName(nack.code()), ": ", nack.message()));
+      PORTICO_LOG(kError, kLog, "dp ", node_id_, " rejected version ", record.nacked.version, ": ",
+                  record.status.last_error);
+      break;
+    }
+    case DpMessage::kHeartbeat:
+      if (unacked_) break;  // the ACK/NACK decides what it serves
+      MarkServingLocked(FromVersionRef(msg.heartbeat().serving()));
+      break;
+    default:
+      PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": unexpected message ", msg.msg_case());
+      break;
+  }
+  PumpLocked();
+}
+
+void DpSession::PumpLocked() {
+  if (closing_ || write_in_flight_ || phase_ != Phase::kActive) return;
+  if (!control_.empty()) {
+    StartWriteLocked(control_.front(), false);
+    control_.pop_front();
+    return;
+  }
+  if (sending_) {
+    CpMessage msg;
+    FillSnapshotChunk(*sending_, next_chunk_, unacked_nonce_, msg.mutable_chunk());
+    ++next_chunk_;
+    StartWriteLocked(msg, true);
+    return;
+  }
+  // Push the latest snapshot: at most one un-ACKed, never a parked (NACKed) version.
+  const std::shared_ptr<const BuiltSnapshot>& target = hub_.latest;
+  if (!target || unacked_ || waiting_for_slot_ || serving_ == target->version) return;
+  DataPlaneTable::Record& record = RecordLocked();
+  if (record.nacked == target->version) return;
+  if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
+    waiting_for_slot_ = true;
+    return;
+  }
+  holds_slot_ = true;
+  sending_ = target;
+  next_chunk_ = 0;
+  unacked_ = true;
+  stale_ = false;
+  unacked_nonce_ = next_nonce_++;
+  unacked_version_ = target->version;
+  const double mib = static_cast<double>(target->compressed.size()) / (1 << 20);
+  ack_deadline_ = SteadyClock::now() + ToChrono(hub_.options.ack_timeout) +
+                  std::chrono::milliseconds(static_cast<int64_t>(
+                      mib * absl::ToDoubleMilliseconds(hub_.options.ack_timeout_per_mib)));
+  if (OwnerLocked() && record.status.state != "nacked") record.status.state = "syncing";
+  hub_.metrics.push_sent->Inc();
+  PORTICO_LOG(kDebug, kLog, "sending version ", target->version.version, " to dp ", node_id_,
+              " (nonce ", unacked_nonce_, ")");
+  PumpLocked();
+}
+
+void DpSession::EndSendLocked() {
+  sending_.reset();
+  next_chunk_ = 0;
+  if (holds_slot_) {
+    holds_slot_ = false;
+    hub_.ReleaseSendSlotLocked();
+  }
+}
+
+void DpSession::GrantSendSlotLocked() {
+  waiting_for_slot_ = false;
+  holds_slot_ = true;
+  PumpLocked();
+  if (!sending_ && holds_slot_) {  // nothing to send any more: give the slot back
+    holds_slot_ = false;
+    hub_.ReleaseSendSlotLocked();
+  }
+}
+
+void DpSession::TickLocked(SteadyClock::time_point now) {
+  if (closing_) {
+    if (!finished_ && goaway_pending_ && now - close_requested_ > kGoawayGrace) {
+      goaway_pending_ = false;
+      FinishLocked();
+    }
+    return;
+  }
+  if (phase_ == Phase::kAwaitHello) {
+    if (now - created_ > ToChrono(hub_.options.hello_timeout)) {
+      ++hub_.stats.hello_timeouts;
+      PORTICO_LOG(kWarn, kLog, "no Hello from ", peer_ip_, " within ",
+                  absl::FormatDuration(hub_.options.hello_timeout), "; closing the stream");
+      CloseLocked("no Hello within the hello timeout", sync::v1::Goaway::HELLO_TIMEOUT,
+                  grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no Hello"));
+    }
+    return;
+  }
+  if (now - last_recv_ > 3 * ToChrono(hub_.options.heartbeat_interval)) {
+    CloseLocked("no heartbeat for 3 intervals", sync::v1::Goaway::UNKNOWN,
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "no heartbeat"));
+    return;
+  }
+  if (unacked_ && !stale_ && now > ack_deadline_) {
+    stale_ = true;
+    ++hub_.stats.stale_transitions;
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, " has not acknowledged version ",
+                unacked_version_.version, " (nonce ", unacked_nonce_, "): stale");
+    if (OwnerLocked()) RecordLocked().status.state = "stale";
+  }
+}
+
+void DpSession::CloseDrainingLocked() {
+  CloseLocked("control plane stopping", sync::v1::Goaway::DRAINING,
+              grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane is stopping"));
+}
+
+void DpSession::CloseReplacedLocked() {
+  CloseLocked("replaced by a newer stream of the same node", sync::v1::Goaway::DUPLICATE_NODE, grpc::Status::OK);
+}
+
+}  // namespace portico

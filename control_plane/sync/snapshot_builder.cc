@@ -1,0 +1,262 @@
+#include "control_plane/sync/snapshot_builder.h"
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "common/config/validate.h"
+#include "common/metrics/metrics.h"
+#include "common/snapshot/snapshot.h"
+#include "control_plane/sync/sync_metrics.h"
+
+namespace portico {
+namespace {
+
+constexpr char kLog[] = "cp-sync";
+constexpr size_t kMaxErrorText = 4096;
+// Published versions remembered for lag_seconds and the convergence histogram.
+constexpr size_t kHistoryDepth = 256;
+// Corrupt rows kept for GET /status (all are counted).
+constexpr size_t kMaxCorruptRowsKept = 100;
+
+std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
+
+}  // namespace
+
+SnapshotBuilder::SnapshotBuilder(Options options, ReadConfigFn read_config, SyncMetrics& metrics, const Clock& clock,
+                                 PublishedFn on_published)
+    : options_(options),
+      read_config_(std::move(read_config)),
+      metrics_(metrics),
+      clock_(clock),
+      on_published_(std::move(on_published)) {}
+
+SnapshotBuilder::~SnapshotBuilder() { Stop(); }
+
+absl::Status SnapshotBuilder::Start() {
+  absl::StatusOr<StoredConfig> stored = read_config_();
+  if (!stored.ok()) return stored.status();
+  Publish(*std::move(stored), std::nullopt, clock_.NowSeconds());
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void SnapshotBuilder::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SnapshotBuilder::NotifyConfigChanged() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const SteadyClock::time_point now = SteadyClock::now();
+    if (!dirty_) {
+      dirty_ = true;
+      first_notify_ = now;
+    }
+    last_notify_ = now;
+    if (!unpublished_change_) {
+      unpublished_change_ = now;
+      unpublished_change_wall_ = clock_.NowSeconds();
+    }
+  }
+  cv_.notify_all();
+}
+
+void SnapshotBuilder::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stopping_ || dirty_; });
+    if (stopping_) return;
+    // Debounce: build once no notification came for `quiet`, or `max` after the first one.
+    while (true) {
+      const SteadyClock::time_point deadline = std::min(last_notify_ + ToChrono(options_.debounce_quiet),
+                                                        first_notify_ + ToChrono(options_.debounce_max));
+      if (SteadyClock::now() >= deadline) break;
+      cv_.wait_until(lock, deadline);
+      if (stopping_) return;
+    }
+    dirty_ = false;
+    // Changes notified from here on belong to the next build.
+    std::optional<SteadyClock::time_point> change_at = unpublished_change_;
+    const int64_t change_wall = unpublished_change_wall_;
+    unpublished_change_.reset();
+    lock.unlock();
+    BuildAndPublish(change_at, change_wall);
+    lock.lock();
+  }
+}
+
+void SnapshotBuilder::BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
+  absl::StatusOr<StoredConfig> stored = read_config_();
+  PublishResult result = PublishResult::kFailed;
+  if (!stored.ok()) {
+    PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
+    SetFailure("read_error", stored.status().ToString());
+  } else {
+    result = Publish(*std::move(stored), change_at, change_wall);
+  }
+  // A failed build carries the oldest unpublished commit to the next one. An unchanged version
+  // does not: its commit was already published (the notify arrived after the build read it).
+  if (result == PublishResult::kFailed && change_at) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!unpublished_change_ || *change_at < *unpublished_change_) {
+      unpublished_change_ = change_at;
+      unpublished_change_wall_ = change_wall;
+    }
+  }
+}
+
+void SnapshotBuilder::SetFailure(const std::string& reason, const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failure_reason_.empty()) failing_since_ = clock_.NowSeconds();
+  failure_reason_ = reason;
+  failure_error_ = error.substr(0, kMaxErrorText);
+  for (size_t i = 0; i < std::size(kBuildFailureReasons); ++i) {
+    metrics_.build_failing[i]->Set(reason == kBuildFailureReasons[i] ? 1 : 0);
+  }
+}
+
+void SnapshotBuilder::ClearFailureLocked() {
+  failure_reason_.clear();
+  failure_error_.clear();
+  failing_since_ = 0;
+  for (metrics::Gauge* gauge : metrics_.build_failing) gauge->Set(0);
+}
+
+SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
+                                                        std::optional<SteadyClock::time_point> change_at,
+                                                        int64_t change_wall) {
+  uint64_t published_version = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
+    corrupt_row_count_ = stored.corrupt.size();
+    corrupt_rows_.assign(stored.corrupt.begin(),
+                         stored.corrupt.begin() + std::min(stored.corrupt.size(), kMaxCorruptRowsKept));
+    metrics_.store_version->Set(static_cast<double>(stored.version.version));
+    metrics_.corrupt_rows->Set(static_cast<double>(stored.corrupt.size()));
+    // Every write bumps the version in its own transaction: same epoch and version, same content.
+    if (latest_ && latest_->version.epoch == stored.version.epoch &&
+        latest_->version.version == stored.version.version) {
+      ClearFailureLocked();  // e.g. a read error at a version that is published
+      return PublishResult::kUnchanged;
+    }
+    if (latest_) published_version = latest_->version.version;
+  }
+  auto fail = [&](const char* reason, const std::string& error) {
+    PORTICO_LOG(kError, kLog, "config version ", stored.version.version, " cannot be published (", reason,
+                "): ", error, "; data planes keep ",
+                published_version ? absl::StrCat("version ", published_version) : std::string("what they serve"),
+                " until it is repaired");
+    SetFailure(reason, error);
+    return PublishResult::kFailed;
+  };
+  if (!stored.corrupt.empty()) {
+    // Publishing the rest would silently drop these entities from every data plane.
+    std::string error = absl::StrCat(stored.corrupt.size(),
+                                     " corrupt row(s) in the store (repair each with DELETE or PUT through the "
+                                     "Admin API):");
+    for (size_t i = 0; i < stored.corrupt.size(); ++i) {
+      const CorruptRow& row = stored.corrupt[i];
+      if (i == 10) {
+        absl::StrAppend(&error, " ...");
+        break;
+      }
+      absl::StrAppend(&error, i ? ";" : "", " ", row.kind, " ", absl::CHexEscape(row.id), ": ", row.error);
+    }
+    return fail("corrupt_rows", error);
+  }
+  const SteadyClock::time_point build_start = SteadyClock::now();
+  const ConfigSet exported = ExportableConfig(std::move(stored.config));
+  absl::Status valid = ValidateConfigSet(exported);
+  if (!valid.ok()) return fail("invalid_config", valid.ToString());
+  SnapshotBuildOptions build_options;
+  build_options.chunk_bytes = options_.chunk_bytes;
+  absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> built =
+      BuildSnapshotOfExported(exported, stored.version, clock_, build_options);
+  if (!built.ok()) return fail("build_error", built.status().ToString());
+  const BuiltSnapshot& s = **built;
+  metrics_.builds->Inc();
+  const double build_seconds = std::chrono::duration<double>(SteadyClock::now() - build_start).count();
+  metrics_.build_seconds->Observe(build_seconds);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (latest_ && latest_->version == s.version) return PublishResult::kUnchanged;
+    latest_ = *built;
+    ++published_;
+    Published published;
+    published.version = s.version;
+    published.first_change = change_at;
+    published.first_change_wall = change_at ? change_wall : clock_.NowSeconds();
+    published.published_at = SteadyClock::now();
+    history_.push_back(std::move(published));
+    if (history_.size() > kHistoryDepth) history_.pop_front();
+    metrics_.bytes_raw->Set(static_cast<double>(s.uncompressed_size));
+    metrics_.bytes_gzip->Set(static_cast<double>(s.compressed.size()));
+    metrics_.config_version->Set(static_cast<double>(s.version.version));
+    ClearFailureLocked();
+  }
+  // Every stream that is idle and behind starts sending it (or queues for a slot).
+  on_published_(*built);
+  PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
+              ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ", s.route_count, " routes, ",
+              s.compressed.size(), " bytes gzip in ", s.chunk_count(), " chunks, built in ",
+              static_cast<int64_t>(build_seconds * 1000), " ms)");
+  return PublishResult::kPublished;
+}
+
+std::shared_ptr<const BuiltSnapshot> SnapshotBuilder::latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_;
+}
+
+uint64_t SnapshotBuilder::published_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return published_;
+}
+
+ConfigBuildStatus SnapshotBuilder::Status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ConfigBuildStatus status;
+  status.known = true;
+  status.store_version = store_version_.version;
+  status.published = latest_ != nullptr;
+  status.published_version = latest_ ? latest_->version.version : 0;
+  status.failing = !failure_reason_.empty();
+  status.reason = failure_reason_;
+  status.error = failure_error_;
+  status.failing_since = failing_since_;
+  status.corrupt_rows = corrupt_rows_;
+  status.corrupt_row_count = corrupt_row_count_;
+  return status;
+}
+
+SnapshotBuilder::LagView SnapshotBuilder::Lag() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  LagView view;
+  view.current = store_version_;
+  if (view.current.empty() && latest_) view.current = latest_->version;
+  view.failing = !failure_reason_.empty();
+  view.failing_since = failing_since_;
+  view.history.assign(history_.begin(), history_.end());
+  return view;
+}
+
+std::optional<SnapshotBuilder::Published> SnapshotBuilder::FindPublished(const ConfigVersion& version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+    if (it->version == version) return *it;
+  }
+  return std::nullopt;
+}
+
+}  // namespace portico

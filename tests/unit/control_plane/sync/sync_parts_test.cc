@@ -1,0 +1,201 @@
+// The CP sync parts that need no gRPC, each on its own: the snapshot builder (debounce, publish,
+// build failures), the data-plane table (outdated, lag), the full-send slots.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/config/entity_json.h"
+#include "common/metrics/metrics.h"
+#include "common/snapshot/snapshot.h"
+#include "control_plane/sync/dp_status_table.h"
+#include "control_plane/sync/full_send_slots.h"
+#include "control_plane/sync/snapshot_builder.h"
+#include "control_plane/sync/sync_metrics.h"
+#include "gtest/gtest.h"
+
+namespace portico {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+class SnapshotBuilderTest : public ::testing::Test {
+ protected:
+  SnapshotBuilderTest() {
+    stored_.version.epoch = std::string(16, '\x05');
+    config::v1::Service s = DefaultService();
+    s.set_id("00000000-0000-4000-8000-000000000001");
+    s.set_host("10.0.0.1");
+    stored_.config.services.push_back(s);
+  }
+
+  std::unique_ptr<SnapshotBuilder> Make() {
+    SnapshotBuilder::Options options;
+    options.debounce_quiet = absl::Milliseconds(20);
+    options.debounce_max = absl::Milliseconds(100);
+    return std::make_unique<SnapshotBuilder>(
+        options,
+        [this]() -> absl::StatusOr<StoredConfig> {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++reads_;
+          if (fail_reads_) return absl::UnavailableError("database is locked");
+          return stored_;
+        },
+        metrics_, clock_, [this](std::shared_ptr<const BuiltSnapshot> s) {
+          std::lock_guard<std::mutex> lock(mu_);
+          published_.push_back(s->version.version);
+        });
+  }
+  void Bump(const std::function<void(StoredConfig&)>& edit) {
+    std::lock_guard<std::mutex> lock(mu_);
+    edit(stored_);
+    ++stored_.version.version;
+  }
+  std::vector<uint64_t> Published() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return published_;
+  }
+
+  FakeClock clock_{1700000000};
+  metrics::Registry registry_;
+  SyncMetrics metrics_{registry_};
+  std::mutex mu_;
+  StoredConfig stored_;
+  int reads_ = 0;
+  bool fail_reads_ = false;
+  std::vector<uint64_t> published_;
+};
+
+TEST_F(SnapshotBuilderTest, PublishesAtStartThenOncePerBurstOfChanges) {
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  EXPECT_EQ(Published(), std::vector<uint64_t>{0});
+  ASSERT_NE(builder->latest(), nullptr);
+  for (int i = 0; i < 10; ++i) {
+    Bump([](StoredConfig&) {});
+    builder->NotifyConfigChanged();
+  }
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 10; }));
+  EXPECT_LE(Published().size(), 3u);  // debounced: not one build per change
+  EXPECT_EQ(builder->Status().store_version, 10u);
+  EXPECT_FALSE(builder->Status().failing);
+  ASSERT_TRUE(builder->FindPublished(builder->latest()->version).has_value());
+  EXPECT_TRUE(builder->FindPublished(builder->latest()->version)->first_change.has_value());
+}
+
+TEST_F(SnapshotBuilderTest, AVersionThatCannotBeBuiltKeepsTheLastSnapshotAndSaysWhy) {
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  Bump([](StoredConfig& s) { s.corrupt = {CorruptRow{"routes", "r1", "does not parse"}}; });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->Status().failing; }));
+  ConfigBuildStatus status = builder->Status();
+  EXPECT_EQ(status.reason, "corrupt_rows");
+  EXPECT_EQ(status.store_version, 1u);
+  EXPECT_EQ(status.published_version, 0u);
+  EXPECT_EQ(status.corrupt_row_count, 1u);
+  SnapshotBuilder::LagView lag = builder->Lag();
+  EXPECT_TRUE(lag.failing);
+  EXPECT_EQ(lag.current.version, 1u);
+  EXPECT_EQ(lag.failing_since, 1700000000);
+  EXPECT_NE(registry_.Render().find("portico_cp_config_build_failing{reason=\"corrupt_rows\"} 1"), std::string::npos);
+
+  Bump([](StoredConfig& s) { s.corrupt.clear(); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
+  EXPECT_FALSE(builder->Status().failing);
+  EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 2}));
+}
+
+TEST_F(SnapshotBuilderTest, AReadErrorFailsStartButNotALaterBuild) {
+  fail_reads_ = true;
+  EXPECT_EQ(Make()->Start().code(), absl::StatusCode::kUnavailable);
+  fail_reads_ = false;
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_reads_ = true;
+  }
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->Status().failing; }));
+  EXPECT_EQ(builder->Status().reason, "read_error");
+  builder->Stop();
+  builder->Stop();  // idempotent
+}
+
+TEST(DataPlaneTableTest, ListDerivesOutdatedAndLagFromTheBuildersView) {
+  const std::string epoch(16, '\x01');
+  DataPlaneTable table;
+  DataPlaneTable::Record& live = table["dp-live"];
+  live.status.state = "connected_synced";
+  live.serving = ConfigVersion{epoch, 3, "h"};
+  live.active_session = 7;
+  DataPlaneTable::Record& gone = table["dp-gone"];
+  gone.status.state = "disconnected";
+  gone.serving = ConfigVersion{std::string(16, '\x02'), 9, "h"};  // another epoch
+  EXPECT_EQ(table.connected(), 1u);
+
+  SnapshotBuilder::LagView lag;
+  lag.current = ConfigVersion{epoch, 5, ""};
+  lag.failing = true;
+  lag.failing_since = 1000;
+  SnapshotBuilder::Published v4;
+  v4.version = ConfigVersion{epoch, 4, "h4"};
+  v4.first_change_wall = 900;
+  lag.history = {v4};
+  std::vector<DataPlaneStatus> rows = table.List(lag, nullptr, 1100);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, "dp-gone");  // sorted by id
+  EXPECT_EQ(rows[0].state, "disconnected");
+  EXPECT_EQ(rows[0].lag_versions, 5u);  // serves another epoch: the whole current version
+  EXPECT_EQ(rows[1].id, "dp-live");
+  EXPECT_EQ(rows[1].state, "outdated");  // live, sent nothing, the store's version cannot be built
+  EXPECT_EQ(rows[1].lag_versions, 2u);
+  EXPECT_EQ(rows[1].lag_seconds, 200);  // the oldest commit it lacks (version 4's)
+
+  // A refusal never overwrites the record of a live stream of that node.
+  DataPlaneStatus refused;
+  refused.state = "refused";
+  table.RecordRejected("dp-live", refused);
+  EXPECT_EQ(table.Find("dp-live")->status.state, "connected_synced");
+  table.RecordRejected("dp-new", refused);
+  EXPECT_EQ(table.Find("dp-new")->status.state, "refused");
+  EXPECT_TRUE(table.Find("dp-new")->serving.empty());
+}
+
+TEST(FullSendSlotsTest, QueuedSessionsGetFreedSlotsInOrderUnlessTheyNoLongerWantOne) {
+  FullSendSlots slots(2);
+  EXPECT_TRUE(slots.Acquire(1));
+  EXPECT_TRUE(slots.Acquire(2));
+  EXPECT_FALSE(slots.Acquire(3));
+  EXPECT_FALSE(slots.Acquire(4));
+  EXPECT_FALSE(slots.Acquire(5));
+  std::vector<uint64_t> granted;
+  auto wants = [](uint64_t id) { return id != 3; };  // session 3 ended meanwhile
+  slots.Release(wants, [&](uint64_t id) { granted.push_back(id); });
+  EXPECT_EQ(granted, std::vector<uint64_t>{4});
+  EXPECT_EQ(slots.in_progress(), 2);
+  // A granted session with nothing left to send gives the slot back at once: the next one gets it.
+  slots.Release(wants, [&](uint64_t id) {
+    granted.push_back(id);
+    slots.Release(wants, [&](uint64_t next) { granted.push_back(next); });
+  });
+  EXPECT_EQ(granted, (std::vector<uint64_t>{4, 5}));
+  EXPECT_EQ(slots.in_progress(), 1);
+  EXPECT_EQ(slots.peak(), 2);
+}
+
+}  // namespace
+}  // namespace portico
