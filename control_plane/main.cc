@@ -6,6 +6,7 @@
 //              --cluster-cert F --cluster-key F --cluster-ca F
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -24,9 +25,27 @@
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/store/store.h"
 #include "control_plane/sync/sync_server.h"
+#include "control_plane/sync/sync_test_hooks.h"
 
 namespace portico {
 namespace {
+
+// TEST ONLY (fault injection, PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=<k>): the process kills itself
+// with SIGKILL once it has written k chunks of a snapshot that has more, i.e. a CP crash in the
+// middle of a send at a deterministic point (SyncFaultTest.CpKilledMidSnapshot...).
+class CrashAfterChunks final : public SyncTestHooks {
+ public:
+  explicit CrashAfterChunks(size_t chunks) : chunks_(chunks) {}
+  void OnChunkWritten(size_t written, size_t count, uint64_t version) override {
+    if (written != chunks_ || written >= count) return;
+    PORTICO_LOG(kWarn, "cp-sync", "TEST fault switch: crashing after ", written, " of ", count,
+                " chunks of version ", version);
+    raise(SIGKILL);
+  }
+
+ private:
+  const size_t chunks_;
+};
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "portico-cp: %s\n", status.ToString().c_str());
@@ -126,18 +145,20 @@ int Serve(int argc, char** argv) {
   sync_options.max_concurrent_full_sends = max_full_sends;
   sync_options.hello_timeout = absl::Seconds(*hello_timeout_s);
   sync_options.handshake_timeout = absl::Seconds(*handshake_timeout_s);
+  std::unique_ptr<SyncTestHooks> test_hooks;  // null in production
   if (const char* crash = std::getenv("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS")) {
-    // Test-only fault injection (see SyncServerOptions::test_crash_after_chunks).
-    if (!absl::SimpleAtoi(crash, &sync_options.test_crash_after_chunks)) {
+    size_t chunks = 0;
+    if (!absl::SimpleAtoi(crash, &chunks)) {
       return Fail(absl::InvalidArgumentError("PORTICO_TEST_CP_CRASH_AFTER_CHUNKS must be a number"));
     }
+    if (chunks > 0) test_hooks = std::make_unique<CrashAfterChunks>(chunks);
     PORTICO_LOG(kWarn, "cp", "TEST fault switch PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=", crash);
   }
   sync_options.ack_timeout = absl::Seconds(*ack_timeout_s);
   sync_options.metrics = &registry;
   Store* store_ptr = store->get();
   absl::StatusOr<std::unique_ptr<SyncServer>> sync = SyncServer::Start(
-      sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock);
+      sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock, test_hooks.get());
   if (!sync.ok()) return Fail(sync.status());
   SyncServer* sync_ptr = sync->get();
 

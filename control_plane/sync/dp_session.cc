@@ -1,7 +1,6 @@
 #include "control_plane/sync/dp_session.h"
 
 #include <algorithm>
-#include <csignal>
 #include <utility>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "common/snapshot/snapshot.h"
 #include "control_plane/sync/snapshot_builder.h"
 #include "control_plane/sync/sync_metrics.h"
+#include "control_plane/sync/sync_test_hooks.h"
 
 namespace portico {
 namespace {
@@ -131,11 +131,8 @@ void DpSession::OnReadDone(bool ok) {
 void DpSession::OnWriteDone(bool ok) {
   std::lock_guard<std::mutex> lock(hub_.mu);
   write_in_flight_ = false;
-  if (size_t crash_at = hub_.options.test_crash_after_chunks;
-      crash_at > 0 && ok && sending_ && next_chunk_ == crash_at && crash_at < sending_->chunk_count()) {
-    PORTICO_LOG(kWarn, "cp-sync", "TEST fault switch: crashing after ", crash_at, " of ",
-                sending_->chunk_count(), " chunks of version ", sending_->version.version);
-    raise(SIGKILL);
+  if (hub_.test_hooks != nullptr && ok && sending_ && next_chunk_ > 0) {
+    hub_.test_hooks->OnChunkWritten(next_chunk_, sending_->chunk_count(), sending_->version.version);
   }
   if (sending_ && next_chunk_ == sending_->chunk_count()) EndSendLocked();
   if (closing_) {

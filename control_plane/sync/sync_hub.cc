@@ -8,11 +8,12 @@
 namespace portico {
 
 SyncHub::SyncHub(const SyncServerOptions& options_in, const Clock& clock_in, SyncMetrics& metrics_in,
-                 const SnapshotBuilder& builder_in)
+                 const SnapshotBuilder& builder_in, SyncTestHooks* test_hooks_in)
     : options(options_in),
       clock(clock_in),
       metrics(metrics_in),
       builder(builder_in),
+      test_hooks(test_hooks_in),
       admission(options_in.admission_rate, options_in.admission_burst, SteadyClock::now()),
       send_slots(options_in.max_concurrent_full_sends) {}
 

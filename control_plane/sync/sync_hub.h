@@ -23,6 +23,7 @@
 namespace portico {
 
 class SnapshotBuilder;
+class SyncTestHooks;
 struct BuiltSnapshot;
 struct SyncMetrics;
 
@@ -49,13 +50,15 @@ class SessionHandle {
 struct SyncHub {
   using SteadyClock = std::chrono::steady_clock;
 
-  // Everything passed in must outlive the hub.
-  SyncHub(const SyncServerOptions& options, const Clock& clock, SyncMetrics& metrics, const SnapshotBuilder& builder);
+  // Everything passed in must outlive the hub; `test_hooks` may be null (production).
+  SyncHub(const SyncServerOptions& options, const Clock& clock, SyncMetrics& metrics, const SnapshotBuilder& builder,
+          SyncTestHooks* test_hooks);
 
   const SyncServerOptions& options;
   const Clock& clock;
   SyncMetrics& metrics;
   const SnapshotBuilder& builder;
+  SyncTestHooks* const test_hooks;
 
   mutable std::mutex mu;
   std::condition_variable session_done;  // notified when a session ends

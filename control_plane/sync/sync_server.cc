@@ -41,13 +41,14 @@ SnapshotBuilder::Options BuilderOptions(const SyncServerOptions& options) {
 // The gRPC service: one DpSession per stream, the builder publishing into the hub, and the timer.
 class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
  public:
-  Impl(SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config, const Clock& clock)
+  Impl(SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config, const Clock& clock,
+       SyncTestHooks* test_hooks)
       : options_(std::move(options)),
         clock_(clock),
         own_registry_(options_.metrics ? nullptr : std::make_unique<metrics::Registry>()),
         registry_(options_.metrics ? options_.metrics : own_registry_.get()),
         metrics_(*registry_),
-        hub_(options_, clock_, metrics_, builder_),
+        hub_(options_, clock_, metrics_, builder_, test_hooks),
         builder_(BuilderOptions(options_), std::move(read_config), metrics_, clock_,
                  [this](std::shared_ptr<const BuiltSnapshot> snapshot) {
                    std::lock_guard<std::mutex> lock(hub_.mu);
@@ -167,8 +168,9 @@ SyncServer::SyncServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SyncServer::~SyncServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<SyncServer>> SyncServer::Start(
-    SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config, const Clock& clock) {
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(read_config), clock);
+    SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config, const Clock& clock,
+    SyncTestHooks* test_hooks) {
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(read_config), clock, test_hooks);
   absl::Status s = impl->Init();
   if (!s.ok()) {
     impl->Stop();

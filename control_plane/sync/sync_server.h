@@ -28,6 +28,7 @@
 namespace portico {
 
 struct BuiltSnapshot;
+class SyncTestHooks;
 namespace metrics {
 class Registry;
 }  // namespace metrics
@@ -55,10 +56,6 @@ struct SyncServerOptions {
   int max_concurrent_full_sends = 32;
   // Where the portico_cp_* metrics go; null = a private registry (see metrics_text()).
   metrics::Registry* metrics = nullptr;
-  // TEST ONLY (fault injection): when > 0, the process kills itself with SIGKILL as soon as this
-  // many chunks of a snapshot that has more chunks have been written to a DP, i.e. a CP crash in
-  // the middle of a send. Set from PORTICO_TEST_CP_CRASH_AFTER_CHUNKS by main.cc.
-  size_t test_crash_after_chunks = 0;
 };
 
 // Counters for tests and the benchmark (the same figures are exported as metrics).
@@ -77,9 +74,11 @@ class SyncServer : public DataPlaneStatusSource {
   // row is logged, reported by BuildStatus() and the metrics, and not published), then listens.
   // `read_config` is called on the builder thread and must read the store in one transaction;
   // a result with corrupt rows is never published. `clock` must outlive the server.
+  // `test_hooks` (fault injection, sync_test_hooks.h) is null in production; it must outlive the
+  // server.
   static absl::StatusOr<std::unique_ptr<SyncServer>> Start(
       SyncServerOptions options, std::function<absl::StatusOr<StoredConfig>()> read_config,
-      const Clock& clock);
+      const Clock& clock, SyncTestHooks* test_hooks = nullptr);
   ~SyncServer() override;  // Stop()s
 
   uint16_t port() const;

@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -28,6 +29,7 @@
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/sync/admission.h"
+#include "control_plane/sync/sync_test_hooks.h"
 #include "grpcpp/grpcpp.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 #include "data_plane/sync/sync_client.h"
@@ -865,6 +867,39 @@ TEST_F(SyncTest, UpToDateAfterRestartIsCounted) {
   EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_sync_pushes_total{result=\"up_to_date\"} 1\n"));
   EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_sync_pushes_total{result=\"sent\"} 0\n"));
   EXPECT_EQ(rec.Calls(), 1u);
+}
+
+// The test hooks (sync_test_hooks.h) see every chunk written to a data plane, in order; they are
+// how a test injects faults (main.cc's PORTICO_TEST_CP_CRASH_AFTER_CHUNKS) without an option in
+// SyncServerOptions.
+TEST_F(SyncTest, TestHooksSeeEveryChunkWrittenToADataPlane) {
+  struct Recorder : SyncTestHooks {
+    void OnChunkWritten(size_t written, size_t count, uint64_t version) override {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.push_back({written, count, version});
+    }
+    std::mutex mu;
+    std::vector<std::tuple<size_t, size_t, uint64_t>> calls;
+  } hooks;
+  for (int i = 2; i <= 500; ++i) stored_.config.services.push_back(MakeService(i));
+  SyncServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.cert_file = certs_ + "/cp.crt";
+  options.key_file = certs_ + "/cp.key";
+  options.ca_file = certs_ + "/ca.crt";
+  options.chunk_bytes = 1024;
+  auto server = SyncServer::Start(options, [this]() -> absl::StatusOr<StoredConfig> { return stored_; }, clock_, &hooks);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  const size_t chunks = server_->latest_snapshot()->chunk_count();
+  ASSERT_GE(chunks, 3u);
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  server_->Stop();  // no write is in flight after this
+  std::lock_guard<std::mutex> lock(hooks.mu);
+  ASSERT_EQ(hooks.calls.size(), chunks);
+  for (size_t i = 0; i < chunks; ++i) EXPECT_EQ(hooks.calls[i], std::make_tuple(i + 1, chunks, uint64_t{1}));
 }
 
 }  // namespace
