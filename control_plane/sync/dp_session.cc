@@ -65,6 +65,28 @@ std::string PeerIp(const std::string& peer) {
   return std::string(p);
 }
 
+// Why a DP that says `hello` cannot be served, "" when it can (KONG-REFERENCE §1.9): protocol 1,
+// the CP's major version, a minor version not newer than the CP's.
+std::string IncompatibilityOf(const sync::v1::Hello& hello) {
+  BuildVersion cp_build, dp_build;
+  ParseBuildVersion(PORTICO_VERSION, &cp_build);
+  if (hello.protocol_version() != kProtocolVersion) {
+    return absl::StrCat("protocol version ", hello.protocol_version(), " is not supported (CP speaks ",
+                        kProtocolVersion, ")");
+  }
+  if (!ParseBuildVersion(hello.dp_build(), &dp_build)) {
+    return absl::StrCat("data plane version '", hello.dp_build(), "' is not MAJOR.MINOR.PATCH");
+  }
+  if (dp_build.major != cp_build.major) {
+    return absl::StrCat("data plane version ", hello.dp_build(), " has another major version than the control plane ",
+                        PORTICO_VERSION);
+  }
+  if (dp_build.minor > cp_build.minor) {
+    return absl::StrCat("data plane version ", hello.dp_build(), " is newer than the control plane ", PORTICO_VERSION);
+  }
+  return "";
+}
+
 const char* NackCodeName(int code) {
   return sync::v1::Nack::Code_IsValid(code) ? sync::v1::Nack::Code_Name(static_cast<sync::v1::Nack::Code>(code)).c_str()
                                             : "UNKNOWN";
@@ -243,41 +265,15 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
             : absl::StrCat("node_id '", hello.node_id(), "' does not match the certificate identity '",
                            cert_.node_id, "'");
     PORTICO_LOG(kError, kLog, "refusing data plane from ", peer_ip_, ": ", reason);
-    if (!cert_.node_id.empty()) {
-      status.sync_status = "unknown";
-      status.state = "refused";
-      status.last_error = reason;
-      hub_.nodes.RecordRejected(cert_.node_id, status);
-    }
-    CloseLocked(reason, sync::v1::Goaway::UNAUTHORIZED,
-                grpc::Status(grpc::StatusCode::PERMISSION_DENIED, reason));
+    // Without an identity there is no record to show it under.
+    RefuseLocked(std::move(status), "unknown", "refused", reason, sync::v1::Goaway::UNAUTHORIZED,
+                 grpc::StatusCode::PERMISSION_DENIED, /*record=*/!cert_.node_id.empty());
     return;
   }
-
-  // Compatibility (KONG-REFERENCE §1.9): same major, DP minor <= CP minor; protocol 1.
-  BuildVersion cp_build, dp_build;
-  ParseBuildVersion(PORTICO_VERSION, &cp_build);
-  std::string incompatible;
-  if (hello.protocol_version() != kProtocolVersion) {
-    incompatible = absl::StrCat("protocol version ", hello.protocol_version(), " is not supported (CP speaks ",
-                                kProtocolVersion, ")");
-  } else if (!ParseBuildVersion(hello.dp_build(), &dp_build)) {
-    incompatible = absl::StrCat("data plane version '", hello.dp_build(), "' is not MAJOR.MINOR.PATCH");
-  } else if (dp_build.major != cp_build.major) {
-    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " has another major version than the control plane ",
-                                PORTICO_VERSION);
-  } else if (dp_build.minor > cp_build.minor) {
-    incompatible = absl::StrCat("data plane version ", hello.dp_build(), " is newer than the control plane ",
-                                PORTICO_VERSION);
-  }
-  if (!incompatible.empty()) {
+  if (std::string incompatible = IncompatibilityOf(hello); !incompatible.empty()) {
     PORTICO_LOG(kError, kLog, "refusing data plane ", cert_.node_id, ": ", incompatible);
-    status.sync_status = "kong_version_incompatible";
-    status.state = "incompatible";
-    status.last_error = incompatible;
-    hub_.nodes.RecordRejected(cert_.node_id, status);
-    CloseLocked(incompatible, sync::v1::Goaway::INCOMPATIBLE,
-                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, incompatible));
+    RefuseLocked(std::move(status), "kong_version_incompatible", "incompatible", incompatible,
+                 sync::v1::Goaway::INCOMPATIBLE, grpc::StatusCode::FAILED_PRECONDITION, /*record=*/true);
     return;
   }
 
@@ -488,6 +484,18 @@ void DpSession::TickLocked(SteadyClock::time_point now) {
                 unacked_version_.version, " (nonce ", unacked_nonce_, "): stale");
     if (OwnerLocked()) RecordLocked().status.state = "stale";
   }
+}
+
+void DpSession::RefuseLocked(DataPlaneStatus status, const char* sync_status, const char* state,
+                             const std::string& reason, sync::v1::Goaway::Code goaway, grpc::StatusCode code,
+                             bool record) {
+  if (record) {
+    status.sync_status = sync_status;
+    status.state = state;
+    status.last_error = reason;
+    hub_.nodes.RecordRejected(cert_.node_id, status);
+  }
+  CloseLocked(reason, goaway, grpc::Status(code, reason));
 }
 
 void DpSession::CloseDrainingLocked() {

@@ -53,6 +53,10 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   void CloseLocked(const std::string& reason, sync::v1::Goaway::Code goaway, grpc::Status status,
                    uint32_t retry_after_s = 0);
   void HandleHelloLocked(const sync::v1::Hello& hello);
+  // Ends a stream whose Hello is refused; with `record`, the node's record shows `status` with
+  // the refusal (unless a stream of that node is live).
+  void RefuseLocked(DataPlaneStatus status, const char* sync_status, const char* state, const std::string& reason,
+                    sync::v1::Goaway::Code goaway, grpc::StatusCode code, bool record);
   void HandleMessageLocked(const sync::v1::DpMessage& msg);
   void StartWriteLocked(const sync::v1::CpMessage& msg, bool no_compression);
   void FinishLocked();
