@@ -334,20 +334,25 @@ void DpSession::MarkServingLocked(const ConfigVersion& serving) {
   record.status.config_version = serving.version;
 }
 
+bool DpSession::AcceptReplyLocked(const char* what, uint64_t nonce, const sync::v1::VersionRef& serving) {
+  if (!unacked_ || nonce != unacked_nonce_) {
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring ", what, " with stale nonce ", nonce);
+    return false;
+  }
+  unacked_ = false;
+  stale_ = false;
+  MarkServingLocked(FromVersionRef(serving));
+  return true;
+}
+
 void DpSession::HandleMessageLocked(const DpMessage& msg) {
   const bool owner = OwnerLocked();
   if (owner) RecordLocked().status.last_seen = hub_.clock.NowSeconds();
   switch (msg.msg_case()) {
     case DpMessage::kAck: {
       const sync::v1::Ack& ack = msg.ack();
-      if (!unacked_ || ack.nonce() != unacked_nonce_) {
-        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring ACK with stale nonce ", ack.nonce());
-        break;
-      }
-      unacked_ = false;
-      stale_ = false;
-      const ConfigVersion serving = FromVersionRef(ack.serving());
-      MarkServingLocked(serving);
+      if (!AcceptReplyLocked("ACK", ack.nonce(), ack.serving())) break;
+      const ConfigVersion serving = serving_;
       hub_.metrics.push_ack->Inc();
       if (std::optional<SnapshotBuilder::Published> pv = hub_.builder.FindPublished(serving);
           pv && pv->first_change && active_since_ <= pv->published_at) {
@@ -364,13 +369,7 @@ void DpSession::HandleMessageLocked(const DpMessage& msg) {
     }
     case DpMessage::kNack: {
       const sync::v1::Nack& nack = msg.nack();
-      if (!unacked_ || nack.nonce() != unacked_nonce_) {
-        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": ignoring NACK with stale nonce ", nack.nonce());
-        break;
-      }
-      unacked_ = false;
-      stale_ = false;
-      MarkServingLocked(FromVersionRef(nack.serving()));
+      if (!AcceptReplyLocked("NACK", nack.nonce(), nack.serving())) break;
       hub_.metrics.push_nack->Inc();
       if (!owner) break;
       DataPlaneTable::Record& record = RecordLocked();

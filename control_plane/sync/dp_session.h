@@ -58,6 +58,9 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   void RefuseLocked(DataPlaneStatus status, const char* sync_status, const char* state, const std::string& reason,
                     sync::v1::Goaway::Code goaway, grpc::StatusCode code, bool record);
   void HandleMessageLocked(const sync::v1::DpMessage& msg);
+  // The ACK/NACK of the snapshot in flight (false, logged, for a stale nonce): nothing is
+  // un-ACKed any more, and the DP serves `serving`.
+  bool AcceptReplyLocked(const char* what, uint64_t nonce, const sync::v1::VersionRef& serving);
   void StartWriteLocked(const sync::v1::CpMessage& msg, bool no_compression);
   void FinishLocked();
   bool OwnerLocked() const;
