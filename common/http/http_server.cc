@@ -1,6 +1,6 @@
-// libuv + llhttp HTTP/1.1 server. All libuv and llhttp callbacks are static trampolines at the
-// bottom of the anonymous namespace; each recovers its Connection from `data` and forwards to one
-// member function. Everything except Start()/Stop() runs on the server thread.
+// HTTP/1.1 server on the shared TCP transport (common/net) and HTTP/1 codec (http1_codec.h); the
+// listener, stop and sweep handles are the only libuv callbacks here. Everything except
+// Start()/Stop() runs on the server thread.
 //
 // Connection lifecycle:
 //   kReading --(response with close | parse error | limit | peer EOF)--> kClosingAfterWrites
@@ -10,7 +10,6 @@
 //   any --(read/write error | idle timeout | Stop)--> kClosed; uv_close's callback deletes it.
 #include "common/http/http_server.h"
 
-#include <llhttp.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -25,6 +24,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "common/http/http1_codec.h"
+#include "common/net/tcp_transport.h"
 
 namespace portico {
 namespace {
@@ -49,12 +50,6 @@ std::string HttpDate() {
            tm_utc.tm_mday, kMonths[tm_utc.tm_mon], tm_utc.tm_year + 1900, tm_utc.tm_hour,
            tm_utc.tm_min, tm_utc.tm_sec);
   return buffer;
-}
-
-// RFC 9110 tchar.
-bool IsTokenChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
 
 bool HasLineBreak(absl::string_view s) { return s.find_first_of("\r\n") != absl::string_view::npos; }
@@ -110,7 +105,6 @@ struct HttpServer::Impl {
   uv_tcp_t listener;
   uv_async_t stop_async;
   uv_timer_t sweep_timer;
-  llhttp_settings_t parser_settings;
   std::thread thread;
   uint16_t port = 0;
   std::unordered_set<Connection*> connections;  // server thread only
@@ -122,73 +116,66 @@ struct HttpServer::Impl {
 
 namespace {
 
-struct WriteRequest {
-  uv_write_t req;
-  std::string data;
-  Connection* connection;
-};
-
-class Connection {
+// One client connection: the shared TCP transport and HTTP/1 codec, answering each complete
+// request with the handler, in order.
+class Connection final : public TransportCallbacks, public Http1Codec::BodySink {
  public:
   enum class State { kReading, kClosingAfterWrites, kLingering, kClosed };
 
-  explicit Connection(HttpServer::Impl* server) : server_(server) {
-    tcp_.data = this;
-    llhttp_init(&parser_, HTTP_REQUEST, &server->parser_settings);
-    parser_.data = this;
-  }
+  explicit Connection(HttpServer::Impl* server)
+      : server_(server),
+        transport_(&server->loop, server->read_buffer, kReadBufferBytes, this),
+        codec_(Http1Codec::Kind::kRequest, this, server->options.max_header_bytes) {}
 
-  uv_tcp_t* tcp() { return &tcp_; }
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
-  HttpServer::Impl* server() { return server_; }
+  TcpTransport& transport() { return transport_; }
 
   void Begin() {
-    struct sockaddr_storage peer;
-    int length = sizeof(peer);
-    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
-      char name[INET6_ADDRSTRLEN] = {0};
-      if (peer.ss_family == AF_INET) {
-        uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&peer), name, sizeof(name));
-      } else if (peer.ss_family == AF_INET6) {
-        uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&peer), name, sizeof(name));
-      }
-      peer_ip_ = name;
-    }
-    uv_tcp_nodelay(&tcp_, 1);
+    peer_ip_ = transport_.PeerIp();
+    transport_.SetNoDelay();
     Touch();
-    StartReading();
+    transport_.StartReading();
   }
 
-  // ---- libuv events ----
-  void OnRead(ssize_t nread, const char* data) {
-    if (nread == 0) return;
-    if (nread < 0) {
-      if (nread != UV_EOF) return Close();
-      peer_eof_ = true;
-      uv_read_stop(stream());
-      reading_ = false;
-      if (state_ == State::kLingering) return Close();
-      return CloseAfterWrites();
-    }
+  // ---- transport events ----
+  void OnTransportConnected(int) override {}
+  void OnTransportRead(absl::string_view data) override {
     Touch();
     if (state_ != State::kReading) return;  // draining before close: discard
-    Feed(data, static_cast<size_t>(nread));
+    Feed(data);
   }
-
-  void OnWriteDone(int status) {
-    --pending_writes_;
+  void OnTransportEof() override {
+    peer_eof_ = true;
+    if (state_ == State::kLingering) return Close();
+    CloseAfterWrites();
+  }
+  void OnTransportReadError(int) override { Close(); }
+  void OnTransportWritten(size_t, int status) override {
     if (state_ == State::kClosed) return;
     if (status < 0) return Close();
     Touch();
-    if (state_ == State::kClosingAfterWrites && pending_writes_ == 0) return FinishClosing();
-    if (state_ == State::kReading && !reading_ &&
-        uv_stream_get_write_queue_size(stream()) <= server_->options.max_pending_write_bytes / 2) {
-      StartReading();
+    if (state_ == State::kClosingAfterWrites && transport_.pending_write_bytes() == 0) return FinishClosing();
+    if (state_ == State::kReading && !transport_.reading() &&
+        transport_.pending_write_bytes() <= server_->options.max_pending_write_bytes / 2) {
+      transport_.StartReading();
     }
   }
-
-  void OnShutdown(int status) {
+  void OnTransportShutdown(int status) override {
     if (status < 0) Close();
+  }
+  void OnTransportClosed() override {
+    server_->connections.erase(this);
+    delete this;
+  }
+
+  // ---- codec events ----
+  bool OnBody(absl::string_view data) override {
+    if (request_.body.size() + data.size() > server_->options.max_body_bytes) {
+      error_status_ = 413;
+      error_body_ = kPayloadTooLargeBody;
+      return false;
+    }
+    request_.body.append(data.data(), data.size());
+    return true;
   }
 
   // Called by the sweep timer.
@@ -201,48 +188,21 @@ class Connection {
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* handle) {
-      auto* self = static_cast<Connection*>(handle->data);
-      self->server_->connections.erase(self);
-      delete self;
-    });
+    transport_.Close();
   }
 
-  // ---- llhttp events ----
-  int OnMessageBegin() {
-    request_ = HttpRequest();
-    header_field_.clear();
-    header_value_.clear();
-    head_bytes_ = 0;
-    return 0;
-  }
-  int OnUrl(const char* at, size_t length) {
-    request_.target.append(at, length);
-    return CountHead(length);
-  }
-  int OnHeaderField(const char* at, size_t length) {
-    header_field_.append(at, length);
-    return CountHead(length);
-  }
-  int OnHeaderValue(const char* at, size_t length) {
-    header_value_.append(at, length);
-    return CountHead(length);
-  }
-  int OnHeaderFieldComplete() {
-    // llhttp (non-strict) lets "Name : v" through; RFC 9112 §5.1 requires a 400.
-    if (header_field_.empty() || !std::all_of(header_field_.begin(), header_field_.end(), IsTokenChar)) {
-      return Fail(400, kBadRequestBody);
+ private:
+  void Touch() { last_activity_ = uv_now(&server_->loop); }
+
+  // The head is complete: refuse what the server does not take before reading any body.
+  bool AcceptHead(const MessageHead& head) {
+    if (head.version_major != 1) return Refuse(400, kBadRequestBody);  // no HTTP/0.9 or 2.0 here
+    if (head.has_content_length && head.content_length > server_->options.max_body_bytes) {
+      return Refuse(413, kPayloadTooLargeBody);
     }
-    return 0;
-  }
-  int OnHeaderValueComplete() {
-    request_.headers.emplace_back(std::move(header_field_), std::move(header_value_));
-    header_field_.clear();
-    header_value_.clear();
-    return CountHead(4);  // ": " and CRLF
-  }
-  int OnHeadersComplete() {
-    if (parser_.http_major != 1) return Fail(400, kBadRequestBody);  // no HTTP/0.9
+    request_ = HttpRequest();
+    request_.method = head.method;
+    request_.target = head.url;
     const size_t question = request_.target.find('?');
     if (question == std::string::npos) {
       request_.path = request_.target;
@@ -250,93 +210,52 @@ class Connection {
       request_.path = request_.target.substr(0, question);
       request_.query = request_.target.substr(question + 1);
     }
-    if ((parser_.flags & F_CONTENT_LENGTH) != 0) {
-      if (parser_.content_length > server_->options.max_body_bytes) {
-        return Fail(413, kPayloadTooLargeBody);
-      }
+    request_.headers = head.headers;
+    request_.peer_ip = peer_ip_;
+    if (head.has_content_length) {
       // Declared length is a hint only: never pre-allocate more than one read's worth.
-      request_.body.reserve(std::min<size_t>(static_cast<size_t>(parser_.content_length), kReadBufferBytes));
+      request_.body.reserve(std::min<size_t>(static_cast<size_t>(head.content_length), kReadBufferBytes));
     }
-    return 0;
-  }
-  int OnBody(const char* at, size_t length) {
-    if (request_.body.size() + length > server_->options.max_body_bytes) {
-      return Fail(413, kPayloadTooLargeBody);
-    }
-    request_.body.append(at, length);
-    return 0;
-  }
-  int OnMessageComplete() {
-    if (parser_.http_major != 1) return Fail(400, kBadRequestBody);  // HTTP/0.9 skips headers_complete
-    return HPE_PAUSED;  // handled in Feed(), at a message boundary
-  }  // handled in Feed(), at a message boundary
-
- private:
-  void Touch() { last_activity_ = uv_now(&server_->loop); }
-
-  void StartReading() {
-    if (reading_) return;
-    const int rc = uv_read_start(
-        stream(),
-        [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<Connection*>(handle->data);
-          *buf = uv_buf_init(self->server_->read_buffer, kReadBufferBytes);
-        },
-        [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-          static_cast<Connection*>(stream->data)->OnRead(nread, buf->base);
-        });
-    if (rc < 0) return Close();
-    reading_ = true;
+    return true;
   }
 
-  int CountHead(size_t length) {
-    head_bytes_ += length;
-    if (head_bytes_ > server_->options.max_header_bytes) return Fail(400, kHeaderTooLargeBody);
-    return 0;
-  }
-
-  int Fail(int status, const char* body) {
+  bool Refuse(int status, const char* body) {
     error_status_ = status;
     error_body_ = body;
-    return -1;
+    return false;
   }
 
   // Parses `data`, answering each complete request in order.
-  void Feed(const char* data, size_t length) {
-    while (length > 0 && state_ == State::kReading) {
-      const llhttp_errno_t err = llhttp_execute(&parser_, data, length);
-      if (err == HPE_OK) return;
-      if (err == HPE_PAUSED) {
-        const char* stop = llhttp_get_error_pos(&parser_);
-        length -= static_cast<size_t>(stop - data);
-        data = stop;
+  void Feed(absl::string_view data) {
+    while (state_ == State::kReading) {
+      const Http1Codec::Result result = codec_.Execute(data.data(), data.size());
+      data.remove_prefix(result.consumed);
+      if (result.event == Http1Codec::Event::kNeedMore) break;
+      if (result.event == Http1Codec::Event::kHead) {
+        if (AcceptHead(codec_.head())) continue;
+      } else if (result.event == Http1Codec::Event::kMessageDone) {
         if (!AnswerRequest()) return CloseAfterWrites();
-        llhttp_resume(&parser_);
         continue;
-      }
-      // Upgrade/CONNECT is not supported by these servers, and any error ends the connection.
-      if (err != HPE_PAUSED_UPGRADE) {
-        PORTICO_LOG(kDebug, "http", "bad request from ", peer_ip_, ": ", llhttp_errno_name(err),
-                    " ", llhttp_get_error_reason(&parser_));
+      } else {
+        if (result.event == Http1Codec::Event::kHeadTooLarge) Refuse(400, kHeaderTooLargeBody);
+        PORTICO_LOG(kDebug, "http", "bad request from ", peer_ip_, ": ", codec_.error_reason());
       }
       WriteResponse(HttpResponse::Json(error_status_ != 0 ? error_status_ : 400,
                                        error_status_ != 0 ? error_body_ : kBadRequestBody),
                     /*head=*/false, /*keep_alive=*/false, /*http10=*/false);
       return CloseAfterWrites();
     }
-    if (state_ == State::kReading && reading_ &&
-        uv_stream_get_write_queue_size(stream()) > server_->options.max_pending_write_bytes) {
-      uv_read_stop(stream());  // resumed by OnWriteDone once the peer reads
-      reading_ = false;
+    if (state_ == State::kReading && transport_.reading() &&
+        transport_.pending_write_bytes() > server_->options.max_pending_write_bytes) {
+      transport_.StopReading();  // resumed by OnTransportWritten once the peer reads
     }
   }
 
   // Runs the handler for the completed request; false when the connection must close after it.
   bool AnswerRequest() {
-    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_)));
-    request_.peer_ip = peer_ip_;
-    const bool http10 = parser_.http_major == 1 && parser_.http_minor == 0;
-    bool keep_alive = llhttp_should_keep_alive(&parser_) != 0 && llhttp_get_upgrade(&parser_) == 0;
+    const MessageHead& head = codec_.head();
+    const bool http10 = head.version_major == 1 && head.version_minor == 0;
+    bool keep_alive = head.keep_alive && !head.upgrade;
     const HttpResponse response = server_->handler(request_);
     keep_alive = keep_alive && !WantsClose(response);
     WriteResponse(response, request_.method == "HEAD", keep_alive, http10);
@@ -346,27 +265,14 @@ class Connection {
 
   void WriteResponse(const HttpResponse& response, bool head, bool keep_alive, bool http10) {
     if (state_ == State::kClosed) return;
-    auto* write = new WriteRequest;
-    write->data = SerializeResponse(response, head, keep_alive, http10);
-    write->connection = this;
-    uv_buf_t buffer = uv_buf_init(write->data.data(), static_cast<unsigned int>(write->data.size()));
-    const int rc = uv_write(&write->req, stream(), &buffer, 1, [](uv_write_t* req, int status) {
-      auto* done = reinterpret_cast<WriteRequest*>(req);  // req is the first member
-      Connection* connection = done->connection;
-      delete done;
-      connection->OnWriteDone(status);
-    });
-    if (rc < 0) {
-      delete write;
-      return Close();
-    }
-    ++pending_writes_;
+    const std::string bytes = SerializeResponse(response, head, keep_alive, http10);
+    if (!transport_.Write(bytes)) Close();
   }
 
   void CloseAfterWrites() {
     if (state_ == State::kClosed || state_ == State::kLingering) return;
     state_ = State::kClosingAfterWrites;
-    if (pending_writes_ == 0) FinishClosing();
+    if (transport_.pending_write_bytes() == 0) FinishClosing();
   }
 
   // All responses are handed to the kernel: send FIN, then drain input until EOF or the deadline.
@@ -374,46 +280,23 @@ class Connection {
     if (peer_eof_) return Close();
     state_ = State::kLingering;
     linger_deadline_ = uv_now(&server_->loop) + kLingerMs;
-    shutdown_req_.data = this;
-    if (uv_shutdown(&shutdown_req_, stream(), [](uv_shutdown_t* req, int status) {
-          static_cast<Connection*>(req->data)->OnShutdown(status);
-        }) < 0) {
-      return Close();
-    }
-    StartReading();
+    if (!transport_.Shutdown()) return Close();
+    transport_.StartReading();
   }
 
   HttpServer::Impl* server_;
-  uv_tcp_t tcp_;
-  llhttp_t parser_;
-  uv_shutdown_t shutdown_req_;
+  TcpTransport transport_;
+  Http1Codec codec_;
   State state_ = State::kReading;
-  bool reading_ = false;
   bool peer_eof_ = false;
-  size_t pending_writes_ = 0;
   uint64_t last_activity_ = 0;
   uint64_t linger_deadline_ = 0;
   std::string peer_ip_;
 
   HttpRequest request_;
-  std::string header_field_;
-  std::string header_value_;
-  size_t head_bytes_ = 0;
   int error_status_ = 0;
   const char* error_body_ = kBadRequestBody;
 };
-
-// ---- llhttp trampolines ----
-Connection* Self(llhttp_t* parser) { return static_cast<Connection*>(parser->data); }
-int OnMessageBegin(llhttp_t* p) { return Self(p)->OnMessageBegin(); }
-int OnUrl(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl(at, n); }
-int OnHeaderField(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnHeaderField(at, n); }
-int OnHeaderValue(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnHeaderValue(at, n); }
-int OnHeaderFieldComplete(llhttp_t* p) { return Self(p)->OnHeaderFieldComplete(); }
-int OnHeaderValueComplete(llhttp_t* p) { return Self(p)->OnHeaderValueComplete(); }
-int OnHeadersComplete(llhttp_t* p) { return Self(p)->OnHeadersComplete(); }
-int OnBody(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnBody(at, n); }
-int OnMessageComplete(llhttp_t* p) { return Self(p)->OnMessageComplete(); }
 
 // ---- libuv trampolines for the server handles ----
 HttpServer::Impl* ServerOf(uv_handle_t* handle) { return static_cast<HttpServer::Impl*>(handle->data); }
@@ -421,13 +304,9 @@ HttpServer::Impl* ServerOf(uv_handle_t* handle) { return static_cast<HttpServer:
 void OnNewConnection(uv_stream_t* listener, int status) {
   HttpServer::Impl* server = ServerOf(reinterpret_cast<uv_handle_t*>(listener));
   if (status < 0) return;
-  auto* connection = new Connection(server);
-  if (uv_tcp_init(&server->loop, connection->tcp()) != 0) {
-    delete connection;
-    return;
-  }
+  auto* connection = new Connection(server);  // freed by its transport's close callback
   server->connections.insert(connection);
-  if (uv_accept(listener, connection->stream()) != 0) return connection->Close();
+  if (!connection->transport().Accept(listener)) return connection->Close();
   connection->Begin();
 }
 
@@ -482,17 +361,6 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->handler = std::move(handler);
-  llhttp_settings_init(&impl->parser_settings);
-  impl->parser_settings.on_message_begin = OnMessageBegin;
-  impl->parser_settings.on_url = OnUrl;
-  impl->parser_settings.on_header_field = OnHeaderField;
-  impl->parser_settings.on_header_value = OnHeaderValue;
-  impl->parser_settings.on_header_field_complete = OnHeaderFieldComplete;
-  impl->parser_settings.on_header_value_complete = OnHeaderValueComplete;
-  impl->parser_settings.on_headers_complete = OnHeadersComplete;
-  impl->parser_settings.on_body = OnBody;
-  impl->parser_settings.on_message_complete = OnMessageComplete;
-
   if (int rc = uv_loop_init(&impl->loop); rc != 0) return UvError("uv_loop_init", rc);
   uv_tcp_init(&impl->loop, &impl->listener);
   impl->listener.data = impl.get();

@@ -1,6 +1,7 @@
 #pragma once
-// One TCP connection to an upstream service, owned by its Worker. Either attached to exactly one
-// exchange (an UpstreamObserver) or idle in the worker's pool.
+// One HTTP/1 connection to an upstream, owned by its Worker: a transport (common/net), the
+// response codec (common/http/http1_codec.h) and the connection's timeouts. Either attached to
+// exactly one exchange (an UpstreamObserver) or idle in the worker's pool.
 //
 //   Connect()            Attach()             response done: Release(reusable)
 //   ─────────▶ kConnecting ──connected──▶ kActive ───────────────────────────▶ kIdle (pooled)
@@ -8,7 +9,7 @@
 //                  │                      └───┼──────── AcquireIdle() ◀──────────┘
 //                  └──error/timeout──┐        │error/timeout/Abort()/not reusable│ peer close,
 //                                    ▼        ▼                                  ▼ idle timeout
-//                                  kClosing (uv_close; freed by the worker after both close callbacks)
+//                                  kClosing (transport and timer closed; freed by the worker)
 //
 // Thread-compatible: only ever touched on the owning worker's loop. Observer callbacks are never
 // made synchronously from a method the observer called (errors found inside Write() are reported
@@ -22,7 +23,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "data_plane/proxy/http1_parser.h"
+#include "common/http/http1_codec.h"
+#include "common/net/tcp_transport.h"
 
 namespace portico::proxy {
 
@@ -34,7 +36,7 @@ enum class UpstreamError {
   kWriteTimeout,
   kReadTimeout,
   kClosed,                // EOF or reset before the response was complete
-  kInvalidResponse,       // unparsable response head or body
+  kInvalidResponse,       // unparsable response head or body, or one the observer refused
 };
 
 struct UpstreamTimeouts {
@@ -43,14 +45,21 @@ struct UpstreamTimeouts {
   int64_t read_ms = 60000;
 };
 
+// What the observer wants done with a final response head.
+enum class UpstreamHeadAction {
+  kContinue,  // relay the body
+  kSkipBody,  // the response has no body (HEAD request, 204, 304), whatever its head says
+  kError,     // refuse the response: the connection fails with kInvalidResponse
+};
+
 class UpstreamObserver {
  public:
   virtual ~UpstreamObserver() = default;
   // The connection is ready for Write() (also called right away for a pooled connection, but
   // never from inside Attach()).
   virtual void OnUpstreamConnected() = 0;
-  // The final (non-1xx) response head; return kSkipBody for responses to HEAD.
-  virtual Http1ParserDelegate::HeadAction OnUpstreamHead(const Http1Head& head) = 0;
+  // The final (non-1xx) response head (1xx interim responses are dropped).
+  virtual UpstreamHeadAction OnUpstreamHead(const MessageHead& head) = 0;
   virtual void OnUpstreamBody(absl::string_view data) = 0;
   // The response ended. The observer must call Release() or Abort() before returning.
   virtual void OnUpstreamComplete() = 0;
@@ -59,22 +68,23 @@ class UpstreamObserver {
   virtual void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) = 0;
   // Pending writes fell below the low-water mark.
   virtual void OnUpstreamWriteDrained() = 0;
-  // One read callback ended without completing the response. The views passed to OnUpstreamBody
-  // point into the worker's read buffer and are valid only until this returns: the observer
-  // writes or copies what it kept (and may Abort() the connection).
+  // One read ended without completing the response. The views passed to OnUpstreamBody point
+  // into the read buffer and are valid only until this returns: the observer writes or copies
+  // what it kept (and may Abort() the connection).
   virtual void OnUpstreamReadEnd() = 0;
 };
 
-class UpstreamConnection final : public Http1ParserDelegate {
+class UpstreamConnection final : public TransportCallbacks, public Http1Codec::BodySink {
  public:
   enum class State { kConnecting, kActive, kIdle, kClosing };
 
+  // `pool_key` names the target (the worker's pool for it).
   UpstreamConnection(Worker& worker, std::string pool_key, size_t max_head_bytes);
   ~UpstreamConnection() override;
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-  // Initialises the handles and starts connecting. On error the caller must Close().
+  // Starts connecting. On error the caller must Close().
   absl::Status Connect(const struct sockaddr* address);
   // Binds the connection to one exchange. REQUIRES: state kConnecting (fresh) or kActive (just
   // taken from the pool).
@@ -90,7 +100,7 @@ class UpstreamConnection final : public Http1ParserDelegate {
   static constexpr size_t kMaxWriteParts = 4;
   void Write(std::initializer_list<absl::string_view> parts);
   void Write(absl::string_view data) { Write(std::initializer_list<absl::string_view>{data}); }
-  size_t pending_write_bytes() const { return pending_write_bytes_; }
+  size_t pending_write_bytes() const { return transport_.pending_write_bytes(); }
   void PauseReading();
   void ResumeReading();
 
@@ -106,18 +116,21 @@ class UpstreamConnection final : public Http1ParserDelegate {
   void MarkTakenFromPool();
   // True when nothing (no byte, no EOF) is waiting to be read: one non-blocking MSG_PEEK. The pool
   // calls it before handing out an idle connection, whose read callback may not have run yet.
-  bool PeerSilent();
+  bool PeerSilent() { return transport_.PeerSilent(); }
 
-  // HTTP parser delegate (response side).
-  HeadAction OnHead(const Http1Head& head) override;
-  void OnBody(absl::string_view data) override;
-  void OnMessageComplete() override;
+  // Transport events.
+  void OnTransportConnected(int status) override;
+  void OnTransportRead(absl::string_view data) override;
+  void OnTransportEof() override;
+  void OnTransportReadError(int status) override;
+  void OnTransportWritten(size_t bytes, int status) override;
+  void OnTransportShutdown(int status) override {}
+  void OnTransportClosed() override;
+  // Codec body pieces.
+  bool OnBody(absl::string_view data) override;
 
  private:
   struct Uv;
-  void OnConnected(int status);
-  void OnRead(ssize_t nread, const char* data);
-  void OnWriteDone(size_t bytes, int status);
   void OnTimer();
   void OnHandleClosed();
   void Fail(UpstreamError error);
@@ -126,28 +139,22 @@ class UpstreamConnection final : public Http1ParserDelegate {
   void RearmTimer();
   void SetDeadline(int64_t ms);  // ms < 0: none
   void UpdateReading();
-  void StartWrite(const absl::string_view* parts, size_t count, size_t total);
   void NotifyReadEnd();
 
   Worker& worker_;
   const std::string pool_key_;
   State state_ = State::kConnecting;
-  uv_tcp_t tcp_;
-  uv_connect_t connect_req_;
+  TcpTransport transport_;
   uv_timer_t timer_;
-  bool handles_initialised_ = false;
   int pending_closes_ = 0;
-  Http1Parser parser_;
+  Http1Codec codec_;
   UpstreamObserver* observer_ = nullptr;
   UpstreamTimeouts timeouts_;
-  size_t pending_write_bytes_ = 0;   // bytes in queued uv_writes
-  bool reading_ = false;
   bool reading_paused_ = false;      // by the observer (downstream backpressure)
   bool awaiting_response_ = false;   // attached and the final response not complete yet
   bool response_bytes_seen_ = false;
   bool reusable_ = true;
   bool interim_ = false;             // parsing a 1xx response
-  bool interim_done_ = false;
   static constexpr uint64_t kNoDeadline = ~uint64_t{0};
   uint64_t deadline_ms_ = kNoDeadline;  // loop time at which the current timeout expires
   uint64_t armed_deadline_ms_ = 0;      // when the libuv timer fires (if timer_armed_)

@@ -10,7 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
-#include "data_plane/proxy/client_connection.h"
+#include "data_plane/proxy/exchange.h"
+#include "data_plane/proxy/http1_client_connection.h"
 #include "data_plane/proxy/upstream_connection.h"
 
 namespace portico::proxy {
@@ -188,8 +189,8 @@ void Worker::OnAcceptable(int status) {
     PauseAccepting();
     return;
   }
-  auto owned = std::make_unique<ClientConnection>(*this);
-  ClientConnection* connection = owned.get();
+  auto owned = std::make_unique<Http1ClientConnection>(*this);
+  Http1ClientConnection* connection = owned.get();
   clients_.emplace(connection, std::move(owned));
   if (absl::Status s = connection->Accept(fd, reinterpret_cast<const sockaddr*>(&peer)); !s.ok()) {
     PORTICO_LOG(kWarn, "proxy", "accept: ", s.message());
@@ -215,9 +216,9 @@ void Worker::BeginShutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&reaper_), Uv::Closed);
   uv_timer_stop(&sweeper_);
   uv_close(reinterpret_cast<uv_handle_t*>(&sweeper_), Uv::Closed);
-  std::vector<ClientConnection*> clients;
+  std::vector<Http1ClientConnection*> clients;
   for (auto& [raw, owned] : clients_) clients.push_back(raw);
-  for (ClientConnection* c : clients) c->Close();
+  for (Http1ClientConnection* c : clients) c->Close();
   std::vector<UpstreamConnection*> upstreams;
   for (auto& [raw, owned] : upstreams_) upstreams.push_back(raw);
   for (UpstreamConnection* u : upstreams) u->Close();
@@ -265,7 +266,7 @@ size_t Worker::idle_upstream_count() const {
   return n;
 }
 
-absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const ServiceTarget& target) {
+absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const balancer::Target& target) {
   auto owned = std::make_unique<UpstreamConnection>(*this, target.pool_key, options_.max_header_bytes);
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
@@ -276,7 +277,7 @@ absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const ServiceTarget&
   return connection;
 }
 
-void Worker::Destroy(ClientConnection* connection) {
+void Worker::Destroy(Http1ClientConnection* connection) {
   auto it = clients_.find(connection);
   if (it == clients_.end()) return;
   dead_clients_.push_back(std::move(it->second));

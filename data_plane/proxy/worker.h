@@ -17,14 +17,17 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "data_plane/proxy/client_exchange.h"
-#include "data_plane/proxy/http1_parser.h"
-#include "data_plane/proxy/proxy_server.h"
+#include "common/base/free_list.h"
+#include "common/http/http1_codec.h"
+#include "data_plane/balancer/destinations.h"
+#include "data_plane/proxy/exchange.h"
+#include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
 
 namespace portico::proxy {
 
-class ClientConnection;
+class Exchange;
+class Http1ClientConnection;
 class UpstreamConnection;
 
 // Flow-control thresholds shared by both directions.
@@ -50,11 +53,11 @@ struct DeadlineNode {
   DeadlineNode* next = nullptr;
   uint64_t deadline_ms = 0;
   int list = -1;  // index into Worker's lists, -1 when in none
-  ClientConnection* owner = nullptr;
+  Http1ClientConnection* owner = nullptr;
 };
 enum DeadlineList : int { kIdleDeadlines = 0, kLingerDeadlines = 1, kDeadlineListCount = 2 };
 
-// Response bytes gathered for one client write (see ClientConnection::QueueToClient). Shared by
+// Response bytes gathered for one client write (see Http1ClientConnection::QueueToClient). Shared by
 // the worker's connections: pieces are queued and flushed within one callback of one connection.
 struct ClientOutput {
   struct Piece {
@@ -63,7 +66,7 @@ struct ClientOutput {
     size_t size = 0;
   };
   static constexpr size_t kMaxPieces = 16;
-  ClientConnection* owner = nullptr;  // whose pieces these are (when count > 0)
+  Http1ClientConnection* owner = nullptr;  // whose pieces these are (when count > 0)
   std::string owned;                  // copied bytes of the pieces
   Piece pieces[kMaxPieces];
   size_t count = 0;
@@ -101,12 +104,11 @@ class Worker {
   // Puts an idle connection in the pool; false when the pool for its key is full.
   bool AddIdle(UpstreamConnection* connection);
   void RemoveIdle(UpstreamConnection* connection);
-  // A new connection towards the target's address (REQUIRES: target.ip set), already
-  // connecting. Errors: connect failure.
-  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const ServiceTarget& target);
+  // A new connection towards the target, already connecting. Errors: connect failure.
+  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const balancer::Target& target);
 
   // Called from the last close callback of a connection: frees it after the current iteration.
-  void Destroy(ClientConnection* connection);
+  void Destroy(Http1ClientConnection* connection);
   void Destroy(UpstreamConnection* connection);
 
   // Client timeouts: (re)places `node` at the end of `list` with deadline now + timeout.
@@ -114,10 +116,11 @@ class Worker {
   void DisarmDeadline(DeadlineNode* node);
 
   // Request-scoped state shared by the worker's client connections.
-  FreeList<ClientExchange>& exchange_pool() { return exchange_pool_; }
+  FreeList<Exchange>& exchange_pool() { return exchange_pool_; }
   FreeList<Http1HeadStorage>& head_pool() { return head_pool_; }
   ClientOutput& client_output() { return client_output_; }
-  std::vector<std::pair<absl::string_view, absl::string_view>>& router_headers() { return router_headers_; }
+  // A counter for round-robin picks (each worker its own: no shared mutable state).
+  uint64_t NextCursor() { return cursor_++; }
   // Client connections currently holding request state (exchange or head storage).
   // The worker thread is the only writer: a plain load and store, no locked instruction.
   void CountRequestState(int delta) {
@@ -164,10 +167,10 @@ class Worker {
   std::shared_ptr<const RuntimeConfig> config_;
   std::atomic<uint64_t> requests_total_{0};
 
-  absl::flat_hash_map<ClientConnection*, std::unique_ptr<ClientConnection>> clients_;
+  absl::flat_hash_map<Http1ClientConnection*, std::unique_ptr<Http1ClientConnection>> clients_;
   absl::flat_hash_map<UpstreamConnection*, std::unique_ptr<UpstreamConnection>> upstreams_;
   absl::flat_hash_map<std::string, std::vector<UpstreamConnection*>> idle_;
-  std::vector<std::unique_ptr<ClientConnection>> dead_clients_;
+  std::vector<std::unique_ptr<Http1ClientConnection>> dead_clients_;
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
 
   struct DeadlineListHead {
@@ -175,10 +178,10 @@ class Worker {
     DeadlineNode* last = nullptr;
   };
   DeadlineListHead deadlines_[kDeadlineListCount];
-  FreeList<ClientExchange> exchange_pool_{kMaxPooledRequestStates};
+  FreeList<Exchange> exchange_pool_{kMaxPooledRequestStates};
   FreeList<Http1HeadStorage> head_pool_{kMaxPooledRequestStates};
   ClientOutput client_output_;
-  std::vector<std::pair<absl::string_view, absl::string_view>> router_headers_;
+  uint64_t cursor_ = 0;
   std::atomic<int64_t> request_states_held_{0};
 };
 

@@ -10,36 +10,29 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "data_plane/proxy/http1_parser.h"
+#include "tests/common/collecting_codec.h"
+#include "data_plane/pipeline/upstream_request.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "gtest/gtest.h"
 
 namespace portico::proxy {
 namespace {
 
-class Collector : public Http1ParserDelegate {
- public:
-  HeadAction OnHead(const Http1Head& head) override {
-    heads.push_back(head);
-    return HeadAction::kContinue;
-  }
-  void OnBody(absl::string_view data) override { body.append(data.data(), data.size()); }
-  void OnMessageComplete() override { ++completed; }
-  std::vector<Http1Head> heads;
-  std::string body;
-  int completed = 0;
-};
+using pipeline::BuildUpstreamRequestHead;
+using pipeline::kMsgNoRoute;
+using pipeline::UpstreamRequestParams;
+using test_support::CollectingCodec;
 
 TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
-  Collector collector;
-  Http1Parser parser(Http1Parser::Kind::kRequest, &collector, 4096);
+  CollectingCodec parser(Http1Codec::Kind::kRequest, 4096);
+  CollectingCodec& collector = parser;
   const std::string input =
       "POST /a?b HTTP/1.1\r\nHost: x\r\nEmpty:\r\nX-Long: 1\r\nContent-Length: 3\r\n\r\nabc"
       "GET /next HTTP/1.0\r\n\r\n";
-  Http1Parser::Result r = parser.Execute(input.data(), input.size());
-  ASSERT_EQ(r.outcome, Http1Parser::Outcome::kMessageDone);
+  CollectingCodec::Result r = parser.Execute(input.data(), input.size());
+  ASSERT_EQ(r.outcome, Http1Codec::Event::kMessageDone);
   ASSERT_EQ(collector.heads.size(), 1u);
-  const Http1Head& head = collector.heads[0];
+  const MessageHead& head = collector.heads[0];
   EXPECT_EQ(head.method, "POST");
   EXPECT_EQ(head.url, "/a?b");
   ASSERT_EQ(head.headers.size(), 4u);
@@ -51,8 +44,8 @@ TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
   EXPECT_EQ(collector.body, "abc");
   EXPECT_EQ(input.substr(r.consumed), "GET /next HTTP/1.0\r\n\r\n");
 
-  Http1Parser::Result second = parser.Execute(input.data() + r.consumed, input.size() - r.consumed);
-  EXPECT_EQ(second.outcome, Http1Parser::Outcome::kMessageDone);
+  CollectingCodec::Result second = parser.Execute(input.data() + r.consumed, input.size() - r.consumed);
+  EXPECT_EQ(second.outcome, Http1Codec::Event::kMessageDone);
   ASSERT_EQ(collector.heads.size(), 2u);
   EXPECT_EQ(collector.heads[1].version_minor, 0);
   EXPECT_FALSE(collector.heads[1].keep_alive);
@@ -61,8 +54,8 @@ TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
 TEST(Http1ParserTest, ReusedHeaderStringsNeverLeakBetweenMessages) {
   // The parser recycles header strings of earlier messages: every head must still carry exactly
   // its own headers, whatever the previous message looked like.
-  Collector collector;
-  Http1Parser parser(Http1Parser::Kind::kRequest, &collector, 16384);
+  CollectingCodec parser(Http1Codec::Kind::kRequest, 16384);
+  CollectingCodec& collector = parser;
   const std::string long_value(300, 'v');
   const std::vector<std::string> messages = {
       absl::StrCat("GET /1 HTTP/1.1\r\nHost: first.example\r\nX-A: ", long_value, "\r\nX-B: b\r\n\r\n"),
@@ -74,8 +67,8 @@ TEST(Http1ParserTest, ReusedHeaderStringsNeverLeakBetweenMessages) {
   for (const std::string& message : messages) input += message;
   size_t offset = 0;
   while (offset < input.size()) {
-    const Http1Parser::Result r = parser.Execute(input.data() + offset, input.size() - offset);
-    ASSERT_EQ(r.outcome, Http1Parser::Outcome::kMessageDone);
+    const CollectingCodec::Result r = parser.Execute(input.data() + offset, input.size() - offset);
+    ASSERT_EQ(r.outcome, Http1Codec::Event::kMessageDone);
     offset += r.consumed;
   }
   ASSERT_EQ(collector.heads.size(), 4u);
@@ -94,7 +87,7 @@ TEST(Http1ParserTest, ReusedHeaderStringsNeverLeakBetweenMessages) {
 }
 
 TEST(Http1MessagesTest, ConnectionListedHeadersAreHopByHopCaseInsensitively) {
-  Http1Head head;
+  MessageHead head;
   head.headers = {{"Connection", " Keep-Alive , X-Secret,x-other "}, {"X-Secret", "s"}};
   const HopByHopFilter filter(head);
   EXPECT_TRUE(filter.IsHopByHop("x-secret"));
@@ -105,29 +98,28 @@ TEST(Http1MessagesTest, ConnectionListedHeadersAreHopByHopCaseInsensitively) {
 }
 
 TEST(Http1ParserTest, HeadLimitAndMalformedInput) {
-  Collector collector;
-  Http1Parser small(Http1Parser::Kind::kRequest, &collector, 1024);
+  CollectingCodec small(Http1Codec::Kind::kRequest, 1024);
   const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n";
-  EXPECT_EQ(small.Execute(big.data(), big.size()).outcome, Http1Parser::Outcome::kHeadTooLarge);
-  Http1Parser bad(Http1Parser::Kind::kRequest, &collector, 1024);
+  EXPECT_EQ(small.Execute(big.data(), big.size()).outcome, Http1Codec::Event::kHeadTooLarge);
+  CollectingCodec bad(Http1Codec::Kind::kRequest, 1024);
   const std::string junk = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  EXPECT_EQ(bad.Execute(junk.data(), junk.size()).outcome, Http1Parser::Outcome::kError);
+  EXPECT_EQ(bad.Execute(junk.data(), junk.size()).outcome, Http1Codec::Event::kError);
 }
 
 TEST(Http1ParserTest, ResponseUntilCloseFinishesOnEof) {
-  Collector collector;
-  Http1Parser parser(Http1Parser::Kind::kResponse, &collector, 4096);
+  CollectingCodec parser(Http1Codec::Kind::kResponse, 4096);
+  CollectingCodec& collector = parser;
   const std::string input = "HTTP/1.1 200 OK\r\n\r\nbody";
-  EXPECT_EQ(parser.Execute(input.data(), input.size()).outcome, Http1Parser::Outcome::kNeedMore);
-  EXPECT_TRUE(parser.NeedsEof());
-  EXPECT_EQ(parser.Finish(), Http1Parser::Outcome::kMessageDone);
+  EXPECT_EQ(parser.Execute(input.data(), input.size()).outcome, Http1Codec::Event::kNeedMore);
+  EXPECT_TRUE(parser.codec.NeedsEof());
+  EXPECT_EQ(parser.codec.Finish(), Http1Codec::Event::kMessageDone);
   EXPECT_EQ(collector.body, "body");
   EXPECT_EQ(collector.heads[0].status, 200);
   EXPECT_EQ(collector.heads[0].reason, "OK");
 }
 
-Http1Head RequestHead() {
-  Http1Head head;
+MessageHead RequestHead() {
+  MessageHead head;
   head.method = "GET";
   head.url = "/r/x";
   head.headers = {{"Host", "a.com:8000"},   {"Connection", "keep-alive, X-Hop"}, {"X-Hop", "1"},
@@ -170,7 +162,7 @@ TEST(Http1MessagesTest, QueryIsForwardedAsReceivedExceptRawBytesAbove0x7f) {
 }
 
 TEST(Http1MessagesTest, ResponseFraming) {
-  Http1Head response;
+  MessageHead response;
   response.status = 200;
   EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kChunked);
   EXPECT_EQ(ChooseResponseFraming(response, false, false), ResponseFraming::kUntilClose);
@@ -183,7 +175,7 @@ TEST(Http1MessagesTest, ResponseFraming) {
   response.status = 204;
   EXPECT_EQ(ChooseResponseFraming(response, false, true), ResponseFraming::kNoBody);
 
-  Http1Head chunked;
+  MessageHead chunked;
   chunked.status = 201;
   chunked.reason = "Made";
   chunked.chunked = true;
@@ -239,7 +231,7 @@ TEST(Http1MessagesTest, ClassifyHeaderRecognisesEveryKnownNameInAnyCaseAndNothin
   for (const char* other : {"", "t", "User-Agent", "Kong-Debug", "Accept", "Content-Type", "X-Forwarded-Path"}) {
     EXPECT_EQ(ClassifyHeader(other), KnownHeader::kOther) << other;
   }
-  Http1Head head;
+  MessageHead head;
   head.headers = {{"Connection", "close, X-Custom"}, {"X-Custom", "1"}, {"X-Other", "2"}};
   const HopByHopFilter hop(head);
   EXPECT_TRUE(hop.IsHopByHop("x-custom"));
@@ -259,34 +251,36 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   service.set_id("s1");
   service.set_host("localhost");
   service.set_port(8080);
-  absl::StatusOr<ServiceTarget> t = CompileServiceTarget(service);
+  absl::StatusOr<balancer::UpstreamService> t = balancer::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(t->ip, "127.0.0.1");
-  EXPECT_EQ(t->pool_key, "127.0.0.1:8080");
-  ASSERT_EQ(t->address.ss_family, AF_INET);
-  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in*>(&t->address)->sin_port), 8080);
-  EXPECT_EQ(ntohl(reinterpret_cast<const sockaddr_in*>(&t->address)->sin_addr.s_addr), 0x7f000001u);
+  ASSERT_EQ(t->destinations.size(), 1u);
+  EXPECT_EQ(t->destinations.at(0).ip, "127.0.0.1");
+  EXPECT_EQ(t->destinations.at(0).pool_key, "127.0.0.1:8080");
+  ASSERT_EQ(t->destinations.at(0).address.ss_family, AF_INET);
+  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in*>(&t->destinations.at(0).address)->sin_port), 8080);
+  EXPECT_EQ(ntohl(reinterpret_cast<const sockaddr_in*>(&t->destinations.at(0).address)->sin_addr.s_addr), 0x7f000001u);
   EXPECT_EQ(t->host_header, "localhost:8080");
   EXPECT_EQ(t->read_timeout_ms, 60000);
   service.set_host("::1");
   service.set_port(80);
-  t = CompileServiceTarget(service);
+  t = balancer::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(t->ip, "::1");
-  EXPECT_EQ(t->pool_key, "[::1]:80");
-  ASSERT_EQ(t->address.ss_family, AF_INET6);
-  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in6*>(&t->address)->sin6_port), 80);
+  ASSERT_EQ(t->destinations.size(), 1u);
+  EXPECT_EQ(t->destinations.at(0).ip, "::1");
+  EXPECT_EQ(t->destinations.at(0).pool_key, "[::1]:80");
+  ASSERT_EQ(t->destinations.at(0).address.ss_family, AF_INET6);
+  EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in6*>(&t->destinations.at(0).address)->sin6_port), 80);
   EXPECT_EQ(t->host_header, "[::1]");
   service.set_host("db.example");
-  t = CompileServiceTarget(service);
+  t = balancer::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(t->ip, "");
-  EXPECT_EQ(t->pool_key, "");
+  EXPECT_TRUE(t->destinations.empty());  // a DNS name: no target (this build does not resolve)
   service.set_port(0);
-  EXPECT_FALSE(CompileServiceTarget(service).ok());
+  EXPECT_FALSE(balancer::CompileUpstreamService(service).ok());
 
   auto set = std::make_shared<ConfigSet>();
   service.set_port(81);
+  service.set_host("127.0.0.1");
   service.set_enabled(true);
   set->services.push_back(service);
   ConfigVersion version;
@@ -294,9 +288,10 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, version);
   ASSERT_TRUE(compiled.ok()) << compiled.status();
   EXPECT_EQ((*compiled)->version().version, 7u);
-  const ServiceTarget* found = (*compiled)->FindService(&set->services[0]);
+  const balancer::UpstreamService* found = (*compiled)->FindService(&set->services[0]);
   ASSERT_NE(found, nullptr);
-  EXPECT_EQ(found->port, 81);
+  ASSERT_EQ(found->destinations.size(), 1u);
+  EXPECT_EQ(found->destinations.at(0).port, 81);
   // Only the router's pointers (into this config's services) are looked up.
   config::v1::Service copy = service;
   EXPECT_EQ((*compiled)->FindService(&copy), nullptr);

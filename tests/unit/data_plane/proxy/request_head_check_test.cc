@@ -1,7 +1,7 @@
 // Socket-free tests of what the proxy refuses before anything is forwarded: the parser's rules on
 // top of llhttp (obs-fold, chunk CRLF, header tokens), the request-head rules (target, Host,
 // Transfer-Encoding, version) and the framing headers the proxy writes itself.
-#include "data_plane/proxy/request_head_check.h"
+#include "common/http/http1_checks.h"
 
 #include <string>
 #include <vector>
@@ -9,67 +9,58 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/proxy/http1_messages.h"
-#include "data_plane/proxy/http1_parser.h"
+#include "data_plane/pipeline/upstream_request.h"
+#include "tests/common/collecting_codec.h"
 #include "gtest/gtest.h"
 
 namespace portico::proxy {
 namespace {
 
-class Collector : public Http1ParserDelegate {
- public:
-  HeadAction OnHead(const Http1Head& head) override {
-    heads.push_back(head);
-    return HeadAction::kContinue;
-  }
-  void OnBody(absl::string_view data) override { body.append(data.data(), data.size()); }
-  void OnMessageComplete() override { ++completed; }
-  std::vector<Http1Head> heads;
-  std::string body;
-  int completed = 0;
-};
+using pipeline::BuildUpstreamRequestHead;
+using pipeline::UpstreamRequestParams;
+using test_support::CollectingCodec;
 
-// Feeds `input` split at `split` (two Execute calls), stopping at the first complete message.
-Http1Parser::Outcome ParseSplit(Http1Parser::Kind kind, const std::string& input, size_t split,
-                                Collector* collector) {
-  Http1Parser parser(kind, collector, 64 * 1024);
-  Http1Parser::Result first = parser.Execute(input.data(), split);
-  if (first.outcome != Http1Parser::Outcome::kNeedMore) return first.outcome;
-  return parser.Execute(input.data() + split, input.size() - split).outcome;
+// Feeds `input` split at `split` (two Execute calls) to `collector`, stopping at the first
+// complete message.
+Http1Codec::Event ParseSplit(const std::string& input, size_t split, CollectingCodec* collector) {
+  CollectingCodec::Result first = collector->Execute(input.data(), split);
+  if (first.outcome != Http1Codec::Event::kNeedMore) return first.outcome;
+  return collector->Execute(input.data() + split, input.size() - split).outcome;
 }
 
-Http1Parser::Outcome ParseRequest(const std::string& input, Collector* collector) {
-  return ParseSplit(Http1Parser::Kind::kRequest, input, input.size(), collector);
+Http1Codec::Event ParseRequest(const std::string& input, CollectingCodec* collector) {
+  return ParseSplit(input, input.size(), collector);
 }
 
-Http1Head ParsedHead(const std::string& input) {
-  Collector collector;
-  Http1Parser parser(Http1Parser::Kind::kRequest, &collector, 64 * 1024);
-  parser.Execute(input.data(), input.size());
-  return collector.heads.empty() ? Http1Head() : collector.heads[0];
+MessageHead ParsedHead(const std::string& input) {
+  CollectingCodec collector(Http1Codec::Kind::kRequest);
+  collector.Execute(input.data(), input.size());
+  return collector.heads.empty() ? MessageHead() : collector.heads[0];
 }
 
 TEST(Http1ParserStrictnessTest, ChunkDataMustBeFollowedByCrlfAtEverySplitPoint) {
   const std::string good = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
   const std::string bad = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n";
   for (size_t split = 0; split <= good.size(); ++split) {
-    Collector collector;
-    EXPECT_EQ(ParseSplit(Http1Parser::Kind::kRequest, good, split, &collector), Http1Parser::Outcome::kMessageDone)
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    EXPECT_EQ(ParseSplit(good, split, &collector), Http1Codec::Event::kMessageDone)
         << "split " << split;
     EXPECT_EQ(collector.body, "hello") << "split " << split;
   }
   for (size_t split = 0; split <= bad.size(); ++split) {
-    Collector collector;
-    EXPECT_EQ(ParseSplit(Http1Parser::Kind::kRequest, bad, split, &collector), Http1Parser::Outcome::kError)
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    EXPECT_EQ(ParseSplit(bad, split, &collector), Http1Codec::Event::kError)
         << "split " << split;
   }
   // Only one of the two bytes wrong, and a chunked response.
-  Collector collector;
+  CollectingCodec collector(Http1Codec::Kind::kRequest);
   EXPECT_EQ(ParseRequest("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\rX0\r\n\r\n",
                          &collector),
-            Http1Parser::Outcome::kError);
+            Http1Codec::Event::kError);
   const std::string response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokZZ0\r\n\r\n";
-  EXPECT_EQ(ParseSplit(Http1Parser::Kind::kResponse, response, response.size(), &collector),
-            Http1Parser::Outcome::kError);
+  CollectingCodec response_codec(Http1Codec::Kind::kResponse);
+  EXPECT_EQ(ParseSplit(response, response.size(), &response_codec),
+            Http1Codec::Event::kError);
 }
 
 TEST(Http1ParserStrictnessTest, ObsFoldIsRefusedAtEverySplitPointButSplitValuesAreNot) {
@@ -77,27 +68,26 @@ TEST(Http1ParserStrictnessTest, ObsFoldIsRefusedAtEverySplitPointButSplitValuesA
   const std::string folded_empty = "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n";
   const std::string spaced = "GET / HTTP/1.1\r\nHost: a\r\nX-A: one two  three\r\n\r\n";
   for (size_t split = 0; split <= folded.size(); ++split) {
-    Collector collector;
-    EXPECT_EQ(ParseSplit(Http1Parser::Kind::kRequest, folded, split, &collector), Http1Parser::Outcome::kError)
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    EXPECT_EQ(ParseSplit(folded, split, &collector), Http1Codec::Event::kError)
         << "split " << split;
   }
   for (size_t split = 0; split <= folded_empty.size(); ++split) {
-    Collector collector;
-    EXPECT_EQ(ParseSplit(Http1Parser::Kind::kRequest, folded_empty, split, &collector),
-              Http1Parser::Outcome::kError)
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    EXPECT_EQ(ParseSplit(folded_empty, split, &collector),
+              Http1Codec::Event::kError)
         << "split " << split;
   }
   for (size_t split = 0; split <= spaced.size(); ++split) {
-    Collector collector;
-    ASSERT_EQ(ParseSplit(Http1Parser::Kind::kRequest, spaced, split, &collector),
-              Http1Parser::Outcome::kMessageDone)
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    ASSERT_EQ(ParseSplit(spaced, split, &collector),
+              Http1Codec::Event::kMessageDone)
         << "split " << split;
     EXPECT_EQ(*collector.heads[0].Find("x-a"), "one two  three") << "split " << split;
   }
-  Collector collector;
-  EXPECT_EQ(ParseSplit(Http1Parser::Kind::kResponse, "HTTP/1.1 200 OK\r\nX: a\r\n\tb\r\nContent-Length: 0\r\n\r\n",
-                       48, &collector),
-            Http1Parser::Outcome::kError);
+  CollectingCodec response_codec(Http1Codec::Kind::kResponse);
+  EXPECT_EQ(ParseSplit("HTTP/1.1 200 OK\r\nX: a\r\n\tb\r\nContent-Length: 0\r\n\r\n", 48, &response_codec),
+            Http1Codec::Event::kError);
 }
 
 TEST(Http1ParserStrictnessTest, MalformedSyntaxIsRefused) {
@@ -113,8 +103,8 @@ TEST(Http1ParserStrictnessTest, MalformedSyntaxIsRefused) {
       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
   };
   for (const std::string& input : refused) {
-    Collector collector;
-    EXPECT_EQ(ParseRequest(input, &collector), Http1Parser::Outcome::kError) << input;
+    CollectingCodec collector(Http1Codec::Kind::kRequest);
+    EXPECT_EQ(ParseRequest(input, &collector), Http1Codec::Event::kError) << input;
   }
 }
 
@@ -177,11 +167,11 @@ TEST(RequestHeadCheckTest, StatusForEachRule) {
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
   };
   for (const Row& row : rows) {
-    const Http1Head head = ParsedHead(row.request);
+    const MessageHead head = ParsedHead(row.request);
     ASSERT_FALSE(head.method.empty()) << row.request;
     EXPECT_EQ(CheckRequestHead(head).status, row.status) << row.request;
   }
-  const Http1Head absolute_head = ParsedHead("GET http://other:81/p?q HTTP/1.1\r\nHost: a\r\n\r\n");
+  const MessageHead absolute_head = ParsedHead("GET http://other:81/p?q HTTP/1.1\r\nHost: a\r\n\r\n");
   const RequestHeadCheck absolute = CheckRequestHead(absolute_head);  // views into absolute_head
   EXPECT_EQ(absolute.host, "other:81");
   EXPECT_TRUE(absolute.has_host);
@@ -192,10 +182,9 @@ TEST(RequestHeadCheckTest, StatusForEachRule) {
 
 TEST(RequestHeadCheckTest, ResponseTransferEncodingMustBeExactlyChunkedOnHttp11) {
   auto head = [](const std::string& raw) {
-    Collector collector;
-    Http1Parser parser(Http1Parser::Kind::kResponse, &collector, 64 * 1024);
-    parser.Execute(raw.data(), raw.size());
-    return collector.heads.empty() ? Http1Head() : collector.heads[0];
+    CollectingCodec collector(Http1Codec::Kind::kResponse);
+    collector.Execute(raw.data(), raw.size());
+    return collector.heads.empty() ? MessageHead() : collector.heads[0];
   };
   EXPECT_TRUE(IsForwardableResponseHead(head("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n")));
   EXPECT_TRUE(IsForwardableResponseHead(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")));
@@ -212,7 +201,7 @@ TEST(FramingHeadersTest, UpstreamHeadCarriesTheParsedFramingWhateverConnectionLi
   params.local_port = 8000;
   params.has_content_length = true;
   params.content_length = 58;
-  const Http1Head head = ParsedHead(
+  const MessageHead head = ParsedHead(
       "POST /x HTTP/1.1\r\nHost: a\r\nConnection: content-length, transfer-encoding, host\r\n"
       "Content-Length: 058\r\n\r\n");
   ASSERT_EQ(CheckRequestHead(head).status, 0);
@@ -232,7 +221,7 @@ TEST(FramingHeadersTest, UpstreamHeadCarriesTheParsedFramingWhateverConnectionLi
 }
 
 TEST(FramingHeadersTest, DownstreamHeadCarriesTheParsedFramingWhateverConnectionLists) {
-  Http1Head response;
+  MessageHead response;
   response.status = 200;
   response.has_content_length = true;
   response.content_length = 5;

@@ -35,9 +35,9 @@ class Observer : public UpstreamObserver {
  public:
   explicit Observer(UpstreamConnection** connection) : connection_(connection) {}
   void OnUpstreamConnected() override { connected = true; }
-  Http1ParserDelegate::HeadAction OnUpstreamHead(const Http1Head& head) override {
+  UpstreamHeadAction OnUpstreamHead(const MessageHead& head) override {
     status = head.status;
-    return Http1ParserDelegate::HeadAction::kContinue;
+    return UpstreamHeadAction::kContinue;
   }
   void OnUpstreamBody(absl::string_view) override {}
   void OnUpstreamComplete() override {
@@ -68,9 +68,10 @@ class UpstreamPoolTest : public ::testing::Test {
     service.set_connect_timeout(5000);
     service.set_read_timeout(5000);
     service.set_write_timeout(5000);
-    absl::StatusOr<ServiceTarget> target = CompileServiceTarget(service);
-    ASSERT_TRUE(target.ok()) << target.status();
-    target_ = *target;
+    absl::StatusOr<balancer::UpstreamService> compiled = balancer::CompileUpstreamService(service);
+    ASSERT_TRUE(compiled.ok()) << compiled.status();
+    ASSERT_EQ(compiled->destinations.size(), 1u);
+    target_ = compiled->destinations.at(0);
     uint16_t proxy_port = 0;
     const int proxy_listener = ListeningSocket(&proxy_port);
     ASSERT_GE(proxy_listener, 0);
@@ -113,7 +114,7 @@ class UpstreamPoolTest : public ::testing::Test {
   int upstream_listener_ = -1;
   int upstream_side_ = -1;
   uint16_t upstream_port_ = 0;
-  ServiceTarget target_;
+  balancer::Target target_;
 };
 
 TEST_F(UpstreamPoolTest, QuietIdleConnectionIsReused) {

@@ -1,12 +1,12 @@
-#include "data_plane/proxy/request_head_check.h"
+#include "common/http/http1_checks.h"
 
 #include <array>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "data_plane/proxy/http1_messages.h"
+#include "common/http/known_headers.h"
 
-namespace portico::proxy {
+namespace portico {
 namespace {
 
 // RFC 3986 reg-name characters: unreserved, sub-delims and '%' (of %XX).
@@ -110,7 +110,7 @@ bool ParseRequestTarget(absl::string_view target, RequestTarget* out) {
   return !out->path.empty() && out->path.front() == '/';
 }
 
-RequestHeadCheck CheckRequestHead(const Http1Head& head) {
+RequestHeadCheck CheckRequestHead(const MessageHead& head) {
   RequestHeadCheck check;
   auto fail = [&check](int status, const char* reason) {
     check.status = status;
@@ -164,7 +164,7 @@ RequestHeadCheck CheckRequestHead(const Http1Head& head) {
   return check;
 }
 
-bool IsForwardableResponseHead(const Http1Head& head) {
+bool IsForwardableResponseHead(const MessageHead& head) {
   if (!head.transfer_encoding) return true;
   if (head.version_major != 1 || head.version_minor < 1) return false;
   int count = 0;
@@ -175,4 +175,4 @@ bool IsForwardableResponseHead(const Http1Head& head) {
   return head.chunked && !head.has_content_length;
 }
 
-}  // namespace portico::proxy
+}  // namespace portico

@@ -1,4 +1,4 @@
-#include "data_plane/proxy/http1_parser.h"
+#include "common/http/http1_codec.h"
 
 #include <array>
 #include <new>
@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "llhttp.h"
 
-namespace portico::proxy {
+namespace portico {
 namespace {
 
 // RFC 9110 token characters, as a table (checked for every header name byte).
@@ -30,14 +30,14 @@ bool IsToken(absl::string_view name) {
 
 }  // namespace
 
-const std::string* Http1Head::Find(absl::string_view name) const {
+const std::string* MessageHead::Find(absl::string_view name) const {
   for (const auto& [key, value] : headers) {
     if (absl::EqualsIgnoreCase(key, name)) return &value;
   }
   return nullptr;
 }
 
-void Http1Head::Clear() {
+void MessageHead::Clear() {
   // In place: the strings and the header vector keep their capacity for the next message.
   method.clear();
   url.clear();
@@ -54,14 +54,14 @@ void Http1Head::Clear() {
   transfer_encoding = false;
 }
 
-// Trampolines: recover the Http1Parser from parser->data and forward to one member. Nothing here
+// Trampolines: recover the Http1Codec from parser->data and forward to one member. Nothing here
 // throws; errors travel as llhttp return codes.
-struct Http1Parser::Callbacks {
-  static_assert(sizeof(llhttp_t) <= kLlhttpBytes && alignof(llhttp_t) <= 8, "grow Http1Parser::kLlhttpBytes");
-  static llhttp_t* State(const Http1Parser* self) {
+struct Http1Codec::Callbacks {
+  static_assert(sizeof(llhttp_t) <= kLlhttpBytes && alignof(llhttp_t) <= 8, "grow Http1Codec::kLlhttpBytes");
+  static llhttp_t* State(const Http1Codec* self) {
     return reinterpret_cast<llhttp_t*>(const_cast<unsigned char*>(self->llhttp_storage_));
   }
-  static Http1Parser* Self(llhttp_t* p) { return static_cast<Http1Parser*>(p->data); }
+  static Http1Codec* Self(llhttp_t* p) { return static_cast<Http1Codec*>(p->data); }
   static int MessageBegin(llhttp_t* p) { return Self(p)->OnMessageBegin(); }
   static int Url(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl({at, n}); }
   static int Status(llhttp_t* p, const char* at, size_t n) { return Self(p)->OnStatus({at, n}); }
@@ -93,22 +93,21 @@ struct Http1Parser::Callbacks {
   }
 };
 
-Http1Parser::Http1Parser(Kind kind, Http1ParserDelegate* delegate, size_t max_head_bytes,
-                         FreeList<Http1HeadStorage>* pool)
-    : delegate_(delegate), max_head_bytes_(max_head_bytes), pool_(pool) {
+Http1Codec::Http1Codec(Kind kind, BodySink* sink, size_t max_head_bytes, FreeList<Http1HeadStorage>* pool)
+    : sink_(sink), max_head_bytes_(max_head_bytes), pool_(pool) {
   llhttp_t* p = new (llhttp_storage_) llhttp_t;
   llhttp_init(p, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &Callbacks::Settings());
   p->data = this;
 }
 
-Http1Parser::~Http1Parser() = default;
+Http1Codec::~Http1Codec() = default;
 
-const Http1Head& Http1Parser::head() const {
-  static const Http1Head kEmpty;
+const MessageHead& Http1Codec::head() const {
+  static const MessageHead kEmpty;
   return storage_ != nullptr ? storage_->head : kEmpty;
 }
 
-void Http1Parser::ReleaseStorage() {
+void Http1Codec::ReleaseStorage() {
   if (in_message_ || pool_ == nullptr || storage_ == nullptr) return;
   if (storage_->last_head_bytes > kMaxPooledHeadBytes) {
     storage_.reset();  // do not keep a large head's strings around
@@ -118,12 +117,25 @@ void Http1Parser::ReleaseStorage() {
   storage_.reset();  // Give() may have dropped it (pool full)
 }
 
-Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
+Http1Codec::Result Http1Codec::Fail(size_t size) {
+  failed_ = true;
+  exec_begin_ = nullptr;
+  Result result;
+  result.consumed = size;
+  result.event = head_too_large_ ? Event::kHeadTooLarge : Event::kError;
+  return result;
+}
+
+Http1Codec::Result Http1Codec::Execute(const char* data, size_t size) {
   Result result;
   if (failed_) {
-    result.outcome = head_too_large_ ? Outcome::kHeadTooLarge : Outcome::kError;
+    result.event = head_too_large_ ? Event::kHeadTooLarge : Event::kError;
     return result;
   }
+  // llhttp restarts an open span (a body piece) at the pointer it is given; a null pointer would
+  // close the span and make the next body piece start at address 0.
+  static const char kNothing[1] = {0};
+  if (data == nullptr) data = kNothing;
   llhttp_t* p = Callbacks::State(this);
   exec_begin_ = data;
   size_t offset = 0;
@@ -133,41 +145,37 @@ Http1Parser::Result Http1Parser::Execute(const char* data, size_t size) {
       result.consumed = size;
       break;
     }
-    if (err == HPE_PAUSED && chunk_end_pending_) {
+    if (err != HPE_PAUSED) return Fail(size);
+    const size_t pos = static_cast<size_t>(llhttp_get_error_pos(p) - data);
+    llhttp_resume(p);
+    if (chunk_end_pending_) {
       // Paused right after the two bytes llhttp skipped behind a chunk's data: they must be CRLF.
       chunk_end_pending_ = false;
-      const size_t pos = static_cast<size_t>(llhttp_get_error_pos(p) - data);
       if (!CrlfBefore(data, pos)) {
         strict_error_ = "chunk data not followed by CRLF";
-        failed_ = true;
-        result.consumed = size;
-        result.outcome = Outcome::kError;
-        exec_begin_ = nullptr;
-        return result;
+        return Fail(size);
       }
-      llhttp_resume(p);
       offset = pos;
       continue;
     }
-    if (err == HPE_PAUSED && message_done_) {
-      result.consumed = static_cast<size_t>(llhttp_get_error_pos(p) - data);
+    result.consumed = pos;
+    if (head_done_) {
+      head_done_ = false;
+      result.event = Event::kHead;
+    } else {
       message_done_ = false;
-      llhttp_resume(p);
-      result.outcome = Outcome::kMessageDone;
-      break;
+      result.event = Event::kMessageDone;
     }
-    failed_ = true;
-    result.consumed = size;
-    result.outcome = head_too_large_ ? Outcome::kHeadTooLarge : Outcome::kError;
-    exec_begin_ = nullptr;
-    return result;
+    break;
   }
   RememberConsumed(data, result.consumed);
   exec_begin_ = nullptr;
   return result;
 }
 
-void Http1Parser::RememberConsumed(const char* data, size_t consumed) {
+void Http1Codec::SkipBody() { Callbacks::State(this)->flags |= F_SKIPBODY; }
+
+void Http1Codec::RememberConsumed(const char* data, size_t consumed) {
   if (in_name_value_gap_) {  // the gap goes on in the next buffer
     const char* from = gap_start_ != nullptr ? gap_start_ : data;
     if (absl::string_view(from, static_cast<size_t>(data + consumed - from)).find('\n') != absl::string_view::npos) {
@@ -186,12 +194,12 @@ void Http1Parser::RememberConsumed(const char* data, size_t consumed) {
   }
 }
 
-char Http1Parser::ByteBefore(const char* at) const {
+char Http1Codec::ByteBefore(const char* at) const {
   if (exec_begin_ != nullptr && at > exec_begin_) return at[-1];
   return recent_count_ > 0 ? recent_[1] : '\0';
 }
 
-bool Http1Parser::CrlfBefore(const char* data, size_t pos) const {
+bool Http1Codec::CrlfBefore(const char* data, size_t pos) const {
   char bytes[2];
   for (size_t i = 0; i < 2; ++i) {
     const size_t back = 2 - i;  // bytes[i] is the one `back` positions before pos
@@ -206,35 +214,35 @@ bool Http1Parser::CrlfBefore(const char* data, size_t pos) const {
   return bytes[0] == '\r' && bytes[1] == '\n';
 }
 
-Http1Parser::Outcome Http1Parser::Finish() {
-  if (failed_) return Outcome::kError;
+Http1Codec::Event Http1Codec::Finish() {
+  if (failed_) return Event::kError;
   const llhttp_errno_t err = llhttp_finish(Callbacks::State(this));
   if (message_done_) {
     message_done_ = false;
-    return Outcome::kMessageDone;
+    return Event::kMessageDone;
   }
-  if (err == HPE_OK && !in_message_) return Outcome::kNeedMore;
+  if (err == HPE_OK && !in_message_) return Event::kNeedMore;
   failed_ = true;
-  return Outcome::kError;
+  return Event::kError;
 }
 
-bool Http1Parser::NeedsEof() const { return llhttp_message_needs_eof(Callbacks::State(this)) != 0; }
+bool Http1Codec::NeedsEof() const { return llhttp_message_needs_eof(Callbacks::State(this)) != 0; }
 
-const char* Http1Parser::error_reason() const {
+const char* Http1Codec::error_reason() const {
   if (head_too_large_) return "head too large";
   if (strict_error_ != nullptr) return strict_error_;
   const char* reason = llhttp_get_error_reason(Callbacks::State(this));
   return reason != nullptr ? reason : "parse error";
 }
 
-bool Http1Parser::CountHead(size_t n) {
+bool Http1Codec::CountHead(size_t n) {
   head_bytes_ += n;
   if (head_bytes_ <= max_head_bytes_) return true;
   head_too_large_ = true;
   return false;
 }
 
-int Http1Parser::OnMessageBegin() {
+int Http1Codec::OnMessageBegin() {
   if (storage_ == nullptr) storage_ = pool_ != nullptr ? pool_->Take() : std::make_unique<Http1HeadStorage>();
   Http1HeadStorage& s = *storage_;
   // Keep the previous message's header strings (and their capacity) for this one.
@@ -248,19 +256,19 @@ int Http1Parser::OnMessageBegin() {
   return HPE_OK;
 }
 
-int Http1Parser::OnUrl(absl::string_view data) {
+int Http1Codec::OnUrl(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
   storage_->head.url.append(data.data(), data.size());
   return HPE_OK;
 }
 
-int Http1Parser::OnStatus(absl::string_view data) {
+int Http1Codec::OnStatus(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
   storage_->head.reason.append(data.data(), data.size());
   return HPE_OK;
 }
 
-int Http1Parser::OnHeaderField(absl::string_view data) {
+int Http1Codec::OnHeaderField(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
   in_name_value_gap_ = true;
   gap_start_ = data.data() + data.size();
@@ -269,7 +277,7 @@ int Http1Parser::OnHeaderField(absl::string_view data) {
   return HPE_OK;
 }
 
-int Http1Parser::OnHeaderValue(absl::string_view data) {
+int Http1Codec::OnHeaderValue(absl::string_view data) {
   if (!CountHead(data.size())) return HPE_USER;
   // obs-fold: a line break between the name and the value's first byte (llhttp skips the blanks
   // of a folded empty value), or a value piece right after a line break (a folded continuation;
@@ -293,7 +301,7 @@ int Http1Parser::OnHeaderValue(absl::string_view data) {
   return HPE_OK;
 }
 
-int Http1Parser::OnHeaderValueComplete() {
+int Http1Codec::OnHeaderValueComplete() {
   in_name_value_gap_ = false;
   if (!CountHead(4)) return HPE_USER;  // ": " and CRLF
   Http1HeadStorage& s = *storage_;
@@ -315,9 +323,9 @@ int Http1Parser::OnHeaderValueComplete() {
   return HPE_OK;
 }
 
-int Http1Parser::OnHeadersComplete() {
+int Http1Codec::OnHeadersComplete() {
   llhttp_t* p = Callbacks::State(this);
-  Http1Head& head = storage_->head;
+  MessageHead& head = storage_->head;
   storage_->last_head_bytes = head_bytes_;
   // A header line with an empty value may end without a value callback.
   if (!storage_->field.empty() && OnHeaderValueComplete() != HPE_OK) return -1;
@@ -333,37 +341,32 @@ int Http1Parser::OnHeadersComplete() {
   head.content_length = head.has_content_length ? p->content_length : 0;
   head.upgrade = p->upgrade != 0;
   head.transfer_encoding = (p->flags & F_TRANSFER_ENCODING) != 0;
-  // Upgrades (WebSocket, CONNECT tunnels) are not proxied yet: treat the request as a plain one;
-  // the Upgrade header is hop-by-hop and gets removed.
+  // Upgrades (WebSocket, CONNECT tunnels) are not supported yet: the message is parsed as a plain
+  // one (the proxy removes the hop-by-hop Upgrade header).
   p->upgrade = 0;
   head.keep_alive = llhttp_should_keep_alive(p) != 0;
-  switch (delegate_->OnHead(head)) {
-    case Http1ParserDelegate::HeadAction::kContinue:
-      return 0;
-    case Http1ParserDelegate::HeadAction::kSkipBody:
-      return 1;
-    case Http1ParserDelegate::HeadAction::kError:
-      return -1;
-  }
-  return -1;
+  head_done_ = true;
+  return HPE_PAUSED;  // Execute returns kHead; the owner looks at the head outside this callback
 }
 
-int Http1Parser::OnBody(absl::string_view data) {
-  delegate_->OnBody(data);
+int Http1Codec::OnBody(absl::string_view data) {
+  if (sink_ != nullptr && !sink_->OnBody(data)) {
+    strict_error_ = "body refused";
+    return HPE_USER;
+  }
   return HPE_OK;
 }
 
-int Http1Parser::OnChunkComplete() {
+int Http1Codec::OnChunkComplete() {
   chunk_end_pending_ = true;
   return HPE_PAUSED;  // Execute checks the CRLF before the pause position, then resumes
 }
 
-int Http1Parser::OnMessageComplete() {
+int Http1Codec::OnMessageComplete() {
   storage_->head.keep_alive = llhttp_should_keep_alive(Callbacks::State(this)) != 0;
   in_message_ = false;
   message_done_ = true;
-  delegate_->OnMessageComplete();
-  return HPE_PAUSED;
+  return HPE_PAUSED;  // Execute returns kMessageDone
 }
 
-}  // namespace portico::proxy
+}  // namespace portico

@@ -3,15 +3,15 @@
 // framing policy"). A request that fails is answered locally and nothing of it reaches an
 // upstream; a response that fails becomes a 502. Pure functions: unit-tested and fuzzed.
 //
-// The parser (http1_parser.h) has already refused malformed syntax: bad tokens, control bytes in
+// The codec (http1_codec.h) has already refused malformed syntax: bad tokens, control bytes in
 // header values, obs-fold, bad chunk framing, duplicate Content-Length, Content-Length together
 // with Transfer-Encoding. These checks need the whole head.
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "data_plane/proxy/http1_parser.h"
+#include "common/http/http1_codec.h"
 
-namespace portico::proxy {
+namespace portico {
 
 // A request-target split into its parts. Origin-form "/p?q" or absolute-form "http://a/p?q".
 struct RequestTarget {
@@ -50,10 +50,10 @@ struct RequestHeadCheck {
 //   - Transfer-Encoding: not on HTTP/1.0 (400; RFC 9112 §6.1 calls such framing faulty), and
 //     exactly "chunked" when present (any other coding or list: 501, as nginx);
 //   - at most one Content-Length header line.
-RequestHeadCheck CheckRequestHead(const Http1Head& head);
+RequestHeadCheck CheckRequestHead(const MessageHead& head);
 
 // The response rules: Transfer-Encoding, when present, is exactly "chunked" and the response is
 // HTTP/1.1 (nginx answers 502 to anything else). False: answer 502, do not reuse the connection.
-bool IsForwardableResponseHead(const Http1Head& head);
+bool IsForwardableResponseHead(const MessageHead& head);
 
-}  // namespace portico::proxy
+}  // namespace portico

@@ -1,0 +1,79 @@
+#include "data_plane/balancer/destinations.h"
+
+#include <arpa/inet.h>
+#include <uv.h>
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace portico::balancer {
+namespace {
+
+constexpr int64_t kDefaultTimeoutMs = 60000;
+
+int64_t TimeoutOrDefault(int32_t ms) { return ms > 0 ? ms : kDefaultTimeoutMs; }
+
+bool IsIpv4(const std::string& host) {
+  in_addr addr;
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1;
+}
+
+bool IsIpv6(const std::string& host) {
+  in6_addr addr;
+  return inet_pton(AF_INET6, host.c_str(), &addr) == 1;
+}
+
+}  // namespace
+
+absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service) {
+  UpstreamService out;
+  out.id = service.id();
+  if (service.has_name()) out.name = service.name();
+  out.host = service.host();
+  if (out.host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("service ", service.id(), ": host: required field missing"));
+  }
+  if (service.port() < 1 || service.port() > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("service ", service.id(), ": port: value should be between 0 and 65535"));
+  }
+  const uint16_t port = static_cast<uint16_t>(service.port());
+
+  // Hosts in the config never carry brackets; tolerate them anyway.
+  std::string bare = out.host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  const bool v6 = IsIpv6(bare);
+  Target target;
+  if (IsIpv4(bare) || v6) {
+    target.ip = bare;
+  } else if (absl::AsciiStrToLower(bare) == "localhost") {
+    target.ip = "127.0.0.1";
+  }  // else: a DNS name, not resolved by this build: no target.
+  if (!target.ip.empty()) {
+    target.port = port;
+    if (v6) {
+      target.pool_key = absl::StrCat("[", target.ip, "]:", port);
+      uv_ip6_addr(target.ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&target.address));
+    } else {
+      target.pool_key = absl::StrCat(target.ip, ":", port);
+      uv_ip4_addr(target.ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&target.address));
+    }
+    out.destinations.Add(std::move(target));
+  }
+
+  const std::string host_for_header = v6 ? absl::StrCat("[", bare, "]") : out.host;
+  out.host_header = (port == 80 || port == 443) ? host_for_header : absl::StrCat(host_for_header, ":", port);
+  if (service.has_path()) {
+    out.path = service.path();
+    out.has_path = true;
+  }
+  out.retries = service.retries() > 0 ? service.retries() : 0;
+  out.connect_timeout_ms = TimeoutOrDefault(service.connect_timeout());
+  out.write_timeout_ms = TimeoutOrDefault(service.write_timeout());
+  out.read_timeout_ms = TimeoutOrDefault(service.read_timeout());
+  return out;
+}
+
+}  // namespace portico::balancer

@@ -1,0 +1,138 @@
+#include "data_plane/pipeline/builtin_steps.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/host_port.h"
+#include "data_plane/pipeline/local_responses.h"
+#include "data_plane/pipeline/upstream_request.h"
+
+namespace portico::pipeline {
+namespace {
+
+StepStatus Answer(RequestContext& request, int status, absl::string_view message) {
+  LocalResponse response;
+  response.status = status;
+  response.message = message;
+  request.Respond(response);
+  return StepStatus::kStop;
+}
+
+// Kong normalises the path before matching; the normalised path is also what goes upstream.
+class RouteStep final : public RequestStep {
+ public:
+  explicit RouteStep(const router::Router* router) : router_(router) {}
+  StepStatus OnRequest(RequestContext& request) const override {
+    request.normalized_path = router::NormalizeRequestPath(request.target.path);
+    request.header_views.clear();  // keeps its capacity across requests
+    for (const auto& [name, value] : request.head->headers) request.header_views.emplace_back(name, value);
+    router::RequestView view;
+    view.method = request.head->method;
+    view.host = request.host;
+    view.port = request.local_port;
+    view.path = request.normalized_path;
+    view.headers = &request.header_views;
+    request.match = router_->Find(view);
+    if (!request.match.has_value() || request.match->route == nullptr) return Answer(request, 404, kMsgNoRoute);
+    return StepStatus::kContinue;
+  }
+
+ private:
+  const router::Router* router_;
+};
+
+// Kong adds the debug headers whenever the request carries Kong-Debug (any value).
+class DebugHeadersStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    if (!request.debug_headers_allowed || request.head->Find("kong-debug") == nullptr) return StepStatus::kContinue;
+    const router::Match& match = *request.match;
+    request.response_headers.emplace_back("Kong-Route-Id", match.route->id());
+    if (match.route->has_name()) request.response_headers.emplace_back("Kong-Route-Name", match.route->name());
+    if (match.service != nullptr) {
+      request.response_headers.emplace_back("Kong-Service-Id", match.service->id());
+      if (match.service->has_name()) request.response_headers.emplace_back("Kong-Service-Name", match.service->name());
+    }
+    return StepStatus::kContinue;
+  }
+};
+
+// The listener is plain HTTP: a route whose protocols lack "http" gets Kong's
+// https_redirect_status_code answer.
+class HttpsOnlyStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    if (!request.match->https_only) return StepStatus::kContinue;
+    const std::string path_and_query = request.target.has_query
+                                           ? absl::StrCat(request.target.path, "?", request.target.query)
+                                           : std::string(request.target.path);
+    request.Respond(HttpsRequiredResponse(request.match->route->https_redirect_status_code(), request.host,
+                                          path_and_query, /*close=*/false));
+    return StepStatus::kStop;
+  }
+};
+
+class ServiceStep final : public RequestStep {
+ public:
+  explicit ServiceStep(const ServiceMap* services) : services_(services) {}
+  StepStatus OnRequest(RequestContext& request) const override {
+    auto it = request.match->service != nullptr ? services_->find(request.match->service) : services_->end();
+    if (it == services_->end()) return Answer(request, 503, kMsgNoService);
+    request.service = &it->second;
+    return StepStatus::kContinue;
+  }
+
+ private:
+  const ServiceMap* services_;
+};
+
+class DestinationStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    request.upstream_target = request.service->destinations.Pick(request.worker_cursor, request.attempt);
+    if (request.upstream_target == nullptr) return Answer(request, 503, kMsgNameResolution);
+    return StepStatus::kContinue;
+  }
+  bool rerun_on_retry() const override { return true; }
+};
+
+class UpstreamRequestStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    const balancer::UpstreamService& service = *request.service;
+    const router::Match& match = *request.match;
+    const std::string upstream_path = router::EscapeUpstreamPath(router::BuildUpstreamPath(
+        service.has_path ? absl::string_view(service.path) : absl::string_view(), request.normalized_path,
+        match.matched_path, match.route->strip_path()));
+    UpstreamRequestParams params;
+    params.upstream_path = upstream_path;
+    params.query = request.target.query;
+    params.has_query = request.target.has_query;
+    params.host_header = (match.route->preserve_host() && request.has_host) ? request.host
+                                                                            : absl::string_view(service.host_header);
+    params.client_ip = request.client_ip;
+    params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
+    params.local_port = request.local_port;
+    params.chunked_body = request.head->chunked;
+    params.has_content_length = request.head->has_content_length;
+    params.content_length = request.head->content_length;
+    request.upstream_head.clear();  // keeps its capacity
+    AppendUpstreamRequestHead(&request.upstream_head, *request.head, params);
+    return StepStatus::kContinue;
+  }
+  bool rerun_on_retry() const override { return true; }
+};
+
+}  // namespace
+
+void AddBuiltinSteps(Pipeline* pipeline, const router::Router* router, const ServiceMap* services) {
+  pipeline->Add(Phase::kRoute, std::make_shared<RouteStep>(router));
+  pipeline->Add(Phase::kRoute, std::make_shared<DebugHeadersStep>());
+  pipeline->Add(Phase::kAccess, std::make_shared<HttpsOnlyStep>());
+  pipeline->Add(Phase::kDestination, std::make_shared<ServiceStep>(services));
+  pipeline->Add(Phase::kDestination, std::make_shared<DestinationStep>());
+  pipeline->Add(Phase::kUpstream, std::make_shared<UpstreamRequestStep>());
+}
+
+}  // namespace portico::pipeline

@@ -1,0 +1,53 @@
+#include "data_plane/pipeline/pipeline.h"
+
+#include <algorithm>
+
+namespace portico::pipeline {
+
+void RequestContext::ResetContext() {
+  head = nullptr;
+  target = RequestTarget();
+  host = absl::string_view();
+  has_host = false;
+  local_port = 0;
+  client_ip = absl::string_view();
+  client_http11 = true;
+  loop = nullptr;
+  worker_cursor = 0;
+  normalized_path.clear();
+  match.reset();
+  service = nullptr;
+  upstream_target = nullptr;
+  attempt = 0;
+  upstream_head.clear();
+  response_headers.clear();
+  suspended_data = nullptr;
+  header_views.clear();
+  debug_headers_allowed = false;
+}
+
+void Pipeline::Add(Phase phase, std::shared_ptr<const RequestStep> step) {
+  // Stable by phase: a step goes after every step of its phase and of the phases before it.
+  auto at = std::upper_bound(entries_.begin(), entries_.end(), phase,
+                             [](Phase p, const Entry& e) { return static_cast<int>(p) < static_cast<int>(e.phase); });
+  entries_.insert(at, Entry{phase, std::move(step)});
+  request_steps_.clear();
+  for (const Entry& entry : entries_) request_steps_.push_back(entry.step.get());
+}
+
+void Pipeline::AddResponseHead(std::shared_ptr<const ResponseHeadStep> step) {
+  head_steps_.push_back(step.get());
+  head_owned_.push_back(std::move(step));
+}
+
+void Pipeline::AddResponseBody(std::shared_ptr<const ResponseBodyStep> step) {
+  body_steps_.push_back(step.get());
+  body_owned_.push_back(std::move(step));
+}
+
+void Pipeline::AddLog(std::shared_ptr<const LogStep> step) {
+  log_steps_.push_back(step.get());
+  log_owned_.push_back(std::move(step));
+}
+
+}  // namespace portico::pipeline

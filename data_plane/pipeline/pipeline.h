@@ -1,0 +1,154 @@
+#pragma once
+// The request pipeline: what the proxy does with a request between its head and the upstream,
+// and with the response on its way back, as an ordered list of steps compiled once per snapshot
+// (RuntimeConfig::Compile) and shared read-only by every worker. Steps know nothing of
+// connections or HTTP versions: they read and write a RequestContext, which the exchange
+// (data_plane/proxy/exchange.h) implements. docs/architecture.md, "How to add a pipeline step".
+//
+// Request phases, in order (Phase): route -> rewrite -> access -> destination -> upstream. A step
+// finishes synchronously (kContinue: the next one runs at once, nothing is allocated), answers the
+// request itself (kStop, after RequestContext::Respond), or suspends (kSuspend) and later calls
+// RequestContext::Resume exactly once on the same worker loop; the request's config stays pinned
+// meanwhile. If the client goes away first, the exchange calls the suspended step's OnCancel
+// instead, and Resume must not be called after that.
+//
+// Response phases: response-head steps see (and may add headers to) every response that goes to
+// the client, upstream or local; body steps see each piece of an upstream response body; log
+// steps run once when the exchange ends. They never suspend.
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "common/http/http1_checks.h"
+#include "common/http/http1_codec.h"
+#include "data_plane/balancer/destinations.h"
+#include "data_plane/router/router.h"
+
+namespace portico::pipeline {
+
+enum class Phase { kRoute, kRewrite, kAccess, kDestination, kUpstream };
+
+enum class StepStatus {
+  kContinue,  // done; the next step runs
+  kSuspend,   // still working: the step calls RequestContext::Resume later (same loop), or is
+              // cancelled (RequestStep::OnCancel) first
+  kStop,      // the step answered the request (RequestContext::Respond): no later request step runs
+};
+
+// A response the proxy makes itself. The connection serialises it for its HTTP version: Kong's
+// JSON body {"message": message} (none when message is empty: Content-Length 0), the headers
+// given, the context's response headers, Server, and Connection: close when the connection closes.
+struct LocalResponse {
+  int status = 500;
+  absl::string_view message;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool close = false;  // close the client connection after it, whatever keep-alive says
+};
+
+// The request as the steps see it. Plain fields are set by the exchange (request data) or by the
+// steps (their results); the two actions are the exchange's.
+class RequestContext {
+ public:
+  // ---- the request, set before the first step and valid until the exchange ends
+  const MessageHead* head = nullptr;
+  RequestTarget target;          // path, query, absolute-form authority (http1_checks.h)
+  absl::string_view host;        // the authority of an absolute-form target, else Host
+  bool has_host = false;
+  uint16_t local_port = 0;       // the listener's port
+  absl::string_view client_ip;
+  bool client_http11 = true;
+  uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
+  uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
+  bool debug_headers_allowed = false;  // the DP runs with --allow-debug-header
+
+  // ---- results of the steps
+  std::string normalized_path;                   // route step: what the router matched
+  std::optional<router::Match> match;            // route step
+  const balancer::UpstreamService* service = nullptr;  // service step
+  const balancer::Target* upstream_target = nullptr;   // destination step
+  int attempt = 0;                               // destination attempts so far (retries count)
+  std::string upstream_head;                     // upstream step: the head to send
+  // Added to every response that goes to the client (debug headers, plugins).
+  std::vector<std::pair<std::string, std::string>> response_headers;
+  // Free for the one step that is suspended (what it needs to cancel itself).
+  void* suspended_data = nullptr;
+  // Scratch for the route step (the request headers as views), kept with its capacity.
+  std::vector<std::pair<absl::string_view, absl::string_view>> header_views;
+
+  // Answers the request; the step then returns kStop (or, once resumed, Resume(kStop)).
+  virtual void Respond(const LocalResponse& response) = 0;
+  // Ends a suspension: the suspended step's result (kContinue or kStop).
+  virtual void Resume(StepStatus status) = 0;
+
+ protected:
+  ~RequestContext() = default;
+  // Clears the per-request fields, keeping buffer capacity.
+  void ResetContext();
+};
+
+class RequestStep {
+ public:
+  virtual ~RequestStep() = default;
+  // Thread-safe: one step object serves every worker (it is part of the snapshot).
+  virtual StepStatus OnRequest(RequestContext& request) const = 0;
+  // The exchange ended while this step was suspended: stop whatever would call Resume.
+  virtual void OnCancel(RequestContext& request) const {}
+  // Run again when a retry needs a new destination (only destination steps say yes).
+  virtual bool rerun_on_retry() const { return false; }
+};
+
+class ResponseHeadStep {
+ public:
+  virtual ~ResponseHeadStep() = default;
+  // `status` of the response about to go to the client; may add to request.response_headers.
+  virtual void OnResponseHead(RequestContext& request, int status) const = 0;
+};
+
+class ResponseBodyStep {
+ public:
+  virtual ~ResponseBodyStep() = default;
+  virtual void OnResponseBody(RequestContext& request, absl::string_view data) const = 0;
+};
+
+class LogStep {
+ public:
+  virtual ~LogStep() = default;
+  virtual void OnLog(const RequestContext& request, int status) const = 0;
+};
+
+// The steps of one snapshot, by phase. Owns them.
+class Pipeline {
+ public:
+  void Add(Phase phase, std::shared_ptr<const RequestStep> step);
+  void AddResponseHead(std::shared_ptr<const ResponseHeadStep> step);
+  void AddResponseBody(std::shared_ptr<const ResponseBodyStep> step);
+  void AddLog(std::shared_ptr<const LogStep> step);
+
+  // Request steps in phase order (within a phase, in the order added).
+  const std::vector<const RequestStep*>& request_steps() const { return request_steps_; }
+  const std::vector<const ResponseHeadStep*>& response_head_steps() const { return head_steps_; }
+  const std::vector<const ResponseBodyStep*>& response_body_steps() const { return body_steps_; }
+  const std::vector<const LogStep*>& log_steps() const { return log_steps_; }
+
+ private:
+  struct Entry {
+    Phase phase;
+    std::shared_ptr<const RequestStep> step;
+  };
+  std::vector<Entry> entries_;  // sorted by phase, stable
+  std::vector<const RequestStep*> request_steps_;
+  std::vector<std::shared_ptr<const ResponseHeadStep>> head_owned_;
+  std::vector<std::shared_ptr<const ResponseBodyStep>> body_owned_;
+  std::vector<std::shared_ptr<const LogStep>> log_owned_;
+  std::vector<const ResponseHeadStep*> head_steps_;
+  std::vector<const ResponseBodyStep*> body_steps_;
+  std::vector<const LogStep*> log_steps_;
+};
+
+}  // namespace portico::pipeline

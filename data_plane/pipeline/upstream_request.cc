@@ -1,0 +1,88 @@
+#include "data_plane/pipeline/upstream_request.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/http/header_lines.h"
+#include "common/http/known_headers.h"
+
+namespace portico::pipeline {
+namespace {
+
+
+// The query as received, except raw bytes >= 0x80 (which the parser accepts, as nginx does, but
+// which a request line cannot carry): those become %XX, which an upstream decodes to the same byte.
+void AppendQuery(std::string* out, absl::string_view query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  size_t start = 0;
+  for (size_t i = 0; i < query.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(query[i]);
+    if (c < 0x80) continue;
+    out->append(query.data() + start, i - start);
+    const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 15]};
+    out->append(escaped, 3);
+    start = i + 1;
+  }
+  out->append(query.data() + start, query.size() - start);
+}
+
+}  // namespace
+
+void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& request,
+                               const UpstreamRequestParams& params) {
+  std::string& out = *out_buffer;
+  out.reserve(out.size() + 512 + request.headers.size() * 48);
+  absl::StrAppend(&out, request.method, " ", params.upstream_path);
+  if (params.has_query) {
+    out.push_back('?');
+    AppendQuery(&out, params.query);
+  }
+  out += " HTTP/1.1\r\n";
+  AppendHeaderLine(&out, "Host", params.host_header);
+
+  const HopByHopFilter hop(request);
+  std::string forwarded_for;
+  for (const auto& [name, value] : request.headers) {
+    const KnownHeader kind = ClassifyHeader(name);
+    if (hop.IsHopByHop(name, kind)) continue;
+    switch (kind) {
+      case KnownHeader::kXForwardedFor:
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for += value;
+        continue;
+      case KnownHeader::kHost:
+      case KnownHeader::kExpect:
+      case KnownHeader::kXRealIp:
+      case KnownHeader::kXForwardedProto:
+      case KnownHeader::kXForwardedHost:
+      case KnownHeader::kXForwardedPort:
+      case KnownHeader::kXForwardedPrefix:
+        continue;
+      case KnownHeader::kContentLength:
+      case KnownHeader::kTransferEncoding:
+        continue;  // written below from the parsed framing
+      default:
+        break;
+    }
+    AppendHeaderLine(&out, name, value);
+  }
+  AppendHeaderLine(&out, "X-Real-IP", params.client_ip);
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for.append(params.client_ip.data(), params.client_ip.size());
+  AppendHeaderLine(&out, "X-Forwarded-For", forwarded_for);
+  AppendHeaderLine(&out, "X-Forwarded-Proto", "http");
+  if (!params.client_host.empty()) AppendHeaderLine(&out, "X-Forwarded-Host", params.client_host);
+  AppendHeaderLine(&out, "X-Forwarded-Port", params.local_port);
+  if (params.chunked_body) {
+    AppendHeaderLine(&out, "Transfer-Encoding", "chunked");
+  } else if (params.has_content_length) {
+    AppendHeaderLine(&out, "Content-Length", params.content_length);
+  }
+  out += "\r\n";
+}
+
+std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamRequestParams& params) {
+  std::string out;
+  AppendUpstreamRequestHead(&out, request, params);
+  return out;
+}
+
+}  // namespace portico::pipeline

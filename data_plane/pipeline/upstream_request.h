@@ -1,0 +1,37 @@
+#pragma once
+// The HTTP/1.1 request head the proxy sends upstream, built from the client's head (the
+// upstream step of the pipeline). Pure functions; unit-tested and fuzzed.
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "common/http/http1_codec.h"
+
+namespace portico::pipeline {
+
+struct UpstreamRequestParams {
+  absl::string_view upstream_path;   // already joined by router::BuildUpstreamPath
+  absl::string_view query;           // without '?', empty when none; sent as received except
+                                     // bytes >= 0x80, which are sent as %XX
+  bool has_query = false;
+  absl::string_view host_header;     // value of the Host header to send
+  absl::string_view client_ip;
+  absl::string_view client_host;     // client Host header without port (X-Forwarded-Host)
+  uint16_t local_port = 0;           // X-Forwarded-Port
+  // The body's framing as the parser decided it (never as the client's headers say): chunked
+  // (re-framed by the proxy), or a Content-Length, or neither (no body).
+  bool chunked_body = false;
+  bool has_content_length = false;
+  uint64_t content_length = 0;
+};
+
+// The head sent upstream: HTTP/1.1 request line, Host, the client's end-to-end headers (minus
+// Host, Expect, the X-Forwarded-*/X-Real-IP headers the proxy sets and the framing headers),
+// X-Real-IP, X-Forwarded-For (appended), -Proto, -Host, -Port, and the framing the parser found:
+// `Content-Length: <n>` or `Transfer-Encoding: chunked`. Framing headers are always written by
+// the proxy, so no `Connection` token can remove them (docs/proxy.md, "Request framing policy").
+std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamRequestParams& params);
+// The same head, appended to `out` (lets the caller reuse one buffer's capacity).
+void AppendUpstreamRequestHead(std::string* out, const MessageHead& request, const UpstreamRequestParams& params);
+
+}  // namespace portico::pipeline

@@ -1,0 +1,151 @@
+#pragma once
+// One request through the proxy, independent of the client's HTTP version: it pins the config
+// the request started with, runs the snapshot's pipeline (data_plane/pipeline/pipeline.h), drives
+// the upstream connection and relays the response to its Downstream. An HTTP/1 client connection
+// has at most one exchange at a time (pipelined requests wait); an HTTP/2 connection would run
+// many, each with its own Downstream stream.
+//
+//   Begin(head) ──steps──▶ request steps done ──▶ upstream ──response──▶ Downstream ──▶ done
+//        │  kSuspend: waits for Resume (config pinned; Cancel() if the client goes away)
+//        └─ kStop: a local response (Downstream::SendLocal); the request body is discarded
+//
+// Taken from the worker's pool when a request head arrives and given back once the connection
+// is idle again (Reset keeps buffer capacity). Thread-compatible: the worker's loop only.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "common/http/http1_codec.h"
+#include "data_plane/pipeline/pipeline.h"
+#include "data_plane/proxy/http1_messages.h"
+#include "data_plane/proxy/runtime_config.h"
+#include "data_plane/proxy/upstream_connection.h"
+
+namespace portico::proxy {
+
+class Worker;
+
+// The client side of one exchange, implemented by the client connection for its HTTP version.
+// None of these calls destroys the exchange; a call may close the connection (then the exchange
+// is cancelled or retired by the connection, never from inside the call).
+class Downstream {
+ public:
+  virtual ~Downstream() = default;
+  // A response the proxy made itself, followed by `extra_headers` (the request's response
+  // headers). The connection closes after it when `response.close` or when it cannot keep the
+  // connection (the client asked to close, or the request body cannot be discarded).
+  virtual void SendLocal(const pipeline::LocalResponse& response,
+                         const std::vector<std::pair<std::string, std::string>>& extra_headers) = 0;
+  // The upstream's final response head, with `extra_headers` added. Returns whether its body goes
+  // to the client (false for a response to HEAD and for 1xx/204/304: the upstream codec skips it).
+  virtual bool SendResponseHead(const MessageHead& head,
+                                const std::vector<std::pair<std::string, std::string>>& extra_headers) = 0;
+  // A piece of the upstream response body; borrowed until FlushResponse.
+  virtual void SendResponseBody(absl::string_view data) = 0;
+  // One upstream read ended: hand the gathered response bytes to the client.
+  virtual void FlushResponse() = 0;
+  // The upstream response is complete.
+  virtual void EndResponse() = 0;
+  // Response bytes waiting for the client (backpressure on the upstream).
+  virtual size_t ResponseBacklog() const = 0;
+  // The request steps are done: answer `Expect: 100-continue` if the protocol wants it.
+  virtual void ContinueRequest() = 0;
+  // The request side can move again (a suspended step resumed, the upstream drained).
+  virtual void RequestBodyWanted() = 0;
+  // The exchange failed after response bytes went out: only closing can tell the client.
+  virtual void Abort() = 0;
+  // Both directions are complete.
+  virtual void ExchangeDone() = 0;
+};
+
+class Exchange final : public pipeline::RequestContext, public UpstreamObserver {
+ public:
+  Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Starts the request: pins `config`, runs the request steps. REQUIRES: `head` (codec storage)
+  // stays valid until the exchange ends; the head passed the codec's checks (http1_checks.h).
+  // Ends when both directions are complete (Downstream::ExchangeDone), or with Cancel().
+  void Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
+             const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip);
+
+  // ---- from the client connection
+  // A piece of the (de-chunked) request body.
+  void OnRequestBody(absl::string_view data);
+  // The request (head and body) has been read completely.
+  void OnRequestComplete();
+  // The client connection went away (or failed): cancel a suspended step, abort the upstream.
+  void Cancel();
+  // Response bytes drained below the low-water mark: let the upstream go on.
+  void OnDownstreamDrained();
+
+  bool suspended() const { return suspended_; }
+  bool local_response() const { return local_response_; }
+  bool request_complete() const { return request_complete_; }
+  bool response_started() const { return response_started_; }
+  bool response_complete() const { return response_complete_; }
+  // The upstream may still want request bytes the client has not sent: the connection must
+  // close after the response (it answered early, or a local response left the body unread).
+  bool request_incomplete_at_response_end() const { return !request_complete_; }
+  // Request bytes waiting for the upstream (pending connect plus queued writes).
+  size_t UpstreamBacklog() const;
+
+  // Back to the state of a new exchange, keeping buffer capacity; unpins the config.
+  void Reset();
+  // False when its buffers grew too large to keep in the worker's pool.
+  bool WorthPooling() const;
+
+  // ---- pipeline::RequestContext
+  void Respond(const pipeline::LocalResponse& response) override;
+  void Resume(pipeline::StepStatus status) override;
+
+  // ---- UpstreamObserver
+  void OnUpstreamConnected() override;
+  UpstreamHeadAction OnUpstreamHead(const MessageHead& head) override;
+  void OnUpstreamBody(absl::string_view data) override;
+  void OnUpstreamComplete() override;
+  void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) override;
+  void OnUpstreamWriteDrained() override;
+  void OnUpstreamReadEnd() override;
+
+ private:
+  // Runs request steps from `next_step_` on; when they are all done, starts the upstream.
+  void RunSteps();
+  // A retry needs a new destination: runs the steps that say so (rerun_on_retry) again.
+  bool RerunDestinationSteps();
+  void StartUpstream(bool allow_pooled);
+  void SendToUpstream(absl::string_view data, bool as_chunk);
+  void FailUpstream(int status, absl::string_view message);
+  void RunResponseHeadSteps(int status);
+  void MaybeFinish();
+
+  Worker* worker_ = nullptr;
+  Downstream* downstream_ = nullptr;
+  std::shared_ptr<const RuntimeConfig> config_;  // pinned until the exchange ends
+  size_t next_step_ = 0;
+  bool suspended_ = false;
+  bool steps_done_ = false;     // every request step ran (the upstream may start)
+  UpstreamConnection* upstream_ = nullptr;
+  std::string pending_body_;    // body bytes (framed) waiting for the upstream to connect
+  int connect_retries_left_ = 0;
+  bool request_is_head_ = false;
+  bool request_chunked_ = false;
+  bool request_complete_ = false;
+  bool body_streamed_ = false;     // body bytes were handed to a connected upstream
+  bool local_response_ = false;    // the proxy answered; the request body is discarded
+  bool response_started_ = false;  // a byte of the final response went to the client
+  bool response_complete_ = false;
+  bool stale_retry_used_ = false;
+  bool body_to_client_ = false;    // the upstream response's body goes to the client
+  bool cancelled_ = false;         // Cancel() ran: the client connection is gone
+  int response_status_ = 0;        // the status sent to the client (for log steps)
+  bool in_step_ = false;           // a request step is running (Resume from inside it is deferred)
+  bool resumed_in_step_ = false;
+  pipeline::StepStatus resumed_status_ = pipeline::StepStatus::kContinue;
+};
+
+}  // namespace portico::proxy

@@ -1,0 +1,519 @@
+#include "data_plane/proxy/http1_client_connection.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "data_plane/pipeline/local_responses.h"
+
+namespace portico::proxy {
+namespace {
+
+// Pipelined or early bytes buffered beyond this stop reading from the client.
+constexpr size_t kMaxBufferedInputBytes = kReadBufferBytes;
+
+}  // namespace
+
+Http1ClientConnection::Http1ClientConnection(Worker& worker)
+    : worker_(worker),
+      transport_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
+      codec_(Http1Codec::Kind::kRequest, this, worker.options().max_header_bytes, &worker.head_pool()) {
+  deadline_.owner = this;
+}
+
+Http1ClientConnection::~Http1ClientConnection() {
+  worker_.DisarmDeadline(&deadline_);
+  if (holds_request_state_) worker_.CountRequestState(-1);
+}
+
+absl::Status Http1ClientConnection::Accept(int fd, const struct sockaddr* peer) {
+  if (!transport_.Open(fd)) return absl::UnavailableError("uv_tcp_open failed");
+  // TCP_NODELAY is set lazily, before the second write (FlushToClient): a connection that gets
+  // one response in one writev (every small Connection: close exchange) never needs it.
+  client_ip_ = IpOf(peer);  // from accept4: no getpeername
+  EnterIdle();
+  UpdateReading();
+  return absl::OkStatus();
+}
+
+void Http1ClientConnection::EndExchange() {
+  if (exchange_ == nullptr) return;
+  exchange_->Reset();
+  spare_exchange_ = std::move(exchange_);
+}
+
+void Http1ClientConnection::MarkRequestStateHeld() {
+  if (holds_request_state_) return;
+  holds_request_state_ = true;
+  worker_.CountRequestState(1);
+}
+
+void Http1ClientConnection::ReleaseRequestState() {
+  if (spare_exchange_ != nullptr) {
+    if (spare_exchange_->WorthPooling()) worker_.exchange_pool().Give(std::move(spare_exchange_));
+    spare_exchange_.reset();  // Give() leaves it when the pool is full
+  }
+  codec_.ReleaseStorage();
+  if (input_.capacity() > std::string().capacity()) std::string().swap(input_);  // heap-allocated
+  if (holds_request_state_ && !codec_.holds_storage()) {
+    holds_request_state_ = false;
+    worker_.CountRequestState(-1);
+  }
+}
+
+void Http1ClientConnection::Close() {
+  if (state_ == State::kClosing) return;
+  state_ = State::kClosing;
+  worker_.DisarmDeadline(&deadline_);
+  ClientOutput& out = worker_.client_output();
+  if (out.owner == this) {
+    out.count = 0;
+    out.owned.clear();
+    out.owner = nullptr;
+  }
+  // Close() can run inside a call made by the exchange (a client write that fails at once): keep
+  // the object alive until the connection itself is destroyed.
+  if (exchange_ != nullptr) exchange_->Cancel();
+  retired_exchange_ = std::move(exchange_);
+  transport_.Close();
+}
+
+void Http1ClientConnection::OnTransportClosed() {
+  worker_.Destroy(this);  // freed after this loop iteration
+}
+
+void Http1ClientConnection::EnterIdle() {
+  state_ = State::kIdle;
+  worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+}
+
+void Http1ClientConnection::OnDeadline() {
+  switch (state_) {
+    case State::kIdle:       // keep-alive or header timeout, or no write progress (see OnTransportWritten)
+    case State::kDraining:   // the client stopped reading the last response
+    case State::kLingering:  // the client did not close in time
+      Close();
+      return;
+    case State::kExchange:  // armed only while the exchange waits on the client (WaitsOnClient)
+      if (WaitsOnClient()) Close();
+      return;
+    default:
+      return;
+  }
+}
+
+// ---- reading and parsing -------------------------------------------------------------------
+
+void Http1ClientConnection::UpdateReading() {
+  if (state_ == State::kClosing) return;
+  bool want = false;
+  switch (state_) {
+    case State::kIdle:
+      want = !peer_eof_ && input_.size() < kMaxBufferedInputBytes &&
+             transport_.pending_write_bytes() < kHighWaterBytes;
+      break;
+    case State::kExchange:
+      // Keep reading after the request is complete: pipelined bytes queue in input_, and the
+      // watcher is not toggled per request. Stop while a streaming body outruns the upstream.
+      want = !peer_eof_ && input_.size() < kMaxBufferedInputBytes &&
+             (request_complete_ || exchange_ == nullptr || exchange_->UpstreamBacklog() < kHighWaterBytes);
+      break;
+    case State::kLingering:
+      want = true;
+      break;
+    case State::kDraining:
+    case State::kClosing:
+      want = false;
+      break;
+  }
+  if (want) {
+    transport_.StartReading();
+  } else {
+    transport_.StopReading();
+  }
+}
+
+void Http1ClientConnection::OnTransportEof() {
+  if (state_ == State::kClosing) return;
+  // Between requests, let queued responses (e.g. to a client that half-closed after its last
+  // request) flush first; otherwise there is nothing left to answer. After a complete request,
+  // the response (and pipelined requests already received) are still answered; ProcessInput()
+  // drains once nothing is left.
+  peer_eof_ = true;
+  if (state_ == State::kLingering) {
+    Close();
+    return;
+  }
+  const bool answering = state_ == State::kIdle || (state_ == State::kExchange && request_complete_);
+  if (!answering) {
+    Close();
+    return;
+  }
+  if (state_ == State::kIdle) ProcessInput();
+}
+
+void Http1ClientConnection::OnTransportReadError(int) {
+  peer_eof_ = true;
+  Close();
+}
+
+void Http1ClientConnection::OnTransportRead(absl::string_view data) {
+  if (state_ == State::kClosing || state_ == State::kLingering) return;  // lingering: discard
+  // Parsed straight from the worker's read buffer; only what stays unparsed is copied.
+  ProcessInput(data);
+}
+
+void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
+  if (in_process_input_) {  // the outer loop picks up the new state
+    input_.append(fresh.data(), fresh.size());  // (not reached: reads are never nested)
+    return;
+  }
+  if (!input_.empty() && !fresh.empty()) {
+    input_.append(fresh.data(), fresh.size());  // keep the byte order
+    fresh = absl::string_view();
+  }
+  in_process_input_ = true;
+  fresh_ = fresh;
+  while (!parse_failed_) {
+    const bool from_input = !input_.empty();
+    const absl::string_view pending = from_input ? absl::string_view(input_) : fresh_;
+    const bool exchange_wants_body = state_ == State::kExchange && !request_complete_ && exchange_ != nullptr &&
+                                     !exchange_->suspended() && exchange_->UpstreamBacklog() < kHighWaterBytes;
+    // A message end may need no bytes (a head without body): parse even when nothing is pending.
+    if (pending.empty() && !(exchange_wants_body && codec_.in_message())) break;
+    const bool can_parse =
+        (state_ == State::kIdle && transport_.pending_write_bytes() < kHighWaterBytes) || exchange_wants_body;
+    if (!can_parse) break;
+    const Http1Codec::Result result = codec_.Execute(pending.data(), pending.size());
+    if (codec_.holds_storage()) MarkRequestStateHeld();
+    if (from_input) {
+      input_.erase(0, result.consumed);
+    } else {
+      fresh_.remove_prefix(result.consumed);
+    }
+    if (state_ == State::kClosing) break;
+    switch (result.event) {
+      case Http1Codec::Event::kNeedMore:
+        break;
+      case Http1Codec::Event::kHead:
+        OnRequestHead();
+        break;
+      case Http1Codec::Event::kMessageDone:
+        OnRequestComplete();
+        break;
+      case Http1Codec::Event::kHeadTooLarge:
+      case Http1Codec::Event::kError:
+        parse_failed_ = true;
+        input_.clear();
+        fresh_ = absl::string_view();
+        PORTICO_LOG(kDebug, "proxy", "bad request from ", client_ip_, ": ", codec_.error_reason());
+        RespondToBadInput(400, result.event == Http1Codec::Event::kHeadTooLarge ? pipeline::kMsgHeaderTooLarge
+                                                                                : pipeline::kMsgBadRequest);
+        break;
+    }
+    if (result.event == Http1Codec::Event::kNeedMore && result.consumed == pending.size()) {
+      // Everything given was consumed: loop again only if more arrived meanwhile.
+      if ((from_input ? input_.empty() : fresh_.empty())) break;
+    }
+  }
+  in_process_input_ = false;
+  if (state_ != State::kIdle && state_ != State::kExchange) {
+    input_.clear();
+    fresh_ = absl::string_view();
+  }
+  if (!fresh_.empty()) input_.append(fresh_.data(), fresh_.size());  // pipelined, or waiting
+  fresh_ = absl::string_view();
+  if (state_ == State::kIdle && input_.empty() && !codec_.in_message()) ReleaseRequestState();
+  if (peer_eof_ && state_ == State::kIdle && input_.empty()) {
+    // The client half-closed and everything it sent is answered.
+    if (transport_.pending_write_bytes() > 0) {
+      BeginDrain(/*client_done=*/true);
+    } else {
+      Close();
+    }
+    return;
+  }
+  UpdateReading();
+}
+
+void Http1ClientConnection::RespondToBadInput(int status, absl::string_view message) {
+  if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
+  if (exchange_ != nullptr && exchange_->response_started()) {
+    Close();  // cannot answer any more: the client sees a truncated response
+    return;
+  }
+  if (exchange_ != nullptr) {
+    exchange_->Cancel();
+    EndExchange();
+  }
+  if (state_ == State::kIdle) worker_.CountRequest();
+  WriteToClient(BuildKongResponse(status, message, /*close=*/true));
+  BeginDrain();
+}
+
+// ---- one exchange ----------------------------------------------------------------------------
+
+void Http1ClientConnection::OnRequestHead() {
+  if (state_ != State::kIdle) {  // cannot happen: the codec stops after each message
+    RespondToBadInput(400, pipeline::kMsgBadRequest);
+    return;
+  }
+  worker_.CountRequest();
+  // Still armed while an earlier response waits for the client (pipelining): that wait stays
+  // bounded by the client timeout.
+  if (transport_.pending_write_bytes() == 0) worker_.DisarmDeadline(&deadline_);
+  const MessageHead& head = codec_.head();
+  // Nothing reaches an upstream before the head is known to be well-framed (http1_checks.h).
+  const RequestHeadCheck check = CheckRequestHead(head);
+  if (check.status != 0) {
+    PORTICO_LOG(kDebug, "proxy", "refused request from ", client_ip_, ": ", check.reason);
+    parse_failed_ = true;  // the connection closes after the answer; nothing more is parsed
+    input_.clear();
+    fresh_ = absl::string_view();
+    WriteToClient(BuildKongResponse(
+        check.status, check.status == 400 ? pipeline::kMsgBadRequest : HttpReasonPhrase(check.status), true));
+    BeginDrain();
+    return;
+  }
+  state_ = State::kExchange;
+  client_http11_ = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
+  client_keep_alive_ = head.keep_alive;
+  request_is_head_ = head.method == "HEAD";
+  request_complete_ = false;
+  close_after_ = false;
+  framing_ = ResponseFraming::kNoBody;
+  exchange_ = spare_exchange_ != nullptr ? std::move(spare_exchange_) : worker_.exchange_pool().Take();
+  exchange_->Begin(worker_, *this, worker_.CurrentConfig(), head, check, client_ip_);
+}
+
+bool Http1ClientConnection::OnBody(absl::string_view data) {
+  if (state_ == State::kExchange && exchange_ != nullptr) exchange_->OnRequestBody(data);
+  return true;
+}
+
+void Http1ClientConnection::OnRequestComplete() {
+  if (state_ != State::kExchange || exchange_ == nullptr) return;
+  request_complete_ = true;
+  exchange_->OnRequestComplete();  // may end the exchange (ExchangeDone)
+}
+
+void Http1ClientConnection::ContinueRequest() {
+  const MessageHead& head = codec_.head();
+  const std::string* expect = head.Find("expect");
+  if (expect != nullptr && client_http11_ && absl::EqualsIgnoreCase(*expect, "100-continue")) {
+    WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+}
+
+void Http1ClientConnection::RequestBodyWanted() {
+  if (state_ == State::kExchange && !in_process_input_) ProcessInput();
+}
+
+void Http1ClientConnection::SendLocal(const pipeline::LocalResponse& response,
+                                      const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  // The rest of the request body is discarded: keep-alive only if the client allows it.
+  const bool close = response.close || !client_keep_alive_;
+  WriteToClient(SerializeLocalResponse(response, close, extra_headers));
+  if (state_ != State::kExchange) return;  // the write failed and closed the connection
+  if (close) {
+    close_after_ = true;
+    BeginDrain(ClientDone());
+    return;
+  }
+  // The rest of the request body is read and discarded with no upstream (and its timeouts)
+  // involved: the client timeout bounds that wait.
+  if (!request_complete_) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+}
+
+bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
+                                             const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  framing_ = ChooseResponseFraming(head, request_is_head_, client_http11_);
+  if (framing_ == ResponseFraming::kUntilClose || !request_complete_) close_after_ = true;
+  const bool keep_alive = client_keep_alive_ && !close_after_;
+  // Queued, not written: it leaves with the body bytes of the same upstream read (one writev).
+  if (ClaimOutput()) {
+    ClientOutput& out = worker_.client_output();
+    const size_t offset = out.owned.size();
+    AppendDownstreamResponseHead(&out.owned, head, framing_, keep_alive, client_http11_, extra_headers);
+    out.pieces[out.count++] = ClientOutput::Piece{nullptr, offset, out.owned.size() - offset};
+  }
+  // No body after a 1xx, 204 or 304 head or in a response to HEAD, whatever its Content-Length
+  // says (RFC 9112 §6.3).
+  return framing_ != ResponseFraming::kNoBody && framing_ != ResponseFraming::kHeadResponse;
+}
+
+void Http1ClientConnection::SendResponseBody(absl::string_view data) {
+  if (framing_ == ResponseFraming::kChunked) {
+    char size_line_buffer[24];
+    QueueToClient(ChunkSizeLine(data.size(), size_line_buffer), /*copy=*/true);
+    QueueToClient(data, /*copy=*/false);
+    QueueToClient("\r\n", /*copy=*/false);
+  } else {
+    QueueToClient(data, /*copy=*/false);  // borrowed from the read buffer until FlushResponse
+  }
+}
+
+void Http1ClientConnection::FlushResponse() { FlushToClient(); }
+
+void Http1ClientConnection::EndResponse() {
+  if (framing_ == ResponseFraming::kChunked) QueueToClient(kLastChunk, /*copy=*/false);
+  FlushToClient();
+  if (state_ != State::kExchange) return;  // the flush failed and closed the connection
+  if (!request_complete_) {
+    // The upstream answered before the request body was complete: close after this response.
+    close_after_ = true;
+    BeginDrain();
+  }
+}
+
+void Http1ClientConnection::ExchangeDone() {
+  const bool keep_alive = client_keep_alive_ && !close_after_;
+  const bool draining = state_ != State::kExchange;  // a local response or early answer closes
+  const bool client_done = !keep_alive && ClientDone();
+  EndExchange();  // unpins the config
+  if (draining) return;
+  if (!keep_alive) {
+    BeginDrain(client_done);
+    return;
+  }
+  EnterIdle();
+  ProcessInput();  // pipelined requests (no-op when called from inside ProcessInput)
+}
+
+// ---- writing and closing ---------------------------------------------------------------------
+
+void Http1ClientConnection::QueueToClient(absl::string_view data, bool copy) {
+  if (data.empty()) return;
+  if (!ClaimOutput()) return;
+  ClientOutput& out = worker_.client_output();
+  ClientOutput::Piece piece;
+  piece.size = data.size();
+  if (copy) {
+    piece.offset = out.owned.size();
+    out.owned.append(data.data(), data.size());
+  } else {
+    piece.borrowed = data.data();
+  }
+  out.pieces[out.count++] = piece;
+}
+
+bool Http1ClientConnection::WaitsOnClient() const {
+  if (state_ != State::kExchange) return false;
+  return transport_.pending_write_bytes() > 0 || (exchange_ != nullptr && exchange_->local_response());
+}
+
+bool Http1ClientConnection::ClaimOutput() {
+  ClientOutput& out = worker_.client_output();
+  if (out.count > 0 && (out.owner != this || out.count == ClientOutput::kMaxPieces)) out.owner->FlushToClient();
+  if (state_ == State::kClosing) return false;  // our own flush failed and closed us
+  out.owner = this;
+  return true;
+}
+
+void Http1ClientConnection::FlushToClient() {
+  ClientOutput& out = worker_.client_output();
+  if (out.owner != this || out.count == 0) return;
+  const size_t count = out.count;
+  out.count = 0;
+  if (state_ == State::kClosing || state_ == State::kLingering) {
+    out.owned.clear();
+    return;
+  }
+  absl::string_view parts[ClientOutput::kMaxPieces];
+  for (size_t i = 0; i < count; ++i) {
+    const ClientOutput::Piece& piece = out.pieces[i];
+    parts[i] = absl::string_view(piece.borrowed != nullptr ? piece.borrowed : out.owned.data() + piece.offset,
+                                 piece.size);
+  }
+  // Nagle can only hold back a write while earlier bytes are unacknowledged: the first write of
+  // a connection goes out at once without TCP_NODELAY (one setsockopt saved per short-lived
+  // connection); from the second write on it is set, once (as nginx does for keep-alive).
+  if (wrote_) transport_.SetNoDelay();
+  wrote_ = true;
+  const size_t queued_before = transport_.pending_write_bytes();
+  const bool ok = transport_.Write(parts, count);
+  out.owned.clear();  // keeps its capacity
+  if (!ok) {
+    Close();
+    return;
+  }
+  // Bytes now wait for the client: during an exchange, start counting the client timeout
+  // (restarted by each completed write, see OnTransportWritten).
+  if (state_ == State::kExchange && queued_before == 0 && transport_.pending_write_bytes() > 0) {
+    worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  }
+}
+
+void Http1ClientConnection::WriteToClient(absl::string_view data) {
+  QueueToClient(data, /*copy=*/false);
+  FlushToClient();
+}
+
+void Http1ClientConnection::OnTransportWritten(size_t, int status) {
+  if (state_ == State::kClosing) return;
+  if (status < 0) {
+    Close();
+    return;
+  }
+  // A response still draining to a slow reader counts from its last write progress, as nginx's
+  // send_timeout: the client timeout is not a limit on how long a large response may take, but a
+  // client that stops reading is dropped (which also frees the upstream connection).
+  if (state_ == State::kIdle || state_ == State::kDraining || WaitsOnClient()) {
+    worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  } else if (state_ == State::kExchange) {
+    worker_.DisarmDeadline(&deadline_);
+  }
+  if (transport_.pending_write_bytes() >= kLowWaterBytes) return;
+  if (exchange_ != nullptr) exchange_->OnDownstreamDrained();
+  if (state_ == State::kIdle) {
+    ProcessInput();
+  } else {
+    UpdateReading();
+  }
+}
+
+bool Http1ClientConnection::ClientDone() const {
+  if (peer_eof_) return true;  // everything the client sent has been read
+  // A client that asked to close sends nothing after its request (RFC 9112 §9.6): with the
+  // request read completely and nothing unparsed buffered, no unread byte can turn our close
+  // into a RST (nginx's lingering_close heuristic).
+  return exchange_ != nullptr && request_complete_ && !client_keep_alive_ && !parse_failed_ && input_.empty() &&
+         fresh_.empty();
+}
+
+void Http1ClientConnection::BeginDrain(bool client_done) {
+  if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
+  worker_.DisarmDeadline(&deadline_);
+  if (client_done && transport_.pending_write_bytes() == 0) {
+    // The kernel holds every response byte: close() sends them, then the FIN. No shutdown and
+    // no lingering read (2 system calls and 2 epoll_ctl fewer per connection).
+    Close();
+    return;
+  }
+  state_ = State::kDraining;
+  worker_.ArmDeadline(&deadline_, kIdleDeadlines);  // a client that stops reading is dropped
+  // Even a client that asked to close may send bytes (a pipelined request, a stray CRLF) while
+  // the queued response drains; reading is stopped here, so OnTransportShutdown lingers (unless
+  // the client already sent EOF) to keep such bytes from turning the close into a RST.
+  if (!in_process_input_) input_.clear();  // else ProcessInput() drops it after the codec returns
+  UpdateReading();
+  // The shutdown completes after every queued write has been flushed.
+  if (!transport_.Shutdown()) Close();
+}
+
+void Http1ClientConnection::OnTransportShutdown(int status) {
+  if (state_ == State::kClosing) return;
+  if (status < 0 || peer_eof_) {
+    Close();
+    return;
+  }
+  // Lingering close: read and discard until the client closes, so that unread request bytes do
+  // not turn our FIN into a RST that could destroy the response in flight.
+  state_ = State::kLingering;
+  worker_.ArmDeadline(&deadline_, kLingerDeadlines);
+  UpdateReading();
+}
+
+}  // namespace portico::proxy

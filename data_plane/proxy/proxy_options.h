@@ -1,0 +1,21 @@
+#pragma once
+// The proxy's settings (the DP's flags), given to ProxyServer::Start and read by its workers.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace portico::proxy {
+
+struct ProxyOptions {
+  std::string host = "0.0.0.0";        // IPv4 or IPv6 literal to listen on
+  uint16_t port = 8000;                // 0 = ephemeral (all workers share the one chosen)
+  int workers = 1;                     // worker threads, each with its own loop and listener
+  size_t max_header_bytes = 64 * 1024; // request (and upstream response) head limit
+  bool allow_debug_header = false;     // honour `Kong-Debug: 1` (Kong-Route-Id, ... in responses)
+  // Client timeout (nginx's keepalive/client_header/send timeouts in one): an idle keep-alive
+  // connection, a request head that does not complete, and a response the client stops reading
+  // (no write progress) are closed after this long.
+  int64_t client_timeout_ms = 60 * 1000;
+};
+
+}  // namespace portico::proxy
