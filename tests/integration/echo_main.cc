@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   portico::testing::EchoUpstream upstream("portico-echo", static_cast<uint16_t>(port));
+  if (upstream.port() == 0) return 1;  // it could not listen (and said why)
   std::printf("portico-echo listening on 127.0.0.1:%u\n", upstream.port());
   std::fflush(stdout);
   int sig = 0;

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -23,9 +22,9 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/http_wire.h"
 
 namespace portico::testing {
 
@@ -153,137 +152,20 @@ std::string Process::Log() const {
   return ss.str();
 }
 
-namespace {
-
-int ConnectLoopback(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  return fd;
-}
-
-bool SendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// Parses one response from `buf`; returns true when complete.
-bool ParseResponse(const std::string& buf, bool eof, HttpResult* out) {
-  size_t head_end = buf.find("\r\n\r\n");
-  if (head_end == std::string::npos) return false;
-  std::string head = buf.substr(0, head_end);
-  std::istringstream lines(head);
-  std::string line;
-  std::getline(lines, line);
-  if (line.size() < 12) return false;
-  out->status = std::atoi(line.substr(9, 3).c_str());
-  out->headers.clear();
-  while (std::getline(lines, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
-    std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-    out->headers[name] = value;
-  }
-  std::string rest = buf.substr(head_end + 4);
-  auto te = out->headers.find("transfer-encoding");
-  auto cl = out->headers.find("content-length");
-  if (te != out->headers.end() && absl::AsciiStrToLower(te->second) == "chunked") {
-    std::string body;
-    size_t pos = 0;
-    while (true) {
-      size_t eol = rest.find("\r\n", pos);
-      if (eol == std::string::npos) return false;
-      size_t size = std::strtoul(rest.substr(pos, eol - pos).c_str(), nullptr, 16);
-      if (size == 0) {
-        if (rest.find("\r\n", eol + 2) == std::string::npos) return false;
-        break;
-      }
-      if (rest.size() < eol + 2 + size + 2) return false;
-      body.append(rest, eol + 2, size);
-      pos = eol + 2 + size + 2;
-    }
-    out->body = body;
-    return true;
-  }
-  if (cl != out->headers.end()) {
-    size_t len = std::strtoul(cl->second.c_str(), nullptr, 10);
-    if (rest.size() < len) return false;
-    out->body = rest.substr(0, len);
-    return true;
-  }
-  if (out->status == 204 || out->status == 304 || out->status / 100 == 1) {
-    out->body.clear();
-    return true;
-  }
-  if (!eof) return false;
-  out->body = rest;
-  return true;
-}
-
-}  // namespace
-
 HttpResult RawHttp(uint16_t port, const std::string& request, std::chrono::milliseconds timeout) {
+  test_support::HttpReply reply = test_support::RawHttp(port, request, timeout);
   HttpResult result;
-  int fd = ConnectLoopback(port);
-  if (fd < 0) {
-    result.error = absl::StrCat("connect to port ", port, " failed: ", strerror(errno));
-    return result;
-  }
-  if (!SendAll(fd, request)) {
-    result.error = "send failed";
-    close(fd);
-    return result;
-  }
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string buf;
-  bool eof = false;
-  char chunk[65536];
-  while (true) {
-    if (ParseResponse(buf, eof, &result)) {
-      result.ok = true;
-      break;
-    }
-    if (eof) {
-      result.error = buf.empty() ? "connection closed without a response" : "truncated response";
-      break;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      result.error = "timeout";
-      break;
-    }
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, static_cast<int>(left.count()));
-    if (r <= 0) continue;
-    ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-    if (n > 0) {
-      buf.append(chunk, static_cast<size_t>(n));
-    } else {
-      eof = true;
-    }
-  }
+  result.ok = reply.ok;
+  result.error = std::move(reply.error);
+  result.status = reply.status;
+  for (auto& [name, value] : reply.headers) result.headers[absl::AsciiStrToLower(name)] = std::move(value);
+  result.body = std::move(reply.body);
   if (result.ok) {
-    // Closed if the server says so or the socket reads EOF shortly after.
+    // Closed if the server says so or the socket read EOF while the response was read.
     auto conn = result.headers.find("connection");
-    result.closed = eof || (conn != result.headers.end() && absl::AsciiStrToLower(conn->second) == "close");
+    result.closed =
+        reply.peer_closed || (conn != result.headers.end() && absl::AsciiStrToLower(conn->second) == "close");
   }
-  close(fd);
   return result;
 }
 
@@ -315,20 +197,8 @@ bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds t
 }
 
 EchoUpstream::EchoUpstream(std::string name, uint16_t port) : name_(std::move(name)) {
-  listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    std::fprintf(stderr, "echo upstream: bind 127.0.0.1:%u: %s\n", port, strerror(errno));
-  }
-  listen(listen_fd_, 128);
-  socklen_t len = sizeof(addr);
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  listen_fd_ = test_support::ListenOnLoopback(port, 128, &port_);
+  if (listen_fd_ < 0) std::fprintf(stderr, "echo upstream: bind 127.0.0.1:%u: %s\n", port, strerror(errno));
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
@@ -358,84 +228,33 @@ void EchoUpstream::AcceptLoop() {
 }
 
 void EchoUpstream::Serve(int fd, int connection_id) {
-  std::string buf;
-  char chunk[65536];
+  test_support::SocketReader reader(fd);  // blocking; the destructor shuts the socket down
   while (!stopping_) {
-    size_t head_end;
-    while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
-      ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-      if (n <= 0) {
-        close(fd);
-        return;
-      }
-      buf.append(chunk, static_cast<size_t>(n));
-    }
-    std::istringstream lines(buf.substr(0, head_end));
-    std::string request_line;
-    std::getline(lines, request_line);
-    if (!request_line.empty() && request_line.back() == '\r') request_line.pop_back();
+    test_support::WireRequest request;
+    if (!test_support::ReadRequest(reader, &request)) break;
     nlohmann::json headers = nlohmann::json::object();
-    std::string line;
-    size_t content_length = 0;
-    bool chunked = false, close_after = false;
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      size_t colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = absl::AsciiStrToLower(line.substr(0, colon));
-      std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    bool close_after = false;
+    for (const auto& [raw_name, value] : request.headers) {
+      const std::string name = absl::AsciiStrToLower(raw_name);
       if (headers.contains(name)) {
         headers[name] = headers[name].get<std::string>() + ", " + value;
       } else {
         headers[name] = value;
       }
-      if (name == "content-length") content_length = std::strtoul(value.c_str(), nullptr, 10);
-      if (name == "transfer-encoding" && absl::AsciiStrToLower(value) == "chunked") chunked = true;
       if (name == "connection" && absl::AsciiStrToLower(value) == "close") close_after = true;
     }
-    buf.erase(0, head_end + 4);
-    size_t body_len = 0;
-    if (chunked) {
-      while (true) {
-        size_t eol;
-        while ((eol = buf.find("\r\n")) == std::string::npos) {
-          ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-          if (n <= 0) { close(fd); return; }
-          buf.append(chunk, static_cast<size_t>(n));
-        }
-        size_t size = std::strtoul(buf.substr(0, eol).c_str(), nullptr, 16);
-        while (buf.size() < eol + 2 + size + 2) {
-          ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-          if (n <= 0) { close(fd); return; }
-          buf.append(chunk, static_cast<size_t>(n));
-        }
-        buf.erase(0, eol + 2 + size + 2);
-        body_len += size;
-        if (size == 0) break;
-      }
-    } else {
-      while (buf.size() < content_length) {
-        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-        if (n <= 0) { close(fd); return; }
-        buf.append(chunk, static_cast<size_t>(n));
-      }
-      buf.erase(0, content_length);
-      body_len = content_length;
-    }
-    size_t sp1 = request_line.find(' ');
-    size_t sp2 = request_line.rfind(' ');
     nlohmann::json j;
-    j["method"] = request_line.substr(0, sp1);
-    j["target"] = sp1 < sp2 ? request_line.substr(sp1 + 1, sp2 - sp1 - 1) : "";
+    j["method"] = request.method;
+    j["target"] = request.target;
     j["headers"] = headers;
-    j["body_len"] = body_len;
+    j["body_len"] = request.body.size();
     j["connection_id"] = connection_id;
     std::string body = j.dump();
     std::string resp = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
                                     "X-Upstream: ", name_, "\r\nContent-Length: ", body.size(),
                                     "\r\n\r\n", body);
     ++served_;
-    if (!SendAll(fd, resp) || close_after) break;
+    if (!test_support::SendAll(fd, resp) || close_after) break;
   }
   close(fd);
 }

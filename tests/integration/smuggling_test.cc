@@ -6,10 +6,8 @@
 // The upstream answers every request with `Connection: close`, so each request it sees arrives
 // on a connection of its own, and it logs every byte until the proxy closes that connection: a
 // smuggled second request would show up in the log after the first.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
+#include "tests/common/http_wire.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -36,15 +35,7 @@ namespace {
 class LoggingUpstream {
  public:
   LoggingUpstream() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    socklen_t length = sizeof(address);
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    ::listen(listen_fd_, 64);
+    listen_fd_ = test_support::ListenOnLoopback(0, 64, &port_);
     acceptor_ = std::thread([this] { AcceptLoop(); });
   }
   ~LoggingUpstream() {
@@ -133,7 +124,7 @@ class LoggingUpstream {
       if (!answered && CompleteRequest(pending) > 0) {
         answered = true;
         const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-        ::send(fd, response.data(), response.size(), MSG_NOSIGNAL);
+        test_support::SendAll(fd, response);
         ::shutdown(fd, SHUT_WR);  // keep reading: anything else the proxy sends is logged too
       }
     }
@@ -160,54 +151,22 @@ struct ClientOutcome {
 // One request on a fresh connection; reads one response, then whether the proxy closes.
 ClientOutcome SendRow(uint16_t port, const std::string& request) {
   ClientOutcome out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+  test_support::RawHttpClient client(port, 10000);
+  if (!client.connected() || !client.Send(request)) {
     out.error = "connect/send failed";
-    ::close(fd);
     return out;
   }
-  std::string in;
-  bool eof = false;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  size_t response_end = 0;
-  char buffer[16384];
-  while (!eof && std::chrono::steady_clock::now() < until) {
-    const size_t head_end = in.find("\r\n\r\n");
-    if (head_end != std::string::npos && response_end == 0) {
-      const std::string head = absl::AsciiStrToLower(in.substr(0, head_end + 2));
-      size_t length = 0;
-      const size_t cl = head.find("\r\ncontent-length: ");
-      if (cl != std::string::npos) absl::SimpleAtoi(head.substr(cl + 18, head.find("\r\n", cl + 18) - cl - 18), &length);
-      if (in.size() >= head_end + 4 + length) {
-        response_end = head_end + 4 + length;
-        absl::SimpleAtoi(in.substr(9, 3), &out.status);
-      }
-    }
-    if (response_end != 0) {
-      // Closed: EOF within 300 ms (the proxy closes at once after these responses); open:
-      // nothing else arrives meanwhile.
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 300) <= 0) break;
-    } else {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 200) <= 0) continue;
-    }
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) {
-      eof = true;
-    } else {
-      in.append(buffer, static_cast<size_t>(n));
-    }
+  const test_support::HttpReply response = client.ReadResponse();
+  if (!response.ok) {
+    out.closed = response.peer_closed;
+    out.error = absl::StrCat("no complete response (", response.error, "): ", client.leftover());
+    return out;
   }
-  out.closed = eof;
-  if (response_end == 0) out.error = in.empty() ? "no response" : absl::StrCat("incomplete response: ", in);
-  if (response_end != 0 && in.size() > response_end) out.error = absl::StrCat("bytes after the response: ", in);
-  ::close(fd);
+  out.status = response.status;
+  // Closed: EOF within 300 ms (the proxy closes at once after these responses); open: nothing
+  // else arrives meanwhile.
+  out.closed = client.ClosedWithin(std::chrono::milliseconds(300));
+  if (!client.leftover().empty()) out.error = absl::StrCat("bytes after the response: ", client.leftover());
   return out;
 }
 

@@ -46,19 +46,6 @@ std::string Get(const std::string& target, const std::string& extra = "", const 
   return absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", host, "\r\n", extra, "\r\n");
 }
 
-// A port on which nothing listens (bound then closed).
-uint16_t UnusedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 template <typename Predicate>
 bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -386,7 +373,7 @@ TEST_F(ProxyServerTest, UnresolvedHostnameGives503) {
 
 TEST_F(ProxyServerTest, ConnectionRefusedGives502AndRetriesAreBounded) {
   StartProxy();
-  auto service = MakeService(1, "localhost", UnusedPort());
+  auto service = MakeService(1, "localhost", test_support::ClosedLoopbackPort());
   service.set_retries(2);
   Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
   RawClient client(proxy_->port());
@@ -470,19 +457,14 @@ TEST_F(ProxyServerTest, ReadTimeoutAfterResponseStartedClosesClient) {
 
 TEST_F(ProxyServerTest, ConnectTimeoutGives504) {
   // A listener with a full accept queue drops further SYNs, so connect() hangs.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(fd, 0), 0);
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  uint16_t port = 0;
+  const int fd = test_support::ListenOnLoopback(0, 0, &port);
+  ASSERT_GE(fd, 0);
   std::vector<std::unique_ptr<RawClient>> fillers;
-  for (int i = 0; i < 3; ++i) fillers.push_back(std::make_unique<RawClient>(ntohs(address.sin_port), 300));
+  for (int i = 0; i < 3; ++i) fillers.push_back(std::make_unique<RawClient>(port, 300));
 
   StartProxy();
-  auto service = MakeService(1, "127.0.0.1", ntohs(address.sin_port));
+  auto service = MakeService(1, "127.0.0.1", port);
   service.set_connect_timeout(200);
   Publish({service}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
   RawClient client(proxy_->port());
@@ -944,16 +926,9 @@ TEST_F(ProxyServerTest, ManyChunksInOneUpstreamReadAndHeadAloneInARead) {
 // buffering the body, so the upstream's writes stall well before the end.
 TEST_F(ProxyServerTest, SlowReaderWithBigResponseObeysBackpressure) {
   constexpr size_t kBodyBytes = 96u << 20;
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  uint16_t upstream_port = 0;
+  const int listen_fd = test_support::ListenOnLoopback(0, 4, &upstream_port);
   ASSERT_GE(listen_fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(listen_fd, 4), 0);
-  socklen_t length = sizeof(address);
-  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address), &length);
-  const uint16_t upstream_port = ntohs(address.sin_port);
 
   std::atomic<size_t> written{0};
   std::atomic<bool> stop{false};
@@ -966,12 +941,7 @@ TEST_F(ProxyServerTest, SlowReaderWithBigResponseObeysBackpressure) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     std::string request;
-    char buffer[4096];
-    while (request.find("\r\n\r\n") == std::string::npos && !stop.load()) {
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n == 0) break;
-      if (n > 0) request.append(buffer, static_cast<size_t>(n));
-    }
+    test_support::SocketReader(fd, &stop).ReadHead(&request);  // then answer, whole or not
     const std::string head = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", kBodyBytes, "\r\n\r\n");
     ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
     std::string block(64 * 1024, '\0');

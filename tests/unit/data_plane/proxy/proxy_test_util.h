@@ -1,7 +1,7 @@
 #pragma once
 // Loopback helpers for the proxy tests: a blocking upstream server on its own threads that
-// records what it receives, a raw HTTP client, and config builders. Everything is bounded by
-// socket timeouts and stopped by the destructors.
+// records what it receives, the raw HTTP client (tests/common/http_wire.h), and config builders.
+// Everything is bounded by socket timeouts and stopped by the destructors.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -14,21 +14,13 @@
 #include <vector>
 
 #include "common/config/config_set.h"
+#include "tests/common/http_wire.h"
 
 namespace portico::proxy::testing {
 
-struct ReceivedRequest {
-  std::string method;
-  std::string target;
-  std::string version;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  bool chunked = false;
+// Method, target, version, headers (Header() gives "<absent>" when missing), body, chunked.
+struct ReceivedRequest : test_support::WireRequest {
   int connection_index = 0;  // 0-based accept order at the upstream
-
-  // First value of a header (case-insensitive); "<absent>" when missing.
-  std::string Header(const std::string& name) const;
-  size_t HeaderCount(const std::string& name) const;
 };
 
 // What the upstream does with one request.
@@ -72,39 +64,9 @@ class TestUpstream {
   std::vector<ReceivedRequest> requests_;
 };
 
-struct ClientResponse {
-  bool ok = false;          // a complete response was read
-  int status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  bool chunked = false;
-  std::string Header(const std::string& name) const;
-  bool HasHeader(const std::string& name) const;
-};
-
-class RawClient {
- public:
-  explicit RawClient(uint16_t port, int timeout_ms = 5000);
-  ~RawClient();
-  bool connected() const { return fd_ >= 0; }
-  bool Send(const std::string& data);
-  // Reads one response (Content-Length, chunked, or until close).
-  ClientResponse ReadResponse(bool head_request = false);
-  // True when the peer closed (EOF or reset) within the timeout, with nothing else to read.
-  bool WaitClosed();
-  // True only when the peer closed cleanly (FIN, not a reset) within the timeout, with nothing
-  // else to read.
-  bool WaitCleanEof();
-  // After the peer closed: true when its socket is gone (a byte sent to it is answered with a
-  // RST, so a second send fails), false when it still reads (e.g. a lingering close).
-  bool PeerSocketGone();
-  void ShutdownWrite();
-
- private:
-  bool Fill();  // reads more into buffer_; false on EOF/error/timeout
-  int fd_ = -1;
-  std::string buffer_;
-};
+// A response as the client read it (ok, status, headers, body, chunked) and the client.
+using ClientResponse = test_support::HttpReply;
+using RawClient = test_support::RawHttpClient;
 
 // One service + one route; ids are fixed UUIDs derived from `n`.
 config::v1::Service MakeService(int n, const std::string& host, uint16_t port, const std::string& path = "");

@@ -1,8 +1,6 @@
 // SyncClient behaviour without a control plane: start-up checks, backoff, prompt Stop().
 #include "data_plane/sync/sync_client.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,25 +16,14 @@
 #include "common/tls/tls_files.h"
 #include "data_plane/sync/snapshot_cache.h"
 #include "gtest/gtest.h"
+#include "tests/common/http_wire.h"
 #include "tests/common/temp_dir.h"
 
 namespace portico {
 namespace {
 
+using test_support::ClosedLoopbackPort;  // a loopback port with nothing listening on it
 using test_support::TempDir;
-
-// A loopback port with nothing listening on it (bound, then closed).
-uint16_t ClosedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class SyncClientTest : public ::testing::Test {
  protected:
@@ -56,7 +43,7 @@ class SyncClientTest : public ::testing::Test {
 };
 
 TEST_F(SyncClientTest, StartReadsTheNodeIdFromTheCertificate) {
-  auto client = SyncClient::Start(Options(ClosedPort()), NoApply());
+  auto client = SyncClient::Start(Options(ClosedLoopbackPort()), NoApply());
   ASSERT_TRUE(client.ok()) << client.status();
   EXPECT_EQ((*client)->node_id(), "node-7");
   EXPECT_FALSE((*client)->connected());
@@ -76,7 +63,7 @@ TEST_F(SyncClientTest, StartRejectsBadMaterial) {
 }
 
 TEST_F(SyncClientTest, BacksOffExponentiallyWhenTheCpIsDown) {
-  SyncClientOptions o = Options(ClosedPort());
+  SyncClientOptions o = Options(ClosedLoopbackPort());
   o.backoff_initial = absl::Milliseconds(100);
   o.backoff_max = absl::Seconds(10);
   auto client = SyncClient::Start(o, NoApply());
@@ -90,7 +77,7 @@ TEST_F(SyncClientTest, BacksOffExponentiallyWhenTheCpIsDown) {
 }
 
 TEST_F(SyncClientTest, StopIsPromptDuringBackoffAndIdempotent) {
-  SyncClientOptions o = Options(ClosedPort());
+  SyncClientOptions o = Options(ClosedLoopbackPort());
   o.backoff_initial = absl::Seconds(30);
   auto client = SyncClient::Start(o, NoApply());
   ASSERT_TRUE(client.ok());
@@ -103,15 +90,10 @@ TEST_F(SyncClientTest, StopIsPromptDuringBackoffAndIdempotent) {
 
 TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
   // A listening socket that never accepts: the TCP connect succeeds, TLS never completes.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto client = SyncClient::Start(Options(ntohs(addr.sin_port)), NoApply());
+  uint16_t port = 0;
+  const int fd = test_support::ListenOnLoopback(0, 1, &port);
+  ASSERT_GE(fd, 0);
+  auto client = SyncClient::Start(Options(port), NoApply());
   ASSERT_TRUE(client.ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   auto start = std::chrono::steady_clock::now();
@@ -143,7 +125,7 @@ TEST_F(SyncClientTest, ServesTheCachedSnapshotBeforeTheCpAnswers) {
 
   std::mutex mu;
   std::vector<uint64_t> applied;
-  SyncClientOptions o = Options(ClosedPort());
+  SyncClientOptions o = Options(ClosedLoopbackPort());
   o.snapshot_cache_dir = dir;
   auto client = SyncClient::Start(o, [&](std::shared_ptr<const ConfigSet> config,
                                          const ConfigVersion& version) {
@@ -173,7 +155,7 @@ TEST_F(SyncClientTest, CorruptedCacheIsNotApplied) {
   ASSERT_TRUE(SnapshotCache(dir).Prepare().ok());
   ASSERT_TRUE(WriteFileAtomically(dir + "/snapshot.cur", "PORTICO-SNAPSHOT-CACHE/1\n garbage", 0600).ok());
   bool called = false;
-  SyncClientOptions o = Options(ClosedPort());
+  SyncClientOptions o = Options(ClosedLoopbackPort());
   o.snapshot_cache_dir = dir;
   auto client = SyncClient::Start(o, [&](std::shared_ptr<const ConfigSet>, const ConfigVersion&) {
     called = true;
