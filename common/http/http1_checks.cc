@@ -138,6 +138,9 @@ RequestHeadCheck CheckRequestHead(const MessageHead& head) {
         ++transfer_encoding_count;
         transfer_encoding_chunked = transfer_encoding_chunked && IsChunkedOnly(value);
         break;
+      case KnownHeader::kExpect:
+        check.expects_continue = check.expects_continue || (http11 && absl::EqualsIgnoreCase(value, "100-continue"));
+        break;
       default:
         break;
     }

@@ -40,6 +40,8 @@ struct RequestHeadCheck {
   // over Host, RFC 9112 §3.2.2), else the Host header; `has_host` false when there is neither.
   absl::string_view host;
   bool has_host = false;
+  // `Expect: 100-continue` on HTTP/1.1 (the proxy answers it once the request may go upstream).
+  bool expects_continue = false;
 };
 
 // The request rules (docs/proxy.md "Request framing policy"):

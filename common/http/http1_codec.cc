@@ -1,6 +1,9 @@
 #include "common/http/http1_codec.h"
 
+#include <algorithm>
 #include <array>
+#include <climits>
+#include <cstdint>
 #include <new>
 
 #include "absl/strings/match.h"
@@ -18,6 +21,15 @@ constexpr std::array<bool, 256> kTokenChars = [] {
   for (char c : absl::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
   return table;
 }();
+
+// True when [begin, end) holds a '\n'. The gaps it scans are ": " in practice: a plain loop beats a
+// call into memchr there.
+bool HasLineFeed(const char* begin, const char* end) {
+  for (const char* p = begin; p < end; ++p) {
+    if (*p == '\n') return true;
+  }
+  return false;
+}
 
 // RFC 9110 token: what a header field name may contain.
 bool IsToken(absl::string_view name) {
@@ -94,7 +106,9 @@ struct Http1Codec::Callbacks {
 };
 
 Http1Codec::Http1Codec(Kind kind, BodySink* sink, size_t max_head_bytes, FreeList<Http1HeadStorage>* pool)
-    : sink_(sink), max_head_bytes_(max_head_bytes), pool_(pool) {
+    : sink_(sink),
+      max_head_bytes_(static_cast<uint32_t>(std::min<size_t>(max_head_bytes, UINT32_MAX - 65536))),
+      pool_(pool) {
   llhttp_t* p = new (llhttp_storage_) llhttp_t;
   llhttp_init(p, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &Callbacks::Settings());
   p->data = this;
@@ -178,9 +192,7 @@ void Http1Codec::SkipBody() { Callbacks::State(this)->flags |= F_SKIPBODY; }
 void Http1Codec::RememberConsumed(const char* data, size_t consumed) {
   if (in_name_value_gap_) {  // the gap goes on in the next buffer
     const char* from = gap_start_ != nullptr ? gap_start_ : data;
-    if (absl::string_view(from, static_cast<size_t>(data + consumed - from)).find('\n') != absl::string_view::npos) {
-      gap_has_line_break_ = true;
-    }
+    if (HasLineFeed(from, data + consumed)) gap_has_line_break_ = true;
     gap_start_ = nullptr;
   }
   if (consumed >= 2) {
@@ -207,7 +219,7 @@ bool Http1Codec::CrlfBefore(const char* data, size_t pos) const {
       bytes[i] = data[pos - back];
     } else {
       const size_t from_recent = back - pos;  // 1 or 2 bytes into the previous calls' tail
-      if (from_recent > recent_count_) return false;
+      if (from_recent > static_cast<size_t>(recent_count_)) return false;
       bytes[i] = recent_[2 - from_recent];
     }
   }
@@ -236,7 +248,8 @@ const char* Http1Codec::error_reason() const {
 }
 
 bool Http1Codec::CountHead(size_t n) {
-  head_bytes_ += n;
+  // n is at most one read (64 KiB): no overflow before the limit is checked.
+  head_bytes_ += static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX - head_bytes_));
   if (head_bytes_ <= max_head_bytes_) return true;
   head_too_large_ = true;
   return false;
@@ -288,8 +301,7 @@ int Http1Codec::OnHeaderValue(absl::string_view data) {
     in_name_value_gap_ = false;
     const char* from = gap_start_ != nullptr ? gap_start_ : exec_begin_;
     folded = gap_has_line_break_ ||
-             (from != nullptr && absl::string_view(from, static_cast<size_t>(data.data() - from)).find('\n') !=
-                                     absl::string_view::npos);
+             (from != nullptr && HasLineFeed(from, data.data()));
   } else {
     folded = ByteBefore(data.data()) == '\n';
   }

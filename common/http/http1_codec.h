@@ -140,24 +140,25 @@ class Http1Codec {
   // llhttp.h out of this header; http1_codec.cc checks size and alignment.
   static constexpr size_t kLlhttpBytes = 96;
   alignas(8) unsigned char llhttp_storage_[kLlhttpBytes];
+  // Packed: every idle keep-alive client connection holds one codec.
   BodySink* sink_;
-  size_t max_head_bytes_;
-  size_t head_bytes_ = 0;
+  const char* strict_error_ = nullptr;  // a rule this class enforces on top of llhttp was broken
+  const char* exec_begin_ = nullptr;    // buffer of the Execute call in progress
+  // Between a header name and its value's first byte (":" and blanks, or an obs-fold line break
+  // when llhttp skips a folded empty value's blanks): where that gap starts in the current buffer
+  // (nullptr: before it), and whether an earlier buffer's part of it held a line break.
+  const char* gap_start_ = nullptr;
+  uint32_t max_head_bytes_;
+  uint32_t head_bytes_ = 0;
+  char recent_[2] = {0, 0};          // the last two bytes consumed by earlier Execute calls
+  uint8_t recent_count_ = 0;         // how many of recent_ are valid (0..2), newest in recent_[1]
   bool head_too_large_ = false;
   bool in_message_ = false;
   bool head_done_ = false;           // paused in on_headers_complete
   bool message_done_ = false;        // paused in on_message_complete
   bool failed_ = false;
   bool chunk_end_pending_ = false;   // paused in on_chunk_complete: check the CRLF llhttp skipped
-  const char* strict_error_ = nullptr;  // a rule this class enforces on top of llhttp was broken
-  const char* exec_begin_ = nullptr; // buffer of the Execute call in progress
-  char recent_[2] = {0, 0};          // the last two bytes consumed by earlier Execute calls
-  size_t recent_count_ = 0;          // how many of recent_ are valid (0..2), newest in recent_[1]
-  // Between a header name and its value's first byte (":" and blanks, or an obs-fold line break
-  // when llhttp skips a folded empty value's blanks): where that gap starts in the current buffer
-  // (nullptr: before it), and whether an earlier buffer's part of it held a line break.
   bool in_name_value_gap_ = false;
-  const char* gap_start_ = nullptr;
   bool gap_has_line_break_ = false;
   FreeList<Http1HeadStorage>* pool_;
   std::unique_ptr<Http1HeadStorage> storage_;  // from the first byte of a message on

@@ -281,6 +281,7 @@ void Http1ClientConnection::OnRequestHead() {
   client_http11_ = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
   client_keep_alive_ = head.keep_alive;
   request_is_head_ = head.method == "HEAD";
+  expects_continue_ = check.expects_continue;
   request_complete_ = false;
   close_after_ = false;
   framing_ = ResponseFraming::kNoBody;
@@ -300,11 +301,7 @@ void Http1ClientConnection::OnRequestComplete() {
 }
 
 void Http1ClientConnection::ContinueRequest() {
-  const MessageHead& head = codec_.head();
-  const std::string* expect = head.Find("expect");
-  if (expect != nullptr && client_http11_ && absl::EqualsIgnoreCase(*expect, "100-continue")) {
-    WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
-  }
+  if (expects_continue_) WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
 }
 
 void Http1ClientConnection::RequestBodyWanted() {

@@ -123,6 +123,7 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   bool client_http11_ = true;
   bool client_keep_alive_ = true;
   bool request_is_head_ = false;
+  bool expects_continue_ = false;
   bool request_complete_ = false;
   bool close_after_ = false;       // the response forces a close (until-close framing, early answer)
   ResponseFraming framing_ = ResponseFraming::kNoBody;
