@@ -35,7 +35,9 @@ absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service
   if (out.host.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("service ", service.id(), ": host: required field missing"));
   }
-  if (service.port() < 1 || service.port() > 65535) {
+  // Kong accepts 0 to 65535 and so does the validator; port 0 compiles (a connect to it fails:
+  // 502), so that one such service cannot make a DP refuse every snapshot.
+  if (service.port() < 0 || service.port() > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("service ", service.id(), ": port: value should be between 0 and 65535"));
   }
