@@ -1,9 +1,9 @@
 // Fuzz target: the client side of the proxy's HTTP/1 request path. A client's bytes (one or more
-// pipelined requests) are parsed by Http1Parser(kRequest) in pieces, as reads deliver them; each
-// head goes through CheckRequestHead exactly as ClientConnection::OnHead does, and for every head
+// pipelined requests) are parsed by Http1Codec(kRequest) in pieces, as reads deliver them; each
+// head goes through CheckRequestHead exactly as Http1ClientConnection::OnRequestHead does, and for every head
 // it accepts, the request the proxy would send upstream is built (AppendUpstreamRequestHead with
 // the normalised, escaped path and the parsed framing; body pieces passed on, or re-chunked).
-// A fresh Http1Parser(kRequest) in the upstream's place must read exactly one well-framed request
+// A fresh Http1Codec(kRequest) in the upstream's place must read exactly one well-framed request
 // from those bytes.
 //
 // Input: byte 0 = flags (bit 0: preserve_host), bytes 1-4 = piece sizes (1 + byte, used in turn),
@@ -37,24 +37,26 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "data_plane/proxy/http1_messages.h"
-#include "data_plane/proxy/http1_parser.h"
-#include "data_plane/proxy/request_head_check.h"
+#include "tests/fuzz/delegate_codec.h"
+#include "common/http/http1_checks.h"
+#include "data_plane/pipeline/upstream_request.h"
 #include "data_plane/router/router.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
 using portico::fuzz::Show;
-using portico::proxy::AppendUpstreamRequestHead;
-using portico::proxy::CheckRequestHead;
+using portico::pipeline::AppendUpstreamRequestHead;
+using portico::CheckRequestHead;
 using portico::proxy::ChunkSizeLine;
-using portico::proxy::Http1Head;
-using portico::proxy::Http1Parser;
-using portico::proxy::Http1ParserDelegate;
+using portico::MessageHead;
+using portico::Http1Codec;
+using portico::fuzz::DelegatingCodec;
+using portico::fuzz::CodecDelegate;
 using portico::proxy::kLastChunk;
-using portico::proxy::RequestHeadCheck;
+using portico::RequestHeadCheck;
 using portico::proxy::StripPort;
-using portico::proxy::UpstreamRequestParams;
+using portico::pipeline::UpstreamRequestParams;
 
 constexpr size_t kMaxHeadBytes = 64 * 1024;  // ProxyOptions::max_header_bytes default
 
@@ -63,9 +65,9 @@ bool IsTokenChar(unsigned char c) {
 }
 
 // The upstream's end: one request expected.
-class UpstreamSide : public Http1ParserDelegate {
+class UpstreamSide : public CodecDelegate {
  public:
-  HeadAction OnHead(const Http1Head& head) override {
+  HeadAction OnHead(const MessageHead& head) override {
     ++heads;
     this->head = head;
     return HeadAction::kContinue;
@@ -74,17 +76,17 @@ class UpstreamSide : public Http1ParserDelegate {
   void OnMessageComplete() override { ++completes; }
   int heads = 0;
   int completes = 0;
-  Http1Head head;
+  MessageHead head;
   std::string body;
 };
 
-// The client's end, as ClientConnection uses the parser: checks the head, builds what goes
+// The client's end, as Http1ClientConnection and the upstream step use the codec: checks the head, builds what goes
 // upstream, passes the body on.
-class ClientSide : public Http1ParserDelegate {
+class ClientSide : public CodecDelegate {
  public:
   explicit ClientSide(bool preserve_host) : preserve_host_(preserve_host) {}
 
-  HeadAction OnHead(const Http1Head& head) override {
+  HeadAction OnHead(const MessageHead& head) override {
     FUZZ_CHECK(!head_seen_, "order", "a second head in one message");
     head_seen_ = true;
     const RequestHeadCheck check = CheckRequestHead(head);
@@ -97,7 +99,7 @@ class ClientSide : public Http1ParserDelegate {
     has_content_length_ = head.has_content_length;
     content_length_ = head.content_length;
     method_ = head.method;
-    // As ClientConnection::OnHead (strip_path with an empty matched path, no service path).
+    // As UpstreamRequestStep (strip_path with an empty matched path, no service path).
     const std::string upstream_path = portico::router::EscapeUpstreamPath(
         portico::router::BuildUpstreamPath("", portico::router::NormalizeRequestPath(check.target.path), "", true));
     UpstreamRequestParams params;
@@ -150,9 +152,9 @@ class ClientSide : public Http1ParserDelegate {
   void EndWithError() {
     if (!forwarding_ || complete_) return;
     UpstreamSide upstream;
-    Http1Parser parser(Http1Parser::Kind::kRequest, &upstream, kMaxHeadBytes);
-    const Http1Parser::Result result = parser.Execute(upstream_.data(), upstream_.size());
-    FUZZ_CHECK(result.outcome == Http1Parser::Outcome::kNeedMore && upstream.completes == 0, "partial",
+    DelegatingCodec parser(Http1Codec::Kind::kRequest, &upstream, kMaxHeadBytes);
+    const DelegatingCodec::Result result = parser.Execute(upstream_.data(), upstream_.size());
+    FUZZ_CHECK(result.outcome == Http1Codec::Event::kNeedMore && upstream.completes == 0, "partial",
                absl::StrCat("forwarded bytes of an aborted request parse as ", static_cast<int>(result.outcome),
                             " (", parser.error_reason(), ") with ", upstream.completes, " requests: ",
                             Show(upstream_)));
@@ -227,9 +229,9 @@ class ClientSide : public Http1ParserDelegate {
 
   void CheckReparse() {
     UpstreamSide upstream;
-    Http1Parser parser(Http1Parser::Kind::kRequest, &upstream, kMaxHeadBytes);
-    const Http1Parser::Result result = parser.Execute(upstream_.data(), upstream_.size());
-    if (!FUZZ_CHECK(result.outcome == Http1Parser::Outcome::kMessageDone, "reparse",
+    DelegatingCodec parser(Http1Codec::Kind::kRequest, &upstream, kMaxHeadBytes);
+    const DelegatingCodec::Result result = parser.Execute(upstream_.data(), upstream_.size());
+    if (!FUZZ_CHECK(result.outcome == Http1Codec::Event::kMessageDone, "reparse",
                     absl::StrCat("upstream parser: ", parser.error_reason(), " after ", result.consumed, " of ",
                                  upstream_.size(), " bytes; ", Context()))) {
       return;
@@ -273,26 +275,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t stream_size = size - 5;
 
   ClientSide client(preserve_host);
-  Http1Parser parser(Http1Parser::Kind::kRequest, &client, kMaxHeadBytes);
+  DelegatingCodec parser(Http1Codec::Kind::kRequest, &client, kMaxHeadBytes);
   size_t pos = 0;
   for (size_t piece = 0; pos < stream_size; ++piece) {
     const size_t length = std::min<size_t>(1 + piece_sizes[piece % 4], stream_size - pos);
     size_t offset = 0;
     while (offset < length) {
       const size_t given = length - offset;
-      const Http1Parser::Result result = parser.Execute(stream + pos + offset, given);
+      const DelegatingCodec::Result result = parser.Execute(stream + pos + offset, given);
       if (!FUZZ_CHECK(result.consumed <= given, "consumed", absl::StrCat("consumed ", result.consumed, " of ", given))) {
         return 0;
       }
-      if (result.outcome == Http1Parser::Outcome::kNeedMore) {
+      if (result.outcome == Http1Codec::Event::kNeedMore) {
         FUZZ_CHECK(result.consumed == given, "consumed",
                    absl::StrCat("kNeedMore after ", result.consumed, " of ", given));
         break;
       }
-      if (result.outcome != Http1Parser::Outcome::kMessageDone) {
+      if (result.outcome != Http1Codec::Event::kMessageDone) {
         client.EndWithError();
-        const Http1Parser::Result again = parser.Execute(stream, stream_size);
-        FUZZ_CHECK(again.outcome == Http1Parser::Outcome::kError || again.outcome == Http1Parser::Outcome::kHeadTooLarge,
+        const DelegatingCodec::Result again = parser.Execute(stream, stream_size);
+        FUZZ_CHECK(again.outcome == Http1Codec::Event::kError || again.outcome == Http1Codec::Event::kHeadTooLarge,
                    "order", "parser recovered after an error");
         return 0;
       }

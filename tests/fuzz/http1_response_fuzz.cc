@@ -1,7 +1,7 @@
 // Fuzz target: the upstream side of the proxy's HTTP/1 response path. The bytes an upstream sends
-// are parsed by Http1Parser(kResponse) in pieces (as reads deliver them), each final response the
-// proxy forwards (IsForwardableResponseHead, where it exists) is turned into what it writes to the client (ChooseResponseFraming, AppendDownstreamResponseHead,
-// body re-framing as client_connection.cc does it), and a fresh Http1Parser(kResponse) in the
+// are parsed by Http1Codec(kResponse) in pieces (as reads deliver them), each final response the
+// proxy forwards (IsForwardableResponseHead) is turned into what it writes to the client (ChooseResponseFraming, AppendDownstreamResponseHead,
+// body re-framing as client_connection.cc does it), and a fresh Http1Codec(kResponse) in the
 // client's place must read exactly that one response back.
 //
 // Input: byte 0 = flags (bit 0: the request was HEAD; bit 1: HTTP/1.0 client; bit 2: client asked
@@ -16,7 +16,7 @@
 //   cl-flag             a head has the has_content_length flag exactly when it has a Content-Length header
 //   upstream-cl-body    a Content-Length response's body is exactly that many bytes
 //   nobody-status-body  a 1xx/204/304 response delivers no body bytes (the delegate skips them, as
-//                       ClientConnection does; this checks that the parser honours the skip)
+//                       Http1ClientConnection does; this checks that the codec honours the skip)
 //   head-syntax         the downstream head is a status line plus "name: value" lines, names are
 //                       tokens, values hold no CR, LF or NUL (obs-fold must not pass through)
 //   one-framing         the downstream head has at most one Content-Length, at most one
@@ -41,11 +41,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "data_plane/proxy/http1_messages.h"
-#include "data_plane/proxy/http1_parser.h"
-#if __has_include("data_plane/proxy/request_head_check.h")
-#include "data_plane/proxy/request_head_check.h"
-#define PORTICO_FUZZ_HAS_RESPONSE_HEAD_CHECK 1
-#endif
+#include "tests/fuzz/delegate_codec.h"
+#include "common/http/http1_checks.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {
@@ -54,9 +51,10 @@ using portico::fuzz::Show;
 using portico::proxy::AppendDownstreamResponseHead;
 using portico::proxy::ChooseResponseFraming;
 using portico::proxy::ChunkSizeLine;
-using portico::proxy::Http1Head;
-using portico::proxy::Http1Parser;
-using portico::proxy::Http1ParserDelegate;
+using portico::MessageHead;
+using portico::Http1Codec;
+using portico::fuzz::DelegatingCodec;
+using portico::fuzz::CodecDelegate;
 using portico::proxy::kLastChunk;
 using portico::proxy::ResponseFraming;
 
@@ -64,15 +62,8 @@ constexpr size_t kMaxHeadBytes = 64 * 1024;  // ProxyOptions::max_header_bytes d
 
 bool NoBodyStatus(int status) { return (status >= 100 && status < 200) || status == 204 || status == 304; }
 
-// ClientConnection::OnUpstreamHead refuses (502) a head that IsForwardableResponseHead rejects.
-bool Forwardable(const Http1Head& head) {
-#ifdef PORTICO_FUZZ_HAS_RESPONSE_HEAD_CHECK
-  return portico::proxy::IsForwardableResponseHead(head);
-#else
-  (void)head;
-  return true;
-#endif
-}
+// Exchange::OnUpstreamHead refuses (502) a head that IsForwardableResponseHead rejects.
+bool Forwardable(const MessageHead& head) { return portico::IsForwardableResponseHead(head); }
 
 // Only the framings that carry a body are named here, so the target builds whatever no-body
 // variants ResponseFraming has (kNoBody, and kHeadResponse where it exists).
@@ -90,10 +81,10 @@ bool IsTokenChar(unsigned char c) {
 }
 
 // The client's end: one response expected; the body is skipped for a HEAD request.
-class ClientSide : public Http1ParserDelegate {
+class ClientSide : public CodecDelegate {
  public:
   explicit ClientSide(bool request_is_head) : request_is_head_(request_is_head) {}
-  HeadAction OnHead(const Http1Head& head) override {
+  HeadAction OnHead(const MessageHead& head) override {
     ++heads;
     status = head.status;
     return request_is_head_ ? HeadAction::kSkipBody : HeadAction::kContinue;
@@ -116,16 +107,16 @@ struct Options {
   bool client_keep_alive = true;
 };
 
-// The upstream end, as UpstreamConnection and ClientConnection use the parser: records the head,
+// The upstream end, as UpstreamConnection, Exchange and Http1ClientConnection use the codec: records the head,
 // builds the downstream head when it arrives, re-frames the body.
-class UpstreamSide : public Http1ParserDelegate {
+class UpstreamSide : public CodecDelegate {
  public:
   explicit UpstreamSide(const Options& options) : options_(options) {}
 
   // RFC 9110 §6.4.1: no content in responses to HEAD, nor in 1xx, 204 and 304 responses.
   bool BodyGoesDown() const { return !options_.request_is_head && !NoBodyStatus(head_.status); }
 
-  HeadAction OnHead(const Http1Head& head) override {
+  HeadAction OnHead(const MessageHead& head) override {
     FUZZ_CHECK(!head_seen_ && !failed_, "order", "a second head in one message");
     head_seen_ = true;
     head_ = head;
@@ -149,7 +140,7 @@ class UpstreamSide : public Http1ParserDelegate {
     downstream_.clear();
     AppendDownstreamResponseHead(&downstream_, head, framing_, keep_alive_, options_.client_http11);
     head_bytes_ = downstream_.size();
-    // As ClientConnection::OnUpstreamHead: no body after a 204/304 head or for HEAD, whatever
+    // As Exchange::OnUpstreamHead and Http1ClientConnection::SendResponseHead: no body after a 204/304 head or for HEAD, whatever
     // Content-Length or Transfer-Encoding say (RFC 9112 §6.3; llhttp knows it only for 1xx).
     action_ = BodyGoesDown() ? HeadAction::kContinue : HeadAction::kSkipBody;
     return action_;
@@ -277,13 +268,13 @@ class UpstreamSide : public Http1ParserDelegate {
 
   void CheckReparse(bool ended_by_eof, const std::string& context) {
     ClientSide client(options_.request_is_head);
-    Http1Parser parser(Http1Parser::Kind::kResponse, &client, kMaxHeadBytes);
-    const Http1Parser::Result result = parser.Execute(downstream_.data(), downstream_.size());
-    bool done = result.outcome == Http1Parser::Outcome::kMessageDone;
+    DelegatingCodec parser(Http1Codec::Kind::kResponse, &client, kMaxHeadBytes);
+    const DelegatingCodec::Result result = parser.Execute(downstream_.data(), downstream_.size());
+    bool done = result.outcome == Http1Codec::Event::kMessageDone;
     bool needed_eof = false;
-    if (result.outcome == Http1Parser::Outcome::kNeedMore && parser.in_message()) {
+    if (result.outcome == Http1Codec::Event::kNeedMore && parser.in_message()) {
       needed_eof = true;
-      done = parser.Finish() == Http1Parser::Outcome::kMessageDone;
+      done = parser.Finish() == Http1Codec::Event::kMessageDone;
     }
     if (!FUZZ_CHECK(done, "reparse",
                     absl::StrCat("client parser: ", parser.error_reason(), " after ", result.consumed, " of ",
@@ -313,7 +304,7 @@ class UpstreamSide : public Http1ParserDelegate {
   bool interim_ = false;
   bool failed_ = false;
   HeadAction action_ = HeadAction::kContinue;
-  Http1Head head_;
+  MessageHead head_;
   ResponseFraming framing_ = ResponseFraming::kNoBody;
   bool keep_alive_ = false;
   std::string downstream_;
@@ -334,27 +325,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t stream_size = size - 5;
 
   UpstreamSide upstream(options);
-  Http1Parser parser(Http1Parser::Kind::kResponse, &upstream, kMaxHeadBytes);
+  DelegatingCodec parser(Http1Codec::Kind::kResponse, &upstream, kMaxHeadBytes);
   size_t pos = 0;
   for (size_t piece = 0; pos < stream_size; ++piece) {
     const size_t length = std::min<size_t>(1 + piece_sizes[piece % 4], stream_size - pos);
     size_t offset = 0;
     while (offset < length) {
       const size_t given = length - offset;
-      const Http1Parser::Result result = parser.Execute(stream + pos + offset, given);
+      const DelegatingCodec::Result result = parser.Execute(stream + pos + offset, given);
       if (!FUZZ_CHECK(result.consumed <= given, "consumed",
                       absl::StrCat("consumed ", result.consumed, " of ", given))) {
         return 0;
       }
-      if (result.outcome == Http1Parser::Outcome::kNeedMore) {
+      if (result.outcome == Http1Codec::Event::kNeedMore) {
         FUZZ_CHECK(result.consumed == given, "consumed", absl::StrCat("kNeedMore after ", result.consumed, " of ", given));
         break;
       }
-      if (result.outcome != Http1Parser::Outcome::kMessageDone) {
+      if (result.outcome != Http1Codec::Event::kMessageDone) {
         upstream.Fail();
         // A failed parser stays failed and reports nothing more.
-        const Http1Parser::Result again = parser.Execute(stream, stream_size);
-        FUZZ_CHECK(again.outcome == Http1Parser::Outcome::kError || again.outcome == Http1Parser::Outcome::kHeadTooLarge,
+        const DelegatingCodec::Result again = parser.Execute(stream, stream_size);
+        FUZZ_CHECK(again.outcome == Http1Codec::Event::kError || again.outcome == Http1Codec::Event::kHeadTooLarge,
                    "order", "parser recovered after an error");
         return 0;
       }
@@ -366,8 +357,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // EOF from the upstream.
   if (parser.in_message()) {
     const bool needs_eof = parser.NeedsEof();
-    const Http1Parser::Outcome outcome = parser.Finish();
-    if (outcome == Http1Parser::Outcome::kMessageDone) {
+    const Http1Codec::Event outcome = parser.Finish();
+    if (outcome == Http1Codec::Event::kMessageDone) {
       FUZZ_CHECK(needs_eof, "order", "EOF ended a message that did not need it");
       upstream.EndMessage(/*ended_by_eof=*/true);
     }
