@@ -25,6 +25,7 @@
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/sync/sync_client.h"
+#include "data_plane/sync/sync_client_test_hooks.h"
 #include "nlohmann/json.hpp"
 
 namespace portico {
@@ -234,13 +235,33 @@ int Serve(int argc, char** argv) {
   sync_options.server_name = flags.Get("cluster-server-name");
   sync_options.hostname = host_buf;
   sync_options.snapshot_cache_dir = flags.Get("snapshot-cache");
-  // Test-only: NACK (BUILD) any config with a route of this name (SyncClientOptions).
+  // Test-only fault switches (PORTICO_TEST_*), installed only when asked for.
+  // Fail (NACK BUILD) the apply of any config with a route of this name.
   if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {
-    sync_options.test_fail_apply_if_route_named = poison;
+    apply = [poison_name = std::string(poison), apply = std::move(apply)](
+                std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) -> absl::Status {
+      for (const config::v1::Route& route : config->routes) {
+        if (route.name() == poison_name) {
+          return absl::InternalError(absl::StrCat(
+              "PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED: injected failure, config has a route named '",
+              poison_name, "'"));
+        }
+      }
+      return apply(std::move(config), version);
+    };
   }
-  // Test-only: announce another node id in Hello than the certificate's (the CP must refuse it).
+  // Announce another node id in Hello than the certificate's (the CP must refuse it).
+  class HelloNodeIdHook final : public SyncClientTestHooks {
+   public:
+    explicit HelloNodeIdHook(std::string id) : id_(std::move(id)) {}
+    std::string HelloNodeId(const std::string&) const override { return id_; }
+
+   private:
+    std::string id_;
+  };
+  std::unique_ptr<SyncClientTestHooks> test_hooks;
   if (const char* id = std::getenv("PORTICO_TEST_HELLO_NODE_ID"); id != nullptr) {
-    sync_options.node_id_override = id;
+    test_hooks = std::make_unique<HelloNodeIdHook>(id);
   }
   sync_options.requests_total = [proxy_ptr] { return proxy_ptr->requests_total(); };
   metrics::Registry registry;
@@ -248,7 +269,7 @@ int Serve(int argc, char** argv) {
   sync_options.on_applied = [&dp_metrics](absl::Duration took) {
     dp_metrics.apply_seconds->Observe(absl::ToDoubleSeconds(took));
   };
-  absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply);
+  absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply, test_hooks.get());
   if (!sync.ok()) return Fail(sync.status());
   SyncClient* sync_ptr = sync->get();
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);

@@ -17,6 +17,7 @@
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
 #include "data_plane/sync/snapshot_cache.h"
+#include "data_plane/sync/sync_client_test_hooks.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
 namespace portico {
@@ -68,10 +69,11 @@ double NowUnixSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixE
 
 class SyncClient::Impl {
  public:
-  Impl(SyncClientOptions options, ApplyConfigFn apply, std::string cert, std::string key,
-       std::string ca, std::string node_id)
+  Impl(SyncClientOptions options, ApplyConfigFn apply, const SyncClientTestHooks* test_hooks, std::string cert,
+       std::string key, std::string ca, std::string node_id)
       : options_(std::move(options)),
         apply_(std::move(apply)),
+        test_hooks_(test_hooks),
         cert_(std::move(cert)),
         key_(std::move(key)),
         ca_(std::move(ca)),
@@ -87,6 +89,7 @@ class SyncClient::Impl {
 
   const SyncClientOptions options_;
   const ApplyConfigFn apply_;
+  const SyncClientTestHooks* const test_hooks_;  // null in production
   const std::string cert_, key_, ca_;
   const std::string node_id_;
   const SteadyClock::time_point started_;
@@ -242,7 +245,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
 
   DpMessage hello_msg;
   sync::v1::Hello* hello = hello_msg.mutable_hello();
-  hello->set_node_id(options_.node_id_override.empty() ? node_id_ : options_.node_id_override);
+  hello->set_node_id(test_hooks_ != nullptr ? test_hooks_->HelloNodeId(node_id_) : node_id_);
   hello->set_protocol_version(kProtocolVersion);
   hello->set_dp_build(options_.dp_build);
   hello->add_capabilities("enc.gzip");
@@ -444,19 +447,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
                             current.version, " of the same epoch"));
       return;
     }
-    // Test-only fault switch for integration tests: fail the applies of configs that contain a
-    // route with a given name.
-    absl::Status applied;
-    if (const std::string& poison = options_.test_fail_apply_if_route_named;
-               !poison.empty() &&
-               std::any_of(decoded->config->routes.begin(), decoded->config->routes.end(),
-                           [&](const config::v1::Route& r) { return r.name() == poison; })) {
-      applied = absl::InternalError(absl::StrCat(
-          "PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED: injected failure, config has a route named '",
-          poison, "'"));
-    } else {
-      applied = apply_(decoded->config, decoded->version);
-    }
+    const absl::Status applied = apply_(decoded->config, decoded->version);
     if (!applied.ok()) {
       SendNack(writer, nonce, target,
                applied.code() == absl::StatusCode::kInvalidArgument ? sync::v1::Nack::VALIDATION
@@ -514,8 +505,8 @@ SyncClient::SyncClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 SyncClient::~SyncClient() { Stop(); }
 
-absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions options,
-                                                              ApplyConfigFn apply) {
+absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions options, ApplyConfigFn apply,
+                                                              const SyncClientTestHooks* test_hooks) {
   if (!apply) return absl::InvalidArgumentError("apply function is required");
   if (options.control_plane.empty()) return absl::InvalidArgumentError("control_plane is required");
   absl::StatusOr<std::string> cert = ReadFileToString(options.cert_file);
@@ -539,7 +530,7 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
   }
   if (options.backoff_initial <= absl::ZeroDuration()) options.backoff_initial = absl::Milliseconds(1);
   if (options.backoff_max < options.backoff_initial) options.backoff_max = options.backoff_initial;
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), std::move(*cert),
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), test_hooks, std::move(*cert),
                                      std::move(*key), std::move(*ca), info->node_id);
   Impl* raw = impl.get();
   raw->cache_ = std::move(cache);

@@ -18,6 +18,8 @@
 
 namespace portico {
 
+class SyncClientTestHooks;
+
 struct SyncClientOptions {
   std::string control_plane;   // host:port
   std::string cert_file, key_file, ca_file;  // DP client cert/key; CA that signed the CP cert
@@ -37,13 +39,8 @@ struct SyncClientOptions {
   // Optional: called on the client thread after each successful apply with the time taken by
   // decode + verify + apply (not persistence).
   std::function<void(absl::Duration)> on_applied;
-  // Test hooks. node_id_override is sent in Hello instead of the certificate identity (the CP
-  // must refuse it); dp_build is the software version announced to the CP.
-  std::string node_id_override;
+  // The software version announced to the CP (tests announce others).
   std::string dp_build = PORTICO_VERSION;
-  // Test-only fault switch: NACK (code BUILD) any snapshot that contains a route with this name,
-  // without calling apply. Empty = off (portico-dp sets it from PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED).
-  std::string test_fail_apply_if_route_named;
 };
 
 // Called on the client's thread. Returns OK once the config is built, swapped and serving;
@@ -67,9 +64,10 @@ struct SyncClientStats {
 class SyncClient {
  public:
   // Reads the TLS files and the node id from the certificate (InvalidArgument if it has no DP
-  // identity), then starts the client thread. Never waits for the CP.
-  static absl::StatusOr<std::unique_ptr<SyncClient>> Start(SyncClientOptions options,
-                                                           ApplyConfigFn apply);
+  // identity), then starts the client thread. Never waits for the CP. `test_hooks` (fault
+  // injection, sync_client_test_hooks.h) is null in production; it must outlive the client.
+  static absl::StatusOr<std::unique_ptr<SyncClient>> Start(SyncClientOptions options, ApplyConfigFn apply,
+                                                           const SyncClientTestHooks* test_hooks = nullptr);
   ~SyncClient();  // Stop()s
 
   bool connected() const;         // stream up and Hello answered

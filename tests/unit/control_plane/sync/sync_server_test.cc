@@ -33,6 +33,7 @@
 #include "grpcpp/grpcpp.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 #include "data_plane/sync/sync_client.h"
+#include "data_plane/sync/sync_client_test_hooks.h"
 #include "gtest/gtest.h"
 #include "tests/common/temp_dir.h"
 
@@ -175,8 +176,9 @@ class SyncTest : public ::testing::Test {
     return options;
   }
 
-  SyncClient* StartClient(SyncClientOptions options, ApplyRecorder& recorder) {
-    auto client = SyncClient::Start(std::move(options), recorder.Fn());
+  SyncClient* StartClient(SyncClientOptions options, ApplyRecorder& recorder,
+                          const SyncClientTestHooks* hooks = nullptr) {
+    auto client = SyncClient::Start(std::move(options), recorder.Fn(), hooks);
     EXPECT_TRUE(client.ok()) << client.status();
     if (!client.ok()) return nullptr;
     clients_.push_back(std::move(*client));
@@ -345,8 +347,11 @@ TEST_F(SyncTest, NodeIdMismatchIsRefusedAndRetriedSlowly) {
   StartServer();
   ApplyRecorder rec;
   SyncClientOptions options = ClientOptions(certs_ + "/dp");
-  options.node_id_override = "impostor";
-  SyncClient* client = StartClient(options, rec);
+  struct Impostor final : SyncClientTestHooks {
+    std::string HelloNodeId(const std::string&) const override { return "impostor"; }
+  };
+  static const Impostor impostor;  // outlives the client, which reconnects until the fixture ends
+  SyncClient* client = StartClient(options, rec, &impostor);
   ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "refused"); }));
   auto status = StatusOf("dp-1");
   EXPECT_NE(status->last_error.find("impostor"), std::string::npos) << status->last_error;
