@@ -25,7 +25,7 @@
 #include "common/config/validate.h"
 #include "data_plane/router/router.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 constexpr int kRequestsPerKind = 1024;
@@ -322,6 +322,6 @@ BENCHMARK(BM_Validate)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3
 BENCHMARK(BM_BuildSharedHost)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp
 
 BENCHMARK_MAIN();

@@ -9,7 +9,7 @@
 
 #include "common/config/corrupt_row.h"
 
-namespace portico {
+namespace portico::cp {
 
 struct DataPlaneStatus {
   std::string id;              // node id (= identity in its client certificate)
@@ -72,4 +72,4 @@ class DataPlaneStatusSource {
   virtual ConfigBuildStatus BuildStatus() const { return {}; }
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -27,7 +27,7 @@
 #include "control_plane/sync/sync_server.h"
 #include "control_plane/sync/sync_test_hooks.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 // TEST ONLY (fault injection, PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=<k>): the process kills itself
@@ -125,7 +125,7 @@ int Serve(int argc, char** argv) {
   if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
 
   BlockTerminationSignals();
-  metrics::Registry registry;
+  Registry registry;
   const Clock& clock = RealClock::Get();
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(flags.Get("db"), clock);
   if (!store.ok()) return Fail(store.status());
@@ -189,9 +189,9 @@ int Serve(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::GenCerts(argc, argv);
-  return portico::Serve(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
+  return portico::cp::Serve(argc, argv);
 }

@@ -28,7 +28,7 @@
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "nlohmann/json.hpp"
 
-namespace portico {
+namespace portico::dp {
 namespace {
 
 int Fail(const absl::Status& status) {
@@ -81,17 +81,17 @@ class ServingState {
 // The DP's Prometheus metrics (docs/operations.md). Series that mirror other state (the proxy's
 // request count, the sync client's state) are read at render time.
 struct DpMetrics {
-  explicit DpMetrics(metrics::Registry* r)
+  explicit DpMetrics(Registry* r)
       : registry(r),
         apply_seconds(r->AddHistogram(
             "portico_dp_config_apply_seconds",
             "Time to decode, verify, build and swap a config snapshot received from the CP",
             {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10})) {}
-  metrics::Registry* registry;
-  metrics::Histogram* apply_seconds;
+  Registry* registry;
+  Histogram* apply_seconds;
 };
 
-void RegisterReadSeries(metrics::Registry* registry, const ServingState* state, const SyncClient* sync,
+void RegisterReadSeries(Registry* registry, const ServingState* state, const SyncClient* sync,
                         const ProxyServer* proxy) {
   registry->AddCallbackCounter("portico_dp_requests_total", "Requests received by the proxy workers",
                                [proxy] { return static_cast<double>(proxy->requests_total()); });
@@ -123,7 +123,7 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   if (request.path == "/metrics") {
     HttpResponse r;
     r.status = 200;
-    r.headers.emplace_back("Content-Type", metrics::kTextContentType);
+    r.headers.emplace_back("Content-Type", kTextContentType);
     r.body = dp_metrics.registry->Render();
     return r;
   }
@@ -264,7 +264,7 @@ int Serve(int argc, char** argv) {
     test_hooks = std::make_unique<HelloNodeIdHook>(id);
   }
   sync_options.requests_total = [proxy_ptr] { return proxy_ptr->requests_total(); };
-  metrics::Registry registry;
+  Registry registry;
   DpMetrics dp_metrics(&registry);
   sync_options.on_applied = [&dp_metrics](absl::Duration took) {
     dp_metrics.apply_seconds->Observe(absl::ToDoubleSeconds(took));
@@ -297,6 +297,6 @@ int Serve(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::dp
 
-int main(int argc, char** argv) { return portico::Serve(argc, argv); }
+int main(int argc, char** argv) { return portico::dp::Serve(argc, argv); }

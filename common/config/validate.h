@@ -44,7 +44,7 @@ bool IsValidIpOrCidr(absl::string_view text);
 //   2. dot segments are removed (RFC 3986 5.2.4; a decoded `%2E` counts as a dot);
 //   3. runs of `/` are merged into one.
 // The result may contain bytes that are not valid in a request line (decoded space, UTF-8);
-// the proxy re-escapes them when forwarding (router::EscapeUpstreamPath).
+// the proxy re-escapes them when forwarding (dp::EscapeUpstreamPath).
 std::string NormalizeUriPath(absl::string_view path);
 
 // The RE2 pattern Kong's `traditional_compatible` router builds from a regex route path

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace portico::metrics {
+namespace portico {
 namespace {
 
 void AtomicAdd(std::atomic<double>& a, double d) {
@@ -178,4 +178,4 @@ std::string Registry::Render() const {
   return out;
 }
 
-}  // namespace portico::metrics
+}  // namespace portico

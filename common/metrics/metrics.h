@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace portico::metrics {
+namespace portico {
 
 // Content-Type of Registry::Render() output (Prometheus text format 0.0.4).
 inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -99,4 +99,4 @@ class Registry {
 // Prometheus text escaping of a label value (backslash, double quote, newline).
 std::string EscapeLabelValue(const std::string& value);
 
-}  // namespace portico::metrics
+}  // namespace portico

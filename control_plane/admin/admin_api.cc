@@ -17,12 +17,12 @@
 #include "control_plane/store/store.h"
 #include "nlohmann/json.hpp"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
-using admin::JsonResponse;
-using admin::MethodNotAllowed;
-using admin::NotFound;
+using cp::JsonResponse;
+using cp::MethodNotAllowed;
+using cp::NotFound;
 using nlohmann::json;
 
 constexpr int64_t kDataPlanePurgeDelay = 1209600;  // Kong's cluster_data_plane_purge_delay
@@ -145,8 +145,8 @@ HttpResponse AdminApi::Impl::Status() {
 }
 
 HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
-  admin::PageArguments page;
-  if (std::optional<HttpResponse> bad = admin::ParsePageArguments(ParseQuery(request.query), &page)) {
+  cp::PageArguments page;
+  if (std::optional<HttpResponse> bad = cp::ParsePageArguments(ParseQuery(request.query), &page)) {
     return *std::move(bad);
   }
   const int size = page.size;
@@ -188,7 +188,7 @@ HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
     });
     last_id = dp.id;
   }
-  return JsonResponse(200, admin::ListBody(std::move(data), request.path, has_more, last_id, page.next_suffix));
+  return JsonResponse(200, cp::ListBody(std::move(data), request.path, has_more, last_id, page.next_suffix));
 }
 
 HttpResponse AdminApi::Impl::ClusterStatus() {
@@ -209,7 +209,7 @@ HttpResponse AdminApi::Impl::ClusterStatus() {
 HttpResponse AdminApi::Impl::Metrics() {
   HttpResponse response;
   response.status = 200;
-  response.headers.emplace_back("Content-Type", metrics::kTextContentType);
+  response.headers.emplace_back("Content-Type", kTextContentType);
   response.body = options_.metrics_text();
   return response;
 }
@@ -222,4 +222,4 @@ AdminApi::~AdminApi() = default;
 
 HttpResponse AdminApi::Handle(const HttpRequest& request) { return impl_->Handle(request); }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -11,7 +11,7 @@
 #include "common/base/clock.h"
 #include "common/http/message.h"
 
-namespace portico {
+namespace portico::cp {
 
 class Store;
 class DataPlaneStatusSource;
@@ -44,4 +44,4 @@ class AdminApi {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

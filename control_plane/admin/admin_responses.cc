@@ -6,7 +6,7 @@
 #include "common/config/entity_json.h"
 #include "control_plane/admin/request_decoding.h"
 
-namespace portico::admin {
+namespace portico::cp {
 
 using nlohmann::json;
 
@@ -103,4 +103,4 @@ json ListBody(json data, const std::string& path, bool has_more, absl::string_vi
   return body;
 }
 
-}  // namespace portico::admin
+}  // namespace portico::cp

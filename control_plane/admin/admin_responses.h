@@ -12,7 +12,7 @@
 #include "common/http/message.h"
 #include "nlohmann/json.hpp"
 
-namespace portico::admin {
+namespace portico::cp {
 
 inline constexpr int kDefaultPageSize = 100;
 inline constexpr int kMaxPageSize = 1000;
@@ -47,4 +47,4 @@ std::optional<HttpResponse> ParsePageArguments(const QueryParams& params, PageAr
 nlohmann::json ListBody(nlohmann::json data, const std::string& path, bool has_more, absl::string_view last_id,
                         absl::string_view next_suffix);
 
-}  // namespace portico::admin
+}  // namespace portico::cp

@@ -18,16 +18,16 @@
 #include "google/protobuf/message.h"
 #include "nlohmann/json.hpp"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
-using admin::JsonResponse;
-using admin::KongError;
-using admin::LuaKey;
-using admin::MethodNotAllowed;
-using admin::NoContent;
-using admin::NotFound;
-using admin::Unexpected;
+using cp::JsonResponse;
+using cp::KongError;
+using cp::LuaKey;
+using cp::MethodNotAllowed;
+using cp::NoContent;
+using cp::NotFound;
+using cp::Unexpected;
 using google::protobuf::Message;
 using nlohmann::json;
 
@@ -79,7 +79,7 @@ bool IsReadOrWrite(const std::string& method) {
 HttpResponse CorruptEntity(const EntityDescriptor& kind, const std::string& id) {
   const std::string shown = IsValidUtf8(id) ? id : absl::CHexEscape(id);
   const std::string& plural = kind.name();
-  return admin::Message(500, absl::StrCat("the ", plural, " entity '", shown,
+  return cp::Message(500, absl::StrCat("the ", plural, " entity '", shown,
                                           "' is stored corrupt and cannot be read (a string that is not UTF-8, "
                                           "or damaged bytes); delete it with DELETE /", plural, "/", shown,
                                           " or replace it with PUT /", plural, "/", shown));
@@ -218,9 +218,9 @@ Outcome Handler::OnParent(const SubPath& sub, const EntityDescriptor& kind, cons
 }
 
 HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* parent) {
-  const admin::QueryParams params = ParseQuery(request_.query);
-  admin::PageArguments page;
-  if (std::optional<HttpResponse> bad = admin::ParsePageArguments(params, &page)) return *std::move(bad);
+  const cp::QueryParams params = ParseQuery(request_.query);
+  cp::PageArguments page;
+  if (std::optional<HttpResponse> bad = cp::ParsePageArguments(params, &page)) return *std::move(bad);
   ListQuery query;
   query.size = page.size;
   query.after_id = page.after_id;
@@ -229,7 +229,7 @@ HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* par
     query.parent_id = parent->id;
   }
   std::string next_suffix = page.next_suffix;  // the other query arguments, repeated in `next`
-  if (const std::string* tags = admin::QueryParam(params, "tags")) {
+  if (const std::string* tags = cp::QueryParam(params, "tags")) {
     const bool has_and = absl::StrContains(*tags, ','), has_or = absl::StrContains(*tags, '/');
     auto invalid = [](absl::string_view why) {
       HttpResponse r = KongError(400, 11, "invalid options", absl::StrCat("invalid option (tags: ", why, ")"), nullptr);
@@ -254,7 +254,7 @@ HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* par
   json data = json::array();
   for (const EntityPtr& e : listed->items) data.push_back(EntityToJson(kind, *e));
   const std::string last_id = listed->items.empty() ? "" : kind.Id(*listed->items.back());
-  return JsonResponse(200, admin::ListBody(std::move(data), request_.path, listed->has_more, last_id, next_suffix));
+  return JsonResponse(200, cp::ListBody(std::move(data), request_.path, listed->has_more, last_id, next_suffix));
 }
 
 std::optional<HttpResponse> Handler::ResolveReference(const FieldSpec& fk, json* body) {
@@ -313,7 +313,7 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
   // A URL key that is neither an id nor an endpoint key names nothing.
   if (write == WriteKind::kReplace && !IsUuid(key) && kind.endpoint_key().empty()) return {NotFound()};
   DecodedBody body = DecodeBody(request_, [&kind](absl::string_view field) { return FormFieldKind(kind, field); });
-  if (body.error_status != 0) return {admin::Message(body.error_status, body.error_message)};
+  if (body.error_status != 0) return {cp::Message(body.error_status, body.error_message)};
   if (parent) body.value[parent->field->name] = json{{"id", parent->id}};
   for (const FieldSpec* fk : kind.stored_foreign_keys()) {
     if (std::optional<HttpResponse> error = ResolveReference(*fk, &body.value)) return {*std::move(error)};
@@ -349,7 +349,7 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
     if (path == FieldErrors::kEntity && field_errors) continue;
     errors.Add(path, message);
   }
-  if (!errors.empty()) return {admin::SchemaViolation(errors)};
+  if (!errors.empty()) return {cp::SchemaViolation(errors)};
 
   const WriteMode mode = write == WriteKind::kCreate  ? WriteMode::kInsert
                          : write == WriteKind::kPatch ? WriteMode::kUpdate
@@ -400,4 +400,4 @@ std::optional<HttpResponse> EntityEndpoints::Handle(const HttpRequest& request, 
   return std::move(outcome.response);
 }
 
-}  // namespace portico
+}  // namespace portico::cp

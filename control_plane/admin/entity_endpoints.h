@@ -19,7 +19,7 @@
 
 #include "common/http/message.h"
 
-namespace portico {
+namespace portico::cp {
 
 class Store;
 
@@ -37,4 +37,4 @@ class EntityEndpoints {
   Store& store_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

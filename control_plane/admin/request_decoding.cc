@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace portico {
+namespace portico::cp {
 
 using nlohmann::json;
 
@@ -175,4 +175,4 @@ DecodedBody DecodeBody(const HttpRequest& request, FieldKindOf kind_of) {
   return result;
 }
 
-}  // namespace portico
+}  // namespace portico::cp

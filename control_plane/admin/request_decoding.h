@@ -14,7 +14,7 @@
 #include "common/http/message.h"
 #include "nlohmann/json.hpp"
 
-namespace portico {
+namespace portico::cp {
 
 // Deepest JSON nesting accepted (lua-cjson's decode_max_depth, which Kong's Admin API uses).
 inline constexpr int kMaxJsonDepth = 1000;
@@ -55,4 +55,4 @@ struct DecodedBody {
 };
 DecodedBody DecodeBody(const HttpRequest& request, FieldKindOf kind_of);
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -17,7 +17,7 @@
 #include "common/base/uuid.h"
 #include "google/protobuf/message.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using google::protobuf::Message;
@@ -672,4 +672,4 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, 
   return std::unique_ptr<Store>(std::move(store));
 }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -19,7 +19,7 @@
 #include "common/config/entity_descriptor.h"
 #include "control_plane/store/store.h"
 
-namespace portico {
+namespace portico::cp {
 
 // `path` may be ":memory:" (then reads share the writer connection).
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, const Clock& clock,
@@ -28,4 +28,4 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, 
 // The CREATE TABLE and CREATE INDEX statements of `kind`'s table (IF NOT EXISTS).
 std::string SqliteTableSql(const EntityDescriptor& kind);
 
-}  // namespace portico
+}  // namespace portico::cp

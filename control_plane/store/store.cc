@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "control_plane/store/sqlite_store.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 constexpr char kConflictPayloadUrl[] = "type.portico.dev/store-conflict";
@@ -66,4 +66,4 @@ std::optional<std::string> CorruptRowId(const absl::Status& status) {
   return std::string(*payload);
 }
 
-}  // namespace portico
+}  // namespace portico::cp

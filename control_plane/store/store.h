@@ -29,7 +29,7 @@
 #include "common/config/config_set.h"
 #include "common/config/entity_descriptor.h"
 
-namespace portico {
+namespace portico::cp {
 
 using EntityPtr = std::unique_ptr<google::protobuf::Message>;
 
@@ -186,4 +186,4 @@ class Store {
   }
 };
 
-}  // namespace portico
+}  // namespace portico::cp

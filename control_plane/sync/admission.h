@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace portico {
+namespace portico::cp {
 
 class AdmissionBucket {
  public:
@@ -58,4 +58,4 @@ class AdmissionBucket {
   TimePoint next_slot_;  // end of the last refill slot promised to a refused caller
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -15,7 +15,7 @@
 #include "control_plane/sync/sync_metrics.h"
 #include "control_plane/sync/sync_test_hooks.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using sync::v1::CpMessage;
@@ -506,4 +506,4 @@ void DpSession::CloseReplacedLocked() {
   CloseLocked("replaced by a newer stream of the same node", sync::v1::Goaway::DUPLICATE_NODE, grpc::Status::OK);
 }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -23,7 +23,7 @@
 #include "control_plane/sync/sync_hub.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
-namespace portico {
+namespace portico::cp {
 
 class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync::v1::CpMessage>,
                         public SessionHandle {
@@ -106,4 +106,4 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   SteadyClock::time_point close_requested_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -4,7 +4,7 @@
 
 #include "common/snapshot/snapshot.h"
 
-namespace portico {
+namespace portico::cp {
 
 const DataPlaneTable::Record* DataPlaneTable::Find(const std::string& node_id) const {
   auto it = nodes_.find(node_id);
@@ -56,4 +56,4 @@ std::vector<DataPlaneStatus> DataPlaneTable::List(const SnapshotBuilder::LagView
   return out;
 }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -12,8 +12,11 @@
 #include "control_plane/sync/snapshot_builder.h"
 
 namespace portico {
-
 struct BuiltSnapshot;
+}  // namespace portico
+
+namespace portico::cp {
+
 
 class DataPlaneTable {
  public:
@@ -44,4 +47,4 @@ class DataPlaneTable {
   std::map<std::string, Record> nodes_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <deque>
 
-namespace portico {
+namespace portico::cp {
 
 class FullSendSlots {
  public:
@@ -52,4 +52,4 @@ class FullSendSlots {
   std::deque<uint64_t> waiters_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -13,7 +13,7 @@
 #include "common/snapshot/snapshot.h"
 #include "control_plane/sync/sync_metrics.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 constexpr char kLog[] = "cp-sync";
@@ -129,7 +129,7 @@ void SnapshotBuilder::ClearFailureLocked() {
   failure_reason_.clear();
   failure_error_.clear();
   failing_since_ = 0;
-  for (metrics::Gauge* gauge : metrics_.build_failing) gauge->Set(0);
+  for (Gauge* gauge : metrics_.build_failing) gauge->Set(0);
 }
 
 SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
@@ -259,4 +259,4 @@ std::optional<SnapshotBuilder::Published> SnapshotBuilder::FindPublished(const C
   return std::nullopt;
 }
 
-}  // namespace portico
+}  // namespace portico::cp

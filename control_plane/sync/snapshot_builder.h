@@ -28,8 +28,11 @@
 #include "control_plane/cluster_status.h"
 
 namespace portico {
-
 struct BuiltSnapshot;
+}  // namespace portico
+
+namespace portico::cp {
+
 struct SyncMetrics;
 
 class SnapshotBuilder {
@@ -122,4 +125,4 @@ class SnapshotBuilder {
   int64_t failing_since_ = 0;  // Clock seconds
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -5,7 +5,7 @@
 #include "common/metrics/metrics.h"
 #include "control_plane/sync/sync_metrics.h"
 
-namespace portico {
+namespace portico::cp {
 
 SyncHub::SyncHub(const SyncServerOptions& options_in, const Clock& clock_in, SyncMetrics& metrics_in,
                  const SnapshotBuilder& builder_in, SyncTestHooks* test_hooks_in)
@@ -66,4 +66,4 @@ SyncServerStats SyncHub::StatsLocked() const {
   return out;
 }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -21,10 +21,13 @@
 #include "control_plane/sync/sync_server.h"
 
 namespace portico {
+struct BuiltSnapshot;
+}  // namespace portico
+
+namespace portico::cp {
 
 class SnapshotBuilder;
 class SyncTestHooks;
-struct BuiltSnapshot;
 struct SyncMetrics;
 
 // A live DP stream as the hub sees it. REQUIRES for every method: the hub's mutex held.
@@ -90,4 +93,4 @@ struct SyncHub {
   uint64_t next_session_id_ = 1;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -2,9 +2,9 @@
 
 #include "common/metrics/metrics.h"
 
-namespace portico {
+namespace portico::cp {
 
-SyncMetrics::SyncMetrics(metrics::Registry& r)
+SyncMetrics::SyncMetrics(Registry& r)
     : builds(r.AddCounter("portico_cp_snapshot_builds_total", "Snapshots built (validated, serialized, hashed, gzipped)")),
       build_seconds(r.AddHistogram("portico_cp_snapshot_build_seconds",
                                    "Snapshot build time (export, validate, serialize, hash, gzip)",
@@ -35,4 +35,4 @@ SyncMetrics::SyncMetrics(metrics::Registry& r)
   }
 }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -4,11 +4,14 @@
 #include <vector>
 
 namespace portico {
-namespace metrics {
+class Registry;  // common/metrics/metrics.h
 class Counter;
 class Gauge;
 class Histogram;
-class Registry;
+}  // namespace portico
+
+namespace portico::cp {
+namespace metrics {
 }  // namespace metrics
 
 // Why the store's current version could not be published (ConfigBuildStatus::reason); the label
@@ -16,23 +19,23 @@ class Registry;
 inline constexpr const char* kBuildFailureReasons[] = {"corrupt_rows", "invalid_config", "build_error", "read_error"};
 
 struct SyncMetrics {
-  explicit SyncMetrics(metrics::Registry& registry);
+  explicit SyncMetrics(Registry& registry);
 
-  metrics::Counter* builds;
-  metrics::Histogram* build_seconds;
-  metrics::Gauge* bytes_raw;
-  metrics::Gauge* bytes_gzip;
-  metrics::Counter* push_ack;
-  metrics::Counter* push_nack;
-  metrics::Counter* push_up_to_date;
-  metrics::Counter* push_sent;
-  metrics::Histogram* convergence;
-  metrics::Gauge* connected;
-  metrics::Gauge* config_version;
-  metrics::Counter* admission_rejects;
-  metrics::Gauge* store_version;
-  metrics::Gauge* corrupt_rows;
-  std::vector<metrics::Gauge*> build_failing;  // one per kBuildFailureReasons entry
+  Counter* builds;
+  Histogram* build_seconds;
+  Gauge* bytes_raw;
+  Gauge* bytes_gzip;
+  Counter* push_ack;
+  Counter* push_nack;
+  Counter* push_up_to_date;
+  Counter* push_sent;
+  Histogram* convergence;
+  Gauge* connected;
+  Gauge* config_version;
+  Counter* admission_rejects;
+  Gauge* store_version;
+  Gauge* corrupt_rows;
+  std::vector<Gauge*> build_failing;  // one per kBuildFailureReasons entry
 };
 
-}  // namespace portico
+}  // namespace portico::cp

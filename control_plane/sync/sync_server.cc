@@ -20,7 +20,7 @@
 #include "control_plane/sync/sync_metrics.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 constexpr char kLog[] = "cp-sync";
@@ -45,7 +45,7 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
        SyncTestHooks* test_hooks)
       : options_(std::move(options)),
         clock_(clock),
-        own_registry_(options_.metrics ? nullptr : std::make_unique<metrics::Registry>()),
+        own_registry_(options_.metrics ? nullptr : std::make_unique<Registry>()),
         registry_(options_.metrics ? options_.metrics : own_registry_.get()),
         metrics_(*registry_),
         hub_(options_, clock_, metrics_, builder_, test_hooks),
@@ -65,8 +65,8 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
 
   const SyncServerOptions options_;
   const Clock& clock_;
-  std::unique_ptr<metrics::Registry> own_registry_;
-  metrics::Registry* registry_;
+  std::unique_ptr<Registry> own_registry_;
+  Registry* registry_;
   SyncMetrics metrics_;
   SyncHub hub_;              // holds a reference to builder_, used only once both exist
   SnapshotBuilder builder_;  // destroyed first: its thread publishes into hub_
@@ -212,4 +212,4 @@ std::string SyncServer::metrics_text() const { return impl_->registry_->Render()
 
 void SyncServer::Stop() { impl_->Stop(); }
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -26,12 +26,13 @@
 #include "control_plane/cluster_status.h"
 
 namespace portico {
-
+class Registry;  // common/metrics/metrics.h
 struct BuiltSnapshot;
+}  // namespace portico
+
+namespace portico::cp {
+
 class SyncTestHooks;
-namespace metrics {
-class Registry;
-}  // namespace metrics
 
 struct SyncServerOptions {
   std::string listen = "0.0.0.0:8005";   // host:port; port 0 picks a free port (see port())
@@ -55,7 +56,7 @@ struct SyncServerOptions {
   // At most this many full snapshots are being written at once; the others wait their turn.
   int max_concurrent_full_sends = 32;
   // Where the portico_cp_* metrics go; null = a private registry (see metrics_text()).
-  metrics::Registry* metrics = nullptr;
+  Registry* metrics = nullptr;
 };
 
 // Counters for tests and the benchmark (the same figures are exported as metrics).
@@ -105,4 +106,4 @@ class SyncServer : public DataPlaneStatusSource {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace portico {
+namespace portico::cp {
 
 class SyncTestHooks {
  public:
@@ -16,4 +16,4 @@ class SyncTestHooks {
   virtual void OnChunkWritten(size_t written, size_t count, uint64_t version) {}
 };
 
-}  // namespace portico
+}  // namespace portico::cp

@@ -8,7 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace portico::balancer {
+namespace portico::dp {
 namespace {
 
 constexpr int64_t kDefaultTimeoutMs = 60000;
@@ -78,4 +78,4 @@ absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service
   return out;
 }
 
-}  // namespace portico::balancer
+}  // namespace portico::dp

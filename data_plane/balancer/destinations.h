@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "common/config/config_set.h"
 
-namespace portico::balancer {
+namespace portico::dp {
 
 // One address requests can be sent to. Upstream keep-alive pools are keyed by pool_key.
 struct Target {
@@ -63,4 +63,4 @@ struct UpstreamService {
 // Compiles one service: settings and destinations (one target for an IP literal or localhost).
 absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service);
 
-}  // namespace portico::balancer
+}  // namespace portico::dp

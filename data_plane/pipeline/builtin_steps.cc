@@ -8,7 +8,7 @@
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/pipeline/upstream_request.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 namespace {
 
 StepStatus Answer(RequestContext& request, int status, absl::string_view message) {
@@ -22,12 +22,12 @@ StepStatus Answer(RequestContext& request, int status, absl::string_view message
 // Kong normalises the path before matching; the normalised path is also what goes upstream.
 class RouteStep final : public RequestStep {
  public:
-  explicit RouteStep(const router::Router* router) : router_(router) {}
+  explicit RouteStep(const dp::Router* router) : router_(router) {}
   StepStatus OnRequest(RequestContext& request) const override {
-    request.normalized_path = router::NormalizeRequestPath(request.target.path);
+    request.normalized_path = dp::NormalizeRequestPath(request.target.path);
     request.header_views.clear();  // keeps its capacity across requests
     for (const auto& [name, value] : request.head->headers) request.header_views.emplace_back(name, value);
-    router::RequestView view;
+    dp::RequestView view;
     view.method = request.head->method;
     view.host = request.host;
     view.port = request.local_port;
@@ -39,7 +39,7 @@ class RouteStep final : public RequestStep {
   }
 
  private:
-  const router::Router* router_;
+  const dp::Router* router_;
 };
 
 // Kong adds the debug headers whenever the request carries Kong-Debug (any value).
@@ -47,7 +47,7 @@ class DebugHeadersStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
     if (!request.debug_headers_allowed || request.head->Find("kong-debug") == nullptr) return StepStatus::kContinue;
-    const router::Match& match = *request.match;
+    const dp::Match& match = *request.match;
     request.response_headers.emplace_back("Kong-Route-Id", match.route->id());
     if (match.route->has_name()) request.response_headers.emplace_back("Kong-Route-Name", match.route->name());
     if (match.service != nullptr) {
@@ -100,9 +100,9 @@ class DestinationStep final : public RequestStep {
 class UpstreamRequestStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
-    const balancer::UpstreamService& service = *request.service;
-    const router::Match& match = *request.match;
-    const std::string upstream_path = router::EscapeUpstreamPath(router::BuildUpstreamPath(
+    const dp::UpstreamService& service = *request.service;
+    const dp::Match& match = *request.match;
+    const std::string upstream_path = dp::EscapeUpstreamPath(dp::BuildUpstreamPath(
         service.has_path ? absl::string_view(service.path) : absl::string_view(), request.normalized_path,
         match.matched_path, match.route->strip_path()));
     UpstreamRequestParams params;
@@ -126,7 +126,7 @@ class UpstreamRequestStep final : public RequestStep {
 
 }  // namespace
 
-void AddBuiltinSteps(Pipeline* pipeline, const router::Router* router, const ServiceMap* services) {
+void AddBuiltinSteps(Pipeline* pipeline, const dp::Router* router, const ServiceMap* services) {
   pipeline->Add(Phase::kRoute, std::make_shared<RouteStep>(router));
   pipeline->Add(Phase::kRoute, std::make_shared<DebugHeadersStep>());
   pipeline->Add(Phase::kAccess, std::make_shared<HttpsOnlyStep>());
@@ -135,4 +135,4 @@ void AddBuiltinSteps(Pipeline* pipeline, const router::Router* router, const Ser
   pipeline->Add(Phase::kUpstream, std::make_shared<UpstreamRequestStep>());
 }
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

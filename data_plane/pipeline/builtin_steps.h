@@ -11,12 +11,12 @@
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/router/router.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 // The compiled services of a snapshot, by the config's service pointers (what Router::Find returns).
-using ServiceMap = absl::flat_hash_map<const config::v1::Service*, balancer::UpstreamService>;
+using ServiceMap = absl::flat_hash_map<const config::v1::Service*, dp::UpstreamService>;
 
 // Adds the built-in steps. `router` and `services` must outlive the pipeline.
-void AddBuiltinSteps(Pipeline* pipeline, const router::Router* router, const ServiceMap* services);
+void AddBuiltinSteps(Pipeline* pipeline, const dp::Router* router, const ServiceMap* services);
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

@@ -4,7 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/host_port.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 LocalResponse HttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                     bool close) {
@@ -23,4 +23,4 @@ LocalResponse HttpsRequiredResponse(int redirect_status, absl::string_view host,
   return response;
 }
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

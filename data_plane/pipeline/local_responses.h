@@ -5,7 +5,7 @@
 #include "absl/strings/string_view.h"
 #include "data_plane/pipeline/pipeline.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 inline constexpr absl::string_view kMsgBadRequest = "Bad request";
 inline constexpr absl::string_view kMsgHeaderTooLarge = "Request header or cookie too large";
@@ -24,4 +24,4 @@ inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protoco
 LocalResponse HttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                     bool close);
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

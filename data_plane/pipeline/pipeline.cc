@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 void RequestContext::ResetContext() {
   head = nullptr;
@@ -50,4 +50,4 @@ void Pipeline::AddLog(std::shared_ptr<const LogStep> step) {
   log_owned_.push_back(std::move(step));
 }
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

@@ -30,7 +30,7 @@
 #include "data_plane/balancer/destinations.h"
 #include "data_plane/router/router.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 enum class Phase { kRoute, kRewrite, kAccess, kDestination, kUpstream };
 
@@ -69,9 +69,9 @@ class RequestContext {
 
   // ---- results of the steps
   std::string normalized_path;                   // route step: what the router matched
-  std::optional<router::Match> match;            // route step
-  const balancer::UpstreamService* service = nullptr;  // service step
-  const balancer::Target* upstream_target = nullptr;   // destination step
+  std::optional<dp::Match> match;            // route step
+  const dp::UpstreamService* service = nullptr;  // service step
+  const dp::Target* upstream_target = nullptr;   // destination step
   int attempt = 0;                               // destination attempts so far (retries count)
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
@@ -151,4 +151,4 @@ class Pipeline {
   std::vector<const LogStep*> log_steps_;
 };
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

@@ -4,7 +4,7 @@
 #include "common/http/header_lines.h"
 #include "common/http/known_headers.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 namespace {
 
 
@@ -85,4 +85,4 @@ std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamR
   return out;
 }
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

@@ -7,10 +7,10 @@
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 
 struct UpstreamRequestParams {
-  absl::string_view upstream_path;   // already joined by router::BuildUpstreamPath
+  absl::string_view upstream_path;   // already joined by dp::BuildUpstreamPath
   absl::string_view query;           // without '?', empty when none; sent as received except
                                      // bytes >= 0x80, which are sent as %XX
   bool has_query = false;
@@ -34,4 +34,4 @@ std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamR
 // The same head, appended to `out` (lets the caller reuse one buffer's capacity).
 void AppendUpstreamRequestHead(std::string* out, const MessageHead& request, const UpstreamRequestParams& params);
 
-}  // namespace portico::pipeline
+}  // namespace portico::dp

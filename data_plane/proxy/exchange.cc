@@ -6,7 +6,7 @@
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/proxy/worker.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 // An exchange whose buffers grew beyond this is freed instead of pooled.
@@ -32,9 +32,9 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   request_is_head_ = head.method == "HEAD";
   request_chunked_ = head.chunked;
   if (config_ == nullptr) {  // nothing published yet
-    pipeline::LocalResponse response;
+    dp::LocalResponse response;
     response.status = 404;
-    response.message = pipeline::kMsgNoRoute;
+    response.message = dp::kMsgNoRoute;
     Respond(response);
     steps_done_ = true;
     MaybeFinish();
@@ -44,14 +44,14 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
 }
 
 void Exchange::RunSteps() {
-  const std::vector<const pipeline::RequestStep*>& steps = config_->pipeline().request_steps();
+  const std::vector<const dp::RequestStep*>& steps = config_->pipeline().request_steps();
   while (next_step_ < steps.size()) {
-    const pipeline::RequestStep* step = steps[next_step_];
+    const dp::RequestStep* step = steps[next_step_];
     in_step_ = true;
-    pipeline::StepStatus status = step->OnRequest(*this);
+    dp::StepStatus status = step->OnRequest(*this);
     in_step_ = false;
     if (cancelled_) return;
-    if (status == pipeline::StepStatus::kSuspend) {
+    if (status == dp::StepStatus::kSuspend) {
       if (!resumed_in_step_) {
         suspended_ = true;
         return;  // Resume() goes on from here
@@ -60,7 +60,7 @@ void Exchange::RunSteps() {
       status = resumed_status_;
     }
     ++next_step_;
-    if (status == pipeline::StepStatus::kStop) {
+    if (status == dp::StepStatus::kStop) {
       steps_done_ = true;
       MaybeFinish();
       return;
@@ -73,7 +73,7 @@ void Exchange::RunSteps() {
   StartUpstream(/*allow_pooled=*/true);
 }
 
-void Exchange::Resume(pipeline::StepStatus status) {
+void Exchange::Resume(dp::StepStatus status) {
   if (in_step_) {
     resumed_in_step_ = true;
     resumed_status_ = status;
@@ -83,7 +83,7 @@ void Exchange::Resume(pipeline::StepStatus status) {
   suspended_ = false;
   suspended_data = nullptr;
   ++next_step_;
-  if (status == pipeline::StepStatus::kStop) {
+  if (status == dp::StepStatus::kStop) {
     steps_done_ = true;
   } else {
     RunSteps();
@@ -94,7 +94,7 @@ void Exchange::Resume(pipeline::StepStatus status) {
   if (!cancelled_) downstream_->RequestBodyWanted();
 }
 
-void Exchange::Respond(const pipeline::LocalResponse& response) {
+void Exchange::Respond(const dp::LocalResponse& response) {
   if (upstream_ != nullptr) {
     upstream_->Abort();
     upstream_ = nullptr;
@@ -110,7 +110,7 @@ void Exchange::Respond(const pipeline::LocalResponse& response) {
 
 void Exchange::RunResponseHeadSteps(int status) {
   if (config_ == nullptr) return;
-  for (const pipeline::ResponseHeadStep* step : config_->pipeline().response_head_steps()) {
+  for (const dp::ResponseHeadStep* step : config_->pipeline().response_head_steps()) {
     step->OnResponseHead(*this, status);
   }
 }
@@ -130,25 +130,25 @@ void Exchange::Cancel() {
 
 bool Exchange::RerunDestinationSteps() {
   ++attempt;
-  for (const pipeline::RequestStep* step : config_->pipeline().request_steps()) {
+  for (const dp::RequestStep* step : config_->pipeline().request_steps()) {
     if (!step->rerun_on_retry()) continue;
     in_step_ = true;
-    const pipeline::StepStatus status = step->OnRequest(*this);
+    const dp::StepStatus status = step->OnRequest(*this);
     in_step_ = false;
     // A step that suspends or answers on a retry ends the retries (it has answered if it stopped).
-    if (cancelled_ || status != pipeline::StepStatus::kContinue) return false;
+    if (cancelled_ || status != dp::StepStatus::kContinue) return false;
   }
   return true;
 }
 
 void Exchange::StartUpstream(bool allow_pooled) {
-  const balancer::Target& target_address = *upstream_target;
+  const dp::Target& target_address = *upstream_target;
   UpstreamConnection* connection = allow_pooled ? worker_->AcquireIdle(target_address.pool_key) : nullptr;
   if (connection == nullptr) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address);
     if (!fresh.ok()) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
-      FailUpstream(502, pipeline::kMsgBadGateway);
+      FailUpstream(502, dp::kMsgBadGateway);
       return;
     }
     connection = *fresh;
@@ -219,7 +219,7 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
 
 void Exchange::OnUpstreamBody(absl::string_view data) {
   if (!body_to_client_ || data.empty() || cancelled_) return;
-  for (const pipeline::ResponseBodyStep* step : config_->pipeline().response_body_steps()) {
+  for (const dp::ResponseBodyStep* step : config_->pipeline().response_body_steps()) {
     step->OnResponseBody(*this, data);
   }
   downstream_->SendResponseBody(data);  // borrowed from the read buffer until FlushResponse
@@ -274,11 +274,11 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
   const bool timeout = error == UpstreamError::kConnectTimeout || error == UpstreamError::kWriteTimeout ||
                        error == UpstreamError::kReadTimeout;
   PORTICO_LOG(kDebug, "proxy", "upstream failure ", static_cast<int>(error));
-  FailUpstream(timeout ? 504 : 502, timeout ? pipeline::kMsgTimeout : pipeline::kMsgBadGateway);
+  FailUpstream(timeout ? 504 : 502, timeout ? dp::kMsgTimeout : dp::kMsgBadGateway);
 }
 
 void Exchange::FailUpstream(int status, absl::string_view message) {
-  pipeline::LocalResponse response;
+  dp::LocalResponse response;
   response.status = status;
   response.message = message;
   // The upstream may have had part of the body: keep-alive only if the request was read whole.
@@ -290,7 +290,7 @@ void Exchange::FailUpstream(int status, absl::string_view message) {
 void Exchange::MaybeFinish() {
   if (cancelled_ || !request_complete_ || !response_complete_) return;
   if (config_ != nullptr) {
-    for (const pipeline::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
+    for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
   }
   downstream_->ExchangeDone();  // may Reset() this exchange: nothing may follow
 }
@@ -319,11 +319,11 @@ void Exchange::Reset() {
   response_status_ = 0;
   in_step_ = false;
   resumed_in_step_ = false;
-  resumed_status_ = pipeline::StepStatus::kContinue;
+  resumed_status_ = dp::StepStatus::kContinue;
 }
 
 bool Exchange::WorthPooling() const {
   return upstream_head.capacity() + pending_body_.capacity() <= kMaxPooledExchangeBytes;
 }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -24,7 +24,7 @@
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/proxy/upstream_connection.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 class Worker;
 
@@ -37,7 +37,7 @@ class Downstream {
   // A response the proxy made itself, followed by `extra_headers` (the request's response
   // headers). The connection closes after it when `response.close` or when it cannot keep the
   // connection (the client asked to close, or the request body cannot be discarded).
-  virtual void SendLocal(const pipeline::LocalResponse& response,
+  virtual void SendLocal(const dp::LocalResponse& response,
                          const std::vector<std::pair<std::string, std::string>>& extra_headers) = 0;
   // The upstream's final response head, with `extra_headers` added. Returns whether its body goes
   // to the client (false for a response to HEAD and for 1xx/204/304: the upstream codec skips it).
@@ -61,7 +61,7 @@ class Downstream {
   virtual void ExchangeDone() = 0;
 };
 
-class Exchange final : public pipeline::RequestContext, public UpstreamObserver {
+class Exchange final : public dp::RequestContext, public UpstreamObserver {
  public:
   Exchange() = default;
   Exchange(const Exchange&) = delete;
@@ -99,9 +99,9 @@ class Exchange final : public pipeline::RequestContext, public UpstreamObserver 
   // False when its buffers grew too large to keep in the worker's pool.
   bool WorthPooling() const;
 
-  // ---- pipeline::RequestContext
-  void Respond(const pipeline::LocalResponse& response) override;
-  void Resume(pipeline::StepStatus status) override;
+  // ---- dp::RequestContext
+  void Respond(const dp::LocalResponse& response) override;
+  void Resume(dp::StepStatus status) override;
 
   // ---- UpstreamObserver
   void OnUpstreamConnected() override;
@@ -145,7 +145,7 @@ class Exchange final : public pipeline::RequestContext, public UpstreamObserver 
   int response_status_ = 0;        // the status sent to the client (for log steps)
   bool in_step_ = false;           // a request step is running (Resume from inside it is deferred)
   bool resumed_in_step_ = false;
-  pipeline::StepStatus resumed_status_ = pipeline::StepStatus::kContinue;
+  dp::StepStatus resumed_status_ = dp::StepStatus::kContinue;
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -8,7 +8,7 @@
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 // Pipelined or early bytes buffered beyond this stop reading from the client.
@@ -209,8 +209,8 @@ void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
         input_.clear();
         fresh_ = absl::string_view();
         PORTICO_LOG(kDebug, "proxy", "bad request from ", client_ip_, ": ", codec_.error_reason());
-        RespondToBadInput(400, result.event == Http1Codec::Event::kHeadTooLarge ? pipeline::kMsgHeaderTooLarge
-                                                                                : pipeline::kMsgBadRequest);
+        RespondToBadInput(400, result.event == Http1Codec::Event::kHeadTooLarge ? dp::kMsgHeaderTooLarge
+                                                                                : dp::kMsgBadRequest);
         break;
     }
     if (result.event == Http1Codec::Event::kNeedMore && result.consumed == pending.size()) {
@@ -257,7 +257,7 @@ void Http1ClientConnection::RespondToBadInput(int status, absl::string_view mess
 
 void Http1ClientConnection::OnRequestHead() {
   if (state_ != State::kIdle) {  // cannot happen: the codec stops after each message
-    RespondToBadInput(400, pipeline::kMsgBadRequest);
+    RespondToBadInput(400, dp::kMsgBadRequest);
     return;
   }
   worker_.CountRequest();
@@ -273,7 +273,7 @@ void Http1ClientConnection::OnRequestHead() {
     input_.clear();
     fresh_ = absl::string_view();
     WriteToClient(BuildKongResponse(
-        check.status, check.status == 400 ? pipeline::kMsgBadRequest : HttpReasonPhrase(check.status), true));
+        check.status, check.status == 400 ? dp::kMsgBadRequest : HttpReasonPhrase(check.status), true));
     BeginDrain();
     return;
   }
@@ -308,7 +308,7 @@ void Http1ClientConnection::RequestBodyWanted() {
   if (state_ == State::kExchange && !in_process_input_) ProcessInput();
 }
 
-void Http1ClientConnection::SendLocal(const pipeline::LocalResponse& response,
+void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
                                       const std::vector<std::pair<std::string, std::string>>& extra_headers) {
   // The rest of the request body is discarded: keep-alive only if the client allows it.
   const bool close = response.close || !client_keep_alive_;
@@ -513,4 +513,4 @@ void Http1ClientConnection::OnTransportShutdown(int status) {
   UpdateReading();
 }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

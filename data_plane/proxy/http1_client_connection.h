@@ -31,7 +31,7 @@
 #include "data_plane/proxy/http1_messages.h"
 #include "data_plane/proxy/worker.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 class Http1ClientConnection final : public TransportCallbacks, public Http1Codec::BodySink, public Downstream {
  public:
@@ -63,7 +63,7 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   bool OnBody(absl::string_view data) override;
 
   // Downstream (the current exchange).
-  void SendLocal(const pipeline::LocalResponse& response,
+  void SendLocal(const dp::LocalResponse& response,
                  const std::vector<std::pair<std::string, std::string>>& extra_headers) override;
   bool SendResponseHead(const MessageHead& head,
                         const std::vector<std::pair<std::string, std::string>>& extra_headers) override;
@@ -138,4 +138,4 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -7,7 +7,7 @@
 #include "common/http/header_lines.h"
 #include "absl/strings/str_split.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 
@@ -30,7 +30,7 @@ std::string JsonEscape(absl::string_view text) {
 }  // namespace
 
 
-std::string SerializeLocalResponse(const pipeline::LocalResponse& response, bool close,
+std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
                                    const std::vector<std::pair<std::string, std::string>>& context_headers) {
   std::string out = absl::StrCat("HTTP/1.1 ", response.status, " ", HttpReasonPhrase(response.status), "\r\n");
   std::string body;
@@ -55,7 +55,7 @@ std::string SerializeLocalResponse(const pipeline::LocalResponse& response, bool
 
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
                               const std::vector<std::pair<std::string, std::string>>& extra_headers) {
-  pipeline::LocalResponse response;
+  dp::LocalResponse response;
   response.status = status;
   response.message = message;
   return SerializeLocalResponse(response, close, extra_headers);
@@ -64,7 +64,7 @@ std::string BuildKongResponse(int status, absl::string_view message, bool close,
 std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                        bool close,
                                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
-  return SerializeLocalResponse(pipeline::HttpsRequiredResponse(redirect_status, host, path_and_query, close), close,
+  return SerializeLocalResponse(dp::HttpsRequiredResponse(redirect_status, host, path_and_query, close), close,
                                 extra_headers);
 }
 
@@ -153,4 +153,4 @@ absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]) {
 
 absl::string_view StripPort(absl::string_view host) { return SplitHostHeader(host).name; }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

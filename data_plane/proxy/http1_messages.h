@@ -17,7 +17,7 @@
 #define PORTICO_VERSION "0.0.0"
 #endif
 
-namespace portico::proxy {
+namespace portico::dp {
 
 inline constexpr absl::string_view kServerToken = "portico/" PORTICO_VERSION;
 
@@ -25,14 +25,14 @@ inline constexpr absl::string_view kServerToken = "portico/" PORTICO_VERSION;
 // JSON body {"message": ...}, Server, `Connection: close` when `close`, the response's headers;
 // without one, its headers (e.g. Location), `Content-Length: 0`, Server, Connection. Then
 // `context_headers` (the request's response headers: debug headers, plugins).
-std::string SerializeLocalResponse(const pipeline::LocalResponse& response, bool close,
+std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
                                    const std::vector<std::pair<std::string, std::string>>& context_headers);
 
 // SerializeLocalResponse of {status, message}.
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
                               const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
-// SerializeLocalResponse of pipeline::HttpsRequiredResponse.
+// SerializeLocalResponse of dp::HttpsRequiredResponse.
 std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                        bool close,
                                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
@@ -69,4 +69,4 @@ inline constexpr absl::string_view kLastChunk = "0\r\n\r\n";
 // router splits it (SplitHostHeader: text after a colon that is not a valid port stays).
 absl::string_view StripPort(absl::string_view host);
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace portico::proxy {
+namespace portico::dp {
 
 struct ProxyOptions {
   std::string host = "0.0.0.0";        // IPv4 or IPv6 literal to listen on
@@ -18,4 +18,4 @@ struct ProxyOptions {
   int64_t client_timeout_ms = 60 * 1000;
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "data_plane/proxy/worker.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 absl::Status Errno(absl::string_view what) {
@@ -137,4 +137,4 @@ void ProxyServer::Stop() {
 
 ProxyServer::~ProxyServer() { Stop(); }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -13,7 +13,7 @@
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 
 class Worker;
@@ -59,10 +59,5 @@ class ProxyServer {
   uint64_t requests_at_stop_ = 0;
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp
 
-// Also visible as portico::X for callers outside the proxy (data_plane/main.cc).
-namespace portico {
-using proxy::ProxyOptions;
-using proxy::ProxyServer;
-}  // namespace portico

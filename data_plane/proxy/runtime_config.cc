@@ -2,7 +2,7 @@
 
 #include <utility>
 
-namespace portico::proxy {
+namespace portico::dp {
 
 absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std::shared_ptr<const ConfigSet> config,
                                                                             ConfigVersion version,
@@ -11,19 +11,19 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   std::shared_ptr<RuntimeConfig> runtime(new RuntimeConfig());
   runtime->config_ = config;
   runtime->version_ = std::move(version);
-  absl::StatusOr<std::unique_ptr<const router::Router>> built = router::Router::Build(config);
+  absl::StatusOr<std::unique_ptr<const dp::Router>> built = dp::Router::Build(config);
   if (!built.ok()) return built.status();
   runtime->router_ = std::move(*built);
 
   runtime->services_.reserve(config->services.size());
   for (const config::v1::Service& service : config->services) {
-    absl::StatusOr<balancer::UpstreamService> compiled = balancer::CompileUpstreamService(service);
+    absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service);
     if (!compiled.ok()) return compiled.status();
     runtime->services_.emplace(&service, *std::move(compiled));
   }
 
-  pipeline::Pipeline& steps = runtime->pipeline_;
-  pipeline::AddBuiltinSteps(&steps, runtime->router_.get(), &runtime->services_);
+  dp::Pipeline& steps = runtime->pipeline_;
+  dp::AddBuiltinSteps(&steps, runtime->router_.get(), &runtime->services_);
   for (const auto& [phase, step] : extensions.request_steps) steps.Add(phase, step);
   for (const auto& step : extensions.response_head_steps) steps.AddResponseHead(step);
   for (const auto& step : extensions.response_body_steps) steps.AddResponseBody(step);
@@ -31,10 +31,10 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   return std::shared_ptr<const RuntimeConfig>(std::move(runtime));
 }
 
-const balancer::UpstreamService* RuntimeConfig::FindService(const config::v1::Service* service) const {
+const dp::UpstreamService* RuntimeConfig::FindService(const config::v1::Service* service) const {
   if (service == nullptr) return nullptr;
   auto it = services_.find(service);
   return it != services_.end() ? &it->second : nullptr;
 }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

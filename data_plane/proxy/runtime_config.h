@@ -14,14 +14,14 @@
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/router/router.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 // What Compile adds to a snapshot's pipeline besides the built-in steps (plugins; tests).
 struct PipelineExtensions {
-  std::vector<std::pair<pipeline::Phase, std::shared_ptr<const pipeline::RequestStep>>> request_steps;
-  std::vector<std::shared_ptr<const pipeline::ResponseHeadStep>> response_head_steps;
-  std::vector<std::shared_ptr<const pipeline::ResponseBodyStep>> response_body_steps;
-  std::vector<std::shared_ptr<const pipeline::LogStep>> log_steps;
+  std::vector<std::pair<dp::Phase, std::shared_ptr<const dp::RequestStep>>> request_steps;
+  std::vector<std::shared_ptr<const dp::ResponseHeadStep>> response_head_steps;
+  std::vector<std::shared_ptr<const dp::ResponseBodyStep>> response_body_steps;
+  std::vector<std::shared_ptr<const dp::LogStep>> log_steps;
 };
 
 class RuntimeConfig {
@@ -34,27 +34,23 @@ class RuntimeConfig {
                                                                       const PipelineExtensions& extensions = {});
 
   const ConfigVersion& version() const { return version_; }
-  const router::Router& router() const { return *router_; }
+  const dp::Router& router() const { return *router_; }
   const ConfigSet& config() const { return *config_; }
-  const pipeline::Pipeline& pipeline() const { return pipeline_; }
+  const dp::Pipeline& pipeline() const { return pipeline_; }
 
   // The compiled service for a service pointer returned by this config's router().Find()
   // (pointers into config().services); nullptr for any other pointer.
-  const balancer::UpstreamService* FindService(const config::v1::Service* service) const;
+  const dp::UpstreamService* FindService(const config::v1::Service* service) const;
 
  private:
   RuntimeConfig() = default;
 
   std::shared_ptr<const ConfigSet> config_;
   ConfigVersion version_;
-  std::unique_ptr<const router::Router> router_;
-  pipeline::ServiceMap services_;
-  pipeline::Pipeline pipeline_;  // refers to router_ and services_
+  std::unique_ptr<const dp::Router> router_;
+  dp::ServiceMap services_;
+  dp::Pipeline pipeline_;  // refers to router_ and services_
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp
 
-// Also visible as portico::X for callers outside the proxy (data_plane/main.cc).
-namespace portico {
-using proxy::RuntimeConfig;
-}  // namespace portico

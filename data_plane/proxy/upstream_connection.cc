@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "data_plane/proxy/worker.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 // The connection's own timer (the stream callbacks are the transport's).
 struct UpstreamConnection::Uv {
@@ -329,4 +329,4 @@ void UpstreamConnection::CompleteResponse() {
   }
 }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -26,7 +26,7 @@
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 class Worker;
 
@@ -163,4 +163,4 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
   UpstreamError deferred_error_ = UpstreamError::kClosed;
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

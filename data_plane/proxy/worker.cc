@@ -14,7 +14,7 @@
 #include "data_plane/proxy/http1_client_connection.h"
 #include "data_plane/proxy/upstream_connection.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 // libuv trampolines for the worker's own handles.
 struct Worker::Uv {
@@ -266,7 +266,7 @@ size_t Worker::idle_upstream_count() const {
   return n;
 }
 
-absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const balancer::Target& target) {
+absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const dp::Target& target) {
   auto owned = std::make_unique<UpstreamConnection>(*this, target.pool_key, options_.max_header_bytes);
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
@@ -343,4 +343,4 @@ void Worker::DrainGraveyard() {
   dead_upstreams_.clear();
 }
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

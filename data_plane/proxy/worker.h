@@ -24,7 +24,7 @@
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 
 class Exchange;
 class Http1ClientConnection;
@@ -105,7 +105,7 @@ class Worker {
   bool AddIdle(UpstreamConnection* connection);
   void RemoveIdle(UpstreamConnection* connection);
   // A new connection towards the target, already connecting. Errors: connect failure.
-  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const balancer::Target& target);
+  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const dp::Target& target);
 
   // Called from the last close callback of a connection: frees it after the current iteration.
   void Destroy(Http1ClientConnection* connection);
@@ -185,4 +185,4 @@ class Worker {
   std::atomic<int64_t> request_states_held_{0};
 };
 
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <new>
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 struct BuildNode {
@@ -110,4 +110,4 @@ void PrefixTrie::Release() {
   block_bytes_ = 0;
 }
 
-}  // namespace portico::router
+}  // namespace portico::dp

@@ -18,7 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
-namespace portico::router {
+namespace portico::dp {
 
 class PrefixTrie {
  public:
@@ -102,4 +102,4 @@ class PrefixTrie {
   std::pmr::memory_resource* memory_ = nullptr;
 };
 
-}  // namespace portico::router
+}  // namespace portico::dp

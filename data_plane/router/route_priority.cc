@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 bool NonEmpty(bool has, int size) { return has && size > 0; }
@@ -38,4 +38,4 @@ uint64_t RoutePriority(const config::v1::Route& route, absl::string_view path) {
          (regex ? kRegexPathBit : 0) | (regex_priority << 19) | path_length;
 }
 
-}  // namespace portico::router
+}  // namespace portico::dp

@@ -12,7 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "portico/config/v1/config.pb.h"
 
-namespace portico::router {
+namespace portico::dp {
 
 inline constexpr uint64_t kPlainHostOnlyBit = uint64_t{1} << 60;
 inline constexpr uint64_t kRegexPathBit = uint64_t{1} << 51;
@@ -26,4 +26,4 @@ inline bool IsRegexPath(absl::string_view path) { return !path.empty() && path[0
 // or empty when the route has no paths.
 uint64_t RoutePriority(const config::v1::Route& route, absl::string_view path);
 
-}  // namespace portico::router
+}  // namespace portico::dp

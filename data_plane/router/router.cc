@@ -46,7 +46,7 @@
 #include "re2/re2.h"
 #include "re2/set.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 using config::v1::Route;
@@ -830,4 +830,4 @@ std::optional<Match> Router::Find(const RequestView& request) const {
   }
 }
 
-}  // namespace portico::router
+}  // namespace portico::dp

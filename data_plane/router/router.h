@@ -15,7 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
 
-namespace portico::router {
+namespace portico::dp {
 
 struct RequestView {
   absl::string_view method;  // "GET"
@@ -79,4 +79,4 @@ std::string NormalizeRequestPath(absl::string_view raw_path);
 // Existing %XX triplets pass unchanged, so reserved characters stay encoded.
 std::string EscapeUpstreamPath(absl::string_view path);
 
-}  // namespace portico::router
+}  // namespace portico::dp

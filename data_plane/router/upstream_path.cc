@@ -7,7 +7,7 @@
 #include "common/config/validate.h"
 #include "data_plane/router/router.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 // Removes one leading ".", "..", "./" or "../" from the part of the path after the stripped prefix.
@@ -112,4 +112,4 @@ std::string BuildUpstreamPath(absl::string_view service_path, absl::string_view 
   return absl::StrCat(base, "/", postfix);
 }
 
-}  // namespace portico::router
+}  // namespace portico::dp

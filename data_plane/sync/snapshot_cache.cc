@@ -15,7 +15,7 @@
 #include "common/snapshot/snapshot.h"
 #include "portico/sync/v1/sync.pb.h"
 
-namespace portico {
+namespace portico::dp {
 namespace {
 
 constexpr char kLog[] = "dp-cache";
@@ -117,4 +117,4 @@ absl::StatusOr<LoadedSnapshot> SnapshotCache::Load() const {
   return absl::NotFoundError(absl::StrCat("no usable snapshot in ", dir_));
 }
 
-}  // namespace portico
+}  // namespace portico::dp

@@ -16,7 +16,7 @@
 #include "common/config/config_set.h"
 #include "common/snapshot/snapshot.h"
 
-namespace portico {
+namespace portico::dp {
 
 // One snapshot exactly as the CP sent it (all chunks concatenated).
 struct CachedSnapshot {
@@ -64,4 +64,4 @@ class SnapshotCache {
   SnapshotLimits limits_;
 };
 
-}  // namespace portico
+}  // namespace portico::dp

@@ -20,7 +20,7 @@
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
 
-namespace portico {
+namespace portico::dp {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -559,4 +559,4 @@ SyncClientStats SyncClient::stats() const {
 
 void SyncClient::Stop() { impl_->Stop(); }
 
-}  // namespace portico
+}  // namespace portico::dp

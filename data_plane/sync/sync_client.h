@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "common/config/config_set.h"
 
-namespace portico {
+namespace portico::dp {
 
 class SyncClientTestHooks;
 
@@ -88,4 +88,4 @@ class SyncClient {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace portico
+}  // namespace portico::dp

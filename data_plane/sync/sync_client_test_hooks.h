@@ -4,7 +4,7 @@
 // one only when a PORTICO_TEST_* environment variable asks for it (data_plane/main.cc).
 #include <string>
 
-namespace portico {
+namespace portico::dp {
 
 class SyncClientTestHooks {
  public:
@@ -14,4 +14,4 @@ class SyncClientTestHooks {
   virtual std::string HelloNodeId(const std::string& certificate_node_id) const { return certificate_node_id; }
 };
 
-}  // namespace portico
+}  // namespace portico::dp

@@ -82,10 +82,10 @@ void Decode(const portico::HttpRequest& request, const std::string* url_name,
             portico::FieldKind (*kind_of)(absl::string_view), Entity (*defaults)(),
             void (*apply)(const json&, Entity*, portico::FieldErrors*),
             portico::FieldErrors (*validate)(const Entity&), json (*to_json)(const Entity&)) {
-  portico::DecodedBody body = portico::DecodeBody(request, kind_of);
+  portico::cp::DecodedBody body = portico::cp::DecodeBody(request, kind_of);
   if (body.error_status != 0) return;
   if (absl::StrContains(request.Header("Content-Type") ? *request.Header("Content-Type") : "", "json")) {
-    FUZZ_CHECK(Depth(body.value) <= static_cast<size_t>(portico::kMaxJsonDepth), "json-depth",
+    FUZZ_CHECK(Depth(body.value) <= static_cast<size_t>(portico::cp::kMaxJsonDepth), "json-depth",
                absl::StrCat(Depth(body.value), " levels"));
   }
   Entity entity = defaults();
@@ -100,14 +100,14 @@ void Decode(const portico::HttpRequest& request, const std::string* url_name,
 }
 
 void CheckPercent(absl::string_view bytes) {
-  const std::string encoded = portico::PercentEncode(bytes);
+  const std::string encoded = portico::cp::PercentEncode(bytes);
   for (size_t i = 0; i < encoded.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(encoded[i]);
     const bool unreserved = absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
     if (!FUZZ_CHECK(unreserved || c == '%', "percent", Show(encoded))) return;
   }
-  FUZZ_CHECK(portico::PercentDecode(encoded, false) == bytes, "percent", Show(bytes));
-  FUZZ_CHECK(portico::PercentDecode(encoded, true) == bytes, "percent", Show(bytes));
+  FUZZ_CHECK(portico::cp::PercentDecode(encoded, false) == bytes, "percent", Show(bytes));
+  FUZZ_CHECK(portico::cp::PercentDecode(encoded, true) == bytes, "percent", Show(bytes));
 }
 
 }  // namespace
@@ -121,7 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (named) {
     const size_t newline = rest.find('\n');
     const absl::string_view segment = rest.substr(0, newline);
-    url_name = portico::PercentDecode(segment, /*plus_is_space=*/false);
+    url_name = portico::cp::PercentDecode(segment, /*plus_is_space=*/false);
     rest = newline == absl::string_view::npos ? absl::string_view() : rest.substr(newline + 1);
     CheckPercent(segment);
   }
@@ -139,6 +139,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                          &portico::DefaultService, &portico::ApplyServiceJson,
                                          &portico::ValidateServiceFields, &portico::ServiceToJson);
   }
-  if (flags & 2) (void)portico::ParseQuery(rest);  // the query-string path (tags, size, offset)
+  if (flags & 2) (void)portico::cp::ParseQuery(rest);  // the query-string path (tags, size, offset)
   return 0;
 }

@@ -46,17 +46,17 @@
 namespace {
 
 using portico::fuzz::Show;
-using portico::pipeline::AppendUpstreamRequestHead;
+using portico::dp::AppendUpstreamRequestHead;
 using portico::CheckRequestHead;
-using portico::proxy::ChunkSizeLine;
+using portico::dp::ChunkSizeLine;
 using portico::MessageHead;
 using portico::Http1Codec;
 using portico::fuzz::DelegatingCodec;
 using portico::fuzz::CodecDelegate;
-using portico::proxy::kLastChunk;
+using portico::dp::kLastChunk;
 using portico::RequestHeadCheck;
-using portico::proxy::StripPort;
-using portico::pipeline::UpstreamRequestParams;
+using portico::dp::StripPort;
+using portico::dp::UpstreamRequestParams;
 
 constexpr size_t kMaxHeadBytes = 64 * 1024;  // ProxyOptions::max_header_bytes default
 
@@ -100,8 +100,8 @@ class ClientSide : public CodecDelegate {
     content_length_ = head.content_length;
     method_ = head.method;
     // As UpstreamRequestStep (strip_path with an empty matched path, no service path).
-    const std::string upstream_path = portico::router::EscapeUpstreamPath(
-        portico::router::BuildUpstreamPath("", portico::router::NormalizeRequestPath(check.target.path), "", true));
+    const std::string upstream_path = portico::dp::EscapeUpstreamPath(
+        portico::dp::BuildUpstreamPath("", portico::dp::NormalizeRequestPath(check.target.path), "", true));
     UpstreamRequestParams params;
     params.upstream_path = upstream_path;
     params.query = check.target.query;

@@ -48,15 +48,15 @@
 namespace {
 
 using portico::fuzz::Show;
-using portico::proxy::AppendDownstreamResponseHead;
-using portico::proxy::ChooseResponseFraming;
-using portico::proxy::ChunkSizeLine;
+using portico::dp::AppendDownstreamResponseHead;
+using portico::dp::ChooseResponseFraming;
+using portico::dp::ChunkSizeLine;
 using portico::MessageHead;
 using portico::Http1Codec;
 using portico::fuzz::DelegatingCodec;
 using portico::fuzz::CodecDelegate;
-using portico::proxy::kLastChunk;
-using portico::proxy::ResponseFraming;
+using portico::dp::kLastChunk;
+using portico::dp::ResponseFraming;
 
 constexpr size_t kMaxHeadBytes = 64 * 1024;  // ProxyOptions::max_header_bytes default
 

@@ -1,9 +1,9 @@
 // Fuzz target: the request path normaliser and what the proxy sends upstream from its result.
 // The input is the path part of a request-target, as the proxy hands it to the router
-// (SplitRequestTarget, then router::NormalizeRequestPath).
+// (SplitRequestTarget, then dp::NormalizeRequestPath).
 //
 // Invariants (each id is what FUZZ_CHECK prints):
-//   same-as-config      router::NormalizeRequestPath == common/config NormalizeUriPath (one rule
+//   same-as-config      dp::NormalizeRequestPath == common/config NormalizeUriPath (one rule
 //                       for routing and for validating route paths) when every '%' starts a %XX
 //                       triplet (the router first writes a bare '%' as %25)
 //   idempotent          normalising the result again changes nothing
@@ -13,7 +13,7 @@
 //   no-double-slash     (input starting with '/') no "//" left
 //   no-new-delimiter    decoding never creates '/', '?' or '#' (reserved stay encoded): each occurs
 //                       at most as often as in the input
-//   escape-legal        router::EscapeUpstreamPath(result) holds only bytes a request-target may
+//   escape-legal        dp::EscapeUpstreamPath(result) holds only bytes a request-target may
 //                       carry (RFC 3986 pchar, '/', '?', '%', and '[' ']', which Kong's escape keeps
 //                       and servers accept): no SP, CTL, DEL, '#', byte >= 0x80, nor any of "<>\^`{|}
 //   escape-slash        the escaped path starts with '/' exactly when the normalised one does
@@ -25,7 +25,7 @@
 //                       result (what a plain route can match: "", "/", up to the first and the last
 //                       inner '/', all of it), with or without strip_path (one service path and
 //                       strip mode per input, picked from its length and last byte):
-//                       router::BuildUpstreamPath + EscapeUpstreamPath is a legal target starting
+//                       dp::BuildUpstreamPath + EscapeUpstreamPath is a legal target starting
 //                       with '/', has no dot segment, and, normalised, still starts with the
 //                       service path (no escape above the service path)
 #include <cstddef>
@@ -120,10 +120,10 @@ void CheckUpstream(const std::string& normalized) {
     for (size_t end : ends) {
       for (bool strip : {(pick / 4) % 2 == 0}) {
         const UpstreamCase c{service_path, normalized, absl::string_view(normalized).substr(0, end), strip};
-        const std::string joined = portico::router::BuildUpstreamPath(c.service_path, normalized, c.matched, strip);
-        const std::string target = portico::router::EscapeUpstreamPath(joined);
+        const std::string joined = portico::dp::BuildUpstreamPath(c.service_path, normalized, c.matched, strip);
+        const std::string target = portico::dp::EscapeUpstreamPath(joined);
         CheckUpstreamTarget(c, target);
-        const std::string renormalized = portico::router::NormalizeRequestPath(target);
+        const std::string renormalized = portico::dp::NormalizeRequestPath(target);
         FUZZ_CHECK(absl::StartsWith(renormalized, base), "upstream-below-service-path",
                    absl::StrCat(c.Describe(target), " normalised ", Show(renormalized)));
       }
@@ -135,12 +135,12 @@ void CheckUpstream(const std::string& normalized) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view input(reinterpret_cast<const char*>(data), size);
-  const std::string normalized = portico::router::NormalizeRequestPath(input);
+  const std::string normalized = portico::dp::NormalizeRequestPath(input);
 
   if (EveryPercentStartsTriplet(input)) {
     FUZZ_CHECK(normalized == portico::NormalizeUriPath(input), "same-as-config", Show(input));
   }
-  const std::string twice = portico::router::NormalizeRequestPath(normalized);
+  const std::string twice = portico::dp::NormalizeRequestPath(normalized);
   FUZZ_CHECK(twice == normalized, "idempotent",
              absl::StrCat(Show(input), " -> ", Show(normalized), " -> ", Show(twice)));
   size_t stray_percents = 0;  // each written as %25 first: two bytes more
@@ -163,7 +163,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                absl::StrCat("'", std::string(1, c), "' in ", Show(input), " -> ", Show(normalized)));
   }
 
-  const std::string escaped = portico::router::EscapeUpstreamPath(normalized);
+  const std::string escaped = portico::dp::EscapeUpstreamPath(normalized);
   bool legal = true;
   for (unsigned char c : escaped) {
     legal = FUZZ_CHECK(LegalTargetByte(c), "escape-legal",
@@ -172,9 +172,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_CHECK(absl::StartsWith(escaped, "/") == absl::StartsWith(normalized, "/"), "escape-slash",
              absl::StrCat(Show(normalized), " -> ", Show(escaped)));
-  FUZZ_CHECK(portico::router::EscapeUpstreamPath(escaped) == escaped, "escape-idempotent", Show(escaped));
+  FUZZ_CHECK(portico::dp::EscapeUpstreamPath(escaped) == escaped, "escape-idempotent", Show(escaped));
   // A raw '#' (the proxy refuses it in a request-target) goes up as %23, which stays encoded.
-  const std::string renormalized = portico::router::NormalizeRequestPath(escaped);
+  const std::string renormalized = portico::dp::NormalizeRequestPath(escaped);
   FUZZ_CHECK(renormalized == absl::StrReplaceAll(twice, {{"#", "%23"}}), "escape-roundtrip",
              absl::StrCat(Show(input), " -> ", Show(normalized), " escaped ", Show(escaped), " -> ",
                           Show(renormalized)));

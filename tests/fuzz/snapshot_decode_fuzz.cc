@@ -155,9 +155,9 @@ bool Routable(const portico::config::v1::Route& route, const ConfigSet& config) 
   return true;  // a missing service still routes (503)
 }
 
-void CheckLookups(const portico::RuntimeConfig& runtime) {
+void CheckLookups(const portico::dp::RuntimeConfig& runtime) {
   const ConfigSet& config = runtime.config();
-  const portico::router::Router& router = runtime.router();
+  const portico::dp::Router& router = runtime.router();
   // Request paths to try against the regex routes: every plain path of the config, and "/".
   std::vector<std::string> paths = {"/"};
   for (const auto& route : config.routes) {
@@ -168,7 +168,7 @@ void CheckLookups(const portico::RuntimeConfig& runtime) {
   for (const auto& route : config.routes) {
     if (!Routable(route, config)) continue;
     // route-self-match
-    portico::router::RequestView request;
+    portico::dp::RequestView request;
     request.method = route.methods().values_size() > 0 ? absl::string_view(route.methods().values(0)) : "GET";
     request.port = 8000;
     bool usable = true;
@@ -223,7 +223,7 @@ void CheckLookups(const portico::RuntimeConfig& runtime) {
       if (!regex.ok()) continue;
       for (const std::string& candidate : paths) {
         if (!re2::RE2::PartialMatch(candidate, regex)) continue;
-        portico::router::RequestView by_path;
+        portico::dp::RequestView by_path;
         by_path.method = "GET";
         by_path.path = candidate;
         by_path.port = 8000;
@@ -251,7 +251,7 @@ void CheckDecoded(const portico::sync::v1::ConfigPayload& payload, const portico
 
   // The DP's apply path (data_plane/main.cc): validate, then compile.
   if (!portico::ValidateConfigSet(*decoded.config).ok()) return;
-  auto runtime = portico::RuntimeConfig::Compile(decoded.config, decoded.version);
+  auto runtime = portico::dp::RuntimeConfig::Compile(decoded.config, decoded.version);
   // A config with a port-0 service gets its own id (a known issue, tests/fuzz/known_issues.txt),
   // so that listing it does not hide other validator/compiler disagreements.
   bool port_zero = false;

@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace portico::metrics {
+namespace portico {
 namespace {
 
 TEST(MetricsTest, RendersCountersGaugesAndLabelsInPrometheusText) {
@@ -46,4 +46,4 @@ TEST(MetricsTest, EscapesLabelValues) {
 }
 
 }  // namespace
-}  // namespace portico::metrics
+}  // namespace portico

@@ -13,7 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/common/corrupt_rows.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using nlohmann::json;
@@ -607,4 +607,4 @@ TEST_F(AdminApiTest, JsonNestedDeeperThanTheCapIsRefusedBeforeParsing) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

@@ -13,7 +13,7 @@
 #include "tests/common/temp_dir.h"
 #include "toy_kind.pb.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using nlohmann::json;
@@ -247,4 +247,4 @@ TEST_F(ToyKindTest, TypedStoreAccessAndTheTableOutliveReopening) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

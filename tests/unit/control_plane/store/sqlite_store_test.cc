@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/temp_dir.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using config::v1::Route;
@@ -223,4 +223,4 @@ TEST(SqliteStoreSqlTest, ForeignKeysBecomeIndexedReferencesWithTheirDeleteRule) 
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/corrupt_rows.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using config::v1::Route;
@@ -352,4 +352,4 @@ TEST(StoreMemoryTest, InMemoryDatabaseWorks) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

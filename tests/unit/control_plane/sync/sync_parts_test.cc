@@ -16,7 +16,7 @@
 #include "control_plane/sync/sync_metrics.h"
 #include "gtest/gtest.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
 
 using namespace std::chrono_literals;
@@ -68,7 +68,7 @@ class SnapshotBuilderTest : public ::testing::Test {
   }
 
   FakeClock clock_{1700000000};
-  metrics::Registry registry_;
+  Registry registry_;
   SyncMetrics metrics_{registry_};
   std::mutex mu_;
   StoredConfig stored_;
@@ -198,4 +198,4 @@ TEST(FullSendSlotsTest, QueuedSessionsGetFreedSlotsInOrderUnlessTheyNoLongerWant
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

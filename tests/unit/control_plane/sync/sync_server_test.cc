@@ -37,8 +37,15 @@
 #include "gtest/gtest.h"
 #include "tests/common/temp_dir.h"
 
-namespace portico {
+namespace portico::cp {
 namespace {
+
+// The DP side of the stream, as the data plane runs it.
+using dp::ApplyConfigFn;
+using dp::SyncClient;
+using dp::SyncClientOptions;
+using dp::SyncClientStats;
+using dp::SyncClientTestHooks;
 
 using config::v1::Route;
 using config::v1::Service;
@@ -506,7 +513,7 @@ bool Contains(const std::string& text, const std::string& needle) {
 // "outdated" and lagging (not "connected_synced" with lag 0), the build status and metrics say
 // why, and the next good version is published to them.
 TEST_F(SyncTest, UnbuildableVersionShowsDataPlanesOutdatedUntilRepaired) {
-  metrics::Registry registry;
+  Registry registry;
   StartServer(0, [&](SyncServerOptions& o) { o.metrics = &registry; });
   ApplyRecorder rec;
   SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
@@ -813,7 +820,7 @@ TEST_F(SyncTest, FullSendCapSerializesSendsAndEveryDataPlaneConverges) {
 }
 
 TEST_F(SyncTest, LagAndMetricsFollowNacksAndAcks) {
-  metrics::Registry registry;
+  Registry registry;
   StartServer(0, [&](SyncServerOptions& o) { o.metrics = &registry; });
   ApplyRecorder rec;
   rec.fail_versions = {2};
@@ -908,4 +915,4 @@ TEST_F(SyncTest, TestHooksSeeEveryChunkWrittenToADataPlane) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::cp

@@ -17,17 +17,17 @@
 #include "gtest/gtest.h"
 #include "tests/unit/data_plane/proxy/proxy_test_util.h"
 
-namespace portico::pipeline {
+namespace portico::dp {
 namespace {
 
-using proxy::testing::ClientResponse;
-using proxy::testing::MakeRoute;
-using proxy::testing::MakeService;
-using proxy::testing::RawClient;
-using proxy::testing::ReceivedRequest;
-using proxy::testing::SimpleResponse;
-using proxy::testing::TestUpstream;
-using proxy::testing::UpstreamReply;
+using dp::testing::ClientResponse;
+using dp::testing::MakeRoute;
+using dp::testing::MakeService;
+using dp::testing::RawClient;
+using dp::testing::ReceivedRequest;
+using dp::testing::SimpleResponse;
+using dp::testing::TestUpstream;
+using dp::testing::UpstreamReply;
 
 // Records the order it runs in.
 class OrderStep final : public RequestStep {
@@ -139,36 +139,36 @@ class PipelineProxyTest : public ::testing::Test {
       reply.raw = SimpleResponse(200, absl::StrCat("saw ", request.target, " body ", request.body.size()));
       return reply;
     });
-    proxy::ProxyOptions options;
+    dp::ProxyOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
     options.workers = 1;
-    absl::StatusOr<std::unique_ptr<proxy::ProxyServer>> started = proxy::ProxyServer::Start(options);
+    absl::StatusOr<std::unique_ptr<dp::ProxyServer>> started = dp::ProxyServer::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     proxy_ = std::move(*started);
   }
 
   // Service 1 at the upstream, route /r, plus `extensions`; `with_route` false publishes none.
-  void Publish(const proxy::PipelineExtensions& extensions, uint64_t version = 1, bool with_route = true) {
+  void Publish(const dp::PipelineExtensions& extensions, uint64_t version = 1, bool with_route = true) {
     auto set = std::make_shared<ConfigSet>();
     set->services.push_back(MakeService(1, "127.0.0.1", upstream_->port()));
-    if (with_route) set->routes.push_back(MakeRoute(2, {"/r"}, proxy::testing::Uuid(1)));
+    if (with_route) set->routes.push_back(MakeRoute(2, {"/r"}, dp::testing::Uuid(1)));
     ConfigVersion v;
     v.epoch = std::string(16, 'e');
     v.version = version;
-    absl::StatusOr<std::shared_ptr<const proxy::RuntimeConfig>> compiled =
-        proxy::RuntimeConfig::Compile(set, v, extensions);
+    absl::StatusOr<std::shared_ptr<const dp::RuntimeConfig>> compiled =
+        dp::RuntimeConfig::Compile(set, v, extensions);
     ASSERT_TRUE(compiled.ok()) << compiled.status();
     proxy_->Publish(*compiled);
   }
 
   std::unique_ptr<TestUpstream> upstream_;  // declared first: outlives the proxy
-  std::unique_ptr<proxy::ProxyServer> proxy_;
+  std::unique_ptr<dp::ProxyServer> proxy_;
 };
 
 TEST_F(PipelineProxyTest, SuspendedStepResumesOnTheWorkerLoopWithItsConfigPinned) {
   TimerStep::Counters counters;
-  proxy::PipelineExtensions extensions;
+  dp::PipelineExtensions extensions;
   extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<TimerStep>(&counters, 300, false));
   Publish(extensions);
   RawClient client(proxy_->port());
@@ -177,7 +177,7 @@ TEST_F(PipelineProxyTest, SuspendedStepResumesOnTheWorkerLoopWithItsConfigPinned
   for (int i = 0; i < 200 && counters.suspended.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_EQ(counters.suspended.load(), 1);
   // A new config without the route arrives while the request waits: the request keeps its own.
-  Publish(proxy::PipelineExtensions(), 2, /*with_route=*/false);
+  Publish(dp::PipelineExtensions(), 2, /*with_route=*/false);
   ASSERT_TRUE(client.Send("hello"));
   ClientResponse response = client.ReadResponse();
   ASSERT_TRUE(response.ok);
@@ -192,7 +192,7 @@ TEST_F(PipelineProxyTest, SuspendedStepResumesOnTheWorkerLoopWithItsConfigPinned
 
 TEST_F(PipelineProxyTest, ClientThatLeavesCancelsTheSuspendedStep) {
   TimerStep::Counters counters;
-  proxy::PipelineExtensions extensions;
+  dp::PipelineExtensions extensions;
   extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<TimerStep>(&counters, 10000, false));
   Publish(extensions);
   {
@@ -209,7 +209,7 @@ TEST_F(PipelineProxyTest, ClientThatLeavesCancelsTheSuspendedStep) {
 }
 
 TEST_F(PipelineProxyTest, StepAnswersLocallyAndTheConnectionIsKept) {
-  proxy::PipelineExtensions extensions;
+  dp::PipelineExtensions extensions;
   extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<DenyStep>());
   Publish(extensions);
   RawClient client(proxy_->port());
@@ -227,7 +227,7 @@ TEST_F(PipelineProxyTest, StepAnswersLocallyAndTheConnectionIsKept) {
 
 TEST_F(PipelineProxyTest, SuspendedStepAnswersLocallyWhenItResumes) {
   TimerStep::Counters counters;
-  proxy::PipelineExtensions extensions;
+  dp::PipelineExtensions extensions;
   extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<TimerStep>(&counters, 50, true));
   Publish(extensions);
   RawClient client(proxy_->port());
@@ -243,4 +243,4 @@ TEST_F(PipelineProxyTest, SuspendedStepAnswersLocallyWhenItResumes) {
 }
 
 }  // namespace
-}  // namespace portico::pipeline
+}  // namespace portico::dp

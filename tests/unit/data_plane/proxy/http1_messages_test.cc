@@ -15,12 +15,12 @@
 #include "data_plane/proxy/runtime_config.h"
 #include "gtest/gtest.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
-using pipeline::BuildUpstreamRequestHead;
-using pipeline::kMsgNoRoute;
-using pipeline::UpstreamRequestParams;
+using dp::BuildUpstreamRequestHead;
+using dp::kMsgNoRoute;
+using dp::UpstreamRequestParams;
 using test_support::CollectingCodec;
 
 TEST(Http1ParserTest, CollectsHeadBodyAndStopsAtMessageBoundary) {
@@ -251,7 +251,7 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   service.set_id("s1");
   service.set_host("localhost");
   service.set_port(8080);
-  absl::StatusOr<balancer::UpstreamService> t = balancer::CompileUpstreamService(service);
+  absl::StatusOr<dp::UpstreamService> t = dp::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
   ASSERT_EQ(t->destinations.size(), 1u);
   EXPECT_EQ(t->destinations.at(0).ip, "127.0.0.1");
@@ -263,7 +263,7 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   EXPECT_EQ(t->read_timeout_ms, 60000);
   service.set_host("::1");
   service.set_port(80);
-  t = balancer::CompileUpstreamService(service);
+  t = dp::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
   ASSERT_EQ(t->destinations.size(), 1u);
   EXPECT_EQ(t->destinations.at(0).ip, "::1");
@@ -272,13 +272,13 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in6*>(&t->destinations.at(0).address)->sin6_port), 80);
   EXPECT_EQ(t->host_header, "[::1]");
   service.set_host("db.example");
-  t = balancer::CompileUpstreamService(service);
+  t = dp::CompileUpstreamService(service);
   ASSERT_TRUE(t.ok());
   EXPECT_TRUE(t->destinations.empty());  // a DNS name: no target (this build does not resolve)
   service.set_port(-1);
-  EXPECT_FALSE(balancer::CompileUpstreamService(service).ok());
+  EXPECT_FALSE(dp::CompileUpstreamService(service).ok());
   service.set_port(0);  // valid for Kong and the validator: compiles (connecting to it fails)
-  EXPECT_TRUE(balancer::CompileUpstreamService(service).ok());
+  EXPECT_TRUE(dp::CompileUpstreamService(service).ok());
 
   auto set = std::make_shared<ConfigSet>();
   service.set_port(81);
@@ -290,7 +290,7 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
   absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, version);
   ASSERT_TRUE(compiled.ok()) << compiled.status();
   EXPECT_EQ((*compiled)->version().version, 7u);
-  const balancer::UpstreamService* found = (*compiled)->FindService(&set->services[0]);
+  const dp::UpstreamService* found = (*compiled)->FindService(&set->services[0]);
   ASSERT_NE(found, nullptr);
   ASSERT_EQ(found->destinations.size(), 1u);
   EXPECT_EQ(found->destinations.at(0).port, 81);
@@ -301,9 +301,9 @@ TEST(RuntimeConfigTest, CompilesServiceTargets) {
 }
 
 }  // namespace
-}  // namespace portico::proxy
+}  // namespace portico::dp
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 TEST(HttpsRequiredResponseTest, Kong426WithUpgradeHeaders) {
@@ -333,4 +333,4 @@ TEST(HttpsRequiredResponseTest, UnsetStatusMeans426) {
 }
 
 }  // namespace
-}  // namespace portico::proxy
+}  // namespace portico::dp

@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "proxy_test_util.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 using testing::ClientResponse;
@@ -1441,4 +1441,4 @@ TEST(ProxyServerStartTest, RejectsBadOptions) {
 }
 
 }  // namespace
-}  // namespace portico::proxy
+}  // namespace portico::dp

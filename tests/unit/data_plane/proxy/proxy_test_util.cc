@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace portico::proxy::testing {
+namespace portico::dp::testing {
 
 using test_support::SendAll;
 using test_support::SocketReader;
@@ -139,4 +139,4 @@ config::v1::Route MakeRoute(int n, const std::vector<std::string>& paths, const 
   return route;
 }
 
-}  // namespace portico::proxy::testing
+}  // namespace portico::dp::testing

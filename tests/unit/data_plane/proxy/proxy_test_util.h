@@ -16,7 +16,7 @@
 #include "common/config/config_set.h"
 #include "tests/common/http_wire.h"
 
-namespace portico::proxy::testing {
+namespace portico::dp::testing {
 
 // Method, target, version, headers (Header() gives "<absent>" when missing), body, chunked.
 struct ReceivedRequest : test_support::WireRequest {
@@ -74,4 +74,4 @@ config::v1::Route MakeRoute(int n, const std::vector<std::string>& paths, const 
                             bool strip_path = true);
 std::string Uuid(int n);
 
-}  // namespace portico::proxy::testing
+}  // namespace portico::dp::testing

@@ -13,11 +13,11 @@
 #include "tests/common/collecting_codec.h"
 #include "gtest/gtest.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
-using pipeline::BuildUpstreamRequestHead;
-using pipeline::UpstreamRequestParams;
+using dp::BuildUpstreamRequestHead;
+using dp::UpstreamRequestParams;
 using test_support::CollectingCodec;
 
 // Feeds `input` split at `split` (two Execute calls) to `collector`, stopping at the first
@@ -241,4 +241,4 @@ TEST(FramingHeadersTest, DownstreamHeadCarriesTheParsedFramingWhateverConnection
 }
 
 }  // namespace
-}  // namespace portico::proxy
+}  // namespace portico::dp

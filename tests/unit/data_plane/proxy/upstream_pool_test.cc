@@ -15,7 +15,7 @@
 #include "data_plane/proxy/worker.h"
 #include "gtest/gtest.h"
 
-namespace portico::proxy {
+namespace portico::dp {
 namespace {
 
 int ListeningSocket(uint16_t* port) {
@@ -68,7 +68,7 @@ class UpstreamPoolTest : public ::testing::Test {
     service.set_connect_timeout(5000);
     service.set_read_timeout(5000);
     service.set_write_timeout(5000);
-    absl::StatusOr<balancer::UpstreamService> compiled = balancer::CompileUpstreamService(service);
+    absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service);
     ASSERT_TRUE(compiled.ok()) << compiled.status();
     ASSERT_EQ(compiled->destinations.size(), 1u);
     target_ = compiled->destinations.at(0);
@@ -114,7 +114,7 @@ class UpstreamPoolTest : public ::testing::Test {
   int upstream_listener_ = -1;
   int upstream_side_ = -1;
   uint16_t upstream_port_ = 0;
-  balancer::Target target_;
+  dp::Target target_;
 };
 
 TEST_F(UpstreamPoolTest, QuietIdleConnectionIsReused) {
@@ -154,4 +154,4 @@ TEST_F(UpstreamPoolTest, UpstreamCloseOnAnIdleConnectionKeepsItFromTheNextReques
 }
 
 }  // namespace
-}  // namespace portico::proxy
+}  // namespace portico::dp

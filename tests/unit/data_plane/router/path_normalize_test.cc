@@ -5,7 +5,7 @@
 #include "data_plane/router/router.h"
 #include "gtest/gtest.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 struct NormalizeCase {
@@ -73,4 +73,4 @@ TEST(EscapeUpstreamPathTest, NormalizeThenEscapeRoundTrip) {
 }
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 // A trie over (key, value) pairs: the pairs are sorted stably by key, as the router does, and a
@@ -140,4 +140,4 @@ TEST(PrefixTrieTest, AgreesWithBruteForce) {
 }
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

@@ -5,7 +5,7 @@
 #include "gtest/gtest.h"
 #include "tests/unit/data_plane/router/router_test_util.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 using testing_util::MakeRoute;
@@ -94,4 +94,4 @@ TEST(RoutePriorityTest, EmptyListsAreNotConfiguredFields) {
 }
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

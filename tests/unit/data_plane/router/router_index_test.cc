@@ -14,7 +14,7 @@
 #include "re2/re2.h"
 #include "tests/unit/data_plane/router/router_test_util.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 using testing_util::FindRoute;
@@ -294,4 +294,4 @@ TEST(RouterIndexTest, WildcardHostsOfEveryDotCount) {
 }
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

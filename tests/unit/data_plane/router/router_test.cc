@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "tests/unit/data_plane/router/router_test_util.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 using testing_util::FindRoute;
@@ -381,4 +381,4 @@ TEST(RouterTest, ConcurrentFindsAgree) {
 }
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

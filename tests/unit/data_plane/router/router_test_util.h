@@ -10,7 +10,7 @@
 #include "common/config/config_set.h"
 #include "data_plane/router/router.h"
 
-namespace portico::router::testing_util {
+namespace portico::dp::testing_util {
 
 inline std::string Id(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
 inline const std::string& ServiceId() {
@@ -93,4 +93,4 @@ inline std::optional<Match> FindRoute(const Router& router, const Request& reque
   return router.Find(view);
 }
 
-}  // namespace portico::router::testing_util
+}  // namespace portico::dp::testing_util

@@ -4,7 +4,7 @@
 #include "data_plane/router/router.h"
 #include "gtest/gtest.h"
 
-namespace portico::router {
+namespace portico::dp {
 namespace {
 
 struct PathCase {
@@ -79,4 +79,4 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<PathCase>& info) { return std::string(info.param.name); });
 
 }  // namespace
-}  // namespace portico::router
+}  // namespace portico::dp

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/temp_dir.h"
 
-namespace portico {
+namespace portico::dp {
 namespace {
 
 using test_support::TempDir;
@@ -163,4 +163,4 @@ TEST(SnapshotCacheTest, WrongAnnouncedHashIsAHashMismatch) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::dp

@@ -19,7 +19,7 @@
 #include "tests/common/http_wire.h"
 #include "tests/common/temp_dir.h"
 
-namespace portico {
+namespace portico::dp {
 namespace {
 
 using test_support::ClosedLoopbackPort;  // a loopback port with nothing listening on it
@@ -173,4 +173,4 @@ TEST_F(SyncClientTest, CorruptedCacheIsNotApplied) {
 }
 
 }  // namespace
-}  // namespace portico
+}  // namespace portico::dp
