@@ -4,8 +4,13 @@
 // codec's events (common/http/http1_codec.h).
 #include <cstddef>
 
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace portico::fuzz {
 
@@ -73,5 +78,42 @@ class DelegatingCodec : public Http1Codec::BodySink {
   CodecDelegate* delegate_;
   bool refused_ = false;
 };
+
+// Feeds `stream` to `codec` in pieces of 1 + piece_sizes[i % 4] bytes, as reads would deliver
+// them, checking Execute's contract ("consumed"): never more bytes than given, all of them when it
+// needs more. Calls on_message() after each complete message, and on_error() after a refusal
+// (then checks that the codec stays failed: "order"). False when it stopped early.
+template <typename OnMessage, typename OnError>
+bool FeedInPieces(DelegatingCodec& codec, const uint8_t piece_sizes[4], const char* stream, size_t size,
+                  OnMessage on_message, OnError on_error) {
+  size_t pos = 0;
+  for (size_t piece = 0; pos < size; ++piece) {
+    const size_t length = std::min<size_t>(1 + piece_sizes[piece % 4], size - pos);
+    size_t offset = 0;
+    while (offset < length) {
+      const size_t given = length - offset;
+      const DelegatingCodec::Result result = codec.Execute(stream + pos + offset, given);
+      if (!FUZZ_CHECK(result.consumed <= given, "consumed", absl::StrCat("consumed ", result.consumed, " of ", given))) {
+        return false;
+      }
+      if (result.outcome == Http1Codec::Event::kNeedMore) {
+        FUZZ_CHECK(result.consumed == given, "consumed", absl::StrCat("kNeedMore after ", result.consumed, " of ", given));
+        break;
+      }
+      if (result.outcome != Http1Codec::Event::kMessageDone) {
+        on_error();
+        // A failed codec stays failed and reports nothing more.
+        const DelegatingCodec::Result again = codec.Execute(stream, size);
+        FUZZ_CHECK(again.outcome == Http1Codec::Event::kError || again.outcome == Http1Codec::Event::kHeadTooLarge,
+                   "order", "codec recovered after an error");
+        return false;
+      }
+      on_message();
+      offset += result.consumed;
+    }
+    pos += length;
+  }
+  return true;
+}
 
 }  // namespace portico::fuzz

@@ -326,33 +326,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   UpstreamSide upstream(options);
   DelegatingCodec parser(Http1Codec::Kind::kResponse, &upstream, kMaxHeadBytes);
-  size_t pos = 0;
-  for (size_t piece = 0; pos < stream_size; ++piece) {
-    const size_t length = std::min<size_t>(1 + piece_sizes[piece % 4], stream_size - pos);
-    size_t offset = 0;
-    while (offset < length) {
-      const size_t given = length - offset;
-      const DelegatingCodec::Result result = parser.Execute(stream + pos + offset, given);
-      if (!FUZZ_CHECK(result.consumed <= given, "consumed",
-                      absl::StrCat("consumed ", result.consumed, " of ", given))) {
-        return 0;
-      }
-      if (result.outcome == Http1Codec::Event::kNeedMore) {
-        FUZZ_CHECK(result.consumed == given, "consumed", absl::StrCat("kNeedMore after ", result.consumed, " of ", given));
-        break;
-      }
-      if (result.outcome != Http1Codec::Event::kMessageDone) {
-        upstream.Fail();
-        // A failed parser stays failed and reports nothing more.
-        const DelegatingCodec::Result again = parser.Execute(stream, stream_size);
-        FUZZ_CHECK(again.outcome == Http1Codec::Event::kError || again.outcome == Http1Codec::Event::kHeadTooLarge,
-                   "order", "parser recovered after an error");
-        return 0;
-      }
-      upstream.EndMessage(/*ended_by_eof=*/false);
-      offset += result.consumed;
-    }
-    pos += length;
+  if (!portico::fuzz::FeedInPieces(
+          parser, piece_sizes, stream, stream_size, [&] { upstream.EndMessage(/*ended_by_eof=*/false); },
+          [&] { upstream.Fail(); })) {
+    return 0;
   }
   // EOF from the upstream.
   if (parser.in_message()) {
