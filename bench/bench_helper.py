@@ -146,9 +146,10 @@ def summarize(path):
     print("| case | proxy | req/s (median) | spread | p50 ms | p99 ms | CPU µs/req | core busy | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
+    baseline_ratios = []  # portico against the baseline build (BENCH_BASELINE_BUILD), per case
     for case in cases:
         medians = {}
-        for proxy in ("nginx", "portico"):
+        for proxy in ("nginx", "portico", "baseline"):
             r = rows.get((case, proxy))
             if not r:
                 continue
@@ -161,14 +162,28 @@ def summarize(path):
             print(f"| {case} | {proxy} | {med(rps):,.0f} | ±{spread(rps) / 2:.1f}% | "
                   f"{med(p50) / 1000:.2f} | {med(p99) / 1000:.2f} | {med(cpu_per_req):.1f} | "
                   f"{med(busy):.0f} % | {errors[(case, proxy)]} |")
-        if len(medians) == 2:
+        if "nginx" in medians and "portico" in medians:
             n, p = medians["nginx"], medians["portico"]
             ratios.append((case, p[0] / n[0], p[1] / n[1], p[2] / n[2], p[3] / n[3] if n[3] else 0))
+        if "baseline" in medians and "portico" in medians:
+            b, p = medians["baseline"], medians["portico"]
+            baseline_ratios.append((case, p[0] / b[0], p[1] / b[1], p[2] / b[2], p[3] / b[3] if b[3] else 0))
     print()
     print("| case | req/s Portico/nginx | p50 Portico/nginx | p99 Portico/nginx | CPU/req Portico/nginx |")
     print("|---|---:|---:|---:|---:|")
     for case, rps, p50, p99, cpu in ratios:
         print(f"| {case} | {rps:.2f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
+    if baseline_ratios:
+        # Per round too: the baseline runs right after portico in every round.
+        print()
+        print("| case | req/s Portico/baseline | per round | p50 Portico/baseline | p99 Portico/baseline | CPU/req Portico/baseline |")
+        print("|---|---:|---|---:|---:|---:|")
+        for case, rps, p50, p99, cpu in baseline_ratios:
+            new = by_round.get((case, "portico"), {})
+            old = by_round.get((case, "baseline"), {})
+            rounds = sorted(set(new) & set(old), key=lambda r: int(r))
+            per_round = ", ".join(f"{new[r] / old[r]:.3f}" for r in rounds if old[r])
+            print(f"| {case} | {rps:.3f} | {per_round} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
     # 10,000 routes vs 1 route: from the interleaved routes1/routes10k runs (ratio per round,
     # both runs under the same load), else from the keepalive and routes10k medians.
     if any(case == "routes1" for case, _ in rows):

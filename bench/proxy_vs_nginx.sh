@@ -28,6 +28,9 @@
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
 #   and logs), BUILD_DIR (build-p), JOBS (2)
+#   BENCH_BASELINE_BUILD: a build dir of another checkout (e.g. the commit before a change, built
+#   the same way): its portico-cp and portico-dp run as a third proxy, "baseline", in every round
+#   of every wrk case (nginx, portico, baseline, ...), so old and new are measured in one run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build-p}
@@ -105,7 +108,8 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
 
 read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER \
-  DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER <<<"$($PY "$HELPER" free-ports 11)"
+  DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER DPB_PORT DPB_STATUS CPB_ADMIN CPB_CLUSTER \
+  <<<"$($PY "$HELPER" free-ports 15)"
 
 wait_http() {  # wait_http URL SECONDS
   for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -253,7 +257,31 @@ check_proxy() {  # check_proxy PORT PATH EXPECTED_BYTES [curl args]
 }
 POST_BODY=$WORK/post64k.bin
 head -c 65536 /dev/zero | tr '\0' 'p' >"$POST_BODY"
-for port in "$NGX_PORT" "$DP_PORT"; do
+# The baseline: another checkout's CP + DP, configured the same way (BENCH_BASELINE_BUILD).
+BASELINE=${BENCH_BASELINE_BUILD:-}
+PROXY_PORTS=("$NGX_PORT" "$DP_PORT")
+if [ -n "$BASELINE" ]; then
+  for f in "$BASELINE/control_plane/portico-cp" "$BASELINE/data_plane/portico-dp"; do
+    [ -x "$f" ] || die "BENCH_BASELINE_BUILD: missing $f"
+  done
+  taskset -c "$LOAD_CPU" "$BASELINE/control_plane/portico-cp" --db "$WORK/baseline.db" --admin-listen "127.0.0.1:$CPB_ADMIN" \
+    --cluster-listen "127.0.0.1:$CPB_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
+    --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
+    >"$WORK/cp-baseline.log" 2>&1 & PIDS+=($!)
+  taskset -c "$PROXY_CPU" "$BASELINE/data_plane/portico-dp" --control-plane "127.0.0.1:$CPB_CLUSTER" \
+    --cluster-cert "$WORK/certs/dp.crt" --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
+    --proxy-listen "127.0.0.1:$DPB_PORT" --status-listen "127.0.0.1:$DPB_STATUS" --workers 1 --log-level warn \
+    >"$WORK/dp-baseline.log" 2>&1 &
+  DPB_PID=$!; PIDS+=("$DPB_PID")
+  wait_http "http://127.0.0.1:$CPB_ADMIN/status" 30 || die "baseline CP did not start: $(tail -n 20 "$WORK/cp-baseline.log")"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CPB_ADMIN/services/bench" -H 'Content-Type: application/json' \
+    -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CPB_ADMIN/routes/bench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+  wait_http "http://127.0.0.1:$DPB_STATUS/status/ready" 30 || die "baseline DP not ready: $(tail -n 20 "$WORK/dp-baseline.log")"
+  PROXY_PORTS+=("$DPB_PORT")
+fi
+for port in "${PROXY_PORTS[@]}"; do
   for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/bench/small" 2>/dev/null && break; sleep 0.1; done
   check_proxy "$port" /bench/small 20
   check_proxy "$port" /bench/1k 1024
@@ -312,9 +340,11 @@ run_case() {  # run_case CASE NGINX_PORT NGINX_CPU_PID
   # warm both (pools, caches), not recorded
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$2/bench/small" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$DP_PORT/bench/small" >/dev/null 2>&1 || true
+  [ -z "$BASELINE" ] || taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$DPB_PORT/bench/small" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
     run_wrk "$1" nginx "$round" "$2" "$3"
     run_wrk "$1" portico "$round" "$DP_PORT" "$DP_PID"
+    [ -z "$BASELINE" ] || run_wrk "$1" baseline "$round" "$DPB_PORT" "$DPB_PID"
   done
 }
 for c in $CASES; do [ "$c" = routes10k ] || run_case "$c" "$NGX_PORT" "$NGX_WORKER"; done
