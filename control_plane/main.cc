@@ -1,7 +1,7 @@
 // portico-cp: the control plane. Owns the Admin API and the SQLite store, and streams config
 // snapshots to data planes over mutual-TLS gRPC.
 //
-//   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME]
+//   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
 //   portico-cp [--db FILE] [--admin-listen H:P] [--cluster-listen H:P]
 //              --cluster-cert F --cluster-key F --cluster-ca F
 #include <unistd.h>
@@ -13,7 +13,9 @@
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/file.h"
 #include "common/base/flags.h"
 #include "common/base/host_port.h"
 #include "common/base/log.h"
@@ -23,6 +25,7 @@
 #include "common/metrics/metrics.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
+#include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
 #include "control_plane/sync/sync_server.h"
 #include "control_plane/sync/sync_test_hooks.h"
@@ -52,24 +55,62 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+constexpr char kServeUsage[] = "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]";
+constexpr char kServeDescription[] =
+    "The Portico control plane: serves the Admin API, keeps the configuration in a SQLite file and\n"
+    "streams versioned config snapshots to data planes over mutual-TLS gRPC. Every flag can also be\n"
+    "set through its environment variable; the command line wins. `portico-cp gen-certs --help`\n"
+    "describes the certificate tool.";
+constexpr char kGenCertsUsage[] = "portico-cp gen-certs DIR [--dp-id NAME] [--cp-names A,B] [--force]";
+constexpr char kGenCertsDescription[] =
+    "Writes cluster certificates into DIR (created with mode 0700 if missing).\n"
+    "  DIR without a CA: a new cluster: ca.crt/ca.key (keep ca.key safe: it issues every other\n"
+    "    certificate), cp.crt/cp.key (CP server; SANs localhost, 127.0.0.1, ::1 and --cp-names),\n"
+    "    dp.crt/dp.key (DP client with node id --dp-id, default dp-1).\n"
+    "  DIR with ca.crt and ca.key: the CA is kept and only what is asked is issued:\n"
+    "    --dp-id NAME writes NAME.crt/NAME.key, a DP client certificate for node id NAME;\n"
+    "    --cp-names A,B writes cp.crt for the existing cp.key with the new names.\n"
+    "Existing keys and CA files are never overwritten without --force; with --force and neither\n"
+    "--dp-id nor --cp-names, a whole new cluster replaces the old one (every DP then needs a new\n"
+    "certificate).";
+
 int GenCerts(int argc, char** argv) {
   Flags flags({{"cp-names", "", "extra DNS names or IPs for the CP certificate, comma-separated"},
-               {"dp-id", "dp-1", "node id written into the DP client certificate"}});
+               {"dp-id", "dp-1", "node id written into the DP client certificate"},
+               {"force", "", "overwrite existing keys and certificates (see above)", true}});
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) return Fail(s);
+  if (AnswerHelpOrVersion(flags, "portico-cp", kGenCertsUsage, kGenCertsDescription)) return 0;
   if (flags.positional().size() != 1) {
-    std::fprintf(stderr, "usage: portico-cp gen-certs DIR [flags]\n%s", flags.Usage().c_str());
+    std::fprintf(stderr, "usage: %s\n(portico-cp gen-certs --help describes every flag)\n", kGenCertsUsage);
     return 2;
   }
-  std::vector<std::string> names;
+  GenCertsRequest request;
+  request.dir = flags.positional()[0];
   for (absl::string_view n : absl::StrSplit(flags.Get("cp-names"), ',', absl::SkipEmpty())) {
-    names.emplace_back(n);
+    request.cp_names.emplace_back(n);
   }
-  const std::string& dir = flags.positional()[0];
-  if (absl::Status s = GenerateClusterCertificates(dir, names, flags.Get("dp-id")); !s.ok()) {
-    return Fail(s);
-  }
-  std::printf("wrote %s/{ca.crt,ca.key,cp.crt,cp.key,dp.crt,dp.key}\n", dir.c_str());
+  request.cp_names_given = flags.IsSet("cp-names");
+  request.dp_id = flags.Get("dp-id");
+  request.dp_id_given = flags.IsSet("dp-id");
+  request.force = flags.GetBool("force");
+  absl::StatusOr<GenCertsResult> result = RunGenCerts(request);
+  if (!result.ok()) return Fail(result.status());
+  std::printf("%s %s/{%s}\n", result->new_cluster ? "new cluster:" : "CA kept, wrote", request.dir.c_str(),
+              absl::StrJoin(result->written, ",").c_str());
   return 0;
+}
+
+// Creates the folder that will hold the SQLite file (0700), so `--db /var/lib/portico/portico.db`
+// works on a fresh host. In-memory and URI names are left to SQLite.
+absl::Status PrepareDatabaseFolder(const std::string& db) {
+  if (db.empty() || db == ":memory:" || db.rfind("file:", 0) == 0) return absl::OkStatus();
+  const size_t slash = db.find_last_of('/');
+  if (slash == std::string::npos || slash == 0) return absl::OkStatus();
+  absl::Status s = EnsureDirectories(db.substr(0, slash), 0700);
+  if (s.ok()) return s;
+  return absl::FailedPreconditionError(absl::StrCat(
+      "cannot create the folder for --db ", db, ": ", s.message(),
+      ". Create it (mode 0700, owned by the user running portico-cp) or choose another --db path"));
 }
 
 int Serve(int argc, char** argv) {
@@ -91,9 +132,10 @@ int Serve(int argc, char** argv) {
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (AnswerHelpOrVersion(flags, "portico-cp", kServeUsage, kServeDescription)) return 0;
   if (!flags.positional().empty()) {
-    std::fprintf(stderr, "usage: portico-cp [flags]\n       portico-cp gen-certs DIR\n%s",
-                 flags.Usage().c_str());
+    std::fprintf(stderr, "portico-cp: unexpected argument '%s'\nusage: %s\n(portico-cp --help lists every flag)\n",
+                 flags.positional()[0].c_str(), kServeUsage);
     return 2;
   }
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
@@ -127,6 +169,7 @@ int Serve(int argc, char** argv) {
   BlockTerminationSignals();
   Registry registry;
   const Clock& clock = RealClock::Get();
+  if (absl::Status s = PrepareDatabaseFolder(flags.Get("db")); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(flags.Get("db"), clock);
   if (!store.ok()) return Fail(store.status());
 

@@ -147,6 +147,11 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     return HttpResponse::Json(200, j.dump());
   }
   if (request.path == "/status/ready") {
+    // Kong's two texts (kong/status/ready.lua): nothing received yet, or an empty config.
+    if (!state.loaded()) {
+      return HttpResponse::Json(
+          503, R"json({"message":"no configuration available (configuration hash is not initialized)"})json");
+    }
     if (!state.ready()) {
       return HttpResponse::Json(
           503, R"json({"message":"no configuration available (empty configuration present)"})json");
@@ -155,6 +160,15 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   }
   return HttpResponse::Json(404, R"({"message":"Not found"})");
 }
+
+constexpr char kUsage[] = "portico-dp [flags]";
+constexpr char kDescription[] =
+    "The Portico data plane: proxies HTTP/1.1 with the config snapshots it receives from a control\n"
+    "plane over mutual-TLS gRPC, keeps them in memory only, and keeps serving the last good one\n"
+    "while the control plane is away. --control-plane must be an IP address or a name that\n"
+    "resolves here; when dialling an IP, --cluster-server-name gives the name to expect in the CP\n"
+    "certificate. Every flag can also be set through its environment variable; the command line\n"
+    "wins. Boolean values: true/false, 1/0, yes/no, on/off.";
 
 int Serve(int argc, char** argv) {
   Flags flags({
@@ -174,8 +188,10 @@ int Serve(int argc, char** argv) {
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
   if (!flags.positional().empty()) {
-    std::fprintf(stderr, "usage: portico-dp [flags]\n%s", flags.Usage().c_str());
+    std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
+                 flags.positional()[0].c_str(), kUsage);
     return 2;
   }
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);

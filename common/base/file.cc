@@ -97,4 +97,24 @@ absl::Status FsyncDirectory(const std::string& dir) {
   return rc == 0 ? absl::OkStatus() : ErrnoStatus("fsync", dir, err);
 }
 
+absl::Status EnsureDirectories(const std::string& dir, mode_t mode) {
+  if (dir.empty()) return absl::InvalidArgumentError("empty folder path");
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(absl::StrCat(dir, " is not a folder"));
+    return absl::OkStatus();
+  }
+  const size_t slash = dir.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    if (absl::Status s = EnsureDirectories(dir.substr(0, slash), mode); !s.ok()) return s;
+  }
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return ErrnoStatus("create folder", dir, errno);
+  return absl::OkStatus();
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
 }  // namespace portico

@@ -24,4 +24,12 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
 // fsync of a directory, making renames and creations in it durable.
 absl::Status FsyncDirectory(const std::string& dir);
 
+// Creates `dir` and any missing parent, each new folder with permission bits `mode` (existing
+// folders are left as they are). FailedPrecondition if a path component is not a folder;
+// PermissionDenied / Internal with the folder that could not be made.
+absl::Status EnsureDirectories(const std::string& dir, mode_t mode);
+
+// True if something exists at `path` (any file type; a dangling symlink counts).
+bool PathExists(const std::string& path);
+
 }  // namespace portico

@@ -1,5 +1,6 @@
 #include "common/base/flags.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
@@ -21,14 +22,46 @@ const FlagSpec* Flags::Find(const std::string& name) const {
   return nullptr;
 }
 
-absl::Status Flags::Parse(int argc, char** argv, int first) {
-  for (const FlagSpec& s : specs_) {
-    const char* env = std::getenv(EnvName(s.name).c_str());
-    if (env != nullptr) values_[s.name] = env;
+bool ParseBoolValue(absl::string_view text, bool* value) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "true" || lower == "1" || lower == "yes" || lower == "on") {
+    *value = true;
+    return true;
   }
+  if (lower == "false" || lower == "0" || lower == "no" || lower == "off") {
+    *value = false;
+    return true;
+  }
+  return false;
+}
+
+absl::Status Flags::Parse(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if ((arg == "--help" || arg == "-h") && Find("help") == nullptr) help_requested_ = true;
+    if (arg == "--version" && Find("version") == nullptr) version_requested_ = true;
+  }
+  if (help_requested_ || version_requested_) return absl::OkStatus();
+  for (const FlagSpec& s : specs_) {
+    const std::string env_name = EnvName(s.name);
+    const char* env = std::getenv(env_name.c_str());
+    if (env == nullptr) continue;
+    bool ignored;
+    if (s.is_bool && !ParseBoolValue(env, &ignored)) {
+      return absl::InvalidArgumentError(absl::StrCat(env_name, " must be true or false (or 1/0, yes/no, on/off), not '",
+                                                     env, "'"));
+    }
+    values_[s.name] = env;
+  }
+  bool only_positional = false;  // after "--"
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0 || arg == "--") {
+    if (!only_positional && arg == "--") {
+      only_positional = true;
+      continue;
+    }
+    if (only_positional || arg.rfind("--", 0) != 0) {
       positional_.push_back(arg);
       continue;
     }
@@ -43,6 +76,11 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
     const FlagSpec* spec = Find(name);
     if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     if (spec->is_bool) {
+      bool ignored;
+      if (has_value && !ParseBoolValue(value, &ignored)) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " must be true or false (or 1/0, yes/no, on/off), not '",
+                                                       value, "'"));
+      }
       values_[name] = has_value ? value : "true";
       continue;
     }
@@ -64,18 +102,33 @@ const std::string& Flags::Get(const std::string& name) const {
 }
 
 bool Flags::GetBool(const std::string& name) const {
-  const std::string& v = Get(name);
-  return v == "true" || v == "1" || v == "on" || v == "yes";
+  bool value = false;
+  return ParseBoolValue(Get(name), &value) && value;
 }
 
 std::string Flags::Usage() const {
   std::string out;
   for (const FlagSpec& s : specs_) {
-    absl::StrAppend(&out, "  --", s.name, s.is_bool ? "" : " VALUE", "\n      ", s.help,
-                    s.default_value.empty() ? "" : absl::StrCat(" (default ", s.default_value, ")"),
+    absl::StrAppend(&out, "  --", s.name, s.is_bool ? "[=true|false]" : " VALUE", "\n      ", s.help,
+                    "\n      default: ", s.default_value.empty() ? (s.is_bool ? "false" : "none") : s.default_value,
                     "; env ", EnvName(s.name), "\n");
   }
+  absl::StrAppend(&out, "  --help, -h\n      print this help and exit\n  --version\n      print the version and exit\n");
   return out;
+}
+
+bool AnswerHelpOrVersion(const Flags& flags, absl::string_view program, absl::string_view usage,
+                         absl::string_view description) {
+  if (flags.help_requested()) {
+    std::string text = absl::StrCat("usage: ", usage, "\n\n", description, "\n\nflags:\n", flags.Usage());
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return true;
+  }
+  if (flags.version_requested()) {
+    std::printf("%.*s %s\n", static_cast<int>(program.size()), program.data(), PORTICO_VERSION);
+    return true;
+  }
+  return false;
 }
 
 absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names) {

@@ -1,6 +1,10 @@
 #pragma once
 // Command-line flags that can also come from the environment: `--admin-listen X` or
-// `--admin-listen=X` or PORTICO_ADMIN_LISTEN=X (the command line wins). Boolean flags take no value.
+// `--admin-listen=X` or PORTICO_ADMIN_LISTEN=X (the command line wins). Boolean flags take no value
+// on the command line (`--allow-debug-header`) or an explicit one (`--allow-debug-header=false`);
+// boolean values are true/false, 1/0, yes/no, on/off (any case), anything else is an error.
+// `--help`, `-h` and `--version` are always understood; the caller asks help_requested() and
+// version_requested() and answers them (see AnswerHelpOrVersion).
 #include <initializer_list>
 #include <map>
 #include <string>
@@ -22,13 +26,18 @@ class Flags {
  public:
   explicit Flags(std::vector<FlagSpec> specs) : specs_(std::move(specs)) {}
 
-  // Parses argv[first..argc); positional arguments are kept in order. Unknown flags are errors.
+  // Parses argv[first..argc); positional arguments are kept in order. Unknown flags and malformed
+  // boolean values are errors, unless --help/-h or --version is among the arguments: then parsing
+  // stops with OK and the matching *_requested() is true.
   absl::Status Parse(int argc, char** argv, int first = 1);
+  bool help_requested() const { return help_requested_; }
+  bool version_requested() const { return version_requested_; }
 
   const std::string& Get(const std::string& name) const;  // value, env value or default
   bool GetBool(const std::string& name) const;
+  bool IsSet(const std::string& name) const { return values_.count(name) > 0; }  // flag or env given
   const std::vector<std::string>& positional() const { return positional_; }
-  std::string Usage() const;
+  std::string Usage() const;  // one entry per flag: name, help, default, environment variable
 
   // "admin-listen" -> "PORTICO_ADMIN_LISTEN"
   static std::string EnvName(const std::string& flag);
@@ -38,7 +47,18 @@ class Flags {
   std::vector<FlagSpec> specs_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
+  bool help_requested_ = false;
+  bool version_requested_ = false;
 };
+
+// Parses a boolean flag value (true/false, 1/0, yes/no, on/off, any case). False if it is none.
+bool ParseBoolValue(absl::string_view text, bool* value);
+
+// If --help or --version was given, prints to stdout and returns true (the caller exits 0):
+// help is "usage: <usage>\n\n<description>\n\nflags:\n" + the flag list; version is
+// "<program> <version>".
+bool AnswerHelpOrVersion(const Flags& flags, absl::string_view program, absl::string_view usage,
+                         absl::string_view description);
 
 // Error naming the first of `names` that has no value (flag or environment variable).
 absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*> names);

@@ -182,18 +182,6 @@ bool IsIpAddress(const std::string& text) {
   return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
 }
 
-absl::Status EnsureDirectory(const std::string& dir) {
-  struct stat st;
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
-    return absl::OkStatus();
-  }
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 // Writes `<prefix>.crt` (0644) and `<prefix>.key` (0600).
 absl::Status WritePair(const std::string& prefix, X509* cert, EVP_PKEY* key) {
   absl::StatusOr<std::string> cert_pem = CertToPem(cert);
@@ -225,6 +213,45 @@ absl::Status IssueDpFrom(X509* ca, EVP_PKEY* ca_key, const std::string& node_id,
   return WritePair(out_prefix, cert->get(), key.get());
 }
 
+// Signs a CP server certificate for `key` with SANs localhost, 127.0.0.1, ::1 + `extra_names`.
+absl::Status IssueCpFrom(X509* ca, EVP_PKEY* ca_key, EVP_PKEY* key,
+                         const std::vector<std::string>& extra_names, const std::string& out_prefix) {
+  std::vector<std::string> sans = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
+  for (const std::string& name : extra_names) {
+    if (name.empty() || name.find(',') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid control plane name '", name, "'"));
+    }
+    sans.push_back(absl::StrCat(IsIpAddress(name) ? "IP:" : "DNS:", name));
+  }
+  CertSpec spec;
+  spec.common_name = "portico-cp";
+  spec.extended_key_usage = "serverAuth";
+  spec.subject_alt_names = absl::StrJoin(sans, ",");
+  absl::StatusOr<X509Ptr> cert = MakeCertificate(spec, key, ca, ca_key);
+  if (!cert.ok()) return cert.status();
+  return WritePair(out_prefix, cert->get(), key);
+}
+
+struct LoadedCa {
+  X509Ptr cert;
+  KeyPtr key;
+};
+
+absl::StatusOr<LoadedCa> LoadCa(const std::string& dir) {
+  absl::StatusOr<std::string> ca_pem = ReadFileToString(dir + "/ca.crt");
+  if (!ca_pem.ok()) return ca_pem.status();
+  absl::StatusOr<std::string> key_pem = ReadFileToString(dir + "/ca.key");
+  if (!key_pem.ok()) return key_pem.status();
+  absl::StatusOr<X509Ptr> ca = PemToCert(*ca_pem);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<KeyPtr> ca_key = PemToKey(*key_pem);
+  if (!ca_key.ok()) return ca_key.status();
+  if (X509_check_private_key(ca->get(), ca_key->get()) != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, "/ca.key does not belong to ", dir, "/ca.crt"));
+  }
+  return LoadedCa{*std::move(ca), *std::move(ca_key)};
+}
+
 std::string AsciiOf(const ASN1_STRING* s) {
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                      static_cast<size_t>(ASN1_STRING_length(s)));
@@ -248,7 +275,12 @@ absl::Status GenerateClusterCertificates(const std::string& dir,
   if (!IsValidNodeId(dp_node_id)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid data plane node id '", dp_node_id, "'"));
   }
-  absl::Status s = EnsureDirectory(dir);
+  for (const std::string& name : extra_cp_names) {  // checked before anything is written
+    if (name.empty() || name.find(',') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid control plane name '", name, "'"));
+    }
+  }
+  absl::Status s = EnsureDirectories(dir, 0700);
   if (!s.ok()) return s;
 
   KeyPtr ca_key = NewP256Key();
@@ -262,22 +294,9 @@ absl::Status GenerateClusterCertificates(const std::string& dir,
   s = WritePair(dir + "/ca", ca->get(), ca_key.get());
   if (!s.ok()) return s;
 
-  std::vector<std::string> sans = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
-  for (const std::string& name : extra_cp_names) {
-    if (name.empty() || name.find(',') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid control plane name '", name, "'"));
-    }
-    sans.push_back(absl::StrCat(IsIpAddress(name) ? "IP:" : "DNS:", name));
-  }
   KeyPtr cp_key = NewP256Key();
   if (!cp_key) return absl::InternalError(OpenSslError("EC key generation"));
-  CertSpec cp_spec;
-  cp_spec.common_name = "portico-cp";
-  cp_spec.extended_key_usage = "serverAuth";
-  cp_spec.subject_alt_names = absl::StrJoin(sans, ",");
-  absl::StatusOr<X509Ptr> cp = MakeCertificate(cp_spec, cp_key.get(), ca->get(), ca_key.get());
-  if (!cp.ok()) return cp.status();
-  s = WritePair(dir + "/cp", cp->get(), cp_key.get());
+  s = IssueCpFrom(ca->get(), ca_key.get(), cp_key.get(), extra_cp_names, dir + "/cp");
   if (!s.ok()) return s;
 
   return IssueDpFrom(ca->get(), ca_key.get(), dp_node_id, dir + "/dp");
@@ -295,16 +314,30 @@ absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string
   if (explicit_window && validity.not_after < validity.not_before) {
     return absl::InvalidArgumentError("certificate notAfter is before notBefore");
   }
-  absl::StatusOr<std::string> ca_pem = ReadFileToString(dir + "/ca.crt");
-  if (!ca_pem.ok()) return ca_pem.status();
-  absl::StatusOr<std::string> key_pem = ReadFileToString(dir + "/ca.key");
-  if (!key_pem.ok()) return key_pem.status();
-  absl::StatusOr<X509Ptr> ca = PemToCert(*ca_pem);
+  absl::StatusOr<LoadedCa> ca = LoadCa(dir);
   if (!ca.ok()) return ca.status();
-  absl::StatusOr<KeyPtr> ca_key = PemToKey(*key_pem);
-  if (!ca_key.ok()) return ca_key.status();
-  return IssueDpFrom(ca->get(), ca_key->get(), node_id, out_prefix,
+  return IssueDpFrom(ca->cert.get(), ca->key.get(), node_id, out_prefix,
                      explicit_window ? &validity : nullptr);
+}
+
+absl::Status IssueControlPlaneCertificate(const std::string& dir,
+                                          const std::vector<std::string>& extra_cp_names,
+                                          bool new_key) {
+  absl::StatusOr<LoadedCa> ca = LoadCa(dir);
+  if (!ca.ok()) return ca.status();
+  KeyPtr key;
+  const std::string key_path = dir + "/cp.key";
+  if (!new_key && PathExists(key_path)) {
+    absl::StatusOr<std::string> key_pem = ReadFileToString(key_path);
+    if (!key_pem.ok()) return key_pem.status();
+    absl::StatusOr<KeyPtr> existing = PemToKey(*key_pem);
+    if (!existing.ok()) return existing.status();
+    key = *std::move(existing);
+  } else {
+    key = NewP256Key();
+    if (!key) return absl::InternalError(OpenSslError("EC key generation"));
+  }
+  return IssueCpFrom(ca->cert.get(), ca->key.get(), key.get(), extra_cp_names, dir + "/cp");
 }
 
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem) {

@@ -21,13 +21,13 @@ inline constexpr char kDataPlaneUriPrefix[] = "spiffe://portico/dp/";
 // True if `node_id` is acceptable as a DP identity (see above).
 bool IsValidNodeId(absl::string_view node_id);
 
-// Creates `dir` (0700) if missing and writes into it:
+// Creates `dir` (and missing parents, 0700) and writes into it a new cluster:
 //   ca.crt, ca.key        cluster CA (EC P-256, 10 years); ca.key is kept to issue more DP certs
 //   cp.crt, cp.key        CP server cert: SAN DNS:localhost, IP:127.0.0.1, IP:::1 + extra_cp_names
 //                         (an entry that parses as an IP address becomes an IP SAN, else a DNS SAN)
 //   dp.crt, dp.key        DP client cert with identity `dp_node_id`
 // Leaves are valid ~3 years, serials are 128-bit random, SHA-256 signatures, *.key files mode 0600.
-// Overwrites existing files.
+// Overwrites existing files (the gen-certs command decides whether that is allowed).
 absl::Status GenerateClusterCertificates(const std::string& dir,
                                          const std::vector<std::string>& extra_cp_names,
                                          const std::string& dp_node_id);
@@ -36,6 +36,14 @@ absl::Status GenerateClusterCertificates(const std::string& dir,
 // `out_prefix`.crt and `out_prefix`.key (0600); `out_prefix` is a path, e.g. "/tmp/certs/dp2".
 absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string& node_id,
                                        const std::string& out_prefix);
+
+// Issues a new CP server certificate from `dir`/ca.crt + `dir`/ca.key (same SANs rule as above)
+// into `dir`/cp.crt. The key in `dir`/cp.key is kept and certified again unless `new_key` is true
+// or there is none; then a new key is written (0600). FailedPrecondition if ca.key does not match
+// ca.crt.
+absl::Status IssueControlPlaneCertificate(const std::string& dir,
+                                          const std::vector<std::string>& extra_cp_names,
+                                          bool new_key);
 
 // A certificate's validity window, as Unix seconds (notBefore, notAfter). notAfter in the past
 // gives an expired certificate, notBefore in the future a not-yet-valid one (for tests).

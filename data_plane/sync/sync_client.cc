@@ -215,16 +215,24 @@ void SyncClient::Impl::Run() {
     absl::Duration delay;
     if (outcome.refused) {
       delay = options_.refused_retry;
-      PORTICO_LOG(kError, kLog, "control plane ", options_.control_plane, " refused this data plane (",
-                  node_id_, "): ", outcome.why, "; retrying in ", absl::FormatDuration(delay));
     } else {
       if (outcome.answered) backoff = options_.backoff_initial;  // reset after a good Hello
       delay = backoff * absl::Uniform(rng, 1.0 - kJitter, 1.0 + kJitter);
       backoff = std::min(backoff * kBackoffMultiplier, options_.backoff_max);
-      PORTICO_LOG(kWarn, kLog, "stream to ", options_.control_plane, " ended: ", outcome.why,
-                  "; reconnecting in ", absl::FormatDuration(delay));
     }
-    if (outcome.retry_after_s > 0) delay = std::max(delay, absl::Seconds(outcome.retry_after_s));
+    // The CP's retry_after_s is a floor; the log names the delay actually waited.
+    std::string asked;
+    if (outcome.retry_after_s > 0 && absl::Seconds(outcome.retry_after_s) > delay) {
+      delay = absl::Seconds(outcome.retry_after_s);
+      asked = absl::StrCat(" (the control plane asked for ", outcome.retry_after_s, "s)");
+    }
+    if (outcome.refused) {
+      PORTICO_LOG(kError, kLog, "control plane ", options_.control_plane, " refused this data plane (",
+                  node_id_, "): ", outcome.why, "; retrying in ", absl::FormatDuration(delay), asked);
+    } else {
+      PORTICO_LOG(kWarn, kLog, "stream to ", options_.control_plane, " ended: ", outcome.why,
+                  "; reconnecting in ", absl::FormatDuration(delay), asked);
+    }
     if (!SleepFor(delay)) return;
   }
 }

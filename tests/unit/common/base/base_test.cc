@@ -138,3 +138,64 @@ TEST(FlagsTest, LogLevelFlagIsValidated) {
 
 }  // namespace
 }  // namespace portico
+
+namespace portico {
+namespace {
+
+TEST(FlagsTest, BooleanValuesAreStrictOnTheCommandLineAndInTheEnvironment) {
+  for (const char* yes : {"true", "1", "yes", "on", "TRUE", "On"}) {
+    bool v = false;
+    EXPECT_TRUE(ParseBoolValue(yes, &v) && v) << yes;
+  }
+  for (const char* no : {"false", "0", "no", "off", "False"}) {
+    bool v = true;
+    EXPECT_TRUE(ParseBoolValue(no, &v) && !v) << no;
+  }
+  bool v = false;
+  EXPECT_FALSE(ParseBoolValue("ture", &v));
+  EXPECT_FALSE(ParseBoolValue("", &v));
+
+  Flags off({{"verbose", "", "v", true}});
+  const char* explicit_off[] = {"prog", "--verbose=off"};
+  ASSERT_TRUE(off.Parse(2, const_cast<char**>(explicit_off)).ok());
+  EXPECT_FALSE(off.GetBool("verbose"));
+  EXPECT_TRUE(off.IsSet("verbose"));
+
+  Flags typo({{"verbose", "", "v", true}});
+  const char* bad[] = {"prog", "--verbose=ture"};
+  absl::Status s = typo.Parse(2, const_cast<char**>(bad));
+  EXPECT_EQ(s.message(), "--verbose must be true or false (or 1/0, yes/no, on/off), not 'ture'");
+
+  setenv("PORTICO_VERBOSE", "maybe", 1);
+  Flags env({{"verbose", "", "v", true}});
+  const char* none[] = {"prog"};
+  s = env.Parse(1, const_cast<char**>(none));
+  unsetenv("PORTICO_VERBOSE");
+  EXPECT_EQ(s.message(), "PORTICO_VERBOSE must be true or false (or 1/0, yes/no, on/off), not 'maybe'");
+}
+
+TEST(FlagsTest, HelpAndVersionWinOverEverythingElse) {
+  Flags flags({{"db", "portico.db", "the database"}});
+  const char* argv[] = {"prog", "--nope", "--db", "-h"};
+  ASSERT_TRUE(flags.Parse(4, const_cast<char**>(argv)).ok());
+  EXPECT_TRUE(flags.help_requested());
+  EXPECT_FALSE(flags.version_requested());
+  EXPECT_FALSE(flags.IsSet("db"));
+  const std::string usage = flags.Usage();
+  EXPECT_NE(usage.find("  --db VALUE\n      the database\n      default: portico.db; env PORTICO_DB\n"),
+            std::string::npos)
+      << usage;
+
+  Flags version({{"db", "", "d"}});
+  const char* v[] = {"prog", "--version"};
+  ASSERT_TRUE(version.Parse(2, const_cast<char**>(v)).ok());
+  EXPECT_TRUE(version.version_requested());
+  // After "--" they are ordinary positional arguments.
+  Flags after({{"db", "", "d"}});
+  const char* a[] = {"prog", "--", "--help"};
+  ASSERT_TRUE(after.Parse(3, const_cast<char**>(a)).ok());
+  EXPECT_FALSE(after.help_requested());
+}
+
+}  // namespace
+}  // namespace portico

@@ -222,7 +222,10 @@ TEST_F(AdminApiTest, ErrorShapesAreKongs) {
   two.path = two.target = "/services";
   two.headers = {{"Content-Type", "application/json"}, {"content-type", "application/json"}};
   two.body = R"j({"host":"a.com"})j";
-  EXPECT_EQ(api_->Handle(two).status, 400);
+  HttpResponse two_types = api_->Handle(two);
+  EXPECT_EQ(two_types.status, 400);
+  EXPECT_EQ(json::parse(two_types.body), json::parse(R"j({"message":"Bad request: multiple Content-Type headers"})j"))
+      << "docs/admin-api.md names this text";
 }
 
 TEST_F(AdminApiTest, RejectedWritesChangeNothing) {
