@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the README's "Running it yourself" section as written: every ```sh block preceded by
+# `<!-- readme-test: run -->`, in order, in one shell. Only the variables the README marks as the
+# ones to change (CERTS, DATA, CP_HOST, *_PORT, UPSTREAM) get test values: temporary folders
+# instead of /etc/portico and /var/lib/portico, free ports instead of the defaults, a real upstream.
+# Checks that the route the README creates is served, and that the README's kill stops both.
+#   readme_test.sh README.md CP_BIN_DIR DP_BIN_DIR ECHO_BIN
+set -euo pipefail
+README=$(realpath "$1") CP_DIR=$(realpath "$2") DP_DIR=$(realpath "$3") ECHO_BIN=$(realpath "$4")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/portico-readme.XXXXXX")
+ECHO_PID=""
+fail() { echo "readme_test: FAIL: $*" >&2; for f in "$WORK"/run/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
+cleanup() {
+  # Stops by PID whatever is still running: the upstream, and the README's CP and DP.
+  for pid in $ECHO_PID $(cat "$WORK/pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The blocks, in order, from the section only.
+python3 - "$README" "$WORK" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+section = text.split("## Running it yourself", 1)[1].split("\n## ", 1)[0]
+blocks = re.findall(r"<!-- readme-test: run -->\n```sh\n(.*?)```", section, re.S)
+if len(blocks) != 3:
+    sys.exit(f"expected 3 marked blocks in 'Running it yourself', found {len(blocks)}")
+for i, b in enumerate(blocks, 1):
+    open(f"{sys.argv[2]}/block{i}.sh", "w").write(b)
+PY
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export CERTS="$WORK/etc/portico/certs" DATA="$WORK/var/lib/portico" CP_HOST=127.0.0.1
+export ADMIN_PORT=$(free_port) CLUSTER_PORT=$(free_port) PROXY_PORT=$(free_port) STATUS_PORT=$(free_port)
+UPSTREAM_PORT=$(free_port)
+export UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT"
+export PATH="$CP_DIR:$DP_DIR:$PATH"
+mkdir -p "$WORK/run"
+"$ECHO_BIN" "$UPSTREAM_PORT" > "$WORK/run/upstream.log" 2>&1 &
+ECHO_PID=$!
+disown "$ECHO_PID"
+
+# One shell runs the three blocks, with the waits a reader does by eye between them.
+cat > "$WORK/run.sh" <<SH
+set -euo pipefail
+cd "$WORK/run"
+source "$WORK/block1.sh"
+echo "\$CP_PID \$DP_PID" > "$WORK/pids"
+for _ in \$(seq 1 200); do curl -fsS -o /dev/null "127.0.0.1:\$ADMIN_PORT/status" 2>/dev/null && break; sleep 0.1; done
+source "$WORK/block2.sh" > "$WORK/run/block2.out" 2>&1
+served=no
+for _ in \$(seq 1 100); do
+  if curl -fsS "127.0.0.1:\$PROXY_PORT/example/readme?x=1" > "$WORK/run/proxied.out" 2>&1; then served=yes; break; fi
+  sleep 0.1
+done
+echo "served=\$served" > "$WORK/served"
+start=\$(date +%s%N)
+source "$WORK/block3.sh"
+for _ in \$(seq 1 100); do kill -0 \$CP_PID 2>/dev/null || kill -0 \$DP_PID 2>/dev/null || break; sleep 0.05; done
+echo "stop_ms=\$(( (\$(date +%s%N) - start) / 1000000 ))" >> "$WORK/served"
+kill -0 \$CP_PID 2>/dev/null && echo "cp_running=yes" >> "$WORK/served"
+kill -0 \$DP_PID 2>/dev/null && echo "dp_running=yes" >> "$WORK/served"
+true
+SH
+timeout 120 bash "$WORK/run.sh" || fail "the README's blocks did not run (exit $?)"
+
+grep -q "served=yes" "$WORK/served" || fail "the route created by the README was not served: $(cat "$WORK/run/proxied.out")"
+grep -q '"target":"/readme?x=1"' "$WORK/run/proxied.out" || fail "unexpected upstream answer: $(cat "$WORK/run/proxied.out")"
+grep -q "running=yes" "$WORK/served" && fail "a process was still running 5 s after the README's kill"
+[ -f "$CERTS/ca.key" ] && [ "$(stat -c %a "$CERTS")" = 700 ] || fail "certificate folder missing or not mode 0700"
+[ -f "$DATA/portico.db" ] && [ "$(stat -c %a "$DATA")" = 700 ] || fail "database folder missing or not mode 0700"
+echo "readme_test: ok ($(tr '\n' ' ' < "$WORK/served"))"
