@@ -27,6 +27,28 @@ GenCertsRequest NewClusterRequest(const std::string& dir) {
   return r;
 }
 
+GenCertsRequest DataPlaneRequest(const std::string& dir, const std::string& id) {
+  GenCertsRequest r = NewClusterRequest(dir);
+  r.dp_id = id;
+  r.dp_id_given = true;
+  return r;
+}
+
+GenCertsRequest ControlPlaneRequest(const std::string& dir, std::vector<std::string> names) {
+  GenCertsRequest r = NewClusterRequest(dir);
+  r.cp_names = std::move(names);
+  r.cp_names_given = true;
+  return r;
+}
+
+// A folder that already holds a cluster made by gen-certs.
+class GenCertsOnClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(RunGenCerts(NewClusterRequest(dir)).ok()); }
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/certs";
+};
+
 TEST(GenCertsTest, EmptyFolderGetsANewClusterInMissingParents) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/etc/portico/certs";
@@ -44,10 +66,7 @@ TEST(GenCertsTest, EmptyFolderGetsANewClusterInMissingParents) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
-TEST(GenCertsTest, ExistingCaIsNeverReplacedWithoutForce) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/certs";
-  ASSERT_TRUE(RunGenCerts(NewClusterRequest(dir)).ok());
+TEST_F(GenCertsOnClusterTest, ExistingCaIsNeverReplacedWithoutForce) {
   const std::string ca = Read(dir + "/ca.crt"), ca_key = Read(dir + "/ca.key");
   const std::string cp = Read(dir + "/cp.crt"), dp = Read(dir + "/dp.crt");
 
@@ -67,15 +86,10 @@ TEST(GenCertsTest, ExistingCaIsNeverReplacedWithoutForce) {
   EXPECT_NE(Read(dir + "/ca.key"), ca_key);
 }
 
-TEST(GenCertsTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/certs";
-  ASSERT_TRUE(RunGenCerts(NewClusterRequest(dir)).ok());
+TEST_F(GenCertsOnClusterTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa) {
   const std::string ca = Read(dir + "/ca.crt"), cp_key = Read(dir + "/cp.key"), dp_key = Read(dir + "/dp.key");
 
-  GenCertsRequest req = NewClusterRequest(dir);
-  req.dp_id = "edge-7";
-  req.dp_id_given = true;
+  GenCertsRequest req = DataPlaneRequest(dir, "edge-7");
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->new_cluster);
@@ -107,21 +121,14 @@ TEST(GenCertsTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa) {
     EXPECT_EQ(RunGenCerts(bad).status().code(), absl::StatusCode::kInvalidArgument) << reserved;
   }
   EXPECT_EQ(Read(dir + "/ca.crt"), ca);
-  GenCertsRequest invalid = NewClusterRequest(dir);
-  invalid.dp_id = "a/b";
-  invalid.dp_id_given = true;
+  GenCertsRequest invalid = DataPlaneRequest(dir, "a/b");
   EXPECT_EQ(RunGenCerts(invalid).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(GenCertsTest, ControlPlaneNamesReissueTheCertificateForTheKeptKey) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/certs";
-  ASSERT_TRUE(RunGenCerts(NewClusterRequest(dir)).ok());
+TEST_F(GenCertsOnClusterTest, ControlPlaneNamesReissueTheCertificateForTheKeptKey) {
   const std::string ca = Read(dir + "/ca.crt"), cp_key = Read(dir + "/cp.key"), cp = Read(dir + "/cp.crt");
 
-  GenCertsRequest req = NewClusterRequest(dir);
-  req.cp_names = {"cp.internal", "10.0.0.5"};
-  req.cp_names_given = true;
+  GenCertsRequest req = ControlPlaneRequest(dir, {"cp.internal", "10.0.0.5"});
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->written, std::vector<std::string>{"cp.crt"});
@@ -138,22 +145,15 @@ TEST(GenCertsTest, ControlPlaneNamesReissueTheCertificateForTheKeptKey) {
   ASSERT_TRUE(RunGenCerts(req).ok());
   EXPECT_NE(Read(dir + "/cp.key"), cp_key);
 
-  GenCertsRequest bad = NewClusterRequest(dir);
-  bad.cp_names = {""};
-  bad.cp_names_given = true;
+  GenCertsRequest bad = ControlPlaneRequest(dir, {""});
   const std::string cp_now = Read(dir + "/cp.crt");
   EXPECT_EQ(RunGenCerts(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Read(dir + "/cp.crt"), cp_now);
 }
 
-TEST(GenCertsTest, HalfACaOrStrayKeysAreReportedAndLeftAlone) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/certs";
-  ASSERT_TRUE(RunGenCerts(NewClusterRequest(dir)).ok());
+TEST_F(GenCertsOnClusterTest, HalfACaOrStrayKeysAreReportedAndLeftAlone) {
   ASSERT_EQ(unlink((dir + "/ca.key").c_str()), 0);
-  GenCertsRequest req = NewClusterRequest(dir);
-  req.dp_id = "dp-9";
-  req.dp_id_given = true;
+  GenCertsRequest req = DataPlaneRequest(dir, "dp-9");
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -177,9 +177,7 @@ TEST(GenCertsTest, CaKeyThatDoesNotMatchTheCaIsRefused) {
   ASSERT_TRUE(RunGenCerts(NewClusterRequest(a)).ok());
   ASSERT_TRUE(RunGenCerts(NewClusterRequest(b)).ok());
   ASSERT_TRUE(WriteFileDurably(a + "/ca.key", Read(b + "/ca.key"), 0600).ok());
-  GenCertsRequest req = NewClusterRequest(a);
-  req.dp_id = "dp-3";
-  req.dp_id_given = true;
+  GenCertsRequest req = DataPlaneRequest(a, "dp-3");
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("ca.key does not belong to"), std::string::npos) << r.status();
