@@ -23,7 +23,8 @@
 #
 # Environment (defaults): BENCH_DURATION (5s) BENCH_ROUNDS (3) BENCH_CONNECTIONS (50)
 #   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
-#   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k")
+#   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k"; also
+#   "plugins": one route without and one with ip-restriction + request-size-limiting, per round)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
@@ -201,6 +202,8 @@ http {
   server {
     listen 127.0.0.1:$port backlog=4096;
     location /bench/ { proxy_pass http://bench_upstream/; }
+    # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
+    location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
 EOF
     if [ "$routes" -gt 1 ]; then
       for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
@@ -248,6 +251,17 @@ curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench" -H 'Co
 curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/bench" -H 'Content-Type: application/json' \
   -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
 wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
+if [[ " $CASES " == *" plugins "* ]]; then
+  # The same upstream behind a second route, /pbench/, with ip-restriction (allow 127.0.0.1) and
+  # request-size-limiting (Kong's default 128 MB): both let every benchmark request through.
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/pbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/pbench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/pbench/plugins" -H 'Content-Type: application/json' \
+    -d '{"name":"ip-restriction","config":{"allow":["127.0.0.1"]}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/pbench/plugins" -H 'Content-Type: application/json' \
+    -d '{"name":"request-size-limiting"}'
+  wait_http "http://127.0.0.1:$DP_PORT/pbench/small" 30 || die "DP does not serve /pbench/: $(tail -n 20 "$WORK/dp.log")"
+fi
 
 check_proxy() {  # check_proxy PORT PATH EXPECTED_BYTES [curl args]
   local port=$1 path=$2 want=$3 got
@@ -317,6 +331,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     post64k) path=/bench/post; script=$WORK/post.lua ;;
     routes1) path=/bench/small ;;  # the 1-route runs interleaved with routes10k
     routes10k) path=/r$(( ROUTES / 2 ))/small ;;
+    plugins0) path=/bench/small ;;   # the plugins case's runs without plugins
+    plugins) path=/pbench/small ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
@@ -347,7 +363,23 @@ run_case() {  # run_case CASE NGINX_PORT NGINX_CPU_PID
     [ -z "$BASELINE" ] || run_wrk "$1" baseline "$round" "$DPB_PORT" "$DPB_PID"
   done
 }
-for c in $CASES; do [ "$c" = routes10k ] || run_case "$c" "$NGX_PORT" "$NGX_WORKER"; done
+run_plugins_case() {  # each round: portico without plugins, portico with plugins, nginx with allow/deny
+  log "case plugins: $ROUNDS rounds x (portico /bench/, portico /pbench/ with 2 plugins, nginx /pbench/), wrk -t$THREADS -c$CONNS -d$DURATION"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$DP_PORT/pbench/small" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$NGX_PORT/pbench/small" >/dev/null 2>&1 || true
+  for round in $(seq 1 "$ROUNDS"); do
+    run_wrk plugins0 portico "$round" "$DP_PORT" "$DP_PID"
+    run_wrk plugins portico "$round" "$DP_PORT" "$DP_PID"
+    run_wrk plugins nginx "$round" "$NGX_PORT" "$NGX_WORKER"
+  done
+}
+for c in $CASES; do
+  case "$c" in
+    routes10k) ;;
+    plugins) run_plugins_case ;;
+    *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
+  esac
+done
 
 # ---- RSS with idle keep-alive connections --------------------------------------------------------
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -13,6 +13,7 @@ namespace portico {
 struct ConfigSet {
   std::vector<config::v1::Service> services;  // sorted by id
   std::vector<config::v1::Route> routes;      // sorted by id
+  std::vector<config::v1::Plugin> plugins;    // sorted by id
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).
@@ -36,7 +37,7 @@ namespace portico {
 struct StoredConfig {
   ConfigVersion version;
   ConfigSet config;
-  std::vector<CorruptRow> corrupt;  // services rows, then routes rows, each by id
+  std::vector<CorruptRow> corrupt;  // rows of each kind in registry order, each by id
 };
 
 }  // namespace portico

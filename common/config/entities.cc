@@ -17,6 +17,7 @@
 namespace portico {
 namespace {
 
+using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
 using nlohmann::json;
@@ -176,8 +177,43 @@ const EntityDescriptor& RoutesKind() {
   return *kind;
 }
 
+const EntityDescriptor& PluginsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "plugins",
+          .endpoint_key = "instance_name",
+          .fields =
+              {
+                  {.name = "name", .type = FieldType::kString, .required = true},
+                  {.name = "instance_name", .type = FieldType::kString, .unique = true},
+                  {.name = "config", .type = FieldType::kJsonRecord, .default_json = "{}"},
+                  {.name = "service",
+                   .type = FieldType::kForeignKey,
+                   .references = "services",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "route", .type = FieldType::kForeignKey, .references = "routes", .on_delete = OnDelete::kCascade},
+                  // Consumers are not implemented yet: the id is kept, not checked.
+                  {.name = "consumer", .type = FieldType::kForeignKey},
+                  {.name = "protocols", .type = FieldType::kSet, .default_json = R"(["grpc","grpcs","http","https"])"},
+                  {.name = "enabled", .type = FieldType::kBoolean, .default_json = "true"},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidatePluginFields(static_cast<const Plugin&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors* errors) {
+            NormalizePlugin(static_cast<Plugin*>(m), errors);
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::plugins>,
+          .cache_key_fields = {"consumer", "name", "route", "service"},
+      },
+      Plugin::default_instance());
+  return *kind;
+}
+
 const EntityRegistry& EntityRegistry::Default() {
-  static const EntityRegistry* const registry = new EntityRegistry({&ServicesKind(), &RoutesKind()});
+  static const EntityRegistry* const registry =
+      new EntityRegistry({&ServicesKind(), &RoutesKind(), &PluginsKind()});
   return *registry;
 }
 

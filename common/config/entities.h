@@ -6,5 +6,6 @@ namespace portico {
 
 const EntityDescriptor& ServicesKind();  // "services": config::v1::Service
 const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
+const EntityDescriptor& PluginsKind();   // "plugins": config::v1::Plugin
 
 }  // namespace portico

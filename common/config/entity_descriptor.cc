@@ -86,6 +86,8 @@ bool ShapeFits(FieldType type, const FieldDescriptor* f) {
       });
     case FieldType::kForeignKey:
       return IsSingular(f, FieldDescriptor::CPPTYPE_STRING) && f->has_presence();
+    case FieldType::kJsonRecord:
+      return IsSingular(f, FieldDescriptor::CPPTYPE_STRING) && !f->has_presence();
   }
   return false;
 }
@@ -153,6 +155,12 @@ absl::Status EntityDescriptor::Check(const EntityKindDeclaration& decl, const Me
   if (const FieldSpec* tags = FindField(fields, "tags"); tags && tags->type != FieldType::kSet) {
     return fail("'tags' must be a set");
   }
+  for (const std::string& name : decl.cache_key_fields) {
+    const FieldSpec* f = FindField(fields, name);
+    if (f == nullptr || (f->type != FieldType::kString && f->type != FieldType::kForeignKey)) {
+      return fail(absl::StrCat("cache key field '", name, "' is not a string or foreign key field"));
+    }
+  }
   if (!decl.endpoint_key.empty()) {
     const FieldSpec* key = FindField(fields, decl.endpoint_key);
     if (key == nullptr || !key->unique) return fail("the endpoint key must be a unique field");
@@ -176,6 +184,7 @@ EntityDescriptor::EntityDescriptor(EntityKindDeclaration declaration, const Mess
   created_at_ = field("created_at");
   updated_at_ = field("updated_at");
   tags_ = field("tags");
+  for (const std::string& name : decl_.cache_key_fields) cache_key_fields_.push_back(field(name));
   // Defaults go through the codec, so they mean exactly what the same JSON in a body means.
   nlohmann::json body = nlohmann::json::object();
   for (const FieldSpec& spec : decl_.fields) {
@@ -190,6 +199,16 @@ EntityDescriptor::EntityDescriptor(EntityKindDeclaration declaration, const Mess
 EntityDescriptor::~EntityDescriptor() = default;
 
 const Descriptor* EntityDescriptor::message_type() const { return prototype_.GetDescriptor(); }
+
+std::string EntityDescriptor::CacheKey(const Message& entity) const {
+  std::string key;
+  for (const FieldSpec* f : cache_key_fields_) {
+    if (!key.empty()) key.push_back('\x1f');
+    std::optional<std::string> value = Text(entity, *f);
+    key += value ? *value : std::string("\x1e");
+  }
+  return key;
+}
 
 const FieldSpec* EntityDescriptor::field(absl::string_view name) const { return FindField(decl_.fields, name); }
 

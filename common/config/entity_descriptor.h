@@ -49,6 +49,9 @@ enum class FieldType {
                     // (route sources: CidrPortList of CidrPort); a record field that is null
                     // stays unset
   kForeignKey,      // {"id": "<uuid>"} or null; the proto field is `optional string <name>_id`
+  kJsonRecord,      // a JSON object kept as its JSON text in a `string` (a plugin's config); a body's
+                    // object is merged into the current one (PATCH merges, as Kong's records do);
+                    // the kind's `normalize` checks and completes it
 };
 
 // What deleting a referenced entity does to the entities that reference it (Kong's on_delete).
@@ -94,10 +97,18 @@ struct EntityKindDeclaration {
   std::vector<ShorthandSpec> shorthands;
   // The kind's own field and entity rules (validate.cc), UTF-8 first (ValidateEntityUtf8First).
   FieldErrors (*validate)(const google::protobuf::Message& entity) = nullptr;
+  // Optional: completes an entity decoded from a request before it is validated and stored
+  // (a plugin's config gets its defaults); its errors are reported with the type errors. Must
+  // be idempotent. Null: nothing to complete.
+  void (*normalize)(google::protobuf::Message* entity, FieldErrors* errors) = nullptr;
   // For kinds data planes receive: parses one serialized entity onto the end of its list in a
   // ConfigSet; false (nothing appended) when the bytes do not parse. Null: not in a ConfigSet.
   bool (*append_to_config)(ConfigSet* config, absl::string_view serialized) = nullptr;
   bool top_level_endpoints = true;  // /{name} and /{name}/{key} exist (Kong disables them for targets)
+  // Optional: Kong's cache key, the fields (kString or kForeignKey, in Kong's alphabetical order)
+  // whose values together no two entities of the kind may share: a plugin's name and scope. The
+  // store keeps their combination in a UNIQUE column.
+  std::vector<std::string> cache_key_fields;
 };
 
 class EntityDescriptor {
@@ -135,6 +146,15 @@ class EntityDescriptor {
 
   // The kind's field validation (its `validate`); empty = valid.
   FieldErrors Validate(const google::protobuf::Message& entity) const { return decl_.validate(entity); }
+  // See EntityKindDeclaration::cache_key_fields.
+  bool has_cache_key() const { return !cache_key_fields_.empty(); }
+  const std::vector<const FieldSpec*>& cache_key_fields() const { return cache_key_fields_; }
+  // The stored form: each field's text (a foreign key's id), "\x1f"-separated, "\x1e" for null.
+  std::string CacheKey(const google::protobuf::Message& entity) const;
+  // See EntityKindDeclaration::normalize.
+  void Normalize(google::protobuf::Message* entity, FieldErrors* errors) const {
+    if (decl_.normalize != nullptr) decl_.normalize(entity, errors);
+  }
   // See EntityKindDeclaration::append_to_config. REQUIRES: exported().
   bool AppendToConfig(ConfigSet* config, absl::string_view serialized) const {
     return decl_.append_to_config(config, serialized);
@@ -160,6 +180,7 @@ class EntityDescriptor {
   const FieldSpec* created_at_ = nullptr;
   const FieldSpec* updated_at_ = nullptr;
   const FieldSpec* tags_ = nullptr;
+  std::vector<const FieldSpec*> cache_key_fields_;
 };
 
 // The kinds one store and Admin API serve, parents before children.

@@ -102,6 +102,12 @@ json FieldToJson(const FieldSpec& spec, const Message& m) {
     case FieldType::kForeignKey:
       if (!r->HasField(m, f)) return nullptr;
       return json{{"id", r->GetString(m, f)}};
+    case FieldType::kJsonRecord: {
+      const std::string& text = r->GetString(m, f);
+      if (text.empty()) return json::object();
+      json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+      return value.is_discarded() ? json(nullptr) : value;
+    }
     default:
       return ScalarToJson(m, f);
   }
@@ -367,6 +373,26 @@ void ApplyField(const EntityDescriptor& kind, const FieldSpec& spec, const json&
       if (ReadForeignId(v, spec.name, errors, &id)) r->SetString(entity, f, std::move(id));
       return;
     }
+    case FieldType::kJsonRecord: {
+      if (!v.is_object()) {
+        errors->Add(spec.name, "expected a record");
+        return;
+      }
+      json current = json::parse(r->GetString(*entity, f), nullptr, /*allow_exceptions=*/false);
+      if (!current.is_object()) current = json::object();
+      for (const auto& [key, value] : v.items()) {
+        // One level of merge, as Kong merges a PATCHed record; null resets the field to its default.
+        if (value.is_null()) {
+          current.erase(key);
+        } else if (value.is_object() && current.contains(key) && current[key].is_object()) {
+          current[key].update(value);
+        } else {
+          current[key] = value;
+        }
+      }
+      r->SetString(entity, f, current.dump(-1, ' ', false, json::error_handler_t::replace));
+      return;
+    }
     default:
       ReadScalarInto(v, spec.name, f, entity, errors);
       return;
@@ -384,7 +410,8 @@ FieldKind FormKindOf(FieldType type) {
     case FieldType::kSet: return FieldKind::kArray;
     case FieldType::kStringArrayMap: return FieldKind::kStringMap;
     case FieldType::kRecordSet: return FieldKind::kRecordArray;
-    case FieldType::kForeignKey: return FieldKind::kRecord;
+    case FieldType::kForeignKey:
+    case FieldType::kJsonRecord: return FieldKind::kRecord;
   }
   return FieldKind::kUnknown;
 }
@@ -464,7 +491,11 @@ json FieldErrorsToJson(const FieldErrors& errors) {
       if (!child.is_object()) child = json::object();
       node = &child;
     }
-    (*node)[segments.back()] = message;
+    if (segments.back() == FieldErrors::kEntity) {
+      (*node)[segments.back()].push_back(message);  // a nested record's entity errors (plugin config)
+    } else {
+      (*node)[segments.back()] = message;
+    }
   }
   return ArraysFromNumericObjects(out);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -29,7 +30,13 @@ bool FieldErrors::Has(absl::string_view path) const {
 std::string FieldErrors::KongMessage() const {
   std::vector<std::string> parts;
   for (const auto& [path, message] : errors_) {
-    parts.push_back(path == kEntity ? message : absl::StrCat(path, ": ", message));
+    if (path == kEntity) {
+      parts.push_back(message);
+    } else if (absl::EndsWith(path, absl::StrCat(".", kEntity))) {  // "config.@entity" -> "config: ..."
+      parts.push_back(absl::StrCat(path.substr(0, path.size() - kEntity.size() - 1), ": ", message));
+    } else {
+      parts.push_back(absl::StrCat(path, ": ", message));
+    }
   }
   std::sort(parts.begin(), parts.end());
   if (parts.size() == 1) return absl::StrCat("schema violation (", parts[0], ")");

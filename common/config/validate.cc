@@ -17,11 +17,14 @@
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
 #include "common/config/utf8_fields.h"
+#include "common/plugins/plugin_schema.h"
+#include "nlohmann/json.hpp"
 #include "re2/re2.h"
 
 namespace portico {
 namespace {
 
+using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
 using config::v1::StringList;
@@ -53,12 +56,12 @@ bool IsValidName(absl::string_view name) {
   return true;
 }
 
-void CheckName(FieldErrors* errors, bool has_name, const std::string& name) {
+void CheckName(FieldErrors* errors, bool has_name, const std::string& name, const char* field = "name") {
   if (!has_name) return;
   if (name.empty()) {
-    errors->Add("name", "length must be at least 1");
+    errors->Add(field, "length must be at least 1");
   } else if (!IsValidName(name)) {
-    errors->Add("name", absl::StrCat("invalid value '", name,
+    errors->Add(field, absl::StrCat("invalid value '", name,
                                      "': it must only contain alphanumeric and '., -, _, ~' characters"));
   }
 }
@@ -609,6 +612,70 @@ FieldErrors ValidateServiceFields(const Service& service) { return WithUtf8Check
 
 FieldErrors ValidateRouteFields(const Route& route) { return WithUtf8Check(route, &RouteRules); }
 
+namespace {
+
+constexpr const char* kPluginProtocols[] = {"grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough",
+                                            "udp", "ws", "wss"};
+
+// The plugin's config checked (and normalized) against its schema; errors under "config".
+nlohmann::json NormalizedPluginConfig(const plugins::PluginSchema& schema, const std::string& text,
+                                      FieldErrors* errors) {
+  nlohmann::json config = text.empty() ? nlohmann::json::object()
+                                       : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) {
+    errors->Add("config", "expected a record");
+    return nullptr;
+  }
+  FieldErrors nested;
+  nlohmann::json out = schema.normalize(config, &nested);
+  for (const auto& [path, message] : nested.errors()) {
+    errors->Add(path.empty() ? std::string("config") : absl::StrCat("config.", path), message);
+  }
+  return out;
+}
+
+FieldErrors PluginRules(const Plugin& p) {
+  FieldErrors errors;
+  if (!p.id().empty() && !IsUuid(p.id())) errors.Add("id", "expected a valid UUID");
+  CheckName(&errors, p.has_instance_name(), p.instance_name(), "instance_name");
+  if (p.protocols_size() == 0) errors.Add("protocols", "length must be at least 1");
+  for (int i = 0; i < p.protocols_size(); ++i) {
+    bool known = false;
+    for (const char* protocol : kPluginProtocols) known |= p.protocols(i) == protocol;
+    if (!known) {
+      errors.Add(absl::StrCat("protocols.", i + 1),
+                 "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss");
+    }
+  }
+  if (p.name().empty()) {
+    errors.Add("name", "required field missing");
+    return errors;
+  }
+  const plugins::PluginSchema* schema = plugins::FindPluginSchema(p.name());
+  if (schema == nullptr) {
+    errors.Add("name", plugins::PluginNotEnabledMessage(p.name()));
+    return errors;
+  }
+  NormalizedPluginConfig(*schema, p.config(), &errors);
+  return errors;
+}
+
+}  // namespace
+
+FieldErrors ValidatePluginFields(const Plugin& plugin) { return WithUtf8Check(plugin, &PluginRules); }
+
+void NormalizePlugin(Plugin* plugin, FieldErrors* errors) {
+  const plugins::PluginSchema* schema = plugins::FindPluginSchema(plugin->name());
+  if (schema == nullptr) return;  // reported by the rules
+  FieldErrors config_errors;
+  nlohmann::json normalized = NormalizedPluginConfig(*schema, plugin->config(), &config_errors);
+  if (!config_errors.empty()) {
+    for (const auto& [path, message] : config_errors.errors()) errors->Add(path, message);
+    return;
+  }
+  plugin->set_config(normalized.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 FieldErrors ValidateEntityUtf8First(const google::protobuf::Message& entity,
                                     FieldErrors (*rules)(const google::protobuf::Message&)) {
   return WithUtf8Check(entity, rules);
@@ -656,12 +723,38 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   absl::Status services = ValidateKindOfSet(config.services, "service", &ValidateService, service_ids,
                                             [](const Service&) { return absl::OkStatus(); });
   if (!services.ok()) return services;
-  return ValidateKindOfSet(config.routes, "route", &ValidateRoute, route_ids, [&service_ids](const Route& r) {
-    if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
+  absl::Status routes =
+      ValidateKindOfSet(config.routes, "route", &ValidateRoute, route_ids, [&service_ids](const Route& r) {
+        if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
+        }
+        return absl::OkStatus();
+      });
+  if (!routes.ok()) return routes;
+  // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,
+  // references, and one instance per plugin name and scope (Kong's cache key).
+  std::set<std::string> plugin_ids, instance_names, scopes;
+  for (const Plugin& p : config.plugins) {
+    if (!IsUuid(p.id())) {
+      return absl::InvalidArgumentError(absl::StrCat("plugin '", PrintableId(p.id()), "': id is not a UUID"));
     }
-    return absl::OkStatus();
-  });
+    const std::string context = absl::StrCat("plugin ", p.id(), " (", PrintableId(p.name()), "): ");
+    if (absl::Status st = ValidatePluginFields(p).ToStatus(context); !st.ok()) return st;
+    if (!plugin_ids.insert(p.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (p.has_instance_name() && !instance_names.insert(p.instance_name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate instance_name '", p.instance_name(), "'"));
+    }
+    if (p.has_service_id() && service_ids.count(p.service_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "service ", p.service_id(), " does not exist"));
+    }
+    if (p.has_route_id() && route_ids.count(p.route_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "route ", p.route_id(), " does not exist"));
+    }
+    if (!scopes.insert(absl::StrCat(p.name(), "|", p.route_id(), "|", p.service_id(), "|", p.consumer_id())).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "a second '", p.name(), "' plugin on the same scope"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace portico

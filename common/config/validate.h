@@ -17,6 +17,12 @@ namespace portico {
 // string fails it, no other error that could echo its bytes is reported (see validate.cc).
 FieldErrors ValidateServiceFields(const config::v1::Service& service);
 FieldErrors ValidateRouteFields(const config::v1::Route& route);
+// A plugin's rules: a bundled plugin name, protocols, and its config against the plugin's schema
+// (errors under "config."); the config need not be normalized.
+FieldErrors ValidatePluginFields(const config::v1::Plugin& plugin);
+// Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
+// (unknown plugin, bad config) go to `errors` and leave the config as it was.
+void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);
 
 // What every kind's field validation is built on (new kinds call it from their descriptor's
 // `validate`, entity_descriptor.h): CheckUtf8Fields first, then `rules`, keeping only the rule

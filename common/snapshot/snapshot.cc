@@ -15,6 +15,7 @@ namespace {
 
 constexpr char kServices[] = "services";
 constexpr char kRoutes[] = "routes";
+constexpr char kPlugins[] = "plugins";
 
 std::string Sha256(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -59,12 +60,15 @@ struct Entry {
 // Serialized, sorted resources of the exportable config.
 std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
-  entries.reserve(exported.services.size() + exported.routes.size());
+  entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
   for (const config::v1::Route& r : exported.routes) {
     entries.push_back({kRoutes, r.id(), r.SerializeAsString()});
+  }
+  for (const config::v1::Plugin& p : exported.plugins) {
+    entries.push_back({kPlugins, p.id(), p.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -140,9 +144,20 @@ ConfigSet ExportableConfig(ConfigSet&& config) {
     }
   }
   out.routes.reserve(config.routes.size());
+  std::set<std::string> dropped_routes;
   for (config::v1::Route& r : config.routes) {
-    if (r.has_service_id() && disabled.count(r.service_id()) != 0) continue;
+    if (r.has_service_id() && disabled.count(r.service_id()) != 0) {
+      dropped_routes.insert(r.id());
+      continue;
+    }
     out.routes.push_back(std::move(r));
+  }
+  // Disabled plugins, and plugins of a disabled service or of its routes, never reach a DP.
+  for (config::v1::Plugin& p : config.plugins) {
+    if (!p.enabled()) continue;
+    if (p.has_service_id() && disabled.count(p.service_id()) != 0) continue;
+    if (p.has_route_id() && dropped_routes.count(p.route_id()) != 0) continue;
+    out.plugins.push_back(std::move(p));
   }
   return out;
 }
@@ -275,6 +290,12 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
         return absl::InvalidArgumentError(absl::StrCat("bad route body ", r.id()));
       }
       config->routes.push_back(std::move(route));
+    } else if (r.kind() == kPlugins) {
+      config::v1::Plugin plugin;
+      if (!plugin.ParseFromString(r.body()) || plugin.id() != r.id()) {
+        return absl::InvalidArgumentError(absl::StrCat("bad plugin body ", r.id()));
+      }
+      config->plugins.push_back(std::move(plugin));
     }
     // Other kinds come from a newer CP minor: covered by the hash, ignored here.
   }

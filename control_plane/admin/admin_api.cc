@@ -10,6 +10,7 @@
 #include "common/base/uuid.h"
 #include "common/config/utf8_fields.h"
 #include "common/metrics/metrics.h"
+#include "common/plugins/plugin_schema.h"
 #include "control_plane/admin/admin_responses.h"
 #include "control_plane/admin/entity_endpoints.h"
 #include "control_plane/admin/request_decoding.h"
@@ -90,8 +91,23 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     if (seg[1] == "status") return method == "GET" ? ClusterStatus() : MethodNotAllowed();
     return NotFound();
   }
+  if (seg[0] == "plugins" && n == 2 && seg[1] == "enabled") {
+    if (method != "GET") return MethodNotAllowed();
+    json names = json::array();
+    for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) names.push_back(schema->name);
+    return JsonResponse(200, json{{"enabled_plugins", std::move(names)}});
+  }
   if (std::optional<HttpResponse> response = entities_.Handle(request, seg, committed)) return *std::move(response);
   return NotFound();
+}
+
+// Kong's `plugins.available_on_server`: every bundled plugin with its version and priority.
+static json AvailablePlugins() {
+  json out = json::object();
+  for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) {
+    out[schema->name] = {{"version", PORTICO_VERSION}, {"priority", schema->priority}};
+  }
+  return out;
 }
 
 HttpResponse AdminApi::Impl::Root() {
@@ -107,7 +123,7 @@ HttpResponse AdminApi::Impl::Root() {
         {"admin_listen", json::array({options_.admin_listen})},
         {"cluster_listen", json::array({options_.cluster_listen})},
         {"router_flavor", "traditional_compatible"}}},
-      {"plugins", {{"available_on_server", json::object()}, {"enabled_in_cluster", json::array()}}},
+      {"plugins", {{"available_on_server", AvailablePlugins()}, {"enabled_in_cluster", json::array()}}},
       {"config_version", store_.CurrentVersion()},
   };
   return JsonResponse(200, body);

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
@@ -279,6 +280,19 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
   const std::string subject = StoreConflictSubject(status);
   switch (GetStoreConflict(status)) {
     case StoreConflict::kUniqueName: {
+      if (subject == "cache_key" && kind.has_cache_key()) {
+        // Kong: UNIQUE violation detected on '{consumer=null,name="x",route={id="..."},service=null}'
+        std::vector<std::string> parts;
+        json fields = json::object();
+        for (const FieldSpec* f : kind.cache_key_fields()) {
+          const std::optional<std::string> value = kind.Text(entity, *f);
+          const bool fk = f->type == FieldType::kForeignKey;
+          parts.push_back(absl::StrCat(f->name, "=", !value ? "null" : fk ? LuaKey("id", *value) : absl::StrCat("\"", *value, "\"")));
+          fields[f->name] = !value ? json(nullptr) : fk ? json{{"id", *value}} : json(*value);
+        }
+        return KongError(409, 5, "unique constraint violation",
+                         absl::StrCat("UNIQUE violation detected on '{", absl::StrJoin(parts, ","), "}'"), fields);
+      }
       const FieldSpec* field = kind.field(subject);
       if (field == nullptr && !kind.unique_fields().empty()) field = kind.unique_fields().front();
       if (field == nullptr) break;
@@ -340,6 +354,7 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
     }
     kind.SetCreatedAt(entity.get(), existing ? kind.CreatedAt(*existing) : 0);
   }
+  if (errors.empty()) kind.Normalize(entity.get(), &errors);  // e.g. a plugin's config defaults
   // Field rules are reported together with type errors; entity-level rules (which combine
   // several fields) only when every field is valid, as Kong does.
   const FieldErrors validation = kind.Validate(*entity);

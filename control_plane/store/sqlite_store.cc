@@ -23,6 +23,8 @@ namespace {
 using google::protobuf::Message;
 
 constexpr char kTagSeparator = '\x1f';
+// The column holding EntityDescriptor::CacheKey for kinds that have one (UNIQUE).
+constexpr char kCacheKeyColumn[] = "cache_key";
 
 // Schema migrations, applied in order, each in its own transaction with its row in
 // schema_migrations. Append only; never edit an applied migration. Entity tables are created
@@ -359,7 +361,13 @@ absl::Status SqliteStore::CreateEntityTables(sqlite3* db) {
       placeholders.push_back(absl::StrCat("?", i + 6));
       assignments.push_back(absl::StrCat(key_columns.back(), " = ?", i + 6));
     }
-    // ?1 id, ?2 created_at, ?3 updated_at, ?4 tags, ?5 entity, ?6... key columns.
+    if (kind->has_cache_key()) {
+      const size_t i = table.keys.size();
+      key_columns.push_back(kCacheKeyColumn);
+      placeholders.push_back(absl::StrCat("?", i + 6));
+      assignments.push_back(absl::StrCat(kCacheKeyColumn, " = ?", i + 6));
+    }
+    // ?1 id, ?2 created_at, ?3 updated_at, ?4 tags, ?5 entity, ?6... key columns, then cache_key.
     table.insert_sql = absl::StrCat("INSERT INTO ", kind->name(), " (id, created_at, updated_at, tags, entity",
                                     key_columns.empty() ? "" : ", ", absl::StrJoin(key_columns, ", "),
                                     ") VALUES (?1, ?2, ?3, ?4, ?5", placeholders.empty() ? "" : ", ",
@@ -579,6 +587,7 @@ absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind,
     for (size_t i = 0; i < table.keys.size(); ++i) {
       write.BindOptionalText(static_cast<int>(i) + 6, kind.Text(*entity, *table.keys[i]));
     }
+    if (kind.has_cache_key()) write.BindText(static_cast<int>(table.keys.size()) + 6, kind.CacheKey(*entity));
     if (absl::Status s = Run(write, db, absl::StrCat("write ", kind.name())); !s.ok()) {
       if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
         return WithStoreConflict(s, StoreConflict::kForeignKeyMissing, MissingForeignKey(db, table, *entity));
@@ -652,6 +661,7 @@ std::string SqliteTableSql(const EntityDescriptor& kind) {
   const std::string& t = kind.name();
   std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT PRIMARY KEY,\n");
   for (const FieldSpec* f : kind.unique_fields()) absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT UNIQUE,\n");
+  if (kind.has_cache_key()) absl::StrAppend(&sql, "  ", kCacheKeyColumn, " TEXT UNIQUE,\n");
   absl::StrAppend(&sql, "  created_at INTEGER NOT NULL,\n  updated_at INTEGER NOT NULL,\n");
   for (const FieldSpec* f : kind.stored_foreign_keys()) {
     absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT REFERENCES ", f->references, " (id) ON DELETE ",

@@ -22,6 +22,7 @@ void RequestContext::ResetContext() {
   upstream_head.clear();
   response_headers.clear();
   suspended_data = nullptr;
+  response_text.clear();
   header_views.clear();
   debug_headers_allowed = false;
 }

@@ -47,6 +47,10 @@ enum class StepStatus {
 struct LocalResponse {
   int status = 500;
   absl::string_view message;
+  // A body of its own instead of {"message": ...} (request-termination's `body`), sent with
+  // `content_type` (application/json; charset=utf-8 when empty). Used when not empty.
+  absl::string_view body;
+  absl::string_view content_type;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the client connection after it, whatever keep-alive says
 };
@@ -78,6 +82,9 @@ class RequestContext {
   std::vector<std::pair<std::string, std::string>> response_headers;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
+  // Free for the step that answers: storage for a LocalResponse::message it builds (keeps its
+  // capacity across requests).
+  std::string response_text;
   // Scratch for the route step (the request headers as views), kept with its capacity.
   std::vector<std::pair<absl::string_view, absl::string_view>> header_views;
 

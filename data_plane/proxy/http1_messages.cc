@@ -34,7 +34,14 @@ std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close
                                    const std::vector<std::pair<std::string, std::string>>& context_headers) {
   std::string out = absl::StrCat("HTTP/1.1 ", response.status, " ", HttpReasonPhrase(response.status), "\r\n");
   std::string body;
-  if (!response.message.empty()) {
+  const bool has_body = !response.body.empty() || !response.message.empty();
+  if (!response.body.empty()) {
+    body = std::string(response.body);
+    AppendHeaderLine(&out, "Content-Type",
+                     response.content_type.empty() ? absl::string_view("application/json; charset=utf-8")
+                                                   : response.content_type);
+    AppendHeaderLine(&out, "Content-Length", static_cast<uint64_t>(body.size()));
+  } else if (!response.message.empty()) {
     body = absl::StrCat("{\"message\":\"", JsonEscape(response.message), "\"}");
     AppendHeaderLine(&out, "Content-Type", "application/json; charset=utf-8");
     AppendHeaderLine(&out, "Content-Length", static_cast<uint64_t>(body.size()));
@@ -44,7 +51,7 @@ std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close
   }
   AppendHeaderLine(&out, "Server", kServerToken);
   if (close) AppendHeaderLine(&out, "Connection", "close");
-  if (!response.message.empty()) {
+  if (has_body) {
     for (const auto& [name, value] : response.headers) AppendHeaderLine(&out, name, value);
   }
   for (const auto& [name, value] : context_headers) AppendHeaderLine(&out, name, value);

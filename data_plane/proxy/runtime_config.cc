@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "data_plane/plugins/chain.h"
+
 namespace portico::dp {
 
 absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std::shared_ptr<const ConfigSet> config,
@@ -24,6 +26,7 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
 
   dp::Pipeline& steps = runtime->pipeline_;
   dp::AddBuiltinSteps(&steps, runtime->router_.get(), &runtime->services_);
+  if (absl::Status s = dp::plugins::AddPluginChain(*config, &steps); !s.ok()) return s;
   for (const auto& [phase, step] : extensions.request_steps) steps.Add(phase, step);
   for (const auto& step : extensions.response_head_steps) steps.AddResponseHead(step);
   for (const auto& step : extensions.response_body_steps) steps.AddResponseBody(step);

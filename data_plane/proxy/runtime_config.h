@@ -26,9 +26,9 @@ struct PipelineExtensions {
 
 class RuntimeConfig {
  public:
-  // Builds the router, the services and the pipeline (built-in steps, then `extensions` in their
-  // phases). Fails (and nothing changes for the caller) when the router cannot be built or a
-  // service is unusable (bad port, empty host).
+  // Builds the router, the services and the pipeline (built-in steps, the plugin chain, then
+  // `extensions` in their phases). Fails (and nothing changes for the caller) when the router
+  // cannot be built, a service is unusable (bad port, empty host) or a plugin does not compile.
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {});

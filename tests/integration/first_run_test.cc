@@ -236,8 +236,9 @@ TEST(FirstRunTest, AdmissionRefusalLogsTheDelayTheDataPlaneReallyWaits) {
   RunResult second = RunToExit(cluster.tmp(), "gen-dp2",
                                {PORTICO_CP_BIN, "gen-certs", cluster.certs(), "--dp-id", "dp-2"});
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  // One stream at once, then one every 4 s: the second DP is told to come back later.
-  ASSERT_TRUE(cluster.StartCp({"--cluster-admission-rate", "0.25", "--cluster-admission-burst", "1"}))
+  // One stream at once, then one every 10 s: the second DP is told to come back seconds later,
+  // far beyond its own first backoff (about 1 s), so the CP's delay is the one it waits.
+  ASSERT_TRUE(cluster.StartCp({"--cluster-admission-rate", "0.1", "--cluster-admission-burst", "1"}))
       << cluster.Logs();
   DataPlane& first = cluster.StartDp();
   ASSERT_TRUE(first.started) << cluster.Logs();
@@ -254,7 +255,7 @@ TEST(FirstRunTest, AdmissionRefusalLogsTheDelayTheDataPlaneReallyWaits) {
   ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(goaway OVERLOADED: [^\n]*; reconnecting in ([0-9.]+)s \(the control plane asked for ([0-9]+)s\))")))
       << log;
   EXPECT_EQ(std::stod(m[1].str()), std::stod(m[2].str())) << "the logged delay is the one waited: " << m[0];
-  EXPECT_GE(std::stod(m[2].str()), 1.0) << m[0];
+  EXPECT_GE(std::stod(m[2].str()), 2.0) << m[0];
   // It comes back after that delay and is admitted.
   EXPECT_TRUE(WaitFor([&] { return cluster.DpStatus(dp2).value("control_plane_connected", false); }, 30s))
       << dp2.process->Log();

@@ -46,9 +46,9 @@ TEST(EntityDescriptorTest, BuiltInKindsFitTheirMessages) {
                             .fields = DeclaredFields(*kind),
                             .shorthands = kind->shorthands(),
                             .validate = &NoRules};
-    const google::protobuf::Message& prototype =
-        kind == &ServicesKind() ? static_cast<const google::protobuf::Message&>(Service::default_instance())
-                                : Route::default_instance();
+    d.cache_key_fields.clear();
+    for (const FieldSpec* f : kind->cache_key_fields()) d.cache_key_fields.push_back(f->name);
+    const google::protobuf::Message& prototype = kind->defaults();  // a message of the kind
     EXPECT_TRUE(EntityDescriptor::Check(d, prototype).ok()) << EntityDescriptor::Check(d, prototype);
     // Every proto field is described, so the codec can never silently drop a new one.
     EXPECT_EQ(static_cast<int>(kind->fields().size()), kind->message_type()->field_count()) << kind->name();
@@ -115,6 +115,15 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
     for (const FieldSpec& spec : kind->fields()) {
       if (!spec.required) continue;
       ++required;
+      if (kind == &PluginsKind()) {
+        ASSERT_EQ(spec.name, "name");
+        config::v1::Plugin plugin;
+        plugin.add_protocols("http");
+        EXPECT_TRUE(PluginsKind().Validate(plugin).Has("name"));
+        plugin.set_name("request-termination");
+        EXPECT_TRUE(PluginsKind().Validate(plugin).empty()) << PluginsKind().Validate(plugin).KongMessage();
+        continue;
+      }
       ASSERT_EQ(kind, &ServicesKind()) << "a required field of " << kind->name() << " needs a case here";
       Service missing = service;
       missing.GetReflection()->ClearField(&missing, spec.proto);
@@ -122,7 +131,7 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 2);  // protocol, host
+  EXPECT_EQ(required, 3);  // services: protocol, host; plugins: name
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -178,10 +187,16 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(kinds.Find(Route::descriptor()), &RoutesKind());
   EXPECT_EQ(kinds.Find("consumers"), nullptr);
   std::vector<EntityRegistry::Reference> refs = kinds.ReferencesTo(ServicesKind());
-  ASSERT_EQ(refs.size(), 1u);
+  ASSERT_EQ(refs.size(), 2u);
   EXPECT_EQ(refs[0].kind, &RoutesKind());
   EXPECT_EQ(refs[0].field->name, "service");
-  EXPECT_TRUE(kinds.ReferencesTo(RoutesKind()).empty());
+  EXPECT_EQ(refs[1].kind, &PluginsKind());
+  EXPECT_EQ(refs[1].field->on_delete, OnDelete::kCascade);
+  std::vector<EntityRegistry::Reference> to_routes = kinds.ReferencesTo(RoutesKind());
+  ASSERT_EQ(to_routes.size(), 1u);
+  EXPECT_EQ(to_routes[0].kind, &PluginsKind());
+  EXPECT_EQ(to_routes[0].field->name, "route");
+  EXPECT_TRUE(kinds.ReferencesTo(PluginsKind()).empty());
 }
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {

@@ -9,6 +9,7 @@
 #include "common/config/utf8_fields.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/corrupt_rows.h"
@@ -320,7 +321,9 @@ TEST_F(AdminApiTest, RootStatusAndClustering) {
   EXPECT_EQ(root["node_id"], "node-1");
   EXPECT_EQ(root["configuration"]["role"], "control_plane");
   EXPECT_EQ(root["configuration"]["database"], "sqlite");
-  EXPECT_EQ(root["plugins"], json::parse(R"j({"available_on_server":{},"enabled_in_cluster":[]})j"));
+  EXPECT_EQ(root["plugins"]["available_on_server"]["request-termination"],
+            json::parse(R"j({"priority":2,"version":")j" PORTICO_VERSION R"j("})j"));
+  EXPECT_EQ(root["plugins"]["enabled_in_cluster"], json::array());
   CreateService("x");
   EXPECT_EQ(CallJson("GET", "/", 200)["config_version"], 1);
   json status = CallJson("GET", "/status", 200);
@@ -607,6 +610,97 @@ TEST_F(AdminApiTest, JsonNestedDeeperThanTheCapIsRefusedBeforeParsing) {
   // The offset cursor is JSON too.
   const std::string offset = absl::Base64Escape(nested(5000, "[", "]"));
   EXPECT_EQ(CallJson("GET", "/services?offset=" + offset, 400)["code"], 7);
+}
+
+}  // namespace
+}  // namespace portico::cp
+
+namespace portico::cp {
+namespace {
+
+class AdminPluginsTest : public AdminApiTest {};
+
+TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServices) {
+  const std::string service = CreateService("orders");
+  const std::string route =
+      CallJson("POST", "/services/orders/routes", 201, json{{"name", "r"}, {"paths", {"/o"}}}.dump())["id"];
+
+  json global = CallJson("POST", "/plugins", 201, R"({"name":"request-termination"})");
+  EXPECT_EQ(global["config"], json::parse(R"({"status_code":503,"message":null,"body":null,"content_type":null,
+                                              "echo":false,"trigger":null})"));
+  EXPECT_EQ(global["protocols"], json::parse(R"(["grpc","grpcs","http","https"])"));
+  EXPECT_EQ(global["enabled"], true);
+  EXPECT_TRUE(global["route"].is_null() && global["service"].is_null() && global["consumer"].is_null());
+
+  json on_route = CallJson("POST", "/routes/r/plugins", 201,
+                           R"({"name":"ip-restriction","instance_name":"deny-lab","config":{"deny":["10.0.0.0/8"]}})");
+  EXPECT_EQ(on_route["route"], json({{"id", route}}));
+  EXPECT_EQ(on_route["config"]["status"], nullptr);
+  // Form bodies: nested config fields, strings coerced by the plugin's schema.
+  json on_service = CallJson("POST", "/services/orders/plugins", 201,
+                             "name=request-size-limiting&config.allowed_payload_size=10&config.size_unit=kilobytes",
+                             "application/x-www-form-urlencoded");
+  EXPECT_EQ(on_service["service"], json({{"id", service}}));
+  EXPECT_EQ(on_service["config"]["allowed_payload_size"], 10);
+
+  EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 3u);
+  EXPECT_EQ(CallJson("GET", "/routes/r/plugins", 200)["data"].size(), 1u);
+  EXPECT_EQ(CallJson("GET", "/plugins/deny-lab", 200)["id"], on_route["id"]) << "instance_name addressing";
+
+  // PATCH merges into the config; the rest keeps its values.
+  json patched = CallJson("PATCH", "/plugins/deny-lab", 200, R"({"config":{"status":401}})");
+  EXPECT_EQ(patched["config"]["status"], 401);
+  EXPECT_EQ(patched["config"]["deny"], json({"10.0.0.0/8"}));
+
+  // Deleting the route deletes its plugins (Kong's cascade); the others stay.
+  EXPECT_EQ(Call("DELETE", "/routes/r").status, 204);
+  EXPECT_EQ(Call("GET", "/plugins/deny-lab").status, 404);
+  EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 2u);
+
+  json enabled = CallJson("GET", "/plugins/enabled", 200);
+  EXPECT_EQ(enabled["enabled_plugins"], json({"ip-restriction", "request-size-limiting", "request-termination"}));
+  EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
+}
+
+TEST_F(AdminPluginsTest, BadPluginsGetKongErrorsAndWriteNothing) {
+  CreateService("orders");
+  const uint64_t version = store_->CurrentVersion();
+  json unknown = CallJson("POST", "/plugins", 400, R"({"name":"nope"})");
+  EXPECT_EQ(unknown["fields"]["name"], "plugin 'nope' not enabled; add it to the 'plugins' configuration property");
+
+  json bad = CallJson("POST", "/plugins", 400,
+                      R"({"name":"ip-restriction","config":{"allow":["1.2.3.4/33"],"status":99,"x":1}})");
+  EXPECT_EQ(bad["code"], 2);
+  EXPECT_EQ(bad["fields"]["config"]["allow"], json({"invalid ip or cidr range: '1.2.3.4/33'"}));
+  EXPECT_EQ(bad["fields"]["config"]["status"], "value should be between 100 and 599");
+  EXPECT_EQ(bad["fields"]["config"]["x"], "unknown field");
+
+  json none = CallJson("POST", "/plugins", 400, R"({"name":"ip-restriction"})");
+  EXPECT_EQ(none["message"],
+            "schema violation (config: at least one of these fields must be non-empty: 'config.allow', 'config.deny')");
+  EXPECT_EQ(none["fields"]["config"]["@entity"],
+            json({"at least one of these fields must be non-empty: 'config.allow', 'config.deny'"}));
+
+  json both = CallJson("POST", "/plugins", 400, R"({"name":"request-termination","config":{"message":"a","body":"b"}})");
+  EXPECT_EQ(both["fields"]["config"]["@entity"], json({"'message' and 'body' are mutually exclusive"}));
+  EXPECT_EQ(CallJson("POST", "/plugins", 400, R"({"name":"request-termination","config":[1]})")["fields"]["config"],
+            "expected a record");
+  EXPECT_EQ(CallJson("POST", "/plugins", 400, R"({"name":"request-termination","protocols":["smtp"]})")["fields"]
+                    ["protocols"],
+            json({"expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"}));
+  EXPECT_EQ(CallJson("POST", "/services/nope/plugins", 404, R"({"name":"request-termination"})")["message"],
+            "Not found");
+  EXPECT_EQ(store_->CurrentVersion(), version) << "no refused write bumped the version";
+
+  // One instance per plugin name and scope (Kong's cache key): the second is refused with 409.
+  CallJson("POST", "/services/orders/plugins", 201, R"({"name":"request-termination"})");
+  json twice = CallJson("POST", "/services/orders/plugins", 409, R"({"name":"request-termination"})");
+  EXPECT_EQ(twice["name"], "unique constraint violation");
+  const std::string service_id = CallJson("GET", "/services/orders", 200)["id"];
+  EXPECT_EQ(twice["message"], absl::StrCat("UNIQUE violation detected on '{consumer=null,name=\"request-termination\","
+                                           "route=null,service={id=\"", service_id, "\"}}'"));
+  CallJson("POST", "/plugins", 201, R"({"name":"request-termination"})");  // another scope: fine
+  EXPECT_EQ(CallJson("POST", "/plugins", 409, R"({"name":"request-termination"})")["code"], 5);
 }
 
 }  // namespace

@@ -1,0 +1,12 @@
+#pragma once
+// The schemas of the bundled plugins, one file each (request_termination.cc, ...). Listed in
+// BundledPluginSchemas (plugin_schema.cc).
+#include "common/plugins/plugin_schema.h"
+
+namespace portico::plugins {
+
+const PluginSchema& IpRestrictionSchema();
+const PluginSchema& RequestSizeLimitingSchema();
+const PluginSchema& RequestTerminationSchema();
+
+}  // namespace portico::plugins

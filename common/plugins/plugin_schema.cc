@@ -1,0 +1,230 @@
+#include "common/plugins/plugin_schema.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/plugins/bundled.h"
+
+namespace portico::plugins {
+namespace {
+
+using nlohmann::json;
+
+bool IsUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+const std::vector<const PluginSchema*>& BundledPluginSchemas() {
+  static const std::vector<const PluginSchema*>* const all = [] {
+    auto* v = new std::vector<const PluginSchema*>{&IpRestrictionSchema(), &RequestSizeLimitingSchema(),
+                                                   &RequestTerminationSchema()};
+    std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
+      return std::strcmp(a->name, b->name) < 0;
+    });
+    return v;
+  }();
+  return *all;
+}
+
+const PluginSchema* FindPluginSchema(absl::string_view name) {
+  for (const PluginSchema* schema : BundledPluginSchemas()) {
+    if (name == schema->name) return schema;
+  }
+  return nullptr;
+}
+
+std::string PluginNotEnabledMessage(absl::string_view name) {
+  return absl::StrCat("plugin '", name, "' not enabled; add it to the 'plugins' configuration property");
+}
+
+ConfigFields::ConfigFields(const json& config, FieldErrors* errors) : in_(config), errors_(errors) {
+  if (!config.is_null() && !config.is_object()) {
+    errors_->Add("", "expected a record");
+    not_object_ = true;
+  }
+}
+
+const json* ConfigFields::Take(const char* name) {
+  seen_.emplace_back(name);
+  if (not_object_ || !in_.is_object()) return nullptr;
+  auto it = in_.find(name);
+  if (it == in_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::optional<int64_t> ConfigFields::Integer(const char* name, std::optional<int64_t> fallback, int64_t min,
+                                             int64_t max) {
+  const json* v = Take(name);
+  std::optional<int64_t> value = fallback;
+  if (v != nullptr) {
+    int64_t n = 0;
+    bool ok = false;
+    if (v->is_number_integer() && !(v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX)) {
+      n = v->get<int64_t>();
+      ok = true;
+    } else if (v->is_number_float()) {
+      const double d = v->get<double>();
+      ok = std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.0e15;
+      n = ok ? static_cast<int64_t>(d) : 0;
+    } else if (v->is_string()) {
+      ok = absl::SimpleAtoi(v->get<std::string>(), &n);
+    }
+    if (!ok) {
+      errors_->Add(name, "expected an integer");
+      return fallback;
+    }
+    if (n < min || n > max) {
+      errors_->Add(name, absl::StrCat("value should be between ", min, " and ", max));
+      return fallback;
+    }
+    value = n;
+  }
+  Put(name, value ? json(*value) : json(nullptr));
+  return value;
+}
+
+std::optional<double> ConfigFields::Number(const char* name, std::optional<double> fallback, double min, double max) {
+  const json* v = Take(name);
+  std::optional<double> value = fallback;
+  if (v != nullptr) {
+    double d = 0;
+    bool ok = false;
+    if (v->is_number()) {
+      d = v->get<double>();
+      ok = std::isfinite(d);
+    } else if (v->is_string()) {
+      ok = absl::SimpleAtod(v->get<std::string>(), &d) && std::isfinite(d);
+    }
+    if (!ok) {
+      errors_->Add(name, "expected a number");
+      return fallback;
+    }
+    if (d < min || d > max) {
+      errors_->Add(name, absl::StrCat("value should be between ", min, " and ", max));
+      return fallback;
+    }
+    value = d;
+  }
+  Put(name, value ? json(*value) : json(nullptr));
+  return value;
+}
+
+bool ConfigFields::Boolean(const char* name, bool fallback) {
+  const json* v = Take(name);
+  bool value = fallback;
+  if (v != nullptr) {
+    if (v->is_boolean()) {
+      value = v->get<bool>();
+    } else if (v->is_string() && (*v == "true" || *v == "false")) {
+      value = *v == "true";
+    } else {
+      errors_->Add(name, "expected a boolean");
+    }
+  }
+  Put(name, value);
+  return value;
+}
+
+std::optional<std::string> ConfigFields::String(const char* name, std::optional<std::string> fallback,
+                                                const std::vector<std::string>& one_of, size_t max_length) {
+  const json* v = Take(name);
+  std::optional<std::string> value = fallback;
+  if (v != nullptr) {
+    if (!v->is_string()) {
+      errors_->Add(name, "expected a string");
+      return fallback;
+    }
+    std::string s = v->get<std::string>();
+    if (!IsUtf8(s)) {
+      errors_->Add(name, "invalid utf-8");
+      return fallback;
+    }
+    if (s.empty()) {
+      errors_->Add(name, "length must be at least 1");
+      return fallback;
+    }
+    if (s.size() > max_length) {
+      errors_->Add(name, absl::StrCat("length must be at most ", max_length));
+      return fallback;
+    }
+    if (!one_of.empty() && std::find(one_of.begin(), one_of.end(), s) == one_of.end()) {
+      std::string list;
+      for (const std::string& o : one_of) absl::StrAppend(&list, list.empty() ? "" : ", ", o);
+      errors_->Add(name, absl::StrCat("expected one of: ", list));
+      return fallback;
+    }
+    value = std::move(s);
+  }
+  Put(name, value ? json(*value) : json(nullptr));
+  return value;
+}
+
+std::optional<std::vector<std::string>> ConfigFields::StringArray(
+    const char* name, std::optional<std::vector<std::string>> fallback, std::string (*item_ok)(absl::string_view)) {
+  const json* v = Take(name);
+  std::optional<std::vector<std::string>> value = fallback;
+  if (v != nullptr) {
+    json items = v->is_string() ? json::array({*v}) : *v;
+    if (!items.is_array()) {
+      errors_->Add(name, "expected an array");
+      return fallback;
+    }
+    std::vector<std::string> strings;
+    bool ok = true;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string path = absl::StrCat(name, ".", i + 1);
+      if (!items[i].is_string()) {
+        errors_->Add(path, "expected a string");
+        ok = false;
+        continue;
+      }
+      std::string s = items[i].get<std::string>();
+      std::string problem = !IsUtf8(s) ? "invalid utf-8" : item_ok != nullptr ? item_ok(s) : "";
+      if (!problem.empty()) {
+        errors_->Add(path, problem);
+        ok = false;
+        continue;
+      }
+      strings.push_back(std::move(s));
+    }
+    if (!ok) return fallback;
+    value = std::move(strings);
+  }
+  Put(name, value ? json(*value) : json(nullptr));
+  return value;
+}
+
+json ConfigFields::Finish() {
+  if (!not_object_ && in_.is_object()) {
+    for (const auto& [key, unused] : in_.items()) {
+      if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) {
+        errors_->Add(IsUtf8(key) ? key : std::string("?"), "unknown field");
+      }
+    }
+  }
+  return std::move(out_);
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,74 @@
+#pragma once
+// The plugins Portico knows, as their config schemas: what the CP validates (and fills with Kong's
+// defaults) when a plugin is written, and what a DP checks again before it compiles a snapshot's
+// plugins (data_plane/plugins/). One schema per plugin, in its own file of common/plugins/;
+// docs/plugins.md "How to add a plugin".
+//
+// A plugin's `config` is a JSON object. Normalize() reads it field by field: unknown fields,
+// type errors and rule violations are reported with paths relative to `config` ("status_code",
+// "allow.2"); missing fields get Kong's defaults; the result is the complete config that is
+// stored, shown by the Admin API and sent to data planes. Normalize(Normalize(x)) == Normalize(x).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "common/config/field_errors.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::plugins {
+
+struct PluginSchema {
+  const char* name;  // Kong's plugin name, e.g. "request-termination"
+  int priority;      // Kong's PRIORITY: higher runs first (KONG-REFERENCE.md §6.1)
+  // `config` (an object; null counts as {}) -> the normalized config, or errors (then the result
+  // is meaningless).
+  nlohmann::json (*normalize)(const nlohmann::json& config, FieldErrors* errors);
+};
+
+// The bundled plugins, by name (sorted). Null when `name` is not one of them.
+const PluginSchema* FindPluginSchema(absl::string_view name);
+const std::vector<const PluginSchema*>& BundledPluginSchemas();
+
+// Kong's error for an unknown plugin name.
+std::string PluginNotEnabledMessage(absl::string_view name);
+
+// Reads the fields of one config object for a schema's normalize function. Each accessor
+// consumes one field, reports its errors and returns the value to store (the default when the
+// field is absent or null). Finish() reports every field no accessor asked for.
+//
+// Lenience: a string that parses as the wanted integer/number/boolean, and a single string where
+// an array of strings is wanted, are accepted (form-encoded Admin API bodies carry only strings).
+class ConfigFields {
+ public:
+  ConfigFields(const nlohmann::json& config, FieldErrors* errors);
+
+  // An integer in [min, max]; `fallback` when absent (nullopt: stays null).
+  std::optional<int64_t> Integer(const char* name, std::optional<int64_t> fallback, int64_t min, int64_t max);
+  std::optional<double> Number(const char* name, std::optional<double> fallback, double min, double max);
+  bool Boolean(const char* name, bool fallback);
+  // A string (UTF-8, at most `max_length` bytes); `one_of` non-empty restricts the values.
+  std::optional<std::string> String(const char* name, std::optional<std::string> fallback,
+                                    const std::vector<std::string>& one_of = {}, size_t max_length = 4096);
+  // An array of strings; `item_ok` (may be null) checks each item and returns an error text or "".
+  std::optional<std::vector<std::string>> StringArray(const char* name,
+                                                      std::optional<std::vector<std::string>> fallback,
+                                                      std::string (*item_ok)(absl::string_view) = nullptr);
+
+  // Reports unknown fields; returns the normalized object built by the accessors.
+  nlohmann::json Finish();
+  FieldErrors* errors() { return errors_; }
+
+ private:
+  const nlohmann::json* Take(const char* name);  // nullptr when absent or null
+  void Put(const char* name, nlohmann::json value) { out_[name] = std::move(value); }
+
+  const nlohmann::json& in_;
+  FieldErrors* errors_;
+  std::vector<std::string> seen_;
+  nlohmann::json out_ = nlohmann::json::object();
+  bool not_object_ = false;
+};
+
+}  // namespace portico::plugins

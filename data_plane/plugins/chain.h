@@ -1,0 +1,18 @@
+#pragma once
+// The plugin chain: a snapshot's plugins compiled once and resolved per route the way Kong
+// resolves them (KONG-REFERENCE.md §6.1): for each plugin name the most specific instance wins,
+// route+service, then route, then service, then global; the winners run in descending priority
+// (equal priority: name descending). Consumer-scoped instances wait for consumers (not
+// implemented: they are ignored). The chain is one request step in the access phase; a snapshot
+// without plugins adds nothing to the pipeline.
+#include "absl/status/status.h"
+#include "common/config/config_set.h"
+#include "data_plane/pipeline/pipeline.h"
+
+namespace portico::dp::plugins {
+
+// Compiles `config`'s plugins (it must outlive `pipeline`) and adds the chain step. Fails, naming
+// the plugin and the field, when a plugin has no handler here or its config does not compile.
+absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline);
+
+}  // namespace portico::dp::plugins

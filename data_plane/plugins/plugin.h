@@ -1,0 +1,34 @@
+#pragma once
+// What a data-plane plugin is: a handler compiled once per snapshot from the plugin's normalized
+// config (common/plugins validated it), shared read-only by every worker, run by the plugin chain
+// (chain.h) in Kong's priority order. A plugin lives in its own folder here and is listed once in
+// registry.cc; the proxy knows plugins only through the chain. docs/plugins.md "How to add a
+// plugin".
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "data_plane/pipeline/pipeline.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace portico::dp::plugins {
+
+class PluginHandler {
+ public:
+  virtual ~PluginHandler() = default;
+  // Kong's access phase: kContinue, or kStop after RequestContext::Respond. Thread-safe and
+  // allocation-free on the request path; never blocks the worker loop.
+  virtual StepStatus Access(RequestContext& request) const = 0;
+};
+
+struct PluginFactory {
+  const char* name;  // Kong's plugin name; also a schema in common/plugins
+  // `config` is the normalized config (an object with every field of the schema). An error names
+  // the field ("config.allow.1: ...").
+  absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const nlohmann::json& config);
+};
+
+// The factory for a plugin name, or null when the DP has no handler for it.
+const PluginFactory* FindPluginFactory(absl::string_view name);
+
+}  // namespace portico::dp::plugins

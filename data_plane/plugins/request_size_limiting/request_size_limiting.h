@@ -1,0 +1,12 @@
+#pragma once
+// request-size-limiting: refuses a request whose Content-Length is over the limit with 413
+// `Request size limit exceeded` (417 when it asked `Expect: 100-continue`), and, with
+// `require_content_length`, a request without Content-Length with 411. A chunked body without
+// Content-Length is not counted yet (Kong reads it and checks its size).
+#include "data_plane/plugins/plugin.h"
+
+namespace portico::dp::plugins {
+
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestSizeLimiting(const nlohmann::json& config);
+
+}  // namespace portico::dp::plugins

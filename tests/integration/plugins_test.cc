@@ -1,0 +1,128 @@
+// Plugins end to end: created through the real CP's Admin API, compiled by the real DP, applied to
+// real HTTP on loopback in front of a real upstream.
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/cluster.h"
+
+namespace portico::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+class PluginsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
+    dp_ = &cluster_.StartDp();
+    ASSERT_TRUE(dp_->started) << cluster_.Logs();
+    const std::string url = absl::StrCat("http://127.0.0.1:", upstream_.port());
+    for (const char* service : {"s1", "s2"}) {
+      ASSERT_EQ(cluster_.Admin("POST", "/services", {{"name", service}, {"url", url}}).status, 201);
+    }
+    for (const auto& [route, service] : {std::pair{"a", "s1"}, {"b", "s1"}, {"c", "s1"}, {"d", "s2"}}) {
+      HttpResult r = cluster_.Admin("POST", absl::StrCat("/services/", service, "/routes"),
+                                    {{"name", route}, {"paths", {absl::StrCat("/", route)}}});
+      ASSERT_EQ(r.status, 201) << r.body;
+    }
+  }
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s", cluster_.Logs().c_str());
+  }
+  void Add(const std::string& path, const json& plugin) {
+    HttpResult r = cluster_.Admin("POST", path, plugin);
+    ASSERT_EQ(r.status, 201) << path << " " << plugin.dump() << " -> " << r.body;
+  }
+  HttpResult Send(const std::string& raw) { return RawHttp(dp_->proxy_port, raw); }
+  HttpResult Get(const std::string& path) { return cluster_.Proxy(*dp_, path); }
+
+  EchoUpstream upstream_;
+  Cluster cluster_;
+  DataPlane* dp_ = nullptr;
+};
+
+json Terminate(int status) {
+  return {{"name", "request-termination"}, {"config", {{"status_code", status}, {"message", absl::StrCat("t", status)}}}};
+}
+
+TEST_F(PluginsTest, ScopesResolveAsKongsPrecedenceTable) {
+  Add("/plugins", Terminate(418));                    // global
+  Add("/services/s1/plugins", Terminate(419));        // service s1
+  Add("/routes/b/plugins", Terminate(420));           // route b
+  Add("/routes/a/plugins", Terminate(420));           // route a ...
+  json route_and_service = Terminate(421);            // ... and route a + service s1
+  route_and_service["route"] = {{"name", "a"}};
+  route_and_service["service"] = {{"name", "s1"}};
+  Add("/plugins", route_and_service);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  EXPECT_EQ(Get("/a").status, 421);
+  EXPECT_EQ(Get("/b").status, 420);
+  EXPECT_EQ(Get("/c").status, 419);
+  HttpResult d = Get("/d");
+  EXPECT_EQ(d.status, 418);
+  EXPECT_EQ(json::parse(d.body, nullptr, false), json({{"message", "t418"}}));
+  EXPECT_EQ(Get("/nothing").status, 404) << "no route: no plugin runs";
+
+  // Disabling the route+service instance falls back to the route's own.
+  json plugins = ParseJson(cluster_.Admin("GET", "/plugins?size=100"));
+  std::string id;
+  for (const json& p : plugins["data"]) {
+    if (p["config"]["status_code"] == 421) id = p["id"];
+  }
+  ASSERT_FALSE(id.empty()) << plugins.dump();
+  ASSERT_EQ(cluster_.Admin("PATCH", "/plugins/" + id, {{"enabled", false}}).status, 200);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  EXPECT_EQ(Get("/a").status, 420);
+  EXPECT_EQ(upstream_.requests_served(), 0) << "every request was answered by a plugin";
+}
+
+TEST_F(PluginsTest, IpRestrictionAndSizeLimitGuardTheUpstream) {
+  Add("/routes/a/plugins", {{"name", "ip-restriction"}, {"config", {{"deny", {"127.0.0.0/8"}}}}});
+  Add("/routes/b/plugins", {{"name", "ip-restriction"}, {"config", {{"allow", {"127.0.0.1", "::1"}}}}});
+  Add("/routes/c/plugins",
+      {{"name", "request-size-limiting"}, {"config", {{"allowed_payload_size", 1}, {"size_unit", "kilobytes"}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult denied = Get("/a");
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_EQ(json::parse(denied.body, nullptr, false), json({{"message", "IP address not allowed: 127.0.0.1"}}));
+  EXPECT_EQ(Get("/b").status, 200);
+  EXPECT_EQ(upstream_.requests_served(), 1);
+
+  // Over the limit: 413, and the body never reaches the upstream; under it, proxied.
+  const std::string big(2048, 'x');
+  HttpResult over = Send(absl::StrCat("POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: ", big.size(), "\r\n\r\n", big));
+  EXPECT_EQ(over.status, 413) << over.body;
+  EXPECT_EQ(json::parse(over.body, nullptr, false), json({{"message", "Request size limit exceeded"}}));
+  const std::string small(1024, 'y');
+  HttpResult under = Send(absl::StrCat("POST /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ",
+                                       small.size(), "\r\n\r\n", small));
+  EXPECT_EQ(under.status, 200) << under.body;
+  EXPECT_EQ(json::parse(under.body, nullptr, false)["body_len"], 1024);
+  EXPECT_EQ(upstream_.requests_served(), 2) << "the refused body never reached the upstream";
+}
+
+TEST_F(PluginsTest, BadPluginWritesAreRefusedAndTheDataPlaneKeepsServing) {
+  Add("/routes/a/plugins", Terminate(418));
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  const uint64_t version = cluster_.CpVersion();
+  HttpResult bad = cluster_.Admin("POST", "/routes/b/plugins",
+                                  {{"name", "request-termination"}, {"config", {{"status_code", 99}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(ParseJson(bad)["fields"]["config"]["status_code"], "value should be between 100 and 599");
+  EXPECT_EQ(cluster_.Admin("POST", "/routes/a/plugins", Terminate(419)).status, 409);
+  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "key-auth"}}).status, 400);
+  EXPECT_EQ(cluster_.CpVersion(), version);
+  EXPECT_EQ(Get("/a").status, 418);
+  EXPECT_EQ(Get("/b").status, 200);
+  json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
+  ASSERT_EQ(dps["data"].size(), 1u) << dps.dump();
+  EXPECT_EQ(dps["data"][0]["state"], "connected_synced") << dps.dump();
+}
+
+}  // namespace
+}  // namespace portico::testing

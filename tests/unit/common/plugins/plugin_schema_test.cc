@@ -1,0 +1,79 @@
+// The bundled plugins' config schemas: Kong's defaults, errors by field, idempotence, lenience.
+#include "common/plugins/plugin_schema.h"
+
+#include "gtest/gtest.h"
+
+namespace portico::plugins {
+namespace {
+
+using nlohmann::json;
+
+json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
+  const PluginSchema* schema = FindPluginSchema(plugin);
+  EXPECT_NE(schema, nullptr) << plugin;
+  return schema == nullptr ? json() : schema->normalize(config, errors);
+}
+
+TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
+  std::vector<std::string> names;
+  for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
+  EXPECT_EQ(names, (std::vector<std::string>{"ip-restriction", "request-size-limiting", "request-termination"}));
+  EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
+  EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
+  EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
+  EXPECT_EQ(FindPluginSchema("key-auth"), nullptr);
+  EXPECT_EQ(PluginNotEnabledMessage("x"), "plugin 'x' not enabled; add it to the 'plugins' configuration property");
+}
+
+TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
+  for (const PluginSchema* schema : BundledPluginSchemas()) {
+    json config = std::string(schema->name) == "ip-restriction" ? json{{"allow", {"10.0.0.1"}}} : json::object();
+    FieldErrors errors;
+    json once = schema->normalize(config, &errors);
+    ASSERT_TRUE(errors.empty()) << schema->name << ": " << errors.KongMessage();
+    FieldErrors again_errors;
+    EXPECT_EQ(schema->normalize(once, &again_errors), once) << schema->name;
+    EXPECT_TRUE(again_errors.empty());
+  }
+  FieldErrors errors;
+  EXPECT_EQ(Normalize("request-size-limiting", nullptr, &errors),
+            json::parse(R"({"allowed_payload_size":128,"size_unit":"megabytes","require_content_length":false})"));
+  EXPECT_EQ(Normalize("request-termination", json::object(), &errors)["status_code"], 503);
+  EXPECT_TRUE(errors.empty());
+}
+
+TEST(PluginSchemaTest, ErrorsNameTheFieldAndTheRule) {
+  FieldErrors errors;
+  Normalize("request-size-limiting", {{"allowed_payload_size", -1}, {"size_unit", "gigabytes"}, {"extra", 1}},
+            &errors);
+  EXPECT_EQ(errors.KongMessage(),
+            "3 schema violations (allowed_payload_size: value should be between 0 and 8796093022207; "
+            "extra: unknown field; size_unit: expected one of: megabytes, kilobytes, bytes)");
+  FieldErrors types;
+  Normalize("request-termination", {{"status_code", "x"}, {"message", 5}, {"echo", "maybe"}}, &types);
+  EXPECT_TRUE(types.Has("status_code") && types.Has("message") && types.Has("echo")) << types.KongMessage();
+  FieldErrors not_object;
+  Normalize("request-termination", json::array(), &not_object);
+  EXPECT_TRUE(not_object.Has("")) << not_object.KongMessage();
+  FieldErrors bad_utf8;
+  Normalize("request-termination", {{"message", std::string("\xff")}}, &bad_utf8);
+  EXPECT_TRUE(bad_utf8.Has("message"));
+  FieldErrors echo;
+  Normalize("request-termination", {{"echo", true}}, &echo);
+  EXPECT_EQ(echo.KongMessage(), "schema violation (echo: not supported by Portico yet)");
+}
+
+TEST(PluginSchemaTest, FormStringsAreCoercedToTheWantedTypes) {
+  FieldErrors errors;
+  json out = Normalize("request-size-limiting", {{"allowed_payload_size", "12"}, {"require_content_length", "true"}},
+                       &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out["allowed_payload_size"], 12);
+  EXPECT_EQ(out["require_content_length"], true);
+  json ips = Normalize("ip-restriction", {{"deny", "10.0.0.0/8"}}, &errors);
+  EXPECT_EQ(ips["deny"], json({"10.0.0.0/8"}));
+  EXPECT_TRUE(errors.empty());
+}
+
+}  // namespace
+}  // namespace portico::plugins

@@ -1,0 +1,267 @@
+// The data plane's plugin chain (precedence, order, what is skipped, compile errors) and each
+// plugin's behaviour, on a fake request context.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data_plane/pipeline/pipeline.h"
+#include "data_plane/plugins/chain.h"
+#include "data_plane/plugins/ip_restriction/ip_restriction.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::dp::plugins {
+namespace {
+
+using config::v1::Plugin;
+using config::v1::Route;
+using config::v1::Service;
+using nlohmann::json;
+
+// Records the answer; the request data is set by each test.
+class FakeContext final : public RequestContext {
+ public:
+  FakeContext() {
+    head = &request_head;
+    client_ip = "127.0.0.1";
+  }
+  void Respond(const LocalResponse& response) override {
+    responded = true;
+    status = response.status;
+    message = std::string(response.message);
+    body = std::string(response.body);
+    content_type = std::string(response.content_type);
+  }
+  void Resume(StepStatus) override {}
+
+  MessageHead request_head;
+  bool responded = false;
+  int status = 0;
+  std::string message, body, content_type;
+};
+
+std::string Id(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "00000000-0000-4000-8000-%012d", n);
+  return buf;
+}
+
+Plugin MakePlugin(int n, const std::string& name, json config, const std::string& route_id = "",
+                  const std::string& service_id = "") {
+  Plugin p;
+  p.set_id(Id(n));
+  p.set_name(name);
+  p.set_config(config.dump());
+  if (!route_id.empty()) p.set_route_id(route_id);
+  if (!service_id.empty()) p.set_service_id(service_id);
+  p.add_protocols("http");
+  p.add_protocols("https");
+  p.set_enabled(true);
+  return p;
+}
+
+Plugin Terminate(int n, int status, const std::string& route_id = "", const std::string& service_id = "") {
+  return MakePlugin(n, "request-termination", {{"status_code", status}}, route_id, service_id);
+}
+
+// Runs the chain built from `config` for a request matched to `route` (null: no match).
+class ChainRunner {
+ public:
+  explicit ChainRunner(std::shared_ptr<ConfigSet> config) : config_(std::move(config)) {
+    status_ = AddPluginChain(*config_, &pipeline_);
+  }
+  const absl::Status& status() const { return status_; }
+  size_t steps() const { return pipeline_.request_steps().size(); }
+  // The status of the local answer, 0 when every step continued.
+  int Run(const Route* route, FakeContext& context) {
+    if (route != nullptr) context.match = Match{route, nullptr, {}, false};
+    for (const RequestStep* step : pipeline_.request_steps()) {
+      if (step->OnRequest(context) == StepStatus::kStop) return context.status;
+    }
+    return 0;
+  }
+  int Run(const Route* route) {
+    FakeContext context;
+    return Run(route, context);
+  }
+
+ private:
+  std::shared_ptr<ConfigSet> config_;
+  Pipeline pipeline_;
+  absl::Status status_;
+};
+
+// Services S (id 1) and T (id 2); routes A, B, C on S and D on T.
+std::shared_ptr<ConfigSet> Base() {
+  auto config = std::make_shared<ConfigSet>();
+  for (int s : {1, 2}) {
+    Service service;
+    service.set_id(Id(s));
+    config->services.push_back(service);
+  }
+  for (int r : {11, 12, 13, 14}) {
+    Route route;
+    route.set_id(Id(r));
+    route.set_service_id(Id(r == 14 ? 2 : 1));
+    config->routes.push_back(route);
+  }
+  return config;
+}
+
+TEST(PluginChainTest, MostSpecificScopeWinsPerPluginName) {
+  auto config = Base();
+  config->plugins = {Terminate(101, 418), Terminate(102, 419, "", Id(1)), Terminate(103, 420, Id(12)),
+                     Terminate(104, 420, Id(11)), Terminate(105, 421, Id(11), Id(1))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  EXPECT_EQ(chain.Run(&config->routes[0]), 421) << "route+service beats route, service and global";
+  EXPECT_EQ(chain.Run(&config->routes[1]), 420) << "route beats service and global";
+  EXPECT_EQ(chain.Run(&config->routes[2]), 419) << "service beats global";
+  EXPECT_EQ(chain.Run(&config->routes[3]), 418) << "global for a route of another service";
+}
+
+TEST(PluginChainTest, DifferentPluginsRunInKongPriorityOrder) {
+  auto config = Base();
+  // request-termination (priority 2) is global; ip-restriction (990) on route A runs first.
+  config->plugins = {Terminate(101, 418),
+                     MakePlugin(102, "ip-restriction", {{"deny", {"127.0.0.0/8"}}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext context;
+  EXPECT_EQ(chain.Run(&config->routes[0], context), 403);
+  EXPECT_EQ(context.message, "IP address not allowed: 127.0.0.1");
+  EXPECT_EQ(chain.Run(&config->routes[1]), 418) << "route B gets the global plugin only";
+}
+
+TEST(PluginChainTest, DisabledConsumerScopedAndNonHttpInstancesAreSkipped) {
+  auto config = Base();
+  Plugin disabled = Terminate(101, 418);
+  disabled.set_enabled(false);
+  Plugin consumer = Terminate(102, 419, Id(11));
+  consumer.set_consumer_id(Id(900));
+  Plugin grpc_only = Terminate(103, 420, Id(12));
+  grpc_only.clear_protocols();
+  grpc_only.add_protocols("grpc");
+  config->plugins = {disabled, consumer, grpc_only};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  EXPECT_EQ(chain.steps(), 0u) << "no plugin to run: no step at all";
+
+  auto none = Base();
+  ChainRunner empty(none);
+  EXPECT_EQ(empty.steps(), 0u);
+}
+
+TEST(PluginChainTest, PluginThatCannotCompileFailsTheSnapshotNamingPluginAndField) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "request-termination", {{"status_code", 700}})};
+  ChainRunner bad_value(config);
+  ASSERT_FALSE(bad_value.status().ok());
+  EXPECT_NE(bad_value.status().message().find(Id(101)), std::string::npos) << bad_value.status();
+  EXPECT_NE(bad_value.status().message().find("config.status_code: value should be between 100 and 599"),
+            std::string::npos)
+      << bad_value.status();
+
+  config->plugins = {MakePlugin(102, "key-auth", json::object())};
+  ChainRunner unknown(config);
+  EXPECT_NE(unknown.status().message().find("(key-auth): this data plane cannot run it"), std::string::npos)
+      << unknown.status();
+
+  config->plugins = {MakePlugin(103, "request-termination", json::object())};
+  config->plugins[0].set_config("[1,2");
+  ChainRunner not_json(config);
+  EXPECT_NE(not_json.status().message().find("config: expected a record"), std::string::npos) << not_json.status();
+}
+
+TEST(RequestTerminationTest, MessageBodyDefaultsAndTrigger) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "request-termination", json::object(), Id(11)),
+                     MakePlugin(102, "request-termination",
+                                {{"status_code", 200}, {"body", "<ok/>"}, {"content_type", "text/xml"}}, Id(12)),
+                     MakePlugin(103, "request-termination", {{"status_code", 410}, {"trigger", "X-Stop"}}, Id(13))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext a;
+  EXPECT_EQ(chain.Run(&config->routes[0], a), 503);
+  EXPECT_EQ(a.message, "Service unavailable");
+  FakeContext b;
+  EXPECT_EQ(chain.Run(&config->routes[1], b), 200);
+  EXPECT_EQ(b.body, "<ok/>");
+  EXPECT_EQ(b.content_type, "text/xml");
+
+  FakeContext untriggered;
+  EXPECT_EQ(chain.Run(&config->routes[2], untriggered), 0);
+  FakeContext by_header;
+  by_header.request_head.headers.emplace_back("x-stop", "1");
+  EXPECT_EQ(chain.Run(&config->routes[2], by_header), 410);
+  FakeContext by_query;
+  by_query.target.query = "a=1&X-Stop";
+  EXPECT_EQ(chain.Run(&config->routes[2], by_query), 410);
+}
+
+TEST(RequestSizeLimitingTest, ContentLengthOverTheLimitExpectAndRequiredLength) {
+  auto config = Base();
+  config->plugins = {
+      MakePlugin(101, "request-size-limiting", {{"allowed_payload_size", 2}, {"size_unit", "kilobytes"}}, Id(11)),
+      MakePlugin(102, "request-size-limiting", {{"require_content_length", true}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext small;
+  small.request_head.has_content_length = true;
+  small.request_head.content_length = 2048;
+  EXPECT_EQ(chain.Run(&config->routes[0], small), 0);
+  FakeContext large;
+  large.request_head.has_content_length = true;
+  large.request_head.content_length = 2049;
+  EXPECT_EQ(chain.Run(&config->routes[0], large), 413);
+  EXPECT_EQ(large.message, "Request size limit exceeded");
+  FakeContext expect = FakeContext();
+  expect.request_head.has_content_length = true;
+  expect.request_head.content_length = 1 << 20;
+  expect.request_head.headers.emplace_back("Expect", "100-continue");
+  EXPECT_EQ(chain.Run(&config->routes[0], expect), 417);
+  FakeContext chunked;
+  chunked.request_head.chunked = true;
+  EXPECT_EQ(chain.Run(&config->routes[0], chunked), 0) << "not counted yet (docs/plugins.md)";
+  EXPECT_EQ(chain.Run(&config->routes[1], chunked), 411);
+  EXPECT_EQ(chunked.message, "A valid Content-Length header is required");
+}
+
+TEST(IpRestrictionTest, BlocksMatchIpv4Ipv6AndMappedAddresses) {
+  IpBlockSet set;
+  ASSERT_TRUE(set.Add("10.1.0.0/16"));
+  ASSERT_TRUE(set.Add("192.168.1.7"));
+  ASSERT_TRUE(set.Add("2001:db8::/33"));
+  ASSERT_TRUE(set.Add("10.200.0.0/9"));
+  EXPECT_FALSE(set.Add("10.0.0.0/33"));
+  EXPECT_FALSE(set.Add("nope"));
+  EXPECT_FALSE(set.Add("::/129"));
+  EXPECT_TRUE(set.Contains("10.1.255.255"));
+  EXPECT_FALSE(set.Contains("10.2.0.0"));
+  EXPECT_TRUE(set.Contains("10.128.0.1")) << "/9 of 10.200.0.0 is 10.128.0.0-10.255.255.255";
+  EXPECT_FALSE(set.Contains("10.127.0.1"));
+  EXPECT_TRUE(set.Contains("192.168.1.7"));
+  EXPECT_FALSE(set.Contains("192.168.1.8"));
+  EXPECT_TRUE(set.Contains("::ffff:10.1.2.3")) << "an IPv4-mapped client counts as IPv4";
+  EXPECT_TRUE(set.Contains("2001:db8:7fff::1"));
+  EXPECT_FALSE(set.Contains("2001:db8:8000::1"));
+  EXPECT_FALSE(set.Contains("garbage"));
+
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "ip-restriction", {{"allow", {"10.0.0.0/8"}}, {"status", 401}, {"message", "no"}}),
+                     MakePlugin(102, "ip-restriction", {{"allow", {"::1"}}, {"deny", {"::1"}}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext outside;
+  EXPECT_EQ(chain.Run(&config->routes[0], outside), 401);
+  EXPECT_EQ(outside.message, "no");
+  FakeContext inside;
+  inside.client_ip = "10.9.9.9";
+  EXPECT_EQ(chain.Run(&config->routes[0], inside), 0);
+  FakeContext both;
+  both.client_ip = "::1";
+  EXPECT_EQ(chain.Run(&config->routes[1], both), 403) << "deny wins over allow";
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
