@@ -185,12 +185,14 @@ def summarize(path):
             per_round = ", ".join(f"{new[r] / old[r]:.3f}" for r in rounds if old[r])
             print(f"| {case} | {rps:.3f} | {per_round} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
     # Plugins: the same route shape with and without plugins, run back to back in every round.
-    if ("plugins0", "portico") in by_round and ("plugins", "portico") in by_round:
-        none, some = by_round[("plugins0", "portico")], by_round[("plugins", "portico")]
+    for name in ("plugins", "keyauth"):
+        if (name + "0", "portico") not in by_round or (name, "portico") not in by_round:
+            continue
+        none, some = by_round[(name + "0", "portico")], by_round[(name, "portico")]
         common = sorted(set(none) & set(some), key=lambda r: int(r))
         per_round = [some[r] / none[r] for r in common if none[r]]
         print()
-        print("| Portico: plugins / no plugins | per round | median |")
+        print(f"| Portico: {name} / no plugins | per round | median |")
         print("|---|---|---:|")
         print(f"| req/s | {', '.join(f'{x:.3f}' for x in per_round)} | {med(per_round):.3f} |")
     # 10,000 routes vs 1 route: from the interleaved routes1/routes10k runs (ratio per round,

@@ -24,7 +24,8 @@
 # Environment (defaults): BENCH_DURATION (5s) BENCH_ROUNDS (3) BENCH_CONNECTIONS (50)
 #   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
 #   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k"; also
-#   "plugins": one route without and one with ip-restriction + request-size-limiting, per round)
+#   "plugins": one route without and one with ip-restriction + request-size-limiting, per round;
+#   "keyauth": the same with key-auth and 1,000 consumers)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
@@ -204,6 +205,8 @@ http {
     location /bench/ { proxy_pass http://bench_upstream/; }
     # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
+    # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
+    location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
 EOF
     if [ "$routes" -gt 1 ]; then
       for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
@@ -262,6 +265,26 @@ if [[ " $CASES " == *" plugins "* ]]; then
     -d '{"name":"request-size-limiting"}'
   wait_http "http://127.0.0.1:$DP_PORT/pbench/small" 30 || die "DP does not serve /pbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
+if [[ " $CASES " == *" keyauth "* ]]; then
+  # /kbench/ with key-auth; 1,000 consumers with a key each, so the lookup is not a one-entry map.
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/kbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/kbench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/kbench/plugins" -d name=key-auth
+  for i in $(seq 0 999); do
+    curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/consumers/c$i" -d "custom_id=id$i"
+    key=bench-key-$i; [ "$i" = 0 ] && key=bench-key-0123456789abcdef
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/consumers/c$i/key-auth" -d "key=$key"
+  done
+  wait_http_key() {
+    for _ in $(seq 1 300); do
+      curl -fsS -o /dev/null -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT/kbench/small" 2>/dev/null && return 0
+      sleep 0.1
+    done
+    return 1
+  }
+  wait_http_key || die "DP does not serve /kbench/ with the key: $(tail -n 20 "$WORK/dp.log")"
+fi
+
 
 check_proxy() {  # check_proxy PORT PATH EXPECTED_BYTES [curl args]
   local port=$1 path=$2 want=$3 got
@@ -333,6 +356,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     routes10k) path=/r$(( ROUTES / 2 ))/small ;;
     plugins0) path=/bench/small ;;   # the plugins case's runs without plugins
     plugins) path=/pbench/small ;;
+    keyauth0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    keyauth) path=/kbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
@@ -363,20 +388,22 @@ run_case() {  # run_case CASE NGINX_PORT NGINX_CPU_PID
     [ -z "$BASELINE" ] || run_wrk "$1" baseline "$round" "$DPB_PORT" "$DPB_PID"
   done
 }
-run_plugins_case() {  # each round: portico without plugins, portico with plugins, nginx with allow/deny
-  log "case plugins: $ROUNDS rounds x (portico /bench/, portico /pbench/ with 2 plugins, nginx /pbench/), wrk -t$THREADS -c$CONNS -d$DURATION"
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$DP_PORT/pbench/small" >/dev/null 2>&1 || true
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$NGX_PORT/pbench/small" >/dev/null 2>&1 || true
+run_plugins_case() {  # run_plugins_case CASE: each round portico without plugins (CASE0), with (CASE), nginx
+  log "case $1: $ROUNDS rounds x (portico /bench/, portico with plugins, nginx with the equivalent), wrk -t$THREADS -c$CONNS -d$DURATION"
+  local with=/pbench/small
+  [ "$1" = keyauth ] && with=/kbench/small
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
-    run_wrk plugins0 portico "$round" "$DP_PORT" "$DP_PID"
-    run_wrk plugins portico "$round" "$DP_PORT" "$DP_PID"
-    run_wrk plugins nginx "$round" "$NGX_PORT" "$NGX_WORKER"
+    run_wrk "${1}0" portico "$round" "$DP_PORT" "$DP_PID"
+    run_wrk "$1" portico "$round" "$DP_PORT" "$DP_PID"
+    run_wrk "$1" nginx "$round" "$NGX_PORT" "$NGX_WORKER"
   done
 }
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins) run_plugins_case ;;
+    plugins|keyauth) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done

@@ -14,6 +14,11 @@ struct ConfigSet {
   std::vector<config::v1::Service> services;  // sorted by id
   std::vector<config::v1::Route> routes;      // sorted by id
   std::vector<config::v1::Plugin> plugins;    // sorted by id
+  std::vector<config::v1::Consumer> consumers;  // sorted by id
+  // Key-auth credentials: the CP's (with keys; never exported) and what data planes receive
+  // (digests, made by the snapshot export). A config holds one or the other.
+  std::vector<config::v1::KeyAuthCredential> keyauth_credentials;
+  std::vector<config::v1::KeyAuthDigest> keyauth_digests;
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).

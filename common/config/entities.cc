@@ -9,6 +9,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "common/base/uuid.h"
 #include "common/config/config_set.h"
 #include "common/config/validate.h"
 #include "nlohmann/json.hpp"
@@ -17,6 +19,8 @@
 namespace portico {
 namespace {
 
+using config::v1::Consumer;
+using config::v1::KeyAuthCredential;
 using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
@@ -177,6 +181,57 @@ const EntityDescriptor& RoutesKind() {
   return *kind;
 }
 
+const EntityDescriptor& ConsumersKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "consumers",
+          .endpoint_key = "username",
+          .fields =
+              {
+                  {.name = "username", .type = FieldType::kString, .unique = true},
+                  {.name = "custom_id", .type = FieldType::kString, .unique = true},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateConsumerFields(static_cast<const Consumer&>(m));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::consumers>,
+      },
+      Consumer::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& KeyAuthCredentialsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "keyauth_credentials",
+          .admin_name = "key-auths",
+          .nested_admin_name = "key-auth",
+          .endpoint_key = "key",
+          .fields =
+              {
+                  {.name = "consumer",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "consumers",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "key", .type = FieldType::kString, .unique = true},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateKeyAuthCredentialFields(static_cast<const KeyAuthCredential&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) {
+            // Kong generates a key when none is given.
+            auto* credential = static_cast<KeyAuthCredential*>(m);
+            if (credential->key().empty()) credential->set_key(absl::StrReplaceAll(NewUuid(), {{"-", ""}}));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::keyauth_credentials>,
+      },
+      KeyAuthCredential::default_instance());
+  return *kind;
+}
+
 const EntityDescriptor& PluginsKind() {
   static const EntityDescriptor* const kind = new EntityDescriptor(
       {
@@ -192,8 +247,10 @@ const EntityDescriptor& PluginsKind() {
                    .references = "services",
                    .on_delete = OnDelete::kCascade},
                   {.name = "route", .type = FieldType::kForeignKey, .references = "routes", .on_delete = OnDelete::kCascade},
-                  // Consumers are not implemented yet: the id is kept, not checked.
-                  {.name = "consumer", .type = FieldType::kForeignKey},
+                  {.name = "consumer",
+                   .type = FieldType::kForeignKey,
+                   .references = "consumers",
+                   .on_delete = OnDelete::kCascade},
                   {.name = "protocols", .type = FieldType::kSet, .default_json = R"(["grpc","grpcs","http","https"])"},
                   {.name = "enabled", .type = FieldType::kBoolean, .default_json = "true"},
                   {.name = "tags", .type = FieldType::kSet},
@@ -213,7 +270,7 @@ const EntityDescriptor& PluginsKind() {
 
 const EntityRegistry& EntityRegistry::Default() {
   static const EntityRegistry* const registry =
-      new EntityRegistry({&ServicesKind(), &RoutesKind(), &PluginsKind()});
+      new EntityRegistry({&ServicesKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind()});
   return *registry;
 }
 

@@ -6,6 +6,8 @@ namespace portico {
 
 const EntityDescriptor& ServicesKind();  // "services": config::v1::Service
 const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
-const EntityDescriptor& PluginsKind();   // "plugins": config::v1::Plugin
+const EntityDescriptor& ConsumersKind();           // "consumers": config::v1::Consumer
+const EntityDescriptor& PluginsKind();             // "plugins": config::v1::Plugin
+const EntityDescriptor& KeyAuthCredentialsKind();  // "keyauth_credentials" (/key-auths): config::v1::KeyAuthCredential
 
 }  // namespace portico

@@ -306,6 +306,13 @@ EntityRegistry::EntityRegistry(std::vector<const EntityDescriptor*> kinds) : kin
   }
 }
 
+const EntityDescriptor* EntityRegistry::FindByAdminName(absl::string_view admin_name) const {
+  for (const EntityDescriptor* kind : kinds_) {
+    if (kind->admin_name() == admin_name) return kind;
+  }
+  return nullptr;
+}
+
 const EntityDescriptor* EntityRegistry::Find(absl::string_view name) const {
   for (const EntityDescriptor* kind : kinds_) {
     if (kind->name() == name) return kind;

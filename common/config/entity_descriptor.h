@@ -89,6 +89,10 @@ struct ShorthandSpec {
 // What a kind declares (see entities.cc for services and routes).
 struct EntityKindDeclaration {
   std::string name;          // Kong's entity name = SQL table = Admin API collection ("services")
+  // The Admin API's names when they differ from `name` (Kong's admin_api_name and
+  // admin_api_nested_name): "/key-auths" and "/consumers/{c}/key-auth" for keyauth_credentials.
+  std::string admin_name;         // "" = name
+  std::string nested_admin_name;  // "" = admin_name
   std::string endpoint_key;  // a unique kString field: a URL key that is not a UUID names it; "" = ids only
   // Every other proto field, in Kong's order. Every kind has `id` (kId), `created_at` and
   // `updated_at` (kTimestamp, seconds): the descriptor adds them (its fields() start with them),
@@ -126,6 +130,10 @@ class EntityDescriptor {
   static absl::Status Check(const EntityKindDeclaration& declaration, const google::protobuf::Message& prototype);
 
   const std::string& name() const { return decl_.name; }
+  const std::string& admin_name() const { return decl_.admin_name.empty() ? decl_.name : decl_.admin_name; }
+  const std::string& nested_admin_name() const {
+    return decl_.nested_admin_name.empty() ? admin_name() : decl_.nested_admin_name;
+  }
   const std::string& endpoint_key() const { return decl_.endpoint_key; }
   const std::vector<FieldSpec>& fields() const { return decl_.fields; }  // id, created_at, updated_at first
   const std::vector<ShorthandSpec>& shorthands() const { return decl_.shorthands; }
@@ -190,11 +198,12 @@ class EntityRegistry {
   // order. A duplicate name or a dangling reference is a programming error (aborts).
   explicit EntityRegistry(std::vector<const EntityDescriptor*> kinds);
 
-  // Portico's kinds (entities.cc): services, routes.
+  // Portico's kinds (entities.cc): services, routes, consumers, plugins, keyauth_credentials.
   static const EntityRegistry& Default();
 
   const std::vector<const EntityDescriptor*>& kinds() const { return kinds_; }
   const EntityDescriptor* Find(absl::string_view name) const;  // null when unknown
+  const EntityDescriptor* FindByAdminName(absl::string_view admin_name) const;  // "/key-auths" -> kind
   const EntityDescriptor* Find(const google::protobuf::Descriptor* message_type) const;
 
   // A foreign key of `kind` that references another registered kind.

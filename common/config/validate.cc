@@ -24,6 +24,9 @@
 namespace portico {
 namespace {
 
+using config::v1::Consumer;
+using config::v1::KeyAuthCredential;
+using config::v1::KeyAuthDigest;
 using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
@@ -660,9 +663,32 @@ FieldErrors PluginRules(const Plugin& p) {
   return errors;
 }
 
+FieldErrors ConsumerRules(const Consumer& c) {
+  FieldErrors errors;
+  if (!c.id().empty() && !IsUuid(c.id())) errors.Add("id", "expected a valid UUID");
+  if (c.has_username() && c.username().empty()) errors.Add("username", "length must be at least 1");
+  if (c.has_custom_id() && c.custom_id().empty()) errors.Add("custom_id", "length must be at least 1");
+  if (!c.has_username() && !c.has_custom_id()) {
+    errors.AddEntity("at least one of these fields must be non-empty: 'custom_id', 'username'");
+  }
+  return errors;
+}
+
+FieldErrors KeyAuthRules(const KeyAuthCredential& k) {
+  FieldErrors errors;
+  if (!k.id().empty() && !IsUuid(k.id())) errors.Add("id", "expected a valid UUID");
+  if (!k.has_consumer_id()) errors.Add("consumer", "required field missing");
+  if (k.key().empty()) errors.Add("key", "length must be at least 1");
+  return errors;
+}
+
 }  // namespace
 
 FieldErrors ValidatePluginFields(const Plugin& plugin) { return WithUtf8Check(plugin, &PluginRules); }
+FieldErrors ValidateConsumerFields(const Consumer& consumer) { return WithUtf8Check(consumer, &ConsumerRules); }
+FieldErrors ValidateKeyAuthCredentialFields(const KeyAuthCredential& credential) {
+  return WithUtf8Check(credential, &KeyAuthRules);
+}
 
 void NormalizePlugin(Plugin* plugin, FieldErrors* errors) {
   const plugins::PluginSchema* schema = plugins::FindPluginSchema(plugin->name());
@@ -731,6 +757,47 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
         return absl::OkStatus();
       });
   if (!routes.ok()) return routes;
+  // Consumers: rules, unique ids, usernames and custom ids.
+  std::set<std::string> consumer_ids, usernames, custom_ids;
+  for (const Consumer& c : config.consumers) {
+    const std::string context = absl::StrCat("consumer ", PrintableId(c.id()), ": ");
+    if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateConsumerFields(c).ToStatus(context); !st.ok()) return st;
+    if (!consumer_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (c.has_username() && !usernames.insert(c.username()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate username"));
+    }
+    if (c.has_custom_id() && !custom_ids.insert(c.custom_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate custom_id"));
+    }
+  }
+  // Key-auth credentials (CP side, with keys) and digests (DP side).
+  std::set<std::string> credential_ids, keys;
+  for (const KeyAuthCredential& k : config.keyauth_credentials) {
+    const std::string context = absl::StrCat("key-auth credential ", PrintableId(k.id()), ": ");
+    if (!IsUuid(k.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateKeyAuthCredentialFields(k).ToStatus(context); !st.ok()) return st;
+    if (!credential_ids.insert(k.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!keys.insert(k.key()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
+    if (consumer_ids.count(k.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(k.consumer_id()), " does not exist"));
+    }
+  }
+  std::set<std::string> digests;
+  for (const KeyAuthDigest& d : config.keyauth_digests) {
+    const std::string context = absl::StrCat("key-auth credential ", PrintableId(d.id()), ": ");
+    if (!IsUuid(d.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (d.salt().size() != 16 || d.key_sha256().size() != 32) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "salt or digest has the wrong length"));
+    }
+    if (!credential_ids.insert(d.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!digests.insert(d.salt() + d.key_sha256()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
+    }
+    if (consumer_ids.count(d.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(d.consumer_id()), " does not exist"));
+    }
+  }
   // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,
   // references, and one instance per plugin name and scope (Kong's cache key).
   std::set<std::string> plugin_ids, instance_names, scopes;
@@ -749,6 +816,9 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
     if (p.has_route_id() && route_ids.count(p.route_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "route ", p.route_id(), " does not exist"));
+    }
+    if (p.has_consumer_id() && consumer_ids.count(p.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", p.consumer_id(), " does not exist"));
     }
     if (!scopes.insert(absl::StrCat(p.name(), "|", p.route_id(), "|", p.service_id(), "|", p.consumer_id())).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "a second '", p.name(), "' plugin on the same scope"));

@@ -20,6 +20,8 @@ FieldErrors ValidateRouteFields(const config::v1::Route& route);
 // A plugin's rules: a bundled plugin name, protocols, and its config against the plugin's schema
 // (errors under "config."); the config need not be normalized.
 FieldErrors ValidatePluginFields(const config::v1::Plugin& plugin);
+FieldErrors ValidateConsumerFields(const config::v1::Consumer& consumer);
+FieldErrors ValidateKeyAuthCredentialFields(const config::v1::KeyAuthCredential& credential);
 // Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
 // (unknown plugin, bad config) go to `errors` and leave the config as it was.
 void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);

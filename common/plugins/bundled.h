@@ -6,6 +6,7 @@
 namespace portico::plugins {
 
 const PluginSchema& IpRestrictionSchema();
+const PluginSchema& KeyAuthSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();
 

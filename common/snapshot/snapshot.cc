@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/sha256.h"
 #include "portico/sync/v1/sync.pb.h"
 
 namespace portico {
@@ -16,8 +17,10 @@ namespace {
 constexpr char kServices[] = "services";
 constexpr char kRoutes[] = "routes";
 constexpr char kPlugins[] = "plugins";
+constexpr char kConsumers[] = "consumers";
+constexpr char kKeyAuthCredentials[] = "keyauth_credentials";
 
-std::string Sha256(absl::string_view data) {
+std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
   return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
@@ -33,7 +36,7 @@ class ConfigHasher {
 
   void Add(absl::string_view kind, absl::string_view id, absl::string_view body) {
     static const char kZero = '\0';
-    std::string resource_hash = Sha256(body);
+    std::string resource_hash = Sha256Of(body);
     EVP_DigestUpdate(ctx_, kind.data(), kind.size());
     EVP_DigestUpdate(ctx_, &kZero, 1);
     EVP_DigestUpdate(ctx_, id.data(), id.size());
@@ -60,7 +63,8 @@ struct Entry {
 // Serialized, sorted resources of the exportable config.
 std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
-  entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size());
+  entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
+                  exported.consumers.size() + exported.keyauth_digests.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -69,6 +73,12 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::Plugin& p : exported.plugins) {
     entries.push_back({kPlugins, p.id(), p.SerializeAsString()});
+  }
+  for (const config::v1::Consumer& c : exported.consumers) {
+    entries.push_back({kConsumers, c.id(), c.SerializeAsString()});
+  }
+  for (const config::v1::KeyAuthDigest& d : exported.keyauth_digests) {
+    entries.push_back({kKeyAuthCredentials, d.id(), d.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -130,9 +140,24 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
 
 }  // namespace
 
-ConfigSet ExportableConfig(const ConfigSet& config) { return ExportableConfig(ConfigSet(config)); }
+std::string KeyAuthSalt(absl::string_view epoch) {
+  return Sha256Of(absl::StrCat("portico key-auth salt v1", absl::string_view("\0", 1), epoch)).substr(0, 16);
+}
 
-ConfigSet ExportableConfig(ConfigSet&& config) {
+std::string KeyAuthKeyDigest(absl::string_view salt, absl::string_view key) {
+  uint8_t digest[portico::Sha256::kDigestBytes];
+  portico::Sha256 sha;
+  sha.Update(salt);
+  sha.Update(key);
+  sha.Final(digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+ConfigSet ExportableConfig(const ConfigSet& config, absl::string_view epoch) {
+  return ExportableConfig(ConfigSet(config), epoch);
+}
+
+ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
   ConfigSet out;
   std::set<std::string> disabled;
   out.services.reserve(config.services.size());
@@ -159,18 +184,30 @@ ConfigSet ExportableConfig(ConfigSet&& config) {
     if (p.has_route_id() && dropped_routes.count(p.route_id()) != 0) continue;
     out.plugins.push_back(std::move(p));
   }
+  out.consumers = std::move(config.consumers);
+  // Keys never leave the CP: each credential goes out as its digest.
+  const std::string salt = KeyAuthSalt(epoch);
+  out.keyauth_digests = std::move(config.keyauth_digests);  // already digests (a DP's config)
+  for (const config::v1::KeyAuthCredential& k : config.keyauth_credentials) {
+    config::v1::KeyAuthDigest& d = out.keyauth_digests.emplace_back();
+    d.set_id(k.id());
+    d.set_consumer_id(k.consumer_id());
+    d.set_salt(salt);
+    d.set_key_sha256(KeyAuthKeyDigest(salt, k.key()));
+  }
   return out;
 }
 
-std::string ComputeConfigHash(const ConfigSet& config) {
+std::string ComputeConfigHash(const ConfigSet& config, absl::string_view epoch) {
   ConfigHasher hasher;
-  for (const Entry& e : SerializeSorted(ExportableConfig(config))) hasher.Add(e.kind, e.id, e.body);
+  for (const Entry& e : SerializeSorted(ExportableConfig(config, epoch))) hasher.Add(e.kind, e.id, e.body);
   return hasher.Finish();
 }
 
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
     const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options) {
-  return BuildSnapshotOfExported(ExportableConfig(stored.config), stored.version, clock, options);
+  return BuildSnapshotOfExported(ExportableConfig(stored.config, stored.version.epoch), stored.version, clock,
+                                 options);
 }
 
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
@@ -290,6 +327,18 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
         return absl::InvalidArgumentError(absl::StrCat("bad route body ", r.id()));
       }
       config->routes.push_back(std::move(route));
+    } else if (r.kind() == kConsumers) {
+      config::v1::Consumer consumer;
+      if (!consumer.ParseFromString(r.body()) || consumer.id() != r.id()) {
+        return absl::InvalidArgumentError(absl::StrCat("bad consumer body ", r.id()));
+      }
+      config->consumers.push_back(std::move(consumer));
+    } else if (r.kind() == kKeyAuthCredentials) {
+      config::v1::KeyAuthDigest digest;
+      if (!digest.ParseFromString(r.body()) || digest.id() != r.id()) {
+        return absl::InvalidArgumentError(absl::StrCat("bad key-auth credential body ", r.id()));
+      }
+      config->keyauth_digests.push_back(std::move(digest));
     } else if (r.kind() == kPlugins) {
       config::v1::Plugin plugin;
       if (!plugin.ParseFromString(r.body()) || plugin.id() != r.id()) {

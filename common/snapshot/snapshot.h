@@ -58,10 +58,17 @@ struct BuiltSnapshot {
 };
 
 // What the CP exports to DPs: like Kong, services with enabled=false and the routes that
-// reference them are left out. Keeps the input order.
-ConfigSet ExportableConfig(const ConfigSet& config);
+// reference them are left out, and so are disabled plugins and plugins of what was left out.
+// Key-auth credentials leave as digests (KeyAuthDigest: SHA-256 of a salt derived from `epoch`
+// and the key), never with their keys. Keeps the input order.
+ConfigSet ExportableConfig(const ConfigSet& config, absl::string_view epoch = "");
 // The same, moving the kept entities out of `config` (no copy of a config the caller discards).
-ConfigSet ExportableConfig(ConfigSet&& config);
+ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch = "");
+
+// The key-auth salt of a config epoch (16 bytes), and SHA-256(salt || key) (32 bytes): what a DP
+// compares a presented key with.
+std::string KeyAuthSalt(absl::string_view epoch);
+std::string KeyAuthKeyDigest(absl::string_view salt, absl::string_view key);
 
 // Builds the snapshot of `stored` (exporting only ExportableConfig). Thread-safe.
 absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
@@ -73,8 +80,9 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
     const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
     const SnapshotBuildOptions& options = {});
 
-// The config hash of a config set as BuildSnapshot would compute it (after export filtering).
-std::string ComputeConfigHash(const ConfigSet& config);
+// The config hash of a config set as BuildSnapshot would compute it (after export filtering;
+// `epoch` as in ExportableConfig).
+std::string ComputeConfigHash(const ConfigSet& config, absl::string_view epoch = "");
 
 // Fills `out` with chunk `index` of `snapshot` (encoding GZIP), tagged with `nonce`.
 // REQUIRES: index < snapshot.chunk_count().

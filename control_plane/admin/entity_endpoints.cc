@@ -60,7 +60,7 @@ SubPath Classify(const EntityRegistry& kinds, const EntityDescriptor& kind, cons
   if (n == 2) return {SubPath::kSelf};
   if (n > 4) return {};
   for (const EntityRegistry::Reference& ref : kinds.ReferencesTo(kind)) {
-    if (ref.kind->name() == seg[2]) return {SubPath::kChildren, ref.kind, ref.field};
+    if (ref.kind->nested_admin_name() == seg[2]) return {SubPath::kChildren, ref.kind, ref.field};
   }
   if (n == 3) {
     const FieldSpec* fk = kind.field(seg[2]);
@@ -79,7 +79,7 @@ bool IsReadOrWrite(const std::string& method) {
 // repair it. `id` is printed C-escaped when it is not UTF-8.
 HttpResponse CorruptEntity(const EntityDescriptor& kind, const std::string& id) {
   const std::string shown = IsValidUtf8(id) ? id : absl::CHexEscape(id);
-  const std::string& plural = kind.name();
+  const std::string& plural = kind.admin_name();
   return cp::Message(500, absl::StrCat("the ", plural, " entity '", shown,
                                           "' is stored corrupt and cannot be read (a string that is not UTF-8, "
                                           "or damaged bytes); delete it with DELETE /", plural, "/", shown,
@@ -408,7 +408,7 @@ Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
 
 std::optional<HttpResponse> EntityEndpoints::Handle(const HttpRequest& request, const std::vector<std::string>& segments,
                                                     bool* committed) {
-  const EntityDescriptor* kind = store_.kinds().Find(segments[0]);
+  const EntityDescriptor* kind = store_.kinds().FindByAdminName(segments[0]);
   if (kind == nullptr || !kind->top_level_endpoints()) return std::nullopt;
   Outcome outcome = Handler(store_, request).Dispatch(*kind, segments);
   *committed = outcome.committed;

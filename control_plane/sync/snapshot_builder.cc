@@ -176,7 +176,7 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     return fail("corrupt_rows", error);
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
-  const ConfigSet exported = ExportableConfig(std::move(stored.config));
+  const ConfigSet exported = ExportableConfig(std::move(stored.config), stored.version.epoch);
   absl::Status valid = ValidateConfigSet(exported);
   if (!valid.ok()) return fail("invalid_config", valid.ToString());
   SnapshotBuildOptions build_options;

@@ -107,8 +107,10 @@ class UpstreamRequestStep final : public RequestStep {
         match.matched_path, match.route->strip_path()));
     UpstreamRequestParams params;
     params.upstream_path = upstream_path;
-    params.query = request.target.query;
-    params.has_query = request.target.has_query;
+    params.query = request.upstream_query_set ? absl::string_view(request.upstream_query) : request.target.query;
+    params.has_query = request.upstream_query_set ? !request.upstream_query.empty() : request.target.has_query;
+    if (!request.upstream_headers.empty()) params.set_headers = &request.upstream_headers;
+    if (!request.upstream_headers_removed.empty()) params.removed_headers = &request.upstream_headers_removed;
     params.host_header = (match.route->preserve_host() && request.has_host) ? request.host
                                                                             : absl::string_view(service.host_header);
     params.client_ip = request.client_ip;

@@ -21,6 +21,12 @@ void RequestContext::ResetContext() {
   attempt = 0;
   upstream_head.clear();
   response_headers.clear();
+  consumer = nullptr;
+  credential_id = absl::string_view();
+  upstream_headers.clear();
+  upstream_headers_removed.clear();
+  upstream_query.clear();
+  upstream_query_set = false;
   suspended_data = nullptr;
   response_text.clear();
   header_views.clear();

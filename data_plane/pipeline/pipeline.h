@@ -80,6 +80,17 @@ class RequestContext {
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
   std::vector<std::pair<std::string, std::string>> response_headers;
+  // Set by an auth plugin: who the request comes from (config entities of the pinned snapshot).
+  const config::v1::Consumer* consumer = nullptr;
+  absl::string_view credential_id;  // empty for an anonymous consumer
+  // Set on the upstream request by plugins: headers (replacing any the client sent under the same
+  // name; names as written, matched case-insensitively), client headers to drop (lowercase
+  // names), and a query that replaces the client's (`upstream_query_set`). Views must outlive the
+  // request (snapshot strings or the context's own storage).
+  std::vector<std::pair<absl::string_view, absl::string_view>> upstream_headers;
+  std::vector<absl::string_view> upstream_headers_removed;
+  std::string upstream_query;
+  bool upstream_query_set = false;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // Free for the step that answers: storage for a LocalResponse::message it builds (keeps its

@@ -1,5 +1,6 @@
 #include "data_plane/pipeline/upstream_request.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/http/header_lines.h"
 #include "common/http/known_headers.h"
@@ -62,7 +63,20 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
       default:
         break;
     }
+    if (params.removed_headers != nullptr || params.set_headers != nullptr) {
+      bool drop = false;
+      if (params.removed_headers != nullptr) {
+        for (absl::string_view removed : *params.removed_headers) drop |= absl::EqualsIgnoreCase(name, removed);
+      }
+      if (params.set_headers != nullptr) {
+        for (const auto& [set_name, unused] : *params.set_headers) drop |= absl::EqualsIgnoreCase(name, set_name);
+      }
+      if (drop) continue;
+    }
     AppendHeaderLine(&out, name, value);
+  }
+  if (params.set_headers != nullptr) {
+    for (const auto& [name, value] : *params.set_headers) AppendHeaderLine(&out, name, value);
   }
   AppendHeaderLine(&out, "X-Real-IP", params.client_ip);
   if (!forwarded_for.empty()) forwarded_for += ", ";

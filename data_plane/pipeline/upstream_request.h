@@ -3,6 +3,8 @@
 // upstream step of the pipeline). Pure functions; unit-tested and fuzzed.
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
@@ -23,6 +25,10 @@ struct UpstreamRequestParams {
   bool chunked_body = false;
   bool has_content_length = false;
   uint64_t content_length = 0;
+  // From plugins (RequestContext::upstream_headers*): headers to set, replacing the client's of
+  // the same name, and client headers to drop (lowercase names). Null = none.
+  const std::vector<std::pair<absl::string_view, absl::string_view>>* set_headers = nullptr;
+  const std::vector<absl::string_view>* removed_headers = nullptr;
 };
 
 // The head sent upstream: HTTP/1.1 request line, Host, the client's end-to-end headers (minus

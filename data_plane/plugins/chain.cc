@@ -82,7 +82,7 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
   std::vector<const Compiled*> global;
   absl::flat_hash_map<std::string, std::vector<const Compiled*>> by_route, by_service, by_route_and_service;
   for (const Plugin& plugin : config.plugins) {
-    if (!plugin.enabled() || plugin.has_consumer_id()) continue;
+    if (!plugin.enabled() || plugin.has_consumer_id()) continue;  // consumer scopes: not yet
     bool http = false;
     for (const std::string& p : plugin.protocols()) http |= p == "http" || p == "https";
     if (!http) continue;
@@ -104,7 +104,7 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
       }
       return named.ToStatus(context);
     }
-    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler = factory->compile(normalized);
+    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler = factory->compile(normalized, config);
     if (!handler.ok()) return absl::InvalidArgumentError(absl::StrCat(context, handler.status().message()));
     owned.push_back(std::make_unique<Compiled>(Compiled{&plugin, schema->priority, *std::move(handler)}));
     const Compiled* c = owned.back().get();

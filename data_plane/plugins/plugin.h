@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/config/config_set.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "nlohmann/json_fwd.hpp"
 
@@ -23,9 +24,11 @@ class PluginHandler {
 
 struct PluginFactory {
   const char* name;  // Kong's plugin name; also a schema in common/plugins
-  // `config` is the normalized config (an object with every field of the schema). An error names
-  // the field ("config.allow.1: ...").
-  absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const nlohmann::json& config);
+  // `config` is the normalized config (an object with every field of the schema); `snapshot` the
+  // whole config it came with (consumers, credentials), which outlives the handler. An error
+  // names the field ("config.allow.1: ...").
+  absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const nlohmann::json& config,
+                                                                  const ConfigSet& snapshot);
 };
 
 // The factory for a plugin name, or null when the DP has no handler for it.

@@ -1,5 +1,6 @@
 // Every plugin the data plane can run, one line each.
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
+#include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
@@ -9,6 +10,7 @@ namespace portico::dp::plugins {
 const PluginFactory* FindPluginFactory(absl::string_view name) {
   static const PluginFactory kFactories[] = {
       {"ip-restriction", &CompileIpRestriction},
+      {"key-auth", &CompileKeyAuth},
       {"request-size-limiting", &CompileRequestSizeLimiting},
       {"request-termination", &CompileRequestTermination},
   };

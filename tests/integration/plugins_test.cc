@@ -115,13 +115,45 @@ TEST_F(PluginsTest, BadPluginWritesAreRefusedAndTheDataPlaneKeepsServing) {
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(ParseJson(bad)["fields"]["config"]["status_code"], "value should be between 100 and 599");
   EXPECT_EQ(cluster_.Admin("POST", "/routes/a/plugins", Terminate(419)).status, 409);
-  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "key-auth"}}).status, 400);
+  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "cors"}}).status, 400);
   EXPECT_EQ(cluster_.CpVersion(), version);
   EXPECT_EQ(Get("/a").status, 418);
   EXPECT_EQ(Get("/b").status, 200);
   json dps = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
   ASSERT_EQ(dps["data"].size(), 1u) << dps.dump();
   EXPECT_EQ(dps["data"][0]["state"], "connected_synced") << dps.dump();
+}
+
+TEST_F(PluginsTest, KeyAuthIdentifiesConsumersReplacesSpoofedHeadersAndHidesTheKey) {
+  HttpResult alice = cluster_.Admin("POST", "/consumers", {{"username", "alice"}});
+  ASSERT_EQ(alice.status, 201) << alice.body;
+  HttpResult key = cluster_.Admin("POST", "/consumers/alice/key-auth", {{"key", "alice-secret-7"}});
+  ASSERT_EQ(key.status, 201) << key.body;
+  Add("/routes/a/plugins", {{"name", "key-auth"}, {"config", {{"hide_credentials", true}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult none = Get("/a");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(json::parse(none.body, nullptr, false), json({{"message", "No API key found in request"}}));
+  EXPECT_EQ(none.headers["www-authenticate"], "Key realm=\"kong\"");
+  HttpResult wrong = Send("GET /a HTTP/1.1\r\nHost: x\r\napikey: alice-secret-8\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_EQ(json::parse(wrong.body, nullptr, false), json({{"message", "Unauthorized"}}));
+  EXPECT_EQ(upstream_.requests_served(), 0);
+
+  HttpResult ok = Send(
+      "GET /a?x=1 HTTP/1.1\r\nHost: x\r\napikey: alice-secret-7\r\nX-Consumer-ID: spoofed\r\n"
+      "Connection: close\r\n\r\n");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  json seen = json::parse(ok.body, nullptr, false);
+  EXPECT_EQ(seen["headers"]["x-consumer-id"], ParseJson(alice)["id"]) << seen.dump();
+  EXPECT_EQ(seen["headers"]["x-consumer-username"], "alice");
+  EXPECT_EQ(seen["headers"]["x-credential-identifier"], ParseJson(key)["id"]);
+  EXPECT_FALSE(seen["headers"].contains("apikey")) << "hide_credentials";
+  HttpResult by_query = Get("/a?apikey=alice-secret-7&y=2");
+  ASSERT_EQ(by_query.status, 200) << by_query.body;
+  EXPECT_EQ(json::parse(by_query.body, nullptr, false)["target"], "/?y=2");
+  EXPECT_EQ(Get("/b").status, 200) << "other routes stay open";
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ bool IpBlockSet::Contains(absl::string_view address) const {
   return false;
 }
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const nlohmann::json& config) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const nlohmann::json& config, const ConfigSet& snapshot) {
   IpBlockSet allow, deny;
   for (const char* list : {"allow", "deny"}) {
     if (!config[list].is_array()) continue;

@@ -70,7 +70,7 @@ class RequestTermination final : public PluginHandler {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const nlohmann::json& config) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const nlohmann::json& config, const ConfigSet& snapshot) {
   return std::make_unique<const RequestTermination>(config);
 }
 

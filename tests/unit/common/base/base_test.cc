@@ -199,3 +199,42 @@ TEST(FlagsTest, HelpAndVersionWinOverEverythingElse) {
 
 }  // namespace
 }  // namespace portico
+
+#include "common/base/sha256.h"
+
+namespace portico {
+namespace {
+
+std::string Sha256Hex(absl::string_view data, size_t piece = 0) {
+  Sha256 sha;
+  if (piece == 0) {
+    sha.Update(data);
+  } else {
+    for (size_t i = 0; i < data.size(); i += piece) sha.Update(data.substr(i, piece));
+  }
+  uint8_t digest[Sha256::kDigestBytes];
+  sha.Final(digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (uint8_t b : digest) {
+    hex.push_back(kHex[b >> 4]);
+    hex.push_back(kHex[b & 15]);
+  }
+  return hex;
+}
+
+TEST(Sha256Test, FipsVectorsInOnePieceAndInManyPieces) {
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";  // 56 bytes: padding spills
+  EXPECT_EQ(Sha256Hex(two_blocks), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string million(1000000, 'a');
+  EXPECT_EQ(Sha256Hex(million), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  for (size_t piece : {1, 7, 63, 64, 65}) {
+    EXPECT_EQ(Sha256Hex(two_blocks, piece), Sha256Hex(two_blocks)) << piece;
+    EXPECT_EQ(Sha256Hex(million.substr(0, 1000), piece), Sha256Hex(million.substr(0, 1000))) << piece;
+  }
+}
+
+}  // namespace
+}  // namespace portico

@@ -115,6 +115,13 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
     for (const FieldSpec& spec : kind->fields()) {
       if (!spec.required) continue;
       ++required;
+      if (kind == &KeyAuthCredentialsKind()) {
+        ASSERT_EQ(spec.name, "consumer");
+        config::v1::KeyAuthCredential credential;
+        credential.set_key("k");
+        EXPECT_TRUE(KeyAuthCredentialsKind().Validate(credential).Has("consumer"));
+        continue;
+      }
       if (kind == &PluginsKind()) {
         ASSERT_EQ(spec.name, "name");
         config::v1::Plugin plugin;
@@ -131,7 +138,7 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 3);  // services: protocol, host; plugins: name
+  EXPECT_EQ(required, 4);  // services: protocol, host; plugins: name; key-auth credentials: consumer
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -185,7 +192,12 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   const EntityRegistry& kinds = EntityRegistry::Default();
   EXPECT_EQ(kinds.Find("services"), &ServicesKind());
   EXPECT_EQ(kinds.Find(Route::descriptor()), &RoutesKind());
-  EXPECT_EQ(kinds.Find("consumers"), nullptr);
+  EXPECT_EQ(kinds.Find("consumers"), &ConsumersKind());
+  EXPECT_EQ(kinds.Find("upstreams"), nullptr);
+  EXPECT_EQ(kinds.FindByAdminName("key-auths"), &KeyAuthCredentialsKind());
+  EXPECT_EQ(kinds.FindByAdminName("keyauth_credentials"), nullptr);
+  EXPECT_EQ(KeyAuthCredentialsKind().nested_admin_name(), "key-auth");
+  EXPECT_EQ(ServicesKind().admin_name(), "services");
   std::vector<EntityRegistry::Reference> refs = kinds.ReferencesTo(ServicesKind());
   ASSERT_EQ(refs.size(), 2u);
   EXPECT_EQ(refs[0].kind, &RoutesKind());
@@ -197,6 +209,11 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(to_routes[0].kind, &PluginsKind());
   EXPECT_EQ(to_routes[0].field->name, "route");
   EXPECT_TRUE(kinds.ReferencesTo(PluginsKind()).empty());
+  std::vector<EntityRegistry::Reference> to_consumers = kinds.ReferencesTo(ConsumersKind());
+  ASSERT_EQ(to_consumers.size(), 2u);
+  EXPECT_EQ(to_consumers[0].kind, &PluginsKind());
+  EXPECT_EQ(to_consumers[1].kind, &KeyAuthCredentialsKind());
+  EXPECT_EQ(to_consumers[1].field->on_delete, OnDelete::kCascade);
 }
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {

@@ -259,3 +259,63 @@ TEST(SnapshotTest, DuplicateIdsAreRefused) {
 
 }  // namespace
 }  // namespace portico
+
+namespace portico {
+namespace {
+
+// Gunzips a built snapshot's payload (all chunks) for inspection.
+std::string PayloadOf(const BuiltSnapshot& snap) {
+  std::string compressed;
+  for (size_t i = 0; i < snap.chunk_count(); ++i) compressed += std::string(snap.chunk_data(i));
+  z_stream z{};
+  EXPECT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
+  std::string out(1 << 20, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(compressed.data());
+  z.avail_in = static_cast<uInt>(compressed.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return out;
+}
+
+TEST(SnapshotTest, KeyAuthKeysLeaveTheControlPlaneOnlyAsSaltedDigests) {
+  FakeClock clock(1);
+  StoredConfig stored = MakeStored();
+  config::v1::Consumer alice;
+  alice.set_id("c1");
+  alice.set_username("alice");
+  stored.config.consumers = {alice};
+  config::v1::KeyAuthCredential credential;
+  credential.set_id("k1");
+  credential.set_consumer_id("c1");
+  credential.set_key("super-secret-key-42");
+  stored.config.keyauth_credentials = {credential};
+
+  auto built = BuildSnapshot(stored, clock);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const std::string payload = PayloadOf(**built);
+  EXPECT_EQ(payload.find("super-secret-key-42"), std::string::npos) << "the key itself is never sent";
+  EXPECT_NE(payload.find("alice"), std::string::npos);
+
+  SnapshotAssembler assembler;
+  for (const sync::v1::SnapshotChunk& chunk : ChunksOf(**built, 1)) ASSERT_TRUE(assembler.Add(chunk).ok());
+  auto decoded = assembler.Finish();
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(decoded->config->keyauth_credentials.empty());
+  ASSERT_EQ(decoded->config->keyauth_digests.size(), 1u);
+  const config::v1::KeyAuthDigest& digest = decoded->config->keyauth_digests[0];
+  EXPECT_EQ(digest.id(), "k1");
+  EXPECT_EQ(digest.consumer_id(), "c1");
+  EXPECT_EQ(digest.salt(), KeyAuthSalt(stored.version.epoch));
+  EXPECT_EQ(digest.key_sha256(), KeyAuthKeyDigest(digest.salt(), "super-secret-key-42"));
+  EXPECT_NE(KeyAuthSalt(stored.version.epoch), KeyAuthSalt(std::string(16, '\x43'))) << "salt follows the epoch";
+  ASSERT_EQ(decoded->config->consumers.size(), 1u);
+  // A DP recomputes the same hash from what it received (the digests pass through export).
+  EXPECT_EQ(ComputeConfigHash(*decoded->config, stored.version.epoch), decoded->version.hash);
+  EXPECT_EQ(ComputeConfigHash(stored.config, stored.version.epoch), decoded->version.hash);
+}
+
+}  // namespace
+}  // namespace portico

@@ -658,7 +658,8 @@ TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServic
   EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 2u);
 
   json enabled = CallJson("GET", "/plugins/enabled", 200);
-  EXPECT_EQ(enabled["enabled_plugins"], json({"ip-restriction", "request-size-limiting", "request-termination"}));
+  EXPECT_EQ(enabled["enabled_plugins"],
+            json({"ip-restriction", "key-auth", "request-size-limiting", "request-termination"}));
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
 }
 
@@ -701,6 +702,53 @@ TEST_F(AdminPluginsTest, BadPluginsGetKongErrorsAndWriteNothing) {
                                            "route=null,service={id=\"", service_id, "\"}}'"));
   CallJson("POST", "/plugins", 201, R"({"name":"request-termination"})");  // another scope: fine
   EXPECT_EQ(CallJson("POST", "/plugins", 409, R"({"name":"request-termination"})")["code"], 5);
+}
+
+}  // namespace
+}  // namespace portico::cp
+
+namespace portico::cp {
+namespace {
+
+class AdminConsumersTest : public AdminApiTest {};
+
+TEST_F(AdminConsumersTest, ConsumersAndKeyAuthCredentialsWithKongPaths) {
+  json alice = CallJson("POST", "/consumers", 201, R"({"username":"alice","custom_id":"a-1","tags":["t"]})");
+  EXPECT_EQ(alice["username"], "alice");
+  EXPECT_EQ(CallJson("GET", "/consumers/alice", 200)["id"], alice["id"]) << "username addressing";
+  json none = CallJson("POST", "/consumers", 400, "{}");
+  EXPECT_EQ(none["message"], "schema violation (at least one of these fields must be non-empty: 'custom_id', 'username')");
+  EXPECT_EQ(CallJson("POST", "/consumers", 409, R"({"username":"alice"})")["code"], 5);
+  json bob = CallJson("PUT", "/consumers/bob", 200, R"({"custom_id":"b-1"})");
+  EXPECT_EQ(bob["username"], "bob") << "PUT by name upserts";
+
+  // Nested and top-level credentials; a key is generated when none is given.
+  json given = CallJson("POST", "/consumers/alice/key-auth", 201, R"({"key":"alice-key"})");
+  EXPECT_EQ(given["consumer"], json({{"id", alice["id"]}}));
+  EXPECT_EQ(given["key"], "alice-key");
+  json generated = CallJson("POST", "/consumers/alice/key-auth", 201, "");
+  ASSERT_TRUE(generated["key"].is_string());
+  EXPECT_EQ(generated["key"].get<std::string>().size(), 32u);
+  json top = CallJson("POST", "/key-auths", 201, json{{"consumer", {{"username", "bob"}}}, {"key", "bob-key"}}.dump());
+  EXPECT_EQ(top["consumer"], json({{"id", bob["id"]}}));
+  EXPECT_EQ(CallJson("GET", "/key-auths", 200)["data"].size(), 3u);
+  EXPECT_EQ(CallJson("GET", "/consumers/alice/key-auth", 200)["data"].size(), 2u);
+  EXPECT_EQ(CallJson("GET", "/key-auths/bob-key", 200)["id"], top["id"]) << "key addressing";
+  EXPECT_EQ(CallJson("GET", "/consumers/alice/key-auth/bob-key", 404)["message"], "Not found")
+      << "another consumer's credential";
+
+  // Refusals: a missing consumer (404 nested, Kong's foreign key error top-level), a duplicate key.
+  EXPECT_EQ(CallJson("POST", "/consumers/nobody/key-auth", 404, R"({"key":"x"})")["message"], "Not found");
+  EXPECT_EQ(CallJson("POST", "/key-auths", 400, R"({"key":"x"})")["fields"]["consumer"], "required field missing");
+  EXPECT_EQ(CallJson("POST", "/key-auths", 400, R"({"key":"x","consumer":{"username":"nobody"}})")["code"], 4);
+  EXPECT_EQ(CallJson("POST", "/consumers/bob/key-auth", 409, R"({"key":"alice-key"})")["code"], 5);
+
+  // Plugins scoped to a consumer are stored (not run yet); deleting the consumer deletes its
+  // credentials and plugins.
+  CallJson("POST", "/consumers/alice/plugins", 201, R"({"name":"request-termination"})");
+  EXPECT_EQ(Call("DELETE", "/consumers/alice").status, 204);
+  EXPECT_EQ(CallJson("GET", "/key-auths", 200)["data"].size(), 1u);
+  EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 0u);
 }
 
 }  // namespace

@@ -195,9 +195,10 @@ TEST_F(SqliteStoreTest, DatabaseWrittenByTheOldSqlOpensAndWorks) {
   EXPECT_TRUE(*store.Delete<Route>(r.id()));
   EXPECT_TRUE(*store.Delete<Service>(s.id()));
   EXPECT_EQ(store.CurrentVersion(), 5u);
-  // Only the tables of kinds added since were created (plugins), from their descriptors.
+  // Only the tables of kinds added since were created, from their descriptors.
   EXPECT_EQ(QueryRows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"plugins", "routes", "schema_migrations", "services", "sync_meta"}));
+            (std::vector<std::string>{"consumers", "keyauth_credentials", "plugins", "routes", "schema_migrations",
+                                      "services", "sync_meta"}));
 }
 
 TEST_F(SqliteStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {

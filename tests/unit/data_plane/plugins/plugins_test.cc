@@ -1,5 +1,6 @@
 // The data plane's plugin chain (precedence, order, what is skipped, compile errors) and each
 // plugin's behaviour, on a fake request context.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,6 +98,7 @@ std::shared_ptr<ConfigSet> Base() {
   for (int s : {1, 2}) {
     Service service;
     service.set_id(Id(s));
+    service.set_enabled(true);
     config->services.push_back(service);
   }
   for (int r : {11, 12, 13, 14}) {
@@ -162,9 +164,9 @@ TEST(PluginChainTest, PluginThatCannotCompileFailsTheSnapshotNamingPluginAndFiel
             std::string::npos)
       << bad_value.status();
 
-  config->plugins = {MakePlugin(102, "key-auth", json::object())};
+  config->plugins = {MakePlugin(102, "cors", json::object())};
   ChainRunner unknown(config);
-  EXPECT_NE(unknown.status().message().find("(key-auth): this data plane cannot run it"), std::string::npos)
+  EXPECT_NE(unknown.status().message().find("(cors): this data plane cannot run it"), std::string::npos)
       << unknown.status();
 
   config->plugins = {MakePlugin(103, "request-termination", json::object())};
@@ -261,6 +263,129 @@ TEST(IpRestrictionTest, BlocksMatchIpv4Ipv6AndMappedAddresses) {
   FakeContext both;
   both.client_ip = "::1";
   EXPECT_EQ(chain.Run(&config->routes[1], both), 403) << "deny wins over allow";
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+#include "common/snapshot/snapshot.h"
+
+namespace portico::dp::plugins {
+namespace {
+
+// A snapshot as a DP receives it: consumers, and credentials as digests (through the export).
+std::shared_ptr<ConfigSet> WithConsumers() {
+  auto config = Base();
+  config::v1::Consumer alice;
+  alice.set_id(Id(501));
+  alice.set_username("alice");
+  config::v1::Consumer anon;
+  anon.set_id(Id(502));
+  anon.set_custom_id("guest");
+  config->consumers = {alice, anon};
+  config::v1::KeyAuthCredential key;
+  key.set_id(Id(601));
+  key.set_consumer_id(Id(501));
+  key.set_key("k-alice");
+  config->keyauth_credentials = {key};
+  auto exported = std::make_shared<ConfigSet>(ExportableConfig(*config, std::string(16, 'e')));
+  EXPECT_EQ(exported->routes.size(), config->routes.size());
+  return exported;
+}
+
+std::string UpstreamHeader(const FakeContext& c, absl::string_view name) {
+  for (const auto& [n, v] : c.upstream_headers) {
+    if (n == name) return std::string(v);
+  }
+  return "<none>";
+}
+
+TEST(KeyAuthTest, KeyInHeaderOrQueryIdentifiesTheConsumer) {
+  auto config = WithConsumers();
+  ASSERT_TRUE(config->keyauth_credentials.empty());
+  ASSERT_EQ(config->keyauth_digests.size(), 1u);
+  config->plugins = {MakePlugin(101, "key-auth", json::object(), Id(11)),
+                     MakePlugin(102, "key-auth", {{"key_names", {"X-Key", "token"}}, {"hide_credentials", true},
+                                                  {"realm", "api"}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext header;
+  header.request_head.headers.emplace_back("APIKEY", "k-alice");
+  EXPECT_EQ(chain.Run(&config->routes[0], header), 0);
+  ASSERT_NE(header.consumer, nullptr);
+  EXPECT_EQ(header.consumer->username(), "alice");
+  EXPECT_EQ(header.credential_id, Id(601));
+  EXPECT_EQ(UpstreamHeader(header, "X-Consumer-ID"), Id(501));
+  EXPECT_EQ(UpstreamHeader(header, "X-Consumer-Username"), "alice");
+  EXPECT_EQ(UpstreamHeader(header, "X-Credential-Identifier"), Id(601));
+  EXPECT_EQ(UpstreamHeader(header, "X-Consumer-Custom-ID"), "<none>");
+  EXPECT_EQ(header.upstream_headers_removed,
+            (std::vector<absl::string_view>{"x-consumer-custom-id", "x-anonymous-consumer"}))
+      << "headers the client may have sent to pass as someone are dropped";
+
+  FakeContext query;
+  query.target.query = "a=1&apikey=k%2Dalice";
+  query.target.has_query = true;
+  EXPECT_EQ(chain.Run(&config->routes[0], query), 0) << "query values are percent-decoded";
+  EXPECT_FALSE(query.upstream_query_set) << "hide_credentials is off on route A";
+
+  FakeContext hidden;
+  hidden.target.query = "a=1&token=k-alice&b=2";
+  hidden.target.has_query = true;
+  EXPECT_EQ(chain.Run(&config->routes[1], hidden), 0);
+  EXPECT_TRUE(hidden.upstream_query_set);
+  EXPECT_EQ(hidden.upstream_query, "a=1&b=2");
+  FakeContext hidden_header;
+  hidden_header.request_head.headers.emplace_back("x-key", "k-alice");
+  EXPECT_EQ(chain.Run(&config->routes[1], hidden_header), 0);
+  EXPECT_NE(std::find(hidden_header.upstream_headers_removed.begin(), hidden_header.upstream_headers_removed.end(),
+                      "x-key"),
+            hidden_header.upstream_headers_removed.end());
+}
+
+TEST(KeyAuthTest, MissingDuplicateAndUnknownKeysGetKongs401) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", json::object(), Id(11)),
+                     MakePlugin(102, "key-auth", {{"realm", "api"}, {"key_in_query", false}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext none;
+  EXPECT_EQ(chain.Run(&config->routes[0], none), 401);
+  EXPECT_EQ(none.message, "No API key found in request");
+  FakeContext twice;
+  twice.request_head.headers = {{"apikey", "k-alice"}, {"ApiKey", "other"}};
+  EXPECT_EQ(chain.Run(&config->routes[0], twice), 401);
+  EXPECT_EQ(twice.message, "Duplicate API key found");
+  FakeContext wrong;
+  wrong.request_head.headers = {{"apikey", "k-alicf"}};
+  EXPECT_EQ(chain.Run(&config->routes[0], wrong), 401);
+  EXPECT_EQ(wrong.message, "Unauthorized");
+  EXPECT_EQ(wrong.consumer, nullptr);
+  FakeContext query_off;
+  query_off.target.query = "apikey=k-alice";
+  query_off.target.has_query = true;
+  EXPECT_EQ(chain.Run(&config->routes[1], query_off), 401) << "key_in_query=false";
+  FakeContext empty;
+  empty.request_head.headers = {{"apikey", ""}};
+  EXPECT_EQ(chain.Run(&config->routes[0], empty), 401);
+}
+
+TEST(KeyAuthTest, AnonymousConsumerTakesOverFailuresAndAMissingOneIs500) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"anonymous", Id(502)}}, Id(11)),
+                     MakePlugin(102, "key-auth", {{"anonymous", "nobody"}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext anonymous;
+  EXPECT_EQ(chain.Run(&config->routes[0], anonymous), 0);
+  ASSERT_NE(anonymous.consumer, nullptr);
+  EXPECT_EQ(anonymous.consumer->custom_id(), "guest");
+  EXPECT_EQ(UpstreamHeader(anonymous, "X-Anonymous-Consumer"), "true");
+  EXPECT_EQ(UpstreamHeader(anonymous, "X-Consumer-Custom-ID"), "guest");
+  EXPECT_EQ(UpstreamHeader(anonymous, "X-Credential-Identifier"), "<none>");
+  FakeContext missing;
+  EXPECT_EQ(chain.Run(&config->routes[1], missing), 500);
 }
 
 }  // namespace

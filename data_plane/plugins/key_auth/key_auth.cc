@@ -1,0 +1,233 @@
+#include "data_plane/plugins/key_auth/key_auth.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/sha256.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::dp::plugins {
+namespace {
+
+using config::v1::Consumer;
+
+struct Credential {
+  const Consumer* consumer;
+  absl::string_view id;
+};
+
+// The digests of one salt (a snapshot normally has exactly one).
+struct SaltGroup {
+  absl::string_view salt;
+  absl::flat_hash_map<absl::string_view, Credential> by_digest;  // 32-byte digests (snapshot bytes)
+};
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes (and '+' -> ' ') `in` into `out` (cleared first, capacity kept).
+void DecodeQueryValue(absl::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
+      out->push_back(static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
+      i += 2;
+    } else {
+      out->push_back(in[i] == '+' ? ' ' : in[i]);
+    }
+  }
+}
+
+class KeyAuth final : public PluginHandler {
+ public:
+  StepStatus Access(RequestContext& request) const override {
+    const MessageHead& head = *request.head;
+    if (!run_on_preflight_ && head.method == "OPTIONS") return StepStatus::kContinue;
+    absl::string_view key;
+    int name_index = -1;
+    bool in_query = false;
+    for (size_t n = 0; n < names_.size() && name_index < 0; ++n) {
+      if (key_in_header_) {
+        int found = 0;
+        for (const auto& [name, value] : head.headers) {
+          if (absl::EqualsIgnoreCase(name, names_[n])) {
+            ++found;
+            key = value;
+          }
+        }
+        if (found > 1) return Fail(request, kDuplicate);
+        if (found == 1) name_index = static_cast<int>(n);
+      }
+      if (name_index < 0 && key_in_query_ && request.target.has_query) {
+        int found = 0;
+        absl::string_view raw;
+        absl::string_view query = request.target.query;
+        while (!query.empty()) {
+          const size_t amp = query.find('&');
+          const absl::string_view pair = query.substr(0, amp);
+          query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
+          const size_t eq = pair.find('=');
+          if (pair.substr(0, eq) != names_[n]) continue;
+          ++found;
+          raw = eq == absl::string_view::npos ? absl::string_view() : pair.substr(eq + 1);
+        }
+        if (found > 1) return Fail(request, kDuplicate);
+        if (found == 1) {
+          DecodeQueryValue(raw, &request.response_text);  // scratch until a response needs it
+          key = request.response_text;
+          name_index = static_cast<int>(n);
+          in_query = true;
+        }
+      }
+    }
+    if (name_index < 0 || key.empty()) return Fail(request, kNoKey);
+
+    const Credential* credential = nullptr;
+    for (const SaltGroup& group : groups_) {
+      uint8_t digest[Sha256::kDigestBytes];
+      Sha256 sha;
+      sha.Update(group.salt);
+      sha.Update(key);
+      sha.Final(digest);
+      auto it = group.by_digest.find(absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+      if (it != group.by_digest.end()) {
+        credential = &it->second;
+        break;
+      }
+    }
+    if (credential == nullptr) return Fail(request, kUnauthorized);
+    if (hide_credentials_) Hide(request, name_index, in_query);
+    SetConsumer(request, *credential->consumer, credential->id);
+    return StepStatus::kContinue;
+  }
+
+  std::vector<std::string> names_;
+  std::vector<std::string> names_lower_;
+  bool hide_credentials_ = false;
+  bool key_in_header_ = true;
+  bool key_in_query_ = true;
+  bool run_on_preflight_ = true;
+  std::string www_authenticate_;
+  bool has_anonymous_ = false;
+  const Consumer* anonymous_ = nullptr;  // null with has_anonymous_: configured but missing
+  std::vector<SaltGroup> groups_;
+
+ private:
+  static constexpr absl::string_view kNoKey = "No API key found in request";
+  static constexpr absl::string_view kDuplicate = "Duplicate API key found";
+  static constexpr absl::string_view kUnauthorized = "Unauthorized";
+
+  StepStatus Fail(RequestContext& request, absl::string_view message) const {
+    if (has_anonymous_) {
+      if (anonymous_ == nullptr) {
+        // Kong: the configured anonymous consumer does not exist -> 500.
+        LocalResponse response;
+        response.status = 500;
+        response.message = "An unexpected error occurred";
+        request.Respond(response);
+        return StepStatus::kStop;
+      }
+      SetConsumer(request, *anonymous_, absl::string_view());
+      return StepStatus::kContinue;
+    }
+    LocalResponse response;
+    response.status = 401;
+    response.message = message;
+    response.headers.emplace_back("WWW-Authenticate", www_authenticate_);
+    request.Respond(response);
+    return StepStatus::kStop;
+  }
+
+  void Hide(RequestContext& request, int name_index, bool in_query) const {
+    if (!in_query) {
+      request.upstream_headers_removed.push_back(names_lower_[name_index]);
+      return;
+    }
+    // The query without the key's argument (the other arguments as sent).
+    std::string& out = request.upstream_query;
+    out.clear();
+    absl::string_view query = request.target.query;
+    while (!query.empty()) {
+      const size_t amp = query.find('&');
+      const absl::string_view pair = query.substr(0, amp);
+      query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
+      if (pair.substr(0, pair.find('=')) == names_[name_index]) continue;
+      if (!out.empty()) out.push_back('&');
+      out.append(pair.data(), pair.size());
+    }
+    request.upstream_query_set = true;
+  }
+
+  static void SetConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id) {
+    request.consumer = &consumer;
+    request.credential_id = credential_id;
+    request.upstream_headers.emplace_back("X-Consumer-ID", consumer.id());
+    if (consumer.has_custom_id()) {
+      request.upstream_headers.emplace_back("X-Consumer-Custom-ID", consumer.custom_id());
+    } else {
+      request.upstream_headers_removed.push_back("x-consumer-custom-id");
+    }
+    if (consumer.has_username()) {
+      request.upstream_headers.emplace_back("X-Consumer-Username", consumer.username());
+    } else {
+      request.upstream_headers_removed.push_back("x-consumer-username");
+    }
+    if (credential_id.empty()) {
+      request.upstream_headers.emplace_back("X-Anonymous-Consumer", "true");
+      request.upstream_headers_removed.push_back("x-credential-identifier");
+    } else {
+      request.upstream_headers.emplace_back("X-Credential-Identifier", credential_id);
+      request.upstream_headers_removed.push_back("x-anonymous-consumer");
+    }
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const nlohmann::json& config,
+                                                                    const ConfigSet& snapshot) {
+  auto handler = std::make_unique<KeyAuth>();
+  for (const nlohmann::json& name : config["key_names"]) {
+    handler->names_.push_back(name.get<std::string>());
+    handler->names_lower_.push_back(absl::AsciiStrToLower(handler->names_.back()));
+  }
+  handler->hide_credentials_ = config["hide_credentials"].get<bool>();
+  handler->key_in_header_ = config["key_in_header"].get<bool>();
+  handler->key_in_query_ = config["key_in_query"].get<bool>();
+  handler->run_on_preflight_ = config["run_on_preflight"].get<bool>();
+  handler->www_authenticate_ = absl::StrCat(
+      "Key realm=\"", config["realm"].is_string() ? config["realm"].get<std::string>() : std::string("kong"), "\"");
+  absl::flat_hash_map<absl::string_view, const Consumer*> consumers;
+  for (const Consumer& c : snapshot.consumers) consumers.emplace(c.id(), &c);
+  if (config["anonymous"].is_string()) {
+    handler->has_anonymous_ = true;
+    const std::string anonymous = config["anonymous"].get<std::string>();
+    for (const Consumer& c : snapshot.consumers) {
+      if (c.id() == anonymous || (c.has_username() && c.username() == anonymous)) handler->anonymous_ = &c;
+    }
+  }
+  for (const config::v1::KeyAuthDigest& d : snapshot.keyauth_digests) {
+    auto consumer = consumers.find(d.consumer_id());
+    if (consumer == consumers.end()) continue;  // the validator refuses such a snapshot
+    SaltGroup* group = nullptr;
+    for (SaltGroup& g : handler->groups_) {
+      if (g.salt == d.salt()) group = &g;
+    }
+    if (group == nullptr) {
+      group = &handler->groups_.emplace_back();
+      group->salt = d.salt();
+    }
+    group->by_digest.emplace(d.key_sha256(), Credential{consumer->second, d.id()});
+  }
+  return std::unique_ptr<const PluginHandler>(std::move(handler));
+}
+
+}  // namespace portico::dp::plugins
