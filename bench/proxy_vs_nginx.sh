@@ -25,7 +25,7 @@
 #   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
 #   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k"; also
 #   "plugins": one route without and one with ip-restriction + request-size-limiting, per round;
-#   "keyauth": the same with key-auth and 1,000 consumers)
+#   "keyauth": the same with key-auth and 1,000 consumers; "keyauth_rl": key-auth + rate-limiting)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
@@ -194,6 +194,7 @@ http {
   proxy_set_header X-Forwarded-Host \$host;
   proxy_set_header X-Forwarded-Port \$server_port;
   add_header Via "1.1 nginx" always;
+  limit_req_zone \$http_apikey zone=bench_rl:1m rate=1000000r/s;
   upstream bench_upstream {
     server 127.0.0.1:$UP_PORT;
     keepalive 64;
@@ -207,6 +208,8 @@ http {
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
     # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
+    # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
+    location /rbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_pass http://bench_upstream/; }
 EOF
     if [ "$routes" -gt 1 ]; then
       for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
@@ -265,11 +268,17 @@ if [[ " $CASES " == *" plugins "* ]]; then
     -d '{"name":"request-size-limiting"}'
   wait_http "http://127.0.0.1:$DP_PORT/pbench/small" 30 || die "DP does not serve /pbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
-if [[ " $CASES " == *" keyauth "* ]]; then
-  # /kbench/ with key-auth; 1,000 consumers with a key each, so the lookup is not a one-entry map.
+if [[ " $CASES " == *" keyauth "* || " $CASES " == *" keyauth_rl "* ]]; then
+  # /kbench/ with key-auth, /rbench/ with key-auth + rate-limiting (local, per consumer, a limit
+  # never reached); 1,000 consumers with a key each, so the lookup is not a one-entry map.
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/kbench" -H 'Content-Type: application/json' \
     -d '{"paths":["/kbench/"],"strip_path":true,"service":{"name":"bench"}}'
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/kbench/plugins" -d name=key-auth
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/rbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/rbench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/rbench/plugins" -d name=key-auth
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/rbench/plugins" -H 'Content-Type: application/json' \
+    -d '{"name":"rate-limiting","config":{"second":1000000000,"limit_by":"consumer"}}'
   for i in $(seq 0 999); do
     curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/consumers/c$i" -d "custom_id=id$i"
     key=bench-key-$i; [ "$i" = 0 ] && key=bench-key-0123456789abcdef
@@ -358,6 +367,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     plugins) path=/pbench/small ;;
     keyauth0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     keyauth) path=/kbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    keyauth_rl0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    keyauth_rl) path=/rbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
@@ -392,6 +403,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   log "case $1: $ROUNDS rounds x (portico /bench/, portico with plugins, nginx with the equivalent), wrk -t$THREADS -c$CONNS -d$DURATION"
   local with=/pbench/small
   [ "$1" = keyauth ] && with=/kbench/small
+  [ "$1" = keyauth_rl ] && with=/rbench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -403,7 +415,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done

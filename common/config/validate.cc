@@ -88,6 +88,8 @@ void CheckTags(FieldErrors* errors, bool has_tags, const StringList& tags) {
 }
 
 bool IsIpLiteral(absl::string_view host) {
+  // inet_pton reads up to a NUL: "1.2.3.4\0junk" must not pass as 1.2.3.4.
+  if (host.empty() || host.size() > 45 || host.find('\0') != absl::string_view::npos) return false;
   std::string text(host);
   unsigned char buf[16];
   return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;

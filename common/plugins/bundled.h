@@ -7,6 +7,7 @@ namespace portico::plugins {
 
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& KeyAuthSchema();
+const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();
 

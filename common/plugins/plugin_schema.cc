@@ -38,7 +38,8 @@ bool IsUtf8(absl::string_view s) {
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
-    auto* v = new std::vector<const PluginSchema*>{&IpRestrictionSchema(), &KeyAuthSchema(), &RequestSizeLimitingSchema(),
+    auto* v = new std::vector<const PluginSchema*>{&IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
+                                                   &RequestSizeLimitingSchema(),
                                                    &RequestTerminationSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
       return std::strcmp(a->name, b->name) < 0;
@@ -127,7 +128,12 @@ std::optional<double> ConfigFields::Number(const char* name, std::optional<doubl
     }
     value = d;
   }
-  Put(name, value ? json(*value) : json(nullptr));
+  // Whole numbers are written as integers (Kong shows `"minute":5`, not 5.0).
+  if (value && std::floor(*value) == *value && std::fabs(*value) < 9.0e15) {
+    Put(name, json(static_cast<int64_t>(*value)));
+  } else {
+    Put(name, value ? json(*value) : json(nullptr));
+  }
   return value;
 }
 
@@ -214,6 +220,16 @@ std::optional<std::vector<std::string>> ConfigFields::StringArray(
   }
   Put(name, value ? json(*value) : json(nullptr));
   return value;
+}
+
+void ConfigFields::Record(const char* name) {
+  const json* v = Take(name);
+  if (v != nullptr && !v->is_object()) {
+    errors_->Add(name, "expected a record");
+    Put(name, nullptr);
+    return;
+  }
+  Put(name, v != nullptr ? *v : json(nullptr));
 }
 
 json ConfigFields::Finish() {

@@ -56,6 +56,10 @@ class ConfigFields {
                                                       std::optional<std::vector<std::string>> fallback,
                                                       std::string (*item_ok)(absl::string_view) = nullptr);
 
+  // A nested record kept as given (an object, or null when absent): fields Portico accepts for
+  // compatibility but does not use yet (rate-limiting's `redis`).
+  void Record(const char* name);
+
   // Reports unknown fields; returns the normalized object built by the accessors.
   nlohmann::json Finish();
   FieldErrors* errors() { return errors_; }

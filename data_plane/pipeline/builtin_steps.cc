@@ -48,11 +48,11 @@ class DebugHeadersStep final : public RequestStep {
   StepStatus OnRequest(RequestContext& request) const override {
     if (!request.debug_headers_allowed || request.head->Find("kong-debug") == nullptr) return StepStatus::kContinue;
     const dp::Match& match = *request.match;
-    request.response_headers.emplace_back("Kong-Route-Id", match.route->id());
-    if (match.route->has_name()) request.response_headers.emplace_back("Kong-Route-Name", match.route->name());
+    request.response_headers.Add("Kong-Route-Id", match.route->id());
+    if (match.route->has_name()) request.response_headers.Add("Kong-Route-Name", match.route->name());
     if (match.service != nullptr) {
-      request.response_headers.emplace_back("Kong-Service-Id", match.service->id());
-      if (match.service->has_name()) request.response_headers.emplace_back("Kong-Service-Name", match.service->name());
+      request.response_headers.Add("Kong-Service-Id", match.service->id());
+      if (match.service->has_name()) request.response_headers.Add("Kong-Service-Name", match.service->name());
     }
     return StepStatus::kContinue;
   }

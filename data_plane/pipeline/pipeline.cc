@@ -20,7 +20,7 @@ void RequestContext::ResetContext() {
   upstream_target = nullptr;
   attempt = 0;
   upstream_head.clear();
-  response_headers.clear();
+  response_headers.Clear();
   consumer = nullptr;
   credential_id = absl::string_view();
   upstream_headers.clear();

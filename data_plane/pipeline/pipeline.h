@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/http/http1_checks.h"
 #include "common/http/http1_codec.h"
 #include "data_plane/balancer/destinations.h"
@@ -55,6 +56,26 @@ struct LocalResponse {
   bool close = false;  // close the client connection after it, whatever keep-alive says
 };
 
+// Headers that steps add to the response. Keeps its strings (and their capacity) across requests,
+// so adding headers allocates nothing once warm.
+class HeaderList {
+ public:
+  void Add(absl::string_view name, absl::string_view value) {
+    if (size_ == items_.size()) items_.emplace_back();
+    items_[size_].first.assign(name.data(), name.size());
+    items_[size_].second.assign(value.data(), value.size());
+    ++size_;
+  }
+  void Clear() { size_ = 0; }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  absl::Span<const std::pair<std::string, std::string>> items() const { return {items_.data(), size_}; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+  size_t size_ = 0;
+};
+
 // The request as the steps see it. Plain fields are set by the exchange (request data) or by the
 // steps (their results); the two actions are the exchange's.
 class RequestContext {
@@ -79,7 +100,7 @@ class RequestContext {
   int attempt = 0;                               // destination attempts so far (retries count)
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
-  std::vector<std::pair<std::string, std::string>> response_headers;
+  HeaderList response_headers;
   // Set by an auth plugin: who the request comes from (config entities of the pinned snapshot).
   const config::v1::Consumer* consumer = nullptr;
   absl::string_view credential_id;  // empty for an anonymous consumer

@@ -104,7 +104,7 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
       }
       return named.ToStatus(context);
     }
-    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler = factory->compile(normalized, config);
+    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler = factory->compile(PluginCompileContext{normalized, config, plugin});
     if (!handler.ok()) return absl::InvalidArgumentError(absl::StrCat(context, handler.status().message()));
     owned.push_back(std::make_unique<Compiled>(Compiled{&plugin, schema->priority, *std::move(handler)}));
     const Compiled* c = owned.back().get();

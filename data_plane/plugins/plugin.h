@@ -22,13 +22,19 @@ class PluginHandler {
   virtual StepStatus Access(RequestContext& request) const = 0;
 };
 
+// What a plugin is compiled from. `config` is the normalized config (an object with every field
+// of the schema); `snapshot` the whole config it came with (consumers, credentials) and `plugin`
+// the entity, both outliving the handler.
+struct PluginCompileContext {
+  const nlohmann::json& config;
+  const ConfigSet& snapshot;
+  const config::v1::Plugin& plugin;
+};
+
 struct PluginFactory {
   const char* name;  // Kong's plugin name; also a schema in common/plugins
-  // `config` is the normalized config (an object with every field of the schema); `snapshot` the
-  // whole config it came with (consumers, credentials), which outlives the handler. An error
-  // names the field ("config.allow.1: ...").
-  absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const nlohmann::json& config,
-                                                                  const ConfigSet& snapshot);
+  // An error names the field ("config.allow.1: ...").
+  absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const PluginCompileContext& context);
 };
 
 // The factory for a plugin name, or null when the DP has no handler for it.

@@ -2,6 +2,7 @@
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
 
@@ -11,6 +12,7 @@ const PluginFactory* FindPluginFactory(absl::string_view name) {
   static const PluginFactory kFactories[] = {
       {"ip-restriction", &CompileIpRestriction},
       {"key-auth", &CompileKeyAuth},
+      {"rate-limiting", &CompileRateLimiting},
       {"request-size-limiting", &CompileRequestSizeLimiting},
       {"request-termination", &CompileRequestTermination},
   };

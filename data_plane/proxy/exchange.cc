@@ -103,7 +103,7 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   pending_body_.clear();
   response_status_ = response.status;
   RunResponseHeadSteps(response.status);
-  downstream_->SendLocal(response, response_headers);
+  downstream_->SendLocal(response, response_headers.items());
   response_started_ = true;
   response_complete_ = true;
 }
@@ -211,7 +211,7 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (!IsForwardableResponseHead(response)) return UpstreamHeadAction::kError;  // 502, connection not reused
   response_status_ = response.status;
   RunResponseHeadSteps(response.status);
-  body_to_client_ = downstream_->SendResponseHead(response, response_headers);
+  body_to_client_ = downstream_->SendResponseHead(response, response_headers.items());
   if (cancelled_) return UpstreamHeadAction::kError;
   response_started_ = true;
   return body_to_client_ ? UpstreamHeadAction::kContinue : UpstreamHeadAction::kSkipBody;

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
 #include "data_plane/pipeline/pipeline.h"
@@ -38,11 +39,11 @@ class Downstream {
   // headers). The connection closes after it when `response.close` or when it cannot keep the
   // connection (the client asked to close, or the request body cannot be discarded).
   virtual void SendLocal(const dp::LocalResponse& response,
-                         const std::vector<std::pair<std::string, std::string>>& extra_headers) = 0;
+                         absl::Span<const std::pair<std::string, std::string>> extra_headers) = 0;
   // The upstream's final response head, with `extra_headers` added. Returns whether its body goes
   // to the client (false for a response to HEAD and for 1xx/204/304: the upstream codec skips it).
   virtual bool SendResponseHead(const MessageHead& head,
-                                const std::vector<std::pair<std::string, std::string>>& extra_headers) = 0;
+                                absl::Span<const std::pair<std::string, std::string>> extra_headers) = 0;
   // A piece of the upstream response body; borrowed until FlushResponse.
   virtual void SendResponseBody(absl::string_view data) = 0;
   // One upstream read ended: hand the gathered response bytes to the client.

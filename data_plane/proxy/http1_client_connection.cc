@@ -309,7 +309,7 @@ void Http1ClientConnection::RequestBodyWanted() {
 }
 
 void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
-                                      const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                                      absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   // The rest of the request body is discarded: keep-alive only if the client allows it.
   const bool close = response.close || !client_keep_alive_;
   WriteToClient(SerializeLocalResponse(response, close, extra_headers));
@@ -325,7 +325,7 @@ void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
 }
 
 bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
-                                             const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                                             absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   framing_ = ChooseResponseFraming(head, request_is_head_, client_http11_);
   if (framing_ == ResponseFraming::kUntilClose || !request_complete_) close_after_ = true;
   const bool keep_alive = client_keep_alive_ && !close_after_;

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/http/http1_checks.h"
@@ -64,9 +65,9 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
 
   // Downstream (the current exchange).
   void SendLocal(const dp::LocalResponse& response,
-                 const std::vector<std::pair<std::string, std::string>>& extra_headers) override;
+                 absl::Span<const std::pair<std::string, std::string>> extra_headers) override;
   bool SendResponseHead(const MessageHead& head,
-                        const std::vector<std::pair<std::string, std::string>>& extra_headers) override;
+                        absl::Span<const std::pair<std::string, std::string>> extra_headers) override;
   void SendResponseBody(absl::string_view data) override;
   void FlushResponse() override;
   void EndResponse() override;

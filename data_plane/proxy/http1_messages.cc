@@ -31,7 +31,7 @@ std::string JsonEscape(absl::string_view text) {
 
 
 std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
-                                   const std::vector<std::pair<std::string, std::string>>& context_headers) {
+                                   absl::Span<const std::pair<std::string, std::string>> context_headers) {
   std::string out = absl::StrCat("HTTP/1.1 ", response.status, " ", HttpReasonPhrase(response.status), "\r\n");
   std::string body;
   const bool has_body = !response.body.empty() || !response.message.empty();
@@ -61,7 +61,7 @@ std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close
 }
 
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
-                              const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                              absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   dp::LocalResponse response;
   response.status = status;
   response.message = message;
@@ -70,7 +70,7 @@ std::string BuildKongResponse(int status, absl::string_view message, bool close,
 
 std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                        bool close,
-                                       const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                                       absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   return SerializeLocalResponse(dp::HttpsRequiredResponse(redirect_status, host, path_and_query, close), close,
                                 extra_headers);
 }
@@ -87,7 +87,7 @@ ResponseFraming ChooseResponseFraming(const MessageHead& response, bool request_
 
 void AppendDownstreamResponseHead(std::string* out, const MessageHead& response, ResponseFraming framing,
                                   bool keep_alive, bool client_is_http11,
-                                  const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                                  absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   out->reserve(out->size() + 256 + response.headers.size() * 48);
   absl::StrAppend(out, "HTTP/1.1 ", response.status, " ",
                   response.reason.empty() ? HttpReasonPhrase(response.status) : absl::string_view(response.reason),
@@ -139,7 +139,7 @@ void AppendDownstreamResponseHead(std::string* out, const MessageHead& response,
 
 std::string BuildDownstreamResponseHead(const MessageHead& response, ResponseFraming framing, bool keep_alive,
                                         bool client_is_http11,
-                                        const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   std::string out;
   AppendDownstreamResponseHead(&out, response, framing, keep_alive, client_is_http11, extra_headers);
   return out;

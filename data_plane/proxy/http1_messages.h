@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "common/http/message.h"
@@ -26,16 +27,16 @@ inline constexpr absl::string_view kServerToken = "portico/" PORTICO_VERSION;
 // without one, its headers (e.g. Location), `Content-Length: 0`, Server, Connection. Then
 // `context_headers` (the request's response headers: debug headers, plugins).
 std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
-                                   const std::vector<std::pair<std::string, std::string>>& context_headers);
+                                   absl::Span<const std::pair<std::string, std::string>> context_headers);
 
 // SerializeLocalResponse of {status, message}.
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
-                              const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+                              absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
 
 // SerializeLocalResponse of dp::HttpsRequiredResponse.
 std::string BuildHttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                        bool close,
-                                       const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+                                       absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
 
 // How the response body is framed towards the client.
 enum class ResponseFraming {
@@ -55,11 +56,11 @@ ResponseFraming ChooseResponseFraming(const MessageHead& response, bool request_
 // `framing` and the parsed length, so a `Connection` token cannot remove them.
 std::string BuildDownstreamResponseHead(const MessageHead& response, ResponseFraming framing,
                                         bool keep_alive, bool client_is_http11,
-                                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
 // The same head, appended to `out` (lets the caller reuse one buffer's capacity).
 void AppendDownstreamResponseHead(std::string* out, const MessageHead& response, ResponseFraming framing,
                                   bool keep_alive, bool client_is_http11,
-                                  const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+                                  absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
 
 // The size line of one chunk of chunked encoding ("<hex size>\r\n"), written into `buffer`.
 absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]);

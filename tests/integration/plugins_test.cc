@@ -158,3 +158,32 @@ TEST_F(PluginsTest, KeyAuthIdentifiesConsumersReplacesSpoofedHeadersAndHidesTheK
 
 }  // namespace
 }  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+TEST_F(PluginsTest, RateLimitIsSharedByTheWorkersAndSurvivesAConfigChange) {
+  // The DP runs 2 workers; every request below is a new connection, so both workers count.
+  Add("/routes/a/plugins", {{"name", "rate-limiting"}, {"config", {{"day", 5}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 4; ++i) (Get("/a").status == 200 ? ok : limited)++;
+  // A config change (a new route) swaps the snapshot; the counters stay.
+  ASSERT_EQ(cluster_.Admin("POST", "/services/s1/routes", {{"name", "e"}, {"paths", {"/e"}}}).status, 201);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  HttpResult last = Get("/a");
+  EXPECT_EQ(last.status, 200);
+  EXPECT_EQ(last.headers["x-ratelimit-remaining-day"], "0");
+  for (int i = 0; i < 3; ++i) {
+    HttpResult r = Get("/a");
+    EXPECT_EQ(r.status, 429);
+    EXPECT_EQ(json::parse(r.body, nullptr, false), json({{"message", "API rate limit exceeded"}}));
+    EXPECT_FALSE(r.headers["retry-after"].empty());
+  }
+  EXPECT_EQ(ok, 4);
+  EXPECT_EQ(limited, 0);
+  EXPECT_EQ(Get("/b").status, 200) << "other routes are not limited";
+}
+
+}  // namespace
+}  // namespace portico::testing

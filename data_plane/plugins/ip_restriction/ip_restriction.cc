@@ -15,7 +15,7 @@ namespace {
 // Parses an IPv4 or IPv6 address into 16 bytes (IPv4 mapped); `is_v4` tells which it was.
 bool ParseAddress(absl::string_view text, uint8_t out[16], bool* is_v4) {
   char buf[INET6_ADDRSTRLEN + 1];
-  if (text.empty() || text.size() >= sizeof(buf)) return false;
+  if (text.empty() || text.size() >= sizeof(buf) || text.find('\0') != absl::string_view::npos) return false;
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
   in_addr v4;
@@ -97,7 +97,8 @@ bool IpBlockSet::Contains(absl::string_view address) const {
   return false;
 }
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const nlohmann::json& config, const ConfigSet& snapshot) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const PluginCompileContext& context) {
+  const nlohmann::json& config = context.config;
   IpBlockSet allow, deny;
   for (const char* list : {"allow", "deny"}) {
     if (!config[list].is_array()) continue;

@@ -26,6 +26,6 @@ class IpBlockSet {
   std::vector<Block> blocks_;
 };
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const nlohmann::json& config, const ConfigSet& snapshot);
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileIpRestriction(const PluginCompileContext& context);
 
 }  // namespace portico::dp::plugins

@@ -192,8 +192,9 @@ class KeyAuth final : public PluginHandler {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const nlohmann::json& config,
-                                                                    const ConfigSet& snapshot) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const PluginCompileContext& context) {
+  const nlohmann::json& config = context.config;
+  const ConfigSet& snapshot = context.snapshot;
   auto handler = std::make_unique<KeyAuth>();
   for (const nlohmann::json& name : config["key_names"]) {
     handler->names_.push_back(name.get<std::string>());

@@ -12,7 +12,6 @@
 
 namespace portico::dp::plugins {
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const nlohmann::json& config,
-                                                                    const ConfigSet& snapshot);
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const PluginCompileContext& context);
 
 }  // namespace portico::dp::plugins

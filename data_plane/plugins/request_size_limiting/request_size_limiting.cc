@@ -41,7 +41,8 @@ class RequestSizeLimiting final : public PluginHandler {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestSizeLimiting(const nlohmann::json& config, const ConfigSet& snapshot) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestSizeLimiting(const PluginCompileContext& context) {
+  const nlohmann::json& config = context.config;
   const std::string unit = config["size_unit"].get<std::string>();
   const uint64_t multiplier = unit == "megabytes" ? (1u << 20) : unit == "kilobytes" ? (1u << 10) : 1;
   return std::make_unique<const RequestSizeLimiting>(config["allowed_payload_size"].get<uint64_t>() * multiplier,

@@ -7,6 +7,6 @@
 
 namespace portico::dp::plugins {
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestSizeLimiting(const nlohmann::json& config, const ConfigSet& snapshot);
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestSizeLimiting(const PluginCompileContext& context);
 
 }  // namespace portico::dp::plugins

@@ -70,7 +70,8 @@ class RequestTermination final : public PluginHandler {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const nlohmann::json& config, const ConfigSet& snapshot) {
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const PluginCompileContext& context) {
+  const nlohmann::json& config = context.config;
   return std::make_unique<const RequestTermination>(config);
 }
 

@@ -6,6 +6,6 @@
 
 namespace portico::dp::plugins {
 
-absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const nlohmann::json& config, const ConfigSet& snapshot);
+absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTermination(const PluginCompileContext& context);
 
 }  // namespace portico::dp::plugins

@@ -17,7 +17,7 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ip-restriction", "key-auth", "request-size-limiting",
+  EXPECT_EQ(names, (std::vector<std::string>{"ip-restriction", "key-auth", "rate-limiting", "request-size-limiting",
                                             "request-termination"}));
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
@@ -29,7 +29,9 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
 
 TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
   for (const PluginSchema* schema : BundledPluginSchemas()) {
-    json config = std::string(schema->name) == "ip-restriction" ? json{{"allow", {"10.0.0.1"}}} : json::object();
+    json config = std::string(schema->name) == "ip-restriction"  ? json{{"allow", {"10.0.0.1"}}}
+                  : std::string(schema->name) == "rate-limiting" ? json{{"minute", 10}}
+                                                                 : json::object();
     FieldErrors errors;
     json once = schema->normalize(config, &errors);
     ASSERT_TRUE(errors.empty()) << schema->name << ": " << errors.KongMessage();
@@ -75,6 +77,38 @@ TEST(PluginSchemaTest, FormStringsAreCoercedToTheWantedTypes) {
   json ips = Normalize("ip-restriction", {{"deny", "10.0.0.0/8"}}, &errors);
   EXPECT_EQ(ips["deny"], json({"10.0.0.0/8"}));
   EXPECT_TRUE(errors.empty());
+}
+
+}  // namespace
+}  // namespace portico::plugins
+
+namespace portico::plugins {
+namespace {
+
+TEST(RateLimitingSchemaTest, KongDefaultsOrderingAndConditionalFields) {
+  FieldErrors errors;
+  json out = Normalize("rate-limiting", {{"minute", 5}, {"hour", "100"}}, &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out.dump(), json::parse(R"({"second":null,"minute":5,"hour":100,"day":null,"month":null,"year":null,
+      "limit_by":"consumer","header_name":null,"path":null,"policy":"local","fault_tolerant":true,
+      "hide_client_headers":false,"error_code":429,"error_message":"API rate limit exceeded","sync_rate":-1,
+      "redis":null})").dump());
+
+  FieldErrors order;
+  Normalize("rate-limiting", {{"second", 10}, {"hour", 5}}, &order);
+  EXPECT_EQ(order.KongMessage(), "schema violation (The limit for hour(5) cannot be lower than the limit for second(10))");
+  FieldErrors none;
+  Normalize("rate-limiting", json::object(), &none);
+  EXPECT_TRUE(none.Has("@entity")) << none.KongMessage();
+  FieldErrors zero;
+  Normalize("rate-limiting", {{"minute", 0}}, &zero);
+  EXPECT_EQ(zero.KongMessage(), "schema violation (minute: value must be greater than 0)");
+  FieldErrors header;
+  Normalize("rate-limiting", {{"minute", 1}, {"limit_by", "header"}}, &header);
+  EXPECT_EQ(header.KongMessage(), "schema violation (header_name: required field missing)");
+  FieldErrors redis;
+  Normalize("rate-limiting", {{"minute", 1}, {"policy", "redis"}, {"redis", {{"host", "r"}}}}, &redis);
+  EXPECT_EQ(redis.KongMessage(), "schema violation (policy: only 'local' is supported by Portico yet)");
 }
 
 }  // namespace

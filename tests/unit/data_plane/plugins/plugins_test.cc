@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config/validate.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/plugins/chain.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
@@ -238,6 +239,10 @@ TEST(IpRestrictionTest, BlocksMatchIpv4Ipv6AndMappedAddresses) {
   EXPECT_FALSE(set.Add("10.0.0.0/33"));
   EXPECT_FALSE(set.Add("nope"));
   EXPECT_FALSE(set.Add("::/129"));
+  // The validator and the data plane agree on what an address is, NUL bytes included.
+  const std::string with_nul("1.2.3.4\0junk", 12);
+  EXPECT_FALSE(set.Add(with_nul));
+  EXPECT_FALSE(IsValidIpOrCidr(with_nul));
   EXPECT_TRUE(set.Contains("10.1.255.255"));
   EXPECT_FALSE(set.Contains("10.2.0.0"));
   EXPECT_TRUE(set.Contains("10.128.0.1")) << "/9 of 10.200.0.0 is 10.128.0.0-10.255.255.255";
@@ -386,6 +391,107 @@ TEST(KeyAuthTest, AnonymousConsumerTakesOverFailuresAndAMissingOneIs500) {
   EXPECT_EQ(UpstreamHeader(anonymous, "X-Credential-Identifier"), "<none>");
   FakeContext missing;
   EXPECT_EQ(chain.Run(&config->routes[1], missing), 500);
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+#include <thread>
+
+#include "data_plane/plugins/rate_limiting/counters.h"
+
+namespace portico::dp::plugins {
+namespace {
+
+TEST(WindowCountersTest, CountsPerKeyAndWindowAndRestartsWithANewWindow) {
+  WindowCounters counters(4);
+  EXPECT_EQ(counters.Peek(0x100, 7), 0u);
+  EXPECT_EQ(counters.Add(0x100, 7), 1u);
+  EXPECT_EQ(counters.Add(0x100, 7), 2u);
+  EXPECT_EQ(counters.Add(0x200, 7), 1u) << "another key";
+  EXPECT_EQ(counters.Peek(0x100, 7), 2u);
+  EXPECT_EQ(counters.Peek(0x100, 8), 0u) << "a new window starts at zero";
+  EXPECT_EQ(counters.Add(0x100, 8), 1u);
+}
+
+TEST(WindowCountersTest, WorkersCountTogetherWithoutLosingIncrements) {
+  WindowCounters counters;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&counters] {
+      for (int i = 0; i < 10000; ++i) counters.Add(0xabc0, 1);
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  EXPECT_EQ(counters.Peek(0xabc0, 1), 40000u);
+}
+
+TEST(WindowCountersTest, FullTableFailsOpenAndExpiredSlotsAreReused) {
+  WindowCounters counters(3);  // 8 slots: every probe sequence sees all of them
+  for (uint64_t k = 1; k <= 8; ++k) ASSERT_TRUE(counters.Add(k << 3, 5).has_value()) << k;
+  EXPECT_FALSE(counters.Add(uint64_t{9} << 3, 5).has_value()) << "no room: not counted";
+  EXPECT_EQ(counters.Add(uint64_t{9} << 3, 6), 1u) << "a later window reuses an expired slot";
+  EXPECT_EQ(CountersFor("plugin-a"), CountersFor("plugin-a")) << "the same table across snapshots";
+  EXPECT_NE(CountersFor("plugin-a"), CountersFor("plugin-b"));
+}
+
+// Day and year windows: a test run never straddles their boundary in practice (a minute window
+// could end between two requests of a test).
+TEST(RateLimitingTest, LimitsPerIdentifierWithKongsHeadersAnd429) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(201, "rate-limiting", {{"day", 2}, {"year", 10}}, Id(11)),
+                     MakePlugin(202, "rate-limiting", {{"day", 1}, {"limit_by", "header"}, {"header_name", "X-Tenant"},
+                                                       {"hide_client_headers", true}, {"error_code", 503},
+                                                       {"error_message", "slow down"}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  auto header = [](const FakeContext& c, absl::string_view name) {
+    for (const auto& [n, v] : c.response_headers.items()) {
+      if (n == name) return v;
+    }
+    return std::string("<none>");
+  };
+  FakeContext first, second, third;
+  EXPECT_EQ(chain.Run(&config->routes[0], first), 0);
+  EXPECT_EQ(header(first, "X-RateLimit-Limit-Day"), "2");
+  EXPECT_EQ(header(first, "X-RateLimit-Remaining-Day"), "1");
+  EXPECT_EQ(header(first, "X-RateLimit-Remaining-Year"), "9");
+  EXPECT_EQ(header(first, "RateLimit-Remaining"), "1");
+  EXPECT_EQ(chain.Run(&config->routes[0], second), 0);
+  EXPECT_EQ(chain.Run(&config->routes[0], third), 429);
+  EXPECT_EQ(third.message, "API rate limit exceeded");
+  EXPECT_EQ(header(third, "RateLimit-Remaining"), "0");
+  EXPECT_NE(header(third, "Retry-After"), "<none>");
+  EXPECT_EQ(header(third, "X-RateLimit-Remaining-Year"), "8") << "the refused request is not counted";
+  FakeContext other_client;
+  other_client.client_ip = "10.0.0.9";
+  EXPECT_EQ(chain.Run(&config->routes[0], other_client), 0) << "limit_by consumer falls back to the client address";
+
+  FakeContext tenant_a, tenant_a_again, tenant_b;
+  tenant_a.request_head.headers = {{"x-tenant", "a"}};
+  tenant_a_again.request_head.headers = {{"X-Tenant", "a"}};
+  tenant_b.request_head.headers = {{"x-tenant", "b"}};
+  EXPECT_EQ(chain.Run(&config->routes[1], tenant_a), 0);
+  EXPECT_TRUE(tenant_a.response_headers.empty()) << "hide_client_headers";
+  EXPECT_EQ(chain.Run(&config->routes[1], tenant_a_again), 503);
+  EXPECT_EQ(tenant_a_again.message, "slow down");
+  EXPECT_EQ(chain.Run(&config->routes[1], tenant_b), 0);
+}
+
+TEST(RateLimitingTest, KeyAuthRunsFirstSoTheLimitIsPerConsumer) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(301, "rate-limiting", {{"day", 1}}, Id(13)),
+                     MakePlugin(102, "key-auth", {{"anonymous", Id(502)}}, Id(13))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext alice;
+  alice.request_head.headers = {{"apikey", "k-alice"}};
+  EXPECT_EQ(chain.Run(&config->routes[2], alice), 0);
+  FakeContext anonymous;
+  EXPECT_EQ(chain.Run(&config->routes[2], anonymous), 0) << "another consumer, same address";
+  FakeContext alice_again;
+  alice_again.request_head.headers = {{"apikey", "k-alice"}};
+  EXPECT_EQ(chain.Run(&config->routes[2], alice_again), 429);
 }
 
 }  // namespace
