@@ -138,6 +138,17 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
 }
 
 
+// Parses one resource onto the end of `list`; its body must parse and carry the resource's id.
+template <typename Entity>
+absl::Status AppendResource(const sync::v1::Resource& r, absl::string_view what, std::vector<Entity>* list) {
+  Entity entity;
+  if (!entity.ParseFromString(r.body()) || entity.id() != r.id()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", r.id()));
+  }
+  list->push_back(std::move(entity));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string KeyAuthSalt(absl::string_view epoch) {
@@ -315,38 +326,20 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
     return absl::DataLossError("config hash of the received resources does not match the target hash");
   }
   for (const sync::v1::Resource& r : payload.resources()) {
+    absl::Status parsed = absl::OkStatus();
     if (r.kind() == kServices) {
-      config::v1::Service s;
-      if (!s.ParseFromString(r.body()) || s.id() != r.id()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad service body ", r.id()));
-      }
-      config->services.push_back(std::move(s));
+      parsed = AppendResource(r, "service", &config->services);
     } else if (r.kind() == kRoutes) {
-      config::v1::Route route;
-      if (!route.ParseFromString(r.body()) || route.id() != r.id()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad route body ", r.id()));
-      }
-      config->routes.push_back(std::move(route));
+      parsed = AppendResource(r, "route", &config->routes);
     } else if (r.kind() == kConsumers) {
-      config::v1::Consumer consumer;
-      if (!consumer.ParseFromString(r.body()) || consumer.id() != r.id()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad consumer body ", r.id()));
-      }
-      config->consumers.push_back(std::move(consumer));
+      parsed = AppendResource(r, "consumer", &config->consumers);
     } else if (r.kind() == kKeyAuthCredentials) {
-      config::v1::KeyAuthDigest digest;
-      if (!digest.ParseFromString(r.body()) || digest.id() != r.id()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad key-auth credential body ", r.id()));
-      }
-      config->keyauth_digests.push_back(std::move(digest));
+      parsed = AppendResource(r, "key-auth credential", &config->keyauth_digests);
     } else if (r.kind() == kPlugins) {
-      config::v1::Plugin plugin;
-      if (!plugin.ParseFromString(r.body()) || plugin.id() != r.id()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad plugin body ", r.id()));
-      }
-      config->plugins.push_back(std::move(plugin));
+      parsed = AppendResource(r, "plugin", &config->plugins);
     }
     // Other kinds come from a newer CP minor: covered by the hash, ignored here.
+    if (!parsed.ok()) return parsed;
   }
   decoded.config = std::move(config);
   return decoded;
