@@ -1,7 +1,5 @@
 #include "data_plane/plugins/rate_limiting/counters.h"
 
-#include <map>
-#include <mutex>
 
 namespace portico::dp::plugins {
 namespace {
@@ -58,17 +56,9 @@ std::optional<uint32_t> WindowCounters::Add(uint64_t key, uint64_t window) {
   return static_cast<uint32_t>(next & kCountMask);
 }
 
-std::shared_ptr<WindowCounters> CountersFor(const std::string& plugin_id) {
-  static std::mutex mu;
-  static auto* tables = new std::map<std::string, std::weak_ptr<WindowCounters>>();
-  std::lock_guard<std::mutex> lock(mu);
-  for (auto it = tables->begin(); it != tables->end();) {  // forget tables no snapshot holds
-    it = it->second.expired() ? tables->erase(it) : std::next(it);
-  }
-  if (auto existing = (*tables)[plugin_id].lock()) return existing;
-  auto created = std::make_shared<WindowCounters>();
-  (*tables)[plugin_id] = created;
-  return created;
+WindowCounters& ProcessCounters() {
+  static WindowCounters* const counters = new WindowCounters(18);
+  return *counters;
 }
 
 }  // namespace portico::dp::plugins

@@ -6,8 +6,9 @@
 // counted (`Hit` returns nullopt) and the caller lets it through (fail open): counting is
 // best-effort under memory pressure, never a reason to refuse or to allocate.
 //
-// Counters outlive config snapshots: CountersFor(plugin id) returns the same table to each
-// snapshot's instance of a plugin, so a config change does not reset the limits (as Kong's shared
+// One table serves every rate-limiting instance of the process (ProcessCounters: 2^18 slots,
+// 4 MiB, whatever the number of instances; instances put their plugin id into their keys), and
+// it outlives config snapshots, so a config change does not reset the limits (as Kong's shared
 // dictionary does not).
 #include <atomic>
 #include <cstdint>
@@ -41,8 +42,7 @@ class WindowCounters {
   const uint64_t mask_;
 };
 
-// The counters of a plugin instance (by plugin id), created on first use. Not for the request
-// path (takes a lock); the plugin's compile calls it.
-std::shared_ptr<WindowCounters> CountersFor(const std::string& plugin_id);
+// The process-wide table (created on first use, never freed).
+WindowCounters& ProcessCounters();
 
 }  // namespace portico::dp::plugins

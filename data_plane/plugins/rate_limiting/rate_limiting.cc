@@ -107,7 +107,8 @@ class RateLimiting final : public PluginHandler {
   bool hide_client_headers_ = false;
   int error_code_ = 429;
   std::string error_message_;
-  std::shared_ptr<WindowCounters> counters_;
+  WindowCounters* counters_ = nullptr;
+  std::string plugin_id_;
 
  private:
   static uint64_t KeyOf(uint64_t base, int period) { return (base & ~uint64_t{7}) | static_cast<uint64_t>(period); }
@@ -140,7 +141,7 @@ class RateLimiting final : public PluginHandler {
       if (request.match->route != nullptr) route = request.match->route->id();
       if (request.match->service != nullptr) service = request.match->service->id();
     }
-    return absl::HashOf(route, service, identifier, static_cast<int>(limit_by_));
+    return absl::HashOf(absl::string_view(plugin_id_), route, service, identifier, static_cast<int>(limit_by_));
   }
 
   void AddHeaders(RequestContext& request, const uint64_t (&used)[kPeriods], const Windows& windows, int stop) const {
@@ -193,7 +194,8 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRateLimiting(const P
   handler->hide_client_headers_ = config["hide_client_headers"].get<bool>();
   handler->error_code_ = config["error_code"].get<int>();
   handler->error_message_ = config["error_message"].get<std::string>();
-  handler->counters_ = CountersFor(context.plugin.id());
+  handler->counters_ = &ProcessCounters();
+  handler->plugin_id_ = context.plugin.id();
   return std::unique_ptr<const PluginHandler>(std::move(handler));
 }
 

@@ -431,8 +431,8 @@ TEST(WindowCountersTest, FullTableFailsOpenAndExpiredSlotsAreReused) {
   for (uint64_t k = 1; k <= 8; ++k) ASSERT_TRUE(counters.Add(k << 3, 5).has_value()) << k;
   EXPECT_FALSE(counters.Add(uint64_t{9} << 3, 5).has_value()) << "no room: not counted";
   EXPECT_EQ(counters.Add(uint64_t{9} << 3, 6), 1u) << "a later window reuses an expired slot";
-  EXPECT_EQ(CountersFor("plugin-a"), CountersFor("plugin-a")) << "the same table across snapshots";
-  EXPECT_NE(CountersFor("plugin-a"), CountersFor("plugin-b"));
+  EXPECT_EQ(&ProcessCounters(), &ProcessCounters()) << "one table for every instance and snapshot";
+  EXPECT_EQ(ProcessCounters().slots(), size_t{1} << 18);
 }
 
 // Day and year windows: a test run never straddles their boundary in practice (a minute window
