@@ -661,6 +661,7 @@ FieldErrors PluginRules(const Plugin& p) {
     errors.Add("name", plugins::PluginNotEnabledMessage(p.name()));
     return errors;
   }
+  if (schema->no_consumer && p.has_consumer_id()) errors.Add("consumer", "value must be null");
   NormalizedPluginConfig(*schema, p.config(), &errors);
   return errors;
 }

@@ -35,7 +35,7 @@ nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
 }  // namespace
 
 const PluginSchema& KeyAuthSchema() {
-  static const PluginSchema schema{"key-auth", 1250, &Normalize};
+  static const PluginSchema schema{"key-auth", 1250, &Normalize, /*no_consumer=*/true};
   return schema;
 }
 

@@ -25,6 +25,7 @@ struct PluginSchema {
   // `config` (an object; null counts as {}) -> the normalized config, or errors (then the result
   // is meaningless).
   nlohmann::json (*normalize)(const nlohmann::json& config, FieldErrors* errors);
+  bool no_consumer = false;  // Kong's no_consumer: an auth plugin cannot be scoped to a consumer
 };
 
 // The bundled plugins, by name (sorted). Null when `name` is not one of them.

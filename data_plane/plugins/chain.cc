@@ -1,12 +1,13 @@
 #include "data_plane/plugins/chain.h"
 
 #include <algorithm>
-#include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/plugins/plugin_schema.h"
 #include "data_plane/plugins/plugin.h"
@@ -15,6 +16,7 @@
 namespace portico::dp::plugins {
 namespace {
 
+using config::v1::Consumer;
 using config::v1::Plugin;
 using config::v1::Route;
 
@@ -24,52 +26,109 @@ struct Compiled {
   std::unique_ptr<const PluginHandler> handler;
 };
 
-// Kong's order: higher priority first; equal priority by name descending.
-bool RunsBefore(const Compiled* a, const Compiled* b) {
-  if (a->priority != b->priority) return a->priority > b->priority;
-  return a->entity->name() > b->entity->name();
-}
+// One plugin name in a resolved list: the instance without a consumer scope that wins for the
+// route (null if none), and, when consumer-scoped instances exist, the winner per consumer. The
+// consumer is the one an earlier plugin (an auth plugin) identified when this entry is reached.
+struct ChainEntry {
+  int priority;
+  std::string name;
+  const PluginHandler* without_consumer = nullptr;
+  absl::flat_hash_map<const Consumer*, const PluginHandler*> by_consumer;
+};
+using ChainList = std::vector<ChainEntry>;
 
 class PluginChainStep final : public RequestStep {
  public:
-  PluginChainStep(std::vector<std::unique_ptr<Compiled>> owned,
-                  absl::flat_hash_map<const Route*, std::vector<const PluginHandler*>> by_route,
-                  std::vector<const PluginHandler*> global)
+  PluginChainStep(std::vector<std::unique_ptr<Compiled>> owned, absl::flat_hash_map<const Route*, ChainList> by_route,
+                  ChainList global)
       : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)) {}
 
   StepStatus OnRequest(RequestContext& request) const override {
-    const std::vector<const PluginHandler*>* handlers = &global_;
+    const ChainList* chain = &global_;
     if (!by_route_.empty() && request.match.has_value()) {
       auto it = by_route_.find(request.match->route);
-      if (it != by_route_.end()) handlers = &it->second;
+      if (it != by_route_.end()) chain = &it->second;
     }
-    for (const PluginHandler* handler : *handlers) {
-      if (handler->Access(request) == StepStatus::kStop) return StepStatus::kStop;
+    for (const ChainEntry& entry : *chain) {
+      const PluginHandler* handler = entry.without_consumer;
+      if (request.consumer != nullptr && !entry.by_consumer.empty()) {
+        auto it = entry.by_consumer.find(request.consumer);
+        if (it != entry.by_consumer.end()) handler = it->second;
+      }
+      if (handler != nullptr && handler->Access(request) == StepStatus::kStop) return StepStatus::kStop;
     }
     return StepStatus::kContinue;
   }
 
  private:
   std::vector<std::unique_ptr<Compiled>> owned_;
-  absl::flat_hash_map<const Route*, std::vector<const PluginHandler*>> by_route_;
-  std::vector<const PluginHandler*> global_;
+  absl::flat_hash_map<const Route*, ChainList> by_route_;
+  ChainList global_;
 };
 
-// The winners for one scope: for each plugin name, the first candidate present in `tiers`
-// (most specific first), in run order.
-std::vector<const PluginHandler*> Resolve(std::initializer_list<const std::vector<const Compiled*>*> tiers) {
-  std::vector<const Compiled*> winners;
-  for (const std::vector<const Compiled*>* tier : tiers) {
+// The instances of a snapshot by scope (Kong's cache key): at most one per name in each.
+struct Scopes {
+  // key: "<route>|<service>|<consumer>" with empty parts for "any"
+  absl::flat_hash_map<std::string, std::vector<const Compiled*>> by_key;
+  bool has_route_or_service = false;
+  bool has_consumer = false;
+  absl::flat_hash_set<std::string> routes, services, consumers;  // ids that scope an instance
+
+  const std::vector<const Compiled*>* Find(absl::string_view route, absl::string_view service,
+                                           absl::string_view consumer) const {
+    auto it = by_key.find(absl::StrCat(route, "|", service, "|", consumer));
+    return it == by_key.end() ? nullptr : &it->second;
+  }
+};
+
+// Kong's precedence for one route (`route`/`service` empty for the global list), per plugin name:
+// route+service+consumer, route+consumer, service+consumer, route+service, consumer, route,
+// service, global.
+ChainList Resolve(const Scopes& scopes, absl::string_view route, absl::string_view service,
+                  const absl::flat_hash_map<std::string, const Consumer*>& consumers) {
+  std::map<std::string, ChainEntry> entries;  // by name
+  auto entry_for = [&entries](const Compiled* c) -> ChainEntry& {
+    ChainEntry& e = entries[c->entity->name()];
+    e.priority = c->priority;
+    e.name = c->entity->name();
+    return e;
+  };
+  // Without a consumer: the most specific of route+service, route, service, global.
+  const std::vector<const Compiled*>* tiers[] = {
+      route.empty() || service.empty() ? nullptr : scopes.Find(route, service, ""),
+      route.empty() ? nullptr : scopes.Find(route, "", ""),
+      service.empty() ? nullptr : scopes.Find("", service, ""),
+      scopes.Find("", "", ""),
+  };
+  for (const auto* tier : tiers) {
     if (tier == nullptr) continue;
     for (const Compiled* c : *tier) {
-      bool taken = false;
-      for (const Compiled* w : winners) taken |= w->entity->name() == c->entity->name();
-      if (!taken) winners.push_back(c);
+      ChainEntry& e = entry_for(c);
+      if (e.without_consumer == nullptr) e.without_consumer = c->handler.get();
     }
   }
-  std::sort(winners.begin(), winners.end(), &RunsBefore);
-  std::vector<const PluginHandler*> out;
-  for (const Compiled* w : winners) out.push_back(w->handler.get());
+  // With a consumer: the most specific of route+service+consumer, route+consumer,
+  // service+consumer, consumer (each beats every scope without a consumer).
+  if (scopes.has_consumer) {
+    for (const auto& [consumer_id, consumer] : consumers) {
+      const std::vector<const Compiled*>* consumer_tiers[] = {
+          route.empty() || service.empty() ? nullptr : scopes.Find(route, service, consumer_id),
+          route.empty() ? nullptr : scopes.Find(route, "", consumer_id),
+          service.empty() ? nullptr : scopes.Find("", service, consumer_id),
+          scopes.Find("", "", consumer_id),
+      };
+      for (const auto* tier : consumer_tiers) {
+        if (tier == nullptr) continue;
+        for (const Compiled* c : *tier) entry_for(c).by_consumer.emplace(consumer, c->handler.get());
+      }
+    }
+  }
+  ChainList out;
+  for (auto& [name, entry] : entries) out.push_back(std::move(entry));
+  // Kong's order: higher priority first; equal priority by name descending.
+  std::sort(out.begin(), out.end(), [](const ChainEntry& a, const ChainEntry& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.name > b.name;
+  });
   return out;
 }
 
@@ -77,12 +136,9 @@ std::vector<const PluginHandler*> Resolve(std::initializer_list<const std::vecto
 
 absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
   std::vector<std::unique_ptr<Compiled>> owned;
-  // Scopes, by the ids the plugins name. Each holds at most one instance per plugin name (the
-  // validator checks the cache key).
-  std::vector<const Compiled*> global;
-  absl::flat_hash_map<std::string, std::vector<const Compiled*>> by_route, by_service, by_route_and_service;
+  Scopes scopes;
   for (const Plugin& plugin : config.plugins) {
-    if (!plugin.enabled() || plugin.has_consumer_id()) continue;  // consumer scopes: not yet
+    if (!plugin.enabled()) continue;
     bool http = false;
     for (const std::string& p : plugin.protocols()) http |= p == "http" || p == "https";
     if (!http) continue;
@@ -104,41 +160,37 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
       }
       return named.ToStatus(context);
     }
-    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler = factory->compile(PluginCompileContext{normalized, config, plugin});
+    absl::StatusOr<std::unique_ptr<const PluginHandler>> handler =
+        factory->compile(PluginCompileContext{normalized, config, plugin});
     if (!handler.ok()) return absl::InvalidArgumentError(absl::StrCat(context, handler.status().message()));
     owned.push_back(std::make_unique<Compiled>(Compiled{&plugin, schema->priority, *std::move(handler)}));
-    const Compiled* c = owned.back().get();
-    if (plugin.has_route_id() && plugin.has_service_id()) {
-      by_route_and_service[absl::StrCat(plugin.route_id(), "|", plugin.service_id())].push_back(c);
-    } else if (plugin.has_route_id()) {
-      by_route[plugin.route_id()].push_back(c);
-    } else if (plugin.has_service_id()) {
-      by_service[plugin.service_id()].push_back(c);
-    } else {
-      global.push_back(c);
-    }
+    scopes.by_key[absl::StrCat(plugin.route_id(), "|", plugin.service_id(), "|", plugin.consumer_id())].push_back(
+        owned.back().get());
+    scopes.has_route_or_service |= plugin.has_route_id() || plugin.has_service_id();
+    scopes.has_consumer |= plugin.has_consumer_id();
+    if (plugin.has_route_id()) scopes.routes.insert(plugin.route_id());
+    if (plugin.has_service_id()) scopes.services.insert(plugin.service_id());
+    if (plugin.has_consumer_id()) scopes.consumers.insert(plugin.consumer_id());
   }
   if (owned.empty()) return absl::OkStatus();
 
-  auto find = [](const auto& map, const std::string& key) -> const std::vector<const Compiled*>* {
-    auto it = map.find(key);
-    return it == map.end() ? nullptr : &it->second;
-  };
-  absl::flat_hash_map<const Route*, std::vector<const PluginHandler*>> per_route;
-  if (!by_route.empty() || !by_service.empty() || !by_route_and_service.empty()) {
+  absl::flat_hash_map<std::string, const Consumer*> consumers;  // those that scope an instance
+  for (const Consumer& c : config.consumers) {
+    if (scopes.consumers.contains(c.id())) consumers.emplace(c.id(), &c);
+  }
+  absl::flat_hash_map<const Route*, ChainList> per_route;
+  if (scopes.has_route_or_service) {
     for (const Route& route : config.routes) {
-      const std::string service_id = route.has_service_id() ? route.service_id() : std::string();
-      const auto* rs = route.has_service_id() ? find(by_route_and_service, absl::StrCat(route.id(), "|", service_id))
-                                              : nullptr;
-      const auto* r = find(by_route, route.id());
-      const auto* s = route.has_service_id() ? find(by_service, service_id) : nullptr;
-      if (rs == nullptr && r == nullptr && s == nullptr) continue;  // the global list applies
-      per_route.emplace(&route, Resolve({rs, r, s, &global}));
+      const std::string service = route.has_service_id() ? route.service_id() : std::string();
+      if (!scopes.routes.contains(route.id()) && (service.empty() || !scopes.services.contains(service))) {
+        continue;  // the global list applies
+      }
+      per_route.emplace(&route, Resolve(scopes, route.id(), service, consumers));
     }
   }
-  std::vector<const PluginHandler*> global_handlers = Resolve({&global});
-  pipeline->Add(Phase::kAccess, std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route),
-                                                                         std::move(global_handlers)));
+  ChainList global = Resolve(scopes, "", "", consumers);
+  pipeline->Add(Phase::kAccess,
+                std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global)));
   return absl::OkStatus();
 }
 

@@ -1,9 +1,10 @@
 #pragma once
 // The plugin chain: a snapshot's plugins compiled once and resolved per route the way Kong
 // resolves them (KONG-REFERENCE.md §6.1): for each plugin name the most specific instance wins,
-// route+service, then route, then service, then global; the winners run in descending priority
-// (equal priority: name descending). Consumer-scoped instances wait for consumers (not
-// implemented: they are ignored). The chain is one request step in the access phase; a snapshot
+// route+service+consumer, route+consumer, service+consumer, route+service, consumer, route,
+// service, global; the names run in descending priority (equal priority: name descending). A
+// consumer scope applies when an earlier plugin (an auth plugin, which runs first by priority)
+// has identified that consumer. The chain is one request step in the access phase; a snapshot
 // without plugins adds nothing to the pipeline.
 #include "absl/status/status.h"
 #include "common/config/config_set.h"

@@ -187,3 +187,35 @@ TEST_F(PluginsTest, RateLimitIsSharedByTheWorkersAndSurvivesAConfigChange) {
 
 }  // namespace
 }  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+TEST_F(PluginsTest, ConsumerScopedPluginFollowsTheConsumerKeyAuthIdentified) {
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", "alice"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", "bob"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/alice/key-auth", {{"key", "ka"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/bob/key-auth", {{"key", "kb"}}).status, 201);
+  Add("/services/s1/plugins", {{"name", "key-auth"}});
+  Add("/plugins", Terminate(418));                         // global
+  Add("/consumers/alice/plugins", Terminate(430));         // consumer alice
+  json route_and_consumer = Terminate(431);                // route c + consumer alice
+  route_and_consumer["route"] = {{"name", "c"}};
+  Add("/consumers/alice/plugins", route_and_consumer);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  auto with_key = [this](const std::string& path, const std::string& key) {
+    return Send(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\napikey: ", key, "\r\nConnection: close\r\n\r\n"))
+        .status;
+  };
+  EXPECT_EQ(with_key("/a", "ka"), 430) << "alice: her consumer scope beats global";
+  EXPECT_EQ(with_key("/c", "ka"), 431) << "alice on route c: route+consumer";
+  EXPECT_EQ(with_key("/a", "kb"), 418) << "bob: global";
+  EXPECT_EQ(Get("/a").status, 401) << "no key: key-auth refuses before anything else";
+  EXPECT_EQ(Get("/d").status, 418) << "service s2 has no key-auth: no consumer, global";
+  EXPECT_EQ(cluster_.Admin("POST", "/consumers/alice/plugins", {{"name", "key-auth"}}).status, 400)
+      << "an auth plugin cannot be scoped to a consumer";
+}
+
+}  // namespace
+}  // namespace portico::testing

@@ -746,6 +746,9 @@ TEST_F(AdminConsumersTest, ConsumersAndKeyAuthCredentialsWithKongPaths) {
   // Plugins scoped to a consumer are stored (not run yet); deleting the consumer deletes its
   // credentials and plugins.
   CallJson("POST", "/consumers/alice/plugins", 201, R"({"name":"request-termination"})");
+  EXPECT_EQ(CallJson("POST", "/consumers/alice/plugins", 400, R"({"name":"key-auth"})")["fields"]["consumer"],
+            "value must be null")
+      << "an auth plugin cannot be scoped to a consumer (Kong's no_consumer)";
   EXPECT_EQ(Call("DELETE", "/consumers/alice").status, 204);
   EXPECT_EQ(CallJson("GET", "/key-auths", 200)["data"].size(), 1u);
   EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 0u);

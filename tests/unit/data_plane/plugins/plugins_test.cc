@@ -136,16 +136,14 @@ TEST(PluginChainTest, DifferentPluginsRunInKongPriorityOrder) {
   EXPECT_EQ(chain.Run(&config->routes[1]), 418) << "route B gets the global plugin only";
 }
 
-TEST(PluginChainTest, DisabledConsumerScopedAndNonHttpInstancesAreSkipped) {
+TEST(PluginChainTest, DisabledAndNonHttpInstancesAreSkipped) {
   auto config = Base();
   Plugin disabled = Terminate(101, 418);
   disabled.set_enabled(false);
-  Plugin consumer = Terminate(102, 419, Id(11));
-  consumer.set_consumer_id(Id(900));
   Plugin grpc_only = Terminate(103, 420, Id(12));
   grpc_only.clear_protocols();
   grpc_only.add_protocols("grpc");
-  config->plugins = {disabled, consumer, grpc_only};
+  config->plugins = {disabled, grpc_only};
   ChainRunner chain(config);
   ASSERT_TRUE(chain.status().ok()) << chain.status();
   EXPECT_EQ(chain.steps(), 0u) << "no plugin to run: no step at all";
@@ -492,6 +490,44 @@ TEST(RateLimitingTest, KeyAuthRunsFirstSoTheLimitIsPerConsumer) {
   FakeContext alice_again;
   alice_again.request_head.headers = {{"apikey", "k-alice"}};
   EXPECT_EQ(chain.Run(&config->routes[2], alice_again), 429);
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+namespace portico::dp::plugins {
+namespace {
+
+Plugin ForConsumer(Plugin p, const std::string& consumer_id) {
+  p.set_consumer_id(consumer_id);
+  return p;
+}
+
+TEST(PluginChainTest, ConsumerScopesApplyToTheConsumerAnAuthPluginIdentified) {
+  auto config = WithConsumers();
+  const std::string alice = Id(501), anonymous = Id(502);
+  config->plugins = {
+      MakePlugin(101, "key-auth", {{"anonymous", anonymous}}, Id(11)),
+      MakePlugin(102, "key-auth", {{"anonymous", anonymous}}, "", Id(2)),  // service T (route D)
+      Terminate(103, 418),                                       // global
+      ForConsumer(Terminate(104, 430), alice),                   // consumer
+      ForConsumer(Terminate(105, 431, Id(11)), alice),           // route A + consumer
+      ForConsumer(Terminate(106, 432, "", Id(1)), anonymous),    // service S + consumer
+  };
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext alice_on_a;
+  alice_on_a.request_head.headers = {{"apikey", "k-alice"}};
+  EXPECT_EQ(chain.Run(&config->routes[0], alice_on_a), 431) << "route+consumer beats consumer";
+  FakeContext anonymous_on_a;
+  EXPECT_EQ(chain.Run(&config->routes[0], anonymous_on_a), 432) << "service+consumer for the anonymous consumer";
+  FakeContext nobody_on_b;
+  EXPECT_EQ(chain.Run(&config->routes[1], nobody_on_b), 418) << "no auth plugin on B: no consumer, global";
+  FakeContext alice_on_d;
+  alice_on_d.request_head.headers = {{"apikey", "k-alice"}};
+  EXPECT_EQ(chain.Run(&config->routes[3], alice_on_d), 430) << "consumer scope beats global";
+  FakeContext anonymous_on_d;
+  EXPECT_EQ(chain.Run(&config->routes[3], anonymous_on_d), 418) << "S+anonymous does not apply to T";
 }
 
 }  // namespace
