@@ -5,6 +5,7 @@
 
 namespace portico::plugins {
 
+const PluginSchema& CorrelationIdSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();

@@ -38,7 +38,7 @@ bool IsUtf8(absl::string_view s) {
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
-    auto* v = new std::vector<const PluginSchema*>{&IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
+    auto* v = new std::vector<const PluginSchema*>{&CorrelationIdSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
                                                    &RequestSizeLimitingSchema(),
                                                    &RequestTerminationSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {

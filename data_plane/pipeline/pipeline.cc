@@ -27,6 +27,7 @@ void RequestContext::ResetContext() {
   upstream_headers_removed.clear();
   upstream_query.clear();
   upstream_query_set = false;
+  request_id.clear();
   suspended_data = nullptr;
   response_text.clear();
   header_views.clear();

@@ -112,6 +112,9 @@ class RequestContext {
   std::vector<absl::string_view> upstream_headers_removed;
   std::string upstream_query;
   bool upstream_query_set = false;
+  // The request's correlation id when a plugin made one (correlation-id); storage for the views
+  // in upstream_headers.
+  std::string request_id;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // Free for the step that answers: storage for a LocalResponse::message it builds (keeps its

@@ -1,4 +1,5 @@
 // Every plugin the data plane can run, one line each.
+#include "data_plane/plugins/correlation_id/correlation_id.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
@@ -10,6 +11,7 @@ namespace portico::dp::plugins {
 
 const PluginFactory* FindPluginFactory(absl::string_view name) {
   static const PluginFactory kFactories[] = {
+      {"correlation-id", &CompileCorrelationId},
       {"ip-restriction", &CompileIpRestriction},
       {"key-auth", &CompileKeyAuth},
       {"rate-limiting", &CompileRateLimiting},

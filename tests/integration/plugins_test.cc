@@ -219,3 +219,22 @@ TEST_F(PluginsTest, ConsumerScopedPluginFollowsTheConsumerKeyAuthIdentified) {
 
 }  // namespace
 }  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+TEST_F(PluginsTest, CorrelationIdReachesTheUpstreamAndComesBack) {
+  Add("/routes/b/plugins", {{"name", "correlation-id"}, {"config", {{"echo_downstream", true}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  HttpResult r = Get("/b");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = r.headers["kong-request-id"];
+  ASSERT_GE(id.size(), 38u) << id;  // "<36-character uuid>#<counter>"
+  EXPECT_EQ(id[36], '#') << id;
+  EXPECT_EQ(json::parse(r.body, nullptr, false)["headers"]["kong-request-id"], id);
+  HttpResult again = Get("/b");
+  EXPECT_NE(again.headers["kong-request-id"], id);
+}
+
+}  // namespace
+}  // namespace portico::testing

@@ -17,8 +17,8 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ip-restriction", "key-auth", "rate-limiting", "request-size-limiting",
-                                            "request-termination"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"correlation-id", "ip-restriction", "key-auth", "rate-limiting",
+                                            "request-size-limiting", "request-termination"}));
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);

@@ -1,6 +1,7 @@
 // The data plane's plugin chain (precedence, order, what is skipped, compile errors) and each
 // plugin's behaviour, on a fake request context.
 #include <algorithm>
+#include <regex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -528,6 +529,45 @@ TEST(PluginChainTest, ConsumerScopesApplyToTheConsumerAnAuthPluginIdentified) {
   EXPECT_EQ(chain.Run(&config->routes[3], alice_on_d), 430) << "consumer scope beats global";
   FakeContext anonymous_on_d;
   EXPECT_EQ(chain.Run(&config->routes[3], anonymous_on_d), 418) << "S+anonymous does not apply to T";
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+namespace portico::dp::plugins {
+namespace {
+
+TEST(CorrelationIdTest, GeneratesKeepsAndEchoesTheRequestId) {
+  auto config = Base();
+  config->plugins = {MakePlugin(701, "correlation-id", {{"echo_downstream", true}}, Id(11)),
+                     MakePlugin(702, "correlation-id", {{"generator", "uuid"}, {"header_name", "X-Trace"}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext first, second;
+  EXPECT_EQ(chain.Run(&config->routes[0], first), 0);
+  EXPECT_EQ(chain.Run(&config->routes[0], second), 0);
+  ASSERT_EQ(first.upstream_headers.size(), 1u);
+  EXPECT_EQ(first.upstream_headers[0].first, "Kong-Request-ID");
+  const std::string a = std::string(first.upstream_headers[0].second), b = first.request_id;
+  EXPECT_EQ(a, b);
+  ASSERT_GE(a.size(), 38u);  // "<36-character uuid>#<n>"
+  EXPECT_EQ(a.substr(0, 36), second.request_id.substr(0, 36)) << "uuid#counter: one UUID per worker";
+  EXPECT_NE(a, second.request_id) << "and a counter";
+  EXPECT_EQ(a[36], '#');
+  ASSERT_EQ(first.response_headers.size(), 1u) << "echo_downstream";
+  EXPECT_EQ(first.response_headers.items()[0].second, a);
+
+  FakeContext uuid;
+  EXPECT_EQ(chain.Run(&config->routes[1], uuid), 0);
+  EXPECT_TRUE(std::regex_match(uuid.request_id,
+                               std::regex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")))
+      << uuid.request_id;
+  EXPECT_TRUE(uuid.response_headers.empty());
+  FakeContext given;
+  given.request_head.headers = {{"x-trace", "abc"}};
+  EXPECT_EQ(chain.Run(&config->routes[1], given), 0);
+  EXPECT_EQ(given.request_id, "abc");
+  EXPECT_TRUE(given.upstream_headers.empty()) << "the client's own id goes upstream as sent";
 }
 
 }  // namespace
