@@ -3,7 +3,6 @@
 #include <time.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -32,34 +31,63 @@ struct Windows {
   int64_t reset_s[kPeriods];
 };
 
-Windows WindowsAt(int64_t now) {
-  Windows w;
+// Month and year windows change rarely: each worker thread keeps the current ones and computes
+// them again (gmtime_r, timegm) only when the month has ended.
+struct CalendarWindows {
+  int64_t valid_until = 0;  // start of the next month
+  uint64_t month = 0, year = 0;
+  int64_t month_end = 0, year_end = 0;
+};
+
+const CalendarWindows& CalendarAt(int64_t now) {
+  thread_local CalendarWindows cached;
+  if (now < cached.valid_until && now >= cached.valid_until - 31 * 86400) return cached;
+  const time_t t = static_cast<time_t>(now);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  const int year = tm.tm_year + 1900;
+  cached.month = static_cast<uint64_t>(year) * 12 + static_cast<uint64_t>(tm.tm_mon);
+  cached.year = static_cast<uint64_t>(year);
+  struct tm next = {};
+  next.tm_mday = 1;
+  next.tm_year = tm.tm_mon == 11 ? tm.tm_year + 1 : tm.tm_year;
+  next.tm_mon = (tm.tm_mon + 1) % 12;
+  cached.month_end = static_cast<int64_t>(timegm(&next));
+  next.tm_year = tm.tm_year + 1;
+  next.tm_mon = 0;
+  cached.year_end = static_cast<int64_t>(timegm(&next));
+  cached.valid_until = cached.month_end;
+  return cached;
+}
+
+// The current window of each period and the seconds until it ends (`calendar`: also month and
+// year, which only limits on those periods need).
+Windows WindowsAt(int64_t now, bool calendar) {
+  Windows w = {};
   constexpr int64_t kLengths[4] = {1, 60, 3600, 86400};
   for (int p = kSecond; p <= kDay; ++p) {
     w.index[p] = static_cast<uint64_t>(now / kLengths[p]);
     w.reset_s[p] = kLengths[p] - now % kLengths[p];
   }
-  const time_t t = static_cast<time_t>(now);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  const int year = tm.tm_year + 1900;
-  w.index[kMonth] = static_cast<uint64_t>(year) * 12 + static_cast<uint64_t>(tm.tm_mon);
-  w.index[kYear] = static_cast<uint64_t>(year);
-  struct tm next = {};
-  next.tm_mday = 1;
-  next.tm_year = tm.tm_mon == 11 ? tm.tm_year + 1 : tm.tm_year;
-  next.tm_mon = (tm.tm_mon + 1) % 12;
-  w.reset_s[kMonth] = static_cast<int64_t>(timegm(&next)) - now;
-  next.tm_year = tm.tm_year + 1;
-  next.tm_mon = 0;
-  w.reset_s[kYear] = static_cast<int64_t>(timegm(&next)) - now;
+  if (calendar) {
+    const CalendarWindows& c = CalendarAt(now);
+    w.index[kMonth] = c.month;
+    w.index[kYear] = c.year;
+    w.reset_s[kMonth] = c.month_end - now;
+    w.reset_s[kYear] = c.year_end - now;
+  }
   return w;
 }
 
 // Decimal text of `value` into `buf` (no allocation); returns a view of it.
 absl::string_view Decimal(uint64_t value, char (&buf)[24]) {
-  const int n = std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(value));
-  return absl::string_view(buf, static_cast<size_t>(n));
+  char* end = buf + sizeof(buf);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  return absl::string_view(p, static_cast<size_t>(end - p));
 }
 
 class RateLimiting final : public PluginHandler {
@@ -67,7 +95,7 @@ class RateLimiting final : public PluginHandler {
   StepStatus Access(RequestContext& request) const override {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    const Windows windows = WindowsAt(static_cast<int64_t>(ts.tv_sec));
+    const Windows windows = WindowsAt(static_cast<int64_t>(ts.tv_sec), calendar_);
     const uint64_t base = Key(request);
 
     // Check every period first, count only a request that is let through (as Kong does).
@@ -101,6 +129,7 @@ class RateLimiting final : public PluginHandler {
   }
 
   uint64_t limits_[kPeriods] = {0};
+  bool calendar_ = false;  // a month or year limit is set
   LimitBy limit_by_ = LimitBy::kConsumer;
   std::string header_name_;
   std::string path_;
@@ -182,6 +211,7 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRateLimiting(const P
       handler->limits_[p] = value >= 1 ? static_cast<uint64_t>(value) : 1;
     }
   }
+  handler->calendar_ = handler->limits_[kMonth] != 0 || handler->limits_[kYear] != 0;
   const std::string by = config["limit_by"].get<std::string>();
   handler->limit_by_ = by == "credential" ? LimitBy::kCredential
                        : by == "ip"       ? LimitBy::kIp
