@@ -248,6 +248,26 @@ SessionOutcome SyncClient::Impl::RunSession() {
     context_ = &context;
     ++stats_.connect_attempts;
   }
+  // Watchdog: cancels the stream when the CP answers the Hello with nothing in time. Started
+  // before the stream: creating it already waits for the connection (TCP, TLS, HTTP/2).
+  bool hello_settled = false;  // guarded by mu_: HelloReply or Goaway seen, or the stream ended
+  bool hello_timed_out = false;  // guarded by mu_
+  std::thread hello_watchdog([this, &context, &hello_settled, &hello_timed_out] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.hello_reply_timeout)),
+                     [&] { return hello_settled || stopping_; })) {
+      return;
+    }
+    hello_timed_out = true;
+    context.TryCancel();
+  });
+  auto settle_hello = [this, &hello_settled] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hello_settled = true;
+    }
+    cv_.notify_all();
+  };
   std::unique_ptr<Stream> stream = stub->Stream(&context);
   StreamWriter writer(stream.get());
 
@@ -277,6 +297,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
         case CpMessage::kHelloReply: {
           if (outcome.answered) break;
           outcome.answered = true;
+          settle_hello();
           const sync::v1::HelloReply& reply = msg.hello_reply();
           if (reply.protocol_version() != kProtocolVersion) {
             PORTICO_LOG(kWarn, kLog, "control plane speaks protocol ", reply.protocol_version());
@@ -322,6 +343,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
           HandleChunk(msg.chunk(), &writer);
           break;
         case CpMessage::kGoaway: {
+          settle_hello();
           const sync::v1::Goaway& goaway = msg.goaway();
           outcome.why = absl::StrCat("goaway ", sync::v1::Goaway::Code_Name(goaway.code()), ": ",
                                      goaway.reason());
@@ -357,6 +379,8 @@ SessionOutcome SyncClient::Impl::RunSession() {
   }
   cv_.notify_all();
   if (heartbeat.joinable()) heartbeat.join();
+  settle_hello();
+  hello_watchdog.join();
   grpc::Status status = stream->Finish();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -372,8 +396,15 @@ SessionOutcome SyncClient::Impl::RunSession() {
     ++stats_.refusals;
   }
   if (outcome.why.empty()) {
-    outcome.why = status.ok() ? std::string("closed by the control plane")
-                              : absl::StrCat("status ", status.error_code(), ": ", status.error_message());
+    bool timed_out = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      timed_out = hello_timed_out;
+    }
+    outcome.why = timed_out ? absl::StrCat("no answer to Hello within ", absl::FormatDuration(options_.hello_reply_timeout),
+                                           "; stream cancelled")
+                  : status.ok() ? std::string("closed by the control plane")
+                                : absl::StrCat("status ", status.error_code(), ": ", status.error_message());
   }
   return outcome;
 }

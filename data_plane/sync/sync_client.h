@@ -29,6 +29,9 @@ struct SyncClientOptions {
   absl::Duration backoff_initial = absl::Seconds(1), backoff_max = absl::Seconds(30);  // x1.6, +-20% jitter
   // Wait after the CP refused us (PERMISSION_DENIED / FAILED_PRECONDITION): retry slowly.
   absl::Duration refused_retry = absl::Seconds(60);
+  // A stream on which neither HelloReply nor Goaway arrives within this time is cancelled and
+  // retried with the normal backoff, so a stream the CP never answers cannot hold the DP.
+  absl::Duration hello_reply_timeout = absl::Seconds(20);
   uint64_t max_snapshot_bytes = uint64_t{512} << 20;  // decompressed cap
   // Opt-in persistence (D9): when set, every applied snapshot is written atomically to this
   // directory (data_plane/sync/snapshot_cache.h), and at start the client loads, verifies and

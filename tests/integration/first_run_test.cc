@@ -247,7 +247,8 @@ TEST(FirstRunTest, AdmissionRefusalLogsTheDelayTheDataPlaneReallyWaits) {
   DataPlane& dp2 = cluster.StartDp({.cert = cluster.certs() + "/dp-2.crt",
                                     .key = cluster.certs() + "/dp-2.key", .log_name = "dp2.log"});
   ASSERT_TRUE(dp2.started) << cluster.Logs();
-  ASSERT_TRUE(WaitFor([&] { return dp2.process->Log().find("goaway OVERLOADED") != std::string::npos; }, 15s))
+  // 45 s: if a first attempt gets no answer at all, the DP's Hello watchdog (20 s) retries it.
+  ASSERT_TRUE(WaitFor([&] { return dp2.process->Log().find("goaway OVERLOADED") != std::string::npos; }, 45s))
       << cluster.Logs();
   ASSERT_TRUE(WaitFor([&] { return dp2.process->Log().find("reconnecting in") != std::string::npos; }, 5s));
   const std::string log = dp2.process->Log();

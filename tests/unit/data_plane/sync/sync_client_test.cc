@@ -102,6 +102,24 @@ TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
   ::close(fd);
 }
 
+TEST_F(SyncClientTest, AStreamTheCpNeverAnswersIsCancelledAndRetried) {
+  // The TCP connect succeeds and nothing more ever happens: without the Hello watchdog the
+  // client would wait on this one attempt for gRPC's own connect timeout (20 s and more).
+  uint16_t port = 0;
+  const int fd = test_support::ListenOnLoopback(0, 8, &port);
+  ASSERT_GE(fd, 0);
+  SyncClientOptions o = Options(port);
+  o.hello_reply_timeout = absl::Milliseconds(300);
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_GE((*client)->stats().connect_attempts, 3u);
+  EXPECT_FALSE((*client)->connected());
+  (*client)->Stop();
+  ::close(fd);
+}
+
 TEST_F(SyncClientTest, ServesTheCachedSnapshotBeforeTheCpAnswers) {
   StoredConfig stored;
   stored.version.epoch = std::string(16, '\x07');
