@@ -625,18 +625,9 @@ constexpr const char* kPluginProtocols[] = {"grpc", "grpcs", "http", "https", "t
 // The plugin's config checked (and normalized) against its schema; errors under "config".
 nlohmann::json NormalizedPluginConfig(const plugins::PluginSchema& schema, const std::string& text,
                                       FieldErrors* errors) {
-  nlohmann::json config = text.empty() ? nlohmann::json::object()
-                                       : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object()) {
-    errors->Add("config", "expected a record");
-    return nullptr;
-  }
-  FieldErrors nested;
-  nlohmann::json out = schema.normalize(config, &nested);
-  for (const auto& [path, message] : nested.errors()) {
-    errors->Add(path.empty() ? std::string("config") : absl::StrCat("config.", path), message);
-  }
-  return out;
+  const nlohmann::json config = text.empty() ? nlohmann::json::object()
+                                             : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return plugins::NormalizePluginConfig(schema, config, errors);
 }
 
 FieldErrors PluginRules(const Plugin& p) {

@@ -6,33 +6,13 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config/utf8_fields.h"
 #include "common/plugins/bundled.h"
 
 namespace portico::plugins {
 namespace {
 
 using nlohmann::json;
-
-bool IsUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    for (size_t k = 1; k < n; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -54,6 +34,19 @@ const PluginSchema* FindPluginSchema(absl::string_view name) {
     if (name == schema->name) return schema;
   }
   return nullptr;
+}
+
+json NormalizePluginConfig(const PluginSchema& schema, const json& config, FieldErrors* errors) {
+  if (!config.is_object()) {
+    errors->Add("config", "expected a record");
+    return nullptr;
+  }
+  FieldErrors nested;
+  json out = schema.normalize(config, &nested);
+  for (const auto& [path, message] : nested.errors()) {
+    errors->Add(path.empty() ? std::string("config") : absl::StrCat("config.", path), message);
+  }
+  return out;
 }
 
 std::string PluginNotEnabledMessage(absl::string_view name) {
@@ -163,7 +156,7 @@ std::optional<std::string> ConfigFields::String(const char* name, std::optional<
       return fallback;
     }
     std::string s = v->get<std::string>();
-    if (!IsUtf8(s)) {
+    if (!IsValidUtf8(s)) {
       errors_->Add(name, "invalid utf-8");
       return fallback;
     }
@@ -207,7 +200,7 @@ std::optional<std::vector<std::string>> ConfigFields::StringArray(
         continue;
       }
       std::string s = items[i].get<std::string>();
-      std::string problem = !IsUtf8(s) ? "invalid utf-8" : item_ok != nullptr ? item_ok(s) : "";
+      std::string problem = !IsValidUtf8(s) ? "invalid utf-8" : item_ok != nullptr ? item_ok(s) : "";
       if (!problem.empty()) {
         errors_->Add(path, problem);
         ok = false;
@@ -236,7 +229,7 @@ json ConfigFields::Finish() {
   if (!not_object_ && in_.is_object()) {
     for (const auto& [key, unused] : in_.items()) {
       if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) {
-        errors_->Add(IsUtf8(key) ? key : std::string("?"), "unknown field");
+        errors_->Add(IsValidUtf8(key) ? key : std::string("?"), "unknown field");
       }
     }
   }

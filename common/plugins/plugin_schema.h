@@ -32,6 +32,10 @@ struct PluginSchema {
 const PluginSchema* FindPluginSchema(absl::string_view name);
 const std::vector<const PluginSchema*>& BundledPluginSchemas();
 
+// `schema.normalize` on a plugin's `config`, with every error path under "config" (as the
+// Admin API and a NACK report them). A config that is not an object: "config: expected a record".
+nlohmann::json NormalizePluginConfig(const PluginSchema& schema, const nlohmann::json& config, FieldErrors* errors);
+
 // Kong's error for an unknown plugin name.
 std::string PluginNotEnabledMessage(absl::string_view name);
 

@@ -148,18 +148,11 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     if (factory == nullptr || schema == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(context, "this data plane cannot run it"));
     }
-    nlohmann::json parsed = nlohmann::json::parse(plugin.config(), nullptr, /*allow_exceptions=*/false);
-    FieldErrors errors;
     // The CP stores normalized configs; normalizing again fills any field a newer schema added.
-    nlohmann::json normalized = schema->normalize(parsed.is_object() ? parsed : nlohmann::json::object(), &errors);
-    if (!parsed.is_object()) errors.Add("", "expected a record");
-    if (!errors.empty()) {
-      FieldErrors named;
-      for (const auto& [path, message] : errors.errors()) {
-        named.Add(path.empty() ? std::string("config") : absl::StrCat("config.", path), message);
-      }
-      return named.ToStatus(context);
-    }
+    FieldErrors errors;
+    const nlohmann::json normalized = portico::plugins::NormalizePluginConfig(
+        *schema, nlohmann::json::parse(plugin.config(), nullptr, /*allow_exceptions=*/false), &errors);
+    if (!errors.empty()) return errors.ToStatus(context);
     absl::StatusOr<std::unique_ptr<const PluginHandler>> handler =
         factory->compile(PluginCompileContext{normalized, config, plugin});
     if (!handler.ok()) return absl::InvalidArgumentError(absl::StrCat(context, handler.status().message()));

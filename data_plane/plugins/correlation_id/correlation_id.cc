@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -47,10 +48,10 @@ class CorrelationId final : public PluginHandler {
       char uuid[37];
       if (with_counter_) {
         if (ids.worker_uuid[0] == '\0') RandomUuid(ids.random, ids.worker_uuid);
-        char suffix[24];
-        const int n = std::snprintf(suffix, sizeof(suffix), "#%llu", static_cast<unsigned long long>(++ids.counter));
         request.request_id.assign(ids.worker_uuid, 36);
-        request.request_id.append(suffix, static_cast<size_t>(n));
+        request.request_id.push_back('#');
+        const absl::AlphaNum counter(++ids.counter);
+        request.request_id.append(counter.data(), counter.size());
       } else {
         RandomUuid(ids.random, uuid);
         request.request_id.assign(uuid, 36);

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/sha256.h"
+#include "data_plane/plugins/query_arguments.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -25,26 +26,6 @@ struct SaltGroup {
   absl::string_view salt;
   absl::flat_hash_map<absl::string_view, Credential> by_digest;  // 32-byte digests (snapshot bytes)
 };
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decodes (and '+' -> ' ') `in` into `out` (cleared first, capacity kept).
-void DecodeQueryValue(absl::string_view in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
-      out->push_back(static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
-      i += 2;
-    } else {
-      out->push_back(in[i] == '+' ? ' ' : in[i]);
-    }
-  }
-}
 
 class KeyAuth final : public PluginHandler {
  public:
@@ -69,16 +50,12 @@ class KeyAuth final : public PluginHandler {
       if (name_index < 0 && key_in_query_ && request.target.has_query) {
         int found = 0;
         absl::string_view raw;
-        absl::string_view query = request.target.query;
-        while (!query.empty()) {
-          const size_t amp = query.find('&');
-          const absl::string_view pair = query.substr(0, amp);
-          query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
-          const size_t eq = pair.find('=');
-          if (pair.substr(0, eq) != names_[n]) continue;
+        ForEachQueryArgument(request.target.query, [&](absl::string_view name, absl::string_view value,
+                                                       absl::string_view) {
+          if (name != names_[n]) return;
           ++found;
-          raw = eq == absl::string_view::npos ? absl::string_view() : pair.substr(eq + 1);
-        }
+          raw = value;
+        });
         if (found > 1) return Fail(request, kDuplicate);
         if (found == 1) {
           DecodeQueryValue(raw, &request.response_text);  // scratch until a response needs it
@@ -154,15 +131,12 @@ class KeyAuth final : public PluginHandler {
     // The query without the key's argument (the other arguments as sent).
     std::string& out = request.upstream_query;
     out.clear();
-    absl::string_view query = request.target.query;
-    while (!query.empty()) {
-      const size_t amp = query.find('&');
-      const absl::string_view pair = query.substr(0, amp);
-      query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
-      if (pair.substr(0, pair.find('=')) == names_[name_index]) continue;
+    ForEachQueryArgument(request.target.query, [&](absl::string_view name, absl::string_view,
+                                                   absl::string_view pair) {
+      if (name == names_[name_index]) return;
       if (!out.empty()) out.push_back('&');
       out.append(pair.data(), pair.size());
-    }
+    });
     request.upstream_query_set = true;
   }
 

@@ -79,17 +79,6 @@ Windows WindowsAt(int64_t now, bool calendar) {
   return w;
 }
 
-// Decimal text of `value` into `buf` (no allocation); returns a view of it.
-absl::string_view Decimal(uint64_t value, char (&buf)[24]) {
-  char* end = buf + sizeof(buf);
-  char* p = end;
-  do {
-    *--p = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  return absl::string_view(p, static_cast<size_t>(end - p));
-}
-
 class RateLimiting final : public PluginHandler {
  public:
   StepStatus Access(RequestContext& request) const override {
@@ -174,14 +163,13 @@ class RateLimiting final : public PluginHandler {
   }
 
   void AddHeaders(RequestContext& request, const uint64_t (&used)[kPeriods], const Windows& windows, int stop) const {
-    char buf[24];
     int tightest = -1;
     uint64_t tightest_remaining = std::numeric_limits<uint64_t>::max();
     for (int p = 0; p < kPeriods; ++p) {
       if (limits_[p] == 0) continue;
       const uint64_t remaining = used[p] >= limits_[p] ? 0 : limits_[p] - used[p];
-      request.response_headers.Add(kLimitHeaders[p], Decimal(limits_[p], buf));
-      request.response_headers.Add(kRemainingHeaders[p], Decimal(remaining, buf));
+      request.response_headers.Add(kLimitHeaders[p], absl::AlphaNum(limits_[p]).Piece());
+      request.response_headers.Add(kRemainingHeaders[p], absl::AlphaNum(remaining).Piece());
       if (remaining < tightest_remaining) {
         tightest_remaining = remaining;
         tightest = p;
@@ -192,10 +180,10 @@ class RateLimiting final : public PluginHandler {
       tightest_remaining = 0;
     }
     if (tightest < 0) return;
-    request.response_headers.Add("RateLimit-Limit", Decimal(limits_[tightest], buf));
-    request.response_headers.Add("RateLimit-Remaining", Decimal(tightest_remaining, buf));
-    request.response_headers.Add("RateLimit-Reset", Decimal(static_cast<uint64_t>(windows.reset_s[tightest]), buf));
-    if (stop >= 0) request.response_headers.Add("Retry-After", Decimal(static_cast<uint64_t>(windows.reset_s[stop]), buf));
+    request.response_headers.Add("RateLimit-Limit", absl::AlphaNum(limits_[tightest]).Piece());
+    request.response_headers.Add("RateLimit-Remaining", absl::AlphaNum(tightest_remaining).Piece());
+    request.response_headers.Add("RateLimit-Reset", absl::AlphaNum(static_cast<uint64_t>(windows.reset_s[tightest])).Piece());
+    if (stop >= 0) request.response_headers.Add("Retry-After", absl::AlphaNum(static_cast<uint64_t>(windows.reset_s[stop])).Piece());
   }
 };
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_split.h"
+#include "data_plane/plugins/query_arguments.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -22,14 +22,6 @@ absl::string_view DefaultMessage(int status) {
   }
 }
 
-// True if `query` (without '?') has the argument `name` (with or without a value).
-bool HasQueryArgument(absl::string_view query, absl::string_view name) {
-  for (absl::string_view pair : absl::StrSplit(query, '&')) {
-    if (pair.substr(0, pair.find('=')) == name) return true;
-  }
-  return false;
-}
-
 class RequestTermination final : public PluginHandler {
  public:
   explicit RequestTermination(const nlohmann::json& config)
@@ -44,7 +36,7 @@ class RequestTermination final : public PluginHandler {
 
   StepStatus Access(RequestContext& request) const override {
     if (!trigger_.empty() && request.head->Find(trigger_lower_) == nullptr &&
-        !HasQueryArgument(request.target.query, trigger_)) {
+        !HasQueryArgument(request.target.query)) {
       return StepStatus::kContinue;
     }
     LocalResponse response;
@@ -60,6 +52,14 @@ class RequestTermination final : public PluginHandler {
   }
 
  private:
+  bool HasQueryArgument(absl::string_view query) const {
+    bool found = false;
+    ForEachQueryArgument(query, [&](absl::string_view name, absl::string_view, absl::string_view) {
+      found |= name == trigger_;
+    });
+    return found;
+  }
+
   const int status_;
   const std::string message_;
   const std::string body_;
