@@ -70,8 +70,6 @@ class PluginChainStep final : public RequestStep {
 struct Scopes {
   // key: "<route>|<service>|<consumer>" with empty parts for "any"
   absl::flat_hash_map<std::string, std::vector<const Compiled*>> by_key;
-  bool has_route_or_service = false;
-  bool has_consumer = false;
   absl::flat_hash_set<std::string> routes, services, consumers;  // ids that scope an instance
 
   const std::vector<const Compiled*>* Find(absl::string_view route, absl::string_view service,
@@ -109,7 +107,7 @@ ChainList Resolve(const Scopes& scopes, absl::string_view route, absl::string_vi
   }
   // With a consumer: the most specific of route+service+consumer, route+consumer,
   // service+consumer, consumer (each beats every scope without a consumer).
-  if (scopes.has_consumer) {
+  if (!scopes.consumers.empty()) {
     for (const auto& [consumer_id, consumer] : consumers) {
       const std::vector<const Compiled*>* consumer_tiers[] = {
           route.empty() || service.empty() ? nullptr : scopes.Find(route, service, consumer_id),
@@ -159,8 +157,6 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     owned.push_back(std::make_unique<Compiled>(Compiled{&plugin, schema->priority, *std::move(handler)}));
     scopes.by_key[absl::StrCat(plugin.route_id(), "|", plugin.service_id(), "|", plugin.consumer_id())].push_back(
         owned.back().get());
-    scopes.has_route_or_service |= plugin.has_route_id() || plugin.has_service_id();
-    scopes.has_consumer |= plugin.has_consumer_id();
     if (plugin.has_route_id()) scopes.routes.insert(plugin.route_id());
     if (plugin.has_service_id()) scopes.services.insert(plugin.service_id());
     if (plugin.has_consumer_id()) scopes.consumers.insert(plugin.consumer_id());
@@ -172,7 +168,7 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     if (scopes.consumers.contains(c.id())) consumers.emplace(c.id(), &c);
   }
   absl::flat_hash_map<const Route*, ChainList> per_route;
-  if (scopes.has_route_or_service) {
+  if (!scopes.routes.empty() || !scopes.services.empty()) {
     for (const Route& route : config.routes) {
       const std::string service = route.has_service_id() ? route.service_id() : std::string();
       if (!scopes.routes.contains(route.id()) && (service.empty() || !scopes.services.contains(service))) {
