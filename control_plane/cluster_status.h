@@ -28,7 +28,9 @@ struct DataPlaneStatus {
   //                       last snapshot until the config is repaired;
   //   "stale"             no ACK within the ACK timeout;
   //   "nacked"            rejected the latest published version (last_error says why);
-  //   "disconnected", "incompatible" (build/protocol refused), "refused" (node id != cert).
+  //   "disconnected", "incompatible" (build/protocol refused; or, with sync_status
+  //   "plugin_set_incompatible", the config needs a plugin it cannot run and is not sent),
+  //   "refused" (node id != cert).
   std::string state;
   std::string last_error;      // last NACK reason or refusal, "" if none
   std::map<std::string, std::string> labels;

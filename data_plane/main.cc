@@ -22,6 +22,7 @@
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/sync/sync_client.h"
@@ -251,6 +252,7 @@ int Serve(int argc, char** argv) {
   sync_options.server_name = flags.Get("cluster-server-name");
   sync_options.hostname = host_buf;
   sync_options.snapshot_cache_dir = flags.Get("snapshot-cache");
+  sync_options.plugins = plugins::RunnablePluginNames();
   // Test-only fault switches (PORTICO_TEST_*), installed only when asked for.
   // Fail (NACK BUILD) the apply of any config with a route of this name.
   if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {

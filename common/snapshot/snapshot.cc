@@ -258,6 +258,10 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
   if (snapshot->chunks.empty()) snapshot->chunks.emplace_back(0, 0);  // never: gzip has a header
   snapshot->service_count = exported.services.size();
   snapshot->route_count = exported.routes.size();
+  for (const config::v1::Plugin& plugin : exported.plugins) snapshot->plugin_names.push_back(plugin.name());
+  std::sort(snapshot->plugin_names.begin(), snapshot->plugin_names.end());
+  snapshot->plugin_names.erase(std::unique(snapshot->plugin_names.begin(), snapshot->plugin_names.end()),
+                               snapshot->plugin_names.end());
   snapshot->built_at = clock.NowSeconds();
   return std::shared_ptr<const BuiltSnapshot>(std::move(snapshot));
 }

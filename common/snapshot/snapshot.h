@@ -49,6 +49,8 @@ struct BuiltSnapshot {
   std::vector<std::pair<size_t, size_t>> chunks;  // (offset, length) into `compressed`; >= 1
   size_t service_count = 0;         // exported entities (disabled services excluded)
   size_t route_count = 0;
+  // The names of the plugins it configures (sorted, unique): a DP must be able to run each.
+  std::vector<std::string> plugin_names;
   int64_t built_at = 0;             // seconds since epoch
 
   size_t chunk_count() const { return chunks.size(); }

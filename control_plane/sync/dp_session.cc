@@ -282,6 +282,8 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   phase_ = Phase::kActive;
   active_since_ = SteadyClock::now();
   serving_ = FromVersionRef(hello.serving());
+  plugins_.assign(hello.plugins().begin(), hello.plugins().end());
+  std::sort(plugins_.begin(), plugins_.end());
   DataPlaneTable::Record& record = RecordLocked();
   if (record.active_session != 0) {
     SessionHandle* old = hub_.FindLocked(record.active_session);
@@ -412,6 +414,27 @@ void DpSession::PumpLocked() {
   if (!target || unacked_ || waiting_for_slot_ || serving_ == target->version) return;
   DataPlaneTable::Record& record = RecordLocked();
   if (record.nacked == target->version) return;
+  if (std::string missing = MissingPluginsLocked(*target); !missing.empty()) {
+    // Kong's plugin_set_incompatible: the DP keeps what it serves until the config stops
+    // needing what it lacks (or it is upgraded).
+    if (!(incompatible_version_ == target->version)) {
+      incompatible_version_ = target->version;
+      PORTICO_LOG(kError, kLog, "not sending version ", target->version.version, " to dp ", node_id_,
+                  ": it cannot run plugin(s) ", missing, " (build ", record.status.version,
+                  "); it keeps serving version ", serving_.version);
+    }
+    if (OwnerLocked()) {
+      record.status.sync_status = "plugin_set_incompatible";
+      record.status.state = "incompatible";
+      record.status.last_error = absl::StrCat("data plane cannot run plugin(s) configured: ", missing,
+                                              "; upgrade it or remove the plugin(s)");
+    }
+    return;
+  }
+  if (OwnerLocked() && record.status.sync_status == "plugin_set_incompatible") {
+    record.status.sync_status = "normal";
+    record.status.last_error.clear();
+  }
   if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
     waiting_for_slot_ = true;
     return;
@@ -432,6 +455,16 @@ void DpSession::PumpLocked() {
   PORTICO_LOG(kDebug, kLog, "sending version ", target->version.version, " to dp ", node_id_,
               " (nonce ", unacked_nonce_, ")");
   PumpLocked();
+}
+
+std::string DpSession::MissingPluginsLocked(const BuiltSnapshot& snapshot) const {
+  std::string missing;
+  for (const std::string& name : snapshot.plugin_names) {
+    if (!std::binary_search(plugins_.begin(), plugins_.end(), name)) {
+      absl::StrAppend(&missing, missing.empty() ? "" : ", ", name);
+    }
+  }
+  return missing;
 }
 
 void DpSession::EndSendLocked() {

@@ -18,6 +18,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/tls/tls_files.h"
 #include "control_plane/sync/sync_hub.h"
@@ -67,6 +68,8 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   DataPlaneTable::Record& RecordLocked() { return hub_.nodes[node_id_]; }
   void MarkServingLocked(const ConfigVersion& serving);
   void EndSendLocked();
+  // The plugins `snapshot` configures that this DP cannot run, joined by ", " ("" if none).
+  std::string MissingPluginsLocked(const BuiltSnapshot& snapshot) const;
 
   SyncHub& hub_;
   grpc::CallbackServerContext* const context_;
@@ -80,6 +83,9 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   SteadyClock::time_point active_since_;
   SteadyClock::time_point last_recv_;
   ConfigVersion serving_;
+  std::vector<std::string> plugins_;  // what the DP can run (Hello.plugins), sorted
+  // The latest version it cannot run (plugin_set_incompatible), so the refusal is logged once.
+  ConfigVersion incompatible_version_;
 
   sync::v1::DpMessage in_;
   sync::v1::CpMessage out_;

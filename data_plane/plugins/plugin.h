@@ -5,6 +5,8 @@
 // registry.cc; the proxy knows plugins only through the chain. docs/plugins.md "How to add a
 // plugin".
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -39,5 +41,7 @@ struct PluginFactory {
 
 // The factory for a plugin name, or null when the DP has no handler for it.
 const PluginFactory* FindPluginFactory(absl::string_view name);
+// Every plugin this DP can run (announced to the CP in Hello).
+std::vector<std::string> RunnablePluginNames();
 
 }  // namespace portico::dp::plugins

@@ -9,19 +9,30 @@
 
 namespace portico::dp::plugins {
 
+namespace {
+
+const PluginFactory kFactories[] = {
+  {"correlation-id", &CompileCorrelationId},
+  {"ip-restriction", &CompileIpRestriction},
+  {"key-auth", &CompileKeyAuth},
+  {"rate-limiting", &CompileRateLimiting},
+  {"request-size-limiting", &CompileRequestSizeLimiting},
+  {"request-termination", &CompileRequestTermination},
+};
+
+}  // namespace
+
 const PluginFactory* FindPluginFactory(absl::string_view name) {
-  static const PluginFactory kFactories[] = {
-      {"correlation-id", &CompileCorrelationId},
-      {"ip-restriction", &CompileIpRestriction},
-      {"key-auth", &CompileKeyAuth},
-      {"rate-limiting", &CompileRateLimiting},
-      {"request-size-limiting", &CompileRequestSizeLimiting},
-      {"request-termination", &CompileRequestTermination},
-  };
   for (const PluginFactory& factory : kFactories) {
     if (name == factory.name) return &factory;
   }
   return nullptr;
+}
+
+std::vector<std::string> RunnablePluginNames() {
+  std::vector<std::string> names;
+  for (const PluginFactory& factory : kFactories) names.emplace_back(factory.name);
+  return names;
 }
 
 }  // namespace portico::dp::plugins

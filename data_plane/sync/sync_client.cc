@@ -282,6 +282,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
   hello->set_hostname(options_.hostname);
   hello->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   hello->set_max_snapshot_bytes(options_.max_snapshot_bytes);
+  for (const std::string& plugin : options_.plugins) hello->add_plugins(plugin);
 
   std::thread heartbeat;
   bool heartbeat_stop = false;  // guarded by mu_

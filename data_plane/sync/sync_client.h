@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -44,6 +45,8 @@ struct SyncClientOptions {
   std::function<void(absl::Duration)> on_applied;
   // The software version announced to the CP (tests announce others).
   std::string dp_build = PORTICO_VERSION;
+  // The plugins this DP can run, announced in Hello: the CP sends no config needing another.
+  std::vector<std::string> plugins;
 };
 
 // Called on the client's thread. Returns OK once the config is built, swapped and serving;

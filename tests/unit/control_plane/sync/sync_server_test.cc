@@ -412,9 +412,61 @@ TEST_F(SyncTest, OlderMinorIsAccepted) {
   StartServer();
   ApplyRecorder rec;
   SyncClientOptions options = ClientOptions(certs_ + "/dp");
-  options.dp_build = "0.0.9";  // CP is 0.1.x
+  options.dp_build = "0.0.9";  // CP is 0.2.x
   SyncClient* client = StartClient(options, rec);
   ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+}
+
+// A DP that cannot run a configured plugin (an older build announces no plugins) would serve the
+// plugin's routes without it: the CP sends it no such config (Kong's plugin_set_incompatible),
+// and sends again once the config no longer needs the plugin.
+TEST_F(SyncTest, DataPlaneThatCannotRunAConfiguredPluginGetsNoConfigWithIt) {
+  StartServer();
+  ApplyRecorder rec;
+  SyncClientOptions old_build = ClientOptions(certs_ + "/dp");
+  old_build.dp_build = "0.1.0";  // announces no plugins
+  SyncClient* client = StartClient(old_build, rec);
+  ASSERT_TRUE(WaitFor([&] { return client->serving().version == 1; }));
+  EXPECT_EQ(StatusOf("dp-1")->sync_status, "normal");
+
+  Change([](ConfigSet& c) {
+    config::v1::Plugin p;
+    p.set_id(IdFor(5000));
+    p.set_name("request-termination");
+    p.set_config(R"({"status_code":403})");
+    p.add_protocols("http");
+    p.set_enabled(true);
+    c.plugins.push_back(p);
+  });
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "incompatible"); }));
+  auto status = StatusOf("dp-1");
+  EXPECT_EQ(status->sync_status, "plugin_set_incompatible");
+  EXPECT_NE(status->last_error.find("request-termination"), std::string::npos) << status->last_error;
+  EXPECT_EQ(status->config_version, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(client->serving().version, 1u);
+  EXPECT_EQ(rec.CallsFor(2), 0u);
+
+  // A build that runs the plugin gets the config.
+  client->Stop();
+  ApplyRecorder rec_new;
+  SyncClientOptions new_build = ClientOptions(certs_ + "/dp");
+  new_build.plugins = {"key-auth", "request-termination"};
+  SyncClient* upgraded = StartClient(new_build, rec_new);
+  ASSERT_TRUE(WaitFor([&] { return upgraded->serving().version == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->sync_status, "normal");
+  upgraded->Stop();
+
+  // The old build again: it gets the config as soon as the plugin is gone.
+  ApplyRecorder rec_old;
+  SyncClient* old_again = StartClient(old_build, rec_old);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "incompatible"); }));
+  Change([](ConfigSet& c) { c.plugins.clear(); });
+  ASSERT_TRUE(WaitFor([&] { return old_again->serving().version == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->sync_status, "normal");
+  EXPECT_TRUE(StatusOf("dp-1")->last_error.empty());
 }
 
 TEST_F(SyncTest, RestartedServerAnswersUpToDateOrSendsTheNewVersion) {
