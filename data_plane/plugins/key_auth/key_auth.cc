@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/sha256.h"
+#include "data_plane/plugins/auth_consumer.h"
 #include "data_plane/plugins/query_arguments.h"
 #include "nlohmann/json.hpp"
 
@@ -82,7 +83,7 @@ class KeyAuth final : public PluginHandler {
     }
     if (credential == nullptr) return Fail(request, kUnauthorized);
     if (hide_credentials_) Hide(request, name_index, in_query);
-    SetConsumer(request, *credential->consumer, credential->id);
+    SetAuthenticatedConsumer(request, *credential->consumer, credential->id);
     return StepStatus::kContinue;
   }
 
@@ -93,8 +94,7 @@ class KeyAuth final : public PluginHandler {
   bool key_in_query_ = true;
   bool run_on_preflight_ = true;
   std::string www_authenticate_;
-  bool has_anonymous_ = false;
-  const Consumer* anonymous_ = nullptr;  // null with has_anonymous_: configured but missing
+  AnonymousConsumer anonymous_;
   std::vector<SaltGroup> groups_;
 
  private:
@@ -103,24 +103,7 @@ class KeyAuth final : public PluginHandler {
   static constexpr absl::string_view kUnauthorized = "Unauthorized";
 
   StepStatus Fail(RequestContext& request, absl::string_view message) const {
-    if (has_anonymous_) {
-      if (anonymous_ == nullptr) {
-        // Kong: the configured anonymous consumer does not exist -> 500.
-        LocalResponse response;
-        response.status = 500;
-        response.message = "An unexpected error occurred";
-        request.Respond(response);
-        return StepStatus::kStop;
-      }
-      SetConsumer(request, *anonymous_, absl::string_view());
-      return StepStatus::kContinue;
-    }
-    LocalResponse response;
-    response.status = 401;
-    response.message = message;
-    response.headers.emplace_back("WWW-Authenticate", www_authenticate_);
-    request.Respond(response);
-    return StepStatus::kStop;
+    return anonymous_.Fail(request, 401, message, www_authenticate_);
   }
 
   void Hide(RequestContext& request, int name_index, bool in_query) const {
@@ -138,29 +121,6 @@ class KeyAuth final : public PluginHandler {
       out.append(pair.data(), pair.size());
     });
     request.upstream_query_set = true;
-  }
-
-  static void SetConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id) {
-    request.consumer = &consumer;
-    request.credential_id = credential_id;
-    request.upstream_headers.emplace_back("X-Consumer-ID", consumer.id());
-    if (consumer.has_custom_id()) {
-      request.upstream_headers.emplace_back("X-Consumer-Custom-ID", consumer.custom_id());
-    } else {
-      request.upstream_headers_removed.push_back("x-consumer-custom-id");
-    }
-    if (consumer.has_username()) {
-      request.upstream_headers.emplace_back("X-Consumer-Username", consumer.username());
-    } else {
-      request.upstream_headers_removed.push_back("x-consumer-username");
-    }
-    if (credential_id.empty()) {
-      request.upstream_headers.emplace_back("X-Anonymous-Consumer", "true");
-      request.upstream_headers_removed.push_back("x-credential-identifier");
-    } else {
-      request.upstream_headers.emplace_back("X-Credential-Identifier", credential_id);
-      request.upstream_headers_removed.push_back("x-anonymous-consumer");
-    }
   }
 };
 
@@ -182,13 +142,7 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileKeyAuth(const Plugin
       "Key realm=\"", config["realm"].is_string() ? config["realm"].get<std::string>() : std::string("kong"), "\"");
   absl::flat_hash_map<absl::string_view, const Consumer*> consumers;
   for (const Consumer& c : snapshot.consumers) consumers.emplace(c.id(), &c);
-  if (config["anonymous"].is_string()) {
-    handler->has_anonymous_ = true;
-    const std::string anonymous = config["anonymous"].get<std::string>();
-    for (const Consumer& c : snapshot.consumers) {
-      if (c.id() == anonymous || (c.has_username() && c.username() == anonymous)) handler->anonymous_ = &c;
-    }
-  }
+  handler->anonymous_ = AnonymousConsumer(config["anonymous"], snapshot);
   for (const config::v1::KeyAuthDigest& d : snapshot.keyauth_digests) {
     auto consumer = consumers.find(d.consumer_id());
     if (consumer == consumers.end()) continue;  // the validator refuses such a snapshot
