@@ -19,6 +19,9 @@ struct ConfigSet {
   // (digests, made by the snapshot export). A config holds one or the other.
   std::vector<config::v1::KeyAuthCredential> keyauth_credentials;
   std::vector<config::v1::KeyAuthDigest> keyauth_digests;
+  // Basic-auth credentials (passwords as salted hashes, on the CP and in snapshots) and ACL groups.
+  std::vector<config::v1::BasicAuthCredential> basicauth_credentials;  // sorted by id
+  std::vector<config::v1::Acl> acls;                                   // sorted by id
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
 #include "common/base/uuid.h"
+#include "common/config/basic_auth_password.h"
 #include "common/config/config_set.h"
 #include "common/config/validate.h"
 #include "nlohmann/json.hpp"
@@ -20,6 +21,8 @@ namespace portico {
 namespace {
 
 using config::v1::Consumer;
+using config::v1::Acl;
+using config::v1::BasicAuthCredential;
 using config::v1::KeyAuthCredential;
 using config::v1::Plugin;
 using config::v1::Route;
@@ -232,6 +235,62 @@ const EntityDescriptor& KeyAuthCredentialsKind() {
   return *kind;
 }
 
+const EntityDescriptor& BasicAuthCredentialsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "basicauth_credentials",
+          .admin_name = "basic-auths",
+          .nested_admin_name = "basic-auth",
+          .endpoint_key = "username",
+          .fields =
+              {
+                  {.name = "consumer",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "consumers",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "username", .type = FieldType::kString, .required = true, .unique = true},
+                  {.name = "password", .type = FieldType::kString, .required = true},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateBasicAuthCredentialFields(static_cast<const BasicAuthCredential&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) {
+            // Only the hash is stored (a PATCH without a password keeps the stored hash).
+            auto* credential = static_cast<BasicAuthCredential*>(m);
+            if (!credential->password().empty() && !IsHashedBasicAuthPassword(credential->password())) {
+              credential->set_password(HashBasicAuthPassword(credential->password()));
+            }
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::basicauth_credentials>,
+      },
+      BasicAuthCredential::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& AclsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "acls",
+          .fields =
+              {
+                  {.name = "consumer",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "consumers",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "group", .type = FieldType::kString, .required = true},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) { return ValidateAclFields(static_cast<const Acl&>(m)); },
+          .append_to_config = &AppendParsed<&ConfigSet::acls>,
+          .cache_key_fields = {"consumer", "group"},
+      },
+      Acl::default_instance());
+  return *kind;
+}
+
 const EntityDescriptor& PluginsKind() {
   static const EntityDescriptor* const kind = new EntityDescriptor(
       {
@@ -270,7 +329,8 @@ const EntityDescriptor& PluginsKind() {
 
 const EntityRegistry& EntityRegistry::Default() {
   static const EntityRegistry* const registry =
-      new EntityRegistry({&ServicesKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind()});
+      new EntityRegistry({&ServicesKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
+                         &BasicAuthCredentialsKind(), &AclsKind()});
   return *registry;
 }
 

@@ -9,5 +9,7 @@ const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
 const EntityDescriptor& ConsumersKind();           // "consumers": config::v1::Consumer
 const EntityDescriptor& PluginsKind();             // "plugins": config::v1::Plugin
 const EntityDescriptor& KeyAuthCredentialsKind();  // "keyauth_credentials" (/key-auths): config::v1::KeyAuthCredential
+const EntityDescriptor& BasicAuthCredentialsKind();  // "basicauth_credentials" (/basic-auths): config::v1::BasicAuthCredential
+const EntityDescriptor& AclsKind();                  // "acls": config::v1::Acl
 
 }  // namespace portico

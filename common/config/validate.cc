@@ -17,6 +17,7 @@
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
 #include "common/config/utf8_fields.h"
+#include "common/config/basic_auth_password.h"
 #include "common/plugins/plugin_schema.h"
 #include "nlohmann/json.hpp"
 #include "re2/re2.h"
@@ -25,6 +26,8 @@ namespace portico {
 namespace {
 
 using config::v1::Consumer;
+using config::v1::Acl;
+using config::v1::BasicAuthCredential;
 using config::v1::KeyAuthCredential;
 using config::v1::KeyAuthDigest;
 using config::v1::Plugin;
@@ -676,7 +679,33 @@ FieldErrors KeyAuthRules(const KeyAuthCredential& k) {
   return errors;
 }
 
+FieldErrors BasicAuthRules(const BasicAuthCredential& b) {
+  FieldErrors errors;
+  if (!b.id().empty() && !IsUuid(b.id())) errors.Add("id", "expected a valid UUID");
+  if (!b.has_consumer_id()) errors.Add("consumer", "required field missing");
+  if (b.username().empty()) errors.Add("username", "required field missing");
+  if (b.password().empty()) {
+    errors.Add("password", "required field missing");
+  } else if (!IsHashedBasicAuthPassword(b.password())) {
+    errors.Add("password", "not hashed (expected sha256$<salt>$<digest>)");
+  }
+  return errors;
+}
+
+FieldErrors AclRules(const Acl& a) {
+  FieldErrors errors;
+  if (!a.id().empty() && !IsUuid(a.id())) errors.Add("id", "expected a valid UUID");
+  if (!a.has_consumer_id()) errors.Add("consumer", "required field missing");
+  if (a.group().empty()) errors.Add("group", "required field missing");
+  return errors;
+}
+
 }  // namespace
+
+FieldErrors ValidateBasicAuthCredentialFields(const BasicAuthCredential& credential) {
+  return WithUtf8Check(credential, &BasicAuthRules);
+}
+FieldErrors ValidateAclFields(const Acl& acl) { return WithUtf8Check(acl, &AclRules); }
 
 FieldErrors ValidatePluginFields(const Plugin& plugin) { return WithUtf8Check(plugin, &PluginRules); }
 FieldErrors ValidateConsumerFields(const Consumer& consumer) { return WithUtf8Check(consumer, &ConsumerRules); }
@@ -790,6 +819,32 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
     if (consumer_ids.count(d.consumer_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(d.consumer_id()), " does not exist"));
+    }
+  }
+  // Basic-auth credentials: unique usernames; ACL groups: one membership per consumer and group.
+  std::set<std::string> basic_ids, acl_ids, usernames_basic, memberships;
+  for (const BasicAuthCredential& b : config.basicauth_credentials) {
+    const std::string context = absl::StrCat("basic-auth credential ", PrintableId(b.id()), ": ");
+    if (!IsUuid(b.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateBasicAuthCredentialFields(b).ToStatus(context); !st.ok()) return st;
+    if (!basic_ids.insert(b.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!usernames_basic.insert(b.username()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate username"));
+    }
+    if (consumer_ids.count(b.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(b.consumer_id()), " does not exist"));
+    }
+  }
+  for (const Acl& a : config.acls) {
+    const std::string context = absl::StrCat("acl ", PrintableId(a.id()), ": ");
+    if (!IsUuid(a.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateAclFields(a).ToStatus(context); !st.ok()) return st;
+    if (!acl_ids.insert(a.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!memberships.insert(absl::StrCat(a.consumer_id(), "|", a.group())).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate group for its consumer"));
+    }
+    if (consumer_ids.count(a.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(a.consumer_id()), " does not exist"));
     }
   }
   // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,

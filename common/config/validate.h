@@ -22,6 +22,8 @@ FieldErrors ValidateRouteFields(const config::v1::Route& route);
 FieldErrors ValidatePluginFields(const config::v1::Plugin& plugin);
 FieldErrors ValidateConsumerFields(const config::v1::Consumer& consumer);
 FieldErrors ValidateKeyAuthCredentialFields(const config::v1::KeyAuthCredential& credential);
+FieldErrors ValidateBasicAuthCredentialFields(const config::v1::BasicAuthCredential& credential);
+FieldErrors ValidateAclFields(const config::v1::Acl& acl);
 // Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
 // (unknown plugin, bad config) go to `errors` and leave the config as it was.
 void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);

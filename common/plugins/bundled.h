@@ -5,6 +5,8 @@
 
 namespace portico::plugins {
 
+const PluginSchema& AclSchema();
+const PluginSchema& BasicAuthSchema();
 const PluginSchema& CorrelationIdSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& KeyAuthSchema();

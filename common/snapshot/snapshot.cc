@@ -19,6 +19,8 @@ constexpr char kRoutes[] = "routes";
 constexpr char kPlugins[] = "plugins";
 constexpr char kConsumers[] = "consumers";
 constexpr char kKeyAuthCredentials[] = "keyauth_credentials";
+constexpr char kBasicAuthCredentials[] = "basicauth_credentials";
+constexpr char kAcls[] = "acls";
 
 std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -64,7 +66,8 @@ struct Entry {
 std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
   entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
-                  exported.consumers.size() + exported.keyauth_digests.size());
+                  exported.consumers.size() + exported.keyauth_digests.size() +
+                  exported.basicauth_credentials.size() + exported.acls.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -79,6 +82,12 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::KeyAuthDigest& d : exported.keyauth_digests) {
     entries.push_back({kKeyAuthCredentials, d.id(), d.SerializeAsString()});
+  }
+  for (const config::v1::BasicAuthCredential& b : exported.basicauth_credentials) {
+    entries.push_back({kBasicAuthCredentials, b.id(), b.SerializeAsString()});
+  }
+  for (const config::v1::Acl& a : exported.acls) {
+    entries.push_back({kAcls, a.id(), a.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -206,6 +215,8 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
     d.set_salt(salt);
     d.set_key_sha256(KeyAuthKeyDigest(salt, k.key()));
   }
+  out.basicauth_credentials = std::move(config.basicauth_credentials);  // passwords are hashes
+  out.acls = std::move(config.acls);
   return out;
 }
 
@@ -339,6 +350,10 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
       parsed = AppendResource(r, "consumer", &config->consumers);
     } else if (r.kind() == kKeyAuthCredentials) {
       parsed = AppendResource(r, "key-auth credential", &config->keyauth_digests);
+    } else if (r.kind() == kBasicAuthCredentials) {
+      parsed = AppendResource(r, "basic-auth credential", &config->basicauth_credentials);
+    } else if (r.kind() == kAcls) {
+      parsed = AppendResource(r, "acl", &config->acls);
     } else if (r.kind() == kPlugins) {
       parsed = AppendResource(r, "plugin", &config->plugins);
     }

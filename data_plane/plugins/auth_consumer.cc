@@ -8,7 +8,8 @@ namespace portico::dp::plugins {
 
 using config::v1::Consumer;
 
-void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id) {
+void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id,
+                              absl::string_view identifier) {
   request.consumer = &consumer;
   request.credential_id = credential_id;
   request.upstream_headers.emplace_back("X-Consumer-ID", consumer.id());
@@ -26,7 +27,7 @@ void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer,
     request.upstream_headers.emplace_back("X-Anonymous-Consumer", "true");
     request.upstream_headers_removed.push_back("x-credential-identifier");
   } else {
-    request.upstream_headers.emplace_back("X-Credential-Identifier", credential_id);
+    request.upstream_headers.emplace_back("X-Credential-Identifier", identifier.empty() ? credential_id : identifier);
     request.upstream_headers_removed.push_back("x-anonymous-consumer");
   }
 }

@@ -11,10 +11,11 @@ namespace portico::dp::plugins {
 
 // The request comes from `consumer` through credential `credential_id` (empty: the anonymous
 // consumer). Sends X-Consumer-ID, X-Consumer-Custom-ID, X-Consumer-Username and
-// X-Credential-Identifier, or X-Anonymous-Consumer: true, upstream, replacing (or removing) what
-// the client sent under those names.
+// X-Credential-Identifier (`identifier`, or the credential id when empty: Kong sends the id for
+// key-auth and the username for basic-auth), or X-Anonymous-Consumer: true, upstream, replacing
+// (or removing) what the client sent under those names. The views must outlive the request.
 void SetAuthenticatedConsumer(RequestContext& request, const config::v1::Consumer& consumer,
-                              absl::string_view credential_id);
+                              absl::string_view credential_id, absl::string_view identifier = {});
 
 // An auth plugin's `anonymous` setting: the consumer (id or username) a failed request goes on as.
 class AnonymousConsumer {

@@ -1,4 +1,6 @@
 // Every plugin the data plane can run, one line each.
+#include "data_plane/plugins/acl/acl.h"
+#include "data_plane/plugins/basic_auth/basic_auth.h"
 #include "data_plane/plugins/correlation_id/correlation_id.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
@@ -12,6 +14,8 @@ namespace portico::dp::plugins {
 namespace {
 
 const PluginFactory kFactories[] = {
+  {"acl", &CompileAcl},
+  {"basic-auth", &CompileBasicAuth},
   {"correlation-id", &CompileCorrelationId},
   {"ip-restriction", &CompileIpRestriction},
   {"key-auth", &CompileKeyAuth},

@@ -238,3 +238,85 @@ TEST_F(PluginsTest, CorrelationIdReachesTheUpstreamAndComesBack) {
 
 }  // namespace
 }  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+std::string BasicHeader(const std::string& user_password) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < user_password.size(); i += 3) {
+    const uint32_t n = (uint8_t(user_password[i]) << 16) | (uint8_t(user_password[i + 1]) << 8) | uint8_t(user_password[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out.push_back(kAlphabet[(n >> shift) & 63]);
+  }
+  if (i + 1 == user_password.size()) {
+    const uint32_t n = uint8_t(user_password[i]) << 16;
+    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], '=', '='};
+  } else if (i + 2 == user_password.size()) {
+    const uint32_t n = (uint8_t(user_password[i]) << 16) | (uint8_t(user_password[i + 1]) << 8);
+    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], '='};
+  }
+  return "Basic " + out;
+}
+
+TEST_F(PluginsTest, BasicAuthAndAclGuardARouteAndPasswordsAreStoredHashed) {
+  for (const char* name : {"alice", "bob"}) {
+    ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", name}}).status, 201);
+  }
+  HttpResult cred = cluster_.Admin("POST", "/consumers/alice/basic-auth", {{"username", "al"}, {"password", "open sesame"}});
+  ASSERT_EQ(cred.status, 201) << cred.body;
+  const std::string stored = ParseJson(cred)["password"];
+  EXPECT_NE(stored, "open sesame");
+  EXPECT_EQ(stored.rfind("sha256$", 0), 0u) << stored;
+  HttpResult patched = cluster_.Admin("PATCH", "/basic-auths/al", {{"tags", {"t"}}});
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  EXPECT_EQ(ParseJson(patched)["password"], stored) << "a PATCH without a password keeps the hash";
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/bob/basic-auth", {{"username", "bo"}, {"password", "pw-bob"}}).status, 201);
+  EXPECT_EQ(cluster_.Admin("POST", "/consumers/nobody/basic-auth", {{"username", "x"}, {"password", "y"}}).status, 404);
+  EXPECT_EQ(cluster_.Admin("POST", "/consumers/bob/basic-auth", {{"username", "al"}, {"password", "y"}}).status, 409);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/alice/acls", {{"group", "admins"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/bob/acls", {{"group", "guests"}}).status, 201);
+  EXPECT_EQ(cluster_.Admin("POST", "/consumers/bob/acls", {{"group", "guests"}}).status, 409);
+  HttpResult bad = cluster_.Admin("POST", "/routes/a/plugins", {{"name", "acl"}, {"config", json::object()}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  Add("/routes/a/plugins", {{"name", "basic-auth"}, {"config", {{"hide_credentials", true}}}});
+  Add("/routes/a/plugins", {{"name", "acl"}, {"config", {{"allow", {"admins"}}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  auto send = [&](const std::string& authorization) {
+    return Send("GET /a HTTP/1.1\r\nHost: x\r\n" +
+                (authorization.empty() ? std::string() : "Authorization: " + authorization + "\r\n") +
+                "X-Consumer-Groups: admins\r\nConnection: close\r\n\r\n");
+  };
+  HttpResult none = send("");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(json::parse(none.body, nullptr, false), json({{"message", "Unauthorized"}}));
+  EXPECT_EQ(none.headers["www-authenticate"], "Basic realm=\"service\"");
+  EXPECT_EQ(send(BasicHeader("al:open sesamE")).status, 401);
+  EXPECT_EQ(send("Basic %%%").status, 401);
+  HttpResult bob = send(BasicHeader("bo:pw-bob"));
+  EXPECT_EQ(bob.status, 403);
+  EXPECT_EQ(json::parse(bob.body, nullptr, false), json({{"message", "You cannot consume this service"}}));
+  EXPECT_EQ(upstream_.requests_served(), 0);
+
+  HttpResult ok = send(BasicHeader("al:open sesame"));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  json seen = json::parse(ok.body, nullptr, false);
+  EXPECT_EQ(seen["headers"]["x-consumer-username"], "alice") << seen.dump();
+  EXPECT_EQ(seen["headers"]["x-credential-identifier"], "al");
+  EXPECT_EQ(seen["headers"]["x-consumer-groups"], "admins");
+  EXPECT_FALSE(seen["headers"].contains("authorization")) << "hide_credentials";
+
+  // Removing alice from the group takes effect at the next snapshot.
+  HttpResult acls = cluster_.Admin("GET", "/consumers/alice/acls", json());
+  ASSERT_EQ(acls.status, 200);
+  const std::string acl_id = ParseJson(acls)["data"][0]["id"];
+  ASSERT_EQ(cluster_.Admin("DELETE", "/consumers/alice/acls/" + acl_id, json()).status, 204);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  EXPECT_EQ(send(BasicHeader("al:open sesame")).status, 403);
+}
+
+}  // namespace
+}  // namespace portico::testing
+

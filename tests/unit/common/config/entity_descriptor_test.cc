@@ -131,6 +131,11 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
         EXPECT_TRUE(PluginsKind().Validate(plugin).empty()) << PluginsKind().Validate(plugin).KongMessage();
         continue;
       }
+      if (kind == &BasicAuthCredentialsKind() || kind == &AclsKind()) {
+        std::unique_ptr<google::protobuf::Message> empty = kind->New();
+        EXPECT_TRUE(kind->Validate(*empty).Has(spec.name)) << kind->name() << "." << spec.name;
+        continue;
+      }
       ASSERT_EQ(kind, &ServicesKind()) << "a required field of " << kind->name() << " needs a case here";
       Service missing = service;
       missing.GetReflection()->ClearField(&missing, spec.proto);
@@ -138,7 +143,7 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 4);  // services: protocol, host; plugins: name; key-auth credentials: consumer
+  EXPECT_EQ(required, 9);  // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password; acl group)
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -210,10 +215,17 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(to_routes[0].field->name, "route");
   EXPECT_TRUE(kinds.ReferencesTo(PluginsKind()).empty());
   std::vector<EntityRegistry::Reference> to_consumers = kinds.ReferencesTo(ConsumersKind());
-  ASSERT_EQ(to_consumers.size(), 2u);
+  ASSERT_EQ(to_consumers.size(), 4u);
   EXPECT_EQ(to_consumers[0].kind, &PluginsKind());
   EXPECT_EQ(to_consumers[1].kind, &KeyAuthCredentialsKind());
-  EXPECT_EQ(to_consumers[1].field->on_delete, OnDelete::kCascade);
+  EXPECT_EQ(to_consumers[2].kind, &BasicAuthCredentialsKind());
+  EXPECT_EQ(to_consumers[3].kind, &AclsKind());
+  for (const auto& ref : to_consumers) {
+    if (ref.kind != &PluginsKind()) EXPECT_EQ(ref.field->on_delete, OnDelete::kCascade) << ref.kind->name();
+  }
+  EXPECT_EQ(kinds.FindByAdminName("basic-auths"), &BasicAuthCredentialsKind());
+  EXPECT_EQ(BasicAuthCredentialsKind().nested_admin_name(), "basic-auth");
+  EXPECT_EQ(kinds.FindByAdminName("acls"), &AclsKind());
 }
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {

@@ -17,9 +17,11 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"correlation-id", "ip-restriction", "key-auth", "rate-limiting",
+  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "ip-restriction", "key-auth", "rate-limiting",
                                             "request-size-limiting", "request-termination"}));
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
+  EXPECT_EQ(FindPluginSchema("basic-auth")->priority, 1100);
+  EXPECT_EQ(FindPluginSchema("acl")->priority, 950);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
@@ -30,6 +32,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
 TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
   for (const PluginSchema* schema : BundledPluginSchemas()) {
     json config = std::string(schema->name) == "ip-restriction"  ? json{{"allow", {"10.0.0.1"}}}
+                  : std::string(schema->name) == "acl"           ? json{{"deny", {"blocked"}}}
                   : std::string(schema->name) == "rate-limiting" ? json{{"minute", 10}}
                                                                  : json::object();
     FieldErrors errors;
@@ -109,6 +112,26 @@ TEST(RateLimitingSchemaTest, KongDefaultsOrderingAndConditionalFields) {
   FieldErrors redis;
   Normalize("rate-limiting", {{"minute", 1}, {"policy", "redis"}, {"redis", {{"host", "r"}}}}, &redis);
   EXPECT_EQ(redis.KongMessage(), "schema violation (policy: only 'local' is supported by Portico yet)");
+}
+
+TEST(PluginSchemaTest, AclNeedsExactlyOneListAndBasicAuthHasKongsDefaults) {
+  FieldErrors none, both, unsupported;
+  Normalize("acl", json::object(), &none);
+  EXPECT_EQ(none.KongMessage(),
+            "schema violation (at least one of these fields must be non-empty: 'config.allow', 'config.deny')");
+  Normalize("acl", {{"allow", {"a"}}, {"deny", {"b"}}}, &both);
+  EXPECT_EQ(both.KongMessage(),
+            "schema violation (only one of these fields must be non-empty: 'config.allow', 'config.deny')");
+  Normalize("acl", {{"allow", {"a"}}, {"include_consumer_groups", true}}, &unsupported);
+  EXPECT_TRUE(unsupported.Has("include_consumer_groups")) << unsupported.KongMessage();
+  FieldErrors ok;
+  EXPECT_EQ(Normalize("acl", {{"allow", "admins"}}, &ok),
+            json::parse(R"({"allow":["admins"],"deny":null,"hide_groups_header":false,
+                            "always_use_authenticated_groups":false,"include_consumer_groups":false})"));
+  EXPECT_EQ(Normalize("basic-auth", json::object(), &ok),
+            json::parse(R"({"anonymous":null,"hide_credentials":false,"realm":"service"})"));
+  EXPECT_TRUE(ok.empty()) << ok.KongMessage();
+  EXPECT_TRUE(FindPluginSchema("basic-auth")->no_consumer);
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ class FakeContext final : public RequestContext {
     message = std::string(response.message);
     body = std::string(response.body);
     content_type = std::string(response.content_type);
+    headers = response.headers;
   }
   void Resume(StepStatus) override {}
 
@@ -41,6 +42,7 @@ class FakeContext final : public RequestContext {
   bool responded = false;
   int status = 0;
   std::string message, body, content_type;
+  std::vector<std::pair<std::string, std::string>> headers;  // of the local response
 };
 
 std::string Id(int n) {
@@ -568,6 +570,172 @@ TEST(CorrelationIdTest, GeneratesKeepsAndEchoesTheRequestId) {
   EXPECT_EQ(chain.Run(&config->routes[1], given), 0);
   EXPECT_EQ(given.request_id, "abc");
   EXPECT_TRUE(given.upstream_headers.empty()) << "the client's own id goes upstream as sent";
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+#include "absl/strings/escaping.h"
+#include "common/config/basic_auth_password.h"
+
+namespace portico::dp::plugins {
+namespace {
+
+// Alice (credentials: key "k-alice", basic-auth "al" / "s3cret"; groups admins, dev), Bob (key
+// "k-bob"; group dev), Carol (key "k-carol"; no group).
+std::shared_ptr<ConfigSet> WithAuthConsumers() {
+  auto config = Base();
+  const char* names[] = {"alice", "bob", "carol"};
+  for (int i = 0; i < 3; ++i) {
+    config::v1::Consumer c;
+    c.set_id(Id(501 + i));
+    c.set_username(names[i]);
+    config->consumers.push_back(c);
+    config::v1::KeyAuthCredential key;
+    key.set_id(Id(601 + i));
+    key.set_consumer_id(Id(501 + i));
+    key.set_key(std::string("k-") + names[i]);
+    config->keyauth_credentials.push_back(key);
+  }
+  config::v1::BasicAuthCredential basic;
+  basic.set_id(Id(701));
+  basic.set_consumer_id(Id(501));
+  basic.set_username("al");
+  basic.set_password(HashBasicAuthPassword("s3cret"));
+  config->basicauth_credentials = {basic};
+  int n = 801;
+  for (auto [consumer, group] : {std::pair{501, "admins"}, {501, "dev"}, {502, "dev"}}) {
+    config::v1::Acl acl;
+    acl.set_id(Id(n));
+    acl.set_created_at(n++);
+    acl.set_consumer_id(Id(consumer));
+    acl.set_group(group);
+    config->acls.push_back(acl);
+  }
+  ConfigSet credentials_only;  // (Base()'s services are skeletons)
+  credentials_only.consumers = config->consumers;
+  credentials_only.keyauth_credentials = config->keyauth_credentials;
+  credentials_only.basicauth_credentials = config->basicauth_credentials;
+  credentials_only.acls = config->acls;
+  EXPECT_TRUE(ValidateConfigSet(credentials_only).ok()) << ValidateConfigSet(credentials_only);
+  return std::make_shared<ConfigSet>(ExportableConfig(*config, std::string(16, 'e')));
+}
+
+std::string Basic(absl::string_view user_password) { return "Basic " + absl::Base64Escape(user_password); }
+
+std::string ResponseHeader(const FakeContext& c, absl::string_view name) {
+  for (const auto& [n, v] : c.headers) {
+    if (n == name) return v;
+  }
+  return "<none>";
+}
+
+TEST(BasicAuthTest, AuthorizationOrProxyAuthorizationIdentifiesTheConsumer) {
+  auto config = WithAuthConsumers();
+  ASSERT_EQ(config->basicauth_credentials.size(), 1u);
+  EXPECT_TRUE(IsHashedBasicAuthPassword(config->basicauth_credentials[0].password()))
+      << "data planes receive the hash, never the password";
+  config->plugins = {MakePlugin(101, "basic-auth", json::object(), Id(11)),
+                     MakePlugin(102, "basic-auth", {{"hide_credentials", true}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext ok;
+  ok.request_head.headers.emplace_back("Authorization", Basic("al:s3cret"));
+  EXPECT_EQ(chain.Run(&config->routes[0], ok), 0);
+  ASSERT_NE(ok.consumer, nullptr);
+  EXPECT_EQ(ok.consumer->username(), "alice");
+  EXPECT_EQ(ok.credential_id, Id(701));
+  EXPECT_EQ(UpstreamHeader(ok, "X-Consumer-Username"), "alice");
+  EXPECT_EQ(UpstreamHeader(ok, "X-Credential-Identifier"), "al") << "Kong sends the basic-auth username";
+  EXPECT_TRUE(ok.upstream_headers_removed.end() ==
+              std::find(ok.upstream_headers_removed.begin(), ok.upstream_headers_removed.end(), "authorization"));
+
+  FakeContext lower;
+  lower.request_head.headers.emplace_back("authorization", "  basic " + absl::Base64Escape("al:s3cret"));
+  EXPECT_EQ(chain.Run(&config->routes[0], lower), 0) << "Kong accepts 'basic' and leading spaces";
+
+  FakeContext colon_in_password;
+  colon_in_password.request_head.headers.emplace_back("Authorization", Basic("al:s3cret:"));
+  EXPECT_EQ(chain.Run(&config->routes[0], colon_in_password), 401) << "the password is everything after the first ':'";
+
+  FakeContext proxy;
+  proxy.request_head.headers = {{"Proxy-Authorization", Basic("al:s3cret")}, {"Authorization", "Bearer x"}};
+  EXPECT_EQ(chain.Run(&config->routes[1], proxy), 0);
+  EXPECT_EQ(proxy.upstream_headers_removed.front(), "proxy-authorization") << "hide_credentials";
+  EXPECT_TRUE(proxy.upstream_headers_removed.end() ==
+              std::find(proxy.upstream_headers_removed.begin(), proxy.upstream_headers_removed.end(), "authorization"))
+      << "Authorization was not what authenticated: it stays";
+}
+
+TEST(BasicAuthTest, MissingMalformedAndWrongCredentialsGetKongs401) {
+  auto config = WithAuthConsumers();
+  config->plugins = {MakePlugin(101, "basic-auth", json::object(), Id(11)),
+                     MakePlugin(102, "basic-auth", {{"realm", "api"}, {"anonymous", "carol"}}, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  for (const std::string& value : {std::string("<absent>"), Basic("al:wrong"), Basic("al:"), Basic("nobody:s3cret"),
+                                   Basic(":s3cret"), Basic("al"), std::string("Basic !!!"), std::string("Basic"),
+                                   std::string("Bearer abc"), std::string(""), Basic(std::string("al:s3cret\0", 10))}) {
+    FakeContext c;
+    if (value != "<absent>") c.request_head.headers.emplace_back("Authorization", value);
+    EXPECT_EQ(chain.Run(&config->routes[0], c), 401) << value;
+    EXPECT_EQ(c.message, "Unauthorized") << value;
+    EXPECT_EQ(ResponseHeader(c, "WWW-Authenticate"), "Basic realm=\"service\"") << value;
+    EXPECT_EQ(c.consumer, nullptr);
+  }
+  FakeContext anonymous;
+  anonymous.request_head.headers.emplace_back("Authorization", Basic("al:wrong"));
+  EXPECT_EQ(chain.Run(&config->routes[1], anonymous), 0);
+  ASSERT_NE(anonymous.consumer, nullptr);
+  EXPECT_EQ(anonymous.consumer->username(), "carol");
+  EXPECT_EQ(UpstreamHeader(anonymous, "X-Anonymous-Consumer"), "true");
+}
+
+TEST(AclTest, AllowAndDenyListsDecideFromTheIdentifiedConsumersGroups) {
+  auto config = WithAuthConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"anonymous", "carol"}}), MakePlugin(102, "acl", {{"allow", {"admins"}}}, Id(11)),
+                     MakePlugin(103, "acl", {{"deny", {"dev"}}}, Id(12)),
+                     MakePlugin(104, "acl", {{"allow", {"dev"}}, {"hide_groups_header", true}}, Id(13))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  auto run = [&](int route, const char* key, FakeContext& c) {
+    c.request_head.headers.emplace_back("X-Consumer-Groups", "admins");  // spoofed
+    if (key != nullptr) c.request_head.headers.emplace_back("apikey", key);
+    return chain.Run(&config->routes[route], c);
+  };
+  FakeContext alice, bob, carol, anonymous;
+  EXPECT_EQ(run(0, "k-alice", alice), 0);
+  EXPECT_EQ(UpstreamHeader(alice, "X-Consumer-Groups"), "admins, dev") << "groups in creation order";
+  EXPECT_NE(std::find(alice.upstream_headers_removed.begin(), alice.upstream_headers_removed.end(), "x-consumer-groups"),
+            alice.upstream_headers_removed.end());
+  EXPECT_EQ(run(0, "k-bob", bob), 403);
+  EXPECT_EQ(bob.message, "You cannot consume this service");
+  EXPECT_EQ(run(0, "k-carol", carol), 403) << "a consumer without groups under allow";
+  EXPECT_EQ(run(0, nullptr, anonymous), 401) << "the anonymous consumer has no credential";
+  EXPECT_EQ(anonymous.message, "Unauthorized");
+
+  FakeContext deny_alice, deny_carol;
+  EXPECT_EQ(run(1, "k-alice", deny_alice), 403);
+  EXPECT_EQ(run(1, "k-carol", deny_carol), 0);
+  EXPECT_EQ(UpstreamHeader(deny_carol, "X-Consumer-Groups"), "<none>");
+  EXPECT_NE(std::find(deny_carol.upstream_headers_removed.begin(), deny_carol.upstream_headers_removed.end(),
+                      "x-consumer-groups"),
+            deny_carol.upstream_headers_removed.end())
+      << "the spoofed header never reaches the upstream";
+
+  FakeContext hidden;
+  EXPECT_EQ(run(2, "k-bob", hidden), 0);
+  EXPECT_EQ(UpstreamHeader(hidden, "X-Consumer-Groups"), "<none>") << "hide_groups_header";
+}
+
+TEST(AclTest, WithoutAnAuthPluginEveryRequestIs401) {
+  auto config = WithAuthConsumers();
+  config->plugins = {MakePlugin(102, "acl", {{"deny", {"dev"}}})};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c;
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 401);
 }
 
 }  // namespace
