@@ -14,7 +14,29 @@ namespace {
 
 using nlohmann::json;
 
+// Set while DescribePluginConfig runs a schema; claimed by the first ConfigFields made.
+thread_local json* describe_sink = nullptr;
+
+// Whole numbers as integers (Kong shows `"minute":5`, not 5.0).
+json NumberJson(double d) {
+  if (std::floor(d) == d && std::fabs(d) < 9.0e15) return json(static_cast<int64_t>(d));
+  return json(d);
+}
+
 }  // namespace
+
+json DescribePluginConfig(const PluginSchema& schema) {
+  json fields = json::array();
+  describe_sink = &fields;
+  FieldErrors ignored;  // an empty config may break entity rules: irrelevant here
+  schema.normalize(json::object(), &ignored);
+  describe_sink = nullptr;
+  return fields;
+}
+
+void ConfigFields::Describe(const char* name, json description) {
+  if (describe_ != nullptr) describe_->push_back(json{{name, std::move(description)}});
+}
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
@@ -54,6 +76,8 @@ std::string PluginNotEnabledMessage(absl::string_view name) {
 }
 
 ConfigFields::ConfigFields(const json& config, FieldErrors* errors) : in_(config), errors_(errors) {
+  describe_ = describe_sink;
+  describe_sink = nullptr;
   if (!config.is_null() && !config.is_object()) {
     errors_->Add("", "expected a record");
     not_object_ = true;
@@ -96,6 +120,9 @@ std::optional<int64_t> ConfigFields::Integer(const char* name, std::optional<int
     value = n;
   }
   Put(name, value ? json(*value) : json(nullptr));
+  if (describe_ != nullptr) {
+    Describe(name, {{"type", "integer"}, {"default", fallback ? json(*fallback) : json(nullptr)}, {"between", {min, max}}});
+  }
   return value;
 }
 
@@ -121,11 +148,11 @@ std::optional<double> ConfigFields::Number(const char* name, std::optional<doubl
     }
     value = d;
   }
-  // Whole numbers are written as integers (Kong shows `"minute":5`, not 5.0).
-  if (value && std::floor(*value) == *value && std::fabs(*value) < 9.0e15) {
-    Put(name, json(static_cast<int64_t>(*value)));
-  } else {
-    Put(name, value ? json(*value) : json(nullptr));
+  Put(name, value ? NumberJson(*value) : json(nullptr));
+  if (describe_ != nullptr) {
+    Describe(name, {{"type", "number"},
+                    {"default", fallback ? NumberJson(*fallback) : json(nullptr)},
+                    {"between", {NumberJson(min), NumberJson(max)}}});
   }
   return value;
 }
@@ -143,6 +170,7 @@ bool ConfigFields::Boolean(const char* name, bool fallback) {
     }
   }
   Put(name, value);
+  if (describe_ != nullptr) Describe(name, {{"type", "boolean"}, {"default", fallback}, {"required", true}});
   return value;
 }
 
@@ -177,6 +205,11 @@ std::optional<std::string> ConfigFields::String(const char* name, std::optional<
     value = std::move(s);
   }
   Put(name, value ? json(*value) : json(nullptr));
+  if (describe_ != nullptr) {
+    json d = {{"type", "string"}, {"default", fallback ? json(*fallback) : json(nullptr)}, {"len_max", max_length}};
+    if (!one_of.empty()) d["one_of"] = one_of;
+    Describe(name, std::move(d));
+  }
   return value;
 }
 
@@ -212,6 +245,9 @@ std::optional<std::vector<std::string>> ConfigFields::StringArray(
     value = std::move(strings);
   }
   Put(name, value ? json(*value) : json(nullptr));
+  if (describe_ != nullptr) {
+    Describe(name, {{"type", "array"}, {"elements", {{"type", "string"}}}, {"default", fallback ? json(*fallback) : json(nullptr)}});
+  }
   return value;
 }
 
@@ -223,6 +259,7 @@ void ConfigFields::Record(const char* name) {
     return;
   }
   Put(name, v != nullptr ? *v : json(nullptr));
+  if (describe_ != nullptr) Describe(name, {{"type", "record"}, {"default", nullptr}});
 }
 
 json ConfigFields::Finish() {

@@ -39,6 +39,12 @@ nlohmann::json NormalizePluginConfig(const PluginSchema& schema, const nlohmann:
 // Kong's error for an unknown plugin name.
 std::string PluginNotEnabledMessage(absl::string_view name);
 
+// The schema of `schema`'s config as Kong's GET /schemas/plugins/{name} shows a record's fields:
+// [{"<field>": {"type": ..., "default": ..., "between"/"one_of"/"elements": ...}}, ...], in the
+// order the schema reads them. Made by running the schema's normalize function once in a
+// describing mode (ConfigFields records what each accessor is asked for).
+nlohmann::json DescribePluginConfig(const PluginSchema& schema);
+
 // Reads the fields of one config object for a schema's normalize function. Each accessor
 // consumes one field, reports its errors and returns the value to store (the default when the
 // field is absent or null). Finish() reports every field no accessor asked for.
@@ -78,6 +84,9 @@ class ConfigFields {
   std::vector<std::string> seen_;
   nlohmann::json out_ = nlohmann::json::object();
   bool not_object_ = false;
+  // DescribePluginConfig: the field descriptions go here (the outermost ConfigFields only).
+  nlohmann::json* describe_ = nullptr;
+  void Describe(const char* name, nlohmann::json description);
 };
 
 }  // namespace portico::plugins

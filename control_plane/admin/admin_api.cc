@@ -77,6 +77,8 @@ HttpResponse AdminApi::Impl::Handle(const HttpRequest& request) {
   return response;
 }
 
+static HttpResponse PluginSchemaResponse(const std::string& name);
+
 HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vector<std::string>& seg,
                                       bool* committed) {
   const std::string& method = request.method;
@@ -97,8 +99,45 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) names.push_back(schema->name);
     return JsonResponse(200, json{{"enabled_plugins", std::move(names)}});
   }
+  if (seg[0] == "schemas" && n == 3 && seg[1] == "plugins") {
+    if (method != "GET") return MethodNotAllowed();
+    return PluginSchemaResponse(seg[2]);
+  }
   if (std::optional<HttpResponse> response = entities_.Handle(request, seg, committed)) return *std::move(response);
   return NotFound();
+}
+
+// Kong's GET /schemas/plugins/{name}: the plugin entity's fields, `config` described by the
+// plugin's schema (common/plugins).
+static HttpResponse PluginSchemaResponse(const std::string& name) {
+  const plugins::PluginSchema* schema = plugins::FindPluginSchema(name);
+  if (schema == nullptr) {
+    return JsonResponse(404, json{{"message", absl::StrCat("No plugin named '", IsValidUtf8(name) ? name : "?", "'")}});
+  }
+  auto foreign = [](const char* kind) {
+    return json{{"type", "foreign"}, {"reference", kind}, {"default", nullptr}, {"on_delete", "cascade"}};
+  };
+  json consumer = foreign("consumers");
+  if (schema->no_consumer) consumer["eq"] = nullptr;
+  json protocols = {{"type", "set"},
+                    {"required", true},
+                    {"elements", {{"type", "string"}, {"one_of", {"grpc", "grpcs", "http", "https"}}}},
+                    {"default", {"grpc", "grpcs", "http", "https"}}};
+  json fields = json::array({
+      {{"id", {{"type", "string"}, {"uuid", true}, {"auto", true}}}},
+      {{"name", {{"type", "string"}, {"required", true}}}},
+      {{"instance_name", {{"type", "string"}}}},
+      {{"created_at", {{"type", "integer"}, {"timestamp", true}, {"auto", true}}}},
+      {{"updated_at", {{"type", "integer"}, {"timestamp", true}, {"auto", true}}}},
+      {{"route", foreign("routes")}},
+      {{"service", foreign("services")}},
+      {{"consumer", std::move(consumer)}},
+      {{"protocols", std::move(protocols)}},
+      {{"enabled", {{"type", "boolean"}, {"default", true}}}},
+      {{"tags", {{"type", "set"}, {"elements", {{"type", "string"}}}}}},
+      {{"config", {{"type", "record"}, {"required", true}, {"fields", plugins::DescribePluginConfig(*schema)}}}},
+  });
+  return JsonResponse(200, json{{"fields", std::move(fields)}});
 }
 
 // Kong's `plugins.available_on_server`: every bundled plugin with its version and priority.

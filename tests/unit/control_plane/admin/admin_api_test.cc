@@ -663,6 +663,26 @@ TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServic
   for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) bundled.push_back(schema->name);
   EXPECT_GE(bundled.size(), 8u);
   EXPECT_EQ(enabled["enabled_plugins"], bundled) << "every bundled plugin, sorted";
+
+  // Kong's plugin schema endpoint: the entity's fields, config described by the plugin's schema.
+  json schema = CallJson("GET", "/schemas/plugins/key-auth", 200);
+  json by_name = json::object();
+  for (const json& field : schema["fields"]) by_name.update(field);
+  EXPECT_EQ(by_name["consumer"]["eq"], nullptr) << "key-auth cannot be scoped to a consumer";
+  EXPECT_EQ(by_name["route"]["reference"], "routes");
+  json config_fields = json::object();
+  for (const json& field : by_name["config"]["fields"]) config_fields.update(field);
+  EXPECT_EQ(config_fields["key_names"]["default"], json({"apikey"}));
+  EXPECT_EQ(config_fields["key_names"]["type"], "array");
+  EXPECT_EQ(config_fields["hide_credentials"]["default"], false);
+  json limits = CallJson("GET", "/schemas/plugins/rate-limiting", 200);
+  json rl_fields = json::object();
+  for (const json& field : limits["fields"].back()["config"]["fields"]) rl_fields.update(field);
+  EXPECT_EQ(rl_fields["error_code"]["default"], 429);
+  EXPECT_EQ(rl_fields["limit_by"]["one_of"][0], "consumer");
+  EXPECT_EQ(rl_fields["minute"]["type"], "number");
+  EXPECT_EQ(CallJson("GET", "/schemas/plugins/nope", 404)["message"], "No plugin named 'nope'");
+  EXPECT_EQ(Call("POST", "/schemas/plugins/key-auth").status, 405);
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
 }
 
