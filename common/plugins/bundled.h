@@ -13,5 +13,6 @@ const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();
+const PluginSchema& ResponseTransformerSchema();
 
 }  // namespace portico::plugins

@@ -42,7 +42,7 @@ const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
     auto* v = new std::vector<const PluginSchema*>{&AclSchema(), &BasicAuthSchema(), &CorrelationIdSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
                                                    &RequestSizeLimitingSchema(),
-                                                   &RequestTerminationSchema()};
+                                                   &RequestTerminationSchema(), &ResponseTransformerSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
       return std::strcmp(a->name, b->name) < 0;
     });
@@ -260,6 +260,24 @@ void ConfigFields::Record(const char* name) {
   }
   Put(name, v != nullptr ? *v : json(nullptr));
   if (describe_ != nullptr) Describe(name, {{"type", "record"}, {"default", nullptr}});
+}
+
+json ConfigFields::Nested(const char* name, json (*normalize)(const json&, FieldErrors*)) {
+  const json* v = Take(name);
+  if (v != nullptr && !v->is_object()) {
+    errors_->Add(name, "expected a record");
+    Put(name, nullptr);
+    return nullptr;
+  }
+  json fields = json::array();
+  if (describe_ != nullptr) describe_sink = &fields;  // the nested reader describes itself
+  FieldErrors nested;
+  json out = normalize(v != nullptr ? *v : json::object(), &nested);
+  describe_sink = nullptr;
+  errors_->Merge(name, nested);
+  if (describe_ != nullptr) Describe(name, {{"type", "record"}, {"required", true}, {"fields", std::move(fields)}});
+  Put(name, out);
+  return out;
 }
 
 json ConfigFields::Finish() {

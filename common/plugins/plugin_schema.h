@@ -70,6 +70,9 @@ class ConfigFields {
   // A nested record kept as given (an object, or null when absent): fields Portico accepts for
   // compatibility but does not use yet (rate-limiting's `redis`).
   void Record(const char* name);
+  // A nested record with a schema of its own: `normalize` reads it (an absent or null record
+  // reads as {}: every field gets its default); its errors are reported under "<name>.".
+  nlohmann::json Nested(const char* name, nlohmann::json (*normalize)(const nlohmann::json&, FieldErrors*));
 
   // Reports unknown fields; returns the normalized object built by the accessors.
   nlohmann::json Finish();

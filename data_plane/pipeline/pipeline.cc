@@ -1,6 +1,9 @@
 #include "data_plane/pipeline/pipeline.h"
 
 #include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
 
 namespace portico::dp {
 
@@ -21,6 +24,8 @@ void RequestContext::ResetContext() {
   attempt = 0;
   upstream_head.clear();
   response_headers.Clear();
+  response_head = nullptr;
+  response_headers_removed.clear();
   consumer = nullptr;
   credential_id = absl::string_view();
   upstream_headers.clear();
@@ -32,6 +37,29 @@ void RequestContext::ResetContext() {
   response_text.clear();
   header_views.clear();
   debug_headers_allowed = false;
+}
+
+bool HeaderList::Contains(absl::string_view name) const {
+  for (size_t i = 0; i < size_; ++i) {
+    if (absl::EqualsIgnoreCase(items_[i].first, name)) return true;
+  }
+  return false;
+}
+
+void HeaderList::Remove(absl::string_view name) {
+  size_t kept = 0;
+  for (size_t i = 0; i < size_; ++i) {
+    if (absl::EqualsIgnoreCase(items_[i].first, name)) continue;
+    if (kept != i) std::swap(items_[kept], items_[i]);
+    ++kept;
+  }
+  size_ = kept;
+}
+
+void HeaderList::Rename(absl::string_view from, absl::string_view to) {
+  for (size_t i = 0; i < size_; ++i) {
+    if (absl::EqualsIgnoreCase(items_[i].first, from)) items_[i].first.assign(to.data(), to.size());
+  }
 }
 
 void Pipeline::Add(Phase phase, std::shared_ptr<const RequestStep> step) {

@@ -67,6 +67,10 @@ class HeaderList {
     ++size_;
   }
   void Clear() { size_ = 0; }
+  // Case-insensitive on names; keep the strings' capacity (no allocation once warm).
+  bool Contains(absl::string_view name) const;
+  void Remove(absl::string_view name);
+  void Rename(absl::string_view from, absl::string_view to);
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   absl::Span<const std::pair<std::string, std::string>> items() const { return {items_.data(), size_}; }
@@ -101,6 +105,11 @@ class RequestContext {
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;
+  // Set while response-head steps run for an upstream response: its head (null for a local
+  // response). Headers of it not to send to the client (lowercase names; views that outlive the
+  // request); framing and hop-by-hop headers are the proxy's and cannot be dropped this way.
+  const MessageHead* response_head = nullptr;
+  std::vector<absl::string_view> response_headers_removed;
   // Set by an auth plugin: who the request comes from (config entities of the pinned snapshot).
   const config::v1::Consumer* consumer = nullptr;
   absl::string_view credential_id;  // empty for an anonymous consumer

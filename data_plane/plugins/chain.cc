@@ -44,26 +44,51 @@ class PluginChainStep final : public RequestStep {
       : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)) {}
 
   StepStatus OnRequest(RequestContext& request) const override {
-    const ChainList* chain = &global_;
-    if (!by_route_.empty() && request.match.has_value()) {
-      auto it = by_route_.find(request.match->route);
-      if (it != by_route_.end()) chain = &it->second;
-    }
-    for (const ChainEntry& entry : *chain) {
-      const PluginHandler* handler = entry.without_consumer;
-      if (request.consumer != nullptr && !entry.by_consumer.empty()) {
-        auto it = entry.by_consumer.find(request.consumer);
-        if (it != entry.by_consumer.end()) handler = it->second;
-      }
+    for (const ChainEntry& entry : ListFor(request)) {
+      const PluginHandler* handler = HandlerFor(entry, request);
       if (handler != nullptr && handler->Access(request) == StepStatus::kStop) return StepStatus::kStop;
     }
     return StepStatus::kContinue;
   }
 
+  // The header_filter phase of the same list (the consumer is the one identified by then).
+  void RunHeaderFilters(RequestContext& request, int status) const {
+    for (const ChainEntry& entry : ListFor(request)) {
+      const PluginHandler* handler = HandlerFor(entry, request);
+      if (handler != nullptr && handler->filters_headers()) handler->HeaderFilter(request, status);
+    }
+  }
+
  private:
+  const ChainList& ListFor(const RequestContext& request) const {
+    if (!by_route_.empty() && request.match.has_value()) {
+      auto it = by_route_.find(request.match->route);
+      if (it != by_route_.end()) return it->second;
+    }
+    return global_;
+  }
+  static const PluginHandler* HandlerFor(const ChainEntry& entry, const RequestContext& request) {
+    const PluginHandler* handler = entry.without_consumer;
+    if (request.consumer != nullptr && !entry.by_consumer.empty()) {
+      auto it = entry.by_consumer.find(request.consumer);
+      if (it != entry.by_consumer.end()) handler = it->second;
+    }
+    return handler;
+  }
+
   std::vector<std::unique_ptr<Compiled>> owned_;
   absl::flat_hash_map<const Route*, ChainList> by_route_;
   ChainList global_;
+};
+
+// The chain's header_filter phase as a response-head step.
+class PluginHeaderFilterStep final : public ResponseHeadStep {
+ public:
+  explicit PluginHeaderFilterStep(std::shared_ptr<const PluginChainStep> chain) : chain_(std::move(chain)) {}
+  void OnResponseHead(RequestContext& request, int status) const override { chain_->RunHeaderFilters(request, status); }
+
+ private:
+  std::shared_ptr<const PluginChainStep> chain_;
 };
 
 // The instances of a snapshot by scope (Kong's cache key): at most one per name in each.
@@ -178,8 +203,11 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     }
   }
   ChainList global = Resolve(scopes, "", "", consumers);
-  pipeline->Add(Phase::kAccess,
-                std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global)));
+  bool filters_headers = false;
+  for (const auto& compiled : owned) filters_headers |= compiled->handler->filters_headers();
+  auto chain = std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global));
+  pipeline->Add(Phase::kAccess, chain);
+  if (filters_headers) pipeline->AddResponseHead(std::make_shared<const PluginHeaderFilterStep>(chain));
   return absl::OkStatus();
 }
 

@@ -22,6 +22,12 @@ class PluginHandler {
   // Kong's access phase: kContinue, or kStop after RequestContext::Respond. Thread-safe and
   // allocation-free on the request path; never blocks the worker loop.
   virtual StepStatus Access(RequestContext& request) const = 0;
+  // Kong's header_filter phase, for handlers whose filters_headers() is true: runs (in the chain's
+  // order) for every response that goes to the client of a request the chain ran for, upstream
+  // (request.response_head set) or local. It may add headers (request.response_headers) and drop
+  // the upstream's (request.response_headers_removed). Same rules as Access; never answers.
+  virtual void HeaderFilter(RequestContext& request, int status) const {}
+  virtual bool filters_headers() const { return false; }
 };
 
 // What a plugin is compiled from. `config` is the normalized config (an object with every field

@@ -8,6 +8,7 @@
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
+#include "data_plane/plugins/response_transformer/response_transformer.h"
 
 namespace portico::dp::plugins {
 
@@ -22,6 +23,7 @@ const PluginFactory kFactories[] = {
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
   {"request-termination", &CompileRequestTermination},
+  {"response-transformer", &CompileResponseTransformer},
 };
 
 }  // namespace

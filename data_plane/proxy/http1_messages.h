@@ -57,10 +57,12 @@ ResponseFraming ChooseResponseFraming(const MessageHead& response, bool request_
 std::string BuildDownstreamResponseHead(const MessageHead& response, ResponseFraming framing,
                                         bool keep_alive, bool client_is_http11,
                                         absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
-// The same head, appended to `out` (lets the caller reuse one buffer's capacity).
+// The same head, appended to `out` (lets the caller reuse one buffer's capacity); upstream headers
+// named in `dropped` (lowercase) are left out.
 void AppendDownstreamResponseHead(std::string* out, const MessageHead& response, ResponseFraming framing,
                                   bool keep_alive, bool client_is_http11,
-                                  absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
+                                  absl::Span<const std::pair<std::string, std::string>> extra_headers = {},
+                                  absl::Span<const absl::string_view> dropped = {});
 
 // The size line of one chunk of chunked encoding ("<hex size>\r\n"), written into `buffer`.
 absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]);

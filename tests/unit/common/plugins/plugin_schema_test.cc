@@ -18,7 +18,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
   EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "ip-restriction", "key-auth", "rate-limiting",
-                                            "request-size-limiting", "request-termination"}));
+                                            "request-size-limiting", "request-termination", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("basic-auth")->priority, 1100);
   EXPECT_EQ(FindPluginSchema("acl")->priority, 950);

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "common/config/validate.h"
+#include "common/plugins/plugin_schema.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/plugins/chain.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
@@ -740,3 +742,81 @@ TEST(AclTest, WithoutAnAuthPluginEveryRequestIs401) {
 
 }  // namespace
 }  // namespace portico::dp::plugins
+
+namespace portico::dp::plugins {
+namespace {
+
+std::vector<std::string> Sent(const FakeContext& c, const MessageHead& upstream) {
+  // What the client would see: the upstream's headers not dropped, then the added ones.
+  std::vector<std::string> out;
+  for (const auto& [name, value] : upstream.headers) {
+    bool dropped = false;
+    for (absl::string_view d : c.response_headers_removed) dropped |= absl::EqualsIgnoreCase(name, d);
+    if (!dropped) out.push_back(name + ": " + value);
+  }
+  for (const auto& [name, value] : c.response_headers.items()) out.push_back(name + ": " + value);
+  return out;
+}
+
+TEST(ResponseTransformerTest, EditsUpstreamAndPluginHeadersInKongsOrder) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "response-transformer",
+                                {{"remove", {{"headers", {"x-remove", "X-Added-Early"}}}},
+                                 {"rename", {{"headers", {"X-Old:X-New", "x-missing:x-never"}}}},
+                                 {"replace", {{"headers", {"content-type:text/plain", "x-absent:1"}}}},
+                                 {"add", {{"headers", {"X-Add:a", "X-New:not-added"}}}},
+                                 {"append", {{"headers", {"X-Multi:2"}}}}},
+                                Id(11))};
+  Pipeline pipeline;
+  ASSERT_TRUE(AddPluginChain(*config, &pipeline).ok());
+  ASSERT_EQ(pipeline.response_head_steps().size(), 1u) << "a plugin with a header filter adds a response step";
+  MessageHead upstream;
+  upstream.status = 200;
+  upstream.headers = {{"Content-Type", "application/json"}, {"X-Remove", "r"}, {"X-Old", "o1"},
+                      {"X-Old", "o2"}, {"X-Multi", "1"}, {"X-Keep", "k"}};
+  FakeContext c;
+  c.match = Match{&config->routes[0], nullptr, {}, false};
+  c.response_headers.Add("X-Added-Early", "by another plugin");
+  c.response_head = &upstream;
+  for (const ResponseHeadStep* step : pipeline.response_head_steps()) step->OnResponseHead(c, 200);
+  EXPECT_EQ(Sent(c, upstream), (std::vector<std::string>{"X-Multi: 1", "X-Keep: k", "X-New: o1", "X-New: o2",
+                                                        "content-type: text/plain", "X-Add: a", "X-Multi: 2"}));
+
+  FakeContext other_route;  // route B has no plugin: nothing changes
+  other_route.match = Match{&config->routes[1], nullptr, {}, false};
+  other_route.response_head = &upstream;
+  for (const ResponseHeadStep* step : pipeline.response_head_steps()) step->OnResponseHead(other_route, 200);
+  EXPECT_TRUE(other_route.response_headers_removed.empty());
+  EXPECT_TRUE(other_route.response_headers.empty());
+
+  FakeContext local;  // a local response: only the headers plugins added are there
+  local.match = Match{&config->routes[0], nullptr, {}, false};
+  for (const ResponseHeadStep* step : pipeline.response_head_steps()) step->OnResponseHead(local, 401);
+  std::vector<std::string> added;
+  for (const auto& [name, value] : local.response_headers.items()) added.push_back(name + ": " + value);
+  EXPECT_EQ(added, (std::vector<std::string>{"X-Add: a", "X-New: not-added", "X-Multi: 2"}));
+}
+
+TEST(ResponseTransformerTest, SchemaRefusesBodyEditsAndBadItems) {
+  const portico::plugins::PluginSchema* schema = portico::plugins::FindPluginSchema("response-transformer");
+  ASSERT_NE(schema, nullptr);
+  FieldErrors errors;
+  portico::plugins::NormalizePluginConfig(*schema,
+                                 {{"add", {{"json", {"a:1"}}, {"headers", {"no-colon"}}}},
+                                  {"rename", {{"headers", {"a:b c"}}}},
+                                  {"remove", "x"}},
+                                 &errors);
+  EXPECT_TRUE(errors.Has("config.add.json")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.add.headers.1")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.rename.headers.1")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.remove")) << errors.KongMessage();
+  FieldErrors none;
+  json defaults = portico::plugins::NormalizePluginConfig(*schema, json::object(), &none);
+  EXPECT_TRUE(none.empty()) << none.KongMessage();
+  EXPECT_EQ(defaults["append"], json::parse(R"({"headers":[],"json":[],"json_types":[]})"));
+  EXPECT_EQ(defaults["remove"], json::parse(R"({"headers":[],"json":[]})"));
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
