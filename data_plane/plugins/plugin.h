@@ -20,8 +20,13 @@ class PluginHandler {
  public:
   virtual ~PluginHandler() = default;
   // Kong's access phase: kContinue, or kStop after RequestContext::Respond. Thread-safe and
-  // allocation-free on the request path; never blocks the worker loop.
+  // allocation-free on the request path; never blocks the worker loop. A plugin waiting for I/O
+  // returns kSuspend and later calls ResumePluginChain (chain.h) exactly once, on request.loop,
+  // unless OnCancel came first; the snapshot (and so the handler) stays pinned meanwhile.
   virtual StepStatus Access(RequestContext& request) const = 0;
+  // The request went away while this plugin was suspended: ResumePluginChain must not be called
+  // for it any more (RequestContext::suspended_data is the plugin's).
+  virtual void OnCancel(RequestContext& request) const {}
 };
 
 // What a plugin is compiled from. `config` is the normalized config (an object with every field
