@@ -225,6 +225,20 @@ void ConfigFields::Record(const char* name) {
   Put(name, v != nullptr ? *v : json(nullptr));
 }
 
+json ConfigFields::Record(const char* name, json (*normalize)(const json& record, FieldErrors* errors)) {
+  const json* v = Take(name);
+  if (v != nullptr && !v->is_object()) {
+    errors_->Add(name, "expected a record");
+    Put(name, nullptr);
+    return nullptr;
+  }
+  FieldErrors nested;
+  json out = normalize(v != nullptr ? *v : json::object(), &nested);
+  errors_->Merge(name, nested);
+  Put(name, out);
+  return out;
+}
+
 json ConfigFields::Finish() {
   if (!not_object_ && in_.is_object()) {
     for (const auto& [key, unused] : in_.items()) {
