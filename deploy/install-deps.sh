@@ -6,6 +6,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libsqlite3-dev libuv1-dev node-llhttp zlib1g-dev libre2-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libhiredis-dev redis-server
   clang libclang-rt-14-dev
 )
 missing=()
@@ -21,3 +22,9 @@ SUDO=""
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Tests start their own redis-server on a free loopback port: the system one the package starts
+# (when systemd runs) is not needed, so a fresh install does not leave it running.
+if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  echo "install-deps: stopping and disabling the system redis-server (tests run their own)"
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi

@@ -262,7 +262,7 @@ void ConfigFields::Record(const char* name) {
   if (describe_ != nullptr) Describe(name, {{"type", "record"}, {"default", nullptr}});
 }
 
-json ConfigFields::Nested(const char* name, json (*normalize)(const json&, FieldErrors*)) {
+json ConfigFields::Record(const char* name, json (*normalize)(const json& record, FieldErrors* errors)) {
   const json* v = Take(name);
   if (v != nullptr && !v->is_object()) {
     errors_->Add(name, "expected a record");

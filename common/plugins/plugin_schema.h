@@ -68,11 +68,11 @@ class ConfigFields {
                                                       std::string (*item_ok)(absl::string_view) = nullptr);
 
   // A nested record kept as given (an object, or null when absent): fields Portico accepts for
-  // compatibility but does not use yet (rate-limiting's `redis`).
+  // compatibility but does not use yet.
   void Record(const char* name);
-  // A nested record with a schema of its own: `normalize` reads it (an absent or null record
-  // reads as {}: every field gets its default); its errors are reported under "<name>.".
-  nlohmann::json Nested(const char* name, nlohmann::json (*normalize)(const nlohmann::json&, FieldErrors*));
+  // A nested record read by `normalize` (its errors under "<name>.<field>"). Absent or null reads
+  // as {}, so the record's defaults are filled in as Kong fills a record. Returns what is stored.
+  nlohmann::json Record(const char* name, nlohmann::json (*normalize)(const nlohmann::json& record, FieldErrors* errors));
 
   // Reports unknown fields; returns the normalized object built by the accessors.
   nlohmann::json Finish();

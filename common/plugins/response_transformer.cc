@@ -63,11 +63,11 @@ nlohmann::json PairsWithJson(const nlohmann::json& config, FieldErrors* errors) 
 
 nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
-  f.Nested("remove", &Remove);
-  f.Nested("rename", &Rename);
-  f.Nested("replace", &PairsWithJson);
-  f.Nested("add", &PairsWithJson);
-  f.Nested("append", &PairsWithJson);
+  f.Record("remove", &Remove);
+  f.Record("rename", &Rename);
+  f.Record("replace", &PairsWithJson);
+  f.Record("add", &PairsWithJson);
+  f.Record("append", &PairsWithJson);
   return f.Finish();
 }
 

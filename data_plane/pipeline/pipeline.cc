@@ -34,6 +34,8 @@ void RequestContext::ResetContext() {
   upstream_query_set = false;
   request_id.clear();
   suspended_data = nullptr;
+  plugin_chain = nullptr;
+  plugin_position = 0;
   response_text.clear();
   header_views.clear();
   debug_headers_allowed = false;

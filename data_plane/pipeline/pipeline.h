@@ -82,6 +82,8 @@ class HeaderList {
 
 // The request as the steps see it. Plain fields are set by the exchange (request data) or by the
 // steps (their results); the two actions are the exchange's.
+class RequestStep;
+
 class RequestContext {
  public:
   // ---- the request, set before the first step and valid until the exchange ends
@@ -126,6 +128,10 @@ class RequestContext {
   std::string request_id;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
+  // The plugin chain while one of its plugins is suspended (data_plane/plugins/chain.cc): the
+  // chain step and that plugin's position in it.
+  const RequestStep* plugin_chain = nullptr;
+  uint32_t plugin_position = 0;
   // Free for the step that answers: storage for a LocalResponse::message it builds (keeps its
   // capacity across requests).
   std::string response_text;

@@ -43,10 +43,27 @@ class PluginChainStep final : public RequestStep {
                   ChainList global)
       : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)) {}
 
-  StepStatus OnRequest(RequestContext& request) const override {
-    for (const ChainEntry& entry : ListFor(request)) {
-      const PluginHandler* handler = HandlerFor(entry, request);
-      if (handler != nullptr && handler->Access(request) == StepStatus::kStop) return StepStatus::kStop;
+  StepStatus OnRequest(RequestContext& request) const override { return Run(request, 0); }
+
+  void OnCancel(RequestContext& request) const override {
+    const ChainList& chain = ListFor(request);
+    if (request.plugin_position < chain.size()) {
+      if (const PluginHandler* handler = HandlerFor(chain[request.plugin_position], request)) handler->OnCancel(request);
+    }
+    request.plugin_chain = nullptr;
+  }
+
+  // Runs the request's plugins from position `from`: kSuspend leaves the suspended plugin's
+  // position in the context (set before each plugin runs, as it may resume before returning).
+  StepStatus Run(RequestContext& request, size_t from) const {
+    const ChainList& chain = ListFor(request);
+    for (size_t i = from; i < chain.size(); ++i) {
+      const PluginHandler* handler = HandlerFor(chain[i], request);
+      if (handler == nullptr) continue;
+      request.plugin_chain = this;
+      request.plugin_position = static_cast<uint32_t>(i);
+      const StepStatus status = handler->Access(request);
+      if (status != StepStatus::kContinue) return status;
     }
     return StepStatus::kContinue;
   }
@@ -60,6 +77,7 @@ class PluginChainStep final : public RequestStep {
   }
 
  private:
+  // The list for the request's route (resolved again on resume: the same route, the same list).
   const ChainList& ListFor(const RequestContext& request) const {
     if (!by_route_.empty() && request.match.has_value()) {
       auto it = by_route_.find(request.match->route);
@@ -67,13 +85,13 @@ class PluginChainStep final : public RequestStep {
     }
     return global_;
   }
+
   static const PluginHandler* HandlerFor(const ChainEntry& entry, const RequestContext& request) {
-    const PluginHandler* handler = entry.without_consumer;
     if (request.consumer != nullptr && !entry.by_consumer.empty()) {
       auto it = entry.by_consumer.find(request.consumer);
-      if (it != entry.by_consumer.end()) handler = it->second;
+      if (it != entry.by_consumer.end()) return it->second;
     }
-    return handler;
+    return entry.without_consumer;
   }
 
   std::vector<std::unique_ptr<Compiled>> owned_;
@@ -156,6 +174,14 @@ ChainList Resolve(const Scopes& scopes, absl::string_view route, absl::string_vi
 }
 
 }  // namespace
+
+void ResumePluginChain(RequestContext& request, StepStatus status) {
+  const auto* chain = static_cast<const PluginChainStep*>(request.plugin_chain);
+  if (status == StepStatus::kContinue) status = chain->Run(request, request.plugin_position + 1);
+  if (status == StepStatus::kSuspend) return;  // a later plugin suspended: it resumes the chain
+  request.plugin_chain = nullptr;
+  request.Resume(status);
+}
 
 absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
   std::vector<std::unique_ptr<Compiled>> owned;

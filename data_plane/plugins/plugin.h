@@ -20,7 +20,9 @@ class PluginHandler {
  public:
   virtual ~PluginHandler() = default;
   // Kong's access phase: kContinue, or kStop after RequestContext::Respond. Thread-safe and
-  // allocation-free on the request path; never blocks the worker loop.
+  // allocation-free on the request path; never blocks the worker loop. A plugin waiting for I/O
+  // returns kSuspend and later calls ResumePluginChain (chain.h) exactly once, on request.loop,
+  // unless OnCancel came first; the snapshot (and so the handler) stays pinned meanwhile.
   virtual StepStatus Access(RequestContext& request) const = 0;
   // Kong's header_filter phase, for handlers whose filters_headers() is true: runs (in the chain's
   // order) for every response that goes to the client of a request the chain ran for, upstream
@@ -28,6 +30,9 @@ class PluginHandler {
   // the upstream's (request.response_headers_removed). Same rules as Access; never answers.
   virtual void HeaderFilter(RequestContext& request, int status) const {}
   virtual bool filters_headers() const { return false; }
+  // The request went away while this plugin was suspended: ResumePluginChain must not be called
+  // for it any more (RequestContext::suspended_data is the plugin's).
+  virtual void OnCancel(RequestContext& request) const {}
 };
 
 // What a plugin is compiled from. `config` is the normalized config (an object with every field

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "data_plane/pipeline/loop_state.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_client_connection.h"
 #include "data_plane/proxy/upstream_connection.h"
@@ -85,6 +86,7 @@ absl::Status Worker::Init(int listen_fd, uint16_t port) {
 void Worker::Run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Everything was closed by BeginShutdown(); close stragglers defensively and finish.
+  CloseLoopStates(&loop_);
   uv_walk(&loop_, Uv::CloseAny, nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   DrainGraveyard();
@@ -223,6 +225,8 @@ void Worker::BeginShutdown() {
   for (auto& [raw, owned] : upstreams_) upstreams.push_back(raw);
   for (UpstreamConnection* u : upstreams) u->Close();
   idle_.clear();
+  // After the clients: their suspended requests are cancelled before the steps' connections close.
+  CloseLoopStates(&loop_);
 }
 
 UpstreamConnection* Worker::AcquireIdle(const std::string& key) {

@@ -95,7 +95,8 @@ TEST(RateLimitingSchemaTest, KongDefaultsOrderingAndConditionalFields) {
   EXPECT_EQ(out.dump(), json::parse(R"({"second":null,"minute":5,"hour":100,"day":null,"month":null,"year":null,
       "limit_by":"consumer","header_name":null,"path":null,"policy":"local","fault_tolerant":true,
       "hide_client_headers":false,"error_code":429,"error_message":"API rate limit exceeded","sync_rate":-1,
-      "redis":null})").dump());
+      "redis":{"host":null,"port":6379,"timeout":2000,"username":null,"password":null,"database":0,"ssl":false,
+               "ssl_verify":false,"server_name":null}})").dump());
 
   FieldErrors order;
   Normalize("rate-limiting", {{"second", 10}, {"hour", 5}}, &order);
@@ -109,9 +110,78 @@ TEST(RateLimitingSchemaTest, KongDefaultsOrderingAndConditionalFields) {
   FieldErrors header;
   Normalize("rate-limiting", {{"minute", 1}, {"limit_by", "header"}}, &header);
   EXPECT_EQ(header.KongMessage(), "schema violation (header_name: required field missing)");
-  FieldErrors redis;
-  Normalize("rate-limiting", {{"minute", 1}, {"policy", "redis"}, {"redis", {{"host", "r"}}}}, &redis);
-  EXPECT_EQ(redis.KongMessage(), "schema violation (policy: only 'local' is supported by Portico yet)");
+  FieldErrors cluster;
+  Normalize("rate-limiting", {{"minute", 1}, {"policy", "cluster"}}, &cluster);
+  EXPECT_EQ(cluster.KongMessage(), "schema violation (policy: expected one of: local, redis)");
+}
+
+TEST(RateLimitingSchemaTest, RedisRecordDefaultsRequiredFieldsAndRefusals) {
+  FieldErrors errors;
+  json out = Normalize("rate-limiting",
+                       {{"minute", 5}, {"policy", "redis"}, {"fault_tolerant", false},
+                        {"redis", {{"host", "redis.internal"}, {"password", "s3cret"}, {"database", 2}}}},
+                       &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out["redis"].dump(), json::parse(R"({"host":"redis.internal","port":6379,"timeout":2000,"username":null,
+      "password":"s3cret","database":2,"ssl":false,"ssl_verify":false,"server_name":null})").dump());
+  EXPECT_EQ(out["fault_tolerant"], false);
+  FieldErrors again;
+  EXPECT_EQ(Normalize("rate-limiting", out, &again), out) << "idempotent";
+  EXPECT_TRUE(again.empty()) << again.KongMessage();
+
+  // policy redis needs redis.host (port and timeout have defaults), as Kong's conditional checks.
+  FieldErrors no_host;
+  Normalize("rate-limiting", {{"minute", 5}, {"policy", "redis"}}, &no_host);
+  EXPECT_EQ(no_host.KongMessage(), "schema violation (redis.host: required field missing)");
+  FieldErrors local_without_host;
+  Normalize("rate-limiting", {{"minute", 5}}, &local_without_host);
+  EXPECT_TRUE(local_without_host.empty()) << local_without_host.KongMessage();
+
+  // Field errors are reported under redis.<field>.
+  FieldErrors bad;
+  Normalize("rate-limiting",
+            {{"minute", 5}, {"policy", "redis"},
+             {"redis", {{"host", "bad host"}, {"port", 70000}, {"timeout", -1}, {"server_name", "10.0.0.1"},
+                        {"nope", 1}}}},
+            &bad);
+  EXPECT_TRUE(bad.Has("redis.host")) << bad.KongMessage();
+  EXPECT_TRUE(bad.Has("redis.port")) << bad.KongMessage();
+  EXPECT_TRUE(bad.Has("redis.timeout")) << bad.KongMessage();
+  EXPECT_TRUE(bad.Has("redis.server_name")) << bad.KongMessage();
+  EXPECT_TRUE(bad.Has("redis.nope")) << bad.KongMessage();
+  FieldErrors not_record;
+  Normalize("rate-limiting", {{"minute", 5}, {"redis", "localhost"}}, &not_record);
+  EXPECT_EQ(not_record.KongMessage(), "schema violation (redis: expected a record)");
+
+  // TLS to Redis is not implemented: refused with policy redis, not when the record is unused.
+  FieldErrors tls;
+  Normalize("rate-limiting", {{"minute", 5}, {"policy", "redis"}, {"redis", {{"host", "r"}, {"ssl", true}}}}, &tls);
+  EXPECT_EQ(tls.KongMessage(), "schema violation (redis.ssl: TLS to Redis is not supported by Portico yet)");
+  FieldErrors tls_unused;
+  Normalize("rate-limiting", {{"minute", 5}, {"redis", {{"ssl", true}}}}, &tls_unused);
+  EXPECT_TRUE(tls_unused.empty()) << tls_unused.KongMessage();
+
+  // Kong's deprecated flat fields fold into the record; an empty password means none.
+  FieldErrors flat;
+  json folded = Normalize("rate-limiting",
+                          {{"minute", 5}, {"policy", "redis"}, {"redis_host", "127.0.0.1"}, {"redis_port", 6380},
+                           {"redis_password", ""}, {"redis_timeout", 500}},
+                          &flat);
+  ASSERT_TRUE(flat.empty()) << flat.KongMessage();
+  EXPECT_EQ(folded["redis"]["host"], "127.0.0.1");
+  EXPECT_EQ(folded["redis"]["port"], 6380);
+  EXPECT_EQ(folded["redis"]["timeout"], 500);
+  EXPECT_TRUE(folded["redis"]["password"].is_null());
+  EXPECT_FALSE(folded.contains("redis_host"));
+
+  // sync_rate: Kong's rules (only with redis; -1 or at least 0.02).
+  FieldErrors sync_local;
+  Normalize("rate-limiting", {{"minute", 5}, {"sync_rate", 1}}, &sync_local);
+  EXPECT_EQ(sync_local.KongMessage(), "schema violation (sync_rate can only be used with the redis policy)");
+  FieldErrors sync_small;
+  Normalize("rate-limiting", {{"minute", 5}, {"policy", "redis"}, {"redis", {{"host", "r"}}}, {"sync_rate", 0.01}},
+            &sync_small);
+  EXPECT_EQ(sync_small.KongMessage(), "schema violation (sync_rate must be greater than 0.02, or -1 to disable)");
 }
 
 TEST(PluginSchemaTest, AclNeedsExactlyOneListAndBasicAuthHasKongsDefaults) {

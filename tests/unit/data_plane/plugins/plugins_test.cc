@@ -1,5 +1,6 @@
 // The data plane's plugin chain (precedence, order, what is skipped, compile errors) and each
 // plugin's behaviour, on a fake request context.
+#include <chrono>
 #include <algorithm>
 #include <regex>
 #include <memory>
@@ -9,11 +10,13 @@
 #include "absl/strings/match.h"
 #include "common/config/validate.h"
 #include "common/plugins/plugin_schema.h"
+#include "data_plane/pipeline/loop_state.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/plugins/chain.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/redis_server.h"
 
 namespace portico::dp::plugins {
 namespace {
@@ -38,9 +41,14 @@ class FakeContext final : public RequestContext {
     content_type = std::string(response.content_type);
     headers = response.headers;
   }
-  void Resume(StepStatus) override {}
+  void Resume(StepStatus status) override {
+    ++resumes;
+    resumed_with = status;
+  }
 
   MessageHead request_head;
+  int resumes = 0;
+  StepStatus resumed_with = StepStatus::kSuspend;
   bool responded = false;
   int status = 0;
   std::string message, body, content_type;
@@ -79,6 +87,7 @@ class ChainRunner {
   }
   const absl::Status& status() const { return status_; }
   size_t steps() const { return pipeline_.request_steps().size(); }
+  const RequestStep& step(size_t i) const { return *pipeline_.request_steps()[i]; }
   // The status of the local answer, 0 when every step continued.
   int Run(const Route* route, FakeContext& context) {
     if (route != nullptr) context.match = Match{route, nullptr, {}, false};
@@ -738,6 +747,144 @@ TEST(AclTest, WithoutAnAuthPluginEveryRequestIs401) {
   ASSERT_TRUE(chain.status().ok()) << chain.status();
   FakeContext c;
   EXPECT_EQ(chain.Run(&config->routes[0], c), 401);
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+namespace portico::dp::plugins {
+namespace {
+
+// rate-limiting with policy redis, on a real redis-server and a real uv loop: the chain suspends
+// while Redis answers and goes on with the next plugin (request-termination, priority 2) after it.
+class RedisRateLimitingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ASSERT_TRUE(redis_.Start()) << redis_.error();
+  }
+  void TearDown() override {
+    CloseLoopStates(&loop_);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0) << "every Redis handle is closed when the loop's states close";
+  }
+
+  Plugin Limit(int n, bool fault_tolerant, const std::string& route_id) {
+    return MakePlugin(n, "rate-limiting",
+                      {{"day", 2}, {"policy", "redis"}, {"fault_tolerant", fault_tolerant},
+                       {"redis", {{"host", "127.0.0.1"}, {"port", redis_.port()}, {"timeout", 1000}}}},
+                      route_id);
+  }
+
+  // Runs the chain for one request on the loop until it ends: the status it answered with (503
+  // from request-termination when every plugin let it through), or 0 when it did not end in 5 s.
+  int Request(ChainRunner& chain, const Route* route, FakeContext& context) {
+    context.loop = &loop_;
+    context.match = Match{route, nullptr, {}, false};
+    const StepStatus first = chain.step(0).OnRequest(context);
+    if (first != StepStatus::kSuspend) return context.status;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (context.resumes == 0 && std::chrono::steady_clock::now() < deadline) uv_run(&loop_, UV_RUN_ONCE);
+    return context.resumes == 1 ? context.status : 0;
+  }
+
+  static std::string Header(const FakeContext& c, absl::string_view name) {
+    for (const auto& [n, v] : c.response_headers.items()) {
+      if (n == name) return v;
+    }
+    return "<none>";
+  }
+
+  uv_loop_t loop_;
+  portico::testing::RedisServer redis_;
+};
+
+TEST(RateLimitingTest, RedisConfigTheDataPlaneCannotRunFailsTheSnapshotNamingTheField) {
+  auto config = Base();
+  config->plugins = {MakePlugin(631, "rate-limiting",
+                                {{"day", 2}, {"policy", "redis"}, {"redis", {{"host", "10.0.0.1"}, {"ssl", true}}}})};
+  ChainRunner chain(config);
+  ASSERT_FALSE(chain.status().ok());
+  EXPECT_NE(chain.status().message().find("(rate-limiting)"), absl::string_view::npos) << chain.status();
+  EXPECT_NE(chain.status().message().find("config.redis.ssl: TLS to Redis is not supported"), absl::string_view::npos)
+      << chain.status();
+}
+
+TEST_F(RedisRateLimitingTest, CountsInRedisWithKongsKeysAndTheChainGoesOnAfterTheReply) {
+  auto config = Base();
+  config->plugins = {Limit(601, true, Id(11)), Terminate(602, 503, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext first, second, third;
+  EXPECT_EQ(Request(chain, &config->routes[0], first), 503) << "request-termination ran after the reply";
+  EXPECT_EQ(first.resumed_with, StepStatus::kStop);
+  EXPECT_EQ(Header(first, "X-RateLimit-Remaining-Day"), "1");
+  EXPECT_EQ(Request(chain, &config->routes[0], second), 503);
+  EXPECT_EQ(Header(second, "X-RateLimit-Remaining-Day"), "0");
+  EXPECT_EQ(Request(chain, &config->routes[0], third), 429);
+  EXPECT_EQ(third.message, "API rate limit exceeded");
+  EXPECT_NE(Header(third, "Retry-After"), "<none>");
+  // Kong's key: ratelimit:<route>:<service>:<identifier>:<window start ms>:<period>, the plugin's
+  // scope (route 11, no service), with an expiry.
+  const std::string keys = redis_.Command("KEYS ratelimit:*");
+  const std::string prefix = "ratelimit:" + Id(11) + ":00000000-0000-0000-0000-000000000000:127.0.0.1:";
+  EXPECT_NE(keys.find(prefix), std::string::npos) << keys;
+  const size_t at = keys.find(prefix);
+  const std::string key = keys.substr(at, keys.find("\r\n", at) - at);
+  EXPECT_NE(key.find(":day"), std::string::npos) << key;
+  EXPECT_EQ(redis_.Command("GET " + key), "$1\r\n2\r\n") << "the refused request is not counted";
+  const std::string ttl = redis_.Command("TTL " + key);
+  EXPECT_TRUE(ttl.size() > 1 && ttl[0] == ':' && ttl[1] != '-') << ttl;
+}
+
+TEST_F(RedisRateLimitingTest, CancelledRequestIsNeverResumed) {
+  auto config = Base();
+  config->plugins = {Limit(611, true, Id(11)), Terminate(612, 503, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext gone, next;
+  gone.loop = &loop_;
+  gone.match = Match{&config->routes[0], nullptr, {}, false};
+  ASSERT_EQ(chain.step(0).OnRequest(gone), StepStatus::kSuspend);
+  chain.step(0).OnCancel(gone);  // the client went away: the chain tells the plugin
+  // Replies come in order: once the next request has its answer, the first one's came too.
+  EXPECT_EQ(Request(chain, &config->routes[0], next), 503);
+  EXPECT_EQ(gone.resumes, 0);
+  EXPECT_FALSE(gone.responded);
+}
+
+TEST_F(RedisRateLimitingTest, RedisDownFaultTolerantGoesOnElse500ThenLimitingResumes) {
+  auto config = Base();
+  config->plugins = {Limit(621, true, Id(11)), Terminate(622, 503, Id(11)), Limit(623, false, Id(12)),
+                     Terminate(624, 503, Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext warm;
+  ASSERT_EQ(Request(chain, &config->routes[0], warm), 503);
+  ASSERT_EQ(Header(warm, "X-RateLimit-Remaining-Day"), "1");
+
+  redis_.Kill();
+  for (int i = 0; i < 3; ++i) {  // the connection breaks, then refuses at once while down
+    FakeContext tolerant, strict;
+    EXPECT_EQ(Request(chain, &config->routes[0], tolerant), 503) << i;
+    EXPECT_EQ(Header(tolerant, "X-RateLimit-Remaining-Day"), "<none>") << i;
+    EXPECT_EQ(Request(chain, &config->routes[1], strict), 500) << i;
+    EXPECT_EQ(strict.message, "An unexpected error occurred");
+  }
+
+  ASSERT_TRUE(redis_.Start()) << redis_.error();  // same port, empty
+  std::string remaining = "<none>";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (remaining == "<none>" && std::chrono::steady_clock::now() < deadline) {
+    FakeContext again;
+    EXPECT_EQ(Request(chain, &config->routes[0], again), 503);
+    remaining = Header(again, "X-RateLimit-Remaining-Day");
+    if (remaining == "<none>") {  // (the reconnect backoff)
+      uv_sleep(50);
+      uv_run(&loop_, UV_RUN_NOWAIT);
+    }
+  }
+  EXPECT_EQ(remaining, "1") << "counting again from the restarted (empty) Redis";
 }
 
 }  // namespace
