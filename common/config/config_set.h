@@ -19,6 +19,7 @@ struct ConfigSet {
   // (digests, made by the snapshot export). A config holds one or the other.
   std::vector<config::v1::KeyAuthCredential> keyauth_credentials;
   std::vector<config::v1::KeyAuthDigest> keyauth_digests;
+  std::vector<config::v1::JwtSecret> jwt_secrets;  // sent to data planes as they are
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).

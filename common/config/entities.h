@@ -9,5 +9,6 @@ const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
 const EntityDescriptor& ConsumersKind();           // "consumers": config::v1::Consumer
 const EntityDescriptor& PluginsKind();             // "plugins": config::v1::Plugin
 const EntityDescriptor& KeyAuthCredentialsKind();  // "keyauth_credentials" (/key-auths): config::v1::KeyAuthCredential
+const EntityDescriptor& JwtSecretsKind();          // "jwt_secrets" (/jwts): config::v1::JwtSecret
 
 }  // namespace portico

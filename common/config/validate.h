@@ -22,6 +22,9 @@ FieldErrors ValidateRouteFields(const config::v1::Route& route);
 FieldErrors ValidatePluginFields(const config::v1::Plugin& plugin);
 FieldErrors ValidateConsumerFields(const config::v1::Consumer& consumer);
 FieldErrors ValidateKeyAuthCredentialFields(const config::v1::KeyAuthCredential& credential);
+// Kong's jwt_secrets rules; the algorithm must be one Portico verifies, and an RS/ES one needs a
+// PEM public key OpenSSL parses (jwt_algorithms.h).
+FieldErrors ValidateJwtSecretFields(const config::v1::JwtSecret& secret);
 // Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
 // (unknown plugin, bad config) go to `errors` and leave the config as it was.
 void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);

@@ -19,6 +19,7 @@ constexpr char kRoutes[] = "routes";
 constexpr char kPlugins[] = "plugins";
 constexpr char kConsumers[] = "consumers";
 constexpr char kKeyAuthCredentials[] = "keyauth_credentials";
+constexpr char kJwtSecrets[] = "jwt_secrets";
 
 std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -64,7 +65,8 @@ struct Entry {
 std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
   entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
-                  exported.consumers.size() + exported.keyauth_digests.size());
+                  exported.consumers.size() + exported.keyauth_digests.size() +
+                  exported.jwt_secrets.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -79,6 +81,9 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::KeyAuthDigest& d : exported.keyauth_digests) {
     entries.push_back({kKeyAuthCredentials, d.id(), d.SerializeAsString()});
+  }
+  for (const config::v1::JwtSecret& j : exported.jwt_secrets) {
+    entries.push_back({kJwtSecrets, j.id(), j.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -206,6 +211,8 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
     d.set_salt(salt);
     d.set_key_sha256(KeyAuthKeyDigest(salt, k.key()));
   }
+  // JWT credentials go as they are: a DP verifies HMAC signatures with the secret itself.
+  out.jwt_secrets = std::move(config.jwt_secrets);
   return out;
 }
 
@@ -339,6 +346,8 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
       parsed = AppendResource(r, "consumer", &config->consumers);
     } else if (r.kind() == kKeyAuthCredentials) {
       parsed = AppendResource(r, "key-auth credential", &config->keyauth_digests);
+    } else if (r.kind() == kJwtSecrets) {
+      parsed = AppendResource(r, "jwt credential", &config->jwt_secrets);
     } else if (r.kind() == kPlugins) {
       parsed = AppendResource(r, "plugin", &config->plugins);
     }

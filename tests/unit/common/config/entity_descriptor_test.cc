@@ -122,6 +122,15 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
         EXPECT_TRUE(KeyAuthCredentialsKind().Validate(credential).Has("consumer"));
         continue;
       }
+      if (kind == &JwtSecretsKind()) {
+        ASSERT_EQ(spec.name, "consumer");
+        config::v1::JwtSecret secret;
+        secret.set_key("k");
+        secret.set_secret("s");
+        secret.set_algorithm("HS256");
+        EXPECT_TRUE(JwtSecretsKind().Validate(secret).Has("consumer"));
+        continue;
+      }
       if (kind == &PluginsKind()) {
         ASSERT_EQ(spec.name, "name");
         config::v1::Plugin plugin;
@@ -138,7 +147,7 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 4);  // services: protocol, host; plugins: name; key-auth credentials: consumer
+  EXPECT_EQ(required, 5);  // services: protocol, host; plugins: name; key-auth and jwt credentials: consumer
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -210,10 +219,14 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(to_routes[0].field->name, "route");
   EXPECT_TRUE(kinds.ReferencesTo(PluginsKind()).empty());
   std::vector<EntityRegistry::Reference> to_consumers = kinds.ReferencesTo(ConsumersKind());
-  ASSERT_EQ(to_consumers.size(), 2u);
+  ASSERT_EQ(to_consumers.size(), 3u);
   EXPECT_EQ(to_consumers[0].kind, &PluginsKind());
   EXPECT_EQ(to_consumers[1].kind, &KeyAuthCredentialsKind());
   EXPECT_EQ(to_consumers[1].field->on_delete, OnDelete::kCascade);
+  EXPECT_EQ(to_consumers[2].kind, &JwtSecretsKind());
+  EXPECT_EQ(to_consumers[2].field->on_delete, OnDelete::kCascade);
+  EXPECT_EQ(kinds.FindByAdminName("jwts"), &JwtSecretsKind());
+  EXPECT_EQ(JwtSecretsKind().nested_admin_name(), "jwt");
 }
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {
