@@ -7,6 +7,7 @@ namespace portico::plugins {
 
 const PluginSchema& CorrelationIdSchema();
 const PluginSchema& IpRestrictionSchema();
+const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();

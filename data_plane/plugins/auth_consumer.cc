@@ -8,7 +8,8 @@ namespace portico::dp::plugins {
 
 using config::v1::Consumer;
 
-void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id) {
+void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer, absl::string_view credential_id,
+                              absl::string_view credential_identifier) {
   request.consumer = &consumer;
   request.credential_id = credential_id;
   request.upstream_headers.emplace_back("X-Consumer-ID", consumer.id());
@@ -26,7 +27,8 @@ void SetAuthenticatedConsumer(RequestContext& request, const Consumer& consumer,
     request.upstream_headers.emplace_back("X-Anonymous-Consumer", "true");
     request.upstream_headers_removed.push_back("x-credential-identifier");
   } else {
-    request.upstream_headers.emplace_back("X-Credential-Identifier", credential_id);
+    request.upstream_headers.emplace_back("X-Credential-Identifier",
+                                          credential_identifier.empty() ? credential_id : credential_identifier);
     request.upstream_headers_removed.push_back("x-anonymous-consumer");
   }
 }
@@ -43,21 +45,28 @@ AnonymousConsumer::AnonymousConsumer(const nlohmann::json& anonymous, const Conf
 StepStatus AnonymousConsumer::Fail(RequestContext& request, int status, absl::string_view message,
                                    absl::string_view challenge) const {
   LocalResponse response;
-  if (configured_) {
-    if (consumer_ != nullptr) {
-      SetAuthenticatedConsumer(request, *consumer_, absl::string_view());
-      return StepStatus::kContinue;
-    }
-    // Kong: the configured anonymous consumer does not exist -> 500.
-    response.status = 500;
-    response.message = "An unexpected error occurred";
+  if (!configured_) {  // built only when it is sent
+    response.status = status;
+    response.message = message;
+    if (!challenge.empty()) response.headers.emplace_back("WWW-Authenticate", challenge);
+  }
+  return Fail(request, response);
+}
+
+StepStatus AnonymousConsumer::Fail(RequestContext& request, const LocalResponse& response) const {
+  if (!configured_) {
     request.Respond(response);
     return StepStatus::kStop;
   }
-  response.status = status;
-  response.message = message;
-  if (!challenge.empty()) response.headers.emplace_back("WWW-Authenticate", challenge);
-  request.Respond(response);
+  if (consumer_ != nullptr) {
+    SetAuthenticatedConsumer(request, *consumer_, absl::string_view());
+    return StepStatus::kContinue;
+  }
+  // Kong: the configured anonymous consumer does not exist -> 500.
+  LocalResponse error;
+  error.status = 500;
+  error.message = "An unexpected error occurred";
+  request.Respond(error);
   return StepStatus::kStop;
 }
 

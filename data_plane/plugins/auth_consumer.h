@@ -11,10 +11,11 @@ namespace portico::dp::plugins {
 
 // The request comes from `consumer` through credential `credential_id` (empty: the anonymous
 // consumer). Sends X-Consumer-ID, X-Consumer-Custom-ID, X-Consumer-Username and
-// X-Credential-Identifier, or X-Anonymous-Consumer: true, upstream, replacing (or removing) what
-// the client sent under those names.
+// X-Credential-Identifier (`credential_identifier`, or the id when empty: jwt sends the key), or
+// X-Anonymous-Consumer: true, upstream, replacing (or removing) what the client sent under those
+// names.
 void SetAuthenticatedConsumer(RequestContext& request, const config::v1::Consumer& consumer,
-                              absl::string_view credential_id);
+                              absl::string_view credential_id, absl::string_view credential_identifier = {});
 
 // An auth plugin's `anonymous` setting: the consumer (id or username) a failed request goes on as.
 class AnonymousConsumer {
@@ -29,6 +30,9 @@ class AnonymousConsumer {
   // {"message": message} and, when not empty, WWW-Authenticate: `challenge`.
   StepStatus Fail(RequestContext& request, int status, absl::string_view message,
                   absl::string_view challenge) const;
+  // The same with the whole error response given (a body of its own, as jwt's claim errors).
+  StepStatus Fail(RequestContext& request, const LocalResponse& response) const;
+  bool configured() const { return configured_; }
 
  private:
   bool configured_ = false;

@@ -1,6 +1,7 @@
 // Every plugin the data plane can run, one line each.
 #include "data_plane/plugins/correlation_id/correlation_id.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
+#include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
@@ -14,6 +15,7 @@ namespace {
 const PluginFactory kFactories[] = {
   {"correlation-id", &CompileCorrelationId},
   {"ip-restriction", &CompileIpRestriction},
+  {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
