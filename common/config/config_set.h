@@ -22,6 +22,7 @@ struct ConfigSet {
   // Basic-auth credentials (passwords as salted hashes, on the CP and in snapshots) and ACL groups.
   std::vector<config::v1::BasicAuthCredential> basicauth_credentials;  // sorted by id
   std::vector<config::v1::Acl> acls;                                   // sorted by id
+  std::vector<config::v1::JwtSecret> jwt_secrets;  // sent to data planes as they are
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).

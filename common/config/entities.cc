@@ -23,6 +23,7 @@ namespace {
 using config::v1::Consumer;
 using config::v1::Acl;
 using config::v1::BasicAuthCredential;
+using config::v1::JwtSecret;
 using config::v1::KeyAuthCredential;
 using config::v1::Plugin;
 using config::v1::Route;
@@ -291,6 +292,41 @@ const EntityDescriptor& AclsKind() {
   return *kind;
 }
 
+const EntityDescriptor& JwtSecretsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "jwt_secrets",
+          .admin_name = "jwts",
+          .nested_admin_name = "jwt",
+          .endpoint_key = "key",
+          .fields =
+              {
+                  {.name = "consumer",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "consumers",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "key", .type = FieldType::kString, .unique = true},
+                  {.name = "secret", .type = FieldType::kString},
+                  {.name = "rsa_public_key", .type = FieldType::kString},
+                  {.name = "algorithm", .type = FieldType::kString, .default_json = R"("HS256")"},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateJwtSecretFields(static_cast<const JwtSecret&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) {
+            // Kong generates the key and the secret when they are not given.
+            auto* secret = static_cast<JwtSecret*>(m);
+            if (secret->key().empty()) secret->set_key(absl::StrReplaceAll(NewUuid(), {{"-", ""}}));
+            if (secret->secret().empty()) secret->set_secret(absl::StrReplaceAll(NewUuid(), {{"-", ""}}));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::jwt_secrets>,
+      },
+      JwtSecret::default_instance());
+  return *kind;
+}
+
 const EntityDescriptor& PluginsKind() {
   static const EntityDescriptor* const kind = new EntityDescriptor(
       {
@@ -330,7 +366,7 @@ const EntityDescriptor& PluginsKind() {
 const EntityRegistry& EntityRegistry::Default() {
   static const EntityRegistry* const registry =
       new EntityRegistry({&ServicesKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
-                         &BasicAuthCredentialsKind(), &AclsKind()});
+                         &BasicAuthCredentialsKind(), &AclsKind(), &JwtSecretsKind()});
   return *registry;
 }
 

@@ -11,5 +11,6 @@ const EntityDescriptor& PluginsKind();             // "plugins": config::v1::Plu
 const EntityDescriptor& KeyAuthCredentialsKind();  // "keyauth_credentials" (/key-auths): config::v1::KeyAuthCredential
 const EntityDescriptor& BasicAuthCredentialsKind();  // "basicauth_credentials" (/basic-auths): config::v1::BasicAuthCredential
 const EntityDescriptor& AclsKind();                  // "acls": config::v1::Acl
+const EntityDescriptor& JwtSecretsKind();          // "jwt_secrets" (/jwts): config::v1::JwtSecret
 
 }  // namespace portico

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
+#include "common/config/jwt_algorithms.h"
 #include "common/config/utf8_fields.h"
 #include "common/config/basic_auth_password.h"
 #include "common/plugins/plugin_schema.h"
@@ -28,6 +29,7 @@ namespace {
 using config::v1::Consumer;
 using config::v1::Acl;
 using config::v1::BasicAuthCredential;
+using config::v1::JwtSecret;
 using config::v1::KeyAuthCredential;
 using config::v1::KeyAuthDigest;
 using config::v1::Plugin;
@@ -700,6 +702,36 @@ FieldErrors AclRules(const Acl& a) {
   return errors;
 }
 
+// Kong's jwt_secrets rules, and only algorithms the DP verifies: an RS or ES algorithm needs a PEM
+// public key OpenSSL parses (and of the algorithm's kind).
+FieldErrors JwtSecretRules(const JwtSecret& j) {
+  FieldErrors errors;
+  if (!j.id().empty() && !IsUuid(j.id())) errors.Add("id", "expected a valid UUID");
+  if (!j.has_consumer_id()) errors.Add("consumer", "required field missing");
+  if (j.key().empty()) errors.Add("key", "length must be at least 1");
+  if (j.secret().empty()) errors.Add("secret", "length must be at least 1");
+  if (j.has_rsa_public_key() && j.rsa_public_key().empty()) errors.Add("rsa_public_key", "length must be at least 1");
+  if (!IsKongJwtAlgorithm(j.algorithm())) {
+    errors.Add("algorithm", absl::StrCat("expected one of: ", KongJwtAlgorithmList()));
+    return errors;
+  }
+  const JwtAlgorithm* algorithm = FindJwtAlgorithm(j.algorithm());
+  if (algorithm == nullptr) {
+    errors.Add("algorithm", absl::StrCat("'", j.algorithm(), "' is not supported by Portico yet"));
+    return errors;
+  }
+  if (algorithm->family == JwtAlgorithmFamily::kHmac) return errors;
+  std::string problem;
+  if (!j.has_rsa_public_key()) {
+    problem = "required field missing";
+  } else if (!j.rsa_public_key().empty()) {
+    absl::StatusOr<EvpPkeyPtr> key = ParseJwtPublicKey(j.rsa_public_key(), *algorithm);
+    if (!key.ok()) problem = std::string(key.status().message());
+  }
+  if (!problem.empty()) errors.Add("rsa_public_key", problem);
+  return errors;
+}
+
 }  // namespace
 
 FieldErrors ValidateBasicAuthCredentialFields(const BasicAuthCredential& credential) {
@@ -712,6 +744,7 @@ FieldErrors ValidateConsumerFields(const Consumer& consumer) { return WithUtf8Ch
 FieldErrors ValidateKeyAuthCredentialFields(const KeyAuthCredential& credential) {
   return WithUtf8Check(credential, &KeyAuthRules);
 }
+FieldErrors ValidateJwtSecretFields(const JwtSecret& secret) { return WithUtf8Check(secret, &JwtSecretRules); }
 
 void NormalizePlugin(Plugin* plugin, FieldErrors* errors) {
   const plugins::PluginSchema* schema = plugins::FindPluginSchema(plugin->name());
@@ -845,6 +878,18 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
     if (consumer_ids.count(a.consumer_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(a.consumer_id()), " does not exist"));
+    }
+  }
+  // JWT credentials: rules, unique ids and keys, an existing consumer.
+  std::set<std::string> jwt_ids, jwt_keys;
+  for (const JwtSecret& j : config.jwt_secrets) {
+    const std::string context = absl::StrCat("jwt credential ", PrintableId(j.id()), ": ");
+    if (!IsUuid(j.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateJwtSecretFields(j).ToStatus(context); !st.ok()) return st;
+    if (!jwt_ids.insert(j.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!jwt_keys.insert(j.key()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
+    if (consumer_ids.count(j.consumer_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(j.consumer_id()), " does not exist"));
     }
   }
   // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,

@@ -24,6 +24,9 @@ FieldErrors ValidateConsumerFields(const config::v1::Consumer& consumer);
 FieldErrors ValidateKeyAuthCredentialFields(const config::v1::KeyAuthCredential& credential);
 FieldErrors ValidateBasicAuthCredentialFields(const config::v1::BasicAuthCredential& credential);
 FieldErrors ValidateAclFields(const config::v1::Acl& acl);
+// Kong's jwt_secrets rules; the algorithm must be one Portico verifies, and an RS/ES one needs a
+// PEM public key OpenSSL parses (jwt_algorithms.h).
+FieldErrors ValidateJwtSecretFields(const config::v1::JwtSecret& secret);
 // Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
 // (unknown plugin, bad config) go to `errors` and leave the config as it was.
 void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);

@@ -9,6 +9,7 @@ const PluginSchema& AclSchema();
 const PluginSchema& BasicAuthSchema();
 const PluginSchema& CorrelationIdSchema();
 const PluginSchema& IpRestrictionSchema();
+const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();

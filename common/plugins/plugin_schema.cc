@@ -40,7 +40,7 @@ void ConfigFields::Describe(const char* name, json description) {
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
-    auto* v = new std::vector<const PluginSchema*>{&AclSchema(), &BasicAuthSchema(), &CorrelationIdSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
+    auto* v = new std::vector<const PluginSchema*>{&AclSchema(), &BasicAuthSchema(), &CorrelationIdSchema(), &IpRestrictionSchema(), &JwtSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
                                                    &RequestSizeLimitingSchema(),
                                                    &RequestTerminationSchema(), &ResponseTransformerSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
@@ -143,7 +143,11 @@ std::optional<double> ConfigFields::Number(const char* name, std::optional<doubl
       return fallback;
     }
     if (d < min || d > max) {
-      errors_->Add(name, absl::StrCat("value should be between ", min, " and ", max));
+      // Whole bounds are written as integers ("31536000", not "3.1536e+07").
+      auto text = [](double b) {
+        return std::floor(b) == b && std::fabs(b) < 9.0e15 ? absl::StrCat(static_cast<int64_t>(b)) : absl::StrCat(b);
+      };
+      errors_->Add(name, absl::StrCat("value should be between ", text(min), " and ", text(max)));
       return fallback;
     }
     value = d;

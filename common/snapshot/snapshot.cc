@@ -21,6 +21,7 @@ constexpr char kConsumers[] = "consumers";
 constexpr char kKeyAuthCredentials[] = "keyauth_credentials";
 constexpr char kBasicAuthCredentials[] = "basicauth_credentials";
 constexpr char kAcls[] = "acls";
+constexpr char kJwtSecrets[] = "jwt_secrets";
 
 std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -67,7 +68,7 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
   entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
                   exported.consumers.size() + exported.keyauth_digests.size() +
-                  exported.basicauth_credentials.size() + exported.acls.size());
+                  exported.basicauth_credentials.size() + exported.acls.size() + exported.jwt_secrets.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -88,6 +89,9 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::Acl& a : exported.acls) {
     entries.push_back({kAcls, a.id(), a.SerializeAsString()});
+  }
+  for (const config::v1::JwtSecret& j : exported.jwt_secrets) {
+    entries.push_back({kJwtSecrets, j.id(), j.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -217,6 +221,8 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
   }
   out.basicauth_credentials = std::move(config.basicauth_credentials);  // passwords are hashes
   out.acls = std::move(config.acls);
+  // JWT credentials go as they are: a DP verifies HMAC signatures with the secret itself.
+  out.jwt_secrets = std::move(config.jwt_secrets);
   return out;
 }
 
@@ -354,6 +360,8 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
       parsed = AppendResource(r, "basic-auth credential", &config->basicauth_credentials);
     } else if (r.kind() == kAcls) {
       parsed = AppendResource(r, "acl", &config->acls);
+    } else if (r.kind() == kJwtSecrets) {
+      parsed = AppendResource(r, "jwt credential", &config->jwt_secrets);
     } else if (r.kind() == kPlugins) {
       parsed = AppendResource(r, "plugin", &config->plugins);
     }

@@ -44,21 +44,28 @@ AnonymousConsumer::AnonymousConsumer(const nlohmann::json& anonymous, const Conf
 StepStatus AnonymousConsumer::Fail(RequestContext& request, int status, absl::string_view message,
                                    absl::string_view challenge) const {
   LocalResponse response;
-  if (configured_) {
-    if (consumer_ != nullptr) {
-      SetAuthenticatedConsumer(request, *consumer_, absl::string_view());
-      return StepStatus::kContinue;
-    }
-    // Kong: the configured anonymous consumer does not exist -> 500.
-    response.status = 500;
-    response.message = "An unexpected error occurred";
+  if (!configured_) {  // built only when it is sent
+    response.status = status;
+    response.message = message;
+    if (!challenge.empty()) response.headers.emplace_back("WWW-Authenticate", challenge);
+  }
+  return Fail(request, response);
+}
+
+StepStatus AnonymousConsumer::Fail(RequestContext& request, const LocalResponse& response) const {
+  if (!configured_) {
     request.Respond(response);
     return StepStatus::kStop;
   }
-  response.status = status;
-  response.message = message;
-  if (!challenge.empty()) response.headers.emplace_back("WWW-Authenticate", challenge);
-  request.Respond(response);
+  if (consumer_ != nullptr) {
+    SetAuthenticatedConsumer(request, *consumer_, absl::string_view());
+    return StepStatus::kContinue;
+  }
+  // Kong: the configured anonymous consumer does not exist -> 500.
+  LocalResponse error;
+  error.status = 500;
+  error.message = "An unexpected error occurred";
+  request.Respond(error);
   return StepStatus::kStop;
 }
 

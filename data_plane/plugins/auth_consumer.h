@@ -30,6 +30,9 @@ class AnonymousConsumer {
   // {"message": message} and, when not empty, WWW-Authenticate: `challenge`.
   StepStatus Fail(RequestContext& request, int status, absl::string_view message,
                   absl::string_view challenge) const;
+  // The same with the whole error response given (a body of its own, as jwt's claim errors).
+  StepStatus Fail(RequestContext& request, const LocalResponse& response) const;
+  bool configured() const { return configured_; }
 
  private:
   bool configured_ = false;

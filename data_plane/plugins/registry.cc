@@ -3,6 +3,7 @@
 #include "data_plane/plugins/basic_auth/basic_auth.h"
 #include "data_plane/plugins/correlation_id/correlation_id.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
+#include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
@@ -19,6 +20,7 @@ const PluginFactory kFactories[] = {
   {"basic-auth", &CompileBasicAuth},
   {"correlation-id", &CompileCorrelationId},
   {"ip-restriction", &CompileIpRestriction},
+  {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},

@@ -320,6 +320,73 @@ TEST_F(PluginsTest, BasicAuthAndAclGuardARouteAndPasswordsAreStoredHashed) {
 }  // namespace
 }  // namespace portico::testing
 
+#include <ctime>
+
+#include "tests/common/jwt_signer.h"
+
+namespace portico::testing {
+namespace {
+
+TEST_F(PluginsTest, JwtVerifiesHmacAndRsaTokensAndRefusesWithKongs401s) {
+  HttpResult alice = cluster_.Admin("POST", "/consumers", {{"username", "alice"}});
+  ASSERT_EQ(alice.status, 201) << alice.body;
+  HttpResult hs = cluster_.Admin("POST", "/consumers/alice/jwt", {{"key", "alice-iss"}, {"secret", "alice-secret"}});
+  ASSERT_EQ(hs.status, 201) << hs.body;
+  const test_support::TestKeyPair rsa = test_support::NewRsaKeyPair();
+  HttpResult rs = cluster_.Admin("POST", "/jwts", {{"consumer", {{"username", "alice"}}}, {"key", "alice-rs"},
+                                                   {"algorithm", "RS256"}, {"rsa_public_key", rsa.public_pem}});
+  ASSERT_EQ(rs.status, 201) << rs.body;
+  HttpResult no_key = cluster_.Admin("POST", "/consumers/alice/jwt", {{"algorithm", "ES256"}});
+  EXPECT_EQ(no_key.status, 400);
+  EXPECT_EQ(ParseJson(no_key)["fields"]["rsa_public_key"], "required field missing");
+  Add("/routes/a/plugins", {{"name", "jwt"}, {"config", {{"claims_to_verify", {"exp"}}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto claims = [now](const std::string& iss, int64_t exp_in) {
+    return json{{"iss", iss}, {"exp", now + exp_in}}.dump();
+  };
+  auto send = [this](const std::string& authorization) {
+    return Send(absl::StrCat("GET /a HTTP/1.1\r\nHost: x\r\nAuthorization: ", authorization,
+                             "\r\nX-Credential-Identifier: spoofed\r\nConnection: close\r\n\r\n"));
+  };
+  HttpResult ok = send("Bearer " + test_support::SignJwt("HS256", claims("alice-iss", 600), "alice-secret"));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  json seen = json::parse(ok.body, nullptr, false);
+  EXPECT_EQ(seen["headers"]["x-consumer-id"], ParseJson(alice)["id"]) << seen.dump();
+  EXPECT_EQ(seen["headers"]["x-consumer-username"], "alice");
+  EXPECT_EQ(seen["headers"]["x-credential-identifier"], "alice-iss") << "Kong sends the jwt key";
+  HttpResult by_rsa = send("Bearer " + test_support::SignJwt("RS256", claims("alice-rs", 600), "", rsa.key.get()));
+  EXPECT_EQ(by_rsa.status, 200) << by_rsa.body;
+  const std::string token = test_support::SignJwt("HS256", claims("alice-iss", 600), "alice-secret");
+  EXPECT_EQ(Get("/a?jwt=" + token).status, 200) << "from the query";
+  EXPECT_EQ(upstream_.requests_served(), 3);
+
+  auto refused = [&](const std::string& authorization) {
+    HttpResult r = send(authorization);
+    EXPECT_EQ(r.status, 401) << authorization << " -> " << r.body;
+    EXPECT_EQ(r.headers["www-authenticate"], "Bearer error=\"invalid_token\"");
+    return json::parse(r.body, nullptr, false);
+  };
+  EXPECT_EQ(refused("Bearer " + test_support::SignJwt("HS256", claims("alice-iss", -10), "alice-secret")),
+            json({{"exp", "token expired"}}));
+  EXPECT_EQ(refused("Bearer " + test_support::SignJwt("HS256", claims("alice-iss", 600), "guessed")),
+            json({{"message", "Invalid signature"}}));
+  EXPECT_EQ(refused("Bearer " + test_support::SignJwt("HS256", claims("mallory", 600), "alice-secret")),
+            json({{"message", "No credentials found for given 'iss'"}}));
+  EXPECT_EQ(refused("Bearer " + test_support::SignJwt("HS256", claims("alice-rs", 600), "alice-secret")),
+            json({{"message", "Invalid algorithm"}}));
+  EXPECT_EQ(refused("Bearer %%%.~~~.@@"), json({{"message", "Bad token; invalid JSON"}}));
+  HttpResult none = Get("/a");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(json::parse(none.body, nullptr, false), json({{"message", "Unauthorized"}}));
+  EXPECT_EQ(none.headers["www-authenticate"], "Bearer");
+  EXPECT_EQ(upstream_.requests_served(), 3) << "no refused request reached the upstream";
+}
+
+}  // namespace
+}  // namespace portico::testing
+
 namespace portico::testing {
 namespace {
 

@@ -122,6 +122,15 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
         EXPECT_TRUE(KeyAuthCredentialsKind().Validate(credential).Has("consumer"));
         continue;
       }
+      if (kind == &JwtSecretsKind()) {
+        ASSERT_EQ(spec.name, "consumer");
+        config::v1::JwtSecret secret;
+        secret.set_key("k");
+        secret.set_secret("s");
+        secret.set_algorithm("HS256");
+        EXPECT_TRUE(JwtSecretsKind().Validate(secret).Has("consumer"));
+        continue;
+      }
       if (kind == &PluginsKind()) {
         ASSERT_EQ(spec.name, "name");
         config::v1::Plugin plugin;
@@ -143,7 +152,7 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 9);  // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password; acl group)
+  EXPECT_EQ(required, 10);  // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password; acl group)
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -215,7 +224,7 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(to_routes[0].field->name, "route");
   EXPECT_TRUE(kinds.ReferencesTo(PluginsKind()).empty());
   std::vector<EntityRegistry::Reference> to_consumers = kinds.ReferencesTo(ConsumersKind());
-  ASSERT_EQ(to_consumers.size(), 4u);
+  ASSERT_EQ(to_consumers.size(), 5u);
   EXPECT_EQ(to_consumers[0].kind, &PluginsKind());
   EXPECT_EQ(to_consumers[1].kind, &KeyAuthCredentialsKind());
   EXPECT_EQ(to_consumers[2].kind, &BasicAuthCredentialsKind());
@@ -226,6 +235,9 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(kinds.FindByAdminName("basic-auths"), &BasicAuthCredentialsKind());
   EXPECT_EQ(BasicAuthCredentialsKind().nested_admin_name(), "basic-auth");
   EXPECT_EQ(kinds.FindByAdminName("acls"), &AclsKind());
+  EXPECT_EQ(to_consumers[4].kind, &JwtSecretsKind());
+  EXPECT_EQ(kinds.FindByAdminName("jwts"), &JwtSecretsKind());
+  EXPECT_EQ(JwtSecretsKind().nested_admin_name(), "jwt");
 }
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {

@@ -17,8 +17,11 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "ip-restriction", "key-auth", "rate-limiting",
-                                            "request-size-limiting", "request-termination", "response-transformer"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "ip-restriction", "jwt", "key-auth",
+                                            "rate-limiting", "request-size-limiting", "request-termination",
+                                            "response-transformer"}));
+  EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
+  EXPECT_TRUE(FindPluginSchema("jwt")->no_consumer);
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("basic-auth")->priority, 1100);
   EXPECT_EQ(FindPluginSchema("acl")->priority, 950);
@@ -202,6 +205,34 @@ TEST(PluginSchemaTest, AclNeedsExactlyOneListAndBasicAuthHasKongsDefaults) {
             json::parse(R"({"anonymous":null,"hide_credentials":false,"realm":"service"})"));
   EXPECT_TRUE(ok.empty()) << ok.KongMessage();
   EXPECT_TRUE(FindPluginSchema("basic-auth")->no_consumer);
+}
+
+TEST(JwtSchemaTest, KongDefaultsClaimsAndMaximumExpiration) {
+  FieldErrors errors;
+  EXPECT_EQ(Normalize("jwt", json::object(), &errors), json::parse(R"({
+      "uri_param_names":["jwt"],"cookie_names":[],"key_claim_name":"iss","secret_is_base64":false,
+      "claims_to_verify":null,"anonymous":null,"run_on_preflight":true,"maximum_expiration":0,
+      "header_names":["authorization"],"realm":null})"));
+  EXPECT_TRUE(errors.empty()) << errors.KongMessage();
+
+  FieldErrors claims;
+  Normalize("jwt", {{"claims_to_verify", {"exp", "iat"}}}, &claims);
+  EXPECT_EQ(claims.KongMessage(), "schema violation (claims_to_verify.2: expected one of: exp, nbf)");
+  FieldErrors range;
+  Normalize("jwt", {{"maximum_expiration", 31536001}, {"key_claim_name", ""}}, &range);
+  EXPECT_EQ(range.KongMessage(),
+            "2 schema violations (key_claim_name: length must be at least 1; "
+            "maximum_expiration: value should be between 0 and 31536000)");
+  FieldErrors needs_exp;
+  Normalize("jwt", {{"maximum_expiration", 60}, {"claims_to_verify", {"nbf"}}}, &needs_exp);
+  EXPECT_EQ(needs_exp.KongMessage(),
+            "2 schema violations (claims_to_verify: expected to contain: exp; "
+            "failed conditional validation given value of field 'config.maximum_expiration')");
+  FieldErrors ok;
+  json with_exp = Normalize("jwt", {{"maximum_expiration", "60"}, {"claims_to_verify", "exp"}}, &ok);
+  EXPECT_TRUE(ok.empty()) << ok.KongMessage();
+  EXPECT_EQ(with_exp["maximum_expiration"], 60);
+  EXPECT_EQ(with_exp["claims_to_verify"], json({"exp"})) << "form values become one-element arrays";
 }
 
 }  // namespace

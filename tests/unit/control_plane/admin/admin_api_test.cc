@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/corrupt_rows.h"
+#include "tests/common/jwt_signer.h"
 
 namespace portico::cp {
 namespace {
@@ -775,6 +776,55 @@ TEST_F(AdminConsumersTest, ConsumersAndKeyAuthCredentialsWithKongPaths) {
   EXPECT_EQ(Call("DELETE", "/consumers/alice").status, 204);
   EXPECT_EQ(CallJson("GET", "/key-auths", 200)["data"].size(), 1u);
   EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), 0u);
+}
+
+TEST_F(AdminConsumersTest, JwtCredentialsWithKongPathsGeneratedSecretsAndCheckedKeys) {
+  json alice = CallJson("POST", "/consumers", 201, R"({"username":"alice"})");
+  json hs = CallJson("POST", "/consumers/alice/jwt", 201, "");
+  EXPECT_EQ(hs["consumer"], json({{"id", alice["id"]}}));
+  EXPECT_EQ(hs["algorithm"], "HS256");
+  ASSERT_TRUE(hs["key"].is_string() && hs["secret"].is_string()) << hs.dump();
+  EXPECT_EQ(hs["key"].get<std::string>().size(), 32u) << "generated";
+  EXPECT_EQ(hs["secret"].get<std::string>().size(), 32u) << "generated";
+  EXPECT_NE(hs["key"], hs["secret"]);
+  EXPECT_TRUE(hs["rsa_public_key"].is_null());
+
+  const test_support::TestKeyPair rsa = test_support::NewRsaKeyPair();
+  json rs = CallJson("POST", "/jwts", 201,
+                     json{{"consumer", {{"username", "alice"}}}, {"key", "rs-iss"}, {"algorithm", "RS256"},
+                          {"rsa_public_key", rsa.public_pem}}.dump());
+  EXPECT_EQ(rs["rsa_public_key"], rsa.public_pem);
+  const test_support::TestKeyPair ec = test_support::NewEcKeyPair("P-256");
+  CallJson("POST", "/consumers/alice/jwt", 201,
+           json{{"key", "es-iss"}, {"algorithm", "ES256"}, {"rsa_public_key", ec.public_pem}}.dump());
+  EXPECT_EQ(CallJson("GET", "/jwts", 200)["data"].size(), 3u);
+  EXPECT_EQ(CallJson("GET", "/consumers/alice/jwt", 200)["data"].size(), 3u);
+  EXPECT_EQ(CallJson("GET", "/jwts/rs-iss", 200)["id"], rs["id"]) << "key addressing";
+  EXPECT_EQ(CallJson("GET", "/consumers/alice/jwt/rs-iss", 200)["id"], rs["id"]);
+
+  // Kong's conditional rule: an RS/ES algorithm needs a public key OpenSSL parses.
+  json missing = CallJson("POST", "/consumers/alice/jwt", 400, R"({"algorithm":"RS256"})");
+  EXPECT_EQ(missing["fields"]["rsa_public_key"], "required field missing") << missing.dump();
+  json garbage = CallJson("POST", "/consumers/alice/jwt", 400,
+                          R"({"algorithm":"RS512","rsa_public_key":"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"})");
+  EXPECT_EQ(garbage["fields"]["rsa_public_key"], "invalid key");
+  json wrong_kind = CallJson("POST", "/consumers/alice/jwt", 400,
+                             json{{"algorithm", "ES384"}, {"rsa_public_key", ec.public_pem}}.dump());
+  EXPECT_EQ(wrong_kind["fields"]["rsa_public_key"], "not an EC key on curve secp384r1, as algorithm ES384 needs");
+  EXPECT_EQ(CallJson("POST", "/consumers/alice/jwt", 400, R"({"algorithm":"HS1"})")["fields"]["algorithm"],
+            "expected one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512, EdDSA");
+  EXPECT_EQ(CallJson("POST", "/consumers/alice/jwt", 400, R"({"algorithm":"PS256"})")["fields"]["algorithm"],
+            "'PS256' is not supported by Portico yet");
+  // A duplicate key, a missing consumer.
+  EXPECT_EQ(CallJson("POST", "/consumers/alice/jwt", 409, R"({"key":"rs-iss"})")["code"], 5);
+  EXPECT_EQ(CallJson("POST", "/consumers/nobody/jwt", 404, "")["message"], "Not found");
+  EXPECT_EQ(CallJson("POST", "/jwts", 400, R"({"key":"x"})")["fields"]["consumer"], "required field missing");
+  // PATCH keeps the rules; deleting the consumer deletes its credentials.
+  EXPECT_EQ(CallJson("PATCH", "/jwts/rs-iss", 400, R"({"algorithm":"ES256"})")["fields"]["rsa_public_key"],
+            "not an EC key on curve prime256v1, as algorithm ES256 needs");
+  EXPECT_EQ(CallJson("PATCH", "/jwts/rs-iss", 200, R"({"algorithm":"RS384"})")["algorithm"], "RS384");
+  EXPECT_EQ(Call("DELETE", "/consumers/alice").status, 204);
+  EXPECT_EQ(CallJson("GET", "/jwts", 200)["data"].size(), 0u);
 }
 
 }  // namespace
