@@ -21,12 +21,16 @@ void RequestContext::ResetContext() {
   attempt = 0;
   upstream_head.clear();
   response_headers.Clear();
+  response_headers_removed.clear();
   consumer = nullptr;
   credential_id = absl::string_view();
   upstream_headers.clear();
   upstream_headers_removed.clear();
   upstream_query.clear();
   upstream_query_set = false;
+  upstream_method = absl::string_view();
+  upstream_path = absl::string_view();
+  upstream_host = absl::string_view();
   request_id.clear();
   suspended_data = nullptr;
   response_text.clear();

@@ -101,6 +101,10 @@ class RequestContext {
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;
+  // Upstream response headers not passed to the client (lowercase names; views that outlive the
+  // request): what a plugin replaces or clears (cors' Access-Control-Allow-Origin, as Kong's
+  // kong.response.set_header / clear_header).
+  std::vector<absl::string_view> response_headers_removed;
   // Set by an auth plugin: who the request comes from (config entities of the pinned snapshot).
   const config::v1::Consumer* consumer = nullptr;
   absl::string_view credential_id;  // empty for an anonymous consumer
@@ -112,6 +116,12 @@ class RequestContext {
   std::vector<absl::string_view> upstream_headers_removed;
   std::string upstream_query;
   bool upstream_query_set = false;
+  // Overrides of the upstream request line and Host (empty: as the proxy builds them): the method,
+  // the path (already escaped, replacing the service path + route stripping), the Host header.
+  // Views into the snapshot or the request head.
+  absl::string_view upstream_method;
+  absl::string_view upstream_path;
+  absl::string_view upstream_host;
   // The request's correlation id when a plugin made one (correlation-id); storage for the views
   // in upstream_headers.
   std::string request_id;

@@ -211,7 +211,7 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (!IsForwardableResponseHead(response)) return UpstreamHeadAction::kError;  // 502, connection not reused
   response_status_ = response.status;
   RunResponseHeadSteps(response.status);
-  body_to_client_ = downstream_->SendResponseHead(response, response_headers.items());
+  body_to_client_ = downstream_->SendResponseHead(response, response_headers.items(), response_headers_removed);
   if (cancelled_) return UpstreamHeadAction::kError;
   response_started_ = true;
   return body_to_client_ ? UpstreamHeadAction::kContinue : UpstreamHeadAction::kSkipBody;
