@@ -6,6 +6,7 @@
 namespace portico::plugins {
 
 const PluginSchema& CorrelationIdSchema();
+const PluginSchema& CorsSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();

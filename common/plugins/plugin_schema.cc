@@ -18,7 +18,7 @@ using nlohmann::json;
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
-    auto* v = new std::vector<const PluginSchema*>{&CorrelationIdSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
+    auto* v = new std::vector<const PluginSchema*>{&CorrelationIdSchema(), &CorsSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
                                                    &RequestSizeLimitingSchema(),
                                                    &RequestTerminationSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {

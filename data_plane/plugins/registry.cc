@@ -1,5 +1,6 @@
 // Every plugin the data plane can run, one line each.
 #include "data_plane/plugins/correlation_id/correlation_id.h"
+#include "data_plane/plugins/cors/cors.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
@@ -13,6 +14,7 @@ namespace {
 
 const PluginFactory kFactories[] = {
   {"correlation-id", &CompileCorrelationId},
+  {"cors", &CompileCors},
   {"ip-restriction", &CompileIpRestriction},
   {"key-auth", &CompileKeyAuth},
   {"rate-limiting", &CompileRateLimiting},

@@ -115,7 +115,7 @@ TEST_F(PluginsTest, BadPluginWritesAreRefusedAndTheDataPlaneKeepsServing) {
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(ParseJson(bad)["fields"]["config"]["status_code"], "value should be between 100 and 599");
   EXPECT_EQ(cluster_.Admin("POST", "/routes/a/plugins", Terminate(419)).status, 409);
-  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "cors"}}).status, 400);
+  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "no-such-plugin"}}).status, 400);
   EXPECT_EQ(cluster_.CpVersion(), version);
   EXPECT_EQ(Get("/a").status, 418);
   EXPECT_EQ(Get("/b").status, 200);
@@ -234,6 +234,64 @@ TEST_F(PluginsTest, CorrelationIdReachesTheUpstreamAndComesBack) {
   EXPECT_EQ(json::parse(r.body, nullptr, false)["headers"]["kong-request-id"], id);
   HttpResult again = Get("/b");
   EXPECT_NE(again.headers["kong-request-id"], id);
+}
+
+}  // namespace
+}  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+TEST_F(PluginsTest, CorsAnswersPreflightsAndDecoratesEveryResponse) {
+  Add("/routes/a/plugins", {{"name", "cors"},
+                            {"config", {{"origins", {"http://app.example", "(.*\\.)?trusted\\.example"}},
+                                        {"credentials", true},
+                                        {"exposed_headers", {"X-Total"}},
+                                        {"max_age", 600}}}});
+  Add("/routes/b/plugins", {{"name", "cors"}, {"config", {{"preflight_continue", true}}}});
+  Add("/routes/c/plugins", {{"name", "cors"}});
+  Add("/routes/c/plugins", Terminate(403));
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult preflight = Send(
+      "OPTIONS /a HTTP/1.1\r\nHost: x\r\nOrigin: https://api.trusted.example\r\n"
+      "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: X-Custom\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(preflight.status, 200) << preflight.body;
+  EXPECT_EQ(preflight.body, "");
+  EXPECT_EQ(preflight.headers["access-control-allow-origin"], "https://api.trusted.example");
+  EXPECT_EQ(preflight.headers["access-control-allow-credentials"], "true");
+  EXPECT_EQ(preflight.headers["access-control-allow-methods"], "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT");
+  EXPECT_EQ(preflight.headers["access-control-allow-headers"], "X-Custom");
+  EXPECT_EQ(preflight.headers["access-control-max-age"], "600");
+  EXPECT_EQ(preflight.headers["vary"], "Origin");
+  EXPECT_EQ(upstream_.requests_served(), 0) << "the plugin answered the preflight";
+
+  HttpResult simple = Send("GET /a HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example:80\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(simple.status, 200) << simple.body;
+  EXPECT_EQ(json::parse(simple.body, nullptr, false)["method"], "GET") << "proxied";
+  EXPECT_EQ(simple.headers["access-control-allow-origin"], "http://app.example");
+  EXPECT_EQ(simple.headers["access-control-allow-credentials"], "true");
+  EXPECT_EQ(simple.headers["access-control-expose-headers"], "X-Total");
+  EXPECT_EQ(simple.headers["x-upstream"], "echo") << "the upstream's own headers stay";
+
+  HttpResult stranger = Send("GET /a HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(stranger.status, 200);
+  EXPECT_FALSE(stranger.headers.contains("access-control-allow-origin")) << "an Origin no entry matches";
+
+  HttpResult continued = Send(
+      "OPTIONS /b HTTP/1.1\r\nHost: x\r\nOrigin: https://x.example\r\nAccess-Control-Request-Method: GET\r\n"
+      "Connection: close\r\n\r\n");
+  ASSERT_EQ(continued.status, 200) << continued.body;
+  EXPECT_EQ(json::parse(continued.body, nullptr, false)["method"], "OPTIONS") << "preflight_continue";
+  EXPECT_FALSE(continued.headers.contains("access-control-allow-origin"));
+
+  HttpResult terminated = Get("/c");
+  EXPECT_EQ(terminated.status, 403) << "request-termination (priority 2) answers after cors (2000)";
+  EXPECT_EQ(terminated.headers["access-control-allow-origin"], "*") << "local responses carry the headers too";
+
+  HttpResult bad = cluster_.Admin("POST", "/routes/d/plugins", {{"name", "cors"}, {"config", {{"origins", {"(x"}}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(ParseJson(bad)["fields"]["config"]["origins"], json({"'(x' is not a valid regex"})) << bad.body;
 }
 
 }  // namespace

@@ -17,13 +17,15 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"correlation-id", "ip-restriction", "key-auth", "rate-limiting",
+  EXPECT_EQ(names, (std::vector<std::string>{"correlation-id", "cors", "ip-restriction", "key-auth", "rate-limiting",
                                             "request-size-limiting", "request-termination"}));
+  EXPECT_EQ(FindPluginSchema("cors")->priority, 2000);
+  EXPECT_TRUE(FindPluginSchema("cors")->no_consumer);
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
-  EXPECT_EQ(FindPluginSchema("cors"), nullptr);
+  EXPECT_EQ(FindPluginSchema("no-such-plugin"), nullptr);
   EXPECT_EQ(PluginNotEnabledMessage("x"), "plugin 'x' not enabled; add it to the 'plugins' configuration property");
 }
 
@@ -109,6 +111,39 @@ TEST(RateLimitingSchemaTest, KongDefaultsOrderingAndConditionalFields) {
   FieldErrors redis;
   Normalize("rate-limiting", {{"minute", 1}, {"policy", "redis"}, {"redis", {{"host", "r"}}}}, &redis);
   EXPECT_EQ(redis.KongMessage(), "schema violation (policy: only 'local' is supported by Portico yet)");
+}
+
+}  // namespace
+}  // namespace portico::plugins
+
+namespace portico::plugins {
+namespace {
+
+TEST(CorsSchemaTest, KongDefaultsAndOriginAndMethodErrors) {
+  FieldErrors errors;
+  json out = Normalize("cors", json::object(), &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out, json::parse(R"({"origins":null,"headers":null,"exposed_headers":null,
+      "methods":["GET","HEAD","PUT","PATCH","POST","DELETE","OPTIONS","TRACE","CONNECT"],"max_age":null,
+      "credentials":false,"private_network":false,"preflight_continue":false,"allow_origin_absent":true})"));
+  json set = Normalize("cors", {{"origins", {"*", "https://a.example", "(.*\\.)?b\\.example"}}, {"max_age", 3600},
+                                {"methods", {"GET"}}, {"credentials", "true"}},
+                       &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(set["max_age"], 3600);
+  EXPECT_EQ(set["credentials"], true);
+
+  FieldErrors bad;
+  Normalize("cors", {{"origins", {"https://ok.example", "(unclosed"}}, {"methods", {"GET", "FETCH"}}}, &bad);
+  EXPECT_EQ(bad.KongMessage(),
+            "2 schema violations (methods.2: expected one of: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS, TRACE, "
+            "CONNECT; origins.2: '(unclosed' is not a valid regex)");
+  FieldErrors split;
+  Normalize("cors", {{"exposed_headers", {"X-Ok", "X-A\r\nSet-Cookie: a=b"}}}, &split);
+  EXPECT_EQ(split.KongMessage(), "schema violation (exposed_headers.2: invalid header value)");
+  FieldErrors types;
+  Normalize("cors", {{"max_age", "soon"}, {"preflight_continue", 1}}, &types);
+  EXPECT_TRUE(types.Has("max_age") && types.Has("preflight_continue")) << types.KongMessage();
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ class FakeContext final : public RequestContext {
     content_type = std::string(response.content_type);
   }
   void Resume(StepStatus) override {}
+  using RequestContext::ResetContext;  // a connection's next request (tests of warm storage)
 
   MessageHead request_head;
   bool responded = false;
@@ -164,9 +165,9 @@ TEST(PluginChainTest, PluginThatCannotCompileFailsTheSnapshotNamingPluginAndFiel
             std::string::npos)
       << bad_value.status();
 
-  config->plugins = {MakePlugin(102, "cors", json::object())};
+  config->plugins = {MakePlugin(102, "no-such-plugin", json::object())};
   ChainRunner unknown(config);
-  EXPECT_NE(unknown.status().message().find("(cors): this data plane cannot run it"), std::string::npos)
+  EXPECT_NE(unknown.status().message().find("(no-such-plugin): this data plane cannot run it"), std::string::npos)
       << unknown.status();
 
   config->plugins = {MakePlugin(103, "request-termination", json::object())};
@@ -572,3 +573,177 @@ TEST(CorrelationIdTest, GeneratesKeepsAndEchoesTheRequestId) {
 
 }  // namespace
 }  // namespace portico::dp::plugins
+
+#include <cstdlib>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+
+// Counts the heap allocations of the thread that asks (the request path must make none once warm).
+namespace {
+thread_local bool g_count_allocations = false;
+thread_local size_t g_allocations = 0;
+}  // namespace
+
+// Not inlined, so that the compiler does not pair this malloc/free with the standard new/delete.
+__attribute__((noinline)) void* operator new(size_t size) {
+  if (g_count_allocations) ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace portico::dp::plugins {
+namespace {
+
+// The response headers a step added, "Name: value" each, in order.
+std::vector<std::string> ResponseHeaders(const FakeContext& c) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : c.response_headers.items()) out.push_back(absl::StrCat(name, ": ", value));
+  return out;
+}
+
+// A chain with one cors instance per config, on routes A, B, C, D in order.
+ChainRunner* CorsChain(std::shared_ptr<ConfigSet> config, const std::vector<json>& configs) {
+  for (size_t i = 0; i < configs.size(); ++i) {
+    config->plugins.push_back(MakePlugin(801 + static_cast<int>(i), "cors", configs[i], Id(11 + static_cast<int>(i))));
+  }
+  return new ChainRunner(std::move(config));
+}
+
+FakeContext Request(const std::string& method, std::vector<std::pair<std::string, std::string>> headers) {
+  FakeContext c;
+  c.request_head.method = method;
+  c.request_head.headers = std::move(headers);
+  return c;
+}
+
+TEST(CorsTest, PreflightIsAnsweredWithKongsHeaders) {
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {json::object(),
+               {{"origins", {"https://a.example"}}, {"headers", {"X-One", "X-Two"}}, {"methods", {"GET", "POST"}},
+                {"max_age", 600}, {"credentials", true}, {"private_network", true}},
+               {{"preflight_continue", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+
+  FakeContext all = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"},
+                                        {"Access-Control-Request-Headers", "X-Asked"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], all), 200);
+  EXPECT_EQ(all.message, "") << "no body";
+  EXPECT_EQ(ResponseHeaders(all),
+            (std::vector<std::string>{
+                "Access-Control-Allow-Origin: *", "Access-Control-Allow-Headers: X-Asked",
+                "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"}));
+
+  FakeContext one = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"},
+                                        {"Access-Control-Request-Private-Network", "true"}});
+  EXPECT_EQ(chain->Run(&config->routes[1], one), 200);
+  EXPECT_EQ(ResponseHeaders(one),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: https://a.example",
+                                      "Access-Control-Allow-Credentials: true",
+                                      "Access-Control-Allow-Headers: X-One,X-Two",
+                                      "Access-Control-Allow-Methods: GET,POST", "Access-Control-Max-Age: 600",
+                                      "Access-Control-Allow-Private-Network: true"}))
+      << "a single plain origin is sent as configured, whatever the Origin";
+
+  FakeContext passed = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"}});
+  EXPECT_EQ(chain->Run(&config->routes[2], passed), 0) << "preflight_continue: the upstream answers";
+  EXPECT_TRUE(passed.response_headers.empty());
+
+  FakeContext not_preflight = Request("OPTIONS", {{"Origin", "https://x.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], not_preflight), 0) << "no Access-Control-Request-Method: proxied";
+  EXPECT_EQ(ResponseHeaders(not_preflight), std::vector<std::string>{"Access-Control-Allow-Origin: *"});
+}
+
+TEST(CorsTest, OriginsPlainRegexAndCredentialsFollowKong) {
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {{{"origins", {"http://a.example", "(.*\\.)?b\\.example", "https://c\\.example:\\d+"}},
+                {"exposed_headers", {"X-Total", "X-Page"}}},
+               {{"credentials", true}},
+               {{"origins", {"https://a.example"}}, {"allow_origin_absent", false}},
+               {{"origins", {"https://a.example", "*"}}, {"credentials", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+
+  FakeContext plain = Request("GET", {{"Origin", "http://a.example:80"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], plain), 0);
+  EXPECT_EQ(ResponseHeaders(plain),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: http://a.example",
+                                      "Access-Control-Expose-Headers: X-Total,X-Page"}))
+      << "the Origin is normalized (default port dropped)";
+  EXPECT_EQ(plain.response_headers_removed,
+            (std::vector<absl::string_view>{"access-control-allow-origin", "access-control-expose-headers"}))
+      << "the upstream's own values are replaced";
+
+  FakeContext by_host = Request("GET", {{"Origin", "https://api.b.example:8443"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], by_host), 0);
+  EXPECT_EQ(ResponseHeaders(by_host)[1], "Access-Control-Allow-Origin: https://api.b.example:8443")
+      << "a regex without ':' is matched against the host";
+  FakeContext with_port = Request("GET", {{"Origin", "https://c.example:8443"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], with_port), 0);
+  EXPECT_EQ(ResponseHeaders(with_port)[1], "Access-Control-Allow-Origin: https://c.example:8443");
+  FakeContext anchored = Request("GET", {{"Origin", "https://b.example.evil"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], anchored), 0);
+  EXPECT_EQ(ResponseHeaders(anchored),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Expose-Headers: X-Total,X-Page"}))
+      << "regexes are anchored at both ends; no match: no Allow-Origin, and the upstream's is removed";
+  EXPECT_EQ(anchored.response_headers_removed[0], "access-control-allow-origin");
+
+  FakeContext credentials = Request("GET", {{"Origin", "https://x.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[1], credentials), 0);
+  EXPECT_EQ(ResponseHeaders(credentials),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: https://x.example",
+                                      "Access-Control-Allow-Credentials: true"}))
+      << "credentials cannot go with '*': the Origin is echoed";
+  FakeContext no_origin = Request("GET", {});
+  EXPECT_EQ(chain->Run(&config->routes[1], no_origin), 0);
+  EXPECT_EQ(ResponseHeaders(no_origin), std::vector<std::string>{"Access-Control-Allow-Origin: *"})
+      << "allow_origin_absent (default true)";
+
+  FakeContext absent = Request("GET", {});
+  EXPECT_EQ(chain->Run(&config->routes[2], absent), 0);
+  EXPECT_TRUE(absent.response_headers.empty()) << "allow_origin_absent: false";
+
+  FakeContext star = Request("GET", {{"Origin", "https://z.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[3], star), 0);
+  EXPECT_EQ(ResponseHeaders(star),
+            (std::vector<std::string>{"Vary: Origin", "Vary: Origin", "Access-Control-Allow-Origin: https://z.example",
+                                      "Access-Control-Allow-Credentials: true"}))
+      << "a '*' in a list allows every Origin; Kong adds Vary twice here";
+}
+
+TEST(CorsTest, NoAllocationOnTheRequestPathOnceWarm) {
+  g_allocations = 0;
+  g_count_allocations = true;
+  auto counted = std::make_unique<std::string>(64, 'x');
+  g_count_allocations = false;
+  ASSERT_GT(g_allocations, 0u) << "the counter counts";
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {{{"origins", {"http://a.example", "(.*\\.)?b\\.example"}}, {"credentials", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+  FakeContext c = Request("GET", {{"Origin", "https://www.b.example"}});
+  FakeContext p = Request("OPTIONS", {{"Origin", "https://www.b.example"}, {"Access-Control-Request-Method", "GET"}});
+  for (int round = 0; round < 3; ++round) {
+    c.ResetContext();
+    p.ResetContext();
+    c.head = &c.request_head;
+    p.head = &p.request_head;
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    const int simple = chain->Run(&config->routes[0], c);
+    const int preflight = chain->Run(&config->routes[0], p);
+    g_count_allocations = false;
+    EXPECT_EQ(simple, 0);
+    EXPECT_EQ(preflight, 200);
+    if (round > 0) {
+      EXPECT_EQ(g_allocations, 0u) << "round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
