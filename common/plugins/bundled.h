@@ -12,5 +12,6 @@ const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();
+const PluginSchema& RequestTransformerSchema();
 
 }  // namespace portico::plugins

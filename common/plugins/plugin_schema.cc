@@ -20,7 +20,8 @@ const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
     auto* v = new std::vector<const PluginSchema*>{&CorrelationIdSchema(), &CorsSchema(), &IpRestrictionSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
                                                    &RequestSizeLimitingSchema(),
-                                                   &RequestTerminationSchema()};
+                                                   &RequestTerminationSchema(),
+                                                   &RequestTransformerSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
       return std::strcmp(a->name, b->name) < 0;
     });

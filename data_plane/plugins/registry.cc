@@ -7,6 +7,7 @@
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
+#include "data_plane/plugins/request_transformer/request_transformer.h"
 
 namespace portico::dp::plugins {
 
@@ -20,6 +21,7 @@ const PluginFactory kFactories[] = {
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
   {"request-termination", &CompileRequestTermination},
+  {"request-transformer", &CompileRequestTransformer},
 };
 
 }  // namespace

@@ -294,5 +294,49 @@ TEST_F(PluginsTest, CorsAnswersPreflightsAndDecoratesEveryResponse) {
   EXPECT_EQ(ParseJson(bad)["fields"]["config"]["origins"], json({"'(x' is not a valid regex"})) << bad.body;
 }
 
+TEST_F(PluginsTest, RequestTransformerRewritesWhatTheUpstreamReceives) {
+  Add("/routes/a/plugins",
+      {{"name", "request-transformer"},
+       {"config",
+        {{"http_method", "POST"},
+         {"remove", {{"headers", {"X-Secret"}}, {"querystring", {"drop"}}}},
+         {"rename", {{"headers", {"X-Old:X-New"}}, {"querystring", {"old:new"}}}},
+         {"replace", {{"headers", {"Host:internal.example"}}, {"uri", "/rewritten"}}},
+         {"add", {{"headers", {"X-Added:yes"}}, {"querystring", {"added:a b"}}}},
+         {"append", {{"headers", {"X-Multi:two"}}}}}}});
+  // After key-auth has hidden the key: the transformer works on what key-auth left.
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", "alice"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/alice/key-auth", {{"key", "alice-key"}}).status, 201);
+  Add("/routes/b/plugins", {{"name", "key-auth"}, {"config", {{"hide_credentials", true}}}});
+  Add("/routes/b/plugins", {{"name", "request-transformer"}, {"config", {{"add", {{"querystring", {"from:rt"}}}}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult r = Send(
+      "GET /a?drop=1&old=v&keep=k HTTP/1.1\r\nHost: client.example\r\nX-Secret: s\r\nX-Old: o\r\nX-Multi: one\r\n"
+      "Connection: close\r\n\r\n");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json seen = json::parse(r.body, nullptr, false);
+  EXPECT_EQ(seen["method"], "POST") << seen.dump();
+  EXPECT_EQ(seen["target"], "/rewritten?added=a%20b&keep=k&new=v");
+  EXPECT_EQ(seen["headers"]["host"], "internal.example");
+  EXPECT_FALSE(seen["headers"].contains("x-secret"));
+  EXPECT_FALSE(seen["headers"].contains("x-old"));
+  EXPECT_EQ(seen["headers"]["x-new"], "o");
+  EXPECT_EQ(seen["headers"]["x-added"], "yes");
+  EXPECT_EQ(seen["headers"]["x-multi"], "one, two");
+
+  HttpResult keyed = Get("/b?apikey=alice-key&z=1");
+  ASSERT_EQ(keyed.status, 200) << keyed.body;
+  EXPECT_EQ(json::parse(keyed.body, nullptr, false)["target"], "/?from=rt&z=1");
+
+  HttpResult body = cluster_.Admin("POST", "/routes/c/plugins",
+                                   {{"name", "request-transformer"}, {"config", {{"add", {{"body", {"a:1"}}}}}}});
+  EXPECT_EQ(body.status, 400);
+  EXPECT_EQ(ParseJson(body)["fields"]["config"]["add"]["body"], "not supported by Portico yet") << body.body;
+  HttpResult head = cluster_.Admin("POST", "/routes/c/plugins",
+                                   {{"name", "request-transformer"}, {"config", {{"http_method", "HEAD"}}}});
+  EXPECT_EQ(head.status, 400) << head.body;
+}
+
 }  // namespace
 }  // namespace portico::testing

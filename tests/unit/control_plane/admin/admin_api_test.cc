@@ -660,7 +660,7 @@ TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServic
   json enabled = CallJson("GET", "/plugins/enabled", 200);
   EXPECT_EQ(enabled["enabled_plugins"],
             json({"correlation-id", "cors", "ip-restriction", "key-auth", "rate-limiting", "request-size-limiting",
-                  "request-termination"}));
+                  "request-termination", "request-transformer"}));
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
 }
 

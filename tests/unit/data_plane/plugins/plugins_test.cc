@@ -578,6 +578,7 @@ TEST(CorrelationIdTest, GeneratesKeepsAndEchoesTheRequestId) {
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "data_plane/pipeline/upstream_request.h"
 
 // Counts the heap allocations of the thread that asks (the request path must make none once warm).
 namespace {
@@ -747,3 +748,118 @@ TEST(CorsTest, NoAllocationOnTheRequestPathOnceWarm) {
 }  // namespace
 }  // namespace portico::dp::plugins
 
+namespace portico::dp::plugins {
+namespace {
+
+// The head the upstream step would send for `c` (service Host "service.internal", path "/").
+std::string UpstreamHead(const FakeContext& c) {
+  UpstreamRequestParams params;
+  params.method = c.upstream_method;
+  params.upstream_path = c.upstream_path.empty() ? absl::string_view("/") : c.upstream_path;
+  params.query = c.upstream_query_set ? absl::string_view(c.upstream_query) : c.target.query;
+  params.has_query = c.upstream_query_set ? !c.upstream_query.empty() : c.target.has_query;
+  params.set_headers = &c.upstream_headers;
+  params.removed_headers = &c.upstream_headers_removed;
+  params.host_header = c.upstream_host.empty() ? absl::string_view("service.internal") : c.upstream_host;
+  params.client_ip = "127.0.0.1";
+  const std::string head = BuildUpstreamRequestHead(*c.head, params);
+  return head.substr(0, head.find("X-Real-IP:"));  // the proxy's own headers follow
+}
+
+json Transformer(const json& remove, const json& rename, const json& replace, const json& add, const json& append) {
+  return {{"remove", remove}, {"rename", rename}, {"replace", replace}, {"add", add}, {"append", append}};
+}
+
+TEST(RequestTransformerTest, HeadersChangeInKongsOrderAndMethodAndPathAreReplaced) {
+  auto config = Base();
+  json headers = Transformer({{"headers", {"x-remove"}}}, {{"headers", {"X-Old:X-New"}}},
+                             {{"headers", {"X-Rep:b", "X-Missing:z", "Host:upstream.example"}},
+                              {"uri", "/v2/new items"}},
+                             {{"headers", {"X-Add:1", "X-Rep:no", "Content-Length:5", "X-Forwarded-For:spoof"}}},
+                             {{"headers", {"X-App:d", "X-Fresh:e"}}});
+  headers["http_method"] = "POST";
+  config->plugins = {MakePlugin(901, "request-transformer", headers, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext c = Request("GET", {{"Host", "client.example"}, {"X-Remove", "1"}, {"X-Old", "v1"}, {"x-old", "v2"},
+                                  {"X-Rep", "a"}, {"X-App", "c"}, {"X-Keep", "k"}});
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 0);
+  EXPECT_EQ(UpstreamHead(c),
+            "POST /v2/new%20items HTTP/1.1\r\nHost: upstream.example\r\nX-Keep: k\r\nX-New: v1\r\nX-New: v2\r\n"
+            "X-Rep: b\r\nX-Add: 1\r\nX-App: c\r\nX-App: d\r\nX-Fresh: e\r\n")
+      << "remove, rename (every value), replace (only what is there; Host), add (only what is not), append "
+         "(after the client's values); framing and X-Forwarded-* are the proxy's";
+
+  FakeContext head = Request("HEAD", {});
+  EXPECT_EQ(chain.Run(&config->routes[0], head), 0);
+  EXPECT_EQ(head.upstream_method, "") << "a HEAD request stays HEAD (its response has no body)";
+}
+
+TEST(RequestTransformerTest, QueryIsDecodedChangedAndReencodedSortedAsKongsSetQuery) {
+  auto config = Base();
+  config->plugins = {MakePlugin(
+      901, "request-transformer",
+      Transformer({{"querystring", {"drop"}}}, {{"querystring", {"old:new", "absent:b"}}},
+                  {{"querystring", {"b:20", "missing:1"}}}, {{"querystring", {"c:hello world", "a:no"}}},
+                  {{"querystring", {"flag:on", "a:4"}}}),
+      Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext c;
+  c.target.query = "b=2&a=1&flag&a=%33&drop=x&old=o%2Bk&b";
+  c.target.has_query = true;
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 0);
+  EXPECT_TRUE(c.upstream_query_set);
+  EXPECT_EQ(c.upstream_query, "a=1&a=3&a=4&c=hello%20world&flag=on&new=o%2Bk")
+      << "rename to a name that is there takes its place; a rename of a missing argument removes the new name "
+         "(b); append replaces a lone flag";
+
+  // After an earlier plugin: its headers and query are what this one sees.
+  auto earlier = Base();
+  earlier->plugins = {MakePlugin(902, "request-transformer",
+                                 Transformer({{"headers", {"X-Consumer-ID"}}}, json::object(), json::object(),
+                                             {{"querystring", {"y:2"}}}, {{"headers", {"X-Credential:more"}}}),
+                                 Id(11))};
+  ChainRunner after(earlier);
+  ASSERT_TRUE(after.status().ok()) << after.status();
+  FakeContext k = Request("GET", {});
+  k.upstream_headers = {{"X-Consumer-ID", "c1"}, {"X-Credential", "id1"}};
+  k.upstream_query = "z=1";
+  k.upstream_query_set = true;
+  EXPECT_EQ(after.Run(&earlier->routes[0], k), 0);
+  EXPECT_EQ(UpstreamHead(k),
+            "GET /?y=2&z=1 HTTP/1.1\r\nHost: service.internal\r\nX-Credential: id1\r\nX-Credential: more\r\n");
+}
+
+TEST(RequestTransformerTest, NoAllocationOnTheRequestPathOnceWarm) {
+  auto config = Base();
+  config->plugins = {MakePlugin(
+      901, "request-transformer",
+      Transformer({{"headers", {"X-A"}}, {"querystring", {"a"}}}, {{"headers", {"X-B:X-C"}}, {"querystring", {"b:c"}}},
+                  {{"headers", {"X-D:1"}}}, {{"headers", {"X-E:2"}}, {"querystring", {"e:2"}}},
+                  {{"headers", {"X-F:3"}}, {"querystring", {"f:3"}}}),
+      Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c = Request("GET", {{"X-A", "1"}, {"X-B", "2"}, {"X-D", "3"}, {"X-F", "4"}});
+  for (int round = 0; round < 3; ++round) {
+    c.ResetContext();
+    c.head = &c.request_head;
+    c.target.query = "a=1&b=2&f=%20x&g";
+    c.target.has_query = true;
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    const int status = chain.Run(&config->routes[0], c);
+    g_count_allocations = false;
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(c.upstream_query, "c=2&e=2&f=%20x&f=3&g");
+    if (round > 0) {
+      EXPECT_EQ(g_allocations, 0u) << "round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
