@@ -8,12 +8,14 @@ namespace portico::plugins {
 const PluginSchema& AclSchema();
 const PluginSchema& BasicAuthSchema();
 const PluginSchema& CorrelationIdSchema();
+const PluginSchema& CorsSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();
+const PluginSchema& RequestTransformerSchema();
 const PluginSchema& ResponseTransformerSchema();
 
 }  // namespace portico::plugins

@@ -40,9 +40,11 @@ void ConfigFields::Describe(const char* name, json description) {
 
 const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
-    auto* v = new std::vector<const PluginSchema*>{&AclSchema(), &BasicAuthSchema(), &CorrelationIdSchema(), &IpRestrictionSchema(), &JwtSchema(), &KeyAuthSchema(), &RateLimitingSchema(),
-                                                   &RequestSizeLimitingSchema(),
-                                                   &RequestTerminationSchema(), &ResponseTransformerSchema()};
+    auto* v = new std::vector<const PluginSchema*>{
+        &AclSchema(),           &BasicAuthSchema(),          &CorrelationIdSchema(),       &CorsSchema(),
+        &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &RateLimitingSchema(),
+        &RequestSizeLimitingSchema(), &RequestTerminationSchema(), &RequestTransformerSchema(),
+        &ResponseTransformerSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
       return std::strcmp(a->name, b->name) < 0;
     });

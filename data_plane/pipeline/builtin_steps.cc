@@ -102,17 +102,22 @@ class UpstreamRequestStep final : public RequestStep {
   StepStatus OnRequest(RequestContext& request) const override {
     const dp::UpstreamService& service = *request.service;
     const dp::Match& match = *request.match;
-    const std::string upstream_path = dp::EscapeUpstreamPath(dp::BuildUpstreamPath(
-        service.has_path ? absl::string_view(service.path) : absl::string_view(), request.normalized_path,
-        match.matched_path, match.route->strip_path()));
+    const std::string upstream_path =
+        !request.upstream_path.empty()
+            ? std::string()
+            : dp::EscapeUpstreamPath(dp::BuildUpstreamPath(
+                  service.has_path ? absl::string_view(service.path) : absl::string_view(), request.normalized_path,
+                  match.matched_path, match.route->strip_path()));
     UpstreamRequestParams params;
-    params.upstream_path = upstream_path;
+    params.method = request.upstream_method;
+    params.upstream_path = !request.upstream_path.empty() ? request.upstream_path : absl::string_view(upstream_path);
     params.query = request.upstream_query_set ? absl::string_view(request.upstream_query) : request.target.query;
     params.has_query = request.upstream_query_set ? !request.upstream_query.empty() : request.target.has_query;
     if (!request.upstream_headers.empty()) params.set_headers = &request.upstream_headers;
     if (!request.upstream_headers_removed.empty()) params.removed_headers = &request.upstream_headers_removed;
-    params.host_header = (match.route->preserve_host() && request.has_host) ? request.host
-                                                                            : absl::string_view(service.host_header);
+    params.host_header = !request.upstream_host.empty()                     ? request.upstream_host
+                         : (match.route->preserve_host() && request.has_host) ? request.host
+                                                                              : absl::string_view(service.host_header);
     params.client_ip = request.client_ip;
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
     params.local_port = request.local_port;

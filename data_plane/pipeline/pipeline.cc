@@ -32,6 +32,9 @@ void RequestContext::ResetContext() {
   upstream_headers_removed.clear();
   upstream_query.clear();
   upstream_query_set = false;
+  upstream_method = absl::string_view();
+  upstream_path = absl::string_view();
+  upstream_host = absl::string_view();
   request_id.clear();
   suspended_data = nullptr;
   plugin_chain = nullptr;

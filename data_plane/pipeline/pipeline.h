@@ -123,6 +123,12 @@ class RequestContext {
   std::vector<absl::string_view> upstream_headers_removed;
   std::string upstream_query;
   bool upstream_query_set = false;
+  // Overrides of the upstream request line and Host (empty: as the proxy builds them): the method,
+  // the path (already escaped, replacing the service path + route stripping), the Host header.
+  // Views into the snapshot or the request head.
+  absl::string_view upstream_method;
+  absl::string_view upstream_path;
+  absl::string_view upstream_host;
   // The request's correlation id when a plugin made one (correlation-id); storage for the views
   // in upstream_headers.
   std::string request_id;

@@ -31,7 +31,8 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
                                const UpstreamRequestParams& params) {
   std::string& out = *out_buffer;
   out.reserve(out.size() + 512 + request.headers.size() * 48);
-  absl::StrAppend(&out, request.method, " ", params.upstream_path);
+  absl::StrAppend(&out, params.method.empty() ? absl::string_view(request.method) : params.method, " ",
+                  params.upstream_path);
   if (params.has_query) {
     out.push_back('?');
     AppendQuery(&out, params.query);

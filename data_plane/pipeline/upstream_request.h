@@ -12,6 +12,7 @@
 namespace portico::dp {
 
 struct UpstreamRequestParams {
+  absl::string_view method;          // empty: the client's
   absl::string_view upstream_path;   // already joined by dp::BuildUpstreamPath
   absl::string_view query;           // without '?', empty when none; sent as received except
                                      // bytes >= 0x80, which are sent as %XX

@@ -2,6 +2,7 @@
 #include "data_plane/plugins/acl/acl.h"
 #include "data_plane/plugins/basic_auth/basic_auth.h"
 #include "data_plane/plugins/correlation_id/correlation_id.h"
+#include "data_plane/plugins/cors/cors.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
@@ -9,6 +10,7 @@
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
+#include "data_plane/plugins/request_transformer/request_transformer.h"
 #include "data_plane/plugins/response_transformer/response_transformer.h"
 
 namespace portico::dp::plugins {
@@ -19,12 +21,14 @@ const PluginFactory kFactories[] = {
   {"acl", &CompileAcl},
   {"basic-auth", &CompileBasicAuth},
   {"correlation-id", &CompileCorrelationId},
+  {"cors", &CompileCors},
   {"ip-restriction", &CompileIpRestriction},
   {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
   {"request-termination", &CompileRequestTermination},
+  {"request-transformer", &CompileRequestTransformer},
   {"response-transformer", &CompileResponseTransformer},
 };
 

@@ -40,12 +40,12 @@ class Downstream {
   // connection (the client asked to close, or the request body cannot be discarded).
   virtual void SendLocal(const dp::LocalResponse& response,
                          absl::Span<const std::pair<std::string, std::string>> extra_headers) = 0;
-  // The upstream's final response head without its headers named in `dropped` (lowercase), with
+  // The upstream's final response head without its `removed_headers` (lowercase names), with
   // `extra_headers` added. Returns whether its body goes to the client (false for a response to
   // HEAD and for 1xx/204/304: the upstream codec skips it).
   virtual bool SendResponseHead(const MessageHead& head,
                                 absl::Span<const std::pair<std::string, std::string>> extra_headers,
-                                absl::Span<const absl::string_view> dropped) = 0;
+                                absl::Span<const absl::string_view> removed_headers) = 0;
   // A piece of the upstream response body; borrowed until FlushResponse.
   virtual void SendResponseBody(absl::string_view data) = 0;
   // One upstream read ended: hand the gathered response bytes to the client.

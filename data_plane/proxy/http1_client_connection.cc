@@ -326,7 +326,7 @@ void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
 
 bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
                                              absl::Span<const std::pair<std::string, std::string>> extra_headers,
-                                             absl::Span<const absl::string_view> dropped) {
+                                             absl::Span<const absl::string_view> removed_headers) {
   framing_ = ChooseResponseFraming(head, request_is_head_, client_http11_);
   if (framing_ == ResponseFraming::kUntilClose || !request_complete_) close_after_ = true;
   const bool keep_alive = client_keep_alive_ && !close_after_;
@@ -334,7 +334,8 @@ bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
   if (ClaimOutput()) {
     ClientOutput& out = worker_.client_output();
     const size_t offset = out.owned.size();
-    AppendDownstreamResponseHead(&out.owned, head, framing_, keep_alive, client_http11_, extra_headers, dropped);
+    AppendDownstreamResponseHead(&out.owned, head, framing_, keep_alive, client_http11_, extra_headers,
+                                 removed_headers);
     out.pieces[out.count++] = ClientOutput::Piece{nullptr, offset, out.owned.size() - offset};
   }
   // No body after a 1xx, 204 or 304 head or in a response to HEAD, whatever its Content-Length

@@ -66,9 +66,8 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   // Downstream (the current exchange).
   void SendLocal(const dp::LocalResponse& response,
                  absl::Span<const std::pair<std::string, std::string>> extra_headers) override;
-  bool SendResponseHead(const MessageHead& head,
-                        absl::Span<const std::pair<std::string, std::string>> extra_headers,
-                        absl::Span<const absl::string_view> dropped) override;
+  bool SendResponseHead(const MessageHead& head, absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                        absl::Span<const absl::string_view> removed_headers) override;
   void SendResponseBody(absl::string_view data) override;
   void FlushResponse() override;
   void EndResponse() override;

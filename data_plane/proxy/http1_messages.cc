@@ -27,6 +27,13 @@ std::string JsonEscape(absl::string_view text) {
   return out;
 }
 
+bool IsListed(absl::Span<const absl::string_view> names, absl::string_view name) {
+  for (absl::string_view listed : names) {
+    if (absl::EqualsIgnoreCase(listed, name)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 
@@ -85,21 +92,10 @@ ResponseFraming ChooseResponseFraming(const MessageHead& response, bool request_
   return client_is_http11 ? ResponseFraming::kChunked : ResponseFraming::kUntilClose;
 }
 
-namespace {
-
-bool IsDropped(absl::string_view name, absl::Span<const absl::string_view> dropped) {
-  for (absl::string_view d : dropped) {
-    if (absl::EqualsIgnoreCase(name, d)) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 void AppendDownstreamResponseHead(std::string* out, const MessageHead& response, ResponseFraming framing,
                                   bool keep_alive, bool client_is_http11,
                                   absl::Span<const std::pair<std::string, std::string>> extra_headers,
-                                  absl::Span<const absl::string_view> dropped) {
+                                  absl::Span<const absl::string_view> removed_headers) {
   out->reserve(out->size() + 256 + response.headers.size() * 48);
   absl::StrAppend(out, "HTTP/1.1 ", response.status, " ",
                   response.reason.empty() ? HttpReasonPhrase(response.status) : absl::string_view(response.reason),
@@ -115,7 +111,7 @@ void AppendDownstreamResponseHead(std::string* out, const MessageHead& response,
       continue;
     }
     if (kind == KnownHeader::kContentLength) continue;  // written below from the parsed framing
-    if (!dropped.empty() && IsDropped(name, dropped)) continue;
+    if (!removed_headers.empty() && IsListed(removed_headers, name)) continue;
     AppendHeaderLine(out, name, value);
   }
   static constexpr absl::string_view kOwnVia = "1.1 portico/" PORTICO_VERSION;
@@ -152,9 +148,10 @@ void AppendDownstreamResponseHead(std::string* out, const MessageHead& response,
 
 std::string BuildDownstreamResponseHead(const MessageHead& response, ResponseFraming framing, bool keep_alive,
                                         bool client_is_http11,
-                                        absl::Span<const std::pair<std::string, std::string>> extra_headers) {
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                                        absl::Span<const absl::string_view> removed_headers) {
   std::string out;
-  AppendDownstreamResponseHead(&out, response, framing, keep_alive, client_is_http11, extra_headers);
+  AppendDownstreamResponseHead(&out, response, framing, keep_alive, client_is_http11, extra_headers, removed_headers);
   return out;
 }
 

@@ -50,19 +50,20 @@ enum class ResponseFraming {
 ResponseFraming ChooseResponseFraming(const MessageHead& response, bool request_is_head,
                                       bool client_is_http11);
 
-// The head sent to the client: status line, end-to-end headers, Via, framing headers, and
-// `Connection: close` / `Connection: keep-alive` as decided by the caller. The upstream's
+// The head sent to the client: status line, end-to-end headers (but `removed_headers`, lowercase
+// names), Via, framing headers, `Connection: close` / `Connection: keep-alive` as decided by the
+// caller, and `extra_headers`. The upstream's
 // Content-Length and Transfer-Encoding are never copied: the framing headers are written from
 // `framing` and the parsed length, so a `Connection` token cannot remove them.
 std::string BuildDownstreamResponseHead(const MessageHead& response, ResponseFraming framing,
                                         bool keep_alive, bool client_is_http11,
-                                        absl::Span<const std::pair<std::string, std::string>> extra_headers = {});
-// The same head, appended to `out` (lets the caller reuse one buffer's capacity); upstream headers
-// named in `dropped` (lowercase) are left out.
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers = {},
+                                        absl::Span<const absl::string_view> removed_headers = {});
+// The same head, appended to `out` (lets the caller reuse one buffer's capacity).
 void AppendDownstreamResponseHead(std::string* out, const MessageHead& response, ResponseFraming framing,
                                   bool keep_alive, bool client_is_http11,
                                   absl::Span<const std::pair<std::string, std::string>> extra_headers = {},
-                                  absl::Span<const absl::string_view> dropped = {});
+                                  absl::Span<const absl::string_view> removed_headers = {});
 
 // The size line of one chunk of chunked encoding ("<hex size>\r\n"), written into `buffer`.
 absl::string_view ChunkSizeLine(size_t size, char (&buffer)[24]);

@@ -115,7 +115,7 @@ TEST_F(PluginsTest, BadPluginWritesAreRefusedAndTheDataPlaneKeepsServing) {
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(ParseJson(bad)["fields"]["config"]["status_code"], "value should be between 100 and 599");
   EXPECT_EQ(cluster_.Admin("POST", "/routes/a/plugins", Terminate(419)).status, 409);
-  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "cors"}}).status, 400);
+  EXPECT_EQ(cluster_.Admin("POST", "/plugins", {{"name", "no-such-plugin"}}).status, 400);
   EXPECT_EQ(cluster_.CpVersion(), version);
   EXPECT_EQ(Get("/a").status, 418);
   EXPECT_EQ(Get("/b").status, 200);
@@ -315,6 +315,102 @@ TEST_F(PluginsTest, BasicAuthAndAclGuardARouteAndPasswordsAreStoredHashed) {
   ASSERT_EQ(cluster_.Admin("DELETE", "/consumers/alice/acls/" + acl_id, json()).status, 204);
   ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
   EXPECT_EQ(send(BasicHeader("al:open sesame")).status, 403);
+}
+
+TEST_F(PluginsTest, CorsAnswersPreflightsAndDecoratesEveryResponse) {
+  Add("/routes/a/plugins", {{"name", "cors"},
+                            {"config", {{"origins", {"http://app.example", "(.*\\.)?trusted\\.example"}},
+                                        {"credentials", true},
+                                        {"exposed_headers", {"X-Total"}},
+                                        {"max_age", 600}}}});
+  Add("/routes/b/plugins", {{"name", "cors"}, {"config", {{"preflight_continue", true}}}});
+  Add("/routes/c/plugins", {{"name", "cors"}});
+  Add("/routes/c/plugins", Terminate(403));
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult preflight = Send(
+      "OPTIONS /a HTTP/1.1\r\nHost: x\r\nOrigin: https://api.trusted.example\r\n"
+      "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: X-Custom\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(preflight.status, 200) << preflight.body;
+  EXPECT_EQ(preflight.body, "");
+  EXPECT_EQ(preflight.headers["access-control-allow-origin"], "https://api.trusted.example");
+  EXPECT_EQ(preflight.headers["access-control-allow-credentials"], "true");
+  EXPECT_EQ(preflight.headers["access-control-allow-methods"], "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT");
+  EXPECT_EQ(preflight.headers["access-control-allow-headers"], "X-Custom");
+  EXPECT_EQ(preflight.headers["access-control-max-age"], "600");
+  EXPECT_EQ(preflight.headers["vary"], "Origin");
+  EXPECT_EQ(upstream_.requests_served(), 0) << "the plugin answered the preflight";
+
+  HttpResult simple = Send("GET /a HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example:80\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(simple.status, 200) << simple.body;
+  EXPECT_EQ(json::parse(simple.body, nullptr, false)["method"], "GET") << "proxied";
+  EXPECT_EQ(simple.headers["access-control-allow-origin"], "http://app.example");
+  EXPECT_EQ(simple.headers["access-control-allow-credentials"], "true");
+  EXPECT_EQ(simple.headers["access-control-expose-headers"], "X-Total");
+  EXPECT_EQ(simple.headers["x-upstream"], "echo") << "the upstream's own headers stay";
+
+  HttpResult stranger = Send("GET /a HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(stranger.status, 200);
+  EXPECT_FALSE(stranger.headers.contains("access-control-allow-origin")) << "an Origin no entry matches";
+
+  HttpResult continued = Send(
+      "OPTIONS /b HTTP/1.1\r\nHost: x\r\nOrigin: https://x.example\r\nAccess-Control-Request-Method: GET\r\n"
+      "Connection: close\r\n\r\n");
+  ASSERT_EQ(continued.status, 200) << continued.body;
+  EXPECT_EQ(json::parse(continued.body, nullptr, false)["method"], "OPTIONS") << "preflight_continue";
+  EXPECT_FALSE(continued.headers.contains("access-control-allow-origin"));
+
+  HttpResult terminated = Get("/c");
+  EXPECT_EQ(terminated.status, 403) << "request-termination (priority 2) answers after cors (2000)";
+  EXPECT_EQ(terminated.headers["access-control-allow-origin"], "*") << "local responses carry the headers too";
+
+  HttpResult bad = cluster_.Admin("POST", "/routes/d/plugins", {{"name", "cors"}, {"config", {{"origins", {"(x"}}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(ParseJson(bad)["fields"]["config"]["origins"], json({"'(x' is not a valid regex"})) << bad.body;
+}
+
+TEST_F(PluginsTest, RequestTransformerRewritesWhatTheUpstreamReceives) {
+  Add("/routes/a/plugins",
+      {{"name", "request-transformer"},
+       {"config",
+        {{"http_method", "POST"},
+         {"remove", {{"headers", {"X-Secret"}}, {"querystring", {"drop"}}}},
+         {"rename", {{"headers", {"X-Old:X-New"}}, {"querystring", {"old:new"}}}},
+         {"replace", {{"headers", {"Host:internal.example"}}, {"uri", "/rewritten"}}},
+         {"add", {{"headers", {"X-Added:yes"}}, {"querystring", {"added:a b"}}}},
+         {"append", {{"headers", {"X-Multi:two"}}}}}}});
+  // After key-auth has hidden the key: the transformer works on what key-auth left.
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", "alice"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/alice/key-auth", {{"key", "alice-key"}}).status, 201);
+  Add("/routes/b/plugins", {{"name", "key-auth"}, {"config", {{"hide_credentials", true}}}});
+  Add("/routes/b/plugins", {{"name", "request-transformer"}, {"config", {{"add", {{"querystring", {"from:rt"}}}}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult r = Send(
+      "GET /a?drop=1&old=v&keep=k HTTP/1.1\r\nHost: client.example\r\nX-Secret: s\r\nX-Old: o\r\nX-Multi: one\r\n"
+      "Connection: close\r\n\r\n");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json seen = json::parse(r.body, nullptr, false);
+  EXPECT_EQ(seen["method"], "POST") << seen.dump();
+  EXPECT_EQ(seen["target"], "/rewritten?added=a%20b&keep=k&new=v");
+  EXPECT_EQ(seen["headers"]["host"], "internal.example");
+  EXPECT_FALSE(seen["headers"].contains("x-secret"));
+  EXPECT_FALSE(seen["headers"].contains("x-old"));
+  EXPECT_EQ(seen["headers"]["x-new"], "o");
+  EXPECT_EQ(seen["headers"]["x-added"], "yes");
+  EXPECT_EQ(seen["headers"]["x-multi"], "one, two");
+
+  HttpResult keyed = Get("/b?apikey=alice-key&z=1");
+  ASSERT_EQ(keyed.status, 200) << keyed.body;
+  EXPECT_EQ(json::parse(keyed.body, nullptr, false)["target"], "/?from=rt&z=1");
+
+  HttpResult body = cluster_.Admin("POST", "/routes/c/plugins",
+                                   {{"name", "request-transformer"}, {"config", {{"add", {{"body", {"a:1"}}}}}}});
+  EXPECT_EQ(body.status, 400);
+  EXPECT_EQ(ParseJson(body)["fields"]["config"]["add"]["body"], "not supported by Portico yet") << body.body;
+  HttpResult head = cluster_.Admin("POST", "/routes/c/plugins",
+                                   {{"name", "request-transformer"}, {"config", {{"http_method", "HEAD"}}}});
+  EXPECT_EQ(head.status, 400) << head.body;
 }
 
 }  // namespace

@@ -17,18 +17,21 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "ip-restriction", "jwt", "key-auth",
-                                            "rate-limiting", "request-size-limiting", "request-termination",
-                                            "response-transformer"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "ip-restriction", "jwt",
+                                            "key-auth", "rate-limiting", "request-size-limiting", "request-termination",
+                                            "request-transformer", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
   EXPECT_TRUE(FindPluginSchema("jwt")->no_consumer);
+  EXPECT_EQ(FindPluginSchema("cors")->priority, 2000);
+  EXPECT_TRUE(FindPluginSchema("cors")->no_consumer);
+  EXPECT_EQ(FindPluginSchema("request-transformer")->priority, 801);
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("basic-auth")->priority, 1100);
   EXPECT_EQ(FindPluginSchema("acl")->priority, 950);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
-  EXPECT_EQ(FindPluginSchema("cors"), nullptr);
+  EXPECT_EQ(FindPluginSchema("no-such-plugin"), nullptr);
   EXPECT_EQ(PluginNotEnabledMessage("x"), "plugin 'x' not enabled; add it to the 'plugins' configuration property");
 }
 
@@ -233,6 +236,94 @@ TEST(JwtSchemaTest, KongDefaultsClaimsAndMaximumExpiration) {
   EXPECT_TRUE(ok.empty()) << ok.KongMessage();
   EXPECT_EQ(with_exp["maximum_expiration"], 60);
   EXPECT_EQ(with_exp["claims_to_verify"], json({"exp"})) << "form values become one-element arrays";
+}
+
+}  // namespace
+}  // namespace portico::plugins
+
+namespace portico::plugins {
+namespace {
+
+TEST(CorsSchemaTest, KongDefaultsAndOriginAndMethodErrors) {
+  FieldErrors errors;
+  json out = Normalize("cors", json::object(), &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out, json::parse(R"({"origins":null,"headers":null,"exposed_headers":null,
+      "methods":["GET","HEAD","PUT","PATCH","POST","DELETE","OPTIONS","TRACE","CONNECT"],"max_age":null,
+      "credentials":false,"private_network":false,"preflight_continue":false,"allow_origin_absent":true})"));
+  json set = Normalize("cors", {{"origins", {"*", "https://a.example", "(.*\\.)?b\\.example"}}, {"max_age", 3600},
+                                {"methods", {"GET"}}, {"credentials", "true"}},
+                       &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(set["max_age"], 3600);
+  EXPECT_EQ(set["credentials"], true);
+
+  FieldErrors bad;
+  Normalize("cors", {{"origins", {"https://ok.example", "(unclosed"}}, {"methods", {"GET", "FETCH"}}}, &bad);
+  EXPECT_EQ(bad.KongMessage(),
+            "2 schema violations (methods.2: expected one of: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS, TRACE, "
+            "CONNECT; origins.2: '(unclosed' is not a valid regex)");
+  FieldErrors split;
+  Normalize("cors", {{"exposed_headers", {"X-Ok", "X-A\r\nSet-Cookie: a=b"}}}, &split);
+  EXPECT_EQ(split.KongMessage(), "schema violation (exposed_headers.2: invalid header value)");
+  FieldErrors types;
+  Normalize("cors", {{"max_age", "soon"}, {"preflight_continue", 1}}, &types);
+  EXPECT_TRUE(types.Has("max_age") && types.Has("preflight_continue")) << types.KongMessage();
+}
+
+TEST(RequestTransformerSchemaTest, KongDefaultsAndColonRules) {
+  FieldErrors errors;
+  json out = Normalize("request-transformer", json::object(), &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  const json lists = {{"body", json::array()}, {"headers", json::array()}, {"querystring", json::array()}};
+  json replace = lists;
+  replace["uri"] = nullptr;
+  EXPECT_EQ(out, json({{"http_method", nullptr}, {"remove", lists}, {"rename", lists}, {"replace", replace},
+                       {"add", lists}, {"append", lists}}));
+
+  json set = Normalize("request-transformer",
+                       {{"http_method", "POST"},
+                        {"remove", {{"headers", {"X-Drop"}}, {"querystring", "token"}}},
+                        {"rename", {{"headers", {"X-Old:X-New"}}}},
+                        {"replace", {{"uri", "/v2/items"}, {"headers", {"Host:api.internal"}}}},
+                        {"add", {{"headers", {"X-Empty:", "X-Colons::a:b"}}, {"querystring", {"q:1"}}}}},
+                       &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(set["remove"]["querystring"], json({"token"})) << "a form's single string becomes a list";
+  EXPECT_EQ(set["replace"]["uri"], "/v2/items");
+}
+
+TEST(RequestTransformerSchemaTest, RefusalsNameTheEntry) {
+  auto message = [](const json& config) {
+    FieldErrors errors;
+    Normalize("request-transformer", config, &errors);
+    return errors.KongMessage();
+  };
+  EXPECT_EQ(message({{"add", {{"headers", {"X-Foo"}}}}}), "schema violation (add.headers.1: invalid value: X-Foo)");
+  EXPECT_EQ(message({{"append", {{"headers", {"ok:1", "bad name:1"}}}}}),
+            "schema violation (append.headers.2: 'bad name' is not a valid header)");
+  EXPECT_EQ(message({{"replace", {{"headers", {std::string("X-A:a\nb")}}}}}),
+            "schema violation (replace.headers.1: 'a\nb' is not a valid header)");
+  EXPECT_EQ(message({{"rename", {{"headers", {"X-A:B C"}}}}}),
+            "schema violation (rename.headers.1: 'B C' is not a valid header)");
+  EXPECT_EQ(message({{"remove", {{"headers", {"X A"}}}}}),
+            "schema violation (remove.headers.1: 'X A' is not a valid header)");
+  EXPECT_EQ(message({{"add", {{"querystring", {"q", "r:"}}}}}),
+            "2 schema violations (add.querystring.1: key 'q' has no value; add.querystring.2: key 'r' has no value)");
+  EXPECT_EQ(message({{"http_method", "get"}}), "schema violation (http_method: invalid value: get)");
+  EXPECT_EQ(message({{"http_method", "BREW"}}), "schema violation (http_method: invalid method: BREW)");
+  EXPECT_EQ(message({{"http_method", "HEAD"}}),
+            "schema violation (http_method: 'HEAD' is not supported by Portico yet)");
+  EXPECT_EQ(message({{"replace", {{"uri", "v2"}}}}), "schema violation (replace.uri: should start with: /)");
+  EXPECT_EQ(message({{"add", "x"}}), "schema violation (add: expected a record)");
+  EXPECT_EQ(message({{"add", {{"cookies", json::array()}}}}), "schema violation (add.cookies: unknown field)");
+  // What Portico cannot do yet is refused, never silently ignored.
+  EXPECT_EQ(message({{"add", {{"body", {"a:1"}}}}}), "schema violation (add.body: not supported by Portico yet)");
+  EXPECT_EQ(message({{"remove", {{"body", {"a"}}}}}), "schema violation (remove.body: not supported by Portico yet)");
+  EXPECT_EQ(message({{"add", {{"headers", {"X-Id:$(headers.host)"}}}}}),
+            "schema violation (add.headers.1: templates ($(...)) are not supported by Portico yet)");
+  EXPECT_EQ(message({{"replace", {{"uri", "/$(uri_captures.id)"}}}}),
+            "schema violation (replace.uri: templates ($(...)) are not supported by Portico yet)");
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ class FakeContext final : public RequestContext {
     ++resumes;
     resumed_with = status;
   }
+  using RequestContext::ResetContext;  // a connection's next request (tests of warm storage)
 
   MessageHead request_head;
   int resumes = 0;
@@ -177,9 +178,9 @@ TEST(PluginChainTest, PluginThatCannotCompileFailsTheSnapshotNamingPluginAndFiel
             std::string::npos)
       << bad_value.status();
 
-  config->plugins = {MakePlugin(102, "cors", json::object())};
+  config->plugins = {MakePlugin(102, "no-such-plugin", json::object())};
   ChainRunner unknown(config);
-  EXPECT_NE(unknown.status().message().find("(cors): this data plane cannot run it"), std::string::npos)
+  EXPECT_NE(unknown.status().message().find("(no-such-plugin): this data plane cannot run it"), std::string::npos)
       << unknown.status();
 
   config->plugins = {MakePlugin(103, "request-termination", json::object())};
@@ -751,6 +752,26 @@ TEST(AclTest, WithoutAnAuthPluginEveryRequestIs401) {
 
 }  // namespace
 }  // namespace portico::dp::plugins
+#include <cstdlib>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "data_plane/pipeline/upstream_request.h"
+
+// Counts the heap allocations of the thread that asks (the request path must make none once warm).
+namespace {
+thread_local bool g_count_allocations = false;
+thread_local size_t g_allocations = 0;
+}  // namespace
+
+// Not inlined, so that the compiler does not pair this malloc/free with the standard new/delete.
+__attribute__((noinline)) void* operator new(size_t size) {
+  if (g_count_allocations) ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace portico::dp::plugins {
 namespace {
@@ -964,6 +985,268 @@ TEST(ResponseTransformerTest, SchemaRefusesBodyEditsAndBadItems) {
   EXPECT_EQ(defaults["remove"], json::parse(R"({"headers":[],"json":[]})"));
 }
 
+// The response headers a step added, "Name: value" each, in order.
+std::vector<std::string> ResponseHeaders(const FakeContext& c) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : c.response_headers.items()) out.push_back(absl::StrCat(name, ": ", value));
+  return out;
+}
+
+// A chain with one cors instance per config, on routes A, B, C, D in order.
+ChainRunner* CorsChain(std::shared_ptr<ConfigSet> config, const std::vector<json>& configs) {
+  for (size_t i = 0; i < configs.size(); ++i) {
+    config->plugins.push_back(MakePlugin(801 + static_cast<int>(i), "cors", configs[i], Id(11 + static_cast<int>(i))));
+  }
+  return new ChainRunner(std::move(config));
+}
+
+FakeContext Request(const std::string& method, std::vector<std::pair<std::string, std::string>> headers) {
+  FakeContext c;
+  c.request_head.method = method;
+  c.request_head.headers = std::move(headers);
+  return c;
+}
+
+TEST(CorsTest, PreflightIsAnsweredWithKongsHeaders) {
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {json::object(),
+               {{"origins", {"https://a.example"}}, {"headers", {"X-One", "X-Two"}}, {"methods", {"GET", "POST"}},
+                {"max_age", 600}, {"credentials", true}, {"private_network", true}},
+               {{"preflight_continue", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+
+  FakeContext all = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"},
+                                        {"Access-Control-Request-Headers", "X-Asked"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], all), 200);
+  EXPECT_EQ(all.message, "") << "no body";
+  EXPECT_EQ(ResponseHeaders(all),
+            (std::vector<std::string>{
+                "Access-Control-Allow-Origin: *", "Access-Control-Allow-Headers: X-Asked",
+                "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"}));
+
+  FakeContext one = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"},
+                                        {"Access-Control-Request-Private-Network", "true"}});
+  EXPECT_EQ(chain->Run(&config->routes[1], one), 200);
+  EXPECT_EQ(ResponseHeaders(one),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: https://a.example",
+                                      "Access-Control-Allow-Credentials: true",
+                                      "Access-Control-Allow-Headers: X-One,X-Two",
+                                      "Access-Control-Allow-Methods: GET,POST", "Access-Control-Max-Age: 600",
+                                      "Access-Control-Allow-Private-Network: true"}))
+      << "a single plain origin is sent as configured, whatever the Origin";
+
+  FakeContext passed = Request("OPTIONS", {{"Origin", "https://x.example"}, {"Access-Control-Request-Method", "PUT"}});
+  EXPECT_EQ(chain->Run(&config->routes[2], passed), 0) << "preflight_continue: the upstream answers";
+  EXPECT_TRUE(passed.response_headers.empty());
+
+  FakeContext not_preflight = Request("OPTIONS", {{"Origin", "https://x.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], not_preflight), 0) << "no Access-Control-Request-Method: proxied";
+  EXPECT_EQ(ResponseHeaders(not_preflight), std::vector<std::string>{"Access-Control-Allow-Origin: *"});
+}
+
+TEST(CorsTest, OriginsPlainRegexAndCredentialsFollowKong) {
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {{{"origins", {"http://a.example", "(.*\\.)?b\\.example", "https://c\\.example:\\d+"}},
+                {"exposed_headers", {"X-Total", "X-Page"}}},
+               {{"credentials", true}},
+               {{"origins", {"https://a.example"}}, {"allow_origin_absent", false}},
+               {{"origins", {"https://a.example", "*"}}, {"credentials", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+
+  FakeContext plain = Request("GET", {{"Origin", "http://a.example:80"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], plain), 0);
+  EXPECT_EQ(ResponseHeaders(plain),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: http://a.example",
+                                      "Access-Control-Expose-Headers: X-Total,X-Page"}))
+      << "the Origin is normalized (default port dropped)";
+  EXPECT_EQ(plain.response_headers_removed,
+            (std::vector<absl::string_view>{"access-control-allow-origin", "access-control-expose-headers"}))
+      << "the upstream's own values are replaced";
+
+  FakeContext by_host = Request("GET", {{"Origin", "https://api.b.example:8443"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], by_host), 0);
+  EXPECT_EQ(ResponseHeaders(by_host)[1], "Access-Control-Allow-Origin: https://api.b.example:8443")
+      << "a regex without ':' is matched against the host";
+  FakeContext with_port = Request("GET", {{"Origin", "https://c.example:8443"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], with_port), 0);
+  EXPECT_EQ(ResponseHeaders(with_port)[1], "Access-Control-Allow-Origin: https://c.example:8443");
+  FakeContext anchored = Request("GET", {{"Origin", "https://b.example.evil"}});
+  EXPECT_EQ(chain->Run(&config->routes[0], anchored), 0);
+  EXPECT_EQ(ResponseHeaders(anchored),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Expose-Headers: X-Total,X-Page"}))
+      << "regexes are anchored at both ends; no match: no Allow-Origin, and the upstream's is removed";
+  EXPECT_EQ(anchored.response_headers_removed[0], "access-control-allow-origin");
+
+  FakeContext credentials = Request("GET", {{"Origin", "https://x.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[1], credentials), 0);
+  EXPECT_EQ(ResponseHeaders(credentials),
+            (std::vector<std::string>{"Vary: Origin", "Access-Control-Allow-Origin: https://x.example",
+                                      "Access-Control-Allow-Credentials: true"}))
+      << "credentials cannot go with '*': the Origin is echoed";
+  FakeContext no_origin = Request("GET", {});
+  EXPECT_EQ(chain->Run(&config->routes[1], no_origin), 0);
+  EXPECT_EQ(ResponseHeaders(no_origin), std::vector<std::string>{"Access-Control-Allow-Origin: *"})
+      << "allow_origin_absent (default true)";
+
+  FakeContext absent = Request("GET", {});
+  EXPECT_EQ(chain->Run(&config->routes[2], absent), 0);
+  EXPECT_TRUE(absent.response_headers.empty()) << "allow_origin_absent: false";
+
+  FakeContext star = Request("GET", {{"Origin", "https://z.example"}});
+  EXPECT_EQ(chain->Run(&config->routes[3], star), 0);
+  EXPECT_EQ(ResponseHeaders(star),
+            (std::vector<std::string>{"Vary: Origin", "Vary: Origin", "Access-Control-Allow-Origin: https://z.example",
+                                      "Access-Control-Allow-Credentials: true"}))
+      << "a '*' in a list allows every Origin; Kong adds Vary twice here";
+}
+
+TEST(CorsTest, NoAllocationOnTheRequestPathOnceWarm) {
+  g_allocations = 0;
+  g_count_allocations = true;
+  auto counted = std::make_unique<std::string>(64, 'x');
+  g_count_allocations = false;
+  ASSERT_GT(g_allocations, 0u) << "the counter counts";
+  auto config = Base();
+  std::unique_ptr<ChainRunner> chain(CorsChain(
+      config, {{{"origins", {"http://a.example", "(.*\\.)?b\\.example"}}, {"credentials", true}}}));
+  ASSERT_TRUE(chain->status().ok()) << chain->status();
+  FakeContext c = Request("GET", {{"Origin", "https://www.b.example"}});
+  FakeContext p = Request("OPTIONS", {{"Origin", "https://www.b.example"}, {"Access-Control-Request-Method", "GET"}});
+  for (int round = 0; round < 3; ++round) {
+    c.ResetContext();
+    p.ResetContext();
+    c.head = &c.request_head;
+    p.head = &p.request_head;
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    const int simple = chain->Run(&config->routes[0], c);
+    const int preflight = chain->Run(&config->routes[0], p);
+    g_count_allocations = false;
+    EXPECT_EQ(simple, 0);
+    EXPECT_EQ(preflight, 200);
+    if (round > 0) {
+      EXPECT_EQ(g_allocations, 0u) << "round " << round;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace portico::dp::plugins
 
+namespace portico::dp::plugins {
+namespace {
+
+// The head the upstream step would send for `c` (service Host "service.internal", path "/").
+std::string UpstreamHead(const FakeContext& c) {
+  UpstreamRequestParams params;
+  params.method = c.upstream_method;
+  params.upstream_path = c.upstream_path.empty() ? absl::string_view("/") : c.upstream_path;
+  params.query = c.upstream_query_set ? absl::string_view(c.upstream_query) : c.target.query;
+  params.has_query = c.upstream_query_set ? !c.upstream_query.empty() : c.target.has_query;
+  params.set_headers = &c.upstream_headers;
+  params.removed_headers = &c.upstream_headers_removed;
+  params.host_header = c.upstream_host.empty() ? absl::string_view("service.internal") : c.upstream_host;
+  params.client_ip = "127.0.0.1";
+  const std::string head = BuildUpstreamRequestHead(*c.head, params);
+  return head.substr(0, head.find("X-Real-IP:"));  // the proxy's own headers follow
+}
+
+json Transformer(const json& remove, const json& rename, const json& replace, const json& add, const json& append) {
+  return {{"remove", remove}, {"rename", rename}, {"replace", replace}, {"add", add}, {"append", append}};
+}
+
+TEST(RequestTransformerTest, HeadersChangeInKongsOrderAndMethodAndPathAreReplaced) {
+  auto config = Base();
+  json headers = Transformer({{"headers", {"x-remove"}}}, {{"headers", {"X-Old:X-New"}}},
+                             {{"headers", {"X-Rep:b", "X-Missing:z", "Host:upstream.example"}},
+                              {"uri", "/v2/new items"}},
+                             {{"headers", {"X-Add:1", "X-Rep:no", "Content-Length:5", "X-Forwarded-For:spoof"}}},
+                             {{"headers", {"X-App:d", "X-Fresh:e"}}});
+  headers["http_method"] = "POST";
+  config->plugins = {MakePlugin(901, "request-transformer", headers, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext c = Request("GET", {{"Host", "client.example"}, {"X-Remove", "1"}, {"X-Old", "v1"}, {"x-old", "v2"},
+                                  {"X-Rep", "a"}, {"X-App", "c"}, {"X-Keep", "k"}});
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 0);
+  EXPECT_EQ(UpstreamHead(c),
+            "POST /v2/new%20items HTTP/1.1\r\nHost: upstream.example\r\nX-Keep: k\r\nX-New: v1\r\nX-New: v2\r\n"
+            "X-Rep: b\r\nX-Add: 1\r\nX-App: c\r\nX-App: d\r\nX-Fresh: e\r\n")
+      << "remove, rename (every value), replace (only what is there; Host), add (only what is not), append "
+         "(after the client's values); framing and X-Forwarded-* are the proxy's";
+
+  FakeContext head = Request("HEAD", {});
+  EXPECT_EQ(chain.Run(&config->routes[0], head), 0);
+  EXPECT_EQ(head.upstream_method, "") << "a HEAD request stays HEAD (its response has no body)";
+}
+
+TEST(RequestTransformerTest, QueryIsDecodedChangedAndReencodedSortedAsKongsSetQuery) {
+  auto config = Base();
+  config->plugins = {MakePlugin(
+      901, "request-transformer",
+      Transformer({{"querystring", {"drop"}}}, {{"querystring", {"old:new", "absent:b"}}},
+                  {{"querystring", {"b:20", "missing:1"}}}, {{"querystring", {"c:hello world", "a:no"}}},
+                  {{"querystring", {"flag:on", "a:4"}}}),
+      Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+
+  FakeContext c;
+  c.target.query = "b=2&a=1&flag&a=%33&drop=x&old=o%2Bk&b";
+  c.target.has_query = true;
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 0);
+  EXPECT_TRUE(c.upstream_query_set);
+  EXPECT_EQ(c.upstream_query, "a=1&a=3&a=4&c=hello%20world&flag=on&new=o%2Bk")
+      << "rename to a name that is there takes its place; a rename of a missing argument removes the new name "
+         "(b); append replaces a lone flag";
+
+  // After an earlier plugin: its headers and query are what this one sees.
+  auto earlier = Base();
+  earlier->plugins = {MakePlugin(902, "request-transformer",
+                                 Transformer({{"headers", {"X-Consumer-ID"}}}, json::object(), json::object(),
+                                             {{"querystring", {"y:2"}}}, {{"headers", {"X-Credential:more"}}}),
+                                 Id(11))};
+  ChainRunner after(earlier);
+  ASSERT_TRUE(after.status().ok()) << after.status();
+  FakeContext k = Request("GET", {});
+  k.upstream_headers = {{"X-Consumer-ID", "c1"}, {"X-Credential", "id1"}};
+  k.upstream_query = "z=1";
+  k.upstream_query_set = true;
+  EXPECT_EQ(after.Run(&earlier->routes[0], k), 0);
+  EXPECT_EQ(UpstreamHead(k),
+            "GET /?y=2&z=1 HTTP/1.1\r\nHost: service.internal\r\nX-Credential: id1\r\nX-Credential: more\r\n");
+}
+
+TEST(RequestTransformerTest, NoAllocationOnTheRequestPathOnceWarm) {
+  auto config = Base();
+  config->plugins = {MakePlugin(
+      901, "request-transformer",
+      Transformer({{"headers", {"X-A"}}, {"querystring", {"a"}}}, {{"headers", {"X-B:X-C"}}, {"querystring", {"b:c"}}},
+                  {{"headers", {"X-D:1"}}}, {{"headers", {"X-E:2"}}, {"querystring", {"e:2"}}},
+                  {{"headers", {"X-F:3"}}, {"querystring", {"f:3"}}}),
+      Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c = Request("GET", {{"X-A", "1"}, {"X-B", "2"}, {"X-D", "3"}, {"X-F", "4"}});
+  for (int round = 0; round < 3; ++round) {
+    c.ResetContext();
+    c.head = &c.request_head;
+    c.target.query = "a=1&b=2&f=%20x&g";
+    c.target.has_query = true;
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    const int status = chain.Run(&config->routes[0], c);
+    g_count_allocations = false;
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(c.upstream_query, "c=2&e=2&f=%20x&f=3&g");
+    if (round > 0) {
+      EXPECT_EQ(g_allocations, 0u) << "round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins

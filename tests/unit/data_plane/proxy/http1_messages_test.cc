@@ -187,6 +187,21 @@ TEST(Http1MessagesTest, ResponseFraming) {
   EXPECT_FALSE(absl::StrContains(head, "Keep-Alive"));
 }
 
+TEST(Http1MessagesTest, StepsReplaceOrClearUpstreamResponseHeaders) {
+  MessageHead response;
+  response.status = 200;
+  response.has_content_length = true;
+  response.headers = {{"access-control-allow-origin", "*"}, {"Vary", "Accept"}, {"X-A", "b"}};
+  const std::pair<std::string, std::string> added[] = {{"Vary", "Origin"},
+                                                       {"Access-Control-Allow-Origin", "https://a.example"}};
+  const absl::string_view removed[] = {"access-control-allow-origin"};
+  const std::string head = BuildDownstreamResponseHead(response, ResponseFraming::kContentLength, true, true, added,
+                                                       removed);
+  EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 200 OK\r\nVary: Accept\r\nX-A: b\r\nVia: ")) << head;
+  EXPECT_TRUE(absl::EndsWith(head, "Vary: Origin\r\nAccess-Control-Allow-Origin: https://a.example\r\n\r\n")) << head;
+  EXPECT_EQ(head.find("Access-Control-Allow-Origin: *"), std::string::npos) << "replaced, never sent twice";
+}
+
 TEST(Http1MessagesTest, KongResponseAndChunks) {
   const std::string response = BuildKongResponse(404, kMsgNoRoute, false);
   EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 404 Not Found\r\n"));

@@ -1,0 +1,135 @@
+// request-transformer (Kong 3.x kong/plugins/request-transformer/schema.lua): changes the request
+// before it goes upstream: `http_method`, then for headers and querystring, in this order,
+// `remove` (names), `rename` (old:new), `replace`, `add`, `append` (name:value), and
+// `replace.uri`. Each record also has `body`, which Portico cannot honour (the body is streamed to
+// the upstream after the head is sent), so a non-empty body list is refused; so are `$(...)`
+// templates.
+#include "common/plugins/request_transformer.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/plugins/bundled.h"
+
+namespace portico::plugins {
+namespace {
+
+using nlohmann::json;
+
+constexpr absl::string_view kNotYet = "not supported by Portico yet";
+
+// Kong's validate_header_name: A-Z, a-z, 0-9, '-' and '_'.
+bool IsKongHeaderName(absl::string_view name) {
+  return !name.empty() && name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+                              absl::string_view::npos;
+}
+
+// No control characters but horizontal tab.
+bool IsHeaderValue(absl::string_view value) {
+  for (unsigned char c : value) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+std::string NotAHeader(absl::string_view text) { return absl::StrCat("'", text, "' is not a valid header"); }
+
+// Kong renders "$(...)" values as Lua templates; Portico does not run Lua.
+std::string CheckNoTemplate(absl::string_view value) {
+  return absl::StrContains(value, "$(") ? absl::StrCat("templates ($(...)) are ", kNotYet) : "";
+}
+
+// remove.headers: a header name (what follows a colon is ignored, as Kong ignores it).
+std::string CheckRemovedHeader(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  return IsKongHeaderName(pair.name) ? "" : NotAHeader(pair.name);
+}
+
+// rename/replace/add/append.querystring: "name:value" with a value.
+std::string CheckPair(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  if (pair.name.empty() || pair.value.empty()) return absl::StrCat("key '", pair.name, "' has no value");
+  return CheckNoTemplate(pair.value);
+}
+
+// replace/add/append.headers: "Name:value" (an empty value changes nothing, as in Kong).
+std::string CheckHeaderPair(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
+  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
+  if (!IsHeaderValue(pair.value)) return NotAHeader(pair.value);
+  return CheckNoTemplate(pair.value);
+}
+
+// rename.headers: "Old:New", both header names.
+std::string CheckHeaderRename(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
+  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
+  return IsKongHeaderName(pair.value) ? "" : NotAHeader(pair.value);
+}
+
+using ItemCheck = std::string (*)(absl::string_view);
+
+// One operation's record ({body, headers, querystring}, plus `uri` for replace), normalized with
+// its errors under `name`. Reads config[name] (absent or null: every list empty).
+json Operation(const json& config, const char* name, ItemCheck headers, ItemCheck querystring, bool with_uri,
+               FieldErrors* errors) {
+  static const json kNone;  // null: the defaults
+  const json* given = config.is_object() && config.contains(name) ? &config[name] : &kNone;
+  FieldErrors nested;
+  ConfigFields f(given->is_object() ? *given : kNone, &nested);
+  const std::vector<std::string> none;
+  const auto body = f.StringArray("body", none);
+  f.StringArray("headers", none, headers);
+  f.StringArray("querystring", none, querystring);
+  if (with_uri) {
+    const std::optional<std::string> uri = f.String("uri", std::nullopt);
+    // Kong accepts any string and answers 500 on each request when it does not start with '/'.
+    if (uri && uri->front() != '/') nested.Add("uri", "should start with: /");
+    if (uri && !CheckNoTemplate(*uri).empty()) nested.Add("uri", CheckNoTemplate(*uri));
+  }
+  json out = f.Finish();
+  if (body && !body->empty()) nested.Add("body", kNotYet);
+  errors->Merge(name, nested);
+  return out;
+}
+
+// The methods Kong's kong.service.request.set_method accepts.
+constexpr absl::string_view kSettableMethods[] = {"GET",      "PUT",       "POST", "DELETE", "OPTIONS",
+                                                  "MKCOL",    "COPY",      "MOVE", "PROPFIND", "PROPPATCH",
+                                                  "LOCK",     "UNLOCK",    "PATCH", "TRACE"};
+
+json Normalize(const json& config, FieldErrors* errors) {
+  ConfigFields f(config, errors);
+  const std::optional<std::string> method = f.String("http_method", std::nullopt);
+  for (const char* operation : {"remove", "rename", "replace", "add", "append"}) f.Record(operation);
+  json out = f.Finish();
+  if (method) {
+    const bool upper = method->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == std::string::npos;
+    bool settable = false;
+    for (absl::string_view m : kSettableMethods) settable |= *method == m;
+    if (!upper) {
+      errors->Add("http_method", absl::StrCat("invalid value: ", *method));
+    } else if (*method == "HEAD") {
+      // A response to HEAD has no body: the proxy would wait for the one the client's method expects.
+      errors->Add("http_method", absl::StrCat("'HEAD' is ", kNotYet));
+    } else if (!settable) {
+      errors->Add("http_method", absl::StrCat("invalid method: ", *method));  // Kong: a 500 per request
+    }
+  }
+  out["remove"] = Operation(config, "remove", &CheckRemovedHeader, nullptr, false, errors);
+  out["rename"] = Operation(config, "rename", &CheckHeaderRename, &CheckPair, false, errors);
+  out["replace"] = Operation(config, "replace", &CheckHeaderPair, &CheckPair, true, errors);
+  out["add"] = Operation(config, "add", &CheckHeaderPair, &CheckPair, false, errors);
+  out["append"] = Operation(config, "append", &CheckHeaderPair, &CheckPair, false, errors);
+  return out;
+}
+
+}  // namespace
+
+const PluginSchema& RequestTransformerSchema() {
+  static const PluginSchema schema{"request-transformer", 801, &Normalize};
+  return schema;
+}
+
+}  // namespace portico::plugins
