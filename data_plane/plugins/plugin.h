@@ -50,6 +50,15 @@ struct PluginFactory {
   absl::StatusOr<std::unique_ptr<const PluginHandler>> (*compile)(const PluginCompileContext& context);
 };
 
+// Answers the request with `status` and Kong's {"message": message} body; returns kStop.
+inline StepStatus RespondWithMessage(RequestContext& request, int status, absl::string_view message) {
+  LocalResponse response;
+  response.status = status;
+  response.message = message;
+  request.Respond(response);
+  return StepStatus::kStop;
+}
+
 // The factory for a plugin name, or null when the DP has no handler for it.
 const PluginFactory* FindPluginFactory(absl::string_view name);
 // Every plugin this DP can run (announced to the CP in Hello).

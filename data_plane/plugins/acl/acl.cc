@@ -24,13 +24,13 @@ class Acl final : public PluginHandler {
  public:
   StepStatus Access(RequestContext& request) const override {
     request.upstream_headers_removed.push_back("x-consumer-groups");
-    if (request.consumer == nullptr) return Refuse(request, 401, "Unauthorized");
+    if (request.consumer == nullptr) return RespondWithMessage(request, 401, "Unauthorized");
     auto it = decisions_.find(request.consumer);
     const Decision& decision = it != decisions_.end() ? it->second : no_groups_;
     if (!decision.allowed) {
       // Kong: a consumer without groups and no credential (the anonymous one) gets 401.
-      if (it == decisions_.end() && request.credential_id.empty()) return Refuse(request, 401, "Unauthorized");
-      return Refuse(request, 403, "You cannot consume this service");
+      if (it == decisions_.end() && request.credential_id.empty()) return RespondWithMessage(request, 401, "Unauthorized");
+      return RespondWithMessage(request, 403, "You cannot consume this service");
     }
     if (!hide_groups_header_ && !decision.groups_header.empty()) {
       request.upstream_headers.emplace_back("X-Consumer-Groups", decision.groups_header);
@@ -41,15 +41,6 @@ class Acl final : public PluginHandler {
   bool hide_groups_header_ = false;
   absl::flat_hash_map<const Consumer*, Decision> decisions_;  // consumers with at least one group
   Decision no_groups_;  // the decision for a consumer without groups
-
- private:
-  static StepStatus Refuse(RequestContext& request, int status, absl::string_view message) {
-    LocalResponse response;
-    response.status = status;
-    response.message = message;
-    request.Respond(response);
-    return StepStatus::kStop;
-  }
 };
 
 }  // namespace

@@ -19,22 +19,14 @@ class RequestSizeLimiting final : public PluginHandler {
     if (head.has_content_length) {
       if (head.content_length <= limit_bytes_) return StepStatus::kContinue;
       const std::string* expect = head.Find("expect");
-      return Refuse(request, expect != nullptr && absl::EqualsIgnoreCase(*expect, "100-continue") ? 417 : 413,
+      return RespondWithMessage(request, expect != nullptr && absl::EqualsIgnoreCase(*expect, "100-continue") ? 417 : 413,
                     "Request size limit exceeded");
     }
-    if (require_content_length_) return Refuse(request, 411, "A valid Content-Length header is required");
+    if (require_content_length_) return RespondWithMessage(request, 411, "A valid Content-Length header is required");
     return StepStatus::kContinue;
   }
 
  private:
-  static StepStatus Refuse(RequestContext& request, int status, absl::string_view message) {
-    LocalResponse response;
-    response.status = status;
-    response.message = message;
-    request.Respond(response);
-    return StepStatus::kStop;
-  }
-
   const uint64_t limit_bytes_;
   const bool require_content_length_;
 };
