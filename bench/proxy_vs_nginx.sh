@@ -25,7 +25,10 @@
 #   BENCH_THREADS (1) BENCH_ROUTES (10000) BENCH_IDLE_CONNECTIONS (10000) BENCH_PROXY_CPU (1)
 #   BENCH_LOAD_CPU (0) BENCH_CASES ("keepalive close body1k body64k post64k routes10k"; also
 #   "plugins": one route without and one with ip-restriction + request-size-limiting, per round;
-#   "keyauth": the same with key-auth and 1,000 consumers; "keyauth_rl": key-auth + rate-limiting)
+#   "keyauth": the same with key-auth and 1,000 consumers; "keyauth_rl": key-auth + rate-limiting;
+#   "keyauth_redis": key-auth + rate-limiting with policy redis (a redis-server started here);
+#   "all": correlation-id, cors, key-auth, ip-restriction, request-size-limiting, acl,
+#   rate-limiting, request-transformer and response-transformer on one route)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
@@ -65,6 +68,7 @@ if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v valgrind >/dev/null || missing+=(valgrind)
   command -v perf >/dev/null || missing+=(linux-perf)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -110,8 +114,8 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
 
 read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER \
-  DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER DPB_PORT DPB_STATUS CPB_ADMIN CPB_CLUSTER \
-  <<<"$($PY "$HELPER" free-ports 15)"
+  DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER DPB_PORT DPB_STATUS CPB_ADMIN CPB_CLUSTER REDIS_PORT \
+  <<<"$($PY "$HELPER" free-ports 16)"
 
 wait_http() {  # wait_http URL SECONDS
   for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -210,6 +214,10 @@ http {
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
     # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
     location /rbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_pass http://bench_upstream/; }
+    # keyauth_redis: nginx has no shared counter store; the same local limit as /rbench/.
+    location /xbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_pass http://bench_upstream/; }
+    # all: the key, the address, the rate limit, a header each way (CORS and correlation ids have no nginx module).
+    location /abench/ { allow 127.0.0.1; deny all; if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_set_header X-Bench yes; add_header X-Served-By portico; proxy_pass http://bench_upstream/; }
 EOF
     if [ "$routes" -gt 1 ]; then
       for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
@@ -268,7 +276,29 @@ if [[ " $CASES " == *" plugins "* ]]; then
     -d '{"name":"request-size-limiting"}'
   wait_http "http://127.0.0.1:$DP_PORT/pbench/small" 30 || die "DP does not serve /pbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
-if [[ " $CASES " == *" keyauth "* || " $CASES " == *" keyauth_rl "* ]]; then
+if [[ " $CASES " == *" keyauth_redis "* ]]; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/xbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/xbench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -d name=key-auth
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"rate-limiting\",\"config\":{\"second\":1000000000,\"policy\":\"redis\",\"fault_tolerant\":false,\"redis\":{\"host\":\"127.0.0.1\",\"port\":$REDIS_PORT}}}"
+fi
+if [[ " $CASES " == *" all "* ]]; then
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/abench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/abench/"],"strip_path":true,"service":{"name":"bench"}}'
+  for plugin in '{"name":"correlation-id"}' '{"name":"cors","config":{"origins":["http://app.example"]}}' \
+      '{"name":"key-auth"}' '{"name":"ip-restriction","config":{"allow":["127.0.0.1"]}}' \
+      '{"name":"request-size-limiting"}' '{"name":"acl","config":{"allow":["bench"]}}' \
+      '{"name":"rate-limiting","config":{"second":1000000000}}' \
+      '{"name":"request-transformer","config":{"add":{"headers":["X-Bench:yes"]}}}' \
+      '{"name":"response-transformer","config":{"add":{"headers":["X-Served-By:portico"]}}}'; do
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/abench/plugins" -H 'Content-Type: application/json' -d "$plugin"
+  done
+fi
+if [[ " $CASES " == *" keyauth "* || " $CASES " == *" keyauth_rl "* || " $CASES " == *" keyauth_redis "* || " $CASES " == *" all "* ]]; then
   # /kbench/ with key-auth, /rbench/ with key-auth + rate-limiting (local, per consumer, a limit
   # never reached); 1,000 consumers with a key each, so the lookup is not a one-entry map.
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/kbench" -H 'Content-Type: application/json' \
@@ -284,6 +314,7 @@ if [[ " $CASES " == *" keyauth "* || " $CASES " == *" keyauth_rl "* ]]; then
     key=bench-key-$i; [ "$i" = 0 ] && key=bench-key-0123456789abcdef
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/consumers/c$i/key-auth" -d "key=$key"
   done
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/consumers/c0/acls" -d group=bench
   wait_http_key() {
     for _ in $(seq 1 300); do
       curl -fsS -o /dev/null -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT/kbench/small" 2>/dev/null && return 0
@@ -369,6 +400,10 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     keyauth) path=/kbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     keyauth_rl0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     keyauth_rl) path=/rbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    keyauth_redis0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    keyauth_redis) path=/xbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
+    all0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
+    all) path=/abench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
@@ -404,6 +439,8 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   local with=/pbench/small
   [ "$1" = keyauth ] && with=/kbench/small
   [ "$1" = keyauth_rl ] && with=/rbench/small
+  [ "$1" = keyauth_redis ] && with=/xbench/small
+  [ "$1" = all ] && with=/abench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -415,7 +452,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl|keyauth_redis|all) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done
