@@ -216,8 +216,9 @@ http {
     location /rbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_pass http://bench_upstream/; }
     # keyauth_redis: nginx has no shared counter store; the same local limit as /rbench/.
     location /xbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_pass http://bench_upstream/; }
-    # all: the key, the address, the rate limit, a header each way (CORS and correlation ids have no nginx module).
-    location /abench/ { allow 127.0.0.1; deny all; if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_set_header X-Bench yes; add_header X-Served-By portico; proxy_pass http://bench_upstream/; }
+    # all: the key, the address, the rate limit, a header each way (CORS and correlation ids have no
+    # nginx module). A location's proxy_set_header/add_header replace the inherited ones: repeated.
+    location /abench/ { allow 127.0.0.1; deny all; if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } limit_req zone=bench_rl burst=1000000 nodelay; proxy_set_header Connection ""; proxy_set_header Host \$proxy_host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Bench yes; add_header Via "1.1 nginx" always; add_header X-Served-By portico; proxy_pass http://bench_upstream/; }
 EOF
     if [ "$routes" -gt 1 ]; then
       for i in $(seq 0 $(( routes - 1 ))); do echo "    location /r$i/ { proxy_pass http://bench_upstream/; }"; done
@@ -482,12 +483,13 @@ fi
 
 # ---- allocations per request (LD_PRELOAD counter), keep-alive small response --------------------
 count_line() { tail -n1 "$1" | sed 's/.*allocs=\([0-9]*\) frees=\([0-9]*\) bytes=\([0-9]*\)/\1 \2 \3/'; }
-measure_allocs() {  # measure_allocs NAME PORT PID_TO_SIGNAL FILE
-  local name=$1 port=$2 pid=$3 file=$4 a b c out requests
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/bench/small" >/dev/null 2>&1
+measure_allocs() {  # measure_allocs NAME PORT PID_TO_SIGNAL FILE [PATH [wrk args...]]
+  local name=$1 port=$2 pid=$3 file=$4 path=${5:-/bench/small} a b c out requests
+  shift 4; [ $# -gt 0 ] && shift
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "$@" "http://127.0.0.1:$port$path" >/dev/null 2>&1
   sleep 0.5
   kill -s RTMIN+3 "$pid"; sleep 0.2; a=$(count_line "$file")
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "http://127.0.0.1:$port/bench/small" 2>&1)
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/report.lua" "$@" "http://127.0.0.1:$port$path" 2>&1)
   kill -s RTMIN+3 "$pid"; sleep 0.2; b=$(count_line "$file")
   sleep "${DURATION%s}"
   kill -s RTMIN+3 "$pid"; sleep 0.2; c=$(count_line "$file")
@@ -512,6 +514,12 @@ if has_extra alloc; then
   start_dp "$WORK/dp-alloc.log" env LD_PRELOAD="$MALLOC_SHIM" MALLOC_COUNT_FILE="$WORK/dp-alloc.count"; dp_alloc_pid=$STARTED
   wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP (alloc) not ready"
   measure_allocs portico "$DP_PORT" "$dp_alloc_pid" "$WORK/dp-alloc.count"
+  # The plugin routes of the cases that ran (key-auth + rate-limiting local; every plugin; redis).
+  for c in keyauth_rl:/rbench/small all:/abench/small keyauth_redis:/xbench/small; do
+    [[ " $CASES " == *" ${c%%:*} "* ]] || continue
+    measure_allocs "portico ${c%%:*}" "$DP_PORT" "$dp_alloc_pid" "$WORK/dp-alloc.count" "${c#*:}" \
+      -H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example"
+  done
   stop_pid "$dp_alloc_pid"; forget_pid "$dp_alloc_pid"
   start_dp "$WORK/dp.log"; DP_PID=$STARTED
   wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP did not come back"
