@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "common/base/uuid.h"
+#include "common/config/entities.h"
 #include "common/config/utf8_fields.h"
 #include "common/metrics/metrics.h"
 #include "common/plugins/plugin_schema.h"
@@ -149,6 +152,27 @@ static json AvailablePlugins() {
   return out;
 }
 
+// Kong's `plugins.enabled_in_cluster`: the names of the plugins configured, sorted (null when the
+// store cannot be read).
+static json EnabledInCluster(Store& store) {
+  std::set<std::string> names;
+  ListQuery query;
+  query.size = 1000;
+  for (;;) {
+    absl::StatusOr<ListPage<EntityPtr>> page = store.ListEntities(PluginsKind(), query);
+    if (!page.ok()) return nullptr;
+    for (const EntityPtr& entity : page->items) {
+      const auto& plugin = static_cast<const config::v1::Plugin&>(*entity);
+      names.insert(plugin.name());
+      query.after_id = plugin.id();
+    }
+    if (!page->has_more || page->items.empty()) break;
+  }
+  json out = json::array();
+  for (const std::string& name : names) out.push_back(name);
+  return out;
+}
+
 HttpResponse AdminApi::Impl::Root() {
   json body = {
       {"version", PORTICO_VERSION},
@@ -162,7 +186,7 @@ HttpResponse AdminApi::Impl::Root() {
         {"admin_listen", json::array({options_.admin_listen})},
         {"cluster_listen", json::array({options_.cluster_listen})},
         {"router_flavor", "traditional_compatible"}}},
-      {"plugins", {{"available_on_server", AvailablePlugins()}, {"enabled_in_cluster", json::array()}}},
+      {"plugins", {{"available_on_server", AvailablePlugins()}, {"enabled_in_cluster", EnabledInCluster(store_)}}},
       {"config_version", store_.CurrentVersion()},
   };
   return JsonResponse(200, body);

@@ -238,13 +238,11 @@ class RateLimiting final : public PluginHandler {
   }
 
   // Kong's counter key without the window: route, service and identifier.
+  // Kong's keys carry the plugin's scope (its route and service, or none), not the request's: a
+  // global or service instance counts an identifier across the routes it covers. The plugin id
+  // stands for that scope (one instance per name and scope).
   uint64_t Key(const RequestContext& request) const {
-    absl::string_view route, service;
-    if (request.match.has_value()) {
-      if (request.match->route != nullptr) route = request.match->route->id();
-      if (request.match->service != nullptr) service = request.match->service->id();
-    }
-    return absl::HashOf(absl::string_view(plugin_id_), route, service, Identifier(request), static_cast<int>(limit_by_));
+    return absl::HashOf(absl::string_view(plugin_id_), Identifier(request), static_cast<int>(limit_by_));
   }
 
   // The request over a limit (`stop` >= 0) gets error_code; the others go on.

@@ -685,6 +685,8 @@ TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServic
   EXPECT_EQ(CallJson("GET", "/schemas/plugins/nope", 404)["message"], "No plugin named 'nope'");
   EXPECT_EQ(Call("POST", "/schemas/plugins/key-auth").status, 405);
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
+  EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["enabled_in_cluster"], json({"request-size-limiting", "request-termination"}))
+      << "Kong's enabled_in_cluster: the names configured, sorted and distinct";
 }
 
 TEST_F(AdminPluginsTest, BadPluginsGetKongErrorsAndWriteNothing) {

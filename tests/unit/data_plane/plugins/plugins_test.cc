@@ -491,6 +491,21 @@ TEST(RateLimitingTest, LimitsPerIdentifierWithKongsHeadersAnd429) {
   EXPECT_EQ(chain.Run(&config->routes[1], tenant_b), 0);
 }
 
+// Kong keys the counters by the plugin's scope: a service-scoped instance counts a client across
+// every route of the service (not per route), and another service's routes are not counted.
+TEST(RateLimitingTest, AServiceInstanceCountsAcrossTheRoutesOfItsService) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(203, "rate-limiting", {{"day", 2}, {"limit_by", "ip"}}, "", Id(1))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext on_a, on_b, on_c, on_d;
+  for (FakeContext* c : {&on_a, &on_b, &on_c, &on_d}) c->client_ip = "10.9.9.9";
+  EXPECT_EQ(chain.Run(&config->routes[0], on_a), 0);
+  EXPECT_EQ(chain.Run(&config->routes[1], on_b), 0);
+  EXPECT_EQ(chain.Run(&config->routes[2], on_c), 429) << "routes A, B and C share service S's counter";
+  EXPECT_EQ(chain.Run(&config->routes[3], on_d), 0) << "route D is on service T: no plugin";
+}
+
 TEST(RateLimitingTest, KeyAuthRunsFirstSoTheLimitIsPerConsumer) {
   auto config = WithConsumers();
   config->plugins = {MakePlugin(301, "rate-limiting", {{"day", 1}}, Id(13)),
