@@ -205,6 +205,19 @@ const EntityDescriptor& ConsumersKind() {
   return *kind;
 }
 
+namespace {
+
+// A credential's (or ACL group's) consumer: required, and deleting the consumer deletes it.
+FieldSpec OwningConsumerField() {
+  return {.name = "consumer",
+          .type = FieldType::kForeignKey,
+          .required = true,
+          .references = "consumers",
+          .on_delete = OnDelete::kCascade};
+}
+
+}  // namespace
+
 const EntityDescriptor& KeyAuthCredentialsKind() {
   static const EntityDescriptor* const kind = new EntityDescriptor(
       {
@@ -214,11 +227,7 @@ const EntityDescriptor& KeyAuthCredentialsKind() {
           .endpoint_key = "key",
           .fields =
               {
-                  {.name = "consumer",
-                   .type = FieldType::kForeignKey,
-                   .required = true,
-                   .references = "consumers",
-                   .on_delete = OnDelete::kCascade},
+                  OwningConsumerField(),
                   {.name = "key", .type = FieldType::kString, .unique = true},
                   {.name = "tags", .type = FieldType::kSet},
               },
@@ -245,11 +254,7 @@ const EntityDescriptor& BasicAuthCredentialsKind() {
           .endpoint_key = "username",
           .fields =
               {
-                  {.name = "consumer",
-                   .type = FieldType::kForeignKey,
-                   .required = true,
-                   .references = "consumers",
-                   .on_delete = OnDelete::kCascade},
+                  OwningConsumerField(),
                   {.name = "username", .type = FieldType::kString, .required = true, .unique = true},
                   {.name = "password", .type = FieldType::kString, .required = true},
                   {.name = "tags", .type = FieldType::kSet},
@@ -276,11 +281,7 @@ const EntityDescriptor& AclsKind() {
           .name = "acls",
           .fields =
               {
-                  {.name = "consumer",
-                   .type = FieldType::kForeignKey,
-                   .required = true,
-                   .references = "consumers",
-                   .on_delete = OnDelete::kCascade},
+                  OwningConsumerField(),
                   {.name = "group", .type = FieldType::kString, .required = true},
                   {.name = "tags", .type = FieldType::kSet},
               },
@@ -301,11 +302,7 @@ const EntityDescriptor& JwtSecretsKind() {
           .endpoint_key = "key",
           .fields =
               {
-                  {.name = "consumer",
-                   .type = FieldType::kForeignKey,
-                   .required = true,
-                   .references = "consumers",
-                   .on_delete = OnDelete::kCascade},
+                  OwningConsumerField(),
                   {.name = "key", .type = FieldType::kString, .unique = true},
                   {.name = "secret", .type = FieldType::kString},
                   {.name = "rsa_public_key", .type = FieldType::kString},
