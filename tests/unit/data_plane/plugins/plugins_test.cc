@@ -215,6 +215,40 @@ TEST(RequestTerminationTest, MessageBodyDefaultsAndTrigger) {
   EXPECT_EQ(chain.Run(&config->routes[2], by_query), 410);
 }
 
+TEST(RequestTerminationTest, EchoReturnsTheRequestAndTheMatchedEntitiesAsKong) {
+  auto config = Base();
+  config->routes[0].set_name("orders");
+  config->services[0].set_name("shop");
+  config->plugins = {MakePlugin(101, "request-termination", {{"status_code", 418}, {"echo", true}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c;
+  c.request_head.method = "PUT";
+  c.request_head.headers = {{"X-A", "1"}, {"x-a", "2"}, {"Host", "api.example:8000"}};
+  c.host = "api.example:8000";
+  c.local_port = 8000;
+  c.target.path = "/o/1";
+  c.target.query = "k=v%20w&k=x&flag&e=";
+  c.target.has_query = true;
+  c.match = Match{&config->routes[0], &config->services[0], {}, false};
+  ASSERT_EQ(chain.steps(), 1u);
+  EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kStop);
+  ASSERT_TRUE(c.responded);
+  EXPECT_EQ(c.status, 418);
+  EXPECT_EQ(c.content_type, "application/json");
+  json body = json::parse(c.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << c.body;
+  EXPECT_EQ(body["message"], nullptr) << "418 has no default message";
+  EXPECT_EQ(body["request"]["method"], "PUT");
+  EXPECT_EQ(body["request"]["host"], "api.example");
+  EXPECT_EQ(body["request"]["port"], 8000);
+  EXPECT_EQ(body["request"]["path"], "/o/1");
+  EXPECT_EQ(body["request"]["headers"]["x-a"], json({"1", "2"}));
+  EXPECT_EQ(body["request"]["query"], json::parse(R"({"k":["v w","x"],"flag":true,"e":""})"));
+  EXPECT_EQ(body["matched_route"]["name"], "orders");
+  EXPECT_EQ(body["matched_service"]["name"], "shop");
+}
+
 TEST(RequestSizeLimitingTest, ContentLengthOverTheLimitExpectAndRequiredLength) {
   auto config = Base();
   config->plugins = {
