@@ -21,6 +21,10 @@ constexpr JwtAlgorithm kAlgorithms[] = {
     {"RS512", JwtAlgorithmFamily::kRsa, 512},
     {"ES256", JwtAlgorithmFamily::kEcdsa, 256, NID_X9_62_prime256v1},
     {"ES384", JwtAlgorithmFamily::kEcdsa, 384, NID_secp384r1},
+    {"PS256", JwtAlgorithmFamily::kRsaPss, 256},
+    {"PS384", JwtAlgorithmFamily::kRsaPss, 384},
+    {"PS512", JwtAlgorithmFamily::kRsaPss, 512},
+    {"EdDSA", JwtAlgorithmFamily::kEdDsa, 0},
 };
 
 }  // namespace
@@ -64,7 +68,12 @@ absl::StatusOr<EvpPkeyPtr> ParseJwtPublicKey(absl::string_view pem, const JwtAlg
   EvpPkeyPtr key(ok ? parsed : nullptr);
   if (!ok) EVP_PKEY_free(parsed);
   if (key == nullptr) return absl::InvalidArgumentError("invalid key");
-  if (algorithm.family == JwtAlgorithmFamily::kRsa && !EVP_PKEY_is_a(key.get(), "RSA")) {
+  if (algorithm.family == JwtAlgorithmFamily::kEdDsa && !EVP_PKEY_is_a(key.get(), "ED25519") &&
+      !EVP_PKEY_is_a(key.get(), "ED448")) {
+    return absl::InvalidArgumentError("not an Ed25519 or Ed448 key, as algorithm EdDSA needs");
+  }
+  if ((algorithm.family == JwtAlgorithmFamily::kRsa || algorithm.family == JwtAlgorithmFamily::kRsaPss) &&
+      !EVP_PKEY_is_a(key.get(), "RSA")) {
     return absl::InvalidArgumentError(absl::StrCat("not an RSA key, as algorithm ", algorithm.name, " needs"));
   }
   if (algorithm.family == JwtAlgorithmFamily::kEcdsa) {

@@ -14,12 +14,12 @@ typedef struct evp_pkey_st EVP_PKEY;
 
 namespace portico {
 
-enum class JwtAlgorithmFamily { kHmac, kRsa, kEcdsa };
+enum class JwtAlgorithmFamily { kHmac, kRsa, kRsaPss, kEcdsa, kEdDsa };
 
 struct JwtAlgorithm {
   const char* name;          // "HS256"
   JwtAlgorithmFamily family;
-  int digest_bits;           // 256, 384, 512
+  int digest_bits;           // 256, 384, 512; 0 for EdDSA (the key's scheme hashes)
   int ec_nid = 0;            // kEcdsa: the curve (NID_X9_62_prime256v1, NID_secp384r1)
 };
 
@@ -28,7 +28,8 @@ struct JwtAlgorithm {
 absl::Span<const absl::string_view> KongJwtAlgorithms();
 const std::string& KongJwtAlgorithmList();
 bool IsKongJwtAlgorithm(absl::string_view name);
-// The algorithms Portico verifies (HS256/384/512, RS256/384/512, ES256/384); null for the others.
+// The algorithms Portico verifies (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA
+// with Ed25519 or Ed448 keys); null for the others (ES512).
 const JwtAlgorithm* FindJwtAlgorithm(absl::string_view name);
 
 struct EvpPkeyDeleter {
@@ -37,7 +38,8 @@ struct EvpPkeyDeleter {
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
 
 // A PEM public key (SubjectPublicKeyInfo "PUBLIC KEY", or PKCS#1 "RSA PUBLIC KEY") fit for
-// `algorithm` (RSA for RS*, an EC key on the algorithm's curve for ES*). Errors are field
+// `algorithm` (RSA for RS* and PS*, an EC key on the algorithm's curve for ES*, Ed25519 or Ed448
+// for EdDSA). Errors are field
 // messages: "invalid key" (Kong's, when OpenSSL cannot parse it), or what does not fit.
 // Thread-safe; the key may be used for verification by several threads at once.
 absl::StatusOr<EvpPkeyPtr> ParseJwtPublicKey(absl::string_view pem, const JwtAlgorithm& algorithm);

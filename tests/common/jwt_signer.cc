@@ -3,6 +3,7 @@
 #include <openssl/ec.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <cstdlib>
 #include <vector>
@@ -39,6 +40,7 @@ TestKeyPair Pair(EVP_PKEY* key) {
 
 TestKeyPair NewRsaKeyPair(int bits) { return Pair(EVP_RSA_gen(static_cast<unsigned>(bits))); }
 TestKeyPair NewEcKeyPair(const char* curve) { return Pair(EVP_EC_gen(curve)); }
+TestKeyPair NewEdKeyPair(const char* type) { return Pair(EVP_PKEY_Q_keygen(nullptr, nullptr, type)); }
 
 std::string Base64Url(absl::string_view bytes) { return absl::WebSafeBase64Escape(bytes); }
 
@@ -57,7 +59,12 @@ std::string SignJwt(absl::string_view alg, absl::string_view claims_json, absl::
   } else {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     size_t length = 0;
-    EVP_DigestSignInit(ctx, nullptr, Digest(alg), nullptr, key);
+    EVP_PKEY_CTX* key_ctx = nullptr;
+    EVP_DigestSignInit(ctx, &key_ctx, alg == "EdDSA" ? nullptr : Digest(alg), nullptr, key);
+    if (absl::StartsWith(alg, "PS")) {
+      EVP_PKEY_CTX_set_rsa_padding(key_ctx, RSA_PKCS1_PSS_PADDING);
+      EVP_PKEY_CTX_set_rsa_pss_saltlen(key_ctx, RSA_PSS_SALTLEN_DIGEST);
+    }
     EVP_DigestSign(ctx, nullptr, &length, reinterpret_cast<const unsigned char*>(input.data()), input.size());
     std::vector<unsigned char> der(length);
     EVP_DigestSign(ctx, der.data(), &length, reinterpret_cast<const unsigned char*>(input.data()), input.size());

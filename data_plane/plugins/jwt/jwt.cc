@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -158,8 +159,10 @@ absl::StatusOr<std::shared_ptr<const CredentialTable>> BuildTable(const ConfigSe
       absl::StatusOr<EvpPkeyPtr> key = ParseJwtPublicKey(j.rsa_public_key(), *c.algorithm);
       if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat(context, "rsa_public_key: ", key.status().message()));
       c.public_key = *std::move(key);
-      c.digest = FetchDigest(table.get(), c.algorithm->digest_bits);
-      if (c.digest == nullptr) return absl::InternalError(absl::StrCat(context, "no digest for ", j.algorithm()));
+      if (c.algorithm->family != JwtAlgorithmFamily::kEdDsa) {  // EdDSA: no separate digest
+        c.digest = FetchDigest(table.get(), c.algorithm->digest_bits);
+        if (c.digest == nullptr) return absl::InternalError(absl::StrCat(context, "no digest for ", j.algorithm()));
+      }
     }
     table->by_key.emplace(j.key(), std::move(c));
   }
@@ -226,8 +229,13 @@ bool VerifySignature(const Credential& c, const DecodedToken& token) {
   }
   // OpenSSL allocates its contexts here: the RS/ES path is not allocation-free.
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_PKEY_CTX* key_ctx = nullptr;
+  // PS*: RSASSA-PSS with MGF1 of the same hash and a salt as long as the hash (RFC 7518 §3.5).
+  const bool pss = c.algorithm->family == JwtAlgorithmFamily::kRsaPss;
   const bool ok = ctx != nullptr &&
-                  EVP_DigestVerifyInit(ctx, nullptr, c.digest, nullptr, c.public_key.get()) == 1 &&
+                  EVP_DigestVerifyInit(ctx, &key_ctx, c.digest, nullptr, c.public_key.get()) == 1 &&
+                  (!pss || (EVP_PKEY_CTX_set_rsa_padding(key_ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                            EVP_PKEY_CTX_set_rsa_pss_saltlen(key_ctx, RSA_PSS_SALTLEN_DIGEST) == 1)) &&
                   EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
                                    reinterpret_cast<const unsigned char*>(token.signing_input.data()),
                                    token.signing_input.size()) == 1;

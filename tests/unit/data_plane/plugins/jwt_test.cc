@@ -147,6 +147,11 @@ class JwtTest : public ::testing::Test {
     add(606, "rs512", "RS512", "unused", rsa_.public_pem);
     add(607, "es256", "ES256", "unused", ec256_.public_pem);
     add(608, "es384", "ES384", "unused", ec384_.public_pem);
+    add(609, "ps256", "PS256", "unused", rsa_.public_pem);
+    add(610, "ps384", "PS384", "unused", rsa_.public_pem);
+    add(611, "ps512", "PS512", "unused", rsa_.public_pem);
+    add(612, "eddsa", "EdDSA", "unused", ed25519_.public_pem);
+    add(613, "ed448", "EdDSA", "unused", ed448_.public_pem);
     add(609, "b64", "HS256", Base64Url("raw secret bytes\x01"), "");
     add(610, "bang", "HS256", "not base64!", "");
     base_ = config;
@@ -187,6 +192,8 @@ class JwtTest : public ::testing::Test {
   test_support::TestKeyPair rsa_ = test_support::NewRsaKeyPair();
   test_support::TestKeyPair ec256_ = test_support::NewEcKeyPair("P-256");
   test_support::TestKeyPair ec384_ = test_support::NewEcKeyPair("P-384");
+  test_support::TestKeyPair ed25519_ = test_support::NewEdKeyPair("ED25519");
+  test_support::TestKeyPair ed448_ = test_support::NewEdKeyPair("ED448");
   std::shared_ptr<ConfigSet> base_, config_;
   std::unique_ptr<Pipeline> pipeline_;
   const int64_t now_ = static_cast<int64_t>(std::time(nullptr));
@@ -202,9 +209,13 @@ TEST_F(JwtTest, EveryAlgorithmIdentifiesTheConsumerWithKongsHeaders) {
   const Case cases[] = {{"HS256", "s3cret", nullptr},        {"HS384", "s3cret-384", nullptr},
                         {"HS512", std::string(200, 'k'), nullptr}, {"RS256", "", rsa_.key.get()},
                         {"RS384", "", rsa_.key.get()},        {"RS512", "", rsa_.key.get()},
-                        {"ES256", "", ec256_.key.get()},      {"ES384", "", ec384_.key.get()}};
+                        {"ES256", "", ec256_.key.get()},      {"ES384", "", ec384_.key.get()},
+                        {"PS256", "", rsa_.key.get()},        {"PS384", "", rsa_.key.get()},
+                        {"PS512", "", rsa_.key.get()},        {"EdDSA", "", ed25519_.key.get()},
+                        {"EdDSA", "ed448", ed448_.key.get()}};
   for (const Case& c : cases) {
-    std::string key = absl::AsciiStrToLower(c.alg);
+    // (the EdDSA Ed448 case names its credential key in `secret`, which EdDSA does not use)
+    std::string key = c.key != nullptr && !c.secret.empty() ? c.secret : absl::AsciiStrToLower(c.alg);
     FakeContext ok;
     ok.request_head.headers.emplace_back("X-Consumer-ID", "spoofed");
     EXPECT_EQ(WithHeader("Bearer " + SignJwt(c.alg, Claims(key), c.secret, c.key), &ok), 0) << c.alg << ok.body;
