@@ -20,7 +20,8 @@ struct JwtAlgorithm {
   const char* name;          // "HS256"
   JwtAlgorithmFamily family;
   int digest_bits;           // 256, 384, 512; 0 for EdDSA (the key's scheme hashes)
-  int ec_nid = 0;            // kEcdsa: the curve (NID_X9_62_prime256v1, NID_secp384r1)
+  int ec_nid = 0;            // kEcdsa: the curve (NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1)
+  int ec_bytes = 0;          // kEcdsa: the size of r and of s in a JWS signature (32, 48, 66)
 };
 
 // Kong 3.x's list of jwt_secrets algorithms (also what its token parser accepts as `alg`), and
@@ -29,7 +30,7 @@ absl::Span<const absl::string_view> KongJwtAlgorithms();
 const std::string& KongJwtAlgorithmList();
 bool IsKongJwtAlgorithm(absl::string_view name);
 // The algorithms Portico verifies (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA
-// with Ed25519 or Ed448 keys); null for the others (ES512).
+// with Ed25519 or Ed448 keys): all of Kong's list.
 const JwtAlgorithm* FindJwtAlgorithm(absl::string_view name);
 
 struct EvpPkeyDeleter {

@@ -72,7 +72,7 @@ std::string SignJwt(absl::string_view alg, absl::string_view claims_json, absl::
     signature.assign(reinterpret_cast<const char*>(der.data()), length);
     if (absl::StartsWith(alg, "ES")) {
       // DER ECDSA-Sig-Value -> r || s, each the size of the curve's order.
-      const size_t half = absl::EndsWith(alg, "256") ? 32 : 48;
+      const size_t half = absl::EndsWith(alg, "256") ? 32 : absl::EndsWith(alg, "384") ? 48 : 66;
       const unsigned char* p = der.data();
       ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(length));
       std::string raw(2 * half, '\0');

@@ -188,11 +188,14 @@ absl::StatusOr<std::shared_ptr<const CredentialTable>> SharedTable(const ConfigS
   return built;
 }
 
+// The largest DER ECDSA-Sig-Value EcdsaDer writes (P-521: two 67-byte INTEGERs, long-form length).
+constexpr size_t kMaxEcdsaDer = 2 * (66 + 3) + 3;
+
 // JWS ECDSA r || s -> DER ECDSA-Sig-Value on the stack; returns its length, 0 when `raw` does not
-// have the curve's size. P-256/P-384 lengths fit DER's short form.
+// have the curve's size (`half` <= 66).
 size_t EcdsaDer(absl::string_view raw, size_t half, unsigned char* der) {
-  if (raw.size() != 2 * half) return 0;
-  unsigned char body[2 * (48 + 3)];
+  if (raw.size() != 2 * half || half > 66) return 0;
+  unsigned char body[2 * (66 + 3)];
   size_t n = 0;
   for (int part = 0; part < 2; ++part) {
     const auto* p = reinterpret_cast<const unsigned char*>(raw.data()) + part * half;
@@ -209,9 +212,16 @@ size_t EcdsaDer(absl::string_view raw, size_t half, unsigned char* der) {
     n += len;
   }
   der[0] = 0x30;
-  der[1] = static_cast<unsigned char>(n);
-  std::memcpy(der + 2, body, n);
-  return n + 2;
+  size_t header = 2;
+  if (n < 0x80) {
+    der[1] = static_cast<unsigned char>(n);
+  } else {  // P-521: DER's long form, one length byte
+    der[1] = 0x81;
+    der[2] = static_cast<unsigned char>(n);
+    header = 3;
+  }
+  std::memcpy(der + header, body, n);
+  return n + header;
 }
 
 bool VerifySignature(const Credential& c, const DecodedToken& token) {
@@ -221,9 +231,9 @@ bool VerifySignature(const Credential& c, const DecodedToken& token) {
     return token.signature.size() == length && CRYPTO_memcmp(mac, token.signature.data(), length) == 0;
   }
   absl::string_view signature = token.signature;
-  unsigned char der[2 * (48 + 3) + 2];
+  unsigned char der[kMaxEcdsaDer];
   if (c.algorithm->family == JwtAlgorithmFamily::kEcdsa) {
-    const size_t length = EcdsaDer(signature, static_cast<size_t>(c.algorithm->digest_bits / 8), der);
+    const size_t length = EcdsaDer(signature, static_cast<size_t>(c.algorithm->ec_bytes), der);
     if (length == 0) return false;
     signature = absl::string_view(reinterpret_cast<const char*>(der), length);
   }

@@ -147,6 +147,7 @@ class JwtTest : public ::testing::Test {
     add(606, "rs512", "RS512", "unused", rsa_.public_pem);
     add(607, "es256", "ES256", "unused", ec256_.public_pem);
     add(608, "es384", "ES384", "unused", ec384_.public_pem);
+    add(614, "es512", "ES512", "unused", ec521_.public_pem);
     add(609, "ps256", "PS256", "unused", rsa_.public_pem);
     add(610, "ps384", "PS384", "unused", rsa_.public_pem);
     add(611, "ps512", "PS512", "unused", rsa_.public_pem);
@@ -192,6 +193,7 @@ class JwtTest : public ::testing::Test {
   test_support::TestKeyPair rsa_ = test_support::NewRsaKeyPair();
   test_support::TestKeyPair ec256_ = test_support::NewEcKeyPair("P-256");
   test_support::TestKeyPair ec384_ = test_support::NewEcKeyPair("P-384");
+  test_support::TestKeyPair ec521_ = test_support::NewEcKeyPair("P-521");
   test_support::TestKeyPair ed25519_ = test_support::NewEdKeyPair("ED25519");
   test_support::TestKeyPair ed448_ = test_support::NewEdKeyPair("ED448");
   std::shared_ptr<ConfigSet> base_, config_;
@@ -210,6 +212,7 @@ TEST_F(JwtTest, EveryAlgorithmIdentifiesTheConsumerWithKongsHeaders) {
                         {"HS512", std::string(200, 'k'), nullptr}, {"RS256", "", rsa_.key.get()},
                         {"RS384", "", rsa_.key.get()},        {"RS512", "", rsa_.key.get()},
                         {"ES256", "", ec256_.key.get()},      {"ES384", "", ec384_.key.get()},
+                        {"ES512", "", ec521_.key.get()},
                         {"PS256", "", rsa_.key.get()},        {"PS384", "", rsa_.key.get()},
                         {"PS512", "", rsa_.key.get()},        {"EdDSA", "", ed25519_.key.get()},
                         {"EdDSA", "ed448", ed448_.key.get()}};
