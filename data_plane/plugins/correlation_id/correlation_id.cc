@@ -41,7 +41,8 @@ class CorrelationId final : public PluginHandler {
         echo_(echo) {}
 
   StepStatus Access(RequestContext& request) const override {
-    if (const std::string* existing = request.head->Find(header_lower_)) {
+    // Kong: a header that is there but empty counts as absent.
+    if (const std::string* existing = request.head->Find(header_lower_); existing != nullptr && !existing->empty()) {
       request.request_id.assign(*existing);
     } else {
       ThreadIds& ids = Ids();
@@ -58,7 +59,10 @@ class CorrelationId final : public PluginHandler {
       }
       request.upstream_headers.emplace_back(header_, request.request_id);
     }
-    if (echo_) request.response_headers.Add(header_, request.request_id);
+    if (echo_) {  // replaces a header of that name the upstream sends (Kong's set_header)
+      request.response_headers.Add(header_, request.request_id);
+      request.response_headers_removed.push_back(header_lower_);
+    }
     return StepStatus::kContinue;
   }
 

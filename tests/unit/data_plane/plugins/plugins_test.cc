@@ -631,6 +631,12 @@ TEST(CorrelationIdTest, GeneratesKeepsAndEchoesTheRequestId) {
   EXPECT_EQ(chain.Run(&config->routes[1], given), 0);
   EXPECT_EQ(given.request_id, "abc");
   EXPECT_TRUE(given.upstream_headers.empty()) << "the client's own id goes upstream as sent";
+  FakeContext empty;
+  empty.request_head.headers = {{"x-trace", ""}};
+  EXPECT_EQ(chain.Run(&config->routes[1], empty), 0);
+  EXPECT_EQ(empty.request_id.size(), 36u) << "an empty id counts as absent (Kong)";
+  EXPECT_EQ(first.response_headers_removed, (std::vector<absl::string_view>{"kong-request-id"}))
+      << "the echoed id replaces one the upstream sends";
 }
 
 }  // namespace
