@@ -16,6 +16,7 @@ inline constexpr absl::string_view kMsgTimeout = "The upstream server is timing 
 inline constexpr absl::string_view kMsgNameResolution = "name resolution failed";
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
 inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
+inline constexpr absl::string_view kMsgRequestTooLarge = "Request size limit exceeded";  // request-size-limiting
 
 // Kong's answer when an https-only route is hit over plain HTTP: `redirect_status` 426 ->
 // `Please use HTTPS protocol` with `Connection: Upgrade` and `Upgrade: TLS/1.2, HTTP/1.1`;

@@ -26,6 +26,7 @@ void RequestContext::ResetContext() {
   response_headers.Clear();
   response_head = nullptr;
   response_headers_removed.clear();
+  request_body_limit = kNoBodyLimit;
   consumer = nullptr;
   credential_id = absl::string_view();
   upstream_headers.clear();

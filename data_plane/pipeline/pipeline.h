@@ -132,6 +132,12 @@ class RequestContext {
   // The request's correlation id when a plugin made one (correlation-id); storage for the views
   // in upstream_headers.
   std::string request_id;
+  // Set by a step (request-size-limiting, for a body without Content-Length): a request body
+  // longer than this many (de-chunked) bytes is refused by the exchange with 413 "Request size
+  // limit exceeded" (the connection closes after it; an upstream already sent part of it is
+  // aborted). kNoBodyLimit: none.
+  static constexpr uint64_t kNoBodyLimit = UINT64_MAX;
+  uint64_t request_body_limit = kNoBodyLimit;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // The plugin chain while one of its plugins is suspended (data_plane/plugins/chain.cc): the

@@ -172,7 +172,26 @@ void Exchange::OnUpstreamConnected() {
 
 void Exchange::OnRequestBody(absl::string_view data) {
   if (local_response_ || cancelled_) return;
+  if (request_body_limit != kNoBodyLimit) {
+    request_body_bytes_ += data.size();
+    if (request_body_bytes_ > request_body_limit) {
+      RefuseOversizedBody();
+      return;
+    }
+  }
   SendToUpstream(data, request_chunked_);
+}
+
+void Exchange::RefuseOversizedBody() {
+  if (response_started_) {  // the upstream answered already: closing is the only way to stop
+    if (upstream_ != nullptr) {
+      upstream_->Abort();
+      upstream_ = nullptr;
+    }
+    downstream_->Abort();
+    return;
+  }
+  FailUpstream(413, dp::kMsgRequestTooLarge);
 }
 
 void Exchange::OnRequestComplete() {
@@ -312,6 +331,7 @@ void Exchange::Reset() {
   request_chunked_ = false;
   request_complete_ = false;
   body_streamed_ = false;
+  request_body_bytes_ = 0;
   local_response_ = false;
   response_started_ = false;
   response_complete_ = false;

@@ -123,6 +123,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void StartUpstream(bool allow_pooled);
   void SendToUpstream(absl::string_view data, bool as_chunk);
   void FailUpstream(int status, absl::string_view message);
+  // The body went over RequestContext::request_body_limit: 413, or a close if the response started.
+  void RefuseOversizedBody();
   void RunResponseHeadSteps(int status);
   void MaybeFinish();
 
@@ -139,6 +141,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool request_chunked_ = false;
   bool request_complete_ = false;
   bool body_streamed_ = false;     // body bytes were handed to a connected upstream
+  uint64_t request_body_bytes_ = 0;  // counted only under a request_body_limit
   bool local_response_ = false;    // the proxy answered; the request body is discarded
   bool response_started_ = false;  // a byte of the final response went to the client
   bool response_complete_ = false;

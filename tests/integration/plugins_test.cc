@@ -104,6 +104,18 @@ TEST_F(PluginsTest, IpRestrictionAndSizeLimitGuardTheUpstream) {
   EXPECT_EQ(under.status, 200) << under.body;
   EXPECT_EQ(json::parse(under.body, nullptr, false)["body_len"], 1024);
   EXPECT_EQ(upstream_.requests_served(), 2) << "the refused body never reached the upstream";
+
+  // Chunked bodies are counted as they arrive: over the limit, 413 and the connection closes.
+  HttpResult chunked_over = Send(absl::StrCat("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                              "400\r\n", small, "\r\n", "400\r\n", small, "\r\n0\r\n\r\n"));
+  EXPECT_EQ(chunked_over.status, 413) << chunked_over.body;
+  EXPECT_EQ(json::parse(chunked_over.body, nullptr, false), json({{"message", "Request size limit exceeded"}}));
+  EXPECT_EQ(chunked_over.headers["connection"], "close");
+  HttpResult chunked_under = Send(absl::StrCat("POST /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                               "Transfer-Encoding: chunked\r\n\r\n400\r\n", small, "\r\n0\r\n\r\n"));
+  EXPECT_EQ(chunked_under.status, 200) << chunked_under.body;
+  EXPECT_EQ(json::parse(chunked_under.body, nullptr, false)["body_len"], 1024);
+  EXPECT_EQ(Get("/c").status, 200) << "the DP serves on";
 }
 
 TEST_F(PluginsTest, BadPluginWritesAreRefusedAndTheDataPlaneKeepsServing) {

@@ -1,5 +1,6 @@
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -23,6 +24,8 @@ class RequestSizeLimiting final : public PluginHandler {
                     "Request size limit exceeded");
     }
     if (require_content_length_) return RespondWithMessage(request, 411, "A valid Content-Length header is required");
+    // A body without Content-Length (chunked) is counted by the exchange as it arrives.
+    if (head.chunked) request.request_body_limit = std::min(request.request_body_limit, limit_bytes_);
     return StepStatus::kContinue;
   }
 

@@ -249,6 +249,20 @@ TEST(RequestTerminationTest, EchoReturnsTheRequestAndTheMatchedEntitiesAsKong) {
   EXPECT_EQ(body["matched_service"]["name"], "shop");
 }
 
+TEST(RequestSizeLimitingTest, AChunkedBodyGetsALimitTheExchangeCounts) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "request-size-limiting", {{"allowed_payload_size", 3}, {"size_unit", "bytes"}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext chunked;
+  chunked.request_head.chunked = true;
+  EXPECT_EQ(chain.Run(&config->routes[0], chunked), 0);
+  EXPECT_EQ(chunked.request_body_limit, 3u);
+  FakeContext plain;
+  EXPECT_EQ(chain.Run(&config->routes[0], plain), 0);
+  EXPECT_EQ(plain.request_body_limit, RequestContext::kNoBodyLimit) << "no body: nothing to count";
+}
+
 TEST(RequestSizeLimitingTest, ContentLengthOverTheLimitExpectAndRequiredLength) {
   auto config = Base();
   config->plugins = {
