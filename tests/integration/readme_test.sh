@@ -3,7 +3,8 @@
 # `<!-- readme-test: run -->`, in order, in one shell. Only the variables the README marks as the
 # ones to change (CERTS, DATA, CP_HOST, *_PORT, UPSTREAM) get test values: temporary folders
 # instead of /etc/portico and /var/lib/portico, free ports instead of the defaults, a real upstream.
-# Checks that the route the README creates is served, and that the README's kill stops both.
+# Checks that the route the README creates is served, that its key-auth plugin then refuses a
+# request without the key and lets the key through, and that the README's kill stops both.
 #   readme_test.sh README.md CP_BIN_DIR DP_BIN_DIR ECHO_BIN
 set -euo pipefail
 README=$(realpath "$1") CP_DIR=$(realpath "$2") DP_DIR=$(realpath "$3") ECHO_BIN=$(realpath "$4")
@@ -24,8 +25,8 @@ import re, sys
 text = open(sys.argv[1]).read()
 section = text.split("## Running it yourself", 1)[1].split("\n## ", 1)[0]
 blocks = re.findall(r"<!-- readme-test: run -->\n```sh\n(.*?)```", section, re.S)
-if len(blocks) != 3:
-    sys.exit(f"expected 3 marked blocks in 'Running it yourself', found {len(blocks)}")
+if len(blocks) != 4:
+    sys.exit(f"expected 4 marked blocks in 'Running it yourself', found {len(blocks)}")
 for i, b in enumerate(blocks, 1):
     open(f"{sys.argv[2]}/block{i}.sh", "w").write(b)
 PY
@@ -41,7 +42,7 @@ mkdir -p "$WORK/run"
 ECHO_PID=$!
 disown "$ECHO_PID"
 
-# One shell runs the three blocks, with the waits a reader does by eye between them.
+# One shell runs the four blocks, with the waits a reader does by eye between them.
 cat > "$WORK/run.sh" <<SH
 set -euo pipefail
 cd "$WORK/run"
@@ -55,8 +56,18 @@ for _ in \$(seq 1 100); do
   sleep 0.1
 done
 echo "served=\$served" > "$WORK/served"
+source "$WORK/block3.sh" > "$WORK/run/block3.out" 2>&1
+protected=no
+for _ in \$(seq 1 100); do
+  without=\$(curl -sS -o /dev/null -w '%{http_code}' "127.0.0.1:\$PROXY_PORT/example/readme" 2>/dev/null || true)
+  with=\$(curl -sS -o "$WORK/run/with-key.out" -w '%{http_code}' -H 'apikey: alice-secret-key' \
+         "127.0.0.1:\$PROXY_PORT/example/readme" 2>/dev/null || true)
+  if [ "\$without" = 401 ] && [ "\$with" = 200 ]; then protected=yes; break; fi
+  sleep 0.1
+done
+echo "protected=\$protected" >> "$WORK/served"
 start=\$(date +%s%N)
-source "$WORK/block3.sh"
+source "$WORK/block4.sh"
 for _ in \$(seq 1 100); do kill -0 \$CP_PID 2>/dev/null || kill -0 \$DP_PID 2>/dev/null || break; sleep 0.05; done
 echo "stop_ms=\$(( (\$(date +%s%N) - start) / 1000000 ))" >> "$WORK/served"
 kill -0 \$CP_PID 2>/dev/null && echo "cp_running=yes" >> "$WORK/served"
@@ -67,6 +78,8 @@ timeout 120 bash "$WORK/run.sh" || fail "the README's blocks did not run (exit $
 
 grep -q "served=yes" "$WORK/served" || fail "the route created by the README was not served: $(cat "$WORK/run/proxied.out")"
 grep -q '"target":"/readme?x=1"' "$WORK/run/proxied.out" || fail "unexpected upstream answer: $(cat "$WORK/run/proxied.out")"
+grep -q "protected=yes" "$WORK/served" || fail "key-auth did not protect the route: $(cat "$WORK/run/block3.out")"
+grep -q '"x-consumer-username":"alice"' "$WORK/run/with-key.out" || fail "the upstream did not see the consumer: $(cat "$WORK/run/with-key.out")"
 grep -q "running=yes" "$WORK/served" && fail "a process was still running 5 s after the README's kill"
 [ -f "$CERTS/ca.key" ] && [ "$(stat -c %a "$CERTS")" = 700 ] || fail "certificate folder missing or not mode 0700"
 [ -f "$DATA/portico.db" ] && [ "$(stat -c %a "$DATA")" = 700 ] || fail "database folder missing or not mode 0700"
