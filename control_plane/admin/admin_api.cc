@@ -102,7 +102,7 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) names.push_back(schema->name);
     return JsonResponse(200, json{{"enabled_plugins", std::move(names)}});
   }
-  if (seg[0] == "schemas" && n == 3 && seg[1] == "plugins") {
+  if (seg[0] == "schemas" && n == 3 && seg[1] == "plugins" && seg[2] != "validate") {
     if (method != "GET") return MethodNotAllowed();
     return PluginSchemaResponse(seg[2]);
   }

@@ -104,6 +104,9 @@ class Handler {
   Handler(Store& store, const HttpRequest& request) : store_(store), kinds_(store.kinds()), request_(request) {}
 
   Outcome Dispatch(const EntityDescriptor& kind, const std::vector<std::string>& seg);
+  // Kong's POST /schemas/{entity}/validate: the body checked as a create would check it (types,
+  // defaults, rules, references), nothing stored.
+  HttpResponse Validate(const EntityDescriptor& kind);
 
  private:
   // Name-or-id lookup: a UUID key is an id, anything else the endpoint key. NotFound when absent.
@@ -113,8 +116,9 @@ class Handler {
   Outcome OnParent(const SubPath& sub, const EntityDescriptor& kind, const Message& entity);
   HttpResponse List(const EntityDescriptor& kind, const ForcedParent* parent);
   // `corrupt_id`: the URL names a corrupt row (no `existing`); a replace keeps its id.
+  // `validate_only`: stop after the checks, answering 200 "schema validation successful".
   Outcome Write(const EntityDescriptor& kind, WriteKind write, absl::string_view key, const Message* existing,
-                const ForcedParent* parent, const std::string* corrupt_id = nullptr);
+                const ForcedParent* parent, const std::string* corrupt_id = nullptr, bool validate_only = false);
   Outcome Delete(const EntityDescriptor& kind, absl::string_view id);
   // /{kind}/{key} naming a corrupt row: DELETE and PUT repair it, GET and PATCH explain it.
   Outcome OnCorruptRow(const EntityDescriptor& kind, absl::string_view key, const std::string& id);
@@ -322,8 +326,13 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
   return Unexpected();
 }
 
+HttpResponse Handler::Validate(const EntityDescriptor& kind) {
+  if (request_.method != "POST") return MethodNotAllowed();
+  return Write(kind, WriteKind::kCreate, "", nullptr, nullptr, nullptr, /*validate_only=*/true).response;
+}
+
 Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::string_view key, const Message* existing,
-                       const ForcedParent* parent, const std::string* corrupt_id) {
+                       const ForcedParent* parent, const std::string* corrupt_id, bool validate_only) {
   // A URL key that is neither an id nor an endpoint key names nothing.
   if (write == WriteKind::kReplace && !IsUuid(key) && kind.endpoint_key().empty()) return {NotFound()};
   DecodedBody body = DecodeBody(request_, [&kind](absl::string_view field) { return FormFieldKind(kind, field); });
@@ -365,6 +374,7 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
     errors.Add(path, message);
   }
   if (!errors.empty()) return {cp::SchemaViolation(errors)};
+  if (validate_only) return {JsonResponse(200, json{{"message", "schema validation successful"}})};
 
   const WriteMode mode = write == WriteKind::kCreate  ? WriteMode::kInsert
                          : write == WriteKind::kPatch ? WriteMode::kUpdate
@@ -408,6 +418,11 @@ Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
 
 std::optional<HttpResponse> EntityEndpoints::Handle(const HttpRequest& request, const std::vector<std::string>& segments,
                                                     bool* committed) {
+  if (segments.size() == 3 && segments[0] == "schemas" && segments[2] == "validate") {
+    const EntityDescriptor* kind = store_.kinds().Find(segments[1]);
+    if (kind == nullptr) return std::nullopt;
+    return Handler(store_, request).Validate(*kind);
+  }
   const EntityDescriptor* kind = store_.kinds().FindByAdminName(segments[0]);
   if (kind == nullptr || !kind->top_level_endpoints()) return std::nullopt;
   Outcome outcome = Handler(store_, request).Dispatch(*kind, segments);

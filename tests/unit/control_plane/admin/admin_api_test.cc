@@ -684,6 +684,20 @@ TEST_F(AdminPluginsTest, PluginCrudFillsKongDefaultsAndNestsUnderRoutesAndServic
   EXPECT_EQ(rl_fields["minute"]["type"], "number");
   EXPECT_EQ(CallJson("GET", "/schemas/plugins/nope", 404)["message"], "No plugin named 'nope'");
   EXPECT_EQ(Call("POST", "/schemas/plugins/key-auth").status, 405);
+  // Kong's validate endpoints: the same checks as a create, nothing stored.
+  const size_t plugins_before = CallJson("GET", "/plugins", 200)["data"].size();
+  EXPECT_EQ(CallJson("POST", "/schemas/plugins/validate", 200, R"({"name":"rate-limiting","config":{"minute":5}})")["message"],
+            "schema validation successful");
+  json refused = CallJson("POST", "/schemas/plugins/validate", 400, R"({"name":"rate-limiting","config":{"minute":-1}})");
+  EXPECT_TRUE(refused["fields"]["config"].contains("minute")) << refused.dump();
+  EXPECT_EQ(CallJson("POST", "/schemas/plugins/validate", 400, R"({"name":"nope"})")["fields"]["name"],
+            "plugin 'nope' not enabled; add it to the 'plugins' configuration property");
+  EXPECT_EQ(CallJson("POST", "/schemas/services/validate", 200, R"({"url":"http://example.com:81/x"})")["message"],
+            "schema validation successful");
+  EXPECT_EQ(CallJson("POST", "/schemas/services/validate", 400, R"({"port":70000,"host":"x"})")["name"], "schema violation");
+  EXPECT_EQ(Call("GET", "/schemas/plugins/validate").status, 405);
+  EXPECT_EQ(Call("POST", "/schemas/nothing/validate").status, 404);
+  EXPECT_EQ(CallJson("GET", "/plugins", 200)["data"].size(), plugins_before) << "validation stores nothing";
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["available_on_server"]["ip-restriction"]["priority"], 990);
   EXPECT_EQ(CallJson("GET", "/", 200)["plugins"]["enabled_in_cluster"], json({"request-size-limiting", "request-termination"}))
       << "Kong's enabled_in_cluster: the names configured, sorted and distinct";
