@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/flags.h"
 #include "common/base/host_port.h"
 #include "common/base/log.h"
@@ -280,6 +281,11 @@ int Serve(int argc, char** argv) {
   std::unique_ptr<SyncClientTestHooks> test_hooks;
   if (const char* id = std::getenv("PORTICO_TEST_HELLO_NODE_ID"); id != nullptr) {
     test_hooks = std::make_unique<HelloNodeIdHook>(id);
+  }
+  // Announce these plugins (comma-separated; empty: none) instead of those this build runs, as an
+  // older build does: the CP must send no config that needs another.
+  if (const char* announced = std::getenv("PORTICO_TEST_ANNOUNCE_PLUGINS"); announced != nullptr) {
+    sync_options.plugins = absl::StrSplit(announced, ',', absl::SkipEmpty());
   }
   sync_options.requests_total = [proxy_ptr] { return proxy_ptr->requests_total(); };
   Registry registry;

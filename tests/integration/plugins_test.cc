@@ -1,6 +1,7 @@
 // Plugins end to end: created through the real CP's Admin API, compiled by the real DP, applied to
 // real HTTP on loopback in front of a real upstream.
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -521,6 +522,58 @@ TEST_F(PluginsTest, ResponseTransformerEditsUpstreamAndLocalResponses) {
   EXPECT_NE(json::parse(ok.body, nullptr, false)["target"], nullptr) << "the body is untouched";
   HttpResult other = Get("/b");
   EXPECT_EQ(other.headers["x-upstream"], "echo") << "only route a is transformed";
+}
+
+}  // namespace
+}  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+// A DP build that lacks a plugin (announced as an older build would) keeps the config it has
+// and is listed plugin_set_incompatible while another DP gets the plugin; it catches up as soon
+// as the config no longer needs the plugin.
+TEST_F(PluginsTest, ADataPlaneThatCannotRunAPluginKeepsItsConfigUntilTheConfigStopsNeedingIt) {
+  std::string gen_log;
+  ASSERT_TRUE(GenerateCerts(cluster_.certs(), "dp-old", &gen_log)) << gen_log;
+  DataPlane& old_dp = cluster_.StartDp({.cert = cluster_.certs() + "/dp-old.crt",
+                                        .key = cluster_.certs() + "/dp-old.key",
+                                        .env = {{"PORTICO_TEST_ANNOUNCE_PLUGINS", "cors,acl"}},
+                                        .log_name = "dp-old.log"});
+  ASSERT_TRUE(old_dp.started) << cluster_.Logs();
+  ASSERT_TRUE(cluster_.WaitDpSynced(old_dp)) << cluster_.DpStatus(old_dp).dump();
+  const uint64_t before = cluster_.CpVersion();
+
+  Add("/routes/a/plugins", {{"name", "request-termination"}, {"config", {{"status_code", 403}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  EXPECT_EQ(Get("/a").status, 403) << "the DP that runs the plugin applies it";
+  auto old_record = [this]() {
+    const json listed = ParseJson(cluster_.Admin("GET", "/clustering/data-planes"));
+    if (!listed.is_object() || !listed.contains("data")) return json();
+    for (const json& node : listed["data"]) {
+      if (node["id"] == "dp-old") return node;
+    }
+    return json();
+  };
+  json record;
+  for (int i = 0; i < 100 && record["sync_status"] != "plugin_set_incompatible"; ++i) {
+    std::this_thread::sleep_for(50ms);
+    record = old_record();
+  }
+  EXPECT_EQ(record["sync_status"], "plugin_set_incompatible") << record.dump();
+  EXPECT_EQ(record["state"], "incompatible");
+  EXPECT_NE(record.value("last_error", std::string()).find("request-termination"), std::string::npos) << record.dump();
+  EXPECT_EQ(record["config_version"], before) << "it keeps the version it had";
+  EXPECT_EQ(cluster_.Proxy(old_dp, "/a").status, 200) << "and serves it";
+
+  // The config stops needing the plugin: the old DP gets the next version.
+  const json on_a = ParseJson(cluster_.Admin("GET", "/routes/a/plugins"));
+  ASSERT_EQ(on_a["data"].size(), 1u) << on_a.dump();
+  const std::string id = on_a["data"][0]["id"];
+  ASSERT_EQ(cluster_.Admin("DELETE", "/plugins/" + id).status, 204);
+  ASSERT_TRUE(cluster_.WaitDpSynced(old_dp)) << cluster_.DpStatus(old_dp).dump();
+  for (int i = 0; i < 100 && old_record()["sync_status"] != "normal"; ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(old_record()["sync_status"], "normal");
 }
 
 }  // namespace
