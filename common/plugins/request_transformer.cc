@@ -70,27 +70,23 @@ std::string CheckHeaderRename(absl::string_view entry) {
 
 using ItemCheck = std::string (*)(absl::string_view);
 
-// One operation's record ({body, headers, querystring}, plus `uri` for replace), normalized with
-// its errors under `name`. Reads config[name] (absent or null: every list empty).
-json Operation(const json& config, const char* name, ItemCheck headers, ItemCheck querystring, bool with_uri,
-               FieldErrors* errors) {
-  static const json kNone;  // null: the defaults
-  const json* given = config.is_object() && config.contains(name) ? &config[name] : &kNone;
-  FieldErrors nested;
-  ConfigFields f(given->is_object() ? *given : kNone, &nested);
+// One operation's record ({body, headers, querystring}, plus `uri` for replace), read by
+// ConfigFields::Record (absent or null: every list empty; errors under the operation's name).
+template <ItemCheck kHeaders, ItemCheck kQuerystring, bool kWithUri>
+json Operation(const json& record, FieldErrors* errors) {
+  ConfigFields f(record, errors);
   const std::vector<std::string> none;
   const auto body = f.StringArray("body", none);
-  f.StringArray("headers", none, headers);
-  f.StringArray("querystring", none, querystring);
-  if (with_uri) {
+  f.StringArray("headers", none, kHeaders);
+  f.StringArray("querystring", none, kQuerystring);
+  if (kWithUri) {
     const std::optional<std::string> uri = f.String("uri", std::nullopt);
     // Kong accepts any string and answers 500 on each request when it does not start with '/'.
-    if (uri && uri->front() != '/') nested.Add("uri", "should start with: /");
-    if (uri && !CheckNoTemplate(*uri).empty()) nested.Add("uri", CheckNoTemplate(*uri));
+    if (uri && uri->front() != '/') errors->Add("uri", "should start with: /");
+    if (uri && !CheckNoTemplate(*uri).empty()) errors->Add("uri", CheckNoTemplate(*uri));
   }
   json out = f.Finish();
-  if (body && !body->empty()) nested.Add("body", kNotYet);
-  errors->Merge(name, nested);
+  if (body && !body->empty()) errors->Add("body", kNotYet);
   return out;
 }
 
@@ -102,7 +98,11 @@ constexpr absl::string_view kSettableMethods[] = {"GET",      "PUT",       "POST
 json Normalize(const json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
   const std::optional<std::string> method = f.String("http_method", std::nullopt);
-  for (const char* operation : {"remove", "rename", "replace", "add", "append"}) f.Record(operation);
+  f.Record("remove", &Operation<&CheckRemovedHeader, nullptr, false>);
+  f.Record("rename", &Operation<&CheckHeaderRename, &CheckPair, false>);
+  f.Record("replace", &Operation<&CheckHeaderPair, &CheckPair, true>);
+  f.Record("add", &Operation<&CheckHeaderPair, &CheckPair, false>);
+  f.Record("append", &Operation<&CheckHeaderPair, &CheckPair, false>);
   json out = f.Finish();
   if (method) {
     const bool upper = method->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == std::string::npos;
@@ -117,11 +117,6 @@ json Normalize(const json& config, FieldErrors* errors) {
       errors->Add("http_method", absl::StrCat("invalid method: ", *method));  // Kong: a 500 per request
     }
   }
-  out["remove"] = Operation(config, "remove", &CheckRemovedHeader, nullptr, false, errors);
-  out["rename"] = Operation(config, "rename", &CheckHeaderRename, &CheckPair, false, errors);
-  out["replace"] = Operation(config, "replace", &CheckHeaderPair, &CheckPair, true, errors);
-  out["add"] = Operation(config, "add", &CheckHeaderPair, &CheckPair, false, errors);
-  out["append"] = Operation(config, "append", &CheckHeaderPair, &CheckPair, false, errors);
   return out;
 }
 
