@@ -38,12 +38,6 @@ std::string CheckNoTemplate(absl::string_view value) {
   return absl::StrContains(value, "$(") ? absl::StrCat("templates ($(...)) are ", kNotYet) : "";
 }
 
-// remove.headers: a header name (what follows a colon is ignored, as Kong ignores it).
-std::string CheckRemovedHeader(absl::string_view entry) {
-  const TransformerPair pair = SplitTransformerPair(entry);
-  return IsKongHeaderName(pair.name) ? "" : NotAHeader(pair.name);
-}
-
 // rename/replace/add/append.querystring: "name:value" with a value.
 std::string CheckPair(absl::string_view entry) {
   const TransformerPair pair = SplitTransformerPair(entry);
@@ -51,21 +45,10 @@ std::string CheckPair(absl::string_view entry) {
   return CheckNoTemplate(pair.value);
 }
 
-// replace/add/append.headers: "Name:value" (an empty value changes nothing, as in Kong).
+// replace/add/append.headers: "Name:value" without a $(...) template.
 std::string CheckHeaderPair(absl::string_view entry) {
-  const TransformerPair pair = SplitTransformerPair(entry);
-  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
-  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
-  if (!IsHeaderValue(pair.value)) return NotAHeader(pair.value);
-  return CheckNoTemplate(pair.value);
-}
-
-// rename.headers: "Old:New", both header names.
-std::string CheckHeaderRename(absl::string_view entry) {
-  const TransformerPair pair = SplitTransformerPair(entry);
-  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
-  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
-  return IsKongHeaderName(pair.value) ? "" : NotAHeader(pair.value);
+  std::string problem = CheckTransformerHeaderPair(entry);
+  return problem.empty() ? CheckNoTemplate(SplitTransformerPair(entry).value) : problem;
 }
 
 using ItemCheck = std::string (*)(absl::string_view);
@@ -98,8 +81,8 @@ constexpr absl::string_view kSettableMethods[] = {"GET",      "PUT",       "POST
 json Normalize(const json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
   const std::optional<std::string> method = f.String("http_method", std::nullopt);
-  f.Record("remove", &Operation<&CheckRemovedHeader, nullptr, false>);
-  f.Record("rename", &Operation<&CheckHeaderRename, &CheckPair, false>);
+  f.Record("remove", &Operation<&CheckTransformerHeaderName, nullptr, false>);
+  f.Record("rename", &Operation<&CheckTransformerHeaderRename, &CheckPair, false>);
   f.Record("replace", &Operation<&CheckHeaderPair, &CheckPair, true>);
   f.Record("add", &Operation<&CheckHeaderPair, &CheckPair, false>);
   f.Record("append", &Operation<&CheckHeaderPair, &CheckPair, false>);
@@ -121,6 +104,25 @@ json Normalize(const json& config, FieldErrors* errors) {
 }
 
 }  // namespace
+
+std::string CheckTransformerHeaderName(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  return IsKongHeaderName(pair.name) ? "" : NotAHeader(pair.name);
+}
+
+std::string CheckTransformerHeaderPair(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
+  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
+  return IsHeaderValue(pair.value) ? "" : NotAHeader(pair.value);
+}
+
+std::string CheckTransformerHeaderRename(absl::string_view entry) {
+  const TransformerPair pair = SplitTransformerPair(entry);
+  if (pair.name.empty() || !absl::StrContains(entry, ':')) return absl::StrCat("invalid value: ", entry);
+  if (!IsKongHeaderName(pair.name)) return NotAHeader(pair.name);
+  return IsKongHeaderName(pair.value) ? "" : NotAHeader(pair.value);
+}
 
 const PluginSchema& RequestTransformerSchema() {
   static const PluginSchema schema{"request-transformer", 801, &Normalize};

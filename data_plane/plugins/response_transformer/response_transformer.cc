@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "common/plugins/request_transformer.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -68,11 +69,11 @@ class ResponseTransformer final : public PluginHandler {
 std::vector<HeaderEdit> Edits(const nlohmann::json& list, bool pairs) {
   std::vector<HeaderEdit> out;
   for (const nlohmann::json& item : list) {
-    const std::string text = item.get<std::string>();
+    const portico::plugins::TransformerPair pair =
+        portico::plugins::SplitTransformerPair(item.get_ref<const std::string&>());
     HeaderEdit& e = out.emplace_back();
-    const size_t colon = pairs ? text.find(':') : std::string::npos;
-    e.name = text.substr(0, colon);
-    if (colon != std::string::npos) e.value = text.substr(colon + 1);
+    e.name = std::string(pair.name);
+    if (pairs) e.value = std::string(pair.value);
     e.name_lower = absl::AsciiStrToLower(e.name);
   }
   return out;
