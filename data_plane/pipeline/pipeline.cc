@@ -14,6 +14,9 @@ void RequestContext::ResetContext() {
   has_host = false;
   local_port = 0;
   client_ip = absl::string_view();
+  local_ip = absl::string_view();
+  connection_serial = 0;
+  connection_requests = 0;
   client_http11 = true;
   loop = nullptr;
   worker_cursor = 0;
@@ -27,6 +30,14 @@ void RequestContext::ResetContext() {
   response_head = nullptr;
   response_headers_removed.clear();
   request_body_limit = kNoBodyLimit;
+  request_body.clear();
+  request_body_read = false;
+  reading_request_body_ = false;
+  request_body_too_large = false;
+  upstream_body.clear();
+  upstream_body_set = false;
+  buffer_response_body = false;
+  response_body.clear();
   consumer = nullptr;
   credential_id = absl::string_view();
   upstream_headers.clear();
@@ -85,6 +96,11 @@ void Pipeline::AddResponseHead(std::shared_ptr<const ResponseHeadStep> step) {
 void Pipeline::AddResponseBody(std::shared_ptr<const ResponseBodyStep> step) {
   body_steps_.push_back(step.get());
   body_owned_.push_back(std::move(step));
+}
+
+void Pipeline::AddBufferedResponseBody(std::shared_ptr<const BufferedResponseBodyStep> step) {
+  buffered_steps_.push_back(step.get());
+  buffered_owned_.push_back(std::move(step));
 }
 
 void Pipeline::AddLog(std::shared_ptr<const LogStep> step) {

@@ -12,9 +12,17 @@
 // meanwhile. If the client goes away first, the exchange calls the suspended step's OnCancel
 // instead, and Resume must not be called after that.
 //
+// A step that needs the whole request body (an auth plugin reading a key from it, a body
+// transformation) calls RequestContext::ReadRequestBody: when it returns false, the step returns
+// kSuspend and the exchange runs it again from its start once the body is read (or found too
+// large to hold). The upstream then gets the buffered body, or `upstream_body` when a step set one,
+// with a Content-Length.
+//
 // Response phases: response-head steps see (and may add headers to) every response that goes to
-// the client, upstream or local; body steps see each piece of an upstream response body; log
-// steps run once when the exchange ends. They never suspend.
+// the client, upstream or local; body steps see each piece of an upstream response body; a
+// response-head step may instead ask for the whole body (buffer_response_body), which buffered-body
+// steps then see and may rewrite before anything goes to the client; log steps run once when the
+// exchange ends. They never suspend.
 #include <uv.h>
 
 #include <cstdint>
@@ -92,7 +100,10 @@ class RequestContext {
   absl::string_view host;        // the authority of an absolute-form target, else Host
   bool has_host = false;
   uint16_t local_port = 0;       // the listener's port
+  absl::string_view local_ip;    // the address the client connected to
   absl::string_view client_ip;
+  uint64_t connection_serial = 0;    // the client connection's number on its worker (from 1)
+  uint32_t connection_requests = 0;  // this request's number on its connection (from 1)
   bool client_http11 = true;
   uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
   uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
@@ -138,6 +149,26 @@ class RequestContext {
   // aborted). kNoBodyLimit: none.
   static constexpr uint64_t kNoBodyLimit = UINT64_MAX;
   uint64_t request_body_limit = kNoBodyLimit;
+  // ---- the whole request body (ReadRequestBody)
+  // At most this many body bytes are held; a longer body streams to the upstream unchanged.
+  static constexpr size_t kMaxBufferedRequestBody = 1024 * 1024;
+  // Once ReadRequestBody returned true: the (de-chunked) body, or when request_body_too_large only
+  // its first bytes (at least kMaxBufferedRequestBody; the rest has not been read).
+  std::string request_body;
+  bool request_body_read = false;  // request_body holds the whole body
+  bool request_body_too_large = false;
+  // Set by a step: the body the upstream gets instead of the client's (with its Content-Length).
+  // REQUIRES: ReadRequestBody returned true and !request_body_too_large.
+  std::string upstream_body;
+  bool upstream_body_set = false;
+  // ---- the whole response body (buffer_response_body)
+  // Set by a response-head step for an upstream response with a body: the exchange holds the head
+  // and body until the body is complete, runs the buffered-body steps on it (response_head is set
+  // again meanwhile), then sends the head with a Content-Length for the body as they left it. A
+  // body longer than kMaxBufferedResponseBody goes to the client unchanged, as it came.
+  static constexpr size_t kMaxBufferedResponseBody = 8 * 1024 * 1024;
+  bool buffer_response_body = false;
+  std::string response_body;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // The plugin chain while one of its plugins is suspended (data_plane/plugins/chain.cc): the
@@ -152,13 +183,22 @@ class RequestContext {
 
   // Answers the request; the step then returns kStop (or, once resumed, Resume(kStop)).
   virtual void Respond(const LocalResponse& response) = 0;
-  // Ends a suspension: the suspended step's result (kContinue or kStop).
+  // Ends a suspension: the suspended step's result (kContinue or kStop). kSuspend: the suspended
+  // step is waiting for the request body now (ReadRequestBody returned false), run again later.
   virtual void Resume(StepStatus status) = 0;
+  // True when request_body holds the request body: at once when it was read before or the request
+  // has none (or says it is longer than kMaxBufferedRequestBody: request_body_too_large). False:
+  // the exchange reads it (answering Expect: 100-continue, the client timeout bounding the wait);
+  // the step returns kSuspend and its OnRequest runs again once the body is in, or cancelled.
+  virtual bool ReadRequestBody() = 0;
+  // ReadRequestBody returned false and the body is still being read.
+  bool reading_request_body() const { return reading_request_body_; }
 
  protected:
   ~RequestContext() = default;
   // Clears the per-request fields, keeping buffer capacity.
   void ResetContext();
+  bool reading_request_body_ = false;  // set by the implementation of ReadRequestBody
 };
 
 class RequestStep {
@@ -185,6 +225,14 @@ class ResponseBodyStep {
   virtual void OnResponseBody(RequestContext& request, absl::string_view data) const = 0;
 };
 
+// Sees a whole upstream response body a response-head step asked to buffer; may rewrite
+// request.response_body (the head's Content-Length follows). request.response_head is set.
+class BufferedResponseBodyStep {
+ public:
+  virtual ~BufferedResponseBodyStep() = default;
+  virtual void OnBufferedResponseBody(RequestContext& request, int status) const = 0;
+};
+
 class LogStep {
  public:
   virtual ~LogStep() = default;
@@ -197,12 +245,14 @@ class Pipeline {
   void Add(Phase phase, std::shared_ptr<const RequestStep> step);
   void AddResponseHead(std::shared_ptr<const ResponseHeadStep> step);
   void AddResponseBody(std::shared_ptr<const ResponseBodyStep> step);
+  void AddBufferedResponseBody(std::shared_ptr<const BufferedResponseBodyStep> step);
   void AddLog(std::shared_ptr<const LogStep> step);
 
   // Request steps in phase order (within a phase, in the order added).
   const std::vector<const RequestStep*>& request_steps() const { return request_steps_; }
   const std::vector<const ResponseHeadStep*>& response_head_steps() const { return head_steps_; }
   const std::vector<const ResponseBodyStep*>& response_body_steps() const { return body_steps_; }
+  const std::vector<const BufferedResponseBodyStep*>& buffered_body_steps() const { return buffered_steps_; }
   const std::vector<const LogStep*>& log_steps() const { return log_steps_; }
 
  private:
@@ -214,9 +264,11 @@ class Pipeline {
   std::vector<const RequestStep*> request_steps_;
   std::vector<std::shared_ptr<const ResponseHeadStep>> head_owned_;
   std::vector<std::shared_ptr<const ResponseBodyStep>> body_owned_;
+  std::vector<std::shared_ptr<const BufferedResponseBodyStep>> buffered_owned_;
   std::vector<std::shared_ptr<const LogStep>> log_owned_;
   std::vector<const ResponseHeadStep*> head_steps_;
   std::vector<const ResponseBodyStep*> body_steps_;
+  std::vector<const BufferedResponseBodyStep*> buffered_steps_;
   std::vector<const LogStep*> log_steps_;
 };
 

@@ -43,7 +43,11 @@ class PluginChainStep final : public RequestStep {
                   ChainList global)
       : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)) {}
 
-  StepStatus OnRequest(RequestContext& request) const override { return Run(request, 0); }
+  // Run again after a plugin waited for the request body (RequestContext::ReadRequestBody): from
+  // that plugin on.
+  StepStatus OnRequest(RequestContext& request) const override {
+    return Run(request, request.plugin_chain == this ? request.plugin_position : 0);
+  }
 
   void OnCancel(RequestContext& request) const override {
     const ChainList& chain = ListFor(request);
@@ -63,16 +67,34 @@ class PluginChainStep final : public RequestStep {
       request.plugin_chain = this;
       request.plugin_position = static_cast<uint32_t>(i);
       const StepStatus status = handler->Access(request);
-      if (status != StepStatus::kContinue) return status;
+      if (status == StepStatus::kSuspend) return status;
+      if (status == StepStatus::kStop) {
+        request.plugin_chain = nullptr;
+        return status;
+      }
     }
+    request.plugin_chain = nullptr;
     return StepStatus::kContinue;
   }
 
-  // The header_filter phase of the same list (the consumer is the one identified by then).
+  // The header_filter, body_filter and log phases of the same list (the consumer is the one
+  // identified by then).
   void RunHeaderFilters(RequestContext& request, int status) const {
     for (const ChainEntry& entry : ListFor(request)) {
       const PluginHandler* handler = HandlerFor(entry, request);
       if (handler != nullptr && handler->filters_headers()) handler->HeaderFilter(request, status);
+    }
+  }
+  void RunBodyFilters(RequestContext& request, int status) const {
+    for (const ChainEntry& entry : ListFor(request)) {
+      const PluginHandler* handler = HandlerFor(entry, request);
+      if (handler != nullptr && handler->filters_body()) handler->BodyFilter(request, status);
+    }
+  }
+  void RunLog(const RequestContext& request, int status) const {
+    for (const ChainEntry& entry : ListFor(request)) {
+      const PluginHandler* handler = HandlerFor(entry, request);
+      if (handler != nullptr && handler->logs()) handler->Log(request, status);
     }
   }
 
@@ -104,6 +126,28 @@ class PluginHeaderFilterStep final : public ResponseHeadStep {
  public:
   explicit PluginHeaderFilterStep(std::shared_ptr<const PluginChainStep> chain) : chain_(std::move(chain)) {}
   void OnResponseHead(RequestContext& request, int status) const override { chain_->RunHeaderFilters(request, status); }
+
+ private:
+  std::shared_ptr<const PluginChainStep> chain_;
+};
+
+// The chain's body_filter phase as a buffered-body step.
+class PluginBodyFilterStep final : public BufferedResponseBodyStep {
+ public:
+  explicit PluginBodyFilterStep(std::shared_ptr<const PluginChainStep> chain) : chain_(std::move(chain)) {}
+  void OnBufferedResponseBody(RequestContext& request, int status) const override {
+    chain_->RunBodyFilters(request, status);
+  }
+
+ private:
+  std::shared_ptr<const PluginChainStep> chain_;
+};
+
+// The chain's log phase as a log step.
+class PluginLogStep final : public LogStep {
+ public:
+  explicit PluginLogStep(std::shared_ptr<const PluginChainStep> chain) : chain_(std::move(chain)) {}
+  void OnLog(const RequestContext& request, int status) const override { chain_->RunLog(request, status); }
 
  private:
   std::shared_ptr<const PluginChainStep> chain_;
@@ -178,7 +222,12 @@ ChainList Resolve(const Scopes& scopes, absl::string_view route, absl::string_vi
 void ResumePluginChain(RequestContext& request, StepStatus status) {
   const auto* chain = static_cast<const PluginChainStep*>(request.plugin_chain);
   if (status == StepStatus::kContinue) status = chain->Run(request, request.plugin_position + 1);
-  if (status == StepStatus::kSuspend) return;  // a later plugin suspended: it resumes the chain
+  if (status == StepStatus::kSuspend) {
+    // A later plugin suspended: on I/O it resumes the chain itself; waiting for the request body,
+    // the exchange must start reading it (and runs the chain again once it is read).
+    if (request.reading_request_body()) request.Resume(StepStatus::kSuspend);
+    return;
+  }
   request.plugin_chain = nullptr;
   request.Resume(status);
 }
@@ -229,11 +278,17 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     }
   }
   ChainList global = Resolve(scopes, "", "", consumers);
-  bool filters_headers = false;
-  for (const auto& compiled : owned) filters_headers |= compiled->handler->filters_headers();
+  bool filters_headers = false, filters_body = false, logs = false;
+  for (const auto& compiled : owned) {
+    filters_headers |= compiled->handler->filters_headers();
+    filters_body |= compiled->handler->filters_body();
+    logs |= compiled->handler->logs();
+  }
   auto chain = std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global));
   pipeline->Add(Phase::kAccess, chain);
   if (filters_headers) pipeline->AddResponseHead(std::make_shared<const PluginHeaderFilterStep>(chain));
+  if (filters_body) pipeline->AddBufferedResponseBody(std::make_shared<const PluginBodyFilterStep>(chain));
+  if (logs) pipeline->AddLog(std::make_shared<const PluginLogStep>(chain));
   return absl::OkStatus();
 }
 

@@ -22,7 +22,10 @@ class PluginHandler {
   // Kong's access phase: kContinue, or kStop after RequestContext::Respond. Thread-safe and
   // allocation-free on the request path; never blocks the worker loop. A plugin waiting for I/O
   // returns kSuspend and later calls ResumePluginChain (chain.h) exactly once, on request.loop,
-  // unless OnCancel came first; the snapshot (and so the handler) stays pinned meanwhile.
+  // unless OnCancel came first; the snapshot (and so the handler) stays pinned meanwhile. A
+  // plugin that needs the request body returns kSuspend when RequestContext::ReadRequestBody
+  // returns false (and does not call ResumePluginChain): its Access runs again, from the start,
+  // once the body is read.
   virtual StepStatus Access(RequestContext& request) const = 0;
   // Kong's header_filter phase, for handlers whose filters_headers() is true: runs (in the chain's
   // order) for every response that goes to the client of a request the chain ran for, upstream
@@ -30,8 +33,20 @@ class PluginHandler {
   // the upstream's (request.response_headers_removed). Same rules as Access; never answers.
   virtual void HeaderFilter(RequestContext& request, int status) const {}
   virtual bool filters_headers() const { return false; }
-  // The request went away while this plugin was suspended: ResumePluginChain must not be called
-  // for it any more (RequestContext::suspended_data is the plugin's).
+  // Kong's body_filter phase, for handlers whose filters_body() is true, on a whole upstream
+  // response body buffered because a HeaderFilter asked for it (request.buffer_response_body):
+  // runs in the chain's order, may rewrite request.response_body (request.response_head is the
+  // upstream's head). Not called for local responses, responses without a body, or bodies longer
+  // than RequestContext::kMaxBufferedResponseBody (those reach the client unchanged).
+  virtual void BodyFilter(RequestContext& request, int status) const {}
+  virtual bool filters_body() const { return false; }
+  // Kong's log phase, for handlers whose logs() is true: once, when the exchange ends (not when
+  // the client went away first), after the response went out.
+  virtual void Log(const RequestContext& request, int status) const {}
+  virtual bool logs() const { return false; }
+  // The request went away while this plugin was suspended (on its I/O, or waiting for the
+  // request body): ResumePluginChain must not be called for it any more
+  // (RequestContext::suspended_data is the plugin's, null when it set none).
   virtual void OnCancel(RequestContext& request) const {}
 };
 

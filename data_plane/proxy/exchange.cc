@@ -94,6 +94,11 @@ void Exchange::Resume(dp::StepStatus status) {
   if (!cancelled_) downstream_->RequestBodyWanted();
 }
 
+bool Exchange::ReadRequestBody() {
+  request_body_too_large = true;  // not read yet: the body streams unchanged
+  return true;
+}
+
 void Exchange::Respond(const dp::LocalResponse& response) {
   if (upstream_ != nullptr) {
     upstream_->Abort();

@@ -105,6 +105,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // ---- dp::RequestContext
   void Respond(const dp::LocalResponse& response) override;
   void Resume(dp::StepStatus status) override;
+  bool ReadRequestBody() override;
 
   // ---- UpstreamObserver
   void OnUpstreamConnected() override;

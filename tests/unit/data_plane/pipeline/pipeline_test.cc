@@ -55,6 +55,7 @@ TEST(PipelineTest, StepsRunByPhaseThenInTheOrderAdded) {
    public:
     void Respond(const LocalResponse&) override {}
     void Resume(StepStatus) override {}
+    bool ReadRequestBody() override { return true; }
   } context;
   for (const RequestStep* step : pipeline.request_steps()) step->OnRequest(context);
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4, 5}));

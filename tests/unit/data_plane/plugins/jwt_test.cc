@@ -96,6 +96,7 @@ class FakeContext final : public RequestContext {
     }
   }
   void Resume(StepStatus) override {}
+  bool ReadRequestBody() override { return true; }
   std::string Upstream(absl::string_view name) const {
     for (const auto& [n, v] : upstream_headers) {
       if (n == name) return std::string(v);

@@ -45,11 +45,19 @@ class FakeContext final : public RequestContext {
     ++resumes;
     resumed_with = status;
   }
+  // The body is there when the test says so (body_ready); otherwise the read is pending.
+  bool ReadRequestBody() override {
+    ++body_reads;
+    reading_request_body_ = !body_ready;
+    return body_ready;
+  }
   using RequestContext::ResetContext;  // a connection's next request (tests of warm storage)
 
   MessageHead request_head;
   int resumes = 0;
   StepStatus resumed_with = StepStatus::kSuspend;
+  bool body_ready = true;
+  int body_reads = 0;
   bool responded = false;
   int status = 0;
   std::string message, body, content_type;
