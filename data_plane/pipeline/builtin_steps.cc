@@ -124,6 +124,12 @@ class UpstreamRequestStep final : public RequestStep {
     params.chunked_body = request.head->chunked;
     params.has_content_length = request.head->has_content_length;
     params.content_length = request.head->content_length;
+    // A body read whole for a step goes out with its length (a step's replacement, if any).
+    if (request.request_body_read && (request.upstream_body_set || params.chunked_body || params.has_content_length)) {
+      params.chunked_body = false;
+      params.has_content_length = true;
+      params.content_length = request.upstream_body_set ? request.upstream_body.size() : request.request_body.size();
+    }
     request.upstream_head.clear();  // keeps its capacity
     AppendUpstreamRequestHead(&request.upstream_head, *request.head, params);
     return StepStatus::kContinue;

@@ -1,5 +1,6 @@
 #include "data_plane/proxy/exchange.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/base/log.h"
@@ -15,7 +16,8 @@ constexpr size_t kMaxPooledExchangeBytes = 16 * 1024;
 }  // namespace
 
 void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
-                     const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip) {
+                     const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip,
+                     uint64_t connection_serial, uint32_t connection_requests) {
   worker_ = &worker;
   downstream_ = &downstream;
   config_ = std::move(config);
@@ -25,6 +27,9 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   has_host = check.has_host;
   local_port = worker.port();
   this->client_ip = client_ip;
+  local_ip = worker.options().host;
+  this->connection_serial = connection_serial;
+  this->connection_requests = connection_requests;
   client_http11 = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
   loop = worker.loop();
   worker_cursor = worker.NextCursor();
@@ -51,13 +56,13 @@ void Exchange::RunSteps() {
     dp::StepStatus status = step->OnRequest(*this);
     in_step_ = false;
     if (cancelled_) return;
-    if (status == dp::StepStatus::kSuspend) {
-      if (!resumed_in_step_) {
-        suspended_ = true;
-        return;  // Resume() goes on from here
-      }
+    if (status == dp::StepStatus::kSuspend && resumed_in_step_) {
       resumed_in_step_ = false;  // the step resumed before it returned: take its result now
       status = resumed_status_;
+    }
+    if (status == dp::StepStatus::kSuspend) {
+      suspended_ = true;
+      return;  // Resume() (or the request body, RunStepsAfterBody) goes on from here
     }
     ++next_step_;
     if (status == dp::StepStatus::kStop) {
@@ -67,6 +72,16 @@ void Exchange::RunSteps() {
     }
   }
   steps_done_ = true;
+  if (!request_body.empty()) {  // part or all of the body was read for a step
+    if (request_body_limit != kNoBodyLimit) {
+      request_body_bytes_ = request_body.size();
+      if (request_body_bytes_ > request_body_limit) {
+        RefuseOversizedBody();
+        return;
+      }
+    }
+    if (request_body_too_large) SendToUpstream(request_body, request_chunked_);  // the rest follows
+  }
   connect_retries_left_ = service != nullptr ? service->retries : 0;
   downstream_->ContinueRequest();  // e.g. 100 Continue
   if (cancelled_) return;
@@ -80,23 +95,60 @@ void Exchange::Resume(dp::StepStatus status) {
     return;
   }
   if (!suspended_ || cancelled_) return;
+  if (status == dp::StepStatus::kSuspend) {  // the step now waits for the request body
+    downstream_->RequestBodyWanted();
+    return;
+  }
   suspended_ = false;
   suspended_data = nullptr;
   ++next_step_;
+  if (request_complete_) {
+    // The body was read for an earlier step: the exchange may end in here; nothing may follow.
+    if (status == dp::StepStatus::kStop) {
+      steps_done_ = true;
+      MaybeFinish();
+    } else {
+      RunSteps();
+    }
+    return;
+  }
   if (status == dp::StepStatus::kStop) {
     steps_done_ = true;
   } else {
     RunSteps();
   }
-  // The request was not complete while suspended (its head was all that was parsed), so the
-  // exchange cannot have ended above: parse what the client sent meanwhile (body, or the rest to
-  // discard after a local response).
+  // The request is not complete, so the exchange cannot have ended above: parse what the client
+  // sent meanwhile (body, or the rest to discard after a local response).
   if (!cancelled_) downstream_->RequestBodyWanted();
 }
 
 bool Exchange::ReadRequestBody() {
-  request_body_too_large = true;  // not read yet: the body streams unchanged
-  return true;
+  if (request_body_read || request_body_too_large) return true;
+  if (reading_request_body_) return false;
+  if (!request_chunked_ && head->content_length == 0) {  // no body
+    request_body_read = true;
+    return true;
+  }
+  if (request_complete_ || (!request_chunked_ && head->content_length > kMaxBufferedRequestBody)) {
+    request_body_too_large = true;  // it streams to the upstream unread
+    return true;
+  }
+  reading_request_body_ = true;
+  if (!request_chunked_) request_body.reserve(head->content_length);
+  downstream_->WaitForRequestBody();  // may cancel the exchange (a failed write closes)
+  return false;
+}
+
+void Exchange::RunStepsAfterBody() {
+  if (!suspended_ || cancelled_) return;
+  suspended_ = false;
+  suspended_data = nullptr;
+  RunSteps();  // the waiting step runs again, from its start
+}
+
+absl::string_view Exchange::WholeBodyForUpstream() const {
+  if (!request_body_read) return {};
+  return upstream_body_set ? absl::string_view(upstream_body) : absl::string_view(request_body);
 }
 
 void Exchange::Respond(const dp::LocalResponse& response) {
@@ -106,6 +158,8 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   }
   local_response_ = true;
   pending_body_.clear();
+  holding_response_ = false;
+  buffer_response_body = false;
   response_status_ = response.status;
   RunResponseHeadSteps(response.status);
   downstream_->SendLocal(response, response_headers.items());
@@ -164,19 +218,38 @@ void Exchange::StartUpstream(bool allow_pooled) {
   timeouts.write_ms = service->write_timeout_ms;
   timeouts.read_ms = service->read_timeout_ms;
   connection->Attach(this, timeouts);
-  if (connection->connected()) OnUpstreamConnected();
+  if (connection->connected()) WriteRequestStart();  // (inside a step run: no RequestBodyWanted)
+}
+
+void Exchange::WriteRequestStart() {
+  // upstream_head stays for the stale-connection retry, and so does a body read whole.
+  if (!pending_body_.empty()) body_streamed_ = true;
+  upstream_->Write({upstream_head, WholeBodyForUpstream(), pending_body_});
+  pending_body_.clear();
 }
 
 void Exchange::OnUpstreamConnected() {
   if (upstream_ == nullptr) return;
-  // upstream_head stays for the stale-connection retry.
-  if (!pending_body_.empty()) body_streamed_ = true;
-  upstream_->Write({upstream_head, pending_body_});
-  pending_body_.clear();
+  WriteRequestStart();
+  // A write the kernel takes at once reports no drain: if the client side stopped for the body
+  // held meanwhile (UpstreamBacklog), let it go on.
+  if (!request_complete_ && !cancelled_ && upstream_ != nullptr && upstream_->pending_write_bytes() < kHighWaterBytes) {
+    downstream_->RequestBodyWanted();
+  }
 }
 
 void Exchange::OnRequestBody(absl::string_view data) {
   if (local_response_ || cancelled_) return;
+  if (reading_request_body_) {
+    request_body.append(data.data(), data.size());
+    const uint64_t most = std::min<uint64_t>(kMaxBufferedRequestBody, request_body_limit);
+    if (request_body.size() > most) {  // more than a step may hold: it streams from here
+      reading_request_body_ = false;
+      request_body_too_large = true;
+      RunStepsAfterBody();
+    }
+    return;
+  }
   if (request_body_limit != kNoBodyLimit) {
     request_body_bytes_ += data.size();
     if (request_body_bytes_ > request_body_limit) {
@@ -201,7 +274,15 @@ void Exchange::RefuseOversizedBody() {
 
 void Exchange::OnRequestComplete() {
   request_complete_ = true;
-  if (!local_response_ && !cancelled_ && request_chunked_) SendToUpstream(kLastChunk, /*as_chunk=*/false);
+  if (reading_request_body_) {
+    reading_request_body_ = false;
+    request_body_read = true;
+    RunStepsAfterBody();  // may end the exchange: nothing may follow
+    return;
+  }
+  if (!local_response_ && !cancelled_ && request_chunked_ && !request_body_read) {
+    SendToUpstream(kLastChunk, /*as_chunk=*/false);
+  }
   MaybeFinish();
 }
 
@@ -237,6 +318,14 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   response_head = &response;
   RunResponseHeadSteps(response.status);
   response_head = nullptr;
+  const bool has_body = !request_is_head_ && response.status >= 200 && response.status != 204 && response.status != 304;
+  if (buffer_response_body && has_body && !config_->pipeline().buffered_body_steps().empty()) {
+    held_head_ = response;  // the codec reuses its head storage; the head goes out at the end
+    holding_response_ = true;
+    response_body.clear();
+    return UpstreamHeadAction::kContinue;
+  }
+  buffer_response_body = false;
   body_to_client_ = downstream_->SendResponseHead(response, response_headers.items(), response_headers_removed);
   if (cancelled_) return UpstreamHeadAction::kError;
   response_started_ = true;
@@ -244,6 +333,13 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
 }
 
 void Exchange::OnUpstreamBody(absl::string_view data) {
+  if (holding_response_ && !cancelled_) {
+    if (response_body.size() + data.size() <= kMaxBufferedResponseBody) {
+      response_body.append(data.data(), data.size());
+      return;
+    }
+    ReleaseHeldResponse();  // too long to hold: it goes out unchanged
+  }
   if (!body_to_client_ || data.empty() || cancelled_) return;
   for (const dp::ResponseBodyStep* step : config_->pipeline().response_body_steps()) {
     step->OnResponseBody(*this, data);
@@ -262,9 +358,35 @@ void Exchange::OnDownstreamDrained() {
   if (upstream_ != nullptr) upstream_->ResumeReading();
 }
 
+void Exchange::ReleaseHeldResponse() {
+  holding_response_ = false;
+  body_to_client_ = downstream_->SendResponseHead(held_head_, response_headers.items(), response_headers_removed);
+  if (cancelled_) return;
+  response_started_ = true;
+  if (body_to_client_ && !response_body.empty()) downstream_->SendResponseBody(response_body);  // until flushed
+}
+
+void Exchange::SendHeldResponse() {
+  holding_response_ = false;
+  response_head = &held_head_;
+  for (const dp::BufferedResponseBodyStep* step : config_->pipeline().buffered_body_steps()) {
+    step->OnBufferedResponseBody(*this, response_status_);
+  }
+  response_head = nullptr;
+  held_head_.chunked = false;  // Transfer-Encoding is hop-by-hop: the framing below replaces it
+  held_head_.has_content_length = true;
+  held_head_.content_length = response_body.size();
+  ReleaseHeldResponse();
+}
+
 void Exchange::OnUpstreamComplete() {
   UpstreamConnection* connection = upstream_;
   upstream_ = nullptr;
+  if (holding_response_ && !cancelled_) SendHeldResponse();  // a failed write cancels the exchange
+  if (cancelled_) {
+    connection->Release(/*reusable=*/false);
+    return;
+  }
   downstream_->EndResponse();
   // Reusable only if the whole request went out: otherwise the upstream may still expect body.
   // (After a cancel the connection was aborted: Release() of a closing connection does nothing.)
@@ -344,13 +466,17 @@ void Exchange::Reset() {
   body_to_client_ = false;
   cancelled_ = false;
   response_status_ = 0;
+  holding_response_ = false;
+  held_head_.Clear();
   in_step_ = false;
   resumed_in_step_ = false;
   resumed_status_ = dp::StepStatus::kContinue;
 }
 
 bool Exchange::WorthPooling() const {
-  return upstream_head.capacity() + pending_body_.capacity() <= kMaxPooledExchangeBytes;
+  return upstream_head.capacity() + pending_body_.capacity() + request_body.capacity() + upstream_body.capacity() +
+             response_body.capacity() <=
+         kMaxPooledExchangeBytes;
 }
 
 }  // namespace portico::dp

@@ -54,8 +54,12 @@ class Downstream {
   virtual void EndResponse() = 0;
   // Response bytes waiting for the client (backpressure on the upstream).
   virtual size_t ResponseBacklog() const = 0;
-  // The request steps are done: answer `Expect: 100-continue` if the protocol wants it.
+  // The request steps are done: answer `Expect: 100-continue` if the protocol wants it (once per
+  // request).
   virtual void ContinueRequest() = 0;
+  // A step waits for the whole request body (RequestContext::ReadRequestBody): answer
+  // `Expect: 100-continue`, and bound the wait for the client's bytes with the client timeout.
+  virtual void WaitForRequestBody() = 0;
   // The request side can move again (a suspended step resumed, the upstream drained).
   virtual void RequestBodyWanted() = 0;
   // The exchange failed after response bytes went out: only closing can tell the client.
@@ -73,8 +77,11 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // Starts the request: pins `config`, runs the request steps. REQUIRES: `head` (codec storage)
   // stays valid until the exchange ends; the head passed the codec's checks (http1_checks.h).
   // Ends when both directions are complete (Downstream::ExchangeDone), or with Cancel().
+  // `connection_serial`/`connection_requests`: the connection's number on its worker and this
+  // request's number on the connection (both from 1).
   void Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
-             const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip);
+             const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip,
+             uint64_t connection_serial, uint32_t connection_requests);
 
   // ---- from the client connection
   // A piece of the (de-chunked) request body.
@@ -87,6 +94,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void OnDownstreamDrained();
 
   bool suspended() const { return suspended_; }
+  // The connection may parse request body bytes for this exchange now (flow control aside).
+  bool WantsRequestBody() const { return !suspended_ || reading_request_body_; }
   bool local_response() const { return local_response_; }
   bool request_complete() const { return request_complete_; }
   bool response_started() const { return response_started_; }
@@ -123,10 +132,20 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool RerunDestinationSteps();
   void StartUpstream(bool allow_pooled);
   void SendToUpstream(absl::string_view data, bool as_chunk);
+  // The upstream head, a body read whole, and the body bytes held while connecting.
+  void WriteRequestStart();
   void FailUpstream(int status, absl::string_view message);
   // The body went over RequestContext::request_body_limit: 413, or a close if the response started.
   void RefuseOversizedBody();
   void RunResponseHeadSteps(int status);
+  // The body a step waited for is in (or too large to hold): runs the waiting step again.
+  void RunStepsAfterBody();
+  // The body of the upstream request when it was read whole (the client's, or a step's).
+  absl::string_view WholeBodyForUpstream() const;
+  // A held response (buffer_response_body) goes out as it came: its head, the body so far.
+  void ReleaseHeldResponse();
+  // A held response is complete: buffered-body steps, then the head with its new length and body.
+  void SendHeldResponse();
   void MaybeFinish();
 
   Worker* worker_ = nullptr;
@@ -150,6 +169,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool body_to_client_ = false;    // the upstream response's body goes to the client
   bool cancelled_ = false;         // Cancel() ran: the client connection is gone
   int response_status_ = 0;        // the status sent to the client (for log steps)
+  bool holding_response_ = false;  // the upstream response is buffered (buffer_response_body)
+  MessageHead held_head_;          // its head, kept while its body is buffered
   bool in_step_ = false;           // a request step is running (Resume from inside it is deferred)
   bool resumed_in_step_ = false;
   dp::StepStatus resumed_status_ = dp::StepStatus::kContinue;

@@ -33,6 +33,7 @@ absl::Status Http1ClientConnection::Accept(int fd, const struct sockaddr* peer) 
   // TCP_NODELAY is set lazily, before the second write (FlushToClient): a connection that gets
   // one response in one writev (every small Connection: close exchange) never needs it.
   client_ip_ = IpOf(peer);  // from accept4: no getpeername
+  serial_ = worker_.NextConnectionSerial();
   EnterIdle();
   UpdateReading();
   return absl::OkStatus();
@@ -180,7 +181,7 @@ void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
     const bool from_input = !input_.empty();
     const absl::string_view pending = from_input ? absl::string_view(input_) : fresh_;
     const bool exchange_wants_body = state_ == State::kExchange && !request_complete_ && exchange_ != nullptr &&
-                                     !exchange_->suspended() && exchange_->UpstreamBacklog() < kHighWaterBytes;
+                                     exchange_->WantsRequestBody() && exchange_->UpstreamBacklog() < kHighWaterBytes;
     // A message end may need no bytes (a head without body): parse even when nothing is pending.
     if (pending.empty() && !(exchange_wants_body && codec_.in_message())) break;
     const bool can_parse =
@@ -286,11 +287,14 @@ void Http1ClientConnection::OnRequestHead() {
   close_after_ = false;
   framing_ = ResponseFraming::kNoBody;
   exchange_ = spare_exchange_ != nullptr ? std::move(spare_exchange_) : worker_.exchange_pool().Take();
-  exchange_->Begin(worker_, *this, worker_.CurrentConfig(), head, check, client_ip_);
+  exchange_->Begin(worker_, *this, worker_.CurrentConfig(), head, check, client_ip_, serial_, ++requests_);
 }
 
 bool Http1ClientConnection::OnBody(absl::string_view data) {
-  if (state_ == State::kExchange && exchange_ != nullptr) exchange_->OnRequestBody(data);
+  if (state_ != State::kExchange || exchange_ == nullptr) return true;
+  // The client timeout bounds each wait for body bytes a step is holding for.
+  if (exchange_->reading_request_body()) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  exchange_->OnRequestBody(data);
   return true;
 }
 
@@ -301,7 +305,14 @@ void Http1ClientConnection::OnRequestComplete() {
 }
 
 void Http1ClientConnection::ContinueRequest() {
-  if (expects_continue_) WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
+  if (!expects_continue_) return;
+  expects_continue_ = false;
+  WriteToClient("HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+void Http1ClientConnection::WaitForRequestBody() {
+  ContinueRequest();
+  if (state_ == State::kExchange) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
 }
 
 void Http1ClientConnection::RequestBodyWanted() {
@@ -400,7 +411,8 @@ void Http1ClientConnection::QueueToClient(absl::string_view data, bool copy) {
 
 bool Http1ClientConnection::WaitsOnClient() const {
   if (state_ != State::kExchange) return false;
-  return transport_.pending_write_bytes() > 0 || (exchange_ != nullptr && exchange_->local_response());
+  return transport_.pending_write_bytes() > 0 ||
+         (exchange_ != nullptr && (exchange_->local_response() || exchange_->reading_request_body()));
 }
 
 bool Http1ClientConnection::ClaimOutput() {

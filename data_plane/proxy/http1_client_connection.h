@@ -73,6 +73,7 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   void EndResponse() override;
   size_t ResponseBacklog() const override { return transport_.pending_write_bytes(); }
   void ContinueRequest() override;
+  void WaitForRequestBody() override;
   void RequestBodyWanted() override;
   void Abort() override { Close(); }
   void ExchangeDone() override;
@@ -125,6 +126,8 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   bool client_keep_alive_ = true;
   bool request_is_head_ = false;
   bool expects_continue_ = false;
+  uint64_t serial_ = 0;         // this connection's number on its worker
+  uint32_t requests_ = 0;       // requests begun on it
   bool request_complete_ = false;
   bool close_after_ = false;       // the response forces a close (until-close framing, early answer)
   ResponseFraming framing_ = ResponseFraming::kNoBody;

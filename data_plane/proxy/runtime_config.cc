@@ -30,6 +30,7 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   for (const auto& [phase, step] : extensions.request_steps) steps.Add(phase, step);
   for (const auto& step : extensions.response_head_steps) steps.AddResponseHead(step);
   for (const auto& step : extensions.response_body_steps) steps.AddResponseBody(step);
+  for (const auto& step : extensions.buffered_body_steps) steps.AddBufferedResponseBody(step);
   for (const auto& step : extensions.log_steps) steps.AddLog(step);
   return std::shared_ptr<const RuntimeConfig>(std::move(runtime));
 }

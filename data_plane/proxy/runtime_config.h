@@ -21,6 +21,7 @@ struct PipelineExtensions {
   std::vector<std::pair<dp::Phase, std::shared_ptr<const dp::RequestStep>>> request_steps;
   std::vector<std::shared_ptr<const dp::ResponseHeadStep>> response_head_steps;
   std::vector<std::shared_ptr<const dp::ResponseBodyStep>> response_body_steps;
+  std::vector<std::shared_ptr<const dp::BufferedResponseBodyStep>> buffered_body_steps;
   std::vector<std::shared_ptr<const dp::LogStep>> log_steps;
 };
 

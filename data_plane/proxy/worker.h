@@ -121,6 +121,7 @@ class Worker {
   ClientOutput& client_output() { return client_output_; }
   // A counter for round-robin picks (each worker its own: no shared mutable state).
   uint64_t NextCursor() { return cursor_++; }
+  uint64_t NextConnectionSerial() { return ++connection_serial_; }
   // Client connections currently holding request state (exchange or head storage).
   // The worker thread is the only writer: a plain load and store, no locked instruction.
   void CountRequestState(int delta) {
@@ -182,6 +183,7 @@ class Worker {
   FreeList<Http1HeadStorage> head_pool_{kMaxPooledRequestStates};
   ClientOutput client_output_;
   uint64_t cursor_ = 0;
+  uint64_t connection_serial_ = 0;
   std::atomic<int64_t> request_states_held_{0};
 };
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
@@ -132,18 +133,82 @@ class DenyStep final : public RequestStep {
   }
 };
 
+// Needs the whole request body: replaces it with "<size>:<BODY UPPERCASED>" (unchanged when too
+// large to hold). Counts its runs, and the bodies it saw whole or as too large.
+class BodyStep final : public RequestStep {
+ public:
+  struct Counters {
+    std::atomic<int> runs{0};
+    std::atomic<int> whole{0};
+    std::atomic<int> too_large{0};
+    std::atomic<int> cancelled{0};
+  };
+  explicit BodyStep(Counters* counters) : counters_(counters) {}
+  StepStatus OnRequest(RequestContext& request) const override {
+    ++counters_->runs;
+    if (!request.ReadRequestBody()) return StepStatus::kSuspend;
+    if (request.request_body_too_large) {
+      ++counters_->too_large;
+      return StepStatus::kContinue;
+    }
+    ++counters_->whole;
+    if (request.request_body.empty()) return StepStatus::kContinue;  // a request without a body
+    request.upstream_body = absl::StrCat(request.request_body.size(), ":");
+    for (char c : request.request_body) request.upstream_body.push_back(absl::ascii_toupper(c));
+    request.upstream_body_set = true;
+    return StepStatus::kContinue;
+  }
+  void OnCancel(RequestContext&) const override { ++counters_->cancelled; }
+
+ private:
+  Counters* counters_;
+};
+
+// Asks for the whole upstream response body when the upstream sent `X-Rewrite: yes`.
+class HoldResponseStep final : public ResponseHeadStep {
+ public:
+  void OnResponseHead(RequestContext& request, int) const override {
+    if (request.response_head != nullptr && request.response_head->Find("x-rewrite") != nullptr) {
+      request.buffer_response_body = true;
+    }
+  }
+};
+
+// Wraps the held body: "[<status> <body>]"; counts its runs.
+class WrapBodyStep final : public BufferedResponseBodyStep {
+ public:
+  explicit WrapBodyStep(std::atomic<int>* runs) : runs_(runs) {}
+  void OnBufferedResponseBody(RequestContext& request, int status) const override {
+    ++*runs_;
+    request.response_body = absl::StrCat("[", status, " ", request.response_body, "]");
+  }
+
+ private:
+  std::atomic<int>* runs_;
+};
+
 class PipelineProxyTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Start(dp::ProxyOptions().client_timeout_ms); }
+  void Start(int64_t client_timeout_ms) {
     upstream_ = std::make_unique<TestUpstream>([](const ReceivedRequest& request) {
       UpstreamReply reply;
-      reply.raw = SimpleResponse(200, absl::StrCat("saw ", request.target, " body ", request.body.size()));
+      if (request.target == "/rewrite") {  // chunked, for a step that holds the response
+        reply.raw = "HTTP/1.1 201 Created\r\nX-Rewrite: yes\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+      } else if (request.target == "/rewrite-big") {
+        reply.raw = SimpleResponse(200, std::string(RequestContext::kMaxBufferedResponseBody + 100, 'b'),
+                                   "X-Rewrite: yes\r\n");
+      } else {
+        reply.raw = SimpleResponse(200, absl::StrCat("saw ", request.target, " body ", request.body.size()));
+      }
       return reply;
     });
     dp::ProxyOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
     options.workers = 1;
+    options.client_timeout_ms = client_timeout_ms;
     absl::StatusOr<std::unique_ptr<dp::ProxyServer>> started = dp::ProxyServer::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     proxy_ = std::move(*started);
@@ -241,6 +306,157 @@ TEST_F(PipelineProxyTest, SuspendedStepAnswersLocallyWhenItResumes) {
   EXPECT_EQ(client.ReadResponse().status, 401);
   EXPECT_EQ(counters.resumed.load(), 2);
   EXPECT_EQ(upstream_->accepted(), 0);
+}
+
+
+dp::PipelineExtensions WithBodyStep(BodyStep::Counters* counters) {
+  dp::PipelineExtensions extensions;
+  extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<BodyStep>(counters));
+  return extensions;
+}
+
+TEST_F(PipelineProxyTest, StepThatNeedsTheBodyRunsAgainWithItAndItsReplacementGoesUpstream) {
+  BodyStep::Counters counters;
+  Publish(WithBodyStep(&counters));
+  RawClient client(proxy_->port());
+  // The head first: the step waits (100 Continue answered), then the body arrives in two pieces.
+  ASSERT_TRUE(client.Send("POST /r/x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n"));
+  EXPECT_FALSE(client.ClosedWithin(std::chrono::milliseconds(200)));
+  EXPECT_EQ(client.leftover(), "HTTP/1.1 100 Continue\r\n\r\n");
+  EXPECT_EQ(counters.runs.load(), 1);
+  ASSERT_TRUE(client.Send("hello"));
+  ASSERT_TRUE(client.Send(" world"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok) << response.error;
+  EXPECT_EQ(response.body, "saw /x body 14");
+  EXPECT_EQ(counters.runs.load(), 2);
+  EXPECT_EQ(counters.whole.load(), 1);
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].body, "11:HELLO WORLD");
+  EXPECT_EQ(received[0].Header("Content-Length"), "14");
+  EXPECT_EQ(received[0].HeaderCount("Expect"), 0u);
+  // The connection goes on: a request without a body is not held (no Content-Length invented).
+  ASSERT_TRUE(client.Send("GET /r/y HTTP/1.1\r\nHost: a\r\n\r\n"));
+  EXPECT_EQ(client.ReadResponse().body, "saw /y body 0");
+  EXPECT_EQ(counters.runs.load(), 3);
+  ASSERT_EQ(upstream_->requests().size(), 2u);
+  EXPECT_FALSE(upstream_->requests()[1].HasHeader("Content-Length"));
+}
+
+TEST_F(PipelineProxyTest, ChunkedBodyReadWholeGoesUpstreamWithAContentLength) {
+  BodyStep::Counters counters;
+  Publish(WithBodyStep(&counters));
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("PUT /r/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok) << response.error;
+  EXPECT_EQ(response.body, "saw /c body 9");
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_FALSE(received[0].chunked);
+  EXPECT_EQ(received[0].body, "7:ABCDEFG");
+  EXPECT_FALSE(received[0].HasHeader("Transfer-Encoding"));
+}
+
+TEST_F(PipelineProxyTest, BodyTooLargeToHoldStreamsUnchanged) {
+  BodyStep::Counters counters;
+  Publish(WithBodyStep(&counters));
+  const size_t size = RequestContext::kMaxBufferedRequestBody + 70000;
+  const std::string body(size, 'q');
+  {  // chunked: found too large while it is read; what was read goes first, the rest follows
+    RawClient client(proxy_->port());
+    std::string request = "POST /r/big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (size_t at = 0; at < size; at += 65536) {
+      const size_t n = std::min<size_t>(65536, size - at);
+      absl::StrAppend(&request, absl::Hex(n), "\r\n", body.substr(at, n), "\r\n");
+    }
+    request += "0\r\n\r\n";
+    ASSERT_TRUE(client.Send(request));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << response.error;
+    EXPECT_EQ(response.body, absl::StrCat("saw /big body ", size));
+  }
+  {  // Content-Length over the limit: known at once, nothing is held
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(absl::StrCat("POST /r/big2 HTTP/1.1\r\nHost: a\r\nContent-Length: ", size, "\r\n\r\n")));
+    ASSERT_TRUE(client.Send(body));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok) << response.error;
+    EXPECT_EQ(response.body, absl::StrCat("saw /big2 body ", size));
+  }
+  EXPECT_EQ(counters.too_large.load(), 2);
+  EXPECT_EQ(counters.whole.load(), 0);
+  const std::vector<ReceivedRequest> received = upstream_->requests();
+  ASSERT_EQ(received.size(), 2u);
+  EXPECT_EQ(received[0].body, body);
+  EXPECT_TRUE(received[0].chunked);
+  EXPECT_EQ(received[1].body, body);
+}
+
+TEST_F(PipelineProxyTest, ClientThatLeavesWhileItsBodyIsAwaitedCancelsTheStep) {
+  BodyStep::Counters counters;
+  Publish(WithBodyStep(&counters));
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("POST /r/x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"));
+    for (int i = 0; i < 200 && counters.runs.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (int i = 0; i < 400 && counters.cancelled.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(counters.cancelled.load(), 1);
+  EXPECT_EQ(counters.whole.load(), 0);
+  EXPECT_EQ(upstream_->accepted(), 0);
+}
+
+// A client timeout of 300 ms.
+class PipelineProxyShortTimeoutTest : public PipelineProxyTest {
+ protected:
+  void SetUp() override { Start(/*client_timeout_ms=*/300); }
+};
+
+TEST_F(PipelineProxyShortTimeoutTest, ClientThatStopsSendingItsBodyIsClosedAfterTheClientTimeout) {
+  BodyStep::Counters counters;
+  Publish(WithBodyStep(&counters));
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("POST /r/x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"));
+  EXPECT_TRUE(client.WaitClosed());  // within the client's 5 s read timeout
+  for (int i = 0; i < 400 && counters.cancelled.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(counters.cancelled.load(), 1);
+  EXPECT_EQ(upstream_->accepted(), 0);
+}
+
+TEST_F(PipelineProxyTest, HeldResponseIsRewrittenAndSentWithItsNewLength) {
+  std::atomic<int> rewrites{0};
+  dp::PipelineExtensions extensions;
+  extensions.response_head_steps.push_back(std::make_shared<HoldResponseStep>());
+  extensions.buffered_body_steps.push_back(std::make_shared<WrapBodyStep>(&rewrites));
+  Publish(extensions);
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("GET /r/rewrite HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok) << response.error;
+  EXPECT_EQ(response.status, 201);
+  EXPECT_EQ(response.body, "[201 hello world]");
+  EXPECT_FALSE(response.chunked);
+  EXPECT_EQ(response.Header("Content-Length"), "17");
+  EXPECT_EQ(response.Header("X-Rewrite"), "yes");
+  // Not asked for: streamed as it came.
+  ASSERT_TRUE(client.Send("GET /r/plain HTTP/1.1\r\nHost: a\r\n\r\n"));
+  EXPECT_EQ(client.ReadResponse().body, "saw /plain body 0");
+  // A response to HEAD has no body to hold.
+  ASSERT_TRUE(client.Send("HEAD /r/rewrite HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ClientResponse head = client.ReadResponse(/*head_request=*/true);
+  ASSERT_TRUE(head.ok) << head.error;
+  EXPECT_EQ(head.status, 201);
+  EXPECT_EQ(rewrites.load(), 1);
+  // Too long to hold: the client gets it unchanged, as it came.
+  ASSERT_TRUE(client.Send("GET /r/rewrite-big HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ClientResponse big = client.ReadResponse();
+  ASSERT_TRUE(big.ok) << big.error;
+  EXPECT_EQ(big.body.size(), RequestContext::kMaxBufferedResponseBody + 100);
+  EXPECT_EQ(big.body.find_first_not_of('b'), std::string::npos);
+  EXPECT_EQ(rewrites.load(), 1);
 }
 
 }  // namespace
