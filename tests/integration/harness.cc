@@ -248,8 +248,9 @@ void EchoUpstream::Serve(int fd, int connection_id) {
     j["target"] = request.target;
     j["headers"] = headers;
     j["body_len"] = request.body.size();
+    if (request.body.size() <= 4096) j["body"] = request.body;
     j["connection_id"] = connection_id;
-    std::string body = j.dump();
+    std::string body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::string resp = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
                                     "X-Upstream: ", name_, "\r\nContent-Length: ", body.size(),
                                     "\r\n\r\n", body);

@@ -67,7 +67,8 @@ bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds t
 
 // A real HTTP/1.1 upstream on 127.0.0.1 (port 0 = ephemeral) (thread per connection, keep-alive). Every response is
 // JSON describing what it received: {"method","target","headers":{lowercase name: value},
-// "body_len","connection_id"}; plus header "X-Upstream: <name>".
+// "body_len","body" (bodies up to 4 KiB, invalid UTF-8 replaced),"connection_id"}; plus header
+// "X-Upstream: <name>".
 class EchoUpstream {
  public:
   explicit EchoUpstream(std::string name = "echo", uint16_t port = 0);
