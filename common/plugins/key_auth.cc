@@ -1,5 +1,5 @@
 // key-auth (Kong 3.x kong/plugins/key-auth/schema.lua): a request is identified by a key in a
-// header or query argument named in `key_names`; the consumer is the owner of the matching
+// header, query argument or (key_in_body) request body field named in `key_names`; the consumer is the owner of the matching
 // key-auth credential. Data planes compare digests, never keys (docs/plugins.md).
 #include "common/plugins/bundled.h"
 
@@ -23,12 +23,11 @@ nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
   f.String("anonymous", std::nullopt);
   f.Boolean("key_in_header", true);
   f.Boolean("key_in_query", true);
-  const bool in_body = f.Boolean("key_in_body", false);
+  f.Boolean("key_in_body", false);
   f.Boolean("run_on_preflight", true);
   f.String("realm", std::nullopt);
   nlohmann::json out = f.Finish();
   if (names && names->empty()) errors->Add("key_names", "length must be at least 1");
-  if (in_body) errors->Add("key_in_body", "not supported by Portico yet");
   return out;
 }
 

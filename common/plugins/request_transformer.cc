@@ -1,9 +1,9 @@
 // request-transformer (Kong 3.x kong/plugins/request-transformer/schema.lua): changes the request
 // before it goes upstream: `http_method`, then for headers and querystring, in this order,
 // `remove` (names), `rename` (old:new), `replace`, `add`, `append` (name:value), and
-// `replace.uri`. Each record also has `body`, which Portico cannot honour (the body is streamed to
-// the upstream after the head is sent), so a non-empty body list is refused; so are `$(...)`
-// templates.
+// `replace.uri`. Each record also has `body` (entries as `querystring`'s: names for `remove`,
+// "name:value" otherwise), applied to JSON and form-urlencoded request bodies. `$(...)` templates
+// are refused.
 #include "common/plugins/request_transformer.h"
 
 #include "absl/strings/match.h"
@@ -55,11 +55,12 @@ using ItemCheck = std::string (*)(absl::string_view);
 
 // One operation's record ({body, headers, querystring}, plus `uri` for replace), read by
 // ConfigFields::Record (absent or null: every list empty; errors under the operation's name).
+// `body` entries are checked as `querystring` entries are.
 template <ItemCheck kHeaders, ItemCheck kQuerystring, bool kWithUri>
 json Operation(const json& record, FieldErrors* errors) {
   ConfigFields f(record, errors);
   const std::vector<std::string> none;
-  const auto body = f.StringArray("body", none);
+  f.StringArray("body", none, kQuerystring);
   f.StringArray("headers", none, kHeaders);
   f.StringArray("querystring", none, kQuerystring);
   if (kWithUri) {
@@ -68,9 +69,7 @@ json Operation(const json& record, FieldErrors* errors) {
     if (uri && uri->front() != '/') errors->Add("uri", "should start with: /");
     if (uri && !CheckNoTemplate(*uri).empty()) errors->Add("uri", CheckNoTemplate(*uri));
   }
-  json out = f.Finish();
-  if (body && !body->empty()) errors->Add("body", kNotYet);
-  return out;
+  return f.Finish();
 }
 
 // The methods Kong's kong.service.request.set_method accepts.

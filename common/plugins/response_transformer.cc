@@ -1,38 +1,50 @@
 // response-transformer (Kong 3.x kong/plugins/response-transformer/schema.lua): edits the
 // response headers on their way to the client, in Kong's order: remove, rename, replace, add,
 // append. "name:value" items (rename: "old:new"), checked as request-transformer's header entries
-// are. JSON body transformations are refused until
-// the proxy can buffer a response body (docs/plugins.md).
+// are. `json` lists edit a JSON object response body in the same order: names for remove,
+// "old:new" for rename, "name:value" otherwise (Kong's ^[^:]+:.*$: the value may be empty), with
+// `json_types` (boolean, number, string) casting the value of the entry at the same position.
 #include "common/plugins/bundled.h"
 #include "common/plugins/request_transformer.h"
 
 namespace portico::plugins {
 namespace {
 
-// The json lists are accepted empty only.
-void JsonNotSupported(ConfigFields& f, bool with_types) {
-  const auto json = f.StringArray("json", std::vector<std::string>{});
-  if (json && !json->empty()) f.errors()->Add("json", "not supported by Portico yet (no response body transformations)");
-  if (with_types) f.StringArray("json_types", std::vector<std::string>{});
+// Kong's ^[^:]+:.*$ for "name:value" json entries.
+std::string CheckJsonPair(absl::string_view entry) {
+  const size_t colon = entry.find(':');
+  if (colon == absl::string_view::npos || colon == 0) return "invalid value: " + std::string(entry);
+  return "";
+}
+
+std::string CheckJsonType(absl::string_view type) {
+  if (type == "boolean" || type == "number" || type == "string") return "";
+  return "expected one of: boolean, number, string";
+}
+
+// The json list (names when `pairs` is false), and json_types where the record has it.
+void JsonLists(ConfigFields& f, bool pairs, bool with_types) {
+  f.StringArray("json", std::vector<std::string>{}, pairs ? &CheckJsonPair : nullptr);
+  if (with_types) f.StringArray("json_types", std::vector<std::string>{}, &CheckJsonType);
 }
 
 nlohmann::json Remove(const nlohmann::json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
-  JsonNotSupported(f, false);
+  JsonLists(f, /*pairs=*/false, /*with_types=*/false);
   f.StringArray("headers", std::vector<std::string>{}, &CheckTransformerHeaderName);
   return f.Finish();
 }
 
 nlohmann::json Rename(const nlohmann::json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
-  JsonNotSupported(f, false);
+  JsonLists(f, /*pairs=*/true, /*with_types=*/false);
   f.StringArray("headers", std::vector<std::string>{}, &CheckTransformerHeaderRename);
   return f.Finish();
 }
 
 nlohmann::json PairsWithJson(const nlohmann::json& config, FieldErrors* errors) {
   ConfigFields f(config, errors);
-  JsonNotSupported(f, true);
+  JsonLists(f, /*pairs=*/true, /*with_types=*/true);
   f.StringArray("headers", std::vector<std::string>{}, &CheckTransformerHeaderPair);
   return f.Finish();
 }

@@ -418,9 +418,9 @@ TEST_F(PluginsTest, RequestTransformerRewritesWhatTheUpstreamReceives) {
   EXPECT_EQ(json::parse(keyed.body, nullptr, false)["target"], "/?from=rt&z=1");
 
   HttpResult body = cluster_.Admin("POST", "/routes/c/plugins",
-                                   {{"name", "request-transformer"}, {"config", {{"add", {{"body", {"a:1"}}}}}}});
+                                   {{"name", "request-transformer"}, {"config", {{"add", {{"body", {"a"}}}}}}});
   EXPECT_EQ(body.status, 400);
-  EXPECT_EQ(ParseJson(body)["fields"]["config"]["add"]["body"], "not supported by Portico yet") << body.body;
+  EXPECT_EQ(ParseJson(body)["fields"]["config"]["add"]["body"][0], "key 'a' has no value") << body.body;
   HttpResult head = cluster_.Admin("POST", "/routes/c/plugins",
                                    {{"name", "request-transformer"}, {"config", {{"http_method", "HEAD"}}}});
   EXPECT_EQ(head.status, 400) << head.body;
@@ -501,9 +501,9 @@ namespace {
 
 TEST_F(PluginsTest, ResponseTransformerEditsUpstreamAndLocalResponses) {
   HttpResult bad = cluster_.Admin("POST", "/routes/a/plugins",
-                                  {{"name", "response-transformer"}, {"config", {{"add", {{"json", {"k:v"}}}}}}});
+                                  {{"name", "response-transformer"}, {"config", {{"add", {{"json_types", {"int"}}}}}}});
   EXPECT_EQ(bad.status, 400) << bad.body;
-  EXPECT_EQ(ParseJson(bad)["fields"]["config"]["add"]["json"], "not supported by Portico yet (no response body transformations)")
+  EXPECT_EQ(ParseJson(bad)["fields"]["config"]["add"]["json_types"][0], "expected one of: boolean, number, string")
       << bad.body;
   Add("/routes/a/plugins", {{"name", "response-transformer"},
                             {"config", {{"remove", {{"headers", {"x-upstream"}}}},

@@ -1,5 +1,8 @@
 #include "data_plane/plugins/correlation_id/correlation_id.h"
 
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -34,10 +37,27 @@ void RandomUuid(std::mt19937_64& random, char (&out)[37]) {
                 static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
 }
 
+enum class Generator { kUuid, kUuidCounter, kTracker };
+
+// Kong's tracker: "<server address>-<server port>-<worker pid>-<connection serial>-<request number
+// on the connection>-<seconds since the epoch, 3 decimals>" (fmt "%s-%s-%d-%s-%s-%0.3f"). Portico's
+// workers are threads of one process: the pid is the same for all of them.
+void TrackerId(const RequestContext& request, std::string* out) {
+  struct timeval now;
+  gettimeofday(&now, nullptr);
+  char tail[96];
+  const int n = std::snprintf(tail, sizeof(tail), "-%u-%d-%llu-%u-%.3f", static_cast<unsigned>(request.local_port),
+                              static_cast<int>(getpid()), static_cast<unsigned long long>(request.connection_serial),
+                              static_cast<unsigned>(request.connection_requests),
+                              static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_usec / 1000) / 1000.0);
+  out->assign(request.local_ip.data(), request.local_ip.size());
+  out->append(tail, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
 class CorrelationId final : public PluginHandler {
  public:
-  CorrelationId(std::string header, bool with_counter, bool echo)
-      : header_(std::move(header)), header_lower_(absl::AsciiStrToLower(header_)), with_counter_(with_counter),
+  CorrelationId(std::string header, Generator generator, bool echo)
+      : header_(std::move(header)), header_lower_(absl::AsciiStrToLower(header_)), generator_(generator),
         echo_(echo) {}
 
   StepStatus Access(RequestContext& request) const override {
@@ -47,7 +67,9 @@ class CorrelationId final : public PluginHandler {
     } else {
       ThreadIds& ids = Ids();
       char uuid[37];
-      if (with_counter_) {
+      if (generator_ == Generator::kTracker) {
+        TrackerId(request, &request.request_id);
+      } else if (generator_ == Generator::kUuidCounter) {
         if (ids.worker_uuid[0] == '\0') RandomUuid(ids.random, ids.worker_uuid);
         request.request_id.assign(ids.worker_uuid, 36);
         request.request_id.push_back('#');
@@ -69,7 +91,7 @@ class CorrelationId final : public PluginHandler {
  private:
   const std::string header_;
   const std::string header_lower_;
-  const bool with_counter_;
+  const Generator generator_;
   const bool echo_;
 };
 
@@ -77,8 +99,11 @@ class CorrelationId final : public PluginHandler {
 
 absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileCorrelationId(const PluginCompileContext& context) {
   const nlohmann::json& config = context.config;
+  const std::string& generator = config["generator"].get_ref<const std::string&>();
   return std::make_unique<const CorrelationId>(config["header_name"].get<std::string>(),
-                                               config["generator"].get<std::string>() == "uuid#counter",
+                                               generator == "tracker"        ? Generator::kTracker
+                                               : generator == "uuid#counter" ? Generator::kUuidCounter
+                                                                             : Generator::kUuid,
                                                config["echo_downstream"].get<bool>());
 }
 

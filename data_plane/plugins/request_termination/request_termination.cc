@@ -1,11 +1,13 @@
 #include "data_plane/plugins/request_termination/request_termination.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "common/config/entities.h"
 #include "common/config/entity_json.h"
+#include "data_plane/plugins/body_forms.h"
 #include "data_plane/plugins/query_arguments.h"
 #include "nlohmann/json.hpp"
 
@@ -47,6 +49,8 @@ class RequestTermination final : public PluginHandler {
         !HasQueryArgument(request.target.query)) {
       return StepStatus::kContinue;
     }
+    // echo reads the body first (the trigger check above changes nothing, so the rerun is clean).
+    if (echo_ && !request.ReadRequestBody()) return StepStatus::kSuspend;
     LocalResponse response;
     response.status = status_;
     if (echo_) {
@@ -97,13 +101,30 @@ class RequestTermination final : public PluginHandler {
           {"port", request.local_port},
           {"headers", std::move(headers)},
           {"query", std::move(query)},
-          {"body", nullptr},
-          {"raw_body", ""},
           {"method", request.head->method},
           {"path", std::string(request.target.path)}}},
         {"matched_route", nullptr},
         {"matched_service", nullptr},
     };
+    // Kong's get_body and get_raw_body; where they give nil the member is left out, as cjson
+    // leaves out a nil field of a Lua table.
+    const absl::string_view raw = CurrentRequestBody(request.request_body, request.upstream_body, request.upstream_body_set);
+    nlohmann::json& echoed = out["request"];
+    if (std::optional<ParsedBody> body =
+            ParseRequestBody(request.head->Find("content-type"), raw, request.request_body_too_large)) {
+      if (body->type == BodyType::kJson) {
+        echoed["body"] = std::move(body->json);
+      } else {  // form: one value a string (a flag `true`), several an array
+        nlohmann::json fields = nlohmann::json::object();
+        for (const FormArgument& arg : body->form) {
+          nlohmann::json values = nlohmann::json::array();
+          for (const FormValue& v : arg.values) values.push_back(v.flag ? nlohmann::json(true) : nlohmann::json(v.text));
+          fields[arg.name] = values.size() == 1 ? std::move(values[0]) : std::move(values);
+        }
+        echoed["body"] = std::move(fields);
+      }
+    }
+    if (!request.request_body_too_large) echoed["raw_body"] = std::string(raw);
     if (request.match.has_value()) {
       if (auto it = routes_.find(request.match->route); it != routes_.end()) out["matched_route"] = it->second;
       if (auto it = services_.find(request.match->service); it != services_.end()) out["matched_service"] = it->second;

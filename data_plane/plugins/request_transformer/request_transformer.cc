@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/http/known_headers.h"
 #include "common/plugins/request_transformer.h"
+#include "data_plane/plugins/body_forms.h"
 #include "data_plane/plugins/query_arguments.h"
 #include "data_plane/router/router.h"
 #include "nlohmann/json.hpp"
@@ -193,9 +194,17 @@ void EncodeQuery(QueryScratch& q, std::string* out) {
 class RequestTransformer final : public PluginHandler {
  public:
   StepStatus Access(RequestContext& request) const override {
+    // The body first: until it is read nothing is changed, so the rerun starts clean.
+    BodyType body_type = BodyType::kOther;
+    if (!body_.empty()) {
+      body_type = TransformerBodyType(request.head->Find("content-type"));
+      if (body_type != BodyType::kJson && body_type != BodyType::kForm) body_type = BodyType::kOther;
+      if (body_type != BodyType::kOther && !request.ReadRequestBody()) return StepStatus::kSuspend;
+    }
     if (!path_.empty()) request.upstream_path = path_;
     if (!method_.empty() && request.head->method != "HEAD") request.upstream_method = method_;
     if (!headers_.empty()) TransformHeaders(request);
+    if (body_type != BodyType::kOther && !request.request_body_too_large) TransformBody(request, body_type);
     if (!query_.empty()) TransformQuery(request);
     return StepStatus::kContinue;
   }
@@ -204,8 +213,57 @@ class RequestTransformer final : public PluginHandler {
   std::string method_;  // empty: unchanged
   Operations headers_;  // Host only in replace (or as a rename's new name); none the proxy writes itself
   Operations query_;
+  Operations body_;     // names and values as configured
 
  private:
+  // Kong's transform_json_body / transform_url_encoded_body. remove, rename and replace apply to
+  // a non-empty body only; add and append also make a body of an empty one. Any operation that
+  // ran (changed something or not) re-encodes the body.
+  void TransformBody(RequestContext& r, BodyType type) const {
+    const absl::string_view body = CurrentRequestBody(r.request_body, r.upstream_body, r.upstream_body_set);
+    const bool edits = !body.empty() && (!body_.remove.empty() || !body_.rename.empty() || !body_.replace.empty());
+    if (!edits && body_.add.empty() && body_.append.empty()) return;
+    std::string out;
+    if (type == BodyType::kJson) {
+      nlohmann::json object = nlohmann::json::object();
+      if (!body.empty()) {
+        object = nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+        if (!object.is_object()) return;  // not JSON, or not an object: unchanged
+      }
+      if (!body.empty()) {
+        for (const Operation& op : body_.remove) object.erase(op.name);
+        for (const Operation& op : body_.rename) JsonRenameMember(object, op.name, op.value);
+        for (const Operation& op : body_.replace) {
+          if (JsonMemberTruthy(object, op.name)) object[op.name] = op.value;
+        }
+      }
+      for (const Operation& op : body_.add) {
+        if (!JsonMemberTruthy(object, op.name)) object[op.name] = op.value;
+      }
+      for (const Operation& op : body_.append) JsonAppendValue(object, op.name, op.value);
+      out = DumpJson(object);
+    } else {
+      FormArguments args = DecodeForm(body);
+      if (!body.empty()) {
+        for (const Operation& op : body_.remove) EraseFormArgument(args, op.name);
+        for (const Operation& op : body_.rename) {  // parameters[new] = parameters[old]; parameters[old] = nil
+          EraseFormArgument(args, op.value);
+          if (FormArgument* arg = FindFormArgument(args, op.name)) arg->name = op.value;
+        }
+        for (const Operation& op : body_.replace) {
+          if (FormArgument* arg = FindFormArgument(args, op.name)) arg->values.assign(1, FormValue{op.value, false});
+        }
+      }
+      for (const Operation& op : body_.add) {
+        if (FindFormArgument(args, op.name) == nullptr) args.push_back(FormArgument{op.name, {FormValue{op.value, false}}});
+      }
+      for (const Operation& op : body_.append) AppendFormValue(args, op.name, op.value);
+      out = EncodeFormSorted(args);
+    }
+    r.upstream_body = std::move(out);
+    r.upstream_body_set = true;
+  }
+
   void TransformHeaders(RequestContext& r) const {
     for (const Operation& op : headers_.remove) RemoveHeader(r, op);
     for (const Operation& op : headers_.rename) {
@@ -329,6 +387,7 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileRequestTransformer(c
   }
   handler->headers_ = ReadAll(config, "headers", /*headers=*/true);
   handler->query_ = ReadAll(config, "querystring", /*headers=*/false);
+  handler->body_ = ReadAll(config, "body", /*headers=*/false);
   return std::unique_ptr<const PluginHandler>(std::move(handler));
 }
 

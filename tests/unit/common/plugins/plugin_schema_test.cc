@@ -317,9 +317,19 @@ TEST(RequestTransformerSchemaTest, RefusalsNameTheEntry) {
   EXPECT_EQ(message({{"replace", {{"uri", "v2"}}}}), "schema violation (replace.uri: should start with: /)");
   EXPECT_EQ(message({{"add", "x"}}), "schema violation (add: expected a record)");
   EXPECT_EQ(message({{"add", {{"cookies", json::array()}}}}), "schema violation (add.cookies: unknown field)");
-  // What Portico cannot do yet is refused, never silently ignored.
-  EXPECT_EQ(message({{"add", {{"body", {"a:1"}}}}}), "schema violation (add.body: not supported by Portico yet)");
-  EXPECT_EQ(message({{"remove", {{"body", {"a"}}}}}), "schema violation (remove.body: not supported by Portico yet)");
+  // body entries are checked as querystring entries: remove takes names, the others "name:value".
+  EXPECT_EQ(message({{"add", {{"body", {"a:1", "b"}}}}}), "schema violation (add.body.2: key 'b' has no value)");
+  EXPECT_EQ(message({{"append", {{"body", {"c:$(x)"}}}}}),
+            "schema violation (append.body.1: templates ($(...)) are not supported by Portico yet)");
+  FieldErrors body_errors;
+  const json with_body = Normalize(
+      "request-transformer",
+      {{"remove", {{"body", {"a", "b:c"}}}}, {"rename", {{"body", {"x:y"}}}}, {"add", {{"body", {"k:v:w"}}}}},
+      &body_errors);
+  EXPECT_TRUE(body_errors.empty()) << body_errors.KongMessage();
+  EXPECT_EQ(with_body["remove"]["body"], json({"a", "b:c"}));
+  EXPECT_EQ(with_body["add"]["body"], json({"k:v:w"}));
+  // What Portico cannot do is refused, never silently ignored.
   EXPECT_EQ(message({{"add", {{"headers", {"X-Id:$(headers.host)"}}}}}),
             "schema violation (add.headers.1: templates ($(...)) are not supported by Portico yet)");
   EXPECT_EQ(message({{"replace", {{"uri", "/$(uri_captures.id)"}}}}),

@@ -1044,16 +1044,23 @@ TEST(ResponseTransformerTest, EditsUpstreamAndPluginHeadersInKongsOrder) {
   EXPECT_EQ(added, (std::vector<std::string>{"X-Add: a", "X-New: not-added", "X-Multi: 2", "X-Colons: v"}));
 }
 
-TEST(ResponseTransformerTest, SchemaRefusesBodyEditsAndBadItems) {
+TEST(ResponseTransformerTest, SchemaChecksJsonEntriesTypesAndBadItems) {
   const portico::plugins::PluginSchema* schema = portico::plugins::FindPluginSchema("response-transformer");
   ASSERT_NE(schema, nullptr);
   FieldErrors errors;
   portico::plugins::NormalizePluginConfig(*schema,
-                                 {{"add", {{"json", {"a:1"}}, {"headers", {"no-colon"}}}},
+                                 {{"add", {{"json", {"a:1", "no-colon", ":x"}}, {"json_types", {"number", "int"}},
+                                           {"headers", {"no-colon"}}}},
                                   {"rename", {{"headers", {"a:b c"}}}},
                                   {"remove", "x"}},
                                  &errors);
-  EXPECT_TRUE(errors.Has("config.add.json")) << errors.KongMessage();
+  EXPECT_FALSE(errors.Has("config.add.json.1")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.add.json.2")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.add.json.3")) << errors.KongMessage();
+  EXPECT_FALSE(errors.Has("config.add.json_types.1")) << errors.KongMessage();
+  EXPECT_TRUE(errors.Has("config.add.json_types.2")) << errors.KongMessage();
+  EXPECT_NE(errors.KongMessage().find("add.json_types.2: expected one of: boolean, number, string"), std::string::npos)
+      << errors.KongMessage();
   EXPECT_TRUE(errors.Has("config.add.headers.1")) << errors.KongMessage();
   EXPECT_TRUE(errors.Has("config.rename.headers.1")) << errors.KongMessage();
   EXPECT_TRUE(errors.Has("config.remove")) << errors.KongMessage();
@@ -1062,6 +1069,11 @@ TEST(ResponseTransformerTest, SchemaRefusesBodyEditsAndBadItems) {
   EXPECT_TRUE(none.empty()) << none.KongMessage();
   EXPECT_EQ(defaults["append"], json::parse(R"({"headers":[],"json":[],"json_types":[]})"));
   EXPECT_EQ(defaults["remove"], json::parse(R"({"headers":[],"json":[]})"));
+  FieldErrors fine;
+  json kept = portico::plugins::NormalizePluginConfig(
+      *schema, {{"add", {{"json", {"a:", "b:c:d"}}, {"json_types", {"string", "boolean"}}}}}, &fine);
+  EXPECT_TRUE(fine.empty()) << fine.KongMessage() << ": Kong's ^[^:]+:.*$ allows an empty value";
+  EXPECT_EQ(kept["add"]["json_types"], json({"string", "boolean"}));
 }
 
 // The response headers a step added, "Name: value" each, in order.
@@ -1321,6 +1333,418 @@ TEST(RequestTransformerTest, NoAllocationOnTheRequestPathOnceWarm) {
     g_count_allocations = false;
     EXPECT_EQ(status, 0);
     EXPECT_EQ(c.upstream_query, "c=2&e=2&f=%20x&f=3&g");
+    if (round > 0) {
+      EXPECT_EQ(g_allocations, 0u) << "round " << round;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+// ---- Whole bodies: request-transformer's body, response-transformer's json, key-auth's
+// key_in_body, correlation-id's tracker, request-termination's echo body.
+
+#include <unistd.h>
+
+namespace portico::dp::plugins {
+namespace {
+
+// A request with a body the exchange has not read yet (body_ready false): the test then makes it
+// ready and runs the step again, as the exchange does.
+FakeContext WithPendingBody(const std::string& content_type, const std::string& body) {
+  FakeContext c;
+  c.request_head.method = "POST";
+  if (!content_type.empty()) c.request_head.headers.emplace_back("Content-Type", content_type);
+  c.body_ready = false;
+  c.request_body = body;
+  return c;
+}
+
+// Runs the only request step; when it waits for the body, makes the body ready and runs it again.
+StepStatus RunReadingBody(const ChainRunner& chain, FakeContext& c) {
+  StepStatus status = chain.step(0).OnRequest(c);
+  if (status != StepStatus::kSuspend) return status;
+  c.body_ready = true;
+  c.request_body_read = !c.request_body_too_large;
+  return chain.step(0).OnRequest(c);
+}
+
+TEST(RequestTransformerBodyTest, JsonBodyIsReadThenEditedInKongsOrderWithLuaTruthiness) {
+  auto config = Base();
+  json transformer = Transformer({{"body", {"drop"}}}, {{"body", {"old:new", "gone:taken"}}},
+                                 {{"body", {"r:2", "missing:x"}}}, {{"body", {"a:1", "f:no", "r:not-added"}}},
+                                 {{"body", {"list:3", "s:t", "n:9"}}, {"headers", {"X-A:1"}}});
+  config->plugins = {MakePlugin(901, "request-transformer", transformer, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c = WithPendingBody("application/json; charset=utf-8",
+                                  R"({"drop":1,"old":"o","taken":true,"r":null,"f":false,"list":[1],"s":"x","n":5})");
+  c.match = Match{&config->routes[0], nullptr, {}, false};
+  EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kSuspend) << "waits for the body";
+  EXPECT_EQ(c.body_reads, 1);
+  EXPECT_TRUE(c.upstream_headers.empty()) << "nothing changed before the body is read";
+  EXPECT_FALSE(c.upstream_body_set);
+  c.body_ready = true;
+  c.request_body_read = true;
+  EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kContinue) << "runs again from the start";
+  EXPECT_EQ(c.body_reads, 2);
+  ASSERT_EQ(c.upstream_headers.size(), 1u) << "headers changed once";
+  ASSERT_TRUE(c.upstream_body_set);
+  EXPECT_EQ(json::parse(c.upstream_body, nullptr, false),
+            json::parse(R"({"new":"o","r":"2","a":"1","f":"no","list":[1,"3"],"s":["x","t"],"n":["9"]})"))
+      << c.upstream_body
+      << ": remove; rename (an absent old name removes the new one); replace when truthy (null is); add when "
+         "absent or false; append makes arrays (a number is replaced)";
+}
+
+TEST(RequestTransformerBodyTest, FormBodyIsDecodedEditedAndEncodedSorted) {
+  auto config = Base();
+  config->plugins = {MakePlugin(901, "request-transformer",
+                                Transformer({{"body", {"drop"}}}, {{"body", {"old:new"}}}, {{"body", {"b:20"}}},
+                                            {{"body", {"c:hello world", "a:no"}}}, {{"body", {"flag:on", "a:4"}}}),
+                                Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c = WithPendingBody("application/x-www-form-urlencoded", "b=2&a=1&flag&a=%33&drop=x&old=o%2Bk&sp=a+b");
+  c.match = Match{&config->routes[0], nullptr, {}, false};
+  EXPECT_EQ(RunReadingBody(chain, c), StepStatus::kContinue);
+  EXPECT_EQ(c.body_reads, 2);
+  ASSERT_TRUE(c.upstream_body_set);
+  EXPECT_EQ(c.upstream_body, "a=1&a=3&a=4&b=20&c=hello%20world&flag=on&new=o%2Bk&sp=a%20b")
+      << "'+' decodes to a space; a lone flag is replaced by append; pieces sorted";
+
+  FakeContext empty = WithPendingBody("application/x-www-form-urlencoded", "");
+  empty.match = c.match;
+  EXPECT_EQ(RunReadingBody(chain, empty), StepStatus::kContinue);
+  EXPECT_EQ(empty.upstream_body, "a=no&a=4&c=hello%20world&flag=on") << "add and append make a body of an empty one";
+}
+
+TEST(RequestTransformerBodyTest, BodyUnchangedWhenNotAnObjectTooLargeMultipartOrOtherType) {
+  auto config = Base();
+  config->plugins = {MakePlugin(901, "request-transformer",
+                                Transformer(json::object(), json::object(), {{"body", {"a:1"}}}, json::object(),
+                                            json::object()),
+                                Id(11)),
+                     MakePlugin(902, "request-transformer", Transformer({{"headers", {"X-A"}}}, json::object(),
+                                                                        json::object(), json::object(), json::object()),
+                                Id(12))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  for (const char* body : {"{not json", "[1,2]", "\"a\"", "null"}) {
+    FakeContext c = WithPendingBody("application/json", body);
+    c.match = Match{&config->routes[0], nullptr, {}, false};
+    EXPECT_EQ(RunReadingBody(chain, c), StepStatus::kContinue);
+    EXPECT_FALSE(c.upstream_body_set) << body;
+  }
+  FakeContext large = WithPendingBody("application/json", R"({"a":0})");
+  large.match = Match{&config->routes[0], nullptr, {}, false};
+  large.request_body_too_large = true;
+  EXPECT_EQ(RunReadingBody(chain, large), StepStatus::kContinue);
+  EXPECT_FALSE(large.upstream_body_set) << "a body too large to hold streams unchanged";
+  for (const char* type : {"multipart/form-data; boundary=x", "text/plain", ""}) {
+    FakeContext c = WithPendingBody(type, "a=0");
+    c.match = Match{&config->routes[0], nullptr, {}, false};
+    EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kContinue) << type;
+    EXPECT_EQ(c.body_reads, 0) << "not read: " << type;
+  }
+  FakeContext no_body_ops = WithPendingBody("application/json", R"({"a":0})");
+  no_body_ops.match = Match{&config->routes[1], nullptr, {}, false};
+  EXPECT_EQ(chain.step(0).OnRequest(no_body_ops), StepStatus::kContinue);
+  EXPECT_EQ(no_body_ops.body_reads, 0) << "no body operations: the body is never read";
+}
+
+// Runs the response steps of `pipeline` for an upstream response with these headers and body, as
+// the exchange does; returns whether the body was buffered (then response_body is the result).
+bool RunResponse(const Pipeline& pipeline, FakeContext& c, const MessageHead& upstream, const std::string& body) {
+  c.response_head = &upstream;
+  for (const ResponseHeadStep* step : pipeline.response_head_steps()) step->OnResponseHead(c, upstream.status);
+  if (!c.buffer_response_body) return false;
+  c.response_body = body;
+  for (const BufferedResponseBodyStep* step : pipeline.buffered_body_steps()) step->OnBufferedResponseBody(c, upstream.status);
+  return true;
+}
+
+TEST(ResponseTransformerTest, JsonBodyEditsCastJsonTypesWithKongsRules) {
+  auto config = Base();
+  config->plugins = {MakePlugin(
+      101, "response-transformer",
+      {{"remove", {{"json", {"secret"}}}},
+       {"rename", {{"json", {"old:new", "absent:x", "keep:"}}}},
+       {"replace", {{"json", {"r:1", "absent:2", "f:x", "q:0x10"}}, {"json_types", {"number", "string", "boolean", "number"}}}},
+       {"add", {{"json", {"n:12.5", "b:true", "s:/a\\\"b", "bad:abc", "f:y", "z:", "no:yes"}},
+                {"json_types", {"number", "boolean", "string", "number", "string", "string", "boolean"}}}},
+       {"append", {{"json", {"list:1", "str:2", "num:3"}}, {"json_types", {"number"}}}}},
+      Id(11))};
+  Pipeline pipeline;
+  ASSERT_TRUE(AddPluginChain(*config, &pipeline).ok());
+  ASSERT_EQ(pipeline.buffered_body_steps().size(), 1u) << "json edits add a buffered-body step";
+  MessageHead upstream;
+  upstream.status = 200;
+  upstream.headers = {{"Content-Type", "Application/JSON; charset=utf-8"}};
+  FakeContext c;
+  c.match = Match{&config->routes[0], nullptr, {}, false};
+  ASSERT_TRUE(RunResponse(pipeline, c, upstream,
+                          R"({"secret":1,"old":"o","keep":2,"r":null,"q":"v","f":false,"list":[0],"str":"s","num":7})"));
+  EXPECT_EQ(json::parse(c.response_body, nullptr, false),
+            json::parse(R"({"new":"o","keep":2,"r":1,"q":16,"f":"y","n":12.5,"b":true,"s":"/a\\\\\"b","z":"null",
+                            "no":false,"list":[0,1],"str":["s","2"],"num":["3"]})"))
+      << c.response_body
+      << ": rename only what is there and has a new name; replace when truthy (null is, false is not); add when "
+         "absent or false; tonumber (hex too; not-a-number skips the entry); boolean is value == \"true\"; an "
+         "empty value is the string null; a backslash doubles as Kong's json_value leaves it";
+}
+
+TEST(ResponseTransformerTest, BuffersOnlyUncompressedJsonUpstreamResponsesAndKeepsOtherBodies) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "response-transformer", {{"add", {{"json", {"a:1"}}}}}, Id(11)),
+                     MakePlugin(102, "response-transformer", {{"add", {{"headers", {"X-A:1"}}}}}, Id(12))};
+  Pipeline pipeline;
+  ASSERT_TRUE(AddPluginChain(*config, &pipeline).ok());
+  auto head = [](std::vector<std::pair<std::string, std::string>> headers) {
+    MessageHead h;
+    h.status = 200;
+    h.headers = std::move(headers);
+    return h;
+  };
+  auto on_route = [&](int route) {
+    FakeContext c;
+    c.match = Match{&config->routes[route], nullptr, {}, false};
+    return c;
+  };
+  struct Case {
+    MessageHead upstream;
+    bool buffered;
+  };
+  const Case cases[] = {
+      {head({{"Content-Type", "application/json"}}), true},
+      {head({{"Content-Type", "application/json"}, {"Content-Encoding", "identity"}}), true},
+      {head({{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}}), false},
+      {head({{"Content-Type", "text/html"}}), false},
+      {head({}), false},
+  };
+  for (const Case& k : cases) {
+    FakeContext c = on_route(0);
+    EXPECT_EQ(RunResponse(pipeline, c, k.upstream, R"({"b":2})"), k.buffered) << k.upstream.headers.size();
+    if (k.buffered) EXPECT_EQ(json::parse(c.response_body), json::parse(R"({"a":"1","b":2})"));
+  }
+  FakeContext without_json = on_route(1);
+  EXPECT_FALSE(RunResponse(pipeline, without_json, cases[0].upstream, "{}")) << "no json edits: no buffering";
+  FakeContext local = on_route(0);
+  for (const ResponseHeadStep* step : pipeline.response_head_steps()) step->OnResponseHead(local, 401);
+  EXPECT_FALSE(local.buffer_response_body) << "a local response is not edited";
+  for (const char* body : {"not json", "[1]", "3"}) {
+    FakeContext c = on_route(0);
+    ASSERT_TRUE(RunResponse(pipeline, c, cases[0].upstream, body));
+    EXPECT_EQ(c.response_body, body) << "not an object: unchanged";
+  }
+  // Another plugin buffered a gzip response: the json edits leave it alone.
+  FakeContext gzip = on_route(0);
+  gzip.response_head = &cases[2].upstream;
+  gzip.response_body = R"({"b":2})";
+  for (const BufferedResponseBodyStep* step : pipeline.buffered_body_steps()) step->OnBufferedResponseBody(gzip, 200);
+  EXPECT_EQ(gzip.response_body, R"({"b":2})");
+}
+
+TEST(KeyAuthBodyTest, KeyInJsonOrFormBodyAfterHeaderAndQuery) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"key_in_body", true}, {"key_names", {"X-Key", "apikey"}}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c = WithPendingBody("application/json", R"({"apikey":"k-alice","other":1})");
+  c.match = Match{&config->routes[0], nullptr, {}, false};
+  EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kSuspend);
+  EXPECT_EQ(c.body_reads, 1);
+  EXPECT_EQ(c.consumer, nullptr);
+  EXPECT_FALSE(c.responded);
+  c.body_ready = true;
+  EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kContinue);
+  ASSERT_NE(c.consumer, nullptr);
+  EXPECT_EQ(c.consumer->username(), "alice");
+  EXPECT_FALSE(c.upstream_body_set) << "hide_credentials off";
+
+  FakeContext form = WithPendingBody("application/x-www-form-urlencoded; charset=utf-8", "x=1&apikey=k%2Dalice");
+  form.match = c.match;
+  EXPECT_EQ(RunReadingBody(chain, form), StepStatus::kContinue);
+  ASSERT_NE(form.consumer, nullptr);
+
+  FakeContext header = WithPendingBody("application/json", R"({"apikey":"wrong"})");
+  header.match = c.match;
+  header.request_head.headers.emplace_back("x-key", "k-alice");
+  EXPECT_EQ(chain.step(0).OnRequest(header), StepStatus::kContinue);
+  EXPECT_EQ(header.body_reads, 0) << "found in a header under the first name: the body is not read";
+  ASSERT_NE(header.consumer, nullptr);
+
+  FakeContext second = WithPendingBody("application/json", R"({"apikey":"wrong"})");
+  second.match = c.match;
+  second.request_head.headers.emplace_back("apikey", "k-alice");
+  EXPECT_EQ(chain.step(0).OnRequest(second), StepStatus::kSuspend)
+      << "the first name is looked up in the body before the second in the headers (Kong's order)";
+  second.body_ready = true;
+  EXPECT_EQ(chain.step(0).OnRequest(second), StepStatus::kContinue);
+  ASSERT_NE(second.consumer, nullptr);
+
+  FakeContext flag = WithPendingBody("application/json", R"({"apikey":"k-alice"})");
+  flag.match = c.match;
+  flag.target.query = "apikey";
+  flag.target.has_query = true;
+  EXPECT_EQ(RunReadingBody(chain, flag), StepStatus::kStop);
+  EXPECT_EQ(flag.status, 401) << "a query flag is Kong's true: the body is not searched for that name";
+  EXPECT_EQ(flag.message, "No API key found in request");
+}
+
+TEST(KeyAuthBodyTest, DuplicateUnparsableAndNonStringBodyValues) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"key_in_body", true}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  struct Case {
+    const char* content_type;
+    const char* body;
+    const char* message;
+    bool too_large = false;
+  };
+  const Case cases[] = {
+      {"application/json", R"({"apikey":["k-alice","x"]})", "Duplicate API key found"},
+      {"application/json", R"({"apikey":{"k":"k-alice"}})", "Duplicate API key found"},
+      {"application/x-www-form-urlencoded", "apikey=k-alice&apikey=x", "Duplicate API key found"},
+      {"application/json", R"({"apikey":5})", "No API key found in request"},
+      {"application/json", R"({"apikey":null})", "No API key found in request"},
+      {"application/json", "{not json", "No API key found in request"},
+      {"application/json", R"(["k-alice"])", "No API key found in request"},
+      {"", "apikey=k-alice", "No API key found in request"},
+      {"text/plain", "apikey=k-alice", "No API key found in request"},
+      {"multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"apikey\"\r\n\r\nk-alice\r\n--b--",
+       "No API key found in request"},
+      {"application/x-www-form-urlencoded", "apikey=k-alice", "No API key found in request", true},
+      {"application/json", R"({"apikey":"k-alicf"})", "Unauthorized"},
+  };
+  for (const Case& k : cases) {
+    FakeContext c = WithPendingBody(k.content_type, k.body);
+    c.match = Match{&config->routes[0], nullptr, {}, false};
+    c.request_body_too_large = k.too_large;
+    EXPECT_EQ(RunReadingBody(chain, c), StepStatus::kStop) << k.body;
+    EXPECT_EQ(c.status, 401) << k.body;
+    EXPECT_EQ(c.message, k.message) << k.content_type << " " << k.body;
+  }
+}
+
+TEST(KeyAuthBodyTest, HideCredentialsRemovesTheKeyFromAParsableBody) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"key_in_body", true}, {"hide_credentials", true}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  const Match match{&config->routes[0], nullptr, {}, false};
+
+  FakeContext j = WithPendingBody("application/json", R"({"apikey":"k-alice","a":1})");
+  j.match = match;
+  EXPECT_EQ(RunReadingBody(chain, j), StepStatus::kContinue);
+  ASSERT_TRUE(j.upstream_body_set);
+  EXPECT_EQ(json::parse(j.upstream_body), json::parse(R"({"a":1})"));
+
+  FakeContext form = WithPendingBody("application/x-www-form-urlencoded", "z=1&apikey=k-alice&b=x%20y");
+  form.match = match;
+  EXPECT_EQ(RunReadingBody(chain, form), StepStatus::kContinue);
+  EXPECT_EQ(form.upstream_body, "b=x%20y&z=1") << "re-encoded as Kong's set_body encodes a form: sorted";
+
+  FakeContext header = WithPendingBody("application/json", R"({"apikey":"decoy","a":1})");
+  header.match = match;
+  header.request_head.headers.emplace_back("ApiKey", "k-alice");
+  header.target.query = "apikey=other&q=1";
+  header.target.has_query = true;
+  EXPECT_EQ(chain.step(0).OnRequest(header), StepStatus::kSuspend) << "hiding reads the body";
+  header.body_ready = true;
+  EXPECT_EQ(chain.step(0).OnRequest(header), StepStatus::kContinue);
+  ASSERT_NE(header.consumer, nullptr);
+  EXPECT_EQ(json::parse(header.upstream_body), json::parse(R"({"a":1})"));
+  EXPECT_EQ(header.upstream_query, "q=1") << "Kong clears the name from the query as well";
+  EXPECT_NE(std::find(header.upstream_headers_removed.begin(), header.upstream_headers_removed.end(), "apikey"),
+            header.upstream_headers_removed.end());
+
+  FakeContext unparsable = WithPendingBody("text/plain", "apikey=k-alice");
+  unparsable.match = match;
+  unparsable.request_head.headers.emplace_back("apikey", "k-alice");
+  EXPECT_EQ(RunReadingBody(chain, unparsable), StepStatus::kContinue);
+  EXPECT_FALSE(unparsable.upstream_body_set) << "a body Kong cannot parse is left alone";
+}
+
+TEST(CorrelationIdTest, TrackerIsAddressPortPidConnectionRequestAndTime) {
+  auto config = Base();
+  config->plugins = {MakePlugin(701, "correlation-id", {{"generator", "tracker"}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c;
+  c.local_ip = "10.0.0.5";
+  c.local_port = 8000;
+  c.connection_serial = 42;
+  c.connection_requests = 3;
+  EXPECT_EQ(chain.Run(&config->routes[0], c), 0);
+  const std::string prefix = "10.0.0.5-8000-" + std::to_string(getpid()) + "-42-3-";
+  ASSERT_EQ(c.request_id.substr(0, prefix.size()), prefix) << c.request_id;
+  const std::string time = c.request_id.substr(prefix.size());
+  EXPECT_TRUE(std::regex_match(time, std::regex("[0-9]+\\.[0-9]{3}"))) << time;
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_NEAR(std::stod(time), now, 5.0);
+  EXPECT_EQ(UpstreamHeader(c, "Kong-Request-ID"), c.request_id);
+}
+
+TEST(RequestTerminationTest, EchoReadsTheBodyAsKongsGetBodyAndGetRawBody) {
+  auto config = Base();
+  config->plugins = {MakePlugin(101, "request-termination", {{"status_code", 200}, {"echo", true}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  auto echo = [&](const std::string& type, const std::string& body, bool too_large = false) {
+    FakeContext c = WithPendingBody(type, body);
+    c.match = Match{&config->routes[0], nullptr, {}, false};
+    c.request_body_too_large = too_large;
+    EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kSuspend);
+    EXPECT_FALSE(c.responded);
+    c.body_ready = true;
+    EXPECT_EQ(chain.step(0).OnRequest(c), StepStatus::kStop);
+    EXPECT_EQ(c.body_reads, 2);
+    return json::parse(c.body, nullptr, false)["request"];
+  };
+  json j = echo("application/json", R"({"a":[1,2],"b":null})");
+  EXPECT_EQ(j["body"], json::parse(R"({"a":[1,2],"b":null})"));
+  EXPECT_EQ(j["raw_body"], R"({"a":[1,2],"b":null})");
+  json form = echo("application/x-www-form-urlencoded", "a=1&a=2&f&e=&s=x+y");
+  EXPECT_EQ(form["body"], json::parse(R"({"a":["1","2"],"f":true,"e":"","s":"x y"})"));
+  json text = echo("text/plain", "hi");
+  EXPECT_FALSE(text.contains("body")) << "Kong's get_body fails: nil, left out";
+  EXPECT_EQ(text["raw_body"], "hi");
+  json none = echo("", "");
+  EXPECT_FALSE(none.contains("body"));
+  EXPECT_EQ(none["raw_body"], "") << "no body: get_raw_body is the empty string";
+  json large = echo("application/json", R"({"a":)", true);
+  EXPECT_FALSE(large.contains("body"));
+  EXPECT_FALSE(large.contains("raw_body")) << "too large to hold: get_raw_body fails";
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
+
+namespace portico::dp::plugins {
+namespace {
+
+TEST(KeyAuthBodyTest, NoAllocationWithoutKeyInBodyOnceWarm) {
+  auto config = WithConsumers();
+  config->plugins = {MakePlugin(101, "key-auth", {{"hide_credentials", true}}, Id(11))};
+  ChainRunner chain(config);
+  ASSERT_TRUE(chain.status().ok()) << chain.status();
+  FakeContext c;
+  for (int round = 0; round < 3; ++round) {
+    c.ResetContext();
+    c.head = &c.request_head;
+    c.body_ready = false;
+    c.target.query = "a=1&apikey=k-alice&b=2";
+    c.target.has_query = true;
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    const int status = chain.Run(&config->routes[0], c);
+    g_count_allocations = false;
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(c.upstream_query, "a=1&b=2");
+    EXPECT_EQ(c.body_reads, 0);
     if (round > 0) {
       EXPECT_EQ(g_allocations, 0u) << "round " << round;
     }
