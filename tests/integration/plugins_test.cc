@@ -1,5 +1,6 @@
 // Plugins end to end: created through the real CP's Admin API, compiled by the real DP, applied to
 // real HTTP on loopback in front of a real upstream.
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -579,3 +580,105 @@ TEST_F(PluginsTest, ADataPlaneThatCannotRunAPluginKeepsItsConfigUntilTheConfigSt
 }  // namespace
 }  // namespace portico::testing
 
+
+namespace portico::testing {
+namespace {
+
+// Plugins that need the whole body, through the real exchange: the body is read (chunked or
+// not), edited, and sent upstream with its new Content-Length; one too large to hold streams
+// unchanged; key-auth finds a key in it and hides it.
+TEST_F(PluginsTest, BodyPluginsReadEditAndForwardTheWholeBody) {
+  Add("/routes/a/plugins", {{"name", "request-transformer"},
+                            {"config", {{"remove", {{"body", {"secret"}}}},
+                                        {"rename", {{"body", {"old:new"}}}},
+                                        {"add", {{"body", {"x:1"}}}},
+                                        {"append", {{"body", {"list:b"}}}}}}});
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers", {{"username", "alice"}}).status, 201);
+  ASSERT_EQ(cluster_.Admin("POST", "/consumers/alice/key-auth", {{"key", "alice-key"}}).status, 201);
+  Add("/routes/b/plugins", {{"name", "key-auth"}, {"config", {{"key_in_body", true}, {"hide_credentials", true}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  const std::string doc = R"({"old":"o","secret":"s","list":"a"})";
+  const json edited = json::parse(R"({"new":"o","x":"1","list":["a","b"]})");
+  HttpResult plain = Send(absl::StrCat("POST /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                       "Content-Type: application/json\r\nContent-Length: ", doc.size(), "\r\n\r\n", doc));
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  json seen = json::parse(plain.body, nullptr, false);
+  EXPECT_EQ(json::parse(seen["body"].get<std::string>(), nullptr, false), edited) << seen.dump();
+  EXPECT_EQ(seen["headers"]["content-length"], std::to_string(seen["body_len"].get<size_t>()));
+
+  HttpResult chunked = Send(absl::StrCat("POST /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                         "5\r\n", doc.substr(0, 5), "\r\n", absl::Hex(doc.size() - 5), "\r\n",
+                                         doc.substr(5), "\r\n0\r\n\r\n"));
+  ASSERT_EQ(chunked.status, 200) << chunked.body;
+  seen = json::parse(chunked.body, nullptr, false);
+  EXPECT_EQ(json::parse(seen["body"].get<std::string>(), nullptr, false), edited) << seen.dump();
+  EXPECT_FALSE(seen["headers"].contains("transfer-encoding")) << seen.dump();
+
+  const std::string form = "secret=s&old=o&list=a";
+  HttpResult form_result = Send(absl::StrCat("POST /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ",
+                                             form.size(), "\r\n\r\n", form));
+  ASSERT_EQ(form_result.status, 200) << form_result.body;
+  EXPECT_EQ(json::parse(form_result.body, nullptr, false)["body"], "list=a&list=b&new=o&x=1");
+
+  // Too large to hold (over 1 MiB): it reaches the upstream whole and unchanged.
+  const std::string big = absl::StrCat(R"({"secret":")", std::string(1200 * 1024, 'z'), R"("})");
+  HttpResult large = Send(absl::StrCat("POST /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                       "Content-Type: application/json\r\nContent-Length: ", big.size(), "\r\n\r\n", big));
+  ASSERT_EQ(large.status, 200) << large.body;
+  EXPECT_EQ(json::parse(large.body, nullptr, false)["body_len"], big.size());
+
+  // key-auth: the key from a form body identifies alice and is removed from what goes upstream.
+  const std::string keyed = "apikey=alice-key&z=1";
+  HttpResult ok = Send(absl::StrCat("POST /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                    "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ",
+                                    keyed.size(), "\r\n\r\n", keyed));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  seen = json::parse(ok.body, nullptr, false);
+  EXPECT_EQ(seen["headers"]["x-consumer-username"], "alice");
+  EXPECT_EQ(seen["body"], "z=1");
+  const std::string wrong = R"({"apikey":"nope"})";
+  HttpResult refused = Send(absl::StrCat("POST /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                                         "Content-Type: application/json\r\nContent-Length: ", wrong.size(),
+                                         "\r\n\r\n", wrong));
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(json::parse(refused.body, nullptr, false), json({{"message", "Unauthorized"}}));
+  EXPECT_EQ(Get("/b").status, 401) << "no body, no key";
+  EXPECT_EQ(upstream_.requests_served(), 5);
+}
+
+TEST_F(PluginsTest, ResponseTransformerEditsJsonBodiesAndTheLengthFollows) {
+  Add("/routes/c/plugins", {{"name", "response-transformer"},
+                            {"config", {{"remove", {{"json", {"connection_id", "headers"}}}},
+                                        {"replace", {{"json", {"method:REPLACED"}}}},
+                                        {"add", {{"json", {"added:true", "count:3"}}, {"json_types", {"boolean", "number"}}}}}}});
+  Add("/routes/d/plugins", {{"name", "correlation-id"}, {"config", {{"generator", "tracker"}, {"echo_downstream", true}}}});
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+
+  HttpResult r = Get("/c");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json body = json::parse(r.body, nullptr, false);
+  EXPECT_FALSE(body.contains("connection_id")) << r.body;
+  EXPECT_FALSE(body.contains("headers")) << r.body;
+  EXPECT_EQ(body["method"], "REPLACED");
+  EXPECT_EQ(body["added"], true);
+  EXPECT_EQ(body["count"], 3);
+  EXPECT_EQ(body["target"], "/");
+  EXPECT_EQ(r.headers["content-length"], std::to_string(r.body.size()));
+  HttpResult head = Send("HEAD /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_TRUE(head.body.empty());
+
+  // Route d: untouched body; a tracker id "<address>-<port>-<pid>-<connection>-<request>-<time>".
+  HttpResult d = Get("/d");
+  ASSERT_EQ(d.status, 200) << d.body;
+  EXPECT_TRUE(json::parse(d.body, nullptr, false).contains("connection_id"));
+  const std::string id = d.headers["kong-request-id"];
+  EXPECT_TRUE(std::regex_match(id, std::regex(R"([0-9a-f.:]+-[0-9]+-[0-9]+-[0-9]+-1-[0-9]+\.[0-9]{3})"))) << id;
+  EXPECT_EQ(json::parse(d.body, nullptr, false)["headers"]["kong-request-id"], id);
+}
+
+}  // namespace
+}  // namespace portico::testing
