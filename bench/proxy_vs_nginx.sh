@@ -27,6 +27,9 @@
 #   "plugins": one route without and one with ip-restriction + request-size-limiting, per round;
 #   "keyauth": the same with key-auth and 1,000 consumers; "keyauth_rl": key-auth + rate-limiting;
 #   "keyauth_redis": key-auth + rate-limiting with policy redis (a redis-server started here);
+#   "bodyjson": a 1 KiB JSON POST through request-transformer body operations (the body is read
+#   whole, edited and re-encoded) against the same POST on the plain route; nginx proxies it
+#   unchanged (it buffers request bodies by default);
 #   "all": correlation-id, cors, key-auth, ip-restriction, request-size-limiting, acl,
 #   rate-limiting, request-transformer and response-transformer on one route)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
@@ -210,6 +213,7 @@ http {
     location /bench/ { proxy_pass http://bench_upstream/; }
     # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
+    location /jbench/ { proxy_pass http://bench_upstream/; }
     # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
     # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
@@ -286,6 +290,13 @@ if [[ " $CASES " == *" keyauth_redis "* ]]; then
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -d name=key-auth
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -H 'Content-Type: application/json' \
     -d "{\"name\":\"rate-limiting\",\"config\":{\"second\":1000000000,\"policy\":\"redis\",\"fault_tolerant\":false,\"redis\":{\"host\":\"127.0.0.1\",\"port\":$REDIS_PORT}}}"
+fi
+if [[ " $CASES " == *" bodyjson "* ]]; then
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/jbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/jbench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/jbench/plugins" -H 'Content-Type: application/json' \
+    -d '{"name":"request-transformer","config":{"remove":{"body":["drop"]},"add":{"body":["added:yes"]}}}'
+  wait_http "http://127.0.0.1:$DP_PORT/jbench/small" 30 || die "DP does not serve /jbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
 if [[ " $CASES " == *" all "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/abench" -H 'Content-Type: application/json' \
@@ -379,6 +390,13 @@ echo "$REPORT_LUA" >"$WORK/report.lua"
   echo 'wrk.body = string.rep("p", 65536)'
   echo 'wrk.headers["Content-Type"] = "application/octet-stream"'
   echo "$REPORT_LUA"; } >"$WORK/post.lua"
+{ echo 'wrk.method = "POST"'
+  # A JSON object of about 1 KiB: 31 members of 24-byte values, plus the member "drop".
+  printf 'wrk.body = [[{"drop":"x"'
+  for i in $(seq 10 40); do printf ',"field%d":"value-%s"' "$i" 0123456789abcdef; done
+  echo "}]]"
+  echo 'wrk.headers["Content-Type"] = "application/json"'
+  echo "$REPORT_LUA"; } >"$WORK/jpost.lua"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
 CLK_TCK=$(getconf CLK_TCK)
@@ -405,6 +423,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     keyauth_redis) path=/xbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     all0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
     all) path=/abench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
+    bodyjson0) path=/bench/post; script=$WORK/jpost.lua ;;
+    bodyjson) path=/jbench/post; script=$WORK/jpost.lua ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
@@ -442,6 +462,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   [ "$1" = keyauth_rl ] && with=/rbench/small
   [ "$1" = keyauth_redis ] && with=/xbench/small
   [ "$1" = all ] && with=/abench/small
+  [ "$1" = bodyjson ] && with=/jbench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -453,7 +474,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl|keyauth_redis|all) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done

@@ -23,6 +23,8 @@ struct ConfigSet {
   std::vector<config::v1::BasicAuthCredential> basicauth_credentials;  // sorted by id
   std::vector<config::v1::Acl> acls;                                   // sorted by id
   std::vector<config::v1::JwtSecret> jwt_secrets;  // sent to data planes as they are
+  std::vector<config::v1::Upstream> upstreams;     // sorted by id
+  std::vector<config::v1::Target> targets;         // sorted by id
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).
