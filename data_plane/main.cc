@@ -231,7 +231,7 @@ int Serve(int argc, char** argv) {
     if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
-        RuntimeConfig::Compile(config, version);
+        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers());
     if (!runtime.ok()) return runtime.status();
     const auto compiled = std::chrono::steady_clock::now();
     proxy_ptr->Publish(*std::move(runtime));

@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "data_plane/balancer/balancer.h"
 
 namespace portico::dp {
 namespace {
@@ -27,7 +28,25 @@ bool IsIpv6(const std::string& host) {
 
 }  // namespace
 
-absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service) {
+absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers) {
+  BalancerMap out;
+  if (config.upstreams.empty()) return out;
+  absl::flat_hash_map<std::string, std::vector<const config::v1::Target*>> targets;  // by upstream id
+  for (const config::v1::Target& t : config.targets) {
+    if (t.has_upstream_id()) targets[t.upstream_id()].push_back(&t);
+  }
+  for (const config::v1::Upstream& u : config.upstreams) {
+    auto it = targets.find(u.id());
+    absl::StatusOr<std::unique_ptr<const Balancer>> balancer =
+        Balancer::Compile(u, it == targets.end() ? std::vector<const config::v1::Target*>() : it->second, workers);
+    if (!balancer.ok()) return balancer.status();
+    out.emplace(u.name(), *std::move(balancer));
+  }
+  return out;
+}
+
+absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service,
+                                                       const BalancerMap* balancers) {
   UpstreamService out;
   out.id = service.id();
   if (service.has_name()) out.name = service.name();
@@ -42,13 +61,19 @@ absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service
         absl::StrCat("service ", service.id(), ": port: value should be between 0 and 65535"));
   }
   const uint16_t port = static_cast<uint16_t>(service.port());
+  if (balancers != nullptr) {
+    auto it = balancers->find(out.host);
+    if (it != balancers->end()) out.balancer = it->second.get();
+  }
 
   // Hosts in the config never carry brackets; tolerate them anyway.
   std::string bare = out.host;
   if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
   const bool v6 = IsIpv6(bare);
   Target target;
-  if (IsIpv4(bare) || v6) {
+  if (out.balancer != nullptr) {
+    // balanced: the targets are the upstream's
+  } else if (IsIpv4(bare) || v6) {
     target.ip = bare;
   } else if (absl::AsciiStrToLower(bare) == "localhost") {
     target.ip = "127.0.0.1";

@@ -7,13 +7,17 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/config/config_set.h"
 
 namespace portico::dp {
+
+class Balancer;
 
 // One address requests can be sent to. Upstream keep-alive pools are keyed by pool_key.
 struct Target {
@@ -58,9 +62,19 @@ struct UpstreamService {
   // Empty when the host is a DNS name this build does not resolve (requests then get 503
   // "name resolution failed").
   DestinationSet destinations;
+  // Set when the host names an upstream: requests are balanced over its targets instead (the
+  // service's port is not used). Owned by the runtime config, like the service.
+  const Balancer* balancer = nullptr;
 };
 
-// Compiles one service: settings and destinations (one target for an IP literal or localhost).
-absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service);
+// Upstream name -> its compiled balancer.
+using BalancerMap = absl::flat_hash_map<std::string, std::unique_ptr<const Balancer>>;
+
+// Compiles one service: settings and destinations (one target for an IP literal or localhost, or
+// the balancer of the upstream its host names, from `balancers`).
+absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service,
+                                                       const BalancerMap* balancers = nullptr);
+// Compiles the balancers of `config`'s upstreams with `workers` worker slots.
+absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers);
 
 }  // namespace portico::dp

@@ -3,7 +3,12 @@
 #include <memory>
 #include <string>
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "data_plane/balancer/balancer.h"
 #include "common/base/host_port.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/pipeline/upstream_request.h"
@@ -87,11 +92,86 @@ class ServiceStep final : public RequestStep {
   const ServiceMap* services_;
 };
 
+// The raw value of the first `name` argument of `query` (still percent-encoded), or empty.
+absl::string_view FindQueryArgument(absl::string_view query, absl::string_view name) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const absl::string_view pair = query.substr(0, amp);
+    query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == absl::string_view::npos ? absl::string_view() : pair.substr(eq + 1);
+  }
+  return {};
+}
+
+// The value of cookie `name` in the request's Cookie headers, or empty.
+absl::string_view FindCookie(const MessageHead& head, absl::string_view name) {
+  for (const auto& [header, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(header, "cookie")) continue;
+    absl::string_view rest = value;
+    while (!rest.empty()) {
+      const size_t semi = rest.find(';');
+      absl::string_view pair = absl::StripAsciiWhitespace(rest.substr(0, semi));
+      rest = semi == absl::string_view::npos ? absl::string_view() : rest.substr(semi + 1);
+      const size_t eq = pair.find('=');
+      if (eq != absl::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+    }
+  }
+  return {};
+}
+
+// Consistent hashing's key from one of Kong's hash_on sources; empty when the request has none.
+absl::string_view HashKeyFrom(const RequestContext& request, const HashSource& source) {
+  switch (source.input) {
+    case HashInput::kNone:
+      return {};
+    case HashInput::kConsumer:
+      return request.consumer != nullptr ? absl::string_view(request.consumer->id()) : absl::string_view();
+    case HashInput::kIp:
+      return request.client_ip;
+    case HashInput::kHeader: {
+      const std::string* value = request.head->Find(source.name);
+      return value != nullptr ? absl::string_view(*value) : absl::string_view();
+    }
+    case HashInput::kCookie:
+      return FindCookie(*request.head, source.name);
+    case HashInput::kPath:
+      return request.normalized_path;
+    case HashInput::kQueryArg:
+      return request.target.has_query ? FindQueryArgument(request.target.query, source.name) : absl::string_view();
+    case HashInput::kUriCapture:
+      return {};  // captures are not kept by the router yet: the fallback applies
+  }
+  return {};
+}
+
 class DestinationStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
+    if (request.service->balancer != nullptr) return PickBalanced(request, *request.service->balancer);
     request.upstream_target = request.service->destinations.Pick(request.worker_cursor, request.attempt);
     if (request.upstream_target == nullptr) return Answer(request, 503, kMsgNameResolution);
+    return StepStatus::kContinue;
+  }
+
+  // Kong's ring-balancer: a target of the upstream, another one on a retry when there is one.
+  static StepStatus PickBalanced(RequestContext& request, const Balancer& balancer) {
+    request.EndAttempt();  // a retry: the failed attempt is over
+    uint64_t key_hash = 0;
+    if (balancer.algorithm() == Balancer::Algorithm::kConsistentHashing) {
+      absl::string_view key = HashKeyFrom(request, balancer.hash_on());
+      if (key.empty()) key = HashKeyFrom(request, balancer.hash_fallback());
+      key_hash = Balancer::HashKey(key);
+    }
+    const size_t tried = std::min<size_t>(request.tried_count, RequestContext::kMaxTriedTargets);
+    const int picked = balancer.Pick(request.worker_index, key_hash, {request.tried_targets, tried});
+    if (picked == Balancer::kNoTarget) return Answer(request, 503, kMsgNoPeer);
+    request.balancer = &balancer;
+    request.balancer_target = picked;
+    request.tried_targets[request.tried_count++ % RequestContext::kMaxTriedTargets] = static_cast<uint32_t>(picked);
+    const BalancerTarget& target = balancer.target(static_cast<size_t>(picked));
+    request.upstream_target = &target.address;
+    request.target_host_header = target.host_header;
     return StepStatus::kContinue;
   }
   bool rerun_on_retry() const override { return true; }
@@ -117,6 +197,7 @@ class UpstreamRequestStep final : public RequestStep {
     if (!request.upstream_headers_removed.empty()) params.removed_headers = &request.upstream_headers_removed;
     params.host_header = !request.upstream_host.empty()                     ? request.upstream_host
                          : (match.route->preserve_host() && request.has_host) ? request.host
+                         : !request.target_host_header.empty()                ? request.target_host_header
                                                                               : absl::string_view(service.host_header);
     params.client_ip = request.client_ip;
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();

@@ -14,6 +14,8 @@ inline constexpr absl::string_view kMsgNoService = "no Service found with those 
 inline constexpr absl::string_view kMsgBadGateway = "An invalid response was received from the upstream server";
 inline constexpr absl::string_view kMsgTimeout = "The upstream server is timing out";
 inline constexpr absl::string_view kMsgNameResolution = "name resolution failed";
+// An upstream with no target that can take traffic (none, all weight 0, none resolved).
+inline constexpr absl::string_view kMsgNoPeer = "failure to get a peer from the ring-balancer";
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
 inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
 inline constexpr absl::string_view kMsgRequestTooLarge = "Request size limit exceeded";  // request-size-limiting

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "data_plane/balancer/balancer.h"
 
 namespace portico::dp {
 
@@ -25,6 +26,11 @@ void RequestContext::ResetContext() {
   service = nullptr;
   upstream_target = nullptr;
   attempt = 0;
+  EndAttempt();
+  balancer = nullptr;
+  target_host_header = absl::string_view();
+  tried_count = 0;
+  worker_index = 0;
   upstream_head.clear();
   response_headers.Clear();
   response_head = nullptr;
@@ -54,6 +60,11 @@ void RequestContext::ResetContext() {
   response_text.clear();
   header_views.clear();
   debug_headers_allowed = false;
+}
+
+void RequestContext::EndAttempt() {
+  if (balancer != nullptr && balancer_target >= 0) balancer->Release(worker_index, balancer_target);
+  balancer_target = -1;
 }
 
 bool HeaderList::Contains(absl::string_view name) const {

@@ -107,6 +107,7 @@ class RequestContext {
   bool client_http11 = true;
   uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
   uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
+  int worker_index = 0;          // the worker's index (balancers keep per-worker state)
   bool debug_headers_allowed = false;  // the DP runs with --allow-debug-header
 
   // ---- results of the steps
@@ -115,6 +116,15 @@ class RequestContext {
   const dp::UpstreamService* service = nullptr;  // service step
   const dp::Target* upstream_target = nullptr;   // destination step
   int attempt = 0;                               // destination attempts so far (retries count)
+  // For a service balanced over an upstream (destination step): the balancer and the target of
+  // the current attempt (released by EndAttempt), the Host that target wants, and the targets of
+  // earlier attempts (a retry goes elsewhere when it can; the last kMaxTriedTargets are kept).
+  const dp::Balancer* balancer = nullptr;
+  int balancer_target = -1;
+  absl::string_view target_host_header;
+  static constexpr size_t kMaxTriedTargets = 8;
+  uint32_t tried_targets[kMaxTriedTargets] = {};
+  uint32_t tried_count = 0;
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;
@@ -183,6 +193,10 @@ class RequestContext {
 
   // Answers the request; the step then returns kStop (or, once resumed, Resume(kStop)).
   virtual void Respond(const LocalResponse& response) = 0;
+  // The current upstream attempt ended (answered, failed, or abandoned): a balancer counts it no
+  // more. Idempotent; the exchange calls it.
+  void EndAttempt();
+
   // Ends a suspension: the suspended step's result (kContinue or kStop). kSuspend: the suspended
   // step is waiting for the request body now (ReadRequestBody returned false), run again later.
   virtual void Resume(StepStatus status) = 0;

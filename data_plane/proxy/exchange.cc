@@ -33,6 +33,7 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   client_http11 = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
   loop = worker.loop();
   worker_cursor = worker.NextCursor();
+  worker_index = worker.index();
   debug_headers_allowed = worker.options().allow_debug_header;
   request_is_head_ = head.method == "HEAD";
   request_chunked_ = head.chunked;
@@ -156,6 +157,7 @@ void Exchange::Respond(const dp::LocalResponse& response) {
     upstream_->Abort();
     upstream_ = nullptr;
   }
+  EndAttempt();
   local_response_ = true;
   pending_body_.clear();
   holding_response_ = false;
@@ -185,6 +187,7 @@ void Exchange::Cancel() {
     upstream_->Abort();
     upstream_ = nullptr;
   }
+  EndAttempt();
 }
 
 bool Exchange::RerunDestinationSteps() {
@@ -382,6 +385,7 @@ void Exchange::SendHeldResponse() {
 void Exchange::OnUpstreamComplete() {
   UpstreamConnection* connection = upstream_;
   upstream_ = nullptr;
+  EndAttempt();
   if (holding_response_ && !cancelled_) SendHeldResponse();  // a failed write cancels the exchange
   if (cancelled_) {
     connection->Release(/*reusable=*/false);
@@ -398,6 +402,7 @@ void Exchange::OnUpstreamComplete() {
 
 void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_received) {
   upstream_ = nullptr;
+  EndAttempt();
   if (cancelled_) return;
   if (response_started_) {
     downstream_->Abort();  // the response is truncated; closing is the only signal left

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -106,6 +107,11 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(ProxyOptions opt
 }
 
 void ProxyServer::Publish(std::shared_ptr<const RuntimeConfig> config) {
+  if (config != nullptr && config->worker_slots() < workers()) {
+    PORTICO_LOG(kError, "proxy", "config compiled for ", config->worker_slots(), " workers, not ", workers(),
+                ": not published");
+    return;
+  }
   std::lock_guard<std::mutex> lock(stop_mu_);
   for (auto& worker : workers_) worker->Publish(config);
 }

@@ -26,9 +26,13 @@ class ProxyServer {
 
   // The actual listening port (options.port may be 0).
   uint16_t port() const { return port_; }
+  // Its worker threads: what RuntimeConfig::Compile's worker_slots must cover.
+  int workers() const { return static_cast<int>(workers_.size()); }
 
   // Thread-safe. Hands `config` to every worker (uv_async_send). Requests whose head completes
   // after Publish() returns use it; requests already in flight finish on the config they pinned.
+  // REQUIRES: config->worker_slots() >= workers() (checked: a config with too few is refused and
+  // logged, and the workers keep the one they have).
   void Publish(std::shared_ptr<const RuntimeConfig> config);
 
   // Requests whose head was parsed (or that failed to parse), summed over workers (relaxed).

@@ -1,6 +1,9 @@
 #include "data_plane/proxy/runtime_config.h"
 
+#include <algorithm>
 #include <utility>
+
+#include "data_plane/balancer/balancer.h"
 
 #include "data_plane/plugins/chain.h"
 
@@ -8,7 +11,8 @@ namespace portico::dp {
 
 absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std::shared_ptr<const ConfigSet> config,
                                                                             ConfigVersion version,
-                                                                            const PipelineExtensions& extensions) {
+                                                                            const PipelineExtensions& extensions,
+                                                                            int worker_slots) {
   if (config == nullptr) return absl::InvalidArgumentError("no config");
   std::shared_ptr<RuntimeConfig> runtime(new RuntimeConfig());
   runtime->config_ = config;
@@ -17,9 +21,13 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   if (!built.ok()) return built.status();
   runtime->router_ = std::move(*built);
 
+  runtime->worker_slots_ = std::max(1, worker_slots);
+  absl::StatusOr<dp::BalancerMap> balancers = dp::CompileBalancers(*config, runtime->worker_slots_);
+  if (!balancers.ok()) return balancers.status();
+  runtime->balancers_ = *std::move(balancers);
   runtime->services_.reserve(config->services.size());
   for (const config::v1::Service& service : config->services) {
-    absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service);
+    absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service, &runtime->balancers_);
     if (!compiled.ok()) return compiled.status();
     runtime->services_.emplace(&service, *std::move(compiled));
   }

@@ -32,12 +32,15 @@ class RuntimeConfig {
   // cannot be built, a service is unusable (bad port, empty host) or a plugin does not compile.
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
-                                                                      const PipelineExtensions& extensions = {});
+                                                                      const PipelineExtensions& extensions = {},
+                                                                      int worker_slots = 1);
 
   const ConfigVersion& version() const { return version_; }
   const dp::Router& router() const { return *router_; }
   const ConfigSet& config() const { return *config_; }
   const dp::Pipeline& pipeline() const { return pipeline_; }
+  // The workers the balancers keep state for: a proxy with more workers must not use it.
+  int worker_slots() const { return worker_slots_; }
 
   // The compiled service for a service pointer returned by this config's router().Find()
   // (pointers into config().services); nullptr for any other pointer.
@@ -49,6 +52,8 @@ class RuntimeConfig {
   std::shared_ptr<const ConfigSet> config_;
   ConfigVersion version_;
   std::unique_ptr<const dp::Router> router_;
+  int worker_slots_ = 1;
+  dp::BalancerMap balancers_;  // services_ point into it
   dp::ServiceMap services_;
   dp::Pipeline pipeline_;  // refers to router_ and services_
 };

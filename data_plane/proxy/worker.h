@@ -120,6 +120,7 @@ class Worker {
   FreeList<Http1HeadStorage>& head_pool() { return head_pool_; }
   ClientOutput& client_output() { return client_output_; }
   // A counter for round-robin picks (each worker its own: no shared mutable state).
+  int index() const { return index_; }
   uint64_t NextCursor() { return cursor_++; }
   uint64_t NextConnectionSerial() { return ++connection_serial_; }
   // Client connections currently holding request state (exchange or head storage).

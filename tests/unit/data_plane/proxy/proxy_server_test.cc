@@ -85,7 +85,7 @@ class ProxyServerTest : public ::testing::Test {
     ConfigVersion v;
     v.epoch = std::string(16, 'e');
     v.version = version;
-    absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, v);
+    absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, v, {}, proxy_->workers());
     ASSERT_TRUE(compiled.ok()) << compiled.status();
     proxy_->Publish(*compiled);
   }

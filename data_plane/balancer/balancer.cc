@@ -1,0 +1,316 @@
+#include "data_plane/balancer/balancer.h"
+
+#include <arpa/inet.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace portico::dp {
+namespace {
+
+constexpr uint16_t kDefaultTargetPort = 8000;  // Kong's
+// Longest round-robin sequence; larger weight sums are scaled down to it (each weight keeps its
+// share within half an entry).
+constexpr uint64_t kMaxSequence = 1 << 16;
+
+struct HostPort {
+  std::string host;  // without brackets
+  uint16_t port = kDefaultTargetPort;
+  bool bracketed = false;
+};
+
+absl::StatusOr<HostPort> SplitTarget(absl::string_view text) {
+  HostPort out;
+  absl::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == absl::string_view::npos) return absl::InvalidArgumentError("unterminated '['");
+    out.host = std::string(text.substr(1, close - 1));
+    out.bracketed = true;
+    absl::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return absl::InvalidArgumentError("expected ':' after ']'");
+      port_text = rest.substr(1);
+    }
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon != absl::string_view::npos && text.find(':') == colon) {
+      out.host = std::string(text.substr(0, colon));
+      port_text = text.substr(colon + 1);
+    } else {
+      out.host = std::string(text);  // no port, or a bare IPv6 address
+    }
+  }
+  if (!port_text.empty()) {
+    uint32_t port = 0;
+    if (!absl::SimpleAtoi(port_text, &port) || port > 65535) return absl::InvalidArgumentError("invalid port");
+    out.port = static_cast<uint16_t>(port);
+  }
+  if (out.host.empty()) return absl::InvalidArgumentError("empty host");
+  return out;
+}
+
+// The address of an IP literal or localhost; false for a name that needs DNS.
+bool ResolveLiteral(const HostPort& hp, Target* out) {
+  in6_addr v6;
+  in_addr v4;
+  std::string ip = hp.host;
+  if (absl::AsciiStrToLower(ip) == "localhost") ip = "127.0.0.1";
+  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+    out->ip = ip;
+    out->port = hp.port;
+    out->pool_key = absl::StrCat(ip, ":", hp.port);
+    uv_ip4_addr(ip.c_str(), hp.port, reinterpret_cast<sockaddr_in*>(&out->address));
+    return true;
+  }
+  if (inet_pton(AF_INET6, ip.c_str(), &v6) == 1) {
+    out->ip = ip;
+    out->port = hp.port;
+    out->pool_key = absl::StrCat("[", ip, "]:", hp.port);
+    uv_ip6_addr(ip.c_str(), hp.port, reinterpret_cast<sockaddr_in6*>(&out->address));
+    return true;
+  }
+  return false;
+}
+
+HashSource ReadHashSource(absl::string_view input, const config::v1::Upstream& u, bool fallback) {
+  HashSource s;
+  auto text = [](bool has, const std::string& value) { return has ? value : std::string(); };
+  if (input == "consumer") {
+    s.input = HashInput::kConsumer;
+  } else if (input == "ip") {
+    s.input = HashInput::kIp;
+  } else if (input == "header") {
+    s.input = HashInput::kHeader;
+    s.name = absl::AsciiStrToLower(fallback ? text(u.has_hash_fallback_header(), u.hash_fallback_header())
+                                            : text(u.has_hash_on_header(), u.hash_on_header()));
+  } else if (input == "cookie") {
+    s.input = HashInput::kCookie;
+    s.name = text(u.has_hash_on_cookie(), u.hash_on_cookie());
+  } else if (input == "path") {
+    s.input = HashInput::kPath;
+  } else if (input == "query_arg") {
+    s.input = HashInput::kQueryArg;
+    s.name = fallback ? text(u.has_hash_fallback_query_arg(), u.hash_fallback_query_arg())
+                      : text(u.has_hash_on_query_arg(), u.hash_on_query_arg());
+  } else if (input == "uri_capture") {
+    s.input = HashInput::kUriCapture;
+    s.name = fallback ? text(u.has_hash_fallback_uri_capture(), u.hash_fallback_uri_capture())
+                      : text(u.has_hash_on_uri_capture(), u.hash_on_uri_capture());
+  }
+  return s;
+}
+
+uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+bool Tried(absl::Span<const uint32_t> tried, uint32_t target) {
+  return std::find(tried.begin(), tried.end(), target) != tried.end();
+}
+
+}  // namespace
+
+struct alignas(64) Balancer::WorkerSlot {
+  uint64_t position = 0;  // round-robin: next index into sequence_
+  uint64_t rotation = 0;  // least-connections: where ties start
+};
+
+Balancer::~Balancer() = default;
+
+uint64_t Balancer::HashKey(absl::string_view key) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then mixed
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return Mix(h);
+}
+
+absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
+    const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers) {
+  std::unique_ptr<Balancer> b(new Balancer());
+  b->upstream_name_ = upstream.name();
+  const std::string& algorithm = upstream.algorithm();
+  if (algorithm.empty() || algorithm == "round-robin") {
+    b->algorithm_ = Algorithm::kRoundRobin;
+  } else if (algorithm == "consistent-hashing") {
+    b->algorithm_ = Algorithm::kConsistentHashing;
+  } else if (algorithm == "least-connections") {
+    b->algorithm_ = Algorithm::kLeastConnections;
+  } else if (algorithm == "latency") {
+    b->algorithm_ = Algorithm::kLatency;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("upstream ", upstream.id(), ": algorithm: unknown '", algorithm, "'"));
+  }
+  b->hash_on_ = ReadHashSource(upstream.hash_on(), upstream, false);
+  b->hash_fallback_ = ReadHashSource(upstream.hash_fallback(), upstream, true);
+  b->workers_ = std::max(1, workers);
+
+  std::vector<const config::v1::Target*> sorted = targets;  // the same order on every DP
+  std::sort(sorted.begin(), sorted.end(),
+            [](const config::v1::Target* a, const config::v1::Target* c) { return a->target() < c->target(); });
+  for (const config::v1::Target* t : sorted) {
+    absl::StatusOr<HostPort> hp = SplitTarget(t->target());
+    if (!hp.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target ", t->id(), " of upstream ", upstream.name(), ": target: ", hp.status().message()));
+    }
+    if (t->weight() < 0 || t->weight() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("target ", t->id(), ": weight: value should be between 0 and 65535"));
+    }
+    BalancerTarget bt;
+    bt.name = t->target();
+    bt.weight = static_cast<uint32_t>(t->weight());
+    const bool resolved = ResolveLiteral(*hp, &bt.address);
+    const std::string host = hp->bracketed ? absl::StrCat("[", hp->host, "]") : hp->host;
+    bt.host_header = upstream.has_host_header() && !upstream.host_header().empty() ? upstream.host_header()
+                     : (hp->port == 80 || hp->port == 443)                      ? host
+                                                                                : absl::StrCat(host, ":", hp->port);
+    if (resolved && bt.weight > 0) b->eligible_.push_back(static_cast<uint32_t>(b->targets_.size()));
+    b->targets_.push_back(std::move(bt));
+  }
+
+  // Round-robin: nginx's smooth weighted order over weights scaled so that the sequence has at
+  // most kMaxSequence entries.
+  if (!b->eligible_.empty() && b->algorithm_ == Algorithm::kRoundRobin) {
+    uint64_t divisor = 0, sum = 0;
+    for (uint32_t i : b->eligible_) divisor = std::gcd(divisor, static_cast<uint64_t>(b->targets_[i].weight));
+    std::vector<int64_t> weights;
+    for (uint32_t i : b->eligible_) {
+      weights.push_back(static_cast<int64_t>(b->targets_[i].weight / divisor));
+      sum += weights.back();
+    }
+    if (sum > kMaxSequence) {
+      uint64_t scaled_sum = 0;
+      for (int64_t& w : weights) {
+        w = std::max<int64_t>(1, (w * static_cast<int64_t>(kMaxSequence) + static_cast<int64_t>(sum) / 2) /
+                                     static_cast<int64_t>(sum));
+        scaled_sum += w;
+      }
+      sum = scaled_sum;
+    }
+    std::vector<int64_t> current(weights.size(), 0);
+    b->sequence_.reserve(sum);
+    for (uint64_t step = 0; step < sum; ++step) {
+      size_t best = 0;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        current[i] += weights[i];
+        if (current[i] > current[best]) best = i;
+      }
+      current[best] -= static_cast<int64_t>(sum);
+      b->sequence_.push_back(b->eligible_[best]);
+    }
+  }
+
+  // Consistent hashing: `slots` points shared by weight; a target's points are hashes of its name
+  // and their number, so its first points stay where they were when weights change.
+  if (!b->eligible_.empty() && b->algorithm_ == Algorithm::kConsistentHashing) {
+    const uint64_t slots = upstream.slots() > 0 ? static_cast<uint64_t>(upstream.slots()) : 10000;
+    uint64_t total_weight = 0;
+    for (uint32_t i : b->eligible_) total_weight += b->targets_[i].weight;
+    for (uint32_t i : b->eligible_) {
+      const uint64_t points = std::max<uint64_t>(1, (slots * b->targets_[i].weight + total_weight / 2) / total_weight);
+      for (uint64_t p = 0; p < points; ++p) {
+        b->continuum_.push_back(Point{HashKey(absl::StrCat(b->targets_[i].name, "#", p)), i});
+      }
+    }
+    std::sort(b->continuum_.begin(), b->continuum_.end(), [](const Point& x, const Point& y) {
+      return x.hash != y.hash ? x.hash < y.hash : x.target < y.target;
+    });
+  }
+
+  b->slots_ = std::make_unique<WorkerSlot[]>(static_cast<size_t>(b->workers_));
+  for (int w = 0; w < b->workers_; ++w) {
+    // Workers start at different places of the sequence, so their first requests spread.
+    b->slots_[w].position = b->sequence_.empty() ? 0 : (b->sequence_.size() * static_cast<size_t>(w)) / b->workers_;
+    b->slots_[w].rotation = static_cast<uint64_t>(w);
+  }
+  if (b->algorithm_ == Algorithm::kLeastConnections || b->algorithm_ == Algorithm::kLatency) {
+    b->connections_stride_ = (b->targets_.size() + 15) / 16 * 16;  // whole cache lines per worker
+    b->connections_ = std::make_unique<uint32_t[]>(b->connections_stride_ * static_cast<size_t>(b->workers_));
+  }
+  return std::unique_ptr<const Balancer>(std::move(b));
+}
+
+int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried) const {
+  if (eligible_.empty()) return kNoTarget;
+  if (worker < 0 || worker >= workers_) worker = 0;  // REQUIRES broken; stay in bounds
+  switch (algorithm_) {
+    case Algorithm::kRoundRobin:
+      return PickRoundRobin(worker, tried);
+    case Algorithm::kConsistentHashing:
+      return PickHashed(key_hash, tried);
+    case Algorithm::kLeastConnections:
+    case Algorithm::kLatency:
+      return PickLeastConnections(worker, tried);
+  }
+  return kNoTarget;
+}
+
+int Balancer::PickRoundRobin(int worker, absl::Span<const uint32_t> tried) const {
+  WorkerSlot& slot = slots_[worker];
+  const size_t n = sequence_.size();
+  uint32_t chosen = sequence_[slot.position % n];
+  if (!tried.empty()) {  // the next entry of another target, if there is one
+    for (size_t step = 0; step < n && Tried(tried, chosen); ++step) {
+      ++slot.position;
+      chosen = sequence_[slot.position % n];
+    }
+  }
+  ++slot.position;
+  return static_cast<int>(chosen);
+}
+
+int Balancer::PickHashed(uint64_t key_hash, absl::Span<const uint32_t> tried) const {
+  auto it = std::lower_bound(continuum_.begin(), continuum_.end(), key_hash,
+                             [](const Point& p, uint64_t h) { return p.hash < h; });
+  size_t at = it == continuum_.end() ? 0 : static_cast<size_t>(it - continuum_.begin());
+  if (!tried.empty()) {  // a retry walks on to the next point of another target
+    for (size_t step = 0; step < continuum_.size() && Tried(tried, continuum_[at].target); ++step) {
+      at = (at + 1) % continuum_.size();
+    }
+  }
+  return static_cast<int>(continuum_[at].target);
+}
+
+int Balancer::PickLeastConnections(int worker, absl::Span<const uint32_t> tried) const {
+  uint32_t* open = &connections_[connections_stride_ * static_cast<size_t>(worker)];
+  WorkerSlot& slot = slots_[worker];
+  const size_t n = eligible_.size();
+  const size_t start = static_cast<size_t>(slot.rotation++ % n);  // ties go round
+  int best = kNoTarget;
+  double best_load = 0;
+  for (int pass = 0; pass < 2 && best == kNoTarget; ++pass) {  // pass 1 allows tried targets
+    for (size_t k = 0; k < n; ++k) {
+      const uint32_t i = eligible_[(start + k) % n];
+      if (pass == 0 && Tried(tried, i)) continue;
+      const double load = static_cast<double>(open[i] + 1) / targets_[i].weight;
+      if (best == kNoTarget || load < best_load) {
+        best = static_cast<int>(i);
+        best_load = load;
+      }
+    }
+  }
+  ++open[best];
+  return best;
+}
+
+void Balancer::Release(int worker, int target) const {
+  if (connections_ == nullptr || target < 0 || static_cast<size_t>(target) >= targets_.size()) return;
+  if (worker < 0 || worker >= workers_) worker = 0;
+  uint32_t& open = connections_[connections_stride_ * static_cast<size_t>(worker) + static_cast<size_t>(target)];
+  if (open > 0) --open;
+}
+
+}  // namespace portico::dp

@@ -1,0 +1,101 @@
+#pragma once
+// Kong's ring-balancer for one upstream (KONG-REFERENCE.md §4.2): its targets with their weights,
+// and the pick of a target for each attempt of a request. Compiled once per snapshot from the
+// upstream and its targets, shared read-only by every worker; what a pick changes (a worker's
+// round-robin position, its open connections per target) lives in per-worker slots that only
+// that worker touches, so no pick takes a lock or shares a cache line with another worker.
+//
+// - round-robin: the smooth weighted sequence (nginx's: no burst to one target) computed once,
+//   each worker walking it from its own offset.
+// - consistent-hashing: a continuum of `slots` points spread over the targets by weight; a key
+//   goes to the first point at or after its hash. Adding or removing a target moves only the
+//   keys of the points it gains or loses.
+// - least-connections: the target with the fewest (this worker's) open attempts per weight.
+// - latency: not built yet; it balances as least-connections (docs/load-balancing.md).
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/config/config_set.h"
+#include "data_plane/balancer/destinations.h"
+
+namespace portico::dp {
+
+// Where consistent hashing takes its key from (Kong's hash_on / hash_fallback).
+enum class HashInput { kNone, kConsumer, kIp, kHeader, kCookie, kPath, kQueryArg, kUriCapture };
+
+struct HashSource {
+  HashInput input = HashInput::kNone;
+  std::string name;  // the header (lowercase), cookie, query argument or capture group
+};
+
+// One target as the balancer uses it.
+struct BalancerTarget {
+  Target address;
+  std::string name;         // as configured: "10.0.0.1:8000"
+  std::string host_header;  // the Host to send: the upstream's host_header, else host[:port]
+  uint32_t weight = 0;
+};
+
+class Balancer {
+ public:
+  enum class Algorithm { kRoundRobin, kConsistentHashing, kLeastConnections, kLatency };
+  static constexpr int kNoTarget = -1;
+
+  // `targets` are the upstream's (any order); those without an address this build can use (a
+  // hostname: DNS comes later) or with weight 0 take no traffic. `workers` is the number of
+  // worker slots: each picking worker passes an index below it.
+  static absl::StatusOr<std::unique_ptr<const Balancer>> Compile(
+      const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers);
+  ~Balancer();
+
+  const std::string& upstream_name() const { return upstream_name_; }
+  Algorithm algorithm() const { return algorithm_; }
+  const HashSource& hash_on() const { return hash_on_; }
+  const HashSource& hash_fallback() const { return hash_fallback_; }
+  size_t size() const { return targets_.size(); }
+  const BalancerTarget& target(size_t i) const { return targets_[i]; }
+
+  // The target for one attempt, avoiding `tried` (targets earlier attempts used) while another
+  // target can take traffic; kNoTarget when none can. `key_hash`: consistent hashing's key
+  // (HashKey). Counts the attempt as open for least-connections until Release.
+  int Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried) const;
+  // An attempt of `worker` on `target` (a Pick result) ended.
+  void Release(int worker, int target) const;
+
+  // Consistent hashing's hash of a key: stable across processes and builds (every data plane
+  // sends the same key to the same target).
+  static uint64_t HashKey(absl::string_view key);
+
+ private:
+  struct WorkerSlot;
+  Balancer() = default;
+  int PickRoundRobin(int worker, absl::Span<const uint32_t> tried) const;
+  int PickHashed(uint64_t key_hash, absl::Span<const uint32_t> tried) const;
+  int PickLeastConnections(int worker, absl::Span<const uint32_t> tried) const;
+
+  std::string upstream_name_;
+  Algorithm algorithm_ = Algorithm::kRoundRobin;
+  HashSource hash_on_, hash_fallback_;
+  std::vector<BalancerTarget> targets_;
+  std::vector<uint32_t> eligible_;   // targets that can take traffic (address and weight > 0)
+  std::vector<uint32_t> sequence_;   // round-robin: target indexes, smooth weighted order
+  struct Point {
+    uint64_t hash;
+    uint32_t target;
+  };
+  std::vector<Point> continuum_;     // consistent hashing, sorted by hash
+  int workers_ = 1;
+  std::unique_ptr<WorkerSlot[]> slots_;      // one per worker
+  std::unique_ptr<uint32_t[]> connections_;  // least-connections: per worker, per target
+  size_t connections_stride_ = 0;            // a worker's row, padded to a cache line
+};
+
+}  // namespace portico::dp
