@@ -13,6 +13,7 @@
 #include "common/base/uuid.h"
 #include "common/config/basic_auth_password.h"
 #include "common/config/config_set.h"
+#include "common/config/upstreams.h"
 #include "common/config/validate.h"
 #include "nlohmann/json.hpp"
 #include "portico/config/v1/config.pb.h"
@@ -28,6 +29,8 @@ using config::v1::KeyAuthCredential;
 using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
+using config::v1::Target;
+using config::v1::Upstream;
 using nlohmann::json;
 
 // ConfigSet hook: parses one serialized entity onto the end of `Member`'s list.
@@ -144,6 +147,82 @@ const EntityDescriptor& ServicesKind() {
           .append_to_config = &AppendParsed<&ConfigSet::services>,
       },
       Service::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& UpstreamsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "upstreams",
+          .endpoint_key = "name",
+          .fields =
+              {
+                  {.name = "name", .type = FieldType::kString, .required = true, .unique = true},
+                  {.name = "algorithm", .type = FieldType::kString, .default_json = R"("round-robin")"},
+                  {.name = "hash_on", .type = FieldType::kString, .default_json = R"("none")"},
+                  {.name = "hash_fallback", .type = FieldType::kString, .default_json = R"("none")"},
+                  {.name = "hash_on_header", .type = FieldType::kString},
+                  {.name = "hash_fallback_header", .type = FieldType::kString},
+                  {.name = "hash_on_cookie", .type = FieldType::kString},
+                  {.name = "hash_on_cookie_path", .type = FieldType::kString, .default_json = R"("/")"},
+                  {.name = "hash_on_query_arg", .type = FieldType::kString},
+                  {.name = "hash_fallback_query_arg", .type = FieldType::kString},
+                  {.name = "hash_on_uri_capture", .type = FieldType::kString},
+                  {.name = "hash_fallback_uri_capture", .type = FieldType::kString},
+                  {.name = "slots", .type = FieldType::kInteger, .default_json = "10000"},
+                  // Every field of Kong's record, defaults filled (upstreams.h).
+                  {.name = "healthchecks",
+                   .type = FieldType::kJsonRecord,
+                   .default_json = DefaultUpstreamHealthchecksJson(),
+                   .merge = &MergeUpstreamHealthchecks},
+                  {.name = "host_header", .type = FieldType::kString},
+                  // Certificates are not implemented: the id is kept, not checked.
+                  {.name = "client_certificate", .type = FieldType::kForeignKey},
+                  {.name = "use_srv_name", .type = FieldType::kBoolean, .default_json = "false"},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateUpstreamFields(static_cast<const Upstream&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors* errors) {
+            NormalizeUpstream(static_cast<Upstream*>(m), errors);
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::upstreams>,
+          .rewrite_body = &RewriteUpstreamBody,
+      },
+      Upstream::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& TargetsKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "targets",
+          .endpoint_key = "target",
+          .fields =
+              {
+                  {.name = "upstream",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "upstreams",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "target", .type = FieldType::kString, .required = true},
+                  {.name = "weight", .type = FieldType::kInteger, .default_json = "100"},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateTargetFields(static_cast<const Target&>(m));
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) {
+            // Kong stores "host:port", port 8000 when none is given.
+            NormalizeTarget(static_cast<Target*>(m));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::targets>,
+          .top_level_endpoints = false,  // Kong: only /upstreams/{u}/targets[/{t}]
+          .cache_key_fields = {"target", "upstream"},
+          .endpoint_key_scope = "upstream",
+      },
+      Target::default_instance());
   return *kind;
 }
 
@@ -362,7 +441,7 @@ const EntityDescriptor& PluginsKind() {
 
 const EntityRegistry& EntityRegistry::Default() {
   static const EntityRegistry* const registry =
-      new EntityRegistry({&ServicesKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
+      new EntityRegistry({&ServicesKind(), &UpstreamsKind(), &TargetsKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
                          &BasicAuthCredentialsKind(), &AclsKind(), &JwtSecretsKind()});
   return *registry;
 }

@@ -5,6 +5,8 @@
 namespace portico {
 
 const EntityDescriptor& ServicesKind();  // "services": config::v1::Service
+const EntityDescriptor& UpstreamsKind();  // "upstreams": config::v1::Upstream
+const EntityDescriptor& TargetsKind();    // "targets" (only under /upstreams/{u}/targets): config::v1::Target
 const EntityDescriptor& RoutesKind();    // "routes": config::v1::Route
 const EntityDescriptor& ConsumersKind();           // "consumers": config::v1::Consumer
 const EntityDescriptor& PluginsKind();             // "plugins": config::v1::Plugin

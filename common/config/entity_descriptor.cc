@@ -161,9 +161,24 @@ absl::Status EntityDescriptor::Check(const EntityKindDeclaration& decl, const Me
       return fail(absl::StrCat("cache key field '", name, "' is not a string or foreign key field"));
     }
   }
-  if (!decl.endpoint_key.empty()) {
+  if (!decl.endpoint_key_scope.empty()) {
+    const FieldSpec* scope = FindField(fields, decl.endpoint_key_scope);
+    if (scope == nullptr || scope->type != FieldType::kForeignKey || scope->references.empty()) {
+      return fail("the endpoint key scope must be a foreign key to a registered kind");
+    }
+    const std::set<std::string> pair = {decl.endpoint_key_scope, decl.endpoint_key};
+    if (decl.endpoint_key.empty() || std::set<std::string>(decl.cache_key_fields.begin(), decl.cache_key_fields.end()) != pair ||
+        decl.cache_key_fields.size() != 2) {
+      return fail("a scoped endpoint key and its scope must be the cache key fields");
+    }
+  } else if (!decl.endpoint_key.empty()) {
     const FieldSpec* key = FindField(fields, decl.endpoint_key);
     if (key == nullptr || !key->unique) return fail("the endpoint key must be a unique field");
+  }
+  for (const FieldSpec& spec : fields) {
+    if (spec.merge != nullptr && spec.type != FieldType::kJsonRecord) {
+      return fail(absl::StrCat("field '", spec.name, "': merge is for JSON records"));
+    }
   }
   for (const ShorthandSpec& shorthand : decl.shorthands) {
     if (seen.count(shorthand.name) || shorthand.apply == nullptr) {

@@ -72,6 +72,10 @@ struct FieldSpec {
   // not stored as a key nor checked to exist.
   std::string references;
   OnDelete on_delete = OnDelete::kRestrict;
+  // kJsonRecord: how a body's object merges into the current value (null: one level, each member
+  // of the body replacing the current one, null resetting it; plugin configs). Upstreams'
+  // healthchecks merge nested records as Kong does.
+  void (*merge)(nlohmann::json* current, const nlohmann::json& patch) = nullptr;
 
   // Set when the descriptor is built: the proto field holding the value.
   const google::protobuf::FieldDescriptor* proto = nullptr;
@@ -113,6 +117,15 @@ struct EntityKindDeclaration {
   // whose values together no two entities of the kind may share: a plugin's name and scope. The
   // store keeps their combination in a UNIQUE column.
   std::vector<std::string> cache_key_fields;
+  // Optional: rewrites a request body before its fields are read (Kong's shorthand_fields that set
+  // real fields: an upstream's `algorithm` and `hash_on` adjust each other). Must leave values it
+  // does not understand for the field readers to refuse.
+  void (*rewrite_body)(nlohmann::json* body) = nullptr;
+  // Optional (Kong's targets): the endpoint key is unique per referenced entity of this foreign key
+  // rather than in the whole kind; both fields form the cache key. The key then names an entity only
+  // under /{parents}/{p}/{nested}/{key}, where PUT and DELETE of a missing entity answer 404 and
+  // GET /{parents}/{p}/{nested}/all lists the parent's entities (Kong's upstreams.lua endpoints).
+  std::string endpoint_key_scope;
 };
 
 class EntityDescriptor {
@@ -135,6 +148,7 @@ class EntityDescriptor {
     return decl_.nested_admin_name.empty() ? admin_name() : decl_.nested_admin_name;
   }
   const std::string& endpoint_key() const { return decl_.endpoint_key; }
+  const std::string& endpoint_key_scope() const { return decl_.endpoint_key_scope; }
   const std::vector<FieldSpec>& fields() const { return decl_.fields; }  // id, created_at, updated_at first
   const std::vector<ShorthandSpec>& shorthands() const { return decl_.shorthands; }
   bool top_level_endpoints() const { return decl_.top_level_endpoints; }
@@ -163,6 +177,11 @@ class EntityDescriptor {
   void Normalize(google::protobuf::Message* entity, FieldErrors* errors) const {
     if (decl_.normalize != nullptr) decl_.normalize(entity, errors);
   }
+  // See EntityKindDeclaration::rewrite_body.
+  void RewriteBody(nlohmann::json* body) const {
+    if (decl_.rewrite_body != nullptr) decl_.rewrite_body(body);
+  }
+  bool rewrites_body() const { return decl_.rewrite_body != nullptr; }
   // See EntityKindDeclaration::append_to_config. REQUIRES: exported().
   bool AppendToConfig(ConfigSet* config, absl::string_view serialized) const {
     return decl_.append_to_config(config, serialized);
@@ -198,7 +217,8 @@ class EntityRegistry {
   // order. A duplicate name or a dangling reference is a programming error (aborts).
   explicit EntityRegistry(std::vector<const EntityDescriptor*> kinds);
 
-  // Portico's kinds (entities.cc): services, routes, consumers, plugins, keyauth_credentials.
+  // Portico's kinds (entities.cc): services, upstreams, targets, routes, consumers, plugins and
+  // the credentials.
   static const EntityRegistry& Default();
 
   const std::vector<const EntityDescriptor*>& kinds() const { return kinds_; }

@@ -380,6 +380,11 @@ void ApplyField(const EntityDescriptor& kind, const FieldSpec& spec, const json&
       }
       json current = json::parse(r->GetString(*entity, f), nullptr, /*allow_exceptions=*/false);
       if (!current.is_object()) current = json::object();
+      if (spec.merge != nullptr) {
+        spec.merge(&current, v);
+        r->SetString(entity, f, current.dump(-1, ' ', false, json::error_handler_t::replace));
+        return;
+      }
       for (const auto& [key, value] : v.items()) {
         // One level of merge, as Kong merges a PATCHed record; null resets the field to its default.
         if (value.is_null()) {
@@ -424,11 +429,17 @@ json EntityToJson(const EntityDescriptor& kind, const Message& entity) {
   return j;
 }
 
-void ApplyEntityJson(const EntityDescriptor& kind, const json& body, Message* entity, FieldErrors* errors) {
-  if (!body.is_object()) {
+void ApplyEntityJson(const EntityDescriptor& kind, const json& given_body, Message* entity, FieldErrors* errors) {
+  if (!given_body.is_object()) {
     errors->AddEntity("expected a record");
     return;
   }
+  json rewritten;
+  if (kind.rewrites_body()) {
+    rewritten = given_body;
+    kind.RewriteBody(&rewritten);
+  }
+  const json& body = kind.rewrites_body() ? rewritten : given_body;
   for (const auto& [key, value] : body.items()) {
     if (const FieldSpec* spec = kind.field(key)) {
       ApplyField(kind, *spec, value, entity, errors);

@@ -17,6 +17,7 @@
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
 #include "common/config/jwt_algorithms.h"
+#include "common/config/upstreams.h"
 #include "common/config/utf8_fields.h"
 #include "common/config/basic_auth_password.h"
 #include "common/plugins/plugin_schema.h"
@@ -36,6 +37,8 @@ using config::v1::Plugin;
 using config::v1::Route;
 using config::v1::Service;
 using config::v1::StringList;
+using config::v1::Target;
+using config::v1::Upstream;
 
 constexpr int64_t kMaxTimeout = 2147483646;  // 2^31 - 2
 const char kProtocolsList[] = "grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp";
@@ -662,6 +665,189 @@ FieldErrors PluginRules(const Plugin& p) {
   return errors;
 }
 
+
+// --- upstreams and targets (Kong 3.x kong/db/schema/entities/upstreams.lua, targets.lua) ---
+
+const std::vector<std::string> kUpstreamAlgorithms = {"consistent-hashing", "least-connections", "round-robin",
+                                                      "latency"};
+const std::vector<std::string> kHashOn = {"none", "consumer", "ip", "header", "cookie", "path", "query_arg",
+                                          "uri_capture"};
+
+bool OneOf(const std::string& value, const std::vector<std::string>& list) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+void CheckOneOf(FieldErrors* errors, const char* field, const std::string& value, const std::vector<std::string>& list) {
+  if (!OneOf(value, list)) errors->Add(field, absl::StrCat("expected one of: ", absl::StrJoin(list, ", ")));
+}
+
+// A nullable string: when set, not empty, and `check` (may be null) finds nothing wrong.
+void CheckOptionalString(FieldErrors* errors, const char* field, bool has, const std::string& value,
+                         std::string (*check)(absl::string_view) = nullptr) {
+  if (!has) return;
+  if (value.empty()) {
+    errors->Add(field, "length must be at least 1");
+  } else if (check != nullptr) {
+    if (std::string problem = check(value); !problem.empty()) errors->Add(field, problem);
+  }
+}
+
+std::string HostWithOptionalPortError(absl::string_view host) {
+  absl::StatusOr<KongAddress> address = ParseKongAddress(host);
+  return address.ok() ? std::string() : std::string(address.status().message());
+}
+
+// The upstream's `healthchecks` text checked against Kong's record (errors under "healthchecks").
+void CheckHealthchecks(FieldErrors* errors, const std::string& text) {
+  const nlohmann::json record =
+      text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!record.is_object()) {
+    errors->Add("healthchecks", "expected a record");
+    return;
+  }
+  FieldErrors nested;
+  NormalizeUpstreamHealthchecks(record, &nested);
+  errors->Merge("healthchecks", nested);
+}
+
+// Kong's `conditional` entity check: the field's error, and the entity-level one naming the
+// field the condition is on.
+void ConditionFailed(FieldErrors* errors, const char* if_field, const char* then_field, absl::string_view message) {
+  errors->AddEntity(absl::StrCat("failed conditional validation given value of field '", if_field, "'"));
+  errors->Add(then_field, message);
+}
+
+void RequireWhen(FieldErrors* errors, const char* if_field, const std::string& value, const char* match,
+                 const char* then_field, bool has_then) {
+  if (value == match && !has_then) ConditionFailed(errors, if_field, then_field, "required field missing");
+}
+
+void Distinct(FieldErrors* errors, const char* a, bool has_a, const std::string& value_a, const char* b, bool has_b,
+              const std::string& value_b) {
+  if (has_a && has_b && value_a == value_b) {
+    errors->AddEntity(absl::StrCat("values of these fields must be distinct: '", a, "', '", b, "'"));
+  }
+}
+
+FieldErrors UpstreamRules(const Upstream& u) {
+  FieldErrors errors;
+  if (!u.id().empty() && !IsUuid(u.id())) errors.Add("id", "expected a valid UUID");
+  if (u.name().empty()) {
+    errors.Add("name", "required field missing");
+  } else {
+    absl::StatusOr<KongAddress> address = ParseKongAddress(u.name());
+    const std::string prefix = absl::StrCat("Invalid name ('", u.name(), "'); ");
+    if (!address.ok()) {
+      errors.Add("name", prefix + "must be a valid hostname");
+    } else if (address->type != KongAddress::Type::kName) {
+      errors.Add("name", prefix + "no ip addresses allowed");
+    } else if (address->port) {
+      errors.Add("name", prefix + "no port allowed");
+    }
+  }
+  CheckOneOf(&errors, "algorithm", u.algorithm(), kUpstreamAlgorithms);
+  CheckOneOf(&errors, "hash_on", u.hash_on(), kHashOn);
+  CheckOneOf(&errors, "hash_fallback", u.hash_fallback(), kHashOn);
+  CheckOptionalString(&errors, "hash_on_header", u.has_hash_on_header(), u.hash_on_header(), &KongHeaderNameError);
+  CheckOptionalString(&errors, "hash_fallback_header", u.has_hash_fallback_header(), u.hash_fallback_header(),
+                      &KongHeaderNameError);
+  CheckOptionalString(&errors, "hash_on_cookie", u.has_hash_on_cookie(), u.hash_on_cookie(), &KongCookieNameError);
+  CheckOptionalString(&errors, "hash_on_cookie_path", true, u.hash_on_cookie_path(), &KongPathError);
+  CheckOptionalString(&errors, "hash_on_query_arg", u.has_hash_on_query_arg(), u.hash_on_query_arg());
+  CheckOptionalString(&errors, "hash_fallback_query_arg", u.has_hash_fallback_query_arg(), u.hash_fallback_query_arg());
+  CheckOptionalString(&errors, "hash_on_uri_capture", u.has_hash_on_uri_capture(), u.hash_on_uri_capture());
+  CheckOptionalString(&errors, "hash_fallback_uri_capture", u.has_hash_fallback_uri_capture(),
+                      u.hash_fallback_uri_capture());
+  CheckRange(&errors, "slots", u.slots(), 10, 65536);
+  CheckHealthchecks(&errors, u.healthchecks());
+  CheckOptionalString(&errors, "host_header", u.has_host_header(), u.host_header(), &HostWithOptionalPortError);
+  if (u.has_client_certificate_id() && !IsUuid(u.client_certificate_id())) {
+    errors.Add("client_certificate.id", "expected a valid UUID");
+  }
+  CheckTags(&errors, u.has_tags(), u.tags());
+  if (!errors.empty()) return errors;  // Kong runs entity checks on valid fields only
+
+  // Kong's entity checks, in its order.
+  const std::string& on = u.hash_on();
+  const std::string& fallback = u.hash_fallback();
+  RequireWhen(&errors, "hash_on", on, "header", "hash_on_header", u.has_hash_on_header());
+  RequireWhen(&errors, "hash_fallback", fallback, "header", "hash_fallback_header", u.has_hash_fallback_header());
+  RequireWhen(&errors, "hash_on", on, "cookie", "hash_on_cookie", u.has_hash_on_cookie());
+  RequireWhen(&errors, "hash_fallback", fallback, "cookie", "hash_on_cookie", u.has_hash_on_cookie());
+  // What hash_fallback may be for each hash_on ("header", "query_arg", "uri_capture": anything).
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> kFallbacks = {
+      {"none", {"none"}},
+      {"cookie", {"none"}},
+      {"consumer", {"none", "ip", "header", "cookie", "path", "query_arg", "uri_capture"}},
+      {"ip", {"none", "consumer", "header", "cookie", "path", "query_arg", "uri_capture"}},
+      {"path", {"none", "consumer", "header", "cookie", "query_arg", "ip", "uri_capture"}},
+  };
+  for (const auto& [hash_on, allowed] : kFallbacks) {
+    if (on == hash_on && !OneOf(fallback, allowed)) {
+      ConditionFailed(&errors, "hash_on", "hash_fallback", absl::StrCat("expected one of: ", absl::StrJoin(allowed, ", ")));
+    }
+  }
+  Distinct(&errors, "hash_on_header", u.has_hash_on_header(), u.hash_on_header(), "hash_fallback_header",
+           u.has_hash_fallback_header(), u.hash_fallback_header());
+  RequireWhen(&errors, "hash_on", on, "query_arg", "hash_on_query_arg", u.has_hash_on_query_arg());
+  RequireWhen(&errors, "hash_fallback", fallback, "query_arg", "hash_fallback_query_arg",
+              u.has_hash_fallback_query_arg());
+  Distinct(&errors, "hash_on_query_arg", u.has_hash_on_query_arg(), u.hash_on_query_arg(), "hash_fallback_query_arg",
+           u.has_hash_fallback_query_arg(), u.hash_fallback_query_arg());
+  RequireWhen(&errors, "hash_on", on, "uri_capture", "hash_on_uri_capture", u.has_hash_on_uri_capture());
+  RequireWhen(&errors, "hash_fallback", fallback, "uri_capture", "hash_fallback_uri_capture",
+              u.has_hash_fallback_uri_capture());
+  Distinct(&errors, "hash_on_uri_capture", u.has_hash_on_uri_capture(), u.hash_on_uri_capture(),
+           "hash_fallback_uri_capture", u.has_hash_fallback_uri_capture(), u.hash_fallback_uri_capture());
+  return errors;
+}
+
+FieldErrors TargetRules(const Target& t) {
+  FieldErrors errors;
+  if (!t.id().empty() && !IsUuid(t.id())) errors.Add("id", "expected a valid UUID");
+  if (!t.has_upstream_id()) {
+    errors.Add("upstream", "required field missing");
+  } else if (!IsUuid(t.upstream_id())) {
+    errors.Add("upstream.id", "expected a valid UUID");
+  }
+  if (t.target().empty()) {
+    errors.Add("target", "required field missing");
+  } else if (std::optional<std::string> formatted = FormatTarget(t.target()); !formatted) {
+    errors.Add("target", absl::StrCat("Invalid target ('", t.target(), "'); not a valid hostname or ip address"));
+  } else if (*formatted != t.target()) {
+    // Stored and exported targets are in Kong's form (the descriptor's normalize writes it).
+    errors.Add("target", absl::StrCat("not in its normalized form '", *formatted, "'"));
+  }
+  CheckRange(&errors, "weight", t.weight(), 0, 65535);
+  CheckTags(&errors, t.has_tags(), t.tags());
+  return errors;
+}
+
+}  // namespace
+
+FieldErrors ValidateUpstreamFields(const Upstream& upstream) { return WithUtf8Check(upstream, &UpstreamRules); }
+FieldErrors ValidateTargetFields(const Target& target) { return WithUtf8Check(target, &TargetRules); }
+
+void NormalizeUpstream(Upstream* upstream, FieldErrors* errors) {
+  const nlohmann::json record = upstream->healthchecks().empty()
+                                    ? nlohmann::json::object()
+                                    : nlohmann::json::parse(upstream->healthchecks(), nullptr, false);
+  if (!record.is_object()) return;  // reported by the rules
+  FieldErrors nested;
+  const nlohmann::json normalized = NormalizeUpstreamHealthchecks(record, &nested);
+  if (!nested.empty()) {
+    errors->Merge("healthchecks", nested);
+    return;
+  }
+  upstream->set_healthchecks(normalized.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void NormalizeTarget(Target* target) {
+  if (std::optional<std::string> formatted = FormatTarget(target->target())) target->set_target(*formatted);
+}
+
+namespace {
+
 FieldErrors ConsumerRules(const Consumer& c) {
   FieldErrors errors;
   if (!c.id().empty() && !IsUuid(c.id())) errors.Add("id", "expected a valid UUID");
@@ -890,6 +1076,30 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     if (!jwt_keys.insert(j.key()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
     if (consumer_ids.count(j.consumer_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(j.consumer_id()), " does not exist"));
+    }
+  }
+  // Upstreams: rules, unique ids and names; targets: rules, unique ids, an upstream of the set and
+  // one entity per (upstream, target) (Kong's cache key).
+  std::set<std::string> upstream_ids, upstream_names, target_ids, upstream_targets;
+  for (const Upstream& u : config.upstreams) {
+    const std::string context = absl::StrCat("upstream ", PrintableId(u.id()), ": ");
+    if (!IsUuid(u.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateUpstreamFields(u).ToStatus(context); !st.ok()) return st;
+    if (!upstream_ids.insert(u.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!upstream_names.insert(u.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate name '", u.name(), "'"));
+    }
+  }
+  for (const Target& t : config.targets) {
+    const std::string context = absl::StrCat("target ", PrintableId(t.id()), ": ");
+    if (!IsUuid(t.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateTargetFields(t).ToStatus(context); !st.ok()) return st;
+    if (!target_ids.insert(t.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (upstream_ids.count(t.upstream_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "upstream ", t.upstream_id(), " does not exist"));
+    }
+    if (!upstream_targets.insert(absl::StrCat(t.upstream_id(), "|", t.target())).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "a second '", t.target(), "' target of its upstream"));
     }
   }
   // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,

@@ -27,6 +27,16 @@ FieldErrors ValidateAclFields(const config::v1::Acl& acl);
 // Kong's jwt_secrets rules; the algorithm must be one Portico verifies, and an RS/ES one needs a
 // PEM public key OpenSSL parses (jwt_algorithms.h).
 FieldErrors ValidateJwtSecretFields(const config::v1::JwtSecret& secret);
+// Kong's upstreams rules (a hostname name, one_of lists, slots, header/cookie names, the
+// healthchecks record, then the hash_on/hash_fallback entity checks) and targets rules (host[:port]
+// or ip[:port] already in Kong's stored form, see FormatTarget in upstreams.h; weight 0..65535).
+FieldErrors ValidateUpstreamFields(const config::v1::Upstream& upstream);
+FieldErrors ValidateTargetFields(const config::v1::Target& target);
+// Completes an upstream's healthchecks with Kong's defaults (errors under "healthchecks", the
+// record left as it was), and puts a target in Kong's stored form ("10.0.0.1" -> "10.0.0.1:8000";
+// left as it was when it does not parse, for the rules to report).
+void NormalizeUpstream(config::v1::Upstream* upstream, FieldErrors* errors);
+void NormalizeTarget(config::v1::Target* target);
 // Replaces a plugin's config with its normalized form (defaults filled, common/plugins); errors
 // (unknown plugin, bad config) go to `errors` and leave the config as it was.
 void NormalizePlugin(config::v1::Plugin* plugin, FieldErrors* errors);
@@ -42,7 +52,8 @@ absl::Status ValidateService(const config::v1::Service& service);
 absl::Status ValidateRoute(const config::v1::Route& route);
 
 // Every entity valid, ids are UUIDs and unique per kind, names unique per kind, every
-// route.service_id references a service of the set. The message names the kind and id at fault.
+// route.service_id references a service of the set, every target's upstream is in the set and no
+// upstream has the same target twice. The message names the kind and id at fault.
 absl::Status ValidateConfigSet(const ConfigSet& config);
 
 // Helpers shared with the Admin API.

@@ -257,6 +257,98 @@ std::optional<std::vector<std::string>> ConfigFields::StringArray(
   return value;
 }
 
+std::optional<std::vector<int64_t>> ConfigFields::IntegerArray(const char* name,
+                                                               std::optional<std::vector<int64_t>> fallback,
+                                                               int64_t min, int64_t max) {
+  const json* v = Take(name);
+  std::optional<std::vector<int64_t>> value = fallback;
+  if (v != nullptr) {
+    const json items = v->is_array() ? *v : json::array({*v});
+    if (v->is_object() || v->is_boolean()) {
+      errors_->Add(name, "expected an array");
+      return fallback;
+    }
+    std::vector<int64_t> numbers;
+    bool ok = true;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string path = absl::StrCat(name, ".", i + 1);
+      const json& item = items[i];
+      int64_t n = 0;
+      bool is_integer = false;
+      if (item.is_number_integer() && !(item.is_number_unsigned() && item.get<uint64_t>() > INT64_MAX)) {
+        n = item.get<int64_t>();
+        is_integer = true;
+      } else if (item.is_number_float()) {
+        const double d = item.get<double>();
+        is_integer = std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.0e15;
+        n = is_integer ? static_cast<int64_t>(d) : 0;
+      } else if (item.is_string()) {
+        is_integer = absl::SimpleAtoi(item.get<std::string>(), &n);
+      }
+      if (!is_integer) {
+        errors_->Add(path, "expected an integer");
+        ok = false;
+      } else if (n < min || n > max) {
+        errors_->Add(path, absl::StrCat("value should be between ", min, " and ", max));
+        ok = false;
+      } else {
+        numbers.push_back(n);
+      }
+    }
+    if (!ok) return fallback;
+    value = std::move(numbers);
+  }
+  Put(name, value ? json(*value) : json(nullptr));
+  if (describe_ != nullptr) {
+    Describe(name, {{"type", "array"},
+                    {"elements", {{"type", "integer"}, {"between", {min, max}}}},
+                    {"default", fallback ? json(*fallback) : json(nullptr)}});
+  }
+  return value;
+}
+
+void ConfigFields::StringArrayMap(const char* name, std::string (*key_ok)(absl::string_view)) {
+  const json* v = Take(name);
+  json out = nullptr;
+  if (v != nullptr) {
+    if (!v->is_object()) {
+      errors_->Add(name, "expected a map");
+    } else {
+      out = json::object();
+      for (const auto& [key, values] : v->items()) {
+        const std::string problem = !IsValidUtf8(key) ? "invalid utf-8" : key_ok != nullptr ? key_ok(key) : "";
+        if (!problem.empty()) {
+          errors_->Add(name, problem);
+          continue;
+        }
+        const std::string path = absl::StrCat(name, ".", key);
+        const json items = values.is_string() ? json::array({values}) : values;
+        if (!items.is_array()) {
+          errors_->Add(path, "expected an array");
+          continue;
+        }
+        json strings = json::array();
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (!items[i].is_string()) {
+            errors_->Add(absl::StrCat(path, ".", i + 1), "expected a string");
+          } else if (!IsValidUtf8(items[i].get<std::string>())) {
+            errors_->Add(absl::StrCat(path, ".", i + 1), "invalid utf-8");
+          } else {
+            strings.push_back(items[i]);
+          }
+        }
+        out[key] = std::move(strings);
+      }
+    }
+  }
+  Put(name, std::move(out));
+  if (describe_ != nullptr) {
+    Describe(name, {{"type", "map"},
+                    {"keys", {{"type", "string"}}},
+                    {"values", {{"type", "array"}, {"elements", {{"type", "string"}}}}}});
+  }
+}
+
 void ConfigFields::Record(const char* name) {
   const json* v = Take(name);
   if (v != nullptr && !v->is_object()) {

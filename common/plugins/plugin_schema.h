@@ -67,6 +67,14 @@ class ConfigFields {
                                                       std::optional<std::vector<std::string>> fallback,
                                                       std::string (*item_ok)(absl::string_view) = nullptr);
 
+  // An array of integers, each in [min, max] (Kong's http_statuses); a single integer or numeric
+  // string counts as a one-item array.
+  std::optional<std::vector<int64_t>> IntegerArray(const char* name, std::optional<std::vector<int64_t>> fallback,
+                                                   int64_t min, int64_t max);
+  // A map of name -> array of strings (Kong's typedefs.headers); stays null when absent.
+  // `key_ok` (may be null) checks each name and returns an error text (reported at `name`) or "".
+  void StringArrayMap(const char* name, std::string (*key_ok)(absl::string_view) = nullptr);
+
   // A nested record kept as given (an object, or null when absent): fields Portico accepts for
   // compatibility but does not use yet.
   void Record(const char* name);

@@ -22,6 +22,8 @@ constexpr char kKeyAuthCredentials[] = "keyauth_credentials";
 constexpr char kBasicAuthCredentials[] = "basicauth_credentials";
 constexpr char kAcls[] = "acls";
 constexpr char kJwtSecrets[] = "jwt_secrets";
+constexpr char kUpstreams[] = "upstreams";
+constexpr char kTargets[] = "targets";
 
 std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -68,7 +70,8 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
   entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
                   exported.consumers.size() + exported.keyauth_digests.size() +
-                  exported.basicauth_credentials.size() + exported.acls.size() + exported.jwt_secrets.size());
+                  exported.basicauth_credentials.size() + exported.acls.size() + exported.jwt_secrets.size() +
+                  exported.upstreams.size() + exported.targets.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -92,6 +95,12 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::JwtSecret& j : exported.jwt_secrets) {
     entries.push_back({kJwtSecrets, j.id(), j.SerializeAsString()});
+  }
+  for (const config::v1::Upstream& u : exported.upstreams) {
+    entries.push_back({kUpstreams, u.id(), u.SerializeAsString()});
+  }
+  for (const config::v1::Target& t : exported.targets) {
+    entries.push_back({kTargets, t.id(), t.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -223,6 +232,9 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
   out.acls = std::move(config.acls);
   // JWT credentials go as they are: a DP verifies HMAC signatures with the secret itself.
   out.jwt_secrets = std::move(config.jwt_secrets);
+  // Upstreams and targets go as they are (targets of weight 0 included: they take no traffic).
+  out.upstreams = std::move(config.upstreams);
+  out.targets = std::move(config.targets);
   return out;
 }
 
@@ -362,6 +374,10 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
       parsed = AppendResource(r, "acl", &config->acls);
     } else if (r.kind() == kJwtSecrets) {
       parsed = AppendResource(r, "jwt credential", &config->jwt_secrets);
+    } else if (r.kind() == kUpstreams) {
+      parsed = AppendResource(r, "upstream", &config->upstreams);
+    } else if (r.kind() == kTargets) {
+      parsed = AppendResource(r, "target", &config->targets);
     } else if (r.kind() == kPlugins) {
       parsed = AppendResource(r, "plugin", &config->plugins);
     }

@@ -111,6 +111,9 @@ class Handler {
  private:
   // Name-or-id lookup: a UUID key is an id, anything else the endpoint key. NotFound when absent.
   absl::StatusOr<EntityPtr> Find(const EntityDescriptor& kind, absl::string_view key);
+  // The same under /{parents}/{p}/{kinds}/{key}: a scoped endpoint key (Kong's targets) is looked
+  // up under `parent`.
+  absl::StatusOr<EntityPtr> FindChild(const EntityDescriptor& kind, absl::string_view key, const ForcedParent& parent);
   Outcome OnEntity(const EntityDescriptor& kind, absl::string_view key, absl::StatusOr<EntityPtr>& found);
   Outcome OnChildren(const SubPath& sub, const std::vector<std::string>& seg, const std::string& parent_id);
   Outcome OnParent(const SubPath& sub, const EntityDescriptor& kind, const Message& entity);
@@ -164,8 +167,20 @@ Outcome Handler::Dispatch(const EntityDescriptor& kind, const std::vector<std::s
 
 absl::StatusOr<EntityPtr> Handler::Find(const EntityDescriptor& kind, absl::string_view key) {
   if (IsUuid(key)) return store_.GetEntity(kind, absl::AsciiStrToLower(key));
-  if (kind.endpoint_key().empty()) return absl::NotFoundError("not a UUID, and the kind has no endpoint key");
+  if (kind.endpoint_key().empty() || !kind.endpoint_key_scope().empty()) {
+    return absl::NotFoundError("not a UUID, and the kind has no endpoint key unique in the kind");
+  }
   return store_.GetEntityByField(kind, kind.endpoint_key(), key);
+}
+
+absl::StatusOr<EntityPtr> Handler::FindChild(const EntityDescriptor& kind, absl::string_view key,
+                                             const ForcedParent& parent) {
+  if (IsUuid(key) || kind.endpoint_key_scope() != parent.field->name) return Find(kind, key);
+  // The key is unique under its parent: look the pair up by the cache key they form.
+  EntityPtr probe = kind.New();
+  kind.SetText(probe.get(), *parent.field, parent.id);
+  kind.SetText(probe.get(), *kind.field(kind.endpoint_key()), std::string(key));
+  return store_.GetEntityByField(kind, "cache_key", kind.CacheKey(*probe));
 }
 
 Outcome Handler::OnEntity(const EntityDescriptor& kind, absl::string_view key, absl::StatusOr<EntityPtr>& found) {
@@ -190,7 +205,12 @@ Outcome Handler::OnChildren(const SubPath& sub, const std::vector<std::string>& 
     if (method == "POST") return Write(child_kind, WriteKind::kCreate, "", nullptr, &parent);
     return {MethodNotAllowed()};
   }
-  absl::StatusOr<EntityPtr> child = Find(child_kind, seg[3]);
+  const bool scoped = child_kind.endpoint_key_scope() == sub.field->name;
+  if (scoped && seg[3] == "all") {
+    // Kong's /upstreams/{u}/targets/all: every target of the upstream, as a list.
+    return {method == "GET" ? List(child_kind, &parent) : MethodNotAllowed()};
+  }
+  absl::StatusOr<EntityPtr> child = FindChild(child_kind, seg[3], parent);
   // Whose child a corrupt row is cannot be told here: it is repaired at /{kinds}/{id}.
   if (std::optional<std::string> corrupt = CorruptRowId(child.status())) return {CorruptEntity(child_kind, *corrupt)};
   if (!child.ok() && !absl::IsNotFound(child.status())) return {Unexpected()};
@@ -203,6 +223,8 @@ Outcome Handler::OnChildren(const SubPath& sub, const std::vector<std::string>& 
     if (!existing) return {NotFound()};
     return Write(child_kind, WriteKind::kPatch, seg[3], existing, &parent);
   }
+  // Kong's target endpoints answer 404 for a target the upstream does not have.
+  if (scoped && !existing && (method == "PUT" || method == "DELETE")) return {NotFound()};
   if (method == "PUT") return Write(child_kind, WriteKind::kReplace, seg[3], existing, &parent);
   if (method == "DELETE") return existing ? Delete(child_kind, child_kind.Id(*existing)) : Outcome{NoContent()};
   return {MethodNotAllowed()};

@@ -10,7 +10,10 @@
 //   /{parents}/{p}/{kinds}/{key}      GET, PATCH, PUT, DELETE; 404 when it is another parent's
 //   /{kinds}/{key}/{foreign key}      the referenced entity: GET, PATCH, PUT; DELETE, POST -> 405
 //
-// {key} is an id when it is a UUID, else the kind's endpoint key (name-or-id addressing). Lists
+// {key} is an id when it is a UUID, else the kind's endpoint key (name-or-id addressing). A kind
+// whose endpoint key is unique per parent (Kong's targets, `endpoint_key_scope`) has no top-level
+// endpoints; under its parent, {key} is looked up among the parent's entities, PUT and DELETE of a
+// missing one answer 404, and /{parents}/{p}/{kinds}/all (GET) lists them like /{parents}/{p}/{kinds}. Lists
 // take size/offset (keyset by id) and tags (a,b = all, a/b = any). Errors are Kong's bodies.
 // Private to control_plane/admin; AdminApi serializes writes around it.
 #include <optional>

@@ -1,6 +1,7 @@
 #include "control_plane/admin/request_decoding.h"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -97,7 +98,8 @@ json FormToJson(absl::string_view body, FieldKindOf kind_of) {
   json out = json::object();
   for (const auto& [raw_key, value] : ParseQuery(body)) {
     std::string key = raw_key;
-    if (absl::EndsWith(key, "[]")) key.resize(key.size() - 2);
+    const bool array_item = absl::EndsWith(key, "[]");
+    if (array_item) key.resize(key.size() - 2);
     std::string sub;
     if (size_t dot = key.find('.'); dot != std::string::npos) {
       sub = key.substr(dot + 1);
@@ -109,8 +111,26 @@ json FormToJson(absl::string_view body, FieldKindOf kind_of) {
       if (!parent.is_object()) parent = json::object();
       if (kind == FieldKind::kStringMap) {
         parent[sub].push_back(value);
+        continue;
+      }
+      // A record's nested records: "healthchecks.active.healthy.interval=5".
+      json* leaf_parent = &parent;
+      std::vector<std::string> path = absl::StrSplit(sub, '.');
+      if (kind == FieldKind::kRecord) {
+        for (size_t i = 0; i + 1 < path.size(); ++i) {
+          json& next = (*leaf_parent)[path[i]];
+          if (!next.is_object()) next = json::object();
+          leaf_parent = &next;
+        }
       } else {
-        parent[sub] = value.empty() ? json(nullptr) : json(value);
+        path = {sub};
+      }
+      json& leaf = (*leaf_parent)[path.back()];
+      if (array_item) {
+        if (!leaf.is_array()) leaf = json::array();
+        if (!value.empty()) leaf.push_back(value);
+      } else {
+        leaf = value.empty() ? json(nullptr) : json(value);
       }
       continue;
     }

@@ -467,6 +467,8 @@ absl::StatusOr<EntityPtr> SqliteStore::GetEntityByField(const EntityDescriptor& 
   std::string column;
   if (field == "id") {
     column = "id";
+  } else if (field == kCacheKeyColumn && kind.has_cache_key()) {
+    column = kCacheKeyColumn;  // `value` is EntityDescriptor::CacheKey text
   } else if (const FieldSpec* spec = kind.field(field); spec != nullptr && spec->unique) {
     column = ColumnOf(*spec);
   } else {

@@ -100,7 +100,8 @@ class Store {
   // Reads of one kind. NotFound when absent. Ids are compared as given (the Admin API
   // lowercases UUIDs).
   virtual absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) = 0;
-  // By a unique field of the kind (its endpoint key, e.g. "name").
+  // By a unique field of the kind (its endpoint key, e.g. "name"), or by "cache_key" for a kind
+  // with one (`value` is EntityDescriptor::CacheKey of the entity sought).
   virtual absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
                                                      absl::string_view value) = 0;
   virtual absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) = 0;

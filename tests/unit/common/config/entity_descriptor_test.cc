@@ -45,7 +45,8 @@ TEST(EntityDescriptorTest, BuiltInKindsFitTheirMessages) {
                             .endpoint_key = kind->endpoint_key(),
                             .fields = DeclaredFields(*kind),
                             .shorthands = kind->shorthands(),
-                            .validate = &NoRules};
+                            .validate = &NoRules,
+                            .endpoint_key_scope = kind->endpoint_key_scope()};
     d.cache_key_fields.clear();
     for (const FieldSpec* f : kind->cache_key_fields()) d.cache_key_fields.push_back(f->name);
     const google::protobuf::Message& prototype = kind->defaults();  // a message of the kind
@@ -101,6 +102,17 @@ TEST(EntityDescriptorTest, CheckRefusesDeclarationsThatDoNotFitTheMessage) {
   refused(d, "shorthand 'host' collides");
 
   d = ServiceDeclaration();
+  for (FieldSpec& f : d.fields) {
+    if (f.name == "port") f.merge = [](json*, const json&) {};
+  }
+  refused(d, "field 'port': merge is for JSON records");
+
+  d = ServiceDeclaration();
+  d.endpoint_key = "host";
+  d.endpoint_key_scope = "client_certificate";  // references no registered kind
+  refused(d, "the endpoint key scope must be a foreign key to a registered kind");
+
+  d = ServiceDeclaration();
   d.fields.push_back({.name = "id", .type = FieldType::kId});
   refused(d, "field 'id': id, created_at and updated_at are implied, not declared");
 }
@@ -145,6 +157,23 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
         EXPECT_TRUE(kind->Validate(*empty).Has(spec.name)) << kind->name() << "." << spec.name;
         continue;
       }
+      if (kind == &UpstreamsKind()) {
+        ASSERT_EQ(spec.name, "name");
+        config::v1::Upstream upstream = static_cast<const config::v1::Upstream&>(kind->defaults());
+        EXPECT_TRUE(kind->Validate(upstream).Has("name"));
+        upstream.set_name("backend.internal");
+        EXPECT_TRUE(kind->Validate(upstream).empty()) << kind->Validate(upstream).KongMessage();
+        continue;
+      }
+      if (kind == &TargetsKind()) {
+        config::v1::Target target = static_cast<const config::v1::Target&>(kind->defaults());
+        target.set_upstream_id("22222222-2222-4222-8222-222222222222");
+        target.set_target("10.0.0.1:8000");
+        ASSERT_TRUE(kind->Validate(target).empty()) << kind->Validate(target).KongMessage();
+        target.GetReflection()->ClearField(&target, spec.proto);
+        EXPECT_TRUE(kind->Validate(target).Has(spec.name)) << spec.name;
+        continue;
+      }
       ASSERT_EQ(kind, &ServicesKind()) << "a required field of " << kind->name() << " needs a case here";
       Service missing = service;
       missing.GetReflection()->ClearField(&missing, spec.proto);
@@ -152,7 +181,9 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
       EXPECT_TRUE(errors.Has(spec.name)) << spec.name << ": " << errors.KongMessage();
     }
   }
-  EXPECT_EQ(required, 10);  // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password; acl group)
+  // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password;
+  // acl group); upstreams: name; targets: upstream, target
+  EXPECT_EQ(required, 13);
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -207,7 +238,18 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(kinds.Find("services"), &ServicesKind());
   EXPECT_EQ(kinds.Find(Route::descriptor()), &RoutesKind());
   EXPECT_EQ(kinds.Find("consumers"), &ConsumersKind());
-  EXPECT_EQ(kinds.Find("upstreams"), nullptr);
+  EXPECT_EQ(kinds.Find("upstreams"), &UpstreamsKind());
+  EXPECT_EQ(kinds.Find("certificates"), nullptr);
+  // Targets hang off upstreams (cascade), keyed per upstream, and have no top-level endpoints.
+  std::vector<EntityRegistry::Reference> to_upstreams = kinds.ReferencesTo(UpstreamsKind());
+  ASSERT_EQ(to_upstreams.size(), 1u);
+  EXPECT_EQ(to_upstreams[0].kind, &TargetsKind());
+  EXPECT_EQ(to_upstreams[0].field->on_delete, OnDelete::kCascade);
+  EXPECT_FALSE(TargetsKind().top_level_endpoints());
+  EXPECT_EQ(TargetsKind().endpoint_key_scope(), "upstream");
+  EXPECT_TRUE(TargetsKind().has_cache_key());
+  EXPECT_TRUE(UpstreamsKind().exported());
+  EXPECT_TRUE(TargetsKind().exported());
   EXPECT_EQ(kinds.FindByAdminName("key-auths"), &KeyAuthCredentialsKind());
   EXPECT_EQ(kinds.FindByAdminName("keyauth_credentials"), nullptr);
   EXPECT_EQ(KeyAuthCredentialsKind().nested_admin_name(), "key-auth");

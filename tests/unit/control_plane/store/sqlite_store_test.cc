@@ -198,7 +198,8 @@ TEST_F(SqliteStoreTest, DatabaseWrittenByTheOldSqlOpensAndWorks) {
   // Only the tables of kinds added since were created, from their descriptors.
   EXPECT_EQ(QueryRows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"acls", "basicauth_credentials", "consumers", "jwt_secrets", "keyauth_credentials",
-                                      "plugins", "routes", "schema_migrations", "services", "sync_meta"}));
+                                      "plugins", "routes", "schema_migrations", "services", "sync_meta", "targets",
+                                      "upstreams"}));
 }
 
 TEST_F(SqliteStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
