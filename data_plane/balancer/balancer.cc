@@ -213,14 +213,14 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
     }
   }
 
-  // Consistent hashing: `slots` points shared by weight; a target's points are hashes of its name
-  // and their number, so its first points stay where they were when weights change.
+  // Consistent hashing: a target's points are hashes of its name and their number, as many as its
+  // weight asks for, whatever the other targets are (slots / 100 for the default weight 100): a
+  // target added or removed takes or gives back only the keys of its own points.
   if (!b->eligible_.empty() && b->algorithm_ == Algorithm::kConsistentHashing) {
     const uint64_t slots = upstream.slots() > 0 ? static_cast<uint64_t>(upstream.slots()) : 10000;
-    uint64_t total_weight = 0;
-    for (uint32_t i : b->eligible_) total_weight += b->targets_[i].weight;
     for (uint32_t i : b->eligible_) {
-      const uint64_t points = std::max<uint64_t>(1, (slots * b->targets_[i].weight + total_weight / 2) / total_weight);
+      const uint64_t points =
+          std::clamp<uint64_t>((slots * b->targets_[i].weight + 5000) / 10000, 1, kMaxSequence);
       for (uint64_t p = 0; p < points; ++p) {
         b->continuum_.push_back(Point{HashKey(absl::StrCat(b->targets_[i].name, "#", p)), i});
       }

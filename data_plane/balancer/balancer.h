@@ -7,9 +7,9 @@
 //
 // - round-robin: the smooth weighted sequence (nginx's: no burst to one target) computed once,
 //   each worker walking it from its own offset.
-// - consistent-hashing: a continuum of `slots` points spread over the targets by weight; a key
-//   goes to the first point at or after its hash. Adding or removing a target moves only the
-//   keys of the points it gains or loses.
+// - consistent-hashing: a continuum of points, slots/100 per target of weight 100 (in proportion
+//   for other weights); a key goes to the first point at or after its hash. A target's points
+//   depend on it alone, so adding or removing one moves only the keys of its points.
 // - least-connections: the target with the fewest (this worker's) open attempts per weight.
 // - latency: not built yet; it balances as least-connections (docs/load-balancing.md).
 #include <netinet/in.h>

@@ -1,0 +1,147 @@
+// Upstreams and targets end to end: created through the real CP's Admin API, balanced by the
+// real DP over real echo upstreams on loopback.
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/common/http_wire.h"
+#include "tests/integration/cluster.h"
+
+namespace portico::testing {
+namespace {
+
+using json = nlohmann::json;
+
+class LoadBalancingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
+    dp_ = &cluster_.StartDp();
+    ASSERT_TRUE(dp_->started) << cluster_.Logs();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s", cluster_.Logs().c_str());
+  }
+  void Admin(const std::string& method, const std::string& path, const json& body, int status) {
+    HttpResult r = cluster_.Admin(method, path, body);
+    ASSERT_EQ(r.status, status) << method << " " << path << " " << body.dump() << " -> " << r.body;
+  }
+  // An upstream `name`, a service whose host names it, a route /<name>.
+  void AddBalancedRoute(const std::string& name, const json& upstream_fields = json::object()) {
+    json upstream = upstream_fields;
+    upstream["name"] = name;
+    Admin("POST", "/upstreams", upstream, 201);
+    Admin("POST", "/services", {{"name", name}, {"host", name}, {"port", 80}}, 201);
+    Admin("POST", absl::StrCat("/services/", name, "/routes"), {{"paths", {absl::StrCat("/", name)}}}, 201);
+  }
+  void AddTarget(const std::string& upstream, uint16_t port, int weight) {
+    Admin("POST", absl::StrCat("/upstreams/", upstream, "/targets"),
+          {{"target", absl::StrCat("127.0.0.1:", port)}, {"weight", weight}}, 201);
+  }
+  // Which echo upstream answered `count` requests on one keep-alive connection.
+  std::map<std::string, int> Spread(const std::string& path, int count, const std::string& extra_header = "") {
+    std::map<std::string, int> seen;
+    test_support::RawHttpClient client(dp_->proxy_port);
+    for (int i = 0; i < count; ++i) {
+      if (!client.Send(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n", extra_header, "\r\n"))) break;
+      test_support::HttpReply reply = client.ReadResponse();
+      if (!reply.ok) break;
+      ++seen[reply.status == 200 ? reply.Header("X-Upstream") : absl::StrCat("status ", reply.status)];
+    }
+    return seen;
+  }
+  std::string OneAnswer(const std::string& path, const std::string& key) {
+    HttpResult r = RawHttp(dp_->proxy_port,
+                           absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\nX-Key: ", key, "\r\nConnection: close\r\n\r\n"));
+    return r.status == 200 ? r.headers["x-upstream"] : absl::StrCat("status ", r.status);
+  }
+
+  EchoUpstream e1_{"e1"}, e2_{"e2"}, e3_{"e3"};
+  Cluster cluster_;
+  DataPlane* dp_ = nullptr;
+};
+
+TEST_F(LoadBalancingTest, WeightedRoundRobinSpreadsTenThousandRequestsByWeight) {
+  AddBalancedRoute("weighted");
+  AddTarget("weighted", e1_.port(), 100);
+  AddTarget("weighted", e2_.port(), 200);
+  AddTarget("weighted", e3_.port(), 700);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  const std::map<std::string, int> seen = Spread("/weighted", 10000);
+  // Within ±5 % of each target's share.
+  EXPECT_NEAR(seen.count("e1") ? seen.at("e1") : 0, 1000, 50);
+  EXPECT_NEAR(seen.count("e2") ? seen.at("e2") : 0, 2000, 100);
+  EXPECT_NEAR(seen.count("e3") ? seen.at("e3") : 0, 7000, 350);
+  EXPECT_EQ(seen.size(), 3u) << "no other answer";
+}
+
+TEST_F(LoadBalancingTest, ConsistentHashingKeepsKeysAcrossATargetAddedAndRemoved) {
+  AddBalancedRoute("sticky", {{"hash_on", "header"}, {"hash_on_header", "X-Key"}});
+  AddTarget("sticky", e1_.port(), 100);
+  AddTarget("sticky", e2_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  std::map<std::string, std::string> before;
+  for (int k = 0; k < 200; ++k) before[absl::StrCat("user-", k)] = OneAnswer("/sticky", absl::StrCat("user-", k));
+  for (const auto& [key, upstream] : before) {
+    ASSERT_TRUE(upstream == "e1" || upstream == "e2") << key << " -> " << upstream;
+    EXPECT_EQ(OneAnswer("/sticky", key), upstream) << "the same key, the same target";
+  }
+  AddTarget("sticky", e3_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  int moved = 0;
+  for (const auto& [key, upstream] : before) {
+    const std::string now = OneAnswer("/sticky", key);
+    if (now != upstream) {
+      ++moved;
+      EXPECT_EQ(now, "e3") << key << ": keys move only to the new target";
+    }
+  }
+  EXPECT_GT(moved, 30);   // about a third of 200
+  EXPECT_LT(moved, 110);
+  Admin("DELETE", absl::StrCat("/upstreams/sticky/targets/127.0.0.1:", e3_.port()), json(), 204);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  for (const auto& [key, upstream] : before) EXPECT_EQ(OneAnswer("/sticky", key), upstream) << key;
+}
+
+TEST_F(LoadBalancingTest, ConnectFailuresRetryOnAnotherTargetAndNoTargetIsKongs503) {
+  // A port nothing listens on: connections are refused at once.
+  uint16_t dead = 0;
+  const int fd = test_support::ListenOnLoopback(0, 1, &dead);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  AddBalancedRoute("flaky");
+  AddTarget("flaky", dead, 100);
+  AddTarget("flaky", e1_.port(), 100);
+  AddBalancedRoute("empty");
+  AddBalancedRoute("zero");
+  AddTarget("zero", e2_.port(), 0);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  const std::map<std::string, int> seen = Spread("/flaky", 200);
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"e1", 200}})) << "every request retried on the live target";
+  for (const char* path : {"/empty", "/zero"}) {
+    HttpResult r = cluster_.Proxy(*dp_, path);
+    EXPECT_EQ(r.status, 503) << path;
+    EXPECT_EQ(json::parse(r.body, nullptr, false), json({{"message", "failure to get a peer from the ring-balancer"}}))
+        << path << ": " << r.body;
+  }
+  EXPECT_EQ(e2_.requests_served(), 0);
+}
+
+TEST_F(LoadBalancingTest, TheHostSentIsTheTargetsOrTheUpstreamsHostHeader) {
+  AddBalancedRoute("hosts");
+  AddTarget("hosts", e1_.port(), 100);
+  AddBalancedRoute("named", {{"host_header", "api.internal"}});
+  AddTarget("named", e2_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  HttpResult plain = cluster_.Proxy(*dp_, "/hosts");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(json::parse(plain.body, nullptr, false)["headers"]["host"], absl::StrCat("127.0.0.1:", e1_.port()));
+  HttpResult named = cluster_.Proxy(*dp_, "/named");
+  ASSERT_EQ(named.status, 200) << named.body;
+  EXPECT_EQ(json::parse(named.body, nullptr, false)["headers"]["host"], "api.internal");
+}
+
+}  // namespace
+}  // namespace portico::testing

@@ -1,0 +1,196 @@
+// The ring-balancer's picks: weighted round-robin (share and smoothness), consistent hashing
+// (stability when a target comes or goes), least-connections, retries avoiding tried targets.
+#include "data_plane/balancer/balancer.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace portico::dp {
+namespace {
+
+using config::v1::Target;
+using config::v1::Upstream;
+
+Upstream MakeUpstream(const std::string& algorithm, int slots = 10000) {
+  Upstream u;
+  u.set_id("00000000-0000-4000-8000-000000000001");
+  u.set_name("backend");
+  u.set_algorithm(algorithm);
+  u.set_hash_on(algorithm == "consistent-hashing" ? "header" : "none");
+  u.set_hash_on_header("X-Key");
+  u.set_hash_fallback("none");
+  u.set_slots(slots);
+  return u;
+}
+
+struct Targets {
+  std::vector<Target> owned;
+  void Add(const std::string& address, int weight) {
+    Target t;
+    t.set_id(absl::StrCat("t", owned.size()));
+    t.set_upstream_id("00000000-0000-4000-8000-000000000001");
+    t.set_target(address);
+    t.set_weight(weight);
+    owned.push_back(t);
+  }
+  std::vector<const Target*> Pointers() const {
+    std::vector<const Target*> out;
+    for (const Target& t : owned) out.push_back(&t);
+    return out;
+  }
+};
+
+std::unique_ptr<const Balancer> Build(const Upstream& u, const Targets& targets, int workers = 1) {
+  absl::StatusOr<std::unique_ptr<const Balancer>> b = Balancer::Compile(u, targets.Pointers(), workers);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? *std::move(b) : nullptr;
+}
+
+std::string NameOf(const Balancer& b, int picked) { return picked < 0 ? "<none>" : b.target(picked).name; }
+
+TEST(BalancerTest, RoundRobinFollowsTheWeightsWithoutBursts) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 200);
+  t.Add("10.0.0.3:8000", 300);
+  auto b = Build(MakeUpstream("round-robin"), t);
+  ASSERT_NE(b, nullptr);
+  std::map<std::string, int> counts;
+  std::string previous;
+  int longest_run = 0, run = 0;
+  for (int i = 0; i < 6000; ++i) {
+    const std::string name = NameOf(*b, b->Pick(0, 0, {}));
+    ++counts[name];
+    run = name == previous ? run + 1 : 1;
+    longest_run = std::max(longest_run, run);
+    previous = name;
+  }
+  EXPECT_EQ(counts["10.0.0.1:8000"], 1000);
+  EXPECT_EQ(counts["10.0.0.2:8000"], 2000);
+  EXPECT_EQ(counts["10.0.0.3:8000"], 3000);
+  EXPECT_LE(longest_run, 2) << "smooth: the heaviest target never gets a burst";
+}
+
+TEST(BalancerTest, WeightZeroHostnamesAndEmptyUpstreamsTakeNoTraffic) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 0);
+  t.Add("backend.internal:8000", 100);  // needs DNS, which this build does not do yet
+  auto b = Build(MakeUpstream("round-robin"), t);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->Pick(0, 0, {}), Balancer::kNoTarget);
+  auto empty = Build(MakeUpstream("least-connections"), Targets());
+  ASSERT_NE(empty, nullptr);
+  EXPECT_EQ(empty->Pick(0, 0, {}), Balancer::kNoTarget);
+  t.Add("[::1]:9000", 5);
+  t.Add("localhost", 5);
+  auto some = Build(MakeUpstream("round-robin"), t);
+  ASSERT_NE(some, nullptr);
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 10; ++i) ++counts[some->target(some->Pick(0, 0, {})).address.pool_key];
+  EXPECT_EQ(counts, (std::map<std::string, int>{{"127.0.0.1:8000", 5}, {"[::1]:9000", 5}}));
+}
+
+TEST(BalancerTest, RetriesAvoidTriedTargetsWhileAnotherCanTakeTraffic) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 100);
+  t.Add("10.0.0.3:8000", 100);
+  for (const char* algorithm : {"round-robin", "consistent-hashing", "least-connections"}) {
+    auto b = Build(MakeUpstream(algorithm), t);
+    ASSERT_NE(b, nullptr);
+    const uint64_t key = Balancer::HashKey("user-7");
+    std::vector<uint32_t> tried;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const int picked = b->Pick(0, key, tried);
+      ASSERT_GE(picked, 0);
+      EXPECT_EQ(std::count(tried.begin(), tried.end(), static_cast<uint32_t>(picked)), 0) << algorithm;
+      tried.push_back(static_cast<uint32_t>(picked));
+    }
+    EXPECT_GE(b->Pick(0, key, tried), 0) << algorithm << ": every target tried: one is used again";
+  }
+}
+
+TEST(BalancerTest, ConsistentHashingMovesOnlyTheKeysOfATargetAddedOrRemoved) {
+  Targets three;
+  three.Add("10.0.0.1:8000", 100);
+  three.Add("10.0.0.2:8000", 100);
+  three.Add("10.0.0.3:8000", 100);
+  Targets four = three;
+  four.Add("10.0.0.4:8000", 100);
+  auto before = Build(MakeUpstream("consistent-hashing"), three);
+  auto after = Build(MakeUpstream("consistent-hashing"), four);
+  ASSERT_NE(before, nullptr);
+  ASSERT_NE(after, nullptr);
+  constexpr int kKeys = 20000;
+  int moved = 0, moved_elsewhere = 0;
+  std::map<std::string, int> share;
+  for (int k = 0; k < kKeys; ++k) {
+    const uint64_t h = Balancer::HashKey(absl::StrCat("key-", k));
+    const std::string a = NameOf(*before, before->Pick(0, h, {}));
+    const std::string b = NameOf(*after, after->Pick(0, h, {}));
+    EXPECT_EQ(a, NameOf(*before, before->Pick(0, h, {}))) << "the same key, the same target";
+    ++share[b];
+    if (a != b) {
+      ++moved;
+      if (b != "10.0.0.4:8000") ++moved_elsewhere;
+    }
+  }
+  // The new target takes about a quarter, and keys move only to it.
+  EXPECT_NEAR(moved, kKeys / 4, kKeys / 20);
+  EXPECT_EQ(moved_elsewhere, 0);
+  for (const auto& [name, n] : share) EXPECT_NEAR(n, kKeys / 4, kKeys / 20) << name;
+  // Removing it again gives every key its old target back.
+  auto again = Build(MakeUpstream("consistent-hashing"), three);
+  for (int k = 0; k < 1000; ++k) {
+    const uint64_t h = Balancer::HashKey(absl::StrCat("key-", k));
+    EXPECT_EQ(NameOf(*again, again->Pick(0, h, {})), NameOf(*before, before->Pick(0, h, {})));
+  }
+}
+
+TEST(BalancerTest, HashKeyIsStableAcrossProcesses) {
+  // Fixed values: every DP (and every build) must send a key to the same target.
+  EXPECT_EQ(Balancer::HashKey(""), Balancer::HashKey(""));
+  EXPECT_EQ(Balancer::HashKey("user-7"), 11390250626036819534ULL);
+}
+
+TEST(BalancerTest, LeastConnectionsPrefersFewestOpenAttemptsPerWeight) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 300);
+  auto b = Build(MakeUpstream("least-connections"), t, /*workers=*/2);
+  ASSERT_NE(b, nullptr);
+  std::map<std::string, int> open;
+  std::vector<int> held;
+  for (int i = 0; i < 8; ++i) {  // none released: 2 to the first, 6 to the heavier one
+    const int picked = b->Pick(0, 0, {});
+    ++open[NameOf(*b, picked)];
+    held.push_back(picked);
+  }
+  EXPECT_EQ(open["10.0.0.1:8000"], 2);
+  EXPECT_EQ(open["10.0.0.2:8000"], 6);
+  // Worker 1 counts its own attempts: its first pick ignores worker 0's.
+  const int other = b->Pick(1, 0, {});
+  b->Release(1, other);
+  // Releasing the heavier target's attempts sends the next ones there.
+  for (int picked : held) {
+    if (NameOf(*b, picked) == "10.0.0.2:8000") b->Release(0, picked);
+  }
+  EXPECT_EQ(NameOf(*b, b->Pick(0, 0, {})), "10.0.0.2:8000");
+}
+
+TEST(BalancerTest, WorkersStartAtDifferentPlacesOfTheSequence) {
+  Targets t;
+  for (int i = 1; i <= 4; ++i) t.Add(absl::StrCat("10.0.0.", i, ":8000"), 100);
+  auto b = Build(MakeUpstream("round-robin"), t, /*workers=*/4);
+  ASSERT_NE(b, nullptr);
+  std::map<int, int> first;
+  for (int w = 0; w < 4; ++w) ++first[b->Pick(w, 0, {})];
+  EXPECT_EQ(first.size(), 4u) << "four workers' first requests go to four targets";
+}
+
+}  // namespace
+}  // namespace portico::dp
