@@ -27,6 +27,8 @@
 #   "plugins": one route without and one with ip-restriction + request-size-limiting, per round;
 #   "keyauth": the same with key-auth and 1,000 consumers; "keyauth_rl": key-auth + rate-limiting;
 #   "keyauth_redis": key-auth + rate-limiting with policy redis (a redis-server started here);
+#   "upstream3": the same GET through an upstream of 3 targets (round-robin) against the service
+#   pointing at one IP; nginx with an upstream block of the same 3 servers;
 #   "bodyjson": a 1 KiB JSON POST through request-transformer body operations (the body is read
 #   whole, edited and re-encoded) against the same POST on the plain route; nginx proxies it
 #   unchanged (it buffers request bodies by default);
@@ -154,6 +156,8 @@ http {
   default_type application/octet-stream;
   server {
     listen 127.0.0.1:$UP_PORT backlog=4096;
+    listen 127.0.0.2:$UP_PORT backlog=4096;  # the upstream3 case's other two targets
+    listen 127.0.0.3:$UP_PORT backlog=4096;
     location = /small { default_type text/plain; return 200 "hello from upstream\n"; }
     location = /1k { alias $UPDIR/1k; }
     location = /64k { alias $UPDIR/64k; }
@@ -208,12 +212,21 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 60s;
   }
+  upstream bench_upstream3 {
+    server 127.0.0.1:$UP_PORT;
+    server 127.0.0.2:$UP_PORT;
+    server 127.0.0.3:$UP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
   server {
     listen 127.0.0.1:$port backlog=4096;
     location /bench/ { proxy_pass http://bench_upstream/; }
     # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
     location /jbench/ { proxy_pass http://bench_upstream/; }
+    location /ubench/ { proxy_pass http://bench_upstream3/; }
     # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
     # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
@@ -290,6 +303,18 @@ if [[ " $CASES " == *" keyauth_redis "* ]]; then
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -d name=key-auth
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -H 'Content-Type: application/json' \
     -d "{\"name\":\"rate-limiting\",\"config\":{\"second\":1000000000,\"policy\":\"redis\",\"fault_tolerant\":false,\"redis\":{\"host\":\"127.0.0.1\",\"port\":$REDIS_PORT}}}"
+fi
+if [[ " $CASES " == *" upstream3 "* ]]; then
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench3" -H 'Content-Type: application/json' -d '{}'
+  for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/upstreams/bench3/targets" -H 'Content-Type: application/json' \
+      -d "{\"target\":\"$ip:$UP_PORT\"}"
+  done
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench3" -H 'Content-Type: application/json' \
+    -d '{"host":"bench3","port":80}'
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/ubench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/ubench/"],"strip_path":true,"service":{"name":"bench3"}}'
+  wait_http "http://127.0.0.1:$DP_PORT/ubench/small" 30 || die "DP does not serve /ubench/: $(tail -n 20 "$WORK/dp.log")"
 fi
 if [[ " $CASES " == *" bodyjson "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/jbench" -H 'Content-Type: application/json' \
@@ -424,6 +449,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     all0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
     all) path=/abench/small; extra=(-H "apikey: bench-key-0123456789abcdef" -H "Origin: http://app.example") ;;
     bodyjson0) path=/bench/post; script=$WORK/jpost.lua ;;
+    upstream30) path=/bench/small ;;
+    upstream3) path=/ubench/small ;;
     bodyjson) path=/jbench/post; script=$WORK/jpost.lua ;;
     *) die "unknown case $case" ;;
   esac
@@ -463,6 +490,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   [ "$1" = keyauth_redis ] && with=/xbench/small
   [ "$1" = all ] && with=/abench/small
   [ "$1" = bodyjson ] && with=/jbench/small
+  [ "$1" = upstream3 ] && with=/ubench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -474,7 +502,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done

@@ -61,6 +61,8 @@ class Balancer {
   const HashSource& hash_on() const { return hash_on_; }
   const HashSource& hash_fallback() const { return hash_fallback_; }
   size_t size() const { return targets_.size(); }
+  // Targets that can take traffic (an address, weight > 0).
+  size_t eligible_count() const { return eligible_.size(); }
   const BalancerTarget& target(size_t i) const { return targets_[i]; }
 
   // The target for one attempt, avoiding `tried` (targets earlier attempts used) while another

@@ -55,7 +55,9 @@ struct UpstreamService {
   std::string host_header;       // "host" or "host:port" ("[v6]:port"), port omitted for 80/443
   std::string path;              // service.path, empty when null
   bool has_path = false;
-  int retries = 0;               // extra connect attempts after a connect failure
+  // Extra attempts after a connect failure or timeout, and, for an idempotent request whose body
+  // was not streamed, after a write/read timeout or a reset when an untried target exists.
+  int retries = 0;
   int64_t connect_timeout_ms = 60000;
   int64_t write_timeout_ms = 60000;
   int64_t read_timeout_ms = 60000;

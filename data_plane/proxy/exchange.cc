@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/base/log.h"
+#include "data_plane/balancer/balancer.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/proxy/worker.h"
 
@@ -12,6 +13,12 @@ namespace {
 
 // An exchange whose buffers grew beyond this is freed instead of pooled.
 constexpr size_t kMaxPooledExchangeBytes = 16 * 1024;
+
+// RFC 9110 §9.2.2: a request with one of these methods may be sent again.
+bool IdempotentMethod(absl::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
+         method == "TRACE";
+}
 
 }  // namespace
 
@@ -424,10 +431,31 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
     StartUpstream(/*allow_pooled=*/false);
     return;
   }
+  // A timeout or a reset once the request was sent, before any response byte: another target
+  // (Kong: nginx's proxy_next_upstream error timeout), but only for a method that may be repeated
+  // (the target may have acted on it) and a body that was not streamed (it can be sent again).
+  const bool after_sending = error == UpstreamError::kWriteTimeout || error == UpstreamError::kReadTimeout ||
+                             error == UpstreamError::kClosed;
+  if (after_sending && !response_bytes_received && !body_streamed_ && connect_retries_left_ > 0 &&
+      UntriedTargetExists() && IdempotentMethod(upstream_method.empty() ? absl::string_view(head->method) : upstream_method)) {
+    --connect_retries_left_;
+    if (!RerunDestinationSteps()) {
+      MaybeFinish();
+      return;
+    }
+    StartUpstream(/*allow_pooled=*/false);
+    return;
+  }
   const bool timeout = error == UpstreamError::kConnectTimeout || error == UpstreamError::kWriteTimeout ||
                        error == UpstreamError::kReadTimeout;
   PORTICO_LOG(kDebug, "proxy", "upstream failure ", static_cast<int>(error));
   FailUpstream(timeout ? 504 : 502, timeout ? dp::kMsgTimeout : dp::kMsgBadGateway);
+}
+
+bool Exchange::UntriedTargetExists() const {
+  if (service == nullptr) return false;
+  if (service->balancer != nullptr) return tried_count < service->balancer->eligible_count();
+  return service->destinations.size() > static_cast<size_t>(attempt) + 1;
 }
 
 void Exchange::FailUpstream(int status, absl::string_view message) {

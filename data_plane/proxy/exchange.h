@@ -135,6 +135,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // The upstream head, a body read whole, and the body bytes held while connecting.
   void WriteRequestStart();
   void FailUpstream(int status, absl::string_view message);
+  // A target this request has not tried yet could take it.
+  bool UntriedTargetExists() const;
   // The body went over RequestContext::request_body_limit: 413, or a close if the response started.
   void RefuseOversizedBody();
   void RunResponseHeadSteps(int status);

@@ -129,6 +129,37 @@ TEST_F(LoadBalancingTest, ConnectFailuresRetryOnAnotherTargetAndNoTargetIsKongs5
   EXPECT_EQ(e2_.requests_served(), 0);
 }
 
+TEST_F(LoadBalancingTest, ReadTimeoutsRetryIdempotentRequestsOnAnotherTargetOnly) {
+  // A target that accepts (the kernel's backlog) and never answers.
+  uint16_t silent = 0;
+  const int fd = test_support::ListenOnLoopback(0, 64, &silent);
+  ASSERT_GE(fd, 0);
+  Admin("POST", "/upstreams", {{"name", "slow"}}, 201);
+  Admin("POST", "/services", {{"name", "slow"}, {"host", "slow"}, {"port", 80}, {"read_timeout", 300}}, 201);
+  Admin("POST", "/services/slow/routes", {{"paths", {"/slow"}}}, 201);
+  AddTarget("slow", silent, 100);
+  AddTarget("slow", e1_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  // GET may be repeated: every one is answered, by e1, whichever target came first.
+  EXPECT_EQ(Spread("/slow", 6), (std::map<std::string, int>{{"e1", 6}}));
+  // POST may not: the ones that went to the silent target get 504 after one timeout.
+  int timed_out = 0, answered = 0;
+  for (int i = 0; i < 6; ++i) {
+    HttpResult r = RawHttp(dp_->proxy_port, "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                            "Connection: close\r\n\r\nhi");
+    if (r.status == 504) {
+      ++timed_out;
+      EXPECT_EQ(json::parse(r.body, nullptr, false), json({{"message", "The upstream server is timing out"}}));
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+      ++answered;
+    }
+  }
+  EXPECT_EQ(timed_out, 3) << "round-robin: half went to the silent target";
+  EXPECT_EQ(answered, 3);
+  close(fd);
+}
+
 TEST_F(LoadBalancingTest, TheHostSentIsTheTargetsOrTheUpstreamsHostHeader) {
   AddBalancedRoute("hosts");
   AddTarget("hosts", e1_.port(), 100);
