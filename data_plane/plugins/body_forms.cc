@@ -9,18 +9,6 @@
 namespace portico::dp::plugins {
 namespace {
 
-void AppendEscaped(std::string* out, absl::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out->push_back(static_cast<char>(c));
-    } else {
-      const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 15]};
-      out->append(escaped, 3);
-    }
-  }
-}
-
 // The lowercase media type of a Content-Type (what precedes ';').
 std::string MediaType(const std::string& content_type) {
   std::string lower = absl::AsciiStrToLower(content_type);

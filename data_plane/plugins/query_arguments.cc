@@ -1,5 +1,7 @@
 #include "data_plane/plugins/query_arguments.h"
 
+#include "absl/strings/ascii.h"
+
 namespace portico::dp::plugins {
 namespace {
 
@@ -20,6 +22,18 @@ void DecodeQueryValue(absl::string_view in, std::string* out) {
       i += 2;
     } else {
       out->push_back(in[i] == '+' ? ' ' : in[i]);
+    }
+  }
+}
+
+void AppendEscaped(std::string* out, absl::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out->push_back(static_cast<char>(c));
+    } else {
+      const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 15]};
+      out->append(escaped, 3);
     }
   }
 }

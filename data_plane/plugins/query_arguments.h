@@ -20,6 +20,10 @@ void ForEachQueryArgument(absl::string_view query, Fn&& fn) {
   }
 }
 
+// Appends `text` percent-encoded as Kong's ngx.encode_args encodes names and values: letters,
+// digits and "-._~" as they are, every other byte as %XX (uppercase).
+void AppendEscaped(std::string* out, absl::string_view text);
+
 // Percent-decodes (and '+' -> ' ') `in` into `out`, replacing its content and keeping its capacity.
 void DecodeQueryValue(absl::string_view in, std::string* out);
 

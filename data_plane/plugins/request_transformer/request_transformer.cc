@@ -152,18 +152,6 @@ void ParseQuery(absl::string_view query, QueryScratch& q) {
   });
 }
 
-void AppendEscaped(std::string* out, absl::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out->push_back(static_cast<char>(c));
-    } else {
-      const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 15]};
-      out->append(escaped, 3);
-    }
-  }
-}
-
 // Kong's set_query: each argument encoded ("a=1&a=2", "flag"), the pieces sorted, joined by '&'.
 void EncodeQuery(QueryScratch& q, std::string* out) {
   q.pieces.clear();
