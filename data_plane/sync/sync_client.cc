@@ -34,6 +34,9 @@ constexpr int kMaxMessageBytes = 4 << 20;
 constexpr size_t kMaxNackText = 4096;
 constexpr double kBackoffMultiplier = 1.6;
 constexpr double kJitter = 0.2;
+// How long Finish() may wait for the CP's status once the stream's reads and writes are over;
+// then the call is cancelled (a status that never comes must not stop the client for good).
+constexpr std::chrono::seconds kFinishGrace{5};
 
 // Serializes writes from the client and heartbeat threads; no write after WritesDone().
 class StreamWriter {
@@ -382,7 +385,18 @@ SessionOutcome SyncClient::Impl::RunSession() {
   if (heartbeat.joinable()) heartbeat.join();
   settle_hello();
   hello_watchdog.join();
+  bool finished = false;  // guarded by mu_
+  std::thread finish_watchdog([this, &context, &finished] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, kFinishGrace, [&] { return finished || stopping_; })) context.TryCancel();
+  });
   grpc::Status status = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished = true;
+  }
+  cv_.notify_all();
+  finish_watchdog.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     context_ = nullptr;
