@@ -49,6 +49,24 @@ const std::string* MessageHead::Find(absl::string_view name) const {
   return nullptr;
 }
 
+absl::string_view MessageHead::FindCookie(absl::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (!absl::EqualsIgnoreCase(key, "cookie")) continue;
+    absl::string_view rest = value;
+    while (!rest.empty()) {
+      const size_t semicolon = rest.find(';');
+      absl::string_view pair = rest.substr(0, semicolon);
+      rest = semicolon == absl::string_view::npos ? absl::string_view() : rest.substr(semicolon + 1);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      const size_t eq = pair.find('=');
+      if (eq != absl::string_view::npos && absl::EqualsIgnoreCase(pair.substr(0, eq), name)) {
+        return pair.substr(eq + 1);
+      }
+    }
+  }
+  return absl::string_view();
+}
+
 void MessageHead::Clear() {
   // In place: the strings and the header vector keep their capacity for the next message.
   method.clear();

@@ -47,6 +47,9 @@ struct MessageHead {
 
   // First header value with this name (case-insensitive), or nullptr.
   const std::string* Find(absl::string_view name) const;
+  // nginx's $cookie_<name>: the value of the first cookie of that name (any case) in the Cookie
+  // headers; empty when there is none.
+  absl::string_view FindCookie(absl::string_view name) const;
   void Clear();
 };
 

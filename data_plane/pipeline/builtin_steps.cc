@@ -5,12 +5,12 @@
 
 #include <algorithm>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/balancer/balancer.h"
 #include "common/base/host_port.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/pipeline/query_arguments.h"
 #include "data_plane/pipeline/upstream_request.h"
 
 namespace portico::dp {
@@ -94,30 +94,15 @@ class ServiceStep final : public RequestStep {
 
 // The raw value of the first `name` argument of `query` (still percent-encoded), or empty.
 absl::string_view FindQueryArgument(absl::string_view query, absl::string_view name) {
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const absl::string_view pair = query.substr(0, amp);
-    query = amp == absl::string_view::npos ? absl::string_view() : query.substr(amp + 1);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == absl::string_view::npos ? absl::string_view() : pair.substr(eq + 1);
-  }
-  return {};
-}
-
-// The value of cookie `name` in the request's Cookie headers, or empty.
-absl::string_view FindCookie(const MessageHead& head, absl::string_view name) {
-  for (const auto& [header, value] : head.headers) {
-    if (!absl::EqualsIgnoreCase(header, "cookie")) continue;
-    absl::string_view rest = value;
-    while (!rest.empty()) {
-      const size_t semi = rest.find(';');
-      absl::string_view pair = absl::StripAsciiWhitespace(rest.substr(0, semi));
-      rest = semi == absl::string_view::npos ? absl::string_view() : rest.substr(semi + 1);
-      const size_t eq = pair.find('=');
-      if (eq != absl::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+  absl::string_view found;
+  bool seen = false;
+  ForEachQueryArgument(query, [&](absl::string_view arg, absl::string_view raw_value, absl::string_view) {
+    if (!seen && arg == name) {
+      found = raw_value;
+      seen = true;
     }
-  }
-  return {};
+  });
+  return found;
 }
 
 // Consistent hashing's key from one of Kong's hash_on sources; empty when the request has none.
@@ -134,7 +119,7 @@ absl::string_view HashKeyFrom(const RequestContext& request, const HashSource& s
       return value != nullptr ? absl::string_view(*value) : absl::string_view();
     }
     case HashInput::kCookie:
-      return FindCookie(*request.head, source.name);
+      return request.head->FindCookie(source.name);
     case HashInput::kPath:
       return request.normalized_path;
     case HashInput::kQueryArg:
@@ -156,7 +141,6 @@ class DestinationStep final : public RequestStep {
 
   // Kong's ring-balancer: a target of the upstream, another one on a retry when there is one.
   static StepStatus PickBalanced(RequestContext& request, const Balancer& balancer) {
-    request.EndAttempt();  // a retry: the failed attempt is over
     uint64_t key_hash = 0;
     if (balancer.algorithm() == Balancer::Algorithm::kConsistentHashing) {
       absl::string_view key = HashKeyFrom(request, balancer.hash_on());

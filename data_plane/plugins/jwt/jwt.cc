@@ -21,7 +21,7 @@
 #include "common/config/jwt_algorithms.h"
 #include "data_plane/plugins/auth_consumer.h"
 #include "data_plane/plugins/jwt/jwt_token.h"
-#include "data_plane/plugins/query_arguments.h"
+#include "data_plane/pipeline/query_arguments.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -299,7 +299,7 @@ class Jwt final : public PluginHandler {
         });
       }
     }
-    for (const std::string& name : cookie_names_) offer(Cookie(head, name));
+    for (const std::string& name : cookie_names_) offer(head.FindCookie(name));
     for (const std::string& name : header_names_) {
       for (const auto& [n, value] : head.headers) {
         if (!absl::EqualsIgnoreCase(n, name)) continue;
@@ -351,25 +351,6 @@ class Jwt final : public PluginHandler {
   std::shared_ptr<const CredentialTable> table_;
 
  private:
-  // nginx's $cookie_<name>: the first cookie of that name (any case) in the Cookie headers.
-  static absl::string_view Cookie(const MessageHead& head, absl::string_view name) {
-    for (const auto& [n, value] : head.headers) {
-      if (!absl::EqualsIgnoreCase(n, "cookie")) continue;
-      absl::string_view rest = value;
-      while (!rest.empty()) {
-        const size_t semicolon = rest.find(';');
-        absl::string_view pair = rest.substr(0, semicolon);
-        rest = semicolon == absl::string_view::npos ? absl::string_view() : rest.substr(semicolon + 1);
-        while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-        const size_t eq = pair.find('=');
-        if (eq != absl::string_view::npos && absl::EqualsIgnoreCase(pair.substr(0, eq), name)) {
-          return pair.substr(eq + 1);
-        }
-      }
-    }
-    return absl::string_view();
-  }
-
   // Kong's verify_registered_claims and check_maximum_expiration; the errors, as Kong's JSON
   // object, go to request.response_text.
   bool CheckClaims(RequestContext& request, const DecodedToken& token) const {

@@ -11,7 +11,7 @@
 #include "common/base/sha256.h"
 #include "data_plane/plugins/auth_consumer.h"
 #include "data_plane/plugins/body_forms.h"
-#include "data_plane/plugins/query_arguments.h"
+#include "data_plane/pipeline/query_arguments.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {

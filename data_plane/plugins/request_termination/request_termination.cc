@@ -8,7 +8,7 @@
 #include "common/config/entities.h"
 #include "common/config/entity_json.h"
 #include "data_plane/plugins/body_forms.h"
-#include "data_plane/plugins/query_arguments.h"
+#include "data_plane/pipeline/query_arguments.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {

@@ -11,7 +11,7 @@
 #include "common/http/known_headers.h"
 #include "common/plugins/request_transformer.h"
 #include "data_plane/plugins/body_forms.h"
-#include "data_plane/plugins/query_arguments.h"
+#include "data_plane/pipeline/query_arguments.h"
 #include "data_plane/router/router.h"
 #include "nlohmann/json.hpp"
 

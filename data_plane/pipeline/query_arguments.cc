@@ -1,8 +1,8 @@
-#include "data_plane/plugins/query_arguments.h"
+#include "data_plane/pipeline/query_arguments.h"
 
 #include "absl/strings/ascii.h"
 
-namespace portico::dp::plugins {
+namespace portico::dp {
 namespace {
 
 int HexValue(char c) {
@@ -38,4 +38,4 @@ void AppendEscaped(std::string* out, absl::string_view text) {
   }
 }
 
-}  // namespace portico::dp::plugins
+}  // namespace portico::dp

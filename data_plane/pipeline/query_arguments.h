@@ -1,11 +1,12 @@
 #pragma once
 // Reading a request's raw query (without '?') on the request path, without allocation: the
-// plugins that look for an argument by name (key-auth, request-termination's trigger).
+// plugins that look for an argument by name (key-auth, request-termination's trigger) and the
+// balancer's hash_on query_arg.
 #include <string>
 
 #include "absl/strings/string_view.h"
 
-namespace portico::dp::plugins {
+namespace portico::dp {
 
 // Calls fn(name, raw_value) for each '&'-separated argument, in order; `raw_value` is still
 // percent-encoded and empty when the argument has no '='.
@@ -27,4 +28,4 @@ void AppendEscaped(std::string* out, absl::string_view text);
 // Percent-decodes (and '+' -> ' ') `in` into `out`, replacing its content and keeping its capacity.
 void DecodeQueryValue(absl::string_view in, std::string* out);
 
-}  // namespace portico::dp::plugins
+}  // namespace portico::dp
