@@ -153,7 +153,7 @@ TEST(BalancerTest, ConsistentHashingMovesOnlyTheKeysOfATargetAddedOrRemoved) {
 
 TEST(BalancerTest, HashKeyIsStableAcrossProcesses) {
   // Fixed values: every DP (and every build) must send a key to the same target.
-  EXPECT_EQ(Balancer::HashKey(""), Balancer::HashKey(""));
+  EXPECT_NE(Balancer::HashKey("user-7"), Balancer::HashKey("user-8"));
   EXPECT_EQ(Balancer::HashKey("user-7"), 11390250626036819534ULL);
 }
 
@@ -172,14 +172,27 @@ TEST(BalancerTest, LeastConnectionsPrefersFewestOpenAttemptsPerWeight) {
   }
   EXPECT_EQ(open["10.0.0.1:8000"], 2);
   EXPECT_EQ(open["10.0.0.2:8000"], 6);
-  // Worker 1 counts its own attempts: its first pick ignores worker 0's.
-  const int other = b->Pick(1, 0, {});
-  b->Release(1, other);
   // Releasing the heavier target's attempts sends the next ones there.
   for (int picked : held) {
     if (NameOf(*b, picked) == "10.0.0.2:8000") b->Release(0, picked);
   }
   EXPECT_EQ(NameOf(*b, b->Pick(0, 0, {})), "10.0.0.2:8000");
+}
+
+TEST(BalancerTest, LeastConnectionsCountsEachWorkersOwnAttempts) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 200);
+  auto b = Build(MakeUpstream("least-connections"), t, /*workers=*/2);
+  ASSERT_NE(b, nullptr);
+  // Worker 0: the lighter load per weight each time: .2, .2 (tie, taken in turn), .1, .2.
+  std::vector<int> picks;
+  for (int i = 0; i < 4; ++i) picks.push_back(b->Pick(0, 0, {}));
+  ASSERT_EQ(NameOf(*b, picks[2]), "10.0.0.1:8000");
+  b->Release(0, picks[2]);  // worker 0 now has 0 open on .1 and 3 on .2
+  EXPECT_EQ(NameOf(*b, b->Pick(0, 0, {})), "10.0.0.1:8000");
+  // Worker 1 has none open: the heavier target is the lighter load for it.
+  EXPECT_EQ(NameOf(*b, b->Pick(1, 0, {})), "10.0.0.2:8000");
 }
 
 TEST(BalancerTest, WorkersStartAtDifferentPlacesOfTheSequence) {

@@ -104,6 +104,25 @@ class ProxyServerTest : public ::testing::Test {
   std::unique_ptr<ProxyServer> proxy_;
 };
 
+TEST_F(ProxyServerTest, ConfigCompiledForFewerWorkersIsNotPublished) {
+  StartEchoSetup("", true, false, /*workers=*/2);
+  // A second config compiled for one worker (its balancers' per-worker state would be shared by
+  // both workers): refused, the workers keep the first one.
+  auto set = std::make_shared<ConfigSet>();
+  set->services.push_back(MakeService(1, "127.0.0.1", upstream_->port()));
+  ConfigVersion v;
+  v.epoch = std::string(16, 'e');
+  v.version = 2;
+  absl::StatusOr<std::shared_ptr<const RuntimeConfig>> compiled = RuntimeConfig::Compile(set, v, {}, 1);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  proxy_->Publish(*compiled);  // has no route: applied, /r/x would be 404
+  for (int i = 0; i < 4; ++i) {  // new connections, whichever worker takes them
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send(Get("/r/x")));
+    EXPECT_EQ(client.ReadResponse().status, 200);
+  }
+}
+
 TEST_F(ProxyServerTest, RoutesRewritesPathAndSetsServiceHost) {
   StartEchoSetup("/s");
   RawClient client(proxy_->port());
