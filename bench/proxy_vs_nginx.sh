@@ -29,6 +29,9 @@
 #   "keyauth_redis": key-auth + rate-limiting with policy redis (a redis-server started here);
 #   "upstream3": the same GET through an upstream of 3 targets (round-robin) against the service
 #   pointing at one IP; nginx with an upstream block of the same 3 servers;
+#   "upstream1000": the same through an upstream of 1,000 targets (127.1.x.y on the upstream's
+#   port, all served by the upstream nginx) against the service pointing at one IP; nginx with an
+#   upstream block of the same 1,000 servers;
 #   "bodyjson": a 1 KiB JSON POST through request-transformer body operations (the body is read
 #   whole, edited and re-encoded) against the same POST on the plain route; nginx proxies it
 #   unchanged (it buffers request bodies by default);
@@ -137,6 +140,12 @@ nginx_temp_paths() {
   echo "client_body_temp_path $d/client_body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fastcgi;"
   echo "uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;"
 }
+# The upstream1000 case's targets: 127.1.<i/256>.<i%256>, i = 1..1000.
+upstream1000_addresses() { for i in $(seq 1 1000); do echo "127.1.$(( i / 256 )).$(( i % 256 ))"; done; }
+upstream1000_listens() {
+  [[ " $CASES " == *" upstream1000 "* ]] || return 0
+  upstream1000_addresses | while read -r ip; do echo "    listen $ip:$UP_PORT backlog=64;"; done
+}
 cat >"$UPDIR/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -158,6 +167,7 @@ http {
     listen 127.0.0.1:$UP_PORT backlog=4096;
     listen 127.0.0.2:$UP_PORT backlog=4096;  # the upstream3 case's other two targets
     listen 127.0.0.3:$UP_PORT backlog=4096;
+$(upstream1000_listens)
     location = /small { default_type text/plain; return 200 "hello from upstream\n"; }
     location = /1k { alias $UPDIR/1k; }
     location = /64k { alias $UPDIR/64k; }
@@ -220,6 +230,12 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 60s;
   }
+  upstream bench_upstream1000 {
+$(upstream1000_addresses | while read -r ip; do echo "    server $ip:$UP_PORT;"; done)
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
   server {
     listen 127.0.0.1:$port backlog=4096;
     location /bench/ { proxy_pass http://bench_upstream/; }
@@ -227,6 +243,7 @@ http {
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
     location /jbench/ { proxy_pass http://bench_upstream/; }
     location /ubench/ { proxy_pass http://bench_upstream3/; }
+    location /mbench/ { proxy_pass http://bench_upstream1000/; }
     # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
     # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
@@ -315,6 +332,17 @@ if [[ " $CASES " == *" upstream3 "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/ubench" -H 'Content-Type: application/json' \
     -d '{"paths":["/ubench/"],"strip_path":true,"service":{"name":"bench3"}}'
   wait_http "http://127.0.0.1:$DP_PORT/ubench/small" 30 || die "DP does not serve /ubench/: $(tail -n 20 "$WORK/dp.log")"
+fi
+if [[ " $CASES " == *" upstream1000 "* ]]; then
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench1000" -H 'Content-Type: application/json' -d '{}'
+  upstream1000_addresses | xargs -P 4 -I{} curl -fsS -o /dev/null -X POST \
+    "http://127.0.0.1:$CP_ADMIN/upstreams/bench1000/targets" -H 'Content-Type: application/json' \
+    -d "{\"target\":\"{}:$UP_PORT\"}"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench1000" -H 'Content-Type: application/json' \
+    -d '{"host":"bench1000","port":80}'
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/mbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/mbench/"],"strip_path":true,"service":{"name":"bench1000"}}'
+  wait_http "http://127.0.0.1:$DP_PORT/mbench/small" 30 || die "DP does not serve /mbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
 if [[ " $CASES " == *" bodyjson "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/jbench" -H 'Content-Type: application/json' \
@@ -451,6 +479,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     bodyjson0) path=/bench/post; script=$WORK/jpost.lua ;;
     upstream30) path=/bench/small ;;
     upstream3) path=/ubench/small ;;
+    upstream10000) path=/bench/small ;;
+    upstream1000) path=/mbench/small ;;
     bodyjson) path=/jbench/post; script=$WORK/jpost.lua ;;
     *) die "unknown case $case" ;;
   esac
@@ -491,6 +521,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   [ "$1" = all ] && with=/abench/small
   [ "$1" = bodyjson ] && with=/jbench/small
   [ "$1" = upstream3 ] && with=/ubench/small
+  [ "$1" = upstream1000 ] && with=/mbench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -502,7 +533,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream1000) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done
