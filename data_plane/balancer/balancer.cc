@@ -93,6 +93,7 @@ HashSource ReadHashSource(absl::string_view input, const config::v1::Upstream& u
   } else if (input == "cookie") {
     s.input = HashInput::kCookie;
     s.name = text(u.has_hash_on_cookie(), u.hash_on_cookie());
+    s.cookie_path = u.hash_on_cookie_path().empty() ? "/" : u.hash_on_cookie_path();
   } else if (input == "path") {
     s.input = HashInput::kPath;
   } else if (input == "query_arg") {

@@ -34,6 +34,7 @@ enum class HashInput { kNone, kConsumer, kIp, kHeader, kCookie, kPath, kQueryArg
 struct HashSource {
   HashInput input = HashInput::kNone;
   std::string name;  // the header (lowercase), cookie, query argument or capture group
+  std::string cookie_path;  // kCookie: the Path of the cookie the DP sets when a request has none
 };
 
 // One target as the balancer uses it.

@@ -4,8 +4,14 @@
 #include <string>
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "re2/re2.h"
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/balancer/balancer.h"
 #include "common/base/host_port.h"
@@ -105,6 +111,32 @@ absl::string_view FindQueryArgument(absl::string_view query, absl::string_view n
   return found;
 }
 
+// Kong's uri capture `name` (a group name, or its number) of the regex path the route matched;
+// empty when the route matched no regex path or the group took no part in the match.
+absl::string_view UriCapture(const RequestContext& request, const std::string& name) {
+  if (!request.match.has_value() || request.match->path_regex == nullptr) return {};
+  const re2::RE2& regex = *request.match->path_regex;
+  int group = -1;
+  if (!absl::SimpleAtoi(name, &group)) {
+    const std::map<std::string, int>& named = regex.NamedCapturingGroups();
+    auto it = named.find(name);
+    if (it == named.end()) return {};
+    group = it->second;
+  }
+  constexpr int kMaxGroups = 32;
+  if (group < 0 || group > regex.NumberOfCapturingGroups() || group >= kMaxGroups) return {};
+  // What the router ran the pattern on (the rest after the literal prefix, anchored there).
+  const size_t offset = request.match->path_regex_offset;
+  if (offset > request.normalized_path.size()) return {};
+  const absl::string_view text = absl::string_view(request.normalized_path).substr(offset);
+  re2::StringPiece groups[kMaxGroups];
+  if (!regex.Match(re2::StringPiece(text.data(), text.size()), 0, text.size(),
+                   offset > 0 ? re2::RE2::ANCHOR_START : re2::RE2::UNANCHORED, groups, group + 1)) {
+    return {};
+  }
+  return absl::string_view(groups[group].data(), groups[group].size());
+}
+
 // Consistent hashing's key from one of Kong's hash_on sources; empty when the request has none.
 absl::string_view HashKeyFrom(const RequestContext& request, const HashSource& source) {
   switch (source.input) {
@@ -125,9 +157,28 @@ absl::string_view HashKeyFrom(const RequestContext& request, const HashSource& s
     case HashInput::kQueryArg:
       return request.target.has_query ? FindQueryArgument(request.target.query, source.name) : absl::string_view();
     case HashInput::kUriCapture:
-      return {};  // captures are not kept by the router yet: the fallback applies
+      return UriCapture(request, source.name);
   }
   return {};
+}
+
+// Kong's hash_on cookie for a request without the cookie: a random value (a version-4 UUID) that
+// keys this request and comes back in Set-Cookie, so that the client's next requests stick.
+absl::string_view NewHashCookie(RequestContext& request, const HashSource& source) {
+  if (request.hash_cookie_value.empty()) {  // the first attempt; retries keep the same key
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    const uint64_t hi = (random() & 0xffffffffffff0fffULL) | 0x4000ULL;
+    const uint64_t lo = (random() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+    char text[37];
+    std::snprintf(text, sizeof(text), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                  static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                  static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+    request.hash_cookie_value.assign(text, 36);
+    request.response_headers.Add(
+        "Set-Cookie", absl::StrCat(source.name, "=", request.hash_cookie_value, "; Path=", source.cookie_path,
+                                   "; SameSite=Lax; HttpOnly"));
+  }
+  return request.hash_cookie_value;
 }
 
 class DestinationStep final : public RequestStep {
@@ -144,6 +195,7 @@ class DestinationStep final : public RequestStep {
     uint64_t key_hash = 0;
     if (balancer.algorithm() == Balancer::Algorithm::kConsistentHashing) {
       absl::string_view key = HashKeyFrom(request, balancer.hash_on());
+      if (key.empty() && balancer.hash_on().input == HashInput::kCookie) key = NewHashCookie(request, balancer.hash_on());
       if (key.empty()) key = HashKeyFrom(request, balancer.hash_fallback());
       key_hash = Balancer::HashKey(key);
     }

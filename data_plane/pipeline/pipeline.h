@@ -125,6 +125,9 @@ class RequestContext {
   static constexpr size_t kMaxTriedTargets = 8;
   uint32_t tried_targets[kMaxTriedTargets] = {};
   uint32_t tried_count = 0;
+  // Consistent hashing on a cookie the request did not send: the value the DP made up (sent back
+  // in Set-Cookie, and the key of every attempt of this request).
+  std::string hash_cookie_value;
   std::string upstream_head;                     // upstream step: the head to send
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;

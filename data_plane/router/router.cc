@@ -825,6 +825,10 @@ std::optional<Match> Router::Find(const RequestView& request) const {
       match.service = entry.service;
       match.matched_path = request.path.substr(0, matched_length);
       match.https_only = (entry.flags & kHttpsOnly) != 0;
+      if (entry.path_kind == PathKind::kRegex) {
+        match.path_regex = entry.regex;
+        match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;
+      }
       return match;
     }
   }

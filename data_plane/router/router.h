@@ -15,6 +15,10 @@
 #include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace portico::dp {
 
 struct RequestView {
@@ -38,6 +42,11 @@ struct Match {
   // The route's protocols do not include "http": on a plain-HTTP listener the proxy answers
   // with the route's https_redirect_status_code instead of proxying.
   bool https_only = false;
+  // A regex path matched: its pattern (capture groups as the route's path has them), run from
+  // byte `path_regex_offset` of the path, anchored there when the offset is not 0. For Kong's
+  // uri captures (consistent hashing's hash_on uri_capture); owned by the router.
+  const re2::RE2* path_regex = nullptr;
+  uint32_t path_regex_offset = 0;
 };
 
 class Router {

@@ -177,5 +177,60 @@ TEST_F(LoadBalancingTest, TheHostSentIsTheTargetsOrTheUpstreamsHostHeader) {
   EXPECT_EQ(json::parse(named.body, nullptr, false)["headers"]["host"], "api.internal");
 }
 
+TEST_F(LoadBalancingTest, ConsistentHashingOnAUriCaptureOfTheRoutesRegexPath) {
+  Admin("POST", "/upstreams", {{"name", "captured"}, {"hash_on", "uri_capture"}, {"hash_on_uri_capture", "user"}}, 201);
+  Admin("POST", "/services", {{"name", "captured"}, {"host", "captured"}, {"port", 80}}, 201);
+  Admin("POST", "/services/captured/routes", {{"paths", {"~/users/(?P<user>[a-z0-9]+)/"}}}, 201);
+  AddTarget("captured", e1_.port(), 100);
+  AddTarget("captured", e2_.port(), 100);
+  AddTarget("captured", e3_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  auto answer = [&](const std::string& path) {
+    HttpResult r = cluster_.Proxy(*dp_, path);
+    return r.status == 200 ? r.headers["x-upstream"] : absl::StrCat("status ", r.status, " ", r.body);
+  };
+  std::map<std::string, int> targets_used;
+  for (int u = 0; u < 30; ++u) {
+    const std::string user = absl::StrCat("user", u);
+    const std::string first = answer(absl::StrCat("/users/", user, "/orders"));
+    ASSERT_TRUE(first == "e1" || first == "e2" || first == "e3") << first;
+    ++targets_used[first];
+    // The rest of the path differs; the captured user decides the target.
+    for (const char* rest : {"/profile", "/orders/7", "/x?y=1"}) {
+      EXPECT_EQ(answer(absl::StrCat("/users/", user, rest)), first) << user << rest;
+    }
+  }
+  EXPECT_EQ(targets_used.size(), 3u) << "30 users spread over the three targets";
+}
+
+TEST_F(LoadBalancingTest, ConsistentHashingOnACookieSetsItWhenTheRequestHasNone) {
+  AddBalancedRoute("cookied", {{"hash_on", "cookie"}, {"hash_on_cookie", "lb"}, {"hash_on_cookie_path", "/cookied"}});
+  AddTarget("cookied", e1_.port(), 100);
+  AddTarget("cookied", e2_.port(), 100);
+  AddTarget("cookied", e3_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  std::map<std::string, int> targets_used;
+  for (int i = 0; i < 20; ++i) {
+    HttpResult first = RawHttp(dp_->proxy_port, "GET /cookied HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    ASSERT_EQ(first.status, 200) << first.body;
+    const std::string set_cookie = first.headers["set-cookie"];
+    ASSERT_TRUE(set_cookie.rfind("lb=", 0) == 0) << set_cookie;
+    EXPECT_NE(set_cookie.find("; Path=/cookied; SameSite=Lax; HttpOnly"), std::string::npos) << set_cookie;
+    const std::string value = set_cookie.substr(3, set_cookie.find(';') - 3);
+    EXPECT_EQ(value.size(), 36u) << set_cookie;
+    const std::string target = first.headers["x-upstream"];
+    ++targets_used[target];
+    // The client sends the cookie back: the same target, and no new cookie.
+    for (int k = 0; k < 3; ++k) {
+      HttpResult again = RawHttp(dp_->proxy_port, absl::StrCat("GET /cookied HTTP/1.1\r\nHost: x\r\nCookie: a=b; lb=",
+                                                               value, "\r\nConnection: close\r\n\r\n"));
+      ASSERT_EQ(again.status, 200) << again.body;
+      EXPECT_EQ(again.headers["x-upstream"], target) << value;
+      EXPECT_EQ(again.headers.count("set-cookie"), 0u);
+    }
+  }
+  EXPECT_GE(targets_used.size(), 2u) << "new cookies spread over the targets";
+}
+
 }  // namespace
 }  // namespace portico::testing
