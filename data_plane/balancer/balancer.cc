@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <utility>
 
@@ -125,6 +126,7 @@ bool Tried(absl::Span<const uint32_t> tried, uint32_t target) {
 struct alignas(64) Balancer::WorkerSlot {
   uint64_t position = 0;  // round-robin: next index into sequence_
   uint64_t rotation = 0;  // least-connections: where ties start
+  uint64_t random = 0;    // latency: xorshift64 state for the two random candidates
 };
 
 Balancer::~Balancer() = default;
@@ -236,15 +238,19 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
     // Workers start at different places of the sequence, so their first requests spread.
     b->slots_[w].position = b->sequence_.empty() ? 0 : (b->sequence_.size() * static_cast<size_t>(w)) / b->workers_;
     b->slots_[w].rotation = static_cast<uint64_t>(w);
+    b->slots_[w].random = Mix(0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(w + 1)) | 1;
   }
   if (b->algorithm_ == Algorithm::kLeastConnections || b->algorithm_ == Algorithm::kLatency) {
     b->connections_stride_ = (b->targets_.size() + 15) / 16 * 16;  // whole cache lines per worker
     b->connections_ = std::make_unique<uint32_t[]>(b->connections_stride_ * static_cast<size_t>(b->workers_));
   }
+  if (b->algorithm_ == Algorithm::kLatency) {
+    b->latency_ = std::make_unique<LatencyEstimate[]>(b->connections_stride_ * static_cast<size_t>(b->workers_));
+  }
   return std::unique_ptr<const Balancer>(std::move(b));
 }
 
-int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried) const {
+int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried, uint64_t now_ns) const {
   if (eligible_.empty()) return kNoTarget;
   if (worker < 0 || worker >= workers_) worker = 0;  // REQUIRES broken; stay in bounds
   switch (algorithm_) {
@@ -253,8 +259,9 @@ int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tri
     case Algorithm::kConsistentHashing:
       return PickHashed(key_hash, tried);
     case Algorithm::kLeastConnections:
-    case Algorithm::kLatency:
       return PickLeastConnections(worker, tried);
+    case Algorithm::kLatency:
+      return PickLatency(worker, tried, now_ns != 0 ? now_ns : uv_hrtime());
   }
   return kNoTarget;
 }
@@ -305,6 +312,73 @@ int Balancer::PickLeastConnections(int worker, absl::Span<const uint32_t> tried)
   }
   ++open[best];
   return best;
+}
+
+double Balancer::LatencyScore(int worker, uint32_t target, uint64_t now_ns) const {
+  const size_t at = connections_stride_ * static_cast<size_t>(worker) + target;
+  const LatencyEstimate& estimate = latency_[at];
+  // The estimate decays toward 0 while no answer refreshes it, so a target that was slow once
+  // is tried again later (finagle's peak EWMA, which Kong's latency balancer follows).
+  double ewma = estimate.ewma_ns;
+  if (ewma > 0 && now_ns > estimate.stamp_ns) {
+    ewma *= std::exp(-static_cast<double>(now_ns - estimate.stamp_ns) / kLatencyDecayNs);
+  }
+  return ewma * (connections_[at] + 1) / targets_[target].weight;
+}
+
+int Balancer::PickLatency(int worker, absl::Span<const uint32_t> tried, uint64_t now_ns) const {
+  WorkerSlot& slot = slots_[worker];
+  auto next_random = [&slot] {
+    slot.random ^= slot.random << 13;
+    slot.random ^= slot.random >> 7;
+    slot.random ^= slot.random << 17;
+    return slot.random;
+  };
+  const size_t n = eligible_.size();
+  int best = kNoTarget;
+  double best_score = 0;
+  auto consider = [&](uint32_t i) {
+    const double score = LatencyScore(worker, i, now_ns);
+    if (best == kNoTarget || score < best_score) {
+      best = static_cast<int>(i);
+      best_score = score;
+    }
+  };
+  // Two random candidates that earlier attempts did not use (a few draws), else every untried
+  // target, else (all tried) every target.
+  int drawn = 0;
+  for (int draw = 0; draw < 4 && drawn < 2 && n > 1; ++draw) {
+    const uint32_t i = eligible_[next_random() % n];
+    if (Tried(tried, i) || static_cast<int>(i) == best) continue;
+    consider(i);
+    ++drawn;
+  }
+  if (drawn < 2) {
+    best = kNoTarget;
+    for (int pass = 0; pass < 2 && best == kNoTarget; ++pass) {
+      for (uint32_t i : eligible_) {
+        if (pass == 0 && Tried(tried, i)) continue;
+        consider(i);
+      }
+    }
+  }
+  ++connections_[connections_stride_ * static_cast<size_t>(worker) + static_cast<size_t>(best)];
+  return best;
+}
+
+void Balancer::RecordLatency(int worker, int target, uint64_t elapsed_ns, uint64_t now_ns) const {
+  if (latency_ == nullptr || target < 0 || static_cast<size_t>(target) >= targets_.size()) return;
+  if (worker < 0 || worker >= workers_) worker = 0;
+  LatencyEstimate& estimate = latency_[connections_stride_ * static_cast<size_t>(worker) + static_cast<size_t>(target)];
+  const double sample = std::max(1.0, static_cast<double>(elapsed_ns));
+  if (estimate.ewma_ns == 0 || sample > estimate.ewma_ns) {
+    estimate.ewma_ns = sample;  // the peak is taken at once
+  } else {
+    const double age = now_ns > estimate.stamp_ns ? static_cast<double>(now_ns - estimate.stamp_ns) : 0;
+    const double keep = std::exp(-age / kLatencyDecayNs);
+    estimate.ewma_ns = estimate.ewma_ns * keep + sample * (1 - keep);
+  }
+  estimate.stamp_ns = now_ns;
 }
 
 void Balancer::Release(int worker, int target) const {

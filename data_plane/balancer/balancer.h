@@ -11,7 +11,8 @@
 //   for other weights); a key goes to the first point at or after its hash. A target's points
 //   depend on it alone, so adding or removing one moves only the keys of its points.
 // - least-connections: the target with the fewest (this worker's) open attempts per weight.
-// - latency: not built yet; it balances as least-connections (docs/load-balancing.md).
+// - latency: Kong's peak-EWMA (decay 10 s) of each target's response time as this worker saw it,
+//   times its open attempts + 1, over its weight; the lower of two random candidates wins.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -69,9 +70,15 @@ class Balancer {
   // The target for one attempt, avoiding `tried` (targets earlier attempts used) while another
   // target can take traffic; kNoTarget when none can. `key_hash`: consistent hashing's key
   // (HashKey). Counts the attempt as open for least-connections until Release.
-  int Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried) const;
+  // `now_ns`: the time for latency balancing (uv_hrtime(); 0 = read it).
+  int Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried, uint64_t now_ns = 0) const;
   // An attempt of `worker` on `target` (a Pick result) ended.
   void Release(int worker, int target) const;
+  // Latency: `target` answered `worker`'s attempt `elapsed_ns` after its pick (to the response
+  // head), observed at `now_ns` (uv_hrtime). Does nothing for other algorithms.
+  void RecordLatency(int worker, int target, uint64_t elapsed_ns, uint64_t now_ns) const;
+  // Latency: the decay time of the EWMA (Kong's DECAY_TIME).
+  static constexpr double kLatencyDecayNs = 10e9;
 
   // Consistent hashing's hash of a key: stable across processes and builds (every data plane
   // sends the same key to the same target).
@@ -83,6 +90,12 @@ class Balancer {
   int PickRoundRobin(int worker, absl::Span<const uint32_t> tried) const;
   int PickHashed(uint64_t key_hash, absl::Span<const uint32_t> tried) const;
   int PickLeastConnections(int worker, absl::Span<const uint32_t> tried) const;
+  int PickLatency(int worker, absl::Span<const uint32_t> tried, uint64_t now_ns) const;
+  double LatencyScore(int worker, uint32_t target, uint64_t now_ns) const;
+  struct LatencyEstimate {
+    double ewma_ns = 0;     // 0: no answer seen yet (the target is tried first)
+    uint64_t stamp_ns = 0;  // when ewma_ns was last updated
+  };
 
   std::string upstream_name_;
   Algorithm algorithm_ = Algorithm::kRoundRobin;
@@ -99,6 +112,7 @@ class Balancer {
   std::unique_ptr<WorkerSlot[]> slots_;      // one per worker
   std::unique_ptr<uint32_t[]> connections_;  // least-connections: per worker, per target
   size_t connections_stride_ = 0;            // a worker's row, padded to a cache line
+  std::unique_ptr<LatencyEstimate[]> latency_;  // latency: per worker, per target (same stride)
 };
 
 }  // namespace portico::dp

@@ -1,15 +1,15 @@
 #include "data_plane/pipeline/builtin_steps.h"
 
-#include <memory>
-#include <string>
+#include <uv.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <random>
+#include <string>
 
 #include "re2/re2.h"
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -204,6 +204,7 @@ class DestinationStep final : public RequestStep {
     if (picked == Balancer::kNoTarget) return Answer(request, 503, kMsgNoPeer);
     request.balancer = &balancer;
     request.balancer_target = picked;
+    if (balancer.algorithm() == Balancer::Algorithm::kLatency) request.attempt_started_ns = uv_hrtime();
     request.tried_targets[request.tried_count++ % RequestContext::kMaxTriedTargets] = static_cast<uint32_t>(picked);
     const BalancerTarget& target = balancer.target(static_cast<size_t>(picked));
     request.upstream_target = &target.address;

@@ -30,6 +30,7 @@ void RequestContext::ResetContext() {
   balancer = nullptr;
   target_host_header = absl::string_view();
   tried_count = 0;
+  attempt_started_ns = 0;
   hash_cookie_value.clear();
   worker_index = 0;
   upstream_head.clear();

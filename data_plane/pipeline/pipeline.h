@@ -121,6 +121,7 @@ class RequestContext {
   // earlier attempts (a retry goes elsewhere when it can; the last kMaxTriedTargets are kept).
   const dp::Balancer* balancer = nullptr;
   int balancer_target = -1;
+  uint64_t attempt_started_ns = 0;  // latency balancing: uv_hrtime() of the pick
   absl::string_view target_host_header;
   static constexpr size_t kMaxTriedTargets = 8;
   uint32_t tried_targets[kMaxTriedTargets] = {};

@@ -325,6 +325,10 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (cancelled_) return UpstreamHeadAction::kError;
   if (!IsForwardableResponseHead(response)) return UpstreamHeadAction::kError;  // 502, connection not reused
   response_status_ = response.status;
+  if (balancer != nullptr && balancer_target >= 0 && balancer->algorithm() == dp::Balancer::Algorithm::kLatency) {
+    const uint64_t now_ns = uv_hrtime();
+    balancer->RecordLatency(worker_index, balancer_target, now_ns - attempt_started_ns, now_ns);
+  }
   response_head = &response;
   RunResponseHeadSteps(response.status);
   response_head = nullptr;

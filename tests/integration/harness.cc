@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <set>
@@ -254,6 +255,7 @@ void EchoUpstream::Serve(int fd, int connection_id) {
     std::string resp = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
                                     "X-Upstream: ", name_, "\r\nContent-Length: ", body.size(),
                                     "\r\n\r\n", body);
+    if (const int delay = delay_ms_.load(); delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     ++served_;
     if (!test_support::SendAll(fd, resp) || close_after) break;
   }

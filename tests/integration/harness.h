@@ -76,6 +76,8 @@ class EchoUpstream {
   uint16_t port() const { return port_; }
   int connections_accepted() const { return accepted_.load(); }
   int requests_served() const { return served_.load(); }
+  // Every later response waits this long before it is sent (a slow backend).
+  void set_response_delay_ms(int ms) { delay_ms_ = ms; }
 
  private:
   void AcceptLoop();
@@ -86,6 +88,7 @@ class EchoUpstream {
   std::atomic<bool> stopping_{false};
   std::atomic<int> accepted_{0};
   std::atomic<int> served_{0};
+  std::atomic<int> delay_ms_{0};
   std::thread acceptor_;
   std::vector<std::thread> workers_;
   std::mutex mu_;

@@ -232,5 +232,20 @@ TEST_F(LoadBalancingTest, ConsistentHashingOnACookieSetsItWhenTheRequestHasNone)
   EXPECT_GE(targets_used.size(), 2u) << "new cookies spread over the targets";
 }
 
+TEST_F(LoadBalancingTest, LatencySendsMostRequestsToTheFasterTarget) {
+  e2_.set_response_delay_ms(20);
+  AddBalancedRoute("fastest", {{"algorithm", "latency"}});
+  AddTarget("fastest", e1_.port(), 100);
+  AddTarget("fastest", e2_.port(), 100);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  // One connection (one worker's estimates); round-robin would give each target half.
+  const std::map<std::string, int> seen = Spread("/fastest", 200);
+  const int fast = seen.count("e1") ? seen.at("e1") : 0;
+  const int slow = seen.count("e2") ? seen.at("e2") : 0;
+  EXPECT_EQ(fast + slow, 200);
+  EXPECT_GT(fast, 170) << "e1 answers at once, e2 after 20 ms";
+  EXPECT_GE(slow, 1) << "the slow target was measured at least once";
+}
+
 }  // namespace
 }  // namespace portico::testing

@@ -195,6 +195,71 @@ TEST(BalancerTest, LeastConnectionsCountsEachWorkersOwnAttempts) {
   EXPECT_EQ(NameOf(*b, b->Pick(1, 0, {})), "10.0.0.2:8000");
 }
 
+TEST(BalancerTest, LatencyPrefersTheFasterTargetAndForgetsAnOldPeak) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 100);
+  t.Add("10.0.0.3:8000", 100);
+  auto b = Build(MakeUpstream("latency"), t);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(b->algorithm(), Balancer::Algorithm::kLatency);
+  const uint64_t ms = 1000000;
+  uint64_t now = 1000 * ms;
+  // Targets sorted by name: 0 = .1 answers in 20 ms, 1 = .2 in 1 ms, 2 = .3 in 5 ms.
+  const uint64_t answer_ns[] = {20 * ms, 1 * ms, 5 * ms};
+  for (int target = 0; target < 3; ++target) b->RecordLatency(0, target, answer_ns[target], now);
+  std::map<std::string, int> picks;
+  for (int i = 0; i < 3000; ++i) {
+    now += ms;
+    const int picked = b->Pick(0, 0, {}, now);
+    ASSERT_GE(picked, 0);
+    ++picks[NameOf(*b, picked)];
+    b->RecordLatency(0, picked, answer_ns[picked], now);
+    b->Release(0, picked);
+  }
+  // Two random candidates: the fastest wins every draw it is in (2/3 of them), the slowest none.
+  EXPECT_GT(picks["10.0.0.2:8000"], 1800) << picks["10.0.0.2:8000"];
+  EXPECT_EQ(picks["10.0.0.1:8000"], 0);
+  // A peak is taken at once: the fast target turns slow for one answer and loses its place.
+  b->RecordLatency(0, 1, 200 * ms, now);
+  picks.clear();
+  for (int i = 0; i < 100; ++i) {
+    const int picked = b->Pick(0, 0, {}, now + 1);
+    ++picks[NameOf(*b, picked)];
+    b->Release(0, picked);
+  }
+  EXPECT_EQ(picks["10.0.0.2:8000"], 0);
+  // Without answers the estimates decay toward 0, so a target slow long ago is tried again.
+  const uint64_t later = now + 60000 * ms;
+  b->RecordLatency(0, 2, 5 * ms, later);  // .3 still answers in 5 ms
+  picks.clear();
+  for (int i = 0; i < 100; ++i) {
+    const int picked = b->Pick(0, 0, {}, later + 1);
+    ++picks[NameOf(*b, picked)];
+    b->Release(0, picked);
+  }
+  EXPECT_GT(picks["10.0.0.1:8000"] + picks["10.0.0.2:8000"], 50) << "old peaks forgotten";
+}
+
+TEST(BalancerTest, LatencyCountsOpenAttemptsAndAvoidsTriedTargets) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 100);
+  auto b = Build(MakeUpstream("latency"), t);
+  ASSERT_NE(b, nullptr);
+  const uint64_t now = 5000000000ULL;
+  b->RecordLatency(0, 0, 1000000, now);
+  b->RecordLatency(0, 1, 1500000, now);
+  // Scores are latency x (open attempts + 1): 1 ms x 1 < 1.5 ms x 1, then 1 ms x 2 > 1.5 ms x 1,
+  // then 1 ms x 2 < 1.5 ms x 2.
+  EXPECT_EQ(b->Pick(0, 0, {}, now), 0);
+  EXPECT_EQ(b->Pick(0, 0, {}, now), 1);
+  EXPECT_EQ(b->Pick(0, 0, {}, now), 0);
+  b->Release(0, 0);  // open: 1 on target 0, 1 on target 1: target 0 is better
+  const uint32_t tried[] = {0};
+  EXPECT_EQ(b->Pick(0, 0, tried, now), 1) << "a retry goes to another target";
+}
+
 TEST(BalancerTest, WorkersStartAtDifferentPlacesOfTheSequence) {
   Targets t;
   for (int i = 1; i <= 4; ++i) t.Add(absl::StrCat("10.0.0.", i, ":8000"), 100);
