@@ -202,6 +202,24 @@ EchoUpstream::EchoUpstream(std::string name, uint16_t port) : name_(std::move(na
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
+EchoUpstream::EchoUpstream(std::string name, uint16_t port, const std::string& ip) : name_(std::move(name)) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &address.sin_addr);
+  const int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::listen(listen_fd_, 128) != 0) {
+    std::fprintf(stderr, "echo upstream: bind %s:%u: %s\n", ip.c_str(), port, strerror(errno));
+  }
+  socklen_t length = sizeof(address);
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+  port_ = ntohs(address.sin_port);
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
 EchoUpstream::~EchoUpstream() {
   stopping_ = true;
   shutdown(listen_fd_, SHUT_RDWR);
