@@ -125,6 +125,22 @@ TEST_F(DnsTest, ServiceHostResolvesFollowsTtlAndKeepsLastAnswerWhenDnsStops) {
     EXPECT_EQ(Who("/app"), "e2") << "after " << (i + 1) * 500 << " ms without DNS";
   }
   EXPECT_NE(dp_->process->Log().find("serving its last good answer"), std::string::npos) << dp_->process->Log();
+  // Stopping with queries in flight (the server is gone): every worker closes its resolver and exits.
+  EXPECT_EQ(dp_->process->Stop(15), 0) << "clean exit status";
+}
+
+TEST_F(DnsTest, AaaaRecordsAndEveryAddressOfAnAnswerTakeTraffic) {
+  EchoUpstream e6("e6", port_, "::1");
+  ASSERT_EQ(e6.port(), port_);
+  WriteZone({{"v6.dns.test", {{"AAAA", {"::1"}}}}, {"dual.dns.test", {{"A", {"127.0.0.2"}}, {"AAAA", {"::1"}}}}});
+  AddRoute("v6", "v6.dns.test", port_);
+  AddRoute("dual", "dual.dns.test", port_);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  EXPECT_EQ(Spread("/v6", 5), (std::map<std::string, int>{{"e6", 5}}));
+  const std::map<std::string, int> seen = Spread("/dual", 40);
+  EXPECT_EQ(seen.size(), 2u) << json(seen).dump();
+  EXPECT_NEAR(seen.count("e1") ? seen.at("e1") : 0, 20, 3) << "round-robin per worker: " << json(seen).dump();
+  EXPECT_NEAR(seen.count("e6") ? seen.at("e6") : 0, 20, 3) << json(seen).dump();
 }
 
 TEST_F(DnsTest, UnknownNameIs503NameResolutionFailedWhileOtherRoutesWork) {
