@@ -169,6 +169,7 @@ class DestinationStep final : public RequestStep {
       r->suspended_data = nullptr;
       r->Resume(self->Run(*r, /*may_wait=*/false));
     });
+    if (ticket == 0) return NameResolutionFailed(request, name);  // no query to wait for after all
     request.suspended_data = reinterpret_cast<void*>(static_cast<uintptr_t>(ticket));
     return StepStatus::kSuspend;
   }
