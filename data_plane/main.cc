@@ -23,6 +23,7 @@
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "data_plane/dns/resolver.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
@@ -187,6 +188,9 @@ int Serve(int argc, char** argv) {
       {"allow-debug-header", "", "answer requests carrying Kong-Debug with Kong-Route-*/Kong-Service-* headers", true},
       {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
                              "atomically after each apply, served at start until the CP answers"},
+      {"dns-resolver", "", "nameservers for upstream hostnames, ip[:port][,ip[:port]...] "
+                           "(default: those of /etc/resolv.conf)"},
+      {"dns-hostsfile", "/etc/hosts", "hosts file read before DNS (re-read when it changes; empty: none)"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -212,6 +216,8 @@ int Serve(int argc, char** argv) {
   absl::StatusOr<double> client_timeout_s = NumberFlag(flags, "client-timeout", 0.1, 86400, "seconds");
   if (!client_timeout_s.ok()) return Fail(client_timeout_s.status());
 
+  if (absl::Status s = Resolver::CheckServers(flags.Get("dns-resolver")); !s.ok()) return Fail(s);
+
   BlockTerminationSignals();
   ProxyOptions proxy_options;
   proxy_options.host = proxy_addr->host;
@@ -219,6 +225,8 @@ int Serve(int argc, char** argv) {
   proxy_options.workers = workers;
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
+  proxy_options.dns_resolver = flags.Get("dns-resolver");
+  proxy_options.dns_hostsfile = flags.Get("dns-hostsfile");
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();

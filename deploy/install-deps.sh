@@ -4,7 +4,7 @@ set -euo pipefail
 PACKAGES=(
   cmake g++ make ninja-build pkg-config ccache openssl curl ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libssl-dev libsqlite3-dev libuv1-dev node-llhttp zlib1g-dev libre2-dev
+  libabsl-dev libssl-dev libsqlite3-dev libuv1-dev libc-ares-dev node-llhttp zlib1g-dev libre2-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libhiredis-dev redis-server
   clang libclang-rt-14-dev

@@ -176,11 +176,16 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
     bt.name = t->target();
     bt.weight = static_cast<uint32_t>(t->weight());
     const bool resolved = ResolveLiteral(*hp, &bt.address);
+    if (!resolved) {  // a hostname: resolved per worker (data_plane/dns)
+      bt.dns_name = absl::AsciiStrToLower(hp->host);
+      if (!bt.dns_name.empty() && bt.dns_name.back() == '.') bt.dns_name.pop_back();
+      bt.dns_port = hp->port;
+    }
     const std::string host = hp->bracketed ? absl::StrCat("[", hp->host, "]") : hp->host;
     bt.host_header = upstream.has_host_header() && !upstream.host_header().empty() ? upstream.host_header()
                      : (hp->port == 80 || hp->port == 443)                      ? host
                                                                                 : absl::StrCat(host, ":", hp->port);
-    if (resolved && bt.weight > 0) b->eligible_.push_back(static_cast<uint32_t>(b->targets_.size()));
+    if (bt.weight > 0) b->eligible_.push_back(static_cast<uint32_t>(b->targets_.size()));
     b->targets_.push_back(std::move(bt));
   }
 

@@ -44,6 +44,10 @@ struct BalancerTarget {
   std::string name;         // as configured: "10.0.0.1:8000"
   std::string host_header;  // the Host to send: the upstream's host_header, else host[:port]
   uint32_t weight = 0;
+  // A hostname target (address unset): the name (lowercase) and port the worker's resolver
+  // looks up (data_plane/dns). Empty for an IP literal or localhost.
+  std::string dns_name;
+  uint16_t dns_port = 0;
 };
 
 class Balancer {
@@ -51,8 +55,8 @@ class Balancer {
   enum class Algorithm { kRoundRobin, kConsistentHashing, kLeastConnections, kLatency };
   static constexpr int kNoTarget = -1;
 
-  // `targets` are the upstream's (any order); those without an address this build can use (a
-  // hostname: DNS comes later) or with weight 0 take no traffic. `workers` is the number of
+  // `targets` are the upstream's (any order); those with weight 0 take no traffic; a hostname
+  // target is resolved per request (BalancerTarget::dns_name). `workers` is the number of
   // worker slots: each picking worker passes an index below it.
   static absl::StatusOr<std::unique_ptr<const Balancer>> Compile(
       const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers);
@@ -63,7 +67,7 @@ class Balancer {
   const HashSource& hash_on() const { return hash_on_; }
   const HashSource& hash_fallback() const { return hash_fallback_; }
   size_t size() const { return targets_.size(); }
-  // Targets that can take traffic (an address, weight > 0).
+  // Targets that can take traffic (weight > 0).
   size_t eligible_count() const { return eligible_.size(); }
   const BalancerTarget& target(size_t i) const { return targets_[i]; }
 
@@ -101,7 +105,7 @@ class Balancer {
   Algorithm algorithm_ = Algorithm::kRoundRobin;
   HashSource hash_on_, hash_fallback_;
   std::vector<BalancerTarget> targets_;
-  std::vector<uint32_t> eligible_;   // targets that can take traffic (address and weight > 0)
+  std::vector<uint32_t> eligible_;   // targets that can take traffic (weight > 0)
   std::vector<uint32_t> sequence_;   // round-robin: target indexes, smooth weighted order
   struct Point {
     uint64_t hash;

@@ -77,7 +77,11 @@ absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service
     target.ip = bare;
   } else if (absl::AsciiStrToLower(bare) == "localhost") {
     target.ip = "127.0.0.1";
-  }  // else: a DNS name, not resolved by this build: no target.
+  } else {  // a DNS name: resolved per worker (data_plane/dns)
+    out.dns_name = absl::AsciiStrToLower(bare);
+    if (!out.dns_name.empty() && out.dns_name.back() == '.') out.dns_name.pop_back();
+    out.dns_port = port;
+  }
   if (!target.ip.empty()) {
     target.port = port;
     if (v6) {

@@ -61,9 +61,12 @@ struct UpstreamService {
   int64_t connect_timeout_ms = 60000;
   int64_t write_timeout_ms = 60000;
   int64_t read_timeout_ms = 60000;
-  // Empty when the host is a DNS name this build does not resolve (requests then get 503
-  // "name resolution failed").
+  // Empty when the host is a DNS name: then dns_name (lowercase) and dns_port say what the
+  // worker's resolver looks up per request (data_plane/dns; 503 "name resolution failed" when it
+  // has no answer).
   DestinationSet destinations;
+  std::string dns_name;
+  uint16_t dns_port = 0;
   // Set when the host names an upstream: requests are balanced over its targets instead (the
   // service's port is not used). Owned by the runtime config, like the service.
   const Balancer* balancer = nullptr;

@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/balancer/balancer.h"
+#include "data_plane/dns/resolver.h"
+#include "common/base/log.h"
 #include "common/base/host_port.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/pipeline/query_arguments.h"
@@ -184,14 +186,68 @@ absl::string_view NewHashCookie(RequestContext& request, const HashSource& sourc
 class DestinationStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
-    if (request.service->balancer != nullptr) return PickBalanced(request, *request.service->balancer);
+    // A retry does not wait for DNS (Exchange::RerunDestinationSteps ends retries on a suspend).
+    return Run(request, /*may_wait=*/request.attempt == 0);
+  }
+  void OnCancel(RequestContext& request) const override {
+    if (request.resolver != nullptr && request.suspended_data != nullptr) {
+      request.resolver->CancelWait(reinterpret_cast<uintptr_t>(request.suspended_data));
+    }
+  }
+  bool rerun_on_retry() const override { return true; }
+
+ private:
+  StepStatus Run(RequestContext& request, bool may_wait) const {
+    if (request.service->balancer != nullptr) return PickBalanced(request, *request.service->balancer, may_wait);
+    if (!request.service->dns_name.empty()) return PickResolved(request, may_wait);
     request.upstream_target = request.service->destinations.Pick(request.worker_cursor, request.attempt);
     if (request.upstream_target == nullptr) return Answer(request, 503, kMsgNameResolution);
     return StepStatus::kContinue;
   }
 
-  // Kong's ring-balancer: a target of the upstream, another one on a retry when there is one.
-  static StepStatus PickBalanced(RequestContext& request, const Balancer& balancer) {
+  // The answer for name:port, or null (*pending: a query is in flight).
+  static const DnsAnswerPtr* Resolve(RequestContext& request, absl::string_view name, uint16_t port, bool* pending) {
+    *pending = false;
+    if (request.resolver == nullptr) return nullptr;
+    return request.resolver->Lookup(name, port, pending);
+  }
+
+  // Suspends until the query for name:port completes, then runs again (without waiting twice).
+  StepStatus WaitFor(RequestContext& request, absl::string_view name, uint16_t port) const {
+    RequestContext* r = &request;
+    const DestinationStep* self = this;
+    const uint64_t ticket = request.resolver->Wait(name, port, [r, self] {
+      r->suspended_data = nullptr;
+      r->Resume(self->Run(*r, /*may_wait=*/false));
+    });
+    if (ticket == 0) return NameResolutionFailed(request, name);  // no query to wait for after all
+    request.suspended_data = reinterpret_cast<void*>(static_cast<uintptr_t>(ticket));
+    return StepStatus::kSuspend;
+  }
+
+  static StepStatus NameResolutionFailed(RequestContext& request, absl::string_view name) {
+    PORTICO_LOG(kWarn, "proxy", "name resolution failed for ", name, " (service ",
+                request.service->name.empty() ? request.service->id : request.service->name, "): 503");
+    return Answer(request, 503, kMsgNameResolution);
+  }
+
+  // A service whose host is a DNS name: an address of its answer, round-robin per worker.
+  StepStatus PickResolved(RequestContext& request, bool may_wait) const {
+    const UpstreamService& service = *request.service;
+    bool pending = false;
+    const DnsAnswerPtr* answer = Resolve(request, service.dns_name, service.dns_port, &pending);
+    if (answer == nullptr) {
+      if (pending && may_wait) return WaitFor(request, service.dns_name, service.dns_port);
+      return NameResolutionFailed(request, service.dns_name);
+    }
+    request.dns_answer = *answer;  // held until the request ends
+    request.upstream_target = request.dns_answer->Pick(request.worker_cursor + static_cast<uint64_t>(request.attempt));
+    return StepStatus::kContinue;
+  }
+
+  // Kong's ring-balancer: a target of the upstream, another one on a retry when there is one. A
+  // hostname target without an answer counts as tried and another target is picked.
+  StepStatus PickBalanced(RequestContext& request, const Balancer& balancer, bool may_wait) const {
     uint64_t key_hash = 0;
     if (balancer.algorithm() == Balancer::Algorithm::kConsistentHashing) {
       absl::string_view key = HashKeyFrom(request, balancer.hash_on());
@@ -199,19 +255,47 @@ class DestinationStep final : public RequestStep {
       if (key.empty()) key = HashKeyFrom(request, balancer.hash_fallback());
       key_hash = Balancer::HashKey(key);
     }
-    const size_t tried = std::min<size_t>(request.tried_count, RequestContext::kMaxTriedTargets);
-    const int picked = balancer.Pick(request.worker_index, key_hash, {request.tried_targets, tried});
-    if (picked == Balancer::kNoTarget) return Answer(request, 503, kMsgNoPeer);
-    request.balancer = &balancer;
-    request.balancer_target = picked;
-    if (balancer.algorithm() == Balancer::Algorithm::kLatency) request.attempt_started_ns = uv_hrtime();
-    request.tried_targets[request.tried_count++ % RequestContext::kMaxTriedTargets] = static_cast<uint32_t>(picked);
-    const BalancerTarget& target = balancer.target(static_cast<size_t>(picked));
-    request.upstream_target = &target.address;
-    request.target_host_header = target.host_header;
-    return StepStatus::kContinue;
+    const uint32_t tried_before = request.tried_count;
+    const BalancerTarget* wait_for = nullptr;  // an unresolved target whose query is in flight
+    const BalancerTarget* unresolved = nullptr;
+    for (size_t round = 0; round <= balancer.eligible_count(); ++round) {
+      const size_t tried = std::min<size_t>(request.tried_count, RequestContext::kMaxTriedTargets);
+      const int picked = balancer.Pick(request.worker_index, key_hash, {request.tried_targets, tried});
+      if (picked == Balancer::kNoTarget) return Answer(request, 503, kMsgNoPeer);
+      const BalancerTarget& target = balancer.target(static_cast<size_t>(picked));
+      const bool repeat = std::find(request.tried_targets, request.tried_targets + tried,
+                                    static_cast<uint32_t>(picked)) != request.tried_targets + tried;
+      const Target* address = &target.address;
+      if (!target.dns_name.empty()) {
+        bool pending = false;
+        const DnsAnswerPtr* answer = Resolve(request, target.dns_name, target.dns_port, &pending);
+        if (answer == nullptr) {
+          balancer.Release(request.worker_index, picked);
+          unresolved = &target;
+          if (pending && wait_for == nullptr) wait_for = &target;
+          if (repeat && round > 0) break;  // every target was seen
+          request.tried_targets[request.tried_count++ % RequestContext::kMaxTriedTargets] =
+              static_cast<uint32_t>(picked);
+          continue;
+        }
+        request.dns_answer = *answer;  // held until the request ends
+        address = request.dns_answer->Pick(request.worker_cursor + static_cast<uint64_t>(request.attempt));
+      }
+      request.balancer = &balancer;
+      request.balancer_target = picked;
+      if (balancer.algorithm() == Balancer::Algorithm::kLatency) request.attempt_started_ns = uv_hrtime();
+      request.tried_targets[request.tried_count++ % RequestContext::kMaxTriedTargets] = static_cast<uint32_t>(picked);
+      request.upstream_target = address;
+      request.target_host_header = target.host_header;
+      return StepStatus::kContinue;
+    }
+    if (wait_for != nullptr && may_wait) {
+      request.tried_count = tried_before;  // the run after the wait starts afresh
+      return WaitFor(request, wait_for->dns_name, wait_for->dns_port);
+    }
+    return NameResolutionFailed(request, unresolved != nullptr ? absl::string_view(unresolved->dns_name)
+                                                               : absl::string_view(balancer.upstream_name()));
   }
-  bool rerun_on_retry() const override { return true; }
 };
 
 class UpstreamRequestStep final : public RequestStep {

@@ -25,6 +25,8 @@ void RequestContext::ResetContext() {
   match.reset();
   service = nullptr;
   upstream_target = nullptr;
+  dns_answer.reset();
+  resolver = nullptr;
   attempt = 0;
   EndAttempt();
   balancer = nullptr;

@@ -37,6 +37,7 @@
 #include "common/http/http1_checks.h"
 #include "common/http/http1_codec.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/dns/dns_answer.h"
 #include "data_plane/router/router.h"
 
 namespace portico::dp {
@@ -91,6 +92,7 @@ class HeaderList {
 // The request as the steps see it. Plain fields are set by the exchange (request data) or by the
 // steps (their results); the two actions are the exchange's.
 class RequestStep;
+class Resolver;
 
 class RequestContext {
  public:
@@ -108,6 +110,7 @@ class RequestContext {
   uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
   uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
   int worker_index = 0;          // the worker's index (balancers keep per-worker state)
+  Resolver* resolver = nullptr;  // the worker's DNS resolver (data_plane/dns); null in some tests
   bool debug_headers_allowed = false;  // the DP runs with --allow-debug-header
 
   // ---- results of the steps
@@ -115,6 +118,9 @@ class RequestContext {
   std::optional<dp::Match> match;            // route step
   const dp::UpstreamService* service = nullptr;  // service step
   const dp::Target* upstream_target = nullptr;   // destination step
+  // When upstream_target is an address of a DNS answer: that answer, held until the request ends
+  // (a refresh replacing it in the resolver's cache cannot free the address in use).
+  DnsAnswerPtr dns_answer;
   int attempt = 0;                               // destination attempts so far (retries count)
   // For a service balanced over an upstream (destination step): the balancer and the target of
   // the current attempt (released by EndAttempt), the Host that target wants, and the targets of

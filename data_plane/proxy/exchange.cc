@@ -41,6 +41,7 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   loop = worker.loop();
   worker_cursor = worker.NextCursor();
   worker_index = worker.index();
+  resolver = worker.resolver();
   debug_headers_allowed = worker.options().allow_debug_header;
   request_is_head_ = head.method == "HEAD";
   request_chunked_ = head.chunked;

@@ -16,6 +16,10 @@ struct ProxyOptions {
   // connection, a request head that does not complete, and a response the client stops reading
   // (no write progress) are closed after this long.
   int64_t client_timeout_ms = 60 * 1000;
+  // DNS (data_plane/dns): the hosts file read before DNS (empty: none; Kong's dns_hostsfile) and
+  // the nameservers, "ip[:port][,ip[:port]...]" (empty: /etc/resolv.conf; Kong's dns_resolver).
+  std::string dns_hostsfile = "/etc/hosts";
+  std::string dns_resolver;
 };
 
 }  // namespace portico::dp

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "data_plane/balancer/balancer.h"
 
 #include "data_plane/plugins/chain.h"
@@ -30,6 +31,21 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
     absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service, &runtime->balancers_);
     if (!compiled.ok()) return compiled.status();
     runtime->services_.emplace(&service, *std::move(compiled));
+  }
+
+  {
+    absl::flat_hash_set<std::pair<std::string, uint16_t>> seen;
+    auto add = [&](const std::string& name, uint16_t port) {
+      if (!name.empty() && seen.emplace(name, port).second) runtime->dns_names_.push_back(dp::DnsKey{name, port});
+    };
+    for (const auto& [pointer, service] : runtime->services_) {
+      if (service.balancer == nullptr) add(service.dns_name, service.dns_port);
+    }
+    for (const auto& [name, balancer] : runtime->balancers_) {
+      for (size_t i = 0; i < balancer->size(); ++i) {
+        if (balancer->target(i).weight > 0) add(balancer->target(i).dns_name, balancer->target(i).dns_port);
+      }
+    }
   }
 
   dp::Pipeline& steps = runtime->pipeline_;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "common/config/config_set.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/dns/dns_cache.h"
 #include "data_plane/pipeline/builtin_steps.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/router/router.h"
@@ -45,6 +46,9 @@ class RuntimeConfig {
   // The compiled service for a service pointer returned by this config's router().Find()
   // (pointers into config().services); nullptr for any other pointer.
   const dp::UpstreamService* FindService(const config::v1::Service* service) const;
+  // The DNS names (and ports) the services and upstream targets use, each once: what a worker
+  // resolves as soon as it adopts this config.
+  const std::vector<dp::DnsKey>& dns_names() const { return dns_names_; }
 
  private:
   RuntimeConfig() = default;
@@ -56,6 +60,7 @@ class RuntimeConfig {
   dp::BalancerMap balancers_;  // services_ point into it
   dp::ServiceMap services_;
   dp::Pipeline pipeline_;  // refers to router_ and services_
+  std::vector<dp::DnsKey> dns_names_;
 };
 
 }  // namespace portico::dp

@@ -51,6 +51,17 @@ absl::Status Worker::Init(int listen_fd, uint16_t port) {
     return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(rc)));
   }
   loop_initialised_ = true;
+  ResolverOptions dns;
+  dns.hosts_file = options_.dns_hostsfile;
+  dns.servers = options_.dns_resolver;
+  absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(&loop_, std::move(dns));
+  if (!resolver.ok()) {
+    ::close(listen_fd);
+    uv_loop_close(&loop_);
+    loop_initialised_ = false;
+    return resolver.status();
+  }
+  resolver_ = *std::move(resolver);
   uv_timer_init(&loop_, &accept_retry_);
   accept_retry_.data = this;
   uv_async_init(&loop_, &wake_, Uv::Wake);
@@ -116,7 +127,11 @@ void Worker::RequestStop() {
 const std::shared_ptr<const RuntimeConfig>& Worker::CurrentConfig() {
   if (has_pending_config_.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (pending_config_ != nullptr) config_ = std::move(pending_config_);
+    if (pending_config_ != nullptr) {
+      config_ = std::move(pending_config_);
+      // Warm the cache: the names the new config uses are looked up now (and kept fresh).
+      if (resolver_ != nullptr) resolver_->SetConfigNames(config_->dns_names());
+    }
     pending_config_ = nullptr;
     has_pending_config_.store(false, std::memory_order_relaxed);
   }
@@ -227,6 +242,7 @@ void Worker::BeginShutdown() {
   idle_.clear();
   // After the clients: their suspended requests are cancelled before the steps' connections close.
   CloseLoopStates(&loop_);
+  if (resolver_ != nullptr) resolver_->Close();
 }
 
 UpstreamConnection* Worker::AcquireIdle(const std::string& key) {

@@ -20,6 +20,7 @@
 #include "common/base/free_list.h"
 #include "common/http/http1_codec.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/dns/resolver.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
@@ -98,6 +99,8 @@ class Worker {
   void CountRequest() { requests_total_.fetch_add(1, std::memory_order_relaxed); }
   // The newest published config (nullptr before the first Publish).
   const std::shared_ptr<const RuntimeConfig>& CurrentConfig();
+  // The worker's DNS resolver (set by Init).
+  Resolver* resolver() { return resolver_.get(); }
 
   // Upstream connections: a pooled idle one for `key`, or nullptr.
   UpstreamConnection* AcquireIdle(const std::string& key);
@@ -167,6 +170,7 @@ class Worker {
   std::atomic<bool> has_pending_config_{false};
 
   std::shared_ptr<const RuntimeConfig> config_;
+  std::unique_ptr<Resolver> resolver_;  // closed by BeginShutdown, freed with the worker
   std::atomic<uint64_t> requests_total_{0};
 
   absl::flat_hash_map<Http1ClientConnection*, std::unique_ptr<Http1ClientConnection>> clients_;

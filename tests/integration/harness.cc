@@ -203,6 +203,34 @@ EchoUpstream::EchoUpstream(std::string name, uint16_t port) : name_(std::move(na
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
+EchoUpstream::EchoUpstream(std::string name, uint16_t port, const std::string& ip) : name_(std::move(name)) {
+  const bool v6 = ip.find(':') != std::string::npos;
+  listen_fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage address{};
+  socklen_t length = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (v6) {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&address);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &a6->sin6_addr);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&address);
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &a4->sin_addr);
+  }
+  const int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address), length) != 0 ||
+      ::listen(listen_fd_, 128) != 0) {
+    std::fprintf(stderr, "echo upstream: bind %s:%u: %s\n", ip.c_str(), port, strerror(errno));
+  }
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+  port_ = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
+                   : reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
 EchoUpstream::~EchoUpstream() {
   stopping_ = true;
   shutdown(listen_fd_, SHUT_RDWR);

@@ -72,6 +72,9 @@ bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds t
 class EchoUpstream {
  public:
   explicit EchoUpstream(std::string name = "echo", uint16_t port = 0);
+  // On another loopback address (`ip`, e.g. "127.0.0.2" or "::1"): DNS tests tell upstreams apart
+  // by address.
+  EchoUpstream(std::string name, uint16_t port, const std::string& ip);
   ~EchoUpstream();
   uint16_t port() const { return port_; }
   int connections_accepted() const { return accepted_.load(); }

@@ -78,7 +78,7 @@ TEST(BalancerTest, RoundRobinFollowsTheWeightsWithoutBursts) {
 TEST(BalancerTest, WeightZeroHostnamesAndEmptyUpstreamsTakeNoTraffic) {
   Targets t;
   t.Add("10.0.0.1:8000", 0);
-  t.Add("backend.internal:8000", 100);  // needs DNS, which this build does not do yet
+  t.Add("backend.internal:8000", 0);  // a hostname of weight 0: no traffic either
   auto b = Build(MakeUpstream("round-robin"), t);
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->Pick(0, 0, {}), Balancer::kNoTarget);
@@ -92,6 +92,24 @@ TEST(BalancerTest, WeightZeroHostnamesAndEmptyUpstreamsTakeNoTraffic) {
   std::map<std::string, int> counts;
   for (int i = 0; i < 10; ++i) ++counts[some->target(some->Pick(0, 0, {})).address.pool_key];
   EXPECT_EQ(counts, (std::map<std::string, int>{{"127.0.0.1:8000", 5}, {"[::1]:9000", 5}}));
+}
+
+TEST(BalancerTest, HostnameTargetsTakeTrafficAndCarryTheirNameForTheResolver) {
+  Targets t;
+  t.Add("Backend.Internal.:8001", 100);  // resolved per worker (data_plane/dns)
+  t.Add("10.0.0.1:8000", 100);
+  auto b = Build(MakeUpstream("round-robin"), t);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->eligible_count(), 2u);
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 10; ++i) {
+    const BalancerTarget& picked = b->target(b->Pick(0, 0, {}));
+    ++counts[picked.dns_name.empty() ? picked.address.pool_key : picked.dns_name + ":" + std::to_string(picked.dns_port)];
+  }
+  EXPECT_EQ(counts, (std::map<std::string, int>{{"10.0.0.1:8000", 5}, {"backend.internal:8001", 5}}));
+  for (size_t i = 0; i < b->size(); ++i) {
+    if (!b->target(i).dns_name.empty()) EXPECT_EQ(b->target(i).host_header, "Backend.Internal.:8001");
+  }
 }
 
 TEST(BalancerTest, RetriesAvoidTriedTargetsWhileAnotherCanTakeTraffic) {
