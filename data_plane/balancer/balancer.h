@@ -12,6 +12,11 @@
 //   depend on it alone, so adding or removing one moves only the keys of its points.
 // - least-connections: the target with the fewest (this worker's) open attempts per weight.
 // - latency: not built yet; it balances as least-connections (docs/load-balancing.md).
+//
+// Health (data_plane/health/): when the upstream's health checks are on, every algorithm skips
+// targets whose shared TargetHealth record is unhealthy (round-robin walks on along its sequence,
+// consistent hashing along the continuum, so keys of healthy targets never move), and Pick finds
+// no target when none is healthy or the healthy share of the weight is below `threshold`.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -25,6 +30,8 @@
 #include "absl/types/span.h"
 #include "common/config/config_set.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/health/health_config.h"
+#include "data_plane/health/health_registry.h"
 
 namespace portico::dp {
 
@@ -42,6 +49,8 @@ struct BalancerTarget {
   std::string name;         // as configured: "10.0.0.1:8000"
   std::string host_header;  // the Host to send: the upstream's host_header, else host[:port]
   uint32_t weight = 0;
+  // Its health record (shared with every snapshot that has this target); null without a registry.
+  std::shared_ptr<TargetHealth> health;
 };
 
 class Balancer {
@@ -51,9 +60,11 @@ class Balancer {
 
   // `targets` are the upstream's (any order); those without an address this build can use (a
   // hostname: DNS comes later) or with weight 0 take no traffic. `workers` is the number of
-  // worker slots: each picking worker passes an index below it.
+  // worker slots: each picking worker passes an index below it. `health`: where the targets'
+  // health records live (null: health is never looked at). Fails on a bad `healthchecks` record.
   static absl::StatusOr<std::unique_ptr<const Balancer>> Compile(
-      const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers);
+      const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers,
+      HealthRegistry* health = nullptr);
   ~Balancer();
 
   const std::string& upstream_name() const { return upstream_name_; }
@@ -64,6 +75,24 @@ class Balancer {
   // Targets that can take traffic (an address, weight > 0).
   size_t eligible_count() const { return eligible_.size(); }
   const BalancerTarget& target(size_t i) const { return targets_[i]; }
+  const std::string& upstream_id() const { return upstream_id_; }
+  const HealthConfig& health_config() const { return *health_config_; }
+  // Health checks are on and a registry was given: picks look at target health.
+  bool health_checked() const { return health_on_; }
+  // A target that can take traffic (eligible) and is healthy (always, when health is not checked)
+  // and that is not in `tried`.
+  bool HasUntriedTarget(absl::Span<const uint32_t> tried) const;
+
+  // Passive health checks: what one attempt on `target` (a Pick result) saw. No-ops unless
+  // passive checks are on. Lock-free, no allocation (unless the target's state flips).
+  void ReportTcpFailure(int target) const { ReportPassive(target, HealthEvent::kTcpFailure, 0); }
+  void ReportTimeout(int target) const { ReportPassive(target, HealthEvent::kTimeout, 0); }
+  // A response head with `status`: a success or an http failure per the passive status lists
+  // (neither: nothing; passive type tcp: nothing).
+  void ReportHttpStatus(int target, int status) const;
+
+  // The targets with a health record, for HealthRegistry::Install and HealthChecker::Reconfigure.
+  void AppendHealthTargets(std::vector<HealthTarget>* out) const;
 
   // The target for one attempt, avoiding `tried` (targets earlier attempts used) while another
   // target can take traffic; kNoTarget when none can. `key_hash`: consistent hashing's key
@@ -82,8 +111,17 @@ class Balancer {
   int PickRoundRobin(int worker, absl::Span<const uint32_t> tried) const;
   int PickHashed(uint64_t key_hash, absl::Span<const uint32_t> tried) const;
   int PickLeastConnections(int worker, absl::Span<const uint32_t> tried) const;
+  bool Healthy(uint32_t target) const { return !health_on_ || targets_[target].health->healthy(); }
+  // Health checks on: some target is healthy and the healthy weight share reaches `threshold`
+  // (cached per worker until a target's state changes anywhere).
+  bool Available(int worker) const;
+  void ReportPassive(int target, HealthEvent event, int status) const;
 
-  std::string upstream_name_;
+  std::string upstream_name_, upstream_id_;
+  std::shared_ptr<const HealthConfig> health_config_;
+  bool health_on_ = false;   // health checks on and a registry given
+  bool passive_on_ = false;  // ... and passive checks count something
+  const std::atomic<uint64_t>* health_epoch_ = nullptr;  // the registry's
   Algorithm algorithm_ = Algorithm::kRoundRobin;
   HashSource hash_on_, hash_fallback_;
   std::vector<BalancerTarget> targets_;
