@@ -217,7 +217,7 @@ void Exchange::StartUpstream(bool allow_pooled) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address);
     if (!fresh.ok()) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
-      if (balancer != nullptr) balancer->ReportTcpFailure(balancer_target);
+      if (balancer != nullptr) balancer->ReportTcpFailure(balancer_target >= 0 ? balancer_target : health_target_);
       FailUpstream(502, dp::kMsgBadGateway);
       return;
     }
@@ -225,6 +225,8 @@ void Exchange::StartUpstream(bool allow_pooled) {
   }
   upstream_ = connection;
   head_reported_ = false;
+  // The stale-connection retry runs after EndAttempt (balancer_target reset): same target.
+  if (balancer_target >= 0) health_target_ = balancer_target;
   UpstreamTimeouts timeouts;
   timeouts.connect_ms = service->connect_timeout_ms;
   timeouts.write_ms = service->write_timeout_ms;
@@ -329,7 +331,7 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   response_status_ = response.status;
   // Passive health check of this attempt: its status (once per attempt; later failures of the
   // body are not counted).
-  if (balancer != nullptr && !head_reported_) balancer->ReportHttpStatus(balancer_target, response.status);
+  if (balancer != nullptr && !head_reported_) balancer->ReportHttpStatus(health_target_, response.status);
   head_reported_ = true;
   response_head = &response;
   RunResponseHeadSteps(response.status);
@@ -460,7 +462,7 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
 }
 
 void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_received) {
-  if (balancer == nullptr || balancer_target < 0 || head_reported_) return;
+  if (balancer == nullptr || health_target_ < 0 || head_reported_) return;
   // A connection closed before any byte while nothing of the body went out is retried once on a
   // fresh connection (a pooled connection the upstream had closed): not the target's failure.
   if (error == UpstreamError::kClosed && !response_bytes_received && !body_streamed_ && !stale_retry_used_) return;
@@ -469,12 +471,12 @@ void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_rece
     case UpstreamError::kConnectTimeout:
     case UpstreamError::kWriteTimeout:
     case UpstreamError::kReadTimeout:
-      balancer->ReportTimeout(balancer_target);
+      balancer->ReportTimeout(health_target_);
       break;
     case UpstreamError::kConnectFailed:
     case UpstreamError::kClosed:
     case UpstreamError::kInvalidResponse:
-      balancer->ReportTcpFailure(balancer_target);
+      balancer->ReportTcpFailure(health_target_);
       break;
   }
 }
@@ -527,6 +529,7 @@ void Exchange::Reset() {
   response_complete_ = false;
   stale_retry_used_ = false;
   head_reported_ = false;
+  health_target_ = -1;
   body_to_client_ = false;
   cancelled_ = false;
   response_status_ = 0;

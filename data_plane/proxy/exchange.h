@@ -171,6 +171,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool response_complete_ = false;
   bool stale_retry_used_ = false;
   bool head_reported_ = false;     // the current attempt's response head went to passive checks
+  int health_target_ = -1;         // the balancer target of the current attempt (passive checks)
   bool body_to_client_ = false;    // the upstream response's body goes to the client
   bool cancelled_ = false;         // Cancel() ran: the client connection is gone
   int response_status_ = 0;        // the status sent to the client (for log steps)
