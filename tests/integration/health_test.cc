@@ -221,5 +221,38 @@ TEST_F(HealthTest, NoHealthyTargetOrTooLittleHealthyWeightIsKongs503) {
   EXPECT_EQ(HealthOf("half", dead1), "UNHEALTHY");
 }
 
+TEST_F(HealthTest, PassiveTimeoutsTakeASilentTargetOutOfNonIdempotentTraffic) {
+  // A target that accepts (the kernel's backlog) and never answers.
+  uint16_t silent = 0;
+  const int fd = test_support::ListenOnLoopback(0, 64, &silent);
+  ASSERT_GE(fd, 0);
+  Admin("POST", "/upstreams", {{"name", "slow"}, {"healthchecks", {{"passive", {{"unhealthy", {{"timeouts", 1}}}}}}}},
+        201);
+  Admin("POST", "/services", {{"name", "slow"}, {"host", "slow"}, {"port", 80}, {"read_timeout", 300}}, 201);
+  Admin("POST", "/services/slow/routes", {{"paths", {"/slow"}}}, 201);
+  AddTarget("slow", silent);
+  AddTarget("slow", e1_.port());
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  // A POST is never sent to a second target: the one that meets the silent target gets 504. After
+  // that timeout the target is out, so only one does (without checks: every other one).
+  int timed_out = 0, answered = 0;
+  test_support::RawHttpClient client(dp_->proxy_port);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(client.Send("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"));
+    test_support::HttpReply r = client.ReadResponse();
+    ASSERT_TRUE(r.ok) << r.error;
+    if (r.status == 504) {
+      ++timed_out;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+      ++answered;
+    }
+  }
+  EXPECT_EQ(timed_out, 1);
+  EXPECT_EQ(answered, 7);
+  EXPECT_EQ(HealthOf("slow", silent), "UNHEALTHY");
+  close(fd);
+}
+
 }  // namespace
 }  // namespace portico::testing
