@@ -8,7 +8,8 @@
 // compared with the healthy/unhealthy http_statuses (a status in neither list counts nothing).
 // A connect error or reset is a tcp failure, no answer within `timeout` a timeout. Healthy
 // targets are probed every healthy.interval, unhealthy ones every unhealthy.interval (0: not in
-// that state), at most `concurrency` probes at once per upstream. Not built yet: `https`, `grpc`
+// that state), at most `concurrency` probes at once per upstream; weight-0 targets are not
+// probed. Not built yet: `https`, `grpc`
 // and `grpcs` probes (logged once per upstream, such targets are not probed) and targets given by
 // hostname (no address until DNS lands: HealthTarget::has_address).
 #include <memory>
