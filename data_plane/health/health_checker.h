@@ -5,13 +5,14 @@
 //
 // Probes: `tcp` — the connect succeeds; `http` — `GET <http_path> HTTP/1.1` with the target's
 // Host, the configured headers and `Connection: close`; the status line (at most 1 KiB read) is
-// compared with the healthy/unhealthy http_statuses (a status in neither list counts nothing).
-// A connect error or reset is a tcp failure, no answer within `timeout` a timeout. Healthy
-// targets are probed every healthy.interval, unhealthy ones every unhealthy.interval (0: not in
-// that state), at most `concurrency` probes at once per upstream; weight-0 targets are not
-// probed. Not built yet: `https`, `grpc`
-// and `grpcs` probes (logged once per upstream, such targets are not probed) and targets given by
-// hostname (no address until DNS lands: HealthTarget::has_address).
+// compared with the healthy/unhealthy http_statuses (a status in neither list counts nothing);
+// `https` — the same over TLS (SNI https_sni or the target's host name; with
+// https_verify_certificate, the system CAs and a name/IP check). A connect error, a reset or a
+// failed TLS handshake is a tcp failure, no answer within `timeout` a timeout. Healthy targets
+// are probed every healthy.interval, unhealthy ones every unhealthy.interval (0: not in that
+// state), at most `concurrency` probes at once per upstream; weight-0 targets are not probed.
+// Not built yet: `grpc` and `grpcs` probes (logged once per upstream, such targets are not
+// probed) and targets given by hostname (no address until DNS lands: HealthTarget::has_address).
 #include <memory>
 #include <vector>
 

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,8 +16,12 @@
 #include <string>
 #include <thread>
 
+#include <openssl/ssl.h>
+
 #include "absl/strings/str_cat.h"
+#include "common/tls/tls_files.h"
 #include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
 
 namespace portico::dp {
 namespace {
@@ -44,6 +49,7 @@ int Listen(uint16_t port, uint16_t* bound) {
 class TinyHttp {
  public:
   explicit TinyHttp(int status) : status_(status) {
+    signal(SIGPIPE, SIG_IGN);  // a probe may close first
     fd_ = Listen(0, &port_);
     thread_ = std::thread([this] {
       while (!stop_) {
@@ -181,7 +187,102 @@ TEST(HealthCheckerTest, ASilentTargetTimesOutAndStopCancelsProbesInFlight) {
   close(fd);
 }
 
-TEST(HealthCheckerTest, HttpsAndChecksOffAreNotProbed) {
+// A TLS server (the cluster CA's cp.crt: SAN localhost / 127.0.0.1, a CA no system trusts)
+// answering every request with `status`.
+class TinyHttps {
+ public:
+  TinyHttps(const std::string& cert, const std::string& key, int status) : status_(status) {
+    signal(SIGPIPE, SIG_IGN);  // a probe that refuses the certificate closes first
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    ok_ = ctx_ != nullptr && SSL_CTX_use_certificate_chain_file(ctx_, cert.c_str()) == 1 &&
+          SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM) == 1;
+    fd_ = Listen(0, &port_);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0) continue;
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        SSL* ssl = SSL_new(ctx_);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+          std::string head;
+          char buf[1024];
+          while (head.find("\r\n\r\n") == std::string::npos) {
+            const int n = SSL_read(ssl, buf, sizeof(buf));
+            if (n <= 0) break;
+            head.append(buf, static_cast<size_t>(n));
+          }
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            last_ = head;
+          }
+          const std::string reply = absl::StrCat("HTTP/1.1 ", status_, " X\r\nContent-Length: 0\r\n\r\n");
+          SSL_write(ssl, reply.data(), static_cast<int>(reply.size()));
+          SSL_shutdown(ssl);
+        } else {
+          ++handshake_failures_;
+        }
+        SSL_free(ssl);
+        close(c);
+      }
+    });
+  }
+  ~TinyHttps() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  bool ok() const { return ok_ && fd_ >= 0; }
+  uint16_t port() const { return port_; }
+  int handshake_failures() const { return handshake_failures_.load(); }
+  std::string last() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_;
+  }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  bool ok_ = false;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  int status_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> handshake_failures_{0};
+  std::mutex mu_;
+  std::string last_;
+  std::thread thread_;
+};
+
+TEST(HealthCheckerTest, HttpsProbesSpeakTlsAndVerifyTheCertificateWhenAsked) {
+  test_support::TempDir dir;
+  ASSERT_TRUE(GenerateClusterCertificates(dir.path(), {}, "dp-test").ok());
+  TinyHttps server(dir.File("cp.crt"), dir.File("cp.key"), 200);
+  ASSERT_TRUE(server.ok());
+  HealthRegistry registry;
+  HealthChecker checker;
+  ASSERT_TRUE(checker.Start().ok());
+  // Without verification: a 200 over TLS brings an unhealthy target back.
+  HealthTarget plain = Target(registry, server.port(),
+                              R"({"active":{"type":"https","https_verify_certificate":false,"http_path":"/tls",
+                                  "healthy":{"interval":0.05,"successes":1},
+                                  "unhealthy":{"interval":0.05,"tcp_failures":1}}})");
+  plain.record->Set(false, "test");
+  checker.Reconfigure({plain});
+  EXPECT_TRUE(WaitFor([&] { return plain.record->healthy(); })) << "an https probe succeeded";
+  EXPECT_EQ(server.last().rfind("GET /tls HTTP/1.1\r\n", 0), 0u) << server.last();
+  // With verification (Kong's default): the system CAs do not know the cluster CA: a tcp failure.
+  HealthTarget verified = Target(registry, server.port(),
+                                 R"({"active":{"type":"https","healthy":{"interval":0.05,"successes":1},
+                                     "unhealthy":{"interval":0.05,"tcp_failures":1}}})");
+  checker.Reconfigure({verified});
+  EXPECT_TRUE(WaitFor([&] { return !verified.record->healthy(); })) << "the certificate is not trusted";
+  EXPECT_TRUE(WaitFor([&] { return server.handshake_failures() >= 1; })) << "the probe aborted the handshake";
+  checker.Stop();
+}
+
+TEST(HealthCheckerTest, GrpcAndChecksOffAreNotProbed) {
   uint16_t port = 0;
   const int fd = Listen(0, &port);
   ASSERT_GE(fd, 0);
@@ -189,12 +290,15 @@ TEST(HealthCheckerTest, HttpsAndChecksOffAreNotProbed) {
   HealthRegistry registry;
   HealthChecker checker;
   ASSERT_TRUE(checker.Start().ok());
-  HealthTarget https = Target(registry, port,
-                              R"({"active":{"type":"https","healthy":{"interval":0.05},
-                                  "unhealthy":{"interval":0.05,"tcp_failures":1}}})");
-  checker.Reconfigure({https});
+  HealthTarget grpc = Target(registry, port,
+                             R"({"active":{"type":"grpc","healthy":{"interval":0.05},
+                                 "unhealthy":{"interval":0.05,"tcp_failures":1}}})");
+  HealthTarget off = Target(registry, port, R"({"active":{"type":"tcp","unhealthy":{"tcp_failures":1}}})");
+  off.target = "127.0.0.1:1";  // another key
+  checker.Reconfigure({grpc, off});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_TRUE(https.record->healthy()) << "https probes are not built: not probed";
+  EXPECT_TRUE(grpc.record->healthy()) << "grpc probes are not built: not probed";
+  EXPECT_TRUE(off.record->healthy()) << "no interval: not probed";
   checker.Stop();
 }
 
