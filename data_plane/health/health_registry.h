@@ -108,7 +108,8 @@ class HealthRegistry {
   // counters. NotFoundError when unknown; FailedPrecondition when the upstream's health checks are
   // off (its balancer does not look at health then).
   absl::Status SetManual(absl::string_view upstream, absl::string_view target, bool healthy);
-  // Called (any thread, no lock held) after a target's state flips.
+  // Called (any thread, no lock held) after a target's state flips. It may run on a proxy worker
+  // (passive checks): it must be quick and must not block (e.g. wake the heartbeat thread).
   void SetOnChange(std::function<void()> callback);
 
   // ---- for the snapshot compiler (one thread at a time)
