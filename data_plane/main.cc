@@ -24,6 +24,8 @@
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
 #include "data_plane/dns/resolver.h"
+#include "data_plane/health/health_checker.h"
+#include "data_plane/health/health_registry.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
@@ -119,7 +121,7 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
 
 HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state,
                             const SyncClient& sync, const ProxyServer& proxy,
-                            const DpMetrics& dp_metrics) {
+                            const DpMetrics& dp_metrics, const HealthRegistry& health) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
   }
@@ -147,6 +149,15 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                  {"loaded_from_cache", stats.loaded_from_cache},
                  {"persisted", stats.persisted},
                  {"persist_failures", stats.persist_failures}};
+    // This DP's view of its balanced targets (Kong's per-node health).
+    nlohmann::json targets = nlohmann::json::array();
+    for (const TargetHealthReport& t : health.Report()) {
+      targets.push_back({{"upstream_id", t.upstream_id},
+                         {"upstream", t.upstream_name},
+                         {"target", t.target},
+                         {"health", std::string(TargetHealthName(t.health))}});
+    }
+    j["targets_health"] = std::move(targets);
     return HttpResponse::Json(200, j.dump());
   }
   if (request.path == "/status/ready") {
@@ -227,22 +238,30 @@ int Serve(int argc, char** argv) {
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   proxy_options.dns_resolver = flags.Get("dns-resolver");
   proxy_options.dns_hostsfile = flags.Get("dns-hostsfile");
+  // Target health outlives every compiled config (balancers hold its records); the checker
+  // thread probes what each published snapshot balances over.
+  HealthRegistry health;
+  HealthChecker checker;
+  if (absl::Status s = checker.Start(); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();
 
   ServingState serving;
   // Runs on the sync client's thread: validate, compile off the workers, swap, then ACK.
-  ApplyConfigFn apply = [proxy_ptr, &serving](std::shared_ptr<const ConfigSet> config,
+  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker](std::shared_ptr<const ConfigSet> config,
                                               const ConfigVersion& version) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
-        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers());
+        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers(), &health);
     if (!runtime.ok()) return runtime.status();
     const auto compiled = std::chrono::steady_clock::now();
+    std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
+    checker.Reconfigure(health_targets);
+    health.Install(std::move(health_targets));
     // Where apply time goes besides decoding (the sync client logs the total).
     auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
@@ -308,8 +327,8 @@ int Serve(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, proxy_ptr, &dp_metrics](const HttpRequest& request) {
-        return StatusResponse(request, serving, *sync_ptr, *proxy_ptr, dp_metrics);
+      [&serving, sync_ptr, proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
+        return StatusResponse(request, serving, *sync_ptr, *proxy_ptr, dp_metrics, health);
       });
   if (!status.ok()) return Fail(status.status());
 
@@ -324,6 +343,7 @@ int Serve(int argc, char** argv) {
   PORTICO_LOG(kInfo, "dp", "signal ", sig, ", shutting down");
   (*status)->Stop();
   sync_ptr->Stop();
+  checker.Stop();
   proxy_ptr->Stop();
   return 0;
 }

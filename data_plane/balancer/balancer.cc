@@ -127,6 +127,8 @@ struct alignas(64) Balancer::WorkerSlot {
   uint64_t position = 0;  // round-robin: next index into sequence_
   uint64_t rotation = 0;  // least-connections: where ties start
   uint64_t random = 0;    // latency: xorshift64 state for the two random candidates
+  uint64_t health_epoch = UINT64_MAX;  // the registry epoch `available` was computed at
+  bool available = true;
 };
 
 Balancer::~Balancer() = default;
@@ -141,9 +143,23 @@ uint64_t Balancer::HashKey(absl::string_view key) {
 }
 
 absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
-    const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers) {
+    const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers,
+    HealthRegistry* health) {
   std::unique_ptr<Balancer> b(new Balancer());
   b->upstream_name_ = upstream.name();
+  b->upstream_id_ = upstream.id();
+  absl::StatusOr<std::shared_ptr<const HealthConfig>> health_config = ParseHealthConfig(upstream.healthchecks());
+  if (!health_config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream ", upstream.id(), ": ", health_config.status().message()));
+  }
+  b->health_config_ = *std::move(health_config);
+  if (health != nullptr) {
+    b->health_on_ = b->health_config_->enabled();
+    const PassiveHealthConfig& passive = b->health_config_->passive;
+    b->passive_on_ = b->health_on_ && (b->health_config_->passive_enabled() || passive.limits.successes > 0);
+    b->health_epoch_ = &health->epoch();
+  }
   const std::string& algorithm = upstream.algorithm();
   if (algorithm.empty() || algorithm == "round-robin") {
     b->algorithm_ = Algorithm::kRoundRobin;
@@ -185,6 +201,7 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
     bt.host_header = upstream.has_host_header() && !upstream.host_header().empty() ? upstream.host_header()
                      : (hp->port == 80 || hp->port == 443)                      ? host
                                                                                 : absl::StrCat(host, ":", hp->port);
+    if (health != nullptr) bt.health = health->Acquire(upstream.id(), upstream.name(), t->target(), upstream.healthchecks());
     if (bt.weight > 0) b->eligible_.push_back(static_cast<uint32_t>(b->targets_.size()));
     b->targets_.push_back(std::move(bt));
   }
@@ -258,6 +275,7 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
 int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tried, uint64_t now_ns) const {
   if (eligible_.empty()) return kNoTarget;
   if (worker < 0 || worker >= workers_) worker = 0;  // REQUIRES broken; stay in bounds
+  if (health_on_ && !Available(worker)) return kNoTarget;
   switch (algorithm_) {
     case Algorithm::kRoundRobin:
       return PickRoundRobin(worker, tried);
@@ -271,30 +289,52 @@ int Balancer::Pick(int worker, uint64_t key_hash, absl::Span<const uint32_t> tri
   return kNoTarget;
 }
 
+bool Balancer::Available(int worker) const {
+  WorkerSlot& slot = slots_[worker];
+  const uint64_t epoch = health_epoch_->load(std::memory_order_acquire);
+  if (slot.health_epoch == epoch) return slot.available;
+  uint64_t total = 0, healthy = 0;
+  for (uint32_t i : eligible_) {
+    total += targets_[i].weight;
+    if (targets_[i].health->healthy()) healthy += targets_[i].weight;
+  }
+  slot.available = healthy > 0 && static_cast<double>(healthy) * 100 >= health_config_->threshold * static_cast<double>(total);
+  slot.health_epoch = epoch;
+  return slot.available;
+}
+
 int Balancer::PickRoundRobin(int worker, absl::Span<const uint32_t> tried) const {
   WorkerSlot& slot = slots_[worker];
   const size_t n = sequence_.size();
-  uint32_t chosen = sequence_[slot.position % n];
-  if (!tried.empty()) {  // the next entry of another target, if there is one
-    for (size_t step = 0; step < n && Tried(tried, chosen); ++step) {
-      ++slot.position;
-      chosen = sequence_[slot.position % n];
+  // Pass 0: the next entry of a healthy target not tried yet; pass 1 (only with tried targets):
+  // the next healthy one.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t step = 0; step < n; ++step) {
+      const uint32_t chosen = sequence_[(slot.position + step) % n];
+      if (!Healthy(chosen) || (pass == 0 && !tried.empty() && Tried(tried, chosen))) continue;
+      slot.position += step + 1;
+      return static_cast<int>(chosen);
     }
+    if (tried.empty()) break;
   }
-  ++slot.position;
-  return static_cast<int>(chosen);
+  return kNoTarget;
 }
 
 int Balancer::PickHashed(uint64_t key_hash, absl::Span<const uint32_t> tried) const {
   auto it = std::lower_bound(continuum_.begin(), continuum_.end(), key_hash,
                              [](const Point& p, uint64_t h) { return p.hash < h; });
-  size_t at = it == continuum_.end() ? 0 : static_cast<size_t>(it - continuum_.begin());
-  if (!tried.empty()) {  // a retry walks on to the next point of another target
-    for (size_t step = 0; step < continuum_.size() && Tried(tried, continuum_[at].target); ++step) {
-      at = (at + 1) % continuum_.size();
+  const size_t first = it == continuum_.end() ? 0 : static_cast<size_t>(it - continuum_.begin());
+  const size_t n = continuum_.size();
+  // The key's point, else (an unhealthy or, on a retry, tried target) the next point of another.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t step = 0; step < n; ++step) {
+      const uint32_t target = continuum_[(first + step) % n].target;
+      if (!Healthy(target) || (pass == 0 && !tried.empty() && Tried(tried, target))) continue;
+      return static_cast<int>(target);
     }
+    if (tried.empty()) break;
   }
-  return static_cast<int>(continuum_[at].target);
+  return kNoTarget;
 }
 
 int Balancer::PickLeastConnections(int worker, absl::Span<const uint32_t> tried) const {
@@ -307,7 +347,7 @@ int Balancer::PickLeastConnections(int worker, absl::Span<const uint32_t> tried)
   for (int pass = 0; pass < 2 && best == kNoTarget; ++pass) {  // pass 1 allows tried targets
     for (size_t k = 0; k < n; ++k) {
       const uint32_t i = eligible_[(start + k) % n];
-      if (pass == 0 && Tried(tried, i)) continue;
+      if (!Healthy(i) || (pass == 0 && Tried(tried, i))) continue;
       const double load = static_cast<double>(open[i] + 1) / targets_[i].weight;
       if (best == kNoTarget || load < best_load) {
         best = static_cast<int>(i);
@@ -315,6 +355,7 @@ int Balancer::PickLeastConnections(int worker, absl::Span<const uint32_t> tried)
       }
     }
   }
+  if (best == kNoTarget) return kNoTarget;
   ++open[best];
   return best;
 }
@@ -354,7 +395,7 @@ int Balancer::PickLatency(int worker, absl::Span<const uint32_t> tried, uint64_t
   int drawn = 0;
   for (int draw = 0; draw < 4 && drawn < 2 && n > 1; ++draw) {
     const uint32_t i = eligible_[next_random() % n];
-    if (Tried(tried, i) || static_cast<int>(i) == best) continue;
+    if (!Healthy(i) || Tried(tried, i) || static_cast<int>(i) == best) continue;
     consider(i);
     ++drawn;
   }
@@ -362,11 +403,12 @@ int Balancer::PickLatency(int worker, absl::Span<const uint32_t> tried, uint64_t
     best = kNoTarget;
     for (int pass = 0; pass < 2 && best == kNoTarget; ++pass) {
       for (uint32_t i : eligible_) {
-        if (pass == 0 && Tried(tried, i)) continue;
+        if (!Healthy(i) || (pass == 0 && Tried(tried, i))) continue;
         consider(i);
       }
     }
   }
+  if (best == kNoTarget) return kNoTarget;
   ++connections_[connections_stride_ * static_cast<size_t>(worker) + static_cast<size_t>(best)];
   return best;
 }
@@ -384,6 +426,46 @@ void Balancer::RecordLatency(int worker, int target, uint64_t elapsed_ns, uint64
     estimate.ewma_ns = estimate.ewma_ns * keep + sample * (1 - keep);
   }
   estimate.stamp_ns = now_ns;
+}
+
+bool Balancer::HasUntriedTarget(absl::Span<const uint32_t> tried) const {
+  for (uint32_t i : eligible_) {
+    if (Healthy(i) && !Tried(tried, i)) return true;
+  }
+  return false;
+}
+
+void Balancer::ReportPassive(int target, HealthEvent event, int status) const {
+  if (!passive_on_ || target < 0 || static_cast<size_t>(target) >= targets_.size()) return;
+  targets_[target].health->Report(event, health_config_->passive.limits, "passive", status);
+}
+
+void Balancer::ReportHttpStatus(int target, int status) const {
+  if (!passive_on_) return;
+  const PassiveHealthConfig& passive = health_config_->passive;
+  if (passive.type == HealthCheckType::kTcp) return;
+  if (passive.unhealthy_statuses.Contains(status)) {
+    ReportPassive(target, HealthEvent::kHttpFailure, status);
+  } else if (passive.healthy_statuses.Contains(status)) {
+    ReportPassive(target, HealthEvent::kSuccess, status);
+  }
+}
+
+void Balancer::AppendHealthTargets(std::vector<HealthTarget>* out) const {
+  for (const BalancerTarget& t : targets_) {
+    if (t.health == nullptr) continue;
+    HealthTarget h;
+    h.upstream_id = upstream_id_;
+    h.upstream_name = upstream_name_;
+    h.target = t.name;
+    h.config = health_config_;
+    h.record = t.health;
+    h.has_address = !t.address.ip.empty();
+    h.address = t.address.address;
+    h.host_header = t.host_header;
+    h.weight = t.weight;
+    out->push_back(std::move(h));
+  }
 }
 
 void Balancer::Release(int worker, int target) const {

@@ -13,6 +13,11 @@
 // - least-connections: the target with the fewest (this worker's) open attempts per weight.
 // - latency: Kong's peak-EWMA (decay 10 s) of each target's response time as this worker saw it,
 //   times its open attempts + 1, over its weight; the lower of two random candidates wins.
+//
+// Health (data_plane/health/): when the upstream's health checks are on, every algorithm skips
+// targets whose shared TargetHealth record is unhealthy (round-robin walks on along its sequence,
+// consistent hashing along the continuum, so keys of healthy targets never move), and Pick finds
+// no target when none is healthy or the healthy share of the weight is below `threshold`.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -26,6 +31,8 @@
 #include "absl/types/span.h"
 #include "common/config/config_set.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/health/health_config.h"
+#include "data_plane/health/health_registry.h"
 
 namespace portico::dp {
 
@@ -48,6 +55,8 @@ struct BalancerTarget {
   // looks up (data_plane/dns). Empty for an IP literal or localhost.
   std::string dns_name;
   uint16_t dns_port = 0;
+  // Its health record (shared with every snapshot that has this target); null without a registry.
+  std::shared_ptr<TargetHealth> health;
 };
 
 class Balancer {
@@ -57,9 +66,11 @@ class Balancer {
 
   // `targets` are the upstream's (any order); those with weight 0 take no traffic; a hostname
   // target is resolved per request (BalancerTarget::dns_name). `workers` is the number of
-  // worker slots: each picking worker passes an index below it.
+  // worker slots: each picking worker passes an index below it. `health`: where the targets'
+  // health records live (null: health is never looked at). Fails on a bad `healthchecks` record.
   static absl::StatusOr<std::unique_ptr<const Balancer>> Compile(
-      const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers);
+      const config::v1::Upstream& upstream, const std::vector<const config::v1::Target*>& targets, int workers,
+      HealthRegistry* health = nullptr);
   ~Balancer();
 
   const std::string& upstream_name() const { return upstream_name_; }
@@ -70,6 +81,24 @@ class Balancer {
   // Targets that can take traffic (weight > 0).
   size_t eligible_count() const { return eligible_.size(); }
   const BalancerTarget& target(size_t i) const { return targets_[i]; }
+  const std::string& upstream_id() const { return upstream_id_; }
+  const HealthConfig& health_config() const { return *health_config_; }
+  // Health checks are on and a registry was given: picks look at target health.
+  bool health_checked() const { return health_on_; }
+  // A target that can take traffic (eligible) and is healthy (always, when health is not checked)
+  // and that is not in `tried`.
+  bool HasUntriedTarget(absl::Span<const uint32_t> tried) const;
+
+  // Passive health checks: what one attempt on `target` (a Pick result) saw. No-ops unless
+  // passive checks are on. Lock-free, no allocation (unless the target's state flips).
+  void ReportTcpFailure(int target) const { ReportPassive(target, HealthEvent::kTcpFailure, 0); }
+  void ReportTimeout(int target) const { ReportPassive(target, HealthEvent::kTimeout, 0); }
+  // A response head with `status`: a success or an http failure per the passive status lists
+  // (neither: nothing; passive type tcp: nothing).
+  void ReportHttpStatus(int target, int status) const;
+
+  // The targets with a health record, for HealthRegistry::Install and HealthChecker::Reconfigure.
+  void AppendHealthTargets(std::vector<HealthTarget>* out) const;
 
   // The target for one attempt, avoiding `tried` (targets earlier attempts used) while another
   // target can take traffic; kNoTarget when none can. `key_hash`: consistent hashing's key
@@ -100,8 +129,17 @@ class Balancer {
     double ewma_ns = 0;     // 0: no answer seen yet (the target is tried first)
     uint64_t stamp_ns = 0;  // when ewma_ns was last updated
   };
+  bool Healthy(uint32_t target) const { return !health_on_ || targets_[target].health->healthy(); }
+  // Health checks on: some target is healthy and the healthy weight share reaches `threshold`
+  // (cached per worker until a target's state changes anywhere).
+  bool Available(int worker) const;
+  void ReportPassive(int target, HealthEvent event, int status) const;
 
-  std::string upstream_name_;
+  std::string upstream_name_, upstream_id_;
+  std::shared_ptr<const HealthConfig> health_config_;
+  bool health_on_ = false;   // health checks on and a registry given
+  bool passive_on_ = false;  // ... and passive checks count something
+  const std::atomic<uint64_t>* health_epoch_ = nullptr;  // the registry's
   Algorithm algorithm_ = Algorithm::kRoundRobin;
   HashSource hash_on_, hash_fallback_;
   std::vector<BalancerTarget> targets_;

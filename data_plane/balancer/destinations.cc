@@ -28,7 +28,7 @@ bool IsIpv6(const std::string& host) {
 
 }  // namespace
 
-absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers) {
+absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers, HealthRegistry* health) {
   BalancerMap out;
   if (config.upstreams.empty()) return out;
   absl::flat_hash_map<std::string, std::vector<const config::v1::Target*>> targets;  // by upstream id
@@ -38,7 +38,8 @@ absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int worker
   for (const config::v1::Upstream& u : config.upstreams) {
     auto it = targets.find(u.id());
     absl::StatusOr<std::unique_ptr<const Balancer>> balancer =
-        Balancer::Compile(u, it == targets.end() ? std::vector<const config::v1::Target*>() : it->second, workers);
+        Balancer::Compile(u, it == targets.end() ? std::vector<const config::v1::Target*>() : it->second, workers,
+                          health);
     if (!balancer.ok()) return balancer.status();
     out.emplace(u.name(), *std::move(balancer));
   }

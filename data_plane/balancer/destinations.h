@@ -18,6 +18,7 @@
 namespace portico::dp {
 
 class Balancer;
+class HealthRegistry;
 
 // One address requests can be sent to. Upstream keep-alive pools are keyed by pool_key.
 struct Target {
@@ -79,7 +80,8 @@ using BalancerMap = absl::flat_hash_map<std::string, std::unique_ptr<const Balan
 // the balancer of the upstream its host names, from `balancers`).
 absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service& service,
                                                        const BalancerMap* balancers = nullptr);
-// Compiles the balancers of `config`'s upstreams with `workers` worker slots.
-absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers);
+// Compiles the balancers of `config`'s upstreams with `workers` worker slots; their targets'
+// health records come from `health` (null: health is not looked at).
+absl::StatusOr<BalancerMap> CompileBalancers(const ConfigSet& config, int workers, HealthRegistry* health = nullptr);
 
 }  // namespace portico::dp

@@ -218,12 +218,16 @@ void Exchange::StartUpstream(bool allow_pooled) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address);
     if (!fresh.ok()) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
+      if (balancer != nullptr) balancer->ReportTcpFailure(balancer_target >= 0 ? balancer_target : health_target_);
       FailUpstream(502, dp::kMsgBadGateway);
       return;
     }
     connection = *fresh;
   }
   upstream_ = connection;
+  head_reported_ = false;
+  // The stale-connection retry runs after EndAttempt (balancer_target reset): same target.
+  if (balancer_target >= 0) health_target_ = balancer_target;
   UpstreamTimeouts timeouts;
   timeouts.connect_ms = service->connect_timeout_ms;
   timeouts.write_ms = service->write_timeout_ms;
@@ -330,6 +334,10 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
     const uint64_t now_ns = uv_hrtime();
     balancer->RecordLatency(worker_index, balancer_target, now_ns - attempt_started_ns, now_ns);
   }
+  // Passive health check of this attempt: its status (once per attempt; later failures of the
+  // body are not counted).
+  if (balancer != nullptr && !head_reported_) balancer->ReportHttpStatus(health_target_, response.status);
+  head_reported_ = true;
   response_head = &response;
   RunResponseHeadSteps(response.status);
   response_head = nullptr;
@@ -414,6 +422,7 @@ void Exchange::OnUpstreamComplete() {
 
 void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_received) {
   upstream_ = nullptr;
+  if (!cancelled_) ReportFailedAttempt(error, response_bytes_received);
   EndAttempt();
   if (cancelled_) return;
   if (response_started_) {
@@ -457,9 +466,35 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
   FailUpstream(timeout ? 504 : 502, timeout ? dp::kMsgTimeout : dp::kMsgBadGateway);
 }
 
+void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_received) {
+  if (balancer == nullptr || health_target_ < 0 || head_reported_) return;
+  // A connection closed before any byte while nothing of the body went out is retried once on a
+  // fresh connection (a pooled connection the upstream had closed): not the target's failure.
+  if (error == UpstreamError::kClosed && !response_bytes_received && !body_streamed_ && !stale_retry_used_) return;
+  // Kong: a try that timed out (504) is a timeout, any other failed try a tcp failure.
+  switch (error) {
+    case UpstreamError::kConnectTimeout:
+    case UpstreamError::kWriteTimeout:
+    case UpstreamError::kReadTimeout:
+      balancer->ReportTimeout(health_target_);
+      break;
+    case UpstreamError::kConnectFailed:
+    case UpstreamError::kClosed:
+    case UpstreamError::kInvalidResponse:
+      balancer->ReportTcpFailure(health_target_);
+      break;
+  }
+}
+
 bool Exchange::UntriedTargetExists() const {
   if (service == nullptr) return false;
-  if (service->balancer != nullptr) return tried_count < service->balancer->eligible_count();
+  if (service->balancer != nullptr) {
+    return service->balancer->HasUntriedTarget(
+        {tried_targets, std::min<size_t>(tried_count, RequestContext::kMaxTriedTargets)});
+  }
+  if (!service->dns_name.empty()) {  // a DNS name: the next attempt takes the answer's next address
+    return dns_answer != nullptr && dns_answer->records().size() > static_cast<size_t>(attempt) + 1;
+  }
   return service->destinations.size() > static_cast<size_t>(attempt) + 1;
 }
 
@@ -501,6 +536,8 @@ void Exchange::Reset() {
   response_started_ = false;
   response_complete_ = false;
   stale_retry_used_ = false;
+  head_reported_ = false;
+  health_target_ = -1;
   body_to_client_ = false;
   cancelled_ = false;
   response_status_ = 0;

@@ -135,8 +135,10 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // The upstream head, a body read whole, and the body bytes held while connecting.
   void WriteRequestStart();
   void FailUpstream(int status, absl::string_view message);
-  // A target this request has not tried yet could take it.
+  // A (healthy) target this request has not tried yet could take it.
   bool UntriedTargetExists() const;
+  // Passive health check: the current attempt failed with `error` (no-op once its head was seen).
+  void ReportFailedAttempt(UpstreamError error, bool response_bytes_received);
   // The body went over RequestContext::request_body_limit: 413, or a close if the response started.
   void RefuseOversizedBody();
   void RunResponseHeadSteps(int status);
@@ -168,6 +170,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool response_started_ = false;  // a byte of the final response went to the client
   bool response_complete_ = false;
   bool stale_retry_used_ = false;
+  bool head_reported_ = false;     // the current attempt's response head went to passive checks
+  int health_target_ = -1;         // the balancer target of the current attempt (passive checks)
   bool body_to_client_ = false;    // the upstream response's body goes to the client
   bool cancelled_ = false;         // Cancel() ran: the client connection is gone
   int response_status_ = 0;        // the status sent to the client (for log steps)

@@ -13,7 +13,8 @@ namespace portico::dp {
 absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std::shared_ptr<const ConfigSet> config,
                                                                             ConfigVersion version,
                                                                             const PipelineExtensions& extensions,
-                                                                            int worker_slots) {
+                                                                            int worker_slots,
+                                                                            dp::HealthRegistry* health) {
   if (config == nullptr) return absl::InvalidArgumentError("no config");
   std::shared_ptr<RuntimeConfig> runtime(new RuntimeConfig());
   runtime->config_ = config;
@@ -23,7 +24,7 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   runtime->router_ = std::move(*built);
 
   runtime->worker_slots_ = std::max(1, worker_slots);
-  absl::StatusOr<dp::BalancerMap> balancers = dp::CompileBalancers(*config, runtime->worker_slots_);
+  absl::StatusOr<dp::BalancerMap> balancers = dp::CompileBalancers(*config, runtime->worker_slots_, health);
   if (!balancers.ok()) return balancers.status();
   runtime->balancers_ = *std::move(balancers);
   runtime->services_.reserve(config->services.size());
@@ -57,6 +58,12 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   for (const auto& step : extensions.buffered_body_steps) steps.AddBufferedResponseBody(step);
   for (const auto& step : extensions.log_steps) steps.AddLog(step);
   return std::shared_ptr<const RuntimeConfig>(std::move(runtime));
+}
+
+std::vector<dp::HealthTarget> RuntimeConfig::HealthTargets() const {
+  std::vector<dp::HealthTarget> out;
+  for (const auto& [name, balancer] : balancers_) balancer->AppendHealthTargets(&out);
+  return out;
 }
 
 const dp::UpstreamService* RuntimeConfig::FindService(const config::v1::Service* service) const {

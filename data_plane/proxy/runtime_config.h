@@ -11,6 +11,7 @@
 #include "common/config/config_set.h"
 #include "data_plane/balancer/destinations.h"
 #include "data_plane/dns/dns_cache.h"
+#include "data_plane/health/health_registry.h"
 #include "data_plane/pipeline/builtin_steps.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/router/router.h"
@@ -30,11 +31,14 @@ class RuntimeConfig {
  public:
   // Builds the router, the services and the pipeline (built-in steps, the plugin chain, then
   // `extensions` in their phases). Fails (and nothing changes for the caller) when the router
-  // cannot be built, a service is unusable (bad port, empty host) or a plugin does not compile.
+  // cannot be built, a service is unusable (bad port, empty host), an upstream's healthchecks
+  // record is invalid, or a plugin does not compile. `health`: the DP's target health records
+  // (outlives every config compiled with it; null: balancers ignore health).
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {},
-                                                                      int worker_slots = 1);
+                                                                      int worker_slots = 1,
+                                                                      dp::HealthRegistry* health = nullptr);
 
   const ConfigVersion& version() const { return version_; }
   const dp::Router& router() const { return *router_; }
@@ -42,6 +46,10 @@ class RuntimeConfig {
   const dp::Pipeline& pipeline() const { return pipeline_; }
   // The workers the balancers keep state for: a proxy with more workers must not use it.
   int worker_slots() const { return worker_slots_; }
+
+  // Every balanced target with a health record (compiled with a registry): what to hand to
+  // HealthRegistry::Install and HealthChecker::Reconfigure once this config is published.
+  std::vector<dp::HealthTarget> HealthTargets() const;
 
   // The compiled service for a service pointer returned by this config's router().Find()
   // (pointers into config().services); nullptr for any other pointer.

@@ -288,5 +288,178 @@ TEST(BalancerTest, WorkersStartAtDifferentPlacesOfTheSequence) {
   EXPECT_EQ(first.size(), 4u) << "four workers' first requests go to four targets";
 }
 
+
+// ---- health (data_plane/health/): picks skip unhealthy targets when the upstream's checks are on
+
+constexpr char kPassiveOn[] = R"({"passive":{"unhealthy":{"tcp_failures":1,"http_failures":1}}})";
+
+Upstream WithChecks(Upstream u, const std::string& healthchecks) {
+  u.set_healthchecks(healthchecks);
+  return u;
+}
+
+std::unique_ptr<const Balancer> BuildChecked(const Upstream& u, const Targets& targets, HealthRegistry* registry,
+                                             int workers = 1) {
+  absl::StatusOr<std::unique_ptr<const Balancer>> b = Balancer::Compile(u, targets.Pointers(), workers, registry);
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.ok() ? *std::move(b) : nullptr;
+}
+
+int IndexOf(const Balancer& b, const std::string& name) {
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (b.target(i).name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void SetHealthy(const Balancer& b, const std::string& name, bool healthy) {
+  b.target(static_cast<size_t>(IndexOf(b, name))).health->Set(healthy, "test");
+}
+
+Targets ThreeTargets() {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 100);
+  t.Add("10.0.0.3:8000", 100);
+  return t;
+}
+
+TEST(BalancerHealthTest, RoundRobinWalksPastUnhealthyTargets) {
+  HealthRegistry registry;
+  auto b = BuildChecked(WithChecks(MakeUpstream("round-robin"), kPassiveOn), ThreeTargets(), &registry);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->health_checked());
+  SetHealthy(*b, "10.0.0.2:8000", false);
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 300; ++i) ++counts[NameOf(*b, b->Pick(0, 0, {}))];
+  EXPECT_EQ(counts, (std::map<std::string, int>{{"10.0.0.1:8000", 150}, {"10.0.0.3:8000", 150}}));
+  SetHealthy(*b, "10.0.0.2:8000", true);
+  counts.clear();
+  for (int i = 0; i < 300; ++i) ++counts[NameOf(*b, b->Pick(0, 0, {}))];
+  EXPECT_EQ(counts["10.0.0.2:8000"], 100) << "healthy again: back in the sequence";
+}
+
+TEST(BalancerHealthTest, ConsistentHashingMovesOnlyTheKeysOfAnUnhealthyTarget) {
+  HealthRegistry registry;
+  auto b = BuildChecked(WithChecks(MakeUpstream("consistent-hashing"), kPassiveOn), ThreeTargets(), &registry);
+  ASSERT_NE(b, nullptr);
+  std::map<int, std::string> before;
+  for (int k = 0; k < 3000; ++k) before[k] = NameOf(*b, b->Pick(0, Balancer::HashKey(absl::StrCat("key-", k)), {}));
+  SetHealthy(*b, "10.0.0.3:8000", false);
+  int moved = 0;
+  for (const auto& [k, name] : before) {
+    const std::string now = NameOf(*b, b->Pick(0, Balancer::HashKey(absl::StrCat("key-", k)), {}));
+    if (name == "10.0.0.3:8000") {
+      EXPECT_NE(now, name);
+      EXPECT_NE(now, "<none>");
+      ++moved;
+    } else {
+      EXPECT_EQ(now, name) << "a healthy target keeps its keys";
+    }
+  }
+  EXPECT_NEAR(moved, 1000, 200);
+  SetHealthy(*b, "10.0.0.3:8000", true);
+  for (const auto& [k, name] : before) {
+    EXPECT_EQ(NameOf(*b, b->Pick(0, Balancer::HashKey(absl::StrCat("key-", k)), {})), name);
+  }
+}
+
+TEST(BalancerHealthTest, LeastConnectionsIgnoresUnhealthyTargets) {
+  HealthRegistry registry;
+  auto b = BuildChecked(WithChecks(MakeUpstream("least-connections"), kPassiveOn), ThreeTargets(), &registry);
+  ASSERT_NE(b, nullptr);
+  SetHealthy(*b, "10.0.0.1:8000", false);
+  std::map<std::string, int> open;
+  for (int i = 0; i < 10; ++i) ++open[NameOf(*b, b->Pick(0, 0, {}))];  // none released
+  EXPECT_EQ(open, (std::map<std::string, int>{{"10.0.0.2:8000", 5}, {"10.0.0.3:8000", 5}}));
+  // A retry that tried both healthy targets gets one of them again, never the unhealthy one.
+  const std::vector<uint32_t> tried = {static_cast<uint32_t>(IndexOf(*b, "10.0.0.2:8000")),
+                                       static_cast<uint32_t>(IndexOf(*b, "10.0.0.3:8000"))};
+  EXPECT_NE(NameOf(*b, b->Pick(0, 0, tried)), "10.0.0.1:8000");
+  EXPECT_FALSE(b->HasUntriedTarget(tried)) << "the untried target is unhealthy";
+  EXPECT_TRUE(b->HasUntriedTarget({tried.data(), 1}));
+}
+
+TEST(BalancerHealthTest, NoHealthyTargetOrHealthyWeightBelowThresholdFindsNoTarget) {
+  HealthRegistry registry;
+  for (const char* algorithm : {"round-robin", "consistent-hashing", "least-connections"}) {
+    SCOPED_TRACE(algorithm);
+    auto b = BuildChecked(WithChecks(MakeUpstream(algorithm), R"({"threshold":50,
+        "passive":{"unhealthy":{"tcp_failures":1}}})"), ThreeTargets(), &registry, /*workers=*/2);
+    ASSERT_NE(b, nullptr);
+    SetHealthy(*b, "10.0.0.1:8000", false);  // 66 % healthy
+    EXPECT_NE(b->Pick(0, 7, {}), Balancer::kNoTarget);
+    EXPECT_NE(b->Pick(1, 7, {}), Balancer::kNoTarget);
+    SetHealthy(*b, "10.0.0.2:8000", false);  // 33 % < 50 %
+    EXPECT_EQ(b->Pick(0, 7, {}), Balancer::kNoTarget);
+    EXPECT_EQ(b->Pick(1, 7, {}), Balancer::kNoTarget);
+    SetHealthy(*b, "10.0.0.2:8000", true);  // each worker sees the change
+    EXPECT_NE(b->Pick(0, 7, {}), Balancer::kNoTarget);
+    EXPECT_NE(b->Pick(1, 7, {}), Balancer::kNoTarget);
+    for (int i = 1; i <= 3; ++i) SetHealthy(*b, absl::StrCat("10.0.0.", i, ":8000"), true);
+  }
+  auto zero = BuildChecked(WithChecks(MakeUpstream("round-robin"), kPassiveOn), ThreeTargets(), &registry);
+  for (int i = 1; i <= 3; ++i) SetHealthy(*zero, absl::StrCat("10.0.0.", i, ":8000"), false);
+  EXPECT_EQ(zero->Pick(0, 0, {}), Balancer::kNoTarget) << "threshold 0: none healthy, none picked";
+}
+
+TEST(BalancerHealthTest, ChecksOffOrNoRegistryIgnoreHealth) {
+  HealthRegistry registry;
+  auto off = BuildChecked(MakeUpstream("round-robin"), ThreeTargets(), &registry);  // healthchecks ""
+  ASSERT_NE(off, nullptr);
+  EXPECT_FALSE(off->health_checked());
+  ASSERT_NE(off->target(0).health, nullptr) << "a record exists (reported HEALTHCHECKS_OFF)";
+  for (size_t i = 0; i < 3; ++i) off->target(i).health->Set(false, "test");
+  EXPECT_NE(off->Pick(0, 0, {}), Balancer::kNoTarget);
+  auto none = Build(WithChecks(MakeUpstream("round-robin"), kPassiveOn), ThreeTargets());
+  ASSERT_NE(none, nullptr);
+  EXPECT_FALSE(none->health_checked());
+  none->ReportTcpFailure(0);  // no record: nothing happens
+  EXPECT_NE(none->Pick(0, 0, {}), Balancer::kNoTarget);
+}
+
+TEST(BalancerHealthTest, PassiveReportsMarkTargetsAndStateSurvivesARecompile) {
+  HealthRegistry registry;
+  const Upstream u = WithChecks(MakeUpstream("round-robin"), kPassiveOn);
+  auto first = BuildChecked(u, ThreeTargets(), &registry);
+  ASSERT_NE(first, nullptr);
+  std::vector<HealthTarget> installed;
+  first->AppendHealthTargets(&installed);
+  ASSERT_EQ(installed.size(), 3u);
+  registry.Install(installed);
+  first->ReportHttpStatus(IndexOf(*first, "10.0.0.1:8000"), 200);
+  first->ReportHttpStatus(IndexOf(*first, "10.0.0.1:8000"), 404);  // in neither passive list
+  EXPECT_TRUE(first->target(static_cast<size_t>(IndexOf(*first, "10.0.0.1:8000"))).health->healthy());
+  first->ReportHttpStatus(IndexOf(*first, "10.0.0.1:8000"), 500);
+  first->ReportTcpFailure(IndexOf(*first, "10.0.0.2:8000"));
+  // The next snapshot (same upstream, same checks) keeps both targets unhealthy.
+  auto second = BuildChecked(u, ThreeTargets(), &registry);
+  ASSERT_NE(second, nullptr);
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 30; ++i) ++counts[NameOf(*second, second->Pick(0, 0, {}))];
+  EXPECT_EQ(counts, (std::map<std::string, int>{{"10.0.0.3:8000", 30}}));
+  std::vector<TargetHealthReport> report = registry.Report();
+  ASSERT_EQ(report.size(), 3u);
+  EXPECT_EQ(report[0].health, TargetHealthState::kUnhealthy);
+  EXPECT_EQ(report[1].health, TargetHealthState::kUnhealthy);
+  EXPECT_EQ(report[2].health, TargetHealthState::kHealthy);
+  // Passive type tcp: statuses are not looked at.
+  auto tcp = BuildChecked(WithChecks(MakeUpstream("round-robin"),
+                                     R"({"passive":{"type":"tcp","unhealthy":{"tcp_failures":1,"http_failures":1}}})"),
+                          ThreeTargets(), &registry);
+  tcp->ReportHttpStatus(0, 500);
+  EXPECT_TRUE(tcp->target(0).health->healthy());
+}
+
+TEST(BalancerHealthTest, ABadHealthchecksRecordFailsTheCompile) {
+  Targets t = ThreeTargets();
+  absl::StatusOr<std::unique_ptr<const Balancer>> b =
+      Balancer::Compile(WithChecks(MakeUpstream("round-robin"), R"({"active":{"timeout":"soon"}})"), t.Pointers(), 1);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(b.status().message().find("healthchecks.active.timeout: expected a number"), absl::string_view::npos)
+      << b.status();
+}
+
 }  // namespace
 }  // namespace portico::dp
