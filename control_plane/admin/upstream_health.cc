@@ -229,6 +229,12 @@ HttpResponse UpstreamHealthEndpoints::Health(const HttpRequest& request, const s
   json body = ListBody(std::move(data), request.path, listed->has_more, last_id, next_suffix);
   body["node_id"] = node_id_;
   body["reporting_data_planes"] = reports.size();
+  // DPs whose report was cut (more than 10,000 entries): a target they do not list may be missing.
+  json truncated = json::array();
+  for (const DataPlaneTargetHealth& dp : reports) {
+    if (dp.truncated) truncated.push_back(dp.node_id);
+  }
+  body["truncated_reports"] = std::move(truncated);
   return JsonResponse(200, body);
 }
 
