@@ -233,7 +233,8 @@ std::string SyncServer::TargetHealthMetricsText() const {
   for (const DataPlaneTargetHealth& dp : reports) {
     for (const TargetHealthEntry& t : *dp.targets) {
       const bool up = t.health == kHealthHealthy || t.health == kHealthChecksOff;
-      rows.push_back({&t.upstream_name, &t.target, &dp.node_id, up});
+      // The name, as Kong's upstream_target_health labels it; the id from a DP that sent none.
+      rows.push_back({t.upstream_name.empty() ? &t.upstream_id : &t.upstream_name, &t.target, &dp.node_id, up});
     }
   }
   auto key = [](const Row& r) { return std::tie(*r.upstream, *r.target, *r.node); };

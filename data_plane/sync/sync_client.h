@@ -114,7 +114,10 @@ class SyncClient {
   // 0 if never.
   double last_sync_unix() const;
   // The health view changed: send a heartbeat with it soon (at most one early heartbeat per
-  // health_heartbeat_min_gap). Any thread; never blocks on the network.
+  // health_heartbeat_min_gap; calls in between are coalesced). Any thread; never blocks on the
+  // network. The registry behind `target_health` calls it on every change of its view, including
+  // targets added or removed by a config apply (the first report of a stream, sent right after
+  // the CP's HelloReply, may come before the DP has any config).
   void NotifyTargetHealthChanged();
   void Stop();                    // cancels the stream, joins; idempotent, prompt (< 1 s)
 
