@@ -145,7 +145,10 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                  {"refusals", stats.refusals},
                  {"loaded_from_cache", stats.loaded_from_cache},
                  {"persisted", stats.persisted},
-                 {"persist_failures", stats.persist_failures}};
+                 {"persist_failures", stats.persist_failures},
+                 {"health_reports", stats.health_reports},
+                 {"health_overrides", stats.health_overrides},
+                 {"health_override_failures", stats.health_override_failures}};
     return HttpResponse::Json(200, j.dump());
   }
   if (request.path == "/status/ready") {

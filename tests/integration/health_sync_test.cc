@@ -127,6 +127,10 @@ TEST(HealthSyncIntegration, CpBinaryShowsDataPlaneViewsAndSendsOverrides) {
   }
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(real_dp.process->Log(), "not applied"); }, 10s))
       << cluster.Logs();
+  const json dp_sync = cluster.DpStatus(real_dp)["sync"];
+  EXPECT_EQ(dp_sync["health_overrides"], 1) << dp_sync.dump();
+  EXPECT_EQ(dp_sync["health_override_failures"], 1) << dp_sync.dump();
+  EXPECT_EQ(dp_sync["health_reports"], 0) << dp_sync.dump();  // no registry wired yet
   EXPECT_TRUE(absl::StrContains(cluster.cp()->Log(), "sent to 2 data plane(s): dp-hooks, dp-it")) << cluster.Logs();
   EXPECT_EQ(cluster.Admin("POST", "/upstreams/a.internal/targets/10.0.0.9:80/healthy").status, 404);
   (*client)->Stop();
