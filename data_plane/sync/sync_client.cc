@@ -90,11 +90,13 @@ class SyncClient::Impl {
   void Run();
   void Stop();
   void NotifyTargetHealthChanged() {
+    bool already = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      already = health_dirty_;
       health_dirty_ = true;
     }
-    cv_.notify_all();
+    if (!already) cv_.notify_all();  // a burst of changes wakes the heartbeat thread once
   }
   double LastSyncUnix() const {
     std::lock_guard<std::mutex> lock(mu_);
