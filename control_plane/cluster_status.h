@@ -4,6 +4,7 @@
 // control_plane/admin. No gRPC or protobuf types here.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,38 @@ struct ConfigBuildStatus {
   uint64_t corrupt_row_count = 0;
 };
 
+// Target health as data planes report it in their heartbeats (docs/sync.md "Target health").
+inline constexpr char kHealthHealthy[] = "HEALTHY";
+inline constexpr char kHealthUnhealthy[] = "UNHEALTHY";
+inline constexpr char kHealthDnsError[] = "DNS_ERROR";
+inline constexpr char kHealthChecksOff[] = "HEALTHCHECKS_OFF";
+
+// One target of one upstream, as one DP sees it.
+struct TargetHealthEntry {
+  std::string upstream_id;
+  std::string upstream_name;
+  std::string target;  // "host:port", the stored form
+  std::string health;  // one of the kHealth* words
+};
+
+// The latest health report of one connected DP.
+struct DataPlaneTargetHealth {
+  std::string node_id;
+  std::string hostname;
+  int64_t reported_at = 0;  // Clock seconds of the last heartbeat that carried or confirmed it
+  bool truncated = false;   // the DP had more entries than it could send
+  std::shared_ptr<const std::vector<TargetHealthEntry>> targets;  // never null
+};
+
+// A manual override to send to every connected DP (POST /upstreams/{u}/targets/{t}/healthy).
+struct TargetHealthOverride {
+  std::string id;  // for the logs of both sides
+  std::string upstream_id;
+  std::string upstream_name;
+  std::string target;
+  bool healthy = true;
+};
+
 class DataPlaneStatusSource {
  public:
   virtual ~DataPlaneStatusSource() = default;
@@ -72,6 +105,9 @@ class DataPlaneStatusSource {
   virtual std::vector<DataPlaneStatus> ListDataPlanes() const = 0;
   // Thread-safe; the default (a source without a builder) is `known = false`.
   virtual ConfigBuildStatus BuildStatus() const { return {}; }
+  // Thread-safe: the latest target-health report of every connected DP that sends them, sorted
+  // by node id (a DP that never reported, or whose stream is down, is not listed).
+  virtual std::vector<DataPlaneTargetHealth> TargetHealth() const { return {}; }
 };
 
 }  // namespace portico::cp

@@ -211,7 +211,14 @@ int Serve(int argc, char** argv) {
   admin_options.admin_listen = flags.Get("admin-listen");
   admin_options.cluster_listen = flags.Get("cluster-listen");
   admin_options.database_path = flags.Get("db");
-  admin_options.metrics_text = [&registry] { return registry.Render(); };
+  // The registry's metrics, then portico_upstream_target_health (one series per connected DP and
+  // target it reports, rendered from the DPs' heartbeats).
+  admin_options.metrics_text = [&registry, sync_ptr] {
+    return registry.Render() + sync_ptr->TargetHealthMetricsText();
+  };
+  admin_options.send_health_override = [sync_ptr](const TargetHealthOverride& command) {
+    return sync_ptr->SendHealthOverride(command);
+  };
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;

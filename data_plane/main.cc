@@ -148,7 +148,10 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                  {"refusals", stats.refusals},
                  {"loaded_from_cache", stats.loaded_from_cache},
                  {"persisted", stats.persisted},
-                 {"persist_failures", stats.persist_failures}};
+                 {"persist_failures", stats.persist_failures},
+                 {"health_reports", stats.health_reports},
+                 {"health_overrides", stats.health_overrides},
+                 {"health_override_failures", stats.health_override_failures}};
     // This DP's view of its balanced targets (Kong's per-node health).
     nlohmann::json targets = nlohmann::json::array();
     for (const TargetHealthReport& t : health.Report()) {
@@ -249,7 +252,15 @@ int Serve(int argc, char** argv) {
 
   ServingState serving;
   // Runs on the sync client's thread: validate, compile off the workers, swap, then ACK.
-  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker](std::shared_ptr<const ConfigSet> config,
+  // Where health changes are announced (an early heartbeat); set once the sync client runs.
+  std::atomic<SyncClient*> health_listener{nullptr};
+  auto announce_health = [&health_listener] {
+    if (SyncClient* client = health_listener.load(std::memory_order_acquire); client != nullptr) {
+      client->NotifyTargetHealthChanged();
+    }
+  };
+  health.SetOnChange(announce_health);  // a target's state flipped (any thread; never blocks)
+  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health](std::shared_ptr<const ConfigSet> config,
                                               const ConfigVersion& version) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
@@ -262,6 +273,7 @@ int Serve(int argc, char** argv) {
     proxy_ptr->Publish(*std::move(runtime));
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
+    announce_health();  // targets may have come or gone
     // Where apply time goes besides decoding (the sync client logs the total).
     auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
@@ -315,6 +327,32 @@ int Serve(int argc, char** argv) {
     sync_options.plugins = absl::StrSplit(announced, ',', absl::SkipEmpty());
   }
   sync_options.requests_total = [proxy_ptr] { return proxy_ptr->requests_total(); };
+  // This DP's view of target health goes to the CP in heartbeats; the CP's manual overrides
+  // (POST /upstreams/{u}/targets/{t}/healthy|unhealthy) come back to the registry.
+  sync_options.target_health = [&health] {
+    std::vector<TargetHealthView> views;
+    for (TargetHealthReport& t : health.Report()) {
+      views.push_back(TargetHealthView{std::move(t.upstream_id), std::move(t.upstream_name), std::move(t.target),
+                                       std::string(TargetHealthName(t.health))});
+    }
+    return views;
+  };
+  sync_options.on_health_override = [&health](const HealthOverrideCommand& command) {
+    absl::Status s = health.SetManual(command.upstream_id, command.target, command.healthy);
+    if (absl::IsNotFound(s) && !command.upstream_name.empty()) {
+      s = health.SetManual(command.upstream_name, command.target, command.healthy);
+    }
+    const std::string what = absl::StrCat(
+        "health override from the control plane: target ", command.target, " of upstream ",
+        command.upstream_name.empty() ? command.upstream_id : command.upstream_name, " set ",
+        command.healthy ? "healthy" : "unhealthy");
+    if (s.ok()) {
+      PORTICO_LOG(kInfo, "dp", what);
+    } else {
+      PORTICO_LOG(kWarn, "dp", what, " refused: ", s.message());
+    }
+    return s;
+  };
   Registry registry;
   DpMetrics dp_metrics(&registry);
   sync_options.on_applied = [&dp_metrics](absl::Duration took) {
@@ -323,6 +361,7 @@ int Serve(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply, test_hooks.get());
   if (!sync.ok()) return Fail(sync.status());
   SyncClient* sync_ptr = sync->get();
+  health_listener.store(sync_ptr, std::memory_order_release);
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
@@ -345,6 +384,7 @@ int Serve(int argc, char** argv) {
   sync_ptr->Stop();
   checker.Stop();
   proxy_ptr->Stop();
+  health_listener.store(nullptr, std::memory_order_release);  // no worker or checker reports any more
   return 0;
 }
 

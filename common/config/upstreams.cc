@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -282,6 +283,22 @@ json NormalizeUpstreamHealthchecks(const json& record, FieldErrors* errors) {
   f.Record("passive", &Passive);
   f.Number("threshold", 0, 0, 100);
   return f.Finish();
+}
+
+bool UpstreamUsesHealthchecks(const json& record) {
+  auto nonzero = [&record](std::initializer_list<const char*> path) {
+    const json* node = &record;
+    for (const char* key : path) {
+      if (!node->is_object()) return false;
+      auto it = node->find(key);
+      if (it == node->end()) return false;
+      node = &*it;
+    }
+    return node->is_number() && node->get<double>() != 0;
+  };
+  return nonzero({"active", "healthy", "interval"}) || nonzero({"active", "unhealthy", "interval"}) ||
+         nonzero({"passive", "unhealthy", "tcp_failures"}) || nonzero({"passive", "unhealthy", "timeouts"}) ||
+         nonzero({"passive", "unhealthy", "http_failures"});
 }
 
 const std::string& DefaultUpstreamHealthchecksJson() {

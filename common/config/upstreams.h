@@ -49,6 +49,12 @@ std::string KongCookieNameError(absl::string_view name);
 // meaningless when errors were added.
 nlohmann::json NormalizeUpstreamHealthchecks(const nlohmann::json& record, FieldErrors* errors);
 
+// Kong's is_upstream_using_healthcheck: whether a `healthchecks` record (normalized, or partial:
+// a missing field counts as its default 0) turns any check on: an active `healthy.interval` or
+// `unhealthy.interval`, or a passive `unhealthy` counter (`tcp_failures`, `timeouts`,
+// `http_failures`) other than 0. When false, Kong reports every target HEALTHCHECKS_OFF.
+bool UpstreamUsesHealthchecks(const nlohmann::json& record);
+
 // The normalized record of `{}`: every default (as JSON text, for the descriptor's default).
 const std::string& DefaultUpstreamHealthchecksJson();
 

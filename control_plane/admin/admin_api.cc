@@ -17,6 +17,7 @@
 #include "control_plane/admin/admin_responses.h"
 #include "control_plane/admin/entity_endpoints.h"
 #include "control_plane/admin/request_decoding.h"
+#include "control_plane/admin/upstream_health.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
 #include "nlohmann/json.hpp"
@@ -39,6 +40,7 @@ class AdminApi::Impl {
        std::function<void()> on_config_change, const Clock& clock)
       : store_(*store),
         entities_(*store),
+        health_(*store, data_planes, options.node_id, options.send_health_override),
         data_planes_(data_planes),
         options_(std::move(options)),
         on_config_change_(std::move(on_config_change)),
@@ -56,6 +58,7 @@ class AdminApi::Impl {
 
   Store& store_;
   EntityEndpoints entities_;
+  UpstreamHealthEndpoints health_;
   const DataPlaneStatusSource* data_planes_;
   const AdminOptions options_;
   const std::function<void()> on_config_change_;
@@ -106,6 +109,7 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     if (method != "GET") return MethodNotAllowed();
     return PluginSchemaResponse(seg[2]);
   }
+  if (std::optional<HttpResponse> response = health_.Handle(request, seg)) return *std::move(response);
   if (std::optional<HttpResponse> response = entities_.Handle(request, seg, committed)) return *std::move(response);
   return NotFound();
 }

@@ -2,11 +2,13 @@
 // The Admin API (Kong 3.x shapes, docs/admin-api.md): turns one HttpRequest into one
 // HttpResponse. No sockets; the HTTP server that calls Handle() is elsewhere (it answers 413
 // for oversized bodies itself). The entity endpoints are those of the store's entity kinds
-// (entity_endpoints.h); this adds /, /status, /metrics and /clustering/*.
+// (entity_endpoints.h); this adds /, /status, /metrics, /clustering/* and the target-health
+// endpoints (upstream_health.h).
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/base/clock.h"
 #include "common/http/message.h"
@@ -15,6 +17,7 @@ namespace portico::cp {
 
 class Store;
 class DataPlaneStatusSource;
+struct TargetHealthOverride;
 
 struct AdminOptions {
   std::string node_id;
@@ -24,6 +27,9 @@ struct AdminOptions {
   std::string database_path;   // shown by GET /
   // Prometheus text for GET /metrics (thread-safe); empty = /metrics answers 404.
   std::function<std::string()> metrics_text;
+  // Sends a manual target-health override to every connected DP and returns their node ids
+  // (POST /upstreams/{u}/targets/{t}/healthy|unhealthy); empty = sent to none (still 204).
+  std::function<std::vector<std::string>(const TargetHealthOverride&)> send_health_override;
 };
 
 class AdminApi {

@@ -26,6 +26,40 @@ constexpr uint32_t kProtocolVersion = 1;
 constexpr size_t kMaxErrorText = 4096;
 // How long a Goaway may wait behind a chunk write in flight before the stream is cancelled.
 constexpr auto kGoawayGrace = std::chrono::milliseconds(1000);
+// Target-health reports: entries kept per DP, and the longest id/name/target kept (longer ones,
+// and unknown health words, are dropped: a report is shown, never trusted to be well formed).
+constexpr size_t kMaxHealthEntries = 10000;
+constexpr size_t kMaxHealthField = 512;
+// Control messages (mostly health overrides) waiting on one stream; more are not queued (a DP
+// that reads nothing must not grow the CP's memory).
+constexpr size_t kMaxQueuedControl = 1024;
+
+bool KnownHealth(const std::string& health) {
+  return health == kHealthHealthy || health == kHealthUnhealthy || health == kHealthDnsError ||
+         health == kHealthChecksOff;
+}
+
+// The entries of a FULL report that can be shown; *truncated when some were left out.
+std::shared_ptr<const std::vector<TargetHealthEntry>> ParseHealthReport(const sync::v1::Heartbeat& heartbeat,
+                                                                        bool* truncated) {
+  auto entries = std::make_shared<std::vector<TargetHealthEntry>>();
+  *truncated = heartbeat.target_health_truncated();
+  const auto& in = heartbeat.target_health();
+  entries->reserve(std::min<size_t>(static_cast<size_t>(in.size()), kMaxHealthEntries));
+  for (const sync::v1::TargetHealth& t : in) {
+    if (entries->size() == kMaxHealthEntries) {
+      *truncated = true;
+      break;
+    }
+    if (!KnownHealth(t.health()) || t.target().empty() || t.target().size() > kMaxHealthField ||
+        t.upstream_id().size() > kMaxHealthField || t.upstream_name().size() > kMaxHealthField ||
+        (t.upstream_id().empty() && t.upstream_name().empty())) {
+      continue;
+    }
+    entries->push_back({t.upstream_id(), t.upstream_name(), t.target(), t.health()});
+  }
+  return entries;
+}
 
 std::string Truncate(std::string text) {
   if (text.size() > kMaxErrorText) text.resize(kMaxErrorText);
@@ -130,6 +164,14 @@ DpSession::DpSession(SyncHub& hub, grpc::CallbackServerContext* context)
 }
 
 void DpSession::OnReadDone(bool ok) {
+  // A health report is parsed before the hub's lock is taken (it may hold 10,000 entries). `in_`
+  // is not written until the next StartRead, below.
+  std::shared_ptr<const std::vector<TargetHealthEntry>> health;
+  bool health_truncated = false;
+  if (ok && in_.has_heartbeat() && in_.heartbeat().health_report() == sync::v1::Heartbeat::FULL) {
+    health = ParseHealthReport(in_.heartbeat(), &health_truncated);
+    if (health_truncated) in_.mutable_heartbeat()->set_target_health_truncated(true);
+  }
   std::lock_guard<std::mutex> lock(hub_.mu);
   if (!ok) {
     CloseLocked("stream closed by the data plane", sync::v1::Goaway::UNKNOWN, grpc::Status::OK);
@@ -145,7 +187,7 @@ void DpSession::OnReadDone(bool ok) {
     }
     HandleHelloLocked(in_.hello());
   } else {
-    HandleMessageLocked(in_);
+    HandleMessageLocked(in_, std::move(health));
   }
   if (!closing_) StartRead(&in_);
 }
@@ -228,6 +270,8 @@ void DpSession::CloseLocked(const std::string& reason, sync::v1::Goaway::Code go
     record.active_session = 0;
     record.status.state = "disconnected";
     record.status.connected_since = 0;
+    record.health_reported = false;  // shown for connected DPs only
+    record.health.reset();
     if (record.status.last_error.empty() || record.nacked.empty()) record.status.last_error = reason;
     hub_.UpdateConnectedGaugeLocked();
     PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " disconnected: ", reason);
@@ -293,6 +337,8 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   }
   record.active_session = id_;
   record.serving = serving_;
+  record.health_reported = false;  // until this stream's first heartbeat with a report
+  record.health.reset();
   std::shared_ptr<const BuiltSnapshot> latest = hub_.latest;
   const bool up_to_date = latest && latest->version == serving_;
   status.sync_status = "normal";
@@ -347,7 +393,49 @@ bool DpSession::AcceptReplyLocked(const char* what, uint64_t nonce, const sync::
   return true;
 }
 
-void DpSession::HandleMessageLocked(const DpMessage& msg) {
+void DpSession::ApplyHealthReportLocked(const sync::v1::Heartbeat& heartbeat,
+                                        std::shared_ptr<const std::vector<TargetHealthEntry>> health) {
+  DataPlaneTable::Record& record = RecordLocked();
+  switch (heartbeat.health_report()) {
+    case sync::v1::Heartbeat::FULL:
+      record.health_reported = true;
+      record.health_truncated = heartbeat.target_health_truncated();
+      record.health = health ? std::move(health) : std::make_shared<const std::vector<TargetHealthEntry>>();
+      record.health_reported_at = hub_.clock.NowSeconds();
+      break;
+    case sync::v1::Heartbeat::UNCHANGED:
+      if (record.health_reported) record.health_reported_at = hub_.clock.NowSeconds();
+      break;
+    default:  // NONE (an older DP, or one without a health registry)
+      record.health_reported = false;
+      record.health.reset();
+      break;
+  }
+}
+
+bool DpSession::QueueHealthOverrideLocked(const TargetHealthOverride& command, std::string* node_id) {
+  if (closing_ || phase_ != Phase::kActive || !OwnerLocked()) return false;
+  if (control_.size() >= kMaxQueuedControl) {
+    PORTICO_LOG(kWarn, kLog, "dp ", node_id_, ": not sending health override ", command.id, ": ",
+                control_.size(), " messages already wait on its stream");
+    return false;
+  }
+  CpMessage msg;
+  sync::v1::HealthOverride* o = msg.mutable_health_override();
+  o->set_id(command.id);
+  o->set_upstream_id(command.upstream_id);
+  o->set_upstream_name(command.upstream_name);
+  o->set_target(command.target);
+  o->set_healthy(command.healthy);
+  control_.push_back(std::move(msg));
+  *node_id = node_id_;
+  PORTICO_LOG(kDebug, kLog, "dp ", node_id_, ": queued health override ", command.id);
+  PumpLocked();
+  return true;
+}
+
+void DpSession::HandleMessageLocked(const DpMessage& msg,
+                                    std::shared_ptr<const std::vector<TargetHealthEntry>> health) {
   const bool owner = OwnerLocked();
   if (owner) RecordLocked().status.last_seen = hub_.clock.NowSeconds();
   switch (msg.msg_case()) {
@@ -385,6 +473,7 @@ void DpSession::HandleMessageLocked(const DpMessage& msg) {
       break;
     }
     case DpMessage::kHeartbeat:
+      if (owner) ApplyHealthReportLocked(msg.heartbeat(), std::move(health));
       if (unacked_) break;  // the ACK/NACK decides what it serves
       MarkServingLocked(FromVersionRef(msg.heartbeat().serving()));
       break;

@@ -46,6 +46,7 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   void GrantSendSlotLocked() override;
   void CloseDrainingLocked() override;
   void CloseReplacedLocked() override;
+  bool QueueHealthOverrideLocked(const TargetHealthOverride& command, std::string* node_id) override;
 
  private:
   enum class Phase { kAwaitHello, kActive };
@@ -58,7 +59,11 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   // the refusal (unless a stream of that node is live).
   void RefuseLocked(DataPlaneStatus status, const char* sync_status, const char* state, const std::string& reason,
                     sync::v1::Goaway::Code goaway, grpc::StatusCode code, bool record);
-  void HandleMessageLocked(const sync::v1::DpMessage& msg);
+  // `health`: the entries of a FULL heartbeat health report, parsed before the lock was taken.
+  void HandleMessageLocked(const sync::v1::DpMessage& msg,
+                           std::shared_ptr<const std::vector<TargetHealthEntry>> health);
+  void ApplyHealthReportLocked(const sync::v1::Heartbeat& heartbeat,
+                               std::shared_ptr<const std::vector<TargetHealthEntry>> health);
   // The ACK/NACK of the snapshot in flight (false, logged, for a stale nonce): nothing is
   // un-ACKed any more, and the DP serves `serving`.
   bool AcceptReplyLocked(const char* what, uint64_t nonce, const sync::v1::VersionRef& serving);
@@ -90,7 +95,8 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   sync::v1::DpMessage in_;
   sync::v1::CpMessage out_;
   bool write_in_flight_ = false;
-  std::deque<sync::v1::CpMessage> control_;  // HelloReply / UpToDate; at most two
+  // HelloReply / UpToDate (at most two) and HealthOverrides (bounded by QueueHealthOverrideLocked).
+  std::deque<sync::v1::CpMessage> control_;
 
   // The snapshot being written (chunks) and the un-ACKed one.
   std::shared_ptr<const BuiltSnapshot> sending_;

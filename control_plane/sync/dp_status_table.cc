@@ -20,6 +20,20 @@ void DataPlaneTable::RecordRejected(const std::string& node_id, const DataPlaneS
   record.serving = ConfigVersion{};
 }
 
+std::vector<DataPlaneTargetHealth> DataPlaneTable::TargetHealth() const {
+  std::vector<DataPlaneTargetHealth> out;
+  for (const auto& [id, record] : nodes_) {
+    if (record.active_session == 0 || !record.health_reported || !record.health) continue;
+    DataPlaneTargetHealth& dp = out.emplace_back();
+    dp.node_id = id;
+    dp.hostname = record.status.hostname;
+    dp.reported_at = record.health_reported_at;
+    dp.truncated = record.health_truncated;
+    dp.targets = record.health;  // shared, immutable: no copy of the entries under the lock
+  }
+  return out;
+}
+
 size_t DataPlaneTable::connected() const {
   size_t n = 0;
   for (const auto& [id, record] : nodes_) n += record.active_session != 0 ? 1 : 0;

@@ -4,6 +4,7 @@
 // shows it. Thread-compatible: the SyncServer guards it with its mutex. No gRPC.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ class DataPlaneTable {
     ConfigVersion serving;        // what it serves (last Hello/ACK/NACK/heartbeat)
     ConfigVersion nacked;         // parked: not resent until latest differs
     uint64_t active_session = 0;  // 0 = no live stream
+    // The latest target-health report of the live stream (cleared when a stream starts or ends):
+    // entries from the last FULL heartbeat; reported_at moves with every FULL or UNCHANGED one.
+    bool health_reported = false;
+    bool health_truncated = false;
+    int64_t health_reported_at = 0;  // Clock seconds
+    std::shared_ptr<const std::vector<TargetHealthEntry>> health;
   };
 
   // The node's record, created empty when it is new.
@@ -42,6 +49,8 @@ class DataPlaneTable {
   // null). `now`: Clock seconds.
   std::vector<DataPlaneStatus> List(const SnapshotBuilder::LagView& lag, const BuiltSnapshot* latest,
                                     int64_t now) const;
+  // The health report of every node with a live stream that has sent one, sorted by id.
+  std::vector<DataPlaneTargetHealth> TargetHealth() const;
 
  private:
   std::map<std::string, Record> nodes_;

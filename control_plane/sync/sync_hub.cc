@@ -1,5 +1,6 @@
 #include "control_plane/sync/sync_hub.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/metrics/metrics.h"
@@ -58,6 +59,16 @@ void SyncHub::ReleaseSendSlotLocked() {
 }
 
 void SyncHub::UpdateConnectedGaugeLocked() { metrics.connected->Set(static_cast<double>(nodes.connected())); }
+
+std::vector<std::string> SyncHub::BroadcastHealthOverrideLocked(const TargetHealthOverride& command) {
+  std::vector<std::string> sent;
+  for (const auto& [id, session] : sessions_) {
+    std::string node_id;
+    if (session->QueueHealthOverrideLocked(command, &node_id)) sent.push_back(std::move(node_id));
+  }
+  std::sort(sent.begin(), sent.end());
+  return sent;
+}
 
 SyncServerStats SyncHub::StatsLocked() const {
   SyncServerStats out = stats;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -45,6 +46,10 @@ class SessionHandle {
   virtual void CloseDrainingLocked() = 0;
   // Ends the stream with Goaway{DUPLICATE_NODE}: a newer stream of the same node replaced it.
   virtual void CloseReplacedLocked() = 0;
+  // Queues a HealthOverride message (sent before any further snapshot chunk) and sets *node_id.
+  // False when the stream is not an accepted, open one, or too many messages are already queued
+  // on it.
+  virtual bool QueueHealthOverrideLocked(const TargetHealthOverride& command, std::string* node_id) = 0;
 
  protected:
   ~SessionHandle() = default;
@@ -86,6 +91,8 @@ struct SyncHub {
   bool AcquireSendSlotLocked(uint64_t id);
   void ReleaseSendSlotLocked();
   void UpdateConnectedGaugeLocked();
+  // Queues `command` on every live stream; returns the node ids it was queued for, sorted.
+  std::vector<std::string> BroadcastHealthOverrideLocked(const TargetHealthOverride& command);
   SyncServerStats StatsLocked() const;
 
  private:

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <climits>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -208,7 +209,51 @@ SyncServerStats SyncServer::stats() const {
   return impl_->hub_.StatsLocked();
 }
 
-std::string SyncServer::metrics_text() const { return impl_->registry_->Render(); }
+std::vector<DataPlaneTargetHealth> SyncServer::TargetHealth() const {
+  std::lock_guard<std::mutex> lock(impl_->hub_.mu);
+  return impl_->hub_.nodes.TargetHealth();
+}
+
+std::vector<std::string> SyncServer::SendHealthOverride(const TargetHealthOverride& command) {
+  std::lock_guard<std::mutex> lock(impl_->hub_.mu);
+  if (impl_->hub_.stopping) return {};
+  return impl_->hub_.BroadcastHealthOverrideLocked(command);
+}
+
+std::string SyncServer::TargetHealthMetricsText() const {
+  // Rendered from shared immutable reports, outside the hub's lock.
+  const std::vector<DataPlaneTargetHealth> reports = TargetHealth();
+  struct Row {
+    const std::string* upstream;
+    const std::string* target;
+    const std::string* node;
+    bool up;
+  };
+  std::vector<Row> rows;
+  for (const DataPlaneTargetHealth& dp : reports) {
+    for (const TargetHealthEntry& t : *dp.targets) {
+      const bool up = t.health == kHealthHealthy || t.health == kHealthChecksOff;
+      // The name, as Kong's upstream_target_health labels it; the id from a DP that sent none.
+      rows.push_back({t.upstream_name.empty() ? &t.upstream_id : &t.upstream_name, &t.target, &dp.node_id, up});
+    }
+  }
+  auto key = [](const Row& r) { return std::tie(*r.upstream, *r.target, *r.node); };
+  std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) { return key(a) < key(b); });
+  rows.erase(std::unique(rows.begin(), rows.end(), [&](const Row& a, const Row& b) { return key(a) == key(b); }),
+             rows.end());
+  std::string out =
+      "# HELP portico_upstream_target_health Target health as each connected data plane reports it: 1 when it "
+      "takes traffic there (HEALTHY or HEALTHCHECKS_OFF), 0 when UNHEALTHY or DNS_ERROR\n"
+      "# TYPE portico_upstream_target_health gauge\n";
+  for (const Row& r : rows) {
+    absl::StrAppend(&out, "portico_upstream_target_health{upstream=\"", EscapeLabelValue(*r.upstream),
+                    "\",target=\"", EscapeLabelValue(*r.target), "\",data_plane=\"", EscapeLabelValue(*r.node),
+                    "\"} ", r.up ? "1" : "0", "\n");
+  }
+  return out;
+}
+
+std::string SyncServer::metrics_text() const { return impl_->registry_->Render() + TargetHealthMetricsText(); }
 
 void SyncServer::Stop() { impl_->Stop(); }
 

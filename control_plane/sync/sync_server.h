@@ -89,13 +89,22 @@ class SyncServer : public DataPlaneStatusSource {
   std::vector<DataPlaneStatus> ListDataPlanes() const override;
   // Whether the store's current version could be built and published (GET /status).
   ConfigBuildStatus BuildStatus() const override;
+  // The latest target-health report of every connected DP that sends them (docs/sync.md).
+  std::vector<DataPlaneTargetHealth> TargetHealth() const override;
+  // Queues a HealthOverride on the stream of every connected DP (never waits for a DP); returns
+  // the node ids it was queued for, sorted. Nothing is kept: a DP that connects later gets none.
+  std::vector<std::string> SendHealthOverride(const TargetHealthOverride& command);
+  // Prometheus text of portico_upstream_target_health{upstream,target,data_plane} for the
+  // connected DPs' reports (HELP and TYPE lines included, also when there is no series).
+  std::string TargetHealthMetricsText() const;
   // Latest published snapshot's version (empty before the first successful build).
   ConfigVersion latest() const;
   std::shared_ptr<const BuiltSnapshot> latest_snapshot() const;
   // Number of snapshots published since start (for tests and metrics).
   uint64_t snapshots_published() const;
   SyncServerStats stats() const;
-  // Prometheus text of the registry the metrics were written to (options.metrics or private).
+  // Prometheus text of the registry the metrics were written to (options.metrics or private),
+  // followed by TargetHealthMetricsText().
   std::string metrics_text() const;
   // Sends Goaway{DRAINING} to every stream, closes them and stops the builder. Idempotent.
   void Stop();

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include <sys/stat.h>
 
@@ -37,6 +38,9 @@ constexpr double kJitter = 0.2;
 // How long Finish() may wait for the CP's status once the stream's reads and writes are over;
 // then the call is cancelled (a status that never comes must not stop the client for good).
 constexpr std::chrono::seconds kFinishGrace{5};
+// A health report stops adding entries at about this many bytes of strings (the gRPC message
+// limit is 4 MiB; names and targets can be long).
+constexpr size_t kMaxHealthReportBytes = size_t{2} << 20;
 
 // Serializes writes from the client and heartbeat threads; no write after WritesDone().
 class StreamWriter {
@@ -85,6 +89,15 @@ class SyncClient::Impl {
 
   void Run();
   void Stop();
+  void NotifyTargetHealthChanged() {
+    bool already = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      already = health_dirty_;
+      health_dirty_ = true;
+    }
+    if (!already) cv_.notify_all();  // a burst of changes wakes the heartbeat thread once
+  }
   double LastSyncUnix() const {
     std::lock_guard<std::mutex> lock(mu_);
     return connected_ && in_sync_ ? NowUnixSeconds() : last_sync_unix_;
@@ -109,10 +122,18 @@ class SyncClient::Impl {
   grpc::ClientContext* context_ = nullptr;  // the live stream's, for Stop()
   bool in_sync_ = false;         // serving what the CP last offered (no pending or rejected one)
   double last_sync_unix_ = 0;    // see SyncClient::last_sync_unix()
+  bool health_dirty_ = false;    // the health view changed since the last heartbeat
   std::unique_ptr<SnapshotCache> cache_;  // set before the thread starts; used on it only
 
  private:
   SessionOutcome RunSession();
+  // The live stream's heartbeats: every `interval`, and early (rate-limited) when the health
+  // view changed. Returns when *stop or Stop(), or when a write fails.
+  void HeartbeatLoop(std::chrono::seconds interval, StreamWriter* writer, const bool* stop);
+  // Fills the heartbeat's health report from options_.target_health: FULL when the view differs
+  // from `*last` (sent on this stream), else UNCHANGED.
+  void FillHealthReport(sync::v1::Heartbeat* heartbeat, std::vector<TargetHealthView>* last, bool* sent_once);
+  void HandleHealthOverride(const sync::v1::HealthOverride& message);
   std::shared_ptr<grpc::Channel> MakeChannel() const;
   // Handles one chunk; may apply, ACK or NACK. Runs on the client thread.
   void HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamWriter* writer);
@@ -315,23 +336,8 @@ SessionOutcome SyncClient::Impl::RunSession() {
                       options_.control_plane, " as ", node_id_, "; latest version ",
                       reply.latest().version());
           const auto interval = std::chrono::seconds(std::max<uint32_t>(1, reply.heartbeat_interval_s()));
-          heartbeat = std::thread([this, interval, &writer, &heartbeat_stop] {
-            while (true) {
-              {
-                std::unique_lock<std::mutex> lock(mu_);
-                if (cv_.wait_for(lock, interval, [&] { return heartbeat_stop || stopping_; })) return;
-              }
-              DpMessage hb;
-              ConfigVersion now_serving = Serving();
-              if (!now_serving.empty()) ToVersionRef(now_serving, hb.mutable_heartbeat()->mutable_serving());
-              hb.mutable_heartbeat()->set_uptime_s(static_cast<uint64_t>(
-                  std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_).count()));
-              if (options_.requests_total) {
-                hb.mutable_heartbeat()->set_requests_total(options_.requests_total());
-              }
-              if (!writer.Write(hb)) return;
-            }
-          });
+          heartbeat = std::thread(
+              [this, interval, &writer, &heartbeat_stop] { HeartbeatLoop(interval, &writer, &heartbeat_stop); });
           break;
         }
         case CpMessage::kUpToDate: {
@@ -345,6 +351,9 @@ SessionOutcome SyncClient::Impl::RunSession() {
         }
         case CpMessage::kChunk:
           HandleChunk(msg.chunk(), &writer);
+          break;
+        case CpMessage::kHealthOverride:
+          HandleHealthOverride(msg.health_override());
           break;
         case CpMessage::kGoaway: {
           settle_hello();
@@ -422,6 +431,108 @@ SessionOutcome SyncClient::Impl::RunSession() {
                                 : absl::StrCat("status ", status.error_code(), ": ", status.error_message());
   }
   return outcome;
+}
+
+void SyncClient::Impl::HeartbeatLoop(std::chrono::seconds interval, StreamWriter* writer, const bool* stop) {
+  const bool reports = static_cast<bool>(options_.target_health);
+  const auto gap = std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.health_heartbeat_min_gap));
+  std::vector<TargetHealthView> last_view;  // the last FULL view sent on this stream
+  bool view_sent = false;
+  auto last_sent = SteadyClock::now();
+  auto next_regular = last_sent + interval;
+  bool send_now = reports;  // the view at once: the CP knows it right after the connect
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!send_now) {
+        if (*stop || stopping_) return;
+        const auto now = SteadyClock::now();
+        if (now >= next_regular) break;
+        const bool early = reports && health_dirty_;
+        if (early && now >= last_sent + gap) break;
+        cv_.wait_until(lock, early ? std::min(next_regular, last_sent + gap) : next_regular);
+      }
+      if (*stop || stopping_) return;
+      health_dirty_ = false;  // a change from here on asks for the next one
+    }
+    send_now = false;
+    DpMessage msg;
+    sync::v1::Heartbeat* hb = msg.mutable_heartbeat();
+    ConfigVersion now_serving = Serving();
+    if (!now_serving.empty()) ToVersionRef(now_serving, hb->mutable_serving());
+    hb->set_uptime_s(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_).count()));
+    if (options_.requests_total) hb->set_requests_total(options_.requests_total());
+    if (reports) FillHealthReport(hb, &last_view, &view_sent);
+    if (!writer->Write(msg)) return;
+    last_sent = SteadyClock::now();
+    next_regular = last_sent + interval;
+  }
+}
+
+void SyncClient::Impl::FillHealthReport(sync::v1::Heartbeat* heartbeat, std::vector<TargetHealthView>* last,
+                                        bool* sent_once) {
+  std::vector<TargetHealthView> view = options_.target_health();  // no lock held
+  auto key = [](const TargetHealthView& v) { return std::tie(v.upstream_id, v.upstream_name, v.target, v.health); };
+  std::sort(view.begin(), view.end(), [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  const bool same = *sent_once && view.size() == last->size() &&
+                    std::equal(view.begin(), view.end(), last->begin(),
+                               [&](const auto& a, const auto& b) { return key(a) == key(b); });
+  if (same) {
+    heartbeat->set_health_report(sync::v1::Heartbeat::UNCHANGED);
+    return;
+  }
+  heartbeat->set_health_report(sync::v1::Heartbeat::FULL);
+  size_t bytes = 0;
+  for (const TargetHealthView& v : view) {
+    const size_t entry_bytes = v.upstream_id.size() + v.upstream_name.size() + v.target.size() + v.health.size() + 16;
+    if (static_cast<size_t>(heartbeat->target_health_size()) >= options_.max_target_health_entries ||
+        bytes + entry_bytes > kMaxHealthReportBytes) {
+      heartbeat->set_target_health_truncated(true);
+      break;
+    }
+    bytes += entry_bytes;
+    sync::v1::TargetHealth* t = heartbeat->add_target_health();
+    t->set_upstream_id(v.upstream_id);
+    t->set_upstream_name(v.upstream_name);
+    t->set_target(v.target);
+    t->set_health(v.health);
+  }
+  if (heartbeat->target_health_truncated()) {  // sent only when the view changes (<= 1/s)
+    PORTICO_LOG(kWarn, kLog, "target health report truncated: ", heartbeat->target_health_size(), " of ",
+                view.size(), " entries sent to the control plane");
+  }
+  *last = std::move(view);
+  *sent_once = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.health_reports;
+}
+
+void SyncClient::Impl::HandleHealthOverride(const sync::v1::HealthOverride& message) {
+  HealthOverrideCommand command;
+  command.upstream_id = message.upstream_id();
+  command.upstream_name = message.upstream_name();
+  command.target = message.target();
+  command.healthy = message.healthy();
+  const absl::Status status = options_.on_health_override
+                                  ? options_.on_health_override(command)
+                                  : absl::UnimplementedError("this data plane has no target health registry");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.health_overrides;
+    if (!status.ok()) ++stats_.health_override_failures;
+    if (status.ok()) health_dirty_ = true;  // tell the CP the new view soon
+  }
+  if (status.ok()) {
+    cv_.notify_all();
+    PORTICO_LOG(kInfo, kLog, "health override ", message.id(), " from the control plane: target ", command.target,
+                " of upstream ", command.upstream_name, " (", command.upstream_id, ") set ",
+                command.healthy ? "healthy" : "unhealthy");
+  } else {
+    PORTICO_LOG(kWarn, kLog, "health override ", message.id(), " from the control plane (target ", command.target,
+                " of upstream ", command.upstream_name, ", ", command.healthy ? "healthy" : "unhealthy",
+                ") not applied: ", status.ToString());
+  }
 }
 
 void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
@@ -610,6 +721,8 @@ SyncClientStats SyncClient::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   return impl_->stats_;
 }
+
+void SyncClient::NotifyTargetHealthChanged() { impl_->NotifyTargetHealthChanged(); }
 
 void SyncClient::Stop() { impl_->Stop(); }
 

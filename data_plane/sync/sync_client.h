@@ -5,6 +5,7 @@
 //
 // Threading: one client thread (connect, read, decode, apply) plus one heartbeat thread per
 // live stream. Public methods are thread-safe.
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,6 +21,18 @@
 namespace portico::dp {
 
 class SyncClientTestHooks;
+
+// One target's health as this DP's balancer sees it, reported to the CP in heartbeats
+// (docs/sync.md "Target health").
+struct TargetHealthView {
+  std::string upstream_id, upstream_name, target, health;  // health: "HEALTHY", "UNHEALTHY", "DNS_ERROR", "HEALTHCHECKS_OFF"
+};
+
+// An operator's manual override received from the CP (POST /upstreams/{u}/targets/{t}/healthy).
+struct HealthOverrideCommand {
+  std::string upstream_id, upstream_name, target;
+  bool healthy = true;
+};
 
 struct SyncClientOptions {
   std::string control_plane;   // host:port
@@ -47,6 +60,18 @@ struct SyncClientOptions {
   std::string dp_build = PORTICO_VERSION;
   // The plugins this DP can run, announced in Hello: the CP sends no config needing another.
   std::vector<std::string> plugins;
+  // Target health (docs/sync.md "Target health"). Both optional.
+  // The DP's whole view, called on the heartbeat thread without any client lock held (it may call
+  // NotifyTargetHealthChanged). Unset: heartbeats carry no health report (as an older DP's).
+  std::function<std::vector<TargetHealthView>()> target_health;
+  // A manual override from the CP, called on the client thread; an error is logged. Unset: the
+  // override is logged and ignored.
+  std::function<absl::Status(const HealthOverrideCommand&)> on_health_override;
+  // Shortest gap between two heartbeats sent early because the health view changed.
+  absl::Duration health_heartbeat_min_gap = absl::Seconds(1);
+  // At most this many entries per report (the rest are left out and the report says truncated);
+  // entries also stop at ~2 MiB of strings, so a report fits the 4 MiB message limit.
+  size_t max_target_health_entries = 10000;
 };
 
 // Called on the client's thread. Returns OK once the config is built, swapped and serving;
@@ -65,6 +90,9 @@ struct SyncClientStats {
   bool loaded_from_cache = false;  // the config served at start came from the snapshot cache
   uint64_t persisted = 0;          // snapshots written to the snapshot cache
   uint64_t persist_failures = 0;   // writes to the snapshot cache that failed (still ACKed)
+  uint64_t health_reports = 0;     // heartbeats that carried a full health view
+  uint64_t health_overrides = 0;   // HealthOverride messages received from the CP
+  uint64_t health_override_failures = 0;  // ... that on_health_override refused (or none was set)
 };
 
 class SyncClient {
@@ -85,6 +113,12 @@ class SyncClient {
   // apply / UpToDate / in-sync disconnect (at start from the cache: the cache file's mtime).
   // 0 if never.
   double last_sync_unix() const;
+  // The health view changed: send a heartbeat with it soon (at most one early heartbeat per
+  // health_heartbeat_min_gap; calls in between are coalesced). Any thread; never blocks on the
+  // network. The registry behind `target_health` calls it on every change of its view, including
+  // targets added or removed by a config apply (the first report of a stream, sent right after
+  // the CP's HelloReply, may come before the DP has any config).
+  void NotifyTargetHealthChanged();
   void Stop();                    // cancels the stream, joins; idempotent, prompt (< 1 s)
 
   class Impl;

@@ -254,5 +254,79 @@ TEST_F(HealthTest, PassiveTimeoutsTakeASilentTargetOutOfNonIdempotentTraffic) {
   close(fd);
 }
 
+// Issue 12's "what none of the others has": each DP's view reaches the CP, which shows which DP
+// cannot reach which target (/upstreams/{u}/health and /metrics), and the operator's override
+// goes to every DP.
+TEST_F(HealthTest, TheCpShowsWhichDataPlaneCannotReachATargetAndSendsOverridesToEveryDp) {
+  std::string gen_log;
+  ASSERT_TRUE(GenerateCerts(cluster_.certs(), "dp-2", &gen_log)) << gen_log;
+  DataPlane& dp2 = cluster_.StartDp({.cert = cluster_.certs() + "/dp-2.crt", .key = cluster_.certs() + "/dp-2.key",
+                                     .log_name = "dp2.log"});
+  ASSERT_TRUE(dp2.started) << cluster_.Logs();
+  AddBalancedRoute("edge", {{"passive", {{"unhealthy", {{"tcp_failures", 1}}}}}});
+  uint16_t dead = 0;
+  const int fd = test_support::ListenOnLoopback(0, 1, &dead);  // closed below: connects are refused
+  ASSERT_GE(fd, 0);
+  close(fd);
+  AddTarget("edge", e1_.port());
+  AddTarget("edge", dead);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  ASSERT_TRUE(cluster_.WaitDpSynced(dp2)) << cluster_.DpStatus(dp2).dump();
+  const std::string dead_target = absl::StrCat("127.0.0.1:", dead);
+
+  // Only the first DP sends traffic: it finds the dead target, the second never tries it.
+  EXPECT_EQ(Spread("/edge", 10), (std::map<std::string, int>{{"e1", 10}}));
+  ASSERT_EQ(HealthOf("edge", dead), "UNHEALTHY");
+
+  // The CP's per-DP view (the DP sends an early heartbeat on a change: within about a second).
+  auto per_dp = [&]() {
+    std::map<std::string, std::string> out;  // dp id -> health of the dead target
+    HttpResult r = cluster_.Admin("GET", "/upstreams/edge/health?per_data_plane=true");
+    const json body = json::parse(r.body, nullptr, false);
+    if (r.status != 200 || !body.contains("data")) return out;
+    for (const json& t : body["data"]) {
+      if (t.value("target", "") != dead_target) continue;
+      out["aggregate"] = t.value("health", "");
+      for (const json& d : t["data"].value("per_data_plane", json::array())) out[d.value("id", "")] = d.value("health", "");
+    }
+    return out;
+  };
+  const std::map<std::string, std::string> want_split = {
+      {"aggregate", "UNHEALTHY"}, {"dp-it", "UNHEALTHY"}, {"dp-2", "HEALTHY"}};
+  EXPECT_TRUE(WaitFor([&] { return per_dp() == want_split; }, std::chrono::seconds(5)))
+      << cluster_.Admin("GET", "/upstreams/edge/health?per_data_plane=true").body;
+  const std::string metrics = cluster_.Admin("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(absl::StrCat("portico_upstream_target_health{upstream=\"edge\",target=\"", dead_target,
+                                      "\",data_plane=\"dp-it\"} 0")),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(absl::StrCat("portico_upstream_target_health{upstream=\"edge\",target=\"", dead_target,
+                                      "\",data_plane=\"dp-2\"} 1")),
+            std::string::npos)
+      << metrics;
+
+  // The operator marks it unhealthy: both DPs apply it, and the second stops sending to it.
+  Admin("POST", absl::StrCat("/upstreams/edge/targets/", dead_target, "/unhealthy"), json(), 204);
+  const std::map<std::string, std::string> want_down = {
+      {"aggregate", "UNHEALTHY"}, {"dp-it", "UNHEALTHY"}, {"dp-2", "UNHEALTHY"}};
+  EXPECT_TRUE(WaitFor([&] { return per_dp() == want_down; }, std::chrono::seconds(5)))
+      << cluster_.Admin("GET", "/upstreams/edge/health?per_data_plane=true").body;
+  for (int i = 0; i < 10; ++i) {
+    HttpResult r = cluster_.Proxy(dp2, "/edge");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["x-upstream"], "e1");
+  }
+  // And healthy again: both DPs take it back (the first one too, though passive checks marked it).
+  Admin("POST", absl::StrCat("/upstreams/edge/targets/", dead_target, "/healthy"), json(), 204);
+  const std::map<std::string, std::string> want_up = {
+      {"aggregate", "HEALTHY"}, {"dp-it", "HEALTHY"}, {"dp-2", "HEALTHY"}};
+  EXPECT_TRUE(WaitFor([&] { return per_dp() == want_up; }, std::chrono::seconds(5)))
+      << cluster_.Admin("GET", "/upstreams/edge/health?per_data_plane=true").body;
+  EXPECT_EQ(HealthOf("edge", dead), "HEALTHY");
+  // An unknown target is Kong's 404; nothing is sent.
+  HttpResult unknown = cluster_.Admin("POST", "/upstreams/edge/targets/127.0.0.1:1/unhealthy");
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+}
+
 }  // namespace
 }  // namespace portico::testing

@@ -199,3 +199,33 @@ TEST(FullSendSlotsTest, QueuedSessionsGetFreedSlotsInOrderUnlessTheyNoLongerWant
 
 }  // namespace
 }  // namespace portico::cp
+
+namespace portico::cp {
+namespace {
+
+TEST(DataPlaneTableHealth, ListsTheReportsOfLiveStreamsOnly) {
+  DataPlaneTable table;
+  auto entries = std::make_shared<const std::vector<TargetHealthEntry>>(
+      std::vector<TargetHealthEntry>{{"u1", "a.internal", "10.0.0.1:80", "UNHEALTHY"}});
+  DataPlaneTable::Record& live = table["dp-b"];
+  live.active_session = 7;
+  live.status.hostname = "edge-b";
+  live.health_reported = true;
+  live.health_truncated = true;
+  live.health_reported_at = 1700000123;
+  live.health = entries;
+  DataPlaneTable::Record& gone = table["dp-a"];  // disconnected: its last report is not shown
+  gone.health_reported = true;
+  gone.health = entries;
+  table["dp-c"].active_session = 8;  // live, never reported (an older DP)
+  std::vector<DataPlaneTargetHealth> reports = table.TargetHealth();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].node_id, "dp-b");
+  EXPECT_EQ(reports[0].hostname, "edge-b");
+  EXPECT_EQ(reports[0].reported_at, 1700000123);
+  EXPECT_TRUE(reports[0].truncated);
+  EXPECT_EQ(reports[0].targets.get(), entries.get());  // shared, not copied
+}
+
+}  // namespace
+}  // namespace portico::cp

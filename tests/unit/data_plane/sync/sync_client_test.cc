@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -86,6 +87,28 @@ TEST_F(SyncClientTest, StopIsPromptDuringBackoffAndIdempotent) {
   (*client)->Stop();
   (*client)->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+TEST_F(SyncClientTest, HealthHooksAreNotCalledWithoutAStreamAndNotifyNeverBlocks) {
+  SyncClientOptions o = Options(ClosedLoopbackPort());
+  o.backoff_initial = absl::Milliseconds(50);
+  std::atomic<int> calls{0};
+  o.target_health = [&calls] {
+    ++calls;
+    return std::vector<TargetHealthView>{{"u1", "a.internal", "10.0.0.1:80", "HEALTHY"}};
+  };
+  o.on_health_override = [](const HealthOverrideCommand&) { return absl::OkStatus(); };
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1000; ++i) (*client)->NotifyTargetHealthChanged();  // from this thread, CP down
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(calls.load(), 0);  // reports go out on a live stream's heartbeats only
+  EXPECT_EQ((*client)->stats().health_reports, 0u);
+  const auto stop = std::chrono::steady_clock::now();
+  (*client)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop, std::chrono::seconds(1));
 }
 
 TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
