@@ -29,6 +29,9 @@
 #   "keyauth_redis": key-auth + rate-limiting with policy redis (a redis-server started here);
 #   "upstream3": the same GET through an upstream of 3 targets (round-robin) against the service
 #   pointing at one IP; nginx with an upstream block of the same 3 servers;
+#   "upstream3hc": "upstream3" with health checks on (passive: 5 tcp failures, 5 timeouts, 5 http
+#   failures; active http probes of /small every second), against the same service pointing at
+#   one IP; nginx as in "upstream3" (its passive max_fails is on by default);
 #   "upstream1000": the same through an upstream of 1,000 targets (127.1.x.y on the upstream's
 #   port, all served by the upstream nginx) against the service pointing at one IP; nginx with an
 #   upstream block of the same 1,000 servers;
@@ -244,6 +247,7 @@ $(upstream1000_addresses | while read -r ip; do echo "    server $ip:$UP_PORT;";
     location /jbench/ { proxy_pass http://bench_upstream/; }
     location /ubench/ { proxy_pass http://bench_upstream3/; }
     location /mbench/ { proxy_pass http://bench_upstream1000/; }
+    location /hbench/ { proxy_pass http://bench_upstream3/; }
     # The keyauth case: a key compared in nginx terms (no consumer lookup, no headers set).
     location /kbench/ { if (\$http_apikey != "bench-key-0123456789abcdef") { return 401; } proxy_pass http://bench_upstream/; }
     # The keyauth_rl case: the same plus a per-key request-rate limit nginx counts (never reached).
@@ -332,6 +336,19 @@ if [[ " $CASES " == *" upstream3 "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/ubench" -H 'Content-Type: application/json' \
     -d '{"paths":["/ubench/"],"strip_path":true,"service":{"name":"bench3"}}'
   wait_http "http://127.0.0.1:$DP_PORT/ubench/small" 30 || die "DP does not serve /ubench/: $(tail -n 20 "$WORK/dp.log")"
+fi
+if [[ " $CASES " == *" upstream3hc "* ]]; then
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench3hc" -H 'Content-Type: application/json' \
+    -d '{"healthchecks":{"passive":{"unhealthy":{"tcp_failures":5,"timeouts":5,"http_failures":5}},"active":{"http_path":"/small","healthy":{"interval":1,"successes":2},"unhealthy":{"interval":1,"tcp_failures":2,"http_failures":2,"timeouts":2}}}}'
+  for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/upstreams/bench3hc/targets" -H 'Content-Type: application/json' \
+      -d "{\"target\":\"$ip:$UP_PORT\"}"
+  done
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench3hc" -H 'Content-Type: application/json' \
+    -d '{"host":"bench3hc","port":80}'
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/hbench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/hbench/"],"strip_path":true,"service":{"name":"bench3hc"}}'
+  wait_http "http://127.0.0.1:$DP_PORT/hbench/small" 30 || die "DP does not serve /hbench/: $(tail -n 20 "$WORK/dp.log")"
 fi
 if [[ " $CASES " == *" upstream1000 "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench1000" -H 'Content-Type: application/json' -d '{}'
@@ -481,6 +498,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     upstream3) path=/ubench/small ;;
     upstream10000) path=/bench/small ;;
     upstream1000) path=/mbench/small ;;
+    upstream3hc0) path=/bench/small ;;
+    upstream3hc) path=/hbench/small ;;
     bodyjson) path=/jbench/post; script=$WORK/jpost.lua ;;
     *) die "unknown case $case" ;;
   esac
@@ -522,6 +541,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   [ "$1" = bodyjson ] && with=/jbench/small
   [ "$1" = upstream3 ] && with=/ubench/small
   [ "$1" = upstream1000 ] && with=/mbench/small
+  [ "$1" = upstream3hc ] && with=/hbench/small
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$DP_PORT$with" >/dev/null 2>&1 || true
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "apikey: bench-key-0123456789abcdef" "http://127.0.0.1:$NGX_PORT$with" >/dev/null 2>&1 || true
   for round in $(seq 1 "$ROUNDS"); do
@@ -533,7 +553,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream1000) run_plugins_case "$c" ;;
+    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream3hc|upstream1000) run_plugins_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done

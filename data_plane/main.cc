@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/flags.h"
@@ -241,6 +242,10 @@ int Serve(int argc, char** argv) {
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   proxy_options.dns_resolver = flags.Get("dns-resolver");
   proxy_options.dns_hostsfile = flags.Get("dns-hostsfile");
+  // Where health changes are announced (an early heartbeat): declared before everything that may
+  // announce (workers, the checker) so that it outlives them; points at the sync client only
+  // while that client lives (cleared by a guard declared after it).
+  std::atomic<SyncClient*> health_listener{nullptr};
   // Target health outlives every compiled config (balancers hold its records); the checker
   // thread probes what each published snapshot balances over.
   HealthRegistry health;
@@ -252,8 +257,6 @@ int Serve(int argc, char** argv) {
 
   ServingState serving;
   // Runs on the sync client's thread: validate, compile off the workers, swap, then ACK.
-  // Where health changes are announced (an early heartbeat); set once the sync client runs.
-  std::atomic<SyncClient*> health_listener{nullptr};
   auto announce_health = [&health_listener] {
     if (SyncClient* client = health_listener.load(std::memory_order_acquire); client != nullptr) {
       client->NotifyTargetHealthChanged();
@@ -362,6 +365,9 @@ int Serve(int argc, char** argv) {
   if (!sync.ok()) return Fail(sync.status());
   SyncClient* sync_ptr = sync->get();
   health_listener.store(sync_ptr, std::memory_order_release);
+  // Runs before the sync client is destroyed, on every way out of main (workers and the checker
+  // may still report until the proxy and the checker stop, which happens after).
+  absl::Cleanup forget_listener = [&health_listener] { health_listener.store(nullptr, std::memory_order_release); };
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
@@ -384,7 +390,6 @@ int Serve(int argc, char** argv) {
   sync_ptr->Stop();
   checker.Stop();
   proxy_ptr->Stop();
-  health_listener.store(nullptr, std::memory_order_release);  // no worker or checker reports any more
   return 0;
 }
 

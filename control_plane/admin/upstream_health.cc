@@ -99,7 +99,11 @@ std::map<std::string, TargetHealthAggregate> AggregateTargetHealth(const std::st
 }
 
 std::string AggregatedHealth(bool checks_on, const TargetHealthAggregate* aggregate) {
-  if (!checks_on) return kHealthChecksOff;
+  // A name that does not resolve is shown whether checks are on or not (Kong's DNS_ERROR).
+  if (!checks_on) {
+    return aggregate != nullptr && aggregate->counts.count(kHealthDnsError) != 0 ? kHealthDnsError
+                                                                                : kHealthChecksOff;
+  }
   if (aggregate != nullptr) {
     if (aggregate->counts.count(kHealthUnhealthy) != 0) return kHealthUnhealthy;
     if (aggregate->counts.count(kHealthDnsError) != 0) return kHealthDnsError;

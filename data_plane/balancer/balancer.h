@@ -112,6 +112,8 @@ class Balancer {
   void RecordLatency(int worker, int target, uint64_t elapsed_ns, uint64_t now_ns) const;
   // Latency: the decay time of the EWMA (Kong's DECAY_TIME).
   static constexpr double kLatencyDecayNs = 10e9;
+  // Latency: what a failed attempt (refused, reset, timed out) counts as, at least.
+  static constexpr uint64_t kLatencyFailurePenaltyNs = 1000000000;
 
   // Consistent hashing's hash of a key: stable across processes and builds (every data plane
   // sends the same key to the same target).

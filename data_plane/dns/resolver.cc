@@ -221,12 +221,13 @@ void Resolver::Close() {
   if (closed_) return;
   closed_ = true;
   cache_.AbandonQueries();
+  // The poll handles go before c-ares closes their sockets (as OnSocketState does one by one).
+  for (auto& [fd, poll] : polls_) uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), Uv::PollClosed);
+  polls_.clear();
   if (channel_ != nullptr) {
     ares_destroy(channel_);  // pending callbacks run now with ARES_EDESTRUCTION
     channel_ = nullptr;
   }
-  for (auto& [fd, poll] : polls_) uv_close(reinterpret_cast<uv_handle_t*>(&poll->handle), Uv::PollClosed);
-  polls_.clear();
   if (timers_ready_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&ares_timer_), Uv::TimerClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&maintenance_), Uv::TimerClosed);

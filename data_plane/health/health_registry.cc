@@ -114,7 +114,9 @@ void TargetHealth::Report(HealthEvent event, const HealthLimits& limits, absl::s
           next = kUnhealthyBit;
           reached = n;
         } else {
-          next = static_cast<uint64_t>(n) << shift;  // the other kinds reset
+          // The other failure kinds keep counting (lua-resty-healthcheck resets only the
+          // success count on a failure); any success ends them all.
+          next = (old & kCounters & ~(uint64_t{0xff} << shift) & ~uint64_t{0xff}) | (static_cast<uint64_t>(n) << shift);
         }
       }
     }
@@ -140,12 +142,28 @@ void HealthRegistry::OnStateChange(const TargetHealth& record, bool healthy, abs
     PORTICO_LOG(kWarn, "health", "upstream ", record.upstream_name(), " target ", record.target(),
                 " is UNHEALTHY (", reason, ")");
   }
+  NotifyChange();
+}
+
+void HealthRegistry::NotifyChange() {
   std::function<void()> callback;
   {
     std::lock_guard<std::mutex> lock(callback_mu_);
     callback = on_change_;
   }
   if (callback) callback();
+}
+
+void TargetHealth::ChangeDnsError(bool failed) {
+  // Two workers may see the same change: only the one that flips the flag logs and notifies.
+  bool expected = !failed;
+  if (!dns_error_.compare_exchange_strong(expected, failed, std::memory_order_relaxed)) return;
+  if (failed) {
+    PORTICO_LOG(kWarn, "health", "upstream ", upstream_name_, " target ", target_, ": DNS_ERROR (no address)");
+  } else {
+    PORTICO_LOG(kInfo, "health", "upstream ", upstream_name_, " target ", target_, " resolves again");
+  }
+  registry_->NotifyChange();
 }
 
 void HealthRegistry::SetOnChange(std::function<void()> callback) {
@@ -188,6 +206,7 @@ std::vector<TargetHealthReport> HealthRegistry::Report() const {
     for (const auto& [key, t] : targets_) {
       TargetHealthState state = TargetHealthState::kHealthchecksOff;
       if (t.config->enabled()) state = t.record->healthy() ? TargetHealthState::kHealthy : TargetHealthState::kUnhealthy;
+      if (t.record->dns_error()) state = TargetHealthState::kDnsError;
       out.push_back(TargetHealthReport{t.upstream_id, t.upstream_name, t.target, state});
     }
   }

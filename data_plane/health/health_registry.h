@@ -5,8 +5,9 @@
 // compile time); the request path reads and updates them with atomics only.
 //
 // A record is one packed atomic word: the state (healthy or unhealthy) and Kong's consecutive
-// counters (successes, tcp failures, timeouts, http failures, 0..255 each). Counting one kind
-// resets the others (lua-resty-healthcheck). A healthy target counts failures: reaching a kind's
+// counters (successes, tcp failures, timeouts, http failures, 0..255 each). A failure resets the
+// success count, a success every failure count (lua-resty-healthcheck's masks); failure kinds
+// count on their own. A healthy target counts failures: reaching a kind's
 // limit (when not 0) marks it unhealthy. An unhealthy target counts successes: reaching the
 // successes limit (when not 0) marks it healthy. A success on a healthy target ends the failure
 // streaks; a failure on an unhealthy target ends the success streak. A state change zeroes the
@@ -62,6 +63,12 @@ class TargetHealth {
   void Set(bool healthy, absl::string_view reason);
   // The current count of one kind (for tests and logs).
   uint32_t count(HealthEvent kind) const;
+  // A target given by hostname: whether the last pick found no DNS answer for it (reported as
+  // DNS_ERROR). One relaxed load when unchanged; a change logs and notifies.
+  void SetDnsError(bool failed) {
+    if (dns_error_.load(std::memory_order_relaxed) != failed) ChangeDnsError(failed);
+  }
+  bool dns_error() const { return dns_error_.load(std::memory_order_relaxed); }
 
   const std::string& upstream_id() const { return upstream_id_; }
   const std::string& upstream_name() const { return upstream_name_; }
@@ -76,7 +83,9 @@ class TargetHealth {
   static constexpr uint64_t kCounters = 0xffffffffULL;
 
   HealthRegistry* registry_;  // outlives the record's users (the DP's lifetime)
+  void ChangeDnsError(bool failed);
   std::atomic<uint64_t> word_{0};
+  std::atomic<bool> dns_error_{false};
   const std::string upstream_id_, upstream_name_, target_;
   const std::string fingerprint_;  // the upstream name and healthchecks text it was made for
 };
@@ -127,6 +136,7 @@ class HealthRegistry {
  private:
   friend class TargetHealth;
   void OnStateChange(const TargetHealth& record, bool healthy, absl::string_view reason);
+  void NotifyChange();
 
   mutable std::mutex mu_;
   // Installed targets by (upstream id, target).

@@ -226,8 +226,20 @@ class DestinationStep final : public RequestStep {
   }
 
   static StepStatus NameResolutionFailed(RequestContext& request, absl::string_view name) {
-    PORTICO_LOG(kWarn, "proxy", "name resolution failed for ", name, " (service ",
-                request.service->name.empty() ? request.service->id : request.service->name, "): 503");
+    // At most one line per second per worker (a DNS outage fails every request of the name).
+    thread_local uint64_t last_logged_ms = 0;
+    thread_local uint64_t unlogged = 0;
+    const uint64_t now_ms = request.loop != nullptr ? uv_now(request.loop) : 0;
+    if (last_logged_ms == 0 || now_ms >= last_logged_ms + 1000) {
+      PORTICO_LOG(kWarn, "proxy", "name resolution failed for ", name, " (service ",
+                  request.service->name.empty() ? request.service->id : request.service->name, "): 503",
+                  unlogged > 0 ? absl::StrCat(" (and ", unlogged, " more on this worker since the last line)")
+                               : std::string());
+      last_logged_ms = std::max<uint64_t>(now_ms, 1);
+      unlogged = 0;
+    } else {
+      ++unlogged;
+    }
     return Answer(request, 503, kMsgNameResolution);
   }
 
@@ -271,6 +283,7 @@ class DestinationStep final : public RequestStep {
         const DnsAnswerPtr* answer = Resolve(request, target.dns_name, target.dns_port, &pending);
         if (answer == nullptr) {
           balancer.Release(request.worker_index, picked);
+          if (!pending && target.health != nullptr) target.health->SetDnsError(true);
           unresolved = &target;
           if (pending && wait_for == nullptr) wait_for = &target;
           if (repeat && round > 0) break;  // every target was seen
@@ -279,6 +292,7 @@ class DestinationStep final : public RequestStep {
           continue;
         }
         request.dns_answer = *answer;  // held until the request ends
+        if (target.health != nullptr) target.health->SetDnsError(false);
         address = request.dns_answer->Pick(request.worker_cursor + static_cast<uint64_t>(request.attempt));
       }
       request.balancer = &balancer;

@@ -484,6 +484,12 @@ void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_rece
       balancer->ReportTcpFailure(health_target_);
       break;
   }
+  if (balancer->algorithm() == dp::Balancer::Algorithm::kLatency) {  // a dead target is not a fast one
+    const uint64_t now_ns = uv_hrtime();
+    balancer->RecordLatency(worker_index, health_target_,
+                            std::max<uint64_t>(now_ns - attempt_started_ns, dp::Balancer::kLatencyFailurePenaltyNs),
+                            now_ns);
+  }
 }
 
 bool Exchange::UntriedTargetExists() const {

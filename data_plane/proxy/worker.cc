@@ -126,14 +126,19 @@ void Worker::RequestStop() {
 
 const std::shared_ptr<const RuntimeConfig>& Worker::CurrentConfig() {
   if (has_pending_config_.load(std::memory_order_acquire)) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (pending_config_ != nullptr) {
-      config_ = std::move(pending_config_);
-      // Warm the cache: the names the new config uses are looked up now (and kept fresh).
-      if (resolver_ != nullptr) resolver_->SetConfigNames(config_->dns_names());
+    bool swapped = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pending_config_ != nullptr) {
+        config_ = std::move(pending_config_);
+        swapped = true;
+      }
+      pending_config_ = nullptr;
+      has_pending_config_.store(false, std::memory_order_relaxed);
     }
-    pending_config_ = nullptr;
-    has_pending_config_.store(false, std::memory_order_relaxed);
+    // Warm the cache: the names the new config uses are looked up now (and kept fresh). Outside
+    // mu_: starting queries must not hold up Publish on the sync thread.
+    if (swapped && resolver_ != nullptr) resolver_->SetConfigNames(config_->dns_names());
   }
   return config_;
 }

@@ -175,6 +175,27 @@ TEST_F(DnsTest, HostnameTargetsOfAnUpstreamAreBalanced) {
   const int two = seen.count("e2") ? seen.at("e2") : 0;
   EXPECT_EQ(one + two, 200) << json(seen).dump();
   EXPECT_GT(two, one * 2) << "weights 100 and 300: " << json(seen).dump();
+  // The DP reports the name that does not resolve as Kong's DNS_ERROR (to the CP too).
+  std::map<std::string, std::string> health;
+  const json dp_status = cluster_.DpStatus(*dp_);
+  for (const json& t : dp_status["targets_health"]) health[t["target"]] = t["health"];
+  EXPECT_EQ(health[absl::StrCat("nowhere.dns.test:", port_)], "DNS_ERROR") << dp_status.dump();
+  EXPECT_EQ(health[absl::StrCat("one.dns.test:", port_)], "HEALTHCHECKS_OFF") << json(health).dump();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const json body = json::parse(cluster_.Admin("GET", "/upstreams/pool/health?per_data_plane=true").body,
+                                      nullptr, false);
+        if (!body.contains("data")) return false;
+        for (const json& t : body["data"]) {
+          if (t.value("target", "") != absl::StrCat("nowhere.dns.test:", port_)) continue;
+          for (const json& d : t["data"].value("per_data_plane", json::array())) {
+            if (d.value("health", "") == "DNS_ERROR") return true;
+          }
+        }
+        return false;
+      },
+      std::chrono::seconds(5)))
+      << cluster_.Admin("GET", "/upstreams/pool/health?per_data_plane=true").body;
 }
 
 TEST_F(DnsTest, SrvNameGivesPortsAndWeights) {

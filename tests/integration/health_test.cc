@@ -26,8 +26,7 @@ using json = nlohmann::json;
 class ClosingListener {
  public:
   explicit ClosingListener(uint16_t port) {
-    uint16_t bound = 0;
-    fd_ = test_support::ListenOnLoopback(port, 64, &bound);
+    fd_ = test_support::ListenOnLoopback(port, 64, &port_);
     thread_ = std::thread([this] {
       while (!stop_) {
         pollfd p{fd_, POLLIN, 0};
@@ -46,9 +45,11 @@ class ClosingListener {
   }
   bool listening() const { return fd_ >= 0; }
   int accepted() const { return accepted_.load(); }
+  uint16_t port() const { return port_; }
 
  private:
   int fd_ = -1;
+  uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
   std::thread thread_;
@@ -326,6 +327,25 @@ TEST_F(HealthTest, TheCpShowsWhichDataPlaneCannotReachATargetAndSendsOverridesTo
   // An unknown target is Kong's 404; nothing is sent.
   HttpResult unknown = cluster_.Admin("POST", "/upstreams/edge/targets/127.0.0.1:1/unhealthy");
   EXPECT_EQ(unknown.status, 404) << unknown.body;
+}
+
+// The latency algorithm without health checks: a target that fails (here: accepts and closes)
+// never answers, so it must not look like the fastest one.
+TEST_F(HealthTest, LatencyBalancingCountsAFailingTargetAsSlow) {
+  Admin("POST", "/upstreams", {{"name", "quick"}, {"algorithm", "latency"}}, 201);
+  Admin("POST", "/services", {{"name", "quick"}, {"host", "quick"}, {"port", 80}}, 201);
+  Admin("POST", "/services/quick/routes", {{"paths", {"/quick"}}}, 201);
+  ClosingListener broken(0);
+  ASSERT_TRUE(broken.listening());
+  AddTarget("quick", e1_.port());
+  AddTarget("quick", broken.port());
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  EXPECT_EQ(Spread("/quick", 100), (std::map<std::string, int>{{"e1", 100}})) << "retries hide the failures";
+  // Each failed attempt costs two connections (the stale-connection retry). Scored as a 1 s answer,
+  // the broken target is not picked again within this test (its estimate needs about 80 s to
+  // decay below e1's); scored 0, it would win every pick.
+  EXPECT_LE(broken.accepted(), 4) << "the broken target was picked again and again";
+  EXPECT_GE(broken.accepted(), 1) << "it was measured once";
 }
 
 }  // namespace

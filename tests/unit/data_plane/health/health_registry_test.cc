@@ -33,15 +33,17 @@ HealthTarget Entry(HealthRegistry& registry, const std::string& upstream_id, con
   return t;
 }
 
-TEST(TargetHealthTest, FailuresOfOneKindMustBeConsecutive) {
+TEST(TargetHealthTest, FailuresCountUntilASuccessAndEachKindHasItsOwnCount) {
   HealthRegistry registry;
   std::shared_ptr<TargetHealth> r = registry.Acquire("u1", "api", "10.0.0.1:80", kOn);
   const HealthLimits limits = Limits(0, 3, 2, 2);
   r->Report(HealthEvent::kTcpFailure, limits, "passive");
   r->Report(HealthEvent::kTcpFailure, limits, "passive");
   EXPECT_EQ(r->count(HealthEvent::kTcpFailure), 2u);
-  r->Report(HealthEvent::kTimeout, limits, "passive");  // another kind resets the tcp count
-  EXPECT_EQ(r->count(HealthEvent::kTcpFailure), 0u);
+  // Another failure kind keeps the tcp count (lua-resty-healthcheck resets only successes on a
+  // failure): a target alternating refused and timed-out attempts still reaches a limit.
+  r->Report(HealthEvent::kTimeout, limits, "passive");
+  EXPECT_EQ(r->count(HealthEvent::kTcpFailure), 2u);
   EXPECT_EQ(r->count(HealthEvent::kTimeout), 1u);
   r->Report(HealthEvent::kSuccess, limits, "passive");  // a success ends every failure streak
   EXPECT_EQ(r->count(HealthEvent::kTimeout), 0u);
