@@ -12,7 +12,7 @@
 // are probed every healthy.interval, unhealthy ones every unhealthy.interval (0: not in that
 // state), at most `concurrency` probes at once per upstream; weight-0 targets are not probed.
 // Not built yet: `grpc` and `grpcs` probes (logged once per upstream, such targets are not
-// probed) and targets given by hostname (no address until DNS lands: HealthTarget::has_address).
+// probed) and targets given by hostname (the checker has no resolver: HealthTarget::has_address).
 #include <memory>
 #include <vector>
 
