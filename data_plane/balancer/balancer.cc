@@ -5,12 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "data_plane/balancer/smooth_weights.h"
 
 namespace portico::dp {
 namespace {
@@ -209,33 +209,9 @@ absl::StatusOr<std::unique_ptr<const Balancer>> Balancer::Compile(
   // Round-robin: nginx's smooth weighted order over weights scaled so that the sequence has at
   // most kMaxSequence entries.
   if (!b->eligible_.empty() && b->algorithm_ == Algorithm::kRoundRobin) {
-    uint64_t divisor = 0, sum = 0;
-    for (uint32_t i : b->eligible_) divisor = std::gcd(divisor, static_cast<uint64_t>(b->targets_[i].weight));
-    std::vector<int64_t> weights;
-    for (uint32_t i : b->eligible_) {
-      weights.push_back(static_cast<int64_t>(b->targets_[i].weight / divisor));
-      sum += weights.back();
-    }
-    if (sum > kMaxSequence) {
-      uint64_t scaled_sum = 0;
-      for (int64_t& w : weights) {
-        w = std::max<int64_t>(1, (w * static_cast<int64_t>(kMaxSequence) + static_cast<int64_t>(sum) / 2) /
-                                     static_cast<int64_t>(sum));
-        scaled_sum += w;
-      }
-      sum = scaled_sum;
-    }
-    std::vector<int64_t> current(weights.size(), 0);
-    b->sequence_.reserve(sum);
-    for (uint64_t step = 0; step < sum; ++step) {
-      size_t best = 0;
-      for (size_t i = 0; i < weights.size(); ++i) {
-        current[i] += weights[i];
-        if (current[i] > current[best]) best = i;
-      }
-      current[best] -= static_cast<int64_t>(sum);
-      b->sequence_.push_back(b->eligible_[best]);
-    }
+    std::vector<uint64_t> weights;
+    for (uint32_t i : b->eligible_) weights.push_back(b->targets_[i].weight);
+    for (uint32_t k : SmoothWeightedSequence(weights, kMaxSequence)) b->sequence_.push_back(b->eligible_[k]);
   }
 
   // Consistent hashing: a target's points are hashes of its name and their number, as many as its

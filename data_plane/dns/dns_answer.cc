@@ -4,10 +4,10 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <numeric>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "data_plane/balancer/smooth_weights.h"
 
 namespace portico::dp {
 
@@ -42,37 +42,13 @@ DnsAnswer::DnsAnswer(std::vector<Record> records, bool from_srv) : records_(std:
   uint16_t best = UINT16_MAX;
   for (const Record& r : records_) best = std::min(best, r.priority);
   std::vector<uint32_t> chosen;
-  uint64_t divisor = 0;
+  std::vector<uint64_t> weights;
   for (uint32_t i = 0; i < records_.size(); ++i) {
     if (records_[i].priority != best) continue;
     chosen.push_back(i);
-    divisor = std::gcd(divisor, static_cast<uint64_t>(std::max<uint16_t>(1, records_[i].weight)));
+    weights.push_back(records_[i].weight);  // weight 0 counts as 1
   }
-  uint64_t sum = 0;
-  std::vector<int64_t> weights;
-  for (uint32_t i : chosen) {
-    weights.push_back(static_cast<int64_t>(std::max<uint16_t>(1, records_[i].weight) / divisor));
-    sum += static_cast<uint64_t>(weights.back());
-  }
-  if (sum > kMaxSchedule) {  // scale down, every record keeps at least one entry
-    uint64_t scaled = 0;
-    for (int64_t& w : weights) {
-      w = std::max<int64_t>(1, w * static_cast<int64_t>(kMaxSchedule) / static_cast<int64_t>(sum));
-      scaled += static_cast<uint64_t>(w);
-    }
-    sum = scaled;
-  }
-  // nginx's smooth weighted round-robin, as the balancer does.
-  std::vector<int64_t> current(weights.size(), 0);
-  for (uint64_t step = 0; step < sum; ++step) {
-    size_t pick = 0;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      current[i] += weights[i];
-      if (current[i] > current[pick]) pick = i;
-    }
-    current[pick] -= static_cast<int64_t>(sum);
-    schedule_.push_back(chosen[pick]);
-  }
+  for (uint32_t k : SmoothWeightedSequence(weights, kMaxSchedule)) schedule_.push_back(chosen[k]);
 }
 
 }  // namespace portico::dp
