@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "bench/bench_util.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -27,29 +28,12 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-long ProcStatusKb(pid_t pid, const std::string& field) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
-  }
-  return -1;
-}
-
 // Last "<prefix><number>" in `log`, as text ("" if none).
 std::string LastAfter(const std::string& log, const std::string& prefix, const std::string& stop) {
   size_t pos = log.rfind(prefix);
   if (pos == std::string::npos) return "";
   pos += prefix.size();
   return log.substr(pos, log.find(stop, pos) - pos);
-}
-
-std::string LastLineWith(const std::string& log, const std::string& needle) {
-  size_t pos = log.rfind(needle);
-  if (pos == std::string::npos) return "";
-  size_t begin = log.rfind('\n', pos);
-  begin = begin == std::string::npos ? 0 : begin + 1;
-  return log.substr(begin, log.find('\n', pos) - begin);
 }
 
 struct Latencies {

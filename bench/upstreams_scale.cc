@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -25,26 +26,9 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-long ProcStatusKb(pid_t pid, const std::string& field) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
-  }
-  return -1;
-}
-
-std::string LastLineWith(const std::string& log, const std::string& needle) {
-  size_t pos = log.rfind(needle);
-  if (pos == std::string::npos) return "";
-  size_t begin = log.rfind('\n', pos);
-  begin = begin == std::string::npos ? 0 : begin + 1;
-  return log.substr(begin, log.find('\n', pos) - begin);
-}
-
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
-// Runs `count` writes on `writers` threads; returns the number that did not answer `want`.
+// Runs `count` writes on `writers` threads; returns how many failed (`write` returned false).
 template <typename Write>
 int Parallel(int count, int writers, Write write) {
   std::atomic<int> next{0}, failed{0};
