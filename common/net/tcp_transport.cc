@@ -108,14 +108,14 @@ std::string TcpTransport::PeerIp() const {
   return IpOf(reinterpret_cast<const sockaddr*>(&peer));
 }
 
-bool TcpTransport::Connect(const sockaddr* address) {
+int TcpTransport::Connect(const sockaddr* address) {
   connect_req_ = std::make_unique<uv_connect_t>();
   connect_req_->data = this;
-  if (uv_tcp_connect(connect_req_.get(), &tcp_, address, Uv::Connected) != 0) {
+  if (const int rc = uv_tcp_connect(connect_req_.get(), &tcp_, address, Uv::Connected); rc != 0) {
     connect_req_.reset();
-    return false;
+    return rc;
   }
-  return true;
+  return 0;
 }
 
 void TcpTransport::StartReading() {

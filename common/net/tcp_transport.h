@@ -34,7 +34,7 @@ class TcpTransport final : public Transport {
   // The peer's address (getpeername), as text ("10.0.0.1", "::1"); empty when unknown.
   std::string PeerIp() const;
 
-  bool Connect(const sockaddr* address) override;
+  int Connect(const sockaddr* address) override;
   void StartReading() override;
   void StopReading() override;
   bool reading() const override { return reading_; }

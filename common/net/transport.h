@@ -49,9 +49,9 @@ class Transport {
  public:
   virtual ~Transport() = default;
 
-  // Starts a connection to `address` (OnTransportConnected follows). False when it cannot even
-  // start (then the owner closes).
-  virtual bool Connect(const sockaddr* address) = 0;
+  // Starts a connection to `address` (OnTransportConnected follows): 0, or the libuv error
+  // (negative errno) when it cannot even start (then the owner closes).
+  virtual int Connect(const sockaddr* address) = 0;
   virtual void StartReading() = 0;
   virtual void StopReading() = 0;
   virtual bool reading() const = 0;

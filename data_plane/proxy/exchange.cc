@@ -218,7 +218,10 @@ void Exchange::StartUpstream(bool allow_pooled) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address);
     if (!fresh.ok()) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
-      if (balancer != nullptr) balancer->ReportTcpFailure(balancer_target >= 0 ? balancer_target : health_target_);
+      // Local limits (out of descriptors or ports) are not the target's failure: no passive report.
+      if (balancer != nullptr && !absl::IsResourceExhausted(fresh.status())) {
+        balancer->ReportTcpFailure(balancer_target >= 0 ? balancer_target : health_target_);
+      }
       FailUpstream(502, dp::kMsgBadGateway);
       return;
     }

@@ -28,8 +28,20 @@ UpstreamConnection::~UpstreamConnection() = default;
 
 absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
   state_ = State::kConnecting;
-  if (!transport_.Connect(address)) return absl::UnavailableError("connect failed");
-  return absl::OkStatus();
+  switch (const int rc = transport_.Connect(address); rc) {
+    case 0:
+      return absl::OkStatus();
+    // This host's limits, not the target's fault (no socket, no local port, no memory).
+    case UV_EMFILE:
+    case UV_ENFILE:
+    case UV_ENOBUFS:
+    case UV_ENOMEM:
+    case UV_EADDRNOTAVAIL:
+    case UV_EAGAIN:
+      return absl::ResourceExhaustedError(absl::StrCat("connect failed: ", uv_strerror(rc)));
+    default:
+      return absl::UnavailableError(absl::StrCat("connect failed: ", uv_strerror(rc)));
+  }
 }
 
 void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeouts& timeouts) {

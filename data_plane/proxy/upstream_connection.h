@@ -85,6 +85,8 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
   // Starts connecting. On error the caller must Close().
+  // ResourceExhausted when this host's limits refuse a socket or a local port (not the target's
+  // fault), Unavailable for another error starting the connect.
   absl::Status Connect(const struct sockaddr* address);
   // Binds the connection to one exchange. REQUIRES: state kConnecting (fresh) or kActive (just
   // taken from the pool).

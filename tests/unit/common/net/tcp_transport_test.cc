@@ -71,7 +71,7 @@ class TcpTransportTest : public ::testing::Test {
 
   // Connects the transport to the listener; `peer_` is the accepted end.
   void Connect() {
-    ASSERT_TRUE(transport_->Connect(reinterpret_cast<const sockaddr*>(&address_)));
+    ASSERT_EQ(transport_->Connect(reinterpret_cast<const sockaddr*>(&address_)), 0);
     ASSERT_TRUE(RunUntil([&] { return recorder_.connected != 0; }));
     ASSERT_EQ(recorder_.connected, 1);
     peer_ = ::accept(listener_, nullptr, nullptr);
