@@ -147,12 +147,16 @@ struct HealthChecker::Impl {
         continue;
       }
       if (!t.has_address) continue;  // TODO(dns): probe the addresses the resolver gives
-      auto entry = std::make_shared<Entry>();
       auto it = old.find({t.upstream_id, t.target});
+      // The same record (same upstream config): keep the entry, so that a probe in flight is
+      // not started twice and finishes on the entry that is probed from now on.
+      std::shared_ptr<Entry> entry =
+          it != old.end() && it->second->target.record == t.record ? it->second : std::make_shared<Entry>();
       entry->last_probe_ms = it != old.end() ? it->second->last_probe_ms : now;
       auto& group = groups[t.upstream_id];
       if (group == nullptr) group = std::make_shared<Group>();
       entry->group = group;
+      entry->request.clear();
       if (type == HealthCheckType::kHttp || type == HealthCheckType::kHttps) {
         entry->request = absl::StrCat("GET ", config.active.http_path, " HTTP/1.1\r\nHost: ", t.host_header, "\r\n");
         for (const auto& [name, value] : config.active.headers) absl::StrAppend(&entry->request, name, ": ", value, "\r\n");

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <openssl/ssl.h>
 
@@ -184,6 +185,44 @@ TEST(HealthCheckerTest, ASilentTargetTimesOutAndStopCancelsProbesInFlight) {
     EXPECT_TRUE(WaitFor([&] { return !record->healthy(); }));
     // Probes keep going to the unhealthy target; the destructor stops with one likely in flight.
   }
+  close(fd);
+}
+
+TEST(HealthCheckerTest, AReconfigureKeepsTheProbeInFlightAndStartsNoSecondOne) {
+  uint16_t port = 0;
+  const int fd = Listen(0, &port);
+  ASSERT_GE(fd, 0);
+  // Accepts and holds every connection without answering: a probe stays in flight until its timeout.
+  std::atomic<int> accepted{0};
+  std::atomic<bool> stop{false};
+  std::vector<int> held;
+  std::thread acceptor([&] {
+    while (!stop) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      const int c = accept(fd, nullptr, nullptr);
+      if (c < 0) continue;
+      held.push_back(c);
+      ++accepted;
+    }
+  });
+  HealthRegistry registry;
+  HealthChecker checker;
+  ASSERT_TRUE(checker.Start().ok());
+  const HealthTarget t = Target(registry, port,
+                                R"({"active":{"timeout":3,"healthy":{"interval":0.05},
+                                    "unhealthy":{"interval":0.05,"timeouts":1}}})");
+  checker.Reconfigure({t});
+  EXPECT_TRUE(WaitFor([&] { return accepted.load() >= 1; }));
+  for (int i = 0; i < 5; ++i) {  // every published snapshot reconfigures the checker
+    checker.Reconfigure({t});
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  }
+  EXPECT_EQ(accepted.load(), 1) << "one probe in flight (3 s timeout), none started beside it";
+  checker.Stop();
+  stop = true;
+  acceptor.join();
+  for (int c : held) close(c);
   close(fd);
 }
 
