@@ -97,6 +97,22 @@ struct DpMetrics {
   Histogram* apply_seconds;
 };
 
+// The checker's view of a c-ares Resolver: one address of a name's answer, in turn.
+class DnsProbeResolver final : public ProbeResolver {
+ public:
+  explicit DnsProbeResolver(std::unique_ptr<Resolver> resolver) : resolver_(std::move(resolver)) {}
+  bool Resolve(const std::string& name, uint16_t port, uint64_t turn, sockaddr_storage* out, bool* pending) override {
+    const DnsAnswerPtr* answer = resolver_->Lookup(name, port, pending);
+    if (answer == nullptr || *answer == nullptr) return false;
+    *out = (*answer)->Pick(turn)->address;
+    return true;
+  }
+  void Close() override { resolver_->Close(); }
+
+ private:
+  std::unique_ptr<Resolver> resolver_;
+};
+
 void RegisterReadSeries(Registry* registry, const ServingState* state, const SyncClient* sync,
                         const ProxyServer* proxy) {
   registry->AddCallbackCounter("portico_dp_requests_total", "Requests received by the proxy workers",
@@ -250,7 +266,18 @@ int Serve(int argc, char** argv) {
   // thread probes what each published snapshot balances over.
   HealthRegistry health;
   HealthChecker checker;
-  if (absl::Status s = checker.Start(); !s.ok()) return Fail(s);
+  // Active probes of targets given by hostname resolve on the checker's loop, with the same
+  // nameservers and hosts file as the workers.
+  ProbeResolverFactory probe_resolvers = [&proxy_options](uv_loop_t* loop)
+      -> absl::StatusOr<std::unique_ptr<ProbeResolver>> {
+    ResolverOptions dns;
+    dns.hosts_file = proxy_options.dns_hostsfile;
+    dns.servers = proxy_options.dns_resolver;
+    absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(loop, std::move(dns));
+    if (!resolver.ok()) return resolver.status();
+    return std::unique_ptr<ProbeResolver>(std::make_unique<DnsProbeResolver>(*std::move(resolver)));
+  };
+  if (absl::Status s = checker.Start(std::move(probe_resolvers)); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();

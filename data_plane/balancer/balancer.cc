@@ -438,6 +438,8 @@ void Balancer::AppendHealthTargets(std::vector<HealthTarget>* out) const {
     h.record = t.health;
     h.has_address = !t.address.ip.empty();
     h.address = t.address.address;
+    h.dns_name = t.dns_name;
+    h.dns_port = t.dns_port;
     h.host_header = t.host_header;
     h.weight = t.weight;
     out->push_back(std::move(h));

@@ -36,6 +36,7 @@ struct Entry {  // one target to probe
   std::shared_ptr<Group> group;
   std::string request;  // the http probe's request
   uint64_t last_probe_ms = 0;
+  uint64_t turn = 0;  // a hostname target: which address of its answer the next probe takes
   bool probing = false;
 };
 
@@ -73,6 +74,7 @@ struct HealthChecker::Impl {
     uv_timer_t timer;
     uv_connect_t connect;
     uv_write_t write;
+    sockaddr_storage address{};
     std::string response;
     char buffer[kMaxStatusLine];
     int open_handles = 0;
@@ -99,6 +101,7 @@ struct HealthChecker::Impl {
   bool started = false;
   SSL_CTX* tls_verify = nullptr;     // https probes with https_verify_certificate (system CAs)
   SSL_CTX* tls_no_verify = nullptr;  // ... without
+  std::unique_ptr<ProbeResolver> resolver;  // hostname targets; null: they are not probed
 
   std::mutex mu;
   std::optional<std::vector<HealthTarget>> pending;  // guarded by mu
@@ -121,6 +124,7 @@ struct HealthChecker::Impl {
     }
     if (stop) {
       for (Probe* p : std::set<Probe*>(probes)) Finish(p, std::nullopt, 0);
+      if (resolver != nullptr) resolver->Close();
       uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
       return;
@@ -146,7 +150,7 @@ struct HealthChecker::Impl {
         }
         continue;
       }
-      if (!t.has_address) continue;  // TODO(dns): probe the addresses the resolver gives
+      if (!t.has_address && (t.dns_name.empty() || resolver == nullptr)) continue;
       auto it = old.find({t.upstream_id, t.target});
       // The same record (same upstream config): keep the entry, so that a probe in flight is
       // not started twice and finishes on the entry that is probed from now on.
@@ -189,7 +193,19 @@ struct HealthChecker::Impl {
   }
 
   void StartProbe(const std::shared_ptr<Entry>& entry) {
+    sockaddr_storage address = entry->target.address;
+    if (!entry->target.has_address) {  // a hostname: one address of its answer, in turn
+      bool pending = false;
+      if (!resolver->Resolve(entry->target.dns_name, entry->target.dns_port, entry->turn++, &address, &pending)) {
+        if (pending) return;  // the answer is on its way: the next tick probes
+        entry->target.record->SetDnsError(true);
+        entry->last_probe_ms = uv_now(&loop);  // asked again at the next interval
+        return;
+      }
+      entry->target.record->SetDnsError(false);
+    }
     auto* p = new Probe();
+    p->address = address;
     p->owner = this;
     p->entry = entry;
     entry->probing = true;
@@ -207,7 +223,7 @@ struct HealthChecker::Impl {
       auto* probe = static_cast<Probe*>(t->data);
       probe->owner->Finish(probe, HealthEvent::kTimeout, 0);
     }, static_cast<uint64_t>(timeout_ms), 0);
-    const int r = uv_tcp_connect(&p->connect, &p->tcp, reinterpret_cast<const sockaddr*>(&entry->target.address),
+    const int r = uv_tcp_connect(&p->connect, &p->tcp, reinterpret_cast<const sockaddr*>(&p->address),
                                  [](uv_connect_t* req, int status) {
                                    auto* probe = static_cast<Probe*>(req->data);
                                    probe->owner->OnConnect(probe, status);
@@ -389,10 +405,18 @@ HealthChecker::HealthChecker() : impl_(std::make_unique<Impl>()) {}
 
 HealthChecker::~HealthChecker() { Stop(); }
 
-absl::Status HealthChecker::Start() {
+absl::Status HealthChecker::Start(ProbeResolverFactory resolvers) {
   Impl* impl = impl_.get();
   if (impl->started) return absl::FailedPreconditionError("health checker already started");
   if (int r = uv_loop_init(&impl->loop); r != 0) return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(r)));
+  if (resolvers) {
+    absl::StatusOr<std::unique_ptr<ProbeResolver>> resolver = resolvers(&impl->loop);
+    if (!resolver.ok()) {
+      uv_loop_close(&impl->loop);
+      return resolver.status();
+    }
+    impl->resolver = *std::move(resolver);
+  }
   impl->wake.data = impl;
   impl->tick.data = impl;
   uv_async_init(&impl->loop, &impl->wake, [](uv_async_t* a) { Impl::Self(reinterpret_cast<uv_handle_t*>(a))->OnWake(); });
@@ -412,6 +436,7 @@ absl::Status HealthChecker::Start() {
     pthread_setname_np(pthread_self(), "portico-health");
     uv_async_send(&impl->wake);  // a Reconfigure before Start
     uv_run(&impl->loop, UV_RUN_DEFAULT);
+    impl->resolver.reset();  // closed in OnWake; its handles are closed now
     uv_loop_close(&impl->loop);
   });
   return absl::OkStatus();

@@ -96,9 +96,11 @@ struct HealthTarget {
   std::shared_ptr<const HealthConfig> config;  // the upstream's; never null
   std::shared_ptr<TargetHealth> record;        // never null
   // Where active probes go. False for a target given by hostname.
-  // TODO(dns): the resolver fills `address` for hostnames (one HealthTarget per resolved address).
   bool has_address = false;
   sockaddr_storage address{};
+  // A target given by hostname (has_address false): what probes resolve.
+  std::string dns_name;
+  uint16_t dns_port = 0;
   std::string host_header;  // the Host probes send
   uint32_t weight = 0;
 };

@@ -235,5 +235,38 @@ TEST_F(DnsTest, HostsFileNamesResolveAndItsChangesAreSeen) {
   EXPECT_TRUE(WaitForUpstream("/h", "e1", 5s)) << Who("/h");
 }
 
+// Active checks reach a target given by hostname at the addresses its DNS answer gives (the
+// checker resolves on its own loop): a dead address marks it down, a live one brings it back,
+// and a name that does not resolve is DNS_ERROR without any proxied request.
+TEST_F(DnsTest, ActiveChecksProbeHostnameTargetsAtTheirResolvedAddress) {
+  WriteZone({{"svc.dns.test", {{"A", {"127.0.0.2"}}}}});
+  const json checks = {{"active",
+                        {{"type", "tcp"},
+                         {"timeout", 0.5},
+                         {"healthy", {{"interval", 0.2}, {"successes", 1}}},
+                         {"unhealthy", {{"interval", 0.2}, {"tcp_failures", 1}}}}}};
+  Admin("POST", "/upstreams", {{"name", "probed"}, {"healthchecks", checks}}, 201);
+  Admin("POST", "/upstreams/probed/targets", {{"target", absl::StrCat("svc.dns.test:", port_)}}, 201);
+  Admin("POST", "/upstreams/probed/targets", {{"target", absl::StrCat("gone.dns.test:", port_)}}, 201);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_));
+  auto health_of = [&](const std::string& target) {
+    const json status = cluster_.DpStatus(*dp_);  // kept: the loop refers into it
+    for (const json& t : status["targets_health"]) {
+      if (t["target"] == target) return t["health"].get<std::string>();
+    }
+    return std::string();
+  };
+  const std::string svc = absl::StrCat("svc.dns.test:", port_);
+  const std::string gone = absl::StrCat("gone.dns.test:", port_);
+  EXPECT_TRUE(WaitFor([&] { return health_of(gone) == "DNS_ERROR"; }, 5s)) << health_of(gone);
+  EXPECT_EQ(health_of(svc), "HEALTHY");
+  // The name now points at an address nothing listens on: the probes mark it down.
+  WriteZone({{"svc.dns.test", {{"A", {"127.0.0.9"}}}}});
+  EXPECT_TRUE(WaitFor([&] { return health_of(svc) == "UNHEALTHY"; }, 6s)) << health_of(svc);
+  // Back at e2's address: healthy again.
+  WriteZone({{"svc.dns.test", {{"A", {"127.0.0.3"}}}}});
+  EXPECT_TRUE(WaitFor([&] { return health_of(svc) == "HEALTHY"; }, 6s)) << health_of(svc);
+}
+
 }  // namespace
 }  // namespace portico::testing
