@@ -7,6 +7,7 @@ PACKAGES=(
   libabsl-dev libssl-dev libsqlite3-dev libuv1-dev libc-ares-dev node-llhttp zlib1g-dev libre2-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libhiredis-dev redis-server
+  python3 prometheus
   clang libclang-rt-14-dev
 )
 missing=()
@@ -27,4 +28,10 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   echo "install-deps: stopping and disabling the system redis-server (tests run their own)"
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+# prometheus is installed for its promtool (the metrics tests check the exposition with it); its
+# server is not needed either.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  echo "install-deps: stopping and disabling the system prometheus (only promtool is used)"
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
