@@ -325,41 +325,29 @@ if [[ " $CASES " == *" keyauth_redis "* ]]; then
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/xbench/plugins" -H 'Content-Type: application/json' \
     -d "{\"name\":\"rate-limiting\",\"config\":{\"second\":1000000000,\"policy\":\"redis\",\"fault_tolerant\":false,\"redis\":{\"host\":\"127.0.0.1\",\"port\":$REDIS_PORT}}}"
 fi
+# balanced_route UPSTREAM ROUTE UPSTREAM_JSON: an upstream whose targets are the addresses read
+# from stdin (on the upstream nginx's port), a service naming it, a route /ROUTE/ to it.
+balanced_route() {
+  local upstream=$1 route=$2 fields=$3
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/$upstream" -H 'Content-Type: application/json' \
+    -d "$fields"
+  xargs -P 4 -I{} curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/upstreams/$upstream/targets" \
+    -H 'Content-Type: application/json' -d "{\"target\":\"{}:$UP_PORT\"}"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/$upstream" -H 'Content-Type: application/json' \
+    -d "{\"host\":\"$upstream\",\"port\":80}"
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/$route" -H 'Content-Type: application/json' \
+    -d "{\"paths\":[\"/$route/\"],\"strip_path\":true,\"service\":{\"name\":\"$upstream\"}}"
+  wait_http "http://127.0.0.1:$DP_PORT/$route/small" 30 || die "DP does not serve /$route/: $(tail -n 20 "$WORK/dp.log")"
+}
 if [[ " $CASES " == *" upstream3 "* ]]; then
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench3" -H 'Content-Type: application/json' -d '{}'
-  for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
-    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/upstreams/bench3/targets" -H 'Content-Type: application/json' \
-      -d "{\"target\":\"$ip:$UP_PORT\"}"
-  done
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench3" -H 'Content-Type: application/json' \
-    -d '{"host":"bench3","port":80}'
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/ubench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/ubench/"],"strip_path":true,"service":{"name":"bench3"}}'
-  wait_http "http://127.0.0.1:$DP_PORT/ubench/small" 30 || die "DP does not serve /ubench/: $(tail -n 20 "$WORK/dp.log")"
+  printf '%s\n' 127.0.0.1 127.0.0.2 127.0.0.3 | balanced_route bench3 ubench '{}'
 fi
 if [[ " $CASES " == *" upstream3hc "* ]]; then
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench3hc" -H 'Content-Type: application/json' \
-    -d '{"healthchecks":{"passive":{"unhealthy":{"tcp_failures":5,"timeouts":5,"http_failures":5}},"active":{"http_path":"/small","healthy":{"interval":1,"successes":2},"unhealthy":{"interval":1,"tcp_failures":2,"http_failures":2,"timeouts":2}}}}'
-  for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
-    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/upstreams/bench3hc/targets" -H 'Content-Type: application/json' \
-      -d "{\"target\":\"$ip:$UP_PORT\"}"
-  done
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench3hc" -H 'Content-Type: application/json' \
-    -d '{"host":"bench3hc","port":80}'
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/hbench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/hbench/"],"strip_path":true,"service":{"name":"bench3hc"}}'
-  wait_http "http://127.0.0.1:$DP_PORT/hbench/small" 30 || die "DP does not serve /hbench/: $(tail -n 20 "$WORK/dp.log")"
+  printf '%s\n' 127.0.0.1 127.0.0.2 127.0.0.3 | balanced_route bench3hc hbench \
+    '{"healthchecks":{"passive":{"unhealthy":{"tcp_failures":5,"timeouts":5,"http_failures":5}},"active":{"http_path":"/small","healthy":{"interval":1,"successes":2},"unhealthy":{"interval":1,"tcp_failures":2,"http_failures":2,"timeouts":2}}}}'
 fi
 if [[ " $CASES " == *" upstream1000 "* ]]; then
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/upstreams/bench1000" -H 'Content-Type: application/json' -d '{}'
-  upstream1000_addresses | xargs -P 4 -I{} curl -fsS -o /dev/null -X POST \
-    "http://127.0.0.1:$CP_ADMIN/upstreams/bench1000/targets" -H 'Content-Type: application/json' \
-    -d "{\"target\":\"{}:$UP_PORT\"}"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench1000" -H 'Content-Type: application/json' \
-    -d '{"host":"bench1000","port":80}'
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/mbench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/mbench/"],"strip_path":true,"service":{"name":"bench1000"}}'
-  wait_http "http://127.0.0.1:$DP_PORT/mbench/small" 30 || die "DP does not serve /mbench/: $(tail -n 20 "$WORK/dp.log")"
+  upstream1000_addresses | balanced_route bench1000 mbench '{}'
 fi
 if [[ " $CASES " == *" bodyjson "* ]]; then
   curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/jbench" -H 'Content-Type: application/json' \
