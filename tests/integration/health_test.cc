@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/http_wire.h"
+#include "tests/integration/balancing_fixture.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -55,30 +56,14 @@ class ClosingListener {
   std::thread thread_;
 };
 
-class HealthTest : public ::testing::Test {
+class HealthTest : public BalancingFixture {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
-    dp_ = &cluster_.StartDp();
-    ASSERT_TRUE(dp_->started) << cluster_.Logs();
-  }
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s", cluster_.Logs().c_str());
-  }
-  void Admin(const std::string& method, const std::string& path, const json& body, int status) {
-    HttpResult r = cluster_.Admin(method, path, body);
-    ASSERT_EQ(r.status, status) << method << " " << path << " " << body.dump() << " -> " << r.body;
-  }
   // An upstream `name` with `healthchecks`, a service whose host names it (retries as given), a
   // route /<name>.
   void AddBalancedRoute(const std::string& name, const json& healthchecks, int retries = 5) {
     Admin("POST", "/upstreams", {{"name", name}, {"healthchecks", healthchecks}}, 201);
     Admin("POST", "/services", {{"name", name}, {"host", name}, {"port", 80}, {"retries", retries}}, 201);
     Admin("POST", absl::StrCat("/services/", name, "/routes"), {{"paths", {absl::StrCat("/", name)}}}, 201);
-  }
-  void AddTarget(const std::string& upstream, uint16_t port) {
-    Admin("POST", absl::StrCat("/upstreams/", upstream, "/targets"),
-          {{"target", absl::StrCat("127.0.0.1:", port)}, {"weight", 100}}, 201);
   }
   // The DP's view of one target: "HEALTHY", "UNHEALTHY", "HEALTHCHECKS_OFF", or "" when unknown.
   std::string HealthOf(const std::string& upstream, uint16_t port) {
@@ -93,29 +78,8 @@ class HealthTest : public ::testing::Test {
                   std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     return WaitFor([&] { return HealthOf(upstream, port) == want; }, timeout);
   }
-  // Which echo upstream answered `count` sequential requests on one keep-alive connection
-  // ("status N" for other answers, "error" when the connection failed).
-  std::map<std::string, int> Spread(const std::string& path, int count) {
-    std::map<std::string, int> seen;
-    test_support::RawHttpClient client(dp_->proxy_port);
-    for (int i = 0; i < count; ++i) {
-      if (!client.Send(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n\r\n"))) {
-        ++seen["error"];
-        break;
-      }
-      test_support::HttpReply reply = client.ReadResponse();
-      if (!reply.ok) {
-        ++seen["error"];
-        break;
-      }
-      ++seen[reply.status == 200 ? reply.Header("X-Upstream") : absl::StrCat("status ", reply.status)];
-    }
-    return seen;
-  }
 
   EchoUpstream e1_{"e1"}, e2_{"e2"};
-  Cluster cluster_;
-  DataPlane* dp_ = nullptr;
 };
 
 TEST_F(HealthTest, PassiveChecksTakeAKilledTargetOutAndNoRequestFails) {

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/http_wire.h"
+#include "tests/integration/balancing_fixture.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -14,20 +15,8 @@ namespace {
 
 using json = nlohmann::json;
 
-class LoadBalancingTest : public ::testing::Test {
+class LoadBalancingTest : public BalancingFixture {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
-    dp_ = &cluster_.StartDp();
-    ASSERT_TRUE(dp_->started) << cluster_.Logs();
-  }
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s", cluster_.Logs().c_str());
-  }
-  void Admin(const std::string& method, const std::string& path, const json& body, int status) {
-    HttpResult r = cluster_.Admin(method, path, body);
-    ASSERT_EQ(r.status, status) << method << " " << path << " " << body.dump() << " -> " << r.body;
-  }
   // An upstream `name`, a service whose host names it, a route /<name>.
   void AddBalancedRoute(const std::string& name, const json& upstream_fields = json::object()) {
     json upstream = upstream_fields;
@@ -36,22 +25,6 @@ class LoadBalancingTest : public ::testing::Test {
     Admin("POST", "/services", {{"name", name}, {"host", name}, {"port", 80}}, 201);
     Admin("POST", absl::StrCat("/services/", name, "/routes"), {{"paths", {absl::StrCat("/", name)}}}, 201);
   }
-  void AddTarget(const std::string& upstream, uint16_t port, int weight) {
-    Admin("POST", absl::StrCat("/upstreams/", upstream, "/targets"),
-          {{"target", absl::StrCat("127.0.0.1:", port)}, {"weight", weight}}, 201);
-  }
-  // Which echo upstream answered `count` requests on one keep-alive connection.
-  std::map<std::string, int> Spread(const std::string& path, int count, const std::string& extra_header = "") {
-    std::map<std::string, int> seen;
-    test_support::RawHttpClient client(dp_->proxy_port);
-    for (int i = 0; i < count; ++i) {
-      if (!client.Send(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n", extra_header, "\r\n"))) break;
-      test_support::HttpReply reply = client.ReadResponse();
-      if (!reply.ok) break;
-      ++seen[reply.status == 200 ? reply.Header("X-Upstream") : absl::StrCat("status ", reply.status)];
-    }
-    return seen;
-  }
   std::string OneAnswer(const std::string& path, const std::string& key) {
     HttpResult r = RawHttp(dp_->proxy_port,
                            absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\nX-Key: ", key, "\r\nConnection: close\r\n\r\n"));
@@ -59,8 +32,6 @@ class LoadBalancingTest : public ::testing::Test {
   }
 
   EchoUpstream e1_{"e1"}, e2_{"e2"}, e3_{"e3"};
-  Cluster cluster_;
-  DataPlane* dp_ = nullptr;
 };
 
 TEST_F(LoadBalancingTest, WeightedRoundRobinSpreadsTenThousandRequestsByWeight) {
