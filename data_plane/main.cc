@@ -256,8 +256,8 @@ int Serve(int argc, char** argv) {
   proxy_options.workers = workers;
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
-  proxy_options.dns_resolver = flags.Get("dns-resolver");
-  proxy_options.dns_hostsfile = flags.Get("dns-hostsfile");
+  proxy_options.dns.servers = flags.Get("dns-resolver");
+  proxy_options.dns.hosts_file = flags.Get("dns-hostsfile");
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
   // while that client lives (cleared by a guard declared after it).
@@ -270,10 +270,7 @@ int Serve(int argc, char** argv) {
   // nameservers and hosts file as the workers.
   ProbeResolverFactory probe_resolvers = [&proxy_options](uv_loop_t* loop)
       -> absl::StatusOr<std::unique_ptr<ProbeResolver>> {
-    ResolverOptions dns;
-    dns.hosts_file = proxy_options.dns_hostsfile;
-    dns.servers = proxy_options.dns_resolver;
-    absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(loop, std::move(dns));
+    absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(loop, proxy_options.dns);
     if (!resolver.ok()) return resolver.status();
     return std::unique_ptr<ProbeResolver>(std::make_unique<DnsProbeResolver>(*std::move(resolver)));
   };

@@ -427,6 +427,22 @@ void Balancer::ReportHttpStatus(int target, int status) const {
   }
 }
 
+void Balancer::AttemptAnswered(int worker, int target, int status, uint64_t picked_ns) const {
+  if (algorithm_ == Algorithm::kLatency) {
+    const uint64_t now_ns = uv_hrtime();
+    RecordLatency(worker, target, now_ns - picked_ns, now_ns);
+  }
+  ReportHttpStatus(target, status);
+}
+
+void Balancer::AttemptFailed(int worker, int target, HealthEvent failure, uint64_t picked_ns) const {
+  if (algorithm_ == Algorithm::kLatency) {  // a dead target is not a fast one
+    const uint64_t now_ns = uv_hrtime();
+    RecordLatency(worker, target, std::max<uint64_t>(now_ns - picked_ns, kLatencyFailurePenaltyNs), now_ns);
+  }
+  ReportPassive(target, failure, 0);
+}
+
 void Balancer::AppendHealthTargets(std::vector<HealthTarget>* out) const {
   for (const BalancerTarget& t : targets_) {
     if (t.health == nullptr) continue;

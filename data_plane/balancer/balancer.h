@@ -97,6 +97,13 @@ class Balancer {
   // (neither: nothing; passive type tcp: nothing).
   void ReportHttpStatus(int target, int status) const;
 
+  // What one attempt of `worker` on `target` (a Pick result), picked at `picked_ns` (uv_hrtime;
+  // read only by latency balancing), came to: a response head with `status`, or a failure
+  // (kTcpFailure or kTimeout). Feeds the passive checks and the latency estimate, whichever the
+  // upstream uses; the exchange need not know which.
+  void AttemptAnswered(int worker, int target, int status, uint64_t picked_ns) const;
+  void AttemptFailed(int worker, int target, HealthEvent failure, uint64_t picked_ns) const;
+
   // The targets with a health record, for HealthRegistry::Install and HealthChecker::Reconfigure.
   void AppendHealthTargets(std::vector<HealthTarget>* out) const;
 

@@ -3,10 +3,8 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "re2/re2.h"
@@ -17,6 +15,7 @@
 #include "data_plane/dns/resolver.h"
 #include "common/base/log.h"
 #include "common/base/host_port.h"
+#include "common/base/uuid.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/pipeline/query_arguments.h"
 #include "data_plane/pipeline/upstream_request.h"
@@ -168,14 +167,7 @@ absl::string_view HashKeyFrom(const RequestContext& request, const HashSource& s
 // keys this request and comes back in Set-Cookie, so that the client's next requests stick.
 absl::string_view NewHashCookie(RequestContext& request, const HashSource& source) {
   if (request.hash_cookie_value.empty()) {  // the first attempt; retries keep the same key
-    thread_local std::mt19937_64 random{std::random_device{}()};
-    const uint64_t hi = (random() & 0xffffffffffff0fffULL) | 0x4000ULL;
-    const uint64_t lo = (random() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-    char text[37];
-    std::snprintf(text, sizeof(text), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                  static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                  static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-    request.hash_cookie_value.assign(text, 36);
+    request.hash_cookie_value = NewUuid();
     request.response_headers.Add(
         "Set-Cookie", absl::StrCat(source.name, "=", request.hash_cookie_value, "; Path=", source.cookie_path,
                                    "; SameSite=Lax; HttpOnly"));

@@ -220,7 +220,8 @@ void Exchange::StartUpstream(bool allow_pooled) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
       // Local limits (out of descriptors or ports) are not the target's failure: no passive report.
       if (balancer != nullptr && !absl::IsResourceExhausted(fresh.status())) {
-        balancer->ReportTcpFailure(balancer_target >= 0 ? balancer_target : health_target_);
+        balancer->AttemptFailed(worker_index, balancer_target >= 0 ? balancer_target : health_target_,
+                                dp::HealthEvent::kTcpFailure, attempt_started_ns);
       }
       FailUpstream(502, dp::kMsgBadGateway);
       return;
@@ -333,13 +334,11 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (cancelled_) return UpstreamHeadAction::kError;
   if (!IsForwardableResponseHead(response)) return UpstreamHeadAction::kError;  // 502, connection not reused
   response_status_ = response.status;
-  if (balancer != nullptr && balancer_target >= 0 && balancer->algorithm() == dp::Balancer::Algorithm::kLatency) {
-    const uint64_t now_ns = uv_hrtime();
-    balancer->RecordLatency(worker_index, balancer_target, now_ns - attempt_started_ns, now_ns);
+  // The attempt answered (passive checks, latency): once per attempt; later failures of the body
+  // are not counted.
+  if (balancer != nullptr && !head_reported_) {
+    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
   }
-  // Passive health check of this attempt: its status (once per attempt; later failures of the
-  // body are not counted).
-  if (balancer != nullptr && !head_reported_) balancer->ReportHttpStatus(health_target_, response.status);
   head_reported_ = true;
   response_head = &response;
   RunResponseHeadSteps(response.status);
@@ -475,24 +474,10 @@ void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_rece
   // fresh connection (a pooled connection the upstream had closed): not the target's failure.
   if (error == UpstreamError::kClosed && !response_bytes_received && !body_streamed_ && !stale_retry_used_) return;
   // Kong: a try that timed out (504) is a timeout, any other failed try a tcp failure.
-  switch (error) {
-    case UpstreamError::kConnectTimeout:
-    case UpstreamError::kWriteTimeout:
-    case UpstreamError::kReadTimeout:
-      balancer->ReportTimeout(health_target_);
-      break;
-    case UpstreamError::kConnectFailed:
-    case UpstreamError::kClosed:
-    case UpstreamError::kInvalidResponse:
-      balancer->ReportTcpFailure(health_target_);
-      break;
-  }
-  if (balancer->algorithm() == dp::Balancer::Algorithm::kLatency) {  // a dead target is not a fast one
-    const uint64_t now_ns = uv_hrtime();
-    balancer->RecordLatency(worker_index, health_target_,
-                            std::max<uint64_t>(now_ns - attempt_started_ns, dp::Balancer::kLatencyFailurePenaltyNs),
-                            now_ns);
-  }
+  const bool timeout = error == UpstreamError::kConnectTimeout || error == UpstreamError::kWriteTimeout ||
+                       error == UpstreamError::kReadTimeout;
+  balancer->AttemptFailed(worker_index, health_target_,
+                          timeout ? dp::HealthEvent::kTimeout : dp::HealthEvent::kTcpFailure, attempt_started_ns);
 }
 
 bool Exchange::UntriedTargetExists() const {

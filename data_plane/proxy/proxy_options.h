@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "data_plane/dns/resolver.h"
+
 namespace portico::dp {
 
 struct ProxyOptions {
@@ -16,10 +18,9 @@ struct ProxyOptions {
   // connection, a request head that does not complete, and a response the client stops reading
   // (no write progress) are closed after this long.
   int64_t client_timeout_ms = 60 * 1000;
-  // DNS (data_plane/dns): the hosts file read before DNS (empty: none; Kong's dns_hostsfile) and
-  // the nameservers, "ip[:port][,ip[:port]...]" (empty: /etc/resolv.conf; Kong's dns_resolver).
-  std::string dns_hostsfile = "/etc/hosts";
-  std::string dns_resolver;
+  // DNS (data_plane/dns): each worker's resolver, and the health checker's (--dns-hostsfile,
+  // --dns-resolver).
+  ResolverOptions dns;
 };
 
 }  // namespace portico::dp

@@ -51,10 +51,7 @@ absl::Status Worker::Init(int listen_fd, uint16_t port) {
     return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(rc)));
   }
   loop_initialised_ = true;
-  ResolverOptions dns;
-  dns.hosts_file = options_.dns_hostsfile;
-  dns.servers = options_.dns_resolver;
-  absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(&loop_, std::move(dns));
+  absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(&loop_, options_.dns);
   if (!resolver.ok()) {
     ::close(listen_fd);
     uv_loop_close(&loop_);

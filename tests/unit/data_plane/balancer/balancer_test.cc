@@ -2,6 +2,8 @@
 // (stability when a target comes or goes), least-connections, retries avoiding tried targets.
 #include "data_plane/balancer/balancer.h"
 
+#include <uv.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -276,6 +278,23 @@ TEST(BalancerTest, LatencyCountsOpenAttemptsAndAvoidsTriedTargets) {
   b->Release(0, 0);  // open: 1 on target 0, 1 on target 1: target 0 is better
   const uint32_t tried[] = {0};
   EXPECT_EQ(b->Pick(0, 0, tried, now), 1) << "a retry goes to another target";
+}
+
+TEST(BalancerTest, AFailedAttemptCountsAsASlowAnswerForLatency) {
+  Targets t;
+  t.Add("10.0.0.1:8000", 100);
+  t.Add("10.0.0.2:8000", 100);
+  auto b = Build(MakeUpstream("latency"), t);
+  ASSERT_NE(b, nullptr);
+  const uint64_t picked = uv_hrtime();
+  b->AttemptFailed(0, 0, HealthEvent::kTcpFailure, picked);  // refused at once
+  b->AttemptAnswered(0, 1, 200, picked);                       // answered at once
+  // Both took about no time; the failure counts as a 1 s answer, so the live target wins.
+  for (int i = 0; i < 20; ++i) {
+    const int chosen = b->Pick(0, 0, {});
+    EXPECT_EQ(NameOf(*b, chosen), "10.0.0.2:8000");
+    b->Release(0, chosen);
+  }
 }
 
 TEST(BalancerTest, WorkersStartAtDifferentPlacesOfTheSequence) {
