@@ -25,6 +25,11 @@ struct ConfigSet {
   std::vector<config::v1::JwtSecret> jwt_secrets;  // sent to data planes as they are
   std::vector<config::v1::Upstream> upstreams;     // sorted by id
   std::vector<config::v1::Target> targets;         // sorted by id
+  // TLS material (docs/tls.md): certificates with their keys (data planes serve them), the names
+  // they are served for, and CA certificates services verify upstreams against.
+  std::vector<config::v1::Certificate> certificates;      // sorted by id
+  std::vector<config::v1::Sni> snis;                      // sorted by id
+  std::vector<config::v1::CaCertificate> ca_certificates; // sorted by id
 };
 
 // Identity of one config version (SYNC-PROTOCOL.md §5.3).
