@@ -1,0 +1,54 @@
+#pragma once
+// The certificates of one config snapshot, compiled for the downstream TLS listener: one SSL_CTX
+// per certificate served by some SNI (its cert and key, plus cert_alt/key_alt on the same
+// context so that OpenSSL serves RSA or ECDSA by the client's capability) and an index from
+// server names to those contexts. Built once per snapshot off the worker threads
+// (RuntimeConfig::Compile), immutable, shared read-only by every worker; a connection pins the
+// store it was accepted with until its handshake is done (the SSL keeps the chosen SSL_CTX).
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/config/config_set.h"
+#include "data_plane/tls/openssl_util.h"
+
+namespace portico::dp {
+
+// Longest DNS name (RFC 1035); longer server names match nothing.
+inline constexpr size_t kMaxServerNameBytes = 253;
+
+// A server name as the index compares it: ASCII-lowercased, without a trailing dot, written into
+// `buffer` (at least kMaxServerNameBytes bytes). Empty when `raw` is empty or too long.
+absl::string_view NormalizeServerName(absl::string_view raw, char* buffer);
+
+class CertificateStore {
+ public:
+  // Compiles config.certificates and config.snis. Fails (and the snapshot is refused) when a
+  // certificate or key does not load, a key does not match, or an SNI names a certificate the
+  // snapshot lacks. Errors name the certificate id, never key material.
+  static absl::StatusOr<std::shared_ptr<const CertificateStore>> Build(const ConfigSet& config);
+  // An empty store: every name gets the default certificate.
+  static std::shared_ptr<const CertificateStore> Empty();
+
+  // The context for `server_name` (normalised, see NormalizeServerName), in Kong's order: the
+  // exact name, then the name with its leftmost label replaced by "*" ("*.example.com" for
+  // "api.example.com"), then with its rightmost label replaced by "*" ("api.example.*").
+  // nullptr: no certificate for it (the listener's default certificate is served). Thread-safe;
+  // allocates nothing.
+  SSL_CTX* Find(absl::string_view server_name) const;
+
+  size_t context_count() const { return contexts_.size(); }
+  size_t name_count() const { return by_name_.size(); }
+
+ private:
+  CertificateStore() = default;
+  std::vector<SslCtxPtr> contexts_;
+  // Names as configured (lowercase): "api.example.com", "*.example.com", "example.*".
+  absl::flat_hash_map<std::string, SSL_CTX*> by_name_;
+};
+
+}  // namespace portico::dp
