@@ -5,6 +5,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include <atomic>
 #include <cstring>
 #include <ctime>
 #include <utility>
@@ -24,7 +25,11 @@ void Derive(const unsigned char* secret, size_t secret_size, char label, uint64_
 }  // namespace
 
 SessionTicketKeys::SessionTicketKeys(int64_t rotation_seconds, std::function<int64_t()> now_seconds)
-    : rotation_seconds_(rotation_seconds > 0 ? rotation_seconds : 3600), now_seconds_(std::move(now_seconds)) {
+    : id_([] {
+        static std::atomic<uint64_t> next{1};
+        return next.fetch_add(1, std::memory_order_relaxed);
+      }()),
+      rotation_seconds_(rotation_seconds > 0 ? rotation_seconds : 3600), now_seconds_(std::move(now_seconds)) {
   if (RAND_bytes(secret_, sizeof(secret_)) != 1) {
     // No entropy: tickets sealed with an unpredictable-enough fallback would be unsafe; instead
     // make every key unusable (OnTicket issues none).
@@ -48,6 +53,22 @@ SessionTicketKeys::Key SessionTicketKeys::KeyFor(uint64_t period) const {
   return key;
 }
 
+const SessionTicketKeys::Key& SessionTicketKeys::CachedKeyFor(uint64_t period) const {
+  struct Entry {
+    uint64_t owner = 0;
+    uint64_t period = 0;
+    Key key;
+  };
+  thread_local Entry entries[2];
+  Entry& entry = entries[period & 1];
+  if (entry.owner != id_ || entry.period != period) {
+    entry.key = KeyFor(period);
+    entry.owner = id_;
+    entry.period = period;
+  }
+  return entry.key;
+}
+
 int SessionTicketKeys::OnTicket(unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
                                 EVP_MAC_CTX* mac, int encrypt) const {
   if (rotation_seconds_ == 0) return encrypt ? -1 : 0;
@@ -58,7 +79,7 @@ int SessionTicketKeys::OnTicket(unsigned char key_name[16], unsigned char* iv, E
     return EVP_MAC_init(mac, key.hmac_key, sizeof(key.hmac_key), params) == 1;
   };
   if (encrypt) {
-    const Key key = KeyFor(period);
+    const Key& key = CachedKeyFor(period);
     const int iv_length = EVP_CIPHER_get_iv_length(EVP_aes_256_cbc());
     if (RAND_bytes(iv, iv_length) != 1) return -1;
     std::memcpy(key_name, key.name, sizeof(key.name));
@@ -66,7 +87,7 @@ int SessionTicketKeys::OnTicket(unsigned char key_name[16], unsigned char* iv, E
     return init_mac(key) ? 1 : -1;
   }
   for (uint64_t age = 0; age <= 1 && age <= period; ++age) {
-    const Key key = KeyFor(period - age);
+    const Key& key = CachedKeyFor(period - age);
     if (std::memcmp(key_name, key.name, sizeof(key.name)) != 0) continue;
     if (!init_mac(key)) return -1;
     if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes_key, iv) != 1) return -1;

@@ -28,6 +28,7 @@ class SessionTicketKeys {
 
   int64_t rotation_seconds() const { return rotation_seconds_; }
   uint64_t CurrentPeriod() const;
+  // Derives the key of `period` (three HMACs).
   Key KeyFor(uint64_t period) const;
 
   // The body of SSL_CTX_set_tlsext_ticket_key_evp_cb's callback (same arguments and results):
@@ -38,6 +39,11 @@ class SessionTicketKeys {
                int encrypt) const;
 
  private:
+  // KeyFor(period), remembered per thread for the two most recent periods (a handshake then
+  // derives nothing).
+  const Key& CachedKeyFor(uint64_t period) const;
+
+  uint64_t id_;  // distinguishes instances in the per-thread cache
   unsigned char secret_[32];
   int64_t rotation_seconds_;
   std::function<int64_t()> now_seconds_;
