@@ -443,8 +443,10 @@ json Handler::ToJson(const EntityDescriptor& kind, const Message& entity) {
   json keys = json::array();
   absl::StatusOr<std::vector<EntityPtr>> children = Children(*ref, kind.Id(entity));
   if (!children.ok()) {
+    // Shown as unknown (null), never as an empty list.
     PORTICO_LOG(kError, "admin", "listing the ", ref->kind->name(), " of ", kind.name(), " ", kind.Id(entity),
                 " failed: ", children.status().ToString());
+    keys = nullptr;
   } else {
     std::vector<std::string> names;
     const FieldSpec& key_field = *ref->kind->field(ref->kind->endpoint_key());
