@@ -53,6 +53,7 @@ absl::StatusOr<std::shared_ptr<const CertificateStore>> CertificateStore::Build(
     const absl::string_view name = NormalizeServerName(sni.name(), buffer);
     if (name.empty()) return absl::InvalidArgumentError(absl::StrCat("sni '", sni.name(), "': not a server name"));
     store->by_name_[name] = context;
+    if (name == "*") store->catch_all_ = context;
   }
   return std::shared_ptr<const CertificateStore>(std::move(store));
 }
@@ -62,7 +63,7 @@ std::shared_ptr<const CertificateStore> CertificateStore::Empty() {
 }
 
 SSL_CTX* CertificateStore::Find(absl::string_view server_name) const {
-  if (by_name_.empty() || server_name.empty()) return nullptr;
+  if (by_name_.empty() || server_name.empty()) return catch_all_;
   if (auto it = by_name_.find(server_name); it != by_name_.end()) return it->second;
   char candidate[kMaxServerNameBytes + 2];
   // "*." + everything after the leftmost label.
@@ -80,7 +81,7 @@ SSL_CTX* CertificateStore::Find(absl::string_view server_name) const {
     candidate[dot + 1] = '*';
     if (auto it = by_name_.find(absl::string_view(candidate, dot + 2)); it != by_name_.end()) return it->second;
   }
-  return nullptr;
+  return catch_all_;
 }
 
 }  // namespace portico::dp

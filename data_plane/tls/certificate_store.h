@@ -34,9 +34,10 @@ class CertificateStore {
   // An empty store: every name gets the default certificate.
   static std::shared_ptr<const CertificateStore> Empty();
 
-  // The context for `server_name` (normalised, see NormalizeServerName), in Kong's order: the
-  // exact name, then the name with its leftmost label replaced by "*" ("*.example.com" for
-  // "api.example.com"), then with its rightmost label replaced by "*" ("api.example.*").
+  // The context for `server_name` (normalised, see NormalizeServerName; empty when the client
+  // sent none), in Kong's order: the exact name, then the name with its leftmost label replaced
+  // by "*" ("*.example.com" for "api.example.com"), then with its rightmost label replaced by "*"
+  // ("api.example.*"), then the SNI "*" (Kong's catch-all, also for clients without SNI).
   // nullptr: no certificate for it (the listener's default certificate is served). Thread-safe;
   // allocates nothing.
   SSL_CTX* Find(absl::string_view server_name) const;
@@ -49,6 +50,7 @@ class CertificateStore {
   std::vector<SslCtxPtr> contexts_;
   // Names as configured (lowercase): "api.example.com", "*.example.com", "example.*".
   absl::flat_hash_map<std::string, SSL_CTX*> by_name_;
+  SSL_CTX* catch_all_ = nullptr;  // the SNI "*", if any
 };
 
 }  // namespace portico::dp

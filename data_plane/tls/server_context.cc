@@ -65,11 +65,11 @@ int ClientHelloCallback(SSL* ssl, int*, void*) {
   if (store == nullptr) return SSL_CLIENT_HELLO_SUCCESS;
   const unsigned char* extension = nullptr;
   size_t extension_size = 0;
-  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &extension, &extension_size) != 1) {
-    return SSL_CLIENT_HELLO_SUCCESS;  // no SNI: the default certificate
-  }
   char buffer[kMaxServerNameBytes];
-  const absl::string_view name = NormalizeServerName(HostNameOf(extension, extension_size), buffer);
+  absl::string_view name;  // empty without SNI: the "*" certificate if any, else the default one
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &extension, &extension_size) == 1) {
+    name = NormalizeServerName(HostNameOf(extension, extension_size), buffer);
+  }
   if (SSL_CTX* chosen = store->Find(name); chosen != nullptr) SSL_set_SSL_CTX(ssl, chosen);
   return SSL_CLIENT_HELLO_SUCCESS;
 }

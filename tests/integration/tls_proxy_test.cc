@@ -235,6 +235,14 @@ TEST_F(TlsProxyTest, CertificatesAreChosenBySniExactThenWildcardThenDefault) {
   // The request goes through with the chosen certificate.
   const ToolResult curl = Curl("api.shop.test", "/");
   EXPECT_EQ(StatusOf(curl), 200) << curl.output;
+
+  // The SNI "*" (Kong's catch-all) takes over from the default certificate, with or without SNI.
+  const PemCertificate star = Generate(CertificateKeyType::kEcdsaP256, "star.test");
+  ASSERT_NO_FATAL_FAILURE(Create("/certificates", {{"cert", star.cert}, {"key", star.key}, {"snis", {"*"}}}));
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.DpStatus(*dp_).dump();
+  EXPECT_TRUE(absl::StrContains(SClient("-servername none.test").output, "subject=CN = star.test"));
+  EXPECT_TRUE(absl::StrContains(SClient("-noservername").output, "subject=CN = star.test"));
+  EXPECT_TRUE(absl::StrContains(SClient("-servername www.shop.test").output, "subject=CN = wild.test"));
 }
 
 TEST_F(TlsProxyTest, ProtocolMismatchesAreClosedCleanlyWithALogLine) {

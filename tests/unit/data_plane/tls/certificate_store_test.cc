@@ -183,6 +183,16 @@ TEST_F(CertificateStoreTest, LeadingWildcardBeatsTrailingWildcard) {
   EXPECT_EQ(CommonNameOf(store->Find("www.example.net")), "trailing-wildcard");
 }
 
+TEST_F(CertificateStoreTest, TheStarSniCatchesEveryOtherNameAndClientsWithoutSni) {
+  config_.certificates.push_back(MakeCertificate("c4", Generate(CertificateKeyType::kEcdsaP256, "star")));
+  AddSni(&config_, "*", "c4");
+  std::shared_ptr<const CertificateStore> store = Build();
+  EXPECT_EQ(CommonNameOf(store->Find("api.example.com")), "exact");
+  EXPECT_EQ(CommonNameOf(store->Find("www.example.com")), "leading-wildcard");
+  EXPECT_EQ(CommonNameOf(store->Find("unknown.test")), "star");
+  EXPECT_EQ(CommonNameOf(store->Find("")), "star");
+}
+
 TEST_F(CertificateStoreTest, OnlyCertificatesServedBySomeSniGetAContext) {
   config_.certificates.push_back(MakeCertificate("c4", Generate(CertificateKeyType::kEcdsaP256, "unused")));
   EXPECT_EQ(Build()->context_count(), 3u);
