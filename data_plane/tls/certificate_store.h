@@ -2,10 +2,13 @@
 // The certificates of one config snapshot, compiled for the downstream TLS listener: one SSL_CTX
 // per certificate served by some SNI (its cert and key, plus cert_alt/key_alt on the same
 // context so that OpenSSL serves RSA or ECDSA by the client's capability) and an index from
-// server names to those contexts. Built once per snapshot off the worker threads
+// server names to those contexts. A context is shared with the stores of other snapshots while
+// its certificate's PEM texts are unchanged (looked up by their SHA-256), so a snapshot that
+// changes one certificate, or none, loads only that one. Built once per snapshot off the worker threads
 // (RuntimeConfig::Compile), immutable, shared read-only by every worker; a connection pins the
 // store it was accepted with until its handshake is done (the SSL keeps the chosen SSL_CTX).
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,10 +47,16 @@ class CertificateStore {
 
   size_t context_count() const { return contexts_.size(); }
   size_t name_count() const { return by_name_.size(); }
+  // Contexts this store loaded itself (the others came from a live store of another snapshot).
+  size_t loaded_count() const { return loaded_count_; }
+
+  // One loaded context, shared by the stores that serve the same PEM texts.
+  struct LoadedContext;
 
  private:
   CertificateStore() = default;
-  std::vector<SslCtxPtr> contexts_;
+  std::vector<std::shared_ptr<const LoadedContext>> contexts_;
+  size_t loaded_count_ = 0;
   // Names as configured (lowercase): "api.example.com", "*.example.com", "example.*".
   absl::flat_hash_map<std::string, SSL_CTX*> by_name_;
   SSL_CTX* catch_all_ = nullptr;  // the SNI "*", if any

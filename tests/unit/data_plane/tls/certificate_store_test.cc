@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -196,6 +197,52 @@ TEST_F(CertificateStoreTest, TheStarSniCatchesEveryOtherNameAndClientsWithoutSni
 TEST_F(CertificateStoreTest, OnlyCertificatesServedBySomeSniGetAContext) {
   config_.certificates.push_back(MakeCertificate("c4", Generate(CertificateKeyType::kEcdsaP256, "unused")));
   EXPECT_EQ(Build()->context_count(), 3u);
+}
+
+TEST_F(CertificateStoreTest, LaterSnapshotsReuseTheContextsOfUnchangedCertificates) {
+  std::shared_ptr<const CertificateStore> first = Build();
+  EXPECT_EQ(first->loaded_count(), 3u);
+  std::shared_ptr<const CertificateStore> same = Build();
+  EXPECT_EQ(same->loaded_count(), 0u);
+  EXPECT_EQ(same->Find("api.example.com"), first->Find("api.example.com"));
+  config_.certificates[0] = MakeCertificate("c1", Generate(CertificateKeyType::kEcdsaP256, "exact-2"));
+  std::shared_ptr<const CertificateStore> changed = Build();
+  EXPECT_EQ(changed->loaded_count(), 1u);
+  EXPECT_EQ(CommonNameOf(changed->Find("api.example.com")), "exact-2");
+  EXPECT_EQ(CommonNameOf(first->Find("api.example.com")), "exact");  // the old store is unchanged
+  EXPECT_EQ(changed->Find("www.example.com"), first->Find("www.example.com"));
+  // Once no store holds a context, it is loaded again.
+  first.reset();
+  same.reset();
+  changed.reset();
+  EXPECT_EQ(Build()->loaded_count(), 3u);
+}
+
+// How long a snapshot's certificates take to compile, first and when unchanged (printed).
+TEST(CertificateStoreCostTest, UnchangedCertificatesCostAlmostNothing) {
+  ConfigSet config;
+  constexpr int kCertificates = 100;
+  for (int i = 0; i < kCertificates; ++i) {
+    const std::string id = absl::StrCat("c", i);
+    config.certificates.push_back(MakeCertificate(id, Generate(CertificateKeyType::kEcdsaP256, id)));
+    AddSni(&config, absl::StrCat("host", i, ".test"), id);
+  }
+  auto time_build = [&config](std::shared_ptr<const CertificateStore>* out) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::shared_ptr<const CertificateStore>> store = CertificateStore::Build(config);
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (store.ok()) *out = *store;
+    return std::chrono::duration<double, std::micro>(took).count() / kCertificates;
+  };
+  std::shared_ptr<const CertificateStore> first, second;
+  const double first_us = time_build(&first);
+  const double second_us = time_build(&second);
+  std::printf("certificate store: %.1f us per certificate loaded, %.1f us per unchanged certificate\n", first_us,
+              second_us);
+  EXPECT_EQ(first->loaded_count(), static_cast<size_t>(kCertificates));
+  EXPECT_EQ(second->loaded_count(), 0u);
+  EXPECT_LT(second_us, first_us);
 }
 
 TEST_F(CertificateStoreTest, RefusesAKeyOfAnotherCertificateWithoutQuotingIt) {
