@@ -552,9 +552,11 @@ bool Http1ClientConnection::ClientDone() const {
 void Http1ClientConnection::BeginDrain(bool client_done) {
   if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
   worker_.DisarmDeadline(&deadline_);
-  if (client_done && transport_->pending_write_bytes() == 0) {
+  if (client_done && transport_->pending_write_bytes() == 0 && tls_ == nullptr) {
     // The kernel holds every response byte: close() sends them, then the FIN. No shutdown and
-    // no lingering read (2 system calls and 2 epoll_ctl fewer per connection).
+    // no lingering read (2 system calls and 2 epoll_ctl fewer per connection). Not for TLS: a
+    // close without close_notify is a truncation to the client, whose session is then not
+    // resumable.
     Close();
     return;
   }

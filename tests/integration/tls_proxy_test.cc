@@ -188,6 +188,18 @@ TEST_F(TlsProxyTest, SessionsResumeWithTickets) {
       EXPECT_TRUE(absl::StrContains(again.output, "Reused, TLSv1.")) << again.output;
       EXPECT_TRUE(absl::StrContains(again.output, "HTTP/1.1 200")) << again.output;
     }
+    // openssl s_time keeps the session of a connection the DP closed after its response
+    // (HTTP/1.0): the DP ends TLS connections with close_notify, or the session would not be
+    // resumable. It prints 'r' per resumed connection, '*' per full handshake.
+    const ToolResult timed = RunTool(
+        cluster_.tmp(), absl::StrCat("openssl s_time -connect 127.0.0.1:", dp_->proxy_ssl_port, " ", version,
+                                     " -reuse -www / -time 1"));
+    const size_t start = timed.output.find("starting");
+    const std::string marks = start == std::string::npos ? "" : timed.output.substr(start + 8);
+    const size_t resumed = static_cast<size_t>(std::count(marks.begin(), marks.end(), 'r'));
+    const size_t full = static_cast<size_t>(std::count(marks.begin(), marks.end(), '*'));
+    EXPECT_GE(resumed, 10u) << timed.output.substr(0, 1000);
+    EXPECT_LE(full, 1u) << timed.output.substr(0, 1000);
   }
 }
 
