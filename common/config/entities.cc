@@ -4,6 +4,7 @@
 // kind".
 #include "common/config/entities.h"
 
+#include <ctime>
 #include <string>
 #include <utility>
 
@@ -21,8 +22,11 @@
 namespace portico {
 namespace {
 
+using config::v1::CaCertificate;
+using config::v1::Certificate;
 using config::v1::Consumer;
 using config::v1::Acl;
+using config::v1::Sni;
 using config::v1::BasicAuthCredential;
 using config::v1::JwtSecret;
 using config::v1::KeyAuthCredential;
@@ -116,6 +120,82 @@ void ApplyServiceUrl(const json& body, const json& value, google::protobuf::Mess
 
 }  // namespace
 
+namespace {
+
+int64_t WallClockSeconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+}  // namespace
+
+const EntityDescriptor& CertificatesKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "certificates",
+          .fields =
+              {
+                  {.name = "cert", .type = FieldType::kString, .required = true},
+                  {.name = "key", .type = FieldType::kString, .required = true},
+                  {.name = "cert_alt", .type = FieldType::kString},
+                  {.name = "key_alt", .type = FieldType::kString},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          // Written through the Admin API: an expired certificate is refused too.
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateCertificateFields(static_cast<const Certificate&>(m), WallClockSeconds());
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::certificates>,
+          .child_keys_field = "snis",
+          .child_keys_kind = "snis",
+      },
+      Certificate::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& CaCertificatesKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "ca_certificates",
+          .fields =
+              {
+                  {.name = "cert", .type = FieldType::kString, .required = true},
+                  {.name = "cert_digest", .type = FieldType::kString, .unique = true},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) {
+            return ValidateCaCertificateFields(static_cast<const CaCertificate&>(m), WallClockSeconds());
+          },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) {
+            // Kong computes cert_digest on write; a given one is replaced.
+            NormalizeCaCertificate(static_cast<CaCertificate*>(m));
+          },
+          .append_to_config = &AppendParsed<&ConfigSet::ca_certificates>,
+      },
+      CaCertificate::default_instance());
+  return *kind;
+}
+
+const EntityDescriptor& SnisKind() {
+  static const EntityDescriptor* const kind = new EntityDescriptor(
+      {
+          .name = "snis",
+          .endpoint_key = "name",
+          .fields =
+              {
+                  {.name = "name", .type = FieldType::kString, .required = true, .unique = true},
+                  {.name = "certificate",
+                   .type = FieldType::kForeignKey,
+                   .required = true,
+                   .references = "certificates",
+                   .on_delete = OnDelete::kCascade},
+                  {.name = "tags", .type = FieldType::kSet},
+              },
+          .validate = [](const google::protobuf::Message& m) { return ValidateSniFields(static_cast<const Sni&>(m)); },
+          .normalize = [](google::protobuf::Message* m, FieldErrors*) { NormalizeSni(static_cast<Sni*>(m)); },
+          .append_to_config = &AppendParsed<&ConfigSet::snis>,
+      },
+      Sni::default_instance());
+  return *kind;
+}
+
 const EntityDescriptor& ServicesKind() {
   static const EntityDescriptor* const kind = new EntityDescriptor(
       {
@@ -133,11 +213,14 @@ const EntityDescriptor& ServicesKind() {
                   {.name = "write_timeout", .type = FieldType::kInteger, .default_json = "60000"},
                   {.name = "read_timeout", .type = FieldType::kInteger, .default_json = "60000"},
                   {.name = "tags", .type = FieldType::kSet},
-                  // Certificates are not implemented: the id is kept, not checked.
-                  {.name = "client_certificate", .type = FieldType::kForeignKey},
+                  // Kong: deleting a certificate a service uses is refused.
+                  {.name = "client_certificate",
+                   .type = FieldType::kForeignKey,
+                   .references = "certificates",
+                   .on_delete = OnDelete::kRestrict},
                   {.name = "tls_verify", .type = FieldType::kBoolean},
                   {.name = "tls_verify_depth", .type = FieldType::kInteger},
-                  {.name = "ca_certificates", .type = FieldType::kArray},
+                  {.name = "ca_certificates", .type = FieldType::kArray, .references = "ca_certificates"},
                   {.name = "enabled", .type = FieldType::kBoolean, .default_json = "true"},
               },
           .shorthands = {{.name = "url", .type = FieldType::kString, .apply = &ApplyServiceUrl}},
@@ -176,8 +259,10 @@ const EntityDescriptor& UpstreamsKind() {
                    .default_json = DefaultUpstreamHealthchecksJson(),
                    .merge = &MergeUpstreamHealthchecks},
                   {.name = "host_header", .type = FieldType::kString},
-                  // Certificates are not implemented: the id is kept, not checked.
-                  {.name = "client_certificate", .type = FieldType::kForeignKey},
+                  {.name = "client_certificate",
+                   .type = FieldType::kForeignKey,
+                   .references = "certificates",
+                   .on_delete = OnDelete::kRestrict},
                   {.name = "use_srv_name", .type = FieldType::kBoolean, .default_json = "false"},
                   {.name = "tags", .type = FieldType::kSet},
               },
@@ -441,7 +526,7 @@ const EntityDescriptor& PluginsKind() {
 
 const EntityRegistry& EntityRegistry::Default() {
   static const EntityRegistry* const registry =
-      new EntityRegistry({&ServicesKind(), &UpstreamsKind(), &TargetsKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
+      new EntityRegistry({&CertificatesKind(), &CaCertificatesKind(), &SnisKind(), &ServicesKind(), &UpstreamsKind(), &TargetsKind(), &RoutesKind(), &ConsumersKind(), &PluginsKind(), &KeyAuthCredentialsKind(),
                          &BasicAuthCredentialsKind(), &AclsKind(), &JwtSecretsKind()});
   return *registry;
 }

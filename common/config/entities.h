@@ -4,6 +4,9 @@
 
 namespace portico {
 
+const EntityDescriptor& CertificatesKind();    // "certificates": config::v1::Certificate (+ transient `snis`)
+const EntityDescriptor& CaCertificatesKind();  // "ca_certificates": config::v1::CaCertificate
+const EntityDescriptor& SnisKind();            // "snis": config::v1::Sni
 const EntityDescriptor& ServicesKind();  // "services": config::v1::Service
 const EntityDescriptor& UpstreamsKind();  // "upstreams": config::v1::Upstream
 const EntityDescriptor& TargetsKind();    // "targets" (only under /upstreams/{u}/targets): config::v1::Target

@@ -137,8 +137,8 @@ absl::Status EntityDescriptor::Check(const EntityKindDeclaration& decl, const Me
     if (spec.lowercase_keys && spec.type != FieldType::kStringArrayMap) {
       return fail(absl::StrCat("field '", spec.name, "': lowercase_keys is for string-array maps"));
     }
-    if (!spec.references.empty() && spec.type != FieldType::kForeignKey) {
-      return fail(absl::StrCat("field '", spec.name, "' references a kind but is not a foreign key"));
+    if (!spec.references.empty() && spec.type != FieldType::kForeignKey && spec.type != FieldType::kArray) {
+      return fail(absl::StrCat("field '", spec.name, "' references a kind but is not a foreign key or an array"));
     }
     if (!spec.default_json.empty()) {
       nlohmann::json value = nlohmann::json::parse(spec.default_json, nullptr, /*allow_exceptions=*/false);
@@ -160,6 +160,13 @@ absl::Status EntityDescriptor::Check(const EntityKindDeclaration& decl, const Me
     if (f == nullptr || (f->type != FieldType::kString && f->type != FieldType::kForeignKey)) {
       return fail(absl::StrCat("cache key field '", name, "' is not a string or foreign key field"));
     }
+  }
+  if (decl.child_keys_field.empty() != decl.child_keys_kind.empty()) {
+    return fail("child_keys_field and child_keys_kind go together");
+  }
+  if (!decl.child_keys_field.empty() && (FindField(fields, decl.child_keys_field) != nullptr ||
+                                         type->FindFieldByName(decl.child_keys_field) != nullptr)) {
+    return fail(absl::StrCat("child keys field '", decl.child_keys_field, "' is also a field"));
   }
   if (!decl.endpoint_key_scope.empty()) {
     const FieldSpec* scope = FindField(fields, decl.endpoint_key_scope);
@@ -310,13 +317,28 @@ EntityRegistry::EntityRegistry(std::vector<const EntityDescriptor*> kinds) : kin
     if (!earlier.insert(kind->name()).second) {
       Die("bad entity registry", absl::InvalidArgumentError(absl::StrCat("kind '", kind->name(), "' listed twice")));
     }
-    for (const FieldSpec* fk : kind->stored_foreign_keys()) {
-      if (fk->references != kind->name() && earlier.count(fk->references) == 0) {
+    for (const FieldSpec& f : kind->fields()) {
+      if (f.references.empty()) continue;
+      if (f.references != kind->name() && earlier.count(f.references) == 0) {
         Die("bad entity registry",
-            absl::InvalidArgumentError(absl::StrCat("kind '", kind->name(), "' field '", fk->name,
-                                                    "' references '", fk->references,
+            absl::InvalidArgumentError(absl::StrCat("kind '", kind->name(), "' field '", f.name,
+                                                    "' references '", f.references,
                                                     "', which is not listed before it")));
       }
+    }
+  }
+  for (const EntityDescriptor* kind : kinds_) {
+    if (kind->child_keys_kind().empty()) continue;
+    const EntityDescriptor* child = Find(kind->child_keys_kind());
+    bool references = false;
+    if (child != nullptr) {
+      for (const FieldSpec* fk : child->stored_foreign_keys()) references |= fk->references == kind->name();
+    }
+    if (!references || child->endpoint_key().empty()) {
+      Die("bad entity registry",
+          absl::InvalidArgumentError(absl::StrCat("kind '", kind->name(), "': child keys kind '",
+                                                  kind->child_keys_kind(),
+                                                  "' is not registered, has no endpoint key or does not reference it")));
     }
   }
 }
@@ -340,6 +362,16 @@ const EntityDescriptor* EntityRegistry::Find(const Descriptor* message_type) con
     if (kind->message_type() == message_type) return kind;
   }
   return nullptr;
+}
+
+std::vector<EntityRegistry::Reference> EntityRegistry::ArrayReferencesTo(const EntityDescriptor& parent) const {
+  std::vector<Reference> out;
+  for (const EntityDescriptor* kind : kinds_) {
+    for (const FieldSpec& f : kind->fields()) {
+      if (f.type == FieldType::kArray && f.references == parent.name()) out.push_back({kind, &f});
+    }
+  }
+  return out;
 }
 
 std::vector<EntityRegistry::Reference> EntityRegistry::ReferencesTo(const EntityDescriptor& parent) const {

@@ -70,6 +70,9 @@ struct FieldSpec {
   // kForeignKey: the referenced kind ("services"), which must be registered before this one.
   // "" = a reference to a kind Portico does not have yet: the id is shown and kept, but it is
   // not stored as a key nor checked to exist.
+  // kArray: every element is the id of an entity of that kind (a service's ca_certificates): not
+  // a stored key; the Admin API checks the ids exist on writes and refuses to delete an entity
+  // still listed (Kong's 400 "referenced by others"); ValidateConfigSet checks sets.
   std::string references;
   OnDelete on_delete = OnDelete::kRestrict;
   // kJsonRecord: how a body's object merges into the current value (null: one level, each member
@@ -126,6 +129,13 @@ struct EntityKindDeclaration {
   // under /{parents}/{p}/{nested}/{key}, where PUT and DELETE of a missing entity answer 404 and
   // GET /{parents}/{p}/{nested}/all lists the parent's entities (Kong's upstreams.lua endpoints).
   std::string endpoint_key_scope;
+  // Optional (Kong's certificates.snis): a transient array field of this name listing, by their
+  // endpoint keys, the entities of kind `child_keys_kind` whose foreign key references this
+  // entity. The Admin API shows it sorted; a write whose body has it (null = empty) makes the
+  // children exactly those, in the write's transaction. `child_keys_kind` must be registered and
+  // reference this kind; the field name must not be a proto field.
+  std::string child_keys_field;
+  std::string child_keys_kind;
 };
 
 class EntityDescriptor {
@@ -153,6 +163,9 @@ class EntityDescriptor {
   const std::vector<ShorthandSpec>& shorthands() const { return decl_.shorthands; }
   bool top_level_endpoints() const { return decl_.top_level_endpoints; }
   bool exported() const { return decl_.append_to_config != nullptr; }
+  // See EntityKindDeclaration::child_keys_field ("" when none).
+  const std::string& child_keys_field() const { return decl_.child_keys_field; }
+  const std::string& child_keys_kind() const { return decl_.child_keys_kind; }
   const google::protobuf::Descriptor* message_type() const;
 
   const FieldSpec* field(absl::string_view name) const;  // null when the kind has no such field
@@ -217,8 +230,8 @@ class EntityRegistry {
   // order. A duplicate name or a dangling reference is a programming error (aborts).
   explicit EntityRegistry(std::vector<const EntityDescriptor*> kinds);
 
-  // Portico's kinds (entities.cc): services, upstreams, targets, routes, consumers, plugins and
-  // the credentials.
+  // Portico's kinds (entities.cc): certificates, ca_certificates, snis, services, upstreams,
+  // targets, routes, consumers, plugins and the credentials.
   static const EntityRegistry& Default();
 
   const std::vector<const EntityDescriptor*>& kinds() const { return kinds_; }
@@ -233,6 +246,8 @@ class EntityRegistry {
   };
   // Every stored foreign key that references `parent`, in registry order.
   std::vector<Reference> ReferencesTo(const EntityDescriptor& parent) const;
+  // Every array of ids (kArray with `references`) whose elements name `parent`'s entities.
+  std::vector<Reference> ArrayReferencesTo(const EntityDescriptor& parent) const;
 
  private:
   std::vector<const EntityDescriptor*> kinds_;

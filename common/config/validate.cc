@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,14 +23,18 @@
 #include "common/config/utf8_fields.h"
 #include "common/config/basic_auth_password.h"
 #include "common/plugins/plugin_schema.h"
+#include "common/tls/pem_checks.h"
 #include "nlohmann/json.hpp"
 #include "re2/re2.h"
 
 namespace portico {
 namespace {
 
+using config::v1::CaCertificate;
+using config::v1::Certificate;
 using config::v1::Consumer;
 using config::v1::Acl;
+using config::v1::Sni;
 using config::v1::BasicAuthCredential;
 using config::v1::JwtSecret;
 using config::v1::KeyAuthCredential;
@@ -600,8 +606,8 @@ FieldErrors RouteRules(const Route& r) {
 // echo its bytes is kept: errors of the same top-level field (its first path segment), errors
 // whose text is not UTF-8, and entity-level errors (computed from the bad values) are dropped.
 // Errors of other fields still come along.
-template <typename Entity>
-FieldErrors WithUtf8Check(const Entity& entity, FieldErrors (*rules)(const Entity&)) {
+template <typename Entity, typename Rules>
+FieldErrors WithUtf8Check(const Entity& entity, Rules rules) {
   FieldErrors utf8;
   CheckUtf8Fields(entity, &utf8);
   FieldErrors rule_errors = rules(entity);
@@ -932,6 +938,162 @@ FieldErrors ValidateKeyAuthCredentialFields(const KeyAuthCredential& credential)
 }
 FieldErrors ValidateJwtSecretFields(const JwtSecret& secret) { return WithUtf8Check(secret, &JwtSecretRules); }
 
+namespace {
+
+constexpr char kExpired[] = "certificate expired, \"Not After\" time is in the past";
+
+// One PEM certificate field: its facts, or its error ("invalid certificate: <reason>") recorded.
+std::optional<PemCertificateFacts> CheckCertificatePem(FieldErrors* errors, const char* field, const std::string& pem,
+                                                       std::optional<int64_t> now) {
+  if (pem.empty()) {
+    errors->Add(field, "length must be at least 1");
+    return std::nullopt;
+  }
+  absl::StatusOr<PemCertificateFacts> facts = InspectPemCertificate(pem);
+  if (!facts.ok()) {
+    errors->Add(field, absl::StrCat("invalid certificate: ", facts.status().message()));
+    return std::nullopt;
+  }
+  if (now.has_value() && facts->not_after < *now) errors->Add(field, kExpired);
+  return *std::move(facts);
+}
+
+// One PEM key field; its error names OpenSSL's reason only, never the key.
+std::optional<PemKeyFacts> CheckKeyPem(FieldErrors* errors, const char* field, const std::string& pem) {
+  if (pem.empty()) {
+    errors->Add(field, "length must be at least 1");
+    return std::nullopt;
+  }
+  absl::StatusOr<PemKeyFacts> facts = InspectPemPrivateKey(pem);
+  if (!facts.ok()) {
+    errors->Add(field, absl::StrCat("invalid key: ", facts.status().message()));
+    return std::nullopt;
+  }
+  return *std::move(facts);
+}
+
+FieldErrors CertificateRules(const Certificate& c, std::optional<int64_t> now) {
+  FieldErrors errors;
+  if (!c.id().empty() && !IsUuid(c.id())) errors.Add("id", "expected a valid UUID");
+  std::optional<PemCertificateFacts> cert, cert_alt;
+  std::optional<PemKeyFacts> key, key_alt;
+  if (c.cert().empty()) {
+    errors.Add("cert", "required field missing");
+  } else {
+    cert = CheckCertificatePem(&errors, "cert", c.cert(), now);
+  }
+  if (c.key().empty()) {
+    errors.Add("key", "required field missing");
+  } else {
+    key = CheckKeyPem(&errors, "key", c.key());
+  }
+  if (c.has_cert_alt()) cert_alt = CheckCertificatePem(&errors, "cert_alt", c.cert_alt(), now);
+  if (c.has_key_alt()) key_alt = CheckKeyPem(&errors, "key_alt", c.key_alt());
+  CheckTags(&errors, c.has_tags(), c.tags());
+  // Kong's entity checks, in its order.
+  if (c.has_cert_alt() != c.has_key_alt()) {
+    errors.AddEntity("all or none of these fields must be set: 'cert_alt', 'key_alt'");
+  }
+  if (cert && key && !KeyMatchesCertificate(*key, *cert)) errors.AddEntity("certificate does not match key");
+  if (cert_alt && key_alt && !KeyMatchesCertificate(*key_alt, *cert_alt)) {
+    errors.AddEntity("alternative certificate does not match key");
+  }
+  if (cert && cert_alt && cert->key_type == cert_alt->key_type) {
+    errors.AddEntity(
+        "certificate and alternative certificate need to have different type (e.g. RSA and ECDSA), the provided "
+        "certificates were both of the same type");
+  }
+  return errors;
+}
+
+FieldErrors SniRules(const Sni& s) {
+  FieldErrors errors;
+  if (!s.id().empty() && !IsUuid(s.id())) errors.Add("id", "expected a valid UUID");
+  if (s.name().empty()) {
+    errors.Add("name", "required field missing");
+  } else if (std::string problem = WildcardHostError(s.name()); !problem.empty()) {
+    errors.Add("name", problem);
+  } else if (absl::AsciiStrToLower(s.name()) != s.name()) {
+    errors.Add("name", "must be lowercase");
+  }
+  if (!s.has_certificate_id()) {
+    errors.Add("certificate", "required field missing");
+  } else if (!IsUuid(s.certificate_id())) {
+    errors.Add("certificate.id", "expected a valid UUID");
+  }
+  CheckTags(&errors, s.has_tags(), s.tags());
+  return errors;
+}
+
+FieldErrors CaCertificateRules(const CaCertificate& c, std::optional<int64_t> now) {
+  FieldErrors errors;
+  if (!c.id().empty() && !IsUuid(c.id())) errors.Add("id", "expected a valid UUID");
+  std::optional<PemCertificateFacts> cert;
+  if (c.cert().empty()) {
+    errors.Add("cert", "required field missing");
+  } else {
+    // Expiry is an entity check here, as Kong reports it for CA certificates.
+    cert = CheckCertificatePem(&errors, "cert", c.cert(), std::nullopt);
+  }
+  CheckTags(&errors, c.has_tags(), c.tags());
+  if (!cert) return errors;
+  if (c.has_cert_digest() && c.cert_digest() != cert->sha256_hex) {
+    errors.Add("cert_digest", "does not match the certificate (expected its SHA-256, lowercase hex)");
+  }
+  if (cert->certificates > 1) {
+    errors.AddEntity("please submit only one certificate at a time");
+  } else if (now.has_value() && cert->not_after < *now) {
+    errors.AddEntity(kExpired);
+  } else if (!cert->is_ca) {
+    errors.AddEntity("certificate does not appear to be a CA because it is missing the \"CA\" basic constraint");
+  }
+  return errors;
+}
+
+}  // namespace
+
+std::string WildcardHostError(absl::string_view name) {
+  std::string host(name);
+  if (const size_t star = host.find('*'); star != std::string::npos) {
+    if (star != 0 && star != host.size() - 1) return "wildcard must be leftmost or rightmost character";
+    if (std::count(host.begin(), host.end(), '*') > 1) return "only one wildcard must be specified";
+    host = absl::StrReplaceAll(host, {{"*", "wildcard"}});
+  }
+  absl::string_view bare = host;
+  if (absl::StartsWith(bare, "[")) {
+    const size_t close = bare.find(']');
+    if (close != absl::string_view::npos && IsIpLiteral(bare.substr(1, close - 1))) return "must not be an IP";
+  }
+  if (IsIpLiteral(bare)) return "must not be an IP";
+  if (const size_t colon = bare.rfind(':'); colon != absl::string_view::npos) {
+    absl::string_view before = bare.substr(0, colon);
+    absl::string_view port = bare.substr(colon + 1);
+    if (IsIpLiteral(before)) return "must not be an IP";
+    const bool numeric = !port.empty() && std::all_of(port.begin(), port.end(), absl::ascii_isdigit);
+    if (numeric && IsDnsName(before)) return "must not have a port";
+    return absl::StrCat("invalid value: ", host);
+  }
+  if (!IsDnsName(bare)) return absl::StrCat("invalid value: ", host);
+  return "";
+}
+
+FieldErrors ValidateCertificateFields(const Certificate& certificate, std::optional<int64_t> now) {
+  return WithUtf8Check(certificate, [now](const Certificate& c) { return CertificateRules(c, now); });
+}
+
+FieldErrors ValidateSniFields(const Sni& sni) { return WithUtf8Check(sni, &SniRules); }
+
+FieldErrors ValidateCaCertificateFields(const CaCertificate& ca_certificate, std::optional<int64_t> now) {
+  return WithUtf8Check(ca_certificate, [now](const CaCertificate& c) { return CaCertificateRules(c, now); });
+}
+
+void NormalizeCaCertificate(CaCertificate* ca_certificate) {
+  absl::StatusOr<PemCertificateFacts> facts = InspectPemCertificate(ca_certificate->cert());
+  if (facts.ok()) ca_certificate->set_cert_digest(facts->sha256_hex);
+}
+
+void NormalizeSni(Sni* sni) { sni->set_name(absl::AsciiStrToLower(sni->name())); }
+
 void NormalizePlugin(Plugin* plugin, FieldErrors* errors) {
   const plugins::PluginSchema* schema = plugins::FindPluginSchema(plugin->name());
   if (schema == nullptr) return;  // reported by the rules
@@ -987,9 +1149,51 @@ absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string
 absl::Status ValidateConfigSet(const ConfigSet& config) {
   // Per entity: id, then its own rules (UTF-8 first), then uniqueness, so that a message never
   // carries bytes that are not UTF-8.
+  // TLS material first: services, upstreams and SNIs reference it.
+  std::set<std::string> certificate_ids, sni_ids, sni_names, ca_certificate_ids, ca_digests;
+  for (const Certificate& c : config.certificates) {
+    const std::string context = absl::StrCat("certificate ", PrintableId(c.id()), ": ");
+    if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    if (!certificate_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+  }
+  for (const Sni& s : config.snis) {
+    const std::string context = absl::StrCat("sni ", PrintableId(s.id()), ": ");
+    if (!IsUuid(s.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateSniFields(s).ToStatus(context); !st.ok()) return st;
+    if (!sni_ids.insert(s.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (!sni_names.insert(s.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate name '", s.name(), "'"));
+    }
+    if (certificate_ids.count(s.certificate_id()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "certificate ", s.certificate_id(), " does not exist"));
+    }
+  }
+  for (const CaCertificate& c : config.ca_certificates) {
+    const std::string context = absl::StrCat("ca_certificate ", PrintableId(c.id()), ": ");
+    if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
+    if (absl::Status st = ValidateCaCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    if (!ca_certificate_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
+    if (c.has_cert_digest() && !ca_digests.insert(c.cert_digest()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(context, "duplicate cert_digest"));
+    }
+  }
   std::set<std::string> service_ids, route_ids;
-  absl::Status services = ValidateKindOfSet(config.services, "service", &ValidateService, service_ids,
-                                            [](const Service&) { return absl::OkStatus(); });
+  absl::Status services = ValidateKindOfSet(
+      config.services, "service", &ValidateService, service_ids, [&](const Service& s) {
+        if (s.has_client_certificate_id() && certificate_ids.count(s.client_certificate_id()) == 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("service ", s.id(), ": client_certificate ", s.client_certificate_id(), " does not exist"));
+        }
+        if (s.has_ca_certificates()) {
+          for (const std::string& ca : s.ca_certificates().values()) {
+            if (ca_certificate_ids.count(ca) == 0) {
+              return absl::InvalidArgumentError(absl::StrCat("service ", s.id(), ": ca_certificate ", ca, " does not exist"));
+            }
+          }
+        }
+        return absl::OkStatus();
+      });
   if (!services.ok()) return services;
   absl::Status routes =
       ValidateKindOfSet(config.routes, "route", &ValidateRoute, route_ids, [&service_ids](const Route& r) {
@@ -1088,6 +1292,10 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     if (!upstream_ids.insert(u.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!upstream_names.insert(u.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate name '", u.name(), "'"));
+    }
+    if (u.has_client_certificate_id() && certificate_ids.count(u.client_certificate_id()) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, "client_certificate ", u.client_certificate_id(), " does not exist"));
     }
   }
   for (const Target& t : config.targets) {

@@ -2,6 +2,8 @@
 // The one entity validator: run by the Admin API before writing, by the CP before publishing a
 // snapshot and by the DP before applying one (KONG-REFERENCE.md §2.2 rules for services/routes).
 // Pure functions, thread-safe.
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -32,6 +34,28 @@ FieldErrors ValidateJwtSecretFields(const config::v1::JwtSecret& secret);
 // or ip[:port] already in Kong's stored form, see FormatTarget in upstreams.h; weight 0..65535).
 FieldErrors ValidateUpstreamFields(const config::v1::Upstream& upstream);
 FieldErrors ValidateTargetFields(const config::v1::Target& target);
+// Kong's certificates rules: cert and key PEM that parse ("invalid certificate: <reason>", "invalid
+// key: <reason>", OpenSSL's reason only: never any of the key), the key matching the certificate;
+// cert_alt and key_alt both or neither, matching each other, of another key type than cert (RSA
+// vs ECDSA). With `now` (Unix seconds; the Admin API's writes), a certificate whose notAfter is
+// before `now` is refused too ("certificate expired, ..." at cert or cert_alt). Sets and snapshots
+// are validated without `now`: a stored certificate that expires later does not block a config.
+FieldErrors ValidateCertificateFields(const config::v1::Certificate& certificate,
+                                      std::optional<int64_t> now = std::nullopt);
+// Kong's snis rules: `name` a wildcard host (one '*' as its first or last character, no IP, no
+// port), lowercase (the Admin API lowercases it); `certificate` required.
+FieldErrors ValidateSniFields(const config::v1::Sni& sni);
+// Kong's ca_certificates rules: exactly one PEM certificate with the CA basic constraint, not
+// expired at `now` when given (as above); `cert_digest`, when set, its SHA-256 (lowercase hex).
+FieldErrors ValidateCaCertificateFields(const config::v1::CaCertificate& ca_certificate,
+                                        std::optional<int64_t> now = std::nullopt);
+// Kong's wildcard_host typedef (snis names, certificates' snis input): "" when `name` is one.
+std::string WildcardHostError(absl::string_view name);
+// Sets a CA certificate's cert_digest from its cert (left as it is when the cert does not parse:
+// the rules report it), and lowercases an SNI's name.
+void NormalizeCaCertificate(config::v1::CaCertificate* ca_certificate);
+void NormalizeSni(config::v1::Sni* sni);
+
 // Completes an upstream's healthchecks with Kong's defaults (errors under "healthchecks", the
 // record left as it was), and puts a target in Kong's stored form ("10.0.0.1" -> "10.0.0.1:8000";
 // left as it was when it does not parse, for the rules to report).
@@ -53,7 +77,9 @@ absl::Status ValidateRoute(const config::v1::Route& route);
 
 // Every entity valid, ids are UUIDs and unique per kind, names unique per kind, every
 // route.service_id references a service of the set, every target's upstream is in the set and no
-// upstream has the same target twice. The message names the kind and id at fault.
+// upstream has the same target twice; every SNI's certificate, every service's and upstream's
+// client_certificate and every service's ca_certificates are in the set, SNI names and CA
+// digests are unique. The message names the kind and id at fault (never key material).
 absl::Status ValidateConfigSet(const ConfigSet& config);
 
 // Helpers shared with the Admin API.

@@ -25,6 +25,7 @@ class TcpTransport final : public Transport {
   TcpTransport& operator=(const TcpTransport&) = delete;
 
   void set_callbacks(TransportCallbacks* callbacks) { callbacks_ = callbacks; }
+  uv_loop_t* loop() const { return tcp_.loop; }
 
   // Adopts a connected, non-blocking socket (from accept4). False on error; the fd is closed
   // then, and the owner must still Close() the transport.
@@ -46,6 +47,10 @@ class TcpTransport final : public Transport {
   bool closing() const override { return closing_; }
   void SetNoDelay() override;
   bool PeerSilent() override;
+  // Reads what the socket holds now, without waiting and without libuv (for a TLS transport
+  // checking a pooled connection): bytes read, 0 when nothing is waiting, UV_EOF at end of
+  // stream, or another negative libuv error.
+  ssize_t TryRead(char* buffer, size_t size);
 
   // The most parts one Write() takes.
   static constexpr size_t kMaxWriteParts = 32;

@@ -24,6 +24,9 @@ constexpr char kAcls[] = "acls";
 constexpr char kJwtSecrets[] = "jwt_secrets";
 constexpr char kUpstreams[] = "upstreams";
 constexpr char kTargets[] = "targets";
+constexpr char kCertificates[] = "certificates";
+constexpr char kSnis[] = "snis";
+constexpr char kCaCertificates[] = "ca_certificates";
 
 std::string Sha256Of(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -71,7 +74,8 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   entries.reserve(exported.services.size() + exported.routes.size() + exported.plugins.size() +
                   exported.consumers.size() + exported.keyauth_digests.size() +
                   exported.basicauth_credentials.size() + exported.acls.size() + exported.jwt_secrets.size() +
-                  exported.upstreams.size() + exported.targets.size());
+                  exported.upstreams.size() + exported.targets.size() + exported.certificates.size() +
+                  exported.snis.size() + exported.ca_certificates.size());
   for (const config::v1::Service& s : exported.services) {
     entries.push_back({kServices, s.id(), s.SerializeAsString()});
   }
@@ -101,6 +105,15 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   }
   for (const config::v1::Target& t : exported.targets) {
     entries.push_back({kTargets, t.id(), t.SerializeAsString()});
+  }
+  for (const config::v1::Certificate& c : exported.certificates) {
+    entries.push_back({kCertificates, c.id(), c.SerializeAsString()});
+  }
+  for (const config::v1::Sni& n : exported.snis) {
+    entries.push_back({kSnis, n.id(), n.SerializeAsString()});
+  }
+  for (const config::v1::CaCertificate& c : exported.ca_certificates) {
+    entries.push_back({kCaCertificates, c.id(), c.SerializeAsString()});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;
@@ -235,6 +248,11 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch) {
   // Upstreams and targets go as they are (targets of weight 0 included: they take no traffic).
   out.upstreams = std::move(config.upstreams);
   out.targets = std::move(config.targets);
+  // TLS material goes as it is: data planes serve certificates with their keys (the stream is
+  // mTLS; nothing logs a resource body), and verify upstreams against the CA certificates.
+  out.certificates = std::move(config.certificates);
+  out.snis = std::move(config.snis);
+  out.ca_certificates = std::move(config.ca_certificates);
   return out;
 }
 
@@ -380,6 +398,12 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
       parsed = AppendResource(r, "target", &config->targets);
     } else if (r.kind() == kPlugins) {
       parsed = AppendResource(r, "plugin", &config->plugins);
+    } else if (r.kind() == kCertificates) {
+      parsed = AppendResource(r, "certificate", &config->certificates);
+    } else if (r.kind() == kSnis) {
+      parsed = AppendResource(r, "sni", &config->snis);
+    } else if (r.kind() == kCaCertificates) {
+      parsed = AppendResource(r, "ca_certificate", &config->ca_certificates);
     }
     // Other kinds come from a newer CP minor: covered by the hash, ignored here.
     if (!parsed.ok()) return parsed;

@@ -1,5 +1,7 @@
 #include "control_plane/admin/entity_endpoints.h"
 
+#include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -7,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
@@ -128,6 +131,25 @@ class Handler {
   // Replaces {"<fk>":{"<endpoint key>":"x"}} by {"<fk>":{"id":...}}; an error response if unknown.
   std::optional<HttpResponse> ResolveReference(const FieldSpec& fk, json* body);
   HttpResponse StoreError(const EntityDescriptor& kind, const absl::Status& status, const Message& entity);
+  // EntityToJson plus the kind's child keys field (Kong's certificates.snis), sorted.
+  json ToJson(const EntityDescriptor& kind, const Message& entity);
+  // The child kind and its foreign key behind kind.child_keys_field().
+  std::optional<EntityRegistry::Reference> ChildKeysReference(const EntityDescriptor& kind) const;
+  // Every child entity of `parent_id` through `ref`. Corrupt rows are skipped (the store logs them).
+  absl::StatusOr<std::vector<EntityPtr>> Children(const EntityRegistry::Reference& ref, const std::string& parent_id);
+  // A write's child keys (body[kind.child_keys_field()], taken out of `body`): nullopt when the
+  // body has none; type and name errors go to `errors`.
+  std::optional<std::vector<std::string>> TakeChildKeys(const EntityDescriptor& kind, json* body, FieldErrors* errors);
+  // Kong's checks of a child keys list for `parent_id`: no duplicate, none held by another parent.
+  std::optional<HttpResponse> CheckChildKeys(const EntityRegistry::Reference& ref, const std::vector<std::string>& keys,
+                                             const std::string& parent_id);
+  // The write and the child inserts/deletes that make the children exactly `keys`, in one batch.
+  Outcome WriteWithChildren(const EntityDescriptor& kind, const Message& entity, WriteMode mode, bool created,
+                            const std::vector<std::string>& keys);
+  // Every id in `entity`'s arrays of ids (FieldSpec::references on kArray) exists, else Kong's 400.
+  std::optional<HttpResponse> CheckArrayReferences(const EntityDescriptor& kind, const Message& entity);
+  // Kong's 400 "referenced by others" when an array of ids of another entity still lists `id`.
+  std::optional<HttpResponse> CheckNotListed(const EntityDescriptor& kind, absl::string_view id);
 
   Store& store_;
   const EntityRegistry& kinds_;
@@ -186,7 +208,7 @@ absl::StatusOr<EntityPtr> Handler::FindChild(const EntityDescriptor& kind, absl:
 Outcome Handler::OnEntity(const EntityDescriptor& kind, absl::string_view key, absl::StatusOr<EntityPtr>& found) {
   const std::string& method = request_.method;
   const Message* existing = found.ok() ? found->get() : nullptr;
-  if (method == "GET") return {existing ? JsonResponse(200, EntityToJson(kind, *existing)) : NotFound()};
+  if (method == "GET") return {existing ? JsonResponse(200, ToJson(kind, *existing)) : NotFound()};
   if (method == "PATCH") {
     if (!existing) return {NotFound()};
     return Write(kind, WriteKind::kPatch, key, existing, nullptr);
@@ -218,7 +240,7 @@ Outcome Handler::OnChildren(const SubPath& sub, const std::vector<std::string>& 
   if (existing && child_kind.Text(*existing, *sub.field) != parent_id) {
     return {IsReadOrWrite(method) ? NotFound() : MethodNotAllowed()};
   }
-  if (method == "GET") return {existing ? JsonResponse(200, EntityToJson(child_kind, *existing)) : NotFound()};
+  if (method == "GET") return {existing ? JsonResponse(200, ToJson(child_kind, *existing)) : NotFound()};
   if (method == "PATCH") {
     if (!existing) return {NotFound()};
     return Write(child_kind, WriteKind::kPatch, seg[3], existing, &parent);
@@ -239,7 +261,7 @@ Outcome Handler::OnParent(const SubPath& sub, const EntityDescriptor& kind, cons
     return {CorruptEntity(parent_kind, *corrupt)};
   }
   if (!parent.ok()) return {absl::IsNotFound(parent.status()) ? NotFound() : Unexpected()};
-  if (request_.method == "GET") return {JsonResponse(200, EntityToJson(parent_kind, **parent))};
+  if (request_.method == "GET") return {JsonResponse(200, ToJson(parent_kind, **parent))};
   const WriteKind write = request_.method == "PATCH" ? WriteKind::kPatch : WriteKind::kReplace;
   return Write(parent_kind, write, *parent_id, parent->get(), nullptr);
 }
@@ -279,7 +301,7 @@ HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* par
     return Unexpected();
   }
   json data = json::array();
-  for (const EntityPtr& e : listed->items) data.push_back(EntityToJson(kind, *e));
+  for (const EntityPtr& e : listed->items) data.push_back(ToJson(kind, *e));
   const std::string last_id = listed->items.empty() ? "" : kind.Id(*listed->items.back());
   return JsonResponse(200, cp::ListBody(std::move(data), request_.path, listed->has_more, last_id, next_suffix));
 }
@@ -357,8 +379,13 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
                        const ForcedParent* parent, const std::string* corrupt_id, bool validate_only) {
   // A URL key that is neither an id nor an endpoint key names nothing.
   if (write == WriteKind::kReplace && !IsUuid(key) && kind.endpoint_key().empty()) return {NotFound()};
-  DecodedBody body = DecodeBody(request_, [&kind](absl::string_view field) { return FormFieldKind(kind, field); });
+  DecodedBody body = DecodeBody(request_, [&kind](absl::string_view field) {
+    return !kind.child_keys_field().empty() && field == kind.child_keys_field() ? FieldKind::kArray
+                                                                               : FormFieldKind(kind, field);
+  });
   if (body.error_status != 0) return {cp::Message(body.error_status, body.error_message)};
+  FieldErrors errors;
+  const std::optional<std::vector<std::string>> child_keys = TakeChildKeys(kind, &body.value, &errors);
   if (parent) body.value[parent->field->name] = json{{"id", parent->id}};
   for (const FieldSpec* fk : kind.stored_foreign_keys()) {
     if (std::optional<HttpResponse> error = ResolveReference(*fk, &body.value)) return {*std::move(error)};
@@ -366,7 +393,6 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
 
   EntityPtr entity = write == WriteKind::kPatch ? kind.New() : kind.NewDefault();
   if (write == WriteKind::kPatch) entity->CopyFrom(*existing);
-  FieldErrors errors;
   ApplyEntityJson(kind, body.value, entity.get(), &errors);
   if (write != WriteKind::kCreate) {
     // The URL names the entity: its id stays, and a key that is not a UUID becomes the
@@ -396,14 +422,215 @@ Outcome Handler::Write(const EntityDescriptor& kind, WriteKind write, absl::stri
     errors.Add(path, message);
   }
   if (!errors.empty()) return {cp::SchemaViolation(errors)};
+  if (std::optional<HttpResponse> missing = CheckArrayReferences(kind, *entity)) return {*std::move(missing)};
   if (validate_only) return {JsonResponse(200, json{{"message", "schema validation successful"}})};
 
   const WriteMode mode = write == WriteKind::kCreate  ? WriteMode::kInsert
                          : write == WriteKind::kPatch ? WriteMode::kUpdate
                                                       : WriteMode::kUpsert;
+  if (child_keys.has_value()) {
+    return WriteWithChildren(kind, *entity, mode, write == WriteKind::kCreate, *child_keys);
+  }
   absl::StatusOr<EntityPtr> stored = store_.WriteEntity(kind, *entity, mode);
   if (!stored.ok()) return {StoreError(kind, stored.status(), *entity)};
-  return {JsonResponse(write == WriteKind::kCreate ? 201 : 200, EntityToJson(kind, **stored)), true};
+  return {JsonResponse(write == WriteKind::kCreate ? 201 : 200, ToJson(kind, **stored)), true};
+}
+
+json Handler::ToJson(const EntityDescriptor& kind, const Message& entity) {
+  json out = EntityToJson(kind, entity);
+  std::optional<EntityRegistry::Reference> ref = ChildKeysReference(kind);
+  if (!ref) return out;
+  json keys = json::array();
+  absl::StatusOr<std::vector<EntityPtr>> children = Children(*ref, kind.Id(entity));
+  if (!children.ok()) {
+    // Shown as unknown (null), never as an empty list.
+    PORTICO_LOG(kError, "admin", "listing the ", ref->kind->name(), " of ", kind.name(), " ", kind.Id(entity),
+                " failed: ", children.status().ToString());
+    keys = nullptr;
+  } else {
+    std::vector<std::string> names;
+    const FieldSpec& key_field = *ref->kind->field(ref->kind->endpoint_key());
+    for (const EntityPtr& child : *children) names.push_back(ref->kind->Text(*child, key_field).value_or(""));
+    std::sort(names.begin(), names.end());
+    for (std::string& name : names) keys.push_back(std::move(name));
+  }
+  out[kind.child_keys_field()] = std::move(keys);
+  return out;
+}
+
+std::optional<EntityRegistry::Reference> Handler::ChildKeysReference(const EntityDescriptor& kind) const {
+  if (kind.child_keys_kind().empty()) return std::nullopt;
+  for (const EntityRegistry::Reference& ref : kinds_.ReferencesTo(kind)) {
+    if (ref.kind->name() == kind.child_keys_kind()) return ref;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> Handler::Children(const EntityRegistry::Reference& ref,
+                                                         const std::string& parent_id) {
+  std::vector<EntityPtr> out;
+  ListQuery query;
+  query.size = cp::kMaxPageSize;
+  query.parent_field = ref.field->name;
+  query.parent_id = parent_id;
+  while (true) {
+    absl::StatusOr<ListPage<EntityPtr>> page = store_.ListEntities(*ref.kind, query);
+    if (!page.ok()) return page.status();
+    for (EntityPtr& e : page->items) out.push_back(std::move(e));
+    if (!page->has_more || out.empty()) break;
+    query.after_id = ref.kind->Id(*out.back());
+  }
+  return out;
+}
+
+std::optional<std::vector<std::string>> Handler::TakeChildKeys(const EntityDescriptor& kind, json* body,
+                                                               FieldErrors* errors) {
+  const std::string& field = kind.child_keys_field();
+  if (field.empty() || !body->is_object()) return std::nullopt;
+  auto it = body->find(field);
+  if (it == body->end()) return std::nullopt;
+  const json value = std::move(*it);
+  body->erase(it);
+  std::vector<std::string> keys;
+  if (value.is_null()) return keys;  // Kong: null removes every child
+  if (!value.is_array()) {
+    errors->Add(field, "expected an array");
+    return keys;
+  }
+  std::optional<EntityRegistry::Reference> ref = ChildKeysReference(kind);
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string path = absl::StrCat(field, ".", i + 1);
+    if (!value[i].is_string()) {
+      errors->Add(path, "expected a string");
+      continue;
+    }
+    // Each name as the child kind normalizes and checks it (its own field rules only).
+    EntityPtr child = ref->kind->NewDefault();
+    ref->kind->SetText(child.get(), *ref->kind->field(ref->kind->endpoint_key()), value[i].get<std::string>());
+    FieldErrors child_errors;
+    ref->kind->Normalize(child.get(), &child_errors);
+    const FieldErrors child_rules = ref->kind->Validate(*child);
+    for (const auto& [child_path, message] : child_rules.errors()) {
+      if (child_path == ref->kind->endpoint_key()) errors->Add(path, message);
+    }
+    keys.push_back(ref->kind->Text(*child, *ref->kind->field(ref->kind->endpoint_key())).value_or(""));
+  }
+  return keys;
+}
+
+std::optional<HttpResponse> Handler::CheckChildKeys(const EntityRegistry::Reference& ref,
+                                                    const std::vector<std::string>& keys,
+                                                    const std::string& parent_id) {
+  const std::string& field = kinds_.Find(ref.field->references)->child_keys_field();
+  std::set<std::string> seen;
+  for (const std::string& key : keys) {
+    FieldErrors errors;
+    if (!seen.insert(key).second) {
+      errors.Add(field, absl::StrCat(key, " is duplicated"));
+      return cp::SchemaViolation(errors);
+    }
+    absl::StatusOr<EntityPtr> holder = store_.GetEntityByField(*ref.kind, ref.kind->endpoint_key(), key);
+    if (std::optional<std::string> corrupt = CorruptRowId(holder.status())) return CorruptEntity(*ref.kind, *corrupt);
+    if (absl::IsNotFound(holder.status())) continue;
+    if (!holder.ok()) return Unexpected();
+    const std::string holder_parent = ref.kind->Text(**holder, *ref.field).value_or("");
+    if (holder_parent != parent_id) {
+      errors.Add(field, absl::StrCat(key, " already associated with existing certificate '", holder_parent, "'"));
+      return cp::SchemaViolation(errors);
+    }
+  }
+  return std::nullopt;
+}
+
+Outcome Handler::WriteWithChildren(const EntityDescriptor& kind, const Message& input, WriteMode mode, bool created,
+                                   const std::vector<std::string>& keys) {
+  const EntityRegistry::Reference ref = *ChildKeysReference(kind);
+  EntityPtr entity = kind.New();
+  entity->CopyFrom(input);
+  if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
+  const std::string id = kind.Id(*entity);
+  if (std::optional<HttpResponse> refused = CheckChildKeys(ref, keys, created ? std::string() : id)) {
+    return {*std::move(refused)};
+  }
+  std::vector<Store::BatchStep> steps = {{.kind = &kind, .entity = entity.get(), .mode = mode}};
+  const FieldSpec& key_field = *ref.kind->field(ref.kind->endpoint_key());
+  std::set<std::string> wanted(keys.begin(), keys.end());
+  std::set<std::string> kept;
+  if (!created) {
+    absl::StatusOr<std::vector<EntityPtr>> current = Children(ref, id);
+    if (!current.ok()) {
+      PORTICO_LOG(kError, "admin", "listing the ", ref.kind->name(), " of ", id, " failed: ", current.status().ToString());
+      return {Unexpected()};
+    }
+    for (const EntityPtr& child : *current) {
+      const std::string name = ref.kind->Text(*child, key_field).value_or("");
+      if (wanted.count(name) != 0) {
+        kept.insert(name);
+      } else {
+        steps.push_back({.kind = ref.kind, .entity = nullptr, .mode = WriteMode::kUpsert, .delete_id = ref.kind->Id(*child)});
+      }
+    }
+  }
+  std::vector<EntityPtr> new_children;
+  for (const std::string& name : wanted) {
+    if (kept.count(name) != 0) continue;
+    EntityPtr child = ref.kind->NewDefault();
+    ref.kind->SetText(child.get(), key_field, name);
+    ref.kind->SetText(child.get(), *ref.field, id);
+    new_children.push_back(std::move(child));
+    steps.push_back({.kind = ref.kind, .entity = new_children.back().get(), .mode = WriteMode::kInsert});
+  }
+  absl::StatusOr<std::vector<EntityPtr>> stored = store_.WriteBatch(steps);
+  if (!stored.ok()) return {StoreError(kind, stored.status(), *entity)};
+  json out = EntityToJson(kind, *stored->front());
+  out[kind.child_keys_field()] = json(std::vector<std::string>(wanted.begin(), wanted.end()));
+  return {JsonResponse(created ? 201 : 200, out), true};
+}
+
+std::optional<HttpResponse> Handler::CheckArrayReferences(const EntityDescriptor& kind, const Message& entity) {
+  json shown;
+  for (const FieldSpec& field : kind.fields()) {
+    if (field.type != FieldType::kArray || field.references.empty()) continue;
+    if (shown.is_null()) shown = EntityToJson(kind, entity);
+    const json& ids = shown[field.name];
+    if (!ids.is_array()) continue;
+    const EntityDescriptor* referenced = kinds_.Find(field.references);
+    for (const json& id : ids) {
+      if (!id.is_string()) continue;
+      absl::StatusOr<EntityPtr> found = store_.GetEntity(*referenced, id.get<std::string>());
+      if (absl::IsNotFound(found.status())) return ForeignKeyMissing(field, "id", id.get<std::string>());
+      if (!found.ok() && !CorruptRowId(found.status())) return Unexpected();
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> Handler::CheckNotListed(const EntityDescriptor& kind, absl::string_view id) {
+  for (const EntityRegistry::Reference& ref : kinds_.ArrayReferencesTo(kind)) {
+    ListQuery query;
+    query.size = cp::kMaxPageSize;
+    while (true) {
+      absl::StatusOr<ListPage<EntityPtr>> page = store_.ListEntities(*ref.kind, query);
+      if (!page.ok()) {
+        PORTICO_LOG(kError, "admin", "list ", ref.kind->name(), " failed: ", page.status().ToString());
+        return Unexpected();
+      }
+      for (const EntityPtr& e : page->items) {
+        const json ids = EntityToJson(*ref.kind, *e)[ref.field->name];
+        if (!ids.is_array() || std::find(ids.begin(), ids.end(), json(std::string(id))) == ids.end()) continue;
+        // Kong: "ca certificate <id> is still referenced by services (id = <id>)".
+        std::string singular = absl::StrReplaceAll(kind.name(), {{"_", " "}});
+        if (absl::EndsWith(singular, "s")) singular.pop_back();
+        return KongError(400, 19, "referenced by others",
+                         absl::StrCat(singular, " ", id, " is still referenced by ", ref.kind->name(), " (id = ",
+                                      ref.kind->Id(*e), ")"),
+                         nullptr);
+      }
+      if (!page->has_more || page->items.empty()) break;
+      query.after_id = ref.kind->Id(*page->items.back());
+    }
+  }
+  return std::nullopt;
 }
 
 Outcome Handler::OnCorruptRow(const EntityDescriptor& kind, absl::string_view key, const std::string& id) {
@@ -420,6 +647,7 @@ Outcome Handler::OnCorruptRow(const EntityDescriptor& kind, absl::string_view ke
 }
 
 Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
+  if (std::optional<HttpResponse> listed = CheckNotListed(kind, id)) return {*std::move(listed)};
   absl::StatusOr<bool> deleted = store_.DeleteEntity(kind, id);
   if (!deleted.ok()) {
     if (GetStoreConflict(deleted.status()) == StoreConflict::kReferenced) {

@@ -66,6 +66,17 @@ CREATE TABLE routes (
 CREATE INDEX routes_service_id_idx ON routes (service_id);
 CREATE INDEX routes_created_at_idx ON routes (created_at);
 )sql"},
+    // A service's and an upstream's client_certificate became foreign keys to certificates (the
+    // table is created after the migrations). Rows written before keep a NULL column: their ids
+    // named no stored certificate, and ValidateConfigSet reports any such service or upstream.
+    {2, "services_client_certificate_fk", R"sql(
+ALTER TABLE services ADD COLUMN client_certificate_id TEXT REFERENCES certificates (id) ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS services_client_certificate_id_idx ON services (client_certificate_id);
+)sql", "services"},
+    {3, "upstreams_client_certificate_fk", R"sql(
+ALTER TABLE upstreams ADD COLUMN client_certificate_id TEXT REFERENCES certificates (id) ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS upstreams_client_certificate_id_idx ON upstreams (client_certificate_id);
+)sql", "upstreams"},
 };
 
 // The column of a unique field or a foreign key.
@@ -247,6 +258,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) override;
   absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
   absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
+  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
@@ -271,6 +283,12 @@ class SqliteStore final : public Store {
   // is appended there and skipped.
   absl::StatusOr<std::vector<EntityPtr>> ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
                                                   std::vector<CorruptRow>* corrupt, size_t limit);
+  // A copy of `input` to write: an id given when it has none; refused when it does not parse back.
+  absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const;
+  // One write or delete inside the caller's write transaction (no version bump). The write
+  // stamps the entity's timestamps.
+  absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode);
+  absl::StatusOr<bool> DeleteInTransaction(sqlite3* db, const Table& table, absl::string_view id);
   // After SQLite refused a write for a foreign key: the first key that references nothing.
   std::string MissingForeignKey(sqlite3* db, const Table& table, const Message& entity);
   // After SQLite refused a delete for a foreign key: the first kind that still references `id`.
@@ -539,91 +557,144 @@ std::string SqliteStore::ReferencingKind(sqlite3* db, const Table& table, absl::
   return "";
 }
 
-absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind, const Message& input, WriteMode mode) {
-  absl::StatusOr<const Table*> found = TableOf(kind);
-  if (!found.ok()) return found.status();
-  const Table& table = **found;
+absl::StatusOr<EntityPtr> SqliteStore::PrepareWrite(const EntityDescriptor& kind, const Message& input) const {
   EntityPtr entity = kind.New();
   entity->CopyFrom(input);
   if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
-  const std::string id = kind.Id(*entity);
   // Never write a row that cannot be read back: protobuf serializes a proto3 string that is not
   // UTF-8 but refuses to parse it (the validator reports such strings first; this is the
-  // last line). The timestamps set below cannot make a parsable entity unparsable.
+  // last line). The timestamps set later cannot make a parsable entity unparsable.
   if (EntityPtr check = kind.New(); !check->ParseFromString(entity->SerializeAsString())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(id),
+        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
         ": its serialized form does not parse back (a string field is not valid UTF-8)"));
   }
+  return entity;
+}
+
+absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode) {
+  const EntityDescriptor& kind = *table.kind;
+  const std::string id = kind.Id(*entity);
+  std::optional<int64_t> existing_created_at;
+  if (mode != WriteMode::kInsert) {
+    Statement find(db, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = ?"));
+    if (absl::Status s = find.status("find"); !s.ok()) return s;
+    find.BindText(1, id);
+    int rc = find.Step();
+    if (rc == SQLITE_ROW) {
+      existing_created_at = find.ColumnInt64(0);
+    } else if (rc != SQLITE_DONE) {
+      return SqliteError(db, sqlite3_extended_errcode(db), "find");
+    }
+  }
+  if (mode == WriteMode::kUpdate && !existing_created_at) {
+    return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
+  }
+  const int64_t now = clock_.NowSeconds();
+  const int64_t created_at = existing_created_at ? *existing_created_at
+                             : kind.CreatedAt(*entity) != 0 ? kind.CreatedAt(*entity)
+                                                            : now;
+  kind.SetCreatedAt(entity, created_at);
+  kind.SetUpdatedAt(entity, now);
+
+  Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
+  write.BindText(1, id);
+  write.BindInt64(2, created_at);
+  write.BindInt64(3, now);
+  write.BindText(4, TagsColumn(kind.Tags(*entity)));
+  write.BindBlob(5, entity->SerializeAsString());
+  for (size_t i = 0; i < table.keys.size(); ++i) {
+    write.BindOptionalText(static_cast<int>(i) + 6, kind.Text(*entity, *table.keys[i]));
+  }
+  if (kind.has_cache_key()) write.BindText(static_cast<int>(table.keys.size()) + 6, kind.CacheKey(*entity));
+  if (absl::Status s = Run(write, db, absl::StrCat("write ", kind.name())); !s.ok()) {
+    if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
+      return WithStoreConflict(s, StoreConflict::kForeignKeyMissing, MissingForeignKey(db, table, *entity));
+    }
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> SqliteStore::DeleteInTransaction(sqlite3* db, const Table& table, absl::string_view id) {
+  const EntityDescriptor& kind = *table.kind;
+  Statement del(db, absl::StrCat("DELETE FROM ", kind.name(), " WHERE id = ?"));
+  del.BindText(1, id);
+  if (absl::Status s = Run(del, db, absl::StrCat("delete from ", kind.name())); !s.ok()) {
+    if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
+      return WithStoreConflict(absl::FailedPreconditionError(s.message()), StoreConflict::kReferenced,
+                               ReferencingKind(db, table, id));
+    }
+    return s;
+  }
+  return sqlite3_changes(db) > 0;
+}
+
+absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind, const Message& input, WriteMode mode) {
+  absl::StatusOr<const Table*> found = TableOf(kind);
+  if (!found.ok()) return found.status();
+  absl::StatusOr<EntityPtr> entity = PrepareWrite(kind, input);
+  if (!entity.ok()) return entity.status();
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status written = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
-    std::optional<int64_t> existing_created_at;
-    if (mode != WriteMode::kInsert) {
-      Statement find(db, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = ?"));
-      if (absl::Status s = find.status("find"); !s.ok()) return s;
-      find.BindText(1, id);
-      int rc = find.Step();
-      if (rc == SQLITE_ROW) {
-        existing_created_at = find.ColumnInt64(0);
-      } else if (rc != SQLITE_DONE) {
-        return SqliteError(db, sqlite3_extended_errcode(db), "find");
-      }
-    }
-    if (mode == WriteMode::kUpdate && !existing_created_at) {
-      return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
-    }
-    const int64_t now = clock_.NowSeconds();
-    const int64_t created_at = existing_created_at ? *existing_created_at
-                               : kind.CreatedAt(*entity) != 0 ? kind.CreatedAt(*entity)
-                                                              : now;
-    kind.SetCreatedAt(entity.get(), created_at);
-    kind.SetUpdatedAt(entity.get(), now);
-
-    Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
-    write.BindText(1, id);
-    write.BindInt64(2, created_at);
-    write.BindInt64(3, now);
-    write.BindText(4, TagsColumn(kind.Tags(*entity)));
-    write.BindBlob(5, entity->SerializeAsString());
-    for (size_t i = 0; i < table.keys.size(); ++i) {
-      write.BindOptionalText(static_cast<int>(i) + 6, kind.Text(*entity, *table.keys[i]));
-    }
-    if (kind.has_cache_key()) write.BindText(static_cast<int>(table.keys.size()) + 6, kind.CacheKey(*entity));
-    if (absl::Status s = Run(write, db, absl::StrCat("write ", kind.name())); !s.ok()) {
-      if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
-        return WithStoreConflict(s, StoreConflict::kForeignKeyMissing, MissingForeignKey(db, table, *entity));
-      }
-      return s;
-    }
+    if (absl::Status s = WriteInTransaction(db, **found, entity->get(), mode); !s.ok()) return s;
     return BumpVersion(db);
   });
   if (!written.ok()) return written;
-  return entity;
+  return *std::move(entity);
 }
 
 absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, absl::string_view id) {
   absl::StatusOr<const Table*> found = TableOf(kind);
   if (!found.ok()) return found.status();
-  const Table& table = **found;
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   bool deleted = false;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
-    Statement del(db, absl::StrCat("DELETE FROM ", kind.name(), " WHERE id = ?"));
-    del.BindText(1, id);
-    if (absl::Status s = Run(del, db, absl::StrCat("delete from ", kind.name())); !s.ok()) {
-      if (GetStoreConflict(s) == StoreConflict::kForeignKeyMissing) {
-        return WithStoreConflict(absl::FailedPreconditionError(s.message()), StoreConflict::kReferenced,
-                                 ReferencingKind(db, table, id));
-      }
-      return s;
-    }
-    deleted = sqlite3_changes(db) > 0;
+    absl::StatusOr<bool> removed = DeleteInTransaction(db, **found, id);
+    if (!removed.ok()) return removed.status();
+    deleted = *removed;
     return deleted ? BumpVersion(db) : absl::OkStatus();
   });
   if (!status.ok()) return status;
   return deleted;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector<BatchStep>& steps) {
+  std::vector<const Table*> tables;
+  std::vector<EntityPtr> entities;  // null for a delete
+  for (const BatchStep& step : steps) {
+    absl::StatusOr<const Table*> found = TableOf(*step.kind);
+    if (!found.ok()) return found.status();
+    tables.push_back(*found);
+    if (step.entity == nullptr) {
+      entities.emplace_back();
+      continue;
+    }
+    absl::StatusOr<EntityPtr> entity = PrepareWrite(*step.kind, *step.entity);
+    if (!entity.ok()) return entity.status();
+    entities.push_back(*std::move(entity));
+  }
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (entities[i] == nullptr) {
+        absl::StatusOr<bool> removed = DeleteInTransaction(db, *tables[i], steps[i].delete_id);
+        if (!removed.ok()) return removed.status();
+      } else if (absl::Status s = WriteInTransaction(db, *tables[i], entities[i].get(), steps[i].mode); !s.ok()) {
+        return s;
+      }
+    }
+    return BumpVersion(db);
+  });
+  if (!status.ok()) return status;
+  std::vector<EntityPtr> written;
+  for (EntityPtr& e : entities) {
+    if (e != nullptr) written.push_back(std::move(e));
+  }
+  return written;
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {

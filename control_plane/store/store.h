@@ -115,6 +115,17 @@ class Store {
   // reference it with ON DELETE CASCADE go in the same transaction.
   virtual absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) = 0;
 
+  // Several writes and deletes in one transaction with one version bump: all of them or none
+  // (Kong's certificate with its snis). A write step returns its stored entity, in order; a
+  // refusal carries the conflict payload of the step that failed.
+  struct BatchStep {
+    const EntityDescriptor* kind = nullptr;
+    const google::protobuf::Message* entity = nullptr;  // null: delete `delete_id`
+    WriteMode mode = WriteMode::kUpsert;
+    std::string delete_id;
+  };
+  virtual absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) = 0;
+
   // Every entity of the exported kinds (EntityDescriptor::exported; sorted by id, disabled
   // services included) and the version, read in one read transaction, so the set is exactly the
   // one `version` names. `version.hash` is empty. Corrupt rows do not fail the read: they are

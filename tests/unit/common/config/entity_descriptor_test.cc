@@ -109,7 +109,7 @@ TEST(EntityDescriptorTest, CheckRefusesDeclarationsThatDoNotFitTheMessage) {
 
   d = ServiceDeclaration();
   d.endpoint_key = "host";
-  d.endpoint_key_scope = "client_certificate";  // references no registered kind
+  d.endpoint_key_scope = "protocol";  // not a foreign key
   refused(d, "the endpoint key scope must be a foreign key to a registered kind");
 
   d = ServiceDeclaration();
@@ -174,6 +174,11 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
         EXPECT_TRUE(kind->Validate(target).Has(spec.name)) << spec.name;
         continue;
       }
+      if (kind == &CertificatesKind() || kind == &CaCertificatesKind() || kind == &SnisKind()) {
+        std::unique_ptr<google::protobuf::Message> empty = kind->New();
+        EXPECT_TRUE(kind->Validate(*empty).Has(spec.name)) << kind->name() << "." << spec.name;
+        continue;
+      }
       ASSERT_EQ(kind, &ServicesKind()) << "a required field of " << kind->name() << " needs a case here";
       Service missing = service;
       missing.GetReflection()->ClearField(&missing, spec.proto);
@@ -182,8 +187,9 @@ TEST(EntityDescriptorTest, RequiredFieldsAreTheOnesTheValidatorReportsMissing) {
     }
   }
   // services: protocol, host; plugins: name; credentials: consumer (+ basic-auth username, password;
-  // acl group); upstreams: name; targets: upstream, target
-  EXPECT_EQ(required, 13);
+  // acl group); upstreams: name; targets: upstream, target; certificates: cert, key;
+  // ca_certificates: cert; snis: name, certificate
+  EXPECT_EQ(required, 18);
 }
 
 TEST(EntityDescriptorTest, DefaultsAndFormKindsComeFromTheDeclaration) {
@@ -230,7 +236,8 @@ TEST(EntityDescriptorTest, ReflectionAccessorsReadAndWriteTheDeclaredFields) {
   EXPECT_EQ(kind.unique_fields()[0]->name, "name");
   ASSERT_EQ(kind.stored_foreign_keys().size(), 1u);
   EXPECT_EQ(kind.stored_foreign_keys()[0]->references, "services");
-  EXPECT_TRUE(ServicesKind().stored_foreign_keys().empty());  // client_certificate references no kind yet
+  ASSERT_EQ(ServicesKind().stored_foreign_keys().size(), 1u);
+  EXPECT_EQ(ServicesKind().stored_foreign_keys()[0]->references, "certificates");
 }
 
 TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
@@ -239,7 +246,16 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
   EXPECT_EQ(kinds.Find(Route::descriptor()), &RoutesKind());
   EXPECT_EQ(kinds.Find("consumers"), &ConsumersKind());
   EXPECT_EQ(kinds.Find("upstreams"), &UpstreamsKind());
-  EXPECT_EQ(kinds.Find("certificates"), nullptr);
+  EXPECT_EQ(kinds.Find("certificates"), &CertificatesKind());
+  // Certificates: their SNIs cascade; services and upstreams using one restrict its delete.
+  std::vector<EntityRegistry::Reference> to_certificates = kinds.ReferencesTo(CertificatesKind());
+  ASSERT_EQ(to_certificates.size(), 3u);
+  EXPECT_EQ(to_certificates[0].kind, &SnisKind());
+  EXPECT_EQ(to_certificates[0].field->on_delete, OnDelete::kCascade);
+  EXPECT_EQ(to_certificates[1].kind, &ServicesKind());
+  EXPECT_EQ(to_certificates[1].field->on_delete, OnDelete::kRestrict);
+  EXPECT_EQ(to_certificates[2].kind, &UpstreamsKind());
+  EXPECT_EQ(to_certificates[2].field->on_delete, OnDelete::kRestrict);
   // Targets hang off upstreams (cascade), keyed per upstream, and have no top-level endpoints.
   std::vector<EntityRegistry::Reference> to_upstreams = kinds.ReferencesTo(UpstreamsKind());
   ASSERT_EQ(to_upstreams.size(), 1u);
@@ -284,7 +300,12 @@ TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {
 
 TEST(EntityRegistryDeathTest, AReferenceToAKindListedLaterIsAProgrammingError) {
   EXPECT_DEATH(EntityRegistry({&RoutesKind(), &ServicesKind()}), "references 'services', which is not listed before it");
-  EXPECT_DEATH(EntityRegistry({&ServicesKind(), &ServicesKind()}), "listed twice");
+  EXPECT_DEATH(EntityRegistry({&CertificatesKind(), &CaCertificatesKind(), &ServicesKind(), &ServicesKind()}),
+               "listed twice");
+  EXPECT_DEATH(EntityRegistry({&CaCertificatesKind(), &ServicesKind()}),
+               "references 'certificates', which is not listed before it");
+  // A kind's child keys need their kind registered.
+  EXPECT_DEATH(EntityRegistry({&CertificatesKind()}), "child keys kind 'snis' is not registered");
 }
 
 }  // namespace

@@ -317,5 +317,48 @@ TEST(SnapshotTest, KeyAuthKeysLeaveTheControlPlaneOnlyAsSaltedDigests) {
   EXPECT_EQ(ComputeConfigHash(stored.config, stored.version.epoch), decoded->version.hash);
 }
 
+// Certificates (with their keys: data planes serve them), SNIs and CA certificates are resources
+// of their own kinds, covered by the hash and decoded back into their lists.
+TEST(SnapshotTest, TlsKindsRoundTripAndCountInTheHash) {
+  FakeClock clock(1234);
+  StoredConfig stored = MakeStored();
+  config::v1::Certificate& cert = stored.config.certificates.emplace_back();
+  cert.set_id("c1");
+  cert.set_cert("-----BEGIN CERTIFICATE-----\n...\n");
+  cert.set_key("-----BEGIN PRIVATE KEY-----\n...\n");
+  cert.set_cert_alt("alt cert");
+  cert.set_key_alt("alt key");
+  config::v1::Sni& sni = stored.config.snis.emplace_back();
+  sni.set_id("n1");
+  sni.set_name("*.example.com");
+  sni.set_certificate_id("c1");
+  config::v1::CaCertificate& ca = stored.config.ca_certificates.emplace_back();
+  ca.set_id("a1");
+  ca.set_cert("ca pem");
+  ca.set_cert_digest(std::string(64, 'f'));
+  auto built = BuildSnapshot(stored, clock);
+  ASSERT_TRUE(built.ok()) << built.status();
+  auto decoded = DecodeSnapshot((*built)->compressed, true, (*built)->uncompressed_size, (*built)->version);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ASSERT_EQ(decoded->config->certificates.size(), 1u);
+  EXPECT_EQ(decoded->config->certificates[0].SerializeAsString(), cert.SerializeAsString());
+  ASSERT_EQ(decoded->config->snis.size(), 1u);
+  EXPECT_EQ(decoded->config->snis[0].SerializeAsString(), sni.SerializeAsString());
+  ASSERT_EQ(decoded->config->ca_certificates.size(), 1u);
+  EXPECT_EQ(decoded->config->ca_certificates[0].SerializeAsString(), ca.SerializeAsString());
+
+  const std::string hash = ComputeConfigHash(stored.config, stored.version.epoch);
+  EXPECT_EQ((*built)->version.hash, hash);
+  StoredConfig other_key = stored;
+  other_key.config.certificates[0].set_key("another key");
+  EXPECT_NE(ComputeConfigHash(other_key.config, stored.version.epoch), hash);
+  StoredConfig no_sni = stored;
+  no_sni.config.snis.clear();
+  EXPECT_NE(ComputeConfigHash(no_sni.config, stored.version.epoch), hash);
+  StoredConfig other_ca = stored;
+  other_ca.config.ca_certificates[0].set_cert("another ca");
+  EXPECT_NE(ComputeConfigHash(other_ca.config, stored.version.epoch), hash);
+}
+
 }  // namespace
 }  // namespace portico

@@ -54,8 +54,9 @@ class StoreTest : public ::testing::Test {
 TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   auto migrations = store_->AppliedMigrations();
   ASSERT_TRUE(migrations.ok());
-  ASSERT_EQ(migrations->size(), 1u);
+  ASSERT_EQ(migrations->size(), 3u);
   EXPECT_EQ((*migrations)[0].first, 1);
+  EXPECT_EQ((*migrations)[2].first, 3);
   EXPECT_EQ(store_->Epoch().size(), 16u);
   EXPECT_EQ(store_->CurrentVersion(), 0u);
   auto s = store_->Insert(NewService("a"));
@@ -67,7 +68,7 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_EQ((*reopened)->Epoch(), epoch);
   EXPECT_EQ((*reopened)->CurrentVersion(), 1u);
-  EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 1u);
+  EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 3u);
   auto again = (*reopened)->GetByEndpointKey<Service>("a");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->id(), s->id());
@@ -349,6 +350,51 @@ TEST(StoreMemoryTest, InMemoryDatabaseWorks) {
   ASSERT_TRUE((*store)->Insert(s).ok());
   EXPECT_EQ((*store)->ReadConfig()->config.services.size(), 1u);
   EXPECT_TRUE((*store)->Ping().ok());
+}
+
+}  // namespace
+}  // namespace portico::cp
+
+namespace portico::cp {
+namespace {
+
+TEST_F(StoreTest, ABatchWritesAllOrNothingWithOneVersionBump) {
+  const EntityDescriptor& services = *store_->kinds().Find("services");
+  const EntityDescriptor& routes = *store_->kinds().Find("routes");
+  Service s = NewService("batched");
+  s.set_id("b0000000-0000-4000-8000-000000000001");
+  Route r = NewRoute(s.id());
+  r.set_id("b0000000-0000-4000-8000-000000000002");
+  const uint64_t before = store_->CurrentVersion();
+  auto written = store_->WriteBatch({{.kind = &services, .entity = &s, .mode = WriteMode::kInsert},
+                                     {.kind = &routes, .entity = &r, .mode = WriteMode::kInsert}});
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_EQ(written->size(), 2u);
+  EXPECT_EQ(services.Id(*(*written)[0]), s.id());
+  EXPECT_EQ(store_->CurrentVersion(), before + 1);
+
+  // A refused step (a second service with the same name) undoes the steps before it.
+  Route other = NewRoute(s.id());
+  other.set_id("b0000000-0000-4000-8000-000000000003");
+  Service clash = NewService("batched");
+  auto refused = store_->WriteBatch({{.kind = &routes, .entity = nullptr, .delete_id = r.id()},
+                                     {.kind = &routes, .entity = &other, .mode = WriteMode::kInsert},
+                                     {.kind = &services, .entity = &clash, .mode = WriteMode::kInsert}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(GetStoreConflict(refused.status()), StoreConflict::kUniqueName);
+  EXPECT_EQ(StoreConflictSubject(refused.status()), "name");
+  EXPECT_EQ(store_->CurrentVersion(), before + 1);
+  EXPECT_TRUE(store_->Get<Route>(r.id()).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->Get<Route>(other.id()).status()));
+
+  // Deletes and writes together.
+  auto swapped = store_->WriteBatch({{.kind = &routes, .entity = nullptr, .delete_id = r.id()},
+                                     {.kind = &routes, .entity = &other, .mode = WriteMode::kInsert}});
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->size(), 1u);
+  EXPECT_EQ(store_->CurrentVersion(), before + 2);
+  EXPECT_TRUE(absl::IsNotFound(store_->Get<Route>(r.id()).status()));
+  EXPECT_TRUE(store_->Get<Route>(other.id()).ok());
 }
 
 }  // namespace
