@@ -173,8 +173,7 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
   }
   void OnTransportReadError(int status) override {
     if (tls_ != nullptr && status == kTlsError) {
-      PORTICO_LOG(kInfo, "http", "TLS ", tls_->handshake_done() ? "error" : "handshake failed", " with ", peer_ip_,
-                  ": ", tls_->error());
+      PORTICO_LOG(kInfo, "http", "closed a TLS connection from ", peer_ip_, ": ", tls_->error());
     }
     Close();
   }
