@@ -182,6 +182,22 @@ TEST(CertRotationTest, NewCaAndReissuedCertificatesUnderLoadWithoutAFailedReques
   EXPECT_EQ(CpExpiry(c), static_cast<double>(NotAfterOf(next + "/cp.crt")));
   EXPECT_EQ(DpExpiry(dp1), static_cast<double>(NotAfterOf(next + "/dp.crt")));
 
+  // Step 5 of the procedure: only the new CA left. A CP restart makes every DP reconnect: dp1 does
+  // so with the certificate it reloaded (its process never restarted); dp3's old-CA certificate is
+  // now refused.
+  Install(next + "/ca.crt", certs + "/ca.crt");
+  dp1.process->Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(dp1.process->Log(), "with 1 CA certificate(s)"); }, 5s))
+      << c.Logs();
+  c.KillCp(SIGTERM);
+  ASSERT_TRUE(c.StartCp()) << c.Logs();
+  EXPECT_TRUE(WaitFor([&] { return c.DpStatus(dp1)["sync"]["sessions"] > before["sync"]["sessions"]; }, 15s))
+      << c.Logs();
+  EXPECT_TRUE(WaitFor([&] { return c.DpStatus(dp1)["control_plane_connected"] == true; }, 15s)) << c.Logs();
+  EXPECT_TRUE(WaitFor([&] { return c.DpStatus(dp3)["sync"]["connect_attempts"] >
+                                   c.DpStatus(dp3)["sync"]["sessions"]; }, 15s));
+  EXPECT_FALSE(c.DpStatus(dp3)["control_plane_connected"].get<bool>()) << c.Logs();
+
   // A restart with the new files connects too.
   dp1.process->Stop(SIGTERM, 10s);
   DataPlaneOptions restarted;
