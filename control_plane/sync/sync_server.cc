@@ -4,6 +4,8 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -15,13 +17,16 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/file.h"
 #include "common/base/log.h"
 #include "common/metrics/metrics.h"
@@ -59,7 +64,9 @@ class CertificateStage {
 
   absl::Status Create() {
     const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = absl::StrCat(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp", "/portico-cp-cluster-XXXXXX");
+    const std::string base = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
+    RemoveStagesOfDeadProcesses(base);
+    std::string pattern = absl::StrCat(base, "/", kStagePrefix, getpid(), "-XXXXXX");
     if (mkdtemp(pattern.data()) == nullptr) {
       return absl::UnavailableError(absl::StrCat("cannot create a private folder for the cluster certificates (",
                                                  pattern, "): ", std::strerror(errno)));
@@ -110,6 +117,28 @@ class CertificateStage {
   }
 
  private:
+  static constexpr char kStagePrefix[] = "portico-cp-cluster-";
+
+  // A CP that was killed leaves its folder (symlinks only); the next CP on the host removes the
+  // folders whose process is gone.
+  static void RemoveStagesOfDeadProcesses(const std::string& base) {
+    DIR* dir = opendir(base.c_str());
+    if (dir == nullptr) return;
+    while (dirent* entry = readdir(dir)) {
+      absl::string_view name = entry->d_name;
+      if (!absl::ConsumePrefix(&name, kStagePrefix)) continue;
+      const size_t dash = name.find('-');
+      int pid = 0;
+      if (dash == absl::string_view::npos || !absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) continue;
+      if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+      const std::string folder = absl::StrCat(base, "/", entry->d_name);
+      std::error_code ignored;
+      // Only symlinks and folders: remove_all does not follow symlinks.
+      std::filesystem::remove_all(folder, ignored);
+    }
+    closedir(dir);
+  }
+
   static bool WriteAll(int fd, absl::string_view data) {
     while (!data.empty()) {
       const ssize_t n = write(fd, data.data(), data.size());
