@@ -31,6 +31,7 @@
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
+#include "data_plane/tls/server_context.h"
 #include "data_plane/sync/sync_client.h"
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "nlohmann/json.hpp"

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 namespace {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "data_plane/proxy/worker.h"
+#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 namespace {

@@ -13,10 +13,10 @@
 #include "absl/status/statusor.h"
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
-#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 
+class ServerTlsContext;
 class Worker;
 
 class ProxyServer {

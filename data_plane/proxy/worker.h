@@ -25,12 +25,12 @@
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
-#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 
 class Exchange;
 class Http1ClientConnection;
+class ServerTlsContext;
 class UpstreamConnection;
 
 // Flow-control thresholds shared by both directions.

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/sha256.h"
+#include "data_plane/tls/openssl_util.h"
 #include "data_plane/tls/server_context.h"
 
 namespace portico::dp {

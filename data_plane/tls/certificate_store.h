@@ -17,7 +17,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
-#include "data_plane/tls/openssl_util.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
 
 namespace portico::dp {
 
