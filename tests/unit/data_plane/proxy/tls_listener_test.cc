@@ -7,8 +7,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -32,6 +34,16 @@ UpstreamReply Ok(const ReceivedRequest&) {
   UpstreamReply reply;
   reply.raw = SimpleResponse(200, "hello");
   return reply;
+}
+
+template <typename Predicate>
+bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return predicate();
 }
 
 int ConnectTo(uint16_t port) {
@@ -155,6 +167,8 @@ TEST_F(TlsListenerTest, KeepAliveRequestsOverTlsWithTheSnisCertificateAndForward
     EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.1 200")) << response;
     EXPECT_TRUE(absl::EndsWith(response, "hello")) << response;
   }
+  // An idle keep-alive TLS connection holds no request-scoped state (as a cleartext one).
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; })) << proxy_->request_states_held();
   const std::vector<ReceivedRequest> seen = upstream_->requests();
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[0].Header("X-Forwarded-Proto"), "https");
