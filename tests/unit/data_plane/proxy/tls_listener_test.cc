@@ -212,7 +212,9 @@ TEST_F(TlsListenerTest, ProtocolMismatchesAreClosedWithoutAnAnswer) {
     const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
     // Closed (EOF, or a reset) without an HTTP answer, well before the 5 s receive timeout.
     EXPECT_LE(n, 0) << std::string(buffer, n > 0 ? static_cast<size_t>(n) : 0);
-    if (n < 0) EXPECT_NE(errno, EAGAIN);
+    if (n < 0) {
+      EXPECT_NE(errno, EAGAIN);
+    }
     ::close(fd);
   }
   // Both listeners still serve.
