@@ -45,9 +45,12 @@ absl::Status Http1ClientConnection::Accept(int fd, const struct sockaddr* peer, 
     tls_ = std::make_unique<TlsSide>(&tcp_, ssl, worker_.plain_buffer(), this);
     tls_->handshake_certificates = std::move(certificates);
     transport_ = &tls_->transport;
+    // The handshake writes first (and TLS 1.3 sends its session ticket just before the first
+    // response): with Nagle on, that response would wait for the client's (delayed) ACK.
+    transport_->SetNoDelay();
   }
-  // TCP_NODELAY is set lazily, before the second write (FlushToClient): a connection that gets
-  // one response in one writev (every small Connection: close exchange) never needs it.
+  // Cleartext: TCP_NODELAY is set lazily, before the second write (FlushToClient): a connection
+  // that gets one response in one writev (every small Connection: close exchange) never needs it.
   client_ip_ = IpOf(peer);  // from accept4: no getpeername
   serial_ = worker_.NextConnectionSerial();
   EnterIdle();
