@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -18,7 +19,7 @@ struct UpstreamConnection::Uv {
 UpstreamConnection::UpstreamConnection(Worker& worker, std::string pool_key, size_t max_head_bytes)
     : worker_(worker),
       pool_key_(std::move(pool_key)),
-      transport_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
+      tcp_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
       codec_(Http1Codec::Kind::kResponse, this, max_head_bytes) {
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
@@ -26,9 +27,24 @@ UpstreamConnection::UpstreamConnection(Worker& worker, std::string pool_key, siz
 
 UpstreamConnection::~UpstreamConnection() = default;
 
+void UpstreamConnection::UseTls(SSL* ssl, char* plain_buffer, size_t plain_buffer_size) {
+  tls_ = std::make_unique<TlsTransport>(&tcp_, ssl, TlsTransport::Role::kClient, plain_buffer, plain_buffer_size,
+                                        this);
+}
+
+void UpstreamConnection::OnUpstreamTlsSession(SSL_SESSION* session) { worker_.KeepUpstreamTlsSession(pool_key_, session); }
+
+void UpstreamConnection::LogTlsFailure() {
+  if (tls_ == nullptr || tls_->error().empty() || !worker_.AllowUpstreamTlsLog()) return;
+  // The pool key is "target|context key|SNI".
+  const absl::string_view key = pool_key_;
+  PORTICO_LOG(kWarn, "proxy", "upstream ", key.substr(0, key.find('|')), " (SNI \"", key.substr(key.rfind('|') + 1),
+              "\"): ", tls_->error());
+}
+
 absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
   state_ = State::kConnecting;
-  switch (const int rc = transport_.Connect(address); rc) {
+  switch (const int rc = WithTransport([&](auto& t) { return t.Connect(address); }); rc) {
     case 0:
       return absl::OkStatus();
     // This host's limits, not the target's fault (no socket, no local port, no memory).
@@ -61,7 +77,10 @@ void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {
   if (state_ == State::kClosing || has_deferred_error_) return;
   assert(parts.size() <= kMaxWriteParts);
   assert(state_ != State::kConnecting && "UpstreamConnection::Write before OnUpstreamConnected");
-  if (!transport_.Write(parts.begin(), parts.size())) FailSoon(UpstreamError::kClosed);
+  if (!WithTransport([&](auto& t) { return t.Write(parts.begin(), parts.size()); })) {
+    LogTlsFailure();
+    FailSoon(UpstreamError::kClosed);
+  }
   RearmTimer();
 }
 
@@ -103,7 +122,7 @@ void UpstreamConnection::Close() {
   state_ = State::kClosing;
   observer_ = nullptr;
   pending_closes_ = 2;
-  transport_.Close();
+  WithTransport([](auto& t) { t.Close(); });
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), Uv::Closed);
 }
 
@@ -116,11 +135,12 @@ void UpstreamConnection::OnHandleClosed() {
 void UpstreamConnection::OnTransportConnected(int status) {
   if (state_ == State::kClosing) return;
   if (status < 0) {
+    LogTlsFailure();
     Fail(UpstreamError::kConnectFailed);
     return;
   }
   state_ = State::kActive;
-  transport_.SetNoDelay();
+  WithTransport([](auto& t) { t.SetNoDelay(); });
   UpdateReading();
   RearmTimer();
   if (observer_ != nullptr) observer_->OnUpstreamConnected();
@@ -129,9 +149,9 @@ void UpstreamConnection::OnTransportConnected(int status) {
 void UpstreamConnection::UpdateReading() {
   if (state_ == State::kClosing || state_ == State::kConnecting) return;
   if (state_ == State::kIdle || !reading_paused_) {
-    transport_.StartReading();
+    WithTransport([](auto& t) { t.StartReading(); });
   } else {
-    transport_.StopReading();
+    WithTransport([](auto& t) { t.StopReading(); });
   }
 }
 
@@ -147,7 +167,7 @@ void UpstreamConnection::RearmTimer() {
       ms = timeouts_.connect_ms;
       break;
     case State::kActive:
-      if (transport_.pending_write_bytes() > 0) {
+      if (pending_write_bytes() > 0) {
         ms = timeouts_.write_ms;
       } else if (awaiting_response_ && !reading_paused_) {
         ms = timeouts_.read_ms;
@@ -201,7 +221,7 @@ void UpstreamConnection::OnTimer() {
       Fail(UpstreamError::kConnectTimeout);
       return;
     case State::kActive:
-      Fail(transport_.pending_write_bytes() > 0 ? UpstreamError::kWriteTimeout : UpstreamError::kReadTimeout);
+      Fail(pending_write_bytes() > 0 ? UpstreamError::kWriteTimeout : UpstreamError::kReadTimeout);
       return;
     case State::kIdle:
       Close();
@@ -236,7 +256,7 @@ void UpstreamConnection::OnTransportWritten(size_t, int status) {
     return;
   }
   RearmTimer();
-  if (observer_ != nullptr && transport_.pending_write_bytes() < kLowWaterBytes) observer_->OnUpstreamWriteDrained();
+  if (observer_ != nullptr && pending_write_bytes() < kLowWaterBytes) observer_->OnUpstreamWriteDrained();
 }
 
 void UpstreamConnection::OnTransportEof() {
@@ -260,6 +280,7 @@ void UpstreamConnection::OnTransportReadError(int) {
     Close();
     return;
   }
+  LogTlsFailure();  // e.g. the server refused our certificate after a TLS 1.3 handshake
   Fail(UpstreamError::kClosed);
 }
 
