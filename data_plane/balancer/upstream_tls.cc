@@ -151,12 +151,40 @@ absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> UpstreamTlsContexts::
   absl::flat_hash_map<std::string, const config::v1::Certificate*> certificates;
   absl::flat_hash_map<std::string, const config::v1::CaCertificate*> ca_certificates;
   absl::flat_hash_map<std::string, const config::v1::Upstream*> upstreams;  // by name
-  bool any_https = false;
-  for (const config::v1::Service& s : config.services) any_https = any_https || s.protocol() == "https";
-  if (!any_https) return std::unique_ptr<const UpstreamTlsContexts>(std::move(out));
+  bool any_tls = false;
+  for (const config::v1::Service& s : config.services) any_tls = any_tls || s.protocol() == "https";
+  for (const config::v1::Upstream& u : config.upstreams) any_tls = any_tls || u.has_client_certificate_id();
+  if (!any_tls) return std::unique_ptr<const UpstreamTlsContexts>(std::move(out));
   for (const auto& c : config.certificates) certificates.emplace(c.id(), &c);
   for (const auto& c : config.ca_certificates) ca_certificates.emplace(c.id(), &c);
   for (const auto& u : config.upstreams) upstreams.emplace(u.name(), &u);
+
+  for (const config::v1::Upstream& u : config.upstreams) {
+    if (!u.has_client_certificate_id()) continue;
+    auto it = certificates.find(u.client_certificate_id());
+    if (it == certificates.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("upstream ", u.id(), ": client_certificate ", u.client_certificate_id(), " does not exist"));
+    }
+    const config::v1::Certificate& c = *it->second;
+    const std::string what = absl::StrCat("upstream ", u.id(), ": client_certificate ", c.id());
+    ProbeContexts probe;
+    for (const bool verify : {true, false}) {
+      std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+      if (ctx == nullptr) {
+        ERR_clear_error();
+        return absl::ResourceExhaustedError("upstream TLS: cannot create an SSL context");
+      }
+      SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+      if (verify) {
+        SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+        if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) ERR_clear_error();
+      }
+      if (absl::Status s = UseCertificateAndKey(ctx.get(), c.cert(), c.key(), what); !s.ok()) return s;
+      (verify ? probe.verify : probe.no_verify) = std::move(ctx);
+    }
+    out->probes_.emplace(u.id(), std::move(probe));
+  }
 
   absl::flat_hash_map<std::string, UpstreamTlsContext*> by_key;
   for (const config::v1::Service& service : config.services) {
@@ -253,6 +281,11 @@ absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> UpstreamTlsContexts::
     out->contexts_.push_back(std::move(context));
   }
   return std::unique_ptr<const UpstreamTlsContexts>(std::move(out));
+}
+
+UpstreamTlsContexts::ProbeContexts UpstreamTlsContexts::ForUpstreamProbes(const std::string& upstream_id) const {
+  auto it = probes_.find(upstream_id);
+  return it != probes_.end() ? it->second : ProbeContexts{};
 }
 
 const UpstreamTlsContext* UpstreamTlsContexts::ForService(const std::string& service_id) const {

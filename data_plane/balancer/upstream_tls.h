@@ -77,7 +77,8 @@ class UpstreamTlsContext {
 
 class UpstreamTlsContexts {
  public:
-  // Builds a context for every service with protocol "https". Fails (the snapshot is refused)
+  // Builds a context for every service with protocol "https" (and the probe contexts of every
+  // upstream with a client certificate). Fails (the snapshot is refused)
   // when a referenced certificate or CA certificate is missing or does not load; the message
   // names the entity, never key material.
   static absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> Compile(const ConfigSet& config,
@@ -85,12 +86,20 @@ class UpstreamTlsContexts {
 
   // The context of a service of the compiled config; nullptr when it is not https.
   const UpstreamTlsContext* ForService(const std::string& service_id) const;
+  // Client contexts for the active https probes of an upstream with a client_certificate (Kong's
+  // health checker presents it): system CAs with verification, and without. Nulls otherwise.
+  struct ProbeContexts {
+    std::shared_ptr<SSL_CTX> verify;
+    std::shared_ptr<SSL_CTX> no_verify;
+  };
+  ProbeContexts ForUpstreamProbes(const std::string& upstream_id) const;
   // Distinct contexts built.
   size_t size() const { return contexts_.size(); }
 
  private:
   std::vector<std::unique_ptr<UpstreamTlsContext>> contexts_;
   absl::flat_hash_map<std::string, const UpstreamTlsContext*> by_service_;
+  absl::flat_hash_map<std::string, ProbeContexts> probes_;  // by upstream id
 };
 
 // Whether `host` is an IPv4 or IPv6 literal (brackets allowed): no SNI is sent for it.

@@ -69,6 +69,11 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
 std::vector<dp::HealthTarget> RuntimeConfig::HealthTargets() const {
   std::vector<dp::HealthTarget> out;
   for (const auto& [name, balancer] : balancers_) balancer->AppendHealthTargets(&out);
+  for (dp::HealthTarget& target : out) {
+    dp::UpstreamTlsContexts::ProbeContexts probe = upstream_tls_->ForUpstreamProbes(target.upstream_id);
+    target.probe_tls_verify = std::move(probe.verify);
+    target.probe_tls_no_verify = std::move(probe.no_verify);
+  }
   return out;
 }
 

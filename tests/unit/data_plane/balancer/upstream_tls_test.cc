@@ -339,6 +339,32 @@ TEST_F(UpstreamTlsTest, ClientCertificateOfTheServiceElseOfItsUpstream) {
   EXPECT_EQ(without.server_saw_client_cn, "");
 }
 
+TEST_F(UpstreamTlsTest, ProbeContextsOfAnUpstreamPresentItsClientCertificate) {
+  config::v1::Upstream with;
+  with.set_id("u1");
+  with.set_name("backends");
+  with.set_client_certificate_id("upstream-client-cert");
+  config_.upstreams.push_back(with);
+  config::v1::Upstream without;
+  without.set_id("u2");
+  without.set_name("others");
+  config_.upstreams.push_back(without);
+  auto contexts = Compile();  // no https service: probe contexts only
+  ASSERT_NE(contexts, nullptr);
+  EXPECT_EQ(contexts->ForUpstreamProbes("u2").verify, nullptr);
+  EXPECT_EQ(contexts->ForUpstreamProbes("u2").no_verify, nullptr);
+  UpstreamTlsContexts::ProbeContexts probe = contexts->ForUpstreamProbes("u1");
+  ASSERT_NE(probe.verify, nullptr);
+  ASSERT_NE(probe.no_verify, nullptr);
+  HandshakeResult lenient = Handshake(SSL_new(probe.no_verify.get()), mtls_server_ctx_);
+  EXPECT_TRUE(lenient.ok);
+  EXPECT_EQ(lenient.server_saw_client_cn, "upstream-entity-client");
+  // Verifying probes trust the system store, which does not know the test CA.
+  HandshakeResult strict = Handshake(SSL_new(probe.verify.get()), mtls_server_ctx_);
+  EXPECT_FALSE(strict.ok);
+  EXPECT_NE(strict.verify_result, X509_V_OK);
+}
+
 TEST_F(UpstreamTlsTest, AMissingOrBrokenReferenceFailsTheCompileWithoutKeyMaterial) {
   AddService("a").set_client_certificate_id("nope");
   absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> missing = UpstreamTlsContexts::Compile(config_, {});
