@@ -150,6 +150,30 @@ TEST_F(UpstreamTlsIntegrationTest, VerifiedWithTheRightCaWrongCaIs502AndVerifyOf
   EXPECT_EQ(lenient.status, 200) << lenient.body;
 }
 
+TEST_F(UpstreamTlsIntegrationTest, PreserveHostSendsTheClientHostAsSni) {
+  TlsUpstream upstream(cluster_.tmp(), "tls-upstream", server_, "");
+  ASSERT_GT(upstream.port(), 0) << upstream.Log();
+  AddService("plain", upstream.port());
+  HttpResult route = cluster_.Admin("POST", "/services/plain/routes",
+                                    {{"name", "preserving"}, {"paths", {"/preserved"}}, {"preserve_host", true}});
+  ASSERT_EQ(route.status, 201) << route.body;
+  DataPlane* dp = StartDp();
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp)) << cluster_.DpStatus(*dp).dump();
+
+  HttpResult preserved = cluster_.Proxy(*dp, "/preserved", "api.client.example:8443");
+  ASSERT_EQ(preserved.status, 200) << preserved.body;
+  EXPECT_EQ(Body(preserved)["sni"], "api.client.example");
+  EXPECT_EQ(Body(preserved)["host"], "api.client.example:8443");
+  HttpResult own = cluster_.Proxy(*dp, "/plain", "api.client.example");
+  ASSERT_EQ(own.status, 200) << own.body;
+  EXPECT_EQ(Body(own)["sni"], "localhost");
+  // Different SNIs are different pools: two TLS connections for the two names.
+  EXPECT_EQ(Body(own)["stats"]["connections"], 2) << own.body;
+  HttpResult ip = cluster_.Proxy(*dp, "/preserved", "127.0.0.1");
+  ASSERT_EQ(ip.status, 200) << ip.body;
+  EXPECT_EQ(Body(ip)["sni"], nullptr);  // no SNI for an IP literal
+}
+
 TEST_F(UpstreamTlsIntegrationTest, NullTlsVerifyFollowsTheDataPlaneFlag) {
   TlsUpstream upstream(cluster_.tmp(), "tls-upstream", server_, "");
   ASSERT_GT(upstream.port(), 0) << upstream.Log();
