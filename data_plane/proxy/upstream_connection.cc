@@ -34,12 +34,24 @@ void UpstreamConnection::UseTls(SSL* ssl, char* plain_buffer, size_t plain_buffe
 
 void UpstreamConnection::OnUpstreamTlsSession(SSL_SESSION* session) { worker_.KeepUpstreamTlsSession(pool_key_, session); }
 
-void UpstreamConnection::LogTlsFailure() {
-  if (tls_ == nullptr || tls_->error().empty() || !worker_.AllowUpstreamTlsLog()) return;
+void UpstreamConnection::LogTlsFailure(UpstreamError error) {
+  if (error != UpstreamError::kConnectFailed && error != UpstreamError::kClosed) return;  // timeouts, bad responses
+  // A close, reset or failed write before any response byte on the connection's first exchange,
+  // with no TLS reason: what a server that refuses the client certificate after a TLS 1.3
+  // handshake does when its reset overtakes its alert.
+  const bool closed_after_handshake = tls_->error().empty() && error == UpstreamError::kClosed &&
+                                      tls_->handshake_done() && first_exchange_ && !response_bytes_seen_;
+  if ((tls_->error().empty() && !closed_after_handshake) || !worker_.AllowUpstreamTlsLog()) return;
   // The pool key is "target|context key|SNI".
   const absl::string_view key = pool_key_;
-  PORTICO_LOG(kWarn, "proxy", "upstream ", key.substr(0, key.find('|')), " (SNI \"", key.substr(key.rfind('|') + 1),
-              "\"): ", tls_->error());
+  const absl::string_view target = key.substr(0, key.find('|')), sni = key.substr(key.rfind('|') + 1);
+  if (closed_after_handshake) {
+    PORTICO_LOG(kWarn, "proxy", "upstream ", target, " (SNI \"", sni,
+                "\"): the connection closed right after the TLS handshake, before any response: the server "
+                "may have refused the client certificate");
+    return;
+  }
+  PORTICO_LOG(kWarn, "proxy", "upstream ", target, " (SNI \"", sni, "\"): ", tls_->error());
 }
 
 absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
@@ -71,14 +83,16 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
   RearmTimer();
 }
 
-void UpstreamConnection::MarkTakenFromPool() { state_ = State::kActive; }
+void UpstreamConnection::MarkTakenFromPool() {
+  state_ = State::kActive;
+  first_exchange_ = false;
+}
 
 void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {
   if (state_ == State::kClosing || has_deferred_error_) return;
   assert(parts.size() <= kMaxWriteParts);
   assert(state_ != State::kConnecting && "UpstreamConnection::Write before OnUpstreamConnected");
   if (!WithTransport([&](auto& t) { return t.Write(parts.begin(), parts.size()); })) {
-    LogTlsFailure();
     FailSoon(UpstreamError::kClosed);
   }
   RearmTimer();
@@ -135,7 +149,6 @@ void UpstreamConnection::OnHandleClosed() {
 void UpstreamConnection::OnTransportConnected(int status) {
   if (state_ == State::kClosing) return;
   if (status < 0) {
-    LogTlsFailure();
     Fail(UpstreamError::kConnectFailed);
     return;
   }
@@ -239,6 +252,7 @@ void UpstreamConnection::FailSoon(UpstreamError error) {
 }
 
 void UpstreamConnection::Fail(UpstreamError error) {
+  if (tls_ != nullptr) LogTlsFailure(error);
   UpstreamObserver* observer = observer_;
   const bool seen = response_bytes_seen_;
   Close();
@@ -280,7 +294,6 @@ void UpstreamConnection::OnTransportReadError(int) {
     Close();
     return;
   }
-  LogTlsFailure();  // e.g. the server refused our certificate after a TLS 1.3 handshake
   Fail(UpstreamError::kClosed);
 }
 

@@ -150,8 +150,9 @@ class UpstreamConnection final : public TransportCallbacks,
  private:
   struct Uv;
   void OnUpstreamTlsSession(SSL_SESSION* session) override;
-  // Logs (rate-limited) the TLS failure of this connection, naming the target, SNI and reason.
-  void LogTlsFailure();
+  // Logs (rate-limited) why this TLS connection failed with `error`, naming the target, SNI and
+  // reason. REQUIRES: tls_.
+  void LogTlsFailure(UpstreamError error);
   // The transport in use, called directly (no virtual call on the cleartext path).
   template <typename F>
   decltype(auto) WithTransport(F&& f) {
@@ -180,6 +181,7 @@ class UpstreamConnection final : public TransportCallbacks,
   bool reading_paused_ = false;      // by the observer (downstream backpressure)
   bool awaiting_response_ = false;   // attached and the final response not complete yet
   bool response_bytes_seen_ = false;
+  bool first_exchange_ = true;       // not taken from the pool yet
   bool reusable_ = true;
   bool interim_ = false;             // parsing a 1xx response
   static constexpr uint64_t kNoDeadline = ~uint64_t{0};
