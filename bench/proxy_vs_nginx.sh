@@ -39,7 +39,13 @@
 #   whole, edited and re-encoded) against the same POST on the plain route; nginx proxies it
 #   unchanged (it buffers request bodies by default);
 #   "all": correlation-id, cors, key-auth, ip-restriction, request-size-limiting, acl,
-#   rate-limiting, request-transformer and response-transformer on one route)
+#   rate-limiting, request-transformer and response-transformer on one route;
+#   "https": the keep-alive case over TLS (both proxies serve the same ECDSA P-256 certificate,
+#   TLS 1.3, session tickets on); "httpsclose": a new TLS connection per request (a full TLS 1.3
+#   handshake each, wrk -H "Connection: close"); "httpsresume": new connections resuming a session
+#   (openssl s_time -reuse, $BENCH_STIME_CLIENTS processes, one request each; req/s = connections/s).
+#   The CPU µs/req column is the proxy's CPU per request, handshake included.)
+#   BENCH_STIME_CLIENTS (4)
 #   BENCH_EXTRAS ("rss alloc perf callgrind"; empty to skip) BENCH_CALLGRIND_PATHS ("small 1k")
 #   BENCH_OUT (build-p/bench-results/<time>)
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs
@@ -126,12 +132,21 @@ ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
 
 read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER \
   DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER DPB_PORT DPB_STATUS CPB_ADMIN CPB_CLUSTER REDIS_PORT \
-  <<<"$($PY "$HELPER" free-ports 16)"
+  NGX_TLS_PORT DP_TLS_PORT <<<"$($PY "$HELPER" free-ports 18)"
 
 wait_http() {  # wait_http URL SECONDS
   for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
+
+# The TLS cases' certificate, served by both proxies: ECDSA P-256, as Kong's default.
+has_tls_case() { [[ " $CASES " == *" https"* ]]; }
+if has_tls_case; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/tls.key" -out "$WORK/tls.crt" \
+    -days 30 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >"$WORK/tls-gen.log" 2>&1 \
+    || die "openssl req: $(cat "$WORK/tls-gen.log")"
+  chmod 644 "$WORK/tls.key"  # read by nginx's master (root) only; the bench dir is private
+fi
 
 # Upstream: nginx, 1 worker, static answers; the POST body is read and discarded by nginx.
 UPDIR=$WORK/upstream
@@ -241,6 +256,7 @@ $(upstream1000_addresses | while read -r ip; do echo "    server $ip:$UP_PORT;";
   }
   server {
     listen 127.0.0.1:$port backlog=4096;
+$( [ -z "${NGINX_TLS_PORT:-}" ] || printf '    listen 127.0.0.1:%s ssl backlog=4096;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on;\n' "$NGINX_TLS_PORT" "$WORK/tls.crt" "$WORK/tls.key")
     location /bench/ { proxy_pass http://bench_upstream/; }
     # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
@@ -278,7 +294,7 @@ nginx_worker_pid() {  # the (single) worker of an nginx master
   return 1
 }
 
-start_nginx_proxy "$WORK/nginx" "$NGX_PORT" 1; NGX_PID=$STARTED
+NGINX_TLS_PORT=$(has_tls_case && echo "$NGX_TLS_PORT" || true) start_nginx_proxy "$WORK/nginx" "$NGX_PORT" 1; NGX_PID=$STARTED
 
 # CP and DP.
 "$CP_BIN" gen-certs "$WORK/certs" --dp-id bench-dp >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
@@ -289,6 +305,11 @@ taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0
 DP_ARGS=(--control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt"
   --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt"
   --proxy-listen "127.0.0.1:$DP_PORT" --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn)
+if has_tls_case; then
+  DP_ARGS+=(--proxy-ssl-listen "127.0.0.1:$DP_TLS_PORT" --ssl-cert "$WORK/tls.crt" --ssl-cert-key "$WORK/tls.key")
+else
+  DP_ARGS+=(--proxy-ssl-listen off)
+fi
 start_dp() {  # start_dp LOG [wrapper...]: sets STARTED (the pid) and adds it to PIDS
   local logf=$1
   shift
@@ -435,6 +456,13 @@ for port in "${PROXY_PORTS[@]}"; do
   check_proxy "$port" /bench/64k 65536
   check_proxy "$port" /bench/post 7 --data-binary "@$POST_BODY"
 done
+if has_tls_case; then
+  for port in "$NGX_TLS_PORT" "$DP_TLS_PORT"; do
+    for _ in $(seq 1 50); do curl -fsSk -o /dev/null "https://127.0.0.1:$port/bench/small" 2>/dev/null && break; sleep 0.1; done
+    got=$(curl -sSk -o /dev/null -w '%{http_code} %{size_download} %{ssl_verify_result}' --cacert "$WORK/tls.crt" "https://127.0.0.1:$port/bench/small")
+    [ "$got" = "200 20 0" ] || die "https://127.0.0.1:$port/bench/small answered '$got', expected '200 20 0' (verified against the bench certificate)"
+  done
+fi
 log "upstream :$UP_PORT  nginx :$NGX_PORT  portico-dp :$DP_PORT (cp admin :$CP_ADMIN)  results in $OUT"
 
 # ---- wrk cases ----------------------------------------------------------------------------------
@@ -462,7 +490,7 @@ RESULTS=$OUT/results.tsv
 echo "# case proxy round rps p50_us p99_us cpu_s requests errors" >"$RESULTS"
 
 run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESULTS
-  local case=$1 proxy=$2 round=$3 port=$4 cpu_pid=$5 path script=$WORK/report.lua extra=()
+  local case=$1 proxy=$2 round=$3 port=$4 cpu_pid=$5 path script=$WORK/report.lua extra=() scheme=http
   case "$case" in
     keepalive) path=/bench/small ;;
     close) path=/bench/small; extra=(-H "Connection: close") ;;
@@ -489,12 +517,14 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     upstream3hc0) path=/bench/small ;;
     upstream3hc) path=/hbench/small ;;
     bodyjson) path=/jbench/post; script=$WORK/jpost.lua ;;
+    https) path=/bench/small; scheme=https ;;
+    httpsclose) path=/bench/small; scheme=https; extra=(-H "Connection: close") ;;
     *) die "unknown case $case" ;;
   esac
   local before after out line
   before=$(cpu_ticks "$cpu_pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$script" "${extra[@]}" \
-        "http://127.0.0.1:$port$path" 2>&1) || die "wrk failed: $out"
+        "$scheme://127.0.0.1:$port$path" 2>&1) || die "wrk failed: $out"
   after=$(cpu_ticks "$cpu_pid")
   echo "$out" >>"$OUT/wrk-$case-$proxy.log"
   line=$(echo "$out" | grep '^RESULT ') || die "no RESULT from wrk: $out"
@@ -506,7 +536,45 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
   tail -n1 "$RESULTS" | awk '{ printf "  %-9s %-7s round %s: %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %5.2f s  errors %d\n", $1, $2, $3, $4, $5/1000, $6/1000, $7, $9 }' >&2
 }
 
+# run_stime CASE PROXY ROUND PORT CPU_PID: $BENCH_STIME_CLIENTS `openssl s_time -reuse` clients in
+# parallel (each: one full handshake, then new connections resuming its session, one GET each);
+# appends one line to $RESULTS with connections/s as req/s (no latency figures).
+STIME_CLIENTS=${BENCH_STIME_CLIENTS:-4}
+run_stime() {
+  local case=$1 proxy=$2 round=$3 port=$4 cpu_pid=$5 before after i total=0 seconds=${DURATION%s} pids=()
+  before=$(cpu_ticks "$cpu_pid")
+  for i in $(seq 1 "$STIME_CLIENTS"); do
+    taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$port" -reuse -time "$seconds" -www /bench/small \
+      >"$WORK/stime-$proxy-$i.log" 2>&1 & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || true; done
+  after=$(cpu_ticks "$cpu_pid")
+  for i in $(seq 1 "$STIME_CLIENTS"); do
+    cat "$WORK/stime-$proxy-$i.log" >>"$OUT/stime-$case-$proxy.log"
+    n=$(awk '/connections in .* real seconds/ {print $1}' "$WORK/stime-$proxy-$i.log" | tail -n1)
+    [ -n "$n" ] || die "no result from openssl s_time: $(tail -n 5 "$WORK/stime-$proxy-$i.log")"
+    total=$(( total + n ))
+  done
+  awk -v c="$case" -v p="$proxy" -v r="$round" -v n="$total" -v d="$seconds" -v cpu=$(( after - before )) -v hz="$CLK_TCK" \
+    'BEGIN { printf "%s %s %s %.1f 0 0 %.2f %d 0\n", c, p, r, n / d, cpu / hz, n }' >>"$RESULTS"
+  tail -n1 "$RESULTS" | awk '{ printf "  %-9s %-7s round %s: %9.0f conn/s  cpu %5.2f s\n", $1, $2, $3, $4, $7 }' >&2
+}
+
 NGX_WORKER=$(nginx_worker_pid "$NGX_PID") || die "no nginx worker"
+run_tls_case() {  # run_tls_case CASE: nginx and portico on their TLS ports, same client settings
+  log "case $1: $ROUNDS rounds x (nginx, portico) over TLS"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "https://127.0.0.1:$NGX_TLS_PORT/bench/small" >/dev/null 2>&1 || true
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "https://127.0.0.1:$DP_TLS_PORT/bench/small" >/dev/null 2>&1 || true
+  for round in $(seq 1 "$ROUNDS"); do
+    if [ "$1" = httpsresume ]; then
+      run_stime "$1" nginx "$round" "$NGX_TLS_PORT" "$NGX_WORKER"
+      run_stime "$1" portico "$round" "$DP_TLS_PORT" "$DP_PID"
+    else
+      run_wrk "$1" nginx "$round" "$NGX_TLS_PORT" "$NGX_WORKER"
+      run_wrk "$1" portico "$round" "$DP_TLS_PORT" "$DP_PID"
+    fi
+  done
+}
 run_case() {  # run_case CASE NGINX_PORT NGINX_CPU_PID
   log "case $1: $ROUNDS rounds x (nginx, portico), wrk -t$THREADS -c$CONNS -d$DURATION"
   # warm both (pools, caches), not recorded
@@ -542,6 +610,7 @@ for c in $CASES; do
   case "$c" in
     routes10k) ;;
     plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream3hc|upstream1000) run_plugins_case "$c" ;;
+    https|httpsclose|httpsresume) run_tls_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac
 done
@@ -746,6 +815,7 @@ if [[ " $CASES " == *" routes10k "* ]]; then
   taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP10K_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
     --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
     --proxy-listen "127.0.0.1:$DP10K_PORT" --status-listen "127.0.0.1:$DP10K_STATUS" --workers 1 --log-level warn \
+    --proxy-ssl-listen off \
     >"$WORK/dp10k.log" 2>&1 &
   DP10K_PID=$!; PIDS+=("$DP10K_PID")
   wait_http "http://127.0.0.1:$CP10K_ADMIN/status" 30 || die "CP (10k) did not start: $(tail -n 20 "$WORK/cp10k.log")"

@@ -2,7 +2,8 @@
 // snapshots to data planes over mutual-TLS gRPC.
 //
 //   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
-//   portico-cp [--db FILE] [--admin-listen H:P] [--cluster-listen H:P]
+//   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
+//              [--admin-token-file F] [--admin-client-ca F] [--admin-ssl-cert F --admin-ssl-cert-key F]
 //              --cluster-cert F --cluster-key F --cluster-ca F
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -23,8 +25,10 @@
 #include "common/base/uuid.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "common/tls/server_tls_context.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
+#include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
 #include "control_plane/sync/sync_server.h"
@@ -113,10 +117,88 @@ absl::Status PrepareDatabaseFolder(const std::string& db) {
       ". Create it (mode 0700, owned by the user running portico-cp) or choose another --db path"));
 }
 
+// What protects the Admin API: its token, the TLS listener and its client CA.
+struct AdminSecurity {
+  std::optional<AdminToken> token;
+  std::optional<HostPort> tls_addr;  // --admin-ssl-listen unless off
+  SslCtxPtr tls_context;             // set with tls_addr
+  bool client_ca = false;
+};
+
+// Reads the Admin API security flags and applies the start-up rule (admin_auth.h) before anything
+// listens: an Admin listener off loopback needs a token (or, for the TLS listener, a client CA).
+absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPort& admin_addr) {
+  AdminSecurity out;
+  const std::string ssl_listen = flags.Get("admin-ssl-listen");
+  if (ssl_listen != "off") {
+    absl::StatusOr<HostPort> addr = ParseHostPort(ssl_listen);
+    if (!addr.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--admin-ssl-listen: ", addr.status().message()));
+    }
+    out.tls_addr = *addr;
+  }
+  if (flags.IsSet("admin-token-file")) {
+    absl::StatusOr<AdminToken> token = AdminToken::FromFile(flags.Get("admin-token-file"));
+    if (!token.ok()) return token.status();
+    out.token = *token;
+  }
+  std::string client_ca_pem;
+  if (flags.IsSet("admin-client-ca")) {
+    if (!out.tls_addr) {
+      return absl::InvalidArgumentError(
+          "--admin-client-ca applies to the TLS listener: set --admin-ssl-listen too (client certificates "
+          "cannot protect the cleartext --admin-listen)");
+    }
+    absl::StatusOr<std::string> pem = ReadFileToString(flags.Get("admin-client-ca"));
+    if (!pem.ok()) return absl::Status(pem.status().code(), absl::StrCat("--admin-client-ca: ", pem.status().message()));
+    absl::StatusOr<int> count = CountCertificates(*pem, absl::StrCat("--admin-client-ca ", flags.Get("admin-client-ca")));
+    if (!count.ok()) return count.status();
+    client_ca_pem = *std::move(pem);
+    out.client_ca = true;
+  }
+  std::vector<AdminListener> listeners = {{"admin-listen", admin_addr.host, false}};
+  if (out.tls_addr) listeners.push_back({"admin-ssl-listen", out.tls_addr->host, true});
+  if (absl::Status s = CheckAdminListenersSecured(listeners, out.token.has_value(), out.client_ca); !s.ok()) {
+    return s;
+  }
+  if (!out.tls_addr) {
+    if (flags.IsSet("admin-ssl-cert") || flags.IsSet("admin-ssl-cert-key")) {
+      return absl::InvalidArgumentError("--admin-ssl-cert and --admin-ssl-cert-key need --admin-ssl-listen");
+    }
+    return out;
+  }
+  if (flags.IsSet("admin-ssl-cert") != flags.IsSet("admin-ssl-cert-key")) {
+    return absl::InvalidArgumentError("--admin-ssl-cert and --admin-ssl-cert-key go together: set both or neither");
+  }
+  absl::StatusOr<TlsMaterial> identity;
+  if (flags.IsSet("admin-ssl-cert")) {
+    identity = LoadTlsMaterial(flags.Get("admin-ssl-cert"), flags.Get("admin-ssl-cert-key"), "");
+  } else {
+    identity = GenerateSelfSignedServerCertificate("portico-admin", {});
+    if (identity.ok()) {
+      PORTICO_LOG(kWarn, "cp", "--admin-ssl-listen uses a generated self-signed certificate (SHA-256 ",
+                  CertificateSha256Fingerprint(identity->cert_pem),
+                  "); set --admin-ssl-cert and --admin-ssl-cert-key to use your own");
+    }
+  }
+  if (!identity.ok()) return identity.status();
+  absl::StatusOr<SslCtxPtr> context =
+      MakeServerTlsContext(*identity, client_ca_pem, absl::StrCat("--admin-client-ca ", flags.Get("admin-client-ca")));
+  if (!context.ok()) return context.status();
+  out.tls_context = *std::move(context);
+  return out;
+}
+
 int Serve(int argc, char** argv) {
   Flags flags({
       {"db", "portico.db", "SQLite database file (created with its schema on first start)"},
-      {"admin-listen", "127.0.0.1:8001", "Admin API address"},
+      {"admin-listen", "127.0.0.1:8001", "Admin API address (cleartext HTTP)"},
+      {"admin-ssl-listen", "off", "Admin API HTTPS address (Kong's is 8444), or off"},
+      {"admin-ssl-cert", "", "certificate (PEM, leaf first) of --admin-ssl-listen; default: a generated self-signed one"},
+      {"admin-ssl-cert-key", "", "private key (PEM) of --admin-ssl-cert"},
+      {"admin-client-ca", "", "CA bundle (PEM): --admin-ssl-listen then requires a client certificate from it"},
+      {"admin-token-file", "", "file holding the Admin API bearer token: every request then needs "
+                               "'Authorization: Bearer <token>'"},
       {"cluster-listen", "0.0.0.0:8005", "address data planes connect to (mutual TLS)"},
       {"cluster-cert", "", "CP server certificate (PEM)"},
       {"cluster-key", "", "CP server private key (PEM)"},
@@ -144,6 +226,8 @@ int Serve(int argc, char** argv) {
   }
   absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
   if (!admin_addr.ok()) return Fail(admin_addr.status());
+  absl::StatusOr<AdminSecurity> admin_security = ReadAdminSecurity(flags, *admin_addr);
+  if (!admin_security.ok()) return Fail(admin_security.status());
   size_t max_body = 0;
   if (!absl::SimpleAtoi(flags.Get("max-body-bytes"), &max_body) || max_body == 0) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
@@ -219,6 +303,7 @@ int Serve(int argc, char** argv) {
   admin_options.send_health_override = [sync_ptr](const TargetHealthOverride& command) {
     return sync_ptr->SendHealthOverride(command);
   };
+  admin_options.token = admin_security->token;
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;
@@ -227,12 +312,26 @@ int Serve(int argc, char** argv) {
       admin_addr->host, admin_addr->port,
       [&admin](const HttpRequest& request) { return admin.Handle(request); }, http_options);
   if (!http.ok()) return Fail(http.status());
+  std::unique_ptr<HttpServer> https;
+  if (admin_security->tls_addr) {
+    HttpServerOptions https_options = http_options;
+    https_options.tls_context = admin_security->tls_context.get();
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
+        admin_security->tls_addr->host, admin_security->tls_addr->port,
+        [&admin](const HttpRequest& request) { return admin.Handle(request); }, https_options);
+    if (!started.ok()) return Fail(started.status());
+    https = *std::move(started);
+    PORTICO_LOG(kInfo, "cp", "admin API (TLS", admin_security->client_ca ? ", client certificates required" : "",
+                ") listening on ", admin_security->tls_addr->host, ":", https->port());
+  }
 
   PORTICO_LOG(kInfo, "cp", "node ", node_id, " admin API listening on ", admin_addr->host, ":",
-              (*http)->port(), ", cluster listening on port ", sync_ptr->port(), ", database ",
-              flags.Get("db"));
-  int sig = WaitForTerminationSignal();
+              (*http)->port(), admin_security->token ? " (bearer token required)" : "",
+              ", cluster listening on port ", sync_ptr->port(), ", database ", flags.Get("db"));
+  // SIGHUP: reload the cluster cert, key and CA for new connections (docs/tls.md).
+  int sig = WaitForTerminationSignal([sync_ptr] { sync_ptr->ReloadCertificates().IgnoreError(); });
   PORTICO_LOG(kInfo, "cp", "signal ", sig, ", shutting down");
+  if (https) https->Stop();
   (*http)->Stop();
   sync_ptr->Stop();
   return 0;

@@ -120,6 +120,9 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });
+  registry->AddCallbackGauge("portico_cluster_certificate_expiry_seconds",
+                             "notAfter of the cluster certificate this process presents, as Unix time in seconds",
+                             [sync] { return static_cast<double>(sync->certificate_not_after()); });
   registry->AddCallbackGauge("portico_dp_cp_connected",
                              "1 while the stream to the CP is up and its Hello was answered",
                              [sync] { return sync->connected() ? 1.0 : 0.0; });
@@ -412,7 +415,8 @@ int Serve(int argc, char** argv) {
               sync_options.snapshot_cache_dir.empty()
                   ? std::string()
                   : absl::StrCat(", snapshot cache ", sync_options.snapshot_cache_dir));
-  int sig = WaitForTerminationSignal();
+  // SIGHUP: reload the cluster cert, key and CA for the next connection (docs/tls.md).
+  int sig = WaitForTerminationSignal([sync_ptr] { sync_ptr->ReloadCertificates().IgnoreError(); });
   PORTICO_LOG(kInfo, "dp", "signal ", sig, ", shutting down");
   (*status)->Stop();
   sync_ptr->Stop();

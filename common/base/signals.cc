@@ -21,11 +21,15 @@ void BlockTerminationSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int WaitForTerminationSignal() {
+int WaitForTerminationSignal() { return WaitForTerminationSignal(nullptr); }
+
+int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
   sigset_t set = TerminationSet();
   for (;;) {
     int sig = 0;
-    if (sigwait(&set, &sig) == 0 && sig != SIGHUP) return sig;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGHUP) return sig;
+    if (on_hangup) on_hangup();
   }
 }
 

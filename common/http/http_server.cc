@@ -10,6 +10,7 @@
 //   any --(read/write error | idle timeout | Stop)--> kClosed; uv_close's callback deletes it.
 #include "common/http/http_server.h"
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include "common/base/log.h"
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
+#include "common/net/tls_transport.h"
 
 namespace portico {
 namespace {
@@ -109,6 +111,12 @@ struct HttpServer::Impl {
   uint16_t port = 0;
   std::unordered_set<Connection*> connections;  // server thread only
   char read_buffer[kReadBufferBytes];           // reads are consumed synchronously, so one suffices
+  char plain_buffer[kReadBufferBytes];          // TLS: decrypted bytes, consumed synchronously too
+  SSL_CTX* tls_context = nullptr;               // owned reference; null = cleartext
+
+  ~Impl() {
+    if (tls_context != nullptr) SSL_CTX_free(tls_context);
+  }
 
   std::mutex stop_mu;
   bool stopped = false;  // guarded by stop_mu
@@ -116,24 +124,39 @@ struct HttpServer::Impl {
 
 namespace {
 
-// One client connection: the shared TCP transport and HTTP/1 codec, answering each complete
-// request with the handler, in order.
+// One client connection: the shared TCP transport (under TLS when the server has a context) and
+// HTTP/1 codec, answering each complete request with the handler, in order.
 class Connection final : public TransportCallbacks, public Http1Codec::BodySink {
  public:
   enum class State { kReading, kClosingAfterWrites, kLingering, kClosed };
 
   explicit Connection(HttpServer::Impl* server)
       : server_(server),
-        transport_(&server->loop, server->read_buffer, kReadBufferBytes, this),
-        codec_(Http1Codec::Kind::kRequest, this, server->options.max_header_bytes) {}
+        tcp_(&server->loop, server->read_buffer, kReadBufferBytes, this),
+        codec_(Http1Codec::Kind::kRequest, this, server->options.max_header_bytes) {
+    if (server->tls_context != nullptr) {
+      SSL* ssl = SSL_new(server->tls_context);
+      if (ssl != nullptr) {
+        tls_ = std::make_unique<TlsTransport>(&tcp_, ssl, TlsTransport::Role::kServer, server->plain_buffer,
+                                              kReadBufferBytes, this);
+        transport_ = tls_.get();
+      }
+    }
+  }
 
-  TcpTransport& transport() { return transport_; }
+  TcpTransport& tcp() { return tcp_; }
 
-  void Begin() {
-    peer_ip_ = transport_.PeerIp();
-    transport_.SetNoDelay();
+  // False when the connection cannot start (no TLS session could be made); the caller closes.
+  bool Begin() {
+    peer_ip_ = tcp_.PeerIp();
+    if (server_->tls_context != nullptr && tls_ == nullptr) {
+      PORTICO_LOG(kError, "http", "cannot create a TLS session for ", peer_ip_);
+      return false;
+    }
+    transport_->SetNoDelay();
     Touch();
-    transport_.StartReading();
+    transport_->StartReading();
+    return true;
   }
 
   // ---- transport events ----
@@ -148,15 +171,20 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
     if (state_ == State::kLingering) return Close();
     CloseAfterWrites();
   }
-  void OnTransportReadError(int) override { Close(); }
+  void OnTransportReadError(int status) override {
+    if (tls_ != nullptr && status == kTlsError) {
+      PORTICO_LOG(kInfo, "http", "closed a TLS connection from ", peer_ip_, ": ", tls_->error());
+    }
+    Close();
+  }
   void OnTransportWritten(size_t, int status) override {
     if (state_ == State::kClosed) return;
     if (status < 0) return Close();
     Touch();
-    if (state_ == State::kClosingAfterWrites && transport_.pending_write_bytes() == 0) return FinishClosing();
-    if (state_ == State::kReading && !transport_.reading() &&
-        transport_.pending_write_bytes() <= server_->options.max_pending_write_bytes / 2) {
-      transport_.StartReading();
+    if (state_ == State::kClosingAfterWrites && transport_->pending_write_bytes() == 0) return FinishClosing();
+    if (state_ == State::kReading && !transport_->reading() &&
+        transport_->pending_write_bytes() <= server_->options.max_pending_write_bytes / 2) {
+      transport_->StartReading();
     }
   }
   void OnTransportShutdown(int status) override {
@@ -188,7 +216,7 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
-    transport_.Close();
+    transport_->Close();
   }
 
  private:
@@ -245,9 +273,9 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
                     /*head=*/false, /*keep_alive=*/false, /*http10=*/false);
       return CloseAfterWrites();
     }
-    if (state_ == State::kReading && transport_.reading() &&
-        transport_.pending_write_bytes() > server_->options.max_pending_write_bytes) {
-      transport_.StopReading();  // resumed by OnTransportWritten once the peer reads
+    if (state_ == State::kReading && transport_->reading() &&
+        transport_->pending_write_bytes() > server_->options.max_pending_write_bytes) {
+      transport_->StopReading();  // resumed by OnTransportWritten once the peer reads
     }
   }
 
@@ -266,13 +294,13 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
   void WriteResponse(const HttpResponse& response, bool head, bool keep_alive, bool http10) {
     if (state_ == State::kClosed) return;
     const std::string bytes = SerializeResponse(response, head, keep_alive, http10);
-    if (!transport_.Write(bytes)) Close();
+    if (!transport_->Write(bytes)) Close();
   }
 
   void CloseAfterWrites() {
     if (state_ == State::kClosed || state_ == State::kLingering) return;
     state_ = State::kClosingAfterWrites;
-    if (transport_.pending_write_bytes() == 0) FinishClosing();
+    if (transport_->pending_write_bytes() == 0) FinishClosing();
   }
 
   // All responses are handed to the kernel: send FIN, then drain input until EOF or the deadline.
@@ -280,12 +308,14 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
     if (peer_eof_) return Close();
     state_ = State::kLingering;
     linger_deadline_ = uv_now(&server_->loop) + kLingerMs;
-    if (!transport_.Shutdown()) return Close();
-    transport_.StartReading();
+    if (!transport_->Shutdown()) return Close();
+    transport_->StartReading();
   }
 
   HttpServer::Impl* server_;
-  TcpTransport transport_;
+  TcpTransport tcp_;
+  std::unique_ptr<TlsTransport> tls_;  // over tcp_ when the server speaks TLS
+  Transport* transport_ = &tcp_;       // what the connection reads and writes: tls_ or tcp_
   Http1Codec codec_;
   State state_ = State::kReading;
   bool peer_eof_ = false;
@@ -306,8 +336,7 @@ void OnNewConnection(uv_stream_t* listener, int status) {
   if (status < 0) return;
   auto* connection = new Connection(server);  // freed by its transport's close callback
   server->connections.insert(connection);
-  if (!connection->transport().Accept(listener)) return connection->Close();
-  connection->Begin();
+  if (!connection->tcp().Accept(listener) || !connection->Begin()) return connection->Close();
 }
 
 void OnSweep(uv_timer_t* timer) {
@@ -361,6 +390,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->handler = std::move(handler);
+  if (options.tls_context != nullptr && SSL_CTX_up_ref(options.tls_context) == 1) {
+    impl->tls_context = options.tls_context;
+  } else if (options.tls_context != nullptr) {
+    return absl::InternalError("http server: SSL_CTX_up_ref failed");
+  }
   if (int rc = uv_loop_init(&impl->loop); rc != 0) return UvError("uv_loop_init", rc);
   uv_tcp_init(&impl->loop, &impl->listener);
   impl->listener.data = impl.get();

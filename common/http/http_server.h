@@ -17,6 +17,8 @@
 #include "absl/status/statusor.h"
 #include "common/http/message.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace portico {
 
 struct HttpServerOptions {
@@ -24,6 +26,12 @@ struct HttpServerOptions {
   size_t max_header_bytes = 64 * 1024;       // request line + header section; larger -> 400 and close
   uint64_t idle_timeout_ms = 60 * 1000;      // no bytes read or written for this long -> close
   size_t max_pending_write_bytes = 4 * 1024 * 1024;  // stop reading while more is unsent
+  // When set, every connection speaks TLS (server role, common/net/tls_transport.h) with this
+  // context: its certificate, protocol floor and client-certificate verification are the
+  // caller's (common/tls/server_tls_context.h builds the Admin API's). Start() takes a reference
+  // of its own. A failed handshake closes the connection with a log line naming the peer and
+  // OpenSSL's reason.
+  SSL_CTX* tls_context = nullptr;
 };
 
 class HttpServer {

@@ -394,6 +394,115 @@ absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem) {
   return info;
 }
 
+absl::StatusOr<int64_t> CheckCertificateAndKey(absl::string_view cert_pem, absl::string_view key_pem,
+                                               absl::string_view cert_name, absl::string_view key_name) {
+  absl::StatusOr<X509Ptr> cert = PemToCert(cert_pem);
+  if (!cert.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(cert_name, ": no PEM certificate (", cert.status().message(), ")"));
+  }
+  absl::StatusOr<KeyPtr> key = PemToKey(key_pem);
+  if (!key.ok()) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(key_name, ": no PEM private key"));
+  }
+  if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(key_name, " does not belong to the certificate in ", cert_name));
+  }
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(cert_pem);
+  if (!info.ok()) return absl::InvalidArgumentError(absl::StrCat(cert_name, ": ", info.status().message()));
+  return info->not_after;
+}
+
+absl::StatusOr<int> CountCertificates(absl::string_view pem, absl::string_view name) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return absl::InternalError("BIO_new_mem_buf");
+  int count = 0;
+  for (;;) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!cert) break;
+    ++count;
+  }
+  const unsigned long last = ERR_peek_last_error();
+  const bool clean_end = ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
+  ERR_clear_error();
+  if (count == 0) return absl::InvalidArgumentError(absl::StrCat(name, ": no PEM certificate"));
+  if (!clean_end) return absl::InvalidArgumentError(absl::StrCat(name, ": certificate ", count + 1, " does not parse"));
+  return count;
+}
+
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(const std::string& cert_file, const std::string& key_file,
+                                            const std::string& ca_file) {
+  TlsMaterial out;
+  absl::StatusOr<std::string> cert = ReadFileToString(cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFileToString(key_file);
+  if (!key.ok()) return key.status();
+  absl::StatusOr<int64_t> not_after = CheckCertificateAndKey(*cert, *key, cert_file, key_file);
+  if (!not_after.ok()) return not_after.status();
+  if (!ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadFileToString(ca_file);
+    if (!ca.ok()) return ca.status();
+    absl::StatusOr<int> count = CountCertificates(*ca, ca_file);
+    if (!count.ok()) return count.status();
+    out.ca_pem = *std::move(ca);
+  }
+  out.cert_pem = *std::move(cert);
+  out.key_pem = *std::move(key);
+  out.not_after = *not_after;
+  return out;
+}
+
+absl::StatusOr<TlsMaterial> GenerateSelfSignedServerCertificate(const std::string& common_name,
+                                                                const std::vector<std::string>& extra_names) {
+  std::vector<std::string> sans = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
+  for (const std::string& name : extra_names) {
+    if (name.empty() || name.find(',') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid certificate name '", name, "'"));
+    }
+    sans.push_back(absl::StrCat(IsIpAddress(name) ? "IP:" : "DNS:", name));
+  }
+  KeyPtr key = NewP256Key();
+  if (!key) return absl::InternalError(OpenSslError("EC key generation"));
+  CertSpec spec;
+  spec.common_name = common_name;
+  spec.days = 365;
+  spec.extended_key_usage = "serverAuth";
+  spec.subject_alt_names = absl::StrJoin(sans, ",");
+  absl::StatusOr<X509Ptr> cert = MakeCertificate(spec, key.get(), nullptr, nullptr);
+  if (!cert.ok()) return cert.status();
+  TlsMaterial out;
+  absl::StatusOr<std::string> cert_pem = CertToPem(cert->get());
+  if (!cert_pem.ok()) return cert_pem.status();
+  absl::StatusOr<std::string> key_pem = KeyToPem(key.get());
+  if (!key_pem.ok()) return key_pem.status();
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(*cert_pem);
+  if (!info.ok()) return info.status();
+  out.cert_pem = *std::move(cert_pem);
+  out.key_pem = *std::move(key_pem);
+  out.not_after = info->not_after;
+  return out;
+}
+
+std::string CertificateSha256Fingerprint(absl::string_view pem) {
+  absl::StatusOr<X509Ptr> cert = PemToCert(pem);
+  if (!cert.ok()) {
+    ERR_clear_error();
+    return "";
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (X509_digest(cert->get(), EVP_sha256(), digest, &length) != 1) return "";
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    if (i > 0) out.push_back(':');
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
 absl::Status VerifyCertificateChain(absl::string_view leaf_pem, absl::string_view ca_pem) {
   absl::StatusOr<X509Ptr> leaf = PemToCert(leaf_pem);
   if (!leaf.ok()) return leaf.status();

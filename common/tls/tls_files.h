@@ -70,6 +70,39 @@ struct CertificateInfo {
 // Parses the first certificate of a PEM text. InvalidArgument if it is not one.
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem);
 
+// A certificate, its private key and a CA bundle, read and checked together (cluster TLS at
+// start and on every SIGHUP reload; the Admin API's TLS listener).
+struct TlsMaterial {
+  std::string cert_pem;  // the certificate (chain) as read
+  std::string key_pem;   // never logged, never put into a message
+  std::string ca_pem;    // one or more CA certificates (empty when none was asked for)
+  int64_t not_after = 0;  // the first certificate's notAfter, Unix seconds
+};
+
+// Checks that `cert_pem` starts with a certificate, `key_pem` is a private key, and the key
+// belongs to the certificate. InvalidArgument naming `cert_name`/`key_name` (file names or flags)
+// otherwise; the message never contains key material. Returns the certificate's notAfter.
+absl::StatusOr<int64_t> CheckCertificateAndKey(absl::string_view cert_pem, absl::string_view key_pem,
+                                               absl::string_view cert_name, absl::string_view key_name);
+
+// The number of certificates in a PEM bundle; InvalidArgument (naming `name`) if there is none or
+// a block does not parse.
+absl::StatusOr<int> CountCertificates(absl::string_view pem, absl::string_view name);
+
+// Reads and checks cert + key (CheckCertificateAndKey) and, when `ca_file` is not empty, the CA
+// bundle (CountCertificates). Nothing is kept from a failed read.
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(const std::string& cert_file, const std::string& key_file,
+                                            const std::string& ca_file);
+
+// A self-signed server certificate (EC P-256, ~1 year) for `common_name` with SANs
+// DNS:localhost, IP:127.0.0.1, IP:::1 and `extra_names`: the default certificate of a TLS
+// listener when the operator gives none (as Kong does). Kept in memory only.
+absl::StatusOr<TlsMaterial> GenerateSelfSignedServerCertificate(const std::string& common_name,
+                                                                const std::vector<std::string>& extra_names);
+
+// The SHA-256 fingerprint of the first certificate of `pem` (DER), as "AB:CD:..."; "" if none.
+std::string CertificateSha256Fingerprint(absl::string_view pem);
+
 // Verifies `leaf_pem` against the single trust anchor `ca_pem` (X509_verify_cert, current time).
 // OK, or Unauthenticated with OpenSSL's reason.
 absl::Status VerifyCertificateChain(absl::string_view leaf_pem, absl::string_view ca_pem);

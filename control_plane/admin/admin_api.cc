@@ -67,6 +67,9 @@ class AdminApi::Impl {
 };
 
 HttpResponse AdminApi::Impl::Handle(const HttpRequest& request) {
+  if (options_.token) {
+    if (std::optional<HttpResponse> refused = options_.token->Check(request)) return *std::move(refused);
+  }
   std::vector<std::string> segments;
   for (absl::string_view raw : absl::StrSplit(request.path, '/', absl::SkipEmpty())) {
     segments.push_back(PercentDecode(raw, false));

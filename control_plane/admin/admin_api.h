@@ -7,11 +7,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/base/clock.h"
 #include "common/http/message.h"
+#include "control_plane/admin/admin_auth.h"
 
 namespace portico::cp {
 
@@ -30,6 +32,9 @@ struct AdminOptions {
   // Sends a manual target-health override to every connected DP and returns their node ids
   // (POST /upstreams/{u}/targets/{t}/healthy|unhealthy); empty = sent to none (still 204).
   std::function<std::vector<std::string>(const TargetHealthOverride&)> send_health_override;
+  // When set, every request must carry it (Authorization: Bearer <token>) or gets Kong-style 401
+  // before anything else runs (admin_auth.h).
+  std::optional<AdminToken> token;
 };
 
 class AdminApi {

@@ -2,19 +2,36 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <filesystem>
+#include <map>
 #include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/file.h"
 #include "common/base/log.h"
 #include "common/metrics/metrics.h"
 #include "common/snapshot/snapshot.h"
+#include "common/tls/tls_files.h"
 #include "control_plane/sync/dp_session.h"
 #include "control_plane/sync/snapshot_builder.h"
 #include "control_plane/sync/sync_hub.h"
@@ -28,6 +45,124 @@ constexpr char kLog[] = "cp-sync";
 constexpr int kMaxMessageBytes = 4 << 20;
 // Timer thread period: resolution of the Hello, ACK and heartbeat timeouts.
 constexpr auto kTickPeriod = std::chrono::milliseconds(100);
+
+// What gRPC's file watcher reads: the cluster material as the last successful load saw it. Each
+// generation's cert, key and CA live in memory files (memfd, never on disk); a private folder
+// holds only symlinks to them (gen-N/{cert,key,ca}.pem -> /proc/self/fd/K) and `current`, which
+// one rename switches to the new generation, so the watcher never pairs a cert of one generation
+// with a key of another. A crash leaves at most dangling symlinks, no key material. SIGHUP
+// decides when the material changes; the operator's files are read only then.
+class CertificateStage {
+ public:
+  ~CertificateStage() {
+    for (const auto& [generation, fds] : fds_) RemoveGeneration(generation);
+    if (dir_.empty()) return;
+    unlink((dir_ + "/current").c_str());
+    unlink((dir_ + "/current.tmp").c_str());
+    rmdir(dir_.c_str());
+  }
+
+  absl::Status Create() {
+    const char* tmp = std::getenv("TMPDIR");
+    const std::string base = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
+    RemoveStagesOfDeadProcesses(base);
+    std::string pattern = absl::StrCat(base, "/", kStagePrefix, getpid(), "-XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot create a private folder for the cluster certificates (",
+                                                 pattern, "): ", std::strerror(errno)));
+    }
+    dir_ = pattern;  // mode 0700 (mkdtemp)
+    return absl::OkStatus();
+  }
+
+  std::string CertPath() const { return dir_ + "/current/cert.pem"; }
+  std::string KeyPath() const { return dir_ + "/current/key.pem"; }
+  std::string CaPath() const { return dir_ + "/current/ca.pem"; }
+
+  absl::Status Write(const TlsMaterial& material) {
+    const int generation = ++generation_;
+    const std::string name = absl::StrCat("gen-", generation);
+    const std::string folder = absl::StrCat(dir_, "/", name);
+    if (mkdir(folder.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::UnavailableError(absl::StrCat("mkdir ", folder, ": ", std::strerror(errno)));
+    }
+    std::vector<int>& fds = fds_[generation];
+    const std::pair<const char*, const std::string*> files[] = {
+        {"key.pem", &material.key_pem}, {"cert.pem", &material.cert_pem}, {"ca.pem", &material.ca_pem}};
+    for (const auto& [file, content] : files) {
+      const int fd = memfd_create(file, MFD_CLOEXEC);
+      if (fd < 0) {
+        RemoveGeneration(generation);
+        return absl::UnavailableError(absl::StrCat("memfd_create: ", std::strerror(errno)));
+      }
+      fds.push_back(fd);
+      if (!WriteAll(fd, *content) ||
+          symlink(absl::StrCat("/proc/self/fd/", fd).c_str(), absl::StrCat(folder, "/", file).c_str()) != 0) {
+        const int error = errno;
+        RemoveGeneration(generation);
+        return absl::UnavailableError(absl::StrCat("staging ", folder, "/", file, ": ", std::strerror(error)));
+      }
+    }
+    const std::string link_tmp = dir_ + "/current.tmp";
+    unlink(link_tmp.c_str());
+    if (symlink(name.c_str(), link_tmp.c_str()) != 0 ||
+        rename(link_tmp.c_str(), (dir_ + "/current").c_str()) != 0) {
+      const int error = errno;
+      RemoveGeneration(generation);
+      return absl::UnavailableError(absl::StrCat("switching ", dir_, "/current: ", std::strerror(error)));
+    }
+    // The generation before the previous one is no longer read by anyone.
+    RemoveGeneration(generation - 2);
+    return absl::OkStatus();
+  }
+
+ private:
+  static constexpr char kStagePrefix[] = "portico-cp-cluster-";
+
+  // A CP that was killed leaves its folder (symlinks only); the next CP on the host removes the
+  // folders whose process is gone.
+  static void RemoveStagesOfDeadProcesses(const std::string& base) {
+    DIR* dir = opendir(base.c_str());
+    if (dir == nullptr) return;
+    while (dirent* entry = readdir(dir)) {
+      absl::string_view name = entry->d_name;
+      if (!absl::ConsumePrefix(&name, kStagePrefix)) continue;
+      const size_t dash = name.find('-');
+      int pid = 0;
+      if (dash == absl::string_view::npos || !absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) continue;
+      if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+      const std::string folder = absl::StrCat(base, "/", entry->d_name);
+      std::error_code ignored;
+      // Only symlinks and folders: remove_all does not follow symlinks.
+      std::filesystem::remove_all(folder, ignored);
+    }
+    closedir(dir);
+  }
+
+  static bool WriteAll(int fd, absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = write(fd, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  void RemoveGeneration(int generation) {
+    auto it = fds_.find(generation);
+    if (it == fds_.end()) return;
+    const std::string folder = absl::StrCat(dir_, "/gen-", generation);
+    for (const char* file : {"/key.pem", "/cert.pem", "/ca.pem"}) unlink((folder + file).c_str());
+    rmdir(folder.c_str());
+    for (int fd : it->second) close(fd);
+    fds_.erase(it);
+  }
+
+  std::string dir_;
+  int generation_ = 0;
+  std::map<int, std::vector<int>> fds_;  // generation -> its memory files
+};
 
 SnapshotBuilder::Options BuilderOptions(const SyncServerOptions& options) {
   SnapshotBuilder::Options out;
@@ -64,8 +199,12 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
     return new DpSession(hub_, context);
   }
 
+  absl::Status ReloadCertificates();
+
   const SyncServerOptions options_;
   const Clock& clock_;
+  // notAfter of the certificate in use; shared with the metric's callback, which may outlive us.
+  std::shared_ptr<std::atomic<int64_t>> cert_not_after_ = std::make_shared<std::atomic<int64_t>>(0);
   std::unique_ptr<Registry> own_registry_;
   Registry* registry_;
   SyncMetrics metrics_;
@@ -75,18 +214,17 @@ class SyncServer::Impl final : public sync::v1::ConfigSync::CallbackService {
  private:
   void TimerLoop();
 
+  std::mutex reload_mu_;  // one reload at a time
+  CertificateStage stage_;
+  std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider> certificate_provider_;
   std::unique_ptr<grpc::Server> server_;
   std::thread timer_;
   bool timer_stop_ = false;  // guarded by hub_.mu
 };
 
 absl::Status SyncServer::Impl::Init() {
-  absl::StatusOr<std::string> cert = ReadFileToString(options_.cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFileToString(options_.key_file);
-  if (!key.ok()) return key.status();
-  absl::StatusOr<std::string> ca = ReadFileToString(options_.ca_file);
-  if (!ca.ok()) return ca.status();
+  absl::StatusOr<TlsMaterial> material = LoadTlsMaterial(options_.cert_file, options_.key_file, options_.ca_file);
+  if (!material.ok()) return material.status();
   if (options_.chunk_bytes == 0 || options_.chunk_bytes > (size_t{3} << 20)) {
     return absl::InvalidArgumentError("chunk_bytes must be in 1..3 MiB");
   }
@@ -97,12 +235,24 @@ absl::Status SyncServer::Impl::Init() {
   // First snapshot, synchronously: a broken store fails the start.
   if (absl::Status s = builder_.Start(); !s.ok()) return s;
 
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_root_certs = *ca;
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  // TLS material through a file-watcher provider over the CP's private copies (CertificateStage),
+  // so a SIGHUP reload reaches new handshakes without touching established connections.
+  if (absl::Status s = stage_.Create(); !s.ok()) return s;
+  if (absl::Status s = stage_.Write(*material); !s.ok()) return s;
+  cert_not_after_->store(material->not_after);
+  certificate_provider_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      stage_.KeyPath(), stage_.CertPath(), stage_.CaPath(), kCertificateRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions tls(certificate_provider_);
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  registry_->AddCallbackGauge(
+      "portico_cluster_certificate_expiry_seconds",
+      "notAfter of the cluster certificate this process presents, as Unix time in seconds",
+      [not_after = cert_not_after_] { return static_cast<double>(not_after->load()); });
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(options_.listen, grpc::SslServerCredentials(ssl), &selected_port);
+  builder.AddListeningPort(options_.listen, grpc::experimental::TlsServerCredentials(tls), &selected_port);
   builder.RegisterService(this);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -152,6 +302,25 @@ void SyncServer::Impl::Stop() {
   }
   hub_.session_done.notify_all();
   if (timer_.joinable()) timer_.join();
+}
+
+absl::Status SyncServer::Impl::ReloadCertificates() {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  absl::StatusOr<TlsMaterial> material = LoadTlsMaterial(options_.cert_file, options_.key_file, options_.ca_file);
+  absl::Status s = material.status();
+  if (s.ok()) s = stage_.Write(*material);
+  if (!s.ok()) {
+    PORTICO_LOG(kError, kLog, "cluster certificate reload failed, keeping the current one: ", s.message());
+    return s;
+  }
+  cert_not_after_->store(material->not_after);
+  absl::StatusOr<int> cas = CountCertificates(material->ca_pem, options_.ca_file);
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(material->cert_pem);
+  PORTICO_LOG(kInfo, kLog, "cluster certificate reloaded from ", options_.cert_file, " (serial ",
+              info.ok() ? info->serial_hex : "?", ", notAfter ", material->not_after, ") with ",
+              cas.ok() ? *cas : 0, " CA certificate(s) from ", options_.ca_file,
+              "; new connections use it within ", kCertificateRefreshSeconds, " s");
+  return absl::OkStatus();
 }
 
 void SyncServer::Impl::TimerLoop() {
@@ -254,6 +423,10 @@ std::string SyncServer::TargetHealthMetricsText() const {
 }
 
 std::string SyncServer::metrics_text() const { return impl_->registry_->Render() + TargetHealthMetricsText(); }
+
+absl::Status SyncServer::ReloadCertificates() { return impl_->ReloadCertificates(); }
+
+int64_t SyncServer::certificate_not_after() const { return impl_->cert_not_after_->load(); }
 
 void SyncServer::Stop() { impl_->Stop(); }
 

@@ -13,6 +13,7 @@
 // callback threads running one ServerBidiReactor per stream (no thread per stream; see
 // docs/sync.md for why). All per-stream state is guarded by one mutex (the hub's) that is never
 // held while building a snapshot. All public methods are thread-safe.
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -106,8 +107,20 @@ class SyncServer : public DataPlaneStatusSource {
   // Prometheus text of the registry the metrics were written to (options.metrics or private),
   // followed by TargetHealthMetricsText().
   std::string metrics_text() const;
+  // Reads the cluster cert, key and CA bundle again from options' paths (SIGHUP). When they are
+  // readable, parse and the key belongs to the cert, new TLS handshakes use them within
+  // kCertificateRefreshSeconds; streams already established continue on their connections.
+  // Otherwise the old material stays in use and the error says why (never with key material).
+  absl::Status ReloadCertificates();
+  // notAfter of the cluster certificate in use, Unix seconds
+  // (portico_cluster_certificate_expiry_seconds).
+  int64_t certificate_not_after() const;
   // Sends Goaway{DRAINING} to every stream, closes them and stops the builder. Idempotent.
   void Stop();
+
+  // gRPC's file watcher looks at the CP's private copies of the cluster files this often; a
+  // reload is in use for new handshakes at most this long after ReloadCertificates returns.
+  static constexpr int kCertificateRefreshSeconds = 1;
 
  private:
   class Impl;

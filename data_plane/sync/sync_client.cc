@@ -76,14 +76,12 @@ double NowUnixSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixE
 
 class SyncClient::Impl {
  public:
-  Impl(SyncClientOptions options, ApplyConfigFn apply, const SyncClientTestHooks* test_hooks, std::string cert,
-       std::string key, std::string ca, std::string node_id)
+  Impl(SyncClientOptions options, ApplyConfigFn apply, const SyncClientTestHooks* test_hooks, TlsMaterial tls,
+       std::string node_id)
       : options_(std::move(options)),
         apply_(std::move(apply)),
         test_hooks_(test_hooks),
-        cert_(std::move(cert)),
-        key_(std::move(key)),
-        ca_(std::move(ca)),
+        tls_(std::move(tls)),
         node_id_(std::move(node_id)),
         started_(SteadyClock::now()) {}
 
@@ -106,7 +104,6 @@ class SyncClient::Impl {
   const SyncClientOptions options_;
   const ApplyConfigFn apply_;
   const SyncClientTestHooks* const test_hooks_;  // null in production
-  const std::string cert_, key_, ca_;
   const std::string node_id_;
   const SteadyClock::time_point started_;
   std::thread thread_;
@@ -123,6 +120,7 @@ class SyncClient::Impl {
   bool in_sync_ = false;         // serving what the CP last offered (no pending or rejected one)
   double last_sync_unix_ = 0;    // see SyncClient::last_sync_unix()
   bool health_dirty_ = false;    // the health view changed since the last heartbeat
+  TlsMaterial tls_;              // cluster cert, key and CA for the next connection
   std::unique_ptr<SnapshotCache> cache_;  // set before the thread starts; used on it only
 
  private:
@@ -165,9 +163,12 @@ class SyncClient::Impl {
 
 std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ca_;
-  ssl.pem_private_key = key_;
-  ssl.pem_cert_chain = cert_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // the material of the latest reload
+    ssl.pem_root_certs = tls_.ca_pem;
+    ssl.pem_private_key = tls_.key_pem;
+    ssl.pem_cert_chain = tls_.cert_pem;
+  }
   grpc::ChannelArguments args;
   // SYNC-PROTOCOL §5.11: DP keepalive 20 s / 10 s, pings allowed without calls or data.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
@@ -674,13 +675,9 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
                                                               const SyncClientTestHooks* test_hooks) {
   if (!apply) return absl::InvalidArgumentError("apply function is required");
   if (options.control_plane.empty()) return absl::InvalidArgumentError("control_plane is required");
-  absl::StatusOr<std::string> cert = ReadFileToString(options.cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFileToString(options.key_file);
-  if (!key.ok()) return key.status();
-  absl::StatusOr<std::string> ca = ReadFileToString(options.ca_file);
-  if (!ca.ok()) return ca.status();
-  absl::StatusOr<CertificateInfo> info = InspectCertificate(*cert);
+  absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(options.cert_file, options.key_file, options.ca_file);
+  if (!tls.ok()) return tls.status();
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(tls->cert_pem);
   if (!info.ok()) return info.status();
   if (info->node_id.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -695,8 +692,8 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
   }
   if (options.backoff_initial <= absl::ZeroDuration()) options.backoff_initial = absl::Milliseconds(1);
   if (options.backoff_max < options.backoff_initial) options.backoff_max = options.backoff_initial;
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), test_hooks, std::move(*cert),
-                                     std::move(*key), std::move(*ca), info->node_id);
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(apply), test_hooks, *std::move(tls),
+                                     info->node_id);
   Impl* raw = impl.get();
   raw->cache_ = std::move(cache);
   raw->thread_ = std::thread([raw] { raw->Run(); });
@@ -723,6 +720,41 @@ SyncClientStats SyncClient::stats() const {
 }
 
 void SyncClient::NotifyTargetHealthChanged() { impl_->NotifyTargetHealthChanged(); }
+
+absl::Status SyncClient::ReloadCertificates() {
+  const SyncClientOptions& options = impl_->options_;
+  absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(options.cert_file, options.key_file, options.ca_file);
+  absl::Status s = tls.status();
+  absl::StatusOr<CertificateInfo> info;
+  if (s.ok()) {
+    info = InspectCertificate(tls->cert_pem);
+    s = info.status();
+  }
+  if (s.ok() && info->node_id != impl_->node_id_) {
+    s = absl::InvalidArgumentError(absl::StrCat(options.cert_file, " is for node id '", info->node_id,
+                                                "', not this data plane's '", impl_->node_id_,
+                                                "' (a new identity needs a restart)"));
+  }
+  if (!s.ok()) {
+    PORTICO_LOG(kError, kLog, "cluster certificate reload failed, keeping the current one: ", s.message());
+    return s;
+  }
+  const int64_t not_after = tls->not_after;
+  absl::StatusOr<int> cas = CountCertificates(tls->ca_pem, options.ca_file);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu_);
+    impl_->tls_ = *std::move(tls);
+  }
+  PORTICO_LOG(kInfo, kLog, "cluster certificate reloaded from ", options.cert_file, " (serial ", info->serial_hex,
+              ", notAfter ", not_after, ") with ", cas.ok() ? *cas : 0, " CA certificate(s) from ",
+              options.ca_file, "; the next connection to the control plane uses it");
+  return absl::OkStatus();
+}
+
+int64_t SyncClient::certificate_not_after() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->tls_.not_after;
+}
 
 void SyncClient::Stop() { impl_->Stop(); }
 

@@ -119,6 +119,14 @@ class SyncClient {
   // targets added or removed by a config apply (the first report of a stream, sent right after
   // the CP's HelloReply, may come before the DP has any config).
   void NotifyTargetHealthChanged();
+  // Reads the cluster cert, key and CA bundle again from the options' paths (SIGHUP). When they
+  // are readable, parse, the key belongs to the cert and the cert carries the same node id, the
+  // next connection to the CP uses them; the live stream continues on its connection. Otherwise
+  // the old material stays and the error says why (never with key material).
+  absl::Status ReloadCertificates();
+  // notAfter of the cluster certificate in use, Unix seconds
+  // (portico_cluster_certificate_expiry_seconds).
+  int64_t certificate_not_after() const;
   void Stop();                    // cancels the stream, joins; idempotent, prompt (< 1 s)
 
   class Impl;

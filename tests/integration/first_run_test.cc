@@ -69,6 +69,11 @@ void ExpectHelpListsEveryFlag(const RunResult& r, const std::vector<ExpectedFlag
 const std::vector<ExpectedFlag> kCpFlags = {
     {"db", "portico.db"},
     {"admin-listen", "127.0.0.1:8001"},
+    {"admin-ssl-listen", "off"},
+    {"admin-ssl-cert", "none"},
+    {"admin-ssl-cert-key", "none"},
+    {"admin-client-ca", "none"},
+    {"admin-token-file", "none"},
     {"cluster-listen", "0.0.0.0:8005"},
     {"cluster-cert", "none"},
     {"cluster-key", "none"},

@@ -127,5 +127,65 @@ TEST(TlsFilesTest, RejectsBadInput) {
   EXPECT_FALSE(IsValidNodeId(std::string(129, 'a')));
 }
 
+TEST(TlsMaterialTest, LoadsMatchingCertKeyAndCaBundle) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateClusterCertificates(tmp.File("a"), {}, "dp-1").ok());
+  ASSERT_TRUE(GenerateClusterCertificates(tmp.File("b"), {}, "dp-1").ok());
+  const std::string bundle = Read(tmp.File("a/ca.crt")) + Read(tmp.File("b/ca.crt"));
+  ASSERT_TRUE(WriteFileAtomically(tmp.File("bundle.crt"), bundle, 0644).ok());
+  absl::StatusOr<TlsMaterial> m = LoadTlsMaterial(tmp.File("a/cp.crt"), tmp.File("a/cp.key"), tmp.File("bundle.crt"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->ca_pem, bundle);
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(Read(tmp.File("a/cp.crt")));
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(m->not_after, info->not_after);
+  EXPECT_GT(m->not_after, static_cast<int64_t>(std::time(nullptr)));
+  absl::StatusOr<int> count = CountCertificates(bundle, "bundle");
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 2);
+}
+
+TEST(TlsMaterialTest, RefusesAKeyOfAnotherCertificateWithoutShowingTheKey) {
+  TempDir tmp;
+  ASSERT_TRUE(GenerateClusterCertificates(tmp.File("a"), {}, "dp-1").ok());
+  absl::StatusOr<TlsMaterial> m = LoadTlsMaterial(tmp.File("a/cp.crt"), tmp.File("a/dp.key"), tmp.File("a/ca.crt"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("does not belong"), absl::string_view::npos) << m.status();
+  EXPECT_NE(m.status().message().find(tmp.File("a/dp.key")), absl::string_view::npos) << m.status();
+  EXPECT_EQ(m.status().message().find("PRIVATE KEY"), absl::string_view::npos) << m.status();
+  const std::string key = Read(tmp.File("a/dp.key"));
+  EXPECT_EQ(m.status().message().find(key.substr(40, 20)), absl::string_view::npos);
+
+  // A certificate given as the key, garbage as the CA, a missing file.
+  EXPECT_FALSE(LoadTlsMaterial(tmp.File("a/cp.crt"), tmp.File("a/cp.crt"), "").ok());
+  ASSERT_TRUE(WriteFileAtomically(tmp.File("junk"), "not pem", 0644).ok());
+  absl::StatusOr<TlsMaterial> junk_ca = LoadTlsMaterial(tmp.File("a/cp.crt"), tmp.File("a/cp.key"), tmp.File("junk"));
+  ASSERT_FALSE(junk_ca.ok());
+  EXPECT_NE(junk_ca.status().message().find(tmp.File("junk")), absl::string_view::npos) << junk_ca.status();
+  EXPECT_EQ(LoadTlsMaterial(tmp.File("a/none.crt"), tmp.File("a/cp.key"), "").status().code(),
+            absl::StatusCode::kNotFound);
+  // A bundle whose second block is damaged.
+  std::string damaged = Read(tmp.File("a/ca.crt")) + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  EXPECT_FALSE(CountCertificates(damaged, "damaged").ok());
+}
+
+TEST(TlsMaterialTest, SelfSignedServerCertificateMatchesItsKey) {
+  absl::StatusOr<TlsMaterial> m = GenerateSelfSignedServerCertificate("portico-admin", {"admin.example", "10.9.8.7"});
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::StatusOr<int64_t> not_after = CheckCertificateAndKey(m->cert_pem, m->key_pem, "cert", "key");
+  ASSERT_TRUE(not_after.ok()) << not_after.status();
+  EXPECT_EQ(*not_after, m->not_after);
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(m->cert_pem);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->subject, "CN=portico-admin,O=Portico");
+  EXPECT_EQ(info->dns_names, (std::vector<std::string>{"localhost", "admin.example"}));
+  EXPECT_EQ(info->ip_addresses, (std::vector<std::string>{"127.0.0.1", "::1", "10.9.8.7"}));
+  EXPECT_EQ(VerifyCertificateChain(m->cert_pem, m->cert_pem), absl::OkStatus());
+  const std::string fingerprint = CertificateSha256Fingerprint(m->cert_pem);
+  EXPECT_EQ(fingerprint.size(), 32u * 3 - 1);
+  EXPECT_EQ(CertificateSha256Fingerprint("nope"), "");
+}
+
 }  // namespace
 }  // namespace portico

@@ -80,6 +80,38 @@ class AdminApiTest : public ::testing::Test {
   int changes_ = 0;
 };
 
+TEST_F(AdminApiTest, TokenIsCheckedBeforeAnythingElse) {
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  absl::StatusOr<AdminToken> token = AdminToken::FromText("t0ken", "test");
+  ASSERT_TRUE(token.ok());
+  options.token = *token;
+  api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, [this] { ++changes_; }, clock_);
+
+  HttpRequest post;
+  post.method = "POST";
+  post.target = post.path = "/services";
+  post.headers.emplace_back("Content-Type", "application/json");
+  post.body = R"({"name":"svc","host":"example.com"})";
+  HttpResponse refused = api_->Handle(post);
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(refused.body, R"({"message":"Unauthorized"})");
+  EXPECT_EQ(changes_, 0);
+  HttpRequest unknown = post;
+  unknown.method = "GET";
+  unknown.target = unknown.path = "/no-such-endpoint";
+  EXPECT_EQ(api_->Handle(unknown).status, 401);  // not 404: nothing is revealed without the token
+
+  post.headers.emplace_back("Authorization", "Bearer t0ken");
+  EXPECT_EQ(api_->Handle(post).status, 201);
+  EXPECT_EQ(changes_, 1);
+  HttpRequest get;
+  get.method = "GET";
+  get.target = get.path = "/services/svc";
+  EXPECT_EQ(api_->Handle(get).status, 401);
+  get.headers.emplace_back("authorization", "bearer t0ken");
+  EXPECT_EQ(api_->Handle(get).status, 200);
+}
+
 TEST_F(AdminApiTest, ServiceCrudWithKongDefaults) {
   json created = CallJson("POST", "/services", 201, R"j({"name":"svc","host":"example.com"})j");
   const std::string id = created["id"];
