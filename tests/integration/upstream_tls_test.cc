@@ -148,6 +148,8 @@ TEST_F(UpstreamTlsIntegrationTest, VerifiedWithTheRightCaWrongCaIs502AndVerifyOf
 
   HttpResult lenient = cluster_.Proxy(*dp, "/unverified/hello");
   EXPECT_EQ(lenient.status, 200) << lenient.body;
+  // Other TLS settings, same target and SNI: a connection of its own, never the verified one.
+  EXPECT_EQ(Body(lenient)["stats"]["connections"], 2) << lenient.body;
 }
 
 TEST_F(UpstreamTlsIntegrationTest, PreserveHostSendsTheClientHostAsSni) {
@@ -199,6 +201,24 @@ TEST_F(UpstreamTlsIntegrationTest, ClientCertificateForAnUpstreamThatRequiresOne
   HttpResult ok = cluster_.Proxy(*dp, "/withcert");
   ASSERT_EQ(ok.status, 200) << ok.body << upstream.Log();
   EXPECT_EQ(Body(ok)["client_cert_cn"], "portico-upstream-client");
+
+  // A service balanced over an upstream entity presents the upstream's client_certificate.
+  const TestCertificate upstream_client =
+      MakeTestCertificate({.common_name = "upstream-entity-client", .issuer = &ca_});
+  const std::string upstream_cert = AddCertificate(upstream_client);
+  HttpResult u = cluster_.Admin("POST", "/upstreams", {{"name", "tlsbackends"}, {"client_certificate", {{"id", upstream_cert}}}});
+  ASSERT_EQ(u.status, 201) << u.body;
+  HttpResult t = cluster_.Admin("POST", "/upstreams/tlsbackends/targets",
+                                {{"target", absl::StrCat("localhost:", upstream.port())}});
+  ASSERT_EQ(t.status, 201) << t.body;
+  HttpResult balanced = cluster_.Admin("POST", "/services", {{"name", "balanced"}, {"protocol", "https"}, {"host", "tlsbackends"}});
+  ASSERT_EQ(balanced.status, 201) << balanced.body;
+  ASSERT_EQ(cluster_.Admin("POST", "/services/balanced/routes", {{"paths", {"/balanced"}}}).status, 201);
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp)) << cluster_.DpStatus(*dp).dump();
+  HttpResult via_upstream = cluster_.Proxy(*dp, "/balanced");
+  ASSERT_EQ(via_upstream.status, 200) << via_upstream.body << upstream.Log();
+  EXPECT_EQ(Body(via_upstream)["client_cert_cn"], "upstream-entity-client");
+  EXPECT_EQ(Body(via_upstream)["sni"], "localhost");  // the target's host
 
   HttpResult refused = cluster_.Proxy(*dp, "/nocert");
   EXPECT_EQ(refused.status, 502) << refused.body;
