@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -30,6 +31,7 @@
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
+#include "data_plane/tls/server_context.h"
 #include "data_plane/sync/sync_client.h"
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "nlohmann/json.hpp"
@@ -215,6 +217,10 @@ int Serve(int argc, char** argv) {
       {"cluster-ca", "", "cluster CA; the CP certificate must chain to it"},
       {"cluster-server-name", "", "name expected in the CP certificate (default: CP host)"},
       {"proxy-listen", "0.0.0.0:8000", "proxy address"},
+      {"proxy-ssl-listen", "0.0.0.0:8443", "proxy TLS (HTTPS) address, or off"},
+      {"ssl-cert", "", "default certificate of the TLS listener (PEM, may hold its chain after it; "
+                       "empty: a self-signed ECDSA P-256 certificate for localhost is generated)"},
+      {"ssl-cert-key", "", "private key of --ssl-cert (PEM)"},
       {"status-listen", "127.0.0.1:8100", "status listener address"},
       {"workers", "0", "proxy worker threads (0 = one per core)"},
       {"client-timeout", "60", "seconds a client may stay idle (keep-alive), take to send a request "
@@ -242,6 +248,17 @@ int Serve(int argc, char** argv) {
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
   if (!proxy_addr.ok()) return Fail(proxy_addr.status());
+  std::optional<HostPort> proxy_ssl_addr;
+  if (flags.Get("proxy-ssl-listen") != "off") {
+    absl::StatusOr<HostPort> parsed = ParseHostPort(flags.Get("proxy-ssl-listen"));
+    if (!parsed.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--proxy-ssl-listen: ", parsed.status().message())));
+    }
+    proxy_ssl_addr = *parsed;
+  }
+  if (flags.Get("ssl-cert").empty() != flags.Get("ssl-cert-key").empty()) {
+    return Fail(absl::InvalidArgumentError("--ssl-cert and --ssl-cert-key must be given together"));
+  }
   absl::StatusOr<HostPort> status_addr = ParseHostPort(flags.Get("status-listen"));
   if (!status_addr.ok()) return Fail(status_addr.status());
   int workers = 0;
@@ -263,6 +280,13 @@ int Serve(int argc, char** argv) {
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   proxy_options.dns.servers = flags.Get("dns-resolver");
   proxy_options.dns.hosts_file = flags.Get("dns-hostsfile");
+  if (proxy_ssl_addr.has_value()) {
+    proxy_options.tls.enabled = true;
+    proxy_options.tls.host = proxy_ssl_addr->host;
+    proxy_options.tls.port = proxy_ssl_addr->port;
+    proxy_options.tls.cert_file = flags.Get("ssl-cert");
+    proxy_options.tls.key_file = flags.Get("ssl-cert-key");
+  }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
   // while that client lives (cleared by a guard declared after it).
@@ -408,8 +432,14 @@ int Serve(int argc, char** argv) {
       });
   if (!status.ok()) return Fail(status.status());
 
+  const ServerTlsContext* tls = proxy_ptr->tls_context();
   PORTICO_LOG(kInfo, "dp", "node ", sync_ptr->node_id(), " proxy listening on ",
-              proxy_addr->host, ":", proxy_ptr->port(), " (", workers, " workers), status on ",
+              proxy_addr->host, ":", proxy_ptr->port(),
+              tls == nullptr ? std::string(", TLS off")
+                             : absl::StrCat(", TLS on ", proxy_options.tls.host, ":", proxy_ptr->tls_port(),
+                                            " (default certificate ", tls->default_subject(),
+                                            tls->default_generated() ? ", generated" : "", ")"),
+              " (", workers, " workers), status on ",
               status_addr->host, ":", (*status)->port(), ", control plane ",
               flags.Get("control-plane"),
               sync_options.snapshot_cache_dir.empty()

@@ -45,6 +45,8 @@ class RouteStep final : public RequestStep {
     view.port = request.local_port;
     view.path = request.normalized_path;
     view.headers = &request.header_views;
+    view.tls = request.tls;
+    view.sni = request.sni;
     request.match = router_->Find(view);
     if (!request.match.has_value() || request.match->route == nullptr) return Answer(request, 404, kMsgNoRoute);
     return StepStatus::kContinue;
@@ -70,12 +72,12 @@ class DebugHeadersStep final : public RequestStep {
   }
 };
 
-// The listener is plain HTTP: a route whose protocols lack "http" gets Kong's
+// A plain-HTTP request: a route whose protocols lack "http" gets Kong's
 // https_redirect_status_code answer.
 class HttpsOnlyStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
-    if (!request.match->https_only) return StepStatus::kContinue;
+    if (!request.match->https_only || request.tls) return StepStatus::kContinue;
     const std::string path_and_query = request.target.has_query
                                            ? absl::StrCat(request.target.path, "?", request.target.query)
                                            : std::string(request.target.path);
@@ -330,6 +332,7 @@ class UpstreamRequestStep final : public RequestStep {
     params.client_ip = request.client_ip;
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
     params.local_port = request.local_port;
+    params.forwarded_proto = request.tls ? "https" : "http";
     params.chunked_body = request.head->chunked;
     params.has_content_length = request.head->has_content_length;
     params.content_length = request.head->content_length;

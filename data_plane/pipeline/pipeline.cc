@@ -14,6 +14,8 @@ void RequestContext::ResetContext() {
   host = absl::string_view();
   has_host = false;
   local_port = 0;
+  tls = false;
+  sni = absl::string_view();
   client_ip = absl::string_view();
   local_ip = absl::string_view();
   connection_serial = 0;

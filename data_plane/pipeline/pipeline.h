@@ -101,7 +101,11 @@ class RequestContext {
   RequestTarget target;          // path, query, absolute-form authority (http1_checks.h)
   absl::string_view host;        // the authority of an absolute-form target, else Host
   bool has_host = false;
-  uint16_t local_port = 0;       // the listener's port
+  uint16_t local_port = 0;       // the listener's port (the TLS listener's for a TLS request)
+  // The request came over TLS ("https"), with this server name (SNI: lowercase, no trailing
+  // dot; empty when the client sent none). A view into the client connection.
+  bool tls = false;
+  absl::string_view sni;
   absl::string_view local_ip;    // the address the client connected to
   absl::string_view client_ip;
   uint64_t connection_serial = 0;    // the client connection's number on its worker (from 1)

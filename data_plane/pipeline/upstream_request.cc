@@ -83,7 +83,7 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
   if (!forwarded_for.empty()) forwarded_for += ", ";
   forwarded_for.append(params.client_ip.data(), params.client_ip.size());
   AppendHeaderLine(&out, "X-Forwarded-For", forwarded_for);
-  AppendHeaderLine(&out, "X-Forwarded-Proto", "http");
+  AppendHeaderLine(&out, "X-Forwarded-Proto", params.forwarded_proto);
   if (!params.client_host.empty()) AppendHeaderLine(&out, "X-Forwarded-Host", params.client_host);
   AppendHeaderLine(&out, "X-Forwarded-Port", params.local_port);
   if (params.chunked_body) {

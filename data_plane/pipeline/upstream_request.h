@@ -21,6 +21,7 @@ struct UpstreamRequestParams {
   absl::string_view client_ip;
   absl::string_view client_host;     // client Host header without port (X-Forwarded-Host)
   uint16_t local_port = 0;           // X-Forwarded-Port
+  absl::string_view forwarded_proto = "http";  // X-Forwarded-Proto: "https" for a TLS request
   // The body's framing as the parser decided it (never as the client's headers say): chunked
   // (re-framed by the proxy), or a Content-Length, or neither (no body).
   bool chunked_body = false;

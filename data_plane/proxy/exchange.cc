@@ -25,7 +25,8 @@ bool IdempotentMethod(absl::string_view method) {
 
 void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
                      const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip,
-                     uint64_t connection_serial, uint32_t connection_requests) {
+                     uint64_t connection_serial, uint32_t connection_requests, bool over_tls,
+                     absl::string_view sni) {
   worker_ = &worker;
   downstream_ = &downstream;
   config_ = std::move(config);
@@ -33,9 +34,11 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   target = check.target;
   host = check.host;
   has_host = check.has_host;
-  local_port = worker.port();
+  local_port = over_tls ? worker.tls_port() : worker.port();
+  tls = over_tls;
+  this->sni = sni;
   this->client_ip = client_ip;
-  local_ip = worker.options().host;
+  local_ip = over_tls ? absl::string_view(worker.options().tls.host) : absl::string_view(worker.options().host);
   this->connection_serial = connection_serial;
   this->connection_requests = connection_requests;
   client_http11 = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);

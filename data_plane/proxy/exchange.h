@@ -78,10 +78,12 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // stays valid until the exchange ends; the head passed the codec's checks (http1_checks.h).
   // Ends when both directions are complete (Downstream::ExchangeDone), or with Cancel().
   // `connection_serial`/`connection_requests`: the connection's number on its worker and this
-  // request's number on the connection (both from 1).
+  // request's number on the connection (both from 1). `over_tls`: it came on the TLS listener,
+  // with server name `sni` (normalised; a view that outlives the exchange).
   void Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
              const MessageHead& head, const RequestHeadCheck& check, absl::string_view client_ip,
-             uint64_t connection_serial, uint32_t connection_requests);
+             uint64_t connection_serial, uint32_t connection_requests, bool over_tls = false,
+             absl::string_view sni = {});
 
   // ---- from the client connection
   // A piece of the (de-chunked) request body.

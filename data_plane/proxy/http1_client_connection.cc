@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 namespace {
@@ -18,7 +19,8 @@ constexpr size_t kMaxBufferedInputBytes = kReadBufferBytes;
 
 Http1ClientConnection::Http1ClientConnection(Worker& worker)
     : worker_(worker),
-      transport_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
+      tcp_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
+      transport_(&tcp_),
       codec_(Http1Codec::Kind::kRequest, this, worker.options().max_header_bytes, &worker.head_pool()) {
   deadline_.owner = this;
 }
@@ -28,8 +30,22 @@ Http1ClientConnection::~Http1ClientConnection() {
   if (holds_request_state_) worker_.CountRequestState(-1);
 }
 
-absl::Status Http1ClientConnection::Accept(int fd, const struct sockaddr* peer) {
-  if (!transport_.Open(fd)) return absl::UnavailableError("uv_tcp_open failed");
+absl::Status Http1ClientConnection::Accept(int fd, const struct sockaddr* peer, bool tls) {
+  if (!tcp_.Open(fd)) return absl::UnavailableError("uv_tcp_open failed");
+  if (tls) {
+    const ServerTlsContext* context = worker_.tls_context();
+    if (context == nullptr) return absl::InternalError("no TLS context");
+    // The snapshot current at accept chooses the certificate; the SSL then holds the chosen
+    // SSL_CTX itself, so the store is released once the handshake is done.
+    const std::shared_ptr<const RuntimeConfig>& config = worker_.CurrentConfig();
+    std::shared_ptr<const CertificateStore> certificates =
+        config != nullptr ? config->certificates() : nullptr;
+    SSL* ssl = context->NewServerSsl(certificates.get());
+    if (ssl == nullptr) return absl::ResourceExhaustedError("SSL_new failed");
+    tls_ = std::make_unique<TlsSide>(&tcp_, ssl, worker_.plain_buffer(), this);
+    tls_->handshake_certificates = std::move(certificates);
+    transport_ = &tls_->transport;
+  }
   // TCP_NODELAY is set lazily, before the second write (FlushToClient): a connection that gets
   // one response in one writev (every small Connection: close exchange) never needs it.
   client_ip_ = IpOf(peer);  // from accept4: no getpeername
@@ -78,7 +94,7 @@ void Http1ClientConnection::Close() {
   // the object alive until the connection itself is destroyed.
   if (exchange_ != nullptr) exchange_->Cancel();
   retired_exchange_ = std::move(exchange_);
-  transport_.Close();
+  transport_->Close();
 }
 
 void Http1ClientConnection::OnTransportClosed() {
@@ -113,7 +129,7 @@ void Http1ClientConnection::UpdateReading() {
   switch (state_) {
     case State::kIdle:
       want = !peer_eof_ && input_.size() < kMaxBufferedInputBytes &&
-             transport_.pending_write_bytes() < kHighWaterBytes;
+             transport_->pending_write_bytes() < kHighWaterBytes;
       break;
     case State::kExchange:
       // Keep reading after the request is complete: pipelined bytes queue in input_, and the
@@ -130,9 +146,9 @@ void Http1ClientConnection::UpdateReading() {
       break;
   }
   if (want) {
-    transport_.StartReading();
+    transport_->StartReading();
   } else {
-    transport_.StopReading();
+    transport_->StopReading();
   }
 }
 
@@ -155,13 +171,52 @@ void Http1ClientConnection::OnTransportEof() {
   if (state_ == State::kIdle) ProcessInput();
 }
 
-void Http1ClientConnection::OnTransportReadError(int) {
+void Http1ClientConnection::OnTransportReadError(int status) {
   peer_eof_ = true;
+  if (tls_ != nullptr && status == kTlsError && state_ != State::kClosing) {
+    if (!tls_->transport.handshake_done()) {
+      // OpenSSL's reason for a plaintext request where a ClientHello must be: "http request".
+      const std::string& reason = tls_->transport.error();
+      CloseForProtocolMismatch(absl::StrContains(reason, "http request")
+                                   ? std::string("plain HTTP request on the TLS port")
+                                   : absl::StrCat("TLS handshake failed (", reason, ")"));
+      return;
+    }
+    PORTICO_LOG(kDebug, "proxy", "TLS error from ", client_ip_, ": ", tls_->transport.error());
+  }
   Close();
+}
+
+void Http1ClientConnection::CloseForProtocolMismatch(absl::string_view what) {
+  uint64_t suppressed = 0;
+  if (worker_.AllowClientErrorLog(&suppressed)) {
+    PORTICO_LOG(kInfo, "proxy", what, " from ", client_ip_, "; closed",
+                suppressed > 0 ? absl::StrCat(" (", suppressed, " similar lines left out)") : std::string());
+  }
+  Close();
+}
+
+void Http1ClientConnection::OnHandshakeDone() {
+  char buffer[kMaxServerNameBytes];
+  SSL* ssl = tls_->transport.ssl();
+  const absl::string_view sni = NegotiatedServerName(ssl, buffer);
+  tls_->sni.assign(sni.data(), sni.size());
+  ServerTlsContext::ForgetStore(ssl);
+  tls_->handshake_certificates.reset();
 }
 
 void Http1ClientConnection::OnTransportRead(absl::string_view data) {
   if (state_ == State::kClosing || state_ == State::kLingering) return;  // lingering: discard
+  if (!saw_bytes_ && !data.empty()) {
+    saw_bytes_ = true;
+    if (tls_ != nullptr) {
+      OnHandshakeDone();
+    } else if (data[0] == 0x16) {
+      // A TLS record (handshake) where an HTTP method must start: a TLS client on this port.
+      CloseForProtocolMismatch("TLS handshake on the cleartext HTTP port");
+      return;
+    }
+  }
   // Parsed straight from the worker's read buffer; only what stays unparsed is copied.
   ProcessInput(data);
 }
@@ -185,7 +240,7 @@ void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
     // A message end may need no bytes (a head without body): parse even when nothing is pending.
     if (pending.empty() && !(exchange_wants_body && codec_.in_message())) break;
     const bool can_parse =
-        (state_ == State::kIdle && transport_.pending_write_bytes() < kHighWaterBytes) || exchange_wants_body;
+        (state_ == State::kIdle && transport_->pending_write_bytes() < kHighWaterBytes) || exchange_wants_body;
     if (!can_parse) break;
     const Http1Codec::Result result = codec_.Execute(pending.data(), pending.size());
     if (codec_.holds_storage()) MarkRequestStateHeld();
@@ -229,7 +284,7 @@ void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
   if (state_ == State::kIdle && input_.empty() && !codec_.in_message()) ReleaseRequestState();
   if (peer_eof_ && state_ == State::kIdle && input_.empty()) {
     // The client half-closed and everything it sent is answered.
-    if (transport_.pending_write_bytes() > 0) {
+    if (transport_->pending_write_bytes() > 0) {
       BeginDrain(/*client_done=*/true);
     } else {
       Close();
@@ -264,7 +319,7 @@ void Http1ClientConnection::OnRequestHead() {
   worker_.CountRequest();
   // Still armed while an earlier response waits for the client (pipelining): that wait stays
   // bounded by the client timeout.
-  if (transport_.pending_write_bytes() == 0) worker_.DisarmDeadline(&deadline_);
+  if (transport_->pending_write_bytes() == 0) worker_.DisarmDeadline(&deadline_);
   const MessageHead& head = codec_.head();
   // Nothing reaches an upstream before the head is known to be well-framed (http1_checks.h).
   const RequestHeadCheck check = CheckRequestHead(head);
@@ -287,7 +342,8 @@ void Http1ClientConnection::OnRequestHead() {
   close_after_ = false;
   framing_ = ResponseFraming::kNoBody;
   exchange_ = spare_exchange_ != nullptr ? std::move(spare_exchange_) : worker_.exchange_pool().Take();
-  exchange_->Begin(worker_, *this, worker_.CurrentConfig(), head, check, client_ip_, serial_, ++requests_);
+  exchange_->Begin(worker_, *this, worker_.CurrentConfig(), head, check, client_ip_, serial_, ++requests_,
+                   tls_ != nullptr, tls_ != nullptr ? absl::string_view(tls_->sni) : absl::string_view());
 }
 
 bool Http1ClientConnection::OnBody(absl::string_view data) {
@@ -411,7 +467,7 @@ void Http1ClientConnection::QueueToClient(absl::string_view data, bool copy) {
 
 bool Http1ClientConnection::WaitsOnClient() const {
   if (state_ != State::kExchange) return false;
-  return transport_.pending_write_bytes() > 0 ||
+  return transport_->pending_write_bytes() > 0 ||
          (exchange_ != nullptr && (exchange_->local_response() || exchange_->reading_request_body()));
 }
 
@@ -441,10 +497,10 @@ void Http1ClientConnection::FlushToClient() {
   // Nagle can only hold back a write while earlier bytes are unacknowledged: the first write of
   // a connection goes out at once without TCP_NODELAY (one setsockopt saved per short-lived
   // connection); from the second write on it is set, once (as nginx does for keep-alive).
-  if (wrote_) transport_.SetNoDelay();
+  if (wrote_) transport_->SetNoDelay();
   wrote_ = true;
-  const size_t queued_before = transport_.pending_write_bytes();
-  const bool ok = transport_.Write(parts, count);
+  const size_t queued_before = transport_->pending_write_bytes();
+  const bool ok = transport_->Write(parts, count);
   out.owned.clear();  // keeps its capacity
   if (!ok) {
     Close();
@@ -452,7 +508,7 @@ void Http1ClientConnection::FlushToClient() {
   }
   // Bytes now wait for the client: during an exchange, start counting the client timeout
   // (restarted by each completed write, see OnTransportWritten).
-  if (state_ == State::kExchange && queued_before == 0 && transport_.pending_write_bytes() > 0) {
+  if (state_ == State::kExchange && queued_before == 0 && transport_->pending_write_bytes() > 0) {
     worker_.ArmDeadline(&deadline_, kIdleDeadlines);
   }
 }
@@ -476,7 +532,7 @@ void Http1ClientConnection::OnTransportWritten(size_t, int status) {
   } else if (state_ == State::kExchange) {
     worker_.DisarmDeadline(&deadline_);
   }
-  if (transport_.pending_write_bytes() >= kLowWaterBytes) return;
+  if (transport_->pending_write_bytes() >= kLowWaterBytes) return;
   if (exchange_ != nullptr) exchange_->OnDownstreamDrained();
   if (state_ == State::kIdle) {
     ProcessInput();
@@ -497,9 +553,11 @@ bool Http1ClientConnection::ClientDone() const {
 void Http1ClientConnection::BeginDrain(bool client_done) {
   if (state_ == State::kClosing || state_ == State::kDraining || state_ == State::kLingering) return;
   worker_.DisarmDeadline(&deadline_);
-  if (client_done && transport_.pending_write_bytes() == 0) {
+  if (client_done && transport_->pending_write_bytes() == 0 && tls_ == nullptr) {
     // The kernel holds every response byte: close() sends them, then the FIN. No shutdown and
-    // no lingering read (2 system calls and 2 epoll_ctl fewer per connection).
+    // no lingering read (2 system calls and 2 epoll_ctl fewer per connection). Not for TLS: a
+    // close without close_notify is a truncation to the client, whose session is then not
+    // resumable.
     Close();
     return;
   }
@@ -511,7 +569,7 @@ void Http1ClientConnection::BeginDrain(bool client_done) {
   if (!in_process_input_) input_.clear();  // else ProcessInput() drops it after the codec returns
   UpdateReading();
   // The shutdown completes after every queued write has been flushed.
-  if (!transport_.Shutdown()) Close();
+  if (!transport_->Shutdown()) Close();
 }
 
 void Http1ClientConnection::OnTransportShutdown(int status) {

@@ -1,5 +1,6 @@
 #pragma once
-// One downstream (client) HTTP/1.1 connection, owned by its Worker: a transport (common/net), the
+// One downstream (client) HTTP/1.1 connection, owned by its Worker: a transport (common/net: TCP,
+// or TLS over TCP for a connection accepted on the TLS listener), the
 // request codec (common/http/http1_codec.h) and at most one Exchange at a time (exchange.h), for
 // which it is the Downstream. Pipelined bytes wait in input_ until the current exchange ends. The
 // client is read continuously (no read stop/start per request) as long as input_ stays below
@@ -28,6 +29,7 @@
 #include "common/http/http1_checks.h"
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
+#include "common/net/tls_transport.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_messages.h"
 #include "data_plane/proxy/worker.h"
@@ -43,9 +45,10 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   Http1ClientConnection(const Http1ClientConnection&) = delete;
   Http1ClientConnection& operator=(const Http1ClientConnection&) = delete;
 
-  // Adopts the accepted socket `fd` (from `peer`) and starts reading. Takes ownership of `fd`
-  // even on error; on error the caller must Close().
-  absl::Status Accept(int fd, const struct sockaddr* peer);
+  // Adopts the accepted socket `fd` (from `peer`) and starts reading (for `tls`: the handshake,
+  // with the certificates of the worker's current config). Takes ownership of `fd` even on
+  // error; on error the caller must Close().
+  absl::Status Accept(int fd, const struct sockaddr* peer, bool tls = false);
   // Aborts the connection (and its exchange, if any). Idempotent.
   void Close();
   State state() const { return state_; }
@@ -71,7 +74,7 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   void SendResponseBody(absl::string_view data) override;
   void FlushResponse() override;
   void EndResponse() override;
-  size_t ResponseBacklog() const override { return transport_.pending_write_bytes(); }
+  size_t ResponseBacklog() const override { return transport_->pending_write_bytes(); }
   void ContinueRequest() override;
   void WaitForRequestBody() override;
   void RequestBodyWanted() override;
@@ -111,6 +114,11 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   void WriteToClient(absl::string_view data);  // queue (borrowed) + flush
   // A malformed or refused request head: the answer, then close.
   void RespondToBadInput(int status, absl::string_view message);
+  // The TLS handshake is done (first decrypted bytes): record the SNI, unpin the certificates.
+  void OnHandshakeDone();
+  // A client that speaks the other protocol (TLS on the cleartext port, or a failed handshake on
+  // the TLS port): one rate-limited log line, then close without an answer.
+  void CloseForProtocolMismatch(absl::string_view what);
 
   // Kept small: an idle keep-alive connection is this object, its llhttp state and its transport;
   // everything request-scoped lives in pooled objects (docs/proxy.md, "Memory").
@@ -131,8 +139,20 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   bool request_complete_ = false;
   bool close_after_ = false;       // the response forces a close (until-close framing, early answer)
   ResponseFraming framing_ = ResponseFraming::kNoBody;
+  bool saw_bytes_ = false;         // a byte (or, for TLS, a decrypted byte) arrived
   DeadlineNode deadline_;
-  TcpTransport transport_;
+  // What only a connection of the TLS listener has (one allocation per such connection).
+  struct TlsSide {
+    TlsSide(TcpTransport* tcp, SSL* ssl, char* plain_buffer, TransportCallbacks* callbacks)
+        : transport(tcp, ssl, TlsTransport::Role::kServer, plain_buffer, kReadBufferBytes, callbacks) {}
+    TlsTransport transport;
+    // The certificates the handshake chooses from (pinned until it is done).
+    std::shared_ptr<const CertificateStore> handshake_certificates;
+    std::string sni;  // the server name the client sent (normalised; empty when none)
+  };
+  TcpTransport tcp_;
+  std::unique_ptr<TlsSide> tls_;  // null for a cleartext connection
+  Transport* transport_;          // &tcp_, or &tls_->transport
   std::string client_ip_;
   Http1Codec codec_;
   std::string input_;              // received, not yet parsed (pipelined or while busy)

@@ -8,6 +8,19 @@
 
 namespace portico::dp {
 
+// The TLS listener (docs/tls.md, "Downstream TLS"): --proxy-ssl-listen, --ssl-cert, --ssl-cert-key.
+struct TlsListenerOptions {
+  bool enabled = false;           // portico-dp turns it on unless --proxy-ssl-listen is "off"
+  std::string host = "0.0.0.0";   // IPv4 or IPv6 literal
+  uint16_t port = 8443;           // 0 = ephemeral (all workers share the one chosen)
+  // The default certificate (no SNI, or a name no certificate serves): PEM files, the
+  // certificate possibly followed by its chain. Both empty: a generated self-signed ECDSA P-256
+  // certificate for CN=localhost.
+  std::string cert_file;
+  std::string key_file;
+  int64_t ticket_rotation_seconds = 3600;  // session ticket keys (the previous one still accepted)
+};
+
 struct ProxyOptions {
   std::string host = "0.0.0.0";        // IPv4 or IPv6 literal to listen on
   uint16_t port = 8000;                // 0 = ephemeral (all workers share the one chosen)
@@ -21,6 +34,7 @@ struct ProxyOptions {
   // DNS (data_plane/dns): each worker's resolver, and the health checker's (--dns-hostsfile,
   // --dns-resolver).
   ResolverOptions dns;
+  TlsListenerOptions tls;
 };
 
 }  // namespace portico::dp

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "data_plane/proxy/worker.h"
+#include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
 namespace {
@@ -50,48 +51,84 @@ void SetPort(sockaddr_storage* address, uint16_t port) {
   }
 }
 
+// One bound SO_REUSEPORT socket per worker on `host`:`port` (the first bind picks the port
+// when it is 0, the others reuse it: the kernel spreads connections over the listeners).
+struct BoundListeners {
+  std::vector<int> fds;
+  uint16_t port = 0;
+};
+
+absl::StatusOr<BoundListeners> BindListeners(const std::string& host, uint16_t port, int workers,
+                                             absl::string_view what) {
+  sockaddr_storage address{};
+  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
+      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " host is not an IP address: ", host));
+  }
+  BoundListeners bound{{}, port};
+  for (int i = 0; i < workers; ++i) {
+    absl::StatusOr<int> fd = BindReusePort(address);
+    if (!fd.ok()) {
+      for (int open_fd : bound.fds) ::close(open_fd);
+      return absl::Status(fd.status().code(), absl::StrCat(what, ": ", fd.status().message()));
+    }
+    bound.fds.push_back(*fd);
+    if (i == 0 && bound.port == 0) {
+      sockaddr_storage local{};
+      socklen_t length = sizeof(local);
+      if (::getsockname(*fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
+        absl::Status s = Errno("getsockname");
+        for (int open_fd : bound.fds) ::close(open_fd);
+        return s;
+      }
+      bound.port = ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
+                                                     : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+      SetPort(&address, bound.port);
+    }
+  }
+  return bound;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(ProxyOptions options) {
   if (options.workers < 1) return absl::InvalidArgumentError("workers must be at least 1");
   if (options.max_header_bytes < 1024) return absl::InvalidArgumentError("max_header_bytes must be at least 1024");
-  sockaddr_storage address{};
-  if (uv_ip4_addr(options.host.c_str(), options.port, reinterpret_cast<sockaddr_in*>(&address)) != 0 &&
-      uv_ip6_addr(options.host.c_str(), options.port, reinterpret_cast<sockaddr_in6*>(&address)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("proxy listen host is not an IP address: ", options.host));
-  }
 
-  // Bind every worker's socket first: with port 0 the first bind picks the port, the others
-  // reuse it (SO_REUSEPORT lets the kernel spread connections over the listeners).
-  std::vector<int> fds;
-  uint16_t port = options.port;
-  for (int i = 0; i < options.workers; ++i) {
-    absl::StatusOr<int> fd = BindReusePort(address);
-    if (!fd.ok()) {
-      for (int open_fd : fds) ::close(open_fd);
-      return fd.status();
+  // The TLS context first: a bad default certificate fails the start before anything is bound.
+  std::unique_ptr<ServerTlsContext> tls;
+  if (options.tls.enabled) {
+    absl::StatusOr<std::unique_ptr<ServerTlsContext>> created =
+        ServerTlsContext::Create(options.tls.cert_file, options.tls.key_file, options.tls.ticket_rotation_seconds);
+    if (!created.ok()) return created.status();
+    tls = *std::move(created);
+  }
+  absl::StatusOr<BoundListeners> cleartext = BindListeners(options.host, options.port, options.workers, "proxy listen");
+  if (!cleartext.ok()) return cleartext.status();
+  BoundListeners tls_listeners;
+  if (tls != nullptr) {
+    absl::StatusOr<BoundListeners> bound =
+        BindListeners(options.tls.host, options.tls.port, options.workers, "proxy TLS listen");
+    if (!bound.ok()) {
+      for (int fd : cleartext->fds) ::close(fd);
+      return bound.status();
     }
-    fds.push_back(*fd);
-    if (i == 0 && port == 0) {
-      sockaddr_storage bound{};
-      socklen_t length = sizeof(bound);
-      if (::getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
-        absl::Status s = Errno("getsockname");
-        for (int open_fd : fds) ::close(open_fd);
-        return s;
-      }
-      port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-      SetPort(&address, port);
-    }
+    tls_listeners = *std::move(bound);
   }
 
   std::unique_ptr<ProxyServer> server(new ProxyServer());
-  server->port_ = port;
+  server->port_ = cleartext->port;
+  server->tls_port_ = tls != nullptr ? tls_listeners.port : 0;
+  server->tls_ = std::move(tls);
   for (int i = 0; i < options.workers; ++i) {
     auto worker = std::make_unique<Worker>(i, options);
-    if (absl::Status s = worker->Init(fds[i], port); !s.ok()) {
-      for (int j = i + 1; j < options.workers; ++j) ::close(fds[j]);
+    const int tls_fd = server->tls_ != nullptr ? tls_listeners.fds[i] : -1;
+    if (absl::Status s = worker->Init(cleartext->fds[i], cleartext->port, tls_fd, server->tls_port_, server->tls_.get());
+        !s.ok()) {
+      for (int j = i + 1; j < options.workers; ++j) {
+        ::close(cleartext->fds[j]);
+        if (server->tls_ != nullptr) ::close(tls_listeners.fds[j]);
+      }
       server->Stop();
       return s;
     }

@@ -1,6 +1,7 @@
 #pragma once
 // The data plane's HTTP/1.1 proxy: N worker threads, each with its own libuv loop and its own
-// SO_REUSEPORT listener on the same address. See docs/proxy.md.
+// SO_REUSEPORT listener on the same address, plus one on the TLS address when options.tls is
+// enabled. See docs/proxy.md and docs/tls.md.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -15,17 +16,22 @@
 
 namespace portico::dp {
 
-
+class ServerTlsContext;
 class Worker;
 
 class ProxyServer {
  public:
-  // Binds the listeners and starts the worker threads. Until the first Publish() every request
+  // Binds the listeners and starts the worker threads. Fails when an address cannot be bound or
+  // the TLS listener's default certificate does not load. Until the first Publish() every request
   // gets 404 "no Route matched with those values".
   static absl::StatusOr<std::unique_ptr<ProxyServer>> Start(ProxyOptions options);
 
   // The actual listening port (options.port may be 0).
   uint16_t port() const { return port_; }
+  // The TLS listener's actual port; 0 when it is off.
+  uint16_t tls_port() const { return tls_port_; }
+  // The TLS listener's context (null when it is off).
+  const ServerTlsContext* tls_context() const { return tls_.get(); }
   // Its worker threads: what RuntimeConfig::Compile's worker_slots must cover.
   int workers() const { return static_cast<int>(workers_.size()); }
 
@@ -56,6 +62,8 @@ class ProxyServer {
   ProxyServer() = default;
 
   uint16_t port_ = 0;
+  uint16_t tls_port_ = 0;
+  std::unique_ptr<ServerTlsContext> tls_;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   std::mutex stop_mu_;

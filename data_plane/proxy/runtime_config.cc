@@ -23,6 +23,9 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   absl::StatusOr<std::unique_ptr<const dp::Router>> built = dp::Router::Build(config);
   if (!built.ok()) return built.status();
   runtime->router_ = std::move(*built);
+  absl::StatusOr<std::shared_ptr<const CertificateStore>> certificates = CertificateStore::Build(*config);
+  if (!certificates.ok()) return certificates.status();
+  runtime->certificates_ = *std::move(certificates);
 
   runtime->worker_slots_ = std::max(1, worker_slots);
   absl::StatusOr<dp::BalancerMap> balancers = dp::CompileBalancers(*config, runtime->worker_slots_, health);

@@ -1,6 +1,6 @@
 #pragma once
 // The data plane's compiled, immutable configuration: the router, the compiled services (with
-// their destinations) and the request pipeline, built once per snapshot off the worker threads by
+// their destinations), the request pipeline and the TLS listener's certificate store, built once per snapshot off the worker threads by
 // RuntimeConfig::Compile and handed to every worker as shared_ptr<const RuntimeConfig>; each
 // request pins the instance it started with until it ends.
 #include <memory>
@@ -16,6 +16,7 @@
 #include "data_plane/pipeline/builtin_steps.h"
 #include "data_plane/pipeline/pipeline.h"
 #include "data_plane/router/router.h"
+#include "data_plane/tls/certificate_store.h"
 
 namespace portico::dp {
 
@@ -33,10 +34,9 @@ class RuntimeConfig {
   // Builds the router, the services and the pipeline (built-in steps, the plugin chain, then
   // `extensions` in their phases). Fails (and nothing changes for the caller) when the router
   // cannot be built, a service is unusable (bad port, empty host), an upstream's healthchecks
-  // record is invalid, or a plugin does not compile. `health`: the DP's target health records
-  // (outlives every config compiled with it; null: balancers ignore health). `upstream_tls`: the
-  // DP's upstream TLS defaults (https services; a referenced certificate that does not load
-  // fails the compile).
+  // record is invalid, a plugin does not compile, or a certificate does not load. `health`: the
+  // DP's target health records (outlives every config compiled with it; null: balancers ignore
+  // health). `upstream_tls`: the DP's upstream TLS defaults (https services).
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {},
@@ -48,6 +48,9 @@ class RuntimeConfig {
   const dp::Router& router() const { return *router_; }
   const ConfigSet& config() const { return *config_; }
   const dp::Pipeline& pipeline() const { return pipeline_; }
+  // The certificates served by SNI on the TLS listener (never null). A connection pins it for
+  // its handshake.
+  const std::shared_ptr<const CertificateStore>& certificates() const { return certificates_; }
   // The workers the balancers keep state for: a proxy with more workers must not use it.
   int worker_slots() const { return worker_slots_; }
 
@@ -74,6 +77,7 @@ class RuntimeConfig {
   dp::ServiceMap services_;
   dp::Pipeline pipeline_;  // refers to router_ and services_
   std::vector<dp::DnsKey> dns_names_;
+  std::shared_ptr<const CertificateStore> certificates_;
 };
 
 }  // namespace portico::dp

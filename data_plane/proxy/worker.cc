@@ -23,7 +23,8 @@ struct Worker::Uv {
   static Worker* Self(uv_handle_t* h) { return static_cast<Worker*>(h->data); }
   static void Wake(uv_async_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnWake(); }
   static void Acceptable(uv_poll_t* p, int status, int) {
-    Self(reinterpret_cast<uv_handle_t*>(p))->OnAcceptable(status);
+    Listener* listener = static_cast<Listener*>(p->data);
+    listener->worker->OnAcceptable(*listener, status);
   }
   static void AcceptRetry(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnAcceptRetry(); }
   static void Reap(uv_check_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->DrainGraveyard(); }
@@ -47,15 +48,36 @@ Worker::~Worker() {
   for (auto& [key, session] : upstream_tls_sessions_) SSL_SESSION_free(session);
 }
 
-absl::Status Worker::Init(int listen_fd, uint16_t port) {
+absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint16_t tls_port,
+                          const ServerTlsContext* tls) {
   port_ = port;
+  tls_port_ = tls_port;
+  tls_context_ = tls;
+  listeners_[kCleartextListener].fd = listen_fd;
+  listeners_[kTlsListener].fd = tls_listen_fd;
+  listeners_[kTlsListener].tls = true;
+  for (Listener& listener : listeners_) listener.worker = this;
+  auto close_listen_fds = [this] {
+    for (Listener& listener : listeners_) {
+      if (listener.fd >= 0) ::close(listener.fd);  // (a poll handle, if any, is closing and does not own it)
+      listener.fd = -1;
+    }
+  };
+  if (tls_listen_fd >= 0) {
+    if (tls == nullptr) {
+      close_listen_fds();
+      return absl::InvalidArgumentError("a TLS listener needs a TLS context");
+    }
+    plain_buffer_.reset(new char[kReadBufferBytes]);
+  }
   if (int rc = uv_loop_init(&loop_); rc != 0) {
+    close_listen_fds();
     return absl::InternalError(absl::StrCat("uv_loop_init: ", uv_strerror(rc)));
   }
   loop_initialised_ = true;
   absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(&loop_, options_.dns);
   if (!resolver.ok()) {
-    ::close(listen_fd);
+    close_listen_fds();
     uv_loop_close(&loop_);
     loop_initialised_ = false;
     return resolver.status();
@@ -74,17 +96,20 @@ absl::Status Worker::Init(int listen_fd, uint16_t port) {
   uv_timer_start(&sweeper_, Uv::Sweep, kDeadlineSweepMs, kDeadlineSweepMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweeper_));
 
-  int rc = ::listen(listen_fd, 511) == 0 ? 0 : uv_translate_sys_error(errno);
-  if (rc == 0) rc = uv_poll_init_socket(&loop_, &listener_, listen_fd);
-  if (rc == 0) {
-    listener_.data = this;
-    listen_fd_ = listen_fd;
-    rc = uv_poll_start(&listener_, UV_READABLE, Uv::Acceptable);
+  int rc = 0;
+  for (Listener& listener : listeners_) {
+    if (listener.fd < 0 || rc != 0) continue;
+    rc = ::listen(listener.fd, 511) == 0 ? 0 : uv_translate_sys_error(errno);
+    if (rc == 0) rc = uv_poll_init_socket(&loop_, &listener.poll, listener.fd);
+    if (rc == 0) {
+      listener.polling = true;
+      listener.poll.data = &listener;
+      rc = uv_poll_start(&listener.poll, UV_READABLE, Uv::Acceptable);
+    }
   }
   if (rc != 0) {
     uv_walk(&loop_, Uv::CloseAny, nullptr);
-    ::close(listen_fd);  // (the poll handle, if any, is closing and does not own it)
-    listen_fd_ = -1;
+    close_listen_fds();
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
     loop_initialised_ = false;
@@ -182,12 +207,30 @@ bool IsPerConnectionAcceptError(int error) {
 }  // namespace
 
 void Worker::PauseAccepting() {
-  // The listener is level-triggered: without a pause a persistent error would spin the loop.
-  uv_poll_stop(&listener_);
+  // The listeners are level-triggered: without a pause a persistent error would spin the loop.
+  for (Listener& listener : listeners_) {
+    if (listener.polling) uv_poll_stop(&listener.poll);
+  }
   uv_timer_start(&accept_retry_, Uv::AcceptRetry, kAcceptRetryMs, 0);
 }
 
-void Worker::OnAcceptable(int status) {
+bool Worker::AllowClientErrorLog(uint64_t* suppressed) {
+  const uint64_t second = uv_now(&loop_) / 1000;
+  if (second != client_log_second_) {
+    client_log_second_ = second;
+    client_logs_in_second_ = 0;
+  }
+  if (client_logs_in_second_ >= kClientErrorLogsPerSecond) {
+    ++client_logs_suppressed_;
+    return false;
+  }
+  ++client_logs_in_second_;
+  *suppressed = client_logs_suppressed_;
+  client_logs_suppressed_ = 0;
+  return true;
+}
+
+void Worker::OnAcceptable(Listener& listener, int status) {
   if (shutting_down_) return;
   if (status < 0) {
     // libuv stops a poll handle that reports an error: try again after a pause.
@@ -200,7 +243,7 @@ void Worker::OnAcceptable(int status) {
   // level-triggered, so the next loop iteration reports it again while connections are pending.
   sockaddr_storage peer{};
   socklen_t peer_length = sizeof(peer);
-  const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  const int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
     if (IsPerConnectionAcceptError(error)) return;
@@ -213,7 +256,7 @@ void Worker::OnAcceptable(int status) {
   auto owned = std::make_unique<Http1ClientConnection>(*this);
   Http1ClientConnection* connection = owned.get();
   clients_.emplace(connection, std::move(owned));
-  if (absl::Status s = connection->Accept(fd, reinterpret_cast<const sockaddr*>(&peer)); !s.ok()) {
+  if (absl::Status s = connection->Accept(fd, reinterpret_cast<const sockaddr*>(&peer), listener.tls); !s.ok()) {
     PORTICO_LOG(kWarn, "proxy", "accept: ", s.message());
     connection->Close();
   }
@@ -221,15 +264,20 @@ void Worker::OnAcceptable(int status) {
 
 void Worker::OnAcceptRetry() {
   if (shutting_down_) return;
-  uv_poll_start(&listener_, UV_READABLE, Uv::Acceptable);
+  for (Listener& listener : listeners_) {
+    if (listener.polling) uv_poll_start(&listener.poll, UV_READABLE, Uv::Acceptable);
+  }
 }
 
 void Worker::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), Uv::Closed);  // stops polling the fd now
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-  listen_fd_ = -1;
+  for (Listener& listener : listeners_) {
+    if (listener.polling) uv_close(reinterpret_cast<uv_handle_t*>(&listener.poll), Uv::Closed);  // stops polling now
+    listener.polling = false;
+    if (listener.fd >= 0) ::close(listener.fd);
+    listener.fd = -1;
+  }
   uv_timer_stop(&accept_retry_);
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_retry_), Uv::Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), Uv::Closed);

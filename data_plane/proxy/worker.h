@@ -1,5 +1,6 @@
 #pragma once
-// One proxy worker: a thread that owns one uv_loop_t, its SO_REUSEPORT listener, its client
+// One proxy worker: a thread that owns one uv_loop_t, its SO_REUSEPORT listeners (cleartext, and
+// TLS when enabled), its client
 // connections, its upstream connections and their keep-alive pool. Nothing here is shared with
 // other workers except what Publish()/RequestStop() hand over (under mu_, never on the request
 // path: requests read the config through CurrentConfig(), which takes the lock only when a new
@@ -30,6 +31,7 @@ namespace portico::dp {
 
 class Exchange;
 class Http1ClientConnection;
+class ServerTlsContext;
 class UpstreamConnection;
 
 // Flow-control thresholds shared by both directions.
@@ -43,6 +45,9 @@ inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
 inline constexpr int64_t kAcceptRetryMs = 100;
 // How often the worker checks client deadlines (idle and linger timeouts fire up to this late).
 inline constexpr int64_t kDeadlineSweepMs = 250;
+// Client misbehaviour (a protocol mismatch, a failed TLS handshake) is logged at most this many
+// lines per second per worker; the lines left out are counted in the next one.
+inline constexpr int kClientErrorLogsPerSecond = 10;
 // Request-scoped objects (exchanges, request head storage) kept for reuse per worker: keep-alive
 // traffic with up to this many requests in flight on one worker allocates nothing per request.
 inline constexpr size_t kMaxPooledRequestStates = 256;
@@ -85,9 +90,11 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Sets up the loop around an already bound listening socket (takes ownership of `fd`).
-  // Called before the thread starts.
-  absl::Status Init(int listen_fd, uint16_t port);
+  // Sets up the loop around already bound listening sockets (takes ownership of both fds):
+  // `listen_fd` for cleartext HTTP on `port`, and `tls_listen_fd` (-1: none) for TLS on
+  // `tls_port` with `tls` (outlives the worker). Called before the thread starts.
+  absl::Status Init(int listen_fd, uint16_t port, int tls_listen_fd = -1, uint16_t tls_port = 0,
+                    const ServerTlsContext* tls = nullptr);
   // Thread body: runs the loop until RequestStop() has closed everything.
   void Run();
 
@@ -100,7 +107,15 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   const ProxyOptions& options() const { return options_; }
   uint16_t port() const { return port_; }
+  uint16_t tls_port() const { return tls_port_; }
   char* read_buffer() { return read_buffer_.get(); }
+  // TLS connections: the listener's context, and the buffer they decrypt into (one per loop,
+  // kReadBufferBytes, like the read buffer: reads are consumed synchronously).
+  const ServerTlsContext* tls_context() const { return tls_context_; }
+  char* plain_buffer() { return plain_buffer_.get(); }
+  // A line about a misbehaving client may be logged now (kClientErrorLogsPerSecond); when true,
+  // `*suppressed` is how many were left out since the last one allowed.
+  bool AllowClientErrorLog(uint64_t* suppressed);
   void CountRequest() { requests_total_.fetch_add(1, std::memory_order_relaxed); }
   // The newest published config (nullptr before the first Publish).
   const std::shared_ptr<const RuntimeConfig>& CurrentConfig();
@@ -158,8 +173,17 @@ class Worker {
 
  private:
   struct Uv;
+  // One listening socket, polled and accepted by hand (see OnAcceptable).
+  struct Listener {
+    Worker* worker = nullptr;
+    bool tls = false;
+    int fd = -1;
+    bool polling = false;  // poll initialised (closed by BeginShutdown)
+    uv_poll_t poll;
+  };
+  enum ListenerIndex : int { kCleartextListener = 0, kTlsListener = 1, kListenerCount = 2 };
   void OnWake();
-  void OnAcceptable(int status);
+  void OnAcceptable(Listener& listener, int status);
   void PauseAccepting();
   void OnAcceptRetry();
   void BeginShutdown();
@@ -169,12 +193,13 @@ class Worker {
   const int index_;
   const ProxyOptions options_;
   uint16_t port_ = 0;
+  uint16_t tls_port_ = 0;
+  const ServerTlsContext* tls_context_ = nullptr;
   uv_loop_t loop_;
-  // The listener is polled and accepted by hand (one accept4 per readiness event, which also
+  // The listeners are polled and accepted by hand (one accept4 per readiness event, which also
   // returns the peer address): libuv's own accept loop calls accept4 until EAGAIN and discards
   // the address, costing an extra accept4 and a getpeername per connection.
-  int listen_fd_ = -1;
-  uv_poll_t listener_;
+  Listener listeners_[kListenerCount];
   uv_timer_t accept_retry_;  // re-enables accepting after EMFILE/ENFILE
   uv_async_t wake_;
   uv_check_t reaper_;
@@ -182,6 +207,10 @@ class Worker {
   bool loop_initialised_ = false;
   bool shutting_down_ = false;
   std::unique_ptr<char[]> read_buffer_;
+  std::unique_ptr<char[]> plain_buffer_;  // TLS listener only
+  uint64_t client_log_second_ = 0;        // uv_now / 1000 of the current log window
+  int client_logs_in_second_ = 0;
+  uint64_t client_logs_suppressed_ = 0;
 
   std::mutex mu_;
   std::shared_ptr<const RuntimeConfig> pending_config_;  // guarded by mu_

@@ -83,6 +83,7 @@ struct CompiledRoute {
   // host-less bucket), so host names never need re-checking; ports do.
   bool host_ports = false;
   std::vector<HeaderRule> headers;
+  std::vector<std::string> snis;  // lowercase, without a trailing dot
 };
 
 enum class PathKind : uint8_t { kNone, kPrefix, kRegex };
@@ -120,6 +121,7 @@ enum EntryFlags : uint8_t {
   kHasHeaders = 8,
   kRestRegex = 16,  // `regex` is the rest after the literal, matched from path_length, anchored
   kHttpsOnly = 32,  // Match::https_only
+  kHasSnis = 64,    // checked on TLS requests only
 };
 
 // What the matcher reads for one candidate, copied into every bucket the candidate belongs to so
@@ -359,6 +361,10 @@ bool EntryMatches(const Entry& entry, const RequestView& request, uint32_t metho
     }
     if (!any) return false;
   }
+  if ((entry.flags & kHasSnis) != 0 && request.tls) {
+    const std::vector<std::string>& snis = entry.route->snis;
+    if (std::find(snis.begin(), snis.end(), request.sni) == snis.end()) return false;
+  }
   return (entry.flags & kHasHeaders) == 0 || HeadersMatch(entry.route->headers, request);
 }
 
@@ -388,6 +394,7 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
   }
   if (route.host_ports) entry.flags |= kHostPorts;
   if (!route.headers.empty()) entry.flags |= kHasHeaders;
+  if (!route.snis.empty()) entry.flags |= kHasSnis;
   return entry;
 }
 
@@ -611,6 +618,11 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
         }
       }
       compiled.headers.push_back(std::move(rule));
+    }
+    for (const std::string& sni : route.snis().values()) {
+      absl::string_view name = sni;
+      if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+      compiled.snis.push_back(absl::AsciiStrToLower(name));
     }
     // Header names are matched in a fixed order; sort so that the result does not depend on the
     // protobuf map's iteration order.

@@ -4,7 +4,7 @@
 // host:port), plain prefix paths, "~" regex paths (RE2), methods, headers (plain and "~*" regex
 // values), Kong's 64-bit priority with ties broken by route id. Compiled once per snapshot into
 // host buckets, each with a prefix trie and an RE2::Set, so a match costs about the same with 10
-// or 100,000 routes.
+// or 100,000 routes. Route `snis` are checked on TLS requests (exact names).
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +30,11 @@ struct RequestView {
   absl::string_view path;
   // Request headers as received (names in any case). May be null when there are none.
   const std::vector<std::pair<absl::string_view, absl::string_view>>* headers = nullptr;
+  // The request came over TLS (protocol "https"), with this server name (SNI, lowercase, no
+  // trailing dot; empty when the client sent none). A route with `snis` matches a TLS request
+  // only when its SNI is one of them; on plain HTTP `snis` are ignored (Kong).
+  bool tls = false;
+  absl::string_view sni;
 };
 
 struct Match {

@@ -56,6 +56,7 @@ DataPlane& Cluster::StartDp(DataPlaneOptions o) {
   auto dp = std::make_unique<DataPlane>();
   dp->proxy_port = PickFreePort();
   dp->status_port = PickFreePort();
+  dp->proxy_ssl_port = PickFreePort();
   std::vector<std::string> argv{
       PORTICO_DP_BIN,
       "--control-plane", absl::StrCat("127.0.0.1:", cluster_port_),
@@ -63,6 +64,7 @@ DataPlane& Cluster::StartDp(DataPlaneOptions o) {
       "--cluster-key", o.key.empty() ? certs_ + "/dp.key" : o.key,
       "--cluster-ca", o.ca.empty() ? certs_ + "/ca.crt" : o.ca,
       "--proxy-listen", absl::StrCat("127.0.0.1:", dp->proxy_port),
+      "--proxy-ssl-listen", absl::StrCat("127.0.0.1:", dp->proxy_ssl_port),
       "--status-listen", absl::StrCat("127.0.0.1:", dp->status_port),
       "--workers", std::to_string(o.workers)};
   argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());

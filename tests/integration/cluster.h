@@ -18,6 +18,7 @@ bool GenerateCerts(const std::string& dir, const std::string& dp_id, std::string
 struct DataPlane {
   std::unique_ptr<Process> process;
   uint16_t proxy_port = 0;
+  uint16_t proxy_ssl_port = 0;  // its TLS listener (on 127.0.0.1, a picked port, unless the options set one)
   uint16_t status_port = 0;
   bool started = false;  // its status listener answered (StartDp prints its log otherwise)
 };

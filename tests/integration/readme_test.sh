@@ -33,7 +33,7 @@ PY
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export CERTS="$WORK/etc/portico/certs" DATA="$WORK/var/lib/portico" CP_HOST=127.0.0.1
-export ADMIN_PORT=$(free_port) CLUSTER_PORT=$(free_port) PROXY_PORT=$(free_port) STATUS_PORT=$(free_port)
+export ADMIN_PORT=$(free_port) CLUSTER_PORT=$(free_port) PROXY_PORT=$(free_port) STATUS_PORT=$(free_port) PROXY_SSL_PORT=$(free_port)
 UPSTREAM_PORT=$(free_port)
 export UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT"
 export PATH="$CP_DIR:$DP_DIR:$PATH"

@@ -96,7 +96,7 @@ class RequestTermination final : public PluginHandler {
     nlohmann::json out = {
         {"message", message_.empty() ? nlohmann::json(nullptr) : nlohmann::json(message_)},
         {"request",
-         {{"scheme", "http"},
+         {{"scheme", request.tls ? "https" : "http"},
           {"host", std::string(host)},
           {"port", request.local_port},
           {"headers", std::move(headers)},

@@ -148,6 +148,14 @@ TEST(Http1MessagesTest, UpstreamHeadRewritesOnlyWhatMustChange) {
   EXPECT_FALSE(absl::StrContains(head, "Upgrade"));
   EXPECT_FALSE(absl::StrContains(head, "Expect"));
   EXPECT_TRUE(absl::EndsWith(head, "\r\n\r\n"));
+  EXPECT_TRUE(absl::StrContains(head, "X-Forwarded-Proto: http\r\n")) << head;
+
+  params.forwarded_proto = "https";  // a request that came over TLS
+  params.local_port = 8443;
+  const std::string over_tls = BuildUpstreamRequestHead(RequestHead(), params);
+  EXPECT_TRUE(absl::StrContains(over_tls, "X-Forwarded-Proto: https\r\n")) << over_tls;
+  EXPECT_TRUE(absl::StrContains(over_tls, "X-Forwarded-Port: 8443\r\n")) << over_tls;
+  EXPECT_FALSE(absl::StrContains(over_tls, "X-Forwarded-Proto: http\r\n")) << over_tls;
 }
 
 TEST(Http1MessagesTest, QueryIsForwardedAsReceivedExceptRawBytesAbove0x7f) {

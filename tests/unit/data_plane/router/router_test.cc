@@ -52,6 +52,7 @@ struct B {
   }
   B& protocols(std::vector<std::string> v) { spec.protocols = std::move(v); return *this; }
   B& regex_priority(int p) { spec.regex_priority = p; return *this; }
+  B& snis(std::vector<std::string> v) { spec.snis = std::move(v); return *this; }
   operator RouteSpec() const { return spec; }  // NOLINT: implicit on purpose
 };
 
@@ -62,6 +63,11 @@ struct Q {
   Q& port(uint16_t p) { req.port = p; return *this; }
   Q& path(std::string p) { req.path = std::move(p); return *this; }
   Q& header(std::string k, std::string v) { req.headers.emplace_back(std::move(k), std::move(v)); return *this; }
+  Q& tls(std::string sni) {
+    req.tls = true;
+    req.sni = std::move(sni);
+    return *this;
+  }
   operator Request() const { return req; }  // NOLINT
 };
 
@@ -322,6 +328,31 @@ TEST(RouterTest, HttpsOnlyFlagFollowsProtocols) {
   auto defaults = FindRoute(**router, Q().path("/d"));
   ASSERT_TRUE(defaults.has_value());
   EXPECT_FALSE(defaults->https_only);
+}
+
+// Kong traditional_compatible: (net.protocol != "https" || tls.sni == ...).
+TEST(RouterTest, SnisMatchOnlyTlsRequestsWithThatSniAndAreIgnoredOnPlainHttp) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"/a"}).protocols({"https"}).snis({"API.example.com."}),
+                                          B(2).paths({"/a"}).protocols({"http", "https"})}));
+  ASSERT_TRUE(router.ok()) << router.status();
+  auto with_sni = FindRoute(**router, Q().path("/a").tls("api.example.com"));
+  ASSERT_TRUE(with_sni.has_value());
+  EXPECT_EQ(with_sni->route->id(), Id(1));  // more field kinds: tried first
+  auto other_sni = FindRoute(**router, Q().path("/a").tls("www.example.com"));
+  ASSERT_TRUE(other_sni.has_value());
+  EXPECT_EQ(other_sni->route->id(), Id(2));
+  auto no_sni = FindRoute(**router, Q().path("/a").tls(""));
+  ASSERT_TRUE(no_sni.has_value());
+  EXPECT_EQ(no_sni->route->id(), Id(2));
+  auto plain = FindRoute(**router, Q().path("/a"));  // snis ignored on plain HTTP
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->route->id(), Id(1));
+  EXPECT_TRUE(plain->https_only);  // then redirected by the pipeline
+
+  auto only = Router::Build(MakeConfig({B(3).protocols({"https"}).snis({"a.test", "b.test"})}));
+  ASSERT_TRUE(only.ok()) << only.status();
+  EXPECT_TRUE(FindRoute(**only, Q().path("/x").tls("b.test")).has_value());
+  EXPECT_FALSE(FindRoute(**only, Q().path("/x").tls("c.test")).has_value());
 }
 
 TEST(RouterTest, InvalidRegexFailsTheBuild) {

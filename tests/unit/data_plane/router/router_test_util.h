@@ -78,6 +78,8 @@ struct Request {
   uint16_t port = 8000;
   std::string path = "/";
   std::vector<std::pair<std::string, std::string>> headers;
+  bool tls = false;  // came over TLS, with `sni`
+  std::string sni;
 };
 
 // Runs Find; the Request must outlive the returned Match (matched_path points into it).
@@ -90,6 +92,8 @@ inline std::optional<Match> FindRoute(const Router& router, const Request& reque
   view.port = request.port;
   view.path = request.path;
   view.headers = headers.empty() ? nullptr : &headers;
+  view.tls = request.tls;
+  view.sni = request.sni;
   return router.Find(view);
 }
 
