@@ -276,7 +276,7 @@ TEST(AdminSecurityTest, ClientCertificatesFromTheAdminCaAreRequiredOnTheTlsListe
   EXPECT_EQ(other_cert.status, 0) << other_cert.output;
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(cp.Log(), "peer did not return a certificate"); }, 5s))
       << cp.Log();
-  EXPECT_TRUE(absl::StrContains(cp.Log(), "certificate verify failed")) << cp.Log();
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(cp.Log(), "certificate verify failed"); }, 5s)) << cp.Log();
 
   // openssl s_client sees the Admin CA among the acceptable client CA names.
   CommandResult s_client = RunCommand(absl::StrCat("openssl s_client -connect 127.0.0.1:", tls_port, " -CAfile ",
