@@ -231,6 +231,8 @@ int Serve(int argc, char** argv) {
       {"dns-resolver", "", "nameservers for upstream hostnames, ip[:port][,ip[:port]...] "
                            "(default: those of /etc/resolv.conf)"},
       {"dns-hostsfile", "/etc/hosts", "hosts file read before DNS (re-read when it changes; empty: none)"},
+      {"upstream-tls-verify", "", "verify https upstreams' certificates when a service's tls_verify is null "
+                                  "(Kong's proxy_ssl_verify; off by default, as Kong)", true},
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -314,13 +316,15 @@ int Serve(int argc, char** argv) {
     }
   };
   health.SetOnChange(announce_health);  // a target's state flipped (any thread; never blocks)
-  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health](std::shared_ptr<const ConfigSet> config,
+  dp::UpstreamTlsOptions upstream_tls;
+  upstream_tls.verify_default = flags.GetBool("upstream-tls-verify");
+  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls](std::shared_ptr<const ConfigSet> config,
                                               const ConfigVersion& version) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
-        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers(), &health);
+        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers(), &health, upstream_tls);
     if (!runtime.ok()) return runtime.status();
     const auto compiled = std::chrono::steady_clock::now();
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();

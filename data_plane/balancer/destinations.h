@@ -19,6 +19,7 @@ namespace portico::dp {
 
 class Balancer;
 class HealthRegistry;
+class UpstreamTlsContext;
 
 // One address requests can be sent to. Upstream keep-alive pools are keyed by pool_key.
 struct Target {
@@ -71,6 +72,9 @@ struct UpstreamService {
   // Set when the host names an upstream: requests are balanced over its targets instead (the
   // service's port is not used). Owned by the runtime config, like the service.
   const Balancer* balancer = nullptr;
+  // Set when the service's protocol is https: the client context its connections use (owned by
+  // the runtime config; upstream_tls.h). Null: cleartext.
+  const UpstreamTlsContext* tls = nullptr;
 };
 
 // Upstream name -> its compiled balancer.

@@ -290,10 +290,14 @@ struct HealthChecker::Impl {
   }
 
   // https: a client session with SNI (https_sni, else the target's host when it is a name) and,
-  // with https_verify_certificate, the system CAs and a name (or IP) check.
+  // with https_verify_certificate, the system CAs and a name (or IP) check; the upstream's client
+  // certificate when it has one (HealthTarget::probe_tls_*).
   bool StartTls(Probe* p) {
     const ActiveHealthConfig& active = p->entry->target.config->active;
-    SSL_CTX* ctx = active.https_verify_certificate ? tls_verify : tls_no_verify;
+    const HealthTarget& target = p->entry->target;
+    SSL_CTX* ctx = active.https_verify_certificate
+                       ? (target.probe_tls_verify != nullptr ? target.probe_tls_verify.get() : tls_verify)
+                       : (target.probe_tls_no_verify != nullptr ? target.probe_tls_no_verify.get() : tls_no_verify);
     if (ctx == nullptr) return false;
     p->ssl = SSL_new(ctx);
     if (p->ssl == nullptr) return false;

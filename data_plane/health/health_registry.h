@@ -34,6 +34,8 @@
 #include "absl/strings/string_view.h"
 #include "data_plane/health/health_config.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace portico::dp {
 
 enum class TargetHealthState { kHealthy, kUnhealthy, kDnsError, kHealthchecksOff };
@@ -103,6 +105,11 @@ struct HealthTarget {
   uint16_t dns_port = 0;
   std::string host_header;  // the Host probes send
   uint32_t weight = 0;
+  // https probes of an upstream with a client_certificate: client contexts presenting it, one
+  // verifying with the system CAs and one not (https_verify_certificate picks). Null: the
+  // checker's own contexts, without a client certificate.
+  std::shared_ptr<SSL_CTX> probe_tls_verify;
+  std::shared_ptr<SSL_CTX> probe_tls_no_verify;
 };
 
 class HealthRegistry {

@@ -328,6 +328,7 @@ class UpstreamRequestStep final : public RequestStep {
                          : (match.route->preserve_host() && request.has_host) ? request.host
                          : !request.target_host_header.empty()                ? request.target_host_header
                                                                               : absl::string_view(service.host_header);
+    request.upstream_host_header = params.host_header;
     params.client_ip = request.client_ip;
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
     params.local_port = request.local_port;

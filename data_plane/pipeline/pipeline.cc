@@ -33,6 +33,7 @@ void RequestContext::ResetContext() {
   EndAttempt();
   balancer = nullptr;
   target_host_header = absl::string_view();
+  upstream_host_header = absl::string_view();
   tried_count = 0;
   attempt_started_ns = 0;
   hash_cookie_value.clear();

@@ -140,6 +140,7 @@ class RequestContext {
   // in Set-Cookie, and the key of every attempt of this request).
   std::string hash_cookie_value;
   std::string upstream_head;                     // upstream step: the head to send
+  absl::string_view upstream_host_header;        // upstream step: its Host (the SNI of an https service)
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;
   // Set while response-head steps run for an upstream response: its head (null for a local

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/base/host_port.h"
 #include "common/base/log.h"
 #include "data_plane/balancer/balancer.h"
 #include "data_plane/pipeline/local_responses.h"
@@ -216,9 +217,13 @@ bool Exchange::RerunDestinationSteps() {
 
 void Exchange::StartUpstream(bool allow_pooled) {
   const dp::Target& target_address = *upstream_target;
-  UpstreamConnection* connection = allow_pooled ? worker_->AcquireIdle(target_address.pool_key) : nullptr;
+  // https: Kong's upstream SNI is the Host sent upstream, without its port (none for an IP).
+  const dp::UpstreamTlsContext* tls = service->tls;
+  const absl::string_view server_name = tls != nullptr ? SplitHostHeader(upstream_host_header).name : absl::string_view();
+  const std::string& pool_key = worker_->UpstreamPoolKey(target_address, tls, server_name);
+  UpstreamConnection* connection = allow_pooled ? worker_->AcquireIdle(pool_key) : nullptr;
   if (connection == nullptr) {
-    absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address);
+    absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address, pool_key, tls, server_name);
     if (!fresh.ok()) {
       PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
       // Local limits (out of descriptors or ports) are not the target's failure: no passive report.

@@ -14,7 +14,8 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
                                                                             ConfigVersion version,
                                                                             const PipelineExtensions& extensions,
                                                                             int worker_slots,
-                                                                            dp::HealthRegistry* health) {
+                                                                            dp::HealthRegistry* health,
+                                                                            const dp::UpstreamTlsOptions& upstream_tls) {
   if (config == nullptr) return absl::InvalidArgumentError("no config");
   std::shared_ptr<RuntimeConfig> runtime(new RuntimeConfig());
   runtime->config_ = config;
@@ -30,10 +31,15 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   absl::StatusOr<dp::BalancerMap> balancers = dp::CompileBalancers(*config, runtime->worker_slots_, health);
   if (!balancers.ok()) return balancers.status();
   runtime->balancers_ = *std::move(balancers);
+  absl::StatusOr<std::unique_ptr<const dp::UpstreamTlsContexts>> tls =
+      dp::UpstreamTlsContexts::Compile(*config, upstream_tls);
+  if (!tls.ok()) return tls.status();
+  runtime->upstream_tls_ = *std::move(tls);
   runtime->services_.reserve(config->services.size());
   for (const config::v1::Service& service : config->services) {
     absl::StatusOr<dp::UpstreamService> compiled = dp::CompileUpstreamService(service, &runtime->balancers_);
     if (!compiled.ok()) return compiled.status();
+    compiled->tls = runtime->upstream_tls_->ForService(service.id());
     runtime->services_.emplace(&service, *std::move(compiled));
   }
 
@@ -66,6 +72,11 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
 std::vector<dp::HealthTarget> RuntimeConfig::HealthTargets() const {
   std::vector<dp::HealthTarget> out;
   for (const auto& [name, balancer] : balancers_) balancer->AppendHealthTargets(&out);
+  for (dp::HealthTarget& target : out) {
+    dp::UpstreamTlsContexts::ProbeContexts probe = upstream_tls_->ForUpstreamProbes(target.upstream_id);
+    target.probe_tls_verify = std::move(probe.verify);
+    target.probe_tls_no_verify = std::move(probe.no_verify);
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "common/config/config_set.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/balancer/upstream_tls.h"
 #include "data_plane/dns/dns_cache.h"
 #include "data_plane/health/health_registry.h"
 #include "data_plane/pipeline/builtin_steps.h"
@@ -33,13 +34,15 @@ class RuntimeConfig {
   // Builds the router, the services and the pipeline (built-in steps, the plugin chain, then
   // `extensions` in their phases). Fails (and nothing changes for the caller) when the router
   // cannot be built, a service is unusable (bad port, empty host), an upstream's healthchecks
-  // record is invalid, a plugin does not compile, or a certificate does not load. `health`: the DP's target health records
-  // (outlives every config compiled with it; null: balancers ignore health).
+  // record is invalid, a plugin does not compile, or a certificate does not load. `health`: the
+  // DP's target health records (outlives every config compiled with it; null: balancers ignore
+  // health). `upstream_tls`: the DP's upstream TLS defaults (https services).
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {},
                                                                       int worker_slots = 1,
-                                                                      dp::HealthRegistry* health = nullptr);
+                                                                      dp::HealthRegistry* health = nullptr,
+                                                                      const dp::UpstreamTlsOptions& upstream_tls = {});
 
   const ConfigVersion& version() const { return version_; }
   const dp::Router& router() const { return *router_; }
@@ -70,6 +73,7 @@ class RuntimeConfig {
   std::unique_ptr<const dp::Router> router_;
   int worker_slots_ = 1;
   dp::BalancerMap balancers_;  // services_ point into it
+  std::unique_ptr<const dp::UpstreamTlsContexts> upstream_tls_;  // services_ point into it
   dp::ServiceMap services_;
   dp::Pipeline pipeline_;  // refers to router_ and services_
   std::vector<dp::DnsKey> dns_names_;

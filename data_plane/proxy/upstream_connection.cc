@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -18,7 +19,7 @@ struct UpstreamConnection::Uv {
 UpstreamConnection::UpstreamConnection(Worker& worker, std::string pool_key, size_t max_head_bytes)
     : worker_(worker),
       pool_key_(std::move(pool_key)),
-      transport_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
+      tcp_(worker.loop(), worker.read_buffer(), kReadBufferBytes, this),
       codec_(Http1Codec::Kind::kResponse, this, max_head_bytes) {
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
@@ -26,9 +27,36 @@ UpstreamConnection::UpstreamConnection(Worker& worker, std::string pool_key, siz
 
 UpstreamConnection::~UpstreamConnection() = default;
 
+void UpstreamConnection::UseTls(SSL* ssl, char* plain_buffer, size_t plain_buffer_size) {
+  tls_ = std::make_unique<TlsTransport>(&tcp_, ssl, TlsTransport::Role::kClient, plain_buffer, plain_buffer_size,
+                                        this);
+}
+
+void UpstreamConnection::OnUpstreamTlsSession(SSL_SESSION* session) { worker_.KeepUpstreamTlsSession(pool_key_, session); }
+
+void UpstreamConnection::LogTlsFailure(UpstreamError error) {
+  if (error != UpstreamError::kConnectFailed && error != UpstreamError::kClosed) return;  // timeouts, bad responses
+  // A close, reset or failed write before any response byte on the connection's first exchange,
+  // with no TLS reason: what a server that refuses the client certificate after a TLS 1.3
+  // handshake does when its reset overtakes its alert.
+  const bool closed_after_handshake = tls_->error().empty() && error == UpstreamError::kClosed &&
+                                      tls_->handshake_done() && first_exchange_ && !response_bytes_seen_;
+  if ((tls_->error().empty() && !closed_after_handshake) || !worker_.AllowUpstreamTlsLog()) return;
+  // The pool key is "target|context key|SNI".
+  const absl::string_view key = pool_key_;
+  const absl::string_view target = key.substr(0, key.find('|')), sni = key.substr(key.rfind('|') + 1);
+  if (closed_after_handshake) {
+    PORTICO_LOG(kWarn, "proxy", "upstream ", target, " (SNI \"", sni,
+                "\"): the connection closed right after the TLS handshake, before any response: the server "
+                "may have refused the client certificate");
+    return;
+  }
+  PORTICO_LOG(kWarn, "proxy", "upstream ", target, " (SNI \"", sni, "\"): ", tls_->error());
+}
+
 absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
   state_ = State::kConnecting;
-  switch (const int rc = transport_.Connect(address); rc) {
+  switch (const int rc = WithTransport([&](auto& t) { return t.Connect(address); }); rc) {
     case 0:
       return absl::OkStatus();
     // This host's limits, not the target's fault (no socket, no local port, no memory).
@@ -55,13 +83,18 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
   RearmTimer();
 }
 
-void UpstreamConnection::MarkTakenFromPool() { state_ = State::kActive; }
+void UpstreamConnection::MarkTakenFromPool() {
+  state_ = State::kActive;
+  first_exchange_ = false;
+}
 
 void UpstreamConnection::Write(std::initializer_list<absl::string_view> parts) {
   if (state_ == State::kClosing || has_deferred_error_) return;
   assert(parts.size() <= kMaxWriteParts);
   assert(state_ != State::kConnecting && "UpstreamConnection::Write before OnUpstreamConnected");
-  if (!transport_.Write(parts.begin(), parts.size())) FailSoon(UpstreamError::kClosed);
+  if (!WithTransport([&](auto& t) { return t.Write(parts.begin(), parts.size()); })) {
+    FailSoon(UpstreamError::kClosed);
+  }
   RearmTimer();
 }
 
@@ -103,7 +136,7 @@ void UpstreamConnection::Close() {
   state_ = State::kClosing;
   observer_ = nullptr;
   pending_closes_ = 2;
-  transport_.Close();
+  WithTransport([](auto& t) { t.Close(); });
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), Uv::Closed);
 }
 
@@ -120,7 +153,7 @@ void UpstreamConnection::OnTransportConnected(int status) {
     return;
   }
   state_ = State::kActive;
-  transport_.SetNoDelay();
+  WithTransport([](auto& t) { t.SetNoDelay(); });
   UpdateReading();
   RearmTimer();
   if (observer_ != nullptr) observer_->OnUpstreamConnected();
@@ -129,9 +162,9 @@ void UpstreamConnection::OnTransportConnected(int status) {
 void UpstreamConnection::UpdateReading() {
   if (state_ == State::kClosing || state_ == State::kConnecting) return;
   if (state_ == State::kIdle || !reading_paused_) {
-    transport_.StartReading();
+    WithTransport([](auto& t) { t.StartReading(); });
   } else {
-    transport_.StopReading();
+    WithTransport([](auto& t) { t.StopReading(); });
   }
 }
 
@@ -147,7 +180,7 @@ void UpstreamConnection::RearmTimer() {
       ms = timeouts_.connect_ms;
       break;
     case State::kActive:
-      if (transport_.pending_write_bytes() > 0) {
+      if (pending_write_bytes() > 0) {
         ms = timeouts_.write_ms;
       } else if (awaiting_response_ && !reading_paused_) {
         ms = timeouts_.read_ms;
@@ -201,7 +234,7 @@ void UpstreamConnection::OnTimer() {
       Fail(UpstreamError::kConnectTimeout);
       return;
     case State::kActive:
-      Fail(transport_.pending_write_bytes() > 0 ? UpstreamError::kWriteTimeout : UpstreamError::kReadTimeout);
+      Fail(pending_write_bytes() > 0 ? UpstreamError::kWriteTimeout : UpstreamError::kReadTimeout);
       return;
     case State::kIdle:
       Close();
@@ -219,6 +252,7 @@ void UpstreamConnection::FailSoon(UpstreamError error) {
 }
 
 void UpstreamConnection::Fail(UpstreamError error) {
+  if (tls_ != nullptr) LogTlsFailure(error);
   UpstreamObserver* observer = observer_;
   const bool seen = response_bytes_seen_;
   Close();
@@ -236,7 +270,7 @@ void UpstreamConnection::OnTransportWritten(size_t, int status) {
     return;
   }
   RearmTimer();
-  if (observer_ != nullptr && transport_.pending_write_bytes() < kLowWaterBytes) observer_->OnUpstreamWriteDrained();
+  if (observer_ != nullptr && pending_write_bytes() < kLowWaterBytes) observer_->OnUpstreamWriteDrained();
 }
 
 void UpstreamConnection::OnTransportEof() {

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 
 #include <uv.h>
@@ -25,6 +26,8 @@
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
+#include "common/net/tls_transport.h"
+#include "data_plane/balancer/upstream_tls.h"
 
 namespace portico::dp {
 
@@ -74,16 +77,26 @@ class UpstreamObserver {
   virtual void OnUpstreamReadEnd() = 0;
 };
 
-class UpstreamConnection final : public TransportCallbacks, public Http1Codec::BodySink {
+class UpstreamConnection final : public TransportCallbacks,
+                                 public Http1Codec::BodySink,
+                                 public UpstreamTlsSessionSink {
  public:
   enum class State { kConnecting, kActive, kIdle, kClosing };
 
-  // `pool_key` names the target (the worker's pool for it).
+  // `pool_key` names the target (the worker's pool for it; for TLS, the target and the TLS
+  // identity: context key and SNI).
   UpstreamConnection(Worker& worker, std::string pool_key, size_t max_head_bytes);
   ~UpstreamConnection() override;
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
+  // Makes this connection speak TLS (client role) over its TCP transport, with `ssl` (owned from
+  // here on; SNI, verification and any session to resume already set) and the worker's plaintext
+  // buffer. REQUIRES: before Connect(). A failed handshake is a connect failure
+  // (kConnectFailed), logged with the reason.
+  void UseTls(SSL* ssl, char* plain_buffer, size_t plain_buffer_size);
+  // The TLS transport, or null for cleartext.
+  const TlsTransport* tls() const { return tls_.get(); }
   // Starts connecting. On error the caller must Close().
   // ResourceExhausted when this host's limits refuse a socket or a local port (not the target's
   // fault), Unavailable for another error starting the connect.
@@ -102,7 +115,9 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
   static constexpr size_t kMaxWriteParts = 4;
   void Write(std::initializer_list<absl::string_view> parts);
   void Write(absl::string_view data) { Write(std::initializer_list<absl::string_view>{data}); }
-  size_t pending_write_bytes() const { return transport_.pending_write_bytes(); }
+  size_t pending_write_bytes() const {
+    return tls_ != nullptr ? tls_->pending_write_bytes() : tcp_.pending_write_bytes();
+  }
   void PauseReading();
   void ResumeReading();
 
@@ -116,9 +131,10 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
 
   // Called by the pool when it hands this idle connection to a new exchange.
   void MarkTakenFromPool();
-  // True when nothing (no byte, no EOF) is waiting to be read: one non-blocking MSG_PEEK. The pool
-  // calls it before handing out an idle connection, whose read callback may not have run yet.
-  bool PeerSilent() { return transport_.PeerSilent(); }
+  // True when nothing (no byte, no EOF) is waiting to be read: one non-blocking MSG_PEEK (TLS:
+  // also consumes session tickets). The pool calls it before handing out an idle connection,
+  // whose read callback may not have run yet.
+  bool PeerSilent() { return tls_ != nullptr ? tls_->PeerSilent() : tcp_.PeerSilent(); }
 
   // Transport events.
   void OnTransportConnected(int status) override;
@@ -133,6 +149,15 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
 
  private:
   struct Uv;
+  void OnUpstreamTlsSession(SSL_SESSION* session) override;
+  // Logs (rate-limited) why this TLS connection failed with `error`, naming the target, SNI and
+  // reason. REQUIRES: tls_.
+  void LogTlsFailure(UpstreamError error);
+  // The transport in use, called directly (no virtual call on the cleartext path).
+  template <typename F>
+  decltype(auto) WithTransport(F&& f) {
+    return tls_ != nullptr ? f(*tls_) : f(tcp_);
+  }
   void OnTimer();
   void OnHandleClosed();
   void Fail(UpstreamError error);
@@ -146,7 +171,8 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
   Worker& worker_;
   const std::string pool_key_;
   State state_ = State::kConnecting;
-  TcpTransport transport_;
+  TcpTransport tcp_;
+  std::unique_ptr<TlsTransport> tls_;  // only for TLS connections; runs over tcp_
   uv_timer_t timer_;
   int pending_closes_ = 0;
   Http1Codec codec_;
@@ -155,6 +181,7 @@ class UpstreamConnection final : public TransportCallbacks, public Http1Codec::B
   bool reading_paused_ = false;      // by the observer (downstream backpressure)
   bool awaiting_response_ = false;   // attached and the final response not complete yet
   bool response_bytes_seen_ = false;
+  bool first_exchange_ = true;       // not taken from the pool yet
   bool reusable_ = true;
   bool interim_ = false;             // parsing a 1xx response
   static constexpr uint64_t kNoDeadline = ~uint64_t{0};

@@ -1,6 +1,7 @@
 #include "data_plane/proxy/worker.h"
 
 #include <sys/socket.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,6 +45,7 @@ Worker::~Worker() {
   dead_clients_.clear();
   upstreams_.clear();
   dead_upstreams_.clear();
+  for (auto& [key, session] : upstream_tls_sessions_) SSL_SESSION_free(session);
 }
 
 absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint16_t tls_port,
@@ -336,10 +338,50 @@ size_t Worker::idle_upstream_count() const {
   return n;
 }
 
-absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const dp::Target& target) {
-  auto owned = std::make_unique<UpstreamConnection>(*this, target.pool_key, options_.max_header_bytes);
+const std::string& Worker::UpstreamPoolKey(const dp::Target& target, const dp::UpstreamTlsContext* tls,
+                                           absl::string_view server_name) {
+  if (tls == nullptr) return target.pool_key;
+  upstream_pool_key_.clear();  // keeps its capacity
+  absl::StrAppend(&upstream_pool_key_, target.pool_key, "|", tls->key(), "|", server_name);
+  return upstream_pool_key_;
+}
+
+void Worker::KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* session) {
+  auto [it, inserted] = upstream_tls_sessions_.try_emplace(pool_key, session);
+  if (!inserted) {
+    SSL_SESSION_free(it->second);
+    it->second = session;
+  }
+}
+
+bool Worker::AllowUpstreamTlsLog() {
+  const uint64_t second = uv_now(&loop_) / 1000;
+  if (second != upstream_tls_log_second_) {
+    upstream_tls_log_second_ = second;
+    upstream_tls_log_count_ = 0;
+  }
+  return ++upstream_tls_log_count_ <= kUpstreamTlsLogBurst;
+}
+
+absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const dp::Target& target, const std::string& pool_key,
+                                                            const dp::UpstreamTlsContext* tls,
+                                                            absl::string_view server_name) {
+  auto owned = std::make_unique<UpstreamConnection>(*this, pool_key, options_.max_header_bytes);
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
+  if (tls != nullptr) {
+    auto kept = upstream_tls_sessions_.find(connection->pool_key());
+    SSL_SESSION* session = kept != upstream_tls_sessions_.end() && SSL_SESSION_is_resumable(kept->second) == 1
+                               ? kept->second
+                               : nullptr;
+    SSL* ssl = tls->NewSsl(server_name, connection, session);
+    if (ssl == nullptr) {
+      connection->Close();
+      return absl::ResourceExhaustedError("upstream TLS: cannot create a connection (out of memory)");
+    }
+    if (upstream_tls_plain_ == nullptr) upstream_tls_plain_ = std::make_unique<char[]>(kUpstreamTlsPlainBytes);
+    connection->UseTls(ssl, upstream_tls_plain_.get(), kUpstreamTlsPlainBytes);
+  }
   if (absl::Status s = connection->Connect(reinterpret_cast<const sockaddr*>(&target.address)); !s.ok()) {
     connection->Close();
     return s;

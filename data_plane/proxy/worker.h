@@ -21,6 +21,7 @@
 #include "common/base/free_list.h"
 #include "common/http/http1_codec.h"
 #include "data_plane/balancer/destinations.h"
+#include "data_plane/balancer/upstream_tls.h"
 #include "data_plane/dns/resolver.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/proxy_options.h"
@@ -50,6 +51,10 @@ inline constexpr int kClientErrorLogsPerSecond = 10;
 // Request-scoped objects (exchanges, request head storage) kept for reuse per worker: keep-alive
 // traffic with up to this many requests in flight on one worker allocates nothing per request.
 inline constexpr size_t kMaxPooledRequestStates = 256;
+// Upstream TLS: the decrypt buffer (one per worker, made with the first TLS connection) and the
+// failure log rate.
+inline constexpr size_t kUpstreamTlsPlainBytes = kReadBufferBytes + 16 * 1024;
+inline constexpr int kUpstreamTlsLogBurst = 10;
 
 // A client connection's place in one of the worker's deadline lists. All entries of a list share
 // one timeout, so appending keeps each list sorted by deadline; one per-worker timer expires them
@@ -122,8 +127,22 @@ class Worker {
   // Puts an idle connection in the pool; false when the pool for its key is full.
   bool AddIdle(UpstreamConnection* connection);
   void RemoveIdle(UpstreamConnection* connection);
-  // A new connection towards the target, already connecting. Errors: connect failure.
-  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const dp::Target& target);
+  // The pool key of a connection to `target`: the target's own key for cleartext (`tls` null),
+  // else "target|context key|SNI" (a connection is reused only with the same TLS identity). The
+  // reference is valid until the next call (a per-worker buffer: no allocation once grown).
+  const std::string& UpstreamPoolKey(const dp::Target& target, const dp::UpstreamTlsContext* tls,
+                                     absl::string_view server_name);
+  // A new connection towards the target under `pool_key` (UpstreamPoolKey), already connecting;
+  // over TLS with `tls` (SNI `server_name`, offering the last session kept for the key) when not
+  // null. Errors: connect failure.
+  absl::StatusOr<UpstreamConnection*> ConnectUpstream(const dp::Target& target, const std::string& pool_key,
+                                                      const dp::UpstreamTlsContext* tls = nullptr,
+                                                      absl::string_view server_name = {});
+  // Upstream TLS sessions: the last one per pool key (takes the reference), offered on the
+  // next new connection with that key.
+  void KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* session);
+  // Upstream TLS failure log lines: at most kUpstreamTlsLogBurst per second per worker.
+  bool AllowUpstreamTlsLog();
 
   // Called from the last close callback of a connection: frees it after the current iteration.
   void Destroy(Http1ClientConnection* connection);
@@ -205,6 +224,12 @@ class Worker {
   absl::flat_hash_map<Http1ClientConnection*, std::unique_ptr<Http1ClientConnection>> clients_;
   absl::flat_hash_map<UpstreamConnection*, std::unique_ptr<UpstreamConnection>> upstreams_;
   absl::flat_hash_map<std::string, std::vector<UpstreamConnection*>> idle_;
+  // Upstream TLS (loop thread): see UpstreamPoolKey, KeepUpstreamTlsSession, AllowUpstreamTlsLog.
+  std::string upstream_pool_key_;
+  std::unique_ptr<char[]> upstream_tls_plain_;
+  absl::flat_hash_map<std::string, SSL_SESSION*> upstream_tls_sessions_;
+  uint64_t upstream_tls_log_second_ = 0;
+  int upstream_tls_log_count_ = 0;
   std::vector<std::unique_ptr<Http1ClientConnection>> dead_clients_;
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
 

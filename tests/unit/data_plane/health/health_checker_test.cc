@@ -230,11 +230,17 @@ TEST(HealthCheckerTest, AReconfigureKeepsTheProbeInFlightAndStartsNoSecondOne) {
 // answering every request with `status`.
 class TinyHttps {
  public:
-  TinyHttps(const std::string& cert, const std::string& key, int status) : status_(status) {
+  // `require_client_cert`: a handshake without a client certificate fails (any one is accepted).
+  TinyHttps(const std::string& cert, const std::string& key, int status, bool require_client_cert = false)
+      : status_(status) {
     signal(SIGPIPE, SIG_IGN);  // a probe that refuses the certificate closes first
     ctx_ = SSL_CTX_new(TLS_server_method());
     ok_ = ctx_ != nullptr && SSL_CTX_use_certificate_chain_file(ctx_, cert.c_str()) == 1 &&
           SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM) == 1;
+    if (ctx_ != nullptr && require_client_cert) {
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                         [](int, X509_STORE_CTX*) { return 1; });
+    }
     fd_ = Listen(0, &port_);
     thread_ = std::thread([this] {
       while (!stop_) {
@@ -318,6 +324,33 @@ TEST(HealthCheckerTest, HttpsProbesSpeakTlsAndVerifyTheCertificateWhenAsked) {
   checker.Reconfigure({verified});
   EXPECT_TRUE(WaitFor([&] { return !verified.record->healthy(); })) << "the certificate is not trusted";
   EXPECT_TRUE(WaitFor([&] { return server.handshake_failures() >= 1; })) << "the probe aborted the handshake";
+  checker.Stop();
+}
+
+TEST(HealthCheckerTest, HttpsProbesPresentTheUpstreamClientCertificate) {
+  test_support::TempDir dir;
+  ASSERT_TRUE(GenerateClusterCertificates(dir.path(), {}, "dp-test").ok());
+  TinyHttps server(dir.File("cp.crt"), dir.File("cp.key"), 200, /*require_client_cert=*/true);
+  ASSERT_TRUE(server.ok());
+  HealthRegistry registry;
+  HealthChecker checker;
+  ASSERT_TRUE(checker.Start().ok());
+  const char* config = R"({"active":{"type":"https","https_verify_certificate":false,
+                           "healthy":{"interval":0.05,"successes":1},
+                           "unhealthy":{"interval":0.05,"tcp_failures":1}}})";
+  // Without a client certificate the server refuses the handshake: a tcp failure.
+  HealthTarget anonymous = Target(registry, server.port(), config);
+  checker.Reconfigure({anonymous});
+  EXPECT_TRUE(WaitFor([&] { return !anonymous.record->healthy(); })) << "the server wants a client certificate";
+  // The upstream's client certificate (what RuntimeConfig::HealthTargets attaches): healthy again.
+  HealthTarget presenting = Target(registry, server.port(), config);
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  ASSERT_EQ(SSL_CTX_use_certificate_chain_file(ctx.get(), dir.File("dp.crt").c_str()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx.get(), dir.File("dp.key").c_str(), SSL_FILETYPE_PEM), 1);
+  presenting.probe_tls_no_verify = ctx;
+  presenting.record->Set(false, "test");
+  checker.Reconfigure({presenting});
+  EXPECT_TRUE(WaitFor([&] { return presenting.record->healthy(); })) << "the probe presented a certificate";
   checker.Stop();
 }
 

@@ -95,7 +95,7 @@ class UpstreamPoolTest : public ::testing::Test {
 
   // One request/response on a new connection, which then goes idle into the pool.
   UpstreamConnection* PooledConnection(Observer* observer, UpstreamConnection** slot) {
-    absl::StatusOr<UpstreamConnection*> connection = worker_.ConnectUpstream(target_);
+    absl::StatusOr<UpstreamConnection*> connection = worker_.ConnectUpstream(target_, target_.pool_key);
     if (!connection.ok()) return nullptr;
     *slot = *connection;
     (*slot)->Attach(observer, UpstreamTimeouts{});
