@@ -164,10 +164,13 @@ def summarize(path):
                   f"{med(busy):.0f} % | {errors[(case, proxy)]} |")
         if "nginx" in medians and "portico" in medians:
             n, p = medians["nginx"], medians["portico"]
-            ratios.append((case, p[0] / n[0], p[1] / n[1], p[2] / n[2], p[3] / n[3] if n[3] else 0))
+            # (latencies are 0 for cases without them, e.g. httpsresume: ratio 0 there)
+            ratios.append((case, p[0] / n[0], p[1] / n[1] if n[1] else 0, p[2] / n[2] if n[2] else 0,
+                           p[3] / n[3] if n[3] else 0))
         if "baseline" in medians and "portico" in medians:
             b, p = medians["baseline"], medians["portico"]
-            baseline_ratios.append((case, p[0] / b[0], p[1] / b[1], p[2] / b[2], p[3] / b[3] if b[3] else 0))
+            baseline_ratios.append((case, p[0] / b[0], p[1] / b[1] if b[1] else 0, p[2] / b[2] if b[2] else 0,
+                                    p[3] / b[3] if b[3] else 0))
     print()
     print("| case | req/s Portico/nginx | p50 Portico/nginx | p99 Portico/nginx | CPU/req Portico/nginx |")
     print("|---|---:|---:|---:|---:|")

@@ -187,18 +187,15 @@ bool TlsTransport::Write(const absl::string_view* parts, size_t count) {
 bool TlsTransport::EncryptAndSend(const absl::string_view* parts, size_t count) {
   size_t gathered = 0;
   auto flush_gathered = [&]() -> bool {
-    if (gathered == 0) return true;
-    size_t written = 0;
-    const int rc = SSL_write_ex(ssl_, gather_buffer, gathered, &written);
+    const bool ok = WriteAll(absl::string_view(gather_buffer, gathered));
     gathered = 0;
-    return rc == 1;
+    return ok;
   };
   for (size_t i = 0; i < count; ++i) {
     absl::string_view part = parts[i];
     if (part.empty()) continue;
     if (part.size() >= kGatherLimit) {
-      size_t written = 0;
-      if (!flush_gathered() || SSL_write_ex(ssl_, part.data(), part.size(), &written) != 1) {
+      if (!flush_gathered() || !WriteAll(part)) {
         write_failed_ = true;
         error_ = DrainOpenSslErrors();
         return false;
@@ -217,6 +214,17 @@ bool TlsTransport::EncryptAndSend(const absl::string_view* parts, size_t count) 
     write_failed_ = true;
     error_ = DrainOpenSslErrors();
     return false;
+  }
+  return true;
+}
+
+bool TlsTransport::WriteAll(absl::string_view data) {
+  // SSL_write_ex completes in one call unless the context enables partial writes; loop anyway,
+  // so a context configured that way can never lose the tail of a write.
+  while (!data.empty()) {
+    size_t written = 0;
+    if (SSL_write_ex(ssl_, data.data(), data.size(), &written) != 1 || written == 0) return false;
+    data.remove_prefix(written);
   }
   return true;
 }
@@ -245,7 +253,9 @@ void TlsTransport::Close() {
 }
 
 bool TlsTransport::PeerSilent() {
-  if (closing() || failed_ || eof_seen_ || !handshake_done_) return false;
+  // Inside Pump (an owner reusing this connection from its own read callback), cipher_in_ may
+  // still hold records not decrypted yet: never silent then.
+  if (closing() || failed_ || eof_seen_ || !handshake_done_ || in_pump_) return false;
   if (SSL_pending(ssl_) > 0) return false;
   // Records that arrived while nobody read (TLS 1.3 session tickets after the handshake, a key
   // update) are consumed here; application data, an alert or the end of the stream is not silence.
@@ -370,7 +380,16 @@ void TlsTransport::FinishHandshake() {
   if (role_ == Role::kClient && was_connecting) callbacks_->OnTransportConnected(0);
 }
 
+bool TlsTransport::has_buffered_input() const {
+  return !cipher_in_.empty() || !cipher_stash_.empty() || SSL_has_pending(ssl_) == 1;
+}
+
 bool TlsTransport::Pump(absl::string_view data) {
+  in_pump_ = true;
+  struct PumpExit {
+    bool* flag;
+    ~PumpExit() { *flag = false; }
+  } pump_exit{&in_pump_};
   cipher_in_ = data;
   if (!handshake_done_) {
     if (!ContinueHandshake() || !handshake_done_) {

@@ -25,8 +25,16 @@
 //    failed", "wrong version number", ...). A peer that closes without close_notify is EOF.
 //  - Writes before the handshake finishes are kept (plaintext, copied) and sent after it.
 //
-// Every Transport contract of transport.h holds (no callback from inside a method the owner
-// called; Close() is final). Thread-compatible: one loop thread.
+// The Transport contracts of transport.h hold (no callback from inside a method the owner
+// called; Close() is final), with three differences owners must allow for:
+//  - Write() returning false may follow records of the same call already queued: the transport
+//    has failed then and the owner closes (it never retries).
+//  - OnTransportWritten counts ciphertext bytes (records, not the owner's plaintext), and only
+//    for writes queued after the handshake; use it as progress, and pending_write_bytes() as
+//    the backlog.
+//  - Writes kept before the handshake (early writes) produce no OnTransportWritten when the
+//    kernel takes them at once; pending_write_bytes() drops to the TCP backlog then.
+// Thread-compatible: one loop thread.
 #include <uv.h>
 
 #include <cstddef>
@@ -77,7 +85,12 @@ class TlsTransport final : public Transport, private TransportCallbacks {
   bool closing() const override { return inner_->closing(); }
   void SetNoDelay() override { inner_->SetNoDelay(); }
   // True when nothing is waiting: no decrypted byte held by OpenSSL and nothing on the socket.
+  // False while this transport is delivering a read (see has_buffered_input).
   bool PeerSilent() override;
+  // Bytes received but not delivered yet (ciphertext still to decrypt in this delivery, a stash,
+  // or records OpenSSL holds). An owner that finished a message inside OnTransportRead checks it
+  // the way it checks for bytes after the message in the view: such a connection is not reusable.
+  bool has_buffered_input() const;
 
  private:
   struct Bio;
@@ -99,6 +112,7 @@ class TlsTransport final : public Transport, private TransportCallbacks {
   void FinishHandshake();
   bool FlushEarlyWrites();
   bool EncryptAndSend(const absl::string_view* parts, size_t count);
+  bool WriteAll(absl::string_view data);
   void Fail(int status, const char* what);
   void ScheduleResume();
   void OnResume();
@@ -128,6 +142,7 @@ class TlsTransport final : public Transport, private TransportCallbacks {
   bool eof_seen_ = false;
   bool shutdown_wanted_ = false;
   bool write_failed_ = false;
+  bool in_pump_ = false;
 };
 
 }  // namespace portico

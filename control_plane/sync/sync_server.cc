@@ -132,6 +132,12 @@ class CertificateStage {
       if (dash == absl::string_view::npos || !absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) continue;
       if (kill(pid, 0) == 0 || errno != ESRCH) continue;
       const std::string folder = absl::StrCat(base, "/", entry->d_name);
+      // Only our own private folders: in a shared $TMPDIR another user could plant a look-alike.
+      struct stat info;
+      if (lstat(folder.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) || info.st_uid != geteuid() ||
+          (info.st_mode & 0777) != 0700) {
+        continue;
+      }
       std::error_code ignored;
       // Only symlinks and folders: remove_all does not follow symlinks.
       std::filesystem::remove_all(folder, ignored);

@@ -245,7 +245,8 @@ absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> UpstreamTlsContexts::
     }
     SSL_CTX* ctx = context->ctx_;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // No SSL_MODE_ENABLE_PARTIAL_WRITE: TlsTransport hands every record to TCP at once, so a
+    // write always completes (and it loops over partial writes anyway).
     // Sessions go to the connection (its worker keeps the last one per pool key), never to an
     // internal cache shared across threads.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

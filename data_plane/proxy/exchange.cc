@@ -225,9 +225,14 @@ void Exchange::StartUpstream(bool allow_pooled) {
   if (connection == nullptr) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address, pool_key, tls, server_name);
     if (!fresh.ok()) {
-      PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
-      // Local limits (out of descriptors or ports) are not the target's failure: no passive report.
-      if (balancer != nullptr && !absl::IsResourceExhausted(fresh.status())) {
+      // A request the connection cannot be made for (InvalidArgument: a client-chosen SNI that is
+      // too long) is logged at the TLS log rate, and neither it nor a local limit (out of
+      // descriptors or ports) is the target's failure: no passive report.
+      const bool request_fault = absl::IsInvalidArgument(fresh.status());
+      if (!request_fault || worker_->AllowUpstreamTlsLog()) {
+        PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
+      }
+      if (balancer != nullptr && !absl::IsResourceExhausted(fresh.status()) && !request_fault) {
         balancer->AttemptFailed(worker_index, balancer_target >= 0 ? balancer_target : health_target_,
                                 dp::HealthEvent::kTcpFailure, attempt_started_ns);
       }

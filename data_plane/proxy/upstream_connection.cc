@@ -345,7 +345,9 @@ void UpstreamConnection::OnTransportRead(absl::string_view data) {
           }
           continue;
         }
-        if (!data.empty()) reusable_ = false;  // bytes after the response: do not trust this connection
+        // Bytes after the response (in this view, or still undecrypted in the TLS transport):
+        // do not trust this connection.
+        if (!data.empty() || (tls_ != nullptr && tls_->has_buffered_input())) reusable_ = false;
         CompleteResponse();
         return;
       case Http1Codec::Event::kHeadTooLarge:

@@ -314,6 +314,7 @@ UpstreamConnection* Worker::AcquireIdle(const std::string& key) {
     c->MarkTakenFromPool();
     return c;
   }
+  idle_.erase(it);  // keys come and go (targets, TLS SNIs): the map stays bounded
   return nullptr;
 }
 
@@ -329,6 +330,8 @@ void Worker::RemoveIdle(UpstreamConnection* connection) {
   auto it = idle_.find(connection->pool_key());
   if (it == idle_.end()) return;
   auto& list = it->second;
+  // Not erased when empty here: AcquireIdle holds the list while it closes stale connections
+  // (Close -> RemoveIdle). Empty lists go in AcquireIdle and Destroy.
   list.erase(std::remove(list.begin(), list.end(), connection), list.end());
 }
 
@@ -347,6 +350,11 @@ const std::string& Worker::UpstreamPoolKey(const dp::Target& target, const dp::U
 }
 
 void Worker::KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* session) {
+  // Bounded: pool keys include the SNI, which a preserve_host route takes from the client.
+  if (upstream_tls_sessions_.size() >= kMaxUpstreamTlsSessions && !upstream_tls_sessions_.contains(pool_key)) {
+    for (auto& [key, kept] : upstream_tls_sessions_) SSL_SESSION_free(kept);
+    upstream_tls_sessions_.clear();
+  }
   auto [it, inserted] = upstream_tls_sessions_.try_emplace(pool_key, session);
   if (!inserted) {
     SSL_SESSION_free(it->second);
@@ -366,6 +374,11 @@ bool Worker::AllowUpstreamTlsLog() {
 absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const dp::Target& target, const std::string& pool_key,
                                                             const dp::UpstreamTlsContext* tls,
                                                             absl::string_view server_name) {
+  // A DNS name is at most 253 bytes; a longer Host (preserve_host) cannot be an SNI.
+  if (tls != nullptr && server_name.size() > 253) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream TLS: the server name (", server_name.size(), " bytes) is too long for SNI"));
+  }
   auto owned = std::make_unique<UpstreamConnection>(*this, pool_key, options_.max_header_bytes);
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
@@ -398,6 +411,9 @@ void Worker::Destroy(Http1ClientConnection* connection) {
 
 void Worker::Destroy(UpstreamConnection* connection) {
   RemoveIdle(connection);
+  if (auto idle = idle_.find(connection->pool_key()); idle != idle_.end() && idle->second.empty()) {
+    idle_.erase(idle);
+  }
   auto it = upstreams_.find(connection);
   if (it == upstreams_.end()) return;
   dead_upstreams_.push_back(std::move(it->second));

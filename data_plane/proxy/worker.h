@@ -39,6 +39,8 @@ inline constexpr size_t kHighWaterBytes = 256 * 1024;
 inline constexpr size_t kLowWaterBytes = 64 * 1024;
 inline constexpr size_t kReadBufferBytes = 64 * 1024;
 inline constexpr size_t kMaxIdlePerKey = 64;
+// Upstream TLS sessions kept per worker (one per pool key); past this the set starts over.
+inline constexpr size_t kMaxUpstreamTlsSessions = 1024;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
 // Accepting pauses this long after accept4 failed for lack of descriptors or memory.

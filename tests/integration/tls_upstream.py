@@ -10,6 +10,7 @@ request (method, path, Host) and counters so far (TLS connections, resumed ones,
 """
 import argparse
 import http.server
+import hashlib
 import json
 import socketserver
 import ssl
@@ -68,6 +69,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        # The body's length and SHA-256, so a test can check that every byte arrived.
+        length = int(self.headers.get("Content-Length", "0"))
+        data = b""
+        while len(data) < length:
+            chunk = self.rfile.read(length - len(data))
+            if not chunk:
+                break
+            data += chunk
+        body = json.dumps({"body_length": len(data), "body_sha256": hashlib.sha256(data).hexdigest()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <openssl/sha.h>
+
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -150,6 +152,37 @@ TEST_F(UpstreamTlsIntegrationTest, VerifiedWithTheRightCaWrongCaIs502AndVerifyOf
   EXPECT_EQ(lenient.status, 200) << lenient.body;
   // Other TLS settings, same target and SNI: a connection of its own, never the verified one.
   EXPECT_EQ(Body(lenient)["stats"]["connections"], 2) << lenient.body;
+}
+
+TEST_F(UpstreamTlsIntegrationTest, LargeRequestBodiesArriveWhole) {
+  TlsUpstream upstream(cluster_.tmp(), "tls-upstream", server_, "");
+  ASSERT_GT(upstream.port(), 0) << upstream.Log();
+  AddService("uploads", upstream.port(), {{"tls_verify", false}});
+  DataPlane* dp = StartDp();
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp)) << cluster_.DpStatus(*dp).dump();
+  // 300 KB: many TLS records per write, bodies forwarded straight from the 64 KiB read buffer.
+  std::string body;
+  for (int i = 0; body.size() < 300000; ++i) absl::StrAppend(&body, i, ",");
+  const std::string file = cluster_.tmp().path() + "/upload.bin";
+  std::ofstream(file, std::ios::binary) << body;
+  FILE* p = popen(absl::StrCat("timeout 20 curl -sS --max-time 15 -H 'Host: client.example' --data-binary @", file,
+                               " http://127.0.0.1:", dp->proxy_port, "/uploads/put 2>&1")
+                      .c_str(),
+                  "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  json seen = json::parse(out, nullptr, false);
+  ASSERT_FALSE(seen.is_discarded()) << out << cluster_.Logs();
+  EXPECT_EQ(seen["body_length"], body.size());
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+  std::string hex;
+  for (unsigned char c : digest) absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
+  EXPECT_EQ(seen["body_sha256"], hex);
 }
 
 TEST_F(UpstreamTlsIntegrationTest, PreserveHostSendsTheClientHostAsSni) {

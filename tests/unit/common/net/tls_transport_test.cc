@@ -171,6 +171,40 @@ TEST_F(TlsTransportTest, ManyPartsAreCoalescedAndArriveInOrder) {
   EXPECT_EQ(server_->recorder.read, "head;x" + big + "tail;");
 }
 
+TEST_F(TlsTransportTest, AContextWithPartialWritesStillSendsEveryByte) {
+  SSL_CTX_set_mode(client_context_, SSL_MODE_ENABLE_PARTIAL_WRITE);
+  StartPair(client_context_);
+  ASSERT_TRUE(RunUntil([&] { return client_->recorder.connected != 0; }));
+  ASSERT_EQ(client_->recorder.connected, 1) << client_->tls.error();
+  std::string body;
+  for (int i = 0; body.size() < 100000; ++i) body += std::to_string(i) + ";";
+  absl::string_view parts[] = {"POST /x HTTP/1.1\r\n\r\n", body};
+  ASSERT_TRUE(client_->tls.Write(parts, 2));
+  ASSERT_TRUE(RunUntil([&] { return server_->recorder.read.size() >= parts[0].size() + body.size(); }));
+  EXPECT_EQ(server_->recorder.read, std::string(parts[0]) + body);
+}
+
+TEST_F(TlsTransportTest, NeverSilentWhileDeliveringARead) {
+  StartPair(client_context_);
+  ASSERT_TRUE(RunUntil([&] { return client_->recorder.connected != 0; }));
+  ASSERT_EQ(client_->recorder.connected, 1) << client_->tls.error();
+  int silent_inside = -1;
+  bool buffered_inside = true;
+  client_->recorder.on_read = [&](absl::string_view) {
+    silent_inside = client_->tls.PeerSilent() ? 1 : 0;
+    buffered_inside = client_->tls.has_buffered_input();
+  };
+  client_->tls.StartReading();
+  ASSERT_TRUE(server_->tls.Write("response"));
+  ASSERT_TRUE(RunUntil([&] { return client_->recorder.read == "response"; }));
+  EXPECT_EQ(silent_inside, 0);      // a pooled connection is never reused from its own delivery
+  EXPECT_FALSE(buffered_inside);    // one record, all of it delivered
+  client_->recorder.on_read = nullptr;
+  client_->tls.StopReading();
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(client_->tls.PeerSilent());
+}
+
 TEST_F(TlsTransportTest, LargeTransferSurvivesTheReaderPausing) {
   StartPair(client_context_);
   ASSERT_TRUE(RunUntil([&] { return client_->recorder.connected != 0; }));
