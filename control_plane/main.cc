@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -153,6 +155,18 @@ absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPo
     if (!pem.ok()) return absl::Status(pem.status().code(), absl::StrCat("--admin-client-ca: ", pem.status().message()));
     absl::StatusOr<int> count = CountCertificates(*pem, absl::StrCat("--admin-client-ca ", flags.Get("admin-client-ca")));
     if (!count.ok()) return count.status();
+    // Every certificate the Admin CA issued is a full operator: sharing the cluster CA would make
+    // each DP's certificate an Admin credential.
+    if (absl::StatusOr<std::string> cluster_ca = ReadFileToString(flags.Get("cluster-ca")); cluster_ca.ok()) {
+      for (absl::string_view block : absl::StrSplit(*cluster_ca, "-----END CERTIFICATE-----", absl::SkipWhitespace())) {
+        block = absl::StripAsciiWhitespace(block);
+        if (absl::StartsWith(block, "-----BEGIN CERTIFICATE-----") && absl::StrContains(*pem, block)) {
+          PORTICO_LOG(kWarn, "admin", "--admin-client-ca holds a certificate of --cluster-ca: every data plane's "
+                      "cluster certificate is then an Admin API credential; use a separate CA for operators");
+          break;
+        }
+      }
+    }
     client_ca_pem = *std::move(pem);
     out.client_ca = true;
   }

@@ -195,10 +195,13 @@ bool TcpTransport::PeerSilent() {
 ssize_t TcpTransport::TryRead(char* buffer, size_t size) {
   uv_os_fd_t fd = -1;
   if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return UV_EBADF;
-  const ssize_t n = ::recv(fd, buffer, size, MSG_DONTWAIT);
+  ssize_t n;
+  do {
+    n = ::recv(fd, buffer, size, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
   if (n > 0) return n;
   if (n == 0) return UV_EOF;
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
   return uv_translate_sys_error(errno);
 }
 

@@ -74,6 +74,8 @@ class CpUnderTest {
     admin_port = PickFreePort();
   }
 
+  const std::string& cluster_dir() const { return certs_; }
+
   // Starts with --admin-listen 127.0.0.1:admin_port unless `args` sets it; waits until the plain
   // listener answers (any status) when `wait` is set.
   bool Start(std::vector<std::string> args, const std::string& name = "cp", bool wait = true) {
@@ -240,6 +242,18 @@ TEST(AdminSecurityTest, TlsListenerWithGeneratedCertificateTokenAndTls12Floor) {
   EXPECT_EQ(Http(cp.admin_port, "GET", "/status", "", "", Bearer(token)).status, 200);
 }
 
+TEST(AdminSecurityTest, AnAdminClientCaThatIsTheClusterCaIsWarnedAbout) {
+  TempDir tmp;
+  CpUnderTest cp(tmp);
+  const uint16_t tls_port = PickFreePort();
+  // Every DP's cluster certificate would pass as an Admin credential.
+  ASSERT_TRUE(cp.Start({"--admin-ssl-listen", absl::StrCat("127.0.0.1:", tls_port), "--admin-client-ca",
+                        cp.cluster_dir() + "/ca.crt"}))
+      << cp.Log();
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(cp.Log(), "holds a certificate of --cluster-ca"); }, 5s))
+      << cp.Log();
+}
+
 TEST(AdminSecurityTest, ClientCertificatesFromTheAdminCaAreRequiredOnTheTlsListener) {
   TempDir tmp;
   // The Admin PKI (server certificate with SAN 127.0.0.1, a client certificate) and another CA.
@@ -277,6 +291,7 @@ TEST(AdminSecurityTest, ClientCertificatesFromTheAdminCaAreRequiredOnTheTlsListe
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(cp.Log(), "peer did not return a certificate"); }, 5s))
       << cp.Log();
   EXPECT_TRUE(WaitFor([&] { return absl::StrContains(cp.Log(), "certificate verify failed"); }, 5s)) << cp.Log();
+  EXPECT_FALSE(absl::StrContains(cp.Log(), "holds a certificate of --cluster-ca")) << cp.Log();  // its own CA
 
   // openssl s_client sees the Admin CA among the acceptable client CA names.
   CommandResult s_client = RunCommand(absl::StrCat("openssl s_client -connect 127.0.0.1:", tls_port, " -CAfile ",
