@@ -15,6 +15,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/sha256.h"
+#include "data_plane/tls/openssl_util.h"
 
 namespace portico::dp {
 namespace {
@@ -35,16 +37,14 @@ int OnNewSession(SSL* ssl, SSL_SESSION* session) {
 }
 
 std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
+  Sha256 hash;
+  hash.Update(data);
+  uint8_t digest[Sha256::kDigestBytes];
+  hash.Final(digest);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
 }
 
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using BioPtr = std::unique_ptr<BIO, BioFree>;
 BioPtr MemoryBio(const std::string& pem) { return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))); }
 
 // Adds every certificate of `pem` to `store`; the count added (0: none parsed).
@@ -57,41 +57,6 @@ int AddCertificates(X509_STORE* store, const std::string& pem) {
   }
   ERR_clear_error();  // the end of the PEM reads as an error
   return added;
-}
-
-// Loads a certificate (leaf first, then its chain) and its key into `ctx`. The error never
-// contains key material.
-absl::Status UseCertificateAndKey(SSL_CTX* ctx, const std::string& cert_pem, const std::string& key_pem,
-                                  absl::string_view what) {
-  BioPtr cert_bio = MemoryBio(cert_pem);
-  X509* leaf = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr);
-  if (leaf == nullptr) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": the certificate does not parse"));
-  }
-  const int used = SSL_CTX_use_certificate(ctx, leaf);
-  X509_free(leaf);
-  if (used != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": the certificate cannot be used"));
-  }
-  while (X509* extra = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)) {
-    SSL_CTX_add0_chain_cert(ctx, extra);  // takes ownership
-  }
-  ERR_clear_error();
-  BioPtr key_bio = MemoryBio(key_pem);
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
-  if (key == nullptr) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": the key does not parse"));
-  }
-  const int key_used = SSL_CTX_use_PrivateKey(ctx, key);
-  EVP_PKEY_free(key);
-  if (key_used != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": the key does not match the certificate"));
-  }
-  return absl::OkStatus();
 }
 
 // What makes two services' contexts the same.

@@ -54,7 +54,9 @@ inline constexpr int kClientErrorLogsPerSecond = 10;
 // traffic with up to this many requests in flight on one worker allocates nothing per request.
 inline constexpr size_t kMaxPooledRequestStates = 256;
 // Upstream TLS: the decrypt buffer (one per worker, made with the first TLS connection) and the
-// failure log rate.
+// failure log rate. It must stay apart from the TLS listener's plain_buffer(): a client
+// connection's read view points into that one while its callback starts an upstream exchange,
+// and taking a pooled TLS connection (PeerSilent) reads into the upstream buffer right then.
 inline constexpr size_t kUpstreamTlsPlainBytes = kReadBufferBytes + 16 * 1024;
 inline constexpr int kUpstreamTlsLogBurst = 10;
 
@@ -172,6 +174,7 @@ class Worker {
 
   // Counters for tests.
   size_t idle_upstream_count() const;
+  size_t idle_upstream_keys() const { return idle_.size(); }
 
  private:
   struct Uv;

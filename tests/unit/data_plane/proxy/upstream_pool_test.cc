@@ -141,6 +141,9 @@ TEST_F(UpstreamPoolTest, StrayBytesOnAnIdleConnectionKeepItFromTheNextRequest) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // loopback delivery, no loop run
   EXPECT_EQ(worker_.AcquireIdle(target_.pool_key), nullptr);
   EXPECT_EQ(worker_.idle_upstream_count(), 0u);
+  // The emptied pool key is gone too (keys come from targets and client-chosen SNIs), after a
+  // stale connection was closed inside AcquireIdle (Close -> RemoveIdle on the same list).
+  EXPECT_EQ(worker_.idle_upstream_keys(), 0u);
 }
 
 TEST_F(UpstreamPoolTest, UpstreamCloseOnAnIdleConnectionKeepsItFromTheNextRequest) {
