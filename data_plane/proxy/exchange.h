@@ -50,6 +50,10 @@ class Downstream {
   virtual void SendResponseBody(absl::string_view data) = 0;
   // One upstream read ended: hand the gathered response bytes to the client.
   virtual void FlushResponse() = 0;
+  // The upstream response's trailer fields (HTTP/2 and gRPC upstreams; names lowercase), sent
+  // after the last body piece. Called at most once, right before EndResponse. A version that
+  // cannot carry trailers drops them (HTTP/1: the response is not chunked-with-trailers).
+  virtual void SendResponseTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {}
   // The upstream response is complete.
   virtual void EndResponse() = 0;
   // Response bytes waiting for the client (backpressure on the upstream).
