@@ -405,6 +405,33 @@ TEST_F(H2Test, CurlUpgradeH2cOnTheCleartextListener) {
   EXPECT_FALSE(absl::StrContains(connection, "http2-settings")) << connection;
 }
 
+TEST_F(H2Test, Http2OffLeavesBothListenersOnHttp1) {
+  DataPlaneOptions options;
+  options.workers = 1;
+  options.extra_args = {"--http2", "off"};
+  options.log_name = "dp-http2-off.log";
+  DataPlane& off = cluster_.StartDp(options);
+  ASSERT_TRUE(off.started) << cluster_.Logs();
+  ASSERT_TRUE(cluster_.WaitDpSynced(off)) << cluster_.DpStatus(off).dump();
+  // ALPN offers h2 and http/1.1: the DP picks http/1.1.
+  const CurlResult tls = Curl("-k --http2", absl::StrCat("https://127.0.0.1:", off.proxy_ssl_port, "/h2/off"));
+  EXPECT_EQ(tls.status, 200) << tls.output;
+  EXPECT_EQ(tls.version, "1.1") << tls.output;
+  // Upgrade: h2c is ignored: the request is answered over HTTP/1.1.
+  const CurlResult upgrade = Curl("--http2", absl::StrCat("http://127.0.0.1:", off.proxy_port, "/h2/off"));
+  EXPECT_EQ(upgrade.status, 200) << upgrade.output;
+  EXPECT_EQ(upgrade.version, "1.1") << upgrade.output;
+  EXPECT_EQ(upstream_.CountFor("/h2/off"), 2u);
+  for (const test_support::WireRequest& r : upstream_.Requests()) {
+    EXPECT_FALSE(r.HasHeader("upgrade")) << r.target;
+    EXPECT_FALSE(r.HasHeader("http2-settings")) << r.target;
+  }
+  // The connection preface is not HTTP/1.1: no response, and nothing forwarded.
+  const CurlResult prior = Curl("--http2-prior-knowledge", absl::StrCat("http://127.0.0.1:", off.proxy_port, "/h2/off"));
+  EXPECT_NE(prior.status, 200) << prior.output;
+  EXPECT_EQ(upstream_.CountFor("/h2/off"), 2u);
+}
+
 TEST_F(H2Test, HopByHopHeadersDoNotReachTheUpstream) {
   // `te: trailers` is the one connection-specific field HTTP/2 allows; TE is hop-by-hop in HTTP/1.1.
   const json report = H2Client({"header", "/h2/te", "te", "trailers"});
