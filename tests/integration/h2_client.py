@@ -19,7 +19,8 @@ Scenarios (PATH is a route served by the DP):
   bad_hpack                       a HEADERS frame whose block is not HPACK
   oversized_frame PATH            a HEADERS frame one byte longer than the server's max frame size
   data_on_stream0                 a DATA frame on stream 0
-  big_headers PATH BYTES          a GET carrying about BYTES of header fields (CONTINUATION frames)
+  big_headers PATH BYTES [FRAME]  a GET carrying about BYTES of header fields, in a HEADERS frame and
+                                  CONTINUATION frames of the max frame size (or FRAME bytes)
   concurrent PATH EXTRA           max-concurrent-streams + EXTRA GETs at once (after the SETTINGS
                                   exchange); "max" in the output is the server's limit
   rapid_reset PATH STREAMS GOOD_PATH
@@ -255,6 +256,8 @@ def run(port, scenario, args):
         extra = [(f"x-big-{i}", "v" * 4000) for i in range(max(1, size // 4000))]
         block = c.headers_block(request_headers(args[0], extra=extra))
         limit = c.settings.get(SETTINGS_MAX_FRAME_SIZE, 16384) if c.settings else 16384
+        if len(args) > 2:
+            limit = min(limit, int(args[2]))
         pieces = [block[i:i + limit] for i in range(0, len(block), limit)]
         data = b""
         for i, piece in enumerate(pieces):
@@ -263,7 +266,7 @@ def run(port, scenario, args):
             data += frame(kind, flags, 1, piece)
         c.send(data)
         after_error(c)
-        out = c.report(block_bytes=len(block))
+        out = c.report(block_bytes=len(block), frames=len(pieces))
         c.close()
         return out
     elif scenario == "concurrent":
