@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -240,7 +241,7 @@ EchoUpstream::~EchoUpstream() {
     std::lock_guard<std::mutex> lock(mu_);
     for (int fd : conn_fds_) shutdown(fd, SHUT_RDWR);
   }
-  for (auto& t : workers_) t.join();
+  for (Worker& w : workers_) w.thread.join();
 }
 
 void EchoUpstream::AcceptLoop() {
@@ -252,7 +253,19 @@ void EchoUpstream::AcceptLoop() {
     int id = ++accepted_;
     std::lock_guard<std::mutex> lock(mu_);
     conn_fds_.push_back(fd);
-    workers_.emplace_back([this, fd, id] { Serve(fd, id); });
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (it->done) {
+        it->thread.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    Worker& worker = workers_.emplace_back();
+    worker.thread = std::thread([this, fd, id, &worker] {
+      Serve(fd, id);
+      worker.done = true;
+    });
   }
 }
 
@@ -286,6 +299,10 @@ void EchoUpstream::Serve(int fd, int connection_id) {
     if (const int delay = delay_ms_.load(); delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     ++served_;
     if (!test_support::SendAll(fd, resp) || close_after) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conn_fds_.erase(std::find(conn_fds_.begin(), conn_fds_.end(), fd));
   }
   close(fd);
 }

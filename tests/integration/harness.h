@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -93,9 +94,15 @@ class EchoUpstream {
   std::atomic<int> served_{0};
   std::atomic<int> delay_ms_{0};
   std::thread acceptor_;
-  std::vector<std::thread> workers_;
+  // One thread per connection; finished ones are joined by the acceptor at its next accept, so
+  // connection churn (a proxy's pool closing and opening connections) does not pile them up.
+  struct Worker {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Worker> workers_;  // the acceptor thread's (the destructor's once it stopped)
   std::mutex mu_;
-  std::vector<int> conn_fds_;  // guarded by mu_
+  std::vector<int> conn_fds_;  // open connections; guarded by mu_
 };
 
 }  // namespace portico::testing
