@@ -118,7 +118,8 @@ cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem"  # HAProxy's crt: certifica
 chmod 644 "$WORK/tls.key" "$WORK/tls.pem"
 
 # Upstream: portico-echo, HTTP/1.1 keep-alive.
-taskset -c "$LOAD_CPU" "$ECHO_BIN" "$UP_PORT" >"$WORK/echo.log" 2>&1 & PIDS+=($!)
+taskset -c "$LOAD_CPU" "$ECHO_BIN" "$UP_PORT" >"$WORK/echo.log" 2>&1 &
+ECHO_PID=$!; PIDS+=("$ECHO_PID")
 wait_http "http://127.0.0.1:$UP_PORT/small" 10 || die "portico-echo did not start: $(cat "$WORK/echo.log")"
 
 # Portico: a CP and a 1-worker DP with both listeners.
@@ -295,6 +296,7 @@ run_h2load() {  # run_h2load PROXY CASE ROUND; appends one line to $RESULTS
     --log-file "$WORK/$name.log" "$(case_url "$proxy" "$c")" >"$OUT/h2load-$name.txt" 2>&1 \
     || die "h2load failed: $(tail -n 20 "$OUT/h2load-$name.txt")"
   after=$(cpu_ticks "$pid")
+  alive "$ECHO_PID" || die "the upstream (portico-echo) died during $name: $(tail -n 3 "$WORK/echo.log")"
   # CPU time covers the warm-up second too: scaled to the measured window.
   "$PY" "$H2HELPER" result "$c" "$proxy" "$round" \
     "$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v d="$DURATION" 'BEGIN { printf "%.2f", t / hz * d / (d + 1) }')" \
