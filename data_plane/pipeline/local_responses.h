@@ -18,6 +18,10 @@ inline constexpr absl::string_view kMsgNameResolution = "name resolution failed"
 inline constexpr absl::string_view kMsgNoPeer = "failure to get a peer from the ring-balancer";
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
 inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
+// Kong's answers on gRPC routes (KONG-REFERENCE.md §3.7; GrpcRouteStep).
+inline constexpr absl::string_view kMsgHttp2Required = "Please use HTTP2 protocol";
+inline constexpr absl::string_view kMsgNonGrpcRequest = "Non-gRPC request matched gRPC route";
+inline constexpr absl::string_view kMsgGrpcsRequired = "gRPC request matched gRPCs route";
 inline constexpr absl::string_view kMsgRequestTooLarge = "Request size limit exceeded";  // request-size-limiting
 
 // Kong's answer when an https-only route is hit over plain HTTP: `redirect_status` 426 ->

@@ -39,6 +39,7 @@ void RequestContext::ResetContext() {
   hash_cookie_value.clear();
   worker_index = 0;
   upstream_head.clear();
+  upstream_http2_headers.Clear();
   response_headers.Clear();
   response_head = nullptr;
   response_headers_removed.clear();

@@ -75,6 +75,11 @@ class HeaderList {
     items_[size_].second.assign(value.data(), value.size());
     ++size_;
   }
+  // The same with `name` lowercased (HTTP/2 field names).
+  void AddLowercase(absl::string_view name, absl::string_view value) {
+    Add(name, value);
+    for (char& c : items_[size_ - 1].first) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
   void Clear() { size_ = 0; }
   // Case-insensitive on names; keep the strings' capacity (no allocation once warm).
   bool Contains(absl::string_view name) const;
@@ -140,6 +145,9 @@ class RequestContext {
   // in Set-Cookie, and the key of every attempt of this request).
   std::string hash_cookie_value;
   std::string upstream_head;                     // upstream step: the head to send
+  // Upstream step, for an HTTP/2 service (UpstreamService::http2) instead of upstream_head: the
+  // header list to send (pseudo-headers first, lowercase names).
+  HeaderList upstream_http2_headers;
   absl::string_view upstream_host_header;        // upstream step: its Host (the SNI of an https service)
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;

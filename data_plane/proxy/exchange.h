@@ -27,6 +27,7 @@
 
 namespace portico::dp {
 
+class Http2UpstreamStream;
 class Worker;
 
 // The client side of one exchange, implemented by the client connection for its HTTP version.
@@ -126,6 +127,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void OnUpstreamConnected() override;
   UpstreamHeadAction OnUpstreamHead(const MessageHead& head) override;
   void OnUpstreamBody(absl::string_view data) override;
+  void OnUpstreamTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) override;
   void OnUpstreamComplete() override;
   void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) override;
   void OnUpstreamWriteDrained() override;
@@ -137,6 +139,12 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // A retry needs a new destination: runs the steps that say so (rerun_on_retry) again.
   bool RerunDestinationSteps();
   void StartUpstream(bool allow_pooled);
+  // The service speaks HTTP/2 (grpc, grpcs): a stream from the worker's HTTP/2 pool instead of
+  // an UpstreamConnection; the body goes unframed (HTTP/2 DATA).
+  bool UpstreamIsHttp2() const { return service != nullptr && service->http2; }
+  void StartHttp2Upstream();
+  // A connection could not even be started: logged, passive report, 502.
+  void FailToConnect(const absl::Status& status);
   void SendToUpstream(absl::string_view data, bool as_chunk);
   // The upstream head, a body read whole, and the body bytes held while connecting.
   void WriteRequestStart();
@@ -165,6 +173,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool suspended_ = false;
   bool steps_done_ = false;     // every request step ran (the upstream may start)
   UpstreamConnection* upstream_ = nullptr;
+  Http2UpstreamStream* upstream_stream_ = nullptr;  // instead of upstream_ for an HTTP/2 service
   std::string pending_body_;    // body bytes (framed) waiting for the upstream to connect
   int connect_retries_left_ = 0;
   bool request_is_head_ = false;

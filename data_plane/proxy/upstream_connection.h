@@ -19,11 +19,13 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <uv.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
 #include "common/net/tls_transport.h"
@@ -40,6 +42,7 @@ enum class UpstreamError {
   kReadTimeout,
   kClosed,                // EOF or reset before the response was complete
   kInvalidResponse,       // unparsable response head or body, or one the observer refused
+  kDeadlineExceeded,      // HTTP/2 upstream: the request's grpc-timeout passed (stream cancelled)
 };
 
 struct UpstreamTimeouts {
@@ -64,6 +67,9 @@ class UpstreamObserver {
   // The final (non-1xx) response head (1xx interim responses are dropped).
   virtual UpstreamHeadAction OnUpstreamHead(const MessageHead& head) = 0;
   virtual void OnUpstreamBody(absl::string_view data) = 0;
+  // The response's trailer fields (HTTP/2 upstreams; lowercase names), right before
+  // OnUpstreamComplete. Borrowed for the call.
+  virtual void OnUpstreamTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {}
   // The response ended. The observer must call Release() or Abort() before returning.
   virtual void OnUpstreamComplete() = 0;
   // The connection failed and is already closing and detached; `response_bytes_received` tells

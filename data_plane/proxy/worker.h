@@ -31,6 +31,7 @@ namespace portico::dp {
 
 class Exchange;
 class Http1ClientConnection;
+class Http2UpstreamPool;
 class ServerTlsContext;
 class UpstreamConnection;
 
@@ -147,6 +148,12 @@ class Worker {
   void KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* session);
   // Upstream TLS failure log lines: at most kUpstreamTlsLogBurst per second per worker.
   bool AllowUpstreamTlsLog();
+  // The session kept for `pool_key` if it can be resumed, else null (borrowed).
+  SSL_SESSION* UpstreamTlsSession(const std::string& pool_key);
+  // The buffer upstream TLS connections decrypt into (kUpstreamTlsPlainBytes; made on first use).
+  char* upstream_tls_plain_buffer();
+  // Upstream HTTP/2 connections (services grpc/grpcs).
+  Http2UpstreamPool& http2_upstreams() { return *http2_upstreams_; }
 
   // Called from the last close callback of a connection: frees it after the current iteration.
   void Destroy(Http1ClientConnection* connection);
@@ -237,6 +244,7 @@ class Worker {
   int upstream_tls_log_count_ = 0;
   std::vector<std::unique_ptr<Http1ClientConnection>> dead_clients_;
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
+  std::unique_ptr<Http2UpstreamPool> http2_upstreams_;
 
   struct DeadlineListHead {
     DeadlineNode* first = nullptr;

@@ -77,6 +77,7 @@ struct CompiledRoute {
   const Route* route = nullptr;
   const Service* service = nullptr;
   bool https_only = false;
+  bool grpc = false;
   std::vector<std::string> methods;
   std::vector<HostRule> hosts;
   // A candidate is only reached through a host bucket its route's host names match (or the
@@ -122,6 +123,7 @@ enum EntryFlags : uint8_t {
   kRestRegex = 16,  // `regex` is the rest after the literal, matched from path_length, anchored
   kHttpsOnly = 32,  // Match::https_only
   kHasSnis = 64,    // checked on TLS requests only
+  kGrpc = 128,      // Match::grpc
 };
 
 // What the matcher reads for one candidate, copied into every bucket the candidate belongs to so
@@ -378,6 +380,7 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
   entry.config_route = route.route;
   entry.service = route.service;
   if (route.https_only) entry.flags |= kHttpsOnly;
+  if (route.grpc) entry.flags |= kGrpc;
   entry.regex = candidate.regex;
   if (candidate.rest_regex != nullptr) {
     entry.regex = candidate.rest_regex;
@@ -586,11 +589,15 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
   for (const Route& route : set.routes) {
+    // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
+    // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
+    const bool grpc = HasProtocol(route, "grpc") || HasProtocol(route, "grpcs");
     const bool http = HasProtocol(route, "http");
-    if (!http && !HasProtocol(route, "https")) continue;  // grpc/stream routes: no HTTP/1.1 routing
+    if (!grpc && !http && !HasProtocol(route, "https")) continue;
     CompiledRoute compiled;
     compiled.route = &route;
-    compiled.https_only = !http;
+    compiled.grpc = grpc;
+    compiled.https_only = grpc ? !HasProtocol(route, "grpc") : !http;
     if (route.has_service_id()) {
       auto it = services.find(route.service_id());
       if (it != services.end()) {
@@ -837,6 +844,7 @@ std::optional<Match> Router::Find(const RequestView& request) const {
       match.service = entry.service;
       match.matched_path = request.path.substr(0, matched_length);
       match.https_only = (entry.flags & kHttpsOnly) != 0;
+      match.grpc = (entry.flags & kGrpc) != 0;
       if (entry.path_kind == PathKind::kRegex) {
         match.path_regex = entry.regex;
         match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;
