@@ -110,9 +110,8 @@ class GrpcRouteStep final : public RequestStep {
     if (request.match->https_only && !request.tls) {
       LocalResponse response;
       response.status = 200;
-      response.headers = {{"content-type", "application/grpc"}, {"grpc-status", "1"},
-                          {"grpc-message", std::string(kMsgGrpcsRequired)}};
-      response.body = absl::string_view();
+      response.grpc_status = 1;  // CANCELLED
+      response.message = kMsgGrpcsRequired;
       request.Respond(response);
       return StepStatus::kStop;
     }

@@ -63,6 +63,9 @@ struct LocalResponse {
   absl::string_view content_type;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the client connection after it, whatever keep-alive says
+  // To a gRPC request (HTTP/2 downstream): the grpc-status to answer with, instead of the one the
+  // downstream maps from `status` (-1: mapped); grpc-message is `message`.
+  int grpc_status = -1;
 };
 
 // Headers that steps add to the response. Keeps its strings (and their capacity) across requests,

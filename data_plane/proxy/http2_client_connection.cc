@@ -443,7 +443,8 @@ void Http2ClientSession::SubmitLocal(Http2Stream* stream, const dp::LocalRespons
     // Kong answers gRPC requests with a gRPC status, never an HTML or JSON body.
     status = "200";
     fields.emplace_back("content-type", "application/grpc");
-    fields.emplace_back("grpc-status", absl::StrCat(GrpcStatusForHttpStatus(response.status)));
+    fields.emplace_back("grpc-status", absl::StrCat(response.grpc_status >= 0 ? response.grpc_status
+                                                                               : GrpcStatusForHttpStatus(response.status)));
     const absl::string_view message = !response.message.empty() ? response.message
                                                                  : HttpReasonPhrase(response.status);
     fields.emplace_back("grpc-message", PercentEncodeGrpcMessage(message));
@@ -480,7 +481,9 @@ void Http2ClientSession::SubmitLocal(Http2Stream* stream, const dp::LocalRespons
   if (nghttp2_submit_response(session_, stream->id_, nva.data(), nva.size(), has_body ? &provider : nullptr) != 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_INTERNAL_ERROR);
   }
-  if (!has_body) stream->StopUnfinishedRequest();  // else once the body went (ReadResponseBody)
+  // gRPC clients (grpc-core) turn a RST_STREAM NO_ERROR that follows a trailers-only answer into
+  // INTERNAL: the rest of a gRPC request is read and discarded instead.
+  if (!has_body && !stream->grpc_) stream->StopUnfinishedRequest();  // else once the body went (ReadResponseBody)
   Flush();
 }
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -167,10 +168,10 @@ bool Http2UpstreamConnection::InitSession() {
   if (rc != 0) return false;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindowBytes)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kUpstreamStreamWindowBytes)},
   };
   if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0) return false;
-  return nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindowBytes) == 0;
+  return nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kUpstreamConnectionWindowBytes) == 0;
 }
 
 absl::Status Http2UpstreamConnection::Connect(const struct sockaddr* address, int64_t connect_timeout_ms) {
@@ -372,6 +373,7 @@ int Http2UpstreamConnection::OnFrameReceived(int type, uint8_t flags, int32_t st
     head.version_major = 2;
     head.version_minor = 0;
     head.keep_alive = true;
+    if ((flags & NGHTTP2_FLAG_END_STREAM) != 0) SplitTrailersOnly(stream);
     stream->head_delivered_ = true;
     const UpstreamHeadAction action = stream->observer_->OnUpstreamHead(head);
     if (stream->observer_ == nullptr) return 0;  // the observer let go of the stream
@@ -421,6 +423,25 @@ int Http2UpstreamConnection::OnStreamClosed(int32_t stream_id, uint32_t error_co
   }
   MaybeDead(stream);
   return 0;
+}
+
+void Http2UpstreamConnection::SplitTrailersOnly(Http2UpstreamStream* stream) {
+  std::vector<std::pair<std::string, std::string>>& fields = stream->head_.headers;
+  bool grpc = false;
+  for (const auto& [name, value] : fields) {
+    grpc = grpc || (name == "content-type" && absl::StartsWith(value, "application/grpc"));
+  }
+  if (!grpc) return;
+  size_t kept = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (fields[i].first == "content-type") {
+      if (kept != i) fields[kept] = std::move(fields[i]);
+      ++kept;
+    } else {
+      stream->trailers_.push_back(std::move(fields[i]));
+    }
+  }
+  fields.resize(kept);
 }
 
 void Http2UpstreamConnection::CompleteStream(Http2UpstreamStream* stream) {

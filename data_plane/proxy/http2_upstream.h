@@ -15,7 +15,7 @@
 // Flow control. Request bodies are copied into their stream and framed as the peer's windows
 // allow; the exchange sees them as pending_write_bytes(). Response DATA is acknowledged
 // (WINDOW_UPDATE) only after the observer's read end, and not at all while the observer paused
-// the stream, so a slow client stops its stream at the window (kStreamWindowBytes) without
+// the stream, so a slow client stops its stream at the window (kUpstreamStreamWindowBytes) without
 // stopping the others.
 //
 // Timeouts per stream: read (the service's read_timeout, since the stream's last received
@@ -53,8 +53,8 @@ class Http2UpstreamPool;
 // Streams one connection carries at most, whatever the peer's SETTINGS_MAX_CONCURRENT_STREAMS.
 inline constexpr uint32_t kMaxStreamsPerUpstreamConnection = 100;
 // Receive windows: per stream, and for the connection (enough for every stream's window).
-inline constexpr int32_t kStreamWindowBytes = 256 * 1024;
-inline constexpr int32_t kConnectionWindowBytes = 16 * 1024 * 1024;
+inline constexpr int32_t kUpstreamStreamWindowBytes = 256 * 1024;
+inline constexpr int32_t kUpstreamConnectionWindowBytes = 16 * 1024 * 1024;
 
 // One request/response of one exchange on an upstream HTTP/2 connection. Owned by its
 // connection; the observer's pointer is valid until it calls Release() or Abort(), or until
@@ -188,6 +188,10 @@ class Http2UpstreamConnection final : public TransportCallbacks, public Upstream
   void FailSoon(UpstreamError error);
   void FailStream(Http2UpstreamStream* stream, UpstreamError error);
   void CompleteStream(Http2UpstreamStream* stream);
+  // A gRPC Trailers-Only response (one HEADERS frame ending the stream): its fields but
+  // content-type become trailers, so that the client side sends them as trailers (gRPC clients
+  // read the status from the frame that ends the stream).
+  void SplitTrailersOnly(Http2UpstreamStream* stream);
   void OnTimer();
   void RearmTimer();
   void OnHandleClosed();
