@@ -263,6 +263,7 @@ void Exchange::StartHttp2Upstream() {
     return;
   }
   upstream_stream_ = *stream;
+  upstream_stream_->set_split_trailers_only(head->version_major >= 2);
   head_reported_ = false;
   if (balancer_target >= 0) health_target_ = balancer_target;
   if (end_stream) return;

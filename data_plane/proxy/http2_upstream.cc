@@ -86,6 +86,7 @@ void Http2UpstreamStream::Clear() {
   head_.Clear();
   head_delivered_ = false;
   skip_body_ = false;
+  split_trailers_only_ = false;
   trailers_.clear();
   response_bytes_seen_ = false;
   response_complete_ = false;
@@ -373,7 +374,7 @@ int Http2UpstreamConnection::OnFrameReceived(int type, uint8_t flags, int32_t st
     head.version_major = 2;
     head.version_minor = 0;
     head.keep_alive = true;
-    if ((flags & NGHTTP2_FLAG_END_STREAM) != 0) SplitTrailersOnly(stream);
+    if ((flags & NGHTTP2_FLAG_END_STREAM) != 0 && stream->split_trailers_only_) SplitTrailersOnly(stream);
     stream->head_delivered_ = true;
     const UpstreamHeadAction action = stream->observer_->OnUpstreamHead(head);
     if (stream->observer_ == nullptr) return 0;  // the observer let go of the stream

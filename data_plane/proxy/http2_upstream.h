@@ -78,6 +78,11 @@ class Http2UpstreamStream {
   void Release();
   // Detaches and cancels the stream (RST_STREAM CANCEL). No further callbacks.
   void Abort();
+  // A gRPC Trailers-Only answer (one HEADERS frame that ends the stream) is reported as a head
+  // with only content-type, then its other fields as trailers: for a client that can receive
+  // trailers (HTTP/2), whose gRPC library reads the status from the frame ending the stream.
+  // Off (the default): all its fields are the head (HTTP/1 clients drop trailers).
+  void set_split_trailers_only(bool split) { split_trailers_only_ = split; }
 
  private:
   friend class Http2UpstreamConnection;
@@ -99,6 +104,7 @@ class Http2UpstreamStream {
   MessageHead head_;            // the response head being collected, then the final head
   bool head_delivered_ = false;
   bool skip_body_ = false;
+  bool split_trailers_only_ = false;
   std::vector<std::pair<std::string, std::string>> trailers_;
   bool response_bytes_seen_ = false;
   bool response_complete_ = false;  // END_STREAM received and delivered
@@ -188,9 +194,8 @@ class Http2UpstreamConnection final : public TransportCallbacks, public Upstream
   void FailSoon(UpstreamError error);
   void FailStream(Http2UpstreamStream* stream, UpstreamError error);
   void CompleteStream(Http2UpstreamStream* stream);
-  // A gRPC Trailers-Only response (one HEADERS frame ending the stream): its fields but
-  // content-type become trailers, so that the client side sends them as trailers (gRPC clients
-  // read the status from the frame that ends the stream).
+  // A gRPC Trailers-Only response: its fields but content-type become trailers
+  // (Http2UpstreamStream::set_split_trailers_only).
   void SplitTrailersOnly(Http2UpstreamStream* stream);
   void OnTimer();
   void RearmTimer();
