@@ -266,15 +266,18 @@ void Exchange::StartHttp2Upstream() {
   upstream_stream_->set_split_trailers_only(head->version_major >= 2);
   head_reported_ = false;
   if (balancer_target >= 0) health_target_ = balancer_target;
-  if (end_stream) return;
+  if (!end_stream && upstream_stream_->connected()) WriteHttp2RequestStart();
+}
+
+void Exchange::WriteHttp2RequestStart() {
   // A body read whole stays for a retry; body bytes held meanwhile go now (they cannot be resent).
-  upstream_stream_->SendBody(whole_body);
+  upstream_stream_->SendBody(WholeBodyForUpstream());
   if (!pending_body_.empty()) {
     body_streamed_ = true;
     upstream_stream_->SendBody(pending_body_);
     pending_body_.clear();
   }
-  if (request_complete_) upstream_stream_->EndRequest();
+  if (request_complete_ && !local_response_ && !cancelled_) upstream_stream_->EndRequest();
 }
 
 void Exchange::StartUpstream(bool allow_pooled) {
@@ -316,6 +319,14 @@ void Exchange::WriteRequestStart() {
 }
 
 void Exchange::OnUpstreamConnected() {
+  if (upstream_stream_ != nullptr) {
+    WriteHttp2RequestStart();
+    if (!request_complete_ && !cancelled_ && upstream_stream_ != nullptr &&
+        upstream_stream_->pending_write_bytes() < kHighWaterBytes) {
+      downstream_->RequestBodyWanted();
+    }
+    return;
+  }
   if (upstream_ == nullptr) return;
   WriteRequestStart();
   // A write the kernel takes at once reports no drain: if the client side stopped for the body
@@ -372,7 +383,8 @@ void Exchange::OnRequestComplete() {
     return;
   }
   if (upstream_stream_ != nullptr) {
-    if (!local_response_ && !cancelled_) upstream_stream_->EndRequest();
+    // (Before the connection is up, WriteHttp2RequestStart ends the request.)
+    if (!local_response_ && !cancelled_ && upstream_stream_->connected()) upstream_stream_->EndRequest();
   } else if (!local_response_ && !cancelled_ && request_chunked_ && !request_body_read && !UpstreamIsHttp2()) {
     SendToUpstream(kLastChunk, /*as_chunk=*/false);
   }
@@ -381,12 +393,12 @@ void Exchange::OnRequestComplete() {
 
 void Exchange::SendToUpstream(absl::string_view data, bool as_chunk) {
   if (data.empty()) return;
-  if (upstream_stream_ != nullptr) {  // HTTP/2: DATA frames, no chunk framing
+  if (upstream_stream_ != nullptr && upstream_stream_->connected()) {  // HTTP/2: DATA frames, no chunks
     body_streamed_ = true;
     upstream_stream_->SendBody(data);
     return;
   }
-  if (as_chunk && UpstreamIsHttp2()) as_chunk = false;  // held until the stream opens
+  if (as_chunk && UpstreamIsHttp2()) as_chunk = false;  // held until the stream's connection is up
   char size_line_buffer[24];
   const absl::string_view size_line = as_chunk ? ChunkSizeLine(data.size(), size_line_buffer) : absl::string_view();
   const absl::string_view trailer = as_chunk ? absl::string_view("\r\n") : absl::string_view();

@@ -143,6 +143,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // an UpstreamConnection; the body goes unframed (HTTP/2 DATA).
   bool UpstreamIsHttp2() const { return service != nullptr && service->http2; }
   void StartHttp2Upstream();
+  // The HTTP/2 stream's connection is up: the body held meanwhile goes (and the end, if read).
+  void WriteHttp2RequestStart();
   // A connection could not even be started: logged, passive report, 502.
   void FailToConnect(const absl::Status& status);
   void SendToUpstream(absl::string_view data, bool as_chunk);

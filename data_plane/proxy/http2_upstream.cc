@@ -28,6 +28,11 @@ absl::string_view View(const uint8_t* data, size_t size) {
 
 // ---- stream
 
+bool Http2UpstreamStream::connected() const {
+  const Http2UpstreamConnection::State state = connection_->state();
+  return state == Http2UpstreamConnection::State::kActive || state == Http2UpstreamConnection::State::kDraining;
+}
+
 void Http2UpstreamStream::SendBody(absl::string_view data) {
   if (observer_ == nullptr || request_ended_ || data.empty()) return;
   if (body_offset_ > 0 && body_offset_ == body_.size()) {
@@ -383,6 +388,10 @@ int Http2UpstreamConnection::OnFrameReceived(int type, uint8_t flags, int32_t st
       return 0;
     }
     stream->skip_body_ = action == UpstreamHeadAction::kSkipBody;
+    if (!stream->in_read_list_) {  // the head goes to the client at this read's end
+      stream->in_read_list_ = true;
+      read_list_.push_back(stream);
+    }
   }
   if ((flags & NGHTTP2_FLAG_END_STREAM) != 0) {
     if (!stream->head_delivered_) {
@@ -497,7 +506,7 @@ void Http2UpstreamConnection::AfterEvent() {
   list.swap(read_list_);
   for (Http2UpstreamStream* stream : list) {
     stream->in_read_list_ = false;
-    if (stream->observer_ != nullptr && !stream->skip_body_) stream->observer_->OnUpstreamReadEnd();
+    if (stream->observer_ != nullptr) stream->observer_->OnUpstreamReadEnd();
     if (state_ == State::kClosing) return;
     if (!stream->reading_paused_ || stream->observer_ == nullptr) {
       if (stream->unconsumed_ > 0) {
@@ -553,6 +562,11 @@ void Http2UpstreamConnection::OnTransportConnected(int status) {
   WithTransport([](auto& t) { t.StartReading(); });
   if (active_streams_ == 0) idle_since_ms_ = uv_now(loop_);
   Flush();
+  for (size_t i = 0; i < streams_.size() && state_ != State::kClosing; ++i) {  // by index: see AfterEvent
+    if (streams_[i]->observer_ != nullptr) streams_[i]->observer_->OnUpstreamConnected();
+  }
+  if (state_ == State::kClosing) return;
+  AfterEvent();
   RearmTimer();
 }
 

@@ -18,6 +18,10 @@
 // the stream, so a slow client stops its stream at the window (kUpstreamStreamWindowBytes) without
 // stopping the others.
 //
+// The observer hears OnUpstreamConnected once the connection is up (TLS and ALPN included), as
+// from an HTTP/1 UpstreamConnection; it may send body bytes before, but then a connect failure
+// cannot be retried with them.
+//
 // Timeouts per stream: read (the service's read_timeout, since the stream's last received
 // frame) and an absolute deadline (grpc-timeout): on expiry the stream is reset (RST_STREAM
 // CANCEL) and the observer gets kReadTimeout or kDeadlineExceeded. The connect timeout is the
@@ -65,6 +69,9 @@ class Http2UpstreamStream {
   Http2UpstreamStream(const Http2UpstreamStream&) = delete;
   Http2UpstreamStream& operator=(const Http2UpstreamStream&) = delete;
 
+  // The connection is up (OnUpstreamConnected was called, or the stream opened on a connection
+  // that was): request body bytes given now can no longer be taken back for a retry.
+  bool connected() const;
   // Request body bytes (copied), sent as DATA frames as the flow-control windows allow.
   void SendBody(absl::string_view data);
   // The request is complete: END_STREAM after the bytes queued.
