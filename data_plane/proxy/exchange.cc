@@ -172,6 +172,10 @@ void Exchange::Respond(const dp::LocalResponse& response) {
     upstream_->Abort();
     upstream_ = nullptr;
   }
+  if (upstream_stream_ != nullptr) {
+    upstream_stream_->Abort();
+    upstream_stream_ = nullptr;
+  }
   EndAttempt();
   local_response_ = true;
   pending_body_.clear();
