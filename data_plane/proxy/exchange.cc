@@ -250,13 +250,16 @@ void Exchange::StartHttp2Upstream() {
   timeouts.connect_ms = service->connect_timeout_ms;
   timeouts.write_ms = service->write_timeout_ms;
   timeouts.read_ms = service->read_timeout_ms;
-  // gRPC: the call's deadline (grpc-timeout) bounds the stream; the read timeout still applies.
-  uint64_t deadline_ms = 0;
-  if (const std::string* grpc_timeout = head->Find("grpc-timeout"); grpc_timeout != nullptr) {
-    if (std::optional<int64_t> ms = ParseGrpcTimeoutMs(*grpc_timeout); ms.has_value()) {
-      deadline_ms = uv_now(worker_->loop()) + static_cast<uint64_t>(std::max<int64_t>(*ms, 1));
+  // gRPC: the call's deadline (grpc-timeout, from the first attempt) bounds the stream; the read
+  // timeout still applies.
+  if (grpc_deadline_ms_ == 0) {
+    if (const std::string* grpc_timeout = head->Find("grpc-timeout"); grpc_timeout != nullptr) {
+      if (std::optional<int64_t> ms = ParseGrpcTimeoutMs(*grpc_timeout); ms.has_value()) {
+        grpc_deadline_ms_ = uv_now(worker_->loop()) + static_cast<uint64_t>(std::max<int64_t>(*ms, 1));
+      }
     }
   }
+  const uint64_t deadline_ms = grpc_deadline_ms_;
   const absl::string_view whole_body = WholeBodyForUpstream();
   const bool end_stream = request_complete_ && whole_body.empty() && pending_body_.empty();
   absl::StatusOr<Http2UpstreamStream*> stream = worker_->http2_upstreams().OpenStream(
@@ -653,6 +656,7 @@ void Exchange::Reset() {
   steps_done_ = false;
   upstream_ = nullptr;
   upstream_stream_ = nullptr;
+  grpc_deadline_ms_ = 0;
   pending_body_.clear();
   connect_retries_left_ = 0;
   request_is_head_ = false;

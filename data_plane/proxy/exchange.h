@@ -176,6 +176,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool steps_done_ = false;     // every request step ran (the upstream may start)
   UpstreamConnection* upstream_ = nullptr;
   Http2UpstreamStream* upstream_stream_ = nullptr;  // instead of upstream_ for an HTTP/2 service
+  uint64_t grpc_deadline_ms_ = 0;  // loop time the call's grpc-timeout ends (0: none, or not read yet)
   std::string pending_body_;    // body bytes (framed) waiting for the upstream to connect
   int connect_retries_left_ = 0;
   bool request_is_head_ = false;
