@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/proxy/websocket.h"
 #include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
@@ -96,6 +97,7 @@ void Http1ClientConnection::Close() {
   // Close() can run inside a call made by the exchange (a client write that fails at once): keep
   // the object alive until the connection itself is destroyed.
   if (exchange_ != nullptr) exchange_->Cancel();
+  if (tunnel_ != nullptr) tunnel_->Close();  // closes the upstream end too
   retired_exchange_ = std::move(exchange_);
   transport_->Close();
 }
@@ -118,6 +120,8 @@ void Http1ClientConnection::OnDeadline() {
       return;
     case State::kExchange:  // armed only while the exchange waits on the client (WaitsOnClient)
       if (WaitsOnClient()) Close();
+      return;
+    case State::kTunnel:  // never armed: the tunnel has its own idle timeout
       return;
     default:
       return;
@@ -147,6 +151,8 @@ void Http1ClientConnection::UpdateReading() {
     case State::kClosing:
       want = false;
       break;
+    case State::kTunnel:
+      return;  // the tunnel decides
   }
   if (want) {
     transport_->StartReading();
@@ -157,6 +163,10 @@ void Http1ClientConnection::UpdateReading() {
 
 void Http1ClientConnection::OnTransportEof() {
   if (state_ == State::kClosing) return;
+  if (state_ == State::kTunnel) {
+    tunnel_->OnEof(Tunnel::kClient);
+    return;
+  }
   // Between requests, let queued responses (e.g. to a client that half-closed after its last
   // request) flush first; otherwise there is nothing left to answer. After a complete request,
   // the response (and pipelined requests already received) are still answered; ProcessInput()
@@ -219,6 +229,10 @@ void Http1ClientConnection::OnTransportRead(absl::string_view data) {
       CloseForProtocolMismatch("TLS handshake on the cleartext HTTP port");
       return;
     }
+  }
+  if (state_ == State::kTunnel) {
+    tunnel_->OnRead(Tunnel::kClient, data);
+    return;
   }
   // Parsed straight from the worker's read buffer; only what stays unparsed is copied.
   ProcessInput(data);
@@ -438,6 +452,11 @@ void Http1ClientConnection::EndResponse() {
 }
 
 void Http1ClientConnection::ExchangeDone() {
+  if (state_ == State::kTunnel) {  // the tunnel needs neither the exchange nor the request head
+    EndExchange();
+    ReleaseRequestState();
+    return;
+  }
   const bool keep_alive = client_keep_alive_ && !close_after_;
   const bool draining = state_ != State::kExchange;  // a local response or early answer closes
   const bool client_done = !keep_alive && ClientDone();
@@ -449,6 +468,31 @@ void Http1ClientConnection::ExchangeDone() {
   }
   EnterIdle();
   ProcessInput();  // pipelined requests (no-op when called from inside ProcessInput)
+}
+
+bool Http1ClientConnection::StartTunnel(const MessageHead& head,
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                                        absl::Span<const absl::string_view> removed_headers,
+                                        UpstreamConnection& upstream, int64_t idle_timeout_ms) {
+  // The handshake request was read whole; nothing of the response went out yet.
+  if (state_ != State::kExchange || !request_complete_) return false;
+  std::string switching;
+  AppendSwitchingProtocolsHead(&switching, head, extra_headers, removed_headers);
+  WriteToClient(switching);  // what the kernel does not take is copied
+  if (state_ != State::kExchange) return false;  // the write failed and closed the connection
+  state_ = State::kTunnel;
+  worker_.DisarmDeadline(&deadline_);
+  tunnel_ = std::make_unique<Tunnel>(worker_, *this, upstream);
+  upstream.EnterTunnel(tunnel_.get(), idle_timeout_ms);
+  // Bytes the client sent after its handshake, before the 101 (queued unparsed), go first.
+  if (!input_.empty()) {
+    std::string early;
+    early.swap(input_);
+    tunnel_->OnRead(Tunnel::kClient, early);
+  }
+  if (peer_eof_) tunnel_->OnEof(Tunnel::kClient);
+  tunnel_->Start();  // no-op once closed
+  return true;
 }
 
 // ---- writing and closing ---------------------------------------------------------------------
@@ -527,6 +571,10 @@ void Http1ClientConnection::OnTransportWritten(size_t, int status) {
     Close();
     return;
   }
+  if (state_ == State::kTunnel) {
+    tunnel_->OnWritten(Tunnel::kClient);
+    return;
+  }
   // A response still draining to a slow reader counts from its last write progress, as nginx's
   // send_timeout: the client timeout is not a limit on how long a large response may take, but a
   // client that stops reading is dropped (which also frees the upstream connection).
@@ -577,6 +625,10 @@ void Http1ClientConnection::BeginDrain(bool client_done) {
 
 void Http1ClientConnection::OnTransportShutdown(int status) {
   if (state_ == State::kClosing) return;
+  if (state_ == State::kTunnel) {
+    tunnel_->OnShutdown(Tunnel::kClient, status);
+    return;
+  }
   if (status < 0 || peer_eof_) {
     Close();
     return;

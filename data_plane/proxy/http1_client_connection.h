@@ -13,6 +13,7 @@
 //     │ EOF, error       kDraining ──(shutdown: queued writes flushed)──▶ kLingering
 //     │                       │ client done and nothing queued: close at once  │ EOF / 2 s
 //     └───────────────────────┴──────────── any failure ─────────────────────▶ kClosing
+//   kExchange ──upstream 101 to a WebSocket handshake──▶ kTunnel ──tunnel closes──▶ kClosing
 //                                                                  (transport closing; freed
 //                                                                   after its close callback)
 // Thread-compatible: only touched on the owning worker's loop.
@@ -32,13 +33,18 @@
 #include "common/net/tls_transport.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_messages.h"
+#include "data_plane/proxy/tunnel.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
 
-class Http1ClientConnection final : public TransportCallbacks, public Http1Codec::BodySink, public Downstream {
+class Http1ClientConnection final : public TransportCallbacks,
+                                    public Http1Codec::BodySink,
+                                    public Downstream,
+                                    public TunnelEnd {
  public:
-  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing };
+  // kTunnel: after a WebSocket upgrade, every byte goes through tunnel_ (tunnel.h).
+  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing, kTunnel };
 
   explicit Http1ClientConnection(Worker& worker);
   ~Http1ClientConnection() override;
@@ -80,6 +86,13 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   void RequestBodyWanted() override;
   void Abort() override { Close(); }
   void ExchangeDone() override;
+  bool StartTunnel(const MessageHead& head, absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                   absl::Span<const absl::string_view> removed_headers, UpstreamConnection& upstream,
+                   int64_t idle_timeout_ms) override;
+
+  // TunnelEnd.
+  Transport& tunnel_transport() override { return *transport_; }
+  void CloseFromTunnel() override { Close(); }
 
  private:
   // Parses input_, or `fresh` (bytes just read, still in the worker's read buffer) when input_ is
@@ -160,6 +173,7 @@ class Http1ClientConnection final : public TransportCallbacks, public Http1Codec
   std::unique_ptr<Exchange> exchange_;
   std::unique_ptr<Exchange> spare_exchange_;    // the last exchange, until the connection is idle
   std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
+  std::unique_ptr<Tunnel> tunnel_;              // kTunnel (and after, until destroyed)
 };
 
 }  // namespace portico::dp

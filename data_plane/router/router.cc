@@ -77,6 +77,7 @@ struct CompiledRoute {
   const Route* route = nullptr;
   const Service* service = nullptr;
   bool https_only = false;
+  bool websocket_only = false;  // Match::websocket_only
   std::vector<std::string> methods;
   std::vector<HostRule> hosts;
   // A candidate is only reached through a host bucket its route's host names match (or the
@@ -122,6 +123,7 @@ enum EntryFlags : uint8_t {
   kRestRegex = 16,  // `regex` is the rest after the literal, matched from path_length, anchored
   kHttpsOnly = 32,  // Match::https_only
   kHasSnis = 64,    // checked on TLS requests only
+  kWebSocketOnly = 128,  // Match::websocket_only
 };
 
 // What the matcher reads for one candidate, copied into every bucket the candidate belongs to so
@@ -378,6 +380,7 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
   entry.config_route = route.route;
   entry.service = route.service;
   if (route.https_only) entry.flags |= kHttpsOnly;
+  if (route.websocket_only) entry.flags |= kWebSocketOnly;
   entry.regex = candidate.regex;
   if (candidate.rest_regex != nullptr) {
     entry.regex = candidate.rest_regex;
@@ -587,10 +590,14 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
   for (const Route& route : set.routes) {
     const bool http = HasProtocol(route, "http");
-    if (!http && !HasProtocol(route, "https")) continue;  // grpc/stream routes: no HTTP/1.1 routing
+    // ws/wss (Kong EE) routes take WebSocket upgrades only; the protocol groups never mix.
+    const bool ws = HasProtocol(route, "ws"), wss = HasProtocol(route, "wss");
+    const bool websocket_only = ws || wss;
+    if (!http && !HasProtocol(route, "https") && !websocket_only) continue;  // grpc/stream routes: no HTTP/1.1 routing
     CompiledRoute compiled;
     compiled.route = &route;
-    compiled.https_only = !http;
+    compiled.https_only = websocket_only ? !ws : !http;
+    compiled.websocket_only = websocket_only;
     if (route.has_service_id()) {
       auto it = services.find(route.service_id());
       if (it != services.end()) {
@@ -837,6 +844,7 @@ std::optional<Match> Router::Find(const RequestView& request) const {
       match.service = entry.service;
       match.matched_path = request.path.substr(0, matched_length);
       match.https_only = (entry.flags & kHttpsOnly) != 0;
+      match.websocket_only = (entry.flags & kWebSocketOnly) != 0;
       if (entry.path_kind == PathKind::kRegex) {
         match.path_regex = entry.regex;
         match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;
