@@ -97,7 +97,7 @@ async def scenario_close(url, timeout):
         result["server_close"] = "no close"
     except websockets.ConnectionClosed as e:  # (codes other than 1000/1001 raise ConnectionClosedError)
         result["server_close"] = [e.rcvd.code, e.rcvd.reason] if e.rcvd else f"no close frame: {e}"
-    await ws.wait_closed()
+    await asyncio.wait_for(ws.wait_closed(), timeout)
     result["ok"] = (result["client_close"] == [4001, "client bye"]
                     and result["server_close"] == [4002, "server bye"])
     return result
