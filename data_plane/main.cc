@@ -230,6 +230,8 @@ int Serve(int argc, char** argv) {
       {"workers", "0", "proxy worker threads (0 = one per core)"},
       {"client-timeout", "60", "seconds a client may stay idle (keep-alive), take to send a request "
                                "head, or go without reading any of a response, before it is closed"},
+      {"http2", "on", "HTTP/2 on the proxy listeners (on|off): h2c (prior knowledge and Upgrade: h2c) "
+                      "on the cleartext one, ALPN h2 on the TLS one"},
       {"allow-debug-header", "", "answer requests carrying Kong-Debug with Kong-Route-*/Kong-Service-* headers", true},
       {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
                              "atomically after each apply, served at start until the CP answers"},
@@ -282,6 +284,10 @@ int Serve(int argc, char** argv) {
   proxy_options.port = proxy_addr->port;
   proxy_options.workers = workers;
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
+  if (flags.Get("http2") != "on" && flags.Get("http2") != "off") {
+    return Fail(absl::InvalidArgumentError("--http2: expected on or off"));
+  }
+  proxy_options.http2 = flags.Get("http2") == "on";
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   proxy_options.dns.servers = flags.Get("dns-resolver");
   proxy_options.dns.hosts_file = flags.Get("dns-hostsfile");

@@ -5,6 +5,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/proxy/websocket.h"
@@ -15,6 +17,25 @@ namespace {
 
 // Pipelined or early bytes buffered beyond this stop reading from the client.
 constexpr size_t kMaxBufferedInputBytes = kReadBufferBytes;
+
+// RFC 9113 §3.4: the client connection preface.
+constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// The first bytes of a connection are (the start of) the HTTP/2 preface. At least "PRI * HTTP/2"
+// must be there: no HTTP/1.1 request starts like that (its version would be refused anyway).
+bool StartsWithHttp2Preface(absl::string_view data) {
+  if (data.size() < 12) return false;
+  const size_t n = std::min(data.size(), kHttp2Preface.size());
+  return data.substr(0, n) == kHttp2Preface.substr(0, n);
+}
+
+// `value` (a comma-separated token list) holds `token`, in any case.
+bool HasToken(absl::string_view value, absl::string_view token) {
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part), token)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -87,6 +108,10 @@ void Http1ClientConnection::ReleaseRequestState() {
 void Http1ClientConnection::Close() {
   if (state_ == State::kClosing) return;
   state_ = State::kClosing;
+  if (h2_ != nullptr) {
+    h2_->GoAway();  // best effort (the worker stopping): the client learns which streams ran
+    h2_->Abort();
+  }
   worker_.DisarmDeadline(&deadline_);
   ClientOutput& out = worker_.client_output();
   if (out.owner == this) {
@@ -113,6 +138,9 @@ void Http1ClientConnection::EnterIdle() {
 
 void Http1ClientConnection::OnDeadline() {
   switch (state_) {
+    case State::kHttp2:
+      h2_->OnIdleDeadline();
+      return;
     case State::kIdle:       // keep-alive or header timeout, or no write progress (see OnTransportWritten)
     case State::kDraining:   // the client stopped reading the last response
     case State::kLingering:  // the client did not close in time
@@ -131,7 +159,7 @@ void Http1ClientConnection::OnDeadline() {
 // ---- reading and parsing -------------------------------------------------------------------
 
 void Http1ClientConnection::UpdateReading() {
-  if (state_ == State::kClosing) return;
+  if (state_ == State::kClosing || state_ == State::kHttp2) return;
   bool want = false;
   switch (state_) {
     case State::kIdle:
@@ -149,6 +177,7 @@ void Http1ClientConnection::UpdateReading() {
       break;
     case State::kDraining:
     case State::kClosing:
+    case State::kHttp2:
       want = false;
       break;
     case State::kTunnel:
@@ -165,6 +194,10 @@ void Http1ClientConnection::OnTransportEof() {
   if (state_ == State::kClosing) return;
   if (state_ == State::kTunnel) {
     tunnel_->OnEof(Tunnel::kClient);
+    return;
+  }
+  if (state_ == State::kHttp2) {
+    h2_->OnEof();
     return;
   }
   // Between requests, let queued responses (e.g. to a client that half-closed after its last
@@ -220,19 +253,33 @@ void Http1ClientConnection::OnHandshakeDone() {
 
 void Http1ClientConnection::OnTransportRead(absl::string_view data) {
   if (state_ == State::kClosing || state_ == State::kLingering) return;  // lingering: discard
-  if (!saw_bytes_ && !data.empty()) {
-    saw_bytes_ = true;
-    if (tls_ != nullptr) {
-      OnHandshakeDone();
-    } else if (data[0] == 0x16) {
-      // A TLS record (handshake) where an HTTP method must start: a TLS client on this port.
-      CloseForProtocolMismatch("TLS handshake on the cleartext HTTP port");
-      return;
-    }
+  if (state_ == State::kHttp2) {
+    h2_->OnRead(data);
+    return;
   }
   if (state_ == State::kTunnel) {
     tunnel_->OnRead(Tunnel::kClient, data);
     return;
+  }
+  if (!saw_bytes_ && !data.empty()) {
+    saw_bytes_ = true;
+    if (tls_ != nullptr) {
+      OnHandshakeDone();
+      const unsigned char* alpn = nullptr;
+      unsigned int alpn_length = 0;
+      SSL_get0_alpn_selected(tls_->transport.ssl(), &alpn, &alpn_length);
+      if (absl::string_view(reinterpret_cast<const char*>(alpn), alpn_length) == "h2") {
+        SwitchToHttp2(data);
+        return;
+      }
+    } else if (data[0] == 0x16) {
+      // A TLS record (handshake) where an HTTP method must start: a TLS client on this port.
+      CloseForProtocolMismatch("TLS handshake on the cleartext HTTP port");
+      return;
+    } else if (worker_.options().http2 && StartsWithHttp2Preface(data)) {
+      SwitchToHttp2(data);  // h2c with prior knowledge
+      return;
+    }
   }
   // Parsed straight from the worker's read buffer; only what stays unparsed is copied.
   ProcessInput(data);
@@ -272,6 +319,15 @@ void Http1ClientConnection::ProcessInput(absl::string_view fresh) {
         break;
       case Http1Codec::Event::kHead:
         OnRequestHead();
+        if (state_ == State::kHttp2) {
+          // Upgraded to h2c: what follows the head (the client preface) is HTTP/2.
+          std::string rest = from_input ? std::move(input_) : std::string(fresh_);
+          input_.clear();
+          fresh_ = absl::string_view();
+          in_process_input_ = false;
+          if (!rest.empty()) h2_->OnRead(rest);
+          return;
+        }
         break;
       case Http1Codec::Event::kMessageDone:
         OnRequestComplete();
@@ -350,6 +406,7 @@ void Http1ClientConnection::OnRequestHead() {
     BeginDrain();
     return;
   }
+  if (head.upgrade && tls_ == nullptr && worker_.options().http2 && UpgradeToH2c(head)) return;
   state_ = State::kExchange;
   client_http11_ = head.version_major > 1 || (head.version_major == 1 && head.version_minor >= 1);
   client_keep_alive_ = head.keep_alive;
@@ -575,6 +632,10 @@ void Http1ClientConnection::OnTransportWritten(size_t, int status) {
     tunnel_->OnWritten(Tunnel::kClient);
     return;
   }
+  if (state_ == State::kHttp2) {
+    h2_->OnWritten();
+    return;
+  }
   // A response still draining to a slow reader counts from its last write progress, as nginx's
   // send_timeout: the client timeout is not a limit on how long a large response may take, but a
   // client that stops reading is dropped (which also frees the upstream connection).
@@ -624,7 +685,7 @@ void Http1ClientConnection::BeginDrain(bool client_done) {
 }
 
 void Http1ClientConnection::OnTransportShutdown(int status) {
-  if (state_ == State::kClosing) return;
+  if (state_ == State::kClosing || state_ == State::kHttp2) return;
   if (state_ == State::kTunnel) {
     tunnel_->OnShutdown(Tunnel::kClient, status);
     return;
@@ -638,6 +699,46 @@ void Http1ClientConnection::OnTransportShutdown(int status) {
   state_ = State::kLingering;
   worker_.ArmDeadline(&deadline_, kLingerDeadlines);
   UpdateReading();
+}
+
+// ---- HTTP/2 ------------------------------------------------------------------------------------
+
+void Http1ClientConnection::SwitchToHttp2(absl::string_view initial) {
+  state_ = State::kHttp2;
+  worker_.DisarmDeadline(&deadline_);
+  h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, tls_ != nullptr,
+                                             tls_ != nullptr ? absl::string_view(tls_->sni) : absl::string_view());
+  if (!h2_->Start(initial) && state_ != State::kClosing) Close();
+}
+
+bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
+  const std::string* upgrade = head.Find("upgrade");
+  if (upgrade == nullptr || !HasToken(*upgrade, "h2c")) return false;
+  if (head.chunked || head.content_length > 0) return false;  // served as HTTP/1.1 (RFC 9113 §3.1 allows it)
+  const std::string* settings = nullptr;
+  for (const auto& [name, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(name, "http2-settings")) continue;
+    if (settings != nullptr) return false;
+    settings = &value;
+  }
+  if (settings == nullptr) return false;
+  WriteToClient("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  if (state_ == State::kClosing) return true;
+  state_ = State::kHttp2;
+  worker_.DisarmDeadline(&deadline_);
+  h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, false,
+                                             absl::string_view());
+  if (!h2_->StartUpgraded(*settings, head) && state_ != State::kClosing) Close();
+  return true;
+}
+
+void Http1ClientConnection::Http2Idle(bool idle) {
+  if (state_ != State::kHttp2) return;
+  if (idle) {
+    worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+  } else {
+    worker_.DisarmDeadline(&deadline_);
+  }
 }
 
 }  // namespace portico::dp

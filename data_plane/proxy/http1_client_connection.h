@@ -16,6 +16,9 @@
 //   kExchange ──upstream 101 to a WebSocket handshake──▶ kTunnel ──tunnel closes──▶ kClosing
 //                                                                  (transport closing; freed
 //                                                                   after its close callback)
+// HTTP/2: after the connection preface (h2c prior knowledge), a 101 to `Upgrade: h2c`, or ALPN
+// "h2" on the TLS listener, the connection is kHttp2 for good: its transport events go to its
+// Http2ClientSession (http2_client_connection.h), which runs one exchange per stream.
 // Thread-compatible: only touched on the owning worker's loop.
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +36,7 @@
 #include "common/net/tls_transport.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_messages.h"
+#include "data_plane/proxy/http2_client_connection.h"
 #include "data_plane/proxy/tunnel.h"
 #include "data_plane/proxy/worker.h"
 
@@ -41,10 +45,11 @@ namespace portico::dp {
 class Http1ClientConnection final : public TransportCallbacks,
                                     public Http1Codec::BodySink,
                                     public Downstream,
+                                    public Http2ClientSession::Host,
                                     public TunnelEnd {
  public:
   // kTunnel: after a WebSocket upgrade, every byte goes through tunnel_ (tunnel.h).
-  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing, kTunnel };
+  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing, kHttp2, kTunnel };
 
   explicit Http1ClientConnection(Worker& worker);
   ~Http1ClientConnection() override;
@@ -94,6 +99,10 @@ class Http1ClientConnection final : public TransportCallbacks,
   Transport& tunnel_transport() override { return *transport_; }
   void CloseFromTunnel() override { Close(); }
 
+  // Http2ClientSession::Host.
+  void Http2Finished() override { Close(); }
+  void Http2Idle(bool idle) override;
+
  private:
   // Parses input_, or `fresh` (bytes just read, still in the worker's read buffer) when input_ is
   // empty; only bytes left unparsed are copied into input_.
@@ -132,6 +141,12 @@ class Http1ClientConnection final : public TransportCallbacks,
   // A client that speaks the other protocol (TLS on the cleartext port, or a failed handshake on
   // the TLS port): one rate-limited log line, then close without an answer.
   void CloseForProtocolMismatch(absl::string_view what);
+  // Hands the connection to an HTTP/2 session, which gets `initial` (the first bytes, starting
+  // with the client preface). Closes on failure.
+  void SwitchToHttp2(absl::string_view initial);
+  // The request head asks `Upgrade: h2c` in a form the proxy serves (no body, one
+  // HTTP2-Settings): answer 101 and serve it as stream 1. False: serve it as HTTP/1.1.
+  bool UpgradeToH2c(const MessageHead& head);
 
   // Kept small: an idle keep-alive connection is this object, its llhttp state and its transport;
   // everything request-scoped lives in pooled objects (docs/proxy.md, "Memory").
@@ -173,6 +188,7 @@ class Http1ClientConnection final : public TransportCallbacks,
   std::unique_ptr<Exchange> exchange_;
   std::unique_ptr<Exchange> spare_exchange_;    // the last exchange, until the connection is idle
   std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
+  std::unique_ptr<Http2ClientSession> h2_;      // kHttp2 only (destroyed before the transports)
   std::unique_ptr<Tunnel> tunnel_;              // kTunnel (and after, until destroyed)
 };
 

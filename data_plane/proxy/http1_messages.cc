@@ -37,6 +37,22 @@ bool IsListed(absl::Span<const absl::string_view> names, absl::string_view name)
 }  // namespace
 
 
+std::string LocalResponseBody(const dp::LocalResponse& response, std::string* content_type) {
+  content_type->clear();
+  if (!response.body.empty()) {
+    const absl::string_view type = response.content_type.empty()
+                                       ? absl::string_view("application/json; charset=utf-8")
+                                       : response.content_type;
+    content_type->assign(type.data(), type.size());
+    return std::string(response.body);
+  }
+  if (!response.message.empty()) {
+    content_type->assign("application/json; charset=utf-8");
+    return absl::StrCat("{\"message\":\"", JsonEscape(response.message), "\"}");
+  }
+  return std::string();
+}
+
 std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
                                    absl::Span<const std::pair<std::string, std::string>> context_headers) {
   std::string out = absl::StrCat("HTTP/1.1 ", response.status, " ", HttpReasonPhrase(response.status), "\r\n");

@@ -29,6 +29,10 @@ inline constexpr absl::string_view kServerToken = "portico/" PORTICO_VERSION;
 std::string SerializeLocalResponse(const dp::LocalResponse& response, bool close,
                                    absl::Span<const std::pair<std::string, std::string>> context_headers);
 
+// The body of a local response and its content type (empty when there is no body): the step's
+// own body, else {"message": ...}, else none. Shared by the HTTP/1 and HTTP/2 serializers.
+std::string LocalResponseBody(const dp::LocalResponse& response, std::string* content_type);
+
 // SerializeLocalResponse of {status, message}.
 std::string BuildKongResponse(int status, absl::string_view message, bool close,
                               absl::Span<const std::pair<std::string, std::string>> extra_headers = {});

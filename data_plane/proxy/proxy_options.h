@@ -27,6 +27,9 @@ struct ProxyOptions {
   int workers = 1;                     // worker threads, each with its own loop and listener
   size_t max_header_bytes = 64 * 1024; // request (and upstream response) head limit
   bool allow_debug_header = false;     // honour `Kong-Debug: 1` (Kong-Route-Id, ... in responses)
+  // HTTP/2 on the proxy listeners: h2c (prior knowledge, Upgrade: h2c) on the cleartext one, ALPN
+  // "h2" on the TLS one (docs/protocols.md).
+  bool http2 = true;
   // Client timeout (nginx's keepalive/client_header/send timeouts in one): an idle keep-alive
   // connection, a request head that does not complete, and a response the client stops reading
   // (no write progress) are closed after this long.

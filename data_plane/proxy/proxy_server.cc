@@ -102,6 +102,7 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(ProxyOptions opt
         ServerTlsContext::Create(options.tls.cert_file, options.tls.key_file, options.tls.ticket_rotation_seconds);
     if (!created.ok()) return created.status();
     tls = *std::move(created);
+    tls->set_http2(options.http2);
   }
   absl::StatusOr<BoundListeners> cleartext = BindListeners(options.host, options.port, options.workers, "proxy listen");
   if (!cleartext.ok()) return cleartext.status();

@@ -15,9 +15,9 @@
 namespace portico::dp {
 namespace {
 
-// The application protocols the proxy serves, in its order of preference. The HTTP/2 issue puts
-// "h2" first once the proxy speaks it (and dispatches on SSL_get0_alpn_selected).
-constexpr absl::string_view kServedProtocols[] = {"http/1.1"};
+// The application protocols the proxy serves, in its order of preference ("h2" only on a
+// listener with HTTP/2 on; the connection dispatches on SSL_get0_alpn_selected).
+constexpr absl::string_view kServedProtocols[] = {"h2", "http/1.1"};
 
 // Same for every context, so that a session made with one certificate's context is accepted by
 // another's (SSL_set_SSL_CTX copies it).
@@ -32,11 +32,16 @@ int TicketKeysIndex() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
 }
+// Non-null on a connection that may choose "h2".
+int Http2Index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
 
-int SelectAlpnCallback(SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
+int SelectAlpnCallback(SSL* ssl, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
                        unsigned int in_length, void*) {
-  const absl::string_view chosen =
-      SelectAlpn(absl::string_view(reinterpret_cast<const char*>(in), in_length));
+  const absl::string_view chosen = SelectAlpn(absl::string_view(reinterpret_cast<const char*>(in), in_length),
+                                              SSL_get_ex_data(ssl, Http2Index()) != nullptr);
   if (chosen.empty()) return SSL_TLSEXT_ERR_NOACK;
   *out = reinterpret_cast<const unsigned char*>(chosen.data());
   *out_length = static_cast<unsigned char>(chosen.size());
@@ -93,8 +98,9 @@ std::string SubjectOf(SSL_CTX* ctx) {
 
 }  // namespace
 
-absl::string_view SelectAlpn(absl::string_view client_protocols) {
+absl::string_view SelectAlpn(absl::string_view client_protocols, bool allow_h2) {
   for (absl::string_view served : kServedProtocols) {
+    if (served == "h2" && !allow_h2) continue;
     size_t at = 0;
     while (at < client_protocols.size()) {
       const size_t length = static_cast<unsigned char>(client_protocols[at]);
@@ -171,6 +177,8 @@ SSL* ServerTlsContext::NewServerSsl(const CertificateStore* store) const {
   }
   SSL_set_ex_data(ssl, StoreIndex(), const_cast<CertificateStore*>(store));
   SSL_set_ex_data(ssl, TicketKeysIndex(), const_cast<SessionTicketKeys*>(ticket_keys_.get()));
+  static int http2_marker = 1;
+  SSL_set_ex_data(ssl, Http2Index(), http2_ ? &http2_marker : nullptr);
   SSL_set_accept_state(ssl);
   return ssl;
 }

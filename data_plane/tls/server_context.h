@@ -30,11 +30,11 @@ inline constexpr char kIntermediateCiphers[] =
 inline constexpr char kGroups[] = "X25519:P-256:P-384";
 
 // The application protocol chosen in ALPN from the client's list `client_protocols` (wire
-// format: length-prefixed names): the first of the protocols the proxy serves, in the proxy's
-// order of preference, that the client offers. Empty when none is offered: the handshake goes
-// on without ALPN (a client offering only "h2" gets HTTP/1.1 without ALPN, never a failure).
-// Points into `client_protocols`.
-absl::string_view SelectAlpn(absl::string_view client_protocols);
+// format: length-prefixed names): the first of the protocols the proxy serves ("h2" only when
+// `allow_h2`, then "http/1.1"), in the proxy's order of preference, that the client offers. Empty
+// when none is offered: the handshake goes on without ALPN (with HTTP/2 off, a client offering
+// only "h2" gets HTTP/1.1 without ALPN, never a failure). Points into `client_protocols`.
+absl::string_view SelectAlpn(absl::string_view client_protocols, bool allow_h2 = false);
 
 // Applies the shared settings above to `ctx` (a TLS_server_method context).
 absl::Status ConfigureServerContext(SSL_CTX* ctx);
@@ -54,6 +54,8 @@ class ServerTlsContext {
   SSL* NewServerSsl(const CertificateStore* store) const;
   // The handshake is done: `ssl` forgets the store it was given (the connection may unpin it).
   static void ForgetStore(SSL* ssl);
+  // Whether connections made from now on may choose HTTP/2 through ALPN (default: yes).
+  void set_http2(bool enabled) { http2_ = enabled; }
 
   // The default certificate's subject (RFC 2253) and whether it was generated.
   const std::string& default_subject() const { return default_subject_; }
@@ -66,6 +68,7 @@ class ServerTlsContext {
   std::unique_ptr<SessionTicketKeys> ticket_keys_;
   std::string default_subject_;
   bool default_generated_ = false;
+  bool http2_ = true;
 };
 
 // The server name the client sent (SNI), normalised (NormalizeServerName) into `buffer`

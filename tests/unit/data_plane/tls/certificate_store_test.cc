@@ -325,7 +325,7 @@ TEST_F(ServerContextTest, ServesRsaOrEcdsaByTheClientsCapability) {
   }
 }
 
-TEST_F(ServerContextTest, AlpnPrefersHttp11AndNeverFailsAnH2OnlyClient) {
+TEST_F(ServerContextTest, AlpnPrefersH2WhenOnAndNeverFailsAnH2OnlyClientWhenOff) {
   std::shared_ptr<const CertificateStore> store = Build();
   auto negotiate = [&](const unsigned char* protocols, unsigned int size) {
     SslPtr server(server_->NewServerSsl(store.get()));
@@ -339,9 +339,15 @@ TEST_F(ServerContextTest, AlpnPrefersHttp11AndNeverFailsAnH2OnlyClient) {
   };
   static const unsigned char kBoth[] = "\x02h2\x08http/1.1";
   static const unsigned char kH2Only[] = "\x02h2";
+  EXPECT_EQ(negotiate(kBoth, sizeof(kBoth) - 1), "h2");
+  EXPECT_EQ(negotiate(kH2Only, sizeof(kH2Only) - 1), "h2");
+  server_->set_http2(false);
   EXPECT_EQ(negotiate(kBoth, sizeof(kBoth) - 1), "http/1.1");
   EXPECT_EQ(negotiate(kH2Only, sizeof(kH2Only) - 1), "");
-  EXPECT_EQ(SelectAlpn(absl::string_view("\x08http/1.1", 9)), "http/1.1");
+  server_->set_http2(true);
+  EXPECT_EQ(SelectAlpn(absl::string_view("\x08http/1.1", 9), true), "http/1.1");
+  EXPECT_EQ(SelectAlpn(absl::string_view("\x02h2\x08http/1.1", 12), true), "h2");
+  EXPECT_EQ(SelectAlpn(absl::string_view("\x02h2\x08http/1.1", 12), false), "http/1.1");
   EXPECT_EQ(SelectAlpn(absl::string_view("\x09http/1.1", 9)), "");  // malformed length
 }
 
