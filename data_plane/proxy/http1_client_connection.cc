@@ -539,6 +539,7 @@ bool Http1ClientConnection::StartTunnel(const MessageHead& head,
   if (state_ != State::kExchange) return false;  // the write failed and closed the connection
   state_ = State::kTunnel;
   worker_.DisarmDeadline(&deadline_);
+  transport_->SetNoDelay();  // small frames both ways: no Nagle delay (the upstream side has it already)
   tunnel_ = std::make_unique<Tunnel>(worker_, *this, upstream);
   upstream.EnterTunnel(tunnel_.get(), idle_timeout_ms);
   // Bytes the client sent after its handshake, before the 101 (queued unparsed), go first.
