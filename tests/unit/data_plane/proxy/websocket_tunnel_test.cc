@@ -323,6 +323,26 @@ TEST_F(WebSocketTunnelTest, UpstreamFramesRightBehindThe101AreRelayed) {
   ::close(fd);
 }
 
+TEST_F(WebSocketTunnelTest, ClientBytesSentBeforeThe101GoFirst) {
+  // The upstream answers late; the client's first frame, sent with its handshake, waits in the
+  // proxy and must reach the upstream first, unchanged.
+  ScriptedUpstream upstream([](int fd, const std::string&, std::string rest) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EchoScript(fd, "", std::move(rest));
+  });
+  StartProxy();
+  Publish(upstream.port());
+  const int fd = ConnectTo(proxy_->port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, Handshake("/ws/chat") + "early-frame"));
+  std::string head, rest;
+  ASSERT_TRUE(ReadHead(fd, &rest, &head));
+  EXPECT_TRUE(absl::StartsWith(head, "HTTP/1.1 101 ")) << head;
+  ASSERT_TRUE(ReadAtLeast(fd, &rest, 11));
+  EXPECT_EQ(rest, "early-frame");
+  ::close(fd);
+}
+
 TEST_F(WebSocketTunnelTest, SlowReaderStopsTheUpstreamInsteadOfBuffering) {
   constexpr size_t kTotal = 48 << 20;
   std::atomic<size_t> written{0};
