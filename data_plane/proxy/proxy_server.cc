@@ -172,7 +172,7 @@ int64_t ProxyServer::websocket_connections() const {
   return total;
 }
 
-uint64_t ProxyServer::websocket_connections_total() const {
+uint64_t ProxyServer::websocket_connections_opened() const {
   uint64_t total = websocket_connections_at_stop_;
   for (const auto& worker : workers_) total += worker->websocket_tunnels_opened();
   return total;

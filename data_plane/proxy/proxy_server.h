@@ -53,7 +53,7 @@ class ProxyServer {
   // WebSocket tunnels open now, and opened since start, summed over workers (relaxed; for the
   // DP's /metrics). After Stop(): 0 open, and the final count opened.
   int64_t websocket_connections() const;
-  uint64_t websocket_connections_total() const;
+  uint64_t websocket_connections_opened() const;
 
   // Closes the listeners and every connection, joins the threads. Idempotent; not concurrent
   // with itself.

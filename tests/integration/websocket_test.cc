@@ -157,7 +157,7 @@ TEST_F(WebSocketIntegrationTest, EchoLargeMessagesAndCloseHandshakesThroughTheDp
   json via_http_route = RunClient(WsUrl("/http-route"), "echo");
   EXPECT_EQ(via_http_route["ok"], true) << via_http_route.dump();
   // 1 (echo) + 2 (close) + 1 tunnels, all closed again.
-  EXPECT_TRUE(WaitFor([&] { return Metric("portico_websocket_connections_total") == 4; }, 5s))
+  EXPECT_TRUE(WaitFor([&] { return Metric("portico_websocket_connections_opened_total") == 4; }, 5s))
       << Http(dp_->status_port, "GET", "/metrics").body;
   EXPECT_TRUE(WaitFor([&] { return Metric("portico_websocket_connections") == 0; }, 5s));
 }

@@ -284,7 +284,7 @@ TEST_F(WebSocketTunnelTest, HandshakeGoesUpstreamAndBytesEchoBothWays) {
   EXPECT_TRUE(absl::StrContains(sent, "\r\nSec-WebSocket-Version: 13\r\n")) << sent;
   EXPECT_FALSE(absl::StrContains(sent, "keep-alive")) << sent;
   EXPECT_TRUE(WaitFor([&] { return proxy_->websocket_connections() == 1; }));
-  EXPECT_EQ(proxy_->websocket_connections_total(), 1u);
+  EXPECT_EQ(proxy_->websocket_connections_opened(), 1u);
 
   // Small messages, then 4 MiB read concurrently (the tunnel must not stall on either side).
   ASSERT_TRUE(SendAll(fd, "hello"));
@@ -419,7 +419,7 @@ TEST_F(WebSocketTunnelTest, UpstreamRefusingTheUpgradeIsAnOrdinaryResponse) {
   EXPECT_EQ(client.ReadResponse().status, 200);
   ASSERT_EQ(upstream.requests().size(), 2u);
   EXPECT_EQ(upstream.requests()[1].Header("Upgrade"), "<absent>");
-  EXPECT_EQ(proxy_->websocket_connections_total(), 0u);
+  EXPECT_EQ(proxy_->websocket_connections_opened(), 0u);
 }
 
 TEST_F(WebSocketTunnelTest, SwitchingProtocolsNobodyAskedForGives502) {
@@ -447,7 +447,7 @@ TEST_F(WebSocketTunnelTest, SwitchingProtocolsNobodyAskedForGives502) {
   EXPECT_EQ(upstream.requests()[1].Header("Upgrade"), "<absent>");
   EXPECT_EQ(upstream.requests()[1].Header("Connection"), "<absent>");
   EXPECT_EQ(upstream.requests()[1].Header("X-Proto-Settings"), "<absent>");
-  EXPECT_EQ(proxy_->websocket_connections_total(), 0u);
+  EXPECT_EQ(proxy_->websocket_connections_opened(), 0u);
 }
 
 TEST_F(WebSocketTunnelTest, SwitchingToAnotherProtocolThanWebSocketGives502) {
@@ -530,7 +530,7 @@ TEST_F(WebSocketTunnelTest, StoppingTheProxyClosesOpenTunnels) {
   proxy_->Stop();
   EXPECT_TRUE(WaitClosed(fd, 3000));
   EXPECT_TRUE(WaitFor([&] { return upstream.finished() == 1; }));
-  EXPECT_EQ(proxy_->websocket_connections_total(), 1u);
+  EXPECT_EQ(proxy_->websocket_connections_opened(), 1u);
   ::close(fd);
 }
 
