@@ -119,6 +119,16 @@ class GrpcRouteStep final : public RequestStep {
   }
 };
 
+// A ws/wss-only route (Kong EE) takes WebSocket handshakes only: anything else gets 426.
+class WebSocketOnlyStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    if (!request.match->websocket_only || request.websocket_upgrade) return StepStatus::kContinue;
+    request.Respond(WebSocketRequiredResponse());
+    return StepStatus::kStop;
+  }
+};
+
 class ServiceStep final : public RequestStep {
  public:
   explicit ServiceStep(const ServiceMap* services) : services_(services) {}
@@ -365,6 +375,7 @@ class UpstreamRequestStep final : public RequestStep {
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
     params.local_port = request.local_port;
     params.forwarded_proto = request.tls ? "https" : "http";
+    params.websocket_upgrade = request.websocket_upgrade;
     params.chunked_body = request.head->chunked;
     params.has_content_length = request.head->has_content_length;
     params.content_length = request.head->content_length;
@@ -396,6 +407,7 @@ void AddBuiltinSteps(Pipeline* pipeline, const dp::Router* router, const Service
   pipeline->Add(Phase::kRoute, std::make_shared<DebugHeadersStep>());
   pipeline->Add(Phase::kAccess, std::make_shared<GrpcRouteStep>());
   pipeline->Add(Phase::kAccess, std::make_shared<HttpsOnlyStep>());
+  pipeline->Add(Phase::kAccess, std::make_shared<WebSocketOnlyStep>());
   pipeline->Add(Phase::kDestination, std::make_shared<ServiceStep>(services));
   pipeline->Add(Phase::kDestination, std::make_shared<DestinationStep>());
   pipeline->Add(Phase::kUpstream, std::make_shared<UpstreamRequestStep>());

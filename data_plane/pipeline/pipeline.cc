@@ -21,6 +21,7 @@ void RequestContext::ResetContext() {
   connection_serial = 0;
   connection_requests = 0;
   client_http11 = true;
+  websocket_upgrade = false;
   loop = nullptr;
   worker_cursor = 0;
   normalized_path.clear();

@@ -119,6 +119,9 @@ class RequestContext {
   uint64_t connection_serial = 0;    // the client connection's number on its worker (from 1)
   uint32_t connection_requests = 0;  // this request's number on its connection (from 1)
   bool client_http11 = true;
+  // An HTTP/1.1 WebSocket handshake (data_plane/proxy/websocket.h): it goes upstream with its
+  // upgrade headers, and a 101 answer turns the connection into a tunnel.
+  bool websocket_upgrade = false;
   uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
   uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
   int worker_index = 0;          // the worker's index (balancers keep per-worker state)

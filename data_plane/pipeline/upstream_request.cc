@@ -90,6 +90,10 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
   AppendHeaderLine(&out, "X-Forwarded-Proto", params.forwarded_proto);
   if (!params.client_host.empty()) AppendHeaderLine(&out, "X-Forwarded-Host", params.client_host);
   AppendHeaderLine(&out, "X-Forwarded-Port", params.local_port);
+  if (params.websocket_upgrade) {
+    AppendHeaderLine(&out, "Connection", "upgrade");
+    AppendHeaderLine(&out, "Upgrade", "websocket");
+  }
   if (params.chunked_body) {
     AppendHeaderLine(&out, "Transfer-Encoding", "chunked");
   } else if (params.has_content_length) {

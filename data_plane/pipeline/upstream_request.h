@@ -28,6 +28,9 @@ struct UpstreamRequestParams {
   bool chunked_body = false;
   bool has_content_length = false;
   uint64_t content_length = 0;
+  // A WebSocket handshake: `Connection: upgrade` and `Upgrade: websocket` go upstream (the
+  // client's own Upgrade/Connection headers are hop-by-hop and never do).
+  bool websocket_upgrade = false;
   // From plugins (RequestContext::upstream_headers*): headers to set, replacing the client's of
   // the same name, and client headers to drop (lowercase names). Null = none.
   const std::vector<std::pair<absl::string_view, absl::string_view>>* set_headers = nullptr;

@@ -10,6 +10,7 @@
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/proxy/grpc_timeout.h"
 #include "data_plane/proxy/http2_upstream_pool.h"
+#include "data_plane/proxy/websocket.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -52,6 +53,7 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   debug_headers_allowed = worker.options().allow_debug_header;
   request_is_head_ = head.method == "HEAD";
   request_chunked_ = head.chunked;
+  websocket_upgrade = IsWebSocketUpgradeRequest(head);
   if (config_ == nullptr) {  // nothing published yet
     dp::LocalResponse response;
     response.status = 404;
@@ -455,6 +457,31 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (cancelled_) return UpstreamHeadAction::kError;
   response_started_ = true;
   return body_to_client_ ? UpstreamHeadAction::kContinue : UpstreamHeadAction::kSkipBody;
+}
+
+bool Exchange::OnUpstreamSwitchingProtocols(const MessageHead& response) {
+  // A 101 the request did not ask for, or not for WebSocket: refused (502).
+  if (cancelled_ || !websocket_upgrade || !request_complete_ || !IsWebSocketAcceptResponse(response)) return false;
+  response_status_ = response.status;
+  if (balancer != nullptr && !head_reported_) {
+    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
+  }
+  head_reported_ = true;
+  response_head = &response;
+  RunResponseHeadSteps(response.status);
+  response_head = nullptr;
+  UpstreamConnection* connection = upstream_;
+  upstream_ = nullptr;  // the tunnel's from here on
+  if (!downstream_->StartTunnel(response, response_headers.items(), response_headers_removed, *connection,
+                                service->read_timeout_ms)) {
+    if (!cancelled_) upstream_ = connection;  // it fails now (OnUpstreamFailure: 502)
+    return false;
+  }
+  EndAttempt();
+  response_started_ = true;
+  response_complete_ = true;
+  if (!cancelled_) MaybeFinish();  // the log steps; the exchange ends (Downstream::ExchangeDone)
+  return true;
 }
 
 void Exchange::OnUpstreamBody(absl::string_view data) {

@@ -57,6 +57,16 @@ class Downstream {
   virtual void SendResponseTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {}
   // The upstream response is complete.
   virtual void EndResponse() = 0;
+  // The upstream accepted a WebSocket handshake (101): send the 101 head (without
+  // `removed_headers`, with `extra_headers`) and tunnel the connection's bytes to `upstream`
+  // from now on (tunnel.h; `idle_timeout_ms` without traffic closes it). Returns false when this
+  // downstream cannot (a version without HTTP/1.1 upgrades, or the connection closed): the
+  // exchange then answers 502. On true the tunnel owns both connections; the exchange ends.
+  virtual bool StartTunnel(const MessageHead& head, absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                           absl::Span<const absl::string_view> removed_headers, UpstreamConnection& upstream,
+                           int64_t idle_timeout_ms) {
+    return false;
+  }
   // Response bytes waiting for the client (backpressure on the upstream).
   virtual size_t ResponseBacklog() const = 0;
   // The request steps are done: answer `Expect: 100-continue` if the protocol wants it (once per
@@ -132,6 +142,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) override;
   void OnUpstreamWriteDrained() override;
   void OnUpstreamReadEnd() override;
+  bool OnUpstreamSwitchingProtocols(const MessageHead& head) override;
 
  private:
   // Runs request steps from `next_step_` on; when they are all done, starts the upstream.

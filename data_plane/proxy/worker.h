@@ -178,6 +178,17 @@ class Worker {
                                std::memory_order_relaxed);
   }
   int64_t request_states_held() const { return request_states_held_.load(std::memory_order_relaxed); }
+  // WebSocket tunnels (tunnel.h): open now, and opened since start. Written on the loop only.
+  void CountWebSocketTunnel(int delta) {
+    websocket_tunnels_open_.store(websocket_tunnels_open_.load(std::memory_order_relaxed) + delta,
+                                  std::memory_order_relaxed);
+    if (delta > 0) {
+      websocket_tunnels_opened_.store(websocket_tunnels_opened_.load(std::memory_order_relaxed) + 1,
+                                      std::memory_order_relaxed);
+    }
+  }
+  int64_t websocket_tunnels_open() const { return websocket_tunnels_open_.load(std::memory_order_relaxed); }
+  uint64_t websocket_tunnels_opened() const { return websocket_tunnels_opened_.load(std::memory_order_relaxed); }
 
   // Counters for tests.
   size_t idle_upstream_count() const;
@@ -257,6 +268,8 @@ class Worker {
   uint64_t cursor_ = 0;
   uint64_t connection_serial_ = 0;
   std::atomic<int64_t> request_states_held_{0};
+  std::atomic<int64_t> websocket_tunnels_open_{0};
+  std::atomic<uint64_t> websocket_tunnels_opened_{0};
 };
 
 }  // namespace portico::dp

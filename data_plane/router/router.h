@@ -50,6 +50,9 @@ struct Match {
   bool https_only = false;
   // The route's protocols are grpc and/or grpcs (GrpcRouteStep applies Kong's gRPC rules).
   bool grpc = false;
+  // The route's protocols are ws/wss only: a request that is not a WebSocket upgrade gets 426
+  // (an http/https route takes WebSocket upgrades too). `https_only` is set for a wss-only route.
+  bool websocket_only = false;
   // A regex path matched: its pattern (capture groups as the route's path has them), run from
   // byte `path_regex_offset` of the path, anchored there when the offset is not 0. For Kong's
   // uri captures (consistent hashing's hash_on uri_capture); owned by the router.

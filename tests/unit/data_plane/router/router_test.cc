@@ -340,6 +340,26 @@ TEST(RouterTest, GrpcFlagsFollowProtocols) {
   EXPECT_FALSE(http->grpc);
 }
 
+TEST(RouterTest, WebSocketRoutesAreRoutedAndFlagged) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"/ws"}).protocols({"ws", "wss"}),
+                                          B(2).paths({"/secure"}).protocols({"wss"}),
+                                          B(3).paths({"/plain"}).protocols({"http", "https"})}));
+  ASSERT_TRUE(router.ok());
+  EXPECT_EQ((*router)->route_count(), 3u);
+  auto both = FindRoute(**router, Q().path("/ws"));
+  ASSERT_TRUE(both.has_value());
+  EXPECT_EQ(both->route->id(), Id(1));
+  EXPECT_TRUE(both->websocket_only);
+  EXPECT_FALSE(both->https_only);
+  auto secure = FindRoute(**router, Q().path("/secure"));
+  ASSERT_TRUE(secure.has_value());
+  EXPECT_TRUE(secure->websocket_only);
+  EXPECT_TRUE(secure->https_only);
+  auto plain = FindRoute(**router, Q().path("/plain"));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_FALSE(plain->websocket_only);  // http routes take WebSocket upgrades too
+}
+
 TEST(RouterTest, HttpsOnlyFlagFollowsProtocols) {
   auto router = Router::Build(MakeConfig({B(1).paths({"/s"}).protocols({"https"}),
                                           B(2).paths({"/b"}).protocols({"http", "https"}),
