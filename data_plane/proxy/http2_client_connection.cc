@@ -481,9 +481,7 @@ void Http2ClientSession::SubmitLocal(Http2Stream* stream, const dp::LocalRespons
   if (nghttp2_submit_response(session_, stream->id_, nva.data(), nva.size(), has_body ? &provider : nullptr) != 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_INTERNAL_ERROR);
   }
-  // gRPC clients (grpc-core) turn a RST_STREAM NO_ERROR that follows a trailers-only answer into
-  // INTERNAL: the rest of a gRPC request is read and discarded instead.
-  if (!has_body && !stream->grpc_) stream->StopUnfinishedRequest();  // else once the body went (ReadResponseBody)
+  if (!has_body) stream->StopUnfinishedRequest();  // else once the body went (ReadResponseBody)
   Flush();
 }
 
@@ -825,8 +823,9 @@ void Http2Stream::ExchangeDone() {
 
 void Http2Stream::StopUnfinishedRequest() {
   // RFC 9113 §8.1: after a complete response, RST_STREAM NO_ERROR tells the client to stop
-  // sending the request.
-  if (!closed_ && !request_ended_) {
+  // sending the request. Not to gRPC clients: grpc-core turns it into INTERNAL even after the
+  // status arrived; the rest of a gRPC request is read and discarded instead.
+  if (!closed_ && !request_ended_ && !grpc_) {
     nghttp2_submit_rst_stream(session_->session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
   }
 }
