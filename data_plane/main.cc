@@ -119,6 +119,11 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
                         const ProxyServer* proxy) {
   registry->AddCallbackCounter("portico_dp_requests_total", "Requests received by the proxy workers",
                                [proxy] { return static_cast<double>(proxy->requests_total()); });
+  registry->AddCallbackGauge("portico_websocket_connections", "WebSocket tunnels open on the proxy workers",
+                             [proxy] { return static_cast<double>(proxy->websocket_connections()); });
+  registry->AddCallbackCounter("portico_websocket_connections_opened_total",
+                               "WebSocket tunnels opened (upstream answered 101) since the DP started",
+                               [proxy] { return static_cast<double>(proxy->websocket_connections_opened()); });
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });

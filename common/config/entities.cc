@@ -106,7 +106,7 @@ void ApplyServiceUrl(const json& body, const json& value, google::protobuf::Mess
       return;
     }
   } else {
-    port = (scheme == "https" || scheme == "grpcs" || scheme == "tls") ? 443 : 80;
+    port = (scheme == "https" || scheme == "grpcs" || scheme == "tls" || scheme == "wss") ? 443 : 80;
   }
   service->set_protocol(scheme);
   service->set_host(host);

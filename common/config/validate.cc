@@ -47,11 +47,11 @@ using config::v1::Target;
 using config::v1::Upstream;
 
 constexpr int64_t kMaxTimeout = 2147483646;  // 2^31 - 2
-const char kProtocolsList[] = "grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp";
+const char kProtocolsList[] = "grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss";
 
 bool IsKnownProtocol(absl::string_view p) {
   static const std::set<std::string, std::less<>> kProtocols = {
-      "grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp"};
+      "grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss"};
   return kProtocols.count(p) > 0;
 }
 
@@ -463,6 +463,7 @@ FieldErrors RouteRules(const Route& r) {
     if (p == "http" || p == "https") return 0;
     if (p == "tcp" || p == "tls" || p == "udp") return 1;
     if (p == "tls_passthrough") return 2;
+    if (p == "ws" || p == "wss") return 4;  // Kong EE's WebSocket routes
     return 3;  // grpc, grpcs
   };
   if (protocols_ok) {
@@ -471,7 +472,7 @@ FieldErrors RouteRules(const Route& r) {
     if (groups.size() > 1) {
       errors.Add("protocols",
                  "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), "
-                 "('tls_passthrough'), ('grpc', 'grpcs')");
+                 "('tls_passthrough'), ('grpc', 'grpcs'), ('ws', 'wss')");
       protocols_ok = false;
     }
   }
@@ -584,15 +585,26 @@ FieldErrors RouteRules(const Route& r) {
         errors.Add("methods", "cannot set 'methods' when 'protocols' is 'grpc' or 'grpcs'");
       }
     }
+    const bool ws = protocols.count("ws") > 0, wss = protocols.count("wss") > 0;
+    if (wss) {
+      if (!HasAny(r, true)) {
+        errors.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'wss'");
+      }
+    } else if (ws) {
+      if (!HasAny(r, false)) {
+        errors.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'ws'");
+      }
+    }
     if (stream && !(has_sources || has_destinations || has_snis)) {
       errors.AddEntity("must set one of 'sources', 'destinations', 'snis' when 'protocols' is 'tcp', 'tls' or 'udp'");
     }
     if (tls_passthrough && !has_snis) {
       errors.AddEntity("must set snis when 'protocols' is 'tls_passthrough'");
     }
-    const bool sni_allowed = https || grpcs || protocols.count("tls") || tls_passthrough;
+    const bool sni_allowed = https || grpcs || wss || protocols.count("tls") || tls_passthrough;
     if (has_snis && !sni_allowed) {
-      errors.AddEntity("'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'");
+      errors.AddEntity(
+          "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls', 'tls_passthrough' or 'wss'");
     }
     if ((has_sources || has_destinations) && !stream && !tls_passthrough) {
       errors.AddEntity("'sources' and 'destinations' can only be set when 'protocols' is 'tcp', 'tls', "

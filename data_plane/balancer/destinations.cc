@@ -105,6 +105,7 @@ absl::StatusOr<UpstreamService> CompileUpstreamService(const config::v1::Service
   out.connect_timeout_ms = TimeoutOrDefault(service.connect_timeout());
   out.write_timeout_ms = TimeoutOrDefault(service.write_timeout());
   out.read_timeout_ms = TimeoutOrDefault(service.read_timeout());
+  out.http2 = service.protocol() == "grpc" || service.protocol() == "grpcs";
   return out;
 }
 

@@ -63,6 +63,9 @@ struct UpstreamService {
   int64_t connect_timeout_ms = 60000;
   int64_t write_timeout_ms = 60000;
   int64_t read_timeout_ms = 60000;
+  // Protocol grpc or grpcs: requests go over HTTP/2 (data_plane/proxy/http2_upstream.h), over
+  // TLS (`tls`) for grpcs.
+  bool http2 = false;
   // Empty when the host is a DNS name: then dns_name (lowercase) and dns_port say what the
   // worker's resolver looks up per request (data_plane/dns; 503 "name resolution failed" when it
   // has no answer).
@@ -72,7 +75,7 @@ struct UpstreamService {
   // Set when the host names an upstream: requests are balanced over its targets instead (the
   // service's port is not used). Owned by the runtime config, like the service.
   const Balancer* balancer = nullptr;
-  // Set when the service's protocol is https: the client context its connections use (owned by
+  // Set when the service's protocol is https or grpcs: the client context its connections use (owned by
   // the runtime config; upstream_tls.h). Null: cleartext.
   const UpstreamTlsContext* tls = nullptr;
 };

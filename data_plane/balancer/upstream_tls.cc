@@ -117,7 +117,10 @@ absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> UpstreamTlsContexts::
   absl::flat_hash_map<std::string, const config::v1::CaCertificate*> ca_certificates;
   absl::flat_hash_map<std::string, const config::v1::Upstream*> upstreams;  // by name
   bool any_tls = false;
-  for (const config::v1::Service& s : config.services) any_tls = any_tls || s.protocol() == "https";
+  for (const config::v1::Service& s : config.services) {
+    // grpcs and wss: TLS like https.
+    any_tls = any_tls || s.protocol() == "https" || s.protocol() == "grpcs" || s.protocol() == "wss";
+  }
   for (const config::v1::Upstream& u : config.upstreams) any_tls = any_tls || u.has_client_certificate_id();
   if (!any_tls) return std::unique_ptr<const UpstreamTlsContexts>(std::move(out));
   for (const auto& c : config.certificates) certificates.emplace(c.id(), &c);
@@ -153,7 +156,7 @@ absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> UpstreamTlsContexts::
 
   absl::flat_hash_map<std::string, UpstreamTlsContext*> by_key;
   for (const config::v1::Service& service : config.services) {
-    if (service.protocol() != "https") continue;
+    if (service.protocol() != "https" && service.protocol() != "grpcs" && service.protocol() != "wss") continue;
     Settings settings;
     settings.verify = service.has_tls_verify() ? service.tls_verify() : options.verify_default;
     if (service.has_tls_verify_depth()) settings.depth = service.tls_verify_depth();

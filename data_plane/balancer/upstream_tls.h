@@ -1,5 +1,5 @@
 #pragma once
-// Upstream TLS (services with protocol "https"): the client SSL_CTXs of one snapshot, compiled
+// Upstream TLS (services with protocol "https", and "grpcs" with ALPN h2): the client SSL_CTXs of one snapshot, compiled
 // once off the worker threads (RuntimeConfig::Compile) and shared read-only by every worker.
 //
 // One context per distinct (verify, depth, CA set, client certificate): services with equal
@@ -77,14 +77,14 @@ class UpstreamTlsContext {
 
 class UpstreamTlsContexts {
  public:
-  // Builds a context for every service with protocol "https" (and the probe contexts of every
+  // Builds a context for every service with protocol "https" or "grpcs" (and the probe contexts of every
   // upstream with a client certificate). Fails (the snapshot is refused)
   // when a referenced certificate or CA certificate is missing or does not load; the message
   // names the entity, never key material.
   static absl::StatusOr<std::unique_ptr<const UpstreamTlsContexts>> Compile(const ConfigSet& config,
                                                                             const UpstreamTlsOptions& options);
 
-  // The context of a service of the compiled config; nullptr when it is not https.
+  // The context of a service of the compiled config; nullptr when it is not https or grpcs.
   const UpstreamTlsContext* ForService(const std::string& service_id) const;
   // Client contexts for the active https probes of an upstream with a client_certificate (Kong's
   // health checker presents it): system CAs with verification, and without. Nulls otherwise.

@@ -77,12 +77,54 @@ class DebugHeadersStep final : public RequestStep {
 class HttpsOnlyStep final : public RequestStep {
  public:
   StepStatus OnRequest(RequestContext& request) const override {
-    if (!request.match->https_only || request.tls) return StepStatus::kContinue;
+    if (!request.match->https_only || request.match->grpc || request.tls) return StepStatus::kContinue;
     const std::string path_and_query = request.target.has_query
                                            ? absl::StrCat(request.target.path, "?", request.target.query)
                                            : std::string(request.target.path);
     request.Respond(HttpsRequiredResponse(request.match->route->https_redirect_status_code(), request.host,
                                           path_and_query, /*close=*/false));
+    return StepStatus::kStop;
+  }
+};
+
+// Kong's rules for a gRPC route (protocols grpc/grpcs), in Kong's order: a gRPC request
+// (content-type application/grpc*) over HTTP/1 -> 426 "Please use HTTP2 protocol" with
+// `Connection: Upgrade` and `Upgrade: HTTP/2`; a request that is not gRPC -> 415; a cleartext
+// request on a grpcs-only route -> HTTP 200 with grpc-status 1 (CANCELLED).
+class GrpcRouteStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    if (!request.match->grpc) return StepStatus::kContinue;
+    const std::string* content_type = request.head->Find("content-type");
+    if (content_type == nullptr || !absl::StartsWithIgnoreCase(*content_type, "application/grpc")) {
+      return Answer(request, 415, kMsgNonGrpcRequest);
+    }
+    if (request.head->version_major < 2) {
+      LocalResponse response;
+      response.status = 426;
+      response.message = kMsgHttp2Required;
+      response.headers = {{"Connection", "Upgrade"}, {"Upgrade", "HTTP/2"}};
+      request.Respond(response);
+      return StepStatus::kStop;
+    }
+    if (request.match->https_only && !request.tls) {
+      LocalResponse response;
+      response.status = 200;
+      response.grpc_status = 1;  // CANCELLED
+      response.message = kMsgGrpcsRequired;
+      request.Respond(response);
+      return StepStatus::kStop;
+    }
+    return StepStatus::kContinue;
+  }
+};
+
+// A ws/wss-only route (Kong EE) takes WebSocket handshakes only: anything else gets 426.
+class WebSocketOnlyStep final : public RequestStep {
+ public:
+  StepStatus OnRequest(RequestContext& request) const override {
+    if (!request.match->websocket_only || request.websocket_upgrade) return StepStatus::kContinue;
+    request.Respond(WebSocketRequiredResponse());
     return StepStatus::kStop;
   }
 };
@@ -333,6 +375,7 @@ class UpstreamRequestStep final : public RequestStep {
     params.client_host = request.has_host ? SplitHostHeader(request.host).name : absl::string_view();
     params.local_port = request.local_port;
     params.forwarded_proto = request.tls ? "https" : "http";
+    params.websocket_upgrade = request.websocket_upgrade;
     params.chunked_body = request.head->chunked;
     params.has_content_length = request.head->has_content_length;
     params.content_length = request.head->content_length;
@@ -341,6 +384,14 @@ class UpstreamRequestStep final : public RequestStep {
       params.chunked_body = false;
       params.has_content_length = true;
       params.content_length = request.upstream_body_set ? request.upstream_body.size() : request.request_body.size();
+    }
+    if (service.http2) {
+      request.upstream_http2_headers.Clear();  // keeps its strings' capacity
+      ForEachUpstreamHttp2Header(*request.head, params, service.tls != nullptr ? "https" : "http",
+                                 [&request](absl::string_view name, absl::string_view value) {
+                                   request.upstream_http2_headers.AddLowercase(name, value);
+                                 });
+      return StepStatus::kContinue;
     }
     request.upstream_head.clear();  // keeps its capacity
     AppendUpstreamRequestHead(&request.upstream_head, *request.head, params);
@@ -354,7 +405,9 @@ class UpstreamRequestStep final : public RequestStep {
 void AddBuiltinSteps(Pipeline* pipeline, const dp::Router* router, const ServiceMap* services) {
   pipeline->Add(Phase::kRoute, std::make_shared<RouteStep>(router));
   pipeline->Add(Phase::kRoute, std::make_shared<DebugHeadersStep>());
+  pipeline->Add(Phase::kAccess, std::make_shared<GrpcRouteStep>());
   pipeline->Add(Phase::kAccess, std::make_shared<HttpsOnlyStep>());
+  pipeline->Add(Phase::kAccess, std::make_shared<WebSocketOnlyStep>());
   pipeline->Add(Phase::kDestination, std::make_shared<ServiceStep>(services));
   pipeline->Add(Phase::kDestination, std::make_shared<DestinationStep>());
   pipeline->Add(Phase::kUpstream, std::make_shared<UpstreamRequestStep>());

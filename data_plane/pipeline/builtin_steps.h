@@ -2,7 +2,8 @@
 // The steps every snapshot's pipeline starts with (the proxy's own behaviour, docs/proxy.md):
 //   route:        RouteStep (normalise the path, match a route; 404), DebugHeadersStep
 //                 (Kong-Route-*/Kong-Service-* for Kong-Debug, with --allow-debug-header)
-//   access:       HttpsOnlyStep (426 or redirect for a route without "http")
+//   access:       HttpsOnlyStep (426 or redirect for a route without "http"), WebSocketOnlyStep
+//                 (426 for a request that is not a WebSocket handshake on a ws/wss-only route)
 //   destination:  ServiceStep (503 without an enabled service), DestinationStep (a target from the
 //                 service's destination set; 503 "name resolution failed" without one)
 //   upstream:     UpstreamRequestStep (the HTTP/1.1 head to send, upstream_request.h)

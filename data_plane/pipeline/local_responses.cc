@@ -23,4 +23,13 @@ LocalResponse HttpsRequiredResponse(int redirect_status, absl::string_view host,
   return response;
 }
 
+LocalResponse WebSocketRequiredResponse() {
+  LocalResponse response;
+  response.status = 426;
+  response.message = kMsgWebSocketRequired;
+  response.headers.emplace_back("Connection", "Upgrade");
+  response.headers.emplace_back("Upgrade", "websocket");
+  return response;
+}
+
 }  // namespace portico::dp

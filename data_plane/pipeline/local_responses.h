@@ -18,6 +18,11 @@ inline constexpr absl::string_view kMsgNameResolution = "name resolution failed"
 inline constexpr absl::string_view kMsgNoPeer = "failure to get a peer from the ring-balancer";
 inline constexpr absl::string_view kMsgUnexpected = "An unexpected error occurred";
 inline constexpr absl::string_view kMsgHttpsRequired = "Please use HTTPS protocol";
+inline constexpr absl::string_view kMsgWebSocketRequired = "Please use WebSocket protocol";
+// Kong's answers on gRPC routes (KONG-REFERENCE.md §3.7; GrpcRouteStep).
+inline constexpr absl::string_view kMsgHttp2Required = "Please use HTTP2 protocol";
+inline constexpr absl::string_view kMsgNonGrpcRequest = "Non-gRPC request matched gRPC route";
+inline constexpr absl::string_view kMsgGrpcsRequired = "gRPC request matched gRPCs route";
 inline constexpr absl::string_view kMsgRequestTooLarge = "Request size limit exceeded";  // request-size-limiting
 
 // Kong's answer when an https-only route is hit over plain HTTP: `redirect_status` 426 ->
@@ -26,5 +31,9 @@ inline constexpr absl::string_view kMsgRequestTooLarge = "Request size limit exc
 // Other values are treated as 426.
 LocalResponse HttpsRequiredResponse(int redirect_status, absl::string_view host, absl::string_view path_and_query,
                                     bool close);
+
+// A request that is not a WebSocket handshake on a ws/wss-only route: 426 `Please use WebSocket
+// protocol` with `Connection: Upgrade` and `Upgrade: websocket` (the shape of Kong's other 426s).
+LocalResponse WebSocketRequiredResponse();
 
 }  // namespace portico::dp

@@ -21,6 +21,7 @@ void RequestContext::ResetContext() {
   connection_serial = 0;
   connection_requests = 0;
   client_http11 = true;
+  websocket_upgrade = false;
   loop = nullptr;
   worker_cursor = 0;
   normalized_path.clear();
@@ -39,6 +40,7 @@ void RequestContext::ResetContext() {
   hash_cookie_value.clear();
   worker_index = 0;
   upstream_head.clear();
+  upstream_http2_headers.Clear();
   response_headers.Clear();
   response_head = nullptr;
   response_headers_removed.clear();

@@ -63,6 +63,9 @@ struct LocalResponse {
   absl::string_view content_type;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the client connection after it, whatever keep-alive says
+  // To a gRPC request (HTTP/2 downstream): the grpc-status to answer with, instead of the one the
+  // downstream maps from `status` (-1: mapped); grpc-message is `message`.
+  int grpc_status = -1;
 };
 
 // Headers that steps add to the response. Keeps its strings (and their capacity) across requests,
@@ -74,6 +77,11 @@ class HeaderList {
     items_[size_].first.assign(name.data(), name.size());
     items_[size_].second.assign(value.data(), value.size());
     ++size_;
+  }
+  // The same with `name` lowercased (HTTP/2 field names).
+  void AddLowercase(absl::string_view name, absl::string_view value) {
+    Add(name, value);
+    for (char& c : items_[size_ - 1].first) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
   }
   void Clear() { size_ = 0; }
   // Case-insensitive on names; keep the strings' capacity (no allocation once warm).
@@ -111,6 +119,9 @@ class RequestContext {
   uint64_t connection_serial = 0;    // the client connection's number on its worker (from 1)
   uint32_t connection_requests = 0;  // this request's number on its connection (from 1)
   bool client_http11 = true;
+  // An HTTP/1.1 WebSocket handshake (data_plane/proxy/websocket.h): it goes upstream with its
+  // upgrade headers, and a 101 answer turns the connection into a tunnel.
+  bool websocket_upgrade = false;
   uv_loop_t* loop = nullptr;     // the worker's loop (for steps that suspend)
   uint64_t worker_cursor = 0;    // a per-worker counter for round-robin picks
   int worker_index = 0;          // the worker's index (balancers keep per-worker state)
@@ -140,6 +151,9 @@ class RequestContext {
   // in Set-Cookie, and the key of every attempt of this request).
   std::string hash_cookie_value;
   std::string upstream_head;                     // upstream step: the head to send
+  // Upstream step, for an HTTP/2 service (UpstreamService::http2) instead of upstream_head: the
+  // header list to send (pseudo-headers first, lowercase names).
+  HeaderList upstream_http2_headers;
   absl::string_view upstream_host_header;        // upstream step: its Host (the SNI of an https service)
   // Added to every response that goes to the client (debug headers, plugins).
   HeaderList response_headers;

@@ -1,6 +1,10 @@
 #include "data_plane/pipeline/upstream_request.h"
 
+#include <cstdio>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "common/http/header_lines.h"
 #include "common/http/known_headers.h"
@@ -86,12 +90,94 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
   AppendHeaderLine(&out, "X-Forwarded-Proto", params.forwarded_proto);
   if (!params.client_host.empty()) AppendHeaderLine(&out, "X-Forwarded-Host", params.client_host);
   AppendHeaderLine(&out, "X-Forwarded-Port", params.local_port);
+  if (params.websocket_upgrade) {
+    AppendHeaderLine(&out, "Connection", "upgrade");
+    AppendHeaderLine(&out, "Upgrade", "websocket");
+  }
   if (params.chunked_body) {
     AppendHeaderLine(&out, "Transfer-Encoding", "chunked");
   } else if (params.has_content_length) {
     AppendHeaderLine(&out, "Content-Length", params.content_length);
   }
   out += "\r\n";
+}
+
+void ForEachUpstreamHttp2Header(const MessageHead& request, const UpstreamRequestParams& params,
+                                absl::string_view scheme,
+                                absl::FunctionRef<void(absl::string_view, absl::string_view)> add) {
+  add(":method", params.method.empty() ? absl::string_view(request.method) : params.method);
+  add(":scheme", scheme);
+  add(":authority", params.host_header);
+  if (params.has_query) {
+    std::string path(params.upstream_path);
+    path.push_back('?');
+    AppendQuery(&path, params.query);
+    add(":path", path);
+  } else {
+    add(":path", params.upstream_path);
+  }
+  const HopByHopFilter hop(request);
+  std::string forwarded_for;
+  bool te_trailers = false;
+  for (const auto& [name, value] : request.headers) {
+    const KnownHeader kind = ClassifyHeader(name);
+    if (kind == KnownHeader::kTe) {
+      // RFC 9113 §8.2.2: TE may be sent, with no value other than "trailers".
+      for (absl::string_view token : absl::StrSplit(value, ',')) {
+        te_trailers |= absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(token), "trailers");
+      }
+      continue;
+    }
+    if (hop.IsHopByHop(name, kind)) continue;
+    if (!name.empty() && name[0] == ':') continue;  // pseudo-headers are written above
+    switch (kind) {
+      case KnownHeader::kXForwardedFor:
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for += value;
+        continue;
+      case KnownHeader::kHost:
+      case KnownHeader::kExpect:
+      case KnownHeader::kXRealIp:
+      case KnownHeader::kXForwardedProto:
+      case KnownHeader::kXForwardedHost:
+      case KnownHeader::kXForwardedPort:
+      case KnownHeader::kXForwardedPrefix:
+      case KnownHeader::kContentLength:
+      case KnownHeader::kTransferEncoding:
+        continue;
+      default:
+        break;
+    }
+    if (params.removed_headers != nullptr || params.set_headers != nullptr) {
+      bool drop = false;
+      if (params.removed_headers != nullptr) {
+        for (absl::string_view removed : *params.removed_headers) drop |= absl::EqualsIgnoreCase(name, removed);
+      }
+      if (params.set_headers != nullptr) {
+        for (const auto& [set_name, unused] : *params.set_headers) drop |= absl::EqualsIgnoreCase(name, set_name);
+      }
+      if (drop) continue;
+    }
+    add(name, value);
+  }
+  if (te_trailers) add("te", "trailers");
+  if (params.set_headers != nullptr) {
+    for (const auto& [name, value] : *params.set_headers) add(name, value);
+  }
+  add("x-real-ip", params.client_ip);
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for.append(params.client_ip.data(), params.client_ip.size());
+  add("x-forwarded-for", forwarded_for);
+  add("x-forwarded-proto", params.forwarded_proto);
+  if (!params.client_host.empty()) add("x-forwarded-host", params.client_host);
+  char port[8];
+  const int port_length = snprintf(port, sizeof(port), "%u", static_cast<unsigned>(params.local_port));
+  add("x-forwarded-port", absl::string_view(port, static_cast<size_t>(port_length)));
+  if (params.has_content_length && !params.chunked_body) {
+    char length[24];
+    const int length_size = snprintf(length, sizeof(length), "%llu", static_cast<unsigned long long>(params.content_length));
+    add("content-length", absl::string_view(length, static_cast<size_t>(length_size)));
+  }
 }
 
 std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamRequestParams& params) {

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "common/http/http1_codec.h"
 
@@ -27,6 +28,9 @@ struct UpstreamRequestParams {
   bool chunked_body = false;
   bool has_content_length = false;
   uint64_t content_length = 0;
+  // A WebSocket handshake: `Connection: upgrade` and `Upgrade: websocket` go upstream (the
+  // client's own Upgrade/Connection headers are hop-by-hop and never do).
+  bool websocket_upgrade = false;
   // From plugins (RequestContext::upstream_headers*): headers to set, replacing the client's of
   // the same name, and client headers to drop (lowercase names). Null = none.
   const std::vector<std::pair<absl::string_view, absl::string_view>>* set_headers = nullptr;
@@ -41,5 +45,16 @@ struct UpstreamRequestParams {
 std::string BuildUpstreamRequestHead(const MessageHead& request, const UpstreamRequestParams& params);
 // The same head, appended to `out` (lets the caller reuse one buffer's capacity).
 void AppendUpstreamRequestHead(std::string* out, const MessageHead& request, const UpstreamRequestParams& params);
+
+// The header list of the same request to an HTTP/2 upstream (services grpc/grpcs), in order:
+// :method, :scheme (`scheme`), :authority (params.host_header), :path (+ query); the client's
+// end-to-end headers less RFC 9113 §8.2.2's connection-specific ones and those the HTTP/1 head
+// also leaves out, with `te: trailers` kept when the client sent it; the plugins' headers; the
+// X-Real-IP/X-Forwarded-* headers; content-length when the request has one. Names as given to
+// `add`: the pseudo-headers and the proxy's own lowercase, the client's and plugins' as sent
+// (the caller lowercases them).
+void ForEachUpstreamHttp2Header(const MessageHead& request, const UpstreamRequestParams& params,
+                                absl::string_view scheme,
+                                absl::FunctionRef<void(absl::string_view, absl::string_view)> add);
 
 }  // namespace portico::dp

@@ -1,12 +1,16 @@
 #include "data_plane/proxy/exchange.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "common/base/host_port.h"
 #include "common/base/log.h"
 #include "data_plane/balancer/balancer.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/proxy/grpc_timeout.h"
+#include "data_plane/proxy/http2_upstream_pool.h"
+#include "data_plane/proxy/websocket.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -49,6 +53,7 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   debug_headers_allowed = worker.options().allow_debug_header;
   request_is_head_ = head.method == "HEAD";
   request_chunked_ = head.chunked;
+  websocket_upgrade = IsWebSocketUpgradeRequest(head);
   if (config_ == nullptr) {  // nothing published yet
     dp::LocalResponse response;
     response.status = 404;
@@ -169,6 +174,10 @@ void Exchange::Respond(const dp::LocalResponse& response) {
     upstream_->Abort();
     upstream_ = nullptr;
   }
+  if (upstream_stream_ != nullptr) {
+    upstream_stream_->Abort();
+    upstream_stream_ = nullptr;
+  }
   EndAttempt();
   local_response_ = true;
   pending_body_.clear();
@@ -199,6 +208,10 @@ void Exchange::Cancel() {
     upstream_->Abort();
     upstream_ = nullptr;
   }
+  if (upstream_stream_ != nullptr) {
+    upstream_stream_->Abort();  // RST_STREAM CANCEL: the upstream sees the client go
+    upstream_stream_ = nullptr;
+  }
   EndAttempt();
 }
 
@@ -215,7 +228,72 @@ bool Exchange::RerunDestinationSteps() {
   return true;
 }
 
+void Exchange::FailToConnect(const absl::Status& status) {
+  // A request the connection cannot be made for (InvalidArgument: a client-chosen SNI that is
+  // too long) is logged at the TLS log rate, and neither it nor a local limit (out of
+  // descriptors or ports) is the target's failure: no passive report.
+  const bool request_fault = absl::IsInvalidArgument(status);
+  if (!request_fault || worker_->AllowUpstreamTlsLog()) {
+    PORTICO_LOG(kWarn, "proxy", "upstream ", upstream_target->pool_key, ": ", status.message());
+  }
+  if (balancer != nullptr && !absl::IsResourceExhausted(status) && !request_fault) {
+    balancer->AttemptFailed(worker_index, balancer_target >= 0 ? balancer_target : health_target_,
+                            dp::HealthEvent::kTcpFailure, attempt_started_ns);
+  }
+  FailUpstream(502, dp::kMsgBadGateway);
+}
+
+void Exchange::StartHttp2Upstream() {
+  const dp::Target& target_address = *upstream_target;
+  const dp::UpstreamTlsContext* tls = service->tls;
+  const absl::string_view server_name = tls != nullptr ? SplitHostHeader(upstream_host_header).name : absl::string_view();
+  const std::string& pool_key = worker_->UpstreamPoolKey(target_address, tls, server_name);
+  UpstreamTimeouts timeouts;
+  timeouts.connect_ms = service->connect_timeout_ms;
+  timeouts.write_ms = service->write_timeout_ms;
+  timeouts.read_ms = service->read_timeout_ms;
+  // gRPC: the call's deadline (grpc-timeout, from the first attempt) bounds the stream; the read
+  // timeout still applies.
+  if (grpc_deadline_ms_ == 0) {
+    if (const std::string* grpc_timeout = head->Find("grpc-timeout"); grpc_timeout != nullptr) {
+      if (std::optional<int64_t> ms = ParseGrpcTimeoutMs(*grpc_timeout); ms.has_value()) {
+        grpc_deadline_ms_ = uv_now(worker_->loop()) + static_cast<uint64_t>(std::max<int64_t>(*ms, 1));
+      }
+    }
+  }
+  const uint64_t deadline_ms = grpc_deadline_ms_;
+  const absl::string_view whole_body = WholeBodyForUpstream();
+  const bool end_stream = request_complete_ && whole_body.empty() && pending_body_.empty();
+  absl::StatusOr<Http2UpstreamStream*> stream = worker_->http2_upstreams().OpenStream(
+      target_address, pool_key, tls, server_name, this, upstream_http2_headers.items(), timeouts, deadline_ms,
+      end_stream);
+  if (!stream.ok()) {
+    FailToConnect(stream.status());
+    return;
+  }
+  upstream_stream_ = *stream;
+  upstream_stream_->set_split_trailers_only(head->version_major >= 2);
+  head_reported_ = false;
+  if (balancer_target >= 0) health_target_ = balancer_target;
+  if (!end_stream && upstream_stream_->connected()) WriteHttp2RequestStart();
+}
+
+void Exchange::WriteHttp2RequestStart() {
+  // A body read whole stays for a retry; body bytes held meanwhile go now (they cannot be resent).
+  upstream_stream_->SendBody(WholeBodyForUpstream());
+  if (!pending_body_.empty()) {
+    body_streamed_ = true;
+    upstream_stream_->SendBody(pending_body_);
+    pending_body_.clear();
+  }
+  if (request_complete_ && !local_response_ && !cancelled_) upstream_stream_->EndRequest();
+}
+
 void Exchange::StartUpstream(bool allow_pooled) {
+  if (UpstreamIsHttp2()) {
+    StartHttp2Upstream();
+    return;
+  }
   const dp::Target& target_address = *upstream_target;
   // https: Kong's upstream SNI is the Host sent upstream, without its port (none for an IP).
   const dp::UpstreamTlsContext* tls = service->tls;
@@ -225,18 +303,7 @@ void Exchange::StartUpstream(bool allow_pooled) {
   if (connection == nullptr) {
     absl::StatusOr<UpstreamConnection*> fresh = worker_->ConnectUpstream(target_address, pool_key, tls, server_name);
     if (!fresh.ok()) {
-      // A request the connection cannot be made for (InvalidArgument: a client-chosen SNI that is
-      // too long) is logged at the TLS log rate, and neither it nor a local limit (out of
-      // descriptors or ports) is the target's failure: no passive report.
-      const bool request_fault = absl::IsInvalidArgument(fresh.status());
-      if (!request_fault || worker_->AllowUpstreamTlsLog()) {
-        PORTICO_LOG(kWarn, "proxy", "upstream ", target_address.pool_key, ": ", fresh.status().message());
-      }
-      if (balancer != nullptr && !absl::IsResourceExhausted(fresh.status()) && !request_fault) {
-        balancer->AttemptFailed(worker_index, balancer_target >= 0 ? balancer_target : health_target_,
-                                dp::HealthEvent::kTcpFailure, attempt_started_ns);
-      }
-      FailUpstream(502, dp::kMsgBadGateway);
+      FailToConnect(fresh.status());
       return;
     }
     connection = *fresh;
@@ -261,6 +328,14 @@ void Exchange::WriteRequestStart() {
 }
 
 void Exchange::OnUpstreamConnected() {
+  if (upstream_stream_ != nullptr) {
+    WriteHttp2RequestStart();
+    if (!request_complete_ && !cancelled_ && upstream_stream_ != nullptr &&
+        upstream_stream_->pending_write_bytes() < kHighWaterBytes) {
+      downstream_->RequestBodyWanted();
+    }
+    return;
+  }
   if (upstream_ == nullptr) return;
   WriteRequestStart();
   // A write the kernel takes at once reports no drain: if the client side stopped for the body
@@ -298,6 +373,10 @@ void Exchange::RefuseOversizedBody() {
       upstream_->Abort();
       upstream_ = nullptr;
     }
+    if (upstream_stream_ != nullptr) {
+      upstream_stream_->Abort();
+      upstream_stream_ = nullptr;
+    }
     downstream_->Abort();
     return;
   }
@@ -312,7 +391,10 @@ void Exchange::OnRequestComplete() {
     RunStepsAfterBody();  // may end the exchange: nothing may follow
     return;
   }
-  if (!local_response_ && !cancelled_ && request_chunked_ && !request_body_read) {
+  if (upstream_stream_ != nullptr) {
+    // (Before the connection is up, WriteHttp2RequestStart ends the request.)
+    if (!local_response_ && !cancelled_ && upstream_stream_->connected()) upstream_stream_->EndRequest();
+  } else if (!local_response_ && !cancelled_ && request_chunked_ && !request_body_read && !UpstreamIsHttp2()) {
     SendToUpstream(kLastChunk, /*as_chunk=*/false);
   }
   MaybeFinish();
@@ -320,6 +402,12 @@ void Exchange::OnRequestComplete() {
 
 void Exchange::SendToUpstream(absl::string_view data, bool as_chunk) {
   if (data.empty()) return;
+  if (upstream_stream_ != nullptr && upstream_stream_->connected()) {  // HTTP/2: DATA frames, no chunks
+    body_streamed_ = true;
+    upstream_stream_->SendBody(data);
+    return;
+  }
+  if (as_chunk && UpstreamIsHttp2()) as_chunk = false;  // held until the stream's connection is up
   char size_line_buffer[24];
   const absl::string_view size_line = as_chunk ? ChunkSizeLine(data.size(), size_line_buffer) : absl::string_view();
   const absl::string_view trailer = as_chunk ? absl::string_view("\r\n") : absl::string_view();
@@ -336,6 +424,7 @@ void Exchange::SendToUpstream(absl::string_view data, bool as_chunk) {
 size_t Exchange::UpstreamBacklog() const {
   size_t backlog = pending_body_.size();
   if (upstream_ != nullptr) backlog += upstream_->pending_write_bytes();
+  if (upstream_stream_ != nullptr) backlog += upstream_stream_->pending_write_bytes();
   return backlog;
 }
 
@@ -370,6 +459,31 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   return body_to_client_ ? UpstreamHeadAction::kContinue : UpstreamHeadAction::kSkipBody;
 }
 
+bool Exchange::OnUpstreamSwitchingProtocols(const MessageHead& response) {
+  // A 101 the request did not ask for, or not for WebSocket: refused (502).
+  if (cancelled_ || !websocket_upgrade || !request_complete_ || !IsWebSocketAcceptResponse(response)) return false;
+  response_status_ = response.status;
+  if (balancer != nullptr && !head_reported_) {
+    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
+  }
+  head_reported_ = true;
+  response_head = &response;
+  RunResponseHeadSteps(response.status);
+  response_head = nullptr;
+  UpstreamConnection* connection = upstream_;
+  upstream_ = nullptr;  // the tunnel's from here on
+  if (!downstream_->StartTunnel(response, response_headers.items(), response_headers_removed, *connection,
+                                service->read_timeout_ms)) {
+    if (!cancelled_) upstream_ = connection;  // it fails now (OnUpstreamFailure: 502)
+    return false;
+  }
+  EndAttempt();
+  response_started_ = true;
+  response_complete_ = true;
+  if (!cancelled_) MaybeFinish();  // the log steps; the exchange ends (Downstream::ExchangeDone)
+  return true;
+}
+
 void Exchange::OnUpstreamBody(absl::string_view data) {
   if (holding_response_ && !cancelled_) {
     if (response_body.size() + data.size() <= kMaxBufferedResponseBody) {
@@ -388,12 +502,21 @@ void Exchange::OnUpstreamBody(absl::string_view data) {
 void Exchange::OnUpstreamReadEnd() {
   if (cancelled_) return;
   downstream_->FlushResponse();
-  if (cancelled_ || upstream_ == nullptr) return;
-  if (downstream_->ResponseBacklog() >= kHighWaterBytes) upstream_->PauseReading();
+  if (cancelled_) return;
+  if (downstream_->ResponseBacklog() < kHighWaterBytes) return;
+  if (upstream_ != nullptr) upstream_->PauseReading();
+  if (upstream_stream_ != nullptr) upstream_stream_->PauseReading();
 }
 
 void Exchange::OnDownstreamDrained() {
   if (upstream_ != nullptr) upstream_->ResumeReading();
+  if (upstream_stream_ != nullptr) upstream_stream_->ResumeReading();
+}
+
+void Exchange::OnUpstreamTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {
+  // A held response (buffer_response_body) is sent with a length and no trailers.
+  if (cancelled_ || !response_started_) return;
+  downstream_->SendResponseTrailers(trailers);
 }
 
 void Exchange::ReleaseHeldResponse() {
@@ -418,6 +541,19 @@ void Exchange::SendHeldResponse() {
 }
 
 void Exchange::OnUpstreamComplete() {
+  if (upstream_stream_ != nullptr) {
+    Http2UpstreamStream* stream = upstream_stream_;
+    upstream_stream_ = nullptr;
+    EndAttempt();
+    stream->Release();  // a request the upstream did not wait for is cancelled
+    if (holding_response_ && !cancelled_) SendHeldResponse();
+    if (cancelled_) return;
+    downstream_->EndResponse();
+    if (cancelled_) return;
+    response_complete_ = true;
+    MaybeFinish();
+    return;
+  }
   UpstreamConnection* connection = upstream_;
   upstream_ = nullptr;
   EndAttempt();
@@ -437,9 +573,22 @@ void Exchange::OnUpstreamComplete() {
 
 void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_received) {
   upstream_ = nullptr;
+  upstream_stream_ = nullptr;
   if (!cancelled_) ReportFailedAttempt(error, response_bytes_received);
   EndAttempt();
   if (cancelled_) return;
+  if (error == UpstreamError::kDeadlineExceeded && response_started_ && body_to_client_) {
+    // gRPC: the call's deadline passed mid-response: it ends with DEADLINE_EXCEEDED (4).
+    static const std::pair<std::string, std::string> kDeadlineTrailers[] = {
+        {"grpc-status", "4"}, {"grpc-message", "Deadline Exceeded"}};
+    downstream_->SendResponseTrailers(kDeadlineTrailers);
+    if (cancelled_) return;
+    downstream_->EndResponse();
+    if (cancelled_) return;
+    response_complete_ = true;
+    MaybeFinish();
+    return;
+  }
   if (response_started_) {
     downstream_->Abort();  // the response is truncated; closing is the only signal left
     return;
@@ -476,13 +625,14 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
     return;
   }
   const bool timeout = error == UpstreamError::kConnectTimeout || error == UpstreamError::kWriteTimeout ||
-                       error == UpstreamError::kReadTimeout;
+                       error == UpstreamError::kReadTimeout || error == UpstreamError::kDeadlineExceeded;
   PORTICO_LOG(kDebug, "proxy", "upstream failure ", static_cast<int>(error));
   FailUpstream(timeout ? 504 : 502, timeout ? dp::kMsgTimeout : dp::kMsgBadGateway);
 }
 
 void Exchange::ReportFailedAttempt(UpstreamError error, bool response_bytes_received) {
   if (balancer == nullptr || health_target_ < 0 || head_reported_) return;
+  if (error == UpstreamError::kDeadlineExceeded) return;  // the client's deadline, not the target's failure
   // A connection closed before any byte while nothing of the body went out is retried once on a
   // fresh connection (a pooled connection the upstream had closed): not the target's failure.
   if (error == UpstreamError::kClosed && !response_bytes_received && !body_streamed_ && !stale_retry_used_) return;
@@ -532,6 +682,8 @@ void Exchange::Reset() {
   suspended_ = false;
   steps_done_ = false;
   upstream_ = nullptr;
+  upstream_stream_ = nullptr;
+  grpc_deadline_ms_ = 0;
   pending_body_.clear();
   connect_retries_left_ = 0;
   request_is_head_ = false;

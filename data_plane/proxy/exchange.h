@@ -27,6 +27,7 @@
 
 namespace portico::dp {
 
+class Http2UpstreamStream;
 class Worker;
 
 // The client side of one exchange, implemented by the client connection for its HTTP version.
@@ -56,6 +57,16 @@ class Downstream {
   virtual void SendResponseTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {}
   // The upstream response is complete.
   virtual void EndResponse() = 0;
+  // The upstream accepted a WebSocket handshake (101): send the 101 head (without
+  // `removed_headers`, with `extra_headers`) and tunnel the connection's bytes to `upstream`
+  // from now on (tunnel.h; `idle_timeout_ms` without traffic closes it). Returns false when this
+  // downstream cannot (a version without HTTP/1.1 upgrades, or the connection closed): the
+  // exchange then answers 502. On true the tunnel owns both connections; the exchange ends.
+  virtual bool StartTunnel(const MessageHead& head, absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                           absl::Span<const absl::string_view> removed_headers, UpstreamConnection& upstream,
+                           int64_t idle_timeout_ms) {
+    return false;
+  }
   // Response bytes waiting for the client (backpressure on the upstream).
   virtual size_t ResponseBacklog() const = 0;
   // The request steps are done: answer `Expect: 100-continue` if the protocol wants it (once per
@@ -126,10 +137,12 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void OnUpstreamConnected() override;
   UpstreamHeadAction OnUpstreamHead(const MessageHead& head) override;
   void OnUpstreamBody(absl::string_view data) override;
+  void OnUpstreamTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) override;
   void OnUpstreamComplete() override;
   void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) override;
   void OnUpstreamWriteDrained() override;
   void OnUpstreamReadEnd() override;
+  bool OnUpstreamSwitchingProtocols(const MessageHead& head) override;
 
  private:
   // Runs request steps from `next_step_` on; when they are all done, starts the upstream.
@@ -137,6 +150,14 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // A retry needs a new destination: runs the steps that say so (rerun_on_retry) again.
   bool RerunDestinationSteps();
   void StartUpstream(bool allow_pooled);
+  // The service speaks HTTP/2 (grpc, grpcs): a stream from the worker's HTTP/2 pool instead of
+  // an UpstreamConnection; the body goes unframed (HTTP/2 DATA).
+  bool UpstreamIsHttp2() const { return service != nullptr && service->http2; }
+  void StartHttp2Upstream();
+  // The HTTP/2 stream's connection is up: the body held meanwhile goes (and the end, if read).
+  void WriteHttp2RequestStart();
+  // A connection could not even be started: logged, passive report, 502.
+  void FailToConnect(const absl::Status& status);
   void SendToUpstream(absl::string_view data, bool as_chunk);
   // The upstream head, a body read whole, and the body bytes held while connecting.
   void WriteRequestStart();
@@ -165,6 +186,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool suspended_ = false;
   bool steps_done_ = false;     // every request step ran (the upstream may start)
   UpstreamConnection* upstream_ = nullptr;
+  Http2UpstreamStream* upstream_stream_ = nullptr;  // instead of upstream_ for an HTTP/2 service
+  uint64_t grpc_deadline_ms_ = 0;  // loop time the call's grpc-timeout ends (0: none, or not read yet)
   std::string pending_body_;    // body bytes (framed) waiting for the upstream to connect
   int connect_retries_left_ = 0;
   bool request_is_head_ = false;

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
+#include "data_plane/proxy/websocket.h"
 #include "data_plane/tls/server_context.h"
 
 namespace portico::dp {
@@ -121,6 +122,7 @@ void Http1ClientConnection::Close() {
   // Close() can run inside a call made by the exchange (a client write that fails at once): keep
   // the object alive until the connection itself is destroyed.
   if (exchange_ != nullptr) exchange_->Cancel();
+  if (tunnel_ != nullptr) tunnel_->Close();  // closes the upstream end too
   retired_exchange_ = std::move(exchange_);
   transport_->Close();
 }
@@ -146,6 +148,8 @@ void Http1ClientConnection::OnDeadline() {
       return;
     case State::kExchange:  // armed only while the exchange waits on the client (WaitsOnClient)
       if (WaitsOnClient()) Close();
+      return;
+    case State::kTunnel:  // never armed: the tunnel has its own idle timeout
       return;
     default:
       return;
@@ -176,6 +180,8 @@ void Http1ClientConnection::UpdateReading() {
     case State::kHttp2:
       want = false;
       break;
+    case State::kTunnel:
+      return;  // the tunnel decides
   }
   if (want) {
     transport_->StartReading();
@@ -186,6 +192,10 @@ void Http1ClientConnection::UpdateReading() {
 
 void Http1ClientConnection::OnTransportEof() {
   if (state_ == State::kClosing) return;
+  if (state_ == State::kTunnel) {
+    tunnel_->OnEof(Tunnel::kClient);
+    return;
+  }
   if (state_ == State::kHttp2) {
     h2_->OnEof();
     return;
@@ -245,6 +255,10 @@ void Http1ClientConnection::OnTransportRead(absl::string_view data) {
   if (state_ == State::kClosing || state_ == State::kLingering) return;  // lingering: discard
   if (state_ == State::kHttp2) {
     h2_->OnRead(data);
+    return;
+  }
+  if (state_ == State::kTunnel) {
+    tunnel_->OnRead(Tunnel::kClient, data);
     return;
   }
   if (!saw_bytes_ && !data.empty()) {
@@ -495,6 +509,11 @@ void Http1ClientConnection::EndResponse() {
 }
 
 void Http1ClientConnection::ExchangeDone() {
+  if (state_ == State::kTunnel) {  // the tunnel needs neither the exchange nor the request head
+    EndExchange();
+    ReleaseRequestState();
+    return;
+  }
   const bool keep_alive = client_keep_alive_ && !close_after_;
   const bool draining = state_ != State::kExchange;  // a local response or early answer closes
   const bool client_done = !keep_alive && ClientDone();
@@ -506,6 +525,32 @@ void Http1ClientConnection::ExchangeDone() {
   }
   EnterIdle();
   ProcessInput();  // pipelined requests (no-op when called from inside ProcessInput)
+}
+
+bool Http1ClientConnection::StartTunnel(const MessageHead& head,
+                                        absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                                        absl::Span<const absl::string_view> removed_headers,
+                                        UpstreamConnection& upstream, int64_t idle_timeout_ms) {
+  // The handshake request was read whole; nothing of the response went out yet.
+  if (state_ != State::kExchange || !request_complete_) return false;
+  std::string switching;
+  AppendSwitchingProtocolsHead(&switching, head, extra_headers, removed_headers);
+  WriteToClient(switching);  // what the kernel does not take is copied
+  if (state_ != State::kExchange) return false;  // the write failed and closed the connection
+  state_ = State::kTunnel;
+  worker_.DisarmDeadline(&deadline_);
+  transport_->SetNoDelay();  // small frames both ways: no Nagle delay (the upstream side has it already)
+  tunnel_ = std::make_unique<Tunnel>(worker_, *this, upstream);
+  upstream.EnterTunnel(tunnel_.get(), idle_timeout_ms);
+  // Bytes the client sent after its handshake, before the 101 (queued unparsed), go first.
+  if (!input_.empty()) {
+    std::string early;
+    early.swap(input_);
+    tunnel_->OnRead(Tunnel::kClient, early);
+  }
+  if (peer_eof_) tunnel_->OnEof(Tunnel::kClient);
+  tunnel_->Start();  // no-op once closed
+  return true;
 }
 
 // ---- writing and closing ---------------------------------------------------------------------
@@ -584,6 +629,10 @@ void Http1ClientConnection::OnTransportWritten(size_t, int status) {
     Close();
     return;
   }
+  if (state_ == State::kTunnel) {
+    tunnel_->OnWritten(Tunnel::kClient);
+    return;
+  }
   if (state_ == State::kHttp2) {
     h2_->OnWritten();
     return;
@@ -638,6 +687,10 @@ void Http1ClientConnection::BeginDrain(bool client_done) {
 
 void Http1ClientConnection::OnTransportShutdown(int status) {
   if (state_ == State::kClosing || state_ == State::kHttp2) return;
+  if (state_ == State::kTunnel) {
+    tunnel_->OnShutdown(Tunnel::kClient, status);
+    return;
+  }
   if (status < 0 || peer_eof_) {
     Close();
     return;

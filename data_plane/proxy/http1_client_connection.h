@@ -13,6 +13,7 @@
 //     │ EOF, error       kDraining ──(shutdown: queued writes flushed)──▶ kLingering
 //     │                       │ client done and nothing queued: close at once  │ EOF / 2 s
 //     └───────────────────────┴──────────── any failure ─────────────────────▶ kClosing
+//   kExchange ──upstream 101 to a WebSocket handshake──▶ kTunnel ──tunnel closes──▶ kClosing
 //                                                                  (transport closing; freed
 //                                                                   after its close callback)
 // HTTP/2: after the connection preface (h2c prior knowledge), a 101 to `Upgrade: h2c`, or ALPN
@@ -36,6 +37,7 @@
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_messages.h"
 #include "data_plane/proxy/http2_client_connection.h"
+#include "data_plane/proxy/tunnel.h"
 #include "data_plane/proxy/worker.h"
 
 namespace portico::dp {
@@ -43,9 +45,11 @@ namespace portico::dp {
 class Http1ClientConnection final : public TransportCallbacks,
                                     public Http1Codec::BodySink,
                                     public Downstream,
-                                    public Http2ClientSession::Host {
+                                    public Http2ClientSession::Host,
+                                    public TunnelEnd {
  public:
-  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing, kHttp2 };
+  // kTunnel: after a WebSocket upgrade, every byte goes through tunnel_ (tunnel.h).
+  enum class State { kIdle, kExchange, kDraining, kLingering, kClosing, kHttp2, kTunnel };
 
   explicit Http1ClientConnection(Worker& worker);
   ~Http1ClientConnection() override;
@@ -87,6 +91,13 @@ class Http1ClientConnection final : public TransportCallbacks,
   void RequestBodyWanted() override;
   void Abort() override { Close(); }
   void ExchangeDone() override;
+  bool StartTunnel(const MessageHead& head, absl::Span<const std::pair<std::string, std::string>> extra_headers,
+                   absl::Span<const absl::string_view> removed_headers, UpstreamConnection& upstream,
+                   int64_t idle_timeout_ms) override;
+
+  // TunnelEnd.
+  Transport& tunnel_transport() override { return *transport_; }
+  void CloseFromTunnel() override { Close(); }
 
   // Http2ClientSession::Host.
   void Http2Finished() override { Close(); }
@@ -178,6 +189,7 @@ class Http1ClientConnection final : public TransportCallbacks,
   std::unique_ptr<Exchange> spare_exchange_;    // the last exchange, until the connection is idle
   std::unique_ptr<Exchange> retired_exchange_;  // the exchange of a closed connection (see Close)
   std::unique_ptr<Http2ClientSession> h2_;      // kHttp2 only (destroyed before the transports)
+  std::unique_ptr<Tunnel> tunnel_;              // kTunnel (and after, until destroyed)
 };
 
 }  // namespace portico::dp

@@ -443,7 +443,8 @@ void Http2ClientSession::SubmitLocal(Http2Stream* stream, const dp::LocalRespons
     // Kong answers gRPC requests with a gRPC status, never an HTML or JSON body.
     status = "200";
     fields.emplace_back("content-type", "application/grpc");
-    fields.emplace_back("grpc-status", absl::StrCat(GrpcStatusForHttpStatus(response.status)));
+    fields.emplace_back("grpc-status", absl::StrCat(response.grpc_status >= 0 ? response.grpc_status
+                                                                               : GrpcStatusForHttpStatus(response.status)));
     const absl::string_view message = !response.message.empty() ? response.message
                                                                  : HttpReasonPhrase(response.status);
     fields.emplace_back("grpc-message", PercentEncodeGrpcMessage(message));
@@ -822,8 +823,9 @@ void Http2Stream::ExchangeDone() {
 
 void Http2Stream::StopUnfinishedRequest() {
   // RFC 9113 §8.1: after a complete response, RST_STREAM NO_ERROR tells the client to stop
-  // sending the request.
-  if (!closed_ && !request_ended_) {
+  // sending the request. Not to gRPC clients: grpc-core turns it into INTERNAL even after the
+  // status arrived; the rest of a gRPC request is read and discarded instead.
+  if (!closed_ && !request_ended_ && !grpc_) {
     nghttp2_submit_rst_stream(session_->session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
   }
 }

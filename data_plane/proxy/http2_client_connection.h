@@ -75,7 +75,7 @@ class Http2Stream final : public Downstream {
   void DeliverRequestBody();
   // Resets the stream for reuse by another id.
   void Reuse(int32_t id);
-  // The response is complete but the request is not: RST_STREAM NO_ERROR.
+  // The response is complete but the request is not: RST_STREAM NO_ERROR (not for gRPC).
   void StopUnfinishedRequest();
 
   Http2ClientSession* session_;

@@ -166,6 +166,18 @@ int64_t ProxyServer::request_states_held() const {
   return total;
 }
 
+int64_t ProxyServer::websocket_connections() const {
+  int64_t total = 0;
+  for (const auto& worker : workers_) total += worker->websocket_tunnels_open();
+  return total;
+}
+
+uint64_t ProxyServer::websocket_connections_opened() const {
+  uint64_t total = websocket_connections_at_stop_;
+  for (const auto& worker : workers_) total += worker->websocket_tunnels_opened();
+  return total;
+}
+
 void ProxyServer::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;
@@ -176,6 +188,7 @@ void ProxyServer::Stop() {
   }
   threads_.clear();
   for (auto& worker : workers_) requests_at_stop_ += worker->requests_total();
+  for (auto& worker : workers_) websocket_connections_at_stop_ += worker->websocket_tunnels_opened();
   workers_.clear();
 }
 

@@ -50,6 +50,11 @@ class ProxyServer {
   // with Stop().
   int64_t request_states_held() const;
 
+  // WebSocket tunnels open now, and opened since start, summed over workers (relaxed; for the
+  // DP's /metrics). After Stop(): 0 open, and the final count opened.
+  int64_t websocket_connections() const;
+  uint64_t websocket_connections_opened() const;
+
   // Closes the listeners and every connection, joins the threads. Idempotent; not concurrent
   // with itself.
   void Stop();
@@ -69,6 +74,7 @@ class ProxyServer {
   std::mutex stop_mu_;
   bool stopped_ = false;
   uint64_t requests_at_stop_ = 0;
+  uint64_t websocket_connections_at_stop_ = 0;
 };
 
 }  // namespace portico::dp

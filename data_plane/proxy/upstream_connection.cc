@@ -83,6 +83,19 @@ void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeou
   RearmTimer();
 }
 
+void UpstreamConnection::EnterTunnel(Tunnel* tunnel, int64_t idle_timeout_ms) {
+  tunnel_ = tunnel;
+  tunnel_idle_ms_ = idle_timeout_ms;
+  observer_ = nullptr;
+  awaiting_response_ = false;
+  reusable_ = false;
+  RearmTimer();
+}
+
+void UpstreamConnection::OnTransportShutdown(int status) {
+  if (tunnel_ != nullptr && state_ != State::kClosing) tunnel_->OnShutdown(Tunnel::kUpstream, status);
+}
+
 void UpstreamConnection::MarkTakenFromPool() {
   state_ = State::kActive;
   first_exchange_ = false;
@@ -135,6 +148,11 @@ void UpstreamConnection::Close() {
   if (state_ == State::kIdle) worker_.RemoveIdle(this);
   state_ = State::kClosing;
   observer_ = nullptr;
+  if (tunnel_ != nullptr) {  // the client end closes with it
+    Tunnel* tunnel = tunnel_;
+    tunnel_ = nullptr;
+    tunnel->Close();
+  }
   pending_closes_ = 2;
   WithTransport([](auto& t) { t.Close(); });
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), Uv::Closed);
@@ -180,7 +198,9 @@ void UpstreamConnection::RearmTimer() {
       ms = timeouts_.connect_ms;
       break;
     case State::kActive:
-      if (pending_write_bytes() > 0) {
+      if (tunnel_ != nullptr) {
+        ms = tunnel_idle_ms_;  // silence in both directions
+      } else if (pending_write_bytes() > 0) {
         ms = timeouts_.write_ms;
       } else if (awaiting_response_ && !reading_paused_) {
         ms = timeouts_.read_ms;
@@ -234,6 +254,11 @@ void UpstreamConnection::OnTimer() {
       Fail(UpstreamError::kConnectTimeout);
       return;
     case State::kActive:
+      if (tunnel_ != nullptr) {
+        PORTICO_LOG(kDebug, "proxy", "WebSocket tunnel to ", pool_key_, " idle for ", tunnel_idle_ms_, " ms: closed");
+        Close();
+        return;
+      }
       Fail(pending_write_bytes() > 0 ? UpstreamError::kWriteTimeout : UpstreamError::kReadTimeout);
       return;
     case State::kIdle:
@@ -270,11 +295,19 @@ void UpstreamConnection::OnTransportWritten(size_t, int status) {
     return;
   }
   RearmTimer();
+  if (tunnel_ != nullptr) {
+    tunnel_->OnWritten(Tunnel::kUpstream);
+    return;
+  }
   if (observer_ != nullptr && pending_write_bytes() < kLowWaterBytes) observer_->OnUpstreamWriteDrained();
 }
 
 void UpstreamConnection::OnTransportEof() {
   if (state_ == State::kClosing) return;
+  if (tunnel_ != nullptr) {
+    tunnel_->OnEof(Tunnel::kUpstream);
+    return;
+  }
   if (state_ == State::kIdle) {
     Close();  // the peer closed while pooled
     return;
@@ -299,6 +332,10 @@ void UpstreamConnection::OnTransportReadError(int) {
 
 void UpstreamConnection::OnTransportRead(absl::string_view data) {
   if (state_ == State::kClosing) return;
+  if (tunnel_ != nullptr) {
+    tunnel_->OnRead(Tunnel::kUpstream, data);
+    return;
+  }
   if (state_ == State::kIdle || !awaiting_response_) {
     Close();  // bytes nobody asked for: never hand them to the next exchange
     return;
@@ -315,8 +352,13 @@ void UpstreamConnection::OnTransportRead(absl::string_view data) {
         return;
       case Http1Codec::Event::kHead: {
         const MessageHead& head = codec_.head();
-        if (head.status == 101) {  // upgrades are not proxied
-          Fail(UpstreamError::kInvalidResponse);
+        if (head.status == 101) {  // only a WebSocket upgrade the observer asked for becomes a tunnel
+          if (observer_ == nullptr || !observer_->OnUpstreamSwitchingProtocols(head)) {
+            Fail(UpstreamError::kInvalidResponse);
+            return;
+          }
+          if (state_ == State::kClosing || tunnel_ == nullptr) return;
+          if (!data.empty()) tunnel_->OnRead(Tunnel::kUpstream, data);  // frames right behind the head
           return;
         }
         if (head.status >= 100 && head.status < 200) {  // interim: dropped; the final one follows

@@ -19,15 +19,18 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <uv.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/http/http1_codec.h"
 #include "common/net/tcp_transport.h"
 #include "common/net/tls_transport.h"
 #include "data_plane/balancer/upstream_tls.h"
+#include "data_plane/proxy/tunnel.h"
 
 namespace portico::dp {
 
@@ -40,6 +43,7 @@ enum class UpstreamError {
   kReadTimeout,
   kClosed,                // EOF or reset before the response was complete
   kInvalidResponse,       // unparsable response head or body, or one the observer refused
+  kDeadlineExceeded,      // HTTP/2 upstream: the request's grpc-timeout passed (stream cancelled)
 };
 
 struct UpstreamTimeouts {
@@ -64,6 +68,9 @@ class UpstreamObserver {
   // The final (non-1xx) response head (1xx interim responses are dropped).
   virtual UpstreamHeadAction OnUpstreamHead(const MessageHead& head) = 0;
   virtual void OnUpstreamBody(absl::string_view data) = 0;
+  // The response's trailer fields (HTTP/2 upstreams; lowercase names), right before
+  // OnUpstreamComplete. Borrowed for the call.
+  virtual void OnUpstreamTrailers(absl::Span<const std::pair<std::string, std::string>> trailers) {}
   // The response ended. The observer must call Release() or Abort() before returning.
   virtual void OnUpstreamComplete() = 0;
   // The connection failed and is already closing and detached; `response_bytes_received` tells
@@ -71,6 +78,10 @@ class UpstreamObserver {
   virtual void OnUpstreamFailure(UpstreamError error, bool response_bytes_received) = 0;
   // Pending writes fell below the low-water mark.
   virtual void OnUpstreamWriteDrained() = 0;
+  // A 101 response head. To accept it, the observer hands the connection to a tunnel
+  // (EnterTunnel) before returning true; the bytes after the head go to the tunnel. False: the
+  // connection fails with kInvalidResponse (a 101 nobody asked for).
+  virtual bool OnUpstreamSwitchingProtocols(const MessageHead& head) { return false; }
   // One read ended without completing the response. The views passed to OnUpstreamBody point
   // into the read buffer and are valid only until this returns: the observer writes or copies
   // what it kept (and may Abort() the connection).
@@ -79,7 +90,8 @@ class UpstreamObserver {
 
 class UpstreamConnection final : public TransportCallbacks,
                                  public Http1Codec::BodySink,
-                                 public UpstreamTlsSessionSink {
+                                 public UpstreamTlsSessionSink,
+                                 public TunnelEnd {
  public:
   enum class State { kConnecting, kActive, kIdle, kClosing };
 
@@ -129,6 +141,17 @@ class UpstreamConnection final : public TransportCallbacks,
   // Closes without notifying anyone (worker shutdown, pool eviction). Idempotent.
   void Close();
 
+  // Tunnel mode (after a 101, from OnUpstreamSwitchingProtocols): the observer is detached, reads
+  // go to `tunnel`, and `idle_timeout_ms` without traffic closes the tunnel. The connection is
+  // never pooled again. REQUIRES: attached, inside OnUpstreamSwitchingProtocols.
+  void EnterTunnel(Tunnel* tunnel, int64_t idle_timeout_ms);
+  // TunnelEnd.
+  Transport& tunnel_transport() override {
+    return tls_ != nullptr ? static_cast<Transport&>(*tls_) : static_cast<Transport&>(tcp_);
+  }
+  void CloseFromTunnel() override { Close(); }
+  void OnTunnelActivity() override { RearmTimer(); }
+
   // Called by the pool when it hands this idle connection to a new exchange.
   void MarkTakenFromPool();
   // True when nothing (no byte, no EOF) is waiting to be read: one non-blocking MSG_PEEK (TLS:
@@ -142,7 +165,7 @@ class UpstreamConnection final : public TransportCallbacks,
   void OnTransportEof() override;
   void OnTransportReadError(int status) override;
   void OnTransportWritten(size_t bytes, int status) override;
-  void OnTransportShutdown(int status) override {}
+  void OnTransportShutdown(int status) override;
   void OnTransportClosed() override;
   // Codec body pieces.
   bool OnBody(absl::string_view data) override;
@@ -190,6 +213,8 @@ class UpstreamConnection final : public TransportCallbacks,
   bool timer_armed_ = false;
   bool has_deferred_error_ = false;
   UpstreamError deferred_error_ = UpstreamError::kClosed;
+  Tunnel* tunnel_ = nullptr;        // tunnel mode: owned by the client connection
+  int64_t tunnel_idle_ms_ = 0;
 };
 
 }  // namespace portico::dp

@@ -14,6 +14,7 @@
 #include "data_plane/pipeline/loop_state.h"
 #include "data_plane/proxy/exchange.h"
 #include "data_plane/proxy/http1_client_connection.h"
+#include "data_plane/proxy/http2_upstream_pool.h"
 #include "data_plane/proxy/upstream_connection.h"
 
 namespace portico::dp {
@@ -36,7 +37,10 @@ struct Worker::Uv {
 };
 
 Worker::Worker(int index, const ProxyOptions& options)
-    : index_(index), options_(options), read_buffer_(new char[kReadBufferBytes]) {}
+    : index_(index),
+      options_(options),
+      read_buffer_(new char[kReadBufferBytes]),
+      http2_upstreams_(std::make_unique<Http2UpstreamPool>(*this)) {}
 
 Worker::~Worker() {
   // Run() (or a failed Init()) closed the loop. Free what is left while the deadline lists,
@@ -45,6 +49,7 @@ Worker::~Worker() {
   dead_clients_.clear();
   upstreams_.clear();
   dead_upstreams_.clear();
+  http2_upstreams_.reset();
   for (auto& [key, session] : upstream_tls_sessions_) SSL_SESSION_free(session);
 }
 
@@ -292,6 +297,7 @@ void Worker::BeginShutdown() {
   for (auto& [raw, owned] : upstreams_) upstreams.push_back(raw);
   for (UpstreamConnection* u : upstreams) u->Close();
   idle_.clear();
+  http2_upstreams_->CloseAll();
   // After the clients: their suspended requests are cancelled before the steps' connections close.
   CloseLoopStates(&loop_);
   if (resolver_ != nullptr) resolver_->Close();
@@ -362,6 +368,16 @@ void Worker::KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* se
   }
 }
 
+SSL_SESSION* Worker::UpstreamTlsSession(const std::string& pool_key) {
+  auto kept = upstream_tls_sessions_.find(pool_key);
+  return kept != upstream_tls_sessions_.end() && SSL_SESSION_is_resumable(kept->second) == 1 ? kept->second : nullptr;
+}
+
+char* Worker::upstream_tls_plain_buffer() {
+  if (upstream_tls_plain_ == nullptr) upstream_tls_plain_ = std::make_unique<char[]>(kUpstreamTlsPlainBytes);
+  return upstream_tls_plain_.get();
+}
+
 bool Worker::AllowUpstreamTlsLog() {
   const uint64_t second = uv_now(&loop_) / 1000;
   if (second != upstream_tls_log_second_) {
@@ -383,17 +399,12 @@ absl::StatusOr<UpstreamConnection*> Worker::ConnectUpstream(const dp::Target& ta
   UpstreamConnection* connection = owned.get();
   upstreams_.emplace(connection, std::move(owned));
   if (tls != nullptr) {
-    auto kept = upstream_tls_sessions_.find(connection->pool_key());
-    SSL_SESSION* session = kept != upstream_tls_sessions_.end() && SSL_SESSION_is_resumable(kept->second) == 1
-                               ? kept->second
-                               : nullptr;
-    SSL* ssl = tls->NewSsl(server_name, connection, session);
+    SSL* ssl = tls->NewSsl(server_name, connection, UpstreamTlsSession(connection->pool_key()));
     if (ssl == nullptr) {
       connection->Close();
       return absl::ResourceExhaustedError("upstream TLS: cannot create a connection (out of memory)");
     }
-    if (upstream_tls_plain_ == nullptr) upstream_tls_plain_ = std::make_unique<char[]>(kUpstreamTlsPlainBytes);
-    connection->UseTls(ssl, upstream_tls_plain_.get(), kUpstreamTlsPlainBytes);
+    connection->UseTls(ssl, upstream_tls_plain_buffer(), kUpstreamTlsPlainBytes);
   }
   if (absl::Status s = connection->Connect(reinterpret_cast<const sockaddr*>(&target.address)); !s.ok()) {
     connection->Close();
@@ -469,6 +480,7 @@ void Worker::OnSweep() {
 void Worker::DrainGraveyard() {
   dead_clients_.clear();
   dead_upstreams_.clear();
+  if (http2_upstreams_ != nullptr) http2_upstreams_->DrainGraveyard();
 }
 
 }  // namespace portico::dp

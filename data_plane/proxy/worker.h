@@ -31,6 +31,7 @@ namespace portico::dp {
 
 class Exchange;
 class Http1ClientConnection;
+class Http2UpstreamPool;
 class ServerTlsContext;
 class UpstreamConnection;
 
@@ -147,6 +148,12 @@ class Worker {
   void KeepUpstreamTlsSession(const std::string& pool_key, SSL_SESSION* session);
   // Upstream TLS failure log lines: at most kUpstreamTlsLogBurst per second per worker.
   bool AllowUpstreamTlsLog();
+  // The session kept for `pool_key` if it can be resumed, else null (borrowed).
+  SSL_SESSION* UpstreamTlsSession(const std::string& pool_key);
+  // The buffer upstream TLS connections decrypt into (kUpstreamTlsPlainBytes; made on first use).
+  char* upstream_tls_plain_buffer();
+  // Upstream HTTP/2 connections (services grpc/grpcs).
+  Http2UpstreamPool& http2_upstreams() { return *http2_upstreams_; }
 
   // Called from the last close callback of a connection: frees it after the current iteration.
   void Destroy(Http1ClientConnection* connection);
@@ -171,6 +178,17 @@ class Worker {
                                std::memory_order_relaxed);
   }
   int64_t request_states_held() const { return request_states_held_.load(std::memory_order_relaxed); }
+  // WebSocket tunnels (tunnel.h): open now, and opened since start. Written on the loop only.
+  void CountWebSocketTunnel(int delta) {
+    websocket_tunnels_open_.store(websocket_tunnels_open_.load(std::memory_order_relaxed) + delta,
+                                  std::memory_order_relaxed);
+    if (delta > 0) {
+      websocket_tunnels_opened_.store(websocket_tunnels_opened_.load(std::memory_order_relaxed) + 1,
+                                      std::memory_order_relaxed);
+    }
+  }
+  int64_t websocket_tunnels_open() const { return websocket_tunnels_open_.load(std::memory_order_relaxed); }
+  uint64_t websocket_tunnels_opened() const { return websocket_tunnels_opened_.load(std::memory_order_relaxed); }
 
   // Counters for tests.
   size_t idle_upstream_count() const;
@@ -237,6 +255,7 @@ class Worker {
   int upstream_tls_log_count_ = 0;
   std::vector<std::unique_ptr<Http1ClientConnection>> dead_clients_;
   std::vector<std::unique_ptr<UpstreamConnection>> dead_upstreams_;
+  std::unique_ptr<Http2UpstreamPool> http2_upstreams_;
 
   struct DeadlineListHead {
     DeadlineNode* first = nullptr;
@@ -249,6 +268,8 @@ class Worker {
   uint64_t cursor_ = 0;
   uint64_t connection_serial_ = 0;
   std::atomic<int64_t> request_states_held_{0};
+  std::atomic<int64_t> websocket_tunnels_open_{0};
+  std::atomic<uint64_t> websocket_tunnels_opened_{0};
 };
 
 }  // namespace portico::dp

@@ -77,6 +77,8 @@ struct CompiledRoute {
   const Route* route = nullptr;
   const Service* service = nullptr;
   bool https_only = false;
+  bool grpc = false;            // Match::grpc
+  bool websocket_only = false;  // Match::websocket_only
   std::vector<std::string> methods;
   std::vector<HostRule> hosts;
   // A candidate is only reached through a host bucket its route's host names match (or the
@@ -114,7 +116,7 @@ uint32_t MethodBit(absl::string_view method) {
   return 0;
 }
 
-enum EntryFlags : uint8_t {
+enum EntryFlags : uint16_t {
   kHasMethods = 1,
   kMethodsOutsideMask = 2,
   kHostPorts = 4,
@@ -122,6 +124,8 @@ enum EntryFlags : uint8_t {
   kRestRegex = 16,  // `regex` is the rest after the literal, matched from path_length, anchored
   kHttpsOnly = 32,  // Match::https_only
   kHasSnis = 64,    // checked on TLS requests only
+  kWebSocketOnly = 128,  // Match::websocket_only
+  kGrpc = 256,      // Match::grpc
 };
 
 // What the matcher reads for one candidate, copied into every bucket the candidate belongs to so
@@ -133,7 +137,7 @@ struct Entry {
   uint32_t path_length = 0;
   uint32_t method_mask = 0;  // MethodBit of each configured method
   PathKind path_kind = PathKind::kNone;
-  uint8_t flags = 0;         // EntryFlags
+  uint16_t flags = 0;        // EntryFlags
   const CompiledRoute* route = nullptr;  // read only for the checks a flag asks for
   const re2::RE2* regex = nullptr;  // kRegex: the whole pattern, or its rest (kRestRegex)
   // The result, so that a winner costs no read of its CompiledRoute.
@@ -378,6 +382,8 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
   entry.config_route = route.route;
   entry.service = route.service;
   if (route.https_only) entry.flags |= kHttpsOnly;
+  if (route.grpc) entry.flags |= kGrpc;
+  if (route.websocket_only) entry.flags |= kWebSocketOnly;
   entry.regex = candidate.regex;
   if (candidate.rest_regex != nullptr) {
     entry.regex = candidate.rest_regex;
@@ -586,11 +592,19 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
   for (const Route& route : set.routes) {
+    // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
+    // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
+    const bool grpc = HasProtocol(route, "grpc") || HasProtocol(route, "grpcs");
     const bool http = HasProtocol(route, "http");
-    if (!http && !HasProtocol(route, "https")) continue;  // grpc/stream routes: no HTTP/1.1 routing
+    // ws/wss (Kong EE) routes take WebSocket upgrades only; the protocol groups never mix.
+    const bool ws = HasProtocol(route, "ws"), wss = HasProtocol(route, "wss");
+    const bool websocket_only = ws || wss;
+    if (!grpc && !http && !HasProtocol(route, "https") && !websocket_only) continue;
     CompiledRoute compiled;
     compiled.route = &route;
-    compiled.https_only = !http;
+    compiled.grpc = grpc;
+    compiled.https_only = grpc ? !HasProtocol(route, "grpc") : websocket_only ? !ws : !http;
+    compiled.websocket_only = websocket_only;
     if (route.has_service_id()) {
       auto it = services.find(route.service_id());
       if (it != services.end()) {
@@ -837,6 +851,8 @@ std::optional<Match> Router::Find(const RequestView& request) const {
       match.service = entry.service;
       match.matched_path = request.path.substr(0, matched_length);
       match.https_only = (entry.flags & kHttpsOnly) != 0;
+      match.grpc = (entry.flags & kGrpc) != 0;
+      match.websocket_only = (entry.flags & kWebSocketOnly) != 0;
       if (entry.path_kind == PathKind::kRegex) {
         match.path_regex = entry.regex;
         match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;

@@ -46,7 +46,13 @@ struct Match {
   absl::string_view matched_path;
   // The route's protocols do not include "http": on a plain-HTTP listener the proxy answers
   // with the route's https_redirect_status_code instead of proxying.
+  // For a gRPC route (protocols grpc/grpcs): "grpcs" without "grpc".
   bool https_only = false;
+  // The route's protocols are grpc and/or grpcs (GrpcRouteStep applies Kong's gRPC rules).
+  bool grpc = false;
+  // The route's protocols are ws/wss only: a request that is not a WebSocket upgrade gets 426
+  // (an http/https route takes WebSocket upgrades too). `https_only` is set for a wss-only route.
+  bool websocket_only = false;
   // A regex path matched: its pattern (capture groups as the route's path has them), run from
   // byte `path_regex_offset` of the path, anchored there when the offset is not 0. For Kong's
   // uri captures (consistent hashing's hash_on uri_capture); owned by the router.
@@ -62,7 +68,7 @@ class Router {
   // Thread-safe (const). std::nullopt when no route matches.
   std::optional<Match> Find(const RequestView& request) const;
 
-  // Number of routes compiled (routes of disabled services and non-HTTP routes are left out).
+  // Number of routes compiled (routes of disabled services and stream routes are left out).
   size_t route_count() const;
 
   // Bytes the router mapped outside the heap (its arena's huge-page blocks), for memory figures.

@@ -140,7 +140,7 @@ TEST_F(RouterIntegrationTest, AdminApiRejectsRoutesTheRouterCannotServe) {
       {{{"paths", {"/a//b"}}}, "non-normalized path, consider use '/a/b' instead"},
       {{{"paths", {"a"}}}, "should start with: / (fixed path) or ~ (regex path)"},
       {{{"protocols", {"http"}}, {"snis", {"a.com"}}},
-       "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"},
+       "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls', 'tls_passthrough' or 'wss'"},
       {{{"strip_path", true}}, "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis'"},
   };
   for (const Bad& bad : cases) {

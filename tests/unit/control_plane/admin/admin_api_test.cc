@@ -185,6 +185,35 @@ TEST_F(AdminApiTest, UrlShorthand) {
   EXPECT_TRUE(bad["fields"].contains("url"));
 }
 
+TEST_F(AdminApiTest, WebSocketProtocolsOnServicesAndRoutes) {
+  json wss = CallJson("POST", "/services", 201, R"j({"name":"live","url":"wss://live.example.com/feed"})j");
+  EXPECT_EQ(wss["protocol"], "wss");
+  EXPECT_EQ(wss["port"], 443);
+  json ws = CallJson("POST", "/services", 201, R"j({"name":"chat","url":"ws://chat.example.com"})j");
+  EXPECT_EQ(ws["protocol"], "ws");
+  EXPECT_EQ(ws["port"], 80);
+  json verify = CallJson("PATCH", "/services/live", 200, R"j({"tls_verify":true})j");
+  EXPECT_EQ(verify["tls_verify"], true);
+  json no_verify = CallJson("PATCH", "/services/chat", 400, R"j({"tls_verify":true})j");
+  EXPECT_EQ(no_verify["fields"]["tls_verify"], "value must be null");
+
+  json route = CallJson("POST", "/services/chat/routes", 201, R"j({"protocols":["ws","wss"],"paths":["/chat"]})j");
+  EXPECT_EQ(route["protocols"], json::parse(R"j(["ws","wss"])j"));
+  CallJson("POST", "/services/live/routes", 201, R"j({"protocols":["wss"],"snis":["live.example.com"]})j");
+  json mixed = CallJson("POST", "/routes", 400, R"j({"protocols":["http","ws"],"paths":["/m"]})j");
+  EXPECT_EQ(mixed["fields"]["protocols"],
+            "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), ('tls_passthrough'), "
+            "('grpc', 'grpcs'), ('ws', 'wss')");
+  json empty = CallJson("POST", "/routes", 400, R"j({"protocols":["ws"]})j");
+  EXPECT_EQ(empty["fields"]["@entity"][0],
+            "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'ws'");
+  json snis = CallJson("POST", "/routes", 400, R"j({"protocols":["ws"],"paths":["/x"],"snis":["a.example.com"]})j");
+  EXPECT_EQ(snis["fields"]["@entity"][0],
+            "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls', 'tls_passthrough' or 'wss'");
+  json unknown = CallJson("POST", "/routes", 400, R"j({"protocols":["wsx"],"paths":["/x"]})j");
+  EXPECT_TRUE(unknown["fields"].contains("protocols"));
+}
+
 TEST_F(AdminApiTest, FormEncodedBodies) {
   const std::string sid = CallJson("POST", "/services", 201, "name=svc&host=example.com&port=8080&retries=3",
                                    "application/x-www-form-urlencoded")["id"];

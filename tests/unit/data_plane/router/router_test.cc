@@ -166,7 +166,8 @@ INSTANTIATE_TEST_SUITE_P(
                   Q().method("POST").host("a.com").path("/p"), 0},
         // protocols
         MatchCase{"HttpsOnlyRouteStillMatches", {B(1).paths({"/"}).protocols({"https"})}, Q().path("/"), 1, "/"},
-        MatchCase{"GrpcRouteNotMatched", {B(1).paths({"/"}).protocols({"grpc"})}, Q().path("/"), 0},
+        MatchCase{"GrpcRouteMatches", {B(1).paths({"/"}).protocols({"grpc"})}, Q().path("/"), 1, "/"},
+        MatchCase{"StreamRouteNotMatched", {B(1).paths({"/"}).protocols({"tcp"})}, Q().path("/"), 0},
         MatchCase{"HttpProtocolListed", {B(1).paths({"/"}).protocols({"http"})}, Q().path("/"), 1, "/"},
         MatchCase{"ProtocolsUnsetMeansDefault", {B(1).paths({"/"})}, Q().path("/"), 1, "/"}),
     CaseName);
@@ -309,9 +310,54 @@ TEST(RouterTest, EmptyConfigMatchesNothing) {
 
 TEST(RouterTest, RouteCountExcludesUnroutableRoutes) {
   auto router = Router::Build(MakeConfig({B(1).paths({"/a"}), B(2).paths({"/b"}).protocols({"https"}),
-                                          B(3).hosts({"x.com"}), B(4).paths({"/g"}).protocols({"grpc"})}));
+                                          B(3).hosts({"x.com"}), B(4).paths({"/g"}).protocols({"grpc"}),
+                                          B(5).paths({"/t"}).protocols({"tcp"})}));
+  ASSERT_TRUE(router.ok());
+  EXPECT_EQ((*router)->route_count(), 4u);  // the tcp route is not an HTTP route
+}
+
+// gRPC routes match like HTTP ones (Kong); GrpcRouteStep applies the gRPC rules from the flags.
+TEST(RouterTest, GrpcFlagsFollowProtocols) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"/g"}).protocols({"grpc"}),
+                                          B(2).paths({"/s"}).protocols({"grpcs"}),
+                                          B(3).paths({"/b"}).protocols({"grpc", "grpcs"}),
+                                          B(4).paths({"/h"}).protocols({"http"})}));
+  ASSERT_TRUE(router.ok());
+  auto grpc = FindRoute(**router, Q().path("/g"));
+  ASSERT_TRUE(grpc.has_value());
+  EXPECT_TRUE(grpc->grpc);
+  EXPECT_FALSE(grpc->https_only);
+  auto grpcs = FindRoute(**router, Q().path("/s"));
+  ASSERT_TRUE(grpcs.has_value());
+  EXPECT_TRUE(grpcs->grpc);
+  EXPECT_TRUE(grpcs->https_only);
+  auto both = FindRoute(**router, Q().path("/b"));
+  ASSERT_TRUE(both.has_value());
+  EXPECT_TRUE(both->grpc);
+  EXPECT_FALSE(both->https_only);
+  auto http = FindRoute(**router, Q().path("/h"));
+  ASSERT_TRUE(http.has_value());
+  EXPECT_FALSE(http->grpc);
+}
+
+TEST(RouterTest, WebSocketRoutesAreRoutedAndFlagged) {
+  auto router = Router::Build(MakeConfig({B(1).paths({"/ws"}).protocols({"ws", "wss"}),
+                                          B(2).paths({"/secure"}).protocols({"wss"}),
+                                          B(3).paths({"/plain"}).protocols({"http", "https"})}));
   ASSERT_TRUE(router.ok());
   EXPECT_EQ((*router)->route_count(), 3u);
+  auto both = FindRoute(**router, Q().path("/ws"));
+  ASSERT_TRUE(both.has_value());
+  EXPECT_EQ(both->route->id(), Id(1));
+  EXPECT_TRUE(both->websocket_only);
+  EXPECT_FALSE(both->https_only);
+  auto secure = FindRoute(**router, Q().path("/secure"));
+  ASSERT_TRUE(secure.has_value());
+  EXPECT_TRUE(secure->websocket_only);
+  EXPECT_TRUE(secure->https_only);
+  auto plain = FindRoute(**router, Q().path("/plain"));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_FALSE(plain->websocket_only);  // http routes take WebSocket upgrades too
 }
 
 TEST(RouterTest, HttpsOnlyFlagFollowsProtocols) {
