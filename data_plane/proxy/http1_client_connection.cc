@@ -197,6 +197,7 @@ void Http1ClientConnection::OnTransportEof() {
     return;
   }
   if (state_ == State::kHttp2) {
+    peer_eof_ = true;
     h2_->OnEof();
     return;
   }
@@ -731,6 +732,16 @@ bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
                                              absl::string_view());
   if (!h2_->StartUpgraded(*settings, head) && state_ != State::kClosing) Close();
   return true;
+}
+
+void Http1ClientConnection::Http2Finished() {
+  if (state_ != State::kHttp2) return;
+  // The session is over (GOAWAY sent, or the client went away): its exchanges are cancelled,
+  // then the queued frames (the GOAWAY) drain and the socket lingers like an HTTP/1.1 close, so
+  // that bytes the client is still sending do not turn the close into a RST that drops them.
+  h2_->Abort();
+  state_ = State::kIdle;  // BeginDrain starts from a live HTTP/1 state
+  BeginDrain(/*client_done=*/peer_eof_);
 }
 
 void Http1ClientConnection::Http2Idle(bool idle) {

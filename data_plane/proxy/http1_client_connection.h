@@ -100,7 +100,7 @@ class Http1ClientConnection final : public TransportCallbacks,
   void CloseFromTunnel() override { Close(); }
 
   // Http2ClientSession::Host.
-  void Http2Finished() override { Close(); }
+  void Http2Finished() override;
   void Http2Idle(bool idle) override;
 
  private:

@@ -252,7 +252,6 @@ struct Http2ClientSession::Callbacks {
         return NGHTTP2_ERR_DEFERRED;
       }
       *flags |= NGHTTP2_DATA_FLAG_EOF;
-      stream->StopUnfinishedRequest();
       if (!stream->trailers_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         std::vector<nghttp2_nv> nva;
@@ -260,6 +259,7 @@ struct Http2ClientSession::Callbacks {
         for (const auto& [name, value] : stream->trailers_) nva.push_back(MakeNv(name, value));
         nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size());
       }
+      stream->StopUnfinishedRequest();  // queued after the trailers: they go first
     }
     return static_cast<ssize_t>(n);
   }
@@ -358,7 +358,7 @@ bool Http2ClientSession::StartUpgraded(absl::string_view settings, const Message
   stream->scheme_ = "http";
   stream->request_ended_ = true;
   nghttp2_session_set_stream_user_data(session_, 1, stream);
-  BeginRequest(stream);
+  BeginRequest(stream, /*counted=*/true);  // counted as the HTTP/1.1 request it came as
   Flush();
   return !failed_;
 }
@@ -379,8 +379,8 @@ Http2Stream* Http2ClientSession::NewStream(int32_t id) {
   return stream.release();  // owned through live_, then reap_ (see MaybeReap)
 }
 
-void Http2ClientSession::BeginRequest(Http2Stream* stream) {
-  worker_.CountRequest();
+void Http2ClientSession::BeginRequest(Http2Stream* stream, bool counted) {
+  if (!counted) worker_.CountRequest();
   ++requests_;
   MessageHead& head = stream->head_;
   head.version_major = 2;
@@ -510,11 +510,30 @@ void Http2ClientSession::OnWritten() {
   if (failed_) return;
   Reap();
   if (transport_.pending_write_bytes() < kLowWaterBytes) {
-    Flush();  // data deferred by the transport's backlog
-    NotifyDrained();
+    // The connection's queue counts in every stream's backlog: each exchange the queue paused
+    // may go on (the upstream is resumed only where it was paused).
+    for (Http2Stream* stream : live_) {
+      if (stream->exchange_running_ && !stream->notify_drained_ && stream->ResponseBacklog() < kLowWaterBytes) {
+        stream->notify_drained_ = true;
+        drained_.push_back(stream);
+      }
+    }
+    Flush();  // sends what the queue held back, then notifies
   }
   UpdateReading();
-  host_.Http2Idle(open_streams_ == 0 || transport_.pending_write_bytes() > 0);
+  UpdateIdle();
+}
+
+void Http2ClientSession::UpdateIdle() {
+  // Counting: no stream open, frames queued that the client does not read, or response bytes
+  // held back by a flow-control window the client keeps closed (a stream that never reopens its
+  // window would otherwise hold its exchange and upstream forever). Any progress re-arms it.
+  bool waits_on_client = open_streams_ == 0 || transport_.pending_write_bytes() > 0;
+  for (size_t i = 0; !waits_on_client && i < live_.size(); ++i) {
+    const Http2Stream* stream = live_[i];
+    waits_on_client = stream->response_body_.size() > stream->response_sent_;
+  }
+  host_.Http2Idle(waits_on_client);
 }
 
 void Http2ClientSession::OnEof() {
@@ -587,7 +606,7 @@ bool Http2ClientSession::Flush() {
     Fail();  // GOAWAY exchanged and every stream done
     return false;
   }
-  if (!failed_) host_.Http2Idle(open_streams_ == 0 || transport_.pending_write_bytes() > 0);
+  if (!failed_) UpdateIdle();
   return !failed_;
 }
 
@@ -751,7 +770,14 @@ bool Http2Stream::SendResponseHead(const MessageHead& head,
     absl::StrAppend(&via, ", ", kOwnVia);
     add("via", via);
   }
-  for (const auto& [name, value] : extra_headers) add(name, value);
+  for (const auto& [name, value] : extra_headers) {
+    const KnownHeader kind = ClassifyHeader(name);
+    if (kind == KnownHeader::kConnection || kind == KnownHeader::kKeepAlive || kind == KnownHeader::kProxyConnection ||
+        kind == KnownHeader::kTransferEncoding || kind == KnownHeader::kUpgrade) {
+      continue;  // a plugin's connection-specific header would make the response malformed
+    }
+    add(name, value);
+  }
   char status[4];
   const int code = head.status >= 100 && head.status <= 999 ? head.status : 502;
   status[0] = static_cast<char>('0' + code / 100);

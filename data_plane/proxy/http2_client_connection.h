@@ -11,8 +11,9 @@
 // answered 431), HPACK tables of 4 KiB, flow-control windows that bound what the proxy buffers
 // (kStreamWindowBytes per stream, kConnectionWindowBytes per connection: request bytes are
 // acknowledged only once the upstream took them), and a rapid-reset budget (CVE-2023-44487:
-// nghttp2's token bucket on the client's RST_STREAM frames; a client that spends it gets GOAWAY,
-// and the exchanges it cancelled were cancelled at once, so the flood costs no upstream work). nghttp2 enforces RFC 9113's message rules (pseudo-headers,
+// nghttp2's token bucket on the client's RST_STREAM frames; a client that spends it gets GOAWAY.
+// Until then each stream starts its exchange, so a flood costs some upstream requests, each
+// aborted as soon as its reset is read). nghttp2 enforces RFC 9113's message rules (pseudo-headers,
 // connection-specific headers, uppercase names, content-length against DATA): a violation is a
 // stream error (RST_STREAM PROTOCOL_ERROR) before anything reaches an upstream, and malformed
 // frames or HPACK are connection errors (GOAWAY).
@@ -158,7 +159,10 @@ class Http2ClientSession {
   void Reap();
   void MaybeReap(Http2Stream* stream);
   Http2Stream* NewStream(int32_t id);
-  void BeginRequest(Http2Stream* stream);
+  // `counted`: the worker's request count already has it (an upgraded HTTP/1.1 request).
+  void BeginRequest(Http2Stream* stream, bool counted = false);
+  // Arms the connection's deadline while it waits on the client (see the .cc), else disarms it.
+  void UpdateIdle();
   void SubmitLocal(Http2Stream* stream, const dp::LocalResponse& response,
                    absl::Span<const std::pair<std::string, std::string>> extra_headers);
   void Fail();

@@ -77,6 +77,7 @@ void Http2UpstreamStream::Abort() {
 
 void Http2UpstreamStream::Clear() {
   id_ = -1;
+  header_list_bytes_ = 0;
   observer_ = nullptr;
   body_.clear();
   body_offset_ = 0;
@@ -175,6 +176,7 @@ bool Http2UpstreamConnection::InitSession() {
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kUpstreamStreamWindowBytes)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxUpstreamHeaderListBytes)},
   };
   if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0) return false;
   return nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kUpstreamConnectionWindowBytes) == 0;
@@ -248,7 +250,9 @@ Http2UpstreamStream* Http2UpstreamConnection::OpenStream(
   stream->read_ms_ = timeouts.read_ms;
   stream->read_deadline_ms_ = uv_now(loop_) + static_cast<uint64_t>(std::max<int64_t>(timeouts.read_ms, 1));
   stream->deadline_ms_ = deadline_ms;
-  if (state_ == State::kActive) Flush();  // errors: reported from the timer
+  // Not from inside nghttp2's callbacks (a stream opened while a response completes): the read
+  // flushes when it returns.
+  if (state_ == State::kActive && !in_read_) Flush();  // errors: reported from the timer
   RearmTimer();
   return stream;
 }
@@ -336,6 +340,11 @@ int Http2UpstreamConnection::OnHeader(int32_t stream_id, absl::string_view name,
   auto* stream = static_cast<Http2UpstreamStream*>(nghttp2_session_get_stream_user_data(session_, stream_id));
   if (stream == nullptr || stream->observer_ == nullptr) return 0;
   stream->response_bytes_seen_ = true;
+  stream->header_list_bytes_ += name.size() + value.size() + 32;
+  if (stream->header_list_bytes_ > kMaxUpstreamHeaderListBytes) {
+    FailStream(stream, UpstreamError::kInvalidResponse);  // RST_STREAM; later fields are ignored
+    return 0;
+  }
   if (stream->head_delivered_) {
     stream->trailers_.emplace_back(name, value);
     return 0;
@@ -585,7 +594,7 @@ void Http2UpstreamConnection::OnTransportRead(absl::string_view data) {
   AfterEvent();
   if (state_ != State::kClosing && nghttp2_session_want_read(session_) == 0 &&
       nghttp2_session_want_write(session_) == 0) {
-    Close();
+    Fail(UpstreamError::kClosed);  // nghttp2 ended the session (a connection error): tell the streams
   }
 }
 

@@ -56,9 +56,14 @@ class Http2UpstreamPool;
 
 // Streams one connection carries at most, whatever the peer's SETTINGS_MAX_CONCURRENT_STREAMS.
 inline constexpr uint32_t kMaxStreamsPerUpstreamConnection = 100;
-// Receive windows: per stream, and for the connection (enough for every stream's window).
+// Receive windows: per stream, and for the connection (enough for every stream's window, so that
+// streams whose clients stopped reading cannot starve the others of the connection).
 inline constexpr int32_t kUpstreamStreamWindowBytes = 256 * 1024;
-inline constexpr int32_t kUpstreamConnectionWindowBytes = 16 * 1024 * 1024;
+inline constexpr int32_t kUpstreamConnectionWindowBytes =
+    static_cast<int32_t>(kMaxStreamsPerUpstreamConnection) * kUpstreamStreamWindowBytes + 1024 * 1024;
+// A response's header list (head and trailers together, counted as RFC 9113 §6.5.2 does) above
+// this fails the stream (502), as an HTTP/1 head above the proxy's header limit does.
+inline constexpr size_t kMaxUpstreamHeaderListBytes = 64 * 1024;
 
 // One request/response of one exchange on an upstream HTTP/2 connection. Owned by its
 // connection; the observer's pointer is valid until it calls Release() or Abort(), or until
@@ -110,6 +115,7 @@ class Http2UpstreamStream {
   bool dead_ = false;           // queued for recycling
   MessageHead head_;            // the response head being collected, then the final head
   bool head_delivered_ = false;
+  size_t header_list_bytes_ = 0;  // of the head and trailers received so far
   bool skip_body_ = false;
   bool split_trailers_only_ = false;
   std::vector<std::pair<std::string, std::string>> trailers_;

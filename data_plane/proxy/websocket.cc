@@ -23,6 +23,8 @@ bool HeaderListsToken(const MessageHead& head, absl::string_view name, absl::str
 }  // namespace
 
 bool IsWebSocketUpgradeRequest(const MessageHead& request) {
+  // llhttp's flag (Upgrade plus Connection: upgrade) first: free for every other request.
+  if (!request.upgrade) return false;
   if (request.version_major != 1 || request.version_minor < 1 || request.method != "GET") return false;
   if (request.chunked || request.content_length > 0) return false;  // a handshake has no body
   return HeaderListsToken(request, "upgrade", "websocket") && HeaderListsToken(request, "connection", "upgrade");

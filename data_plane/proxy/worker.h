@@ -39,7 +39,10 @@ class UpstreamConnection;
 inline constexpr size_t kHighWaterBytes = 256 * 1024;
 inline constexpr size_t kLowWaterBytes = 64 * 1024;
 inline constexpr size_t kReadBufferBytes = 64 * 1024;
-inline constexpr size_t kMaxIdlePerKey = 64;
+// Idle upstream connections kept per pool key per worker: well above the requests one worker has
+// in flight to one target (an HTTP/2 client alone may run 128 streams), so a busy pool does not
+// close and reopen connections.
+inline constexpr size_t kMaxIdlePerKey = 512;
 // Upstream TLS sessions kept per worker (one per pool key); past this the set starts over.
 inline constexpr size_t kMaxUpstreamTlsSessions = 1024;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;

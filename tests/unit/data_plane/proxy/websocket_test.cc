@@ -19,6 +19,7 @@ MessageHead Handshake() {
   head.url = "/chat";
   head.version_major = 1;
   head.version_minor = 1;
+  head.upgrade = true;  // as llhttp sets it for Upgrade plus Connection: upgrade
   head.headers = {{"Host", "example.com"},
                   {"Connection", "keep-alive, Upgrade"},
                   {"Upgrade", "websocket"},
@@ -36,6 +37,10 @@ TEST(WebSocketHandshakeTest, RecognisesHandshakesOnly) {
   MessageHead listed = Handshake();
   listed.headers[2].second = "foo/2, websocket";
   EXPECT_TRUE(IsWebSocketUpgradeRequest(listed));
+
+  MessageHead not_flagged = Handshake();  // the parser saw no upgrade: not looked at further
+  not_flagged.upgrade = false;
+  EXPECT_FALSE(IsWebSocketUpgradeRequest(not_flagged));
 
   MessageHead post = Handshake();
   post.method = "POST";
