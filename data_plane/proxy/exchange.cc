@@ -347,6 +347,8 @@ void Exchange::OnUpstreamConnected() {
 
 void Exchange::OnRequestBody(absl::string_view data) {
   if (local_response_ || cancelled_) return;
+  // The upstream answered completely before the request ended: the rest is discarded, not held.
+  if (response_complete_ && upstream_ == nullptr && upstream_stream_ == nullptr) return;
   if (reading_request_body_) {
     request_body.append(data.data(), data.size());
     const uint64_t most = std::min<uint64_t>(kMaxBufferedRequestBody, request_body_limit);
@@ -577,8 +579,10 @@ void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_receiv
   if (!cancelled_) ReportFailedAttempt(error, response_bytes_received);
   EndAttempt();
   if (cancelled_) return;
-  if (error == UpstreamError::kDeadlineExceeded && response_started_ && body_to_client_) {
-    // gRPC: the call's deadline passed mid-response: it ends with DEADLINE_EXCEEDED (4).
+  if (error == UpstreamError::kDeadlineExceeded && response_started_ && body_to_client_ && head != nullptr &&
+      head->version_major == 2) {
+    // gRPC: the call's deadline passed mid-response: it ends with DEADLINE_EXCEEDED (4). (HTTP/1
+    // cannot carry the trailers: below, the response is cut off instead.)
     static const std::pair<std::string, std::string> kDeadlineTrailers[] = {
         {"grpc-status", "4"}, {"grpc-message", "Deadline Exceeded"}};
     downstream_->SendResponseTrailers(kDeadlineTrailers);

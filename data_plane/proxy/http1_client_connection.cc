@@ -21,10 +21,11 @@ constexpr size_t kMaxBufferedInputBytes = kReadBufferBytes;
 // RFC 9113 §3.4: the client connection preface.
 constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-// The first bytes of a connection are (the start of) the HTTP/2 preface. At least "PRI * HTTP/2"
-// must be there: no HTTP/1.1 request starts like that (its version would be refused anyway).
+// The first bytes of a connection are (the start of) the HTTP/2 preface. "PRI" is enough: no
+// request the proxy serves starts with it (llhttp knows PRI only as the HTTP/2 preface), and a
+// preface split across reads still switches on its first piece.
 bool StartsWithHttp2Preface(absl::string_view data) {
-  if (data.size() < 12) return false;
+  if (data.size() < 3) return false;
   const size_t n = std::min(data.size(), kHttp2Preface.size());
   return data.substr(0, n) == kHttp2Preface.substr(0, n);
 }

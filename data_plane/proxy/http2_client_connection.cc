@@ -217,6 +217,11 @@ struct Http2ClientSession::Callbacks {
       stream->unacked_request_bytes_ = 0;
     }
     stream->request_body_.clear();
+    if (error_code != NGHTTP2_NO_ERROR && !stream->reset_by_us_ && !stream->response_ended_ &&
+        !self->SpendResetToken()) {
+      // Reset before its response ended, by the client or for its error, too often.
+      nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
     if (stream->exchange_running_ &&
         (error_code != NGHTTP2_NO_ERROR || !stream->response_ended_ || !stream->request_end_delivered_)) {
       // Reset by the client, or by us (a protocol error, Abort): the exchange ends here.
@@ -524,6 +529,16 @@ void Http2ClientSession::OnWritten() {
   UpdateIdle();
 }
 
+bool Http2ClientSession::SpendResetToken() {
+  const uint64_t now = uv_now(worker_.loop());
+  reset_tokens_ = std::min<double>(
+      kResetBurst, reset_tokens_ + static_cast<double>(now - reset_tokens_at_ms_) * kResetRefillPerSecond / 1000.0);
+  reset_tokens_at_ms_ = now;
+  if (reset_tokens_ < 1) return false;
+  reset_tokens_ -= 1;
+  return true;
+}
+
 void Http2ClientSession::UpdateIdle() {
   // Counting: no stream open, frames queued that the client does not read, or response bytes
   // held back by a flow-control window the client keeps closed (a stream that never reopens its
@@ -531,7 +546,8 @@ void Http2ClientSession::UpdateIdle() {
   bool waits_on_client = open_streams_ == 0 || transport_.pending_write_bytes() > 0;
   for (size_t i = 0; !waits_on_client && i < live_.size(); ++i) {
     const Http2Stream* stream = live_[i];
-    waits_on_client = stream->response_body_.size() > stream->response_sent_;
+    waits_on_client = stream->response_body_.size() > stream->response_sent_ ||
+                      (stream->waits_for_body_ && stream->exchange_running_ && !stream->request_ended_);
   }
   host_.Http2Idle(waits_on_client);
 }
@@ -677,7 +693,7 @@ void Http2Stream::Reuse(int32_t id) {
   head_.Clear();
   authority_.clear();
   scheme_.clear();
-  saw_host_ = grpc_ = head_too_large_ = head_bad_ = false;
+  saw_host_ = grpc_ = head_too_large_ = head_bad_ = waits_for_body_ = reset_by_us_ = false;
   head_bytes_ = 0;
   exchange_running_ = request_ended_ = request_end_delivered_ = false;
   request_body_.clear();
@@ -834,8 +850,14 @@ void Http2Stream::RequestBodyWanted() {
   session_->Flush();  // window updates
 }
 
+void Http2Stream::WaitForRequestBody() {
+  waits_for_body_ = true;
+  session_->UpdateIdle();
+}
+
 void Http2Stream::Abort() {
   if (closed_) return;
+  reset_by_us_ = true;
   nghttp2_submit_rst_stream(session_->session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   session_->Flush();
 }

@@ -43,8 +43,10 @@ class Http2ClientSession;
 inline constexpr uint32_t kHttp2MaxConcurrentStreams = 128;
 inline constexpr int32_t kStreamWindowBytes = 256 * 1024;
 inline constexpr int32_t kConnectionWindowBytes = 1024 * 1024;
-// Rapid reset (nghttp2's RST_STREAM rate limit): a burst of kResetBurst client resets, refilled
-// at kResetRefillPerSecond; past it the connection gets GOAWAY.
+// Rapid reset: nghttp2's RST_STREAM rate limit counts the client's resets (a burst of kResetBurst,
+// refilled at kResetRefillPerSecond); the session's own bucket, of the same size, counts streams
+// the proxy had to reset because the client's stream was malformed ("MadeYouReset",
+// CVE-2025-8671). Past either: GOAWAY.
 inline constexpr int kResetBurst = 200;
 inline constexpr int kResetRefillPerSecond = 100;
 
@@ -64,7 +66,8 @@ class Http2Stream final : public Downstream {
   void EndResponse() override;
   size_t ResponseBacklog() const override;
   void ContinueRequest() override {}
-  void WaitForRequestBody() override {}
+  // A step waits for the whole body: the client timeout bounds the wait (UpdateIdle).
+  void WaitForRequestBody() override;
   void RequestBodyWanted() override;
   void Abort() override;
   void ExchangeDone() override;
@@ -94,6 +97,8 @@ class Http2Stream final : public Downstream {
   bool exchange_finished_ = false; // ExchangeDone ran (the exchange may be pooled again)
   bool request_ended_ = false;     // END_STREAM received
   bool request_end_delivered_ = false;
+  bool waits_for_body_ = false;    // a step holds the request until its body is in
+  bool reset_by_us_ = false;       // Abort(): the upstream failed, not the client
   std::string request_body_;       // received, not yet taken by the exchange
   size_t unacked_request_bytes_ = 0;
   bool response_submitted_ = false;
@@ -168,6 +173,8 @@ class Http2ClientSession {
   void Fail();
   void UpdateReading();
   void NotifyDrained();
+  // A stream was reset because of the client's error: false once the budget is spent.
+  bool SpendResetToken();
 
   Worker& worker_;
   Transport& transport_;
@@ -184,6 +191,9 @@ class Http2ClientSession {
   bool in_flush_ = false;
   int open_streams_ = 0;     // streams with a running exchange or still open in nghttp2
   uint32_t requests_ = 0;
+  // Streams reset for the client's errors (see kResetBurst).
+  double reset_tokens_ = kResetBurst;
+  uint64_t reset_tokens_at_ms_ = 0;
   std::vector<Http2Stream*> live_;   // streams not reaped yet (owned)
   std::vector<Http2Stream*> reap_;   // streams done, freed at the next safe point (owned)
   std::vector<std::unique_ptr<Http2Stream>> retired_;  // of an aborted session

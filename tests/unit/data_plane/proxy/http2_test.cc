@@ -1,5 +1,10 @@
 // HTTP/2 downstream on loopback: a real ProxyServer, a blocking HTTP/1.1 test upstream and an
 // nghttp2 client (h2_test_client.h) speaking h2c with prior knowledge or through Upgrade: h2c.
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <chrono>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +43,7 @@ UpstreamReply Echo(const ReceivedRequest& request) {
 class Http2Test : public ::testing::Test {
  protected:
   void Start(testing::UpstreamHandler handler = Echo, int64_t client_timeout_ms = 60 * 1000) {
+    std::signal(SIGPIPE, SIG_IGN);  // as portico-dp: a GOAWAY written to a client that left
     upstream_ = std::make_unique<TestUpstream>(std::move(handler));
     ProxyOptions options;
     options.host = "127.0.0.1";
@@ -256,6 +262,44 @@ TEST_F(Http2Test, RapidResetClientIsCutOffWithoutHurtingOthers) {
   ASSERT_TRUE(good.WaitClosed(last));
   EXPECT_EQ(good.stream(last).status, 200);
   EXPECT_FALSE(good.goaway());
+}
+
+TEST_F(Http2Test, StreamsResetForTheClientsErrorsSpendTheResetBudgetToo) {
+  // "MadeYouReset" (CVE-2025-8671): malformed streams the proxy must reset itself (a body longer
+  // than its content-length) instead of resets the client sends.
+  Start();
+  H2TestClient attacker;
+  ASSERT_TRUE(attacker.Connect(proxy_->port()));
+  const std::string two = "xx";
+  for (int round = 0; round < 20 && !attacker.goaway(); ++round) {
+    for (int i = 0; i < 50; ++i) attacker.Submit("POST", "/r/made", {{"content-length", "1"}}, &two);
+    attacker.RunUntil([&] { return attacker.goaway(); }, 20);
+  }
+  ASSERT_TRUE(attacker.RunUntil([&] { return attacker.goaway() || attacker.connection_closed(); }, 3000));
+  EXPECT_TRUE(attacker.goaway());
+  EXPECT_EQ(attacker.goaway_error(), static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  H2TestClient good;
+  ASSERT_TRUE(good.Connect(proxy_->port()));
+  const int32_t id = good.Submit("GET", "/r/after");
+  ASSERT_TRUE(good.WaitClosed(id));
+  EXPECT_EQ(good.stream(id).status, 200);
+}
+
+TEST_F(Http2Test, PrefaceSplitAcrossReadsStillSwitches) {
+  Start();
+  H2TestClient client;  // only its socket: the bytes below are written raw
+  ASSERT_TRUE(client.Connect(proxy_->port()));
+  ASSERT_EQ(send(client.fd(), "PRI", 3, MSG_NOSIGNAL), 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a read of its own
+  const std::string rest = std::string(" * HTTP/2.0\r\n\r\nSM\r\n\r\n") + std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  ASSERT_EQ(send(client.fd(), rest.data(), rest.size(), MSG_NOSIGNAL), static_cast<ssize_t>(rest.size()));
+  // An HTTP/2 server answers with its SETTINGS frame (type 4), not an HTTP/1.1 400.
+  timeval timeout{5, 0};
+  setsockopt(client.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  char buffer[9] = {};
+  ASSERT_EQ(recv(client.fd(), buffer, 9, MSG_WAITALL), 9);
+  EXPECT_NE(std::string(buffer, 4), "HTTP");
+  EXPECT_EQ(buffer[3], 0x04);
 }
 
 TEST_F(Http2Test, SlowReaderIsBoundedByFlowControlAndGetsEverything) {
