@@ -60,6 +60,7 @@ Portico is running (logs in $DATA/*.log):
 
 Try:
   curl -i http://$PROXY_URL/example/hello?x=1          # proxied to the upstream as /anything/hello?x=1
+  curl -i --http2-prior-knowledge http://$PROXY_URL/example/h2   # the same over HTTP/2 (h2c)
   curl -s http://$ADMIN_URL/services | head -c 600; echo
   curl -s http://$ADMIN_URL/clustering/data-planes; echo
   curl -s -X POST http://$ADMIN_URL/services/example/routes -d name=two -d 'paths[]=/two'
