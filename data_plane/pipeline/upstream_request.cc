@@ -12,6 +12,25 @@
 namespace portico::dp {
 namespace {
 
+// Client headers never copied upstream: the proxy writes its own (Host, X-Real-IP, the
+// X-Forwarded-* it sets, the framing from the parsed body) or drops them (Expect).
+bool WrittenByProxy(KnownHeader kind) {
+  switch (kind) {
+    case KnownHeader::kHost:
+    case KnownHeader::kExpect:
+    case KnownHeader::kXRealIp:
+    case KnownHeader::kXForwardedProto:
+    case KnownHeader::kXForwardedHost:
+    case KnownHeader::kXForwardedPort:
+    case KnownHeader::kXForwardedPrefix:
+    case KnownHeader::kContentLength:
+    case KnownHeader::kTransferEncoding:
+      return true;
+    default:
+      return false;
+  }
+}
+
 
 // The query as received, except raw bytes >= 0x80 (which the parser accepts, as nginx does, but
 // which a request line cannot carry): those become %XX, which an upstream decodes to the same byte.
@@ -49,25 +68,12 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
   for (const auto& [name, value] : request.headers) {
     const KnownHeader kind = ClassifyHeader(name);
     if (hop.IsHopByHop(name, kind)) continue;
-    switch (kind) {
-      case KnownHeader::kXForwardedFor:
-        if (!forwarded_for.empty()) forwarded_for += ", ";
-        forwarded_for += value;
-        continue;
-      case KnownHeader::kHost:
-      case KnownHeader::kExpect:
-      case KnownHeader::kXRealIp:
-      case KnownHeader::kXForwardedProto:
-      case KnownHeader::kXForwardedHost:
-      case KnownHeader::kXForwardedPort:
-      case KnownHeader::kXForwardedPrefix:
-        continue;
-      case KnownHeader::kContentLength:
-      case KnownHeader::kTransferEncoding:
-        continue;  // written below from the parsed framing
-      default:
-        break;
+    if (kind == KnownHeader::kXForwardedFor) {
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for += value;
+      continue;
     }
+    if (WrittenByProxy(kind)) continue;
     if (params.removed_headers != nullptr || params.set_headers != nullptr) {
       bool drop = false;
       if (params.removed_headers != nullptr) {
@@ -130,24 +136,12 @@ void ForEachUpstreamHttp2Header(const MessageHead& request, const UpstreamReques
     }
     if (hop.IsHopByHop(name, kind)) continue;
     if (!name.empty() && name[0] == ':') continue;  // pseudo-headers are written above
-    switch (kind) {
-      case KnownHeader::kXForwardedFor:
-        if (!forwarded_for.empty()) forwarded_for += ", ";
-        forwarded_for += value;
-        continue;
-      case KnownHeader::kHost:
-      case KnownHeader::kExpect:
-      case KnownHeader::kXRealIp:
-      case KnownHeader::kXForwardedProto:
-      case KnownHeader::kXForwardedHost:
-      case KnownHeader::kXForwardedPort:
-      case KnownHeader::kXForwardedPrefix:
-      case KnownHeader::kContentLength:
-      case KnownHeader::kTransferEncoding:
-        continue;
-      default:
-        break;
+    if (kind == KnownHeader::kXForwardedFor) {
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for += value;
+      continue;
     }
+    if (WrittenByProxy(kind)) continue;
     if (params.removed_headers != nullptr || params.set_headers != nullptr) {
       bool drop = false;
       if (params.removed_headers != nullptr) {
