@@ -186,20 +186,9 @@ absl::Status Http2UpstreamConnection::Connect(const struct sockaddr* address, in
   if (!InitSession()) return absl::ResourceExhaustedError("upstream HTTP/2: cannot create a session (out of memory)");
   connect_timeout_ms_ = connect_timeout_ms;
   connect_deadline_ms_ = uv_now(loop_) + static_cast<uint64_t>(std::max<int64_t>(connect_timeout_ms, 1));
-  switch (const int rc = WithTransport([&](auto& t) { return t.Connect(address); }); rc) {
-    case 0:
-      RearmTimer();
-      return absl::OkStatus();
-    case UV_EMFILE:
-    case UV_ENFILE:
-    case UV_ENOBUFS:
-    case UV_ENOMEM:
-    case UV_EADDRNOTAVAIL:
-    case UV_EAGAIN:
-      return absl::ResourceExhaustedError(absl::StrCat("connect failed: ", uv_strerror(rc)));
-    default:
-      return absl::UnavailableError(absl::StrCat("connect failed: ", uv_strerror(rc)));
-  }
+  absl::Status status = UpstreamConnectStatus(WithTransport([&](auto& t) { return t.Connect(address); }));
+  if (status.ok()) RearmTimer();
+  return status;
 }
 
 bool Http2UpstreamConnection::HasCapacity() const {

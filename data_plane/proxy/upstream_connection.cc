@@ -54,9 +54,8 @@ void UpstreamConnection::LogTlsFailure(UpstreamError error) {
   PORTICO_LOG(kWarn, "proxy", "upstream ", target, " (SNI \"", sni, "\"): ", tls_->error());
 }
 
-absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
-  state_ = State::kConnecting;
-  switch (const int rc = WithTransport([&](auto& t) { return t.Connect(address); }); rc) {
+absl::Status UpstreamConnectStatus(int rc) {
+  switch (rc) {
     case 0:
       return absl::OkStatus();
     // This host's limits, not the target's fault (no socket, no local port, no memory).
@@ -70,6 +69,11 @@ absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
     default:
       return absl::UnavailableError(absl::StrCat("connect failed: ", uv_strerror(rc)));
   }
+}
+
+absl::Status UpstreamConnection::Connect(const struct sockaddr* address) {
+  state_ = State::kConnecting;
+  return UpstreamConnectStatus(WithTransport([&](auto& t) { return t.Connect(address); }));
 }
 
 void UpstreamConnection::Attach(UpstreamObserver* observer, const UpstreamTimeouts& timeouts) {

@@ -59,6 +59,11 @@ enum class UpstreamHeadAction {
   kError,     // refuse the response: the connection fails with kInvalidResponse
 };
 
+// What a transport's Connect() result means for an upstream connection: OK, ResourceExhausted
+// for this host's limits (no socket, no local port, no memory: not the target's fault), else
+// Unavailable.
+absl::Status UpstreamConnectStatus(int uv_status);
+
 class UpstreamObserver {
  public:
   virtual ~UpstreamObserver() = default;
