@@ -21,9 +21,10 @@
 # Environment (defaults): BENCH_DURATION (5) seconds per run, BENCH_ROUNDS (3),
 #   BENCH_CONNECTIONS (10), BENCH_STREAMS (10), BENCH_PROXY_CPU (1), BENCH_LOAD_CPU (0),
 #   BENCH_SKIP_BUILD=1, BUILD_DIR (build-p), JOBS (2), BENCH_OUT (build-p/bench-results/grpc-<time>)
+#   BENCH_KEEP_WORK=1 (keep the temp dir with configs and logs). Shared helpers: bench/lib.sh.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD_DIR:-$ROOT/build-p}
+LOG_PREFIX=grpc-bench
+. "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die, build, processes, ports, Portico
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-10}
@@ -31,55 +32,18 @@ STREAMS=${BENCH_STREAMS:-10}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
 OUT=${BENCH_OUT:-$BUILD/bench-results/grpc-$(date +%Y%m%d-%H%M%S)}
-PY=/usr/bin/python3
-HELPER="$ROOT/bench/bench_helper.py"
-
-log() { printf '[grpc-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
 
 for tool in nginx h2load taskset curl; do command -v "$tool" >/dev/null || die "missing $tool (deploy/install-deps.sh, apt-get install nginx)"; done
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  if [ ! -f "$BUILD/build.ninja" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g -DCMAKE_CXX_FLAGS=-g
-  fi
-  ninja -C "$BUILD" -j "${JOBS:-2}" portico-cp portico-dp grpc_bench_upstream
-fi
+bench_build portico-cp portico-dp grpc_bench_upstream
 CP_BIN=$BUILD/control_plane/portico-cp
 DP_BIN=$BUILD/data_plane/portico-dp
 UP_BIN=$BUILD/bench/grpc_bench_upstream
 for f in "$CP_BIN" "$DP_BIN" "$UP_BIN"; do [ -x "$f" ] || die "missing $f (build first)"; done
 
 # ---- processes (stopped by PID on exit) ----------------------------------------------------------
-WORK=$(mktemp -d /tmp/portico-grpc-bench.XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$OUT"
-PIDS=()
-alive() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  trap - EXIT INT TERM
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir portico-grpc-bench
 
-read -r UP_PORT NGX_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$($PY "$HELPER" free-ports 6)"
-wait_http() {  # wait_http URL SECONDS
-  for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
-wait_port() {  # wait_port PORT SECONDS
-  for _ in $(seq 1 $(( $2 * 10 ))); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
+read -r UP_PORT NGX_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$(free_ports 6)"
 
 taskset -c "$LOAD_CPU" "$UP_BIN" "$UP_PORT" >"$WORK/upstream.log" 2>&1 & PIDS+=($!)
 wait_port "$UP_PORT" 10 || die "the gRPC upstream did not start: $(cat "$WORK/upstream.log")"
@@ -94,8 +58,7 @@ error_log $NGX/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $NGX/client_body; proxy_temp_path $NGX/proxy; fastcgi_temp_path $NGX/fastcgi;
-  uwsgi_temp_path $NGX/uwsgi; scgi_temp_path $NGX/scgi;
+  $(nginx_temp_paths "$NGX")
   keepalive_requests 1000000;
   http2_max_requests 1000000;
   upstream grpc_echo {
@@ -118,21 +81,12 @@ taskset -c "$PROXY_CPU" nginx -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf"
 PIDS+=("$NGX_PID")
 wait_port "$NGX_PORT" 10 || die "nginx did not start: $(tail -n 5 "$NGX/error.log")"
 
-"$CP_BIN" gen-certs "$WORK/certs" --dp-id bench-dp >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
-taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0.1:$CP_ADMIN" \
-  --cluster-listen "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-  --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-  >"$WORK/cp.log" 2>&1 & PIDS+=($!)
-taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
-  --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" --proxy-listen "127.0.0.1:$DP_PORT" \
-  --proxy-ssl-listen off --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn \
-  >"$WORK/dp.log" 2>&1 & DP_PID=$!
-PIDS+=("$DP_PID")
+gen_certs bench-dp
+start_cp "$CP_BIN" "$WORK/portico.db" "$CP_ADMIN" "$CP_CLUSTER" "$WORK/cp.log"
+start_portico_dp "$DP_BIN" "$CP_CLUSTER" "$DP_PORT" "$DP_STATUS" "$WORK/dp.log" --proxy-ssl-listen off; DP_PID=$STARTED
 wait_http "http://127.0.0.1:$CP_ADMIN/status" 30 || die "CP did not start: $(tail -n 20 "$WORK/cp.log")"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/grpc-echo" -H 'Content-Type: application/json' \
-  -d "{\"protocol\":\"grpc\",\"host\":\"127.0.0.1\",\"port\":$UP_PORT}"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/grpc-echo" -H 'Content-Type: application/json' \
-  -d '{"protocols":["grpc"],"paths":["/"],"strip_path":false,"service":{"name":"grpc-echo"}}'
+admin_put "$CP_ADMIN" /services/grpc-echo "{\"protocol\":\"grpc\",\"host\":\"127.0.0.1\",\"port\":$UP_PORT}"
+admin_put "$CP_ADMIN" /routes/grpc-echo '{"protocols":["grpc"],"paths":["/"],"strip_path":false,"service":{"name":"grpc-echo"}}'
 wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
 
 # A call through each proxy must end with gRPC status OK (h2load only sees HTTP 200).
@@ -151,8 +105,6 @@ done
 
 # One unary request: the gRPC frame of a 16-byte message.
 printf '\x00\x00\x00\x00\x10hello portico!!!' >"$WORK/request.bin"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
-CLK_TCK=$(getconf CLK_TCK)
 cpu_pid_of() {  # the process doing the proxying: nginx's single worker, or the DP
   if [ "$1" = nginx ]; then pgrep -P "$NGX_PID" | head -n1; else echo "$DP_PID"; fi
 }
