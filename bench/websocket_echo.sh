@@ -22,9 +22,10 @@
 #   BENCH_SIZES ("32 4096") BENCH_PROXY_CPU (1) BENCH_LOAD_CPU (0) BUILD_DIR (build-p: a Release
 #   build; it must hold portico-cp, portico-dp and bench/ws_echo_bench, built with
 #   `ninja -C build-p portico-cp portico-dp ws_echo_bench`) BENCH_OUT (BUILD_DIR/bench-results/ws-<time>)
+#   BENCH_KEEP_WORK=1 (keep the temp dir with configs and logs). Shared helpers: bench/lib.sh.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD_DIR:-$ROOT/build-p}
+LOG_PREFIX=ws-bench
+. "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die, processes, ports, nginx, Portico
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-50}
@@ -32,11 +33,6 @@ SIZES=${BENCH_SIZES:-32 4096}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
 OUT=${BENCH_OUT:-$BUILD/bench-results/ws-$(date +%Y%m%d-%H%M%S)}
-PY=/usr/bin/python3
-HELPER="$ROOT/bench/bench_helper.py"
-
-log() { printf '[ws-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
 
 CP_BIN=$BUILD/control_plane/portico-cp
 DP_BIN=$BUILD/data_plane/portico-dp
@@ -44,34 +40,9 @@ WS_BIN=$BUILD/bench/ws_echo_bench
 for f in "$CP_BIN" "$DP_BIN" "$WS_BIN"; do [ -x "$f" ] || die "missing $f (ninja -C $BUILD portico-cp portico-dp ws_echo_bench)"; done
 command -v nginx >/dev/null || die "nginx is not installed (apt-get install nginx)"
 
-WORK=$(mktemp -d /tmp/portico-ws-bench.XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$OUT"
-PIDS=()
-alive() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-stop_pid() {  # TERM, wait up to 5 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  trap - EXIT INT TERM
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir portico-ws-bench
 
-read -r UP_PORT NGX_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$($PY "$HELPER" free-ports 6)"
-wait_http() {  # wait_http URL SECONDS
-  for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
-TICKS=$(getconf CLK_TCK)
+read -r UP_PORT NGX_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER <<<"$(free_ports 6)"
 
 # Upstream echo server.
 taskset -c "$LOAD_CPU" "$WS_BIN" server "$UP_PORT" >"$WORK/upstream.log" 2>&1 & PIDS+=($!)
@@ -88,8 +59,7 @@ error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $WORK/nginx/client_body; proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
+  $(nginx_temp_paths "$WORK/nginx")
   server {
     listen 127.0.0.1:$NGX_PORT backlog=4096;
     location /ws/ {
@@ -106,25 +76,15 @@ http {
 EOF
 taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
   >"$WORK/nginx/stdout.log" 2>&1 & NGX_PID=$!; PIDS+=("$NGX_PID")
-NGX_WORKER=""
-for _ in $(seq 1 50); do NGX_WORKER=$(pgrep -P "$NGX_PID" | head -n1 || true); [ -n "$NGX_WORKER" ] && break; sleep 0.1; done
-[ -n "$NGX_WORKER" ] || die "nginx did not start: $(cat "$WORK/nginx/error.log")"
+NGX_WORKER=$(nginx_worker_pid "$NGX_PID") || die "nginx did not start: $(cat "$WORK/nginx/error.log")"
 
 # Portico: CP and one DP worker.
-"$CP_BIN" gen-certs "$WORK/certs" --dp-id ws-bench >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
-taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0.1:$CP_ADMIN" \
-  --cluster-listen "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-  --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-  >"$WORK/cp.log" 2>&1 & PIDS+=($!)
-taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
-  --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" --proxy-listen "127.0.0.1:$DP_PORT" \
-  --proxy-ssl-listen off --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn \
-  >"$WORK/dp.log" 2>&1 & DP_PID=$!; PIDS+=("$DP_PID")
+gen_certs ws-bench
+start_cp "$CP_BIN" "$WORK/portico.db" "$CP_ADMIN" "$CP_CLUSTER" "$WORK/cp.log"
+start_portico_dp "$DP_BIN" "$CP_CLUSTER" "$DP_PORT" "$DP_STATUS" "$WORK/dp.log" --proxy-ssl-listen off; DP_PID=$STARTED
 wait_http "http://127.0.0.1:$CP_ADMIN/status" 30 || die "CP did not start: $(tail -n 20 "$WORK/cp.log")"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/wsbench" -H 'Content-Type: application/json' \
-  -d "{\"url\":\"ws://127.0.0.1:$UP_PORT\"}"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/wsbench" -H 'Content-Type: application/json' \
-  -d '{"paths":["/ws/"],"protocols":["ws"],"strip_path":true,"service":{"name":"wsbench"}}'
+admin_put "$CP_ADMIN" /services/wsbench "{\"url\":\"ws://127.0.0.1:$UP_PORT\"}"
+admin_put "$CP_ADMIN" /routes/wsbench '{"paths":["/ws/"],"protocols":["ws"],"strip_path":true,"service":{"name":"wsbench"}}'
 wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
 
 # run_case NAME PORT PID SIZE ROUND: one load run; appends a line to results.tsv.
@@ -143,7 +103,7 @@ run_case() {
   p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
   errors=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")
   local cpu_us
-  cpu_us=$(awk -v t=$(( after - before )) -v hz="$TICKS" -v m="$messages" 'BEGIN { printf "%.2f", (t * 1e6 / hz) / (m > 0 ? m : 1) }')
+  cpu_us=$(awk -v t=$(( after - before )) -v hz="$CLK_TCK" -v m="$messages" 'BEGIN { printf "%.2f", (t * 1e6 / hz) / (m > 0 ? m : 1) }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$round" "$rate" "$p50" "$p99" "$cpu_us" "$errors" >>"$RESULTS"
   log "$name size=$size round=$round: $rate msg/s, p50 ${p50} us, p99 ${p99} us, proxy CPU ${cpu_us} us/msg"
 }
