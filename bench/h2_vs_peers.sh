@@ -29,9 +29,10 @@
 #   BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1, BENCH_KEEP_WORK=1 (keep the temp dir with configs and
 #   logs), BUILD_DIR (build-p), JOBS (2)
 # A Portico build without HTTP/2 is reported and left out of the runs (the other proxies still run).
+# Shared helpers (install, build, processes, ports, CP/DP start): bench/lib.sh.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD_DIR:-$ROOT/build-p}
+LOG_PREFIX=h2bench
+. "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die and the rest
 DURATION=${BENCH_DURATION:-8}
 ROUNDS=${BENCH_ROUNDS:-2}
 CONNS=${BENCH_CONNECTIONS:-10}
@@ -41,74 +42,24 @@ LOAD_CPU=${BENCH_LOAD_CPU:-0}
 PROXIES=${BENCH_PROXIES-portico haproxy nginx}
 CASES=${BENCH_CASES-h2c h2tls}
 OUT=${BENCH_OUT:-$BUILD/bench-results/h2-$(date +%Y%m%d-%H%M%S)}
-PY=/usr/bin/python3
-HELPER="$ROOT/bench/bench_helper.py"
 H2HELPER="$ROOT/bench/h2_helper.py"
 
-log() { printf '[h2bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
 has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 
 # ---- install and build --------------------------------------------------------------------------
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-  bash "$ROOT/deploy/install-deps.sh"
-  missing=()
-  command -v nginx >/dev/null || missing+=(nginx)
-  command -v haproxy >/dev/null || missing+=(haproxy)
-  command -v h2load >/dev/null || missing+=(nghttp2-client)
-  [ -x /usr/bin/python3 ] || missing+=(python3)
-  command -v taskset >/dev/null || missing+=(util-linux)
-  command -v openssl >/dev/null || missing+=(openssl)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    # RUNLEVEL=1: the packages must not start the system nginx/haproxy services; we run our own.
-    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
-fi
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  if [ ! -f "$BUILD/build.ninja" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g -DCMAKE_CXX_FLAGS=-g
-  fi
-  ninja -C "$BUILD" -j "${JOBS:-2}" portico-cp portico-dp portico-echo
-fi
+bench_install nginx:nginx haproxy:haproxy h2load:nghttp2-client /usr/bin/python3:python3 taskset:util-linux \
+  openssl:openssl
+bench_build portico-cp portico-dp portico-echo
 CP_BIN=$BUILD/control_plane/portico-cp
 DP_BIN=$BUILD/data_plane/portico-dp
 ECHO_BIN=$BUILD/tests/integration/portico-echo
 for f in "$CP_BIN" "$DP_BIN" "$ECHO_BIN"; do [ -x "$f" ] || die "missing $f (build first)"; done
 
 # ---- processes ----------------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/portico-h2bench.XXXXXX)
-chmod 755 "$WORK"
-mkdir -p "$OUT"
-PIDS=()
-alive() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  trap - EXIT INT TERM
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir portico-h2bench
 
 read -r UP_PORT DP_PORT DP_TLS_PORT DP_STATUS CP_ADMIN CP_CLUSTER NGX_PORT NGX_TLS_PORT HAP_PORT HAP_TLS_PORT \
-  <<<"$($PY "$HELPER" free-ports 10)"
-
-wait_http() {  # wait_http URL SECONDS [curl args]
-  local url=$1 seconds=$2
-  shift 2
-  for _ in $(seq 1 $(( seconds * 10 ))); do curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
+  <<<"$(free_ports 10)"
 
 # The certificate every TLS listener serves: ECDSA P-256, as Kong's default.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/tls.key" -out "$WORK/tls.crt" \
@@ -123,23 +74,15 @@ ECHO_PID=$!; PIDS+=("$ECHO_PID")
 wait_http "http://127.0.0.1:$UP_PORT/small" 10 || die "portico-echo did not start: $(cat "$WORK/echo.log")"
 
 # Portico: a CP and a 1-worker DP with both listeners.
-"$CP_BIN" gen-certs "$WORK/certs" --dp-id bench-dp >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
+gen_certs bench-dp
 if has_proxy portico; then
-  taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0.1:$CP_ADMIN" \
-    --cluster-listen "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-    --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-    >"$WORK/cp.log" 2>&1 & PIDS+=($!)
-  taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
-    --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
-    --proxy-listen "127.0.0.1:$DP_PORT" --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn \
-    --proxy-ssl-listen "127.0.0.1:$DP_TLS_PORT" --ssl-cert "$WORK/tls.crt" --ssl-cert-key "$WORK/tls.key" \
-    >"$WORK/dp.log" 2>&1 &
-  DP_PID=$!; PIDS+=("$DP_PID")
+  start_cp "$CP_BIN" "$WORK/portico.db" "$CP_ADMIN" "$CP_CLUSTER" "$WORK/cp.log"
+  start_portico_dp "$DP_BIN" "$CP_CLUSTER" "$DP_PORT" "$DP_STATUS" "$WORK/dp.log" \
+    --proxy-ssl-listen "127.0.0.1:$DP_TLS_PORT" --ssl-cert "$WORK/tls.crt" --ssl-cert-key "$WORK/tls.key"
+  DP_PID=$STARTED
   wait_http "http://127.0.0.1:$CP_ADMIN/status" 30 || die "CP did not start: $(tail -n 20 "$WORK/cp.log")"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench" -H 'Content-Type: application/json' \
-    -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/bench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+  admin_put "$CP_ADMIN" /services/bench "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+  admin_put "$CP_ADMIN" /routes/bench '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
   wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
   wait_http "http://127.0.0.1:$DP_PORT/bench/small" 30 || die "DP does not serve /bench/: $(tail -n 20 "$WORK/dp.log")"
 fi
@@ -155,8 +98,7 @@ error_log $NGXDIR/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $NGXDIR/client_body; proxy_temp_path $NGXDIR/proxy; fastcgi_temp_path $NGXDIR/fastcgi;
-  uwsgi_temp_path $NGXDIR/uwsgi; scgi_temp_path $NGXDIR/scgi;
+  $(nginx_temp_paths "$NGXDIR")
   keepalive_requests 1000000;
   keepalive_timeout 75s;
   proxy_http_version 1.1;
@@ -188,9 +130,7 @@ EOF
 if has_proxy nginx; then
   taskset -c "$PROXY_CPU" nginx -p "$NGXDIR" -e "$NGXDIR/error.log" -c "$NGXDIR/nginx.conf" >"$NGXDIR/stdout.log" 2>&1 &
   NGX_PID=$!; PIDS+=("$NGX_PID")
-  NGX_WORKER=""
-  for _ in $(seq 1 50); do NGX_WORKER=$(pgrep -P "$NGX_PID" | head -n1 || true); [ -n "$NGX_WORKER" ] && break; sleep 0.1; done
-  [ -n "$NGX_WORKER" ] || die "nginx did not start: $(tail -n 5 "$NGXDIR/error.log")"
+  NGX_WORKER=$(nginx_worker_pid "$NGX_PID") || die "nginx did not start: $(tail -n 5 "$NGXDIR/error.log")"
 fi
 
 # HAProxy: one process, one thread, h2c and h2 over TLS, HTTP/1.1 keep-alive upstream (reused by
@@ -282,8 +222,6 @@ done
 log "upstream :$UP_PORT  portico :$DP_PORT/:$DP_TLS_PORT  nginx :$NGX_PORT/:$NGX_TLS_PORT  haproxy :$HAP_PORT/:$HAP_TLS_PORT  results in $OUT"
 
 # ---- h2load runs ------------------------------------------------------------------------------------
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
-CLK_TCK=$(getconf CLK_TCK)
 RESULTS=$OUT/results.tsv
 echo "# case proxy round rps p50_us p99_us cpu_s requests failures errored timeout" >"$RESULTS"
 
