@@ -53,9 +53,10 @@
 #   BENCH_BASELINE_BUILD: a build dir of another checkout (e.g. the commit before a change, built
 #   the same way): its portico-cp and portico-dp run as a third proxy, "baseline", in every round
 #   of every wrk case (nginx, portico, baseline, ...), so old and new are measured in one run.
+# Shared helpers (install, build, processes, ports, nginx, CP/DP start): bench/lib.sh.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD_DIR:-$ROOT/build-p}
+LOG_PREFIX=bench
+. "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die and the rest
 DURATION=${BENCH_DURATION:-5s}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-50}
@@ -68,76 +69,25 @@ CASES=${BENCH_CASES-keepalive close body1k body64k post64k routes10k}
 EXTRAS=${BENCH_EXTRAS-rss alloc perf callgrind}
 CALLGRIND_PATHS=${BENCH_CALLGRIND_PATHS-small 1k}
 OUT=${BENCH_OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
-PY=/usr/bin/python3
-HELPER="$ROOT/bench/bench_helper.py"
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
 has_extra() { [[ " $EXTRAS " == *" $1 "* ]]; }
 
 # ---- install and build --------------------------------------------------------------------------
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-  bash "$ROOT/deploy/install-deps.sh"
-  missing=()
-  command -v nginx >/dev/null || missing+=(nginx)
-  command -v wrk >/dev/null || missing+=(wrk)
-  [ -x /usr/bin/python3 ] || missing+=(python3)
-  command -v taskset >/dev/null || missing+=(util-linux)
-  command -v valgrind >/dev/null || missing+=(valgrind)
-  command -v perf >/dev/null || missing+=(linux-perf)
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq
-    # RUNLEVEL=1: the package must not start the system nginx service; we run our own.
-    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
-fi
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  if [ ! -f "$BUILD/build.ninja" ]; then
-    # -g only adds symbols for the profiles; the code is the same as a plain Release build.
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g -DCMAKE_CXX_FLAGS=-g
-  fi
-  ninja -C "$BUILD" -j "${JOBS:-2}" portico-cp portico-dp portico-echo portico_malloc_count
-fi
+bench_install nginx:nginx wrk:wrk /usr/bin/python3:python3 taskset:util-linux valgrind:valgrind perf:linux-perf \
+  redis-server:redis-server
+bench_build portico-cp portico-dp portico-echo portico_malloc_count
 CP_BIN=$BUILD/control_plane/portico-cp
 DP_BIN=$BUILD/data_plane/portico-dp
 MALLOC_SHIM=$BUILD/bench/libportico_malloc_count.so
 for f in "$CP_BIN" "$DP_BIN" "$MALLOC_SHIM"; do [ -e "$f" ] || die "missing $f (build first)"; done
 
 # ---- processes ----------------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/portico-bench.XXXXXX)
-chmod 755 "$WORK"  # nginx workers run as an unprivileged user and read the upstream files
-mkdir -p "$OUT"
-PIDS=()
-alive() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-stop_pid() {  # stop_pid PID: TERM, wait up to 5 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-forget_pid() { local keep=() p; for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
-cleanup() {
-  trap - EXIT INT TERM
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir portico-bench
 ulimit -n "$(ulimit -Hn)"  # 10,000 idle connections need the fds
 
 read -r UP_PORT NGX_PORT NGX10K_PORT DP_PORT DP_STATUS CP_ADMIN CP_CLUSTER \
   DP10K_PORT DP10K_STATUS CP10K_ADMIN CP10K_CLUSTER DPB_PORT DPB_STATUS CPB_ADMIN CPB_CLUSTER REDIS_PORT \
-  NGX_TLS_PORT DP_TLS_PORT <<<"$($PY "$HELPER" free-ports 18)"
-
-wait_http() {  # wait_http URL SECONDS
-  for _ in $(seq 1 $(( $2 * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
+  NGX_TLS_PORT DP_TLS_PORT <<<"$(free_ports 18)"
 
 # The TLS cases' certificate, served by both proxies: ECDSA P-256, as Kong's default.
 has_tls_case() { [[ " $CASES " == *" https"* ]]; }
@@ -153,11 +103,6 @@ UPDIR=$WORK/upstream
 mkdir -p "$UPDIR"
 head -c 1024 /dev/zero | tr '\0' 'a' >"$UPDIR/1k"
 head -c 65536 /dev/zero | tr '\0' 'b' >"$UPDIR/64k"
-nginx_temp_paths() {
-  local d=$1
-  echo "client_body_temp_path $d/client_body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fastcgi;"
-  echo "uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;"
-}
 # The upstream1000 case's targets: 127.1.<i/256>.<i%256>, i = 1..1000.
 upstream1000_addresses() { for i in $(seq 1 1000); do echo "127.1.$(( i / 256 )).$(( i % 256 ))"; done; }
 upstream1000_listens() {
@@ -284,24 +229,12 @@ EOF
   STARTED=$!
   PIDS+=("$STARTED")
 }
-nginx_worker_pid() {  # the (single) worker of an nginx master
-  local w
-  for _ in $(seq 1 50); do
-    w=$(pgrep -P "$1" | head -n1 || true)
-    [ -n "$w" ] && { echo "$w"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
 
 NGINX_TLS_PORT=$(has_tls_case && echo "$NGX_TLS_PORT" || true) start_nginx_proxy "$WORK/nginx" "$NGX_PORT" 1; NGX_PID=$STARTED
 
 # CP and DP.
-"$CP_BIN" gen-certs "$WORK/certs" --dp-id bench-dp >"$WORK/gen-certs.log" 2>&1 || die "gen-certs: $(cat "$WORK/gen-certs.log")"
-taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico.db" --admin-listen "127.0.0.1:$CP_ADMIN" \
-  --cluster-listen "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-  --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-  >"$WORK/cp.log" 2>&1 & PIDS+=($!)
+gen_certs bench-dp
+start_cp "$CP_BIN" "$WORK/portico.db" "$CP_ADMIN" "$CP_CLUSTER" "$WORK/cp.log"
 DP_ARGS=(--control-plane "127.0.0.1:$CP_CLUSTER" --cluster-cert "$WORK/certs/dp.crt"
   --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt"
   --proxy-listen "127.0.0.1:$DP_PORT" --status-listen "127.0.0.1:$DP_STATUS" --workers 1 --log-level warn)
@@ -320,10 +253,8 @@ start_dp() {  # start_dp LOG [wrapper...]: sets STARTED (the pid) and adds it to
 start_dp "$WORK/dp.log"; DP_PID=$STARTED
 
 wait_http "http://127.0.0.1:$CP_ADMIN/status" 30 || die "CP did not start: $(tail -n 20 "$WORK/cp.log")"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/services/bench" -H 'Content-Type: application/json' \
-  -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
-curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/bench" -H 'Content-Type: application/json' \
-  -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+admin_put "$CP_ADMIN" /services/bench "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+admin_put "$CP_ADMIN" /routes/bench '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
 wait_http "http://127.0.0.1:$DP_STATUS/status/ready" 30 || die "DP not ready: $(tail -n 20 "$WORK/dp.log")"
 if [[ " $CASES " == *" plugins "* ]]; then
   # The same upstream behind a second route, /pbench/, with ip-restriction (allow 127.0.0.1) and
@@ -432,20 +363,12 @@ if [ -n "$BASELINE" ]; then
   for f in "$BASELINE/control_plane/portico-cp" "$BASELINE/data_plane/portico-dp"; do
     [ -x "$f" ] || die "BENCH_BASELINE_BUILD: missing $f"
   done
-  taskset -c "$LOAD_CPU" "$BASELINE/control_plane/portico-cp" --db "$WORK/baseline.db" --admin-listen "127.0.0.1:$CPB_ADMIN" \
-    --cluster-listen "127.0.0.1:$CPB_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-    --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-    >"$WORK/cp-baseline.log" 2>&1 & PIDS+=($!)
-  taskset -c "$PROXY_CPU" "$BASELINE/data_plane/portico-dp" --control-plane "127.0.0.1:$CPB_CLUSTER" \
-    --cluster-cert "$WORK/certs/dp.crt" --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
-    --proxy-listen "127.0.0.1:$DPB_PORT" --status-listen "127.0.0.1:$DPB_STATUS" --workers 1 --log-level warn \
-    >"$WORK/dp-baseline.log" 2>&1 &
-  DPB_PID=$!; PIDS+=("$DPB_PID")
+  start_cp "$BASELINE/control_plane/portico-cp" "$WORK/baseline.db" "$CPB_ADMIN" "$CPB_CLUSTER" "$WORK/cp-baseline.log"
+  start_portico_dp "$BASELINE/data_plane/portico-dp" "$CPB_CLUSTER" "$DPB_PORT" "$DPB_STATUS" "$WORK/dp-baseline.log"
+  DPB_PID=$STARTED
   wait_http "http://127.0.0.1:$CPB_ADMIN/status" 30 || die "baseline CP did not start: $(tail -n 20 "$WORK/cp-baseline.log")"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CPB_ADMIN/services/bench" -H 'Content-Type: application/json' \
-    -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CPB_ADMIN/routes/bench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+  admin_put "$CPB_ADMIN" /services/bench "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+  admin_put "$CPB_ADMIN" /routes/bench '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
   wait_http "http://127.0.0.1:$DPB_STATUS/status/ready" 30 || die "baseline DP not ready: $(tail -n 20 "$WORK/dp-baseline.log")"
   PROXY_PORTS+=("$DPB_PORT")
 fi
@@ -484,8 +407,6 @@ echo "$REPORT_LUA" >"$WORK/report.lua"
   echo 'wrk.headers["Content-Type"] = "application/json"'
   echo "$REPORT_LUA"; } >"$WORK/jpost.lua"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
-CLK_TCK=$(getconf CLK_TCK)
 RESULTS=$OUT/results.tsv
 echo "# case proxy round rps p50_us p99_us cpu_s requests errors" >"$RESULTS"
 
@@ -808,21 +729,12 @@ fi
 # nginx 1, nginx 10k, portico 1, portico 10k. The 10k/1 ratio is taken per round (same load).
 if [[ " $CASES " == *" routes10k "* ]]; then
   log "second CP + DP for $ROUTES routes"
-  taskset -c "$LOAD_CPU" "$CP_BIN" --db "$WORK/portico10k.db" --admin-listen "127.0.0.1:$CP10K_ADMIN" \
-    --cluster-listen "127.0.0.1:$CP10K_CLUSTER" --cluster-cert "$WORK/certs/cp.crt" \
-    --cluster-key "$WORK/certs/cp.key" --cluster-ca "$WORK/certs/ca.crt" --log-level warn \
-    >"$WORK/cp10k.log" 2>&1 & PIDS+=($!)
-  taskset -c "$PROXY_CPU" "$DP_BIN" --control-plane "127.0.0.1:$CP10K_CLUSTER" --cluster-cert "$WORK/certs/dp.crt" \
-    --cluster-key "$WORK/certs/dp.key" --cluster-ca "$WORK/certs/ca.crt" \
-    --proxy-listen "127.0.0.1:$DP10K_PORT" --status-listen "127.0.0.1:$DP10K_STATUS" --workers 1 --log-level warn \
-    --proxy-ssl-listen off \
-    >"$WORK/dp10k.log" 2>&1 &
-  DP10K_PID=$!; PIDS+=("$DP10K_PID")
+  start_cp "$CP_BIN" "$WORK/portico10k.db" "$CP10K_ADMIN" "$CP10K_CLUSTER" "$WORK/cp10k.log"
+  start_portico_dp "$DP_BIN" "$CP10K_CLUSTER" "$DP10K_PORT" "$DP10K_STATUS" "$WORK/dp10k.log" --proxy-ssl-listen off
+  DP10K_PID=$STARTED
   wait_http "http://127.0.0.1:$CP10K_ADMIN/status" 30 || die "CP (10k) did not start: $(tail -n 20 "$WORK/cp10k.log")"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP10K_ADMIN/services/bench" -H 'Content-Type: application/json' \
-    -d "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
-  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP10K_ADMIN/routes/bench" -H 'Content-Type: application/json' \
-    -d '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
+  admin_put "$CP10K_ADMIN" /services/bench "{\"url\":\"http://127.0.0.1:$UP_PORT\"}"
+  admin_put "$CP10K_ADMIN" /routes/bench '{"paths":["/bench/"],"strip_path":true,"service":{"name":"bench"}}'
   log "creating $ROUTES routes through the Admin API"
   "$PY" "$HELPER" load-routes "127.0.0.1:$CP10K_ADMIN" bench "$ROUTES" >&2
   want=$(( ROUTES + 1 ))
