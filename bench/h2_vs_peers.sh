@@ -32,6 +32,7 @@
 # Shared helpers (install, build, processes, ports, CP/DP start): bench/lib.sh.
 set -euo pipefail
 LOG_PREFIX=h2bench
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die and the rest
 DURATION=${BENCH_DURATION:-8}
 ROUNDS=${BENCH_ROUNDS:-2}

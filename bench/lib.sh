@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts (proxy_vs_nginx.sh, h2_vs_peers.sh, grpc_unary.sh,
 # websocket_echo.sh). Sourced, not run:
 #
@@ -94,6 +95,7 @@ wait_port() {  # wait_port PORT SECONDS
   return 1
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
+# shellcheck disable=SC2034  # CLK_TCK: read by the sourcing scripts
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---- nginx --------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@
 # Shared helpers (install, build, processes, ports, nginx, CP/DP start): bench/lib.sh.
 set -euo pipefail
 LOG_PREFIX=bench
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die and the rest
 DURATION=${BENCH_DURATION:-5s}
 ROUNDS=${BENCH_ROUNDS:-3}

@@ -25,6 +25,7 @@
 #   BENCH_KEEP_WORK=1 (keep the temp dir with configs and logs). Shared helpers: bench/lib.sh.
 set -euo pipefail
 LOG_PREFIX=ws-bench
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"  # ROOT, BUILD, PY, HELPER, log/die, processes, ports, nginx, Portico
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
