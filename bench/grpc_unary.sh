@@ -52,14 +52,7 @@ wait_port "$UP_PORT" 10 || die "the gRPC upstream did not start: $(cat "$WORK/up
 NGX=$WORK/nginx
 mkdir -p "$NGX"
 cat >"$NGX/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  $(nginx_temp_paths "$NGX")
+$(nginx_conf_head "$NGX")
   keepalive_requests 1000000;
   http2_max_requests 1000000;
   upstream grpc_echo {

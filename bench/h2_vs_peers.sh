@@ -92,14 +92,7 @@ fi
 NGXDIR=$WORK/nginx
 mkdir -p "$NGXDIR"
 cat >"$NGXDIR/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $NGXDIR/nginx.pid;
-error_log $NGXDIR/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  $(nginx_temp_paths "$NGXDIR")
+$(nginx_conf_head "$NGXDIR")
   keepalive_requests 1000000;
   keepalive_timeout 75s;
   proxy_http_version 1.1;

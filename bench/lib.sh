@@ -104,6 +104,19 @@ nginx_temp_paths() {  # nginx_temp_paths DIR: the http-level *_temp_path lines, 
   echo "client_body_temp_path $d/client_body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fastcgi;"
   echo "uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;"
 }
+# nginx_conf_head DIR: the start of a 1-worker, foreground nginx.conf whose pid, logs and temp files
+# are under DIR, up to and including the first lines of the http block (the caller closes it).
+nginx_conf_head() {
+  local d=$1
+  echo "worker_processes 1;"
+  echo "daemon off;"
+  echo "pid $d/nginx.pid;"
+  echo "error_log $d/error.log warn;"
+  echo "events { worker_connections 4096; }"
+  echo "http {"
+  echo "  access_log off;"
+  nginx_temp_paths "$d" | sed 's/^/  /'
+}
 nginx_worker_pid() {  # nginx_worker_pid MASTER: the (single) worker of an nginx master, waiting up to 5 s
   local w
   for _ in $(seq 1 50); do

@@ -111,14 +111,7 @@ upstream1000_listens() {
   upstream1000_addresses | while read -r ip; do echo "    listen $ip:$UP_PORT backlog=64;"; done
 }
 cat >"$UPDIR/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $UPDIR/nginx.pid;
-error_log $UPDIR/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  $(nginx_temp_paths "$UPDIR")
+$(nginx_conf_head "$UPDIR")
   sendfile on;
   tcp_nopush off;
   open_file_cache max=16 inactive=600s;

@@ -53,14 +53,7 @@ grep -q listening "$WORK/upstream.log" || die "upstream did not start: $(cat "$W
 # nginx, 1 worker, WebSocket proxying as nginx documents it.
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  $(nginx_temp_paths "$WORK/nginx")
+$(nginx_conf_head "$WORK/nginx")
   server {
     listen 127.0.0.1:$NGX_PORT backlog=4096;
     location /ws/ {
