@@ -97,14 +97,7 @@ $(nginx_conf_head "$NGXDIR")
   keepalive_timeout 75s;
   proxy_http_version 1.1;
   proxy_request_buffering off;
-  proxy_set_header Connection "";
-  proxy_set_header Host \$proxy_host;
-  proxy_set_header X-Real-IP \$remote_addr;
-  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-  proxy_set_header X-Forwarded-Proto \$scheme;
-  proxy_set_header X-Forwarded-Host \$host;
-  proxy_set_header X-Forwarded-Port \$server_port;
-  add_header Via "2 nginx" always;
+$(nginx_proxy_headers "2 nginx")
   upstream bench_upstream {
     server 127.0.0.1:$UP_PORT;
     keepalive 256;  # >= the 100 concurrent requests: no upstream connection churn

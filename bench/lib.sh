@@ -117,6 +117,18 @@ nginx_conf_head() {
   echo "  access_log off;"
   nginx_temp_paths "$d" | sed 's/^/  /'
 }
+# nginx_proxy_headers VIA: http-level lines for an upstream keep-alive pool that send the headers the
+# DP sends (Host, X-Real-IP, X-Forwarded-*) and add Via: VIA to every response, as the DP does.
+nginx_proxy_headers() {
+  echo '  proxy_set_header Connection "";'
+  echo '  proxy_set_header Host $proxy_host;'
+  echo '  proxy_set_header X-Real-IP $remote_addr;'
+  echo '  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'
+  echo '  proxy_set_header X-Forwarded-Proto $scheme;'
+  echo '  proxy_set_header X-Forwarded-Host $host;'
+  echo '  proxy_set_header X-Forwarded-Port $server_port;'
+  echo "  add_header Via \"$1\" always;"
+}
 nginx_worker_pid() {  # nginx_worker_pid MASTER: the (single) worker of an nginx master, waiting up to 5 s
   local w
   for _ in $(seq 1 50); do

@@ -164,14 +164,7 @@ http {
   proxy_buffers 16 8k;
   proxy_busy_buffers_size 16k;
   proxy_max_temp_file_size 0;
-  proxy_set_header Connection "";
-  proxy_set_header Host \$proxy_host;
-  proxy_set_header X-Real-IP \$remote_addr;
-  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-  proxy_set_header X-Forwarded-Proto \$scheme;
-  proxy_set_header X-Forwarded-Host \$host;
-  proxy_set_header X-Forwarded-Port \$server_port;
-  add_header Via "1.1 nginx" always;
+$(nginx_proxy_headers "1.1 nginx")
   limit_req_zone \$http_apikey zone=bench_rl:1m rate=1000000r/s;
   upstream bench_upstream {
     server 127.0.0.1:$UP_PORT;
