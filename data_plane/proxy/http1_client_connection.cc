@@ -745,12 +745,18 @@ void Http1ClientConnection::Http2Finished() {
   BeginDrain(/*client_done=*/peer_eof_);
 }
 
-void Http1ClientConnection::Http2Idle(bool idle) {
+void Http1ClientConnection::Http2Deadline(Deadline deadline) {
   if (state_ != State::kHttp2) return;
-  if (idle) {
-    worker_.ArmDeadline(&deadline_, kIdleDeadlines);
-  } else {
-    worker_.DisarmDeadline(&deadline_);
+  switch (deadline) {
+    case Deadline::kOff:
+      worker_.DisarmDeadline(&deadline_);
+      return;
+    case Deadline::kRestart:
+      worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+      return;
+    case Deadline::kKeep:
+      if (deadline_.list != kIdleDeadlines) worker_.ArmDeadline(&deadline_, kIdleDeadlines);
+      return;
   }
 }
 

@@ -101,7 +101,7 @@ class Http1ClientConnection final : public TransportCallbacks,
 
   // Http2ClientSession::Host.
   void Http2Finished() override;
-  void Http2Idle(bool idle) override;
+  void Http2Deadline(Deadline deadline) override;
 
  private:
   // Parses input_, or `fresh` (bytes just read, still in the worker's read buffer) when input_ is

@@ -321,7 +321,7 @@ bool Http2ClientSession::Start(absl::string_view initial) {
       nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindowBytes) != 0) {
     return false;
   }
-  host_.Http2Idle(true);
+  host_.Http2Deadline(Host::Deadline::kRestart);
   transport_.SetNoDelay();
   if (!initial.empty()) {
     OnRead(initial);
@@ -378,7 +378,7 @@ Http2Stream* Http2ClientSession::NewStream(int32_t id) {
     stream = std::make_unique<Http2Stream>(*this, id);
   }
   ++open_streams_;
-  if (open_streams_ == 1) host_.Http2Idle(false);
+  if (open_streams_ == 1) host_.Http2Deadline(Host::Deadline::kOff);
   stream->live_index_ = live_.size();
   live_.push_back(stream.get());
   return stream.release();  // owned through live_, then reap_ (see MaybeReap)
@@ -540,16 +540,28 @@ bool Http2ClientSession::SpendResetToken() {
 }
 
 void Http2ClientSession::UpdateIdle() {
-  // Counting: no stream open, frames queued that the client does not read, or response bytes
-  // held back by a flow-control window the client keeps closed (a stream that never reopens its
-  // window would otherwise hold its exchange and upstream forever). Any progress re-arms it.
-  bool waits_on_client = open_streams_ == 0 || transport_.pending_write_bytes() > 0;
-  for (size_t i = 0; !waits_on_client && i < live_.size(); ++i) {
-    const Http2Stream* stream = live_[i];
-    waits_on_client = stream->response_body_.size() > stream->response_sent_ ||
-                      (stream->waits_for_body_ && stream->exchange_running_ && !stream->request_ended_);
+  // The whole connection waits on the client (no stream open, or frames queued that it does not
+  // read): the deadline restarts with each progress.
+  if (open_streams_ == 0 || transport_.pending_write_bytes() > 0) {
+    host_.Http2Deadline(Host::Deadline::kRestart);
+    return;
   }
-  host_.Http2Idle(waits_on_client);
+  // Streams the client holds (response bytes behind a window it keeps closed, a body a plugin
+  // waits for): each is timed from when it started waiting, whatever the other streams do, so
+  // the deadline runs from the first of them (OnIdleDeadline resets those held long enough).
+  const uint64_t now = uv_now(worker_.loop());
+  bool held = false;
+  for (Http2Stream* stream : live_) {
+    const bool waits = stream->response_body_.size() > stream->response_sent_ ||
+                       (stream->waits_for_body_ && stream->exchange_running_ && !stream->request_ended_);
+    if (!waits) {
+      stream->blocked_since_ms_ = 0;
+      continue;
+    }
+    if (stream->blocked_since_ms_ == 0) stream->blocked_since_ms_ = now;
+    held = true;
+  }
+  host_.Http2Deadline(held ? Host::Deadline::kKeep : Host::Deadline::kOff);
 }
 
 void Http2ClientSession::OnEof() {
@@ -562,8 +574,28 @@ void Http2ClientSession::OnIdleDeadline() {
   if (open_streams_ == 0 && transport_.pending_write_bytes() == 0) {
     nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
     Flush();
+    Fail();  // idle
+    return;
   }
-  Fail();  // idle, or a client that stopped reading its responses
+  if (transport_.pending_write_bytes() > 0) {
+    Fail();  // a client that stopped reading its responses
+    return;
+  }
+  const uint64_t now = uv_now(worker_.loop());
+  const uint64_t timeout = static_cast<uint64_t>(worker_.options().client_timeout_ms);
+  std::vector<Http2Stream*> held;
+  for (Http2Stream* stream : live_) {
+    // (The sweep fires up to kDeadlineSweepMs late: a stream that started waiting within that
+    // slack of the deadline counts as having waited it out.)
+    if (stream->blocked_since_ms_ != 0 && now - stream->blocked_since_ms_ + kDeadlineSweepMs >= timeout) {
+      held.push_back(stream);
+    }
+  }
+  for (Http2Stream* stream : held) {
+    stream->reset_by_us_ = true;  // the client's doing, but it already cost it the timeout
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_CANCEL);
+  }
+  if (Flush()) UpdateIdle();  // streams still waiting keep the deadline running
 }
 
 void Http2ClientSession::GoAway() {
@@ -661,7 +693,7 @@ void Http2ClientSession::MaybeReap(Http2Stream* stream) {
   reap_.push_back(stream);
   --open_streams_;
   if (open_streams_ == 0 && !failed_) {
-    host_.Http2Idle(true);
+    host_.Http2Deadline(Host::Deadline::kRestart);
     if (going_away_) Flush();
   }
 }
@@ -694,6 +726,7 @@ void Http2Stream::Reuse(int32_t id) {
   authority_.clear();
   scheme_.clear();
   saw_host_ = grpc_ = head_too_large_ = head_bad_ = waits_for_body_ = reset_by_us_ = false;
+  blocked_since_ms_ = 0;
   head_bytes_ = 0;
   exchange_running_ = request_ended_ = request_end_delivered_ = false;
   request_body_.clear();

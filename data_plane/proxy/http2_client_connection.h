@@ -112,6 +112,7 @@ class Http2Stream final : public Downstream {
   bool reaped_ = false;            // on the session's reap list
   bool notify_drained_ = false;    // tell the exchange the response backlog fell below low water
   size_t live_index_ = 0;          // in the session's live_
+  uint64_t blocked_since_ms_ = 0;  // loop time since which it waits on the client (0: it does not)
 };
 
 class Http2ClientSession {
@@ -123,8 +124,9 @@ class Http2ClientSession {
     // The session is over (GOAWAY sent and flushed, a fatal error, or the peer is done): close
     // the connection.
     virtual void Http2Finished() = 0;
-    // Arm (true) or disarm the connection's idle deadline.
-    virtual void Http2Idle(bool idle) = 0;
+    // The connection's client deadline: off, (re)started now, or started now unless it runs.
+    enum class Deadline { kOff, kRestart, kKeep };
+    virtual void Http2Deadline(Deadline deadline) = 0;
   };
 
   Http2ClientSession(Worker& worker, Transport& transport, Host& host, absl::string_view client_ip,
@@ -144,7 +146,9 @@ class Http2ClientSession {
   void OnRead(absl::string_view data);
   void OnWritten();
   void OnEof();
-  // The idle deadline expired (no stream open): GOAWAY and close.
+  // The client deadline expired: an idle connection gets GOAWAY and closes, one whose client does
+  // not read closes, and streams the client held for a whole client timeout (a closed window, a
+  // body it does not send) are reset.
   void OnIdleDeadline();
   // Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id, then close once the streams in
   // flight are done (the worker stopping closes it anyway).
@@ -166,7 +170,7 @@ class Http2ClientSession {
   Http2Stream* NewStream(int32_t id);
   // `counted`: the worker's request count already has it (an upgraded HTTP/1.1 request).
   void BeginRequest(Http2Stream* stream, bool counted = false);
-  // Arms the connection's deadline while it waits on the client (see the .cc), else disarms it.
+  // Sets the connection's deadline from what it waits for (see the .cc).
   void UpdateIdle();
   void SubmitLocal(Http2Stream* stream, const dp::LocalResponse& response,
                    absl::Span<const std::pair<std::string, std::string>> extra_headers);

@@ -335,6 +335,40 @@ TEST_F(Http2Test, SlowReaderIsBoundedByFlowControlAndGetsEverything) {
   EXPECT_EQ(client.stream(id).body, big);
 }
 
+TEST_F(Http2Test, AStreamHeldByAClosedWindowIsResetAfterTheClientTimeout) {
+  const std::string big(512 * 1024, 'y');
+  Start(
+      [&](const ReceivedRequest& request) {
+        UpstreamReply reply;
+        reply.raw = SimpleResponse(200, request.method == "HEAD" ? "" : big);
+        return reply;
+      },
+      /*client_timeout_ms=*/400);
+  H2ClientOptions options;
+  options.manual_window = true;
+  H2TestClient client(options);
+  ASSERT_TRUE(client.Connect(proxy_->port()));
+  const int32_t held = client.Submit("GET", "/r/held");
+  // Other streams keep the connection busy meanwhile; the held one is still reset in time.
+  const auto started = std::chrono::steady_clock::now();
+  int others = 0;
+  while (!client.stream(held).closed && std::chrono::steady_clock::now() - started < std::chrono::seconds(5)) {
+    const int32_t other = client.Submit("HEAD", "/r/other");
+    ASSERT_TRUE(client.WaitClosed(other));
+    EXPECT_EQ(client.stream(other).status, 200);
+    ++others;
+    client.RunUntil([&] { return client.stream(held).closed; }, 100);
+  }
+  ASSERT_TRUE(client.stream(held).closed);
+  EXPECT_EQ(client.stream(held).close_error, static_cast<uint32_t>(NGHTTP2_CANCEL));
+  EXPECT_LT(client.stream(held).body.size(), big.size());
+  EXPECT_GT(others, 1);
+  EXPECT_FALSE(client.goaway());
+  const int32_t after = client.Submit("HEAD", "/r/after");
+  ASSERT_TRUE(client.WaitClosed(after));
+  EXPECT_EQ(client.stream(after).status, 200);
+}
+
 TEST_F(Http2Test, IdleConnectionGetsGoawayAndClose) {
   Start(Echo, /*client_timeout_ms=*/300);
   H2TestClient client;
