@@ -650,12 +650,21 @@ bool Http2ClientSession::Flush() {
   }
   NotifyDrained();
   if (!failed_ && nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0 &&
-      transport_.pending_write_bytes() == 0) {
-    Fail();  // GOAWAY exchanged and every stream done
+      transport_.pending_write_bytes() == 0 && !ExchangeFinishing()) {
+    Fail();  // GOAWAY exchanged (or a connection error) and every stream done
     return false;
   }
   if (!failed_) UpdateIdle();
   return !failed_;
+}
+
+bool Http2ClientSession::ExchangeFinishing() const {
+  // Its response went out whole, and it is on its way to ExchangeDone (the close waits for it:
+  // MaybeReap flushes again, so the exchange ends normally instead of being cancelled).
+  for (const Http2Stream* stream : live_) {
+    if (stream->exchange_running_ && stream->response_ended_ && stream->request_end_delivered_) return true;
+  }
+  return false;
 }
 
 void Http2ClientSession::NotifyDrained() {
@@ -694,7 +703,7 @@ void Http2ClientSession::MaybeReap(Http2Stream* stream) {
   --open_streams_;
   if (open_streams_ == 0 && !failed_) {
     host_.Http2Deadline(Host::Deadline::kRestart);
-    if (going_away_) Flush();
+    Flush();  // a GOAWAY'd session whose last stream this was closes now
   }
 }
 

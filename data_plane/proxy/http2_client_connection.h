@@ -177,6 +177,8 @@ class Http2ClientSession {
   void Fail();
   void UpdateReading();
   void NotifyDrained();
+  // An exchange has sent its whole response and is about to end (ExchangeDone).
+  bool ExchangeFinishing() const;
   // A stream was reset because of the client's error: false once the budget is spent.
   bool SpendResetToken();
 
