@@ -86,4 +86,23 @@ bool HopByHopFilter::IsHopByHop(absl::string_view name, KnownHeader kind) const 
   return false;
 }
 
+bool ListHasToken(absl::string_view value, absl::string_view token) {
+  for (absl::string_view item : absl::StrSplit(value, ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(item), token)) return true;
+  }
+  return false;
+}
+
+bool IsConnectionSpecific(KnownHeader kind) {
+  return kind == KnownHeader::kConnection || kind == KnownHeader::kKeepAlive ||
+         kind == KnownHeader::kProxyConnection || kind == KnownHeader::kTransferEncoding ||
+         kind == KnownHeader::kUpgrade;
+}
+
+bool IsGrpcContentType(absl::string_view value) {
+  constexpr absl::string_view kGrpc = "application/grpc";
+  return absl::StartsWithIgnoreCase(value, kGrpc) &&
+         (value.size() == kGrpc.size() || value[kGrpc.size()] == '+' || value[kGrpc.size()] == ';');
+}
+
 }  // namespace portico

@@ -19,6 +19,18 @@ enum class KnownHeader {
 };
 KnownHeader ClassifyHeader(absl::string_view name);
 
+// True when the comma-separated list `value` (a Connection, Upgrade or TE value) holds `token`,
+// in any case, blanks around items ignored.
+bool ListHasToken(absl::string_view value, absl::string_view token);
+
+// RFC 9113 §8.2.2's connection-specific fields, which HTTP/2 never carries: Connection,
+// Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade (TE has its own rule).
+bool IsConnectionSpecific(KnownHeader kind);
+
+// A gRPC content type: application/grpc, or application/grpc+<codec> or ;<params> (not
+// application/grpc-web, which is another protocol).
+bool IsGrpcContentType(absl::string_view value);
+
 // True for headers that apply to one hop only: Connection, Keep-Alive, Proxy-Connection, TE,
 // Trailer, Transfer-Encoding, Upgrade, and any name listed in the message's Connection headers.
 class HopByHopFilter {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "data_plane/balancer/balancer.h"
 #include "data_plane/dns/resolver.h"
+#include "common/http/known_headers.h"
 #include "common/base/log.h"
 #include "common/base/host_port.h"
 #include "common/base/uuid.h"
@@ -96,7 +97,7 @@ class GrpcRouteStep final : public RequestStep {
   StepStatus OnRequest(RequestContext& request) const override {
     if (!request.match->grpc) return StepStatus::kContinue;
     const std::string* content_type = request.head->Find("content-type");
-    if (content_type == nullptr || !absl::StartsWithIgnoreCase(*content_type, "application/grpc")) {
+    if (content_type == nullptr || !IsGrpcContentType(*content_type)) {
       return Answer(request, 415, kMsgNonGrpcRequest);
     }
     if (request.head->version_major < 2) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/ascii.h"
+#include "common/http/known_headers.h"
 #include "common/base/log.h"
 #include "data_plane/pipeline/local_responses.h"
 #include "data_plane/proxy/websocket.h"
@@ -28,14 +29,6 @@ bool StartsWithHttp2Preface(absl::string_view data) {
   if (data.size() < 3) return false;
   const size_t n = std::min(data.size(), kHttp2Preface.size());
   return data.substr(0, n) == kHttp2Preface.substr(0, n);
-}
-
-// `value` (a comma-separated token list) holds `token`, in any case.
-bool HasToken(absl::string_view value, absl::string_view token) {
-  for (absl::string_view part : absl::StrSplit(value, ',')) {
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part), token)) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -716,7 +709,7 @@ void Http1ClientConnection::SwitchToHttp2(absl::string_view initial) {
 
 bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
   const std::string* upgrade = head.Find("upgrade");
-  if (upgrade == nullptr || !HasToken(*upgrade, "h2c")) return false;
+  if (upgrade == nullptr || !ListHasToken(*upgrade, "h2c")) return false;
   if (head.chunked || head.content_length > 0) return false;  // served as HTTP/1.1 (RFC 9113 §3.1 allows it)
   const std::string* settings = nullptr;
   for (const auto& [name, value] : head.headers) {

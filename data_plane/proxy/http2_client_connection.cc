@@ -32,11 +32,6 @@ nghttp2_nv MakeNv(absl::string_view name, absl::string_view value) {
   return nv;
 }
 
-bool IsGrpcContentType(absl::string_view value) {
-  return absl::StartsWithIgnoreCase(value, "application/grpc") &&
-         (value.size() == 16 || value[16] == '+' || value[16] == ';');
-}
-
 }  // namespace
 
 int GrpcStatusForHttpStatus(int status) {
@@ -190,8 +185,7 @@ struct Http2ClientSession::Callbacks {
   }
 
   static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data, size_t length,
-                         void* user_data) {
-    Http2ClientSession* self = Of(user_data);
+                         void*) {
     Http2Stream* stream = StreamOf(session, stream_id);
     if (stream == nullptr || !stream->exchange_running_) {
       // A stream already answered (or refused): its body is dropped, and acknowledged.
@@ -200,7 +194,6 @@ struct Http2ClientSession::Callbacks {
     }
     stream->request_body_.append(reinterpret_cast<const char*>(data), length);
     stream->unacked_request_bytes_ += length;
-    (void)self;
     stream->DeliverRequestBody();
     return 0;
   }
@@ -466,12 +459,7 @@ void Http2ClientSession::SubmitLocal(Http2Stream* stream, const dp::LocalRespons
   nva.reserve(fields.size() + 1);
   nva.push_back(MakeNv(":status", status));
   for (const auto& [name, value] : fields) {
-    // Connection-specific fields have no place in HTTP/2 (a plugin's Connection: close).
-    const KnownHeader kind = ClassifyHeader(name);
-    if (kind == KnownHeader::kConnection || kind == KnownHeader::kKeepAlive || kind == KnownHeader::kProxyConnection ||
-        kind == KnownHeader::kTransferEncoding || kind == KnownHeader::kUpgrade) {
-      continue;
-    }
+    if (IsConnectionSpecific(ClassifyHeader(name))) continue;  // a plugin's Connection: close
     nva.push_back(MakeNv(name, value));
   }
   const bool has_body = !body.empty() && stream->head_.method != "HEAD";
@@ -829,12 +817,8 @@ bool Http2Stream::SendResponseHead(const MessageHead& head,
     add("via", via);
   }
   for (const auto& [name, value] : extra_headers) {
-    const KnownHeader kind = ClassifyHeader(name);
-    if (kind == KnownHeader::kConnection || kind == KnownHeader::kKeepAlive || kind == KnownHeader::kProxyConnection ||
-        kind == KnownHeader::kTransferEncoding || kind == KnownHeader::kUpgrade) {
-      continue;  // a plugin's connection-specific header would make the response malformed
-    }
-    add(name, value);
+    // A plugin's connection-specific header would make the response malformed.
+    if (!IsConnectionSpecific(ClassifyHeader(name))) add(name, value);
   }
   char status[4];
   const int code = head.status >= 100 && head.status <= 999 ? head.status : 502;

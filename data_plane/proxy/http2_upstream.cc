@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/http/known_headers.h"
 #include "common/base/log.h"
 #include "data_plane/proxy/http2_upstream_pool.h"
 #include "data_plane/proxy/worker.h"
@@ -437,7 +438,7 @@ void Http2UpstreamConnection::SplitTrailersOnly(Http2UpstreamStream* stream) {
   std::vector<std::pair<std::string, std::string>>& fields = stream->head_.headers;
   bool grpc = false;
   for (const auto& [name, value] : fields) {
-    grpc = grpc || (name == "content-type" && absl::StartsWith(value, "application/grpc"));
+    grpc = grpc || (name == "content-type" && IsGrpcContentType(value));
   }
   if (!grpc) return;
   size_t kept = 0;

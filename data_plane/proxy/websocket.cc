@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "common/http/known_headers.h"
 #include "common/http/header_lines.h"
 #include "data_plane/proxy/http1_messages.h"
 
@@ -12,10 +13,7 @@ namespace {
 // Some header `name` has `token` in its comma-separated list (case-insensitive).
 bool HeaderListsToken(const MessageHead& head, absl::string_view name, absl::string_view token) {
   for (const auto& [header, value] : head.headers) {
-    if (!absl::EqualsIgnoreCase(header, name)) continue;
-    for (absl::string_view item : absl::StrSplit(value, ',')) {
-      if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(item), token)) return true;
-    }
+    if (absl::EqualsIgnoreCase(header, name) && ListHasToken(value, token)) return true;
   }
   return false;
 }

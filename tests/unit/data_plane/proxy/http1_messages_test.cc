@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tests/common/collecting_codec.h"
+#include "common/http/known_headers.h"
 #include "data_plane/pipeline/upstream_request.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "gtest/gtest.h"
@@ -353,6 +354,23 @@ TEST(HttpsRequiredResponseTest, RedirectsKeepPathAndQueryAndDropPort) {
 
 TEST(HttpsRequiredResponseTest, UnsetStatusMeans426) {
   EXPECT_TRUE(absl::StartsWith(BuildHttpsRequiredResponse(0, "a", "/", false), "HTTP/1.1 426 "));
+}
+
+TEST(KnownHeadersTest, TokenListsGrpcTypesAndConnectionSpecificFields) {
+  EXPECT_TRUE(ListHasToken("keep-alive, Upgrade", "upgrade"));
+  EXPECT_TRUE(ListHasToken(" h2c ", "h2c"));
+  EXPECT_FALSE(ListHasToken("h2c-ish, x", "h2c"));
+  EXPECT_FALSE(ListHasToken("", "trailers"));
+  EXPECT_TRUE(IsGrpcContentType("application/grpc"));
+  EXPECT_TRUE(IsGrpcContentType("Application/GRPC+proto"));
+  EXPECT_TRUE(IsGrpcContentType("application/grpc; charset=utf-8"));
+  EXPECT_FALSE(IsGrpcContentType("application/grpc-web"));
+  EXPECT_FALSE(IsGrpcContentType("application/json"));
+  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "transfer-encoding", "Upgrade"}) {
+    EXPECT_TRUE(IsConnectionSpecific(ClassifyHeader(name))) << name;
+  }
+  EXPECT_FALSE(IsConnectionSpecific(ClassifyHeader("te")));  // its own rule (trailers only)
+  EXPECT_FALSE(IsConnectionSpecific(ClassifyHeader("content-length")));
 }
 
 }  // namespace
