@@ -12,6 +12,26 @@
 namespace portico::dp {
 namespace {
 
+// A client header that a plugin removes, or replaces with a value of its own.
+bool DroppedByPlugins(absl::string_view name, const UpstreamRequestParams& params) {
+  if (params.removed_headers != nullptr) {
+    for (absl::string_view removed : *params.removed_headers) {
+      if (absl::EqualsIgnoreCase(name, removed)) return true;
+    }
+  }
+  if (params.set_headers != nullptr) {
+    for (const auto& [set_name, unused] : *params.set_headers) {
+      if (absl::EqualsIgnoreCase(name, set_name)) return true;
+    }
+  }
+  return false;
+}
+
+void AppendListValue(std::string* list, absl::string_view value) {
+  if (!list->empty()) *list += ", ";
+  list->append(value.data(), value.size());
+}
+
 // Client headers never copied upstream: the proxy writes its own (Host, X-Real-IP, the
 // X-Forwarded-* it sets, the framing from the parsed body) or drops them (Expect).
 bool WrittenByProxy(KnownHeader kind) {
@@ -69,29 +89,18 @@ void AppendUpstreamRequestHead(std::string* out_buffer, const MessageHead& reque
     const KnownHeader kind = ClassifyHeader(name);
     if (hop.IsHopByHop(name, kind)) continue;
     if (kind == KnownHeader::kXForwardedFor) {
-      if (!forwarded_for.empty()) forwarded_for += ", ";
-      forwarded_for += value;
+      AppendListValue(&forwarded_for, value);  // the proxy appends the client's address to them
       continue;
     }
     if (WrittenByProxy(kind)) continue;
-    if (params.removed_headers != nullptr || params.set_headers != nullptr) {
-      bool drop = false;
-      if (params.removed_headers != nullptr) {
-        for (absl::string_view removed : *params.removed_headers) drop |= absl::EqualsIgnoreCase(name, removed);
-      }
-      if (params.set_headers != nullptr) {
-        for (const auto& [set_name, unused] : *params.set_headers) drop |= absl::EqualsIgnoreCase(name, set_name);
-      }
-      if (drop) continue;
-    }
+    if (DroppedByPlugins(name, params)) continue;
     AppendHeaderLine(&out, name, value);
   }
   if (params.set_headers != nullptr) {
     for (const auto& [name, value] : *params.set_headers) AppendHeaderLine(&out, name, value);
   }
   AppendHeaderLine(&out, "X-Real-IP", params.client_ip);
-  if (!forwarded_for.empty()) forwarded_for += ", ";
-  forwarded_for.append(params.client_ip.data(), params.client_ip.size());
+  AppendListValue(&forwarded_for, params.client_ip);
   AppendHeaderLine(&out, "X-Forwarded-For", forwarded_for);
   AppendHeaderLine(&out, "X-Forwarded-Proto", params.forwarded_proto);
   if (!params.client_host.empty()) AppendHeaderLine(&out, "X-Forwarded-Host", params.client_host);
@@ -129,29 +138,17 @@ void ForEachUpstreamHttp2Header(const MessageHead& request, const UpstreamReques
     const KnownHeader kind = ClassifyHeader(name);
     if (kind == KnownHeader::kTe) {
       // RFC 9113 §8.2.2: TE may be sent, with no value other than "trailers".
-      for (absl::string_view token : absl::StrSplit(value, ',')) {
-        te_trailers |= absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(token), "trailers");
-      }
+      te_trailers |= ListHasToken(value, "trailers");
       continue;
     }
     if (hop.IsHopByHop(name, kind)) continue;
     if (!name.empty() && name[0] == ':') continue;  // pseudo-headers are written above
     if (kind == KnownHeader::kXForwardedFor) {
-      if (!forwarded_for.empty()) forwarded_for += ", ";
-      forwarded_for += value;
+      AppendListValue(&forwarded_for, value);  // the proxy appends the client's address to them
       continue;
     }
     if (WrittenByProxy(kind)) continue;
-    if (params.removed_headers != nullptr || params.set_headers != nullptr) {
-      bool drop = false;
-      if (params.removed_headers != nullptr) {
-        for (absl::string_view removed : *params.removed_headers) drop |= absl::EqualsIgnoreCase(name, removed);
-      }
-      if (params.set_headers != nullptr) {
-        for (const auto& [set_name, unused] : *params.set_headers) drop |= absl::EqualsIgnoreCase(name, set_name);
-      }
-      if (drop) continue;
-    }
+    if (DroppedByPlugins(name, params)) continue;
     add(name, value);
   }
   if (te_trailers) add("te", "trailers");
@@ -159,8 +156,7 @@ void ForEachUpstreamHttp2Header(const MessageHead& request, const UpstreamReques
     for (const auto& [name, value] : *params.set_headers) add(name, value);
   }
   add("x-real-ip", params.client_ip);
-  if (!forwarded_for.empty()) forwarded_for += ", ";
-  forwarded_for.append(params.client_ip.data(), params.client_ip.size());
+  AppendListValue(&forwarded_for, params.client_ip);
   add("x-forwarded-for", forwarded_for);
   add("x-forwarded-proto", params.forwarded_proto);
   if (!params.client_host.empty()) add("x-forwarded-host", params.client_host);
