@@ -51,6 +51,13 @@ def echo(request, context):
     return request
 
 
+def big_head(request, context):
+    # Initial metadata with one value as long as the request says (its bytes, in decimal).
+    note_peer(context)
+    context.send_initial_metadata([("x-big", "b" * int(request.decode()))])
+    return b"ok"
+
+
 def fail(request, context):
     note_peer(context)
     context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
@@ -106,6 +113,7 @@ def main():
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "BigHead": grpc.unary_unary_rpc_method_handler(big_head),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
         "Sum": grpc.stream_unary_rpc_method_handler(total),

@@ -22,6 +22,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "data_plane/proxy/http2_upstream.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "gtest/gtest.h"
 #include "proxy_test_util.h"
@@ -206,6 +207,19 @@ TEST_F(GrpcUpstreamTest, ErrorStatusOfATrailersOnlyResponseReachesTheClient) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("grpc-status"), "5");  // NOT_FOUND
   EXPECT_EQ(r.Header("grpc-message"), "no such thing");
+}
+
+TEST_F(GrpcUpstreamTest, AResponseHeaderListAboveTheLimitIs502) {
+  StartServer();
+  Setup(server_->port());
+  testing::ClientResponse small = Call("BigHead", GrpcFrame("1000"));
+  ASSERT_TRUE(small.ok) << small.error << server_->Log();
+  EXPECT_EQ(small.status, 200);
+  EXPECT_EQ(small.Header("x-big").size(), 1000u);
+  // Past kMaxUpstreamHeaderListBytes the stream fails, as an HTTP/1 head past the limit does.
+  testing::ClientResponse big = Call("BigHead", GrpcFrame(std::to_string(kMaxUpstreamHeaderListBytes + 1000)));
+  ASSERT_TRUE(big.ok) << big.error << server_->Log();
+  EXPECT_EQ(big.status, 502);
 }
 
 TEST_F(GrpcUpstreamTest, MegabyteMessagesBothWays) {
