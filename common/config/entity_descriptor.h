@@ -205,6 +205,7 @@ class EntityDescriptor {
   void SetId(google::protobuf::Message* entity, const std::string& id) const;
   int64_t CreatedAt(const google::protobuf::Message& entity) const;
   void SetCreatedAt(google::protobuf::Message* entity, int64_t seconds) const;
+  int64_t UpdatedAt(const google::protobuf::Message& entity) const;
   void SetUpdatedAt(google::protobuf::Message* entity, int64_t seconds) const;
   // The text of a kId/kString field, or the referenced id of a kForeignKey; nullopt when unset.
   std::optional<std::string> Text(const google::protobuf::Message& entity, const FieldSpec& field) const;

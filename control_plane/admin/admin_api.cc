@@ -15,6 +15,7 @@
 #include "common/metrics/metrics.h"
 #include "common/plugins/plugin_schema.h"
 #include "control_plane/admin/admin_responses.h"
+#include "control_plane/admin/config_endpoint.h"
 #include "control_plane/admin/entity_endpoints.h"
 #include "control_plane/admin/request_decoding.h"
 #include "control_plane/admin/upstream_health.h"
@@ -40,6 +41,7 @@ class AdminApi::Impl {
        std::function<void()> on_config_change, const Clock& clock)
       : store_(*store),
         entities_(*store),
+        config_(*store),
         health_(*store, data_planes, options.node_id, options.send_health_override),
         data_planes_(data_planes),
         options_(std::move(options)),
@@ -58,6 +60,7 @@ class AdminApi::Impl {
 
   Store& store_;
   EntityEndpoints entities_;
+  ConfigEndpoint config_;
   UpstreamHealthEndpoints health_;
   const DataPlaneStatusSource* data_planes_;
   const AdminOptions options_;
@@ -112,6 +115,7 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     if (method != "GET") return MethodNotAllowed();
     return PluginSchemaResponse(seg[2]);
   }
+  if (std::optional<HttpResponse> response = config_.Handle(request, seg, committed)) return *std::move(response);
   if (std::optional<HttpResponse> response = health_.Handle(request, seg)) return *std::move(response);
   if (std::optional<HttpResponse> response = entities_.Handle(request, seg, committed)) return *std::move(response);
   return NotFound();

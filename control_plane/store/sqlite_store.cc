@@ -259,6 +259,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
   absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
   absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
+  absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
@@ -286,8 +287,9 @@ class SqliteStore final : public Store {
   // A copy of `input` to write: an id given when it has none; refused when it does not parse back.
   absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const;
   // One write or delete inside the caller's write transaction (no version bump). The write
-  // stamps the entity's timestamps.
-  absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode);
+  // stamps the entity's timestamps (`keep_timestamps`: only those that are zero).
+  absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
+                                  bool keep_timestamps = false);
   absl::StatusOr<bool> DeleteInTransaction(sqlite3* db, const Table& table, absl::string_view id);
   // After SQLite refused a write for a foreign key: the first key that references nothing.
   std::string MissingForeignKey(sqlite3* db, const Table& table, const Message& entity);
@@ -572,7 +574,8 @@ absl::StatusOr<EntityPtr> SqliteStore::PrepareWrite(const EntityDescriptor& kind
   return entity;
 }
 
-absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode) {
+absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
+                                             bool keep_timestamps) {
   const EntityDescriptor& kind = *table.kind;
   const std::string id = kind.Id(*entity);
   std::optional<int64_t> existing_created_at;
@@ -591,16 +594,20 @@ absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Me
     return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
   }
   const int64_t now = clock_.NowSeconds();
-  const int64_t created_at = existing_created_at ? *existing_created_at
-                             : kind.CreatedAt(*entity) != 0 ? kind.CreatedAt(*entity)
-                                                            : now;
+  const int64_t given_created_at = kind.CreatedAt(*entity);
+  const int64_t created_at = keep_timestamps && given_created_at != 0 ? given_created_at
+                             : existing_created_at                    ? *existing_created_at
+                             : given_created_at != 0                  ? given_created_at
+                                                                      : now;
+  const int64_t given_updated_at = kind.UpdatedAt(*entity);
+  const int64_t updated_at = keep_timestamps && given_updated_at != 0 ? given_updated_at : now;
   kind.SetCreatedAt(entity, created_at);
-  kind.SetUpdatedAt(entity, now);
+  kind.SetUpdatedAt(entity, updated_at);
 
   Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
   write.BindText(1, id);
   write.BindInt64(2, created_at);
-  write.BindInt64(3, now);
+  write.BindInt64(3, updated_at);
   write.BindText(4, TagsColumn(kind.Tags(*entity)));
   write.BindBlob(5, entity->SerializeAsString());
   for (size_t i = 0; i < table.keys.size(); ++i) {
@@ -695,6 +702,40 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
     if (e != nullptr) written.push_back(std::move(e));
   }
   return written;
+}
+
+absl::Status SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
+  std::map<const EntityDescriptor*, std::vector<EntityPtr>> rows;
+  for (const KindRows& list : kinds) {
+    absl::StatusOr<const Table*> found = TableOf(*list.kind);
+    if (!found.ok()) return found.status();
+    std::vector<EntityPtr>& prepared = rows[list.kind];
+    for (const Message* input : list.entities) {
+      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
+      if (!entity.ok()) return entity.status();
+      prepared.push_back(*std::move(entity));
+    }
+  }
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  return InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    // Children before parents (the registry lists parents first), so no key is left dangling.
+    for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
+      if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
+    }
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      auto list = rows.find(kind);
+      if (list == rows.end()) continue;
+      const Table& table = tables_.at(kind);
+      for (EntityPtr& entity : list->second) {
+        if (absl::Status s = WriteInTransaction(db, table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+    return BumpVersion(db);
+  });
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {

@@ -126,6 +126,17 @@ class Store {
   };
   virtual absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) = 0;
 
+  // Replaces the whole configuration (Kong's POST /config): every row of every kind is deleted and
+  // `kinds` (each kind at most once, any order) inserted, in one transaction with one version
+  // bump. An entity's created_at/updated_at are kept when set (non-zero), else stamped now.
+  // Refusals as for writes (keys; the StoreConflict payload of the entity at fault); nothing
+  // changes then.
+  struct KindRows {
+    const EntityDescriptor* kind = nullptr;
+    std::vector<const google::protobuf::Message*> entities;
+  };
+  virtual absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) = 0;
+
   // Every entity of the exported kinds (EntityDescriptor::exported; sorted by id, disabled
   // services included) and the version, read in one read transaction, so the set is exactly the
   // one `version` names. `version.hash` is empty. Corrupt rows do not fail the read: they are
