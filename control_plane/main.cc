@@ -2,6 +2,7 @@
 // snapshots to data planes over mutual-TLS gRPC.
 //
 //   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
+//   portico-cp config validate FILE | import FILE [--db DB] | export [FILE] [--db DB]
 //   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
 //              [--admin-token-file F] [--admin-client-ca F] [--admin-ssl-cert F --admin-ssl-cert-key F]
 //              --cluster-cert F --cluster-key F --cluster-ca F
@@ -30,6 +31,7 @@
 #include "common/tls/server_tls_context.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
+#include "control_plane/config_cli.h"
 #include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
@@ -61,7 +63,8 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-constexpr char kServeUsage[] = "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]";
+constexpr char kServeUsage[] =
+    "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]\n       portico-cp config validate|import|export ...";
 constexpr char kServeDescription[] =
     "The Portico control plane: serves the Admin API, keeps the configuration in a SQLite file and\n"
     "streams versioned config snapshots to data planes over mutual-TLS gRPC. Every flag can also be\n"
@@ -356,5 +359,6 @@ int Serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
   return portico::cp::Serve(argc, argv);
 }
