@@ -7,6 +7,7 @@ PACKAGES=(
   libabsl-dev libssl-dev libsqlite3-dev libuv1-dev libc-ares-dev node-llhttp zlib1g-dev libre2-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libhiredis-dev redis-server
+  libyaml-dev
   libnghttp2-dev nghttp2-client python3-grpcio python3-websockets python3-h2
   python3 prometheus
   clang libclang-rt-14-dev

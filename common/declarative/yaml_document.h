@@ -1,5 +1,6 @@
 #pragma once
-// TEMPORARY (replaced by the yaml helper's implementation): JSON only.
+// YAML/JSON text <-> nlohmann::json, for declarative config (kong.yml). docs/declarative.md
+// "YAML and JSON parsing" states the rules; the contracts are below.
 #include <cstddef>
 #include <string>
 
@@ -8,10 +9,31 @@
 #include "nlohmann/json.hpp"
 
 namespace portico {
+
 struct DocumentLimits {
+  // Nesting of sequences/mappings (the top-level container is depth 1), aliases included.
   int max_depth = 64;
+  // Values (scalars and containers, not mapping keys) produced in total, every alias expansion
+  // counted.
   size_t max_nodes = 4'000'000;
+  // Values produced by alias expansion (and merge keys), in total, may not pass
+  // alias_nodes_base + alias_nodes_per_text_node * (values written out in the text so far). A
+  // "billion laughs" document is refused after a few thousand copied values, while a real file
+  // that reuses an anchored block many times stays far below.
+  size_t alias_nodes_base = 10'000;
+  size_t alias_nodes_per_text_node = 10;
 };
+
+// Parses one YAML 1.1 document (a kong.yml) or a JSON text into JSON values. Errors are
+// InvalidArgument with "line L, column C: <what>" (1-based) for syntax errors, and name the limit
+// for depth/size/alias-expansion refusals ("line L, column C: alias expansion exceeds ... nodes").
+// An empty text (or only comments) is "empty document". Never throws.
 absl::StatusOr<nlohmann::json> ParseYamlDocument(absl::string_view text, const DocumentLimits& limits = {});
+
+// Block-style YAML whose ParseYamlDocument gives back exactly `value` (objects, arrays, strings,
+// integers, floats, booleans, null). Multi-line strings (PEM certificates) as literal blocks (|).
+// What JSON cannot hold comes out as its nearest text: non-finite doubles as null, invalid UTF-8 in
+// strings with U+FFFD; unsigned integers above INT64_MAX are written but do not parse back.
 std::string ToYamlDocument(const nlohmann::json& value);
+
 }  // namespace portico
