@@ -294,6 +294,57 @@ TEST(DeclarativeTest, TargetsAndPluginsWithoutKeysGetIdsFromTheirScope) {
   EXPECT_NE(errors.KongBody(false).dump().find("uniqueness violation: 'targets'"), std::string::npos);
 }
 
+TEST(DeclarativeTest, EveryExportedKindReadsBackFromAConfigSet) {
+  const EntityRegistry& kinds = EntityRegistry::Default();
+  for (const EntityDescriptor* kind : kinds.kinds()) {
+    if (!kind->exported()) continue;
+    std::unique_ptr<google::protobuf::Message> entity = kind->NewDefault();
+    kind->SetId(entity.get(), "00000000-0000-4000-8000-0000000000aa");
+    ConfigSet config;
+    ASSERT_TRUE(kind->AppendToConfig(&config, entity->SerializeAsString())) << kind->name();
+    size_t found = 0;
+    for (const DeclarativeConfig::KindEntities& list : EntitiesByKind(config, kinds)) {
+      found += list.entities.size();
+      if (list.kind == kind) ASSERT_EQ(list.entities.size(), 1u) << kind->name();
+    }
+    EXPECT_EQ(found, 1u) << kind->name();
+  }
+}
+
+TEST(DeclarativeTest, TextOverTheLimitIsRefusedBeforeParsing) {
+  DeclarativeOptions options;
+  options.max_bytes = 64;
+  DeclarativeErrors errors;
+  const std::string text = "_format_version: \"3.0\"\n# " + std::string(100, 'x') + "\n";
+  EXPECT_FALSE(LoadDeclarativeText(text, options, &errors).ok());
+  EXPECT_NE(errors.syntax.find("over the limit of 64"), std::string::npos) << errors.syntax;
+  errors = {};
+  EXPECT_TRUE(LoadDeclarativeText("_format_version: \"3.0\"\n", options, &errors).ok()) << errors.syntax;
+}
+
+TEST(DeclarativeTest, YamlDocumentsLoadLikeJson) {
+  DeclarativeErrors errors;
+  absl::StatusOr<DeclarativeConfig> config = LoadDeclarativeText(R"(_format_version: "3.0"
+services:
+  - &svc
+    name: a
+    host: a.internal
+    port: 8080
+  - <<: *svc
+    name: b
+)",
+                                                                 DeclarativeOptions{}, &errors);
+  ASSERT_TRUE(config.ok()) << errors.syntax << errors.KongBody(false).dump();
+  ASSERT_EQ(config->config.services.size(), 2u);
+  for (const config::v1::Service& service : config->config.services) {
+    EXPECT_EQ(service.host(), "a.internal");
+    EXPECT_EQ(service.port(), 8080);
+  }
+  errors = {};
+  EXPECT_FALSE(LoadDeclarativeText("_format_version: \"3.0\"\nservices:\n  - name: [x\n", DeclarativeOptions{}, &errors).ok());
+  EXPECT_NE(errors.syntax.find("line 4"), std::string::npos) << errors.syntax;
+}
+
 TEST(DeclarativeTest, DeclarativeIdsAreUuids) {
   const std::string a = DeclarativeEntityId("services\x1fname\x1f" "a");
   EXPECT_TRUE(IsUuid(a));
