@@ -12,6 +12,7 @@
 #include "control_plane/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/test_certificates.h"
 
 namespace portico::cp {
 namespace {
@@ -174,6 +175,39 @@ TEST_F(ConfigEndpointTest, ExportThenImportGivesTheSameIdsAndHash) {
   CallJson("POST", "/config", 201, exported["config"].get<std::string>(), "text/yaml");
   EXPECT_EQ(StoreHash(), hash);
   EXPECT_EQ(CallJson("GET", "/config", 200)["config"], exported["config"]);
+}
+
+TEST_F(ConfigEndpointTest, CertificatesWithSnisAndServicesThatUseThem) {
+  const test_support::TestCertificate ca = test_support::MakeTestCertificate({.common_name = "Test CA", .is_ca = true});
+  const test_support::TestCertificate leaf = test_support::MakeTestCertificate({.common_name = "api.example.com"});
+  const std::string ca_id = "5d1b0f0e-0000-4000-8000-00000000ca01";
+  json doc = {
+      {"_format_version", "3.0"},
+      {"ca_certificates", json::array({{{"id", ca_id}, {"cert", ca.cert_pem}}})},
+      {"certificates", json::array({{{"cert", leaf.cert_pem},
+                                     {"key", leaf.key_pem},
+                                     {"snis", json::array({"api.example.com", {{"name", "www.example.com"}}})}}})},
+      {"services", json::array({{{"name", "secure"},
+                                 {"url", "https://backend.internal"},
+                                 {"ca_certificates", json::array({ca_id})},
+                                 {"tls_verify", true}}})}};
+  json created = CallJson("POST", "/config", 201, doc.dump());
+  ASSERT_EQ(created["certificates"].size(), 1u) << created.dump();
+  const std::string cert_id = created["certificates"].begin().key();
+  json cert = CallJson("GET", "/certificates/" + cert_id, 200);
+  EXPECT_EQ(cert["snis"], json::array({"api.example.com", "www.example.com"}));
+  EXPECT_EQ(CallJson("GET", "/snis/www.example.com", 200)["certificate"]["id"], cert_id);
+  EXPECT_EQ(CallJson("GET", "/services/secure", 200)["ca_certificates"], json::array({ca_id}));
+  // A CA certificate id that the document does not hold is a dangling reference.
+  doc["services"][0]["ca_certificates"] = json::array({"5d1b0f0e-0000-4000-8000-00000000ca02"});
+  json bad = CallJson("POST", "/config", 400, doc.dump());
+  EXPECT_EQ(bad["fields"]["services"][0]["ca_certificates"][0],
+            "invalid reference 'ca_certificates: 5d1b0f0e-0000-4000-8000-00000000ca02' (no such entry in "
+            "'ca_certificates')")
+      << bad.dump();
+  // The export carries the certificate and its snis, and loads back unchanged.
+  json exported = CallJson("GET", "/config", 200);
+  EXPECT_EQ(Call("POST", "/config?check_hash=1", exported["config"].get<std::string>(), "text/yaml").status, 304);
 }
 
 TEST_F(ConfigEndpointTest, OtherMethodsAre405) {
