@@ -8,6 +8,7 @@
 
 #include "common/base/uuid.h"
 #include "common/config/entity_json.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/common/corrupt_rows.h"
 
@@ -395,6 +396,61 @@ TEST_F(StoreTest, ABatchWritesAllOrNothingWithOneVersionBump) {
   EXPECT_EQ(store_->CurrentVersion(), before + 2);
   EXPECT_TRUE(absl::IsNotFound(store_->Get<Route>(r.id()).status()));
   EXPECT_TRUE(store_->Get<Route>(other.id()).ok());
+}
+
+TEST_F(StoreTest, ListTaggedGivesOneRowPerTagInEntityIdOrder) {
+  Service a = NewService("a");
+  a.set_id("00000000-0000-4000-8000-00000000000a");
+  a.mutable_tags()->add_values("prod");
+  a.mutable_tags()->add_values("pro");
+  ASSERT_TRUE(store_->Insert(a).ok());
+  Service b = NewService("b");
+  b.set_id("00000000-0000-4000-8000-00000000000b");
+  ASSERT_TRUE(store_->Insert(b).ok());  // no tags: no rows
+  Route r;
+  r.set_id("00000000-0000-4000-8000-000000000001");
+  r.add_protocols("http");
+  r.mutable_paths()->add_values("/");
+  r.mutable_tags()->add_values("prod");
+  ASSERT_TRUE(store_->Insert(r).ok());
+
+  TagQuery all;
+  absl::StatusOr<ListPage<TaggedEntity>> page = store_->ListTagged(all);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->items.size(), 3u);
+  EXPECT_FALSE(page->has_more);
+  auto row = [](const TaggedEntity& t) { return absl::StrCat(t.entity_name, "/", t.entity_id.substr(34), "/", t.tag, "/", t.ordinality); };
+  EXPECT_EQ(row(page->items[0]), "routes/01/prod/1");
+  EXPECT_EQ(row(page->items[1]), "services/0a/prod/1");
+  EXPECT_EQ(row(page->items[2]), "services/0a/pro/2");
+
+  // Keyset pages: after (entity, position), within one entity's tags too.
+  TagQuery second;
+  second.size = 1;
+  second.after_entity_id = page->items[1].entity_id;
+  second.after_entity_name = "services";
+  second.after_ordinality = 1;
+  page = store_->ListTagged(second);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "services/0a/pro/2");
+  EXPECT_FALSE(page->has_more);
+
+  // One tag: matched whole (not "pro" inside "prod"), one row per entity.
+  TagQuery pro;
+  pro.tag = "pro";
+  page = store_->ListTagged(pro);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "services/0a/pro/2");
+  TagQuery prod;
+  prod.tag = "prod";
+  prod.size = 1;
+  page = store_->ListTagged(prod);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "routes/01/prod/1");
+  EXPECT_TRUE(page->has_more);
 }
 
 }  // namespace
