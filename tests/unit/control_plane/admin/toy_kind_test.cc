@@ -181,7 +181,8 @@ TEST_F(ToyKindTest, ErrorsAreKongsFromTheCodecTheRulesAndTheStore) {
                   {"message", "the foreign key '{id=\"" + missing + "\"}' does not reference an existing 'services' entity."},
                   {"fields", {{"service", {{"id", missing}}}}}}));
   EXPECT_EQ(CallJson("POST", "/toys", 400, R"j({"color":"red","service":{"name":"ghost"}})j")["message"],
-            "the foreign key '{name=\"ghost\"}' does not reference an existing 'services' entity.");
+            "foreign key unresolved (service.name: the foreign key cannot be resolved with '{name=\"ghost\"}' "
+            "for an existing 'services' entity)");
   EXPECT_EQ(store_->CurrentVersion(), 1u);  // only the one good write
 }
 
