@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -249,6 +251,19 @@ int Serve(int argc, char** argv) {
   if (!absl::SimpleAtoi(flags.Get("max-body-bytes"), &max_body) || max_body == 0) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
   }
+  std::vector<std::string> cors_origins;
+  if (flags.IsSet("admin-gui-origin")) {
+    cors_origins = absl::StrSplit(flags.Get("admin-gui-origin"), ',', absl::SkipWhitespace());
+    for (const std::string& origin : cors_origins) {
+      // Sent back as a header value: visible ASCII only.
+      for (const char c : origin) {
+        if (c <= ' ' || c == 0x7f) {
+          return Fail(absl::InvalidArgumentError(
+              "--admin-gui-origin: each origin must be scheme://host[:port] without spaces or control characters"));
+        }
+      }
+    }
+  }
 
   int max_full_sends = 0;
   if (!absl::SimpleAtoi(flags.Get("cluster-max-full-sends"), &max_full_sends) || max_full_sends < 1) {
@@ -322,18 +337,7 @@ int Serve(int argc, char** argv) {
   };
   admin_options.token = admin_security->token;
   admin_options.max_body_bytes = max_body;
-  if (flags.IsSet("admin-gui-origin")) {
-    admin_options.cors_origins = absl::StrSplit(flags.Get("admin-gui-origin"), ',', absl::SkipWhitespace());
-    for (const std::string& origin : admin_options.cors_origins) {
-      // Sent back as a header value: visible ASCII only.
-      for (const char c : origin) {
-        if (c <= ' ' || c == 0x7f) {
-          return Fail(absl::InvalidArgumentError(
-              "--admin-gui-origin: each origin must be scheme://host[:port] without spaces or control characters"));
-        }
-      }
-    }
-  }
+  admin_options.cors_origins = std::move(cors_origins);
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;
