@@ -461,13 +461,16 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMig
 
 absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& query) {
   // One SELECT per kind with tags, merged in (id, kind) order; the tags column is split here.
-  // Rows are stepped until the page has size + 1 tag rows (an entity gives one per tag).
+  // Rows are stepped until the page has size + 1 tag rows. Every entity gives at least one row
+  // but the cursor's (and one of equal id in an earlier kind), so each kind's first size + 2
+  // tagged entities from the cursor on are enough: that bounds what the merge sorts.
   std::vector<std::string> selects;
   for (const EntityDescriptor* kind : kinds_.kinds()) {
     const FieldSpec* tags = kind->field("tags");
     if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
-    selects.push_back(absl::StrCat("SELECT id, '", kind->name(), "' AS kind, tags FROM ", kind->name(),
-                                   " WHERE tags != '' AND id >= ?1", query.tag.empty() ? "" : " AND instr(tags, ?2) > 0"));
+    selects.push_back(absl::StrCat("SELECT * FROM (SELECT id, '", kind->name(), "' AS kind, tags FROM ", kind->name(),
+                                   " WHERE tags != '' AND id >= ?1",
+                                   query.tag.empty() ? "" : " AND instr(tags, ?2) > 0", " ORDER BY id LIMIT ?3)"));
   }
   ListPage<TaggedEntity> page;
   if (selects.empty()) return page;
@@ -479,6 +482,7 @@ absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& q
   if (absl::Status s = stmt.status("list tags"); !s.ok()) return s;
   stmt.BindText(1, query.after_entity_id);
   if (!query.tag.empty()) stmt.BindText(2, absl::StrCat(separator, query.tag, separator));
+  stmt.BindInt64(3, static_cast<int64_t>(size) + 2);
   std::vector<TaggedEntity> rows;
   while (rows.size() <= size) {
     const int rc = stmt.Step();

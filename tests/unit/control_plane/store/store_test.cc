@@ -2,13 +2,16 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "common/base/uuid.h"
-#include "common/config/entity_json.h"
 #include "absl/strings/str_cat.h"
+#include "common/config/entity_json.h"
 #include "gtest/gtest.h"
 #include "tests/common/corrupt_rows.h"
 
@@ -451,6 +454,50 @@ TEST_F(StoreTest, ListTaggedGivesOneRowPerTagInEntityIdOrder) {
   ASSERT_EQ(page->items.size(), 1u);
   EXPECT_EQ(row(page->items[0]), "routes/01/prod/1");
   EXPECT_TRUE(page->has_more);
+}
+
+TEST_F(StoreTest, ListTaggedPagesOfEverySizeWalkEveryRowOnce) {
+  // Services with 0-3 tags and routes with 1-2, ids interleaved; the expected rows computed here.
+  std::vector<std::tuple<std::string, std::string, int, std::string>> expected;  // id, kind, position, tag
+  for (int i = 0; i < 12; ++i) {
+    Service s = NewService(absl::StrCat("s", i));
+    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", 10 + 2 * i));
+    for (int t = 0; t < i % 4; ++t) {
+      s.mutable_tags()->add_values(absl::StrCat("t", t));
+      expected.emplace_back(s.id(), "services", t + 1, absl::StrCat("t", t));
+    }
+    ASSERT_TRUE(store_->Insert(s).ok());
+  }
+  for (int i = 0; i < 8; ++i) {
+    Route r;
+    r.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", 11 + 3 * i));
+    r.add_protocols("http");
+    r.mutable_paths()->add_values("/");
+    for (int t = 0; t < 1 + i % 2; ++t) {
+      r.mutable_tags()->add_values(absl::StrCat("r", t));
+      expected.emplace_back(r.id(), "routes", t + 1, absl::StrCat("r", t));
+    }
+    ASSERT_TRUE(store_->Insert(r).ok());
+  }
+  std::sort(expected.begin(), expected.end());
+  for (int size = 1; size <= 7; ++size) {
+    SCOPED_TRACE(size);
+    std::vector<std::tuple<std::string, std::string, int, std::string>> walked;
+    TagQuery query;
+    query.size = size;
+    for (int pages = 0; pages < 100; ++pages) {
+      absl::StatusOr<ListPage<TaggedEntity>> page = store_->ListTagged(query);
+      ASSERT_TRUE(page.ok()) << page.status();
+      EXPECT_LE(page->items.size(), static_cast<size_t>(size));
+      for (const TaggedEntity& row : page->items) walked.emplace_back(row.entity_id, row.entity_name, row.ordinality, row.tag);
+      if (!page->has_more) break;
+      ASSERT_EQ(page->items.size(), static_cast<size_t>(size));
+      query.after_entity_id = page->items.back().entity_id;
+      query.after_entity_name = page->items.back().entity_name;
+      query.after_ordinality = page->items.back().ordinality;
+    }
+    EXPECT_EQ(walked, expected);
+  }
 }
 
 }  // namespace
