@@ -9,8 +9,8 @@
 #include <tuple>
 #include <vector>
 
-#include "common/base/uuid.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/uuid.h"
 #include "common/config/entity_json.h"
 #include "gtest/gtest.h"
 #include "tests/common/corrupt_rows.h"
