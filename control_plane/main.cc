@@ -14,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -220,7 +222,10 @@ int Serve(int argc, char** argv) {
       {"cluster-cert", "", "CP server certificate (PEM)"},
       {"cluster-key", "", "CP server private key (PEM)"},
       {"cluster-ca", "", "cluster CA; DP client certificates must chain to it"},
-      {"max-body-bytes", "16777216", "largest Admin API request body"},
+      {"admin-gui-origin", "", "origins a browser admin UI calls the Admin API from (comma-separated "
+                               "scheme://host[:port], Kong's admin_gui_origin); default: any, the request's "
+                               "Origin is echoed"},
+      {"max-body-bytes", std::to_string(kAdminMaxBodyBytes), "largest Admin API request body (Kong's 10m)"},
       {"cluster-admission-rate", "50", "new DP streams admitted per second (token bucket; 0 = no limit)"},
       {"cluster-admission-burst", "100", "new DP streams admitted at once before the rate applies"},
       {"cluster-max-full-sends", "32", "full snapshots written to DPs at the same time"},
@@ -248,6 +253,19 @@ int Serve(int argc, char** argv) {
   size_t max_body = 0;
   if (!absl::SimpleAtoi(flags.Get("max-body-bytes"), &max_body) || max_body == 0) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
+  }
+  std::vector<std::string> cors_origins;
+  if (flags.IsSet("admin-gui-origin")) {
+    cors_origins = absl::StrSplit(flags.Get("admin-gui-origin"), ',', absl::SkipWhitespace());
+    for (const std::string& origin : cors_origins) {
+      // Sent back as a header value: visible ASCII only.
+      for (const char c : origin) {
+        if (c <= ' ' || c == 0x7f) {
+          return Fail(absl::InvalidArgumentError(
+              "--admin-gui-origin: each origin must be scheme://host[:port] without spaces or control characters"));
+        }
+      }
+    }
   }
 
   int max_full_sends = 0;
@@ -321,6 +339,8 @@ int Serve(int argc, char** argv) {
     return sync_ptr->SendHealthOverride(command);
   };
   admin_options.token = admin_security->token;
+  admin_options.max_body_bytes = max_body;
+  admin_options.cors_origins = std::move(cors_origins);
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;

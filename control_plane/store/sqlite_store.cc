@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "google/protobuf/message.h"
@@ -265,6 +266,7 @@ class SqliteStore final : public Store {
   std::string Epoch() const override { return epoch_; }
   absl::Status Ping() override;
   absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
+  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
 
  private:
   struct Connection {
@@ -457,6 +459,55 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMig
     out.emplace_back(static_cast<int>(stmt.ColumnInt64(0)), stmt.ColumnBytes(1));
   }
   return out;
+}
+
+absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& query) {
+  // One SELECT per kind with tags, merged in (id, kind) order; the tags column is split here.
+  // Rows are stepped until the page has size + 1 tag rows. Every entity gives at least one row
+  // but the cursor's (and one of equal id in an earlier kind), so each kind's first size + 2
+  // tagged entities from the cursor on are enough: that bounds what the merge sorts.
+  std::vector<std::string> selects;
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    const FieldSpec* tags = kind->field("tags");
+    if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
+    selects.push_back(absl::StrCat("SELECT * FROM (SELECT id, '", kind->name(), "' AS kind, tags FROM ", kind->name(),
+                                   " WHERE tags != '' AND id >= ?1",
+                                   query.tag.empty() ? "" : " AND instr(tags, ?2) > 0", " ORDER BY id LIMIT ?3)"));
+  }
+  ListPage<TaggedEntity> page;
+  if (selects.empty()) return page;
+  const size_t size = query.size > 0 ? static_cast<size_t>(query.size) : 100;
+  const std::string separator(1, kTagSeparator);
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, absl::StrCat(absl::StrJoin(selects, " UNION ALL "), " ORDER BY id, kind"));
+  if (absl::Status s = stmt.status("list tags"); !s.ok()) return s;
+  stmt.BindText(1, query.after_entity_id);
+  if (!query.tag.empty()) stmt.BindText(2, absl::StrCat(separator, query.tag, separator));
+  stmt.BindInt64(3, static_cast<int64_t>(size) + 2);
+  std::vector<TaggedEntity> rows;
+  while (rows.size() <= size) {
+    const int rc = stmt.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteError(c.db, sqlite3_extended_errcode(c.db), "list tags");
+    const std::string id = stmt.ColumnBytes(0);
+    const std::string kind = stmt.ColumnBytes(1);
+    // Rows of the cursor's entity (or of an equal id in an earlier kind) were on earlier pages.
+    const bool cursor_entity = id == query.after_entity_id && kind == query.after_entity_name;
+    if (id == query.after_entity_id && !query.after_entity_id.empty() && kind < query.after_entity_name) continue;
+    int ordinality = 0;
+    for (absl::string_view tag : absl::StrSplit(stmt.ColumnView(2), kTagSeparator, absl::SkipEmpty())) {
+      ++ordinality;
+      if (cursor_entity && ordinality <= query.after_ordinality) continue;
+      if (!query.tag.empty() && tag != query.tag) continue;
+      rows.push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
+      if (rows.size() > size) break;
+    }
+  }
+  page.has_more = rows.size() > size;
+  if (page.has_more) rows.resize(size);
+  page.items = std::move(rows);
+  return page;
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,

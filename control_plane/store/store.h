@@ -74,6 +74,25 @@ struct ListQuery {
   std::string parent_id;
 };
 
+// GET /tags and /tags/{tag}: one row per (entity, tag), across every kind with a `tags` field.
+struct TaggedEntity {
+  std::string tag;
+  std::string entity_name;  // the kind's name ("services")
+  std::string entity_id;
+  int ordinality = 0;  // 1-based position of the tag in the entity's tags
+};
+
+// Keyset pagination of tag rows, ordered by (entity_id, entity_name, ordinality) as Kong orders
+// its tags table (entity_id, then the tag's position). `after_*` is the last row of the previous
+// page ("" entity id = from the start).
+struct TagQuery {
+  std::string tag;  // "" = every tag; otherwise only rows of this tag (one per entity)
+  int size = 100;   // rows per page, > 0
+  std::string after_entity_id;
+  std::string after_entity_name;
+  int after_ordinality = 0;
+};
+
 template <typename T>
 struct ListPage {
   std::vector<T> items;
@@ -149,6 +168,12 @@ class Store {
   virtual absl::Status Ping() = 0;        // a trivial query on the read path
   // Migrations applied, in order: (id, name).
   virtual absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() = 0;
+
+  // ---- Tags (Kong's /tags endpoints) ----
+  // The (tag, entity) rows of every kind with a `tags` field, read from the stored tags (corrupt
+  // rows included: their tags column is readable), one page in TagQuery's order. Each entity's
+  // tags count once each, in their stored order.
+  virtual absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) = 0;
 
   // Typed forms of the above for a registered message type (e.g. Get<config::v1::Service>(id)).
   template <typename Entity>
