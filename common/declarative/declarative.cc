@@ -401,10 +401,15 @@ void Loader::Build(Entry& entry) {
   entry.entity = std::move(entity);
 }
 
+// The endpoint key's value may name an entity in messages unless it is a credential.
+bool ShowsEndpointKey(const EntityDescriptor& kind) {
+  return !kind.endpoint_key().empty() && !kind.field(kind.endpoint_key())->secret;
+}
+
 std::string Loader::Label(const Entry& entry) const {
   std::string label = LocationText(entry.location);
   const EntityDescriptor& kind = *entry.kind;
-  if (!kind.endpoint_key().empty()) {
+  if (ShowsEndpointKey(kind)) {
     if (std::optional<std::string> key = FieldText(entry.body, kind.endpoint_key())) {
       absl::StrAppend(&label, " (", kind.endpoint_key(), " '", *key, "')");
     }
@@ -429,7 +434,9 @@ void Loader::CheckUniqueness() {
     claim("id", entry.id, absl::StrCat("primary key set to '", entry.id, "'"));
     for (const FieldSpec* field : kind.unique_fields()) {
       if (std::optional<std::string> value = kind.Text(*entry.entity, *field); value && !value->empty()) {
-        claim(field->name, *value, absl::StrCat(field->name, " set to '", *value, "'"));
+        claim(field->name, *value,
+              field->secret ? absl::StrCat("the same ", field->name)
+                            : absl::StrCat(field->name, " set to '", *value, "'"));
       }
     }
     if (kind.has_cache_key()) {
@@ -448,7 +455,7 @@ void Loader::Report(const Entry& entry) {
   json flat;
   flat["entity_type"] = Singular(kind.name());
   flat["entity_name"] = nullptr;
-  if (!kind.endpoint_key().empty()) {
+  if (ShowsEndpointKey(kind)) {
     if (std::optional<std::string> key = FieldText(entry.body, kind.endpoint_key())) flat["entity_name"] = *key;
   }
   flat["entity_id"] = entry.id.empty() ? json(nullptr) : json(entry.id);

@@ -345,6 +345,21 @@ services:
   EXPECT_NE(errors.syntax.find("line 4"), std::string::npos) << errors.syntax;
 }
 
+TEST(DeclarativeTest, ErrorLinesNeverCarryCredentials) {
+  DeclarativeErrors errors;
+  EXPECT_FALSE(Load(Doc(R"({"_format_version": "3.0",
+    "consumers": [{"username": "a", "keyauth_credentials": [{"key": "very-secret-1"}, {"key": "very-secret-2", "tags": 5}]},
+                  {"username": "b", "keyauth_credentials": [{"key": "very-secret-1"}]}]})"),
+                    &errors)
+                   .ok());
+  ASSERT_GE(errors.lines.size(), 2u);
+  for (const std::string& line : errors.lines) EXPECT_EQ(line.find("very-secret"), std::string::npos) << line;
+  EXPECT_NE(errors.KongBody(false)["message"].get<std::string>().find("with the same key already declared"),
+            std::string::npos)
+      << errors.KongBody(false).dump();
+  for (const json& flat : errors.flattened) EXPECT_TRUE(flat["entity_name"].is_null()) << flat.dump();
+}
+
 TEST(DeclarativeTest, DeclarativeIdsAreUuids) {
   const std::string a = DeclarativeEntityId("services\x1fname\x1f" "a");
   EXPECT_TRUE(IsUuid(a));
