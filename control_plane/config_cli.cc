@@ -29,8 +29,8 @@ constexpr char kDescription[] =
     "                  uniqueness) and prints every error; exit 0 when valid.\n"
     "  import FILE     upserts FILE's entities into --db in one transaction, parents first;\n"
     "                  entities not in FILE are kept (POST /config replaces instead). A running\n"
-    "                  portico-cp on the same file publishes the import with its next change;\n"
-    "                  use POST /config to apply a file to a running CP at once.\n"
+    "                  portico-cp on the same database notices the import within about two\n"
+    "                  seconds and sends it to its data planes.\n"
     "  export [FILE]   writes --db's configuration as _format_version 3.0 YAML to FILE (which\n"
     "                  must not exist yet), or to stdout.";
 

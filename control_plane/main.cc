@@ -34,6 +34,7 @@
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/config_cli.h"
+#include "control_plane/store/version_watcher.h"
 #include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
@@ -365,9 +366,14 @@ int Serve(int argc, char** argv) {
   PORTICO_LOG(kInfo, "cp", "node ", node_id, " admin API listening on ", admin_addr->host, ":",
               (*http)->port(), admin_security->token ? " (bearer token required)" : "",
               ", cluster listening on port ", sync_ptr->port(), ", database ", flags.Get("db"));
+  // Writes by another process (portico-cp config import on this database) reach the DPs too.
+  VersionWatcher external_writes(
+      *store_ptr, absl::Seconds(1), [sync_ptr] { return sync_ptr->BuildStatus().store_version; },
+      [sync_ptr] { sync_ptr->NotifyConfigChanged(); });
   // SIGHUP: reload the cluster cert, key and CA for new connections (docs/tls.md).
   int sig = WaitForTerminationSignal([sync_ptr] { sync_ptr->ReloadCertificates().IgnoreError(); });
   PORTICO_LOG(kInfo, "cp", "signal ", sig, ", shutting down");
+  external_writes.Stop();
   if (https) https->Stop();
   (*http)->Stop();
   sync_ptr->Stop();

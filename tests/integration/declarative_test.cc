@@ -221,6 +221,24 @@ TEST(DeclarativeIntegrationTest, ImportExportImportKeepsIdsAndTheSnapshotHash) {
   EXPECT_EQ(ParseJson(cluster.Admin("GET", "/config"))["config"], exported);
 }
 
+TEST(DeclarativeIntegrationTest, AnImportIntoARunningCpsDatabaseReachesTheDps) {
+  EchoUpstream upstream("imported");
+  Cluster cluster;
+  ASSERT_TRUE(cluster.StartCp());
+  DataPlane& dp = cluster.StartDp();
+  ASSERT_TRUE(dp.started) << cluster.Logs();
+  const uint64_t before = cluster.CpVersion();
+  const std::string file = cluster.tmp().File("kong.yml");
+  WriteFile(file, OrdersYaml(upstream.port(), "/imported"));
+  ASSERT_EQ(RunCli({"config", "import", file, "--db", cluster.tmp().File("portico.db")}, cluster.tmp().File("import.log")),
+            0)
+      << ReadFile(cluster.tmp().File("import.log"));
+  // Written by another process: the CP notices the new version and publishes it.
+  ASSERT_TRUE(WaitFor([&] { return cluster.Proxy(dp, "/imported/x").status == 200; }, 15s)) << cluster.Logs();
+  EXPECT_EQ(cluster.CpVersion(), before + 1);
+  EXPECT_NE(cluster.cp()->Log().find("written to the store outside this CP's Admin API"), std::string::npos);
+}
+
 TEST(DeclarativeIntegrationTest, PostConfigAndAdminWritesAreSerialized) {
   Cluster cluster;
   ASSERT_TRUE(cluster.StartCp());

@@ -1,0 +1,48 @@
+#pragma once
+// Notices writes made to the datastore by someone else (`portico-cp config import` on the CP's
+// own SQLite file, another process): every `interval` it reads the store's version and calls
+// `on_change` when that version is newer than `last_read()` (what the snapshot builder last
+// read). Writes through this CP's Admin API notify the builder themselves; for them the watcher
+// sees nothing new, or notifies a builder that is already due to build (harmless: it debounces).
+//
+// One thread of its own, stopped (and joined, within one tick) by Stop() or the destructor.
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "absl/time/time.h"
+
+namespace portico::cp {
+
+class Store;
+
+class VersionWatcher {
+ public:
+  // `store` must outlive the watcher; the callbacks run on its thread.
+  VersionWatcher(Store& store, absl::Duration interval, std::function<uint64_t()> last_read,
+                 std::function<void()> on_change);
+  ~VersionWatcher();
+  VersionWatcher(const VersionWatcher&) = delete;
+  VersionWatcher& operator=(const VersionWatcher&) = delete;
+
+  void Stop();
+  uint64_t changes_noticed() const;
+
+ private:
+  void Loop();
+
+  Store& store_;
+  const absl::Duration interval_;
+  const std::function<uint64_t()> last_read_;
+  const std::function<void()> on_change_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;   // guarded by mu_
+  uint64_t noticed_ = 0;    // guarded by mu_
+  uint64_t notified_version_ = 0;  // the watcher thread's
+  std::thread thread_;
+};
+
+}  // namespace portico::cp

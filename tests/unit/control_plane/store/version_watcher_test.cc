@@ -1,0 +1,96 @@
+#include "control_plane/store/version_watcher.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "control_plane/store/store.h"
+#include "gtest/gtest.h"
+#include "portico/config/v1/config.pb.h"
+
+namespace portico::cp {
+namespace {
+
+bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+class VersionWatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico_version_watcher_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto ours = Store::Open(dir_ + "/cp.db", clock_);
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    ours_ = std::move(*ours);
+    // Another process on the same file (the config CLI).
+    auto theirs = Store::Open(dir_ + "/cp.db", clock_);
+    ASSERT_TRUE(theirs.ok()) << theirs.status();
+    theirs_ = std::move(*theirs);
+  }
+  void TearDown() override {
+    ours_.reset();
+    theirs_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  config::v1::Service Service(const std::string& name) {
+    config::v1::Service service;
+    service.set_name(name);
+    service.set_host("h.internal");
+    return service;
+  }
+
+  FakeClock clock_;
+  std::string dir_;
+  std::unique_ptr<Store> ours_, theirs_;
+};
+
+TEST_F(VersionWatcherTest, AWriteByAnotherProcessIsNoticedOnce) {
+  std::atomic<uint64_t> builder_read{ours_->CurrentVersion()};
+  std::atomic<int> notified{0};
+  VersionWatcher watcher(*ours_, absl::Milliseconds(20), [&] { return builder_read.load(); },
+                         [&] {
+                           ++notified;
+                           builder_read = ours_->CurrentVersion();  // the builder reads it
+                         });
+  ASSERT_TRUE(theirs_->Insert(Service("from-cli")).ok());
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(notified.load(), 1);
+  EXPECT_EQ(watcher.changes_noticed(), 1u);
+}
+
+TEST_F(VersionWatcherTest, AWriteTheBuilderReadsAtOnceIsNotExternal) {
+  std::atomic<uint64_t> builder_read{ours_->CurrentVersion()};
+  std::atomic<int> notified{0};
+  // A long tick: the gap between a write and the builder's read here is microseconds, and must
+  // stay well under one tick even on a loaded machine.
+  VersionWatcher watcher(*ours_, absl::Milliseconds(200), [&] { return builder_read.load(); },
+                         [&] { ++notified; });
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(ours_->Insert(Service("admin-" + std::to_string(i))).ok());
+    builder_read = ours_->CurrentVersion();  // the Admin API notified, the builder read it
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(notified.load(), 0);
+  // A builder that never reads what another process wrote is told again only for newer versions.
+  ASSERT_TRUE(theirs_->Insert(Service("cli-1")).ok());
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(notified.load(), 1);
+  ASSERT_TRUE(theirs_->Insert(Service("cli-2")).ok());
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+}
+
+}  // namespace
+}  // namespace portico::cp
