@@ -224,8 +224,8 @@ int Serve(int argc, char** argv) {
       {"cluster-key", "", "CP server private key (PEM)"},
       {"cluster-ca", "", "cluster CA; DP client certificates must chain to it"},
       {"admin-gui-origin", "", "origins a browser admin UI calls the Admin API from (comma-separated "
-                               "scheme://host[:port], Kong's admin_gui_origin); default: any, the request's "
-                               "Origin is echoed"},
+                               "scheme://host[:port], Kong's admin_gui_origin); default: none (no CORS, "
+                               "and writes carrying an Origin header are refused)"},
       {"max-body-bytes", std::to_string(kAdminMaxBodyBytes), "largest Admin API request body (Kong's 10m)"},
       {"cluster-admission-rate", "50", "new DP streams admitted per second (token bucket; 0 = no limit)"},
       {"cluster-admission-burst", "100", "new DP streams admitted at once before the rate applies"},

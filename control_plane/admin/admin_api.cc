@@ -89,6 +89,7 @@ HttpResponse AdminApi::Impl::Answer(const HttpRequest& request) {
   }
   // A preflight carries no credentials and reveals only which methods a path shape takes.
   if (request.method == "OPTIONS") return PreflightResponse(MatchRoute(routes_, segments), request);
+  if (std::optional<HttpResponse> refused = RefuseCrossOriginWrite(cors_, request)) return *std::move(refused);
   if (options_.token) {
     if (std::optional<HttpResponse> refused = options_.token->Check(request)) return *std::move(refused);
   }

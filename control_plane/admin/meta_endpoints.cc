@@ -181,19 +181,26 @@ HttpResponse NodeInfoResponse(Store& store, const AdminOptions& options) {
   return JsonResponse(200, body);
 }
 
+bool OriginAllowed(const CorsPolicy& policy, const std::string& origin) {
+  return std::find(policy.allowed_origins.begin(), policy.allowed_origins.end(), origin) !=
+         policy.allowed_origins.end();
+}
+
 void AddCorsHeaders(const CorsPolicy& policy, const HttpRequest& request, HttpResponse* response) {
+  // Without configured origins no browser page may read the Admin API (Kong would echo any).
+  if (policy.allowed_origins.empty()) return;
   const std::string* origin = request.Header("Origin");
-  std::string allowed;
-  if (policy.allowed_origins.empty()) {
-    allowed = origin != nullptr ? *origin : "*";
-  } else {
-    const bool listed = origin != nullptr && std::find(policy.allowed_origins.begin(), policy.allowed_origins.end(),
-                                                       *origin) != policy.allowed_origins.end();
-    allowed = listed ? *origin : policy.allowed_origins.front();
-  }
-  response->headers.emplace_back("Access-Control-Allow-Origin", allowed);
+  const bool listed = origin != nullptr && OriginAllowed(policy, *origin);
+  response->headers.emplace_back("Access-Control-Allow-Origin", listed ? *origin : policy.allowed_origins.front());
   response->headers.emplace_back("Access-Control-Allow-Credentials", "true");
-  if (allowed != "*") response->headers.emplace_back("Vary", "Origin");
+  response->headers.emplace_back("Vary", "Origin");
+}
+
+std::optional<HttpResponse> RefuseCrossOriginWrite(const CorsPolicy& policy, const HttpRequest& request) {
+  if (request.method == "GET" || request.method == "HEAD" || request.method == "OPTIONS") return std::nullopt;
+  const std::string* origin = request.Header("Origin");
+  if (origin == nullptr || OriginAllowed(policy, *origin)) return std::nullopt;
+  return Message(403, "cross-origin write refused: this origin is not in --admin-gui-origin");
 }
 
 HttpResponse PreflightResponse(const AdminRoute* route, const HttpRequest& request) {

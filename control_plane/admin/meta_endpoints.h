@@ -5,6 +5,7 @@
 // (AdminRoutes): the entity routes from the store's registry, the others listed here. Pure
 // functions over their arguments (NodeInfoResponse reads the store), thread-safe. Private to
 // control_plane/admin.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,9 +53,16 @@ struct CorsPolicy {
 };
 inline constexpr int kPreflightMaxAgeSeconds = 3600;
 
-// Adds Access-Control-Allow-Origin and -Credentials (and Vary: Origin when the origin depends on
-// the request) to any Admin API response.
+// Adds Access-Control-Allow-Origin (the request's Origin when it is allowed, else the first
+// allowed one), -Credentials and Vary: Origin to any Admin API response; nothing when no origin
+// is allowed (the default: no browser page may read the Admin API).
 void AddCorsHeaders(const CorsPolicy& policy, const HttpRequest& request, HttpResponse* response);
+
+// 403 for a write (any method but GET, HEAD and OPTIONS) that carries an Origin the policy does
+// not allow: browsers send Origin on cross-site POSTs, including the form and text/plain ones
+// that need no preflight, so a page cannot change the configuration (CSRF). Tools such as curl
+// and decK send no Origin.
+std::optional<HttpResponse> RefuseCrossOriginWrite(const CorsPolicy& policy, const HttpRequest& request);
 
 // OPTIONS on a path: 204 with Allow and Access-Control-Allow-Methods (the route's methods plus
 // HEAD and OPTIONS, sorted), Access-Control-Allow-Headers (the request's

@@ -42,9 +42,13 @@ TEST_F(AdminSurfaceIntegrationTest, DefaultCpSpeaksKongsVersionCorsAndBodyLimit)
   ASSERT_TRUE(preflight.ok) << preflight.error;
   EXPECT_EQ(preflight.status, 204);
   EXPECT_EQ(preflight.headers["allow"], "DELETE, GET, HEAD, OPTIONS, PATCH, PUT");
-  EXPECT_EQ(preflight.headers["access-control-allow-origin"], "http://ui.example");
-  EXPECT_EQ(preflight.headers["access-control-allow-credentials"], "true");
+  // No --admin-gui-origin: no browser page may call the Admin API.
+  EXPECT_FALSE(preflight.headers.contains("access-control-allow-origin"));
+  EXPECT_FALSE(preflight.headers.contains("access-control-allow-credentials"));
   EXPECT_EQ(preflight.body, "");
+  HttpResult cross_site = Http(cluster_.admin_port(), "POST", "/services", "name=x&host=y",
+                               "application/x-www-form-urlencoded", {{"Origin", "http://evil.example"}});
+  EXPECT_EQ(cross_site.status, 403) << cross_site.body;
 
   // One byte over 10 MiB: 413 before the body is read, and the connection closes.
   HttpResult too_big = RawHttp(cluster_.admin_port(),

@@ -436,8 +436,8 @@ TEST_F(AdminSurfaceTest, PreflightAnswersFromTheRouteTable) {
   EXPECT_EQ(Header(root, "Allow"), "GET, HEAD, OPTIONS");
   EXPECT_EQ(Header(root, "Access-Control-Allow-Methods"), "GET, HEAD, OPTIONS");
   EXPECT_EQ(Header(root, "Access-Control-Allow-Headers"), "Content-Type");
-  EXPECT_EQ(Header(root, "Access-Control-Allow-Origin"), "*");
-  EXPECT_EQ(Header(root, "Access-Control-Allow-Credentials"), "true");
+  EXPECT_EQ(Header(root, "Access-Control-Allow-Origin"), "<absent>");  // no --admin-gui-origin
+  EXPECT_EQ(Header(root, "Access-Control-Allow-Credentials"), "<absent>");
   EXPECT_EQ(Header(root, "Access-Control-Max-Age"), "3600");
   EXPECT_EQ(Header(root, "Vary"), "<absent>");
   EXPECT_EQ(Header(Call("OPTIONS", "/routes"), "Allow"), "GET, HEAD, OPTIONS, POST");
@@ -456,13 +456,11 @@ TEST_F(AdminSurfaceTest, PreflightAnswersFromTheRouteTable) {
                              {"Access-Control-Request-Headers", "X-Header-1,X-Header-2"}});
   EXPECT_EQ(asked.status, 204);
   EXPECT_EQ(Header(asked, "Access-Control-Allow-Headers"), "X-Header-1,X-Header-2");
-  EXPECT_EQ(Header(asked, "Access-Control-Allow-Origin"), "http://ui.example");
-  EXPECT_EQ(Header(asked, "Vary"), "Origin");
+  EXPECT_EQ(Header(asked, "Access-Control-Allow-Origin"), "<absent>");
 
   HttpResponse unknown = Call("OPTIONS", "/nowhere");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(unknown.body, R"({"message":"Not found"})");
-  EXPECT_EQ(Header(unknown, "Access-Control-Allow-Origin"), "*");
 
   // The answer depends on the path's shape only: an existing entity and a missing one look alike.
   CallJson("POST", "/services", 201, R"j({"name":"real","host":"a"})j");
@@ -474,36 +472,63 @@ TEST_F(AdminSurfaceTest, PreflightAnswersFromTheRouteTable) {
   EXPECT_EQ(store_->CurrentVersion(), version + 1);  // only the POST wrote
 }
 
-TEST_F(AdminSurfaceTest, CorsHeadersOnEveryResponse) {
+TEST_F(AdminSurfaceTest, NoCorsHeadersUnlessOriginsAreConfigured) {
+  // The default: no page in a browser may read the Admin API, whatever Origin it sends.
   HttpResponse plain = Call("GET", "/services");
   EXPECT_EQ(plain.status, 200);
-  EXPECT_EQ(Header(plain, "Access-Control-Allow-Origin"), "*");
-  EXPECT_EQ(Header(plain, "Access-Control-Allow-Credentials"), "true");
-  // A main request gets no preflight headers, whatever it asks.
-  HttpResponse from_ui = Call("GET", "/services", "",
-                              {{"Origin", "http://ui.example"},
-                               {"Access-Control-Request-Method", "PATCH"},
-                               {"Access-Control-Request-Headers", "X-Header-1"}});
-  EXPECT_EQ(Header(from_ui, "Access-Control-Allow-Origin"), "http://ui.example");
-  EXPECT_EQ(Header(from_ui, "Vary"), "Origin");
-  EXPECT_EQ(Header(from_ui, "Access-Control-Allow-Methods"), "<absent>");
-  EXPECT_EQ(Header(from_ui, "Access-Control-Allow-Headers"), "<absent>");
-  EXPECT_EQ(Header(Call("GET", "/nowhere", "", {{"Origin", "http://ui.example"}}), "Access-Control-Allow-Origin"),
-            "http://ui.example");
+  EXPECT_EQ(Header(plain, "Access-Control-Allow-Origin"), "<absent>");
+  EXPECT_EQ(Header(plain, "Access-Control-Allow-Credentials"), "<absent>");
+  HttpResponse from_page = Call("GET", "/services", "", {{"Origin", "http://evil.example"}});
+  EXPECT_EQ(from_page.status, 200);
+  EXPECT_EQ(Header(from_page, "Access-Control-Allow-Origin"), "<absent>");
 
   // Configured origins (Kong's admin_gui_origin): a listed one is echoed, any other gets the first.
   MakeApi({"https://gui.example:8002", "https://other.example"});
-  EXPECT_EQ(Header(Call("GET", "/", "", {{"Origin", "https://other.example"}}), "Access-Control-Allow-Origin"),
-            "https://other.example");
+  HttpResponse listed = Call("GET", "/", "", {{"Origin", "https://other.example"}});
+  EXPECT_EQ(Header(listed, "Access-Control-Allow-Origin"), "https://other.example");
+  EXPECT_EQ(Header(listed, "Access-Control-Allow-Credentials"), "true");
+  EXPECT_EQ(Header(listed, "Vary"), "Origin");
   EXPECT_EQ(Header(Call("GET", "/", "", {{"Origin", "http://evil.example"}}), "Access-Control-Allow-Origin"),
             "https://gui.example:8002");
   EXPECT_EQ(Header(Call("OPTIONS", "/", ""), "Access-Control-Allow-Origin"), "https://gui.example:8002");
+  // A main request gets no preflight headers, whatever it asks.
+  HttpResponse from_ui = Call("GET", "/services", "",
+                              {{"Origin", "https://other.example"},
+                               {"Access-Control-Request-Method", "PATCH"},
+                               {"Access-Control-Request-Headers", "X-Header-1"}});
+  EXPECT_EQ(Header(from_ui, "Access-Control-Allow-Methods"), "<absent>");
+  EXPECT_EQ(Header(from_ui, "Access-Control-Allow-Headers"), "<absent>");
+}
+
+TEST_F(AdminSurfaceTest, WritesFromOriginsNotAllowedAreRefused) {
+  const uint64_t version = store_->CurrentVersion();
+  // A cross-site form or text/plain POST needs no preflight; its Origin gives it away.
+  HttpResponse form = Call("POST", "/services", "name=csrf&host=evil.example",
+                           {{"Origin", "http://evil.example"}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(form.status, 403) << form.body;
+  EXPECT_NE(form.body.find("--admin-gui-origin"), std::string::npos);
+  HttpResponse config = Call("POST", "/config", "_format_version: \"3.0\"\n",
+                             {{"Origin", "http://evil.example"}, {"Content-Type", "text/plain"}});
+  EXPECT_EQ(config.status, 403);
+  EXPECT_EQ(Call("DELETE", "/services/x", "", {{"Origin", "null"}}).status, 403);
+  EXPECT_EQ(store_->CurrentVersion(), version);
+  // Tools send no Origin; configured UIs send theirs.
+  CallJson("POST", "/services", 201, R"j({"name":"tool","host":"a"})j");
+  MakeApi({"https://gui.example:8002"});
+  EXPECT_EQ(Call("POST", "/services", R"j({"name":"ui","host":"a"})j",
+                 {{"Origin", "https://gui.example:8002"}})
+                .status,
+            201);
+  EXPECT_EQ(Call("POST", "/services", R"j({"name":"other","host":"a"})j",
+                 {{"Origin", "https://gui.example:8003"}})
+                .status,
+            403);
 }
 
 TEST_F(AdminSurfaceTest, PreflightsPassTheTokenAndNothingElseDoes) {
   absl::StatusOr<AdminToken> token = AdminToken::FromText("t0ken", "test");
   ASSERT_TRUE(token.ok());
-  MakeApi({}, *token);
+  MakeApi({"http://ui.example"}, *token);
   HttpResponse preflight = Call("OPTIONS", "/services/x", "", {{"Origin", "http://ui.example"}});
   EXPECT_EQ(preflight.status, 204);
   EXPECT_EQ(Header(preflight, "Access-Control-Allow-Origin"), "http://ui.example");
