@@ -39,15 +39,18 @@ int Usage() {
   return 2;
 }
 
-// Loads FILE and prints what is wrong with it; nullopt when it cannot be used.
-std::optional<DeclarativeConfig> LoadFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
+// Loads FILE and prints what is wrong with it; nullopt when it cannot be used. `previous`: the
+// config FILE is loaded over (basic-auth hashes that still match are kept).
+std::optional<DeclarativeConfig> LoadFile(const std::string& path, const ConfigSet* previous = nullptr) {
+  absl::StatusOr<std::string> text = ReadFileToString(path, kDefaultMaxDeclarativeBytes);
   if (!text.ok()) {
     std::fprintf(stderr, "portico-cp config: cannot read %s: %s\n", path.c_str(), std::string(text.status().message()).c_str());
     return std::nullopt;
   }
+  DeclarativeOptions options;
+  options.previous = previous;
   DeclarativeErrors errors;
-  absl::StatusOr<DeclarativeConfig> loaded = LoadDeclarativeText(*text, DeclarativeOptions{}, &errors);
+  absl::StatusOr<DeclarativeConfig> loaded = LoadDeclarativeText(*text, options, &errors);
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s: invalid declarative configuration\n", path.c_str());
     if (!errors.syntax.empty()) std::fprintf(stderr, "  %s\n", errors.syntax.c_str());
@@ -74,18 +77,27 @@ int Validate(const std::string& path) {
 }
 
 int Import(const std::string& path, const std::string& db) {
-  std::optional<DeclarativeConfig> loaded = LoadFile(path);
-  if (!loaded) return 1;
   RealClock clock;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(db, clock);
   if (!store.ok()) {
     std::fprintf(stderr, "portico-cp config import: cannot open %s: %s\n", db.c_str(), store.status().ToString().c_str());
     return 1;
   }
+  // What the database holds: entities the file leaves unchanged keep their timestamps (and
+  // basic-auth hashes), so importing the same file twice changes nothing but the version.
+  absl::StatusOr<StoredConfig> stored = (*store)->ReadConfig();
+  if (!stored.ok()) {
+    std::fprintf(stderr, "portico-cp config import: reading %s failed: %s\n", db.c_str(),
+                 stored.status().ToString().c_str());
+    return 1;
+  }
+  std::optional<DeclarativeConfig> loaded = LoadFile(path, &stored->config);
+  if (!loaded) return 1;
+  CarryOverStoredTimestamps(stored->config, &*loaded);
   std::vector<Store::BatchStep> steps;
   for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {
     for (const auto& entity : list.entities) {
-      steps.push_back(Store::BatchStep{list.kind, entity.get(), WriteMode::kUpsert, ""});
+      steps.push_back(Store::BatchStep{list.kind, entity.get(), WriteMode::kUpsert, "", /*keep_timestamps=*/true});
     }
   }
   absl::StatusOr<std::vector<EntityPtr>> written = (*store)->WriteBatch(steps);

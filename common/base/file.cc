@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -27,6 +29,10 @@ std::string DirectoryOf(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  return ReadFileToString(path, std::numeric_limits<size_t>::max());
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -36,7 +42,14 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   }
   std::string out;
   struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+      ::close(fd);
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, " is ", st.st_size, " bytes, over the limit of ", max_bytes));
+    }
+    out.reserve(static_cast<size_t>(st.st_size));
+  }
   char buffer[64 * 1024];
   while (true) {
     const ssize_t n = ::read(fd, buffer, sizeof(buffer));
@@ -47,6 +60,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
       return absl::InternalError(absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
     }
     if (n == 0) break;
+    if (static_cast<size_t>(n) > max_bytes - out.size()) {  // not a regular file, or it grew
+      ::close(fd);
+      return absl::ResourceExhaustedError(absl::StrCat(path, " is over the limit of ", max_bytes, " bytes"));
+    }
     out.append(buffer, static_cast<size_t>(n));
   }
   ::close(fd);

@@ -2,6 +2,7 @@
 // Whole-file reads and durable writes, shared by the certificate tooling and the DP snapshot cache.
 #include <sys/types.h>
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/status.h"
@@ -12,6 +13,9 @@ namespace portico {
 
 // NotFound / PermissionDenied / Internal with the path in the message.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// The same, refusing (ResourceExhausted, before reading more than `max_bytes`) a longer file,
+// device or pipe.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes);
 
 // Creates or truncates `path` with permission bits `mode` (also applied when the file existed),
 // writes `data`, fsyncs and closes it. Not atomic: a crash can leave a partial file.

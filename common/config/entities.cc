@@ -142,6 +142,9 @@ const EntityDescriptor& CertificatesKind() {
           .validate = [](const google::protobuf::Message& m) {
             return ValidateCertificateFields(static_cast<const Certificate&>(m), WallClockSeconds());
           },
+          .validate_at_rest = [](const google::protobuf::Message& m) {
+            return ValidateCertificateFields(static_cast<const Certificate&>(m), std::nullopt);
+          },
           .append_to_config = &AppendParsed<&ConfigSet::certificates>,
           .child_keys_field = "snis",
           .child_keys_kind = "snis",
@@ -162,6 +165,9 @@ const EntityDescriptor& CaCertificatesKind() {
               },
           .validate = [](const google::protobuf::Message& m) {
             return ValidateCaCertificateFields(static_cast<const CaCertificate&>(m), WallClockSeconds());
+          },
+          .validate_at_rest = [](const google::protobuf::Message& m) {
+            return ValidateCaCertificateFields(static_cast<const CaCertificate&>(m), std::nullopt);
           },
           .normalize = [](google::protobuf::Message* m, FieldErrors*) {
             // Kong computes cert_digest on write; a given one is replaced.

@@ -112,6 +112,10 @@ struct EntityKindDeclaration {
   std::vector<ShorthandSpec> shorthands;
   // The kind's own field and entity rules (validate.cc), UTF-8 first (ValidateEntityUtf8First).
   FieldErrors (*validate)(const google::protobuf::Message& entity) = nullptr;
+  // Optional: the same rules without those that only hold at the time of an Admin API write (a
+  // certificate's expiry: Portico refuses expired certificates on writes, Kong accepts them). The
+  // declarative loader uses it, so an exported config always loads back. Null: `validate`.
+  FieldErrors (*validate_at_rest)(const google::protobuf::Message& entity) = nullptr;
   // Optional: completes an entity decoded from a request before it is validated and stored
   // (a plugin's config gets its defaults); its errors are reported with the type errors. Must
   // be idempotent. Null: nothing to complete.
@@ -185,6 +189,10 @@ class EntityDescriptor {
 
   // The kind's field validation (its `validate`); empty = valid.
   FieldErrors Validate(const google::protobuf::Message& entity) const { return decl_.validate(entity); }
+  // See EntityKindDeclaration::validate_at_rest.
+  FieldErrors ValidateAtRest(const google::protobuf::Message& entity) const {
+    return decl_.validate_at_rest != nullptr ? decl_.validate_at_rest(entity) : decl_.validate(entity);
+  }
   // See EntityKindDeclaration::cache_key_fields.
   bool has_cache_key() const { return !cache_key_fields_.empty(); }
   const std::vector<const FieldSpec*>& cache_key_fields() const { return cache_key_fields_; }

@@ -100,10 +100,21 @@ bool PlainPath(absl::string_view path) {
   return true;
 }
 
+// The endpoint key's value may name an entity in messages unless it is a credential.
+bool ShowsEndpointKey(const EntityDescriptor& kind) {
+  return !kind.endpoint_key().empty() && !kind.field(kind.endpoint_key())->secret;
+}
+
 class Loader {
  public:
   Loader(const EntityRegistry& kinds, const ConfigSet* previous, DeclarativeErrors* errors)
-      : kinds_(kinds), previous_(previous), errors_(*errors) {}
+      : kinds_(kinds), errors_(*errors) {
+    if (previous != nullptr) {
+      for (const config::v1::BasicAuthCredential& old : previous->basicauth_credentials) {
+        previous_passwords_.emplace(old.id(), old.password());
+      }
+    }
+  }
 
   absl::StatusOr<DeclarativeConfig> Load(const json& document);
 
@@ -111,6 +122,20 @@ class Loader {
   void DocumentError(const std::string& key, const std::string& message) {
     errors_.fields[key] = message;
     errors_.lines.push_back(absl::StrCat(key, ": ", message));
+    FlatError(nullptr, "field", key, message);
+  }
+  // A flattened_errors entry for a problem that is not one entity's (a document key, a list
+  // element that is not a record).
+  void FlatError(const EntityDescriptor* kind, const std::string& type, const std::string& field,
+                 const std::string& message) {
+    json error = {{"type", type}, {"message", message}};
+    if (type == "field") error["field"] = field;
+    errors_.flattened.push_back({{"entity_type", kind != nullptr ? json(Singular(kind->name())) : json(nullptr)},
+                                 {"entity_name", nullptr},
+                                 {"entity_id", nullptr},
+                                 {"entity_tags", nullptr},
+                                 {"entity", nullptr},
+                                 {"errors", json::array({std::move(error)})}});
   }
   void LocationError(const std::vector<Step>& location, const std::string& message) {
     // Kong reports a list element that is not a record in its slot.
@@ -124,6 +149,7 @@ class Loader {
     }
     *node = message;
     errors_.lines.push_back(absl::StrCat(LocationText(location), ": ", message));
+    FlatError(kinds_.Find(location.back().collection), "entity", "", message);
   }
   // The kind nested under `parent` by `key`, and its foreign key to the parent; null when `key`
   // is not a nested list there.
@@ -140,7 +166,8 @@ class Loader {
   void Report(const Entry& entry);
 
   const EntityRegistry& kinds_;
-  const ConfigSet* const previous_;
+  // Basic-auth credential id -> stored (hashed) password of the config being replaced.
+  std::map<std::string, std::string> previous_passwords_;
   DeclarativeErrors& errors_;
   bool transform_ = true;
   bool migrate_paths_ = false;
@@ -205,6 +232,7 @@ void Loader::Collect(const EntityDescriptor& kind, const json& list, int parent,
         std::vector<Step> at = location;
         ErrorSlot(errors_.fields, at)[key] = "expected an array";
         errors_.lines.push_back(absl::StrCat(LocationText(at), ".", key, ": expected an array"));
+        FlatError(&kind, "field", key, "expected an array");
         continue;
       }
       Collect(*child, *value, index, fk, location, key);
@@ -228,7 +256,8 @@ void Loader::AssignIdentityIds() {
     }
     // Identities that need no reference resolved; the others (a key scoped by a parent, a cache
     // key) are derived once the entity is built.
-    if (!kind.endpoint_key().empty() && kind.endpoint_key_scope().empty()) {
+    // A credential's key never identifies it: ids are shown where keys are not.
+    if (ShowsEndpointKey(kind) && kind.endpoint_key_scope().empty()) {
       if (std::optional<std::string> key = FieldText(entry.body, kind.endpoint_key())) {
         entry.id = DeclarativeEntityId(absl::StrCat(kind.name(), kSep, kind.endpoint_key(), kSep, *key));
         continue;
@@ -236,7 +265,9 @@ void Loader::AssignIdentityIds() {
     }
     if (kind.name() == "certificates" || kind.name() == "ca_certificates") {
       if (std::optional<std::string> cert = FieldText(entry.body, "cert")) {
-        entry.id = DeclarativeEntityId(absl::StrCat(kind.name(), kSep, "cert", kSep, *cert));
+        // A certificate's key is part of its identity (two entries may share a certificate).
+        entry.id = DeclarativeEntityId(absl::StrCat(kind.name(), kSep, "cert", kSep, *cert, kSep,
+                                                    FieldText(entry.body, "key").value_or("")));
         continue;
       }
     }
@@ -363,17 +394,18 @@ void Loader::Build(Entry& entry) {
       }
     }
   }
-  if (transform_ && previous_ != nullptr && kind.name() == "basicauth_credentials") {
+  if (transform_ && !previous_passwords_.empty() && kind.name() == "basicauth_credentials") {
     auto* credential = static_cast<config::v1::BasicAuthCredential*>(entity.get());
-    for (const config::v1::BasicAuthCredential& old : previous_->basicauth_credentials) {
-      if (old.id() == credential->id() && !IsHashedBasicAuthPassword(credential->password()) &&
-          BasicAuthPasswordMatches(old.password(), credential->password())) {
-        credential->set_password(old.password());
-      }
+    auto old = previous_passwords_.find(credential->id());
+    if (old != previous_passwords_.end() && !IsHashedBasicAuthPassword(credential->password()) &&
+        BasicAuthPasswordMatches(old->second, credential->password())) {
+      credential->set_password(old->second);
     }
   }
   if (errors.empty()) kind.Normalize(entity.get(), &errors);
-  const FieldErrors validation = kind.Validate(*entity);
+  // Expiry is not checked: an expired certificate is served as Kong serves it, and a stored one
+  // (the Admin API refused it only when it was written) must not keep GET /config from loading back.
+  const FieldErrors validation = kind.ValidateAtRest(*entity);
   bool field_errors = !errors.empty();
   for (const auto& [path, message] : validation.errors()) field_errors |= path != FieldErrors::kEntity;
   for (const auto& [path, message] : validation.errors()) {
@@ -399,11 +431,6 @@ void Loader::Build(Entry& entry) {
   }
   entry.id = kind.Id(*entity);
   entry.entity = std::move(entity);
-}
-
-// The endpoint key's value may name an entity in messages unless it is a credential.
-bool ShowsEndpointKey(const EntityDescriptor& kind) {
-  return !kind.endpoint_key().empty() && !kind.field(kind.endpoint_key())->secret;
 }
 
 std::string Loader::Label(const Entry& entry) const {
@@ -580,12 +607,7 @@ absl::StatusOr<DeclarativeConfig> Loader::Load(const json& document) {
   if (absl::Status set = ValidateConfigSet(ExportableConfig(out.config)); !set.ok()) {
     errors_.fields["@entity"].push_back(std::string(set.message()));
     errors_.lines.push_back(std::string(set.message()));
-    errors_.flattened.push_back({{"entity_type", nullptr},
-                                 {"entity_name", nullptr},
-                                 {"entity_id", nullptr},
-                                 {"entity_tags", nullptr},
-                                 {"entity", nullptr},
-                                 {"errors", json::array({{{"type", "entity"}, {"message", std::string(set.message())}}})}});
+    FlatError(nullptr, "entity", "", std::string(set.message()));
     return refused;
   }
   return out;

@@ -100,8 +100,10 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
     for (const auto& entity : list.entities) kind_rows.entities.push_back(entity.get());
     rows.push_back(std::move(kind_rows));
   }
-  if (absl::Status s = store_.ReplaceConfig(rows); !s.ok()) {
+  absl::StatusOr<std::vector<EntityPtr>> written = store_.ReplaceConfig(rows);
+  if (!written.ok()) {
     // The loader checked keys and references; a refusal here is a store problem.
+    const absl::Status& s = written.status();
     PORTICO_LOG(kError, "admin", "POST /config: replacing the config failed: ", s.ToString());
     if (GetStoreConflict(s) != StoreConflict::kNone || absl::IsInvalidArgument(s)) {
       return KongError(400, 14, "invalid declarative configuration",
@@ -111,13 +113,17 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
   }
   *committed = true;
   PORTICO_LOG(kInfo, "admin", "POST /config: configuration replaced (", loaded->entity_count(), " entities)");
-  // Kong answers with the loaded entities, by kind and id.
+  // Kong answers with the loaded entities, by kind and id, as stored (timestamps set).
   json body = json::object();
+  size_t next = 0;
   for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {
     if (list.entities.empty()) continue;
     json& by_id = body[list.kind->name()];
     by_id = json::object();
-    for (const auto& entity : list.entities) by_id[list.kind->Id(*entity)] = EntityToJson(*list.kind, *entity);
+    for (size_t i = 0; i < list.entities.size(); ++i, ++next) {
+      const google::protobuf::Message& stored = *(*written)[next];
+      by_id[list.kind->Id(stored)] = EntityToJson(*list.kind, stored);
+    }
   }
   return JsonResponse(201, body);
 }

@@ -260,7 +260,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
   absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
   absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
-  absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) override;
+  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
@@ -741,7 +741,9 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
       if (entities[i] == nullptr) {
         absl::StatusOr<bool> removed = DeleteInTransaction(db, *tables[i], steps[i].delete_id);
         if (!removed.ok()) return removed.status();
-      } else if (absl::Status s = WriteInTransaction(db, *tables[i], entities[i].get(), steps[i].mode); !s.ok()) {
+      } else if (absl::Status s = WriteInTransaction(db, *tables[i], entities[i].get(), steps[i].mode,
+                                                     steps[i].keep_timestamps);
+                 !s.ok()) {
         return s;
       }
     }
@@ -755,38 +757,46 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
   return written;
 }
 
-absl::Status SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
-  std::map<const EntityDescriptor*, std::vector<EntityPtr>> rows;
+absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
+  std::vector<std::pair<const Table*, std::vector<EntityPtr>>> rows;  // in the caller's order
   for (const KindRows& list : kinds) {
     absl::StatusOr<const Table*> found = TableOf(*list.kind);
     if (!found.ok()) return found.status();
-    std::vector<EntityPtr>& prepared = rows[list.kind];
+    std::vector<EntityPtr> prepared;
     for (const Message* input : list.entities) {
       absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
       if (!entity.ok()) return entity.status();
       prepared.push_back(*std::move(entity));
     }
+    rows.emplace_back(*found, std::move(prepared));
   }
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
-  return InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+  absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     // Children before parents (the registry lists parents first), so no key is left dangling.
     for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
       if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
     }
+    // Parents before children.
     for (const EntityDescriptor* kind : kinds_.kinds()) {
-      auto list = rows.find(kind);
-      if (list == rows.end()) continue;
-      const Table& table = tables_.at(kind);
-      for (EntityPtr& entity : list->second) {
-        if (absl::Status s = WriteInTransaction(db, table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
-            !s.ok()) {
-          return s;
+      for (auto& [table, entities] : rows) {
+        if (table->kind != kind) continue;
+        for (EntityPtr& entity : entities) {
+          if (absl::Status s = WriteInTransaction(db, *table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
+              !s.ok()) {
+            return s;
+          }
         }
       }
     }
     return BumpVersion(db);
   });
+  if (!status.ok()) return status;
+  std::vector<EntityPtr> written;
+  for (auto& [table, entities] : rows) {
+    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
+  }
+  return written;
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {

@@ -142,6 +142,9 @@ class Store {
     const google::protobuf::Message* entity = nullptr;  // null: delete `delete_id`
     WriteMode mode = WriteMode::kUpsert;
     std::string delete_id;
+    // Keep the entity's created_at/updated_at when set (non-zero) instead of stamping them (an
+    // import of exported entities).
+    bool keep_timestamps = false;
   };
   virtual absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) = 0;
 
@@ -149,12 +152,13 @@ class Store {
   // `kinds` (each kind at most once, any order) inserted, in one transaction with one version
   // bump. An entity's created_at/updated_at are kept when set (non-zero), else stamped now.
   // Refusals as for writes (keys; the StoreConflict payload of the entity at fault); nothing
-  // changes then.
+  // changes then. Returns the stored entities (timestamps set), in the order of `kinds` and their
+  // entities.
   struct KindRows {
     const EntityDescriptor* kind = nullptr;
     std::vector<const google::protobuf::Message*> entities;
   };
-  virtual absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) = 0;
+  virtual absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) = 0;
 
   // Every entity of the exported kinds (EntityDescriptor::exported; sorted by id, disabled
   // services included) and the version, read in one read transaction, so the set is exactly the

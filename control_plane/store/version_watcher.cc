@@ -47,7 +47,8 @@ void VersionWatcher::Loop() {
       notified_version_ = version;
       unread = 0;
       PORTICO_LOG(kInfo, "cp", "config version ", version,
-                  " was written to the store outside this CP's Admin API; building its snapshot");
+                  " is in the store but was not read for a snapshot within a tick (written by another "
+                  "process, such as portico-cp config import); building its snapshot");
       on_change_();
     } else {
       unread = version;

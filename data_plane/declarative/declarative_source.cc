@@ -24,7 +24,7 @@ absl::Status DeclarativeSource::Load() {
     stats_.last_error = std::string(status.message());
     return status;
   };
-  absl::StatusOr<std::string> text = ReadFileToString(path_);
+  absl::StatusOr<std::string> text = ReadFileToString(path_, max_bytes_);
   if (!text.ok()) return refuse(absl::FailedPreconditionError(absl::StrCat("cannot read it: ", text.status().message())));
   DeclarativeOptions options;
   options.max_bytes = max_bytes_;

@@ -360,6 +360,35 @@ TEST(DeclarativeTest, ErrorLinesNeverCarryCredentials) {
   for (const json& flat : errors.flattened) EXPECT_TRUE(flat["entity_name"].is_null()) << flat.dump();
 }
 
+TEST(DeclarativeTest, DocumentLevelErrorsAreFlattenedToo) {
+  DeclarativeErrors errors;
+  EXPECT_FALSE(Load(Doc(R"({"services": [5, {"name": "a", "host": "a", "routes": 7}]})"), &errors).ok());
+  const json body = errors.KongBody(true);
+  ASSERT_EQ(body["flattened_errors"].size(), 3u) << body.dump();
+  bool version = false, record = false, array = false;
+  for (const json& flat : body["flattened_errors"]) {
+    const json& error = flat["errors"][0];
+    if (error["message"] == "required field missing" && error["field"] == "_format_version") {
+      version = flat["entity_type"].is_null();
+    }
+    if (error["message"] == "expected a record") record = flat["entity_type"] == "service";
+    if (error["message"] == "expected an array") array = error["field"] == "routes";
+  }
+  EXPECT_TRUE(version && record && array) << body.dump();
+}
+
+TEST(DeclarativeTest, KeyAuthIdsDoNotComeFromTheirKeys) {
+  DeclarativeErrors errors;
+  absl::StatusOr<DeclarativeConfig> config = Load(Doc(R"({"_format_version": "3.0",
+    "consumers": [{"username": "a", "keyauth_credentials": [{"key": "k1"}]}]})"),
+                                                  &errors);
+  ASSERT_TRUE(config.ok());
+  ASSERT_EQ(config->config.keyauth_credentials.size(), 1u);
+  const std::string id = config->config.keyauth_credentials[0].id();
+  EXPECT_NE(id, DeclarativeEntityId("keyauth_credentials\x1fkey\x1fk1"));
+  EXPECT_EQ(id, DeclarativeEntityId("keyauth_credentials\x1f@\x1f" "consumers[0].keyauth_credentials[0]"));
+}
+
 TEST(DeclarativeTest, DeclarativeIdsAreUuids) {
   const std::string a = DeclarativeEntityId("services\x1fname\x1f" "a");
   EXPECT_TRUE(IsUuid(a));

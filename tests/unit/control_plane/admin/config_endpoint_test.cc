@@ -87,6 +87,8 @@ TEST_F(ConfigEndpointTest, PostReplacesEverythingInOneVersion) {
   EXPECT_EQ(changes_, changes_before + 1);
   ASSERT_TRUE(created["services"].is_object()) << created.dump();
   EXPECT_EQ(created["services"].size(), 1u);
+  EXPECT_EQ(created["services"].begin().value()["created_at"], 1700000000);  // as stored
+  EXPECT_EQ(created["services"].begin().value()["updated_at"], 1700000000);
   EXPECT_EQ(created["routes"].size(), 1u);
   // The old service is gone; the document's entities are there with their references.
   CallJson("GET", "/services/" + old_id, 404);
@@ -206,6 +208,20 @@ TEST_F(ConfigEndpointTest, CertificatesWithSnisAndServicesThatUseThem) {
             "'ca_certificates')")
       << bad.dump();
   // The export carries the certificate and its snis, and loads back unchanged.
+  json exported = CallJson("GET", "/config", 200);
+  EXPECT_EQ(Call("POST", "/config?check_hash=1", exported["config"].get<std::string>(), "text/yaml").status, 304);
+}
+
+TEST_F(ConfigEndpointTest, ExpiredCertificatesLoadBack) {
+  const test_support::TestCertificate expired =
+      test_support::MakeTestCertificate({.not_before_offset = -7200, .not_after_offset = -3600});
+  json doc = {{"_format_version", "3.0"},
+              {"certificates", json::array({{{"cert", expired.cert_pem}, {"key", expired.key_pem}}})},
+              // The same certificate twice, with its snis apart: ids come from the cert and its key.
+              {"ca_certificates", json::array()}};
+  CallJson("POST", "/config", 201, doc.dump());
+  // The Admin API still refuses an expired certificate on its own writes.
+  CallJson("POST", "/certificates", 400, json{{"cert", expired.cert_pem}, {"key", expired.key_pem}}.dump());
   json exported = CallJson("GET", "/config", 200);
   EXPECT_EQ(Call("POST", "/config?check_hash=1", exported["config"].get<std::string>(), "text/yaml").status, 304);
 }
