@@ -32,6 +32,46 @@ constexpr absl::string_view kYamlTagPrefix = "tag:yaml.org,2002:";
 // ---------------------------------------------------------------------------------------------
 // Positions and messages
 
+// `s` with each invalid UTF-8 sequence replaced by U+FFFD (libyaml refuses invalid UTF-8).
+std::string ValidUtf8(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char lead = static_cast<unsigned char>(s[i]);
+    size_t length = 0;
+    uint32_t min = 0;
+    uint32_t code = 0;
+    if (lead < 0x80) {
+      length = 1;
+      code = lead;
+    } else if ((lead & 0xE0) == 0xC0) {
+      length = 2, min = 0x80, code = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, min = 0x800, code = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, min = 0x10000, code = lead & 0x07;
+    }
+    bool valid = length > 0 && i + length <= s.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(s[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid = valid && code >= min && code <= 0x10FFFF && !(code >= 0xD800 && code <= 0xDFFF);
+    if (valid) {
+      out.append(s.data() + i, length);
+      i += length;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
+bool IsValidUtf8(absl::string_view s) { return ValidUtf8(s) == s; }
+
 struct TextPosition {
   size_t line = 1;    // 1-based
   size_t column = 1;  // 1-based, in characters (code points), as libyaml counts
@@ -55,8 +95,10 @@ TextPosition PositionOfOffset(absl::string_view text, size_t offset) {
   return position;
 }
 
+// Messages are valid UTF-8 whatever the input, so that they can go into a JSON error body.
 absl::Status ErrorAt(const TextPosition& position, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("line ", position.line, ", column ", position.column, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", position.line, ", column ", position.column, ": ", ValidUtf8(what)));
 }
 
 absl::Status ErrorAt(const yaml_mark_t& mark, absl::string_view what) { return ErrorAt(PositionOfMark(mark), what); }
@@ -667,10 +709,19 @@ class JsonTreeSax {
     } else if (absl::StartsWith(message, "[json.exception.")) {
       message.remove_prefix(std::min(message.size(), message.find("] ") + 2));
     }
-    std::string what(message.substr(0, message.find("; last read")));
-    if (size_t expected = message.rfind("; expected "); expected != absl::string_view::npos &&
-                                                        expected > message.find("; last read")) {
-      absl::StrAppend(&what, message.substr(expected));
+    const size_t last_read = message.find("; last read");
+    std::string what(message.substr(0, last_read));
+    // nlohmann ends with "; expected <token name>"; the quoted input before it may hold the same
+    // words, so only a known token name counts.
+    static constexpr absl::string_view kTokenNames[] = {
+        "true literal", "false literal", "null literal", "string literal", "number literal", "'['", "'{'", "']'",
+        "'}'", "':'", "','", "end of input", "'[', '{', or a literal", "unknown token"};
+    if (size_t expected = message.rfind("; expected "); expected != absl::string_view::npos && expected > last_read &&
+                                                        last_read != absl::string_view::npos) {
+      absl::string_view name = message.substr(expected + 11);
+      if (std::find(std::begin(kTokenNames), std::end(kTokenNames), name) != std::end(kTokenNames)) {
+        absl::StrAppend(&what, "; expected ", name);
+      }
     }
     status_ = ErrorAt(PositionOfOffset(text_, position > 0 ? position - 1 : 0), what);
     syntax_error_ = true;
@@ -768,45 +819,6 @@ bool LooksLikeJson(absl::string_view text) {
 // ---------------------------------------------------------------------------------------------
 // Emitter
 
-// `s` with each invalid UTF-8 sequence replaced by U+FFFD (libyaml refuses invalid UTF-8).
-std::string ValidUtf8(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char lead = static_cast<unsigned char>(s[i]);
-    size_t length = 0;
-    uint32_t min = 0;
-    uint32_t code = 0;
-    if (lead < 0x80) {
-      length = 1;
-      code = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, min = 0x80, code = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, min = 0x800, code = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, min = 0x10000, code = lead & 0x07;
-    }
-    bool valid = length > 0 && i + length <= s.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(s[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      code = (code << 6) | (next & 0x3F);
-    }
-    valid = valid && code >= min && code <= 0x10FFFF && !(code >= 0xD800 && code <= 0xDFFF);
-    if (valid) {
-      out.append(s.data() + i, length);
-      i += length;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
-}
-
-bool IsValidUtf8(absl::string_view s) { return ValidUtf8(s) == s; }
 
 // A double as the shortest text that parses back to it, still looking like a float ("1.0").
 std::string FloatText(double value) {

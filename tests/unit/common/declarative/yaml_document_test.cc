@@ -451,6 +451,12 @@ TEST(YamlDocumentJson, ErrorsHaveLineAndColumn) {
             "line 2, column 6: syntax error while parsing object separator - unexpected number literal; "
             "expected ':'");
   EXPECT_THAT(Error("[1, 2"), StartsWith("line 1, column "));
+  // The input nlohmann quotes is left out, even when it looks like the end of the message
+  // (fuzz regression json_error_quoting_expected), and messages stay UTF-8.
+  EXPECT_EQ(Error("{\"a\": x; expected \xC2\x85\xFF}"),
+            "line 1, column 7: syntax error while parsing value - invalid literal");
+  EXPECT_EQ(Error("[\"\xFF\"]"), "line 1, column 3: syntax error while parsing value - invalid string: "
+                                   "ill-formed UTF-8 byte");
 }
 
 TEST(YamlDocumentJson, SameLimits) {
