@@ -417,6 +417,7 @@ class TreeBuilder {
   struct Anchor {
     json value;
     size_t nodes = 0;  // values in `value`, itself included
+    size_t bytes = 0;  // string bytes in `value`, keys included
     int height = 0;    // container nesting inside `value` (a scalar: 0)
     // For a scalar: its text, tag and style, so an alias used as a mapping key gives the text.
     bool is_scalar = false;
@@ -431,7 +432,9 @@ class TreeBuilder {
     bool mapping = false;
     json value;
     std::string anchor;
+    yaml_mark_t start{};
     size_t nodes_before = 0;  // nodes_ before this container was counted
+    size_t bytes_before = 0;  // bytes_ then
     int child_height = 0;
     // Mapping only: the key waiting for its value.
     bool has_key = false;
@@ -453,11 +456,42 @@ class TreeBuilder {
   }
   bool ExpectingKey() const { return !stack_.empty() && stack_.back().mapping && !stack_.back().has_key; }
 
-  absl::Status CountTextNode(const yaml_mark_t& mark) {
+  // A value read from the text, holding `bytes` of string.
+  absl::Status CountTextNode(size_t bytes, const yaml_mark_t& mark) {
     if (nodes_ + 1 > limits_.max_nodes) {
       return ErrorAt(mark, absl::StrCat("the document has more than ", limits_.max_nodes, " values (the limit)"));
     }
     ++nodes_;
+    ++text_nodes_;
+    bytes_ += bytes;
+    return absl::OkStatus();
+  }
+
+  static size_t Budget(size_t base, size_t per_unit, size_t units) {
+    if (per_unit != 0 && units > (std::numeric_limits<size_t>::max() - base) / per_unit) {
+      return std::numeric_limits<size_t>::max();
+    }
+    return base + per_unit * units;
+  }
+
+  // Copies (alias expansions, and the copy an anchor keeps of its node) may hold at most
+  // alias_nodes_base + alias_nodes_per_text_node * (values read from the text) values and
+  // alias_bytes_base + alias_nodes_per_text_node * (the text's size) string bytes. Counts the copy.
+  absl::Status CountCopy(size_t nodes, size_t bytes, absl::string_view what, const yaml_mark_t& mark) {
+    const size_t allowed_nodes =
+        Budget(limits_.alias_nodes_base, limits_.alias_nodes_per_text_node, text_nodes_);
+    if (copied_nodes_ + nodes > allowed_nodes) {
+      return ErrorAt(mark, absl::StrCat(what, " ", allowed_nodes, " nodes (", limits_.alias_nodes_base, " + ",
+                                        limits_.alias_nodes_per_text_node, " per value written in the text)"));
+    }
+    const size_t allowed_bytes = Budget(limits_.alias_bytes_base, limits_.alias_nodes_per_text_node, text_.size());
+    if (copied_bytes_ + bytes > allowed_bytes) {
+      return ErrorAt(mark, absl::StrCat(what, " ", allowed_bytes, " bytes of strings (",
+                                        limits_.alias_bytes_base, " + ", limits_.alias_nodes_per_text_node,
+                                        " per byte of the text)"));
+    }
+    copied_nodes_ += nodes;
+    copied_bytes_ += bytes;
     return absl::OkStatus();
   }
 
@@ -472,7 +506,8 @@ class TreeBuilder {
       }
       if (absl::string_view anchor = CString(scalar.anchor); !anchor.empty()) {
         // Aliased as a value, an anchored key resolves as a value would.
-        Anchor saved{json(nullptr), 1, 0, true, std::string(text), absl::OkStatus()};
+        if (absl::Status s = CountCopy(1, text.size(), "anchored values exceed", event.start_mark); !s.ok()) return s;
+        Anchor saved{json(nullptr), 1, text.size(), 0, true, std::string(text), absl::OkStatus()};
         absl::StatusOr<json> value = ResolveScalar(text, tag, plain, event.start_mark);
         if (value.ok()) {
           saved.value = *std::move(value);
@@ -483,11 +518,14 @@ class TreeBuilder {
       }
       return OnKey(std::string(text), /*merge_candidate=*/plain && tag.empty() && text == "<<", event.start_mark);
     }
-    if (absl::Status s = CountTextNode(event.start_mark); !s.ok()) return s;
     absl::StatusOr<json> value = ResolveScalar(text, tag, plain, event.start_mark);
     if (!value.ok()) return value.status();
+    const size_t bytes = value->is_string() ? text.size() : 0;
+    if (absl::Status s = CountTextNode(bytes, event.start_mark); !s.ok()) return s;
     if (absl::string_view anchor = CString(scalar.anchor); !anchor.empty()) {
-      anchors_.insert_or_assign(std::string(anchor), Anchor{*value, 1, 0, true, std::string(text), absl::OkStatus()});
+      if (absl::Status s = CountCopy(1, bytes, "anchored values exceed", event.start_mark); !s.ok()) return s;
+      anchors_.insert_or_assign(std::string(anchor),
+                                Anchor{*value, 1, bytes, 0, true, std::string(text), absl::OkStatus()});
     }
     return Deliver(*std::move(value), 0, event.start_mark);
   }
@@ -497,6 +535,7 @@ class TreeBuilder {
     if (merge_candidate ? frame.seen_merge : frame.value.contains(key)) {
       return ErrorAt(mark, absl::StrCat("duplicate key ", Quoted(key)));
     }
+    bytes_ += key.size();
     frame.has_key = true;
     frame.key = std::move(key);
     frame.key_mark = mark;
@@ -517,32 +556,22 @@ class TreeBuilder {
       return OnKey(anchor.scalar_text, /*merge_candidate=*/false, event.start_mark);
     }
     if (!anchor.value_error.ok()) return anchor.value_error;
-    if (absl::Status s = CheckAliasExpansion(anchor.nodes, anchor.height, event.start_mark); !s.ok()) return s;
+    if (absl::Status s = CheckAliasExpansion(anchor, event.start_mark); !s.ok()) return s;
     nodes_ += anchor.nodes;
-    alias_nodes_ += anchor.nodes;
+    bytes_ += anchor.bytes;
     return Deliver(json(anchor.value), anchor.height, event.start_mark);
   }
 
   // Refuses, before anything is copied, an expansion that would pass a limit.
-  absl::Status CheckAliasExpansion(size_t nodes, int height, const yaml_mark_t& mark) {
-    if (static_cast<size_t>(height) + depth() > static_cast<size_t>(std::max(limits_.max_depth, 0))) {
+  absl::Status CheckAliasExpansion(const Anchor& anchor, const yaml_mark_t& mark) {
+    if (static_cast<size_t>(anchor.height) + depth() > static_cast<size_t>(std::max(limits_.max_depth, 0))) {
       return ErrorAt(mark, absl::StrCat("alias expansion exceeds the nesting depth limit of ", limits_.max_depth));
     }
-    if (nodes_ + nodes > limits_.max_nodes) {
+    if (nodes_ + anchor.nodes > limits_.max_nodes) {
       return ErrorAt(mark, absl::StrCat("alias expansion exceeds the limit of ", limits_.max_nodes,
                                         " nodes in a document"));
     }
-    const size_t text_nodes = nodes_ - alias_nodes_;
-    size_t allowed = std::numeric_limits<size_t>::max();
-    if (limits_.alias_nodes_per_text_node == 0 ||
-        text_nodes <= (allowed - limits_.alias_nodes_base) / limits_.alias_nodes_per_text_node) {
-      allowed = limits_.alias_nodes_base + limits_.alias_nodes_per_text_node * text_nodes;
-    }
-    if (alias_nodes_ + nodes > allowed) {
-      return ErrorAt(mark, absl::StrCat("alias expansion exceeds ", allowed, " nodes (", limits_.alias_nodes_base,
-                                        " + ", limits_.alias_nodes_per_text_node, " per value written in the text)"));
-    }
-    return absl::OkStatus();
+    return CountCopy(anchor.nodes, anchor.bytes, "alias expansion exceeds", mark);
   }
 
   absl::Status OnContainerStart(const yaml_event_t& event, bool mapping) {
@@ -561,8 +590,10 @@ class TreeBuilder {
     frame.mapping = mapping;
     frame.value = mapping ? json::object() : json::array();
     frame.anchor = std::string(anchor);
+    frame.start = event.start_mark;
     frame.nodes_before = nodes_;
-    if (absl::Status s = CountTextNode(event.start_mark); !s.ok()) return s;
+    frame.bytes_before = bytes_;
+    if (absl::Status s = CountTextNode(0, event.start_mark); !s.ok()) return s;
     stack_.push_back(std::move(frame));
     return absl::OkStatus();
   }
@@ -582,8 +613,10 @@ class TreeBuilder {
     }
     const int height = frame.child_height + 1;
     if (!frame.anchor.empty()) {
-      anchors_.insert_or_assign(frame.anchor,
-                                Anchor{frame.value, nodes_ - frame.nodes_before, height, false, {}, absl::OkStatus()});
+      const size_t nodes = nodes_ - frame.nodes_before;
+      const size_t bytes = bytes_ - frame.bytes_before;
+      if (absl::Status s = CountCopy(nodes, bytes, "anchored values exceed", frame.start); !s.ok()) return s;
+      anchors_.insert_or_assign(frame.anchor, Anchor{frame.value, nodes, bytes, height, false, {}, absl::OkStatus()});
     }
     return Deliver(std::move(frame.value), height, event.start_mark);
   }
@@ -626,8 +659,11 @@ class TreeBuilder {
   std::vector<Frame> stack_;
   std::optional<json> root_;
   absl::flat_hash_map<std::string, Anchor> anchors_;
-  size_t nodes_ = 0;        // values produced, aliases included
-  size_t alias_nodes_ = 0;  // of which produced by alias expansion
+  size_t nodes_ = 0;         // values in the tree, alias copies included
+  size_t bytes_ = 0;         // string bytes in the tree (values and keys), alias copies included
+  size_t text_nodes_ = 0;    // values read from the text
+  size_t copied_nodes_ = 0;  // values copied: by alias expansion, and kept by anchors
+  size_t copied_bytes_ = 0;  // string bytes copied
   bool syntax_error_ = false;
 };
 

@@ -374,13 +374,45 @@ TEST(YamlDocumentLimits, AliasExpansionIsBoundedByTheText) {
   limits.alias_nodes_per_text_node = 2;
   // 4 text values (mapping, sequence, 1, 2); the first alias copies 3 (<= 10 + 2*4).
   EXPECT_EQ(Parse("a: &a [1, 2]\nb: *a\n", limits), json::parse(R"({"a":[1,2],"b":[1,2]})"));
-  // 21 text values: 52 copied values allowed; the aliases copy 20 each.
+  // 21 text values: 52 copied values allowed; the anchor keeps a copy of 20, each alias copies 20.
   const std::string text =
       "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]\nb: *a\nc: *a\nd: *a\n";
   EXPECT_EQ(Error(text, limits),
-            "line 4, column 4: alias expansion exceeds 52 nodes (10 + 2 per value written in the text)");
-  limits.alias_nodes_per_text_node = 3;
+            "line 3, column 4: alias expansion exceeds 52 nodes (10 + 2 per value written in the text)");
+  limits.alias_nodes_per_text_node = 4;
   EXPECT_EQ(Parse(text, limits)["d"].size(), 19u);
+}
+
+TEST(YamlDocumentLimits, AliasesOfBigStringsAreBoundedByBytes) {
+  // 1,000 aliases of a 100 KB string: 100 MB from a 105 KB text.
+  std::string text = "big: &s " + std::string(100'000, 'x') + "\nlist: [";
+  for (int i = 0; i < 1000; ++i) absl::StrAppend(&text, i > 0 ? ", " : "", "*s");
+  absl::StrAppend(&text, "]\n");
+  const std::string message = Error(text);
+  EXPECT_THAT(message, StartsWith("line 2, column "));
+  EXPECT_THAT(message, HasSubstr("alias expansion exceeds "));
+  EXPECT_THAT(message, HasSubstr(" bytes of strings (16777216 + 10 per byte of the text)"));
+  // Keys count too.
+  DocumentLimits limits;
+  limits.alias_bytes_base = 100;
+  limits.alias_nodes_per_text_node = 0;
+  EXPECT_EQ(Error("a: &m {" + std::string(60, 'k') + ": 1}\nb: *m\n", limits),
+            "line 2, column 4: alias expansion exceeds 100 bytes of strings (100 + 0 per byte of the text)");
+}
+
+TEST(YamlDocumentLimits, NestedAnchorsCountTheCopiesTheyKeep) {
+  // Every level anchored: each keeps a copy of everything below it (64 copies of the long list).
+  std::string text;
+  for (int i = 0; i < 60; ++i) absl::StrAppend(&text, "&a", i, " [");
+  text += "0";
+  for (int i = 1; i < 2000; ++i) absl::StrAppend(&text, ", ", i);
+  text += std::string(60, ']');
+  EXPECT_THAT(Error(text), HasSubstr("anchored values exceed "));
+  // The same without anchors is fine.
+  std::string plain;
+  for (int i = 0; i < 60; ++i) plain += "[";
+  plain += text.substr(text.find("0, 1"));
+  EXPECT_TRUE(ParseYamlDocument(plain).ok());
 }
 
 // A text whose full expansion is 10^10 values ("billion laughs").
