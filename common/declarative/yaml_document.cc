@@ -506,7 +506,8 @@ class TreeBuilder {
       }
       if (absl::string_view anchor = CString(scalar.anchor); !anchor.empty()) {
         // Aliased as a value, an anchored key resolves as a value would.
-        if (absl::Status s = CountCopy(1, text.size(), "anchored values exceed", event.start_mark); !s.ok()) return s;
+        absl::Status counted = CountCopy(1, text.size(), "anchored values exceed", event.start_mark);
+        if (!counted.ok()) return counted;
         Anchor saved{json(nullptr), 1, text.size(), 0, true, std::string(text), absl::OkStatus()};
         absl::StatusOr<json> value = ResolveScalar(text, tag, plain, event.start_mark);
         if (value.ok()) {
