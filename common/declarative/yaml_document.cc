@@ -275,7 +275,7 @@ absl::StatusOr<json> ResolveScalar(absl::string_view text, absl::string_view tag
     if (!value) return ErrorAt(mark, absl::StrCat("integer ", Quoted(text), " is out of range (64-bit signed)"));
     return json(*value);
   }
-  // A float, or an integer under !!float (IsIntText's hex/octal forms are converted exactly).
+  // A float, or an integer under !!float (through int64 when it fits, so hex and octal work too).
   if (kind == PlainKind::kInt) {
     if (std::optional<int64_t> value = ParseIntText(text)) return json(static_cast<double>(*value));
     if (absl::StartsWith(text, "0x") || absl::StartsWith(text, "0o")) {
@@ -419,7 +419,7 @@ class TreeBuilder {
     size_t nodes = 0;  // values in `value`, itself included
     size_t bytes = 0;  // string bytes in `value`, keys included
     int height = 0;    // container nesting inside `value` (a scalar: 0)
-    // For a scalar: its text, tag and style, so an alias used as a mapping key gives the text.
+    // For a scalar: its text, so an alias used as a mapping key gives the text.
     bool is_scalar = false;
     std::string scalar_text;
     // An anchored mapping key whose text does not resolve as a value: what an alias to it as a
