@@ -2,6 +2,7 @@
 // snapshots to data planes over mutual-TLS gRPC.
 //
 //   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
+//   portico-cp config validate FILE | import FILE [--db DB] | export [FILE] [--db DB]
 //   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
 //              [--admin-token-file F] [--admin-client-ca F] [--admin-ssl-cert F --admin-ssl-cert-key F]
 //              --cluster-cert F --cluster-key F --cluster-ca F
@@ -13,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -30,6 +33,7 @@
 #include "common/tls/server_tls_context.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
+#include "control_plane/config_cli.h"
 #include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
@@ -61,7 +65,8 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-constexpr char kServeUsage[] = "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]";
+constexpr char kServeUsage[] =
+    "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]\n       portico-cp config validate|import|export ...";
 constexpr char kServeDescription[] =
     "The Portico control plane: serves the Admin API, keeps the configuration in a SQLite file and\n"
     "streams versioned config snapshots to data planes over mutual-TLS gRPC. Every flag can also be\n"
@@ -217,7 +222,10 @@ int Serve(int argc, char** argv) {
       {"cluster-cert", "", "CP server certificate (PEM)"},
       {"cluster-key", "", "CP server private key (PEM)"},
       {"cluster-ca", "", "cluster CA; DP client certificates must chain to it"},
-      {"max-body-bytes", "16777216", "largest Admin API request body"},
+      {"admin-gui-origin", "", "origins a browser admin UI calls the Admin API from (comma-separated "
+                               "scheme://host[:port], Kong's admin_gui_origin); default: any, the request's "
+                               "Origin is echoed"},
+      {"max-body-bytes", std::to_string(kAdminMaxBodyBytes), "largest Admin API request body (Kong's 10m)"},
       {"cluster-admission-rate", "50", "new DP streams admitted per second (token bucket; 0 = no limit)"},
       {"cluster-admission-burst", "100", "new DP streams admitted at once before the rate applies"},
       {"cluster-max-full-sends", "32", "full snapshots written to DPs at the same time"},
@@ -245,6 +253,19 @@ int Serve(int argc, char** argv) {
   size_t max_body = 0;
   if (!absl::SimpleAtoi(flags.Get("max-body-bytes"), &max_body) || max_body == 0) {
     return Fail(absl::InvalidArgumentError("--max-body-bytes must be a positive integer"));
+  }
+  std::vector<std::string> cors_origins;
+  if (flags.IsSet("admin-gui-origin")) {
+    cors_origins = absl::StrSplit(flags.Get("admin-gui-origin"), ',', absl::SkipWhitespace());
+    for (const std::string& origin : cors_origins) {
+      // Sent back as a header value: visible ASCII only.
+      for (const char c : origin) {
+        if (c <= ' ' || c == 0x7f) {
+          return Fail(absl::InvalidArgumentError(
+              "--admin-gui-origin: each origin must be scheme://host[:port] without spaces or control characters"));
+        }
+      }
+    }
   }
 
   int max_full_sends = 0;
@@ -318,6 +339,8 @@ int Serve(int argc, char** argv) {
     return sync_ptr->SendHealthOverride(command);
   };
   admin_options.token = admin_security->token;
+  admin_options.max_body_bytes = max_body;
+  admin_options.cors_origins = std::move(cors_origins);
   AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;
@@ -356,5 +379,6 @@ int Serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
   return portico::cp::Serve(argc, argv);
 }

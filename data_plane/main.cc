@@ -1,6 +1,7 @@
 // portico-dp: the data plane. DB-less: it receives config snapshots from the CP over mutual-TLS
 // gRPC, keeps them in memory (and, only with --snapshot-cache, the last good one on disk), and
-// proxies HTTP/1.1. It keeps serving its last config when the CP is gone.
+// proxies HTTP/1.1 and HTTP/2. It keeps serving its last config when the CP is gone. With
+// --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,8 @@
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "common/declarative/declarative.h"
+#include "data_plane/declarative/declarative_source.h"
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
@@ -127,6 +130,7 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });
+  if (sync == nullptr) return;  // DB-less: no control plane
   registry->AddCallbackGauge("portico_cluster_certificate_expiry_seconds",
                              "notAfter of the cluster certificate this process presents, as Unix time in seconds",
                              [sync] { return static_cast<double>(sync->certificate_not_after()); });
@@ -146,8 +150,9 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
       });
 }
 
-HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state,
-                            const SyncClient& sync, const ProxyServer& proxy,
+// `sync` is null in DB-less mode, where `declarative` is set instead.
+HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state, const SyncClient* sync,
+                            const DeclarativeSource* declarative, const ProxyServer& proxy,
                             const DpMetrics& dp_metrics, const HealthRegistry& health) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
@@ -161,24 +166,36 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   }
   if (request.path == "/status") {
     nlohmann::json j = state.ToJson();
-    j["control_plane_connected"] = sync.connected();
-    j["node_id"] = sync.node_id();
     j["version"] = PORTICO_VERSION;
     j["server"] = {{"total_requests", proxy.requests_total()}};
-    const SyncClientStats stats = sync.stats();
-    j["sync"] = {{"connect_attempts", stats.connect_attempts},
-                 {"sessions", stats.sessions},
-                 {"snapshots_applied", stats.snapshots_applied},
-                 {"snapshots_rejected", stats.snapshots_rejected},
-                 {"partial_discarded", stats.partial_discarded},
-                 {"up_to_date", stats.up_to_date},
-                 {"refusals", stats.refusals},
-                 {"loaded_from_cache", stats.loaded_from_cache},
-                 {"persisted", stats.persisted},
-                 {"persist_failures", stats.persist_failures},
-                 {"health_reports", stats.health_reports},
-                 {"health_overrides", stats.health_overrides},
-                 {"health_override_failures", stats.health_override_failures}};
+    if (sync != nullptr) {
+      j["control_plane_connected"] = sync->connected();
+      j["node_id"] = sync->node_id();
+      const SyncClientStats stats = sync->stats();
+      j["sync"] = {{"connect_attempts", stats.connect_attempts},
+                   {"sessions", stats.sessions},
+                   {"snapshots_applied", stats.snapshots_applied},
+                   {"snapshots_rejected", stats.snapshots_rejected},
+                   {"partial_discarded", stats.partial_discarded},
+                   {"up_to_date", stats.up_to_date},
+                   {"refusals", stats.refusals},
+                   {"loaded_from_cache", stats.loaded_from_cache},
+                   {"persisted", stats.persisted},
+                   {"persist_failures", stats.persist_failures},
+                   {"health_reports", stats.health_reports},
+                   {"health_overrides", stats.health_overrides},
+                   {"health_override_failures", stats.health_override_failures}};
+    }
+    if (declarative != nullptr) {
+      const DeclarativeSource::Stats stats = declarative->stats();
+      j["control_plane_connected"] = false;
+      j["declarative_config"] = {
+          {"file", declarative->path()},
+          {"loads", stats.loads},
+          {"unchanged", stats.unchanged},
+          {"failures", stats.failures},
+          {"last_error", stats.last_error.empty() ? nlohmann::json() : nlohmann::json(stats.last_error)}};
+    }
     // This DP's view of its balanced targets (Kong's per-node health).
     nlohmann::json targets = nlohmann::json::array();
     for (const TargetHealthReport& t : health.Report()) {
@@ -205,11 +222,13 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   return HttpResponse::Json(404, R"({"message":"Not found"})");
 }
 
-constexpr char kUsage[] = "portico-dp [flags]";
+constexpr char kUsage[] = "portico-dp [flags]\n       portico-dp --declarative-config FILE [proxy flags]";
 constexpr char kDescription[] =
     "The Portico data plane: proxies HTTP/1.1 with the config snapshots it receives from a control\n"
     "plane over mutual-TLS gRPC, keeps them in memory only, and keeps serving the last good one\n"
-    "while the control plane is away. --control-plane must be an IP address or a name that\n"
+    "while the control plane is away. With --declarative-config it serves a kong.yml file instead,\n"
+    "without a control plane (SIGHUP reloads the file; a bad file keeps the current config).\n"
+    "--control-plane must be an IP address or a name that\n"
     "resolves here; when dialling an IP, --cluster-server-name gives the name to expect in the CP\n"
     "certificate. Every flag can also be set through its environment variable; the command line\n"
     "wins. Boolean values: true/false, 1/0, yes/no, on/off.";
@@ -240,6 +259,9 @@ int Serve(int argc, char** argv) {
       {"dns-hostsfile", "/etc/hosts", "hosts file read before DNS (re-read when it changes; empty: none)"},
       {"upstream-tls-verify", "", "verify https upstreams' certificates when a service's tls_verify is null "
                                   "(Kong's proxy_ssl_verify; off by default, as Kong)", true},
+      {"declarative-config", "", "serve this declarative config file (kong.yml, YAML or JSON) without a "
+                                 "control plane (DB-less mode); SIGHUP reloads it"},
+      {"declarative-config-max-bytes", "67108864", "largest declarative config file accepted"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
@@ -250,7 +272,23 @@ int Serve(int argc, char** argv) {
     return 2;
   }
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
-  if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
+  const std::string declarative_file = flags.Get("declarative-config");
+  const bool db_less = !declarative_file.empty();
+  size_t declarative_max_bytes = 0;
+  if (!absl::SimpleAtoi(flags.Get("declarative-config-max-bytes"), &declarative_max_bytes) ||
+      declarative_max_bytes == 0) {
+    return Fail(absl::InvalidArgumentError("--declarative-config-max-bytes must be a positive integer"));
+  }
+  if (db_less) {
+    // One source of config: a file or a control plane, never both.
+    for (const char* cluster_flag : {"control-plane", "cluster-cert", "cluster-key", "cluster-ca",
+                                     "cluster-server-name", "snapshot-cache"}) {
+      if (flags.IsSet(cluster_flag)) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--declarative-config serves a file without a control plane; drop --", cluster_flag)));
+      }
+    }
+  } else if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
     return Fail(s);
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
@@ -427,9 +465,31 @@ int Serve(int argc, char** argv) {
   sync_options.on_applied = [&dp_metrics](absl::Duration took) {
     dp_metrics.apply_seconds->Observe(absl::ToDoubleSeconds(took));
   };
-  absl::StatusOr<std::unique_ptr<SyncClient>> sync = SyncClient::Start(sync_options, apply, test_hooks.get());
-  if (!sync.ok()) return Fail(sync.status());
-  SyncClient* sync_ptr = sync->get();
+  // DB-less: the file is the only source; it must load before anything listens for status.
+  std::unique_ptr<DeclarativeSource> declarative;
+  if (db_less) {
+    declarative = std::make_unique<DeclarativeSource>(
+        declarative_file, declarative_max_bytes,
+        [&apply, &dp_metrics](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) {
+          const auto start = std::chrono::steady_clock::now();
+          absl::Status s = apply(std::move(config), version);
+          if (s.ok()) {
+            dp_metrics.apply_seconds->Observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          }
+          return s;
+        });
+    if (absl::Status s = declarative->Load(); !s.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--declarative-config ", declarative_file, ": ", s.message())));
+    }
+  }
+  std::unique_ptr<SyncClient> sync;
+  if (!db_less) {
+    absl::StatusOr<std::unique_ptr<SyncClient>> started = SyncClient::Start(sync_options, apply, test_hooks.get());
+    if (!started.ok()) return Fail(started.status());
+    sync = *std::move(started);
+  }
+  SyncClient* sync_ptr = sync.get();
   health_listener.store(sync_ptr, std::memory_order_release);
   // Runs before the sync client is destroyed, on every way out of main (workers and the checker
   // may still report until the proxy and the checker stop, which happens after).
@@ -438,29 +498,38 @@ int Serve(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
-        return StatusResponse(request, serving, *sync_ptr, *proxy_ptr, dp_metrics, health);
+      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
+        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health);
       });
   if (!status.ok()) return Fail(status.status());
 
   const ServerTlsContext* tls = proxy_ptr->tls_context();
-  PORTICO_LOG(kInfo, "dp", "node ", sync_ptr->node_id(), " proxy listening on ",
+  PORTICO_LOG(kInfo, "dp", db_less ? std::string("DB-less node") : absl::StrCat("node ", sync_ptr->node_id()),
+              " proxy listening on ",
               proxy_addr->host, ":", proxy_ptr->port(),
               tls == nullptr ? std::string(", TLS off")
                              : absl::StrCat(", TLS on ", proxy_options.tls.host, ":", proxy_ptr->tls_port(),
                                             " (default certificate ", tls->default_subject(),
                                             tls->default_generated() ? ", generated" : "", ")"),
               " (", workers, " workers), status on ",
-              status_addr->host, ":", (*status)->port(), ", control plane ",
-              flags.Get("control-plane"),
+              status_addr->host, ":", (*status)->port(),
+              db_less ? absl::StrCat(", declarative config ", declarative_file)
+                      : absl::StrCat(", control plane ", flags.Get("control-plane")),
               sync_options.snapshot_cache_dir.empty()
                   ? std::string()
                   : absl::StrCat(", snapshot cache ", sync_options.snapshot_cache_dir));
-  // SIGHUP: reload the cluster cert, key and CA for the next connection (docs/tls.md).
-  int sig = WaitForTerminationSignal([sync_ptr] { sync_ptr->ReloadCertificates().IgnoreError(); });
+  // SIGHUP: reload the declarative file (DB-less), or the cluster cert, key and CA for the next
+  // connection (docs/tls.md).
+  int sig = WaitForTerminationSignal([sync_ptr, declarative_ptr = declarative.get()] {
+    if (declarative_ptr != nullptr) {
+      declarative_ptr->Load().IgnoreError();  // a refused file is logged and the config kept
+    } else {
+      sync_ptr->ReloadCertificates().IgnoreError();
+    }
+  });
   PORTICO_LOG(kInfo, "dp", "signal ", sig, ", shutting down");
   (*status)->Stop();
-  sync_ptr->Stop();
+  if (sync_ptr != nullptr) sync_ptr->Stop();
   checker.Stop();
   proxy_ptr->Stop();
   return 0;

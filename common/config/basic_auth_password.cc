@@ -49,4 +49,15 @@ bool ParseHashedBasicAuthPassword(absl::string_view stored, std::string* salt, s
   return true;
 }
 
+bool BasicAuthPasswordMatches(absl::string_view stored, absl::string_view password) {
+  std::string salt, digest;
+  if (!ParseHashedBasicAuthPassword(stored, &salt, &digest)) return false;
+  uint8_t computed[Sha256::kDigestBytes];
+  Sha256 sha;
+  sha.Update(salt);
+  sha.Update(password);
+  sha.Final(computed);
+  return absl::string_view(reinterpret_cast<const char*>(computed), sizeof(computed)) == digest;
+}
+
 }  // namespace portico

@@ -18,4 +18,8 @@ std::string HashBasicAuthPassword(absl::string_view password);
 // The salt (16 bytes) and digest (32 bytes) of a hashed form; false when it is not one.
 bool ParseHashedBasicAuthPassword(absl::string_view stored, std::string* salt, std::string* digest);
 
+// True when `stored` is a hashed form of `password` (not constant-time: for configuration
+// tooling, not for checking credentials presented by clients).
+bool BasicAuthPasswordMatches(absl::string_view stored, absl::string_view password);
+
 }  // namespace portico

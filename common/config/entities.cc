@@ -133,9 +133,9 @@ const EntityDescriptor& CertificatesKind() {
           .fields =
               {
                   {.name = "cert", .type = FieldType::kString, .required = true},
-                  {.name = "key", .type = FieldType::kString, .required = true},
+                  {.name = "key", .type = FieldType::kString, .required = true, .secret = true},
                   {.name = "cert_alt", .type = FieldType::kString},
-                  {.name = "key_alt", .type = FieldType::kString},
+                  {.name = "key_alt", .type = FieldType::kString, .secret = true},
                   {.name = "tags", .type = FieldType::kSet},
               },
           // Written through the Admin API: an expired certificate is refused too.
@@ -392,7 +392,7 @@ const EntityDescriptor& KeyAuthCredentialsKind() {
           .fields =
               {
                   OwningConsumerField(),
-                  {.name = "key", .type = FieldType::kString, .unique = true},
+                  {.name = "key", .type = FieldType::kString, .unique = true, .secret = true},
                   {.name = "tags", .type = FieldType::kSet},
               },
           .validate = [](const google::protobuf::Message& m) {
@@ -420,7 +420,7 @@ const EntityDescriptor& BasicAuthCredentialsKind() {
               {
                   OwningConsumerField(),
                   {.name = "username", .type = FieldType::kString, .required = true, .unique = true},
-                  {.name = "password", .type = FieldType::kString, .required = true},
+                  {.name = "password", .type = FieldType::kString, .required = true, .secret = true},
                   {.name = "tags", .type = FieldType::kSet},
               },
           .validate = [](const google::protobuf::Message& m) {
@@ -468,7 +468,7 @@ const EntityDescriptor& JwtSecretsKind() {
               {
                   OwningConsumerField(),
                   {.name = "key", .type = FieldType::kString, .unique = true},
-                  {.name = "secret", .type = FieldType::kString},
+                  {.name = "secret", .type = FieldType::kString, .secret = true},
                   {.name = "rsa_public_key", .type = FieldType::kString},
                   {.name = "algorithm", .type = FieldType::kString, .default_json = R"("HS256")"},
                   {.name = "tags", .type = FieldType::kSet},

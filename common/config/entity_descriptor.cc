@@ -281,6 +281,10 @@ void EntityDescriptor::SetCreatedAt(Message* entity, int64_t seconds) const {
   entity->GetReflection()->SetInt64(entity, created_at_->proto, seconds);
 }
 
+int64_t EntityDescriptor::UpdatedAt(const Message& entity) const {
+  return entity.GetReflection()->GetInt64(entity, updated_at_->proto);
+}
+
 void EntityDescriptor::SetUpdatedAt(Message* entity, int64_t seconds) const {
   entity->GetReflection()->SetInt64(entity, updated_at_->proto, seconds);
 }

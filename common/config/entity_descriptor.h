@@ -66,6 +66,10 @@ struct FieldSpec {
   std::string default_json;
   bool required = false;    // Kong's `required`: the kind's rules report "required field missing"
   bool unique = false;      // no two entities of the kind share a value (kString only; a UNIQUE column)
+  // A credential (a key-auth key, a password, a private key): its value never goes into logs or
+  // into messages that may be logged (the declarative loader's error lines name the entity by
+  // its position instead).
+  bool secret = false;
   bool lowercase_keys = false;  // kStringArrayMap: map keys are lowercased (header names)
   // kForeignKey: the referenced kind ("services"), which must be registered before this one.
   // "" = a reference to a kind Portico does not have yet: the id is shown and kept, but it is
@@ -205,6 +209,7 @@ class EntityDescriptor {
   void SetId(google::protobuf::Message* entity, const std::string& id) const;
   int64_t CreatedAt(const google::protobuf::Message& entity) const;
   void SetCreatedAt(google::protobuf::Message* entity, int64_t seconds) const;
+  int64_t UpdatedAt(const google::protobuf::Message& entity) const;
   void SetUpdatedAt(google::protobuf::Message* entity, int64_t seconds) const;
   // The text of a kId/kString field, or the referenced id of a kForeignKey; nullopt when unset.
   std::optional<std::string> Text(const google::protobuf::Message& entity, const FieldSpec& field) const;

@@ -15,8 +15,12 @@
 #include "common/metrics/metrics.h"
 #include "common/plugins/plugin_schema.h"
 #include "control_plane/admin/admin_responses.h"
+#include "control_plane/admin/config_endpoint.h"
 #include "control_plane/admin/entity_endpoints.h"
+#include "control_plane/admin/meta_endpoints.h"
 #include "control_plane/admin/request_decoding.h"
+#include "control_plane/admin/schema_endpoints.h"
+#include "control_plane/admin/tag_endpoints.h"
 #include "control_plane/admin/upstream_health.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
@@ -40,17 +44,20 @@ class AdminApi::Impl {
        std::function<void()> on_config_change, const Clock& clock)
       : store_(*store),
         entities_(*store),
+        config_(*store),
         health_(*store, data_planes, options.node_id, options.send_health_override),
         data_planes_(data_planes),
         options_(std::move(options)),
+        routes_(AdminRoutes(store->kinds(), static_cast<bool>(options_.metrics_text))),
+        cors_{options_.cors_origins},
         on_config_change_(std::move(on_config_change)),
         clock_(clock) {}
 
   HttpResponse Handle(const HttpRequest& request);
 
  private:
+  HttpResponse Answer(const HttpRequest& request);
   HttpResponse Dispatch(const HttpRequest& request, const std::vector<std::string>& segments, bool* committed);
-  HttpResponse Root();
   HttpResponse Status();
   HttpResponse DataPlanes(const HttpRequest& request);
   HttpResponse ClusterStatus();
@@ -58,21 +65,37 @@ class AdminApi::Impl {
 
   Store& store_;
   EntityEndpoints entities_;
+  ConfigEndpoint config_;
   UpstreamHealthEndpoints health_;
   const DataPlaneStatusSource* data_planes_;
   const AdminOptions options_;
+  const std::vector<AdminRoute> routes_;  // GET /endpoints and OPTIONS
+  const CorsPolicy cors_;
   const std::function<void()> on_config_change_;
   const Clock& clock_;
   std::mutex write_mu_;  // serializes the Admin API's read-modify-write sequences
 };
 
 HttpResponse AdminApi::Impl::Handle(const HttpRequest& request) {
-  if (options_.token) {
-    if (std::optional<HttpResponse> refused = options_.token->Check(request)) return *std::move(refused);
-  }
+  HttpResponse response = Answer(request);
+  AddCorsHeaders(cors_, request, &response);
+  return response;
+}
+
+HttpResponse AdminApi::Impl::Answer(const HttpRequest& request) {
   std::vector<std::string> segments;
   for (absl::string_view raw : absl::StrSplit(request.path, '/', absl::SkipEmpty())) {
     segments.push_back(PercentDecode(raw, false));
+  }
+  // A preflight carries no credentials and reveals only which methods a path shape takes.
+  if (request.method == "OPTIONS") return PreflightResponse(MatchRoute(routes_, segments), request);
+  if (options_.token) {
+    if (std::optional<HttpResponse> refused = options_.token->Check(request)) return *std::move(refused);
+  }
+  if (request.method == "HEAD") {
+    HttpRequest get = request;
+    get.method = "GET";
+    return Answer(get);
   }
   bool committed = false;
   HttpResponse response;
@@ -86,14 +109,14 @@ HttpResponse AdminApi::Impl::Handle(const HttpRequest& request) {
   return response;
 }
 
-static HttpResponse PluginSchemaResponse(const std::string& name);
-
 HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vector<std::string>& seg,
                                       bool* committed) {
   const std::string& method = request.method;
   const size_t n = seg.size();
-  if (n == 0) return method == "GET" ? Root() : MethodNotAllowed();
+  if (n == 0) return method == "GET" ? NodeInfoResponse(store_, options_) : MethodNotAllowed();
   if (seg[0] == "status" && n == 1) return method == "GET" ? Status() : MethodNotAllowed();
+  if (seg[0] == "endpoints" && n == 1) return method == "GET" ? EndpointsResponse(routes_) : MethodNotAllowed();
+  if (seg[0] == "tags" && n <= 2) return TagsResponse(store_, request, n == 2 ? &seg[1] : nullptr);
   if (seg[0] == "metrics" && n == 1 && options_.metrics_text) {
     return method == "GET" ? Metrics() : MethodNotAllowed();
   }
@@ -112,91 +135,13 @@ HttpResponse AdminApi::Impl::Dispatch(const HttpRequest& request, const std::vec
     if (method != "GET") return MethodNotAllowed();
     return PluginSchemaResponse(seg[2]);
   }
+  if (seg[0] == "schemas" && n == 2) {
+    return method == "GET" ? EntitySchemaResponse(store_.kinds(), seg[1]) : MethodNotAllowed();
+  }
+  if (std::optional<HttpResponse> response = config_.Handle(request, seg, committed)) return *std::move(response);
   if (std::optional<HttpResponse> response = health_.Handle(request, seg)) return *std::move(response);
   if (std::optional<HttpResponse> response = entities_.Handle(request, seg, committed)) return *std::move(response);
   return NotFound();
-}
-
-// Kong's GET /schemas/plugins/{name}: the plugin entity's fields, `config` described by the
-// plugin's schema (common/plugins).
-static HttpResponse PluginSchemaResponse(const std::string& name) {
-  const plugins::PluginSchema* schema = plugins::FindPluginSchema(name);
-  if (schema == nullptr) {
-    return JsonResponse(404, json{{"message", absl::StrCat("No plugin named '", IsValidUtf8(name) ? name : "?", "'")}});
-  }
-  auto foreign = [](const char* kind) {
-    return json{{"type", "foreign"}, {"reference", kind}, {"default", nullptr}, {"on_delete", "cascade"}};
-  };
-  json consumer = foreign("consumers");
-  if (schema->no_consumer) consumer["eq"] = nullptr;
-  json protocols = {{"type", "set"},
-                    {"required", true},
-                    {"elements", {{"type", "string"}, {"one_of", {"grpc", "grpcs", "http", "https"}}}},
-                    {"default", {"grpc", "grpcs", "http", "https"}}};
-  json fields = json::array({
-      {{"id", {{"type", "string"}, {"uuid", true}, {"auto", true}}}},
-      {{"name", {{"type", "string"}, {"required", true}}}},
-      {{"instance_name", {{"type", "string"}}}},
-      {{"created_at", {{"type", "integer"}, {"timestamp", true}, {"auto", true}}}},
-      {{"updated_at", {{"type", "integer"}, {"timestamp", true}, {"auto", true}}}},
-      {{"route", foreign("routes")}},
-      {{"service", foreign("services")}},
-      {{"consumer", std::move(consumer)}},
-      {{"protocols", std::move(protocols)}},
-      {{"enabled", {{"type", "boolean"}, {"default", true}}}},
-      {{"tags", {{"type", "set"}, {"elements", {{"type", "string"}}}}}},
-      {{"config", {{"type", "record"}, {"required", true}, {"fields", plugins::DescribePluginConfig(*schema)}}}},
-  });
-  return JsonResponse(200, json{{"fields", std::move(fields)}});
-}
-
-// Kong's `plugins.available_on_server`: every bundled plugin with its version and priority.
-static json AvailablePlugins() {
-  json out = json::object();
-  for (const plugins::PluginSchema* schema : plugins::BundledPluginSchemas()) {
-    out[schema->name] = {{"version", PORTICO_VERSION}, {"priority", schema->priority}};
-  }
-  return out;
-}
-
-// Kong's `plugins.enabled_in_cluster`: the names of the plugins configured, sorted (null when the
-// store cannot be read).
-static json EnabledInCluster(Store& store) {
-  std::set<std::string> names;
-  ListQuery query;
-  query.size = 1000;
-  for (;;) {
-    absl::StatusOr<ListPage<EntityPtr>> page = store.ListEntities(PluginsKind(), query);
-    if (!page.ok()) return nullptr;
-    for (const EntityPtr& entity : page->items) {
-      const auto& plugin = static_cast<const config::v1::Plugin&>(*entity);
-      names.insert(plugin.name());
-      query.after_id = plugin.id();
-    }
-    if (!page->has_more || page->items.empty()) break;
-  }
-  json out = json::array();
-  for (const std::string& name : names) out.push_back(name);
-  return out;
-}
-
-HttpResponse AdminApi::Impl::Root() {
-  json body = {
-      {"version", PORTICO_VERSION},
-      {"node_id", options_.node_id},
-      {"hostname", options_.hostname},
-      {"tagline", "Welcome to portico"},
-      {"configuration",
-       {{"role", "control_plane"},
-        {"database", "sqlite"},
-        {"database_path", options_.database_path},
-        {"admin_listen", json::array({options_.admin_listen})},
-        {"cluster_listen", json::array({options_.cluster_listen})},
-        {"router_flavor", "traditional_compatible"}}},
-      {"plugins", {{"available_on_server", AvailablePlugins()}, {"enabled_in_cluster", EnabledInCluster(store_)}}},
-      {"config_version", store_.CurrentVersion()},
-  };
-  return JsonResponse(200, body);
 }
 
 HttpResponse AdminApi::Impl::Status() {

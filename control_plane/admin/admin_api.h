@@ -1,9 +1,11 @@
 #pragma once
 // The Admin API (Kong 3.x shapes, docs/admin-api.md): turns one HttpRequest into one
 // HttpResponse. No sockets; the HTTP server that calls Handle() is elsewhere (it answers 413
-// for oversized bodies itself). The entity endpoints are those of the store's entity kinds
-// (entity_endpoints.h); this adds /, /status, /metrics, /clustering/* and the target-health
-// endpoints (upstream_health.h).
+// for bodies over its limit itself: kAdminMaxBodyBytes). The entity endpoints are those of the
+// store's entity kinds (entity_endpoints.h); this adds /, /status, /metrics, /clustering/*,
+// /endpoints and OPTIONS with CORS (meta_endpoints.h), /schemas/* (schema_endpoints.h), /tags
+// (tag_endpoints.h) and the target-health endpoints (upstream_health.h).
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,10 @@
 #include "control_plane/admin/admin_auth.h"
 
 namespace portico::cp {
+
+// Kong's Admin API body limit (nginx_admin_client_max_body_size 10m): portico-cp's default for
+// --max-body-bytes.
+inline constexpr size_t kAdminMaxBodyBytes = 10 * 1024 * 1024;
 
 class Store;
 class DataPlaneStatusSource;
@@ -35,6 +41,11 @@ struct AdminOptions {
   // When set, every request must carry it (Authorization: Bearer <token>) or gets Kong-style 401
   // before anything else runs (admin_auth.h).
   std::optional<AdminToken> token;
+  // The HTTP server's body limit, shown by GET / (nginx_admin_client_max_body_size).
+  size_t max_body_bytes = kAdminMaxBodyBytes;
+  // Kong's admin_gui_origin: the origins a browser UI may call from (meta_endpoints.h CorsPolicy);
+  // empty = any (the request's Origin is echoed).
+  std::vector<std::string> cors_origins;
 };
 
 class AdminApi {
@@ -47,7 +58,9 @@ class AdminApi {
   ~AdminApi();
 
   // Thread-safe. Writes are serialized (read-modify-write of PATCH/PUT is atomic with respect
-  // to other Admin API writes).
+  // to other Admin API writes). HEAD is answered as GET (the server drops the body). OPTIONS is
+  // answered from the route table alone, before the token check (browsers send preflights
+  // without credentials); every response carries the CORS headers.
   HttpResponse Handle(const HttpRequest& request);
 
  private:

@@ -18,6 +18,7 @@
 #include "common/config/utf8_fields.h"
 #include "control_plane/admin/admin_responses.h"
 #include "control_plane/admin/request_decoding.h"
+#include "control_plane/admin/schema_endpoints.h"
 #include "control_plane/store/store.h"
 #include "google/protobuf/message.h"
 #include "nlohmann/json.hpp"
@@ -94,6 +95,16 @@ HttpResponse ForeignKeyMissing(const FieldSpec& fk, absl::string_view key_field,
                    absl::StrCat("the foreign key '", LuaKey(key_field, value), "' does not reference an existing '",
                                 fk.references, "' entity."),
                    json{{fk.name, {{std::string(key_field), std::string(value)}}}});
+}
+
+// Kong's code 13 for a foreign key given by a unique field that names nothing:
+// {"service":{"name":"nope"}}.
+HttpResponse ForeignKeyUnresolved(const FieldSpec& fk, absl::string_view key_field, absl::string_view value) {
+  const std::string reason = absl::StrCat("the foreign key cannot be resolved with '", LuaKey(key_field, value),
+                                          "' for an existing '", fk.references, "' entity");
+  return KongError(400, 13, "foreign keys unresolved",
+                   absl::StrCat("foreign key unresolved (", fk.name, ".", key_field, ": ", reason, ")"),
+                   json{{fk.name, {{std::string(key_field), reason}}}});
 }
 
 HttpResponse Referenced(absl::string_view child, const EntityDescriptor& parent) {
@@ -319,7 +330,7 @@ std::optional<HttpResponse> Handler::ResolveReference(const FieldSpec& fk, json*
   if (std::optional<std::string> corrupt = CorruptRowId(parent.status())) {
     return CorruptEntity(*parent_kind, *corrupt);  // repair the referenced entity first
   }
-  if (!parent.ok()) return absl::IsNotFound(parent.status()) ? ForeignKeyMissing(fk, key_field, value) : Unexpected();
+  if (!parent.ok()) return absl::IsNotFound(parent.status()) ? ForeignKeyUnresolved(fk, key_field, value) : Unexpected();
   *it = json{{"id", parent_kind->Id(**parent)}};
   return std::nullopt;
 }
@@ -670,7 +681,7 @@ std::optional<HttpResponse> EntityEndpoints::Handle(const HttpRequest& request, 
                                                     bool* committed) {
   if (segments.size() == 3 && segments[0] == "schemas" && segments[2] == "validate") {
     const EntityDescriptor* kind = store_.kinds().Find(segments[1]);
-    if (kind == nullptr) return std::nullopt;
+    if (kind == nullptr) return request.method == "POST" ? NoEntityNamed(segments[1]) : MethodNotAllowed();
     return Handler(store_, request).Validate(*kind);
   }
   const EntityDescriptor* kind = store_.kinds().FindByAdminName(segments[0]);

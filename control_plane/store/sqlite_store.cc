@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "google/protobuf/message.h"
@@ -259,11 +260,13 @@ class SqliteStore final : public Store {
   absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
   absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
   absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
+  absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
   absl::Status Ping() override;
   absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
+  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
 
  private:
   struct Connection {
@@ -286,8 +289,9 @@ class SqliteStore final : public Store {
   // A copy of `input` to write: an id given when it has none; refused when it does not parse back.
   absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const;
   // One write or delete inside the caller's write transaction (no version bump). The write
-  // stamps the entity's timestamps.
-  absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode);
+  // stamps the entity's timestamps (`keep_timestamps`: only those that are zero).
+  absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
+                                  bool keep_timestamps = false);
   absl::StatusOr<bool> DeleteInTransaction(sqlite3* db, const Table& table, absl::string_view id);
   // After SQLite refused a write for a foreign key: the first key that references nothing.
   std::string MissingForeignKey(sqlite3* db, const Table& table, const Message& entity);
@@ -457,6 +461,55 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMig
   return out;
 }
 
+absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& query) {
+  // One SELECT per kind with tags, merged in (id, kind) order; the tags column is split here.
+  // Rows are stepped until the page has size + 1 tag rows. Every entity gives at least one row
+  // but the cursor's (and one of equal id in an earlier kind), so each kind's first size + 2
+  // tagged entities from the cursor on are enough: that bounds what the merge sorts.
+  std::vector<std::string> selects;
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    const FieldSpec* tags = kind->field("tags");
+    if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
+    selects.push_back(absl::StrCat("SELECT * FROM (SELECT id, '", kind->name(), "' AS kind, tags FROM ", kind->name(),
+                                   " WHERE tags != '' AND id >= ?1",
+                                   query.tag.empty() ? "" : " AND instr(tags, ?2) > 0", " ORDER BY id LIMIT ?3)"));
+  }
+  ListPage<TaggedEntity> page;
+  if (selects.empty()) return page;
+  const size_t size = query.size > 0 ? static_cast<size_t>(query.size) : 100;
+  const std::string separator(1, kTagSeparator);
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, absl::StrCat(absl::StrJoin(selects, " UNION ALL "), " ORDER BY id, kind"));
+  if (absl::Status s = stmt.status("list tags"); !s.ok()) return s;
+  stmt.BindText(1, query.after_entity_id);
+  if (!query.tag.empty()) stmt.BindText(2, absl::StrCat(separator, query.tag, separator));
+  stmt.BindInt64(3, static_cast<int64_t>(size) + 2);
+  std::vector<TaggedEntity> rows;
+  while (rows.size() <= size) {
+    const int rc = stmt.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteError(c.db, sqlite3_extended_errcode(c.db), "list tags");
+    const std::string id = stmt.ColumnBytes(0);
+    const std::string kind = stmt.ColumnBytes(1);
+    // Rows of the cursor's entity (or of an equal id in an earlier kind) were on earlier pages.
+    const bool cursor_entity = id == query.after_entity_id && kind == query.after_entity_name;
+    if (id == query.after_entity_id && !query.after_entity_id.empty() && kind < query.after_entity_name) continue;
+    int ordinality = 0;
+    for (absl::string_view tag : absl::StrSplit(stmt.ColumnView(2), kTagSeparator, absl::SkipEmpty())) {
+      ++ordinality;
+      if (cursor_entity && ordinality <= query.after_ordinality) continue;
+      if (!query.tag.empty() && tag != query.tag) continue;
+      rows.push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
+      if (rows.size() > size) break;
+    }
+  }
+  page.has_more = rows.size() > size;
+  if (page.has_more) rows.resize(size);
+  page.items = std::move(rows);
+  return page;
+}
+
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
                                                              std::vector<CorruptRow>* corrupt, size_t limit) {
   if (absl::Status s = stmt.status("select"); !s.ok()) return s;
@@ -572,7 +625,8 @@ absl::StatusOr<EntityPtr> SqliteStore::PrepareWrite(const EntityDescriptor& kind
   return entity;
 }
 
-absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode) {
+absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
+                                             bool keep_timestamps) {
   const EntityDescriptor& kind = *table.kind;
   const std::string id = kind.Id(*entity);
   std::optional<int64_t> existing_created_at;
@@ -591,16 +645,20 @@ absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Me
     return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
   }
   const int64_t now = clock_.NowSeconds();
-  const int64_t created_at = existing_created_at ? *existing_created_at
-                             : kind.CreatedAt(*entity) != 0 ? kind.CreatedAt(*entity)
-                                                            : now;
+  const int64_t given_created_at = kind.CreatedAt(*entity);
+  const int64_t created_at = keep_timestamps && given_created_at != 0 ? given_created_at
+                             : existing_created_at                    ? *existing_created_at
+                             : given_created_at != 0                  ? given_created_at
+                                                                      : now;
+  const int64_t given_updated_at = kind.UpdatedAt(*entity);
+  const int64_t updated_at = keep_timestamps && given_updated_at != 0 ? given_updated_at : now;
   kind.SetCreatedAt(entity, created_at);
-  kind.SetUpdatedAt(entity, now);
+  kind.SetUpdatedAt(entity, updated_at);
 
   Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
   write.BindText(1, id);
   write.BindInt64(2, created_at);
-  write.BindInt64(3, now);
+  write.BindInt64(3, updated_at);
   write.BindText(4, TagsColumn(kind.Tags(*entity)));
   write.BindBlob(5, entity->SerializeAsString());
   for (size_t i = 0; i < table.keys.size(); ++i) {
@@ -695,6 +753,40 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
     if (e != nullptr) written.push_back(std::move(e));
   }
   return written;
+}
+
+absl::Status SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
+  std::map<const EntityDescriptor*, std::vector<EntityPtr>> rows;
+  for (const KindRows& list : kinds) {
+    absl::StatusOr<const Table*> found = TableOf(*list.kind);
+    if (!found.ok()) return found.status();
+    std::vector<EntityPtr>& prepared = rows[list.kind];
+    for (const Message* input : list.entities) {
+      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
+      if (!entity.ok()) return entity.status();
+      prepared.push_back(*std::move(entity));
+    }
+  }
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  return InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    // Children before parents (the registry lists parents first), so no key is left dangling.
+    for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
+      if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
+    }
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      auto list = rows.find(kind);
+      if (list == rows.end()) continue;
+      const Table& table = tables_.at(kind);
+      for (EntityPtr& entity : list->second) {
+        if (absl::Status s = WriteInTransaction(db, table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+    return BumpVersion(db);
+  });
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {

@@ -74,6 +74,25 @@ struct ListQuery {
   std::string parent_id;
 };
 
+// GET /tags and /tags/{tag}: one row per (entity, tag), across every kind with a `tags` field.
+struct TaggedEntity {
+  std::string tag;
+  std::string entity_name;  // the kind's name ("services")
+  std::string entity_id;
+  int ordinality = 0;  // 1-based position of the tag in the entity's tags
+};
+
+// Keyset pagination of tag rows, ordered by (entity_id, entity_name, ordinality) as Kong orders
+// its tags table (entity_id, then the tag's position). `after_*` is the last row of the previous
+// page ("" entity id = from the start).
+struct TagQuery {
+  std::string tag;  // "" = every tag; otherwise only rows of this tag (one per entity)
+  int size = 100;   // rows per page, > 0
+  std::string after_entity_id;
+  std::string after_entity_name;
+  int after_ordinality = 0;
+};
+
 template <typename T>
 struct ListPage {
   std::vector<T> items;
@@ -126,6 +145,17 @@ class Store {
   };
   virtual absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) = 0;
 
+  // Replaces the whole configuration (Kong's POST /config): every row of every kind is deleted and
+  // `kinds` (each kind at most once, any order) inserted, in one transaction with one version
+  // bump. An entity's created_at/updated_at are kept when set (non-zero), else stamped now.
+  // Refusals as for writes (keys; the StoreConflict payload of the entity at fault); nothing
+  // changes then.
+  struct KindRows {
+    const EntityDescriptor* kind = nullptr;
+    std::vector<const google::protobuf::Message*> entities;
+  };
+  virtual absl::Status ReplaceConfig(const std::vector<KindRows>& kinds) = 0;
+
   // Every entity of the exported kinds (EntityDescriptor::exported; sorted by id, disabled
   // services included) and the version, read in one read transaction, so the set is exactly the
   // one `version` names. `version.hash` is empty. Corrupt rows do not fail the read: they are
@@ -138,6 +168,12 @@ class Store {
   virtual absl::Status Ping() = 0;        // a trivial query on the read path
   // Migrations applied, in order: (id, name).
   virtual absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() = 0;
+
+  // ---- Tags (Kong's /tags endpoints) ----
+  // The (tag, entity) rows of every kind with a `tags` field, read from the stored tags (corrupt
+  // rows included: their tags column is readable), one page in TagQuery's order. Each entity's
+  // tags count once each, in their stored order.
+  virtual absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) = 0;
 
   // Typed forms of the above for a registered message type (e.g. Get<config::v1::Service>(id)).
   template <typename Entity>

@@ -264,10 +264,11 @@ TEST_F(AdminApiTest, ErrorShapesAreKongs) {
                   {"message", "the foreign key '{id=\"" + missing +
                                   "\"}' does not reference an existing 'services' entity."},
                   {"fields", {{"service", {{"id", missing}}}}}}));
+  // By name: Kong's code 13 (kong/db/dao resolve_foreign), not the code 4 of an unknown id.
   EXPECT_EQ(CallJson("POST", "/routes", 400, R"j({"paths":["/"],"service":{"name":"ghost"}})j"),
-            json::parse(R"j({"code":4,"name":"foreign key violation",
-              "message":"the foreign key '{name=\"ghost\"}' does not reference an existing 'services' entity.",
-              "fields":{"service":{"name":"ghost"}}})j"));
+            json::parse(R"j({"code":13,"name":"foreign keys unresolved",
+              "message":"foreign key unresolved (service.name: the foreign key cannot be resolved with '{name=\"ghost\"}' for an existing 'services' entity)",
+              "fields":{"service":{"name":"the foreign key cannot be resolved with '{name=\"ghost\"}' for an existing 'services' entity"}}})j"));
 
   CallJson("POST", "/routes", 201, R"j({"paths":["/"],"service":{"name":"foo"}})j");
   EXPECT_EQ(CallJson("DELETE", "/services/foo", 400),
@@ -380,7 +381,9 @@ TEST_F(AdminApiTest, PaginationAndTags) {
 
 TEST_F(AdminApiTest, RootStatusAndClustering) {
   json root = CallJson("GET", "/", 200);
-  EXPECT_EQ(root["version"], PORTICO_VERSION);
+  EXPECT_EQ(root["version"], "3.9.0");  // the Kong Admin API Portico speaks (meta_endpoints.h)
+  EXPECT_EQ(root["portico_version"], PORTICO_VERSION);
+  EXPECT_EQ(root["tagline"], "Welcome to kong");
   EXPECT_EQ(root["node_id"], "node-1");
   EXPECT_EQ(root["configuration"]["role"], "control_plane");
   EXPECT_EQ(root["configuration"]["database"], "sqlite");
@@ -841,7 +844,8 @@ TEST_F(AdminConsumersTest, ConsumersAndKeyAuthCredentialsWithKongPaths) {
   // Refusals: a missing consumer (404 nested, Kong's foreign key error top-level), a duplicate key.
   EXPECT_EQ(CallJson("POST", "/consumers/nobody/key-auth", 404, R"({"key":"x"})")["message"], "Not found");
   EXPECT_EQ(CallJson("POST", "/key-auths", 400, R"({"key":"x"})")["fields"]["consumer"], "required field missing");
-  EXPECT_EQ(CallJson("POST", "/key-auths", 400, R"({"key":"x","consumer":{"username":"nobody"}})")["code"], 4);
+  // A consumer named by username that does not exist: Kong's code 13 (foreign keys unresolved).
+  EXPECT_EQ(CallJson("POST", "/key-auths", 400, R"({"key":"x","consumer":{"username":"nobody"}})")["code"], 13);
   EXPECT_EQ(CallJson("POST", "/consumers/bob/key-auth", 409, R"({"key":"alice-key"})")["code"], 5);
 
   // Plugins scoped to a consumer are stored (not run yet); deleting the consumer deletes its

@@ -3,6 +3,8 @@
 // through the Admin API (top-level, nested under its parent, the reverse parent endpoint,
 // name-or-id, PUT upsert, PATCH, pagination, tags, form bodies, Kong errors) and typed store
 // access, with no line of the store or the Admin API written for it.
+#include <algorithm>
+
 #include "common/config/entities.h"
 #include "common/config/entity_descriptor.h"
 #include "common/config/validate.h"
@@ -181,7 +183,8 @@ TEST_F(ToyKindTest, ErrorsAreKongsFromTheCodecTheRulesAndTheStore) {
                   {"message", "the foreign key '{id=\"" + missing + "\"}' does not reference an existing 'services' entity."},
                   {"fields", {{"service", {{"id", missing}}}}}}));
   EXPECT_EQ(CallJson("POST", "/toys", 400, R"j({"color":"red","service":{"name":"ghost"}})j")["message"],
-            "the foreign key '{name=\"ghost\"}' does not reference an existing 'services' entity.");
+            "foreign key unresolved (service.name: the foreign key cannot be resolved with '{name=\"ghost\"}' "
+            "for an existing 'services' entity)");
   EXPECT_EQ(store_->CurrentVersion(), 1u);  // only the one good write
 }
 
@@ -245,6 +248,42 @@ TEST_F(ToyKindTest, TypedStoreAccessAndTheTableOutliveReopening) {
   auto plain = Store::Open(dir_ + "/toys.db", clock_);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_FALSE((*plain)->Get<Toy>(stored->id()).ok());
+}
+
+// The tooling endpoints derive from the descriptor too: the kind's schema, its routes in
+// /endpoints and OPTIONS, and its tags in /tags.
+TEST_F(ToyKindTest, SchemaEndpointsOptionsAndTagsIncludeTheKind) {
+  json schema = CallJson("GET", "/schemas/toys", 200);
+  ASSERT_EQ(schema["fields"].size(), 10u);  // id, created_at, updated_at and the seven declared
+  EXPECT_EQ(schema["fields"][4], json::parse(R"j({"color":{"type":"string","required":true}})j"));
+  EXPECT_EQ(schema["fields"][5], json::parse(R"j({"size":{"type":"integer","default":3}})j"));
+  EXPECT_EQ(schema["fields"][6],
+            json::parse(R"j({"service":{"type":"foreign","reference":"services","on_delete":"cascade"}})j"));
+  EXPECT_EQ(schema["fields"][8], json::parse(R"j({"sounds":{"type":"array","elements":{"type":"string"}}})j"));
+
+  json endpoints = CallJson("GET", "/endpoints", 200);
+  for (const char* path : {"/toys", "/toys/{toys}", "/toys/{toys}/service", "/services/{services}/toys",
+                           "/services/{services}/toys/{toys}"}) {
+    EXPECT_NE(std::find(endpoints["data"].begin(), endpoints["data"].end(), json(path)), endpoints["data"].end())
+        << path;
+  }
+  HttpRequest options;
+  options.method = "OPTIONS";
+  options.target = options.path = "/services/s/toys";
+  HttpResponse preflight = api_->Handle(options);
+  EXPECT_EQ(preflight.status, 204);
+  bool allow_seen = false;
+  for (const auto& [name, value] : preflight.headers) {
+    if (name == "Allow") {
+      allow_seen = true;
+      EXPECT_EQ(value, "GET, HEAD, OPTIONS, POST");
+    }
+  }
+  EXPECT_TRUE(allow_seen);
+
+  const std::string id = CallJson("POST", "/toys", 201, R"j({"name":"duck","color":"red","tags":["bath"]})j")["id"];
+  EXPECT_EQ(CallJson("GET", "/tags/bath", 200),
+            json({{"data", {{{"entity_name", "toys"}, {"entity_id", id}, {"tag", "bath"}}}}, {"next", nullptr}}));
 }
 
 }  // namespace

@@ -2,10 +2,14 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <tuple>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/base/uuid.h"
 #include "common/config/entity_json.h"
 #include "gtest/gtest.h"
@@ -395,6 +399,105 @@ TEST_F(StoreTest, ABatchWritesAllOrNothingWithOneVersionBump) {
   EXPECT_EQ(store_->CurrentVersion(), before + 2);
   EXPECT_TRUE(absl::IsNotFound(store_->Get<Route>(r.id()).status()));
   EXPECT_TRUE(store_->Get<Route>(other.id()).ok());
+}
+
+TEST_F(StoreTest, ListTaggedGivesOneRowPerTagInEntityIdOrder) {
+  Service a = NewService("a");
+  a.set_id("00000000-0000-4000-8000-00000000000a");
+  a.mutable_tags()->add_values("prod");
+  a.mutable_tags()->add_values("pro");
+  ASSERT_TRUE(store_->Insert(a).ok());
+  Service b = NewService("b");
+  b.set_id("00000000-0000-4000-8000-00000000000b");
+  ASSERT_TRUE(store_->Insert(b).ok());  // no tags: no rows
+  Route r;
+  r.set_id("00000000-0000-4000-8000-000000000001");
+  r.add_protocols("http");
+  r.mutable_paths()->add_values("/");
+  r.mutable_tags()->add_values("prod");
+  ASSERT_TRUE(store_->Insert(r).ok());
+
+  TagQuery all;
+  absl::StatusOr<ListPage<TaggedEntity>> page = store_->ListTagged(all);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->items.size(), 3u);
+  EXPECT_FALSE(page->has_more);
+  auto row = [](const TaggedEntity& t) { return absl::StrCat(t.entity_name, "/", t.entity_id.substr(34), "/", t.tag, "/", t.ordinality); };
+  EXPECT_EQ(row(page->items[0]), "routes/01/prod/1");
+  EXPECT_EQ(row(page->items[1]), "services/0a/prod/1");
+  EXPECT_EQ(row(page->items[2]), "services/0a/pro/2");
+
+  // Keyset pages: after (entity, position), within one entity's tags too.
+  TagQuery second;
+  second.size = 1;
+  second.after_entity_id = page->items[1].entity_id;
+  second.after_entity_name = "services";
+  second.after_ordinality = 1;
+  page = store_->ListTagged(second);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "services/0a/pro/2");
+  EXPECT_FALSE(page->has_more);
+
+  // One tag: matched whole (not "pro" inside "prod"), one row per entity.
+  TagQuery pro;
+  pro.tag = "pro";
+  page = store_->ListTagged(pro);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "services/0a/pro/2");
+  TagQuery prod;
+  prod.tag = "prod";
+  prod.size = 1;
+  page = store_->ListTagged(prod);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(row(page->items[0]), "routes/01/prod/1");
+  EXPECT_TRUE(page->has_more);
+}
+
+TEST_F(StoreTest, ListTaggedPagesOfEverySizeWalkEveryRowOnce) {
+  // Services with 0-3 tags and routes with 1-2, ids interleaved; the expected rows computed here.
+  std::vector<std::tuple<std::string, std::string, int, std::string>> expected;  // id, kind, position, tag
+  for (int i = 0; i < 12; ++i) {
+    Service s = NewService(absl::StrCat("s", i));
+    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", 10 + 2 * i));
+    for (int t = 0; t < i % 4; ++t) {
+      s.mutable_tags()->add_values(absl::StrCat("t", t));
+      expected.emplace_back(s.id(), "services", t + 1, absl::StrCat("t", t));
+    }
+    ASSERT_TRUE(store_->Insert(s).ok());
+  }
+  for (int i = 0; i < 8; ++i) {
+    Route r;
+    r.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", 11 + 3 * i));
+    r.add_protocols("http");
+    r.mutable_paths()->add_values("/");
+    for (int t = 0; t < 1 + i % 2; ++t) {
+      r.mutable_tags()->add_values(absl::StrCat("r", t));
+      expected.emplace_back(r.id(), "routes", t + 1, absl::StrCat("r", t));
+    }
+    ASSERT_TRUE(store_->Insert(r).ok());
+  }
+  std::sort(expected.begin(), expected.end());
+  for (int size = 1; size <= 7; ++size) {
+    SCOPED_TRACE(size);
+    std::vector<std::tuple<std::string, std::string, int, std::string>> walked;
+    TagQuery query;
+    query.size = size;
+    for (int pages = 0; pages < 100; ++pages) {
+      absl::StatusOr<ListPage<TaggedEntity>> page = store_->ListTagged(query);
+      ASSERT_TRUE(page.ok()) << page.status();
+      EXPECT_LE(page->items.size(), static_cast<size_t>(size));
+      for (const TaggedEntity& row : page->items) walked.emplace_back(row.entity_id, row.entity_name, row.ordinality, row.tag);
+      if (!page->has_more) break;
+      ASSERT_EQ(page->items.size(), static_cast<size_t>(size));
+      query.after_entity_id = page->items.back().entity_id;
+      query.after_entity_name = page->items.back().entity_name;
+      query.after_ordinality = page->items.back().ordinality;
+    }
+    EXPECT_EQ(walked, expected);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,125 @@
+#include "control_plane/admin/config_endpoint.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/config/entity_json.h"
+#include "common/declarative/declarative.h"
+#include "common/declarative/yaml_document.h"
+#include "control_plane/admin/admin_responses.h"
+#include "control_plane/admin/request_decoding.h"
+#include "control_plane/store/store.h"
+
+namespace portico::cp {
+namespace {
+
+using json = nlohmann::json;
+
+bool Flag(const QueryParams& params, absl::string_view name) {
+  const std::string* value = QueryParam(params, name);
+  return value != nullptr && (*value == "1" || absl::EqualsIgnoreCase(*value, "true"));
+}
+
+// The declarative text of a POST /config body: {"config": "<text>"} as JSON or as a form, or
+// the body itself (a YAML or JSON document).
+std::string DocumentText(const HttpRequest& request) {
+  const std::string* type = request.Header("content-type");
+  const std::string content_type = type == nullptr ? "" : absl::AsciiStrToLower(*type);
+  if (absl::StartsWith(content_type, "application/x-www-form-urlencoded")) {
+    for (auto& [key, value] : ParseQuery(request.body)) {
+      if (key == "config") return value;
+    }
+    return "";
+  }
+  // A JSON object whose only member is a string `config` wraps the document.
+  const absl::string_view body = absl::StripLeadingAsciiWhitespace(request.body);
+  if (absl::StartsWith(body, "{")) {
+    bool too_deep = false;
+    json parsed = ParseJsonCapped(body, &too_deep);
+    if (!too_deep && parsed.is_object() && parsed.size() == 1 && parsed.contains("config") &&
+        parsed["config"].is_string()) {
+      return parsed["config"].get<std::string>();
+    }
+  }
+  return request.body;
+}
+
+}  // namespace
+
+std::optional<HttpResponse> ConfigEndpoint::Handle(const HttpRequest& request, const std::vector<std::string>& segments,
+                                                   bool* committed) {
+  if (segments.size() != 1 || segments[0] != "config") return std::nullopt;
+  if (request.method == "GET") return Export();
+  if (request.method == "POST") return Replace(request, committed);
+  return MethodNotAllowed();
+}
+
+HttpResponse ConfigEndpoint::Export() {
+  absl::StatusOr<StoredConfig> stored = store_.ReadConfig();
+  if (!stored.ok()) {
+    PORTICO_LOG(kError, "admin", "GET /config: reading the store failed: ", stored.status().ToString());
+    return Unexpected();
+  }
+  if (!stored->corrupt.empty()) {
+    std::vector<std::string> rows;
+    for (const CorruptRow& row : stored->corrupt) rows.push_back(absl::StrCat(row.kind, " ", row.id));
+    return Message(500, absl::StrCat("the store holds rows that cannot be read (", absl::StrJoin(rows, ", "),
+                                     "); repair or delete them first"));
+  }
+  return JsonResponse(200, json{{"config", ExportDeclarativeYaml(EntitiesByKind(stored->config, store_.kinds()))}});
+}
+
+HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed) {
+  const QueryParams params = ParseQuery(request.query);
+  const bool flatten = Flag(params, "flatten_errors");
+  absl::StatusOr<StoredConfig> stored = store_.ReadConfig();
+  if (!stored.ok()) {
+    PORTICO_LOG(kError, "admin", "POST /config: reading the store failed: ", stored.status().ToString());
+    return Unexpected();
+  }
+  DeclarativeOptions options;
+  options.kinds = &store_.kinds();
+  options.previous = &stored->config;
+  DeclarativeErrors errors;
+  absl::StatusOr<DeclarativeConfig> loaded = LoadDeclarativeText(DocumentText(request), options, &errors);
+  if (!loaded.ok()) return JsonResponse(400, errors.KongBody(flatten));
+  const bool unchanged = CarryOverStoredTimestamps(stored->config, &*loaded) && stored->corrupt.empty();
+  if (unchanged && Flag(params, "check_hash")) {
+    HttpResponse response;
+    response.status = 304;
+    return response;
+  }
+  std::vector<Store::KindRows> rows;
+  for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {
+    Store::KindRows kind_rows;
+    kind_rows.kind = list.kind;
+    for (const auto& entity : list.entities) kind_rows.entities.push_back(entity.get());
+    rows.push_back(std::move(kind_rows));
+  }
+  if (absl::Status s = store_.ReplaceConfig(rows); !s.ok()) {
+    // The loader checked keys and references; a refusal here is a store problem.
+    PORTICO_LOG(kError, "admin", "POST /config: replacing the config failed: ", s.ToString());
+    if (GetStoreConflict(s) != StoreConflict::kNone || absl::IsInvalidArgument(s)) {
+      return KongError(400, 14, "invalid declarative configuration",
+                       absl::StrCat("declarative config is invalid: ", s.message()), json::object());
+    }
+    return Unexpected();
+  }
+  *committed = true;
+  PORTICO_LOG(kInfo, "admin", "POST /config: configuration replaced (", loaded->entity_count(), " entities)");
+  // Kong answers with the loaded entities, by kind and id.
+  json body = json::object();
+  for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {
+    if (list.entities.empty()) continue;
+    json& by_id = body[list.kind->name()];
+    by_id = json::object();
+    for (const auto& entity : list.entities) by_id[list.kind->Id(*entity)] = EntityToJson(*list.kind, *entity);
+  }
+  return JsonResponse(201, body);
+}
+
+}  // namespace portico::cp
