@@ -32,6 +32,46 @@ constexpr absl::string_view kYamlTagPrefix = "tag:yaml.org,2002:";
 // ---------------------------------------------------------------------------------------------
 // Positions and messages
 
+// `s` with each invalid UTF-8 sequence replaced by U+FFFD (libyaml refuses invalid UTF-8).
+std::string ValidUtf8(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char lead = static_cast<unsigned char>(s[i]);
+    size_t length = 0;
+    uint32_t min = 0;
+    uint32_t code = 0;
+    if (lead < 0x80) {
+      length = 1;
+      code = lead;
+    } else if ((lead & 0xE0) == 0xC0) {
+      length = 2, min = 0x80, code = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, min = 0x800, code = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, min = 0x10000, code = lead & 0x07;
+    }
+    bool valid = length > 0 && i + length <= s.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(s[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid = valid && code >= min && code <= 0x10FFFF && !(code >= 0xD800 && code <= 0xDFFF);
+    if (valid) {
+      out.append(s.data() + i, length);
+      i += length;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
+bool IsValidUtf8(absl::string_view s) { return ValidUtf8(s) == s; }
+
 struct TextPosition {
   size_t line = 1;    // 1-based
   size_t column = 1;  // 1-based, in characters (code points), as libyaml counts
@@ -55,8 +95,10 @@ TextPosition PositionOfOffset(absl::string_view text, size_t offset) {
   return position;
 }
 
+// Messages are valid UTF-8 whatever the input, so that they can go into a JSON error body.
 absl::Status ErrorAt(const TextPosition& position, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("line ", position.line, ", column ", position.column, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", position.line, ", column ", position.column, ": ", ValidUtf8(what)));
 }
 
 absl::Status ErrorAt(const yaml_mark_t& mark, absl::string_view what) { return ErrorAt(PositionOfMark(mark), what); }
@@ -233,7 +275,7 @@ absl::StatusOr<json> ResolveScalar(absl::string_view text, absl::string_view tag
     if (!value) return ErrorAt(mark, absl::StrCat("integer ", Quoted(text), " is out of range (64-bit signed)"));
     return json(*value);
   }
-  // A float, or an integer under !!float (IsIntText's hex/octal forms are converted exactly).
+  // A float, or an integer under !!float (through int64 when it fits, so hex and octal work too).
   if (kind == PlainKind::kInt) {
     if (std::optional<int64_t> value = ParseIntText(text)) return json(static_cast<double>(*value));
     if (absl::StartsWith(text, "0x") || absl::StartsWith(text, "0o")) {
@@ -375,8 +417,9 @@ class TreeBuilder {
   struct Anchor {
     json value;
     size_t nodes = 0;  // values in `value`, itself included
+    size_t bytes = 0;  // string bytes in `value`, keys included
     int height = 0;    // container nesting inside `value` (a scalar: 0)
-    // For a scalar: its text, tag and style, so an alias used as a mapping key gives the text.
+    // For a scalar: its text, so an alias used as a mapping key gives the text.
     bool is_scalar = false;
     std::string scalar_text;
     // An anchored mapping key whose text does not resolve as a value: what an alias to it as a
@@ -389,7 +432,9 @@ class TreeBuilder {
     bool mapping = false;
     json value;
     std::string anchor;
+    yaml_mark_t start{};
     size_t nodes_before = 0;  // nodes_ before this container was counted
+    size_t bytes_before = 0;  // bytes_ then
     int child_height = 0;
     // Mapping only: the key waiting for its value.
     bool has_key = false;
@@ -411,11 +456,42 @@ class TreeBuilder {
   }
   bool ExpectingKey() const { return !stack_.empty() && stack_.back().mapping && !stack_.back().has_key; }
 
-  absl::Status CountTextNode(const yaml_mark_t& mark) {
+  // A value read from the text, holding `bytes` of string.
+  absl::Status CountTextNode(size_t bytes, const yaml_mark_t& mark) {
     if (nodes_ + 1 > limits_.max_nodes) {
       return ErrorAt(mark, absl::StrCat("the document has more than ", limits_.max_nodes, " values (the limit)"));
     }
     ++nodes_;
+    ++text_nodes_;
+    bytes_ += bytes;
+    return absl::OkStatus();
+  }
+
+  static size_t Budget(size_t base, size_t per_unit, size_t units) {
+    if (per_unit != 0 && units > (std::numeric_limits<size_t>::max() - base) / per_unit) {
+      return std::numeric_limits<size_t>::max();
+    }
+    return base + per_unit * units;
+  }
+
+  // Copies (alias expansions, and the copy an anchor keeps of its node) may hold at most
+  // alias_nodes_base + alias_nodes_per_text_node * (values read from the text) values and
+  // alias_bytes_base + alias_nodes_per_text_node * (the text's size) string bytes. Counts the copy.
+  absl::Status CountCopy(size_t nodes, size_t bytes, absl::string_view what, const yaml_mark_t& mark) {
+    const size_t allowed_nodes =
+        Budget(limits_.alias_nodes_base, limits_.alias_nodes_per_text_node, text_nodes_);
+    if (copied_nodes_ + nodes > allowed_nodes) {
+      return ErrorAt(mark, absl::StrCat(what, " ", allowed_nodes, " nodes (", limits_.alias_nodes_base, " + ",
+                                        limits_.alias_nodes_per_text_node, " per value written in the text)"));
+    }
+    const size_t allowed_bytes = Budget(limits_.alias_bytes_base, limits_.alias_nodes_per_text_node, text_.size());
+    if (copied_bytes_ + bytes > allowed_bytes) {
+      return ErrorAt(mark, absl::StrCat(what, " ", allowed_bytes, " bytes of strings (",
+                                        limits_.alias_bytes_base, " + ", limits_.alias_nodes_per_text_node,
+                                        " per byte of the text)"));
+    }
+    copied_nodes_ += nodes;
+    copied_bytes_ += bytes;
     return absl::OkStatus();
   }
 
@@ -430,7 +506,9 @@ class TreeBuilder {
       }
       if (absl::string_view anchor = CString(scalar.anchor); !anchor.empty()) {
         // Aliased as a value, an anchored key resolves as a value would.
-        Anchor saved{json(nullptr), 1, 0, true, std::string(text), absl::OkStatus()};
+        absl::Status counted = CountCopy(1, text.size(), "anchored values exceed", event.start_mark);
+        if (!counted.ok()) return counted;
+        Anchor saved{json(nullptr), 1, text.size(), 0, true, std::string(text), absl::OkStatus()};
         absl::StatusOr<json> value = ResolveScalar(text, tag, plain, event.start_mark);
         if (value.ok()) {
           saved.value = *std::move(value);
@@ -441,11 +519,14 @@ class TreeBuilder {
       }
       return OnKey(std::string(text), /*merge_candidate=*/plain && tag.empty() && text == "<<", event.start_mark);
     }
-    if (absl::Status s = CountTextNode(event.start_mark); !s.ok()) return s;
     absl::StatusOr<json> value = ResolveScalar(text, tag, plain, event.start_mark);
     if (!value.ok()) return value.status();
+    const size_t bytes = value->is_string() ? text.size() : 0;
+    if (absl::Status s = CountTextNode(bytes, event.start_mark); !s.ok()) return s;
     if (absl::string_view anchor = CString(scalar.anchor); !anchor.empty()) {
-      anchors_.insert_or_assign(std::string(anchor), Anchor{*value, 1, 0, true, std::string(text), absl::OkStatus()});
+      if (absl::Status s = CountCopy(1, bytes, "anchored values exceed", event.start_mark); !s.ok()) return s;
+      anchors_.insert_or_assign(std::string(anchor),
+                                Anchor{*value, 1, bytes, 0, true, std::string(text), absl::OkStatus()});
     }
     return Deliver(*std::move(value), 0, event.start_mark);
   }
@@ -455,6 +536,7 @@ class TreeBuilder {
     if (merge_candidate ? frame.seen_merge : frame.value.contains(key)) {
       return ErrorAt(mark, absl::StrCat("duplicate key ", Quoted(key)));
     }
+    bytes_ += key.size();
     frame.has_key = true;
     frame.key = std::move(key);
     frame.key_mark = mark;
@@ -475,32 +557,22 @@ class TreeBuilder {
       return OnKey(anchor.scalar_text, /*merge_candidate=*/false, event.start_mark);
     }
     if (!anchor.value_error.ok()) return anchor.value_error;
-    if (absl::Status s = CheckAliasExpansion(anchor.nodes, anchor.height, event.start_mark); !s.ok()) return s;
+    if (absl::Status s = CheckAliasExpansion(anchor, event.start_mark); !s.ok()) return s;
     nodes_ += anchor.nodes;
-    alias_nodes_ += anchor.nodes;
+    bytes_ += anchor.bytes;
     return Deliver(json(anchor.value), anchor.height, event.start_mark);
   }
 
   // Refuses, before anything is copied, an expansion that would pass a limit.
-  absl::Status CheckAliasExpansion(size_t nodes, int height, const yaml_mark_t& mark) {
-    if (static_cast<size_t>(height) + depth() > static_cast<size_t>(std::max(limits_.max_depth, 0))) {
+  absl::Status CheckAliasExpansion(const Anchor& anchor, const yaml_mark_t& mark) {
+    if (static_cast<size_t>(anchor.height) + depth() > static_cast<size_t>(std::max(limits_.max_depth, 0))) {
       return ErrorAt(mark, absl::StrCat("alias expansion exceeds the nesting depth limit of ", limits_.max_depth));
     }
-    if (nodes_ + nodes > limits_.max_nodes) {
+    if (nodes_ + anchor.nodes > limits_.max_nodes) {
       return ErrorAt(mark, absl::StrCat("alias expansion exceeds the limit of ", limits_.max_nodes,
                                         " nodes in a document"));
     }
-    const size_t text_nodes = nodes_ - alias_nodes_;
-    size_t allowed = std::numeric_limits<size_t>::max();
-    if (limits_.alias_nodes_per_text_node == 0 ||
-        text_nodes <= (allowed - limits_.alias_nodes_base) / limits_.alias_nodes_per_text_node) {
-      allowed = limits_.alias_nodes_base + limits_.alias_nodes_per_text_node * text_nodes;
-    }
-    if (alias_nodes_ + nodes > allowed) {
-      return ErrorAt(mark, absl::StrCat("alias expansion exceeds ", allowed, " nodes (", limits_.alias_nodes_base,
-                                        " + ", limits_.alias_nodes_per_text_node, " per value written in the text)"));
-    }
-    return absl::OkStatus();
+    return CountCopy(anchor.nodes, anchor.bytes, "alias expansion exceeds", mark);
   }
 
   absl::Status OnContainerStart(const yaml_event_t& event, bool mapping) {
@@ -519,8 +591,10 @@ class TreeBuilder {
     frame.mapping = mapping;
     frame.value = mapping ? json::object() : json::array();
     frame.anchor = std::string(anchor);
+    frame.start = event.start_mark;
     frame.nodes_before = nodes_;
-    if (absl::Status s = CountTextNode(event.start_mark); !s.ok()) return s;
+    frame.bytes_before = bytes_;
+    if (absl::Status s = CountTextNode(0, event.start_mark); !s.ok()) return s;
     stack_.push_back(std::move(frame));
     return absl::OkStatus();
   }
@@ -540,8 +614,10 @@ class TreeBuilder {
     }
     const int height = frame.child_height + 1;
     if (!frame.anchor.empty()) {
-      anchors_.insert_or_assign(frame.anchor,
-                                Anchor{frame.value, nodes_ - frame.nodes_before, height, false, {}, absl::OkStatus()});
+      const size_t nodes = nodes_ - frame.nodes_before;
+      const size_t bytes = bytes_ - frame.bytes_before;
+      if (absl::Status s = CountCopy(nodes, bytes, "anchored values exceed", frame.start); !s.ok()) return s;
+      anchors_.insert_or_assign(frame.anchor, Anchor{frame.value, nodes, bytes, height, false, {}, absl::OkStatus()});
     }
     return Deliver(std::move(frame.value), height, event.start_mark);
   }
@@ -584,8 +660,11 @@ class TreeBuilder {
   std::vector<Frame> stack_;
   std::optional<json> root_;
   absl::flat_hash_map<std::string, Anchor> anchors_;
-  size_t nodes_ = 0;        // values produced, aliases included
-  size_t alias_nodes_ = 0;  // of which produced by alias expansion
+  size_t nodes_ = 0;         // values in the tree, alias copies included
+  size_t bytes_ = 0;         // string bytes in the tree (values and keys), alias copies included
+  size_t text_nodes_ = 0;    // values read from the text
+  size_t copied_nodes_ = 0;  // values copied: by alias expansion, and kept by anchors
+  size_t copied_bytes_ = 0;  // string bytes copied
   bool syntax_error_ = false;
 };
 
@@ -667,10 +746,19 @@ class JsonTreeSax {
     } else if (absl::StartsWith(message, "[json.exception.")) {
       message.remove_prefix(std::min(message.size(), message.find("] ") + 2));
     }
-    std::string what(message.substr(0, message.find("; last read")));
-    if (size_t expected = message.rfind("; expected "); expected != absl::string_view::npos &&
-                                                        expected > message.find("; last read")) {
-      absl::StrAppend(&what, message.substr(expected));
+    const size_t last_read = message.find("; last read");
+    std::string what(message.substr(0, last_read));
+    // nlohmann ends with "; expected <token name>"; the quoted input before it may hold the same
+    // words, so only a known token name counts.
+    static constexpr absl::string_view kTokenNames[] = {
+        "true literal", "false literal", "null literal", "string literal", "number literal", "'['", "'{'", "']'",
+        "'}'", "':'", "','", "end of input", "'[', '{', or a literal", "unknown token"};
+    if (size_t expected = message.rfind("; expected "); expected != absl::string_view::npos && expected > last_read &&
+                                                        last_read != absl::string_view::npos) {
+      absl::string_view name = message.substr(expected + 11);
+      if (std::find(std::begin(kTokenNames), std::end(kTokenNames), name) != std::end(kTokenNames)) {
+        absl::StrAppend(&what, "; expected ", name);
+      }
     }
     status_ = ErrorAt(PositionOfOffset(text_, position > 0 ? position - 1 : 0), what);
     syntax_error_ = true;
@@ -768,45 +856,6 @@ bool LooksLikeJson(absl::string_view text) {
 // ---------------------------------------------------------------------------------------------
 // Emitter
 
-// `s` with each invalid UTF-8 sequence replaced by U+FFFD (libyaml refuses invalid UTF-8).
-std::string ValidUtf8(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char lead = static_cast<unsigned char>(s[i]);
-    size_t length = 0;
-    uint32_t min = 0;
-    uint32_t code = 0;
-    if (lead < 0x80) {
-      length = 1;
-      code = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, min = 0x80, code = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, min = 0x800, code = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, min = 0x10000, code = lead & 0x07;
-    }
-    bool valid = length > 0 && i + length <= s.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(s[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      code = (code << 6) | (next & 0x3F);
-    }
-    valid = valid && code >= min && code <= 0x10FFFF && !(code >= 0xD800 && code <= 0xDFFF);
-    if (valid) {
-      out.append(s.data() + i, length);
-      i += length;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
-}
-
-bool IsValidUtf8(absl::string_view s) { return ValidUtf8(s) == s; }
 
 // A double as the shortest text that parses back to it, still looking like a float ("1.0").
 std::string FloatText(double value) {

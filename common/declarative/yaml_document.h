@@ -16,12 +16,16 @@ struct DocumentLimits {
   // Values (scalars and containers, not mapping keys) produced in total, every alias expansion
   // counted.
   size_t max_nodes = 4'000'000;
-  // Values produced by alias expansion (and merge keys), in total, may not pass
-  // alias_nodes_base + alias_nodes_per_text_node * (values written out in the text so far). A
-  // "billion laughs" document is refused after a few thousand copied values, while a real file
-  // that reuses an anchored block many times stays far below.
+  // Copies made for anchors and aliases (each alias expansion, merge keys included, and the copy
+  // an anchor keeps of its node), in total, may hold at most
+  //   alias_nodes_base + alias_nodes_per_text_node * (values written out in the text so far) values
+  //   alias_bytes_base + alias_nodes_per_text_node * (the text's size) bytes of strings (and keys).
+  // A "billion laughs" document is refused after about 10,000 copied values, and an alias of a
+  // big string repeated many times after 16 MiB, while a real file that reuses an anchored block
+  // many times stays far below: each use is text of its own.
   size_t alias_nodes_base = 10'000;
   size_t alias_nodes_per_text_node = 10;
+  size_t alias_bytes_base = size_t{16} << 20;
 };
 
 // Parses one YAML 1.1 document (a kong.yml) or a JSON text into JSON values. Errors are

@@ -298,7 +298,8 @@ four:
 }
 
 TEST(YamlDocumentAnchors, BadMergeKeysAreRefused) {
-  EXPECT_EQ(Error("a: 1\nb:\n  <<: 5\n"), "line 3, column 3: a merge key (<<) takes a mapping or a sequence of mappings");
+  EXPECT_EQ(Error("a: 1\nb:\n  <<: 5\n"),
+            "line 3, column 3: a merge key (<<) takes a mapping or a sequence of mappings");
   EXPECT_EQ(Error("m: &m {a: 1}\nb:\n  <<: [*m, 2]\n"),
             "line 3, column 3: a merge key (<<) takes a mapping or a sequence of mappings");
   EXPECT_EQ(Error("m: &m {a: 1}\nb:\n  <<: *m\n  <<: *m\n"), "line 4, column 3: duplicate key \"<<\"");
@@ -335,7 +336,8 @@ TEST(YamlDocumentErrors, InvalidUtf8AndControlCharacters) {
   // libyaml points at the byte that breaks the sequence (here the newline after a lead byte).
   EXPECT_EQ(Error("a: 1\nb: caf\xC3\n"), "line 2, column 8: invalid trailing UTF-8 octet (#0a)");
   EXPECT_THAT(Error("a: \xFF"), StartsWith("line 1, column 4: invalid leading UTF-8 octet"));
-  EXPECT_THAT(Error(absl::string_view("a: x\0y", 6)), StartsWith("line 1, column 5: control characters are not allowed"));
+  EXPECT_THAT(Error(absl::string_view("a: x\0y", 6)),
+              StartsWith("line 1, column 5: control characters are not allowed"));
   EXPECT_THAT(Error("{\"a\": \"\xC0\xAF\"}"), StartsWith("line 1, column 8: "));
 }
 
@@ -356,15 +358,18 @@ TEST(YamlDocumentLimits, AliasesCountTowardsDepth) {
   DocumentLimits limits;
   limits.max_depth = 4;
   EXPECT_EQ(Parse("a: &a [[1]]\nb: [*a]\n", limits), json::parse(R"({"a":[[1]],"b":[[[1]]]})"));
-  EXPECT_EQ(Error("a: &a [[1]]\nb: [[*a]]\n", limits), "line 2, column 6: alias expansion exceeds the nesting depth limit of 4");
+  EXPECT_EQ(Error("a: &a [[1]]\nb: [[*a]]\n", limits),
+            "line 2, column 6: alias expansion exceeds the nesting depth limit of 4");
 }
 
 TEST(YamlDocumentLimits, NodeCount) {
   DocumentLimits limits;
   limits.max_nodes = 5;
   EXPECT_EQ(Parse("[1, 2, 3, 4]", limits), json::parse("[1,2,3,4]"));
-  EXPECT_EQ(Error("- 1\n- 2\n- 3\n- 4\n- 5\n", limits), "line 5, column 3: the document has more than 5 values (the limit)");
-  EXPECT_EQ(Error("a: &a [1, 2]\nb: *a\n", limits), "line 2, column 4: alias expansion exceeds the limit of 5 nodes in a document");
+  EXPECT_EQ(Error("- 1\n- 2\n- 3\n- 4\n- 5\n", limits),
+            "line 5, column 3: the document has more than 5 values (the limit)");
+  EXPECT_EQ(Error("a: &a [1, 2]\nb: *a\n", limits),
+            "line 2, column 4: alias expansion exceeds the limit of 5 nodes in a document");
   EXPECT_THAT(Error("[1, 2, 3, 4, 5]", limits), HasSubstr("the document has more than 5 values"));
 }
 
@@ -374,13 +379,45 @@ TEST(YamlDocumentLimits, AliasExpansionIsBoundedByTheText) {
   limits.alias_nodes_per_text_node = 2;
   // 4 text values (mapping, sequence, 1, 2); the first alias copies 3 (<= 10 + 2*4).
   EXPECT_EQ(Parse("a: &a [1, 2]\nb: *a\n", limits), json::parse(R"({"a":[1,2],"b":[1,2]})"));
-  // 21 text values: 52 copied values allowed; the aliases copy 20 each.
+  // 21 text values: 52 copied values allowed; the anchor keeps a copy of 20, each alias copies 20.
   const std::string text =
       "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]\nb: *a\nc: *a\nd: *a\n";
   EXPECT_EQ(Error(text, limits),
-            "line 4, column 4: alias expansion exceeds 52 nodes (10 + 2 per value written in the text)");
-  limits.alias_nodes_per_text_node = 3;
+            "line 3, column 4: alias expansion exceeds 52 nodes (10 + 2 per value written in the text)");
+  limits.alias_nodes_per_text_node = 4;
   EXPECT_EQ(Parse(text, limits)["d"].size(), 19u);
+}
+
+TEST(YamlDocumentLimits, AliasesOfBigStringsAreBoundedByBytes) {
+  // 1,000 aliases of a 100 KB string: 100 MB from a 105 KB text.
+  std::string text = "big: &s " + std::string(100'000, 'x') + "\nlist: [";
+  for (int i = 0; i < 1000; ++i) absl::StrAppend(&text, i > 0 ? ", " : "", "*s");
+  absl::StrAppend(&text, "]\n");
+  const std::string message = Error(text);
+  EXPECT_THAT(message, StartsWith("line 2, column "));
+  EXPECT_THAT(message, HasSubstr("alias expansion exceeds "));
+  EXPECT_THAT(message, HasSubstr(" bytes of strings (16777216 + 10 per byte of the text)"));
+  // Keys count too.
+  DocumentLimits limits;
+  limits.alias_bytes_base = 100;
+  limits.alias_nodes_per_text_node = 0;
+  EXPECT_EQ(Error("a: &m {" + std::string(60, 'k') + ": 1}\nb: *m\n", limits),
+            "line 2, column 4: alias expansion exceeds 100 bytes of strings (100 + 0 per byte of the text)");
+}
+
+TEST(YamlDocumentLimits, NestedAnchorsCountTheCopiesTheyKeep) {
+  // Every level anchored: each keeps a copy of everything below it (64 copies of the long list).
+  std::string text;
+  for (int i = 0; i < 60; ++i) absl::StrAppend(&text, "&a", i, " [");
+  text += "0";
+  for (int i = 1; i < 2000; ++i) absl::StrAppend(&text, ", ", i);
+  text += std::string(60, ']');
+  EXPECT_THAT(Error(text), HasSubstr("anchored values exceed "));
+  // The same without anchors is fine.
+  std::string plain;
+  for (int i = 0; i < 60; ++i) plain += "[";
+  plain += text.substr(text.find("0, 1"));
+  EXPECT_TRUE(ParseYamlDocument(plain).ok());
 }
 
 // A text whose full expansion is 10^10 values ("billion laughs").
@@ -422,7 +459,8 @@ TEST(YamlDocumentLimits, BillionLaughsIsRefusedFastWithLittleMemory) {
 
 TEST(YamlDocumentLimits, ReusingAnAnchoredBlockManyTimesIsFine) {
   // A real pattern: one plugin config reused by many routes.
-  std::string text = "x-plugin: &rl {name: rate-limiting, config: {minute: 20, policy: local, hide: true}}\nroutes:\n";
+  std::string text =
+      "x-plugin: &rl {name: rate-limiting, config: {minute: 20, policy: local, hide: true}}\nroutes:\n";
   for (int i = 0; i < 3000; ++i) absl::StrAppend(&text, "- {name: r", i, ", paths: [/r", i, "], plugins: [*rl]}\n");
   json doc = Parse(text);
   ASSERT_EQ(doc["routes"].size(), 3000u);
@@ -451,6 +489,12 @@ TEST(YamlDocumentJson, ErrorsHaveLineAndColumn) {
             "line 2, column 6: syntax error while parsing object separator - unexpected number literal; "
             "expected ':'");
   EXPECT_THAT(Error("[1, 2"), StartsWith("line 1, column "));
+  // The input nlohmann quotes is left out, even when it looks like the end of the message
+  // (fuzz regression json_error_quoting_expected), and messages stay UTF-8.
+  EXPECT_EQ(Error("{\"a\": x; expected \xC2\x85\xFF}"),
+            "line 1, column 7: syntax error while parsing value - invalid literal");
+  EXPECT_EQ(Error("[\"\xFF\"]"), "line 1, column 3: syntax error while parsing value - invalid string: "
+                                   "ill-formed UTF-8 byte");
 }
 
 TEST(YamlDocumentJson, SameLimits) {
@@ -475,7 +519,8 @@ TEST(YamlDocumentJson, FlowYamlStartingWithABraceStillParses) {
 // --- ToYamlDocument
 
 TEST(ToYamlDocument, BlockStyleTwoSpaceIndent) {
-  json value = json::parse(R"({"services":[{"name":"a","port":80,"tags":["x"],"enabled":true,"x":null}],"empty":{},"none":[]})");
+  json value = json::parse(
+      R"({"services":[{"name":"a","port":80,"tags":["x"],"enabled":true,"x":null}],"empty":{},"none":[]})");
   EXPECT_EQ(ToYamlDocument(value),
             "empty: {}\n"
             "none: []\n"
@@ -517,6 +562,27 @@ TEST(ToYamlDocument, MultiLineStringsAreLiteralBlocksKeepingTrailingNewlines) {
     json value = {{"cert", text}, {"list", {text, "after"}}};
     const std::string yaml = ToYamlDocument(value);
     EXPECT_EQ(Parse(yaml), value) << yaml;
+  }
+}
+
+TEST(ToYamlDocument, ATextEndingInTwoNewlinesKeepsBoth) {
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\n";
+  // Keep chomping (|+); libyaml closes the document with "..." after it.
+  EXPECT_EQ(ToYamlDocument({{"cert", pem}}),
+            "cert: |+\n  -----BEGIN CERTIFICATE-----\n  MIIB\n  -----END CERTIFICATE-----\n\n...\n");
+  EXPECT_EQ(Parse(ToYamlDocument({{"cert", pem}}))["cert"], json(pem));
+}
+
+TEST(ToYamlDocument, LongAndMultiLineKeysAndTopLevelScalars) {
+  const std::string long_key(3000, 'k');
+  for (const json& value :
+       {json{{long_key, 1}}, json{{"multi\nline\n", {1, 2}}}, json{{std::string(200, ' '), "x"}},
+        json("top\nlevel\n"), json(""), json("true"), json(5), json(1.0), json(nullptr), json::array(),
+        json::object(), json::array({json::array(), json::object()})}) {
+    const std::string yaml = ToYamlDocument(value);
+    absl::StatusOr<json> back = ParseYamlDocument(yaml);
+    ASSERT_TRUE(back.ok()) << back.status() << "\n" << yaml;
+    EXPECT_EQ(back->dump(), value.dump()) << yaml;
   }
 }
 
@@ -594,8 +660,8 @@ class RandomJson {
     static const char* const kTricky[] = {
         "yes", "no", "on", "off", "y", "0x10", "0o17", "0b1", "1_000", "- a", "a: b", "#x", "a #x", "x#", "?", "? x",
         ":", "-", "--- x", "...", "'", "\"", "\\", "{", "}", "[", "]", ",", "&a", "*a", "!x", "|", ">", "%", "@", "`",
-        "<<", "=", "~", "null", "NULL", "true", "FALSE", "", " ", "  ", " x", "x ", "\t", "a\tb", "1", "-1", "+1", "1.5",
-        "1e3", ".5", "1.", ".inf", "-.inf", ".nan", "12:30", "2001-12-14", "caf\xC3\xA9", "\xE2\x82\xAC 5",
+        "<<", "=", "~", "null", "NULL", "true", "FALSE", "", " ", "  ", " x", "x ", "\t", "a\tb", "1", "-1", "+1",
+        "1.5", "1e3", ".5", "1.", ".inf", "-.inf", ".nan", "12:30", "2001-12-14", "caf\xC3\xA9", "\xE2\x82\xAC 5",
         "\xF0\x9F\x98\x80", "\xE2\x80\xA8", "line\xC2\x85next", "a\r\nb", "\r", "a\nb", "a\n", "a\n\n", "\na", "\n",
         "  x\ny", "x\n  y\n", "x \ny", "\xEF\xBB\xBF" "bom", "nul\0in"  // last one: see below
     };
