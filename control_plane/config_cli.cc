@@ -142,6 +142,10 @@ int Export(const std::string& path, const std::string& db) {
     return 1;
   }
   const std::string yaml = ExportDeclarativeYaml(EntitiesByKind(stored->config, (*store)->kinds()));
+  if (yaml.empty()) {
+    std::fprintf(stderr, "portico-cp config export: writing the config as YAML failed\n");
+    return 1;
+  }
   if (path.empty()) {
     std::fwrite(yaml.data(), 1, yaml.size(), stdout);
     return 0;

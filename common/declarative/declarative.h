@@ -107,7 +107,8 @@ std::vector<DeclarativeConfig::KindEntities> EntitiesByKind(const ConfigSet& con
 // back (LoadDeclarativeDocument) into the same entities.
 nlohmann::json ExportDeclarativeDocument(const std::vector<DeclarativeConfig::KindEntities>& kinds);
 
-// The same as YAML text (what GET /config and `portico-cp config export` write).
+// The same as YAML text (what GET /config and `portico-cp config export` write); "" when the
+// YAML writer fails.
 std::string ExportDeclarativeYaml(const std::vector<DeclarativeConfig::KindEntities>& kinds);
 
 // The id a document gives an entity without one: a name-based UUID (version 8, SHA-256) of

@@ -244,7 +244,7 @@ absl::StatusOr<json> ResolveScalar(absl::string_view text, absl::string_view tag
   }
   const PlainKind kind = ClassifyPlain(text);
   if (kind == PlainKind::kNonFinite) {
-    return ErrorAt(mark, absl::StrCat(Quoted(text), ": infinity and NaN have no JSON representation"));
+    return ErrorAt(mark, "infinity and NaN have no JSON representation");
   }
   if (type.empty()) {  // plain and untagged
     switch (kind) {
@@ -261,29 +261,29 @@ absl::StatusOr<json> ResolveScalar(absl::string_view text, absl::string_view tag
     }
   } else if (type == "null") {
     if (kind == PlainKind::kNull) return json(nullptr);
-    return ErrorAt(mark, absl::StrCat(Quoted(text), " is not a null (!!null)"));
+    return ErrorAt(mark, "the value is not a null (!!null)");
   } else if (type == "bool") {
     if (kind == PlainKind::kBool) return json(IsTrueText(text));
-    return ErrorAt(mark, absl::StrCat(Quoted(text), " is not a boolean (!!bool takes true or false)"));
+    return ErrorAt(mark, "the value is not a boolean (!!bool takes true or false)");
   } else if (type == "int" && kind != PlainKind::kInt) {
-    return ErrorAt(mark, absl::StrCat(Quoted(text), " is not an integer (!!int)"));
+    return ErrorAt(mark, "the value is not an integer (!!int)");
   } else if (type == "float" && kind != PlainKind::kInt && kind != PlainKind::kFloat) {
-    return ErrorAt(mark, absl::StrCat(Quoted(text), " is not a number (!!float)"));
+    return ErrorAt(mark, "the value is not a number (!!float)");
   }
   if (kind == PlainKind::kInt && type != "float") {
     std::optional<int64_t> value = ParseIntText(text);
-    if (!value) return ErrorAt(mark, absl::StrCat("integer ", Quoted(text), " is out of range (64-bit signed)"));
+    if (!value) return ErrorAt(mark, "integer out of range (64-bit signed)");
     return json(*value);
   }
   // A float, or an integer under !!float (through int64 when it fits, so hex and octal work too).
   if (kind == PlainKind::kInt) {
     if (std::optional<int64_t> value = ParseIntText(text)) return json(static_cast<double>(*value));
     if (absl::StartsWith(text, "0x") || absl::StartsWith(text, "0o")) {
-      return ErrorAt(mark, absl::StrCat("number ", Quoted(text), " is out of range"));
+      return ErrorAt(mark, "number out of range");
     }
   }
   std::optional<double> value = ParseFloatText(text);
-  if (!value) return ErrorAt(mark, absl::StrCat("number ", Quoted(text), " is out of range (64-bit float)"));
+  if (!value) return ErrorAt(mark, "number out of range (64-bit float)");
   return json(*value);
 }
 
@@ -715,15 +715,15 @@ class JsonTreeSax {
   bool number_integer(json::number_integer_t value) { return Value(json(value)); }
   bool number_unsigned(json::number_unsigned_t value) {
     if (value > static_cast<json::number_unsigned_t>(INT64_MAX)) {
-      return Fail(absl::StrCat("integer ", value, " is out of range (64-bit signed)"));
+      return Fail("integer out of range (64-bit signed)");
     }
     return Value(json(static_cast<int64_t>(value)));
   }
   bool number_float(json::number_float_t value, const std::string& literal) {
     if (literal.find_first_of(".eE") == std::string::npos) {
-      return Fail(absl::StrCat("integer ", Quoted(literal), " is out of range (64-bit signed)"));
+      return Fail("integer out of range (64-bit signed)");
     }
-    if (!std::isfinite(value)) return Fail(absl::StrCat("number ", Quoted(literal), " is out of range (64-bit float)"));
+    if (!std::isfinite(value)) return Fail("number out of range (64-bit float)");
     return Value(json(value));
   }
   bool string(std::string& value) { return Value(json(std::move(value))); }
@@ -858,6 +858,25 @@ bool LooksLikeJson(absl::string_view text) {
 
 
 // A double as the shortest text that parses back to it, still looking like a float ("1.0").
+// Plain text that a YAML 1.1 reader (decK's go-yaml v2, Kong's lyaml) would not read as a string:
+// its booleans (yes/no/on/off/y/n), and number-like text such as 1_000, 0b101 or 1:20. Written
+// quoted so that an export means the same to every reader.
+bool ImplicitInYaml11(absl::string_view s) {
+  static constexpr absl::string_view kBooleans[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+                                                    "on", "On", "ON", "off", "Off", "OFF"};
+  for (absl::string_view word : kBooleans) {
+    if (s == word) return true;
+  }
+  if (s.empty() || !(IsDigit(s[0]) || s[0] == '+' || s[0] == '-' || s[0] == '.')) return false;
+  for (char c : s) {
+    if (!(IsHexDigit(c) || c == '_' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'x' || c == 'X' ||
+          c == 'o' || c == 'O' || c == 'b' || c == 'B')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string FloatText(double value) {
   char buffer[64];
   auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
@@ -926,7 +945,8 @@ class YamlWriter {
       ok_ = false;
       return;
     }
-    const bool plain_ok = is_key ? text != "<<" : ClassifyPlain(text) == PlainKind::kString;
+    const bool plain_ok =
+        is_key ? text != "<<" : ClassifyPlain(text) == PlainKind::kString && !ImplicitInYaml11(text);
     yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
     // Characters YAML reads as line breaks besides LF (CR, NEL, LS, PS) only survive escaped.
     const bool other_breaks = text.find('\r') != std::string::npos || text.find("\xC2\x85") != std::string::npos ||

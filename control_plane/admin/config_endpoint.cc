@@ -6,6 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/base/log.h"
 #include "common/config/entity_json.h"
 #include "common/declarative/declarative.h"
@@ -24,8 +26,49 @@ bool Flag(const QueryParams& params, absl::string_view name) {
   return value != nullptr && (*value == "1" || absl::EqualsIgnoreCase(*value, "true"));
 }
 
-// The declarative text of a POST /config body: {"config": "<text>"} as JSON or as a form, or
-// the body itself (a YAML or JSON document).
+// The `boundary` parameter of a multipart content type ("" when it has none).
+std::string MultipartBoundary(absl::string_view content_type) {
+  for (absl::string_view param : absl::StrSplit(content_type, ';')) {
+    param = absl::StripAsciiWhitespace(param);
+    if (!absl::StartsWithIgnoreCase(param, "boundary=")) continue;
+    param.remove_prefix(9);
+    if (param.size() >= 2 && param.front() == '"' && param.back() == '"') param = param.substr(1, param.size() - 2);
+    return std::string(param);
+  }
+  return "";
+}
+
+// The content of the multipart/form-data part named `name` (curl -F config=@kong.yml), or
+// nullopt. Only what Kong's form needs: parts delimited by the boundary, their headers, no nesting.
+std::optional<std::string> MultipartField(absl::string_view body, absl::string_view boundary, absl::string_view name) {
+  if (boundary.empty()) return std::nullopt;
+  const std::string delimiter = absl::StrCat("--", boundary);
+  size_t at = body.find(delimiter);
+  while (at != absl::string_view::npos) {
+    size_t part = at + delimiter.size();
+    if (body.substr(part, 2) == "--") return std::nullopt;  // the closing delimiter
+    if (body.substr(part, 2) == "\r\n") part += 2;
+    const size_t head_end = body.find("\r\n\r\n", part);
+    if (head_end == absl::string_view::npos) return std::nullopt;
+    const size_t next = body.find(absl::StrCat("\r\n", delimiter), head_end + 4);
+    if (next == absl::string_view::npos) return std::nullopt;
+    const std::string head = absl::AsciiStrToLower(body.substr(part, head_end - part));
+    for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
+      if (!absl::StartsWith(line, "content-disposition:")) continue;
+      for (absl::string_view param : absl::StrSplit(line, ';')) {
+        param = absl::StripAsciiWhitespace(param);
+        if (param == absl::StrCat("name=\"", name, "\"") || param == absl::StrCat("name=", name)) {
+          return std::string(body.substr(head_end + 4, next - head_end - 4));
+        }
+      }
+    }
+    at = next + 2;
+  }
+  return std::nullopt;
+}
+
+// The declarative text of a POST /config body: {"config": "<text>"} as JSON, a form or a
+// multipart form (curl -F config=@kong.yml), or the body itself (a YAML or JSON document).
 std::string DocumentText(const HttpRequest& request) {
   const std::string* type = request.Header("content-type");
   const std::string content_type = type == nullptr ? "" : absl::AsciiStrToLower(*type);
@@ -34,6 +77,10 @@ std::string DocumentText(const HttpRequest& request) {
       if (key == "config") return value;
     }
     return "";
+  }
+  if (absl::StartsWith(content_type, "multipart/form-data")) {
+    // The boundary keeps its case: take it from the header as sent.
+    return MultipartField(request.body, MultipartBoundary(*type), "config").value_or("");
   }
   // A JSON object whose only member is a string `config` wraps the document.
   const absl::string_view body = absl::StripLeadingAsciiWhitespace(request.body);
@@ -70,7 +117,12 @@ HttpResponse ConfigEndpoint::Export() {
     return Message(500, absl::StrCat("the store holds rows that cannot be read (", absl::StrJoin(rows, ", "),
                                      "); repair or delete them first"));
   }
-  return JsonResponse(200, json{{"config", ExportDeclarativeYaml(EntitiesByKind(stored->config, store_.kinds()))}});
+  std::string yaml = ExportDeclarativeYaml(EntitiesByKind(stored->config, store_.kinds()));
+  if (yaml.empty()) {  // the YAML writer failed (never seen; a document is never empty)
+    PORTICO_LOG(kError, "admin", "GET /config: writing the config as YAML failed");
+    return Unexpected();
+  }
+  return JsonResponse(200, json{{"config", std::move(yaml)}});
 }
 
 HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/declarative/yaml_document.h"
 #include "common/snapshot/snapshot.h"
 #include "control_plane/admin/admin_api.h"
@@ -109,6 +110,17 @@ TEST_F(ConfigEndpointTest, TheBodyMayWrapTheDocument) {
   CallJson("POST", "/config", 201, "config=" + PercentEncode(other), "application/x-www-form-urlencoded");
   CallJson("GET", "/services/form", 200);
   CallJson("GET", "/services/orders", 404);
+  // curl -F config=@kong.yml (Kong's documented form).
+  const std::string multipart = absl::StrCat(
+      "--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nignored\r\n",
+      "--XyZ\r\nContent-Disposition: form-data; name=\"config\"; filename=\"kong.yml\"\r\n",
+      "Content-Type: application/octet-stream\r\n\r\n",
+      "_format_version: \"3.0\"\nservices:\n  - name: multi\n    host: m.internal\n", "\r\n--XyZ--\r\n");
+  CallJson("POST", "/config", 201, multipart, "multipart/form-data; boundary=XyZ");
+  CallJson("GET", "/services/multi", 200);
+  // No config part: an empty document, refused.
+  EXPECT_EQ(CallJson("POST", "/config", 400, "--XyZ--\r\n", "multipart/form-data; boundary=XyZ")["code"], 14);
+  CallJson("GET", "/services/multi", 200);
 }
 
 TEST_F(ConfigEndpointTest, AnInvalidDocumentChangesNothing) {
