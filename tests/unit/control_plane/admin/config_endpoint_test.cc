@@ -1,16 +1,12 @@
 // POST/GET /config through the real AdminApi over a real SQLite store (no sockets).
-#include <stdlib.h>
-
-#include <filesystem>
-#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/declarative/yaml_document.h"
 #include "common/snapshot/snapshot.h"
-#include "control_plane/admin/admin_api.h"
 #include "control_plane/admin/request_decoding.h"
 #include "control_plane/store/store.h"
+#include "tests/unit/control_plane/admin/admin_fixture.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/test_certificates.h"
@@ -28,55 +24,13 @@ constexpr char kDocument[] = R"({
                  "basicauth_credentials": [{"username": "alice", "password": "pw"}]}]
 })";
 
-class ConfigEndpointTest : public ::testing::Test {
+class ConfigEndpointTest : public AdminFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/portico_config_endpoint_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
-    api_ = std::make_unique<AdminApi>(store_.get(), nullptr, options, [this] { ++changes_; }, clock_);
-  }
-  void TearDown() override {
-    api_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& content_type = "application/json") {
-    HttpRequest request;
-    request.method = method;
-    request.target = target;
-    size_t q = target.find('?');
-    request.path = target.substr(0, q);
-    request.query = q == std::string::npos ? "" : target.substr(q + 1);
-    if (!content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
-    request.body = body;
-    return api_->Handle(request);
-  }
-  json CallJson(const std::string& method, const std::string& target, int status, const std::string& body = "",
-                const std::string& content_type = "application/json") {
-    HttpResponse r = Call(method, target, body, content_type);
-    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
-    json parsed = json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(parsed.is_discarded()) << r.body;
-    return parsed;
-  }
   std::string StoreHash() {
     absl::StatusOr<StoredConfig> stored = store_->ReadConfig();
     EXPECT_TRUE(stored.ok());
     return ComputeConfigHash(stored->config, store_->Epoch());
   }
-
-  FakeClock clock_{1700000000};
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<AdminApi> api_;
-  int changes_ = 0;
 };
 
 TEST_F(ConfigEndpointTest, PostReplacesEverythingInOneVersion) {

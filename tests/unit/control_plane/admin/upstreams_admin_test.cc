@@ -10,6 +10,7 @@
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
+#include "tests/unit/control_plane/admin/admin_fixture.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -18,57 +19,7 @@ namespace {
 
 using nlohmann::json;
 
-class NoDataPlanes : public DataPlaneStatusSource {
- public:
-  std::vector<DataPlaneStatus> ListDataPlanes() const override { return {}; }
-  ConfigBuildStatus BuildStatus() const override { return {}; }
-};
-
-class UpstreamsAdminTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/portico_upstreams_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
-    api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, [] {}, clock_);
-  }
-  void TearDown() override {
-    api_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& content_type = "application/json") {
-    HttpRequest request;
-    request.method = method;
-    request.target = target;
-    size_t q = target.find('?');
-    request.path = target.substr(0, q);
-    request.query = q == std::string::npos ? "" : target.substr(q + 1);
-    if (!body.empty()) request.headers.emplace_back("Content-Type", content_type);
-    request.body = body;
-    return api_->Handle(request);
-  }
-  json CallJson(const std::string& method, const std::string& target, int status, const std::string& body = "",
-                const std::string& content_type = "application/json") {
-    HttpResponse r = Call(method, target, body, content_type);
-    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
-    json parsed = json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(parsed.is_discarded()) << r.body;
-    return parsed;
-  }
-
-  FakeClock clock_{1700000000};
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  NoDataPlanes data_planes_;
-  std::unique_ptr<AdminApi> api_;
-};
+using UpstreamsAdminTest = AdminFixture;
 
 TEST_F(UpstreamsAdminTest, CreateFillsKongsDefaults) {
   json created = CallJson("POST", "/upstreams", 201, R"({"name":"backend.internal"})");

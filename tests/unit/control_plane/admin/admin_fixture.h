@@ -1,0 +1,86 @@
+#pragma once
+// The fixture the Admin API unit tests share: an AdminApi over a real SQLite store in a fresh
+// temporary folder, a fake clock, no sockets. Requests go straight to AdminApi::Handle.
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "control_plane/admin/admin_api.h"
+#include "control_plane/cluster_status.h"
+#include "control_plane/store/store.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::cp {
+
+// A CP with no data plane connected.
+class NoDataPlanes : public DataPlaneStatusSource {
+ public:
+  std::vector<DataPlaneStatus> ListDataPlanes() const override { return {}; }
+  ConfigBuildStatus BuildStatus() const override { return {}; }
+};
+
+class AdminFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico_admin_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto store = Store::Open(dir_ + "/admin.db", clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    MakeApi(DefaultOptions());
+  }
+  void TearDown() override {
+    api_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  AdminOptions DefaultOptions() const {
+    return AdminOptions{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  }
+  // Replaces the AdminApi (same store); every committed write counts in changes_.
+  void MakeApi(AdminOptions options) {
+    api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, std::move(options), [this] { ++changes_; },
+                                      clock_);
+  }
+
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
+                    const std::string& content_type = "application/json",
+                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+    HttpRequest request;
+    request.method = method;
+    request.target = target;
+    const size_t q = target.find('?');
+    request.path = target.substr(0, q);
+    request.query = q == std::string::npos ? "" : target.substr(q + 1);
+    if (!body.empty() && !content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
+    for (auto& header : headers) request.headers.push_back(std::move(header));
+    request.body = body;
+    return api_->Handle(request);
+  }
+  // Calls, checks the status and parses the JSON body.
+  nlohmann::json CallJson(const std::string& method, const std::string& target, int status,
+                          const std::string& body = "", const std::string& content_type = "application/json") {
+    HttpResponse r = Call(method, target, body, content_type);
+    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
+    nlohmann::json parsed = nlohmann::json::parse(r.body, nullptr, false);
+    EXPECT_FALSE(parsed.is_discarded()) << r.body;
+    return parsed;
+  }
+
+  FakeClock clock_{1700000000};
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  NoDataPlanes data_planes_;
+  std::unique_ptr<AdminApi> api_;
+  int changes_ = 0;
+};
+
+}  // namespace portico::cp
