@@ -24,6 +24,7 @@
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/admin/meta_endpoints.h"
 #include "control_plane/store/store.h"
+#include "tests/unit/control_plane/admin/admin_fixture.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/http_wire.h"
@@ -33,48 +34,17 @@ namespace {
 
 using nlohmann::json;
 
-class AdminSurfaceTest : public ::testing::Test {
+class AdminSurfaceTest : public AdminFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/portico_admin_surface_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    MakeApi({});
-  }
-  void TearDown() override {
-    api_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
   void MakeApi(std::vector<std::string> cors_origins, std::optional<AdminToken> token = std::nullopt) {
-    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+    AdminOptions options = DefaultOptions();
     options.cors_origins = std::move(cors_origins);
     options.token = std::move(token);
-    api_ = std::make_unique<AdminApi>(store_.get(), nullptr, options, [] {}, clock_);
+    AdminFixture::MakeApi(std::move(options));
   }
-
   HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
                     std::vector<std::pair<std::string, std::string>> headers = {}) {
-    HttpRequest request;
-    request.method = method;
-    request.target = target;
-    const size_t q = target.find('?');
-    request.path = target.substr(0, q);
-    request.query = q == std::string::npos ? "" : target.substr(q + 1);
-    if (!body.empty()) request.headers.emplace_back("Content-Type", "application/json");
-    for (auto& header : headers) request.headers.push_back(std::move(header));
-    request.body = body;
-    return api_->Handle(request);
-  }
-  json CallJson(const std::string& method, const std::string& target, int status, const std::string& body = "") {
-    HttpResponse r = Call(method, target, body);
-    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
-    json parsed = json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(parsed.is_discarded()) << r.body;
-    return parsed;
+    return AdminFixture::Call(method, target, body, "application/json", std::move(headers));
   }
   static std::string Header(const HttpResponse& r, const std::string& name) {
     for (const auto& [k, v] : r.headers) {
@@ -89,11 +59,6 @@ class AdminSurfaceTest : public ::testing::Test {
     }
     return nullptr;
   }
-
-  FakeClock clock_{1700000000};
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<AdminApi> api_;
 };
 
 TEST_F(AdminSurfaceTest, NodeInfoSpeaksKongsVersionAndKeepsPorticosOwn) {
