@@ -76,11 +76,12 @@ log "document: $COUNTS; YAML $YAML_BYTES bytes, JSON $JSON_BYTES bytes"
 LAST_PATH=$(printf '/svc-%06d/r%d/x' $(( SERVICES - 1 )) $(( ROUTES_PER_SERVICE - 1 )))
 
 RESULTS=$OUT/results.tsv
-echo "# step round seconds peak_kib publish_s dp_sync_s cp_hwm_before_kib dp_hwm_kib cpu_s dp_cpu_s" >"$RESULTS"
+echo "# step round seconds peak_kib publish_s dp_sync_s cp_hwm_before_kib dp_hwm_kib cpu_s dp_cpu_s rss_kib" >"$RESULTS"
 record() { echo "$*" >>"$RESULTS"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }  # since START END: END - START
 vm_hwm() { "$PY" "$DHELPER" vm "$1" | cut -d' ' -f1; }
+vm_rss() { "$PY" "$DHELPER" vm "$1" | cut -d' ' -f2; }
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}'; }
 check_routed() {  # check_routed PROXY_PORT WHO: the last route answers, and not with a 404
   local code
@@ -95,7 +96,7 @@ timed_cli() {  # timed_cli STEP ROUND ARGS...: runs portico-cp ARGS under /usr/b
   taskset -c "$CP_CPU" "$TIME" -f '%e s %M KiB %U %S' -o "$WORK/time.txt" "$CP_BIN" "$@" \
     >"$WORK/$step-$round.log" 2>&1 || die "$step: portico-cp $* failed: $(tail -n 5 "$WORK/$step-$round.log")"
   read -r seconds _ kib _ user sys <"$WORK/time.txt"
-  record "$step $round $seconds $kib - - - - $(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}') -"
+  record "$step $round $seconds $kib - - - - $(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}') - -"
   log "  $step round $round: $seconds s (CPU $user user, $sys sys), peak RSS $(( kib / 1024 )) MiB: $(head -c 300 "$WORK/$step-$round.log")"
 }
 for round in $(seq 1 "$ROUNDS"); do
@@ -124,8 +125,8 @@ post_config() {  # post_config STEP ROUND: POSTs the YAML file, waits for the CP
   read -r version published dp_synced <<<"$synced"
   check_routed "$DP_PORT" "$step: hybrid DP"
   record "$step $round $seconds $(vm_hwm "$CP_PID") $(since "$start" "$published") $(since "$start" "$dp_synced") $before" \
-    "$(vm_hwm "$DP_PID") $(ticks_to_s $(( $(cpu_ticks "$CP_PID") - cp_ticks ))) $(ticks_to_s $(( $(cpu_ticks "$DP_PID") - dp_ticks )))"
-  tail -n1 "$RESULTS" | awk -v v="$version" '{ printf "  %s round %s: 201 after %.2f s, version %s published after %.2f s, DP synced after %.2f s; CP VmHWM %d -> %d MiB, DP VmHWM %d MiB; CPU: CP %.2f s, DP %.2f s\n", $1, $2, $3, v, $5, $6, $7 / 1024, $4 / 1024, $8 / 1024, $9, $10 }' >&2
+    "$(vm_hwm "$DP_PID") $(ticks_to_s $(( $(cpu_ticks "$CP_PID") - cp_ticks ))) $(ticks_to_s $(( $(cpu_ticks "$DP_PID") - dp_ticks ))) $(vm_rss "$CP_PID")"
+  tail -n1 "$RESULTS" | awk -v v="$version" '{ printf "  %s round %s: 201 after %.2f s, version %s published after %.2f s, DP synced after %.2f s; CP VmHWM %d -> %d MiB, DP VmHWM %d MiB; CPU: CP %.2f s, DP %.2f s; CP VmRSS %d MiB\n", $1, $2, $3, v, $5, $6, $7 / 1024, $4 / 1024, $8 / 1024, $9, $10, $11 / 1024 }' >&2
 }
 for round in $(seq 1 "$ROUNDS"); do
   read -r CP_ADMIN CP_CLUSTER DP_PORT DP_STATUS <<<"$(free_ports 4)"
@@ -164,8 +165,8 @@ for round in $(seq 1 "$ROUNDS"); do
   ready=$("$PY" "$DHELPER" wait-http "http://127.0.0.1:$DP_STATUS/status/ready" 300) ||
     die "the DB-less DP was not ready: $(tail -n 20 "$WORK/dbless-$round.log")"
   check_routed "$DP_PORT" "dp-start: DB-less DP"
-  record "dp-start $round $(since "$start" "$ready") $(vm_hwm "$DP_PID") - - - - $(ticks_to_s "$(cpu_ticks "$DP_PID")") -"
-  tail -n1 "$RESULTS" | awk '{ printf "  dp-start round %s: ready after %.2f s, VmHWM %d MiB, CPU %.2f s\n", $2, $3, $4 / 1024, $9 }' >&2
+  record "dp-start $round $(since "$start" "$ready") $(vm_hwm "$DP_PID") - - - - $(ticks_to_s "$(cpu_ticks "$DP_PID")") - $(vm_rss "$DP_PID")"
+  tail -n1 "$RESULTS" | awk '{ printf "  dp-start round %s: ready after %.2f s, VmHWM %d MiB, VmRSS %d MiB, CPU %.2f s\n", $2, $3, $4 / 1024, $11 / 1024, $9 }' >&2
   stop_pid "$DP_PID"; forget_pid "$DP_PID"
 done
 cp "$WORK/dbless-1.log" "$OUT/"
@@ -219,7 +220,8 @@ for step, label in [("post", "POST /config, empty CP"), ("post-again", "POST /co
     if step not in rows:
         continue
     print(f"| {label}: request to 201 | {secs(med(step, 0))} ({secs(mx(step, 0))}) | | CP VmHWM "
-          f"{mib(med(step, 4))} before, {mib(med(step, 1))} ({mib(mx(step, 1))}) after | {goal(step, 0)} |")
+          f"{mib(med(step, 4))} before, {mib(med(step, 1))} ({mib(mx(step, 1))}) after; VmRSS {mib(med(step, 8))} "
+          f"after | {goal(step, 0)} |")
     print(f"| {label}: request to snapshot published (CP /status) | {secs(med(step, 2))} ({secs(mx(step, 2))}) | "
           f"{secs(med(step, 6))} CP | | {goal(step, 2)} |")
     print(f"| {label}: request to the hybrid DP on that version | {secs(med(step, 3))} ({secs(mx(step, 3))}) | "
@@ -227,6 +229,7 @@ for step, label in [("post", "POST /config, empty CP"), ("post-again", "POST /co
 if "dp-start" in rows:
     print(f"| `portico-dp --declarative-config kong.yml`: exec to /status/ready 200 | "
           f"{secs(med('dp-start', 0))} ({secs(mx('dp-start', 0))}) | {secs(med('dp-start', 6))} | "
-          f"VmHWM {mib(med('dp-start', 1))} ({mib(mx('dp-start', 1))}) | {goal('dp-start', 0)} |")
+          f"VmHWM {mib(med('dp-start', 1))} ({mib(mx('dp-start', 1))}); VmRSS {mib(med('dp-start', 8))} when ready | "
+          f"{goal('dp-start', 0)} |")
 EOF
 log "results in $OUT"
