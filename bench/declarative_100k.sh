@@ -27,7 +27,7 @@
 # $BENCH_CP_CPU, the DPs on CPU $BENCH_DP_CPU. The goal is <= 10 s for each step.
 # Prints a Markdown table (summary.md) with the load average before and after, and keeps the raw
 # figures (results.tsv) and the logs in $BENCH_OUT. Every process started here is stopped by PID
-# on exit. About 3 minutes with the defaults.
+# on exit. About 1 minute on a quiet machine with the defaults (3 on a busy one).
 #
 # Environment (defaults): BENCH_SERVICES (20000), BENCH_ROUTES_PER_SERVICE (2), BENCH_CONSUMERS
 #   (20000), BENCH_CREDENTIALS_PER_CONSUMER (1), BENCH_ROUNDS (3), BENCH_CP_CPU (0),
