@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts (proxy_vs_nginx.sh, h2_vs_peers.sh, grpc_unary.sh,
-# websocket_echo.sh). Sourced, not run:
+# websocket_echo.sh, declarative_100k.sh). Sourced, not run:
 #
 #   LOG_PREFIX=bench                            # the [prefix HH:MM:SS] of every log line
 #   . "$(dirname "$0")/lib.sh"                  # sets ROOT, BUILD (BUILD_DIR or build-p), PY, HELPER
