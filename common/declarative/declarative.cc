@@ -588,11 +588,14 @@ absl::StatusOr<DeclarativeConfig> Loader::Load(const json& document) {
   for (const EntityDescriptor* kind : kinds_.kinds()) {
     DeclarativeConfig::KindEntities list;
     list.kind = kind;
+    // Sorted by id (each id read once: reading one through reflection copies it).
+    std::vector<std::pair<std::string, std::unique_ptr<Message>>> by_id;
     for (Entry& entry : entries_) {
-      if (entry.kind == kind) list.entities.push_back(std::move(entry.entity));
+      if (entry.kind == kind) by_id.emplace_back(std::move(entry.id), std::move(entry.entity));
     }
-    std::sort(list.entities.begin(), list.entities.end(),
-              [kind](const auto& a, const auto& b) { return kind->Id(*a) < kind->Id(*b); });
+    std::sort(by_id.begin(), by_id.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    list.entities.reserve(by_id.size());
+    for (auto& [id, entity] : by_id) list.entities.push_back(std::move(entity));
     if (kind->exported()) {
       for (const auto& entity : list.entities) {
         if (!kind->AppendToConfig(&out.config, entity->SerializeAsString())) {

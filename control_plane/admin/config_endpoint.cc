@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/base/log.h"
+#include "common/base/memory.h"
 #include "common/config/entity_json.h"
 #include "common/declarative/declarative.h"
 #include "common/declarative/yaml_document.h"
@@ -101,7 +102,11 @@ std::optional<HttpResponse> ConfigEndpoint::Handle(const HttpRequest& request, c
                                                    bool* committed) {
   if (segments.size() != 1 || segments[0] != "config") return std::nullopt;
   if (request.method == "GET") return Export();
-  if (request.method == "POST") return Replace(request, committed);
+  if (request.method == "POST") {
+    HttpResponse response = Replace(request, committed);
+    ReleaseFreedMemory();  // the document, its entities and the config read to compare are freed
+    return response;
+  }
   return MethodNotAllowed();
 }
 

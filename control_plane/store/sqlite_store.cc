@@ -113,13 +113,63 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   }
 }
 
-// Owns one prepared statement.
+// Prepared statements kept for the life of one connection, by SQL text: the per-row statements
+// of a large write (POST /config, config import) are prepared once, not once per row. Used under
+// the connection's mutex.
+class StatementCache {
+ public:
+  ~StatementCache() {
+    for (auto& [sql, entry] : entries_) sqlite3_finalize(entry.stmt);
+  }
+  // The cached statement for `sql` (prepared on first use), or null when it is in use already
+  // or cannot be prepared (the caller then prepares its own).
+  sqlite3_stmt* Take(sqlite3* db, const std::string& sql) {
+    Entry& entry = entries_[sql];
+    if (entry.in_use) return nullptr;
+    if (entry.stmt == nullptr &&
+        sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &entry.stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(entry.stmt);
+      entry.stmt = nullptr;
+      return nullptr;
+    }
+    entry.in_use = true;
+    return entry.stmt;
+  }
+  void Give(const std::string& sql) { entries_[sql].in_use = false; }
+
+ private:
+  struct Entry {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+  std::map<std::string, Entry> entries_;
+};
+
+// One prepared statement: its own, or borrowed from a StatementCache (reset when done).
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(sqlite3* db, StatementCache& cache, const std::string& sql) : db_(db) {
+    if (sqlite3_stmt* cached = cache.Take(db, sql); cached != nullptr) {
+      stmt_ = cached;
+      cache_ = &cache;
+      sql_ = sql;
+      rc_ = SQLITE_OK;
+    } else {
+      rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+    }
+  }
+  ~Statement() {
+    if (cache_ == nullptr) {
+      sqlite3_finalize(stmt_);
+      return;
+    }
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    cache_->Give(sql_);
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -151,6 +201,8 @@ class Statement {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  StatementCache* cache_ = nullptr;  // set when stmt_ is borrowed
+  std::string sql_;
 };
 
 absl::Status Exec(sqlite3* db, const std::string& sql) {
@@ -272,7 +324,9 @@ class SqliteStore final : public Store {
   struct Connection {
     std::mutex mu;
     sqlite3* db = nullptr;
+    std::unique_ptr<StatementCache> statements = std::make_unique<StatementCache>();  // under mu
     ~Connection() {
+      statements.reset();  // finalized before the connection closes
       if (db) sqlite3_close_v2(db);
     }
   };
@@ -631,7 +685,7 @@ absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Me
   const std::string id = kind.Id(*entity);
   std::optional<int64_t> existing_created_at;
   if (mode != WriteMode::kInsert) {
-    Statement find(db, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = ?"));
+    Statement find(db, *writer_->statements, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = ?"));
     if (absl::Status s = find.status("find"); !s.ok()) return s;
     find.BindText(1, id);
     int rc = find.Step();
@@ -655,7 +709,7 @@ absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Me
   kind.SetCreatedAt(entity, created_at);
   kind.SetUpdatedAt(entity, updated_at);
 
-  Statement write(db, existing_created_at ? table.update_sql : table.insert_sql);
+  Statement write(db, *writer_->statements, existing_created_at ? table.update_sql : table.insert_sql);
   write.BindText(1, id);
   write.BindInt64(2, created_at);
   write.BindInt64(3, updated_at);

@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "common/base/memory.h"
 #include "common/base/uuid.h"
 #include "common/config/validate.h"
 #include "common/metrics/metrics.h"
@@ -91,6 +92,7 @@ void SnapshotBuilder::Loop() {
     unpublished_change_.reset();
     lock.unlock();
     BuildAndPublish(change_at, change_wall);
+    ReleaseFreedMemory();  // the config read for the build (large for a large config) is freed
     lock.lock();
   }
 }

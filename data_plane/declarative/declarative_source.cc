@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
 #include "common/base/log.h"
+#include "common/base/memory.h"
 #include "common/base/uuid.h"
 #include "common/declarative/declarative.h"
 #include "common/snapshot/snapshot.h"
@@ -15,6 +16,12 @@ DeclarativeSource::DeclarativeSource(std::string path, size_t max_bytes, ApplyFn
     : path_(std::move(path)), max_bytes_(max_bytes), apply_(std::move(apply)), epoch_(RandomBytes(16)) {}
 
 absl::Status DeclarativeSource::Load() {
+  absl::Status status = LoadOnce();
+  ReleaseFreedMemory();  // the text, the document and the loaded entities are freed
+  return status;
+}
+
+absl::Status DeclarativeSource::LoadOnce() {
   auto refuse = [this](absl::Status status) {
     PORTICO_LOG(kError, "dp", "declarative config ", path_, " refused, ",
                 version_ == 0 ? "nothing is served" : absl::StrCat("still serving version ", version_), ": ",

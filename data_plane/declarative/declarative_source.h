@@ -42,6 +42,8 @@ class DeclarativeSource {
   Stats stats() const;
 
  private:
+  absl::Status LoadOnce();
+
   const std::string path_;
   const size_t max_bytes_;
   const ApplyFn apply_;
