@@ -53,7 +53,9 @@ absl::Status DeclarativeSource::LoadOnce() {
     stats_.last_error.clear();
     return absl::OkStatus();
   }
-  auto previous = std::make_shared<const ConfigSet>(loaded->config);
+  // What the next load needs of this one: the basic-auth hashes (not a copy of the whole config).
+  auto previous = std::make_shared<ConfigSet>();
+  previous->basicauth_credentials = loaded->config.basicauth_credentials;
   ConfigVersion version{epoch_, version_ + 1, hash};
   auto exported = std::make_shared<const ConfigSet>(ExportableConfig(std::move(loaded->config), epoch_));
   if (absl::Status s = apply_(std::move(exported), version); !s.ok()) return refuse(s);

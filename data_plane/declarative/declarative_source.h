@@ -50,7 +50,7 @@ class DeclarativeSource {
   const std::string epoch_;
   uint64_t version_ = 0;
   std::string hash_;  // of the config applied last
-  std::shared_ptr<const ConfigSet> previous_;  // CP form, for password hashes that still match
+  std::shared_ptr<const ConfigSet> previous_;  // the basic-auth credentials applied last (their hashes)
 
   mutable std::mutex mu_;
   Stats stats_;  // guarded by mu_
