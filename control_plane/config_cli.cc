@@ -77,6 +77,9 @@ int Validate(const std::string& path) {
 }
 
 int Import(const std::string& path, const std::string& db) {
+  // The file is checked before the database is opened (opening creates or migrates it).
+  std::optional<DeclarativeConfig> loaded = LoadFile(path);
+  if (!loaded) return 1;
   RealClock clock;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(db, clock);
   if (!store.ok()) {
@@ -91,8 +94,11 @@ int Import(const std::string& path, const std::string& db) {
                  stored.status().ToString().c_str());
     return 1;
   }
-  std::optional<DeclarativeConfig> loaded = LoadFile(path, &stored->config);
-  if (!loaded) return 1;
+  // Loaded again over what is stored when basic-auth hashes may be kept (same password).
+  if (!stored->config.basicauth_credentials.empty() && !loaded->config.basicauth_credentials.empty()) {
+    loaded = LoadFile(path, &stored->config);
+    if (!loaded) return 1;
+  }
   CarryOverStoredTimestamps(stored->config, &*loaded);
   std::vector<Store::BatchStep> steps;
   for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {

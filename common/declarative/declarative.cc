@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -42,6 +43,7 @@ struct Entry {
   int parent = -1;               // the entry it is nested in
   const FieldSpec* parent_fk = nullptr;
   std::string id;
+  bool derived_id = true;  // the document gave no id
   FieldErrors errors;
   std::unique_ptr<Message> entity;
 };
@@ -251,6 +253,7 @@ void Loader::AssignIdentityIds() {
     const EntityDescriptor& kind = *entry.kind;
     auto id = entry.body.find("id");
     if (id != entry.body.end() && !id->is_null()) {
+      entry.derived_id = false;
       if (id->is_string() && IsUuid(id->get<std::string>())) entry.id = absl::AsciiStrToLower(id->get<std::string>());
       continue;  // a malformed id is reported by the field reader
     }
@@ -589,13 +592,17 @@ absl::StatusOr<DeclarativeConfig> Loader::Load(const json& document) {
     DeclarativeConfig::KindEntities list;
     list.kind = kind;
     // Sorted by id (each id read once: reading one through reflection copies it).
-    std::vector<std::pair<std::string, std::unique_ptr<Message>>> by_id;
+    std::vector<std::tuple<std::string, std::unique_ptr<Message>, bool>> by_id;
     for (Entry& entry : entries_) {
-      if (entry.kind == kind) by_id.emplace_back(std::move(entry.id), std::move(entry.entity));
+      if (entry.kind == kind) by_id.emplace_back(std::move(entry.id), std::move(entry.entity), entry.derived_id);
     }
-    std::sort(by_id.begin(), by_id.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(by_id.begin(), by_id.end(),
+              [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
     list.entities.reserve(by_id.size());
-    for (auto& [id, entity] : by_id) list.entities.push_back(std::move(entity));
+    for (auto& [id, entity, derived] : by_id) {
+      list.entities.push_back(std::move(entity));
+      list.derived_ids.push_back(derived);
+    }
     if (kind->exported()) {
       for (const auto& entity : list.entities) {
         if (!kind->AppendToConfig(&out.config, entity->SerializeAsString())) {
@@ -710,9 +717,55 @@ json ExportDeclarativeDocument(const std::vector<DeclarativeConfig::KindEntities
   return document;
 }
 
+namespace {
+
+// See CarryOverStoredTimestamps: derived ids of secret-keyed credentials become the stored ids.
+void AdoptStoredIds(const ConfigSet& stored, DeclarativeConfig::KindEntities* list) {
+  const EntityDescriptor& kind = *list->kind;
+  if (kind.endpoint_key().empty() || ShowsEndpointKey(kind) || list->derived_ids.size() != list->entities.size()) {
+    return;
+  }
+  const FieldSpec& key_field = *kind.field(kind.endpoint_key());
+  std::map<std::string, std::string> stored_ids;  // key -> id
+  for (const std::unique_ptr<Message>& entity : EntitiesOf(stored, kind)) {
+    if (std::optional<std::string> key = kind.Text(*entity, key_field)) stored_ids.emplace(*key, kind.Id(*entity));
+  }
+  std::set<std::string> taken;
+  for (const auto& entity : list->entities) taken.insert(kind.Id(*entity));
+  bool changed = false;
+  for (size_t i = 0; i < list->entities.size(); ++i) {
+    if (!list->derived_ids[i]) continue;
+    std::optional<std::string> key = kind.Text(*list->entities[i], key_field);
+    if (!key) continue;
+    auto old = stored_ids.find(*key);
+    if (old == stored_ids.end() || taken.count(old->second)) continue;
+    taken.erase(kind.Id(*list->entities[i]));
+    kind.SetId(list->entities[i].get(), old->second);
+    taken.insert(old->second);
+    changed = true;
+  }
+  if (!changed) return;
+  std::vector<size_t> order(list->entities.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::vector<std::string> ids;
+  for (const auto& entity : list->entities) ids.push_back(kind.Id(*entity));
+  std::sort(order.begin(), order.end(), [&ids](size_t a, size_t b) { return ids[a] < ids[b]; });
+  std::vector<std::unique_ptr<Message>> entities;
+  std::vector<bool> derived;
+  for (size_t i : order) {
+    entities.push_back(std::move(list->entities[i]));
+    derived.push_back(list->derived_ids[i]);
+  }
+  list->entities = std::move(entities);
+  list->derived_ids = std::move(derived);
+}
+
+}  // namespace
+
 bool CarryOverStoredTimestamps(const ConfigSet& stored, DeclarativeConfig* loaded) {
   bool unchanged = true;
   for (DeclarativeConfig::KindEntities& list : loaded->kinds) {
+    AdoptStoredIds(stored, &list);
     const EntityDescriptor& kind = *list.kind;
     std::map<std::string, std::unique_ptr<Message>> by_id;
     for (std::unique_ptr<Message>& entity : EntitiesOf(stored, kind)) {

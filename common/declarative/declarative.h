@@ -75,6 +75,9 @@ struct DeclarativeConfig {
   struct KindEntities {
     const EntityDescriptor* kind = nullptr;
     std::vector<std::unique_ptr<google::protobuf::Message>> entities;
+    // Parallel to `entities`: true when the document gave no id (it was derived). Empty for
+    // lists that do not come from a document (EntitiesByKind).
+    std::vector<bool> derived_ids;
   };
   std::vector<KindEntities> kinds;
   // The same entities as a ConfigSet in the CP's form (key-auth credentials with their keys):
@@ -93,9 +96,13 @@ absl::StatusOr<DeclarativeConfig> LoadDeclarativeDocument(const nlohmann::json& 
 absl::StatusOr<DeclarativeConfig> LoadDeclarativeText(absl::string_view text, const DeclarativeOptions& options,
                                                       DeclarativeErrors* errors);
 
-// Gives `loaded` the timestamps of the entities `stored` already holds with the same id:
-// created_at always (unless the document set one), updated_at when the entity is otherwise
-// unchanged. True when `loaded` then equals `stored` exactly (nothing would change).
+// Carries what `stored` already holds over to `loaded`, so that loading the same or a reordered
+// document changes nothing that did not change:
+//  - a credential whose key is secret (key-auth) and whose id the document did not give, takes
+//    the stored id of the credential with the same key (its derived id follows its position);
+//  - entities with the same id keep created_at (unless the document set one), and updated_at
+//    when they are otherwise unchanged.
+// True when `loaded` then equals `stored` exactly (nothing would change).
 bool CarryOverStoredTimestamps(const ConfigSet& stored, DeclarativeConfig* loaded);
 
 // The entities of `config` per kind of `kinds` (registry order; each list in `config`'s order).

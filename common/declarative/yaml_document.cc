@@ -858,15 +858,17 @@ bool LooksLikeJson(absl::string_view text) {
 
 
 // A double as the shortest text that parses back to it, still looking like a float ("1.0").
-// Plain text that a YAML 1.1 reader (decK's go-yaml v2, Kong's lyaml) would not read as a string:
-// its booleans (yes/no/on/off/y/n), and number-like text such as 1_000, 0b101 or 1:20. Written
-// quoted so that an export means the same to every reader.
+// Plain text that a YAML 1.1 reader (decK's go-yaml v2, Kong's lyaml, PyYAML) would not read as
+// a string: its booleans (yes/no/on/off/y/n), the merge and value keys (<<, =), timestamps
+// (2001-12-14T21:59:43Z) and number-like text such as 1_000, 0b101 or 1:20. Written quoted so
+// that an export means the same to every reader.
 bool ImplicitInYaml11(absl::string_view s) {
-  static constexpr absl::string_view kBooleans[] = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
-                                                    "on", "On", "ON", "off", "Off", "OFF"};
-  for (absl::string_view word : kBooleans) {
+  static constexpr absl::string_view kWords[] = {"y",  "Y",  "yes", "Yes", "YES", "n",  "N",   "no",  "No",
+                                                 "NO", "on", "On",  "ON",  "off", "Off", "OFF", "<<",  "="};
+  for (absl::string_view word : kWords) {
     if (s == word) return true;
   }
+  if (s.size() >= 8 && AllOf(s.substr(0, 4), IsDigit) && s[4] == '-') return true;  // a date or timestamp
   if (s.empty() || !(IsDigit(s[0]) || s[0] == '+' || s[0] == '-' || s[0] == '.')) return false;
   for (char c : s) {
     if (!(IsHexDigit(c) || c == '_' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'x' || c == 'X' ||
@@ -937,16 +939,16 @@ class YamlWriter {
     ok_ = yaml_emitter_emit(&emitter_, &event) != 0;
   }
 
-  // A string scalar: plain only when the parser would read it back as this string; literal block
-  // when it has several lines.
-  void String(absl::string_view raw, bool is_key) {
+  // A string scalar (a key or a value): plain only when this parser and YAML 1.1 readers would
+  // both read it back as this string; literal block when it has several lines.
+  void String(absl::string_view raw) {
     const std::string text = ValidUtf8(raw);
     if (text.size() > static_cast<size_t>(INT_MAX)) {
       ok_ = false;
       return;
     }
-    const bool plain_ok =
-        is_key ? text != "<<" : ClassifyPlain(text) == PlainKind::kString && !ImplicitInYaml11(text);
+    // Keys too: a YAML 1.1 reader would turn a header named `on` or `1` into a boolean or a number.
+    const bool plain_ok = ClassifyPlain(text) == PlainKind::kString && !ImplicitInYaml11(text);
     yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
     // Characters YAML reads as line breaks besides LF (CR, NEL, LS, PS) only survive escaped.
     const bool other_breaks = text.find('\r') != std::string::npos || text.find("\xC2\x85") != std::string::npos ||
@@ -978,7 +980,7 @@ class YamlWriter {
       case json::value_t::object:
         Emit(yaml_mapping_start_event_initialize(&event, nullptr, nullptr, 1, YAML_BLOCK_MAPPING_STYLE), event);
         for (const auto& [key, member] : value.items()) {
-          String(key, /*is_key=*/true);
+          String(key);
           Node(member);
         }
         Emit(yaml_mapping_end_event_initialize(&event), event);
@@ -989,7 +991,7 @@ class YamlWriter {
         Emit(yaml_sequence_end_event_initialize(&event), event);
         break;
       case json::value_t::string:
-        String(value.get_ref<const std::string&>(), /*is_key=*/false);
+        String(value.get_ref<const std::string&>());
         break;
       case json::value_t::boolean:
         Plain(value.get<bool>() ? "true" : "false");

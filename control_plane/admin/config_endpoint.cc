@@ -27,13 +27,15 @@ bool Flag(const QueryParams& params, absl::string_view name) {
   return value != nullptr && (*value == "1" || absl::EqualsIgnoreCase(*value, "true"));
 }
 
-// The `boundary` parameter of a multipart content type ("" when it has none).
+// The `boundary` parameter of a multipart content type ("" when it has none or it is longer than
+// RFC 2046's 70 characters: a long one would make the search for it slow).
 std::string MultipartBoundary(absl::string_view content_type) {
   for (absl::string_view param : absl::StrSplit(content_type, ';')) {
     param = absl::StripAsciiWhitespace(param);
     if (!absl::StartsWithIgnoreCase(param, "boundary=")) continue;
     param.remove_prefix(9);
     if (param.size() >= 2 && param.front() == '"' && param.back() == '"') param = param.substr(1, param.size() - 2);
+    if (param.size() > 70) return "";
     return std::string(param);
   }
   return "";
@@ -70,7 +72,8 @@ std::optional<std::string> MultipartField(absl::string_view body, absl::string_v
 
 // The declarative text of a POST /config body: {"config": "<text>"} as JSON, a form or a
 // multipart form (curl -F config=@kong.yml), or the body itself (a YAML or JSON document).
-std::string DocumentText(const HttpRequest& request) {
+// InvalidArgument when a multipart body has no `config` part.
+absl::StatusOr<std::string> DocumentText(const HttpRequest& request) {
   const std::string* type = request.Header("content-type");
   const std::string content_type = type == nullptr ? "" : absl::AsciiStrToLower(*type);
   if (absl::StartsWith(content_type, "application/x-www-form-urlencoded")) {
@@ -81,7 +84,16 @@ std::string DocumentText(const HttpRequest& request) {
   }
   if (absl::StartsWith(content_type, "multipart/form-data")) {
     // The boundary keeps its case: take it from the header as sent.
-    return MultipartField(request.body, MultipartBoundary(*type), "config").value_or("");
+    const std::string boundary = MultipartBoundary(*type);
+    if (boundary.empty()) {
+      return absl::InvalidArgumentError("a multipart/form-data body needs a boundary of 1 to 70 characters");
+    }
+    std::optional<std::string> field = MultipartField(request.body, boundary, "config");
+    if (!field) {
+      return absl::InvalidArgumentError(
+          "the multipart/form-data body has no complete 'config' part (CRLF line ends, a closing delimiter)");
+    }
+    return *std::move(field);
   }
   // A JSON object whose only member is a string `config` wraps the document.
   const absl::string_view body = absl::StripLeadingAsciiWhitespace(request.body);
@@ -142,7 +154,12 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
   options.kinds = &store_.kinds();
   options.previous = &stored->config;
   DeclarativeErrors errors;
-  absl::StatusOr<DeclarativeConfig> loaded = LoadDeclarativeText(DocumentText(request), options, &errors);
+  absl::StatusOr<std::string> text = DocumentText(request);
+  if (!text.ok()) {
+    errors.syntax = std::string(text.status().message());
+    return JsonResponse(400, errors.KongBody(flatten));
+  }
+  absl::StatusOr<DeclarativeConfig> loaded = LoadDeclarativeText(*text, options, &errors);
   if (!loaded.ok()) return JsonResponse(400, errors.KongBody(flatten));
   const bool unchanged = CarryOverStoredTimestamps(stored->config, &*loaded) && stored->corrupt.empty();
   if (unchanged && Flag(params, "check_hash")) {

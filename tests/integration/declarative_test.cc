@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -198,6 +199,17 @@ TEST(DeclarativeIntegrationTest, ImportExportImportKeepsIdsAndTheSnapshotHash) {
       << ReadFile(tmp.File("import-b.log"));
   ASSERT_EQ(RunCli({"config", "export", tmp.File("b.yml"), "--db", tmp.File("b.db")}, tmp.File("export-b.log")), 0);
   EXPECT_EQ(ReadFile(tmp.File("a.yml")), ReadFile(tmp.File("b.yml")));  // same ids, same timestamps
+  // The same entities in another order, with a consumer added before the others: the import
+  // keeps the stored key-auth credential (whose derived id follows its position).
+  std::string reordered = OrdersYaml(upstream.port(), "/orders");
+  reordered.insert(reordered.find("consumers:\n") + 11, "  - username: first\n");
+  WriteFile(tmp.File("reordered.yml"), reordered);
+  ASSERT_EQ(RunCli({"config", "import", tmp.File("reordered.yml"), "--db", tmp.File("a.db")}, tmp.File("import-r.log")),
+            0)
+      << ReadFile(tmp.File("import-r.log"));
+  // A bad file does not even open (or create) the database.
+  EXPECT_EQ(RunCli({"config", "import", tmp.File("missing.yml"), "--db", tmp.File("never.db")}, tmp.File("m.log")), 1);
+  EXPECT_FALSE(std::filesystem::exists(tmp.File("never.db")));
   EXPECT_NE(RunCli({"config", "export", tmp.File("b.yml"), "--db", tmp.File("b.db")}, tmp.File("export-b2.log")), 0)
       << "an existing file must not be overwritten";
   WriteFile(tmp.File("bad.yml"), "_format_version: \"3.0\"\nroutes:\n  - paths: [/x]\n    service: nope\n");

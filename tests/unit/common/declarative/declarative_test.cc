@@ -389,6 +389,40 @@ TEST(DeclarativeTest, KeyAuthIdsDoNotComeFromTheirKeys) {
   EXPECT_EQ(id, DeclarativeEntityId("keyauth_credentials\x1f@\x1f" "consumers[0].keyauth_credentials[0]"));
 }
 
+TEST(DeclarativeTest, AReorderedDocumentKeepsTheStoredKeyAuthIds) {
+  DeclarativeErrors errors;
+  absl::StatusOr<DeclarativeConfig> first = Load(Doc(R"({"_format_version": "3.0",
+    "consumers": [{"username": "a", "keyauth_credentials": [{"key": "ka"}]},
+                  {"username": "b", "keyauth_credentials": [{"key": "kb"}]}]})"),
+                                                 &errors);
+  ASSERT_TRUE(first.ok());
+  const ConfigSet stored = first->config;
+  absl::StatusOr<DeclarativeConfig> reordered = Load(Doc(R"({"_format_version": "3.0",
+    "consumers": [{"username": "new"},
+                  {"username": "b", "keyauth_credentials": [{"key": "kb"}]},
+                  {"username": "a", "keyauth_credentials": [{"key": "ka"}]}]})"),
+                                                     &errors);
+  ASSERT_TRUE(reordered.ok());
+  // Positions moved, so the derived ids did; the stored ones are taken back by key.
+  EXPECT_FALSE(CarryOverStoredTimestamps(stored, &*reordered));  // a consumer was added
+  ASSERT_EQ(reordered->config.keyauth_credentials.size(), 2u);
+  for (const config::v1::KeyAuthCredential& credential : reordered->config.keyauth_credentials) {
+    bool found = false;
+    for (const config::v1::KeyAuthCredential& old : stored.keyauth_credentials) {
+      if (old.key() == credential.key()) found = old.id() == credential.id();
+    }
+    EXPECT_TRUE(found) << credential.key();
+  }
+  EXPECT_LT(reordered->config.keyauth_credentials[0].id(), reordered->config.keyauth_credentials[1].id());
+  // An id the document gives is never replaced.
+  json explicit_id = Doc(R"({"_format_version": "3.0",
+    "consumers": [{"username": "a", "keyauth_credentials": [{"key": "ka", "id": "00000000-0000-4000-8000-00000000000a"}]}]})");
+  absl::StatusOr<DeclarativeConfig> given = Load(explicit_id, &errors);
+  ASSERT_TRUE(given.ok());
+  CarryOverStoredTimestamps(stored, &*given);
+  EXPECT_EQ(given->config.keyauth_credentials[0].id(), "00000000-0000-4000-8000-00000000000a");
+}
+
 TEST(DeclarativeTest, DeclarativeIdsAreUuids) {
   const std::string a = DeclarativeEntityId("services\x1fname\x1f" "a");
   EXPECT_TRUE(IsUuid(a));

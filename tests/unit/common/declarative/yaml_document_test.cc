@@ -548,10 +548,16 @@ TEST(ToYamlDocument, StringsThatWouldResolveElsewhereAreQuoted) {
   EXPECT_EQ(ToYamlDocument({{"v", "1_000"}}), "v: '1_000'\n");
   EXPECT_EQ(ToYamlDocument({{"v", "10.0.0.1:80"}}), "v: '10.0.0.1:80'\n");
   EXPECT_EQ(ToYamlDocument({{"v", "yesterday"}}), "v: yesterday\n");
+  EXPECT_EQ(ToYamlDocument({{"v", "2001-12-14T21:59:43Z"}}), "v: '2001-12-14T21:59:43Z'\n");
+  EXPECT_EQ(ToYamlDocument({{"v", "<<"}}), "v: '<<'\n");
+  // Keys too (a route's header names are free-form).
+  EXPECT_EQ(ToYamlDocument({{"on", 1}}), "'on': 1\n");
+  EXPECT_EQ(ToYamlDocument({{"1", 1}}), "'1': 1\n");
+  EXPECT_EQ(ToYamlDocument({{"x-on", 1}}), "x-on: 1\n");
   EXPECT_EQ(ToYamlDocument({{"v", "caf\xC3\xA9"}}), "v: caf\xC3\xA9\n");
   EXPECT_EQ(ToYamlDocument({{"v", "http://a.test/x?y=1"}}), "v: http://a.test/x?y=1\n");
   EXPECT_EQ(ToYamlDocument({{"<<", 1}}), "'<<': 1\n");
-  EXPECT_EQ(ToYamlDocument({{"true", 1}}), "true: 1\n");
+  EXPECT_EQ(ToYamlDocument({{"true", 1}}), "'true': 1\n");  // a boolean key to other readers
 }
 
 TEST(ToYamlDocument, MultiLineStringsAreLiteralBlocksKeepingTrailingNewlines) {

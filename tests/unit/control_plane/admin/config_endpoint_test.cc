@@ -72,8 +72,15 @@ TEST_F(ConfigEndpointTest, TheBodyMayWrapTheDocument) {
       "_format_version: \"3.0\"\nservices:\n  - name: multi\n    host: m.internal\n", "\r\n--XyZ--\r\n");
   CallJson("POST", "/config", 201, multipart, "multipart/form-data; boundary=XyZ");
   CallJson("GET", "/services/multi", 200);
-  // No config part: an empty document, refused.
-  EXPECT_EQ(CallJson("POST", "/config", 400, "--XyZ--\r\n", "multipart/form-data; boundary=XyZ")["code"], 14);
+  // No config part, no boundary, a boundary over RFC 2046's 70 characters: refused, saying why.
+  json no_part = CallJson("POST", "/config", 400, "--XyZ--\r\n", "multipart/form-data; boundary=XyZ");
+  EXPECT_EQ(no_part["code"], 14);
+  EXPECT_NE(no_part["message"].get<std::string>().find("no complete 'config' part"), std::string::npos);
+  EXPECT_NE(CallJson("POST", "/config", 400, multipart, "multipart/form-data")["message"].get<std::string>().find(
+                "boundary"),
+            std::string::npos);
+  EXPECT_EQ(CallJson("POST", "/config", 400, multipart, "multipart/form-data; boundary=" + std::string(71, 'X'))["code"],
+            14);
   CallJson("GET", "/services/multi", 200);
 }
 
