@@ -15,69 +15,18 @@
 #include "nlohmann/json.hpp"
 #include "tests/common/corrupt_rows.h"
 #include "tests/common/jwt_signer.h"
+#include "tests/unit/control_plane/admin/admin_fixture.h"
 
 namespace portico::cp {
 namespace {
 
 using nlohmann::json;
 
-class FakeDataPlanes : public DataPlaneStatusSource {
- public:
-  std::vector<DataPlaneStatus> ListDataPlanes() const override { return planes; }
-  ConfigBuildStatus BuildStatus() const override { return build; }
-  std::vector<DataPlaneStatus> planes;
-  ConfigBuildStatus build;
-};
-
-class AdminApiTest : public ::testing::Test {
+class AdminApiTest : public AdminFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/portico_admin_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
-    api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, [this] { ++changes_; }, clock_);
-  }
-  void TearDown() override {
-    api_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& content_type = "application/json") {
-    HttpRequest request;
-    request.method = method;
-    request.target = target;
-    size_t q = target.find('?');
-    request.path = target.substr(0, q);
-    request.query = q == std::string::npos ? "" : target.substr(q + 1);
-    if (!body.empty() && !content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
-    request.body = body;
-    return api_->Handle(request);
-  }
-  // Calls and parses the JSON body; checks the status.
-  json CallJson(const std::string& method, const std::string& target, int status, const std::string& body = "",
-                const std::string& content_type = "application/json") {
-    HttpResponse r = Call(method, target, body, content_type);
-    EXPECT_EQ(r.status, status) << method << " " << target << " -> " << r.body;
-    json parsed = json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(parsed.is_discarded()) << r.body;
-    return parsed;
-  }
   std::string CreateService(const std::string& name) {
     return CallJson("POST", "/services", 201, json{{"name", name}, {"host", "example.com"}}.dump())["id"];
   }
-
-  FakeClock clock_{1700000000};
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  FakeDataPlanes data_planes_;
-  std::unique_ptr<AdminApi> api_;
-  int changes_ = 0;
 };
 
 TEST_F(AdminApiTest, TokenIsCheckedBeforeAnythingElse) {

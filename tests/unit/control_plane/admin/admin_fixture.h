@@ -18,11 +18,13 @@
 
 namespace portico::cp {
 
-// A CP with no data plane connected.
-class NoDataPlanes : public DataPlaneStatusSource {
+// What the clustering endpoints show: no data plane and no build unless a test sets them.
+class FakeDataPlanes : public DataPlaneStatusSource {
  public:
-  std::vector<DataPlaneStatus> ListDataPlanes() const override { return {}; }
-  ConfigBuildStatus BuildStatus() const override { return {}; }
+  std::vector<DataPlaneStatus> ListDataPlanes() const override { return planes; }
+  ConfigBuildStatus BuildStatus() const override { return build; }
+  std::vector<DataPlaneStatus> planes;
+  ConfigBuildStatus build;
 };
 
 class AdminFixture : public ::testing::Test {
@@ -78,7 +80,7 @@ class AdminFixture : public ::testing::Test {
   FakeClock clock_{1700000000};
   std::string dir_;
   std::unique_ptr<Store> store_;
-  NoDataPlanes data_planes_;
+  FakeDataPlanes data_planes_;
   std::unique_ptr<AdminApi> api_;
   int changes_ = 0;
 };
