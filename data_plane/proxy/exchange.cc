@@ -190,6 +190,18 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   response_complete_ = true;
 }
 
+void Exchange::AcceptUpstreamHead(const MessageHead& response) {
+  response_status_ = response.status;
+  // Later failures of the body are not counted against the attempt.
+  if (balancer != nullptr && !head_reported_) {
+    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
+  }
+  head_reported_ = true;
+  response_head = &response;
+  RunResponseHeadSteps(response.status);
+  response_head = nullptr;
+}
+
 void Exchange::RunResponseHeadSteps(int status) {
   if (config_ == nullptr) return;
   for (const dp::ResponseHeadStep* step : config_->pipeline().response_head_steps()) {
@@ -437,16 +449,7 @@ void Exchange::OnUpstreamWriteDrained() {
 UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
   if (cancelled_) return UpstreamHeadAction::kError;
   if (!IsForwardableResponseHead(response)) return UpstreamHeadAction::kError;  // 502, connection not reused
-  response_status_ = response.status;
-  // The attempt answered (passive checks, latency): once per attempt; later failures of the body
-  // are not counted.
-  if (balancer != nullptr && !head_reported_) {
-    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
-  }
-  head_reported_ = true;
-  response_head = &response;
-  RunResponseHeadSteps(response.status);
-  response_head = nullptr;
+  AcceptUpstreamHead(response);
   const bool has_body = !request_is_head_ && response.status >= 200 && response.status != 204 && response.status != 304;
   if (buffer_response_body && has_body && !config_->pipeline().buffered_body_steps().empty()) {
     held_head_ = response;  // the codec reuses its head storage; the head goes out at the end
@@ -464,14 +467,7 @@ UpstreamHeadAction Exchange::OnUpstreamHead(const MessageHead& response) {
 bool Exchange::OnUpstreamSwitchingProtocols(const MessageHead& response) {
   // A 101 the request did not ask for, or not for WebSocket: refused (502).
   if (cancelled_ || !websocket_upgrade || !request_complete_ || !IsWebSocketAcceptResponse(response)) return false;
-  response_status_ = response.status;
-  if (balancer != nullptr && !head_reported_) {
-    balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
-  }
-  head_reported_ = true;
-  response_head = &response;
-  RunResponseHeadSteps(response.status);
-  response_head = nullptr;
+  AcceptUpstreamHead(response);
   UpstreamConnection* connection = upstream_;
   upstream_ = nullptr;  // the tunnel's from here on
   if (!downstream_->StartTunnel(response, response_headers.items(), response_headers_removed, *connection,

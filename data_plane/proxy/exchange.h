@@ -169,6 +169,9 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // The body went over RequestContext::request_body_limit: 413, or a close if the response started.
   void RefuseOversizedBody();
   void RunResponseHeadSteps(int status);
+  // The upstream's response head (a 101 too) arrived: records its status, reports the attempt as
+  // answered (once per attempt: passive checks, latency) and runs the response-head steps on it.
+  void AcceptUpstreamHead(const MessageHead& response);
   // The body a step waited for is in (or too large to hold): runs the waiting step again.
   void RunStepsAfterBody();
   // The body of the upstream request when it was read whole (the client's, or a step's).
