@@ -37,16 +37,7 @@ using namespace std::chrono_literals;
 using testing::MakeRoute;
 using testing::MakeService;
 using testing::RawClient;
-
-template <typename Predicate>
-bool WaitFor(Predicate predicate, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return predicate();
-}
+using testing::WaitFor;
 
 // One gRPC message frame: uncompressed flag, 4-byte big-endian length, the message.
 std::string GrpcFrame(const std::string& message) {

@@ -32,6 +32,7 @@ using testing::ReceivedRequest;
 using testing::SimpleResponse;
 using testing::TestUpstream;
 using testing::UpstreamReply;
+using testing::WaitFor;
 
 constexpr char kKongJson[] = "application/json; charset=utf-8";
 
@@ -44,16 +45,6 @@ UpstreamReply Echo(const ReceivedRequest& request) {
 
 std::string Get(const std::string& target, const std::string& extra = "", const std::string& host = "example.com") {
   return absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", host, "\r\n", extra, "\r\n");
-}
-
-template <typename Predicate>
-bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < until) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return predicate();
 }
 
 class ProxyServerTest : public ::testing::Test {
@@ -1173,7 +1164,7 @@ TEST_F(ProxyServerTest, ClientThatStopsReadingIsDroppedAfterTheClientTimeout) {
   ASSERT_GE(fd, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_EQ(proxy_->request_states_held(), 1u);  // the exchange is waiting for us
-  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }, 4000));
+  EXPECT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 0; }, std::chrono::milliseconds(4000)));
   // What arrives is cut short: the connection was closed, not completed.
   size_t received = 0;
   char buffer[64 * 1024];
@@ -1267,7 +1258,7 @@ TEST_F(ProxyServerTest, LingeringCloseEndsAfterItsTimeout) {
   EXPECT_TRUE(client.WaitCleanEof());
   const auto lingering_since = std::chrono::steady_clock::now();
   EXPECT_FALSE(client.PeerSocketGone());  // still reading and dropping what we send
-  EXPECT_TRUE(WaitFor([&] { return client.PeerSocketGone(); }, 4000));
+  EXPECT_TRUE(WaitFor([&] { return client.PeerSocketGone(); }, std::chrono::milliseconds(4000)));
   const auto lingered = std::chrono::steady_clock::now() - lingering_since;
   EXPECT_GE(lingered, std::chrono::milliseconds(1500));
   EXPECT_LE(lingered, std::chrono::milliseconds(3500));

@@ -74,4 +74,15 @@ config::v1::Route MakeRoute(int n, const std::vector<std::string>& paths, const 
                             bool strip_path = true);
 std::string Uuid(int n);
 
+// Polls `predicate` every 5 ms until it holds or `timeout` passes; the last answer either way.
+template <typename Predicate>
+bool WaitFor(Predicate predicate, std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return predicate();
+}
+
 }  // namespace portico::dp::testing

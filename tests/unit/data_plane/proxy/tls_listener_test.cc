@@ -29,21 +29,12 @@ using testing::ReceivedRequest;
 using testing::SimpleResponse;
 using testing::TestUpstream;
 using testing::UpstreamReply;
+using testing::WaitFor;
 
 UpstreamReply Ok(const ReceivedRequest&) {
   UpstreamReply reply;
   reply.raw = SimpleResponse(200, "hello");
   return reply;
-}
-
-template <typename Predicate>
-bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < until) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return predicate();
 }
 
 int ConnectTo(uint16_t port) {

@@ -33,6 +33,7 @@ using testing::ReceivedRequest;
 using testing::SimpleResponse;
 using testing::TestUpstream;
 using testing::UpstreamReply;
+using testing::WaitFor;
 
 constexpr int kSocketTimeoutMs = 5000;
 
@@ -205,16 +206,6 @@ void EchoScript(int fd, const std::string&, std::string rest) {
     if (!SendAll(fd, std::string(chunk, static_cast<size_t>(n)))) break;
   }
   ::shutdown(fd, SHUT_WR);
-}
-
-template <typename Predicate>
-bool WaitFor(Predicate predicate, int timeout_ms = 3000) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < until) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return predicate();
 }
 
 class WebSocketTunnelTest : public ::testing::Test {
