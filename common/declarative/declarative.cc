@@ -4,7 +4,6 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -64,7 +63,7 @@ std::string Singular(absl::string_view kind_name) {
 
 // The slot of `location` in Kong's nested error object: objects by collection, arrays by index
 // (padded with null).
-json& ErrorSlot(json& root, const std::vector<Step>& location) {
+json& ElementSlot(json& root, const std::vector<Step>& location) {
   json* node = &root;
   for (const Step& step : location) {
     if (!node->is_object()) *node = json::object();
@@ -73,8 +72,43 @@ json& ErrorSlot(json& root, const std::vector<Step>& location) {
     while (list.size() <= step.index) list.push_back(nullptr);
     node = &list[step.index];
   }
-  if (!node->is_object()) *node = json::object();
   return *node;
+}
+
+// The same slot as an object, for an entity's field errors.
+json& ErrorSlot(json& root, const std::vector<Step>& location) {
+  json& node = ElementSlot(root, location);
+  if (!node.is_object()) node = json::object();
+  return node;
+}
+
+// Sorts a kind's entities (with their derived_ids) by id, reading each id once: reading one
+// through reflection copies it.
+void SortById(DeclarativeConfig::KindEntities* list) {
+  const EntityDescriptor& kind = *list->kind;
+  std::vector<std::pair<std::string, size_t>> order;
+  for (size_t i = 0; i < list->entities.size(); ++i) order.emplace_back(kind.Id(*list->entities[i]), i);
+  std::sort(order.begin(), order.end());
+  std::vector<std::unique_ptr<Message>> entities;
+  std::vector<bool> derived;
+  for (const auto& [id, i] : order) {
+    entities.push_back(std::move(list->entities[i]));
+    if (!list->derived_ids.empty()) derived.push_back(list->derived_ids[i]);
+  }
+  list->entities = std::move(entities);
+  list->derived_ids = std::move(derived);
+}
+
+// The ConfigSet (the CP's form) of `kinds`; false when an entity does not parse back.
+bool BuildConfigSet(const std::vector<DeclarativeConfig::KindEntities>& kinds, ConfigSet* out) {
+  *out = ConfigSet{};
+  for (const DeclarativeConfig::KindEntities& list : kinds) {
+    if (!list.kind->exported()) continue;
+    for (const auto& entity : list.entities) {
+      if (!list.kind->AppendToConfig(out, entity->SerializeAsString())) return false;
+    }
+  }
+  return true;
 }
 
 void MergeInto(json& target, const json& source) {
@@ -140,16 +174,7 @@ class Loader {
                                  {"errors", json::array({std::move(error)})}});
   }
   void LocationError(const std::vector<Step>& location, const std::string& message) {
-    // Kong reports a list element that is not a record in its slot.
-    json* node = &errors_.fields;
-    for (size_t i = 0; i < location.size(); ++i) {
-      if (!node->is_object()) *node = json::object();
-      json& list = (*node)[location[i].collection];
-      if (!list.is_array()) list = json::array();
-      while (list.size() <= location[i].index) list.push_back(nullptr);
-      node = &list[location[i].index];
-    }
-    *node = message;
+    ElementSlot(errors_.fields, location) = message;  // Kong reports it in the element's slot
     errors_.lines.push_back(absl::StrCat(LocationText(location), ": ", message));
     FlatError(kinds_.Find(location.back().collection), "entity", "", message);
   }
@@ -591,27 +616,17 @@ absl::StatusOr<DeclarativeConfig> Loader::Load(const json& document) {
   for (const EntityDescriptor* kind : kinds_.kinds()) {
     DeclarativeConfig::KindEntities list;
     list.kind = kind;
-    // Sorted by id (each id read once: reading one through reflection copies it).
-    std::vector<std::tuple<std::string, std::unique_ptr<Message>, bool>> by_id;
     for (Entry& entry : entries_) {
-      if (entry.kind == kind) by_id.emplace_back(std::move(entry.id), std::move(entry.entity), entry.derived_id);
+      if (entry.kind != kind) continue;
+      list.entities.push_back(std::move(entry.entity));
+      list.derived_ids.push_back(entry.derived_id);
     }
-    std::sort(by_id.begin(), by_id.end(),
-              [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
-    list.entities.reserve(by_id.size());
-    for (auto& [id, entity, derived] : by_id) {
-      list.entities.push_back(std::move(entity));
-      list.derived_ids.push_back(derived);
-    }
-    if (kind->exported()) {
-      for (const auto& entity : list.entities) {
-        if (!kind->AppendToConfig(&out.config, entity->SerializeAsString())) {
-          errors_.syntax = absl::StrCat("internal error: a ", Singular(kind->name()), " does not serialize");
-          return refused;
-        }
-      }
-    }
+    SortById(&list);
     out.kinds.push_back(std::move(list));
+  }
+  if (!BuildConfigSet(out.kinds, &out.config)) {
+    errors_.syntax = "internal error: an entity does not serialize back";
+    return refused;
   }
   // The checks across entities that the CP runs before it publishes, and a DP before it applies.
   if (absl::Status set = ValidateConfigSet(ExportableConfig(out.config)); !set.ok()) {
@@ -744,20 +759,7 @@ void AdoptStoredIds(const ConfigSet& stored, DeclarativeConfig::KindEntities* li
     taken.insert(old->second);
     changed = true;
   }
-  if (!changed) return;
-  std::vector<size_t> order(list->entities.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::vector<std::string> ids;
-  for (const auto& entity : list->entities) ids.push_back(kind.Id(*entity));
-  std::sort(order.begin(), order.end(), [&ids](size_t a, size_t b) { return ids[a] < ids[b]; });
-  std::vector<std::unique_ptr<Message>> entities;
-  std::vector<bool> derived;
-  for (size_t i : order) {
-    entities.push_back(std::move(list->entities[i]));
-    derived.push_back(list->derived_ids[i]);
-  }
-  list->entities = std::move(entities);
-  list->derived_ids = std::move(derived);
+  if (changed) SortById(list);
 }
 
 }  // namespace
@@ -788,14 +790,8 @@ bool CarryOverStoredTimestamps(const ConfigSet& stored, DeclarativeConfig* loade
       }
     }
   }
-  // The ConfigSet view follows the entities.
-  ConfigSet rebuilt;
-  for (const DeclarativeConfig::KindEntities& list : loaded->kinds) {
-    if (!list.kind->exported()) continue;
-    for (const auto& entity : list.entities) list.kind->AppendToConfig(&rebuilt, entity->SerializeAsString());
-  }
-  rebuilt.keyauth_digests = std::move(loaded->config.keyauth_digests);
-  loaded->config = std::move(rebuilt);
+  // The ConfigSet view follows the entities (they parsed back when they were loaded).
+  BuildConfigSet(loaded->kinds, &loaded->config);
   return unchanged;
 }
 
