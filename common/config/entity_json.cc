@@ -1,5 +1,6 @@
 #include "common/config/entity_json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -468,21 +469,36 @@ bool AllKeysNumeric(const json& object) {
   return true;
 }
 
-// Turns {"1": x, "3": y} into [x, null, y], recursively.
-json ArraysFromNumericObjects(const json& node) {
+// Nulls that ArraysFromNumericObjects may add across one error body. Indices come from paths that
+// a client controls ("a.99999999" as an unknown key), so the padding needs a bound: past it, a
+// numeric object stays an object.
+constexpr size_t kMaxArrayPadding = 65'536;
+
+// Turns {"1": x, "3": y} into [x, null, y], recursively, while `*padding_left` allows.
+json ArraysFromNumericObjects(const json& node, size_t* padding_left) {
   if (!node.is_object()) return node;
   if (AllKeysNumeric(node)) {
-    json array = json::array();
+    size_t highest = 0;
     for (const auto& [key, value] : node.items()) {
       int index = 0;
       (void)absl::SimpleAtoi(key, &index);
-      while (array.size() < static_cast<size_t>(index)) array.push_back(nullptr);
-      array[index - 1] = ArraysFromNumericObjects(value);
+      highest = std::max(highest, static_cast<size_t>(index));
     }
-    return array;
+    const size_t padding = highest - node.size();
+    if (padding <= *padding_left) {
+      *padding_left -= padding;
+      json array = json::array();
+      array.get_ref<json::array_t&>().resize(highest, nullptr);
+      for (const auto& [key, value] : node.items()) {
+        int index = 0;
+        (void)absl::SimpleAtoi(key, &index);
+        array[index - 1] = ArraysFromNumericObjects(value, padding_left);
+      }
+      return array;
+    }
   }
   json out = json::object();
-  for (const auto& [key, value] : node.items()) out[key] = ArraysFromNumericObjects(value);
+  for (const auto& [key, value] : node.items()) out[key] = ArraysFromNumericObjects(value, padding_left);
   return out;
 }
 
@@ -508,7 +524,8 @@ json FieldErrorsToJson(const FieldErrors& errors) {
       (*node)[segments.back()] = message;
     }
   }
-  return ArraysFromNumericObjects(out);
+  size_t padding_left = kMaxArrayPadding;
+  return ArraysFromNumericObjects(out, &padding_left);
 }
 
 json ServiceToJson(const config::v1::Service& service) { return EntityToJson(ServicesKind(), service); }

@@ -173,9 +173,23 @@ bool CheckPathCharacters(FieldErrors* errors, absl::string_view path_key, absl::
 void CheckPlainRoutePath(FieldErrors* errors, absl::string_view path_key, absl::string_view path) {
   if (!CheckPathCharacters(errors, path_key, path)) return;
   const std::string normalized = NormalizeUriPath(path);
-  if (normalized != path) {
-    errors->Add(path_key, absl::StrCat("non-normalized path, consider use '", normalized, "' instead"));
+  if (normalized == path) return;
+  // Decoding can give bytes that are not UTF-8 (/%de); the message must stay UTF-8, so those
+  // bytes are shown percent-encoded.
+  std::string shown;
+  if (IsValidUtf8(normalized)) {
+    shown = normalized;
+  } else {
+    for (const char c : normalized) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (byte < 0x80) {
+        shown.push_back(c);
+      } else {
+        absl::StrAppend(&shown, "%", absl::AsciiStrToUpper(absl::BytesToHexString(absl::string_view(&c, 1))));
+      }
+    }
   }
+  errors->Add(path_key, absl::StrCat("non-normalized path, consider use '", shown, "' instead"));
 }
 
 // Checks a plain (non-regex) service path: leading '/', RFC 3986 characters, valid %XX, normalised.

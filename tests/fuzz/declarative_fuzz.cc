@@ -6,7 +6,8 @@
 //                  hashes and generated secrets are random and compared by presence only)
 //   export         an accepted document exports (ExportDeclarativeYaml) to YAML that loads back
 //                  into exactly the same entities
-//   errors         a refused document says why: a syntax message, or at least one error line
+//   errors         a refused document says why: a syntax message, or at least one error line, in
+//                  valid UTF-8
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -15,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "common/declarative/declarative.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "nlohmann/json.hpp"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {
@@ -64,7 +66,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (errors.syntax.empty() && errors.lines.empty()) {
       portico::fuzz::Violation("errors", absl::StrCat("refused without a reason: ", Show(text)));
     }
-    (void)errors.KongBody(true).dump();
+    const nlohmann::json body = errors.KongBody(true);
+    const std::string strict = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::ignore);
+    if (strict != body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) {
+      portico::fuzz::Violation("errors", absl::StrCat("the error body is not valid UTF-8: ", Show(strict)));
+    }
     return 0;
   }
   std::string why;

@@ -91,5 +91,18 @@ TEST(EntityJsonTest, NestedFieldErrorsBecomeArraysWithNulls) {
       "service":{"id":"expected a valid UUID"},"@entity":["one","two"]})"));
 }
 
+// A client picks the indices (an unknown key "a.2000000000"), so padding with nulls has a budget;
+// past it the numbers stay object keys instead of allocating gigabytes.
+TEST(EntityJsonTest, HugeIndicesInErrorPathsStayObjectKeys) {
+  FieldErrors errors;
+  errors.Add("a.2000000000", "unknown field");
+  errors.Add("b.99999", "unknown field");
+  errors.Add("c.2", "bad");
+  json fields = FieldErrorsToJson(errors);
+  EXPECT_EQ(fields["a"], json::parse(R"({"2000000000":"unknown field"})"));
+  EXPECT_EQ(fields["b"], json::parse(R"({"99999":"unknown field"})"));
+  EXPECT_EQ(fields["c"], json::parse(R"([null,"bad"])"));
+}
+
 }  // namespace
 }  // namespace portico

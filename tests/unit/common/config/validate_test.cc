@@ -158,6 +158,8 @@ TEST(ValidateRouteTest, Table) {
       {"path encoded reserved lowercase", R(r.mutable_paths()->add_values("/a%2fb")), "paths.2",
        "non-normalized path, consider use '/a%2Fb' instead"},
       {"path encoded reserved ok", R(r.mutable_paths()->add_values("/a%2Fb")), "", ""},
+      {"path decodes to a byte that is not UTF-8", R(r.mutable_paths()->add_values("/%de")), "paths.2",
+       "non-normalized path, consider use '/%DE' instead"},
       {"path bad char", R(r.mutable_paths()->add_values("/a b")), "paths.2",
        "invalid path: '/a b' (characters outside of the reserved list of RFC 3986 found)"},
       {"path bad percent", R(r.mutable_paths()->add_values("/a%zz")), "paths.2",
