@@ -153,4 +153,35 @@ ConfKey KongLogLevelKey() {
   return k;
 }
 
+ConfKey KongClusterMtlsKey() {
+  ConfKey k{"cluster_mtls", {}, nullptr};
+  k.translate = [](absl::string_view value) -> absl::StatusOr<FlagValues> {
+    if (value == "pki") return FlagValues{};
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Portico's cluster always works as Kong's pki mode (each node has its own certificate, chained to "
+        "cluster_ca_cert): cluster_mtls must be pki, not '", Printable(value), "'"));
+  };
+  return k;
+}
+
+bool ParseNginxSize(absl::string_view text, uint64_t* bytes) {
+  uint64_t unit = 1;
+  if (!text.empty()) {
+    switch (absl::ascii_tolower(static_cast<unsigned char>(text.back()))) {
+      case 'k': unit = uint64_t{1} << 10; break;
+      case 'm': unit = uint64_t{1} << 20; break;
+      case 'g': unit = uint64_t{1} << 30; break;
+      default: break;
+    }
+    if (unit != 1) text.remove_suffix(1);
+  }
+  uint64_t n = 0;
+  if (text.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(text[0])) || !absl::SimpleAtoi(text, &n) ||
+      n == 0 || n > (uint64_t{1} << 53) / unit) {
+    return false;
+  }
+  *bytes = n * unit;
+  return true;
+}
+
 }  // namespace portico

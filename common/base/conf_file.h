@@ -9,6 +9,7 @@
 // read the file: every flag `--foo-bar` is the key `foo_bar`, and each binary adds Kong's names as
 // ConfKeys (control_plane/conf_keys.h, data_plane/conf_keys.h). docs/operations.md, "Configuration
 // file", lists them.
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <utility>
@@ -65,5 +66,13 @@ ConfKey KongRoleKey(std::string expected, std::string binary);
 // Kong's `log_level` onto --log-level: nginx's levels notice -> info, crit/alert/emerg -> error;
 // the others as written (--log-level validates them).
 ConfKey KongLogLevelKey();
+
+// Kong's `cluster_mtls`: `pki` (certificates chained to a CA, which is what Portico's cluster
+// does) is accepted and sets nothing; `shared` (one certificate for every node) is refused.
+ConfKey KongClusterMtlsKey();
+
+// nginx's size syntax (Kong's nginx_*_client_max_body_size): N, Nk, Nm or Ng (any case) in bytes,
+// N > 0. False if malformed or above 2^53.
+bool ParseNginxSize(absl::string_view text, uint64_t* bytes);
 
 }  // namespace portico

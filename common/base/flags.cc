@@ -1,5 +1,6 @@
 #include "common/base/flags.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -109,14 +110,17 @@ absl::Status Flags::Explain(const absl::Status& status) const {
   if (status.ok() || conf_origins_.empty()) return status;
   const absl::string_view message = status.message();
   if (absl::StartsWith(message, Get("conf") + ":")) return status;  // already located
+  std::vector<std::string> located;
   for (size_t at = message.find("--"); at != absl::string_view::npos; at = message.find("--", at + 2)) {
     size_t end = at + 2;
     while (end < message.size() && (absl::ascii_isalnum(message[end]) || message[end] == '-')) ++end;
     auto it = conf_origins_.find(std::string(message.substr(at + 2, end - at - 2)));
     if (it == conf_origins_.end()) continue;
-    return absl::Status(status.code(), absl::StrCat(it->second.where, ": ", it->second.key, ": ", message));
+    std::string where = absl::StrCat(it->second.where, " (", it->second.key, ")");
+    if (std::find(located.begin(), located.end(), where) == located.end()) located.push_back(std::move(where));
   }
-  return status;
+  if (located.empty()) return status;
+  return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
 }
 
 const FlagSpec* Flags::Find(const std::string& name) const {

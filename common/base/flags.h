@@ -52,8 +52,8 @@ class Flags {
   // "admin-listen" -> "PORTICO_ADMIN_LISTEN"
   static std::string EnvName(const std::string& flag);
 
-  // `status` unchanged, or, when its message names a flag (--name) whose value came from the
-  // configuration file, that message prefixed with "FILE:LINE: key: " (the first such flag).
+  // `status` unchanged, or, when its message names flags (--name) whose values came from the
+  // configuration file, that message prefixed with their lines: "FILE:LINE (key)[, ...]: ".
   absl::Status Explain(const absl::Status& status) const;
   // Where a flag's value may come from, for messages: "PORTICO_CLUSTER_KEY" or, with a
   // configuration file, "PORTICO_CLUSTER_KEY or cluster_key/cluster_cert_key in --conf".

@@ -99,6 +99,21 @@ TEST(ConfKeyTest, RoleAndLogLevel) {
   EXPECT_EQ(*level.translate("debug"), (FlagValues{{"log-level", "debug"}}));
 }
 
+TEST(ConfKeyTest, NginxSizes) {
+  uint64_t bytes = 0;
+  EXPECT_TRUE(ParseNginxSize("10m", &bytes));
+  EXPECT_EQ(bytes, 10u << 20);
+  EXPECT_TRUE(ParseNginxSize("512K", &bytes));
+  EXPECT_EQ(bytes, 512u << 10);
+  EXPECT_TRUE(ParseNginxSize("1g", &bytes));
+  EXPECT_EQ(bytes, 1u << 30);
+  EXPECT_TRUE(ParseNginxSize("1048576", &bytes));
+  EXPECT_EQ(bytes, 1048576u);
+  for (const char* bad : {"", "m", "0", "-1m", "+1", "1.5m", "10mb", "99999999999999999999", "9000000000g"}) {
+    EXPECT_FALSE(ParseNginxSize(bad, &bytes)) << bad;
+  }
+}
+
 // A Flags like a binary's, with a file and the environment.
 class ConfFlagsTest : public ::testing::Test {
  protected:
@@ -203,10 +218,12 @@ TEST_F(ConfFlagsTest, ExplainNamesTheLineOfAFileValueOnly) {
   Flags flags = MakeFlags();
   ASSERT_TRUE(Parse(flags, {"--conf", path}).ok());
   EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--workers must be an integer in 0..256")).message(),
-            path + ":1: workers: --workers must be an integer in 0..256");
+            path + ":1 (workers): --workers must be an integer in 0..256");
+  EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--workers and --log-level and --workers")).message(),
+            path + ":1 (workers), " + path + ":2 (log_level): --workers and --log-level and --workers");
   EXPECT_EQ(ApplyLogLevelFlag(flags).message(), "--log-level must be debug, info, warn or error");
   EXPECT_EQ(flags.Explain(ApplyLogLevelFlag(flags)).message(),
-            path + ":2: log_level: --log-level must be debug, info, warn or error");
+            path + ":2 (log_level): --log-level must be debug, info, warn or error");
   // From the environment: unchanged.
   EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--admin-listen: invalid")).message(), "--admin-listen: invalid");
   EXPECT_EQ(RequireFlags(flags, {"cluster-key"}).message(),
