@@ -213,9 +213,9 @@ absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPo
   return out;
 }
 
-// `check_only`: read and validate everything a start would (the cluster certificate files too),
-// print "configuration at FILE is valid" and return before opening the store or any port.
-int Serve(int argc, char** argv, bool check_only) {
+// With `check` (portico-cp check, a ConfCheck round): read and validate everything a start would,
+// the cluster certificate files too, and return 0 before opening the store or any port.
+int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"db", "portico.db", "SQLite database file (created with its schema on first start)"},
       {"admin-listen", "127.0.0.1:8001", "Admin API address (cleartext HTTP)"},
@@ -243,9 +243,13 @@ int Serve(int argc, char** argv, bool check_only) {
       {"log-level", "info", "debug|info|warn|error"},
   });
   flags.EnableConfFile(ControlPlaneConfKeys());
-  // In Serve, an error about a flag whose value came from the --conf file names the file's line.
-  const auto Fail = [&flags](const absl::Status& s) { return cp::Fail(flags.Explain(s)); };
+  // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
+  // a check round it is recorded instead of printed.
+  const auto Fail = [&flags, check](const absl::Status& s) {
+    return check != nullptr ? check->Record(flags, s) : cp::Fail(flags.Explain(s));
+  };
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (AnswerHelpOrVersion(flags, "portico-cp", kServeUsage, kServeDescription)) return 0;
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-cp: unexpected argument '%s'\nusage: %s\n(portico-cp --help lists every flag)\n",
@@ -296,14 +300,13 @@ int Serve(int argc, char** argv, bool check_only) {
   absl::StatusOr<double> handshake_timeout_s =
       NumberFlag(flags, "cluster-handshake-timeout", 0.1, 3600, "seconds");
   if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
-  if (check_only) {
+  if (check != nullptr) {
     if (absl::StatusOr<TlsMaterial> cluster = LoadTlsMaterial(flags.Get("cluster-cert"), flags.Get("cluster-key"),
                                                               flags.Get("cluster-ca"));
         !cluster.ok()) {
       return Fail(absl::Status(cluster.status().code(),
                                absl::StrCat("--cluster-cert, --cluster-key, --cluster-ca: ", cluster.status().message())));
     }
-    std::printf("configuration at %s is valid\n", flags.Get("conf").c_str());
     return 0;
   }
 
@@ -406,8 +409,12 @@ constexpr char kCheckUsage[] = "portico-cp check CONF_FILE [flags]";
 // `portico-cp check FILE [flags]` is `portico-cp --conf FILE [flags]` validated without starting
 // (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
 int Check(int argc, char** argv) {
-  if (argc < 3 || argv[2][0] == '-') {
-    const bool help = argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h");
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
     std::fprintf(help ? stdout : stderr,
                  "usage: %s\n\nValidates a portico-cp configuration file (kong.conf syntax) as a start would,\n"
                  "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
@@ -417,7 +424,9 @@ int Check(int argc, char** argv) {
   }
   std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
   args.insert(args.end(), argv + 3, argv + argc);
-  return Serve(static_cast<int>(args.size()), args.data(), /*check_only=*/true);
+  return ConfCheck::Run("portico-cp", argv[2], [&args](ConfCheck* check) {
+    return Serve(static_cast<int>(args.size()), args.data(), check);
+  });
 }
 
 }  // namespace
@@ -427,5 +436,5 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "check") return portico::cp::Check(argc, argv);
-  return portico::cp::Serve(argc, argv, /*check_only=*/false);
+  return portico::cp::Serve(argc, argv, /*check=*/nullptr);
 }

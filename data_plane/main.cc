@@ -240,8 +240,8 @@ constexpr char kDescription[] =
     "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
     "true/false, 1/0, yes/no, on/off.";
 
-// `check_only`: read and validate everything a start would (certificate files and the declarative
-// config too), print "configuration at FILE is valid" and return before anything listens.
+// With `check` (portico-dp check, a ConfCheck round): read and validate everything a start would,
+// certificate files and the declarative config too, and return 0 before anything listens.
 // For `check`: the files a start reads, read and validated as the start would (cluster and proxy
 // certificates, the declarative config), nothing applied.
 absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
@@ -272,7 +272,7 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
   return absl::OkStatus();
 }
 
-int Serve(int argc, char** argv, bool check_only) {
+int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"control-plane", "127.0.0.1:8005", "CP cluster address host:port"},
       {"cluster-cert", "", "DP client certificate (PEM); its identity is the node id"},
@@ -304,9 +304,13 @@ int Serve(int argc, char** argv, bool check_only) {
       {"log-level", "info", "debug|info|warn|error"},
   });
   flags.EnableConfFile(DataPlaneConfKeys());
-  // In Serve, an error about a flag whose value came from the --conf file names the file's line.
-  const auto Fail = [&flags](const absl::Status& s) { return dp::Fail(flags.Explain(s)); };
+  // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
+  // a check round it is recorded instead of printed.
+  const auto Fail = [&flags, check](const absl::Status& s) {
+    return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
+  };
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
@@ -382,10 +386,9 @@ int Serve(int argc, char** argv, bool check_only) {
     proxy_options.tls.cert_file = flags.Get("ssl-cert");
     proxy_options.tls.key_file = flags.Get("ssl-cert-key");
   }
-  if (check_only) {
+  if (check != nullptr) {
     absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
     if (!checked.ok()) return Fail(checked);
-    std::printf("configuration at %s is valid\n", flags.Get("conf").c_str());
     return 0;
   }
   // Where health changes are announced (an early heartbeat): declared before everything that may
@@ -592,8 +595,12 @@ constexpr char kCheckUsage[] = "portico-dp check CONF_FILE [flags]";
 // `portico-dp check FILE [flags]` is `portico-dp --conf FILE [flags]` validated without starting
 // (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
 int Check(int argc, char** argv) {
-  if (argc < 3 || argv[2][0] == '-') {
-    const bool help = argc >= 3 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h");
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
     std::fprintf(help ? stdout : stderr,
                  "usage: %s\n\nValidates a portico-dp configuration file (kong.conf syntax) as a start would,\n"
                  "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
@@ -603,7 +610,9 @@ int Check(int argc, char** argv) {
   }
   std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
   args.insert(args.end(), argv + 3, argv + argc);
-  return Serve(static_cast<int>(args.size()), args.data(), /*check_only=*/true);
+  return ConfCheck::Run("portico-dp", argv[2], [&args](ConfCheck* check) {
+    return Serve(static_cast<int>(args.size()), args.data(), check);
+  });
 }
 
 }  // namespace
@@ -611,5 +620,5 @@ int Check(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "check") return portico::dp::Check(argc, argv);
-  return portico::dp::Serve(argc, argv, /*check_only=*/false);
+  return portico::dp::Serve(argc, argv, /*check=*/nullptr);
 }

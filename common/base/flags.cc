@@ -106,21 +106,73 @@ absl::Status Flags::ReadConfFile(const std::string& path) {
   return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
 }
 
+std::vector<std::string> Flags::ConfFlagsNamedIn(absl::string_view message) const {
+  std::vector<std::string> named;
+  for (size_t at = message.find("--"); at != absl::string_view::npos; at = message.find("--", at + 2)) {
+    size_t end = at + 2;
+    while (end < message.size() && (absl::ascii_isalnum(message[end]) || message[end] == '-')) ++end;
+    std::string name(message.substr(at + 2, end - at - 2));
+    if (conf_origins_.count(name) > 0 && std::find(named.begin(), named.end(), name) == named.end()) {
+      named.push_back(std::move(name));
+    }
+  }
+  return named;
+}
+
+void Flags::DropConfValue(const std::string& flag) {
+  if (conf_origins_.erase(flag) > 0) values_.erase(flag);
+}
+
 absl::Status Flags::Explain(const absl::Status& status) const {
   if (status.ok() || conf_origins_.empty()) return status;
   const absl::string_view message = status.message();
   if (absl::StartsWith(message, Get("conf") + ":")) return status;  // already located
   std::vector<std::string> located;
-  for (size_t at = message.find("--"); at != absl::string_view::npos; at = message.find("--", at + 2)) {
-    size_t end = at + 2;
-    while (end < message.size() && (absl::ascii_isalnum(message[end]) || message[end] == '-')) ++end;
-    auto it = conf_origins_.find(std::string(message.substr(at + 2, end - at - 2)));
-    if (it == conf_origins_.end()) continue;
-    std::string where = absl::StrCat(it->second.where, " (", it->second.key, ")");
-    if (std::find(located.begin(), located.end(), where) == located.end()) located.push_back(std::move(where));
+  for (const std::string& flag : ConfFlagsNamedIn(message)) {
+    const ConfOrigin& origin = conf_origins_.at(flag);
+    located.push_back(absl::StrCat(origin.where, " (", origin.key, ")"));
   }
   if (located.empty()) return status;
   return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
+}
+
+int ConfCheck::Run(absl::string_view program, absl::string_view path, const Round& round) {
+  ConfCheck check;
+  int code = 0;
+  for (int i = 0; i < 64; ++i) {
+    code = round(&check);
+    if (code == 0 || check.done_) break;
+  }
+  for (const std::string& error : check.errors_) {
+    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(program.size()), program.data(), error.c_str());
+  }
+  if (!check.errors_.empty()) return 1;
+  if (code == 0) std::printf("configuration at %.*s is valid\n", static_cast<int>(path.size()), path.data());
+  return code;
+}
+
+void ConfCheck::Prepare(Flags& flags) const {
+  for (const std::string& flag : dropped_) flags.DropConfValue(flag);
+}
+
+int ConfCheck::Record(const Flags& flags, const absl::Status& error) {
+  const absl::string_view message = error.message();
+  for (const std::string& flag : dropped_) {
+    const std::string mention = "--" + flag;
+    for (size_t at = message.find(mention); at != absl::string_view::npos; at = message.find(mention, at + 1)) {
+      const size_t end = at + mention.size();
+      if (end == message.size() || !(absl::ascii_isalnum(message[end]) || message[end] == '-')) {
+        done_ = true;  // a consequence of the dropped value
+        return 1;
+      }
+    }
+  }
+  const std::vector<std::string> named = flags.ConfFlagsNamedIn(message);
+  errors_.push_back(flags.Explain(error).ToString());
+  // An error located by the file itself (syntax, keys) or naming no file value: nothing to drop.
+  done_ = named.empty() || absl::StartsWith(message, flags.Get("conf") + ":");
+  dropped_.insert(dropped_.end(), named.begin(), named.end());
+  return 1;
 }
 
 const FlagSpec* Flags::Find(const std::string& name) const {

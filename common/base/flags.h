@@ -7,6 +7,7 @@
 // version_requested() and answers them (see AnswerHelpOrVersion).
 // With EnableConfFile, `--conf FILE` (or PORTICO_CONF) also reads a configuration file
 // (common/base/conf_file.h): command line > environment > file > default, flag by flag.
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <string>
@@ -55,6 +56,11 @@ class Flags {
   // `status` unchanged, or, when its message names flags (--name) whose values came from the
   // configuration file, that message prefixed with their lines: "FILE:LINE (key)[, ...]: ".
   absl::Status Explain(const absl::Status& status) const;
+  // The flags named (--name) in `message` whose values came from the configuration file, in order.
+  std::vector<std::string> ConfFlagsNamedIn(absl::string_view message) const;
+  // Forgets a value the configuration file gave `flag` (the default applies again); a value from
+  // the command line or the environment stays.
+  void DropConfValue(const std::string& flag);
   // Where a flag's value may come from, for messages: "PORTICO_CLUSTER_KEY" or, with a
   // configuration file, "PORTICO_CLUSTER_KEY or cluster_key/cluster_cert_key in --conf".
   std::string OtherSources(const std::string& flag) const;
@@ -75,6 +81,32 @@ class Flags {
   std::vector<std::string> positional_;
   bool help_requested_ = false;
   bool version_requested_ = false;
+};
+
+// `portico-cp check FILE` / `portico-dp check FILE`: the binary's own start-up validation, run in
+// rounds until it passes or finds an error it cannot see past. A round that fails on values from
+// the file records the error and the next round runs without those values (defaults instead), so
+// every bad value of the file is listed, not only the first. An error about a flag already dropped
+// (a consequence of dropping it) ends the rounds unrecorded.
+class ConfCheck {
+ public:
+  // A round: the binary's validation with `check` (it calls Prepare after Flags::Parse and Record
+  // on its first error). Returns its exit code: 0 when everything it validates is valid.
+  using Round = std::function<int(ConfCheck* check)>;
+
+  // Runs rounds (at most 64). Prints "configuration at <path> is valid" on stdout and returns 0,
+  // or prints "<program>: <error>" per error on stderr and returns 1 (or the round's code when it
+  // recorded nothing: usage errors print their own message).
+  static int Run(absl::string_view program, absl::string_view path, const Round& round);
+
+  void Prepare(Flags& flags) const;
+  // Records `error` (located with Flags::Explain); returns 1.
+  int Record(const Flags& flags, const absl::Status& error);
+
+ private:
+  std::vector<std::string> dropped_;  // flags whose file values were found bad
+  std::vector<std::string> errors_;
+  bool done_ = false;  // the last error named no file value, or one already dropped
 };
 
 // Parses a boolean flag value (true/false, 1/0, yes/no, on/off, any case). False if it is none.

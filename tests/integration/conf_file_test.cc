@@ -202,6 +202,29 @@ TEST_F(ConfFileTest, CheckValidatesWithoutStartingAndNamesEveryBadLine) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(absl::StrCat(bad_value, ":2 (nginx_worker_processes)")), std::string::npos) << r.output;
 
+  // Every bad value of the file, each with the flag's message and its line; a value the flag or the
+  // environment overrides is not the file's problem.
+  const std::string bad_values = WriteConf(tmp_, "bad-values.conf",
+                                           "role = data_plane\n"
+                                           "client_timeout = 0\n"
+                                           "http2 = maybe\n"
+                                           "status_listen = 127.0.0.1:8100\n"
+                                           "dns_resolver = not-an-ip\n"
+                                           "nginx_worker_processes = 999\n");
+  r = RunToExit(tmp_, "check-bad-values", {PORTICO_DP_BIN, "check", bad_values, "--cluster-cert", certs_ + "/dp.crt",
+                                           "--cluster-key", certs_ + "/dp.key", "--cluster-ca", certs_ + "/ca.crt",
+                                           "--workers", "2"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  for (const std::string& expected : {
+           absl::StrCat(bad_values, ":2 (client_timeout): --client-timeout must be a number of seconds in 0.1..86400"),
+           absl::StrCat(bad_values, ":3 (http2): --http2: expected on or off"),
+           absl::StrCat(bad_values, ":5 (dns_resolver): "),
+       }) {
+    EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
+  }
+  EXPECT_EQ(r.output.find("nginx_worker_processes"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("is valid"), std::string::npos) << r.output;
+
   // Certificate files are read: a missing key is an error naming it and the line.
   const std::string missing_key = WriteConf(
       tmp_, "missing-key.conf",
