@@ -261,6 +261,8 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
     }
   }
   if (!db_less) return absl::OkStatus();
+  // Its errors are logged (warn and above); "applied" would be untrue here.
+  if (GetLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
   DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
                            [](std::shared_ptr<const ConfigSet> config, const ConfigVersion&) {
                              return ValidateConfigSet(*config);

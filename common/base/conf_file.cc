@@ -71,7 +71,14 @@ ConfText ParseConfText(absl::string_view text, absl::string_view path) {
       error("duplicate key '", key, "' (first set on line ", it->second, ")");
       continue;
     }
-    out.lines.push_back({key, std::string(absl::StripAsciiWhitespace(content.substr(eq + 1))), number});
+    const absl::string_view value = absl::StripAsciiWhitespace(content.substr(eq + 1));
+    bool value_ok = true;
+    for (char c : value) value_ok = value_ok && !((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f);
+    if (!value_ok) {
+      error("control character in the value of '", key, "'");
+      continue;
+    }
+    out.lines.push_back({key, std::string(value), number});
   }
   return out;
 }

@@ -129,7 +129,7 @@ absl::Status Flags::Explain(const absl::Status& status) const {
   if (absl::StartsWith(message, Get("conf") + ":")) return status;  // already located
   std::vector<std::string> located;
   for (const std::string& flag : ConfFlagsNamedIn(message)) {
-    const ConfOrigin& origin = conf_origins_.at(flag);
+    const ConfOrigin& origin = conf_origins_.find(flag)->second;  // ConfFlagsNamedIn: present
     located.push_back(absl::StrCat(origin.where, " (", origin.key, ")"));
   }
   if (located.empty()) return status;
@@ -168,6 +168,10 @@ int ConfCheck::Record(const Flags& flags, const absl::Status& error) {
     }
   }
   const std::vector<std::string> named = flags.ConfFlagsNamedIn(message);
+  if (!dropped_.empty() && named.empty()) {
+    done_ = true;  // may follow from a dropped value (a dropped declarative_config asks for cluster_*)
+    return 1;
+  }
   errors_.push_back(flags.Explain(error).ToString());
   // An error located by the file itself (syntax, keys) or naming no file value: nothing to drop.
   done_ = named.empty() || absl::StartsWith(message, flags.Get("conf") + ":");

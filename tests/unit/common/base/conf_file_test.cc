@@ -47,9 +47,12 @@ TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
       " = value\n"
       "Admin-Listen = x\n"
       "db = b\n"
-      "workers = 2\n",
+      "workers = 2\n"
+      "ssl_cert = /a\x01" "b\n" + std::string("nul = a\0b\n", 10),
       "/etc/portico/portico-cp.conf");
-  ASSERT_EQ(parsed.errors.size(), 4u);
+  ASSERT_EQ(parsed.errors.size(), 6u);
+  EXPECT_EQ(parsed.errors[4], "/etc/portico/portico-cp.conf:7: control character in the value of 'ssl_cert'");
+  EXPECT_EQ(parsed.errors[5], "/etc/portico/portico-cp.conf:8: control character in the value of 'nul'");
   EXPECT_EQ(parsed.errors[0], "/etc/portico/portico-cp.conf:2: expected 'key = value', got 'no equals sign'");
   EXPECT_EQ(parsed.errors[1], "/etc/portico/portico-cp.conf:3: missing key before '='");
   EXPECT_EQ(parsed.errors[2],
@@ -120,8 +123,8 @@ class ConfFlagsTest : public ::testing::Test {
   void TearDown() override {
     for (const char* name : {"PORTICO_DB", "PORTICO_WORKERS", "PORTICO_CONF", "PORTICO_ADMIN_LISTEN"}) unsetenv(name);
   }
-  std::string Write(const std::string& text) {
-    const std::string path = dir_.File("portico.conf");
+  std::string Write(const std::string& text, const std::string& name = "portico.conf") {
+    const std::string path = dir_.File(name);
     EXPECT_TRUE(WriteFileAtomically(path, text, 0600).ok());
     return path;
   }
@@ -270,7 +273,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
                  "prog: INVALID_ARGUMENT: " + path + ":2 (log_level): --log-level: bad\n");
 
   // An error that follows from a dropped value is not reported; the rounds stop there.
-  const std::string consequence = Write("workers = 9\ndb = needs-workers.db\n");
+  const std::string consequence = Write("workers = 9\ndb = needs-workers.db\n", "consequence.conf");
   rounds = 0;
   testing::internal::CaptureStderr();
   code = ConfCheck::Run("prog", consequence, [&](ConfCheck* c) { return FakeRound({"--conf", consequence}, c, &rounds); });
@@ -280,7 +283,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + consequence + ":1 (workers): --workers must be 0 or 2\n");
 
   // An error naming no file value (here from the environment) ends the rounds after it.
-  const std::string good = Write("workers = 2\n");
+  const std::string good = Write("workers = 2\n", "good.conf");
   setenv("PORTICO_ADMIN_LISTEN", "nowhere", 1);
   rounds = 0;
   testing::internal::CaptureStderr();
@@ -289,6 +292,15 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 1);
   EXPECT_EQ(err, "prog: INVALID_ARGUMENT: no admin\n");
+  // After a dropped value, such an error may be a consequence of the drop: not reported.
+  const std::string then_env = Write("workers = 9\n", "then-env.conf");
+  rounds = 0;
+  testing::internal::CaptureStderr();
+  code = ConfCheck::Run("prog", then_env, [&](ConfCheck* c) { return FakeRound({"--conf", then_env}, c, &rounds); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 2);
+  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + then_env + ":1 (workers): --workers must be 0 or 2\n");
   unsetenv("PORTICO_ADMIN_LISTEN");
 
   // Valid: one round, Kong's sentence on stdout.
@@ -300,7 +312,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   EXPECT_EQ(rounds, 1);
 
   // Syntax errors: one round, all of them.
-  const std::string broken = Write("workers = 9\nnope\nfoo = 1\n");
+  const std::string broken = Write("workers = 9\nnope\nfoo = 1\n", "broken.conf");
   rounds = 0;
   testing::internal::CaptureStderr();
   code = ConfCheck::Run("prog", broken, [&](ConfCheck* c) { return FakeRound({"--conf", broken}, c, &rounds); });
