@@ -136,6 +136,29 @@ absl::Status Flags::Explain(const absl::Status& status) const {
   return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
 }
 
+int ConfCheck::Main(absl::string_view program, int argc, char** argv,
+                    const std::function<int(int, char**, ConfCheck*)>& serve) {
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
+    const std::string text = absl::StrCat(
+        "usage: ", program, " check CONF_FILE [flags]\n\nValidates a ", program,
+        " configuration file (kong.conf syntax) as a start would, with the\nPORTICO_* environment and the flags "
+        "given after it, without starting: prints\n'configuration at FILE is valid' and exits 0, or prints "
+        "every error and exits 1.\n(", program, " --help lists the flags and their keys.)\n");
+    std::fwrite(text.data(), 1, text.size(), help ? stdout : stderr);
+    return help ? 0 : 2;
+  }
+  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
+  args.insert(args.end(), argv + 3, argv + argc);
+  return Run(program, argv[2], [&args, &serve](ConfCheck* check) {
+    return serve(static_cast<int>(args.size()), args.data(), check);
+  });
+}
+
 int ConfCheck::Run(absl::string_view program, absl::string_view path, const Round& round) {
   ConfCheck check;
   int code = 0;

@@ -95,6 +95,10 @@ class ConfCheck {
   // on its first error). Returns its exit code: 0 when everything it validates is valid.
   using Round = std::function<int(ConfCheck* check)>;
 
+  // `PROGRAM check FILE [flags]` (argv[1] is "check"): usage and --help, then Run with rounds of
+  // `serve(argc', argv', check)` where argv' is "PROGRAM --conf FILE [flags]". Returns the exit code.
+  static int Main(absl::string_view program, int argc, char** argv,
+                  const std::function<int(int, char**, ConfCheck*)>& serve);
   // Runs rounds (at most 64). Prints "configuration at <path> is valid" on stdout and returns 0,
   // or prints "<program>: <error>" per error on stderr and returns 1 (or the round's code when it
   // recorded nothing: usage errors print their own message).
