@@ -30,10 +30,14 @@ std::string StripComment(absl::string_view text) {
   return out;
 }
 
-// Shown in errors: control characters would garble a terminal.
+// Shown in errors: control characters and stray bytes would garble a terminal; only printable
+// ASCII is shown, the rest as '?'.
 std::string Printable(absl::string_view text) {
   std::string out;
-  for (char c : text.substr(0, 80)) out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  for (char c : text.substr(0, 80)) {
+    const unsigned char b = static_cast<unsigned char>(c);
+    out.push_back(b < 0x20 || b >= 0x7f ? '?' : c);
+  }
   if (text.size() > 80) out += "...";
   return out;
 }
