@@ -257,8 +257,15 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     return 2;
   }
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
+  if (flags.Get("db").empty()) {
+    // SQLite would open a temporary database: every Admin API write lost at exit.
+    return Fail(absl::InvalidArgumentError("--db must name a file (an empty path is a throwaway database)"));
+  }
   if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
     return Fail(s);
+  }
+  if (absl::StatusOr<HostPort> cluster_addr = ParseHostPort(flags.Get("cluster-listen")); !cluster_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--cluster-listen: ", cluster_addr.status().message())));
   }
   absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
   if (!admin_addr.ok()) {
