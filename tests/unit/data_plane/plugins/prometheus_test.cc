@@ -2,6 +2,8 @@
 // exact exposition text, a full shard) and the plugin's compile (scopes, opt-in families,
 // labels) on a fake request context.
 #include <atomic>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,6 +18,20 @@
 #include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+
+// Counts the heap allocations of the thread that asks (the log phase must make none once warm).
+namespace {
+thread_local bool g_count_allocations = false;
+thread_local size_t g_allocations = 0;
+}  // namespace
+
+__attribute__((noinline)) void* operator new(size_t size) {
+  if (g_count_allocations) ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace portico::dp::plugins {
 namespace {
@@ -316,6 +332,28 @@ TEST(PrometheusPluginTest, KongsDefaultsRecordNothingPerRequestAndAddNoLogStep) 
   absl::Status s = AddPluginChain(*config, &refused);
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(absl::StrContains(s.message(), "latency_metrics")) << s;
+}
+
+TEST(PrometheusPluginTest, NoAllocationInTheLogPhaseOnceWarm) {
+  g_allocations = 0;
+  g_count_allocations = true;
+  auto counted = std::make_unique<std::string>(64, 'x');
+  g_count_allocations = false;
+  ASSERT_GT(g_allocations, 0u) << "the counter counts";
+  TrafficMetrics store(4096);
+  auto config = Config();
+  auto handler = Compile(&store, *config,
+                         MakePlugin({{"status_code_metrics", true}, {"per_consumer", true}, {"bandwidth_metrics", true},
+                                     {"latency_metrics", true}}));
+  ASSERT_NE(handler, nullptr);
+  for (int round = 0; round < 3; ++round) {
+    g_allocations = 0;
+    g_count_allocations = round > 0;
+    LogRequest(*handler, *config, 0, 200, &config->consumers[0]);  // a new status code or bucket takes a
+    LogRequest(*handler, *config, 1, 503);                         // cell, never memory
+    g_count_allocations = false;
+    if (round > 0) EXPECT_EQ(g_allocations, 0u) << "round " << round;
+  }
 }
 
 TEST(PrometheusPluginTest, CountersSurviveASnapshotSwap) {
