@@ -204,10 +204,9 @@ void RenderKongMetrics(std::string* out, const KongNodeIdentity& node, const Ser
   }
   AppendFamilyHeader(out, "kong_data_plane_config_hash",
                      "Config hash numeric value of the data plane (the config it serves; 0 = none)", "gauge");
-  char hash[64];
-  std::snprintf(hash, sizeof(hash), "%.17g", state.hash_number());
   AppendSample(out, "kong_data_plane_config_hash",
-               {{"node_id", node.node_id}, {"hostname", node.hostname}, {"ip", ""}}, hash);
+               {{"node_id", node.node_id}, {"hostname", node.hostname}, {"ip", ""}},
+               FormatSampleValue(state.hash_number()));
   AppendFamilyHeader(out, "kong_nginx_connections_total", "Number of connections by subsystem", "gauge");
   const struct {
     const char* state;

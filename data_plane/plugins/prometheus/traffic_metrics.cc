@@ -3,12 +3,10 @@
 #include <sys/mman.h>
 
 #include <bit>
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/metrics/metrics.h"
 
 namespace portico::dp::plugins {
 namespace {
@@ -45,27 +43,6 @@ absl::Span<const double> Bounds(int latency_kind) {
   return kUpstreamLatencyBucketsMs;
 }
 
-std::string FormatNumber(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.15g", v);
-  if (std::strtod(buf, nullptr) != v) std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
-}
-
-void AppendEscaped(std::string* out, absl::string_view value) {
-  for (char c : value) {
-    if (c == '\\') {
-      out->append("\\\\");
-    } else if (c == '"') {
-      out->append("\\\"");
-    } else if (c == '\n') {
-      out->append("\\n");
-    } else {
-      out->push_back(c);
-    }
-  }
-}
-
 }  // namespace
 
 void AppendSample(std::string* out, absl::string_view name,
@@ -80,7 +57,7 @@ void AppendSample(std::string* out, absl::string_view name,
       first = false;
       out->append(k.data(), k.size());
       out->append("=\"");
-      AppendEscaped(out, v);
+      out->append(EscapeLabelValue(std::string(v)));
       out->push_back('"');
     }
     out->push_back('}');
@@ -314,13 +291,13 @@ void TrafficMetrics::Render(std::string* out) const {
         running += buckets[b];
         AppendSample(out, bucket_name,
                      {{"service", service}, {"route", route}, {"workspace", "default"},
-                      {"le", b < bounds.size() ? FormatNumber(bounds[b]) : std::string("+Inf")}},
+                      {"le", b < bounds.size() ? FormatSampleValue(bounds[b]) : std::string("+Inf")}},
                      absl::StrCat(running));
       }
       auto sum = sums.find(MakeKey(route_id, 0, kSum + static_cast<uint64_t>(family.kind), 0));
       AppendSample(out, absl::StrCat(family.name, "_sum"),
                    {{"service", service}, {"route", route}, {"workspace", "default"}},
-                   FormatNumber(sum == sums.end() ? 0.0 : sum->second));
+                   FormatSampleValue(sum == sums.end() ? 0.0 : sum->second));
       AppendSample(out, absl::StrCat(family.name, "_count"),
                    {{"service", service}, {"route", route}, {"workspace", "default"}}, absl::StrCat(running));
     }
