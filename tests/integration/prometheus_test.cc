@@ -268,5 +268,51 @@ TEST_F(PrometheusTest, AKnownRequestMixGivesKongsSeriesAndPromtoolAcceptsThem) {
   EXPECT_TRUE(WaitFor([&] { return Sample(Metrics(), a_200) == 6; }, 5s)) << Metrics();
 }
 
+// DB-less: the plugin comes from the kong.yml; no control plane series, node_id is the host name.
+TEST(PrometheusDbLessTest, AGlobalPluginFromTheFileCountsAndNoClusterSeriesAppear) {
+  EchoUpstream upstream("dbless");
+  TempDir tmp;
+  const std::string file = tmp.File("kong.yml");
+  std::ofstream(file) << absl::StrCat(R"(_format_version: "3.0"
+services:
+  - name: orders
+    url: http://127.0.0.1:)", upstream.port(), R"(
+    routes:
+      - name: orders-route
+        paths: ["/orders"]
+plugins:
+  - name: prometheus
+    config:
+      status_code_metrics: true
+)");
+  const uint16_t proxy_port = PickFreePort(), status_port = PickFreePort();
+  Process dp("portico-dp (DB-less)",
+             {PORTICO_DP_BIN, "--declarative-config", file, "--proxy-listen", absl::StrCat("127.0.0.1:", proxy_port),
+              "--proxy-ssl-listen", "off", "--status-listen", absl::StrCat("127.0.0.1:", status_port), "--workers",
+              "2"},
+             tmp.File("dp.log"));
+  ASSERT_TRUE(WaitFor([&] { return Http(status_port, "GET", "/status/ready").status == 200; }, 10s)) << dp.Log();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(RawHttp(proxy_port, "GET /orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status, 200);
+  }
+  const std::string series =
+      "kong_http_requests_total{service=\"orders\",route=\"orders-route\",code=\"200\",source=\"service\","
+      "workspace=\"default\",consumer=\"\"}";
+  std::string text;
+  EXPECT_TRUE(WaitFor([&] {
+    text = Http(status_port, "GET", "/metrics").body;
+    return Sample(text, series) == 4;
+  }, 5s)) << text;
+  EXPECT_EQ(Sample(text, "kong_control_plane_connected"), -1) << "no control plane";
+  EXPECT_EQ(Sample(text, "kong_data_plane_cluster_cert_expiry_timestamp"), -1);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  EXPECT_EQ(Sample(text, absl::StrCat("kong_nginx_requests_total{node_id=\"", host, "\",subsystem=\"http\"}")), 4)
+      << text;
+  EXPECT_FALSE(absl::StrContains(text, "kong_upstream_target_health")) << "upstream_health_metrics is off";
+  EXPECT_FALSE(absl::StrContains(text, "kong_bandwidth_bytes")) << "bandwidth_metrics is off";
+  EXPECT_EQ(dp.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace portico::testing
