@@ -430,14 +430,16 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   const auto Fail = [&flags, check](const absl::Status& s) {
     return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
   };
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
-  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
-  if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  const absl::Status parsed = flags.Parse(argc, argv);
+  if (parsed.ok() && AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  // A usage error even when the file has errors too (`check FILE extra`).
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
-                 flags.positional()[0].c_str(), kUsage);
+                 PrintableExcerpt(flags.positional()[0]).c_str(), kUsage);
     return 2;
   }
+  if (!parsed.ok()) return Fail(parsed);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
   const std::string declarative_file = flags.Get("declarative-config");
   const bool db_less = !declarative_file.empty();

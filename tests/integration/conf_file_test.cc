@@ -293,6 +293,10 @@ TEST_F(ConfFileTest, CheckRefusesUsageErrorsOnce) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_EQ(Count(r.output, "usage:"), 1u) << r.output;
     EXPECT_EQ(r.output.find(valid), std::string::npos) << r.output;
+    // Also when the file has errors of its own.
+    r = RunToExit(tmp_, tag + "check-bad-extra", {bin, "check", other, "extra"});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(Count(r.output, "usage:"), 1u) << r.output;
     // The file checked is FILE, not a --conf given after it.
     for (const std::string& conf_flag : {std::string("--conf"), "--conf=" + other}) {
       std::vector<std::string> argv = {bin, "check", good, conf_flag};
