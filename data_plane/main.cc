@@ -406,7 +406,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
                        "empty: a self-signed ECDSA P-256 certificate for localhost is generated)"},
       {"ssl-cert-key", "", "private key of --ssl-cert (PEM)"},
       {"status-listen", "127.0.0.1:8100", "status listener address"},
-      {"workers", "0", "proxy worker threads (0 = one per core)"},
+      {"workers", "0", "proxy worker threads (0 = one per core, at most 256)"},
       {"client-timeout", "60", "seconds a client may stay idle (keep-alive), take to send a request "
                                "head, or go without reading any of a response, before it is closed"},
       {"http2", "on", "HTTP/2 on the proxy listeners (on|off): h2c (prior knowledge and Upgrade: h2c) "
@@ -486,7 +486,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (!absl::SimpleAtoi(flags.Get("workers"), &workers) || workers < 0 || workers > 256) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
   }
-  if (workers == 0) workers = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  if (workers == 0) workers = static_cast<int>(std::clamp(sysconf(_SC_NPROCESSORS_ONLN), 1L, 256L));
   absl::StatusOr<double> client_timeout_s = NumberFlag(flags, "client-timeout", 0.1, 86400, "seconds");
   if (!client_timeout_s.ok()) return Fail(client_timeout_s.status());
 
