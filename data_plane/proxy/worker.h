@@ -109,11 +109,29 @@ class Worker {
   // Any thread.
   void Publish(std::shared_ptr<const RuntimeConfig> config);
   void RequestStop();
+  // Starts listening on sockets Init() left bound only (ProxyOptions::accept_at_start false).
+  // Idempotent.
+  void RequestAccepting();
+  // Graceful drain (docs/operations.md "Graceful drain"): the worker closes its listeners, closes
+  // idle keep-alive connections, and lets the others finish their requests (HTTP/1.1 responses
+  // then carry `Connection: close`, HTTP/2 connections get GOAWAY). Idempotent; RequestStop()
+  // still closes whatever is left.
+  void RequestDrain();
+  // After RequestDrain(): the worker has begun draining and has no client connection left
+  // (WebSocket tunnels count until the stop cuts them). Any thread.
+  bool drained() const { return drained_.load(std::memory_order_acquire); }
+  // Client connections open when the drain began, and (after Run() returned) those the stop
+  // closed. Any thread; meaningful once drained() or after the thread ended.
+  int64_t connections_at_drain() const { return connections_at_drain_.load(std::memory_order_relaxed); }
+  int64_t connections_cut() const { return connections_cut_.load(std::memory_order_relaxed); }
   uint64_t requests_total() const { return requests_total_.load(std::memory_order_relaxed); }
 
   // Loop thread only, below.
   uv_loop_t* loop() { return &loop_; }
   const ProxyOptions& options() const { return options_; }
+  // The worker drains: the current responses are the connections' last (a flag check per
+  // response, nothing else on the request path).
+  bool draining() const { return draining_; }
   uint16_t port() const { return port_; }
   uint16_t tls_port() const { return tls_port_; }
   char* read_buffer() { return read_buffer_.get(); }
@@ -213,6 +231,12 @@ class Worker {
   void PauseAccepting();
   void OnAcceptRetry();
   void BeginShutdown();
+  void BeginDrain();
+  // listen() and poll the listeners not polled yet; a libuv error code, 0 when done.
+  int StartListening();
+  void CloseListeners();
+  // Draining and no client left: tell the ProxyServer (drained()).
+  void CheckDrained();
   void DrainGraveyard();
   void OnSweep();
 
@@ -232,6 +256,7 @@ class Worker {
   uv_timer_t sweeper_;  // expires client deadlines every kDeadlineSweepMs
   bool loop_initialised_ = false;
   bool shutting_down_ = false;
+  bool draining_ = false;
   std::unique_ptr<char[]> read_buffer_;
   std::unique_ptr<char[]> plain_buffer_;  // TLS listener only
   uint64_t client_log_second_ = 0;        // uv_now / 1000 of the current log window
@@ -241,6 +266,11 @@ class Worker {
   std::mutex mu_;
   std::shared_ptr<const RuntimeConfig> pending_config_;  // guarded by mu_
   bool stop_requested_ = false;                           // guarded by mu_
+  bool drain_requested_ = false;                          // guarded by mu_
+  bool accept_requested_ = false;                         // guarded by mu_
+  std::atomic<bool> drained_{false};
+  std::atomic<int64_t> connections_at_drain_{0};
+  std::atomic<int64_t> connections_cut_{0};
   std::atomic<bool> has_pending_config_{false};
 
   std::shared_ptr<const RuntimeConfig> config_;
