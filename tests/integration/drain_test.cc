@@ -42,6 +42,7 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 using test_support::HttpReply;
 using test_support::RawHttpClient;
+using RawClient = test_support::RawHttpClient;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -66,12 +67,15 @@ const std::string kCloseGet = "GET /api HTTP/1.1\r\nHost: drain.example\r\nConne
 // A DB-less portico-dp serving EchoYaml on `proxy_port` (0: a free one), with its own status port.
 class DbLessDp {
  public:
+  // `tls`: a TLS listener too, on tls_port.
   DbLessDp(const TempDir& tmp, const std::string& file, uint16_t proxy_port, const std::string& name,
-           std::vector<std::string> extra = {}) {
+           std::vector<std::string> extra = {}, bool tls = false) {
     this->proxy_port = proxy_port != 0 ? proxy_port : PickFreePort();
     status_port = PickFreePort();
+    if (tls) tls_port = PickFreePort();
     std::vector<std::string> argv{PORTICO_DP_BIN, "--declarative-config", file, "--proxy-listen",
-                                  absl::StrCat("127.0.0.1:", this->proxy_port), "--proxy-ssl-listen", "off",
+                                  absl::StrCat("127.0.0.1:", this->proxy_port), "--proxy-ssl-listen",
+                                  tls ? absl::StrCat("127.0.0.1:", tls_port) : std::string("off"),
                                   "--status-listen", absl::StrCat("127.0.0.1:", status_port), "--workers", "2"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process = std::make_unique<Process>(name, argv, tmp.File(name + ".log"));
@@ -82,7 +86,7 @@ class DbLessDp {
     return j.is_object() && j.contains("server") ? j["server"]["total_requests"].get<uint64_t>() : 0;
   }
   std::unique_ptr<Process> process;
-  uint16_t proxy_port = 0, status_port = 0;
+  uint16_t proxy_port = 0, status_port = 0, tls_port = 0;
 };
 
 // Waits for `p` to exit (no signal sent); the wait status, and how long it took.
@@ -166,14 +170,17 @@ TEST_F(DpDrainTest, InFlightRequestsFinishWithConnectionCloseIdleOnesCloseAndRea
   EXPECT_NE(log.find("were open when the drain began; all finished"), std::string::npos) << log;
 }
 
-TEST_F(DpDrainTest, SigquitDrainsLikeSigterm) {
-  DbLessDp dp(tmp_, file_, 0, "dp-quit");
+TEST_F(DpDrainTest, SigquitDrainsLikeSigtermAndClosesTheTlsListenerToo) {
+  DbLessDp dp(tmp_, file_, 0, "dp-quit", {}, /*tls=*/true);
   ASSERT_TRUE(WaitFor([&] { return dp.Ready() == 200; }, 15s)) << dp.process->Log();
-  upstream_.set_response_delay_ms(800);
+  ASSERT_TRUE(RawClient(dp.tls_port).connected());
+  upstream_.set_response_delay_ms(1000);
   HttpResult reply;
   std::thread request([&] { reply = RawHttp(dp.proxy_port, kCloseGet, 10s); });
   ASSERT_TRUE(WaitFor([&] { return dp.RequestsTotal() >= 1; }, 5s));
   dp.process->Signal(SIGQUIT);
+  ASSERT_TRUE(WaitFor([&] { return dp.Ready() == 503; }, 1s));
+  EXPECT_TRUE(WaitFor([&] { return !RawClient(dp.tls_port).connected(); }, 500ms)) << "the TLS listener still accepts";
   request.join();
   EXPECT_TRUE(reply.ok) << reply.error;
   EXPECT_EQ(reply.status, 200);
