@@ -153,7 +153,7 @@ void Http1ClientConnection::OnDeadline() {
 void Http1ClientConnection::OnWorkerDrain() {
   switch (state_) {
     case State::kHttp2:
-      h2_->GoAway();  // the session closes once its open streams are done
+      h2_->GoAwayNotice();  // the final GOAWAY follows (OnDrainGoAway)
       return;
     case State::kIdle:
       // Bytes of a next request already here: it is answered (with Connection: close). A
@@ -165,6 +165,10 @@ void Http1ClientConnection::OnWorkerDrain() {
     default:
       return;  // an exchange ends with a close (worker_.draining()); tunnels wait for the stop
   }
+}
+
+void Http1ClientConnection::OnDrainGoAway() {
+  if (state_ == State::kHttp2) h2_->GoAway();  // the session closes once its open streams are done
 }
 
 // ---- reading and parsing -------------------------------------------------------------------
@@ -725,7 +729,11 @@ void Http1ClientConnection::SwitchToHttp2(absl::string_view initial) {
   worker_.DisarmDeadline(&deadline_);
   h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, tls_ != nullptr,
                                              tls_ != nullptr ? absl::string_view(tls_->sni) : absl::string_view());
-  if (!h2_->Start(initial) && state_ != State::kClosing) Close();
+  if (!h2_->Start(initial)) {
+    if (state_ != State::kClosing) Close();
+    return;
+  }
+  if (worker_.draining()) h2_->GoAway();  // its first streams (in `initial`) are served
 }
 
 bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
@@ -745,7 +753,11 @@ bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
   worker_.DisarmDeadline(&deadline_);
   h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, false,
                                              absl::string_view());
-  if (!h2_->StartUpgraded(*settings, head) && state_ != State::kClosing) Close();
+  if (!h2_->StartUpgraded(*settings, head)) {
+    if (state_ != State::kClosing) Close();
+    return true;
+  }
+  if (worker_.draining()) h2_->GoAway();  // stream 1 (the upgraded request) is served
   return true;
 }
 

@@ -69,6 +69,8 @@ class Http1ClientConnection final : public TransportCallbacks,
   // GOAWAY; a request in progress finishes and its response is the connection's last. Tunnels
   // are left to the stop.
   void OnWorkerDrain();
+  // kDrainGoAwayDelayMs after OnWorkerDrain: an HTTP/2 connection gets its final GOAWAY.
+  void OnDrainGoAway();
 
   // Transport events.
   void OnTransportConnected(int) override {}

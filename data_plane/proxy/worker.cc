@@ -28,6 +28,7 @@ struct Worker::Uv {
     listener->worker->OnAcceptable(*listener, status);
   }
   static void AcceptRetry(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnAcceptRetry(); }
+  static void DrainGoAway(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnDrainGoAway(); }
   static void Reap(uv_check_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->DrainGraveyard(); }
   static void Sweep(uv_timer_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnSweep(); }
   static void Closed(uv_handle_t*) {}  // the worker's handles are members: nothing to free
@@ -90,6 +91,8 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
   resolver_ = *std::move(resolver);
   uv_timer_init(&loop_, &accept_retry_);
   accept_retry_.data = this;
+  uv_timer_init(&loop_, &drain_goaway_);
+  drain_goaway_.data = this;
   uv_async_init(&loop_, &wake_, Uv::Wake);
   wake_.data = this;
   uv_check_init(&loop_, &reaper_);
@@ -235,7 +238,16 @@ void Worker::BeginDrain() {
   clients.reserve(clients_.size());
   for (auto& [raw, owned] : clients_) clients.push_back(raw);
   for (Http1ClientConnection* c : clients) c->OnWorkerDrain();  // may close (not free) some
+  uv_timer_start(&drain_goaway_, Uv::DrainGoAway, kDrainGoAwayDelayMs, 0);
   CheckDrained();
+}
+
+void Worker::OnDrainGoAway() {
+  std::vector<Http1ClientConnection*> clients;
+  for (auto& [raw, owned] : clients_) {
+    if (raw->state() == Http1ClientConnection::State::kHttp2) clients.push_back(raw);
+  }
+  for (Http1ClientConnection* c : clients) c->OnDrainGoAway();
 }
 
 void Worker::CheckDrained() {
@@ -340,6 +352,8 @@ void Worker::BeginShutdown() {
   CloseListeners();
   connections_cut_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_retry_), Uv::Closed);
+  uv_timer_stop(&drain_goaway_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_goaway_), Uv::Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), Uv::Closed);
   uv_check_stop(&reaper_);
   uv_close(reinterpret_cast<uv_handle_t*>(&reaper_), Uv::Closed);

@@ -47,6 +47,9 @@ inline constexpr size_t kMaxIdlePerKey = 512;
 inline constexpr size_t kMaxUpstreamTlsSessions = 1024;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
+// A drain sends HTTP/2 connections a GOAWAY notice, then the final GOAWAY this much later (a
+// round trip's margin for streams the client opened meanwhile).
+inline constexpr int64_t kDrainGoAwayDelayMs = 1000;
 // Accepting pauses this long after accept4 failed for lack of descriptors or memory.
 inline constexpr int64_t kAcceptRetryMs = 100;
 // How often the worker checks client deadlines (idle and linger timeouts fire up to this late).
@@ -237,6 +240,7 @@ class Worker {
   void CloseListeners();
   // Draining and no client left: tell the ProxyServer (drained()).
   void CheckDrained();
+  void OnDrainGoAway();
   void DrainGraveyard();
   void OnSweep();
 
@@ -251,6 +255,7 @@ class Worker {
   // the address, costing an extra accept4 and a getpeername per connection.
   Listener listeners_[kListenerCount];
   uv_timer_t accept_retry_;  // re-enables accepting after EMFILE/ENFILE
+  uv_timer_t drain_goaway_;  // the final GOAWAY of a drain (kDrainGoAwayDelayMs)
   uv_async_t wake_;
   uv_check_t reaper_;
   uv_timer_t sweeper_;  // expires client deadlines every kDeadlineSweepMs
