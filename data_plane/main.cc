@@ -3,6 +3,7 @@
 // proxies HTTP/1.1 and HTTP/2. It keeps serving its last config when the CP is gone. With
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 // `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +38,7 @@
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/tls/server_context.h"
@@ -69,6 +71,13 @@ class ServingState {
   uint64_t version() const {
     std::lock_guard<std::mutex> lock(mu_);
     return version_.version;
+  }
+  // The served config's hash as a number (its 32 bytes read big-endian, as a double); 0 for none.
+  double hash_number() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    double value = 0;
+    for (unsigned char byte : version_.hash) value = value * 256 + byte;
+    return value;
   }
   // Kong's readiness: a config is loaded and it is not empty.
   bool ready() const {
@@ -159,10 +168,99 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
       });
 }
 
+// A target given as an IP literal and port ("10.0.0.1:80", "[::1]:80"): Kong's `address` label
+// of kong_upstream_target_health. Empty for a target given by hostname.
+std::string TargetAddressLabel(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return target;
+  return "";
+}
+
+// Kong's node-level series on a data plane (Kong 3.x prometheus exporter), then the prometheus
+// plugin's traffic families (plugins::TrafficMetrics). `sync` is null in DB-less mode.
+struct KongNodeIdentity {
+  std::string node_id;
+  std::string hostname;
+};
+
+void RenderKongMetrics(std::string* out, const KongNodeIdentity& node, const ServingState& state,
+                       const SyncClient* sync, const ProxyServer& proxy, const HealthRegistry& health) {
+  using plugins::AppendFamilyHeader;
+  using plugins::AppendSample;
+  const uint64_t accepted = proxy.connections_accepted();
+  const int64_t active = proxy.connections_active();
+  const int64_t writing = std::min<int64_t>(active, proxy.request_states_held());
+  const uint64_t requests = proxy.requests_total();
+  AppendFamilyHeader(out, "kong_datastore_reachable",
+                     "Datastore reachable from Kong, 0 is unreachable (a data plane has none: always 1)", "gauge");
+  AppendSample(out, "kong_datastore_reachable", {}, "1");
+  if (sync != nullptr) {
+    AppendFamilyHeader(out, "kong_control_plane_connected", "Kong connected to control plane, 0 is unconnected",
+                       "gauge");
+    AppendSample(out, "kong_control_plane_connected", {}, sync->connected() ? "1" : "0");
+    AppendFamilyHeader(out, "kong_data_plane_cluster_cert_expiry_timestamp",
+                       "Unix timestamp of Data Plane's cluster_cert expiry time", "gauge");
+    AppendSample(out, "kong_data_plane_cluster_cert_expiry_timestamp", {},
+                 absl::StrCat(sync->certificate_not_after()));
+  }
+  AppendFamilyHeader(out, "kong_data_plane_config_hash",
+                     "Config hash numeric value of the data plane (the config it serves; 0 = none)", "gauge");
+  AppendSample(out, "kong_data_plane_config_hash",
+               {{"node_id", node.node_id}, {"hostname", node.hostname}, {"ip", ""}},
+               FormatSampleValue(state.hash_number()));
+  AppendFamilyHeader(out, "kong_nginx_connections_total", "Number of connections by subsystem", "gauge");
+  const struct {
+    const char* state;
+    int64_t value;
+  } connection_states[] = {{"accepted", static_cast<int64_t>(accepted)}, {"active", active},
+                           {"handled", static_cast<int64_t>(accepted)}, {"reading", 0},
+                           {"total", static_cast<int64_t>(requests)},   {"waiting", active - writing},
+                           {"writing", writing}};
+  for (const auto& c : connection_states) {
+    AppendSample(out, "kong_nginx_connections_total",
+                 {{"node_id", node.node_id}, {"subsystem", "http"}, {"state", c.state}}, absl::StrCat(c.value));
+  }
+  AppendFamilyHeader(out, "kong_nginx_requests_total", "Number of requests total", "gauge");
+  AppendSample(out, "kong_nginx_requests_total", {{"node_id", node.node_id}, {"subsystem", "http"}},
+               absl::StrCat(requests));
+  AppendFamilyHeader(out, "kong_node_info", "Kong Node metadata information", "gauge");
+  AppendSample(out, "kong_node_info", {{"node_id", node.node_id}, {"version", PORTICO_VERSION}}, "1");
+  plugins::TrafficMetrics& traffic = plugins::TrafficMetrics::Process();
+  if (traffic.upstream_health_enabled()) {
+    AppendFamilyHeader(out, "kong_upstream_target_health",
+                       "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, "
+                       "value is 1 when state is populated.",
+                       "gauge");
+    for (const TargetHealthReport& t : health.Report()) {
+      const char* current = t.health == TargetHealthState::kHealthy     ? "healthy"
+                            : t.health == TargetHealthState::kUnhealthy ? "unhealthy"
+                            : t.health == TargetHealthState::kDnsError  ? "dns_error"
+                                                                        : "healthchecks_off";
+      const std::string address = t.health == TargetHealthState::kDnsError ? "" : TargetAddressLabel(t.target);
+      const std::string& upstream = t.upstream_name.empty() ? t.upstream_id : t.upstream_name;
+      for (const char* s : {"healthchecks_off", "healthy", "unhealthy", "dns_error"}) {
+        AppendSample(out, "kong_upstream_target_health",
+                     {{"upstream", upstream}, {"target", t.target}, {"address", address}, {"state", s},
+                      {"subsystem", "http"}},
+                     std::strcmp(s, current) == 0 ? "1" : "0");
+      }
+    }
+  }
+  AppendFamilyHeader(out, "portico_prometheus_dropped_total",
+                     "Traffic metric records dropped because a worker's table was full", "counter");
+  AppendSample(out, "portico_prometheus_dropped_total", {}, absl::StrCat(traffic.dropped()));
+  traffic.Render(out);
+}
+
 // `sync` is null in DB-less mode, where `declarative` is set instead.
 HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state, const SyncClient* sync,
                             const DeclarativeSource* declarative, const ProxyServer& proxy,
-                            const DpMetrics& dp_metrics, const HealthRegistry& health) {
+                            const DpMetrics& dp_metrics, const HealthRegistry& health,
+                            const KongNodeIdentity& node) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
   }
@@ -171,6 +269,7 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     r.status = 200;
     r.headers.emplace_back("Content-Type", kTextContentType);
     r.body = dp_metrics.registry->Render();
+    RenderKongMetrics(&r.body, node, state, sync, proxy, health);
     return r;
   }
   if (request.path == "/status") {
@@ -640,10 +739,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   absl::Cleanup forget_listener = [&health_listener] { health_listener.store(nullptr, std::memory_order_release); };
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
 
+  // Kong's node_id label: the certificate's identity; DB-less, the host name.
+  const KongNodeIdentity kong_node{sync_ptr != nullptr ? sync_ptr->node_id() : std::string(host_buf), host_buf};
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
-        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health);
+      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health,
+       &kong_node](const HttpRequest& request) {
+        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health, kong_node);
       });
   if (!status.ok()) return Fail(status.status());
 
