@@ -424,15 +424,25 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   Millis(latencies.request_ms, out);
   out->append(",\"receive\":0}");
 
-  out->append(",\"upstream_uri\":");
-  Str(UpstreamUri(request), out);
+  out->append(",\"upstream_uri\":\"");
+  {
+    const absl::string_view upstream_uri = UpstreamUri(request);
+    const size_t question = upstream_uri.find('?');
+    AppendJsonEscaped(upstream_uri.substr(0, question), out);
+    if (question != absl::string_view::npos) {
+      out->push_back('?');
+      RedactedQueryEscaped(upstream_uri.substr(question + 1), out);
+    }
+  }
+  out->push_back('"');
   out->append(",\"upstream_status\":");
   if (request.upstream_status != 0) Int(request.upstream_status, out); else out->append("null");
 
   // Kong's tries: one per upstream attempt. The last one is the address that answered (or
   // failed last); earlier ones are listed with state "next" (they failed over to a retry).
   out->append(",\"tries\":[");
-  const int attempts = request.attempt;
+  // request.attempt counts the retries; there was a first attempt when a target was picked.
+  const int attempts = request.upstream_target != nullptr ? request.attempt + 1 : 0;
   for (int i = 0; i < attempts; ++i) {
     if (i > 0) out->push_back(',');
     const bool last = i == attempts - 1;
@@ -481,16 +491,9 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   out->append(",\"started_at\":");
   const uint64_t age_ns = (request.received_ns != 0 && now_ns >= request.received_ns) ? now_ns - request.received_ns : 0;
   Int(now_unix_ms - static_cast<int64_t>(age_ns / 1000000), out);
-  // Kong's source: the service answered, a plugin or the gateway answered itself (exit), or the
-  // gateway failed (error: a local 5xx).
-  out->append(",\"source\":");
-  if (request.upstream_status != 0) {
-    out->append("\"service\"");
-  } else if (status >= 500) {
-    out->append("\"error\"");
-  } else {
-    out->append("\"exit\"");
-  }
+  // Kong's source (kong/pdk/log.lua): "upstream" when the service answered, "kong" when the
+  // gateway or a plugin did (an exit or an error).
+  out->append(request.upstream_status != 0 ? ",\"source\":\"upstream\"" : ",\"source\":\"kong\"");
   out->append(",\"workspace\":null,\"workspace_name\":\"default\"}");
 }
 
