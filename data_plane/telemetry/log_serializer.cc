@@ -3,6 +3,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -57,12 +58,16 @@ bool Redacted(absl::string_view name, absl::Span<const std::string> extra) {
   return false;
 }
 
+// Kong's serializer reads at most 100 headers and 100 query arguments (its get_headers and
+// get_query defaults); the limit also bounds the quadratic grouping of repeated names below.
+constexpr size_t kMaxLoggedItems = 100;
+
 // {"name": "value" | ["v1", "v2"], ...}: lowercase names, repeated headers as arrays.
 template <typename Pairs>
 void Headers(const Pairs& headers, absl::Span<const std::string> extra, std::string* out) {
   out->push_back('{');
   bool first = true;
-  const size_t count = headers.size();
+  const size_t count = std::min<size_t>(headers.size(), kMaxLoggedItems);
   for (size_t i = 0; i < count; ++i) {
     const absl::string_view name = headers[i].first;
     bool seen = false;
@@ -141,8 +146,16 @@ void RedactedQueryEscaped(absl::string_view query, std::string* out) {
   }
 }
 
-// Kong's querystring: {name: value | true (no '=') | [values]}, decoded, secrets redacted.
+// Kong's querystring: {name: value | true (no '=') | [values]}, decoded, secrets redacted; the
+// first kMaxLoggedItems arguments.
 void QueryObject(absl::string_view query, std::string* out) {
+  size_t arguments = 0;
+  for (size_t at = 0; at < query.size(); ++at) {
+    if (query[at] == '&' && ++arguments == kMaxLoggedItems) {
+      query = query.substr(0, at);
+      break;
+    }
+  }
   out->push_back('{');
   bool first = true;
   size_t start = 0;

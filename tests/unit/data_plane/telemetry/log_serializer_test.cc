@@ -163,5 +163,18 @@ TEST(LogSerializerTest, ExtraRedactedHeaderNames) {
   EXPECT_EQ(json::parse(out)["request"]["headers"]["x-my-key"], "[REDACTED]");
 }
 
+TEST(LogSerializerTest, AtMostAHundredHeadersAndQueryArguments) {
+  Fixture f;
+  std::string query;
+  for (int i = 0; i < 3000; ++i) {
+    f.head.headers.push_back({"X-H" + std::to_string(i), "v"});
+    query += (i == 0 ? "" : "&") + std::string("a") + std::to_string(i) + "=1";
+  }
+  f.request.target.query = query;
+  json entry = Serialize(f.request, 200, 0, 0);
+  EXPECT_EQ(entry["request"]["headers"].size(), 100u - 1u);  // 6 headers, "x-multi" twice: 99 names
+  EXPECT_EQ(entry["request"]["querystring"].size(), 100u);
+}
+
 }  // namespace
 }  // namespace portico::dp
