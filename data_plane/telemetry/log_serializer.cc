@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/config/config_set.h"
 
 namespace portico::dp {
@@ -24,11 +25,7 @@ void Str(absl::string_view text, std::string* out) {
   out->push_back('"');
 }
 
-void Int(int64_t value, std::string* out) {
-  char buf[24];
-  const int n = std::snprintf(buf, sizeof(buf), "%" PRId64, value);
-  out->append(buf, static_cast<size_t>(n));
-}
+void Int(int64_t value, std::string* out) { absl::StrAppend(out, value); }
 
 // Milliseconds with Kong's integer look when whole, else 3 decimals.
 void Millis(double ms, std::string* out) {
@@ -329,6 +326,18 @@ void AppendJsonEscaped(absl::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   size_t i = 0;
   while (i < text.size()) {
+    // A run of printable ASCII other than " and \ goes in one append.
+    size_t run = i;
+    while (run < text.size()) {
+      const unsigned char r = static_cast<unsigned char>(text[run]);
+      if (r < 0x20 || r >= 0x7f || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out->append(text.data() + i, run - i);
+      i = run;
+      continue;
+    }
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
       if (c == '"' || c == '\\') {

@@ -1,7 +1,8 @@
 #pragma once
 // Asynchronous log files: worker threads hand finished lines (each ending in '\n') to a LogWriter
 // through one bounded RecordRing per worker; the writer's own thread drains the rings every
-// flush interval and writes what it found with one write() per batch. The request path never
+// millisecond while lines keep coming (every flush interval when idle) and writes what it found
+// with one write() per batch. The request path never
 // blocks, locks or allocates here: a line that does not fit in its worker's ring is dropped and
 // counted (dropped()), so a slow or stuck disk costs at most the rings' memory. The writer logs
 // drops at most once per 10 s.
@@ -33,7 +34,7 @@ struct LogWriterOptions {
   std::string destination;             // a file path, or "stdout"
   int producers = 1;                   // worker slots: Push(worker, ...) with worker < producers
   size_t ring_bytes = 1 << 20;         // per producer
-  int flush_interval_ms = 20;
+  int flush_interval_ms = 20;          // the idle polling interval
 };
 
 class LogWriter {
