@@ -4,9 +4,11 @@
 // entries are retried, then dropped and counted on /metrics, the queue bounded.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -376,6 +378,59 @@ TEST_F(AccessLogTest, HttpLogRetriesThenDropsAndCountsWhenTheCollectorFailsOrIsG
                MetricValue(m, "portico_http_log_queued_entries") == 41;
   }, 10s)) << Metrics();
   EXPECT_TRUE(dp_->process->Running());
+}
+
+// A disk that does not keep up: the log is a FIFO nobody reads, so the writer blocks in write().
+// The DP keeps answering, drops and counts lines, and its memory stays bounded; once the reader
+// drains the FIFO, lines flow again.
+TEST_F(AccessLogTest, AStuckLogDropsAndCountsLinesWhileTheProxyKeepsServing) {
+  const std::string fifo = cluster_.tmp().path() + "/access.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // the FIFO stays open, unread
+  ASSERT_GE(reader, 0);
+  StartCluster({"--access-log", fifo});
+  auto rss_kb = [&] {
+    std::ifstream status("/proc/" + std::to_string(dp_->process->pid()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1L;
+  };
+  // 2 workers x 1 MiB rings + a 64 KiB pipe hold about 2 000 lines of ~1 KB: send more.
+  auto burst = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      HttpResult r = cluster_.Proxy(*dp_, absl::StrCat("/orders/", i, "?pad=", std::string(200, 'x')));
+      if (r.status != 200) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(burst(3000));
+  ASSERT_TRUE(WaitFor([&] { return MetricValue(Metrics(), "portico_access_log_dropped_total") > 0; }, 10s)) << Metrics();
+  const long rss_after_first = rss_kb();
+  ASSERT_TRUE(burst(3000));
+  const long rss_after_second = rss_kb();
+  EXPECT_LT(rss_after_second - rss_after_first, 8 * 1024) << rss_after_first << " kB -> " << rss_after_second << " kB";
+  const double dropped = MetricValue(Metrics(), "portico_access_log_dropped_total");
+  EXPECT_GE(dropped, 3000) << Metrics();  // the second burst found the rings full
+  std::printf("stuck log: VmRSS %ld kB after 3000 requests, %ld kB after 6000; %.0f lines dropped\n", rss_after_first,
+              rss_after_second, dropped);
+  // The reader catches up: the writer finishes its write and new lines are written again.
+  std::atomic<bool> draining{true};
+  std::thread drain([&] {
+    char buf[65536];
+    while (draining) {
+      if (::read(reader, buf, sizeof(buf)) <= 0) std::this_thread::sleep_for(5ms);
+    }
+  });
+  const double written_before = MetricValue(Metrics(), "portico_access_log_lines_total");
+  ASSERT_TRUE(WaitFor([&] {
+    cluster_.Proxy(*dp_, "/orders/again");
+    return MetricValue(Metrics(), "portico_access_log_lines_total") > written_before + 10;
+  }, 10s)) << Metrics();
+  draining = false;
+  drain.join();
+  ::close(reader);
 }
 
 }  // namespace
