@@ -2,6 +2,8 @@
 // gRPC, keeps them in memory (and, only with --snapshot-cache, the last good one on disk), and
 // proxies HTTP/1.1 and HTTP/2. It keeps serving its last config when the CP is gone. With
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
+// `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -26,7 +29,9 @@
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "common/tls/tls_files.h"
 #include "common/declarative/declarative.h"
+#include "data_plane/conf_keys.h"
 #include "data_plane/declarative/declarative_source.h"
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
@@ -34,6 +39,7 @@
 #include "data_plane/telemetry/log_line_step.h"
 #include "data_plane/telemetry/log_sinks.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/tls/server_context.h"
@@ -66,6 +72,13 @@ class ServingState {
   uint64_t version() const {
     std::lock_guard<std::mutex> lock(mu_);
     return version_.version;
+  }
+  // The served config's hash as a number (its 32 bytes read big-endian, as a double); 0 for none.
+  double hash_number() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    double value = 0;
+    for (unsigned char byte : version_.hash) value = value * 256 + byte;
+    return value;
   }
   // Kong's readiness: a config is loaded and it is not empty.
   bool ready() const {
@@ -152,10 +165,99 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
       });
 }
 
+// A target given as an IP literal and port ("10.0.0.1:80", "[::1]:80"): Kong's `address` label
+// of kong_upstream_target_health. Empty for a target given by hostname.
+std::string TargetAddressLabel(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return target;
+  return "";
+}
+
+// Kong's node-level series on a data plane (Kong 3.x prometheus exporter), then the prometheus
+// plugin's traffic families (plugins::TrafficMetrics). `sync` is null in DB-less mode.
+struct KongNodeIdentity {
+  std::string node_id;
+  std::string hostname;
+};
+
+void RenderKongMetrics(std::string* out, const KongNodeIdentity& node, const ServingState& state,
+                       const SyncClient* sync, const ProxyServer& proxy, const HealthRegistry& health) {
+  using plugins::AppendFamilyHeader;
+  using plugins::AppendSample;
+  const uint64_t accepted = proxy.connections_accepted();
+  const int64_t active = proxy.connections_active();
+  const int64_t writing = std::min<int64_t>(active, proxy.request_states_held());
+  const uint64_t requests = proxy.requests_total();
+  AppendFamilyHeader(out, "kong_datastore_reachable",
+                     "Datastore reachable from Kong, 0 is unreachable (a data plane has none: always 1)", "gauge");
+  AppendSample(out, "kong_datastore_reachable", {}, "1");
+  if (sync != nullptr) {
+    AppendFamilyHeader(out, "kong_control_plane_connected", "Kong connected to control plane, 0 is unconnected",
+                       "gauge");
+    AppendSample(out, "kong_control_plane_connected", {}, sync->connected() ? "1" : "0");
+    AppendFamilyHeader(out, "kong_data_plane_cluster_cert_expiry_timestamp",
+                       "Unix timestamp of Data Plane's cluster_cert expiry time", "gauge");
+    AppendSample(out, "kong_data_plane_cluster_cert_expiry_timestamp", {},
+                 absl::StrCat(sync->certificate_not_after()));
+  }
+  AppendFamilyHeader(out, "kong_data_plane_config_hash",
+                     "Config hash numeric value of the data plane (the config it serves; 0 = none)", "gauge");
+  AppendSample(out, "kong_data_plane_config_hash",
+               {{"node_id", node.node_id}, {"hostname", node.hostname}, {"ip", ""}},
+               FormatSampleValue(state.hash_number()));
+  AppendFamilyHeader(out, "kong_nginx_connections_total", "Number of connections by subsystem", "gauge");
+  const struct {
+    const char* state;
+    int64_t value;
+  } connection_states[] = {{"accepted", static_cast<int64_t>(accepted)}, {"active", active},
+                           {"handled", static_cast<int64_t>(accepted)}, {"reading", 0},
+                           {"total", static_cast<int64_t>(requests)},   {"waiting", active - writing},
+                           {"writing", writing}};
+  for (const auto& c : connection_states) {
+    AppendSample(out, "kong_nginx_connections_total",
+                 {{"node_id", node.node_id}, {"subsystem", "http"}, {"state", c.state}}, absl::StrCat(c.value));
+  }
+  AppendFamilyHeader(out, "kong_nginx_requests_total", "Number of requests total", "gauge");
+  AppendSample(out, "kong_nginx_requests_total", {{"node_id", node.node_id}, {"subsystem", "http"}},
+               absl::StrCat(requests));
+  AppendFamilyHeader(out, "kong_node_info", "Kong Node metadata information", "gauge");
+  AppendSample(out, "kong_node_info", {{"node_id", node.node_id}, {"version", PORTICO_VERSION}}, "1");
+  plugins::TrafficMetrics& traffic = plugins::TrafficMetrics::Process();
+  if (traffic.upstream_health_enabled()) {
+    AppendFamilyHeader(out, "kong_upstream_target_health",
+                       "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, "
+                       "value is 1 when state is populated.",
+                       "gauge");
+    for (const TargetHealthReport& t : health.Report()) {
+      const char* current = t.health == TargetHealthState::kHealthy     ? "healthy"
+                            : t.health == TargetHealthState::kUnhealthy ? "unhealthy"
+                            : t.health == TargetHealthState::kDnsError  ? "dns_error"
+                                                                        : "healthchecks_off";
+      const std::string address = t.health == TargetHealthState::kDnsError ? "" : TargetAddressLabel(t.target);
+      const std::string& upstream = t.upstream_name.empty() ? t.upstream_id : t.upstream_name;
+      for (const char* s : {"healthchecks_off", "healthy", "unhealthy", "dns_error"}) {
+        AppendSample(out, "kong_upstream_target_health",
+                     {{"upstream", upstream}, {"target", t.target}, {"address", address}, {"state", s},
+                      {"subsystem", "http"}},
+                     std::strcmp(s, current) == 0 ? "1" : "0");
+      }
+    }
+  }
+  AppendFamilyHeader(out, "portico_prometheus_dropped_total",
+                     "Traffic metric records dropped because a worker's table was full", "counter");
+  AppendSample(out, "portico_prometheus_dropped_total", {}, absl::StrCat(traffic.dropped()));
+  traffic.Render(out);
+}
+
 // `sync` is null in DB-less mode, where `declarative` is set instead.
 HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state, const SyncClient* sync,
                             const DeclarativeSource* declarative, const ProxyServer& proxy,
-                            const DpMetrics& dp_metrics, const HealthRegistry& health) {
+                            const DpMetrics& dp_metrics, const HealthRegistry& health,
+                            const KongNodeIdentity& node) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
   }
@@ -164,6 +266,7 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     r.status = 200;
     r.headers.emplace_back("Content-Type", kTextContentType);
     r.body = dp_metrics.registry->Render();
+    RenderKongMetrics(&r.body, node, state, sync, proxy, health);
     return r;
   }
   if (request.path == "/status") {
@@ -224,7 +327,9 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   return HttpResponse::Json(404, R"({"message":"Not found"})");
 }
 
-constexpr char kUsage[] = "portico-dp [flags]\n       portico-dp --declarative-config FILE [proxy flags]";
+constexpr char kUsage[] =
+    "portico-dp [flags]\n       portico-dp --declarative-config FILE [proxy flags]\n"
+    "       portico-dp check CONF_FILE [flags]";
 constexpr char kDescription[] =
     "The Portico data plane: proxies HTTP/1.1 with the config snapshots it receives from a control\n"
     "plane over mutual-TLS gRPC, keeps them in memory only, and keeps serving the last good one\n"
@@ -232,10 +337,46 @@ constexpr char kDescription[] =
     "without a control plane (SIGHUP reloads the file; a bad file keeps the current config).\n"
     "--control-plane must be an IP address or a name that\n"
     "resolves here; when dialling an IP, --cluster-server-name gives the name to expect in the CP\n"
-    "certificate. Every flag can also be set through its environment variable; the command line\n"
-    "wins. Boolean values: true/false, 1/0, yes/no, on/off.";
+    "certificate. Every flag can also be set through its environment variable or in the --conf\n"
+    "file (kong.conf syntax, Kong's key names); the command line wins over the environment, which\n"
+    "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
+    "true/false, 1/0, yes/no, on/off.";
 
-int Serve(int argc, char** argv) {
+// For `check`: the files a start reads, read and validated as the start would (cluster and proxy
+// certificates, the declarative config), nothing applied.
+absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
+  if (!db_less) {
+    absl::StatusOr<TlsMaterial> cluster =
+        LoadTlsMaterial(flags.Get("cluster-cert"), flags.Get("cluster-key"), flags.Get("cluster-ca"));
+    if (!cluster.ok()) {
+      return absl::Status(cluster.status().code(),
+                          absl::StrCat("--cluster-cert, --cluster-key, --cluster-ca: ", cluster.status().message()));
+    }
+  }
+  if (!flags.Get("ssl-cert").empty()) {
+    absl::StatusOr<TlsMaterial> proxy_tls = LoadTlsMaterial(flags.Get("ssl-cert"), flags.Get("ssl-cert-key"), "");
+    if (!proxy_tls.ok()) {
+      return absl::Status(proxy_tls.status().code(),
+                          absl::StrCat("--ssl-cert, --ssl-cert-key: ", proxy_tls.status().message()));
+    }
+  }
+  if (!db_less) return absl::OkStatus();
+  // Its errors are logged (warn and above); "applied" would be untrue here.
+  if (GetLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
+  DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
+                           [](std::shared_ptr<const ConfigSet> config, const ConfigVersion&) {
+                             return ValidateConfigSet(*config);
+                           });
+  if (absl::Status s = source.Load(); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--declarative-config ", flags.Get("declarative-config"), ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+// With `check` (portico-dp check, a ConfCheck round): read and validate everything a start would,
+// certificate files and the declarative config too, and return 0 before anything listens.
+int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"control-plane", "127.0.0.1:8005", "CP cluster address host:port"},
       {"cluster-cert", "", "DP client certificate (PEM); its identity is the node id"},
@@ -268,7 +409,14 @@ int Serve(int argc, char** argv) {
       {"access-log", "off", "JSON access log (Kong's log serializer, one line per request): a file path, "
                             "stdout, or off; SIGUSR1 reopens the file (logrotate)"},
   });
+  flags.EnableConfFile(DataPlaneConfKeys());
+  // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
+  // a check round it is recorded instead of printed.
+  const auto Fail = [&flags, check](const absl::Status& s) {
+    return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
+  };
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
@@ -296,7 +444,9 @@ int Serve(int argc, char** argv) {
     return Fail(s);
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
-  if (!proxy_addr.ok()) return Fail(proxy_addr.status());
+  if (!proxy_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--proxy-listen: ", proxy_addr.status().message())));
+  }
   std::optional<HostPort> proxy_ssl_addr;
   if (flags.Get("proxy-ssl-listen") != "off") {
     absl::StatusOr<HostPort> parsed = ParseHostPort(flags.Get("proxy-ssl-listen"));
@@ -309,7 +459,9 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--ssl-cert and --ssl-cert-key must be given together"));
   }
   absl::StatusOr<HostPort> status_addr = ParseHostPort(flags.Get("status-listen"));
-  if (!status_addr.ok()) return Fail(status_addr.status());
+  if (!status_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--status-listen: ", status_addr.status().message())));
+  }
   int workers = 0;
   if (!absl::SimpleAtoi(flags.Get("workers"), &workers) || workers < 0 || workers > 256) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
@@ -351,6 +503,11 @@ int Serve(int argc, char** argv) {
     proxy_options.tls.port = proxy_ssl_addr->port;
     proxy_options.tls.cert_file = flags.Get("ssl-cert");
     proxy_options.tls.key_file = flags.Get("ssl-cert-key");
+  }
+  if (check != nullptr) {
+    absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
+    if (!checked.ok()) return Fail(checked);
+    return 0;
   }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
@@ -514,10 +671,13 @@ int Serve(int argc, char** argv) {
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
   RegisterLogMetrics(&registry, access_log);
 
+  // Kong's node_id label: the certificate's identity; DB-less, the host name.
+  const KongNodeIdentity kong_node{sync_ptr != nullptr ? sync_ptr->node_id() : std::string(host_buf), host_buf};
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
-        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health);
+      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health,
+       &kong_node](const HttpRequest& request) {
+        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health, kong_node);
       });
   if (!status.ok()) return Fail(status.status());
 
@@ -558,4 +718,9 @@ int Serve(int argc, char** argv) {
 }  // namespace
 }  // namespace portico::dp
 
-int main(int argc, char** argv) { return portico::dp::Serve(argc, argv); }
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "check") {
+    return portico::ConfCheck::Main("portico-dp", argc, argv, portico::dp::Serve);  // Kong's `kong check`
+  }
+  return portico::dp::Serve(argc, argv, /*check=*/nullptr);
+}
