@@ -4,6 +4,7 @@
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 // `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -342,6 +343,24 @@ constexpr char kDescription[] =
     "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
     "true/false, 1/0, yes/no, on/off.";
 
+// For `check`: a start makes the snapshot cache folder `dir` (one level) and writes in it.
+absl::Status CheckSnapshotCacheDir(const std::string& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  auto refuse = [&dir](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("--snapshot-cache ", dir, ": ", why));
+  };
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return refuse("not a directory");
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) return refuse(absl::StrCat("not writable (", std::strerror(errno), ")"));
+    return absl::OkStatus();
+  }
+  // Made and removed again: the start's own mkdir is the only faithful test (/proc, read-only mounts).
+  if (::mkdir(dir.c_str(), 0700) != 0) return refuse(absl::StrCat("cannot be created (", std::strerror(errno), ")"));
+  ::rmdir(dir.c_str());
+  return absl::OkStatus();
+}
+
 // For `check`: the files a start reads, read and validated as the start would (cluster and proxy
 // certificates, the declarative config), nothing applied.
 absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
@@ -360,7 +379,7 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
                           absl::StrCat("--ssl-cert, --ssl-cert-key: ", proxy_tls.status().message()));
     }
   }
-  if (!db_less) return absl::OkStatus();
+  if (!db_less) return CheckSnapshotCacheDir(flags.Get("snapshot-cache"));
   // Its errors are logged (warn and above); "applied" would be untrue here.
   if (GetLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
   DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
@@ -415,14 +434,16 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   const auto Fail = [&flags, check](const absl::Status& s) {
     return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
   };
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
-  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
-  if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  const absl::Status parsed = flags.Parse(argc, argv);
+  if (parsed.ok() && AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  // A usage error even when the file has errors too (`check FILE extra`).
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
-                 flags.positional()[0].c_str(), kUsage);
+                 PrintableExcerpt(flags.positional()[0]).c_str(), kUsage);
     return 2;
   }
+  if (!parsed.ok()) return Fail(parsed);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
   const std::string declarative_file = flags.Get("declarative-config");
   const bool db_less = !declarative_file.empty();
@@ -440,8 +461,11 @@ int Serve(int argc, char** argv, ConfCheck* check) {
             "--declarative-config serves a file without a control plane; drop --", cluster_flag)));
       }
     }
-  } else if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
-    return Fail(s);
+  } else {
+    if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) return Fail(s);
+    if (absl::StatusOr<HostPort> cp_addr = ParseHostPort(flags.Get("control-plane")); !cp_addr.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--control-plane: ", cp_addr.status().message())));
+    }
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
   if (!proxy_addr.ok()) {
@@ -472,19 +496,6 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 
   if (absl::Status s = Resolver::CheckServers(flags.Get("dns-resolver")); !s.ok()) return Fail(s);
 
-  BlockTerminationSignals();  // before any thread starts (log writers included)
-  // --access-log and the log plugins (docs/operations.md "Access logs"): one writer thread per
-  // destination; the access log is a log step of every compiled config.
-  SetLogProducers(workers);
-  PipelineExtensions extensions;
-  LogWriter* access_log = nullptr;
-  if (const std::string destination = flags.Get("access-log"); destination != "off") {
-    if (destination.empty()) return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
-    absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
-    if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
-    access_log = *writer;
-    extensions.log_steps.push_back(std::make_shared<LogLineStep>(access_log));
-  }
   ProxyOptions proxy_options;
   proxy_options.host = proxy_addr->host;
   proxy_options.port = proxy_addr->port;
@@ -507,7 +518,20 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (check != nullptr) {
     absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
     if (!checked.ok()) return Fail(checked);
-    return 0;
+    return 0;  // before BlockTerminationSignals: a check (reading a fifo, say) stays killable
+  }
+  BlockTerminationSignals();  // before any thread starts (log writers included)
+  // --access-log and the log plugins (docs/operations.md "Access logs"): one writer thread per
+  // destination; the access log is a log step of every compiled config.
+  SetLogProducers(workers);
+  PipelineExtensions extensions;
+  LogWriter* access_log = nullptr;
+  if (const std::string destination = flags.Get("access-log"); destination != "off") {
+    if (destination.empty()) return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+    absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
+    if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
+    access_log = *writer;
+    extensions.log_steps.push_back(std::make_shared<LogLineStep>(access_log));
   }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
