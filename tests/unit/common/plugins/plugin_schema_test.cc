@@ -18,7 +18,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
   EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "ip-restriction", "jwt",
-                                            "key-auth", "rate-limiting", "request-size-limiting", "request-termination",
+                                            "key-auth", "opentelemetry", "rate-limiting", "request-size-limiting", "request-termination",
                                             "request-transformer", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
   EXPECT_TRUE(FindPluginSchema("jwt")->no_consumer);
@@ -31,6 +31,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
+  EXPECT_EQ(FindPluginSchema("opentelemetry")->priority, 14);
   EXPECT_EQ(FindPluginSchema("no-such-plugin"), nullptr);
   EXPECT_EQ(PluginNotEnabledMessage("x"), "plugin 'x' not enabled; add it to the 'plugins' configuration property");
 }
@@ -40,6 +41,7 @@ TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
     json config = std::string(schema->name) == "ip-restriction"  ? json{{"allow", {"10.0.0.1"}}}
                   : std::string(schema->name) == "acl"           ? json{{"deny", {"blocked"}}}
                   : std::string(schema->name) == "rate-limiting" ? json{{"minute", 10}}
+                  : std::string(schema->name) == "opentelemetry" ? json{{"traces_endpoint", "http://c:4318/v1/traces"}}
                                                                  : json::object();
     FieldErrors errors;
     json once = schema->normalize(config, &errors);
