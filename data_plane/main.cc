@@ -31,6 +31,7 @@
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
+#include "data_plane/plugins/opentelemetry/otlp_sender.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
@@ -321,6 +322,8 @@ int Serve(int argc, char** argv) {
   proxy_options.host = proxy_addr->host;
   proxy_options.port = proxy_addr->port;
   proxy_options.workers = workers;
+  // The opentelemetry plugin's OTLP exports: one sender per endpoint, a producer slot per worker.
+  plugins::InstallOtlpSenders(workers);
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
   if (flags.Get("http2") != "on" && flags.Get("http2") != "off") {
     return Fail(absl::InvalidArgumentError("--http2: expected on or off"));
@@ -532,6 +535,7 @@ int Serve(int argc, char** argv) {
   if (sync_ptr != nullptr) sync_ptr->Stop();
   checker.Stop();
   proxy_ptr->Stop();
+  plugins::StopOtlpSenders();
   return 0;
 }
 

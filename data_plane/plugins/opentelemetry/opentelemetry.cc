@@ -106,7 +106,7 @@ class Opentelemetry final : public PluginHandler {
     if (!trace.active || !trace.sampled || request.loop == nullptr) return;
     const size_t plugin_spans = std::min<size_t>(request.plugin_timing_count, RequestContext::kMaxPluginTimings);
     const size_t try_spans = std::min<size_t>(request.upstream_try_count, RequestContext::kMaxRecordedTries);
-    SpanBatcher& batcher = FindSpanBatcher(request.loop, options_.target, key_);
+    SpanBatcher& batcher = FindSpanBatcher(request.loop, request.worker_index, options_.target, key_);
     if (!batcher.Reserve(1 + plugin_spans + try_spans)) return;
 
     const uint64_t now_hr = uv_hrtime(), now_unix = UnixNowNs();

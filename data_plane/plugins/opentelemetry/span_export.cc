@@ -52,8 +52,11 @@ SpanExportCounters& GlobalSpanExportCounters() {
   return counters;
 }
 
-SpanBatcher::SpanBatcher(uv_loop_t* loop, const OtlpExportTarget& target) : loop_(loop), target_(target) {
-  if (OtlpBatchSenderFactory factory = sender_factory.load(); factory != nullptr) sender_ = factory(loop, target_);
+SpanBatcher::SpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target)
+    : loop_(loop), target_(target) {
+  if (OtlpBatchSenderFactory factory = sender_factory.load(); factory != nullptr) {
+    sender_ = factory(loop, worker_index, target_);
+  }
   if (sender_ == nullptr) {
     PORTICO_LOG(kWarn, "opentelemetry", "no OTLP sender in this data plane: spans for ", target_.url, " are dropped");
   }
@@ -79,7 +82,7 @@ std::string& SpanBatcher::BeginSpan() {
 }
 
 void SpanBatcher::EndRequest() {
-  if (pending_count_ >= static_cast<size_t>(target_.max_batch_size)) {
+  if (pending_count_ >= static_cast<size_t>(target_.max_batch_size) || pending_.size() >= kMaxBatchBytes) {
     Flush();
     return;
   }
@@ -126,14 +129,14 @@ void SpanBatcher::OnClosed(uv_handle_t* handle) {
   std::unique_ptr<SpanBatcher> owned = std::move(self->closing_self_);
 }
 
-SpanBatcher& FindSpanBatcher(uv_loop_t* loop, const OtlpExportTarget& target, absl::string_view key) {
+SpanBatcher& FindSpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target, absl::string_view key) {
   auto* state = static_cast<SpanBatchers*>(FindLoopState(loop, &kBatchersKind));
   if (state == nullptr) {
     state = static_cast<SpanBatchers*>(AddLoopState(loop, &kBatchersKind, std::make_unique<SpanBatchers>()));
   }
   auto it = state->batchers_.find(key);
   if (it == state->batchers_.end()) {
-    it = state->batchers_.emplace(std::string(key), std::make_unique<SpanBatcher>(loop, target)).first;
+    it = state->batchers_.emplace(std::string(key), std::make_unique<SpanBatcher>(loop, worker_index, target)).first;
   }
   return *it->second;
 }

@@ -49,7 +49,8 @@ class OtlpBatchSender {
   virtual void Close() = 0;
 };
 
-using OtlpBatchSenderFactory = std::unique_ptr<OtlpBatchSender> (*)(uv_loop_t* loop, const OtlpExportTarget& target);
+using OtlpBatchSenderFactory = std::unique_ptr<OtlpBatchSender> (*)(uv_loop_t* loop, int worker_index,
+                                                                     const OtlpExportTarget& target);
 // Installed once before the workers start (or by a test). Without one, batches are dropped and
 // counted.
 void SetOtlpBatchSenderFactory(OtlpBatchSenderFactory factory);
@@ -65,7 +66,10 @@ SpanExportCounters& GlobalSpanExportCounters();
 // One target's pending spans on one worker loop.
 class SpanBatcher {
  public:
-  SpanBatcher(uv_loop_t* loop, const OtlpExportTarget& target);
+  SpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target);
+  // A batch is sent once its encoded spans reach this size, whatever max_batch_size says (it must
+  // fit the sender's per-worker ring).
+  static constexpr size_t kMaxBatchBytes = 256 * 1024;
   ~SpanBatcher();
   SpanBatcher(const SpanBatcher&) = delete;
   SpanBatcher& operator=(const SpanBatcher&) = delete;
@@ -98,6 +102,6 @@ class SpanBatcher {
 };
 
 // The calling loop's batcher for `target` (created on first use). The loop's thread.
-SpanBatcher& FindSpanBatcher(uv_loop_t* loop, const OtlpExportTarget& target, absl::string_view key);
+SpanBatcher& FindSpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target, absl::string_view key);
 
 }  // namespace portico::dp::plugins

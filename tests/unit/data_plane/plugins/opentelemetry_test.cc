@@ -255,7 +255,7 @@ class FakeSender final : public OtlpBatchSender {
   void Close() override { delete this; }
 };
 
-std::unique_ptr<OtlpBatchSender> MakeFakeSender(uv_loop_t*, const OtlpExportTarget&) {
+std::unique_ptr<OtlpBatchSender> MakeFakeSender(uv_loop_t*, int, const OtlpExportTarget&) {
   return std::make_unique<FakeSender>();
 }
 
