@@ -131,6 +131,21 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });
+  // The opentelemetry plugin's export (docs/operations.md "Tracing").
+  registry->AddCallbackCounter("portico_opentelemetry_spans_queued_total", "Spans taken into a worker's OTLP batch", [] {
+    return static_cast<double>(plugins::GlobalSpanExportCounters().spans_queued.load(std::memory_order_relaxed));
+  });
+  registry->AddCallbackCounter(
+      "portico_opentelemetry_spans_dropped_total",
+      "Spans dropped: a worker's batch was full (queue.max_entries) or the sender's queue refused the batch", [] {
+        return static_cast<double>(plugins::GlobalSpanExportCounters().spans_dropped.load(std::memory_order_relaxed));
+      });
+  registry->AddCallbackCounter("portico_opentelemetry_batches_delivered_total",
+                               "OTLP export requests the collector answered with 2xx",
+                               [] { return static_cast<double>(plugins::OtlpSenderStats().batches_delivered); });
+  registry->AddCallbackCounter("portico_opentelemetry_batches_lost_total",
+                               "OTLP export requests dropped (sender queue full) or failed after their retries",
+                               [] { return static_cast<double>(plugins::OtlpSenderStats().batches_lost); });
   if (sync == nullptr) return;  // DB-less: no control plane
   registry->AddCallbackGauge("portico_cluster_certificate_expiry_seconds",
                              "notAfter of the cluster certificate this process presents, as Unix time in seconds",

@@ -4,7 +4,9 @@
 // passed through, and the spans the collector receives.
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <thread>
 #include <map>
 #include <sstream>
 #include <string>
@@ -165,6 +167,22 @@ TEST_F(TracingTest, WithoutTheClientsTraceparentOneIsGeneratedAndTheSpansReachTh
   EXPECT_EQ(attributes["http.method"], json({{"stringValue", "GET"}}));
   EXPECT_EQ(attributes["http.status_code"], json({{"intValue", "200"}}));
   EXPECT_EQ(attributes["http.url"]["stringValue"], absl::StrCat("http://127.0.0.1:", dp_->proxy_port, "/traced/x?y=1"));
+
+  // The export's counters on the status listener.
+  double delivered = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const HttpResult metrics = Http(dp_->status_port, "GET", "/metrics");
+        const size_t at = metrics.body.find("\nportico_opentelemetry_batches_delivered_total ");
+        if (at == std::string::npos) return false;
+        delivered = std::stod(metrics.body.substr(at + 47));
+        return delivered >= 1;
+      },
+      10s))
+      << Http(dp_->status_port, "GET", "/metrics").body;
+  const HttpResult metrics = Http(dp_->status_port, "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("\nportico_opentelemetry_spans_dropped_total 0"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("\nportico_opentelemetry_spans_queued_total 3"), std::string::npos) << metrics.body;
 }
 
 TEST_F(TracingTest, TheClientsTraceContinuesWithANewParentAndItsTracestate) {

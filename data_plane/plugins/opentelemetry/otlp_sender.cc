@@ -81,6 +81,18 @@ void InstallOtlpSenders(int workers) {
   SetOtlpBatchSenderFactory(&MakeSender);
 }
 
+OtlpSenderTotals OtlpSenderStats() {
+  Senders& senders = AllSenders();
+  std::lock_guard<std::mutex> lock(senders.mu);
+  OtlpSenderTotals totals;
+  for (const auto& [key, sender] : senders.by_key) {
+    const BatchSenderStats stats = sender->stats();
+    totals.batches_delivered += stats.batches_sent;
+    totals.batches_lost += stats.dropped + stats.failed;
+  }
+  return totals;
+}
+
 void StopOtlpSenders() {
   Senders& senders = AllSenders();
   std::lock_guard<std::mutex> lock(senders.mu);

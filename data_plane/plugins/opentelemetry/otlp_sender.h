@@ -11,6 +11,12 @@ namespace portico::dp::plugins {
 // Installs the factory (SetOtlpBatchSenderFactory) for `workers` proxy workers (worker_index
 // 0..workers-1). Before the workers start.
 void InstallOtlpSenders(int workers);
+// The senders' figures summed (entries are batches here): delivered, and dropped or failed.
+struct OtlpSenderTotals {
+  uint64_t batches_delivered = 0;
+  uint64_t batches_lost = 0;  // dropped (queue full) or failed (retries ran out)
+};
+OtlpSenderTotals OtlpSenderStats();
 // Stops every sender (what is not delivered yet is dropped). After the workers stopped.
 void StopOtlpSenders();
 
