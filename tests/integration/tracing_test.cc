@@ -258,6 +258,29 @@ TEST_F(TracingTest, ARetriedUpstreamCallHasASpanPerAttempt) {
   EXPECT_LE(Nanos(attempts[0]["endTimeUnixNano"]), Nanos(attempts[1]["startTimeUnixNano"]));
 }
 
+TEST_F(TracingTest, AnUnreachableCollectorCostsTheRequestsNothingAndIsCounted) {
+  json plugin = Otel({{"queue", {{"max_coalescing_delay", 0.01}, {"max_retry_time", 0.3}, {"initial_retry_delay", 0.05}}}});
+  plugin["config"]["traces_endpoint"] = absl::StrCat("http://127.0.0.1:", PickFreePort(), "/v1/traces");
+  AddPlugin("/plugins", plugin);
+  for (int i = 0; i < 5; ++i) {
+    const json seen = Through("/traced");
+    EXPECT_EQ(SplitTraceparent(seen["headers"].value("traceparent", "")).size(), 3u);
+  }
+  double lost = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const HttpResult metrics = Http(dp_->status_port, "GET", "/metrics");
+        const std::string name = "\nportico_opentelemetry_batches_lost_total ";
+        const size_t at = metrics.body.find(name);
+        if (at == std::string::npos) return false;
+        lost = std::stod(metrics.body.substr(at + name.size()));
+        return lost >= 1;
+      },
+      10s))
+      << "batches that could not be delivered are counted";
+  EXPECT_EQ(Through("/plain")["method"], "GET") << "the DP serves on";
+}
+
 TEST_F(TracingTest, AnUnsupportedConfigIsRefusedByName) {
   HttpResult https = cluster_.Admin("POST", "/plugins",
                                     {{"name", "opentelemetry"}, {"config", {{"traces_endpoint", "https://c/v1/traces"}}}});

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "data_plane/plugins/opentelemetry/otlp_json.h"
 #include "data_plane/plugins/opentelemetry/span_export.h"
@@ -44,6 +45,17 @@ bool ListHas(const json& list, const char* value) {
   return false;
 }
 
+// The client's traceparent: one header with a valid value (W3C: more than one is invalid).
+std::optional<TraceParent> ClientTraceparent(const MessageHead& head) {
+  const std::string* found = nullptr;
+  for (const auto& [name, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(name, "traceparent")) continue;
+    if (found != nullptr) return std::nullopt;
+    found = &value;
+  }
+  return found != nullptr ? ParseTraceparent(*found) : std::nullopt;
+}
+
 class Opentelemetry final : public PluginHandler {
  public:
   struct Options {
@@ -61,11 +73,7 @@ class Opentelemetry final : public PluginHandler {
     RequestContext::TraceState& trace = request.trace;
     trace.active = true;
     std::optional<TraceParent> parent;
-    if (options_.extract_w3c) {
-      if (const std::string* header = request.head->Find("traceparent"); header != nullptr) {
-        parent = ParseTraceparent(*header);
-      }
-    }
+    if (options_.extract_w3c) parent = ClientTraceparent(*request.head);
     IdGenerator& ids = ThreadIdGenerator();
     TraceId trace_id;
     if (parent.has_value()) {

@@ -402,6 +402,14 @@ TEST_F(OpentelemetryPluginTest, KeepsTheClientsTraceAndHonoursItsSampledFlag) {
   ASSERT_TRUE(fresh.has_value());
   EXPECT_NE(fresh->trace_id, client.trace_id);
   EXPECT_FALSE(fresh->sampled());
+  // Two traceparent headers: invalid (W3C), a new trace.
+  FakeContext twice;
+  twice.request_head.headers.emplace_back("traceparent", kValid);
+  twice.request_head.headers.emplace_back("Traceparent", kValid);
+  RunRequest(twice, 200);
+  const std::optional<TraceParent> restarted = ParseTraceparent(UpstreamHeader(twice, "traceparent"));
+  ASSERT_TRUE(restarted.has_value());
+  EXPECT_NE(restarted->trace_id, client.trace_id);
   uv_run(&loop_, UV_RUN_NOWAIT);
   EXPECT_EQ(sent_.bodies.size(), 1u) << "unsampled requests export nothing";
 }
