@@ -7,11 +7,11 @@ namespace portico::dp::plugins {
 namespace {
 
 void AppendId(const uint8_t* bytes, size_t n, std::string* out) {
-  char hex[32];
-  HexEncode(bytes, n, hex);
-  out->push_back('"');
-  out->append(hex, 2 * n);
-  out->push_back('"');
+  char quoted[34];
+  quoted[0] = '"';
+  HexEncode(bytes, n, quoted + 1);
+  quoted[2 * n + 1] = '"';
+  out->append(quoted, 2 * n + 2);
 }
 
 void AppendDecimalString(uint64_t value, std::string* out) {
@@ -49,21 +49,24 @@ void AppendJsonString(absl::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   const bool utf8 = IsValidUtf8(text);
   out->push_back('"');
-  for (char ch : text) {
-    const unsigned char c = static_cast<unsigned char>(ch);
+  size_t run = 0;  // start of the bytes not yet appended, which need no escaping
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const bool plain = c >= 0x20 && c != '"' && c != '\\' && c != 0x7f && (c < 0x80 || utf8);
+    if (plain) continue;
+    out->append(text.data() + run, i - run);
+    run = i + 1;
     if (c == '"' || c == '\\') {
       out->push_back('\\');
-      out->push_back(ch);
-    } else if (c < 0x20 || c == 0x7f) {
-      out->append("\\u00");
-      out->push_back(kHex[c >> 4]);
-      out->push_back(kHex[c & 0xf]);
-    } else if (c >= 0x80 && !utf8) {
+      out->push_back(static_cast<char>(c));
+    } else if (c >= 0x80) {
       out->push_back('?');
     } else {
-      out->push_back(ch);
+      const char escaped[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+      out->append(escaped, 6);
     }
   }
+  out->append(text.data() + run, text.size() - run);
   out->push_back('"');
 }
 
@@ -108,10 +111,9 @@ std::string ResourceJson(const std::vector<std::pair<std::string, std::string>>&
   return out;
 }
 
-std::string ExportRequestJson(absl::string_view resource_json, absl::string_view scope_name,
-                              absl::string_view scope_version, absl::string_view spans_json) {
-  std::string out;
-  out.reserve(resource_json.size() + spans_json.size() + 128);
+void AppendExportRequestJson(absl::string_view resource_json, absl::string_view scope_name,
+                             absl::string_view scope_version, absl::string_view spans_json, std::string* body) {
+  std::string& out = *body;
   out.append("{\"resourceSpans\":[{\"resource\":");
   out.append(resource_json.data(), resource_json.size());
   out.append(",\"scopeSpans\":[{\"scope\":{\"name\":");
@@ -121,6 +123,13 @@ std::string ExportRequestJson(absl::string_view resource_json, absl::string_view
   out.append("},\"spans\":[");
   out.append(spans_json.data(), spans_json.size());
   out.append("]}]}]}");
+}
+
+std::string ExportRequestJson(absl::string_view resource_json, absl::string_view scope_name,
+                              absl::string_view scope_version, absl::string_view spans_json) {
+  std::string out;
+  out.reserve(resource_json.size() + spans_json.size() + 128);
+  AppendExportRequestJson(resource_json, scope_name, scope_version, spans_json, &out);
   return out;
 }
 

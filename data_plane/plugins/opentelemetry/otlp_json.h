@@ -54,6 +54,9 @@ std::string ResourceJson(const std::vector<std::pair<std::string, std::string>>&
 // AppendSpanJson, joined by commas).
 std::string ExportRequestJson(absl::string_view resource_json, absl::string_view scope_name,
                               absl::string_view scope_version, absl::string_view spans_json);
+// The same appended to `body` (allocation-free once it has room).
+void AppendExportRequestJson(absl::string_view resource_json, absl::string_view scope_name,
+                             absl::string_view scope_version, absl::string_view spans_json, std::string* body);
 
 // `text` as a JSON string literal (quotes included), appended to `out`.
 void AppendJsonString(absl::string_view text, std::string* out);

@@ -29,7 +29,7 @@ class TelemetryOtlpSender final : public OtlpBatchSender {
  public:
   TelemetryOtlpSender(std::shared_ptr<BatchSender> sender, int producer)
       : sender_(std::move(sender)), producer_(producer) {}
-  bool Send(std::string body, size_t span_count) override { return sender_->Enqueue(producer_, body); }
+  bool Send(absl::string_view body, size_t span_count) override { return sender_->Enqueue(producer_, body); }
   void Close() override { delete this; }
 
  private:

@@ -99,10 +99,11 @@ void SpanBatcher::Flush() {
   }
   if (pending_count_ == 0) return;
   const size_t count = pending_count_;
-  std::string body = ExportRequestJson(target_.resource_json, kScopeName, kScopeVersion, pending_);
-  pending_.clear();  // keeps its capacity
+  body_.clear();
+  AppendExportRequestJson(target_.resource_json, kScopeName, kScopeVersion, pending_, &body_);
+  pending_.clear();  // both keep their capacity
   pending_count_ = 0;
-  if (sender_ != nullptr && sender_->Send(std::move(body), count)) {
+  if (sender_ != nullptr && sender_->Send(body_, count)) {
     GlobalSpanExportCounters().batches_sent.fetch_add(1, std::memory_order_relaxed);
   } else {
     GlobalSpanExportCounters().spans_dropped.fetch_add(count, std::memory_order_relaxed);

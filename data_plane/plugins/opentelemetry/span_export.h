@@ -42,9 +42,9 @@ struct OtlpExportTarget {
 class OtlpBatchSender {
  public:
   virtual ~OtlpBatchSender() = default;
-  // Takes one request body (Content-Type: application/json). False: not taken (the sender's own
-  // bounded queue is full); the caller counts the batch's spans as dropped.
-  virtual bool Send(std::string body, size_t span_count) = 0;
+  // Takes (copies) one request body (Content-Type: application/json). False: not taken (the
+  // sender's own bounded queue is full); the caller counts the batch's spans as dropped.
+  virtual bool Send(absl::string_view body, size_t span_count) = 0;
   // The loop is stopping: stop timers and connections; the sender deletes itself once closed.
   virtual void Close() = 0;
 };
@@ -95,6 +95,7 @@ class SpanBatcher {
   OtlpExportTarget target_;
   std::unique_ptr<OtlpBatchSender> sender_;
   std::string pending_;  // encoded spans joined by commas
+  std::string body_;     // the request body being handed over (capacity kept)
   size_t pending_count_ = 0;
   uv_timer_t timer_;
   bool timer_armed_ = false;
