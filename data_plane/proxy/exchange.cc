@@ -212,6 +212,7 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   downstream_->SendLocal(response, response_headers.items());
   response_started_ = true;
   response_complete_ = true;
+  if (measured_) finished_ns = uv_hrtime();  // handed over whole (logged now or when the connection closes)
 }
 
 void Exchange::AcceptUpstreamHead(const MessageHead& response) {
@@ -240,6 +241,9 @@ void Exchange::RunResponseHeadSteps(int status) {
 
 void Exchange::Cancel() {
   if (cancelled_) return;
+  // A local response that closes the connection before the request was read to its end (e.g. a
+  // 404 to a Connection: close request) went out whole: it is logged like any other.
+  if (measured_ && response_complete_) RunLogSteps();
   cancelled_ = true;
   if (suspended_ && config_ != nullptr) {
     suspended_ = false;
@@ -705,12 +709,16 @@ void Exchange::FailUpstream(int status, absl::string_view message) {
   MaybeFinish();
 }
 
+void Exchange::RunLogSteps() {
+  if (logged_) return;
+  logged_ = true;
+  if (finished_ns == 0) finished_ns = uv_hrtime();
+  for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
+}
+
 void Exchange::MaybeFinish() {
   if (cancelled_ || !request_complete_ || !response_complete_) return;
-  if (measured_) {
-    finished_ns = uv_hrtime();
-    for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
-  }
+  if (measured_) RunLogSteps();
   downstream_->ExchangeDone();  // may Reset() this exchange: nothing may follow
 }
 
@@ -741,6 +749,7 @@ void Exchange::Reset() {
   health_target_ = -1;
   body_to_client_ = false;
   cancelled_ = false;
+  logged_ = false;
   response_status_ = 0;
   holding_response_ = false;
   held_head_.Clear();

@@ -180,6 +180,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   void ReleaseHeldResponse();
   // A held response is complete: buffered-body steps, then the head with its new length and body.
   void SendHeldResponse();
+  // The log steps, once: the whole response went to the client (REQUIRES: measured_).
+  void RunLogSteps();
   void MaybeFinish();
 
   Worker* worker_ = nullptr;
@@ -199,6 +201,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool body_streamed_ = false;     // body bytes were handed to a connected upstream
   uint64_t request_body_bytes_ = 0;  // counted only under a request_body_limit
   bool measured_ = false;  // the config has log steps: the timings are taken (RequestContext)
+  bool logged_ = false;    // the log steps ran (once per request)
   bool local_response_ = false;    // the proxy answered; the request body is discarded
   bool response_started_ = false;  // a byte of the final response went to the client
   bool response_complete_ = false;

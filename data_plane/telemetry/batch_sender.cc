@@ -27,8 +27,12 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(absl::string_view url) {
   const size_t slash = rest.find_first_of("/?");
   absl::string_view authority = rest.substr(0, slash);
   HttpUrl out;
-  out.target = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (out.target.front() == '?') out.target.insert(0, "/");
+  if (slash == absl::string_view::npos) {
+    out.target = "/";
+  } else {
+    // "http://host?q" asks for "/?q".
+    out.target = absl::StrCat(rest[slash] == '?' ? "/" : "", rest.substr(slash));
+  }
   if (authority.empty() || absl::StrContains(authority, '@')) {
     return absl::InvalidArgumentError("the URL needs a host (and no user info)");
   }
@@ -239,6 +243,8 @@ struct BatchSender::Impl {
   HttpExchange* exchange = nullptr;
   std::string scratch;
   int64_t last_failure_report_ms = -kFailureReportIntervalMs;
+  uint64_t dropped_reported = 0;
+  int64_t last_drop_report_ms = -kFailureReportIntervalMs;
 
   std::atomic<uint64_t> enqueued{0}, sent{0}, batches_sent{0}, queue_dropped{0}, failed{0}, retries{0}, queued{0};
   std::atomic<uint64_t> producer_out_of_range{0};
@@ -264,6 +270,13 @@ struct BatchSender::Impl {
       });
     }
     queued.store(queue.size() + batch.size(), std::memory_order_relaxed);
+    const uint64_t dropped_now = queue_dropped.load(std::memory_order_relaxed);
+    if (dropped_now != dropped_reported && now - last_drop_report_ms >= kFailureReportIntervalMs) {
+      PORTICO_LOG(kWarn, "log", options.name, ": ", dropped_now - dropped_reported,
+                  " entries dropped, the queue was full (max_entries ", options.max_entries, ")");
+      dropped_reported = dropped_now;
+      last_drop_report_ms = now;
+    }
     MaybeSend();
   }
 

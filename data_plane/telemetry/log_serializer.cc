@@ -3,6 +3,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -57,12 +58,16 @@ bool Redacted(absl::string_view name, absl::Span<const std::string> extra) {
   return false;
 }
 
+// Kong's serializer reads at most 100 headers and 100 query arguments (its get_headers and
+// get_query defaults); the limit also bounds the quadratic grouping of repeated names below.
+constexpr size_t kMaxLoggedItems = 100;
+
 // {"name": "value" | ["v1", "v2"], ...}: lowercase names, repeated headers as arrays.
 template <typename Pairs>
 void Headers(const Pairs& headers, absl::Span<const std::string> extra, std::string* out) {
   out->push_back('{');
   bool first = true;
-  const size_t count = headers.size();
+  const size_t count = std::min<size_t>(headers.size(), kMaxLoggedItems);
   for (size_t i = 0; i < count; ++i) {
     const absl::string_view name = headers[i].first;
     bool seen = false;
@@ -141,8 +146,16 @@ void RedactedQueryEscaped(absl::string_view query, std::string* out) {
   }
 }
 
-// Kong's querystring: {name: value | true (no '=') | [values]}, decoded, secrets redacted.
+// Kong's querystring: {name: value | true (no '=') | [values]}, decoded, secrets redacted; the
+// first kMaxLoggedItems arguments.
 void QueryObject(absl::string_view query, std::string* out) {
+  size_t arguments = 0;
+  for (size_t at = 0; at < query.size(); ++at) {
+    if (query[at] == '&' && ++arguments == kMaxLoggedItems) {
+      query = query.substr(0, at);
+      break;
+    }
+  }
   out->push_back('{');
   bool first = true;
   size_t start = 0;
@@ -424,15 +437,25 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   Millis(latencies.request_ms, out);
   out->append(",\"receive\":0}");
 
-  out->append(",\"upstream_uri\":");
-  Str(UpstreamUri(request), out);
+  out->append(",\"upstream_uri\":\"");
+  {
+    const absl::string_view upstream_uri = UpstreamUri(request);
+    const size_t question = upstream_uri.find('?');
+    AppendJsonEscaped(upstream_uri.substr(0, question), out);
+    if (question != absl::string_view::npos) {
+      out->push_back('?');
+      RedactedQueryEscaped(upstream_uri.substr(question + 1), out);
+    }
+  }
+  out->push_back('"');
   out->append(",\"upstream_status\":");
   if (request.upstream_status != 0) Int(request.upstream_status, out); else out->append("null");
 
   // Kong's tries: one per upstream attempt. The last one is the address that answered (or
   // failed last); earlier ones are listed with state "next" (they failed over to a retry).
   out->append(",\"tries\":[");
-  const int attempts = request.attempt;
+  // request.attempt counts the retries; there was a first attempt when a target was picked.
+  const int attempts = request.upstream_target != nullptr ? request.attempt + 1 : 0;
   for (int i = 0; i < attempts; ++i) {
     if (i > 0) out->push_back(',');
     const bool last = i == attempts - 1;
@@ -481,16 +504,9 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   out->append(",\"started_at\":");
   const uint64_t age_ns = (request.received_ns != 0 && now_ns >= request.received_ns) ? now_ns - request.received_ns : 0;
   Int(now_unix_ms - static_cast<int64_t>(age_ns / 1000000), out);
-  // Kong's source: the service answered, a plugin or the gateway answered itself (exit), or the
-  // gateway failed (error: a local 5xx).
-  out->append(",\"source\":");
-  if (request.upstream_status != 0) {
-    out->append("\"service\"");
-  } else if (status >= 500) {
-    out->append("\"error\"");
-  } else {
-    out->append("\"exit\"");
-  }
+  // Kong's source (kong/pdk/log.lua): "upstream" when the service answered, "kong" when the
+  // gateway or a plugin did (an exit or an error).
+  out->append(request.upstream_status != 0 ? ",\"source\":\"upstream\"" : ",\"source\":\"kong\"");
   out->append(",\"workspace\":null,\"workspace_name\":\"default\"}");
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The OTLP batch senders of a data plane: the telemetry BatchSender (data_plane/telemetry), one
-// per export target for the whole process (its own thread; retries with backoff, bounded queue,
+// per export target for the whole process (a BatchSenders registry of their own) (its own thread; retries with backoff, bounded queue,
 // drop counters), shared by every snapshot that names that target, so a config change loses no
 // queued batch. Each worker hands it whole ExportTraceServiceRequest bodies through its own
 // producer slot.

@@ -135,6 +135,9 @@ TEST(ParseHttpUrlTest, HostPortTargetAndRefusals) {
   ASSERT_TRUE(url.ok()) << url.status();
   EXPECT_EQ(url->host, "::1");
   EXPECT_EQ(url->port, 80);
+  url = ParseHttpUrl("http://a?x=1");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->target, "/?x=1");
   EXPECT_FALSE(ParseHttpUrl("https://a/").ok());
   EXPECT_FALSE(ParseHttpUrl("ftp://a/").ok());
   EXPECT_FALSE(ParseHttpUrl("http://a:0/").ok());
