@@ -69,11 +69,12 @@ class Opentelemetry final : public PluginHandler {
 
   explicit Opentelemetry(Options options) : options_(std::move(options)), key_(options_.target.Key()) {}
 
-  StepStatus Access(RequestContext& request) const override {
-    RequestContext::TraceState& trace = request.trace;
+  // The request's trace: the client's (a valid traceparent, when extraction allows) or a new one,
+  // its sampling decision, and the gateway's span ids.
+  std::optional<TraceParent> StartTrace(const MessageHead& head, RequestContext::TraceState& trace) const {
     trace.active = true;
     std::optional<TraceParent> parent;
-    if (options_.extract_w3c) parent = ClientTraceparent(*request.head);
+    if (options_.extract_w3c) parent = ClientTraceparent(head);
     IdGenerator& ids = ThreadIdGenerator();
     TraceId trace_id;
     if (parent.has_value()) {
@@ -92,6 +93,16 @@ class Opentelemetry final : public PluginHandler {
     const SpanId span_id = ids.NewSpanId(), upstream_span_id = ids.NewSpanId();
     std::copy(span_id.begin(), span_id.end(), trace.span_id);
     std::copy(upstream_span_id.begin(), upstream_span_id.end(), trace.upstream_span_id);
+    return parent;
+  }
+
+  StepStatus Access(RequestContext& request) const override {
+    RequestContext::TraceState& trace = request.trace;
+    const std::optional<TraceParent> parent = StartTrace(*request.head, trace);
+    TraceId trace_id;
+    std::copy_n(trace.trace_id, 16, trace_id.begin());
+    SpanId upstream_span_id;
+    std::copy_n(trace.upstream_span_id, 8, upstream_span_id.begin());
     if (options_.inject_w3c) {
       FormatTraceparent(trace_id, upstream_span_id, trace.flags, trace.traceparent);
       request.upstream_headers.emplace_back("traceparent", absl::string_view(trace.traceparent, kTraceparentLength));
@@ -109,9 +120,15 @@ class Opentelemetry final : public PluginHandler {
   bool logs() const override { return true; }
   bool times_plugins() const override { return true; }
 
+  // A request answered before this plugin's access phase (an auth plugin's 401, an earlier
+  // plugin's refusal) still has its spans, in a trace started here (as Kong's request span exists
+  // from the start).
   void Log(const RequestContext& request, int status) const override {
-    const RequestContext::TraceState& trace = request.trace;
-    if (!trace.active || !trace.sampled || request.loop == nullptr) return;
+    if (request.head == nullptr || request.loop == nullptr) return;
+    RequestContext::TraceState started_late;
+    const RequestContext::TraceState& trace = request.trace.active ? request.trace : started_late;
+    if (!request.trace.active) StartTrace(*request.head, started_late);
+    if (!trace.sampled) return;
     const size_t plugin_spans = std::min<size_t>(request.plugin_timing_count, RequestContext::kMaxPluginTimings);
     const size_t try_spans = std::min<size_t>(request.upstream_try_count, RequestContext::kMaxRecordedTries);
     SpanBatcher& batcher = FindSpanBatcher(request.loop, request.worker_index, options_.target, key_);

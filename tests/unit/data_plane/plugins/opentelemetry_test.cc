@@ -452,6 +452,30 @@ TEST_F(OpentelemetryPluginTest, CostPerRequest) {
   EXPECT_LT(ns, 50000.0);
 }
 
+TEST_F(OpentelemetryPluginTest, ARequestRefusedBeforeThePluginRanStillHasItsSpans) {
+  config_.plugins = {MakePlugin("00000000-0000-4000-8000-000000000001", "opentelemetry",
+                                {{"traces_endpoint", "http://127.0.0.1:1/v1/traces"}, {"queue", {{"max_coalescing_delay", 0}}}}),
+                     MakePlugin("00000000-0000-4000-8000-000000000002", "ip-restriction", {{"deny", {"127.0.0.1"}}})};
+  ASSERT_TRUE(AddPluginChain(config_, &pipeline_).ok());
+  FakeContext request;
+  request.loop = &loop_;
+  request.request_head.headers.emplace_back("traceparent", kValid);
+  request.received_ns = uv_hrtime() - 1000000;
+  ASSERT_EQ(pipeline_.request_steps()[0]->OnRequest(request), StepStatus::kStop);
+  EXPECT_EQ(request.status, 403);
+  EXPECT_FALSE(request.trace.active) << "opentelemetry (priority 14) did not run";
+  request.finished_ns = uv_hrtime();
+  for (const LogStep* step : pipeline_.log_steps()) step->OnLog(request, 403);
+  uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_EQ(sent_.bodies.size(), 1u);
+  const json spans = json::parse(sent_.bodies[0])["resourceSpans"][0]["scopeSpans"][0]["spans"];
+  ASSERT_EQ(spans.size(), 2u) << spans.dump();  // kong, kong.access.plugin.ip-restriction
+  EXPECT_EQ(spans[0]["name"], "kong");
+  EXPECT_EQ(spans[0]["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(spans[0]["parentSpanId"], "00f067aa0ba902b7");
+  EXPECT_EQ(spans[1]["name"], "kong.access.plugin.ip-restriction");
+}
+
 TEST_F(OpentelemetryPluginTest, APropagationWithoutW3cInjectsNothing) {
   Build({{"traces_endpoint", "http://127.0.0.1:1/v1/traces"},
          {"propagation", {{"extract", json::array()}, {"inject", json::array()}, {"clear", {"X-B3-TraceId"}}}}});
