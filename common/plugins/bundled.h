@@ -15,6 +15,7 @@ const PluginSchema& IpRestrictionSchema();
 const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
 const PluginSchema& OpentelemetrySchema();
+const PluginSchema& PrometheusSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();

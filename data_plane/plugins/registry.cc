@@ -10,6 +10,7 @@
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/opentelemetry/opentelemetry.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/prometheus/prometheus.h"
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
@@ -31,6 +32,7 @@ const PluginFactory kFactories[] = {
   {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
   {"opentelemetry", &CompileOpentelemetry},
+  {"prometheus", &CompilePrometheus},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
   {"request-termination", &CompileRequestTermination},
