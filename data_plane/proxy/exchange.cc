@@ -240,12 +240,19 @@ void Exchange::RunResponseHeadSteps(int status) {
   }
 }
 
-void Exchange::Cancel() {
+void Exchange::Cancel(int local_status) {
   if (cancelled_) return;
   cancelled_ = true;
-  // The exchange ends here (the client went away, the connection failed or was cut): logged once,
-  // with the status the client got, or 499 (nginx's "client closed request") when it got none.
-  RunLogSteps(response_started_ ? response_status_ : kClientClosedRequest);
+  // The exchange ends here (the client went away, the connection failed or was cut, or the
+  // connection answers for it): logged once, with the status the client got, or 499 (nginx's
+  // "client closed request") when it got none.
+  if (local_status != 0 && !response_started_) {
+    response_is_local = true;
+    response_status_ = local_status;
+    RunLogSteps(local_status);
+  } else {
+    RunLogSteps(response_started_ ? response_status_ : kClientClosedRequest);
+  }
   if (suspended_ && config_ != nullptr) {
     suspended_ = false;
     config_->pipeline().request_steps()[next_step_]->OnCancel(*this);
