@@ -18,18 +18,20 @@ using nlohmann::json;
 
 class HttpLog final : public PluginHandler {
  public:
-  explicit HttpLog(std::shared_ptr<BatchSender> sender) : sender_(std::move(sender)) {}
+  HttpLog(std::shared_ptr<BatchSender> sender, std::vector<std::string> redacted_names)
+      : sender_(std::move(sender)), redacted_names_(std::move(redacted_names)) {}
   StepStatus Access(RequestContext&) const override { return StepStatus::kContinue; }
   void Log(const RequestContext& request, int status) const override {
     thread_local std::string entry;  // one per worker thread, kept with its capacity
     entry.clear();
-    AppendLogEntry(request, status, UnixNowMs(), uv_hrtime(), &entry);
+    AppendLogEntry(request, status, UnixNowMs(), uv_hrtime(), &entry, redacted_names_);
     sender_->Enqueue(request.worker_index, entry);  // a full ring drops and counts
   }
   bool logs() const override { return true; }
 
  private:
   std::shared_ptr<BatchSender> sender_;
+  std::vector<std::string> redacted_names_;  // the snapshot's configured credential names
 };
 
 int64_t Number(const json& object, const char* name, int64_t fallback) {
@@ -85,7 +87,7 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileHttpLog(const Plugin
   const std::string key = config.dump(-1, ' ', false, json::error_handler_t::replace);
   absl::StatusOr<std::shared_ptr<BatchSender>> sender = BatchSenders::Global().Get(key, std::move(options));
   if (!sender.ok()) return absl::InvalidArgumentError(absl::StrCat("config.http_endpoint: ", sender.status().message()));
-  return std::unique_ptr<const PluginHandler>(std::make_unique<HttpLog>(*std::move(sender)));
+  return std::unique_ptr<const PluginHandler>(std::make_unique<HttpLog>(*std::move(sender), ConfiguredCredentialNames(context.snapshot)));
 }
 
 }  // namespace portico::dp::plugins
