@@ -407,7 +407,8 @@ bool DrainProxy(ProxyServer& proxy, ServingState& serving, int64_t timeout_ms) {
       PORTICO_LOG(kWarn, "dp", "drain timeout (", timeout_ms, " ms) reached: closing what is left");
       return false;
     }
-    if (WaitForTerminationSignalFor(std::min<int64_t>(left, 20)) == SIGINT) {
+    // SIGUSR1 (logrotate) still reopens the log files while draining.
+    if (WaitForTerminationSignalFor(std::min<int64_t>(left, 20), [] { LogWriters::Global().ReopenAll(); }) == SIGINT) {
       PORTICO_LOG(kWarn, "dp", "SIGINT during the drain: closing what is left now");
       return false;
     }

@@ -34,6 +34,8 @@ class HttpLog final : public PluginHandler {
   std::vector<std::string> redacted_names_;  // the snapshot's configured credential names
 };
 
+constexpr size_t kDefaultHttpLogQueueBytes = 64 << 20;
+
 int64_t Number(const json& object, const char* name, int64_t fallback) {
   auto it = object.find(name);
   if (it == object.end() || !it->is_number()) return fallback;
@@ -64,7 +66,8 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileHttpLog(const Plugin
   }
   options.method = config.value("method", std::string("POST"));
   options.content_type = config.value("content_type", std::string("application/json"));
-  options.timeout_ms = Number(config, "timeout", 10000);
+  options.timeout_ms = std::max<int64_t>(1, Number(config, "timeout", 10000));
+  options.max_delivered_status = 399;  // Kong's http-log: any status below 400 is a delivery
   if (auto headers = config.find("headers"); headers != config.end() && headers->is_object()) {
     for (const auto& [name, value] : headers->items()) {
       if (value.is_string()) options.headers.emplace_back(name, value.get<std::string>());
@@ -74,7 +77,10 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileHttpLog(const Plugin
   options.max_batch_size = static_cast<size_t>(std::max<int64_t>(1, Number(queue, "max_batch_size", 1)));
   options.max_coalescing_delay_ms = SecondsMs(queue, "max_coalescing_delay", 1);
   options.max_entries = static_cast<size_t>(std::max<int64_t>(1, Number(queue, "max_entries", 10000)));
-  options.max_bytes = static_cast<size_t>(std::max<int64_t>(0, Number(queue, "max_bytes", 0)));
+  // Kong's max_bytes null means no byte bound; here it means kDefaultHttpLogQueueBytes, so that
+  // max_entries large entries cannot hold gigabytes (an entry is at most a ring, 1 MiB).
+  const int64_t max_bytes = Number(queue, "max_bytes", 0);
+  options.max_bytes = max_bytes > 0 ? static_cast<size_t>(max_bytes) : kDefaultHttpLogQueueBytes;
   options.max_retry_time_ms = SecondsMs(queue, "max_retry_time", 60);
   options.initial_retry_delay_ms = std::max<int64_t>(1, SecondsMs(queue, "initial_retry_delay", 0.01));
   options.max_retry_delay_ms = std::max<int64_t>(1, SecondsMs(queue, "max_retry_delay", 60));
