@@ -3,9 +3,10 @@
 //
 //   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
 //   portico-cp config validate FILE | import FILE [--db DB] | export [FILE] [--db DB]
+//   portico-cp check CONF_FILE [flags]
 //   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
 //              [--admin-token-file F] [--admin-client-ca F] [--admin-ssl-cert F --admin-ssl-cert-key F]
-//              --cluster-cert F --cluster-key F --cluster-ca F
+//              --cluster-cert F --cluster-key F --cluster-ca F [--conf FILE]
 #include <unistd.h>
 
 #include <csignal>
@@ -33,6 +34,7 @@
 #include "common/tls/server_tls_context.h"
 #include "common/tls/tls_files.h"
 #include "control_plane/admin/admin_api.h"
+#include "control_plane/conf_keys.h"
 #include "control_plane/config_cli.h"
 #include "control_plane/store/version_watcher.h"
 #include "control_plane/admin/admin_auth.h"
@@ -67,12 +69,14 @@ int Fail(const absl::Status& status) {
 }
 
 constexpr char kServeUsage[] =
-    "portico-cp [flags]\n       portico-cp gen-certs DIR [flags]\n       portico-cp config validate|import|export ...";
+    "portico-cp [flags]\n       portico-cp check CONF_FILE [flags]\n       portico-cp gen-certs DIR [flags]\n"
+    "       portico-cp config validate|import|export ...";
 constexpr char kServeDescription[] =
     "The Portico control plane: serves the Admin API, keeps the configuration in a SQLite file and\n"
     "streams versioned config snapshots to data planes over mutual-TLS gRPC. Every flag can also be\n"
-    "set through its environment variable; the command line wins. `portico-cp gen-certs --help`\n"
-    "describes the certificate tool.";
+    "set through its environment variable or in the --conf file (kong.conf syntax, Kong's key names);\n"
+    "the command line wins over the environment, which wins over the file. `portico-cp check FILE`\n"
+    "validates a file without starting. `portico-cp gen-certs --help` describes the certificate tool.";
 constexpr char kGenCertsUsage[] = "portico-cp gen-certs DIR [--dp-id NAME] [--cp-names A,B] [--force]";
 constexpr char kGenCertsDescription[] =
     "Writes cluster certificates into DIR (created with mode 0700 if missing).\n"
@@ -209,7 +213,9 @@ absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPo
   return out;
 }
 
-int Serve(int argc, char** argv) {
+// With `check` (portico-cp check, a ConfCheck round): read and validate everything a start would,
+// the cluster certificate files too, and return 0 before opening the store or any port.
+int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"db", "portico.db", "SQLite database file (created with its schema on first start)"},
       {"admin-listen", "127.0.0.1:8001", "Admin API address (cleartext HTTP)"},
@@ -236,7 +242,14 @@ int Serve(int argc, char** argv) {
       {"cluster-ack-timeout", "30", "seconds (plus 1 per MiB) before an un-ACKed DP is shown as stale"},
       {"log-level", "info", "debug|info|warn|error"},
   });
+  flags.EnableConfFile(ControlPlaneConfKeys());
+  // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
+  // a check round it is recorded instead of printed.
+  const auto Fail = [&flags, check](const absl::Status& s) {
+    return check != nullptr ? check->Record(flags, s) : cp::Fail(flags.Explain(s));
+  };
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (AnswerHelpOrVersion(flags, "portico-cp", kServeUsage, kServeDescription)) return 0;
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-cp: unexpected argument '%s'\nusage: %s\n(portico-cp --help lists every flag)\n",
@@ -248,7 +261,9 @@ int Serve(int argc, char** argv) {
     return Fail(s);
   }
   absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
-  if (!admin_addr.ok()) return Fail(admin_addr.status());
+  if (!admin_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--admin-listen: ", admin_addr.status().message())));
+  }
   absl::StatusOr<AdminSecurity> admin_security = ReadAdminSecurity(flags, *admin_addr);
   if (!admin_security.ok()) return Fail(admin_security.status());
   size_t max_body = 0;
@@ -285,6 +300,15 @@ int Serve(int argc, char** argv) {
   absl::StatusOr<double> handshake_timeout_s =
       NumberFlag(flags, "cluster-handshake-timeout", 0.1, 3600, "seconds");
   if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
+  if (check != nullptr) {
+    if (absl::StatusOr<TlsMaterial> cluster = LoadTlsMaterial(flags.Get("cluster-cert"), flags.Get("cluster-key"),
+                                                              flags.Get("cluster-ca"));
+        !cluster.ok()) {
+      return Fail(absl::Status(cluster.status().code(),
+                               absl::StrCat("--cluster-cert, --cluster-key, --cluster-ca: ", cluster.status().message())));
+    }
+    return 0;
+  }
 
   BlockTerminationSignals();
   Registry registry;
@@ -380,11 +404,37 @@ int Serve(int argc, char** argv) {
   return 0;
 }
 
+constexpr char kCheckUsage[] = "portico-cp check CONF_FILE [flags]";
+
+// `portico-cp check FILE [flags]` is `portico-cp --conf FILE [flags]` validated without starting
+// (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
+int Check(int argc, char** argv) {
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
+    std::fprintf(help ? stdout : stderr,
+                 "usage: %s\n\nValidates a portico-cp configuration file (kong.conf syntax) as a start would,\n"
+                 "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
+                 "'configuration at FILE is valid' and exits 0, or prints the errors and exits 1.\n",
+                 kCheckUsage);
+    return help ? 0 : 2;
+  }
+  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
+  args.insert(args.end(), argv + 3, argv + argc);
+  return ConfCheck::Run("portico-cp", argv[2], [&args](ConfCheck* check) {
+    return Serve(static_cast<int>(args.size()), args.data(), check);
+  });
+}
+
 }  // namespace
 }  // namespace portico::cp
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
-  return portico::cp::Serve(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "check") return portico::cp::Check(argc, argv);
+  return portico::cp::Serve(argc, argv, /*check=*/nullptr);
 }

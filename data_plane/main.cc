@@ -2,6 +2,7 @@
 // gRPC, keeps them in memory (and, only with --snapshot-cache, the last good one on disk), and
 // proxies HTTP/1.1 and HTTP/2. It keeps serving its last config when the CP is gone. With
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
+// `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,7 +27,9 @@
 #include "common/config/validate.h"
 #include "common/http/http_server.h"
 #include "common/metrics/metrics.h"
+#include "common/tls/tls_files.h"
 #include "common/declarative/declarative.h"
+#include "data_plane/conf_keys.h"
 #include "data_plane/declarative/declarative_source.h"
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
@@ -222,7 +225,9 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
   return HttpResponse::Json(404, R"({"message":"Not found"})");
 }
 
-constexpr char kUsage[] = "portico-dp [flags]\n       portico-dp --declarative-config FILE [proxy flags]";
+constexpr char kUsage[] =
+    "portico-dp [flags]\n       portico-dp --declarative-config FILE [proxy flags]\n"
+    "       portico-dp check CONF_FILE [flags]";
 constexpr char kDescription[] =
     "The Portico data plane: proxies HTTP/1.1 with the config snapshots it receives from a control\n"
     "plane over mutual-TLS gRPC, keeps them in memory only, and keeps serving the last good one\n"
@@ -230,10 +235,44 @@ constexpr char kDescription[] =
     "without a control plane (SIGHUP reloads the file; a bad file keeps the current config).\n"
     "--control-plane must be an IP address or a name that\n"
     "resolves here; when dialling an IP, --cluster-server-name gives the name to expect in the CP\n"
-    "certificate. Every flag can also be set through its environment variable; the command line\n"
-    "wins. Boolean values: true/false, 1/0, yes/no, on/off.";
+    "certificate. Every flag can also be set through its environment variable or in the --conf\n"
+    "file (kong.conf syntax, Kong's key names); the command line wins over the environment, which\n"
+    "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
+    "true/false, 1/0, yes/no, on/off.";
 
-int Serve(int argc, char** argv) {
+// With `check` (portico-dp check, a ConfCheck round): read and validate everything a start would,
+// certificate files and the declarative config too, and return 0 before anything listens.
+// For `check`: the files a start reads, read and validated as the start would (cluster and proxy
+// certificates, the declarative config), nothing applied.
+absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
+  if (!db_less) {
+    absl::StatusOr<TlsMaterial> cluster =
+        LoadTlsMaterial(flags.Get("cluster-cert"), flags.Get("cluster-key"), flags.Get("cluster-ca"));
+    if (!cluster.ok()) {
+      return absl::Status(cluster.status().code(),
+                          absl::StrCat("--cluster-cert, --cluster-key, --cluster-ca: ", cluster.status().message()));
+    }
+  }
+  if (!flags.Get("ssl-cert").empty()) {
+    absl::StatusOr<TlsMaterial> proxy_tls = LoadTlsMaterial(flags.Get("ssl-cert"), flags.Get("ssl-cert-key"), "");
+    if (!proxy_tls.ok()) {
+      return absl::Status(proxy_tls.status().code(),
+                          absl::StrCat("--ssl-cert, --ssl-cert-key: ", proxy_tls.status().message()));
+    }
+  }
+  if (!db_less) return absl::OkStatus();
+  DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
+                           [](std::shared_ptr<const ConfigSet> config, const ConfigVersion&) {
+                             return ValidateConfigSet(*config);
+                           });
+  if (absl::Status s = source.Load(); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--declarative-config ", flags.Get("declarative-config"), ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"control-plane", "127.0.0.1:8005", "CP cluster address host:port"},
       {"cluster-cert", "", "DP client certificate (PEM); its identity is the node id"},
@@ -264,7 +303,14 @@ int Serve(int argc, char** argv) {
       {"declarative-config-max-bytes", "67108864", "largest declarative config file accepted"},
       {"log-level", "info", "debug|info|warn|error"},
   });
+  flags.EnableConfFile(DataPlaneConfKeys());
+  // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
+  // a check round it is recorded instead of printed.
+  const auto Fail = [&flags, check](const absl::Status& s) {
+    return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
+  };
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
@@ -292,7 +338,9 @@ int Serve(int argc, char** argv) {
     return Fail(s);
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
-  if (!proxy_addr.ok()) return Fail(proxy_addr.status());
+  if (!proxy_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--proxy-listen: ", proxy_addr.status().message())));
+  }
   std::optional<HostPort> proxy_ssl_addr;
   if (flags.Get("proxy-ssl-listen") != "off") {
     absl::StatusOr<HostPort> parsed = ParseHostPort(flags.Get("proxy-ssl-listen"));
@@ -305,7 +353,9 @@ int Serve(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--ssl-cert and --ssl-cert-key must be given together"));
   }
   absl::StatusOr<HostPort> status_addr = ParseHostPort(flags.Get("status-listen"));
-  if (!status_addr.ok()) return Fail(status_addr.status());
+  if (!status_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--status-listen: ", status_addr.status().message())));
+  }
   int workers = 0;
   if (!absl::SimpleAtoi(flags.Get("workers"), &workers) || workers < 0 || workers > 256) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
@@ -335,6 +385,11 @@ int Serve(int argc, char** argv) {
     proxy_options.tls.port = proxy_ssl_addr->port;
     proxy_options.tls.cert_file = flags.Get("ssl-cert");
     proxy_options.tls.key_file = flags.Get("ssl-cert-key");
+  }
+  if (check != nullptr) {
+    absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
+    if (!checked.ok()) return Fail(checked);
+    return 0;
   }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
@@ -535,7 +590,35 @@ int Serve(int argc, char** argv) {
   return 0;
 }
 
+constexpr char kCheckUsage[] = "portico-dp check CONF_FILE [flags]";
+
+// `portico-dp check FILE [flags]` is `portico-dp --conf FILE [flags]` validated without starting
+// (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
+int Check(int argc, char** argv) {
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
+    std::fprintf(help ? stdout : stderr,
+                 "usage: %s\n\nValidates a portico-dp configuration file (kong.conf syntax) as a start would,\n"
+                 "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
+                 "'configuration at FILE is valid' and exits 0, or prints the errors and exits 1.\n",
+                 kCheckUsage);
+    return help ? 0 : 2;
+  }
+  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
+  args.insert(args.end(), argv + 3, argv + argc);
+  return ConfCheck::Run("portico-dp", argv[2], [&args](ConfCheck* check) {
+    return Serve(static_cast<int>(args.size()), args.data(), check);
+  });
+}
+
 }  // namespace
 }  // namespace portico::dp
 
-int main(int argc, char** argv) { return portico::dp::Serve(argc, argv); }
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "check") return portico::dp::Check(argc, argv);
+  return portico::dp::Serve(argc, argv, /*check=*/nullptr);
+}

@@ -1,18 +1,178 @@
 #include "common/base/flags.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/base/file.h"
 #include "common/base/log.h"
 
 namespace portico {
 
 std::string Flags::EnvName(const std::string& flag) {
   return "PORTICO_" + absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}}));
+}
+
+void Flags::EnableConfFile(std::vector<ConfKey> keys) {
+  if (!conf_enabled_) {
+    specs_.push_back({"conf", "", "configuration file (kong.conf syntax: key = value, # comments; keys are the "
+                                  "flags' names with '_', and Kong's: docs/operations.md); the command line "
+                                  "and the environment win over it"});
+  }
+  conf_enabled_ = true;
+  conf_keys_ = std::move(keys);
+}
+
+std::vector<std::string> Flags::ConfKeysOf(const std::string& flag) const {
+  std::vector<std::string> keys;
+  if (!conf_enabled_ || flag == "conf") return keys;
+  std::string own = absl::StrReplaceAll(flag, {{"-", "_"}});
+  bool own_taken = false;  // a ConfKey with the flag's own name replaces it
+  for (const ConfKey& k : conf_keys_) {
+    if (k.key == own) own_taken = true;
+    for (const std::string& f : k.flags) {
+      if (f == flag) keys.push_back(k.key);
+    }
+  }
+  if (!own_taken) keys.insert(keys.begin(), own);
+  return keys;
+}
+
+std::string Flags::OtherSources(const std::string& flag) const {
+  std::string out = EnvName(flag);
+  const std::vector<std::string> keys = ConfKeysOf(flag);
+  if (!keys.empty()) absl::StrAppend(&out, " or ", absl::StrJoin(keys, "/"), " in --conf");
+  return out;
+}
+
+// Values of the file go where neither the command line nor the environment put one.
+absl::Status Flags::ReadConfFile(const std::string& path) {
+  constexpr size_t kMaxConfBytes = 1 << 20;
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxConfBytes);
+  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat("--conf ", path, ": ", text.status().message()));
+  ConfText parsed = ParseConfText(*text, path);
+  std::vector<std::string> errors = std::move(parsed.errors);
+  std::map<std::string, ConfOrigin> set_by;  // flag -> the line that set it, overridden or not
+  for (const ConfLine& line : parsed.lines) {
+    const std::string where = absl::StrCat(path, ":", line.line);
+    auto error = [&](auto&&... parts) { errors.push_back(absl::StrCat(where, ": ", parts...)); };
+    const ConfKey* alias = nullptr;
+    for (const ConfKey& k : conf_keys_) {
+      if (k.key == line.key) alias = &k;
+    }
+    FlagValues values;
+    if (alias != nullptr) {
+      absl::StatusOr<FlagValues> translated = alias->translate(line.value);
+      if (!translated.ok()) {
+        error(line.key, ": ", translated.status().message());
+        continue;
+      }
+      values = *std::move(translated);
+    } else {
+      const std::string flag = absl::StrReplaceAll(line.key, {{"_", "-"}});
+      if (flag == "conf") {
+        error("conf cannot be set in the configuration file");
+        continue;
+      }
+      if (Find(flag) == nullptr) {
+        error("unknown key '", line.key, "'");
+        continue;
+      }
+      values.emplace_back(flag, line.value);
+    }
+    for (auto& [flag, value] : values) {
+      const FlagSpec* spec = Find(flag);
+      bool ignored;
+      if (spec != nullptr && spec->is_bool && !ParseBoolValue(value, &ignored)) {
+        error(line.key, " must be true or false (or on/off, yes/no, 1/0), not '", value, "'");
+        continue;
+      }
+      if (auto [it, inserted] = set_by.emplace(flag, ConfOrigin{where, line.key}); !inserted) {
+        error(line.key, " sets --", flag, ", already set by ", it->second.key, " (", it->second.where, ")");
+        continue;
+      }
+      if (values_.count(flag) > 0) continue;  // the command line or the environment gave it
+      values_[flag] = value;
+      conf_origins_[flag] = ConfOrigin{where, line.key};
+    }
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+}
+
+std::vector<std::string> Flags::ConfFlagsNamedIn(absl::string_view message) const {
+  std::vector<std::string> named;
+  for (size_t at = message.find("--"); at != absl::string_view::npos; at = message.find("--", at + 2)) {
+    size_t end = at + 2;
+    while (end < message.size() && (absl::ascii_isalnum(message[end]) || message[end] == '-')) ++end;
+    std::string name(message.substr(at + 2, end - at - 2));
+    if (conf_origins_.count(name) > 0 && std::find(named.begin(), named.end(), name) == named.end()) {
+      named.push_back(std::move(name));
+    }
+  }
+  return named;
+}
+
+void Flags::DropConfValue(const std::string& flag) {
+  if (conf_origins_.erase(flag) > 0) values_.erase(flag);
+}
+
+absl::Status Flags::Explain(const absl::Status& status) const {
+  if (status.ok() || conf_origins_.empty()) return status;
+  const absl::string_view message = status.message();
+  if (absl::StartsWith(message, Get("conf") + ":")) return status;  // already located
+  std::vector<std::string> located;
+  for (const std::string& flag : ConfFlagsNamedIn(message)) {
+    const ConfOrigin& origin = conf_origins_.at(flag);
+    located.push_back(absl::StrCat(origin.where, " (", origin.key, ")"));
+  }
+  if (located.empty()) return status;
+  return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
+}
+
+int ConfCheck::Run(absl::string_view program, absl::string_view path, const Round& round) {
+  ConfCheck check;
+  int code = 0;
+  for (int i = 0; i < 64; ++i) {
+    code = round(&check);
+    if (code == 0 || check.done_) break;
+  }
+  for (const std::string& error : check.errors_) {
+    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(program.size()), program.data(), error.c_str());
+  }
+  if (!check.errors_.empty()) return 1;
+  if (code == 0) std::printf("configuration at %.*s is valid\n", static_cast<int>(path.size()), path.data());
+  return code;
+}
+
+void ConfCheck::Prepare(Flags& flags) const {
+  for (const std::string& flag : dropped_) flags.DropConfValue(flag);
+}
+
+int ConfCheck::Record(const Flags& flags, const absl::Status& error) {
+  const absl::string_view message = error.message();
+  for (const std::string& flag : dropped_) {
+    const std::string mention = "--" + flag;
+    for (size_t at = message.find(mention); at != absl::string_view::npos; at = message.find(mention, at + 1)) {
+      const size_t end = at + mention.size();
+      if (end == message.size() || !(absl::ascii_isalnum(message[end]) || message[end] == '-')) {
+        done_ = true;  // a consequence of the dropped value
+        return 1;
+      }
+    }
+  }
+  const std::vector<std::string> named = flags.ConfFlagsNamedIn(message);
+  errors_.push_back(flags.Explain(error).ToString());
+  // An error located by the file itself (syntax, keys) or naming no file value: nothing to drop.
+  done_ = named.empty() || absl::StartsWith(message, flags.Get("conf") + ":");
+  dropped_.insert(dropped_.end(), named.begin(), named.end());
+  return 1;
 }
 
 const FlagSpec* Flags::Find(const std::string& name) const {
@@ -90,6 +250,7 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
     }
     values_[name] = value;
   }
+  if (conf_enabled_ && !Get("conf").empty()) return ReadConfFile(Get("conf"));
   return absl::OkStatus();
 }
 
@@ -112,6 +273,9 @@ std::string Flags::Usage() const {
     absl::StrAppend(&out, "  --", s.name, s.is_bool ? "[=true|false]" : " VALUE", "\n      ", s.help,
                     "\n      default: ", s.default_value.empty() ? (s.is_bool ? "false" : "none") : s.default_value,
                     "; env ", EnvName(s.name), "\n");
+    if (std::vector<std::string> keys = ConfKeysOf(s.name); !keys.empty()) {
+      absl::StrAppend(&out, "      in --conf: ", absl::StrJoin(keys, ", "), "\n");
+    }
   }
   absl::StrAppend(&out, "  --help, -h\n      print this help and exit\n  --version\n      print the version and exit\n");
   return out;
@@ -135,7 +299,7 @@ absl::Status RequireFlags(const Flags& flags, std::initializer_list<const char*>
   for (const char* name : names) {
     if (flags.Get(name).empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " (or ", Flags::EnvName(name), ") is required"));
+          absl::StrCat("--", name, " (or ", flags.OtherSources(name), ") is required"));
     }
   }
   return absl::OkStatus();

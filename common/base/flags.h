@@ -5,6 +5,9 @@
 // boolean values are true/false, 1/0, yes/no, on/off (any case), anything else is an error.
 // `--help`, `-h` and `--version` are always understood; the caller asks help_requested() and
 // version_requested() and answers them (see AnswerHelpOrVersion).
+// With EnableConfFile, `--conf FILE` (or PORTICO_CONF) also reads a configuration file
+// (common/base/conf_file.h): command line > environment > file > default, flag by flag.
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <string>
@@ -12,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/conf_file.h"
 
 namespace portico {
 
@@ -26,29 +30,83 @@ class Flags {
  public:
   explicit Flags(std::vector<FlagSpec> specs) : specs_(std::move(specs)) {}
 
+  // Adds the flag --conf FILE. Parse then reads FILE after the command line and the environment,
+  // and takes from it the flags neither gave. Its keys: every flag's name with '_' for '-'
+  // (admin_listen), and `keys`, which win over those names. Call before Parse.
+  void EnableConfFile(std::vector<ConfKey> keys);
+
   // Parses argv[first..argc); positional arguments are kept in order. Unknown flags and malformed
   // boolean values are errors, unless --help/-h or --version is among the arguments: then parsing
-  // stops with OK and the matching *_requested() is true.
+  // stops with OK and the matching *_requested() is true. Then the configuration file, if any:
+  // its errors (unreadable file, syntax, unknown or repeated keys, keys setting the same flag, bad
+  // Kong values, booleans) are all returned in one status, one "FILE:LINE: ..." per line.
   absl::Status Parse(int argc, char** argv, int first = 1);
   bool help_requested() const { return help_requested_; }
   bool version_requested() const { return version_requested_; }
 
   const std::string& Get(const std::string& name) const;  // value, env value or default
   bool GetBool(const std::string& name) const;
-  bool IsSet(const std::string& name) const { return values_.count(name) > 0; }  // flag or env given
+  bool IsSet(const std::string& name) const { return values_.count(name) > 0; }  // flag, env or file
   const std::vector<std::string>& positional() const { return positional_; }
   std::string Usage() const;  // one entry per flag: name, help, default, environment variable
 
   // "admin-listen" -> "PORTICO_ADMIN_LISTEN"
   static std::string EnvName(const std::string& flag);
 
+  // `status` unchanged, or, when its message names flags (--name) whose values came from the
+  // configuration file, that message prefixed with their lines: "FILE:LINE (key)[, ...]: ".
+  absl::Status Explain(const absl::Status& status) const;
+  // The flags named (--name) in `message` whose values came from the configuration file, in order.
+  std::vector<std::string> ConfFlagsNamedIn(absl::string_view message) const;
+  // Forgets a value the configuration file gave `flag` (the default applies again); a value from
+  // the command line or the environment stays.
+  void DropConfValue(const std::string& flag);
+  // Where a flag's value may come from, for messages: "PORTICO_CLUSTER_KEY" or, with a
+  // configuration file, "PORTICO_CLUSTER_KEY or cluster_key/cluster_cert_key in --conf".
+  std::string OtherSources(const std::string& flag) const;
+
  private:
+  struct ConfOrigin {
+    std::string where;  // "FILE:LINE"
+    std::string key;
+  };
   const FlagSpec* Find(const std::string& name) const;
+  absl::Status ReadConfFile(const std::string& path);
+  std::vector<std::string> ConfKeysOf(const std::string& flag) const;  // keys that may set it
   std::vector<FlagSpec> specs_;
+  bool conf_enabled_ = false;
+  std::vector<ConfKey> conf_keys_;
   std::map<std::string, std::string> values_;
+  std::map<std::string, ConfOrigin> conf_origins_;  // flags whose value came from the file
   std::vector<std::string> positional_;
   bool help_requested_ = false;
   bool version_requested_ = false;
+};
+
+// `portico-cp check FILE` / `portico-dp check FILE`: the binary's own start-up validation, run in
+// rounds until it passes or finds an error it cannot see past. A round that fails on values from
+// the file records the error and the next round runs without those values (defaults instead), so
+// every bad value of the file is listed, not only the first. An error about a flag already dropped
+// (a consequence of dropping it) ends the rounds unrecorded.
+class ConfCheck {
+ public:
+  // A round: the binary's validation with `check` (it calls Prepare after Flags::Parse and Record
+  // on its first error). Returns its exit code: 0 when everything it validates is valid.
+  using Round = std::function<int(ConfCheck* check)>;
+
+  // Runs rounds (at most 64). Prints "configuration at <path> is valid" on stdout and returns 0,
+  // or prints "<program>: <error>" per error on stderr and returns 1 (or the round's code when it
+  // recorded nothing: usage errors print their own message).
+  static int Run(absl::string_view program, absl::string_view path, const Round& round);
+
+  void Prepare(Flags& flags) const;
+  // Records `error` (located with Flags::Explain); returns 1.
+  int Record(const Flags& flags, const absl::Status& error);
+
+ private:
+  std::vector<std::string> dropped_;  // flags whose file values were found bad
+  std::vector<std::string> errors_;
+  bool done_ = false;  // the last error named no file value, or one already dropped
 };
 
 // Parses a boolean flag value (true/false, 1/0, yes/no, on/off, any case). False if it is none.

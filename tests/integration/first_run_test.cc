@@ -87,6 +87,7 @@ const std::vector<ExpectedFlag> kCpFlags = {
     {"cluster-handshake-timeout", "5"},
     {"cluster-ack-timeout", "30"},
     {"log-level", "info"},
+    {"conf", "none"},
 };
 const std::vector<ExpectedFlag> kDpFlags = {
     {"control-plane", "127.0.0.1:8005"},
@@ -104,6 +105,7 @@ const std::vector<ExpectedFlag> kDpFlags = {
     {"allow-debug-header", "false", true},
     {"snapshot-cache", "none"},
     {"log-level", "info"},
+    {"conf", "none"},
 };
 const std::vector<ExpectedFlag> kGenCertsFlags = {
     {"cp-names", "none"},

@@ -1,0 +1,33 @@
+#include "data_plane/conf_keys.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace portico::dp {
+
+std::vector<ConfKey> DataPlaneConfKeys() {
+  std::vector<ConfKey> keys = {
+      KongRoleKey("data_plane", "portico-dp"),
+      KongListenKey("proxy_listen", "proxy-listen", "proxy-ssl-listen"),
+      KongListenKey("status_listen", "status-listen", ""),
+      RenamedKey("cluster_control_plane", "control-plane"),
+      RenamedKey("cluster_cert_key", "cluster-key"),
+      RenamedKey("cluster_ca_cert", "cluster-ca"),
+      KongClusterMtlsKey(),
+      KongLogLevelKey(),
+  };
+  // A Kong data plane has no database; so does every portico-dp.
+  keys.push_back({"database", {}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {
+                    if (value == "off") return FlagValues{};
+                    return absl::InvalidArgumentError(
+                        absl::StrCat("a data plane has no database: database must be off, not '", value, "'"));
+                  }});
+  // auto: one worker per core, which --workers 0 means.
+  keys.push_back({"nginx_worker_processes", {"workers"}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {
+                    return FlagValues{{"workers", value == "auto" ? "0" : std::string(value)}};
+                  }});
+  return keys;
+}
+
+}  // namespace portico::dp

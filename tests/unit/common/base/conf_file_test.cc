@@ -1,0 +1,237 @@
+#include "common/base/conf_file.h"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "common/base/file.h"
+#include "common/base/flags.h"
+#include "gtest/gtest.h"
+#include "tests/common/temp_dir.h"
+
+namespace portico {
+namespace {
+
+using test_support::TempDir;
+
+TEST(ConfTextTest, KeysValuesCommentsEscapesAndWhitespace) {
+  const ConfText parsed = ParseConfText(
+      "# a comment\n"
+      "\n"
+      "   admin_listen   =   127.0.0.1:8001   \n"
+      "db = /var/lib/portico.db # trailing comment\n"
+      "admin_gui_origin = http://a\\#b   # '#' escaped\n"
+      "empty_value =\n"
+      "\t  # indented comment\r\n"
+      "crlf = yes\r\n"
+      "equals_inside = a=b=c\n",
+      "portico.conf");
+  EXPECT_TRUE(parsed.errors.empty()) << parsed.errors[0];
+  ASSERT_EQ(parsed.lines.size(), 6u);
+  EXPECT_EQ(parsed.lines[0].key, "admin_listen");
+  EXPECT_EQ(parsed.lines[0].value, "127.0.0.1:8001");
+  EXPECT_EQ(parsed.lines[0].line, 3);
+  EXPECT_EQ(parsed.lines[1].value, "/var/lib/portico.db");
+  EXPECT_EQ(parsed.lines[2].value, "http://a#b");
+  EXPECT_EQ(parsed.lines[3].key, "empty_value");
+  EXPECT_EQ(parsed.lines[3].value, "");
+  EXPECT_EQ(parsed.lines[4].value, "yes");
+  EXPECT_EQ(parsed.lines[4].line, 8);
+  EXPECT_EQ(parsed.lines[5].value, "a=b=c");
+}
+
+TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
+  const ConfText parsed = ParseConfText(
+      "db = a\n"
+      "no equals sign\n"
+      " = value\n"
+      "Admin-Listen = x\n"
+      "db = b\n"
+      "workers = 2\n",
+      "/etc/portico/portico-cp.conf");
+  ASSERT_EQ(parsed.errors.size(), 4u);
+  EXPECT_EQ(parsed.errors[0], "/etc/portico/portico-cp.conf:2: expected 'key = value', got 'no equals sign'");
+  EXPECT_EQ(parsed.errors[1], "/etc/portico/portico-cp.conf:3: missing key before '='");
+  EXPECT_EQ(parsed.errors[2],
+            "/etc/portico/portico-cp.conf:4: malformed key 'Admin-Listen' (keys are lower case letters, digits and '_')");
+  EXPECT_EQ(parsed.errors[3], "/etc/portico/portico-cp.conf:5: duplicate key 'db' (first set on line 1)");
+  ASSERT_EQ(parsed.lines.size(), 2u);
+  EXPECT_EQ(parsed.lines[0].value, "a");  // the first value stays; the repeat is refused
+  EXPECT_EQ(parsed.lines[1].key, "workers");
+}
+
+TEST(ConfKeyTest, KongListenListSplitsPlainAndSsl) {
+  const ConfKey key = KongListenKey("proxy_listen", "proxy-listen", "proxy-ssl-listen");
+  absl::StatusOr<FlagValues> both =
+      key.translate("0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport backlog=16384");
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(*both, (FlagValues{{"proxy-listen", "0.0.0.0:8000"}, {"proxy-ssl-listen", "0.0.0.0:8443"}}));
+  absl::StatusOr<FlagValues> plain = key.translate("[::1]:8000");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(*plain, (FlagValues{{"proxy-listen", "[::1]:8000"}, {"proxy-ssl-listen", "off"}}));
+
+  auto error_of = [&key](const char* value) { return std::string(key.translate(value).status().message()); };
+  EXPECT_EQ(error_of("0.0.0.0:8443 ssl"), "an entry without 'ssl' is required (--proxy-listen cannot be off)");
+  EXPECT_EQ(error_of("0.0.0.0:8000 proxy_protocol"),
+            "listener flag 'proxy_protocol' is not supported (accepted: ssl, reuseport, backlog=N, deferred, bind, http2)");
+  EXPECT_EQ(error_of("0.0.0.0:8000, 0.0.0.0:8001"),
+            "more than one plain entry: Portico has one such listener (--proxy-listen)");
+  EXPECT_EQ(error_of("off"), "'off' is not accepted: Portico needs --proxy-listen");
+  EXPECT_EQ(error_of("0.0.0.0:8000 backlog=x"),
+            "listener flag 'backlog=x' is not supported (accepted: ssl, reuseport, backlog=N, deferred, bind, http2)");
+  EXPECT_FALSE(key.translate("0.0.0.0:99999").ok());
+  EXPECT_FALSE(key.translate("0.0.0.0:8000,").ok());
+
+  const ConfKey no_ssl = KongListenKey("status_listen", "status-listen", "");
+  EXPECT_EQ(*no_ssl.translate("127.0.0.1:8100 reuseport"), (FlagValues{{"status-listen", "127.0.0.1:8100"}}));
+  EXPECT_EQ(no_ssl.translate("127.0.0.1:8100 ssl").status().message(),
+            "listener flag 'ssl' is not supported (accepted: reuseport, backlog=N, deferred, bind, http2)");
+}
+
+TEST(ConfKeyTest, RoleAndLogLevel) {
+  const ConfKey role = KongRoleKey("data_plane", "portico-dp");
+  EXPECT_TRUE(role.translate("data_plane").ok());
+  EXPECT_EQ(role.translate("traditional").status().message(), "role must be data_plane for portico-dp, not 'traditional'");
+  EXPECT_FALSE(role.translate("control_plane").ok());
+  const ConfKey level = KongLogLevelKey();
+  EXPECT_EQ(*level.translate("notice"), (FlagValues{{"log-level", "info"}}));
+  EXPECT_EQ(*level.translate("crit"), (FlagValues{{"log-level", "error"}}));
+  EXPECT_EQ(*level.translate("debug"), (FlagValues{{"log-level", "debug"}}));
+}
+
+TEST(ConfKeyTest, NginxSizes) {
+  uint64_t bytes = 0;
+  EXPECT_TRUE(ParseNginxSize("10m", &bytes));
+  EXPECT_EQ(bytes, 10u << 20);
+  EXPECT_TRUE(ParseNginxSize("512K", &bytes));
+  EXPECT_EQ(bytes, 512u << 10);
+  EXPECT_TRUE(ParseNginxSize("1g", &bytes));
+  EXPECT_EQ(bytes, 1u << 30);
+  EXPECT_TRUE(ParseNginxSize("1048576", &bytes));
+  EXPECT_EQ(bytes, 1048576u);
+  for (const char* bad : {"", "m", "0", "-1m", "+1", "1.5m", "10mb", "99999999999999999999", "9000000000g"}) {
+    EXPECT_FALSE(ParseNginxSize(bad, &bytes)) << bad;
+  }
+}
+
+// A Flags like a binary's, with a file and the environment.
+class ConfFlagsTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (const char* name : {"PORTICO_DB", "PORTICO_WORKERS", "PORTICO_CONF", "PORTICO_ADMIN_LISTEN"}) unsetenv(name);
+  }
+  std::string Write(const std::string& text) {
+    const std::string path = dir_.File("portico.conf");
+    EXPECT_TRUE(WriteFileAtomically(path, text, 0600).ok());
+    return path;
+  }
+  static Flags MakeFlags() {
+    Flags flags({{"db", "portico.db", "db"},
+                 {"admin-listen", "127.0.0.1:8001", "admin"},
+                 {"admin-ssl-listen", "off", "admin tls"},
+                 {"workers", "0", "workers"},
+                 {"cluster-key", "", "key"},
+                 {"verbose", "", "v", true},
+                 {"log-level", "info", "level"}});
+    flags.EnableConfFile({KongRoleKey("control_plane", "portico-cp"), RenamedKey("cluster_cert_key", "cluster-key"),
+                          KongListenKey("admin_listen", "admin-listen", "admin-ssl-listen"), KongLogLevelKey()});
+    return flags;
+  }
+  static absl::Status Parse(Flags& flags, std::vector<std::string> args) {
+    std::vector<char*> argv = {const_cast<char*>("prog")};
+    for (std::string& a : args) argv.push_back(a.data());
+    return flags.Parse(static_cast<int>(argv.size()), argv.data());
+  }
+  TempDir dir_;
+};
+
+TEST_F(ConfFlagsTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
+  const std::string path = Write(
+      "role = control_plane\n"
+      "db = /from/file.db\n"
+      "workers = 3\n"
+      "admin_listen = 127.0.0.1:7001 reuseport, 127.0.0.1:7444 ssl\n"
+      "cluster_cert_key = /from/file.key\n"
+      "verbose = on\n"
+      "log_level = notice\n");
+  setenv("PORTICO_DB", "/from/env.db", 1);
+  setenv("PORTICO_WORKERS", "5", 1);
+  Flags flags = MakeFlags();
+  ASSERT_TRUE(Parse(flags, {"--conf", path, "--workers=7"}).ok());
+  EXPECT_EQ(flags.Get("workers"), "7");              // flag > env > file
+  EXPECT_EQ(flags.Get("db"), "/from/env.db");        // env > file
+  EXPECT_EQ(flags.Get("admin-listen"), "127.0.0.1:7001");  // file > default
+  EXPECT_EQ(flags.Get("admin-ssl-listen"), "127.0.0.1:7444");
+  EXPECT_EQ(flags.Get("cluster-key"), "/from/file.key");
+  EXPECT_TRUE(flags.GetBool("verbose"));
+  EXPECT_EQ(flags.Get("log-level"), "info");
+  EXPECT_TRUE(flags.IsSet("cluster-key"));
+
+  // Without the file, defaults.
+  Flags bare = MakeFlags();
+  ASSERT_TRUE(Parse(bare, {}).ok());
+  EXPECT_EQ(bare.Get("admin-listen"), "127.0.0.1:8001");
+  EXPECT_FALSE(bare.IsSet("cluster-key"));
+}
+
+TEST_F(ConfFlagsTest, PorticoConfNamesTheFileAndTheFlagWins) {
+  const std::string path = Write("db = /from/file.db\n");
+  setenv("PORTICO_CONF", path.c_str(), 1);
+  Flags flags = MakeFlags();
+  ASSERT_TRUE(Parse(flags, {}).ok());
+  EXPECT_EQ(flags.Get("db"), "/from/file.db");
+  Flags other = MakeFlags();
+  EXPECT_EQ(Parse(other, {"--conf", dir_.File("missing.conf")}).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ConfFlagsTest, EveryErrorOfTheFileNamesItsLine) {
+  const std::string path = Write(
+      "role = traditional\n"
+      "foo = 1\n"
+      "verbose = maybe\n"
+      "admin_listen = 127.0.0.1:7001 proxy_protocol\n"
+      "cluster_key = /a.key\n"
+      "cluster_cert_key = /b.key\n"
+      "conf = /other.conf\n"
+      "db = x\n"
+      "db = y\n"
+      "help = 1\n");
+  Flags flags = MakeFlags();
+  absl::Status s = Parse(flags, {"--conf", path});
+  ASSERT_FALSE(s.ok());
+  const std::string p = path;
+  EXPECT_EQ(s.message(),
+            p + ":9: duplicate key 'db' (first set on line 8)\n" +
+            p + ":1: role: role must be control_plane for portico-cp, not 'traditional'\n" +
+            p + ":2: unknown key 'foo'\n" +
+            p + ":3: verbose must be true or false (or on/off, yes/no, 1/0), not 'maybe'\n" +
+            p + ":4: admin_listen: listener flag 'proxy_protocol' is not supported (accepted: ssl, reuseport, "
+                "backlog=N, deferred, bind, http2)\n" +
+            p + ":6: cluster_cert_key sets --cluster-key, already set by cluster_key (" + p + ":5)\n" +
+            p + ":7: conf cannot be set in the configuration file\n" +
+            p + ":10: unknown key 'help'");
+}
+
+TEST_F(ConfFlagsTest, ExplainNamesTheLineOfAFileValueOnly) {
+  const std::string path = Write("workers = many\nlog_level = loud\n");
+  setenv("PORTICO_ADMIN_LISTEN", "nowhere", 1);
+  Flags flags = MakeFlags();
+  ASSERT_TRUE(Parse(flags, {"--conf", path}).ok());
+  EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--workers must be an integer in 0..256")).message(),
+            path + ":1 (workers): --workers must be an integer in 0..256");
+  EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--workers and --log-level and --workers")).message(),
+            path + ":1 (workers), " + path + ":2 (log_level): --workers and --log-level and --workers");
+  EXPECT_EQ(ApplyLogLevelFlag(flags).message(), "--log-level must be debug, info, warn or error");
+  EXPECT_EQ(flags.Explain(ApplyLogLevelFlag(flags)).message(),
+            path + ":2 (log_level): --log-level must be debug, info, warn or error");
+  // From the environment: unchanged.
+  EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--admin-listen: invalid")).message(), "--admin-listen: invalid");
+  EXPECT_EQ(RequireFlags(flags, {"cluster-key"}).message(),
+            "--cluster-key (or PORTICO_CLUSTER_KEY or cluster_key/cluster_cert_key in --conf) is required");
+  EXPECT_NE(flags.Usage().find("  --conf VALUE\n"), std::string::npos);
+  EXPECT_NE(flags.Usage().find("      in --conf: admin_listen\n"), std::string::npos) << flags.Usage();
+  EXPECT_NE(flags.Usage().find("      in --conf: cluster_key, cluster_cert_key\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace portico
