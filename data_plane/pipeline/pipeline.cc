@@ -37,6 +37,13 @@ void RequestContext::ResetContext() {
   upstream_host_header = absl::string_view();
   tried_count = 0;
   attempt_started_ns = 0;
+  received_ns = 0;
+  upstream_started_ns = 0;
+  upstream_head_ns = 0;
+  finished_ns = 0;
+  upstream_status = 0;
+  request_body_received = 0;
+  response_bytes = 0;
   hash_cookie_value.clear();
   worker_index = 0;
   upstream_head.clear();
@@ -74,6 +81,28 @@ void RequestContext::ResetContext() {
 void RequestContext::EndAttempt() {
   if (balancer != nullptr && balancer_target >= 0) balancer->Release(worker_index, balancer_target);
   balancer_target = -1;
+}
+
+RequestLatencies ComputeLatencies(const RequestContext& request) {
+  RequestLatencies latencies;
+  constexpr double kNsPerMs = 1e6;
+  if (request.received_ns != 0 && request.finished_ns >= request.received_ns) {
+    latencies.request_ms = static_cast<double>(request.finished_ns - request.received_ns) / kNsPerMs;
+  }
+  if (request.upstream_started_ns != 0 && request.upstream_head_ns >= request.upstream_started_ns) {
+    latencies.proxy_ms = static_cast<double>(request.upstream_head_ns - request.upstream_started_ns) / kNsPerMs;
+  }
+  latencies.kong_ms = std::max(0.0, latencies.request_ms - latencies.proxy_ms);
+  return latencies;
+}
+
+uint64_t RequestSizeBytes(const RequestContext& request) {
+  uint64_t size = request.request_body_received;
+  if (request.head == nullptr) return size;
+  const MessageHead& head = *request.head;
+  size += head.method.size() + 1 + head.url.size() + sizeof(" HTTP/1.1\r\n") - 1 + 2;  // + the blank line
+  for (const auto& [name, value] : head.headers) size += name.size() + 2 + value.size() + 2;
+  return size;
 }
 
 bool HeaderList::Contains(absl::string_view name) const {

@@ -208,6 +208,18 @@ class RequestContext {
   static constexpr size_t kMaxBufferedResponseBody = 8 * 1024 * 1024;
   bool buffer_response_body = false;
   std::string response_body;
+  // ---- measured by the exchange, for log steps (LogStep::OnLog; plugins' Log): uv_hrtime()
+  // nanoseconds, 0 when that moment did not come. Kong's latencies follow from them
+  // (RequestLatencies). Wall-clock time is not kept: a log step derives it (now - age).
+  uint64_t received_ns = 0;          // the request head was complete: the request began
+  uint64_t upstream_started_ns = 0;  // the first upstream attempt began (connect or pooled write)
+  uint64_t upstream_head_ns = 0;     // the upstream's response head arrived (last attempt)
+  uint64_t finished_ns = 0;          // the response's last byte went to the client connection
+  int upstream_status = 0;           // the upstream's response status; 0 when it did not answer
+  uint64_t request_body_received = 0;  // request body bytes read from the client (de-chunked)
+  // Bytes that went to the client: the response head as serialised (HTTP/2: the header fields'
+  // names and values, before HPACK) plus the body bytes handed over (a local response: all of it).
+  uint64_t response_bytes = 0;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // The plugin chain while one of its plugins is suspended (data_plane/plugins/chain.cc): the
@@ -243,6 +255,19 @@ class RequestContext {
   void ResetContext();
   bool reading_request_body_ = false;  // set by the implementation of ReadRequestBody
 };
+
+// Kong's latencies of a finished request, in milliseconds (its log serializer's `latencies`):
+// request = received -> finished; proxy = upstream started -> upstream head (0 without one);
+// kong = request - proxy (what the gateway itself took, before and after the upstream).
+struct RequestLatencies {
+  double request_ms = 0;
+  double proxy_ms = 0;
+  double kong_ms = 0;
+};
+RequestLatencies ComputeLatencies(const RequestContext& request);
+// The request as it came on the wire, approximately (HTTP/1.1 framing of the head + the body
+// received): Kong's `request.size`, the ingress side of kong_bandwidth_bytes.
+uint64_t RequestSizeBytes(const RequestContext& request);
 
 class RequestStep {
  public:

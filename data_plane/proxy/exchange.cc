@@ -34,6 +34,8 @@ void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<con
   worker_ = &worker;
   downstream_ = &downstream;
   config_ = std::move(config);
+  measured_ = config_ != nullptr && !config_->pipeline().log_steps().empty();
+  if (measured_) received_ns = uv_hrtime();
   this->head = &head;
   target = check.target;
   host = check.host;
@@ -192,6 +194,8 @@ void Exchange::Respond(const dp::LocalResponse& response) {
 
 void Exchange::AcceptUpstreamHead(const MessageHead& response) {
   response_status_ = response.status;
+  upstream_status = response.status;
+  if (measured_) upstream_head_ns = uv_hrtime();
   // Later failures of the body are not counted against the attempt.
   if (balancer != nullptr && !head_reported_) {
     balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
@@ -302,6 +306,7 @@ void Exchange::WriteHttp2RequestStart() {
 }
 
 void Exchange::StartUpstream(bool allow_pooled) {
+  if (measured_ && upstream_started_ns == 0) upstream_started_ns = uv_hrtime();
   if (UpstreamIsHttp2()) {
     StartHttp2Upstream();
     return;
@@ -358,6 +363,7 @@ void Exchange::OnUpstreamConnected() {
 }
 
 void Exchange::OnRequestBody(absl::string_view data) {
+  request_body_received += data.size();
   if (local_response_ || cancelled_) return;
   // The upstream answered completely before the request ended: the rest is discarded, not held.
   if (response_complete_ && upstream_ == nullptr && upstream_stream_ == nullptr) return;
@@ -494,6 +500,7 @@ void Exchange::OnUpstreamBody(absl::string_view data) {
   for (const dp::ResponseBodyStep* step : config_->pipeline().response_body_steps()) {
     step->OnResponseBody(*this, data);
   }
+  response_bytes += data.size();
   downstream_->SendResponseBody(data);  // borrowed from the read buffer until FlushResponse
 }
 
@@ -522,7 +529,10 @@ void Exchange::ReleaseHeldResponse() {
   body_to_client_ = downstream_->SendResponseHead(held_head_, response_headers.items(), response_headers_removed);
   if (cancelled_) return;
   response_started_ = true;
-  if (body_to_client_ && !response_body.empty()) downstream_->SendResponseBody(response_body);  // until flushed
+  if (body_to_client_ && !response_body.empty()) {
+    response_bytes += response_body.size();
+    downstream_->SendResponseBody(response_body);  // until flushed
+  }
 }
 
 void Exchange::SendHeldResponse() {
@@ -667,7 +677,8 @@ void Exchange::FailUpstream(int status, absl::string_view message) {
 
 void Exchange::MaybeFinish() {
   if (cancelled_ || !request_complete_ || !response_complete_) return;
-  if (config_ != nullptr) {
+  if (measured_) {
+    finished_ns = uv_hrtime();
     for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
   }
   downstream_->ExchangeDone();  // may Reset() this exchange: nothing may follow
@@ -691,6 +702,7 @@ void Exchange::Reset() {
   request_complete_ = false;
   body_streamed_ = false;
   request_body_bytes_ = 0;
+  measured_ = false;
   local_response_ = false;
   response_started_ = false;
   response_complete_ = false;

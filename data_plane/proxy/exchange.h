@@ -198,6 +198,7 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool request_complete_ = false;
   bool body_streamed_ = false;     // body bytes were handed to a connected upstream
   uint64_t request_body_bytes_ = 0;  // counted only under a request_body_limit
+  bool measured_ = false;  // the config has log steps: the timings are taken (RequestContext)
   bool local_response_ = false;    // the proxy answered; the request body is discarded
   bool response_started_ = false;  // a byte of the final response went to the client
   bool response_complete_ = false;

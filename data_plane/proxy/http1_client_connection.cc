@@ -448,7 +448,9 @@ void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
                                       absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   // The rest of the request body is discarded: keep-alive only if the client allows it.
   const bool close = response.close || !client_keep_alive_;
-  WriteToClient(SerializeLocalResponse(response, close, extra_headers));
+  const std::string serialized = SerializeLocalResponse(response, close, extra_headers);
+  if (exchange_ != nullptr) exchange_->response_bytes += serialized.size();
+  WriteToClient(serialized);
   if (state_ != State::kExchange) return;  // the write failed and closed the connection
   if (close) {
     close_after_ = true;
@@ -473,6 +475,7 @@ bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
     AppendDownstreamResponseHead(&out.owned, head, framing_, keep_alive, client_http11_, extra_headers,
                                  removed_headers);
     out.pieces[out.count++] = ClientOutput::Piece{nullptr, offset, out.owned.size() - offset};
+    if (exchange_ != nullptr) exchange_->response_bytes += out.owned.size() - offset;
   }
   // No body after a 1xx, 204 or 304 head or in a response to HEAD, whatever its Content-Length
   // says (RFC 9112 §6.3).

@@ -765,6 +765,10 @@ void Http2Stream::DeliverRequestBody() {
 
 void Http2Stream::SendLocal(const dp::LocalResponse& response,
                             absl::Span<const std::pair<std::string, std::string>> extra_headers) {
+  if (exchange_ != nullptr) {  // the body ({"message": ...} when none is given); fields not counted
+    exchange_->response_bytes += !response.body.empty() ? response.body.size()
+                                 : response.message.empty() ? 0 : response.message.size() + sizeof("{\"message\":\"\"}");
+  }
   session_->SubmitLocal(this, response, extra_headers);
 }
 
@@ -829,6 +833,9 @@ bool Http2Stream::SendResponseHead(const MessageHead& head,
   absl::InlinedVector<nghttp2_nv, 24> nva;
   nva.push_back(MakeNv(":status", absl::string_view(status, 3)));
   for (const Field& f : fields) nva.push_back(MakeNv(absl::string_view(names).substr(f.name_at, f.name_size), f.value));
+  if (exchange_ != nullptr) {
+    for (const nghttp2_nv& nv : nva) exchange_->response_bytes += nv.namelen + nv.valuelen;
+  }
   nghttp2_data_provider provider;
   provider.source.ptr = this;
   provider.read_callback = Http2ClientSession::Callbacks::ReadResponseBody;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -457,6 +458,94 @@ TEST_F(PipelineProxyTest, HeldResponseIsRewrittenAndSentWithItsNewLength) {
   EXPECT_EQ(big.body.size(), RequestContext::kMaxBufferedResponseBody + 100);
   EXPECT_EQ(big.body.find_first_not_of('b'), std::string::npos);
   EXPECT_EQ(rewrites.load(), 1);
+}
+
+// Records what the exchange measured for the log steps (runs on the worker thread).
+class RecordingLogStep final : public LogStep {
+ public:
+  struct Record {
+    int status = 0;
+    int upstream_status = 0;
+    uint64_t request_size = 0;
+    uint64_t body_received = 0;
+    uint64_t response_bytes = 0;
+    bool ordered = false;  // received <= upstream started <= upstream head <= finished, as they apply
+    bool upstream_timed = false;
+    RequestLatencies latencies;
+  };
+  void OnLog(const RequestContext& request, int status) const override {
+    Record r;
+    r.status = status;
+    r.upstream_status = request.upstream_status;
+    r.request_size = RequestSizeBytes(request);
+    r.body_received = request.request_body_received;
+    r.response_bytes = request.response_bytes;
+    r.upstream_timed = request.upstream_started_ns != 0 && request.upstream_head_ns != 0;
+    r.ordered = request.received_ns != 0 && request.finished_ns >= request.received_ns &&
+                (!r.upstream_timed || (request.upstream_started_ns >= request.received_ns &&
+                                       request.upstream_head_ns >= request.upstream_started_ns &&
+                                       request.finished_ns >= request.upstream_head_ns));
+    r.latencies = ComputeLatencies(request);
+    std::lock_guard<std::mutex> lock(mutex_);
+    records_.push_back(r);
+  }
+  std::vector<Record> records() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return records_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::vector<Record> records_;
+};
+
+// The bytes of a response as the client got it (status line rebuilt from the reason given).
+uint64_t WireSize(const ClientResponse& response, absl::string_view reason) {
+  uint64_t size = absl::StrCat("HTTP/1.1 ", response.status, " ", reason, "\r\n").size() + 2 + response.body.size();
+  for (const auto& [name, value] : response.headers) size += name.size() + 2 + value.size() + 2;
+  return size;
+}
+
+TEST_F(PipelineProxyTest, LogStepsSeeTimingsSizesAndTheUpstreamStatus) {
+  auto recorder = std::make_shared<RecordingLogStep>();
+  dp::PipelineExtensions extensions;
+  extensions.log_steps.push_back(recorder);
+  Publish(extensions);
+  RawClient client(proxy_->port());
+  const std::string head = "POST /r/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n";
+  ASSERT_TRUE(client.Send(head + "hello"));
+  ClientResponse proxied = client.ReadResponse();
+  ASSERT_TRUE(proxied.ok);
+  ASSERT_EQ(proxied.status, 200);
+  ASSERT_TRUE(client.Send("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ClientResponse local = client.ReadResponse();
+  ASSERT_TRUE(local.ok);
+  ASSERT_EQ(local.status, 404);
+  std::vector<RecordingLogStep::Record> records;
+  for (int i = 0; i < 200 && (records = recorder->records()).size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(records.size(), 2u);
+  const RecordingLogStep::Record& up = records[0];
+  EXPECT_EQ(up.status, 200);
+  EXPECT_EQ(up.upstream_status, 200);
+  EXPECT_EQ(up.body_received, 5u);
+  EXPECT_EQ(up.request_size, head.size() + 5);
+  EXPECT_EQ(up.response_bytes, WireSize(proxied, "X"));  // the test upstream's reason phrase
+  EXPECT_TRUE(up.upstream_timed);
+  EXPECT_TRUE(up.ordered);
+  EXPECT_GT(up.latencies.request_ms, 0.0);
+  EXPECT_GT(up.latencies.proxy_ms, 0.0);
+  EXPECT_LE(up.latencies.proxy_ms, up.latencies.request_ms);
+  EXPECT_DOUBLE_EQ(up.latencies.kong_ms, up.latencies.request_ms - up.latencies.proxy_ms);
+  const RecordingLogStep::Record& no_route = records[1];
+  EXPECT_EQ(no_route.status, 404);
+  EXPECT_EQ(no_route.upstream_status, 0);
+  EXPECT_EQ(no_route.body_received, 0u);
+  EXPECT_EQ(no_route.response_bytes, WireSize(local, "Not Found"));
+  EXPECT_FALSE(no_route.upstream_timed);
+  EXPECT_TRUE(no_route.ordered);
+  EXPECT_EQ(no_route.latencies.proxy_ms, 0.0);
 }
 
 }  // namespace
