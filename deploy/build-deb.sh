@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUILD_DIR=${BUILD_DIR:-build-deb}
+BUILD_DIR=$(realpath -m "${BUILD_DIR:-build-deb}")
 JOBS=${JOBS:-$(nproc)}
 export CCACHE_DIR=${CCACHE_DIR:-$ROOT/.cache/ccache}
 SRC=$ROOT/deploy/debian
@@ -30,7 +30,7 @@ if ! [[ $VERSION =~ ^[0-9][A-Za-z0-9.+~-]*$ ]]; then
   exit 1
 fi
 ARCH=$(dpkg --print-architecture)
-OUT_DIR=${OUT_DIR:-$BUILD_DIR}
+OUT_DIR=$(realpath -m "${OUT_DIR:-$BUILD_DIR}")
 STAGE=$BUILD_DIR/deb/portico_${VERSION}_${ARCH}
 DEB=$OUT_DIR/portico_${VERSION}_${ARCH}.deb
 # File dates in the package: the last commit's, so two builds of one commit give the same tree.
@@ -58,8 +58,13 @@ SHLIBS_WORK=$(mktemp -d)
 trap 'rm -rf "$SHLIBS_WORK"' EXIT
 mkdir "$SHLIBS_WORK/debian"
 printf 'Source: portico\n\nPackage: portico\nArchitecture: any\n' > "$SHLIBS_WORK/debian/control"
-SHLIBS=$(cd "$SHLIBS_WORK" && dpkg-shlibdeps -O "$STAGE/usr/bin/portico-cp" "$STAGE/usr/bin/portico-dp" 2>/dev/null |
-         sed -n 's/^shlibs:Depends=//p')
+if ! (cd "$SHLIBS_WORK" && dpkg-shlibdeps -O "$STAGE/usr/bin/portico-cp" "$STAGE/usr/bin/portico-dp" \
+        > "$SHLIBS_WORK/out" 2> "$SHLIBS_WORK/err"); then
+  echo "build-deb: dpkg-shlibdeps failed:" >&2
+  cat "$SHLIBS_WORK/err" >&2
+  exit 1
+fi
+SHLIBS=$(sed -n 's/^shlibs:Depends=//p' "$SHLIBS_WORK/out")
 if [ -z "$SHLIBS" ]; then
   echo "build-deb: dpkg-shlibdeps found no library dependencies" >&2
   exit 1

@@ -19,9 +19,15 @@ skip() { echo "test-deb: SKIP: $*"; exit 77; }
 for tool in dpkg dpkg-deb systemd-analyze ip unshare setpriv curl python3 logrotate; do
   command -v "$tool" >/dev/null || skip "$tool is missing (deploy/install-deps.sh installs it)"
 done
-if dpkg-query -W -f='${Status}' portico 2>/dev/null | grep -q installed; then
-  echo "test-deb: a portico package is installed already; not touching it" >&2
-  exit 1
+# package_known: dpkg has the package in any state but purged (installed, half-installed,
+# config-files...).
+package_known() {
+  local status
+  status=$(dpkg-query -W -f='${Status}' portico 2>/dev/null) || return 1
+  [ -n "$status" ] && [[ $status != *not-installed ]]
+}
+if package_known; then
+  skip "a portico package is installed on this machine already; not touching it (dpkg --purge portico first)"
 fi
 
 WORK=$(mktemp -d /tmp/portico-test-deb.XXXXXX)
@@ -35,7 +41,7 @@ cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   [ "$NS_MADE" -eq 0 ] || ip netns del "$NS" 2>/dev/null
-  if dpkg-query -W -f='${Status}' portico 2>/dev/null | grep -q 'ok \(installed\|config-files\|half\)'; then
+  if package_known; then
     dpkg --purge portico >/dev/null 2>&1 || echo "test-deb: dpkg --purge portico failed in cleanup" >&2
   fi
   rm -rf /etc/portico /var/lib/portico /var/lib/portico-dp /var/log/portico
@@ -76,7 +82,7 @@ fi
 [ -f "$DEB" ] || die "no package at '$DEB'"
 echo "test-deb: $DEB ($(du -h "$DEB" | cut -f1))"
 check "dpkg -i installs the package" dpkg -i "$DEB"
-dpkg-query -W -f='${Status}' portico 2>/dev/null | grep -q "install ok installed" || die "the package is not installed"
+[ "$(dpkg-query -W -f='${Status}' portico 2>/dev/null)" = "install ok installed" ] || die "the package is not installed"
 dpkg -L portico | sort > "$WORK/files"
 
 for f in /usr/bin/portico-cp /usr/bin/portico-dp /lib/systemd/system/portico-cp.service \
@@ -162,7 +168,8 @@ run_unit() {
     if [ -d "$path" ]; then setup+="; mount --bind /tmp/.inaccessible-dir $path"
     elif [ -e "$path" ]; then setup+="; mount --bind /tmp/.inaccessible-file $path"; fi
   done
-  setup+="; ulimit -n $nofile"
+  # LimitNOFILE, or the hard limit when this machine does not let root raise it that far.
+  setup+="; ulimit -n $nofile 2>/dev/null || ulimit -n \$(ulimit -Hn)"
   # shellcheck disable=SC2086 # exec_start is the unit's command line, split as systemd splits it
   ip netns exec "$NS" unshare --mount --propagation private -- /bin/sh -c "$setup"'; exec "$@"' sh \
     setpriv --reuid="$user" --regid="$user" --init-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- \
@@ -182,6 +189,7 @@ run_unit portico-cp.service cp.log || die "cannot start portico-cp.service's com
 CP_PID=${PIDS[-1]}
 wait_until 20 in_ns curl -fsS --max-time 2 http://127.0.0.1:8001/status || die "the CP's Admin API (127.0.0.1:8001) did not answer"
 check "portico-cp runs from its unit as portico (pid $CP_PID)" test "$(stat -c %U "/proc/$CP_PID")" = portico
+echo "      open files limit of the CP: $(awk '/Max open files/ {print $4}' "/proc/$CP_PID/limits") (unit: $(unit_value portico-cp.service LimitNOFILE))"
 check "the CP created its store /var/lib/portico/portico.db" test -s /var/lib/portico/portico.db
 check "PUT /services/example" in_ns curl -fsS --max-time 5 -o /dev/null -X PUT http://127.0.0.1:8001/services/example \
   -H 'Content-Type: application/json' -d '{"url":"http://127.0.0.1:9000"}'
@@ -200,17 +208,28 @@ else
   fail "GET /example/hello.txt answered '${body:0:200}'"
 fi
 check "the DP wrote its snapshot cache in /var/lib/portico-dp" test -s /var/lib/portico-dp/snapshot.cur
-# The sandbox as the processes see it (their mount namespace, their user).
-as_unit_user() { local pid=$1; shift; nsenter -t "$pid" -m -S "$(id -u portico)" -G "$(id -g portico)" "$@"; }
-check "the DP cannot read the CP's store (InaccessiblePaths)" \
-  bash -c "! $(declare -f as_unit_user); as_unit_user $DP_PID cat /var/lib/portico/portico.db >/dev/null 2>&1"
-check "the DP can write its own folders only" \
-  bash -c "$(declare -f as_unit_user); as_unit_user $DP_PID touch /var/log/portico/w /var/lib/portico-dp/w &&
-           ! as_unit_user $DP_PID touch /etc/portico/certs/w 2>/dev/null; rm -f /var/log/portico/w /var/lib/portico-dp/w"
-check "the CP cannot write /etc/portico/certs, which portico owns (ProtectSystem=strict)" \
-  bash -c "! $(declare -f as_unit_user); as_unit_user $CP_PID touch /etc/portico/certs/w 2>/dev/null"
-check "the CP cannot read the cluster CA key (InaccessiblePaths)" \
-  bash -c "! $(declare -f as_unit_user); as_unit_user $CP_PID cat /etc/portico/certs/ca.key >/dev/null 2>&1"
+# The sandbox as the processes see it: their mount namespace, their user. Each denial is checked
+# against the same access outside the sandbox, which portico has (it owns those files).
+in_sandbox() { local pid=$1; shift; nsenter -t "$pid" -m -S "$(id -u portico)" -G "$(id -g portico)" "$@" >/dev/null 2>&1; }
+denied_in_sandbox() { ! in_sandbox "$@"; }
+outside_sandbox() { shift; runuser -u portico -- "$@" >/dev/null 2>&1; }
+sandbox_check() {  # sandbox_check WHAT PID CMD...: CMD works as portico outside, fails inside
+  local what=$1; shift
+  if ! outside_sandbox "$@"; then fail "$what: the control (as portico, outside the sandbox) fails too"
+  elif denied_in_sandbox "$@"; then pass "$what"
+  else fail "$what: allowed"; fi
+}
+sandbox_check "the DP cannot read the CP's store (InaccessiblePaths)" "$DP_PID" cat /var/lib/portico/portico.db
+sandbox_check "the DP cannot write /etc/portico/certs, which portico owns (ProtectSystem=strict)" \
+  "$DP_PID" touch /etc/portico/certs/written-by-dp
+sandbox_check "the CP cannot write /etc/portico/certs, which portico owns (ProtectSystem=strict)" \
+  "$CP_PID" touch /etc/portico/certs/written-by-cp
+sandbox_check "the CP cannot read the cluster CA key (InaccessiblePaths)" "$CP_PID" cat /etc/portico/certs/ca.key
+sandbox_check "the DP cannot read the cluster CA key (InaccessiblePaths)" "$DP_PID" cat /etc/portico/certs/ca.key
+rm -f /etc/portico/certs/written-by-*
+check "the DP can write its folders" in_sandbox "$DP_PID" touch /var/lib/portico-dp/w /var/log/portico/w
+check "the CP can write its folder" in_sandbox "$CP_PID" touch /var/lib/portico/w
+rm -f /var/lib/portico-dp/w /var/log/portico/w /var/lib/portico/w
 
 # ExecReload=/bin/kill -HUP $MAINPID on both.
 kill -HUP "$CP_PID" "$DP_PID"
@@ -246,7 +265,7 @@ for d in /etc/portico /var/lib/portico /var/lib/portico-dp /var/log/portico \
   [ -e "$d" ] || [ -L "$d" ] && left+=" $d"
 done
 if [ -z "$left" ]; then pass "after the purge nothing is left (files, folders, enablement links)"; else fail "left after the purge:$left"; fi
-if dpkg-query -W -f='${Status}' portico 2>/dev/null | grep -q 'installed\|config-files'; then
+if package_known; then
   fail "dpkg still lists portico: $(dpkg-query -W -f='${Status}' portico)"
 else
   pass "dpkg no longer knows the package"
