@@ -404,37 +404,14 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   return 0;
 }
 
-constexpr char kCheckUsage[] = "portico-cp check CONF_FILE [flags]";
-
-// `portico-cp check FILE [flags]` is `portico-cp --conf FILE [flags]` validated without starting
-// (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
-int Check(int argc, char** argv) {
-  bool help = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    help = help || arg == "--help" || arg == "-h" || arg == "--version";
-  }
-  if (argc < 3 || argv[2][0] == '-' || help) {
-    std::fprintf(help ? stdout : stderr,
-                 "usage: %s\n\nValidates a portico-cp configuration file (kong.conf syntax) as a start would,\n"
-                 "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
-                 "'configuration at FILE is valid' and exits 0, or prints the errors and exits 1.\n",
-                 kCheckUsage);
-    return help ? 0 : 2;
-  }
-  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
-  args.insert(args.end(), argv + 3, argv + argc);
-  return ConfCheck::Run("portico-cp", argv[2], [&args](ConfCheck* check) {
-    return Serve(static_cast<int>(args.size()), args.data(), check);
-  });
-}
-
 }  // namespace
 }  // namespace portico::cp
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
-  if (argc >= 2 && std::string(argv[1]) == "check") return portico::cp::Check(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "check") {
+    return portico::ConfCheck::Main("portico-cp", argc, argv, portico::cp::Serve);  // Kong's `kong check`
+  }
   return portico::cp::Serve(argc, argv, /*check=*/nullptr);
 }

@@ -240,8 +240,6 @@ constexpr char kDescription[] =
     "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
     "true/false, 1/0, yes/no, on/off.";
 
-// With `check` (portico-dp check, a ConfCheck round): read and validate everything a start would,
-// certificate files and the declarative config too, and return 0 before anything listens.
 // For `check`: the files a start reads, read and validated as the start would (cluster and proxy
 // certificates, the declarative config), nothing applied.
 absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
@@ -261,6 +259,8 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
     }
   }
   if (!db_less) return absl::OkStatus();
+  // Its errors are logged (warn and above); "applied" would be untrue here.
+  if (GetLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
   DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
                            [](std::shared_ptr<const ConfigSet> config, const ConfigVersion&) {
                              return ValidateConfigSet(*config);
@@ -272,6 +272,8 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
   return absl::OkStatus();
 }
 
+// With `check` (portico-dp check, a ConfCheck round): read and validate everything a start would,
+// certificate files and the declarative config too, and return 0 before anything listens.
 int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
       {"control-plane", "127.0.0.1:8005", "CP cluster address host:port"},
@@ -590,35 +592,12 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   return 0;
 }
 
-constexpr char kCheckUsage[] = "portico-dp check CONF_FILE [flags]";
-
-// `portico-dp check FILE [flags]` is `portico-dp --conf FILE [flags]` validated without starting
-// (Kong's `kong check`): the environment and the flags given after FILE apply as they would.
-int Check(int argc, char** argv) {
-  bool help = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    help = help || arg == "--help" || arg == "-h" || arg == "--version";
-  }
-  if (argc < 3 || argv[2][0] == '-' || help) {
-    std::fprintf(help ? stdout : stderr,
-                 "usage: %s\n\nValidates a portico-dp configuration file (kong.conf syntax) as a start would,\n"
-                 "with the PORTICO_* environment and the flags given after it, without starting: prints\n"
-                 "'configuration at FILE is valid' and exits 0, or prints the errors and exits 1.\n",
-                 kCheckUsage);
-    return help ? 0 : 2;
-  }
-  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
-  args.insert(args.end(), argv + 3, argv + argc);
-  return ConfCheck::Run("portico-dp", argv[2], [&args](ConfCheck* check) {
-    return Serve(static_cast<int>(args.size()), args.data(), check);
-  });
-}
-
 }  // namespace
 }  // namespace portico::dp
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::string(argv[1]) == "check") return portico::dp::Check(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "check") {
+    return portico::ConfCheck::Main("portico-dp", argc, argv, portico::dp::Serve);  // Kong's `kong check`
+  }
   return portico::dp::Serve(argc, argv, /*check=*/nullptr);
 }

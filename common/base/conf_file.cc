@@ -30,10 +30,14 @@ std::string StripComment(absl::string_view text) {
   return out;
 }
 
-// Shown in errors: control characters would garble a terminal.
+// Shown in errors: control characters and stray bytes would garble a terminal; only printable
+// ASCII is shown, the rest as '?'.
 std::string Printable(absl::string_view text) {
   std::string out;
-  for (char c : text.substr(0, 80)) out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  for (char c : text.substr(0, 80)) {
+    const unsigned char b = static_cast<unsigned char>(c);
+    out.push_back(b < 0x20 || b >= 0x7f ? '?' : c);
+  }
   if (text.size() > 80) out += "...";
   return out;
 }
@@ -71,7 +75,14 @@ ConfText ParseConfText(absl::string_view text, absl::string_view path) {
       error("duplicate key '", key, "' (first set on line ", it->second, ")");
       continue;
     }
-    out.lines.push_back({key, std::string(absl::StripAsciiWhitespace(content.substr(eq + 1))), number});
+    const absl::string_view value = absl::StripAsciiWhitespace(content.substr(eq + 1));
+    bool value_ok = true;
+    for (char c : value) value_ok = value_ok && !((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f);
+    if (!value_ok) {
+      error("control character in the value of '", key, "'");
+      continue;
+    }
+    out.lines.push_back({key, std::string(value), number});
   }
   return out;
 }

@@ -129,11 +129,34 @@ absl::Status Flags::Explain(const absl::Status& status) const {
   if (absl::StartsWith(message, Get("conf") + ":")) return status;  // already located
   std::vector<std::string> located;
   for (const std::string& flag : ConfFlagsNamedIn(message)) {
-    const ConfOrigin& origin = conf_origins_.at(flag);
+    const ConfOrigin& origin = conf_origins_.find(flag)->second;  // ConfFlagsNamedIn: present
     located.push_back(absl::StrCat(origin.where, " (", origin.key, ")"));
   }
   if (located.empty()) return status;
   return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
+}
+
+int ConfCheck::Main(absl::string_view program, int argc, char** argv,
+                    const std::function<int(int, char**, ConfCheck*)>& serve) {
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    help = help || arg == "--help" || arg == "-h" || arg == "--version";
+  }
+  if (argc < 3 || argv[2][0] == '-' || help) {
+    const std::string text = absl::StrCat(
+        "usage: ", program, " check CONF_FILE [flags]\n\nValidates a ", program,
+        " configuration file (kong.conf syntax) as a start would, with the\nPORTICO_* environment and the flags "
+        "given after it, without starting: prints\n'configuration at FILE is valid' and exits 0, or prints "
+        "every error and exits 1.\n(", program, " --help lists the flags and their keys.)\n");
+    std::fwrite(text.data(), 1, text.size(), help ? stdout : stderr);
+    return help ? 0 : 2;
+  }
+  std::vector<char*> args = {argv[0], const_cast<char*>("--conf"), argv[2]};
+  args.insert(args.end(), argv + 3, argv + argc);
+  return Run(program, argv[2], [&args, &serve](ConfCheck* check) {
+    return serve(static_cast<int>(args.size()), args.data(), check);
+  });
 }
 
 int ConfCheck::Run(absl::string_view program, absl::string_view path, const Round& round) {
@@ -168,6 +191,10 @@ int ConfCheck::Record(const Flags& flags, const absl::Status& error) {
     }
   }
   const std::vector<std::string> named = flags.ConfFlagsNamedIn(message);
+  if (!dropped_.empty() && named.empty()) {
+    done_ = true;  // may follow from a dropped value (a dropped declarative_config asks for cluster_*)
+    return 1;
+  }
   errors_.push_back(flags.Explain(error).ToString());
   // An error located by the file itself (syntax, keys) or naming no file value: nothing to drop.
   done_ = named.empty() || absl::StartsWith(message, flags.Get("conf") + ":");

@@ -86,14 +86,19 @@ class Flags {
 // `portico-cp check FILE` / `portico-dp check FILE`: the binary's own start-up validation, run in
 // rounds until it passes or finds an error it cannot see past. A round that fails on values from
 // the file records the error and the next round runs without those values (defaults instead), so
-// every bad value of the file is listed, not only the first. An error about a flag already dropped
-// (a consequence of dropping it) ends the rounds unrecorded.
+// every bad value of the file is listed, not only the first. After a value was dropped, an error
+// that names no other file value (it may be a consequence of the drop, or come from the
+// environment or a flag) ends the rounds unrecorded, as does one about a dropped flag.
 class ConfCheck {
  public:
   // A round: the binary's validation with `check` (it calls Prepare after Flags::Parse and Record
   // on its first error). Returns its exit code: 0 when everything it validates is valid.
   using Round = std::function<int(ConfCheck* check)>;
 
+  // `PROGRAM check FILE [flags]` (argv[1] is "check"): usage and --help, then Run with rounds of
+  // `serve(argc', argv', check)` where argv' is "PROGRAM --conf FILE [flags]". Returns the exit code.
+  static int Main(absl::string_view program, int argc, char** argv,
+                  const std::function<int(int, char**, ConfCheck*)>& serve);
   // Runs rounds (at most 64). Prints "configuration at <path> is valid" on stdout and returns 0,
   // or prints "<program>: <error>" per error on stderr and returns 1 (or the round's code when it
   // recorded nothing: usage errors print their own message).

@@ -235,6 +235,26 @@ TEST_F(ConfFileTest, CheckValidatesWithoutStartingAndNamesEveryBadLine) {
   EXPECT_NE(r.output.find(absl::StrCat(missing_key, ":2 (cluster_cert_key)")), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("nope.key"), std::string::npos) << r.output;
 
+  // DB-less: the declarative file is loaded and validated, nothing served.
+  const std::string kong_yml = WriteConf(tmp_, "kong.yml",
+                                         "_format_version: \"3.0\"\nservices:\n- name: a\n  url: http://127.0.0.1:9\n");
+  const std::string bad_yml = WriteConf(tmp_, "bad.yml", "_format_version: \"3.0\"\nservices:\n- name: a\n  url: nope://x\n");
+  const std::string db_less = WriteConf(tmp_, "db-less.conf",
+                                        absl::StrCat("role = data_plane\ndatabase = off\ndeclarative_config = ", kong_yml, "\n"));
+  r = RunToExit(tmp_, "check-db-less", {PORTICO_DP_BIN, "check", db_less});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, absl::StrCat("configuration at ", db_less, " is valid\n"));
+  const std::string db_less_bad = WriteConf(
+      tmp_, "db-less-bad.conf", absl::StrCat("role = data_plane\ndeclarative_config = ", bad_yml, "\nworkers = -1\n"));
+  r = RunToExit(tmp_, "check-db-less-bad", {PORTICO_DP_BIN, "check", db_less_bad});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat(db_less_bad, ":3 (workers): --workers must be an integer in 0..256")),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat(db_less_bad, ":2 (declarative_config): --declarative-config ", bad_yml)),
+            std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("is required"), std::string::npos) << "a consequence of dropping declarative_config\n"
+                                                               << r.output;
+
   // An unreadable file, and no file at all.
   r = RunToExit(tmp_, "check-absent", {PORTICO_DP_BIN, "check", tmp_.File("absent.conf")});
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -45,15 +45,18 @@ TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
       "db = a\n"
       "no equals sign\n"
       " = value\n"
-      "Admin-Listen = x\n"
+      "Admin-\xff = x\n"
       "db = b\n"
-      "workers = 2\n",
+      "workers = 2\n"
+      "ssl_cert = /a\x01" "b\n" + std::string("nul = a\0b\n", 10),
       "/etc/portico/portico-cp.conf");
-  ASSERT_EQ(parsed.errors.size(), 4u);
+  ASSERT_EQ(parsed.errors.size(), 6u);
+  EXPECT_EQ(parsed.errors[4], "/etc/portico/portico-cp.conf:7: control character in the value of 'ssl_cert'");
+  EXPECT_EQ(parsed.errors[5], "/etc/portico/portico-cp.conf:8: control character in the value of 'nul'");
   EXPECT_EQ(parsed.errors[0], "/etc/portico/portico-cp.conf:2: expected 'key = value', got 'no equals sign'");
   EXPECT_EQ(parsed.errors[1], "/etc/portico/portico-cp.conf:3: missing key before '='");
   EXPECT_EQ(parsed.errors[2],
-            "/etc/portico/portico-cp.conf:4: malformed key 'Admin-Listen' (keys are lower case letters, digits and '_')");
+            "/etc/portico/portico-cp.conf:4: malformed key 'Admin-?' (keys are lower case letters, digits and '_')");
   EXPECT_EQ(parsed.errors[3], "/etc/portico/portico-cp.conf:5: duplicate key 'db' (first set on line 1)");
   ASSERT_EQ(parsed.lines.size(), 2u);
   EXPECT_EQ(parsed.lines[0].value, "a");  // the first value stays; the repeat is refused
@@ -120,11 +123,13 @@ class ConfFlagsTest : public ::testing::Test {
   void TearDown() override {
     for (const char* name : {"PORTICO_DB", "PORTICO_WORKERS", "PORTICO_CONF", "PORTICO_ADMIN_LISTEN"}) unsetenv(name);
   }
-  std::string Write(const std::string& text) {
-    const std::string path = dir_.File("portico.conf");
+  std::string Write(const std::string& text, const std::string& name = "portico.conf") {
+    const std::string path = dir_.File(name);
     EXPECT_TRUE(WriteFileAtomically(path, text, 0600).ok());
     return path;
   }
+
+ public:
   static Flags MakeFlags() {
     Flags flags({{"db", "portico.db", "db"},
                  {"admin-listen", "127.0.0.1:8001", "admin"},
@@ -137,6 +142,8 @@ class ConfFlagsTest : public ::testing::Test {
                           KongListenKey("admin_listen", "admin-listen", "admin-ssl-listen"), KongLogLevelKey()});
     return flags;
   }
+
+ protected:
   static absl::Status Parse(Flags& flags, std::vector<std::string> args) {
     std::vector<char*> argv = {const_cast<char*>("prog")};
     for (std::string& a : args) argv.push_back(a.data());
@@ -231,6 +238,89 @@ TEST_F(ConfFlagsTest, ExplainNamesTheLineOfAFileValueOnly) {
   EXPECT_NE(flags.Usage().find("  --conf VALUE\n"), std::string::npos);
   EXPECT_NE(flags.Usage().find("      in --conf: admin_listen\n"), std::string::npos) << flags.Usage();
   EXPECT_NE(flags.Usage().find("      in --conf: cluster_key, cluster_cert_key\n"), std::string::npos);
+}
+
+// A binary's validation in miniature: --workers and --db are checked in turn, and a bad --workers
+// makes a --db check fail too (as a dropped value can make a later check fail).
+int FakeRound(const std::vector<std::string>& args, ConfCheck* check, int* rounds) {
+  ++*rounds;
+  Flags flags = ConfFlagsTest::MakeFlags();
+  std::vector<char*> argv = {const_cast<char*>("prog")};
+  std::vector<std::string> copy = args;
+  for (std::string& a : copy) argv.push_back(a.data());
+  if (absl::Status s = flags.Parse(static_cast<int>(argv.size()), argv.data()); !s.ok()) return check->Record(flags, s);
+  check->Prepare(flags);
+  if (flags.Get("workers") == "0" && flags.Get("db") == "needs-workers.db") {
+    return check->Record(flags, absl::InvalidArgumentError("--db needs-workers.db wants --workers"));
+  }
+  if (flags.Get("workers") != "0" && flags.Get("workers") != "2") {
+    return check->Record(flags, absl::InvalidArgumentError("--workers must be 0 or 2"));
+  }
+  if (flags.Get("log-level") != "info") return check->Record(flags, absl::InvalidArgumentError("--log-level: bad"));
+  if (flags.Get("admin-listen") == "nowhere") return check->Record(flags, absl::InvalidArgumentError("no admin"));
+  return 0;
+}
+
+TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
+  const std::string path = Write("workers = 9\nlog_level = loud\n");
+  int rounds = 0;
+  testing::internal::CaptureStderr();
+  int code = ConfCheck::Run("prog", path, [&](ConfCheck* c) { return FakeRound({"--conf", path}, c, &rounds); });
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 3);
+  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + path + ":1 (workers): --workers must be 0 or 2\n" +
+                 "prog: INVALID_ARGUMENT: " + path + ":2 (log_level): --log-level: bad\n");
+
+  // An error that follows from a dropped value is not reported; the rounds stop there.
+  const std::string consequence = Write("workers = 9\ndb = needs-workers.db\n", "consequence.conf");
+  rounds = 0;
+  testing::internal::CaptureStderr();
+  code = ConfCheck::Run("prog", consequence, [&](ConfCheck* c) { return FakeRound({"--conf", consequence}, c, &rounds); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 2);
+  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + consequence + ":1 (workers): --workers must be 0 or 2\n");
+
+  // An error naming no file value (here from the environment) ends the rounds after it.
+  const std::string good = Write("workers = 2\n", "good.conf");
+  setenv("PORTICO_ADMIN_LISTEN", "nowhere", 1);
+  rounds = 0;
+  testing::internal::CaptureStderr();
+  code = ConfCheck::Run("prog", good, [&](ConfCheck* c) { return FakeRound({"--conf", good}, c, &rounds); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 1);
+  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: no admin\n");
+  // After a dropped value, such an error may be a consequence of the drop: not reported.
+  const std::string then_env = Write("workers = 9\n", "then-env.conf");
+  rounds = 0;
+  testing::internal::CaptureStderr();
+  code = ConfCheck::Run("prog", then_env, [&](ConfCheck* c) { return FakeRound({"--conf", then_env}, c, &rounds); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 2);
+  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + then_env + ":1 (workers): --workers must be 0 or 2\n");
+  unsetenv("PORTICO_ADMIN_LISTEN");
+
+  // Valid: one round, Kong's sentence on stdout.
+  rounds = 0;
+  testing::internal::CaptureStdout();
+  code = ConfCheck::Run("prog", good, [&](ConfCheck* c) { return FakeRound({"--conf", good}, c, &rounds); });
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "configuration at " + good + " is valid\n");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(rounds, 1);
+
+  // Syntax errors: one round, all of them.
+  const std::string broken = Write("workers = 9\nnope\nfoo = 1\n", "broken.conf");
+  rounds = 0;
+  testing::internal::CaptureStderr();
+  code = ConfCheck::Run("prog", broken, [&](ConfCheck* c) { return FakeRound({"--conf", broken}, c, &rounds); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rounds, 1);
+  EXPECT_NE(err.find(broken + ":2: expected 'key = value', got 'nope'\n" + broken + ":3: unknown key 'foo'"),
+            std::string::npos) << err;
 }
 
 }  // namespace
