@@ -128,6 +128,16 @@ logrotate_dry_run() {  # logrotate's debug run: no error, and the unit's user fo
 }
 check "logrotate -d accepts /etc/logrotate.d/portico" logrotate_dry_run
 
+# A forced rotation with the packaged file: renamed, a new file made for portico, no copy.
+logrotate_forced() {
+  runuser -u portico -- sh -c 'echo "{\"line\":1}" > /var/log/portico/access.log' &&
+    logrotate -f -s "$WORK/lr.state" /etc/logrotate.d/portico &&
+    [ "$(cat /var/log/portico/access.log.1)" = '{"line":1}' ] &&
+    [ "$(stat -c '%U:%G %a %s' /var/log/portico/access.log)" = "portico:portico 640 0" ]
+}
+check "logrotate -f rotates /var/log/portico/access.log into access.log.1 and a new file" logrotate_forced
+rm -f /var/log/portico/access.log*
+
 # --- certificates into the packaged paths, as README.Debian says ---
 check "gen-certs as portico into /etc/portico/certs" \
   runuser -u portico -- /usr/bin/portico-cp gen-certs /etc/portico/certs --cp-names localhost
