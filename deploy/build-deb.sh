@@ -5,6 +5,7 @@
 #   BUILD_DIR=build-deb     build folder (configured as Release when it does not exist yet)
 #   DEB_VERSION=<x.y.z>     package version (default: what `portico-cp --version` says)
 #   OUT_DIR=$BUILD_DIR      where the .deb goes
+#   SKIP_BUILD=1            package the binaries BUILD_DIR has, without running CMake
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,10 +18,12 @@ for tool in dpkg-deb dpkg-shlibdeps strip cmake; do
   command -v "$tool" >/dev/null || { echo "build-deb: $tool is missing (deploy/install-deps.sh)" >&2; exit 1; }
 done
 
-if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target portico-cp portico-dp
 fi
-cmake --build "$BUILD_DIR" -j "$JOBS" --target portico-cp portico-dp
 CP_BIN=$BUILD_DIR/control_plane/portico-cp
 DP_BIN=$BUILD_DIR/data_plane/portico-dp
 

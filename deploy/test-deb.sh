@@ -144,8 +144,11 @@ rm -f /var/log/portico/access.log*
 # --- certificates into the packaged paths, as README.Debian says ---
 check "gen-certs as portico into /etc/portico/certs" \
   runuser -u portico -- /usr/bin/portico-cp gen-certs /etc/portico/certs --cp-names localhost
+# As the units' user: it must be able to read what the file names (and a log file check creates
+# stays the service's).
 for conf in cp dp; do
-  check "portico-$conf check /etc/portico/portico-$conf.conf" /usr/bin/portico-$conf check "/etc/portico/portico-$conf.conf"
+  check "portico-$conf check /etc/portico/portico-$conf.conf, as portico" \
+    runuser -u portico -- /usr/bin/portico-$conf check "/etc/portico/portico-$conf.conf"
 done
 
 # --- run both as their units would ---
