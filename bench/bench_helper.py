@@ -188,7 +188,7 @@ def summarize(path):
             per_round = ", ".join(f"{new[r] / old[r]:.3f}" for r in rounds if old[r])
             print(f"| {case} | {rps:.3f} | {per_round} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
     # Plugins: the same route shape with and without plugins, run back to back in every round.
-    for name in ("plugins", "keyauth", "keyauth_rl", "keyauth_redis", "all", "bodyjson", "upstream3", "upstream3hc", "upstream1000"):
+    for name in ("plugins", "prometheus", "keyauth", "keyauth_rl", "keyauth_redis", "all", "bodyjson", "upstream3", "upstream3hc", "upstream1000"):
         if (name + "0", "portico") not in by_round or (name, "portico") not in by_round:
             continue
         none, some = by_round[(name + "0", "portico")], by_round[(name, "portico")]

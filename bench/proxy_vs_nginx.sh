@@ -38,6 +38,9 @@
 #   "bodyjson": a 1 KiB JSON POST through request-transformer body operations (the body is read
 #   whole, edited and re-encoded) against the same POST on the plain route; nginx proxies it
 #   unchanged (it buffers request bodies by default);
+#   "prometheus": the prometheus plugin with every metric family on (status codes, latencies,
+#   bandwidth, per consumer, upstream health) on a second route, /obench/, against /bench/ without
+#   it; nginx proxies /obench/ plainly (its stub_status has no per-route counters);
 #   "all": correlation-id, cors, key-auth, ip-restriction, request-size-limiting, acl,
 #   rate-limiting, request-transformer and response-transformer on one route;
 #   "https": the keep-alive case over TLS (both proxies serve the same ECDSA P-256 certificate,
@@ -193,6 +196,7 @@ $( [ -z "${NGINX_TLS_PORT:-}" ] || printf '    listen 127.0.0.1:%s ssl backlog=4
     # The plugins case: what Portico's ip-restriction + request-size-limiting do, in nginx terms.
     location /pbench/ { allow 127.0.0.1; deny all; client_max_body_size 128m; proxy_pass http://bench_upstream/; }
     location /jbench/ { proxy_pass http://bench_upstream/; }
+    location /obench/ { proxy_pass http://bench_upstream/; }
     location /ubench/ { proxy_pass http://bench_upstream3/; }
     location /mbench/ { proxy_pass http://bench_upstream1000/; }
     location /hbench/ { proxy_pass http://bench_upstream3/; }
@@ -253,6 +257,14 @@ if [[ " $CASES " == *" plugins "* ]]; then
   curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/pbench/plugins" -H 'Content-Type: application/json' \
     -d '{"name":"request-size-limiting"}'
   wait_http "http://127.0.0.1:$DP_PORT/pbench/small" 30 || die "DP does not serve /pbench/: $(tail -n 20 "$WORK/dp.log")"
+fi
+if [[ " $CASES " == *" prometheus "* ]]; then
+  # The same upstream behind /obench/, with the prometheus plugin recording every family.
+  curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$CP_ADMIN/routes/obench" -H 'Content-Type: application/json' \
+    -d '{"paths":["/obench/"],"strip_path":true,"service":{"name":"bench"}}'
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$CP_ADMIN/routes/obench/plugins" -H 'Content-Type: application/json' \
+    -d '{"name":"prometheus","config":{"status_code_metrics":true,"latency_metrics":true,"bandwidth_metrics":true,"per_consumer":true,"upstream_health_metrics":true}}'
+  wait_http "http://127.0.0.1:$DP_PORT/obench/small" 30 || die "DP does not serve /obench/: $(tail -n 20 "$WORK/dp.log")"
 fi
 if [[ " $CASES " == *" keyauth_redis "* ]]; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
@@ -409,6 +421,8 @@ run_wrk() {  # run_wrk CASE PROXY ROUND PORT CPU_PID; appends one line to $RESUL
     routes10k) path=/r$(( ROUTES / 2 ))/small ;;
     plugins0) path=/bench/small ;;   # the plugins case's runs without plugins
     plugins) path=/pbench/small ;;
+    prometheus0) path=/bench/small ;;
+    prometheus) path=/obench/small ;;
     keyauth0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     keyauth) path=/kbench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
     keyauth_rl0) path=/bench/small; extra=(-H "apikey: bench-key-0123456789abcdef") ;;
@@ -502,6 +516,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
   [ "$1" = keyauth_rl ] && with=/rbench/small
   [ "$1" = keyauth_redis ] && with=/xbench/small
   [ "$1" = all ] && with=/abench/small
+  [ "$1" = prometheus ] && with=/obench/small
   [ "$1" = bodyjson ] && with=/jbench/small
   [ "$1" = upstream3 ] && with=/ubench/small
   [ "$1" = upstream1000 ] && with=/mbench/small
@@ -517,7 +532,7 @@ run_plugins_case() {  # run_plugins_case CASE: each round portico without plugin
 for c in $CASES; do
   case "$c" in
     routes10k) ;;
-    plugins|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream3hc|upstream1000) run_plugins_case "$c" ;;
+    plugins|prometheus|keyauth|keyauth_rl|keyauth_redis|all|bodyjson|upstream3|upstream3hc|upstream1000) run_plugins_case "$c" ;;
     https|httpsclose|httpsresume) run_tls_case "$c" ;;
     *) run_case "$c" "$NGX_PORT" "$NGX_WORKER" ;;
   esac

@@ -179,6 +179,10 @@ int RunConfigCommand(int argc, char** argv) {
     std::fprintf(stderr, "portico-cp config: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (flags.Get("db").empty()) {
+    std::fprintf(stderr, "portico-cp config: --db must name a file (an empty path is a throwaway database)\n");
+    return 2;
+  }
   const std::vector<std::string>& args = flags.positional();
   if (args.empty()) return Usage();
   const std::string& command = args[0];

@@ -248,17 +248,26 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   const auto Fail = [&flags, check](const absl::Status& s) {
     return check != nullptr ? check->Record(flags, s) : cp::Fail(flags.Explain(s));
   };
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
-  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
-  if (AnswerHelpOrVersion(flags, "portico-cp", kServeUsage, kServeDescription)) return 0;
+  const absl::Status parsed = flags.Parse(argc, argv);
+  if (parsed.ok() && AnswerHelpOrVersion(flags, "portico-cp", kServeUsage, kServeDescription)) return 0;
+  // A usage error even when the file has errors too (`check FILE extra`).
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-cp: unexpected argument '%s'\nusage: %s\n(portico-cp --help lists every flag)\n",
-                 flags.positional()[0].c_str(), kServeUsage);
+                 PrintableExcerpt(flags.positional()[0]).c_str(), kServeUsage);
     return 2;
   }
+  if (!parsed.ok()) return Fail(parsed);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
+  if (flags.Get("db").empty()) {
+    // SQLite would open a temporary database: every Admin API write lost at exit.
+    return Fail(absl::InvalidArgumentError("--db must name a file (an empty path is a throwaway database)"));
+  }
   if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
     return Fail(s);
+  }
+  if (absl::StatusOr<HostPort> cluster_addr = ParseHostPort(flags.Get("cluster-listen")); !cluster_addr.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--cluster-listen: ", cluster_addr.status().message())));
   }
   absl::StatusOr<HostPort> admin_addr = ParseHostPort(flags.Get("admin-listen"));
   if (!admin_addr.ok()) {

@@ -12,8 +12,14 @@ std::vector<ConfKey> DataPlaneConfKeys() {
       KongListenKey("proxy_listen", "proxy-listen", "proxy-ssl-listen"),
       KongListenKey("status_listen", "status-listen", ""),
       RenamedKey("cluster_control_plane", "control-plane"),
-      RenamedKey("cluster_cert_key", "cluster-key"),
-      RenamedKey("cluster_ca_cert", "cluster-ca"),
+      // Files: a path, never the PEM text Kong also takes (PathKey).
+      PathKey("cluster_cert", "cluster-cert"),
+      PathKey("cluster_key", "cluster-key"),
+      PathKey("cluster_cert_key", "cluster-key"),
+      PathKey("cluster_ca", "cluster-ca"),
+      PathKey("cluster_ca_cert", "cluster-ca"),
+      PathKey("ssl_cert", "ssl-cert"),
+      PathKey("ssl_cert_key", "ssl-cert-key"),
       KongClusterMtlsKey(),
       KongLogLevelKey(),
   };
@@ -21,7 +27,7 @@ std::vector<ConfKey> DataPlaneConfKeys() {
   keys.push_back({"database", {}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {
                     if (value == "off") return FlagValues{};
                     return absl::InvalidArgumentError(
-                        absl::StrCat("a data plane has no database: database must be off, not '", value, "'"));
+                        absl::StrCat("a data plane has no database: database must be off, not '", PrintableExcerpt(value), "'"));
                   }});
   // auto: one worker per core, which --workers 0 means.
   keys.push_back({"nginx_worker_processes", {"workers"}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {

@@ -3,6 +3,8 @@
 // proxies HTTP/1.1 and HTTP/2. It keeps serving its last config when the CP is gone. With
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 // `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
+#include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,6 +38,7 @@
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/tls/server_context.h"
@@ -67,6 +71,13 @@ class ServingState {
   uint64_t version() const {
     std::lock_guard<std::mutex> lock(mu_);
     return version_.version;
+  }
+  // The served config's hash as a number (its 32 bytes read big-endian, as a double); 0 for none.
+  double hash_number() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    double value = 0;
+    for (unsigned char byte : version_.hash) value = value * 256 + byte;
+    return value;
   }
   // Kong's readiness: a config is loaded and it is not empty.
   bool ready() const {
@@ -153,10 +164,99 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
       });
 }
 
+// A target given as an IP literal and port ("10.0.0.1:80", "[::1]:80"): Kong's `address` label
+// of kong_upstream_target_health. Empty for a target given by hostname.
+std::string TargetAddressLabel(const std::string& target) {
+  const size_t colon = target.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return target;
+  return "";
+}
+
+// Kong's node-level series on a data plane (Kong 3.x prometheus exporter), then the prometheus
+// plugin's traffic families (plugins::TrafficMetrics). `sync` is null in DB-less mode.
+struct KongNodeIdentity {
+  std::string node_id;
+  std::string hostname;
+};
+
+void RenderKongMetrics(std::string* out, const KongNodeIdentity& node, const ServingState& state,
+                       const SyncClient* sync, const ProxyServer& proxy, const HealthRegistry& health) {
+  using plugins::AppendFamilyHeader;
+  using plugins::AppendSample;
+  const uint64_t accepted = proxy.connections_accepted();
+  const int64_t active = proxy.connections_active();
+  const int64_t writing = std::min<int64_t>(active, proxy.request_states_held());
+  const uint64_t requests = proxy.requests_total();
+  AppendFamilyHeader(out, "kong_datastore_reachable",
+                     "Datastore reachable from Kong, 0 is unreachable (a data plane has none: always 1)", "gauge");
+  AppendSample(out, "kong_datastore_reachable", {}, "1");
+  if (sync != nullptr) {
+    AppendFamilyHeader(out, "kong_control_plane_connected", "Kong connected to control plane, 0 is unconnected",
+                       "gauge");
+    AppendSample(out, "kong_control_plane_connected", {}, sync->connected() ? "1" : "0");
+    AppendFamilyHeader(out, "kong_data_plane_cluster_cert_expiry_timestamp",
+                       "Unix timestamp of Data Plane's cluster_cert expiry time", "gauge");
+    AppendSample(out, "kong_data_plane_cluster_cert_expiry_timestamp", {},
+                 absl::StrCat(sync->certificate_not_after()));
+  }
+  AppendFamilyHeader(out, "kong_data_plane_config_hash",
+                     "Config hash numeric value of the data plane (the config it serves; 0 = none)", "gauge");
+  AppendSample(out, "kong_data_plane_config_hash",
+               {{"node_id", node.node_id}, {"hostname", node.hostname}, {"ip", ""}},
+               FormatSampleValue(state.hash_number()));
+  AppendFamilyHeader(out, "kong_nginx_connections_total", "Number of connections by subsystem", "gauge");
+  const struct {
+    const char* state;
+    int64_t value;
+  } connection_states[] = {{"accepted", static_cast<int64_t>(accepted)}, {"active", active},
+                           {"handled", static_cast<int64_t>(accepted)}, {"reading", 0},
+                           {"total", static_cast<int64_t>(requests)},   {"waiting", active - writing},
+                           {"writing", writing}};
+  for (const auto& c : connection_states) {
+    AppendSample(out, "kong_nginx_connections_total",
+                 {{"node_id", node.node_id}, {"subsystem", "http"}, {"state", c.state}}, absl::StrCat(c.value));
+  }
+  AppendFamilyHeader(out, "kong_nginx_requests_total", "Number of requests total", "gauge");
+  AppendSample(out, "kong_nginx_requests_total", {{"node_id", node.node_id}, {"subsystem", "http"}},
+               absl::StrCat(requests));
+  AppendFamilyHeader(out, "kong_node_info", "Kong Node metadata information", "gauge");
+  AppendSample(out, "kong_node_info", {{"node_id", node.node_id}, {"version", PORTICO_VERSION}}, "1");
+  plugins::TrafficMetrics& traffic = plugins::TrafficMetrics::Process();
+  if (traffic.upstream_health_enabled()) {
+    AppendFamilyHeader(out, "kong_upstream_target_health",
+                       "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, "
+                       "value is 1 when state is populated.",
+                       "gauge");
+    for (const TargetHealthReport& t : health.Report()) {
+      const char* current = t.health == TargetHealthState::kHealthy     ? "healthy"
+                            : t.health == TargetHealthState::kUnhealthy ? "unhealthy"
+                            : t.health == TargetHealthState::kDnsError  ? "dns_error"
+                                                                        : "healthchecks_off";
+      const std::string address = t.health == TargetHealthState::kDnsError ? "" : TargetAddressLabel(t.target);
+      const std::string& upstream = t.upstream_name.empty() ? t.upstream_id : t.upstream_name;
+      for (const char* s : {"healthchecks_off", "healthy", "unhealthy", "dns_error"}) {
+        AppendSample(out, "kong_upstream_target_health",
+                     {{"upstream", upstream}, {"target", t.target}, {"address", address}, {"state", s},
+                      {"subsystem", "http"}},
+                     std::strcmp(s, current) == 0 ? "1" : "0");
+      }
+    }
+  }
+  AppendFamilyHeader(out, "portico_prometheus_dropped_total",
+                     "Traffic metric records dropped because a worker's table was full", "counter");
+  AppendSample(out, "portico_prometheus_dropped_total", {}, absl::StrCat(traffic.dropped()));
+  traffic.Render(out);
+}
+
 // `sync` is null in DB-less mode, where `declarative` is set instead.
 HttpResponse StatusResponse(const HttpRequest& request, const ServingState& state, const SyncClient* sync,
                             const DeclarativeSource* declarative, const ProxyServer& proxy,
-                            const DpMetrics& dp_metrics, const HealthRegistry& health) {
+                            const DpMetrics& dp_metrics, const HealthRegistry& health,
+                            const KongNodeIdentity& node) {
   if (request.method != "GET" && request.method != "HEAD") {
     return HttpResponse::Json(405, R"({"message":"Method not allowed"})");
   }
@@ -165,6 +265,7 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     r.status = 200;
     r.headers.emplace_back("Content-Type", kTextContentType);
     r.body = dp_metrics.registry->Render();
+    RenderKongMetrics(&r.body, node, state, sync, proxy, health);
     return r;
   }
   if (request.path == "/status") {
@@ -240,6 +341,24 @@ constexpr char kDescription[] =
     "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
     "true/false, 1/0, yes/no, on/off.";
 
+// For `check`: a start makes the snapshot cache folder `dir` (one level) and writes in it.
+absl::Status CheckSnapshotCacheDir(const std::string& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  auto refuse = [&dir](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("--snapshot-cache ", dir, ": ", why));
+  };
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return refuse("not a directory");
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) return refuse(absl::StrCat("not writable (", std::strerror(errno), ")"));
+    return absl::OkStatus();
+  }
+  // Made and removed again: the start's own mkdir is the only faithful test (/proc, read-only mounts).
+  if (::mkdir(dir.c_str(), 0700) != 0) return refuse(absl::StrCat("cannot be created (", std::strerror(errno), ")"));
+  ::rmdir(dir.c_str());
+  return absl::OkStatus();
+}
+
 // For `check`: the files a start reads, read and validated as the start would (cluster and proxy
 // certificates, the declarative config), nothing applied.
 absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max_bytes) {
@@ -258,7 +377,7 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
                           absl::StrCat("--ssl-cert, --ssl-cert-key: ", proxy_tls.status().message()));
     }
   }
-  if (!db_less) return absl::OkStatus();
+  if (!db_less) return CheckSnapshotCacheDir(flags.Get("snapshot-cache"));
   // Its errors are logged (warn and above); "applied" would be untrue here.
   if (GetLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
   DeclarativeSource source(flags.Get("declarative-config"), declarative_max_bytes,
@@ -311,14 +430,16 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   const auto Fail = [&flags, check](const absl::Status& s) {
     return check != nullptr ? check->Record(flags, s) : dp::Fail(flags.Explain(s));
   };
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(s);
-  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
-  if (AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  const absl::Status parsed = flags.Parse(argc, argv);
+  if (parsed.ok() && AnswerHelpOrVersion(flags, "portico-dp", kUsage, kDescription)) return 0;
+  // A usage error even when the file has errors too (`check FILE extra`).
   if (!flags.positional().empty()) {
     std::fprintf(stderr, "portico-dp: unexpected argument '%s'\nusage: %s\n(portico-dp --help lists every flag)\n",
-                 flags.positional()[0].c_str(), kUsage);
+                 PrintableExcerpt(flags.positional()[0]).c_str(), kUsage);
     return 2;
   }
+  if (!parsed.ok()) return Fail(parsed);
+  if (check != nullptr) check->Prepare(flags);  // without the file values earlier rounds refused
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
   const std::string declarative_file = flags.Get("declarative-config");
   const bool db_less = !declarative_file.empty();
@@ -336,8 +457,11 @@ int Serve(int argc, char** argv, ConfCheck* check) {
             "--declarative-config serves a file without a control plane; drop --", cluster_flag)));
       }
     }
-  } else if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
-    return Fail(s);
+  } else {
+    if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) return Fail(s);
+    if (absl::StatusOr<HostPort> cp_addr = ParseHostPort(flags.Get("control-plane")); !cp_addr.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--control-plane: ", cp_addr.status().message())));
+    }
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));
   if (!proxy_addr.ok()) {
@@ -368,7 +492,6 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 
   if (absl::Status s = Resolver::CheckServers(flags.Get("dns-resolver")); !s.ok()) return Fail(s);
 
-  BlockTerminationSignals();
   ProxyOptions proxy_options;
   proxy_options.host = proxy_addr->host;
   proxy_options.port = proxy_addr->port;
@@ -391,8 +514,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (check != nullptr) {
     absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
     if (!checked.ok()) return Fail(checked);
-    return 0;
+    return 0;  // before BlockTerminationSignals: a check (reading a fifo, say) stays killable
   }
+  BlockTerminationSignals();
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
   // while that client lives (cleared by a guard declared after it).
@@ -553,10 +677,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   absl::Cleanup forget_listener = [&health_listener] { health_listener.store(nullptr, std::memory_order_release); };
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
 
+  // Kong's node_id label: the certificate's identity; DB-less, the host name.
+  const KongNodeIdentity kong_node{sync_ptr != nullptr ? sync_ptr->node_id() : std::string(host_buf), host_buf};
   absl::StatusOr<std::unique_ptr<HttpServer>> status = HttpServer::Start(
       status_addr->host, status_addr->port,
-      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health](const HttpRequest& request) {
-        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health);
+      [&serving, sync_ptr, declarative_ptr = declarative.get(), proxy_ptr, &dp_metrics, &health,
+       &kong_node](const HttpRequest& request) {
+        return StatusResponse(request, serving, sync_ptr, declarative_ptr, *proxy_ptr, dp_metrics, health, kong_node);
       });
   if (!status.ok()) return Fail(status.status());
 

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -30,9 +31,9 @@ std::string StripComment(absl::string_view text) {
   return out;
 }
 
-// Shown in errors: control characters and stray bytes would garble a terminal; only printable
-// ASCII is shown, the rest as '?'.
-std::string Printable(absl::string_view text) {
+}  // namespace
+
+std::string PrintableExcerpt(absl::string_view text) {
   std::string out;
   for (char c : text.substr(0, 80)) {
     const unsigned char b = static_cast<unsigned char>(c);
@@ -42,22 +43,31 @@ std::string Printable(absl::string_view text) {
   return out;
 }
 
-}  // namespace
-
 ConfText ParseConfText(absl::string_view text, absl::string_view path) {
   ConfText out;
-  std::map<std::string, int> first_line;  // key -> line it was set on
+  absl::ConsumePrefix(&text, "\xEF\xBB\xBF");  // UTF-8 byte order mark
+  // Key material: its lines (base64 ending in '=') must not reach any message.
   int number = 0;
   for (absl::string_view raw : absl::StrSplit(text, '\n')) {
     ++number;
+    if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(raw), "-----BEGIN")) {
+      out.errors.push_back(absl::StrCat(path, ":", number, ": this looks like a PEM file, not a configuration file"));
+      return out;
+    }
+  }
+  std::map<std::string, int> first_line;  // key -> line it was set on
+  number = 0;
+  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
+    ++number;
     if (!raw.empty() && raw.back() == '\r') raw.remove_suffix(1);
+    if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(raw), ";")) continue;  // kong.conf comment
     const std::string line = StripComment(raw);
     const absl::string_view content = absl::StripAsciiWhitespace(line);
     if (content.empty()) continue;
     auto error = [&](auto&&... parts) { out.errors.push_back(absl::StrCat(path, ":", number, ": ", parts...)); };
     const size_t eq = content.find('=');
     if (eq == absl::string_view::npos) {
-      error("expected 'key = value', got '", Printable(content), "'");
+      error("expected 'key = value'");  // the line itself is not shown (conf_file.h)
       continue;
     }
     const std::string key(absl::StripAsciiWhitespace(content.substr(0, eq)));
@@ -68,18 +78,19 @@ ConfText ParseConfText(absl::string_view text, absl::string_view path) {
     bool key_ok = true;
     for (char c : key) key_ok = key_ok && IsKeyChar(c);
     if (!key_ok) {
-      error("malformed key '", Printable(key), "' (keys are lower case letters, digits and '_')");
+      error("malformed key '", PrintableExcerpt(key), "' (keys are lower case letters, digits and '_')");
       continue;
     }
     if (auto [it, inserted] = first_line.emplace(key, number); !inserted) {
-      error("duplicate key '", key, "' (first set on line ", it->second, ")");
+      error("duplicate key '", PrintableExcerpt(key), "' (first set on line ", it->second, ")");
       continue;
     }
     const absl::string_view value = absl::StripAsciiWhitespace(content.substr(eq + 1));
+    if (value.empty()) continue;  // kong.conf: no value, the default applies
     bool value_ok = true;
     for (char c : value) value_ok = value_ok && !((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f);
     if (!value_ok) {
-      error("control character in the value of '", key, "'");
+      error("control character in the value of '", PrintableExcerpt(key), "'");
       continue;
     }
     out.lines.push_back({key, std::string(value), number});
@@ -90,6 +101,25 @@ ConfText ParseConfText(absl::string_view text, absl::string_view path) {
 ConfKey RenamedKey(std::string key, std::string flag) {
   ConfKey k{std::move(key), {flag}, nullptr};
   k.translate = [flag](absl::string_view value) -> absl::StatusOr<FlagValues> {
+    return FlagValues{{flag, std::string(value)}};
+  };
+  return k;
+}
+
+bool LooksLikeInlinePem(absl::string_view value) {
+  if (absl::StartsWith(value, "-----BEGIN")) return true;
+  if (value.size() >= 100 && !absl::StrContains(value, '/')) return true;
+  std::string decoded;
+  return value.size() >= 16 && absl::Base64Unescape(value, &decoded) && absl::StartsWith(decoded, "-----BEGIN");
+}
+
+ConfKey PathKey(std::string key, std::string flag) {
+  ConfKey k{std::move(key), {flag}, nullptr};
+  k.translate = [flag](absl::string_view value) -> absl::StatusOr<FlagValues> {
+    if (LooksLikeInlinePem(value)) {
+      return absl::InvalidArgumentError(
+          "this looks like the key or certificate itself (PEM or base64): Portico takes a file path here");
+    }
     return FlagValues{{flag, std::string(value)}};
   };
   return k;
@@ -120,7 +150,7 @@ ConfKey KongListenKey(std::string key, std::string plain_flag, std::string ssl_f
           // accepted, no effect
         } else {
           return absl::InvalidArgumentError(absl::StrCat(
-              "listener flag '", Printable(w), "' is not supported (accepted: ",
+              "listener flag '", PrintableExcerpt(w), "' is not supported (accepted: ",
               ssl_flag.empty() ? "" : "ssl, ", "reuseport, backlog=N, deferred, bind, http2)"));
         }
       }
@@ -148,7 +178,7 @@ ConfKey KongRoleKey(std::string expected, std::string binary) {
   k.translate = [expected, binary](absl::string_view value) -> absl::StatusOr<FlagValues> {
     if (value == expected) return FlagValues{};
     return absl::InvalidArgumentError(absl::StrCat("role must be ", expected, " for ", binary, ", not '",
-                                                   Printable(value), "'"));
+                                                   PrintableExcerpt(value), "'"));
   };
   return k;
 }
@@ -170,7 +200,7 @@ ConfKey KongClusterMtlsKey() {
     if (value == "pki") return FlagValues{};
     return absl::InvalidArgumentError(absl::StrCat(
         "Portico's cluster always works as Kong's pki mode (each node has its own certificate, chained to "
-        "cluster_ca_cert): cluster_mtls must be pki, not '", Printable(value), "'"));
+        "cluster_ca_cert): cluster_mtls must be pki, not '", PrintableExcerpt(value), "'"));
   };
   return k;
 }

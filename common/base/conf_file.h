@@ -1,11 +1,14 @@
 #pragma once
 // The configuration file of portico-cp and portico-dp (`--conf FILE`), in the syntax of kong.conf:
 //
-//   # a comment
+//   # a comment          (a line starting with ';' is one too)
 //   key = value            # surrounding whitespace is trimmed; '#' starts a comment...
 //   some_key = a\#b        # ...unless escaped as \#, which gives '#'
+//   other_key =            # an empty value is no value: the default applies
 //
-// Keys are lower case letters, digits and '_'. A key may appear once. Flags (common/base/flags.h)
+// Keys are lower case letters, digits and '_'. A key may appear once. A UTF-8 byte order mark
+// before the first line is skipped. Errors never show the text of a line that is not
+// `key = value` (it may be key material: a PEM file given as the configuration file). Flags (common/base/flags.h)
 // read the file: every flag `--foo-bar` is the key `foo_bar`, and each binary adds Kong's names as
 // ConfKeys (control_plane/conf_keys.h, data_plane/conf_keys.h). docs/operations.md, "Configuration
 // file", lists them.
@@ -22,18 +25,23 @@ namespace portico {
 
 struct ConfLine {
   std::string key;
-  std::string value;  // trimmed, comment removed, \# unescaped; may be empty
+  std::string value;  // trimmed, comment removed, \# unescaped; never empty
   int line = 0;       // 1-based
 };
 
 struct ConfText {
-  std::vector<ConfLine> lines;      // every well-formed line, in order (duplicates excluded)
+  std::vector<ConfLine> lines;      // every well-formed line with a value, in order (duplicates excluded)
   std::vector<std::string> errors;  // "PATH:LINE: message", one per bad line
 };
 
 // Parses the text of a configuration file; `path` only names it in errors. Never fails as a whole:
 // every malformed line and every repeated key is one error, and the good lines are still returned.
+// Text that looks like a PEM file (a line starting with "-----BEGIN") gives one error and no lines.
 ConfText ParseConfText(absl::string_view text, absl::string_view path);
+
+// For error messages: the printable ASCII of `text` (other bytes as '?'), at most 80 characters
+// (then "...").
+std::string PrintableExcerpt(absl::string_view text);
 
 // Flag values a configuration key sets: (flag name without "--", value).
 using FlagValues = std::vector<std::pair<std::string, std::string>>;
@@ -49,6 +57,13 @@ struct ConfKey {
 
 // `key` sets `flag` to the value as written.
 ConfKey RenamedKey(std::string key, std::string flag);
+
+// `key` sets `flag`, a file path, to the value as written. Kong also takes the PEM text itself (or
+// its base64) in such keys; Portico takes a path only: a value that looks like key material (starts
+// with "-----BEGIN", decodes as base64 of a PEM, or is 100+ characters without '/') is refused,
+// without being shown.
+ConfKey PathKey(std::string key, std::string flag);
+bool LooksLikeInlinePem(absl::string_view value);
 
 // Kong's listener list, "ADDR [flag...][, ADDR [flag...]]" (proxy_listen = 0.0.0.0:8000 reuseport
 // backlog=16384, 0.0.0.0:8443 http2 ssl): the entry without `ssl` sets `plain_flag`, the one with

@@ -1,8 +1,14 @@
 #include "common/base/flags.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -10,10 +16,43 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "common/base/file.h"
 #include "common/base/log.h"
 
 namespace portico {
+namespace {
+
+constexpr size_t kMaxConfErrors = 20;  // then "... and N more errors"
+
+// The file's text if it is a regular file of at most `max_bytes`. Opened without blocking, so that
+// a named pipe or a device is refused instead of waited on.
+absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return absl::Status(err == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kFailedPrecondition,
+                        std::strerror(err));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::FailedPreconditionError("not a regular file");
+  }
+  std::string text;
+  char buf[65536];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof(buf))) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || text.size() + static_cast<size_t>(n) > max_bytes) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) return absl::InternalError(absl::StrCat("read: ", std::strerror(err)));
+  if (n > 0) return absl::FailedPreconditionError(absl::StrCat("larger than ", max_bytes, " bytes"));
+  return text;
+}
+
+}  // namespace
 
 std::string Flags::EnvName(const std::string& flag) {
   return "PORTICO_" + absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}}));
@@ -54,7 +93,7 @@ std::string Flags::OtherSources(const std::string& flag) const {
 // Values of the file go where neither the command line nor the environment put one.
 absl::Status Flags::ReadConfFile(const std::string& path) {
   constexpr size_t kMaxConfBytes = 1 << 20;
-  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxConfBytes);
+  absl::StatusOr<std::string> text = ReadRegularFile(path, kMaxConfBytes);
   if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat("--conf ", path, ": ", text.status().message()));
   ConfText parsed = ParseConfText(*text, path);
   std::vector<std::string> errors = std::move(parsed.errors);
@@ -81,7 +120,7 @@ absl::Status Flags::ReadConfFile(const std::string& path) {
         continue;
       }
       if (Find(flag) == nullptr) {
-        error("unknown key '", line.key, "'");
+        error("unknown key '", PrintableExcerpt(line.key), "'");
         continue;
       }
       values.emplace_back(flag, line.value);
@@ -90,7 +129,7 @@ absl::Status Flags::ReadConfFile(const std::string& path) {
       const FlagSpec* spec = Find(flag);
       bool ignored;
       if (spec != nullptr && spec->is_bool && !ParseBoolValue(value, &ignored)) {
-        error(line.key, " must be true or false (or on/off, yes/no, 1/0), not '", value, "'");
+        error(line.key, " must be true or false (or on/off, yes/no, 1/0), not '", PrintableExcerpt(value), "'");
         continue;
       }
       if (auto [it, inserted] = set_by.emplace(flag, ConfOrigin{where, line.key}); !inserted) {
@@ -103,6 +142,11 @@ absl::Status Flags::ReadConfFile(const std::string& path) {
     }
   }
   if (errors.empty()) return absl::OkStatus();
+  if (errors.size() > kMaxConfErrors) {
+    const size_t more = errors.size() - kMaxConfErrors;
+    errors.resize(kMaxConfErrors);
+    errors.push_back(absl::StrCat(path, ": ... and ", more, " more error", more == 1 ? "" : "s"));
+  }
   return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
 }
 
@@ -130,7 +174,9 @@ absl::Status Flags::Explain(const absl::Status& status) const {
   std::vector<std::string> located;
   for (const std::string& flag : ConfFlagsNamedIn(message)) {
     const ConfOrigin& origin = conf_origins_.find(flag)->second;  // ConfFlagsNamedIn: present
-    located.push_back(absl::StrCat(origin.where, " (", origin.key, ")"));
+    std::string where = absl::StrCat(origin.where, " (", origin.key, ")");
+    // One line may set several flags (admin_listen: --admin-listen and --admin-ssl-listen).
+    if (std::find(located.begin(), located.end(), where) == located.end()) located.push_back(std::move(where));
   }
   if (located.empty()) return status;
   return absl::Status(status.code(), absl::StrCat(absl::StrJoin(located, ", "), ": ", message));
@@ -139,16 +185,30 @@ absl::Status Flags::Explain(const absl::Status& status) const {
 int ConfCheck::Main(absl::string_view program, int argc, char** argv,
                     const std::function<int(int, char**, ConfCheck*)>& serve) {
   bool help = false;
+  std::string problem;  // a usage error
   for (int i = 2; i < argc; ++i) {
     const absl::string_view arg = argv[i];
+    if (arg == "--") break;
     help = help || arg == "--help" || arg == "-h" || arg == "--version";
+    // The file checked is CONF_FILE: a second one would be validated in its place.
+    if (i > 2 && (arg == "--conf" || absl::StartsWith(arg, "--conf="))) {
+      problem = "--conf cannot follow CONF_FILE (the file checked)";
+    }
   }
-  if (argc < 3 || argv[2][0] == '-' || help) {
-    const std::string text = absl::StrCat(
+  if (argc < 3) {
+    problem = "CONF_FILE is missing";
+  } else if (argv[2][0] == '\0') {
+    problem = "CONF_FILE is empty";
+  } else if (argv[2][0] == '-' && !help) {
+    problem = "CONF_FILE comes first, before the flags";
+  }
+  if (!problem.empty() || help) {
+    std::string text = absl::StrCat(
         "usage: ", program, " check CONF_FILE [flags]\n\nValidates a ", program,
         " configuration file (kong.conf syntax) as a start would, with the\nPORTICO_* environment and the flags "
         "given after it, without starting: prints\n'configuration at FILE is valid' and exits 0, or prints "
         "every error and exits 1.\n(", program, " --help lists the flags and their keys.)\n");
+    if (!help) text = absl::StrCat(program, " check: ", problem, "\n", text);
     std::fwrite(text.data(), 1, text.size(), help ? stdout : stderr);
     return help ? 0 : 2;
   }
@@ -163,8 +223,10 @@ int ConfCheck::Run(absl::string_view program, absl::string_view path, const Roun
   ConfCheck check;
   int code = 0;
   for (int i = 0; i < 64; ++i) {
+    const size_t recorded = check.errors_.size();
     code = round(&check);
-    if (code == 0 || check.done_) break;
+    // A failure the round did not record (a usage error, printed by the round) ends the check too.
+    if (code == 0 || check.done_ || check.errors_.size() == recorded) break;
   }
   for (const std::string& error : check.errors_) {
     std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(program.size()), program.data(), error.c_str());
@@ -195,7 +257,7 @@ int ConfCheck::Record(const Flags& flags, const absl::Status& error) {
     done_ = true;  // may follow from a dropped value (a dropped declarative_config asks for cluster_*)
     return 1;
   }
-  errors_.push_back(flags.Explain(error).ToString());
+  errors_.emplace_back(flags.Explain(error).message());
   // An error located by the file itself (syntax, keys) or naming no file value: nothing to drop.
   done_ = named.empty() || absl::StartsWith(message, flags.Get("conf") + ":");
   dropped_.insert(dropped_.end(), named.begin(), named.end());
@@ -237,7 +299,7 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
     bool ignored;
     if (s.is_bool && !ParseBoolValue(env, &ignored)) {
       return absl::InvalidArgumentError(absl::StrCat(env_name, " must be true or false (or 1/0, yes/no, on/off), not '",
-                                                     env, "'"));
+                                                     PrintableExcerpt(env), "'"));
     }
     values_[s.name] = env;
   }
@@ -261,12 +323,12 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
       has_value = true;
     }
     const FlagSpec* spec = Find(name);
-    if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", PrintableExcerpt(name)));
     if (spec->is_bool) {
       bool ignored;
       if (has_value && !ParseBoolValue(value, &ignored)) {
         return absl::InvalidArgumentError(absl::StrCat("--", name, " must be true or false (or 1/0, yes/no, on/off), not '",
-                                                       value, "'"));
+                                                       PrintableExcerpt(value), "'"));
       }
       values_[name] = has_value ? value : "true";
       continue;

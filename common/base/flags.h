@@ -37,9 +37,10 @@ class Flags {
 
   // Parses argv[first..argc); positional arguments are kept in order. Unknown flags and malformed
   // boolean values are errors, unless --help/-h or --version is among the arguments: then parsing
-  // stops with OK and the matching *_requested() is true. Then the configuration file, if any:
-  // its errors (unreadable file, syntax, unknown or repeated keys, keys setting the same flag, bad
-  // Kong values, booleans) are all returned in one status, one "FILE:LINE: ..." per line.
+  // stops with OK and the matching *_requested() is true. Then the configuration file, if any (a
+  // regular file; a pipe or device is refused, not waited on): its errors (unreadable file, syntax,
+  // unknown or repeated keys, keys setting the same flag, bad Kong values, booleans) are returned
+  // in one status, one "FILE:LINE: ..." per line, the first 20 then "FILE: ... and N more errors".
   absl::Status Parse(int argc, char** argv, int first = 1);
   bool help_requested() const { return help_requested_; }
   bool version_requested() const { return version_requested_; }
@@ -95,13 +96,14 @@ class ConfCheck {
   // on its first error). Returns its exit code: 0 when everything it validates is valid.
   using Round = std::function<int(ConfCheck* check)>;
 
-  // `PROGRAM check FILE [flags]` (argv[1] is "check"): usage and --help, then Run with rounds of
-  // `serve(argc', argv', check)` where argv' is "PROGRAM --conf FILE [flags]". Returns the exit code.
+  // `PROGRAM check FILE [flags]` (argv[1] is "check"): usage and --help (exit 2 for a missing or
+  // empty FILE, or a --conf after it), then Run with rounds of `serve(argc', argv', check)` where
+  // argv' is "PROGRAM --conf FILE [flags]". Returns the exit code.
   static int Main(absl::string_view program, int argc, char** argv,
                   const std::function<int(int, char**, ConfCheck*)>& serve);
   // Runs rounds (at most 64). Prints "configuration at <path> is valid" on stdout and returns 0,
-  // or prints "<program>: <error>" per error on stderr and returns 1 (or the round's code when it
-  // recorded nothing: usage errors print their own message).
+  // or prints "<program>: <error message>" per error on stderr and returns 1, or, when a round fails
+  // without recording (a usage error, which prints its own message), returns its code at once.
   static int Run(absl::string_view program, absl::string_view path, const Round& round);
 
   void Prepare(Flags& flags) const;

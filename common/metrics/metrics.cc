@@ -13,14 +13,7 @@ void AtomicAdd(std::atomic<double>& a, double d) {
   }
 }
 
-std::string FormatDouble(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (std::isnan(v)) return "NaN";
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.15g", v);  // shortest form that reads back exactly
-  if (std::strtod(buf, nullptr) != v) std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
-}
+std::string FormatDouble(double v) { return FormatSampleValue(v); }
 
 std::string RenderLabels(const Labels& labels, const std::string& extra_name = "",
                          const std::string& extra_value = "") {
@@ -40,6 +33,15 @@ std::string RenderLabels(const Labels& labels, const std::string& extra_name = "
 }
 
 }  // namespace
+
+std::string FormatSampleValue(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.15g", v);  // shortest form that reads back exactly
+  if (std::strtod(buf, nullptr) != v) std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
 
 std::string EscapeLabelValue(const std::string& value) {
   std::string out;

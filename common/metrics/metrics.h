@@ -98,5 +98,7 @@ class Registry {
 
 // Prometheus text escaping of a label value (backslash, double quote, newline).
 std::string EscapeLabelValue(const std::string& value);
+// A sample value as Prometheus text: the shortest decimal that reads back exactly, +Inf, -Inf, NaN.
+std::string FormatSampleValue(double v);
 
 }  // namespace portico

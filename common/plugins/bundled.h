@@ -12,6 +12,7 @@ const PluginSchema& CorsSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
+const PluginSchema& PrometheusSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();
 const PluginSchema& RequestTerminationSchema();

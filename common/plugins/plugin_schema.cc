@@ -42,7 +42,7 @@ const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
     auto* v = new std::vector<const PluginSchema*>{
         &AclSchema(),           &BasicAuthSchema(),          &CorrelationIdSchema(),       &CorsSchema(),
-        &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &RateLimitingSchema(),
+        &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &PrometheusSchema(),          &RateLimitingSchema(),
         &RequestSizeLimitingSchema(), &RequestTerminationSchema(), &RequestTransformerSchema(),
         &ResponseTransformerSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {

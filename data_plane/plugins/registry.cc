@@ -7,6 +7,7 @@
 #include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
 #include "data_plane/plugins/plugin.h"
+#include "data_plane/plugins/prometheus/prometheus.h"
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
 #include "data_plane/plugins/request_size_limiting/request_size_limiting.h"
 #include "data_plane/plugins/request_termination/request_termination.h"
@@ -25,6 +26,7 @@ const PluginFactory kFactories[] = {
   {"ip-restriction", &CompileIpRestriction},
   {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
+  {"prometheus", &CompilePrometheus},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},
   {"request-termination", &CompileRequestTermination},

@@ -166,6 +166,18 @@ int64_t ProxyServer::request_states_held() const {
   return total;
 }
 
+uint64_t ProxyServer::connections_accepted() const {
+  uint64_t total = connections_accepted_at_stop_;
+  for (const auto& worker : workers_) total += worker->connections_accepted();
+  return total;
+}
+
+int64_t ProxyServer::connections_active() const {
+  int64_t total = 0;
+  for (const auto& worker : workers_) total += worker->connections_active();
+  return total;
+}
+
 int64_t ProxyServer::websocket_connections() const {
   int64_t total = 0;
   for (const auto& worker : workers_) total += worker->websocket_tunnels_open();
@@ -189,6 +201,7 @@ void ProxyServer::Stop() {
   threads_.clear();
   for (auto& worker : workers_) requests_at_stop_ += worker->requests_total();
   for (auto& worker : workers_) websocket_connections_at_stop_ += worker->websocket_tunnels_opened();
+  for (auto& worker : workers_) connections_accepted_at_stop_ += worker->connections_accepted();
   workers_.clear();
 }
 

@@ -50,6 +50,11 @@ class ProxyServer {
   // with Stop().
   int64_t request_states_held() const;
 
+  // Client connections (HTTP/1 and HTTP/2, cleartext and TLS) accepted since start and open now,
+  // summed over workers (relaxed; for the DP's /metrics). After Stop(): the final count accepted.
+  uint64_t connections_accepted() const;
+  int64_t connections_active() const;
+
   // WebSocket tunnels open now, and opened since start, summed over workers (relaxed; for the
   // DP's /metrics). After Stop(): 0 open, and the final count opened.
   int64_t websocket_connections() const;
@@ -75,6 +80,7 @@ class ProxyServer {
   bool stopped_ = false;
   uint64_t requests_at_stop_ = 0;
   uint64_t websocket_connections_at_stop_ = 0;
+  uint64_t connections_accepted_at_stop_ = 0;
 };
 
 }  // namespace portico::dp

@@ -261,6 +261,8 @@ void Worker::OnAcceptable(Listener& listener, int status) {
   auto owned = std::make_unique<Http1ClientConnection>(*this);
   Http1ClientConnection* connection = owned.get();
   clients_.emplace(connection, std::move(owned));
+  connections_accepted_.store(connections_accepted_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  connections_active_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
   if (absl::Status s = connection->Accept(fd, reinterpret_cast<const sockaddr*>(&peer), listener.tls); !s.ok()) {
     PORTICO_LOG(kWarn, "proxy", "accept: ", s.message());
     connection->Close();
@@ -418,6 +420,7 @@ void Worker::Destroy(Http1ClientConnection* connection) {
   if (it == clients_.end()) return;
   dead_clients_.push_back(std::move(it->second));
   clients_.erase(it);
+  connections_active_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
 }
 
 void Worker::Destroy(UpstreamConnection* connection) {

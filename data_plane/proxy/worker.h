@@ -190,6 +190,10 @@ class Worker {
                                       std::memory_order_relaxed);
     }
   }
+  // Client connections accepted since start, and open now (Kong's nginx_connections_total).
+  // Written on the loop only (plain load and store).
+  uint64_t connections_accepted() const { return connections_accepted_.load(std::memory_order_relaxed); }
+  int64_t connections_active() const { return connections_active_.load(std::memory_order_relaxed); }
   int64_t websocket_tunnels_open() const { return websocket_tunnels_open_.load(std::memory_order_relaxed); }
   uint64_t websocket_tunnels_opened() const { return websocket_tunnels_opened_.load(std::memory_order_relaxed); }
 
@@ -246,6 +250,8 @@ class Worker {
   std::shared_ptr<const RuntimeConfig> config_;
   std::unique_ptr<Resolver> resolver_;  // closed by BeginShutdown, freed with the worker
   std::atomic<uint64_t> requests_total_{0};
+  std::atomic<uint64_t> connections_accepted_{0};
+  std::atomic<int64_t> connections_active_{0};
 
   absl::flat_hash_map<Http1ClientConnection*, std::unique_ptr<Http1ClientConnection>> clients_;
   absl::flat_hash_map<UpstreamConnection*, std::unique_ptr<UpstreamConnection>> upstreams_;

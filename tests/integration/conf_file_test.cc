@@ -8,8 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/base/file.h"
@@ -80,8 +86,8 @@ class ConfFileTest : public ::testing::Test {
         "cluster_cert_key = ", certs_, "/cp.key   # trailing comment\n",
         "cluster_ca_cert = ", certs_, "/ca.crt\n",
         "cluster_mtls = pki\n"
-        "log_level = notice\n"
-        "nginx_admin_client_max_body_size = 10m\n");
+        "log_level = warn\n"
+        "nginx_admin_client_max_body_size = 1k\n");
   }
   std::string DpConf(uint16_t cluster_port, uint16_t proxy_port, uint16_t proxy_ssl_port, uint16_t status_port) const {
     return absl::StrCat(
@@ -117,6 +123,11 @@ TEST_F(ConfFileTest, BinariesStartFromKongStyleFilesAndFlagBeatsEnvironmentBeats
   ASSERT_TRUE(WaitFor([&] { return Http(admin_env, "GET", "/status").status == 200; }, 15s)) << cp.Log();
   EXPECT_FALSE(Answers(admin_file, "/status")) << "the file's admin_listen lost to the environment";
   EXPECT_TRUE(Exists(tmp_.File("cp.db"))) << "db from the file";
+  // log_level = warn: the info line of the start is not logged.
+  EXPECT_EQ(cp.Log().find("admin API listening"), std::string::npos) << cp.Log();
+  // nginx_admin_client_max_body_size = 1k: a 2 kB body is refused, a small one is not.
+  const std::string big_body = json({{"name", "big"}, {"url", "http://127.0.0.1:9"}, {"tags", {std::string(2048, 'x')}}}).dump();
+  EXPECT_EQ(Http(admin_env, "POST", "/services", big_body).status, 413);
 
   EchoUpstream upstream("conf-echo");
   ASSERT_EQ(Http(admin_env, "POST", "/services",
@@ -157,7 +168,6 @@ TEST_F(ConfFileTest, CheckValidatesWithoutStartingAndNamesEveryBadLine) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, absl::StrCat("configuration at ", good_cp, " is valid\n"));
   EXPECT_FALSE(Exists(tmp_.File("cp.db"))) << "check opened the store";
-  EXPECT_FALSE(Answers(admin_port, "/status"));
 
   const std::string good_dp = WriteConf(tmp_, "good-dp.conf", DpConf(PickFreePort(), PickFreePort(), PickFreePort(), PickFreePort()));
   r = RunToExit(tmp_, "check-good-dp", {PORTICO_DP_BIN, "check", good_dp});
@@ -178,12 +188,14 @@ TEST_F(ConfFileTest, CheckValidatesWithoutStartingAndNamesEveryBadLine) {
            absl::StrCat(bad_cp, ":1: role: role must be control_plane for portico-cp, not 'traditional'"),
            absl::StrCat(bad_cp, ":2: admin_listen: listener flag 'proxy_protocol' is not supported"),
            absl::StrCat(bad_cp, ":3: unknown key 'pg_host'"),
-           absl::StrCat(bad_cp, ":4: expected 'key = value', got 'this line has no equals sign'"),
+           absl::StrCat(bad_cp, ":4: expected 'key = value'\n"),
            absl::StrCat(bad_cp, ":6: duplicate key 'db' (first set on line 5)"),
        }) {
     EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
   }
   EXPECT_EQ(r.output.find("is valid"), std::string::npos);
+  EXPECT_EQ(r.output.find("this line has no equals sign"), std::string::npos) << "lines without '=' are not shown";
+  EXPECT_EQ(r.output.find("INVALID_ARGUMENT"), std::string::npos) << "messages only";
 
   // A bad value: the message the flag gets, plus the line.
   const std::string bad_value = WriteConf(tmp_, "bad-value.conf", "role = data_plane\nnginx_worker_processes = lots\n");
@@ -262,6 +274,123 @@ TEST_F(ConfFileTest, CheckValidatesWithoutStartingAndNamesEveryBadLine) {
   r = RunToExit(tmp_, "check-usage", {PORTICO_CP_BIN, "check"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("usage: portico-cp check CONF_FILE"), std::string::npos) << r.output;
+}
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST_F(ConfFileTest, CheckRefusesUsageErrorsOnce) {
+  const std::string good_cp = WriteConf(tmp_, "good-cp.conf", CpConf(PickFreePort(), PickFreePort()));
+  const std::string good_dp = WriteConf(tmp_, "good-dp.conf", DpConf(PickFreePort(), PickFreePort(), PickFreePort(), PickFreePort()));
+  const std::string other = WriteConf(tmp_, "other.conf", "workers = lots\n");
+  for (const auto& [bin, good] : {std::pair{std::string(PORTICO_CP_BIN), good_cp}, std::pair{std::string(PORTICO_DP_BIN), good_dp}}) {
+    const std::string valid = absl::StrCat("configuration at ", good, " is valid");
+    const std::string tag = bin == PORTICO_CP_BIN ? "cp-" : "dp-";  // log files are appended to
+    RunResult r = RunToExit(tmp_, tag + "check-extra", {bin, "check", good, "extra"});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(Count(r.output, "usage:"), 1u) << r.output;
+    EXPECT_EQ(r.output.find(valid), std::string::npos) << r.output;
+    // Also when the file has errors of its own.
+    r = RunToExit(tmp_, tag + "check-bad-extra", {bin, "check", other, "extra"});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(Count(r.output, "usage:"), 1u) << r.output;
+    // The file checked is FILE, not a --conf given after it.
+    for (const std::string& conf_flag : {std::string("--conf"), "--conf=" + other}) {
+      std::vector<std::string> argv = {bin, "check", good, conf_flag};
+      if (conf_flag == "--conf") argv.push_back(other);
+      r = RunToExit(tmp_, tag + "check-two-confs-" + std::to_string(argv.size()), argv);
+      EXPECT_EQ(r.exit_code, 2) << r.output;
+      EXPECT_NE(r.output.find("--conf cannot follow CONF_FILE"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find(valid), std::string::npos) << r.output;
+    }
+    r = RunToExit(tmp_, tag + "check-empty-name", {bin, "check", ""});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("CONF_FILE is empty"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(ConfFileTest, KeyMaterialIsNeverPrinted) {
+  const std::string key_text = ReadFileToString(certs_ + "/cp.key").value_or("");
+  ASSERT_FALSE(key_text.empty());
+  auto expect_no_key_line = [&key_text](const std::string& output) {
+    for (absl::string_view line : absl::StrSplit(key_text, '\n')) {
+      if (line.size() < 16 || absl::StartsWith(line, "-----")) continue;
+      EXPECT_EQ(output.find(std::string(line.substr(0, 16))), std::string::npos) << "key text printed:\n" << output;
+    }
+  };
+  RunResult r = RunToExit(tmp_, "check-pem", {PORTICO_CP_BIN, "check", certs_ + "/cp.key"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(Count(r.output, "this looks like a PEM file, not a configuration file"), 1u) << r.output;
+  expect_no_key_line(r.output);
+  r = RunToExit(tmp_, "start-pem", {PORTICO_DP_BIN, "--conf", certs_ + "/cp.key"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("this looks like a PEM file"), std::string::npos) << r.output;
+  expect_no_key_line(r.output);
+
+  // Kong takes the PEM itself in cluster_cert_key; Portico a path, and the value is not shown.
+  std::string one_line = key_text;
+  absl::StrReplaceAll({{"\n", ""}}, &one_line);
+  const std::string inline_key = WriteConf(
+      tmp_, "inline-key.conf",
+      absl::StrCat("cluster_cert = ", certs_, "/cp.crt\ncluster_cert_key = ", one_line, "\ncluster_ca_cert = ", certs_,
+                   "/ca.crt\n"));
+  r = RunToExit(tmp_, "check-inline-key", {PORTICO_CP_BIN, "check", inline_key});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat(inline_key, ":2: cluster_cert_key: ")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Portico takes a file path here"), std::string::npos) << r.output;
+  expect_no_key_line(r.output);
+}
+
+TEST_F(ConfFileTest, CheckRefusesWhatAStartWouldAndAnEmptyValueIsTheDefault) {
+  const std::string cp_conf = CpConf(PickFreePort(), PickFreePort());
+  // An empty value is no value: admin_ssl_cert without admin_ssl_listen is not "set".
+  const std::string empty_values = WriteConf(tmp_, "empty-values.conf", cp_conf + "admin_ssl_cert =\nadmin_gui_origin =\n");
+  RunResult r = RunToExit(tmp_, "check-empty-values", {PORTICO_CP_BIN, "check", empty_values});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // An empty --db (flag or environment) would be a throwaway SQLite database.
+  r = RunToExit(tmp_, "empty-db-flag", {PORTICO_CP_BIN, "check", empty_values, "--db", ""});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--db must name a file"), std::string::npos) << r.output;
+  r = RunToExit(tmp_, "empty-db-env", {PORTICO_CP_BIN, "--conf", empty_values}, {{"PORTICO_DB", ""}});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--db must name a file"), std::string::npos) << r.output;
+  r = RunToExit(tmp_, "empty-db-export", {PORTICO_CP_BIN, "config", "export", "--db", ""});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--db must name a file"), std::string::npos) << r.output;
+
+  const std::string cp_conf_path = WriteConf(tmp_, "cp.conf", cp_conf);
+  r = RunToExit(tmp_, "check-cluster-listen", {PORTICO_CP_BIN, "check", cp_conf_path, "--cluster-listen", "garbage"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--cluster-listen: "), std::string::npos) << r.output;
+
+  const std::string dp_conf = DpConf(PickFreePort(), PickFreePort(), PickFreePort(), PickFreePort());
+  const std::string bad_dp = WriteConf(tmp_, "bad-dp.conf", absl::StrReplaceAll(dp_conf, {{"cluster_control_plane = ", "cluster_control_plane = not an address # "}}) +
+                                                               "snapshot_cache = /proc/nope\n");
+  r = RunToExit(tmp_, "check-bad-dp", {PORTICO_DP_BIN, "check", bad_dp});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat(bad_dp, ":3 (cluster_control_plane): --control-plane: ")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat(bad_dp, ":13 (snapshot_cache): --snapshot-cache /proc/nope: cannot be created")),
+            std::string::npos) << r.output;
+  // A cache folder that can be made is fine, and check leaves nothing behind.
+  const std::string good_cache = WriteConf(tmp_, "cache-dp.conf", dp_conf + "snapshot_cache = " + tmp_.File("cache") + "\n");
+  r = RunToExit(tmp_, "check-cache-dp", {PORTICO_DP_BIN, "check", good_cache});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(Exists(tmp_.File("cache")));
+}
+
+TEST_F(ConfFileTest, ACheckWaitingOnAFifoStopsOnSigterm) {
+  const std::string fifo = tmp_.File("kong.yml");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string conf = WriteConf(tmp_, "fifo.conf", "role = data_plane\ndeclarative_config = " + fifo + "\n");
+  Process check("check-fifo", {PORTICO_DP_BIN, "check", conf}, tmp_.File("check-fifo.log"));
+  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(check.Running()) << check.Log();  // waiting for a writer
+  const int status = check.Stop(SIGTERM, 5s);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGTERM) << "not killed by SIGTERM (blocked?)";
 }
 
 }  // namespace

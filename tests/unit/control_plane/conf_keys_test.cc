@@ -36,6 +36,13 @@ TEST(ControlPlaneConfKeysTest, KongNamesMapOntoPorticoFlags) {
             "expected a size such as 10m, 512k or 1048576");
   EXPECT_EQ(KeyNamed(keys, "database").translate("postgres").status().message(),
             "portico-cp keeps its configuration in SQLite (key db, a file path), not in 'postgres': remove database");
+  EXPECT_EQ(KeyNamed(keys, "database").translate("\x1b]0;x\x07").status().message(),
+            "portico-cp keeps its configuration in SQLite (key db, a file path), not in '?]0;x?': remove database");
+  // Files are paths, not the PEM text Kong also takes.
+  for (const char* key : {"cluster_cert", "cluster_cert_key", "cluster_ca_cert", "admin_ssl_cert", "admin_ssl_cert_key"}) {
+    EXPECT_FALSE(KeyNamed(keys, key).translate("-----BEGIN PRIVATE KEY-----").ok()) << key;
+    EXPECT_TRUE(KeyNamed(keys, key).translate("/etc/portico/file.pem").ok()) << key;
+  }
   EXPECT_TRUE(KeyNamed(keys, "cluster_mtls").translate("pki").ok());
   EXPECT_FALSE(KeyNamed(keys, "cluster_mtls").translate("shared").ok());
   EXPECT_EQ(*KeyNamed(keys, "log_level").translate("notice"), (FlagValues{{"log-level", "info"}}));

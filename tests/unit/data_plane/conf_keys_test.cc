@@ -21,6 +21,12 @@ TEST(DataPlaneConfKeysTest, KongNamesMapOntoPorticoFlags) {
   EXPECT_TRUE(Translate("database", "off")->empty());
   EXPECT_EQ(Translate("database", "postgres").status().message(),
             "a data plane has no database: database must be off, not 'postgres'");
+  EXPECT_EQ(Translate("database", std::string(200, '\xff')).status().message(),
+            "a data plane has no database: database must be off, not '" + std::string(80, '?') + "...'");
+  for (const char* key : {"cluster_cert", "cluster_cert_key", "cluster_ca_cert", "ssl_cert", "ssl_cert_key"}) {
+    EXPECT_FALSE(Translate(key, "-----BEGIN CERTIFICATE-----MIIB").ok()) << key;
+    EXPECT_TRUE(Translate(key, "/etc/portico/file.pem").ok()) << key;
+  }
   EXPECT_EQ(*Translate("nginx_worker_processes", "auto"), (FlagValues{{"workers", "0"}}));
   EXPECT_EQ(*Translate("nginx_worker_processes", "4"), (FlagValues{{"workers", "4"}}));
   EXPECT_EQ(*Translate("cluster_control_plane", "cp.example:8005"), (FlagValues{{"control-plane", "cp.example:8005"}}));

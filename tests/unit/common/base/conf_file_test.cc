@@ -1,5 +1,8 @@
 #include "common/base/conf_file.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -16,28 +19,27 @@ using test_support::TempDir;
 
 TEST(ConfTextTest, KeysValuesCommentsEscapesAndWhitespace) {
   const ConfText parsed = ParseConfText(
-      "# a comment\n"
+      "\xEF\xBB\xBF# a comment after a byte order mark\n"
       "\n"
       "   admin_listen   =   127.0.0.1:8001   \n"
       "db = /var/lib/portico.db # trailing comment\n"
       "admin_gui_origin = http://a\\#b   # '#' escaped\n"
-      "empty_value =\n"
-      "\t  # indented comment\r\n"
+      "empty_value =   # no value: absent, the default applies\n"
+      "\t  ; a kong.conf comment = not a key\r\n"
       "crlf = yes\r\n"
       "equals_inside = a=b=c\n",
       "portico.conf");
   EXPECT_TRUE(parsed.errors.empty()) << parsed.errors[0];
-  ASSERT_EQ(parsed.lines.size(), 6u);
+  ASSERT_EQ(parsed.lines.size(), 5u);
   EXPECT_EQ(parsed.lines[0].key, "admin_listen");
   EXPECT_EQ(parsed.lines[0].value, "127.0.0.1:8001");
   EXPECT_EQ(parsed.lines[0].line, 3);
   EXPECT_EQ(parsed.lines[1].value, "/var/lib/portico.db");
   EXPECT_EQ(parsed.lines[2].value, "http://a#b");
-  EXPECT_EQ(parsed.lines[3].key, "empty_value");
-  EXPECT_EQ(parsed.lines[3].value, "");
-  EXPECT_EQ(parsed.lines[4].value, "yes");
-  EXPECT_EQ(parsed.lines[4].line, 8);
-  EXPECT_EQ(parsed.lines[5].value, "a=b=c");
+  EXPECT_EQ(parsed.lines[3].key, "crlf");
+  EXPECT_EQ(parsed.lines[3].value, "yes");
+  EXPECT_EQ(parsed.lines[3].line, 8);
+  EXPECT_EQ(parsed.lines[4].value, "a=b=c");
 }
 
 TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
@@ -53,7 +55,7 @@ TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
   ASSERT_EQ(parsed.errors.size(), 6u);
   EXPECT_EQ(parsed.errors[4], "/etc/portico/portico-cp.conf:7: control character in the value of 'ssl_cert'");
   EXPECT_EQ(parsed.errors[5], "/etc/portico/portico-cp.conf:8: control character in the value of 'nul'");
-  EXPECT_EQ(parsed.errors[0], "/etc/portico/portico-cp.conf:2: expected 'key = value', got 'no equals sign'");
+  EXPECT_EQ(parsed.errors[0], "/etc/portico/portico-cp.conf:2: expected 'key = value'");  // the line is not shown
   EXPECT_EQ(parsed.errors[1], "/etc/portico/portico-cp.conf:3: missing key before '='");
   EXPECT_EQ(parsed.errors[2],
             "/etc/portico/portico-cp.conf:4: malformed key 'Admin-?' (keys are lower case letters, digits and '_')");
@@ -61,6 +63,39 @@ TEST(ConfTextTest, EveryBadLineIsAnErrorNamingFileAndLineAndGoodLinesStay) {
   ASSERT_EQ(parsed.lines.size(), 2u);
   EXPECT_EQ(parsed.lines[0].value, "a");  // the first value stays; the repeat is refused
   EXPECT_EQ(parsed.lines[1].key, "workers");
+}
+
+TEST(ConfTextTest, APemFileIsOneErrorShowingNoneOfItsText) {
+  const std::string pem =
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSECRETSECRETSECRET\n"
+      "hRANCAAQabc=\n"
+      "-----END PRIVATE KEY-----\n";
+  for (const std::string& text : {pem, "# comment first\n" + pem}) {
+    const ConfText parsed = ParseConfText(text, "cp.key");
+    EXPECT_TRUE(parsed.lines.empty());
+    ASSERT_EQ(parsed.errors.size(), 1u);
+    EXPECT_NE(parsed.errors[0].find("this looks like a PEM file, not a configuration file"), std::string::npos)
+        << parsed.errors[0];
+    EXPECT_EQ(parsed.errors[0].find("SECRET"), std::string::npos);
+    EXPECT_EQ(parsed.errors[0].find("hRANCAAQabc"), std::string::npos);
+  }
+}
+
+TEST(ConfKeyTest, PathKeysTakePathsNotInlineKeyMaterial) {
+  const ConfKey key = PathKey("cluster_cert_key", "cluster-key");
+  for (const char* path : {"/etc/portico/cp.key", "cp.key", "certs/cp.key", "C:key"}) {
+    EXPECT_EQ(*key.translate(path), (FlagValues{{"cluster-key", path}})) << path;
+  }
+  const std::string pem = "-----BEGIN EC PRIVATE KEY-----SECRETSECRET";
+  const std::string base64_pem = "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JR0hBZ0VBU0VDUkVU";  // "-----BEGIN PRIVATE KEY..."
+  const std::string long_blob(120, 'A');
+  for (const std::string& value : {pem, base64_pem, long_blob}) {
+    absl::StatusOr<FlagValues> refused = key.translate(value);
+    ASSERT_FALSE(refused.ok()) << value;
+    EXPECT_NE(refused.status().message().find("Portico takes a file path here"), std::string::npos);
+    EXPECT_EQ(refused.status().message().find(value.substr(0, 12)), std::string::npos) << refused.status().message();
+  }
 }
 
 TEST(ConfKeyTest, KongListenListSplitsPlainAndSsl) {
@@ -160,7 +195,7 @@ TEST_F(ConfFlagsTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
       "admin_listen = 127.0.0.1:7001 reuseport, 127.0.0.1:7444 ssl\n"
       "cluster_cert_key = /from/file.key\n"
       "verbose = on\n"
-      "log_level = notice\n");
+      "log_level = crit\n");
   setenv("PORTICO_DB", "/from/env.db", 1);
   setenv("PORTICO_WORKERS", "5", 1);
   Flags flags = MakeFlags();
@@ -171,7 +206,7 @@ TEST_F(ConfFlagsTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
   EXPECT_EQ(flags.Get("admin-ssl-listen"), "127.0.0.1:7444");
   EXPECT_EQ(flags.Get("cluster-key"), "/from/file.key");
   EXPECT_TRUE(flags.GetBool("verbose"));
-  EXPECT_EQ(flags.Get("log-level"), "info");
+  EXPECT_EQ(flags.Get("log-level"), "error");  // crit, as Kong's nginx levels map
   EXPECT_TRUE(flags.IsSet("cluster-key"));
 
   // Without the file, defaults.
@@ -179,6 +214,64 @@ TEST_F(ConfFlagsTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
   ASSERT_TRUE(Parse(bare, {}).ok());
   EXPECT_EQ(bare.Get("admin-listen"), "127.0.0.1:8001");
   EXPECT_FALSE(bare.IsSet("cluster-key"));
+}
+
+TEST_F(ConfFlagsTest, AnEmptyValueIsNoValue) {
+  const std::string path = Write("db =\ncluster_cert_key =   # nothing\nadmin_listen =\nworkers = 4\n");
+  Flags flags = MakeFlags();
+  ASSERT_TRUE(Parse(flags, {"--conf", path}).ok());
+  EXPECT_EQ(flags.Get("db"), "portico.db");  // the default, not ""
+  EXPECT_FALSE(flags.IsSet("db"));
+  EXPECT_FALSE(flags.IsSet("cluster-key"));
+  EXPECT_EQ(flags.Get("admin-listen"), "127.0.0.1:8001");
+  EXPECT_EQ(flags.Get("workers"), "4");
+  // Still one key per file: a repeat of an empty key is refused.
+  Flags twice = MakeFlags();
+  EXPECT_NE(Parse(twice, {"--conf", Write("db =\ndb = x\n", "twice.conf")}).message().find("duplicate key 'db'"),
+            std::string::npos);
+}
+
+TEST_F(ConfFlagsTest, ErrorsAreCappedAndShowOnlyPrintableText) {
+  std::string many;
+  for (int i = 0; i < 50; ++i) many += "unknown_" + std::to_string(i) + " = 1\n";
+  Flags flags = MakeFlags();
+  absl::Status s = Parse(flags, {"--conf", Write(many)});
+  const std::string message(s.message());
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 20) << message;
+  EXPECT_NE(message.find(dir_.File("portico.conf") + ": ... and 30 more errors"), std::string::npos) << message;
+  EXPECT_NE(message.find("unknown_19"), std::string::npos);
+  EXPECT_EQ(message.find("unknown_20"), std::string::npos);
+
+  // A 400 kB key, unknown and repeated: the error stays short.
+  const std::string huge(400000, 'k');
+  Flags big = MakeFlags();
+  s = Parse(big, {"--conf", Write(huge + " = 1\n" + huge + " = 2\n", "huge.conf")});
+  EXPECT_LT(s.message().size(), 600u) << s.message().substr(0, 300);
+  EXPECT_NE(s.message().find("duplicate key 'kkkk"), std::string::npos);
+
+  // Bytes of a boolean value, from the file, the environment and the command line.
+  Flags bytes = MakeFlags();
+  s = Parse(bytes, {"--conf", Write("verbose = \xff[31m\xfe\n", "bytes.conf")});
+  EXPECT_NE(s.message().find("not '?[31m?'"), std::string::npos) << s.message();
+  Flags flag_bytes = MakeFlags();
+  s = Parse(flag_bytes, {"--verbose=\x1b\xfe"});
+  EXPECT_NE(s.message().find("not '??'"), std::string::npos) << s.message();
+  setenv("PORTICO_VERBOSE", "\x1b\xfe", 1);
+  Flags env_bytes = MakeFlags();
+  s = Parse(env_bytes, {});
+  unsetenv("PORTICO_VERBOSE");
+  EXPECT_NE(s.message().find("not '??'"), std::string::npos) << s.message();
+}
+
+TEST_F(ConfFlagsTest, OnlyARegularFileIsRead) {
+  const std::string fifo = dir_.File("fifo.conf");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Flags flags = MakeFlags();
+  absl::Status s = Parse(flags, {"--conf", fifo});  // returns: no writer is waited for
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(), "--conf " + fifo + ": not a regular file");
+  Flags dir = MakeFlags();
+  EXPECT_EQ(Parse(dir, {"--conf", dir_.path()}).message(), "--conf " + dir_.path() + ": not a regular file");
 }
 
 TEST_F(ConfFlagsTest, PorticoConfNamesTheFileAndTheFlagWins) {
@@ -228,6 +321,14 @@ TEST_F(ConfFlagsTest, ExplainNamesTheLineOfAFileValueOnly) {
             path + ":1 (workers): --workers must be an integer in 0..256");
   EXPECT_EQ(flags.Explain(absl::InvalidArgumentError("--workers and --log-level and --workers")).message(),
             path + ":1 (workers), " + path + ":2 (log_level): --workers and --log-level and --workers");
+  // One line setting two flags is named once.
+  const std::string both = Write("admin_listen = 127.0.0.1:1, 127.0.0.1:2 ssl\n", "both.conf");
+  unsetenv("PORTICO_ADMIN_LISTEN");
+  Flags listen = MakeFlags();
+  ASSERT_TRUE(Parse(listen, {"--conf", both}).ok());
+  EXPECT_EQ(listen.Explain(absl::InvalidArgumentError("--admin-listen and --admin-ssl-listen clash")).message(),
+            both + ":1 (admin_listen): --admin-listen and --admin-ssl-listen clash");
+  setenv("PORTICO_ADMIN_LISTEN", "nowhere", 1);
   EXPECT_EQ(ApplyLogLevelFlag(flags).message(), "--log-level must be debug, info, warn or error");
   EXPECT_EQ(flags.Explain(ApplyLogLevelFlag(flags)).message(),
             path + ":2 (log_level): --log-level must be debug, info, warn or error");
@@ -269,8 +370,8 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 3);
-  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + path + ":1 (workers): --workers must be 0 or 2\n" +
-                 "prog: INVALID_ARGUMENT: " + path + ":2 (log_level): --log-level: bad\n");
+  EXPECT_EQ(err, "prog: " + path + ":1 (workers): --workers must be 0 or 2\n" +
+                 "prog: " + path + ":2 (log_level): --log-level: bad\n");
 
   // An error that follows from a dropped value is not reported; the rounds stop there.
   const std::string consequence = Write("workers = 9\ndb = needs-workers.db\n", "consequence.conf");
@@ -280,7 +381,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 2);
-  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + consequence + ":1 (workers): --workers must be 0 or 2\n");
+  EXPECT_EQ(err, "prog: " + consequence + ":1 (workers): --workers must be 0 or 2\n");
 
   // An error naming no file value (here from the environment) ends the rounds after it.
   const std::string good = Write("workers = 2\n", "good.conf");
@@ -291,7 +392,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 1);
-  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: no admin\n");
+  EXPECT_EQ(err, "prog: no admin\n");
   // After a dropped value, such an error may be a consequence of the drop: not reported.
   const std::string then_env = Write("workers = 9\n", "then-env.conf");
   rounds = 0;
@@ -300,7 +401,7 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 2);
-  EXPECT_EQ(err, "prog: INVALID_ARGUMENT: " + then_env + ":1 (workers): --workers must be 0 or 2\n");
+  EXPECT_EQ(err, "prog: " + then_env + ":1 (workers): --workers must be 0 or 2\n");
   unsetenv("PORTICO_ADMIN_LISTEN");
 
   // Valid: one round, Kong's sentence on stdout.
@@ -319,8 +420,41 @@ TEST_F(ConfFlagsTest, CheckListsEveryBadValueOfTheFileAndStopsAtConsequences) {
   err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_EQ(rounds, 1);
-  EXPECT_NE(err.find(broken + ":2: expected 'key = value', got 'nope'\n" + broken + ":3: unknown key 'foo'"),
+  EXPECT_NE(err.find(broken + ":2: expected 'key = value'\n" + broken + ":3: unknown key 'foo'"),
             std::string::npos) << err;
+
+  // A round failing without recording (a usage error it printed itself) is the last.
+  rounds = 0;
+  code = ConfCheck::Run("prog", good, [&](ConfCheck*) { ++rounds; return 2; });
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(rounds, 1);
+}
+
+int CheckMain(std::vector<std::string> args, int* serves) {
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  return ConfCheck::Main("prog", static_cast<int>(argv.size()), argv.data(), [serves](int, char**, ConfCheck*) {
+    ++*serves;
+    return 0;
+  });
+}
+
+TEST_F(ConfFlagsTest, CheckRefusesAnEmptyFileNameAndASecondConf) {
+  const std::string path = Write("workers = 2\n");
+  int serves = 0;
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(CheckMain({"prog", "check", ""}, &serves), 2);
+  EXPECT_EQ(CheckMain({"prog", "check", path, "--conf", "other.conf"}, &serves), 2);
+  EXPECT_EQ(CheckMain({"prog", "check", path, "--workers", "2", "--conf=other.conf"}, &serves), 2);
+  EXPECT_EQ(CheckMain({"prog", "check"}, &serves), 2);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(serves, 0);
+  EXPECT_NE(err.find("prog check: CONF_FILE is empty\nusage: prog check CONF_FILE [flags]"), std::string::npos) << err;
+  EXPECT_NE(err.find("prog check: --conf cannot follow CONF_FILE"), std::string::npos) << err;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(CheckMain({"prog", "check", path, "--workers", "2"}, &serves), 0);
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "configuration at " + path + " is valid\n");
+  EXPECT_EQ(serves, 1);
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
   EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "ip-restriction", "jwt",
-                                            "key-auth", "rate-limiting", "request-size-limiting", "request-termination",
+                                            "key-auth", "prometheus", "rate-limiting", "request-size-limiting", "request-termination",
                                             "request-transformer", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
   EXPECT_TRUE(FindPluginSchema("jwt")->no_consumer);
@@ -28,6 +28,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   EXPECT_EQ(FindPluginSchema("key-auth")->priority, 1250);
   EXPECT_EQ(FindPluginSchema("basic-auth")->priority, 1100);
   EXPECT_EQ(FindPluginSchema("acl")->priority, 950);
+  EXPECT_EQ(FindPluginSchema("prometheus")->priority, 13);
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
