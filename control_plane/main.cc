@@ -46,6 +46,9 @@
 namespace portico::cp {
 namespace {
 
+// SIGTERM/SIGQUIT: how long Admin API requests in flight may take to finish.
+constexpr uint64_t kAdminDrainMs = 10 * 1000;
+
 // TEST ONLY (fault injection, PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=<k>): the process kills itself
 // with SIGKILL once it has written k chunks of a snapshot that has more, i.e. a CP crash in the
 // middle of a send at a deterministic point (SyncFaultTest.CpKilledMidSnapshot...).
@@ -407,9 +410,19 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   int sig = WaitForTerminationSignal([sync_ptr] { sync_ptr->ReloadCertificates().IgnoreError(); });
   PORTICO_LOG(kInfo, "cp", "signal ", sig, ", shutting down");
   external_writes.Stop();
+  // The Admin API stops accepting and finishes the requests in flight (bounded); then the DPs
+  // get Goaway{DRAINING} and reconnect with their backoff; the store closes last.
+  const uint64_t admin_grace_ms = IsGracefulStopSignal(sig) ? kAdminDrainMs : 0;
+  if (https) https->BeginStop(admin_grace_ms);
+  (*http)->BeginStop(admin_grace_ms);
   if (https) https->Stop();
   (*http)->Stop();
   sync_ptr->Stop();
+  if (absl::Status s = (*store)->Close(); !s.ok()) {
+    PORTICO_LOG(kError, "cp", "closing the database: ", s.message());
+    return 1;
+  }
+  PORTICO_LOG(kInfo, "cp", "stopped; database ", flags.Get("db"), " closed (WAL checkpointed)");
   return 0;
 }
 

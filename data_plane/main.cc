@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -84,6 +85,9 @@ class ServingState {
     std::lock_guard<std::mutex> lock(mu_);
     return loaded_ && services_ + routes_ > 0;
   }
+  // SIGTERM/SIGQUIT: /status/ready answers 503 from now on.
+  void SetDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
   nlohmann::json ToJson() const {
     std::lock_guard<std::mutex> lock(mu_);
     nlohmann::json j;
@@ -101,6 +105,7 @@ class ServingState {
   ConfigVersion version_;
   size_t services_ = 0, routes_ = 0;
   bool loaded_ = false;
+  std::atomic<bool> draining_{false};
 };
 
 // The DP's Prometheus metrics (docs/operations.md). Series that mirror other state (the proxy's
@@ -312,6 +317,9 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     return HttpResponse::Json(200, j.dump());
   }
   if (request.path == "/status/ready") {
+    if (state.draining()) {
+      return HttpResponse::Json(503, R"json({"message":"shutting down (draining connections)"})json");
+    }
     // Kong's two texts (kong/status/ready.lua): nothing received yet, or an empty config.
     if (!state.loaded()) {
       return HttpResponse::Json(
@@ -324,6 +332,71 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     return HttpResponse::Json(200, R"({"message":"ready"})");
   }
   return HttpResponse::Json(404, R"({"message":"Not found"})");
+}
+
+// net.ipv4.tcp_migrate_req of this network namespace: -1 when it cannot be read.
+int TcpMigrateReq() {
+  std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_migrate_req", "r");
+  if (f == nullptr) return -1;
+  int value = -1;
+  if (std::fscanf(f, "%d", &value) != 1) value = -1;
+  std::fclose(f);
+  return value;
+}
+
+// Whether a socket of this network namespace listens on TCP `port` (/proc/net/tcp and tcp6):
+// another process serves the port this DP is about to share through SO_REUSEPORT.
+bool PortHasListener(uint16_t port) {
+  if (port == 0) return false;
+  char wanted[8];
+  std::snprintf(wanted, sizeof(wanted), ":%04X", port);
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::FILE* f = std::fopen(table, "r");
+    if (f == nullptr) continue;
+    char line[512];
+    bool found = false;
+    while (!found && std::fgets(line, sizeof(line), f) != nullptr) {
+      char local[64] = {0}, remote[64] = {0}, state[8] = {0};
+      if (std::sscanf(line, " %*s %63s %63s %7s", local, remote, state) != 3) continue;
+      const size_t n = std::strlen(local);
+      found = n > 5 && std::strcmp(local + n - 5, wanted) == 0 && std::strcmp(state, "0A") == 0;  // LISTEN
+    }
+    std::fclose(f);
+    if (found) return true;
+  }
+  return false;
+}
+
+// SIGTERM/SIGQUIT: /status/ready turns 503, the proxy stops accepting and finishes what is in
+// flight. Returns true when every client connection ended within `timeout_ms`; false at the
+// timeout, or when SIGINT cuts the drain short.
+bool DrainProxy(ProxyServer& proxy, ServingState& serving, int64_t timeout_ms) {
+  serving.SetDraining();
+  const auto start = std::chrono::steady_clock::now();
+  proxy.BeginDrain();
+  const int migrate = TcpMigrateReq();
+  PORTICO_LOG(kInfo, "dp", "proxy listeners closed; waiting up to ", timeout_ms, " ms for requests in flight");
+  if (migrate == 0) {
+    PORTICO_LOG(kWarn, "dp", "net.ipv4.tcp_migrate_req is 0: connections still in the accept queues were reset "
+                             "instead of moving to another data plane on the same port");
+  }
+  for (;;) {
+    if (proxy.drained()) break;
+    const int64_t left = timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - start).count();
+    if (left <= 0) {
+      PORTICO_LOG(kWarn, "dp", "drain timeout (", timeout_ms, " ms) reached: closing what is left");
+      return false;
+    }
+    if (WaitForTerminationSignalFor(std::min<int64_t>(left, 20)) == SIGINT) {
+      PORTICO_LOG(kWarn, "dp", "SIGINT during the drain: closing what is left now");
+      return false;
+    }
+  }
+  PORTICO_LOG(kInfo, "dp", "drained in ",
+              std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count(),
+              " ms");
+  return true;
 }
 
 constexpr char kUsage[] =
@@ -406,7 +479,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
                        "empty: a self-signed ECDSA P-256 certificate for localhost is generated)"},
       {"ssl-cert-key", "", "private key of --ssl-cert (PEM)"},
       {"status-listen", "127.0.0.1:8100", "status listener address"},
-      {"workers", "0", "proxy worker threads (0 = one per core)"},
+      {"workers", "0", "proxy worker threads (0 = one per core, at most 256)"},
       {"client-timeout", "60", "seconds a client may stay idle (keep-alive), take to send a request "
                                "head, or go without reading any of a response, before it is closed"},
       {"http2", "on", "HTTP/2 on the proxy listeners (on|off): h2c (prior knowledge and Upgrade: h2c) "
@@ -422,6 +495,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       {"declarative-config", "", "serve this declarative config file (kong.yml, YAML or JSON) without a "
                                  "control plane (DB-less mode); SIGHUP reloads it"},
       {"declarative-config-max-bytes", "67108864", "largest declarative config file accepted"},
+      {"drain-timeout", "10", "seconds SIGTERM/SIGQUIT let requests in flight finish before the rest "
+                              "is closed (Kong's kong quit --timeout)"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   flags.EnableConfFile(DataPlaneConfKeys());
@@ -486,9 +561,11 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (!absl::SimpleAtoi(flags.Get("workers"), &workers) || workers < 0 || workers > 256) {
     return Fail(absl::InvalidArgumentError("--workers must be an integer in 0..256"));
   }
-  if (workers == 0) workers = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  if (workers == 0) workers = static_cast<int>(std::clamp(sysconf(_SC_NPROCESSORS_ONLN), 1L, 256L));
   absl::StatusOr<double> client_timeout_s = NumberFlag(flags, "client-timeout", 0.1, 86400, "seconds");
   if (!client_timeout_s.ok()) return Fail(client_timeout_s.status());
+  absl::StatusOr<double> drain_timeout_s = NumberFlag(flags, "drain-timeout", 0, 3600, "seconds");
+  if (!drain_timeout_s.ok()) return Fail(drain_timeout_s.status());
 
   if (absl::Status s = Resolver::CheckServers(flags.Get("dns-resolver")); !s.ok()) return Fail(s);
 
@@ -504,6 +581,11 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   proxy_options.client_timeout_ms = static_cast<int64_t>(*client_timeout_s * 1000);
   proxy_options.dns.servers = flags.Get("dns-resolver");
   proxy_options.dns.hosts_file = flags.Get("dns-hostsfile");
+  // A port another process already listens on (the DP this one replaces): accept only once a
+  // config is served, so that no client gets this DP's 404 meanwhile.
+  const bool port_shared = PortHasListener(proxy_addr->port) ||
+                           (proxy_ssl_addr.has_value() && PortHasListener(proxy_ssl_addr->port));
+  proxy_options.accept_at_start = !port_shared;
   if (proxy_ssl_addr.has_value()) {
     proxy_options.tls.enabled = true;
     proxy_options.tls.host = proxy_ssl_addr->host;
@@ -537,6 +619,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();
+  if (port_shared) {
+    PORTICO_LOG(kInfo, "dp", "another process listens on the proxy port: accepting from the first config served on");
+  }
 
   ServingState serving;
   // Runs on the sync client's thread: validate, compile off the workers, swap, then ACK.
@@ -567,6 +652,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
                 " ms, router and targets compiled in ", ms(compiled - validated), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
+    if (serving.ready()) proxy_ptr->StartAccepting();  // (with a shared port, not before)
     return absl::OkStatus();  // the sync client logs what is served (and the total time)
   };
 
@@ -711,11 +797,21 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       sync_ptr->ReloadCertificates().IgnoreError();
     }
   });
-  PORTICO_LOG(kInfo, "dp", "signal ", sig, ", shutting down");
-  (*status)->Stop();
+  PORTICO_LOG(kInfo, "dp", "signal ", sig, IsGracefulStopSignal(sig) ? ", draining" : ", shutting down");
+  const bool drained = IsGracefulStopSignal(sig) &&
+                       DrainProxy(*proxy_ptr, serving, static_cast<int64_t>(*drain_timeout_s * 1000));
+  // The config source first (nothing is published any more), the status listener before the
+  // proxy (it reads the workers' counters), the proxy last (it closes what the drain left).
   if (sync_ptr != nullptr) sync_ptr->Stop();
   checker.Stop();
+  (*status)->Stop();
   proxy_ptr->Stop();
+  if (IsGracefulStopSignal(sig)) {
+    const ProxyServer::DrainCounts counts = proxy_ptr->drain_counts();
+    PORTICO_LOG(kInfo, "dp", "stopped: ", counts.open_at_drain, " client connection(s) were open when the drain began; ",
+                drained ? std::string("all finished")
+                        : absl::StrCat(counts.cut_at_stop, " still open were closed"));
+  }
   return 0;
 }
 

@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
+
+#include <cerrno>
 
 namespace portico {
 namespace {
@@ -10,6 +13,7 @@ sigset_t TerminationSet() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGQUIT);
   sigaddset(&set, SIGHUP);
   return set;
 }
@@ -32,5 +36,32 @@ int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
     if (on_hangup) on_hangup();
   }
 }
+
+int WaitForTerminationSignalFor(int64_t timeout_ms) {
+  sigset_t set = TerminationSet();
+  timespec deadline{};
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+  if (deadline.tv_nsec >= 1000000000) {
+    deadline.tv_sec += 1;
+    deadline.tv_nsec -= 1000000000;
+  }
+  for (;;) {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t left_ns = (deadline.tv_sec - now.tv_sec) * 1000000000LL + (deadline.tv_nsec - now.tv_nsec);
+    if (left_ns <= 0) return 0;
+    const timespec wait{static_cast<time_t>(left_ns / 1000000000LL), static_cast<long>(left_ns % 1000000000LL)};
+    const int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig < 0) {
+      if (errno == EAGAIN) return 0;
+      continue;  // EINTR
+    }
+    if (sig != SIGHUP) return sig;
+  }
+}
+
+bool IsGracefulStopSignal(int sig) { return sig == SIGTERM || sig == SIGQUIT; }
 
 }  // namespace portico

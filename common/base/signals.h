@@ -1,15 +1,21 @@
 #pragma once
 // Process-wide signal setup for the two daemons.
+#include <cstdint>
 #include <functional>
 
 namespace portico {
 
-// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (call before starting any thread, so every
+// Blocks SIGINT, SIGTERM, SIGQUIT and SIGHUP in the calling thread (call before starting any thread, so every
 // thread inherits the mask) and ignores SIGPIPE (broken sockets report EPIPE instead).
 void BlockTerminationSignals();
-// Waits until SIGINT or SIGTERM arrives; returns the signal number.
+// Waits until SIGINT, SIGTERM or SIGQUIT arrives; returns the signal number.
 int WaitForTerminationSignal();
 // The same, calling `on_hangup` on this thread for every SIGHUP that arrives meanwhile (reloads).
 int WaitForTerminationSignal(const std::function<void()>& on_hangup);
+// Waits at most `timeout_ms` for SIGINT, SIGTERM or SIGQUIT: the signal number, or 0 when none
+// came. A SIGHUP meanwhile is consumed and ignored (during a shutdown).
+int WaitForTerminationSignalFor(int64_t timeout_ms);
+// True for the signals that ask for a graceful stop (SIGTERM, SIGQUIT), false for SIGINT.
+bool IsGracefulStopSignal(int sig);
 
 }  // namespace portico

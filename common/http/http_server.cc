@@ -14,11 +14,13 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <ctime>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -39,6 +41,7 @@ constexpr char kHeaderTooLargeBody[] = R"({"message":"Request header or cookie t
 constexpr char kPayloadTooLargeBody[] = R"({"message":"Payload too large"})";
 
 class Connection;
+void FinishDrain(HttpServer::Impl* server);
 
 std::string HttpDate() {
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -119,7 +122,13 @@ struct HttpServer::Impl {
   }
 
   std::mutex stop_mu;
-  bool stopped = false;  // guarded by stop_mu
+  bool stop_sent = false;  // guarded by stop_mu: the stop async was sent
+  bool stopped = false;    // guarded by stop_mu: the thread was joined
+  // Set before the stop async is sent (BeginStop); 0: close everything at once.
+  std::atomic<uint64_t> grace_ms{0};
+  // Server thread only: a graceful stop is under way (connections end after their request).
+  bool draining = false;
+  uv_timer_t grace_timer;
 };
 
 namespace {
@@ -192,7 +201,17 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
   }
   void OnTransportClosed() override {
     server_->connections.erase(this);
+    if (server_->draining && server_->connections.empty()) FinishDrain(server_);
     delete this;
+  }
+
+  // A graceful stop began: an idle connection closes now, one with a request in progress (or a
+  // response still being written) closes after it.
+  void Drain() {
+    if (state_ != State::kReading) return;
+    if (codec_.in_message()) return;  // AnswerRequest closes after the answer (server_->draining)
+    if (transport_->pending_write_bytes() == 0) return Close();
+    CloseAfterWrites();
   }
 
   // ---- codec events ----
@@ -285,7 +304,7 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
     const bool http10 = head.version_major == 1 && head.version_minor == 0;
     bool keep_alive = head.keep_alive && !head.upgrade;
     const HttpResponse response = server_->handler(request_);
-    keep_alive = keep_alive && !WantsClose(response);
+    keep_alive = keep_alive && !WantsClose(response) && !server_->draining;
     WriteResponse(response, request_.method == "HEAD", keep_alive, http10);
     request_ = HttpRequest();
     return keep_alive;
@@ -346,12 +365,42 @@ void OnSweep(uv_timer_t* timer) {
   for (Connection* connection : server->connections) connection->CheckTimeouts(now);
 }
 
+void CloseTimers(HttpServer::Impl* server) {
+  for (uv_handle_t* timer : {reinterpret_cast<uv_handle_t*>(&server->sweep_timer),
+                             reinterpret_cast<uv_handle_t*>(&server->grace_timer)}) {
+    if (!uv_is_closing(timer)) uv_close(timer, nullptr);
+  }
+}
+
+// The graceful stop is over (no connection left): the loop ends once the timers are closed.
+void FinishDrain(HttpServer::Impl* server) { CloseTimers(server); }
+
+void OnGraceExpired(uv_timer_t* timer) {
+  HttpServer::Impl* server = ServerOf(reinterpret_cast<uv_handle_t*>(timer));
+  if (!server->connections.empty()) {
+    PORTICO_LOG(kWarn, "http", "closing ", server->connections.size(), " connection(s) still open after ",
+                server->grace_ms.load(), " ms");
+  }
+  // Close() only schedules uv_close; the set changes in the close callbacks.
+  for (Connection* connection : server->connections) connection->Close();
+  if (server->connections.empty()) FinishDrain(server);
+}
+
 void OnStop(uv_async_t* async) {
   HttpServer::Impl* server = ServerOf(reinterpret_cast<uv_handle_t*>(async));
   uv_close(reinterpret_cast<uv_handle_t*>(&server->listener), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&server->sweep_timer), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&server->stop_async), nullptr);
-  for (Connection* connection : server->connections) connection->Close();
+  const uint64_t grace_ms = server->grace_ms.load();
+  if (grace_ms == 0 || server->connections.empty()) {
+    CloseTimers(server);
+    for (Connection* connection : server->connections) connection->Close();
+    return;
+  }
+  server->draining = true;
+  uv_timer_start(&server->grace_timer, OnGraceExpired, grace_ms, 0);
+  // Drain() may close a connection (freed in its close callback, never here): iterate a copy.
+  const std::vector<Connection*> connections(server->connections.begin(), server->connections.end());
+  for (Connection* connection : connections) connection->Drain();
 }
 
 absl::Status UvError(absl::string_view what, int rc) {
@@ -415,6 +464,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   impl->stop_async.data = impl.get();
   uv_timer_init(&impl->loop, &impl->sweep_timer);
   impl->sweep_timer.data = impl.get();
+  uv_timer_init(&impl->loop, &impl->grace_timer);
+  impl->grace_timer.data = impl.get();
   const uint64_t sweep_ms = std::clamp<uint64_t>(options.idle_timeout_ms / 4, 10, 1000);
   uv_timer_start(&impl->sweep_timer, OnSweep, sweep_ms, sweep_ms);
 
@@ -424,6 +475,14 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+void HttpServer::BeginStop(uint64_t grace_ms) {
+  std::lock_guard<std::mutex> lock(impl_->stop_mu);
+  if (impl_->stop_sent) return;
+  impl_->stop_sent = true;
+  impl_->grace_ms.store(grace_ms);
+  uv_async_send(&impl_->stop_async);
+}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -437,7 +496,10 @@ void HttpServer::Stop() {
   std::lock_guard<std::mutex> lock(impl_->stop_mu);
   if (impl_->stopped) return;
   impl_->stopped = true;
-  uv_async_send(&impl_->stop_async);
+  if (!impl_->stop_sent) {
+    impl_->stop_sent = true;
+    uv_async_send(&impl_->stop_async);
+  }
   impl_->thread.join();
   const int rc = uv_loop_close(&impl_->loop);
   if (rc != 0) PORTICO_LOG(kError, "http", "uv_loop_close: ", uv_strerror(rc));

@@ -52,8 +52,15 @@ class HttpServer {
   // The bound port (the ephemeral one when started with 0).
   uint16_t port() const;
 
+  // Graceful stop, without waiting: the listener closes at once, idle connections close, and
+  // requests being received or answered finish (their responses carry `Connection: close`) for at
+  // most `grace_ms`; then every connection left is closed. Stop() waits for the end. Thread-safe;
+  // the first of BeginStop()/Stop() decides how the server stops.
+  void BeginStop(uint64_t grace_ms);
+
   // Closes the listener and every connection (responses not yet written are dropped) and joins the
-  // thread. Idempotent and thread-safe. REQUIRES: not called from the handler (it would self-join).
+  // thread; after BeginStop(), waits for that graceful stop to end instead. Idempotent and
+  // thread-safe. REQUIRES: not called from the handler (it would self-join).
   void Stop();
 
   struct Impl;  // public only so the libuv/llhttp trampolines in http_server.cc can name it

@@ -318,6 +318,7 @@ class SqliteStore final : public Store {
   std::string Epoch() const override { return epoch_; }
   absl::Status Ping() override;
   absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
+  absl::Status Close() override;
   absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
 
  private:
@@ -501,6 +502,30 @@ absl::Status SqliteStore::Ping() {
   if (absl::Status s = stmt.status("ping"); !s.ok()) return s;
   int rc = stmt.Step();
   return rc == SQLITE_ROW ? absl::OkStatus() : SqliteError(c.db, rc, "ping");
+}
+
+absl::Status SqliteStore::Close() {
+  absl::Status result;
+  // The reader first: the writer's close is then the last one, which checkpoints and removes
+  // the WAL file.
+  for (Connection* c : {reader_.get(), writer_.get()}) {
+    if (c == nullptr) continue;
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (c->db == nullptr) continue;
+    if (c == writer_.get() && reader_ != nullptr) {
+      // Everything committed goes into the database file and the WAL is emptied, even if another
+      // process (config import) keeps the file open and the close cannot remove it.
+      if (absl::Status s = Exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)"); !s.ok() && result.ok()) result = s;
+    }
+    c->statements.reset();  // finalized before the connection closes
+    const int rc = sqlite3_close(c->db);
+    if (rc != SQLITE_OK) {
+      if (result.ok()) result = SqliteError(c->db, rc, "close");
+      sqlite3_close_v2(c->db);  // closes once the last statement is gone
+    }
+    c->db = nullptr;
+  }
+  return result;
 }
 
 absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMigrations() {

@@ -172,6 +172,10 @@ class Store {
   virtual absl::Status Ping() = 0;        // a trivial query on the read path
   // Migrations applied, in order: (id, name).
   virtual absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() = 0;
+  // Closes the datastore for a clean stop (SQLite: the WAL checkpointed into the database file,
+  // then the connections closed, which removes the -wal file). Idempotent. REQUIRES: nothing
+  // calls the store afterwards (only its destructor).
+  virtual absl::Status Close() = 0;
 
   // ---- Tags (Kong's /tags endpoints) ----
   // The (tag, entity) rows of every kind with a `tags` field, read from the stored tags (corrupt

@@ -42,6 +42,7 @@ void RequestContext::ResetContext() {
   upstream_head_ns = 0;
   finished_ns = 0;
   upstream_status = 0;
+  response_is_local = false;
   request_body_received = 0;
   response_bytes = 0;
   hash_cookie_value.clear();

@@ -216,6 +216,9 @@ class RequestContext {
   uint64_t upstream_head_ns = 0;     // the upstream's response head arrived (last attempt)
   uint64_t finished_ns = 0;          // the response's last byte went to the client connection
   int upstream_status = 0;           // the upstream's response status; 0 when it did not answer
+  // The client got a response the gateway made (a step's, or an error after the upstream's head
+  // was taken), not the upstream's: Kong's `source` "kong" rather than "service".
+  bool response_is_local = false;
   uint64_t request_body_received = 0;  // request body bytes read from the client (de-chunked)
   // Bytes that went to the client: the response head as serialised (HTTP/2: the header fields'
   // names and values, before HPACK) plus the body bytes handed over (a local response: all of it).
@@ -301,6 +304,9 @@ class BufferedResponseBodyStep {
   virtual void OnBufferedResponseBody(RequestContext& request, int status) const = 0;
 };
 
+// Runs once per request when its exchange ends, however it ends: the response went out whole
+// (`status` as sent), or the client went away or the connection failed first (`status` as sent
+// when the response had started, else 499).
 class LogStep {
  public:
   virtual ~LogStep() = default;

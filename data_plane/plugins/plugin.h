@@ -40,8 +40,9 @@ class PluginHandler {
   // than RequestContext::kMaxBufferedResponseBody (those reach the client unchanged).
   virtual void BodyFilter(RequestContext& request, int status) const {}
   virtual bool filters_body() const { return false; }
-  // Kong's log phase, for handlers whose logs() is true: once, when the exchange ends (not when
-  // the client went away first), after the response went out.
+  // Kong's log phase, for handlers whose logs() is true: once, when the exchange ends (after the
+  // response went out, or when the client went away or the connection failed first: then
+  // `status` is 499 unless the response had started; see dp::LogStep).
   virtual void Log(const RequestContext& request, int status) const {}
   virtual bool logs() const { return false; }
   // The request went away while this plugin was suspended (on its I/O, or waiting for the

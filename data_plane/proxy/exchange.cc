@@ -182,6 +182,7 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   }
   EndAttempt();
   local_response_ = true;
+  response_is_local = true;
   pending_body_.clear();
   holding_response_ = false;
   buffer_response_body = false;
@@ -216,6 +217,9 @@ void Exchange::RunResponseHeadSteps(int status) {
 void Exchange::Cancel() {
   if (cancelled_) return;
   cancelled_ = true;
+  // The exchange ends here (the client went away, the connection failed or was cut): logged once,
+  // with the status the client got, or 499 (nginx's "client closed request") when it got none.
+  RunLogSteps(response_started_ ? response_status_ : kClientClosedRequest);
   if (suspended_ && config_ != nullptr) {
     suspended_ = false;
     config_->pipeline().request_steps()[next_step_]->OnCancel(*this);
@@ -677,11 +681,15 @@ void Exchange::FailUpstream(int status, absl::string_view message) {
 
 void Exchange::MaybeFinish() {
   if (cancelled_ || !request_complete_ || !response_complete_) return;
-  if (measured_) {
-    finished_ns = uv_hrtime();
-    for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, response_status_);
-  }
+  RunLogSteps(response_status_);
   downstream_->ExchangeDone();  // may Reset() this exchange: nothing may follow
+}
+
+void Exchange::RunLogSteps(int status) {
+  if (!measured_ || logged_) return;
+  logged_ = true;
+  finished_ns = uv_hrtime();
+  for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, status);
 }
 
 void Exchange::Reset() {
@@ -703,6 +711,7 @@ void Exchange::Reset() {
   body_streamed_ = false;
   request_body_bytes_ = 0;
   measured_ = false;
+  logged_ = false;
   local_response_ = false;
   response_started_ = false;
   response_complete_ = false;

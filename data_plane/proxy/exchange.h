@@ -181,6 +181,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // A held response is complete: buffered-body steps, then the head with its new length and body.
   void SendHeldResponse();
   void MaybeFinish();
+  // Runs the log steps unless they ran: the exchange is over, with `status` sent to the client.
+  void RunLogSteps(int status);
 
   Worker* worker_ = nullptr;
   Downstream* downstream_ = nullptr;
@@ -199,6 +201,8 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   bool body_streamed_ = false;     // body bytes were handed to a connected upstream
   uint64_t request_body_bytes_ = 0;  // counted only under a request_body_limit
   bool measured_ = false;  // the config has log steps: the timings are taken (RequestContext)
+  bool logged_ = false;    // the log steps ran (once per exchange: MaybeFinish or Cancel)
+  static constexpr int kClientClosedRequest = 499;
   bool local_response_ = false;    // the proxy answered; the request body is discarded
   bool response_started_ = false;  // a byte of the final response went to the client
   bool response_complete_ = false;

@@ -150,6 +150,27 @@ void Http1ClientConnection::OnDeadline() {
   }
 }
 
+void Http1ClientConnection::OnWorkerDrain() {
+  switch (state_) {
+    case State::kHttp2:
+      h2_->GoAwayNotice();  // the final GOAWAY follows (OnDrainGoAway)
+      return;
+    case State::kIdle:
+      // Bytes of a next request already here: it is answered (with Connection: close). A
+      // connection that has not served a request yet was accepted for one that is on its way
+      // (or in its TLS handshake): it is answered too, the drain timeout bounding the wait.
+      if (!input_.empty() || codec_.in_message() || requests_ == 0) return;
+      BeginDrain(/*client_done=*/true);
+      return;
+    default:
+      return;  // an exchange ends with a close (worker_.draining()); tunnels wait for the stop
+  }
+}
+
+void Http1ClientConnection::OnDrainGoAway() {
+  if (state_ == State::kHttp2) h2_->GoAway();  // the session closes once its open streams are done
+}
+
 // ---- reading and parsing -------------------------------------------------------------------
 
 void Http1ClientConnection::UpdateReading() {
@@ -447,7 +468,7 @@ void Http1ClientConnection::RequestBodyWanted() {
 void Http1ClientConnection::SendLocal(const dp::LocalResponse& response,
                                       absl::Span<const std::pair<std::string, std::string>> extra_headers) {
   // The rest of the request body is discarded: keep-alive only if the client allows it.
-  const bool close = response.close || !client_keep_alive_;
+  const bool close = response.close || !client_keep_alive_ || worker_.draining();
   const std::string serialized = SerializeLocalResponse(response, close, extra_headers);
   if (exchange_ != nullptr) exchange_->response_bytes += serialized.size();
   WriteToClient(serialized);
@@ -466,7 +487,7 @@ bool Http1ClientConnection::SendResponseHead(const MessageHead& head,
                                              absl::Span<const std::pair<std::string, std::string>> extra_headers,
                                              absl::Span<const absl::string_view> removed_headers) {
   framing_ = ChooseResponseFraming(head, request_is_head_, client_http11_);
-  if (framing_ == ResponseFraming::kUntilClose || !request_complete_) close_after_ = true;
+  if (framing_ == ResponseFraming::kUntilClose || !request_complete_ || worker_.draining()) close_after_ = true;
   const bool keep_alive = client_keep_alive_ && !close_after_;
   // Queued, not written: it leaves with the body bytes of the same upstream read (one writev).
   if (ClaimOutput()) {
@@ -512,7 +533,8 @@ void Http1ClientConnection::ExchangeDone() {
     ReleaseRequestState();
     return;
   }
-  const bool keep_alive = client_keep_alive_ && !close_after_;
+  // A drain that began after the head went out still ends the connection here.
+  const bool keep_alive = client_keep_alive_ && !close_after_ && !worker_.draining();
   const bool draining = state_ != State::kExchange;  // a local response or early answer closes
   const bool client_done = !keep_alive && ClientDone();
   EndExchange();  // unpins the config
@@ -707,7 +729,11 @@ void Http1ClientConnection::SwitchToHttp2(absl::string_view initial) {
   worker_.DisarmDeadline(&deadline_);
   h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, tls_ != nullptr,
                                              tls_ != nullptr ? absl::string_view(tls_->sni) : absl::string_view());
-  if (!h2_->Start(initial) && state_ != State::kClosing) Close();
+  if (!h2_->Start(initial)) {
+    if (state_ != State::kClosing) Close();
+    return;
+  }
+  if (worker_.draining()) h2_->GoAway();  // its first streams (in `initial`) are served
 }
 
 bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
@@ -727,7 +753,11 @@ bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
   worker_.DisarmDeadline(&deadline_);
   h2_ = std::make_unique<Http2ClientSession>(worker_, *transport_, *this, client_ip_, serial_, false,
                                              absl::string_view());
-  if (!h2_->StartUpgraded(*settings, head) && state_ != State::kClosing) Close();
+  if (!h2_->StartUpgraded(*settings, head)) {
+    if (state_ != State::kClosing) Close();
+    return true;
+  }
+  if (worker_.draining()) h2_->GoAway();  // stream 1 (the upgraded request) is served
   return true;
 }
 

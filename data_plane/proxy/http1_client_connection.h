@@ -65,6 +65,12 @@ class Http1ClientConnection final : public TransportCallbacks,
   State state() const { return state_; }
   // The worker's deadline sweep: the idle/header or linger timeout expired.
   void OnDeadline();
+  // The worker began draining: an idle keep-alive connection closes now, an HTTP/2 one gets
+  // GOAWAY; a request in progress finishes and its response is the connection's last. Tunnels
+  // are left to the stop.
+  void OnWorkerDrain();
+  // kDrainGoAwayDelayMs after OnWorkerDrain: an HTTP/2 connection gets its final GOAWAY.
+  void OnDrainGoAway();
 
   // Transport events.
   void OnTransportConnected(int) override {}

@@ -594,6 +594,11 @@ void Http2ClientSession::GoAway() {
   Flush();
 }
 
+void Http2ClientSession::GoAwayNotice() {
+  if (failed_ || session_ == nullptr || going_away_) return;
+  if (nghttp2_submit_shutdown_notice(session_) == 0) Flush();
+}
+
 void Http2ClientSession::Abort() {
   failed_ = true;
   drained_.clear();

@@ -153,6 +153,10 @@ class Http2ClientSession {
   // Graceful shutdown: GOAWAY(NO_ERROR) with the last stream id, then close once the streams in
   // flight are done (the worker stopping closes it anyway).
   void GoAway();
+  // The first step of a graceful shutdown (RFC 9113 §6.8): GOAWAY(NO_ERROR) with the largest
+  // stream id, so that streams the client opens before it reads it are still served; GoAway()
+  // then sends the final one (kDrainGoAwayDelayMs later, from the worker's drain).
+  void GoAwayNotice();
   // The connection is closing: cancel every exchange.
   void Abort();
 

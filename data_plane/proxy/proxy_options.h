@@ -25,6 +25,10 @@ struct ProxyOptions {
   std::string host = "0.0.0.0";        // IPv4 or IPv6 literal to listen on
   uint16_t port = 8000;                // 0 = ephemeral (all workers share the one chosen)
   int workers = 1;                     // worker threads, each with its own loop and listener
+  // False: the listeners are bound at start (a taken address still fails Start) but accept only
+  // after ProxyServer::StartAccepting(), so that a DP joining a port another DP serves
+  // (SO_REUSEPORT) takes no connection before it has a config.
+  bool accept_at_start = true;
   size_t max_header_bytes = 64 * 1024; // request (and upstream response) head limit
   bool allow_debug_header = false;     // honour `Kong-Debug: 1` (Kong-Route-Id, ... in responses)
   // HTTP/2 on the proxy listeners: h2c (prior knowledge, Upgrade: h2c) on the cleartext one, ALPN

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(ProxyOptions opt
 
   std::unique_ptr<ProxyServer> server(new ProxyServer());
   server->port_ = cleartext->port;
+  server->accepting_.store(options.accept_at_start);
   server->tls_port_ = tls != nullptr ? tls_listeners.port : 0;
   server->tls_ = std::move(tls);
   for (int i = 0; i < options.workers; ++i) {
@@ -190,6 +191,26 @@ uint64_t ProxyServer::websocket_connections_opened() const {
   return total;
 }
 
+void ProxyServer::StartAccepting() {
+  if (accepting_.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_ || accepting_.exchange(true)) return;
+  for (auto& worker : workers_) worker->RequestAccepting();
+}
+
+void ProxyServer::BeginDrain() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_) return;
+  for (auto& worker : workers_) worker->RequestDrain();
+}
+
+bool ProxyServer::drained() const {
+  for (const auto& worker : workers_) {
+    if (!worker->drained()) return false;
+  }
+  return true;
+}
+
 void ProxyServer::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;
@@ -199,6 +220,10 @@ void ProxyServer::Stop() {
     if (thread.joinable()) thread.join();
   }
   threads_.clear();
+  for (auto& worker : workers_) {
+    drain_counts_.open_at_drain += worker->connections_at_drain();
+    drain_counts_.cut_at_stop += worker->connections_cut();
+  }
   for (auto& worker : workers_) requests_at_stop_ += worker->requests_total();
   for (auto& worker : workers_) websocket_connections_at_stop_ += worker->websocket_tunnels_opened();
   for (auto& worker : workers_) connections_accepted_at_stop_ += worker->connections_accepted();

@@ -2,6 +2,7 @@
 // The data plane's HTTP/1.1 proxy: N worker threads, each with its own libuv loop and its own
 // SO_REUSEPORT listener on the same address, plus one on the TLS address when options.tls is
 // enabled. See docs/proxy.md and docs/tls.md.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -60,6 +61,27 @@ class ProxyServer {
   int64_t websocket_connections() const;
   uint64_t websocket_connections_opened() const;
 
+  // With options.accept_at_start false: the listeners start accepting now. Thread-safe,
+  // idempotent, cheap after the first call (one relaxed load).
+  void StartAccepting();
+
+  // Graceful drain, thread-safe and idempotent: every worker closes its listeners (cleartext and
+  // TLS; with net.ipv4.tcp_migrate_req=1 their accept queues move to another DP sharing the
+  // port), closes idle keep-alive connections, sends GOAWAY on HTTP/2 connections, and answers
+  // the requests in progress with `Connection: close`. Stop() ends it; drained() says when
+  // nothing is left to wait for.
+  void BeginDrain();
+  // After BeginDrain(): every worker has no client connection left. Not concurrent with Stop().
+  bool drained() const;
+
+  // What a drain found (BeginDrain() to Stop()), summed over the workers.
+  struct DrainCounts {
+    int64_t open_at_drain = 0;  // client connections open when the drain began
+    int64_t cut_at_stop = 0;    // connections still open when Stop() closed them
+  };
+  // Meaningful after Stop().
+  DrainCounts drain_counts() const { return drain_counts_; }
+
   // Closes the listeners and every connection, joins the threads. Idempotent; not concurrent
   // with itself.
   void Stop();
@@ -81,6 +103,8 @@ class ProxyServer {
   uint64_t requests_at_stop_ = 0;
   uint64_t websocket_connections_at_stop_ = 0;
   uint64_t connections_accepted_at_stop_ = 0;
+  DrainCounts drain_counts_;
+  std::atomic<bool> accepting_{false};
 };
 
 }  // namespace portico::dp

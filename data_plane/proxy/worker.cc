@@ -28,6 +28,7 @@ struct Worker::Uv {
     listener->worker->OnAcceptable(*listener, status);
   }
   static void AcceptRetry(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnAcceptRetry(); }
+  static void DrainGoAway(uv_timer_t* t) { Self(reinterpret_cast<uv_handle_t*>(t))->OnDrainGoAway(); }
   static void Reap(uv_check_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->DrainGraveyard(); }
   static void Sweep(uv_timer_t* h) { Self(reinterpret_cast<uv_handle_t*>(h))->OnSweep(); }
   static void Closed(uv_handle_t*) {}  // the worker's handles are members: nothing to free
@@ -90,6 +91,8 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
   resolver_ = *std::move(resolver);
   uv_timer_init(&loop_, &accept_retry_);
   accept_retry_.data = this;
+  uv_timer_init(&loop_, &drain_goaway_);
+  drain_goaway_.data = this;
   uv_async_init(&loop_, &wake_, Uv::Wake);
   wake_.data = this;
   uv_check_init(&loop_, &reaper_);
@@ -101,17 +104,7 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
   uv_timer_start(&sweeper_, Uv::Sweep, kDeadlineSweepMs, kDeadlineSweepMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweeper_));
 
-  int rc = 0;
-  for (Listener& listener : listeners_) {
-    if (listener.fd < 0 || rc != 0) continue;
-    rc = ::listen(listener.fd, 511) == 0 ? 0 : uv_translate_sys_error(errno);
-    if (rc == 0) rc = uv_poll_init_socket(&loop_, &listener.poll, listener.fd);
-    if (rc == 0) {
-      listener.polling = true;
-      listener.poll.data = &listener;
-      rc = uv_poll_start(&listener.poll, UV_READABLE, Uv::Acceptable);
-    }
-  }
+  const int rc = options_.accept_at_start ? StartListening() : 0;
   if (rc != 0) {
     uv_walk(&loop_, Uv::CloseAny, nullptr);
     close_listen_fds();
@@ -121,6 +114,28 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
     return absl::InternalError(absl::StrCat("listen: ", uv_strerror(rc)));
   }
   return absl::OkStatus();
+}
+
+int Worker::StartListening() {
+  int rc = 0;
+  for (Listener& listener : listeners_) {
+    if (listener.fd < 0 || listener.polling || rc != 0) continue;
+    rc = ::listen(listener.fd, 511) == 0 ? 0 : uv_translate_sys_error(errno);
+    if (rc == 0) rc = uv_poll_init_socket(&loop_, &listener.poll, listener.fd);
+    if (rc == 0) {
+      listener.polling = true;
+      listener.poll.data = &listener;
+      rc = uv_poll_start(&listener.poll, UV_READABLE, Uv::Acceptable);
+    }
+  }
+  return rc;
+}
+
+void Worker::RequestAccepting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_requested_ || drain_requested_ || accept_requested_) return;
+  accept_requested_ = true;
+  uv_async_send(&wake_);
 }
 
 void Worker::Run() {
@@ -172,14 +187,71 @@ const std::shared_ptr<const RuntimeConfig>& Worker::CurrentConfig() {
   return config_;
 }
 
+void Worker::RequestDrain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_requested_ || drain_requested_) return;
+  drain_requested_ = true;
+  uv_async_send(&wake_);
+}
+
 void Worker::OnWake() {
   CurrentConfig();
   bool stop = false;
+  bool drain = false;
+  bool accept = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop = stop_requested_;
+    drain = drain_requested_;
+    accept = accept_requested_;
   }
-  if (stop) BeginShutdown();
+  if (stop) {
+    BeginShutdown();
+  } else if (drain) {
+    BeginDrain();
+  } else if (accept && !shutting_down_ && !draining_) {
+    if (const int rc = StartListening(); rc != 0) {
+      PORTICO_LOG(kError, "proxy", "worker ", index_, ": listen: ", uv_strerror(rc));
+    }
+  }
+}
+
+void Worker::CloseListeners() {
+  for (Listener& listener : listeners_) {
+    if (listener.polling) uv_close(reinterpret_cast<uv_handle_t*>(&listener.poll), Uv::Closed);  // stops polling now
+    listener.polling = false;
+    // With net.ipv4.tcp_migrate_req=1 the kernel moves the connections still in this socket's
+    // accept queue to another listener of its SO_REUSEPORT group (a replacement DP); without it
+    // they are reset.
+    if (listener.fd >= 0) ::close(listener.fd);
+    listener.fd = -1;
+  }
+  uv_timer_stop(&accept_retry_);
+}
+
+void Worker::BeginDrain() {
+  if (draining_ || shutting_down_) return;
+  draining_ = true;
+  CloseListeners();
+  connections_at_drain_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
+  std::vector<Http1ClientConnection*> clients;
+  clients.reserve(clients_.size());
+  for (auto& [raw, owned] : clients_) clients.push_back(raw);
+  for (Http1ClientConnection* c : clients) c->OnWorkerDrain();  // may close (not free) some
+  uv_timer_start(&drain_goaway_, Uv::DrainGoAway, kDrainGoAwayDelayMs, 0);
+  CheckDrained();
+}
+
+void Worker::OnDrainGoAway() {
+  std::vector<Http1ClientConnection*> clients;
+  for (auto& [raw, owned] : clients_) {
+    if (raw->state() == Http1ClientConnection::State::kHttp2) clients.push_back(raw);
+  }
+  for (Http1ClientConnection* c : clients) c->OnDrainGoAway();
+}
+
+void Worker::CheckDrained() {
+  if (draining_ && clients_.empty()) drained_.store(true, std::memory_order_release);
 }
 
 namespace {
@@ -236,7 +308,7 @@ bool Worker::AllowClientErrorLog(uint64_t* suppressed) {
 }
 
 void Worker::OnAcceptable(Listener& listener, int status) {
-  if (shutting_down_) return;
+  if (shutting_down_ || draining_) return;
   if (status < 0) {
     // libuv stops a poll handle that reports an error: try again after a pause.
     PORTICO_LOG(kWarn, "proxy", "listener poll: ", uv_strerror(status), "; accepting again in ",
@@ -270,7 +342,7 @@ void Worker::OnAcceptable(Listener& listener, int status) {
 }
 
 void Worker::OnAcceptRetry() {
-  if (shutting_down_) return;
+  if (shutting_down_ || draining_) return;
   for (Listener& listener : listeners_) {
     if (listener.polling) uv_poll_start(&listener.poll, UV_READABLE, Uv::Acceptable);
   }
@@ -279,14 +351,11 @@ void Worker::OnAcceptRetry() {
 void Worker::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
-  for (Listener& listener : listeners_) {
-    if (listener.polling) uv_close(reinterpret_cast<uv_handle_t*>(&listener.poll), Uv::Closed);  // stops polling now
-    listener.polling = false;
-    if (listener.fd >= 0) ::close(listener.fd);
-    listener.fd = -1;
-  }
-  uv_timer_stop(&accept_retry_);
+  CloseListeners();
+  connections_cut_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_retry_), Uv::Closed);
+  uv_timer_stop(&drain_goaway_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_goaway_), Uv::Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), Uv::Closed);
   uv_check_stop(&reaper_);
   uv_close(reinterpret_cast<uv_handle_t*>(&reaper_), Uv::Closed);
@@ -421,6 +490,7 @@ void Worker::Destroy(Http1ClientConnection* connection) {
   dead_clients_.push_back(std::move(it->second));
   clients_.erase(it);
   connections_active_.store(static_cast<int64_t>(clients_.size()), std::memory_order_relaxed);
+  if (draining_) CheckDrained();
 }
 
 void Worker::Destroy(UpstreamConnection* connection) {

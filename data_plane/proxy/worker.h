@@ -47,6 +47,9 @@ inline constexpr size_t kMaxIdlePerKey = 512;
 inline constexpr size_t kMaxUpstreamTlsSessions = 1024;
 inline constexpr int64_t kUpstreamIdleTimeoutMs = 60 * 1000;
 inline constexpr int64_t kLingerTimeoutMs = 2 * 1000;
+// A drain sends HTTP/2 connections a GOAWAY notice, then the final GOAWAY this much later (a
+// round trip's margin for streams the client opened meanwhile).
+inline constexpr int64_t kDrainGoAwayDelayMs = 1000;
 // Accepting pauses this long after accept4 failed for lack of descriptors or memory.
 inline constexpr int64_t kAcceptRetryMs = 100;
 // How often the worker checks client deadlines (idle and linger timeouts fire up to this late).
@@ -109,11 +112,29 @@ class Worker {
   // Any thread.
   void Publish(std::shared_ptr<const RuntimeConfig> config);
   void RequestStop();
+  // Starts listening on sockets Init() left bound only (ProxyOptions::accept_at_start false).
+  // Idempotent.
+  void RequestAccepting();
+  // Graceful drain (docs/operations.md "Graceful drain"): the worker closes its listeners, closes
+  // idle keep-alive connections, and lets the others finish their requests (HTTP/1.1 responses
+  // then carry `Connection: close`, HTTP/2 connections get GOAWAY). Idempotent; RequestStop()
+  // still closes whatever is left.
+  void RequestDrain();
+  // After RequestDrain(): the worker has begun draining and has no client connection left
+  // (WebSocket tunnels count until the stop cuts them). Any thread.
+  bool drained() const { return drained_.load(std::memory_order_acquire); }
+  // Client connections open when the drain began, and (after Run() returned) those the stop
+  // closed. Any thread; meaningful once drained() or after the thread ended.
+  int64_t connections_at_drain() const { return connections_at_drain_.load(std::memory_order_relaxed); }
+  int64_t connections_cut() const { return connections_cut_.load(std::memory_order_relaxed); }
   uint64_t requests_total() const { return requests_total_.load(std::memory_order_relaxed); }
 
   // Loop thread only, below.
   uv_loop_t* loop() { return &loop_; }
   const ProxyOptions& options() const { return options_; }
+  // The worker drains: the current responses are the connections' last (a flag check per
+  // response, nothing else on the request path).
+  bool draining() const { return draining_; }
   uint16_t port() const { return port_; }
   uint16_t tls_port() const { return tls_port_; }
   char* read_buffer() { return read_buffer_.get(); }
@@ -217,6 +238,13 @@ class Worker {
   void PauseAccepting();
   void OnAcceptRetry();
   void BeginShutdown();
+  void BeginDrain();
+  // listen() and poll the listeners not polled yet; a libuv error code, 0 when done.
+  int StartListening();
+  void CloseListeners();
+  // Draining and no client left: tell the ProxyServer (drained()).
+  void CheckDrained();
+  void OnDrainGoAway();
   void DrainGraveyard();
   void OnSweep();
 
@@ -231,11 +259,13 @@ class Worker {
   // the address, costing an extra accept4 and a getpeername per connection.
   Listener listeners_[kListenerCount];
   uv_timer_t accept_retry_;  // re-enables accepting after EMFILE/ENFILE
+  uv_timer_t drain_goaway_;  // the final GOAWAY of a drain (kDrainGoAwayDelayMs)
   uv_async_t wake_;
   uv_check_t reaper_;
   uv_timer_t sweeper_;  // expires client deadlines every kDeadlineSweepMs
   bool loop_initialised_ = false;
   bool shutting_down_ = false;
+  bool draining_ = false;
   std::unique_ptr<char[]> read_buffer_;
   std::unique_ptr<char[]> plain_buffer_;  // TLS listener only
   uint64_t client_log_second_ = 0;        // uv_now / 1000 of the current log window
@@ -245,6 +275,11 @@ class Worker {
   std::mutex mu_;
   std::shared_ptr<const RuntimeConfig> pending_config_;  // guarded by mu_
   bool stop_requested_ = false;                           // guarded by mu_
+  bool drain_requested_ = false;                          // guarded by mu_
+  bool accept_requested_ = false;                         // guarded by mu_
+  std::atomic<bool> drained_{false};
+  std::atomic<int64_t> connections_at_drain_{0};
+  std::atomic<int64_t> connections_cut_{0};
   std::atomic<bool> has_pending_config_{false};
 
   std::shared_ptr<const RuntimeConfig> config_;

@@ -310,6 +310,14 @@ bool RawHttpClient::Send(absl::string_view data) { return fd_ >= 0 && SendAll(fd
 
 void RawHttpClient::ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
 
+void RawHttpClient::Reset() {
+  if (fd_ < 0) return;
+  const linger abort_on_close{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+  ::close(fd_);
+  fd_ = -1;
+}
+
 HttpReply RawHttpClient::ReadResponse(bool head_request) { return test_support::ReadResponse(reader_, head_request); }
 
 bool RawHttpClient::ReadsEof() {

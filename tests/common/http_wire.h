@@ -123,6 +123,8 @@ class RawHttpClient {
   int connect_error() const { return connect_error_; }  // errno of a failed connect
   bool Send(absl::string_view data);
   void ShutdownWrite();
+  // Closes with a reset (RST, SO_LINGER 0): the peer sees the client go away, not a half-close.
+  void Reset();
   // Also bounds all reads together.
   void set_deadline(std::chrono::steady_clock::time_point deadline) { reader_.set_deadline(deadline); }
 

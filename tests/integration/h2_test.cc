@@ -595,6 +595,16 @@ TEST_F(H2Test, DrainSendsGoawayToOpenConnections) {
   ASSERT_NE(goaway, nullptr) << "no GOAWAY on drain: " << report.dump();
   EXPECT_EQ((*goaway)["error"], kNoError) << report.dump();
   EXPECT_GE((*goaway)["last_stream"].get<int>(), 1) << "stream 1 was processed: " << report.dump();
+  // Two steps (RFC 9113 §6.8): a notice with the largest stream id, then the final GOAWAY.
+  std::vector<json> goaways;
+  for (const json& e : report["events"]) {
+    if (e["type"] == "goaway") goaways.push_back(e);
+  }
+  ASSERT_EQ(goaways.size(), 2u) << report.dump();
+  EXPECT_EQ(goaways[0]["last_stream"], 2147483647) << report.dump();
+  EXPECT_EQ(goaways[1]["last_stream"], 1) << report.dump();
+  EXPECT_EQ(goaways[1]["error"], kNoError) << report.dump();
+  EXPECT_TRUE(report["closed"].get<bool>()) << report.dump();
   const int dp_status = dp_->process->Stop(SIGTERM, 30s);
   EXPECT_TRUE(WIFEXITED(dp_status) && WEXITSTATUS(dp_status) == 0) << "the DP did not exit cleanly: " << dp_status;
 }

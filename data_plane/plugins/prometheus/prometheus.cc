@@ -38,7 +38,8 @@ class Prometheus final : public PluginHandler {
     }
     const int worker = request.worker_index;
     if (options_.status_codes) {
-      store_->CountRequest(worker, route_id, consumer_id, status, request.upstream_status != 0);
+      store_->CountRequest(worker, route_id, consumer_id, status,
+                           request.upstream_status != 0 && !request.response_is_local);
     }
     if (options_.bandwidth) {
       store_->AddBandwidth(worker, route_id, consumer_id, RequestSizeBytes(request), request.response_bytes);

@@ -2,10 +2,14 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/metrics/metrics.h"
 
 namespace portico::dp::plugins {
@@ -29,6 +33,28 @@ uint32_t KeyRoute(uint64_t key) { return static_cast<uint32_t>(key >> 40); }
 uint32_t KeyConsumer(uint64_t key) { return static_cast<uint32_t>((key >> 20) & 0xfffff); }
 uint64_t KeyKind(uint64_t key) { return (key >> 16) & 0xf; }
 uint64_t KeyDetail(uint64_t key) { return key & 0xffff; }
+
+// Kong's `le` labels (its Lua prometheus library): every bound printed with the same width and
+// precision, zero-padded, so that they sort as text: "%0<W>.<P>f" where P is the most decimals
+// any bound needs (at least 1) and W fits the longest integer part ({1, 6000} -> "0001.0", "6000.0").
+std::vector<std::string> KongBucketLabels(absl::Span<const double> bounds) {
+  int max_order = 1;
+  int max_precision = 1;
+  for (const double bound : bounds) {
+    std::string text = absl::StrFormat("%f", bound);
+    while (!text.empty() && text.back() == '0') text.pop_back();
+    const size_t dot = text.find('.');
+    if (dot == std::string::npos) continue;
+    max_order = std::max(max_order, static_cast<int>(dot));
+    max_precision = std::max(max_precision, static_cast<int>(text.size() - dot - 1));
+  }
+  std::vector<std::string> labels;
+  labels.reserve(bounds.size());
+  for (const double bound : bounds) {
+    labels.push_back(absl::StrFormat("%0*.*f", max_order + max_precision + 1, max_precision, bound));
+  }
+  return labels;
+}
 
 uint64_t Mix(uint64_t x) {  // splitmix64's finalizer
   x ^= x >> 30;
@@ -283,6 +309,7 @@ void TrafficMetrics::Render(std::string* out) const {
     if (per_route.empty()) continue;
     AppendFamilyHeader(out, family.name, family.help, "histogram");
     const std::string bucket_name = absl::StrCat(family.name, "_bucket");
+    const std::vector<std::string> le_labels = KongBucketLabels(bounds);
     for (const auto& [route_id, buckets] : per_route) {
       const uint64_t any_key = MakeKey(route_id, 0, 0, 0);
       const auto& [service, route] = route_labels(any_key);
@@ -291,7 +318,7 @@ void TrafficMetrics::Render(std::string* out) const {
         running += buckets[b];
         AppendSample(out, bucket_name,
                      {{"service", service}, {"route", route}, {"workspace", "default"},
-                      {"le", b < bounds.size() ? FormatSampleValue(bounds[b]) : std::string("+Inf")}},
+                      {"le", b < bounds.size() ? le_labels[b] : std::string("+Inf")}},
                      absl::StrCat(running));
       }
       auto sum = sums.find(MakeKey(route_id, 0, kSum + static_cast<uint64_t>(family.kind), 0));

@@ -541,5 +541,47 @@ INSTANTIATE_TEST_SUITE_P(
         ParseCase{"ConnectIsAnsweredThenClosed", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 200, true}),
     [](const testing::TestParamInfo<ParseCase>& info) { return std::string(info.param.name); });
 
+
+TEST_F(HttpServerTest, BeginStopFinishesARequestInFlightClosesIdleOnesAndRefusesNewOnes) {
+  StartServer();
+  TestClient idle(server_->port());
+  ASSERT_TRUE(idle.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_EQ(idle.ReadResponse().status, 200);
+  auto busy = std::make_unique<TestClient>(server_->port());
+  ASSERT_TRUE(busy->Send("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server_->BeginStop(5000);
+  idle.set_deadline(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  test_support::HttpReply closed = idle.ReadResponse();
+  EXPECT_FALSE(closed.ok);
+  EXPECT_TRUE(closed.peer_closed);
+  TestClient refused(server_->port());
+  EXPECT_FALSE(refused.connected());
+  ASSERT_TRUE(busy->Send("world"));
+  test_support::HttpReply answered = busy->ReadResponse();
+  ASSERT_TRUE(answered.ok) << answered.error;
+  EXPECT_EQ(answered.status, 200);
+  EXPECT_EQ(answered.body, R"(POST /b?|helloworld)");
+  EXPECT_EQ(answered.Header("Connection"), "close");
+  busy.reset();  // the client closes as told
+  const auto start = std::chrono::steady_clock::now();
+  server_->Stop();  // the last connection is gone: no wait for the grace period
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST_F(HttpServerTest, BeginStopClosesWhatIsLeftAfterTheGracePeriod) {
+  StartServer();
+  TestClient stuck(server_->port());
+  ASSERT_TRUE(stuck.Send("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto start = std::chrono::steady_clock::now();
+  server_->BeginStop(300);
+  server_->Stop();
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_FALSE(stuck.ReadResponse().ok);
+}
+
 }  // namespace
 }  // namespace portico

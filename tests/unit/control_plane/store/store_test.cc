@@ -84,6 +84,27 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   EXPECT_NE((*other)->Epoch(), epoch);
 }
 
+TEST_F(StoreTest, CloseCheckpointsTheWalIntoTheDatabaseFile) {
+  auto s = store_->Insert(NewService("kept"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_GT(std::filesystem::file_size(path_ + "-wal"), 0u);  // the write is in the WAL
+  // Another process (config import) holding the file open: the WAL stays, but empty.
+  auto other = Store::Open(path_, clock_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(store_->Close().ok());
+  EXPECT_EQ(std::filesystem::file_size(path_ + "-wal"), 0u);
+  EXPECT_TRUE(store_->Close().ok()) << "idempotent";
+  ASSERT_TRUE((*other)->Close().ok());
+  EXPECT_FALSE(std::filesystem::exists(path_ + "-wal")) << "the last close removes the WAL";
+  store_.reset();
+  other->reset();
+  auto reopened = Store::Open(path_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto again = (*reopened)->GetByEndpointKey<Service>("kept");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), s->id());
+}
+
 TEST_F(StoreTest, InsertStampsTimesAndUpdateKeepsCreatedAt) {
   auto s = store_->Insert(NewService("svc"));
   ASSERT_TRUE(s.ok());

@@ -197,6 +197,11 @@ class PipelineProxyTest : public ::testing::Test {
       if (request.target == "/rewrite") {  // chunked, for a step that holds the response
         reply.raw = "HTTP/1.1 201 Created\r\nX-Rewrite: yes\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+      } else if (request.target == "/hang") {
+        reply.hang = true;
+      } else if (request.target == "/cut") {  // the head and part of the body, then the connection ends
+        reply.raw = "HTTP/1.1 200 X\r\nContent-Length: 100\r\n\r\npartial";
+        reply.close_after = true;
       } else if (request.target == "/rewrite-big") {
         reply.raw = SimpleResponse(200, std::string(RequestContext::kMaxBufferedResponseBody + 100, 'b'),
                                    "X-Rewrite: yes\r\n");
@@ -471,12 +476,14 @@ class RecordingLogStep final : public LogStep {
     uint64_t response_bytes = 0;
     bool ordered = false;  // received <= upstream started <= upstream head <= finished, as they apply
     bool upstream_timed = false;
+    bool local = false;
     RequestLatencies latencies;
   };
   void OnLog(const RequestContext& request, int status) const override {
     Record r;
     r.status = status;
     r.upstream_status = request.upstream_status;
+    r.local = request.response_is_local;
     r.request_size = RequestSizeBytes(request);
     r.body_received = request.request_body_received;
     r.response_bytes = request.response_bytes;
@@ -488,6 +495,14 @@ class RecordingLogStep final : public LogStep {
     r.latencies = ComputeLatencies(request);
     std::lock_guard<std::mutex> lock(mutex_);
     records_.push_back(r);
+  }
+  // Waits (bounded) until `count` records are in.
+  std::vector<Record> WaitFor(size_t count) const {
+    std::vector<Record> got;
+    for (int i = 0; i < 400 && (got = records()).size() < count; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return got;
   }
   std::vector<Record> records() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -546,6 +561,64 @@ TEST_F(PipelineProxyTest, LogStepsSeeTimingsSizesAndTheUpstreamStatus) {
   EXPECT_FALSE(no_route.upstream_timed);
   EXPECT_TRUE(no_route.ordered);
   EXPECT_EQ(no_route.latencies.proxy_ms, 0.0);
+}
+
+// However the exchange ends, the log steps run once: the client leaving before any response
+// (499), an upstream cut after its head went out (the status sent), the client leaving during a
+// local response's discarded body (the local status, marked local).
+TEST_F(PipelineProxyTest, LogStepsRunOnceWhenTheExchangeEndsEarly) {
+  auto recorder = std::make_shared<RecordingLogStep>();
+  dp::PipelineExtensions extensions;
+  extensions.log_steps.push_back(recorder);
+  Publish(extensions);
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /r/hang HTTP/1.1\r\nHost: a\r\n\r\n"));
+    for (int i = 0; i < 400 && upstream_->accepted() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(upstream_->accepted(), 1);
+    client.Reset();  // the client leaves before the answer (a FIN alone is a half-close)
+  }
+  std::vector<RecordingLogStep::Record> records = recorder->WaitFor(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].status, 499);
+  EXPECT_EQ(records[0].upstream_status, 0);
+  EXPECT_FALSE(records[0].local);
+  EXPECT_TRUE(records[0].ordered);
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /r/cut HTTP/1.1\r\nHost: a\r\n\r\n"));
+    ClientResponse cut = client.ReadResponse();
+    EXPECT_FALSE(cut.ok);  // the proxy closes: the body stops short
+  }
+  records = recorder->WaitFor(2);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].status, 200);
+  EXPECT_EQ(records[1].upstream_status, 200);
+  EXPECT_FALSE(records[1].local);
+  // Nothing is logged twice, whatever else the connection does afterwards.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(recorder->records().size(), 2u);
+}
+
+TEST_F(PipelineProxyTest, ALocalAnswerIsLoggedWhenTheClientLeavesDuringItsBody) {
+  auto recorder = std::make_shared<RecordingLogStep>();
+  dp::PipelineExtensions extensions;
+  extensions.request_steps.emplace_back(Phase::kAccess, std::make_shared<DenyStep>());
+  extensions.log_steps.push_back(recorder);
+  Publish(extensions);
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("POST /r/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\npartial"));
+    ClientResponse response = client.ReadResponse();
+    ASSERT_TRUE(response.ok);
+    EXPECT_EQ(response.status, 403);
+  }  // the rest of the body never comes
+  std::vector<RecordingLogStep::Record> records = recorder->WaitFor(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].status, 403);
+  EXPECT_TRUE(records[0].local);
+  EXPECT_EQ(records[0].upstream_status, 0);
+  EXPECT_EQ(records[0].body_received, 7u);
 }
 
 }  // namespace

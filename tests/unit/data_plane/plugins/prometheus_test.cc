@@ -96,23 +96,23 @@ TEST(TrafficMetricsTest, WorkerShardsAreSummedIntoExactExpositionText) {
             "kong_http_requests_total{service=\"users\",route=\"get \\\"one\\\"\",code=\"200\",source=\"service\",workspace=\"default\",consumer=\"alice\"} 1\n"
             "# HELP kong_kong_latency_ms Latency added by Kong and enabled plugins for each service/route in Kong\n"
             "# TYPE kong_kong_latency_ms histogram\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"1\"} 1\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"2\"} 1\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"5\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"7\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"10\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"15\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"20\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"30\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"50\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"75\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"100\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"200\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"500\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"750\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"1000\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"3000\"} 2\n"
-            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"6000\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0001.0\"} 1\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0002.0\"} 1\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0005.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0007.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0010.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0015.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0020.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0030.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0050.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0075.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0100.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0200.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0500.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"0750.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"1000.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"3000.0\"} 2\n"
+            "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"6000.0\"} 2\n"
             "kong_kong_latency_ms_bucket{service=\"orders\",route=\"list\",workspace=\"default\",le=\"+Inf\"} 2\n"
             "kong_kong_latency_ms_sum{service=\"orders\",route=\"list\",workspace=\"default\"} 3.5\n"
             "kong_kong_latency_ms_count{service=\"orders\",route=\"list\",workspace=\"default\"} 2\n");
@@ -128,14 +128,14 @@ TEST(TrafficMetricsTest, HistogramBucketsAreKongsUpperBoundsInclusive) {
   store.Render(&text);
   const std::string labels = "{service=\"s\",route=\"r\",workspace=\"default\"";
   auto has = [&text](const std::string& line) { return absl::StrContains(text, line + "\n"); };
-  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"25\"} 1"));  // le is inclusive
-  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"50\"} 2"));
-  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"60000\"} 3"));
+  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"00025.0\"} 1"));  // le is inclusive
+  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"00050.0\"} 2"));
+  EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"60000.0\"} 3"));
   EXPECT_TRUE(has("kong_upstream_latency_ms_bucket" + labels + ",le=\"+Inf\"} 4"));  // a negative one is not observed
   EXPECT_TRUE(has("kong_upstream_latency_ms_count" + labels + "} 4"));
   EXPECT_TRUE(has("kong_upstream_latency_ms_sum" + labels + "} 120051.5"));
-  EXPECT_TRUE(has("kong_request_latency_ms_bucket" + labels + ",le=\"50\"} 0"));
-  EXPECT_TRUE(has("kong_request_latency_ms_bucket" + labels + ",le=\"80\"} 1"));
+  EXPECT_TRUE(has("kong_request_latency_ms_bucket" + labels + ",le=\"00050.0\"} 0"));
+  EXPECT_TRUE(has("kong_request_latency_ms_bucket" + labels + ",le=\"00080.0\"} 1"));
   EXPECT_EQ(Lines(text, "kong_upstream_latency_ms_bucket").size(), std::size(kUpstreamLatencyBucketsMs) + 1);
   EXPECT_TRUE(Lines(text, "kong_kong_latency_ms").empty());  // no samples, no family
 }

@@ -1450,5 +1450,107 @@ TEST(ProxyServerStartTest, RejectsBadOptions) {
   EXPECT_FALSE(ProxyServer::Start(options).ok());
 }
 
+
+// ---- graceful drain (docs/operations.md "Graceful drain") ----------------------------------------
+
+// /r/slow answers after 600 ms, everything else at once.
+UpstreamReply SlowOrEcho(const ReceivedRequest& request) {
+  UpstreamReply reply = Echo(request);
+  if (absl::StrContains(request.target, "slow")) reply.delay_ms = 600;
+  return reply;
+}
+
+class ProxyDrainTest : public ProxyServerTest {
+ protected:
+  void StartSlowSetup(ProxyOptions options = {}) {
+    upstream_ = std::make_unique<TestUpstream>(SlowOrEcho);
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.workers = 2;
+    absl::StatusOr<std::unique_ptr<ProxyServer>> started = ProxyServer::Start(options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    proxy_ = std::move(*started);
+    Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
+  }
+};
+
+TEST_F(ProxyDrainTest, IdleConnectionsCloseAtOnceAndTheRequestInFlightEndsWithConnectionClose) {
+  ASSERT_NO_FATAL_FAILURE(StartSlowSetup());
+  RawClient idle(proxy_->port());
+  ASSERT_TRUE(idle.Send(Get("/r/warm")));
+  ASSERT_EQ(idle.ReadResponse().status, 200);
+  RawClient busy(proxy_->port());
+  ASSERT_TRUE(busy.Send(Get("/r/warm")));
+  ASSERT_EQ(busy.ReadResponse().status, 200);
+  ASSERT_TRUE(busy.Send(Get("/r/slow")));
+  ASSERT_TRUE(WaitFor([&] { return upstream_->requests().size() == 3; }));
+
+  const auto start = std::chrono::steady_clock::now();
+  proxy_->BeginDrain();
+  // The idle keep-alive connection is closed without an answer, long before the slow one ends.
+  idle.set_deadline(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  ClientResponse closed = idle.ReadResponse();
+  EXPECT_FALSE(closed.ok);
+  EXPECT_TRUE(closed.peer_closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
+  EXPECT_FALSE(proxy_->drained());
+  // The listeners are closed (each worker closes its own on its loop).
+  EXPECT_TRUE(WaitFor([&] { return !RawClient(proxy_->port()).connected(); }, std::chrono::milliseconds(500)));
+
+  ClientResponse last = busy.ReadResponse();
+  ASSERT_TRUE(last.ok) << last.error;
+  EXPECT_EQ(last.status, 200);
+  EXPECT_EQ(last.Header("Connection"), "close");
+  EXPECT_TRUE(WaitFor([&] { return proxy_->drained(); }));
+  proxy_->Stop();
+  EXPECT_EQ(proxy_->drain_counts().open_at_drain, 2);
+  EXPECT_EQ(proxy_->drain_counts().cut_at_stop, 0);
+}
+
+TEST_F(ProxyDrainTest, AFreshConnectionsFirstRequestIsAnsweredAndWhatIsLeftIsCutAtStop) {
+  ASSERT_NO_FATAL_FAILURE(StartSlowSetup());
+  auto fresh = std::make_unique<RawClient>(proxy_->port());  // its request comes after the drain began
+  RawClient hanging(proxy_->port());
+  ASSERT_TRUE(hanging.Send("GET /r/x HTTP/1.1\r\nHost: exa"));  // a head that never completes
+  ASSERT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 1; }));
+  proxy_->BeginDrain();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fresh->Send(Get("/r/late")));
+  ClientResponse late = fresh->ReadResponse();
+  ASSERT_TRUE(late.ok) << late.error;
+  EXPECT_EQ(late.status, 200);
+  EXPECT_EQ(late.Header("Connection"), "close");
+  fresh.reset();  // the client closes as told (the proxy lingers until then)
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(proxy_->drained());  // the unfinished head holds the drain
+  proxy_->Stop();
+  EXPECT_EQ(proxy_->drain_counts().open_at_drain, 2);
+  EXPECT_EQ(proxy_->drain_counts().cut_at_stop, 1);
+  EXPECT_FALSE(hanging.ReadResponse().ok);
+}
+
+TEST_F(ProxyDrainTest, ListenersBoundButNotAcceptingUntilStartAccepting) {
+  ProxyOptions options;
+  options.accept_at_start = false;
+  ASSERT_NO_FATAL_FAILURE(StartSlowSetup(options));
+  RawClient early(proxy_->port());
+  EXPECT_FALSE(early.connected()) << "connected before StartAccepting";
+  EXPECT_EQ(early.connect_error(), ECONNREFUSED);
+  // The port is taken all the same: a second server without SO_REUSEPORT cannot bind it.
+  const int other = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(proxy_->port());
+  EXPECT_NE(::bind(other, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ::close(other);
+  proxy_->StartAccepting();
+  proxy_->StartAccepting();  // idempotent
+  ASSERT_TRUE(WaitFor([&] {
+    RawClient client(proxy_->port());
+    return client.connected() && client.Send(Get("/r/x")) && client.ReadResponse().status == 200;
+  }));
+}
+
 }  // namespace
 }  // namespace portico::dp

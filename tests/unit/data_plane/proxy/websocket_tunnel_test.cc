@@ -525,5 +525,27 @@ TEST_F(WebSocketTunnelTest, StoppingTheProxyClosesOpenTunnels) {
   ::close(fd);
 }
 
+TEST_F(WebSocketTunnelTest, ADrainKeepsTunnelsOpenUntilTheStopCutsThem) {
+  ScriptedUpstream upstream(EchoScript);
+  StartProxy();
+  Publish(upstream.port());
+  std::string head, rest;
+  const int fd = OpenTunnel(&head, &rest);
+  ASSERT_GE(fd, 0);
+  proxy_->BeginDrain();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The tunnel still carries bytes both ways and holds the drain (it never ends by itself).
+  ASSERT_TRUE(SendAll(fd, "during-drain"));
+  ASSERT_TRUE(ReadAtLeast(fd, &rest, 12));
+  EXPECT_EQ(rest, "during-drain");
+  EXPECT_FALSE(proxy_->drained());
+  proxy_->Stop();  // the drain timeout
+  EXPECT_TRUE(WaitClosed(fd, 3000));
+  EXPECT_TRUE(WaitFor([&] { return upstream.finished() == 1; }));
+  EXPECT_EQ(proxy_->drain_counts().open_at_drain, 1);
+  EXPECT_EQ(proxy_->drain_counts().cut_at_stop, 1);
+  ::close(fd);
+}
+
 }  // namespace
 }  // namespace portico::dp
