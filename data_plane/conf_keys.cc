@@ -23,6 +23,16 @@ std::vector<ConfKey> DataPlaneConfKeys() {
       KongClusterMtlsKey(),
       KongLogLevelKey(),
   };
+  // Kong's proxy_access_log: a path (or off). Kong's optional nginx log format name after it is
+  // refused: the format is always Kong's log serializer JSON.
+  keys.push_back({"proxy_access_log", {"access-log"}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {
+                    if (value.find_first_of(" \t") != absl::string_view::npos) {
+                      return absl::InvalidArgumentError(
+                          "proxy_access_log takes a path, stdout or off; Portico writes Kong's log serializer JSON "
+                          "and has no nginx log formats");
+                    }
+                    return FlagValues{{"access-log", std::string(value)}};
+                  }});
   // A Kong data plane has no database; so does every portico-dp.
   keys.push_back({"database", {}, [](absl::string_view value) -> absl::StatusOr<FlagValues> {
                     if (value == "off") return FlagValues{};

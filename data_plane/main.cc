@@ -38,6 +38,8 @@
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
+#include "data_plane/telemetry/log_line_step.h"
+#include "data_plane/telemetry/log_sinks.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "data_plane/proxy/proxy_server.h"
@@ -498,6 +500,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       {"drain-timeout", "10", "seconds SIGTERM/SIGQUIT let requests in flight finish before the rest "
                               "is closed (Kong's kong quit --timeout)"},
       {"log-level", "info", "debug|info|warn|error"},
+      {"access-log", "off", "JSON access log (Kong's log serializer, one line per request): a file path, "
+                            "stdout, or off; SIGUSR1 reopens the file (logrotate)"},
   });
   flags.EnableConfFile(DataPlaneConfKeys());
   // In Serve, an error about a flag whose value came from the --conf file names the file's line; in
@@ -598,7 +602,19 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     if (!checked.ok()) return Fail(checked);
     return 0;  // before BlockTerminationSignals: a check (reading a fifo, say) stays killable
   }
-  BlockTerminationSignals();
+  BlockTerminationSignals();  // before any thread starts (log writers included)
+  // --access-log and the log plugins (docs/operations.md "Access logs"): one writer thread per
+  // destination; the access log is a log step of every compiled config.
+  SetLogProducers(workers);
+  PipelineExtensions extensions;
+  LogWriter* access_log = nullptr;
+  if (const std::string destination = flags.Get("access-log"); destination != "off") {
+    if (destination.empty()) return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+    absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
+    if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
+    access_log = *writer;
+    extensions.log_steps.push_back(std::make_shared<LogLineStep>(access_log));
+  }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
   // while that client lives (cleared by a guard declared after it).
@@ -633,17 +649,18 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   health.SetOnChange(announce_health);  // a target's state flipped (any thread; never blocks)
   dp::UpstreamTlsOptions upstream_tls;
   upstream_tls.verify_default = flags.GetBool("upstream-tls-verify");
-  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls](std::shared_ptr<const ConfigSet> config,
+  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions](std::shared_ptr<const ConfigSet> config,
                                               const ConfigVersion& version) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
-        RuntimeConfig::Compile(config, version, {}, proxy_ptr->workers(), &health, upstream_tls);
+        RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls);
     if (!runtime.ok()) return runtime.status();
     const auto compiled = std::chrono::steady_clock::now();
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
+    BatchSenders::Global().Prune();  // http-log senders no config uses any more
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
     announce_health();  // targets may have come or gone
@@ -762,6 +779,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // may still report until the proxy and the checker stop, which happens after).
   absl::Cleanup forget_listener = [&health_listener] { health_listener.store(nullptr, std::memory_order_release); };
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
+  RegisterLogMetrics(&registry, access_log);
 
   // Kong's node_id label: the certificate's identity; DB-less, the host name.
   const KongNodeIdentity kong_node{sync_ptr != nullptr ? sync_ptr->node_id() : std::string(host_buf), host_buf};
@@ -796,7 +814,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     } else {
       sync_ptr->ReloadCertificates().IgnoreError();
     }
-  });
+  }, [] { LogWriters::Global().ReopenAll(); });  // SIGUSR1: logrotate moved the log files
   PORTICO_LOG(kInfo, "dp", "signal ", sig, IsGracefulStopSignal(sig) ? ", draining" : ", shutting down");
   const bool drained = IsGracefulStopSignal(sig) &&
                        DrainProxy(*proxy_ptr, serving, static_cast<int64_t>(*drain_timeout_s * 1000));
@@ -812,6 +830,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
                 drained ? std::string("all finished")
                         : absl::StrCat(counts.cut_at_stop, " still open were closed"));
   }
+  LogWriters::Global().StopAll();  // writes what the workers logged last
+  BatchSenders::Global().StopAll();
   return 0;
 }
 

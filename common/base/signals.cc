@@ -15,6 +15,7 @@ sigset_t TerminationSet() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGQUIT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   return set;
 }
 }  // namespace
@@ -27,11 +28,15 @@ void BlockTerminationSignals() {
 
 int WaitForTerminationSignal() { return WaitForTerminationSignal(nullptr); }
 
-int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
+int WaitForTerminationSignal(const std::function<void()>& on_hangup, const std::function<void()>& on_reopen_logs) {
   sigset_t set = TerminationSet();
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGUSR1) {
+      if (on_reopen_logs) on_reopen_logs();
+      continue;
+    }
     if (sig != SIGHUP) return sig;
     if (on_hangup) on_hangup();
   }
@@ -58,7 +63,7 @@ int WaitForTerminationSignalFor(int64_t timeout_ms) {
       if (errno == EAGAIN) return 0;
       continue;  // EINTR
     }
-    if (sig != SIGHUP) return sig;
+    if (sig != SIGHUP && sig != SIGUSR1) return sig;
   }
 }
 

@@ -9,6 +9,8 @@ const PluginSchema& AclSchema();
 const PluginSchema& BasicAuthSchema();
 const PluginSchema& CorrelationIdSchema();
 const PluginSchema& CorsSchema();
+const PluginSchema& FileLogSchema();
+const PluginSchema& HttpLogSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();

@@ -44,7 +44,7 @@ const std::vector<const PluginSchema*>& BundledPluginSchemas() {
         &AclSchema(),           &BasicAuthSchema(),          &CorrelationIdSchema(),       &CorsSchema(),
         &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &PrometheusSchema(),          &RateLimitingSchema(),
         &RequestSizeLimitingSchema(), &RequestTerminationSchema(), &RequestTransformerSchema(),
-        &ResponseTransformerSchema()};
+        &ResponseTransformerSchema(), &FileLogSchema(), &HttpLogSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {
       return std::strcmp(a->name, b->name) < 0;
     });

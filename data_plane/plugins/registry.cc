@@ -3,6 +3,8 @@
 #include "data_plane/plugins/basic_auth/basic_auth.h"
 #include "data_plane/plugins/correlation_id/correlation_id.h"
 #include "data_plane/plugins/cors/cors.h"
+#include "data_plane/plugins/file_log/file_log.h"
+#include "data_plane/plugins/http_log/http_log.h"
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
@@ -23,6 +25,8 @@ const PluginFactory kFactories[] = {
   {"basic-auth", &CompileBasicAuth},
   {"correlation-id", &CompileCorrelationId},
   {"cors", &CompileCors},
+  {"file-log", &CompileFileLog},
+  {"http-log", &CompileHttpLog},
   {"ip-restriction", &CompileIpRestriction},
   {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},

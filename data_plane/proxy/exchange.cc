@@ -191,6 +191,7 @@ void Exchange::Respond(const dp::LocalResponse& response) {
   downstream_->SendLocal(response, response_headers.items());
   response_started_ = true;
   response_complete_ = true;
+  if (measured_) finished_ns = uv_hrtime();  // handed over whole (logged now or when the connection closes)
 }
 
 void Exchange::AcceptUpstreamHead(const MessageHead& response) {
@@ -688,7 +689,7 @@ void Exchange::MaybeFinish() {
 void Exchange::RunLogSteps(int status) {
   if (!measured_ || logged_) return;
   logged_ = true;
-  finished_ns = uv_hrtime();
+  if (finished_ns == 0) finished_ns = uv_hrtime();  // a local answer set it when it went out
   for (const dp::LogStep* step : config_->pipeline().log_steps()) step->OnLog(*this, status);
 }
 
@@ -720,6 +721,7 @@ void Exchange::Reset() {
   health_target_ = -1;
   body_to_client_ = false;
   cancelled_ = false;
+  logged_ = false;
   response_status_ = 0;
   holding_response_ = false;
   held_head_.Clear();

@@ -17,8 +17,9 @@ json Normalize(const char* plugin, const json& config, FieldErrors* errors) {
 TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "ip-restriction", "jwt",
-                                            "key-auth", "prometheus", "rate-limiting", "request-size-limiting", "request-termination",
+  EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "file-log", "http-log",
+                                            "ip-restriction", "jwt", "key-auth", "prometheus", "rate-limiting",
+                                            "request-size-limiting", "request-termination",
                                             "request-transformer", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
   EXPECT_TRUE(FindPluginSchema("jwt")->no_consumer);
@@ -32,6 +33,8 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
+  EXPECT_EQ(FindPluginSchema("http-log")->priority, 12);
+  EXPECT_EQ(FindPluginSchema("file-log")->priority, 9);
   EXPECT_EQ(FindPluginSchema("no-such-plugin"), nullptr);
   EXPECT_EQ(PluginNotEnabledMessage("x"), "plugin 'x' not enabled; add it to the 'plugins' configuration property");
 }
@@ -41,6 +44,8 @@ TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
     json config = std::string(schema->name) == "ip-restriction"  ? json{{"allow", {"10.0.0.1"}}}
                   : std::string(schema->name) == "acl"           ? json{{"deny", {"blocked"}}}
                   : std::string(schema->name) == "rate-limiting" ? json{{"minute", 10}}
+                  : std::string(schema->name) == "file-log"      ? json{{"path", "/var/log/x.log"}}
+                  : std::string(schema->name) == "http-log"      ? json{{"http_endpoint", "http://c:9/logs"}}
                                                                  : json::object();
     FieldErrors errors;
     json once = schema->normalize(config, &errors);
@@ -335,6 +340,51 @@ TEST(RequestTransformerSchemaTest, RefusalsNameTheEntry) {
             "schema violation (add.headers.1: templates ($(...)) are not supported by Portico yet)");
   EXPECT_EQ(message({{"replace", {{"uri", "/$(uri_captures.id)"}}}}),
             "schema violation (replace.uri: templates ($(...)) are not supported by Portico yet)");
+}
+
+TEST(LogPluginSchemaTest, FileLogDefaultsAndRefusals) {
+  FieldErrors errors;
+  EXPECT_EQ(Normalize("file-log", json{{"path", "/var/log/a.log"}}, &errors),
+            json::parse(R"({"path":"/var/log/a.log","reopen":false,"custom_fields_by_lua":null})"));
+  EXPECT_TRUE(errors.empty()) << errors.KongMessage();
+  for (const json& config : {json::object(), json{{"path", "relative.log"}}, json{{"path", "/a*b"}},
+                             json{{"path", "/a.log"}, {"custom_fields_by_lua", {{"x", "return 1"}}}}}) {
+    FieldErrors e;
+    Normalize("file-log", config, &e);
+    EXPECT_FALSE(e.empty()) << config.dump();
+  }
+  FieldErrors empty_lua;
+  Normalize("file-log", json{{"path", "/a.log"}, {"custom_fields_by_lua", json::object()}}, &empty_lua);
+  EXPECT_TRUE(empty_lua.empty()) << empty_lua.KongMessage();
+}
+
+TEST(LogPluginSchemaTest, HttpLogKongDefaultsQueueAndRefusals) {
+  FieldErrors errors;
+  json out = Normalize("http-log", json{{"http_endpoint", "http://collector:8080/logs"}}, &errors);
+  ASSERT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out["method"], "POST");
+  EXPECT_EQ(out["content_type"], "application/json");
+  EXPECT_EQ(out["timeout"], 10000);
+  EXPECT_EQ(out["keepalive"], 60000);
+  EXPECT_EQ(out["queue"], json::parse(R"({"max_batch_size":1,"max_coalescing_delay":1.0,"max_entries":10000,
+      "max_bytes":null,"max_retry_time":60.0,"initial_retry_delay":0.01,"max_retry_delay":60.0,"concurrency_limit":1})"));
+  out = Normalize("http-log", json{{"http_endpoint", "http://c/"}, {"headers", {{"X-Token", "t"}}},
+                                   {"queue", {{"max_batch_size", 50}, {"max_coalescing_delay", 0.5}}}}, &errors);
+  EXPECT_TRUE(errors.empty()) << errors.KongMessage();
+  EXPECT_EQ(out["headers"], json({{"X-Token", "t"}}));
+  EXPECT_EQ(out["queue"]["max_batch_size"], 50);
+  for (const json& config :
+       {json::object(), json{{"http_endpoint", "https://c/"}}, json{{"http_endpoint", "ftp://c/"}},
+        json{{"http_endpoint", "http://c/"}, {"method", "GET"}},
+        json{{"http_endpoint", "http://c/"}, {"headers", {{"Bad Name", "x"}}}},
+        json{{"http_endpoint", "http://c/"}, {"headers", {{"X", "a\r\nInjected: 1"}}}},
+        json{{"http_endpoint", "http://c/"}, {"queue", {{"max_batch_size", 0}}}},
+        json{{"http_endpoint", "http://c/"}, {"queue", {{"concurrency_limit", 0}}}},
+        json{{"http_endpoint", "http://c/"}, {"custom_fields_by_lua", {{"a", "return 1"}}}}}) {
+    FieldErrors e;
+    Normalize("http-log", config, &e);
+    EXPECT_FALSE(e.empty()) << config.dump();
+  }
 }
 
 }  // namespace

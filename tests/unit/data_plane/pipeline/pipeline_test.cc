@@ -621,5 +621,32 @@ TEST_F(PipelineProxyTest, ALocalAnswerIsLoggedWhenTheClientLeavesDuringItsBody) 
   EXPECT_EQ(records[0].body_received, 7u);
 }
 
+TEST_F(PipelineProxyTest, ALocalAnswerThatClosesBeforeTheRequestEndsIsLoggedOnce) {
+  auto recorder = std::make_shared<RecordingLogStep>();
+  dp::PipelineExtensions extensions;
+  extensions.log_steps.push_back(recorder);
+  Publish(extensions);
+  // The 404 goes out while the request is still being read, and the proxy closes the connection
+  // (the client closes its side once it has read the answer).
+  ClientResponse local;
+  {
+    RawClient client(proxy_->port());
+    ASSERT_TRUE(client.Send("GET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+    local = client.ReadResponse();
+  }
+  ASSERT_TRUE(local.ok);
+  ASSERT_EQ(local.status, 404);
+  std::vector<RecordingLogStep::Record> records;
+  for (int i = 0; i < 200 && (records = recorder->records()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  records = recorder->records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].status, 404);
+  EXPECT_EQ(records[0].response_bytes, WireSize(local, "Not Found"));
+  EXPECT_TRUE(records[0].ordered);
+}
+
 }  // namespace
 }  // namespace portico::dp

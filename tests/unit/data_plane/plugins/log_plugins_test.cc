@@ -1,0 +1,102 @@
+// file-log and http-log in the plugin chain: compile errors name the field, the log step writes
+// through the process's shared writers and senders, and senders no config holds are pruned.
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "data_plane/pipeline/pipeline.h"
+#include "data_plane/plugins/chain.h"
+#include "data_plane/telemetry/log_sinks.h"
+#include "data_plane/telemetry/log_writer.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/common/temp_dir.h"
+
+namespace portico::dp::plugins {
+namespace {
+
+using json = nlohmann::json;
+using config::v1::Plugin;
+
+class FakeContext final : public RequestContext {
+ public:
+  FakeContext() {
+    head_.method = "GET";
+    head_.url = "/x";
+    head = &head_;
+    target.path = "/x";
+    client_ip = "127.0.0.1";
+  }
+  void Respond(const LocalResponse&) override {}
+  void Resume(StepStatus) override {}
+  bool ReadRequestBody() override { return true; }
+
+ private:
+  MessageHead head_;
+};
+
+Plugin MakePlugin(const std::string& id, const std::string& name, const json& config) {
+  Plugin p;
+  p.set_id(id);
+  p.set_name(name);
+  p.set_config(config.dump());
+  p.add_protocols("http");
+  p.set_enabled(true);
+  return p;
+}
+
+TEST(LogPluginsTest, FileLogWritesTheEntryAndAnUnopenablePathFailsTheCompile) {
+  test_support::TempDir dir;
+  const std::string path = dir.path() + "/plugin.log";
+  ConfigSet config;
+  config.plugins = {MakePlugin("p1", "file-log", {{"path", path}})};
+  Pipeline pipeline;
+  ASSERT_TRUE(AddPluginChain(config, &pipeline).ok());
+  ASSERT_EQ(pipeline.log_steps().size(), 1u);
+  FakeContext request;
+  pipeline.log_steps()[0]->OnLog(request, 204);
+  absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(path);
+  ASSERT_TRUE(writer.ok());
+  (*writer)->Flush();
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  json entry = json::parse(line, nullptr, false);
+  ASSERT_TRUE(entry.is_object()) << line;
+  EXPECT_EQ(entry["response"]["status"], 204);
+  EXPECT_EQ(entry["request"]["uri"], "/x");
+
+  ConfigSet bad;
+  bad.plugins = {MakePlugin("p2", "file-log", {{"path", dir.path() + "/missing/dir/x.log"}})};
+  Pipeline bad_pipeline;
+  absl::Status status = AddPluginChain(bad, &bad_pipeline);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("config.path: cannot open log file"), absl::string_view::npos) << status;
+}
+
+TEST(LogPluginsTest, HttpLogInstancesWithOneConfigShareASenderThatIsPrunedWhenUnused) {
+  const json config = {{"http_endpoint", "http://127.0.0.1:9/logs"}};
+  ConfigSet set;
+  set.plugins = {MakePlugin("h1", "http-log", config)};
+  const size_t before = BatchSenders::Global().size();
+  {
+    auto first = std::make_unique<Pipeline>();
+    auto second = std::make_unique<Pipeline>();
+    ASSERT_TRUE(AddPluginChain(set, first.get()).ok());
+    ASSERT_TRUE(AddPluginChain(set, second.get()).ok());
+    EXPECT_EQ(BatchSenders::Global().size(), before + 1);
+    BatchSenders::Global().Prune();
+    EXPECT_EQ(BatchSenders::Global().size(), before + 1) << "still used by the pipelines";
+  }
+  BatchSenders::Global().Prune();
+  EXPECT_EQ(BatchSenders::Global().size(), before);
+
+  ConfigSet https;
+  https.plugins = {MakePlugin("h2", "http-log", {{"http_endpoint", "https://c/"}})};
+  Pipeline pipeline;
+  EXPECT_FALSE(AddPluginChain(https, &pipeline).ok());
+}
+
+}  // namespace
+}  // namespace portico::dp::plugins
