@@ -228,6 +228,34 @@ else
   fail "GET /example/hello.txt answered '${body:0:200}'"
 fi
 check "the DP wrote its snapshot cache in /var/lib/portico-dp" test -s /var/lib/portico-dp/snapshot.cur
+# access_line FILE URI: FILE has a JSON access-log line for URI with status 200 (the writer flushes
+# within milliseconds).
+access_line() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, uri = sys.argv[1], sys.argv[2]
+try:
+    lines = open(path).read().splitlines()
+except OSError:
+    sys.exit(1)
+ok = any(e.get("request", {}).get("uri") == uri and e.get("response", {}).get("status") == 200
+         for e in (json.loads(l) for l in lines if l.strip()))
+sys.exit(0 if ok else 1)
+PY
+}
+check "the DP logs the request to /var/log/portico/access.log (proxy_access_log)" \
+  wait_until 5 access_line /var/log/portico/access.log /example/hello.txt
+# What the packaged logrotate rule does, with the SIGUSR1 its postrotate sends through systemctl.
+rotate_and_reopen() {
+  logrotate -f -s "$WORK/lr.state" /etc/logrotate.d/portico &&
+    kill -USR1 "$DP_PID" &&
+    sleep 0.5 &&
+    in_ns curl -fsS --max-time 5 -o /dev/null http://127.0.0.1:8000/example/hello.txt?after-rotation &&
+    wait_until 5 access_line /var/log/portico/access.log "/example/hello.txt?after-rotation" &&
+    access_line /var/log/portico/access.log.1 /example/hello.txt &&
+    ! access_line /var/log/portico/access.log.1 "/example/hello.txt?after-rotation"
+}
+check "logrotate + SIGUSR1: the old lines in access.log.1, the next request in a new access.log" rotate_and_reopen
 # The sandbox as the processes see it: their mount namespace, their user. Each denial is checked
 # against the same access outside the sandbox, which portico has (it owns those files).
 in_sandbox() { local pid=$1; shift; nsenter -t "$pid" -m -S "$(id -u portico)" -G "$(id -g portico)" "$@" >/dev/null 2>&1; }
