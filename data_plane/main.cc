@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <csignal>
 #include <atomic>
 #include <chrono>
@@ -615,6 +616,20 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     proxy_options.tls.cert_file = flags.Get("ssl-cert");
     proxy_options.tls.key_file = flags.Get("ssl-cert-key");
   }
+  const std::string access_log_destination = flags.Get("access-log");
+  if (access_log_destination.empty()) {
+    return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+  }
+  if (check != nullptr && access_log_destination != "off" && access_log_destination != "stdout") {
+    // The file itself is made at start, by the user the DP runs as: a check must not create it.
+    std::filesystem::path folder = std::filesystem::path(access_log_destination).parent_path();
+    if (folder.empty()) folder = ".";
+    std::error_code error;
+    if (!std::filesystem::is_directory(folder, error)) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--access-log: the folder ", folder.string(), " does not exist")));
+    }
+  }
   if (check != nullptr) {
     absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
     if (!checked.ok()) return Fail(checked);
@@ -626,8 +641,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   SetLogProducers(workers);
   PipelineExtensions extensions;
   LogWriter* access_log = nullptr;
-  if (const std::string destination = flags.Get("access-log"); destination != "off") {
-    if (destination.empty()) return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+  if (const std::string& destination = access_log_destination; destination != "off") {
     absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
     if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
     access_log = *writer;
