@@ -247,7 +247,22 @@ void Worker::OnDrainGoAway() {
   for (auto& [raw, owned] : clients_) {
     if (raw->state() == Http1ClientConnection::State::kHttp2) clients.push_back(raw);
   }
-  for (Http1ClientConnection* c : clients) c->OnDrainGoAway();
+  const uint64_t now = uv_now(&loop_);
+  uint64_t next_due = 0;
+  for (Http1ClientConnection* c : clients) {
+    const uint64_t due = c->OnDrainGoAway(now);
+    if (due != 0 && (next_due == 0 || due < next_due)) next_due = due;
+  }
+  if (next_due != 0) uv_timer_start(&drain_goaway_, Uv::DrainGoAway, next_due - now, 0);
+}
+
+void Worker::ScheduleDrainGoAway(uint64_t due_ms) {
+  if (shutting_down_ || !draining_) return;
+  // An armed timer fires no later than due_ms (every due time is the notice plus the same
+  // delay) and re-arms for what is still to come.
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&drain_goaway_)) != 0) return;
+  const uint64_t now = uv_now(&loop_);
+  uv_timer_start(&drain_goaway_, Uv::DrainGoAway, due_ms > now ? due_ms - now : 0, 0);
 }
 
 void Worker::CheckDrained() {

@@ -135,6 +135,9 @@ class Worker {
   // The worker drains: the current responses are the connections' last (a flag check per
   // response, nothing else on the request path).
   bool draining() const { return draining_; }
+  // Draining: OnDrainGoAway runs at loop time `due_ms` or later (a connection that switched to
+  // HTTP/2 after the drain began, its GOAWAY notice sent).
+  void ScheduleDrainGoAway(uint64_t due_ms);
   uint16_t port() const { return port_; }
   uint16_t tls_port() const { return tls_port_; }
   char* read_buffer() { return read_buffer_.get(); }
