@@ -331,6 +331,14 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
       return HttpResponse::Json(
           503, R"json({"message":"no configuration available (empty configuration present)"})json");
     }
+    // With a shared port the listeners accept only from the first config on: ready once every
+    // worker confirmed its listen(); a failed listen() keeps it 503 (and is logged as an error).
+    if (proxy.listen_failed()) {
+      return HttpResponse::Json(503, R"json({"message":"proxy listener failed (see the log)"})json");
+    }
+    if (!proxy.listening()) {
+      return HttpResponse::Json(503, R"json({"message":"proxy listeners not accepting yet"})json");
+    }
     return HttpResponse::Json(200, R"({"message":"ready"})");
   }
   return HttpResponse::Json(404, R"({"message":"Not found"})");
@@ -669,7 +677,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
                 " ms, router and targets compiled in ", ms(compiled - validated), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
-    if (serving.ready()) proxy_ptr->StartAccepting();  // (with a shared port, not before)
+    // (With a shared port, not before. /status/ready waits for the workers' listen() too.)
+    if (serving.ready()) proxy_ptr->StartAccepting();
     return absl::OkStatus();  // the sync client logs what is served (and the total time)
   };
 

@@ -105,6 +105,7 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweeper_));
 
   const int rc = options_.accept_at_start ? StartListening() : 0;
+  if (options_.accept_at_start && rc == 0) listen_state_.store(ListenState::kListening, std::memory_order_release);
   if (rc != 0) {
     uv_walk(&loop_, Uv::CloseAny, nullptr);
     close_listen_fds();
@@ -211,7 +212,11 @@ void Worker::OnWake() {
     BeginDrain();
   } else if (accept && !shutting_down_ && !draining_) {
     if (const int rc = StartListening(); rc != 0) {
-      PORTICO_LOG(kError, "proxy", "worker ", index_, ": listen: ", uv_strerror(rc));
+      listen_state_.store(ListenState::kFailed, std::memory_order_release);
+      PORTICO_LOG(kError, "proxy", "worker ", index_, ": listen on the proxy port failed: ", uv_strerror(rc),
+                  "; this data plane does not accept on it and /status/ready stays 503");
+    } else {
+      listen_state_.store(ListenState::kListening, std::memory_order_release);
     }
   }
 }

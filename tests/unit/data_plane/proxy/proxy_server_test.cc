@@ -1470,6 +1470,7 @@ class ProxyDrainTest : public ProxyServerTest {
     absl::StatusOr<std::unique_ptr<ProxyServer>> started = ProxyServer::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     proxy_ = std::move(*started);
+    EXPECT_EQ(proxy_->listening(), options.accept_at_start);  // listen() ran in Start()
     Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
   }
 };
@@ -1533,6 +1534,7 @@ TEST_F(ProxyDrainTest, ListenersBoundButNotAcceptingUntilStartAccepting) {
   ProxyOptions options;
   options.accept_at_start = false;
   ASSERT_NO_FATAL_FAILURE(StartSlowSetup(options));
+  EXPECT_FALSE(proxy_->listening());
   RawClient early(proxy_->port());
   EXPECT_FALSE(early.connected()) << "connected before StartAccepting";
   EXPECT_EQ(early.connect_error(), ECONNREFUSED);
@@ -1546,6 +1548,13 @@ TEST_F(ProxyDrainTest, ListenersBoundButNotAcceptingUntilStartAccepting) {
   ::close(other);
   proxy_->StartAccepting();
   proxy_->StartAccepting();  // idempotent
+  // listening() turns true once every worker's listen() ran, and then a connection is accepted.
+  ASSERT_TRUE(WaitFor([&] { return proxy_->listening(); }));
+  EXPECT_FALSE(proxy_->listen_failed());
+  {
+    RawClient first(proxy_->port());
+    EXPECT_TRUE(first.connected());
+  }
   ASSERT_TRUE(WaitFor([&] {
     RawClient client(proxy_->port());
     return client.connected() && client.Send(Get("/r/x")) && client.ReadResponse().status == 200;
