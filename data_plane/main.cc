@@ -38,6 +38,7 @@
 #include "data_plane/dns/resolver.h"
 #include "data_plane/health/health_checker.h"
 #include "data_plane/health/health_registry.h"
+#include "data_plane/plugins/opentelemetry/otlp_sender.h"
 #include "data_plane/telemetry/log_line_step.h"
 #include "data_plane/telemetry/log_sinks.h"
 #include "data_plane/plugins/plugin.h"
@@ -151,6 +152,21 @@ void RegisterReadSeries(Registry* registry, const ServingState* state, const Syn
   registry->AddCallbackGauge("portico_dp_config_version",
                              "Config version the DP serves (0 = none)",
                              [state] { return static_cast<double>(state->version()); });
+  // The opentelemetry plugin's export (docs/operations.md "Tracing").
+  registry->AddCallbackCounter("portico_opentelemetry_spans_queued_total", "Spans taken into a worker's OTLP batch", [] {
+    return static_cast<double>(plugins::GlobalSpanExportCounters().spans_queued.load(std::memory_order_relaxed));
+  });
+  registry->AddCallbackCounter(
+      "portico_opentelemetry_spans_dropped_total",
+      "Spans dropped: a worker's batch was full (queue.max_entries) or the sender's queue refused the batch", [] {
+        return static_cast<double>(plugins::GlobalSpanExportCounters().spans_dropped.load(std::memory_order_relaxed));
+      });
+  registry->AddCallbackCounter("portico_opentelemetry_batches_delivered_total",
+                               "OTLP export requests the collector answered with 2xx",
+                               [] { return static_cast<double>(plugins::OtlpSenderStats().batches_delivered); });
+  registry->AddCallbackCounter("portico_opentelemetry_batches_lost_total",
+                               "OTLP export requests dropped (sender queue full) or failed after their retries",
+                               [] { return static_cast<double>(plugins::OtlpSenderStats().batches_lost); });
   if (sync == nullptr) return;  // DB-less: no control plane
   registry->AddCallbackGauge("portico_cluster_certificate_expiry_seconds",
                              "notAfter of the cluster certificate this process presents, as Unix time in seconds",
@@ -612,6 +628,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   proxy_options.host = proxy_addr->host;
   proxy_options.port = proxy_addr->port;
   proxy_options.workers = workers;
+  // The opentelemetry plugin's OTLP exports: one sender per endpoint, a producer slot per worker.
+  plugins::InstallOtlpSenders(workers);
   proxy_options.allow_debug_header = flags.GetBool("allow-debug-header");
   if (flags.Get("http2") != "on" && flags.Get("http2") != "off") {
     return Fail(absl::InvalidArgumentError("--http2: expected on or off"));
@@ -866,6 +884,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
                 drained ? std::string("all finished")
                         : absl::StrCat(counts.cut_at_stop, " still open were closed"));
   }
+  plugins::StopOtlpSenders();
   LogWriters::Global().StopAll();  // writes what the workers logged last
   BatchSenders::Global().StopAll();
   return 0;

@@ -14,6 +14,7 @@ const PluginSchema& HttpLogSchema();
 const PluginSchema& IpRestrictionSchema();
 const PluginSchema& JwtSchema();
 const PluginSchema& KeyAuthSchema();
+const PluginSchema& OpentelemetrySchema();
 const PluginSchema& PrometheusSchema();
 const PluginSchema& RateLimitingSchema();
 const PluginSchema& RequestSizeLimitingSchema();

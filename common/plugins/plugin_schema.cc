@@ -42,7 +42,8 @@ const std::vector<const PluginSchema*>& BundledPluginSchemas() {
   static const std::vector<const PluginSchema*>* const all = [] {
     auto* v = new std::vector<const PluginSchema*>{
         &AclSchema(),           &BasicAuthSchema(),          &CorrelationIdSchema(),       &CorsSchema(),
-        &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &PrometheusSchema(),          &RateLimitingSchema(),
+        &IpRestrictionSchema(), &JwtSchema(),                &KeyAuthSchema(),             &OpentelemetrySchema(),       &PrometheusSchema(),
+        &RateLimitingSchema(),
         &RequestSizeLimitingSchema(), &RequestTerminationSchema(), &RequestTransformerSchema(),
         &ResponseTransformerSchema(), &FileLogSchema(), &HttpLogSchema()};
     std::sort(v->begin(), v->end(), [](const PluginSchema* a, const PluginSchema* b) {

@@ -45,6 +45,9 @@ void RequestContext::ResetContext() {
   response_is_local = false;
   request_body_received = 0;
   response_bytes = 0;
+  upstream_try_count = 0;
+  plugin_timing_count = 0;
+  trace.active = false;
   hash_cookie_value.clear();
   worker_index = 0;
   upstream_head.clear();

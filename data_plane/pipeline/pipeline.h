@@ -223,6 +223,43 @@ class RequestContext {
   // Bytes that went to the client: the response head as serialised (HTTP/2: the header fields'
   // names and values, before HPACK) plus the body bytes handed over (a local response: all of it).
   uint64_t response_bytes = 0;
+  // Each upstream attempt (connect or pooled write -> response head or failure), the first
+  // kMaxRecordedTries of them; measured like the times above.
+  struct UpstreamTry {
+    uint64_t started_ns = 0;
+    uint64_t ended_ns = 0;  // 0: still going when the exchange ended
+    int status = 0;         // the response status; 0 when the attempt failed
+    uint16_t port = 0;
+    char ip[46] = {0};      // the target's numeric address, NUL-terminated
+  };
+  static constexpr size_t kMaxRecordedTries = 4;
+  UpstreamTry upstream_tries[kMaxRecordedTries];
+  uint32_t upstream_try_count = 0;  // attempts begun (may exceed kMaxRecordedTries)
+  // The plugin chain's access phase per plugin (its Access call until it returns; a suspended
+  // plugin's wait is not included), the first kMaxPluginTimings of them; measured only when a
+  // plugin of the chain asks for it (PluginHandler::times_plugins). `name` is the snapshot's.
+  struct PluginTiming {
+    absl::string_view name;
+    uint64_t started_ns = 0;
+    uint64_t ended_ns = 0;
+  };
+  static constexpr size_t kMaxPluginTimings = 16;
+  PluginTiming plugin_timings[kMaxPluginTimings];
+  uint32_t plugin_timing_count = 0;
+  // The request's trace (opentelemetry plugin): set in its access phase, read by its log phase.
+  struct TraceState {
+    bool active = false;    // the plugin ran for this request
+    bool sampled = false;   // spans are recorded
+    bool has_parent = false;  // the client sent a valid traceparent
+    uint8_t flags = 0;
+    uint8_t trace_id[16] = {0};
+    uint8_t parent_span_id[8] = {0};    // the client's span (has_parent)
+    uint8_t span_id[8] = {0};           // the gateway's request span
+    uint8_t upstream_span_id[8] = {0};  // the first upstream attempt's span: the upstream's parent
+    char traceparent[56] = {0};         // the header sent upstream (storage for upstream_headers)
+    char trace_id_hex[33] = {0};        // storage for http_response_header_for_traceid
+  };
+  TraceState trace;
   // Free for the one step that is suspended (what it needs to cancel itself).
   void* suspended_data = nullptr;
   // The plugin chain while one of its plugins is suspended (data_plane/plugins/chain.cc): the

@@ -1,5 +1,7 @@
 #include "data_plane/plugins/chain.h"
 
+#include <uv.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -40,8 +42,9 @@ using ChainList = std::vector<ChainEntry>;
 class PluginChainStep final : public RequestStep {
  public:
   PluginChainStep(std::vector<std::unique_ptr<Compiled>> owned, absl::flat_hash_map<const Route*, ChainList> by_route,
-                  ChainList global)
-      : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)) {}
+                  ChainList global, bool times_plugins)
+      : owned_(std::move(owned)), by_route_(std::move(by_route)), global_(std::move(global)),
+        times_plugins_(times_plugins) {}
 
   // Run again after a plugin waited for the request body (RequestContext::ReadRequestBody): from
   // that plugin on.
@@ -66,7 +69,7 @@ class PluginChainStep final : public RequestStep {
       if (handler == nullptr) continue;
       request.plugin_chain = this;
       request.plugin_position = static_cast<uint32_t>(i);
-      const StepStatus status = handler->Access(request);
+      const StepStatus status = times_plugins_ ? TimedAccess(*handler, chain[i].name, request) : handler->Access(request);
       if (status == StepStatus::kSuspend) return status;
       if (status == StepStatus::kStop) {
         request.plugin_chain = nullptr;
@@ -108,6 +111,16 @@ class PluginChainStep final : public RequestStep {
     return global_;
   }
 
+  // Access, its time recorded in request.plugin_timings (while there is room).
+  static StepStatus TimedAccess(const PluginHandler& handler, absl::string_view name, RequestContext& request) {
+    const uint64_t started = uv_hrtime();
+    const StepStatus status = handler.Access(request);
+    if (request.plugin_timing_count < RequestContext::kMaxPluginTimings) {
+      request.plugin_timings[request.plugin_timing_count++] = {name, started, uv_hrtime()};
+    }
+    return status;
+  }
+
   static const PluginHandler* HandlerFor(const ChainEntry& entry, const RequestContext& request) {
     if (request.consumer != nullptr && !entry.by_consumer.empty()) {
       auto it = entry.by_consumer.find(request.consumer);
@@ -119,6 +132,7 @@ class PluginChainStep final : public RequestStep {
   std::vector<std::unique_ptr<Compiled>> owned_;
   absl::flat_hash_map<const Route*, ChainList> by_route_;
   ChainList global_;
+  const bool times_plugins_;
 };
 
 // The chain's header_filter phase as a response-head step.
@@ -278,13 +292,15 @@ absl::Status AddPluginChain(const ConfigSet& config, Pipeline* pipeline) {
     }
   }
   ChainList global = Resolve(scopes, "", "", consumers);
-  bool filters_headers = false, filters_body = false, logs = false;
+  bool filters_headers = false, filters_body = false, logs = false, times_plugins = false;
   for (const auto& compiled : owned) {
     filters_headers |= compiled->handler->filters_headers();
     filters_body |= compiled->handler->filters_body();
     logs |= compiled->handler->logs();
+    times_plugins |= compiled->handler->times_plugins();
   }
-  auto chain = std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global));
+  auto chain = std::make_shared<const PluginChainStep>(std::move(owned), std::move(per_route), std::move(global),
+                                                       times_plugins);
   pipeline->Add(Phase::kAccess, chain);
   if (filters_headers) pipeline->AddResponseHead(std::make_shared<const PluginHeaderFilterStep>(chain));
   if (filters_body) pipeline->AddBufferedResponseBody(std::make_shared<const PluginBodyFilterStep>(chain));

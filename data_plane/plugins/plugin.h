@@ -45,6 +45,9 @@ class PluginHandler {
   // `status` is 499 unless the response had started; see dp::LogStep).
   virtual void Log(const RequestContext& request, int status) const {}
   virtual bool logs() const { return false; }
+  // True when the plugin reads RequestContext::plugin_timings (opentelemetry): the chain then
+  // times every plugin's Access for the requests of a snapshot that has this plugin.
+  virtual bool times_plugins() const { return false; }
   // The request went away while this plugin was suspended (on its I/O, or waiting for the
   // request body): ResumePluginChain must not be called for it any more
   // (RequestContext::suspended_data is the plugin's, null when it set none).

@@ -8,6 +8,7 @@
 #include "data_plane/plugins/ip_restriction/ip_restriction.h"
 #include "data_plane/plugins/jwt/jwt.h"
 #include "data_plane/plugins/key_auth/key_auth.h"
+#include "data_plane/plugins/opentelemetry/opentelemetry.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/prometheus/prometheus.h"
 #include "data_plane/plugins/rate_limiting/rate_limiting.h"
@@ -30,6 +31,7 @@ const PluginFactory kFactories[] = {
   {"ip-restriction", &CompileIpRestriction},
   {"jwt", &CompileJwt},
   {"key-auth", &CompileKeyAuth},
+  {"opentelemetry", &CompileOpentelemetry},
   {"prometheus", &CompilePrometheus},
   {"rate-limiting", &CompileRateLimiting},
   {"request-size-limiting", &CompileRequestSizeLimiting},

@@ -25,6 +25,28 @@ bool IdempotentMethod(absl::string_view method) {
          method == "TRACE";
 }
 
+// Records the start of an upstream attempt to `target` (the first kMaxRecordedTries).
+void BeginTry(dp::RequestContext& request, const dp::Target& target) {
+  const uint32_t index = request.upstream_try_count++;
+  if (index >= dp::RequestContext::kMaxRecordedTries) return;
+  dp::RequestContext::UpstreamTry& attempt = request.upstream_tries[index];
+  attempt = dp::RequestContext::UpstreamTry();
+  attempt.started_ns = uv_hrtime();
+  attempt.port = target.port;
+  const size_t n = std::min(target.ip.size(), sizeof(attempt.ip) - 1);
+  std::copy_n(target.ip.data(), n, attempt.ip);
+  attempt.ip[n] = '\0';
+}
+
+// Records the end of the current attempt: its response status, or 0 when it failed.
+void EndTry(dp::RequestContext& request, int status) {
+  if (request.upstream_try_count == 0 || request.upstream_try_count > dp::RequestContext::kMaxRecordedTries) return;
+  dp::RequestContext::UpstreamTry& attempt = request.upstream_tries[request.upstream_try_count - 1];
+  if (attempt.ended_ns != 0) return;
+  attempt.ended_ns = uv_hrtime();
+  attempt.status = status;
+}
+
 }  // namespace
 
 void Exchange::Begin(Worker& worker, Downstream& downstream, std::shared_ptr<const RuntimeConfig> config,
@@ -197,7 +219,10 @@ void Exchange::Respond(const dp::LocalResponse& response) {
 void Exchange::AcceptUpstreamHead(const MessageHead& response) {
   response_status_ = response.status;
   upstream_status = response.status;
-  if (measured_) upstream_head_ns = uv_hrtime();
+  if (measured_) {
+    upstream_head_ns = uv_hrtime();
+    EndTry(*this, response.status);
+  }
   // Later failures of the body are not counted against the attempt.
   if (balancer != nullptr && !head_reported_) {
     balancer->AttemptAnswered(worker_index, health_target_, response.status, attempt_started_ns);
@@ -215,12 +240,19 @@ void Exchange::RunResponseHeadSteps(int status) {
   }
 }
 
-void Exchange::Cancel() {
+void Exchange::Cancel(int local_status) {
   if (cancelled_) return;
   cancelled_ = true;
-  // The exchange ends here (the client went away, the connection failed or was cut): logged once,
-  // with the status the client got, or 499 (nginx's "client closed request") when it got none.
-  RunLogSteps(response_started_ ? response_status_ : kClientClosedRequest);
+  // The exchange ends here (the client went away, the connection failed or was cut, or the
+  // connection answers for it): logged once, with the status the client got, or 499 (nginx's
+  // "client closed request") when it got none.
+  if (local_status != 0 && !response_started_) {
+    response_is_local = true;
+    response_status_ = local_status;
+    RunLogSteps(local_status);
+  } else {
+    RunLogSteps(response_started_ ? response_status_ : kClientClosedRequest);
+  }
   if (suspended_ && config_ != nullptr) {
     suspended_ = false;
     config_->pipeline().request_steps()[next_step_]->OnCancel(*this);
@@ -253,6 +285,7 @@ void Exchange::FailToConnect(const absl::Status& status) {
   // A request the connection cannot be made for (InvalidArgument: a client-chosen SNI that is
   // too long) is logged at the TLS log rate, and neither it nor a local limit (out of
   // descriptors or ports) is the target's failure: no passive report.
+  if (measured_) EndTry(*this, 0);
   const bool request_fault = absl::IsInvalidArgument(status);
   if (!request_fault || worker_->AllowUpstreamTlsLog()) {
     PORTICO_LOG(kWarn, "proxy", "upstream ", upstream_target->pool_key, ": ", status.message());
@@ -311,7 +344,10 @@ void Exchange::WriteHttp2RequestStart() {
 }
 
 void Exchange::StartUpstream(bool allow_pooled) {
-  if (measured_ && upstream_started_ns == 0) upstream_started_ns = uv_hrtime();
+  if (measured_) {
+    if (upstream_started_ns == 0) upstream_started_ns = uv_hrtime();
+    BeginTry(*this, *upstream_target);
+  }
   if (UpstreamIsHttp2()) {
     StartHttp2Upstream();
     return;
@@ -585,6 +621,7 @@ void Exchange::OnUpstreamComplete() {
 }
 
 void Exchange::OnUpstreamFailure(UpstreamError error, bool response_bytes_received) {
+  if (measured_) EndTry(*this, 0);
   upstream_ = nullptr;
   upstream_stream_ = nullptr;
   if (!cancelled_) ReportFailedAttempt(error, response_bytes_received);
@@ -721,7 +758,6 @@ void Exchange::Reset() {
   health_target_ = -1;
   body_to_client_ = false;
   cancelled_ = false;
-  logged_ = false;
   response_status_ = 0;
   holding_response_ = false;
   held_head_.Clear();

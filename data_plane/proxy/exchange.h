@@ -106,7 +106,10 @@ class Exchange final : public dp::RequestContext, public UpstreamObserver {
   // The request (head and body) has been read completely.
   void OnRequestComplete();
   // The client connection went away (or failed): cancel a suspended step, abort the upstream.
-  void Cancel();
+  // `local_status`: the connection answers the client itself instead (400 to a malformed body),
+  // and the request is logged with that status, as a local response; 0: logged with the status
+  // already sent, or 499 when none was.
+  void Cancel(int local_status = 0);
   // Response bytes drained below the low-water mark: let the upstream go on.
   void OnDownstreamDrained();
 

@@ -405,7 +405,7 @@ void Http1ClientConnection::RespondToBadInput(int status, absl::string_view mess
     return;
   }
   if (exchange_ != nullptr) {
-    exchange_->Cancel();
+    exchange_->Cancel(status);  // logged with the answer below
     EndExchange();
   }
   if (state_ == State::kIdle) worker_.CountRequest();

@@ -18,7 +18,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   std::vector<std::string> names;
   for (const PluginSchema* s : BundledPluginSchemas()) names.push_back(s->name);
   EXPECT_EQ(names, (std::vector<std::string>{"acl", "basic-auth", "correlation-id", "cors", "file-log", "http-log",
-                                            "ip-restriction", "jwt", "key-auth", "prometheus", "rate-limiting",
+                                            "ip-restriction", "jwt", "key-auth", "opentelemetry", "prometheus", "rate-limiting",
                                             "request-size-limiting", "request-termination",
                                             "request-transformer", "response-transformer"}));
   EXPECT_EQ(FindPluginSchema("jwt")->priority, 1450);
@@ -33,6 +33,7 @@ TEST(PluginSchemaTest, BundledPluginsAreSortedWithKongPriorities) {
   EXPECT_EQ(FindPluginSchema("ip-restriction")->priority, 990);
   EXPECT_EQ(FindPluginSchema("request-size-limiting")->priority, 951);
   EXPECT_EQ(FindPluginSchema("request-termination")->priority, 2);
+  EXPECT_EQ(FindPluginSchema("opentelemetry")->priority, 14);
   EXPECT_EQ(FindPluginSchema("http-log")->priority, 12);
   EXPECT_EQ(FindPluginSchema("file-log")->priority, 9);
   EXPECT_EQ(FindPluginSchema("no-such-plugin"), nullptr);
@@ -44,6 +45,7 @@ TEST(PluginSchemaTest, DefaultsAreKongsAndNormalizingTwiceChangesNothing) {
     json config = std::string(schema->name) == "ip-restriction"  ? json{{"allow", {"10.0.0.1"}}}
                   : std::string(schema->name) == "acl"           ? json{{"deny", {"blocked"}}}
                   : std::string(schema->name) == "rate-limiting" ? json{{"minute", 10}}
+                  : std::string(schema->name) == "opentelemetry" ? json{{"traces_endpoint", "http://c:4318/v1/traces"}}
                   : std::string(schema->name) == "file-log"      ? json{{"path", "/var/log/x.log"}}
                   : std::string(schema->name) == "http-log"      ? json{{"http_endpoint", "http://c:9/logs"}}
                                                                  : json::object();

@@ -648,5 +648,23 @@ TEST_F(PipelineProxyTest, ALocalAnswerThatClosesBeforeTheRequestEndsIsLoggedOnce
   EXPECT_TRUE(records[0].ordered);
 }
 
+// A body the proxy cannot parse ends the exchange with the proxy's own 400: logged as that 400
+// (a local response), not as a client that went away.
+TEST_F(PipelineProxyTest, AMalformedBodyIsLoggedWithTheProxys400) {
+  auto recorder = std::make_shared<RecordingLogStep>();
+  dp::PipelineExtensions extensions;
+  extensions.log_steps.push_back(recorder);
+  Publish(extensions);
+  RawClient client(proxy_->port());
+  ASSERT_TRUE(client.Send("POST /r/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"));
+  ClientResponse response = client.ReadResponse();
+  ASSERT_TRUE(response.ok);
+  EXPECT_EQ(response.status, 400);
+  std::vector<RecordingLogStep::Record> records = recorder->WaitFor(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].status, 400);
+  EXPECT_TRUE(records[0].local);
+}
+
 }  // namespace
 }  // namespace portico::dp
