@@ -41,6 +41,7 @@
 #include "data_plane/health/health_registry.h"
 #include "data_plane/plugins/opentelemetry/otlp_sender.h"
 #include "data_plane/telemetry/log_line_step.h"
+#include "data_plane/telemetry/log_serializer.h"
 #include "data_plane/telemetry/log_sinks.h"
 #include "data_plane/plugins/plugin.h"
 #include "data_plane/plugins/prometheus/traffic_metrics.h"
@@ -442,7 +443,8 @@ bool DrainProxy(ProxyServer& proxy, ServingState& serving, int64_t timeout_ms) {
       PORTICO_LOG(kWarn, "dp", "drain timeout (", timeout_ms, " ms) reached: closing what is left");
       return false;
     }
-    if (WaitForTerminationSignalFor(std::min<int64_t>(left, 20)) == SIGINT) {
+    // SIGUSR1 (logrotate) still reopens the log files while draining.
+    if (WaitForTerminationSignalFor(std::min<int64_t>(left, 20), [] { LogWriters::Global().ReopenAll(); }) == SIGINT) {
       PORTICO_LOG(kWarn, "dp", "SIGINT during the drain: closing what is left now");
       return false;
     }
@@ -675,12 +677,18 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // destination; the access log is a log step of every compiled config.
   SetLogProducers(workers);
   PipelineExtensions extensions;
-  LogWriter* access_log = nullptr;
+  std::shared_ptr<LogWriter> access_log;
   if (const std::string& destination = access_log_destination; destination != "off") {
-    absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
+    absl::StatusOr<std::shared_ptr<LogWriter>> writer = LogWriters::Global().Get(destination);
     if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
-    access_log = *writer;
-    extensions.log_steps.push_back(std::make_shared<LogLineStep>(access_log));
+    // At startup an unopenable access log is a mistake to report (file-log retries instead).
+    if (!(*writer)->open_status().ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", (*writer)->open_status().message())));
+    }
+    access_log = *std::move(writer);
+    extensions.log_step_factories.push_back([access_log](const ConfigSet& snapshot) -> std::shared_ptr<const LogStep> {
+      return std::make_shared<LogLineStep>(access_log, ConfiguredCredentialNames(snapshot));
+    });
   }
   // Where health changes are announced (an early heartbeat): declared before everything that may
   // announce (workers, the checker) so that it outlives them; points at the sync client only
@@ -728,6 +736,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
     BatchSenders::Global().Prune();  // http-log senders no config uses any more
+    LogWriters::Global().Prune();    // file-log writers likewise
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
     announce_health();  // targets may have come or gone
@@ -847,7 +856,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // may still report until the proxy and the checker stop, which happens after).
   absl::Cleanup forget_listener = [&health_listener] { health_listener.store(nullptr, std::memory_order_release); };
   RegisterReadSeries(&registry, &serving, sync_ptr, proxy_ptr);
-  RegisterLogMetrics(&registry, access_log);
+  RegisterLogMetrics(&registry, access_log.get());
 
   // Kong's node_id label: the certificate's identity; DB-less, the host name.
   const KongNodeIdentity kong_node{sync_ptr != nullptr ? sync_ptr->node_id() : std::string(host_buf), host_buf};
@@ -899,7 +908,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
                         : absl::StrCat(counts.cut_at_stop, " still open were closed"));
   }
   plugins::StopOtlpSenders();
-  LogWriters::Global().StopAll();  // writes what the workers logged last
+  // Writes what the workers logged last; a destination stuck (a stalled pipe) is left behind.
+  LogWriters::Global().StopAll(std::chrono::steady_clock::now() + std::chrono::seconds(2));
   BatchSenders::Global().StopAll();
   return 0;
 }

@@ -42,7 +42,7 @@ int WaitForTerminationSignal(const std::function<void()>& on_hangup, const std::
   }
 }
 
-int WaitForTerminationSignalFor(int64_t timeout_ms) {
+int WaitForTerminationSignalFor(int64_t timeout_ms, const std::function<void()>& on_reopen_logs) {
   sigset_t set = TerminationSet();
   timespec deadline{};
   clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -63,6 +63,7 @@ int WaitForTerminationSignalFor(int64_t timeout_ms) {
       if (errno == EAGAIN) return 0;
       continue;  // EINTR
     }
+    if (sig == SIGUSR1 && on_reopen_logs) on_reopen_logs();
     if (sig != SIGHUP && sig != SIGUSR1) return sig;
   }
 }

@@ -16,8 +16,9 @@ int WaitForTerminationSignal();
 int WaitForTerminationSignal(const std::function<void()>& on_hangup,
                              const std::function<void()>& on_reopen_logs = nullptr);
 // Waits at most `timeout_ms` for SIGINT, SIGTERM or SIGQUIT: the signal number, or 0 when none
-// came. A SIGHUP or SIGUSR1 meanwhile is consumed and ignored (during a shutdown).
-int WaitForTerminationSignalFor(int64_t timeout_ms);
+// came. A SIGHUP meanwhile is consumed and ignored (during a shutdown); a SIGUSR1 calls
+// `on_reopen_logs` when given (logrotate during a drain), else it is ignored too.
+int WaitForTerminationSignalFor(int64_t timeout_ms, const std::function<void()>& on_reopen_logs = nullptr);
 // True for the signals that ask for a graceful stop (SIGTERM, SIGQUIT), false for SIGINT.
 bool IsGracefulStopSignal(int sig);
 

@@ -5,6 +5,7 @@
 // here, so the error reaches the Admin API). The deprecated retry_count, queue_size and
 // flush_timeout are accepted and ignored; custom_fields_by_lua (Lua) is refused when set.
 #include "absl/strings/match.h"
+#include "common/base/http_url.h"
 #include "common/plugins/bundled.h"
 #include "common/plugins/log_plugins.h"
 
@@ -42,7 +43,7 @@ nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
   f.String("method", std::string("POST"), {"POST", "PUT", "PATCH"});
   f.String("content_type", std::string("application/json"),
            {"application/json", "application/json; charset=utf-8"});
-  f.Integer("timeout", 10000, 0, 2147483646);
+  f.Integer("timeout", 10000, 1, 2147483646);  // 0 would never deliver
   f.Integer("keepalive", 60000, 0, 2147483646);
   f.Integer("retry_count", std::nullopt, 0, 2147483646);
   f.Integer("queue_size", std::nullopt, 1, 2147483646);
@@ -55,9 +56,8 @@ nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
     errors->Add("http_endpoint", "required field missing");
   } else if (absl::StartsWithIgnoreCase(*endpoint, "https://")) {
     errors->Add("http_endpoint", "https endpoints are not supported by Portico yet; use http://");
-  } else if (!absl::StartsWithIgnoreCase(*endpoint, "http://") || endpoint->size() <= 7 ||
-             endpoint->find_first_of(" \t\r\n") != std::string::npos) {
-    errors->Add("http_endpoint", "missing host in url");
+  } else if (absl::StatusOr<HttpUrl> url = ParseHttpUrl(*endpoint); !url.ok()) {
+    errors->Add("http_endpoint", std::string(url.status().message()));  // what the DP's sender would refuse
   }
   if (auto it = out.find("headers"); it != out.end() && !it->is_null()) {
     if (!it->is_object()) {

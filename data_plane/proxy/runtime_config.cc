@@ -66,6 +66,7 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
   for (const auto& step : extensions.response_body_steps) steps.AddResponseBody(step);
   for (const auto& step : extensions.buffered_body_steps) steps.AddBufferedResponseBody(step);
   for (const auto& step : extensions.log_steps) steps.AddLog(step);
+  for (const auto& make_step : extensions.log_step_factories) steps.AddLog(make_step(*config));
   return std::shared_ptr<const RuntimeConfig>(std::move(runtime));
 }
 

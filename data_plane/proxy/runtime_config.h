@@ -3,6 +3,7 @@
 // their destinations), the request pipeline and the TLS listener's certificate store, built once per snapshot off the worker threads by
 // RuntimeConfig::Compile and handed to every worker as shared_ptr<const RuntimeConfig>; each
 // request pins the instance it started with until it ends.
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -27,6 +28,9 @@ struct PipelineExtensions {
   std::vector<std::shared_ptr<const dp::ResponseBodyStep>> response_body_steps;
   std::vector<std::shared_ptr<const dp::BufferedResponseBodyStep>> buffered_body_steps;
   std::vector<std::shared_ptr<const dp::LogStep>> log_steps;
+  // Log steps made for each snapshot (after log_steps), e.g. the access log with the snapshot's
+  // credential names to redact.
+  std::vector<std::function<std::shared_ptr<const dp::LogStep>(const ConfigSet&)>> log_step_factories;
 };
 
 class RuntimeConfig {

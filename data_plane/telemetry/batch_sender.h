@@ -6,7 +6,7 @@
 //  - a batch is up to max_batch_size entries, sent when that many are queued or when the oldest
 //    has waited max_coalescing_delay_ms; `encode_batch` turns the entries into one request body;
 //  - one batch is in flight at a time (Kong's concurrency_limit 1);
-//  - a batch that fails (connect error, timeout, non-2xx answer) is retried after
+//  - a batch that fails (connect error, timeout, an answer above max_delivered_status) is retried after
 //    initial_retry_delay_ms, doubling up to max_retry_delay_ms, until max_retry_time_ms has passed
 //    since its first try: then it is dropped and its entries counted as failed;
 //  - the queue holds at most max_entries entries and max_bytes bytes (0: no byte bound): when a
@@ -26,17 +26,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/base/http_url.h"
 
 namespace portico::dp {
 
-struct HttpUrl {
-  std::string host;          // without brackets for IPv6
-  uint16_t port = 80;
-  std::string target = "/";  // path and query
-  std::string host_header;   // host[:port] as the Host header carries it
-};
-// http://host[:port][/path][?query]. https and anything else: an error that says why.
-absl::StatusOr<HttpUrl> ParseHttpUrl(absl::string_view url);
+// The endpoint's URL: portico::ParseHttpUrl (common/base/http_url.h), shared with the CP's schema.
+using ::portico::HttpUrl;
+using ::portico::ParseHttpUrl;
 
 struct BatchSenderOptions {
   std::string name;  // for logs: "http-log http://collector:8080/logs"
@@ -45,6 +41,9 @@ struct BatchSenderOptions {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // added to every request
   int64_t timeout_ms = 10000;  // connect + send + answer, per try
+  // Answers from 200 to this status are deliveries (2xx by default; http-log: 399, as Kong);
+  // anything else is retried.
+  int max_delivered_status = 299;
   size_t max_batch_size = 1;
   int64_t max_coalescing_delay_ms = 1000;
   size_t max_entries = 10000;
@@ -61,7 +60,7 @@ struct BatchSenderOptions {
 
 struct BatchSenderStats {
   uint64_t enqueued = 0;         // entries taken into the queue
-  uint64_t sent = 0;             // entries delivered (2xx)
+  uint64_t sent = 0;             // entries delivered (see max_delivered_status)
   uint64_t batches_sent = 0;
   uint64_t dropped = 0;          // entries dropped: a full ring or queue (never tried)
   uint64_t failed = 0;           // entries dropped after their batch's retries ran out

@@ -3,6 +3,7 @@
 // (log_serializer.h) into the worker thread's own buffer and pushes it, with a newline, to a
 // LogWriter's ring for that worker. No lock; no allocation once the buffer has grown to the
 // largest entry; a full ring drops the line (counted by the writer).
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,14 +17,19 @@ namespace portico::dp {
 bool WriteLogLine(const RequestContext& request, int status, LogWriter& writer,
                   absl::Span<const std::string> extra_redacted = {});
 
+// One snapshot's access log step: `redacted_names` are that snapshot's configured credential
+// names (ConfiguredCredentialNames).
 class LogLineStep final : public LogStep {
  public:
-  // `writer` outlives the step (LogWriters keeps writers for the process's life).
-  explicit LogLineStep(LogWriter* writer) : writer_(writer) {}
-  void OnLog(const RequestContext& request, int status) const override { WriteLogLine(request, status, *writer_); }
+  LogLineStep(std::shared_ptr<LogWriter> writer, std::vector<std::string> redacted_names)
+      : writer_(std::move(writer)), redacted_names_(std::move(redacted_names)) {}
+  void OnLog(const RequestContext& request, int status) const override {
+    WriteLogLine(request, status, *writer_, redacted_names_);
+  }
 
  private:
-  LogWriter* writer_;
+  std::shared_ptr<LogWriter> writer_;
+  std::vector<std::string> redacted_names_;
 };
 
 }  // namespace portico::dp

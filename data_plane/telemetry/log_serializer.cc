@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/config_set.h"
+#include "nlohmann/json.hpp"
 
 namespace portico::dp {
 namespace {
@@ -97,16 +99,23 @@ int HexValue(char c) {
   return -1;
 }
 
-// A query component percent-decoded ('+' is a space), as a JSON string body.
-void DecodedStr(absl::string_view text, std::string* out) {
-  out->push_back('"');
-  // Decoded through a small stack buffer, then escaped.
+// How many bytes at the end of buf[0, n) start a UTF-8 sequence that is not complete yet (0-3).
+size_t IncompleteUtf8Tail(const char* buf, size_t n) {
+  for (size_t k = 1; k <= 3 && k <= n; ++k) {
+    const unsigned char b = static_cast<unsigned char>(buf[n - k]);
+    if ((b & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    if (b < 0xC0) return 0;            // ASCII (or a stray byte): nothing pending
+    const size_t length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    return length > k ? k : 0;
+  }
+  return 0;
+}
+
+// A query component percent-decoded ('+' is a space), as a JSON string body (no quotes), through
+// a stack buffer; a UTF-8 sequence cut by a full buffer is carried into the next one.
+void AppendDecoded(absl::string_view text, std::string* out) {
   char buf[256];
   size_t n = 0;
-  auto flush = [&] {
-    AppendJsonEscaped(absl::string_view(buf, n), out);
-    n = 0;
-  };
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (c == '+') {
@@ -116,16 +125,48 @@ void DecodedStr(absl::string_view text, std::string* out) {
       i += 2;
     }
     buf[n++] = c;
-    // Flush only at an ASCII byte, so a UTF-8 sequence is never split between two flushes.
-    if (n >= sizeof(buf) - 8 && static_cast<unsigned char>(c) < 0x80) flush();
-    if (n == sizeof(buf)) flush();  // a run of 256 non-ASCII bytes: split (invalid anyway)
+    if (n == sizeof(buf)) {
+      const size_t keep = IncompleteUtf8Tail(buf, n);
+      AppendJsonEscaped(absl::string_view(buf, n - keep), out);
+      std::memmove(buf, buf + n - keep, keep);
+      n = keep;
+    }
   }
-  flush();
+  AppendJsonEscaped(absl::string_view(buf, n), out);
+}
+
+void DecodedStr(absl::string_view text, std::string* out) {
+  out->push_back('"');
+  AppendDecoded(text, out);
   out->push_back('"');
 }
 
+// Whether the query argument named `raw_name` (as sent, percent-encoded or not) is redacted: its
+// decoded name is a credential name or one of `extra`. A name too long to decode here is redacted.
+bool RedactedQueryName(absl::string_view raw_name, absl::Span<const std::string> extra) {
+  char buf[128];
+  size_t n = 0;
+  for (size_t i = 0; i < raw_name.size(); ++i) {
+    if (n == sizeof(buf)) return true;
+    char c = raw_name[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%' && i + 2 < raw_name.size() && HexValue(raw_name[i + 1]) >= 0 && HexValue(raw_name[i + 2]) >= 0) {
+      c = static_cast<char>(HexValue(raw_name[i + 1]) * 16 + HexValue(raw_name[i + 2]));
+      i += 2;
+    }
+    buf[n++] = c;
+  }
+  const absl::string_view name(buf, n);
+  if (IsSecretQueryArgument(name)) return true;
+  for (const std::string& e : extra) {
+    if (absl::EqualsIgnoreCase(e, name)) return true;
+  }
+  return false;
+}
+
 // The query with credential-looking argument values replaced, JSON-escaped (for uri and url).
-void RedactedQueryEscaped(absl::string_view query, std::string* out) {
+void RedactedQueryEscaped(absl::string_view query, absl::Span<const std::string> extra, std::string* out) {
   size_t start = 0;
   while (start <= query.size()) {
     size_t end = query.find('&', start);
@@ -133,7 +174,7 @@ void RedactedQueryEscaped(absl::string_view query, std::string* out) {
     const absl::string_view arg = query.substr(start, end - start);
     const size_t eq = arg.find('=');
     if (start != 0) out->push_back('&');
-    if (eq != absl::string_view::npos && IsSecretQueryArgument(arg.substr(0, eq))) {
+    if (eq != absl::string_view::npos && RedactedQueryName(arg.substr(0, eq), extra)) {
       AppendJsonEscaped(arg.substr(0, eq + 1), out);
       out->append(kRedacted.data(), kRedacted.size());
     } else {
@@ -145,7 +186,7 @@ void RedactedQueryEscaped(absl::string_view query, std::string* out) {
 
 // Kong's querystring: {name: value | true (no '=') | [values]}, decoded, secrets redacted; the
 // first kMaxLoggedItems arguments.
-void QueryObject(absl::string_view query, std::string* out) {
+void QueryObject(absl::string_view query, absl::Span<const std::string> extra, std::string* out) {
   size_t arguments = 0;
   for (size_t at = 0; at < query.size(); ++at) {
     if (query[at] == '&' && ++arguments == kMaxLoggedItems) {
@@ -182,7 +223,7 @@ void QueryObject(absl::string_view query, std::string* out) {
     first = false;
     DecodedStr(name, out);
     out->push_back(':');
-    const bool secret = IsSecretQueryArgument(name);
+    const bool secret = RedactedQueryName(name, extra);
     if (repeats > 1) out->push_back('[');
     bool first_value = true;
     for (size_t s = 0; s < query.size();) {
@@ -309,6 +350,33 @@ bool IsSecretHeader(absl::string_view name) {
   return false;
 }
 
+std::vector<std::string> ConfiguredCredentialNames(const ConfigSet& snapshot) {
+  std::vector<std::string> names;
+  auto add_array = [&names](const nlohmann::json& config, const char* field) {
+    auto it = config.find(field);
+    if (it == config.end() || !it->is_array()) return;
+    for (const nlohmann::json& name : *it) {
+      if (!name.is_string()) continue;
+      std::string lower = absl::AsciiStrToLower(name.get<std::string>());
+      if (!lower.empty() && std::find(names.begin(), names.end(), lower) == names.end()) names.push_back(std::move(lower));
+    }
+  };
+  for (const config::v1::Plugin& plugin : snapshot.plugins) {
+    const bool key_auth = plugin.name() == "key-auth";
+    const bool jwt = plugin.name() == "jwt";
+    if (!key_auth && !jwt) continue;
+    const nlohmann::json config = nlohmann::json::parse(plugin.config(), nullptr, false);
+    if (!config.is_object()) continue;
+    if (key_auth) add_array(config, "key_names");
+    if (jwt) {
+      add_array(config, "header_names");
+      add_array(config, "uri_param_names");
+      add_array(config, "cookie_names");
+    }
+  }
+  return names;
+}
+
 bool IsSecretQueryArgument(absl::string_view name) {
   for (absl::string_view secret : kSecretQueryArguments) {
     if (absl::EqualsIgnoreCase(secret, name)) return true;
@@ -396,7 +464,7 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   AppendJsonEscaped(path, out);
   if (request.target.has_query) {
     out->push_back('?');
-    RedactedQueryEscaped(query, out);
+    RedactedQueryEscaped(query, extra_redacted, out);
   }
   out->append("\",\"url\":\"");
   out->append(request.tls ? "https" : "http");
@@ -416,10 +484,10 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
   AppendJsonEscaped(path, out);
   if (request.target.has_query) {
     out->push_back('?');
-    RedactedQueryEscaped(query, out);
+    RedactedQueryEscaped(query, extra_redacted, out);
   }
   out->append("\",\"querystring\":");
-  QueryObject(request.target.has_query ? query : absl::string_view(), out);
+  QueryObject(request.target.has_query ? query : absl::string_view(), extra_redacted, out);
   out->append(",\"headers\":");
   if (head != nullptr) {
     Headers(head->headers, extra_redacted, out);
@@ -453,7 +521,7 @@ void AppendLogEntry(const RequestContext& request, int status, int64_t now_unix_
     AppendJsonEscaped(upstream_uri.substr(0, question), out);
     if (question != absl::string_view::npos) {
       out->push_back('?');
-      RedactedQueryEscaped(upstream_uri.substr(question + 1), out);
+      RedactedQueryEscaped(upstream_uri.substr(question + 1), extra_redacted, out);
     }
   }
   out->push_back('"');

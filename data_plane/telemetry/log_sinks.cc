@@ -66,8 +66,12 @@ void BatchSenders::Prune() {
 }
 
 void BatchSenders::StopAll() {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [key, sender] : senders_) sender->Stop();
+  std::vector<std::shared_ptr<BatchSender>> senders;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, sender] : senders_) senders.push_back(sender);
+  }
+  for (auto& sender : senders) sender->Stop();  // outside the lock: a /metrics scrape takes it
 }
 
 BatchSenderStats BatchSenders::Totals() const {
@@ -97,7 +101,7 @@ void RegisterLogMetrics(Registry* registry, const LogWriter* access_log) {
   registry->AddCallbackCounter("portico_log_lines_dropped_total",
                                "Log lines dropped by every log writer (--access-log, file-log)",
                                [] { return static_cast<double>(LogWriters::Global().DroppedTotal()); });
-  registry->AddCallbackCounter("portico_http_log_entries_sent_total", "http-log entries delivered (2xx)",
+  registry->AddCallbackCounter("portico_http_log_entries_sent_total", "http-log entries delivered (an answer below 400, as Kong)",
                                [] { return static_cast<double>(BatchSenders::Global().Totals().sent); });
   registry->AddCallbackCounter(
       "portico_http_log_entries_dropped_total",

@@ -7,14 +7,19 @@
 // counted (dropped()), so a slow or stuck disk costs at most the rings' memory. The writer logs
 // drops at most once per 10 s.
 //
-// The destination is a file opened with O_APPEND|O_CREAT (mode 0640), or standard output
-// ("stdout"). Reopen() (SIGUSR1, for logrotate) makes the thread close and reopen the file by
-// its path before its next write. A file that cannot be (re)opened: its lines are dropped and
-// counted, and opening is retried every flush.
+// The destination is a file opened with O_APPEND|O_CREAT (mode 0640; a symlink is followed, as
+// Kong's file-log does), or standard output ("stdout"). Reopen() (SIGUSR1, for logrotate) makes
+// the thread close and reopen the file by its path before its next write. A file that cannot be
+// (re)opened: the writer stays closed, its lines are dropped and counted, opening is retried at
+// most once a second (and at once on Reopen()), and the error is logged at most once per 10 s.
+// A write that stops mid-line (ENOSPC, EFBIG) counts the lines it did not finish as dropped and
+// the next write starts with the missing '\n', so every line of the file stays whole.
 //
 // LogWriters is the process's set of writers, one per distinct destination, shared by the
-// --access-log step and file-log plugins of every snapshot (they outlive snapshots).
+// --access-log step and the file-log plugins of the snapshots that use it; Prune() stops the
+// writers no snapshot holds any more.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -39,9 +44,10 @@ struct LogWriterOptions {
 
 class LogWriter {
  public:
-  // Opens the destination (an error names it) and starts the thread.
+  // Tries to open the destination once (open_status() says how it went) and starts the thread,
+  // which keeps retrying while it is closed. Fails only for an empty destination.
   static absl::StatusOr<std::unique_ptr<LogWriter>> Start(LogWriterOptions options);
-  ~LogWriter();  // Stop()
+  ~LogWriter();  // Stop() without a deadline
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
 
@@ -52,9 +58,13 @@ class LogWriter {
   void Reopen() { reopen_.store(true, std::memory_order_release); }
   // Any thread: write everything pushed so far, then return (tests, shutdown).
   void Flush();
-  // Writes what is left, joins the thread, closes the file. Idempotent.
-  void Stop();
+  // Writes what is left, joins the thread, closes the file. Idempotent. With a deadline: a
+  // thread still busy at `deadline` (a write blocked on a stalled pipe) is detached instead, the
+  // file left open, and false returned; the writer must then never be destroyed.
+  bool Stop(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
 
+  // The first open's result (Start): an error names the destination and says why.
+  const absl::Status& open_status() const { return open_status_; }
   const std::string& destination() const { return options_.destination; }
   // Lines dropped: rings full, producer out of range, or no open file (any thread).
   uint64_t dropped() const;
@@ -64,6 +74,9 @@ class LogWriter {
  private:
   explicit LogWriter(LogWriterOptions options);
   absl::Status Open();
+  // Writer thread: (re)opens when asked or when closed (at most once a second), logging failures
+  // at most once per 10 s.
+  void EnsureOpen();
   void Run();
   // Drains every ring into batch_ and writes it; true when anything was drained.
   bool WriteOnce();
@@ -72,6 +85,10 @@ class LogWriter {
   std::vector<std::unique_ptr<RecordRing>> rings_;
   int fd_ = -1;
   bool owns_fd_ = false;
+  absl::Status open_status_;
+  bool mid_line_ = false;                    // writer thread only: the file ends mid-line
+  int64_t last_open_try_ms_ = 0;             // writer thread only
+  int64_t last_open_error_report_ms_ = 0;    // writer thread only
   std::string batch_;    // writer thread only
   std::string scratch_;  // writer thread only
   std::atomic<bool> reopen_{false};
@@ -87,6 +104,8 @@ class LogWriter {
   std::condition_variable wake_;
   std::condition_variable flushed_;
   bool stop_ = false;
+  bool finished_ = false;  // the thread left Run (under mu_)
+  std::condition_variable finished_cv_;
   std::thread thread_;
 };
 
@@ -98,19 +117,28 @@ class LogWriters {
   // Worker slots of writers created from now on (the DP's --workers; set before any Get).
   void set_producers(int producers);
   int producers() const;
-  // The writer for `destination` ("stdout" or a path), started on first use; kept until
-  // StopAll(). An error says why the file cannot be opened.
-  absl::StatusOr<LogWriter*> Get(const std::string& destination);
+  // The writer for `destination` ("stdout" or a path), started on first use; kept while a caller
+  // holds it (see Prune). A file that cannot be opened still gets a writer, closed and retrying
+  // (its open_status() says why). Fails only for an empty destination.
+  absl::StatusOr<std::shared_ptr<LogWriter>> Get(const std::string& destination);
   void ReopenAll();
-  // Flushes and stops every writer (at exit).
-  void StopAll();
+  // Stops the writers only this set holds (no compiled config uses them any more); their counts
+  // stay in the totals. Call after publishing a config.
+  void Prune();
+  // Flushes and stops every writer (at exit), waiting for them until `deadline` at most (a writer
+  // stuck on its destination is left behind). The mutex is not held while waiting.
+  void StopAll(std::chrono::steady_clock::time_point deadline);
+  size_t size() const;
   uint64_t DroppedTotal() const;
   uint64_t WrittenTotal() const;
 
  private:
   mutable std::mutex mu_;
   int producers_ = 1;
-  std::map<std::string, std::unique_ptr<LogWriter>> writers_;
+  std::map<std::string, std::shared_ptr<LogWriter>> writers_;
+  uint64_t retired_written_ = 0;
+  uint64_t retired_dropped_ = 0;
+  std::vector<std::shared_ptr<LogWriter>> stuck_;  // stopped past a deadline: never destroyed
 };
 
 }  // namespace portico::dp

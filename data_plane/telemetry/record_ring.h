@@ -24,7 +24,7 @@ class RecordRing {
     size_t capacity = 64;
     while (capacity < capacity_bytes) capacity <<= 1;
     capacity_ = capacity;
-    data_ = std::make_unique<char[]>(capacity_);
+    data_ = std::make_unique_for_overwrite<char[]>(capacity_);  // not zero-filled: untouched pages cost nothing
   }
   RecordRing(const RecordRing&) = delete;
   RecordRing& operator=(const RecordRing&) = delete;

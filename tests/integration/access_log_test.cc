@@ -380,6 +380,75 @@ TEST_F(AccessLogTest, HttpLogRetriesThenDropsAndCountsWhenTheCollectorFailsOrIsG
   EXPECT_TRUE(dp_->process->Running());
 }
 
+// A file-log path the DP cannot open yet does not make it refuse the config (it stays in sync);
+// its lines are dropped and counted until the directory exists, then they are written.
+TEST_F(AccessLogTest, AFileLogPathThatCannotBeOpenedYetIsAppliedAndOpenedLater) {
+  StartCluster();
+  const std::string dir = cluster_.tmp().path() + "/later";
+  const std::string log = dir + "/orders.log";
+  AddPlugin({{"name", "file-log"}, {"service", {{"name", "orders"}}}, {"config", {{"path", log}}}});
+  ASSERT_EQ(cluster_.Proxy(*dp_, "/orders/early").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return MetricValue(Metrics(), "portico_log_lines_dropped_total") >= 1; }, 5s)) << Metrics();
+  // A later config still applies (a DP that refused the first would refuse every one after it).
+  HttpResult r = cluster_.Admin("POST", "/services/orders/routes", {{"name", "more"}, {"paths", {"/more"}}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(cluster_.WaitDpSynced(*dp_)) << cluster_.Logs();
+  ASSERT_EQ(cluster_.Proxy(*dp_, "/more").status, 200);
+  std::filesystem::create_directory(dir);
+  // Retried at most once a second: keep sending until a line lands.
+  ASSERT_TRUE(WaitFor([&] {
+    cluster_.Proxy(*dp_, "/orders/late");
+    return !ReadJsonLines(log).empty();
+  }, 5s)) << cluster_.Logs();
+  for (const json& line : ReadJsonLines(log)) {
+    ASSERT_TRUE(line.is_object());
+    EXPECT_EQ(line["request"]["uri"], "/orders/late");
+  }
+}
+
+// The credential names the config itself sets (key-auth key_names) are redacted in headers and
+// query arguments, and a percent-encoded secret name is recognized.
+TEST_F(AccessLogTest, ConfiguredCredentialNamesAndEncodedSecretNamesAreRedacted) {
+  const std::string log = cluster_.tmp().path() + "/access.log";
+  StartCluster({"--access-log", log});
+  AddPlugin({{"name", "key-auth"}, {"service", {{"name", "orders"}}}, {"config", {{"key_names", {"x-shop-key"}}}}});
+  HttpResult denied = RawHttp(dp_->proxy_port,
+                              "GET /orders/1?x-shop-key=SECRET1&ap%69key=SECRET2&access%5Ftoken=SECRET3 HTTP/1.1\r\n"
+                              "Host: shop.example\r\nX-Shop-Key: SECRET4\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(denied.status, 401) << denied.body;
+  std::vector<json> lines;
+  ASSERT_TRUE(WaitFor([&] { return !(lines = ReadJsonLines(log)).empty(); }, 5s));
+  ASSERT_EQ(lines.size(), 1u);
+  ASSERT_TRUE(lines[0].is_object());
+  EXPECT_EQ(lines[0].dump().find("SECRET"), std::string::npos) << lines[0].dump();
+  EXPECT_EQ(lines[0]["request"]["headers"]["x-shop-key"], "[REDACTED]");
+  EXPECT_EQ(lines[0]["request"]["querystring"]["x-shop-key"], "[REDACTED]");
+  EXPECT_EQ(lines[0]["request"]["querystring"]["apikey"], "[REDACTED]");
+  EXPECT_EQ(lines[0]["response"]["status"], 401);
+}
+
+// Stdout piped to a reader that stopped reading (here: an access log FIFO nobody reads): SIGTERM
+// still ends the DP within a bound, the writer stuck in write() left behind.
+TEST_F(AccessLogTest, SigtermWithAStuckAccessLogExitsWithinABound) {
+  const std::string fifo = cluster_.tmp().path() + "/stuck.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // open, never read
+  ASSERT_GE(reader, 0);
+  StartCluster({"--access-log", fifo});
+  // ~1.3 KB a line: 300 lines fill the 64 KiB pipe several times over.
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(cluster_.Proxy(*dp_, absl::StrCat("/orders/", i, "?pad=", std::string(1000, 'x'))).status, 200);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const int status = dp_->process->Stop(SIGTERM, 20s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::close(reader);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed after 20 s: the DP hung on its stuck log";
+  EXPECT_LT(took, 10s);
+  std::printf("SIGTERM with a stuck access log: exited in %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+}
+
 // A disk that does not keep up: the log is a FIFO nobody reads, so the writer blocks in write().
 // The DP keeps answering, drops and counts lines, and its memory stays bounded; once the reader
 // drains the FIFO, lines flow again.

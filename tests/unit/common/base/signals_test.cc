@@ -37,6 +37,16 @@ TEST_F(SignalsTest, TimedWaitReturnsSigquitSigtermAndSigintButSkipsSighup) {
   EXPECT_EQ(WaitForTerminationSignalFor(1000), SIGINT);
 }
 
+TEST_F(SignalsTest, TimedWaitRunsTheReopenHandlerOnSigusr1) {
+  int reopened = 0;
+  raise(SIGUSR1);
+  EXPECT_EQ(WaitForTerminationSignalFor(50, [&] { ++reopened; }), 0) << "SIGUSR1 is consumed, not returned";
+  EXPECT_EQ(reopened, 1);
+  raise(SIGUSR1);
+  EXPECT_EQ(WaitForTerminationSignalFor(50), 0) << "without a handler SIGUSR1 is ignored";
+  EXPECT_EQ(reopened, 1);
+}
+
 TEST_F(SignalsTest, BlockingWaitReturnsSigquitAndRunsTheHangupHandler) {
   int hangups = 0;
   raise(SIGHUP);

@@ -389,5 +389,21 @@ TEST(LogPluginSchemaTest, HttpLogKongDefaultsQueueAndRefusals) {
   }
 }
 
+// Whatever the DP's sender would refuse, the Admin API refuses (no config that every DP NACKs).
+TEST(LogPluginSchemaTest, HttpLogRefusesTheUrlsTheDataPlaneCannotSendTo) {
+  for (const char* url : {"http://user:pw@c/", "http://c:0/", "http://c:65536/", "http://c/logs#frag",
+                          "http://c\x01/", "http://c/a\tb", "http://:80/", "http://[::1/"}) {
+    FieldErrors e;
+    Normalize("http-log", json{{"http_endpoint", url}}, &e);
+    EXPECT_TRUE(e.Has("http_endpoint")) << url << ": " << e.KongMessage();
+  }
+  FieldErrors user_info;
+  Normalize("http-log", json{{"http_endpoint", "http://user:pw@c/"}}, &user_info);
+  EXPECT_NE(user_info.KongMessage().find("user info"), std::string::npos) << user_info.KongMessage();
+  FieldErrors zero_timeout;
+  Normalize("http-log", json{{"http_endpoint", "http://c/"}, {"timeout", 0}}, &zero_timeout);
+  EXPECT_TRUE(zero_timeout.Has("timeout")) << zero_timeout.KongMessage();
+}
+
 }  // namespace
 }  // namespace portico::plugins

@@ -1,5 +1,6 @@
 // file-log and http-log in the plugin chain: compile errors name the field, the log step writes
 // through the process's shared writers and senders, and senders no config holds are pruned.
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -46,33 +47,70 @@ Plugin MakePlugin(const std::string& id, const std::string& name, const json& co
   return p;
 }
 
-TEST(LogPluginsTest, FileLogWritesTheEntryAndAnUnopenablePathFailsTheCompile) {
+TEST(LogPluginsTest, FileLogWritesTheEntryWithConfiguredCredentialNamesRedacted) {
   test_support::TempDir dir;
   const std::string path = dir.path() + "/plugin.log";
   ConfigSet config;
-  config.plugins = {MakePlugin("p1", "file-log", {{"path", path}})};
-  Pipeline pipeline;
-  ASSERT_TRUE(AddPluginChain(config, &pipeline).ok());
-  ASSERT_EQ(pipeline.log_steps().size(), 1u);
+  config.plugins = {MakePlugin("p0", "key-auth", {{"key_names", {"X-Secret-Key"}}}),
+                    MakePlugin("p1", "file-log", {{"path", path}})};
+  auto pipeline = std::make_unique<Pipeline>();
+  ASSERT_TRUE(AddPluginChain(config, pipeline.get()).ok());
+  ASSERT_EQ(pipeline->log_steps().size(), 1u);
   FakeContext request;
-  pipeline.log_steps()[0]->OnLog(request, 204);
-  absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(path);
+  MessageHead head = *request.head;
+  head.url = "/x?x-secret-key=SECRET2";
+  head.headers = {{"X-Secret-Key", "SECRET1"}};
+  request.head = &head;
+  request.target.query = "x-secret-key=SECRET2";
+  request.target.has_query = true;
+  pipeline->log_steps()[0]->OnLog(request, 204);
+  absl::StatusOr<std::shared_ptr<LogWriter>> writer = LogWriters::Global().Get(path);
   ASSERT_TRUE(writer.ok());
   (*writer)->Flush();
   std::ifstream in(path);
   std::string line;
   ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(line.find("SECRET"), std::string::npos) << line;
   json entry = json::parse(line, nullptr, false);
   ASSERT_TRUE(entry.is_object()) << line;
   EXPECT_EQ(entry["response"]["status"], 204);
-  EXPECT_EQ(entry["request"]["uri"], "/x");
+  EXPECT_EQ(entry["request"]["headers"]["x-secret-key"], "[REDACTED]");
+  EXPECT_EQ(entry["request"]["querystring"]["x-secret-key"], "[REDACTED]");
 
-  ConfigSet bad;
-  bad.plugins = {MakePlugin("p2", "file-log", {{"path", dir.path() + "/missing/dir/x.log"}})};
-  Pipeline bad_pipeline;
-  absl::Status status = AddPluginChain(bad, &bad_pipeline);
-  ASSERT_FALSE(status.ok());
-  EXPECT_NE(status.message().find("config.path: cannot open log file"), absl::string_view::npos) << status;
+  // Once no pipeline holds the writer, Prune stops it and forgets the path.
+  writer->reset();
+  const size_t before = LogWriters::Global().size();
+  pipeline.reset();
+  LogWriters::Global().Prune();
+  EXPECT_EQ(LogWriters::Global().size(), before - 1);
+}
+
+TEST(LogPluginsTest, AnUnopenablePathCompilesAndTheWriterOpensItLater) {
+  test_support::TempDir dir;
+  const std::string path = dir.path() + "/later/x.log";
+  ConfigSet config;
+  config.plugins = {MakePlugin("p2", "file-log", {{"path", path}})};
+  Pipeline pipeline;
+  absl::Status status = AddPluginChain(config, &pipeline);
+  ASSERT_TRUE(status.ok()) << status;
+  absl::StatusOr<std::shared_ptr<LogWriter>> writer = LogWriters::Global().Get(path);
+  ASSERT_TRUE(writer.ok());
+  EXPECT_NE((*writer)->open_status().message().find("cannot open log file"), absl::string_view::npos);
+  FakeContext request;
+  pipeline.log_steps()[0]->OnLog(request, 200);
+  (*writer)->Flush();
+  EXPECT_EQ((*writer)->dropped(), 1u);
+  EXPECT_EQ((*writer)->written(), 0u);
+
+  std::filesystem::create_directory(dir.path() + "/later");
+  (*writer)->Reopen();  // SIGUSR1 retries at once (otherwise: within a second)
+  pipeline.log_steps()[0]->OnLog(request, 201);
+  (*writer)->Flush();
+  EXPECT_EQ((*writer)->written(), 1u);
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(json::parse(line, nullptr, false)["response"]["status"], 201);
 }
 
 TEST(LogPluginsTest, HttpLogInstancesWithOneConfigShareASenderThatIsPrunedWhenUnused) {

@@ -144,6 +144,9 @@ TEST(ParseHttpUrlTest, HostPortTargetAndRefusals) {
   EXPECT_FALSE(ParseHttpUrl("http://a:99999/").ok());
   EXPECT_FALSE(ParseHttpUrl("http:///x").ok());
   EXPECT_FALSE(ParseHttpUrl("http://a/b c").ok());
+  EXPECT_FALSE(ParseHttpUrl("http://u:p@a/").ok());
+  EXPECT_FALSE(ParseHttpUrl("http://a/#f").ok());
+  EXPECT_FALSE(ParseHttpUrl("http://a\x7f/").ok());
 }
 
 TEST(BatchSenderTest, EntriesArriveInBatchesAsJsonArraysWithTheConfiguredRequest) {
@@ -226,6 +229,56 @@ TEST(BatchSenderTest, WithTheCollectorDownTheQueueStaysBoundedAndDropsTheOldest)
   EXPECT_EQ(stats.sent, 0u);
   (*sender)->Stop();
   EXPECT_EQ((*sender)->stats().dropped + (*sender)->stats().failed, 200u);
+}
+
+// Kong's http-log counts any status below 400 as delivered: with max_delivered_status 399 a
+// redirect is not retried.
+TEST(BatchSenderTest, ARedirectCountsAsDeliveredWhenConfiguredAsInKong) {
+  Collector collector;
+  collector.set_status(302);
+  BatchSenderOptions options;
+  options.url = "http://127.0.0.1:" + std::to_string(collector.port()) + "/";
+  options.max_batch_size = 1;
+  options.initial_retry_delay_ms = 10;
+  options.max_retry_time_ms = 200;
+  options.max_delivered_status = 399;  // what http-log sets
+  absl::StatusOr<std::unique_ptr<BatchSender>> sender = BatchSender::Start(options);
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  ASSERT_TRUE((*sender)->Enqueue(0, "{}"));
+  ASSERT_TRUE(WaitFor([&] { return (*sender)->stats().sent + (*sender)->stats().failed >= 1; }, 5s));
+  EXPECT_EQ((*sender)->stats().sent, 1u);
+  EXPECT_EQ((*sender)->stats().retries, 0u);
+  EXPECT_EQ(collector.bodies().size(), 1u);
+}
+
+// A collector that accepts connections and never answers: each try ends at `timeout`, and the
+// batch is dropped once max_retry_time has passed.
+TEST(BatchSenderTest, ACollectorThatNeverAnswersTimesOutAndTheBatchFails) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  ASSERT_EQ(::listen(listener, 64), 0);  // the kernel completes connections; nobody accepts
+  BatchSenderOptions options;
+  options.url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/";
+  options.max_batch_size = 1;
+  options.timeout_ms = 100;
+  options.initial_retry_delay_ms = 10;
+  options.max_retry_delay_ms = 10;
+  options.max_retry_time_ms = 300;
+  absl::StatusOr<std::unique_ptr<BatchSender>> sender = BatchSender::Start(options);
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*sender)->Enqueue(0, "{}"));
+  ASSERT_TRUE(WaitFor([&] { return (*sender)->stats().failed == 1; }, 5s)) << (*sender)->stats().retries;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_GE((*sender)->stats().retries, 1u);
+  EXPECT_EQ((*sender)->stats().sent, 0u);
+  (*sender)->Stop();
+  ::close(listener);
 }
 
 TEST(BatchSenderTest, HttpsIsRefusedAtStart) {

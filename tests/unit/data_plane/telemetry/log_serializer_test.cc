@@ -163,6 +163,66 @@ TEST(LogSerializerTest, ExtraRedactedHeaderNames) {
   EXPECT_EQ(json::parse(out)["request"]["headers"]["x-my-key"], "[REDACTED]");
 }
 
+TEST(LogSerializerTest, PercentEncodedSecretQueryNamesAreRedacted) {
+  Fixture f;
+  f.request.target.query = "ap%69key=SECRET1&access%5Ftoken=SECRET2&x=1";
+  f.head.url = "/orders/7?ap%69key=SECRET1&access%5Ftoken=SECRET2&x=1";
+  f.request.upstream_head = "GET /7?ap%69key=SECRET1&access%5Ftoken=SECRET2 HTTP/1.1\r\n\r\n";
+  std::string out;
+  AppendLogEntry(f.request, 200, 0, 0, &out);
+  EXPECT_EQ(out.find("SECRET"), std::string::npos) << out;
+  json entry = json::parse(out);
+  EXPECT_EQ(entry["request"]["querystring"]["apikey"], "[REDACTED]");
+  EXPECT_EQ(entry["request"]["querystring"]["access_token"], "[REDACTED]");
+  EXPECT_EQ(entry["request"]["uri"], "/orders/7?ap%69key=[REDACTED]&access%5Ftoken=[REDACTED]&x=1");
+  EXPECT_EQ(entry["upstream_uri"], "/7?ap%69key=[REDACTED]&access%5Ftoken=[REDACTED]");
+}
+
+TEST(LogSerializerTest, ExtraRedactedNamesCoverQueryArguments) {
+  Fixture f;
+  f.request.target.query = "my_key=SECRET1&My%5FKey=SECRET2&x=1";
+  std::string out;
+  const std::string extra[] = {"my_key"};
+  AppendLogEntry(f.request, 200, 0, 0, &out, extra);
+  EXPECT_EQ(out.find("SECRET"), std::string::npos) << out;
+  EXPECT_EQ(json::parse(out)["request"]["querystring"]["x"], "1");
+}
+
+TEST(LogSerializerTest, ConfiguredCredentialNamesOfKeyAuthAndJwt) {
+  ConfigSet snapshot;
+  config::v1::Plugin key_auth;
+  key_auth.set_name("key-auth");
+  key_auth.set_config(R"({"key_names":["X-Token-A","apikey"]})");
+  config::v1::Plugin jwt;
+  jwt.set_name("jwt");
+  jwt.set_config(R"({"header_names":["x-jwt"],"uri_param_names":["tok"],"cookie_names":["c"]})");
+  config::v1::Plugin other;
+  other.set_name("cors");
+  other.set_config(R"({"key_names":["nope"]})");
+  config::v1::Plugin broken;
+  broken.set_name("key-auth");
+  broken.set_config("{not json");
+  snapshot.plugins = {key_auth, jwt, other, broken};
+  EXPECT_EQ(ConfiguredCredentialNames(snapshot),
+            (std::vector<std::string>{"x-token-a", "apikey", "x-jwt", "tok", "c"}));
+}
+
+TEST(LogSerializerTest, LongNonAsciiQueryValuesStayIntact) {
+  Fixture f;
+  std::string encoded;
+  std::string decoded;
+  for (int i = 0; i < 300; ++i) {
+    encoded += "%C3%A9";  // é
+    decoded += "\xC3\xA9";
+  }
+  for (int shift = 0; shift < 4; ++shift) {
+    const std::string query = "q=" + std::string(shift, 'a') + encoded;  // target.query is a view
+    f.request.target.query = query;
+    json entry = Serialize(f.request, 200, 0, 0);
+    EXPECT_EQ(entry["request"]["querystring"]["q"], std::string(shift, 'a') + decoded) << shift;
+  }
+}
+
 TEST(LogSerializerTest, AtMostAHundredHeadersAndQueryArguments) {
   Fixture f;
   std::string query;

@@ -1,10 +1,18 @@
 #include "data_plane/telemetry/log_writer.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "tests/common/temp_dir.h"
@@ -69,12 +77,67 @@ TEST(LogWriterTest, AProducerOutOfRangeOrAFullRingDropsAndCounts) {
   EXPECT_TRUE((*writer)->Push(0, "0123456789\n"));  // room again
 }
 
-TEST(LogWriterTest, AFileThatCannotBeOpenedIsAClearError) {
+TEST(LogWriterTest, AFileThatCannotBeOpenedIsAClearErrorAndItsLinesAreDropped) {
   LogWriterOptions options;
   options.destination = "/nonexistent-dir/for/sure/access.log";
   absl::StatusOr<std::unique_ptr<LogWriter>> writer = LogWriter::Start(options);
-  ASSERT_FALSE(writer.ok());
-  EXPECT_NE(writer.status().message().find("/nonexistent-dir/for/sure/access.log"), absl::string_view::npos);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_NE((*writer)->open_status().message().find("/nonexistent-dir/for/sure/access.log"), absl::string_view::npos);
+  ASSERT_TRUE((*writer)->Push(0, "x\n"));
+  (*writer)->Flush();
+  EXPECT_EQ((*writer)->dropped(), 1u);
+  EXPECT_EQ((*writer)->written(), 0u);
+}
+
+// A file size limit (EFBIG) makes a write stop mid-line: only whole lines count as written, and
+// the next write ends the cut line first, so the next batch starts on a line of its own.
+TEST(LogWriterTest, AWriteThatStopsMidLineCountsWholeLinesAndEndsTheLineNextTime) {
+  test_support::TempDir dir;
+  const std::string path = dir.path() + "/limited.log";
+  LogWriterOptions options;
+  options.destination = path;
+  options.flush_interval_ms = 60000;
+  absl::StatusOr<std::unique_ptr<LogWriter>> writer = LogWriter::Start(options);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  (*writer)->Flush();
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  void (*saved_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = saved;
+  limited.rlim_cur = 20;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limited), 0);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*writer)->Push(0, "0123456789\n"));
+  (*writer)->Flush();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  std::signal(SIGXFSZ, saved_handler);
+  EXPECT_EQ((*writer)->written(), 1u);
+  EXPECT_EQ((*writer)->dropped(), 2u);
+  ASSERT_TRUE((*writer)->Push(0, "next\n"));
+  (*writer)->Flush();
+  EXPECT_EQ(ReadFile(path), "0123456789\n012345678\nnext\n");
+  EXPECT_EQ((*writer)->written(), 2u);
+}
+
+// A destination nobody reads (a pipe whose reader stalls): Stop with a deadline returns by then.
+TEST(LogWriterTest, StopWithADeadlineLeavesAStuckWriterBehind) {
+  test_support::TempDir dir;
+  const std::string fifo = dir.path() + "/stalled";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // never reads
+  ASSERT_GE(reader, 0);
+  LogWriterOptions options;
+  options.destination = fifo;
+  options.ring_bytes = 1 << 20;
+  // Leaked on purpose: a writer left behind must never be destroyed.
+  LogWriter* writer = LogWriter::Start(options)->release();
+  const std::string line(1000, 'x');
+  for (int i = 0; i < 200; ++i) writer->Push(0, line + "\n");  // 200 KB: more than the pipe holds
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the writer is now blocked in write()
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(writer->Stop(start + std::chrono::milliseconds(300)));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  std::signal(SIGPIPE, SIG_IGN);
+  ::close(reader);  // the blocked write fails with EPIPE, and the thread ends
 }
 
 }  // namespace
