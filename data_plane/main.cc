@@ -679,6 +679,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
     BatchSenders::Global().Prune();  // http-log senders no config uses any more
+    plugins::PruneOtlpSenders();     // and opentelemetry ones
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
     announce_health();  // targets may have come or gone
