@@ -69,6 +69,17 @@ void AppendRedactedTarget(const RequestContext& request, std::string* out) {
   }
 }
 
+// The client's tracestate headers (one list across them), each valid and together short enough.
+bool ClientTracestateValid(const MessageHead& head) {
+  size_t length = 0, headers = 0;
+  for (const auto& [name, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(name, "tracestate")) continue;
+    length += value.size() + (headers++ != 0 ? 1 : 0);
+    if (length > kMaxTracestateLength || !ValidTracestate(value)) return false;
+  }
+  return true;
+}
+
 // The client's traceparent: one header with a valid value (W3C: more than one is invalid).
 std::optional<TraceParent> ClientTraceparent(const MessageHead& head) {
   const std::string* found = nullptr;
@@ -132,8 +143,11 @@ class Opentelemetry final : public PluginHandler {
       // Version 00 defines only the sampled flag: other bits are not forwarded.
       FormatTraceparent(trace_id, upstream_span_id, trace.flags & kTraceFlagSampled, trace.traceparent);
       request.upstream_headers.emplace_back("traceparent", absl::string_view(trace.traceparent, kTraceparentLength));
-      // A tracestate belongs to the traceparent it came with: without one, it is meaningless.
-      if (!parent.has_value()) request.upstream_headers_removed.push_back("tracestate");
+      // A tracestate belongs to the traceparent it came with: without one, it is meaningless; an
+      // invalid or oversized one is dropped too (W3C: the list is then discarded).
+      if (!parent.has_value() || !ClientTracestateValid(*request.head)) {
+        request.upstream_headers_removed.push_back("tracestate");
+      }
     }
     for (const std::string& name : options_.clear) request.upstream_headers_removed.push_back(name);
     if (!options_.response_header.empty()) {

@@ -80,6 +80,22 @@ TEST(TraceparentTest, FormatsWhatItParses) {
   EXPECT_EQ(std::string(out, kTraceparentLength), kValid);
 }
 
+TEST(TracestateTest, ValidListsAndInvalidOnes) {
+  EXPECT_TRUE(ValidTracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
+  EXPECT_TRUE(ValidTracestate(" a=1 ,, tenant@sys=x y"));
+  EXPECT_TRUE(ValidTracestate(""));
+  EXPECT_FALSE(ValidTracestate("Congo=1")) << "keys are lowercase";
+  EXPECT_FALSE(ValidTracestate("congo")) << "no '='";
+  EXPECT_FALSE(ValidTracestate("congo=a=b"));
+  EXPECT_FALSE(ValidTracestate("congo="));
+  EXPECT_FALSE(ValidTracestate("congo=a\x01"));
+  EXPECT_FALSE(ValidTracestate("@sys=1"));
+  EXPECT_FALSE(ValidTracestate(std::string(kMaxTracestateLength - 1, 'a') + "=1")) << "over 512 characters";
+  std::string members;
+  for (int i = 0; i < 33; ++i) members += "k" + std::to_string(i) + "=v,";
+  EXPECT_FALSE(ValidTracestate(members)) << "more than 32 members";
+}
+
 TEST(IdGeneratorTest, SeededGeneratorsRepeatAndIdsAreNeverZero) {
   IdGenerator a(42), b(42), c(43);
   std::vector<std::string> seen;
@@ -432,6 +448,12 @@ TEST_F(OpentelemetryPluginTest, KeepsTheClientsTraceAndHonoursItsSampledFlag) {
   unsampled.request_head.headers.emplace_back("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
   RunRequest(unsampled, 200);
   EXPECT_TRUE(absl::EndsWith(UpstreamHeader(unsampled, "traceparent"), "-00"));
+  // An invalid tracestate is dropped even with a valid traceparent.
+  FakeContext bad_state;
+  bad_state.request_head.headers.emplace_back("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+  bad_state.request_head.headers.emplace_back("tracestate", "Bad Key=1");
+  RunRequest(bad_state, 200);
+  EXPECT_TRUE(Removed(bad_state, "tracestate"));
   // An invalid one: a new trace, not sampled at rate 0.
   FakeContext invalid;
   invalid.request_head.headers.emplace_back("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01");
