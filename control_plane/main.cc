@@ -418,7 +418,10 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (https) https->Stop();
   (*http)->Stop();
   sync_ptr->Stop();
-  if (absl::Status s = (*store)->Close(); !s.ok()) {
+  if (absl::Status s = (*store)->Close(); absl::IsUnavailable(s)) {
+    PORTICO_LOG(kWarn, "cp", "stopped; database ", flags.Get("db"), " closed, but not checkpointed: ", s.message());
+    return 0;
+  } else if (!s.ok()) {
     PORTICO_LOG(kError, "cp", "closing the database: ", s.message());
     return 1;
   }

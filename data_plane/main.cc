@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <csignal>
 #include <atomic>
 #include <chrono>
@@ -347,6 +348,14 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
       return HttpResponse::Json(
           503, R"json({"message":"no configuration available (empty configuration present)"})json");
     }
+    // With a shared port the listeners accept only from the first config on: ready once every
+    // worker confirmed its listen(); a failed listen() keeps it 503 (and is logged as an error).
+    if (proxy.listen_failed()) {
+      return HttpResponse::Json(503, R"json({"message":"proxy listener failed (see the log)"})json");
+    }
+    if (!proxy.listening()) {
+      return HttpResponse::Json(503, R"json({"message":"proxy listeners not accepting yet"})json");
+    }
     return HttpResponse::Json(200, R"({"message":"ready"})");
   }
   return HttpResponse::Json(404, R"({"message":"Not found"})");
@@ -362,12 +371,36 @@ int TcpMigrateReq() {
   return value;
 }
 
-// Whether a socket of this network namespace listens on TCP `port` (/proc/net/tcp and tcp6):
-// another process serves the port this DP is about to share through SO_REUSEPORT.
-bool PortHasListener(uint16_t port) {
+// `host` as /proc/net/tcp{,6} prints a local address: the address's 32-bit words in host order,
+// each as %08X (8 hex digits for IPv4, 32 for IPv6). Empty when `host` is not an IP literal.
+std::string ProcNetAddressHex(const std::string& host) {
+  in_addr v4{};
+  in6_addr v6{};
+  char hex[40] = {0};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    std::snprintf(hex, sizeof(hex), "%08X", v4.s_addr);
+    return hex;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    uint32_t words[4];
+    std::memcpy(words, &v6, sizeof(words));
+    std::snprintf(hex, sizeof(hex), "%08X%08X%08X%08X", words[0], words[1], words[2], words[3]);
+    return hex;
+  }
+  return "";
+}
+
+// Whether a socket of this network namespace listens on TCP `host`:`port` (/proc/net/tcp and
+// tcp6): another process serves the address this DP is about to share through SO_REUSEPORT. A
+// wildcard listener matches any host, and a wildcard (or non-literal) host any listener on the
+// port; a listener on
+// another address of the same port does not count (the two do not share connections).
+bool PortHasListener(const std::string& host, uint16_t port) {
   if (port == 0) return false;
-  char wanted[8];
-  std::snprintf(wanted, sizeof(wanted), ":%04X", port);
+  const std::string wanted_address = ProcNetAddressHex(host);
+  const bool wanted_wildcard = wanted_address.empty() || wanted_address.find_first_not_of('0') == std::string::npos;
+  char wanted_port[8];
+  std::snprintf(wanted_port, sizeof(wanted_port), ":%04X", port);
   for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::FILE* f = std::fopen(table, "r");
     if (f == nullptr) continue;
@@ -377,7 +410,10 @@ bool PortHasListener(uint16_t port) {
       char local[64] = {0}, remote[64] = {0}, state[8] = {0};
       if (std::sscanf(line, " %*s %63s %63s %7s", local, remote, state) != 3) continue;
       const size_t n = std::strlen(local);
-      found = n > 5 && std::strcmp(local + n - 5, wanted) == 0 && std::strcmp(state, "0A") == 0;  // LISTEN
+      if (n <= 5 || std::strcmp(local + n - 5, wanted_port) != 0 || std::strcmp(state, "0A") != 0) continue;  // LISTEN
+      const std::string address(local, n - 5);
+      const bool listener_wildcard = address.find_first_not_of('0') == std::string::npos;
+      found = wanted_wildcard || listener_wildcard || address == wanted_address;
     }
     std::fclose(f);
     if (found) return true;
@@ -605,8 +641,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   proxy_options.dns.hosts_file = flags.Get("dns-hostsfile");
   // A port another process already listens on (the DP this one replaces): accept only once a
   // config is served, so that no client gets this DP's 404 meanwhile.
-  const bool port_shared = PortHasListener(proxy_addr->port) ||
-                           (proxy_ssl_addr.has_value() && PortHasListener(proxy_ssl_addr->port));
+  const bool port_shared = PortHasListener(proxy_addr->host, proxy_addr->port) ||
+                           (proxy_ssl_addr.has_value() && PortHasListener(proxy_ssl_addr->host, proxy_ssl_addr->port));
   proxy_options.accept_at_start = !port_shared;
   if (proxy_ssl_addr.has_value()) {
     proxy_options.tls.enabled = true;
@@ -614,6 +650,20 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     proxy_options.tls.port = proxy_ssl_addr->port;
     proxy_options.tls.cert_file = flags.Get("ssl-cert");
     proxy_options.tls.key_file = flags.Get("ssl-cert-key");
+  }
+  const std::string access_log_destination = flags.Get("access-log");
+  if (access_log_destination.empty()) {
+    return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+  }
+  if (check != nullptr && access_log_destination != "off" && access_log_destination != "stdout") {
+    // The file itself is made at start, by the user the DP runs as: a check must not create it.
+    std::filesystem::path folder = std::filesystem::path(access_log_destination).parent_path();
+    if (folder.empty()) folder = ".";
+    std::error_code error;
+    if (!std::filesystem::is_directory(folder, error)) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--access-log: the folder ", folder.string(), " does not exist")));
+    }
   }
   if (check != nullptr) {
     absl::Status checked = CheckFiles(flags, db_less, declarative_max_bytes);
@@ -626,8 +676,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   SetLogProducers(workers);
   PipelineExtensions extensions;
   LogWriter* access_log = nullptr;
-  if (const std::string destination = flags.Get("access-log"); destination != "off") {
-    if (destination.empty()) return Fail(absl::InvalidArgumentError("--access-log: expected a file path, stdout or off"));
+  if (const std::string& destination = access_log_destination; destination != "off") {
     absl::StatusOr<LogWriter*> writer = LogWriters::Global().Get(destination);
     if (!writer.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--access-log: ", writer.status().message())));
     access_log = *writer;
@@ -688,7 +737,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
                 " ms, router and targets compiled in ", ms(compiled - validated), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
-    if (serving.ready()) proxy_ptr->StartAccepting();  // (with a shared port, not before)
+    // (With a shared port, not before. /status/ready waits for the workers' listen() too.)
+    if (serving.ready()) proxy_ptr->StartAccepting();
     return absl::OkStatus();  // the sync client logs what is served (and the total time)
   };
 

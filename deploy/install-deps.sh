@@ -11,6 +11,8 @@ PACKAGES=(
   libnghttp2-dev nghttp2-client python3-grpcio python3-websockets python3-h2
   python3 prometheus
   clang libclang-rt-14-dev
+  # deploy/build-deb.sh, test-deb.sh (dpkg-shlibdeps, systemd-analyze, logrotate), netns-demo.sh (ip, nft)
+  dpkg-dev adduser iproute2 nftables logrotate systemd
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

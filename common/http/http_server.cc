@@ -205,10 +205,13 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
     delete this;
   }
 
-  // A graceful stop began: an idle connection closes now, one with a request in progress (or a
-  // response still being written) closes after it.
+  // A graceful stop began: an idle keep-alive connection closes now, one with a request in
+  // progress (or a response still being written) closes after it. A connection that has not
+  // served a request yet (just accepted, or in its TLS handshake) was opened for a request on its
+  // way: it is answered too, the grace period (or the idle timeout) bounding the wait.
   void Drain() {
     if (state_ != State::kReading) return;
+    if (!served_request_) return;
     if (codec_.in_message()) return;  // AnswerRequest closes after the answer (server_->draining)
     if (transport_->pending_write_bytes() == 0) return Close();
     CloseAfterWrites();
@@ -304,6 +307,7 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
     const bool http10 = head.version_major == 1 && head.version_minor == 0;
     bool keep_alive = head.keep_alive && !head.upgrade;
     const HttpResponse response = server_->handler(request_);
+    served_request_ = true;
     keep_alive = keep_alive && !WantsClose(response) && !server_->draining;
     WriteResponse(response, request_.method == "HEAD", keep_alive, http10);
     request_ = HttpRequest();
@@ -338,6 +342,7 @@ class Connection final : public TransportCallbacks, public Http1Codec::BodySink 
   Http1Codec codec_;
   State state_ = State::kReading;
   bool peer_eof_ = false;
+  bool served_request_ = false;  // a response was made here (Drain closes it when idle)
   uint64_t last_activity_ = 0;
   uint64_t linger_deadline_ = 0;
   std::string peer_ip_;

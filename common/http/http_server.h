@@ -52,7 +52,8 @@ class HttpServer {
   // The bound port (the ephemeral one when started with 0).
   uint16_t port() const;
 
-  // Graceful stop, without waiting: the listener closes at once, idle connections close, and
+  // Graceful stop, without waiting: the listener closes at once, idle keep-alive connections
+  // close, connections accepted that have not sent a request yet stay open for it, and
   // requests being received or answered finish (their responses carry `Connection: close`) for at
   // most `grace_ms`; then every connection left is closed. Stop() waits for the end. Thread-safe;
   // the first of BeginStop()/Stop() decides how the server stops.

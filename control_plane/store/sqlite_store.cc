@@ -214,6 +214,30 @@ absl::Status Exec(sqlite3* db, const std::string& sql) {
   return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
 }
 
+// How long Close() lets a checkpoint wait for other connections' readers (the busy handler).
+constexpr int kCloseCheckpointWaitMs = 1000;
+
+// PRAGMA wal_checkpoint(TRUNCATE). Its row is (busy, WAL frames, frames copied): busy is 1, not
+// an error code, when another connection's read transaction kept it from finishing.
+absl::Status CheckpointWal(sqlite3* db) {
+  Statement stmt(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+  if (absl::Status s = stmt.status("WAL checkpoint"); !s.ok()) return s;
+  const int rc = stmt.Step();
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    return absl::UnavailableError("WAL checkpoint: the database is locked by another connection");
+  }
+  if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "WAL checkpoint");
+  const int64_t busy = stmt.ColumnInt64(0);
+  const int64_t frames = stmt.ColumnInt64(1);
+  const int64_t copied = stmt.ColumnInt64(2);
+  if (busy != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "WAL checkpoint blocked by another connection's reader (", copied < 0 ? 0 : copied, " of ",
+        frames < 0 ? 0 : frames, " WAL frames copied); the committed data stays in the -wal file"));
+  }
+  return absl::OkStatus();
+}
+
 // Runs a statement that returns no rows.
 absl::Status Run(Statement& stmt, sqlite3* db, absl::string_view what) {
   if (absl::Status s = stmt.status(what); !s.ok()) return s;
@@ -506,6 +530,7 @@ absl::Status SqliteStore::Ping() {
 
 absl::Status SqliteStore::Close() {
   absl::Status result;
+  absl::Status checkpoint;
   // The reader first: the writer's close is then the last one, which checkpoints and removes
   // the WAL file.
   for (Connection* c : {reader_.get(), writer_.get()}) {
@@ -515,7 +540,8 @@ absl::Status SqliteStore::Close() {
     if (c == writer_.get() && reader_ != nullptr) {
       // Everything committed goes into the database file and the WAL is emptied, even if another
       // process (config import) keeps the file open and the close cannot remove it.
-      if (absl::Status s = Exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE)"); !s.ok() && result.ok()) result = s;
+      sqlite3_busy_timeout(c->db, kCloseCheckpointWaitMs);
+      checkpoint = CheckpointWal(c->db);
     }
     c->statements.reset();  // finalized before the connection closes
     const int rc = sqlite3_close(c->db);
@@ -525,7 +551,7 @@ absl::Status SqliteStore::Close() {
     }
     c->db = nullptr;
   }
-  return result;
+  return result.ok() ? checkpoint : result;
 }
 
 absl::StatusOr<std::vector<std::pair<int, std::string>>> SqliteStore::AppliedMigrations() {

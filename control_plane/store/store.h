@@ -173,8 +173,11 @@ class Store {
   // Migrations applied, in order: (id, name).
   virtual absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() = 0;
   // Closes the datastore for a clean stop (SQLite: the WAL checkpointed into the database file,
-  // then the connections closed, which removes the -wal file). Idempotent. REQUIRES: nothing
-  // calls the store afterwards (only its destructor).
+  // then the connections closed, which removes the -wal file). The connections are closed
+  // whatever it returns. Unavailable: closed, but another connection's reader kept the
+  // checkpoint from finishing (waited for up to 1 s): the committed data is safe in the -wal
+  // file, which SQLite reads at the next open. Idempotent. REQUIRES: nothing calls the store
+  // afterwards (only its destructor).
   virtual absl::Status Close() = 0;
 
   // ---- Tags (Kong's /tags endpoints) ----

@@ -153,7 +153,8 @@ void Http1ClientConnection::OnDeadline() {
 void Http1ClientConnection::OnWorkerDrain() {
   switch (state_) {
     case State::kHttp2:
-      h2_->GoAwayNotice();  // the final GOAWAY follows (OnDrainGoAway)
+      h2_->GoAwayNotice();  // the final GOAWAY follows (OnDrainGoAway, from the worker's timer)
+      goaway_due_ms_ = uv_now(worker_.loop()) + kDrainGoAwayDelayMs;
       return;
     case State::kIdle:
       // Bytes of a next request already here: it is answered (with Connection: close). A
@@ -167,8 +168,22 @@ void Http1ClientConnection::OnWorkerDrain() {
   }
 }
 
-void Http1ClientConnection::OnDrainGoAway() {
-  if (state_ == State::kHttp2) h2_->GoAway();  // the session closes once its open streams are done
+uint64_t Http1ClientConnection::OnDrainGoAway(uint64_t now_ms) {
+  if (state_ != State::kHttp2 || goaway_due_ms_ == 0) return 0;
+  if (now_ms < goaway_due_ms_) return goaway_due_ms_;
+  goaway_due_ms_ = 0;
+  h2_->GoAway();  // the session closes once its open streams are done
+  return 0;
+}
+
+void Http1ClientConnection::NoticeDrainAfterSwitch() {
+  if (!worker_.draining()) return;
+  // A connection accepted before the drain whose HTTP/2 preface came after it: its first
+  // streams are served like those of any open connection (the notice, then the final GOAWAY
+  // kDrainGoAwayDelayMs later).
+  h2_->GoAwayNotice();
+  goaway_due_ms_ = uv_now(worker_.loop()) + kDrainGoAwayDelayMs;
+  worker_.ScheduleDrainGoAway(goaway_due_ms_);
 }
 
 // ---- reading and parsing -------------------------------------------------------------------
@@ -733,7 +748,7 @@ void Http1ClientConnection::SwitchToHttp2(absl::string_view initial) {
     if (state_ != State::kClosing) Close();
     return;
   }
-  if (worker_.draining()) h2_->GoAway();  // its first streams (in `initial`) are served
+  NoticeDrainAfterSwitch();
 }
 
 bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
@@ -757,7 +772,7 @@ bool Http1ClientConnection::UpgradeToH2c(const MessageHead& head) {
     if (state_ != State::kClosing) Close();
     return true;
   }
-  if (worker_.draining()) h2_->GoAway();  // stream 1 (the upgraded request) is served
+  NoticeDrainAfterSwitch();
   return true;
 }
 

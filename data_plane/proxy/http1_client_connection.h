@@ -69,8 +69,11 @@ class Http1ClientConnection final : public TransportCallbacks,
   // GOAWAY; a request in progress finishes and its response is the connection's last. Tunnels
   // are left to the stop.
   void OnWorkerDrain();
-  // kDrainGoAwayDelayMs after OnWorkerDrain: an HTTP/2 connection gets its final GOAWAY.
-  void OnDrainGoAway();
+  // The worker's drain GOAWAY timer fired at loop time `now_ms`: an HTTP/2 connection whose GOAWAY
+  // notice went out kDrainGoAwayDelayMs ago (at the drain, or at its switch to HTTP/2 during the
+  // drain) gets its final GOAWAY. Returns when its final GOAWAY is due if that is still to come,
+  // else 0.
+  uint64_t OnDrainGoAway(uint64_t now_ms);
 
   // Transport events.
   void OnTransportConnected(int) override {}
@@ -150,6 +153,8 @@ class Http1ClientConnection final : public TransportCallbacks,
   // Hands the connection to an HTTP/2 session, which gets `initial` (the first bytes, starting
   // with the client preface). Closes on failure.
   void SwitchToHttp2(absl::string_view initial);
+  // After a switch to HTTP/2 while the worker drains: the GOAWAY notice now, the final GOAWAY later.
+  void NoticeDrainAfterSwitch();
   // The request head asks `Upgrade: h2c` in a form the proxy serves (no body, one
   // HTTP2-Settings): answer 101 and serve it as stream 1. False: serve it as HTTP/1.1.
   bool UpgradeToH2c(const MessageHead& head);
@@ -170,6 +175,7 @@ class Http1ClientConnection final : public TransportCallbacks,
   bool expects_continue_ = false;
   uint64_t serial_ = 0;         // this connection's number on its worker
   uint32_t requests_ = 0;       // requests begun on it
+  uint64_t goaway_due_ms_ = 0;  // draining HTTP/2: loop time of the final GOAWAY (0: none pending)
   bool request_complete_ = false;
   bool close_after_ = false;       // the response forces a close (until-close framing, early answer)
   ResponseFraming framing_ = ResponseFraming::kNoBody;

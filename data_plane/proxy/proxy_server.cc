@@ -204,6 +204,21 @@ void ProxyServer::BeginDrain() {
   for (auto& worker : workers_) worker->RequestDrain();
 }
 
+bool ProxyServer::listening() const {
+  if (workers_.empty()) return false;  // stopped
+  for (const auto& worker : workers_) {
+    if (worker->listen_state() != Worker::ListenState::kListening) return false;
+  }
+  return true;
+}
+
+bool ProxyServer::listen_failed() const {
+  for (const auto& worker : workers_) {
+    if (worker->listen_state() == Worker::ListenState::kFailed) return true;
+  }
+  return false;
+}
+
 bool ProxyServer::drained() const {
   for (const auto& worker : workers_) {
     if (!worker->drained()) return false;

@@ -73,6 +73,11 @@ class ProxyServer {
   void BeginDrain();
   // After BeginDrain(): every worker has no client connection left. Not concurrent with Stop().
   bool drained() const;
+  // Every worker's listeners accept (at Start(), or once StartAccepting() took effect on every
+  // worker loop). Not concurrent with Stop().
+  bool listening() const;
+  // A worker's listen() failed after StartAccepting() (logged): that never recovers.
+  bool listen_failed() const;
 
   // What a drain found (BeginDrain() to Stop()), summed over the workers.
   struct DrainCounts {

@@ -105,6 +105,7 @@ absl::Status Worker::Init(int listen_fd, uint16_t port, int tls_listen_fd, uint1
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweeper_));
 
   const int rc = options_.accept_at_start ? StartListening() : 0;
+  if (options_.accept_at_start && rc == 0) listen_state_.store(ListenState::kListening, std::memory_order_release);
   if (rc != 0) {
     uv_walk(&loop_, Uv::CloseAny, nullptr);
     close_listen_fds();
@@ -211,7 +212,11 @@ void Worker::OnWake() {
     BeginDrain();
   } else if (accept && !shutting_down_ && !draining_) {
     if (const int rc = StartListening(); rc != 0) {
-      PORTICO_LOG(kError, "proxy", "worker ", index_, ": listen: ", uv_strerror(rc));
+      listen_state_.store(ListenState::kFailed, std::memory_order_release);
+      PORTICO_LOG(kError, "proxy", "worker ", index_, ": listen on the proxy port failed: ", uv_strerror(rc),
+                  "; this data plane does not accept on it and /status/ready stays 503");
+    } else {
+      listen_state_.store(ListenState::kListening, std::memory_order_release);
     }
   }
 }
@@ -247,7 +252,22 @@ void Worker::OnDrainGoAway() {
   for (auto& [raw, owned] : clients_) {
     if (raw->state() == Http1ClientConnection::State::kHttp2) clients.push_back(raw);
   }
-  for (Http1ClientConnection* c : clients) c->OnDrainGoAway();
+  const uint64_t now = uv_now(&loop_);
+  uint64_t next_due = 0;
+  for (Http1ClientConnection* c : clients) {
+    const uint64_t due = c->OnDrainGoAway(now);
+    if (due != 0 && (next_due == 0 || due < next_due)) next_due = due;
+  }
+  if (next_due != 0) uv_timer_start(&drain_goaway_, Uv::DrainGoAway, next_due - now, 0);
+}
+
+void Worker::ScheduleDrainGoAway(uint64_t due_ms) {
+  if (shutting_down_ || !draining_) return;
+  // An armed timer fires no later than due_ms (every due time is the notice plus the same
+  // delay) and re-arms for what is still to come.
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&drain_goaway_)) != 0) return;
+  const uint64_t now = uv_now(&loop_);
+  uv_timer_start(&drain_goaway_, Uv::DrainGoAway, due_ms > now ? due_ms - now : 0, 0);
 }
 
 void Worker::CheckDrained() {

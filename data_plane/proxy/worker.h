@@ -115,6 +115,10 @@ class Worker {
   // Starts listening on sockets Init() left bound only (ProxyOptions::accept_at_start false).
   // Idempotent.
   void RequestAccepting();
+  // Whether the listeners accept: not yet (accept_at_start false, before RequestAccepting()
+  // took effect), yes, or listen() failed (logged). Any thread.
+  enum class ListenState : int { kNotYet, kListening, kFailed };
+  ListenState listen_state() const { return listen_state_.load(std::memory_order_acquire); }
   // Graceful drain (docs/operations.md "Graceful drain"): the worker closes its listeners, closes
   // idle keep-alive connections, and lets the others finish their requests (HTTP/1.1 responses
   // then carry `Connection: close`, HTTP/2 connections get GOAWAY). Idempotent; RequestStop()
@@ -135,6 +139,9 @@ class Worker {
   // The worker drains: the current responses are the connections' last (a flag check per
   // response, nothing else on the request path).
   bool draining() const { return draining_; }
+  // Draining: OnDrainGoAway runs at loop time `due_ms` or later (a connection that switched to
+  // HTTP/2 after the drain began, its GOAWAY notice sent).
+  void ScheduleDrainGoAway(uint64_t due_ms);
   uint16_t port() const { return port_; }
   uint16_t tls_port() const { return tls_port_; }
   char* read_buffer() { return read_buffer_.get(); }
@@ -278,6 +285,7 @@ class Worker {
   bool drain_requested_ = false;                          // guarded by mu_
   bool accept_requested_ = false;                         // guarded by mu_
   std::atomic<bool> drained_{false};
+  std::atomic<ListenState> listen_state_{ListenState::kNotYet};
   std::atomic<int64_t> connections_at_drain_{0};
   std::atomic<int64_t> connections_cut_{0};
   std::atomic<bool> has_pending_config_{false};

@@ -379,6 +379,16 @@ TEST_F(ConfFileTest, CheckRefusesWhatAStartWouldAndAnEmptyValueIsTheDefault) {
   r = RunToExit(tmp_, "check-cache-dp", {PORTICO_DP_BIN, "check", good_cache});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_FALSE(Exists(tmp_.File("cache")));
+  // The access log: its folder must exist, and check does not create the file (the service's
+  // user does, at start).
+  const std::string log_dp = WriteConf(tmp_, "log-dp.conf", dp_conf + "proxy_access_log = " + tmp_.File("access.log") + "\n");
+  r = RunToExit(tmp_, "check-log-dp", {PORTICO_DP_BIN, "check", log_dp});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(Exists(tmp_.File("access.log")));
+  const std::string no_folder = WriteConf(tmp_, "log-nofolder.conf", dp_conf + "proxy_access_log = " + tmp_.File("nope/access.log") + "\n");
+  r = RunToExit(tmp_, "check-log-nofolder", {PORTICO_DP_BIN, "check", no_folder});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
 }
 
 TEST_F(ConfFileTest, ACheckWaitingOnAFifoStopsOnSigterm) {

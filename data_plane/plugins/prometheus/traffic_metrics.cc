@@ -145,10 +145,14 @@ TrafficMetrics::Cell* TrafficMetrics::FindCell(int worker, uint64_t key) {
   Shard& shard = shards_[worker];
   Cell* cells = shard.cells.load(std::memory_order_relaxed);  // this worker is the only writer
   if (cells == nullptr) {
+    if (shard.mapping_failed) return nullptr;
     // Once per worker: zero pages, committed as cells are touched.
     void* mem = mmap(nullptr, cells_per_worker_ * sizeof(Cell), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED) return nullptr;
+    if (mem == MAP_FAILED) {
+      shard.mapping_failed = true;
+      return nullptr;
+    }
     cells = static_cast<Cell*>(mem);
     shard.cells.store(cells, std::memory_order_release);
   }

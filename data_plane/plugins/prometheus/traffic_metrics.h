@@ -85,6 +85,7 @@ class TrafficMetrics {
   };
   struct alignas(64) Shard {
     std::atomic<Cell*> cells{nullptr};
+    bool mapping_failed = false;  // the worker's mmap failed once: not retried per record
     std::atomic<uint64_t> dropped{0};
   };
   // The cell of `key` in the worker's shard (claimed when new), or null when the shard is full.

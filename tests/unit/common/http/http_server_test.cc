@@ -569,6 +569,24 @@ TEST_F(HttpServerTest, BeginStopFinishesARequestInFlightClosesIdleOnesAndRefuses
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
+TEST_F(HttpServerTest, BeginStopAnswersAConnectionAcceptedBeforeItWhoseRequestComesAfter) {
+  StartServer();
+  auto fresh = std::make_unique<TestClient>(server_->port());
+  ASSERT_TRUE(fresh->connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted by the server
+  server_->BeginStop(5000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fresh->Send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n"));
+  test_support::HttpReply answered = fresh->ReadResponse();
+  ASSERT_TRUE(answered.ok) << answered.error;
+  EXPECT_EQ(answered.status, 200);
+  EXPECT_EQ(answered.Header("Connection"), "close");
+  fresh.reset();
+  const auto start = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
 TEST_F(HttpServerTest, BeginStopClosesWhatIsLeftAfterTheGracePeriod) {
   StartServer();
   TestClient stuck(server_->port());

@@ -1,5 +1,6 @@
 #include "control_plane/store/store.h"
 
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -82,6 +83,28 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   auto other = Store::Open(dir_ + "/other.db", clock_);
   ASSERT_TRUE(other.ok());
   EXPECT_NE((*other)->Epoch(), epoch);
+}
+
+TEST_F(StoreTest, CloseSaysSoWhenAReaderKeepsTheCheckpointFromFinishing) {
+  ASSERT_TRUE(store_->Insert(NewService("before")).ok());
+  // Another connection (a config export, say) in a read transaction on the current snapshot.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM services;", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_TRUE(store_->Insert(NewService("after")).ok());  // newer than the reader's snapshot
+  const absl::Status closed = store_->Close();
+  EXPECT_TRUE(absl::IsUnavailable(closed)) << closed;
+  EXPECT_NE(closed.message().find("blocked"), std::string::npos) << closed;
+  EXPECT_GT(std::filesystem::file_size(path_ + "-wal"), 0u);  // not truncated
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
+  store_.reset();
+  // Nothing committed is lost: the next opener finds both rows.
+  auto reopened = Store::Open(path_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE((*reopened)->GetByEndpointKey<Service>("after").ok());
+  EXPECT_TRUE((*reopened)->GetByEndpointKey<Service>("before").ok());
+  EXPECT_TRUE((*reopened)->Close().ok());
 }
 
 TEST_F(StoreTest, CloseCheckpointsTheWalIntoTheDatabaseFile) {

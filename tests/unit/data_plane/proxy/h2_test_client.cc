@@ -76,6 +76,7 @@ struct H2TestClient::Callbacks {
     if (frame->hd.type == NGHTTP2_GOAWAY) {
       self->goaway_ = true;
       self->goaway_error_ = frame->goaway.error_code;
+      self->goaway_last_stream_ids_.push_back(frame->goaway.last_stream_id);
     } else if (frame->hd.type == NGHTTP2_RST_STREAM) {
       self->streams_[frame->hd.stream_id].reset = true;
     }

@@ -87,6 +87,8 @@ class H2TestClient {
   H2Stream& stream(int32_t id) { return streams_[id]; }
   bool goaway() const { return goaway_; }
   uint32_t goaway_error() const { return goaway_error_; }
+  // The last_stream_id of every GOAWAY received, in order.
+  const std::vector<int32_t>& goaway_last_stream_ids() const { return goaway_last_stream_ids_; }
   bool connection_closed() const { return connection_closed_; }
   nghttp2_session* session() { return session_; }
   int fd() const { return fd_; }
@@ -108,6 +110,7 @@ class H2TestClient {
   std::map<int32_t, size_t> body_sent_;
   bool goaway_ = false;
   uint32_t goaway_error_ = 0;
+  std::vector<int32_t> goaway_last_stream_ids_;
   bool connection_closed_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "data_plane/proxy/http2_client_connection.h"
 #include "data_plane/proxy/proxy_server.h"
+#include "data_plane/proxy/worker.h"  // kDrainGoAwayDelayMs
 #include "gtest/gtest.h"
 #include "h2_test_client.h"
 #include "proxy_test_util.h"
@@ -389,6 +390,34 @@ TEST_F(Http2Test, StoppingTheProxySendsGoaway) {
   proxy_->Stop();
   ASSERT_TRUE(client.RunUntil([&] { return client.connection_closed(); }, 3000));
   EXPECT_TRUE(client.goaway());
+}
+
+TEST_F(Http2Test, AConnectionWhosePrefaceComesAfterTheDrainBeganIsServed) {
+  Start();
+  H2TestClient client;
+  ASSERT_TRUE(client.Connect(proxy_->port()));  // connected; the preface is only queued
+  ASSERT_TRUE(testing::WaitFor([&] { return proxy_->connections_active() == 1; }));
+  proxy_->BeginDrain();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The preface alone (as after a TLS handshake that chose h2: the switch comes before any stream).
+  ASSERT_TRUE(client.Send());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Two streams sent before the client reads any GOAWAY: both are served.
+  const int32_t first = client.Submit("GET", "/r/first");
+  const int32_t second = client.Submit("GET", "/r/second");
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client.RunUntil([&] { return client.stream(first).closed && client.stream(second).closed; }));
+  EXPECT_EQ(client.stream(first).status, 200);
+  EXPECT_EQ(client.stream(second).status, 200);
+  // The notice (last id 2^31-1) came first; the final GOAWAY follows kDrainGoAwayDelayMs later
+  // (nghttp2, as a client, reads nothing after a GOAWAY once its streams are done), then the
+  // connection closes and the drain ends.
+  ASSERT_FALSE(client.goaway_last_stream_ids().empty());
+  EXPECT_EQ(client.goaway_last_stream_ids().front(), (1u << 31) - 1);
+  ASSERT_TRUE(client.RunUntil([&] { return client.connection_closed(); }, 4000));
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, std::chrono::milliseconds(kDrainGoAwayDelayMs - 100));
+  EXPECT_TRUE(testing::WaitFor([&] { return proxy_->drained(); }));
+  proxy_->Stop();
 }
 
 TEST(GrpcStatusTest, MapsHttpStatusAndEncodesMessages) {

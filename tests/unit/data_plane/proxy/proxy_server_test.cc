@@ -1453,10 +1453,11 @@ TEST(ProxyServerStartTest, RejectsBadOptions) {
 
 // ---- graceful drain (docs/operations.md "Graceful drain") ----------------------------------------
 
-// /r/slow answers after 600 ms, everything else at once.
+// /r/slow answers after 1500 ms (far above the 400 ms the drain tests allow for what must happen
+// at once, on a loaded machine too), everything else at once.
 UpstreamReply SlowOrEcho(const ReceivedRequest& request) {
   UpstreamReply reply = Echo(request);
-  if (absl::StrContains(request.target, "slow")) reply.delay_ms = 600;
+  if (absl::StrContains(request.target, "slow")) reply.delay_ms = 1500;
   return reply;
 }
 
@@ -1470,6 +1471,7 @@ class ProxyDrainTest : public ProxyServerTest {
     absl::StatusOr<std::unique_ptr<ProxyServer>> started = ProxyServer::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     proxy_ = std::move(*started);
+    EXPECT_EQ(proxy_->listening(), options.accept_at_start);  // listen() ran in Start()
     Publish({MakeService(1, "127.0.0.1", upstream_->port())}, {MakeRoute(2, {"/r"}, testing::Uuid(1))});
   }
 };
@@ -1513,6 +1515,8 @@ TEST_F(ProxyDrainTest, AFreshConnectionsFirstRequestIsAnsweredAndWhatIsLeftIsCut
   RawClient hanging(proxy_->port());
   ASSERT_TRUE(hanging.Send("GET /r/x HTTP/1.1\r\nHost: exa"));  // a head that never completes
   ASSERT_TRUE(WaitFor([&] { return proxy_->request_states_held() == 1; }));
+  // Both accepted (each by the worker the kernel chose) before the listeners close.
+  ASSERT_TRUE(WaitFor([&] { return proxy_->connections_active() == 2; }));
   proxy_->BeginDrain();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(fresh->Send(Get("/r/late")));
@@ -1533,6 +1537,7 @@ TEST_F(ProxyDrainTest, ListenersBoundButNotAcceptingUntilStartAccepting) {
   ProxyOptions options;
   options.accept_at_start = false;
   ASSERT_NO_FATAL_FAILURE(StartSlowSetup(options));
+  EXPECT_FALSE(proxy_->listening());
   RawClient early(proxy_->port());
   EXPECT_FALSE(early.connected()) << "connected before StartAccepting";
   EXPECT_EQ(early.connect_error(), ECONNREFUSED);
@@ -1546,6 +1551,13 @@ TEST_F(ProxyDrainTest, ListenersBoundButNotAcceptingUntilStartAccepting) {
   ::close(other);
   proxy_->StartAccepting();
   proxy_->StartAccepting();  // idempotent
+  // listening() turns true once every worker's listen() ran, and then a connection is accepted.
+  ASSERT_TRUE(WaitFor([&] { return proxy_->listening(); }));
+  EXPECT_FALSE(proxy_->listen_failed());
+  {
+    RawClient first(proxy_->port());
+    EXPECT_TRUE(first.connected());
+  }
   ASSERT_TRUE(WaitFor([&] {
     RawClient client(proxy_->port());
     return client.connected() && client.Send(Get("/r/x")) && client.ReadResponse().status == 200;
