@@ -731,12 +731,16 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
         RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls);
-    if (!runtime.ok()) return runtime.status();
+    if (!runtime.ok()) {
+      plugins::PruneOtlpSenders();  // those the refused config started
+      return runtime.status();
+    }
     const auto compiled = std::chrono::steady_clock::now();
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
     BatchSenders::Global().Prune();  // http-log senders no config uses any more
     LogWriters::Global().Prune();    // file-log writers likewise
+    plugins::PruneOtlpSenders();     // and opentelemetry ones
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
     announce_health();  // targets may have come or gone

@@ -20,7 +20,8 @@ std::string EndpointProblem(absl::string_view url) {
   if (absl::StartsWithIgnoreCase(url, "https://")) return "https endpoints are not supported by Portico yet (use http)";
   if (!absl::StartsWithIgnoreCase(url, "http://")) return "expected an http:// URL";
   absl::string_view rest = url.substr(7);
-  const size_t end = rest.find_first_of("/?#");
+  if (absl::StrContains(url, '#')) return "a fragment ('#') is not allowed in the url";
+  const size_t end = rest.find_first_of("/?");
   const absl::string_view authority = rest.substr(0, end);
   if (authority.empty() || absl::StrContains(authority, '@')) return "missing host in url";
   for (char c : url) {
@@ -41,6 +42,15 @@ void CheckStringMap(const nlohmann::json& value, const char* name, FieldErrors* 
     if (key.empty()) errors->Add(name, "length must be at least 1");
     if (!item.is_string()) errors->Add(absl::StrCat(name, ".", key), "expected a string");
   }
+}
+
+// A control character other than horizontal tab (RFC 9110 field values allow HTAB).
+bool HasControlCharacter(absl::string_view text) {
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && u != '\t') || u == 0x7f) return true;
+  }
+  return false;
 }
 
 std::string W3cOnly(absl::string_view format) {
@@ -125,8 +135,13 @@ nlohmann::json Normalize(const nlohmann::json& config, FieldErrors* errors) {
   CheckStringMap(out["headers"], "headers", errors);
   CheckStringMap(out["resource_attributes"], "resource_attributes", errors);
   if (out["headers"].is_object()) {
-    for (const auto& [key, unused] : out["headers"].items()) {
-      if (std::string problem = HeaderNameOk(key); !problem.empty()) errors->Add("headers", problem);
+    for (const auto& [key, value] : out["headers"].items()) {
+      if (std::string problem = HeaderNameOk(key); !problem.empty()) {
+        errors->Add("headers", problem);
+      } else if (value.is_string() && HasControlCharacter(value.get_ref<const std::string&>())) {
+        // Sent as `name: value` lines to the collector: a line break would inject headers.
+        errors->Add(absl::StrCat("headers.", key), "must not contain control characters (such as CR or LF)");
+      }
     }
   }
   if (logs_endpoint) errors->Add("logs_endpoint", "exporting logs is not supported by Portico yet");

@@ -235,8 +235,9 @@ class RequestContext {
   static constexpr size_t kMaxRecordedTries = 4;
   UpstreamTry upstream_tries[kMaxRecordedTries];
   uint32_t upstream_try_count = 0;  // attempts begun (may exceed kMaxRecordedTries)
-  // The plugin chain's access phase per plugin (its Access call until it returns; a suspended
-  // plugin's wait is not included), the first kMaxPluginTimings of them; measured only when a
+  // The plugin chain's access phase per plugin (its Access call until it returns; a plugin that
+  // waited for the request body has one entry, from its first call to its last return), the
+  // first kMaxPluginTimings of them; measured only when a
   // plugin of the chain asks for it (PluginHandler::times_plugins). `name` is the snapshot's.
   struct PluginTiming {
     absl::string_view name;

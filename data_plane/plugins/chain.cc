@@ -49,7 +49,8 @@ class PluginChainStep final : public RequestStep {
   // Run again after a plugin waited for the request body (RequestContext::ReadRequestBody): from
   // that plugin on.
   StepStatus OnRequest(RequestContext& request) const override {
-    return Run(request, request.plugin_chain == this ? request.plugin_position : 0);
+    const bool resuming = request.plugin_chain == this;
+    return Run(request, resuming ? request.plugin_position : 0, resuming);
   }
 
   void OnCancel(RequestContext& request) const override {
@@ -62,14 +63,16 @@ class PluginChainStep final : public RequestStep {
 
   // Runs the request's plugins from position `from`: kSuspend leaves the suspended plugin's
   // position in the context (set before each plugin runs, as it may resume before returning).
-  StepStatus Run(RequestContext& request, size_t from) const {
+  // `resuming`: the plugin at `from` suspended and runs again (its timing entry is extended).
+  StepStatus Run(RequestContext& request, size_t from, bool resuming = false) const {
     const ChainList& chain = ListFor(request);
     for (size_t i = from; i < chain.size(); ++i) {
       const PluginHandler* handler = HandlerFor(chain[i], request);
       if (handler == nullptr) continue;
       request.plugin_chain = this;
       request.plugin_position = static_cast<uint32_t>(i);
-      const StepStatus status = times_plugins_ ? TimedAccess(*handler, chain[i].name, request) : handler->Access(request);
+      const StepStatus status = times_plugins_ ? TimedAccess(*handler, chain[i].name, request, resuming && i == from)
+                                               : handler->Access(request);
       if (status == StepStatus::kSuspend) return status;
       if (status == StepStatus::kStop) {
         request.plugin_chain = nullptr;
@@ -112,10 +115,16 @@ class PluginChainStep final : public RequestStep {
   }
 
   // Access, its time recorded in request.plugin_timings (while there is room).
-  static StepStatus TimedAccess(const PluginHandler& handler, absl::string_view name, RequestContext& request) {
+  static StepStatus TimedAccess(const PluginHandler& handler, absl::string_view name, RequestContext& request,
+                                bool resumed) {
     const uint64_t started = uv_hrtime();
     const StepStatus status = handler.Access(request);
-    if (request.plugin_timing_count < RequestContext::kMaxPluginTimings) {
+    // A resumed plugin's entry is its last one (the same name, the chain's own storage).
+    RequestContext::PluginTiming* last =
+        request.plugin_timing_count != 0 ? &request.plugin_timings[request.plugin_timing_count - 1] : nullptr;
+    if (resumed && last != nullptr && last->name.data() == name.data()) {
+      last->ended_ns = uv_hrtime();
+    } else if (request.plugin_timing_count < RequestContext::kMaxPluginTimings) {
       request.plugin_timings[request.plugin_timing_count++] = {name, started, uv_hrtime()};
     }
     return status;

@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <deque>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -332,7 +333,16 @@ absl::StatusOr<std::unique_ptr<BatchSender>> BatchSender::Start(BatchSenderOptio
   uv_timer_init(&impl->loop, &impl->retry);
   impl->retry.data = raw;
   uv_timer_start(&impl->tick, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->OnTick(); }, kTickMs, kTickMs);
-  impl->thread = std::thread([raw] { raw->Run(); });
+  try {
+    impl->thread = std::thread([raw] { raw->Run(); });
+  } catch (const std::system_error& e) {  // e.g. the process's thread limit
+    raw->stopped = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->tick), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->retry), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->stop_async), nullptr);
+    raw->Run();  // runs the closes, then closes the loop
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start the sender's thread: ", e.what()));
+  }
   return std::unique_ptr<BatchSender>(new BatchSender(std::move(impl)));
 }
 

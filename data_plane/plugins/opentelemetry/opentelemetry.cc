@@ -11,9 +11,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "data_plane/plugins/opentelemetry/otlp_json.h"
 #include "data_plane/plugins/opentelemetry/span_export.h"
 #include "data_plane/plugins/opentelemetry/trace_context.h"
+#include "data_plane/telemetry/log_serializer.h"
 #include "nlohmann/json.hpp"
 
 namespace portico::dp::plugins {
@@ -45,6 +47,39 @@ bool ListHas(const json& list, const char* value) {
   return false;
 }
 
+// The request's path and query, credential-looking query values redacted (as the access log's).
+void AppendRedactedTarget(const RequestContext& request, std::string* out) {
+  out->append(request.target.path.data(), request.target.path.size());
+  if (!request.target.has_query) return;
+  out->push_back('?');
+  const absl::string_view query = request.target.query;
+  for (size_t start = 0; start <= query.size();) {
+    size_t end = query.find('&', start);
+    if (end == absl::string_view::npos) end = query.size();
+    const absl::string_view arg = query.substr(start, end - start);
+    const size_t eq = arg.find('=');
+    if (start != 0) out->push_back('&');
+    if (eq != absl::string_view::npos && IsSecretQueryArgument(arg.substr(0, eq))) {
+      out->append(arg.data(), eq + 1);
+      out->append(kRedacted.data(), kRedacted.size());
+    } else {
+      out->append(arg.data(), arg.size());
+    }
+    start = end + 1;
+  }
+}
+
+// The client's tracestate headers (one list across them), each valid and together short enough.
+bool ClientTracestateValid(const MessageHead& head) {
+  size_t length = 0, headers = 0;
+  for (const auto& [name, value] : head.headers) {
+    if (!absl::EqualsIgnoreCase(name, "tracestate")) continue;
+    length += value.size() + (headers++ != 0 ? 1 : 0);
+    if (length > kMaxTracestateLength || !ValidTracestate(value)) return false;
+  }
+  return true;
+}
+
 // The client's traceparent: one header with a valid value (W3C: more than one is invalid).
 std::optional<TraceParent> ClientTraceparent(const MessageHead& head) {
   const std::string* found = nullptr;
@@ -65,9 +100,10 @@ class Opentelemetry final : public PluginHandler {
     bool inject_w3c = true;
     std::vector<std::string> clear;  // lowercase header names
     std::string response_header;     // http_response_header_for_traceid; empty: none
+    std::shared_ptr<OtlpBatchSender> sender;  // null: no sender in this process (spans dropped)
   };
 
-  explicit Opentelemetry(Options options) : options_(std::move(options)), key_(options_.target.Key()) {}
+  explicit Opentelemetry(Options options) : options_(std::move(options)) {}
 
   // The request's trace: the client's (a valid traceparent, when extraction allows) or a new one,
   // its sampling decision, and the gateway's span ids.
@@ -104,10 +140,14 @@ class Opentelemetry final : public PluginHandler {
     SpanId upstream_span_id;
     std::copy_n(trace.upstream_span_id, 8, upstream_span_id.begin());
     if (options_.inject_w3c) {
-      FormatTraceparent(trace_id, upstream_span_id, trace.flags, trace.traceparent);
+      // Version 00 defines only the sampled flag: other bits are not forwarded.
+      FormatTraceparent(trace_id, upstream_span_id, trace.flags & kTraceFlagSampled, trace.traceparent);
       request.upstream_headers.emplace_back("traceparent", absl::string_view(trace.traceparent, kTraceparentLength));
-      // A tracestate belongs to the traceparent it came with: without one, it is meaningless.
-      if (!parent.has_value()) request.upstream_headers_removed.push_back("tracestate");
+      // A tracestate belongs to the traceparent it came with: without one, it is meaningless; an
+      // invalid or oversized one is dropped too (W3C: the list is then discarded).
+      if (!parent.has_value() || !ClientTracestateValid(*request.head)) {
+        request.upstream_headers_removed.push_back("tracestate");
+      }
     }
     for (const std::string& name : options_.clear) request.upstream_headers_removed.push_back(name);
     if (!options_.response_header.empty()) {
@@ -131,7 +171,11 @@ class Opentelemetry final : public PluginHandler {
     if (!trace.sampled) return;
     const size_t plugin_spans = std::min<size_t>(request.plugin_timing_count, RequestContext::kMaxPluginTimings);
     const size_t try_spans = std::min<size_t>(request.upstream_try_count, RequestContext::kMaxRecordedTries);
-    SpanBatcher& batcher = FindSpanBatcher(request.loop, request.worker_index, options_.target, key_);
+    if (options_.sender == nullptr) {
+      GlobalSpanExportCounters().spans_dropped.fetch_add(1 + plugin_spans + try_spans, std::memory_order_relaxed);
+      return;
+    }
+    SpanBatcher& batcher = FindSpanBatcher(request.loop, request.worker_index, options_.sender, options_.target);
     if (!batcher.Reserve(1 + plugin_spans + try_spans)) return;
 
     const uint64_t now_hr = uv_hrtime(), now_unix = UnixNowNs();
@@ -146,8 +190,8 @@ class Opentelemetry final : public PluginHandler {
     scratch.url.clear();
     scratch.url.append(request.tls ? "https://" : "http://");
     scratch.url.append(request.host.data(), request.host.size());
-    scratch.url.append(request.head->url);
-    const absl::string_view flavor = request.head->version_major == 2 ? "2" : request.client_http11 ? "1.1" : "1.0";
+    AppendRedactedTarget(request, &scratch.url);
+    const absl::string_view flavor = request.head->version_major == 2 ? "2.0" : request.client_http11 ? "1.1" : "1.0";
     const SpanAttribute request_attributes[] = {
         SpanAttribute::String("http.method", request.head->method),
         SpanAttribute::String("http.url", scratch.url),
@@ -185,9 +229,11 @@ class Opentelemetry final : public PluginHandler {
       span.status = SpanStatusCode::kUnset;
       AppendSpanJson(span, &batcher.BeginSpan());
     }
+    // The upstream's parent (the traceparent it was sent) is the last attempt (Kong's
+    // last_try_balancer_span); earlier attempts get ids of their own.
     for (size_t i = 0; i < try_spans; ++i) {
       const RequestContext::UpstreamTry& attempt = request.upstream_tries[i];
-      if (i == 0) {
+      if (i + 1 == try_spans) {
         std::copy_n(trace.upstream_span_id, 8, span.span_id.begin());
       } else {
         span.span_id = ids.NewSpanId();
@@ -213,7 +259,6 @@ class Opentelemetry final : public PluginHandler {
 
  private:
   const Options options_;
-  const std::string key_;
 };
 
 }  // namespace
@@ -239,6 +284,7 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileOpentelemetry(const 
   target.max_retry_time_s = queue["max_retry_time"].get<double>();
   target.initial_retry_delay_s = queue["initial_retry_delay"].get<double>();
   target.max_retry_delay_s = queue["max_retry_delay"].get<double>();
+  target.max_bytes = queue["max_bytes"].is_number_integer() ? queue["max_bytes"].get<int64_t>() : 0;
   // service.name first ("kong" unless resource_attributes names it), then the others by name.
   std::vector<std::pair<std::string, std::string>> resource;
   std::string service_name = "kong";
@@ -272,6 +318,9 @@ absl::StatusOr<std::unique_ptr<const PluginHandler>> CompileOpentelemetry(const 
   if (config["http_response_header_for_traceid"].is_string()) {
     options.response_header = config["http_response_header_for_traceid"].get<std::string>();
   }
+  absl::StatusOr<std::shared_ptr<OtlpBatchSender>> sender = MakeOtlpBatchSender(target);
+  if (!sender.ok()) return absl::InvalidArgumentError(absl::StrCat("config.traces_endpoint: ", sender.status().message()));
+  options.sender = *std::move(sender);
   return std::make_unique<const Opentelemetry>(std::move(options));
 }
 

@@ -13,28 +13,27 @@ namespace portico::dp::plugins {
 namespace {
 
 // The process's OTLP senders by target key (apart from the http-log ones, so that each has its
-// own counters). Touched when a worker meets a target for the first time (its SpanBatcher is
-// made), never per request.
+// own counters). Touched when a config is compiled and after it is published, never per request.
 BatchSenders& OtlpSenders() {
   static BatchSenders* const senders = new BatchSenders();  // never destroyed: workers may export until exit
   return *senders;
 }
 
+// Shares the telemetry sender: the registry prunes it once no TelemetryOtlpSender holds it.
 class TelemetryOtlpSender final : public OtlpBatchSender {
  public:
-  TelemetryOtlpSender(std::shared_ptr<BatchSender> sender, int producer)
-      : sender_(std::move(sender)), producer_(producer) {}
-  bool Send(absl::string_view body, size_t span_count) override { return sender_->Enqueue(producer_, body); }
-  void Close() override { delete this; }
+  explicit TelemetryOtlpSender(std::shared_ptr<BatchSender> sender) : sender_(std::move(sender)) {}
+  bool Send(int worker_index, absl::string_view body, size_t span_count) override {
+    return sender_->Enqueue(worker_index, body);
+  }
 
  private:
   std::shared_ptr<BatchSender> sender_;
-  const int producer_;
 };
 
 int64_t Ms(double seconds) { return static_cast<int64_t>(std::max(0.0, seconds) * 1000.0); }
 
-std::unique_ptr<OtlpBatchSender> MakeSender(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target) {
+absl::StatusOr<std::shared_ptr<OtlpBatchSender>> MakeSender(const OtlpExportTarget& target) {
   BatchSenderOptions options;
   options.name = absl::StrCat("opentelemetry ", target.url);
   options.url = target.url;
@@ -43,6 +42,7 @@ std::unique_ptr<OtlpBatchSender> MakeSender(uv_loop_t* loop, int worker_index, c
   options.max_batch_size = 1;  // an entry is already a whole batch (a request body)
   options.max_coalescing_delay_ms = 0;
   options.max_entries = static_cast<size_t>(std::max<int64_t>(1, target.max_entries / target.max_batch_size));
+  options.max_bytes = target.max_bytes > 0 ? static_cast<size_t>(target.max_bytes) : kDefaultOtlpQueueBytes;
   options.max_retry_time_ms = Ms(target.max_retry_time_s);
   options.initial_retry_delay_ms = std::max<int64_t>(1, Ms(target.initial_retry_delay_s));
   options.max_retry_delay_ms = std::max<int64_t>(1, Ms(target.max_retry_delay_s));
@@ -50,11 +50,8 @@ std::unique_ptr<OtlpBatchSender> MakeSender(uv_loop_t* loop, int worker_index, c
     return entries.empty() ? std::string() : entries.front();
   };
   absl::StatusOr<std::shared_ptr<BatchSender>> sender = OtlpSenders().Get(target.Key(), std::move(options));
-  if (!sender.ok()) {
-    PORTICO_LOG(kWarn, "opentelemetry", "cannot export to ", target.url, ": ", sender.status().message());
-    return nullptr;
-  }
-  return std::make_unique<TelemetryOtlpSender>(*std::move(sender), worker_index);
+  if (!sender.ok()) return sender.status();
+  return std::shared_ptr<OtlpBatchSender>(std::make_shared<TelemetryOtlpSender>(*std::move(sender)));
 }
 
 }  // namespace
@@ -68,6 +65,10 @@ OtlpSenderTotals OtlpSenderStats() {
   const BatchSenderStats stats = OtlpSenders().Totals();
   return {stats.batches_sent, stats.dropped + stats.failed};
 }
+
+void PruneOtlpSenders() { OtlpSenders().Prune(); }
+
+size_t OtlpSenderCount() { return OtlpSenders().size(); }
 
 void StopOtlpSenders() { OtlpSenders().StopAll(); }
 

@@ -28,7 +28,20 @@ class SpanBatchers final : public LoopState {
     batchers_.clear();
     delete this;
   }
-  absl::flat_hash_map<std::string, std::unique_ptr<SpanBatcher>> batchers_;
+  // Closes the batchers whose sender is gone.
+  void Sweep() {
+    for (auto it = batchers_.begin(); it != batchers_.end();) {
+      if (it->second->orphaned()) {
+        SpanBatcher* raw = it->second.get();
+        raw->Close(std::move(it->second));
+        batchers_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // By sender: a sender lives as long as a compiled config uses it, and its batchers no longer.
+  absl::flat_hash_map<const OtlpBatchSender*, std::unique_ptr<SpanBatcher>> batchers_;
 };
 
 const char kBatchersKind = 0;
@@ -40,26 +53,31 @@ uint64_t DelayMs(double seconds) { return static_cast<uint64_t>(std::llround(std
 std::string OtlpExportTarget::Key() const {
   std::string key = absl::StrCat(url, "\n", connect_timeout_ms, ",", send_timeout_ms, ",", read_timeout_ms, ",",
                                  max_batch_size, ",", max_coalescing_delay_s, ",", max_entries, ",", max_retry_time_s,
-                                 ",", initial_retry_delay_s, ",", max_retry_delay_s, "\n", resource_json);
+                                 ",", initial_retry_delay_s, ",", max_retry_delay_s, ",", max_bytes, "\n",
+                                 resource_json);
   for (const auto& [name, value] : headers) absl::StrAppend(&key, "\n", name, ":", value);
   return key;
 }
 
 void SetOtlpBatchSenderFactory(OtlpBatchSenderFactory factory) { sender_factory.store(factory); }
 
+absl::StatusOr<std::shared_ptr<OtlpBatchSender>> MakeOtlpBatchSender(const OtlpExportTarget& target) {
+  OtlpBatchSenderFactory factory = sender_factory.load();
+  if (factory == nullptr) {
+    PORTICO_LOG(kWarn, "opentelemetry", "no OTLP sender in this data plane: spans for ", target.url, " are dropped");
+    return std::shared_ptr<OtlpBatchSender>();
+  }
+  return factory(target);
+}
+
 SpanExportCounters& GlobalSpanExportCounters() {
   static SpanExportCounters counters;
   return counters;
 }
 
-SpanBatcher::SpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target)
-    : loop_(loop), target_(target) {
-  if (OtlpBatchSenderFactory factory = sender_factory.load(); factory != nullptr) {
-    sender_ = factory(loop, worker_index, target_);
-  }
-  if (sender_ == nullptr) {
-    PORTICO_LOG(kWarn, "opentelemetry", "no OTLP sender in this data plane: spans for ", target_.url, " are dropped");
-  }
+SpanBatcher::SpanBatcher(uv_loop_t* loop, int worker_index, std::weak_ptr<OtlpBatchSender> sender,
+                         const OtlpExportTarget& target)
+    : loop_(loop), worker_index_(worker_index), target_(target), sender_(std::move(sender)) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
 }
@@ -103,7 +121,8 @@ void SpanBatcher::Flush() {
   AppendExportRequestJson(target_.resource_json, kScopeName, kScopeVersion, pending_, &body_);
   pending_.clear();  // both keep their capacity
   pending_count_ = 0;
-  if (sender_ != nullptr && sender_->Send(body_, count)) {
+  const std::shared_ptr<OtlpBatchSender> sender = sender_.lock();
+  if (sender != nullptr && sender->Send(worker_index_, body_, count)) {
     GlobalSpanExportCounters().batches_sent.fetch_add(1, std::memory_order_relaxed);
   } else {
     GlobalSpanExportCounters().spans_dropped.fetch_add(count, std::memory_order_relaxed);
@@ -117,10 +136,7 @@ void SpanBatcher::OnTimer(uv_timer_t* timer) {
 }
 
 void SpanBatcher::Close(std::unique_ptr<SpanBatcher> self) {
-  Flush();  // hand the last spans to the sender (it may still deliver them while the loop drains)
-  if (sender_ != nullptr) {
-    sender_.release()->Close();  // owns itself from here
-  }
+  Flush();  // hand the last spans to the sender (its own thread may still deliver them)
   closing_self_ = std::move(self);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &SpanBatcher::OnClosed);
 }
@@ -130,16 +146,25 @@ void SpanBatcher::OnClosed(uv_handle_t* handle) {
   std::unique_ptr<SpanBatcher> owned = std::move(self->closing_self_);
 }
 
-SpanBatcher& FindSpanBatcher(uv_loop_t* loop, int worker_index, const OtlpExportTarget& target, absl::string_view key) {
+SpanBatcher& FindSpanBatcher(uv_loop_t* loop, int worker_index, const std::shared_ptr<OtlpBatchSender>& sender,
+                             const OtlpExportTarget& target) {
   auto* state = static_cast<SpanBatchers*>(FindLoopState(loop, &kBatchersKind));
   if (state == nullptr) {
     state = static_cast<SpanBatchers*>(AddLoopState(loop, &kBatchersKind, std::make_unique<SpanBatchers>()));
   }
-  auto it = state->batchers_.find(key);
-  if (it == state->batchers_.end()) {
-    it = state->batchers_.emplace(std::string(key), std::make_unique<SpanBatcher>(loop, worker_index, target)).first;
-  }
-  return *it->second;
+  auto it = state->batchers_.find(sender.get());
+  // An orphaned batcher under a live sender's address: a new sender reused a freed one's memory.
+  if (it != state->batchers_.end() && !it->second->orphaned()) return *it->second;
+  state->Sweep();
+  auto batcher = std::make_unique<SpanBatcher>(loop, worker_index, sender, target);
+  SpanBatcher& made = *batcher;
+  state->batchers_.emplace(sender.get(), std::move(batcher));
+  return made;
+}
+
+size_t SpanBatcherCount(uv_loop_t* loop) {
+  const auto* state = static_cast<const SpanBatchers*>(FindLoopState(loop, &kBatchersKind));
+  return state == nullptr ? 0 : state->batchers_.size();
 }
 
 }  // namespace portico::dp::plugins

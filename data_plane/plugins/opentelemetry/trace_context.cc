@@ -129,4 +129,59 @@ bool SampleByTraceId(const TraceId& trace_id, double rate) {
   return static_cast<double>(low >> 1) < rate * 9223372036854775808.0;
 }
 
+namespace {
+
+bool KeyChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' || c == '/';
+}
+
+bool ValidTracestateKey(absl::string_view key) {
+  const size_t at = key.find('@');
+  if (at == absl::string_view::npos) {
+    if (key.empty() || key.size() > 256 || !(key[0] >= 'a' && key[0] <= 'z')) return false;
+  } else {
+    const absl::string_view tenant = key.substr(0, at), system = key.substr(at + 1);
+    if (tenant.empty() || tenant.size() > 241 || !(KeyChar(tenant[0]) && tenant[0] != '_' && tenant[0] != '-' &&
+                                                   tenant[0] != '*' && tenant[0] != '/')) {
+      return false;
+    }
+    if (system.empty() || system.size() > 14 || !(system[0] >= 'a' && system[0] <= 'z')) return false;
+  }
+  for (char c : key) {
+    if (c != '@' && !KeyChar(c)) return false;
+  }
+  return true;
+}
+
+bool ValidTracestateValue(absl::string_view value) {
+  if (value.empty() || value.size() > 256 || value.back() == ' ') return false;
+  for (char c : value) {
+    if (c < 0x20 || c > 0x7e || c == ',' || c == '=') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ValidTracestate(absl::string_view value) {
+  if (value.size() > kMaxTracestateLength) return false;
+  size_t members = 0;
+  for (size_t start = 0; start <= value.size();) {
+    size_t end = value.find(',', start);
+    if (end == absl::string_view::npos) end = value.size();
+    absl::string_view member = value.substr(start, end - start);
+    while (!member.empty() && (member.front() == ' ' || member.front() == '\t')) member.remove_prefix(1);
+    while (!member.empty() && (member.back() == ' ' || member.back() == '\t')) member.remove_suffix(1);
+    if (!member.empty()) {
+      const size_t eq = member.find('=');
+      if (eq == absl::string_view::npos || !ValidTracestateKey(member.substr(0, eq)) ||
+          !ValidTracestateValue(member.substr(eq + 1)) || ++members > 32) {
+        return false;
+      }
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace portico::dp::plugins

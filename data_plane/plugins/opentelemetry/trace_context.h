@@ -30,6 +30,13 @@ struct TraceParent {
 // (optional whitespace of a header value) are ignored.
 std::optional<TraceParent> ParseTraceparent(absl::string_view value);
 
+// The longest tracestate (all its headers together, joined by commas) forwarded.
+constexpr size_t kMaxTracestateLength = 512;
+// True for a W3C tracestate list: at most 32 list-members `key=value` separated by commas with
+// optional spaces/tabs (empty members allowed), keys `simple-key` or `tenant@system`, values of
+// printable ASCII without ',' and '=' (not ending in a space).
+bool ValidTracestate(absl::string_view value);
+
 constexpr size_t kTraceparentLength = 55;
 // "00-<trace>-<span>-<flags>" into `out` (55 characters, not NUL-terminated).
 void FormatTraceparent(const TraceId& trace_id, const SpanId& span_id, uint8_t flags, char* out);

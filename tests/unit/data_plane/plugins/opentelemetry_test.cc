@@ -3,12 +3,15 @@
 // the spans of a request handed to a fake sender).
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/config/field_errors.h"
+#include "common/http/http1_checks.h"
 #include "common/plugins/plugin_schema.h"
 #include "data_plane/pipeline/loop_state.h"
 #include "data_plane/pipeline/pipeline.h"
@@ -75,6 +78,22 @@ TEST(TraceparentTest, FormatsWhatItParses) {
   char out[kTraceparentLength];
   FormatTraceparent(parsed.trace_id, parsed.parent_id, parsed.flags, out);
   EXPECT_EQ(std::string(out, kTraceparentLength), kValid);
+}
+
+TEST(TracestateTest, ValidListsAndInvalidOnes) {
+  EXPECT_TRUE(ValidTracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
+  EXPECT_TRUE(ValidTracestate(" a=1 ,, tenant@sys=x y"));
+  EXPECT_TRUE(ValidTracestate(""));
+  EXPECT_FALSE(ValidTracestate("Congo=1")) << "keys are lowercase";
+  EXPECT_FALSE(ValidTracestate("congo")) << "no '='";
+  EXPECT_FALSE(ValidTracestate("congo=a=b"));
+  EXPECT_FALSE(ValidTracestate("congo="));
+  EXPECT_FALSE(ValidTracestate("congo=a\x01"));
+  EXPECT_FALSE(ValidTracestate("@sys=1"));
+  EXPECT_FALSE(ValidTracestate(std::string(kMaxTracestateLength - 1, 'a') + "=1")) << "over 512 characters";
+  std::string members;
+  for (int i = 0; i < 33; ++i) members += "k" + std::to_string(i) + "=v,";
+  EXPECT_FALSE(ValidTracestate(members)) << "more than 32 members";
 }
 
 TEST(IdGeneratorTest, SeededGeneratorsRepeatAndIdsAreNeverZero) {
@@ -221,6 +240,21 @@ TEST(OpentelemetrySchemaTest, DefaultsAndRefusals) {
   EXPECT_TRUE(absl::StrContains(error, "config.headers.X-Token: expected a string")) << error;
 }
 
+// Header values are written as `name: value` lines to the collector: a line break would inject.
+TEST(OpentelemetrySchemaTest, RefusesControlCharactersInHeadersAndAFragmentInTheEndpoint) {
+  std::string error;
+  Normalized({{"traces_endpoint", "http://c/v1"}, {"headers", {{"X-Token", "a\r\nX-Injected: 1"}}}}, &error);
+  EXPECT_TRUE(absl::StrContains(error, "config.headers.X-Token: must not contain control characters")) << error;
+  Normalized({{"traces_endpoint", "http://c/v1"}, {"headers", {{"X-Token", std::string("a\0b", 3)}}}}, &error);
+  EXPECT_TRUE(absl::StrContains(error, "config.headers.X-Token")) << error;
+  Normalized({{"traces_endpoint", "http://c/v1"}, {"headers", {{"X-Bad\r\nName", "v"}}}}, &error);
+  EXPECT_TRUE(absl::StrContains(error, "config.headers: bad header name")) << error;
+  EXPECT_TRUE(Normalized({{"traces_endpoint", "http://c/v1"}, {"headers", {{"X-Token", "a\tb c"}}}}).is_object())
+      << "a tab and spaces are fine in a value";
+  Normalized({{"traces_endpoint", "http://c/v1/traces#frag"}}, &error);
+  EXPECT_TRUE(absl::StrContains(error, "config.traces_endpoint: a fragment ('#') is not allowed")) << error;
+}
+
 class FakeContext final : public RequestContext {
  public:
   FakeContext() {
@@ -228,11 +262,16 @@ class FakeContext final : public RequestContext {
     client_ip = "127.0.0.1";
     request_head.method = "GET";
     request_head.url = "/a?b=c";
+    EXPECT_TRUE(ParseRequestTarget(request_head.url, &target));
     host = "example.test";
   }
   void Respond(const LocalResponse& response) override { status = response.status; }
   void Resume(StepStatus) override {}
-  bool ReadRequestBody() override { return true; }
+  bool ReadRequestBody() override {
+    reading_request_body_ = !body_ready;
+    return body_ready;
+  }
+  bool body_ready = true;
   using RequestContext::ResetContext;
   MessageHead request_head;
   int status = 0;
@@ -244,22 +283,28 @@ struct Sent {
   bool accept = true;
   bool keep_bodies = true;
   size_t batches = 0;
+  int senders_made = 0;
+  std::vector<int64_t> max_bytes;  // of each target a sender was made for
 };
 Sent* sent = nullptr;
+int live_fake_senders = 0;  // a fixture's pipeline outlives its Sent
 
 class FakeSender final : public OtlpBatchSender {
  public:
-  bool Send(absl::string_view body, size_t span_count) override {
+  FakeSender() { ++live_fake_senders; }
+  ~FakeSender() override { --live_fake_senders; }
+  bool Send(int, absl::string_view body, size_t span_count) override {
     if (!sent->accept) return false;
     ++sent->batches;
     if (sent->keep_bodies) sent->bodies.emplace_back(body);
     return true;
   }
-  void Close() override { delete this; }
 };
 
-std::unique_ptr<OtlpBatchSender> MakeFakeSender(uv_loop_t*, int, const OtlpExportTarget&) {
-  return std::make_unique<FakeSender>();
+absl::StatusOr<std::shared_ptr<OtlpBatchSender>> MakeFakeSender(const OtlpExportTarget& target) {
+  ++sent->senders_made;
+  sent->max_bytes.push_back(target.max_bytes);
+  return std::shared_ptr<OtlpBatchSender>(std::make_shared<FakeSender>());
 }
 
 config::v1::Plugin MakePlugin(const std::string& id, const std::string& name, const json& config) {
@@ -359,7 +404,9 @@ TEST_F(OpentelemetryPluginTest, StartsATraceAndExportsTheRequestPluginAndAttempt
   }
   EXPECT_EQ(spans[3]["name"], "kong.balancer");
   EXPECT_EQ(spans[3]["kind"], 3);
-  EXPECT_EQ(spans[3]["spanId"], Hex(sent_parent->parent_id.data(), 8)) << "the upstream's parent is the first attempt";
+  EXPECT_NE(spans[3]["spanId"], Hex(sent_parent->parent_id.data(), 8));
+  EXPECT_EQ(spans[4]["spanId"], Hex(sent_parent->parent_id.data(), 8))
+      << "the upstream's parent is the last attempt (the one it answered)";
   EXPECT_EQ(spans[3]["status"]["code"], 2) << "the first attempt failed";
   EXPECT_EQ(spans[4]["attributes"][0]["value"]["stringValue"], "10.0.0.2");
   EXPECT_EQ(spans[4]["attributes"][3], json({{"key", "http.status_code"}, {"value", {{"intValue", "200"}}}}));
@@ -367,6 +414,10 @@ TEST_F(OpentelemetryPluginTest, StartsATraceAndExportsTheRequestPluginAndAttempt
   const uint64_t end = std::stoull(root["endTimeUnixNano"].get<std::string>());
   EXPECT_GE(end - start, 6000000u) << "the request span covers the upstream's 6 ms";
   EXPECT_LT(end - start, 1000000000u);
+  std::map<std::string, json> attributes;
+  for (const json& a : root["attributes"]) attributes[a["key"]] = a["value"];
+  EXPECT_EQ(attributes["http.url"]["stringValue"], "http://example.test/a?b=c");
+  EXPECT_EQ(attributes["http.flavor"]["stringValue"], request.client_http11 ? "1.1" : "1.0");
   const uint64_t try_end = std::stoull(spans[4]["endTimeUnixNano"].get<std::string>());
   const uint64_t try_start = std::stoull(spans[4]["startTimeUnixNano"].get<std::string>());
   EXPECT_EQ(try_end - try_start, 5000000u - 2000u);
@@ -397,6 +448,12 @@ TEST_F(OpentelemetryPluginTest, KeepsTheClientsTraceAndHonoursItsSampledFlag) {
   unsampled.request_head.headers.emplace_back("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
   RunRequest(unsampled, 200);
   EXPECT_TRUE(absl::EndsWith(UpstreamHeader(unsampled, "traceparent"), "-00"));
+  // An invalid tracestate is dropped even with a valid traceparent.
+  FakeContext bad_state;
+  bad_state.request_head.headers.emplace_back("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+  bad_state.request_head.headers.emplace_back("tracestate", "Bad Key=1");
+  RunRequest(bad_state, 200);
+  EXPECT_TRUE(Removed(bad_state, "tracestate"));
   // An invalid one: a new trace, not sampled at rate 0.
   FakeContext invalid;
   invalid.request_head.headers.emplace_back("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01");
@@ -485,6 +542,88 @@ TEST_F(OpentelemetryPluginTest, APropagationWithoutW3cInjectsNothing) {
   EXPECT_TRUE(UpstreamHeader(request, "traceparent").empty());
   EXPECT_TRUE(Removed(request, "x-b3-traceid"));
   EXPECT_NE(Hex(request.trace.trace_id, 16), "4bf92f3577b34da6a3ce929d0e0e4736") << "not extracted";
+}
+
+// The root span's attributes of the first batch.
+std::map<std::string, json> RootAttributes(const std::string& body) {
+  std::map<std::string, json> attributes;
+  const json spans = json::parse(body, nullptr, false)["resourceSpans"][0]["scopeSpans"][0]["spans"];
+  for (const json& a : spans[0]["attributes"]) attributes[a["key"]] = a["value"];
+  return attributes;
+}
+
+TEST_F(OpentelemetryPluginTest, TheUrlOfAnAbsoluteFormTargetIsBuiltFromItsPartsWithSecretsRedacted) {
+  Build({{"traces_endpoint", "http://127.0.0.1:1/v1/traces"}, {"queue", {{"max_coalescing_delay", 0}}}});
+  FakeContext request;
+  request.request_head.url = "http://example.test/a?apikey=s3cret&b=c&password=pw&token";
+  ASSERT_TRUE(ParseRequestTarget(request.request_head.url, &request.target));
+  request.request_head.version_major = 2;
+  RunRequest(request, 200);
+  uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_EQ(sent_.bodies.size(), 1u);
+  std::map<std::string, json> attributes = RootAttributes(sent_.bodies[0]);
+  EXPECT_EQ(attributes["http.url"]["stringValue"], "http://example.test/a?apikey=[REDACTED]&b=c&password=[REDACTED]&token");
+  EXPECT_EQ(attributes["http.flavor"]["stringValue"], "2.0");
+}
+
+TEST_F(OpentelemetryPluginTest, ForwardedTraceFlagsKeepOnlyTheSampledBit) {
+  Build({{"traces_endpoint", "http://127.0.0.1:1/v1/traces"}});
+  FakeContext request;
+  request.request_head.headers.emplace_back("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff");
+  RunRequest(request, 200);
+  EXPECT_TRUE(absl::EndsWith(UpstreamHeader(request, "traceparent"), "-01")) << UpstreamHeader(request, "traceparent");
+}
+
+// A plugin that waits for the request body runs twice: one span still.
+TEST_F(OpentelemetryPluginTest, APluginThatWaitsForTheBodyHasOneSpan) {
+  config_.plugins = {MakePlugin("00000000-0000-4000-8000-000000000001", "opentelemetry",
+                                {{"traces_endpoint", "http://127.0.0.1:1/v1/traces"}, {"queue", {{"max_coalescing_delay", 0}}}}),
+                     MakePlugin("00000000-0000-4000-8000-000000000002", "request-transformer", {{"add", {{"body", {"k:v"}}}}})};
+  ASSERT_TRUE(AddPluginChain(config_, &pipeline_).ok());
+  FakeContext request;
+  request.loop = &loop_;
+  request.request_head.headers.emplace_back("content-type", "application/json");
+  request.received_ns = uv_hrtime() - 1000000;
+  request.body_ready = false;
+  const RequestStep* chain = pipeline_.request_steps()[0];
+  ASSERT_EQ(chain->OnRequest(request), StepStatus::kSuspend);
+  request.body_ready = true;
+  request.request_body = "{}";
+  request.request_body_read = true;
+  ASSERT_EQ(chain->OnRequest(request), StepStatus::kContinue);
+  request.finished_ns = uv_hrtime();
+  for (const LogStep* step : pipeline_.log_steps()) step->OnLog(request, 200);
+  uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_EQ(sent_.bodies.size(), 1u);
+  const json spans = json::parse(sent_.bodies[0])["resourceSpans"][0]["scopeSpans"][0]["spans"];
+  int transformer_spans = 0;
+  for (const json& span : spans) transformer_spans += span["name"] == "kong.access.plugin.request-transformer";
+  EXPECT_EQ(transformer_spans, 1) << spans.dump();
+}
+
+// Each target's sender is made when its config is compiled and lives as long as a compiled config
+// uses it; a worker's batchers follow their senders.
+TEST_F(OpentelemetryPluginTest, SendersAndBatchersOfReplacedTargetsAreFreed) {
+  for (int i = 0; i < 20; ++i) {
+    ConfigSet config;
+    config.plugins = {MakePlugin("00000000-0000-4000-8000-000000000001", "opentelemetry",
+                                 {{"traces_endpoint", absl::StrCat("http://127.0.0.1:1/v1/traces/", i)},
+                                  {"queue", {{"max_bytes", 1000 + i}}}})};
+    Pipeline pipeline;
+    ASSERT_TRUE(AddPluginChain(config, &pipeline).ok());
+    EXPECT_EQ(sent_.senders_made, i + 1) << "made at compile time, before any request";
+    FakeContext request;
+    request.loop = &loop_;
+    request.received_ns = uv_hrtime();
+    for (const RequestStep* step : pipeline.request_steps()) ASSERT_EQ(step->OnRequest(request), StepStatus::kContinue);
+    request.finished_ns = uv_hrtime();
+    for (const LogStep* step : pipeline.log_steps()) step->OnLog(request, 200);
+    EXPECT_LE(SpanBatcherCount(&loop_), 2u) << "the replaced targets' batchers are closed";
+  }  // each pipeline (a replaced config) goes
+  EXPECT_EQ(live_fake_senders, 0);
+  ASSERT_EQ(sent_.max_bytes.size(), 20u);
+  EXPECT_EQ(sent_.max_bytes[7], 1007) << "queue.max_bytes reaches the sender";
+  uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
 }  // namespace
