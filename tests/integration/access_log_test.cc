@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/http_collector.h"
 #include "tests/integration/cluster.h"
 
 namespace portico::testing {
@@ -62,82 +63,7 @@ int64_t NowMs() {
       .count();
 }
 
-// An HTTP/1.1 collector on 127.0.0.1: one request per connection, answers `status`, keeps the
-// bodies. Stop() closes the listener (connections are refused from then on).
-class Collector {
- public:
-  Collector() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 64);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~Collector() { Stop(); }
-  void Stop() {
-    if (stop_.exchange(true)) return;
-    thread_.join();
-    ::close(fd_);
-  }
-  uint16_t port() const { return port_; }
-  void set_status(int status) { status_ = status; }
-  std::vector<std::string> bodies() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_;
-  }
-  size_t requests() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_.size();
-  }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) continue;
-      std::string data;
-      char buf[65536];
-      size_t body_at = std::string::npos, length = 0;
-      while (true) {
-        pollfd q{c, POLLIN, 0};
-        if (::poll(&q, 1, 2000) <= 0) break;
-        const ssize_t n = ::read(c, buf, sizeof(buf));
-        if (n <= 0) break;
-        data.append(buf, static_cast<size_t>(n));
-        if (body_at == std::string::npos && (body_at = data.find("\r\n\r\n")) != std::string::npos) {
-          body_at += 4;
-          const size_t cl = data.find("Content-Length: ");
-          if (cl != std::string::npos) {
-            absl::SimpleAtoi(data.substr(cl + 16, data.find("\r\n", cl) - cl - 16), &length);
-          }
-        }
-        if (body_at != std::string::npos && data.size() >= body_at + length) break;
-      }
-      if (body_at != std::string::npos) {
-        std::lock_guard<std::mutex> lock(mu_);
-        bodies_.push_back(data.substr(body_at, length));
-      }
-      const std::string answer = absl::StrCat("HTTP/1.1 ", status_.load(), " X\r\nContent-Length: 0\r\n\r\n");
-      (void)!::write(c, answer.data(), answer.size());
-      ::close(c);
-    }
-  }
-
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> status_{200};
-  std::mutex mu_;
-  std::vector<std::string> bodies_;
-  std::thread thread_;
-};
+using Collector = test_support::HttpCollector;
 
 class AccessLogTest : public ::testing::Test {
  protected:

@@ -17,91 +17,14 @@
 #include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/http_collector.h"
 
 namespace portico::dp {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A loopback HTTP/1.1 collector: one request per connection, answers `status` (settable), keeps
-// the request heads and bodies.
-class Collector {
- public:
-  Collector() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 64);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~Collector() {
-    stop_ = true;
-    thread_.join();
-    ::close(fd_);
-  }
-  uint16_t port() const { return port_; }
-  void set_status(int status) { status_ = status; }
-  std::vector<std::string> bodies() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_;
-  }
-  std::vector<std::string> heads() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return heads_;
-  }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) continue;
-      std::string data;
-      char buf[4096];
-      size_t body_at = std::string::npos, length = 0;
-      while (true) {
-        pollfd q{c, POLLIN, 0};
-        if (::poll(&q, 1, 2000) <= 0) break;
-        const ssize_t n = ::read(c, buf, sizeof(buf));
-        if (n <= 0) break;
-        data.append(buf, static_cast<size_t>(n));
-        if (body_at == std::string::npos && (body_at = data.find("\r\n\r\n")) != std::string::npos) {
-          body_at += 4;
-          const size_t cl = data.find("Content-Length: ");
-          if (cl != std::string::npos) {
-            absl::SimpleAtoi(data.substr(cl + 16, data.find("\r\n", cl) - cl - 16), &length);
-          }
-        }
-        if (body_at != std::string::npos && data.size() >= body_at + length) break;
-      }
-      if (body_at != std::string::npos) {
-        std::lock_guard<std::mutex> lock(mu_);
-        heads_.push_back(data.substr(0, body_at));
-        bodies_.push_back(data.substr(body_at, length));
-      }
-      const std::string answer = "HTTP/1.1 " + std::to_string(status_.load()) +
-                                 " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-      (void)!::write(c, answer.data(), answer.size());
-      ::close(c);
-    }
-  }
-
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> status_{200};
-  std::mutex mu_;
-  std::vector<std::string> heads_, bodies_;
-  std::thread thread_;
-};
+using Collector = test_support::HttpCollector;
 
 bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
