@@ -834,21 +834,7 @@ TEST(AclTest, WithoutAnAuthPluginEveryRequestIs401) {
 
 #include "absl/strings/str_cat.h"
 #include "data_plane/pipeline/upstream_request.h"
-
-// Counts the heap allocations of the thread that asks (the request path must make none once warm).
-namespace {
-thread_local bool g_count_allocations = false;
-thread_local size_t g_allocations = 0;
-}  // namespace
-
-// Not inlined, so that the compiler does not pair this malloc/free with the standard new/delete.
-__attribute__((noinline)) void* operator new(size_t size) {
-  if (g_count_allocations) ++g_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
+#include "tests/common/allocation_counter.h"  // replaces operator new: one per test binary
 
 namespace portico::dp::plugins {
 namespace {

@@ -18,20 +18,8 @@
 #include "data_plane/plugins/prometheus/traffic_metrics.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/allocation_counter.h"  // replaces operator new: one per test binary
 
-// Counts the heap allocations of the thread that asks (the log phase must make none once warm).
-namespace {
-thread_local bool g_count_allocations = false;
-thread_local size_t g_allocations = 0;
-}  // namespace
-
-__attribute__((noinline)) void* operator new(size_t size) {
-  if (g_count_allocations) ++g_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace portico::dp::plugins {
 namespace {
