@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/temp_dir.h"
+#include "tests/unit/data_plane/plugins/fake_context.h"
 
 namespace portico::dp::plugins {
 namespace {
@@ -20,21 +21,14 @@ namespace {
 using json = nlohmann::json;
 using config::v1::Plugin;
 
-class FakeContext final : public RequestContext {
+// GET /x from 127.0.0.1.
+class FakeContext final : public plugin_test::FakeContext {
  public:
   FakeContext() {
-    head_.method = "GET";
-    head_.url = "/x";
-    head = &head_;
+    request_head.method = "GET";
+    request_head.url = "/x";
     target.path = "/x";
-    client_ip = "127.0.0.1";
   }
-  void Respond(const LocalResponse&) override {}
-  void Resume(StepStatus) override {}
-  bool ReadRequestBody() override { return true; }
-
- private:
-  MessageHead head_;
 };
 
 Plugin MakePlugin(const std::string& id, const std::string& name, const json& config) {

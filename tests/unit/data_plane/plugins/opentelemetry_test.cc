@@ -21,6 +21,7 @@
 #include "data_plane/plugins/opentelemetry/trace_context.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/unit/data_plane/plugins/fake_context.h"
 
 namespace portico::dp::plugins {
 namespace {
@@ -255,26 +256,15 @@ TEST(OpentelemetrySchemaTest, RefusesControlCharactersInHeadersAndAFragmentInThe
   EXPECT_TRUE(absl::StrContains(error, "config.traces_endpoint: a fragment ('#') is not allowed")) << error;
 }
 
-class FakeContext final : public RequestContext {
+// GET /a?b=c for example.test from 127.0.0.1.
+class FakeContext final : public plugin_test::FakeContext {
  public:
   FakeContext() {
-    head = &request_head;
-    client_ip = "127.0.0.1";
     request_head.method = "GET";
     request_head.url = "/a?b=c";
     EXPECT_TRUE(ParseRequestTarget(request_head.url, &target));
     host = "example.test";
   }
-  void Respond(const LocalResponse& response) override { status = response.status; }
-  void Resume(StepStatus) override {}
-  bool ReadRequestBody() override {
-    reading_request_body_ = !body_ready;
-    return body_ready;
-  }
-  bool body_ready = true;
-  using RequestContext::ResetContext;
-  MessageHead request_head;
-  int status = 0;
 };
 
 // Records every batch (the factory is process-wide: one recorder at a time).

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/allocation_counter.h"  // replaces operator new: one per test binary
+#include "tests/unit/data_plane/plugins/fake_context.h"
 
 
 namespace portico::dp::plugins {
@@ -30,14 +31,7 @@ using config::v1::Route;
 using config::v1::Service;
 using nlohmann::json;
 
-class FakeContext final : public RequestContext {
- public:
-  FakeContext() { head = &request_head; }
-  void Respond(const LocalResponse&) override {}
-  void Resume(StepStatus) override {}
-  bool ReadRequestBody() override { return true; }
-  MessageHead request_head;
-};
+using plugin_test::FakeContext;
 
 std::string Id(int n) { return absl::StrCat("00000000-0000-4000-8000-", std::string(12 - std::to_string(n).size(), '0'), n); }
 
