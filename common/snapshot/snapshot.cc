@@ -43,8 +43,10 @@ class ConfigHasher {
   ConfigHasher& operator=(const ConfigHasher&) = delete;
 
   void Add(absl::string_view kind, absl::string_view id, absl::string_view body) {
+    AddHashed(kind, id, Sha256Of(body));
+  }
+  void AddHashed(absl::string_view kind, absl::string_view id, absl::string_view resource_hash) {
     static const char kZero = '\0';
-    std::string resource_hash = Sha256Of(body);
     EVP_DigestUpdate(ctx_, kind.data(), kind.size());
     EVP_DigestUpdate(ctx_, &kZero, 1);
     EVP_DigestUpdate(ctx_, id.data(), id.size());
@@ -173,6 +175,91 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
 }
 
 
+// Gzips `raw` into snapshot->compressed and cuts it into chunks.
+absl::Status CompressInto(const std::string& raw, const SnapshotBuildOptions& options, BuiltSnapshot* snapshot) {
+  if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  absl::StatusOr<std::string> compressed = Gzip(raw, options.gzip_level);
+  if (!compressed.ok()) return compressed.status();
+  snapshot->uncompressed_size = raw.size();
+  snapshot->compressed = std::move(*compressed);
+  snapshot->chunks.clear();
+  for (size_t off = 0; off < snapshot->compressed.size(); off += options.chunk_bytes) {
+    snapshot->chunks.emplace_back(off, std::min(options.chunk_bytes, snapshot->compressed.size() - off));
+  }
+  if (snapshot->chunks.empty()) snapshot->chunks.emplace_back(0, 0);  // never: gzip has a header
+  return absl::OkStatus();
+}
+
+// The payload bytes of a received snapshot or delta, inflated under the caps.
+absl::StatusOr<std::string> InflatePayload(absl::string_view compressed, bool gzip, uint64_t declared_uncompressed_size,
+                                           const SnapshotLimits& limits) {
+  if (declared_uncompressed_size > limits.max_snapshot_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("snapshot of ", declared_uncompressed_size,
+                                                     " bytes exceeds max_snapshot_bytes ",
+                                                     limits.max_snapshot_bytes));
+  }
+  if (gzip && declared_uncompressed_size >
+                  limits.max_ratio * compressed.size() + limits.ratio_slack_bytes) {
+    return absl::ResourceExhaustedError("snapshot compression ratio exceeds the cap");
+  }
+  std::string raw;
+  if (gzip) {
+    absl::StatusOr<std::string> inflated = Gunzip(compressed, declared_uncompressed_size);
+    if (!inflated.ok()) return inflated.status();
+    raw = std::move(*inflated);
+  } else {
+    raw = std::string(compressed);
+  }
+  if (raw.size() != declared_uncompressed_size) {
+    return absl::InvalidArgumentError(absl::StrCat("payload is ", raw.size(), " bytes, announced ",
+                                                   declared_uncompressed_size));
+  }
+  return raw;
+}
+
+bool KeyLess(absl::string_view kind_a, absl::string_view id_a, absl::string_view kind_b, absl::string_view id_b) {
+  return kind_a != kind_b ? kind_a < kind_b : id_a < id_b;
+}
+
+// Calls f(kind, what, member) for every kind a DP parses (the same set DecodeSnapshot parses).
+template <typename F>
+void ForEachKnownKind(F&& f) {
+  f(kServices, "service", &ConfigSet::services);
+  f(kRoutes, "route", &ConfigSet::routes);
+  f(kPlugins, "plugin", &ConfigSet::plugins);
+  f(kConsumers, "consumer", &ConfigSet::consumers);
+  f(kKeyAuthCredentials, "key-auth credential", &ConfigSet::keyauth_digests);
+  f(kBasicAuthCredentials, "basic-auth credential", &ConfigSet::basicauth_credentials);
+  f(kAcls, "acl", &ConfigSet::acls);
+  f(kJwtSecrets, "jwt credential", &ConfigSet::jwt_secrets);
+  f(kUpstreams, "upstream", &ConfigSet::upstreams);
+  f(kTargets, "target", &ConfigSet::targets);
+  f(kCertificates, "certificate", &ConfigSet::certificates);
+  f(kSnis, "sni", &ConfigSet::snis);
+  f(kCaCertificates, "ca_certificate", &ConfigSet::ca_certificates);
+}
+
+// `old` (sorted by id) with `changes` (the changes of its kind, sorted by id) applied, into `out`.
+template <typename Entity>
+absl::Status MergeKind(const std::vector<Entity>& old, const ResourceChange* begin, const ResourceChange* end,
+                       absl::string_view what, std::vector<Entity>* out) {
+  out->reserve(old.size() + static_cast<size_t>(end - begin));
+  size_t i = 0;
+  for (const ResourceChange* c = begin; c != end; ++c) {
+    while (i < old.size() && old[i].id() < c->id) out->push_back(old[i++]);
+    const bool present = i < old.size() && old[i].id() == c->id;
+    if (present) ++i;
+    if (c->body == nullptr) continue;  // deleted (presence was checked on the index)
+    Entity entity;
+    if (!entity.ParseFromString(*c->body) || entity.id() != c->id) {
+      return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", c->id));
+    }
+    out->push_back(std::move(entity));
+  }
+  while (i < old.size()) out->push_back(old[i++]);
+  return absl::OkStatus();
+}
+
 // Parses one resource onto the end of `list`; its body must parse and carry the resource's id.
 template <typename Entity>
 absl::Status AppendResource(const sync::v1::Resource& r, absl::string_view what, std::vector<Entity>* list) {
@@ -276,33 +363,32 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
 
   sync::v1::ConfigPayload payload;
   ConfigHasher hasher;
+  auto resources = std::make_shared<ResourceIndex>();
+  resources->reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i > 0 && entries[i].kind == payload.resources(static_cast<int>(i) - 1).kind() &&
         entries[i].id == payload.resources(static_cast<int>(i) - 1).id()) {
       return absl::InvalidArgumentError(
           absl::StrCat("duplicate ", entries[i].kind, " id ", entries[i].id));
     }
-    hasher.Add(entries[i].kind, entries[i].id, entries[i].body);
+    std::string resource_hash = Sha256Of(entries[i].body);
+    hasher.AddHashed(entries[i].kind, entries[i].id, resource_hash);
     sync::v1::Resource* r = payload.add_resources();
-    r->set_kind(std::move(entries[i].kind));
-    r->set_id(std::move(entries[i].id));
-    r->set_body(std::move(entries[i].body));
+    r->set_kind(entries[i].kind);
+    r->set_id(entries[i].id);
+    r->set_body(entries[i].body);
+    resources->push_back(ResourceEntry{std::move(entries[i].kind), std::move(entries[i].id), std::move(resource_hash),
+                                       std::make_shared<const std::string>(std::move(entries[i].body))});
   }
   auto snapshot = std::make_shared<BuiltSnapshot>();
   snapshot->version = version;
   snapshot->version.hash = hasher.Finish();
+  snapshot->resources = std::move(resources);
   ToVersionRef(snapshot->version, payload.mutable_ref());
 
   std::string raw;
   if (!payload.SerializeToString(&raw)) return absl::InternalError("cannot serialize payload");
-  absl::StatusOr<std::string> compressed = Gzip(raw, options.gzip_level);
-  if (!compressed.ok()) return compressed.status();
-  snapshot->uncompressed_size = raw.size();
-  snapshot->compressed = std::move(*compressed);
-  for (size_t off = 0; off < snapshot->compressed.size(); off += options.chunk_bytes) {
-    snapshot->chunks.emplace_back(off, std::min(options.chunk_bytes, snapshot->compressed.size() - off));
-  }
-  if (snapshot->chunks.empty()) snapshot->chunks.emplace_back(0, 0);  // never: gzip has a header
+  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
   snapshot->service_count = exported.services.size();
   snapshot->route_count = exported.routes.size();
   for (const config::v1::Plugin& plugin : exported.plugins) snapshot->plugin_names.push_back(plugin.name());
@@ -313,11 +399,200 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
   return std::shared_ptr<const BuiltSnapshot>(std::move(snapshot));
 }
 
+std::string ConfigHashOf(const ResourceIndex& resources) {
+  ConfigHasher hasher;
+  for (const ResourceEntry& r : resources) hasher.AddHashed(r.kind, r.id, r.hash);
+  return hasher.Finish();
+}
+
+ChangeList DiffResources(const ResourceIndex& from, const ResourceIndex& to) {
+  ChangeList changes;
+  size_t i = 0, j = 0;
+  while (i < from.size() || j < to.size()) {
+    if (j == to.size() || (i < from.size() && KeyLess(from[i].kind, from[i].id, to[j].kind, to[j].id))) {
+      changes.push_back(ResourceChange{from[i].kind, from[i].id, nullptr, "", true});
+      ++i;
+    } else if (i == from.size() || KeyLess(to[j].kind, to[j].id, from[i].kind, from[i].id)) {
+      changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, false});
+      ++j;
+    } else {
+      if (from[i].hash != to[j].hash) {
+        changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, true});
+      }
+      ++i;
+      ++j;
+    }
+  }
+  return changes;
+}
+
+ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer) {
+  ChangeList out;
+  out.reserve(older.size() + newer.size());
+  size_t i = 0, j = 0;
+  while (i < older.size() || j < newer.size()) {
+    if (j == newer.size() ||
+        (i < older.size() && KeyLess(older[i].kind, older[i].id, newer[j].kind, newer[j].id))) {
+      out.push_back(older[i++]);
+    } else if (i == older.size() || KeyLess(newer[j].kind, newer[j].id, older[i].kind, older[i].id)) {
+      out.push_back(newer[j++]);
+    } else {
+      ResourceChange merged = newer[j];
+      merged.existed_before = older[i].existed_before;
+      ++i;
+      ++j;
+      if (merged.body == nullptr && !merged.existed_before) continue;  // created, then deleted
+      out.push_back(std::move(merged));
+    }
+  }
+  return out;
+}
+
+uint64_t ChangeBytes(const ChangeList& changes) {
+  uint64_t bytes = 0;
+  for (const ResourceChange& c : changes) {
+    bytes += c.kind.size() + c.id.size() + (c.body != nullptr ? c.body->size() : 0);
+  }
+  return bytes;
+}
+
+absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildDeltaSnapshot(const BuiltSnapshot& target,
+                                                                        const ConfigVersion& base,
+                                                                        const ChangeList& changes, const Clock& clock,
+                                                                        const SnapshotBuildOptions& options) {
+  if (base.empty()) return absl::InvalidArgumentError("a delta needs a base version");
+  sync::v1::ConfigDelta delta;
+  ToVersionRef(base, delta.mutable_base());
+  ToVersionRef(target.version, delta.mutable_ref());
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const ResourceChange& c = changes[i];
+    if (i > 0 && !KeyLess(changes[i - 1].kind, changes[i - 1].id, c.kind, c.id)) {
+      return absl::InvalidArgumentError(absl::StrCat("changes not strictly sorted at ", c.kind, "/", c.id));
+    }
+    sync::v1::ResourceChange* out = delta.add_changes();
+    out->set_kind(c.kind);
+    out->set_id(c.id);
+    if (c.body != nullptr) {
+      out->set_body(*c.body);
+    } else {
+      out->set_deleted(true);
+    }
+  }
+  std::string raw;
+  if (!delta.SerializeToString(&raw)) return absl::InternalError("cannot serialize delta");
+  auto snapshot = std::make_shared<BuiltSnapshot>();
+  snapshot->version = target.version;
+  snapshot->base = base;
+  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
+  snapshot->service_count = target.service_count;
+  snapshot->route_count = target.route_count;
+  snapshot->plugin_names = target.plugin_names;
+  snapshot->change_count = changes.size();
+  snapshot->built_at = clock.NowSeconds();
+  return std::shared_ptr<const BuiltSnapshot>(std::move(snapshot));
+}
+
+std::string SerializeFullPayload(const ConfigVersion& version, const ResourceIndex& resources) {
+  sync::v1::ConfigPayload payload;
+  ToVersionRef(version, payload.mutable_ref());
+  payload.mutable_resources()->Reserve(static_cast<int>(resources.size()));
+  for (const ResourceEntry& r : resources) {
+    sync::v1::Resource* out = payload.add_resources();
+    out->set_kind(r.kind);
+    out->set_id(r.id);
+    out->set_body(*r.body);
+  }
+  return payload.SerializeAsString();
+}
+
+absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool gzip,
+                                            uint64_t declared_uncompressed_size, const ConfigVersion& base,
+                                            const ConfigVersion& target, const DecodedSnapshot& held,
+                                            const SnapshotLimits& limits) {
+  if (held.config == nullptr || held.resources == nullptr || held.version != base) {
+    return absl::FailedPreconditionError(absl::StrCat("delta from version ", base.version,
+                                                      " does not apply to the served version ", held.version.version));
+  }
+  absl::StatusOr<std::string> raw = InflatePayload(compressed, gzip, declared_uncompressed_size, limits);
+  if (!raw.ok()) return raw.status();
+  sync::v1::ConfigDelta delta;
+  if (!delta.ParseFromString(*raw)) return absl::InvalidArgumentError("payload is not a ConfigDelta");
+  if (FromVersionRef(delta.base()) != base || delta.ref().epoch() != target.epoch ||
+      delta.ref().version() != target.version) {
+    return absl::InvalidArgumentError("delta versions do not match the announced base and target");
+  }
+
+  // The changes, checked for order, with their resource hashes.
+  ChangeList changes;
+  changes.reserve(static_cast<size_t>(delta.changes_size()));
+  for (sync::v1::ResourceChange& c : *delta.mutable_changes()) {
+    if (!changes.empty() && !KeyLess(changes.back().kind, changes.back().id, c.kind(), c.id())) {
+      return absl::InvalidArgumentError(absl::StrCat("delta changes not strictly sorted at ", c.kind(), "/", c.id()));
+    }
+    ResourceChange change;
+    change.kind = c.kind();
+    change.id = c.id();
+    if (!c.deleted()) {
+      change.hash = Sha256Of(c.body());
+      change.body = std::make_shared<const std::string>(std::move(*c.mutable_body()));
+    }
+    changes.push_back(std::move(change));
+  }
+
+  // The new resource index: the held one with the changes merged in.
+  const ResourceIndex& old = *held.resources;
+  auto resources = std::make_shared<ResourceIndex>();
+  resources->reserve(old.size() + changes.size());
+  size_t i = 0;
+  for (const ResourceChange& c : changes) {
+    while (i < old.size() && KeyLess(old[i].kind, old[i].id, c.kind, c.id)) resources->push_back(old[i++]);
+    const bool present = i < old.size() && old[i].kind == c.kind && old[i].id == c.id;
+    if (present) ++i;
+    if (c.body == nullptr) {
+      if (!present) {
+        return absl::InvalidArgumentError(absl::StrCat("delta deletes ", c.kind, "/", c.id, ", which is not held"));
+      }
+      continue;
+    }
+    resources->push_back(ResourceEntry{c.kind, c.id, c.hash, c.body});
+  }
+  while (i < old.size()) resources->push_back(old[i++]);
+
+  DecodedSnapshot decoded;
+  decoded.version = target;
+  decoded.version.hash = ConfigHashOf(*resources);
+  if (decoded.version.hash != target.hash) {
+    return absl::DataLossError("config hash after applying the delta does not match the target hash");
+  }
+
+  // The new config: kinds without changes are copied, the others merged (only changed bodies
+  // are parsed). Kinds this DP does not know are covered by the hash and ignored.
+  auto config = std::make_shared<ConfigSet>();
+  absl::Status status = absl::OkStatus();
+  ForEachKnownKind([&](const char* kind, const char* what, auto member) {
+    if (!status.ok()) return;
+    auto first = std::lower_bound(changes.begin(), changes.end(), kind,
+                                  [](const ResourceChange& c, absl::string_view k) { return c.kind < k; });
+    auto last = std::upper_bound(first, changes.end(), kind,
+                                 [](absl::string_view k, const ResourceChange& c) { return k < c.kind; });
+    if (first == last) {
+      (*config).*member = (*held.config).*member;
+      return;
+    }
+    status = MergeKind((*held.config).*member, &*first, &*first + (last - first), what, &((*config).*member));
+  });
+  if (!status.ok()) return status;
+  decoded.config = std::move(config);
+  decoded.resources = std::move(resources);
+  return decoded;
+}
+
 void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t nonce,
                        sync::v1::SnapshotChunk* out) {
   out->Clear();
   out->set_nonce(nonce);
   ToVersionRef(snapshot.version, out->mutable_target());
+  if (snapshot.is_delta()) ToVersionRef(snapshot.base, out->mutable_base());
   out->set_encoding(sync::v1::SnapshotChunk::GZIP);
   out->set_compressed_size(snapshot.compressed.size());
   out->set_uncompressed_size(snapshot.uncompressed_size);
@@ -331,27 +606,9 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
                                                uint64_t declared_uncompressed_size,
                                                const ConfigVersion& target,
                                                const SnapshotLimits& limits) {
-  if (declared_uncompressed_size > limits.max_snapshot_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("snapshot of ", declared_uncompressed_size,
-                                                     " bytes exceeds max_snapshot_bytes ",
-                                                     limits.max_snapshot_bytes));
-  }
-  if (gzip && declared_uncompressed_size >
-                  limits.max_ratio * compressed.size() + limits.ratio_slack_bytes) {
-    return absl::ResourceExhaustedError("snapshot compression ratio exceeds the cap");
-  }
-  std::string raw;
-  if (gzip) {
-    absl::StatusOr<std::string> inflated = Gunzip(compressed, declared_uncompressed_size);
-    if (!inflated.ok()) return inflated.status();
-    raw = std::move(*inflated);
-  } else {
-    raw = std::string(compressed);
-  }
-  if (raw.size() != declared_uncompressed_size) {
-    return absl::InvalidArgumentError(absl::StrCat("payload is ", raw.size(), " bytes, announced ",
-                                                   declared_uncompressed_size));
-  }
+  absl::StatusOr<std::string> inflated = InflatePayload(compressed, gzip, declared_uncompressed_size, limits);
+  if (!inflated.ok()) return inflated.status();
+  std::string raw = *std::move(inflated);
   sync::v1::ConfigPayload payload;
   if (!payload.ParseFromString(raw)) return absl::InvalidArgumentError("payload is not a ConfigPayload");
   if (payload.ref().epoch() != target.epoch || payload.ref().version() != target.version) {
@@ -359,6 +616,8 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
   }
 
   auto config = std::make_shared<ConfigSet>();
+  auto resources = std::make_shared<ResourceIndex>();
+  resources->reserve(static_cast<size_t>(payload.resources_size()));
   ConfigHasher hasher;
   const sync::v1::Resource* previous = nullptr;
   for (const sync::v1::Resource& r : payload.resources()) {
@@ -368,7 +627,10 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
           absl::StrCat("resources not strictly sorted at ", r.kind(), "/", r.id()));
     }
     previous = &r;
-    hasher.Add(r.kind(), r.id(), r.body());
+    std::string resource_hash = Sha256Of(r.body());
+    hasher.AddHashed(r.kind(), r.id(), resource_hash);
+    resources->push_back(
+        ResourceEntry{r.kind(), r.id(), std::move(resource_hash), std::make_shared<const std::string>(r.body())});
   }
   DecodedSnapshot decoded;
   decoded.version = target;
@@ -376,6 +638,7 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
   if (decoded.version.hash != target.hash) {
     return absl::DataLossError("config hash of the received resources does not match the target hash");
   }
+  decoded.resources = std::move(resources);
   for (const sync::v1::Resource& r : payload.resources()) {
     absl::Status parsed = absl::OkStatus();
     if (r.kind() == kServices) {
@@ -417,6 +680,7 @@ SnapshotAssembler::~SnapshotAssembler() = default;
 
 void SnapshotAssembler::Reset() {
   active_ = false;
+  base_ = ConfigVersion{};
   count_ = 0;
   next_index_ = 0;
   buffer_.clear();
@@ -431,6 +695,7 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
     active_ = true;
     nonce_ = chunk.nonce();
     target_ = FromVersionRef(chunk.target());
+    base_ = chunk.has_base() ? FromVersionRef(chunk.base()) : ConfigVersion{};
     encoding_ = chunk.encoding();
     compressed_size_ = chunk.compressed_size();
     uncompressed_size_ = chunk.uncompressed_size();
@@ -459,7 +724,8 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
     if (chunk.nonce() != nonce_ || chunk.index() != next_index_ || chunk.count() != count_ ||
         chunk.compressed_size() != compressed_size_ ||
         chunk.uncompressed_size() != uncompressed_size_ || chunk.encoding() != encoding_ ||
-        FromVersionRef(chunk.target()) != target_) {
+        FromVersionRef(chunk.target()) != target_ ||
+        (chunk.has_base() ? FromVersionRef(chunk.base()) : ConfigVersion{}) != base_) {
       std::string why = absl::StrCat("unexpected chunk nonce=", chunk.nonce(), " index=",
                                      chunk.index(), "; expected nonce=", nonce_, " index=",
                                      next_index_);
@@ -480,8 +746,19 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DecodedSnapshot> SnapshotAssembler::FinishDelta(const DecodedSnapshot& held) {
+  if (!complete()) return absl::FailedPreconditionError("snapshot is not complete");
+  if (!delta()) return absl::FailedPreconditionError("the chunks carry a full snapshot, not a delta");
+  absl::StatusOr<DecodedSnapshot> decoded =
+      DecodeDelta(buffer_, encoding_ == sync::v1::SnapshotChunk::GZIP, uncompressed_size_, base_, target_, held,
+                  limits_);
+  Reset();
+  return decoded;
+}
+
 absl::StatusOr<DecodedSnapshot> SnapshotAssembler::Finish() {
   if (!complete()) return absl::FailedPreconditionError("snapshot is not complete");
+  if (delta()) return absl::FailedPreconditionError("the chunks carry a delta, not a full snapshot");
   absl::StatusOr<DecodedSnapshot> decoded =
       DecodeSnapshot(buffer_, encoding_ == sync::v1::SnapshotChunk::GZIP, uncompressed_size_,
                      target_, limits_);

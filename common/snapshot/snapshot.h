@@ -41,10 +41,48 @@ struct SnapshotBuildOptions {
   int gzip_level = 6;
 };
 
-// One built config version. Immutable once published; share as shared_ptr<const>.
+// One resource of a config version as sent: (kind, id), its body bytes and SHA-256(body).
+struct ResourceEntry {
+  std::string kind;
+  std::string id;
+  std::string hash;                         // 32 raw bytes
+  std::shared_ptr<const std::string> body;  // never null
+};
+// Every resource of one config version, sorted by (kind, id), unique. What the CP diffs
+// consecutive versions with, and what a DP applies a delta to.
+using ResourceIndex = std::vector<ResourceEntry>;
+
+// The config hash of `resources` (from the cached resource hashes; no body is hashed).
+std::string ConfigHashOf(const ResourceIndex& resources);
+
+// One change of one resource between two versions: an upsert (body set) or a delete (body null).
+struct ResourceChange {
+  std::string kind;
+  std::string id;
+  std::shared_ptr<const std::string> body;  // null: deleted
+  std::string hash;                         // SHA-256(*body); empty when deleted
+  // Whether the resource existed in the older version of the pair (so that composing "created"
+  // then "deleted" cancels out instead of sending a delete of something the DP never had).
+  bool existed_before = false;
+};
+// Changes sorted by (kind, id), unique.
+using ChangeList = std::vector<ResourceChange>;
+
+// What changed from `from` to `to`.
+ChangeList DiffResources(const ResourceIndex& from, const ResourceIndex& to);
+// The changes of `older` followed by those of `newer` (newer wins; created-then-deleted drops).
+ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer);
+// Bytes of the bodies a change list carries (to decide between a delta and a full snapshot).
+uint64_t ChangeBytes(const ChangeList& changes);
+
+// One built config version, or a delta to it. Immutable once published; share as
+// shared_ptr<const>.
 struct BuiltSnapshot {
   ConfigVersion version;            // epoch, version from the store; hash computed here
-  std::string compressed;           // gzip of the serialized ConfigPayload
+  // Set: this is a delta from `base` to `version` (payload ConfigDelta; docs/sync.md "Delta
+  // sync"). Empty: a full snapshot (payload ConfigPayload).
+  ConfigVersion base;
+  std::string compressed;           // gzip of the serialized payload
   uint64_t uncompressed_size = 0;   // size of the serialized ConfigPayload
   std::vector<std::pair<size_t, size_t>> chunks;  // (offset, length) into `compressed`; >= 1
   size_t service_count = 0;         // exported entities (disabled services excluded)
@@ -52,7 +90,11 @@ struct BuiltSnapshot {
   // The names of the plugins it configures (sorted, unique): a DP must be able to run each.
   std::vector<std::string> plugin_names;
   int64_t built_at = 0;             // seconds since epoch
+  // Full snapshots: every resource as sent (the CP diffs the next version against it).
+  std::shared_ptr<const ResourceIndex> resources;
+  size_t change_count = 0;          // deltas: resources changed
 
+  bool is_delta() const { return !base.empty(); }
   size_t chunk_count() const { return chunks.size(); }
   absl::string_view chunk_data(size_t index) const {
     return absl::string_view(compressed).substr(chunks[index].first, chunks[index].second);
@@ -86,6 +128,18 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
 // `epoch` as in ExportableConfig).
 std::string ComputeConfigHash(const ConfigSet& config, absl::string_view epoch = "");
 
+// The delta from `base` to `target` (a full snapshot built by BuildSnapshot*) made of `changes`
+// (DiffResources/ComposeChanges of the versions in between). Copies target's version, counts
+// and plugin names.
+absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildDeltaSnapshot(const BuiltSnapshot& target,
+                                                                        const ConfigVersion& base,
+                                                                        const ChangeList& changes, const Clock& clock,
+                                                                        const SnapshotBuildOptions& options = {});
+
+// The serialized (uncompressed) ConfigPayload of `resources` at `version`: what a DP that
+// reconstructed a version from a delta persists in its snapshot cache.
+std::string SerializeFullPayload(const ConfigVersion& version, const ResourceIndex& resources);
+
 // Fills `out` with chunk `index` of `snapshot` (encoding GZIP), tagged with `nonce`.
 // REQUIRES: index < snapshot.chunk_count().
 void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t nonce,
@@ -100,7 +154,8 @@ struct SnapshotLimits {
 
 struct DecodedSnapshot {
   ConfigVersion version;                    // the verified target (hash recomputed)
-  std::shared_ptr<const ConfigSet> config;  // services and routes, each sorted by id
+  std::shared_ptr<const ConfigSet> config;  // every known kind, each sorted by id
+  std::shared_ptr<const ResourceIndex> resources;  // every resource as received (kinds unknown here too)
 };
 
 // Decodes a complete compressed payload. `declared_uncompressed_size` is the sender's claim; the
@@ -110,6 +165,16 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
                                                uint64_t declared_uncompressed_size,
                                                const ConfigVersion& target,
                                                const SnapshotLimits& limits = {});
+
+// Decodes a complete delta payload (ConfigDelta) from `base` to `target` and applies it to
+// `held`, the version the DP serves. Only the changed entities are parsed; the result's hash is
+// computed from the cached resource hashes and must equal target.hash (DataLoss otherwise, and
+// the DP asks for a full snapshot). FailedPrecondition when `held` is not `base`; a delete of a
+// resource `held` lacks, or changes out of order, is InvalidArgument.
+absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool gzip,
+                                            uint64_t declared_uncompressed_size, const ConfigVersion& base,
+                                            const ConfigVersion& target, const DecodedSnapshot& held,
+                                            const SnapshotLimits& limits = {});
 
 // Reassembles the chunks of one snapshot (DP side). Not thread-safe; owned by the stream.
 class SnapshotAssembler {
@@ -126,8 +191,14 @@ class SnapshotAssembler {
   bool complete() const;
   uint64_t nonce() const { return nonce_; }
   const ConfigVersion& target() const { return target_; }
-  // Decodes and verifies the completed snapshot, then resets. REQUIRES: complete().
+  // The chunks carry a delta from base() (SnapshotChunk.base set).
+  bool delta() const { return !base_.empty(); }
+  const ConfigVersion& base() const { return base_; }
+  // Decodes and verifies the completed full snapshot, then resets. REQUIRES: complete(), !delta().
   absl::StatusOr<DecodedSnapshot> Finish();
+  // Decodes the completed delta and applies it to `held` (DecodeDelta), then resets.
+  // REQUIRES: complete(), delta().
+  absl::StatusOr<DecodedSnapshot> FinishDelta(const DecodedSnapshot& held);
   void Reset();
 
  private:
@@ -135,6 +206,7 @@ class SnapshotAssembler {
   bool active_ = false;
   uint64_t nonce_ = 0;
   ConfigVersion target_;
+  ConfigVersion base_;
   int encoding_ = 0;
   uint64_t compressed_size_ = 0;
   uint64_t uncompressed_size_ = 0;
