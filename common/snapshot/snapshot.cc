@@ -349,13 +349,13 @@ std::string ComputeConfigHash(const ConfigSet& config, absl::string_view epoch) 
   return hasher.Finish();
 }
 
-absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshot(
     const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options) {
   return BuildSnapshotOfExported(ExportableConfig(stored.config, stored.version.epoch), stored.version, clock,
                                  options);
 }
 
-absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
     const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
     const SnapshotBuildOptions& options) {
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
@@ -396,7 +396,7 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
   snapshot->plugin_names.erase(std::unique(snapshot->plugin_names.begin(), snapshot->plugin_names.end()),
                                snapshot->plugin_names.end());
   snapshot->built_at = clock.NowSeconds();
-  return std::shared_ptr<const BuiltSnapshot>(std::move(snapshot));
+  return snapshot;
 }
 
 std::string ConfigHashOf(const ResourceIndex& resources) {

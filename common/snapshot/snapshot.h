@@ -93,6 +93,16 @@ struct BuiltSnapshot {
   // Full snapshots: every resource as sent (the CP diffs the next version against it).
   std::shared_ptr<const ResourceIndex> resources;
   size_t change_count = 0;          // deltas: resources changed
+  // Full snapshots on the CP: the deltas to this version from recent versions (the CP's change
+  // log), each built once and shared by every DP on that base. Set before publication.
+  std::vector<std::shared_ptr<const BuiltSnapshot>> deltas;
+  // The delta from `from` (epoch, version and hash equal), or null.
+  const std::shared_ptr<const BuiltSnapshot>* DeltaFrom(const ConfigVersion& from) const {
+    for (const auto& d : deltas) {
+      if (d->base == from) return &d;
+    }
+    return nullptr;
+  }
 
   bool is_delta() const { return !base.empty(); }
   size_t chunk_count() const { return chunks.size(); }
@@ -114,13 +124,14 @@ ConfigSet ExportableConfig(ConfigSet&& config, absl::string_view epoch = "");
 std::string KeyAuthSalt(absl::string_view epoch);
 std::string KeyAuthKeyDigest(absl::string_view salt, absl::string_view key);
 
-// Builds the snapshot of `stored` (exporting only ExportableConfig). Thread-safe.
-absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshot(
+// Builds the snapshot of `stored` (exporting only ExportableConfig). Thread-safe. The result is
+// mutable until published (the CP attaches its deltas).
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshot(
     const StoredConfig& stored, const Clock& clock, const SnapshotBuildOptions& options = {});
 
 // Same, for a config already filtered by ExportableConfig (saves a copy of the whole config when
 // the caller needs the exported set anyway, e.g. to validate it first).
-absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildSnapshotOfExported(
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
     const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
     const SnapshotBuildOptions& options = {});
 
