@@ -305,6 +305,8 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                    {"sessions", stats.sessions},
                    {"snapshots_applied", stats.snapshots_applied},
                    {"snapshots_rejected", stats.snapshots_rejected},
+                   {"deltas_applied", stats.deltas_applied},
+                   {"deltas_rejected", stats.deltas_rejected},
                    {"partial_discarded", stats.partial_discarded},
                    {"up_to_date", stats.up_to_date},
                    {"refusals", stats.refusals},

@@ -13,6 +13,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "common/snapshot/snapshot.h"
@@ -135,8 +136,9 @@ class SyncClient::Impl {
   std::shared_ptr<grpc::Channel> MakeChannel() const;
   // Handles one chunk; may apply, ACK or NACK. Runs on the client thread.
   void HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamWriter* writer);
+  // `delta`: the rejected payload was a delta (counted in deltas_rejected too).
   void SendNack(StreamWriter* writer, uint64_t nonce, const ConfigVersion& rejected,
-                int code, const std::string& message);
+                int code, const std::string& message, bool delta);
   ConfigVersion Serving() const {
     std::lock_guard<std::mutex> lock(mu_);
     return serving_;
@@ -159,6 +161,9 @@ class SyncClient::Impl {
   uint32_t partial_received_ = 0;  // chunks of the incomplete snapshot in progress (0 = none)
   uint32_t partial_count_ = 0;
   uint64_t partial_version_ = 0;
+  // What is served, decoded (config + resource index): the base a delta applies to. Set after
+  // every successful apply (full snapshot, delta, snapshot cache); config null = nothing.
+  DecodedSnapshot held_;
 };
 
 std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
@@ -220,6 +225,7 @@ void SyncClient::Impl::LoadFromCache() {
               loaded->decoded.config->services.size(), " services, ",
               loaded->decoded.config->routes.size(), " routes, applied in ",
               std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms)");
+  held_ = std::move(loaded->decoded);
 }
 
 void SyncClient::Impl::Run() {
@@ -302,6 +308,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
   hello->set_protocol_version(kProtocolVersion);
   hello->set_dp_build(options_.dp_build);
   hello->add_capabilities("enc.gzip");
+  hello->add_capabilities("delta.v1");  // SnapshotChunk.base set: a ConfigDelta from that version
   ConfigVersion serving = Serving();
   if (!serving.empty()) ToVersionRef(serving, hello->mutable_serving());
   hello->set_hostname(options_.hostname);
@@ -538,7 +545,7 @@ void SyncClient::Impl::HandleHealthOverride(const sync::v1::HealthOverride& mess
 
 void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
                                 const ConfigVersion& rejected, int code,
-                                const std::string& message) {
+                                const std::string& message, bool delta) {
   DpMessage msg;
   sync::v1::Nack* nack = msg.mutable_nack();
   nack->set_nonce(nonce);
@@ -550,9 +557,10 @@ void SyncClient::Impl::SendNack(StreamWriter* writer, uint64_t nonce,
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.snapshots_rejected;
+    if (delta) ++stats_.deltas_rejected;
     in_sync_ = false;
   }
-  PORTICO_LOG(kError, kLog, "rejecting config version ", rejected.version, " (",
+  PORTICO_LOG(kError, kLog, "rejecting ", delta ? "delta to " : "", "config version ", rejected.version, " (",
               sync::v1::Nack::Code_Name(static_cast<sync::v1::Nack::Code>(code)), "): ", message,
               "; still serving version ", serving.version);
   dropped_nonce_ = nonce;
@@ -573,18 +581,22 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     receiving_ = CachedSnapshot();
     partial_received_ = 0;
     SendNack(writer, assembler_->nonce(), assembler_->target(), NackCodeFor(added),
-             added.ToString());
+             added.ToString(), chunk.has_base());
     return;
   }
+  // The bytes of a full snapshot are persisted as received; a delta is persisted as the full
+  // payload it yields (below), so its bytes are not kept.
   if (cache_) {
     if (chunk.index() == 0) {
       receiving_ = CachedSnapshot();
-      receiving_.version = assembler_->target();
-      receiving_.gzip = chunk.encoding() == sync::v1::SnapshotChunk::GZIP;
-      receiving_.uncompressed_size = chunk.uncompressed_size();
-      receiving_.compressed.reserve(static_cast<size_t>(chunk.compressed_size()));
+      if (!chunk.has_base()) {
+        receiving_.version = assembler_->target();
+        receiving_.gzip = chunk.encoding() == sync::v1::SnapshotChunk::GZIP;
+        receiving_.uncompressed_size = chunk.uncompressed_size();
+        receiving_.compressed.reserve(static_cast<size_t>(chunk.compressed_size()));
+      }
     }
-    receiving_.compressed.append(chunk.data());
+    if (!chunk.has_base()) receiving_.compressed.append(chunk.data());
   }
   if (!assembler_->complete()) {
     partial_received_ = chunk.index() + 1;
@@ -597,20 +609,44 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   receiving_ = CachedSnapshot();
   const uint64_t nonce = assembler_->nonce();
   const ConfigVersion target = assembler_->target();
+  const bool is_delta = assembler_->delta();
+  const ConfigVersion base = assembler_->base();
+  const uint64_t payload_bytes = chunk.compressed_size();
   const auto start = SteadyClock::now();  // decode + verify + apply
-  absl::StatusOr<DecodedSnapshot> decoded = assembler_->Finish();
+  const ConfigVersion current = Serving();
+  absl::StatusOr<DecodedSnapshot> decoded;
+  if (!is_delta) {
+    decoded = assembler_->Finish();
+  } else if (!current.empty() && target == current && held_.config != nullptr) {
+    // A delta to what is served already (whatever its base): ACKed like a full snapshot of it.
+    assembler_->Reset();
+    decoded = held_;
+  } else if (held_.config == nullptr || held_.version != base) {
+    assembler_->Reset();
+    SendNack(writer, nonce, target, sync::v1::Nack::INTERNAL,
+             absl::StrCat("delta from version ", base.version, " (hash ", ToHex(base.hash).substr(0, 12),
+                          ") does not apply: its base is not the served version ",
+                          held_.config == nullptr ? std::string("(none)")
+                                                  : absl::StrCat(held_.version.version, " (hash ",
+                                                                 ToHex(held_.version.hash).substr(0, 12), ")")),
+             true);
+    return;
+  } else {
+    decoded = assembler_->FinishDelta(held_);  // the result's hash is verified against target
+  }
   if (!decoded.ok()) {
     SendNack(writer, nonce, target, NackCodeFor(decoded.status()),
-             decoded.status().ToString());
+             decoded.status().ToString(), is_delta);
     return;
   }
-  const ConfigVersion current = Serving();
   bool persisted = false;
-  if (decoded->version != current) {
+  const bool changed = decoded->version != current;
+  if (changed) {
     if (!current.empty() && current.epoch == target.epoch && target.version < current.version) {
       SendNack(writer, nonce, target, sync::v1::Nack::INTERNAL,
                absl::StrCat("version ", target.version, " is older than the served version ",
-                            current.version, " of the same epoch"));
+                            current.version, " of the same epoch"),
+               is_delta);
       return;
     }
     const absl::Status applied = apply_(decoded->config, decoded->version);
@@ -618,12 +654,18 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
       SendNack(writer, nonce, target,
                applied.code() == absl::StatusCode::kInvalidArgument ? sync::v1::Nack::VALIDATION
                                                                      : sync::v1::Nack::BUILD,
-               std::string(applied.message()));
+               std::string(applied.message()), is_delta);
       return;
     }
     if (options_.on_applied) options_.on_applied(absl::FromChrono(SteadyClock::now() - start));
     // Persist only after a successful apply: a bad snapshot never replaces the last good file.
     if (cache_) {
+      if (is_delta) {  // the full config it yields, uncompressed (the loader takes NONE)
+        received.version = decoded->version;
+        received.gzip = false;
+        received.compressed = SerializeFullPayload(decoded->version, *decoded->resources);
+        received.uncompressed_size = received.compressed.size();
+      }
       absl::Status stored = cache_->Store(received);
       persisted = stored.ok();
       if (!stored.ok()) {
@@ -640,19 +682,30 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     std::lock_guard<std::mutex> lock(mu_);
     serving_ = decoded->version;
     ++stats_.snapshots_applied;
+    if (is_delta) ++stats_.deltas_applied;
     in_sync_ = true;
     last_sync_unix_ = NowUnixSeconds();
   }
-  PORTICO_LOG(kInfo, kLog, "serving config version ", target.version, " hash ",
-              ToHex(target.hash).substr(0, 12), " (", decoded->config->services.size(),
-              " services, ", decoded->config->routes.size(), " routes, applied in ", apply_ms, " ms)");
+  const std::shared_ptr<const ResourceIndex> previous = std::move(held_.resources);
+  held_ = *std::move(decoded);
   DpMessage msg;
   sync::v1::Ack* ack = msg.mutable_ack();
   ack->set_nonce(nonce);
-  ToVersionRef(decoded->version, ack->mutable_serving());
+  ToVersionRef(held_.version, ack->mutable_serving());
   ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
   ack->set_persisted(persisted);
   writer->Write(msg);
+  if (is_delta && changed && previous != nullptr) {
+    // Counted after the ACK: a walk over both indices, for the log only.
+    const size_t changes = DiffResources(*previous, *held_.resources).size();
+    PORTICO_LOG(kInfo, kLog, "applied delta from version ", base.version, " to ", target.version, " (", changes,
+                " changes, ", absl::StrFormat("%.1f", static_cast<double>(payload_bytes) / 1024.0), " KiB) in ",
+                apply_ms, " ms");
+  } else {
+    PORTICO_LOG(kInfo, kLog, "serving config version ", target.version, " hash ",
+                ToHex(target.hash).substr(0, 12), " (", held_.config->services.size(),
+                " services, ", held_.config->routes.size(), " routes, applied in ", apply_ms, " ms)");
+  }
 }
 
 void SyncClient::Impl::Stop() {

@@ -2,6 +2,9 @@
 // The data plane side of the CP <-> DP config stream (docs/sync.md, SYNC-PROTOCOL.md §5).
 // Dials the CP over mutual TLS, says Hello, reassembles and verifies snapshots, hands them to
 // the runtime through ApplyConfigFn, and ACKs/NACKs. Reconnects forever. No gRPC types here.
+// Deltas ("delta.v1" in Hello.capabilities): the client holds the decoded version it serves
+// (config and resource index) and applies a delta from exactly that version to it; the result's
+// hash is verified before ApplyConfigFn sees it, as for a full snapshot.
 //
 // Threading: one client thread (connect, read, decode, apply) plus one heartbeat thread per
 // live stream. Public methods are thread-safe.
@@ -82,8 +85,10 @@ using ApplyConfigFn =
 struct SyncClientStats {
   uint64_t connect_attempts = 0;   // streams opened (each reconnect counts)
   uint64_t sessions = 0;           // streams whose Hello was answered
-  uint64_t snapshots_applied = 0;  // ACKed
-  uint64_t snapshots_rejected = 0; // NACKed (decode, hash, size or apply errors)
+  uint64_t snapshots_applied = 0;  // ACKed (full snapshots and deltas)
+  uint64_t snapshots_rejected = 0; // NACKed (decode, hash, size or apply errors; deltas included)
+  uint64_t deltas_applied = 0;     // of snapshots_applied: deltas (applied to the held config)
+  uint64_t deltas_rejected = 0;    // of snapshots_rejected: deltas (base not served, hash, apply...)
   uint64_t up_to_date = 0;         // UpToDate answers (nothing to resend)
   uint64_t refusals = 0;           // PERMISSION_DENIED / FAILED_PRECONDITION from the CP
   uint64_t partial_discarded = 0;  // streams that ended in the middle of a snapshot
