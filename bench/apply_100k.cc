@@ -1,7 +1,8 @@
 // apply_100k: a real portico-cp and portico-dp on loopback with N routes (default 100,000).
 // Prints the snapshot size, the CP build time, the DP apply time and peak RSS, and the latency
 // of requests proxied through the DP while it swaps to a new N-route config (vs. a baseline
-// window without a swap). Usage: apply_100k [routes] [writer_threads]
+// window without a swap), then commit -> DP serving for one-route changes sent as deltas and, to a
+// DP started with --incremental-sync off, as full snapshots. Usage: apply_100k [routes] [writer_threads]
 #include <signal.h>
 
 #include <algorithm>
@@ -116,7 +117,8 @@ int Run(int routes, int writers) {
   std::printf("DP RSS after first apply: %ld KiB (peak %ld KiB)\n", ProcStatusKb(dp.process->pid(), "VmRSS"),
               ProcStatusKb(dp.process->pid(), "VmHWM"));
 
-  // Baseline latency, then latency while the DP swaps to version+1 (one more route).
+  // Baseline latency, then latency while the DP takes one-route changes: as deltas, then (a DP
+  // started with --incremental-sync off) as full snapshots.
   std::atomic<bool> stop{false};
   Latencies baseline;
   std::thread base([&] { baseline = LoadUntil(cluster, dp, stop); });
@@ -124,27 +126,67 @@ int Run(int routes, int writers) {
   stop = true;
   base.join();
 
-  stop = false;
-  Latencies during;
-  std::thread swap_load([&] { during = LoadUntil(cluster, dp, stop); });
-  std::this_thread::sleep_for(500ms);
-  auto commit = Clock::now();
-  cluster.Admin("POST", "/services/echo/routes", {{"name", "one-more"}, {"paths", {"/one-more"}}});
-  bool synced = cluster.WaitDpSynced(dp, 60s);
-  double converge_s = std::chrono::duration<double>(Clock::now() - commit).count();
-  std::this_thread::sleep_for(500ms);
-  stop = true;
-  swap_load.join();
+  bool all_served = true;
+  // `count` rounds of one added route each, 400 ms apart: commit -> the DP proxies the new route
+  // (polled every 2 ms), under load from LoadUntil.
+  auto rounds = [&](DataPlane& target, const std::string& label, int count, Latencies* during) {
+    std::vector<double> ms;
+    stop = false;
+    std::thread load([&] { *during = LoadUntil(cluster, target, stop); });
+    for (int i = 0; i < count; ++i) {
+      std::this_thread::sleep_for(400ms);
+      const std::string path = absl::StrCat("/", label, "-", i);
+      auto commit = Clock::now();
+      HttpResult r = cluster.Admin("POST", "/services/echo/routes", {{"name", absl::StrCat(label, "-", i)}, {"paths", {path}}});
+      if (r.status != 201) {
+        std::fprintf(stderr, "route %s: %d %s\n", path.c_str(), r.status, r.body.c_str());
+        all_served = false;
+        break;
+      }
+      bool served = false;
+      while (!served && Clock::now() - commit < 30s) {
+        served = cluster.Proxy(target, path + "/x").status == 200;
+        if (!served) std::this_thread::sleep_for(2ms);
+      }
+      all_served = all_served && served;
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - commit).count());
+    }
+    std::this_thread::sleep_for(400ms);
+    stop = true;
+    load.join();
+    std::sort(ms.begin(), ms.end());
+    std::printf("%s: one route added, commit -> DP serving it (%zu rounds): min %.0f ms, median %.0f ms, max %.0f ms\n",
+                label.c_str(), ms.size(), ms.empty() ? 0 : ms.front(), ms.empty() ? 0 : ms[ms.size() / 2],
+                ms.empty() ? 0 : ms.back());
+  };
 
-  std::printf("second swap: commit -> DP serving %.2f s (synced=%d)\n", converge_s, synced);
+  Latencies during_delta, during_full;
+  rounds(dp, "delta", 5, &during_delta);
   std::printf("CP: %s\n", LastLineWith(cluster.cp()->Log(), "published config version ").c_str());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied delta").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
-  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied in").c_str());
-  std::printf("DP RSS after second apply: %ld KiB (peak %ld KiB)\n",
+  std::printf("DP RSS after the delta rounds: %ld KiB (peak %ld KiB)\n",
               ProcStatusKb(dp.process->pid(), "VmRSS"), ProcStatusKb(dp.process->pid(), "VmHWM"));
-  baseline.Print("latency, no swap (3 s):");
-  during.Print("latency, during swap:");
-  std::string metrics = Http(dp.status_port, "GET", "/metrics").body;
+  std::string dp_metrics = Http(dp.status_port, "GET", "/metrics").body;
+  dp.process->Stop();
+
+  // The same rounds through full snapshots: a DP that does not apply deltas.
+  auto full_start = Clock::now();
+  DataPlane& full_dp = cluster.StartDp({.extra_args = {"--incremental-sync=off"}, .workers = 2, .log_name = "dp-full.log"});
+  if (!cluster.WaitDpSynced(full_dp, 120s)) {
+    std::fprintf(stderr, "full DP did not sync\n%s", cluster.Logs().c_str());
+    return 1;
+  }
+  std::printf("full DP first sync (connect + transfer + apply): %.2f s\n",
+              std::chrono::duration<double>(Clock::now() - full_start).count());
+  rounds(full_dp, "full", 3, &during_full);
+  std::printf("DP: %s\n", LastLineWith(full_dp.process->Log(), "validated in").c_str());
+  std::printf("DP: %s\n", LastLineWith(full_dp.process->Log(), "applied in").c_str());
+  baseline.Print("latency, no change (3 s):");
+  during_delta.Print("latency, delta rounds:");
+  during_full.Print("latency, full rounds:");
+  const bool synced = all_served;
+  std::string metrics = dp_metrics;
   for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
     if (absl::StartsWith(line, "portico_dp_config_apply_seconds_sum") ||
         absl::StartsWith(line, "portico_dp_config_apply_seconds_count")) {
@@ -155,7 +197,7 @@ int Run(int routes, int writers) {
   for (absl::string_view line : absl::StrSplit(cp_metrics, '\n')) {
     if (absl::StartsWith(line, "portico_cp_snapshot_bytes")) std::printf("CP metric %s\n", std::string(line).c_str());
   }
-  return synced && during.failed == 0 ? 0 : 2;
+  return synced && during_delta.failed == 0 && during_full.failed == 0 ? 0 : 2;
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 // check + parse), then ACKs. Admission refusals (RESOURCE_EXHAUSTED + retry_after_s) are honoured.
 //
 //   sync_sim --cp-bin build/control_plane/portico-cp [--n 10,100,1000] [--rounds 20]
-//            [--routes 100] [--gap-ms 300]
+//            [--routes 100] [--gap-ms 300] [--modes delta,full]
+// Mode "delta": the simulated DPs announce "delta.v1" and apply deltas; "full": they do not (as an
+// older DP), so every change reaches them as a full snapshot.
 //
 // For each N: start a CP, connect N DPs (time to all synced is the admission ramp), then
 // `rounds` times: POST one route to the Admin API and wait until every DP has ACKed the new
@@ -120,6 +122,8 @@ struct Fleet {
   std::atomic<int> live_reactors{0};
   std::atomic<uint64_t> admission_refusals{0};
   std::atomic<uint64_t> decode_failures{0};
+  std::atomic<uint64_t> deltas_applied{0}, fulls_applied{0}, deltas_nacked{0};
+  bool delta = true;  // the simulated DPs announce "delta.v1" and apply deltas
   std::vector<std::unique_ptr<SimDp>> dps;
 };
 
@@ -129,6 +133,9 @@ struct SimDp {
   grpc::SslCredentialsOptions ssl;
   std::mutex mu;
   ConfigVersion serving;                         // guarded by mu
+  // What it serves, decoded (the base of the next delta). Touched only by the stream's read
+  // callbacks, and one stream of a DP lives at a time.
+  DecodedSnapshot held;
   std::map<uint64_t, SteadyClock::time_point> acked_at;  // version -> ACK sent; guarded by mu
   bool connected = false;                        // guarded by mu
   class Reactor* reactor = nullptr;              // guarded by mu; live stream
@@ -150,6 +157,7 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
     h->set_protocol_version(1);
     h->set_dp_build(PORTICO_VERSION);
     h->add_capabilities("enc.gzip");
+    if (fleet_.delta) h->add_capabilities("delta.v1");
     h->set_hostname("sim");
     {
       std::lock_guard<std::mutex> lock(dp_.mu);
@@ -252,11 +260,26 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
     }
     if (!assembler_.complete()) return;
     const uint64_t nonce = assembler_.nonce();
-    absl::StatusOr<DecodedSnapshot> decoded = assembler_.Finish();  // inflate + verify hash + parse
+    const bool delta = assembler_.delta();
+    const ConfigVersion target = assembler_.target();
+    // inflate + verify hash + parse (a delta: applied to what it holds)
+    absl::StatusOr<DecodedSnapshot> decoded = delta ? assembler_.FinishDelta(dp_.held) : assembler_.Finish();
     if (!decoded.ok()) {
       ++fleet_.decode_failures;
+      if (delta) {
+        ++fleet_.deltas_nacked;  // NACK it: the CP sends the full snapshot next
+        DpMessage nack;
+        nack.mutable_nack()->set_nonce(nonce);
+        nack.mutable_nack()->set_code(static_cast<sync::v1::Nack::Code>(NackCodeFor(decoded.status())));
+        nack.mutable_nack()->set_message(std::string(decoded.status().message()));
+        ToVersionRef(target, nack.mutable_nack()->mutable_rejected());
+        ToVersionRef(dp_.held.version, nack.mutable_nack()->mutable_serving());
+        Enqueue(std::move(nack));
+      }
       return;
     }
+    ++(delta ? fleet_.deltas_applied : fleet_.fulls_applied);
+    dp_.held = *decoded;
     DpMessage ack;
     ack.mutable_ack()->set_nonce(nonce);
     sync::v1::VersionRef* ref = ack.mutable_ack()->mutable_serving();
@@ -329,7 +352,7 @@ uint64_t CurrentVersion(uint16_t admin_port) {
 }
 
 int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int rounds, int routes,
-            int gap_ms) {
+            int gap_ms, bool delta) {
   testing::TempDir dir;
   const uint16_t admin_port = testing::PickFreePort();
   const uint16_t cluster_port = testing::PickFreePort();
@@ -355,6 +378,7 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
   const ProcSample idle = SampleProcess(cp.pid());
 
   Fleet fleet;
+  fleet.delta = delta;
   fleet.target = absl::StrCat("127.0.0.1:", cluster_port);
   const std::string ca = ReadAll(certs + "/ca.crt");
   for (int i = 0; i < n; ++i) {
@@ -449,16 +473,16 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
     return metrics.substr(start, metrics.find('\n', start) - start);
   };
   std::printf(
-      "N=%d rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
+      "N=%d mode=%s rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
       "commit->all ACKed per round: p50 %.1f ms p99 %.1f ms max %.1f ms | failed rounds %d\n",
-      n, rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
+      n, delta ? "delta" : "full", rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
       Percentile(per_dp_ms, 1), Percentile(all_acked_ms, .5), Percentile(all_acked_ms, .99),
       Percentile(all_acked_ms, 1), failed_rounds);
   std::printf(
       "  connect ramp: all %d synced in %.2f s, %llu admission refusals (sim) / %s (CP metric), "
       "decode failures %llu | CP RSS: idle %ld KiB, after connect %ld KiB, after rounds %ld KiB, "
       "peak %ld KiB | CP CPU: ramp %.2f s, rounds %.2f s over %.1f s wall (%.0f %% of one core); "
-      "snapshots built %s, gzip bytes %s\n",
+      "snapshots built %s, gzip bytes %s; applied by the DPs: %llu deltas, %llu full snapshots, %llu deltas NACKed\n",
       n, ramp_s, static_cast<unsigned long long>(fleet.admission_refusals.load()),
       metric("portico_cp_admission_rejects_total").c_str(),
       static_cast<unsigned long long>(fleet.decode_failures.load()), idle.rss_kb,
@@ -466,7 +490,10 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
       after_connect.cpu_s - before_connect.cpu_s, after_rounds.cpu_s - before_rounds.cpu_s,
       rounds_wall, 100 * (after_rounds.cpu_s - before_rounds.cpu_s) / std::max(rounds_wall, 1e-9),
       metric("portico_cp_snapshot_builds_total").c_str(),
-      metric("portico_cp_snapshot_bytes{encoding=\"gzip\"}").c_str());
+      metric("portico_cp_snapshot_bytes{encoding=\"gzip\"}").c_str(),
+      static_cast<unsigned long long>(fleet.deltas_applied.load()),
+      static_cast<unsigned long long>(fleet.fulls_applied.load()),
+      static_cast<unsigned long long>(fleet.deltas_nacked.load()));
   std::fflush(stdout);
   return failed_rounds == 0 && synced ? 0 : 1;
 }
@@ -475,6 +502,7 @@ int Main(int argc, char** argv) {
   std::string cp_bin;
   std::vector<int> ns = {10, 100, 1000};
   int rounds = 20, routes = 100, gap_ms = 300;
+  std::vector<std::string> modes = {"delta", "full"};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--cp-bin") {
@@ -491,10 +519,12 @@ int Main(int argc, char** argv) {
       absl::SimpleAtoi(value, &routes);
     } else if (flag == "--gap-ms") {
       absl::SimpleAtoi(value, &gap_ms);
+    } else if (flag == "--modes") {
+      modes = absl::StrSplit(value, ',', absl::SkipEmpty());
     }
   }
   if (cp_bin.empty() || ns.empty()) {
-    std::fprintf(stderr, "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300]\n");
+    std::fprintf(stderr, "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300] [--modes delta,full]\n");
     return 2;
   }
   // Keeps gRPC initialised for the whole run: a reactor deletes its channel in OnDone, and the
@@ -521,7 +551,9 @@ int Main(int argc, char** argv) {
     }
   }
   int rc = 0;
-  for (int n : ns) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms);
+  for (int n : ns) {
+    for (const std::string& mode : modes) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms, mode == "delta");
+  }
   return rc;
 }
 

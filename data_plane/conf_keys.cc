@@ -12,6 +12,7 @@ std::vector<ConfKey> DataPlaneConfKeys() {
       KongListenKey("proxy_listen", "proxy-listen", "proxy-ssl-listen"),
       KongListenKey("status_listen", "status-listen", ""),
       RenamedKey("cluster_control_plane", "control-plane"),
+      RenamedKey("incremental_sync", "incremental-sync"),  // Kong 3.10's name for delta sync
       // Files: a path, never the PEM text Kong also takes (PathKey).
       PathKey("cluster_cert", "cluster-cert"),
       PathKey("cluster_key", "cluster-key"),

@@ -4,7 +4,9 @@
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 // `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -543,6 +545,10 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       {"http2", "on", "HTTP/2 on the proxy listeners (on|off): h2c (prior knowledge and Upgrade: h2c) "
                       "on the cleartext one, ALPN h2 on the TLS one"},
       {"allow-debug-header", "", "answer requests carrying Kong-Debug with Kong-Route-*/Kong-Service-* headers", true},
+      {"incremental-sync", "on", "ask the control plane for changes as deltas from the version served "
+                                 "(off: every change comes as a full snapshot)", true},
+      {"apply-nice", "10", "nice value (0-19) of the thread that validates and compiles a new config, so "
+                           "that it yields the CPU to the proxy workers (0: same priority as the workers)"},
       {"snapshot-cache", "", "directory for the last good snapshot (off when empty): written "
                              "atomically after each apply, served at start until the CP answers"},
       {"dns-resolver", "", "nameservers for upstream hostnames, ip[:port][,ip[:port]...] "
@@ -726,10 +732,28 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   health.SetOnChange(announce_health);  // a target's state flipped (any thread; never blocks)
   dp::UpstreamTlsOptions upstream_tls;
   upstream_tls.verify_default = flags.GetBool("upstream-tls-verify");
-  ApplyConfigFn apply = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions](std::shared_ptr<const ConfigSet> config,
-                                              const ConfigVersion& version) -> absl::Status {
+  int apply_nice = 0;
+  if (!absl::SimpleAtoi(flags.Get("apply-nice"), &apply_nice) || apply_nice < 0 || apply_nice > 19) {
+    return Fail(absl::InvalidArgumentError("--apply-nice must be an integer from 0 to 19"));
+  }
+  // `upserted`: set for a config reconstructed from a delta (only those entities' own rules are
+  // checked again; ids, uniqueness and references always are).
+  using ApplyCore =
+      std::function<absl::Status(std::shared_ptr<const ConfigSet>, const ConfigVersion&, const ChangedEntities*)>;
+  ApplyCore apply_core = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions,
+                          apply_nice](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
+                                      const ChangedEntities* upserted) -> absl::Status {
+    // Validation and compile run on the sync client's thread; at a lower priority than the
+    // workers, they take the CPU the workers leave instead of delaying requests.
+    static thread_local const bool lowered = [apply_nice] {
+      if (apply_nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), apply_nice) != 0) {
+        PORTICO_LOG(kWarn, "dp", "cannot lower the config apply thread's priority: ", std::strerror(errno));
+      }
+      return true;
+    }();
+    (void)lowered;
     const auto start = std::chrono::steady_clock::now();
-    if (absl::Status s = ValidateConfigSet(*config); !s.ok()) return s;
+    if (absl::Status s = ValidateConfigSet(*config, upserted); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
         RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls);
@@ -755,6 +779,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     if (serving.ready()) proxy_ptr->StartAccepting();
     return absl::OkStatus();  // the sync client logs what is served (and the total time)
   };
+  ApplyConfigFn apply = [&apply_core](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) {
+    return apply_core(std::move(config), version, nullptr);
+  };
 
   char host_buf[256] = {0};
   gethostname(host_buf, sizeof(host_buf) - 1);
@@ -770,8 +797,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // Test-only fault switches (PORTICO_TEST_*), installed only when asked for.
   // Fail (NACK BUILD) the apply of any config with a route of this name.
   if (const char* poison = std::getenv("PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED"); poison != nullptr) {
-    apply = [poison_name = std::string(poison), apply = std::move(apply)](
-                std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) -> absl::Status {
+    apply_core = [poison_name = std::string(poison), inner = std::move(apply_core)](
+                     std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
+                     const ChangedEntities* upserted) -> absl::Status {
       for (const config::v1::Route& route : config->routes) {
         if (route.name() == poison_name) {
           return absl::InternalError(absl::StrCat(
@@ -779,9 +807,14 @@ int Serve(int argc, char** argv, ConfCheck* check) {
               poison_name, "'"));
         }
       }
-      return apply(std::move(config), version);
+      return inner(std::move(config), version, upserted);
     };
   }
+  sync_options.incremental = flags.GetBool("incremental-sync");
+  sync_options.apply_delta = [&apply_core](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
+                                           const ChangedEntities& upserted) {
+    return apply_core(std::move(config), version, &upserted);
+  };
   // Announce another node id in Hello than the certificate's (the CP must refuse it).
   class HelloNodeIdHook final : public SyncClientTestHooks {
    public:

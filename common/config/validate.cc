@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -1149,16 +1150,28 @@ namespace {
 
 // One kind's list in a set: every entity has a UUID id, passes `validate` (its own rules, UTF-8
 // first), and has an id and a name no other entity of the kind has; then `check_references`.
+using ViewSet = absl::flat_hash_set<absl::string_view>;
+
+// Whether an entity's own rules must run: always, unless the caller listed what changed.
+bool OwnRulesDue(const ChangedEntities* only_changed, absl::string_view kind, absl::string_view id) {
+  return only_changed == nullptr || only_changed->Contains(kind, id);
+}
+
 // Inserts the ids into `ids`. The first failure names the kind (`singular`) and the id.
 template <typename Entity, typename Validate, typename CheckReferences>
-absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string_view singular, Validate validate,
-                               std::set<std::string>& ids, CheckReferences check_references) {
-  std::set<std::string> names;
+absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string_view kind, absl::string_view singular,
+                               Validate validate, const ChangedEntities* only_changed, ViewSet& ids,
+                               CheckReferences check_references) {
+  ViewSet names;
+  names.reserve(entities.size());
+  ids.reserve(entities.size());
   for (const Entity& e : entities) {
     if (!IsUuid(e.id())) {
       return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
     }
-    if (absl::Status st = validate(e); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, kind, e.id())) {
+      if (absl::Status st = validate(e); !st.ok()) return st;
+    }
     if (!ids.insert(e.id()).second) {
       return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate id"));
     }
@@ -1172,21 +1185,25 @@ absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string
 
 }  // namespace
 
-absl::Status ValidateConfigSet(const ConfigSet& config) {
+absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* only_changed) {
   // Per entity: id, then its own rules (UTF-8 first), then uniqueness, so that a message never
   // carries bytes that are not UTF-8.
   // TLS material first: services, upstreams and SNIs reference it.
-  std::set<std::string> certificate_ids, sni_ids, sni_names, ca_certificate_ids, ca_digests;
+  ViewSet certificate_ids, sni_ids, sni_names, ca_certificate_ids, ca_digests;
   for (const Certificate& c : config.certificates) {
     const std::string context = absl::StrCat("certificate ", PrintableId(c.id()), ": ");
     if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "certificates", c.id())) {
+      if (absl::Status st = ValidateCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    }
     if (!certificate_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
   }
   for (const Sni& s : config.snis) {
     const std::string context = absl::StrCat("sni ", PrintableId(s.id()), ": ");
     if (!IsUuid(s.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateSniFields(s).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "snis", s.id())) {
+      if (absl::Status st = ValidateSniFields(s).ToStatus(context); !st.ok()) return st;
+    }
     if (!sni_ids.insert(s.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!sni_names.insert(s.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate name '", s.name(), "'"));
@@ -1198,15 +1215,17 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   for (const CaCertificate& c : config.ca_certificates) {
     const std::string context = absl::StrCat("ca_certificate ", PrintableId(c.id()), ": ");
     if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateCaCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "ca_certificates", c.id())) {
+      if (absl::Status st = ValidateCaCertificateFields(c).ToStatus(context); !st.ok()) return st;
+    }
     if (!ca_certificate_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (c.has_cert_digest() && !ca_digests.insert(c.cert_digest()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate cert_digest"));
     }
   }
-  std::set<std::string> service_ids, route_ids;
+  ViewSet service_ids, route_ids;
   absl::Status services = ValidateKindOfSet(
-      config.services, "service", &ValidateService, service_ids, [&](const Service& s) {
+      config.services, "services", "service", &ValidateService, only_changed, service_ids, [&](const Service& s) {
         if (s.has_client_certificate_id() && certificate_ids.count(s.client_certificate_id()) == 0) {
           return absl::InvalidArgumentError(
               absl::StrCat("service ", s.id(), ": client_certificate ", s.client_certificate_id(), " does not exist"));
@@ -1222,7 +1241,7 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
       });
   if (!services.ok()) return services;
   absl::Status routes =
-      ValidateKindOfSet(config.routes, "route", &ValidateRoute, route_ids, [&service_ids](const Route& r) {
+      ValidateKindOfSet(config.routes, "routes", "route", &ValidateRoute, only_changed, route_ids, [&service_ids](const Route& r) {
         if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
           return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
         }
@@ -1230,11 +1249,13 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
       });
   if (!routes.ok()) return routes;
   // Consumers: rules, unique ids, usernames and custom ids.
-  std::set<std::string> consumer_ids, usernames, custom_ids;
+  ViewSet consumer_ids, usernames, custom_ids;
   for (const Consumer& c : config.consumers) {
     const std::string context = absl::StrCat("consumer ", PrintableId(c.id()), ": ");
     if (!IsUuid(c.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateConsumerFields(c).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "consumers", c.id())) {
+      if (absl::Status st = ValidateConsumerFields(c).ToStatus(context); !st.ok()) return st;
+    }
     if (!consumer_ids.insert(c.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (c.has_username() && !usernames.insert(c.username()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate username"));
@@ -1244,18 +1265,20 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
   }
   // Key-auth credentials (CP side, with keys) and digests (DP side).
-  std::set<std::string> credential_ids, keys;
+  ViewSet credential_ids, keys;
   for (const KeyAuthCredential& k : config.keyauth_credentials) {
     const std::string context = absl::StrCat("key-auth credential ", PrintableId(k.id()), ": ");
     if (!IsUuid(k.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateKeyAuthCredentialFields(k).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "keyauth_credentials", k.id())) {
+      if (absl::Status st = ValidateKeyAuthCredentialFields(k).ToStatus(context); !st.ok()) return st;
+    }
     if (!credential_ids.insert(k.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!keys.insert(k.key()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
     if (consumer_ids.count(k.consumer_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "consumer ", PrintableId(k.consumer_id()), " does not exist"));
     }
   }
-  std::set<std::string> digests;
+  absl::flat_hash_set<std::string> digests;
   for (const KeyAuthDigest& d : config.keyauth_digests) {
     const std::string context = absl::StrCat("key-auth credential ", PrintableId(d.id()), ": ");
     if (!IsUuid(d.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
@@ -1271,11 +1294,14 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
   }
   // Basic-auth credentials: unique usernames; ACL groups: one membership per consumer and group.
-  std::set<std::string> basic_ids, acl_ids, usernames_basic, memberships;
+  ViewSet basic_ids, acl_ids, usernames_basic;
+  absl::flat_hash_set<std::string> memberships;
   for (const BasicAuthCredential& b : config.basicauth_credentials) {
     const std::string context = absl::StrCat("basic-auth credential ", PrintableId(b.id()), ": ");
     if (!IsUuid(b.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateBasicAuthCredentialFields(b).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "basicauth_credentials", b.id())) {
+      if (absl::Status st = ValidateBasicAuthCredentialFields(b).ToStatus(context); !st.ok()) return st;
+    }
     if (!basic_ids.insert(b.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!usernames_basic.insert(b.username()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate username"));
@@ -1287,7 +1313,9 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   for (const Acl& a : config.acls) {
     const std::string context = absl::StrCat("acl ", PrintableId(a.id()), ": ");
     if (!IsUuid(a.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateAclFields(a).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "acls", a.id())) {
+      if (absl::Status st = ValidateAclFields(a).ToStatus(context); !st.ok()) return st;
+    }
     if (!acl_ids.insert(a.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!memberships.insert(absl::StrCat(a.consumer_id(), "|", a.group())).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate group for its consumer"));
@@ -1297,11 +1325,13 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
   }
   // JWT credentials: rules, unique ids and keys, an existing consumer.
-  std::set<std::string> jwt_ids, jwt_keys;
+  ViewSet jwt_ids, jwt_keys;
   for (const JwtSecret& j : config.jwt_secrets) {
     const std::string context = absl::StrCat("jwt credential ", PrintableId(j.id()), ": ");
     if (!IsUuid(j.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateJwtSecretFields(j).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "jwt_secrets", j.id())) {
+      if (absl::Status st = ValidateJwtSecretFields(j).ToStatus(context); !st.ok()) return st;
+    }
     if (!jwt_ids.insert(j.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!jwt_keys.insert(j.key()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate key"));
     if (consumer_ids.count(j.consumer_id()) == 0) {
@@ -1310,11 +1340,14 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   }
   // Upstreams: rules, unique ids and names; targets: rules, unique ids, an upstream of the set and
   // one entity per (upstream, target) (Kong's cache key).
-  std::set<std::string> upstream_ids, upstream_names, target_ids, upstream_targets;
+  ViewSet upstream_ids, upstream_names, target_ids;
+  absl::flat_hash_set<std::string> upstream_targets;
   for (const Upstream& u : config.upstreams) {
     const std::string context = absl::StrCat("upstream ", PrintableId(u.id()), ": ");
     if (!IsUuid(u.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateUpstreamFields(u).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "upstreams", u.id())) {
+      if (absl::Status st = ValidateUpstreamFields(u).ToStatus(context); !st.ok()) return st;
+    }
     if (!upstream_ids.insert(u.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (!upstream_names.insert(u.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate name '", u.name(), "'"));
@@ -1327,7 +1360,9 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   for (const Target& t : config.targets) {
     const std::string context = absl::StrCat("target ", PrintableId(t.id()), ": ");
     if (!IsUuid(t.id())) return absl::InvalidArgumentError(absl::StrCat(context, "id is not a UUID"));
-    if (absl::Status st = ValidateTargetFields(t).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "targets", t.id())) {
+      if (absl::Status st = ValidateTargetFields(t).ToStatus(context); !st.ok()) return st;
+    }
     if (!target_ids.insert(t.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (upstream_ids.count(t.upstream_id()) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(context, "upstream ", t.upstream_id(), " does not exist"));
@@ -1338,13 +1373,16 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
   }
   // Plugins: their own rules (config against the plugin's schema), unique ids and instance names,
   // references, and one instance per plugin name and scope (Kong's cache key).
-  std::set<std::string> plugin_ids, instance_names, scopes;
+  ViewSet plugin_ids, instance_names;
+  absl::flat_hash_set<std::string> scopes;
   for (const Plugin& p : config.plugins) {
     if (!IsUuid(p.id())) {
       return absl::InvalidArgumentError(absl::StrCat("plugin '", PrintableId(p.id()), "': id is not a UUID"));
     }
     const std::string context = absl::StrCat("plugin ", p.id(), " (", PrintableId(p.name()), "): ");
-    if (absl::Status st = ValidatePluginFields(p).ToStatus(context); !st.ok()) return st;
+    if (OwnRulesDue(only_changed, "plugins", p.id())) {
+      if (absl::Status st = ValidatePluginFields(p).ToStatus(context); !st.ok()) return st;
+    }
     if (!plugin_ids.insert(p.id()).second) return absl::InvalidArgumentError(absl::StrCat(context, "duplicate id"));
     if (p.has_instance_name() && !instance_names.insert(p.instance_name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate instance_name '", p.instance_name(), "'"));
@@ -1363,6 +1401,12 @@ absl::Status ValidateConfigSet(const ConfigSet& config) {
     }
   }
   return absl::OkStatus();
+}
+
+void ChangedEntities::Add(absl::string_view kind, absl::string_view id) { keys_.insert(absl::StrCat(kind, "/", id)); }
+
+bool ChangedEntities::Contains(absl::string_view kind, absl::string_view id) const {
+  return keys_.contains(absl::StrCat(kind, "/", id));
 }
 
 }  // namespace portico

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/config/config_set.h"
@@ -80,7 +81,24 @@ absl::Status ValidateRoute(const config::v1::Route& route);
 // upstream has the same target twice; every SNI's certificate, every service's and upstream's
 // client_certificate and every service's ca_certificates are in the set, SNI names and CA
 // digests are unique. The message names the kind and id at fault (never key material).
-absl::Status ValidateConfigSet(const ConfigSet& config);
+//
+// `only_changed`: the config differs from one that already passed this check only in these
+// entities (a delta's upserts); the own rules of the others are not run again. Ids, uniqueness
+// and references are always checked over the whole set. Null: every entity is checked.
+class ChangedEntities;
+absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* only_changed = nullptr);
+
+// Entities by (kind, id), kind as the snapshot names it ("services", "routes", "plugins",
+// "keyauth_credentials", ...).
+class ChangedEntities {
+ public:
+  void Add(absl::string_view kind, absl::string_view id);
+  bool Contains(absl::string_view kind, absl::string_view id) const;
+  size_t size() const { return keys_.size(); }
+
+ private:
+  absl::flat_hash_set<std::string> keys_;  // "kind/id"
+};
 
 // Helpers shared with the Admin API.
 bool IsValidHostname(absl::string_view host);  // DNS name or IP literal, no port

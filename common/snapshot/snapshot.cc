@@ -539,6 +539,11 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
     changes.push_back(std::move(change));
   }
 
+  auto upserted = std::make_shared<ChangedEntities>();
+  for (const ResourceChange& c : changes) {
+    if (c.body != nullptr) upserted->Add(c.kind, c.id);
+  }
+
   // The new resource index: the held one with the changes merged in.
   const ResourceIndex& old = *held.resources;
   auto resources = std::make_shared<ResourceIndex>();
@@ -584,6 +589,8 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
   if (!status.ok()) return status;
   decoded.config = std::move(config);
   decoded.resources = std::move(resources);
+  decoded.upserted = std::move(upserted);
+  decoded.change_count = changes.size();
   return decoded;
 }
 

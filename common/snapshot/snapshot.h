@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "common/base/clock.h"
 #include "common/config/config_set.h"
+#include "common/config/validate.h"
 
 namespace portico::sync::v1 {
 class SnapshotChunk;
@@ -167,6 +168,10 @@ struct DecodedSnapshot {
   ConfigVersion version;                    // the verified target (hash recomputed)
   std::shared_ptr<const ConfigSet> config;  // every known kind, each sorted by id
   std::shared_ptr<const ResourceIndex> resources;  // every resource as received (kinds unknown here too)
+  // Set by DecodeDelta: the resources it upserted (what a validator must check again; the rest
+  // is unchanged from the base), and how many changes it carried (upserts and deletes).
+  std::shared_ptr<const ChangedEntities> upserted;
+  size_t change_count = 0;
 };
 
 // Decodes a complete compressed payload. `declared_uncompressed_size` is the sender's claim; the

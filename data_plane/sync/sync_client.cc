@@ -308,7 +308,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
   hello->set_protocol_version(kProtocolVersion);
   hello->set_dp_build(options_.dp_build);
   hello->add_capabilities("enc.gzip");
-  hello->add_capabilities("delta.v1");  // SnapshotChunk.base set: a ConfigDelta from that version
+  if (options_.incremental) hello->add_capabilities("delta.v1");  // SnapshotChunk.base set: a ConfigDelta from that version
   ConfigVersion serving = Serving();
   if (!serving.empty()) ToVersionRef(serving, hello->mutable_serving());
   hello->set_hostname(options_.hostname);
@@ -649,7 +649,9 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
                is_delta);
       return;
     }
-    const absl::Status applied = apply_(decoded->config, decoded->version);
+    const absl::Status applied = is_delta && options_.apply_delta && decoded->upserted != nullptr
+                                     ? options_.apply_delta(decoded->config, decoded->version, *decoded->upserted)
+                                     : apply_(decoded->config, decoded->version);
     if (!applied.ok()) {
       SendNack(writer, nonce, target,
                applied.code() == absl::StatusCode::kInvalidArgument ? sync::v1::Nack::VALIDATION
@@ -686,7 +688,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     in_sync_ = true;
     last_sync_unix_ = NowUnixSeconds();
   }
-  const std::shared_ptr<const ResourceIndex> previous = std::move(held_.resources);
+  const size_t changes = decoded->change_count;
   held_ = *std::move(decoded);
   DpMessage msg;
   sync::v1::Ack* ack = msg.mutable_ack();
@@ -695,9 +697,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
   ack->set_persisted(persisted);
   writer->Write(msg);
-  if (is_delta && changed && previous != nullptr) {
-    // Counted after the ACK: a walk over both indices, for the log only.
-    const size_t changes = DiffResources(*previous, *held_.resources).size();
+  if (is_delta && changed) {
     PORTICO_LOG(kInfo, kLog, "applied delta from version ", base.version, " to ", target.version, " (", changes,
                 " changes, ", absl::StrFormat("%.1f", static_cast<double>(payload_bytes) / 1024.0), " KiB) in ",
                 apply_ms, " ms");

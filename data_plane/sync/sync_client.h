@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config/config_set.h"
+#include "common/config/validate.h"
 
 namespace portico::dp {
 
@@ -59,6 +60,14 @@ struct SyncClientOptions {
   // Optional: called on the client thread after each successful apply with the time taken by
   // decode + verify + apply (not persistence).
   std::function<void(absl::Duration)> on_applied;
+  // Announce "delta.v1" (--incremental-sync): the CP then sends a change as a delta from the
+  // version served instead of the whole config. Off: every change comes as a full snapshot.
+  bool incremental = true;
+  // Optional: applies a config reconstructed from a delta, told which entities the delta
+  // upserted (the rest passed validation in the base already). Unset: deltas go through the
+  // ApplyConfigFn too.
+  std::function<absl::Status(std::shared_ptr<const ConfigSet>, const ConfigVersion&, const ChangedEntities& upserted)>
+      apply_delta;
   // The software version announced to the CP (tests announce others).
   std::string dp_build = PORTICO_VERSION;
   // The plugins this DP can run, announced in Hello: the CP sends no config needing another.

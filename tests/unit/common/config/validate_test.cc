@@ -283,5 +283,40 @@ TEST(ValidateConfigSetTest, RejectsDuplicatesBadIdsAndInvalidEntities) {
   }
 }
 
+// With the entities a delta upserted listed, only their own rules run again; ids, uniqueness and
+// references are still checked over the whole set.
+TEST(ValidateConfigSetTest, OnlyChangedEntitiesHaveTheirOwnRulesCheckedAgain) {
+  ConfigSet set;
+  Service bad_port = ValidService();
+  bad_port.set_port(70000);  // breaks the service's own rules
+  set.services.push_back(bad_port);
+  Route r = ValidRoute();
+  r.set_service_id(kServiceId);
+  set.routes.push_back(r);
+
+  ChangedEntities only_route;
+  only_route.Add("routes", kRouteId);
+  EXPECT_TRUE(ValidateConfigSet(set, &only_route).ok()) << "the unchanged service's own rules ran again";
+  ChangedEntities service_too = only_route;
+  service_too.Add("services", kServiceId);
+  EXPECT_NE(std::string(ValidateConfigSet(set, &service_too).message()).find("port: value should be between"),
+            std::string::npos);
+  EXPECT_FALSE(ValidateConfigSet(set).ok());  // no list: everything is checked
+
+  // Cross-entity checks do not depend on the list.
+  ConfigSet dangling;
+  dangling.routes.push_back(r);  // its service is not in the set
+  ChangedEntities nothing;
+  EXPECT_NE(std::string(ValidateConfigSet(dangling, &nothing).message()).find("does not exist"), std::string::npos);
+  ConfigSet duplicate;
+  duplicate.services = {ValidService(), ValidService()};
+  EXPECT_NE(std::string(ValidateConfigSet(duplicate, &nothing).message()).find("duplicate id"), std::string::npos);
+  ConfigSet bad_id;
+  Service not_uuid = ValidService();
+  not_uuid.set_id("not-a-uuid");
+  bad_id.services = {not_uuid};
+  EXPECT_NE(std::string(ValidateConfigSet(bad_id, &nothing).message()).find("not-a-uuid"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace portico
