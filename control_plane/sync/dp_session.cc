@@ -23,6 +23,8 @@ using sync::v1::DpMessage;
 
 constexpr char kLog[] = "cp-sync";
 constexpr uint32_t kProtocolVersion = 1;
+// The capability of a DP that applies ConfigDelta payloads (and of the CP that sends them).
+constexpr char kDeltaCapability[] = "delta.v1";
 constexpr size_t kMaxErrorText = 4096;
 // How long a Goaway may wait behind a chunk write in flight before the stream is cancelled.
 constexpr auto kGoawayGrace = std::chrono::milliseconds(1000);
@@ -327,6 +329,8 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   active_since_ = SteadyClock::now();
   serving_ = FromVersionRef(hello.serving());
   plugins_.assign(hello.plugins().begin(), hello.plugins().end());
+  delta_capable_ = std::find(hello.capabilities().begin(), hello.capabilities().end(), kDeltaCapability) !=
+                   hello.capabilities().end();
   std::sort(plugins_.begin(), plugins_.end());
   DataPlaneTable::Record& record = RecordLocked();
   if (record.active_session != 0) {
@@ -360,6 +364,7 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   hr->set_cp_id(hub_.options.cp_id);
   hr->set_protocol_version(kProtocolVersion);
   hr->add_capabilities("enc.gzip");
+  hr->add_capabilities(kDeltaCapability);
   hr->set_heartbeat_interval_s(static_cast<uint32_t>(
       std::max<int64_t>(1, absl::ToInt64Seconds(hub_.options.heartbeat_interval))));
   if (latest) ToVersionRef(latest->version, hr->mutable_latest());
@@ -461,6 +466,21 @@ void DpSession::HandleMessageLocked(const DpMessage& msg,
       const sync::v1::Nack& nack = msg.nack();
       if (!AcceptReplyLocked("NACK", nack.nonce(), nack.serving())) break;
       hub_.metrics.push_nack->Inc();
+      if (unacked_delta_) {
+        // Whatever the code, a refused delta is not parked: the full snapshot goes out next
+        // (its NACK, if any, parks the version as usual).
+        full_next_ = true;
+        const std::string error = Truncate(absl::StrCat("delta rejected (", NackCodeName(nack.code()), ": ",
+                                                        nack.message(), "); sending the full snapshot"));
+        PORTICO_LOG(kWarn, kLog, "dp ", node_id_, " rejected the delta from version ", serving_.version,
+                    " to version ", FromVersionRef(nack.rejected()).version, ": ", error);
+        if (!owner) break;
+        DataPlaneTable::Record& record = RecordLocked();
+        ++record.status.nack_count;
+        record.status.last_error = error;
+        record.status.state = "syncing";
+        break;
+      }
       if (!owner) break;
       DataPlaneTable::Record& record = RecordLocked();
       record.nacked = FromVersionRef(nack.rejected());
@@ -500,7 +520,7 @@ void DpSession::PumpLocked() {
   }
   // Push the latest snapshot: at most one un-ACKed, never a parked (NACKed) version.
   const std::shared_ptr<const BuiltSnapshot>& target = hub_.latest;
-  if (!target || unacked_ || waiting_for_slot_ || serving_ == target->version) return;
+  if (!target || unacked_ || serving_ == target->version) return;
   DataPlaneTable::Record& record = RecordLocked();
   if (record.nacked == target->version) return;
   if (std::string missing = MissingPluginsLocked(*target); !missing.empty()) {
@@ -524,25 +544,49 @@ void DpSession::PumpLocked() {
     record.status.sync_status = "normal";
     record.status.last_error.clear();
   }
-  if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
-    waiting_for_slot_ = true;
-    return;
+  // A DP that applies deltas and serves a version the change log covers gets the delta (shared,
+  // at most half a full snapshot: no full-send slot); any other gets the full snapshot.
+  std::shared_ptr<const BuiltSnapshot> payload = target;
+  if (delta_capable_ && !full_next_) {
+    if (const std::shared_ptr<const BuiltSnapshot>* delta = target->DeltaFrom(serving_)) payload = *delta;
   }
-  holds_slot_ = true;
-  sending_ = target;
+  if (payload->is_delta()) {
+    waiting_for_slot_ = false;  // leaves the slot queue (its entry there is skipped)
+    if (holds_slot_) {
+      holds_slot_ = false;
+      hub_.ReleaseSendSlotLocked();
+    }
+  } else {
+    if (waiting_for_slot_) return;
+    if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
+      waiting_for_slot_ = true;
+      return;
+    }
+    holds_slot_ = true;
+    full_next_ = false;
+  }
+  sending_ = payload;
   next_chunk_ = 0;
   unacked_ = true;
+  unacked_delta_ = payload->is_delta();
   stale_ = false;
   unacked_nonce_ = next_nonce_++;
   unacked_version_ = target->version;
-  const double mib = static_cast<double>(target->compressed.size()) / (1 << 20);
+  const double mib = static_cast<double>(payload->compressed.size()) / (1 << 20);
   ack_deadline_ = SteadyClock::now() + ToChrono(hub_.options.ack_timeout) +
                   std::chrono::milliseconds(static_cast<int64_t>(
                       mib * absl::ToDoubleMilliseconds(hub_.options.ack_timeout_per_mib)));
   if (OwnerLocked() && record.status.state != "nacked") record.status.state = "syncing";
   hub_.metrics.push_sent->Inc();
-  PORTICO_LOG(kDebug, kLog, "sending version ", target->version.version, " to dp ", node_id_,
-              " (nonce ", unacked_nonce_, ")");
+  if (unacked_delta_) {
+    hub_.metrics.deltas_sent->Inc();
+    ++hub_.stats.delta_sends;
+  }
+  PORTICO_LOG(kDebug, kLog, "sending version ", target->version.version, " to dp ", node_id_, " (nonce ",
+              unacked_nonce_, unacked_delta_ ? absl::StrCat(", delta from version ", serving_.version, ", ",
+                                                            payload->change_count, " change(s)")
+                                             : std::string(", full"),
+              ")");
   PumpLocked();
 }
 

@@ -89,6 +89,9 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   SteadyClock::time_point last_recv_;
   ConfigVersion serving_;
   std::vector<std::string> plugins_;  // what the DP can run (Hello.plugins), sorted
+  bool delta_capable_ = false;         // Hello.capabilities has "delta.v1"
+  // It NACKed a delta on this stream: the next snapshot it is sent is a full one.
+  bool full_next_ = false;
   // The latest version it cannot run (plugin_set_incompatible), so the refusal is logged once.
   ConfigVersion incompatible_version_;
 
@@ -98,7 +101,8 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   // HelloReply / UpToDate (at most two) and HealthOverrides (bounded by QueueHealthOverrideLocked).
   std::deque<sync::v1::CpMessage> control_;
 
-  // The snapshot being written (chunks) and the un-ACKed one.
+  // The snapshot or delta being written (chunks) and the un-ACKed one. Only a full snapshot
+  // holds a full-send slot.
   std::shared_ptr<const BuiltSnapshot> sending_;
   size_t next_chunk_ = 0;
   bool holds_slot_ = false;
@@ -106,6 +110,7 @@ class DpSession final : public grpc::ServerBidiReactor<sync::v1::DpMessage, sync
   bool unacked_ = false;
   uint64_t unacked_nonce_ = 0;
   ConfigVersion unacked_version_;
+  bool unacked_delta_ = false;  // the un-ACKed payload is a delta
   SteadyClock::time_point ack_deadline_;
   bool stale_ = false;
   uint64_t next_nonce_ = 1;

@@ -34,7 +34,8 @@ SnapshotBuilder::SnapshotBuilder(Options options, ReadConfigFn read_config, Sync
       read_config_(std::move(read_config)),
       metrics_(metrics),
       clock_(clock),
-      on_published_(std::move(on_published)) {}
+      on_published_(std::move(on_published)),
+      change_log_(options_.change_log) {}
 
 SnapshotBuilder::~SnapshotBuilder() { Stop(); }
 
@@ -138,6 +139,7 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
                                                         std::optional<SteadyClock::time_point> change_at,
                                                         int64_t change_wall) {
   uint64_t published_version = 0;
+  std::shared_ptr<const BuiltSnapshot> previous;
   {
     std::lock_guard<std::mutex> lock(mu_);
     store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
@@ -153,6 +155,7 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
       return PublishResult::kUnchanged;
     }
     if (latest_) published_version = latest_->version.version;
+    previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
   }
   auto fail = [&](const char* reason, const std::string& error) {
     PORTICO_LOG(kError, kLog, "config version ", stored.version.version, " cannot be published (", reason,
@@ -183,17 +186,24 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   if (!valid.ok()) return fail("invalid_config", valid.ToString());
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
-  absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> built =
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
       BuildSnapshotOfExported(exported, stored.version, clock_, build_options);
   if (!built.ok()) return fail("build_error", built.status().ToString());
-  const BuiltSnapshot& s = **built;
   metrics_.builds->Inc();
-  const double build_seconds = std::chrono::duration<double>(SteadyClock::now() - build_start).count();
+  const SteadyClock::time_point build_end = SteadyClock::now();
+  const double build_seconds = std::chrono::duration<double>(build_end - build_start).count();
   metrics_.build_seconds->Observe(build_seconds);
+  if (previous && previous->version == (*built)->version) return PublishResult::kUnchanged;
+  // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
+  // before publication, outside mu_, and shared by every DP on the same base.
+  change_log_.Record(previous.get(), **built);
+  (*built)->deltas = change_log_.BuildDeltas(**built, clock_, build_options);
+  const double delta_seconds = std::chrono::duration<double>(SteadyClock::now() - build_end).count();
+  std::shared_ptr<const BuiltSnapshot> published_snapshot = *std::move(built);
+  const BuiltSnapshot& s = *published_snapshot;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (latest_ && latest_->version == s.version) return PublishResult::kUnchanged;
-    latest_ = *built;
+    latest_ = published_snapshot;
     ++published_;
     Published published;
     published.version = s.version;
@@ -208,11 +218,12 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     ClearFailureLocked();
   }
   // Every stream that is idle and behind starts sending it (or queues for a slot).
-  on_published_(*built);
+  on_published_(published_snapshot);
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
               ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ", s.route_count, " routes, ",
               s.compressed.size(), " bytes gzip in ", s.chunk_count(), " chunks, built in ",
-              static_cast<int64_t>(build_seconds * 1000), " ms)");
+              static_cast<int64_t>(build_seconds * 1000), " ms; ", s.deltas.size(), " delta(s) from ",
+              change_log_.size(), " logged version(s) in ", static_cast<int64_t>(delta_seconds * 1000), " ms)");
   return PublishResult::kPublished;
 }
 

@@ -2,7 +2,8 @@
 // The CP's snapshot builder (docs/sync.md "Snapshot build and hash"). After committed changes
 // (NotifyConfigChanged, debounced: `debounce_quiet` without a new one, at most `debounce_max`
 // after the first), it reads the store in one transaction, drops what Kong does not export,
-// validates the set, builds one snapshot (serialize, hash, gzip, chunk) and publishes it. When
+// validates the set, builds one snapshot (serialize, hash, gzip, chunk), attaches the deltas to
+// it from the versions its change log covers (change_log.h), and publishes it. When
 // the store's current version cannot be built (a corrupt row, an invalid set, a build or read
 // error) it keeps the last snapshot and says why (Status(), portico_cp_config_build_failing).
 //
@@ -26,6 +27,7 @@
 #include "common/base/clock.h"
 #include "common/config/config_set.h"
 #include "control_plane/cluster_status.h"
+#include "control_plane/sync/change_log.h"
 
 namespace portico {
 struct BuiltSnapshot;
@@ -43,6 +45,7 @@ class SnapshotBuilder {
     absl::Duration debounce_quiet = absl::Milliseconds(50);
     absl::Duration debounce_max = absl::Milliseconds(500);
     size_t chunk_bytes = size_t{1} << 20;
+    ChangeLog::Options change_log;  // the versions a DP can get a delta from
   };
   // Reads the store in one transaction (called on the builder's thread, and in Start).
   using ReadConfigFn = std::function<absl::StatusOr<StoredConfig>()>;
@@ -103,6 +106,8 @@ class SnapshotBuilder {
   const Clock& clock_;
   const PublishedFn on_published_;
   std::thread thread_;
+  // Used by Publish only (Start, then the builder's thread): not guarded by mu_.
+  ChangeLog change_log_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -16,6 +16,8 @@ SyncMetrics::SyncMetrics(Registry& r)
       push_up_to_date(
           r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result", {{"result", "up_to_date"}})),
       push_sent(r.AddCounter("portico_cp_sync_pushes_total", "Snapshot pushes by result", {{"result", "sent"}})),
+      deltas_sent(r.AddCounter("portico_cp_deltas_sent_total",
+                               "Pushes sent as a delta from the version the DP serves (also counted as sent)")),
       convergence(r.AddHistogram("portico_cp_sync_convergence_seconds",
                                  "Admin commit to DP ACK, per DP connected when the version was published",
                                  {.05, .1, .25, .5, 1, 2, 5, 10, 30})),

@@ -29,6 +29,7 @@ struct SyncMetrics {
   Counter* push_nack;
   Counter* push_up_to_date;
   Counter* push_sent;
+  Counter* deltas_sent;  // pushes that were deltas (also counted in push_sent)
   Histogram* convergence;
   Gauge* connected;
   Gauge* config_version;

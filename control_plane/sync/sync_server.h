@@ -68,6 +68,7 @@ struct SyncServerStats {
   int full_sends_peak = 0;            // highest full_sends_in_progress seen
   uint64_t stale_transitions = 0;     // ACK timeouts
   uint64_t hello_timeouts = 0;
+  uint64_t delta_sends = 0;           // pushes sent as a delta
 };
 
 class SyncServer : public DataPlaneStatusSource {

@@ -94,6 +94,33 @@ TEST_F(SnapshotBuilderTest, PublishesAtStartThenOncePerBurstOfChanges) {
   EXPECT_TRUE(builder->FindPublished(builder->latest()->version)->first_change.has_value());
 }
 
+TEST_F(SnapshotBuilderTest, EachPublishedVersionCarriesTheDeltasFromTheVersionsBefore) {
+  for (int i = 10; i < 40; ++i) {  // enough services that one change is a small delta
+    config::v1::Service s = DefaultService();
+    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", i));
+    s.set_host(absl::StrCat("10.0.0.", i));
+    stored_.config.services.push_back(s);
+  }
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  const std::shared_ptr<const BuiltSnapshot> first = builder->latest();
+  ASSERT_NE(first, nullptr);
+  EXPECT_TRUE(first->deltas.empty());  // nothing published before it
+  Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 1; }));
+  Bump([](StoredConfig& s) { s.config.services[1].set_host("10.9.9.8"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
+  const std::shared_ptr<const BuiltSnapshot> latest = builder->latest();
+  ASSERT_EQ(latest->deltas.size(), 2u);
+  const std::shared_ptr<const BuiltSnapshot>* from_first = latest->DeltaFrom(first->version);
+  ASSERT_NE(from_first, nullptr);
+  EXPECT_EQ((*from_first)->change_count, 2u);
+  EXPECT_EQ((*from_first)->version, latest->version);
+  EXPECT_LT((*from_first)->compressed.size(), latest->compressed.size());
+}
+
 TEST_F(SnapshotBuilderTest, AVersionThatCannotBeBuiltKeepsTheLastSnapshotAndSaysWhy) {
   auto builder = Make();
   ASSERT_TRUE(builder->Start().ok());

@@ -966,5 +966,209 @@ TEST_F(SyncTest, TestHooksSeeEveryChunkWrittenToADataPlane) {
   for (size_t i = 0; i < chunks; ++i) EXPECT_EQ(hooks.calls[i], std::make_tuple(i + 1, chunks, uint64_t{1}));
 }
 
+
+// --- Delta sync (docs/sync.md "Delta sync"), against a DP written on the raw stream ---
+
+// One DP stream driven by hand: it announces "delta.v1" (or not), assembles what the CP sends,
+// applies deltas to what it holds, and ACKs or NACKs.
+class RawDp {
+ public:
+  RawDp(const std::string& certs, uint16_t port) {
+    auto read = [](const std::string& path) { return *ReadFileToString(path); };
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = read(certs + "/ca.crt");
+    ssl.pem_private_key = read(certs + "/dp.key");
+    ssl.pem_cert_chain = read(certs + "/dp.crt");
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::SslCredentials(ssl));
+    stub_ = sync::v1::ConfigSync::NewStub(channel_);
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    stream_ = stub_->Stream(&context_);
+  }
+  ~RawDp() {
+    context_.TryCancel();
+    stream_->Finish();
+  }
+
+  // Sends Hello (serving what it holds, or `serving` when set) and reads the HelloReply.
+  void Hello(bool delta, const ConfigVersion* serving = nullptr) {
+    sync::v1::DpMessage msg;
+    sync::v1::Hello* h = msg.mutable_hello();
+    h->set_node_id("dp-1");
+    h->set_protocol_version(1);
+    h->set_dp_build(PORTICO_VERSION);
+    h->add_capabilities("enc.gzip");
+    if (delta) h->add_capabilities("delta.v1");
+    const ConfigVersion& v = serving != nullptr ? *serving : held_.version;
+    if (!v.empty()) ToVersionRef(v, h->mutable_serving());
+    ASSERT_TRUE(stream_->Write(msg));
+    sync::v1::CpMessage reply;
+    ASSERT_TRUE(stream_->Read(&reply));
+    ASSERT_TRUE(reply.has_hello_reply());
+    reply_capabilities_.assign(reply.hello_reply().capabilities().begin(), reply.hello_reply().capabilities().end());
+  }
+
+  // Reads until one whole payload arrived; *delta says whether it was one. Decodes it (a delta is
+  // applied to what is held) into *decoded.
+  void Receive(bool* delta, absl::StatusOr<DecodedSnapshot>* decoded) {
+    SnapshotAssembler assembler;
+    sync::v1::CpMessage msg;
+    while (true) {
+      ASSERT_TRUE(stream_->Read(&msg)) << "stream ended";
+      if (!msg.has_chunk()) continue;  // UpToDate, health overrides
+      ASSERT_TRUE(assembler.Add(msg.chunk()).ok());
+      if (assembler.complete()) break;
+    }
+    nonce_ = assembler.nonce();
+    target_ = assembler.target();
+    *delta = assembler.delta();
+    *decoded = *delta ? assembler.FinishDelta(held_) : assembler.Finish();
+  }
+  void Ack(DecodedSnapshot decoded) {
+    held_ = std::move(decoded);
+    sync::v1::DpMessage msg;
+    msg.mutable_ack()->set_nonce(nonce_);
+    ToVersionRef(held_.version, msg.mutable_ack()->mutable_serving());
+    ASSERT_TRUE(stream_->Write(msg));
+  }
+  void Nack(sync::v1::Nack::Code code, const std::string& message) {
+    sync::v1::DpMessage msg;
+    sync::v1::Nack* n = msg.mutable_nack();
+    n->set_nonce(nonce_);
+    ToVersionRef(target_, n->mutable_rejected());
+    if (!held_.version.empty()) ToVersionRef(held_.version, n->mutable_serving());
+    n->set_code(code);
+    n->set_message(message);
+    ASSERT_TRUE(stream_->Write(msg));
+  }
+
+  const DecodedSnapshot& held() const { return held_; }
+  void set_held(DecodedSnapshot held) { held_ = std::move(held); }
+  const std::vector<std::string>& reply_capabilities() const { return reply_capabilities_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<sync::v1::ConfigSync::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<sync::v1::DpMessage, sync::v1::CpMessage>> stream_;
+  DecodedSnapshot held_;
+  uint64_t nonce_ = 0;
+  ConfigVersion target_;
+  std::vector<std::string> reply_capabilities_;
+};
+
+TEST_F(SyncTest, DeltaCapableDataPlaneGetsDeltasAndTheFullSnapshotAfterRefusingOne) {
+  // Enough routes that a one-route change is well under half of the full snapshot.
+  for (int i = 2; i <= 30; ++i) stored_.config.routes.push_back(MakeRoute(i, 1));
+  StartServer(0, [](SyncServerOptions& o) { o.heartbeat_interval = absl::Seconds(10); });
+  RawDp dp(certs_, server_->port());
+  ASSERT_NO_FATAL_FAILURE(dp.Hello(/*delta=*/true));
+  EXPECT_NE(std::find(dp.reply_capabilities().begin(), dp.reply_capabilities().end(), "delta.v1"),
+            dp.reply_capabilities().end());
+
+  // First contact: the full snapshot.
+  bool delta = true;
+  absl::StatusOr<DecodedSnapshot> got = absl::UnknownError("unset");
+  ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+  EXPECT_FALSE(delta);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->version.version, 1u);
+  ASSERT_NO_FATAL_FAILURE(dp.Ack(*std::move(got)));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+
+  // One route added: a delta from version 1, which rebuilds exactly version 2.
+  Change([](ConfigSet& c) { c.routes.push_back(MakeRoute(100, 1)); });
+  ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+  EXPECT_TRUE(delta);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->version.version, 2u);
+  EXPECT_EQ(got->version, server_->latest());
+  EXPECT_EQ(got->config->routes.size(), 31u);
+  ASSERT_NO_FATAL_FAILURE(dp.Ack(*std::move(got)));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(server_->stats().delta_sends, 1u);
+  EXPECT_TRUE(Contains(server_->metrics_text(), "portico_cp_deltas_sent_total 1\n")) << server_->metrics_text();
+
+  // The DP refuses the next delta: not parked; the full snapshot of that version follows.
+  Change([](ConfigSet& c) { c.routes.push_back(MakeRoute(101, 1)); });
+  ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+  EXPECT_TRUE(delta);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_NO_FATAL_FAILURE(dp.Nack(sync::v1::Nack::HASH_MISMATCH, "config hash after the delta differs"));
+  ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+  EXPECT_FALSE(delta);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->version.version, 3u);
+  auto status = StatusOf("dp-1");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->nack_count, 1u);
+  EXPECT_NE(status->last_error.find("delta rejected (HASH_MISMATCH"), std::string::npos) << status->last_error;
+  EXPECT_NE(status->last_error.find("sending the full snapshot"), std::string::npos) << status->last_error;
+  EXPECT_NE(status->state, "nacked");
+  ASSERT_NO_FATAL_FAILURE(dp.Ack(*std::move(got)));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(StatusOf("dp-1")->last_error, "");
+  EXPECT_EQ(server_->stats().delta_sends, 2u);
+
+  // Deltas again after that full snapshot.
+  Change([](ConfigSet& c) { c.routes.erase(c.routes.begin() + 3); });
+  ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+  EXPECT_TRUE(delta);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->version.version, 4u);
+  EXPECT_EQ(got->config->routes.size(), 31u);
+  ASSERT_NO_FATAL_FAILURE(dp.Ack(*std::move(got)));
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  EXPECT_EQ(server_->stats().delta_sends, 3u);
+}
+
+TEST_F(SyncTest, FullSnapshotWhenTheDataPlaneTakesNoDeltasOrServesAVersionTheLogLacks) {
+  for (int i = 2; i <= 30; ++i) stored_.config.routes.push_back(MakeRoute(i, 1));
+  StartServer(0, [](SyncServerOptions& o) { o.heartbeat_interval = absl::Seconds(10); });
+  DecodedSnapshot v1;
+  {
+    RawDp dp(certs_, server_->port());
+    ASSERT_NO_FATAL_FAILURE(dp.Hello(/*delta=*/false));
+    bool delta = true;
+    absl::StatusOr<DecodedSnapshot> got = absl::UnknownError("unset");
+    ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_NO_FATAL_FAILURE(dp.Ack(*got));
+    v1 = *got;
+    ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+    // Without "delta.v1" in its Hello, a change comes as the full snapshot.
+    Change([](ConfigSet& c) { c.routes.push_back(MakeRoute(100, 1)); });
+    ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+    EXPECT_FALSE(delta);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->version.version, 2u);
+  }
+  // A delta-capable DP back from a version the change log has (v1): a delta to v2.
+  {
+    RawDp dp(certs_, server_->port());
+    dp.set_held(v1);
+    ASSERT_NO_FATAL_FAILURE(dp.Hello(/*delta=*/true));
+    bool delta = false;
+    absl::StatusOr<DecodedSnapshot> got = absl::UnknownError("unset");
+    ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+    EXPECT_TRUE(delta);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->version, server_->latest());
+  }
+  // One that claims version 1 with another hash (not what the CP published): the full snapshot.
+  {
+    RawDp dp(certs_, server_->port());
+    ConfigVersion forged = v1.version;
+    forged.hash[0] ^= 1;
+    ASSERT_NO_FATAL_FAILURE(dp.Hello(/*delta=*/true, &forged));
+    bool delta = true;
+    absl::StatusOr<DecodedSnapshot> got = absl::UnknownError("unset");
+    ASSERT_NO_FATAL_FAILURE(dp.Receive(&delta, &got));
+    EXPECT_FALSE(delta);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->version.version, 2u);
+  }
+  EXPECT_EQ(server_->stats().delta_sends, 1u);
+}
+
 }  // namespace
 }  // namespace portico::cp

@@ -1,0 +1,63 @@
+#include "control_plane/sync/change_log.h"
+
+#include <utility>
+
+#include "common/base/log.h"
+
+namespace portico::cp {
+namespace {
+
+constexpr char kLog[] = "cp-sync";
+
+}  // namespace
+
+void ChangeLog::Clear() {
+  entries_.clear();
+  bytes_ = 0;
+}
+
+void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full) {
+  if (previous_full == nullptr || previous_full->resources == nullptr || next_full.resources == nullptr ||
+      previous_full->version.epoch != next_full.version.epoch || previous_full->version == next_full.version) {
+    Clear();
+    return;
+  }
+  if (!entries_.empty() && !(entries_.back().to == previous_full->version)) Clear();  // a gap
+  Entry entry;
+  entry.from = previous_full->version;
+  entry.to = next_full.version;
+  entry.changes = DiffResources(*previous_full->resources, *next_full.resources);
+  entry.bytes = ChangeBytes(entry.changes);
+  bytes_ += entry.bytes;
+  entries_.push_back(std::move(entry));
+  while (!entries_.empty() && (entries_.size() > options_.max_versions || bytes_ > options_.max_bytes)) {
+    bytes_ -= entries_.front().bytes;
+    entries_.pop_front();
+  }
+}
+
+std::vector<std::shared_ptr<const BuiltSnapshot>> ChangeLog::BuildDeltas(const BuiltSnapshot& latest,
+                                                                         const Clock& clock,
+                                                                         const SnapshotBuildOptions& options) const {
+  std::vector<std::shared_ptr<const BuiltSnapshot>> deltas;
+  if (entries_.empty() || !(entries_.back().to == latest.version)) return deltas;
+  const uint64_t per_delta_budget = latest.uncompressed_size / 2;
+  uint64_t built_bytes = 0;
+  ChangeList acc;
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    acc = ComposeChanges(it->changes, acc);
+    const uint64_t bytes = ChangeBytes(acc);
+    if (bytes > per_delta_budget || built_bytes + bytes > latest.uncompressed_size) break;
+    absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> delta = BuildDeltaSnapshot(latest, it->from, acc, clock, options);
+    if (!delta.ok()) {
+      PORTICO_LOG(kError, kLog, "cannot build the delta from version ", it->from.version, " to ",
+                  latest.version.version, ": ", delta.status().ToString(), "; older versions get the full snapshot");
+      break;
+    }
+    built_bytes += bytes;
+    deltas.push_back(*std::move(delta));
+  }
+  return deltas;
+}
+
+}  // namespace portico::cp

@@ -1,0 +1,64 @@
+#pragma once
+// The CP's change log (docs/sync.md "Delta sync"): what changed between consecutive published
+// versions of one epoch, so that a DP serving a recent version gets a delta to the latest
+// instead of the full snapshot. Bounded by a number of versions and by the bytes of the bodies
+// it keeps (the bodies are shared with the full snapshots' resource indexes, not copied).
+//
+// Not thread-safe: the snapshot builder owns it and uses it on its build path only.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "common/config/config_set.h"
+#include "common/snapshot/snapshot.h"
+
+namespace portico::cp {
+
+class ChangeLog {
+ public:
+  struct Options {
+    size_t max_versions = 100;              // entries (version steps) kept
+    uint64_t max_bytes = uint64_t{64} << 20;  // ChangeBytes of every entry kept, summed
+  };
+
+  ChangeLog() : ChangeLog(Options{}) {}
+  explicit ChangeLog(Options options) : options_(options) {}
+
+  // `next_full` is published after `previous_full` (null: nothing was published before). Same
+  // epoch: appends the step previous -> next (DiffResources of their resource indexes), after
+  // clearing the log if its newest step does not end at `previous_full`. Another epoch, no
+  // previous, or a snapshot without a resource index: clears the log. Then evicts the oldest
+  // steps beyond the limits (a step larger than max_bytes alone is not kept).
+  void Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full);
+
+  // The deltas to `latest` (a full snapshot whose version the newest step ends at; otherwise
+  // none), newest base first: one per step's `from`, composing the steps from the newest back.
+  // Stops at the first base whose composed changes carry more than half of
+  // latest.uncompressed_size (that base and older ones get the full snapshot), and once the
+  // deltas built so far carry more than latest.uncompressed_size in all (bounds the build cost
+  // to about one more full snapshot). A delta that fails to build ends the walk (logged).
+  std::vector<std::shared_ptr<const BuiltSnapshot>> BuildDeltas(const BuiltSnapshot& latest, const Clock& clock,
+                                                                const SnapshotBuildOptions& options) const;
+
+  void Clear();
+  size_t size() const { return entries_.size(); }
+  uint64_t bytes() const { return bytes_; }
+  // The oldest version a delta may start from (the oldest step's `from`); empty when the log is.
+  ConfigVersion oldest() const { return entries_.empty() ? ConfigVersion{} : entries_.front().from; }
+
+ private:
+  struct Entry {
+    ConfigVersion from, to;
+    ChangeList changes;
+    uint64_t bytes = 0;  // ChangeBytes(changes)
+  };
+
+  const Options options_;
+  std::deque<Entry> entries_;  // oldest first; entries_[i].to == entries_[i + 1].from
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace portico::cp
