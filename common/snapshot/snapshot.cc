@@ -355,40 +355,27 @@ absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshot(
                                  options);
 }
 
-absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
-    const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
-    const SnapshotBuildOptions& options) {
-  if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotIndex(const ConfigSet& exported, const ConfigVersion& version,
+                                                                  const Clock& clock) {
   std::vector<Entry> entries = SerializeSorted(exported);
-
-  sync::v1::ConfigPayload payload;
   ConfigHasher hasher;
   auto resources = std::make_shared<ResourceIndex>();
   resources->reserve(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
-    if (i > 0 && entries[i].kind == payload.resources(static_cast<int>(i) - 1).kind() &&
-        entries[i].id == payload.resources(static_cast<int>(i) - 1).id()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("duplicate ", entries[i].kind, " id ", entries[i].id));
+    if (i > 0 && entries[i].kind == entries[i - 1].kind && entries[i].id == entries[i - 1].id) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate ", entries[i].kind, " id ", entries[i].id));
     }
-    std::string resource_hash = Sha256Of(entries[i].body);
-    hasher.AddHashed(entries[i].kind, entries[i].id, resource_hash);
-    sync::v1::Resource* r = payload.add_resources();
-    r->set_kind(entries[i].kind);
-    r->set_id(entries[i].id);
-    r->set_body(entries[i].body);
-    resources->push_back(ResourceEntry{std::move(entries[i].kind), std::move(entries[i].id), std::move(resource_hash),
-                                       std::make_shared<const std::string>(std::move(entries[i].body))});
+  }
+  for (Entry& e : entries) {
+    std::string resource_hash = Sha256Of(e.body);
+    hasher.AddHashed(e.kind, e.id, resource_hash);
+    resources->push_back(ResourceEntry{std::move(e.kind), std::move(e.id), std::move(resource_hash),
+                                       std::make_shared<const std::string>(std::move(e.body))});
   }
   auto snapshot = std::make_shared<BuiltSnapshot>();
   snapshot->version = version;
   snapshot->version.hash = hasher.Finish();
   snapshot->resources = std::move(resources);
-  ToVersionRef(snapshot->version, payload.mutable_ref());
-
-  std::string raw;
-  if (!payload.SerializeToString(&raw)) return absl::InternalError("cannot serialize payload");
-  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
   snapshot->service_count = exported.services.size();
   snapshot->route_count = exported.routes.size();
   for (const config::v1::Plugin& plugin : exported.plugins) snapshot->plugin_names.push_back(plugin.name());
@@ -397,6 +384,33 @@ absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
                                snapshot->plugin_names.end());
   snapshot->built_at = clock.NowSeconds();
   return snapshot;
+}
+
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> CompleteSnapshotPayload(const BuiltSnapshot& indexed,
+                                                                       const SnapshotBuildOptions& options) {
+  if (indexed.resources == nullptr || indexed.is_delta()) {
+    return absl::InvalidArgumentError("only a full snapshot with its resources gets a payload");
+  }
+  if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  auto snapshot = std::make_shared<BuiltSnapshot>(indexed);
+  const std::string raw = SerializeFullPayload(snapshot->version, *snapshot->resources);
+  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
+  return snapshot;
+}
+
+uint64_t ResourceBytes(const ResourceIndex& resources) {
+  uint64_t bytes = 0;
+  for (const ResourceEntry& r : resources) bytes += r.kind.size() + r.id.size() + r.body->size();
+  return bytes;
+}
+
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
+    const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
+    const SnapshotBuildOptions& options) {
+  if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> indexed = BuildSnapshotIndex(exported, version, clock);
+  if (!indexed.ok()) return indexed.status();
+  return CompleteSnapshotPayload(**indexed, options);
 }
 
 std::string ConfigHashOf(const ResourceIndex& resources) {

@@ -106,6 +106,9 @@ struct BuiltSnapshot {
   }
 
   bool is_delta() const { return !base.empty(); }
+  // The payload is there (chunks can be sent). A full snapshot built by BuildSnapshotIndex is
+  // published first without it (so that deltas leave at once), then again with it.
+  bool payload_ready() const { return !chunks.empty(); }
   size_t chunk_count() const { return chunks.size(); }
   absl::string_view chunk_data(size_t index) const {
     return absl::string_view(compressed).substr(chunks[index].first, chunks[index].second);
@@ -135,6 +138,17 @@ absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshot(
 absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotOfExported(
     const ConfigSet& exported, const ConfigVersion& version, const Clock& clock,
     const SnapshotBuildOptions& options = {});
+
+// The first half of BuildSnapshotOfExported: serializes and hashes every resource (version.hash,
+// resources, counts, plugin names) without building the payload (payload_ready() is false).
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> BuildSnapshotIndex(const ConfigSet& exported, const ConfigVersion& version,
+                                                                  const Clock& clock);
+// The second half: a copy of `indexed` (its deltas included) with the full payload serialized
+// from its resources, gzipped and chunked.
+absl::StatusOr<std::shared_ptr<BuiltSnapshot>> CompleteSnapshotPayload(const BuiltSnapshot& indexed,
+                                                                       const SnapshotBuildOptions& options = {});
+// Bytes of kind, id and body of every resource (the units of ChangeBytes).
+uint64_t ResourceBytes(const ResourceIndex& resources);
 
 // The config hash of a config set as BuildSnapshot would compute it (after export filtering;
 // `epoch` as in ExportableConfig).

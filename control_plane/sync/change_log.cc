@@ -16,7 +16,7 @@ void ChangeLog::Clear() {
   bytes_ = 0;
 }
 
-void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full) {
+void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full, ChangeList* diff) {
   if (previous_full == nullptr || previous_full->resources == nullptr || next_full.resources == nullptr ||
       previous_full->version.epoch != next_full.version.epoch || previous_full->version == next_full.version) {
     Clear();
@@ -26,7 +26,7 @@ void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& 
   Entry entry;
   entry.from = previous_full->version;
   entry.to = next_full.version;
-  entry.changes = DiffResources(*previous_full->resources, *next_full.resources);
+  entry.changes = diff != nullptr ? std::move(*diff) : DiffResources(*previous_full->resources, *next_full.resources);
   entry.bytes = ChangeBytes(entry.changes);
   bytes_ += entry.bytes;
   entries_.push_back(std::move(entry));
@@ -41,13 +41,15 @@ std::vector<std::shared_ptr<const BuiltSnapshot>> ChangeLog::BuildDeltas(const B
                                                                          const SnapshotBuildOptions& options) const {
   std::vector<std::shared_ptr<const BuiltSnapshot>> deltas;
   if (entries_.empty() || !(entries_.back().to == latest.version)) return deltas;
-  const uint64_t per_delta_budget = latest.uncompressed_size / 2;
+  // The size of the full config, in ChangeBytes' units (the payload may not be built yet).
+  const uint64_t full_bytes = latest.resources != nullptr ? ResourceBytes(*latest.resources) : latest.uncompressed_size;
+  const uint64_t per_delta_budget = full_bytes / 2;
   uint64_t built_bytes = 0;
   ChangeList acc;
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     acc = ComposeChanges(it->changes, acc);
     const uint64_t bytes = ChangeBytes(acc);
-    if (bytes > per_delta_budget || built_bytes + bytes > latest.uncompressed_size) break;
+    if (bytes > per_delta_budget || built_bytes + bytes > full_bytes) break;
     absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> delta = BuildDeltaSnapshot(latest, it->from, acc, clock, options);
     if (!delta.ok()) {
       PORTICO_LOG(kError, kLog, "cannot build the delta from version ", it->from.version, " to ",

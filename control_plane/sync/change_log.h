@@ -31,14 +31,15 @@ class ChangeLog {
   // epoch: appends the step previous -> next (DiffResources of their resource indexes), after
   // clearing the log if its newest step does not end at `previous_full`. Another epoch, no
   // previous, or a snapshot without a resource index: clears the log. Then evicts the oldest
-  // steps beyond the limits (a step larger than max_bytes alone is not kept).
-  void Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full);
+  // steps beyond the limits (a step larger than max_bytes alone is not kept). `diff`, when given,
+  // is DiffResources(previous, next) already computed by the caller (moved from).
+  void Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full, ChangeList* diff = nullptr);
 
   // The deltas to `latest` (a full snapshot whose version the newest step ends at; otherwise
   // none), newest base first: one per step's `from`, composing the steps from the newest back.
-  // Stops at the first base whose composed changes carry more than half of
-  // latest.uncompressed_size (that base and older ones get the full snapshot), and once the
-  // deltas built so far carry more than latest.uncompressed_size in all (bounds the build cost
+  // Stops at the first base whose composed changes carry more than half of the full config
+  // (ResourceBytes of latest; that base and older ones get the full snapshot), and once the
+  // deltas built so far carry more than the full config in all (bounds the build cost
   // to about one more full snapshot). A delta that fails to build ends the walk (logged).
   std::vector<std::shared_ptr<const BuiltSnapshot>> BuildDeltas(const BuiltSnapshot& latest, const Clock& clock,
                                                                 const SnapshotBuildOptions& options) const;

@@ -466,9 +466,11 @@ void DpSession::HandleMessageLocked(const DpMessage& msg,
       const sync::v1::Nack& nack = msg.nack();
       if (!AcceptReplyLocked("NACK", nack.nonce(), nack.serving())) break;
       hub_.metrics.push_nack->Inc();
-      if (unacked_delta_) {
-        // Whatever the code, a refused delta is not parked: the full snapshot goes out next
-        // (its NACK, if any, parks the version as usual).
+      // A delta the DP could not reconstruct (decode, hash, base) is not parked: the full
+      // snapshot goes out next (its NACK, if any, parks the version as usual). A delta that
+      // reconstructed the version but did not apply (VALIDATION, BUILD) is parked like a full
+      // snapshot: the full one has the same bytes (the hash says so) and would fail the same way.
+      if (unacked_delta_ && nack.code() != sync::v1::Nack::VALIDATION && nack.code() != sync::v1::Nack::BUILD) {
         full_next_ = true;
         const std::string error = Truncate(absl::StrCat("delta rejected (", NackCodeName(nack.code()), ": ",
                                                         nack.message(), "); sending the full snapshot"));
@@ -557,6 +559,8 @@ void DpSession::PumpLocked() {
       hub_.ReleaseSendSlotLocked();
     }
   } else {
+    // Published before its payload was built (for the deltas): the second publication brings it.
+    if (!payload->payload_ready()) return;
     if (waiting_for_slot_) return;
     if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
       waiting_for_slot_ = true;

@@ -182,49 +182,82 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
   const ConfigSet exported = ExportableConfig(std::move(stored.config), stored.version.epoch);
-  absl::Status valid = ValidateConfigSet(exported);
+  // Serialize and hash every resource first: what changed since the published version decides
+  // what is validated again and what the deltas carry.
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> indexed = BuildSnapshotIndex(exported, stored.version, clock_);
+  if (!indexed.ok()) return fail("build_error", indexed.status().ToString());
+  if (previous && previous->version == (*indexed)->version) return PublishResult::kUnchanged;
+  const bool incremental = previous != nullptr && previous->resources != nullptr &&
+                           previous->version.epoch == stored.version.epoch;
+  ChangeList diff;
+  ChangedEntities upserted;
+  if (incremental) {
+    diff = DiffResources(*previous->resources, *(*indexed)->resources);
+    for (const ResourceChange& c : diff) {
+      if (c.body != nullptr) upserted.Add(c.kind, c.id);
+    }
+  }
+  // The published version passed the whole check, and an entity with the same bytes passes its
+  // own rules again: only the upserted ones are checked again (ids, uniqueness and references
+  // always over the whole set).
+  absl::Status valid = ValidateConfigSet(exported, incremental ? &upserted : nullptr);
   if (!valid.ok()) return fail("invalid_config", valid.ToString());
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
-  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
-      BuildSnapshotOfExported(exported, stored.version, clock_, build_options);
+  // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
+  // before publication, outside mu_, and shared by every DP on the same base.
+  change_log_.Record(previous.get(), **indexed, incremental ? &diff : nullptr);
+  (*indexed)->deltas = change_log_.BuildDeltas(**indexed, clock_, build_options);
+  const SteadyClock::time_point deltas_ready = SteadyClock::now();
+  // Published twice: first without the full payload, so that the deltas leave now; then with
+  // it, for the DPs that need the whole config (they wait for the second publication).
+  std::shared_ptr<const BuiltSnapshot> first = *std::move(indexed);
+  if (!first->deltas.empty()) PublishVersion(first, change_at, change_wall);
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
   if (!built.ok()) return fail("build_error", built.status().ToString());
   metrics_.builds->Inc();
   const SteadyClock::time_point build_end = SteadyClock::now();
   const double build_seconds = std::chrono::duration<double>(build_end - build_start).count();
   metrics_.build_seconds->Observe(build_seconds);
-  if (previous && previous->version == (*built)->version) return PublishResult::kUnchanged;
-  // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
-  // before publication, outside mu_, and shared by every DP on the same base.
-  change_log_.Record(previous.get(), **built);
-  (*built)->deltas = change_log_.BuildDeltas(**built, clock_, build_options);
-  const double delta_seconds = std::chrono::duration<double>(SteadyClock::now() - build_end).count();
   std::shared_ptr<const BuiltSnapshot> published_snapshot = *std::move(built);
   const BuiltSnapshot& s = *published_snapshot;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    latest_ = published_snapshot;
-    ++published_;
-    Published published;
-    published.version = s.version;
-    published.first_change = change_at;
-    published.first_change_wall = change_at ? change_wall : clock_.NowSeconds();
-    published.published_at = SteadyClock::now();
-    history_.push_back(std::move(published));
-    if (history_.size() > kHistoryDepth) history_.pop_front();
-    metrics_.bytes_raw->Set(static_cast<double>(s.uncompressed_size));
-    metrics_.bytes_gzip->Set(static_cast<double>(s.compressed.size()));
-    metrics_.config_version->Set(static_cast<double>(s.version.version));
-    ClearFailureLocked();
-  }
-  // Every stream that is idle and behind starts sending it (or queues for a slot).
-  on_published_(published_snapshot);
+  PublishVersion(published_snapshot, change_at, change_wall);
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
               ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ", s.route_count, " routes, ",
               s.compressed.size(), " bytes gzip in ", s.chunk_count(), " chunks, built in ",
               static_cast<int64_t>(build_seconds * 1000), " ms; ", s.deltas.size(), " delta(s) from ",
-              change_log_.size(), " logged version(s) in ", static_cast<int64_t>(delta_seconds * 1000), " ms)");
+              change_log_.size(), " logged version(s), ready after ",
+              static_cast<int64_t>(std::chrono::duration<double>(deltas_ready - build_start).count() * 1000),
+              " ms", incremental ? absl::StrCat(", ", upserted.size(), " entities validated again") : std::string(),
+              ")");
   return PublishResult::kPublished;
+}
+
+void SnapshotBuilder::PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot,
+                                    std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool again = latest_ && latest_->version == snapshot->version;  // now with its payload
+    latest_ = snapshot;
+    if (snapshot->payload_ready()) ++published_;  // counted once, when complete
+    if (!again) {
+      Published published;
+      published.version = snapshot->version;
+      published.first_change = change_at;
+      published.first_change_wall = change_at ? change_wall : clock_.NowSeconds();
+      published.published_at = SteadyClock::now();
+      history_.push_back(std::move(published));
+      if (history_.size() > kHistoryDepth) history_.pop_front();
+      metrics_.config_version->Set(static_cast<double>(snapshot->version.version));
+      ClearFailureLocked();
+    }
+    if (snapshot->payload_ready()) {
+      metrics_.bytes_raw->Set(static_cast<double>(snapshot->uncompressed_size));
+      metrics_.bytes_gzip->Set(static_cast<double>(snapshot->compressed.size()));
+    }
+  }
+  // Every stream that is idle and behind starts sending it (or queues for a slot).
+  on_published_(std::move(snapshot));
 }
 
 std::shared_ptr<const BuiltSnapshot> SnapshotBuilder::latest() const {

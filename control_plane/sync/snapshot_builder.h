@@ -96,6 +96,11 @@ class SnapshotBuilder {
   void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
   // Consumes `stored` (its entities are moved into the exported config).
   PublishResult Publish(StoredConfig stored, std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
+  // Makes `snapshot` the latest and hands it to on_published_ (mu_ is taken inside, not held when
+  // called). A second call for the same version (now with its payload) is not recorded again;
+  // published_count() counts the publications with a payload.
+  void PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot, std::optional<SteadyClock::time_point> change_at,
+                     int64_t change_wall);
   // `reason` is one of kBuildFailureReasons.
   void SetFailure(const std::string& reason, const std::string& error);
   void ClearFailureLocked();

@@ -54,7 +54,9 @@ class SnapshotBuilderTest : public ::testing::Test {
         },
         metrics_, clock_, [this](std::shared_ptr<const BuiltSnapshot> s) {
           std::lock_guard<std::mutex> lock(mu_);
-          published_.push_back(s->version.version);
+          // A version with deltas is published first without its payload, then with it.
+          (s->payload_ready() ? published_ : early_).push_back(s->version.version);
+          order_.push_back({s->version.version, s->payload_ready()});
         });
   }
   void Bump(const std::function<void(StoredConfig&)>& edit) {
@@ -66,6 +68,14 @@ class SnapshotBuilderTest : public ::testing::Test {
     std::lock_guard<std::mutex> lock(mu_);
     return published_;
   }
+  std::vector<uint64_t> Early() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return early_;
+  }
+  std::vector<std::pair<uint64_t, bool>> Order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return order_;
+  }
 
   FakeClock clock_{1700000000};
   Registry registry_;
@@ -75,6 +85,8 @@ class SnapshotBuilderTest : public ::testing::Test {
   int reads_ = 0;
   bool fail_reads_ = false;
   std::vector<uint64_t> published_;
+  std::vector<uint64_t> early_;  // published without the payload (deltas first)
+  std::vector<std::pair<uint64_t, bool>> order_;  // (version, payload ready), in order
 };
 
 TEST_F(SnapshotBuilderTest, PublishesAtStartThenOncePerBurstOfChanges) {
@@ -111,7 +123,7 @@ TEST_F(SnapshotBuilderTest, EachPublishedVersionCarriesTheDeltasFromTheVersionsB
   ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 1; }));
   Bump([](StoredConfig& s) { s.config.services[1].set_host("10.9.9.8"); });
   builder->NotifyConfigChanged();
-  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2 && builder->latest()->payload_ready(); }));
   const std::shared_ptr<const BuiltSnapshot> latest = builder->latest();
   ASSERT_EQ(latest->deltas.size(), 2u);
   const std::shared_ptr<const BuiltSnapshot>* from_first = latest->DeltaFrom(first->version);
@@ -119,6 +131,31 @@ TEST_F(SnapshotBuilderTest, EachPublishedVersionCarriesTheDeltasFromTheVersionsB
   EXPECT_EQ((*from_first)->change_count, 2u);
   EXPECT_EQ((*from_first)->version, latest->version);
   EXPECT_LT((*from_first)->compressed.size(), latest->compressed.size());
+}
+
+// The deltas do not wait for the full payload (serialization and gzip of the whole config): a
+// version with deltas is published without it first, then again with it; DPs that need the
+// full snapshot wait for the second publication.
+TEST_F(SnapshotBuilderTest, AVersionWithDeltasIsPublishedBeforeItsFullPayload) {
+  for (int i = 10; i < 40; ++i) {  // enough services that one change is a small delta
+    config::v1::Service s = DefaultService();
+    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", i));
+    s.set_host(absl::StrCat("10.0.0.", i));
+    stored_.config.services.push_back(s);
+  }
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return Published().size() == 2; }));
+  EXPECT_EQ(Early(), std::vector<uint64_t>{1});
+  const std::vector<std::pair<uint64_t, bool>> expected = {{0, true}, {1, false}, {1, true}};
+  EXPECT_EQ(Order(), expected);  // the start has no delta: published once, with its payload
+  const std::shared_ptr<const BuiltSnapshot> latest = builder->latest();
+  ASSERT_TRUE(latest->payload_ready());
+  EXPECT_EQ(latest->deltas.size(), 1u);
+  EXPECT_EQ(builder->published_count(), 2u);  // counted once per version
+  ASSERT_TRUE(builder->FindPublished(latest->version).has_value());
 }
 
 TEST_F(SnapshotBuilderTest, AVersionThatCannotBeBuiltKeepsTheLastSnapshotAndSaysWhy) {
