@@ -1403,10 +1403,13 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
   return absl::OkStatus();
 }
 
-void ChangedEntities::Add(absl::string_view kind, absl::string_view id) { keys_.insert(absl::StrCat(kind, "/", id)); }
+void ChangedEntities::Add(absl::string_view kind, absl::string_view id) {
+  if (ids_by_kind_[kind].emplace(id).second) ++size_;
+}
 
 bool ChangedEntities::Contains(absl::string_view kind, absl::string_view id) const {
-  return keys_.contains(absl::StrCat(kind, "/", id));
+  auto it = ids_by_kind_.find(kind);
+  return it != ids_by_kind_.end() && it->second.contains(id);
 }
 
 }  // namespace portico

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -93,11 +94,12 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
 class ChangedEntities {
  public:
   void Add(absl::string_view kind, absl::string_view id);
-  bool Contains(absl::string_view kind, absl::string_view id) const;
-  size_t size() const { return keys_.size(); }
+  bool Contains(absl::string_view kind, absl::string_view id) const;  // no allocation
+  size_t size() const { return size_; }
 
  private:
-  absl::flat_hash_set<std::string> keys_;  // "kind/id"
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> ids_by_kind_;
+  size_t size_ = 0;
 };
 
 // Helpers shared with the Admin API.
