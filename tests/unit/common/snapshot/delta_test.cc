@@ -4,8 +4,10 @@
 // full snapshot of the target decodes to.
 #include <algorithm>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -160,8 +162,8 @@ config::v1::CaCertificate MakeCa(Gen& g, const std::string& id) {
 // One create, update or delete of a random id of `map`'s kind.
 template <typename Entity>
 void MutateOne(Gen& g, const char* prefix, std::map<std::string, Entity>& map,
-               Entity (*make)(Gen&, const std::string&)) {
-  const std::string id = g.Pick(prefix, kIds);
+               Entity (*make)(Gen&, const std::string&), bool hot) {
+  const std::string id = g.Pick(prefix, hot ? 2 : kIds);  // hot: the same few ids again and again
   auto it = map.find(id);
   if (it == map.end()) {
     map[id] = make(g, id);  // create (or re-create after a delete)
@@ -172,21 +174,22 @@ void MutateOne(Gen& g, const char* prefix, std::map<std::string, Entity>& map,
   }
 }
 
-void MutateRandomKind(Gen& g, Model& m) {
-  switch (g.Int(0, 12)) {
-    case 0: return MutateOne(g, "s", m.services, &MakeService);
-    case 1: return MutateOne(g, "r", m.routes, &MakeRoute);
-    case 2: return MutateOne(g, "p", m.plugins, &MakePlugin);
-    case 3: return MutateOne(g, "c", m.consumers, &MakeConsumer);
-    case 4: return MutateOne(g, "k", m.keyauth, &MakeKeyAuth);
-    case 5: return MutateOne(g, "b", m.basicauth, &MakeBasicAuth);
-    case 6: return MutateOne(g, "a", m.acls, &MakeAcl);
-    case 7: return MutateOne(g, "j", m.jwts, &MakeJwt);
-    case 8: return MutateOne(g, "u", m.upstreams, &MakeUpstream);
-    case 9: return MutateOne(g, "g", m.targets, &MakeTarget);
-    case 10: return MutateOne(g, "t", m.certificates, &MakeCertificate);
-    case 11: return MutateOne(g, "n", m.snis, &MakeSni);
-    default: return MutateOne(g, "x", m.cas, &MakeCa);
+// Mutates kind `kind` (0..12); `hot`: one of its first two ids.
+void MutateKind(Gen& g, Model& m, int kind, bool hot) {
+  switch (kind) {
+    case 0: return MutateOne(g, "s", m.services, &MakeService, hot);
+    case 1: return MutateOne(g, "r", m.routes, &MakeRoute, hot);
+    case 2: return MutateOne(g, "p", m.plugins, &MakePlugin, hot);
+    case 3: return MutateOne(g, "c", m.consumers, &MakeConsumer, hot);
+    case 4: return MutateOne(g, "k", m.keyauth, &MakeKeyAuth, hot);
+    case 5: return MutateOne(g, "b", m.basicauth, &MakeBasicAuth, hot);
+    case 6: return MutateOne(g, "a", m.acls, &MakeAcl, hot);
+    case 7: return MutateOne(g, "j", m.jwts, &MakeJwt, hot);
+    case 8: return MutateOne(g, "u", m.upstreams, &MakeUpstream, hot);
+    case 9: return MutateOne(g, "g", m.targets, &MakeTarget, hot);
+    case 10: return MutateOne(g, "t", m.certificates, &MakeCertificate, hot);
+    case 11: return MutateOne(g, "n", m.snis, &MakeSni, hot);
+    default: return MutateOne(g, "x", m.cas, &MakeCa, hot);
   }
 }
 
@@ -282,6 +285,7 @@ void ExpectSameChanges(const ChangeList& a, const ChangeList& b, bool with_exist
     }
     if (with_existed) {
       EXPECT_EQ(a[i].existed_before, b[i].existed_before) << i << " " << where;
+      EXPECT_EQ(a[i].hash_before, b[i].hash_before) << i << " " << where;
     }
   }
 }
@@ -315,14 +319,23 @@ struct Versions {
 Versions MakeVersions(uint32_t seed, const Clock& clock) {
   Gen g(seed);
   Model m;
-  const int initial = g.Int(0, 30);
-  for (int i = 0; i < initial; ++i) MutateRandomKind(g, m);
+  const int initial = g.Int(0, 60);
+  for (int i = 0; i < initial; ++i) MutateKind(g, m, g.Int(0, 12), false);
+  // Most changes hit a few kinds and ids, so that ids are deleted and re-created, created and
+  // deleted, and updated back to an earlier body within one sequence.
+  const int hot_kinds[3] = {g.Int(0, 12), g.Int(0, 12), g.Int(0, 12)};
   const int count = g.Int(2, 9);
   Versions v;
   for (int k = 0; k < count; ++k) {
     if (k > 0) {
       const int ops = g.Int(0, 4);  // 0: a new version with the same content
-      for (int i = 0; i < ops; ++i) MutateRandomKind(g, m);
+      for (int i = 0; i < ops; ++i) {
+        if (g.Chance(75)) {
+          MutateKind(g, m, hot_kinds[g.Int(0, 2)], true);
+        } else {
+          MutateKind(g, m, g.Int(0, 12), false);
+        }
+      }
     }
     auto built = BuildSnapshot(ToStored(m, static_cast<uint64_t>(k + 1)), clock);
     EXPECT_TRUE(built.ok()) << built.status();
@@ -336,17 +349,28 @@ Versions MakeVersions(uint32_t seed, const Clock& clock) {
 
 TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
   FakeClock clock(1000);
-  int pairs = 0, non_empty = 0, deletes = 0, recreated = 0, assembled = 0;
+  // What the generator exercised, checked at the end (not only empty or create-only deltas).
+  int pairs = 0, non_empty = 0, deletes = 0, assembled = 0;
+  int creates = 0, updates = 0, recreated = 0, created_then_deleted = 0, cancelled = 0;
   for (uint32_t seed = 1; seed <= 400; ++seed) {
     Versions v = MakeVersions(seed, clock);
     ASSERT_GE(v.built.size(), 2u) << "seed " << seed;
     const size_t n = v.built.size();
-    // Every step diff is exactly what separates two consecutive versions.
+    std::set<std::pair<std::string, std::string>> deleted_earlier, created_earlier;
     for (size_t k = 1; k < n; ++k) {
       for (const ResourceChange& c : v.steps[k]) {
         EXPECT_EQ(c.body == nullptr, c.hash.empty());
-        if (c.body != nullptr) {
-          ++(c.existed_before ? recreated : non_empty);  // counts of updates and creates, for the record
+        EXPECT_EQ(c.existed_before, !c.hash_before.empty());
+        const auto key = std::make_pair(c.kind, c.id);
+        if (c.body == nullptr) {
+          created_then_deleted += created_earlier.count(key) != 0 ? 1 : 0;
+          deleted_earlier.insert(key);
+        } else if (!c.existed_before) {
+          ++creates;
+          recreated += deleted_earlier.count(key) != 0 ? 1 : 0;
+          created_earlier.insert(key);
+        } else {
+          ++updates;
         }
       }
     }
@@ -363,6 +387,11 @@ TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
         ExpectSameChanges(composed, direct, /*with_existed=*/true, where + " (composed)");
         ExpectSameChanges(composed_right, direct, /*with_existed=*/true, where + " (composed right)");
         for (const ResourceChange& c : composed) deletes += c.body == nullptr ? 1 : 0;
+        std::set<std::pair<std::string, std::string>> touched;
+        for (size_t k = b + 1; k <= t; ++k) {
+          for (const ResourceChange& c : v.steps[k]) touched.insert({c.kind, c.id});
+        }
+        cancelled += static_cast<int>(touched.size() - direct.size());
 
         auto delta = BuildDeltaSnapshot(*v.built[t], v.built[b]->version, composed, clock);
         ASSERT_TRUE(delta.ok()) << delta.status() << " " << where;
@@ -419,12 +448,20 @@ TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
     ExpectSameDecoded(*reserialized, v.decoded[n - 1], "seed " + std::to_string(seed) + " persisted");
     if (HasFatalFailure() || HasFailure()) return;  // one seed's report is enough
   }
-  // The generator exercises what it should (not only empty or create-only deltas).
+  RecordProperty("pairs", pairs);
+  RecordProperty("cancelled", cancelled);
   EXPECT_GT(pairs, 3000);
   EXPECT_GT(non_empty, pairs / 2);
   EXPECT_GT(deletes, 500);
-  EXPECT_GT(recreated, 500);
+  EXPECT_GT(creates, 300);
+  EXPECT_GT(updates, 300);
+  EXPECT_GT(recreated, 50);
+  EXPECT_GT(created_then_deleted, 50);
+  EXPECT_GT(cancelled, 100);  // keys changed in between but back as they were at the base
   EXPECT_GT(assembled, 500);
+  std::cout << pairs << " pairs (" << non_empty << " non-empty), " << creates << " creates, " << updates
+            << " updates, " << recreated << " re-created, " << created_then_deleted << " created then deleted, "
+            << cancelled << " cancelled out, " << assembled << " assembled\n";
 }
 
 // Delete then re-create with the same body, and an update undone by the next version: the composed
