@@ -424,14 +424,14 @@ ChangeList DiffResources(const ResourceIndex& from, const ResourceIndex& to) {
   size_t i = 0, j = 0;
   while (i < from.size() || j < to.size()) {
     if (j == to.size() || (i < from.size() && KeyLess(from[i].kind, from[i].id, to[j].kind, to[j].id))) {
-      changes.push_back(ResourceChange{from[i].kind, from[i].id, nullptr, "", true});
+      changes.push_back(ResourceChange{from[i].kind, from[i].id, nullptr, "", true, from[i].hash});
       ++i;
     } else if (i == from.size() || KeyLess(to[j].kind, to[j].id, from[i].kind, from[i].id)) {
-      changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, false});
+      changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, false, ""});
       ++j;
     } else {
       if (from[i].hash != to[j].hash) {
-        changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, true});
+        changes.push_back(ResourceChange{to[j].kind, to[j].id, to[j].body, to[j].hash, true, from[i].hash});
       }
       ++i;
       ++j;
@@ -453,9 +453,13 @@ ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer) {
     } else {
       ResourceChange merged = newer[j];
       merged.existed_before = older[i].existed_before;
+      merged.hash_before = older[i].hash_before;
       ++i;
       ++j;
       if (merged.body == nullptr && !merged.existed_before) continue;  // created, then deleted
+      if (merged.body != nullptr && merged.existed_before && merged.hash == merged.hash_before) {
+        continue;  // back to the body it had: deleted then re-created as it was, or A -> B -> A
+      }
       out.push_back(std::move(merged));
     }
   }

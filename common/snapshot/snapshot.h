@@ -65,13 +65,17 @@ struct ResourceChange {
   // Whether the resource existed in the older version of the pair (so that composing "created"
   // then "deleted" cancels out instead of sending a delete of something the DP never had).
   bool existed_before = false;
+  // SHA-256 of its body in the older version (empty when !existed_before), so that composing
+  // changes that restore that body (deleted then re-created, A -> B -> A) cancels out as well.
+  std::string hash_before;
 };
 // Changes sorted by (kind, id), unique.
 using ChangeList = std::vector<ResourceChange>;
 
 // What changed from `from` to `to`.
 ChangeList DiffResources(const ResourceIndex& from, const ResourceIndex& to);
-// The changes of `older` followed by those of `newer` (newer wins; created-then-deleted drops).
+// The changes of `older` followed by those of `newer` (newer wins; created-then-deleted drops,
+// and so does a change back to the older body): what DiffResources of the outer pair gives.
 ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer);
 // Bytes of the bodies a change list carries (to decide between a delta and a full snapshot).
 uint64_t ChangeBytes(const ChangeList& changes);
