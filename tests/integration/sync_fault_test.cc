@@ -239,7 +239,7 @@ TEST_F(SyncFaultTest, NackedSnapshotIsRecordedSentOnceAndTheNextGoodVersionAppli
   EXPECT_EQ(Sync(dp)["snapshots_rejected"], 2);
   // The parked version does not stop deltas: the DP still serves `good`, which the change log
   // covers, so the repair comes as a delta from it (with no change: the same routes as `good`).
-  EXPECT_EQ(Sync(dp)["deltas_applied"], 1) << Sync(dp).dump();
+  EXPECT_TRUE(WaitFor([&] { return Sync(dp)["deltas_applied"] == 1; }, 5s)) << Sync(dp).dump();
 
   // DP metrics on the status listener.
   const std::string metrics = DpMetrics(dp);
