@@ -18,31 +18,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/cluster.h"
+#include "tests/integration/sync_test_util.h"
 
 namespace portico::testing {
 namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-
-size_t CountOccurrences(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
-  return n;
-}
-
-// Value of one Prometheus sample line `series value` (series with its labels, exactly as
-// rendered); nullopt if absent.
-std::optional<double> MetricValue(const std::string& text, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.size() > series.size() && line.substr(0, series.size()) == series &&
-        line[series.size()] == ' ') {
-      double v;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
-    }
-  }
-  return std::nullopt;
-}
 
 // Resident memory of a process in KiB (VmRSS from /proc), -1 if unreadable.
 long VmRssKb(pid_t pid) {
@@ -53,41 +35,6 @@ long VmRssKb(pid_t pid) {
   }
   return -1;
 }
-
-// Proxied requests in a loop on one thread; counts successes and failures.
-class LoadLoop {
- public:
-  LoadLoop(Cluster* cluster, const DataPlane* dp, std::string target)
-      : cluster_(cluster), dp_(dp), target_(std::move(target)) {
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        HttpResult r = cluster_->Proxy(*dp_, target_);
-        if (r.ok && r.status == 200) {
-          ++ok_;
-        } else if (failed_++ == 0) {
-          first_failure_ = absl::StrCat(r.status, " ", r.error, " ", r.body);
-        }
-      }
-    });
-  }
-  ~LoadLoop() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int ok() const { return ok_.load(); }
-  int failed() const { return failed_.load(); }
-  const std::string& first_failure() const { return first_failure_; }  // after Stop()
-
- private:
-  Cluster* cluster_;
-  const DataPlane* dp_;
-  std::string target_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> ok_{0}, failed_{0};
-  std::string first_failure_;
-  std::thread thread_;
-};
 
 class SyncFaultTest : public ::testing::Test {
  protected:
@@ -202,11 +149,13 @@ TEST_F(SyncFaultTest, KillNineOfCpUnderLoadThenBackInSyncWithoutResend) {
   EXPECT_EQ(load.failed(), 0) << "first failure: " << load.first_failure();
 }
 
-// The CP dies in the middle of sending a large snapshot (the DP is frozen so the send stalls on
-// flow control): the DP discards the partial snapshot, keeps serving, and converges afterwards.
+// The CP dies in the middle of sending a large snapshot: the DP discards the partial snapshot,
+// keeps serving, and converges afterwards. The DP runs with --incremental-sync=off: a
+// delta-capable DP would get the one-route change as a one-chunk delta, and nothing would be cut
+// (the same crash in the middle of a delta: DeltaSyncTest.CpKilledMidDelta...).
 TEST_F(SyncFaultTest, CpKilledMidSnapshotPartialIsDiscardedAndDpConverges) {
   ASSERT_TRUE(cluster_.StartCp()) << cluster_.Logs();
-  DataPlane& dp = cluster_.StartDp();
+  DataPlane& dp = cluster_.StartDp({.extra_args = {"--incremental-sync=off"}});
   ASSERT_NO_FATAL_FAILURE(CreateEchoServiceAndRoute());
   // 4,000 routes x 32 random paths of 160 characters: a snapshot of many 1 MiB chunks.
   ASSERT_EQ(AddRoutes("big", 4000, 32, 160), 0);
@@ -241,10 +190,14 @@ TEST_F(SyncFaultTest, CpKilledMidSnapshotPartialIsDiscardedAndDpConverges) {
   ASSERT_TRUE(cluster_.WaitDpSynced(dp, 60s)) << cluster_.DpStatus(dp).dump();
   EXPECT_EQ(cluster_.DpStatus(dp)["config_version"], latest);
   EXPECT_EQ(cluster_.Proxy(dp, "/late").status, 200);
+  EXPECT_EQ(Sync(dp)["deltas_applied"], 0) << Sync(dp).dump();
 }
 
 // A snapshot the DP cannot apply (test fault switch): NACK recorded with its reason on the CP,
-// requests unaffected, sent exactly once, and the next good version applies.
+// requests unaffected, sent exactly once, and the next good version applies. With delta sync the
+// DP is first sent the version as a delta from the one it serves; the refused delta is not
+// parked, the full snapshot of that version follows at once (docs/sync.md "NACK of a delta"),
+// and that NACK parks it: so the version goes out exactly twice, once of each kind.
 TEST_F(SyncFaultTest, NackedSnapshotIsRecordedSentOnceAndTheNextGoodVersionApplies) {
   ASSERT_TRUE(cluster_.StartCp({"--log-level", "debug"})) << cluster_.Logs();  // logs "sending version N"
   DataPlane& dp = cluster_.StartDp({.env = {{"PORTICO_TEST_FAIL_APPLY_IF_ROUTE_NAMED", "poison"}}});
@@ -265,11 +218,17 @@ TEST_F(SyncFaultTest, NackedSnapshotIsRecordedSentOnceAndTheNextGoodVersionAppli
   EXPECT_EQ(cluster_.DpStatus(dp)["config_version"], good);
   EXPECT_EQ(cluster_.Proxy(dp, "/poison").status, 404);
 
-  // Exactly once: no resend over a few heartbeats, nor after a reconnect of the stream.
+  EXPECT_EQ(record["nack_count"], 2) << record.dump();  // the delta's NACK, then the full one's
+
+  // Exactly once as a delta and once in full: no resend over a few heartbeats.
   std::this_thread::sleep_for(3s);
-  EXPECT_EQ(Sync(dp)["snapshots_rejected"], 1) << Sync(dp).dump();
-  EXPECT_EQ(CountOccurrences(cluster_.cp()->Log(), absl::StrCat("sending version ", poisoned, " ")), 1u)
+  EXPECT_EQ(Sync(dp)["snapshots_rejected"], 2) << Sync(dp).dump();
+  EXPECT_EQ(Sync(dp)["deltas_rejected"], 1) << Sync(dp).dump();
+  const std::string sending = absl::StrCat("sending version ", poisoned, " to dp dp-it (nonce ");
+  EXPECT_EQ(CountOccurrences(cluster_.cp()->Log(), sending), 2u) << cluster_.cp()->Log();
+  EXPECT_EQ(CountOccurrences(cluster_.cp()->Log(), absl::StrCat(", delta from version ", good, ", 1 change(s))")), 1u)
       << cluster_.cp()->Log();
+  EXPECT_EQ(MetricValue(CpMetrics(), "portico_cp_sync_pushes_total{result=\"nack\"}"), 2.0) << CpMetrics();
 
   // The next good version (the poison route removed) applies and clears the error.
   ASSERT_EQ(cluster_.Admin("DELETE", "/routes/poison").status, 204);
@@ -277,7 +236,10 @@ TEST_F(SyncFaultTest, NackedSnapshotIsRecordedSentOnceAndTheNextGoodVersionAppli
   EXPECT_GT(cluster_.DpStatus(dp)["config_version"].get<uint64_t>(), poisoned);
   ASSERT_TRUE(WaitFor([&] { return DataPlaneRecord("dp-it").value("state", "") == "connected_synced"; }, 10s))
       << DataPlaneRecord("dp-it").dump();
-  EXPECT_EQ(Sync(dp)["snapshots_rejected"], 1);
+  EXPECT_EQ(Sync(dp)["snapshots_rejected"], 2);
+  // The parked version does not stop deltas: the DP still serves `good`, which the change log
+  // covers, so the repair comes as a delta from it (with no change: the same routes as `good`).
+  EXPECT_TRUE(WaitFor([&] { return Sync(dp)["deltas_applied"] == 1; }, 5s)) << Sync(dp).dump();
 
   // DP metrics on the status listener.
   const std::string metrics = DpMetrics(dp);
