@@ -740,11 +740,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // checked again; ids, uniqueness and references always are).
   using ApplyCore =
       std::function<absl::Status(std::shared_ptr<const ConfigSet>, const ConfigVersion&, const ChangedEntities*)>;
+  // Validation and compile run on the sync client's thread; at a lower priority than the
+  // workers, they take the CPU the workers leave instead of delaying requests. Not in DB-less
+  // mode: there the main thread applies, and the threads it starts later would inherit the nice.
+  if (db_less) apply_nice = 0;
   ApplyCore apply_core = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions,
                           apply_nice](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
                                       const ChangedEntities* upserted) -> absl::Status {
-    // Validation and compile run on the sync client's thread; at a lower priority than the
-    // workers, they take the CPU the workers leave instead of delaying requests.
     static thread_local const bool lowered = [apply_nice] {
       if (apply_nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), apply_nice) != 0) {
         PORTICO_LOG(kWarn, "dp", "cannot lower the config apply thread's priority: ", std::strerror(errno));

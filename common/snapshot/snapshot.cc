@@ -394,6 +394,7 @@ absl::StatusOr<std::shared_ptr<BuiltSnapshot>> CompleteSnapshotPayload(const Bui
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
   auto snapshot = std::make_shared<BuiltSnapshot>(indexed);
   const std::string raw = SerializeFullPayload(snapshot->version, *snapshot->resources);
+  if (raw.empty()) return absl::InternalError("cannot serialize the full payload");
   if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
   return snapshot;
 }
@@ -520,7 +521,9 @@ std::string SerializeFullPayload(const ConfigVersion& version, const ResourceInd
     out->set_id(r.id);
     out->set_body(*r.body);
   }
-  return payload.SerializeAsString();
+  std::string raw;
+  if (!payload.SerializeToString(&raw)) return "";  // over protobuf's 2 GiB
+  return raw;
 }
 
 absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool gzip,

@@ -167,7 +167,8 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildDeltaSnapshot(const Bu
                                                                         const SnapshotBuildOptions& options = {});
 
 // The serialized (uncompressed) ConfigPayload of `resources` at `version`: what a DP that
-// reconstructed a version from a delta persists in its snapshot cache.
+// reconstructed a version from a delta persists in its snapshot cache. Empty when it cannot be
+// serialized (a payload always carries its version, so a good one is never empty).
 std::string SerializeFullPayload(const ConfigVersion& version, const ResourceIndex& resources);
 
 // Fills `out` with chunk `index` of `snapshot` (encoding GZIP), tagged with `nonce`.

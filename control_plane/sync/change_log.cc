@@ -16,6 +16,12 @@ void ChangeLog::Clear() {
   bytes_ = 0;
 }
 
+uint64_t ChangeLog::EntryBytes(const ChangeList& changes) {
+  uint64_t bytes = ChangeBytes(changes);
+  for (const ResourceChange& c : changes) bytes += sizeof(ResourceChange) + c.hash.size() + c.hash_before.size();
+  return bytes;
+}
+
 void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& next_full, ChangeList* diff) {
   if (previous_full == nullptr || previous_full->resources == nullptr || next_full.resources == nullptr ||
       previous_full->version.epoch != next_full.version.epoch || previous_full->version == next_full.version) {
@@ -27,7 +33,7 @@ void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& 
   entry.from = previous_full->version;
   entry.to = next_full.version;
   entry.changes = diff != nullptr ? std::move(*diff) : DiffResources(*previous_full->resources, *next_full.resources);
-  entry.bytes = ChangeBytes(entry.changes);
+  entry.bytes = EntryBytes(entry.changes);
   bytes_ += entry.bytes;
   entries_.push_back(std::move(entry));
   while (!entries_.empty() && (entries_.size() > options_.max_versions || bytes_ > options_.max_bytes)) {

@@ -21,7 +21,7 @@ class ChangeLog {
  public:
   struct Options {
     size_t max_versions = 100;              // entries (version steps) kept
-    uint64_t max_bytes = uint64_t{64} << 20;  // ChangeBytes of every entry kept, summed
+    uint64_t max_bytes = uint64_t{64} << 20;  // EntryBytes of every entry kept, summed
   };
 
   ChangeLog() : ChangeLog(Options{}) {}
@@ -44,6 +44,10 @@ class ChangeLog {
   std::vector<std::shared_ptr<const BuiltSnapshot>> BuildDeltas(const BuiltSnapshot& latest, const Clock& clock,
                                                                 const SnapshotBuildOptions& options) const;
 
+  // What one step with `changes` counts against max_bytes: the bodies (shared with the resource
+  // index while that version is alive), plus each change's own struct and hashes.
+  static uint64_t EntryBytes(const ChangeList& changes);
+
   void Clear();
   size_t size() const { return entries_.size(); }
   uint64_t bytes() const { return bytes_; }
@@ -54,7 +58,7 @@ class ChangeLog {
   struct Entry {
     ConfigVersion from, to;
     ChangeList changes;
-    uint64_t bytes = 0;  // ChangeBytes(changes)
+    uint64_t bytes = 0;  // EntryBytes(changes)
   };
 
   const Options options_;

@@ -552,7 +552,8 @@ void DpSession::PumpLocked() {
   if (delta_capable_ && !full_next_) {
     if (const std::shared_ptr<const BuiltSnapshot>* delta = target->DeltaFrom(serving_)) payload = *delta;
   }
-  if (payload->is_delta()) {
+  // A delta of one chunk takes no full-send slot; a larger one counts as a full send.
+  if (payload->is_delta() && payload->chunk_count() <= 1) {
     waiting_for_slot_ = false;  // leaves the slot queue (its entry there is skipped)
     if (holds_slot_) {
       holds_slot_ = false;
@@ -560,14 +561,14 @@ void DpSession::PumpLocked() {
     }
   } else {
     // Published before its payload was built (for the deltas): the second publication brings it.
-    if (!payload->payload_ready()) return;
+    if (!payload->is_delta() && !payload->payload_ready()) return;
     if (waiting_for_slot_) return;
     if (!holds_slot_ && !hub_.AcquireSendSlotLocked(id_)) {
       waiting_for_slot_ = true;
       return;
     }
     holds_slot_ = true;
-    full_next_ = false;
+    if (!payload->is_delta()) full_next_ = false;
   }
   sending_ = payload;
   next_chunk_ = 0;

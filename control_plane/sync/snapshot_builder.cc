@@ -76,7 +76,18 @@ void SnapshotBuilder::NotifyConfigChanged() {
 void SnapshotBuilder::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stopping_ || dirty_; });
+    if (payload_retry_at_) {
+      // The latest version went out without its full payload (deltas only): try again later
+      // even without a new change, so the DPs that need the full snapshot are not left waiting.
+      cv_.wait_until(lock, *payload_retry_at_, [&] { return stopping_ || dirty_; });
+      if (!stopping_ && !dirty_) {
+        dirty_ = true;
+        first_notify_ = last_notify_ = SteadyClock::now() - ToChrono(options_.debounce_max);
+      }
+      payload_retry_at_.reset();
+    } else {
+      cv_.wait(lock, [&] { return stopping_ || dirty_; });
+    }
     if (stopping_) return;
     // Debounce: build once no notification came for `quiet`, or `max` after the first one.
     while (true) {
@@ -140,6 +151,7 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
                                                         int64_t change_wall) {
   uint64_t published_version = 0;
   std::shared_ptr<const BuiltSnapshot> previous;
+  std::shared_ptr<const BuiltSnapshot> incomplete;
   {
     std::lock_guard<std::mutex> lock(mu_);
     store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
@@ -151,8 +163,11 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     // Every write bumps the version in its own transaction: same epoch and version, same content.
     if (latest_ && latest_->version.epoch == stored.version.epoch &&
         latest_->version.version == stored.version.version) {
-      ClearFailureLocked();  // e.g. a read error at a version that is published
-      return PublishResult::kUnchanged;
+      if (latest_->payload_ready()) {
+        ClearFailureLocked();  // e.g. a read error at a version that is published
+        return PublishResult::kUnchanged;
+      }
+      incomplete = latest_;  // published for its deltas; its full payload failed to build
     }
     if (latest_) published_version = latest_->version.version;
     previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
@@ -165,6 +180,27 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     SetFailure(reason, error);
     return PublishResult::kFailed;
   };
+  SnapshotBuildOptions build_options;
+  build_options.chunk_bytes = options_.chunk_bytes;
+  // The full payload of the latest version, once it can be built.
+  auto complete = [&](const std::shared_ptr<const BuiltSnapshot>& first) -> absl::StatusOr<std::shared_ptr<BuiltSnapshot>> {
+    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!built.ok()) {
+      payload_retry_at_ = SteadyClock::now() + std::chrono::seconds(1);
+    } else {
+      payload_retry_at_.reset();
+    }
+    return built;
+  };
+  if (incomplete) {
+    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = complete(incomplete);
+    if (!built.ok()) return fail("build_error", built.status().ToString());
+    metrics_.builds->Inc();
+    PublishVersion(*std::move(built), change_at, change_wall);
+    PORTICO_LOG(kInfo, kLog, "config version ", incomplete->version.version, ": full payload built on a retry");
+    return PublishResult::kPublished;
+  }
   if (!stored.corrupt.empty()) {
     // Publishing the rest would silently drop these entities from every data plane.
     std::string error = absl::StrCat(stored.corrupt.size(),
@@ -202,8 +238,6 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   // always over the whole set).
   absl::Status valid = ValidateConfigSet(exported, incremental ? &upserted : nullptr);
   if (!valid.ok()) return fail("invalid_config", valid.ToString());
-  SnapshotBuildOptions build_options;
-  build_options.chunk_bytes = options_.chunk_bytes;
   // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
   // before publication, outside mu_, and shared by every DP on the same base.
   change_log_.Record(previous.get(), **indexed, incremental ? &diff : nullptr);
@@ -213,8 +247,8 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   // it, for the DPs that need the whole config (they wait for the second publication).
   std::shared_ptr<const BuiltSnapshot> first = *std::move(indexed);
   if (!first->deltas.empty()) PublishVersion(first, change_at, change_wall);
-  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
-  if (!built.ok()) return fail("build_error", built.status().ToString());
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = complete(first);
+  if (!built.ok()) return fail("build_error", built.status().ToString());  // retried in 1 s
   metrics_.builds->Inc();
   const SteadyClock::time_point build_end = SteadyClock::now();
   const double build_seconds = std::chrono::duration<double>(build_end - build_start).count();

@@ -124,6 +124,8 @@ class SnapshotBuilder {
   std::optional<SteadyClock::time_point> unpublished_change_;
   int64_t unpublished_change_wall_ = 0;
   std::shared_ptr<const BuiltSnapshot> latest_;
+  // Set when the latest version's full payload failed to build: when to try again.
+  std::optional<SteadyClock::time_point> payload_retry_at_;
   std::deque<Published> history_;  // oldest first
   uint64_t published_ = 0;
   // What the last read of the store said, and whether it could be published.

@@ -668,7 +668,9 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
         received.compressed = SerializeFullPayload(decoded->version, *decoded->resources);
         received.uncompressed_size = received.compressed.size();
       }
-      absl::Status stored = cache_->Store(received);
+      absl::Status stored = received.compressed.empty()
+                                ? absl::InternalError("cannot serialize the full payload")
+                                : cache_->Store(received);
       persisted = stored.ok();
       if (!stored.ok()) {
         PORTICO_LOG(kError, kLog, "cannot persist config version ", target.version, " to ",
@@ -690,6 +692,8 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   }
   const size_t changes = decoded->change_count;
   held_ = *std::move(decoded);
+  // The bodies are kept only as the base of the next delta.
+  if (!options_.incremental) held_.resources.reset();
   DpMessage msg;
   sync::v1::Ack* ack = msg.mutable_ack();
   ack->set_nonce(nonce);

@@ -251,9 +251,12 @@ TEST_F(DeltaSyncTest, DpBehindTheChangeLogGetsTheFullSnapshot) {
   }
   const uint64_t latest = cluster_.CpVersion();
   ASSERT_EQ(latest, base + 101);
+  // The line is logged once the full payload is built too, after the deltas went out.
+  const std::string published_line = absl::StrCat("published config version ", latest, " ");
+  ASSERT_TRUE(WaitFor([&] { return cluster_.cp()->Log().find(published_line) != std::string::npos; }, 10s))
+      << cluster_.cp()->Log();
   const std::string cp_log = cluster_.cp()->Log();
-  const size_t published = cp_log.find(absl::StrCat("published config version ", latest, " "));
-  ASSERT_NE(published, std::string::npos) << cp_log;
+  const size_t published = cp_log.find(published_line);
   const std::string line = cp_log.substr(published, cp_log.find('\n', published) - published);
   EXPECT_NE(line.find("; 100 delta(s) from 100 logged version(s)"), std::string::npos) << line;
 
@@ -481,7 +484,11 @@ TEST_F(DeltaSyncTest, IncrementalSyncOffNeverGetsADelta) {
   EXPECT_EQ(CpCounter(kPushesSent), sent0 + 6);
 
   // Frozen over three versions: the first is written to each frozen stream at once; after
-  // SIGCONT its ACK brings the latest, from the version it then serves (a delta for `on`).
+  // SIGCONT its ACK brings the latest, from the version it then serves (a delta for `on`). The
+  // CP must have the ACKs of the version they serve first (a DP's ACK can still sit in its
+  // process when it is stopped).
+  ASSERT_TRUE(WaitAcked("dp-it", cluster_.CpVersion()));
+  ASSERT_TRUE(WaitAcked("dp-off", cluster_.CpVersion()));
   on.process->Signal(SIGSTOP);
   off.process->Signal(SIGSTOP);
   for (int i = 0; i < 3; ++i) {

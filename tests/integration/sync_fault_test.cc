@@ -412,6 +412,9 @@ TEST_F(SyncFaultTest, BurstOfAThousandWritesBuildsFewSnapshotsAndEveryDpConverge
   ASSERT_TRUE(cluster_.WaitDpSynced(b, 30s)) << cluster_.DpStatus(b).dump();
   EXPECT_EQ(cluster_.DpStatus(a)["routes"], 1001);
   EXPECT_EQ(cluster_.DpStatus(b)["routes"], 1001);
+  // A version with deltas reaches the DPs before its full payload is built and logged.
+  ASSERT_TRUE(WaitFor([&] { return cluster_.cp()->Log().find(absl::StrCat(published, final_version, " ")) != std::string::npos; },
+                      10s));
   const size_t builds = CountOccurrences(cluster_.cp()->Log(), published) - builds_before;
   std::fprintf(stderr, "1000 writes -> %zu snapshots built\n", builds);
   EXPECT_GE(builds, 1u);
@@ -442,6 +445,11 @@ TEST_F(SyncFaultTest, FrozenDpDoesNotGrowCpMemoryAndConvergesAfterSigcont) {
     HttpResult r = cluster_.Admin("POST", "/services/echo/routes", {{"name", name}, {"paths", {"/" + name}}});
     ASSERT_EQ(r.status, 201) << r.body;
     ASSERT_TRUE(cluster_.WaitDpSynced(live, 30s));
+    // The live DP may have its delta before the CP built the version's full payload: measure
+    // after the build (its buffers are freed when it ends), not in the middle of it.
+    const std::string built = absl::StrCat("published config version ", cluster_.CpVersion(), " ");
+    ASSERT_TRUE(WaitFor([&] { return cluster_.cp()->Log().find(built) != std::string::npos; }, 30s));
+    std::this_thread::sleep_for(100ms);
   };
   for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(push(absl::StrCat("warm", i)));
   const long rss_before = VmRssKb(cluster_.cp()->pid());

@@ -214,7 +214,7 @@ TEST(ChangeLogTest, TheByteBudgetEvictsTheOldestSteps) {
   std::shared_ptr<BuiltSnapshot> a = history.Build();
   r->set_name("route-B");
   std::shared_ptr<BuiltSnapshot> b = history.Build();
-  const uint64_t step = ChangeBytes(DiffResources(*a->resources, *b->resources));
+  const uint64_t step = ChangeLog::EntryBytes(DiffResources(*a->resources, *b->resources));
   ASSERT_GT(step, 0u);
 
   History h2;
