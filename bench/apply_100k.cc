@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -133,15 +134,22 @@ int Run(int routes, int writers) {
   bool all_served = true;
   // `count` rounds of one added route each, 400 ms apart: commit -> the DP proxies the new route
   // (polled every 2 ms), under load from LoadUntil.
+  // `during` null: no load meanwhile (the time the change takes when the DP has the CPU it wants).
   auto rounds = [&](DataPlane& target, const std::string& label, int count, Latencies* during) {
     std::vector<double> ms, post_ms;
     stop = false;
-    std::thread load([&] { *during = LoadUntil(cluster, target, stop); });
+    std::thread load([&] {
+      if (during != nullptr) *during = LoadUntil(cluster, target, stop);
+    });
     for (int i = 0; i < count; ++i) {
       std::this_thread::sleep_for(400ms);
-      const std::string path = absl::StrCat("/", label, "-", i);
+      std::string slug = label;
+      for (char& c : slug) {
+        if (!absl::ascii_isalnum(static_cast<unsigned char>(c))) c = '-';
+      }
+      const std::string path = absl::StrCat("/", slug, "-", i);
       auto sent = Clock::now();
-      HttpResult r = cluster.Admin("POST", "/services/echo/routes", {{"name", absl::StrCat(label, "-", i)}, {"paths", {path}}});
+      HttpResult r = cluster.Admin("POST", "/services/echo/routes", {{"name", absl::StrCat(slug, "-", i)}, {"paths", {path}}});
       auto commit = Clock::now();  // the 201 came back: the write is committed
       post_ms.push_back(std::chrono::duration<double, std::milli>(commit - sent).count());
       if (r.status != 201) {
@@ -169,7 +177,10 @@ int Run(int routes, int writers) {
   };
 
   Latencies during_delta, during_full;
-  rounds(dp, "delta", 5, &during_delta);
+  rounds(dp, "delta, no load", 3, nullptr);
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied delta").c_str());
+  std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
+  rounds(dp, "delta, under load", 5, &during_delta);
   std::printf("CP: %s\n", LastLineWith(cluster.cp()->Log(), "published config version ").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied delta").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
@@ -189,7 +200,9 @@ int Run(int routes, int writers) {
   }
   std::printf("full DP first sync (connect + transfer + apply): %.2f s\n",
               std::chrono::duration<double>(Clock::now() - full_start).count());
-  rounds(full_dp, "full", 3, &during_full);
+  rounds(full_dp, "full, no load", 3, nullptr);
+  std::printf("DP: %s\n", LastLineWith(full_dp.process->Log(), "validated in").c_str());
+  rounds(full_dp, "full, under load", 3, &during_full);
   std::printf("DP: %s\n", LastLineWith(full_dp.process->Log(), "validated in").c_str());
   std::printf("DP: %s\n", LastLineWith(full_dp.process->Log(), "applied in").c_str());
   baseline.Print("latency, no change (3 s):");
