@@ -31,10 +31,26 @@ for i, b in enumerate(blocks, 1):
     open(f"{sys.argv[2]}/block{i}.sh", "w").write(b)
 PY
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Distinct free ports below the kernel's ephemeral range (as PickFreePort in
+# tests/integration/harness.cc), so that no outgoing connection of a test running in parallel
+# takes one before the child binds it.
+free_ports() { python3 -c '
+import random, socket, sys
+picked = []
+while len(picked) < int(sys.argv[1]):
+    p = random.randint(20000, 32767)
+    s = socket.socket()
+    try:
+        if p not in picked:
+            s.bind(("127.0.0.1", p)); picked.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, picked)))' "$1"; }
 export CERTS="$WORK/etc/portico/certs" DATA="$WORK/var/lib/portico" CP_HOST=127.0.0.1
-export ADMIN_PORT=$(free_port) CLUSTER_PORT=$(free_port) PROXY_PORT=$(free_port) STATUS_PORT=$(free_port) PROXY_SSL_PORT=$(free_port)
-UPSTREAM_PORT=$(free_port)
+read -r ADMIN_PORT CLUSTER_PORT PROXY_PORT STATUS_PORT PROXY_SSL_PORT UPSTREAM_PORT < <(free_ports 6)
+export ADMIN_PORT CLUSTER_PORT PROXY_PORT STATUS_PORT PROXY_SSL_PORT
 export UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT"
 export PATH="$CP_DIR:$DP_DIR:$PATH"
 mkdir -p "$WORK/run"
