@@ -68,6 +68,15 @@ class SnapshotBuilderTest : public ::testing::Test {
     std::lock_guard<std::mutex> lock(mu_);
     return published_;
   }
+  // 30 more services: a change to one of them is under half the config (it gets a delta).
+  void AddServices() {
+    for (int i = 10; i < 40; ++i) {
+      config::v1::Service s = DefaultService();
+      s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", i));
+      s.set_host(absl::StrCat("10.0.0.", i));
+      stored_.config.services.push_back(s);
+    }
+  }
   std::vector<uint64_t> Early() {
     std::lock_guard<std::mutex> lock(mu_);
     return early_;
@@ -107,12 +116,7 @@ TEST_F(SnapshotBuilderTest, PublishesAtStartThenOncePerBurstOfChanges) {
 }
 
 TEST_F(SnapshotBuilderTest, EachPublishedVersionCarriesTheDeltasFromTheVersionsBefore) {
-  for (int i = 10; i < 40; ++i) {  // enough services that one change is a small delta
-    config::v1::Service s = DefaultService();
-    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", i));
-    s.set_host(absl::StrCat("10.0.0.", i));
-    stored_.config.services.push_back(s);
-  }
+  AddServices();  // enough services that one change is a small delta
   auto builder = Make();
   ASSERT_TRUE(builder->Start().ok());
   const std::shared_ptr<const BuiltSnapshot> first = builder->latest();
@@ -137,12 +141,7 @@ TEST_F(SnapshotBuilderTest, EachPublishedVersionCarriesTheDeltasFromTheVersionsB
 // version with deltas is published without it first, then again with it; DPs that need the
 // full snapshot wait for the second publication.
 TEST_F(SnapshotBuilderTest, AVersionWithDeltasIsPublishedBeforeItsFullPayload) {
-  for (int i = 10; i < 40; ++i) {  // enough services that one change is a small delta
-    config::v1::Service s = DefaultService();
-    s.set_id(absl::StrCat("00000000-0000-4000-8000-0000000000", i));
-    s.set_host(absl::StrCat("10.0.0.", i));
-    stored_.config.services.push_back(s);
-  }
+  AddServices();  // enough services that one change is a small delta
   auto builder = Make();
   ASSERT_TRUE(builder->Start().ok());
   Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
