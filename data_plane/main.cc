@@ -4,9 +4,7 @@
 // --declarative-config FILE it runs without a CP from a kong.yml (reloaded on SIGHUP).
 // `portico-dp check CONF_FILE [flags]` validates a --conf file without starting.
 #include <arpa/inet.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +48,7 @@
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/tls/server_context.h"
+#include "data_plane/sync/niced_runner.h"
 #include "data_plane/sync/sync_client.h"
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "nlohmann/json.hpp"
@@ -743,17 +742,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // Validation and compile run on the sync client's thread; at a lower priority than the
   // workers, they take the CPU the workers leave instead of delaying requests. Not in DB-less
   // mode: there the main thread applies, and the threads it starts later would inherit the nice.
-  if (db_less) apply_nice = 0;
-  ApplyCore apply_core = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions,
-                          apply_nice](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
-                                      const ChangedEntities* upserted) -> absl::Status {
-    static thread_local const bool lowered = [apply_nice] {
-      if (apply_nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), apply_nice) != 0) {
-        PORTICO_LOG(kWarn, "dp", "cannot lower the config apply thread's priority: ", std::strerror(errno));
-      }
-      return true;
-    }();
-    (void)lowered;
+  // The apply runs on a thread of its own (NicedRunner) so that only it is lowered, not the sync
+  // client's thread nor the heartbeat and watchdog threads that one starts.
+  std::unique_ptr<NicedRunner> apply_runner;
+  if (!db_less && apply_nice > 0) apply_runner = std::make_unique<NicedRunner>(apply_nice);
+  ApplyCore apply_body = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions](
+                             std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
+                             const ChangedEntities* upserted) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config, upserted); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
@@ -780,6 +775,12 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     // (With a shared port, not before. /status/ready waits for the workers' listen() too.)
     if (serving.ready()) proxy_ptr->StartAccepting();
     return absl::OkStatus();  // the sync client logs what is served (and the total time)
+  };
+  ApplyCore apply_core = [&apply_runner, &apply_body](std::shared_ptr<const ConfigSet> config,
+                                                     const ConfigVersion& version,
+                                                     const ChangedEntities* upserted) -> absl::Status {
+    if (apply_runner == nullptr) return apply_body(std::move(config), version, upserted);
+    return apply_runner->Run([&] { return apply_body(config, version, upserted); });
   };
   ApplyConfigFn apply = [&apply_core](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) {
     return apply_core(std::move(config), version, nullptr);

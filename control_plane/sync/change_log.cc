@@ -28,6 +28,10 @@ void ChangeLog::Record(const BuiltSnapshot* previous_full, const BuiltSnapshot& 
     Clear();
     return;
   }
+  // The same step again (its payload failed after it was recorded, and it is being rebuilt).
+  if (!entries_.empty() && entries_.back().from == previous_full->version && entries_.back().to == next_full.version) {
+    return;
+  }
   if (!entries_.empty() && !(entries_.back().to == previous_full->version)) Clear();  // a gap
   Entry entry;
   entry.from = previous_full->version;

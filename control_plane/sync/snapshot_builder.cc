@@ -77,14 +77,19 @@ void SnapshotBuilder::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     if (payload_retry_at_) {
-      // The latest version went out without its full payload (deltas only): try again later
-      // even without a new change, so the DPs that need the full snapshot are not left waiting.
-      cv_.wait_until(lock, *payload_retry_at_, [&] { return stopping_ || dirty_; });
-      if (!stopping_ && !dirty_) {
-        dirty_ = true;
-        first_notify_ = last_notify_ = SteadyClock::now() - ToChrono(options_.debounce_max);
+      // The latest version went out without its full payload (deltas only) and building it
+      // failed: try again at the retry time even without a new change (from the published
+      // version alone, no store read), so the DPs that need the full snapshot are not left
+      // waiting. A change that comes first builds it too (BuildAndPublish).
+      const SteadyClock::time_point retry_at = *payload_retry_at_;
+      cv_.wait_until(lock, retry_at, [&] { return stopping_ || dirty_; });
+      if (stopping_) return;
+      if (!dirty_) {
+        lock.unlock();
+        CompletePendingPayload();
+        lock.lock();
+        continue;
       }
-      payload_retry_at_.reset();
     } else {
       cv_.wait(lock, [&] { return stopping_ || dirty_; });
     }
@@ -109,7 +114,39 @@ void SnapshotBuilder::Loop() {
   }
 }
 
+bool SnapshotBuilder::CompletePendingPayload() {
+  std::shared_ptr<const BuiltSnapshot> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!latest_ || latest_->payload_ready()) return true;
+    pending = latest_;
+  }
+  SnapshotBuildOptions build_options;
+  build_options.chunk_bytes = options_.chunk_bytes;
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*pending, build_options);
+  if (!built.ok()) {
+    SchedulePayloadRetry(pending->version.version, built.status());
+    return false;
+  }
+  metrics_.builds->Inc();
+  PublishVersion(*std::move(built), std::nullopt, 0);
+  PORTICO_LOG(kInfo, kLog, "config version ", pending->version.version, ": full payload built on a retry");
+  return true;
+}
+
+void SnapshotBuilder::SchedulePayloadRetry(uint64_t version, const absl::Status& error) {
+  SetFailure("build_error", error.ToString());
+  std::lock_guard<std::mutex> lock(mu_);
+  payload_retry_delay_ = payload_retry_at_ ? std::min(payload_retry_delay_ * 2, std::chrono::milliseconds(60000))
+                                           : std::chrono::milliseconds(1000);
+  payload_retry_at_ = SteadyClock::now() + payload_retry_delay_;
+  PORTICO_LOG(kError, kLog, "config version ", version, " went out as deltas only: its full payload cannot be built (",
+              error.ToString(), "); retrying in ", payload_retry_delay_.count(), " ms");
+}
+
 void SnapshotBuilder::BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
+  // A version published without its payload comes first: it needs nothing from the store.
+  CompletePendingPayload();
   absl::StatusOr<StoredConfig> stored = read_config_();
   PublishResult result = PublishResult::kFailed;
   if (!stored.ok()) {
@@ -151,7 +188,6 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
                                                         int64_t change_wall) {
   uint64_t published_version = 0;
   std::shared_ptr<const BuiltSnapshot> previous;
-  std::shared_ptr<const BuiltSnapshot> incomplete;
   {
     std::lock_guard<std::mutex> lock(mu_);
     store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
@@ -163,11 +199,10 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     // Every write bumps the version in its own transaction: same epoch and version, same content.
     if (latest_ && latest_->version.epoch == stored.version.epoch &&
         latest_->version.version == stored.version.version) {
-      if (latest_->payload_ready()) {
-        ClearFailureLocked();  // e.g. a read error at a version that is published
-        return PublishResult::kUnchanged;
-      }
-      incomplete = latest_;  // published for its deltas; its full payload failed to build
+      // e.g. a read error at a version that is published (a missing payload keeps its failure:
+      // CompletePendingPayload retries it)
+      if (latest_->payload_ready()) ClearFailureLocked();
+      return PublishResult::kUnchanged;
     }
     if (latest_) published_version = latest_->version.version;
     previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
@@ -182,25 +217,6 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   };
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
-  // The full payload of the latest version, once it can be built.
-  auto complete = [&](const std::shared_ptr<const BuiltSnapshot>& first) -> absl::StatusOr<std::shared_ptr<BuiltSnapshot>> {
-    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!built.ok()) {
-      payload_retry_at_ = SteadyClock::now() + std::chrono::seconds(1);
-    } else {
-      payload_retry_at_.reset();
-    }
-    return built;
-  };
-  if (incomplete) {
-    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = complete(incomplete);
-    if (!built.ok()) return fail("build_error", built.status().ToString());
-    metrics_.builds->Inc();
-    PublishVersion(*std::move(built), change_at, change_wall);
-    PORTICO_LOG(kInfo, kLog, "config version ", incomplete->version.version, ": full payload built on a retry");
-    return PublishResult::kPublished;
-  }
   if (!stored.corrupt.empty()) {
     // Publishing the rest would silently drop these entities from every data plane.
     std::string error = absl::StrCat(stored.corrupt.size(),
@@ -246,9 +262,15 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   // Published twice: first without the full payload, so that the deltas leave now; then with
   // it, for the DPs that need the whole config (they wait for the second publication).
   std::shared_ptr<const BuiltSnapshot> first = *std::move(indexed);
-  if (!first->deltas.empty()) PublishVersion(first, change_at, change_wall);
-  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = complete(first);
-  if (!built.ok()) return fail("build_error", built.status().ToString());  // retried in 1 s
+  const bool deltas_first = !first->deltas.empty();
+  if (deltas_first) PublishVersion(first, change_at, change_wall);
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
+  if (!built.ok()) {
+    if (!deltas_first) return fail("build_error", built.status().ToString());
+    // The version is out (its commit with it): only its payload is missing, retried later.
+    SchedulePayloadRetry(first->version.version, built.status());
+    return PublishResult::kPublished;
+  }
   metrics_.builds->Inc();
   const SteadyClock::time_point build_end = SteadyClock::now();
   const double build_seconds = std::chrono::duration<double>(build_end - build_start).count();
@@ -286,6 +308,13 @@ void SnapshotBuilder::PublishVersion(std::shared_ptr<const BuiltSnapshot> snapsh
       ClearFailureLocked();
     }
     if (snapshot->payload_ready()) {
+      payload_retry_at_.reset();
+      // The payload failure of this version is over (another failure, of a newer store version,
+      // stays until that version builds).
+      if (again && failure_reason_ == "build_error" && store_version_.version == snapshot->version.version &&
+          store_version_.epoch == snapshot->version.epoch) {
+        ClearFailureLocked();
+      }
       metrics_.bytes_raw->Set(static_cast<double>(snapshot->uncompressed_size));
       metrics_.bytes_gzip->Set(static_cast<double>(snapshot->compressed.size()));
     }

@@ -101,6 +101,10 @@ class SnapshotBuilder {
   // published_count() counts the publications with a payload.
   void PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot, std::optional<SteadyClock::time_point> change_at,
                      int64_t change_wall);
+  // Builds the full payload of the latest version when it was published without it (deltas
+  // only) and publishes it again; on failure schedules a retry. True when nothing is pending.
+  bool CompletePendingPayload();
+  void SchedulePayloadRetry(uint64_t version, const absl::Status& error);
   // `reason` is one of kBuildFailureReasons.
   void SetFailure(const std::string& reason, const std::string& error);
   void ClearFailureLocked();
@@ -124,8 +128,10 @@ class SnapshotBuilder {
   std::optional<SteadyClock::time_point> unpublished_change_;
   int64_t unpublished_change_wall_ = 0;
   std::shared_ptr<const BuiltSnapshot> latest_;
-  // Set when the latest version's full payload failed to build: when to try again.
+  // Set when the latest version's full payload failed to build: when to try again (1 s, doubling
+  // up to 60 s while it keeps failing).
   std::optional<SteadyClock::time_point> payload_retry_at_;
+  std::chrono::milliseconds payload_retry_delay_{1000};
   std::deque<Published> history_;  // oldest first
   uint64_t published_ = 0;
   // What the last read of the store said, and whether it could be published.

@@ -226,6 +226,7 @@ void SyncClient::Impl::LoadFromCache() {
               loaded->decoded.config->routes.size(), " routes, applied in ",
               std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms)");
   held_ = std::move(loaded->decoded);
+  if (!options_.incremental) held_.resources.reset();  // bodies are kept only as a delta base
 }
 
 void SyncClient::Impl::Run() {

@@ -237,6 +237,26 @@ TEST(ChangeLogTest, TheByteBudgetEvictsTheOldestSteps) {
   EXPECT_EQ(tiny.bytes(), 0u);
 }
 
+// The builder records a step before the version's payload is built; when that payload fails and
+// the version is built again, the same step comes again and must not read as a gap.
+TEST(ChangeLogTest, TheSameStepRecordedAgainIsKeptOnce) {
+  History history;
+  std::shared_ptr<BuiltSnapshot> a = history.Build();
+  history.FindRoute(RouteId(0))->set_name("route-A");
+  std::shared_ptr<BuiltSnapshot> b = history.Build();
+  history.FindRoute(RouteId(0))->set_name("route-B");
+  std::shared_ptr<BuiltSnapshot> c = history.Build();
+  ChangeLog log;
+  log.Record(a.get(), *b);
+  log.Record(a.get(), *b);
+  EXPECT_EQ(log.size(), 1u);
+  log.Record(b.get(), *c);
+  EXPECT_EQ(log.size(), 2u);
+  EXPECT_EQ(log.oldest(), a->version);
+  log.Record(a.get(), *c);  // a real gap (the log ends at c, not a) still clears it
+  EXPECT_EQ(log.size(), 1u);
+}
+
 TEST(ChangeLogTest, ABaseWhoseChangesExceedHalfTheFullSnapshotGetsTheFullSnapshot) {
   History history;
   ChangeLog log;
