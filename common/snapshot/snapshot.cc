@@ -239,6 +239,18 @@ void ForEachKnownKind(F&& f) {
   f(kCaCertificates, "ca_certificate", &ConfigSet::ca_certificates);
 }
 
+// Parses `body` onto the end of `list`: it must parse and carry `id` (a full snapshot's resource
+// and a delta's upsert alike).
+template <typename Entity>
+absl::Status ParseBody(const std::string& body, absl::string_view id, absl::string_view what, std::vector<Entity>* list) {
+  Entity entity;
+  if (!entity.ParseFromString(body) || entity.id() != id) {
+    return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", id));
+  }
+  list->push_back(std::move(entity));
+  return absl::OkStatus();
+}
+
 // `old` (sorted by id) with `changes` (the changes of its kind, sorted by id) applied, into `out`.
 template <typename Entity>
 absl::Status MergeKind(const std::vector<Entity>& old, const ResourceChange* begin, const ResourceChange* end,
@@ -250,26 +262,12 @@ absl::Status MergeKind(const std::vector<Entity>& old, const ResourceChange* beg
     const bool present = i < old.size() && old[i].id() == c->id;
     if (present) ++i;
     if (c->body == nullptr) continue;  // deleted (presence was checked on the index)
-    Entity entity;
-    if (!entity.ParseFromString(*c->body) || entity.id() != c->id) {
-      return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", c->id));
-    }
-    out->push_back(std::move(entity));
+    if (absl::Status parsed = ParseBody(*c->body, c->id, what, out); !parsed.ok()) return parsed;
   }
   while (i < old.size()) out->push_back(old[i++]);
   return absl::OkStatus();
 }
 
-// Parses one resource onto the end of `list`; its body must parse and carry the resource's id.
-template <typename Entity>
-absl::Status AppendResource(const sync::v1::Resource& r, absl::string_view what, std::vector<Entity>* list) {
-  Entity entity;
-  if (!entity.ParseFromString(r.body()) || entity.id() != r.id()) {
-    return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", r.id()));
-  }
-  list->push_back(std::move(entity));
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -669,33 +667,9 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
   decoded.resources = std::move(resources);
   for (const sync::v1::Resource& r : payload.resources()) {
     absl::Status parsed = absl::OkStatus();
-    if (r.kind() == kServices) {
-      parsed = AppendResource(r, "service", &config->services);
-    } else if (r.kind() == kRoutes) {
-      parsed = AppendResource(r, "route", &config->routes);
-    } else if (r.kind() == kConsumers) {
-      parsed = AppendResource(r, "consumer", &config->consumers);
-    } else if (r.kind() == kKeyAuthCredentials) {
-      parsed = AppendResource(r, "key-auth credential", &config->keyauth_digests);
-    } else if (r.kind() == kBasicAuthCredentials) {
-      parsed = AppendResource(r, "basic-auth credential", &config->basicauth_credentials);
-    } else if (r.kind() == kAcls) {
-      parsed = AppendResource(r, "acl", &config->acls);
-    } else if (r.kind() == kJwtSecrets) {
-      parsed = AppendResource(r, "jwt credential", &config->jwt_secrets);
-    } else if (r.kind() == kUpstreams) {
-      parsed = AppendResource(r, "upstream", &config->upstreams);
-    } else if (r.kind() == kTargets) {
-      parsed = AppendResource(r, "target", &config->targets);
-    } else if (r.kind() == kPlugins) {
-      parsed = AppendResource(r, "plugin", &config->plugins);
-    } else if (r.kind() == kCertificates) {
-      parsed = AppendResource(r, "certificate", &config->certificates);
-    } else if (r.kind() == kSnis) {
-      parsed = AppendResource(r, "sni", &config->snis);
-    } else if (r.kind() == kCaCertificates) {
-      parsed = AppendResource(r, "ca_certificate", &config->ca_certificates);
-    }
+    ForEachKnownKind([&](const char* kind, const char* what, auto member) {
+      if (r.kind() == kind) parsed = ParseBody(r.body(), r.id(), what, &((*config).*member));
+    });
     // Other kinds come from a newer CP minor: covered by the hash, ignored here.
     if (!parsed.ok()) return parsed;
   }

@@ -238,7 +238,6 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   // what is validated again and what the deltas carry.
   absl::StatusOr<std::shared_ptr<BuiltSnapshot>> indexed = BuildSnapshotIndex(exported, stored.version, clock_);
   if (!indexed.ok()) return fail("build_error", indexed.status().ToString());
-  if (previous && previous->version == (*indexed)->version) return PublishResult::kUnchanged;
   const bool incremental = previous != nullptr && previous->resources != nullptr &&
                            previous->version.epoch == stored.version.epoch;
   ChangeList diff;
