@@ -44,6 +44,10 @@ struct DataPlaneStatus {
   int64_t lag_seconds = 0;
   int64_t connected_since = 0; // start of the current stream (seconds since epoch); 0 if none
   uint64_t nack_count = 0;     // NACKs received from this node since the CP started
+  // The CP that holds (or last held) its stream: that CP's node id and hostname. Several CPs on
+  // one database each record their DPs there, so any CP lists every DP.
+  std::string control_plane_id;
+  std::string control_plane_hostname;
 };
 
 // Whether the CP can publish the store's current config version (GET /status "config_build").

@@ -344,6 +344,15 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
   absl::Status Close() override;
   absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
+  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>&) override {
+    return absl::UnimplementedError("SaveDataPlanes");
+  }
+  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t) override {
+    return absl::UnimplementedError("ListDataPlaneRows");
+  }
+  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t) override { return absl::UnimplementedError("PurgeDataPlanes"); }
+  // One file, one process's writes at a time: no feed (VersionWatcher polls).
+  ChangeWait WaitForChange(absl::Duration) override { return ChangeWait::kNoFeed; }
 
  private:
   struct Connection {

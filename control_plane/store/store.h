@@ -25,9 +25,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "common/config/config_set.h"
 #include "common/config/entity_descriptor.h"
+#include "control_plane/cluster_status.h"
 
 namespace portico::cp {
 
@@ -97,6 +99,24 @@ template <typename T>
 struct ListPage {
   std::vector<T> items;
   bool has_more = false;  // true: another page follows items.back()'s id
+};
+
+// A data plane as a CP last recorded it in the datastore (Kong's clustering_data_planes): every CP
+// on one database writes the DPs whose streams it holds, and lists every row, so any CP shows
+// every DP. Not versioned: these writes bump no version and are not in snapshots.
+struct StoredDataPlane {
+  // As the writing CP saw it; status.control_plane_id names that CP. lag_versions and
+  // lag_seconds are not stored (derived when listed).
+  DataPlaneStatus status;
+  bool connected = false;  // the writing CP held a live stream of it when it wrote the row
+  int64_t purge_at = 0;    // Clock seconds; the row is gone (listed no more, purged) from then on
+};
+
+// What Store::WaitForChange saw.
+enum class ChangeWait {
+  kNotified,  // a versioned write may have been committed (read CurrentVersion)
+  kTimedOut,  // the feed is up and nothing came within the timeout
+  kNoFeed,    // no feed (SQLite), or it is down: returned at once; the caller polls
 };
 
 enum class WriteMode {
@@ -179,6 +199,23 @@ class Store {
   // file, which SQLite reads at the next open. Idempotent. REQUIRES: nothing calls the store
   // afterwards (only its destructor).
   virtual absl::Status Close() = 0;
+
+  // ---- Data planes (StoredDataPlane; no version bump) ----
+  // Upserts `rows` by node id (status.id), in one transaction. A row that is not `connected`
+  // never replaces a connected row written by another CP (a DP that moved from CP A to CP B stays
+  // shown on B when A records the end of its old stream late).
+  virtual absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) = 0;
+  // Every row with purge_at > now, sorted by node id.
+  virtual absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) = 0;
+  // Deletes the rows with purge_at <= now; returns how many.
+  virtual absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) = 0;
+
+  // ---- Change feed ----
+  // Waits up to `timeout` for a versioned write committed through any connection to the
+  // datastore (PostgreSQL: LISTEN/NOTIFY, sent by each write's transaction on commit; writes of
+  // this store count too). kNoFeed returns at once (SQLite has no feed; a PostgreSQL feed whose
+  // connection dropped tries to reconnect first). One thread calls it at a time.
+  virtual ChangeWait WaitForChange(absl::Duration timeout) = 0;
 
   // ---- Tags (Kong's /tags endpoints) ----
   // The (tag, entity) rows of every kind with a `tags` field, read from the stored tags (corrupt
