@@ -5,7 +5,10 @@
 // check + parse), then ACKs. Admission refusals (RESOURCE_EXHAUSTED + retry_after_s) are honoured.
 //
 //   sync_sim --cp-bin build/control_plane/portico-cp [--n 10,100,1000] [--rounds 20]
-//            [--routes 100] [--gap-ms 300] [--modes delta,full]
+//            [--routes 100] [--gap-ms 300] [--modes delta,full] [--cps 1] [--store sqlite]
+// --cps 2 --store postgres: two CPs on one PostgreSQL database (started for the run with
+// tests/postgres_fixture.sh), the simulated DPs spread over them (DP i on CP i % 2), every write
+// through the first CP: the second CP's DPs get it through the database's notification.
 // Mode "delta": the simulated DPs announce "delta.v1" and apply deltas; "full": they do not (as an
 // older DP), so every change reaches them as a full snapshot.
 //
@@ -40,6 +43,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/postgres_util.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
@@ -352,22 +356,35 @@ uint64_t CurrentVersion(uint16_t admin_port) {
 }
 
 int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int rounds, int routes,
-            int gap_ms, bool delta) {
+            int gap_ms, bool delta, int cp_count, BenchPostgres* pg) {
+  static int db_serial = 0;
   testing::TempDir dir;
-  const uint16_t admin_port = testing::PickFreePort();
-  const uint16_t cluster_port = testing::PickFreePort();
-  testing::Process cp("cp",
-                      {cp_bin, "--db", dir.File("cp.db"), "--admin-listen",
-                       absl::StrCat("127.0.0.1:", admin_port), "--cluster-listen",
-                       absl::StrCat("127.0.0.1:", cluster_port), "--cluster-cert", certs + "/cp.crt",
-                       "--cluster-key", certs + "/cp.key", "--cluster-ca", certs + "/ca.crt",
-                       "--log-level", "warn"},
-                      dir.File("cp.log"));
-  if (!testing::WaitFor([&] { return testing::Http(admin_port, "GET", "/status").status == 200; },
-                        std::chrono::seconds(10))) {
-    std::fprintf(stderr, "CP did not start:\n%s\n", cp.Log().c_str());
-    return 1;
+  std::string db = dir.File("cp.db");
+  if (pg != nullptr) {
+    db = pg->CreateDatabase(absl::StrCat("sync_sim_", db_serial++));
+    if (db.empty()) return 1;
   }
+  std::vector<uint16_t> admin_ports, cluster_ports;
+  std::vector<std::unique_ptr<testing::Process>> cps;
+  for (int i = 0; i < cp_count; ++i) {
+    admin_ports.push_back(testing::PickFreePort());
+    cluster_ports.push_back(testing::PickFreePort());
+    cps.push_back(std::make_unique<testing::Process>(
+        absl::StrCat("cp", i),
+        std::vector<std::string>{cp_bin, "--db", db, "--admin-listen", absl::StrCat("127.0.0.1:", admin_ports[i]),
+                                 "--cluster-listen", absl::StrCat("127.0.0.1:", cluster_ports[i]), "--cluster-cert",
+                                 certs + "/cp.crt", "--cluster-key", certs + "/cp.key", "--cluster-ca",
+                                 certs + "/ca.crt", "--log-level", "warn"},
+        dir.File(absl::StrCat("cp", i, ".log"))));
+    const uint16_t port = admin_ports[i];
+    if (!testing::WaitFor([&] { return testing::Http(port, "GET", "/status").status == 200; },
+                          std::chrono::seconds(15))) {
+      std::fprintf(stderr, "CP %d did not start:\n%s\n", i, cps[i]->Log().c_str());
+      return 1;
+    }
+  }
+  const uint16_t admin_port = admin_ports[0];  // every write goes through the first CP
+  testing::Process& cp = *cps[0];
   std::string svc = testing::Http(admin_port, "POST", "/services",
                                   R"({"name":"sim","host":"127.0.0.1","port":9})").body;
   for (int i = 0; i < routes; ++i) {
@@ -379,7 +396,6 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
 
   Fleet fleet;
   fleet.delta = delta;
-  fleet.target = absl::StrCat("127.0.0.1:", cluster_port);
   const std::string ca = ReadAll(certs + "/ca.crt");
   for (int i = 0; i < n; ++i) {
     auto dp = std::make_unique<SimDp>();
@@ -390,7 +406,8 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(4 << 20);
-    dp->channel = grpc::CreateCustomChannel(fleet.target, grpc::SslCredentials(dp->ssl), args);
+    const std::string target = absl::StrCat("127.0.0.1:", cluster_ports[i % cp_count]);
+    dp->channel = grpc::CreateCustomChannel(target, grpc::SslCredentials(dp->ssl), args);
     dp->stub = sync::v1::ConfigSync::NewStub(dp->channel);
     fleet.dps.push_back(std::move(dp));
   }
@@ -464,7 +481,7 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
   }
   testing::WaitFor([&] { return fleet.live_reactors.load() == 0; }, std::chrono::seconds(20));
   std::string metrics = testing::Http(admin_port, "GET", "/metrics").body;
-  cp.Stop();
+  for (auto& process : cps) process->Stop();
 
   auto metric = [&](const std::string& name) {
     size_t at = metrics.find("\n" + name + " ");
@@ -473,9 +490,9 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
     return metrics.substr(start, metrics.find('\n', start) - start);
   };
   std::printf(
-      "N=%d mode=%s rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
+      "N=%d mode=%s cps=%d store=%s rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
       "commit->all ACKed per round: p50 %.1f ms p99 %.1f ms max %.1f ms | failed rounds %d\n",
-      n, delta ? "delta" : "full", rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
+      n, delta ? "delta" : "full", cp_count, pg != nullptr ? "postgres" : "sqlite", rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
       Percentile(per_dp_ms, 1), Percentile(all_acked_ms, .5), Percentile(all_acked_ms, .99),
       Percentile(all_acked_ms, 1), failed_rounds);
   std::printf(
@@ -501,7 +518,8 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
 int Main(int argc, char** argv) {
   std::string cp_bin;
   std::vector<int> ns = {10, 100, 1000};
-  int rounds = 20, routes = 100, gap_ms = 300;
+  int rounds = 20, routes = 100, gap_ms = 300, cp_count = 1;
+  std::string store = "sqlite";
   std::vector<std::string> modes = {"delta", "full"};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
@@ -519,13 +537,25 @@ int Main(int argc, char** argv) {
       absl::SimpleAtoi(value, &routes);
     } else if (flag == "--gap-ms") {
       absl::SimpleAtoi(value, &gap_ms);
+    } else if (flag == "--cps") {
+      absl::SimpleAtoi(value, &cp_count);
+    } else if (flag == "--store") {
+      store = value;
     } else if (flag == "--modes") {
       modes = absl::StrSplit(value, ',', absl::SkipEmpty());
     }
   }
-  if (cp_bin.empty() || ns.empty()) {
-    std::fprintf(stderr, "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300] [--modes delta,full]\n");
+  if (cp_bin.empty() || ns.empty() || cp_count < 1 || (store != "sqlite" && store != "postgres") ||
+      (cp_count > 1 && store != "postgres")) {
+    std::fprintf(stderr,
+                 "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300] "
+                 "[--modes delta,full] [--cps 1] [--store sqlite|postgres] (several CPs need postgres)\n");
     return 2;
+  }
+  std::unique_ptr<BenchPostgres> pg;
+  if (store == "postgres") {
+    pg = std::make_unique<BenchPostgres>();
+    if (!pg->ok()) return 1;
   }
   // Keeps gRPC initialised for the whole run: a reactor deletes its channel in OnDone, and the
   // last channel going away must not shut gRPC down under its own callback thread.
@@ -552,7 +582,7 @@ int Main(int argc, char** argv) {
   }
   int rc = 0;
   for (int n : ns) {
-    for (const std::string& mode : modes) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms, mode == "delta");
+    for (const std::string& mode : modes) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms, mode == "delta", cp_count, pg.get());
   }
   return rc;
 }
