@@ -48,8 +48,9 @@ class FakeControlPlane final : public sync::v1::ConfigSync::Service {
  public:
   ~FakeControlPlane() override { Stop(); }
 
-  // Listens on 127.0.0.1, an ephemeral port, with dir's cp.crt/cp.key, clients verified against ca.crt.
-  absl::Status Start(const std::string& dir) {
+  // Listens on `host` (127.0.0.1 by default; "[::1]" for IPv6), an ephemeral port, with dir's
+  // cp.crt/cp.key, clients verified against ca.crt.
+  absl::Status Start(const std::string& dir, const std::string& host = "127.0.0.1") {
     absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(dir + "/cp.crt", dir + "/cp.key", dir + "/ca.crt");
     if (!tls.ok()) return tls.status();
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -57,7 +58,7 @@ class FakeControlPlane final : public sync::v1::ConfigSync::Service {
     ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl), &port);
+    builder.AddListeningPort(host + ":0", grpc::SslServerCredentials(ssl), &port);
     builder.RegisterService(this);
     builder.SetMaxReceiveMessageSize(4 << 20);
     builder.SetMaxSendMessageSize(4 << 20);
@@ -359,6 +360,51 @@ TEST_F(SyncClientTest, MovesToTheNextControlPlaneWhenTheStreamEnds) {
   EXPECT_EQ((*client)->stats().control_plane_moves, 1u);
   EXPECT_EQ((*client)->stats().sessions, 2u);
   EXPECT_TRUE(b.WaitFor([](const DpMessage& m) { return m.has_hello() && m.hello().node_id() == "node-7"; }));
+}
+
+TEST_F(SyncClientTest, AnIpv6EntryIsDialledAndItsCertificateCheckedAgainstTheAddress) {
+  FakeControlPlane cp;  // cp.crt carries IP:::1
+  ASSERT_TRUE(cp.Start(tmp_.path(), "[::1]").ok());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("127.0.0.1:", ClosedLoopbackPort(), ",[::1]:", cp.port());
+  o.rotation_start = 0;
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok()) << client.status();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(*client)->connected() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE((*client)->connected());
+  EXPECT_EQ((*client)->control_plane().address, absl::StrCat("[::1]:", cp.port()));
+  EXPECT_EQ((*client)->control_plane().entry, absl::StrCat("[::1]:", cp.port()));
+}
+
+TEST_F(SyncClientTest, ACertificateWithoutTheEntrysNameIsRefused) {
+  FakeControlPlane cp;  // cp.crt names localhost, 127.0.0.1 and ::1 only
+  ASSERT_TRUE(cp.Start(tmp_.path()).ok());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("cp.other.test:", cp.port());
+  o.resolve = [](const std::string&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"127.0.0.1"};
+  };
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_FALSE((*client)->connected());
+  EXPECT_GE((*client)->stats().connect_attempts, 2u);
+  EXPECT_EQ((*client)->stats().sessions, 0u);
+  (*client)->Stop();
+  // The same CP with the name override: accepted.
+  o.server_name = "localhost";
+  auto named = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(named.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(*named)->connected() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE((*named)->connected());
 }
 
 TEST_F(SyncClientTest, EveryControlPlaneDownStillBacksOffAcrossTheList) {
