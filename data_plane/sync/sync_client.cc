@@ -136,8 +136,6 @@ class SyncClient::Impl {
 
  private:
   SessionOutcome RunSession(const DialTarget& target);
-  // rotation_->Next(), with each lookup on a thread of its own: Cancelled if Stop() came first.
-  absl::StatusOr<DialTarget> NextTarget();
   // The live stream's heartbeats: every `interval`, and early (rate-limited) when the health
   // view changed. Returns when *stop or Stop(), or when a write fails.
   void HeartbeatLoop(std::chrono::seconds interval, StreamWriter* writer, const bool* stop);
@@ -266,13 +264,11 @@ absl::StatusOr<std::vector<std::string>> SyncClient::Impl::ResolveBounded(const 
   return std::move(lookup->result);
 }
 
-absl::StatusOr<DialTarget> SyncClient::Impl::NextTarget() { return rotation_->Next(); }
-
 void SyncClient::Impl::Run() {
   if (cache_) LoadFromCache();
   absl::BitGen rng;
   absl::Duration backoff = options_.backoff_initial;
-  absl::StatusOr<DialTarget> target = NextTarget();
+  absl::StatusOr<DialTarget> target = rotation_->Next();
   if (absl::IsCancelled(target.status())) return;  // Stop() during the lookup
   std::string last_address;  // of the attempt before
   while (true) {
@@ -310,8 +306,8 @@ void SyncClient::Impl::Run() {
       delay = absl::Seconds(outcome.retry_after_s);
       asked = absl::StrCat(" (the control plane asked for ", outcome.retry_after_s, "s)");
     }
-    const std::string from = target.ok() ? Describe(*target) : std::string("control plane");
-    absl::StatusOr<DialTarget> next = NextTarget();
+    const std::string from = target.ok() ? Describe(*target) : std::string();
+    absl::StatusOr<DialTarget> next = rotation_->Next();
     if (absl::IsCancelled(next.status())) return;  // Stop() during the lookup
     // Where the next attempt goes: a move to another CP is named.
     std::string then;
@@ -323,7 +319,7 @@ void SyncClient::Impl::Run() {
       then = absl::StrCat("; moving to control plane ", Describe(*next), " in ", absl::FormatDuration(delay), asked);
     }
     if (outcome.refused) {
-      PORTICO_LOG(kError, kLog, from, " refused this data plane (", node_id_, "): ", outcome.why, then);
+      PORTICO_LOG(kError, kLog, "control plane ", from, " refused this data plane (", node_id_, "): ", outcome.why, then);
     } else if (target.ok()) {
       PORTICO_LOG(kWarn, kLog, "stream to ", from, " ended: ", outcome.why, then);
     } else {
