@@ -1,7 +1,7 @@
 // portico-cp: the control plane. Owns the Admin API and the SQLite store, and streams config
 // snapshots to data planes over mutual-TLS gRPC.
 //
-//   portico-cp gen-certs DIR [--cp-names a,b] [--dp-id NAME] [--force]
+//   portico-cp gen-certs DIR [--cp-names a,b] [--cp-id NAME] [--dp-id NAME] [--force]
 //   portico-cp config validate FILE | import FILE [--db DB] | export [FILE] [--db DB]
 //   portico-cp check CONF_FILE [flags]
 //   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
@@ -80,22 +80,26 @@ constexpr char kServeDescription[] =
     "set through its environment variable or in the --conf file (kong.conf syntax, Kong's key names);\n"
     "the command line wins over the environment, which wins over the file. `portico-cp check FILE`\n"
     "validates a file without starting. `portico-cp gen-certs --help` describes the certificate tool.";
-constexpr char kGenCertsUsage[] = "portico-cp gen-certs DIR [--dp-id NAME] [--cp-names A,B] [--force]";
+constexpr char kGenCertsUsage[] =
+    "portico-cp gen-certs DIR [--dp-id NAME] [--cp-names A,B] [--cp-id NAME] [--force]";
 constexpr char kGenCertsDescription[] =
     "Writes cluster certificates into DIR (created with mode 0700 if missing).\n"
     "  DIR without a CA: a new cluster: ca.crt/ca.key (keep ca.key safe: it issues every other\n"
-    "    certificate), cp.crt/cp.key (CP server; SANs localhost, 127.0.0.1, ::1 and --cp-names),\n"
-    "    dp.crt/dp.key (DP client with node id --dp-id, default dp-1).\n"
-    "  DIR with ca.crt and ca.key: the CA is kept and only what is asked is issued:\n"
-    "    --dp-id NAME writes NAME.crt/NAME.key, a DP client certificate for node id NAME;\n"
-    "    --cp-names A,B writes cp.crt for the existing cp.key with the new names.\n"
-    "Existing keys and CA files are never overwritten without --force; with --force and neither\n"
-    "--dp-id nor --cp-names, a whole new cluster replaces the old one (every DP then needs a new\n"
-    "certificate).";
+    "    certificate), cp.crt/cp.key (CP server; SANs localhost, 127.0.0.1, ::1 and --cp-names;\n"
+    "    named after --cp-id when given), dp.crt/dp.key (DP client, node id --dp-id, default dp-1).\n"
+    "  DIR with ca.crt and ca.key: the CA is kept and only what is asked is issued from it:\n"
+    "    --dp-id NAME writes NAME.crt/NAME.key, a DP client certificate for node id NAME (and\n"
+    "      cp.crt/cp.key too when DIR holds neither);\n"
+    "    --cp-names A,B [--cp-id NAME] writes NAME.crt/NAME.key (default cp), a CP server\n"
+    "      certificate: --cp-id cp-2 for another CP of the cluster.\n"
+    "An existing file is never overwritten: the error names it. --force replaces the files asked\n"
+    "for (never the CA while --dp-id, --cp-names or --cp-id is given); with --force and none of\n"
+    "them, a whole new cluster replaces the old one (every DP then needs a new certificate).";
 
 int GenCerts(int argc, char** argv) {
   Flags flags({{"cp-names", "", "extra DNS names or IPs for the CP certificate, comma-separated"},
                {"dp-id", "dp-1", "node id written into the DP client certificate"},
+               {"cp-id", "cp", "file name of the CP server certificate and key (NAME.crt, NAME.key)"},
                {"force", "", "overwrite existing keys and certificates (see above)", true}});
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) return Fail(s);
   if (AnswerHelpOrVersion(flags, "portico-cp", kGenCertsUsage, kGenCertsDescription)) return 0;
@@ -111,6 +115,8 @@ int GenCerts(int argc, char** argv) {
   request.cp_names_given = flags.IsSet("cp-names");
   request.dp_id = flags.Get("dp-id");
   request.dp_id_given = flags.IsSet("dp-id");
+  request.cp_id = flags.Get("cp-id");
+  request.cp_id_given = flags.IsSet("cp-id");
   request.force = flags.GetBool("force");
   absl::StatusOr<GenCertsResult> result = RunGenCerts(request);
   if (!result.ok()) return Fail(result.status());

@@ -48,6 +48,7 @@
 #include "data_plane/proxy/proxy_server.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/tls/server_context.h"
+#include "data_plane/sync/cp_targets.h"
 #include "data_plane/sync/niced_runner.h"
 #include "data_plane/sync/sync_client.h"
 #include "data_plane/sync/sync_client_test_hooks.h"
@@ -300,6 +301,12 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
     j["server"] = {{"total_requests", proxy.requests_total()}};
     if (sync != nullptr) {
       j["control_plane_connected"] = sync->connected();
+      // The CP of the live stream: the address dialled, the --control-plane entry, its cp_id.
+      const ControlPlaneLink link = sync->control_plane();
+      j["control_plane"] = link.address.empty() ? nlohmann::json()
+                                                : nlohmann::json{{"address", link.address},
+                                                                 {"entry", link.entry},
+                                                                 {"cp_id", link.cp_id}};
       j["node_id"] = sync->node_id();
       const SyncClientStats stats = sync->stats();
       j["sync"] = {{"connect_attempts", stats.connect_attempts},
@@ -316,7 +323,8 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                    {"persist_failures", stats.persist_failures},
                    {"health_reports", stats.health_reports},
                    {"health_overrides", stats.health_overrides},
-                   {"health_override_failures", stats.health_override_failures}};
+                   {"health_override_failures", stats.health_override_failures},
+                   {"control_plane_moves", stats.control_plane_moves}};
     }
     if (declarative != nullptr) {
       const DeclarativeSource::Stats stats = declarative->stats();
@@ -466,9 +474,10 @@ constexpr char kDescription[] =
     "plane over mutual-TLS gRPC, keeps them in memory only, and keeps serving the last good one\n"
     "while the control plane is away. With --declarative-config it serves a kong.yml file instead,\n"
     "without a control plane (SIGHUP reloads the file; a bad file keeps the current config).\n"
-    "--control-plane must be an IP address or a name that\n"
-    "resolves here; when dialling an IP, --cluster-server-name gives the name to expect in the CP\n"
-    "certificate. Every flag can also be set through its environment variable or in the --conf\n"
+    "--control-plane takes host:port entries, comma-separated, each an IP address or a name that\n"
+    "resolves here (to one address or several); the DP streams from one CP at a time and moves to\n"
+    "the next address when that stream fails. Each CP's certificate must match its entry's host,\n"
+    "or --cluster-server-name when given. Every flag can also be set through its environment variable or in the --conf\n"
     "file (kong.conf syntax, Kong's key names); the command line wins over the environment, which\n"
     "wins over the file. `portico-dp check FILE` validates a file without starting. Boolean values:\n"
     "true/false, 1/0, yes/no, on/off.";
@@ -527,7 +536,8 @@ absl::Status CheckFiles(const Flags& flags, bool db_less, size_t declarative_max
 // certificate files and the declarative config too, and return 0 before anything listens.
 int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
-      {"control-plane", "127.0.0.1:8005", "CP cluster address host:port"},
+      {"control-plane", "127.0.0.1:8005", "CP cluster address host:port, or several comma-separated "
+                                          "(one is used at a time; on failure the next, round robin)"},
       {"cluster-cert", "", "DP client certificate (PEM); its identity is the node id"},
       {"cluster-key", "", "DP client private key (PEM)"},
       {"cluster-ca", "", "cluster CA; the CP certificate must chain to it"},
@@ -599,8 +609,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     }
   } else {
     if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) return Fail(s);
-    if (absl::StatusOr<HostPort> cp_addr = ParseHostPort(flags.Get("control-plane")); !cp_addr.ok()) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("--control-plane: ", cp_addr.status().message())));
+    if (absl::StatusOr<std::vector<ControlPlaneEntry>> cps = ParseControlPlaneList(flags.Get("control-plane"));
+        !cps.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--control-plane: ", cps.status().message())));
     }
   }
   absl::StatusOr<HostPort> proxy_addr = ParseHostPort(flags.Get("proxy-listen"));

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/sha256.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "portico/sync/v1/sync.pb.h"
 
 namespace portico {
@@ -70,6 +72,20 @@ struct Entry {
   std::string body;
 };
 
+// A resource body: map entries in key order (protobuf's own map order depends on a seed drawn per
+// map instance), so the same config gives the same bytes and hash in every build, on every CP.
+std::string Body(const google::protobuf::MessageLite& message) {
+  std::string out;
+  out.reserve(message.ByteSizeLong());
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
 // Serialized, sorted resources of the exportable config.
 std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
   std::vector<Entry> entries;
@@ -79,43 +95,43 @@ std::vector<Entry> SerializeSorted(const ConfigSet& exported) {
                   exported.upstreams.size() + exported.targets.size() + exported.certificates.size() +
                   exported.snis.size() + exported.ca_certificates.size());
   for (const config::v1::Service& s : exported.services) {
-    entries.push_back({kServices, s.id(), s.SerializeAsString()});
+    entries.push_back({kServices, s.id(), Body(s)});
   }
   for (const config::v1::Route& r : exported.routes) {
-    entries.push_back({kRoutes, r.id(), r.SerializeAsString()});
+    entries.push_back({kRoutes, r.id(), Body(r)});
   }
   for (const config::v1::Plugin& p : exported.plugins) {
-    entries.push_back({kPlugins, p.id(), p.SerializeAsString()});
+    entries.push_back({kPlugins, p.id(), Body(p)});
   }
   for (const config::v1::Consumer& c : exported.consumers) {
-    entries.push_back({kConsumers, c.id(), c.SerializeAsString()});
+    entries.push_back({kConsumers, c.id(), Body(c)});
   }
   for (const config::v1::KeyAuthDigest& d : exported.keyauth_digests) {
-    entries.push_back({kKeyAuthCredentials, d.id(), d.SerializeAsString()});
+    entries.push_back({kKeyAuthCredentials, d.id(), Body(d)});
   }
   for (const config::v1::BasicAuthCredential& b : exported.basicauth_credentials) {
-    entries.push_back({kBasicAuthCredentials, b.id(), b.SerializeAsString()});
+    entries.push_back({kBasicAuthCredentials, b.id(), Body(b)});
   }
   for (const config::v1::Acl& a : exported.acls) {
-    entries.push_back({kAcls, a.id(), a.SerializeAsString()});
+    entries.push_back({kAcls, a.id(), Body(a)});
   }
   for (const config::v1::JwtSecret& j : exported.jwt_secrets) {
-    entries.push_back({kJwtSecrets, j.id(), j.SerializeAsString()});
+    entries.push_back({kJwtSecrets, j.id(), Body(j)});
   }
   for (const config::v1::Upstream& u : exported.upstreams) {
-    entries.push_back({kUpstreams, u.id(), u.SerializeAsString()});
+    entries.push_back({kUpstreams, u.id(), Body(u)});
   }
   for (const config::v1::Target& t : exported.targets) {
-    entries.push_back({kTargets, t.id(), t.SerializeAsString()});
+    entries.push_back({kTargets, t.id(), Body(t)});
   }
   for (const config::v1::Certificate& c : exported.certificates) {
-    entries.push_back({kCertificates, c.id(), c.SerializeAsString()});
+    entries.push_back({kCertificates, c.id(), Body(c)});
   }
   for (const config::v1::Sni& n : exported.snis) {
-    entries.push_back({kSnis, n.id(), n.SerializeAsString()});
+    entries.push_back({kSnis, n.id(), Body(n)});
   }
   for (const config::v1::CaCertificate& c : exported.ca_certificates) {
-    entries.push_back({kCaCertificates, c.id(), c.SerializeAsString()});
+    entries.push_back({kCaCertificates, c.id(), Body(c)});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.kind != b.kind ? a.kind < b.kind : a.id < b.id;

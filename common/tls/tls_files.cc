@@ -322,11 +322,11 @@ absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string
 
 absl::Status IssueControlPlaneCertificate(const std::string& dir,
                                           const std::vector<std::string>& extra_cp_names,
-                                          bool new_key) {
+                                          bool new_key, const std::string& name) {
   absl::StatusOr<LoadedCa> ca = LoadCa(dir);
   if (!ca.ok()) return ca.status();
   KeyPtr key;
-  const std::string key_path = dir + "/cp.key";
+  const std::string key_path = dir + "/" + name + ".key";
   if (!new_key && PathExists(key_path)) {
     absl::StatusOr<std::string> key_pem = ReadFileToString(key_path);
     if (!key_pem.ok()) return key_pem.status();
@@ -337,7 +337,7 @@ absl::Status IssueControlPlaneCertificate(const std::string& dir,
     key = NewP256Key();
     if (!key) return absl::InternalError(OpenSslError("EC key generation"));
   }
-  return IssueCpFrom(ca->cert.get(), ca->key.get(), key.get(), extra_cp_names, dir + "/cp");
+  return IssueCpFrom(ca->cert.get(), ca->key.get(), key.get(), extra_cp_names, dir + "/" + name);
 }
 
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view pem) {

@@ -38,12 +38,12 @@ absl::Status IssueDataPlaneCertificate(const std::string& dir, const std::string
                                        const std::string& out_prefix);
 
 // Issues a new CP server certificate from `dir`/ca.crt + `dir`/ca.key (same SANs rule as above)
-// into `dir`/cp.crt. The key in `dir`/cp.key is kept and certified again unless `new_key` is true
-// or there is none; then a new key is written (0600). FailedPrecondition if ca.key does not match
-// ca.crt.
+// into `dir`/`name`.crt. The key in `dir`/`name`.key is kept and certified again unless `new_key`
+// is true or there is none; then a new key is written (0600). FailedPrecondition if ca.key does not
+// match ca.crt.
 absl::Status IssueControlPlaneCertificate(const std::string& dir,
                                           const std::vector<std::string>& extra_cp_names,
-                                          bool new_key);
+                                          bool new_key, const std::string& name = "cp");
 
 // A certificate's validity window, as Unix seconds (notBefore, notAfter). notAfter in the past
 // gives an expired certificate, notBefore in the future a not-yet-valid one (for tests).

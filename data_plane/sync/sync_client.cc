@@ -18,6 +18,7 @@
 #include "common/base/uuid.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
+#include "data_plane/sync/cp_targets.h"
 #include "data_plane/sync/snapshot_cache.h"
 #include "data_plane/sync/sync_client_test_hooks.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
@@ -73,6 +74,11 @@ struct SessionOutcome {
 
 double NowUnixSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
+// "10.0.0.2:8005" or, for a name, "10.0.0.2:8005 (cp.example:8005)".
+std::string Describe(const DialTarget& t) {
+  return t.entry == t.address ? t.address : absl::StrCat(t.address, " (", t.entry, ")");
+}
+
 }  // namespace
 
 class SyncClient::Impl {
@@ -88,6 +94,8 @@ class SyncClient::Impl {
 
   void Run();
   void Stop();
+  // options_.resolve (or getaddrinfo) on a thread of its own; Cancelled as soon as Stop() is called.
+  absl::StatusOr<std::vector<std::string>> ResolveBounded(const std::string& host);
   void NotifyTargetHealthChanged() {
     bool already = false;
     {
@@ -123,9 +131,11 @@ class SyncClient::Impl {
   bool health_dirty_ = false;    // the health view changed since the last heartbeat
   TlsMaterial tls_;              // cluster cert, key and CA for the next connection
   std::unique_ptr<SnapshotCache> cache_;  // set before the thread starts; used on it only
+  std::unique_ptr<ControlPlaneRotation> rotation_;  // likewise
+  ControlPlaneLink link_;        // the live stream's CP (empty while not connected)
 
  private:
-  SessionOutcome RunSession();
+  SessionOutcome RunSession(const DialTarget& target);
   // The live stream's heartbeats: every `interval`, and early (rate-limited) when the health
   // view changed. Returns when *stop or Stop(), or when a write fails.
   void HeartbeatLoop(std::chrono::seconds interval, StreamWriter* writer, const bool* stop);
@@ -133,7 +143,7 @@ class SyncClient::Impl {
   // from `*last` (sent on this stream), else UNCHANGED.
   void FillHealthReport(sync::v1::Heartbeat* heartbeat, std::vector<TargetHealthView>* last, bool* sent_once);
   void HandleHealthOverride(const sync::v1::HealthOverride& message);
-  std::shared_ptr<grpc::Channel> MakeChannel() const;
+  std::shared_ptr<grpc::Channel> MakeChannel(const DialTarget& target) const;
   // Handles one chunk; may apply, ACK or NACK. Runs on the client thread.
   void HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamWriter* writer);
   // `delta`: the rejected payload was a delta (counted in deltas_rejected too).
@@ -166,7 +176,7 @@ class SyncClient::Impl {
   DecodedSnapshot held_;
 };
 
-std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
+std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel(const DialTarget& target) const {
   grpc::SslCredentialsOptions ssl;
   {
     std::lock_guard<std::mutex> lock(mu_);  // the material of the latest reload
@@ -184,8 +194,9 @@ std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel() const {
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // A fresh subchannel per attempt: our backoff, not the channel's, paces reconnects.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  if (!options_.server_name.empty()) args.SetSslTargetNameOverride(options_.server_name);
-  return grpc::CreateCustomChannel(options_.control_plane, grpc::SslCredentials(ssl), args);
+  // The address is dialled; the certificate must match the entry's host (or --cluster-server-name).
+  args.SetSslTargetNameOverride(target.server_name);
+  return grpc::CreateCustomChannel(target.grpc_target, grpc::SslCredentials(ssl), args);
 }
 
 bool SyncClient::Impl::SleepFor(absl::Duration d) {
@@ -229,16 +240,53 @@ void SyncClient::Impl::LoadFromCache() {
   if (!options_.incremental) held_.resources.reset();  // bodies are kept only as a delta base
 }
 
+absl::StatusOr<std::vector<std::string>> SyncClient::Impl::ResolveBounded(const std::string& host) {
+  // The lookup may outlive this call (a stuck resolver): it shares this state, never `this`.
+  struct Lookup {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    absl::StatusOr<std::vector<std::string>> result;
+  };
+  auto lookup = std::make_shared<Lookup>();
+  std::thread([lookup, host, resolve = options_.resolve] {
+    absl::StatusOr<std::vector<std::string>> result = resolve ? resolve(host) : ResolveHostAddresses(host);
+    std::lock_guard<std::mutex> lock(lookup->mu);
+    lookup->result = std::move(result);
+    lookup->done = true;
+    lookup->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(lookup->mu);
+  while (!lookup->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return lookup->done; })) {
+    std::lock_guard<std::mutex> stop_lock(mu_);
+    if (stopping_) return absl::CancelledError("stopping");
+  }
+  return std::move(lookup->result);
+}
+
 void SyncClient::Impl::Run() {
   if (cache_) LoadFromCache();
   absl::BitGen rng;
   absl::Duration backoff = options_.backoff_initial;
+  absl::StatusOr<DialTarget> target = rotation_->Next();
+  if (absl::IsCancelled(target.status())) return;  // Stop() during the lookup
+  std::string last_address;  // of the attempt before
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
     }
-    SessionOutcome outcome = RunSession();
+    SessionOutcome outcome;
+    if (target.ok()) {
+      if (!last_address.empty() && target->address != last_address) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++stats_.control_plane_moves;
+      }
+      last_address = target->address;
+      outcome = RunSession(*target);
+    } else {
+      outcome.why = std::string(target.status().message());
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       connected_ = false;
@@ -258,20 +306,33 @@ void SyncClient::Impl::Run() {
       delay = absl::Seconds(outcome.retry_after_s);
       asked = absl::StrCat(" (the control plane asked for ", outcome.retry_after_s, "s)");
     }
-    if (outcome.refused) {
-      PORTICO_LOG(kError, kLog, "control plane ", options_.control_plane, " refused this data plane (",
-                  node_id_, "): ", outcome.why, "; retrying in ", absl::FormatDuration(delay), asked);
+    const std::string from = target.ok() ? Describe(*target) : std::string();
+    absl::StatusOr<DialTarget> next = rotation_->Next();
+    if (absl::IsCancelled(next.status())) return;  // Stop() during the lookup
+    // Where the next attempt goes: a move to another CP is named.
+    std::string then;
+    if (!next.ok()) {
+      then = absl::StrCat("; next attempt in ", absl::FormatDuration(delay), asked, " (", next.status().message(), ")");
+    } else if (target.ok() && next->address == target->address) {
+      then = absl::StrCat("; reconnecting in ", absl::FormatDuration(delay), asked);
     } else {
-      PORTICO_LOG(kWarn, kLog, "stream to ", options_.control_plane, " ended: ", outcome.why,
-                  "; reconnecting in ", absl::FormatDuration(delay), asked);
+      then = absl::StrCat("; moving to control plane ", Describe(*next), " in ", absl::FormatDuration(delay), asked);
+    }
+    if (outcome.refused) {
+      PORTICO_LOG(kError, kLog, "control plane ", from, " refused this data plane (", node_id_, "): ", outcome.why, then);
+    } else if (target.ok()) {
+      PORTICO_LOG(kWarn, kLog, "stream to ", from, " ended: ", outcome.why, then);
+    } else {
+      PORTICO_LOG(kWarn, kLog, outcome.why, then);
     }
     if (!SleepFor(delay)) return;
+    target = std::move(next);
   }
 }
 
-SessionOutcome SyncClient::Impl::RunSession() {
+SessionOutcome SyncClient::Impl::RunSession(const DialTarget& target) {
   SessionOutcome outcome;
-  std::shared_ptr<grpc::Channel> channel = MakeChannel();
+  std::shared_ptr<grpc::Channel> channel = MakeChannel(target);
   std::unique_ptr<sync::v1::ConfigSync::Stub> stub = sync::v1::ConfigSync::NewStub(channel);
   grpc::ClientContext context;
   {
@@ -340,10 +401,10 @@ SessionOutcome SyncClient::Impl::RunSession() {
             std::lock_guard<std::mutex> lock(mu_);
             connected_ = true;
             ++stats_.sessions;
+            link_ = ControlPlaneLink{target.entry, target.address, reply.cp_id()};
           }
-          PORTICO_LOG(kInfo, kLog, "connected to control plane ", reply.cp_id(), " at ",
-                      options_.control_plane, " as ", node_id_, "; latest version ",
-                      reply.latest().version());
+          PORTICO_LOG(kInfo, kLog, "connected to control plane ", reply.cp_id(), " at ", Describe(target), " as ",
+                      node_id_, "; latest version ", reply.latest().version());
           const auto interval = std::chrono::seconds(std::max<uint32_t>(1, reply.heartbeat_interval_s()));
           heartbeat = std::thread(
               [this, interval, &writer, &heartbeat_stop] { HeartbeatLoop(interval, &writer, &heartbeat_stop); });
@@ -396,6 +457,7 @@ SessionOutcome SyncClient::Impl::RunSession() {
     std::lock_guard<std::mutex> lock(mu_);
     heartbeat_stop = true;
     connected_ = false;
+    link_ = ControlPlaneLink();
     if (in_sync_) last_sync_unix_ = NowUnixSeconds();  // in sync up to this moment
     in_sync_ = false;
   }
@@ -733,6 +795,8 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
                                                               const SyncClientTestHooks* test_hooks) {
   if (!apply) return absl::InvalidArgumentError("apply function is required");
   if (options.control_plane.empty()) return absl::InvalidArgumentError("control_plane is required");
+  absl::StatusOr<std::vector<ControlPlaneEntry>> entries = ParseControlPlaneList(options.control_plane);
+  if (!entries.ok()) return absl::InvalidArgumentError(absl::StrCat("control_plane: ", entries.status().message()));
   absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(options.cert_file, options.key_file, options.ca_file);
   if (!tls.ok()) return tls.status();
   absl::StatusOr<CertificateInfo> info = InspectCertificate(tls->cert_pem);
@@ -754,6 +818,11 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
                                      info->node_id);
   Impl* raw = impl.get();
   raw->cache_ = std::move(cache);
+  const uint64_t start = raw->options_.rotation_start.has_value() ? *raw->options_.rotation_start
+                                                                  : absl::Uniform<uint64_t>(absl::BitGen());
+  raw->rotation_ = std::make_unique<ControlPlaneRotation>(
+      *std::move(entries), raw->options_.server_name,
+      [raw](const std::string& host) { return raw->ResolveBounded(host); }, start);
   raw->thread_ = std::thread([raw] { raw->Run(); });
   return std::unique_ptr<SyncClient>(new SyncClient(std::move(impl)));
 }
@@ -761,6 +830,11 @@ absl::StatusOr<std::unique_ptr<SyncClient>> SyncClient::Start(SyncClientOptions 
 bool SyncClient::connected() const {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   return impl_->connected_;
+}
+
+ControlPlaneLink SyncClient::control_plane() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->link_;
 }
 
 ConfigVersion SyncClient::serving() const {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,18 @@ struct HealthOverrideCommand {
 };
 
 struct SyncClientOptions {
-  std::string control_plane;   // host:port
+  // host:port[,host:port...] (cp_targets.h): one CP is dialled at a time; when its stream ends or
+  // cannot be opened, the next attempt (after the usual backoff) goes to the next address, round
+  // robin over the entries and over the addresses each name resolves to.
+  std::string control_plane;
   std::string cert_file, key_file, ca_file;  // DP client cert/key; CA that signed the CP cert
-  std::string server_name;     // optional: expected CP name (TLS target name override); default: host of control_plane
+  std::string server_name;     // optional: expected CP name (TLS target name override); default: host of each entry
+  // Optional (tests): how entry hosts resolve; unset: getaddrinfo (ResolveHostAddresses). Called
+  // on a thread of its own, so that Stop() stays prompt while a lookup hangs.
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::string& host)> resolve;
+  // Where the rotation starts (ControlPlaneRotation's `start`); unset: at random, so that the DPs
+  // given one list spread over its CPs.
+  std::optional<uint64_t> rotation_start;
   std::string hostname;        // reported to the CP
   std::map<std::string, std::string> labels;  // reported to the CP
   absl::Duration backoff_initial = absl::Seconds(1), backoff_max = absl::Seconds(30);  // x1.6, +-20% jitter
@@ -107,6 +117,14 @@ struct SyncClientStats {
   uint64_t health_reports = 0;     // heartbeats that carried a full health view
   uint64_t health_overrides = 0;   // HealthOverride messages received from the CP
   uint64_t health_override_failures = 0;  // ... that on_health_override refused (or none was set)
+  uint64_t control_plane_moves = 0;  // attempts to another address than the attempt before
+};
+
+// The control plane of the live stream (all empty while not connected).
+struct ControlPlaneLink {
+  std::string entry;    // the --control-plane entry ("cp.example:8005")
+  std::string address;  // the address connected to ("10.0.0.2:8005")
+  std::string cp_id;    // HelloReply.cp_id
 };
 
 class SyncClient {
@@ -119,6 +137,7 @@ class SyncClient {
   ~SyncClient();  // Stop()s
 
   bool connected() const;         // stream up and Hello answered
+  ControlPlaneLink control_plane() const;  // which CP the live stream is with
   ConfigVersion serving() const;  // what it serves (empty if none)
   std::string node_id() const;    // from its own certificate
   SyncClientStats stats() const;

@@ -110,6 +110,7 @@ const std::vector<ExpectedFlag> kDpFlags = {
 const std::vector<ExpectedFlag> kGenCertsFlags = {
     {"cp-names", "none"},
     {"dp-id", "dp-1"},
+    {"cp-id", "cp"},
     {"force", "false", true},
 };
 
@@ -157,6 +158,7 @@ TEST(FirstRunTest, GenCertsKeepsTheCaAndEnrollsASecondDataPlane) {
   const std::string ca_before = Slurp(certs + "/ca.crt");
   const std::string ca_key_before = Slurp(certs + "/ca.key");
   const std::string dp_key_before = Slurp(certs + "/dp.key");
+  const std::string cp_before = Slurp(certs + "/cp.crt"), cp_key_before = Slurp(certs + "/cp.key");
   ASSERT_FALSE(ca_before.empty());
 
   // Run again with nothing asked: refused, nothing touched.
@@ -170,6 +172,8 @@ TEST(FirstRunTest, GenCertsKeepsTheCaAndEnrollsASecondDataPlane) {
   EXPECT_EQ(Slurp(certs + "/ca.crt"), ca_before);
   EXPECT_EQ(Slurp(certs + "/ca.key"), ca_key_before);
   EXPECT_EQ(Slurp(certs + "/dp.key"), dp_key_before);
+  EXPECT_EQ(Slurp(certs + "/cp.crt"), cp_before);
+  EXPECT_EQ(Slurp(certs + "/cp.key"), cp_key_before);
   struct stat st;
   ASSERT_EQ(stat((certs + "/dp-2.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);

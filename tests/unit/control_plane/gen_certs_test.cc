@@ -88,6 +88,7 @@ TEST_F(GenCertsOnClusterTest, ExistingCaIsNeverReplacedWithoutForce) {
 
 TEST_F(GenCertsOnClusterTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa) {
   const std::string ca = Read(dir + "/ca.crt"), cp_key = Read(dir + "/cp.key"), dp_key = Read(dir + "/dp.key");
+  const std::string cp_crt = Read(dir + "/cp.crt"), ca_key = Read(dir + "/ca.key");
 
   GenCertsRequest req = DataPlaneRequest(dir, "edge-7");
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
@@ -96,7 +97,12 @@ TEST_F(GenCertsOnClusterTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa)
   EXPECT_EQ(r->written, (std::vector<std::string>{"edge-7.key", "edge-7.crt"}));
   EXPECT_EQ(Read(dir + "/ca.crt"), ca);
   EXPECT_EQ(Read(dir + "/cp.key"), cp_key);
+  EXPECT_EQ(Read(dir + "/cp.crt"), cp_crt);
+  EXPECT_EQ(Read(dir + "/ca.key"), ca_key);
   EXPECT_EQ(Read(dir + "/dp.key"), dp_key);
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/edge-7.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
   absl::StatusOr<CertificateInfo> info = InspectCertificate(Read(dir + "/edge-7.crt"));
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->node_id, "edge-7");
@@ -125,30 +131,121 @@ TEST_F(GenCertsOnClusterTest, DataPlaneIdIssuesOnlyThatCertificateFromTheKeptCa)
   EXPECT_EQ(RunGenCerts(invalid).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(GenCertsOnClusterTest, ControlPlaneNamesReissueTheCertificateForTheKeptKey) {
-  const std::string ca = Read(dir + "/ca.crt"), cp_key = Read(dir + "/cp.key"), cp = Read(dir + "/cp.crt");
+bool Has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
-  GenCertsRequest req = ControlPlaneRequest(dir, {"cp.internal", "10.0.0.5"});
+mode_t Mode(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? (st.st_mode & 0777) : 0;
+}
+
+TEST_F(GenCertsOnClusterTest, AnotherControlPlaneGetsItsOwnFilesFromTheKeptCa) {
+  const std::string ca = Read(dir + "/ca.crt"), ca_key = Read(dir + "/ca.key");
+  const std::string cp = Read(dir + "/cp.crt"), cp_key = Read(dir + "/cp.key"), dp = Read(dir + "/dp.crt");
+
+  // --cp-names alone would overwrite cp.crt: refused, naming the file.
+  absl::StatusOr<GenCertsResult> refused = RunGenCerts(ControlPlaneRequest(dir, {"cp-b.internal"}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.status().message().find(dir + "/cp.crt already exists"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("--cp-id"), std::string::npos) << refused.status();
+  EXPECT_EQ(Read(dir + "/cp.crt"), cp);
+
+  GenCertsRequest req = ControlPlaneRequest(dir, {"cp-b.internal", "10.0.0.5"});
+  req.cp_id = "cp-b";
+  req.cp_id_given = true;
   absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->written, std::vector<std::string>{"cp.crt"});
-  EXPECT_EQ(Read(dir + "/cp.key"), cp_key);
-  EXPECT_EQ(Read(dir + "/ca.crt"), ca);
-  ASSERT_NE(Read(dir + "/cp.crt"), cp);
-  absl::StatusOr<CertificateInfo> info = InspectCertificate(Read(dir + "/cp.crt"));
+  EXPECT_FALSE(r->new_cluster);
+  EXPECT_EQ(r->written, (std::vector<std::string>{"cp-b.key", "cp-b.crt"}));
+  EXPECT_EQ(Mode(dir + "/cp-b.key"), 0600u);
+  absl::StatusOr<CertificateInfo> info = InspectCertificate(Read(dir + "/cp-b.crt"));
   ASSERT_TRUE(info.ok());
-  EXPECT_NE(std::find(info->dns_names.begin(), info->dns_names.end(), "cp.internal"), info->dns_names.end());
-  EXPECT_NE(std::find(info->ip_addresses.begin(), info->ip_addresses.end(), "10.0.0.5"), info->ip_addresses.end());
-  EXPECT_TRUE(VerifyCertificateChain(Read(dir + "/cp.crt"), ca).ok());
+  EXPECT_TRUE(Has(info->dns_names, "cp-b.internal"));
+  EXPECT_TRUE(Has(info->dns_names, "localhost"));
+  EXPECT_TRUE(Has(info->ip_addresses, "10.0.0.5"));
+  EXPECT_TRUE(Has(info->ip_addresses, "127.0.0.1"));
+  EXPECT_TRUE(info->node_id.empty());
+  EXPECT_TRUE(VerifyCertificateChain(Read(dir + "/cp-b.crt"), ca).ok());
+  EXPECT_NE(Read(dir + "/cp-b.key"), cp_key);
+  // Nothing else touched, byte for byte.
+  EXPECT_EQ(Read(dir + "/ca.crt"), ca);
+  EXPECT_EQ(Read(dir + "/ca.key"), ca_key);
+  EXPECT_EQ(Read(dir + "/cp.crt"), cp);
+  EXPECT_EQ(Read(dir + "/cp.key"), cp_key);
+  EXPECT_EQ(Read(dir + "/dp.crt"), dp);
 
-  req.force = true;  // --force also replaces the CP key
+  // The same CP name again: refused; with --force its two files are replaced, never the CA.
+  const std::string cp_b_key = Read(dir + "/cp-b.key");
+  EXPECT_EQ(RunGenCerts(req).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Read(dir + "/cp-b.key"), cp_b_key);
+  req.force = true;
   ASSERT_TRUE(RunGenCerts(req).ok());
-  EXPECT_NE(Read(dir + "/cp.key"), cp_key);
+  EXPECT_NE(Read(dir + "/cp-b.key"), cp_b_key);
+  EXPECT_EQ(Read(dir + "/ca.crt"), ca);
+  EXPECT_EQ(Read(dir + "/ca.key"), ca_key);
+
+  // A key without its certificate is certified again, not replaced.
+  ASSERT_EQ(unlink((dir + "/cp.crt").c_str()), 0);
+  absl::StatusOr<GenCertsResult> rekeyed = RunGenCerts(ControlPlaneRequest(dir, {"cp.internal"}));
+  ASSERT_TRUE(rekeyed.ok()) << rekeyed.status();
+  EXPECT_EQ(rekeyed->written, std::vector<std::string>{"cp.crt"});
+  EXPECT_EQ(Read(dir + "/cp.key"), cp_key);
+  absl::StatusOr<CertificateInfo> again = InspectCertificate(Read(dir + "/cp.crt"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(Has(again->dns_names, "cp.internal"));
 
   GenCertsRequest bad = ControlPlaneRequest(dir, {""});
-  const std::string cp_now = Read(dir + "/cp.crt");
   EXPECT_EQ(RunGenCerts(bad).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Read(dir + "/cp.crt"), cp_now);
+  for (const char* name : {"ca", "a/b", ""}) {
+    GenCertsRequest bad_id = ControlPlaneRequest(dir, {"x"});
+    bad_id.cp_id = name;
+    bad_id.cp_id_given = true;
+    bad_id.force = true;
+    EXPECT_EQ(RunGenCerts(bad_id).status().code(), absl::StatusCode::kInvalidArgument) << name;
+  }
+  GenCertsRequest same = DataPlaneRequest(dir, "edge-1");
+  same.cp_id = "edge-1";
+  same.cp_id_given = true;
+  EXPECT_EQ(RunGenCerts(same).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Read(dir + "/ca.crt"), ca);
+  EXPECT_EQ(Read(dir + "/ca.key"), ca_key);
+}
+
+TEST(GenCertsTest, ADataPlaneFromAFolderWithOnlyTheCaAlsoGetsTheMissingCpCertificate) {
+  TempDir tmp;
+  const std::string full = tmp.path() + "/full", dir = tmp.path() + "/ca-only";
+  ASSERT_TRUE(RunGenCerts(NewClusterRequest(full)).ok());
+  ASSERT_TRUE(EnsureDirectories(dir, 0700).ok());
+  ASSERT_TRUE(WriteFileDurably(dir + "/ca.crt", Read(full + "/ca.crt"), 0644).ok());
+  ASSERT_TRUE(WriteFileDurably(dir + "/ca.key", Read(full + "/ca.key"), 0600).ok());
+  absl::StatusOr<GenCertsResult> r = RunGenCerts(DataPlaneRequest(dir, "edge-1"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, (std::vector<std::string>{"edge-1.key", "edge-1.crt", "cp.key", "cp.crt"}));
+  EXPECT_TRUE(VerifyCertificateChain(Read(dir + "/cp.crt"), Read(full + "/ca.crt")).ok());
+  EXPECT_TRUE(VerifyCertificateChain(Read(dir + "/edge-1.crt"), Read(full + "/ca.crt")).ok());
+  EXPECT_EQ(Mode(dir + "/cp.key"), 0600u);
+  EXPECT_EQ(Mode(dir + "/edge-1.key"), 0600u);
+  EXPECT_EQ(Read(dir + "/ca.key"), Read(full + "/ca.key"));
+  // Once there, the next DP leaves it alone.
+  const std::string cp = Read(dir + "/cp.crt");
+  ASSERT_TRUE(RunGenCerts(DataPlaneRequest(dir, "edge-2")).ok());
+  EXPECT_EQ(Read(dir + "/cp.crt"), cp);
+}
+
+TEST(GenCertsTest, ANewClusterNamesItsCpFilesAfterCpId) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/certs";
+  GenCertsRequest req = NewClusterRequest(dir);
+  req.cp_id = "cp-a";
+  req.cp_id_given = true;
+  absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->new_cluster);
+  EXPECT_TRUE(PathExists(dir + "/cp-a.crt"));
+  EXPECT_TRUE(PathExists(dir + "/cp-a.key"));
+  EXPECT_FALSE(PathExists(dir + "/cp.crt"));
+  EXPECT_EQ(Mode(dir + "/cp-a.key"), 0600u);
+  EXPECT_TRUE(VerifyCertificateChain(Read(dir + "/cp-a.crt"), Read(dir + "/ca.crt")).ok());
 }
 
 TEST_F(GenCertsOnClusterTest, HalfACaOrStrayKeysAreReportedAndLeftAlone) {

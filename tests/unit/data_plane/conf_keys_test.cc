@@ -30,6 +30,8 @@ TEST(DataPlaneConfKeysTest, KongNamesMapOntoPorticoFlags) {
   EXPECT_EQ(*Translate("nginx_worker_processes", "auto"), (FlagValues{{"workers", "0"}}));
   EXPECT_EQ(*Translate("nginx_worker_processes", "4"), (FlagValues{{"workers", "4"}}));
   EXPECT_EQ(*Translate("cluster_control_plane", "cp.example:8005"), (FlagValues{{"control-plane", "cp.example:8005"}}));
+  EXPECT_EQ(*Translate("cluster_control_plane", "cp-a:8005,cp-b:8005"),
+            (FlagValues{{"control-plane", "cp-a:8005,cp-b:8005"}}));
   EXPECT_EQ(*Translate("cluster_cert_key", "/dp.key"), (FlagValues{{"cluster-key", "/dp.key"}}));
   EXPECT_EQ(*Translate("cluster_ca_cert", "/ca.crt"), (FlagValues{{"cluster-ca", "/ca.crt"}}));
   EXPECT_EQ(*Translate("proxy_listen", "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl reuseport"),

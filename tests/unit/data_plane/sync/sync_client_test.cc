@@ -48,8 +48,9 @@ class FakeControlPlane final : public sync::v1::ConfigSync::Service {
  public:
   ~FakeControlPlane() override { Stop(); }
 
-  // Listens on 127.0.0.1, an ephemeral port, with dir's cp.crt/cp.key, clients verified against ca.crt.
-  absl::Status Start(const std::string& dir) {
+  // Listens on `host` (127.0.0.1 by default; "[::1]" for IPv6), an ephemeral port, with dir's
+  // cp.crt/cp.key, clients verified against ca.crt.
+  absl::Status Start(const std::string& dir, const std::string& host = "127.0.0.1") {
     absl::StatusOr<TlsMaterial> tls = LoadTlsMaterial(dir + "/cp.crt", dir + "/cp.key", dir + "/ca.crt");
     if (!tls.ok()) return tls.status();
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -57,7 +58,7 @@ class FakeControlPlane final : public sync::v1::ConfigSync::Service {
     ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl), &port);
+    builder.AddListeningPort(host + ":0", grpc::SslServerCredentials(ssl), &port);
     builder.RegisterService(this);
     builder.SetMaxReceiveMessageSize(4 << 20);
     builder.SetMaxSendMessageSize(4 << 20);
@@ -327,6 +328,148 @@ TEST_F(SyncClientTest, StopIsPromptWhileConnectingToABlackhole) {
   (*client)->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   ::close(fd);
+}
+
+TEST_F(SyncClientTest, MovesToTheNextControlPlaneWhenTheStreamEnds) {
+  FakeControlPlane a, b;
+  ASSERT_TRUE(a.Start(tmp_.path()).ok());
+  ASSERT_TRUE(b.Start(tmp_.path()).ok());
+  const std::string at_a = absl::StrCat("127.0.0.1:", a.port()), at_b = absl::StrCat("127.0.0.1:", b.port());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat(at_a, ",", at_b);
+  o.rotation_start = 0;
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto connected_to = [&](const std::string& address) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if ((*client)->connected() && (*client)->control_plane().address == address) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  ASSERT_TRUE(connected_to(at_a));
+  EXPECT_EQ((*client)->control_plane().entry, at_a);
+  EXPECT_EQ((*client)->control_plane().cp_id, "fake-cp");
+  EXPECT_EQ((*client)->stats().control_plane_moves, 0u);
+  ASSERT_TRUE(b.WaitFor([](const DpMessage& m) { return m.has_hello(); }, std::chrono::milliseconds(1)) ==
+              std::nullopt);
+  a.Stop();  // the stream ends: the next attempt goes to B
+  ASSERT_TRUE(connected_to(at_b));
+  EXPECT_EQ((*client)->stats().control_plane_moves, 1u);
+  EXPECT_EQ((*client)->stats().sessions, 2u);
+  EXPECT_TRUE(b.WaitFor([](const DpMessage& m) { return m.has_hello() && m.hello().node_id() == "node-7"; }));
+}
+
+TEST_F(SyncClientTest, AnIpv6EntryIsDialledAndItsCertificateCheckedAgainstTheAddress) {
+  FakeControlPlane cp;  // cp.crt carries IP:::1
+  ASSERT_TRUE(cp.Start(tmp_.path(), "[::1]").ok());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("127.0.0.1:", ClosedLoopbackPort(), ",[::1]:", cp.port());
+  o.rotation_start = 0;
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok()) << client.status();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(*client)->connected() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE((*client)->connected());
+  EXPECT_EQ((*client)->control_plane().address, absl::StrCat("[::1]:", cp.port()));
+  EXPECT_EQ((*client)->control_plane().entry, absl::StrCat("[::1]:", cp.port()));
+}
+
+TEST_F(SyncClientTest, ACertificateWithoutTheEntrysNameIsRefused) {
+  FakeControlPlane cp;  // cp.crt names localhost, 127.0.0.1 and ::1 only
+  ASSERT_TRUE(cp.Start(tmp_.path()).ok());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("cp.other.test:", cp.port());
+  o.resolve = [](const std::string&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"127.0.0.1"};
+  };
+  o.backoff_initial = absl::Milliseconds(100);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_FALSE((*client)->connected());
+  EXPECT_GE((*client)->stats().connect_attempts, 2u);
+  EXPECT_EQ((*client)->stats().sessions, 0u);
+  (*client)->Stop();
+  // The same CP with the name override: accepted.
+  o.server_name = "localhost";
+  auto named = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(named.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(*named)->connected() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE((*named)->connected());
+}
+
+TEST_F(SyncClientTest, EveryControlPlaneDownStillBacksOffAcrossTheList) {
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("127.0.0.1:", ClosedLoopbackPort(), ",127.0.0.1:", ClosedLoopbackPort());
+  o.rotation_start = 0;
+  o.backoff_initial = absl::Milliseconds(100);
+  o.backoff_max = absl::Seconds(10);
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The same delays as with one CP (~100, 160, 256, 410, 655 ms): moving is no reason to reset them.
+  const SyncClientStats stats = (*client)->stats();
+  EXPECT_GE(stats.connect_attempts, 3u);
+  EXPECT_LE(stats.connect_attempts, 7u);
+  EXPECT_EQ(stats.control_plane_moves, stats.connect_attempts - 1) << "every attempt goes to the other CP";
+  EXPECT_TRUE((*client)->control_plane().address.empty());
+}
+
+TEST_F(SyncClientTest, ANameWithSeveralAddressesIsTriedAddressByAddress) {
+  FakeControlPlane cp;  // listens on 127.0.0.1 only: 127.0.0.2 refuses the connection
+  ASSERT_TRUE(cp.Start(tmp_.path()).ok());
+  SyncClientOptions o = Options(0);
+  o.control_plane = absl::StrCat("cps.test:", cp.port());
+  o.server_name = "localhost";  // the certificate's name (it does not name cps.test)
+  o.rotation_start = 0;
+  o.backoff_initial = absl::Milliseconds(100);
+  std::atomic<int> lookups{0};
+  o.resolve = [&lookups](const std::string& host) -> absl::StatusOr<std::vector<std::string>> {
+    ++lookups;
+    if (host != "cps.test") return absl::NotFoundError(host);
+    return std::vector<std::string>{"127.0.0.2", "127.0.0.1"};
+  };
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!(*client)->connected() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE((*client)->connected());
+  const ControlPlaneLink link = (*client)->control_plane();
+  EXPECT_EQ(link.address, absl::StrCat("127.0.0.1:", cp.port()));
+  EXPECT_EQ(link.entry, absl::StrCat("cps.test:", cp.port()));
+  EXPECT_EQ((*client)->stats().connect_attempts, 2u);  // 127.0.0.2 first, refused
+  EXPECT_EQ(lookups.load(), 1);                        // both addresses from one lookup
+}
+
+TEST_F(SyncClientTest, StopIsPromptWhileTheResolverHangsAndBadListsAreRefused) {
+  SyncClientOptions o = Options(0);
+  o.control_plane = "stuck.test:8005";
+  o.resolve = [](const std::string&) -> absl::StatusOr<std::vector<std::string>> {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    return absl::UnavailableError("timed out");
+  };
+  auto client = SyncClient::Start(o, NoApply());
+  ASSERT_TRUE(client.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto start = std::chrono::steady_clock::now();
+  (*client)->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+
+  o.control_plane = "127.0.0.1:8005,,127.0.0.1:9005";
+  absl::StatusOr<std::unique_ptr<SyncClient>> bad = SyncClient::Start(o, NoApply());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("empty entry"), std::string::npos) << bad.status();
 }
 
 TEST_F(SyncClientTest, AStreamTheCpNeverAnswersIsCancelledAndRetried) {
