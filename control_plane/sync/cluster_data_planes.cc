@@ -34,27 +34,31 @@ ClusterDataPlanes::ClusterDataPlanes(const DataPlaneStatusSource& local, Store& 
 ClusterDataPlanes::~ClusterDataPlanes() { Stop(); }
 
 void ClusterDataPlanes::Start() {
-  std::lock_guard<std::mutex> lock(wake_mu_);
-  if (thread_.joinable() || stop_) return;
+  std::lock_guard<std::mutex> lock(wake_->mu);
+  if (thread_.joinable() || wake_->stop) return;
   thread_ = std::thread([this] { Run(); });
 }
 
-void ClusterDataPlanes::Poke() {
-  {
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    poked_ = true;
-  }
-  wake_.notify_all();
+void ClusterDataPlanes::Poke() { Poker()(); }
+
+std::function<void()> ClusterDataPlanes::Poker() const {
+  return [wake = wake_] {
+    {
+      std::lock_guard<std::mutex> lock(wake->mu);
+      wake->poked = true;
+    }
+    wake->cv.notify_all();
+  };
 }
 
 void ClusterDataPlanes::Stop() {
   {
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    if (stopped_) return;
-    stopped_ = true;
-    stop_ = true;
+    std::lock_guard<std::mutex> lock(wake_->mu);
+    if (wake_->stopped) return;
+    wake_->stopped = true;
+    wake_->stop = true;
   }
-  wake_.notify_all();
+  wake_->cv.notify_all();
   if (thread_.joinable()) thread_.join();
   (void)Flush();  // the ends of this CP's streams, recorded by the source's stop
 }
@@ -63,10 +67,10 @@ void ClusterDataPlanes::Run() {
   const auto period = absl::ToChronoMilliseconds(options_.flush_interval);
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(wake_mu_);
-      wake_.wait_for(lock, period, [&] { return stop_ || poked_; });
-      if (stop_) return;
-      poked_ = false;
+      std::unique_lock<std::mutex> lock(wake_->mu);
+      wake_->cv.wait_for(lock, period, [&] { return wake_->stop || wake_->poked; });
+      if (wake_->stop) return;
+      wake_->poked = false;
     }
     (void)Flush();
   }

@@ -20,7 +20,9 @@
 // source's public, self-locking methods).
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -57,8 +59,12 @@ class ClusterDataPlanes final : public DataPlaneStatusSource {
 
   // Starts the flusher thread. At most once.
   void Start();
-  // Asks the flusher for a flush now (e.g. a DP connected or disconnected). Never blocks on the store.
+  // Asks the flusher for a flush now (e.g. a DP connected or disconnected). Only signals: never
+  // blocks on the store or calls the local source.
   void Poke();
+  // Poke as a callable that may outlive this object (then it does nothing useful, safely), for
+  // SyncServer::SetOnDataPlanesChanged.
+  std::function<void()> Poker() const;
   // Joins the flusher, then flushes once more (call after the local source stopped its streams, so
   // their ends are saved). Idempotent.
   void Stop();
@@ -92,11 +98,15 @@ class ClusterDataPlanes final : public DataPlaneStatusSource {
   bool store_down_ = false;  // an outage is being logged already
   int64_t next_purge_ = 0;
 
-  std::mutex wake_mu_;  // guards stop_, poked_; never held while calling local_ or the store
-  std::condition_variable wake_;
-  bool stop_ = false;
-  bool stopped_ = false;
-  bool poked_ = false;
+  // Shared with Poker()s; its mutex is never held while calling local_ or the store.
+  struct Wake {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    bool stopped = false;
+    bool poked = false;
+  };
+  const std::shared_ptr<Wake> wake_ = std::make_shared<Wake>();
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -129,7 +130,8 @@ class FlakyStore final : public Store {
 
 // One CP: its own store connection to the shared file, its table, the decorator.
 struct Cp {
-  Cp(const std::string& path, const std::string& id, const FakeClock& clock, int64_t purge_delay) {
+  Cp(const std::string& path, const std::string& id, const FakeClock& clock, int64_t purge_delay,
+     absl::Duration flush_interval = absl::Milliseconds(20)) {
     auto opened = Store::Open(path, clock);
     EXPECT_TRUE(opened.ok()) << opened.status();
     real = *std::move(opened);
@@ -137,7 +139,7 @@ struct Cp {
     ClusterDataPlanesOptions options;
     options.cp_id = id;
     options.cp_hostname = id + ".host";
-    options.flush_interval = absl::Milliseconds(20);
+    options.flush_interval = flush_interval;
     options.purge_delay_seconds = purge_delay;
     cluster = std::make_unique<ClusterDataPlanes>(local, *store, clock, options);
   }
@@ -343,6 +345,21 @@ TEST_F(ClusterDataPlanesTest, TheFlusherThreadSavesAndStopSavesTheLastChanges) {
   a_->cluster->Stop();
   EXPECT_EQ(b_->List()["dp-1"].state, "disconnected");
   a_->cluster->Stop();  // idempotent
+}
+
+TEST_F(ClusterDataPlanesTest, APokeFlushesBeforeTheInterval) {
+  Cp slow(dir_ + "/portico.db", "cp-slow", clock_, purge_delay_, absl::Hours(1));
+  slow.cluster->Start();
+  std::function<void()> poke = slow.cluster->Poker();
+  slow.local.Connect("dp-9", now());
+  poke();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (b_->List().count("dp-9") == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(b_->List()["dp-9"].control_plane_id, "cp-slow");
+  slow.cluster.reset();
+  poke();  // outlives the object: harmless
 }
 
 }  // namespace
