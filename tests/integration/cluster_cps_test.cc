@@ -72,8 +72,12 @@ TEST_F(ClusterCpsTest, EveryCpOnOneDatabaseListsTheDataPlanesOfTheOthers) {
   ASSERT_FALSE(cp_a.empty());
   DataPlane& dp = cluster_.StartDp();
   ASSERT_TRUE(dp.started);
-  ASSERT_TRUE(WaitFor([&] { return DataPlaneRow(cluster_.admin_port(), "dp-it").value("state", "") == "connected_synced"; },
-                      15s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const json row = DataPlaneRow(cluster_.admin_port(), "dp-it");
+        return row.is_object() && row.value("state", "") == "connected_synced";
+      },
+      15s));
   ASSERT_TRUE(StartCpB());
   const std::string cp_b = NodeId(admin_b_);
   ASSERT_FALSE(cp_b.empty());
@@ -157,6 +161,18 @@ TEST_F(ClusterCpsTest, AStoppedCpsConnectedDataPlanesAreRecordedDisconnected) {
   row = DataPlaneRow(admin_b_, "dp-it");
   EXPECT_EQ(row["state"], "disconnected") << row.dump();
   EXPECT_EQ(row["control_plane_id"], cp_a);
+}
+
+TEST_F(ClusterCpsTest, APurgeDelayBelowKongsMinimumIsRefusedAtStart) {
+  for (const char* value : {"59", "-1", "soon"}) {
+    Process bad("cp-bad", {PORTICO_CP_BIN, "--cluster-data-plane-purge-delay", value, "--cluster-cert", "x",
+                           "--cluster-key", "x", "--cluster-ca", "x"},
+                cluster_.tmp().File("cp-bad.log"));
+    const int wait_status = bad.Stop(0, 10s);
+    EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 1) << value << "\n" << bad.Log();
+    EXPECT_NE(bad.Log().find("--cluster-data-plane-purge-delay must be an integer >= 60"), std::string::npos)
+        << bad.Log();
+  }
 }
 
 }  // namespace
