@@ -20,7 +20,6 @@ std::vector<ConfKey> ControlPlaneConfKeys() {
       PathKey("admin_ssl_cert", "admin-ssl-cert"),
       PathKey("admin_ssl_cert_key", "admin-ssl-cert-key"),
       PathKey("admin_client_ca", "admin-client-ca"),
-      RenamedKey("cluster_data_plane_purge_delay", "cluster-data-plane-purge-delay"),
       KongClusterMtlsKey(),
       KongLogLevelKey(),
   };

@@ -46,8 +46,6 @@ TEST(ControlPlaneConfKeysTest, KongNamesMapOntoPorticoFlags) {
   EXPECT_TRUE(KeyNamed(keys, "cluster_mtls").translate("pki").ok());
   EXPECT_FALSE(KeyNamed(keys, "cluster_mtls").translate("shared").ok());
   EXPECT_EQ(*KeyNamed(keys, "log_level").translate("notice"), (FlagValues{{"log-level", "info"}}));
-  EXPECT_EQ(*KeyNamed(keys, "cluster_data_plane_purge_delay").translate("3600"),
-            (FlagValues{{"cluster-data-plane-purge-delay", "3600"}}));
 }
 
 }  // namespace
