@@ -86,9 +86,10 @@ std::vector<DataPlaneStatus> ClusterDataPlanes::LocalRows() const {
 }
 
 absl::Status ClusterDataPlanes::Flush() {
-  // The source's lock is taken and released inside ListDataPlanes: the store is called without it.
-  const std::vector<DataPlaneStatus> local = LocalRows();
+  // One round at a time, so an older read of the table is never saved after a newer one. The
+  // source's lock is taken and released inside ListDataPlanes: the store is called without it.
   std::lock_guard<std::mutex> lock(flush_mu_);
+  const std::vector<DataPlaneStatus> local = LocalRows();
   const int64_t now = clock_.NowSeconds();
   std::vector<StoredDataPlane> due;
   for (const DataPlaneStatus& dp : local) {

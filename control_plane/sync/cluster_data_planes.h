@@ -93,7 +93,9 @@ class ClusterDataPlanes final : public DataPlaneStatusSource {
   const Clock& clock_;
   const ClusterDataPlanesOptions options_;
 
-  std::mutex flush_mu_;  // one Flush at a time; guards the members below
+  // One Flush at a time; guards the members below. Taken before the source's lock (inside
+  // local_.ListDataPlanes), never after it.
+  std::mutex flush_mu_;
   std::map<std::string, Saved> saved_;
   bool store_down_ = false;  // an outage is being logged already
   int64_t next_purge_ = 0;
