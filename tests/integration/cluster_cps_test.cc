@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -161,6 +162,37 @@ TEST_F(ClusterCpsTest, AStoppedCpsConnectedDataPlanesAreRecordedDisconnected) {
   row = DataPlaneRow(admin_b_, "dp-it");
   EXPECT_EQ(row["state"], "disconnected") << row.dump();
   EXPECT_EQ(row["control_plane_id"], cp_a);
+}
+
+TEST_F(ClusterCpsTest, TheDataPlanesOfACrashedCpAreShownDisconnectedOnceItsRowsGoStale) {
+  ASSERT_TRUE(cluster_.StartCp());
+  const std::string cp_a = NodeId(cluster_.admin_port());
+  DataPlane& dp = cluster_.StartDp();
+  ASSERT_TRUE(dp.started);
+  ASSERT_TRUE(StartCpB());
+  json row;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        row = DataPlaneRow(admin_b_, "dp-it");
+        return row.is_object() && row.value("state", "") == "connected_synced";
+      },
+      15s))
+      << row.dump();
+  // kill -9: A saves nothing more. Its connected row is shown as it was until it is 3 refresh
+  // periods (30 s) old, then disconnected; the DP keeps retrying A's address meanwhile.
+  const auto killed = std::chrono::steady_clock::now();
+  cluster_.KillCp(SIGKILL);
+  EXPECT_EQ(DataPlaneRow(admin_b_, "dp-it")["state"], "connected_synced");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        row = DataPlaneRow(admin_b_, "dp-it");
+        return row.is_object() && row.value("state", "") == "disconnected";
+      },
+      60s))
+      << row.dump();
+  EXPECT_GE(std::chrono::steady_clock::now() - killed, 15s) << "shown disconnected before its row went stale";
+  EXPECT_EQ(row["control_plane_id"], cp_a);
+  EXPECT_EQ(row["connected_since"], nullptr);
 }
 
 TEST_F(ClusterCpsTest, APurgeDelayBelowKongsMinimumIsRefusedAtStart) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
