@@ -139,7 +139,11 @@ std::vector<DataPlaneStatus> ClusterDataPlanes::ListDataPlanes() const {
   if (!stored.ok()) return local;  // database down: this CP's own view (Flush logs the outage)
   const ConfigBuildStatus build = local_.BuildStatus();
   std::map<std::string, DataPlaneStatus> merged;
-  for (const DataPlaneStatus& dp : local) merged[dp.id] = dp;
+  for (const DataPlaneStatus& dp : local) {
+    // Past its purge time: gone here too, as from the database.
+    if (!Connected(dp) && dp.last_seen + options_.purge_delay_seconds <= now) continue;
+    merged[dp.id] = dp;
+  }
   for (StoredDataPlane& row : *stored) {
     DataPlaneStatus& dp = row.status;
     auto it = merged.find(dp.id);

@@ -10,8 +10,9 @@
 // purge_at passed are deleted every purge_every_seconds (by any CP). A failing store (database
 // down) is logged once per outage and retried at the next flush; the table in memory stays.
 //
-// Lists: this CP's table, authoritative for its own rows and for any DP with a live stream here,
-// merged by node id with the stored rows of other CPs. A stored row connected to another CP whose
+// Lists: this CP's table, authoritative for its own rows and for any DP with a live stream here
+// (less its disconnected rows past last_seen + purge delay), merged by node id with the stored
+// rows of other CPs. A stored row connected to another CP whose
 // last_seen is older than 3 x refresh_seconds is shown "disconnected" (connected_since 0). Other
 // CPs' rows get lag_versions against this CP's builder view (BuildStatus().store_version: all CPs
 // on one database share its epoch); their lag_seconds is 0 (not known here).

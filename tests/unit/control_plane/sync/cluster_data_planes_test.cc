@@ -292,8 +292,10 @@ TEST_F(ClusterDataPlanesTest, RowsArePurgedAfterThePurgeDelay) {
   EXPECT_EQ(b_->store->ListDataPlaneRows(0)->front().purge_at, last_seen + purge_delay_);
   clock_.Set(last_seen + purge_delay_ - 1);
   EXPECT_EQ(b_->List().count("dp-1"), 1u);
+  EXPECT_EQ(a_->List().count("dp-1"), 1u);
   clock_.Set(last_seen + purge_delay_);
   EXPECT_EQ(b_->List().count("dp-1"), 0u) << "listed no more from its purge time";
+  EXPECT_EQ(a_->List().count("dp-1"), 0u) << "nor by its own CP, which still has it in memory";
   EXPECT_EQ(stored(), 1u);
   ASSERT_TRUE(b_->cluster->Flush().ok());  // any CP purges
   EXPECT_EQ(stored(), 0u);
