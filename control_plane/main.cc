@@ -40,6 +40,7 @@
 #include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
 #include "control_plane/store/store.h"
+#include "control_plane/sync/cluster_data_planes.h"
 #include "control_plane/sync/sync_server.h"
 #include "control_plane/sync/sync_test_hooks.h"
 
@@ -249,6 +250,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       {"cluster-handshake-timeout", "5",
        "seconds a new cluster connection may take to finish TLS and the HTTP/2 preface"},
       {"cluster-ack-timeout", "30", "seconds (plus 1 per MiB) before an un-ACKed DP is shown as stale"},
+      {"cluster-data-plane-purge-delay", std::to_string(kDefaultDataPlanePurgeDelaySeconds),
+       "seconds a data plane's row stays in the database after its last contact (>= 60)"},
       {"log-level", "info", "debug|info|warn|error"},
   });
   flags.EnableConfFile(ControlPlaneConfKeys());
@@ -318,6 +321,12 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   absl::StatusOr<double> handshake_timeout_s =
       NumberFlag(flags, "cluster-handshake-timeout", 0.1, 3600, "seconds");
   if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
+  int64_t purge_delay_s = 0;
+  if (!absl::SimpleAtoi(flags.Get("cluster-data-plane-purge-delay"), &purge_delay_s) ||
+      purge_delay_s < kMinDataPlanePurgeDelaySeconds) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--cluster-data-plane-purge-delay must be an integer >= ",
+                                                        kMinDataPlanePurgeDelaySeconds, " (seconds)")));
+  }
   if (check != nullptr) {
     if (absl::StatusOr<TlsMaterial> cluster = LoadTlsMaterial(flags.Get("cluster-cert"), flags.Get("cluster-key"),
                                                               flags.Get("cluster-ca"));
@@ -366,6 +375,14 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock, test_hooks.get());
   if (!sync.ok()) return Fail(sync.status());
   SyncServer* sync_ptr = sync->get();
+  // This CP's DPs recorded in the database, and every CP's listed (several CPs on one database).
+  ClusterDataPlanesOptions cluster_options;
+  cluster_options.cp_id = node_id;
+  cluster_options.cp_hostname = host_buf;
+  cluster_options.purge_delay_seconds = purge_delay_s;
+  ClusterDataPlanes cluster_data_planes(*sync_ptr, *store_ptr, clock, cluster_options);
+  cluster_data_planes.Start();
+  sync_ptr->SetOnDataPlanesChanged(cluster_data_planes.Poker());  // connects and disconnects saved at once
 
   AdminOptions admin_options;
   admin_options.node_id = node_id;
@@ -373,6 +390,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   admin_options.admin_listen = flags.Get("admin-listen");
   admin_options.cluster_listen = flags.Get("cluster-listen");
   admin_options.database_path = flags.Get("db");
+  admin_options.data_plane_purge_delay_seconds = purge_delay_s;
   // The registry's metrics, then portico_upstream_target_health (one series per connected DP and
   // target it reports, rendered from the DPs' heartbeats).
   admin_options.metrics_text = [&registry, sync_ptr] {
@@ -384,7 +402,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   admin_options.token = admin_security->token;
   admin_options.max_body_bytes = max_body;
   admin_options.cors_origins = std::move(cors_origins);
-  AdminApi admin(store_ptr, sync_ptr, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
+  AdminApi admin(store_ptr, &cluster_data_planes, admin_options, [sync_ptr] { sync_ptr->NotifyConfigChanged(); },
                  clock);
   HttpServerOptions http_options;
   http_options.max_body_bytes = max_body;
@@ -424,6 +442,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (https) https->Stop();
   (*http)->Stop();
   sync_ptr->Stop();
+  cluster_data_planes.Stop();  // saves the ends of the streams the sync server just closed
   if (absl::Status s = (*store)->Close(); absl::IsUnavailable(s)) {
     PORTICO_LOG(kWarn, "cp", "stopped; database ", flags.Get("db"), " closed, but not checkpointed: ", s.message());
     return 0;

@@ -34,8 +34,6 @@ using cp::MethodNotAllowed;
 using cp::NotFound;
 using nlohmann::json;
 
-constexpr int64_t kDataPlanePurgeDelay = 1209600;  // Kong's cluster_data_plane_purge_delay
-
 }  // namespace
 
 class AdminApi::Impl {
@@ -206,7 +204,7 @@ HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
         {"config_hash", dp.config_hash},
         {"last_seen", dp.last_seen},
         {"updated_at", dp.last_seen},
-        {"ttl", std::max<int64_t>(0, kDataPlanePurgeDelay - (now - dp.last_seen))},
+        {"ttl", std::max<int64_t>(0, options_.data_plane_purge_delay_seconds - (now - dp.last_seen))},
         {"sync_status", dp.sync_status.empty() ? "unknown" : dp.sync_status},
         {"labels", std::move(labels)},
         {"cert_details", {{"expiry_timestamp", dp.cert_expiry ? json(dp.cert_expiry) : json(nullptr)}}},
@@ -217,6 +215,8 @@ HttpResponse AdminApi::Impl::DataPlanes(const HttpRequest& request) {
         {"lag_seconds", dp.lag_seconds},
         {"connected_since", dp.connected_since ? json(dp.connected_since) : json(nullptr)},
         {"nack_count", dp.nack_count},
+        {"control_plane_id", dp.control_plane_id.empty() ? json(nullptr) : json(dp.control_plane_id)},
+        {"control_plane_hostname", dp.control_plane_hostname.empty() ? json(nullptr) : json(dp.control_plane_hostname)},
     });
     last_id = dp.id;
   }

@@ -6,6 +6,7 @@
 // /endpoints and OPTIONS with CORS (meta_endpoints.h), /schemas/* (schema_endpoints.h), /tags
 // (tag_endpoints.h) and the target-health endpoints (upstream_health.h).
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,9 @@ struct AdminOptions {
   std::string admin_listen;    // shown by GET /
   std::string cluster_listen;  // shown by GET /
   std::string database_path;   // shown by GET /
+  // Kong's cluster_data_plane_purge_delay: a data plane's `ttl` in GET /clustering/data-planes is
+  // this minus the seconds since its last_seen.
+  int64_t data_plane_purge_delay_seconds = 1209600;
   // Prometheus text for GET /metrics (thread-safe); empty = /metrics answers 404.
   std::function<std::string()> metrics_text;
   // Sends a manual target-health override to every connected DP and returns their node ids

@@ -78,7 +78,36 @@ CREATE INDEX IF NOT EXISTS services_client_certificate_id_idx ON services (clien
 ALTER TABLE upstreams ADD COLUMN client_certificate_id TEXT REFERENCES certificates (id) ON DELETE RESTRICT;
 CREATE INDEX IF NOT EXISTS upstreams_client_certificate_id_idx ON upstreams (client_certificate_id);
 )sql", "upstreams"},
+    // Store::SaveDataPlanes rows (Kong's clustering_data_planes); labels: EncodeDataPlaneLabels.
+    {4, "create_clustering_data_planes", R"sql(
+CREATE TABLE clustering_data_planes (
+  id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL DEFAULT '',
+  ip TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  config_hash TEXT NOT NULL DEFAULT '',
+  config_version INTEGER NOT NULL DEFAULT 0,
+  last_seen INTEGER NOT NULL DEFAULT 0,
+  sync_status TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL DEFAULT '',
+  last_error TEXT NOT NULL DEFAULT '',
+  labels TEXT NOT NULL DEFAULT '{}',
+  cert_expiry INTEGER NOT NULL DEFAULT 0,
+  connected_since INTEGER NOT NULL DEFAULT 0,
+  nack_count INTEGER NOT NULL DEFAULT 0,
+  control_plane_id TEXT NOT NULL DEFAULT '',
+  control_plane_hostname TEXT NOT NULL DEFAULT '',
+  connected INTEGER NOT NULL DEFAULT 0,
+  purge_at INTEGER NOT NULL
+);
+CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purge_at);
+)sql"},
 };
+
+// Columns of clustering_data_planes, in the order SaveDataPlanes binds and ListDataPlaneRows reads.
+constexpr char kDataPlaneColumns[] =
+    "id, hostname, ip, version, config_hash, config_version, last_seen, sync_status, state, last_error, labels, "
+    "cert_expiry, connected_since, nack_count, control_plane_id, control_plane_hostname, connected, purge_at";
 
 // The column of a unique field or a foreign key.
 std::string ColumnOf(const FieldSpec& field) {
@@ -344,13 +373,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
   absl::Status Close() override;
   absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
-  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>&) override {
-    return absl::UnimplementedError("SaveDataPlanes");
-  }
-  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t) override {
-    return absl::UnimplementedError("ListDataPlaneRows");
-  }
-  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t) override { return absl::UnimplementedError("PurgeDataPlanes"); }
+  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) override;
+  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) override;
+  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) override;
   // One file, one process's writes at a time: no feed (VersionWatcher polls).
   ChangeWait WaitForChange(absl::Duration) override { return ChangeWait::kNoFeed; }
 
@@ -942,6 +967,96 @@ absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {
   });
   if (!s.ok()) return s;
   return out;
+}
+
+absl::Status SqliteStore::SaveDataPlanes(const std::vector<StoredDataPlane>& rows) {
+  if (rows.empty()) return absl::OkStatus();
+  // A row that is not connected never replaces a connected row of another CP (store.h).
+  static const std::string sql = absl::StrCat(
+      "INSERT INTO clustering_data_planes (", kDataPlaneColumns,
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+      "ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname, ip = excluded.ip, version = excluded.version, "
+      "config_hash = excluded.config_hash, config_version = excluded.config_version, last_seen = excluded.last_seen, "
+      "sync_status = excluded.sync_status, state = excluded.state, last_error = excluded.last_error, "
+      "labels = excluded.labels, cert_expiry = excluded.cert_expiry, connected_since = excluded.connected_since, "
+      "nack_count = excluded.nack_count, control_plane_id = excluded.control_plane_id, "
+      "control_plane_hostname = excluded.control_plane_hostname, connected = excluded.connected, "
+      "purge_at = excluded.purge_at "
+      "WHERE NOT (clustering_data_planes.connected AND "
+      "clustering_data_planes.control_plane_id <> excluded.control_plane_id AND NOT excluded.connected)");
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  return InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    for (const StoredDataPlane& row : rows) {
+      const DataPlaneStatus& dp = row.status;
+      Statement stmt(db, *writer_->statements, sql);
+      stmt.BindText(1, dp.id);
+      stmt.BindText(2, dp.hostname);
+      stmt.BindText(3, dp.ip);
+      stmt.BindText(4, dp.version);
+      stmt.BindText(5, dp.config_hash);
+      stmt.BindInt64(6, static_cast<int64_t>(dp.config_version));
+      stmt.BindInt64(7, dp.last_seen);
+      stmt.BindText(8, dp.sync_status);
+      stmt.BindText(9, dp.state);
+      stmt.BindText(10, dp.last_error);
+      stmt.BindText(11, EncodeDataPlaneLabels(dp.labels));
+      stmt.BindInt64(12, dp.cert_expiry);
+      stmt.BindInt64(13, dp.connected_since);
+      stmt.BindInt64(14, static_cast<int64_t>(dp.nack_count));
+      stmt.BindText(15, dp.control_plane_id);
+      stmt.BindText(16, dp.control_plane_hostname);
+      stmt.BindInt64(17, row.connected ? 1 : 0);
+      stmt.BindInt64(18, row.purge_at);
+      if (absl::Status s = Run(stmt, db, "save data plane"); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<StoredDataPlane>> SqliteStore::ListDataPlaneRows(int64_t now) {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  Statement stmt(c.db, absl::StrCat("SELECT ", kDataPlaneColumns,
+                                    " FROM clustering_data_planes WHERE purge_at > ? ORDER BY id"));
+  if (absl::Status s = stmt.status("list data planes"); !s.ok()) return s;
+  stmt.BindInt64(1, now);
+  std::vector<StoredDataPlane> out;
+  while (true) {
+    const int rc = stmt.Step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteError(c.db, sqlite3_extended_errcode(c.db), "list data planes");
+    StoredDataPlane& row = out.emplace_back();
+    DataPlaneStatus& dp = row.status;
+    dp.id = stmt.ColumnBytes(0);
+    dp.hostname = stmt.ColumnBytes(1);
+    dp.ip = stmt.ColumnBytes(2);
+    dp.version = stmt.ColumnBytes(3);
+    dp.config_hash = stmt.ColumnBytes(4);
+    dp.config_version = static_cast<uint64_t>(stmt.ColumnInt64(5));
+    dp.last_seen = stmt.ColumnInt64(6);
+    dp.sync_status = stmt.ColumnBytes(7);
+    dp.state = stmt.ColumnBytes(8);
+    dp.last_error = stmt.ColumnBytes(9);
+    dp.labels = DecodeDataPlaneLabels(stmt.ColumnView(10));
+    dp.cert_expiry = stmt.ColumnInt64(11);
+    dp.connected_since = stmt.ColumnInt64(12);
+    dp.nack_count = static_cast<uint64_t>(stmt.ColumnInt64(13));
+    dp.control_plane_id = stmt.ColumnBytes(14);
+    dp.control_plane_hostname = stmt.ColumnBytes(15);
+    row.connected = stmt.ColumnInt64(16) != 0;
+    row.purge_at = stmt.ColumnInt64(17);
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> SqliteStore::PurgeDataPlanes(int64_t now) {
+  std::lock_guard<std::mutex> lock(writer_->mu);
+  sqlite3* db = writer_->db;
+  Statement stmt(db, "DELETE FROM clustering_data_planes WHERE purge_at <= ?");
+  stmt.BindInt64(1, now);
+  if (absl::Status s = Run(stmt, db, "purge data planes"); !s.ok()) return s;
+  return static_cast<int64_t>(sqlite3_changes(db));
 }
 
 }  // namespace

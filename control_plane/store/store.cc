@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "control_plane/store/sqlite_store.h"
+#include "nlohmann/json.hpp"
 
 namespace portico::cp {
 namespace {
@@ -20,6 +21,23 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& location, 
                                                    const EntityRegistry& kinds) {
   // Another implementation (e.g. "postgresql://...") is chosen here by the location's scheme.
   return OpenSqliteStore(location, clock, kinds);
+}
+
+std::string EncodeDataPlaneLabels(const std::map<std::string, std::string>& labels) {
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : labels) object[key] = value;
+  // Labels come from DP Hellos: bytes that are not UTF-8 are replaced, never an exception.
+  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::map<std::string, std::string> DecodeDataPlaneLabels(absl::string_view text) {
+  std::map<std::string, std::string> out;
+  nlohmann::json object = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!object.is_object()) return out;
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_string()) out[key] = value.get<std::string>();
+  }
+  return out;
 }
 
 absl::Status WithStoreConflict(absl::Status status, StoreConflict conflict, absl::string_view subject) {

@@ -15,6 +15,7 @@
 //  - corrupt rows (see CorruptRowId) are survived, not fatal;
 //  - thread-safe.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -111,6 +112,11 @@ struct StoredDataPlane {
   bool connected = false;  // the writing CP held a live stream of it when it wrote the row
   int64_t purge_at = 0;    // Clock seconds; the row is gone (listed no more, purged) from then on
 };
+
+// The `labels` column of a stored data plane: a JSON object of strings ({} when none), the same
+// text in every store. Decode gives {} for text that is not such an object.
+std::string EncodeDataPlaneLabels(const std::map<std::string, std::string>& labels);
+std::map<std::string, std::string> DecodeDataPlaneLabels(absl::string_view text);
 
 // What Store::WaitForChange saw.
 enum class ChangeWait {

@@ -276,6 +276,7 @@ void DpSession::CloseLocked(const std::string& reason, sync::v1::Goaway::Code go
     record.health.reset();
     if (record.status.last_error.empty() || record.nacked.empty()) record.status.last_error = reason;
     hub_.UpdateConnectedGaugeLocked();
+    hub_.DataPlanesChangedLocked();
     PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " disconnected: ", reason);
   }
   if (goaway == sync::v1::Goaway::UNKNOWN) {
@@ -356,6 +357,7 @@ void DpSession::HandleHelloLocked(const sync::v1::Hello& hello) {
   status.config_version = hello.serving().version();
   record.status = status;
   hub_.UpdateConnectedGaugeLocked();
+  hub_.DataPlanesChangedLocked();
   PORTICO_LOG(kInfo, kLog, "dp ", node_id_, " connected from ", peer_ip_, " (", hello.hostname(),
               ", build ", hello.dp_build(), ", serving version ", serving_.version, ")");
 
@@ -664,6 +666,7 @@ void DpSession::RefuseLocked(DataPlaneStatus status, const char* sync_status, co
     status.state = state;
     status.last_error = reason;
     hub_.nodes.RecordRejected(cert_.node_id, status);
+    hub_.DataPlanesChangedLocked();
   }
   CloseLocked(reason, goaway, grpc::Status(code, reason));
 }

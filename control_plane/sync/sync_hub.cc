@@ -58,6 +58,10 @@ void SyncHub::ReleaseSendSlotLocked() {
       [this](uint64_t id) { FindLocked(id)->GrantSendSlotLocked(); });
 }
 
+void SyncHub::DataPlanesChangedLocked() {
+  if (on_data_planes_changed) on_data_planes_changed();
+}
+
 void SyncHub::UpdateConnectedGaugeLocked() { metrics.connected->Set(static_cast<double>(nodes.connected())); }
 
 std::vector<std::string> SyncHub::BroadcastHealthOverrideLocked(const TargetHealthOverride& command) {

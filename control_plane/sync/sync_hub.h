@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,6 +80,7 @@ struct SyncHub {
   SyncServerStats stats;  // full_sends_* are read from send_slots (Stats())
   bool stopping = false;  // set once, by SyncServer::Stop
   uint16_t port = 0;
+  std::function<void()> on_data_planes_changed;  // SyncServer::SetOnDataPlanesChanged
 
   // --- REQUIRES: mu held. ---
   // Sets `latest` and wakes every session: each that is idle and behind starts sending it.
@@ -91,6 +93,8 @@ struct SyncHub {
   bool AcquireSendSlotLocked(uint64_t id);
   void ReleaseSendSlotLocked();
   void UpdateConnectedGaugeLocked();
+  // A DP's stream started or ended, or a node was refused: calls on_data_planes_changed.
+  void DataPlanesChangedLocked();
   // Queues `command` on every live stream; returns the node ids it was queued for, sorted.
   std::vector<std::string> BroadcastHealthOverrideLocked(const TargetHealthOverride& command);
   SyncServerStats StatsLocked() const;

@@ -434,6 +434,11 @@ absl::Status SyncServer::ReloadCertificates() { return impl_->ReloadCertificates
 
 int64_t SyncServer::certificate_not_after() const { return impl_->cert_not_after_->load(); }
 
+void SyncServer::SetOnDataPlanesChanged(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lock(impl_->hub_.mu);
+  impl_->hub_.on_data_planes_changed = std::move(callback);
+}
+
 void SyncServer::Stop() { impl_->Stop(); }
 
 }  // namespace portico::cp

@@ -116,6 +116,10 @@ class SyncServer : public DataPlaneStatusSource {
   // notAfter of the cluster certificate in use, Unix seconds
   // (portico_cluster_certificate_expiry_seconds).
   int64_t certificate_not_after() const;
+  // `callback` (empty = none) is called whenever a DP's stream starts or ends or a node is
+  // refused, with the server's lock held, on a gRPC or timer thread: it must only signal (never
+  // block, never call this server).
+  void SetOnDataPlanesChanged(std::function<void()> callback);
   // Sends Goaway{DRAINING} to every stream, closes them and stops the builder. Idempotent.
   void Stop();
 

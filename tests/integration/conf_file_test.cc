@@ -361,6 +361,17 @@ TEST_F(ConfFileTest, CheckRefusesWhatAStartWouldAndAnEmptyValueIsTheDefault) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--db must name a file"), std::string::npos) << r.output;
 
+  // Kong's cluster_data_plane_purge_delay: at least 60, as Kong.
+  const std::string purge_ok = WriteConf(tmp_, "purge-ok.conf", cp_conf + "cluster_data_plane_purge_delay = 60\n");
+  r = RunToExit(tmp_, "check-purge-ok", {PORTICO_CP_BIN, "check", purge_ok});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::string purge_bad = WriteConf(tmp_, "purge-bad.conf", cp_conf + "cluster_data_plane_purge_delay = 59\n");
+  r = RunToExit(tmp_, "check-purge-bad", {PORTICO_CP_BIN, "check", purge_bad});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("(cluster_data_plane_purge_delay): --cluster-data-plane-purge-delay must be an integer >= 60"),
+            std::string::npos)
+      << r.output;
+
   const std::string cp_conf_path = WriteConf(tmp_, "cp.conf", cp_conf);
   r = RunToExit(tmp_, "check-cluster-listen", {PORTICO_CP_BIN, "check", cp_conf_path, "--cluster-listen", "garbage"});
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -86,6 +86,7 @@ const std::vector<ExpectedFlag> kCpFlags = {
     {"cluster-hello-timeout", "10"},
     {"cluster-handshake-timeout", "5"},
     {"cluster-ack-timeout", "30"},
+    {"cluster-data-plane-purge-delay", "1209600"},
     {"log-level", "info"},
     {"conf", "none"},
 };

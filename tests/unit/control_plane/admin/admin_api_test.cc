@@ -385,6 +385,27 @@ TEST_F(AdminApiTest, RootStatusAndClustering) {
   EXPECT_EQ(json::parse(legacy.body)["dp-1"]["hostname"], "edge1");
 }
 
+TEST_F(AdminApiTest, DataPlaneRowsNameTheirControlPlaneAndTtlFollowsThePurgeDelay) {
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  options.data_plane_purge_delay_seconds = 100;
+  api_ = std::make_unique<AdminApi>(store_.get(), &data_planes_, options, nullptr, clock_);
+  DataPlaneStatus dp;
+  dp.id = "dp-1";
+  dp.last_seen = clock_.NowSeconds() - 30;
+  dp.control_plane_id = "cp-a";
+  dp.control_plane_hostname = "cp-a.example";
+  DataPlaneStatus old = dp;
+  old.id = "dp-2";
+  old.last_seen = clock_.NowSeconds() - 500;
+  data_planes_.planes = {dp, old};
+  json rows = CallJson("GET", "/clustering/data-planes", 200)["data"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["control_plane_id"], "cp-a");
+  EXPECT_EQ(rows[0]["control_plane_hostname"], "cp-a.example");
+  EXPECT_EQ(rows[0]["ttl"], 70);
+  EXPECT_EQ(rows[1]["ttl"], 0);
+}
+
 TEST_F(AdminApiTest, RouteDefaultsAndPatch) {
   json r = CallJson("POST", "/routes", 201, R"j({"paths":["/x"]})j");
   json expected = json::parse(R"j({"created_at":1700000000,"updated_at":1700000000,"name":null,
@@ -416,6 +437,8 @@ TEST_F(AdminApiTest, DataPlaneLagFieldsAndMetrics) {
   EXPECT_EQ(row["lag_seconds"], 42);
   EXPECT_EQ(row["connected_since"], 1699999000);
   EXPECT_EQ(row["nack_count"], 2);
+  EXPECT_EQ(row["control_plane_id"], nullptr);
+  EXPECT_EQ(row["control_plane_hostname"], nullptr);
   data_planes_.planes[0].connected_since = 0;
   EXPECT_EQ(CallJson("GET", "/clustering/data-planes", 200)["data"][0]["connected_since"], nullptr);
 

@@ -59,9 +59,10 @@ class StoreTest : public ::testing::Test {
 TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   auto migrations = store_->AppliedMigrations();
   ASSERT_TRUE(migrations.ok());
-  ASSERT_EQ(migrations->size(), 3u);
+  ASSERT_EQ(migrations->size(), 4u);
   EXPECT_EQ((*migrations)[0].first, 1);
-  EXPECT_EQ((*migrations)[2].first, 3);
+  EXPECT_EQ((*migrations)[3].first, 4);
+  EXPECT_EQ((*migrations)[3].second, "create_clustering_data_planes");
   EXPECT_EQ(store_->Epoch().size(), 16u);
   EXPECT_EQ(store_->CurrentVersion(), 0u);
   auto s = store_->Insert(NewService("a"));
@@ -73,7 +74,7 @@ TEST_F(StoreTest, CreatesSchemaMigrationsAndEpochThatSurviveReopen) {
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_EQ((*reopened)->Epoch(), epoch);
   EXPECT_EQ((*reopened)->CurrentVersion(), 1u);
-  EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 3u);
+  EXPECT_EQ((*reopened)->AppliedMigrations()->size(), 4u);
   auto again = (*reopened)->GetByEndpointKey<Service>("a");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->id(), s->id());
@@ -542,6 +543,145 @@ TEST_F(StoreTest, ListTaggedPagesOfEverySizeWalkEveryRowOnce) {
     }
     EXPECT_EQ(walked, expected);
   }
+}
+
+// ---- Data-plane rows (clustering_data_planes) ----
+
+StoredDataPlane DpRow(const std::string& id, const std::string& cp, bool connected, int64_t last_seen,
+                      int64_t purge_at) {
+  StoredDataPlane row;
+  row.status.id = id;
+  row.status.control_plane_id = cp;
+  row.status.control_plane_hostname = cp + ".host";
+  row.status.state = connected ? "connected_synced" : "disconnected";
+  row.status.last_seen = last_seen;
+  row.status.connected_since = connected ? last_seen - 5 : 0;
+  row.connected = connected;
+  row.purge_at = purge_at;
+  return row;
+}
+
+TEST_F(StoreTest, DataPlaneRowsKeepEveryFieldAndBumpNoVersion) {
+  StoredDataPlane row = DpRow("dp-1", "cp-a", true, 1000, 5000);
+  DataPlaneStatus& dp = row.status;
+  dp.hostname = "edge1";
+  dp.ip = "10.0.0.5";
+  dp.version = "0.2.0";
+  dp.config_hash = "abcdef";
+  dp.config_version = 12;
+  dp.sync_status = "normal";
+  dp.last_error = "E: it's \"odd\"";
+  // Separators, quotes and non-ASCII in labels survive the column's encoding.
+  dp.labels = {{"region", "eu"}, {"k=v", "a\x1f" "b"}, {"quote\"d", "\xc3\xa9t\xc3\xa9"}, {"", "empty key"}};
+  dp.cert_expiry = 1800000000;
+  dp.nack_count = 3;
+  dp.lag_versions = 7;  // not stored
+  dp.lag_seconds = 9;
+  ASSERT_TRUE(store_->SaveDataPlanes({row}).ok());
+  EXPECT_EQ(store_->CurrentVersion(), 0u);
+  absl::StatusOr<std::vector<StoredDataPlane>> rows = store_->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  const StoredDataPlane& got = rows->front();
+  EXPECT_TRUE(got.connected);
+  EXPECT_EQ(got.purge_at, 5000);
+  EXPECT_EQ(got.status.id, "dp-1");
+  EXPECT_EQ(got.status.hostname, "edge1");
+  EXPECT_EQ(got.status.ip, "10.0.0.5");
+  EXPECT_EQ(got.status.version, "0.2.0");
+  EXPECT_EQ(got.status.config_hash, "abcdef");
+  EXPECT_EQ(got.status.config_version, 12u);
+  EXPECT_EQ(got.status.last_seen, 1000);
+  EXPECT_EQ(got.status.sync_status, "normal");
+  EXPECT_EQ(got.status.state, "connected_synced");
+  EXPECT_EQ(got.status.last_error, dp.last_error);
+  EXPECT_EQ(got.status.labels, dp.labels);
+  EXPECT_EQ(got.status.cert_expiry, 1800000000);
+  EXPECT_EQ(got.status.connected_since, 995);
+  EXPECT_EQ(got.status.nack_count, 3u);
+  EXPECT_EQ(got.status.control_plane_id, "cp-a");
+  EXPECT_EQ(got.status.control_plane_hostname, "cp-a.host");
+  EXPECT_EQ(got.status.lag_versions, 0u);
+  EXPECT_EQ(got.status.lag_seconds, 0);
+  EXPECT_TRUE(store_->SaveDataPlanes({}).ok());
+
+  // Kept across a reopen.
+  store_.reset();
+  auto reopened = Store::Open(path_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  rows = (*reopened)->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ(rows->front().status.labels, dp.labels);
+  EXPECT_EQ((*reopened)->CurrentVersion(), 0u);
+}
+
+TEST_F(StoreTest, ADisconnectedRowNeverReplacesAnotherCpsConnectedRow) {
+  auto owner = [&](const std::string& id) -> std::pair<std::string, bool> {
+    absl::StatusOr<std::vector<StoredDataPlane>> rows = store_->ListDataPlaneRows(0);
+    if (!rows.ok()) return {"error", false};
+    for (const StoredDataPlane& row : *rows) {
+      if (row.status.id == id) return {row.status.control_plane_id, row.connected};
+    }
+    return {"", false};
+  };
+  using Owner = std::pair<std::string, bool>;
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-a", true, 100, 9000)}).ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-a", true));
+  // The DP moved to B.
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-b", true, 110, 9000)}).ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-b", true));
+  // A records the end of its old stream late: refused (not an error), B's row stays.
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-a", false, 105, 9000), DpRow("dp-2", "cp-a", false, 105, 9000)})
+                  .ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-b", true));
+  EXPECT_EQ(owner("dp-2"), Owner("cp-a", false)) << "the other rows of the same save are written";
+  // B's own end of stream replaces its connected row.
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-b", false, 120, 9000)}).ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-b", false));
+  // A disconnected row may replace a disconnected row of another CP, and a connected one anything.
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-a", false, 130, 9000)}).ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-a", false));
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-b", true, 140, 9000)}).ok());
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-1", "cp-a", true, 150, 9000)}).ok());
+  EXPECT_EQ(owner("dp-1"), Owner("cp-a", true));
+  EXPECT_EQ(store_->CurrentVersion(), 0u);
+}
+
+TEST_F(StoreTest, DataPlaneRowsAreListedUntilTheirPurgeTimeAndPurgedFromThen) {
+  ASSERT_TRUE(store_
+                  ->SaveDataPlanes({DpRow("dp-c", "cp-a", false, 100, 300), DpRow("dp-a", "cp-a", true, 100, 200),
+                                    DpRow("dp-b", "cp-b", false, 100, 400)})
+                  .ok());
+  auto ids = [&](int64_t now) {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<StoredDataPlane>> rows = store_->ListDataPlaneRows(now);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (rows.ok()) {
+      for (const StoredDataPlane& row : *rows) out.push_back(row.status.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(ids(199), (std::vector<std::string>{"dp-a", "dp-b", "dp-c"}));
+  EXPECT_EQ(ids(200), (std::vector<std::string>{"dp-b", "dp-c"}));
+  EXPECT_EQ(ids(399), (std::vector<std::string>{"dp-b"}));
+  EXPECT_EQ(*store_->PurgeDataPlanes(199), 0);
+  EXPECT_EQ(*store_->PurgeDataPlanes(300), 2);
+  EXPECT_EQ(ids(0), (std::vector<std::string>{"dp-b"}));
+  EXPECT_EQ(*store_->PurgeDataPlanes(300), 0);
+  // A later save of a purged DP creates its row again.
+  ASSERT_TRUE(store_->SaveDataPlanes({DpRow("dp-a", "cp-b", false, 500, 900)}).ok());
+  EXPECT_EQ(ids(0), (std::vector<std::string>{"dp-a", "dp-b"}));
+  EXPECT_EQ(store_->CurrentVersion(), 0u);
+}
+
+TEST(DataPlaneLabelsTest, EncodeIsAJsonObjectAndDecodeSurvivesGarbage) {
+  EXPECT_EQ(EncodeDataPlaneLabels({}), "{}");
+  EXPECT_EQ(EncodeDataPlaneLabels({{"b", "2"}, {"a", "1"}}), R"({"a":"1","b":"2"})");
+  EXPECT_EQ(DecodeDataPlaneLabels(R"({"a":"1","n":5})"), (std::map<std::string, std::string>{{"a", "1"}}));
+  EXPECT_TRUE(DecodeDataPlaneLabels("not json").empty());
+  EXPECT_TRUE(DecodeDataPlaneLabels("[1,2]").empty());
+  EXPECT_TRUE(DecodeDataPlaneLabels("").empty());
 }
 
 }  // namespace

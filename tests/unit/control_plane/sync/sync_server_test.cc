@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -245,6 +246,22 @@ TEST_F(SyncTest, FirstSnapshotIsDeliveredAndAcked) {
   EXPECT_EQ(rec.last_ok->services[0].host(), "backend1.example");
   ASSERT_EQ(rec.last_ok->routes.size(), 1u);
   EXPECT_EQ(rec.last_ok->routes[0].paths().values(0), "/r1");
+}
+
+TEST_F(SyncTest, TheDataPlanesChangedCallbackFiresWhenAStreamStartsAndEnds) {
+  StartServer();
+  auto calls = std::make_shared<std::atomic<int>>(0);  // the callback may run until the server stops
+  server_->SetOnDataPlanesChanged([calls] { ++*calls; });
+  ApplyRecorder rec;
+  SyncClient* client = StartClient(ClientOptions(certs_ + "/dp"), rec);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "connected_synced"); }));
+  ASSERT_TRUE(WaitFor([&] { return calls->load() >= 1; }));
+  const int after_connect = calls->load();
+  client->Stop();
+  ASSERT_TRUE(WaitFor([&] { return StateIs("dp-1", "disconnected"); }));
+  EXPECT_TRUE(WaitFor([&] { return calls->load() > after_connect; }));
+  server_->SetOnDataPlanesChanged(nullptr);  // an empty callback is allowed
 }
 
 TEST_F(SyncTest, ChangeAfterNotifyReachesTheClientAndHeartbeatsUpdateLastSeen) {
