@@ -1,0 +1,258 @@
+// What only PostgreSQL shows: several stores (CPs) on one database, the change feed, the data
+// plane rows, connections lost and found. The contract tests (store_test.cc) run on it too.
+#include "control_plane/store/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/config/entity_json.h"
+#include "gtest/gtest.h"
+#include "tests/common/postgres_test_db.h"
+
+namespace portico::cp {
+namespace {
+
+using config::v1::Service;
+
+Service NewService(const std::string& name) {
+  Service s = DefaultService();
+  s.set_host("example.com");
+  s.set_name(name);
+  return s;
+}
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = test_support::PostgresTestDb::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+  }
+  std::unique_ptr<Store> Open() {
+    auto store = Store::Open(db_->conninfo(), clock_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  FakeClock clock_{1000};
+  std::unique_ptr<test_support::PostgresTestDb> db_;
+};
+
+TEST_F(PostgresStoreTest, CpsStartingTogetherOnAnEmptyDatabaseCreateTheSchemaOnce) {
+  std::vector<std::unique_ptr<Store>> stores(4);
+  std::vector<absl::Status> statuses(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      auto store = Store::Open(db_->conninfo(), clock_);
+      statuses[i] = store.status();
+      if (store.ok()) stores[i] = std::move(*store);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i];
+  const std::string epoch = stores[0]->Epoch();
+  EXPECT_EQ(epoch.size(), 16u);
+  for (auto& store : stores) {
+    EXPECT_EQ(store->Epoch(), epoch);
+    auto migrations = store->AppliedMigrations();
+    ASSERT_TRUE(migrations.ok()) << migrations.status();
+    EXPECT_EQ(migrations->size(), 4u);
+  }
+  EXPECT_EQ(stores[0]->CurrentVersion(), 0u);
+}
+
+// Two CPs, two writer threads each: every write is kept, and each has a version of its own
+// (the NOTIFY payloads are exactly 1..N), the last being N.
+TEST_F(PostgresStoreTest, ConcurrentWritesThroughTwoCpsAreSerialisedWithoutLoss) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  PGconn* listener = PQconnectdb(db_->conninfo().c_str());
+  ASSERT_EQ(PQstatus(listener), CONNECTION_OK) << PQerrorMessage(listener);
+  PQclear(PQexec(listener, "LISTEN portico_config"));
+  constexpr int kPerThread = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    Store* store = t % 2 == 0 ? a.get() : b.get();
+    threads.emplace_back([&, store, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!store->Insert(NewService(absl::StrCat("t", t, "-", i))).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  constexpr int kWrites = 4 * kPerThread;
+  EXPECT_EQ(a->CurrentVersion(), static_cast<uint64_t>(kWrites));
+  EXPECT_EQ(b->CurrentVersion(), static_cast<uint64_t>(kWrites));
+  auto config = b->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->config.services.size(), static_cast<size_t>(kWrites));
+  EXPECT_EQ(config->version.version, static_cast<uint64_t>(kWrites));
+
+  std::vector<uint64_t> versions;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (versions.size() < kWrites && std::chrono::steady_clock::now() < deadline) {
+    PQconsumeInput(listener);
+    while (PGnotify* n = PQnotifies(listener)) {
+      uint64_t v = 0;
+      EXPECT_TRUE(absl::SimpleAtoi(n->extra, &v)) << n->extra;
+      versions.push_back(v);
+      PQfreemem(n);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  PQfinish(listener);
+  ASSERT_EQ(versions.size(), static_cast<size_t>(kWrites));
+  // Delivered in commit order: strictly increasing, no gap.
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(versions[i], static_cast<uint64_t>(i + 1)) << i;
+}
+
+TEST_F(PostgresStoreTest, AWriteThroughOneCpWakesTheOthersWait) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(50)), ChangeWait::kTimedOut);
+  std::atomic<bool> woke{false};
+  ChangeWait seen = ChangeWait::kTimedOut;
+  std::thread waiter([&] {
+    seen = b->WaitForChange(absl::Seconds(10));
+    woke = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(woke.load());
+  const auto written = std::chrono::steady_clock::now();
+  ASSERT_TRUE(a->Insert(NewService("from-a")).ok());
+  waiter.join();
+  EXPECT_EQ(seen, ChangeWait::kNotified);
+  EXPECT_LT(std::chrono::steady_clock::now() - written, std::chrono::seconds(2));
+  EXPECT_EQ(b->CurrentVersion(), 1u);
+  // Its own writes count too; a refused write sends nothing.
+  ASSERT_TRUE(b->Insert(NewService("from-b")).ok());
+  EXPECT_EQ(b->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(50)), ChangeWait::kTimedOut);
+  EXPECT_FALSE(a->Insert(NewService("from-b")).ok());
+  EXPECT_FALSE(*a->Delete<Service>("00000000-0000-4000-8000-000000000000"));
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(200)), ChangeWait::kTimedOut);
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+}
+
+// The server ends every connection (a restart, an operator's pg_terminate_backend): the store
+// reconnects on its next call, and the feed on its next wait (saying kNotified: a change may have
+// been missed).
+TEST_F(PostgresStoreTest, ConnectionsEndedByTheServerAreReopened) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->Insert(NewService("before")).ok());
+  ASSERT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_EQ(db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid()"),
+            "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto written = a->Insert(NewService("after"));
+  EXPECT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+  EXPECT_TRUE(a->Ping().ok());
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_TRUE(a->Insert(NewService("later")).ok());
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  EXPECT_EQ(a->ReadConfig()->config.services.size(), 3u);
+}
+
+TEST_F(PostgresStoreTest, AnUnreachableServerIsUnavailable) {
+  // A port nothing listens on (the fixture's port + 1 may be taken; a reserved one is not).
+  auto store = Store::Open("host=127.0.0.1 port=1 dbname=x user=postgres connect_timeout=2", clock_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
+}
+
+StoredDataPlane Row(const std::string& id, const std::string& cp, bool connected, int64_t purge_at) {
+  StoredDataPlane row;
+  row.status.id = id;
+  row.status.hostname = "dp-" + id;
+  row.status.ip = "10.0.0.1";
+  row.status.version = "1.2.3";
+  row.status.config_hash = "abcd";
+  row.status.config_version = 7;
+  row.status.last_seen = 990;
+  row.status.state = connected ? "connected_synced" : "disconnected";
+  row.status.labels = {{"region", "eu"}, {"tier", "edge"}};
+  row.status.cert_expiry = 5000;
+  row.status.connected_since = 900;
+  row.status.nack_count = 2;
+  row.status.control_plane_id = cp;
+  row.status.control_plane_hostname = cp + ".local";
+  row.connected = connected;
+  row.purge_at = purge_at;
+  return row;
+}
+
+TEST_F(PostgresStoreTest, DataPlaneRowsKeepTheConnectedCpsRowAndArePurged) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", true, 2000), Row("dp2", "cp-a", true, 1500)}).ok());
+  EXPECT_EQ(a->CurrentVersion(), 0u) << "no version bump";
+  auto rows = b->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  const StoredDataPlane& first = (*rows)[0];
+  EXPECT_EQ(first.status.id, "dp1");
+  EXPECT_EQ(first.status.hostname, "dp-dp1");
+  EXPECT_EQ(first.status.config_version, 7u);
+  EXPECT_EQ(first.status.labels, (std::map<std::string, std::string>{{"region", "eu"}, {"tier", "edge"}}));
+  EXPECT_EQ(first.status.nack_count, 2u);
+  EXPECT_EQ(first.status.control_plane_hostname, "cp-a.local");
+  EXPECT_TRUE(first.connected);
+  EXPECT_EQ(first.purge_at, 2000);
+
+  // dp1 moved to B: B's connected row replaces A's; A's late "disconnected" does not replace B's.
+  ASSERT_TRUE(b->SaveDataPlanes({Row("dp1", "cp-b", true, 2100)}).ok());
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", false, 2200)}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].status.control_plane_id, "cp-b");
+  EXPECT_TRUE((*rows)[0].connected);
+  // B's own "disconnected" does replace it; then A may write again.
+  ASSERT_TRUE(b->SaveDataPlanes({Row("dp1", "cp-b", false, 2300)}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  EXPECT_FALSE((*rows)[0].connected);
+  EXPECT_EQ((*rows)[0].purge_at, 2300);
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", false, 2400)}).ok());
+  EXPECT_EQ((*a->ListDataPlaneRows(1000))[0].status.control_plane_id, "cp-a");
+
+  // Past purge_at: not listed, then purged.
+  rows = a->ListDataPlaneRows(1500);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].status.id, "dp1");
+  auto purged = b->PurgeDataPlanes(1500);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  EXPECT_EQ(*b->PurgeDataPlanes(1500), 0);
+  EXPECT_EQ(a->ListDataPlaneRows(0)->size(), 1u);
+}
+
+TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMasked) {
+  EXPECT_TRUE(IsPostgresLocation("postgres://u@h:5432/db"));
+  EXPECT_TRUE(IsPostgresLocation("postgresql://h/db"));
+  EXPECT_TRUE(IsPostgresLocation("host=127.0.0.1 port=5432 dbname=x"));
+  EXPECT_FALSE(IsPostgresLocation("/var/lib/portico/portico.db"));
+  EXPECT_FALSE(IsPostgresLocation(":memory:"));
+  EXPECT_EQ(RedactedLocation("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+  EXPECT_EQ(RedactedLocation("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=****");
+  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "host=h password=**** dbname=x");
+  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "host=h password = **** dbname=x");
+  EXPECT_FALSE(IsPostgresLocation("/tmp/a=b.db"));
+  EXPECT_FALSE(IsPostgresLocation("a=b.db"));
+  EXPECT_EQ(RedactedLocation("/tmp/password=x.db"), "/tmp/password=x.db");
+}
+
+}  // namespace
+}  // namespace portico::cp
