@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "control_plane/store/store.h"
+#include "google/protobuf/message.h"
 #include "gtest/gtest.h"
 #include "portico/config/v1/config.pb.h"
 
@@ -90,6 +91,105 @@ TEST_F(VersionWatcherTest, AWriteTheBuilderReadsAtOnceIsNotExternal) {
   EXPECT_EQ(notified.load(), 1);
   ASSERT_TRUE(theirs_->Insert(Service("cli-2")).ok());
   ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+}
+
+// A store with a change feed (as PostgreSQL's) over a SQLite one: WaitForChange says kNotified
+// once per Notify(), else times out after its timeout.
+class FeedStore : public Store {
+ public:
+  explicit FeedStore(Store& inner) : inner_(inner) {}
+  void Notify() { pending_ = true; }
+  int waits() const { return waits_.load(); }
+
+  ChangeWait WaitForChange(absl::Duration timeout) override {
+    ++waits_;
+    const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pending_.exchange(false)) return ChangeWait::kNotified;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return ChangeWait::kTimedOut;
+  }
+  const EntityRegistry& kinds() const override { return inner_.kinds(); }
+  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) override {
+    return inner_.GetEntity(kind, id);
+  }
+  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                             absl::string_view value) override {
+    return inner_.GetEntityByField(kind, field, value);
+  }
+  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) override {
+    return inner_.ListEntities(kind, query);
+  }
+  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const google::protobuf::Message& entity,
+                                        WriteMode mode) override {
+    return inner_.WriteEntity(kind, entity, mode);
+  }
+  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override {
+    return inner_.DeleteEntity(kind, id);
+  }
+  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override {
+    return inner_.WriteBatch(steps);
+  }
+  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override {
+    return inner_.ReplaceConfig(kinds);
+  }
+  absl::StatusOr<StoredConfig> ReadConfig() override { return inner_.ReadConfig(); }
+  uint64_t CurrentVersion() override { return inner_.CurrentVersion(); }
+  std::string Epoch() const override { return inner_.Epoch(); }
+  absl::Status Ping() override { return inner_.Ping(); }
+  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override {
+    return inner_.AppliedMigrations();
+  }
+  absl::Status Close() override { return inner_.Close(); }
+  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) override { return inner_.SaveDataPlanes(rows); }
+  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) override {
+    return inner_.ListDataPlaneRows(now);
+  }
+  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) override { return inner_.PurgeDataPlanes(now); }
+  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override { return inner_.ListTagged(query); }
+
+ private:
+  Store& inner_;
+  std::atomic<bool> pending_{false};
+  std::atomic<int> waits_{0};
+};
+
+// With a feed, a write elsewhere reaches the builder at the notification, not ticks later; a
+// notification of what the builder already read tells it nothing; Stop() is prompt.
+TEST_F(VersionWatcherTest, ANotifiedWriteReachesTheBuilderAtOnce) {
+  FeedStore feed(*ours_);
+  std::atomic<uint64_t> builder_read{feed.CurrentVersion()};
+  std::atomic<int> notified{0};
+  // A 30 s polling interval: only the feed can explain a notice within the test's bounds.
+  auto watcher = std::make_unique<VersionWatcher>(feed, absl::Seconds(30), [&] { return builder_read.load(); },
+                                                  [&] {
+                                                    ++notified;
+                                                    builder_read = feed.CurrentVersion();
+                                                  });
+  ASSERT_TRUE(theirs_->Insert(Service("other-cp")).ok());
+  const auto written = std::chrono::steady_clock::now();
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 1; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - written, std::chrono::seconds(2));
+  EXPECT_EQ(watcher->changes_noticed(), 1u);
+
+  // This CP's own write, already read by the builder: the notification changes nothing.
+  ASSERT_TRUE(ours_->Insert(Service("own")).ok());
+  builder_read = ours_->CurrentVersion();
+  const int waits = feed.waits();
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return feed.waits() >= waits + 2; }));  // seen, and waiting again
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(notified.load(), 1);
+
+  ASSERT_TRUE(theirs_->Insert(Service("other-cp-2")).ok());
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+
+  const auto stopping = std::chrono::steady_clock::now();
+  watcher->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, std::chrono::seconds(1));
 }
 
 }  // namespace
