@@ -55,7 +55,7 @@ function(portico_cc_test)
                        PROPERTIES TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}" ${pg_properties})
   if(A_ALSO_ON_POSTGRES)
     gtest_discover_tests(${A_NAME} DISCOVERY_MODE PRE_TEST TEST_PREFIX ${A_ALSO_ON_POSTGRES}
-                         PROPERTIES TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS};postgres"
+                         PROPERTIES TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}"
                          ${PORTICO_POSTGRES_TEST_PROPERTIES}
                          ENVIRONMENT_MODIFICATION "PORTICO_TEST_STORE=set:postgres")
   endif()

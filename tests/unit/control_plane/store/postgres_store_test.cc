@@ -172,6 +172,32 @@ TEST_F(PostgresStoreTest, AnUnreachableServerIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
 }
 
+// The database gone under a running store (dropped; the same as a server that refuses it): every
+// call says Unavailable, nothing is half-done, and the feed says kNoFeed at once.
+TEST_F(PostgresStoreTest, ADatabaseThatCannotBeReachedIsUnavailable) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto s = a->Insert(NewService("kept"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  const std::string name = db_->name();
+  db_.reset();  // DROP DATABASE ... WITH (FORCE): every connection ends
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto written = a->Insert(NewService("lost"));
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  auto read = a->Get<Service>(s->id());
+  EXPECT_TRUE(absl::IsUnavailable(read.status())) << read.status();
+  auto config = a->ReadConfig();
+  EXPECT_TRUE(absl::IsUnavailable(config.status())) << config.status();
+  EXPECT_TRUE(absl::IsUnavailable(a->Ping())) << a->Ping();
+  EXPECT_TRUE(absl::IsUnavailable(a->SaveDataPlanes({StoredDataPlane{}})));
+  EXPECT_EQ(a->CurrentVersion(), 0u);
+  const auto waited = std::chrono::steady_clock::now();
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+  EXPECT_LT(std::chrono::steady_clock::now() - waited, std::chrono::seconds(2));
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+}
+
 StoredDataPlane Row(const std::string& id, const std::string& cp, bool connected, int64_t purge_at) {
   StoredDataPlane row;
   row.status.id = id;

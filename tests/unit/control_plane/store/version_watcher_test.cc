@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "control_plane/store/store.h"
-#include "google/protobuf/message.h"
+#include "tests/common/delegating_store.h"
 #include "gtest/gtest.h"
 #include "portico/config/v1/config.pb.h"
 
@@ -95,9 +95,9 @@ TEST_F(VersionWatcherTest, AWriteTheBuilderReadsAtOnceIsNotExternal) {
 
 // A store with a change feed (as PostgreSQL's) over a SQLite one: WaitForChange says kNotified
 // once per Notify(), else times out after its timeout.
-class FeedStore : public Store {
+class FeedStore : public DelegatingStore {
  public:
-  explicit FeedStore(Store& inner) : inner_(inner) {}
+  explicit FeedStore(Store& inner) : DelegatingStore(inner) {}
   void Notify() { pending_ = true; }
   int waits() const { return waits_.load(); }
 
@@ -110,47 +110,8 @@ class FeedStore : public Store {
     }
     return ChangeWait::kTimedOut;
   }
-  const EntityRegistry& kinds() const override { return inner_.kinds(); }
-  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) override {
-    return inner_.GetEntity(kind, id);
-  }
-  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
-                                             absl::string_view value) override {
-    return inner_.GetEntityByField(kind, field, value);
-  }
-  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) override {
-    return inner_.ListEntities(kind, query);
-  }
-  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const google::protobuf::Message& entity,
-                                        WriteMode mode) override {
-    return inner_.WriteEntity(kind, entity, mode);
-  }
-  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override {
-    return inner_.DeleteEntity(kind, id);
-  }
-  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override {
-    return inner_.WriteBatch(steps);
-  }
-  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override {
-    return inner_.ReplaceConfig(kinds);
-  }
-  absl::StatusOr<StoredConfig> ReadConfig() override { return inner_.ReadConfig(); }
-  uint64_t CurrentVersion() override { return inner_.CurrentVersion(); }
-  std::string Epoch() const override { return inner_.Epoch(); }
-  absl::Status Ping() override { return inner_.Ping(); }
-  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override {
-    return inner_.AppliedMigrations();
-  }
-  absl::Status Close() override { return inner_.Close(); }
-  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) override { return inner_.SaveDataPlanes(rows); }
-  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) override {
-    return inner_.ListDataPlaneRows(now);
-  }
-  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) override { return inner_.PurgeDataPlanes(now); }
-  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override { return inner_.ListTagged(query); }
 
  private:
-  Store& inner_;
   std::atomic<bool> pending_{false};
   std::atomic<int> waits_{0};
 };
