@@ -171,9 +171,8 @@ int Export(const std::string& path, const std::string& db) {
 }  // namespace
 
 int RunConfigCommand(int argc, char** argv) {
-  Flags flags({{"db", DefaultDatabaseLocation(),
-                "SQLite database file or PostgreSQL URI/conninfo (import, export; default: $PORTICO_DB, else "
-                "portico.db)"},
+  Flags flags({{"db", "portico.db",
+                "SQLite database file or PostgreSQL URI/conninfo (import, export)"},
                {"log-level", "warn", "debug|info|warn|error"}});
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "portico-cp config: %s\n", std::string(s.message()).c_str());

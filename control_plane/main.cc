@@ -221,9 +221,9 @@ absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPo
 // the cluster certificate files too, and return 0 before opening the store or any port.
 int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
-      {"db", DefaultDatabaseLocation(),
+      {"db", "portico.db",
        "SQLite database file (created with its schema on first start), or a PostgreSQL database: "
-       "postgres://user@host:port/dbname or a libpq key=value conninfo (default: $PORTICO_DB, else portico.db)"},
+       "postgres://user@host:port/dbname or a libpq key=value conninfo"},
       {"admin-listen", "127.0.0.1:8001", "Admin API address (cleartext HTTP)"},
       {"admin-ssl-listen", "off", "Admin API HTTPS address (Kong's is 8444), or off"},
       {"admin-ssl-cert", "", "certificate (PEM, leaf first) of --admin-ssl-listen; default: a generated self-signed one"},

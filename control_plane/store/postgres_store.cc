@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <map>
@@ -95,6 +96,34 @@ CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purg
 
 std::string ColumnOf(const FieldSpec& field) {
   return field.type == FieldType::kForeignKey ? field.name + "_id" : field.name;
+}
+
+// PostgresTableSql's CREATE TABLE, and its CREATE INDEX statements.
+std::string CreateTableSql(const EntityDescriptor& kind) {
+  const std::string& t = kind.name();
+  std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT COLLATE \"C\" PRIMARY KEY,\n");
+  for (const FieldSpec* f : kind.unique_fields()) {
+    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT CONSTRAINT ", t, "_", ColumnOf(*f), "_key UNIQUE,\n");
+  }
+  if (kind.has_cache_key()) {
+    absl::StrAppend(&sql, "  ", kCacheKeyColumn, " TEXT CONSTRAINT ", t, "_", kCacheKeyColumn, "_key UNIQUE,\n");
+  }
+  absl::StrAppend(&sql, "  created_at BIGINT NOT NULL,\n  updated_at BIGINT NOT NULL,\n");
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT COLLATE \"C\" CONSTRAINT ", t, "_", ColumnOf(*f), "_fkey REFERENCES ",
+                    f->references, " (id) ON DELETE ", f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
+  }
+  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BYTEA NOT NULL\n);\n");
+  return sql;
+}
+std::string IndexSql(const EntityDescriptor& kind) {
+  const std::string& t = kind.name();
+  std::string sql;
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
+  }
+  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
+  return sql;
 }
 
 // Text PostgreSQL can hold in a TEXT column of a UTF8 database: valid UTF-8 without NUL.
@@ -529,7 +558,7 @@ absl::Status PostgresStore::CreateEntityTables() {
   }
   // Parents first (the registry's order), so every REFERENCES names an existing table.
   for (const EntityDescriptor* kind : kinds_.kinds()) {
-    if (absl::Status s = ExecScript(writer_, PostgresTableSql(*kind)); !s.ok()) return s;
+    if (absl::Status s = ExecScript(writer_, CreateTableSql(*kind)); !s.ok()) return s;
   }
   // An existing table must have what the descriptor needs (keys added later need a migration).
   for (const EntityDescriptor* kind : kinds_.kinds()) {
@@ -549,6 +578,9 @@ absl::Status PostgresStore::CreateEntityTables() {
             ": a change of an entity kind's keys needs a schema migration (control_plane/store/postgres_store.cc)"));
       }
     }
+  }
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    if (absl::Status s = ExecScript(writer_, IndexSql(*kind)); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -999,10 +1031,16 @@ ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, ip = excluded.ip, v
   purge_at = excluded.purge_at
 WHERE NOT (clustering_data_planes.connected AND clustering_data_planes.control_plane_id <> excluded.control_plane_id
            AND NOT excluded.connected))sql";
+  // In node id order: CPs saving overlapping sets lock the rows in the same order (no deadlock).
+  std::vector<const StoredDataPlane*> sorted;
+  for (const StoredDataPlane& row : rows) sorted.push_back(&row);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const StoredDataPlane* a, const StoredDataPlane* b) { return a->status.id < b->status.id; });
   std::lock_guard<std::mutex> lock(writer_.mu);
   if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
   return InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
-    for (const StoredDataPlane& row : rows) {
+    for (const StoredDataPlane* sorted_row : sorted) {
+      const StoredDataPlane& row = *sorted_row;
       const DataPlaneStatus& d = row.status;
       for (const std::string* text : {&d.id, &d.hostname, &d.ip, &d.version, &d.config_hash, &d.sync_status, &d.state,
                                       &d.last_error, &d.control_plane_id, &d.control_plane_hostname}) {
@@ -1177,25 +1215,7 @@ std::string RedactedLocation(const std::string& location) {
 }
 
 std::string PostgresTableSql(const EntityDescriptor& kind) {
-  const std::string& t = kind.name();
-  std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT COLLATE \"C\" PRIMARY KEY,\n");
-  for (const FieldSpec* f : kind.unique_fields()) {
-    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT CONSTRAINT ", t, "_", ColumnOf(*f), "_key UNIQUE,\n");
-  }
-  if (kind.has_cache_key()) {
-    absl::StrAppend(&sql, "  ", kCacheKeyColumn, " TEXT CONSTRAINT ", t, "_", kCacheKeyColumn, "_key UNIQUE,\n");
-  }
-  absl::StrAppend(&sql, "  created_at BIGINT NOT NULL,\n  updated_at BIGINT NOT NULL,\n");
-  for (const FieldSpec* f : kind.stored_foreign_keys()) {
-    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT COLLATE \"C\" CONSTRAINT ", t, "_", ColumnOf(*f), "_fkey REFERENCES ",
-                    f->references, " (id) ON DELETE ", f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
-  }
-  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BYTEA NOT NULL\n);\n");
-  for (const FieldSpec* f : kind.stored_foreign_keys()) {
-    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
-  }
-  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
-  return sql;
+  return absl::StrCat(CreateTableSql(kind), IndexSql(kind));
 }
 
 absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo, const Clock& clock,

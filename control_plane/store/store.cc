@@ -1,6 +1,5 @@
 #include "control_plane/store/store.h"
 
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -22,11 +21,6 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& location, 
                                                    const EntityRegistry& kinds) {
   if (IsPostgresLocation(location)) return OpenPostgresStore(location, clock, kinds);
   return OpenSqliteStore(location, clock, kinds);
-}
-
-std::string DefaultDatabaseLocation() {
-  const char* env = std::getenv("PORTICO_DB");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string("portico.db");
 }
 
 absl::Status WithStoreConflict(absl::Status status, StoreConflict conflict, absl::string_view subject) {

@@ -112,9 +112,6 @@ struct StoredDataPlane {
   int64_t purge_at = 0;    // Clock seconds; the row is gone (listed no more, purged) from then on
 };
 
-// The default of --db: $PORTICO_DB when set and not empty, else "portico.db".
-std::string DefaultDatabaseLocation();
-
 // What Store::WaitForChange saw.
 enum class ChangeWait {
   kNotified,  // a versioned write may have been committed (read CurrentVersion)

@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config/entities.h"
 #include "common/config/entity_json.h"
 #include "gtest/gtest.h"
 #include "tests/common/postgres_test_db.h"
@@ -262,6 +263,32 @@ TEST_F(PostgresStoreTest, DataPlaneRowsKeepTheConnectedCpsRowAndArePurged) {
   EXPECT_EQ(*purged, 1);
   EXPECT_EQ(*b->PurgeDataPlanes(1500), 0);
   EXPECT_EQ(a->ListDataPlaneRows(0)->size(), 1u);
+}
+
+TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
+  ASSERT_EQ(db_->Exec("CREATE TABLE routes (id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+                      " tags TEXT NOT NULL DEFAULT '', entity BYTEA NOT NULL)"),
+            "");
+  auto opened = Store::Open(db_->conninfo(), clock_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("table routes has no column name"), absl::string_view::npos)
+      << opened.status();
+  // Nothing of the failed open stays (one transaction): no schema_migrations, no sync_meta.
+  EXPECT_NE(db_->Exec("SELECT 1 FROM sync_meta"), "");
+}
+
+TEST(PostgresStoreSqlTest, KeysBecomeNamedConstraintsWithTheirDeleteRule) {
+  const std::string sql = PostgresTableSql(RoutesKind());
+  EXPECT_NE(sql.find("id TEXT COLLATE \"C\" PRIMARY KEY"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("service_id TEXT COLLATE \"C\" CONSTRAINT routes_service_id_fkey REFERENCES services (id) ON DELETE "
+                     "RESTRICT"),
+            std::string::npos)
+      << sql;
+  EXPECT_NE(sql.find("name TEXT CONSTRAINT routes_name_key UNIQUE"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("entity BYTEA NOT NULL"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("CREATE INDEX IF NOT EXISTS routes_service_id_idx ON routes (service_id)"), std::string::npos);
+  EXPECT_NE(PostgresTableSql(SnisKind()).find("REFERENCES certificates (id) ON DELETE CASCADE"), std::string::npos);
 }
 
 TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMasked) {
