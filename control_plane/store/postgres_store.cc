@@ -264,11 +264,24 @@ PGconn* Connect(const std::string& conninfo) {
   return PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
 }
 
-std::string ConnectionMessage(PGconn* conn) {
-  std::string m = conn ? PQerrorMessage(conn) : "out of memory";
+// libpq's multi-line messages on one line (they end up in logs and Admin API answers).
+std::string OneLine(std::string m) {
   absl::StripTrailingAsciiWhitespace(&m);
-  return m;
+  std::string out;
+  bool space = false;
+  for (char c : m) {
+    if (c == '\n' || c == '\t' || c == '\r') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty() && out.back() != ' ') out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
 }
+
+std::string ConnectionMessage(PGconn* conn) { return OneLine(conn ? PQerrorMessage(conn) : "out of memory"); }
 
 // Ready to use: connected (opened or reset when needed), or Unavailable. REQUIRES c.mu.
 absl::Status Ready(Connection& c, const std::string& conninfo) {
@@ -298,8 +311,7 @@ absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
   const std::string sqlstate = state ? state : "";
   std::string message = r ? PQresultErrorMessage(r) : ConnectionMessage(c.conn);
   if (message.empty()) message = ConnectionMessage(c.conn);
-  absl::StripTrailingAsciiWhitespace(&message);
-  message = absl::StrCat(what, ": ", message);
+  message = absl::StrCat(what, ": ", OneLine(message));
   if (PQstatus(c.conn) != CONNECTION_OK || IsConnectionError(sqlstate) || (r == nullptr) ||
       (sqlstate.empty() && PQresultStatus(r) == PGRES_FATAL_ERROR)) {
     c.broken = true;

@@ -171,6 +171,7 @@ TEST_F(PostgresStoreTest, AnUnreachableServerIsUnavailable) {
   auto store = Store::Open("host=127.0.0.1 port=1 dbname=x user=postgres connect_timeout=2", clock_);
   ASSERT_FALSE(store.ok());
   EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
+  EXPECT_EQ(store.status().message().find('\n'), absl::string_view::npos) << "one line: " << store.status();
 }
 
 // The database gone under a running store (dropped; the same as a server that refuses it): every
