@@ -323,7 +323,7 @@ absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
   };
   if (sqlstate == "23505") {
     const std::string table = field(PG_DIAG_TABLE_NAME);
-    std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
+    const std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
     if (absl::EndsWith(constraint, "_pkey")) {
       return WithStoreConflict(absl::AlreadyExistsError(message), StoreConflict::kPrimaryKey, "id");
     }
@@ -335,9 +335,8 @@ absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
   }
   if (sqlstate == "23503") {
     const std::string table = field(PG_DIAG_TABLE_NAME);
-    absl::string_view column = field(PG_DIAG_CONSTRAINT_NAME);
-    std::string constraint(column);
-    column = constraint;
+    const std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
+    absl::string_view column = constraint;
     absl::ConsumePrefix(&column, absl::StrCat(table, "_"));
     absl::ConsumeSuffix(&column, "_fkey");
     return WithStoreConflict(absl::FailedPreconditionError(message), StoreConflict::kForeignKeyMissing,

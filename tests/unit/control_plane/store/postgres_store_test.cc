@@ -266,6 +266,37 @@ TEST_F(PostgresStoreTest, DataPlaneRowsKeepTheConnectedCpsRowAndArePurged) {
   EXPECT_EQ(a->ListDataPlaneRows(0)->size(), 1u);
 }
 
+// The conflict payloads name what the SQLite store names (Kong's error bodies are built from them).
+TEST_F(PostgresStoreTest, ConflictsNameTheirSubjectAsOnSqlite) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto s = a->Insert(NewService("dup"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto dup = a->Insert(NewService("dup"));
+  EXPECT_EQ(GetStoreConflict(dup.status()), StoreConflict::kUniqueName);
+  EXPECT_EQ(StoreConflictSubject(dup.status()), "name");
+  EXPECT_TRUE(absl::IsAlreadyExists(dup.status()));
+  Service same_id = NewService("other");
+  same_id.set_id(s->id());
+  auto pk = a->Insert(same_id);
+  EXPECT_EQ(GetStoreConflict(pk.status()), StoreConflict::kPrimaryKey);
+  EXPECT_EQ(StoreConflictSubject(pk.status()), "id");
+  config::v1::Route route = DefaultRoute();
+  route.mutable_paths()->add_values("/a");
+  route.set_service_id("00000000-0000-4000-8000-0000000000ff");
+  auto fk = a->Insert(route);
+  EXPECT_EQ(GetStoreConflict(fk.status()), StoreConflict::kForeignKeyMissing);
+  EXPECT_EQ(StoreConflictSubject(fk.status()), "service");
+  EXPECT_TRUE(absl::IsFailedPrecondition(fk.status()));
+  route.set_service_id(s->id());
+  ASSERT_TRUE(a->Insert(route).ok());
+  auto referenced = a->Delete<Service>(s->id());
+  EXPECT_EQ(GetStoreConflict(referenced.status()), StoreConflict::kReferenced);
+  EXPECT_EQ(StoreConflictSubject(referenced.status()), "routes");
+  EXPECT_TRUE(absl::IsFailedPrecondition(referenced.status()));
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+}
+
 TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
   ASSERT_EQ(db_->Exec("CREATE TABLE routes (id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
                       " tags TEXT NOT NULL DEFAULT '', entity BYTEA NOT NULL)"),
