@@ -16,8 +16,10 @@
 //    CPs that start together on an empty database create the schema once;
 //  - WaitForChange listens on its own connection.
 // Connections: one writer and one reader, each behind a mutex, plus the listener. A connection
-// found broken is reset on its next use; failing to reach the database gives Unavailable (and
-// nothing written). libpq stays inside postgres_store.cc.
+// found broken is reset on its next use (a BEGIN or a one-statement read that finds it closed by
+// the server is tried once more on a new one); failing to reach the database gives Unavailable
+// and nothing written, except when the connection is lost during COMMIT itself: the write may
+// then have committed (its version and NOTIFY show it). libpq stays inside postgres_store.cc.
 #include <memory>
 #include <string>
 
