@@ -45,6 +45,19 @@ bool IsPostgres(const std::string& location) {
 
 }  // namespace
 
+bool TestStoreIsPostgres() {
+  const char* store = getenv("PORTICO_TEST_STORE");
+  return store != nullptr && std::string(store) == "postgres";
+}
+
+absl::StatusOr<std::string> TestStoreLocation(const std::string& sqlite_path, std::unique_ptr<PostgresTestDb>* db) {
+  if (!TestStoreIsPostgres()) return sqlite_path;
+  absl::StatusOr<std::unique_ptr<PostgresTestDb>> created = PostgresTestDb::Create();
+  if (!created.ok()) return created.status();
+  *db = std::move(*created);
+  return (*db)->conninfo();
+}
+
 absl::StatusOr<int> PostgresTestPort() {
   const char* state = getenv("PORTICO_TEST_PG_STATE");
   if (state == nullptr || *state == '\0') {

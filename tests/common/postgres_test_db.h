@@ -36,6 +36,14 @@ class PostgresTestDb {
   std::string conninfo_;
 };
 
+// Whether PORTICO_TEST_STORE=postgres: tests registered with portico_cc_test(... ALSO_ON_POSTGRES)
+// run their second round on PostgreSQL.
+bool TestStoreIsPostgres();
+
+// The store location for a test: `sqlite_path`, or with TestStoreIsPostgres() a fresh database
+// (kept in `*db`, dropped when it goes) and its conninfo.
+absl::StatusOr<std::string> TestStoreLocation(const std::string& sqlite_path, std::unique_ptr<PostgresTestDb>* db);
+
 // The fixture server's port, or an error naming what is missing.
 absl::StatusOr<int> PostgresTestPort();
 
