@@ -4,7 +4,13 @@
 
 #include <libpq-fe.h>
 
+#include <stdlib.h>
+
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -198,6 +204,54 @@ TEST_F(PostgresStoreTest, ADatabaseThatCannotBeReachedIsUnavailable) {
   EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
   EXPECT_LT(std::chrono::steady_clock::now() - waited, std::chrono::seconds(2));
   EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+}
+
+// An outage of the server itself (a server of this test's own: the shared one is never stopped):
+// calls fail with Unavailable while it is down, and the store and its feed come back with it.
+TEST(PostgresOutageTest, TheStoreAndItsFeedComeBackWithTheServer) {
+  char tmpl[] = "/tmp/portico_pg_outage_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string state = tmpl;
+  const std::string script = PORTICO_PG_FIXTURE_SCRIPT;
+  auto run = [&](const std::string& action) {
+    return std::system((script + " " + action + " " + state + " >/dev/null 2>&1").c_str());
+  };
+  ASSERT_EQ(run("start"), 0);
+  struct Cleanup {
+    std::function<void()> f;
+    ~Cleanup() { f(); }
+  } cleanup{[&] {
+    run("stop");
+    std::filesystem::remove_all(state);
+  }};
+  std::ifstream port_file(state + "/port");
+  int port = 0;
+  ASSERT_TRUE(port_file >> port);
+  FakeClock clock(1000);
+  auto store = Store::Open(absl::StrCat("host=127.0.0.1 port=", port, " user=postgres dbname=postgres"), clock);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Store& a = **store;
+  ASSERT_TRUE(a.Insert(NewService("before")).ok());
+  ASSERT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+
+  ASSERT_EQ(run("halt"), 0);
+  auto written = a.Insert(NewService("during"));
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  EXPECT_TRUE(absl::IsUnavailable(a.ReadConfig().status()));
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+
+  ASSERT_EQ(run("resume"), 0);
+  written = a.Insert(NewService("after"));
+  EXPECT_TRUE(written.ok()) << written.status();
+  // The feed is back: reconnected (kNotified: a change may have been missed), then live.
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_TRUE(a.Insert(NewService("later")).ok());
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  auto config = a.ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->config.services.size(), 3u);
+  EXPECT_EQ(config->version.version, 3u);
+  EXPECT_TRUE(a.Close().ok());
 }
 
 StoredDataPlane Row(const std::string& id, const std::string& cp, bool connected, int64_t purge_at) {
