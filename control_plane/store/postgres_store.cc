@@ -384,14 +384,8 @@ absl::Status InOpenTransaction(Connection& c, Body body) {
 }
 
 // Runs `body` in a transaction opened with `begin`: COMMIT when it succeeds, ROLLBACK otherwise.
-template <typename Body>
-absl::Status InTransaction(Connection& c, const char* begin, Body body) {
-  if (absl::Status s = ExecScript(c, begin); !s.ok()) return s;
-  return InOpenTransaction(c, body);
-}
-
-// As InTransaction, but a connection found closed by the server at BEGIN (nothing sent yet) is
-// reset and BEGIN tried once more. REQUIRES c.mu.
+// A connection found closed by the server at BEGIN (nothing sent yet) is reset and BEGIN tried
+// once more. REQUIRES c.mu.
 template <typename Body>
 absl::Status InTransaction(Connection& c, const std::string& conninfo, const char* begin, Body body) {
   absl::Status s = ExecScript(c, begin);
