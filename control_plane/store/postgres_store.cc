@@ -23,6 +23,7 @@
 #include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "google/protobuf/message.h"
+#include "nlohmann/json.hpp"
 
 namespace portico::cp {
 namespace {
@@ -34,9 +35,6 @@ constexpr char kCacheKeyColumn[] = "cache_key";
 constexpr char kNotifyChannel[] = "portico_config";
 // pg_advisory_xact_lock key held while the schema is migrated/created ("portico" in ASCII).
 constexpr int64_t kSchemaLockKey = 0x706f727469636f;
-// Labels in clustering_data_planes.labels: key \x1e value, pairs separated by \x1f.
-constexpr char kLabelPairSeparator = '\x1f';
-constexpr char kLabelKeySeparator = '\x1e';
 
 // Schema migrations, applied in order at open (one transaction with the table creation, under
 // an advisory lock), each recorded in schema_migrations. Append only. Entity tables are created
@@ -81,7 +79,7 @@ CREATE TABLE clustering_data_planes (
   sync_status TEXT NOT NULL DEFAULT '',
   state TEXT NOT NULL DEFAULT '',
   last_error TEXT NOT NULL DEFAULT '',
-  labels TEXT NOT NULL DEFAULT '',
+  labels TEXT NOT NULL DEFAULT '{}',
   cert_expiry BIGINT NOT NULL DEFAULT 0,
   connected_since BIGINT NOT NULL DEFAULT 0,
   nack_count BIGINT NOT NULL DEFAULT 0,
@@ -156,19 +154,29 @@ std::string TagsColumn(const std::vector<std::string>& tags) {
   return out;
 }
 
+// The labels column: a JSON object of strings ({} when none), the text the SQLite store writes
+// (its EncodeDataPlaneLabels); bytes that are not UTF-8 are replaced.
 std::string LabelsColumn(const std::map<std::string, std::string>& labels) {
-  std::vector<std::string> pairs;
-  for (const auto& [k, v] : labels) pairs.push_back(absl::StrCat(k, std::string(1, kLabelKeySeparator), v));
-  return absl::StrJoin(pairs, std::string(1, kLabelPairSeparator));
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : labels) object[key] = value;
+  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// {} for text that is not a JSON object of strings.
 std::map<std::string, std::string> ParseLabels(absl::string_view text) {
   std::map<std::string, std::string> out;
-  for (absl::string_view pair : absl::StrSplit(text, kLabelPairSeparator, absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits(kLabelKeySeparator, 1));
-    out[kv.first] = kv.second;
+  nlohmann::json object = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!object.is_object()) return out;
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_string()) out[key] = value.get<std::string>();
   }
   return out;
+}
+
+// `text` as a TEXT value: itself, or escaped (\xNN) when PostgreSQL could not hold it (a DP's
+// Hello may carry any bytes; the row is still recorded).
+std::string StorableOrEscaped(const std::string& text) {
+  return StorableText(text) ? text : absl::CHexEscape(text);
 }
 
 void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
@@ -1050,19 +1058,12 @@ WHERE NOT (clustering_data_planes.connected AND clustering_data_planes.control_p
     for (const StoredDataPlane* sorted_row : sorted) {
       const StoredDataPlane& row = *sorted_row;
       const DataPlaneStatus& d = row.status;
-      for (const std::string* text : {&d.id, &d.hostname, &d.ip, &d.version, &d.config_hash, &d.sync_status, &d.state,
-                                      &d.last_error, &d.control_plane_id, &d.control_plane_hostname}) {
-        if (!StorableText(*text)) {
-          return absl::InvalidArgumentError(absl::StrCat("data plane ", absl::CHexEscape(d.id), ": a field is not UTF-8"));
-        }
-      }
-      const std::string labels = LabelsColumn(d.labels);
-      if (!StorableText(labels)) return absl::InvalidArgumentError("data plane labels are not UTF-8");
+      auto text = StorableOrEscaped;
       Params p;
-      p.Text(d.id).Text(d.hostname).Text(d.ip).Text(d.version).Text(d.config_hash);
-      p.Int(static_cast<int64_t>(d.config_version)).Int(d.last_seen).Text(d.sync_status).Text(d.state);
-      p.Text(d.last_error).Text(labels).Int(d.cert_expiry).Int(d.connected_since);
-      p.Int(static_cast<int64_t>(d.nack_count)).Text(d.control_plane_id).Text(d.control_plane_hostname);
+      p.Text(text(d.id)).Text(text(d.hostname)).Text(text(d.ip)).Text(text(d.version)).Text(text(d.config_hash));
+      p.Int(static_cast<int64_t>(d.config_version)).Int(d.last_seen).Text(text(d.sync_status)).Text(text(d.state));
+      p.Text(text(d.last_error)).Text(LabelsColumn(d.labels)).Int(d.cert_expiry).Int(d.connected_since);
+      p.Int(static_cast<int64_t>(d.nack_count)).Text(text(d.control_plane_id)).Text(text(d.control_plane_hostname));
       p.Bool(row.connected).Int(row.purge_at);
       if (absl::StatusOr<Result> r = Exec(writer_, kSql, p, "save data plane"); !r.ok()) return r.status();
     }

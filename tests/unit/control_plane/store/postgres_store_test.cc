@@ -318,6 +318,22 @@ TEST_F(PostgresStoreTest, DataPlaneRowsKeepTheConnectedCpsRowAndArePurged) {
   EXPECT_EQ(*purged, 1);
   EXPECT_EQ(*b->PurgeDataPlanes(1500), 0);
   EXPECT_EQ(a->ListDataPlaneRows(0)->size(), 1u);
+
+  // Labels as the SQLite store writes them (a JSON object); a Hello's bytes that are not UTF-8
+  // do not keep the row from being recorded.
+  // (Division by zero, an error, when no row matches.)
+  EXPECT_EQ(db_->Exec("SELECT 1 / count(*)::int FROM clustering_data_planes WHERE id = 'dp1' AND labels = "
+                      "'{\"region\":\"eu\",\"tier\":\"edge\"}'"),
+            "");
+  StoredDataPlane odd = Row("dp3", "cp-a", true, 3000);
+  odd.status.hostname = "host\xff";
+  odd.status.labels = {{"k", "v\xfe"}};
+  ASSERT_TRUE(a->SaveDataPlanes({odd}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[1].status.hostname, "host\\xff");
+  EXPECT_EQ((*rows)[1].status.labels.size(), 1u);
 }
 
 // The conflict payloads name what the SQLite store names (Kong's error bodies are built from them).
