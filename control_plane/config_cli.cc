@@ -14,6 +14,7 @@
 #include "common/base/flags.h"
 #include "common/base/log.h"
 #include "common/declarative/declarative.h"
+#include "control_plane/store/postgres_store.h"
 #include "control_plane/store/store.h"
 
 namespace portico::cp {
@@ -77,20 +78,21 @@ int Validate(const std::string& path) {
 }
 
 int Import(const std::string& path, const std::string& db) {
+  const std::string shown = RedactedLocation(db);  // no password in messages
   // The file is checked before the database is opened (opening creates or migrates it).
   std::optional<DeclarativeConfig> loaded = LoadFile(path);
   if (!loaded) return 1;
   RealClock clock;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(db, clock);
   if (!store.ok()) {
-    std::fprintf(stderr, "portico-cp config import: cannot open %s: %s\n", db.c_str(), store.status().ToString().c_str());
+    std::fprintf(stderr, "portico-cp config import: cannot open %s: %s\n", shown.c_str(), store.status().ToString().c_str());
     return 1;
   }
   // What the database holds: entities the file leaves unchanged keep their timestamps (and
   // basic-auth hashes), so importing the same file twice changes nothing but the version.
   absl::StatusOr<StoredConfig> stored = (*store)->ReadConfig();
   if (!stored.ok()) {
-    std::fprintf(stderr, "portico-cp config import: reading %s failed: %s\n", db.c_str(),
+    std::fprintf(stderr, "portico-cp config import: reading %s failed: %s\n", shown.c_str(),
                  stored.status().ToString().c_str());
     return 1;
   }
@@ -110,41 +112,42 @@ int Import(const std::string& path, const std::string& db) {
   if (!written.ok()) {
     std::string why(written.status().message());
     if (GetStoreConflict(written.status()) == StoreConflict::kUniqueName) {
-      why = absl::StrCat("an entity of ", db, " with another id already has the same ",
+      why = absl::StrCat("an entity of ", shown, " with another id already has the same ",
                          StoreConflictSubject(written.status()), " as one of ", path, " (", why, ")");
     }
     std::fprintf(stderr, "portico-cp config import: nothing imported: %s\n", why.c_str());
     return 1;
   }
-  std::printf("imported %s into %s (config version %llu)\n", Summary(*loaded).c_str(), db.c_str(),
+  std::printf("imported %s into %s (config version %llu)\n", Summary(*loaded).c_str(), shown.c_str(),
               static_cast<unsigned long long>((*store)->CurrentVersion()));
   return 0;
 }
 
 int Export(const std::string& path, const std::string& db) {
+  const std::string shown = RedactedLocation(db);  // no password in messages
   struct stat st;
   if (!path.empty() && ::stat(path.c_str(), &st) == 0) {
     std::fprintf(stderr, "portico-cp config export: %s already exists; not overwritten\n", path.c_str());
     return 1;
   }
-  if (db != ":memory:" && ::stat(db.c_str(), &st) != 0) {
-    std::fprintf(stderr, "portico-cp config export: no database at %s\n", db.c_str());
+  if (db != ":memory:" && !IsPostgresLocation(db) && ::stat(db.c_str(), &st) != 0) {
+    std::fprintf(stderr, "portico-cp config export: no database at %s\n", shown.c_str());
     return 1;
   }
   RealClock clock;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(db, clock);
   if (!store.ok()) {
-    std::fprintf(stderr, "portico-cp config export: cannot open %s: %s\n", db.c_str(), store.status().ToString().c_str());
+    std::fprintf(stderr, "portico-cp config export: cannot open %s: %s\n", shown.c_str(), store.status().ToString().c_str());
     return 1;
   }
   absl::StatusOr<StoredConfig> stored = (*store)->ReadConfig();
   if (!stored.ok()) {
-    std::fprintf(stderr, "portico-cp config export: reading %s failed: %s\n", db.c_str(), stored.status().ToString().c_str());
+    std::fprintf(stderr, "portico-cp config export: reading %s failed: %s\n", shown.c_str(), stored.status().ToString().c_str());
     return 1;
   }
   if (!stored->corrupt.empty()) {
     std::fprintf(stderr, "portico-cp config export: %zu rows of %s cannot be read (first: %s %s); repair them first\n",
-                 stored->corrupt.size(), db.c_str(), stored->corrupt[0].kind.c_str(), stored->corrupt[0].id.c_str());
+                 stored->corrupt.size(), shown.c_str(), stored->corrupt[0].kind.c_str(), stored->corrupt[0].id.c_str());
     return 1;
   }
   const std::string yaml = ExportDeclarativeYaml(EntitiesByKind(stored->config, (*store)->kinds()));
@@ -161,14 +164,15 @@ int Export(const std::string& path, const std::string& db) {
     return 1;
   }
   std::fprintf(stderr, "exported config version %llu of %s to %s\n",
-               static_cast<unsigned long long>(stored->version.version), db.c_str(), path.c_str());
+               static_cast<unsigned long long>(stored->version.version), shown.c_str(), path.c_str());
   return 0;
 }
 
 }  // namespace
 
 int RunConfigCommand(int argc, char** argv) {
-  Flags flags({{"db", "portico.db", "SQLite database file (import, export)"},
+  Flags flags({{"db", "portico.db",
+                "SQLite database file or PostgreSQL URI/conninfo (import, export)"},
                {"log-level", "warn", "debug|info|warn|error"}});
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "portico-cp config: %s\n", std::string(s.message()).c_str());
@@ -180,7 +184,8 @@ int RunConfigCommand(int argc, char** argv) {
     return 2;
   }
   if (flags.Get("db").empty()) {
-    std::fprintf(stderr, "portico-cp config: --db must name a file (an empty path is a throwaway database)\n");
+    std::fprintf(stderr, "portico-cp config: --db must name a file or a PostgreSQL database (an empty path is a throwaway "
+                 "database)\n");
     return 2;
   }
   const std::vector<std::string>& args = flags.positional();

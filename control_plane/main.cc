@@ -4,7 +4,7 @@
 //   portico-cp gen-certs DIR [--cp-names a,b] [--cp-id NAME] [--dp-id NAME] [--force]
 //   portico-cp config validate FILE | import FILE [--db DB] | export [FILE] [--db DB]
 //   portico-cp check CONF_FILE [flags]
-//   portico-cp [--db FILE] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
+//   portico-cp [--db FILE|URI] [--admin-listen H:P] [--admin-ssl-listen H:P|off] [--cluster-listen H:P]
 //              [--admin-token-file F] [--admin-client-ca F] [--admin-ssl-cert F --admin-ssl-cert-key F]
 //              --cluster-cert F --cluster-key F --cluster-ca F [--conf FILE]
 #include <unistd.h>
@@ -39,6 +39,7 @@
 #include "control_plane/store/version_watcher.h"
 #include "control_plane/admin/admin_auth.h"
 #include "control_plane/gen_certs.h"
+#include "control_plane/store/postgres_store.h"
 #include "control_plane/store/store.h"
 #include "control_plane/sync/cluster_data_planes.h"
 #include "control_plane/sync/sync_server.h"
@@ -129,7 +130,7 @@ int GenCerts(int argc, char** argv) {
 // Creates the folder that will hold the SQLite file (0700), so `--db /var/lib/portico/portico.db`
 // works on a fresh host. In-memory and URI names are left to SQLite.
 absl::Status PrepareDatabaseFolder(const std::string& db) {
-  if (db.empty() || db == ":memory:" || db.rfind("file:", 0) == 0) return absl::OkStatus();
+  if (db.empty() || db == ":memory:" || db.rfind("file:", 0) == 0 || IsPostgresLocation(db)) return absl::OkStatus();
   const size_t slash = db.find_last_of('/');
   if (slash == std::string::npos || slash == 0) return absl::OkStatus();
   absl::Status s = EnsureDirectories(db.substr(0, slash), 0700);
@@ -227,7 +228,9 @@ absl::StatusOr<AdminSecurity> ReadAdminSecurity(const Flags& flags, const HostPo
 // the cluster certificate files too, and return 0 before opening the store or any port.
 int Serve(int argc, char** argv, ConfCheck* check) {
   Flags flags({
-      {"db", "portico.db", "SQLite database file (created with its schema on first start)"},
+      {"db", "portico.db",
+       "SQLite database file (created with its schema on first start), or a PostgreSQL database: "
+       "postgres://user@host:port/dbname or a libpq key=value conninfo"},
       {"admin-listen", "127.0.0.1:8001", "Admin API address (cleartext HTTP)"},
       {"admin-ssl-listen", "off", "Admin API HTTPS address (Kong's is 8444), or off"},
       {"admin-ssl-cert", "", "certificate (PEM, leaf first) of --admin-ssl-listen; default: a generated self-signed one"},
@@ -273,7 +276,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (absl::Status s = ApplyLogLevelFlag(flags); !s.ok()) return Fail(s);
   if (flags.Get("db").empty()) {
     // SQLite would open a temporary database: every Admin API write lost at exit.
-    return Fail(absl::InvalidArgumentError("--db must name a file (an empty path is a throwaway database)"));
+    return Fail(absl::InvalidArgumentError(
+        "--db must name a file or a PostgreSQL database (an empty path is a throwaway database)"));
   }
   if (absl::Status s = RequireFlags(flags, {"cluster-cert", "cluster-key", "cluster-ca"}); !s.ok()) {
     return Fail(s);
@@ -342,7 +346,10 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   const Clock& clock = RealClock::Get();
   if (absl::Status s = PrepareDatabaseFolder(flags.Get("db")); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(flags.Get("db"), clock);
-  if (!store.ok()) return Fail(store.status());
+  if (!store.ok()) {
+    return Fail(absl::Status(store.status().code(), absl::StrCat("opening the database ", RedactedLocation(flags.Get("db")),
+                                                                  ": ", store.status().message())));
+  }
 
   char host_buf[256] = {0};
   gethostname(host_buf, sizeof(host_buf) - 1);
@@ -389,7 +396,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   admin_options.hostname = host_buf;
   admin_options.admin_listen = flags.Get("admin-listen");
   admin_options.cluster_listen = flags.Get("cluster-listen");
-  admin_options.database_path = flags.Get("db");
+  admin_options.database_path = RedactedLocation(flags.Get("db"));  // no password in GET /
   admin_options.data_plane_purge_delay_seconds = purge_delay_s;
   // The registry's metrics, then portico_upstream_target_health (one series per connected DP and
   // target it reports, rendered from the DPs' heartbeats).
@@ -425,7 +432,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 
   PORTICO_LOG(kInfo, "cp", "node ", node_id, " admin API listening on ", admin_addr->host, ":",
               (*http)->port(), admin_security->token ? " (bearer token required)" : "",
-              ", cluster listening on port ", sync_ptr->port(), ", database ", flags.Get("db"));
+              ", cluster listening on port ", sync_ptr->port(), ", database ", RedactedLocation(flags.Get("db")));
   // Writes by another process (portico-cp config import on this database) reach the DPs too.
   VersionWatcher external_writes(
       *store_ptr, absl::Seconds(1), [sync_ptr] { return sync_ptr->BuildStatus().store_version; },
@@ -444,13 +451,15 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   sync_ptr->Stop();
   cluster_data_planes.Stop();  // saves the ends of the streams the sync server just closed
   if (absl::Status s = (*store)->Close(); absl::IsUnavailable(s)) {
-    PORTICO_LOG(kWarn, "cp", "stopped; database ", flags.Get("db"), " closed, but not checkpointed: ", s.message());
+    PORTICO_LOG(kWarn, "cp", "stopped; database ", RedactedLocation(flags.Get("db")), " closed, but not checkpointed: ",
+                s.message());
     return 0;
   } else if (!s.ok()) {
     PORTICO_LOG(kError, "cp", "closing the database: ", s.message());
     return 1;
   }
-  PORTICO_LOG(kInfo, "cp", "stopped; database ", flags.Get("db"), " closed (WAL checkpointed)");
+  PORTICO_LOG(kInfo, "cp", "stopped; database ", RedactedLocation(flags.Get("db")),
+              IsPostgresLocation(flags.Get("db")) ? " closed" : " closed (WAL checkpointed)");
   return 0;
 }
 

@@ -7,6 +7,8 @@ PACKAGES=(
   libabsl-dev libssl-dev libsqlite3-dev libuv1-dev libc-ares-dev node-llhttp zlib1g-dev libre2-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libhiredis-dev redis-server
+  # the PostgreSQL store (libpq) and the server its tests start (tests/postgres_fixture.sh)
+  libpq-dev postgresql
   libyaml-dev
   libnghttp2-dev nghttp2-client python3-grpcio python3-websockets python3-h2
   python3 prometheus
@@ -26,6 +28,14 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
+# Tests start their own PostgreSQL in a temporary directory (tests/postgres_fixture.sh): Debian's
+# package must not create (and start) a cluster of its own on port 5432. postgresql-common comes
+# first so that its createcluster.conf says so before the server package's postinst runs.
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  echo "install-deps: postgresql without a main cluster (tests run their own server)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql-common
+  $SUDO pg_conftool /etc/postgresql-common/createcluster.conf set create_main_cluster false
+fi
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Tests start their own redis-server on a free loopback port: the system one the package starts
 # (when systemd runs) is not needed, so a fresh install does not leave it running.

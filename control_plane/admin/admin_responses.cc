@@ -40,6 +40,10 @@ HttpResponse Message(int status, absl::string_view message) {
 HttpResponse NotFound() { return Message(404, "Not found"); }
 HttpResponse MethodNotAllowed() { return Message(405, "Method not allowed"); }
 HttpResponse Unexpected() { return Message(500, "An unexpected error occurred"); }
+HttpResponse Unexpected(const absl::Status& cause) {
+  if (absl::IsUnavailable(cause)) return Message(503, absl::StrCat("the datastore is unavailable: ", cause.message()));
+  return Unexpected();
+}
 
 HttpResponse NoContent() {
   HttpResponse r;

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "common/config/field_errors.h"
 #include "common/http/message.h"
@@ -25,6 +26,9 @@ HttpResponse Message(int status, absl::string_view message);  // {"message": ...
 HttpResponse NotFound();
 HttpResponse MethodNotAllowed();
 HttpResponse Unexpected();  // 500 "An unexpected error occurred" (log the cause first)
+// A store call failed with `cause`: 503 "the datastore is unavailable: ..." when it is
+// Unavailable (the database cannot be reached, or is busy; nothing was written), else Unexpected().
+HttpResponse Unexpected(const absl::Status& cause);
 HttpResponse NoContent();
 // Kong's error body {"code","name","message","fields"} (no "fields" when null).
 HttpResponse KongError(int http_status, int code, absl::string_view name, absl::string_view message,

@@ -126,7 +126,7 @@ HttpResponse ConfigEndpoint::Export() {
   absl::StatusOr<StoredConfig> stored = store_.ReadConfig();
   if (!stored.ok()) {
     PORTICO_LOG(kError, "admin", "GET /config: reading the store failed: ", stored.status().ToString());
-    return Unexpected();
+    return Unexpected(stored.status());
   }
   if (!stored->corrupt.empty()) {
     std::vector<std::string> rows;
@@ -148,7 +148,7 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
   absl::StatusOr<StoredConfig> stored = store_.ReadConfig();
   if (!stored.ok()) {
     PORTICO_LOG(kError, "admin", "POST /config: reading the store failed: ", stored.status().ToString());
-    return Unexpected();
+    return Unexpected(stored.status());
   }
   DeclarativeOptions options;
   options.kinds = &store_.kinds();
@@ -183,7 +183,7 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
       return KongError(400, 14, "invalid declarative configuration",
                        absl::StrCat("declarative config is invalid: ", s.message()), json::object());
     }
-    return Unexpected();
+    return Unexpected(s);
   }
   *committed = true;
   PORTICO_LOG(kInfo, "admin", "POST /config: configuration replaced (", loaded->entity_count(), " entities)");

@@ -180,7 +180,7 @@ Outcome Handler::Dispatch(const EntityDescriptor& kind, const std::vector<std::s
     if (sub.shape == SubPath::kSelf) return OnCorruptRow(kind, seg[1], *corrupt);
     return {sub.shape == SubPath::kNone ? NotFound() : CorruptEntity(kind, *corrupt)};
   }
-  if (!found.ok() && !absl::IsNotFound(found.status())) return {Unexpected()};
+  if (!found.ok() && !absl::IsNotFound(found.status())) return {Unexpected(found.status())};
   switch (sub.shape) {
     case SubPath::kSelf:
       return OnEntity(kind, seg[1], found);
@@ -246,7 +246,7 @@ Outcome Handler::OnChildren(const SubPath& sub, const std::vector<std::string>& 
   absl::StatusOr<EntityPtr> child = FindChild(child_kind, seg[3], parent);
   // Whose child a corrupt row is cannot be told here: it is repaired at /{kinds}/{id}.
   if (std::optional<std::string> corrupt = CorruptRowId(child.status())) return {CorruptEntity(child_kind, *corrupt)};
-  if (!child.ok() && !absl::IsNotFound(child.status())) return {Unexpected()};
+  if (!child.ok() && !absl::IsNotFound(child.status())) return {Unexpected(child.status())};
   const Message* existing = child.ok() ? child->get() : nullptr;
   if (existing && child_kind.Text(*existing, *sub.field) != parent_id) {
     return {IsReadOrWrite(method) ? NotFound() : MethodNotAllowed()};
@@ -271,7 +271,7 @@ Outcome Handler::OnParent(const SubPath& sub, const EntityDescriptor& kind, cons
   if (std::optional<std::string> corrupt = CorruptRowId(parent.status())) {
     return {CorruptEntity(parent_kind, *corrupt)};
   }
-  if (!parent.ok()) return {absl::IsNotFound(parent.status()) ? NotFound() : Unexpected()};
+  if (!parent.ok()) return {absl::IsNotFound(parent.status()) ? NotFound() : Unexpected(parent.status())};
   if (request_.method == "GET") return {JsonResponse(200, ToJson(parent_kind, **parent))};
   const WriteKind write = request_.method == "PATCH" ? WriteKind::kPatch : WriteKind::kReplace;
   return Write(parent_kind, write, *parent_id, parent->get(), nullptr);
@@ -309,7 +309,7 @@ HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* par
   absl::StatusOr<ListPage<EntityPtr>> listed = store_.ListEntities(kind, query);
   if (!listed.ok()) {
     PORTICO_LOG(kError, "admin", "list ", kind.name(), " failed: ", listed.status().ToString());
-    return Unexpected();
+    return Unexpected(listed.status());
   }
   json data = json::array();
   for (const EntityPtr& e : listed->items) data.push_back(ToJson(kind, *e));
@@ -330,7 +330,7 @@ std::optional<HttpResponse> Handler::ResolveReference(const FieldSpec& fk, json*
   if (std::optional<std::string> corrupt = CorruptRowId(parent.status())) {
     return CorruptEntity(*parent_kind, *corrupt);  // repair the referenced entity first
   }
-  if (!parent.ok()) return absl::IsNotFound(parent.status()) ? ForeignKeyUnresolved(fk, key_field, value) : Unexpected();
+  if (!parent.ok()) return absl::IsNotFound(parent.status()) ? ForeignKeyUnresolved(fk, key_field, value) : Unexpected(parent.status());
   *it = json{{"id", parent_kind->Id(**parent)}};
   return std::nullopt;
 }
@@ -378,7 +378,7 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
   }
   if (absl::IsNotFound(status)) return NotFound();
   PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
-  return Unexpected();
+  return Unexpected(status);
 }
 
 HttpResponse Handler::Validate(const EntityDescriptor& kind) {
@@ -543,7 +543,7 @@ std::optional<HttpResponse> Handler::CheckChildKeys(const EntityRegistry::Refere
     absl::StatusOr<EntityPtr> holder = store_.GetEntityByField(*ref.kind, ref.kind->endpoint_key(), key);
     if (std::optional<std::string> corrupt = CorruptRowId(holder.status())) return CorruptEntity(*ref.kind, *corrupt);
     if (absl::IsNotFound(holder.status())) continue;
-    if (!holder.ok()) return Unexpected();
+    if (!holder.ok()) return Unexpected(holder.status());
     const std::string holder_parent = ref.kind->Text(**holder, *ref.field).value_or("");
     if (holder_parent != parent_id) {
       errors.Add(field, absl::StrCat(key, " already associated with existing certificate '", holder_parent, "'"));
@@ -571,7 +571,7 @@ Outcome Handler::WriteWithChildren(const EntityDescriptor& kind, const Message& 
     absl::StatusOr<std::vector<EntityPtr>> current = Children(ref, id);
     if (!current.ok()) {
       PORTICO_LOG(kError, "admin", "listing the ", ref.kind->name(), " of ", id, " failed: ", current.status().ToString());
-      return {Unexpected()};
+      return {Unexpected(current.status())};
     }
     for (const EntityPtr& child : *current) {
       const std::string name = ref.kind->Text(*child, key_field).value_or("");
@@ -610,7 +610,7 @@ std::optional<HttpResponse> Handler::CheckArrayReferences(const EntityDescriptor
       if (!id.is_string()) continue;
       absl::StatusOr<EntityPtr> found = store_.GetEntity(*referenced, id.get<std::string>());
       if (absl::IsNotFound(found.status())) return ForeignKeyMissing(field, "id", id.get<std::string>());
-      if (!found.ok() && !CorruptRowId(found.status())) return Unexpected();
+      if (!found.ok() && !CorruptRowId(found.status())) return Unexpected(found.status());
     }
   }
   return std::nullopt;
@@ -624,7 +624,7 @@ std::optional<HttpResponse> Handler::CheckNotListed(const EntityDescriptor& kind
       absl::StatusOr<ListPage<EntityPtr>> page = store_.ListEntities(*ref.kind, query);
       if (!page.ok()) {
         PORTICO_LOG(kError, "admin", "list ", ref.kind->name(), " failed: ", page.status().ToString());
-        return Unexpected();
+        return Unexpected(page.status());
       }
       for (const EntityPtr& e : page->items) {
         const json ids = EntityToJson(*ref.kind, *e)[ref.field->name];
@@ -670,7 +670,7 @@ Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
       return {Referenced(child, kind)};
     }
     PORTICO_LOG(kError, "admin", "delete failed: ", deleted.status().ToString());
-    return {Unexpected()};
+    return {Unexpected(deleted.status())};
   }
   return {NoContent(), *deleted};
 }

@@ -11,6 +11,7 @@
 #include "common/plugins/plugin_schema.h"
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/admin/admin_responses.h"
+#include "control_plane/store/postgres_store.h"
 #include "control_plane/store/store.h"
 #include "nlohmann/json.hpp"
 
@@ -158,7 +159,7 @@ HttpResponse EndpointsResponse(const std::vector<AdminRoute>& routes) {
 HttpResponse NodeInfoResponse(Store& store, const AdminOptions& options) {
   json configuration = {
       {"role", "control_plane"},
-      {"database", "sqlite"},
+      {"database", IsPostgresLocation(options.database_path) ? "postgres" : "sqlite"},
       {"database_path", options.database_path},
       {"admin_listen", json::array({options.admin_listen})},
       {"cluster_listen", json::array({options.cluster_listen})},

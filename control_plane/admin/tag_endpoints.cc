@@ -57,7 +57,7 @@ HttpResponse TagsResponse(Store& store, const HttpRequest& request, const std::s
   absl::StatusOr<ListPage<TaggedEntity>> listed = store.ListTagged(query);
   if (!listed.ok()) {
     PORTICO_LOG(kError, "admin", "list tags failed: ", listed.status().ToString());
-    return Unexpected();
+    return Unexpected(listed.status());
   }
   json data = json::array();
   for (const TaggedEntity& row : listed->items) {

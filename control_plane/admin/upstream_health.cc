@@ -133,7 +133,7 @@ HttpResponse UpstreamHealthEndpoints::Health(const HttpRequest& request, const s
   if (!found.ok()) {
     if (absl::IsNotFound(found.status())) return NotFound();
     PORTICO_LOG(kError, kLog, "GET /upstreams/", upstream_key, "/health: ", found.status().ToString());
-    return Unexpected();
+    return Unexpected(found.status());
   }
   const Upstream& upstream = static_cast<const Upstream&>(**found);
   const json checks = json::parse(upstream.healthchecks(), nullptr, false);
@@ -155,7 +155,7 @@ HttpResponse UpstreamHealthEndpoints::Health(const HttpRequest& request, const s
     query.parent_id = upstream.id();
     for (;;) {
       absl::StatusOr<ListPage<EntityPtr>> page = store_.ListEntities(*targets_kind, query);
-      if (!page.ok()) return Unexpected();
+      if (!page.ok()) return Unexpected(page.status());
       for (const EntityPtr& entity : page->items) {
         const Target& t = static_cast<const Target&>(*entity);
         weights.emplace_back(t.target(), t.weight());
@@ -200,7 +200,7 @@ HttpResponse UpstreamHealthEndpoints::Health(const HttpRequest& request, const s
   absl::StatusOr<ListPage<EntityPtr>> listed = store_.ListEntities(*targets_kind, query);
   if (!listed.ok()) {
     PORTICO_LOG(kError, kLog, "GET /upstreams/", upstream_key, "/health: ", listed.status().ToString());
-    return Unexpected();
+    return Unexpected(listed.status());
   }
   json data = json::array();
   std::string last_id;
@@ -251,14 +251,14 @@ HttpResponse UpstreamHealthEndpoints::SetHealth(const std::string& upstream_key,
   if (!upstream_entity.ok()) {
     if (absl::IsNotFound(upstream_entity.status())) return NotFound();
     PORTICO_LOG(kError, kLog, "health override: upstream ", upstream_key, ": ", upstream_entity.status().ToString());
-    return Unexpected();
+    return Unexpected(upstream_entity.status());
   }
   const Upstream& upstream = static_cast<const Upstream&>(**upstream_entity);
   absl::StatusOr<EntityPtr> target_entity = FindTarget(store_, *targets_kind, upstream.id(), target_key);
   if (!target_entity.ok()) {
     if (absl::IsNotFound(target_entity.status())) return NotFound();
     PORTICO_LOG(kError, kLog, "health override: target ", target_key, ": ", target_entity.status().ToString());
-    return Unexpected();
+    return Unexpected(target_entity.status());
   }
   const Target& target = static_cast<const Target&>(**target_entity);
   TargetHealthOverride command;

@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "control_plane/store/postgres_store.h"
 #include "control_plane/store/sqlite_store.h"
 #include "nlohmann/json.hpp"
 
@@ -19,7 +20,7 @@ constexpr char kCorruptRowPayloadUrl[] = "type.portico.dev/corrupt-row-id";
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& location, const Clock& clock,
                                                    const EntityRegistry& kinds) {
-  // Another implementation (e.g. "postgresql://...") is chosen here by the location's scheme.
+  if (IsPostgresLocation(location)) return OpenPostgresStore(location, clock, kinds);
   return OpenSqliteStore(location, clock, kinds);
 }
 

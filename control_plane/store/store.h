@@ -1,8 +1,8 @@
 #pragma once
 // The control plane's datastore, as an interface: entities of every registered kind (entity
 // descriptors, common/config/entity_descriptor.h) plus the config version counter. Callers (the
-// Admin API, main.cc) see only this; the SQLite implementation is sqlite_store.{h,cc}, and a
-// PostgreSQL one can sit beside it (Open() picks by location).
+// Admin API, main.cc) see only this; the implementations are sqlite_store.{h,cc} and
+// postgres_store.{h,cc} (Open() picks by location).
 //
 // Contract of every implementation:
 //  - every successful write runs in one transaction that also bumps the version by one; a
@@ -133,8 +133,10 @@ enum class WriteMode {
 
 class Store {
  public:
-  // Opens the datastore named by `location` for the kinds of `kinds` (which must outlive it):
-  // today a SQLite file path, created with its schema on first start, or ":memory:". `clock`
+  // Opens the datastore named by `location` for the kinds of `kinds` (which must outlive it): a
+  // PostgreSQL database for a postgres:// or postgresql:// URI or a libpq key=value conninfo
+  // (postgres_store.h), else a SQLite file path (created with its schema on first start) or
+  // ":memory:". `clock`
   // must outlive the store; it stamps created_at/updated_at.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& location, const Clock& clock,
                                                      const EntityRegistry& kinds = EntityRegistry::Default());

@@ -1,11 +1,18 @@
 #include "control_plane/store/version_watcher.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/base/log.h"
 #include "control_plane/store/store.h"
 
 namespace portico::cp {
+namespace {
+
+// The longest WaitForChange call: Stop() waits at most about this long for the thread.
+constexpr absl::Duration kFeedSlice = absl::Milliseconds(200);
+
+}  // namespace
 
 VersionWatcher::VersionWatcher(Store& store, absl::Duration interval, std::function<uint64_t()> last_read,
                                std::function<void()> on_change)
@@ -30,16 +37,37 @@ uint64_t VersionWatcher::changes_noticed() const {
 }
 
 void VersionWatcher::Loop() {
-  // A version newer than what the builder read, seen at the previous tick. A write through the
-  // Admin API is read by the builder within its debounce (well under one interval), so a version
-  // still unread one tick later was written elsewhere.
+  // Polling (no feed): a version newer than what the builder read, seen at the previous tick. A
+  // write through the Admin API is read by the builder within its debounce (well under one
+  // interval), so a version still unread one tick later was written elsewhere.
   uint64_t unread = 0;
   std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; })) {
+  while (!stopping_) {
+    lock.unlock();
+    // Short slices keep Stop() prompt while the feed is up.
+    const ChangeWait wait = store_.WaitForChange(std::min(interval_, kFeedSlice));
+    bool notify = false;
+    if (wait == ChangeWait::kNotified) {
+      // Another CP's (or this CP's) commit: the builder is told at once when it has not read it.
+      const uint64_t version = store_.CurrentVersion();
+      if (version > last_read_() && version > notified_version_) {
+        notify = true;
+        notified_version_ = version;
+        unread = 0;
+        PORTICO_LOG(kDebug, "cp", "config version ", version, " committed (change feed); building its snapshot");
+        on_change_();
+      }
+      lock.lock();
+      if (notify) ++noticed_;
+      continue;
+    }
+    lock.lock();
+    if (wait == ChangeWait::kTimedOut) continue;
+    // kNoFeed: one polling tick.
+    if (cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; })) break;
     lock.unlock();
     const uint64_t version = store_.CurrentVersion();  // 0 when it cannot be read: nothing to do
     const uint64_t read = last_read_();
-    bool notify = false;
     if (version <= read || version <= notified_version_) {
       unread = 0;
     } else if (unread != 0 && read < unread) {

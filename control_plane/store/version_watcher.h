@@ -1,11 +1,16 @@
 #pragma once
-// Notices writes made to the datastore by someone else (`portico-cp config import` on the CP's
-// own SQLite file, another process): every `interval` it reads the store's version and calls
-// `on_change` when that version is newer than `last_read()` (what the snapshot builder last
-// read). Writes through this CP's Admin API notify the builder themselves; for them the watcher
-// sees nothing new, or notifies a builder that is already due to build (harmless: it debounces).
+// Notices writes made to the datastore by someone else, and tells the snapshot builder
+// (`on_change`) when the store's version is newer than `last_read()` (what the builder last read):
+//  - with a change feed (Store::WaitForChange; PostgreSQL's LISTEN/NOTIFY), at once on each
+//    notification: a write through another CP reaches this CP's builder immediately;
+//  - without one (SQLite, or the feed is down), by polling every `interval`: a version still
+//    unread one tick after it was first seen was written by another process (`portico-cp config
+//    import` on the CP's own SQLite file).
+// Writes through this CP's Admin API notify the builder themselves; for them the watcher sees
+// nothing new, or notifies a builder that is already due to build (harmless: it debounces).
 //
-// One thread of its own, stopped (and joined, within one tick) by Stop() or the destructor.
+// One thread of its own, stopped (and joined, within one tick or 200 ms of feed wait) by Stop()
+// or the destructor.
 #include <condition_variable>
 #include <cstdint>
 #include <functional>

@@ -227,6 +227,10 @@ TEST(BinaryTest, DataPlaneDoesNotLinkSqliteButControlPlaneDoes) {
   EXPECT_EQ(dp_libs.find("libsqlite3"), std::string::npos) << dp_libs;
   EXPECT_TRUE(FileContains(PORTICO_CP_BIN, "sqlite3_prepare"));
   EXPECT_FALSE(FileContains(PORTICO_DP_BIN, "sqlite3_"));
+  // The PostgreSQL store's libpq: the CP's only.
+  EXPECT_NE(cp_libs.find("libpq.so"), std::string::npos) << cp_libs;
+  EXPECT_EQ(dp_libs.find("libpq"), std::string::npos) << dp_libs;
+  EXPECT_FALSE(FileContains(PORTICO_DP_BIN, "PQexecParams"));
 }
 
 }  // namespace

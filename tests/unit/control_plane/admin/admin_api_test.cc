@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/base/uuid.h"
@@ -13,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/common/corrupt_rows.h"
+#include "tests/common/delegating_store.h"
 #include "tests/common/jwt_signer.h"
 #include "tests/unit/control_plane/admin/admin_fixture.h"
 
@@ -30,7 +32,7 @@ class AdminApiTest : public AdminFixture {
 };
 
 TEST_F(AdminApiTest, TokenIsCheckedBeforeAnythingElse) {
-  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", location_};
   absl::StatusOr<AdminToken> token = AdminToken::FromText("t0ken", "test");
   ASSERT_TRUE(token.ok());
   options.token = *token;
@@ -242,6 +244,67 @@ TEST_F(AdminApiTest, ErrorShapesAreKongs) {
       << "docs/admin-api.md names this text";
 }
 
+// A datastore that cannot be reached (PostgreSQL down): every store call fails with Unavailable.
+class UnreachableStore : public DelegatingStore {
+ public:
+  using DelegatingStore::DelegatingStore;
+  static absl::Status Down() {
+    return absl::UnavailableError("cannot reach PostgreSQL: connection to server at \"127.0.0.1\" failed");
+  }
+  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor&, absl::string_view) override { return Down(); }
+  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor&, absl::string_view, absl::string_view) override {
+    return Down();
+  }
+  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor&, const ListQuery&) override { return Down(); }
+  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor&, const google::protobuf::Message&, WriteMode) override {
+    return Down();
+  }
+  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor&, absl::string_view) override { return Down(); }
+  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>&) override { return Down(); }
+  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>&) override { return Down(); }
+  absl::StatusOr<StoredConfig> ReadConfig() override { return Down(); }
+  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery&) override { return Down(); }
+  absl::Status Ping() override { return Down(); }
+  uint64_t CurrentVersion() override { return 0; }
+};
+
+// Every endpoint answers 503 with Kong's shape when the datastore cannot be reached, and nothing
+// is written (the store is reached again afterwards: the data is as before).
+TEST_F(AdminApiTest, AnUnreachableDatastoreGives503OnEveryEndpoint) {
+  const std::string id = CreateService("before");
+  UnreachableStore down(*store_);
+  api_ = std::make_unique<AdminApi>(&down, &data_planes_, DefaultOptions(), [this] { ++changes_; }, clock_);
+  const int changes = changes_;
+  const std::vector<std::tuple<std::string, std::string, std::string>> calls = {
+      {"GET", "/services", ""},
+      {"GET", "/services/before", ""},
+      {"GET", "/services/" + id + "/routes", ""},
+      {"POST", "/services", R"j({"name":"new","host":"h.example"})j"},
+      {"PUT", "/services/put-one", R"j({"host":"h.example"})j"},
+      {"PATCH", "/services/before", R"j({"port":81})j"},
+      {"DELETE", "/services/before", ""},
+      {"POST", "/routes", R"j({"paths":["/x"],"service":{"name":"before"}})j"},
+      {"GET", "/tags", ""},
+      {"GET", "/tags/prod", ""},
+      {"GET", "/config", ""},
+      {"POST", "/config", R"j({"config":"_format_version: \"3.0\"\nservices: []\n"})j"},
+      {"GET", "/plugins", ""},
+  };
+  for (const auto& [method, target, body] : calls) {
+    SCOPED_TRACE(method + " " + target);
+    json answer = CallJson(method, target, 503, body);
+    ASSERT_TRUE(answer.contains("message")) << answer;
+    EXPECT_EQ(answer["message"].get<std::string>().rfind("the datastore is unavailable: cannot reach PostgreSQL", 0), 0u)
+        << answer;
+  }
+  EXPECT_EQ(changes_, changes);
+  EXPECT_EQ(CallJson("GET", "/status", 200)["database"]["reachable"], false);
+  MakeApi(DefaultOptions());
+  json listed = CallJson("GET", "/services", 200);
+  ASSERT_EQ(listed["data"].size(), 1u);
+  EXPECT_EQ(listed["data"][0]["port"], 80);
+}
+
 TEST_F(AdminApiTest, RejectedWritesChangeNothing) {
   const std::string id = CreateService("keep");
   CallJson("POST", "/routes", 201, json{{"paths", {"/"}}, {"service", {{"id", id}}}}.dump());
@@ -335,7 +398,7 @@ TEST_F(AdminApiTest, RootStatusAndClustering) {
   EXPECT_EQ(root["tagline"], "Welcome to kong");
   EXPECT_EQ(root["node_id"], "node-1");
   EXPECT_EQ(root["configuration"]["role"], "control_plane");
-  EXPECT_EQ(root["configuration"]["database"], "sqlite");
+  EXPECT_EQ(root["configuration"]["database"], OnPostgres() ? "postgres" : "sqlite");
   EXPECT_EQ(root["plugins"]["available_on_server"]["request-termination"],
             json::parse(R"j({"priority":2,"version":")j" PORTICO_VERSION R"j("})j"));
   EXPECT_EQ(root["plugins"]["enabled_in_cluster"], json::array());
@@ -444,7 +507,7 @@ TEST_F(AdminApiTest, DataPlaneLagFieldsAndMetrics) {
 
   // Without a metrics source /metrics does not exist; with one it serves Prometheus text.
   EXPECT_EQ(Call("GET", "/metrics").status, 404);
-  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", location_};
   int renders = 0;
   options.metrics_text = [&renders] {
     ++renders;
@@ -541,18 +604,20 @@ TEST_F(AdminApiTest, StringsThatAreNotUtf8AreRefusedOnEveryInputPath) {
 // A corrupt row (written by an older CP, or damaged on disk) does not take the Admin API down:
 // lists skip it, reads of it say how to repair it, and DELETE or PUT repair it, by id or name.
 TEST_F(AdminApiTest, CorruptRowIsSkippedExplainedDeletedAndReplaced) {
-  const std::string db = dir_ + "/admin.db";
+  const std::string db = location_;
   const std::string good = CreateService("good");
   const std::string bad = "00000000-0000-4000-8000-00000000000b";
-  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", bad, "bad\xff\xfe"), "");
+  ASSERT_EQ(test_support::InsertCorruptRowAt(db, "services", bad, "bad\xff\xfe"), "");
   const std::string bad_route = "00000000-0000-4000-8000-00000000000c";
-  ASSERT_EQ(test_support::InsertCorruptRow(db, "routes", bad_route, "r\xff", good), "");
+  ASSERT_EQ(test_support::InsertCorruptRowAt(db, "routes", bad_route, "r\xff", good), "");
 
   EXPECT_EQ(CallJson("GET", "/services", 200)["data"].size(), 1u);
   EXPECT_EQ(CallJson("GET", "/routes", 200)["data"].size(), 0u);
   EXPECT_EQ(CallJson("GET", "/services/good/routes", 200)["data"].size(), 0u);
   const std::string repair = "delete it with DELETE /services/" + bad + " or replace it with PUT /services/" + bad;
-  for (const std::string& target : {"/services/" + bad, std::string("/services/bad%ff%fe")}) {
+  // On PostgreSQL the name column holds the escaped name (TEXT is UTF-8 there).
+  for (const std::string& target :
+       {"/services/" + bad, std::string(OnPostgres() ? "/services/bad%5Cxff%5Cxfe" : "/services/bad%ff%fe")}) {
     json get = CallJson("GET", target, 500);
     EXPECT_NE(get["message"].get<std::string>().find(repair), std::string::npos) << get;
     EXPECT_NE(get["message"].get<std::string>().find("corrupt"), std::string::npos) << get;
@@ -574,15 +639,15 @@ TEST_F(AdminApiTest, CorruptRowIsSkippedExplainedDeletedAndReplaced) {
 
   // Delete by name (the name in the URL is the stored, ill-formed one) and by id.
   const std::string other = "00000000-0000-4000-8000-00000000000d";
-  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", other, "o\xff"), "");
-  EXPECT_EQ(Call("DELETE", "/services/o%ff").status, 204);
+  ASSERT_EQ(test_support::InsertCorruptRowAt(db, "services", other, "o\xff"), "");
+  EXPECT_EQ(Call("DELETE", OnPostgres() ? "/services/o%5Cxff" : "/services/o%ff").status, 204);
   EXPECT_EQ(Call("GET", "/services/" + other).status, 404);
   EXPECT_EQ(Call("DELETE", "/routes/" + bad_route).status, 204);
   EXPECT_EQ(Call("GET", "/routes/" + bad_route).status, 404);
 
   // Replace by name: a row whose name column is fine but whose entity is damaged.
   const std::string legacy = "00000000-0000-4000-8000-00000000000e";
-  ASSERT_EQ(test_support::InsertCorruptRow(db, "services", legacy, "legacy", "", "legacy\xff"), "");
+  ASSERT_EQ(test_support::InsertCorruptRowAt(db, "services", legacy, "legacy", "", "legacy\xff"), "");
   EXPECT_EQ(Call("GET", "/services/legacy").status, 500);
   json by_name = CallJson("POST", "/routes", 500, R"j({"paths":["/l"],"service":{"name":"legacy"}})j");
   EXPECT_NE(by_name["message"].get<std::string>().find("PUT /services/" + legacy), std::string::npos) << by_name;

@@ -1,6 +1,8 @@
 #pragma once
-// The fixture the Admin API unit tests share: an AdminApi over a real SQLite store in a fresh
-// temporary folder, a fake clock, no sockets. Requests go straight to AdminApi::Handle.
+// The fixture the Admin API unit tests share: an AdminApi over a real store, a fake clock, no
+// sockets. Requests go straight to AdminApi::Handle. The store is SQLite in a fresh temporary
+// folder, or, with PORTICO_TEST_STORE=postgres (the tests registered again with the prefix
+// "pg." in CTest), a fresh database on the `postgres` fixture's server.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -9,12 +11,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "common/base/clock.h"
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/postgres_test_db.h"
 
 namespace portico::cp {
 
@@ -33,7 +37,14 @@ class AdminFixture : public ::testing::Test {
     char tmpl[] = "/tmp/portico_admin_test_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
+    location_ = dir_ + "/admin.db";
+    if (OnPostgres()) {
+      auto db = test_support::PostgresTestDb::Create();
+      ASSERT_TRUE(db.ok()) << db.status();
+      db_ = std::move(*db);
+      location_ = db_->conninfo();
+    }
+    auto store = Store::Open(location_, clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
     MakeApi(DefaultOptions());
@@ -41,11 +52,12 @@ class AdminFixture : public ::testing::Test {
   void TearDown() override {
     api_.reset();
     store_.reset();
+    db_.reset();
     std::filesystem::remove_all(dir_);
   }
 
   AdminOptions DefaultOptions() const {
-    return AdminOptions{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+    return AdminOptions{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", location_};
   }
   // Replaces the AdminApi (same store); every committed write counts in changes_.
   void MakeApi(AdminOptions options) {
@@ -77,8 +89,17 @@ class AdminFixture : public ::testing::Test {
     return parsed;
   }
 
+  static bool OnPostgres() {
+    const char* store = getenv("PORTICO_TEST_STORE");
+    return store != nullptr && std::string(store) == "postgres";
+  }
+  // The name column test_support::InsertCorruptRowAt writes for `name`.
+  static std::string StoredName(const std::string& name) { return OnPostgres() ? absl::CHexEscape(name) : name; }
+
   FakeClock clock_{1700000000};
   std::string dir_;
+  std::string location_;  // the store's: a SQLite path or a PostgreSQL conninfo
+  std::unique_ptr<test_support::PostgresTestDb> db_;
   std::unique_ptr<Store> store_;
   FakeDataPlanes data_planes_;
   std::unique_ptr<AdminApi> api_;

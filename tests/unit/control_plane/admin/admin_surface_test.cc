@@ -76,8 +76,8 @@ TEST_F(AdminSurfaceTest, NodeInfoSpeaksKongsVersionAndKeepsPorticosOwn) {
   EXPECT_EQ(root["config_version"], 1);
   const json& conf = root["configuration"];
   EXPECT_EQ(conf["role"], "control_plane");
-  EXPECT_EQ(conf["database"], "sqlite");
-  EXPECT_EQ(conf["database_path"], dir_ + "/admin.db");
+  EXPECT_EQ(conf["database"], OnPostgres() ? "postgres" : "sqlite");
+  EXPECT_EQ(conf["database_path"], location_);
   EXPECT_EQ(conf["admin_listen"], json::array({"127.0.0.1:8001"}));
   EXPECT_EQ(conf["cluster_listen"], json::array({"0.0.0.0:8005"}));
   EXPECT_EQ(conf["router_flavor"], "traditional_compatible");

@@ -14,6 +14,7 @@
 #include "control_plane/admin/admin_api.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/store/store.h"
+#include "tests/common/postgres_test_db.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -85,10 +86,13 @@ class UpstreamHealthTest : public ::testing::Test {
     char tmpl[] = "/tmp/portico_upstream_health_test_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto store = Store::Open(dir_ + "/admin.db", clock_);
+    absl::StatusOr<std::string> location = test_support::TestStoreLocation(dir_ + "/admin.db", &db_);
+    ASSERT_TRUE(location.ok()) << location.status();
+    location_ = *location;
+    auto store = Store::Open(location_, clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
-    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+    AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", location_};
     options.send_health_override = [this](const TargetHealthOverride& command) {
       std::lock_guard<std::mutex> lock(mu_);
       sent_.push_back(command);
@@ -107,6 +111,7 @@ class UpstreamHealthTest : public ::testing::Test {
   void TearDown() override {
     api_.reset();
     store_.reset();
+    db_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -137,6 +142,8 @@ class UpstreamHealthTest : public ::testing::Test {
 
   FakeClock clock_{1700000000};
   std::string dir_;
+  std::unique_ptr<test_support::PostgresTestDb> db_;  // with PORTICO_TEST_STORE=postgres
+  std::string location_;                               // the store's
   std::unique_ptr<Store> store_;
   FakeDataPlanes data_planes_;
   std::unique_ptr<AdminApi> api_;
@@ -273,7 +280,7 @@ TEST_F(UpstreamHealthTest, OverrideOfAnUnknownUpstreamOrTargetIs404AndSendsNothi
 }
 
 TEST_F(UpstreamHealthTest, WithoutASyncLayerTheOverrideStillAnswers204) {
-  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", dir_ + "/admin.db"};
+  AdminOptions options{"node-1", "cp.local", "127.0.0.1:8001", "0.0.0.0:8005", location_};
   AdminApi bare(store_.get(), nullptr, options, [] {}, clock_);
   HttpRequest request;
   request.method = "POST";

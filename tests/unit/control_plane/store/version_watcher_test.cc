@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "control_plane/store/store.h"
+#include "tests/common/delegating_store.h"
 #include "gtest/gtest.h"
 #include "portico/config/v1/config.pb.h"
 
@@ -90,6 +91,66 @@ TEST_F(VersionWatcherTest, AWriteTheBuilderReadsAtOnceIsNotExternal) {
   EXPECT_EQ(notified.load(), 1);
   ASSERT_TRUE(theirs_->Insert(Service("cli-2")).ok());
   ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+}
+
+// A store with a change feed (as PostgreSQL's) over a SQLite one: WaitForChange says kNotified
+// once per Notify(), else times out after its timeout.
+class FeedStore : public DelegatingStore {
+ public:
+  explicit FeedStore(Store& inner) : DelegatingStore(inner) {}
+  void Notify() { pending_ = true; }
+  int waits() const { return waits_.load(); }
+
+  ChangeWait WaitForChange(absl::Duration timeout) override {
+    ++waits_;
+    const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pending_.exchange(false)) return ChangeWait::kNotified;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return ChangeWait::kTimedOut;
+  }
+
+ private:
+  std::atomic<bool> pending_{false};
+  std::atomic<int> waits_{0};
+};
+
+// With a feed, a write elsewhere reaches the builder at the notification, not ticks later; a
+// notification of what the builder already read tells it nothing; Stop() is prompt.
+TEST_F(VersionWatcherTest, ANotifiedWriteReachesTheBuilderAtOnce) {
+  FeedStore feed(*ours_);
+  std::atomic<uint64_t> builder_read{feed.CurrentVersion()};
+  std::atomic<int> notified{0};
+  // A 30 s polling interval: only the feed can explain a notice within the test's bounds.
+  auto watcher = std::make_unique<VersionWatcher>(feed, absl::Seconds(30), [&] { return builder_read.load(); },
+                                                  [&] {
+                                                    ++notified;
+                                                    builder_read = feed.CurrentVersion();
+                                                  });
+  ASSERT_TRUE(theirs_->Insert(Service("other-cp")).ok());
+  const auto written = std::chrono::steady_clock::now();
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 1; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - written, std::chrono::seconds(2));
+  EXPECT_EQ(watcher->changes_noticed(), 1u);
+
+  // This CP's own write, already read by the builder: the notification changes nothing.
+  ASSERT_TRUE(ours_->Insert(Service("own")).ok());
+  builder_read = ours_->CurrentVersion();
+  const int waits = feed.waits();
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return feed.waits() >= waits + 2; }));  // seen, and waiting again
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(notified.load(), 1);
+
+  ASSERT_TRUE(theirs_->Insert(Service("other-cp-2")).ok());
+  feed.Notify();
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+
+  const auto stopping = std::chrono::steady_clock::now();
+  watcher->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, std::chrono::seconds(1));
 }
 
 }  // namespace

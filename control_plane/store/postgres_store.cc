@@ -1,0 +1,1237 @@
+#include "control_plane/store/postgres_store.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/base/log.h"
+#include "common/base/uuid.h"
+#include "google/protobuf/message.h"
+#include "nlohmann/json.hpp"
+
+namespace portico::cp {
+namespace {
+
+using google::protobuf::Message;
+
+constexpr char kTagSeparator = '\x1f';
+constexpr char kCacheKeyColumn[] = "cache_key";
+constexpr char kNotifyChannel[] = "portico_config";
+// pg_advisory_xact_lock key held while the schema is migrated/created ("portico" in ASCII).
+constexpr int64_t kSchemaLockKey = 0x706f727469636f;
+
+// Schema migrations, applied in order at open (one transaction with the table creation, under
+// an advisory lock), each recorded in schema_migrations. Append only. Entity tables are created
+// from their descriptors (PostgresTableSql) after the migrations; a migration that changes a
+// kind's table names it in `table` and is skipped (recorded as applied) when that table does not
+// exist yet, since it is then created in its current shape. Ids and names of 1-3 are those of
+// the SQLite store; on PostgreSQL, 1 creates only sync_meta (services and routes are created
+// from their descriptors) and 2-3 are therefore always skipped on a new database.
+struct Migration {
+  int id;
+  const char* name;
+  const char* sql;
+  const char* table = nullptr;
+};
+const Migration kMigrations[] = {
+    {1, "create_sync_meta_services_routes", R"sql(
+CREATE TABLE sync_meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  epoch BYTEA NOT NULL,
+  version BIGINT NOT NULL
+);
+)sql"},
+    {2, "services_client_certificate_fk", R"sql(
+ALTER TABLE services ADD COLUMN client_certificate_id TEXT COLLATE "C"
+  CONSTRAINT services_client_certificate_id_fkey REFERENCES certificates (id) ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS services_client_certificate_id_idx ON services (client_certificate_id);
+)sql", "services"},
+    {3, "upstreams_client_certificate_fk", R"sql(
+ALTER TABLE upstreams ADD COLUMN client_certificate_id TEXT COLLATE "C"
+  CONSTRAINT upstreams_client_certificate_id_fkey REFERENCES certificates (id) ON DELETE RESTRICT;
+CREATE INDEX IF NOT EXISTS upstreams_client_certificate_id_idx ON upstreams (client_certificate_id);
+)sql", "upstreams"},
+    {4, "clustering_data_planes", R"sql(
+CREATE TABLE clustering_data_planes (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  hostname TEXT NOT NULL DEFAULT '',
+  ip TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  config_hash TEXT NOT NULL DEFAULT '',
+  config_version BIGINT NOT NULL DEFAULT 0,
+  last_seen BIGINT NOT NULL DEFAULT 0,
+  sync_status TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL DEFAULT '',
+  last_error TEXT NOT NULL DEFAULT '',
+  labels TEXT NOT NULL DEFAULT '{}',
+  cert_expiry BIGINT NOT NULL DEFAULT 0,
+  connected_since BIGINT NOT NULL DEFAULT 0,
+  nack_count BIGINT NOT NULL DEFAULT 0,
+  control_plane_id TEXT NOT NULL DEFAULT '',
+  control_plane_hostname TEXT NOT NULL DEFAULT '',
+  connected BOOLEAN NOT NULL DEFAULT false,
+  purge_at BIGINT NOT NULL
+);
+CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purge_at);
+)sql"},
+};
+
+std::string ColumnOf(const FieldSpec& field) {
+  return field.type == FieldType::kForeignKey ? field.name + "_id" : field.name;
+}
+
+// PostgresTableSql's CREATE TABLE, and its CREATE INDEX statements.
+std::string CreateTableSql(const EntityDescriptor& kind) {
+  const std::string& t = kind.name();
+  std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT COLLATE \"C\" PRIMARY KEY,\n");
+  for (const FieldSpec* f : kind.unique_fields()) {
+    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT CONSTRAINT ", t, "_", ColumnOf(*f), "_key UNIQUE,\n");
+  }
+  if (kind.has_cache_key()) {
+    absl::StrAppend(&sql, "  ", kCacheKeyColumn, " TEXT CONSTRAINT ", t, "_", kCacheKeyColumn, "_key UNIQUE,\n");
+  }
+  absl::StrAppend(&sql, "  created_at BIGINT NOT NULL,\n  updated_at BIGINT NOT NULL,\n");
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT COLLATE \"C\" CONSTRAINT ", t, "_", ColumnOf(*f), "_fkey REFERENCES ",
+                    f->references, " (id) ON DELETE ", f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
+  }
+  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BYTEA NOT NULL\n);\n");
+  return sql;
+}
+std::string IndexSql(const EntityDescriptor& kind) {
+  const std::string& t = kind.name();
+  std::string sql;
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
+  }
+  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
+  return sql;
+}
+
+// Text PostgreSQL can hold in a TEXT column of a UTF8 database: valid UTF-8 without NUL.
+bool StorableText(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return false;
+    int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (int k = 1; k < n; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string TagsColumn(const std::vector<std::string>& tags) {
+  if (tags.empty()) return "";
+  std::string out(1, kTagSeparator);
+  for (const auto& t : tags) absl::StrAppend(&out, t, std::string(1, kTagSeparator));
+  return out;
+}
+
+// The labels column: a JSON object of strings ({} when none), the text the SQLite store writes
+// (its EncodeDataPlaneLabels); bytes that are not UTF-8 are replaced.
+std::string LabelsColumn(const std::map<std::string, std::string>& labels) {
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : labels) object[key] = value;
+  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// {} for text that is not a JSON object of strings.
+std::map<std::string, std::string> ParseLabels(absl::string_view text) {
+  std::map<std::string, std::string> out;
+  nlohmann::json object = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!object.is_object()) return out;
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_string()) out[key] = value.get<std::string>();
+  }
+  return out;
+}
+
+// `text` as a TEXT value: itself, or escaped (\xNN) when PostgreSQL could not hold it (a DP's
+// Hello may carry any bytes; the row is still recorded).
+std::string StorableOrEscaped(const std::string& text) {
+  return StorableText(text) ? text : absl::CHexEscape(text);
+}
+
+void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
+  for (const CorruptRow& row : skipped) {
+    const std::string id = absl::CHexEscape(row.id);
+    PORTICO_LOG(kError, "store", "list: skipped corrupt ", row.kind, " row ", id, " (", row.error,
+                "); repair it with DELETE or PUT /", row.kind, "/", id);
+  }
+}
+
+// Query parameters: text, or bytes sent in binary (BYTEA), or NULL.
+class Params {
+ public:
+  Params& Text(absl::string_view v) {
+    values_.emplace_back(std::string(v));
+    formats_.push_back(0);
+    return *this;
+  }
+  Params& OptionalText(const std::optional<std::string>& v) {
+    values_.push_back(v);
+    formats_.push_back(0);
+    return *this;
+  }
+  Params& Int(int64_t v) { return Text(absl::StrCat(v)); }
+  Params& Bool(bool v) { return Text(v ? "true" : "false"); }
+  Params& Bytes(absl::string_view v) {
+    values_.emplace_back(std::string(v));
+    formats_.push_back(1);
+    return *this;
+  }
+  int size() const { return static_cast<int>(values_.size()); }
+  // Views valid while this object lives and is not changed.
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> out;
+    for (const auto& v : values_) out.push_back(v ? v->data() : nullptr);
+    return out;
+  }
+  std::vector<int> lengths() const {
+    std::vector<int> out;
+    for (const auto& v : values_) out.push_back(v ? static_cast<int>(v->size()) : 0);
+    return out;
+  }
+  const int* formats() const { return formats_.data(); }
+
+ private:
+  std::vector<std::optional<std::string>> values_;
+  std::vector<int> formats_;
+};
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Columns of a binary-format result.
+absl::string_view Bytes(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return {};
+  return absl::string_view(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+}
+int64_t Int(const PGresult* r, int row, int col) {
+  absl::string_view b = Bytes(r, row, col);
+  uint64_t v = 0;
+  for (unsigned char c : b) v = (v << 8) | c;
+  // Sign-extend 2- and 4-byte integers.
+  if (b.size() == 4) return static_cast<int32_t>(static_cast<uint32_t>(v));
+  if (b.size() == 2) return static_cast<int16_t>(static_cast<uint16_t>(v));
+  return static_cast<int64_t>(v);
+}
+bool Boolean(const PGresult* r, int row, int col) {
+  absl::string_view b = Bytes(r, row, col);
+  return !b.empty() && b[0] != 0;
+}
+
+bool IsConnectionError(absl::string_view sqlstate) {
+  return absl::StartsWith(sqlstate, "08") || sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+}
+
+// One libpq connection behind a mutex; reset on the next use once found broken.
+struct Connection {
+  std::mutex mu;
+  PGconn* conn = nullptr;  // guarded by mu
+  bool broken = false;     // guarded by mu: reset before the next use
+  ~Connection() {
+    if (conn != nullptr) PQfinish(conn);
+  }
+};
+
+// Opens `conninfo` with a 5 s connect timeout and TCP keepalives (a server gone without a word
+// is noticed in about 25 s, not at the kernel's default of hours) unless it sets its own. Never
+// null.
+PGconn* Connect(const std::string& conninfo) {
+  // The conninfo is expanded after these, so its own values win.
+  const char* keywords[] = {"connect_timeout", "keepalives",          "keepalives_idle", "keepalives_interval",
+                            "keepalives_count", "application_name", "dbname",          nullptr};
+  const char* values[] = {"5", "1", "10", "5", "3", "portico-cp", conninfo.c_str(), nullptr};
+  return PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+}
+
+// libpq's multi-line messages on one line (they end up in logs and Admin API answers).
+std::string OneLine(std::string m) {
+  absl::StripTrailingAsciiWhitespace(&m);
+  std::string out;
+  bool space = false;
+  for (char c : m) {
+    if (c == '\n' || c == '\t' || c == '\r') {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty() && out.back() != ' ') out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+std::string ConnectionMessage(PGconn* conn) { return OneLine(conn ? PQerrorMessage(conn) : "out of memory"); }
+
+// Ready to use: connected (opened or reset when needed), or Unavailable. REQUIRES c.mu.
+absl::Status Ready(Connection& c, const std::string& conninfo) {
+  if (c.conn == nullptr) {
+    c.conn = Connect(conninfo);
+  } else if (c.broken || PQstatus(c.conn) != CONNECTION_OK || PQconsumeInput(c.conn) == 0 ||
+             PQstatus(c.conn) != CONNECTION_OK) {
+    // PQconsumeInput reads what the server sent an idle connection without blocking: a server
+    // that closed it (restart, pg_terminate_backend) is noticed here, before a statement fails.
+    PQreset(c.conn);
+  }
+  if (PQstatus(c.conn) != CONNECTION_OK) {
+    c.broken = true;
+    return absl::UnavailableError(absl::StrCat("cannot reach PostgreSQL: ", ConnectionMessage(c.conn)));
+  }
+  // Notices ("... already exists, skipping", the server's goodbye) are not for stderr.
+  PQsetNoticeProcessor(c.conn, [](void*, const char*) {}, nullptr);
+  c.broken = false;
+  return absl::OkStatus();
+}
+
+// The status of a failed statement (`r` may be null). Conflicts carry their StoreConflict
+// payload: a unique violation names the column (the subject), a foreign-key violation the
+// referencing table's column (subject "table.column", resolved by the caller).
+absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  const std::string sqlstate = state ? state : "";
+  std::string message = r ? PQresultErrorMessage(r) : ConnectionMessage(c.conn);
+  if (message.empty()) message = ConnectionMessage(c.conn);
+  message = absl::StrCat(what, ": ", OneLine(message));
+  if (PQstatus(c.conn) != CONNECTION_OK || IsConnectionError(sqlstate) || (r == nullptr) ||
+      (sqlstate.empty() && PQresultStatus(r) == PGRES_FATAL_ERROR)) {
+    c.broken = true;
+    return absl::UnavailableError(absl::StrCat("PostgreSQL unreachable: ", message));
+  }
+  auto field = [&](int code) -> std::string {
+    const char* v = PQresultErrorField(r, code);
+    return v ? v : "";
+  };
+  if (sqlstate == "23505") {
+    const std::string table = field(PG_DIAG_TABLE_NAME);
+    const std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
+    if (absl::EndsWith(constraint, "_pkey")) {
+      return WithStoreConflict(absl::AlreadyExistsError(message), StoreConflict::kPrimaryKey, "id");
+    }
+    // "<table>_<column>_key" (named so by PostgresTableSql).
+    absl::string_view column = constraint;
+    absl::ConsumePrefix(&column, absl::StrCat(table, "_"));
+    absl::ConsumeSuffix(&column, "_key");
+    return WithStoreConflict(absl::AlreadyExistsError(message), StoreConflict::kUniqueName, column);
+  }
+  if (sqlstate == "23503") {
+    const std::string table = field(PG_DIAG_TABLE_NAME);
+    const std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
+    absl::string_view column = constraint;
+    absl::ConsumePrefix(&column, absl::StrCat(table, "_"));
+    absl::ConsumeSuffix(&column, "_fkey");
+    return WithStoreConflict(absl::FailedPreconditionError(message), StoreConflict::kForeignKeyMissing,
+                             absl::StrCat(table, ".", column));
+  }
+  if (absl::StartsWith(sqlstate, "22")) return absl::InvalidArgumentError(message);
+  // Serialization failures and deadlocks (40xxx), no more connections (53300), shutdown/admin
+  // (57xxx): retryable, nothing was written.
+  if (absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") || absl::StartsWith(sqlstate, "57")) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+// Runs `sql` with `params`, results in binary. REQUIRES c.mu and Ready(c).
+absl::StatusOr<Result> Exec(Connection& c, const std::string& sql, const Params& params = Params(),
+                            absl::string_view what = "") {
+  std::vector<const char*> values = params.pointers();
+  std::vector<int> lengths = params.lengths();
+  Result r(PQexecParams(c.conn, sql.c_str(), params.size(), nullptr, values.data(), lengths.data(), params.formats(),
+                        /*resultFormat=*/1));
+  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+  return PgError(c, r.get(), what.empty() ? absl::string_view(sql).substr(0, 60) : what);
+}
+
+// Several statements without parameters (DDL). REQUIRES c.mu and Ready(c).
+absl::Status ExecScript(Connection& c, const std::string& sql) {
+  Result r(PQexec(c.conn, sql.c_str()));
+  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return absl::OkStatus();
+  return PgError(c, r.get(), absl::string_view(sql).substr(0, 80));
+}
+
+// Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise.
+template <typename Body>
+absl::Status InOpenTransaction(Connection& c, Body body) {
+  absl::Status s = body();
+  if (s.ok()) s = ExecScript(c, "COMMIT");
+  if (!s.ok() && !c.broken) (void)ExecScript(c, "ROLLBACK");
+  return s;
+}
+
+// Runs `body` in a transaction opened with `begin`: COMMIT when it succeeds, ROLLBACK otherwise.
+// A connection found closed by the server at BEGIN (nothing sent yet) is reset and BEGIN tried
+// once more. REQUIRES c.mu.
+template <typename Body>
+absl::Status InTransaction(Connection& c, const std::string& conninfo, const char* begin, Body body) {
+  absl::Status s = ExecScript(c, begin);
+  if (!s.ok() && c.broken) {
+    if (s = Ready(c, conninfo); s.ok()) s = ExecScript(c, begin);
+  }
+  if (!s.ok()) return s;
+  return InOpenTransaction(c, body);
+}
+
+// A read of one statement; a connection found closed by the server is reset and the read tried
+// once more. REQUIRES c.mu and Ready(c).
+absl::StatusOr<Result> Read(Connection& c, const std::string& conninfo, const std::string& sql,
+                            const Params& params = Params(), absl::string_view what = "") {
+  absl::StatusOr<Result> r = Exec(c, sql, params, what);
+  if (r.ok() || !c.broken) return r;
+  if (absl::Status s = Ready(c, conninfo); !s.ok()) return s;
+  return Exec(c, sql, params, what);
+}
+
+// The first statement of every versioned write: bumps the version, locking sync_meta's row for
+// the rest of the transaction (writers of every CP queue here), and has NOTIFY sent on commit.
+absl::Status BumpVersion(Connection& c) {
+  absl::StatusOr<Result> r = Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version",
+                                  Params(), "bump version");
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
+  const int64_t version = Int(r->get(), 0, 0);
+  absl::StatusOr<Result> n =
+      Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
+  return n.status();
+}
+
+struct Table {
+  const EntityDescriptor* kind = nullptr;
+  std::vector<const FieldSpec*> keys;  // unique fields, then foreign keys
+  std::string insert_sql, update_sql;
+};
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(const Clock& clock, const EntityRegistry& kinds, std::string conninfo)
+      : clock_(clock), kinds_(kinds), conninfo_(std::move(conninfo)) {}
+
+  absl::Status Open();
+
+  const EntityRegistry& kinds() const override { return kinds_; }
+  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& kind, absl::string_view id) override {
+    return GetEntityByField(kind, "id", id);
+  }
+  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                             absl::string_view value) override;
+  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& kind, const ListQuery& query) override;
+  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const Message& entity, WriteMode mode) override;
+  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& kind, absl::string_view id) override;
+  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
+  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override;
+  absl::StatusOr<StoredConfig> ReadConfig() override;
+  uint64_t CurrentVersion() override;
+  std::string Epoch() const override { return epoch_; }
+  absl::Status Ping() override;
+  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override;
+  absl::Status Close() override;
+  absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) override;
+  absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) override;
+  absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) override;
+  ChangeWait WaitForChange(absl::Duration timeout) override;
+  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& query) override;
+
+ private:
+  absl::Status Migrate();
+  absl::Status CreateEntityTables();
+  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const;
+  // Rows of `SELECT id, entity ...`; a row that does not parse fails (CorruptRowError) unless
+  // `corrupt` is given: then it is listed there and skipped. At most `limit` entities (0 = all).
+  absl::StatusOr<std::vector<EntityPtr>> ParseRows(const PGresult* r, const EntityDescriptor& kind,
+                                                   std::vector<CorruptRow>* corrupt, size_t limit);
+  absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const;
+  absl::Status WriteInTransaction(Connection& c, const Table& table, Message* entity, WriteMode mode,
+                                  bool keep_timestamps = false);
+  absl::StatusOr<bool> DeleteInTransaction(Connection& c, const Table& table, absl::string_view id);
+  // A kForeignKeyMissing status of PgError ("table.column" subject) with the field name as subject.
+  absl::Status ForeignKeyField(const absl::Status& s) const;
+  // Listening on kNotifyChannel, or false. REQUIRES listener_.mu.
+  bool Listening();
+
+  const Clock& clock_;
+  const EntityRegistry& kinds_;
+  const std::string conninfo_;
+  std::map<const EntityDescriptor*, Table> tables_;
+  Connection writer_, reader_, listener_;
+  std::string epoch_;
+};
+
+absl::Status PostgresStore::Open() {
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  absl::Status s = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    // CPs starting together on an empty database: one creates the schema, the others wait here
+    // and then find it done.
+    if (absl::StatusOr<Result> r = Exec(writer_, "SELECT pg_advisory_xact_lock($1)", Params().Int(kSchemaLockKey));
+        !r.ok()) {
+      return r.status();
+    }
+    if (absl::Status st = Migrate(); !st.ok()) return st;
+    return CreateEntityTables();
+  });
+  if (!s.ok()) return s;
+  absl::StatusOr<Result> r = Exec(writer_, "SELECT epoch FROM sync_meta WHERE id = 1");
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
+  epoch_ = std::string(Bytes(r->get(), 0, 0));
+  std::lock_guard<std::mutex> listen_lock(listener_.mu);
+  if (!Listening()) PORTICO_LOG(kWarn, "store", "cannot LISTEN for changes yet (polling until it can)");
+  return absl::OkStatus();
+}
+
+absl::Status PostgresStore::Migrate() {
+  if (absl::Status s = ExecScript(writer_,
+                                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                  " id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Result> max = Exec(writer_, "SELECT COALESCE(MAX(id), 0) FROM schema_migrations");
+  if (!max.ok()) return max.status();
+  const int64_t applied = Int(max->get(), 0, 0);
+  for (const Migration& m : kMigrations) {
+    if (m.id <= applied) continue;
+    bool run = true;
+    if (m.table != nullptr) {
+      absl::StatusOr<Result> exists = Exec(writer_, "SELECT to_regclass($1) IS NOT NULL", Params().Text(m.table));
+      if (!exists.ok()) return exists.status();
+      run = Boolean(exists->get(), 0, 0);
+    }
+    absl::Status s = run ? ExecScript(writer_, m.sql) : absl::OkStatus();
+    if (s.ok()) {
+      s = Exec(writer_, "INSERT INTO schema_migrations (id, name, applied_at) VALUES ($1, $2, $3)",
+               Params().Int(m.id).Text(m.name).Int(clock_.NowSeconds()))
+              .status();
+    }
+    if (s.ok() && m.id == 1) {
+      // The epoch is born with the database.
+      s = Exec(writer_, "INSERT INTO sync_meta (id, epoch, version) VALUES (1, $1, 0)", Params().Bytes(RandomBytes(16)))
+              .status();
+    }
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("migration ", m.id, " (", m.name, "): ", s.message()));
+    PORTICO_LOG(kInfo, "store", "applied migration ", m.id, " ", m.name);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PostgresStore::CreateEntityTables() {
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    Table& table = tables_[kind];
+    table.kind = kind;
+    for (const FieldSpec* f : kind->unique_fields()) table.keys.push_back(f);
+    for (const FieldSpec* f : kind->stored_foreign_keys()) table.keys.push_back(f);
+    std::vector<std::string> key_columns, placeholders, assignments;
+    for (size_t i = 0; i < table.keys.size(); ++i) {
+      key_columns.push_back(ColumnOf(*table.keys[i]));
+      placeholders.push_back(absl::StrCat("$", i + 6));
+      assignments.push_back(absl::StrCat(key_columns.back(), " = $", i + 6));
+    }
+    if (kind->has_cache_key()) {
+      const size_t i = table.keys.size();
+      key_columns.push_back(kCacheKeyColumn);
+      placeholders.push_back(absl::StrCat("$", i + 6));
+      assignments.push_back(absl::StrCat(kCacheKeyColumn, " = $", i + 6));
+    }
+    // $1 id, $2 created_at, $3 updated_at, $4 tags, $5 entity, $6... key columns, then cache_key.
+    table.insert_sql = absl::StrCat("INSERT INTO ", kind->name(), " (id, created_at, updated_at, tags, entity",
+                                    key_columns.empty() ? "" : ", ", absl::StrJoin(key_columns, ", "),
+                                    ") VALUES ($1, $2, $3, $4, $5", placeholders.empty() ? "" : ", ",
+                                    absl::StrJoin(placeholders, ", "), ")");
+    table.update_sql = absl::StrCat("UPDATE ", kind->name(), " SET created_at = $2, updated_at = $3, tags = $4, entity = $5",
+                                    assignments.empty() ? "" : ", ", absl::StrJoin(assignments, ", "), " WHERE id = $1");
+  }
+  // Parents first (the registry's order), so every REFERENCES names an existing table.
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    if (absl::Status s = ExecScript(writer_, CreateTableSql(*kind)); !s.ok()) return s;
+  }
+  // An existing table must have what the descriptor needs (keys added later need a migration).
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    absl::StatusOr<Result> info = Exec(writer_,
+                                       "SELECT column_name::text FROM information_schema.columns"
+                                       " WHERE table_schema = current_schema() AND table_name = $1",
+                                       Params().Text(kind->name()));
+    if (!info.ok()) return info.status();
+    std::set<std::string> have;
+    for (int i = 0; i < PQntuples(info->get()); ++i) have.insert(std::string(Bytes(info->get(), i, 0)));
+    std::vector<std::string> need = {"id", "created_at", "updated_at", "tags", "entity"};
+    for (const FieldSpec* key : tables_[kind].keys) need.push_back(ColumnOf(*key));
+    for (const std::string& column : need) {
+      if (have.count(column) == 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "table ", kind->name(), " has no column ", column,
+            ": a change of an entity kind's keys needs a schema migration (control_plane/store/postgres_store.cc)"));
+      }
+    }
+  }
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    if (absl::Status s = ExecScript(writer_, IndexSql(*kind)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const Table*> PostgresStore::TableOf(const EntityDescriptor& kind) const {
+  auto it = tables_.find(&kind);
+  if (it == tables_.end()) return absl::InvalidArgumentError(absl::StrCat("entity kind '", kind.name(), "' is not in this store"));
+  return &it->second;
+}
+
+uint64_t PostgresStore::CurrentVersion() {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (!Ready(reader_, conninfo_).ok()) return 0;
+  absl::StatusOr<Result> r = Read(reader_, conninfo_, "SELECT version FROM sync_meta WHERE id = 1");
+  if (!r.ok() || PQntuples(r->get()) != 1) return 0;
+  return static_cast<uint64_t>(Int(r->get(), 0, 0));
+}
+
+absl::Status PostgresStore::Ping() {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  return Read(reader_, conninfo_, "SELECT 1", Params(), "ping").status();
+}
+
+absl::Status PostgresStore::Close() {
+  for (Connection* c : {&listener_, &reader_, &writer_}) {
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (c->conn != nullptr) PQfinish(c->conn);
+    c->conn = nullptr;
+    c->broken = false;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<int, std::string>>> PostgresStore::AppliedMigrations() {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  absl::StatusOr<Result> r = Read(reader_, conninfo_, "SELECT id, name FROM schema_migrations ORDER BY id");
+  if (!r.ok()) return r.status();
+  std::vector<std::pair<int, std::string>> out;
+  for (int i = 0; i < PQntuples(r->get()); ++i) {
+    out.emplace_back(static_cast<int>(Int(r->get(), i, 0)), std::string(Bytes(r->get(), i, 1)));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ParseRows(const PGresult* r, const EntityDescriptor& kind,
+                                                                std::vector<CorruptRow>* corrupt, size_t limit) {
+  std::vector<EntityPtr> out;
+  for (int i = 0; i < PQntuples(r) && (limit == 0 || out.size() < limit); ++i) {
+    EntityPtr entity = kind.New();
+    const absl::string_view bytes = Bytes(r, i, 1);
+    if (!entity->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      std::string id(Bytes(r, i, 0));
+      if (corrupt == nullptr) return CorruptRowError(kind.name(), id);
+      corrupt->push_back(CorruptRow{kind.name(), std::move(id), kCorruptEntityReason});
+      continue;
+    }
+    out.push_back(std::move(entity));
+  }
+  return out;
+}
+
+absl::StatusOr<EntityPtr> PostgresStore::GetEntityByField(const EntityDescriptor& kind, absl::string_view field,
+                                                          absl::string_view value) {
+  absl::StatusOr<const Table*> table = TableOf(kind);
+  if (!table.ok()) return table.status();
+  std::string column;
+  if (field == "id") {
+    column = "id";
+  } else if (field == kCacheKeyColumn && kind.has_cache_key()) {
+    column = kCacheKeyColumn;
+  } else if (const FieldSpec* spec = kind.field(field); spec != nullptr && spec->unique) {
+    column = ColumnOf(*spec);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("'", field, "' is not a unique field of ", kind.name()));
+  }
+  auto not_found = [&] {
+    return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with ", field, " '", value, "'"));
+  };
+  if (!StorableText(value)) return not_found();  // no stored row can have it
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  absl::StatusOr<Result> r =
+      Read(reader_, conninfo_, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", column, " = $1"), Params().Text(value),
+           "select");
+  if (!r.ok()) return r.status();
+  absl::StatusOr<std::vector<EntityPtr>> rows = ParseRows(r->get(), kind, nullptr, 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return not_found();
+  return std::move(rows->front());
+}
+
+absl::StatusOr<ListPage<EntityPtr>> PostgresStore::ListEntities(const EntityDescriptor& kind, const ListQuery& query) {
+  absl::StatusOr<const Table*> table = TableOf(kind);
+  if (!table.ok()) return table.status();
+  ListPage<EntityPtr> page;
+  const FieldSpec* fk = nullptr;
+  if (!query.parent_field.empty()) {
+    fk = kind.field(query.parent_field);
+    if (fk == nullptr || fk->type != FieldType::kForeignKey || fk->references.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("'", query.parent_field, "' is not a foreign key of ", kind.name()));
+    }
+    if (!StorableText(query.parent_id)) return page;  // no stored row references it
+  }
+  if (!StorableText(query.after_id)) return page;  // no stored id is like it: a cursor of no list
+  // Tags that no stored row can hold match nothing: ALL of them then matches nothing, ANY of
+  // them only through the others.
+  std::vector<std::string> tags;
+  for (const auto& tag : query.tags) {
+    if (StorableText(tag)) {
+      tags.push_back(absl::StrCat(std::string(1, kTagSeparator), tag, std::string(1, kTagSeparator)));
+    } else if (!query.tags_any) {
+      return page;
+    }
+  }
+  if (!query.tags.empty() && tags.empty()) return page;
+  // Corrupt rows are skipped, so rows are fetched in chunks (keyset on id) until the page has
+  // size + 1 entities or the rows run out.
+  const int size = query.size > 0 ? query.size : 100;
+  const int chunk = size + 1;
+  std::string sql = absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE id > $1");
+  int index = 2;
+  if (fk != nullptr) absl::StrAppend(&sql, " AND ", ColumnOf(*fk), " = $", index++);
+  if (!tags.empty()) {
+    std::vector<std::string> terms;
+    for (size_t i = 0; i < tags.size(); ++i) terms.push_back(absl::StrCat("strpos(tags, $", index++, ") > 0"));
+    absl::StrAppend(&sql, " AND (", absl::StrJoin(terms, query.tags_any ? " OR " : " AND "), ")");
+  }
+  absl::StrAppend(&sql, " ORDER BY id LIMIT $", index);
+  auto params_after = [&](const std::string& after) {
+    Params p;
+    p.Text(after);
+    if (fk != nullptr) p.Text(query.parent_id);
+    for (const std::string& tag : tags) p.Text(tag);
+    p.Int(chunk);
+    return p;
+  };
+  std::vector<CorruptRow> skipped;
+  std::vector<EntityPtr> entities;
+  {
+    std::lock_guard<std::mutex> lock(reader_.mu);
+    if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+    std::string after = query.after_id;
+    while (true) {
+      absl::StatusOr<Result> r = Read(reader_, conninfo_, sql, params_after(after), "list");
+      if (!r.ok()) return r.status();
+      const int n = PQntuples(r->get());
+      absl::StatusOr<std::vector<EntityPtr>> rows =
+          ParseRows(r->get(), kind, &skipped, static_cast<size_t>(size) + 1 - entities.size());
+      if (!rows.ok()) return rows.status();
+      for (EntityPtr& e : *rows) entities.push_back(std::move(e));
+      if (entities.size() > static_cast<size_t>(size) || n < chunk) break;
+      after = std::string(Bytes(r->get(), n - 1, 0));
+    }
+  }
+  LogSkippedRows(skipped);
+  page.has_more = entities.size() > static_cast<size_t>(size);
+  if (page.has_more) entities.resize(size);
+  page.items = std::move(entities);
+  return page;
+}
+
+absl::StatusOr<EntityPtr> PostgresStore::PrepareWrite(const EntityDescriptor& kind, const Message& input) const {
+  EntityPtr entity = kind.New();
+  entity->CopyFrom(input);
+  if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
+  if (EntityPtr check = kind.New(); !check->ParseFromString(entity->SerializeAsString())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
+        ": its serialized form does not parse back (a string field is not valid UTF-8)"));
+  }
+  return entity;
+}
+
+absl::Status PostgresStore::ForeignKeyField(const absl::Status& s) const {
+  // Subject "table.column" from PgError: the field of that table's kind whose column it is.
+  const std::string subject = StoreConflictSubject(s);
+  std::pair<std::string, std::string> parts = absl::StrSplit(subject, absl::MaxSplits('.', 1));
+  std::string name;
+  if (const EntityDescriptor* kind = kinds_.Find(parts.first); kind != nullptr) {
+    for (const FieldSpec* f : kind->stored_foreign_keys()) {
+      if (ColumnOf(*f) == parts.second) name = f->name;
+    }
+  }
+  return WithStoreConflict(s, StoreConflict::kForeignKeyMissing, name);
+}
+
+absl::Status PostgresStore::WriteInTransaction(Connection& c, const Table& table, Message* entity, WriteMode mode,
+                                               bool keep_timestamps) {
+  const EntityDescriptor& kind = *table.kind;
+  const std::string id = kind.Id(*entity);
+  std::optional<int64_t> existing_created_at;
+  if (mode != WriteMode::kInsert) {
+    absl::StatusOr<Result> find =
+        Exec(c, absl::StrCat("SELECT created_at FROM ", kind.name(), " WHERE id = $1"), Params().Text(id), "find");
+    if (!find.ok()) return find.status();
+    if (PQntuples(find->get()) > 0) existing_created_at = Int(find->get(), 0, 0);
+  }
+  if (mode == WriteMode::kUpdate && !existing_created_at) {
+    return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
+  }
+  const int64_t now = clock_.NowSeconds();
+  const int64_t given_created_at = kind.CreatedAt(*entity);
+  const int64_t created_at = keep_timestamps && given_created_at != 0 ? given_created_at
+                             : existing_created_at                    ? *existing_created_at
+                             : given_created_at != 0                  ? given_created_at
+                                                                      : now;
+  const int64_t given_updated_at = kind.UpdatedAt(*entity);
+  const int64_t updated_at = keep_timestamps && given_updated_at != 0 ? given_updated_at : now;
+  kind.SetCreatedAt(entity, created_at);
+  kind.SetUpdatedAt(entity, updated_at);
+
+  Params params;
+  params.Text(id).Int(created_at).Int(updated_at).Text(TagsColumn(kind.Tags(*entity))).Bytes(entity->SerializeAsString());
+  for (const FieldSpec* key : table.keys) params.OptionalText(kind.Text(*entity, *key));
+  if (kind.has_cache_key()) params.Text(kind.CacheKey(*entity));
+  absl::StatusOr<Result> r =
+      Exec(c, existing_created_at ? table.update_sql : table.insert_sql, params, absl::StrCat("write ", kind.name()));
+  if (!r.ok()) {
+    if (GetStoreConflict(r.status()) == StoreConflict::kForeignKeyMissing) return ForeignKeyField(r.status());
+    return r.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PostgresStore::DeleteInTransaction(Connection& c, const Table& table, absl::string_view id) {
+  const EntityDescriptor& kind = *table.kind;
+  absl::StatusOr<Result> r = Exec(c, absl::StrCat("DELETE FROM ", kind.name(), " WHERE id = $1"), Params().Text(id),
+                                  absl::StrCat("delete from ", kind.name()));
+  if (!r.ok()) {
+    if (GetStoreConflict(r.status()) == StoreConflict::kForeignKeyMissing) {
+      // The violated key belongs to the referencing table: that kind is the subject.
+      const std::string subject = StoreConflictSubject(r.status());
+      return WithStoreConflict(absl::FailedPreconditionError(r.status().message()), StoreConflict::kReferenced,
+                               subject.substr(0, subject.find('.')));
+    }
+    return r.status();
+  }
+  const char* tuples = PQcmdTuples(r->get());
+  int64_t n = 0;
+  return absl::SimpleAtoi(tuples ? tuples : "0", &n) && n > 0;
+}
+
+absl::StatusOr<EntityPtr> PostgresStore::WriteEntity(const EntityDescriptor& kind, const Message& input, WriteMode mode) {
+  absl::StatusOr<const Table*> found = TableOf(kind);
+  if (!found.ok()) return found.status();
+  absl::StatusOr<EntityPtr> entity = PrepareWrite(kind, input);
+  if (!entity.ok()) return entity.status();
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  absl::Status written = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
+    return WriteInTransaction(writer_, **found, entity->get(), mode);
+  });
+  if (!written.ok()) return written;
+  return *std::move(entity);
+}
+
+absl::StatusOr<bool> PostgresStore::DeleteEntity(const EntityDescriptor& kind, absl::string_view id) {
+  absl::StatusOr<const Table*> found = TableOf(kind);
+  if (!found.ok()) return found.status();
+  if (!StorableText(id)) return false;
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  bool deleted = false;
+  // Nothing deleted: rolled back, so the version bump goes too.
+  const absl::Status nothing = absl::CancelledError("nothing deleted");
+  absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
+    absl::StatusOr<bool> removed = DeleteInTransaction(writer_, **found, id);
+    if (!removed.ok()) return removed.status();
+    deleted = *removed;
+    return deleted ? absl::OkStatus() : nothing;
+  });
+  if (status == nothing) return false;
+  if (!status.ok()) return status;
+  return deleted;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> PostgresStore::WriteBatch(const std::vector<BatchStep>& steps) {
+  std::vector<const Table*> tables;
+  std::vector<EntityPtr> entities;  // null for a delete
+  for (const BatchStep& step : steps) {
+    absl::StatusOr<const Table*> found = TableOf(*step.kind);
+    if (!found.ok()) return found.status();
+    tables.push_back(*found);
+    if (step.entity == nullptr) {
+      entities.emplace_back();
+      continue;
+    }
+    absl::StatusOr<EntityPtr> entity = PrepareWrite(*step.kind, *step.entity);
+    if (!entity.ok()) return entity.status();
+    entities.push_back(*std::move(entity));
+  }
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (entities[i] == nullptr) {
+        if (!StorableText(steps[i].delete_id)) continue;
+        absl::StatusOr<bool> removed = DeleteInTransaction(writer_, *tables[i], steps[i].delete_id);
+        if (!removed.ok()) return removed.status();
+      } else if (absl::Status s = WriteInTransaction(writer_, *tables[i], entities[i].get(), steps[i].mode,
+                                                     steps[i].keep_timestamps);
+                 !s.ok()) {
+        return s;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  std::vector<EntityPtr> written;
+  for (EntityPtr& e : entities) {
+    if (e != nullptr) written.push_back(std::move(e));
+  }
+  return written;
+}
+
+absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
+  std::vector<std::pair<const Table*, std::vector<EntityPtr>>> rows;
+  for (const KindRows& list : kinds) {
+    absl::StatusOr<const Table*> found = TableOf(*list.kind);
+    if (!found.ok()) return found.status();
+    std::vector<EntityPtr> prepared;
+    for (const Message* input : list.entities) {
+      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
+      if (!entity.ok()) return entity.status();
+      prepared.push_back(*std::move(entity));
+    }
+    rows.emplace_back(*found, std::move(prepared));
+  }
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
+    // Children before parents (the registry lists parents first), so no key is left dangling.
+    for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
+      if (absl::Status s = ExecScript(writer_, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
+    }
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      for (auto& [table, entities] : rows) {
+        if (table->kind != kind) continue;
+        for (EntityPtr& entity : entities) {
+          if (absl::Status s = WriteInTransaction(writer_, *table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
+              !s.ok()) {
+            return s;
+          }
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  std::vector<EntityPtr> written;
+  for (auto& [table, entities] : rows) {
+    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
+  }
+  return written;
+}
+
+absl::StatusOr<StoredConfig> PostgresStore::ReadConfig() {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  StoredConfig out;
+  // One snapshot for the version and every table.
+  absl::Status s = InTransaction(reader_, conninfo_, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [&]() -> absl::Status {
+    absl::StatusOr<Result> meta = Exec(reader_, "SELECT epoch, version FROM sync_meta WHERE id = 1");
+    if (!meta.ok()) return meta.status();
+    if (PQntuples(meta->get()) != 1) return absl::DataLossError("sync_meta row missing");
+    out.version.epoch = std::string(Bytes(meta->get(), 0, 0));
+    out.version.version = static_cast<uint64_t>(Int(meta->get(), 0, 1));
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      absl::StatusOr<Result> r = Exec(reader_, absl::StrCat("SELECT id, entity FROM ", kind->name(), " ORDER BY id"));
+      if (!r.ok()) return r.status();
+      for (int i = 0; i < PQntuples(r->get()); ++i) {
+        if (!kind->AppendToConfig(&out.config, Bytes(r->get(), i, 1))) {
+          out.corrupt.push_back(CorruptRow{kind->name(), std::string(Bytes(r->get(), i, 0)), kCorruptEntityReason});
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<ListPage<TaggedEntity>> PostgresStore::ListTagged(const TagQuery& query) {
+  // As the SQLite store: one SELECT per kind with tags, merged in (id, kind) order; the tags
+  // column is split here; each kind's first size + 2 tagged entities from the cursor on suffice.
+  std::vector<std::string> selects;
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    const FieldSpec* tags = kind->field("tags");
+    if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
+    selects.push_back(absl::StrCat("(SELECT id, '", kind->name(), "'::text COLLATE \"C\" AS kind, tags FROM ",
+                                   kind->name(), " WHERE tags <> '' AND id >= $1",
+                                   query.tag.empty() ? "" : " AND strpos(tags, $3) > 0", " ORDER BY id LIMIT $2)"));
+  }
+  ListPage<TaggedEntity> page;
+  if (selects.empty()) return page;
+  if (!StorableText(query.after_entity_id) || !StorableText(query.tag)) return page;
+  const size_t size = query.size > 0 ? static_cast<size_t>(query.size) : 100;
+  const std::string separator(1, kTagSeparator);
+  Params params;
+  params.Text(query.after_entity_id).Int(static_cast<int64_t>(size) + 2);
+  if (!query.tag.empty()) params.Text(absl::StrCat(separator, query.tag, separator));
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  absl::StatusOr<Result> r =
+      Read(reader_, conninfo_, absl::StrCat(absl::StrJoin(selects, " UNION ALL "), " ORDER BY id, kind"), params, "list tags");
+  if (!r.ok()) return r.status();
+  std::vector<TaggedEntity> rows;
+  for (int i = 0; i < PQntuples(r->get()) && rows.size() <= size; ++i) {
+    const std::string id(Bytes(r->get(), i, 0));
+    const std::string kind(Bytes(r->get(), i, 1));
+    const bool cursor_entity = id == query.after_entity_id && kind == query.after_entity_name;
+    if (id == query.after_entity_id && !query.after_entity_id.empty() && kind < query.after_entity_name) continue;
+    int ordinality = 0;
+    for (absl::string_view tag : absl::StrSplit(Bytes(r->get(), i, 2), kTagSeparator, absl::SkipEmpty())) {
+      ++ordinality;
+      if (cursor_entity && ordinality <= query.after_ordinality) continue;
+      if (!query.tag.empty() && tag != query.tag) continue;
+      rows.push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
+      if (rows.size() > size) break;
+    }
+  }
+  page.has_more = rows.size() > size;
+  if (page.has_more) rows.resize(size);
+  page.items = std::move(rows);
+  return page;
+}
+
+absl::Status PostgresStore::SaveDataPlanes(const std::vector<StoredDataPlane>& rows) {
+  if (rows.empty()) return absl::OkStatus();
+  static const std::string kSql = R"sql(
+INSERT INTO clustering_data_planes (id, hostname, ip, version, config_hash, config_version, last_seen,
+  sync_status, state, last_error, labels, cert_expiry, connected_since, nack_count, control_plane_id,
+  control_plane_hostname, connected, purge_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, ip = excluded.ip, version = excluded.version,
+  config_hash = excluded.config_hash, config_version = excluded.config_version, last_seen = excluded.last_seen,
+  sync_status = excluded.sync_status, state = excluded.state, last_error = excluded.last_error,
+  labels = excluded.labels, cert_expiry = excluded.cert_expiry, connected_since = excluded.connected_since,
+  nack_count = excluded.nack_count, control_plane_id = excluded.control_plane_id,
+  control_plane_hostname = excluded.control_plane_hostname, connected = excluded.connected,
+  purge_at = excluded.purge_at
+WHERE NOT (clustering_data_planes.connected AND clustering_data_planes.control_plane_id <> excluded.control_plane_id
+           AND NOT excluded.connected))sql";
+  // In node id order: CPs saving overlapping sets lock the rows in the same order (no deadlock).
+  std::vector<const StoredDataPlane*> sorted;
+  for (const StoredDataPlane& row : rows) sorted.push_back(&row);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const StoredDataPlane* a, const StoredDataPlane* b) { return a->status.id < b->status.id; });
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  return InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
+    for (const StoredDataPlane* sorted_row : sorted) {
+      const StoredDataPlane& row = *sorted_row;
+      const DataPlaneStatus& d = row.status;
+      auto text = StorableOrEscaped;
+      Params p;
+      p.Text(text(d.id)).Text(text(d.hostname)).Text(text(d.ip)).Text(text(d.version)).Text(text(d.config_hash));
+      p.Int(static_cast<int64_t>(d.config_version)).Int(d.last_seen).Text(text(d.sync_status)).Text(text(d.state));
+      p.Text(text(d.last_error)).Text(LabelsColumn(d.labels)).Int(d.cert_expiry).Int(d.connected_since);
+      p.Int(static_cast<int64_t>(d.nack_count)).Text(text(d.control_plane_id)).Text(text(d.control_plane_hostname));
+      p.Bool(row.connected).Int(row.purge_at);
+      if (absl::StatusOr<Result> r = Exec(writer_, kSql, p, "save data plane"); !r.ok()) return r.status();
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<StoredDataPlane>> PostgresStore::ListDataPlaneRows(int64_t now) {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  absl::StatusOr<Result> r = Exec(reader_,
+                                  "SELECT id, hostname, ip, version, config_hash, config_version, last_seen, sync_status,"
+                                  " state, last_error, labels, cert_expiry, connected_since, nack_count, control_plane_id,"
+                                  " control_plane_hostname, connected, purge_at FROM clustering_data_planes"
+                                  " WHERE purge_at > $1 ORDER BY id",
+                                  Params().Int(now), "list data planes");
+  if (!r.ok()) return r.status();
+  const PGresult* res = r->get();
+  std::vector<StoredDataPlane> out;
+  for (int i = 0; i < PQntuples(res); ++i) {
+    StoredDataPlane row;
+    DataPlaneStatus& d = row.status;
+    d.id = std::string(Bytes(res, i, 0));
+    d.hostname = std::string(Bytes(res, i, 1));
+    d.ip = std::string(Bytes(res, i, 2));
+    d.version = std::string(Bytes(res, i, 3));
+    d.config_hash = std::string(Bytes(res, i, 4));
+    d.config_version = static_cast<uint64_t>(Int(res, i, 5));
+    d.last_seen = Int(res, i, 6);
+    d.sync_status = std::string(Bytes(res, i, 7));
+    d.state = std::string(Bytes(res, i, 8));
+    d.last_error = std::string(Bytes(res, i, 9));
+    d.labels = ParseLabels(Bytes(res, i, 10));
+    d.cert_expiry = Int(res, i, 11);
+    d.connected_since = Int(res, i, 12);
+    d.nack_count = static_cast<uint64_t>(Int(res, i, 13));
+    d.control_plane_id = std::string(Bytes(res, i, 14));
+    d.control_plane_hostname = std::string(Bytes(res, i, 15));
+    row.connected = Boolean(res, i, 16);
+    row.purge_at = Int(res, i, 17);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> PostgresStore::PurgeDataPlanes(int64_t now) {
+  std::lock_guard<std::mutex> lock(writer_.mu);
+  if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
+  absl::StatusOr<Result> r =
+      Exec(writer_, "DELETE FROM clustering_data_planes WHERE purge_at <= $1", Params().Int(now), "purge data planes");
+  if (!r.ok()) return r.status();
+  int64_t n = 0;
+  const char* tuples = PQcmdTuples(r->get());
+  if (!absl::SimpleAtoi(tuples ? tuples : "0", &n)) n = 0;
+  return n;
+}
+
+bool PostgresStore::Listening() {
+  if (listener_.conn != nullptr && !listener_.broken && PQstatus(listener_.conn) == CONNECTION_OK) return true;
+  if (!Ready(listener_, conninfo_).ok()) return false;
+  if (!ExecScript(listener_, absl::StrCat("LISTEN ", kNotifyChannel)).ok()) {
+    listener_.broken = true;
+    return false;
+  }
+  return true;
+}
+
+ChangeWait PostgresStore::WaitForChange(absl::Duration timeout) {
+  std::lock_guard<std::mutex> lock(listener_.mu);
+  const bool was_listening =
+      listener_.conn != nullptr && !listener_.broken && PQstatus(listener_.conn) == CONNECTION_OK;
+  if (!Listening()) return ChangeWait::kNoFeed;
+  auto drain = [&] {
+    bool any = false;
+    while (PGnotify* n = PQnotifies(listener_.conn)) {
+      any = true;
+      PQfreemem(n);
+    }
+    return any;
+  };
+  // A feed (re)connected just now may have missed notifications: the caller reads the version.
+  if (!was_listening) {
+    drain();
+    return ChangeWait::kNotified;
+  }
+  if (drain()) return ChangeWait::kNotified;
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  while (true) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return ChangeWait::kTimedOut;
+    pollfd pfd{PQsocket(listener_.conn), POLLIN, 0};
+    const int rc = poll(&pfd, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) {
+      listener_.broken = true;
+      return ChangeWait::kNoFeed;
+    }
+    if (rc == 0) return ChangeWait::kTimedOut;
+    if (PQconsumeInput(listener_.conn) == 0 || PQstatus(listener_.conn) != CONNECTION_OK) {
+      listener_.broken = true;
+      // Down: one reconnect now (a notification missed meanwhile is covered by kNotified).
+      return Listening() ? ChangeWait::kNotified : ChangeWait::kNoFeed;
+    }
+    if (drain()) return ChangeWait::kNotified;
+  }
+}
+
+}  // namespace
+
+bool IsPostgresLocation(const std::string& location) {
+  if (absl::StartsWith(location, "postgres://") || absl::StartsWith(location, "postgresql://")) return true;
+  // key=value: the first word is a libpq keyword followed by '=' (a file name like "a=b.db" is not).
+  static const std::set<std::string> kKeywords = {
+      "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service", "sslmode",
+      "connect_timeout", "application_name", "options", "target_session_attrs", "sslrootcert", "sslcert", "sslkey"};
+  absl::string_view rest = absl::StripLeadingAsciiWhitespace(location);
+  const size_t eq = rest.find('=');
+  if (eq == absl::string_view::npos) return false;
+  return kKeywords.count(std::string(absl::StripAsciiWhitespace(rest.substr(0, eq)))) > 0;
+}
+
+std::string RedactedLocation(const std::string& location) {
+  if (!IsPostgresLocation(location)) return location;
+  std::string out = location;
+  // URI: scheme://user:password@host...
+  if (size_t scheme = out.find("://"); scheme != std::string::npos) {
+    const size_t start = scheme + 3;
+    const size_t end = out.find_first_of("/?", start);
+    const size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
+    if (at != std::string::npos && at >= start) {
+      const size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "****");
+    }
+  }
+  // password=... as a key=value pair or a URI query parameter.
+  for (size_t pos = 0; (pos = out.find("password", pos)) != std::string::npos;) {
+    size_t eq = pos + 8;
+    while (eq < out.size() && out[eq] == ' ') ++eq;
+    if (eq >= out.size() || out[eq] != '=') {
+      pos += 8;
+      continue;
+    }
+    size_t begin = eq + 1;
+    while (begin < out.size() && out[begin] == ' ') ++begin;
+    size_t end = begin;
+    if (begin < out.size() && out[begin] == '\'') {
+      end = begin + 1;
+      while (end < out.size() && out[end] != '\'') end += out[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, out.size());
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(begin, end - begin, "****");
+    pos = begin + 4;
+  }
+  return out;
+}
+
+std::string PostgresTableSql(const EntityDescriptor& kind) {
+  return absl::StrCat(CreateTableSql(kind), IndexSql(kind));
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo, const Clock& clock,
+                                                         const EntityRegistry& kinds) {
+  auto store = std::make_unique<PostgresStore>(clock, kinds, conninfo);
+  if (absl::Status s = store->Open(); !s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace portico::cp

@@ -1,0 +1,49 @@
+#pragma once
+// The PostgreSQL implementation of Store (store.h), for several CPs on one database. The tables
+// are those of the SQLite store (sqlite_store.h), derived from the same descriptors: id TEXT
+// COLLATE "C" PRIMARY KEY (ids sort bytewise, as in SQLite), one UNIQUE column per unique field,
+// created_at/updated_at BIGINT, `<field>_id` foreign keys (ON DELETE RESTRICT/CASCADE, indexed),
+// tags as "\x1f"-delimited text, and the entity as the serialized proto BYTEA. `sync_meta` holds
+// one row (epoch = 16 random bytes made with the database, version); `clustering_data_planes`
+// the data planes every CP records (StoredDataPlane).
+//
+// Several CPs on one database:
+//  - every versioned write's transaction first bumps sync_meta.version (UPDATE ... RETURNING):
+//    the row lock serialises the writers of every CP, so versions are strictly increasing and
+//    each names exactly one committed write; the transaction then sends
+//    NOTIFY portico_config (payload: the version), delivered to every listener on commit;
+//  - migrations and table creation at open run in one transaction under an advisory lock, so
+//    CPs that start together on an empty database create the schema once;
+//  - WaitForChange listens on its own connection.
+// Connections: one writer and one reader, each behind a mutex, plus the listener. A connection
+// found broken is reset on its next use (a BEGIN or a one-statement read that finds it closed by
+// the server is tried once more on a new one); failing to reach the database gives Unavailable
+// and nothing written, except when the connection is lost during COMMIT itself: the write may
+// then have committed (its version and NOTIFY show it). libpq stays inside postgres_store.cc.
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/base/clock.h"
+#include "common/config/entity_descriptor.h"
+#include "control_plane/store/store.h"
+
+namespace portico::cp {
+
+// `conninfo`: a libpq URI (postgres://user@host:port/db?...) or key=value string. A connect
+// timeout of 5 s applies unless it sets connect_timeout.
+absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo, const Clock& clock,
+                                                         const EntityRegistry& kinds);
+
+// Whether `location` names a PostgreSQL database (a postgres:// or postgresql:// URI, or a
+// key=value conninfo) rather than a SQLite file.
+bool IsPostgresLocation(const std::string& location);
+
+// `location` safe to log: a PostgreSQL conninfo with its password replaced by "****" (others as
+// given).
+std::string RedactedLocation(const std::string& location);
+
+// The CREATE TABLE and CREATE INDEX statements of `kind`'s PostgreSQL table (IF NOT EXISTS).
+std::string PostgresTableSql(const EntityDescriptor& kind);
+
+}  // namespace portico::cp

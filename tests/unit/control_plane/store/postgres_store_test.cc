@@ -1,0 +1,413 @@
+// What only PostgreSQL shows: several stores (CPs) on one database, the change feed, the data
+// plane rows, connections lost and found. The contract tests (store_test.cc) run on it too.
+#include "control_plane/store/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/config/entities.h"
+#include "common/config/entity_json.h"
+#include "gtest/gtest.h"
+#include "tests/common/postgres_test_db.h"
+
+namespace portico::cp {
+namespace {
+
+using config::v1::Service;
+
+Service NewService(const std::string& name) {
+  Service s = DefaultService();
+  s.set_host("example.com");
+  s.set_name(name);
+  return s;
+}
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = test_support::PostgresTestDb::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+  }
+  std::unique_ptr<Store> Open() {
+    auto store = Store::Open(db_->conninfo(), clock_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  FakeClock clock_{1000};
+  std::unique_ptr<test_support::PostgresTestDb> db_;
+};
+
+TEST_F(PostgresStoreTest, CpsStartingTogetherOnAnEmptyDatabaseCreateTheSchemaOnce) {
+  std::vector<std::unique_ptr<Store>> stores(4);
+  std::vector<absl::Status> statuses(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      auto store = Store::Open(db_->conninfo(), clock_);
+      statuses[i] = store.status();
+      if (store.ok()) stores[i] = std::move(*store);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i];
+  const std::string epoch = stores[0]->Epoch();
+  EXPECT_EQ(epoch.size(), 16u);
+  for (auto& store : stores) {
+    EXPECT_EQ(store->Epoch(), epoch);
+    auto migrations = store->AppliedMigrations();
+    ASSERT_TRUE(migrations.ok()) << migrations.status();
+    EXPECT_EQ(migrations->size(), 4u);
+  }
+  EXPECT_EQ(stores[0]->CurrentVersion(), 0u);
+}
+
+// Two CPs, two writer threads each: every write is kept, and each has a version of its own
+// (the NOTIFY payloads are exactly 1..N), the last being N.
+TEST_F(PostgresStoreTest, ConcurrentWritesThroughTwoCpsAreSerialisedWithoutLoss) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  PGconn* listener = PQconnectdb(db_->conninfo().c_str());
+  ASSERT_EQ(PQstatus(listener), CONNECTION_OK) << PQerrorMessage(listener);
+  PQclear(PQexec(listener, "LISTEN portico_config"));
+  constexpr int kPerThread = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    Store* store = t % 2 == 0 ? a.get() : b.get();
+    threads.emplace_back([&, store, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!store->Insert(NewService(absl::StrCat("t", t, "-", i))).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  constexpr int kWrites = 4 * kPerThread;
+  EXPECT_EQ(a->CurrentVersion(), static_cast<uint64_t>(kWrites));
+  EXPECT_EQ(b->CurrentVersion(), static_cast<uint64_t>(kWrites));
+  auto config = b->ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->config.services.size(), static_cast<size_t>(kWrites));
+  EXPECT_EQ(config->version.version, static_cast<uint64_t>(kWrites));
+
+  std::vector<uint64_t> versions;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (versions.size() < kWrites && std::chrono::steady_clock::now() < deadline) {
+    PQconsumeInput(listener);
+    while (PGnotify* n = PQnotifies(listener)) {
+      uint64_t v = 0;
+      EXPECT_TRUE(absl::SimpleAtoi(n->extra, &v)) << n->extra;
+      versions.push_back(v);
+      PQfreemem(n);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  PQfinish(listener);
+  ASSERT_EQ(versions.size(), static_cast<size_t>(kWrites));
+  // Delivered in commit order: strictly increasing, no gap.
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(versions[i], static_cast<uint64_t>(i + 1)) << i;
+}
+
+TEST_F(PostgresStoreTest, AWriteThroughOneCpWakesTheOthersWait) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(50)), ChangeWait::kTimedOut);
+  std::atomic<bool> woke{false};
+  ChangeWait seen = ChangeWait::kTimedOut;
+  std::thread waiter([&] {
+    seen = b->WaitForChange(absl::Seconds(10));
+    woke = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(woke.load());
+  const auto written = std::chrono::steady_clock::now();
+  ASSERT_TRUE(a->Insert(NewService("from-a")).ok());
+  waiter.join();
+  EXPECT_EQ(seen, ChangeWait::kNotified);
+  EXPECT_LT(std::chrono::steady_clock::now() - written, std::chrono::seconds(2));
+  EXPECT_EQ(b->CurrentVersion(), 1u);
+  // Its own writes count too; a refused write sends nothing.
+  ASSERT_TRUE(b->Insert(NewService("from-b")).ok());
+  EXPECT_EQ(b->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(50)), ChangeWait::kTimedOut);
+  EXPECT_FALSE(a->Insert(NewService("from-b")).ok());
+  EXPECT_FALSE(*a->Delete<Service>("00000000-0000-4000-8000-000000000000"));
+  EXPECT_EQ(b->WaitForChange(absl::Milliseconds(200)), ChangeWait::kTimedOut);
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+}
+
+// The server ends every connection (a restart, an operator's pg_terminate_backend): the store
+// reconnects on its next call, and the feed on its next wait (saying kNotified: a change may have
+// been missed).
+TEST_F(PostgresStoreTest, ConnectionsEndedByTheServerAreReopened) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->Insert(NewService("before")).ok());
+  ASSERT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_EQ(db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid()"),
+            "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto written = a->Insert(NewService("after"));
+  EXPECT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+  EXPECT_TRUE(a->Ping().ok());
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_TRUE(a->Insert(NewService("later")).ok());
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  EXPECT_EQ(a->ReadConfig()->config.services.size(), 3u);
+}
+
+TEST_F(PostgresStoreTest, AnUnreachableServerIsUnavailable) {
+  // A port nothing listens on (the fixture's port + 1 may be taken; a reserved one is not).
+  auto store = Store::Open("host=127.0.0.1 port=1 dbname=x user=postgres connect_timeout=2", clock_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
+  EXPECT_EQ(store.status().message().find('\n'), absl::string_view::npos) << "one line: " << store.status();
+}
+
+// The database gone under a running store (dropped; the same as a server that refuses it): every
+// call says Unavailable, nothing is half-done, and the feed says kNoFeed at once.
+TEST_F(PostgresStoreTest, ADatabaseThatCannotBeReachedIsUnavailable) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto s = a->Insert(NewService("kept"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  const std::string name = db_->name();
+  db_.reset();  // DROP DATABASE ... WITH (FORCE): every connection ends
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto written = a->Insert(NewService("lost"));
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  auto read = a->Get<Service>(s->id());
+  EXPECT_TRUE(absl::IsUnavailable(read.status())) << read.status();
+  auto config = a->ReadConfig();
+  EXPECT_TRUE(absl::IsUnavailable(config.status())) << config.status();
+  EXPECT_TRUE(absl::IsUnavailable(a->Ping())) << a->Ping();
+  EXPECT_TRUE(absl::IsUnavailable(a->SaveDataPlanes({StoredDataPlane{}})));
+  EXPECT_EQ(a->CurrentVersion(), 0u);
+  const auto waited = std::chrono::steady_clock::now();
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+  EXPECT_LT(std::chrono::steady_clock::now() - waited, std::chrono::seconds(2));
+  EXPECT_EQ(a->WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+}
+
+// An outage of the server itself (a server of this test's own: the shared one is never stopped):
+// calls fail with Unavailable while it is down, and the store and its feed come back with it.
+TEST(PostgresOutageTest, TheStoreAndItsFeedComeBackWithTheServer) {
+  char tmpl[] = "/tmp/portico_pg_outage_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string state = tmpl;
+  const std::string script = PORTICO_PG_FIXTURE_SCRIPT;
+  auto run = [&](const std::string& action) {
+    return std::system((script + " " + action + " " + state + " >/dev/null 2>&1").c_str());
+  };
+  ASSERT_EQ(run("start"), 0);
+  struct Cleanup {
+    std::function<void()> f;
+    ~Cleanup() { f(); }
+  } cleanup{[&] {
+    run("stop");
+    std::filesystem::remove_all(state);
+  }};
+  std::ifstream port_file(state + "/port");
+  int port = 0;
+  ASSERT_TRUE(port_file >> port);
+  FakeClock clock(1000);
+  auto store = Store::Open(absl::StrCat("host=127.0.0.1 port=", port, " user=postgres dbname=postgres"), clock);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Store& a = **store;
+  ASSERT_TRUE(a.Insert(NewService("before")).ok());
+  ASSERT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+
+  ASSERT_EQ(run("halt"), 0);
+  auto written = a.Insert(NewService("during"));
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  EXPECT_TRUE(absl::IsUnavailable(a.ReadConfig().status()));
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNoFeed);
+
+  ASSERT_EQ(run("resume"), 0);
+  written = a.Insert(NewService("after"));
+  EXPECT_TRUE(written.ok()) << written.status();
+  // The feed is back: reconnected (kNotified: a change may have been missed), then live.
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  ASSERT_TRUE(a.Insert(NewService("later")).ok());
+  EXPECT_EQ(a.WaitForChange(absl::Seconds(5)), ChangeWait::kNotified);
+  auto config = a.ReadConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->config.services.size(), 3u);
+  EXPECT_EQ(config->version.version, 3u);
+  EXPECT_TRUE(a.Close().ok());
+}
+
+StoredDataPlane Row(const std::string& id, const std::string& cp, bool connected, int64_t purge_at) {
+  StoredDataPlane row;
+  row.status.id = id;
+  row.status.hostname = "dp-" + id;
+  row.status.ip = "10.0.0.1";
+  row.status.version = "1.2.3";
+  row.status.config_hash = "abcd";
+  row.status.config_version = 7;
+  row.status.last_seen = 990;
+  row.status.state = connected ? "connected_synced" : "disconnected";
+  row.status.labels = {{"region", "eu"}, {"tier", "edge"}};
+  row.status.cert_expiry = 5000;
+  row.status.connected_since = 900;
+  row.status.nack_count = 2;
+  row.status.control_plane_id = cp;
+  row.status.control_plane_hostname = cp + ".local";
+  row.connected = connected;
+  row.purge_at = purge_at;
+  return row;
+}
+
+TEST_F(PostgresStoreTest, DataPlaneRowsKeepTheConnectedCpsRowAndArePurged) {
+  std::unique_ptr<Store> a = Open(), b = Open();
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", true, 2000), Row("dp2", "cp-a", true, 1500)}).ok());
+  EXPECT_EQ(a->CurrentVersion(), 0u) << "no version bump";
+  auto rows = b->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  const StoredDataPlane& first = (*rows)[0];
+  EXPECT_EQ(first.status.id, "dp1");
+  EXPECT_EQ(first.status.hostname, "dp-dp1");
+  EXPECT_EQ(first.status.config_version, 7u);
+  EXPECT_EQ(first.status.labels, (std::map<std::string, std::string>{{"region", "eu"}, {"tier", "edge"}}));
+  EXPECT_EQ(first.status.nack_count, 2u);
+  EXPECT_EQ(first.status.control_plane_hostname, "cp-a.local");
+  EXPECT_TRUE(first.connected);
+  EXPECT_EQ(first.purge_at, 2000);
+
+  // dp1 moved to B: B's connected row replaces A's; A's late "disconnected" does not replace B's.
+  ASSERT_TRUE(b->SaveDataPlanes({Row("dp1", "cp-b", true, 2100)}).ok());
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", false, 2200)}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].status.control_plane_id, "cp-b");
+  EXPECT_TRUE((*rows)[0].connected);
+  // B's own "disconnected" does replace it; then A may write again.
+  ASSERT_TRUE(b->SaveDataPlanes({Row("dp1", "cp-b", false, 2300)}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  EXPECT_FALSE((*rows)[0].connected);
+  EXPECT_EQ((*rows)[0].purge_at, 2300);
+  ASSERT_TRUE(a->SaveDataPlanes({Row("dp1", "cp-a", false, 2400)}).ok());
+  EXPECT_EQ((*a->ListDataPlaneRows(1000))[0].status.control_plane_id, "cp-a");
+
+  // Past purge_at: not listed, then purged.
+  rows = a->ListDataPlaneRows(1500);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].status.id, "dp1");
+  auto purged = b->PurgeDataPlanes(1500);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  EXPECT_EQ(*b->PurgeDataPlanes(1500), 0);
+  EXPECT_EQ(a->ListDataPlaneRows(0)->size(), 1u);
+
+  // Labels as the SQLite store writes them (a JSON object); a Hello's bytes that are not UTF-8
+  // do not keep the row from being recorded.
+  // (Division by zero, an error, when no row matches.)
+  EXPECT_EQ(db_->Exec("SELECT 1 / count(*)::int FROM clustering_data_planes WHERE id = 'dp1' AND labels = "
+                      "'{\"region\":\"eu\",\"tier\":\"edge\"}'"),
+            "");
+  StoredDataPlane odd = Row("dp3", "cp-a", true, 3000);
+  odd.status.hostname = "host\xff";
+  odd.status.labels = {{"k", "v\xfe"}};
+  ASSERT_TRUE(a->SaveDataPlanes({odd}).ok());
+  rows = a->ListDataPlaneRows(1000);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[1].status.hostname, "host\\xff");
+  EXPECT_EQ((*rows)[1].status.labels.size(), 1u);
+}
+
+// The conflict payloads name what the SQLite store names (Kong's error bodies are built from them).
+TEST_F(PostgresStoreTest, ConflictsNameTheirSubjectAsOnSqlite) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto s = a->Insert(NewService("dup"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto dup = a->Insert(NewService("dup"));
+  EXPECT_EQ(GetStoreConflict(dup.status()), StoreConflict::kUniqueName);
+  EXPECT_EQ(StoreConflictSubject(dup.status()), "name");
+  EXPECT_TRUE(absl::IsAlreadyExists(dup.status()));
+  Service same_id = NewService("other");
+  same_id.set_id(s->id());
+  auto pk = a->Insert(same_id);
+  EXPECT_EQ(GetStoreConflict(pk.status()), StoreConflict::kPrimaryKey);
+  EXPECT_EQ(StoreConflictSubject(pk.status()), "id");
+  config::v1::Route route = DefaultRoute();
+  route.mutable_paths()->add_values("/a");
+  route.set_service_id("00000000-0000-4000-8000-0000000000ff");
+  auto fk = a->Insert(route);
+  EXPECT_EQ(GetStoreConflict(fk.status()), StoreConflict::kForeignKeyMissing);
+  EXPECT_EQ(StoreConflictSubject(fk.status()), "service");
+  EXPECT_TRUE(absl::IsFailedPrecondition(fk.status()));
+  route.set_service_id(s->id());
+  ASSERT_TRUE(a->Insert(route).ok());
+  auto referenced = a->Delete<Service>(s->id());
+  EXPECT_EQ(GetStoreConflict(referenced.status()), StoreConflict::kReferenced);
+  EXPECT_EQ(StoreConflictSubject(referenced.status()), "routes");
+  EXPECT_TRUE(absl::IsFailedPrecondition(referenced.status()));
+  EXPECT_EQ(a->CurrentVersion(), 2u);
+}
+
+TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
+  ASSERT_EQ(db_->Exec("CREATE TABLE routes (id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+                      " tags TEXT NOT NULL DEFAULT '', entity BYTEA NOT NULL)"),
+            "");
+  auto opened = Store::Open(db_->conninfo(), clock_);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("table routes has no column name"), absl::string_view::npos)
+      << opened.status();
+  // Nothing of the failed open stays (one transaction): no schema_migrations, no sync_meta.
+  EXPECT_NE(db_->Exec("SELECT 1 FROM sync_meta"), "");
+}
+
+TEST(PostgresStoreSqlTest, KeysBecomeNamedConstraintsWithTheirDeleteRule) {
+  const std::string sql = PostgresTableSql(RoutesKind());
+  EXPECT_NE(sql.find("id TEXT COLLATE \"C\" PRIMARY KEY"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("service_id TEXT COLLATE \"C\" CONSTRAINT routes_service_id_fkey REFERENCES services (id) ON DELETE "
+                     "RESTRICT"),
+            std::string::npos)
+      << sql;
+  EXPECT_NE(sql.find("name TEXT CONSTRAINT routes_name_key UNIQUE"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("entity BYTEA NOT NULL"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("CREATE INDEX IF NOT EXISTS routes_service_id_idx ON routes (service_id)"), std::string::npos);
+  EXPECT_NE(PostgresTableSql(SnisKind()).find("REFERENCES certificates (id) ON DELETE CASCADE"), std::string::npos);
+}
+
+TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMasked) {
+  EXPECT_TRUE(IsPostgresLocation("postgres://u@h:5432/db"));
+  EXPECT_TRUE(IsPostgresLocation("postgresql://h/db"));
+  EXPECT_TRUE(IsPostgresLocation("host=127.0.0.1 port=5432 dbname=x"));
+  EXPECT_FALSE(IsPostgresLocation("/var/lib/portico/portico.db"));
+  EXPECT_FALSE(IsPostgresLocation(":memory:"));
+  EXPECT_EQ(RedactedLocation("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+  EXPECT_EQ(RedactedLocation("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=****");
+  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "host=h password=**** dbname=x");
+  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "host=h password = **** dbname=x");
+  EXPECT_FALSE(IsPostgresLocation("/tmp/a=b.db"));
+  EXPECT_FALSE(IsPostgresLocation("a=b.db"));
+  EXPECT_EQ(RedactedLocation("/tmp/password=x.db"), "/tmp/password=x.db");
+}
+
+}  // namespace
+}  // namespace portico::cp
