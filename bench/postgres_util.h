@@ -1,7 +1,8 @@
 #pragma once
 // A PostgreSQL 15 server for benchmarks: started with the tests' fixture script
 // (tests/postgres_fixture.sh: initdb as the `postgres` user when root, pg_ctl on a free
-// 127.0.0.1 port) and stopped by it on destruction. Databases are made with createdb.
+// 127.0.0.1 port) with PostgreSQL's default durability (PORTICO_PG_DURABLE=1: fsync and
+// synchronous_commit on), and stopped by it on destruction. Databases are made with createdb.
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,7 +21,8 @@ class BenchPostgres {
  public:
   BenchPostgres() {
     script_ = std::string(PORTICO_SOURCE_DIR) + "/tests/postgres_fixture.sh";
-    const std::string start = absl::StrCat("bash ", script_, " start ", state_.path(), " >", state_.path(),
+    // PostgreSQL's own durability settings (the tests' server runs with fsync off).
+    const std::string start = absl::StrCat("PORTICO_PG_DURABLE=1 sh ", script_, " start ", state_.path(), " >", state_.path(),
                                            "/start.log 2>&1");
     if (std::system(start.c_str()) != 0) {
       std::fprintf(stderr, "postgres did not start (%s):\n%s\n", start.c_str(), Slurp(state_.File("start.log")).c_str());
@@ -30,7 +32,7 @@ class BenchPostgres {
   }
   ~BenchPostgres() {
     if (port_ == 0) return;
-    const std::string stop = absl::StrCat("bash ", script_, " stop ", state_.path(), " >/dev/null 2>&1");
+    const std::string stop = absl::StrCat("sh ", script_, " stop ", state_.path(), " >/dev/null 2>&1");
     if (std::system(stop.c_str()) != 0) std::fprintf(stderr, "postgres fixture stop failed\n");
   }
   BenchPostgres(const BenchPostgres&) = delete;

@@ -22,8 +22,14 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Tests trade durability for speed; PORTICO_PG_DURABLE=1 (the benchmarks) keeps PostgreSQL's
+# defaults (fsync, synchronous_commit, full_page_writes on).
 server_options() {
-  echo "-p $1 -k $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+  if [ "${PORTICO_PG_DURABLE:-0}" = 1 ]; then
+    echo "-p $1 -k $2 -c listen_addresses=127.0.0.1 -c max_connections=300"
+  else
+    echo "-p $1 -k $2 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+  fi
 }
 
 case "$action" in
