@@ -1,12 +1,16 @@
 #include "control_plane/admin/admin_api.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <set>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/random/distributions.h"
+#include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "common/base/uuid.h"
@@ -72,6 +76,9 @@ class AdminApi::Impl {
   const std::function<void()> on_config_change_;
   const Clock& clock_;
   std::mutex write_mu_;  // serializes the Admin API's read-modify-write sequences
+  absl::BitGen bitgen_;  // under write_mu_
+  // A write whose checks another CP's write made stale runs again, up to this many times.
+  static constexpr int kMaxWriteAttempts = 50;
 };
 
 HttpResponse AdminApi::Impl::Handle(const HttpRequest& request) {
@@ -101,8 +108,24 @@ HttpResponse AdminApi::Impl::Answer(const HttpRequest& request) {
   if (request.method == "GET") {
     response = Dispatch(request, segments, &committed);
   } else {
+    // The handler's reads and checks hold only if no write lands between them and its own: this
+    // CP's writes queue on write_mu_, other CPs' (and `config import`'s) are caught by the fence,
+    // and the handler runs again on fresh reads (nothing of a refused attempt was written).
     std::lock_guard<std::mutex> lock(write_mu_);
-    response = Dispatch(request, segments, &committed);
+    for (int attempt = 1;; ++attempt) {
+      VersionFence fence(store_.CurrentVersion());
+      bool attempt_committed = false;
+      response = Dispatch(request, segments, &attempt_committed);
+      committed = committed || attempt_committed;
+      if (!fence.stale()) break;
+      if (fence.committed_writes() > 0 || attempt == kMaxWriteAttempts) {
+        response = Message(409, "the configuration kept changing under this request (writes through other control "
+                                "planes); nothing of its last attempt was written: send it again");
+        break;
+      }
+      // Others keep writing: let them through before the next attempt (0-7 ms, grows with attempts).
+      std::this_thread::sleep_for(std::chrono::microseconds(absl::Uniform(bitgen_, 0, 1000 * std::min(attempt, 8))));
+    }
   }
   if (committed && on_config_change_) on_config_change_();
   return response;

@@ -383,11 +383,13 @@ absl::Status ExecScript(Connection& c, const std::string& sql) {
 }
 
 // Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise.
+// A VersionFence on this thread learns how the transaction ended.
 template <typename Body>
 absl::Status InOpenTransaction(Connection& c, Body body) {
   absl::Status s = body();
   if (s.ok()) s = ExecScript(c, "COMMIT");
   if (!s.ok() && !c.broken) (void)ExecScript(c, "ROLLBACK");
+  if (VersionFence* fence = VersionFence::Active(); fence != nullptr) fence->TransactionEnded(s.ok());
   return s;
 }
 
@@ -422,6 +424,14 @@ absl::Status BumpVersion(Connection& c) {
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
   const int64_t version = Int(r->get(), 0, 0);
+  // Under a VersionFence only from its expected version: the row lock taken just now makes the
+  // check hold until COMMIT (a concurrent writer of any CP waits here, then sees its bump).
+  if (VersionFence* fence = VersionFence::Active(); fence != nullptr) {
+    if (static_cast<uint64_t>(version) != fence->expected() + 1) {
+      return fence->Refuse(static_cast<uint64_t>(version) - 1);  // rolled back by the caller
+    }
+    fence->Bumped(static_cast<uint64_t>(version));
+  }
   absl::StatusOr<Result> n =
       Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
   return n.status();

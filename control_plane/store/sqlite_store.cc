@@ -327,18 +327,29 @@ absl::Status OpenConnection(const std::string& path, bool wal, sqlite3** out) {
 }
 
 // Runs `body` in a transaction opened with `begin`: COMMIT when it succeeds, ROLLBACK otherwise.
+// A VersionFence on this thread learns how the transaction ended.
 template <typename Body>
 absl::Status InTransaction(sqlite3* db, const char* begin, Body body) {
   if (absl::Status s = Exec(db, begin); !s.ok()) return s;
   absl::Status s = body();
   if (s.ok()) s = Exec(db, "COMMIT");
   if (!s.ok()) (void)Exec(db, "ROLLBACK");
+  if (VersionFence* fence = VersionFence::Active(); fence != nullptr) fence->TransactionEnded(s.ok());
   return s;
 }
 
+// Under a VersionFence only from its expected version (else Aborted, nothing written).
 absl::Status BumpVersion(sqlite3* db) {
-  Statement bump(db, "UPDATE sync_meta SET version = version + 1 WHERE id = 1");
-  return Run(bump, db, "bump version");
+  Statement bump(db, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version");
+  if (absl::Status s = bump.status("bump version"); !s.ok()) return s;
+  const int rc = bump.Step();
+  if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "bump version");
+  const uint64_t version = static_cast<uint64_t>(bump.ColumnInt64(0));
+  if (VersionFence* fence = VersionFence::Active(); fence != nullptr) {
+    if (version != fence->expected() + 1) return fence->Refuse(version - 1);  // rolled back by the caller
+    fence->Bumped(version);
+  }
+  return absl::OkStatus();
 }
 
 // A kind's table and the SQL derived from its descriptor.

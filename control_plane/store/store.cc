@@ -16,7 +16,29 @@ constexpr char kConflictPayloadUrl[] = "type.portico.dev/store-conflict";
 constexpr char kConflictSubjectPayloadUrl[] = "type.portico.dev/store-conflict-subject";
 constexpr char kCorruptRowPayloadUrl[] = "type.portico.dev/corrupt-row-id";
 
+thread_local VersionFence* active_fence = nullptr;
+
 }  // namespace
+
+VersionFence::VersionFence(uint64_t expected) : expected_(expected), outer_(active_fence) { active_fence = this; }
+
+VersionFence::~VersionFence() { active_fence = outer_; }
+
+VersionFence* VersionFence::Active() { return active_fence; }
+
+absl::Status VersionFence::Refuse(uint64_t found) {
+  stale_ = true;
+  return absl::AbortedError(absl::StrCat("the config version is ", found, ", not ", expected_,
+                                         ": another write committed after this one's checks; nothing written"));
+}
+
+void VersionFence::TransactionEnded(bool committed) {
+  if (committed && pending_ != 0) {
+    expected_ = pending_;
+    ++committed_writes_;
+  }
+  pending_ = 0;
+}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& location, const Clock& clock,
                                                    const EntityRegistry& kinds) {

@@ -6,7 +6,8 @@
 //
 // Contract of every implementation:
 //  - every successful write runs in one transaction that also bumps the version by one; a
-//    refused or failed write changes nothing (no bump either);
+//    refused or failed write changes nothing (no bump either); under a VersionFence the bump
+//    takes place only from the fence's expected version;
 //  - entities passed in must already be validated (common/config/validate.h): the store enforces
 //    only keys (primary, unique fields, foreign keys), and refuses (InvalidArgument, nothing
 //    written) an entity whose serialized form does not parse back (e.g. a string that is not
@@ -64,6 +65,43 @@ inline constexpr char kCorruptEntityReason[] =
     "the stored entity does not parse (a string that is not UTF-8, or damaged bytes)";
 // DataLoss naming the corrupt row of `kind`, with its id as the payload (for implementations).
 absl::Status CorruptRowError(absl::string_view kind, const std::string& id);
+
+// Optimistic concurrency for a read-check-write sequence (an Admin API handler reads, checks
+// references and uniqueness, then writes). While a VersionFence lives on a thread, a versioned
+// write made on that thread commits only if the config version is still expected() when its
+// transaction takes the version row (the database serialises that step across every CP on it);
+// otherwise it changes nothing, returns Aborted and marks the fence stale(), and the caller runs
+// the sequence again on fresh reads. A write committed under the fence advances expected() to the
+// version it made, so a sequence may write more than once. One fence per thread at a time.
+class VersionFence {
+ public:
+  explicit VersionFence(uint64_t expected);
+  ~VersionFence();
+  VersionFence(const VersionFence&) = delete;
+  VersionFence& operator=(const VersionFence&) = delete;
+
+  uint64_t expected() const { return expected_; }
+  bool stale() const { return stale_; }
+  int committed_writes() const { return committed_writes_; }
+
+  // ---- For Store implementations, on the writing thread ----
+  // The fence of this thread, or null.
+  static VersionFence* Active();
+  // The write's transaction found the version row at another version than expected(): nothing
+  // may be written; returns the Aborted status to fail the transaction with.
+  absl::Status Refuse(uint64_t found);
+  // The write's transaction moved the version to `version` (it commits or rolls back later).
+  void Bumped(uint64_t version) { pending_ = version; }
+  // A transaction on this thread ended (committed or rolled back).
+  void TransactionEnded(bool committed);
+
+ private:
+  uint64_t expected_;
+  uint64_t pending_ = 0;
+  bool stale_ = false;
+  int committed_writes_ = 0;
+  VersionFence* outer_;
+};
 
 // Keyset pagination ordered by id, plus tag and parent filtering.
 struct ListQuery {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -303,6 +304,74 @@ TEST_F(AdminApiTest, AnUnreachableDatastoreGives503OnEveryEndpoint) {
   json listed = CallJson("GET", "/services", 200);
   ASSERT_EQ(listed["data"].size(), 1u);
   EXPECT_EQ(listed["data"][0]["port"], 80);
+}
+
+// Another control plane on the same database: before the first `interleave` writes this store
+// sees, a write of another service lands through a second handle on the database (another CP),
+// after the Admin API's reads and checks and before its own write.
+class InterleavingStore : public DelegatingStore {
+ public:
+  InterleavingStore(Store& inner, Store& other, int interleave) : DelegatingStore(inner), other_(other), left_(interleave) {}
+  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& kind, const google::protobuf::Message& entity,
+                                        WriteMode mode) override {
+    ++writes_;
+    if (left_ > 0) {
+      --left_;
+      config::v1::Service other;
+      other.set_name(other_name.empty() ? absl::StrCat("other-", writes_) : other_name);
+      other.set_host("other.example");
+      other.set_port(80);
+      other.set_protocol("http");
+      // On a thread of its own, as another CP's: this thread's VersionFence must not cover it.
+      std::thread([&] { EXPECT_TRUE(other_.Insert(other).ok()); }).join();
+    }
+    return DelegatingStore::WriteEntity(kind, entity, mode);
+  }
+  int writes_ = 0;
+  std::string other_name;  // "" = a new name each time
+
+ private:
+  Store& other_;
+  int left_;
+};
+
+TEST_F(AdminApiTest, AWriteMadeStaleByAnotherControlPlaneRunsAgainOnFreshReads) {
+  auto other = Store::Open(location_, clock_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  InterleavingStore store(*store_, **other, 1);
+  api_ = std::make_unique<AdminApi>(&store, &data_planes_, DefaultOptions(), [this] { ++changes_; }, clock_);
+  const uint64_t before = store_->CurrentVersion();
+  CallJson("POST", "/services", 201, R"j({"name":"mine","host":"a.com"})j");
+  EXPECT_EQ(store.writes_, 2);  // refused once (stale), then written
+  EXPECT_EQ(store_->CurrentVersion(), before + 2);
+  EXPECT_EQ(CallJson("GET", "/services", 200)["data"].size(), 2u);
+  CallJson("GET", "/services/mine", 200);
+}
+
+TEST_F(AdminApiTest, TheRetryOfAStaleWriteSeesWhatTheOtherControlPlaneWrote) {
+  auto other = Store::Open(location_, clock_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  InterleavingStore store(*store_, **other, 1);
+  store.other_name = "dup";  // the other CP takes the name between this one's check and write
+  api_ = std::make_unique<AdminApi>(&store, &data_planes_, DefaultOptions(), [this] { ++changes_; }, clock_);
+  const uint64_t before = store_->CurrentVersion();
+  json answer = CallJson("POST", "/services", 409, R"j({"name":"dup","host":"mine.example"})j");
+  EXPECT_EQ(answer["name"], "unique constraint violation") << answer;
+  EXPECT_EQ(store_->CurrentVersion(), before + 1);  // the other CP's write only
+  EXPECT_EQ(CallJson("GET", "/services/dup", 200)["host"], "other.example");
+}
+
+TEST_F(AdminApiTest, AWriteThatStaysStaleIsRefusedWith409AndWritesNothing) {
+  auto other = Store::Open(location_, clock_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  InterleavingStore store(*store_, **other, 1000);
+  api_ = std::make_unique<AdminApi>(&store, &data_planes_, DefaultOptions(), [this] { ++changes_; }, clock_);
+  const int changes = changes_;
+  json answer = CallJson("POST", "/services", 409, R"j({"name":"never","host":"a.com"})j");
+  EXPECT_NE(answer["message"].get<std::string>().find("send it again"), std::string::npos) << answer;
+  EXPECT_EQ(store.writes_, 50);
+  EXPECT_EQ(changes_, changes);
+  CallJson("GET", "/services/never", 404);
 }
 
 TEST_F(AdminApiTest, RejectedWritesChangeNothing) {

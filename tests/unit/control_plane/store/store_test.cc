@@ -592,6 +592,65 @@ TEST_P(StoreTest, ListTaggedPagesOfEverySizeWalkEveryRowOnce) {
   }
 }
 
+// ---- VersionFence (optimistic concurrency across CPs) ----
+
+TEST_P(StoreTest, AFencedWriteCommitsOnlyFromItsExpectedVersion) {
+  ASSERT_TRUE(store_->Insert(NewService("a")).ok());
+  const uint64_t v = store_->CurrentVersion();
+  {
+    VersionFence fence(v);
+    ASSERT_TRUE(store_->Insert(NewService("b")).ok());
+    EXPECT_EQ(fence.expected(), v + 1);
+    // A second write of the same sequence starts from the version the first made.
+    ASSERT_TRUE(store_->Insert(NewService("c")).ok());
+    EXPECT_EQ(fence.expected(), v + 2);
+    EXPECT_EQ(fence.committed_writes(), 2);
+    EXPECT_FALSE(fence.stale());
+    // A refused write (unique name) rolls back and leaves expected() where it was.
+    EXPECT_FALSE(store_->Insert(NewService("c")).ok());
+    EXPECT_FALSE(store_->Delete<Service>("00000000-0000-4000-8000-00000000dead").value_or(true));
+    EXPECT_EQ(fence.expected(), v + 2);
+    EXPECT_FALSE(fence.stale());
+  }
+  EXPECT_EQ(store_->CurrentVersion(), v + 2);
+  {
+    VersionFence fence(v);  // another write (b, c) landed since v
+    absl::StatusOr<Service> stale = store_->Insert(NewService("d"));
+    EXPECT_TRUE(absl::IsAborted(stale.status())) << stale.status();
+    EXPECT_TRUE(fence.stale());
+    EXPECT_EQ(fence.committed_writes(), 0);
+    Service update = *store_->GetByEndpointKey<Service>("a");
+    update.set_port(81);
+    EXPECT_TRUE(absl::IsAborted(store_->Update(update).status()));
+    EXPECT_TRUE(absl::IsAborted(store_->Delete<Service>(update.id()).status()));
+  }
+  // Nothing of the refused writes is there.
+  EXPECT_EQ(store_->CurrentVersion(), v + 2);
+  EXPECT_FALSE(store_->GetByEndpointKey<Service>("d").ok());
+  EXPECT_EQ(store_->GetByEndpointKey<Service>("a")->port(), 80);
+  // Unfenced writes are as before.
+  ASSERT_TRUE(store_->Insert(NewService("d")).ok());
+  EXPECT_EQ(store_->CurrentVersion(), v + 3);
+}
+
+TEST_P(StoreTest, FencedWritesOfTwoStoresOnOneDatabaseNeverBothCommitFromOneVersion) {
+  auto other = Store::Open(location_, clock_);
+  ASSERT_TRUE(other.ok()) << other.status();
+  const uint64_t v = store_->CurrentVersion();
+  VersionFence fence_a(v);
+  ASSERT_TRUE(store_->Insert(NewService("first")).ok());
+  // A second "CP" (its own thread, so its own fence) that read v before that write:
+  std::thread([&] {
+    VersionFence fence_b(v);
+    EXPECT_TRUE(absl::IsAborted((*other)->Insert(NewService("second")).status()));
+    EXPECT_TRUE(fence_b.stale());
+  }).join();
+  EXPECT_FALSE(fence_a.stale());
+  EXPECT_EQ(fence_a.expected(), v + 1);
+  EXPECT_EQ(store_->CurrentVersion(), v + 1);
+  EXPECT_FALSE((*other)->GetByEndpointKey<Service>("second").ok());
+}
+
 // ---- Data-plane rows (clustering_data_planes) ----
 
 StoredDataPlane DpRow(const std::string& id, const std::string& cp, bool connected, int64_t last_seen,
