@@ -264,14 +264,18 @@ struct Connection {
   }
 };
 
-// Opens `conninfo` with a 5 s connect timeout and TCP keepalives (a server gone without a word
-// is noticed in about 25 s, not at the kernel's default of hours) unless it sets its own. Never
-// null.
+// Opens `conninfo` with a 5 s connect timeout, TCP keepalives and a 10 s TCP user timeout (a
+// server gone without a word is noticed in about 25 s, not at the kernel's default of hours) and
+// the session timeouts of PostgresSessionOptions, unless it sets its own. Never null.
 PGconn* Connect(const std::string& conninfo) {
-  // The conninfo is expanded after these, so its own values win.
-  const char* keywords[] = {"connect_timeout", "keepalives",          "keepalives_idle", "keepalives_interval",
-                            "keepalives_count", "application_name", "dbname",          nullptr};
-  const char* values[] = {"5", "1", "10", "5", "3", "portico-cp", conninfo.c_str(), nullptr};
+  const std::string options = PostgresSessionOptions(conninfo);
+  // The conninfo is expanded after these, so its own values win; `options` (defaults followed by
+  // the conninfo's own) comes after it.
+  const char* keywords[] = {"connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+                            "keepalives_count", "tcp_user_timeout", "application_name", "dbname",
+                            "options",          nullptr};
+  const char* values[] = {"5",  "1", "10", "5", "3", "10000", "portico-cp", conninfo.c_str(), options.c_str(),
+                          nullptr};
   return PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
 }
 
@@ -355,8 +359,10 @@ absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
   }
   if (absl::StartsWith(sqlstate, "22")) return absl::InvalidArgumentError(message);
   // Serialization failures and deadlocks (40xxx), no more connections (53300), shutdown/admin
-  // (57xxx): retryable, nothing was written.
-  if (absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") || absl::StartsWith(sqlstate, "57")) {
+  // and statement_timeout (57xxx), lock_timeout (55P03), idle_in_transaction_session_timeout
+  // (25P03): retryable, nothing was written.
+  if (absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") || absl::StartsWith(sqlstate, "57") ||
+      sqlstate == "55P03" || sqlstate == "25P03") {
     return absl::UnavailableError(message);
   }
   return absl::InternalError(message);
@@ -1220,6 +1226,21 @@ std::string RedactedLocation(const std::string& location) {
     out.replace(begin, end - begin, "****");
     pos = begin + 4;
   }
+  return out;
+}
+
+std::string PostgresSessionOptions(const std::string& conninfo) {
+  std::string out = "-c lock_timeout=10s -c statement_timeout=60s -c idle_in_transaction_session_timeout=30s";
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (parsed == nullptr) return out;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (absl::string_view(o->keyword) == "options" && o->val != nullptr && o->val[0] != '\0') {
+      absl::StrAppend(&out, " ", o->val);
+    }
+  }
+  PQconninfoFree(parsed);
   return out;
 }
 

@@ -30,8 +30,11 @@
 
 namespace portico::cp {
 
-// `conninfo`: a libpq URI (postgres://user@host:port/db?...) or key=value string. A connect
-// timeout of 5 s applies unless it sets connect_timeout.
+// `conninfo`: a libpq URI (postgres://user@host:port/db?...) or key=value string. Unless it sets
+// its own: connect_timeout=5, TCP keepalives (10 s idle, 5 s interval, 3 probes),
+// tcp_user_timeout=10000 (ms), and the session timeouts of PostgresSessionOptions. A lock or
+// statement timeout, or a session ended for idling in a transaction, gives Unavailable (nothing
+// written).
 absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo, const Clock& clock,
                                                          const EntityRegistry& kinds);
 
@@ -42,6 +45,12 @@ bool IsPostgresLocation(const std::string& location);
 // `location` safe to log: a PostgreSQL conninfo with its password replaced by "****" (others as
 // given).
 std::string RedactedLocation(const std::string& location);
+
+// The `options` a connection for `conninfo` is opened with: "-c lock_timeout=10s -c
+// statement_timeout=60s -c idle_in_transaction_session_timeout=30s" followed by the conninfo's own
+// options (a later -c of the same setting wins), so a CP that dies holding the version row lock
+// (or a hung statement) blocks the writers of the other CPs for seconds, not hours.
+std::string PostgresSessionOptions(const std::string& conninfo);
 
 // The CREATE TABLE and CREATE INDEX statements of `kind`'s PostgreSQL table (IF NOT EXISTS).
 std::string PostgresTableSql(const EntityDescriptor& kind);

@@ -380,6 +380,45 @@ TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen)
   EXPECT_NE(db_->Exec("SELECT 1 FROM sync_meta"), "");
 }
 
+// A CP that dies holding the version row lock (here: a connection left in its transaction)
+// blocks the other CPs' writers for lock_timeout, then they fail with Unavailable; a conninfo's
+// own lock_timeout wins over the default of 10 s.
+TEST_F(PostgresStoreTest, AWriterBlockedOnTheVersionRowLockGivesUpWithUnavailable) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto store = Store::Open(absl::StrCat(db_->conninfo(), "?options=-c%20lock_timeout%3D1s"), clock_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  PGconn* holder = PQconnectdb(db_->conninfo().c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK) << PQerrorMessage(holder);
+  for (const char* sql : {"BEGIN", "UPDATE sync_meta SET version = version + 1 WHERE id = 1"}) {
+    PGresult* r = PQexec(holder, sql);
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQerrorMessage(holder);
+    PQclear(r);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto written = (*store)->Insert(NewService("blocked"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  PGresult* r = PQexec(holder, "ROLLBACK");
+  PQclear(r);
+  PQfinish(holder);
+  // The lock gone, both write again (the failed write left nothing behind).
+  auto later = (*store)->Insert(NewService("later"));
+  EXPECT_TRUE(later.ok()) << later.status();
+  EXPECT_TRUE(a->Insert(NewService("again")).ok());
+  EXPECT_EQ(a->ReadConfig()->config.services.size(), 2u);
+}
+
+TEST(PostgresSessionOptionsTest, DefaultsComeFirstSoTheConninfosOwnWin) {
+  const std::string defaults = "-c lock_timeout=10s -c statement_timeout=60s -c idle_in_transaction_session_timeout=30s";
+  EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db"), defaults);
+  EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
+  EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db?options=-c%20statement_timeout%3D5s"),
+            defaults + " -c statement_timeout=5s");
+}
+
 TEST(PostgresStoreSqlTest, KeysBecomeNamedConstraintsWithTheirDeleteRule) {
   const std::string sql = PostgresTableSql(RoutesKind());
   EXPECT_NE(sql.find("id TEXT COLLATE \"C\" PRIMARY KEY"), std::string::npos) << sql;
