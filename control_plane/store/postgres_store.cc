@@ -1180,53 +1180,108 @@ ChangeWait PostgresStore::WaitForChange(absl::Duration timeout) {
 
 }  // namespace
 
+namespace {
+
+bool IsUri(absl::string_view location) {
+  return absl::StartsWith(location, "postgres://") || absl::StartsWith(location, "postgresql://");
+}
+
+// PQconninfoParse's options for a key=value conninfo (null for anything else); free with
+// PQconninfoFree.
+PQconninfoOption* ParseKeyValue(const std::string& location) {
+  // An empty string (or one without '=') parses as a conninfo setting nothing: not one.
+  if (location.find('=') == std::string::npos || IsUri(location)) return nullptr;
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(location.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  return parsed;
+}
+
+// `value` as a conninfo value: bare when it can be, else quoted.
+std::string QuotedValue(absl::string_view value) {
+  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\") == absl::string_view::npos) return std::string(value);
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecoded(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 && HexDigit(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A postgres:// URI with the password of its userinfo and of its query parameters masked.
+std::string RedactedUri(const std::string& uri) {
+  std::string out = uri;
+  const size_t start = out.find("://") + 3;
+  // The userinfo ends at an '@' before the first '/' (libpq takes the first; masking to the last
+  // also covers a password with an unencoded '@', which libpq refuses anyway).
+  const size_t slash = out.find('/', start);
+  const size_t at = out.rfind('@', slash == std::string::npos ? std::string::npos : slash);
+  size_t query_from = start;
+  if (at != std::string::npos && at >= start) {
+    const size_t colon = out.find(':', start);
+    if (colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "****");
+      query_from = colon + 6;
+    } else {
+      query_from = at + 1;
+    }
+  }
+  const size_t question = out.find('?', query_from);
+  if (question == std::string::npos) return out;
+  std::vector<std::string> params = absl::StrSplit(out.substr(question + 1), '&');
+  for (std::string& param : params) {
+    const size_t eq = param.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key(absl::StripAsciiWhitespace(PercentDecoded(param.substr(0, eq))));
+    if (key == "password") param = absl::StrCat(param.substr(0, eq + 1), "****");
+  }
+  return absl::StrCat(out.substr(0, question + 1), absl::StrJoin(params, "&"));
+}
+
+}  // namespace
+
 bool IsPostgresLocation(const std::string& location) {
-  if (absl::StartsWith(location, "postgres://") || absl::StartsWith(location, "postgresql://")) return true;
-  // key=value: the first word is a libpq keyword followed by '=' (a file name like "a=b.db" is not).
-  static const std::set<std::string> kKeywords = {
-      "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service", "sslmode",
-      "connect_timeout", "application_name", "options", "target_session_attrs", "sslrootcert", "sslcert", "sslkey"};
-  absl::string_view rest = absl::StripLeadingAsciiWhitespace(location);
-  const size_t eq = rest.find('=');
-  if (eq == absl::string_view::npos) return false;
-  return kKeywords.count(std::string(absl::StripAsciiWhitespace(rest.substr(0, eq)))) > 0;
+  if (IsUri(location)) return true;
+  // key=value: what libpq parses as one (a file name like "a=b.db" is not: "a" is no keyword).
+  PQconninfoOption* parsed = ParseKeyValue(location);
+  if (parsed == nullptr) return false;
+  PQconninfoFree(parsed);
+  return true;
 }
 
 std::string RedactedLocation(const std::string& location) {
-  if (!IsPostgresLocation(location)) return location;
-  std::string out = location;
-  // URI: scheme://user:password@host...
-  if (size_t scheme = out.find("://"); scheme != std::string::npos) {
-    const size_t start = scheme + 3;
-    const size_t end = out.find_first_of("/?", start);
-    const size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
-    if (at != std::string::npos && at >= start) {
-      const size_t colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "****");
-    }
+  if (IsUri(location)) return RedactedUri(location);
+  PQconninfoOption* parsed = ParseKeyValue(location);
+  if (parsed == nullptr) return location;
+  // Rebuilt from what libpq parsed (in its keyword order), the password masked.
+  std::vector<std::string> pairs;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const absl::string_view keyword(o->keyword);
+    pairs.push_back(absl::StrCat(keyword, "=", keyword == "password" ? "****" : QuotedValue(o->val)));
   }
-  // password=... as a key=value pair or a URI query parameter.
-  for (size_t pos = 0; (pos = out.find("password", pos)) != std::string::npos;) {
-    size_t eq = pos + 8;
-    while (eq < out.size() && out[eq] == ' ') ++eq;
-    if (eq >= out.size() || out[eq] != '=') {
-      pos += 8;
-      continue;
-    }
-    size_t begin = eq + 1;
-    while (begin < out.size() && out[begin] == ' ') ++begin;
-    size_t end = begin;
-    if (begin < out.size() && out[begin] == '\'') {
-      end = begin + 1;
-      while (end < out.size() && out[end] != '\'') end += out[end] == '\\' ? 2 : 1;
-      end = std::min(end + 1, out.size());
-    } else {
-      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
-    }
-    out.replace(begin, end - begin, "****");
-    pos = begin + 4;
-  }
-  return out;
+  PQconninfoFree(parsed);
+  return absl::StrJoin(pairs, " ");
 }
 
 std::string PostgresSessionOptions(const std::string& conninfo) {

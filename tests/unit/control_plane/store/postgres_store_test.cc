@@ -441,11 +441,32 @@ TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMask
   EXPECT_EQ(RedactedLocation("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
   EXPECT_EQ(RedactedLocation("postgres://u@h/db?sslmode=require&password=secret"),
             "postgres://u@h/db?sslmode=require&password=****");
-  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "host=h password=**** dbname=x");
-  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "host=h password = **** dbname=x");
+  // key=value: rebuilt from libpq's parse (its keyword order).
+  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "password=**** dbname=x host=h");
+  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "password=**** dbname=x host=h");
+  EXPECT_EQ(RedactedLocation("host=h options='-c a=b' password=s\\'x"), "password=**** host=h options='-c a=b'");
   EXPECT_FALSE(IsPostgresLocation("/tmp/a=b.db"));
   EXPECT_FALSE(IsPostgresLocation("a=b.db"));
   EXPECT_EQ(RedactedLocation("/tmp/password=x.db"), "/tmp/password=x.db");
+}
+
+// What libpq accepts is recognised and masked as libpq reads it.
+TEST(PostgresLocationTest, PasswordsLibpqAcceptsAreMaskedWhereverTheyAre) {
+  // The userinfo runs to the '@' before the first '/', whatever it holds ('?', '#').
+  EXPECT_EQ(RedactedLocation("postgres://u:pa?ss@db/x"), "postgres://u:****@db/x");
+  EXPECT_EQ(RedactedLocation("postgresql://u:p#w@db:5/x?sslmode=require"), "postgresql://u:****@db:5/x?sslmode=require");
+  EXPECT_EQ(RedactedLocation("postgres://u:pa?password=q@db/x?password=z"), "postgres://u:****@db/x?password=****");
+  // Query keys are percent-decoded, as libpq does.
+  EXPECT_EQ(RedactedLocation("postgres://u@db/x?pass%77ord=secret&sslmode=disable"),
+            "postgres://u@db/x?pass%77ord=****&sslmode=disable");
+  EXPECT_EQ(RedactedLocation("postgres://db/x?%70assword=secret"), "postgres://db/x?%70assword=****");
+  // Any libpq keyword opens a key=value conninfo, not only the common ones.
+  EXPECT_TRUE(IsPostgresLocation("gssencmode=disable host=h password=secret"));
+  EXPECT_TRUE(IsPostgresLocation("client_encoding=UTF8 host=h"));
+  EXPECT_EQ(RedactedLocation("gssencmode=disable host=h password=secret"), "password=**** host=h gssencmode=disable");
+  EXPECT_FALSE(IsPostgresLocation(""));
+  EXPECT_FALSE(IsPostgresLocation("portico.db"));
+  EXPECT_FALSE(IsPostgresLocation("nokeyword=x"));
 }
 
 }  // namespace
