@@ -377,6 +377,25 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
       break;
   }
   if (absl::IsNotFound(status)) return NotFound();
+  if (absl::IsInvalidArgument(status)) {
+    // A key column the datastore cannot hold (PostgreSQL: text with a NUL character).
+    auto has_nul = [](absl::string_view v) { return v.find('\0') != absl::string_view::npos; };
+    FieldErrors errors;
+    const char kNul[] = "must not contain a NUL character";
+    if (has_nul(kind.Id(entity))) errors.Add("id", kNul);
+    for (const std::vector<const FieldSpec*>& fields : {kind.unique_fields(), kind.stored_foreign_keys()}) {
+      for (const FieldSpec* f : fields) {
+        if (std::optional<std::string> v = kind.Text(entity, *f); v && has_nul(*v)) errors.Add(f->name, kNul);
+      }
+    }
+    for (const std::string& tag : kind.Tags(entity)) {
+      if (has_nul(tag)) {
+        errors.Add("tags", kNul);
+        break;
+      }
+    }
+    if (!errors.empty()) return SchemaViolation(errors);
+  }
   PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
   return Unexpected(status);
 }

@@ -775,6 +775,28 @@ absl::StatusOr<EntityPtr> PostgresStore::PrepareWrite(const EntityDescriptor& ki
         "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
         ": its serialized form does not parse back (a string field is not valid UTF-8)"));
   }
+  // Text parameters reach PostgreSQL NUL-terminated: a column value with a NUL would be cut short
+  // (another row's key, a wrong lookup). The entity BYTEA keeps any byte; its columns cannot.
+  auto has_nul = [](absl::string_view v) { return v.find('\0') != absl::string_view::npos; };
+  std::string bad_field;
+  if (has_nul(kind.Id(*entity))) bad_field = "id";
+  for (const FieldSpec* f : kind.unique_fields()) {
+    if (std::optional<std::string> v = kind.Text(*entity, *f); bad_field.empty() && v && has_nul(*v)) bad_field = f->name;
+  }
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    if (std::optional<std::string> v = kind.Text(*entity, *f); bad_field.empty() && v && has_nul(*v)) bad_field = f->name;
+  }
+  if (bad_field.empty()) {
+    for (const std::string& tag : kind.Tags(*entity)) {
+      if (has_nul(tag)) bad_field = "tags";
+    }
+  }
+  if (bad_field.empty() && kind.has_cache_key() && has_nul(kind.CacheKey(*entity))) bad_field = kCacheKeyColumn;
+  if (!bad_field.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("refusing to write ", kind.name(), " entity ",
+                                                   absl::CHexEscape(kind.Id(*entity)), ": its ", bad_field,
+                                                   " contains a NUL character, which PostgreSQL text cannot hold"));
+  }
   return entity;
 }
 

@@ -7,6 +7,11 @@
 // one row (epoch = 16 random bytes made with the database, version); `clustering_data_planes`
 // the data planes every CP records (StoredDataPlane).
 //
+// Unlike SQLite, which keeps every byte of a text column, PostgreSQL text holds no NUL character:
+// a write whose id, unique or foreign key, tag or cache key contains one is refused with
+// InvalidArgument (nothing written; the Admin API answers 400 naming the field), and a lookup by
+// such a value finds nothing. The entity itself (BYTEA) may hold NULs in its other fields.
+//
 // Several CPs on one database:
 //  - every versioned write's transaction first bumps sync_meta.version (UPDATE ... RETURNING):
 //    the row lock serialises the writers of every CP, so versions are strictly increasing and

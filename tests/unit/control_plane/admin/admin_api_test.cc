@@ -305,6 +305,23 @@ TEST_F(AdminApiTest, AnUnreachableDatastoreGives503OnEveryEndpoint) {
   EXPECT_EQ(listed["data"][0]["port"], 80);
 }
 
+// A name with a NUL character: SQLite keeps it whole (another name than "bob"); PostgreSQL's text
+// cannot hold it, so the write is refused with a 400 naming the field (never cut to "bob": no
+// false 409, no wrong GET by name).
+TEST_F(AdminApiTest, ANameWithANulCharacterIsKeptWholeOrRefusedWith400) {
+  CallJson("POST", "/consumers", 201, R"j({"username":"bob"})j");
+  if (test_support::TestStoreIsPostgres()) {
+    json refused = CallJson("POST", "/consumers", 400, R"j({"username":"bob\u0000x"})j");
+    EXPECT_EQ(refused["name"], "schema violation") << refused;
+    EXPECT_TRUE(refused["fields"].contains("username")) << refused;
+    EXPECT_EQ(CallJson("GET", "/consumers", 200)["data"].size(), 1u);
+  } else {
+    CallJson("POST", "/consumers", 201, R"j({"username":"bob\u0000x"})j");
+    EXPECT_EQ(CallJson("GET", "/consumers", 200)["data"].size(), 2u);
+  }
+  EXPECT_EQ(CallJson("GET", "/consumers/bob", 200)["username"], "bob");
+}
+
 TEST_F(AdminApiTest, RejectedWritesChangeNothing) {
   const std::string id = CreateService("keep");
   CallJson("POST", "/routes", 201, json{{"paths", {"/"}}, {"service", {{"id", id}}}}.dump());
