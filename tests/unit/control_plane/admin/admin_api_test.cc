@@ -294,8 +294,8 @@ TEST_F(AdminApiTest, AnUnreachableDatastoreGives503OnEveryEndpoint) {
     SCOPED_TRACE(method + " " + target);
     json answer = CallJson(method, target, 503, body);
     ASSERT_TRUE(answer.contains("message")) << answer;
-    EXPECT_EQ(answer["message"].get<std::string>().rfind("the datastore is unavailable: cannot reach PostgreSQL", 0), 0u)
-        << answer;
+    // The cause (hosts, addresses, users) stays in the log.
+    EXPECT_EQ(answer["message"], "the datastore is unavailable") << answer;
   }
   EXPECT_EQ(changes_, changes);
   EXPECT_EQ(CallJson("GET", "/status", 200)["database"]["reachable"], false);
