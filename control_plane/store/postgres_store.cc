@@ -259,6 +259,7 @@ struct Connection {
   std::mutex mu;
   PGconn* conn = nullptr;  // guarded by mu
   bool broken = false;     // guarded by mu: reset before the next use
+  int64_t txid = 0;        // guarded by mu: the open versioned write's txid_current(), 0 if none
   ~Connection() {
     if (conn != nullptr) PQfinish(conn);
   }
@@ -388,12 +389,36 @@ absl::Status ExecScript(Connection& c, const std::string& sql) {
   return PgError(c, r.get(), absl::string_view(sql).substr(0, 80));
 }
 
-// Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise.
+// The transaction `txid`'s fate after its COMMIT went unanswered: txid_status() on a new
+// connection ("committed", "aborted", "in progress"), or why it cannot be known. REQUIRES c.mu.
+absl::StatusOr<std::string> TxidStatus(Connection& c, const std::string& conninfo, int64_t txid) {
+  if (absl::Status s = Ready(c, conninfo); !s.ok()) return s;
+  absl::StatusOr<Result> r = Exec(c, "SELECT txid_status($1)", Params().Int(txid), "txid_status");
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) != 1 || PQgetisnull(r->get(), 0, 0)) return absl::NotFoundError("txid too old");
+  return std::string(Bytes(r->get(), 0, 0));
+}
+
+// Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise. A
+// versioned write (c.txid set) whose connection was lost during COMMIT is looked up on a new
+// connection: committed is success. REQUIRES c.mu.
 template <typename Body>
-absl::Status InOpenTransaction(Connection& c, Body body) {
+absl::Status InOpenTransaction(Connection& c, const std::string& conninfo, Body body) {
   absl::Status s = body();
-  if (s.ok()) s = ExecScript(c, "COMMIT");
+  if (s.ok()) {
+    s = ExecScript(c, "COMMIT");
+    if (!s.ok() && c.broken && c.txid != 0) {
+      const int64_t txid = c.txid;
+      absl::StatusOr<std::string> fate = TxidStatus(c, conninfo, txid);
+      if (!fate.ok()) {
+        PORTICO_LOG(kWarn, "store", "the connection was lost during COMMIT and whether transaction ", txid,
+                    " committed is unknown: ", fate.status().message());
+      }
+      s = PostgresCommitOutcome(s, fate);
+    }
+  }
   if (!s.ok() && !c.broken) (void)ExecScript(c, "ROLLBACK");
+  c.txid = 0;
   return s;
 }
 
@@ -402,12 +427,13 @@ absl::Status InOpenTransaction(Connection& c, Body body) {
 // once more. REQUIRES c.mu.
 template <typename Body>
 absl::Status InTransaction(Connection& c, const std::string& conninfo, const char* begin, Body body) {
+  c.txid = 0;
   absl::Status s = ExecScript(c, begin);
   if (!s.ok() && c.broken) {
     if (s = Ready(c, conninfo); s.ok()) s = ExecScript(c, begin);
   }
   if (!s.ok()) return s;
-  return InOpenTransaction(c, body);
+  return InOpenTransaction(c, conninfo, body);
 }
 
 // A read of one statement; a connection found closed by the server is reset and the read tried
@@ -423,11 +449,13 @@ absl::StatusOr<Result> Read(Connection& c, const std::string& conninfo, const st
 // The first statement of every versioned write: bumps the version, locking sync_meta's row for
 // the rest of the transaction (writers of every CP queue here), and has NOTIFY sent on commit.
 absl::Status BumpVersion(Connection& c) {
-  absl::StatusOr<Result> r = Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version",
-                                  Params(), "bump version");
+  absl::StatusOr<Result> r =
+      Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version, txid_current()", Params(),
+           "bump version");
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
   const int64_t version = Int(r->get(), 0, 0);
+  c.txid = Int(r->get(), 0, 1);  // for a COMMIT that goes unanswered
   absl::StatusOr<Result> n =
       Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
   return n.status();
@@ -1304,6 +1332,14 @@ std::string RedactedLocation(const std::string& location) {
   }
   PQconninfoFree(parsed);
   return absl::StrJoin(pairs, " ");
+}
+
+absl::Status PostgresCommitOutcome(const absl::Status& commit, const absl::StatusOr<std::string>& txid_status) {
+  if (commit.ok() || !absl::IsUnavailable(commit)) return commit;
+  if (txid_status.ok() && *txid_status == "committed") return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      commit.message(), txid_status.ok() ? absl::StrCat(" (the transaction is ", *txid_status, ")")
+                                         : " (whether it committed is unknown)"));
 }
 
 std::string PostgresSessionOptions(const std::string& conninfo) {

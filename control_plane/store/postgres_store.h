@@ -23,8 +23,11 @@
 // Connections: one writer and one reader, each behind a mutex, plus the listener. A connection
 // found broken is reset on its next use (a BEGIN or a one-statement read that finds it closed by
 // the server is tried once more on a new one); failing to reach the database gives Unavailable
-// and nothing written, except when the connection is lost during COMMIT itself: the write may
-// then have committed (its version and NOTIFY show it). libpq stays inside postgres_store.cc.
+// and nothing written. A versioned write whose connection is lost during COMMIT itself asks a new
+// connection for its transaction's txid_status (its txid is read with the version bump):
+// committed is success, anything else (aborted, in progress, unknown) Unavailable — then the
+// write may still have committed only if the status could not be read (its version and NOTIFY
+// show it). libpq stays inside postgres_store.cc.
 #include <memory>
 #include <string>
 
@@ -56,6 +59,11 @@ std::string RedactedLocation(const std::string& location);
 // options (a later -c of the same setting wins), so a CP that dies holding the version row lock
 // (or a hung statement) blocks the writers of the other CPs for seconds, not hours.
 std::string PostgresSessionOptions(const std::string& conninfo);
+
+// The outcome of a versioned write whose COMMIT failed with `commit` (Unavailable: the connection
+// was lost), given its transaction's txid_status() read on a new connection: OK when "committed",
+// else Unavailable (or `commit` itself when it is not Unavailable).
+absl::Status PostgresCommitOutcome(const absl::Status& commit, const absl::StatusOr<std::string>& txid_status);
 
 // The CREATE TABLE and CREATE INDEX statements of `kind`'s PostgreSQL table (IF NOT EXISTS).
 std::string PostgresTableSql(const EntityDescriptor& kind);

@@ -4,7 +4,12 @@
 
 #include <libpq-fe.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -417,6 +422,126 @@ TEST(PostgresSessionOptionsTest, DefaultsComeFirstSoTheConninfosOwnWin) {
   EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
   EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db?options=-c%20statement_timeout%3D5s"),
             defaults + " -c statement_timeout=5s");
+}
+
+// A loopback TCP proxy to the fixture's server that, once armed, forwards the next COMMIT to the
+// server, lets it commit, and then drops that connection without forwarding the answer.
+class CommitCuttingProxy {
+ public:
+  explicit CommitCuttingProxy(int server_port) : server_port_(server_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~CommitCuttingProxy() {
+    shutdown(listen_fd_, SHUT_RDWR);
+    close(listen_fd_);
+    acceptor_.join();
+    for (std::thread& t : pumps_) t.join();
+  }
+  int port() const { return port_; }
+  void Arm() { armed_ = true; }
+  bool cut() const { return cut_; }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(server_port_));
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+  void Pump(int client, int server) {
+    const std::string commit("COMMIT\0", 7);
+    char buf[65536];
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    bool open = true;
+    while (open && poll(fds, 2, -1) > 0) {
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        const int to = i == 0 ? server : client;
+        if (write(to, buf, static_cast<size_t>(n)) != n) open = false;
+        if (i == 0 && armed_ && std::string(buf, static_cast<size_t>(n)).find(commit) != std::string::npos) {
+          armed_ = false;
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server commits
+          cut_ = true;
+          open = false;
+        }
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  int server_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> armed_{false}, cut_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // the acceptor's until it is joined
+};
+
+// The connection lost after the server committed but before its answer arrived: the store asks
+// a new connection for the transaction's fate, and the committed write is a success, not a 503.
+TEST_F(PostgresStoreTest, ACommitWhoseAnswerIsLostIsASuccessWhenItCommitted) {
+  auto port = test_support::PostgresTestPort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  CommitCuttingProxy proxy(*port);
+  {
+    auto store = Store::Open(
+        absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db_->name(), "?sslmode=disable"), clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    proxy.Arm();
+    auto written = (*store)->Insert(NewService("cut"));
+    EXPECT_TRUE(proxy.cut());
+    EXPECT_TRUE(written.ok()) << written.status();
+    EXPECT_EQ((*store)->CurrentVersion(), 1u);
+    auto config = (*store)->ReadConfig();
+    ASSERT_TRUE(config.ok()) << config.status();
+    ASSERT_EQ(config->config.services.size(), 1u);
+    EXPECT_EQ(config->config.services[0].name(), "cut");
+    // The store goes on writing on its new connection.
+    EXPECT_TRUE((*store)->Insert(NewService("after")).ok());
+  }
+}
+
+TEST(PostgresCommitOutcomeTest, OnlyACommittedTransactionTurnsALostCommitIntoSuccess) {
+  const absl::Status lost = absl::UnavailableError("PostgreSQL unreachable: COMMIT: server closed the connection");
+  EXPECT_TRUE(PostgresCommitOutcome(lost, std::string("committed")).ok());
+  for (const char* fate : {"aborted", "in progress"}) {
+    const absl::Status s = PostgresCommitOutcome(lost, std::string(fate));
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_NE(s.message().find(fate), absl::string_view::npos) << s;
+  }
+  EXPECT_TRUE(absl::IsUnavailable(PostgresCommitOutcome(lost, absl::UnavailableError("cannot reach PostgreSQL"))));
+  EXPECT_TRUE(absl::IsUnavailable(PostgresCommitOutcome(lost, absl::NotFoundError("txid too old"))));
+  // Not a lost connection (a constraint checked at commit): as it is.
+  const absl::Status refused = absl::AlreadyExistsError("duplicate key");
+  EXPECT_EQ(PostgresCommitOutcome(refused, std::string("committed")), refused);
+  EXPECT_TRUE(PostgresCommitOutcome(absl::OkStatus(), absl::NotFoundError("x")).ok());
 }
 
 TEST(PostgresStoreSqlTest, KeysBecomeNamedConstraintsWithTheirDeleteRule) {
