@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -1347,13 +1348,18 @@ std::string PostgresSessionOptions(const std::string& conninfo) {
   char* error = nullptr;
   PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
   if (error != nullptr) PQfreemem(error);
-  if (parsed == nullptr) return out;
-  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+  bool own = false;
+  for (PQconninfoOption* o = parsed; parsed != nullptr && o->keyword != nullptr; ++o) {
     if (absl::string_view(o->keyword) == "options" && o->val != nullptr && o->val[0] != '\0') {
       absl::StrAppend(&out, " ", o->val);
+      own = true;
     }
   }
-  PQconninfoFree(parsed);
+  if (parsed != nullptr) PQconninfoFree(parsed);
+  // PGOPTIONS applies when the conninfo has no options (as libpq does).
+  if (const char* env = std::getenv("PGOPTIONS"); !own && env != nullptr && env[0] != '\0') {
+    absl::StrAppend(&out, " ", env);
+  }
   return out;
 }
 

@@ -56,7 +56,7 @@ std::string RedactedLocation(const std::string& location);
 
 // The `options` a connection for `conninfo` is opened with: "-c lock_timeout=10s -c
 // statement_timeout=60s -c idle_in_transaction_session_timeout=30s" followed by the conninfo's own
-// options (a later -c of the same setting wins), so a CP that dies holding the version row lock
+// options, or else $PGOPTIONS (a later -c of the same setting wins), so a CP that dies holding the version row lock
 // (or a hung statement) blocks the writers of the other CPs for seconds, not hours.
 std::string PostgresSessionOptions(const std::string& conninfo);
 

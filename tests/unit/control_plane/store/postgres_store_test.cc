@@ -422,6 +422,10 @@ TEST(PostgresSessionOptionsTest, DefaultsComeFirstSoTheConninfosOwnWin) {
   EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
   EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db?options=-c%20statement_timeout%3D5s"),
             defaults + " -c statement_timeout=5s");
+  setenv("PGOPTIONS", "-c lock_timeout=2s", 1);
+  EXPECT_EQ(PostgresSessionOptions("host=h"), defaults + " -c lock_timeout=2s");
+  EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
+  unsetenv("PGOPTIONS");
 }
 
 // A loopback TCP proxy to the fixture's server that, once armed, forwards the next COMMIT to the
