@@ -31,6 +31,11 @@ absl::Status CheckFileName(const char* flag, const std::string& name, const char
 
 absl::StatusOr<GenCertsResult> NewCluster(const GenCertsRequest& request) {
   const std::string& cp = request.cp_id;
+  // A new cluster's DP files are dp.crt and dp.key: the CP's must be others.
+  if (cp == "dp") {
+    return absl::InvalidArgumentError(
+        "--cp-id dp would overwrite the new cluster's DP certificate (dp.crt, dp.key); choose another name");
+  }
   std::vector<std::string> files = {"ca.crt", "ca.key", cp + ".crt", cp + ".key", "dp.crt", "dp.key"};
   // GenerateClusterCertificates writes cp.* first (renamed to the --cp-id after).
   std::vector<std::string> checked = files;

@@ -3,6 +3,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "common/config/entity_json.h"
 #include "control_plane/admin/request_decoding.h"
 
@@ -41,7 +42,11 @@ HttpResponse NotFound() { return Message(404, "Not found"); }
 HttpResponse MethodNotAllowed() { return Message(405, "Method not allowed"); }
 HttpResponse Unexpected() { return Message(500, "An unexpected error occurred"); }
 HttpResponse Unexpected(const absl::Status& cause) {
-  if (absl::IsUnavailable(cause)) return Message(503, absl::StrCat("the datastore is unavailable: ", cause.message()));
+  if (absl::IsUnavailable(cause)) {
+    // The cause names hosts, addresses and users: for the log, not for the client.
+    PORTICO_LOG(kWarn, "admin", "the datastore is unavailable: ", cause.message());
+    return Message(503, "the datastore is unavailable");
+  }
   return Unexpected();
 }
 

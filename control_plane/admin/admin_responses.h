@@ -26,8 +26,9 @@ HttpResponse Message(int status, absl::string_view message);  // {"message": ...
 HttpResponse NotFound();
 HttpResponse MethodNotAllowed();
 HttpResponse Unexpected();  // 500 "An unexpected error occurred" (log the cause first)
-// A store call failed with `cause`: 503 "the datastore is unavailable: ..." when it is
-// Unavailable (the database cannot be reached, or is busy; nothing was written), else Unexpected().
+// A store call failed with `cause`: 503 {"message": "the datastore is unavailable"} when it is
+// Unavailable (the database cannot be reached, or is busy; nothing was written; the cause is
+// logged as a warning, never sent), else Unexpected().
 HttpResponse Unexpected(const absl::Status& cause);
 HttpResponse NoContent();
 // Kong's error body {"code","name","message","fields"} (no "fields" when null).

@@ -308,7 +308,9 @@ HttpResponse Handler::List(const EntityDescriptor& kind, const ForcedParent* par
   }
   absl::StatusOr<ListPage<EntityPtr>> listed = store_.ListEntities(kind, query);
   if (!listed.ok()) {
-    PORTICO_LOG(kError, "admin", "list ", kind.name(), " failed: ", listed.status().ToString());
+    if (!absl::IsUnavailable(listed.status())) {  // Unexpected logs an unavailable datastore
+      PORTICO_LOG(kError, "admin", "list ", kind.name(), " failed: ", listed.status().ToString());
+    }
     return Unexpected(listed.status());
   }
   json data = json::array();
@@ -377,7 +379,26 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
       break;
   }
   if (absl::IsNotFound(status)) return NotFound();
-  PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
+  if (absl::IsInvalidArgument(status)) {
+    // A key column the datastore cannot hold (PostgreSQL: text with a NUL character).
+    auto has_nul = [](absl::string_view v) { return v.find('\0') != absl::string_view::npos; };
+    FieldErrors errors;
+    const char kNul[] = "must not contain a NUL character";
+    if (has_nul(kind.Id(entity))) errors.Add("id", kNul);
+    for (const std::vector<const FieldSpec*>& fields : {kind.unique_fields(), kind.stored_foreign_keys()}) {
+      for (const FieldSpec* f : fields) {
+        if (std::optional<std::string> v = kind.Text(entity, *f); v && has_nul(*v)) errors.Add(f->name, kNul);
+      }
+    }
+    for (const std::string& tag : kind.Tags(entity)) {
+      if (has_nul(tag)) {
+        errors.Add("tags", kNul);
+        break;
+      }
+    }
+    if (!errors.empty()) return SchemaViolation(errors);
+  }
+  if (!absl::IsUnavailable(status)) PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
   return Unexpected(status);
 }
 
@@ -570,7 +591,9 @@ Outcome Handler::WriteWithChildren(const EntityDescriptor& kind, const Message& 
   if (!created) {
     absl::StatusOr<std::vector<EntityPtr>> current = Children(ref, id);
     if (!current.ok()) {
-      PORTICO_LOG(kError, "admin", "listing the ", ref.kind->name(), " of ", id, " failed: ", current.status().ToString());
+      if (!absl::IsUnavailable(current.status())) {
+        PORTICO_LOG(kError, "admin", "listing the ", ref.kind->name(), " of ", id, " failed: ", current.status().ToString());
+      }
       return {Unexpected(current.status())};
     }
     for (const EntityPtr& child : *current) {
@@ -623,7 +646,9 @@ std::optional<HttpResponse> Handler::CheckNotListed(const EntityDescriptor& kind
     while (true) {
       absl::StatusOr<ListPage<EntityPtr>> page = store_.ListEntities(*ref.kind, query);
       if (!page.ok()) {
-        PORTICO_LOG(kError, "admin", "list ", ref.kind->name(), " failed: ", page.status().ToString());
+        if (!absl::IsUnavailable(page.status())) {
+          PORTICO_LOG(kError, "admin", "list ", ref.kind->name(), " failed: ", page.status().ToString());
+        }
         return Unexpected(page.status());
       }
       for (const EntityPtr& e : page->items) {
@@ -669,7 +694,9 @@ Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
       }
       return {Referenced(child, kind)};
     }
-    PORTICO_LOG(kError, "admin", "delete failed: ", deleted.status().ToString());
+    if (!absl::IsUnavailable(deleted.status())) {
+      PORTICO_LOG(kError, "admin", "delete failed: ", deleted.status().ToString());
+    }
     return {Unexpected(deleted.status())};
   }
   return {NoContent(), *deleted};

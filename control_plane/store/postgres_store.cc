@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -259,19 +260,24 @@ struct Connection {
   std::mutex mu;
   PGconn* conn = nullptr;  // guarded by mu
   bool broken = false;     // guarded by mu: reset before the next use
+  int64_t txid = 0;        // guarded by mu: the open versioned write's txid_current(), 0 if none
   ~Connection() {
     if (conn != nullptr) PQfinish(conn);
   }
 };
 
-// Opens `conninfo` with a 5 s connect timeout and TCP keepalives (a server gone without a word
-// is noticed in about 25 s, not at the kernel's default of hours) unless it sets its own. Never
-// null.
+// Opens `conninfo` with a 5 s connect timeout, TCP keepalives and a 10 s TCP user timeout (a
+// server gone without a word is noticed in about 25 s, not at the kernel's default of hours) and
+// the session timeouts of PostgresSessionOptions, unless it sets its own. Never null.
 PGconn* Connect(const std::string& conninfo) {
-  // The conninfo is expanded after these, so its own values win.
-  const char* keywords[] = {"connect_timeout", "keepalives",          "keepalives_idle", "keepalives_interval",
-                            "keepalives_count", "application_name", "dbname",          nullptr};
-  const char* values[] = {"5", "1", "10", "5", "3", "portico-cp", conninfo.c_str(), nullptr};
+  const std::string options = PostgresSessionOptions(conninfo);
+  // The conninfo is expanded after these, so its own values win; `options` (defaults followed by
+  // the conninfo's own) comes after it.
+  const char* keywords[] = {"connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+                            "keepalives_count", "tcp_user_timeout", "application_name", "dbname",
+                            "options",          nullptr};
+  const char* values[] = {"5",  "1", "10", "5", "3", "10000", "portico-cp", conninfo.c_str(), options.c_str(),
+                          nullptr};
   return PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
 }
 
@@ -355,8 +361,10 @@ absl::Status PgError(Connection& c, const PGresult* r, absl::string_view what) {
   }
   if (absl::StartsWith(sqlstate, "22")) return absl::InvalidArgumentError(message);
   // Serialization failures and deadlocks (40xxx), no more connections (53300), shutdown/admin
-  // (57xxx): retryable, nothing was written.
-  if (absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") || absl::StartsWith(sqlstate, "57")) {
+  // and statement_timeout (57xxx), lock_timeout (55P03), idle_in_transaction_session_timeout
+  // (25P03): retryable, nothing was written.
+  if (absl::StartsWith(sqlstate, "40") || absl::StartsWith(sqlstate, "53") || absl::StartsWith(sqlstate, "57") ||
+      sqlstate == "55P03" || sqlstate == "25P03") {
     return absl::UnavailableError(message);
   }
   return absl::InternalError(message);
@@ -382,14 +390,38 @@ absl::Status ExecScript(Connection& c, const std::string& sql) {
   return PgError(c, r.get(), absl::string_view(sql).substr(0, 80));
 }
 
-// Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise.
-// A VersionFence on this thread learns how the transaction ended.
+// The transaction `txid`'s fate after its COMMIT went unanswered: txid_status() on a new
+// connection ("committed", "aborted", "in progress"), or why it cannot be known. REQUIRES c.mu.
+absl::StatusOr<std::string> TxidStatus(Connection& c, const std::string& conninfo, int64_t txid) {
+  if (absl::Status s = Ready(c, conninfo); !s.ok()) return s;
+  absl::StatusOr<Result> r = Exec(c, "SELECT txid_status($1)", Params().Int(txid), "txid_status");
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) != 1 || PQgetisnull(r->get(), 0, 0)) return absl::NotFoundError("txid too old");
+  return std::string(Bytes(r->get(), 0, 0));
+}
+
+// Runs `body` in the transaction just begun: COMMIT when it succeeds, ROLLBACK otherwise. A
+// versioned write (c.txid set) whose connection was lost during COMMIT is looked up on a new
+// connection: committed is success. A VersionFence on this thread learns how the
+// transaction ended. REQUIRES c.mu.
 template <typename Body>
-absl::Status InOpenTransaction(Connection& c, Body body) {
+absl::Status InOpenTransaction(Connection& c, const std::string& conninfo, Body body) {
   absl::Status s = body();
-  if (s.ok()) s = ExecScript(c, "COMMIT");
+  if (s.ok()) {
+    s = ExecScript(c, "COMMIT");
+    if (!s.ok() && c.broken && c.txid != 0) {
+      const int64_t txid = c.txid;
+      absl::StatusOr<std::string> fate = TxidStatus(c, conninfo, txid);
+      if (!fate.ok()) {
+        PORTICO_LOG(kWarn, "store", "the connection was lost during COMMIT and whether transaction ", txid,
+                    " committed is unknown: ", fate.status().message());
+      }
+      s = PostgresCommitOutcome(s, fate);
+    }
+  }
   if (!s.ok() && !c.broken) (void)ExecScript(c, "ROLLBACK");
   if (VersionFence* fence = VersionFence::Active(); fence != nullptr) fence->TransactionEnded(s.ok());
+  c.txid = 0;
   return s;
 }
 
@@ -398,12 +430,13 @@ absl::Status InOpenTransaction(Connection& c, Body body) {
 // once more. REQUIRES c.mu.
 template <typename Body>
 absl::Status InTransaction(Connection& c, const std::string& conninfo, const char* begin, Body body) {
+  c.txid = 0;
   absl::Status s = ExecScript(c, begin);
   if (!s.ok() && c.broken) {
     if (s = Ready(c, conninfo); s.ok()) s = ExecScript(c, begin);
   }
   if (!s.ok()) return s;
-  return InOpenTransaction(c, body);
+  return InOpenTransaction(c, conninfo, body);
 }
 
 // A read of one statement; a connection found closed by the server is reset and the read tried
@@ -419,8 +452,9 @@ absl::StatusOr<Result> Read(Connection& c, const std::string& conninfo, const st
 // The first statement of every versioned write: bumps the version, locking sync_meta's row for
 // the rest of the transaction (writers of every CP queue here), and has NOTIFY sent on commit.
 absl::Status BumpVersion(Connection& c) {
-  absl::StatusOr<Result> r = Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version",
-                                  Params(), "bump version");
+  absl::StatusOr<Result> r =
+      Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version, txid_current()", Params(),
+           "bump version");
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
   const int64_t version = Int(r->get(), 0, 0);
@@ -432,6 +466,7 @@ absl::Status BumpVersion(Connection& c) {
     }
     fence->Bumped(static_cast<uint64_t>(version));
   }
+  c.txid = Int(r->get(), 0, 1);  // for a COMMIT that goes unanswered
   absl::StatusOr<Result> n =
       Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
   return n.status();
@@ -778,6 +813,28 @@ absl::StatusOr<EntityPtr> PostgresStore::PrepareWrite(const EntityDescriptor& ki
     return absl::InvalidArgumentError(absl::StrCat(
         "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
         ": its serialized form does not parse back (a string field is not valid UTF-8)"));
+  }
+  // Text parameters reach PostgreSQL NUL-terminated: a column value with a NUL would be cut short
+  // (another row's key, a wrong lookup). The entity BYTEA keeps any byte; its columns cannot.
+  auto has_nul = [](absl::string_view v) { return v.find('\0') != absl::string_view::npos; };
+  std::string bad_field;
+  if (has_nul(kind.Id(*entity))) bad_field = "id";
+  for (const FieldSpec* f : kind.unique_fields()) {
+    if (std::optional<std::string> v = kind.Text(*entity, *f); bad_field.empty() && v && has_nul(*v)) bad_field = f->name;
+  }
+  for (const FieldSpec* f : kind.stored_foreign_keys()) {
+    if (std::optional<std::string> v = kind.Text(*entity, *f); bad_field.empty() && v && has_nul(*v)) bad_field = f->name;
+  }
+  if (bad_field.empty()) {
+    for (const std::string& tag : kind.Tags(*entity)) {
+      if (has_nul(tag)) bad_field = "tags";
+    }
+  }
+  if (bad_field.empty() && kind.has_cache_key() && has_nul(kind.CacheKey(*entity))) bad_field = kCacheKeyColumn;
+  if (!bad_field.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("refusing to write ", kind.name(), " entity ",
+                                                   absl::CHexEscape(kind.Id(*entity)), ": its ", bad_field,
+                                                   " contains a NUL character, which PostgreSQL text cannot hold"));
   }
   return entity;
 }
@@ -1184,51 +1241,134 @@ ChangeWait PostgresStore::WaitForChange(absl::Duration timeout) {
 
 }  // namespace
 
+namespace {
+
+bool IsUri(absl::string_view location) {
+  return absl::StartsWith(location, "postgres://") || absl::StartsWith(location, "postgresql://");
+}
+
+// PQconninfoParse's options for a key=value conninfo (null for anything else); free with
+// PQconninfoFree.
+PQconninfoOption* ParseKeyValue(const std::string& location) {
+  // An empty string (or one without '=') parses as a conninfo setting nothing: not one.
+  if (location.find('=') == std::string::npos || IsUri(location)) return nullptr;
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(location.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  return parsed;
+}
+
+// `value` as a conninfo value: bare when it can be, else quoted.
+std::string QuotedValue(absl::string_view value) {
+  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\") == absl::string_view::npos) return std::string(value);
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecoded(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 && HexDigit(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A postgres:// URI with the password of its userinfo and of its query parameters masked.
+std::string RedactedUri(const std::string& uri) {
+  std::string out = uri;
+  const size_t start = out.find("://") + 3;
+  // The userinfo ends at an '@' before the first '/' (libpq takes the first; masking to the last
+  // also covers a password with an unencoded '@', which libpq refuses anyway).
+  const size_t slash = out.find('/', start);
+  const size_t at = out.rfind('@', slash == std::string::npos ? std::string::npos : slash);
+  size_t query_from = start;
+  if (at != std::string::npos && at >= start) {
+    const size_t colon = out.find(':', start);
+    if (colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "****");
+      query_from = colon + 6;
+    } else {
+      query_from = at + 1;
+    }
+  }
+  const size_t question = out.find('?', query_from);
+  if (question == std::string::npos) return out;
+  std::vector<std::string> params = absl::StrSplit(out.substr(question + 1), '&');
+  for (std::string& param : params) {
+    const size_t eq = param.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key(absl::StripAsciiWhitespace(PercentDecoded(param.substr(0, eq))));
+    if (key == "password") param = absl::StrCat(param.substr(0, eq + 1), "****");
+  }
+  return absl::StrCat(out.substr(0, question + 1), absl::StrJoin(params, "&"));
+}
+
+}  // namespace
+
 bool IsPostgresLocation(const std::string& location) {
-  if (absl::StartsWith(location, "postgres://") || absl::StartsWith(location, "postgresql://")) return true;
-  // key=value: the first word is a libpq keyword followed by '=' (a file name like "a=b.db" is not).
-  static const std::set<std::string> kKeywords = {
-      "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service", "sslmode",
-      "connect_timeout", "application_name", "options", "target_session_attrs", "sslrootcert", "sslcert", "sslkey"};
-  absl::string_view rest = absl::StripLeadingAsciiWhitespace(location);
-  const size_t eq = rest.find('=');
-  if (eq == absl::string_view::npos) return false;
-  return kKeywords.count(std::string(absl::StripAsciiWhitespace(rest.substr(0, eq)))) > 0;
+  if (IsUri(location)) return true;
+  // key=value: what libpq parses as one (a file name like "a=b.db" is not: "a" is no keyword).
+  PQconninfoOption* parsed = ParseKeyValue(location);
+  if (parsed == nullptr) return false;
+  PQconninfoFree(parsed);
+  return true;
 }
 
 std::string RedactedLocation(const std::string& location) {
-  if (!IsPostgresLocation(location)) return location;
-  std::string out = location;
-  // URI: scheme://user:password@host...
-  if (size_t scheme = out.find("://"); scheme != std::string::npos) {
-    const size_t start = scheme + 3;
-    const size_t end = out.find_first_of("/?", start);
-    const size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
-    if (at != std::string::npos && at >= start) {
-      const size_t colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "****");
+  if (IsUri(location)) return RedactedUri(location);
+  PQconninfoOption* parsed = ParseKeyValue(location);
+  if (parsed == nullptr) return location;
+  // Rebuilt from what libpq parsed (in its keyword order), the password masked.
+  std::vector<std::string> pairs;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const absl::string_view keyword(o->keyword);
+    pairs.push_back(absl::StrCat(keyword, "=", keyword == "password" ? "****" : QuotedValue(o->val)));
+  }
+  PQconninfoFree(parsed);
+  return absl::StrJoin(pairs, " ");
+}
+
+absl::Status PostgresCommitOutcome(const absl::Status& commit, const absl::StatusOr<std::string>& txid_status) {
+  if (commit.ok() || !absl::IsUnavailable(commit)) return commit;
+  if (txid_status.ok() && *txid_status == "committed") return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      commit.message(), txid_status.ok() ? absl::StrCat(" (the transaction is ", *txid_status, ")")
+                                         : " (whether it committed is unknown)"));
+}
+
+std::string PostgresSessionOptions(const std::string& conninfo) {
+  std::string out = "-c lock_timeout=10s -c statement_timeout=60s -c idle_in_transaction_session_timeout=30s";
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  bool own = false;
+  for (PQconninfoOption* o = parsed; parsed != nullptr && o->keyword != nullptr; ++o) {
+    if (absl::string_view(o->keyword) == "options" && o->val != nullptr && o->val[0] != '\0') {
+      absl::StrAppend(&out, " ", o->val);
+      own = true;
     }
   }
-  // password=... as a key=value pair or a URI query parameter.
-  for (size_t pos = 0; (pos = out.find("password", pos)) != std::string::npos;) {
-    size_t eq = pos + 8;
-    while (eq < out.size() && out[eq] == ' ') ++eq;
-    if (eq >= out.size() || out[eq] != '=') {
-      pos += 8;
-      continue;
-    }
-    size_t begin = eq + 1;
-    while (begin < out.size() && out[begin] == ' ') ++begin;
-    size_t end = begin;
-    if (begin < out.size() && out[begin] == '\'') {
-      end = begin + 1;
-      while (end < out.size() && out[end] != '\'') end += out[end] == '\\' ? 2 : 1;
-      end = std::min(end + 1, out.size());
-    } else {
-      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
-    }
-    out.replace(begin, end - begin, "****");
-    pos = begin + 4;
+  if (parsed != nullptr) PQconninfoFree(parsed);
+  // PGOPTIONS applies when the conninfo has no options (as libpq does).
+  if (const char* env = std::getenv("PGOPTIONS"); !own && env != nullptr && env[0] != '\0') {
+    absl::StrAppend(&out, " ", env);
   }
   return out;
 }

@@ -1,6 +1,7 @@
 #include "control_plane/store/version_watcher.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "common/base/log.h"
@@ -41,43 +42,62 @@ void VersionWatcher::Loop() {
   // write through the Admin API is read by the builder within its debounce (well under one
   // interval), so a version still unread one tick later was written elsewhere.
   uint64_t unread = 0;
+  // When the builder was last told (of notified_version_). Told and still behind one interval
+  // later (its read failed): told again, at most once per interval.
+  std::chrono::steady_clock::time_point notified_at{};  // set with notified_version_
+  auto retry_due = [&] {
+    return std::chrono::steady_clock::now() - notified_at >= absl::ToChronoNanoseconds(interval_);
+  };
+  auto tell = [&](uint64_t version) {
+    notified_version_ = version;
+    notified_at = std::chrono::steady_clock::now();
+    unread = 0;
+    on_change_();
+  };
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     lock.unlock();
     // Short slices keep Stop() prompt while the feed is up.
     const ChangeWait wait = store_.WaitForChange(std::min(interval_, kFeedSlice));
     bool notify = false;
-    if (wait == ChangeWait::kNotified) {
-      // Another CP's (or this CP's) commit: the builder is told at once when it has not read it.
-      const uint64_t version = store_.CurrentVersion();
-      if (version > last_read_() && version > notified_version_) {
-        notify = true;
-        notified_version_ = version;
-        unread = 0;
-        PORTICO_LOG(kDebug, "cp", "config version ", version, " committed (change feed); building its snapshot");
-        on_change_();
+    if (wait == ChangeWait::kNotified || wait == ChangeWait::kTimedOut) {
+      // kNotified: another CP's (or this CP's) commit, told at once when the builder has not read
+      // it. Either way, a version told of but still unread an interval later is told again.
+      const bool retry = notified_version_ > last_read_() && retry_due();
+      if (wait == ChangeWait::kNotified || retry) {
+        const uint64_t version = store_.CurrentVersion();
+        if (version > last_read_() && (version > notified_version_ || retry)) {
+          notify = true;
+          PORTICO_LOG(kDebug, "cp", "config version ", version,
+                      version > notified_version_ ? " committed (change feed)" : " still unread (retrying)",
+                      "; building its snapshot");
+          tell(version);
+        }
       }
       lock.lock();
       if (notify) ++noticed_;
       continue;
     }
     lock.lock();
-    if (wait == ChangeWait::kTimedOut) continue;
     // kNoFeed: one polling tick.
     if (cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; })) break;
     lock.unlock();
     const uint64_t version = store_.CurrentVersion();  // 0 when it cannot be read: nothing to do
     const uint64_t read = last_read_();
-    if (version <= read || version <= notified_version_) {
+    if (version <= read) {
       unread = 0;
+    } else if (version <= notified_version_) {
+      if (retry_due()) {
+        notify = true;
+        PORTICO_LOG(kInfo, "cp", "config version ", version, " still unread; building its snapshot again");
+        tell(version);
+      }
     } else if (unread != 0 && read < unread) {
       notify = true;
-      notified_version_ = version;
-      unread = 0;
       PORTICO_LOG(kInfo, "cp", "config version ", version,
                   " is in the store but was not read for a snapshot within a tick (written by another "
                   "process, such as portico-cp config import); building its snapshot");
-      on_change_();
+      tell(version);
     } else {
       unread = version;
     }

@@ -6,6 +6,8 @@
 //  - without one (SQLite, or the feed is down), by polling every `interval`: a version still
 //    unread one tick after it was first seen was written by another process (`portico-cp config
 //    import` on the CP's own SQLite file).
+// A version the builder was told of but has still not read one interval later (its read failed)
+// is told again, at most once per interval, until it is read or a newer one is told.
 // Writes through this CP's Admin API notify the builder themselves; for them the watcher sees
 // nothing new, or notifies a builder that is already due to build (harmless: it debounces).
 //

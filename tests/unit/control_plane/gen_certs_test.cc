@@ -232,6 +232,26 @@ TEST(GenCertsTest, ADataPlaneFromAFolderWithOnlyTheCaAlsoGetsTheMissingCpCertifi
   EXPECT_EQ(Read(dir + "/cp.crt"), cp);
 }
 
+// A new cluster writes dp.crt/dp.key and ca.crt/ca.key: a --cp-id naming either is refused and
+// nothing is written.
+TEST(GenCertsTest, ANewClustersCpIdCannotNameItsDpOrCaFiles) {
+  TempDir tmp;
+  for (const char* name : {"dp", "ca"}) {
+    for (bool force : {false, true}) {
+      const std::string dir = tmp.path() + "/certs-" + name + (force ? "-force" : "");
+      GenCertsRequest req = NewClusterRequest(dir);
+      req.cp_id = name;
+      req.cp_id_given = true;
+      req.force = force;
+      absl::StatusOr<GenCertsResult> r = RunGenCerts(req);
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << name << " " << r.status();
+      for (const char* file : {"ca.crt", "ca.key", "dp.crt", "dp.key", "cp.crt", "cp.key"}) {
+        EXPECT_FALSE(PathExists(dir + "/" + file)) << name << ": " << file;
+      }
+    }
+  }
+}
+
 TEST(GenCertsTest, ANewClusterNamesItsCpFilesAfterCpId) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/certs";

@@ -4,7 +4,12 @@
 
 #include <libpq-fe.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -380,6 +385,169 @@ TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen)
   EXPECT_NE(db_->Exec("SELECT 1 FROM sync_meta"), "");
 }
 
+// A CP that dies holding the version row lock (here: a connection left in its transaction)
+// blocks the other CPs' writers for lock_timeout, then they fail with Unavailable; a conninfo's
+// own lock_timeout wins over the default of 10 s.
+TEST_F(PostgresStoreTest, AWriterBlockedOnTheVersionRowLockGivesUpWithUnavailable) {
+  std::unique_ptr<Store> a = Open();
+  ASSERT_TRUE(a);
+  auto store = Store::Open(absl::StrCat(db_->conninfo(), "?options=-c%20lock_timeout%3D1s"), clock_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  PGconn* holder = PQconnectdb(db_->conninfo().c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK) << PQerrorMessage(holder);
+  for (const char* sql : {"BEGIN", "UPDATE sync_meta SET version = version + 1 WHERE id = 1"}) {
+    PGresult* r = PQexec(holder, sql);
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQerrorMessage(holder);
+    PQclear(r);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto written = (*store)->Insert(NewService("blocked"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  PGresult* r = PQexec(holder, "ROLLBACK");
+  PQclear(r);
+  PQfinish(holder);
+  // The lock gone, both write again (the failed write left nothing behind).
+  auto later = (*store)->Insert(NewService("later"));
+  EXPECT_TRUE(later.ok()) << later.status();
+  EXPECT_TRUE(a->Insert(NewService("again")).ok());
+  EXPECT_EQ(a->ReadConfig()->config.services.size(), 2u);
+}
+
+TEST(PostgresSessionOptionsTest, DefaultsComeFirstSoTheConninfosOwnWin) {
+  const std::string defaults = "-c lock_timeout=10s -c statement_timeout=60s -c idle_in_transaction_session_timeout=30s";
+  EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db"), defaults);
+  EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
+  EXPECT_EQ(PostgresSessionOptions("postgresql://u@h/db?options=-c%20statement_timeout%3D5s"),
+            defaults + " -c statement_timeout=5s");
+  setenv("PGOPTIONS", "-c lock_timeout=2s", 1);
+  EXPECT_EQ(PostgresSessionOptions("host=h"), defaults + " -c lock_timeout=2s");
+  EXPECT_EQ(PostgresSessionOptions("host=h options='-c lock_timeout=1s'"), defaults + " -c lock_timeout=1s");
+  unsetenv("PGOPTIONS");
+}
+
+// A loopback TCP proxy to the fixture's server that, once armed, forwards the next COMMIT to the
+// server, lets it commit, and then drops that connection without forwarding the answer.
+class CommitCuttingProxy {
+ public:
+  explicit CommitCuttingProxy(int server_port) : server_port_(server_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~CommitCuttingProxy() {
+    shutdown(listen_fd_, SHUT_RDWR);
+    close(listen_fd_);
+    acceptor_.join();
+    for (std::thread& t : pumps_) t.join();
+  }
+  int port() const { return port_; }
+  void Arm() { armed_ = true; }
+  bool cut() const { return cut_; }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(server_port_));
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+  void Pump(int client, int server) {
+    const std::string commit("COMMIT\0", 7);
+    char buf[65536];
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    bool open = true;
+    while (open && poll(fds, 2, -1) > 0) {
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        const int to = i == 0 ? server : client;
+        if (write(to, buf, static_cast<size_t>(n)) != n) open = false;
+        if (i == 0 && armed_ && std::string(buf, static_cast<size_t>(n)).find(commit) != std::string::npos) {
+          armed_ = false;
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server commits
+          cut_ = true;
+          open = false;
+        }
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  int server_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> armed_{false}, cut_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // the acceptor's until it is joined
+};
+
+// The connection lost after the server committed but before its answer arrived: the store asks
+// a new connection for the transaction's fate, and the committed write is a success, not a 503.
+TEST_F(PostgresStoreTest, ACommitWhoseAnswerIsLostIsASuccessWhenItCommitted) {
+  auto port = test_support::PostgresTestPort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  CommitCuttingProxy proxy(*port);
+  {
+    auto store = Store::Open(
+        absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db_->name(), "?sslmode=disable"), clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    proxy.Arm();
+    auto written = (*store)->Insert(NewService("cut"));
+    EXPECT_TRUE(proxy.cut());
+    EXPECT_TRUE(written.ok()) << written.status();
+    EXPECT_EQ((*store)->CurrentVersion(), 1u);
+    auto config = (*store)->ReadConfig();
+    ASSERT_TRUE(config.ok()) << config.status();
+    ASSERT_EQ(config->config.services.size(), 1u);
+    EXPECT_EQ(config->config.services[0].name(), "cut");
+    // The store goes on writing on its new connection.
+    EXPECT_TRUE((*store)->Insert(NewService("after")).ok());
+  }
+}
+
+TEST(PostgresCommitOutcomeTest, OnlyACommittedTransactionTurnsALostCommitIntoSuccess) {
+  const absl::Status lost = absl::UnavailableError("PostgreSQL unreachable: COMMIT: server closed the connection");
+  EXPECT_TRUE(PostgresCommitOutcome(lost, std::string("committed")).ok());
+  for (const char* fate : {"aborted", "in progress"}) {
+    const absl::Status s = PostgresCommitOutcome(lost, std::string(fate));
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_NE(s.message().find(fate), absl::string_view::npos) << s;
+  }
+  EXPECT_TRUE(absl::IsUnavailable(PostgresCommitOutcome(lost, absl::UnavailableError("cannot reach PostgreSQL"))));
+  EXPECT_TRUE(absl::IsUnavailable(PostgresCommitOutcome(lost, absl::NotFoundError("txid too old"))));
+  // Not a lost connection (a constraint checked at commit): as it is.
+  const absl::Status refused = absl::AlreadyExistsError("duplicate key");
+  EXPECT_EQ(PostgresCommitOutcome(refused, std::string("committed")), refused);
+  EXPECT_TRUE(PostgresCommitOutcome(absl::OkStatus(), absl::NotFoundError("x")).ok());
+}
+
 TEST(PostgresStoreSqlTest, KeysBecomeNamedConstraintsWithTheirDeleteRule) {
   const std::string sql = PostgresTableSql(RoutesKind());
   EXPECT_NE(sql.find("id TEXT COLLATE \"C\" PRIMARY KEY"), std::string::npos) << sql;
@@ -402,11 +570,32 @@ TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMask
   EXPECT_EQ(RedactedLocation("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
   EXPECT_EQ(RedactedLocation("postgres://u@h/db?sslmode=require&password=secret"),
             "postgres://u@h/db?sslmode=require&password=****");
-  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "host=h password=**** dbname=x");
-  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "host=h password = **** dbname=x");
+  // key=value: rebuilt from libpq's parse (its keyword order).
+  EXPECT_EQ(RedactedLocation("host=h password=secret dbname=x"), "password=**** dbname=x host=h");
+  EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "password=**** dbname=x host=h");
+  EXPECT_EQ(RedactedLocation("host=h options='-c a=b' password=s\\'x"), "password=**** host=h options='-c a=b'");
   EXPECT_FALSE(IsPostgresLocation("/tmp/a=b.db"));
   EXPECT_FALSE(IsPostgresLocation("a=b.db"));
   EXPECT_EQ(RedactedLocation("/tmp/password=x.db"), "/tmp/password=x.db");
+}
+
+// What libpq accepts is recognised and masked as libpq reads it.
+TEST(PostgresLocationTest, PasswordsLibpqAcceptsAreMaskedWhereverTheyAre) {
+  // The userinfo runs to the '@' before the first '/', whatever it holds ('?', '#').
+  EXPECT_EQ(RedactedLocation("postgres://u:pa?ss@db/x"), "postgres://u:****@db/x");
+  EXPECT_EQ(RedactedLocation("postgresql://u:p#w@db:5/x?sslmode=require"), "postgresql://u:****@db:5/x?sslmode=require");
+  EXPECT_EQ(RedactedLocation("postgres://u:pa?password=q@db/x?password=z"), "postgres://u:****@db/x?password=****");
+  // Query keys are percent-decoded, as libpq does.
+  EXPECT_EQ(RedactedLocation("postgres://u@db/x?pass%77ord=secret&sslmode=disable"),
+            "postgres://u@db/x?pass%77ord=****&sslmode=disable");
+  EXPECT_EQ(RedactedLocation("postgres://db/x?%70assword=secret"), "postgres://db/x?%70assword=****");
+  // Any libpq keyword opens a key=value conninfo, not only the common ones.
+  EXPECT_TRUE(IsPostgresLocation("gssencmode=disable host=h password=secret"));
+  EXPECT_TRUE(IsPostgresLocation("client_encoding=UTF8 host=h"));
+  EXPECT_EQ(RedactedLocation("gssencmode=disable host=h password=secret"), "password=**** host=h gssencmode=disable");
+  EXPECT_FALSE(IsPostgresLocation(""));
+  EXPECT_FALSE(IsPostgresLocation("portico.db"));
+  EXPECT_FALSE(IsPostgresLocation("nokeyword=x"));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/uuid.h"
+#include "common/config/entities.h"
 #include "common/config/entity_json.h"
 #include "gtest/gtest.h"
 #include "absl/strings/escaping.h"
@@ -352,6 +353,39 @@ TEST_P(StoreTest, RefusesToWriteARowItCouldNotReadBack) {
   ASSERT_EQ(config->config.services.size(), 1u);
   EXPECT_EQ(config->config.services[0].host(), "example.com");
   EXPECT_TRUE(config->config.routes.empty());
+}
+
+// A key with a NUL character: SQLite keeps every byte (so "bob\0x" and "bob" are two names);
+// PostgreSQL's text cannot hold it, so the write is refused (InvalidArgument, nothing written)
+// rather than cut to "bob".
+TEST_P(StoreTest, AKeyWithANulCharacterIsKeptWholeOrRefused) {
+  const std::string nul_name("bob\0x", 5);
+  auto bob = store_->Insert(NewService("bob"));
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  const uint64_t version = store_->CurrentVersion();
+  auto nul = store_->Insert(NewService(nul_name));
+  Service tagged = NewService("tagged");
+  tagged.mutable_tags()->add_values(std::string("t\0u", 3));
+  auto with_tag = store_->Insert(tagged);
+  Service nul_id = NewService("nul-id");
+  nul_id.set_id(std::string("id\0", 3));
+  auto with_id = store_->Insert(nul_id);
+  if (postgres()) {
+    EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument) << nul.status();
+    EXPECT_NE(nul.status().message().find("name"), absl::string_view::npos) << nul.status();
+    EXPECT_EQ(with_tag.status().code(), absl::StatusCode::kInvalidArgument) << with_tag.status();
+    EXPECT_EQ(with_id.status().code(), absl::StatusCode::kInvalidArgument) << with_id.status();
+    EXPECT_EQ(store_->CurrentVersion(), version);
+    EXPECT_EQ(store_->ReadConfig()->config.services.size(), 1u);
+  } else {
+    ASSERT_TRUE(nul.ok()) << nul.status();
+    auto found = store_->GetEntityByField(ServicesKind(), "name", nul_name);
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(static_cast<const Service&>(**found).id(), nul->id());
+  }
+  auto found = store_->GetEntityByField(ServicesKind(), "name", "bob");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(static_cast<const Service&>(**found).id(), bob->id());
 }
 
 // A row an older CP wrote (or the disk damaged): the store opens, reads and lists around it,

@@ -84,13 +84,51 @@ TEST_F(VersionWatcherTest, AWriteTheBuilderReadsAtOnceIsNotExternal) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(notified.load(), 0);
-  // A builder that never reads what another process wrote is told again only for newer versions.
+  // A builder that does not read what another process wrote (its reads fail) is told again, at
+  // most once per interval.
   ASSERT_TRUE(theirs_->Insert(Service("cli-1")).ok());
   ASSERT_TRUE(WaitFor([&] { return notified.load() == 1; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_EQ(notified.load(), 1);
-  ASSERT_TRUE(theirs_->Insert(Service("cli-2")).ok());
-  ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_GE(notified.load(), 2);
+  EXPECT_LE(notified.load(), 1 + 1000 / 200 + 1);
+  // Once it reads, no more.
+  builder_read = ours_->CurrentVersion();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int settled = notified.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(notified.load(), settled);
+}
+
+// The feed's notification arrives, but the builder's read then fails (it stays behind): it is
+// told again one interval later without another notification, until it has read the version.
+TEST_F(VersionWatcherTest, ANotifiedVersionTheBuilderFailedToReadIsToldAgain) {
+  class Feed : public DelegatingStore {
+   public:
+    using DelegatingStore::DelegatingStore;
+    std::atomic<bool> pending{false};
+    ChangeWait WaitForChange(absl::Duration timeout) override {
+      const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+      while (std::chrono::steady_clock::now() < deadline) {
+        if (pending.exchange(false)) return ChangeWait::kNotified;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      return ChangeWait::kTimedOut;
+    }
+  } feed(*ours_);
+  std::atomic<uint64_t> builder_read{feed.CurrentVersion()};
+  std::atomic<int> notified{0};
+  VersionWatcher watcher(feed, absl::Milliseconds(100), [&] { return builder_read.load(); },
+                         [&] {
+                           // The first read fails (the database blinked); the next succeeds.
+                           if (++notified >= 2) builder_read = feed.CurrentVersion();
+                         });
+  ASSERT_TRUE(theirs_->Insert(Service("other-cp")).ok());
+  feed.pending = true;
+  ASSERT_TRUE(WaitFor([&] { return notified.load() == 2; })) << notified.load();
+  EXPECT_EQ(builder_read.load(), feed.CurrentVersion());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(notified.load(), 2);
+  EXPECT_EQ(watcher.changes_noticed(), 2u);
 }
 
 // A store with a change feed (as PostgreSQL's) over a SQLite one: WaitForChange says kNotified
