@@ -65,6 +65,8 @@ cd "$WORK/run"
 source "$WORK/block1.sh"
 echo "\$CP_PID \$DP_PID" > "$WORK/pids"
 for _ in \$(seq 1 200); do curl -fsS -o /dev/null "127.0.0.1:\$ADMIN_PORT/status" 2>/dev/null && break; sleep 0.1; done
+# ... and for the DP's proxy listener (any answer, 404 before the route exists).
+for _ in \$(seq 1 200); do curl -sS -o /dev/null "127.0.0.1:\$PROXY_PORT/" 2>/dev/null && break; sleep 0.1; done
 source "$WORK/block2.sh" > "$WORK/run/block2.out" 2>&1
 served=no
 for _ in \$(seq 1 100); do

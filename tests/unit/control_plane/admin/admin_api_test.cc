@@ -372,6 +372,8 @@ TEST_F(AdminApiTest, AWriteThatStaysStaleIsRefusedWith409AndWritesNothing) {
   EXPECT_EQ(store.writes_, 50);
   EXPECT_EQ(changes_, changes);
   CallJson("GET", "/services/never", 404);
+}
+
 // A name with a NUL character: SQLite keeps it whole (another name than "bob"); PostgreSQL's text
 // cannot hold it, so the write is refused with a 400 naming the field (never cut to "bob": no
 // false 409, no wrong GET by name).
