@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/sync_test_util.h"
 
 namespace portico::testing {
 namespace {
@@ -81,20 +82,7 @@ TEST(MultiCpTest, ADataPlaneMovesToTheOtherCpWithoutAFailedRequestOrAResend) {
   const uint64_t up_to_date_before = status["sync"]["up_to_date"].get<uint64_t>();
 
   // Load through the DP for the whole move.
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::string first_failure;  // written by the load thread only, read after join
-  std::thread load([&] {
-    while (!stop.load()) {
-      HttpResult r = cluster.Proxy(dp, "/api/x");
-      if (r.ok && r.status == 200) {
-        ++ok;
-      } else if (failed++ == 0) {
-        first_failure = r.ok ? absl::StrCat(r.status, " ", r.body) : r.error;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-  });
+  LoadLoop load(&cluster, &dp, "/api/x");
   std::this_thread::sleep_for(500ms);
   if (first == at_a) {
     cluster.KillCp(9);
@@ -108,11 +96,10 @@ TEST(MultiCpTest, ADataPlaneMovesToTheOtherCpWithoutAFailedRequestOrAResend) {
       },
       15s);
   std::this_thread::sleep_for(500ms);
-  stop = true;
-  load.join();
+  load.Stop();
   ASSERT_TRUE(moved) << logs();
-  EXPECT_EQ(failed.load(), 0) << first_failure;
-  EXPECT_GT(ok.load(), 50);
+  EXPECT_EQ(load.failed(), 0) << load.first_failure();
+  EXPECT_GT(load.ok(), 50);
 
   // Told it is up to date: nothing applied again, the same hash served.
   status = cluster.DpStatus(dp);

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/postgres_test_db.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/sync_test_util.h"
 
 namespace portico::testing {
 namespace {
@@ -92,34 +93,45 @@ class PostgresClusterTest : public ::testing::Test {
     if (b_.process) b_.process->Stop(15, 10s);
   }
 
+  // CP A (the Cluster's) and CP B on the test's database, and a service "echo" to a real upstream.
+  void StartTwoCpsWithAnEchoService() {
+    ASSERT_TRUE(cluster_.StartCp({"--db", db_->conninfo()})) << Logs();
+    ASSERT_TRUE(b_.Start(cluster_, db_->conninfo())) << Logs();
+    ASSERT_EQ(cluster_.Admin("POST", "/services", {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream_.port())}})
+                  .status,
+              201);
+  }
+  // One DP on each CP: node "dp-it" on A, node "dp-b" (a certificate of its own) on B.
+  void StartOneDataPlaneOnEachCp() {
+    DataPlaneOptions on_a;
+    on_a.extra_args = {"--control-plane", AddressOf(cluster_)};
+    on_a.log_name = "dp-a.log";
+    dp_a_ = &cluster_.StartDp(on_a);
+    std::string gen_log;
+    ASSERT_TRUE(GenerateCerts(cluster_.certs(), "dp-b", &gen_log)) << gen_log;
+    DataPlaneOptions on_b;
+    on_b.cert = cluster_.certs() + "/dp-b.crt";
+    on_b.key = cluster_.certs() + "/dp-b.key";
+    on_b.extra_args = {"--control-plane", b_.address()};
+    on_b.log_name = "dp-b.log";
+    dp_b_ = &cluster_.StartDp(on_b);
+    ASSERT_TRUE(dp_a_->started && dp_b_->started) << Logs();
+  }
+
   std::unique_ptr<PostgresTestDb> db_;
   Cluster cluster_;
   SecondCp b_;
+  EchoUpstream upstream_;
+  DataPlane* dp_a_ = nullptr;
+  DataPlane* dp_b_ = nullptr;
 };
 
 TEST_F(PostgresClusterTest, AWriteThroughOneCpReachesTheOtherCpsDataPlanesAndBothListEveryDataPlane) {
-  ASSERT_TRUE(cluster_.StartCp({"--db", db_->conninfo()})) << Logs();
-  ASSERT_TRUE(b_.Start(cluster_, db_->conninfo())) << Logs();
-  EchoUpstream upstream;
-  ASSERT_EQ(cluster_.Admin("POST", "/services", {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream.port())}})
-                .status,
-            201);
+  ASSERT_NO_FATAL_FAILURE(StartTwoCpsWithAnEchoService());
   ASSERT_EQ(cluster_.Admin("POST", "/services/echo/routes", {{"name", "r0"}, {"paths", {"/r0"}}}).status, 201);
-
-  // One DP on each CP.
-  DataPlaneOptions on_a;
-  on_a.extra_args = {"--control-plane", AddressOf(cluster_)};
-  on_a.log_name = "dp-a.log";
-  DataPlane& dp_a = cluster_.StartDp(on_a);
-  DataPlaneOptions on_b;
-  std::string gen_log;
-  ASSERT_TRUE(GenerateCerts(cluster_.certs(), "dp-b", &gen_log)) << gen_log;  // its own node id
-  on_b.cert = cluster_.certs() + "/dp-b.crt";
-  on_b.key = cluster_.certs() + "/dp-b.key";
-  on_b.extra_args = {"--control-plane", b_.address()};
-  on_b.log_name = "dp-b.log";
-  DataPlane& dp_b = cluster_.StartDp(on_b);
-  ASSERT_TRUE(dp_a.started && dp_b.started) << Logs();
+  ASSERT_NO_FATAL_FAILURE(StartOneDataPlaneOnEachCp());
+  DataPlane& dp_a = *dp_a_;
+  DataPlane& dp_b = *dp_b_;
   ASSERT_TRUE(cluster_.WaitDpSynced(dp_a) && cluster_.WaitDpSynced(dp_b)) << Logs();
 
   // Writes through A reach the DP on B; propagation is printed, and must stay bounded.
@@ -163,12 +175,7 @@ TEST_F(PostgresClusterTest, AWriteThroughOneCpReachesTheOtherCpsDataPlanesAndBot
 }
 
 TEST_F(PostgresClusterTest, KillingTheDataPlanesCpUnderLoadMovesItToTheOtherWithoutAResendOrAFailedRequest) {
-  ASSERT_TRUE(cluster_.StartCp({"--db", db_->conninfo()})) << Logs();
-  ASSERT_TRUE(b_.Start(cluster_, db_->conninfo())) << Logs();
-  EchoUpstream upstream;
-  ASSERT_EQ(cluster_.Admin("POST", "/services", {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream.port())}})
-                .status,
-            201);
+  ASSERT_NO_FATAL_FAILURE(StartTwoCpsWithAnEchoService());
   ASSERT_EQ(cluster_.Admin("POST", "/services/echo/routes", {{"name", "api"}, {"paths", {"/api"}}}).status, 201);
 
   DataPlaneOptions options;
@@ -186,20 +193,7 @@ TEST_F(PostgresClusterTest, KillingTheDataPlanesCpUnderLoadMovesItToTheOtherWith
   const uint64_t up_to_date_before = status["sync"]["up_to_date"].get<uint64_t>();
   const std::string hash = status["configuration_hash"].get<std::string>();
 
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::string first_failure;
-  std::thread load([&] {
-    while (!stop.load()) {
-      HttpResult r = cluster_.Proxy(dp, "/api/x");
-      if (r.ok && r.status == 200) {
-        ++ok;
-      } else if (failed++ == 0) {
-        first_failure = r.ok ? absl::StrCat(r.status, " ", r.body) : r.error;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-  });
+  LoadLoop load(&cluster_, &dp, "/api/x");
   std::this_thread::sleep_for(500ms);
   if (on_a) {
     cluster_.KillCp(9);
@@ -213,11 +207,10 @@ TEST_F(PostgresClusterTest, KillingTheDataPlanesCpUnderLoadMovesItToTheOtherWith
       },
       15s);
   std::this_thread::sleep_for(500ms);
-  stop = true;
-  load.join();
+  load.Stop();
   ASSERT_TRUE(moved) << Logs();
-  EXPECT_EQ(failed.load(), 0) << first_failure;
-  EXPECT_GT(ok.load(), 50);
+  EXPECT_EQ(load.failed(), 0) << load.first_failure();
+  EXPECT_GT(load.ok(), 50);
   status = cluster_.DpStatus(dp);
   EXPECT_EQ(status["sync"]["snapshots_applied"].get<uint64_t>(), applied_before) << status.dump();
   EXPECT_EQ(status["sync"]["up_to_date"].get<uint64_t>(), up_to_date_before + 1) << status.dump();
@@ -231,25 +224,10 @@ TEST_F(PostgresClusterTest, KillingTheDataPlanesCpUnderLoadMovesItToTheOtherWith
 }
 
 TEST_F(PostgresClusterTest, ConcurrentWritesThroughBothCpsAreAllKeptAndEveryDataPlaneEndsOnTheLast) {
-  ASSERT_TRUE(cluster_.StartCp({"--db", db_->conninfo()})) << Logs();
-  ASSERT_TRUE(b_.Start(cluster_, db_->conninfo())) << Logs();
-  EchoUpstream upstream;
-  ASSERT_EQ(cluster_.Admin("POST", "/services", {{"name", "echo"}, {"url", absl::StrCat("http://127.0.0.1:", upstream.port())}})
-                .status,
-            201);
-  DataPlaneOptions on_a;
-  on_a.extra_args = {"--control-plane", AddressOf(cluster_)};
-  on_a.log_name = "dp-a.log";
-  DataPlane& dp_a = cluster_.StartDp(on_a);
-  DataPlaneOptions on_b;
-  std::string gen_log;
-  ASSERT_TRUE(GenerateCerts(cluster_.certs(), "dp-b", &gen_log)) << gen_log;  // its own node id
-  on_b.cert = cluster_.certs() + "/dp-b.crt";
-  on_b.key = cluster_.certs() + "/dp-b.key";
-  on_b.extra_args = {"--control-plane", b_.address()};
-  on_b.log_name = "dp-b.log";
-  DataPlane& dp_b = cluster_.StartDp(on_b);
-  ASSERT_TRUE(dp_a.started && dp_b.started) << Logs();
+  ASSERT_NO_FATAL_FAILURE(StartTwoCpsWithAnEchoService());
+  ASSERT_NO_FATAL_FAILURE(StartOneDataPlaneOnEachCp());
+  DataPlane& dp_a = *dp_a_;
+  DataPlane& dp_b = *dp_b_;
 
   const uint64_t start = cluster_.CpVersion();
   // Versions seen by each writer, in the order its writes returned (each CP's /status reads the
