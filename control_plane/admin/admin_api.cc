@@ -13,6 +13,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
+#include "common/base/log.h"
 #include "common/base/uuid.h"
 #include "common/config/entities.h"
 #include "common/config/utf8_fields.h"
@@ -113,12 +114,23 @@ HttpResponse AdminApi::Impl::Answer(const HttpRequest& request) {
     // and the handler runs again on fresh reads (nothing of a refused attempt was written).
     std::lock_guard<std::mutex> lock(write_mu_);
     for (int attempt = 1;; ++attempt) {
-      VersionFence fence(store_.CurrentVersion());
+      const uint64_t version = store_.CurrentVersion();
+      // 0 is also what an unreadable version reads as: a fence on it would only make every
+      // attempt stale. A datastore that does not answer is a 503 before anything is tried.
+      if (version == 0) {
+        if (absl::Status reachable = store_.Ping(); !reachable.ok()) {
+          response = Unexpected(reachable);
+          break;
+        }
+      }
+      VersionFence fence(version);
       bool attempt_committed = false;
       response = Dispatch(request, segments, &attempt_committed);
       committed = committed || attempt_committed;
       if (!fence.stale()) break;
       if (fence.committed_writes() > 0 || attempt == kMaxWriteAttempts) {
+        PORTICO_LOG(kWarn, "admin", request.method, " ", request.path, ": refused with 409 after ", attempt,
+                    " attempts whose checks other writes made stale");
         response = Message(409, "the configuration kept changing under this request (writes through other control "
                                 "planes); nothing of its last attempt was written: send it again");
         break;

@@ -178,7 +178,7 @@ HttpResponse ConfigEndpoint::Replace(const HttpRequest& request, bool* committed
   if (!written.ok()) {
     // The loader checked keys and references; a refusal here is a store problem.
     const absl::Status& s = written.status();
-    PORTICO_LOG(kError, "admin", "POST /config: replacing the config failed: ", s.ToString());
+    if (!absl::IsAborted(s)) PORTICO_LOG(kError, "admin", "POST /config: replacing the config failed: ", s.ToString());
     if (GetStoreConflict(s) != StoreConflict::kNone || absl::IsInvalidArgument(s)) {
       return KongError(400, 14, "invalid declarative configuration",
                        absl::StrCat("declarative config is invalid: ", s.message()), json::object());

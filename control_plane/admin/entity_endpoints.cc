@@ -398,7 +398,10 @@ HttpResponse Handler::StoreError(const EntityDescriptor& kind, const absl::Statu
     }
     if (!errors.empty()) return SchemaViolation(errors);
   }
-  if (!absl::IsUnavailable(status)) PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
+  // Unavailable is logged where the 503 is made; Aborted is a stale attempt the caller runs again.
+  if (!absl::IsUnavailable(status) && !absl::IsAborted(status)) {
+    PORTICO_LOG(kError, "admin", "store write failed: ", status.ToString());
+  }
   return Unexpected(status);
 }
 
@@ -694,7 +697,7 @@ Outcome Handler::Delete(const EntityDescriptor& kind, absl::string_view id) {
       }
       return {Referenced(child, kind)};
     }
-    if (!absl::IsUnavailable(deleted.status())) {
+    if (!absl::IsUnavailable(deleted.status()) && !absl::IsAborted(deleted.status())) {
       PORTICO_LOG(kError, "admin", "delete failed: ", deleted.status().ToString());
     }
     return {Unexpected(deleted.status())};

@@ -1289,6 +1289,45 @@ std::string PercentDecoded(absl::string_view s) {
   return out;
 }
 
+bool IsPasswordKey(absl::string_view key) {
+  return absl::EqualsIgnoreCase(key, "password") || absl::EqualsIgnoreCase(key, "sslpassword");
+}
+
+// Every `password=VALUE` / `sslpassword=VALUE` of `text` masked, whatever surrounds it (for a
+// conninfo libpq refuses: it is still logged and shown, never with its secrets). A value ends at
+// whitespace or '&', or is a quoted '...' string.
+std::string MaskPasswordValues(std::string text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  std::string out;
+  size_t copied = 0, from = 0;
+  while (true) {
+    const size_t at = lower.find("password", from);
+    if (at == std::string::npos) break;
+    size_t i = at + 8;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    if (i >= text.size() || text[i] != '=') {
+      from = at + 8;
+      continue;
+    }
+    ++i;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    size_t end = i;
+    if (end < text.size() && text[end] == '\'') {
+      for (++end; end < text.size() && text[end] != '\''; ++end) {
+        if (text[end] == '\\') ++end;
+      }
+      if (end < text.size()) ++end;
+    } else {
+      while (end < text.size() && !absl::ascii_isspace(static_cast<unsigned char>(text[end])) && text[end] != '&') ++end;
+    }
+    absl::StrAppend(&out, text.substr(copied, i - copied), "****");
+    copied = end;
+    from = end;
+  }
+  absl::StrAppend(&out, text.substr(copied));
+  return out;
+}
+
 // A postgres:// URI with the password of its userinfo and of its query parameters masked.
 std::string RedactedUri(const std::string& uri) {
   std::string out = uri;
@@ -1308,38 +1347,47 @@ std::string RedactedUri(const std::string& uri) {
     }
   }
   const size_t question = out.find('?', query_from);
-  if (question == std::string::npos) return out;
+  if (question == std::string::npos) return MaskPasswordValues(out);
   std::vector<std::string> params = absl::StrSplit(out.substr(question + 1), '&');
   for (std::string& param : params) {
     const size_t eq = param.find('=');
     if (eq == std::string::npos) continue;
     const std::string key(absl::StripAsciiWhitespace(PercentDecoded(param.substr(0, eq))));
-    if (key == "password") param = absl::StrCat(param.substr(0, eq + 1), "****");
+    if (IsPasswordKey(key)) param = absl::StrCat(param.substr(0, eq + 1), "****");
   }
-  return absl::StrCat(out.substr(0, question + 1), absl::StrJoin(params, "&"));
+  return MaskPasswordValues(absl::StrCat(out.substr(0, question + 1), absl::StrJoin(params, "&")));
 }
 
 }  // namespace
 
 bool IsPostgresLocation(const std::string& location) {
   if (IsUri(location)) return true;
-  // key=value: what libpq parses as one (a file name like "a=b.db" is not: "a" is no keyword).
-  PQconninfoOption* parsed = ParseKeyValue(location);
-  if (parsed == nullptr) return false;
-  PQconninfoFree(parsed);
-  return true;
+  // key=value: its first word is `keyword=...` with a keyword of lowercase letters and '_' (a
+  // path such as "/var/lib/a=b.db" or "./a=b.db" is not). A misspelt keyword is still
+  // PostgreSQL: libpq then refuses it at open, rather than a SQLite file of that name being
+  // created (and the CP starting on an empty config).
+  const absl::string_view text = absl::StripLeadingAsciiWhitespace(location);
+  const absl::string_view first = text.substr(0, text.find_first_of(" \t\n\r"));
+  const size_t eq = first.find('=');
+  if (eq != absl::string_view::npos) {
+    absl::string_view key = absl::StripTrailingAsciiWhitespace(first.substr(0, eq));
+    if (!key.empty() && std::all_of(key.begin(), key.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; })) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::string RedactedLocation(const std::string& location) {
   if (IsUri(location)) return RedactedUri(location);
   PQconninfoOption* parsed = ParseKeyValue(location);
-  if (parsed == nullptr) return location;
-  // Rebuilt from what libpq parsed (in its keyword order), the password masked.
+  if (parsed == nullptr) return MaskPasswordValues(location);  // not one libpq takes: masked as text
+  // Rebuilt from what libpq parsed (in its keyword order), the passwords masked.
   std::vector<std::string> pairs;
   for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
     const absl::string_view keyword(o->keyword);
-    pairs.push_back(absl::StrCat(keyword, "=", keyword == "password" ? "****" : QuotedValue(o->val)));
+    pairs.push_back(absl::StrCat(keyword, "=", IsPasswordKey(keyword) ? "****" : QuotedValue(o->val)));
   }
   PQconninfoFree(parsed);
   return absl::StrJoin(pairs, " ");

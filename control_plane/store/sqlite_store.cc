@@ -338,6 +338,20 @@ absl::Status InTransaction(sqlite3* db, const char* begin, Body body) {
   return s;
 }
 
+// First in a versioned write's transaction (BEGIN IMMEDIATE holds the write lock, so the version
+// cannot move until COMMIT): a VersionFence whose expected version is not the stored one refuses
+// the write before any row is touched (a stale attempt is run again, never failed on a key its
+// stale checks missed).
+absl::Status CheckFence(sqlite3* db) {
+  VersionFence* fence = VersionFence::Active();
+  if (fence == nullptr) return absl::OkStatus();
+  Statement read(db, "SELECT version FROM sync_meta WHERE id = 1");
+  if (absl::Status s = read.status("read version"); !s.ok()) return s;
+  if (read.Step() != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "read version");
+  const uint64_t version = static_cast<uint64_t>(read.ColumnInt64(0));
+  return version == fence->expected() ? absl::OkStatus() : fence->Refuse(version);
+}
+
 // Under a VersionFence only from its expected version (else Aborted, nothing written).
 absl::Status BumpVersion(sqlite3* db) {
   Statement bump(db, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version");
@@ -846,6 +860,7 @@ absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind,
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status written = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    if (absl::Status s = CheckFence(db); !s.ok()) return s;
     if (absl::Status s = WriteInTransaction(db, **found, entity->get(), mode); !s.ok()) return s;
     return BumpVersion(db);
   });
@@ -860,6 +875,7 @@ absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, abs
   sqlite3* db = writer_->db;
   bool deleted = false;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    if (absl::Status s = CheckFence(db); !s.ok()) return s;
     absl::StatusOr<bool> removed = DeleteInTransaction(db, **found, id);
     if (!removed.ok()) return removed.status();
     deleted = *removed;
@@ -887,6 +903,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    if (absl::Status s = CheckFence(db); !s.ok()) return s;
     for (size_t i = 0; i < steps.size(); ++i) {
       if (entities[i] == nullptr) {
         absl::StatusOr<bool> removed = DeleteInTransaction(db, *tables[i], steps[i].delete_id);
@@ -923,6 +940,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
+    if (absl::Status s = CheckFence(db); !s.ok()) return s;
     // Children before parents (the registry lists parents first), so no key is left dangling.
     for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
       if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;

@@ -65,6 +65,9 @@ void VersionWatcher::Loop() {
       // it. Either way, a version told of but still unread an interval later is told again.
       const bool retry = notified_version_ > last_read_() && retry_due();
       if (wait == ChangeWait::kNotified || retry) {
+        // A retry counts from now even when the version cannot be read (no read per slice of a
+        // database that is struggling).
+        if (retry) notified_at = std::chrono::steady_clock::now();
         const uint64_t version = store_.CurrentVersion();
         if (version > last_read_() && (version > notified_version_ || retry)) {
           notify = true;

@@ -575,8 +575,8 @@ TEST(PostgresLocationTest, UrisAndKeyValueConninfoArePostgresAndPasswordsAreMask
   EXPECT_EQ(RedactedLocation("host=h password = 'se cret' dbname=x"), "password=**** dbname=x host=h");
   EXPECT_EQ(RedactedLocation("host=h options='-c a=b' password=s\\'x"), "password=**** host=h options='-c a=b'");
   EXPECT_FALSE(IsPostgresLocation("/tmp/a=b.db"));
-  EXPECT_FALSE(IsPostgresLocation("a=b.db"));
-  EXPECT_EQ(RedactedLocation("/tmp/password=x.db"), "/tmp/password=x.db");
+  EXPECT_FALSE(IsPostgresLocation("./a=b.db"));
+  EXPECT_FALSE(IsPostgresLocation("/tmp/password=x.db"));
 }
 
 // What libpq accepts is recognised and masked as libpq reads it.
@@ -595,7 +595,26 @@ TEST(PostgresLocationTest, PasswordsLibpqAcceptsAreMaskedWhereverTheyAre) {
   EXPECT_EQ(RedactedLocation("gssencmode=disable host=h password=secret"), "password=**** host=h gssencmode=disable");
   EXPECT_FALSE(IsPostgresLocation(""));
   EXPECT_FALSE(IsPostgresLocation("portico.db"));
-  EXPECT_FALSE(IsPostgresLocation("nokeyword=x"));
+}
+
+// A conninfo libpq refuses (a misspelt keyword) is still PostgreSQL, so that the CP stops with
+// libpq's error instead of creating a SQLite file named after it; its passwords are masked as text.
+TEST(PostgresLocationTest, AConninfoLibpqRefusesIsNeverASqlitePathAndKeepsItsSecrets) {
+  const std::string typo = "host=db username=portico database=portico password=s3cret";
+  EXPECT_TRUE(IsPostgresLocation(typo));
+  EXPECT_EQ(RedactedLocation(typo), "host=db username=portico database=portico password=****");
+  EXPECT_TRUE(IsPostgresLocation("nokeyword=x"));
+  EXPECT_TRUE(IsPostgresLocation("a=b.db"));  // write ./a=b.db for such a SQLite file
+  EXPECT_EQ(RedactedLocation("host=h usr=u password = 'se cret x' sslpassword=k"),
+            "host=h usr=u password = **** sslpassword=****");
+  FakeClock clock(1700000000);
+  auto opened = Store::Open(typo, clock);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().message().find("s3cret"), std::string::npos) << opened.status();
+  EXPECT_FALSE(std::filesystem::exists(typo));
+  // sslpassword (the client key's passphrase) is masked like password.
+  EXPECT_EQ(RedactedLocation("host=h sslpassword=k"), "host=h sslpassword=****");  // libpq keyword order
+  EXPECT_EQ(RedactedLocation("postgres://u@h/db?sslpassword=k"), "postgres://u@h/db?sslpassword=****");
 }
 
 }  // namespace
