@@ -736,20 +736,11 @@ absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, abs
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector<BatchStep>& steps) {
-  std::vector<const Table*> tables;
-  std::vector<EntityPtr> entities;  // null for a delete
-  for (const BatchStep& step : steps) {
-    absl::StatusOr<const Table*> found = TableOf(*step.kind);
-    if (!found.ok()) return found.status();
-    tables.push_back(*found);
-    if (step.entity == nullptr) {
-      entities.emplace_back();
-      continue;
-    }
-    absl::StatusOr<EntityPtr> entity = PrepareWrite(*step.kind, *step.entity);
-    if (!entity.ok()) return entity.status();
-    entities.push_back(*std::move(entity));
-  }
+  absl::StatusOr<PreparedBatch> batch = PrepareBatch(
+      tables_, steps, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!batch.ok()) return batch.status();
+  const std::vector<const Table*>& tables = batch->tables;
+  std::vector<EntityPtr>& entities = batch->entities;  // null for a delete
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
@@ -766,26 +757,13 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
     return BumpVersion(db);
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (EntityPtr& e : entities) {
-    if (e != nullptr) written.push_back(std::move(e));
-  }
-  return written;
+  return TakeWritten(*batch);
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
-  std::vector<std::pair<const Table*, std::vector<EntityPtr>>> rows;  // in the caller's order
-  for (const KindRows& list : kinds) {
-    absl::StatusOr<const Table*> found = TableOf(*list.kind);
-    if (!found.ok()) return found.status();
-    std::vector<EntityPtr> prepared;
-    for (const Message* input : list.entities) {
-      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
-      if (!entity.ok()) return entity.status();
-      prepared.push_back(*std::move(entity));
-    }
-    rows.emplace_back(*found, std::move(prepared));
-  }
+  absl::StatusOr<PreparedRows> rows = PrepareConfigRows(  // in the caller's order
+      tables_, kinds, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!rows.ok()) return rows.status();
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
@@ -795,7 +773,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
     }
     // Parents before children.
     for (const EntityDescriptor* kind : kinds_.kinds()) {
-      for (auto& [table, entities] : rows) {
+      for (auto& [table, entities] : *rows) {
         if (table->kind != kind) continue;
         for (EntityPtr& entity : entities) {
           if (absl::Status s = WriteInTransaction(db, *table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
@@ -808,11 +786,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
     return BumpVersion(db);
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (auto& [table, entities] : rows) {
-    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
-  }
-  return written;
+  return TakeWritten(*rows);
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {

@@ -173,4 +173,55 @@ EntityTimes StampTimes(const EntityDescriptor& kind, google::protobuf::Message* 
   return EntityTimes{created_at, updated_at};
 }
 
+absl::StatusOr<PreparedBatch> PrepareBatch(const EntityTables& tables, const std::vector<Store::BatchStep>& steps,
+                                           PrepareFn prepare) {
+  PreparedBatch batch;
+  for (const Store::BatchStep& step : steps) {
+    absl::StatusOr<const EntityTable*> found = FindEntityTable(tables, *step.kind);
+    if (!found.ok()) return found.status();
+    batch.tables.push_back(*found);
+    if (step.entity == nullptr) {
+      batch.entities.emplace_back();
+      continue;
+    }
+    absl::StatusOr<EntityPtr> entity = prepare(*step.kind, *step.entity);
+    if (!entity.ok()) return entity.status();
+    batch.entities.push_back(*std::move(entity));
+  }
+  return batch;
+}
+
+absl::StatusOr<PreparedRows> PrepareConfigRows(const EntityTables& tables, const std::vector<Store::KindRows>& kinds,
+                                               PrepareFn prepare) {
+  PreparedRows rows;
+  for (const Store::KindRows& list : kinds) {
+    absl::StatusOr<const EntityTable*> found = FindEntityTable(tables, *list.kind);
+    if (!found.ok()) return found.status();
+    std::vector<EntityPtr> prepared;
+    for (const google::protobuf::Message* input : list.entities) {
+      absl::StatusOr<EntityPtr> entity = prepare(*list.kind, *input);
+      if (!entity.ok()) return entity.status();
+      prepared.push_back(*std::move(entity));
+    }
+    rows.emplace_back(*found, std::move(prepared));
+  }
+  return rows;
+}
+
+std::vector<EntityPtr> TakeWritten(PreparedBatch& batch) {
+  std::vector<EntityPtr> written;
+  for (EntityPtr& e : batch.entities) {
+    if (e != nullptr) written.push_back(std::move(e));
+  }
+  return written;
+}
+
+std::vector<EntityPtr> TakeWritten(PreparedRows& rows) {
+  std::vector<EntityPtr> written;
+  for (auto& [table, entities] : rows) {
+    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
+  }
+  return written;
+}
+
 }  // namespace portico::cp

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -95,5 +96,25 @@ struct EntityTimes {
 };
 EntityTimes StampTimes(const EntityDescriptor& kind, google::protobuf::Message* entity,
                        std::optional<int64_t> existing_created_at, bool keep_timestamps, int64_t now);
+
+// A store's preparation of an entity to write (PrepareEntityWrite and its own checks).
+using PrepareFn =
+    absl::FunctionRef<absl::StatusOr<EntityPtr>(const EntityDescriptor&, const google::protobuf::Message&)>;
+// The steps of a WriteBatch, prepared before its transaction: each step's table and entity (null
+// for a delete).
+struct PreparedBatch {
+  std::vector<const EntityTable*> tables;
+  std::vector<EntityPtr> entities;
+};
+// The first error of a step (a kind not in `tables`, or `prepare` refusing) fails it all.
+absl::StatusOr<PreparedBatch> PrepareBatch(const EntityTables& tables, const std::vector<Store::BatchStep>& steps,
+                                           PrepareFn prepare);
+// The rows of a ReplaceConfig, prepared before its transaction, in the caller's order.
+using PreparedRows = std::vector<std::pair<const EntityTable*, std::vector<EntityPtr>>>;
+absl::StatusOr<PreparedRows> PrepareConfigRows(const EntityTables& tables, const std::vector<Store::KindRows>& kinds,
+                                               PrepareFn prepare);
+// The entities written, in order (a batch's deletes left out), moved out of `batch` or `rows`.
+std::vector<EntityPtr> TakeWritten(PreparedBatch& batch);
+std::vector<EntityPtr> TakeWritten(PreparedRows& rows);
 
 }  // namespace portico::cp
