@@ -42,12 +42,7 @@ constexpr int64_t kSchemaLockKey = 0x706f727469636f;
 // exist yet, since it is then created in its current shape. Ids and names of 1-3 are those of
 // the SQLite store; on PostgreSQL, 1 creates only sync_meta (services and routes are created
 // from their descriptors) and 2-3 are therefore always skipped on a new database.
-struct Migration {
-  int id;
-  const char* name;
-  const char* sql;
-  const char* table = nullptr;
-};
+using Migration = SchemaMigration;
 const Migration kMigrations[] = {
     {1, "create_sync_meta_services_routes", R"sql(
 CREATE TABLE sync_meta (

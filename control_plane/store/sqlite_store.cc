@@ -27,12 +27,7 @@ using google::protobuf::Message;
 // from their descriptors (SqliteTableSql) after the migrations; a migration that changes a
 // kind's table names it in `table` and is skipped (recorded as applied) when that table does
 // not exist yet, since it is then created in its current shape.
-struct Migration {
-  int id;
-  const char* name;
-  const char* sql;
-  const char* table = nullptr;
-};
+using Migration = SchemaMigration;
 const Migration kMigrations[] = {
     // The tables match SqliteTableSql(services/routes) (sqlite_store_test checks it).
     {1, "create_sync_meta_services_routes", R"sql(

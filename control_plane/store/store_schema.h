@@ -33,6 +33,16 @@ std::string TagsColumn(const std::vector<std::string>& tags);
 // What a tags column contains when the entity has `tag`.
 std::string TagNeedle(absl::string_view tag);
 
+// A schema migration of a store's list: applied once, in id order, and recorded in
+// schema_migrations. With `table`, it changes that kind's table and is skipped (recorded as
+// applied) when the table does not exist yet.
+struct SchemaMigration {
+  int id;
+  const char* name;
+  const char* sql;
+  const char* table = nullptr;
+};
+
 // A kind's table and the SQL derived from its descriptor.
 struct EntityTable {
   const EntityDescriptor* kind = nullptr;
