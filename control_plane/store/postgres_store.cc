@@ -23,16 +23,14 @@
 #include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
+#include "control_plane/store/store_schema.h"
 #include "google/protobuf/message.h"
-#include "nlohmann/json.hpp"
 
 namespace portico::cp {
 namespace {
 
 using google::protobuf::Message;
 
-constexpr char kTagSeparator = '\x1f';
-constexpr char kCacheKeyColumn[] = "cache_key";
 constexpr char kNotifyChannel[] = "portico_config";
 // pg_advisory_xact_lock key held while the schema is migrated/created ("portico" in ASCII).
 constexpr int64_t kSchemaLockKey = 0x706f727469636f;
@@ -44,12 +42,7 @@ constexpr int64_t kSchemaLockKey = 0x706f727469636f;
 // exist yet, since it is then created in its current shape. Ids and names of 1-3 are those of
 // the SQLite store; on PostgreSQL, 1 creates only sync_meta (services and routes are created
 // from their descriptors) and 2-3 are therefore always skipped on a new database.
-struct Migration {
-  int id;
-  const char* name;
-  const char* sql;
-  const char* table = nullptr;
-};
+using Migration = SchemaMigration;
 const Migration kMigrations[] = {
     {1, "create_sync_meta_services_routes", R"sql(
 CREATE TABLE sync_meta (
@@ -93,11 +86,7 @@ CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purg
 )sql"},
 };
 
-std::string ColumnOf(const FieldSpec& field) {
-  return field.type == FieldType::kForeignKey ? field.name + "_id" : field.name;
-}
-
-// PostgresTableSql's CREATE TABLE, and its CREATE INDEX statements.
+// PostgresTableSql's CREATE TABLE (its CREATE INDEX statements: EntityIndexSql).
 std::string CreateTableSql(const EntityDescriptor& kind) {
   const std::string& t = kind.name();
   std::string sql = absl::StrCat("CREATE TABLE IF NOT EXISTS ", t, " (\n  id TEXT COLLATE \"C\" PRIMARY KEY,\n");
@@ -113,15 +102,6 @@ std::string CreateTableSql(const EntityDescriptor& kind) {
                     f->references, " (id) ON DELETE ", f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
   }
   absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BYTEA NOT NULL\n);\n");
-  return sql;
-}
-std::string IndexSql(const EntityDescriptor& kind) {
-  const std::string& t = kind.name();
-  std::string sql;
-  for (const FieldSpec* f : kind.stored_foreign_keys()) {
-    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
-  }
-  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
   return sql;
 }
 
@@ -148,44 +128,10 @@ bool StorableText(absl::string_view s) {
   return true;
 }
 
-std::string TagsColumn(const std::vector<std::string>& tags) {
-  if (tags.empty()) return "";
-  std::string out(1, kTagSeparator);
-  for (const auto& t : tags) absl::StrAppend(&out, t, std::string(1, kTagSeparator));
-  return out;
-}
-
-// The labels column: a JSON object of strings ({} when none), the text the SQLite store writes
-// (its EncodeDataPlaneLabels); bytes that are not UTF-8 are replaced.
-std::string LabelsColumn(const std::map<std::string, std::string>& labels) {
-  nlohmann::json object = nlohmann::json::object();
-  for (const auto& [key, value] : labels) object[key] = value;
-  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-// {} for text that is not a JSON object of strings.
-std::map<std::string, std::string> ParseLabels(absl::string_view text) {
-  std::map<std::string, std::string> out;
-  nlohmann::json object = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (!object.is_object()) return out;
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_string()) out[key] = value.get<std::string>();
-  }
-  return out;
-}
-
 // `text` as a TEXT value: itself, or escaped (\xNN) when PostgreSQL could not hold it (a DP's
 // Hello may carry any bytes; the row is still recorded).
 std::string StorableOrEscaped(const std::string& text) {
   return StorableText(text) ? text : absl::CHexEscape(text);
-}
-
-void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
-  for (const CorruptRow& row : skipped) {
-    const std::string id = absl::CHexEscape(row.id);
-    PORTICO_LOG(kError, "store", "list: skipped corrupt ", row.kind, " row ", id, " (", row.error,
-                "); repair it with DELETE or PUT /", row.kind, "/", id);
-  }
 }
 
 // Query parameters: text, or bytes sent in binary (BYTEA), or NULL.
@@ -472,11 +418,7 @@ absl::Status BumpVersion(Connection& c) {
   return n.status();
 }
 
-struct Table {
-  const EntityDescriptor* kind = nullptr;
-  std::vector<const FieldSpec*> keys;  // unique fields, then foreign keys
-  std::string insert_sql, update_sql;
-};
+using Table = EntityTable;
 
 class PostgresStore final : public Store {
  public:
@@ -511,7 +453,7 @@ class PostgresStore final : public Store {
  private:
   absl::Status Migrate();
   absl::Status CreateEntityTables();
-  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const;
+  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const { return FindEntityTable(tables_, kind); }
   // Rows of `SELECT id, entity ...`; a row that does not parse fails (CorruptRowError) unless
   // `corrupt` is given: then it is listed there and skipped. At most `limit` entities (0 = all).
   absl::StatusOr<std::vector<EntityPtr>> ParseRows(const PGresult* r, const EntityDescriptor& kind,
@@ -528,7 +470,7 @@ class PostgresStore final : public Store {
   const Clock& clock_;
   const EntityRegistry& kinds_;
   const std::string conninfo_;
-  std::map<const EntityDescriptor*, Table> tables_;
+  EntityTables tables_;
   Connection writer_, reader_, listener_;
   std::string epoch_;
 };
@@ -592,31 +534,7 @@ absl::Status PostgresStore::Migrate() {
 }
 
 absl::Status PostgresStore::CreateEntityTables() {
-  for (const EntityDescriptor* kind : kinds_.kinds()) {
-    Table& table = tables_[kind];
-    table.kind = kind;
-    for (const FieldSpec* f : kind->unique_fields()) table.keys.push_back(f);
-    for (const FieldSpec* f : kind->stored_foreign_keys()) table.keys.push_back(f);
-    std::vector<std::string> key_columns, placeholders, assignments;
-    for (size_t i = 0; i < table.keys.size(); ++i) {
-      key_columns.push_back(ColumnOf(*table.keys[i]));
-      placeholders.push_back(absl::StrCat("$", i + 6));
-      assignments.push_back(absl::StrCat(key_columns.back(), " = $", i + 6));
-    }
-    if (kind->has_cache_key()) {
-      const size_t i = table.keys.size();
-      key_columns.push_back(kCacheKeyColumn);
-      placeholders.push_back(absl::StrCat("$", i + 6));
-      assignments.push_back(absl::StrCat(kCacheKeyColumn, " = $", i + 6));
-    }
-    // $1 id, $2 created_at, $3 updated_at, $4 tags, $5 entity, $6... key columns, then cache_key.
-    table.insert_sql = absl::StrCat("INSERT INTO ", kind->name(), " (id, created_at, updated_at, tags, entity",
-                                    key_columns.empty() ? "" : ", ", absl::StrJoin(key_columns, ", "),
-                                    ") VALUES ($1, $2, $3, $4, $5", placeholders.empty() ? "" : ", ",
-                                    absl::StrJoin(placeholders, ", "), ")");
-    table.update_sql = absl::StrCat("UPDATE ", kind->name(), " SET created_at = $2, updated_at = $3, tags = $4, entity = $5",
-                                    assignments.empty() ? "" : ", ", absl::StrJoin(assignments, ", "), " WHERE id = $1");
-  }
+  tables_ = DeriveEntityTables(kinds_, "$");
   // Parents first (the registry's order), so every REFERENCES names an existing table.
   for (const EntityDescriptor* kind : kinds_.kinds()) {
     if (absl::Status s = ExecScript(writer_, CreateTableSql(*kind)); !s.ok()) return s;
@@ -630,26 +548,14 @@ absl::Status PostgresStore::CreateEntityTables() {
     if (!info.ok()) return info.status();
     std::set<std::string> have;
     for (int i = 0; i < PQntuples(info->get()); ++i) have.insert(std::string(Bytes(info->get(), i, 0)));
-    std::vector<std::string> need = {"id", "created_at", "updated_at", "tags", "entity"};
-    for (const FieldSpec* key : tables_[kind].keys) need.push_back(ColumnOf(*key));
-    for (const std::string& column : need) {
-      if (have.count(column) == 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "table ", kind->name(), " has no column ", column,
-            ": a change of an entity kind's keys needs a schema migration (control_plane/store/postgres_store.cc)"));
-      }
+    if (absl::Status s = CheckEntityColumns(tables_[kind], have, "control_plane/store/postgres_store.cc"); !s.ok()) {
+      return s;
     }
   }
   for (const EntityDescriptor* kind : kinds_.kinds()) {
-    if (absl::Status s = ExecScript(writer_, IndexSql(*kind)); !s.ok()) return s;
+    if (absl::Status s = ExecScript(writer_, EntityIndexSql(*kind)); !s.ok()) return s;
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<const Table*> PostgresStore::TableOf(const EntityDescriptor& kind) const {
-  auto it = tables_.find(&kind);
-  if (it == tables_.end()) return absl::InvalidArgumentError(absl::StrCat("entity kind '", kind.name(), "' is not in this store"));
-  return &it->second;
 }
 
 uint64_t PostgresStore::CurrentVersion() {
@@ -692,15 +598,7 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ParseRows(const PGresult* 
                                                                 std::vector<CorruptRow>* corrupt, size_t limit) {
   std::vector<EntityPtr> out;
   for (int i = 0; i < PQntuples(r) && (limit == 0 || out.size() < limit); ++i) {
-    EntityPtr entity = kind.New();
-    const absl::string_view bytes = Bytes(r, i, 1);
-    if (!entity->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      std::string id(Bytes(r, i, 0));
-      if (corrupt == nullptr) return CorruptRowError(kind.name(), id);
-      corrupt->push_back(CorruptRow{kind.name(), std::move(id), kCorruptEntityReason});
-      continue;
-    }
-    out.push_back(std::move(entity));
+    if (absl::Status s = AppendEntityRow(kind, Bytes(r, i, 0), Bytes(r, i, 1), corrupt, &out); !s.ok()) return s;
   }
   return out;
 }
@@ -709,16 +607,8 @@ absl::StatusOr<EntityPtr> PostgresStore::GetEntityByField(const EntityDescriptor
                                                           absl::string_view value) {
   absl::StatusOr<const Table*> table = TableOf(kind);
   if (!table.ok()) return table.status();
-  std::string column;
-  if (field == "id") {
-    column = "id";
-  } else if (field == kCacheKeyColumn && kind.has_cache_key()) {
-    column = kCacheKeyColumn;
-  } else if (const FieldSpec* spec = kind.field(field); spec != nullptr && spec->unique) {
-    column = ColumnOf(*spec);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("'", field, "' is not a unique field of ", kind.name()));
-  }
+  absl::StatusOr<std::string> column = LookupColumn(kind, field);
+  if (!column.ok()) return column.status();
   auto not_found = [&] {
     return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with ", field, " '", value, "'"));
   };
@@ -726,7 +616,7 @@ absl::StatusOr<EntityPtr> PostgresStore::GetEntityByField(const EntityDescriptor
   std::lock_guard<std::mutex> lock(reader_.mu);
   if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
   absl::StatusOr<Result> r =
-      Read(reader_, conninfo_, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", column, " = $1"), Params().Text(value),
+      Read(reader_, conninfo_, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", *column, " = $1"), Params().Text(value),
            "select");
   if (!r.ok()) return r.status();
   absl::StatusOr<std::vector<EntityPtr>> rows = ParseRows(r->get(), kind, nullptr, 1);
@@ -739,21 +629,17 @@ absl::StatusOr<ListPage<EntityPtr>> PostgresStore::ListEntities(const EntityDesc
   absl::StatusOr<const Table*> table = TableOf(kind);
   if (!table.ok()) return table.status();
   ListPage<EntityPtr> page;
-  const FieldSpec* fk = nullptr;
-  if (!query.parent_field.empty()) {
-    fk = kind.field(query.parent_field);
-    if (fk == nullptr || fk->type != FieldType::kForeignKey || fk->references.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("'", query.parent_field, "' is not a foreign key of ", kind.name()));
-    }
-    if (!StorableText(query.parent_id)) return page;  // no stored row references it
-  }
+  absl::StatusOr<const FieldSpec*> parent_key = ParentForeignKey(kind, query);
+  if (!parent_key.ok()) return parent_key.status();
+  const FieldSpec* fk = *parent_key;
+  if (fk != nullptr && !StorableText(query.parent_id)) return page;  // no stored row references it
   if (!StorableText(query.after_id)) return page;  // no stored id is like it: a cursor of no list
   // Tags that no stored row can hold match nothing: ALL of them then matches nothing, ANY of
   // them only through the others.
   std::vector<std::string> tags;
   for (const auto& tag : query.tags) {
     if (StorableText(tag)) {
-      tags.push_back(absl::StrCat(std::string(1, kTagSeparator), tag, std::string(1, kTagSeparator)));
+      tags.push_back(TagNeedle(tag));
     } else if (!query.tags_any) {
       return page;
     }
@@ -799,21 +685,13 @@ absl::StatusOr<ListPage<EntityPtr>> PostgresStore::ListEntities(const EntityDesc
     }
   }
   LogSkippedRows(skipped);
-  page.has_more = entities.size() > static_cast<size_t>(size);
-  if (page.has_more) entities.resize(size);
-  page.items = std::move(entities);
-  return page;
+  return PageOf(std::move(entities), static_cast<size_t>(size));
 }
 
 absl::StatusOr<EntityPtr> PostgresStore::PrepareWrite(const EntityDescriptor& kind, const Message& input) const {
-  EntityPtr entity = kind.New();
-  entity->CopyFrom(input);
-  if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
-  if (EntityPtr check = kind.New(); !check->ParseFromString(entity->SerializeAsString())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
-        ": its serialized form does not parse back (a string field is not valid UTF-8)"));
-  }
+  absl::StatusOr<EntityPtr> prepared = PrepareEntityWrite(kind, input);
+  if (!prepared.ok()) return prepared.status();
+  EntityPtr entity = *std::move(prepared);
   // Text parameters reach PostgreSQL NUL-terminated: a column value with a NUL would be cut short
   // (another row's key, a wrong lookup). The entity BYTEA keeps any byte; its columns cannot.
   auto has_nul = [](absl::string_view v) { return v.find('\0') != absl::string_view::npos; };
@@ -866,19 +744,10 @@ absl::Status PostgresStore::WriteInTransaction(Connection& c, const Table& table
   if (mode == WriteMode::kUpdate && !existing_created_at) {
     return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
   }
-  const int64_t now = clock_.NowSeconds();
-  const int64_t given_created_at = kind.CreatedAt(*entity);
-  const int64_t created_at = keep_timestamps && given_created_at != 0 ? given_created_at
-                             : existing_created_at                    ? *existing_created_at
-                             : given_created_at != 0                  ? given_created_at
-                                                                      : now;
-  const int64_t given_updated_at = kind.UpdatedAt(*entity);
-  const int64_t updated_at = keep_timestamps && given_updated_at != 0 ? given_updated_at : now;
-  kind.SetCreatedAt(entity, created_at);
-  kind.SetUpdatedAt(entity, updated_at);
+  const EntityTimes times = StampTimes(kind, entity, existing_created_at, keep_timestamps, clock_.NowSeconds());
 
   Params params;
-  params.Text(id).Int(created_at).Int(updated_at).Text(TagsColumn(kind.Tags(*entity))).Bytes(entity->SerializeAsString());
+  params.Text(id).Int(times.created_at).Int(times.updated_at).Text(TagsColumn(kind.Tags(*entity))).Bytes(entity->SerializeAsString());
   for (const FieldSpec* key : table.keys) params.OptionalText(kind.Text(*entity, *key));
   if (kind.has_cache_key()) params.Text(kind.CacheKey(*entity));
   absl::StatusOr<Result> r =
@@ -945,20 +814,11 @@ absl::StatusOr<bool> PostgresStore::DeleteEntity(const EntityDescriptor& kind, a
 }
 
 absl::StatusOr<std::vector<EntityPtr>> PostgresStore::WriteBatch(const std::vector<BatchStep>& steps) {
-  std::vector<const Table*> tables;
-  std::vector<EntityPtr> entities;  // null for a delete
-  for (const BatchStep& step : steps) {
-    absl::StatusOr<const Table*> found = TableOf(*step.kind);
-    if (!found.ok()) return found.status();
-    tables.push_back(*found);
-    if (step.entity == nullptr) {
-      entities.emplace_back();
-      continue;
-    }
-    absl::StatusOr<EntityPtr> entity = PrepareWrite(*step.kind, *step.entity);
-    if (!entity.ok()) return entity.status();
-    entities.push_back(*std::move(entity));
-  }
+  absl::StatusOr<PreparedBatch> batch = PrepareBatch(
+      tables_, steps, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!batch.ok()) return batch.status();
+  const std::vector<const Table*>& tables = batch->tables;
+  std::vector<EntityPtr>& entities = batch->entities;  // null for a delete
   std::lock_guard<std::mutex> lock(writer_.mu);
   if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
   absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
@@ -977,26 +837,13 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::WriteBatch(const std::vect
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (EntityPtr& e : entities) {
-    if (e != nullptr) written.push_back(std::move(e));
-  }
-  return written;
+  return TakeWritten(*batch);
 }
 
 absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
-  std::vector<std::pair<const Table*, std::vector<EntityPtr>>> rows;
-  for (const KindRows& list : kinds) {
-    absl::StatusOr<const Table*> found = TableOf(*list.kind);
-    if (!found.ok()) return found.status();
-    std::vector<EntityPtr> prepared;
-    for (const Message* input : list.entities) {
-      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
-      if (!entity.ok()) return entity.status();
-      prepared.push_back(*std::move(entity));
-    }
-    rows.emplace_back(*found, std::move(prepared));
-  }
+  absl::StatusOr<PreparedRows> rows = PrepareConfigRows(  // in the caller's order
+      tables_, kinds, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!rows.ok()) return rows.status();
   std::lock_guard<std::mutex> lock(writer_.mu);
   if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
   absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
@@ -1006,7 +853,7 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
       if (absl::Status s = ExecScript(writer_, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
     }
     for (const EntityDescriptor* kind : kinds_.kinds()) {
-      for (auto& [table, entities] : rows) {
+      for (auto& [table, entities] : *rows) {
         if (table->kind != kind) continue;
         for (EntityPtr& entity : entities) {
           if (absl::Status s = WriteInTransaction(writer_, *table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
@@ -1019,11 +866,7 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (auto& [table, entities] : rows) {
-    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
-  }
-  return written;
+  return TakeWritten(*rows);
 }
 
 absl::StatusOr<StoredConfig> PostgresStore::ReadConfig() {
@@ -1058,8 +901,7 @@ absl::StatusOr<ListPage<TaggedEntity>> PostgresStore::ListTagged(const TagQuery&
   // column is split here; each kind's first size + 2 tagged entities from the cursor on suffice.
   std::vector<std::string> selects;
   for (const EntityDescriptor* kind : kinds_.kinds()) {
-    const FieldSpec* tags = kind->field("tags");
-    if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
+    if (!HasTagList(*kind)) continue;
     selects.push_back(absl::StrCat("(SELECT id, '", kind->name(), "'::text COLLATE \"C\" AS kind, tags FROM ",
                                    kind->name(), " WHERE tags <> '' AND id >= $1",
                                    query.tag.empty() ? "" : " AND strpos(tags, $3) > 0", " ORDER BY id LIMIT $2)"));
@@ -1068,10 +910,9 @@ absl::StatusOr<ListPage<TaggedEntity>> PostgresStore::ListTagged(const TagQuery&
   if (selects.empty()) return page;
   if (!StorableText(query.after_entity_id) || !StorableText(query.tag)) return page;
   const size_t size = query.size > 0 ? static_cast<size_t>(query.size) : 100;
-  const std::string separator(1, kTagSeparator);
   Params params;
   params.Text(query.after_entity_id).Int(static_cast<int64_t>(size) + 2);
-  if (!query.tag.empty()) params.Text(absl::StrCat(separator, query.tag, separator));
+  if (!query.tag.empty()) params.Text(TagNeedle(query.tag));
   std::lock_guard<std::mutex> lock(reader_.mu);
   if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
   absl::StatusOr<Result> r =
@@ -1079,23 +920,10 @@ absl::StatusOr<ListPage<TaggedEntity>> PostgresStore::ListTagged(const TagQuery&
   if (!r.ok()) return r.status();
   std::vector<TaggedEntity> rows;
   for (int i = 0; i < PQntuples(r->get()) && rows.size() <= size; ++i) {
-    const std::string id(Bytes(r->get(), i, 0));
-    const std::string kind(Bytes(r->get(), i, 1));
-    const bool cursor_entity = id == query.after_entity_id && kind == query.after_entity_name;
-    if (id == query.after_entity_id && !query.after_entity_id.empty() && kind < query.after_entity_name) continue;
-    int ordinality = 0;
-    for (absl::string_view tag : absl::StrSplit(Bytes(r->get(), i, 2), kTagSeparator, absl::SkipEmpty())) {
-      ++ordinality;
-      if (cursor_entity && ordinality <= query.after_ordinality) continue;
-      if (!query.tag.empty() && tag != query.tag) continue;
-      rows.push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
-      if (rows.size() > size) break;
-    }
+    AppendTagRows(query, std::string(Bytes(r->get(), i, 0)), std::string(Bytes(r->get(), i, 1)), Bytes(r->get(), i, 2),
+                  size, &rows);
   }
-  page.has_more = rows.size() > size;
-  if (page.has_more) rows.resize(size);
-  page.items = std::move(rows);
-  return page;
+  return PageOf(std::move(rows), size);
 }
 
 absl::Status PostgresStore::SaveDataPlanes(const std::vector<StoredDataPlane>& rows) {
@@ -1129,7 +957,7 @@ WHERE NOT (clustering_data_planes.connected AND clustering_data_planes.control_p
       Params p;
       p.Text(text(d.id)).Text(text(d.hostname)).Text(text(d.ip)).Text(text(d.version)).Text(text(d.config_hash));
       p.Int(static_cast<int64_t>(d.config_version)).Int(d.last_seen).Text(text(d.sync_status)).Text(text(d.state));
-      p.Text(text(d.last_error)).Text(LabelsColumn(d.labels)).Int(d.cert_expiry).Int(d.connected_since);
+      p.Text(text(d.last_error)).Text(EncodeDataPlaneLabels(d.labels)).Int(d.cert_expiry).Int(d.connected_since);
       p.Int(static_cast<int64_t>(d.nack_count)).Text(text(d.control_plane_id)).Text(text(d.control_plane_hostname));
       p.Bool(row.connected).Int(row.purge_at);
       if (absl::StatusOr<Result> r = Exec(writer_, kSql, p, "save data plane"); !r.ok()) return r.status();
@@ -1163,7 +991,7 @@ absl::StatusOr<std::vector<StoredDataPlane>> PostgresStore::ListDataPlaneRows(in
     d.sync_status = std::string(Bytes(res, i, 7));
     d.state = std::string(Bytes(res, i, 8));
     d.last_error = std::string(Bytes(res, i, 9));
-    d.labels = ParseLabels(Bytes(res, i, 10));
+    d.labels = DecodeDataPlaneLabels(Bytes(res, i, 10));
     d.cert_expiry = Int(res, i, 11);
     d.connected_since = Int(res, i, 12);
     d.nack_count = static_cast<uint64_t>(Int(res, i, 13));
@@ -1422,7 +1250,7 @@ std::string PostgresSessionOptions(const std::string& conninfo) {
 }
 
 std::string PostgresTableSql(const EntityDescriptor& kind) {
-  return absl::StrCat(CreateTableSql(kind), IndexSql(kind));
+  return absl::StrCat(CreateTableSql(kind), EntityIndexSql(kind));
 }
 
 absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo, const Clock& clock,

@@ -9,13 +9,12 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/uuid.h"
+#include "control_plane/store/store_schema.h"
 #include "google/protobuf/message.h"
 
 namespace portico::cp {
@@ -23,21 +22,12 @@ namespace {
 
 using google::protobuf::Message;
 
-constexpr char kTagSeparator = '\x1f';
-// The column holding EntityDescriptor::CacheKey for kinds that have one (UNIQUE).
-constexpr char kCacheKeyColumn[] = "cache_key";
-
 // Schema migrations, applied in order, each in its own transaction with its row in
 // schema_migrations. Append only; never edit an applied migration. Entity tables are created
 // from their descriptors (SqliteTableSql) after the migrations; a migration that changes a
 // kind's table names it in `table` and is skipped (recorded as applied) when that table does
 // not exist yet, since it is then created in its current shape.
-struct Migration {
-  int id;
-  const char* name;
-  const char* sql;
-  const char* table = nullptr;
-};
+using Migration = SchemaMigration;
 const Migration kMigrations[] = {
     // The tables match SqliteTableSql(services/routes) (sqlite_store_test checks it).
     {1, "create_sync_meta_services_routes", R"sql(
@@ -108,11 +98,6 @@ CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purg
 constexpr char kDataPlaneColumns[] =
     "id, hostname, ip, version, config_hash, config_version, last_seen, sync_status, state, last_error, labels, "
     "cert_expiry, connected_since, nack_count, control_plane_id, control_plane_hostname, connected, purge_at";
-
-// The column of a unique field or a foreign key.
-std::string ColumnOf(const FieldSpec& field) {
-  return field.type == FieldType::kForeignKey ? field.name + "_id" : field.name;
-}
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   std::string message = absl::StrCat(what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -286,13 +271,6 @@ absl::StatusOr<bool> Exists(sqlite3* db, const std::string& sql, absl::string_vi
   return SqliteError(db, sqlite3_extended_errcode(db), "exists");
 }
 
-std::string TagsColumn(const std::vector<std::string>& tags) {
-  if (tags.empty()) return "";
-  std::string out(1, kTagSeparator);
-  for (const auto& t : tags) absl::StrAppend(&out, t, std::string(1, kTagSeparator));
-  return out;
-}
-
 // "AND instr(tags, ?) > 0 ..." for the query's tags.
 std::string TagFilterSql(const ListQuery& query) {
   if (query.tags.empty()) return "";
@@ -302,14 +280,6 @@ std::string TagFilterSql(const ListQuery& query) {
     sql += "instr(tags, ?) > 0";
   }
   return sql + ")";
-}
-
-void LogSkippedRows(const std::vector<CorruptRow>& skipped) {
-  for (const CorruptRow& row : skipped) {
-    const std::string id = absl::CHexEscape(row.id);
-    PORTICO_LOG(kError, "store", "list: skipped corrupt ", row.kind, " row ", id, " (", row.error,
-                "); repair it with DELETE or PUT /", row.kind, "/", id);
-  }
 }
 
 absl::Status OpenConnection(const std::string& path, bool wal, sqlite3** out) {
@@ -366,13 +336,7 @@ absl::Status BumpVersion(sqlite3* db) {
   return absl::OkStatus();
 }
 
-// A kind's table and the SQL derived from its descriptor.
-struct Table {
-  const EntityDescriptor* kind = nullptr;
-  std::vector<const FieldSpec*> keys;  // unique fields, then foreign keys: the key columns
-  std::string insert_sql, update_sql;
-  std::vector<EntityRegistry::Reference> restricted_by;  // ON DELETE RESTRICT references to it
-};
+using Table = EntityTable;
 
 class SqliteStore final : public Store {
  public:
@@ -417,15 +381,16 @@ class SqliteStore final : public Store {
 
   absl::Status Migrate(sqlite3* db);
   absl::Status CreateEntityTables(sqlite3* db);
-  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const;
+  absl::StatusOr<const Table*> TableOf(const EntityDescriptor& kind) const { return FindEntityTable(tables_, kind); }
   Connection& ReadConnection() { return reader_ ? *reader_ : *writer_; }
   // Rows of `SELECT id, entity ...`, in order, until `limit` entities (0 = all). A row whose
   // entity does not parse fails the read (CorruptRowError) unless `corrupt` is given: then it
   // is appended there and skipped.
   absl::StatusOr<std::vector<EntityPtr>> ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
                                                   std::vector<CorruptRow>* corrupt, size_t limit);
-  // A copy of `input` to write: an id given when it has none; refused when it does not parse back.
-  absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const;
+  absl::StatusOr<EntityPtr> PrepareWrite(const EntityDescriptor& kind, const Message& input) const {
+    return PrepareEntityWrite(kind, input);
+  }
   // One write or delete inside the caller's write transaction (no version bump). The write
   // stamps the entity's timestamps (`keep_timestamps`: only those that are zero).
   absl::Status WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
@@ -438,7 +403,7 @@ class SqliteStore final : public Store {
 
   const Clock& clock_;
   const EntityRegistry& kinds_;
-  std::map<const EntityDescriptor*, Table> tables_;
+  EntityTables tables_;
   std::unique_ptr<Connection> writer_;
   std::unique_ptr<Connection> reader_;  // null for ":memory:"
   std::string epoch_;
@@ -509,35 +474,7 @@ absl::Status SqliteStore::Migrate(sqlite3* db) {
 }
 
 absl::Status SqliteStore::CreateEntityTables(sqlite3* db) {
-  for (const EntityDescriptor* kind : kinds_.kinds()) {
-    Table& table = tables_[kind];
-    table.kind = kind;
-    std::vector<std::string> columns = {"id", "created_at", "updated_at"};
-    for (const FieldSpec* f : kind->unique_fields()) table.keys.push_back(f);
-    for (const FieldSpec* f : kind->stored_foreign_keys()) table.keys.push_back(f);
-    std::vector<std::string> key_columns, placeholders, assignments;
-    for (size_t i = 0; i < table.keys.size(); ++i) {
-      key_columns.push_back(ColumnOf(*table.keys[i]));
-      placeholders.push_back(absl::StrCat("?", i + 6));
-      assignments.push_back(absl::StrCat(key_columns.back(), " = ?", i + 6));
-    }
-    if (kind->has_cache_key()) {
-      const size_t i = table.keys.size();
-      key_columns.push_back(kCacheKeyColumn);
-      placeholders.push_back(absl::StrCat("?", i + 6));
-      assignments.push_back(absl::StrCat(kCacheKeyColumn, " = ?", i + 6));
-    }
-    // ?1 id, ?2 created_at, ?3 updated_at, ?4 tags, ?5 entity, ?6... key columns, then cache_key.
-    table.insert_sql = absl::StrCat("INSERT INTO ", kind->name(), " (id, created_at, updated_at, tags, entity",
-                                    key_columns.empty() ? "" : ", ", absl::StrJoin(key_columns, ", "),
-                                    ") VALUES (?1, ?2, ?3, ?4, ?5", placeholders.empty() ? "" : ", ",
-                                    absl::StrJoin(placeholders, ", "), ")");
-    table.update_sql = absl::StrCat("UPDATE ", kind->name(), " SET created_at = ?2, updated_at = ?3, tags = ?4, entity = ?5",
-                                    assignments.empty() ? "" : ", ", absl::StrJoin(assignments, ", "), " WHERE id = ?1");
-    for (const EntityRegistry::Reference& ref : kinds_.ReferencesTo(*kind)) {
-      if (ref.field->on_delete == OnDelete::kRestrict) table.restricted_by.push_back(ref);
-    }
-  }
+  tables_ = DeriveEntityTables(kinds_, "?");
   absl::Status created = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     for (const EntityDescriptor* kind : kinds_.kinds()) {
       if (absl::Status s = Exec(db, SqliteTableSql(*kind)); !s.ok()) return s;
@@ -551,23 +488,11 @@ absl::Status SqliteStore::CreateEntityTables(sqlite3* db) {
     if (absl::Status s = info.status("table info"); !s.ok()) return s;
     std::set<std::string> have;
     while (info.Step() == SQLITE_ROW) have.insert(info.ColumnBytes(1));
-    std::vector<std::string> need = {"id", "created_at", "updated_at", "tags", "entity"};
-    for (const FieldSpec* key : tables_[kind].keys) need.push_back(ColumnOf(*key));
-    for (const std::string& column : need) {
-      if (have.count(column) == 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "table ", kind->name(), " has no column ", column,
-            ": a change of an entity kind's keys needs a schema migration (control_plane/store/sqlite_store.cc)"));
-      }
+    if (absl::Status s = CheckEntityColumns(tables_[kind], have, "control_plane/store/sqlite_store.cc"); !s.ok()) {
+      return s;
     }
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<const Table*> SqliteStore::TableOf(const EntityDescriptor& kind) const {
-  auto it = tables_.find(&kind);
-  if (it == tables_.end()) return absl::InvalidArgumentError(absl::StrCat("entity kind '", kind.name(), "' is not in this store"));
-  return &it->second;
 }
 
 uint64_t SqliteStore::CurrentVersion() {
@@ -632,8 +557,7 @@ absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& q
   // tagged entities from the cursor on are enough: that bounds what the merge sorts.
   std::vector<std::string> selects;
   for (const EntityDescriptor* kind : kinds_.kinds()) {
-    const FieldSpec* tags = kind->field("tags");
-    if (tags == nullptr || (tags->type != FieldType::kSet && tags->type != FieldType::kArray)) continue;
+    if (!HasTagList(*kind)) continue;
     selects.push_back(absl::StrCat("SELECT * FROM (SELECT id, '", kind->name(), "' AS kind, tags FROM ", kind->name(),
                                    " WHERE tags != '' AND id >= ?1",
                                    query.tag.empty() ? "" : " AND instr(tags, ?2) > 0", " ORDER BY id LIMIT ?3)"));
@@ -641,37 +565,21 @@ absl::StatusOr<ListPage<TaggedEntity>> SqliteStore::ListTagged(const TagQuery& q
   ListPage<TaggedEntity> page;
   if (selects.empty()) return page;
   const size_t size = query.size > 0 ? static_cast<size_t>(query.size) : 100;
-  const std::string separator(1, kTagSeparator);
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
   Statement stmt(c.db, absl::StrCat(absl::StrJoin(selects, " UNION ALL "), " ORDER BY id, kind"));
   if (absl::Status s = stmt.status("list tags"); !s.ok()) return s;
   stmt.BindText(1, query.after_entity_id);
-  if (!query.tag.empty()) stmt.BindText(2, absl::StrCat(separator, query.tag, separator));
+  if (!query.tag.empty()) stmt.BindText(2, TagNeedle(query.tag));
   stmt.BindInt64(3, static_cast<int64_t>(size) + 2);
   std::vector<TaggedEntity> rows;
   while (rows.size() <= size) {
     const int rc = stmt.Step();
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return SqliteError(c.db, sqlite3_extended_errcode(c.db), "list tags");
-    const std::string id = stmt.ColumnBytes(0);
-    const std::string kind = stmt.ColumnBytes(1);
-    // Rows of the cursor's entity (or of an equal id in an earlier kind) were on earlier pages.
-    const bool cursor_entity = id == query.after_entity_id && kind == query.after_entity_name;
-    if (id == query.after_entity_id && !query.after_entity_id.empty() && kind < query.after_entity_name) continue;
-    int ordinality = 0;
-    for (absl::string_view tag : absl::StrSplit(stmt.ColumnView(2), kTagSeparator, absl::SkipEmpty())) {
-      ++ordinality;
-      if (cursor_entity && ordinality <= query.after_ordinality) continue;
-      if (!query.tag.empty() && tag != query.tag) continue;
-      rows.push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
-      if (rows.size() > size) break;
-    }
+    AppendTagRows(query, stmt.ColumnBytes(0), stmt.ColumnBytes(1), stmt.ColumnView(2), size, &rows);
   }
-  page.has_more = rows.size() > size;
-  if (page.has_more) rows.resize(size);
-  page.items = std::move(rows);
-  return page;
+  return PageOf(std::move(rows), size);
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReadRows(sqlite3* db, Statement& stmt, const EntityDescriptor& kind,
@@ -682,15 +590,9 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReadRows(sqlite3* db, Statem
     int rc = stmt.Step();
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "select");
-    EntityPtr entity = kind.New();
-    const absl::string_view bytes = stmt.ColumnView(1);
-    if (!entity->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      std::string id = stmt.ColumnBytes(0);
-      if (corrupt == nullptr) return CorruptRowError(kind.name(), id);
-      corrupt->push_back(CorruptRow{kind.name(), std::move(id), kCorruptEntityReason});
-      continue;
+    if (absl::Status s = AppendEntityRow(kind, stmt.ColumnView(0), stmt.ColumnView(1), corrupt, &out); !s.ok()) {
+      return s;
     }
-    out.push_back(std::move(entity));
   }
   return out;
 }
@@ -699,19 +601,11 @@ absl::StatusOr<EntityPtr> SqliteStore::GetEntityByField(const EntityDescriptor& 
                                                         absl::string_view value) {
   absl::StatusOr<const Table*> table = TableOf(kind);
   if (!table.ok()) return table.status();
-  std::string column;
-  if (field == "id") {
-    column = "id";
-  } else if (field == kCacheKeyColumn && kind.has_cache_key()) {
-    column = kCacheKeyColumn;  // `value` is EntityDescriptor::CacheKey text
-  } else if (const FieldSpec* spec = kind.field(field); spec != nullptr && spec->unique) {
-    column = ColumnOf(*spec);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("'", field, "' is not a unique field of ", kind.name()));
-  }
+  absl::StatusOr<std::string> column = LookupColumn(kind, field);
+  if (!column.ok()) return column.status();
   Connection& c = ReadConnection();
   std::lock_guard<std::mutex> lock(c.mu);
-  Statement stmt(c.db, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", column, " = ?"));
+  Statement stmt(c.db, absl::StrCat("SELECT id, entity FROM ", kind.name(), " WHERE ", *column, " = ?"));
   stmt.BindText(1, value);
   absl::StatusOr<std::vector<EntityPtr>> rows = ReadRows(c.db, stmt, kind, nullptr, 1);
   if (!rows.ok()) return rows.status();
@@ -722,14 +616,9 @@ absl::StatusOr<EntityPtr> SqliteStore::GetEntityByField(const EntityDescriptor& 
 absl::StatusOr<ListPage<EntityPtr>> SqliteStore::ListEntities(const EntityDescriptor& kind, const ListQuery& query) {
   absl::StatusOr<const Table*> table = TableOf(kind);
   if (!table.ok()) return table.status();
-  std::string parent_filter;
-  if (!query.parent_field.empty()) {
-    const FieldSpec* fk = kind.field(query.parent_field);
-    if (fk == nullptr || fk->type != FieldType::kForeignKey || fk->references.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("'", query.parent_field, "' is not a foreign key of ", kind.name()));
-    }
-    parent_filter = absl::StrCat(" AND ", ColumnOf(*fk), " = ?");
-  }
+  absl::StatusOr<const FieldSpec*> fk = ParentForeignKey(kind, query);
+  if (!fk.ok()) return fk.status();
+  const std::string parent_filter = *fk != nullptr ? absl::StrCat(" AND ", ColumnOf(**fk), " = ?") : "";
   // No LIMIT: corrupt rows are skipped, so the page reads rows until it has size + 1 entities
   // (the rows come in id order from the primary key; stepping stops there).
   Connection& c = ReadConnection();
@@ -740,18 +629,14 @@ absl::StatusOr<ListPage<EntityPtr>> SqliteStore::ListEntities(const EntityDescri
   stmt.BindText(index++, query.after_id);
   if (!parent_filter.empty()) stmt.BindText(index++, query.parent_id);
   for (const auto& tag : query.tags) {
-    stmt.BindText(index++, absl::StrCat(std::string(1, kTagSeparator), tag, std::string(1, kTagSeparator)));
+    stmt.BindText(index++, TagNeedle(tag));
   }
   const int size = query.size > 0 ? query.size : 100;
   std::vector<CorruptRow> skipped;
   absl::StatusOr<std::vector<EntityPtr>> rows = ReadRows(c.db, stmt, kind, &skipped, static_cast<size_t>(size) + 1);
   if (!rows.ok()) return rows.status();
   LogSkippedRows(skipped);
-  ListPage<EntityPtr> page;
-  page.has_more = rows->size() > static_cast<size_t>(size);
-  if (page.has_more) rows->resize(size);
-  page.items = std::move(*rows);
-  return page;
+  return PageOf(*std::move(rows), static_cast<size_t>(size));
 }
 
 std::string SqliteStore::MissingForeignKey(sqlite3* db, const Table& table, const Message& entity) {
@@ -774,21 +659,6 @@ std::string SqliteStore::ReferencingKind(sqlite3* db, const Table& table, absl::
   return "";
 }
 
-absl::StatusOr<EntityPtr> SqliteStore::PrepareWrite(const EntityDescriptor& kind, const Message& input) const {
-  EntityPtr entity = kind.New();
-  entity->CopyFrom(input);
-  if (kind.Id(*entity).empty()) kind.SetId(entity.get(), NewUuid());
-  // Never write a row that cannot be read back: protobuf serializes a proto3 string that is not
-  // UTF-8 but refuses to parse it (the validator reports such strings first; this is the
-  // last line). The timestamps set later cannot make a parsable entity unparsable.
-  if (EntityPtr check = kind.New(); !check->ParseFromString(entity->SerializeAsString())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "refusing to write ", kind.name(), " entity ", absl::CHexEscape(kind.Id(*entity)),
-        ": its serialized form does not parse back (a string field is not valid UTF-8)"));
-  }
-  return entity;
-}
-
 absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Message* entity, WriteMode mode,
                                              bool keep_timestamps) {
   const EntityDescriptor& kind = *table.kind;
@@ -808,21 +678,12 @@ absl::Status SqliteStore::WriteInTransaction(sqlite3* db, const Table& table, Me
   if (mode == WriteMode::kUpdate && !existing_created_at) {
     return absl::NotFoundError(absl::StrCat("no ", kind.name(), " entity with id '", id, "'"));
   }
-  const int64_t now = clock_.NowSeconds();
-  const int64_t given_created_at = kind.CreatedAt(*entity);
-  const int64_t created_at = keep_timestamps && given_created_at != 0 ? given_created_at
-                             : existing_created_at                    ? *existing_created_at
-                             : given_created_at != 0                  ? given_created_at
-                                                                      : now;
-  const int64_t given_updated_at = kind.UpdatedAt(*entity);
-  const int64_t updated_at = keep_timestamps && given_updated_at != 0 ? given_updated_at : now;
-  kind.SetCreatedAt(entity, created_at);
-  kind.SetUpdatedAt(entity, updated_at);
+  const EntityTimes times = StampTimes(kind, entity, existing_created_at, keep_timestamps, clock_.NowSeconds());
 
   Statement write(db, *writer_->statements, existing_created_at ? table.update_sql : table.insert_sql);
   write.BindText(1, id);
-  write.BindInt64(2, created_at);
-  write.BindInt64(3, updated_at);
+  write.BindInt64(2, times.created_at);
+  write.BindInt64(3, times.updated_at);
   write.BindText(4, TagsColumn(kind.Tags(*entity)));
   write.BindBlob(5, entity->SerializeAsString());
   for (size_t i = 0; i < table.keys.size(); ++i) {
@@ -886,20 +747,11 @@ absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, abs
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector<BatchStep>& steps) {
-  std::vector<const Table*> tables;
-  std::vector<EntityPtr> entities;  // null for a delete
-  for (const BatchStep& step : steps) {
-    absl::StatusOr<const Table*> found = TableOf(*step.kind);
-    if (!found.ok()) return found.status();
-    tables.push_back(*found);
-    if (step.entity == nullptr) {
-      entities.emplace_back();
-      continue;
-    }
-    absl::StatusOr<EntityPtr> entity = PrepareWrite(*step.kind, *step.entity);
-    if (!entity.ok()) return entity.status();
-    entities.push_back(*std::move(entity));
-  }
+  absl::StatusOr<PreparedBatch> batch = PrepareBatch(
+      tables_, steps, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!batch.ok()) return batch.status();
+  const std::vector<const Table*>& tables = batch->tables;
+  std::vector<EntityPtr>& entities = batch->entities;  // null for a delete
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
@@ -917,26 +769,13 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
     return BumpVersion(db);
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (EntityPtr& e : entities) {
-    if (e != nullptr) written.push_back(std::move(e));
-  }
-  return written;
+  return TakeWritten(*batch);
 }
 
 absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vector<KindRows>& kinds) {
-  std::vector<std::pair<const Table*, std::vector<EntityPtr>>> rows;  // in the caller's order
-  for (const KindRows& list : kinds) {
-    absl::StatusOr<const Table*> found = TableOf(*list.kind);
-    if (!found.ok()) return found.status();
-    std::vector<EntityPtr> prepared;
-    for (const Message* input : list.entities) {
-      absl::StatusOr<EntityPtr> entity = PrepareWrite(*list.kind, *input);
-      if (!entity.ok()) return entity.status();
-      prepared.push_back(*std::move(entity));
-    }
-    rows.emplace_back(*found, std::move(prepared));
-  }
+  absl::StatusOr<PreparedRows> rows = PrepareConfigRows(  // in the caller's order
+      tables_, kinds, [&](const EntityDescriptor& kind, const Message& input) { return PrepareWrite(kind, input); });
+  if (!rows.ok()) return rows.status();
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
@@ -947,7 +786,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
     }
     // Parents before children.
     for (const EntityDescriptor* kind : kinds_.kinds()) {
-      for (auto& [table, entities] : rows) {
+      for (auto& [table, entities] : *rows) {
         if (table->kind != kind) continue;
         for (EntityPtr& entity : entities) {
           if (absl::Status s = WriteInTransaction(db, *table, entity.get(), WriteMode::kInsert, /*keep_timestamps=*/true);
@@ -960,11 +799,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
     return BumpVersion(db);
   });
   if (!status.ok()) return status;
-  std::vector<EntityPtr> written;
-  for (auto& [table, entities] : rows) {
-    for (EntityPtr& entity : entities) written.push_back(std::move(entity));
-  }
-  return written;
+  return TakeWritten(*rows);
 }
 
 absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {
@@ -1100,11 +935,7 @@ std::string SqliteTableSql(const EntityDescriptor& kind) {
     absl::StrAppend(&sql, "  ", ColumnOf(*f), " TEXT REFERENCES ", f->references, " (id) ON DELETE ",
                     f->on_delete == OnDelete::kCascade ? "CASCADE" : "RESTRICT", ",\n");
   }
-  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BLOB NOT NULL\n);\n");
-  for (const FieldSpec* f : kind.stored_foreign_keys()) {
-    absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_", ColumnOf(*f), "_idx ON ", t, " (", ColumnOf(*f), ");\n");
-  }
-  absl::StrAppend(&sql, "CREATE INDEX IF NOT EXISTS ", t, "_created_at_idx ON ", t, " (created_at);\n");
+  absl::StrAppend(&sql, "  tags TEXT NOT NULL DEFAULT '',\n  entity BLOB NOT NULL\n);\n", EntityIndexSql(kind));
   return sql;
 }
 
