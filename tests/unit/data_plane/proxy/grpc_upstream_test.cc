@@ -141,9 +141,6 @@ class GrpcUpstreamTest : public ::testing::Test {
   // A grpc service (grpcs with `tls`) at `port`, reached through an http route "/" (HTTP/1.1
   // clients may use it), and the proxy.
   void Setup(uint16_t port, bool tls = false, int64_t read_timeout_ms = 5000) {
-    // As portico-dp (common/base/signals.cc): a frame written to an upstream that reset the
-    // connection (the silent upstream's listener closed) is EPIPE, not a signal.
-    signal(SIGPIPE, SIG_IGN);
     StartProxy();
     config::v1::Service service = MakeService(1, "127.0.0.1", port);
     service.set_protocol(tls ? "grpcs" : "grpc");

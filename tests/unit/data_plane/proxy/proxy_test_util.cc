@@ -1,6 +1,7 @@
 #include "proxy_test_util.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +12,16 @@
 #include "absl/strings/str_format.h"
 
 namespace portico::dp::testing {
+namespace {
+
+// The proxy tests run the proxy in this process: as in portico-dp (common/base/signals.cc), a
+// write to a peer that left is EPIPE for the proxy, not a SIGPIPE that ends the test binary.
+const bool kSigpipeIgnored = [] {
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+}  // namespace
 
 using test_support::SendAll;
 using test_support::SocketReader;
