@@ -207,6 +207,7 @@ struct Connection {
   PGconn* conn = nullptr;  // guarded by mu
   bool broken = false;     // guarded by mu: reset before the next use
   int64_t txid = 0;        // guarded by mu: the open versioned write's txid_current(), 0 if none
+  int64_t backend_pid = 0; // guarded by mu: the server process of that write (pg_backend_pid())
   ~Connection() {
     if (conn != nullptr) PQfinish(conn);
   }
@@ -358,6 +359,18 @@ absl::Status InOpenTransaction(Connection& c, const std::string& conninfo, Body 
     if (!s.ok() && c.broken && c.txid != 0) {
       const int64_t txid = c.txid;
       absl::StatusOr<std::string> fate = TxidStatus(c, conninfo, txid);
+      if (fate.ok() && *fate == "in progress" && c.backend_pid != 0) {
+        // The COMMIT did not reach the server (its process still waits, holding the version
+        // row): end that process (waiting up to 5 s for it to exit), so the write is known
+        // aborted now rather than left to commit or not later.
+        absl::StatusOr<Result> ended =
+            Exec(c, "SELECT pg_terminate_backend($1::integer, 5000)", Params().Int(c.backend_pid), "terminate");
+        if (!ended.ok()) {
+          PORTICO_LOG(kWarn, "store", "ending the server process ", c.backend_pid, " of transaction ", txid,
+                      " whose COMMIT was lost: ", ended.status().message());
+        }
+        fate = TxidStatus(c, conninfo, txid);
+      }
       if (!fate.ok()) {
         PORTICO_LOG(kWarn, "store", "the connection was lost during COMMIT and whether transaction ", txid,
                     " committed is unknown: ", fate.status().message());
@@ -368,6 +381,7 @@ absl::Status InOpenTransaction(Connection& c, const std::string& conninfo, Body 
   if (!s.ok() && !c.broken) (void)ExecScript(c, "ROLLBACK");
   if (VersionFence* fence = VersionFence::Active(); fence != nullptr) fence->TransactionEnded(s.ok());
   c.txid = 0;
+  c.backend_pid = 0;
   return s;
 }
 
@@ -399,8 +413,8 @@ absl::StatusOr<Result> Read(Connection& c, const std::string& conninfo, const st
 // the rest of the transaction (writers of every CP queue here), and has NOTIFY sent on commit.
 absl::Status BumpVersion(Connection& c) {
   absl::StatusOr<Result> r =
-      Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version, txid_current()", Params(),
-           "bump version");
+      Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version, txid_current(), pg_backend_pid()",
+           Params(), "bump version");
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) != 1) return absl::DataLossError("sync_meta row missing");
   const int64_t version = Int(r->get(), 0, 0);
@@ -413,6 +427,7 @@ absl::Status BumpVersion(Connection& c) {
     fence->Bumped(static_cast<uint64_t>(version));
   }
   c.txid = Int(r->get(), 0, 1);  // for a COMMIT that goes unanswered
+  c.backend_pid = Int(r->get(), 0, 2);
   absl::StatusOr<Result> n =
       Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
   return n.status();

@@ -24,10 +24,12 @@
 // found broken is reset on its next use (a BEGIN or a one-statement read that finds it closed by
 // the server is tried once more on a new one); failing to reach the database gives Unavailable
 // and nothing written. A versioned write whose connection is lost during COMMIT itself asks a new
-// connection for its transaction's txid_status (its txid is read with the version bump):
-// committed is success, anything else (aborted, in progress, unknown) Unavailable — then the
-// write may still have committed only if the status could not be read (its version and NOTIFY
-// show it). libpq stays inside postgres_store.cc.
+// connection for its transaction's txid_status (its txid and server process are read with the
+// version bump): committed is success; in progress (the COMMIT never reached the server, whose
+// process still waits in the transaction) ends that process (pg_terminate_backend, up to 5 s) and
+// asks again; anything else (aborted, unknown) is Unavailable — then the write may still have
+// committed only if the status could not be read (its version and NOTIFY show it). libpq stays
+// inside postgres_store.cc.
 #include <memory>
 #include <string>
 

@@ -450,9 +450,17 @@ class CommitCuttingProxy {
     close(listen_fd_);
     acceptor_.join();
     for (std::thread& t : pumps_) t.join();
+    for (int fd : held_) close(fd);
   }
   int port() const { return port_; }
+  // The next COMMIT is forwarded, and the client's connection cut 300 ms later.
   void Arm() { armed_ = true; }
+  // The next COMMIT is not forwarded: the client's connection is cut at once while the server's
+  // stays open (its process waits in the transaction, as behind a network that broke).
+  void ArmSwallow() {
+    swallow_ = true;
+    armed_ = true;
+  }
   bool cut() const { return cut_; }
 
  private:
@@ -487,6 +495,14 @@ class CommitCuttingProxy {
           break;
         }
         const int to = i == 0 ? server : client;
+        if (i == 0 && armed_ && swallow_ && std::string(buf, static_cast<size_t>(n)).find(commit) != std::string::npos) {
+          armed_ = false;
+          cut_ = true;
+          close(client);
+          std::lock_guard<std::mutex> lock(held_mu_);
+          held_.push_back(server);  // closed by the destructor
+          return;
+        }
         if (write(to, buf, static_cast<size_t>(n)) != n) open = false;
         if (i == 0 && armed_ && std::string(buf, static_cast<size_t>(n)).find(commit) != std::string::npos) {
           armed_ = false;
@@ -503,10 +519,39 @@ class CommitCuttingProxy {
   int server_port_;
   int listen_fd_ = -1;
   int port_ = 0;
-  std::atomic<bool> armed_{false}, cut_{false};
+  std::atomic<bool> armed_{false}, cut_{false}, swallow_{false};
+  std::mutex held_mu_;
+  std::vector<int> held_;  // server connections kept open after a swallowed COMMIT
   std::thread acceptor_;
   std::vector<std::thread> pumps_;  // the acceptor's until it is joined
 };
+
+// The COMMIT lost before the server saw it, the server's process still waiting in the
+// transaction: the store ends that process and reports the write as not done (503, nothing
+// written); the version row is free at once for the next write (not after the 30 s idle timeout).
+TEST_F(PostgresStoreTest, ACommitThatNeverReachedTheServerEndsItsTransactionAndIsAFailure) {
+  auto port = test_support::PostgresTestPort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  CommitCuttingProxy proxy(*port);
+  {
+    auto store = Store::Open(
+        absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db_->name(), "?sslmode=disable"), clock_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    proxy.ArmSwallow();
+    auto written = (*store)->Insert(NewService("lost"));
+    EXPECT_TRUE(proxy.cut());
+    EXPECT_TRUE(absl::IsUnavailable(written.status())) << written.status();
+    EXPECT_NE(written.status().message().find("aborted"), std::string::npos) << written.status();
+    EXPECT_EQ((*store)->CurrentVersion(), 0u);
+    EXPECT_FALSE((*store)->GetByEndpointKey<Service>("lost").ok());
+    // Another CP's write does not wait for the abandoned transaction: its process is gone.
+    auto other = Store::Open(db_->conninfo() + "?options=-c%20lock_timeout%3D2s", clock_);
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_TRUE((*other)->Insert(NewService("next")).ok());
+    EXPECT_TRUE((*store)->Insert(NewService("after")).ok());
+    EXPECT_EQ((*store)->CurrentVersion(), 2u);
+  }
+}
 
 // The connection lost after the server committed but before its answer arrived: the store asks
 // a new connection for the transaction's fate, and the committed write is a success, not a 503.
