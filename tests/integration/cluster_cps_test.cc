@@ -62,9 +62,33 @@ class ClusterCpsTest : public ::testing::Test {
     return WaitFor([&] { return Http(admin_b_, "GET", "/status").status == 200; }, 15s);
   }
 
+  // Polls CP `admin_port`'s row of the cluster's DP ("dp-it") until its state is `state`; the last
+  // row read is left in `*row`.
+  bool WaitForRowState(uint16_t admin_port, const std::string& state, json* row,
+                       std::chrono::milliseconds timeout = 15s) {
+    return WaitFor(
+        [&] {
+          *row = DataPlaneRow(admin_port, "dp-it");
+          return row->is_object() && row->value("state", "") == state;
+        },
+        timeout);
+  }
+  // CP A with the cluster's DP connected to it, then CP B, which lists that DP as A's. Sets cp_a_.
+  void StartADataPlaneOnAThenB() {
+    ASSERT_TRUE(cluster_.StartCp());
+    cp_a_ = NodeId(cluster_.admin_port());
+    ASSERT_FALSE(cp_a_.empty());
+    DataPlane& dp = cluster_.StartDp();
+    ASSERT_TRUE(dp.started);
+    ASSERT_TRUE(StartCpB());
+    json row;
+    ASSERT_TRUE(WaitForRowState(admin_b_, "connected_synced", &row)) << row.dump();
+  }
+
   Cluster cluster_;
   std::unique_ptr<Process> cp_b_;
   uint16_t admin_b_ = 0;
+  std::string cp_a_;
 };
 
 TEST_F(ClusterCpsTest, EveryCpOnOneDatabaseListsTheDataPlanesOfTheOthers) {
@@ -73,26 +97,15 @@ TEST_F(ClusterCpsTest, EveryCpOnOneDatabaseListsTheDataPlanesOfTheOthers) {
   ASSERT_FALSE(cp_a.empty());
   DataPlane& dp = cluster_.StartDp();
   ASSERT_TRUE(dp.started);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        const json row = DataPlaneRow(cluster_.admin_port(), "dp-it");
-        return row.is_object() && row.value("state", "") == "connected_synced";
-      },
-      15s));
+  json row;
+  ASSERT_TRUE(WaitForRowState(cluster_.admin_port(), "connected_synced", &row)) << row.dump();
   ASSERT_TRUE(StartCpB());
   const std::string cp_b = NodeId(admin_b_);
   ASSERT_FALSE(cp_b.empty());
   ASSERT_NE(cp_a, cp_b);
 
   // B lists the DP connected to A, naming A (A saves its rows every second).
-  json row;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        row = DataPlaneRow(admin_b_, "dp-it");
-        return row.is_object() && row.value("state", "") == "connected_synced";
-      },
-      10s))
-      << row.dump();
+  ASSERT_TRUE(WaitForRowState(admin_b_, "connected_synced", &row, 10s)) << row.dump();
   EXPECT_EQ(row["control_plane_id"], cp_a);
   EXPECT_TRUE(row["control_plane_hostname"].is_string()) << row.dump();
   EXPECT_NE(row["connected_since"], nullptr);
@@ -116,13 +129,7 @@ TEST_F(ClusterCpsTest, EveryCpOnOneDatabaseListsTheDataPlanesOfTheOthers) {
 
   // The DP stops: both CPs show it disconnected, still A's.
   ASSERT_EQ(dp.process->Stop(SIGTERM, 15s) & 0x7f, 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        row = DataPlaneRow(admin_b_, "dp-it");
-        return row.is_object() && row.value("state", "") == "disconnected";
-      },
-      10s))
-      << row.dump();
+  ASSERT_TRUE(WaitForRowState(admin_b_, "disconnected", &row, 10s)) << row.dump();
   EXPECT_EQ(row["control_plane_id"], cp_a);
   EXPECT_EQ(row["connected_since"], nullptr);
 
@@ -142,19 +149,9 @@ TEST_F(ClusterCpsTest, EveryCpOnOneDatabaseListsTheDataPlanesOfTheOthers) {
 }
 
 TEST_F(ClusterCpsTest, AStoppedCpsConnectedDataPlanesAreRecordedDisconnected) {
-  ASSERT_TRUE(cluster_.StartCp());
-  const std::string cp_a = NodeId(cluster_.admin_port());
-  DataPlane& dp = cluster_.StartDp();
-  ASSERT_TRUE(dp.started);
-  ASSERT_TRUE(StartCpB());
+  ASSERT_NO_FATAL_FAILURE(StartADataPlaneOnAThenB());
+  const std::string& cp_a = cp_a_;
   json row;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        row = DataPlaneRow(admin_b_, "dp-it");
-        return row.is_object() && row.value("state", "") == "connected_synced";
-      },
-      15s))
-      << row.dump();
   // A stops cleanly while the DP is still connected: its last save records the stream's end, so
   // B shows the DP disconnected at once (not only after the stale-row delay).
   const int a_status = cluster_.cp()->Stop(SIGTERM, 15s);
@@ -165,31 +162,15 @@ TEST_F(ClusterCpsTest, AStoppedCpsConnectedDataPlanesAreRecordedDisconnected) {
 }
 
 TEST_F(ClusterCpsTest, TheDataPlanesOfACrashedCpAreShownDisconnectedOnceItsRowsGoStale) {
-  ASSERT_TRUE(cluster_.StartCp());
-  const std::string cp_a = NodeId(cluster_.admin_port());
-  DataPlane& dp = cluster_.StartDp();
-  ASSERT_TRUE(dp.started);
-  ASSERT_TRUE(StartCpB());
+  ASSERT_NO_FATAL_FAILURE(StartADataPlaneOnAThenB());
+  const std::string& cp_a = cp_a_;
   json row;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        row = DataPlaneRow(admin_b_, "dp-it");
-        return row.is_object() && row.value("state", "") == "connected_synced";
-      },
-      15s))
-      << row.dump();
   // kill -9: A saves nothing more. Its connected row is shown as it was until it is 3 refresh
   // periods (30 s) old, then disconnected; the DP keeps retrying A's address meanwhile.
   const auto killed = std::chrono::steady_clock::now();
   cluster_.KillCp(SIGKILL);
   EXPECT_EQ(DataPlaneRow(admin_b_, "dp-it")["state"], "connected_synced");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        row = DataPlaneRow(admin_b_, "dp-it");
-        return row.is_object() && row.value("state", "") == "disconnected";
-      },
-      60s))
-      << row.dump();
+  ASSERT_TRUE(WaitForRowState(admin_b_, "disconnected", &row, 60s)) << row.dump();
   EXPECT_GE(std::chrono::steady_clock::now() - killed, 15s) << "shown disconnected before its row went stale";
   EXPECT_EQ(row["control_plane_id"], cp_a);
   EXPECT_EQ(row["connected_since"], nullptr);
