@@ -19,6 +19,7 @@
 
 #include "control_plane/store/store.h"
 #include "gtest/gtest.h"
+#include "tests/common/delegating_store.h"
 
 namespace portico::cp {
 namespace {
@@ -69,63 +70,28 @@ class FakeLocal : public DataPlaneStatusSource {
 };
 
 // A store whose data-plane calls can be made to fail (the database down); counts saved rows.
-class FlakyStore final : public Store {
+class FlakyStore final : public DelegatingStore {
  public:
-  explicit FlakyStore(Store& real) : real_(real) {}
+  explicit FlakyStore(Store& real) : DelegatingStore(real) {}
   std::atomic<bool> down{false};
   std::atomic<int> saved_rows{0};
 
-  const EntityRegistry& kinds() const override { return real_.kinds(); }
-  absl::StatusOr<EntityPtr> GetEntity(const EntityDescriptor& k, absl::string_view id) override {
-    return real_.GetEntity(k, id);
-  }
-  absl::StatusOr<EntityPtr> GetEntityByField(const EntityDescriptor& k, absl::string_view f,
-                                             absl::string_view v) override {
-    return real_.GetEntityByField(k, f, v);
-  }
-  absl::StatusOr<ListPage<EntityPtr>> ListEntities(const EntityDescriptor& k, const ListQuery& q) override {
-    return real_.ListEntities(k, q);
-  }
-  absl::StatusOr<EntityPtr> WriteEntity(const EntityDescriptor& k, const google::protobuf::Message& e,
-                                        WriteMode m) override {
-    return real_.WriteEntity(k, e, m);
-  }
-  absl::StatusOr<bool> DeleteEntity(const EntityDescriptor& k, absl::string_view id) override {
-    return real_.DeleteEntity(k, id);
-  }
-  absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& s) override {
-    return real_.WriteBatch(s);
-  }
-  absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& k) override {
-    return real_.ReplaceConfig(k);
-  }
-  absl::StatusOr<StoredConfig> ReadConfig() override { return real_.ReadConfig(); }
-  uint64_t CurrentVersion() override { return real_.CurrentVersion(); }
-  std::string Epoch() const override { return real_.Epoch(); }
-  absl::Status Ping() override { return real_.Ping(); }
-  absl::StatusOr<std::vector<std::pair<int, std::string>>> AppliedMigrations() override {
-    return real_.AppliedMigrations();
-  }
   absl::Status Close() override { return absl::OkStatus(); }
   absl::Status SaveDataPlanes(const std::vector<StoredDataPlane>& rows) override {
     if (down) return absl::UnavailableError("database down");
-    absl::Status s = real_.SaveDataPlanes(rows);
+    absl::Status s = DelegatingStore::SaveDataPlanes(rows);
     if (s.ok()) saved_rows += static_cast<int>(rows.size());
     return s;
   }
   absl::StatusOr<std::vector<StoredDataPlane>> ListDataPlaneRows(int64_t now) override {
     if (down) return absl::UnavailableError("database down");
-    return real_.ListDataPlaneRows(now);
+    return DelegatingStore::ListDataPlaneRows(now);
   }
   absl::StatusOr<int64_t> PurgeDataPlanes(int64_t now) override {
     if (down) return absl::UnavailableError("database down");
-    return real_.PurgeDataPlanes(now);
+    return DelegatingStore::PurgeDataPlanes(now);
   }
   ChangeWait WaitForChange(absl::Duration) override { return ChangeWait::kNoFeed; }
-  absl::StatusOr<ListPage<TaggedEntity>> ListTagged(const TagQuery& q) override { return real_.ListTagged(q); }
-
- private:
-  Store& real_;
 };
 
 // One CP: its own store connection to the shared file, its table, the decorator.
