@@ -54,25 +54,44 @@ void Cluster::KillCp(int sig) {
 
 DataPlane& Cluster::StartDp(DataPlaneOptions o) {
   auto dp = std::make_unique<DataPlane>();
-  dp->proxy_port = PickFreePort();
-  dp->status_port = PickFreePort();
-  dp->proxy_ssl_port = PickFreePort();
-  std::vector<std::string> argv{
-      PORTICO_DP_BIN,
-      "--control-plane", absl::StrCat("127.0.0.1:", cluster_port_),
-      "--cluster-cert", o.cert.empty() ? certs_ + "/dp.crt" : o.cert,
-      "--cluster-key", o.key.empty() ? certs_ + "/dp.key" : o.key,
-      "--cluster-ca", o.ca.empty() ? certs_ + "/ca.crt" : o.ca,
-      "--proxy-listen", absl::StrCat("127.0.0.1:", dp->proxy_port),
-      "--proxy-ssl-listen", absl::StrCat("127.0.0.1:", dp->proxy_ssl_port),
-      "--status-listen", absl::StrCat("127.0.0.1:", dp->status_port),
-      "--workers", std::to_string(o.workers)};
-  argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
-  dp->process = std::make_unique<Process>("dp", argv, tmp_.File(o.log_name), o.env);
-  uint16_t status_port = dp->status_port;
-  dp->started = WaitFor([&] { return Http(status_port, "GET", "/status").ok; }, 15s);
-  if (!dp->started) {
-    std::fprintf(stderr, "DP on port %u did not start:\n%s\n", dp->proxy_port, dp->process->Log().c_str());
+  // A picked port can still be bound by a parallel test's process before this DP binds it (each
+  // process picks at random in the same range): then the DP exits at once, and it starts again
+  // on other ports.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    dp->proxy_port = PickFreePort();
+    dp->status_port = PickFreePort();
+    dp->proxy_ssl_port = PickFreePort();
+    std::vector<std::string> argv{
+        PORTICO_DP_BIN,
+        "--control-plane", absl::StrCat("127.0.0.1:", cluster_port_),
+        "--cluster-cert", o.cert.empty() ? certs_ + "/dp.crt" : o.cert,
+        "--cluster-key", o.key.empty() ? certs_ + "/dp.key" : o.key,
+        "--cluster-ca", o.ca.empty() ? certs_ + "/ca.crt" : o.ca,
+        "--proxy-listen", absl::StrCat("127.0.0.1:", dp->proxy_port),
+        "--proxy-ssl-listen", absl::StrCat("127.0.0.1:", dp->proxy_ssl_port),
+        "--status-listen", absl::StrCat("127.0.0.1:", dp->status_port),
+        "--workers", std::to_string(o.workers)};
+    argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
+    dp->process = std::make_unique<Process>("dp", argv, tmp_.File(o.log_name), o.env);
+    const uint16_t status_port = dp->status_port;
+    Process* process = dp->process.get();
+    bool exited = false;
+    dp->started = WaitFor(
+        [&] {
+          if (Http(status_port, "GET", "/status").ok) return true;
+          exited = !process->Running();
+          return exited;
+        },
+        15s);
+    dp->started = dp->started && !exited;
+    if (dp->started) break;
+    const std::string log = dp->process->Log();
+    if (exited && attempt < 3 && log.find("Address already in use") != std::string::npos) {
+      std::fprintf(stderr, "DP attempt %d: a picked port was taken meanwhile; starting it on other ports\n", attempt);
+      continue;
+    }
+    std::fprintf(stderr, "DP on port %u did not start:\n%s\n", dp->proxy_port, log.c_str());
+    break;
   }
   dps_.push_back(std::move(dp));
   return *dps_.back();
