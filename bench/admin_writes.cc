@@ -19,32 +19,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "bench/postgres_util.h"
 #include "tests/integration/harness.h"
 
 namespace portico::bench {
 namespace {
 
+using testing::CurrentVersion;
+using testing::Percentile;
+
 using SteadyClock = std::chrono::steady_clock;
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
-}
-
-uint64_t CurrentVersion(uint16_t admin_port) {
-  testing::HttpResult r = testing::Http(admin_port, "GET", "/status");
-  const std::string key = "\"configuration_version\":";
-  size_t at = r.body.find(key);
-  uint64_t v = 0;
-  if (at != std::string::npos) {
-    std::string rest = r.body.substr(at + key.size());
-    absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &v);
-  }
-  return v;
-}
 
 struct Cp {
   uint16_t admin_port = 0;

@@ -43,6 +43,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "bench/postgres_util.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
@@ -51,6 +52,9 @@
 
 namespace portico::bench {
 namespace {
+
+using testing::CurrentVersion;
+using testing::Percentile;
 
 using SteadyClock = std::chrono::steady_clock;
 using sync::v1::CpMessage;
@@ -334,25 +338,6 @@ ProcSample SampleProcess(pid_t pid) {
     if (line.rfind("VmHWM:", 0) == 0) s.hwm_kb = std::stol(line.substr(6));
   }
   return s;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
-}
-
-uint64_t CurrentVersion(uint16_t admin_port) {
-  testing::HttpResult r = testing::Http(admin_port, "GET", "/status");
-  std::string key = "\"configuration_version\":";
-  size_t at = r.body.find(key);
-  uint64_t v = 0;
-  if (at != std::string::npos) {
-    std::string rest = r.body.substr(at + key.size());
-    absl::SimpleAtoi(rest.substr(0, rest.find_first_of(",}")), &v);
-  }
-  return v;
 }
 
 int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int rounds, int routes,

@@ -12,19 +12,14 @@
 
 namespace portico::test_support {
 
-// "" on success, else SQLite's error. `table` is "services" or "routes"; `name` goes into the
-// name column and, unless `blob_name` is given, into the entity (then it must be ill-formed
-// UTF-8 for the row to be corrupt); `service_id` is used for routes only ("" = no service).
-inline std::string InsertCorruptRow(const std::string& db_path, const std::string& table,
-                                    const std::string& id, const std::string& name,
-                                    const std::string& service_id = "", const std::string& blob_name = "",
-                                    int64_t created_at = 1700000000) {
-  const std::string bad_name = blob_name.empty() ? name : blob_name;
+// The serialized entity of a test row of `table` ("services" or "routes") named `name`.
+inline std::string CorruptRowEntity(const std::string& table, const std::string& id, const std::string& name,
+                                    const std::string& service_id) {
   std::string blob;
   if (table == "services") {
     config::v1::Service s;
     s.set_id(id);
-    s.set_name(bad_name);
+    s.set_name(name);
     s.set_host("10.0.0.1");
     s.set_protocol("http");
     s.set_port(80);
@@ -32,12 +27,23 @@ inline std::string InsertCorruptRow(const std::string& db_path, const std::strin
   } else {
     config::v1::Route r;
     r.set_id(id);
-    r.set_name(bad_name);
+    r.set_name(name);
     r.add_protocols("http");
     r.mutable_paths()->add_values("/corrupt");
     if (!service_id.empty()) r.set_service_id(service_id);
     blob = r.SerializeAsString();
   }
+  return blob;
+}
+
+// "" on success, else SQLite's error. `table` is "services" or "routes"; `name` goes into the
+// name column and, unless `blob_name` is given, into the entity (then it must be ill-formed
+// UTF-8 for the row to be corrupt); `service_id` is used for routes only ("" = no service).
+inline std::string InsertCorruptRow(const std::string& db_path, const std::string& table,
+                                    const std::string& id, const std::string& name,
+                                    const std::string& service_id = "", const std::string& blob_name = "",
+                                    int64_t created_at = 1700000000) {
+  const std::string blob = CorruptRowEntity(table, id, blob_name.empty() ? name : blob_name, service_id);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     std::string error = db ? sqlite3_errmsg(db) : "cannot open";

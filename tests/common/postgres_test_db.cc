@@ -104,25 +104,7 @@ std::string InsertCorruptRowAt(const std::string& location, const std::string& t
   if (!IsPostgres(location)) {
     return InsertCorruptRow(location, table, id, name, service_id, blob_name, created_at);
   }
-  const std::string bad_name = blob_name.empty() ? name : blob_name;
-  std::string blob;
-  if (table == "services") {
-    config::v1::Service s;
-    s.set_id(id);
-    s.set_name(bad_name);
-    s.set_host("10.0.0.1");
-    s.set_protocol("http");
-    s.set_port(80);
-    blob = s.SerializeAsString();
-  } else {
-    config::v1::Route r;
-    r.set_id(id);
-    r.set_name(bad_name);
-    r.add_protocols("http");
-    r.mutable_paths()->add_values("/corrupt");
-    if (!service_id.empty()) r.set_service_id(service_id);
-    blob = r.SerializeAsString();
-  }
+  const std::string blob = CorruptRowEntity(table, id, blob_name.empty() ? name : blob_name, service_id);
   // Test data only: the ids and names here are the tests' own.
   auto literal = [](const std::string& text) {
     std::string out = "'";

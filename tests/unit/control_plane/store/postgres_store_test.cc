@@ -526,6 +526,12 @@ class CommitCuttingProxy {
   std::vector<std::thread> pumps_;  // the acceptor's until it is joined
 };
 
+// A store on the test's database reached through `proxy`.
+absl::StatusOr<std::unique_ptr<Store>> OpenThroughProxy(const CommitCuttingProxy& proxy, const std::string& db,
+                                                        const Clock& clock) {
+  return Store::Open(absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db, "?sslmode=disable"), clock);
+}
+
 // The COMMIT lost before the server saw it, the server's process still waiting in the
 // transaction: the store ends that process and reports the write as not done (503, nothing
 // written); the version row is free at once for the next write (not after the 30 s idle timeout).
@@ -534,8 +540,7 @@ TEST_F(PostgresStoreTest, ACommitThatNeverReachedTheServerEndsItsTransactionAndI
   ASSERT_TRUE(port.ok()) << port.status();
   CommitCuttingProxy proxy(*port);
   {
-    auto store = Store::Open(
-        absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db_->name(), "?sslmode=disable"), clock_);
+    auto store = OpenThroughProxy(proxy, db_->name(), clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     proxy.ArmSwallow();
     auto written = (*store)->Insert(NewService("lost"));
@@ -560,8 +565,7 @@ TEST_F(PostgresStoreTest, ACommitWhoseAnswerIsLostIsASuccessWhenItCommitted) {
   ASSERT_TRUE(port.ok()) << port.status();
   CommitCuttingProxy proxy(*port);
   {
-    auto store = Store::Open(
-        absl::StrCat("postgresql://postgres@127.0.0.1:", proxy.port(), "/", db_->name(), "?sslmode=disable"), clock_);
+    auto store = OpenThroughProxy(proxy, db_->name(), clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     proxy.Arm();
     auto written = (*store)->Insert(NewService("cut"));
