@@ -50,6 +50,8 @@ namespace {
 
 // SIGTERM/SIGQUIT: how long Admin API requests in flight may take to finish.
 constexpr uint64_t kAdminDrainMs = 10 * 1000;
+// Changed rows above which the snapshot builder reads the whole config instead of its changes.
+constexpr size_t kMaxIncrementalChanges = 10000;
 
 // TEST ONLY (fault injection, PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=<k>): the process kills itself
 // with SIGKILL once it has written k chunks of a snapshot that has more, i.e. a CP crash in the
@@ -378,6 +380,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   sync_options.ack_timeout = absl::Seconds(*ack_timeout_s);
   sync_options.metrics = &registry;
   Store* store_ptr = store->get();
+  sync_options.read_changes = [store_ptr](uint64_t since) {
+    return store_ptr->ReadConfigChanges(since, kMaxIncrementalChanges);
+  };
   absl::StatusOr<std::unique_ptr<SyncServer>> sync = SyncServer::Start(
       sync_options, [store_ptr] { return store_ptr->ReadConfig(); }, clock, test_hooks.get());
   if (!sync.ok()) return Fail(sync.status());

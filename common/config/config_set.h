@@ -2,6 +2,7 @@
 // The whole configuration as plain entity lists: what the CP reads from its store in one
 // transaction, what a snapshot carries, and what the DP compiles into its runtime config.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,28 @@ struct StoredConfig {
   ConfigVersion version;
   ConfigSet config;
   std::vector<CorruptRow> corrupt;  // rows of each kind in registry order, each by id
+};
+
+// One row changed since a version (the store's change feed): its entity now, or null when it no
+// longer exists.
+class EntityDescriptor;
+struct ConfigChange {
+  const EntityDescriptor* kind = nullptr;  // an exported kind
+  std::string id;
+  std::unique_ptr<google::protobuf::Message> entity;  // null: deleted
+};
+
+// What the store's change feed returns for "what changed since version V" (one read transaction).
+struct StoredChanges {
+  ConfigVersion version;  // epoch and version, read with the changes (hash empty)
+  // False: the feed does not reach back to V (pruned, never logged, V > version, a whole-config
+  // replace in between, too many changes): read the whole config instead. `changes` and
+  // `corrupt` are empty then.
+  bool covered = false;
+  // Every (kind, id) of an exported kind written or deleted by a transaction that made a version
+  // in (V, version], once each, cascaded deletes included; kinds in registry order, ids sorted.
+  std::vector<ConfigChange> changes;
+  std::vector<CorruptRow> corrupt;  // changed rows whose entity does not parse (not in `changes`)
 };
 
 }  // namespace portico

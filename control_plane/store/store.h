@@ -232,6 +232,10 @@ class Store {
   // listed in `corrupt` (kinds in registry order, each by id), and the caller must not publish
   // the result.
   virtual absl::StatusOr<StoredConfig> ReadConfig() = 0;
+  // The rows of exported kinds changed since version `since` (StoredChanges, config_set.h), read
+  // in one read transaction; not covered when the store keeps no such log or it does not reach
+  // back to `since`, or more than `max_changes` rows changed. This default keeps no log.
+  virtual absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes);
 
   virtual uint64_t CurrentVersion() = 0;  // 0 if it cannot be read
   virtual std::string Epoch() const = 0;  // 16 raw bytes, fixed for the life of the datastore

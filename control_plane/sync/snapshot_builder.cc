@@ -147,9 +147,10 @@ void SnapshotBuilder::SchedulePayloadRetry(uint64_t version, const absl::Status&
 void SnapshotBuilder::BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
   // A version published without its payload comes first: it needs nothing from the store.
   CompletePendingPayload();
-  absl::StatusOr<StoredConfig> stored = read_config_();
   PublishResult result = PublishResult::kFailed;
-  if (!stored.ok()) {
+  if (std::optional<PublishResult> incremental = PublishIncremental(change_at, change_wall)) {
+    result = *incremental;
+  } else if (absl::StatusOr<StoredConfig> stored = read_config_(); !stored.ok()) {
     PORTICO_LOG(kError, kLog, "cannot read config for a snapshot: ", stored.status().ToString());
     SetFailure("read_error", stored.status().ToString());
   } else {
@@ -183,40 +184,95 @@ void SnapshotBuilder::ClearFailureLocked() {
   for (Gauge* gauge : metrics_.build_failing) gauge->Set(0);
 }
 
+std::optional<SnapshotBuilder::PublishResult> SnapshotBuilder::NoteStoreVersion(
+    const ConfigVersion& version, const std::vector<CorruptRow>& corrupt,
+    std::shared_ptr<const BuiltSnapshot>* previous) {
+  std::lock_guard<std::mutex> lock(mu_);
+  store_version_ = ConfigVersion{version.epoch, version.version, ""};
+  corrupt_row_count_ = corrupt.size();
+  corrupt_rows_.assign(corrupt.begin(), corrupt.begin() + std::min(corrupt.size(), kMaxCorruptRowsKept));
+  metrics_.store_version->Set(static_cast<double>(version.version));
+  metrics_.corrupt_rows->Set(static_cast<double>(corrupt.size()));
+  // Every write bumps the version in its own transaction: same epoch and version, same content.
+  if (latest_ && latest_->version.epoch == version.epoch && latest_->version.version == version.version) {
+    // e.g. a read error at a version that is published (a missing payload keeps its failure:
+    // CompletePendingPayload retries it)
+    if (latest_->payload_ready()) ClearFailureLocked();
+    return PublishResult::kUnchanged;
+  }
+  *previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
+  return std::nullopt;
+}
+
+SnapshotBuilder::PublishResult SnapshotBuilder::Fail(uint64_t version, uint64_t published_version, const char* reason,
+                                                     const std::string& error) {
+  PORTICO_LOG(kError, kLog, "config version ", version, " cannot be published (", reason, "): ", error,
+              "; data planes keep ",
+              published_version ? absl::StrCat("version ", published_version) : std::string("what they serve"),
+              " until it is repaired");
+  SetFailure(reason, error);
+  return PublishResult::kFailed;
+}
+
+std::optional<SnapshotBuilder::PublishResult> SnapshotBuilder::PublishIncremental(
+    std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
+  if (!options_.read_changes || !mirror_.valid()) return std::nullopt;
+  const ConfigVersion base = mirror_.version();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!latest_ || latest_->version != base) {
+      mirror_.Invalidate();
+      return std::nullopt;
+    }
+  }
+  const SteadyClock::time_point build_start = SteadyClock::now();
+  absl::StatusOr<StoredChanges> changes = options_.read_changes(base.version);
+  if (!changes.ok()) {
+    // The whole read reports it (and may succeed); the mirror still holds the published version.
+    PORTICO_LOG(kWarn, kLog, "cannot read the changes since version ", base.version, ": ",
+                changes.status().ToString());
+    return std::nullopt;
+  }
+  if (!changes->covered || changes->version.epoch != base.epoch || !changes->corrupt.empty()) {
+    if (!changes->covered) {
+      PORTICO_LOG(kInfo, kLog, "the store's change log does not cover version ", base.version,
+                  ": reading the whole config");
+    }
+    mirror_.Invalidate();
+    return std::nullopt;
+  }
+  std::shared_ptr<const BuiltSnapshot> previous;
+  if (std::optional<PublishResult> unchanged = NoteStoreVersion(changes->version, {}, &previous)) return unchanged;
+  const uint64_t version = changes->version.version;
+  const size_t change_count = changes->changes.size();
+  absl::StatusOr<ConfigMirror::Next> next = mirror_.Apply(*std::move(changes), clock_);
+  if (!next.ok()) {
+    PORTICO_LOG(kInfo, kLog, "config version ", version, " is built from the whole config (", change_count,
+                " changed row(s): ", next.status().message(), ")");
+    return std::nullopt;  // the mirror is invalid now
+  }
+  std::shared_ptr<const BuiltSnapshot> published;
+  PublishResult result = PublishIndexed(previous, std::move(next->indexed), &next->diff, next->validated, build_start,
+                                        change_at, change_wall, "incremental", &published);
+  if (result == PublishResult::kPublished) {
+    mirror_.Commit(std::move(published));
+  } else {
+    mirror_.Invalidate();
+  }
+  return result;
+}
+
 SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
                                                         std::optional<SteadyClock::time_point> change_at,
                                                         int64_t change_wall) {
-  uint64_t published_version = 0;
   std::shared_ptr<const BuiltSnapshot> previous;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    store_version_ = ConfigVersion{stored.version.epoch, stored.version.version, ""};
-    corrupt_row_count_ = stored.corrupt.size();
-    corrupt_rows_.assign(stored.corrupt.begin(),
-                         stored.corrupt.begin() + std::min(stored.corrupt.size(), kMaxCorruptRowsKept));
-    metrics_.store_version->Set(static_cast<double>(stored.version.version));
-    metrics_.corrupt_rows->Set(static_cast<double>(stored.corrupt.size()));
-    // Every write bumps the version in its own transaction: same epoch and version, same content.
-    if (latest_ && latest_->version.epoch == stored.version.epoch &&
-        latest_->version.version == stored.version.version) {
-      // e.g. a read error at a version that is published (a missing payload keeps its failure:
-      // CompletePendingPayload retries it)
-      if (latest_->payload_ready()) ClearFailureLocked();
-      return PublishResult::kUnchanged;
-    }
-    if (latest_) published_version = latest_->version.version;
-    previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
+  if (std::optional<PublishResult> unchanged = NoteStoreVersion(stored.version, stored.corrupt, &previous)) {
+    return *unchanged;
   }
+  const uint64_t published_version = previous ? previous->version.version : 0;
   auto fail = [&](const char* reason, const std::string& error) {
-    PORTICO_LOG(kError, kLog, "config version ", stored.version.version, " cannot be published (", reason,
-                "): ", error, "; data planes keep ",
-                published_version ? absl::StrCat("version ", published_version) : std::string("what they serve"),
-                " until it is repaired");
-    SetFailure(reason, error);
-    return PublishResult::kFailed;
+    return Fail(stored.version.version, published_version, reason, error);
   };
-  SnapshotBuildOptions build_options;
-  build_options.chunk_bytes = options_.chunk_bytes;
   if (!stored.corrupt.empty()) {
     // Publishing the rest would silently drop these entities from every data plane.
     std::string error = absl::StrCat(stored.corrupt.size(),
@@ -233,7 +289,10 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
     return fail("corrupt_rows", error);
   }
   const SteadyClock::time_point build_start = SteadyClock::now();
-  const ConfigSet exported = ExportableConfig(std::move(stored.config), stored.version.epoch);
+  // With a change feed the stored entities are kept (the mirror): the export copies them.
+  const bool mirrored = static_cast<bool>(options_.read_changes);
+  const ConfigSet exported = mirrored ? ExportableConfig(stored.config, stored.version.epoch)
+                                      : ExportableConfig(std::move(stored.config), stored.version.epoch);
   // Serialize and hash every resource first: what changed since the published version decides
   // what is validated again and what the deltas carry.
   absl::StatusOr<std::shared_ptr<BuiltSnapshot>> indexed = BuildSnapshotIndex(exported, stored.version, clock_);
@@ -253,21 +312,42 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   // always over the whole set).
   absl::Status valid = ValidateConfigSet(exported, incremental ? &upserted : nullptr);
   if (!valid.ok()) return fail("invalid_config", valid.ToString());
+  std::shared_ptr<const BuiltSnapshot> published;
+  const PublishResult result = PublishIndexed(previous, *std::move(indexed), incremental ? &diff : nullptr,
+                                              upserted.size(), build_start, change_at, change_wall, "whole", &published);
+  if (mirrored) {
+    if (result == PublishResult::kPublished) {
+      mirror_.Reset(std::move(stored.config), exported, std::move(published));
+    } else {
+      mirror_.Invalidate();
+    }
+  }
+  return result;
+}
+
+SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
+    const std::shared_ptr<const BuiltSnapshot>& previous, std::shared_ptr<BuiltSnapshot> indexed, ChangeList* diff,
+    size_t validated, SteadyClock::time_point build_start, std::optional<SteadyClock::time_point> change_at,
+    int64_t change_wall, const char* how, std::shared_ptr<const BuiltSnapshot>* published) {
+  const uint64_t published_version = previous ? previous->version.version : 0;
+  SnapshotBuildOptions build_options;
+  build_options.chunk_bytes = options_.chunk_bytes;
   // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
   // before publication, outside mu_, and shared by every DP on the same base.
-  change_log_.Record(previous.get(), **indexed, incremental ? &diff : nullptr);
-  (*indexed)->deltas = change_log_.BuildDeltas(**indexed, clock_, build_options);
+  change_log_.Record(previous.get(), *indexed, diff);
+  indexed->deltas = change_log_.BuildDeltas(*indexed, clock_, build_options);
   const SteadyClock::time_point deltas_ready = SteadyClock::now();
   // Published twice: first without the full payload, so that the deltas leave now; then with
   // it, for the DPs that need the whole config (they wait for the second publication).
-  std::shared_ptr<const BuiltSnapshot> first = *std::move(indexed);
+  std::shared_ptr<const BuiltSnapshot> first = std::move(indexed);
   const bool deltas_first = !first->deltas.empty();
   if (deltas_first) PublishVersion(first, change_at, change_wall);
   absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
   if (!built.ok()) {
-    if (!deltas_first) return fail("build_error", built.status().ToString());
+    if (!deltas_first) return Fail(first->version.version, published_version, "build_error", built.status().ToString());
     // The version is out (its commit with it): only its payload is missing, retried later.
     SchedulePayloadRetry(first->version.version, built.status());
+    *published = first;
     return PublishResult::kPublished;
   }
   metrics_.builds->Inc();
@@ -278,13 +358,13 @@ SnapshotBuilder::PublishResult SnapshotBuilder::Publish(StoredConfig stored,
   const BuiltSnapshot& s = *published_snapshot;
   PublishVersion(published_snapshot, change_at, change_wall);
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
-              ToHex(s.version.hash).substr(0, 12), " (", s.service_count, " services, ", s.route_count, " routes, ",
-              s.compressed.size(), " bytes gzip in ", s.chunk_count(), " chunks, built in ",
-              static_cast<int64_t>(build_seconds * 1000), " ms; ", s.deltas.size(), " delta(s) from ",
-              change_log_.size(), " logged version(s), ready after ",
-              static_cast<int64_t>(std::chrono::duration<double>(deltas_ready - build_start).count() * 1000),
-              " ms", incremental ? absl::StrCat(", ", upserted.size(), " entities validated again") : std::string(),
-              ")");
+              ToHex(s.version.hash).substr(0, 12), " (", how, " build: ", s.service_count, " services, ",
+              s.route_count, " routes, ", s.compressed.size(), " bytes gzip in ", s.chunk_count(),
+              " chunks, built in ", static_cast<int64_t>(build_seconds * 1000), " ms; ", s.deltas.size(),
+              " delta(s) from ", change_log_.size(), " logged version(s), ready after ",
+              static_cast<int64_t>(std::chrono::duration<double>(deltas_ready - build_start).count() * 1000), " ms",
+              diff != nullptr ? absl::StrCat(", ", validated, " entities validated again") : std::string(), ")");
+  *published = std::move(published_snapshot);
   return PublishResult::kPublished;
 }
 

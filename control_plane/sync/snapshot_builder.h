@@ -28,6 +28,7 @@
 #include "common/config/config_set.h"
 #include "control_plane/cluster_status.h"
 #include "control_plane/sync/change_log.h"
+#include "control_plane/sync/config_mirror.h"
 
 namespace portico {
 struct BuiltSnapshot;
@@ -46,6 +47,11 @@ class SnapshotBuilder {
     absl::Duration debounce_max = absl::Milliseconds(500);
     size_t chunk_bytes = size_t{1} << 20;
     ChangeLog::Options change_log;  // the versions a DP can get a delta from
+    // The store's change feed (rows changed since a version, one read transaction; called on the
+    // builder's thread). Set: a build applies the changes to the ConfigMirror of the published
+    // version and costs the changed rows only; unset (or not covering): every build reads the
+    // whole config.
+    std::function<absl::StatusOr<StoredChanges>(uint64_t since)> read_changes;
   };
   // Reads the store in one transaction (called on the builder's thread, and in Start).
   using ReadConfigFn = std::function<absl::StatusOr<StoredConfig>()>;
@@ -94,8 +100,24 @@ class SnapshotBuilder {
 
   void Loop();
   void BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
-  // Consumes `stored` (its entities are moved into the exported config).
+  // Consumes `stored` (its entities are moved into the exported config, or into the mirror).
   PublishResult Publish(StoredConfig stored, std::optional<SteadyClock::time_point> change_at, int64_t change_wall);
+  // The build from the mirror and the store's changes since its version; nullopt when it cannot
+  // be used (the caller then reads and builds the whole config).
+  std::optional<PublishResult> PublishIncremental(std::optional<SteadyClock::time_point> change_at,
+                                                  int64_t change_wall);
+  // Records the store's version as read (and its corrupt rows); kUnchanged when it is the
+  // published one. Sets `previous` to the published snapshot.
+  std::optional<PublishResult> NoteStoreVersion(const ConfigVersion& version, const std::vector<CorruptRow>& corrupt,
+                                                std::shared_ptr<const BuiltSnapshot>* previous);
+  // The common tail of both builds: deltas from the change log, the deltas-first publication,
+  // the full payload, the second publication. `diff` null: not incremental (no previous version
+  // of the same epoch).
+  PublishResult PublishIndexed(const std::shared_ptr<const BuiltSnapshot>& previous, std::shared_ptr<BuiltSnapshot> indexed,
+                               ChangeList* diff, size_t validated, SteadyClock::time_point build_start,
+                               std::optional<SteadyClock::time_point> change_at, int64_t change_wall, const char* how,
+                               std::shared_ptr<const BuiltSnapshot>* published);
+  PublishResult Fail(uint64_t version, uint64_t published_version, const char* reason, const std::string& error);
   // Makes `snapshot` the latest and hands it to on_published_ (mu_ is taken inside, not held when
   // called). A second call for the same version (now with its payload) is not recorded again;
   // published_count() counts the publications with a payload.
@@ -117,6 +139,7 @@ class SnapshotBuilder {
   std::thread thread_;
   // Used by Publish only (Start, then the builder's thread): not guarded by mu_.
   ChangeLog change_log_;
+  ConfigMirror mirror_;  // the published version's stored config (when read_changes is set)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

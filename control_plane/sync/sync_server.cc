@@ -175,6 +175,7 @@ SnapshotBuilder::Options BuilderOptions(const SyncServerOptions& options) {
   out.debounce_quiet = options.debounce_quiet;
   out.debounce_max = options.debounce_max;
   out.chunk_bytes = options.chunk_bytes;
+  out.read_changes = options.read_changes;
   return out;
 }
 

@@ -58,6 +58,9 @@ struct SyncServerOptions {
   int max_concurrent_full_sends = 32;
   // Where the portico_cp_* metrics go; null = a private registry (see metrics_text()).
   Registry* metrics = nullptr;
+  // The store's change feed (SnapshotBuilder::Options::read_changes); unset: every build reads
+  // the whole config.
+  std::function<absl::StatusOr<StoredChanges>(uint64_t since)> read_changes;
 };
 
 // Counters for tests and the benchmark (the same figures are exported as metrics).

@@ -3,10 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/config/entity_descriptor.h"
 #include "common/config/entity_json.h"
 #include "common/metrics/metrics.h"
 #include "common/snapshot/snapshot.h"
@@ -40,10 +42,35 @@ class SnapshotBuilderTest : public ::testing::Test {
     stored_.config.services.push_back(s);
   }
 
-  std::unique_ptr<SnapshotBuilder> Make() {
+  std::unique_ptr<SnapshotBuilder> Make(bool with_feed = false) {
     SnapshotBuilder::Options options;
     options.debounce_quiet = absl::Milliseconds(20);
     options.debounce_max = absl::Milliseconds(100);
+    if (with_feed) {
+      // The store's change feed: the services changed after `since`, as they are now.
+      options.read_changes = [this](uint64_t since) -> absl::StatusOr<StoredChanges> {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++change_reads_;
+        StoredChanges out;
+        out.version = stored_.version;
+        out.covered = since >= feed_floor_ && since <= stored_.version.version;
+        if (!out.covered) return out;
+        std::set<std::string> ids;
+        for (const auto& [version, id] : changed_) {
+          if (version > since) ids.insert(id);
+        }
+        for (const std::string& id : ids) {
+          ConfigChange change;
+          change.kind = EntityRegistry::Default().Find("services");
+          change.id = id;
+          for (const config::v1::Service& s : stored_.config.services) {
+            if (s.id() == id) change.entity = std::make_unique<config::v1::Service>(s);
+          }
+          out.changes.push_back(std::move(change));
+        }
+        return out;
+      };
+    }
     return std::make_unique<SnapshotBuilder>(
         options,
         [this]() -> absl::StatusOr<StoredConfig> {
@@ -58,6 +85,13 @@ class SnapshotBuilderTest : public ::testing::Test {
           (s->payload_ready() ? published_ : early_).push_back(s->version.version);
           order_.push_back({s->version.version, s->payload_ready()});
         });
+  }
+  // Changes service `index` (and records it for the change feed).
+  void BumpService(size_t index, const std::function<void(config::v1::Service&)>& edit) {
+    std::lock_guard<std::mutex> lock(mu_);
+    edit(stored_.config.services[index]);
+    ++stored_.version.version;
+    changed_.emplace_back(stored_.version.version, stored_.config.services[index].id());
   }
   void Bump(const std::function<void(StoredConfig&)>& edit) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,6 +126,9 @@ class SnapshotBuilderTest : public ::testing::Test {
   std::mutex mu_;
   StoredConfig stored_;
   int reads_ = 0;
+  int change_reads_ = 0;
+  uint64_t feed_floor_ = 0;  // the feed covers versions after this
+  std::vector<std::pair<uint64_t, std::string>> changed_;  // (version, service id)
   bool fail_reads_ = false;
   std::vector<uint64_t> published_;
   std::vector<uint64_t> early_;  // published without the payload (deltas first)
@@ -179,6 +216,65 @@ TEST_F(SnapshotBuilderTest, AVersionThatCannotBeBuiltKeepsTheLastSnapshotAndSays
   ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
   EXPECT_FALSE(builder->Status().failing);
   EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 2}));
+}
+
+// With a change feed, a build reads the changed rows only and publishes what a full build of the
+// store's config gives; a feed that does not cover the published version, or a change the mirror
+// cannot apply alone, reads the whole config.
+TEST_F(SnapshotBuilderTest, WithAChangeFeedABuildReadsOnlyTheChangedRows) {
+  AddServices();
+  auto builder = Make(/*with_feed=*/true);
+  ASSERT_TRUE(builder->Start().ok());
+  auto full_hash = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> full = BuildSnapshot(stored_, clock_);
+    return full.ok() ? (*full)->version.hash : std::string();
+  };
+  auto reads = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reads_;
+  };
+  EXPECT_EQ(reads(), 1);
+
+  BumpService(0, [](config::v1::Service& s) { s.set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 1 && builder->latest()->payload_ready(); }));
+  EXPECT_EQ(reads(), 1);  // no whole read
+  EXPECT_EQ(builder->latest()->version.hash, full_hash());
+  ASSERT_EQ(builder->latest()->deltas.size(), 1u);
+  EXPECT_EQ(builder->latest()->deltas[0]->change_count, 1u);
+
+  // Invalid in itself: the whole config is read and the version refused with the full set's error.
+  BumpService(1, [](config::v1::Service& s) { s.set_host("bad host!"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->Status().failing; }));
+  EXPECT_EQ(builder->Status().reason, "invalid_config");
+  EXPECT_EQ(reads(), 2);
+  EXPECT_EQ(builder->latest()->version.version, 1u);
+  BumpService(1, [](config::v1::Service& s) { s.set_host("10.9.9.8"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 3; }));
+  EXPECT_FALSE(builder->Status().failing);
+  EXPECT_EQ(reads(), 3);  // the mirror was dropped with the refused version: rebuilt from a whole read
+  EXPECT_EQ(builder->latest()->version.hash, full_hash());
+
+  // The mirror is back: the next change is incremental again.
+  BumpService(2, [](config::v1::Service& s) { s.set_port(8081); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 4; }));
+  EXPECT_EQ(reads(), 3);
+  EXPECT_EQ(builder->latest()->version.hash, full_hash());
+
+  // A feed that no longer covers the published version: a whole read.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    feed_floor_ = 10;
+  }
+  BumpService(3, [](config::v1::Service& s) { s.set_port(8082); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 5; }));
+  EXPECT_EQ(reads(), 4);
+  EXPECT_EQ(builder->latest()->version.hash, full_hash());
 }
 
 TEST_F(SnapshotBuilderTest, AReadErrorFailsStartButNotALaterBuild) {
