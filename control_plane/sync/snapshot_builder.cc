@@ -1,5 +1,9 @@
 #include "control_plane/sync/snapshot_builder.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <iterator>
 #include <utility>
@@ -23,6 +27,8 @@ constexpr size_t kMaxErrorText = 4096;
 constexpr size_t kHistoryDepth = 256;
 // Corrupt rows kept for GET /status (all are counted).
 constexpr size_t kMaxCorruptRowsKept = 100;
+// The payload thread's nice value (Linux: per thread).
+constexpr int kPayloadNice = 10;
 
 std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
 
@@ -44,6 +50,7 @@ absl::Status SnapshotBuilder::Start() {
   if (!stored.ok()) return stored.status();
   Publish(*std::move(stored), std::nullopt, clock_.NowSeconds());
   thread_ = std::thread([this] { Loop(); });
+  payload_thread_ = std::thread([this] { PayloadLoop(); });
   return absl::OkStatus();
 }
 
@@ -53,7 +60,9 @@ void SnapshotBuilder::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  payload_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (payload_thread_.joinable()) payload_thread_.join();
 }
 
 void SnapshotBuilder::NotifyConfigChanged() {
@@ -76,23 +85,7 @@ void SnapshotBuilder::NotifyConfigChanged() {
 void SnapshotBuilder::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    if (payload_retry_at_) {
-      // The latest version went out without its full payload (deltas only) and building it
-      // failed: try again at the retry time even without a new change (from the published
-      // version alone, no store read), so the DPs that need the full snapshot are not left
-      // waiting. A change that comes first builds it too (BuildAndPublish).
-      const SteadyClock::time_point retry_at = *payload_retry_at_;
-      cv_.wait_until(lock, retry_at, [&] { return stopping_ || dirty_; });
-      if (stopping_) return;
-      if (!dirty_) {
-        lock.unlock();
-        CompletePendingPayload();
-        lock.lock();
-        continue;
-      }
-    } else {
-      cv_.wait(lock, [&] { return stopping_ || dirty_; });
-    }
+    cv_.wait(lock, [&] { return stopping_ || dirty_; });
     if (stopping_) return;
     // Debounce: build once no notification came for `quiet`, or `max` after the first one.
     while (true) {
@@ -114,29 +107,48 @@ void SnapshotBuilder::Loop() {
   }
 }
 
-bool SnapshotBuilder::CompletePendingPayload() {
-  std::shared_ptr<const BuiltSnapshot> pending;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!latest_ || latest_->payload_ready()) return true;
-    pending = latest_;
-  }
+void SnapshotBuilder::PayloadLoop() {
+  // Below the builder and the sessions: the payload only serves DPs that need the whole config.
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kPayloadNice);
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
-  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*pending, build_options);
-  if (!built.ok()) {
-    SchedulePayloadRetry(pending->version.version, built.status());
-    return false;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (stopping_) return;
+    if (payload_todo_ == nullptr) {
+      payload_cv_.wait(lock);
+      continue;
+    }
+    if (payload_retry_at_ && SteadyClock::now() < *payload_retry_at_) {
+      payload_cv_.wait_until(lock, *payload_retry_at_);
+      continue;
+    }
+    const std::shared_ptr<const BuiltSnapshot> todo = payload_todo_;
+    lock.unlock();
+    const SteadyClock::time_point start = SteadyClock::now();
+    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*todo, build_options);
+    if (built.ok()) {
+      metrics_.builds->Inc();
+      if (PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {
+        PORTICO_LOG(kInfo, kLog, "config version ", todo->version.version, ": full payload of ",
+                    (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks built in ",
+                    static_cast<int64_t>(std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()),
+                    " ms");
+      }
+    }
+    ReleaseFreedMemory();
+    lock.lock();
+    if (payload_todo_ != todo) continue;  // superseded meanwhile
+    if (built.ok()) {
+      payload_todo_.reset();
+    } else {
+      SchedulePayloadRetryLocked(todo->version.version, built.status());
+    }
   }
-  metrics_.builds->Inc();
-  PublishVersion(*std::move(built), std::nullopt, 0);
-  PORTICO_LOG(kInfo, kLog, "config version ", pending->version.version, ": full payload built on a retry");
-  return true;
 }
 
-void SnapshotBuilder::SchedulePayloadRetry(uint64_t version, const absl::Status& error) {
-  SetFailure("build_error", error.ToString());
-  std::lock_guard<std::mutex> lock(mu_);
+void SnapshotBuilder::SchedulePayloadRetryLocked(uint64_t version, const absl::Status& error) {
+  SetFailureLocked("build_error", error.ToString());
   payload_retry_delay_ = payload_retry_at_ ? std::min(payload_retry_delay_ * 2, std::chrono::milliseconds(60000))
                                            : std::chrono::milliseconds(1000);
   payload_retry_at_ = SteadyClock::now() + payload_retry_delay_;
@@ -145,8 +157,6 @@ void SnapshotBuilder::SchedulePayloadRetry(uint64_t version, const absl::Status&
 }
 
 void SnapshotBuilder::BuildAndPublish(std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
-  // A version published without its payload comes first: it needs nothing from the store.
-  CompletePendingPayload();
   PublishResult result = PublishResult::kFailed;
   if (std::optional<PublishResult> incremental = PublishIncremental(change_at, change_wall)) {
     result = *incremental;
@@ -169,6 +179,10 @@ void SnapshotBuilder::BuildAndPublish(std::optional<SteadyClock::time_point> cha
 
 void SnapshotBuilder::SetFailure(const std::string& reason, const std::string& error) {
   std::lock_guard<std::mutex> lock(mu_);
+  SetFailureLocked(reason, error);
+}
+
+void SnapshotBuilder::SetFailureLocked(const std::string& reason, const std::string& error) {
   if (failure_reason_.empty()) failing_since_ = clock_.NowSeconds();
   failure_reason_ = reason;
   failure_error_ = error.substr(0, kMaxErrorText);
@@ -338,41 +352,58 @@ SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
   indexed->deltas = change_log_.BuildDeltas(*indexed, clock_, build_options);
   const SteadyClock::time_point deltas_ready = SteadyClock::now();
   // Published twice: first without the full payload, so that the deltas leave now; then with
-  // it, for the DPs that need the whole config (they wait for the second publication).
+  // it, built on the payload thread, for the DPs that need the whole config (they wait for the
+  // second publication). A version without deltas is built whole here and published once.
   std::shared_ptr<const BuiltSnapshot> first = std::move(indexed);
-  const bool deltas_first = !first->deltas.empty();
-  if (deltas_first) PublishVersion(first, change_at, change_wall);
-  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
-  if (!built.ok()) {
-    if (!deltas_first) return Fail(first->version.version, published_version, "build_error", built.status().ToString());
-    // The version is out (its commit with it): only its payload is missing, retried later.
-    SchedulePayloadRetry(first->version.version, built.status());
+  const double ready_ms = std::chrono::duration<double, std::milli>(deltas_ready - build_start).count();
+  const std::string validated_text =
+      diff != nullptr ? absl::StrCat(", ", validated, " entities validated again") : std::string();
+  if (!first->deltas.empty()) {
+    metrics_.build_seconds->Observe(ready_ms / 1000);
+    PublishVersion(first, change_at, change_wall);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      payload_todo_ = first;  // a version still waiting for its payload is superseded
+      payload_retry_at_.reset();
+    }
+    payload_cv_.notify_all();
+    PORTICO_LOG(kInfo, kLog, "published config version ", first->version.version, " hash ",
+                ToHex(first->version.hash).substr(0, 12), " (", how, " build: ", first->service_count,
+                " services, ", first->route_count, " routes; ", first->deltas.size(), " delta(s) from ",
+                change_log_.size(), " logged version(s), ready after ", static_cast<int64_t>(ready_ms), " ms",
+                validated_text, "; full payload to follow)");
     *published = first;
     return PublishResult::kPublished;
   }
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*first, build_options);
+  if (!built.ok()) return Fail(first->version.version, published_version, "build_error", built.status().ToString());
   metrics_.builds->Inc();
-  const SteadyClock::time_point build_end = SteadyClock::now();
-  const double build_seconds = std::chrono::duration<double>(build_end - build_start).count();
+  const double build_seconds = std::chrono::duration<double>(SteadyClock::now() - build_start).count();
   metrics_.build_seconds->Observe(build_seconds);
   std::shared_ptr<const BuiltSnapshot> published_snapshot = *std::move(built);
   const BuiltSnapshot& s = *published_snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    payload_todo_.reset();  // an older version's payload is no longer wanted
+    payload_retry_at_.reset();
+  }
   PublishVersion(published_snapshot, change_at, change_wall);
   PORTICO_LOG(kInfo, kLog, "published config version ", s.version.version, " hash ",
               ToHex(s.version.hash).substr(0, 12), " (", how, " build: ", s.service_count, " services, ",
               s.route_count, " routes, ", s.compressed.size(), " bytes gzip in ", s.chunk_count(),
-              " chunks, built in ", static_cast<int64_t>(build_seconds * 1000), " ms; ", s.deltas.size(),
-              " delta(s) from ", change_log_.size(), " logged version(s), ready after ",
-              static_cast<int64_t>(std::chrono::duration<double>(deltas_ready - build_start).count() * 1000), " ms",
-              diff != nullptr ? absl::StrCat(", ", validated, " entities validated again") : std::string(), ")");
+              " chunks, built in ", static_cast<int64_t>(build_seconds * 1000), " ms; no delta", validated_text, ")");
   *published = std::move(published_snapshot);
   return PublishResult::kPublished;
 }
 
-void SnapshotBuilder::PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot,
-                                    std::optional<SteadyClock::time_point> change_at, int64_t change_wall) {
+bool SnapshotBuilder::PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot,
+                                     std::optional<SteadyClock::time_point> change_at, int64_t change_wall,
+                                     bool payload_of_latest) {
+  std::lock_guard<std::mutex> order(publish_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     const bool again = latest_ && latest_->version == snapshot->version;  // now with its payload
+    if (payload_of_latest && (!again || latest_->payload_ready())) return false;
     latest_ = snapshot;
     if (snapshot->payload_ready()) ++published_;  // counted once, when complete
     if (!again) {
@@ -400,6 +431,7 @@ void SnapshotBuilder::PublishVersion(std::shared_ptr<const BuiltSnapshot> snapsh
   }
   // Every stream that is idle and behind starts sending it (or queues for a slot).
   on_published_(std::move(snapshot));
+  return true;
 }
 
 std::shared_ptr<const BuiltSnapshot> SnapshotBuilder::latest() const {

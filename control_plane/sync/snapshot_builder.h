@@ -119,16 +119,20 @@ class SnapshotBuilder {
                                std::shared_ptr<const BuiltSnapshot>* published);
   PublishResult Fail(uint64_t version, uint64_t published_version, const char* reason, const std::string& error);
   // Makes `snapshot` the latest and hands it to on_published_ (mu_ is taken inside, not held when
-  // called). A second call for the same version (now with its payload) is not recorded again;
-  // published_count() counts the publications with a payload.
-  void PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot, std::optional<SteadyClock::time_point> change_at,
-                     int64_t change_wall);
-  // Builds the full payload of the latest version when it was published without it (deltas
-  // only) and publishes it again; on failure schedules a retry. True when nothing is pending.
-  bool CompletePendingPayload();
-  void SchedulePayloadRetry(uint64_t version, const absl::Status& error);
+  // called; publish_mu_ keeps the hand-offs of both threads in the order latest_ took them). A
+  // second call for the same version (now with its payload) is not recorded again;
+  // published_count() counts the publications with a payload. `payload_of_latest`: publish only
+  // if `snapshot` is the payload of the version that is still the latest; false otherwise.
+  bool PublishVersion(std::shared_ptr<const BuiltSnapshot> snapshot, std::optional<SteadyClock::time_point> change_at,
+                      int64_t change_wall, bool payload_of_latest = false);
+  // The payload thread: builds the full payload of the latest version published without it
+  // (deltas first), publishes it again, and retries a failure (1 s, doubling up to 60 s). A
+  // version superseded meanwhile is dropped (the newer one gets its own payload).
+  void PayloadLoop();
+  void SchedulePayloadRetryLocked(uint64_t version, const absl::Status& error);
   // `reason` is one of kBuildFailureReasons.
   void SetFailure(const std::string& reason, const std::string& error);
+  void SetFailureLocked(const std::string& reason, const std::string& error);
   void ClearFailureLocked();
 
   const Options options_;
@@ -137,6 +141,8 @@ class SnapshotBuilder {
   const Clock& clock_;
   const PublishedFn on_published_;
   std::thread thread_;
+  std::thread payload_thread_;
+  std::mutex publish_mu_;  // held across a PublishVersion (latest_ and its hand-off)
   // Used by Publish only (Start, then the builder's thread): not guarded by mu_.
   ChangeLog change_log_;
   ConfigMirror mirror_;  // the published version's stored config (when read_changes is set)
@@ -151,6 +157,9 @@ class SnapshotBuilder {
   std::optional<SteadyClock::time_point> unpublished_change_;
   int64_t unpublished_change_wall_ = 0;
   std::shared_ptr<const BuiltSnapshot> latest_;
+  // The latest version published without its full payload, for the payload thread (null: none).
+  std::shared_ptr<const BuiltSnapshot> payload_todo_;
+  std::condition_variable payload_cv_;
   // Set when the latest version's full payload failed to build: when to try again (1 s, doubling
   // up to 60 s while it keeps failing).
   std::optional<SteadyClock::time_point> payload_retry_at_;

@@ -251,7 +251,7 @@ TEST_F(DeltaSyncTest, DpBehindTheChangeLogGetsTheFullSnapshot) {
   }
   const uint64_t latest = cluster_.CpVersion();
   ASSERT_EQ(latest, base + 101);
-  // The line is logged once the full payload is built too, after the deltas went out.
+  // The line is logged when the version goes out with its deltas (its full payload follows).
   const std::string published_line = absl::StrCat("published config version ", latest, " ");
   ASSERT_TRUE(WaitFor([&] { return cluster_.cp()->Log().find(published_line) != std::string::npos; }, 10s))
       << cluster_.cp()->Log();

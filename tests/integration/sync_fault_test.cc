@@ -447,7 +447,7 @@ TEST_F(SyncFaultTest, FrozenDpDoesNotGrowCpMemoryAndConvergesAfterSigcont) {
     ASSERT_TRUE(cluster_.WaitDpSynced(live, 30s));
     // The live DP may have its delta before the CP built the version's full payload: measure
     // after the build (its buffers are freed when it ends), not in the middle of it.
-    const std::string built = absl::StrCat("published config version ", cluster_.CpVersion(), " ");
+    const std::string built = absl::StrCat("config version ", cluster_.CpVersion(), ": full payload of ");
     ASSERT_TRUE(WaitFor([&] { return cluster_.cp()->Log().find(built) != std::string::npos; }, 30s));
     std::this_thread::sleep_for(100ms);
   };
