@@ -126,7 +126,10 @@ void SnapshotBuilder::PayloadLoop() {
     const std::shared_ptr<const BuiltSnapshot> todo = payload_todo_;
     lock.unlock();
     const SteadyClock::time_point start = SteadyClock::now();
-    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built = CompleteSnapshotPayload(*todo, build_options);
+    const absl::Status fault =
+        options_.payload_fault_for_test ? options_.payload_fault_for_test(*todo) : absl::OkStatus();
+    absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
+        fault.ok() ? CompleteSnapshotPayload(*todo, build_options) : absl::StatusOr<std::shared_ptr<BuiltSnapshot>>(fault);
     if (built.ok()) {
       metrics_.builds->Inc();
       if (PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {

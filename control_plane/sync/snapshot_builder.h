@@ -52,6 +52,8 @@ class SnapshotBuilder {
     // version and costs the changed rows only; unset (or not covering): every build reads the
     // whole config.
     std::function<absl::StatusOr<StoredChanges>(uint64_t since)> read_changes;
+    // Tests: called before each full payload the payload thread builds; an error fails that build.
+    std::function<absl::Status(const BuiltSnapshot&)> payload_fault_for_test;
   };
   // Reads the store in one transaction (called on the builder's thread, and in Start).
   using ReadConfigFn = std::function<absl::StatusOr<StoredConfig>()>;

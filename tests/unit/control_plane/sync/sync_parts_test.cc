@@ -46,6 +46,18 @@ class SnapshotBuilderTest : public ::testing::Test {
     SnapshotBuilder::Options options;
     options.debounce_quiet = absl::Milliseconds(20);
     options.debounce_max = absl::Milliseconds(100);
+    options.payload_fault_for_test = [this](const BuiltSnapshot& s) -> absl::Status {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        payload_attempts_.push_back(s.version.version);
+        if (failing_payloads_ > 0) {
+          --failing_payloads_;
+          return absl::InternalError("disk full");
+        }
+      }
+      std::this_thread::sleep_for(payload_delay_);
+      return absl::OkStatus();
+    };
     if (with_feed) {
       // The store's change feed: the services changed after `since`, as they are now.
       options.read_changes = [this](uint64_t since) -> absl::StatusOr<StoredChanges> {
@@ -127,6 +139,9 @@ class SnapshotBuilderTest : public ::testing::Test {
   StoredConfig stored_;
   int reads_ = 0;
   int change_reads_ = 0;
+  std::vector<uint64_t> payload_attempts_;  // versions the payload thread started on
+  int failing_payloads_ = 0;                // the next N payload builds fail
+  std::chrono::milliseconds payload_delay_{0};
   uint64_t feed_floor_ = 0;  // the feed covers versions after this
   std::vector<std::pair<uint64_t, std::string>> changed_;  // (version, service id)
   bool fail_reads_ = false;
@@ -213,7 +228,8 @@ TEST_F(SnapshotBuilderTest, AVersionThatCannotBeBuiltKeepsTheLastSnapshotAndSays
 
   Bump([](StoredConfig& s) { s.corrupt.clear(); });
   builder->NotifyConfigChanged();
-  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
+  // Its full payload follows the deltas (the payload thread).
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2 && builder->latest()->payload_ready(); }));
   EXPECT_FALSE(builder->Status().failing);
   EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 2}));
 }
@@ -275,6 +291,52 @@ TEST_F(SnapshotBuilderTest, WithAChangeFeedABuildReadsOnlyTheChangedRows) {
   ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 5; }));
   EXPECT_EQ(reads(), 4);
   EXPECT_EQ(builder->latest()->version.hash, full_hash());
+}
+
+// A version whose deltas went out stays published when its payload fails: the failure shows
+// as build_error, the payload thread tries again after 1 s, and the success clears it.
+TEST_F(SnapshotBuilderTest, APayloadThatFailsIsRetriedAndTheVersionStaysPublished) {
+  AddServices();
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failing_payloads_ = 1;
+  }
+  Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->Status().failing; }));
+  EXPECT_EQ(builder->Status().reason, "build_error");
+  EXPECT_EQ(builder->latest()->version.version, 1u);  // out, as deltas
+  EXPECT_FALSE(builder->latest()->payload_ready());
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->payload_ready(); }, 5000ms));
+  EXPECT_FALSE(builder->Status().failing);
+  EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 1}));
+  std::lock_guard<std::mutex> lock(mu_);
+  EXPECT_EQ(payload_attempts_, (std::vector<uint64_t>{1, 1}));
+}
+
+// The payload thread works on the newest version only: a version superseded while its payload
+// was waiting or being built is never published with it, and the builder does not wait for it.
+TEST_F(SnapshotBuilderTest, ASupersededVersionsPayloadIsDropped) {
+  AddServices();
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    payload_delay_ = 400ms;
+  }
+  Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 1; }));
+  Bump([](StoredConfig& s) { s.config.services[1].set_host("10.9.9.8"); });
+  builder->NotifyConfigChanged();
+  // Published (with its deltas) while version 1's payload is still being built.
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }, 300ms));
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->payload_ready(); }, 5000ms));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 2}));  // 1 never got its payload published
+  EXPECT_EQ(builder->latest()->version.version, 2u);
 }
 
 TEST_F(SnapshotBuilderTest, AReadErrorFailsStartButNotALaterBuild) {
