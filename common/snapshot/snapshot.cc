@@ -11,6 +11,7 @@
 #include "common/base/sha256.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "portico/sync/v1/sync.pb.h"
 
 namespace portico {
@@ -231,6 +232,26 @@ absl::StatusOr<std::string> InflatePayload(absl::string_view compressed, bool gz
                                                    declared_uncompressed_size));
   }
   return raw;
+}
+
+// Refuses a payload whose top-level repeated field `field` (its resources or changes) has more
+// than limits.max_resources elements, counted on the wire before anything is parsed: parsing
+// costs a few hundred bytes per element, whatever the element's own size.
+absl::Status CheckResourceCount(const std::string& raw, int field, const SnapshotLimits& limits) {
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(raw.data()),
+                                                static_cast<int>(raw.size()));
+  uint64_t count = 0;
+  while (true) {
+    const uint32_t tag = input.ReadTag();
+    if (tag == 0) break;  // the end (or a malformed tag: the parse reports it)
+    if (static_cast<int>(tag >> 3) == field &&
+        ++count > limits.max_resources) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("payload has more than max_resources ", limits.max_resources, " resources"));
+    }
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&input, tag)) break;
+  }
+  return absl::OkStatus();
 }
 
 bool KeyLess(absl::string_view kind_a, absl::string_view id_a, absl::string_view kind_b, absl::string_view id_b) {
@@ -550,6 +571,9 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
   }
   absl::StatusOr<std::string> raw = InflatePayload(compressed, gzip, declared_uncompressed_size, limits);
   if (!raw.ok()) return raw.status();
+  if (absl::Status count = CheckResourceCount(*raw, sync::v1::ConfigDelta::kChangesFieldNumber, limits); !count.ok()) {
+    return count;
+  }
   sync::v1::ConfigDelta delta;
   if (!delta.ParseFromString(*raw)) return absl::InvalidArgumentError("payload is not a ConfigDelta");
   if (FromVersionRef(delta.base()) != base || delta.ref().epoch() != target.epoch ||
@@ -651,6 +675,10 @@ absl::StatusOr<DecodedSnapshot> DecodeSnapshot(absl::string_view compressed, boo
   absl::StatusOr<std::string> inflated = InflatePayload(compressed, gzip, declared_uncompressed_size, limits);
   if (!inflated.ok()) return inflated.status();
   std::string raw = *std::move(inflated);
+  if (absl::Status count = CheckResourceCount(raw, sync::v1::ConfigPayload::kResourcesFieldNumber, limits);
+      !count.ok()) {
+    return count;
+  }
   sync::v1::ConfigPayload payload;
   if (!payload.ParseFromString(raw)) return absl::InvalidArgumentError("payload is not a ConfigPayload");
   if (payload.ref().epoch() != target.epoch || payload.ref().version() != target.version) {

@@ -181,6 +181,9 @@ struct SnapshotLimits {
   uint64_t max_ratio = 100;           // uncompressed <= max_ratio * compressed + ratio_slack_bytes
   uint64_t ratio_slack_bytes = uint64_t{1} << 20;
   uint32_t max_chunks = 4096;
+  // Resources of a full snapshot, or changes of a delta, counted before parsing (each costs a few
+  // hundred bytes parsed, however small its body): 4 million, about 40 times a 100,000-route config.
+  uint64_t max_resources = 4'000'000;
 };
 
 struct DecodedSnapshot {

@@ -815,6 +815,13 @@ TEST_F(DeltaRefusalTest, SizeCapsApplyToDeltas) {
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->config->consumers[0].username(), name);
 
+  // Over max_resources (counted before parsing).
+  SnapshotLimits few;
+  few.max_resources = 0;
+  auto too_many = Apply(d, held_, few);
+  EXPECT_EQ(NackCodeFor(too_many.status()), sync::v1::Nack::TOO_LARGE) << too_many.status();
+  few.max_resources = 1;
+  EXPECT_TRUE(Apply(d, held_, few).ok());
   // Over max_snapshot_bytes.
   SnapshotLimits small;
   small.max_snapshot_bytes = 1u << 20;

@@ -245,6 +245,22 @@ TEST(SnapshotTest, ChunkGapAndNonceChangeAreRejected) {
   EXPECT_TRUE(gap.Finish().ok());
 }
 
+// The number of resources is capped before the payload is parsed (each one costs a few hundred
+// bytes parsed, however small): a hostile payload of tiny resources is refused as TOO_LARGE.
+TEST(SnapshotTest, ResourceCountIsCappedBeforeParsing) {
+  FakeClock clock(1234);
+  auto built = BuildSnapshot(MakeStored(), clock);  // 5 resources
+  ASSERT_TRUE(built.ok()) << built.status();
+  const BuiltSnapshot& snap = **built;
+  SnapshotLimits limits;
+  limits.max_resources = 5;
+  EXPECT_TRUE(DecodeSnapshot(snap.compressed, true, snap.uncompressed_size, snap.version, limits).ok());
+  limits.max_resources = 4;
+  auto refused = DecodeSnapshot(snap.compressed, true, snap.uncompressed_size, snap.version, limits);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(NackCodeFor(refused.status()), sync::v1::Nack::TOO_LARGE);
+}
+
 TEST(SnapshotTest, ZipBombIsCapped) {
   const std::string zeros(64u << 20, '\0');
   const std::string bomb = GzipForTest(zeros);
