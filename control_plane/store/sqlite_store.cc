@@ -100,7 +100,6 @@ CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purg
     // ChangeTriggerSql creates with the entity tables. It covers the versions made from now on.
     {5, "create_config_changes", R"sql(
 ALTER TABLE sync_meta ADD COLUMN changes_floor INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE sync_meta ADD COLUMN log_changes INTEGER NOT NULL DEFAULT 1;
 UPDATE sync_meta SET changes_floor = version;
 CREATE TABLE config_changes (
   version INTEGER NOT NULL,
@@ -113,15 +112,23 @@ CREATE TABLE config_changes (
 
 // The triggers that log every insert, update and delete of an exported kind's rows in
 // config_changes under the version the write's transaction made (every write bumps the version
-// first), unless sync_meta.log_changes is 0 (ReplaceConfig).
+// first). ReplaceConfig drops them for the length of its transaction (DropChangeTriggersSql).
+constexpr const char* kChangeTriggerOps[] = {"INSERT", "UPDATE", "DELETE"};
 std::string ChangeTriggerSql(const EntityDescriptor& kind) {
   std::string sql;
-  for (const char* op : {"INSERT", "UPDATE", "DELETE"}) {
+  for (const char* op : kChangeTriggerOps) {
     const char* row = std::string_view(op) == "DELETE" ? "OLD" : "NEW";
     absl::StrAppend(&sql, "CREATE TRIGGER IF NOT EXISTS ", ChangeTriggerName(kind), "_", absl::AsciiStrToLower(op),
-                    " AFTER ", op, " ON ", kind.name(), " WHEN (SELECT log_changes FROM sync_meta WHERE id = 1) BEGIN ",
+                    " AFTER ", op, " ON ", kind.name(), " BEGIN ",
                     "INSERT OR IGNORE INTO config_changes (version, kind, id) SELECT version, '", kind.name(), "', ",
                     row, ".id FROM sync_meta WHERE id = 1; END;\n");
+  }
+  return sql;
+}
+std::string DropChangeTriggersSql(const EntityDescriptor& kind) {
+  std::string sql;
+  for (const char* op : kChangeTriggerOps) {
+    absl::StrAppend(&sql, "DROP TRIGGER IF EXISTS ", ChangeTriggerName(kind), "_", absl::AsciiStrToLower(op), ";\n");
   }
   return sql;
 }
@@ -833,8 +840,13 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
     if (absl::Status s = BumpVersion(db); !s.ok()) return s;
-    // Not logged row by row: the log restarts at this version (readers from before it are not covered).
-    if (absl::Status s = Exec(db, "UPDATE sync_meta SET log_changes = 0 WHERE id = 1"); !s.ok()) return s;
+    // Not logged row by row: the log restarts at this version (readers from before it are not
+    // covered). The triggers are dropped until the end of the transaction (a WHEN clause reading a
+    // flag would still cost every row a subquery).
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      if (absl::Status s = Exec(db, DropChangeTriggersSql(*kind)); !s.ok()) return s;
+    }
     // Children before parents (the registry lists parents first), so no key is left dangling.
     for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
       if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
@@ -851,8 +863,11 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
         }
       }
     }
-    return Exec(db, "UPDATE sync_meta SET log_changes = 1, changes_floor = version WHERE id = 1; "
-                    "DELETE FROM config_changes");
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      if (absl::Status s = Exec(db, ChangeTriggerSql(*kind)); !s.ok()) return s;
+    }
+    return Exec(db, "UPDATE sync_meta SET changes_floor = version WHERE id = 1; DELETE FROM config_changes");
   });
   if (!status.ok()) return status;
   return TakeWritten(*rows);

@@ -747,8 +747,7 @@ TEST_P(StoreTest, ADatabaseFromBeforeTheChangeLogIsCoveredFromItsVersionAtUpgrad
         absl::StrAppend(&downgrade, "DROP TRIGGER IF EXISTS ", kind->name(), "_config_changes_", op, "; ");
       }
     }
-    absl::StrAppend(&downgrade, "DROP TABLE config_changes; ALTER TABLE sync_meta DROP COLUMN changes_floor; ",
-                    "ALTER TABLE sync_meta DROP COLUMN log_changes; ");
+    absl::StrAppend(&downgrade, "DROP TABLE config_changes; ALTER TABLE sync_meta DROP COLUMN changes_floor; ");
   }
   absl::StrAppend(&downgrade, "DELETE FROM schema_migrations WHERE id = 5; ",
                   "UPDATE sync_meta SET version = version + 1 WHERE id = 1;");
