@@ -667,6 +667,11 @@ TEST_P(StoreTest, AReplaceConfigIsNotLoggedAndEndsCoverageOfEarlierVersions) {
   Service s = NewService("replaced");
   s.set_id("c3000000-0000-4000-8000-000000000001");
   const EntityDescriptor& services = *store_->kinds().Find("services");
+  // A refused one changes nothing: the log still covers version 0 and goes on logging.
+  Service twin = NewService("replaced");
+  ASSERT_FALSE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s, &twin}}}).ok());
+  ASSERT_EQ(store_->CurrentVersion(), 1u);
+  EXPECT_EQ(store_->ReadConfigChanges(0, 100)->changes.size(), 1u);
   ASSERT_TRUE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s}}}).ok());
   ASSERT_EQ(store_->CurrentVersion(), 2u);
   for (uint64_t since : {0, 1}) {
