@@ -4,7 +4,8 @@
 // snapshot build (with its parts measured separately: serializing the entities, SHA-256 of the
 // bodies, serializing the payload, gzip), then the change log (diff + deltas) for one added route;
 // then the incremental build of one added route (the store's change feed and the config mirror).
-// Usage: cp_build_100k [routes] [repeats]
+// Usage: cp_build_100k [routes] [repeats] [store location (default: a SQLite file in a temporary
+// directory; a PostgreSQL conninfo must name an empty database)]
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -64,11 +65,12 @@ std::string Gzip6(const std::string& raw) {
   return out;
 }
 
-int Run(int routes, int repeats) {
+int Run(int routes, int repeats, std::string location) {
   const std::string dir = absl::StrCat(std::filesystem::temp_directory_path().string(), "/cp_build_100k_", getpid());
   std::filesystem::create_directories(dir);
   RealClock clock;
-  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(dir + "/portico.db", clock);
+  if (location.empty()) location = dir + "/portico.db";
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(location, clock);
   if (!store.ok()) {
     std::fprintf(stderr, "store: %s\n", store.status().ToString().c_str());
     return 1;
@@ -226,5 +228,5 @@ int main(int argc, char** argv) {
   int routes = 100000, repeats = 3;
   if (argc > 1 && !absl::SimpleAtoi(argv[1], &routes)) return 2;
   if (argc > 2 && !absl::SimpleAtoi(argv[2], &repeats)) return 2;
-  return portico::Run(routes, repeats);
+  return portico::Run(routes, repeats, argc > 3 ? argv[3] : "");
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -84,7 +85,46 @@ CREATE TABLE clustering_data_planes (
 );
 CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purge_at);
 )sql"},
+    // The change log of Store::ReadConfigChanges (store_schema.h), filled by the trigger
+    // ChangeTriggerSql creates with the entity tables. It covers the versions made from now on.
+    {5, "create_config_changes", R"sql(
+ALTER TABLE sync_meta ADD COLUMN changes_floor BIGINT NOT NULL DEFAULT 0;
+UPDATE sync_meta SET changes_floor = version;
+CREATE TABLE config_changes (
+  version BIGINT NOT NULL,
+  kind TEXT COLLATE "C" NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (version, kind, id)
+);
+)sql"},
 };
+
+// Logs a row change of the trigger's table in config_changes under the version its transaction
+// made (every versioned write bumps the version first).
+constexpr char kChangeFunctionSql[] = R"sql(
+CREATE OR REPLACE FUNCTION portico_log_config_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO config_changes (version, kind, id)
+      SELECT m.version, TG_TABLE_NAME, OLD.id FROM sync_meta m WHERE m.id = 1 ON CONFLICT DO NOTHING;
+  ELSE
+    INSERT INTO config_changes (version, kind, id)
+      SELECT m.version, TG_TABLE_NAME, NEW.id FROM sync_meta m WHERE m.id = 1 ON CONFLICT DO NOTHING;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+)sql";
+
+// ReplaceConfig's transaction sets it 'off' (SET LOCAL): its rows are not logged.
+constexpr char kLogChangesSetting[] = "portico.log_changes";
+
+// The trigger of an exported kind's table (kChangeFunctionSql).
+std::string ChangeTriggerSql(const EntityDescriptor& kind) {
+  return absl::StrCat("CREATE TRIGGER ", ChangeTriggerName(kind), " AFTER INSERT OR UPDATE OR DELETE ON ", kind.name(),
+                      " FOR EACH ROW WHEN (current_setting('", kLogChangesSetting,
+                      "', true) IS DISTINCT FROM 'off') EXECUTE FUNCTION portico_log_config_change()");
+}
 
 // PostgresTableSql's CREATE TABLE (its CREATE INDEX statements: EntityIndexSql).
 std::string CreateTableSql(const EntityDescriptor& kind) {
@@ -411,6 +451,8 @@ absl::StatusOr<Result> Read(Connection& c, const std::string& conninfo, const st
 
 // The first statement of every versioned write: bumps the version, locking sync_meta's row for
 // the rest of the transaction (writers of every CP queue here), and has NOTIFY sent on commit.
+// The change log's trigger reads the version it made. Prunes the change log every
+// ChangeLogRetention::prune_every versions.
 absl::Status BumpVersion(Connection& c) {
   absl::StatusOr<Result> r =
       Exec(c, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version, txid_current(), pg_backend_pid()",
@@ -428,6 +470,18 @@ absl::Status BumpVersion(Connection& c) {
   }
   c.txid = Int(r->get(), 0, 1);  // for a COMMIT that goes unanswered
   c.backend_pid = Int(r->get(), 0, 2);
+  if (std::optional<uint64_t> up_to = ChangeLogPruneUpTo(static_cast<uint64_t>(version))) {
+    const Params p = Params().Int(static_cast<int64_t>(*up_to));
+    if (absl::StatusOr<Result> d = Exec(c, "DELETE FROM config_changes WHERE version <= $1", p, "prune config_changes");
+        !d.ok()) {
+      return d.status();
+    }
+    if (absl::StatusOr<Result> f = Exec(c, "UPDATE sync_meta SET changes_floor = GREATEST(changes_floor, $1) WHERE id = 1",
+                                        p, "raise changes_floor");
+        !f.ok()) {
+      return f.status();
+    }
+  }
   absl::StatusOr<Result> n =
       Exec(c, "SELECT pg_notify($1, $2)", Params().Text(kNotifyChannel).Int(version), "notify");
   return n.status();
@@ -454,6 +508,7 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
   absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
+  absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes) override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
   absl::Status Ping() override;
@@ -569,6 +624,19 @@ absl::Status PostgresStore::CreateEntityTables() {
   }
   for (const EntityDescriptor* kind : kinds_.kinds()) {
     if (absl::Status s = ExecScript(writer_, EntityIndexSql(*kind)); !s.ok()) return s;
+  }
+  // The change log's triggers: created when missing (a CREATE TRIGGER locks its table against
+  // writes; a CP start normally finds them all).
+  if (absl::Status s = ExecScript(writer_, kChangeFunctionSql); !s.ok()) return s;
+  absl::StatusOr<Result> triggers = Exec(writer_,
+                                         "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                                         " WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal");
+  if (!triggers.ok()) return triggers.status();
+  std::set<std::string> have;
+  for (int i = 0; i < PQntuples(triggers->get()); ++i) have.insert(std::string(Bytes(triggers->get(), i, 0)));
+  for (const EntityDescriptor* kind : kinds_.kinds()) {
+    if (!kind->exported() || have.count(ChangeTriggerName(*kind)) > 0) continue;
+    if (absl::Status s = ExecScript(writer_, ChangeTriggerSql(*kind)); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -863,6 +931,10 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
   if (absl::Status s = Ready(writer_, conninfo_); !s.ok()) return s;
   absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
     if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
+    // Not logged row by row: the log restarts at this version (readers from before it are not covered).
+    if (absl::Status s = ExecScript(writer_, absl::StrCat("SET LOCAL ", kLogChangesSetting, " = 'off'")); !s.ok()) {
+      return s;
+    }
     // Children before parents (the registry lists parents first), so no key is left dangling.
     for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
       if (absl::Status s = ExecScript(writer_, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
@@ -878,7 +950,8 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
         }
       }
     }
-    return absl::OkStatus();
+    return ExecScript(writer_, absl::StrCat("UPDATE sync_meta SET changes_floor = version WHERE id = 1; "
+                                            "DELETE FROM config_changes; SET LOCAL ", kLogChangesSetting, " = 'on'"));
   });
   if (!status.ok()) return status;
   return TakeWritten(*rows);
@@ -905,6 +978,52 @@ absl::StatusOr<StoredConfig> PostgresStore::ReadConfig() {
         }
       }
     }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<StoredChanges> PostgresStore::ReadConfigChanges(uint64_t since, size_t max_changes) {
+  std::lock_guard<std::mutex> lock(reader_.mu);
+  if (absl::Status s = Ready(reader_, conninfo_); !s.ok()) return s;
+  StoredChanges out;
+  const int64_t limit = static_cast<int64_t>(std::min<size_t>(max_changes, INT64_MAX - 1)) + 1;
+  // One snapshot for the version and the log, as ReadConfig.
+  absl::Status s = InTransaction(reader_, conninfo_, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [&]() -> absl::Status {
+    absl::StatusOr<Result> meta = Exec(reader_, "SELECT epoch, version, changes_floor FROM sync_meta WHERE id = 1");
+    if (!meta.ok()) return meta.status();
+    if (PQntuples(meta->get()) != 1) return absl::DataLossError("sync_meta row missing");
+    out.version.epoch = std::string(Bytes(meta->get(), 0, 0));
+    out.version.version = static_cast<uint64_t>(Int(meta->get(), 0, 1));
+    const uint64_t floor = static_cast<uint64_t>(Int(meta->get(), 0, 2));
+    if (since < floor || since > out.version.version) return absl::OkStatus();
+    const int64_t current = static_cast<int64_t>(out.version.version);
+    absl::StatusOr<Result> rows = Exec(reader_,
+                                       "SELECT DISTINCT kind, id FROM config_changes WHERE version > $1 AND version <= $2"
+                                       " LIMIT $3",
+                                       Params().Int(static_cast<int64_t>(since)).Int(current).Int(limit),
+                                       "read config_changes");
+    if (!rows.ok()) return rows.status();
+    if (PQntuples(rows->get()) >= limit) return absl::OkStatus();  // more than max_changes
+    std::set<std::string> kind_names;
+    for (int i = 0; i < PQntuples(rows->get()); ++i) kind_names.insert(std::string(Bytes(rows->get(), i, 0)));
+    for (const EntityDescriptor* kind : ChangedKinds(kinds_, kind_names)) {
+      absl::StatusOr<Result> r =
+          Exec(reader_,
+               absl::StrCat("SELECT c.id, k.entity FROM (SELECT DISTINCT id FROM config_changes WHERE kind = $1"
+                            " AND version > $2 AND version <= $3) AS c LEFT JOIN ",
+                            kind->name(), " AS k ON k.id = c.id"),
+               Params().Text(kind->name()).Int(static_cast<int64_t>(since)).Int(current), "read changed rows");
+      if (!r.ok()) return r.status();
+      const size_t first_change = out.changes.size(), first_corrupt = out.corrupt.size();
+      for (int i = 0; i < PQntuples(r->get()); ++i) {
+        const absl::string_view entity = Bytes(r->get(), i, 1);
+        AppendChange(*kind, Bytes(r->get(), i, 0), PQgetisnull(r->get(), i, 1) ? nullptr : &entity, &out);
+      }
+      SortChangesOfKind(&out, first_change, first_corrupt);
+    }
+    out.covered = true;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

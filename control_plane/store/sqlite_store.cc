@@ -2,13 +2,17 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
+#include <string_view>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -92,7 +96,42 @@ CREATE TABLE clustering_data_planes (
 );
 CREATE INDEX clustering_data_planes_purge_at_idx ON clustering_data_planes (purge_at);
 )sql"},
+    // The change log of Store::ReadConfigChanges (store_schema.h), filled by the triggers
+    // ChangeTriggerSql creates with the entity tables. It covers the versions made from now on.
+    {5, "create_config_changes", R"sql(
+ALTER TABLE sync_meta ADD COLUMN changes_floor INTEGER NOT NULL DEFAULT 0;
+UPDATE sync_meta SET changes_floor = version;
+CREATE TABLE config_changes (
+  version INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  PRIMARY KEY (version, kind, id)
+) WITHOUT ROWID;
+)sql"},
 };
+
+// The triggers that log every insert, update and delete of an exported kind's rows in
+// config_changes under the version the write's transaction made (every write bumps the version
+// first). ReplaceConfig drops them for the length of its transaction (DropChangeTriggersSql).
+constexpr const char* kChangeTriggerOps[] = {"INSERT", "UPDATE", "DELETE"};
+std::string ChangeTriggerSql(const EntityDescriptor& kind) {
+  std::string sql;
+  for (const char* op : kChangeTriggerOps) {
+    const char* row = std::string_view(op) == "DELETE" ? "OLD" : "NEW";
+    absl::StrAppend(&sql, "CREATE TRIGGER IF NOT EXISTS ", ChangeTriggerName(kind), "_", absl::AsciiStrToLower(op),
+                    " AFTER ", op, " ON ", kind.name(), " BEGIN ",
+                    "INSERT OR IGNORE INTO config_changes (version, kind, id) SELECT version, '", kind.name(), "', ",
+                    row, ".id FROM sync_meta WHERE id = 1; END;\n");
+  }
+  return sql;
+}
+std::string DropChangeTriggersSql(const EntityDescriptor& kind) {
+  std::string sql;
+  for (const char* op : kChangeTriggerOps) {
+    absl::StrAppend(&sql, "DROP TRIGGER IF EXISTS ", ChangeTriggerName(kind), "_", absl::AsciiStrToLower(op), ";\n");
+  }
+  return sql;
+}
 
 // Columns of clustering_data_planes, in the order SaveDataPlanes binds and ListDataPlaneRows reads.
 constexpr char kDataPlaneColumns[] =
@@ -203,6 +242,7 @@ class Statement {
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
   int64_t ColumnInt64(int i) { return sqlite3_column_int64(stmt_, i); }
+  bool ColumnIsNull(int i) { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
   // Valid until the next Step.
   absl::string_view ColumnView(int i) {
     const void* data = sqlite3_column_blob(stmt_, i);
@@ -322,7 +362,9 @@ absl::Status CheckFence(sqlite3* db) {
   return version == fence->expected() ? absl::OkStatus() : fence->Refuse(version);
 }
 
-// Under a VersionFence only from its expected version (else Aborted, nothing written).
+// The first statement of a versioned write after CheckFence: the change log's triggers read the
+// version it makes. Under a VersionFence only from its expected version (else Aborted, nothing
+// written). Prunes the change log every ChangeLogRetention::prune_every versions.
 absl::Status BumpVersion(sqlite3* db) {
   Statement bump(db, "UPDATE sync_meta SET version = version + 1 WHERE id = 1 RETURNING version");
   if (absl::Status s = bump.status("bump version"); !s.ok()) return s;
@@ -332,6 +374,14 @@ absl::Status BumpVersion(sqlite3* db) {
   if (VersionFence* fence = VersionFence::Active(); fence != nullptr) {
     if (version != fence->expected() + 1) return fence->Refuse(version - 1);  // rolled back by the caller
     fence->Bumped(version);
+  }
+  if (std::optional<uint64_t> up_to = ChangeLogPruneUpTo(version)) {
+    Statement prune(db, "DELETE FROM config_changes WHERE version <= ?");
+    prune.BindInt64(1, static_cast<int64_t>(*up_to));
+    if (absl::Status s = Run(prune, db, "prune config_changes"); !s.ok()) return s;
+    Statement floor(db, "UPDATE sync_meta SET changes_floor = MAX(changes_floor, ?) WHERE id = 1");
+    floor.BindInt64(1, static_cast<int64_t>(*up_to));
+    if (absl::Status s = Run(floor, db, "raise changes_floor"); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -356,6 +406,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<EntityPtr>> WriteBatch(const std::vector<BatchStep>& steps) override;
   absl::StatusOr<std::vector<EntityPtr>> ReplaceConfig(const std::vector<KindRows>& kinds) override;
   absl::StatusOr<StoredConfig> ReadConfig() override;
+  absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes) override;
   uint64_t CurrentVersion() override;
   std::string Epoch() const override { return epoch_; }
   absl::Status Ping() override;
@@ -478,6 +529,9 @@ absl::Status SqliteStore::CreateEntityTables(sqlite3* db) {
   absl::Status created = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     for (const EntityDescriptor* kind : kinds_.kinds()) {
       if (absl::Status s = Exec(db, SqliteTableSql(*kind)); !s.ok()) return s;
+      if (kind->exported()) {
+        if (absl::Status s = Exec(db, ChangeTriggerSql(*kind)); !s.ok()) return s;
+      }
     }
     return absl::OkStatus();
   });
@@ -722,8 +776,8 @@ absl::StatusOr<EntityPtr> SqliteStore::WriteEntity(const EntityDescriptor& kind,
   sqlite3* db = writer_->db;
   absl::Status written = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
-    if (absl::Status s = WriteInTransaction(db, **found, entity->get(), mode); !s.ok()) return s;
-    return BumpVersion(db);
+    if (absl::Status s = BumpVersion(db); !s.ok()) return s;
+    return WriteInTransaction(db, **found, entity->get(), mode);
   });
   if (!written.ok()) return written;
   return *std::move(entity);
@@ -737,10 +791,14 @@ absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, abs
   bool deleted = false;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
+    // Nothing to delete: no version bump (the write lock keeps the row from appearing meanwhile).
+    absl::StatusOr<bool> present = Exists(db, absl::StrCat("SELECT 1 FROM ", kind.name(), " WHERE id = ?"), id);
+    if (!present.ok() || !*present) return present.status();
+    if (absl::Status s = BumpVersion(db); !s.ok()) return s;
     absl::StatusOr<bool> removed = DeleteInTransaction(db, **found, id);
     if (!removed.ok()) return removed.status();
     deleted = *removed;
-    return deleted ? BumpVersion(db) : absl::OkStatus();
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return deleted;
@@ -756,6 +814,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
+    if (absl::Status s = BumpVersion(db); !s.ok()) return s;
     for (size_t i = 0; i < steps.size(); ++i) {
       if (entities[i] == nullptr) {
         absl::StatusOr<bool> removed = DeleteInTransaction(db, *tables[i], steps[i].delete_id);
@@ -766,7 +825,7 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::WriteBatch(const std::vector
         return s;
       }
     }
-    return BumpVersion(db);
+    return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return TakeWritten(*batch);
@@ -780,6 +839,14 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
   sqlite3* db = writer_->db;
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
+    if (absl::Status s = BumpVersion(db); !s.ok()) return s;
+    // Not logged row by row: the log restarts at this version (readers from before it are not
+    // covered). The triggers are dropped until the end of the transaction (a WHEN clause reading a
+    // flag would still cost every row a subquery).
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      if (absl::Status s = Exec(db, DropChangeTriggersSql(*kind)); !s.ok()) return s;
+    }
     // Children before parents (the registry lists parents first), so no key is left dangling.
     for (auto kind = kinds_.kinds().rbegin(); kind != kinds_.kinds().rend(); ++kind) {
       if (absl::Status s = Exec(db, absl::StrCat("DELETE FROM ", (*kind)->name())); !s.ok()) return s;
@@ -796,7 +863,11 @@ absl::StatusOr<std::vector<EntityPtr>> SqliteStore::ReplaceConfig(const std::vec
         }
       }
     }
-    return BumpVersion(db);
+    for (const EntityDescriptor* kind : kinds_.kinds()) {
+      if (!kind->exported()) continue;
+      if (absl::Status s = Exec(db, ChangeTriggerSql(*kind)); !s.ok()) return s;
+    }
+    return Exec(db, "UPDATE sync_meta SET changes_floor = version WHERE id = 1; DELETE FROM config_changes");
   });
   if (!status.ok()) return status;
   return TakeWritten(*rows);
@@ -827,6 +898,66 @@ absl::StatusOr<StoredConfig> SqliteStore::ReadConfig() {
         }
       }
     }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<StoredChanges> SqliteStore::ReadConfigChanges(uint64_t since, size_t max_changes) {
+  Connection& c = ReadConnection();
+  std::lock_guard<std::mutex> lock(c.mu);
+  sqlite3* db = c.db;
+  StoredChanges out;
+  const int64_t limit = static_cast<int64_t>(std::min<size_t>(max_changes, INT64_MAX - 1)) + 1;
+  // One read transaction, as ReadConfig: the version and the log from one WAL snapshot.
+  absl::Status s = InTransaction(db, "BEGIN", [&]() -> absl::Status {
+    Statement meta(db, *c.statements, "SELECT epoch, version, changes_floor FROM sync_meta WHERE id = 1");
+    if (absl::Status st = meta.status("read sync_meta"); !st.ok()) return st;
+    if (meta.Step() != SQLITE_ROW) return absl::DataLossError("sync_meta row missing");
+    out.version.epoch = meta.ColumnBytes(0);
+    out.version.version = static_cast<uint64_t>(meta.ColumnInt64(1));
+    const uint64_t floor = static_cast<uint64_t>(meta.ColumnInt64(2));
+    if (since < floor || since > out.version.version) return absl::OkStatus();
+    const int64_t current = static_cast<int64_t>(out.version.version);
+    std::set<std::string> kind_names;
+    {
+      Statement rows(db, *c.statements,
+                     "SELECT DISTINCT kind, id FROM config_changes WHERE version > ?1 AND version <= ?2 LIMIT ?3");
+      if (absl::Status st = rows.status("read config_changes"); !st.ok()) return st;
+      rows.BindInt64(1, static_cast<int64_t>(since));
+      rows.BindInt64(2, current);
+      rows.BindInt64(3, limit);
+      int64_t n = 0;
+      while (true) {
+        const int rc = rows.Step();
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "read config_changes");
+        ++n;
+        kind_names.insert(rows.ColumnBytes(0));
+      }
+      if (n >= limit) return absl::OkStatus();  // more than max_changes
+    }
+    for (const EntityDescriptor* kind : ChangedKinds(kinds_, kind_names)) {
+      const size_t first_change = out.changes.size(), first_corrupt = out.corrupt.size();
+      Statement rows(db, *c.statements,
+                     absl::StrCat("SELECT c.id, k.entity FROM (SELECT DISTINCT id FROM config_changes WHERE kind = ?1 "
+                                  "AND version > ?2 AND version <= ?3) AS c LEFT JOIN ",
+                                  kind->name(), " AS k ON k.id = c.id"));
+      if (absl::Status st = rows.status("read changed rows"); !st.ok()) return st;
+      rows.BindText(1, kind->name());
+      rows.BindInt64(2, static_cast<int64_t>(since));
+      rows.BindInt64(3, current);
+      while (true) {
+        const int rc = rows.Step();
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) return SqliteError(db, sqlite3_extended_errcode(db), "read changed rows");
+        const absl::string_view entity = rows.ColumnView(1);
+        AppendChange(*kind, rows.ColumnView(0), rows.ColumnIsNull(1) ? nullptr : &entity, &out);
+      }
+      SortChangesOfKind(&out, first_change, first_corrupt);
+    }
+    out.covered = true;
     return absl::OkStatus();
   });
   if (!s.ok()) return s;

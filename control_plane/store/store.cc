@@ -1,5 +1,6 @@
 #include "control_plane/store/store.h"
 
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -44,6 +45,18 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& location, 
                                                    const EntityRegistry& kinds) {
   if (IsPostgresLocation(location)) return OpenPostgresStore(location, clock, kinds);
   return OpenSqliteStore(location, clock, kinds);
+}
+
+namespace {
+std::atomic<uint64_t> keep_versions{ChangeLogRetention().keep_versions};
+std::atomic<uint64_t> prune_every{ChangeLogRetention().prune_every};
+}  // namespace
+
+ChangeLogRetention GetChangeLogRetention() { return ChangeLogRetention{keep_versions.load(), prune_every.load()}; }
+
+void SetChangeLogRetentionForTest(ChangeLogRetention retention) {
+  keep_versions = retention.keep_versions > 0 ? retention.keep_versions : 1;
+  prune_every = retention.prune_every > 0 ? retention.prune_every : 1;
 }
 
 std::string EncodeDataPlaneLabels(const std::map<std::string, std::string>& labels) {

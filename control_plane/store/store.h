@@ -163,6 +163,17 @@ enum class ChangeWait {
   kNoFeed,    // no feed (SQLite), or it is down: returned at once; the caller polls
 };
 
+// How long the change log (ReadConfigChanges) keeps its rows: every versioned write whose new
+// version is a multiple of `prune_every` deletes the rows of versions <= version - keep_versions
+// and raises the log's floor to there, so at least the last keep_versions versions stay covered.
+struct ChangeLogRetention {
+  uint64_t keep_versions = 1000;
+  uint64_t prune_every = 100;
+};
+ChangeLogRetention GetChangeLogRetention();
+// Process-wide; for tests (both > 0).
+void SetChangeLogRetentionForTest(ChangeLogRetention retention);
+
 enum class WriteMode {
   kInsert,  // fails on an existing id (kPrimaryKey)
   kUpdate,  // fails with NotFound when the id is absent
@@ -232,9 +243,13 @@ class Store {
   // listed in `corrupt` (kinds in registry order, each by id), and the caller must not publish
   // the result.
   virtual absl::StatusOr<StoredConfig> ReadConfig() = 0;
+
   // The rows of exported kinds changed since version `since` (StoredChanges, config_set.h), read
-  // in one read transaction; not covered when the store keeps no such log or it does not reach
-  // back to `since`, or more than `max_changes` rows changed. This default keeps no log.
+  // in one read transaction. Writes log the (kind, id) of every row they insert, update or delete
+  // (database triggers, so FK cascades count); ReplaceConfig logs nothing and moves the log's
+  // floor to its version, so a reader from before it is not covered. Not covered either when the
+  // log does not reach back to `since` or more than `max_changes` rows changed. This default keeps
+  // no log (never covered).
   virtual absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes);
 
   virtual uint64_t CurrentVersion() = 0;  // 0 if it cannot be read

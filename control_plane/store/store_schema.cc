@@ -1,5 +1,7 @@
 #include "control_plane/store/store_schema.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -142,6 +144,43 @@ void AppendTagRows(const TagQuery& query, const std::string& id, const std::stri
     rows->push_back(TaggedEntity{std::string(tag), kind, id, ordinality});
     if (rows->size() > size) break;
   }
+}
+
+std::string ChangeTriggerName(const EntityDescriptor& kind) { return absl::StrCat(kind.name(), "_config_changes"); }
+
+std::optional<uint64_t> ChangeLogPruneUpTo(uint64_t version) {
+  const ChangeLogRetention retention = GetChangeLogRetention();
+  if (version % retention.prune_every != 0 || version <= retention.keep_versions) return std::nullopt;
+  return version - retention.keep_versions;
+}
+
+std::vector<const EntityDescriptor*> ChangedKinds(const EntityRegistry& kinds, const std::set<std::string>& names) {
+  std::vector<const EntityDescriptor*> out;
+  for (const EntityDescriptor* kind : kinds.kinds()) {
+    if (kind->exported() && names.count(kind->name()) > 0) out.push_back(kind);
+  }
+  return out;
+}
+
+void AppendChange(const EntityDescriptor& kind, absl::string_view id, const absl::string_view* entity,
+                  StoredChanges* out) {
+  ConfigChange change{&kind, std::string(id), nullptr};
+  if (entity != nullptr) {
+    change.entity = kind.New();
+    if (!change.entity->ParseFromArray(entity->data(), static_cast<int>(entity->size()))) {
+      out->corrupt.push_back(CorruptRow{kind.name(), std::string(id), kCorruptEntityReason});
+      return;
+    }
+  }
+  out->changes.push_back(std::move(change));
+}
+
+void SortChangesOfKind(StoredChanges* out, size_t first_change, size_t first_corrupt) {
+  // std::string compares as unsigned bytes.
+  std::sort(out->changes.begin() + static_cast<std::ptrdiff_t>(first_change), out->changes.end(),
+            [](const ConfigChange& a, const ConfigChange& b) { return a.id < b.id; });
+  std::sort(out->corrupt.begin() + static_cast<std::ptrdiff_t>(first_corrupt), out->corrupt.end(),
+            [](const CorruptRow& a, const CorruptRow& b) { return a.id < b.id; });
 }
 
 absl::StatusOr<EntityPtr> PrepareEntityWrite(const EntityDescriptor& kind, const google::protobuf::Message& input) {

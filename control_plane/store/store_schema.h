@@ -95,6 +95,24 @@ bool HasTagList(const EntityDescriptor& kind);
 void AppendTagRows(const TagQuery& query, const std::string& id, const std::string& kind, absl::string_view tags,
                    size_t size, std::vector<TaggedEntity>* rows);
 
+// ---- The change log (Store::ReadConfigChanges) ----
+// The config_changes table holds (version, kind, id) rows written by triggers on the table of every
+// exported kind; sync_meta.changes_floor: the changes of every version > floor are in the table.
+// The triggers' name prefix on a kind's table ("<kind>_config_changes").
+std::string ChangeTriggerName(const EntityDescriptor& kind);
+// The prune a versioned write making `version` does (ChangeLogRetention): the versions <= the
+// returned one are dropped and the floor raised to it; nullopt when this write prunes nothing.
+std::optional<uint64_t> ChangeLogPruneUpTo(uint64_t version);
+// The exported kinds of `names` (kind names read from config_changes), in registry order.
+std::vector<const EntityDescriptor*> ChangedKinds(const EntityRegistry& kinds, const std::set<std::string>& names);
+// Appends a changed row of `kind` to `out`: `entity` null when the row is gone; bytes that do not
+// parse go to out->corrupt instead.
+void AppendChange(const EntityDescriptor& kind, absl::string_view id, const absl::string_view* entity,
+                  StoredChanges* out);
+// Sorts by id the changes and corrupt rows appended since the sizes `first_change`, `first_corrupt`
+// (one kind's).
+void SortChangesOfKind(StoredChanges* out, size_t first_change, size_t first_corrupt);
+
 // A copy of `input` to write: a new id when it has none; InvalidArgument when its serialized form
 // does not parse back.
 absl::StatusOr<EntityPtr> PrepareEntityWrite(const EntityDescriptor& kind, const google::protobuf::Message& input);

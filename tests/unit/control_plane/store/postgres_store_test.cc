@@ -75,7 +75,7 @@ TEST_F(PostgresStoreTest, CpsStartingTogetherOnAnEmptyDatabaseCreateTheSchemaOnc
     EXPECT_EQ(store->Epoch(), epoch);
     auto migrations = store->AppliedMigrations();
     ASSERT_TRUE(migrations.ok()) << migrations.status();
-    EXPECT_EQ(migrations->size(), 4u);
+    EXPECT_EQ(migrations->size(), 5u);
   }
   EXPECT_EQ(stores[0]->CurrentVersion(), 0u);
 }

@@ -187,7 +187,7 @@ TEST_F(SqliteStoreTest, DatabaseWrittenByTheOldSqlOpensAndWorks) {
   Store& store = **opened;
   EXPECT_EQ(store.Epoch(), std::string("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff", 16));
   EXPECT_EQ(store.CurrentVersion(), 2u);
-  ASSERT_EQ(store.AppliedMigrations()->size(), 4u);
+  ASSERT_EQ(store.AppliedMigrations()->size(), 5u);
   EXPECT_EQ(store.Get<Service>(s.id())->port(), 8080);
   EXPECT_EQ(store.GetByEndpointKey<Route>("legacy-route")->id(), r.id());
   ListQuery tagged;
@@ -214,10 +214,10 @@ TEST_F(SqliteStoreTest, DatabaseWrittenByTheOldSqlOpensAndWorks) {
   EXPECT_TRUE(*store.Delete<Route>(r.id()));
   EXPECT_TRUE(*store.Delete<Service>(s.id()));
   EXPECT_EQ(store.CurrentVersion(), 5u);
-  // Only the tables of kinds added since were created, from their descriptors, and migration 4's.
+  // Only the tables of kinds added since were created, from their descriptors, and migrations 4's and 5's.
   EXPECT_EQ(QueryRows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"acls", "basicauth_credentials", "ca_certificates", "certificates",
-                                      "clustering_data_planes", "consumers",
+                                      "clustering_data_planes", "config_changes", "consumers",
                                       "jwt_secrets", "keyauth_credentials", "plugins", "routes", "schema_migrations",
                                       "services", "snis", "sync_meta", "targets", "upstreams"}));
 }

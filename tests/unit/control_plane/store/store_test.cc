@@ -527,6 +527,267 @@ TEST_P(StoreTest, ABatchWritesAllOrNothingWithOneVersionBump) {
   EXPECT_TRUE(store_->Get<Route>(other.id()).ok());
 }
 
+// ---- The change log (ReadConfigChanges) ----
+
+// A change as (kind, id, whether the entity is there).
+using ChangeRow = std::tuple<std::string, std::string, bool>;
+std::vector<ChangeRow> Rows(const StoredChanges& changes) {
+  std::vector<ChangeRow> out;
+  for (const ConfigChange& c : changes.changes) out.emplace_back(c.kind->name(), c.id, c.entity != nullptr);
+  return out;
+}
+
+// Sets the change log's retention for one test.
+class ScopedRetention {
+ public:
+  explicit ScopedRetention(ChangeLogRetention r) : saved_(GetChangeLogRetention()) { SetChangeLogRetentionForTest(r); }
+  ~ScopedRetention() { SetChangeLogRetentionForTest(saved_); }
+
+ private:
+  ChangeLogRetention saved_;
+};
+
+TEST_P(StoreTest, ChangesNameEachInsertUpdateAndDeleteWithItsEntityNow) {
+  Service s = NewService("feed");
+  s.set_id("c0000000-0000-4000-8000-000000000001");
+  ASSERT_TRUE(store_->Insert(s).ok());
+  auto changes = store_->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(changes->version.version, 1u);
+  EXPECT_EQ(changes->version.epoch, store_->Epoch());
+  ASSERT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", s.id(), true}}));
+  EXPECT_EQ(static_cast<const Service&>(*changes->changes[0].entity).name(), "feed");
+  EXPECT_TRUE(changes->corrupt.empty());
+
+  s.set_host("other.example.com");
+  ASSERT_TRUE(store_->Update(s).ok());
+  changes = store_->ReadConfigChanges(1, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(changes->version.version, 2u);
+  ASSERT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", s.id(), true}}));
+  EXPECT_EQ(static_cast<const Service&>(*changes->changes[0].entity).host(), "other.example.com");
+
+  // A delete of nothing makes no version and logs nothing.
+  EXPECT_FALSE(*store_->Delete<Service>("c0000000-0000-4000-8000-00000000000f"));
+  EXPECT_EQ(store_->CurrentVersion(), 2u);
+  EXPECT_TRUE(store_->ReadConfigChanges(2, 100)->changes.empty());
+
+  ASSERT_TRUE(*store_->Delete<Service>(s.id()));
+  changes = store_->ReadConfigChanges(2, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_EQ(changes->version.version, 3u);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", s.id(), false}}));
+  // Over all three versions: the row once, as it is now.
+  changes = store_->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", s.id(), false}}));
+}
+
+TEST_P(StoreTest, ChangesIncludeRowsDeletedByACascade) {
+  config::v1::Certificate cert;
+  cert.set_id("c1000000-0000-4000-8000-000000000001");
+  cert.set_cert("cert");
+  cert.set_key("key");
+  ASSERT_TRUE(store_->Insert(cert).ok());
+  std::vector<std::string> sni_ids = {"c1000000-0000-4000-8000-000000000003", "c1000000-0000-4000-8000-000000000002"};
+  for (const std::string& id : sni_ids) {
+    config::v1::Sni sni;
+    sni.set_id(id);
+    sni.set_name("sni" + id.substr(id.size() - 1) + ".example.com");
+    sni.set_certificate_id(cert.id());
+    ASSERT_TRUE(store_->Insert(sni).ok());
+  }
+  const uint64_t before = store_->CurrentVersion();
+  ASSERT_TRUE(*store_->Delete<config::v1::Certificate>(cert.id()));
+  auto changes = store_->ReadConfigChanges(before, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(changes->version.version, before + 1);
+  // Registry order (certificates before snis), ids sorted within a kind.
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"certificates", cert.id(), false},
+                                                    {"snis", sni_ids[1], false},
+                                                    {"snis", sni_ids[0], false}}));
+}
+
+TEST_P(StoreTest, ChangesOfABatchShareItsVersionAndLaterReadsSeeOnlyLaterVersions) {
+  const EntityDescriptor& services = *store_->kinds().Find("services");
+  const EntityDescriptor& routes = *store_->kinds().Find("routes");
+  Service s = NewService("batched");
+  s.set_id("c2000000-0000-4000-8000-000000000001");
+  Route r1 = NewRoute(s.id());
+  r1.set_id("c2000000-0000-4000-8000-000000000009");
+  Route r2 = NewRoute(s.id());
+  r2.set_id("c2000000-0000-4000-8000-000000000002");
+  ASSERT_TRUE(store_->WriteBatch({{.kind = &routes, .entity = nullptr, .delete_id = "absent"},
+                                  {.kind = &services, .entity = &s, .mode = WriteMode::kInsert},
+                                  {.kind = &routes, .entity = &r1, .mode = WriteMode::kInsert},
+                                  {.kind = &routes, .entity = &r2, .mode = WriteMode::kInsert}})
+                  .ok());
+  ASSERT_EQ(store_->CurrentVersion(), 1u);
+  auto changes = store_->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", s.id(), true},
+                                                    {"routes", r2.id(), true},
+                                                    {"routes", r1.id(), true}}));
+
+  r1.mutable_paths()->add_values("/b");
+  ASSERT_TRUE(store_->Update(r1).ok());  // version 2
+  ASSERT_TRUE(store_->Delete<Route>(r2.id()).ok());  // version 3
+  changes = store_->ReadConfigChanges(1, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_EQ(changes->version.version, 3u);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"routes", r2.id(), false}, {"routes", r1.id(), true}}));
+  changes = store_->ReadConfigChanges(2, 100);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"routes", r2.id(), false}}));
+
+  changes = store_->ReadConfigChanges(3, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_TRUE(changes->changes.empty());
+  changes = store_->ReadConfigChanges(4, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_FALSE(changes->covered);
+  EXPECT_EQ(changes->version.version, 3u);
+
+  // More than max_changes: not covered, nothing listed.
+  changes = store_->ReadConfigChanges(0, 2);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_FALSE(changes->covered);
+  EXPECT_TRUE(changes->changes.empty());
+  EXPECT_EQ(changes->version.version, 3u);
+  EXPECT_TRUE(store_->ReadConfigChanges(0, 3)->covered);
+}
+
+TEST_P(StoreTest, AReplaceConfigIsNotLoggedAndEndsCoverageOfEarlierVersions) {
+  ASSERT_TRUE(store_->Insert(NewService("old")).ok());
+  Service s = NewService("replaced");
+  s.set_id("c3000000-0000-4000-8000-000000000001");
+  const EntityDescriptor& services = *store_->kinds().Find("services");
+  // A refused one changes nothing: the log still covers version 0 and goes on logging.
+  Service twin = NewService("replaced");
+  ASSERT_FALSE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s, &twin}}}).ok());
+  ASSERT_EQ(store_->CurrentVersion(), 1u);
+  EXPECT_EQ(store_->ReadConfigChanges(0, 100)->changes.size(), 1u);
+  ASSERT_TRUE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s}}}).ok());
+  ASSERT_EQ(store_->CurrentVersion(), 2u);
+  for (uint64_t since : {0, 1}) {
+    auto changes = store_->ReadConfigChanges(since, 100);
+    ASSERT_TRUE(changes.ok()) << changes.status();
+    EXPECT_FALSE(changes->covered) << since;
+    EXPECT_TRUE(changes->changes.empty());
+    EXPECT_EQ(changes->version.version, 2u);
+  }
+  auto changes = store_->ReadConfigChanges(2, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_TRUE(changes->changes.empty());
+
+  // Later writes are logged again.
+  Service added = NewService("added");
+  added.set_id("c3000000-0000-4000-8000-000000000002");
+  ASSERT_TRUE(store_->Insert(added).ok());
+  changes = store_->ReadConfigChanges(2, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", added.id(), true}}));
+}
+
+TEST_P(StoreTest, PruningTheChangeLogRaisesItsFloor) {
+  ScopedRetention retention({.keep_versions = 3, .prune_every = 2});
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 9; ++i) {
+    auto s = store_->Insert(NewService(absl::StrCat("s", i)));
+    ASSERT_TRUE(s.ok()) << s.status();
+    ids.push_back(s->id());
+  }
+  // Version 8 pruned up to 5; version 9 did not prune.
+  EXPECT_FALSE(store_->ReadConfigChanges(0, 100)->covered);
+  EXPECT_FALSE(store_->ReadConfigChanges(4, 100)->covered);
+  auto changes = store_->ReadConfigChanges(5, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  std::vector<ChangeRow> want;
+  for (int i = 5; i < 9; ++i) want.emplace_back("services", ids[i], true);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(Rows(*changes), want);
+  ASSERT_TRUE(store_->Insert(NewService("s10")).ok());  // prunes up to 7
+  EXPECT_FALSE(store_->ReadConfigChanges(6, 100)->covered);
+  EXPECT_TRUE(store_->ReadConfigChanges(7, 100)->covered);
+}
+
+TEST_P(StoreTest, AChangedRowThatDoesNotParseIsListedAsCorrupt) {
+  const std::string good = "c4000000-0000-4000-8000-000000000001";
+  const std::string corrupt = "c4000000-0000-4000-8000-000000000002";
+  Service s = NewService("good");
+  s.set_id(good);
+  ASSERT_TRUE(store_->Insert(s).ok());
+  // The helper writes the row on a connection of its own (logged by the trigger), then bumps.
+  ASSERT_EQ(test_support::InsertCorruptRowAt(location_, "services", corrupt, "bad\xff\xfe"), "");
+  auto changes = store_->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(changes->version.version, 2u);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", good, true}}));
+  ASSERT_EQ(changes->corrupt.size(), 1u);
+  EXPECT_EQ(changes->corrupt[0].kind, "services");
+  EXPECT_EQ(changes->corrupt[0].id, corrupt);
+  EXPECT_FALSE(changes->corrupt[0].error.empty());
+}
+
+TEST_P(StoreTest, ADatabaseFromBeforeTheChangeLogIsCoveredFromItsVersionAtUpgrade) {
+  ASSERT_TRUE(store_->Insert(NewService("a")).ok());
+  store_.reset();
+  // Back to the schema of migration 4, then a write of an older CP (no log).
+  std::string downgrade;
+  if (postgres()) {
+    downgrade = "DROP FUNCTION portico_log_config_change() CASCADE; DROP TABLE config_changes; "
+                "ALTER TABLE sync_meta DROP COLUMN changes_floor; ";
+  } else {
+    for (const EntityDescriptor* kind : EntityRegistry::Default().kinds()) {
+      for (const char* op : {"insert", "update", "delete"}) {
+        absl::StrAppend(&downgrade, "DROP TRIGGER IF EXISTS ", kind->name(), "_config_changes_", op, "; ");
+      }
+    }
+    absl::StrAppend(&downgrade, "DROP TABLE config_changes; ALTER TABLE sync_meta DROP COLUMN changes_floor; ");
+  }
+  absl::StrAppend(&downgrade, "DELETE FROM schema_migrations WHERE id = 5; ",
+                  "UPDATE sync_meta SET version = version + 1 WHERE id = 1;");
+  if (postgres()) {
+    ASSERT_EQ(db_->Exec(downgrade), "");
+  } else {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, downgrade.c_str(), nullptr, nullptr, &error);
+    const std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message;
+  }
+
+  auto reopened = Store::Open(location_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  ASSERT_EQ(store_->AppliedMigrations()->size(), 5u);
+  EXPECT_EQ(store_->AppliedMigrations()->back().second, "create_config_changes");
+  ASSERT_EQ(store_->CurrentVersion(), 2u);
+  EXPECT_FALSE(store_->ReadConfigChanges(1, 100)->covered);
+  auto changes = store_->ReadConfigChanges(2, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_TRUE(changes->changes.empty());
+  auto b = store_->Insert(NewService("b"));
+  ASSERT_TRUE(b.ok()) << b.status();
+  changes = store_->ReadConfigChanges(2, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", b->id(), true}}));
+}
+
 TEST_P(StoreTest, ListTaggedGivesOneRowPerTagInEntityIdOrder) {
   Service a = NewService("a");
   a.set_id("00000000-0000-4000-8000-00000000000a");
