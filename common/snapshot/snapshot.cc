@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -234,22 +235,44 @@ absl::StatusOr<std::string> InflatePayload(absl::string_view compressed, bool gz
   return raw;
 }
 
-// Refuses a payload whose top-level repeated field `field` (its resources or changes) has more
-// than limits.max_resources elements, counted on the wire before anything is parsed: parsing
-// costs a few hundred bytes per element, whatever the element's own size.
+// Refuses, before anything is parsed, a payload whose top-level repeated field `field` (its
+// resources or changes) has more than limits.max_resources elements, or whose fields (top level
+// and inside those elements, unknown ones included) number more than kFieldsPerResource times
+// that: parsing costs some bytes per field and a few hundred per element, however small they are
+// on the wire.
+constexpr uint64_t kFieldsPerResource = 8;
 absl::Status CheckResourceCount(const std::string& raw, int field, const SnapshotLimits& limits) {
+  using google::protobuf::internal::WireFormatLite;
+  auto too_many = [&] {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("payload has more than max_resources ", limits.max_resources, " resources (or its fields)"));
+  };
+  if (raw.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return too_many();
   google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(raw.data()),
                                                 static_cast<int>(raw.size()));
-  uint64_t count = 0;
+  input.SetTotalBytesLimit(std::numeric_limits<int>::max());
+  const uint64_t max_fields = limits.max_resources * kFieldsPerResource + 16;
+  uint64_t elements = 0, fields = 0;
   while (true) {
     const uint32_t tag = input.ReadTag();
     if (tag == 0) break;  // the end (or a malformed tag: the parse reports it)
-    if (static_cast<int>(tag >> 3) == field &&
-        ++count > limits.max_resources) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("payload has more than max_resources ", limits.max_resources, " resources"));
+    if (++fields > max_fields) return too_many();
+    if (static_cast<int>(tag >> 3) != field ||
+        WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormatLite::SkipField(&input, tag)) break;
+      continue;
     }
-    if (!google::protobuf::internal::WireFormatLite::SkipField(&input, tag)) break;
+    if (++elements > limits.max_resources) return too_many();
+    uint32_t length = 0;
+    if (!input.ReadVarint32(&length)) break;
+    const google::protobuf::io::CodedInputStream::Limit limit = input.PushLimit(static_cast<int>(length));
+    while (true) {
+      const uint32_t inner = input.ReadTag();
+      if (inner == 0) break;
+      if (++fields > max_fields) return too_many();
+      if (!WireFormatLite::SkipField(&input, inner)) break;
+    }
+    input.PopLimit(limit);
   }
   return absl::OkStatus();
 }

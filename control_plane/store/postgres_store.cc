@@ -116,14 +116,17 @@ END
 $fn$;
 )sql";
 
-// ReplaceConfig's transaction sets it 'off' (SET LOCAL): its rows are not logged.
+// ReplaceConfig's transaction sets it to 'off <its txid>' (local to it): its rows are not logged.
+// The txid in the value makes the switch work for that transaction only (a value set for a role,
+// a database or a pooled session cannot stop the logging of other writes).
 constexpr char kLogChangesSetting[] = "portico.log_changes";
 
 // The trigger of an exported kind's table (kChangeFunctionSql).
 std::string ChangeTriggerSql(const EntityDescriptor& kind) {
   return absl::StrCat("CREATE TRIGGER ", ChangeTriggerName(kind), " AFTER INSERT OR UPDATE OR DELETE ON ", kind.name(),
                       " FOR EACH ROW WHEN (current_setting('", kLogChangesSetting,
-                      "', true) IS DISTINCT FROM 'off') EXECUTE FUNCTION portico_log_config_change()");
+                      "', true) IS DISTINCT FROM 'off ' || txid_current()::text)"
+                      " EXECUTE FUNCTION portico_log_config_change()");
 }
 
 // PostgresTableSql's CREATE TABLE (its CREATE INDEX statements: EntityIndexSql).
@@ -627,7 +630,13 @@ absl::Status PostgresStore::CreateEntityTables() {
   }
   // The change log's triggers: created when missing (a CREATE TRIGGER locks its table against
   // writes; a CP start normally finds them all).
-  if (absl::Status s = ExecScript(writer_, kChangeFunctionSql); !s.ok()) return s;
+  absl::StatusOr<Result> function = Exec(writer_,
+                                         "SELECT 1 FROM pg_proc WHERE proname = 'portico_log_config_change'"
+                                         " AND pronamespace = current_schema()::regnamespace");
+  if (!function.ok()) return function.status();
+  if (PQntuples(function->get()) == 0) {  // CREATE OR REPLACE would need to own it
+    if (absl::Status s = ExecScript(writer_, kChangeFunctionSql); !s.ok()) return s;
+  }
   absl::StatusOr<Result> triggers = Exec(writer_,
                                          "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
                                          " WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal");
@@ -932,7 +941,9 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
   absl::Status status = InTransaction(writer_, conninfo_, "BEGIN", [&]() -> absl::Status {
     if (absl::Status s = BumpVersion(writer_); !s.ok()) return s;
     // Not logged row by row: the log restarts at this version (readers from before it are not covered).
-    if (absl::Status s = ExecScript(writer_, absl::StrCat("SET LOCAL ", kLogChangesSetting, " = 'off'")); !s.ok()) {
+    if (absl::Status s = ExecScript(writer_, absl::StrCat("SELECT set_config('", kLogChangesSetting,
+                                                          "', 'off ' || txid_current()::text, true)"));
+        !s.ok()) {
       return s;
     }
     // Children before parents (the registry lists parents first), so no key is left dangling.

@@ -153,6 +153,12 @@ const Message* ConfigMirror::Find(absl::string_view kind, absl::string_view id) 
 }
 
 absl::StatusOr<ConfigMirror::Next> ConfigMirror::Apply(StoredChanges changes, const Clock& clock) {
+  absl::StatusOr<Next> next = ApplyChanges(std::move(changes), clock);
+  if (!next.ok()) Invalidate();  // frees the stored copy before the caller reads the whole config
+  return next;
+}
+
+absl::StatusOr<ConfigMirror::Next> ConfigMirror::ApplyChanges(StoredChanges changes, const Clock& clock) {
   if (!valid()) return Fallback("no mirrored version");
   const std::shared_ptr<const BuiltSnapshot> base = std::move(built_);  // invalid until Commit
   pending_.reset();

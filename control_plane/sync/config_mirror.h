@@ -64,6 +64,7 @@ class ConfigMirror {
   size_t entity_count() const;
 
  private:
+  absl::StatusOr<Next> ApplyChanges(StoredChanges changes, const Clock& clock);  // Apply, without the cleanup
   using Entities = absl::flat_hash_map<std::string, std::unique_ptr<const google::protobuf::Message>>;
   const google::protobuf::Message* Find(absl::string_view kind, absl::string_view id) const;
 

@@ -131,8 +131,8 @@ void SnapshotBuilder::PayloadLoop() {
     absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
         fault.ok() ? CompleteSnapshotPayload(*todo, build_options) : absl::StatusOr<std::shared_ptr<BuiltSnapshot>>(fault);
     if (built.ok()) {
-      metrics_.builds->Inc();
       if (PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {
+        metrics_.builds->Inc();
         PORTICO_LOG(kInfo, kLog, "config version ", todo->version.version, ": full payload of ",
                     (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks built in ",
                     static_cast<int64_t>(std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()),
@@ -141,7 +141,9 @@ void SnapshotBuilder::PayloadLoop() {
     }
     ReleaseFreedMemory();
     lock.lock();
-    if (payload_todo_ != todo) continue;  // superseded meanwhile
+    // Superseded meanwhile (the newer version may already be the latest, before it is handed
+    // over here): nothing to retry or record for this one.
+    if (payload_todo_ != todo || !latest_ || latest_->version != todo->version) continue;
     if (built.ok()) {
       payload_todo_.reset();
     } else {
@@ -347,6 +349,11 @@ SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
     size_t validated, SteadyClock::time_point build_start, std::optional<SteadyClock::time_point> change_at,
     int64_t change_wall, const char* how, std::shared_ptr<const BuiltSnapshot>* published) {
   const uint64_t published_version = previous ? previous->version.version : 0;
+  if (const uint64_t max = SnapshotLimits{}.max_resources; indexed->resources->size() > max) {
+    return Fail(indexed->version.version, published_version, "invalid_config",
+                absl::StrCat("the config has ", indexed->resources->size(), " entities; data planes accept at most ",
+                             max));
+  }
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
   // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built

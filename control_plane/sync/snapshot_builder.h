@@ -57,8 +57,9 @@ class SnapshotBuilder {
   };
   // Reads the store in one transaction (called on the builder's thread, and in Start).
   using ReadConfigFn = std::function<absl::StatusOr<StoredConfig>()>;
-  // Receives each newly published snapshot, on the builder's thread (the first one on the thread
-  // calling Start), without the builder's lock held.
+  // Receives each newly published snapshot, on the builder's thread or its payload thread (the
+  // first one on the thread calling Start), one call at a time and in publication order, without
+  // the builder's mutex held.
   using PublishedFn = std::function<void(std::shared_ptr<const BuiltSnapshot>)>;
 
   // `metrics` and `clock` must outlive the builder.

@@ -3,6 +3,8 @@
 #include <zlib.h>
 
 #include "common/base/uuid.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "portico/sync/v1/sync.pb.h"
 
@@ -259,6 +261,46 @@ TEST(SnapshotTest, ResourceCountIsCappedBeforeParsing) {
   auto refused = DecodeSnapshot(snap.compressed, true, snap.uncompressed_size, snap.version, limits);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
   EXPECT_EQ(NackCodeFor(refused.status()), sync::v1::Nack::TOO_LARGE);
+}
+
+// Fields count too, unknown ones included (a parse keeps them): a payload of tiny unknown fields,
+// at the top level or inside its resources, is refused before it is parsed.
+TEST(SnapshotTest, UnknownFieldsCountAgainstTheResourceCap) {
+  auto encode = [](int top_level_unknown, int unknown_per_resource) {
+    std::string raw;
+    google::protobuf::io::StringOutputStream stream(&raw);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    for (int i = 0; i < top_level_unknown; ++i) {
+      out.WriteTag((15 << 3) | 0);  // field 15, varint
+      out.WriteVarint32(1);
+    }
+    for (int r = 0; r < 3; ++r) {
+      std::string resource;
+      {
+        google::protobuf::io::StringOutputStream inner_stream(&resource);
+        google::protobuf::io::CodedOutputStream inner(&inner_stream);
+        for (int i = 0; i < unknown_per_resource; ++i) {
+          inner.WriteTag((9 << 3) | 0);
+          inner.WriteVarint32(1);
+        }
+      }
+      out.WriteTag((2 << 3) | 2);  // ConfigPayload.resources
+      out.WriteVarint32(static_cast<uint32_t>(resource.size()));
+      out.WriteString(resource);
+    }
+    out.Trim();
+    return raw;
+  };
+  SnapshotLimits limits;
+  limits.max_resources = 10;  // at most 10 * 8 + 16 = 96 fields
+  const ConfigVersion target{std::string(16, 'e'), 1, std::string(32, 'h')};
+  auto code_of = [&](const std::string& raw) {
+    return DecodeSnapshot(raw, false, raw.size(), target, limits).status().code();
+  };
+  // Within the cap: decoded (and refused later for what it is, not for its size).
+  EXPECT_NE(code_of(encode(10, 10)), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(code_of(encode(200, 0)), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(code_of(encode(0, 40)), absl::StatusCode::kResourceExhausted);
 }
 
 TEST(SnapshotTest, ZipBombIsCapped) {
