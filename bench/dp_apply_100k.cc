@@ -121,7 +121,8 @@ int Run(int routes, int repeats) {
   constexpr int kWorkers = 2;  // the DP of apply_100k
   std::vector<double> full_decode, full_validate, full_compile, full_total;
   std::vector<double> d_decode, d_validate, d_compile, d_health, d_total, d_release;
-  std::vector<double> router_build, configset_copy, index_copy, config_hash, persist;
+  std::vector<double> release_runtime, release_config;
+  std::vector<double> router_build, configset_copy, configset_free, index_copy, index_free, config_hash, persist;
   DecodedSnapshot held;
   std::shared_ptr<const dp::RuntimeConfig> serving;
 
@@ -189,8 +190,11 @@ int Run(int routes, int repeats) {
     // last worker adopts the new one and the sync client drops its held copy.
     t = Steady::now();
     serving = *std::move(runtime);
+    release_runtime.push_back(MsSince(t));
+    t = Steady::now();
     held = *std::move(decoded);
-    d_release.push_back(MsSince(t));
+    release_config.push_back(MsSince(t));
+    d_release.push_back(release_runtime.back() + release_config.back());
 
     // Parts, measured apart on the same data.
     t = Steady::now();
@@ -198,12 +202,22 @@ int Run(int routes, int repeats) {
     router_build.push_back(MsSince(t));
     if (!router.ok()) return 1;
     router->reset();
-    t = Steady::now();
-    { ConfigSet copy = *held.config; }
-    configset_copy.push_back(MsSince(t));
-    t = Steady::now();
-    { ResourceIndex copy = *held.resources; }
-    index_copy.push_back(MsSince(t));
+    {
+      t = Steady::now();
+      auto copy = std::make_unique<ConfigSet>(*held.config);
+      configset_copy.push_back(MsSince(t));
+      t = Steady::now();
+      copy.reset();
+      configset_free.push_back(MsSince(t));
+    }
+    {
+      t = Steady::now();
+      auto copy = std::make_unique<ResourceIndex>(*held.resources);
+      index_copy.push_back(MsSince(t));
+      t = Steady::now();
+      copy.reset();
+      index_free.push_back(MsSince(t));
+    }
     t = Steady::now();
     const std::string hash = ConfigHashOf(*held.resources);
     config_hash.push_back(MsSince(t));
@@ -225,9 +239,12 @@ int Run(int routes, int repeats) {
   std::printf("  RuntimeConfig::Compile           %s\n", Figure(d_compile).c_str());
   std::printf("  HealthTargets + Install          %s\n", Figure(d_health).c_str());
   std::printf("releasing the replaced config      %s\n", Figure(d_release).c_str());
+  std::printf("  its RuntimeConfig (router, ...)  %s\n", Figure(release_runtime).c_str());
+  std::printf("  its ConfigSet and index          %s\n", Figure(release_config).c_str());
   std::printf("apart: Router::Build               %s\n", Figure(router_build).c_str());
-  std::printf("apart: ConfigSet copy              %s\n", Figure(configset_copy).c_str());
-  std::printf("apart: ResourceIndex copy          %s\n", Figure(index_copy).c_str());
+  std::printf("apart: ConfigSet copy / free       %s / %s\n", Figure(configset_copy).c_str(),
+              Figure(configset_free).c_str());
+  std::printf("apart: ResourceIndex copy / free   %s / %s\n", Figure(index_copy).c_str(), Figure(index_free).c_str());
   std::printf("apart: ConfigHashOf                %s\n", Figure(config_hash).c_str());
   std::printf("apart: SerializeFullPayload (--snapshot-cache persists it after a delta) %s\n",
               Figure(persist).c_str());

@@ -669,6 +669,7 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   for (const Service& service : set.services) services[service.id()] = &service;
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
+  size_t candidate_count = 0;  // one per path, or one for a route without paths
   for (const Route& route : set.routes) {
     // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
     // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
@@ -700,6 +701,7 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     if (methods_outside_mask) {
       compiled.methods.assign(route.methods().values().begin(), route.methods().values().end());
     }
+    compiled.hosts.reserve(static_cast<size_t>(route.hosts().values_size()));
     for (const std::string& host : route.hosts().values()) {
       if (host.empty()) return absl::InvalidArgumentError(absl::StrCat("route ", route.id(), ": empty host"));
       compiled.hosts.push_back(CompileHost(host));
@@ -729,18 +731,13 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     // protobuf map's iteration order.
     std::sort(compiled.headers.begin(), compiled.headers.end(),
               [](const HeaderRule& a, const HeaderRule& b) { return a.name < b.name; });
+    candidate_count += static_cast<size_t>(std::max(1, route.paths().values_size()));
     impl->routes.push_back(std::move(compiled));
   }
 
 
   std::vector<Candidate> candidates;
-  {
-    size_t count = 0;
-    for (const CompiledRoute& compiled : impl->routes) {
-      count += std::max(1, compiled.route->paths().values_size());
-    }
-    candidates.reserve(count);
-  }
+  candidates.reserve(candidate_count);
   for (const CompiledRoute& compiled : impl->routes) {
     const Route& route = *compiled.route;
     if (route.paths().values_size() == 0) {
