@@ -7,12 +7,16 @@
 // HealthTargets. Each step is timed on its own (median of the repeats), and so are parts of them
 // measured apart on the same data (Router::Build alone; the copies DecodeDelta makes; releasing
 // the previous config, which the DP does when the next one replaces it).
-// Usage: dp_apply_100k [routes] [repeats]
+// Usage: dp_apply_100k [routes] [repeats] [--deferred-release]
+// --deferred-release: the replaced config goes to a DeferredRelease, as ProxyServer::Publish hands
+// it over; the release step then times only what the caller still does.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -23,6 +27,7 @@
 #include "common/config/validate.h"
 #include "common/snapshot/snapshot.h"
 #include "data_plane/health/health_registry.h"
+#include "data_plane/proxy/deferred_release.h"
 #include "data_plane/proxy/runtime_config.h"
 #include "data_plane/router/router.h"
 
@@ -64,7 +69,7 @@ std::string Figure(const std::vector<double>& v) {
                          *std::max_element(v.begin(), v.end()));
 }
 
-int Run(int routes, int repeats) {
+int Run(int routes, int repeats, bool deferred_release) {
   RealClock clock;
   config::v1::Service service = DefaultService();
   service.set_id(IdFor(1));
@@ -118,6 +123,7 @@ int Run(int routes, int repeats) {
               changes.size(), (*delta)->compressed.size());
 
   dp::HealthRegistry health;
+  dp::DeferredRelease release;  // with --deferred-release: frees replaced configs, as the DP does
   constexpr int kWorkers = 2;  // the DP of apply_100k
   std::vector<double> full_decode, full_validate, full_compile, full_total;
   std::vector<double> d_decode, d_validate, d_compile, d_health, d_total, d_release;
@@ -189,7 +195,11 @@ int Run(int routes, int repeats) {
     // Releasing the replaced config (its RuntimeConfig and ConfigSet): the DP does it when the
     // last worker adopts the new one and the sync client drops its held copy.
     t = Steady::now();
-    serving = *std::move(runtime);
+    if (deferred_release) {
+      release.Retire(std::exchange(serving, *std::move(runtime)));  // as ProxyServer::Publish does
+    } else {
+      serving = *std::move(runtime);
+    }
     release_runtime.push_back(MsSince(t));
     t = Steady::now();
     held = *std::move(decoded);
@@ -226,6 +236,7 @@ int Run(int routes, int repeats) {
     persist.push_back(MsSince(t));
     serving.reset();
     held = DecodedSnapshot();
+    while (release.held() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // not in the next round
   }
 
   std::printf("%d routes, %d repeat(s), median (min, max):\n", routes, repeats);
@@ -238,7 +249,8 @@ int Run(int routes, int repeats) {
   std::printf("  validate (upserted only)         %s\n", Figure(d_validate).c_str());
   std::printf("  RuntimeConfig::Compile           %s\n", Figure(d_compile).c_str());
   std::printf("  HealthTargets + Install          %s\n", Figure(d_health).c_str());
-  std::printf("releasing the replaced config      %s\n", Figure(d_release).c_str());
+  std::printf("releasing the replaced config%s %s\n",
+              deferred_release ? " (DeferredRelease: the caller's part)" : " (on the caller)", Figure(d_release).c_str());
   std::printf("  its RuntimeConfig (router, ...)  %s\n", Figure(release_runtime).c_str());
   std::printf("  its ConfigSet and index          %s\n", Figure(release_config).c_str());
   std::printf("apart: Router::Build               %s\n", Figure(router_build).c_str());
@@ -256,7 +268,16 @@ int Run(int routes, int repeats) {
 
 int main(int argc, char** argv) {
   int routes = 100000, repeats = 5;
-  if (argc > 1 && (!absl::SimpleAtoi(argv[1], &routes) || routes < 1)) return 2;
-  if (argc > 2 && (!absl::SimpleAtoi(argv[2], &repeats) || repeats < 1)) return 2;
-  return portico::Run(routes, repeats);
+  bool deferred_release = false;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--deferred-release") {
+      deferred_release = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  if (args.size() > 0 && (!absl::SimpleAtoi(args[0], &routes) || routes < 1)) return 2;
+  if (args.size() > 1 && (!absl::SimpleAtoi(args[1], &repeats) || repeats < 1)) return 2;
+  return portico::Run(routes, repeats, deferred_release);
 }
