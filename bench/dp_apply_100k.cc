@@ -11,6 +11,8 @@
 // --deferred-release: the replaced config goes to a DeferredRelease, as ProxyServer::Publish hands
 // it over; the release step then times only what the caller still does.
 #include <algorithm>
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -36,7 +38,26 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 
-double MsSince(Steady::time_point t) { return std::chrono::duration<double, std::milli>(Steady::now() - t).count(); }
+// A point in time: wall clock and this thread's CPU time (the CPU figure holds when other
+// processes share the machine; the wall one is what a DP waits).
+struct Mark {
+  Steady::time_point wall;
+  double cpu_ms;
+};
+double ThreadCpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+Mark Now() { return Mark{Steady::now(), ThreadCpuMs()}; }
+struct Sample {
+  double wall_ms = 0;
+  double cpu_ms = 0;
+  Sample operator+(const Sample& o) const { return Sample{wall_ms + o.wall_ms, cpu_ms + o.cpu_ms}; }
+};
+Sample MsSince(const Mark& t) {
+  return Sample{std::chrono::duration<double, std::milli>(Steady::now() - t.wall).count(), ThreadCpuMs() - t.cpu_ms};
+}
 
 std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
 
@@ -62,11 +83,17 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Median, min and max of one step over the repeats.
-std::string Figure(const std::vector<double>& v) {
-  if (v.empty()) return "-";
-  return absl::StrFormat("%7.1f ms (min %.1f, max %.1f)", Median(v), *std::min_element(v.begin(), v.end()),
-                         *std::max_element(v.begin(), v.end()));
+// Median, min and max of one step's wall time over the repeats, and its median CPU time.
+std::string Figure(const std::vector<Sample>& samples) {
+  if (samples.empty()) return "-";
+  std::vector<double> wall, cpu;
+  for (const Sample& x : samples) {
+    wall.push_back(x.wall_ms);
+    cpu.push_back(x.cpu_ms);
+  }
+  return absl::StrFormat("%7.1f ms (min %.1f, max %.1f; CPU %.1f ms)", Median(wall),
+                         *std::min_element(wall.begin(), wall.end()), *std::max_element(wall.begin(), wall.end()),
+                         Median(cpu));
 }
 
 int Run(int routes, int repeats, bool deferred_release) {
@@ -98,7 +125,7 @@ int Run(int routes, int repeats, bool deferred_release) {
   }
   const std::string epoch(16, '\x42');
 
-  auto t = Steady::now();
+  auto t = Now();
   ConfigSet base_exported = ExportableConfig(base_set, epoch);
   absl::StatusOr<std::shared_ptr<BuiltSnapshot>> base_built =
       BuildSnapshotOfExported(base_exported, ConfigVersion{epoch, 1, ""}, clock);
@@ -119,23 +146,23 @@ int Run(int routes, int repeats, bool deferred_release) {
   }
   std::printf("CP side (not the subject here): 2 full snapshots and the delta built in %.0f ms; full %.2f MB gzip "
               "(%.1f MB raw), delta %zu change(s), %zu bytes gzip\n",
-              MsSince(t), (*base_built)->compressed.size() / 1e6, (*base_built)->uncompressed_size / 1e6,
+              MsSince(t).wall_ms, (*base_built)->compressed.size() / 1e6, (*base_built)->uncompressed_size / 1e6,
               changes.size(), (*delta)->compressed.size());
 
   dp::HealthRegistry health;
   dp::DeferredRelease release;  // with --deferred-release: frees replaced configs, as the DP does
   constexpr int kWorkers = 2;  // the DP of apply_100k
-  std::vector<double> full_decode, full_validate, full_compile, full_total;
-  std::vector<double> d_decode, d_validate, d_compile, d_health, d_total, d_release;
-  std::vector<double> release_runtime, release_config;
-  std::vector<double> router_build, configset_copy, configset_free, index_copy, index_free, config_hash, persist;
+  std::vector<Sample> full_decode, full_validate, full_compile, full_total;
+  std::vector<Sample> d_decode, d_validate, d_compile, d_health, d_total, d_release;
+  std::vector<Sample> release_runtime, release_config;
+  std::vector<Sample> router_build, configset_copy, configset_free, index_copy, index_free, config_hash, persist;
   DecodedSnapshot held;
   std::shared_ptr<const dp::RuntimeConfig> serving;
 
   for (int round = 0; round < repeats; ++round) {
     // The full snapshot, applied as a DP at first contact does (the base of the delta).
-    const auto full_start = Steady::now();
-    t = Steady::now();
+    const auto full_start = Now();
+    t = Now();
     absl::StatusOr<DecodedSnapshot> full = DecodeSnapshot((*base_built)->compressed, true,
                                                           (*base_built)->uncompressed_size, (*base_built)->version);
     full_decode.push_back(MsSince(t));
@@ -143,13 +170,13 @@ int Run(int routes, int repeats, bool deferred_release) {
       std::fprintf(stderr, "decode: %s\n", full.status().ToString().c_str());
       return 1;
     }
-    t = Steady::now();
+    t = Now();
     if (absl::Status s = ValidateConfigSet(*full->config); !s.ok()) {
       std::fprintf(stderr, "validate: %s\n", s.ToString().c_str());
       return 1;
     }
     full_validate.push_back(MsSince(t));
-    t = Steady::now();
+    t = Now();
     absl::StatusOr<std::shared_ptr<const dp::RuntimeConfig>> full_runtime =
         dp::RuntimeConfig::Compile(full->config, full->version, {}, kWorkers, &health, {});
     full_compile.push_back(MsSince(t));
@@ -163,8 +190,8 @@ int Run(int routes, int repeats, bool deferred_release) {
     serving = *std::move(full_runtime);
 
     // The one-route delta on it, as SyncClient::HandleChunk and portico-dp's apply_delta do.
-    const auto delta_start = Steady::now();
-    t = Steady::now();
+    const auto delta_start = Now();
+    t = Now();
     absl::StatusOr<DecodedSnapshot> decoded = DecodeDelta((*delta)->compressed, true, (*delta)->uncompressed_size,
                                                           (*delta)->base, (*delta)->version, held);
     d_decode.push_back(MsSince(t));
@@ -172,18 +199,18 @@ int Run(int routes, int repeats, bool deferred_release) {
       std::fprintf(stderr, "delta: %s\n", decoded.status().ToString().c_str());
       return 1;
     }
-    t = Steady::now();
+    t = Now();
     if (absl::Status s = ValidateConfigSet(*decoded->config, decoded->upserted.get()); !s.ok()) {
       std::fprintf(stderr, "validate delta: %s\n", s.ToString().c_str());
       return 1;
     }
     d_validate.push_back(MsSince(t));
-    t = Steady::now();
+    t = Now();
     absl::StatusOr<std::shared_ptr<const dp::RuntimeConfig>> runtime =
         dp::RuntimeConfig::Compile(decoded->config, decoded->version, {}, kWorkers, &health, {});
     d_compile.push_back(MsSince(t));
     if (!runtime.ok()) return 1;
-    t = Steady::now();
+    t = Now();
     health.Install((*runtime)->HealthTargets());
     d_health.push_back(MsSince(t));
     d_total.push_back(MsSince(delta_start));
@@ -194,44 +221,44 @@ int Run(int routes, int repeats, bool deferred_release) {
 
     // Releasing the replaced config (its RuntimeConfig and ConfigSet): the DP does it when the
     // last worker adopts the new one and the sync client drops its held copy.
-    t = Steady::now();
+    t = Now();
     if (deferred_release) {
       release.Retire(std::exchange(serving, *std::move(runtime)));  // as ProxyServer::Publish does
     } else {
       serving = *std::move(runtime);
     }
     release_runtime.push_back(MsSince(t));
-    t = Steady::now();
+    t = Now();
     held = *std::move(decoded);
     release_config.push_back(MsSince(t));
     d_release.push_back(release_runtime.back() + release_config.back());
 
     // Parts, measured apart on the same data.
-    t = Steady::now();
+    t = Now();
     absl::StatusOr<std::unique_ptr<const dp::Router>> router = dp::Router::Build(held.config);
     router_build.push_back(MsSince(t));
     if (!router.ok()) return 1;
     router->reset();
     {
-      t = Steady::now();
+      t = Now();
       auto copy = std::make_unique<ConfigSet>(*held.config);
       configset_copy.push_back(MsSince(t));
-      t = Steady::now();
+      t = Now();
       copy.reset();
       configset_free.push_back(MsSince(t));
     }
     {
-      t = Steady::now();
+      t = Now();
       auto copy = std::make_unique<ResourceIndex>(*held.resources);
       index_copy.push_back(MsSince(t));
-      t = Steady::now();
+      t = Now();
       copy.reset();
       index_free.push_back(MsSince(t));
     }
-    t = Steady::now();
+    t = Now();
     const std::string hash = ConfigHashOf(*held.resources);
     config_hash.push_back(MsSince(t));
-    t = Steady::now();
+    t = Now();
     const std::string payload = SerializeFullPayload(held.version, *held.resources);
     persist.push_back(MsSince(t));
     serving.reset();
