@@ -421,14 +421,13 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
 
 // `candidates` in Kong's order: priority descending, then route id descending, then path length
 // descending (then the order they were made in). `routes` holds every candidate's route. The ids
-// are compared once per route (not per comparison): a ConfigSet lists routes sorted by id, which
-// is checked in one pass; otherwise they are sorted here.
-std::vector<Candidate> SortCandidates(std::vector<Candidate> candidates, const std::vector<CompiledRoute>& routes) {
+// are compared once per route (not per comparison): a ConfigSet lists routes sorted by id
+// (`routes_sorted_by_id`, strictly ascending, checked by the caller); otherwise they are sorted here.
+std::vector<Candidate> SortCandidates(std::vector<Candidate> candidates, const std::vector<CompiledRoute>& routes,
+                                      bool routes_sorted_by_id) {
   // id_rank[i]: the position of routes[i]'s id among the ids (equal ids share one).
   std::vector<uint32_t> id_rank(routes.size());
-  bool sorted = true;
-  for (size_t i = 1; i < routes.size() && sorted; ++i) sorted = routes[i - 1].route->id() < routes[i].route->id();
-  if (sorted) {
+  if (routes_sorted_by_id) {
     for (size_t i = 0; i < routes.size(); ++i) id_rank[i] = static_cast<uint32_t>(i);
   } else {
     std::vector<uint32_t> order(routes.size());
@@ -669,7 +668,34 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   for (const Service& service : set.services) services[service.id()] = &service;
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
-  size_t candidate_count = 0;  // one per path, or one for a route without paths
+  // One candidate per path (or one without a path), made right after its route is compiled,
+  // while the route's protobuf is still in the cache.
+  std::vector<Candidate> candidates;
+  candidates.reserve(set.routes.size());
+  auto add_candidates = [&candidates](const CompiledRoute& compiled) {
+    const Route& route = *compiled.route;
+    if (route.paths().values_size() == 0) {
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, "");
+      candidate.route = &compiled;
+      candidates.push_back(std::move(candidate));
+      return;
+    }
+    for (const std::string& path : route.paths().values()) {
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, path);
+      candidate.route = &compiled;
+      if (IsRegexPath(path)) {
+        candidate.path_kind = PathKind::kRegex;  // compiled below, once every route is
+        candidate.path = RoutePathRegexPattern(path);
+      } else {
+        candidate.path_kind = PathKind::kPrefix;
+        candidate.path = path;
+      }
+      candidates.push_back(std::move(candidate));
+    }
+  };
+  bool routes_sorted_by_id = true;  // strictly ascending ids (as a ConfigSet lists them)
   for (const Route& route : set.routes) {
     // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
     // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
@@ -731,55 +757,36 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     // protobuf map's iteration order.
     std::sort(compiled.headers.begin(), compiled.headers.end(),
               [](const HeaderRule& a, const HeaderRule& b) { return a.name < b.name; });
-    candidate_count += static_cast<size_t>(std::max(1, route.paths().values_size()));
+    if (!impl->routes.empty() && !(impl->routes.back().route->id() < route.id())) routes_sorted_by_id = false;
     impl->routes.push_back(std::move(compiled));
+    add_candidates(impl->routes.back());
   }
 
 
-  std::vector<Candidate> candidates;
-  candidates.reserve(candidate_count);
-  for (const CompiledRoute& compiled : impl->routes) {
-    const Route& route = *compiled.route;
-    if (route.paths().values_size() == 0) {
-      Candidate candidate;
-      candidate.priority = RoutePriority(route, "");
-      candidate.route = &compiled;
-      candidates.push_back(std::move(candidate));
-      continue;
-    }
-    for (const std::string& path : route.paths().values()) {
-      Candidate candidate;
-      candidate.priority = RoutePriority(route, path);
-      candidate.route = &compiled;
-      if (IsRegexPath(path)) {
-        candidate.path_kind = PathKind::kRegex;
-        candidate.path = RoutePathRegexPattern(path);
-        RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
-        candidate.regex_literal = std::move(literal.literal);
-        // The literal holds only plain characters at the top level, so "^" + literal + rest
-        // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
-        // (and a rest that fails, for the error message) compiles the whole pattern.
-        absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
-            literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
-                                    : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
-        if (rest.ok() && *rest != nullptr) {
-          candidate.rest_regex = rest->get();
-          candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
-          impl->regexes.push_back(*std::move(rest));
-        } else {
-          absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
-          if (!regex.ok()) return regex.status();
-          candidate.regex = regex->get();
-          impl->regexes.push_back(*std::move(regex));
-        }
-      } else {
-        candidate.path_kind = PathKind::kPrefix;
-        candidate.path = path;
-      }
-      candidates.push_back(std::move(candidate));
+  // The path regexes (apart from the loop above, whose routes they would push out of the cache).
+  for (Candidate& candidate : candidates) {
+    if (candidate.path_kind != PathKind::kRegex) continue;
+    const Route& route = *candidate.route->route;
+    RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
+    candidate.regex_literal = std::move(literal.literal);
+    // The literal holds only plain characters at the top level, so "^" + literal + rest
+    // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
+    // (and a rest that fails, for the error message) compiles the whole pattern.
+    absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
+        literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
+                                : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
+    if (rest.ok() && *rest != nullptr) {
+      candidate.rest_regex = rest->get();
+      candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
+      impl->regexes.push_back(*std::move(rest));
+    } else {
+      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
+      if (!regex.ok()) return regex.status();
+      candidate.regex = regex->get();
+      impl->regexes.push_back(*std::move(regex));
     }
   }
-  candidates = SortCandidates(std::move(candidates), impl->routes);
+  candidates = SortCandidates(std::move(candidates), impl->routes, routes_sorted_by_id);
 
   // Gather each bucket's ranks, then lay the buckets out one after the other.
   std::vector<BucketDraft> drafts(1);  // drafts[0]: the bucket without host rules
