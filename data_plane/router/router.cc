@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <iterator>
 #include <memory_resource>
 #include <new>
@@ -98,7 +99,9 @@ struct Candidate {
   uint64_t priority = 0;
   const CompiledRoute* route = nullptr;
   PathKind path_kind = PathKind::kNone;
-  std::string path;                        // plain prefix, or the RE2 pattern ("^...")
+  // Plain prefix (a view of the route's path), or for kRegex the RE2 pattern ("^...", in the
+  // pattern storage of Router::Build; the route's "~..." path until the regex pass sets it).
+  absl::string_view path;
   const re2::RE2* regex = nullptr;         // kRegex without rest_regex (owned by Router::Impl)
   std::string regex_literal;               // kRegex: literal prefix of every match (may be "")
   // kRegex with a non-empty literal whose rest can be matched alone (RegexLiteral): the rest's
@@ -543,7 +546,7 @@ Bucket* LayOutBucket(const BucketDraft& draft, const std::vector<Candidate>& can
     absl::flat_hash_map<absl::string_view, int> pattern_index;
     bool ok = true;
     for (const Entry& entry : regexes) {
-      const std::string& pattern = candidates[entry.rank].path;
+      const absl::string_view pattern = candidates[entry.rank].path;
       auto [it, inserted] = pattern_index.try_emplace(pattern, static_cast<int>(index->by_pattern.size()));
       if (inserted) {
         std::string error;
@@ -686,8 +689,8 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
       candidate.priority = RoutePriority(route, path);
       candidate.route = &compiled;
       if (IsRegexPath(path)) {
-        candidate.path_kind = PathKind::kRegex;  // compiled below, once every route is
-        candidate.path = RoutePathRegexPattern(path);
+        candidate.path_kind = PathKind::kRegex;  // pattern and regex made below, once every route is
+        candidate.path = path;
       } else {
         candidate.path_kind = PathKind::kPrefix;
         candidate.path = path;
@@ -763,24 +766,28 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   }
 
 
-  // The path regexes (apart from the loop above, whose routes they would push out of the cache).
+  // The path regexes, apart from the loop above: their allocations would sit between the
+  // compiled routes' (and push the routes' protobufs out of the cache).
+  std::deque<std::string> patterns;  // Candidate::path of kRegex candidates views these
   for (Candidate& candidate : candidates) {
     if (candidate.path_kind != PathKind::kRegex) continue;
     const Route& route = *candidate.route->route;
+    patterns.push_back(RoutePathRegexPattern(candidate.path));
+    candidate.path = patterns.back();
     RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
     candidate.regex_literal = std::move(literal.literal);
     // The literal holds only plain characters at the top level, so "^" + literal + rest
     // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
     // (and a rest that fails, for the error message) compiles the whole pattern.
     absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
-        literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
+        literal.rest_splittable ? CompileRegex(route, std::string(candidate.path.substr(literal.rest_offset)))
                                 : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
     if (rest.ok() && *rest != nullptr) {
       candidate.rest_regex = rest->get();
       candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
       impl->regexes.push_back(*std::move(rest));
     } else {
-      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
+      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, patterns.back());
       if (!regex.ok()) return regex.status();
       candidate.regex = regex->get();
       impl->regexes.push_back(*std::move(regex));
