@@ -767,15 +767,22 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
 
 
   // The path regexes, apart from the loop above: their allocations would sit between the
-  // compiled routes' (and push the routes' protobufs out of the cache).
+  // compiled routes' (and push the routes' protobufs out of the cache). Patterns and literals
+  // first, then the RE2s, so that the matcher's RE2s are allocated next to each other.
   std::deque<std::string> patterns;  // Candidate::path of kRegex candidates views these
+  std::vector<RegexLiteral> literals;  // of the kRegex candidates, in order
+  for (Candidate& candidate : candidates) {
+    if (candidate.path_kind != PathKind::kRegex) continue;
+    patterns.push_back(RoutePathRegexPattern(candidate.path));
+    candidate.path = patterns.back();
+    literals.push_back(AnalyzeRegexLiteral(candidate.path));
+    candidate.regex_literal = literals.back().literal;
+  }
+  size_t regex_index = 0;
   for (Candidate& candidate : candidates) {
     if (candidate.path_kind != PathKind::kRegex) continue;
     const Route& route = *candidate.route->route;
-    patterns.push_back(RoutePathRegexPattern(candidate.path));
-    candidate.path = patterns.back();
-    RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
-    candidate.regex_literal = std::move(literal.literal);
+    const RegexLiteral& literal = literals[regex_index++];
     // The literal holds only plain characters at the top level, so "^" + literal + rest
     // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
     // (and a rest that fails, for the error message) compiles the whole pattern.
@@ -787,7 +794,7 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
       candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
       impl->regexes.push_back(*std::move(rest));
     } else {
-      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, patterns.back());
+      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, std::string(candidate.path));
       if (!regex.ok()) return regex.status();
       candidate.regex = regex->get();
       impl->regexes.push_back(*std::move(regex));
