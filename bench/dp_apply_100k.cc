@@ -8,8 +8,9 @@
 // measured apart on the same data (Router::Build alone; the copies DecodeDelta makes; releasing
 // the previous config, which the DP does when the next one replaces it).
 // Usage: dp_apply_100k [routes] [repeats] [--deferred-release]
-// --deferred-release: the replaced config goes to a DeferredRelease, as ProxyServer::Publish hands
-// it over; the release step then times only what the caller still does.
+// --deferred-release: the replaced config goes to a DeferredRelease, as ProxyServer::Publish and
+// the sync client's `release` hook hand it over; the release step then times only what the caller
+// still does.
 #include <algorithm>
 #include <time.h>
 
@@ -229,6 +230,10 @@ int Run(int routes, int repeats, bool deferred_release) {
     }
     release_runtime.push_back(MsSince(t));
     t = Now();
+    if (deferred_release) {  // as SyncClient's `release` hook hands them over in portico-dp
+      release.Retire(std::move(held.config));
+      release.Retire(std::move(held.resources));
+    }
     held = *std::move(decoded);
     release_config.push_back(MsSince(t));
     d_release.push_back(release_runtime.back() + release_config.back());

@@ -832,6 +832,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     };
   }
   sync_options.incremental = flags.GetBool("incremental-sync");
+  sync_options.release = [proxy_ptr](std::shared_ptr<const void> replaced) { proxy_ptr->Release(std::move(replaced)); };
   sync_options.apply_delta = [&apply_core](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
                                            const ChangedEntities& upserted) {
     return apply_core(std::move(config), version, &upserted);

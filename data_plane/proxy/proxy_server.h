@@ -48,6 +48,9 @@ class ProxyServer {
   // Called on the release thread after replaced configs were freed (e.g. to prune the log
   // senders only they used). Thread-safe.
   void SetOnConfigReleased(std::function<void()> on_released) { release_.SetOnReleased(std::move(on_released)); }
+  // Frees `object` on the same release thread once nothing else holds it (e.g. the sync
+  // client's previous config). Thread-safe.
+  void Release(std::shared_ptr<const void> object) { release_.Retire(std::move(object)); }
 
   // Requests whose head was parsed (or that failed to parse), summed over workers (relaxed).
   // Not concurrent with Stop(); after Stop() it returns the final count.

@@ -761,8 +761,12 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   ack->set_apply_ms(static_cast<uint32_t>(apply_ms));
   ack->set_persisted(persisted);
   writer->Write(msg);
-  // After the ACK: replacing held_ frees the previous version's resource index (and its config,
-  // unless the proxy's release thread still holds that), tens of ms at 100,000 routes.
+  // After the ACK: replacing held_ frees the previous version's resource index and config (tens
+  // of ms at 100,000 routes) here, unless options_.release takes them.
+  if (options_.release && changed) {
+    if (held_.config != nullptr) options_.release(std::move(held_.config));
+    if (held_.resources != nullptr) options_.release(std::move(held_.resources));
+  }
   held_ = *std::move(decoded);
   // The bodies are kept only as the base of the next delta.
   if (!options_.incremental) held_.resources.reset();
