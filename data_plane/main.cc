@@ -728,6 +728,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   absl::StatusOr<std::unique_ptr<ProxyServer>> proxy = ProxyServer::Start(proxy_options);
   if (!proxy.ok()) return Fail(proxy.status());
   ProxyServer* proxy_ptr = proxy->get();
+  // A replaced config is freed on the proxy's release thread, often after the apply below pruned:
+  // prune again then, so that senders and writers only it used stop without waiting for a change.
+  proxy_ptr->SetOnConfigReleased([] {
+    BatchSenders::Global().Prune();
+    LogWriters::Global().Prune();
+    plugins::PruneOtlpSenders();
+  });
   if (port_shared) {
     PORTICO_LOG(kInfo, "dp", "another process listens on the proxy port: accepting from the first config served on");
   }
@@ -825,6 +832,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     };
   }
   sync_options.incremental = flags.GetBool("incremental-sync");
+  sync_options.release = [proxy_ptr](std::shared_ptr<const void> replaced) { proxy_ptr->Release(std::move(replaced)); };
   sync_options.apply_delta = [&apply_core](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
                                            const ChangedEntities& upserted) {
     return apply_core(std::move(config), version, &upserted);

@@ -1165,11 +1165,13 @@ absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string
   ViewSet names;
   names.reserve(entities.size());
   ids.reserve(entities.size());
+  // The kind's changed ids, looked up once (null with only_changed: none of this kind changed).
+  const absl::flat_hash_set<std::string>* changed = only_changed != nullptr ? only_changed->IdsOf(kind) : nullptr;
   for (const Entity& e : entities) {
     if (!IsUuid(e.id())) {
       return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
     }
-    if (OwnRulesDue(only_changed, kind, e.id())) {
+    if (only_changed == nullptr || (changed != nullptr && changed->contains(e.id()))) {
       if (absl::Status st = validate(e); !st.ok()) return st;
     }
     if (!ids.insert(e.id()).second) {
@@ -1405,6 +1407,11 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
 
 void ChangedEntities::Add(absl::string_view kind, absl::string_view id) {
   if (ids_by_kind_[kind].emplace(id).second) ++size_;
+}
+
+const absl::flat_hash_set<std::string>* ChangedEntities::IdsOf(absl::string_view kind) const {
+  auto it = ids_by_kind_.find(kind);
+  return it != ids_by_kind_.end() ? &it->second : nullptr;
 }
 
 bool ChangedEntities::Contains(absl::string_view kind, absl::string_view id) const {

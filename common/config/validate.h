@@ -95,6 +95,8 @@ class ChangedEntities {
  public:
   void Add(absl::string_view kind, absl::string_view id);
   bool Contains(absl::string_view kind, absl::string_view id) const;  // no allocation
+  // The ids of `kind`, or null when none of that kind changed (one lookup for a whole kind).
+  const absl::flat_hash_set<std::string>* IdsOf(absl::string_view kind) const;
   size_t size() const { return size_; }
 
  private:

@@ -153,6 +153,8 @@ void ProxyServer::Publish(std::shared_ptr<const RuntimeConfig> config) {
   }
   std::lock_guard<std::mutex> lock(stop_mu_);
   for (auto& worker : workers_) worker->Publish(config);
+  // Held until the next Publish, then by release_ until every worker and request let go of it.
+  release_.Retire(std::exchange(published_, std::move(config)));
 }
 
 uint64_t ProxyServer::requests_total() const {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data_plane/proxy/deferred_release.h"
 #include "data_plane/proxy/proxy_options.h"
 #include "data_plane/proxy/runtime_config.h"
 
@@ -38,9 +40,17 @@ class ProxyServer {
 
   // Thread-safe. Hands `config` to every worker (uv_async_send). Requests whose head completes
   // after Publish() returns use it; requests already in flight finish on the config they pinned.
+  // The config it replaces is freed on a release thread once no worker or request uses it
+  // (DeferredRelease), never on a worker.
   // REQUIRES: config->worker_slots() >= workers() (checked: a config with too few is refused and
   // logged, and the workers keep the one they have).
   void Publish(std::shared_ptr<const RuntimeConfig> config);
+  // Called on the release thread after replaced configs were freed (e.g. to prune the log
+  // senders only they used). Thread-safe.
+  void SetOnConfigReleased(std::function<void()> on_released) { release_.SetOnReleased(std::move(on_released)); }
+  // Frees `object` on the same release thread once nothing else holds it (e.g. the sync
+  // client's previous config). Thread-safe.
+  void Release(std::shared_ptr<const void> object) { release_.Retire(std::move(object)); }
 
   // Requests whose head was parsed (or that failed to parse), summed over workers (relaxed).
   // Not concurrent with Stop(); after Stop() it returns the final count.
@@ -98,6 +108,8 @@ class ProxyServer {
  private:
   ProxyServer() = default;
 
+  // Declared first: destroyed last, after the workers (joined by Stop()) dropped their configs.
+  DeferredRelease release_;
   uint16_t port_ = 0;
   uint16_t tls_port_ = 0;
   std::unique_ptr<ServerTlsContext> tls_;  // outlives the workers (declared before them)
@@ -105,6 +117,7 @@ class ProxyServer {
   std::vector<std::thread> threads_;
   std::mutex stop_mu_;
   bool stopped_ = false;
+  std::shared_ptr<const RuntimeConfig> published_;  // guarded by stop_mu_; retired by the next Publish
   uint64_t requests_at_stop_ = 0;
   uint64_t websocket_connections_at_stop_ = 0;
   uint64_t connections_accepted_at_stop_ = 0;

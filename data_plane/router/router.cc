@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <iterator>
 #include <memory_resource>
 #include <new>
@@ -79,6 +80,9 @@ struct CompiledRoute {
   bool https_only = false;
   bool grpc = false;            // Match::grpc
   bool websocket_only = false;  // Match::websocket_only
+  bool has_methods = false;
+  uint32_t method_mask = 0;  // MethodBit of each configured method
+  // Set only when some configured method has no bit (kMethodsOutsideMask): then every method.
   std::vector<std::string> methods;
   std::vector<HostRule> hosts;
   // A candidate is only reached through a host bucket its route's host names match (or the
@@ -95,7 +99,9 @@ struct Candidate {
   uint64_t priority = 0;
   const CompiledRoute* route = nullptr;
   PathKind path_kind = PathKind::kNone;
-  std::string path;                        // plain prefix, or the RE2 pattern ("^...")
+  // Plain prefix (a view of the route's path), or for kRegex the RE2 pattern ("^...", in the
+  // pattern storage of Router::Build; the route's "~..." path until the regex pass sets it).
+  absl::string_view path;
   const re2::RE2* regex = nullptr;         // kRegex without rest_regex (owned by Router::Impl)
   std::string regex_literal;               // kRegex: literal prefix of every match (may be "")
   // kRegex with a non-empty literal whose rest can be matched alone (RegexLiteral): the rest's
@@ -182,11 +188,26 @@ HostRule CompileHost(absl::string_view configured) {
   return rule;
 }
 
-// Protocols unset means Kong's default ["http","https"].
-bool HasProtocol(const Route& route, absl::string_view protocol) {
-  if (route.protocols_size() == 0) return protocol == "http" || protocol == "https";
-  return std::find(route.protocols().begin(), route.protocols().end(), protocol) !=
-         route.protocols().end();
+// The protocols of a route the router looks at. Protocols unset means Kong's default
+// ["http","https"].
+struct Protocols {
+  bool http = false, https = false, grpc = false, grpcs = false, ws = false, wss = false;
+};
+Protocols ProtocolsOf(const Route& route) {
+  Protocols p;
+  if (route.protocols_size() == 0) {
+    p.http = p.https = true;
+    return p;
+  }
+  for (const std::string& protocol : route.protocols()) {
+    if (protocol == "http") p.http = true;
+    else if (protocol == "https") p.https = true;
+    else if (protocol == "grpc") p.grpc = true;
+    else if (protocol == "grpcs") p.grpcs = true;
+    else if (protocol == "ws") p.ws = true;
+    else if (protocol == "wss") p.wss = true;
+  }
+  return p;
 }
 
 re2::StringPiece Piece(absl::string_view text) { return re2::StringPiece(text.data(), text.size()); }
@@ -390,18 +411,61 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
     entry.path_length = candidate.rest_path_offset;
     entry.flags |= kRestRegex;
   }
-  if (!route.methods.empty()) {
+  if (route.has_methods) {
     entry.flags |= kHasMethods;
-    for (const std::string& method : route.methods) {
-      const uint32_t bit = MethodBit(method);
-      if (bit == 0) entry.flags |= kMethodsOutsideMask;
-      entry.method_mask |= bit;
-    }
+    entry.method_mask = route.method_mask;
+    if (!route.methods.empty()) entry.flags |= kMethodsOutsideMask;
   }
   if (route.host_ports) entry.flags |= kHostPorts;
   if (!route.headers.empty()) entry.flags |= kHasHeaders;
   if (!route.snis.empty()) entry.flags |= kHasSnis;
   return entry;
+}
+
+// `candidates` in Kong's order: priority descending, then route id descending, then path length
+// descending (then the order they were made in). `routes` holds every candidate's route. The ids
+// are compared once per route (not per comparison): a ConfigSet lists routes sorted by id
+// (`routes_sorted_by_id`, strictly ascending, checked by the caller); otherwise they are sorted here.
+std::vector<Candidate> SortCandidates(std::vector<Candidate> candidates, const std::vector<CompiledRoute>& routes,
+                                      bool routes_sorted_by_id) {
+  // id_rank[i]: the position of routes[i]'s id among the ids (equal ids share one).
+  std::vector<uint32_t> id_rank(routes.size());
+  if (routes_sorted_by_id) {
+    for (size_t i = 0; i < routes.size(); ++i) id_rank[i] = static_cast<uint32_t>(i);
+  } else {
+    std::vector<uint32_t> order(routes.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+    std::sort(order.begin(), order.end(),
+              [&routes](uint32_t a, uint32_t b) { return routes[a].route->id() < routes[b].route->id(); });
+    uint32_t rank = 0;
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (i > 0 && routes[order[i - 1]].route->id() != routes[order[i]].route->id()) rank = static_cast<uint32_t>(i);
+      id_rank[order[i]] = rank;
+    }
+  }
+  struct Key {
+    uint64_t priority;
+    uint32_t id_rank;
+    uint32_t path_size;
+    uint32_t index;  // into `candidates`
+  };
+  std::vector<Key> keys;
+  keys.reserve(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Candidate& c = candidates[i];
+    keys.push_back(Key{c.priority, id_rank[static_cast<size_t>(c.route - routes.data())],
+                       static_cast<uint32_t>(c.path.size()), static_cast<uint32_t>(i)});
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+    if (a.priority != b.priority) return a.priority > b.priority;
+    if (a.id_rank != b.id_rank) return a.id_rank > b.id_rank;
+    if (a.path_size != b.path_size) return a.path_size > b.path_size;
+    return a.index < b.index;
+  });
+  std::vector<Candidate> out;
+  out.reserve(candidates.size());
+  for (const Key& key : keys) out.push_back(std::move(candidates[key.index]));
+  return out;
 }
 
 // The candidate ranks of one bucket, gathered before the bucket is laid out.
@@ -414,14 +478,8 @@ void AppendUnique(std::vector<uint32_t>& list, uint32_t rank) {
   if (list.empty() || list.back() != rank) list.push_back(rank);
 }
 
-template <typename T>
-absl::Span<const T> CopyToArena(const std::vector<T>& items, std::pmr::memory_resource* memory) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  if (items.empty()) return {};
-  void* place = memory->allocate(items.size() * sizeof(T), alignof(T));
-  std::memcpy(place, items.data(), items.size() * sizeof(T));
-  return absl::Span<const T>(static_cast<const T*>(place), items.size());
-}
+// Entries live in the arena, which never runs destructors.
+static_assert(std::is_trivially_copyable_v<Entry> && std::is_trivially_destructible_v<Entry>);
 
 // Lays out one bucket in `memory`: the Bucket, its key, trie and entries, one after the other.
 Bucket* LayOutBucket(const BucketDraft& draft, const std::vector<Candidate>& candidates,
@@ -432,30 +490,52 @@ Bucket* LayOutBucket(const BucketDraft& draft, const std::vector<Candidate>& can
     std::memcpy(key, draft.key.data(), draft.key.size());
     bucket->key = absl::string_view(key, draft.key.size());
   }
-  auto entries_of = [&candidates](const std::vector<uint32_t>& ranks) {
-    std::vector<Entry> entries;
-    entries.reserve(ranks.size());
-    for (uint32_t rank : ranks) entries.push_back(MakeEntry(candidates[rank], rank));
-    return entries;
+  // The entries of `ranks`, made in place in the arena.
+  auto entries_of = [&candidates, memory](const auto& ranks) -> absl::Span<const Entry> {
+    if (ranks.empty()) return {};
+    Entry* place = static_cast<Entry*>(memory->allocate(ranks.size() * sizeof(Entry), alignof(Entry)));
+    for (size_t i = 0; i < ranks.size(); ++i) new (place + i) Entry(MakeEntry(candidates[ranks[i]], ranks[i]));
+    return absl::Span<const Entry>(place, ranks.size());
   };
-  bucket->pathless = CopyToArena(entries_of(draft.pathless), memory);
+  bucket->pathless = entries_of(draft.pathless);
 
   // Trie keys: the plain path, or the regex's literal prefix. Sorted by (key, rank) so that the
   // entries of one key form a rank-ordered range.
-  std::vector<uint32_t> by_key = draft.with_prefix;
-  auto trie_key = [&candidates](uint32_t rank) -> absl::string_view {
-    const Candidate& candidate = candidates[rank];
-    return candidate.path_kind == PathKind::kRegex ? candidate.regex_literal : candidate.path;
+  struct TrieKey {
+    uint64_t head;  // the key's first 8 bytes, big-endian, zero-padded: orders most keys alone
+    absl::string_view key;
+    uint32_t rank;
   };
-  std::stable_sort(by_key.begin(), by_key.end(),
-                   [&trie_key](uint32_t a, uint32_t b) { return trie_key(a) < trie_key(b); });
+  std::vector<TrieKey> by_key;
+  by_key.reserve(draft.with_prefix.size());
+  for (uint32_t rank : draft.with_prefix) {
+    const Candidate& candidate = candidates[rank];
+    const absl::string_view key =
+        candidate.path_kind == PathKind::kRegex ? candidate.regex_literal : candidate.path;
+    uint64_t head = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      head = (head << 8) | (i < key.size() ? static_cast<unsigned char>(key[i]) : 0u);
+    }
+    by_key.push_back(TrieKey{head, key, rank});
+  }
+  // Heads that differ order their keys as the bytes do (a shorter key's padding is 0, the least).
+  std::sort(by_key.begin(), by_key.end(), [](const TrieKey& a, const TrieKey& b) {
+    if (a.head != b.head) return a.head < b.head;
+    if (a.key != b.key) return a.key < b.key;
+    return a.rank < b.rank;
+  });
   std::vector<absl::string_view> keys;
+  std::vector<uint32_t> ranks;
   keys.reserve(by_key.size());
-  for (uint32_t rank : by_key) keys.push_back(trie_key(rank));
+  ranks.reserve(by_key.size());
+  for (const TrieKey& k : by_key) {
+    keys.push_back(k.key);
+    ranks.push_back(k.rank);
+  }
   bucket->path_trie = PrefixTrie(keys, memory);
-  bucket->path_entries = CopyToArena(entries_of(by_key), memory);
-  const std::vector<Entry> regexes = entries_of(draft.regexes);
-  bucket->regexes = CopyToArena(regexes, memory);
+  bucket->path_entries = entries_of(ranks);
+  const absl::Span<const Entry> regexes = entries_of(draft.regexes);
+  bucket->regexes = regexes;
 
   if (draft.regexes.size() > kMaxFlatRegexes) {
     auto index = std::make_unique<RegexIndex>();
@@ -466,7 +546,7 @@ Bucket* LayOutBucket(const BucketDraft& draft, const std::vector<Candidate>& can
     absl::flat_hash_map<absl::string_view, int> pattern_index;
     bool ok = true;
     for (const Entry& entry : regexes) {
-      const std::string& pattern = candidates[entry.rank].path;
+      const absl::string_view pattern = candidates[entry.rank].path;
       auto [it, inserted] = pattern_index.try_emplace(pattern, static_cast<int>(index->by_pattern.size()));
       if (inserted) {
         std::string error;
@@ -591,19 +671,47 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   for (const Service& service : set.services) services[service.id()] = &service;
 
   impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
+  // One candidate per path (or one without a path), made right after its route is compiled,
+  // while the route's protobuf is still in the cache.
+  std::vector<Candidate> candidates;
+  candidates.reserve(set.routes.size());
+  auto add_candidates = [&candidates](const CompiledRoute& compiled) {
+    const Route& route = *compiled.route;
+    if (route.paths().values_size() == 0) {
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, "");
+      candidate.route = &compiled;
+      candidates.push_back(std::move(candidate));
+      return;
+    }
+    for (const std::string& path : route.paths().values()) {
+      Candidate candidate;
+      candidate.priority = RoutePriority(route, path);
+      candidate.route = &compiled;
+      if (IsRegexPath(path)) {
+        candidate.path_kind = PathKind::kRegex;  // pattern and regex made below, once every route is
+        candidate.path = path;
+      } else {
+        candidate.path_kind = PathKind::kPrefix;
+        candidate.path = path;
+      }
+      candidates.push_back(std::move(candidate));
+    }
+  };
+  bool routes_sorted_by_id = true;  // strictly ascending ids (as a ConfigSet lists them)
   for (const Route& route : set.routes) {
     // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
     // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
-    const bool grpc = HasProtocol(route, "grpc") || HasProtocol(route, "grpcs");
-    const bool http = HasProtocol(route, "http");
+    const Protocols protocols = ProtocolsOf(route);
+    const bool grpc = protocols.grpc || protocols.grpcs;
+    const bool http = protocols.http;
     // ws/wss (Kong EE) routes take WebSocket upgrades only; the protocol groups never mix.
-    const bool ws = HasProtocol(route, "ws"), wss = HasProtocol(route, "wss");
-    const bool websocket_only = ws || wss;
-    if (!grpc && !http && !HasProtocol(route, "https") && !websocket_only) continue;
+    const bool websocket_only = protocols.ws || protocols.wss;
+    if (!grpc && !http && !protocols.https && !websocket_only) continue;
     CompiledRoute compiled;
     compiled.route = &route;
     compiled.grpc = grpc;
-    compiled.https_only = grpc ? !HasProtocol(route, "grpc") : websocket_only ? !ws : !http;
+    compiled.https_only = grpc ? !protocols.grpc : websocket_only ? !protocols.ws : !http;
     compiled.websocket_only = websocket_only;
     if (route.has_service_id()) {
       auto it = services.find(route.service_id());
@@ -612,7 +720,17 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
         compiled.service = it->second;
       }
     }
-    for (const std::string& method : route.methods().values()) compiled.methods.push_back(method);
+    bool methods_outside_mask = false;
+    for (const std::string& method : route.methods().values()) {
+      const uint32_t bit = MethodBit(method);
+      compiled.has_methods = true;
+      compiled.method_mask |= bit;
+      if (bit == 0) methods_outside_mask = true;
+    }
+    if (methods_outside_mask) {
+      compiled.methods.assign(route.methods().values().begin(), route.methods().values().end());
+    }
+    compiled.hosts.reserve(static_cast<size_t>(route.hosts().values_size()));
     for (const std::string& host : route.hosts().values()) {
       if (host.empty()) return absl::InvalidArgumentError(absl::StrCat("route ", route.id(), ": empty host"));
       compiled.hosts.push_back(CompileHost(host));
@@ -642,59 +760,47 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     // protobuf map's iteration order.
     std::sort(compiled.headers.begin(), compiled.headers.end(),
               [](const HeaderRule& a, const HeaderRule& b) { return a.name < b.name; });
+    if (!impl->routes.empty() && !(impl->routes.back().route->id() < route.id())) routes_sorted_by_id = false;
     impl->routes.push_back(std::move(compiled));
+    add_candidates(impl->routes.back());
   }
 
 
-  std::vector<Candidate> candidates;
-  for (const CompiledRoute& compiled : impl->routes) {
-    const Route& route = *compiled.route;
-    if (route.paths().values_size() == 0) {
-      Candidate candidate;
-      candidate.priority = RoutePriority(route, "");
-      candidate.route = &compiled;
-      candidates.push_back(std::move(candidate));
-      continue;
-    }
-    for (const std::string& path : route.paths().values()) {
-      Candidate candidate;
-      candidate.priority = RoutePriority(route, path);
-      candidate.route = &compiled;
-      if (IsRegexPath(path)) {
-        candidate.path_kind = PathKind::kRegex;
-        candidate.path = RoutePathRegexPattern(path);
-        RegexLiteral literal = AnalyzeRegexLiteral(candidate.path);
-        candidate.regex_literal = std::move(literal.literal);
-        // The literal holds only plain characters at the top level, so "^" + literal + rest
-        // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
-        // (and a rest that fails, for the error message) compiles the whole pattern.
-        absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
-            literal.rest_splittable ? CompileRegex(route, candidate.path.substr(literal.rest_offset))
-                                    : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
-        if (rest.ok() && *rest != nullptr) {
-          candidate.rest_regex = rest->get();
-          candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
-          impl->regexes.push_back(*std::move(rest));
-        } else {
-          absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, candidate.path);
-          if (!regex.ok()) return regex.status();
-          candidate.regex = regex->get();
-          impl->regexes.push_back(*std::move(regex));
-        }
-      } else {
-        candidate.path_kind = PathKind::kPrefix;
-        candidate.path = path;
-      }
-      candidates.push_back(std::move(candidate));
+  // The path regexes, apart from the loop above: their allocations would sit between the
+  // compiled routes' (and push the routes' protobufs out of the cache). Patterns and literals
+  // first, then the RE2s, so that the matcher's RE2s are allocated next to each other.
+  std::deque<std::string> patterns;  // Candidate::path of kRegex candidates views these
+  std::vector<RegexLiteral> literals;  // of the kRegex candidates, in order
+  for (Candidate& candidate : candidates) {
+    if (candidate.path_kind != PathKind::kRegex) continue;
+    patterns.push_back(RoutePathRegexPattern(candidate.path));
+    candidate.path = patterns.back();
+    literals.push_back(AnalyzeRegexLiteral(candidate.path));
+    candidate.regex_literal = literals.back().literal;
+  }
+  size_t regex_index = 0;
+  for (Candidate& candidate : candidates) {
+    if (candidate.path_kind != PathKind::kRegex) continue;
+    const Route& route = *candidate.route->route;
+    const RegexLiteral& literal = literals[regex_index++];
+    // The literal holds only plain characters at the top level, so "^" + literal + rest
+    // compiles exactly when the rest does: compiling the rest alone is enough. Anything else
+    // (and a rest that fails, for the error message) compiles the whole pattern.
+    absl::StatusOr<std::unique_ptr<const re2::RE2>> rest =
+        literal.rest_splittable ? CompileRegex(route, std::string(candidate.path.substr(literal.rest_offset)))
+                                : absl::StatusOr<std::unique_ptr<const re2::RE2>>(nullptr);
+    if (rest.ok() && *rest != nullptr) {
+      candidate.rest_regex = rest->get();
+      candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
+      impl->regexes.push_back(*std::move(rest));
+    } else {
+      absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, std::string(candidate.path));
+      if (!regex.ok()) return regex.status();
+      candidate.regex = regex->get();
+      impl->regexes.push_back(*std::move(regex));
     }
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    if (a.priority != b.priority) return a.priority > b.priority;
-    const std::string& a_id = a.route->route->id();
-    const std::string& b_id = b.route->route->id();
-    if (a_id != b_id) return a_id > b_id;
-    return a.path.size() > b.path.size();
-  });
+  candidates = SortCandidates(std::move(candidates), impl->routes, routes_sorted_by_id);
 
   // Gather each bucket's ranks, then lay the buckets out one after the other.
   std::vector<BucketDraft> drafts(1);  // drafts[0]: the bucket without host rules

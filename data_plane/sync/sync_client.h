@@ -70,6 +70,10 @@ struct SyncClientOptions {
   // Optional: called on the client thread after each successful apply with the time taken by
   // decode + verify + apply (not persistence).
   std::function<void(absl::Duration)> on_applied;
+  // Optional: takes (never null), after each ACK of a new version, the previous version's held
+  // config and resource index, so that they are freed off the client thread (portico-dp: the proxy's release
+  // thread; tens of ms at 100,000 routes). Unset: they are freed on the client thread.
+  std::function<void(std::shared_ptr<const void>)> release;
   // Announce "delta.v1" (--incremental-sync): the CP then sends a change as a delta from the
   // version served instead of the whole config. Off: every change comes as a full snapshot.
   bool incremental = true;

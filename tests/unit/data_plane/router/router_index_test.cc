@@ -1,6 +1,7 @@
 // The indexed router (host buckets, prefix tries, RE2::Sets) agrees with a brute-force reference
 // that tries every route path in Kong's priority order, on generated configs large enough to use
 // every index kind.
+#include <algorithm>
 #include <random>
 #include <tuple>
 #include <string>
@@ -82,8 +83,19 @@ std::pair<std::string, std::string> Reference(const std::vector<RouteSpec>& spec
   return {best_id, best_matched};
 }
 
-TEST(RouterIndexTest, AgreesWithBruteForceOnGeneratedConfig) {
-  std::mt19937 random(12345);  // fixed seed: reproducible
+// Options of the generated config: `shuffled` lists the routes out of id order (the router sorts
+// ties by id itself), `long_paths` gives paths a long shared prefix (keys that differ only after
+// their first 8 bytes), `custom_methods` adds methods without a method bit (PURGE).
+struct GeneratedConfig {
+  unsigned seed = 12345;
+  bool shuffled = false;
+  bool long_paths = false;
+  bool custom_methods = false;
+};
+
+void CheckAgainstBruteForce(const GeneratedConfig& options) {
+  std::mt19937 random(options.seed);  // fixed seed: reproducible
+  const std::string base = options.long_paths ? "/service/v1/s" : "/s";
   auto pick = [&random](int n) { return static_cast<int>(random() % static_cast<unsigned>(n)); };
   const std::vector<std::string> hosts = {"a.example.com", "b.example.com", "c.example.org", "*.example.com",
                                           "api.*", "*.org", "api.example.com", "x.y.example.com"};
@@ -95,19 +107,25 @@ TEST(RouterIndexTest, AgreesWithBruteForceOnGeneratedConfig) {
     const int kind = pick(10);
     if (pick(3) != 0) spec.hosts.push_back(hosts[static_cast<size_t>(pick(static_cast<int>(hosts.size())))]);
     if (kind < 6) {
-      spec.paths.push_back(absl::StrCat("/s", pick(20), kind < 3 ? absl::StrCat("/r", pick(10)) : ""));
+      spec.paths.push_back(absl::StrCat(base, pick(20), kind < 3 ? absl::StrCat("/r", pick(10)) : ""));
     } else if (kind < 8) {
-      spec.paths.push_back(absl::StrCat("~/s", pick(20), "/r\\d+", pick(2) == 0 ? "$" : ""));
+      spec.paths.push_back(absl::StrCat("~", base, pick(20), "/r\\d+", pick(2) == 0 ? "$" : ""));
       spec.regex_priority = pick(3);
     }
-    if (pick(4) == 0) spec.methods = {pick(2) == 0 ? "GET" : "POST"};
+    if (pick(4) == 0) {
+      const int method = pick(options.custom_methods ? 3 : 2);
+      spec.methods = {method == 0 ? "GET" : method == 1 ? "POST" : "PURGE"};
+      if (options.custom_methods && pick(2) == 0) spec.methods.push_back("GET");
+    }
     if (pick(6) == 0) spec.headers.push_back({"x-v", {absl::StrCat("v", pick(3))}});
     if (spec.paths.empty() && spec.hosts.empty() && spec.methods.empty() && spec.headers.empty()) {
       spec.paths.push_back("/");
     }
     specs.push_back(spec);
   }
-  auto router = Router::Build(MakeConfig(specs));
+  std::vector<RouteSpec> listed = specs;
+  if (options.shuffled) std::shuffle(listed.begin(), listed.end(), random);
+  auto router = Router::Build(MakeConfig(listed));
   ASSERT_TRUE(router.ok()) << router.status();
 
   const std::vector<std::string> request_hosts = {"a.example.com", "b.example.com", "c.example.org", "api.example.com",
@@ -116,8 +134,9 @@ TEST(RouterIndexTest, AgreesWithBruteForceOnGeneratedConfig) {
   for (int i = 0; i < 3000; ++i) {
     Request request;
     request.host = request_hosts[static_cast<size_t>(pick(static_cast<int>(request_hosts.size())))];
-    request.method = pick(2) == 0 ? "GET" : "POST";
-    request.path = absl::StrCat("/s", pick(22), "/r", pick(12), pick(3) == 0 ? "/tail" : "");
+    const int method = pick(options.custom_methods ? 3 : 2);
+    request.method = method == 0 ? "GET" : method == 1 ? "POST" : "PURGE";
+    request.path = absl::StrCat(base, pick(22), "/r", pick(12), pick(3) == 0 ? "/tail" : "");
     if (pick(3) == 0) request.headers.push_back({"x-v", absl::StrCat("v", pick(4))});
     const auto expected = Reference(specs, request);
     const std::optional<Match> match = FindRoute(**router, request);
@@ -128,6 +147,24 @@ TEST(RouterIndexTest, AgreesWithBruteForceOnGeneratedConfig) {
     if (match.has_value()) ++matched;
   }
   EXPECT_GT(matched, 1000);  // the generated mix really exercises matching, not only misses
+}
+
+TEST(RouterIndexTest, AgreesWithBruteForceOnGeneratedConfig) { CheckAgainstBruteForce({}); }
+
+// The order the config lists routes in does not matter: ties still go to the higher id.
+TEST(RouterIndexTest, AgreesWithBruteForceOnRoutesListedOutOfIdOrder) {
+  for (unsigned seed : {1u}) {
+    SCOPED_TRACE(seed);
+    CheckAgainstBruteForce({.seed = seed, .shuffled = true});
+  }
+}
+
+// Trie keys sharing their first 8 bytes, and methods outside the method bits.
+TEST(RouterIndexTest, AgreesWithBruteForceWithLongPathsAndCustomMethods) {
+  for (unsigned seed : {4u}) {
+    SCOPED_TRACE(seed);
+    CheckAgainstBruteForce({.seed = seed, .shuffled = true, .long_paths = true, .custom_methods = true});
+  }
 }
 
 // Many routes without hosts: one prefix trie and one RE2::Set serve them all.

@@ -571,10 +571,11 @@ class SyncClientDeltaTest : public SyncClientTest {
     if (client_) client_->Stop();
     cp_.Stop();
   }
-  void StartClient(const std::string& cache_dir = "") {
+  void StartClient(const std::string& cache_dir = "", std::function<void(SyncClientOptions&)> tweak = nullptr) {
     SyncClientOptions o = Options(cp_.port());
     o.backoff_initial = absl::Milliseconds(50);
     o.snapshot_cache_dir = cache_dir;
+    if (tweak) tweak(o);
     auto client = SyncClient::Start(o, [this](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) {
       std::lock_guard<std::mutex> lock(mu_);
       applied_.push_back({version, std::move(config)});
@@ -659,6 +660,48 @@ TEST_F(SyncClientDeltaTest, ADeltaFromTheServedVersionIsAppliedAndAcked) {
   EXPECT_EQ(client_->stats().deltas_applied, 2u);
   EXPECT_EQ(LastRouteIds(),
             (std::set<std::string>{RouteId(3), RouteId(4), RouteId(5), RouteId(6)}));
+}
+
+// With options.release, the previous version's config and resource index go there (after the
+// ACK of the next version) instead of being freed on the client thread.
+TEST_F(SyncClientDeltaTest, ThePreviousHeldConfigGoesToTheReleaseHook) {
+  auto v = Build(MakeConfig(1, {1, 2}));
+  auto w = Build(MakeConfig(2, {1, 2, 3}));
+  ASSERT_TRUE(v && w);
+  auto delta = Delta(*v, *w);
+  ASSERT_TRUE(delta);
+  std::mutex released_mu;
+  std::vector<std::shared_ptr<const void>> released;  // guarded by released_mu
+  StartClient("", [&](SyncClientOptions& o) {
+    o.release = [&](std::shared_ptr<const void> object) {
+      std::lock_guard<std::mutex> lock(released_mu);
+      released.push_back(std::move(object));
+    };
+  });
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*v, 1));
+  const std::shared_ptr<const ConfigSet> v_config = LastApplied().second;
+  ASSERT_NE(v_config, nullptr);
+  {
+    std::lock_guard<std::mutex> lock(released_mu);
+    EXPECT_TRUE(released.empty()) << "nothing was replaced yet";
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*delta, 2));
+  // The hook is called right after the ACK is written: wait for it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(released_mu);
+      if (released.size() >= 2) break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the release hook was not called";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::lock_guard<std::mutex> lock(released_mu);
+  ASSERT_EQ(released.size(), 2u);
+  EXPECT_EQ(released[0].get(), static_cast<const void*>(v_config.get()));  // V's config
+  EXPECT_NE(released[1], nullptr);                                          // and V's index
+  EXPECT_NE(released[1].get(), static_cast<const void*>(v_config.get()));
+  EXPECT_EQ(client_->serving(), w->version);
 }
 
 TEST_F(SyncClientDeltaTest, ADeltaWithAWrongResultIsNackedAsHashMismatchThenAFullSnapshotApplies) {
