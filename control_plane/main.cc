@@ -23,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/absl_mutex.h"
 #include "common/base/file.h"
 #include "common/base/flags.h"
 #include "common/base/host_port.h"
@@ -467,6 +468,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 }  // namespace portico::cp
 
 int main(int argc, char** argv) {
+  portico::DisableAbslDeadlockDetection();
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "check") {
