@@ -6,6 +6,9 @@
 //
 //   sync_sim --cp-bin build/control_plane/portico-cp [--n 10,100,1000] [--rounds 20]
 //            [--routes 100] [--gap-ms 300] [--modes delta,full] [--cps 1] [--store sqlite]
+//            [--burst 1] [--burst-gap-ms 0] [--cp-flags '--cluster-debounce-first-ms 50']
+// --burst K: each round writes K routes, --burst-gap-ms apart, and is timed from the last commit.
+// --cp-flags: more flags for portico-cp (split at spaces).
 // --cps 2 --store postgres: two CPs on one PostgreSQL database (started for the run with
 // tests/postgres_fixture.sh), the simulated DPs spread over them (DP i on CP i % 2), every write
 // through the first CP: the second CP's DPs get it through the database's notification.
@@ -45,6 +48,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "bench/postgres_util.h"
+#include "common/base/absl_mutex.h"
 #include "common/snapshot/snapshot.h"
 #include "common/tls/tls_files.h"
 #include "portico/sync/v1/sync.grpc.pb.h"
@@ -145,7 +149,13 @@ struct SimDp {
   // callbacks, and one stream of a DP lives at a time.
   DecodedSnapshot held;
   std::map<uint64_t, SteadyClock::time_point> acked_at;  // version -> ACK sent; guarded by mu
+  // version -> its last chunk read (before decoding); guarded by mu
+  std::map<uint64_t, SteadyClock::time_point> received_at;
   bool connected = false;                        // guarded by mu
+  // Heartbeats as portico-dp sends them: every HelloReply.heartbeat_interval_s from the reply on
+  // (so the DPs' heartbeats are spread as their connects were). Guarded by mu.
+  std::chrono::seconds heartbeat_interval{15};
+  SteadyClock::time_point next_heartbeat;
   class Reactor* reactor = nullptr;              // guarded by mu; live stream
   // Its own channel (local subchannel pool: its own TCP + TLS connection), kept for the whole
   // run and destroyed on the main thread: gRPC must not tear a channel's completion queue down
@@ -204,6 +214,8 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
       case CpMessage::kHelloReply: {
         std::lock_guard<std::mutex> lock(dp_.mu);
         dp_.connected = true;
+        dp_.heartbeat_interval = std::chrono::seconds(std::max<uint32_t>(1, in_.hello_reply().heartbeat_interval_s()));
+        dp_.next_heartbeat = SteadyClock::now() + dp_.heartbeat_interval;
         break;
       }
       case CpMessage::kChunk:
@@ -267,6 +279,7 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
       return;
     }
     if (!assembler_.complete()) return;
+    const SteadyClock::time_point received = SteadyClock::now();
     const uint64_t nonce = assembler_.nonce();
     const bool delta = assembler_.delta();
     const ConfigVersion target = assembler_.target();
@@ -298,6 +311,7 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
       std::lock_guard<std::mutex> lock(dp_.mu);
       dp_.serving = decoded->version;
       dp_.acked_at[decoded->version.version] = SteadyClock::now();
+      dp_.received_at[decoded->version.version] = received;
     }
     Enqueue(std::move(ack));
   }
@@ -340,8 +354,15 @@ ProcSample SampleProcess(pid_t pid) {
   return s;
 }
 
+// What each round writes: `writes` routes, `gap_ms` apart (1: one route per round).
+struct Burst {
+  int writes = 1;
+  int gap_ms = 0;
+};
+
 int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int rounds, int routes,
-            int gap_ms, bool delta, int cp_count, BenchPostgres* pg) {
+            int gap_ms, bool delta, int cp_count, BenchPostgres* pg, const Burst& burst,
+            const std::vector<std::string>& cp_flags) {
   static int db_serial = 0;
   testing::TempDir dir;
   std::string db = dir.File("cp.db");
@@ -354,13 +375,13 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
   for (int i = 0; i < cp_count; ++i) {
     admin_ports.push_back(testing::PickFreePort());
     cluster_ports.push_back(testing::PickFreePort());
-    cps.push_back(std::make_unique<testing::Process>(
-        absl::StrCat("cp", i),
-        std::vector<std::string>{cp_bin, "--db", db, "--admin-listen", absl::StrCat("127.0.0.1:", admin_ports[i]),
-                                 "--cluster-listen", absl::StrCat("127.0.0.1:", cluster_ports[i]), "--cluster-cert",
-                                 certs + "/cp.crt", "--cluster-key", certs + "/cp.key", "--cluster-ca",
-                                 certs + "/ca.crt", "--log-level", "warn"},
-        dir.File(absl::StrCat("cp", i, ".log"))));
+    std::vector<std::string> argv = {cp_bin, "--db", db, "--admin-listen", absl::StrCat("127.0.0.1:", admin_ports[i]),
+                                     "--cluster-listen", absl::StrCat("127.0.0.1:", cluster_ports[i]), "--cluster-cert",
+                                     certs + "/cp.crt", "--cluster-key", certs + "/cp.key", "--cluster-ca",
+                                     certs + "/ca.crt", "--log-level", "warn"};
+    argv.insert(argv.end(), cp_flags.begin(), cp_flags.end());
+    cps.push_back(std::make_unique<testing::Process>(absl::StrCat("cp", i), argv,
+                                                     dir.File(absl::StrCat("cp", i, ".log"))));
     const uint16_t port = admin_ports[i];
     if (!testing::WaitFor([&] { return testing::Http(port, "GET", "/status").status == 200; },
                           std::chrono::seconds(15))) {
@@ -404,14 +425,17 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
     }
     return true;
   };
-  // Heartbeats every 5 s keep the streams alive (the CP drops a DP after 3 x 15 s of silence).
+  // Each DP heartbeats at the interval its HelloReply gave (15 s by default), as portico-dp does.
   std::atomic<bool> hb_stop{false};
   std::thread heartbeats([&] {
     while (!hb_stop) {
-      for (int i = 0; i < 50 && !hb_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const SteadyClock::time_point now = SteadyClock::now();
       for (auto& dp : fleet.dps) {
         std::lock_guard<std::mutex> lock(dp->mu);
-        if (dp->reactor && dp->connected) dp->reactor->HeartbeatLocked();
+        if (!dp->reactor || !dp->connected || now < dp->next_heartbeat) continue;
+        dp->reactor->HeartbeatLocked();
+        dp->next_heartbeat = now + dp->heartbeat_interval;
       }
     }
   });
@@ -424,26 +448,33 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
   const double ramp_s = std::chrono::duration<double>(SteadyClock::now() - connect_start).count();
   const ProcSample after_connect = SampleProcess(cp.pid());
   if (!synced) std::fprintf(stderr, "N=%d: not every DP synced within 120 s\n", n);
+  std::fprintf(stderr, "N=%d: synced in %.1f s, starting the rounds\n", n, ramp_s);
 
-  std::vector<double> per_dp_ms, all_acked_ms;
+  std::vector<double> per_dp_ms, all_acked_ms, first_acked_ms, all_received_ms;
   const ProcSample before_rounds = SampleProcess(cp.pid());
+  const ProcSample sim_before_rounds = SampleProcess(getpid());
   const auto rounds_start = SteadyClock::now();
   int failed_rounds = 0;
   for (int round = 0; round < rounds && synced; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
-    testing::HttpResult r = testing::Http(admin_port, "POST", "/services/sim/routes",
-                                          absl::StrCat(R"({"paths":["/round)", round, R"("]})"));
-    const auto committed = SteadyClock::now();  // the 201 came back: the write is committed
-    if (r.status != 201) {
-      std::fprintf(stderr, "POST failed: %d %s\n", r.status, r.body.c_str());
-      return 1;
+    SteadyClock::time_point committed;
+    for (int w = 0; w < burst.writes; ++w) {
+      if (w > 0 && burst.gap_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(burst.gap_ms));
+      testing::HttpResult r = testing::Http(admin_port, "POST", "/services/sim/routes",
+                                            absl::StrCat(R"({"paths":["/round)", round, "-", w, R"("]})"));
+      committed = SteadyClock::now();  // the 201 came back: the write is committed
+      if (r.status != 201) {
+        std::fprintf(stderr, "POST failed: %d %s\n", r.status, r.body.c_str());
+        return 1;
+      }
     }
-    const uint64_t version = start_version + 1 + round;
+    // From the last write of the round.
+    const uint64_t version = start_version + static_cast<uint64_t>(burst.writes) * (round + 1);
     if (!testing::WaitFor([&] { return all_on(version); }, std::chrono::seconds(30))) {
       ++failed_rounds;
       continue;
     }
-    double worst = 0;
+    double worst = 0, first = 1e18, last_received = 0;
     for (auto& dp : fleet.dps) {
       std::lock_guard<std::mutex> lock(dp->mu);
       // The DP may have skipped straight to a newer version (coalescing); use the first >= version.
@@ -451,11 +482,17 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
       double ms = std::chrono::duration<double, std::milli>(it->second - committed).count();
       per_dp_ms.push_back(ms);
       worst = std::max(worst, ms);
+      first = std::min(first, ms);
+      auto rt = dp->received_at.lower_bound(version);
+      last_received = std::max(last_received, std::chrono::duration<double, std::milli>(rt->second - committed).count());
     }
+    all_received_ms.push_back(last_received);
     all_acked_ms.push_back(worst);
+    first_acked_ms.push_back(first);
   }
   const double rounds_wall = std::chrono::duration<double>(SteadyClock::now() - rounds_start).count();
   const ProcSample after_rounds = SampleProcess(cp.pid());
+  const ProcSample sim_after_rounds = SampleProcess(getpid());
 
   fleet.stopping = true;
   hb_stop = true;
@@ -475,23 +512,26 @@ int RunOnce(const std::string& cp_bin, const std::string& certs, int n, int roun
     return metrics.substr(start, metrics.find('\n', start) - start);
   };
   std::printf(
-      "N=%d mode=%s cps=%d store=%s rounds=%d routes=%d | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
-      "commit->all ACKed per round: p50 %.1f ms p99 %.1f ms max %.1f ms | failed rounds %d\n",
-      n, delta ? "delta" : "full", cp_count, pg != nullptr ? "postgres" : "sqlite", rounds, routes, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
+      "N=%d mode=%s cps=%d store=%s rounds=%d routes=%d writes/round=%d (%d ms apart) | commit->ACK per DP: p50 %.1f ms p99 %.1f ms max %.1f ms | "
+      "commit->all ACKed per round: p50 %.1f ms p99 %.1f ms max %.1f ms | commit->first ACK per round: p50 %.1f ms "
+      "max %.1f ms | commit->all received per round: p50 %.1f ms max %.1f ms | failed rounds %d\n",
+      n, delta ? "delta" : "full", cp_count, pg != nullptr ? "postgres" : "sqlite", rounds, routes, burst.writes, burst.gap_ms, Percentile(per_dp_ms, .5), Percentile(per_dp_ms, .99),
       Percentile(per_dp_ms, 1), Percentile(all_acked_ms, .5), Percentile(all_acked_ms, .99),
-      Percentile(all_acked_ms, 1), failed_rounds);
+      Percentile(all_acked_ms, 1), Percentile(first_acked_ms, .5), Percentile(first_acked_ms, 1),
+      Percentile(all_received_ms, .5), Percentile(all_received_ms, 1), failed_rounds);
   std::printf(
       "  connect ramp: all %d synced in %.2f s, %llu admission refusals (sim) / %s (CP metric), "
       "decode failures %llu | CP RSS: idle %ld KiB, after connect %ld KiB, after rounds %ld KiB, "
-      "peak %ld KiB | CP CPU: ramp %.2f s, rounds %.2f s over %.1f s wall (%.0f %% of one core); "
-      "snapshots built %s, gzip bytes %s; applied by the DPs: %llu deltas, %llu full snapshots, %llu deltas NACKed\n",
+      "peak %ld KiB | CP CPU: ramp %.2f s, rounds %.2f s over %.1f s wall (%.0f %% of one core), the simulator's own %.2f s; "
+      "snapshots built %s, deltas sent %s, gzip bytes %s; applied by the DPs: %llu deltas, %llu full snapshots, %llu deltas NACKed\n",
       n, ramp_s, static_cast<unsigned long long>(fleet.admission_refusals.load()),
       metric("portico_cp_admission_rejects_total").c_str(),
       static_cast<unsigned long long>(fleet.decode_failures.load()), idle.rss_kb,
       after_connect.rss_kb, after_rounds.rss_kb, after_rounds.hwm_kb,
       after_connect.cpu_s - before_connect.cpu_s, after_rounds.cpu_s - before_rounds.cpu_s,
       rounds_wall, 100 * (after_rounds.cpu_s - before_rounds.cpu_s) / std::max(rounds_wall, 1e-9),
-      metric("portico_cp_snapshot_builds_total").c_str(),
+      sim_after_rounds.cpu_s - sim_before_rounds.cpu_s,
+      metric("portico_cp_snapshot_builds_total").c_str(), metric("portico_cp_deltas_sent_total").c_str(),
       metric("portico_cp_snapshot_bytes{encoding=\"gzip\"}").c_str(),
       static_cast<unsigned long long>(fleet.deltas_applied.load()),
       static_cast<unsigned long long>(fleet.fulls_applied.load()),
@@ -506,6 +546,8 @@ int Main(int argc, char** argv) {
   int rounds = 20, routes = 100, gap_ms = 300, cp_count = 1;
   std::string store = "sqlite";
   std::vector<std::string> modes = {"delta", "full"};
+  Burst burst;
+  std::vector<std::string> cp_flags;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--cp-bin") {
@@ -526,17 +568,25 @@ int Main(int argc, char** argv) {
       absl::SimpleAtoi(value, &cp_count);
     } else if (flag == "--store") {
       store = value;
+    } else if (flag == "--burst") {
+      absl::SimpleAtoi(value, &burst.writes);
+    } else if (flag == "--burst-gap-ms") {
+      absl::SimpleAtoi(value, &burst.gap_ms);
+    } else if (flag == "--cp-flags") {
+      cp_flags = absl::StrSplit(value, ' ', absl::SkipEmpty());
     } else if (flag == "--modes") {
       modes = absl::StrSplit(value, ',', absl::SkipEmpty());
     }
   }
-  if (cp_bin.empty() || ns.empty() || cp_count < 1 || (store != "sqlite" && store != "postgres") ||
+  if (cp_bin.empty() || ns.empty() || cp_count < 1 || burst.writes < 1 || (store != "sqlite" && store != "postgres") ||
       (cp_count > 1 && store != "postgres")) {
     std::fprintf(stderr,
                  "usage: sync_sim --cp-bin PATH [--n 10,100,1000] [--rounds 20] [--routes 100] [--gap-ms 300] "
-                 "[--modes delta,full] [--cps 1] [--store sqlite|postgres] (several CPs need postgres)\n");
+                 "[--modes delta,full] [--cps 1] [--store sqlite|postgres] [--burst 1] [--burst-gap-ms 0] "
+                 "[--cp-flags '--flag value ...'] (several CPs need postgres)\n");
     return 2;
   }
+  DisableAbslDeadlockDetection();  // as portico-cp and portico-dp do
   std::unique_ptr<BenchPostgres> pg;
   if (store == "postgres") {
     pg = std::make_unique<BenchPostgres>();
@@ -567,7 +617,7 @@ int Main(int argc, char** argv) {
   }
   int rc = 0;
   for (int n : ns) {
-    for (const std::string& mode : modes) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms, mode == "delta", cp_count, pg.get());
+    for (const std::string& mode : modes) rc |= RunOnce(cp_bin, certs.path(), n, rounds, routes, gap_ms, mode == "delta", cp_count, pg.get(), burst, cp_flags);
   }
   return rc;
 }

@@ -23,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/base/absl_mutex.h"
 #include "common/base/file.h"
 #include "common/base/flags.h"
 #include "common/base/host_port.h"
@@ -255,6 +256,14 @@ int Serve(int argc, char** argv, ConfCheck* check) {
       {"cluster-handshake-timeout", "5",
        "seconds a new cluster connection may take to finish TLS and the HTTP/2 preface"},
       {"cluster-ack-timeout", "30", "seconds (plus 1 per MiB) before an un-ACKed DP is shown as stale"},
+      {"cluster-debounce-first-ms",
+       std::to_string(absl::ToInt64Milliseconds(SyncServerOptions{}.debounce_first)),
+       "milliseconds a commit after a quiet period waits before the config is built and pushed"},
+      {"cluster-debounce-quiet-ms",
+       std::to_string(absl::ToInt64Milliseconds(SyncServerOptions{}.debounce_quiet)),
+       "while commits keep coming: milliseconds without a new one before the build"},
+      {"cluster-debounce-max-ms", std::to_string(absl::ToInt64Milliseconds(SyncServerOptions{}.debounce_max)),
+       "longest wait from a commit to the build, however often commits come"},
       {"cluster-data-plane-purge-delay", std::to_string(kDefaultDataPlanePurgeDelaySeconds),
        "seconds a data plane's row stays in the database after its last contact (>= 60)"},
       {"log-level", "info", "debug|info|warn|error"},
@@ -324,6 +333,12 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   if (!hello_timeout_s.ok()) return Fail(hello_timeout_s.status());
   absl::StatusOr<double> ack_timeout_s = NumberFlag(flags, "cluster-ack-timeout", 0.001, kDay, "seconds");
   if (!ack_timeout_s.ok()) return Fail(ack_timeout_s.status());
+  absl::StatusOr<double> debounce_first_ms = NumberFlag(flags, "cluster-debounce-first-ms", 0, 60000, "milliseconds");
+  if (!debounce_first_ms.ok()) return Fail(debounce_first_ms.status());
+  absl::StatusOr<double> debounce_quiet_ms = NumberFlag(flags, "cluster-debounce-quiet-ms", 0, 60000, "milliseconds");
+  if (!debounce_quiet_ms.ok()) return Fail(debounce_quiet_ms.status());
+  absl::StatusOr<double> debounce_max_ms = NumberFlag(flags, "cluster-debounce-max-ms", 0, 60000, "milliseconds");
+  if (!debounce_max_ms.ok()) return Fail(debounce_max_ms.status());
   absl::StatusOr<double> handshake_timeout_s =
       NumberFlag(flags, "cluster-handshake-timeout", 0.1, 3600, "seconds");
   if (!handshake_timeout_s.ok()) return Fail(handshake_timeout_s.status());
@@ -378,6 +393,9 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     PORTICO_LOG(kWarn, "cp", "TEST fault switch PORTICO_TEST_CP_CRASH_AFTER_CHUNKS=", crash);
   }
   sync_options.ack_timeout = absl::Seconds(*ack_timeout_s);
+  sync_options.debounce_quiet = absl::Milliseconds(*debounce_quiet_ms);
+  sync_options.debounce_max = absl::Milliseconds(*debounce_max_ms);
+  sync_options.debounce_first = absl::Milliseconds(*debounce_first_ms);
   sync_options.metrics = &registry;
   Store* store_ptr = store->get();
   sync_options.read_changes = [store_ptr](uint64_t since) {
@@ -472,6 +490,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 }  // namespace portico::cp
 
 int main(int argc, char** argv) {
+  portico::DisableAbslDeadlockDetection();
   if (argc >= 2 && std::string(argv[1]) == "gen-certs") return portico::cp::GenCerts(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return portico::cp::RunConfigCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "check") {

@@ -24,6 +24,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/absl_mutex.h"
 #include "common/base/flags.h"
 #include "common/base/host_port.h"
 #include "common/base/log.h"
@@ -979,6 +980,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
 }  // namespace portico::dp
 
 int main(int argc, char** argv) {
+  portico::DisableAbslDeadlockDetection();
   if (argc >= 2 && std::string(argv[1]) == "check") {
     return portico::ConfCheck::Main("portico-dp", argc, argv, portico::dp::Serve);  // Kong's `kong check`
   }

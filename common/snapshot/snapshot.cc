@@ -193,18 +193,25 @@ absl::StatusOr<std::string> Gunzip(absl::string_view input, uint64_t cap) {
 }
 
 
-// Gzips `raw` into snapshot->compressed and cuts it into chunks.
-absl::Status CompressInto(const std::string& raw, const SnapshotBuildOptions& options, BuiltSnapshot* snapshot) {
+// Gzips `raw` into snapshot->compressed (with `gzip` false: moves it there as is) and cuts it
+// into chunks.
+absl::Status CompressInto(std::string raw, const SnapshotBuildOptions& options, BuiltSnapshot* snapshot,
+                          bool gzip = true) {
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
-  absl::StatusOr<std::string> compressed = Gzip(raw, options.gzip_level);
-  if (!compressed.ok()) return compressed.status();
   snapshot->uncompressed_size = raw.size();
-  snapshot->compressed = std::move(*compressed);
+  snapshot->gzip = gzip;
+  if (gzip) {
+    absl::StatusOr<std::string> compressed = Gzip(raw, options.gzip_level);
+    if (!compressed.ok()) return compressed.status();
+    snapshot->compressed = std::move(*compressed);
+  } else {
+    snapshot->compressed = std::move(raw);
+  }
   snapshot->chunks.clear();
   for (size_t off = 0; off < snapshot->compressed.size(); off += options.chunk_bytes) {
     snapshot->chunks.emplace_back(off, std::min(options.chunk_bytes, snapshot->compressed.size() - off));
   }
-  if (snapshot->chunks.empty()) snapshot->chunks.emplace_back(0, 0);  // never: gzip has a header
+  if (snapshot->chunks.empty()) snapshot->chunks.emplace_back(0, 0);  // never: a payload carries its version
   return absl::OkStatus();
 }
 
@@ -451,9 +458,9 @@ absl::StatusOr<std::shared_ptr<BuiltSnapshot>> CompleteSnapshotPayload(const Bui
   }
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
   auto snapshot = std::make_shared<BuiltSnapshot>(indexed);
-  const std::string raw = SerializeFullPayload(snapshot->version, *snapshot->resources);
+  std::string raw = SerializeFullPayload(snapshot->version, *snapshot->resources);
   if (raw.empty()) return absl::InternalError("cannot serialize the full payload");
-  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
+  if (absl::Status s = CompressInto(std::move(raw), options, snapshot.get()); !s.ok()) return s;
   return snapshot;
 }
 
@@ -560,7 +567,8 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildDeltaSnapshot(const Bu
   auto snapshot = std::make_shared<BuiltSnapshot>();
   snapshot->version = target.version;
   snapshot->base = base;
-  if (absl::Status s = CompressInto(raw, options, snapshot.get()); !s.ok()) return s;
+  const bool gzip = raw.size() > options.max_plain_delta_bytes;
+  if (absl::Status s = CompressInto(std::move(raw), options, snapshot.get(), gzip); !s.ok()) return s;
   snapshot->service_count = target.service_count;
   snapshot->route_count = target.route_count;
   snapshot->plugin_names = target.plugin_names;
@@ -682,7 +690,7 @@ void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t non
   out->set_nonce(nonce);
   ToVersionRef(snapshot.version, out->mutable_target());
   if (snapshot.is_delta()) ToVersionRef(snapshot.base, out->mutable_base());
-  out->set_encoding(sync::v1::SnapshotChunk::GZIP);
+  out->set_encoding(snapshot.gzip ? sync::v1::SnapshotChunk::GZIP : sync::v1::SnapshotChunk::NONE);
   out->set_compressed_size(snapshot.compressed.size());
   out->set_uncompressed_size(snapshot.uncompressed_size);
   out->set_index(static_cast<uint32_t>(index));

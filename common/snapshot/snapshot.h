@@ -40,6 +40,10 @@ inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{512} << 20;    // 
 struct SnapshotBuildOptions {
   size_t chunk_bytes = kDefaultSnapshotChunkBytes;  // > 0
   int gzip_level = 6;
+  // A delta whose serialized ConfigDelta is at most this long is sent uncompressed (encoding
+  // NONE, which every DP accepts): setting up an inflater costs a DP more than reading a few KiB
+  // more, on every DP it goes to. Full snapshots are always gzipped.
+  size_t max_plain_delta_bytes = 8192;
 };
 
 // One resource of a config version as sent: (kind, id), its body bytes and SHA-256(body).
@@ -87,7 +91,8 @@ struct BuiltSnapshot {
   // Set: this is a delta from `base` to `version` (payload ConfigDelta; docs/sync.md "Delta
   // sync"). Empty: a full snapshot (payload ConfigPayload).
   ConfigVersion base;
-  std::string compressed;           // gzip of the serialized payload
+  std::string compressed;           // the serialized payload as sent: gzipped, or as is (!gzip)
+  bool gzip = true;                 // `compressed` is gzipped (chunk encoding GZIP, else NONE)
   uint64_t uncompressed_size = 0;   // size of the serialized ConfigPayload
   std::vector<std::pair<size_t, size_t>> chunks;  // (offset, length) into `compressed`; >= 1
   size_t service_count = 0;         // exported entities (disabled services excluded)
@@ -171,7 +176,8 @@ absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> BuildDeltaSnapshot(const Bu
 // serialized (a payload always carries its version, so a good one is never empty).
 std::string SerializeFullPayload(const ConfigVersion& version, const ResourceIndex& resources);
 
-// Fills `out` with chunk `index` of `snapshot` (encoding GZIP), tagged with `nonce`.
+// Fills `out` with chunk `index` of `snapshot` (encoding GZIP, or NONE when !snapshot.gzip),
+// tagged with `nonce`.
 // REQUIRES: index < snapshot.chunk_count().
 void FillSnapshotChunk(const BuiltSnapshot& snapshot, size_t index, uint64_t nonce,
                        sync::v1::SnapshotChunk* out);

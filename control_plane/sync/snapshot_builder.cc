@@ -72,6 +72,8 @@ void SnapshotBuilder::NotifyConfigChanged() {
     if (!dirty_) {
       dirty_ = true;
       first_notify_ = now;
+      const std::chrono::milliseconds quiet = ToChrono(options_.debounce_quiet);
+      cycle_quiet_ = now - last_notify_ < quiet ? quiet : std::min(quiet, ToChrono(options_.debounce_first));
     }
     last_notify_ = now;
     if (!unpublished_change_) {
@@ -87,10 +89,11 @@ void SnapshotBuilder::Loop() {
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || dirty_; });
     if (stopping_) return;
-    // Debounce: build once no notification came for `quiet`, or `max` after the first one.
+    // Debounce: build once no notification came for the cycle's quiet time (`debounce_first` or
+    // `debounce_quiet`, set by its first notification), or `max` after the first one.
     while (true) {
-      const SteadyClock::time_point deadline = std::min(last_notify_ + ToChrono(options_.debounce_quiet),
-                                                        first_notify_ + ToChrono(options_.debounce_max));
+      const SteadyClock::time_point deadline =
+          std::min(last_notify_ + cycle_quiet_, first_notify_ + ToChrono(options_.debounce_max));
       if (SteadyClock::now() >= deadline) break;
       cv_.wait_until(lock, deadline);
       if (stopping_) return;

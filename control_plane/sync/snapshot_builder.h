@@ -1,7 +1,8 @@
 #pragma once
 // The CP's snapshot builder (docs/sync.md "Snapshot build and hash"). After committed changes
-// (NotifyConfigChanged, debounced: `debounce_quiet` without a new one, at most `debounce_max`
-// after the first), it reads the store in one transaction, drops what Kong does not export,
+// (NotifyConfigChanged, debounced: `debounce_quiet` without a new one, or only `debounce_first`
+// for a change that follows none for `debounce_quiet`; at most `debounce_max` after the first),
+// it reads the store in one transaction, drops what Kong does not export,
 // validates the set, builds one snapshot (serialize, hash, gzip, chunk), attaches the deltas to
 // it from the versions its change log covers (change_log.h), and publishes it. When
 // the store's current version cannot be built (a corrupt row, an invalid set, a build or read
@@ -43,8 +44,13 @@ class SnapshotBuilder {
   using SteadyClock = std::chrono::steady_clock;
 
   struct Options {
+    // A build waits for `debounce_quiet` without a new change, at most `debounce_max` after the
+    // first one. A change that comes after `debounce_quiet` without any (an isolated change, or
+    // the first of a burst) waits only `debounce_first` (if shorter): changes that keep coming
+    // are coalesced as before, an isolated one is not held up.
     absl::Duration debounce_quiet = absl::Milliseconds(50);
     absl::Duration debounce_max = absl::Milliseconds(500);
+    absl::Duration debounce_first = absl::Milliseconds(10);
     size_t chunk_bytes = size_t{1} << 20;
     ChangeLog::Options change_log;  // the versions a DP can get a delta from
     // The store's change feed (rows changed since a version, one read transaction; called on the
@@ -155,7 +161,8 @@ class SnapshotBuilder {
   // Guarded by mu_.
   bool stopping_ = false;
   bool dirty_ = false;
-  SteadyClock::time_point first_notify_, last_notify_;
+  SteadyClock::time_point first_notify_, last_notify_;  // last_notify_: of any cycle (none: epoch)
+  std::chrono::milliseconds cycle_quiet_{0};  // the quiet time of the pending build (dirty_)
   // Oldest commit not yet in a published snapshot (for lag and convergence).
   std::optional<SteadyClock::time_point> unpublished_change_;
   int64_t unpublished_change_wall_ = 0;

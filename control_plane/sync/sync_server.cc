@@ -174,6 +174,7 @@ SnapshotBuilder::Options BuilderOptions(const SyncServerOptions& options) {
   SnapshotBuilder::Options out;
   out.debounce_quiet = options.debounce_quiet;
   out.debounce_max = options.debounce_max;
+  out.debounce_first = options.debounce_first;
   out.chunk_bytes = options.chunk_bytes;
   out.read_changes = options.read_changes;
   return out;

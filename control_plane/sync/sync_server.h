@@ -39,7 +39,10 @@ struct SyncServerOptions {
   std::string listen = "0.0.0.0:8005";   // host:port; port 0 picks a free port (see port())
   std::string cert_file, key_file, ca_file;  // CP server cert/key; cluster CA that signs DP certs
   std::string cp_id;                     // node id of this CP, sent in HelloReply
+  // SnapshotBuilder::Options: coalescing of changes that keep coming, the longest wait, and the
+  // wait of a change after `debounce_quiet` without any.
   absl::Duration debounce_quiet = absl::Milliseconds(50), debounce_max = absl::Milliseconds(500);
+  absl::Duration debounce_first = absl::Milliseconds(10);
   absl::Duration heartbeat_interval = absl::Seconds(15);  // told to DPs; 3x silence = disconnected
   size_t chunk_bytes = size_t{1} << 20;  // snapshot chunk size, <= 3 MiB (gRPC limit is 4 MiB)
   // A stream that sends no Hello within this is closed (Goaway HELLO_TIMEOUT, DEADLINE_EXCEEDED).

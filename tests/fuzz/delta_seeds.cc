@@ -84,7 +84,9 @@ int main(int argc, char** argv) {
     // besides the version; the fuzz target announces the hash of its own merge).
     portico::BuiltSnapshot target;
     target.version = portico::ConfigVersion{base.epoch, base.version + 1, ""};
-    auto delta = portico::BuildDeltaSnapshot(target, base, seed.changes, clock);
+    portico::SnapshotBuildOptions gzipped;  // the .gz seeds are gzip streams, however small
+    gzipped.max_plain_delta_bytes = 0;
+    auto delta = portico::BuildDeltaSnapshot(target, base, seed.changes, clock, gzipped);
     if (!delta.ok()) {
       std::fprintf(stderr, "%s: %s\n", seed.name, delta.status().ToString().c_str());
       return 1;

@@ -298,7 +298,7 @@ DecodedSnapshot DecodeFull(const BuiltSnapshot& snap) {
 
 absl::StatusOr<DecodedSnapshot> Apply(const BuiltSnapshot& delta, const DecodedSnapshot& held,
                                       const SnapshotLimits& limits = {}) {
-  return DecodeDelta(delta.compressed, true, delta.uncompressed_size, delta.base, delta.version, held, limits);
+  return DecodeDelta(delta.compressed, delta.gzip, delta.uncompressed_size, delta.base, delta.version, held, limits);
 }
 
 std::vector<sync::v1::SnapshotChunk> ChunksOf(const BuiltSnapshot& snap, uint64_t nonce) {
@@ -589,6 +589,39 @@ TEST_F(DeltaRefusalTest, TheGoodDeltaApplies) {
   ExpectSameDecoded(*raw, want_, "raw");
 }
 
+// A delta up to max_plain_delta_bytes goes out as is (chunk encoding NONE), a larger one gzipped;
+// the assembler applies both.
+TEST_F(DeltaRefusalTest, SmallDeltasGoUncompressed) {
+  for (size_t max_plain : {size_t{8192}, size_t{0}}) {
+    SnapshotBuildOptions options;
+    options.max_plain_delta_bytes = max_plain;
+    auto delta = BuildDeltaSnapshot(*target_, base_->version, changes_, clock_, options);
+    ASSERT_TRUE(delta.ok()) << delta.status();
+    const BuiltSnapshot& d = **delta;
+    ASSERT_LE(d.uncompressed_size, 8192u);
+    const bool plain = max_plain > 0;
+    EXPECT_EQ(d.gzip, !plain) << max_plain;
+    if (plain) {
+      EXPECT_EQ(d.compressed.size(), d.uncompressed_size);
+      sync::v1::ConfigDelta parsed;
+      EXPECT_TRUE(parsed.ParseFromString(d.compressed));
+      EXPECT_EQ(parsed.changes_size(), static_cast<int>(changes_.size()));
+    } else {
+      EXPECT_EQ(d.compressed.substr(0, 2), std::string("\x1f\x8b"));  // gzip magic
+    }
+    SnapshotAssembler assembler;
+    for (const sync::v1::SnapshotChunk& chunk : ChunksOf(d, 7)) {
+      EXPECT_EQ(chunk.encoding(), plain ? sync::v1::SnapshotChunk::NONE : sync::v1::SnapshotChunk::GZIP);
+      ASSERT_TRUE(assembler.Add(chunk).ok());
+    }
+    ASSERT_TRUE(assembler.complete());
+    auto applied = assembler.FinishDelta(held_);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    ExpectSameDecoded(*applied, want_, plain ? "plain" : "gzip");
+  }
+  ExpectHeldUntouched();
+}
+
 TEST_F(DeltaRefusalTest, TamperedDeltasFailTheHashCheck) {
   // A body changed (still a valid Service with the right id).
   {
@@ -645,7 +678,7 @@ TEST_F(DeltaRefusalTest, TamperedDeltasFailTheHashCheck) {
     auto delta = Delta(changes_);
     ConfigVersion target = delta->version;
     target.hash[0] = static_cast<char>(target.hash[0] ^ 1);
-    auto applied = DecodeDelta(delta->compressed, true, delta->uncompressed_size, delta->base, target, held_);
+    auto applied = DecodeDelta(delta->compressed, delta->gzip, delta->uncompressed_size, delta->base, target, held_);
     EXPECT_EQ(applied.status().code(), absl::StatusCode::kDataLoss);
   }
   ExpectHeldUntouched();
@@ -834,10 +867,10 @@ TEST_F(DeltaRefusalTest, SizeCapsApplyToDeltas) {
   ratio.ratio_slack_bytes = 64u << 10;
   EXPECT_EQ(Apply(d, held_, ratio).status().code(), absl::StatusCode::kResourceExhausted);
   // A declared size below the real one: inflate stops at the declared size.
-  auto lied = DecodeDelta(d.compressed, true, d.uncompressed_size / 2, d.base, d.version, held_);
+  auto lied = DecodeDelta(d.compressed, d.gzip, d.uncompressed_size / 2, d.base, d.version, held_);
   EXPECT_EQ(lied.status().code(), absl::StatusCode::kResourceExhausted) << lied.status();
   // Above the real one: the payload is short.
-  auto longer = DecodeDelta(d.compressed, true, d.uncompressed_size + 1, d.base, d.version, held_);
+  auto longer = DecodeDelta(d.compressed, d.gzip, d.uncompressed_size + 1, d.base, d.version, held_);
   EXPECT_EQ(longer.status().code(), absl::StatusCode::kInvalidArgument) << longer.status();
   // The assembler refuses the announced sizes at chunk 0.
   SnapshotAssembler assembler(small);

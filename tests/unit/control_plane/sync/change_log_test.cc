@@ -124,7 +124,7 @@ void ExpectAppliesTo(const BuiltSnapshot& delta, const BuiltSnapshot& base_full,
   ASSERT_EQ(delta.version, latest.version);
   DecodedSnapshot held = DecodeFull(base_full);
   ASSERT_NE(held.resources, nullptr);
-  absl::StatusOr<DecodedSnapshot> applied = DecodeDelta(delta.compressed, /*gzip=*/true, delta.uncompressed_size,
+  absl::StatusOr<DecodedSnapshot> applied = DecodeDelta(delta.compressed, delta.gzip, delta.uncompressed_size,
                                                         delta.base, delta.version, held);
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->version, latest.version);

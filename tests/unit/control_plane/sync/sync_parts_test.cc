@@ -42,10 +42,13 @@ class SnapshotBuilderTest : public ::testing::Test {
     stored_.config.services.push_back(s);
   }
 
-  std::unique_ptr<SnapshotBuilder> Make(bool with_feed = false) {
+  std::unique_ptr<SnapshotBuilder> Make(bool with_feed = false, absl::Duration quiet = absl::Milliseconds(20),
+                                        absl::Duration max = absl::Milliseconds(100),
+                                        absl::Duration first = absl::Milliseconds(10)) {
     SnapshotBuilder::Options options;
-    options.debounce_quiet = absl::Milliseconds(20);
-    options.debounce_max = absl::Milliseconds(100);
+    options.debounce_quiet = quiet;
+    options.debounce_max = max;
+    options.debounce_first = first;
     options.payload_fault_for_test = [this](const BuiltSnapshot& s) -> absl::Status {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -149,6 +152,28 @@ class SnapshotBuilderTest : public ::testing::Test {
   std::vector<uint64_t> early_;  // published without the payload (deltas first)
   std::vector<std::pair<uint64_t, bool>> order_;  // (version, payload ready), in order
 };
+
+// An isolated change waits debounce_first, not debounce_quiet; changes that keep coming after it
+// are coalesced with debounce_quiet (one more build, not one per change).
+TEST_F(SnapshotBuilderTest, AnIsolatedChangeWaitsOnlyDebounceFirst) {
+  auto builder = Make(/*with_feed=*/false, /*quiet=*/absl::Milliseconds(1500), /*max=*/absl::Seconds(5), /*first=*/absl::Milliseconds(10));
+  ASSERT_TRUE(builder->Start().ok());
+  Bump([](StoredConfig&) {});
+  const auto notified = std::chrono::steady_clock::now();
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return Published().size() == 2; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - notified, std::chrono::milliseconds(1000))
+      << "an isolated change waited for the quiet time";
+  // Five more, 20 ms apart: the first follows the one above within the quiet time, so all five
+  // wait for the quiet time and are built once.
+  for (int i = 0; i < 5; ++i) {
+    Bump([](StoredConfig&) {});
+    builder->NotifyConfigChanged();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 6; }));
+  EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 1, 6}));
+}
 
 TEST_F(SnapshotBuilderTest, PublishesAtStartThenOncePerBurstOfChanges) {
   auto builder = Make();
