@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -48,12 +49,18 @@ void DeferredRelease::Loop(int nice) {
     PORTICO_LOG(kWarn, "dp", "cannot lower the config release thread's priority: ", std::strerror(errno));
   }
   std::unique_lock<std::mutex> lock(mu_);
+  // A config a long-lived connection keeps alive is looked at less and less often (up to once a
+  // second); a newly retired one, or one just freed, brings the poll back to `poll_`.
+  absl::Duration wait = poll_;
+  size_t seen = 0;
   while (!stopping_) {
     if (retired_.empty()) {
       cv_.wait(lock, [this] { return stopping_ || !retired_.empty(); });
     } else {
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(poll_), [this] { return stopping_; });
+      const size_t before = retired_.size();
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [&] { return stopping_ || retired_.size() > before; });
     }
+    if (retired_.size() > seen) wait = poll_;
     // use_count() == 1: only this list holds it, and nothing can take a new reference (there are
     // no weak pointers to configs), so it is ours to free.
     std::vector<std::shared_ptr<const void>> unused;
@@ -66,7 +73,12 @@ void DeferredRelease::Loop(int nice) {
         ++i;
       }
     }
-    if (unused.empty()) continue;
+    seen = retired_.size();
+    if (unused.empty()) {
+      wait = std::min(wait * 2, std::max(poll_, absl::Seconds(1)));
+      continue;
+    }
+    wait = poll_;
     std::function<void()> on_released = on_released_;
     lock.unlock();
     unused.clear();  // the frees, outside the lock
