@@ -44,6 +44,22 @@ class ChangeLog {
   std::vector<std::shared_ptr<const BuiltSnapshot>> BuildDeltas(const BuiltSnapshot& latest, const Clock& clock,
                                                                 const SnapshotBuildOptions& options) const;
 
+  // One step of the log, detached from it (the change list is shared, not copied): what
+  // BuildDeltasFrom needs on another thread.
+  struct Step {
+    ConfigVersion from;
+    std::shared_ptr<const ChangeList> changes;
+  };
+  // The steps ending at `latest`, newest first (empty when the newest step does not end there).
+  std::vector<Step> StepsTo(const BuiltSnapshot& latest) const;
+  // BuildDeltas over `steps` (StepsTo's), building the deltas of steps[first..] only (the
+  // composition always starts at the newest), and stopping before a base whose composed changes
+  // carry more than `stop_bytes` (after the budgets above). `*next` (optional): the index of the
+  // first step whose delta was not built. Thread-safe.
+  static std::vector<std::shared_ptr<const BuiltSnapshot>> BuildDeltasFrom(
+      const std::vector<Step>& steps, const BuiltSnapshot& latest, const Clock& clock,
+      const SnapshotBuildOptions& options, size_t first = 0, uint64_t stop_bytes = UINT64_MAX, size_t* next = nullptr);
+
   // What one step with `changes` counts against max_bytes: the bodies (shared with the resource
   // index while that version is alive), plus each change's own struct and hashes.
   static uint64_t EntryBytes(const ChangeList& changes);
@@ -57,8 +73,8 @@ class ChangeLog {
  private:
   struct Entry {
     ConfigVersion from, to;
-    ChangeList changes;
-    uint64_t bytes = 0;  // EntryBytes(changes)
+    std::shared_ptr<const ChangeList> changes;  // never null
+    uint64_t bytes = 0;  // EntryBytes(*changes)
   };
 
   const Options options_;

@@ -29,6 +29,9 @@ constexpr size_t kHistoryDepth = 256;
 constexpr size_t kMaxCorruptRowsKept = 100;
 // The payload thread's nice value (Linux: per thread).
 constexpr int kPayloadNice = 10;
+// Deltas whose composed changes carry at most this much go out with the first publication; the
+// deltas from older bases are built on the payload thread.
+constexpr uint64_t kQuickDeltaBytes = uint64_t{1} << 20;
 
 std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
 
@@ -126,7 +129,8 @@ void SnapshotBuilder::PayloadLoop() {
       payload_cv_.wait_until(lock, *payload_retry_at_);
       continue;
     }
-    const std::shared_ptr<const BuiltSnapshot> todo = payload_todo_;
+    const std::shared_ptr<const PayloadTodo> todo_entry = payload_todo_;
+    const std::shared_ptr<const BuiltSnapshot>& todo = todo_entry->snapshot;
     lock.unlock();
     const SteadyClock::time_point start = SteadyClock::now();
     const absl::Status fault =
@@ -134,10 +138,15 @@ void SnapshotBuilder::PayloadLoop() {
     absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
         fault.ok() ? CompleteSnapshotPayload(*todo, build_options) : absl::StatusOr<std::shared_ptr<BuiltSnapshot>>(fault);
     if (built.ok()) {
+      // The deltas from the older bases (larger), which did not hold up the first publication.
+      std::vector<std::shared_ptr<const BuiltSnapshot>> more = ChangeLog::BuildDeltasFrom(
+          todo_entry->steps, *todo, clock_, build_options, todo_entry->next_step);
+      (*built)->deltas.insert((*built)->deltas.end(), more.begin(), more.end());
       if (PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {
         metrics_.builds->Inc();
         PORTICO_LOG(kInfo, kLog, "config version ", todo->version.version, ": full payload of ",
-                    (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks built in ",
+                    (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks and ",
+                    more.size(), " more delta(s) built in ",
                     static_cast<int64_t>(std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()),
                     " ms");
       }
@@ -146,7 +155,7 @@ void SnapshotBuilder::PayloadLoop() {
     lock.lock();
     // Superseded meanwhile (the newer version may already be the latest, before it is handed
     // over here): nothing to retry or record for this one.
-    if (payload_todo_ != todo || !latest_ || latest_->version != todo->version) continue;
+    if (payload_todo_ != todo_entry || !latest_ || latest_->version != todo->version) continue;
     if (built.ok()) {
       payload_todo_.reset();
     } else {
@@ -362,7 +371,16 @@ SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
   // The deltas to it from the versions the change log covers (docs/sync.md "Delta sync"); built
   // before publication, outside mu_, and shared by every DP on the same base.
   change_log_.Record(previous.get(), *indexed, diff);
-  indexed->deltas = change_log_.BuildDeltas(*indexed, clock_, build_options);
+  // The small deltas first (DPs a few versions behind, the usual case); the deltas from older
+  // bases, up to about a full config's worth, are built with the payload.
+  std::vector<ChangeLog::Step> steps = change_log_.StepsTo(*indexed);
+  size_t next_step = 0;
+  indexed->deltas =
+      ChangeLog::BuildDeltasFrom(steps, *indexed, clock_, build_options, 0, kQuickDeltaBytes, &next_step);
+  if (indexed->deltas.empty() && next_step < steps.size()) {  // none small: all of them here
+    indexed->deltas = ChangeLog::BuildDeltasFrom(steps, *indexed, clock_, build_options);
+    next_step = steps.size();
+  }
   const SteadyClock::time_point deltas_ready = SteadyClock::now();
   // Published twice: first without the full payload, so that the deltas leave now; then with
   // it, built on the payload thread, for the DPs that need the whole config (they wait for the
@@ -376,7 +394,9 @@ SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
     PublishVersion(first, change_at, change_wall);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      payload_todo_ = first;  // a version still waiting for its payload is superseded
+      // A version still waiting for its payload is superseded.
+      payload_todo_ = std::make_shared<const PayloadTodo>(
+          PayloadTodo{first, next_step < steps.size() ? std::move(steps) : std::vector<ChangeLog::Step>{}, next_step});
       payload_retry_at_.reset();
     }
     payload_cv_.notify_all();

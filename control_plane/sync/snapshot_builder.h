@@ -168,7 +168,12 @@ class SnapshotBuilder {
   int64_t unpublished_change_wall_ = 0;
   std::shared_ptr<const BuiltSnapshot> latest_;
   // The latest version published without its full payload, for the payload thread (null: none).
-  std::shared_ptr<const BuiltSnapshot> payload_todo_;
+  struct PayloadTodo {
+    std::shared_ptr<const BuiltSnapshot> snapshot;
+    std::vector<ChangeLog::Step> steps;  // the log's steps to it, newest first
+    size_t next_step = 0;                // the first step whose delta is still to build
+  };
+  std::shared_ptr<const PayloadTodo> payload_todo_;
   std::condition_variable payload_cv_;
   // Set when the latest version's full payload failed to build: when to try again (1 s, doubling
   // up to 60 s while it keeps failing).
