@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/route_shape.h"
 #include "common/base/clock.h"
 #include "common/config/entity_json.h"
 #include "common/config/validate.h"
@@ -39,16 +40,7 @@ double MsSince(Steady::time_point t) { return std::chrono::duration<double, std:
 std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
 
 config::v1::Route MakeRoute(int i, const std::string& service_id) {
-  config::v1::Route r = DefaultRoute();
-  r.set_id(IdFor(1000000 + i));
-  r.set_name(absl::StrCat("r", i));
-  r.mutable_paths()->add_values(absl::StrCat("/r", i));
-  r.mutable_hosts()->add_values(absl::StrCat("h", i % 100, ".example.com"));
-  r.mutable_hosts()->add_values("client.example");
-  r.mutable_methods()->add_values("GET");
-  r.mutable_methods()->add_values("POST");
-  r.set_service_id(service_id);
-  return r;
+  return BenchRoute(i, IdFor(1000000 + i), service_id);
 }
 
 std::string Gzip6(const std::string& raw) {

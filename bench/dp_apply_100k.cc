@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/route_shape.h"
 #include "common/base/clock.h"
 #include "common/config/entity_json.h"
 #include "common/config/validate.h"
@@ -65,17 +66,9 @@ std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d
 constexpr int64_t kCreatedAt = 1790000000;  // a fixed time, as the Admin API sets one
 
 config::v1::Route MakeRoute(int i, const std::string& id, const std::string& service_id) {
-  config::v1::Route r = DefaultRoute();
-  r.set_id(id);
+  config::v1::Route r = BenchRoute(i, id, service_id);
   r.set_created_at(kCreatedAt);
   r.set_updated_at(kCreatedAt);
-  r.set_name(absl::StrCat("r", i));
-  r.mutable_paths()->add_values(absl::StrCat("/r", i));
-  r.mutable_hosts()->add_values(absl::StrCat("h", i % 100, ".example.com"));
-  r.mutable_hosts()->add_values("client.example");
-  r.mutable_methods()->add_values("GET");
-  r.mutable_methods()->add_values("POST");
-  r.set_service_id(service_id);
   return r;
 }
 

@@ -29,9 +29,6 @@ constexpr size_t kHistoryDepth = 256;
 constexpr size_t kMaxCorruptRowsKept = 100;
 // The payload thread's nice value (Linux: per thread).
 constexpr int kPayloadNice = 10;
-// Deltas whose composed changes carry at most this much go out with the first publication; the
-// deltas from older bases are built on the payload thread.
-constexpr uint64_t kQuickDeltaBytes = uint64_t{1} << 20;
 
 std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
 
@@ -129,27 +126,39 @@ void SnapshotBuilder::PayloadLoop() {
       payload_cv_.wait_until(lock, *payload_retry_at_);
       continue;
     }
-    const std::shared_ptr<const PayloadTodo> todo_entry = payload_todo_;
-    const std::shared_ptr<const BuiltSnapshot>& todo = todo_entry->snapshot;
+    std::shared_ptr<const PayloadTodo> todo_entry = payload_todo_;
     lock.unlock();
     const SteadyClock::time_point start = SteadyClock::now();
+    if (todo_entry->next_step < todo_entry->steps.size()) {
+      // The deltas from the older bases (larger), which did not hold up the first publication:
+      // published at once (their DPs do not wait for the payload), and kept for a retry.
+      std::vector<std::shared_ptr<const BuiltSnapshot>> more = ChangeLog::BuildDeltasFrom(
+          todo_entry->steps, *todo_entry->snapshot, clock_, build_options, todo_entry->next_step);
+      auto with_more = std::make_shared<BuiltSnapshot>(*todo_entry->snapshot);
+      with_more->deltas.insert(with_more->deltas.end(), more.begin(), more.end());
+      if (!more.empty()) PublishVersion(with_more, std::nullopt, 0, /*payload_of_latest=*/true);
+      auto updated = std::make_shared<const PayloadTodo>(PayloadTodo{with_more, {}, 0});
+      lock.lock();
+      if (payload_todo_ == todo_entry) payload_todo_ = updated;
+      const bool superseded = payload_todo_ != updated;
+      lock.unlock();
+      if (superseded) {
+        lock.lock();
+        continue;
+      }
+      todo_entry = updated;
+    }
+    const std::shared_ptr<const BuiltSnapshot>& todo = todo_entry->snapshot;
     const absl::Status fault =
         options_.payload_fault_for_test ? options_.payload_fault_for_test(*todo) : absl::OkStatus();
     absl::StatusOr<std::shared_ptr<BuiltSnapshot>> built =
         fault.ok() ? CompleteSnapshotPayload(*todo, build_options) : absl::StatusOr<std::shared_ptr<BuiltSnapshot>>(fault);
-    if (built.ok()) {
-      // The deltas from the older bases (larger), which did not hold up the first publication.
-      std::vector<std::shared_ptr<const BuiltSnapshot>> more = ChangeLog::BuildDeltasFrom(
-          todo_entry->steps, *todo, clock_, build_options, todo_entry->next_step);
-      (*built)->deltas.insert((*built)->deltas.end(), more.begin(), more.end());
-      if (PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {
-        metrics_.builds->Inc();
-        PORTICO_LOG(kInfo, kLog, "config version ", todo->version.version, ": full payload of ",
-                    (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks and ",
-                    more.size(), " more delta(s) built in ",
-                    static_cast<int64_t>(std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()),
-                    " ms");
-      }
+    if (built.ok() && PublishVersion(*built, std::nullopt, 0, /*payload_of_latest=*/true)) {
+      metrics_.builds->Inc();
+      PORTICO_LOG(kInfo, kLog, "config version ", todo->version.version, ": full payload of ",
+                  (*built)->compressed.size(), " bytes gzip in ", (*built)->chunk_count(), " chunks built in ",
+                  static_cast<int64_t>(std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()),
+                  " ms; ", todo->deltas.size(), " delta(s) in all");
     }
     ReleaseFreedMemory();
     lock.lock();
@@ -376,7 +385,7 @@ SnapshotBuilder::PublishResult SnapshotBuilder::PublishIndexed(
   std::vector<ChangeLog::Step> steps = change_log_.StepsTo(*indexed);
   size_t next_step = 0;
   indexed->deltas =
-      ChangeLog::BuildDeltasFrom(steps, *indexed, clock_, build_options, 0, kQuickDeltaBytes, &next_step);
+      ChangeLog::BuildDeltasFrom(steps, *indexed, clock_, build_options, 0, options_.quick_delta_bytes, &next_step);
   if (indexed->deltas.empty() && next_step < steps.size()) {  // none small: all of them here
     indexed->deltas = ChangeLog::BuildDeltasFrom(steps, *indexed, clock_, build_options);
     next_step = steps.size();

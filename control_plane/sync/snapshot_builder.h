@@ -58,6 +58,9 @@ class SnapshotBuilder {
     // version and costs the changed rows only; unset (or not covering): every build reads the
     // whole config.
     std::function<absl::StatusOr<StoredChanges>(uint64_t since)> read_changes;
+    // Deltas whose composed changes carry at most this many bytes go out with the first
+    // publication; those from older bases are built on the payload thread (docs/sync.md).
+    uint64_t quick_delta_bytes = uint64_t{1} << 20;
     // Tests: called before each full payload the payload thread builds; an error fails that build.
     std::function<absl::Status(const BuiltSnapshot&)> payload_fault_for_test;
   };

@@ -51,7 +51,8 @@ void DeferredRelease::Loop(int nice) {
   std::unique_lock<std::mutex> lock(mu_);
   // A config a long-lived connection keeps alive is looked at less and less often (up to once a
   // second); a newly retired one, or one just freed, brings the poll back to `poll_`.
-  absl::Duration wait = poll_;
+  const absl::Duration first_wait = std::max(poll_, absl::Milliseconds(1));
+  absl::Duration wait = first_wait;
   size_t seen = 0;
   while (!stopping_) {
     if (retired_.empty()) {
@@ -60,7 +61,8 @@ void DeferredRelease::Loop(int nice) {
       const size_t before = retired_.size();
       cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [&] { return stopping_ || retired_.size() > before; });
     }
-    if (retired_.size() > seen) wait = poll_;
+    const bool newly_retired = retired_.size() > seen;
+    if (newly_retired) wait = first_wait;
     // use_count() == 1: only this list holds it, and nothing can take a new reference (there are
     // no weak pointers to configs), so it is ours to free.
     std::vector<std::shared_ptr<const void>> unused;
@@ -75,10 +77,11 @@ void DeferredRelease::Loop(int nice) {
     }
     seen = retired_.size();
     if (unused.empty()) {
-      wait = std::min(wait * 2, std::max(poll_, absl::Seconds(1)));
+      // A config just retired is usually still held by a worker for a moment: keep the short poll.
+      if (!newly_retired) wait = std::min(wait * 2, std::max(first_wait, absl::Seconds(1)));
       continue;
     }
-    wait = poll_;
+    wait = first_wait;
     std::function<void()> on_released = on_released_;
     lock.unlock();
     unused.clear();  // the frees, outside the lock

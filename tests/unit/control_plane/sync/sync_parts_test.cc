@@ -49,6 +49,7 @@ class SnapshotBuilderTest : public ::testing::Test {
     options.debounce_quiet = quiet;
     options.debounce_max = max;
     options.debounce_first = first;
+    options.quick_delta_bytes = quick_delta_bytes_;
     options.payload_fault_for_test = [this](const BuiltSnapshot& s) -> absl::Status {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -145,6 +146,7 @@ class SnapshotBuilderTest : public ::testing::Test {
   std::vector<uint64_t> payload_attempts_;  // versions the payload thread started on
   int failing_payloads_ = 0;                // the next N payload builds fail
   std::chrono::milliseconds payload_delay_{0};
+  uint64_t quick_delta_bytes_ = uint64_t{1} << 20;
   uint64_t feed_floor_ = 0;  // the feed covers versions after this
   std::vector<std::pair<uint64_t, std::string>> changed_;  // (version, service id)
   bool fail_reads_ = false;
@@ -362,6 +364,29 @@ TEST_F(SnapshotBuilderTest, ASupersededVersionsPayloadIsDropped) {
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 2}));  // 1 never got its payload published
   EXPECT_EQ(builder->latest()->version.version, 2u);
+}
+
+// A delta from an older base (over quick_delta_bytes) is built on the payload thread and
+// published before the payload: a DP on that base gets it even while the payload keeps failing.
+TEST_F(SnapshotBuilderTest, DeltasFromOlderBasesDoNotWaitForThePayload) {
+  AddServices();
+  quick_delta_bytes_ = 150;  // one service's change, not two
+  failing_payloads_ = 1000;
+  auto builder = Make();
+  ASSERT_TRUE(builder->Start().ok());
+  const ConfigVersion v0 = builder->latest()->version;
+  Bump([](StoredConfig& s) { s.config.services[0].set_host("10.9.9.9"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 1; }));
+  const ConfigVersion v1 = builder->latest()->version;
+  Bump([](StoredConfig& s) { s.config.services[1].set_host("10.9.9.8"); });
+  builder->NotifyConfigChanged();
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 2; }));
+  EXPECT_NE(builder->latest()->DeltaFrom(v1), nullptr);  // first publication
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->DeltaFrom(v0) != nullptr; }));
+  EXPECT_EQ((*builder->latest()->DeltaFrom(v0))->change_count, 2u);
+  EXPECT_FALSE(builder->latest()->payload_ready());
+  EXPECT_EQ(builder->Status().reason, "build_error");
 }
 
 TEST_F(SnapshotBuilderTest, AReadErrorFailsStartButNotALaterBuild) {
