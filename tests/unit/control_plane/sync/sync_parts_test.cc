@@ -173,7 +173,7 @@ TEST_F(SnapshotBuilderTest, AnIsolatedChangeWaitsOnlyDebounceFirst) {
     builder->NotifyConfigChanged();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 6; }));
+  ASSERT_TRUE(WaitFor([&] { return builder->latest()->version.version == 6 && builder->latest()->payload_ready(); }));
   EXPECT_EQ(Published(), (std::vector<uint64_t>{0, 1, 6}));
 }
 
