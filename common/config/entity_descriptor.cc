@@ -300,10 +300,13 @@ void EntityDescriptor::SetText(Message* entity, const FieldSpec& spec, const std
 }
 
 std::vector<std::string> EntityDescriptor::Tags(const Message& entity) const {
+  return tags_ == nullptr ? std::vector<std::string>() : Strings(entity, *tags_);
+}
+
+std::vector<std::string> EntityDescriptor::Strings(const Message& entity, const FieldSpec& field) const {
   std::vector<std::string> out;
-  if (tags_ == nullptr) return out;
   const auto* r = entity.GetReflection();
-  const FieldDescriptor* f = tags_->proto;
+  const FieldDescriptor* f = field.proto;
   const Message* holder = &entity;
   if (!f->is_repeated()) {  // a StringList wrapper
     if (!r->HasField(entity, f)) return out;

@@ -224,6 +224,9 @@ class EntityDescriptor {
   void SetText(google::protobuf::Message* entity, const FieldSpec& field, const std::string& text) const;
   // The `tags` field's values (empty when the kind has none or it is unset).
   std::vector<std::string> Tags(const google::protobuf::Message& entity) const;
+  // The elements of a kArray or kSet field (a StringList wrapper or a repeated string; empty
+  // when unset).
+  std::vector<std::string> Strings(const google::protobuf::Message& entity, const FieldSpec& field) const;
 
  private:
   EntityKindDeclaration decl_;

@@ -532,6 +532,24 @@ ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer) {
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<ResourceIndex>> MergeChanges(const ResourceIndex& base, const ChangeList& changes) {
+  auto merged = std::make_shared<ResourceIndex>();
+  merged->reserve(base.size() + changes.size());
+  size_t i = 0;
+  for (const ResourceChange& c : changes) {
+    while (i < base.size() && KeyLess(base[i].kind, base[i].id, c.kind, c.id)) merged->push_back(base[i++]);
+    const bool present = i < base.size() && base[i].kind == c.kind && base[i].id == c.id;
+    if (present) ++i;
+    if (c.body == nullptr) {
+      if (!present) return absl::InvalidArgumentError(absl::StrCat("delete of ", c.kind, "/", c.id, ", which is not held"));
+      continue;
+    }
+    merged->push_back(ResourceEntry{c.kind, c.id, c.hash, c.body});
+  }
+  while (i < base.size()) merged->push_back(base[i++]);
+  return merged;
+}
+
 uint64_t ChangeBytes(const ChangeList& changes) {
   uint64_t bytes = 0;
   for (const ResourceChange& c : changes) {
@@ -635,27 +653,12 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
   }
 
   // The new resource index: the held one with the changes merged in.
-  const ResourceIndex& old = *held.resources;
-  auto resources = std::make_shared<ResourceIndex>();
-  resources->reserve(old.size() + changes.size());
-  size_t i = 0;
-  for (const ResourceChange& c : changes) {
-    while (i < old.size() && KeyLess(old[i].kind, old[i].id, c.kind, c.id)) resources->push_back(old[i++]);
-    const bool present = i < old.size() && old[i].kind == c.kind && old[i].id == c.id;
-    if (present) ++i;
-    if (c.body == nullptr) {
-      if (!present) {
-        return absl::InvalidArgumentError(absl::StrCat("delta deletes ", c.kind, "/", c.id, ", which is not held"));
-      }
-      continue;
-    }
-    resources->push_back(ResourceEntry{c.kind, c.id, c.hash, c.body});
-  }
-  while (i < old.size()) resources->push_back(old[i++]);
+  absl::StatusOr<std::shared_ptr<ResourceIndex>> resources = MergeChanges(*held.resources, changes);
+  if (!resources.ok()) return resources.status();
 
   DecodedSnapshot decoded;
   decoded.version = target;
-  decoded.version.hash = ConfigHashOf(*resources);
+  decoded.version.hash = ConfigHashOf(**resources);
   if (decoded.version.hash != target.hash) {
     return absl::DataLossError("config hash after applying the delta does not match the target hash");
   }
@@ -678,7 +681,7 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
   });
   if (!status.ok()) return status;
   decoded.config = std::move(config);
-  decoded.resources = std::move(resources);
+  decoded.resources = *std::move(resources);
   decoded.upserted = std::move(upserted);
   decoded.change_count = changes.size();
   return decoded;

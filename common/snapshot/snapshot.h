@@ -83,6 +83,9 @@ ChangeList DiffResources(const ResourceIndex& from, const ResourceIndex& to);
 ChangeList ComposeChanges(const ChangeList& older, const ChangeList& newer);
 // Bytes of the bodies a change list carries (to decide between a delta and a full snapshot).
 uint64_t ChangeBytes(const ChangeList& changes);
+// `base` with `changes` (sorted by (kind, id), unique) merged in: an upsert replaces or adds its
+// resource, a delete removes one (InvalidArgument when `base` has none of that kind and id).
+absl::StatusOr<std::shared_ptr<ResourceIndex>> MergeChanges(const ResourceIndex& base, const ChangeList& changes);
 
 // One built config version, or a delta to it. Immutable once published; share as
 // shared_ptr<const>.

@@ -66,36 +66,37 @@ std::vector<std::shared_ptr<const BuiltSnapshot>> ChangeLog::BuildDeltasFrom(
     const SnapshotBuildOptions& options, size_t first, uint64_t stop_bytes, size_t* next) {
   std::vector<std::shared_ptr<const BuiltSnapshot>> deltas;
   size_t done = 0;
-  if (!steps.empty()) {
-    // The size of the full config, in ChangeBytes' units (the payload may not be built yet).
-    const uint64_t full_bytes =
-        latest.resources != nullptr ? ResourceBytes(*latest.resources) : latest.uncompressed_size;
-    const uint64_t per_delta_budget = full_bytes / 2;
-    uint64_t built_bytes = 0;
-    ChangeList acc;
-    for (; done < steps.size(); ++done) {
-      acc = ComposeChanges(*steps[done].changes, acc);
-      const uint64_t bytes = ChangeBytes(acc);
-      if (bytes > per_delta_budget || built_bytes + bytes > full_bytes) {
-        done = steps.size();  // the budgets end the walk for good
-        break;
-      }
-      if (bytes > stop_bytes) break;
-      built_bytes += bytes;
-      if (done < first) continue;  // built by an earlier call
-      absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> delta =
-          BuildDeltaSnapshot(latest, steps[done].from, acc, clock, options);
-      if (!delta.ok()) {
-        PORTICO_LOG(kError, kLog, "cannot build the delta from version ", steps[done].from.version, " to ",
-                    latest.version.version, ": ", delta.status().ToString(), "; older versions get the full snapshot");
-        done = steps.size();
-        break;
-      }
-      deltas.push_back(*std::move(delta));
+  auto finish = [&] {
+    if (next != nullptr) *next = done;
+    return deltas;
+  };
+  if (steps.empty()) return finish();
+  // The size of the full config, in ChangeBytes' units (the payload may not be built yet).
+  const uint64_t full_bytes = latest.resources != nullptr ? ResourceBytes(*latest.resources) : latest.uncompressed_size;
+  const uint64_t per_delta_budget = full_bytes / 2;
+  uint64_t built_bytes = 0;
+  ChangeList acc;
+  for (; done < steps.size(); ++done) {
+    acc = ComposeChanges(*steps[done].changes, acc);
+    const uint64_t bytes = ChangeBytes(acc);
+    if (bytes > per_delta_budget || built_bytes + bytes > full_bytes) {
+      done = steps.size();  // the budgets end the walk for good
+      break;
     }
+    if (bytes > stop_bytes) break;
+    built_bytes += bytes;
+    if (done < first) continue;  // built by an earlier call
+    absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> delta =
+        BuildDeltaSnapshot(latest, steps[done].from, acc, clock, options);
+    if (!delta.ok()) {
+      PORTICO_LOG(kError, kLog, "cannot build the delta from version ", steps[done].from.version, " to ",
+                  latest.version.version, ": ", delta.status().ToString(), "; older versions get the full snapshot");
+      done = steps.size();
+      break;
+    }
+    deltas.push_back(*std::move(delta));
   }
-  if (next != nullptr) *next = done;
-  return deltas;
+  return finish();
 }
 
 }  // namespace portico::cp

@@ -12,7 +12,6 @@
 namespace portico::cp {
 namespace {
 
-using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
 // Calls f(kind, member) for every kind the store exports, with its list in a stored ConfigSet.
@@ -60,21 +59,9 @@ void ReferencedIds(const EntityDescriptor& kind, const Message& entity, const Fi
                    std::vector<std::string>* out) {
   if (field.type == FieldType::kForeignKey) {
     if (std::optional<std::string> id = kind.Text(entity, field); id && !id->empty()) out->push_back(*std::move(id));
-    return;
+  } else if (field.type == FieldType::kArray) {
+    for (std::string& id : kind.Strings(entity, field)) out->push_back(std::move(id));
   }
-  if (field.type != FieldType::kArray) return;
-  const auto* r = entity.GetReflection();
-  const FieldDescriptor* f = field.proto;
-  const Message* holder = &entity;
-  if (!f->is_repeated()) {  // a StringList wrapper
-    if (!r->HasField(entity, f)) return;
-    holder = &r->GetMessage(entity, f);
-    f = f->message_type()->FindFieldByName("values");
-    if (f == nullptr) return;
-    r = holder->GetReflection();
-  }
-  const int n = r->FieldSize(*holder, f);
-  for (int i = 0; i < n; ++i) out->push_back(r->GetRepeatedString(*holder, f, i));
 }
 
 // Every (kind, id) `entity` references (registered kinds only).
@@ -137,12 +124,6 @@ void ConfigMirror::Invalidate() {
   stored_.clear();
   plugin_name_by_id_.clear();
   plugin_name_count_.clear();
-}
-
-size_t ConfigMirror::entity_count() const {
-  size_t n = 0;
-  for (const auto& [kind, entities] : stored_) n += entities.size();
-  return n;
 }
 
 const Message* ConfigMirror::Find(absl::string_view kind, absl::string_view id) const {
@@ -287,18 +268,8 @@ absl::StatusOr<ConfigMirror::Next> ConfigMirror::ApplyChanges(StoredChanges chan
   });
 
   // 5. The new index: the old one with the changes merged in.
-  auto resources = std::make_shared<ResourceIndex>();
-  resources->reserve(old_index.size() + diff.size());
-  size_t i = 0;
-  for (const ResourceChange& c : diff) {
-    while (i < old_index.size() &&
-           (old_index[i].kind != c.kind ? old_index[i].kind < c.kind : old_index[i].id < c.id)) {
-      resources->push_back(old_index[i++]);
-    }
-    if (i < old_index.size() && old_index[i].kind == c.kind && old_index[i].id == c.id) ++i;
-    if (c.body != nullptr) resources->push_back(ResourceEntry{c.kind, c.id, c.hash, c.body});
-  }
-  while (i < old_index.size()) resources->push_back(old_index[i++]);
+  absl::StatusOr<std::shared_ptr<ResourceIndex>> resources = MergeChanges(old_index, diff);
+  if (!resources.ok()) return resources.status();
 
   // 6. Plugin names of the new version.
   for (const ResourceChange& c : diff) {
@@ -317,13 +288,13 @@ absl::StatusOr<ConfigMirror::Next> ConfigMirror::ApplyChanges(StoredChanges chan
 
   auto indexed = std::make_shared<BuiltSnapshot>();
   indexed->version = changes.version;
-  indexed->version.hash = ConfigHashOf(*resources);
-  indexed->service_count = CountKind(*resources, "services");
-  indexed->route_count = CountKind(*resources, "routes");
+  indexed->version.hash = ConfigHashOf(**resources);
+  indexed->service_count = CountKind(**resources, "services");
+  indexed->route_count = CountKind(**resources, "routes");
   for (const auto& [name, count] : plugin_name_count_) indexed->plugin_names.push_back(name);
   std::sort(indexed->plugin_names.begin(), indexed->plugin_names.end());
   indexed->built_at = clock.NowSeconds();
-  indexed->resources = std::move(resources);
+  indexed->resources = *std::move(resources);
   pending_ = indexed;
   Next next;
   next.indexed = std::move(indexed);

@@ -61,8 +61,6 @@ class ConfigMirror {
   absl::StatusOr<Next> Apply(StoredChanges changes, const Clock& clock);
   void Commit(std::shared_ptr<const BuiltSnapshot> published);
 
-  size_t entity_count() const;
-
  private:
   absl::StatusOr<Next> ApplyChanges(StoredChanges changes, const Clock& clock);  // Apply, without the cleanup
   using Entities = absl::flat_hash_map<std::string, std::unique_ptr<const google::protobuf::Message>>;

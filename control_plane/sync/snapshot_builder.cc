@@ -1,9 +1,5 @@
 #include "control_plane/sync/snapshot_builder.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <iterator>
 #include <utility>
@@ -12,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/memory.h"
+#include "common/base/thread_priority.h"
 #include "common/base/uuid.h"
 #include "common/config/validate.h"
 #include "common/metrics/metrics.h"
@@ -112,7 +109,7 @@ void SnapshotBuilder::Loop() {
 
 void SnapshotBuilder::PayloadLoop() {
   // Below the builder and the sessions: the payload only serves DPs that need the whole config.
-  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kPayloadNice);
+  LowerThisThreadPriority(kPayloadNice, kLog, "snapshot payload thread");
   SnapshotBuildOptions build_options;
   build_options.chunk_bytes = options_.chunk_bytes;
   std::unique_lock<std::mutex> lock(mu_);
@@ -134,19 +131,19 @@ void SnapshotBuilder::PayloadLoop() {
       // published at once (their DPs do not wait for the payload), and kept for a retry.
       std::vector<std::shared_ptr<const BuiltSnapshot>> more = ChangeLog::BuildDeltasFrom(
           todo_entry->steps, *todo_entry->snapshot, clock_, build_options, todo_entry->next_step);
-      auto with_more = std::make_shared<BuiltSnapshot>(*todo_entry->snapshot);
-      with_more->deltas.insert(with_more->deltas.end(), more.begin(), more.end());
-      if (!more.empty()) PublishVersion(with_more, std::nullopt, 0, /*payload_of_latest=*/true);
-      auto updated = std::make_shared<const PayloadTodo>(PayloadTodo{with_more, {}, 0});
-      lock.lock();
-      if (payload_todo_ == todo_entry) payload_todo_ = updated;
-      const bool superseded = payload_todo_ != updated;
-      lock.unlock();
-      if (superseded) {
-        lock.lock();
-        continue;
+      std::shared_ptr<const BuiltSnapshot> snapshot = todo_entry->snapshot;
+      if (!more.empty()) {
+        auto with_more = std::make_shared<BuiltSnapshot>(*snapshot);
+        with_more->deltas.insert(with_more->deltas.end(), more.begin(), more.end());
+        snapshot = std::move(with_more);
+        PublishVersion(snapshot, std::nullopt, 0, /*payload_of_latest=*/true);
       }
-      todo_entry = updated;
+      auto updated = std::make_shared<const PayloadTodo>(PayloadTodo{std::move(snapshot), {}, 0});
+      lock.lock();
+      if (payload_todo_ != todo_entry) continue;  // superseded meanwhile
+      payload_todo_ = updated;
+      lock.unlock();
+      todo_entry = std::move(updated);
     }
     const std::shared_ptr<const BuiltSnapshot>& todo = todo_entry->snapshot;
     const absl::Status fault =
@@ -236,11 +233,12 @@ std::optional<SnapshotBuilder::PublishResult> SnapshotBuilder::NoteStoreVersion(
   // Every write bumps the version in its own transaction: same epoch and version, same content.
   if (latest_ && latest_->version.epoch == version.epoch && latest_->version.version == version.version) {
     // e.g. a read error at a version that is published (a missing payload keeps its failure:
-    // CompletePendingPayload retries it)
+    // the payload thread retries it)
     if (latest_->payload_ready()) ClearFailureLocked();
     return PublishResult::kUnchanged;
   }
-  *previous = latest_;  // only Publish sets latest_, and Publish runs on one thread at a time
+  // Only this thread publishes a new version (the payload thread republishes the same one).
+  *previous = latest_;
   return std::nullopt;
 }
 

@@ -2,14 +2,16 @@
 // The CP's snapshot builder (docs/sync.md "Snapshot build and hash"). After committed changes
 // (NotifyConfigChanged, debounced: `debounce_quiet` without a new one, or only `debounce_first`
 // for a change that follows none for `debounce_quiet`; at most `debounce_max` after the first),
-// it reads the store in one transaction, drops what Kong does not export,
-// validates the set, builds one snapshot (serialize, hash, gzip, chunk), attaches the deltas to
-// it from the versions its change log covers (change_log.h), and publishes it. When
+// it reads what changed in the store since the published version (ConfigMirror; or, when the
+// store's change log does not cover it, the whole config in one transaction), drops what Kong
+// does not export, validates, indexes the resources, attaches the deltas to it from the versions
+// its change log covers (change_log.h) and publishes it; its payload thread then builds the full
+// payload (serialize, gzip, chunk) and the larger deltas, and publishes it again. When
 // the store's current version cannot be built (a corrupt row, an invalid set, a build or read
 // error) it keeps the last snapshot and says why (Status(), portico_cp_config_build_failing).
 //
-// One thread of its own. Thread-safe. No gRPC: the sessions that send what it publishes are
-// elsewhere (on_published).
+// Two threads of its own (builds, payloads). Thread-safe. No gRPC: the sessions that send what it
+// publishes are elsewhere (on_published).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>

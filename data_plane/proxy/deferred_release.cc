@@ -1,15 +1,10 @@
 #include "data_plane/proxy/deferred_release.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "common/base/log.h"
+#include "common/base/thread_priority.h"
 
 namespace portico::dp {
 
@@ -44,10 +39,13 @@ size_t DeferredRelease::held() const {
   return retired_.size();
 }
 
+size_t DeferredRelease::scans() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return scans_;
+}
+
 void DeferredRelease::Loop(int nice) {
-  if (nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
-    PORTICO_LOG(kWarn, "dp", "cannot lower the config release thread's priority: ", std::strerror(errno));
-  }
+  LowerThisThreadPriority(nice, "dp", "config release thread");
   std::unique_lock<std::mutex> lock(mu_);
   // A config a long-lived connection keeps alive is looked at less and less often (up to once a
   // second); a newly retired one, or one just freed, brings the poll back to `poll_`.
@@ -58,9 +56,9 @@ void DeferredRelease::Loop(int nice) {
     if (retired_.empty()) {
       cv_.wait(lock, [this] { return stopping_ || !retired_.empty(); });
     } else {
-      const size_t before = retired_.size();
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [&] { return stopping_ || retired_.size() > before; });
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [&] { return stopping_ || retired_.size() > seen; });
     }
+    ++scans_;
     const bool newly_retired = retired_.size() > seen;
     if (newly_retired) wait = first_wait;
     // use_count() == 1: only this list holds it, and nothing can take a new reference (there are

@@ -18,7 +18,8 @@ namespace portico::dp {
 class DeferredRelease {
  public:
   // `nice` 1-19 lowers the thread (0: the caller's priority). `poll`: how often it looks at what
-  // it holds while something is held.
+  // it holds after a retirement or a free; while nothing can be freed, the interval doubles up to
+  // 1 s (a long-lived connection keeping an old config).
   explicit DeferredRelease(int nice = 10, absl::Duration poll = absl::Milliseconds(20));
   // Joins the thread, then drops what it still holds (on the caller's thread).
   ~DeferredRelease();
@@ -32,6 +33,8 @@ class DeferredRelease {
   void SetOnReleased(std::function<void()> on_released);
   // Objects retired and not yet released (for tests).
   size_t held() const;
+  // How many times the thread has looked at what it holds (for tests).
+  size_t scans() const;
 
  private:
   void Loop(int nice);
@@ -41,6 +44,7 @@ class DeferredRelease {
   std::condition_variable cv_;
   std::vector<std::shared_ptr<const void>> retired_;  // guarded by mu_
   bool stopping_ = false;                             // guarded by mu_
+  size_t scans_ = 0;                                  // guarded by mu_
   std::function<void()> on_released_;                 // guarded by mu_
   std::thread thread_;
 };

@@ -1,13 +1,8 @@
 #include "data_plane/sync/niced_runner.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include "common/base/log.h"
+#include "common/base/thread_priority.h"
 
 namespace portico::dp {
 
@@ -34,9 +29,7 @@ absl::Status NicedRunner::Run(const std::function<absl::Status()>& task) {
 }
 
 void NicedRunner::Loop(int nice) {
-  if (nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
-    PORTICO_LOG(kWarn, "dp", "cannot lower the config apply thread's priority: ", std::strerror(errno));
-  }
+  LowerThisThreadPriority(nice, "dp", "config apply thread");
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || task_ != nullptr; });

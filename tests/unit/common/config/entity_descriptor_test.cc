@@ -238,6 +238,13 @@ TEST(EntityDescriptorTest, ReflectionAccessorsReadAndWriteTheDeclaredFields) {
   EXPECT_EQ(kind.stored_foreign_keys()[0]->references, "services");
   ASSERT_EQ(ServicesKind().stored_foreign_keys().size(), 1u);
   EXPECT_EQ(ServicesKind().stored_foreign_keys()[0]->references, "certificates");
+  // Arrays: a StringList wrapper (null when unset) and a plain repeated string read the same way.
+  Service s = DefaultService();
+  const FieldSpec& cas = *ServicesKind().field("ca_certificates");
+  EXPECT_TRUE(ServicesKind().Strings(s, cas).empty());
+  s.mutable_ca_certificates()->add_values("33333333-3333-4333-8333-333333333333");
+  EXPECT_EQ(ServicesKind().Strings(s, cas), (std::vector<std::string>{"33333333-3333-4333-8333-333333333333"}));
+  EXPECT_EQ(kind.Strings(r, *kind.field("protocols")), (std::vector<std::string>{"http", "https"}));
 }
 
 TEST(EntityRegistryTest, FindsKindsAndTheReferencesBetweenThem) {

@@ -63,6 +63,34 @@ TEST(DeferredReleaseTest, FreesOnItsOwnLoweredThreadOnlyOnceNothingElseHoldsIt) 
   EXPECT_EQ(release.held(), 0u);
 }
 
+// While nothing it holds can be freed (a long-lived connection keeps an old config), it looks
+// less and less often; a new retirement brings the short poll back.
+TEST(DeferredReleaseTest, PollsLessOftenWhileNothingCanBeFreed) {
+  std::atomic<pid_t> destroyed_on{0};
+  std::atomic<int> nice{-100};
+  DeferredRelease release(0, absl::Milliseconds(10));
+  auto object = std::make_shared<const Tracked>(&destroyed_on, &nice);
+  std::shared_ptr<const Tracked> user = object;
+  release.Retire(std::move(object));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  // Every 10 ms would be about 120 scans; doubling up to 1 s is about 8.
+  const size_t pinned_scans = release.scans();
+  EXPECT_GE(pinned_scans, 3u);
+  EXPECT_LT(pinned_scans, 30u);
+  EXPECT_EQ(destroyed_on.load(), 0);
+
+  auto second = std::make_shared<const Tracked>(&destroyed_on, &nice);
+  std::shared_ptr<const Tracked> second_user = second;
+  release.Retire(std::move(second));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_GE(release.scans(), pinned_scans + 2) << "a new retirement is looked at at once, then at the short poll";
+
+  user.reset();
+  second_user.reset();
+  ASSERT_TRUE(WaitFor([&] { return release.held() == 0; }));
+  EXPECT_NE(destroyed_on.load(), 0);
+}
+
 TEST(DeferredReleaseTest, DropsWhatItStillHoldsWhenDestroyed) {
   std::atomic<pid_t> destroyed_on{0};
   std::atomic<int> nice{-100};
