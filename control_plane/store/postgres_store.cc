@@ -961,8 +961,8 @@ absl::StatusOr<std::vector<EntityPtr>> PostgresStore::ReplaceConfig(const std::v
         }
       }
     }
-    return ExecScript(writer_, absl::StrCat("UPDATE sync_meta SET changes_floor = version WHERE id = 1; "
-                                            "DELETE FROM config_changes; SET LOCAL ", kLogChangesSetting, " = 'on'"));
+    // The log starts again at this version (its off switch ends with the transaction).
+    return ExecScript(writer_, "UPDATE sync_meta SET changes_floor = version WHERE id = 1; DELETE FROM config_changes");
   });
   if (!status.ok()) return status;
   return TakeWritten(*rows);
@@ -1024,15 +1024,13 @@ absl::StatusOr<StoredChanges> PostgresStore::ReadConfigChanges(uint64_t since, s
           Exec(reader_,
                absl::StrCat("SELECT c.id, k.entity FROM (SELECT DISTINCT id FROM config_changes WHERE kind = $1"
                             " AND version > $2 AND version <= $3) AS c LEFT JOIN ",
-                            kind->name(), " AS k ON k.id = c.id"),
+                            kind->name(), " AS k ON k.id = c.id ORDER BY c.id"),  // bytewise ("C")
                Params().Text(kind->name()).Int(static_cast<int64_t>(since)).Int(current), "read changed rows");
       if (!r.ok()) return r.status();
-      const size_t first_change = out.changes.size(), first_corrupt = out.corrupt.size();
       for (int i = 0; i < PQntuples(r->get()); ++i) {
         const absl::string_view entity = Bytes(r->get(), i, 1);
         AppendChange(*kind, Bytes(r->get(), i, 0), PQgetisnull(r->get(), i, 1) ? nullptr : &entity, &out);
       }
-      SortChangesOfKind(&out, first_change, first_corrupt);
     }
     out.covered = true;
     return absl::OkStatus();

@@ -789,17 +789,17 @@ absl::StatusOr<bool> SqliteStore::DeleteEntity(const EntityDescriptor& kind, abs
   std::lock_guard<std::mutex> lock(writer_->mu);
   sqlite3* db = writer_->db;
   bool deleted = false;
+  // Nothing deleted: rolled back, so the version bump goes too.
+  const absl::Status nothing = absl::CancelledError("nothing deleted");
   absl::Status status = InTransaction(db, "BEGIN IMMEDIATE", [&]() -> absl::Status {
     if (absl::Status s = CheckFence(db); !s.ok()) return s;
-    // Nothing to delete: no version bump (the write lock keeps the row from appearing meanwhile).
-    absl::StatusOr<bool> present = Exists(db, absl::StrCat("SELECT 1 FROM ", kind.name(), " WHERE id = ?"), id);
-    if (!present.ok() || !*present) return present.status();
     if (absl::Status s = BumpVersion(db); !s.ok()) return s;
     absl::StatusOr<bool> removed = DeleteInTransaction(db, **found, id);
     if (!removed.ok()) return removed.status();
     deleted = *removed;
-    return absl::OkStatus();
+    return deleted ? absl::OkStatus() : nothing;
   });
+  if (status == nothing) return false;
   if (!status.ok()) return status;
   return deleted;
 }
@@ -939,11 +939,10 @@ absl::StatusOr<StoredChanges> SqliteStore::ReadConfigChanges(uint64_t since, siz
       if (n >= limit) return absl::OkStatus();  // more than max_changes
     }
     for (const EntityDescriptor* kind : ChangedKinds(kinds_, kind_names)) {
-      const size_t first_change = out.changes.size(), first_corrupt = out.corrupt.size();
       Statement rows(db, *c.statements,
                      absl::StrCat("SELECT c.id, k.entity FROM (SELECT DISTINCT id FROM config_changes WHERE kind = ?1 "
                                   "AND version > ?2 AND version <= ?3) AS c LEFT JOIN ",
-                                  kind->name(), " AS k ON k.id = c.id"));
+                                  kind->name(), " AS k ON k.id = c.id ORDER BY c.id"));  // bytewise (BINARY)
       if (absl::Status st = rows.status("read changed rows"); !st.ok()) return st;
       rows.BindText(1, kind->name());
       rows.BindInt64(2, static_cast<int64_t>(since));
@@ -955,7 +954,6 @@ absl::StatusOr<StoredChanges> SqliteStore::ReadConfigChanges(uint64_t since, siz
         const absl::string_view entity = rows.ColumnView(1);
         AppendChange(*kind, rows.ColumnView(0), rows.ColumnIsNull(1) ? nullptr : &entity, &out);
       }
-      SortChangesOfKind(&out, first_change, first_corrupt);
     }
     out.covered = true;
     return absl::OkStatus();

@@ -120,11 +120,4 @@ std::optional<std::string> CorruptRowId(const absl::Status& status) {
   return std::string(*payload);
 }
 
-absl::StatusOr<StoredChanges> Store::ReadConfigChanges(uint64_t /*since*/, size_t /*max_changes*/) {
-  StoredChanges out;
-  out.version.epoch = Epoch();
-  out.version.version = CurrentVersion();
-  return out;
-}
-
 }  // namespace portico::cp

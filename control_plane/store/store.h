@@ -248,9 +248,8 @@ class Store {
   // in one read transaction. Writes log the (kind, id) of every row they insert, update or delete
   // (database triggers, so FK cascades count); ReplaceConfig logs nothing and moves the log's
   // floor to its version, so a reader from before it is not covered. Not covered either when the
-  // log does not reach back to `since` or more than `max_changes` rows changed. This default keeps
-  // no log (never covered).
-  virtual absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes);
+  // log does not reach back to `since` or more than `max_changes` rows changed.
+  virtual absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes) = 0;
 
   virtual uint64_t CurrentVersion() = 0;  // 0 if it cannot be read
   virtual std::string Epoch() const = 0;  // 16 raw bytes, fixed for the life of the datastore

@@ -1,7 +1,5 @@
 #include "control_plane/store/store_schema.h"
 
-#include <algorithm>
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -173,14 +171,6 @@ void AppendChange(const EntityDescriptor& kind, absl::string_view id, const absl
     }
   }
   out->changes.push_back(std::move(change));
-}
-
-void SortChangesOfKind(StoredChanges* out, size_t first_change, size_t first_corrupt) {
-  // std::string compares as unsigned bytes.
-  std::sort(out->changes.begin() + static_cast<std::ptrdiff_t>(first_change), out->changes.end(),
-            [](const ConfigChange& a, const ConfigChange& b) { return a.id < b.id; });
-  std::sort(out->corrupt.begin() + static_cast<std::ptrdiff_t>(first_corrupt), out->corrupt.end(),
-            [](const CorruptRow& a, const CorruptRow& b) { return a.id < b.id; });
 }
 
 absl::StatusOr<EntityPtr> PrepareEntityWrite(const EntityDescriptor& kind, const google::protobuf::Message& input) {

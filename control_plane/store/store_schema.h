@@ -109,9 +109,6 @@ std::vector<const EntityDescriptor*> ChangedKinds(const EntityRegistry& kinds, c
 // parse go to out->corrupt instead.
 void AppendChange(const EntityDescriptor& kind, absl::string_view id, const absl::string_view* entity,
                   StoredChanges* out);
-// Sorts by id the changes and corrupt rows appended since the sizes `first_change`, `first_corrupt`
-// (one kind's).
-void SortChangesOfKind(StoredChanges* out, size_t first_change, size_t first_corrupt);
 
 // A copy of `input` to write: a new id when it has none; InvalidArgument when its serialized form
 // does not parse back.

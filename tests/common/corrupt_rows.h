@@ -60,6 +60,8 @@ inline std::string InsertCorruptRow(const std::string& db_path, const std::strin
     sqlite3_free(message);
   };
   exec("BEGIN IMMEDIATE");
+  // The version first, as the store's writes do: the change log's trigger records the row under it.
+  exec("UPDATE sync_meta SET version = version + 1 WHERE id = 1");
   if (error.empty()) {
     const std::string sql =
         table == "services"
@@ -85,7 +87,6 @@ inline std::string InsertCorruptRow(const std::string& db_path, const std::strin
       sqlite3_finalize(stmt);
     }
   }
-  exec("UPDATE sync_meta SET version = version + 1 WHERE id = 1");
   exec("COMMIT");  // runs only when everything before succeeded
   if (!error.empty()) (void)sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(db);

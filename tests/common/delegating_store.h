@@ -41,6 +41,9 @@ class DelegatingStore : public Store {
     return inner_.ReplaceConfig(kinds);
   }
   absl::StatusOr<StoredConfig> ReadConfig() override { return inner_.ReadConfig(); }
+  absl::StatusOr<StoredChanges> ReadConfigChanges(uint64_t since, size_t max_changes) override {
+    return inner_.ReadConfigChanges(since, max_changes);
+  }
   uint64_t CurrentVersion() override { return inner_.CurrentVersion(); }
   std::string Epoch() const override { return inner_.Epoch(); }
   absl::Status Ping() override { return inner_.Ping(); }

@@ -126,7 +126,8 @@ std::string InsertCorruptRowAt(const std::string& location, const std::string& t
           : absl::StrCat("INSERT INTO routes (id, name, created_at, updated_at, tags, entity, service_id) VALUES (",
                          literal(id), ", ", literal(column_name), ", ", created_at, ", ", created_at, ", '', ", entity,
                          ", ", service_id.empty() ? "NULL" : literal(service_id), ")");
-  return RunOn(location, absl::StrCat("BEGIN; ", insert, "; UPDATE sync_meta SET version = version + 1 WHERE id = 1; COMMIT"));
+  // The version first, as the store's writes do: the change log's trigger records the row under it.
+  return RunOn(location, absl::StrCat("BEGIN; UPDATE sync_meta SET version = version + 1 WHERE id = 1; ", insert, "; COMMIT"));
 }
 
 }  // namespace portico::test_support

@@ -372,6 +372,21 @@ TEST_F(PostgresStoreTest, ConflictsNameTheirSubjectAsOnSqlite) {
   EXPECT_EQ(a->CurrentVersion(), 2u);
 }
 
+// The change log's off switch names ReplaceConfig's own transaction: an 'off' set for the
+// database (or a role, or left in a pooled session) does not stop the logging of other writes.
+TEST_F(PostgresStoreTest, ALogSwitchSetOutsideReplaceConfigDoesNotStopTheChangeLog) {
+  ASSERT_EQ(db_->Exec(absl::StrCat("ALTER DATABASE ", db_->name(), " SET portico.log_changes = 'off'")), "");
+  std::unique_ptr<Store> a = Open();  // its connections start with the setting
+  ASSERT_TRUE(a);
+  auto s = a->Insert(NewService("logged"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto changes = a->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  ASSERT_EQ(changes->changes.size(), 1u);
+  EXPECT_EQ(changes->changes[0].id, s->id());
+}
+
 TEST_F(PostgresStoreTest, ATableWithoutAColumnItsDescriptorNeedsIsRefusedAtOpen) {
   ASSERT_EQ(db_->Exec("CREATE TABLE routes (id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
                       " tags TEXT NOT NULL DEFAULT '', entity BYTEA NOT NULL)"),

@@ -65,6 +65,23 @@ class StoreFixture : public ::testing::Test {
     others_.push_back(std::move(*db));
     return Store::Open(others_.back()->conninfo(), clock_);
   }
+  // Runs SQL statements on the datastore behind the store, on a connection of their own; "" or
+  // the error.
+  std::string ExecSql(const std::string& sql) {
+    if (postgres()) return db_->Exec(sql);
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK) {
+      sqlite3_close(db);
+      return "cannot open " + path_;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    std::string message = rc == SQLITE_OK ? "" : (error ? error : "exec failed");
+    sqlite3_free(error);
+    sqlite3_close(db);
+    return message;
+  }
   // The name column InsertCorruptRowAt writes for `name` (PostgreSQL cannot hold non-UTF-8 text).
   std::string NameColumn(const std::string& name) const { return postgres() ? absl::CHexEscape(name) : name; }
 
@@ -672,16 +689,25 @@ TEST_P(StoreTest, AReplaceConfigIsNotLoggedAndEndsCoverageOfEarlierVersions) {
   ASSERT_FALSE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s, &twin}}}).ok());
   ASSERT_EQ(store_->CurrentVersion(), 1u);
   EXPECT_EQ(store_->ReadConfigChanges(0, 100)->changes.size(), 1u);
-  ASSERT_TRUE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s}}}).ok());
+  Service between = NewService("between");
+  between.set_id("c3000000-0000-4000-8000-000000000003");
+  ASSERT_TRUE(store_->Insert(between).ok());
   ASSERT_EQ(store_->CurrentVersion(), 2u);
-  for (uint64_t since : {0, 1}) {
-    auto changes = store_->ReadConfigChanges(since, 100);
+  auto changes = store_->ReadConfigChanges(1, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", between.id(), true}}));
+
+  ASSERT_TRUE(store_->ReplaceConfig({Store::KindRows{.kind = &services, .entities = {&s}}}).ok());
+  ASSERT_EQ(store_->CurrentVersion(), 3u);
+  for (uint64_t since : {0, 1, 2}) {
+    changes = store_->ReadConfigChanges(since, 100);
     ASSERT_TRUE(changes.ok()) << changes.status();
     EXPECT_FALSE(changes->covered) << since;
     EXPECT_TRUE(changes->changes.empty());
-    EXPECT_EQ(changes->version.version, 2u);
+    EXPECT_EQ(changes->version.version, 3u);
   }
-  auto changes = store_->ReadConfigChanges(2, 100);
+  changes = store_->ReadConfigChanges(3, 100);
   ASSERT_TRUE(changes.ok()) << changes.status();
   EXPECT_TRUE(changes->covered);
   EXPECT_TRUE(changes->changes.empty());
@@ -690,7 +716,7 @@ TEST_P(StoreTest, AReplaceConfigIsNotLoggedAndEndsCoverageOfEarlierVersions) {
   Service added = NewService("added");
   added.set_id("c3000000-0000-4000-8000-000000000002");
   ASSERT_TRUE(store_->Insert(added).ok());
-  changes = store_->ReadConfigChanges(2, 100);
+  changes = store_->ReadConfigChanges(3, 100);
   ASSERT_TRUE(changes.ok()) << changes.status();
   EXPECT_TRUE(changes->covered);
   EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", added.id(), true}}));
@@ -717,6 +743,13 @@ TEST_P(StoreTest, PruningTheChangeLogRaisesItsFloor) {
   ASSERT_TRUE(store_->Insert(NewService("s10")).ok());  // prunes up to 7
   EXPECT_FALSE(store_->ReadConfigChanges(6, 100)->covered);
   EXPECT_TRUE(store_->ReadConfigChanges(7, 100)->covered);
+  // The pruned rows are gone, not only hidden by the floor: with the floor lowered again, only
+  // versions 8 to 10 are listed.
+  ASSERT_EQ(ExecSql("UPDATE sync_meta SET changes_floor = 0 WHERE id = 1"), "");
+  changes = store_->ReadConfigChanges(0, 100);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->covered);
+  EXPECT_EQ(changes->changes.size(), 3u);
 }
 
 TEST_P(StoreTest, AChangedRowThatDoesNotParseIsListedAsCorrupt) {
@@ -725,13 +758,20 @@ TEST_P(StoreTest, AChangedRowThatDoesNotParseIsListedAsCorrupt) {
   Service s = NewService("good");
   s.set_id(good);
   ASSERT_TRUE(store_->Insert(s).ok());
-  // The helper writes the row on a connection of its own (logged by the trigger), then bumps.
+  // The helper bumps the version, then writes the row on a connection of its own (logged by the
+  // trigger under the new version, as a store write is).
   ASSERT_EQ(test_support::InsertCorruptRowAt(location_, "services", corrupt, "bad\xff\xfe"), "");
   auto changes = store_->ReadConfigChanges(0, 100);
   ASSERT_TRUE(changes.ok()) << changes.status();
   EXPECT_TRUE(changes->covered);
   EXPECT_EQ(changes->version.version, 2u);
   EXPECT_EQ(Rows(*changes), (std::vector<ChangeRow>{{"services", good, true}}));
+  EXPECT_EQ(changes->corrupt.size(), 1u);
+  changes = store_->ReadConfigChanges(1, 100);  // the corrupt row's version only
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->changes.empty());
+  ASSERT_EQ(changes->corrupt.size(), 1u);
+  EXPECT_EQ(changes->corrupt[0].id, corrupt);
   ASSERT_EQ(changes->corrupt.size(), 1u);
   EXPECT_EQ(changes->corrupt[0].kind, "services");
   EXPECT_EQ(changes->corrupt[0].id, corrupt);
@@ -756,18 +796,7 @@ TEST_P(StoreTest, ADatabaseFromBeforeTheChangeLogIsCoveredFromItsVersionAtUpgrad
   }
   absl::StrAppend(&downgrade, "DELETE FROM schema_migrations WHERE id = 5; ",
                   "UPDATE sync_meta SET version = version + 1 WHERE id = 1;");
-  if (postgres()) {
-    ASSERT_EQ(db_->Exec(downgrade), "");
-  } else {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    const int rc = sqlite3_exec(db, downgrade.c_str(), nullptr, nullptr, &error);
-    const std::string message = error ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(rc, SQLITE_OK) << message;
-  }
+  ASSERT_EQ(ExecSql(downgrade), "");
 
   auto reopened = Store::Open(location_, clock_);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
