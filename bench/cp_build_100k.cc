@@ -37,8 +37,6 @@ using Steady = std::chrono::steady_clock;
 
 double MsSince(Steady::time_point t) { return std::chrono::duration<double, std::milli>(Steady::now() - t).count(); }
 
-std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
-
 config::v1::Route MakeRoute(int i, const std::string& service_id) {
   return BenchRoute(i, IdFor(1000000 + i), service_id);
 }
@@ -184,7 +182,7 @@ int Run(int routes, int repeats, std::string location) {
       changes->covered = true;
       ConfigChange change;
       change.kind = route_kind.kind;
-      change.id = (*w)->GetReflection()->GetString(**w, (*w)->GetDescriptor()->FindFieldByName("id"));
+      change.id = more.id();
       change.entity = std::move(*w);
       changes->changes.push_back(std::move(change));
     }

@@ -61,8 +61,6 @@ Sample MsSince(const Mark& t) {
   return Sample{std::chrono::duration<double, std::milli>(Steady::now() - t.wall).count(), ThreadCpuMs() - t.cpu_ms};
 }
 
-std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
-
 constexpr int64_t kCreatedAt = 1790000000;  // a fixed time, as the Admin API sets one
 
 config::v1::Route MakeRoute(int i, const std::string& id, const std::string& service_id) {
@@ -70,6 +68,17 @@ config::v1::Route MakeRoute(int i, const std::string& id, const std::string& ser
   r.set_created_at(kCreatedAt);
   r.set_updated_at(kCreatedAt);
   return r;
+}
+
+// Times a copy of `value` and the free of that copy.
+template <typename T>
+void TimeCopyAndFree(const T& value, std::vector<Sample>* copy_times, std::vector<Sample>* free_times) {
+  Mark t = Now();
+  auto copy = std::make_unique<T>(value);
+  copy_times->push_back(MsSince(t));
+  t = Now();
+  copy.reset();
+  free_times->push_back(MsSince(t));
 }
 
 double Median(std::vector<double> v) {
@@ -139,9 +148,9 @@ int Run(int routes, int repeats, bool deferred_release) {
     return 1;
   }
   std::printf("CP side (not the subject here): 2 full snapshots and the delta built in %.0f ms; full %.2f MB gzip "
-              "(%.1f MB raw), delta %zu change(s), %zu bytes gzip\n",
+              "(%.1f MB raw), delta %zu change(s), %zu bytes%s\n",
               MsSince(t).wall_ms, (*base_built)->compressed.size() / 1e6, (*base_built)->uncompressed_size / 1e6,
-              changes.size(), (*delta)->compressed.size());
+              changes.size(), (*delta)->compressed.size(), (*delta)->gzip ? " gzip" : " (uncompressed)");
 
   dp::HealthRegistry health;
   dp::DeferredRelease release;  // with --deferred-release: frees replaced configs, as the DP does
@@ -186,7 +195,7 @@ int Run(int routes, int repeats, bool deferred_release) {
     // The one-route delta on it, as SyncClient::HandleChunk and portico-dp's apply_delta do.
     const auto delta_start = Now();
     t = Now();
-    absl::StatusOr<DecodedSnapshot> decoded = DecodeDelta((*delta)->compressed, true, (*delta)->uncompressed_size,
+    absl::StatusOr<DecodedSnapshot> decoded = DecodeDelta((*delta)->compressed, (*delta)->gzip, (*delta)->uncompressed_size,
                                                           (*delta)->base, (*delta)->version, held);
     d_decode.push_back(MsSince(t));
     if (!decoded.ok()) {
@@ -237,22 +246,8 @@ int Run(int routes, int repeats, bool deferred_release) {
     router_build.push_back(MsSince(t));
     if (!router.ok()) return 1;
     router->reset();
-    {
-      t = Now();
-      auto copy = std::make_unique<ConfigSet>(*held.config);
-      configset_copy.push_back(MsSince(t));
-      t = Now();
-      copy.reset();
-      configset_free.push_back(MsSince(t));
-    }
-    {
-      t = Now();
-      auto copy = std::make_unique<ResourceIndex>(*held.resources);
-      index_copy.push_back(MsSince(t));
-      t = Now();
-      copy.reset();
-      index_free.push_back(MsSince(t));
-    }
+    TimeCopyAndFree(*held.config, &configset_copy, &configset_free);
+    TimeCopyAndFree(*held.resources, &index_copy, &index_free);
     t = Now();
     const std::string hash = ConfigHashOf(*held.resources);
     config_hash.push_back(MsSince(t));

@@ -5,9 +5,13 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/config/entity_json.h"
 
 namespace portico {
+
+// The bench ids: UUIDs numbered n.
+inline std::string IdFor(int n) { return absl::StrFormat("00000000-0000-4000-8000-%012d", n); }
 
 inline config::v1::Route BenchRoute(int i, const std::string& id, const std::string& service_id) {
   config::v1::Route r = DefaultRoute();

@@ -731,11 +731,13 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   ProxyServer* proxy_ptr = proxy->get();
   // A replaced config is freed on the proxy's release thread, often after the apply below pruned:
   // prune again then, so that senders and writers only it used stop without waiting for a change.
-  proxy_ptr->SetOnConfigReleased([] {
+  // http-log senders, file-log writers and opentelemetry senders that no config uses any more.
+  auto prune_unused_senders = [] {
     BatchSenders::Global().Prune();
     LogWriters::Global().Prune();
     plugins::PruneOtlpSenders();
-  });
+  };
+  proxy_ptr->SetOnConfigReleased(prune_unused_senders);
   if (port_shared) {
     PORTICO_LOG(kInfo, "dp", "another process listens on the proxy port: accepting from the first config served on");
   }
@@ -765,7 +767,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // client's thread nor the heartbeat and watchdog threads that one starts.
   std::unique_ptr<NicedRunner> apply_runner;
   if (!db_less && apply_nice > 0) apply_runner = std::make_unique<NicedRunner>(apply_nice);
-  ApplyCore apply_body = [proxy_ptr, &serving, &health, &checker, announce_health, upstream_tls, extensions](
+  ApplyCore apply_body = [proxy_ptr, &serving, &health, &checker, announce_health, prune_unused_senders, upstream_tls,
+                         extensions](
                              std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
                              const ChangedEntities* upserted) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
@@ -780,9 +783,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     const auto compiled = std::chrono::steady_clock::now();
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
     proxy_ptr->Publish(*std::move(runtime));
-    BatchSenders::Global().Prune();  // http-log senders no config uses any more
-    LogWriters::Global().Prune();    // file-log writers likewise
-    plugins::PruneOtlpSenders();     // and opentelemetry ones
+    prune_unused_senders();  // what only a config freed at once used
     checker.Reconfigure(health_targets);
     health.Install(std::move(health_targets));
     announce_health();  // targets may have come or gone

@@ -688,13 +688,9 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
       Candidate candidate;
       candidate.priority = RoutePriority(route, path);
       candidate.route = &compiled;
-      if (IsRegexPath(path)) {
-        candidate.path_kind = PathKind::kRegex;  // pattern and regex made below, once every route is
-        candidate.path = path;
-      } else {
-        candidate.path_kind = PathKind::kPrefix;
-        candidate.path = path;
-      }
+      // A regex path's pattern and RE2 are made below, once every route is compiled.
+      candidate.path_kind = IsRegexPath(path) ? PathKind::kRegex : PathKind::kPrefix;
+      candidate.path = path;
       candidates.push_back(std::move(candidate));
     }
   };

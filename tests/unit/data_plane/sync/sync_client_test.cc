@@ -687,21 +687,37 @@ TEST_F(SyncClientDeltaTest, ThePreviousHeldConfigGoesToTheReleaseHook) {
   }
   ASSERT_NO_FATAL_FAILURE(ExpectAcked(*delta, 2));
   // The hook is called right after the ACK is written: wait for it.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (true) {
-    {
-      std::lock_guard<std::mutex> lock(released_mu);
-      if (released.size() >= 2) break;
+  auto wait_released = [&](size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(released_mu);
+        if (released.size() >= n) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the release hook was not called";
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return false;
+  };
+  ASSERT_TRUE(wait_released(2)) << "the release hook was not called";
+  {
+    std::lock_guard<std::mutex> lock(released_mu);
+    ASSERT_EQ(released.size(), 2u);
+    EXPECT_EQ(released[0].get(), static_cast<const void*>(v_config.get()));  // V's config
+    EXPECT_NE(released[1], nullptr);                                          // and V's index
+    EXPECT_NE(released[1].get(), static_cast<const void*>(v_config.get()));
   }
-  std::lock_guard<std::mutex> lock(released_mu);
-  ASSERT_EQ(released.size(), 2u);
-  EXPECT_EQ(released[0].get(), static_cast<const void*>(v_config.get()));  // V's config
-  EXPECT_NE(released[1], nullptr);                                          // and V's index
-  EXPECT_NE(released[1].get(), static_cast<const void*>(v_config.get()));
   EXPECT_EQ(client_->serving(), w->version);
+  const std::shared_ptr<const ConfigSet> w_config = LastApplied().second;
+  ASSERT_NE(w_config, nullptr);
+  // The served version sent again (e.g. after a reconnect): its fresh copy goes to the hook, and
+  // what the runtime uses stays held.
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*w, 3));
+  EXPECT_EQ(LastApplied().second, w_config) << "not applied again";
+  ASSERT_TRUE(wait_released(4)) << "the copy was not handed to the hook";
+  std::lock_guard<std::mutex> lock(released_mu);
+  ASSERT_EQ(released.size(), 4u);
+  EXPECT_NE(released[2].get(), static_cast<const void*>(w_config.get())) << "the held config was released";
+  EXPECT_NE(released[3].get(), static_cast<const void*>(w_config.get()));
 }
 
 TEST_F(SyncClientDeltaTest, ADeltaWithAWrongResultIsNackedAsHashMismatchThenAFullSnapshotApplies) {
