@@ -20,6 +20,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "bench/bench_util.h"
 #include "tests/integration/cluster.h"
@@ -132,6 +134,9 @@ int Run(int routes, int writers) {
   base.join();
 
   bool all_served = true;
+  // BENCH_TRACE=1: each round's commit time, and the CP's and DP's last log lines after the
+  // rounds without load (where the time between commit and serving goes).
+  const bool trace = std::getenv("BENCH_TRACE") != nullptr;
   // `count` rounds of one added route each, 400 ms apart: commit -> the DP proxies the new route
   // (polled every 2 ms), under load from LoadUntil.
   // `during` null: no load meanwhile (the time the change takes when the DP has the CPU it wants).
@@ -151,6 +156,7 @@ int Run(int routes, int writers) {
       auto sent = Clock::now();
       HttpResult r = cluster.Admin("POST", "/services/echo/routes", {{"name", absl::StrCat(slug, "-", i)}, {"paths", {path}}});
       auto commit = Clock::now();  // the 201 came back: the write is committed
+      const absl::Time commit_wall = absl::Now();
       post_ms.push_back(std::chrono::duration<double, std::milli>(commit - sent).count());
       if (r.status != 201) {
         std::fprintf(stderr, "route %s: %d %s\n", path.c_str(), r.status, r.body.c_str());
@@ -164,6 +170,10 @@ int Run(int routes, int writers) {
       }
       all_served = all_served && served;
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - commit).count());
+      if (trace) {
+        std::printf("  trace: %s committed at %s, served after %.0f ms\n", path.c_str(),
+                    absl::FormatTime("%H:%M:%E3S", commit_wall, absl::UTCTimeZone()).c_str(), ms.back());
+      }
     }
     std::this_thread::sleep_for(400ms);
     stop = true;
@@ -178,6 +188,14 @@ int Run(int routes, int writers) {
 
   Latencies during_delta, during_full;
   rounds(dp, "delta, no load", 3, nullptr);
+  if (trace) {  // what the CP and the DP logged during those rounds
+    for (const std::string& log : {cluster.cp()->Log(), dp.process->Log()}) {
+      std::vector<absl::string_view> lines = absl::StrSplit(log, '\n');
+      for (size_t i = lines.size() > 24 ? lines.size() - 24 : 0; i < lines.size(); ++i) {
+        if (!lines[i].empty()) std::printf("  trace: %s\n", std::string(lines[i]).c_str());
+      }
+    }
+  }
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "applied delta").c_str());
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
   rounds(dp, "delta, under load", 5, &during_delta);

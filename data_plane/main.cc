@@ -790,7 +790,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     // Where apply time goes besides decoding (the sync client logs the total).
     auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
-                " ms, router and targets compiled in ", ms(compiled - validated), " ms");
+                " ms, router and targets compiled in ", ms(compiled - validated), " ms, published to the workers in ",
+                ms(std::chrono::steady_clock::now() - compiled), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
     // (With a shared port, not before. /status/ready waits for the workers' listen() too.)
     if (serving.ready()) proxy_ptr->StartAccepting();

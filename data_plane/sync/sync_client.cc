@@ -698,6 +698,8 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   } else {
     decoded = assembler_->FinishDelta(held_);  // the result's hash is verified against target
   }
+  const auto decode_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
   if (!decoded.ok()) {
     SendNack(writer, nonce, target, NackCodeFor(decoded.status()),
              decoded.status().ToString(), is_delta);
@@ -778,7 +780,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   if (is_delta && changed) {
     PORTICO_LOG(kInfo, kLog, "applied delta from version ", base.version, " to ", target.version, " (", changes,
                 " changes, ", absl::StrFormat("%.1f", static_cast<double>(payload_bytes) / 1024.0), " KiB) in ",
-                apply_ms, " ms");
+                apply_ms, " ms (decoded in ", decode_ms, " ms)");
   } else {
     PORTICO_LOG(kInfo, kLog, "serving config version ", target.version, " hash ",
                 ToHex(target.hash).substr(0, 12), " (", held_.config->services.size(),
