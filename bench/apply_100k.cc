@@ -204,6 +204,13 @@ int Run(int routes, int writers) {
   std::printf("DP: %s\n", LastLineWith(dp.process->Log(), "validated in").c_str());
   std::printf("DP RSS after the delta rounds: %ld KiB (peak %ld KiB)\n",
               ProcStatusKb(dp.process->pid(), "VmRSS"), ProcStatusKb(dp.process->pid(), "VmHWM"));
+  {
+    json status = json::parse(Http(dp.status_port, "GET", "/status").body, nullptr, false);
+    if (status.is_object() && status.contains("sync")) {
+      std::printf("DP: deltas applied %d, of which in place %d\n", status["sync"].value("deltas_applied", -1),
+                  status["sync"].value("deltas_in_place", -1));
+    }
+  }
   std::string dp_metrics = Http(dp.status_port, "GET", "/metrics").body;
   dp.process->Stop();
 

@@ -126,6 +126,15 @@ int Run(int routes, int repeats, bool deferred_release) {
                                [](const std::string& key, const config::v1::Route& r) { return key < r.id(); });
     target_set.routes.insert(at, std::move(added));
   }
+  // A third version: one more route (the DP's next delta, applied in place; see below).
+  ConfigSet third_set = target_set;
+  {
+    std::string id = IdFor(1000000 + std::max(0, (routes / 3) / 10 * 10 - 1));
+    id.back() = 'b';
+    auto at = std::upper_bound(third_set.routes.begin(), third_set.routes.end(), id,
+                               [](const std::string& key, const config::v1::Route& r) { return key < r.id(); });
+    third_set.routes.insert(at, MakeRoute(routes + 1, id, service.id()));
+  }
   const std::string epoch(16, '\x42');
 
   auto t = Now();
@@ -147,6 +156,13 @@ int Run(int routes, int repeats, bool deferred_release) {
     std::fprintf(stderr, "delta build: %s\n", delta.status().ToString().c_str());
     return 1;
   }
+  absl::StatusOr<std::shared_ptr<BuiltSnapshot>> third_built =
+      BuildSnapshotOfExported(ExportableConfig(third_set, epoch), ConfigVersion{epoch, 3, ""}, clock);
+  if (!third_built.ok()) return 1;
+  absl::StatusOr<std::shared_ptr<const BuiltSnapshot>> third_delta = BuildDeltaSnapshot(
+      **third_built, (*target_built)->version,
+      DiffResources(*(*target_built)->resources, *(*third_built)->resources), clock);
+  if (!third_delta.ok()) return 1;
   std::printf("CP side (not the subject here): 2 full snapshots and the delta built in %.0f ms; full %.2f MB gzip "
               "(%.1f MB raw), delta %zu change(s), %zu bytes%s\n",
               MsSince(t).wall_ms, (*base_built)->compressed.size() / 1e6, (*base_built)->uncompressed_size / 1e6,
@@ -158,6 +174,7 @@ int Run(int routes, int repeats, bool deferred_release) {
   std::vector<Sample> full_decode, full_validate, full_compile, full_total;
   std::vector<Sample> d_decode, d_validate, d_compile, d_health, d_total, d_release;
   std::vector<Sample> release_runtime, release_config;
+  std::vector<Sample> in_place_decode;
   std::vector<Sample> router_build, configset_copy, configset_free, index_copy, index_free, config_hash, persist;
   DecodedSnapshot held;
   std::shared_ptr<const dp::RuntimeConfig> serving;
@@ -240,6 +257,28 @@ int Run(int routes, int repeats, bool deferred_release) {
     release_config.push_back(MsSince(t));
     d_release.push_back(release_runtime.back() + release_config.back());
 
+    // The next delta (one more route) applied as portico-dp's sync client does once the runtime
+    // of the version before the held one is released: that version (here decoded again, with
+    // nothing else holding it) brought forward in place (RecycledBase) instead of copying `held`.
+    {
+      absl::StatusOr<DecodedSnapshot> before = DecodeSnapshot((*base_built)->compressed, true,
+                                                              (*base_built)->uncompressed_size, (*base_built)->version);
+      if (!before.ok()) return 1;
+      RecycledBase previous;
+      previous.snapshot = *std::move(before);
+      previous.to_held = held.changes;
+      const ConfigSet* recycled = previous.snapshot.config.get();
+      t = Now();
+      absl::StatusOr<DecodedSnapshot> third =
+          DecodeDelta((*third_delta)->compressed, (*third_delta)->gzip, (*third_delta)->uncompressed_size,
+                      (*third_delta)->base, (*third_delta)->version, held, {}, &previous);
+      in_place_decode.push_back(MsSince(t));
+      if (!third.ok() || third->config.get() != recycled || third->config->routes.size() != static_cast<size_t>(routes) + 2) {
+        std::fprintf(stderr, "in place: %s\n", third.ok() ? "not applied in place" : third.status().ToString().c_str());
+        return 1;
+      }
+    }
+
     // Parts, measured apart on the same data.
     t = Now();
     absl::StatusOr<std::unique_ptr<const dp::Router>> router = dp::Router::Build(held.config);
@@ -266,6 +305,8 @@ int Run(int routes, int repeats, bool deferred_release) {
   std::printf("  compile                          %s\n", Figure(full_compile).c_str());
   std::printf("one-route delta apply %s\n", Figure(d_total).c_str());
   std::printf("  DecodeDelta                      %s\n", Figure(d_decode).c_str());
+  std::printf("  DecodeDelta in place (the next delta on the version before, RecycledBase) %s\n",
+              Figure(in_place_decode).c_str());
   std::printf("  validate (upserted only)         %s\n", Figure(d_validate).c_str());
   std::printf("  RuntimeConfig::Compile           %s\n", Figure(d_compile).c_str());
   std::printf("  HealthTargets + Install          %s\n", Figure(d_health).c_str());

@@ -315,6 +315,7 @@ HttpResponse StatusResponse(const HttpRequest& request, const ServingState& stat
                    {"snapshots_applied", stats.snapshots_applied},
                    {"snapshots_rejected", stats.snapshots_rejected},
                    {"deltas_applied", stats.deltas_applied},
+                   {"deltas_in_place", stats.deltas_in_place},
                    {"deltas_rejected", stats.deltas_rejected},
                    {"partial_discarded", stats.partial_discarded},
                    {"up_to_date", stats.up_to_date},

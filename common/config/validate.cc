@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <functional>
+#include <initializer_list>
 #include <optional>
 #include <set>
 #include <string>
@@ -1157,14 +1159,90 @@ bool OwnRulesDue(const ChangedEntities* only_changed, absl::string_view kind, ab
   return only_changed == nullptr || only_changed->Contains(kind, id);
 }
 
+// The ids of one kind, for the references to it: a hash set, or a binary search in the kind's
+// list when that is sorted by id (no set to build).
+class KindIds {
+ public:
+  bool Insert(absl::string_view id) { return set_.insert(id).second; }
+  void Reserve(size_t n) { set_.reserve(n); }
+  template <typename Entity>
+  void UseSorted(const std::vector<Entity>& sorted) {
+    in_sorted_ = [&sorted](absl::string_view id) {
+      auto at = std::lower_bound(sorted.begin(), sorted.end(), id,
+                                 [](const Entity& e, absl::string_view key) { return e.id() < key; });
+      return at != sorted.end() && at->id() == id;
+    };
+  }
+  size_t count(absl::string_view id) const { return in_sorted_ ? (in_sorted_(id) ? 1 : 0) : set_.count(id); }
+
+ private:
+  ViewSet set_;
+  std::function<bool(absl::string_view)> in_sorted_;
+};
+
+// Above this many changes of one kind, the whole kind is checked (a name scan per change costs more).
+constexpr size_t kMaxChangesCheckedAlone = 32;
+
+// Only the changed entities of a kind checked against the rest, when `only_changed` lists every
+// upsert and delete and the list is sorted by id (strictly: no duplicate id). The others passed
+// in the base: their ids, names and own rules stand, and so do their references unless an entity
+// of a kind in `referenced_kinds` was deleted. Returns nullopt when this does not apply.
+template <typename Entity, typename Validate, typename CheckReferences>
+std::optional<absl::Status> ValidateChangesOfKind(const std::vector<Entity>& entities, absl::string_view kind,
+                                                  absl::string_view singular, Validate validate,
+                                                  const ChangedEntities* only_changed, KindIds& ids,
+                                                  std::initializer_list<absl::string_view> referenced_kinds,
+                                                  CheckReferences check_references) {
+  if (only_changed == nullptr || !only_changed->ListsDeletes()) return std::nullopt;
+  const absl::flat_hash_set<std::string>* changed = only_changed->IdsOf(kind);
+  if (changed != nullptr && changed->size() > kMaxChangesCheckedAlone) return std::nullopt;
+  for (size_t i = 1; i < entities.size(); ++i) {
+    if (!(entities[i - 1].id() < entities[i].id())) return std::nullopt;
+  }
+  ids.UseSorted(entities);
+  if (changed != nullptr) {
+    for (const std::string& id : *changed) {
+      auto at = std::lower_bound(entities.begin(), entities.end(), id,
+                                 [](const Entity& e, absl::string_view key) { return e.id() < key; });
+      if (at == entities.end() || at->id() != id) continue;  // (listed but not in the set: nothing to check)
+      const Entity& e = *at;
+      if (!IsUuid(e.id())) {
+        return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
+      }
+      if (absl::Status st = validate(e); !st.ok()) return st;
+      if (e.has_name()) {
+        for (const Entity& other : entities) {
+          if (other.has_name() && other.name() == e.name() && other.id() != e.id()) {
+            return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate name '", e.name(), "'"));
+          }
+        }
+      }
+      if (absl::Status st = check_references(e); !st.ok()) return st;
+    }
+  }
+  bool references_may_break = false;
+  for (absl::string_view referenced : referenced_kinds) references_may_break |= only_changed->AnyDeleted(referenced);
+  if (references_may_break) {
+    for (const Entity& e : entities) {
+      if (absl::Status st = check_references(e); !st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Inserts the ids into `ids`. The first failure names the kind (`singular`) and the id.
 template <typename Entity, typename Validate, typename CheckReferences>
 absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string_view kind, absl::string_view singular,
-                               Validate validate, const ChangedEntities* only_changed, ViewSet& ids,
+                               Validate validate, const ChangedEntities* only_changed, KindIds& ids,
+                               std::initializer_list<absl::string_view> referenced_kinds,
                                CheckReferences check_references) {
+  if (std::optional<absl::Status> alone = ValidateChangesOfKind(entities, kind, singular, validate, only_changed, ids,
+                                                                referenced_kinds, check_references)) {
+    return *alone;
+  }
   ViewSet names;
   names.reserve(entities.size());
-  ids.reserve(entities.size());
+  ids.Reserve(entities.size());
   // The kind's changed ids, looked up once (null with only_changed: none of this kind changed).
   const absl::flat_hash_set<std::string>* changed = only_changed != nullptr ? only_changed->IdsOf(kind) : nullptr;
   for (const Entity& e : entities) {
@@ -1174,7 +1252,7 @@ absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string
     if (only_changed == nullptr || (changed != nullptr && changed->contains(e.id()))) {
       if (absl::Status st = validate(e); !st.ok()) return st;
     }
-    if (!ids.insert(e.id()).second) {
+    if (!ids.Insert(e.id())) {
       return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate id"));
     }
     if (e.has_name() && !names.insert(e.name()).second) {
@@ -1225,9 +1303,10 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
       return absl::InvalidArgumentError(absl::StrCat(context, "duplicate cert_digest"));
     }
   }
-  ViewSet service_ids, route_ids;
+  KindIds service_ids, route_ids;
   absl::Status services = ValidateKindOfSet(
-      config.services, "services", "service", &ValidateService, only_changed, service_ids, [&](const Service& s) {
+      config.services, "services", "service", &ValidateService, only_changed, service_ids,
+      {"certificates", "ca_certificates"}, [&](const Service& s) {
         if (s.has_client_certificate_id() && certificate_ids.count(s.client_certificate_id()) == 0) {
           return absl::InvalidArgumentError(
               absl::StrCat("service ", s.id(), ": client_certificate ", s.client_certificate_id(), " does not exist"));
@@ -1243,7 +1322,8 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
       });
   if (!services.ok()) return services;
   absl::Status routes =
-      ValidateKindOfSet(config.routes, "routes", "route", &ValidateRoute, only_changed, route_ids, [&service_ids](const Route& r) {
+      ValidateKindOfSet(config.routes, "routes", "route", &ValidateRoute, only_changed, route_ids, {"services"},
+                        [&service_ids](const Route& r) {
         if (r.has_service_id() && service_ids.count(r.service_id()) == 0) {
           return absl::InvalidArgumentError(absl::StrCat("route ", r.id(), ": service ", r.service_id(), " does not exist"));
         }
@@ -1403,6 +1483,11 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
     }
   }
   return absl::OkStatus();
+}
+
+void ChangedEntities::AddDeleted(absl::string_view kind) {
+  deleted_kinds_.emplace(kind);
+  lists_deletes_ = true;
 }
 
 void ChangedEntities::Add(absl::string_view kind, absl::string_view id) {

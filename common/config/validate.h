@@ -85,7 +85,11 @@ absl::Status ValidateRoute(const config::v1::Route& route);
 //
 // `only_changed`: the config differs from one that already passed this check only in these
 // entities (a delta's upserts); the own rules of the others are not run again. Ids, uniqueness
-// and references are always checked over the whole set. Null: every entity is checked.
+// and references are checked over the whole set, except where `only_changed` also lists every
+// delete (ListsDeletes): then, for services and routes whose list is sorted by id (a DP's
+// decoded config), only the changed entities are checked against the rest, and the others'
+// references only when an entity of a kind they reference was deleted. Null: every entity is
+// checked.
 class ChangedEntities;
 absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* only_changed = nullptr);
 
@@ -98,10 +102,18 @@ class ChangedEntities {
   // The ids of `kind`, or null when none of that kind changed (one lookup for a whole kind).
   const absl::flat_hash_set<std::string>* IdsOf(absl::string_view kind) const;
   size_t size() const { return size_; }
+  // A delete. Once one is recorded (or MarkListsDeletes is called, for a change without any),
+  // the list is taken as complete: every upsert and every delete is in it.
+  void AddDeleted(absl::string_view kind);
+  void MarkListsDeletes() { lists_deletes_ = true; }
+  bool ListsDeletes() const { return lists_deletes_; }
+  bool AnyDeleted(absl::string_view kind) const { return deleted_kinds_.contains(kind); }
 
  private:
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> ids_by_kind_;
+  absl::flat_hash_set<std::string> deleted_kinds_;
   size_t size_ = 0;
+  bool lists_deletes_ = false;
 };
 
 // Helpers shared with the Admin API.

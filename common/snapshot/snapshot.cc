@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <set>
 
@@ -335,6 +336,82 @@ absl::Status MergeKind(const std::vector<Entity>& old, const ResourceChange* beg
   return absl::OkStatus();
 }
 
+// `list` (sorted by id) with the changes of its kind applied in place: per change, a
+// replacement, an insertion or an erase.
+template <typename Entity>
+absl::Status ApplyKindInPlace(std::vector<Entity>& list, const ResourceChange* begin, const ResourceChange* end,
+                              absl::string_view what) {
+  for (const ResourceChange* c = begin; c != end; ++c) {
+    auto at = std::lower_bound(list.begin(), list.end(), c->id,
+                               [](const Entity& e, const std::string& id) { return e.id() < id; });
+    const bool present = at != list.end() && at->id() == c->id;
+    if (c->body == nullptr) {
+      if (present) list.erase(at);  // (presence was checked on the index)
+      continue;
+    }
+    Entity entity;
+    if (!entity.ParseFromString(*c->body) || entity.id() != c->id) {
+      return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", c->id));
+    }
+    if (present) {
+      *at = std::move(entity);
+    } else {
+      list.insert(at, std::move(entity));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// For every kind a DP parses: f(what, member, first, last), [first, last) its changes in
+// `changes` (sorted by kind, then id).
+template <typename F>
+absl::Status ForEachKindsChanges(const ChangeList& changes, F&& f) {
+  absl::Status status = absl::OkStatus();
+  ForEachKnownKind([&](const char* kind, const char* what, auto member) {
+    if (!status.ok()) return;
+    auto first = std::lower_bound(changes.begin(), changes.end(), kind,
+                                  [](const ResourceChange& c, absl::string_view k) { return c.kind < k; });
+    auto last = std::upper_bound(first, changes.end(), kind,
+                                 [](absl::string_view k, const ResourceChange& c) { return k < c.kind; });
+    const ResourceChange* begin = changes.data() + (first - changes.begin());
+    status = f(what, member, begin, begin + (last - first));
+  });
+  return status;
+}
+
+ResourceIndex::const_iterator FindKey(const ResourceIndex& index, absl::string_view kind, absl::string_view id) {
+  return std::lower_bound(index.begin(), index.end(), std::make_pair(kind, id),
+                          [](const ResourceEntry& e, const std::pair<absl::string_view, absl::string_view>& key) {
+                            return KeyLess(e.kind, e.id, key.first, key.second);
+                          });
+}
+
+bool HasKey(const ResourceIndex& index, absl::string_view kind, absl::string_view id) {
+  auto at = FindKey(index, kind, id);
+  return at != index.end() && at->kind == kind && at->id == id;
+}
+
+// `changes` applied in place to a version's index and config (both sorted). A delete must find
+// its resource in the index.
+absl::Status ApplyInPlace(const ChangeList& changes, ResourceIndex& index, ConfigSet& config) {
+  for (const ResourceChange& c : changes) {
+    auto at = index.begin() + (FindKey(index, c.kind, c.id) - index.cbegin());
+    const bool present = at != index.end() && at->kind == c.kind && at->id == c.id;
+    if (c.body == nullptr) {
+      if (!present) return absl::InvalidArgumentError(absl::StrCat("delete of ", c.kind, "/", c.id, ", which is not held"));
+      index.erase(at);
+    } else if (present) {
+      at->hash = c.hash;
+      at->body = c.body;
+    } else {
+      index.insert(at, ResourceEntry{c.kind, c.id, c.hash, c.body});
+    }
+  }
+  return ForEachKindsChanges(changes, [&](const char* what, auto member, const ResourceChange* first,
+                                          const ResourceChange* last) {
+    return ApplyKindInPlace(config.*member, first, last, what);
+  });
+}
 
 }  // namespace
 
@@ -613,7 +690,7 @@ std::string SerializeFullPayload(const ConfigVersion& version, const ResourceInd
 absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool gzip,
                                             uint64_t declared_uncompressed_size, const ConfigVersion& base,
                                             const ConfigVersion& target, const DecodedSnapshot& held,
-                                            const SnapshotLimits& limits) {
+                                            const SnapshotLimits& limits, RecycledBase* recycle) {
   if (held.config == nullptr || held.resources == nullptr || held.version != base) {
     return absl::FailedPreconditionError(absl::StrCat("delta from version ", base.version,
                                                       " does not apply to the served version ", held.version.version));
@@ -649,15 +726,53 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
 
   auto upserted = std::make_shared<ChangedEntities>();
   for (const ResourceChange& c : changes) {
-    if (c.body != nullptr) upserted->Add(c.kind, c.id);
+    if (c.body != nullptr) {
+      upserted->Add(c.kind, c.id);
+    } else {
+      upserted->AddDeleted(c.kind);
+    }
+  }
+  upserted->MarkListsDeletes();  // every change of the delta is listed
+
+  DecodedSnapshot decoded;
+  decoded.version = target;
+  decoded.upserted = std::move(upserted);
+  decoded.change_count = changes.size();
+
+  // In place: the version before `held` brought forward (its changes to `held` replayed), then
+  // this delta's changes. Only when nothing else holds that version's config and index: the
+  // count read is the last holder's release (an acq_rel decrement on another thread), and the
+  // fence orders it before the writes below. Both were created non-const (make_shared of
+  // ConfigSet and ResourceIndex, by DecodeSnapshot, MergeChanges and this function).
+  if (recycle != nullptr && !recycle->spoiled && recycle->to_held != nullptr &&
+      recycle->snapshot.config != nullptr && recycle->snapshot.resources != nullptr &&
+      recycle->to_held->size() + changes.size() <= kMaxChangesInPlace &&
+      recycle->snapshot.config.use_count() == 1 && recycle->snapshot.resources.use_count() == 1) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    for (const ResourceChange& c : changes) {  // before anything is modified
+      if (c.body == nullptr && !HasKey(*held.resources, c.kind, c.id)) {
+        return absl::InvalidArgumentError(absl::StrCat("delete of ", c.kind, "/", c.id, ", which is not held"));
+      }
+    }
+    auto& index = const_cast<ResourceIndex&>(*recycle->snapshot.resources);
+    auto& config = const_cast<ConfigSet&>(*recycle->snapshot.config);
+    recycle->spoiled = true;
+    if (absl::Status s = ApplyInPlace(*recycle->to_held, index, config); !s.ok()) return s;
+    if (absl::Status s = ApplyInPlace(changes, index, config); !s.ok()) return s;
+    decoded.version.hash = ConfigHashOf(index);
+    if (decoded.version.hash != target.hash) {
+      return absl::DataLossError("config hash after applying the delta does not match the target hash");
+    }
+    decoded.config = std::move(recycle->snapshot.config);
+    decoded.resources = std::move(recycle->snapshot.resources);
+    *recycle = RecycledBase();
+    decoded.changes = std::make_shared<const ChangeList>(std::move(changes));
+    return decoded;
   }
 
   // The new resource index: the held one with the changes merged in.
   absl::StatusOr<std::shared_ptr<ResourceIndex>> resources = MergeChanges(*held.resources, changes);
   if (!resources.ok()) return resources.status();
-
-  DecodedSnapshot decoded;
-  decoded.version = target;
   decoded.version.hash = ConfigHashOf(**resources);
   if (decoded.version.hash != target.hash) {
     return absl::DataLossError("config hash after applying the delta does not match the target hash");
@@ -666,24 +781,18 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
   // The new config: kinds without changes are copied, the others merged (only changed bodies
   // are parsed). Kinds this DP does not know are covered by the hash and ignored.
   auto config = std::make_shared<ConfigSet>();
-  absl::Status status = absl::OkStatus();
-  ForEachKnownKind([&](const char* kind, const char* what, auto member) {
-    if (!status.ok()) return;
-    auto first = std::lower_bound(changes.begin(), changes.end(), kind,
-                                  [](const ResourceChange& c, absl::string_view k) { return c.kind < k; });
-    auto last = std::upper_bound(first, changes.end(), kind,
-                                 [](absl::string_view k, const ResourceChange& c) { return k < c.kind; });
-    if (first == last) {
-      (*config).*member = (*held.config).*member;
-      return;
-    }
-    status = MergeKind((*held.config).*member, &*first, &*first + (last - first), what, &((*config).*member));
-  });
+  absl::Status status = ForEachKindsChanges(
+      changes, [&](const char* what, auto member, const ResourceChange* first, const ResourceChange* last) {
+        if (first == last) {
+          (*config).*member = (*held.config).*member;
+          return absl::OkStatus();
+        }
+        return MergeKind((*held.config).*member, first, last, what, &((*config).*member));
+      });
   if (!status.ok()) return status;
   decoded.config = std::move(config);
   decoded.resources = *std::move(resources);
-  decoded.upserted = std::move(upserted);
-  decoded.change_count = changes.size();
+  decoded.changes = std::make_shared<const ChangeList>(std::move(changes));
   return decoded;
 }
 
@@ -826,12 +935,12 @@ absl::Status SnapshotAssembler::Add(const sync::v1::SnapshotChunk& chunk) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<DecodedSnapshot> SnapshotAssembler::FinishDelta(const DecodedSnapshot& held) {
+absl::StatusOr<DecodedSnapshot> SnapshotAssembler::FinishDelta(const DecodedSnapshot& held, RecycledBase* recycle) {
   if (!complete()) return absl::FailedPreconditionError("snapshot is not complete");
   if (!delta()) return absl::FailedPreconditionError("the chunks carry a full snapshot, not a delta");
   absl::StatusOr<DecodedSnapshot> decoded =
       DecodeDelta(buffer_, encoding_ == sync::v1::SnapshotChunk::GZIP, uncompressed_size_, base_, target_, held,
-                  limits_);
+                  limits_, recycle);
   Reset();
   return decoded;
 }

@@ -175,7 +175,21 @@ class SyncClient::Impl {
   // What is served, decoded (config + resource index): the base a delta applies to. Set after
   // every successful apply (full snapshot, delta, snapshot cache); config null = nothing.
   DecodedSnapshot held_;
+  // The version held_ replaced, when held_ came from a delta (to_held: that delta's changes): the
+  // next delta is applied to it in place when nothing else holds it any more (RecycledBase).
+  RecycledBase previous_;
+  // Hands `snapshot`'s config and index to options_.release (or frees them here), except what
+  // held_ shares.
+  void Release(DecodedSnapshot snapshot);
 };
+
+void SyncClient::Impl::Release(DecodedSnapshot snapshot) {
+  if (!options_.release) return;  // freed here, at the end of this function
+  if (snapshot.config != nullptr && snapshot.config != held_.config) options_.release(std::move(snapshot.config));
+  if (snapshot.resources != nullptr && snapshot.resources != held_.resources) {
+    options_.release(std::move(snapshot.resources));
+  }
+}
 
 std::shared_ptr<grpc::Channel> SyncClient::Impl::MakeChannel(const DialTarget& target) const {
   grpc::SslCredentialsOptions ssl;
@@ -679,6 +693,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   const auto start = SteadyClock::now();  // decode + verify + apply
   const ConfigVersion current = Serving();
   absl::StatusOr<DecodedSnapshot> decoded;
+  bool in_place = false;
   if (!is_delta) {
     decoded = assembler_->Finish();
   } else if (!current.empty() && target == current && held_.config != nullptr) {
@@ -696,7 +711,13 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
              true);
     return;
   } else {
-    decoded = assembler_->FinishDelta(held_);  // the result's hash is verified against target
+    const ConfigSet* recyclable = previous_.snapshot.config.get();
+    decoded = assembler_->FinishDelta(held_, &previous_);  // the result's hash is verified against target
+    in_place = decoded.ok() && recyclable != nullptr && decoded->config.get() == recyclable;
+    if (previous_.spoiled) {  // modified, then the delta failed
+      Release(std::move(previous_.snapshot));
+      previous_ = RecycledBase();
+    }
   }
   const auto decode_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
@@ -753,6 +774,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     serving_ = decoded->version;
     ++stats_.snapshots_applied;
     if (is_delta) ++stats_.deltas_applied;
+    if (in_place) ++stats_.deltas_in_place;
     in_sync_ = true;
     last_sync_unix_ = NowUnixSeconds();
   }
@@ -769,12 +791,19 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   // unless options_.release takes it.
   const bool replace = changed || held_.config == nullptr;
   DecodedSnapshot unused = replace ? std::exchange(held_, *std::move(decoded)) : *std::move(decoded);
-  if (options_.release) {  // (a delta to the served version decodes as held_ itself: not released)
-    if (unused.config != nullptr && unused.config != held_.config) options_.release(std::move(unused.config));
-    if (unused.resources != nullptr && unused.resources != held_.resources) {
-      options_.release(std::move(unused.resources));
+  if (replace) {
+    // A version kept to be brought forward and not used (the next delta was copied instead):
+    // one step behind now, so released.
+    Release(std::move(previous_.snapshot));
+    previous_ = RecycledBase();
+    if (is_delta && options_.incremental && held_.changes != nullptr && unused.config != nullptr &&
+        unused.resources != nullptr) {
+      previous_.snapshot = std::move(unused);
+      previous_.to_held = held_.changes;
     }
   }
+  // (A delta to the served version decodes as held_ itself: not released.)
+  Release(std::move(unused));
   // The bodies are kept only as the base of the next delta.
   if (!options_.incremental) held_.resources.reset();
   if (is_delta && changed) {

@@ -111,6 +111,7 @@ struct SyncClientStats {
   uint64_t snapshots_applied = 0;  // ACKed (full snapshots and deltas)
   uint64_t snapshots_rejected = 0; // NACKed (decode, hash, size or apply errors; deltas included)
   uint64_t deltas_applied = 0;     // of snapshots_applied: deltas (applied to the held config)
+  uint64_t deltas_in_place = 0;    // of deltas_applied: built in the version before, brought forward
   uint64_t deltas_rejected = 0;    // of snapshots_rejected: deltas (base not served, hash, apply...)
   uint64_t up_to_date = 0;         // UpToDate answers (nothing to resend)
   uint64_t refusals = 0;           // PERMISSION_DENIED / FAILED_PRECONDITION from the CP

@@ -351,7 +351,7 @@ TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
   FakeClock clock(1000);
   // What the generator exercised, checked at the end (not only empty or create-only deltas).
   int pairs = 0, non_empty = 0, deletes = 0, assembled = 0;
-  int creates = 0, updates = 0, recreated = 0, created_then_deleted = 0, cancelled = 0;
+  int creates = 0, updates = 0, recreated = 0, created_then_deleted = 0, cancelled = 0, in_place = 0;
   for (uint32_t seed = 1; seed <= 400; ++seed) {
     Versions v = MakeVersions(seed, clock);
     ASSERT_GE(v.built.size(), 2u) << "seed " << seed;
@@ -442,6 +442,32 @@ TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
       held = *std::move(next);
       ExpectSameDecoded(held, v.decoded[k], "seed " + std::to_string(seed) + " chain " + std::to_string(k));
     }
+    // The same, as portico-dp's sync client does it: the version before the held one is kept and
+    // brought forward in place when nothing else holds it (from the second step on; the first
+    // base is shared with `v`).
+    {
+      DecodedSnapshot chained = v.decoded[0];
+      RecycledBase previous;
+      for (size_t k = 1; k < n; ++k) {
+        auto delta = BuildDeltaSnapshot(*v.built[k], chained.version, v.steps[k], clock);
+        ASSERT_TRUE(delta.ok());
+        const ConfigSet* recyclable = previous.snapshot.config.get();
+        auto next = DecodeDelta((*delta)->compressed, (*delta)->gzip, (*delta)->uncompressed_size, (*delta)->base,
+                                (*delta)->version, chained, {}, &previous);
+        ASSERT_TRUE(next.ok()) << next.status() << " seed " << seed << " step " << k;
+        EXPECT_FALSE(previous.spoiled);
+        if (recyclable != nullptr && next->config.get() == recyclable) {
+          ++in_place;
+          EXPECT_EQ(previous.snapshot.config, nullptr);  // taken
+        }
+        ASSERT_NE(next->changes, nullptr);
+        EXPECT_EQ(next->changes->size(), v.steps[k].size());
+        previous = RecycledBase();
+        previous.snapshot = std::exchange(chained, *std::move(next));
+        previous.to_held = chained.changes;
+        ExpectSameDecoded(chained, v.decoded[k], "seed " + std::to_string(seed) + " in place " + std::to_string(k));
+      }
+    }
     auto reserialized = DecodeSnapshot(SerializeFullPayload(held.version, *held.resources), false,
                                        SerializeFullPayload(held.version, *held.resources).size(), held.version);
     ASSERT_TRUE(reserialized.ok()) << reserialized.status();
@@ -459,9 +485,10 @@ TEST(DeltaPropertyTest, DeltaFromAnyEarlierVersionEqualsTheFullSnapshot) {
   EXPECT_GT(created_then_deleted, 50);
   EXPECT_GT(cancelled, 100);  // keys changed in between but back as they were at the base
   EXPECT_GT(assembled, 500);
+  EXPECT_GT(in_place, 800);
   std::cout << pairs << " pairs (" << non_empty << " non-empty), " << creates << " creates, " << updates
             << " updates, " << recreated << " re-created, " << created_then_deleted << " created then deleted, "
-            << cancelled << " cancelled out, " << assembled << " assembled\n";
+            << cancelled << " cancelled out, " << assembled << " assembled, " << in_place << " applied in place\n";
 }
 
 // Delete then re-create with the same body, and an update undone by the next version: the composed
@@ -682,6 +709,72 @@ TEST_F(DeltaRefusalTest, TamperedDeltasFailTheHashCheck) {
     EXPECT_EQ(applied.status().code(), absl::StatusCode::kDataLoss);
   }
   ExpectHeldUntouched();
+}
+
+// The version before the held one (RecycledBase) is brought forward in place only when nothing
+// else holds it; a delta refused after it was modified leaves it spoiled and `held` untouched.
+TEST_F(DeltaRefusalTest, TheVersionBeforeIsBroughtForwardInPlaceOnlyWhenNothingElseHoldsIt) {
+  Gen g(12);
+  Model before = model_;
+  before.consumers["c0"].set_username("earlier");
+  before.routes.erase("r3");
+  auto v0 = BuildSnapshot(ToStored(before, 1), clock_);
+  ASSERT_TRUE(v0.ok());
+  auto recyclable = [&] {
+    RecycledBase r;
+    r.snapshot = DecodeFull(**v0);
+    r.to_held = std::make_shared<const ChangeList>(DiffResources(*(*v0)->resources, *base_->resources));
+    EXPECT_EQ(r.to_held->size(), 2u);
+    return r;
+  };
+  auto delta = Delta(changes_);
+  ASSERT_NE(delta, nullptr);
+  auto decode = [&](RecycledBase* r, const ConfigVersion& target) {
+    return DecodeDelta(delta->compressed, delta->gzip, delta->uncompressed_size, delta->base, target, held_, {}, r);
+  };
+
+  // Still held by something else (the runtime that served it): the delta is applied to a copy.
+  RecycledBase r = recyclable();
+  std::shared_ptr<const ConfigSet> runtime_holds = r.snapshot.config;
+  auto copied = decode(&r, target_->version);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  ExpectSameDecoded(*copied, want_, "copied");
+  EXPECT_EQ(r.snapshot.config, runtime_holds);
+  EXPECT_FALSE(r.spoiled);
+
+  // Released: brought forward and changed in place.
+  runtime_holds.reset();
+  const ConfigSet* recycled = r.snapshot.config.get();
+  auto in_place = decode(&r, target_->version);
+  ASSERT_TRUE(in_place.ok()) << in_place.status();
+  EXPECT_EQ(in_place->config.get(), recycled);
+  EXPECT_EQ(r.snapshot.config, nullptr);
+  ExpectSameDecoded(*in_place, want_, "in place");
+  ASSERT_NE(in_place->changes, nullptr);
+  EXPECT_EQ(in_place->changes->size(), changes_.size());
+  ExpectHeldUntouched();
+
+  // The target hash does not match after the changes: refused, and the recycled version (now
+  // neither the old one nor the target) is marked spoiled.
+  RecycledBase spoiled = recyclable();
+  ConfigVersion wrong = target_->version;
+  wrong.hash[0] = static_cast<char>(wrong.hash[0] ^ 1);
+  auto refused = decode(&spoiled, wrong);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss) << refused.status();
+  EXPECT_TRUE(spoiled.spoiled);
+  ExpectHeldUntouched();
+
+  // More changes than kMaxChangesInPlace: copied, the recycled version left as it was.
+  RecycledBase many = recyclable();
+  auto padded = std::make_shared<ChangeList>(*many.to_held);
+  while (padded->size() + changes_.size() <= kMaxChangesInPlace) padded->push_back(padded->back());
+  many.to_held = padded;  // (never replayed: over the cap)
+  const ConfigSet* kept = many.snapshot.config.get();
+  auto over = decode(&many, target_->version);
+  ASSERT_TRUE(over.ok()) << over.status();
+  EXPECT_EQ(many.snapshot.config.get(), kept);
+  EXPECT_FALSE(many.spoiled);
+  ExpectSameDecoded(*over, want_, "over the cap");
 }
 
 TEST_F(DeltaRefusalTest, DeleteOfAResourceNotHeldIsInvalid) {

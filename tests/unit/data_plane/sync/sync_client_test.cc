@@ -578,6 +578,7 @@ class SyncClientDeltaTest : public SyncClientTest {
     if (tweak) tweak(o);
     auto client = SyncClient::Start(o, [this](std::shared_ptr<const ConfigSet> config, const ConfigVersion& version) {
       std::lock_guard<std::mutex> lock(mu_);
+      if (!keep_all_applied_) applied_.clear();  // as a DP's runtime: only the last one is held
       applied_.push_back({version, std::move(config)});
       return absl::OkStatus();
     });
@@ -615,6 +616,7 @@ class SyncClientDeltaTest : public SyncClientTest {
   std::unique_ptr<SyncClient> client_;
   std::mutex mu_;
   std::vector<std::pair<ConfigVersion, std::shared_ptr<const ConfigSet>>> applied_;  // guarded by mu_
+  bool keep_all_applied_ = true;  // set before StartClient
 };
 
 TEST_F(SyncClientDeltaTest, ADeltaFromTheServedVersionIsAppliedAndAcked) {
@@ -664,14 +666,34 @@ TEST_F(SyncClientDeltaTest, ADeltaFromTheServedVersionIsAppliedAndAcked) {
 
 // With options.release, the previous version's config and resource index go there (after the
 // ACK of the next version) instead of being freed on the client thread.
-TEST_F(SyncClientDeltaTest, ThePreviousHeldConfigGoesToTheReleaseHook) {
+// After a delta, the version it replaced is kept (RecycledBase): the next delta is built in it
+// when nothing else holds it any more, and it goes to the release hook when it was not used.
+TEST_F(SyncClientDeltaTest, TheReplacedVersionIsBroughtForwardInPlaceOrGoesToTheReleaseHook) {
   auto v = Build(MakeConfig(1, {1, 2}));
   auto w = Build(MakeConfig(2, {1, 2, 3}));
-  ASSERT_TRUE(v && w);
-  auto delta = Delta(*v, *w);
-  ASSERT_TRUE(delta);
+  auto x = Build(MakeConfig(3, {1, 2, 3, 4}));
+  auto y = Build(MakeConfig(4, {2, 3, 4}));
+  ASSERT_TRUE(v && w && x && y);
+  auto vw = Delta(*v, *w);
+  auto wx = Delta(*w, *x);
+  auto xy = Delta(*x, *y);
+  ASSERT_TRUE(vw && wx && xy);
   std::mutex released_mu;
   std::vector<std::shared_ptr<const void>> released;  // guarded by released_mu
+  auto released_count = [&] {
+    std::lock_guard<std::mutex> lock(released_mu);
+    return released.size();
+  };
+  // The hook is called right after the ACK is written: wait for it.
+  auto wait_released = [&](size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (released_count() >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  keep_all_applied_ = false;
   StartClient("", [&](SyncClientOptions& o) {
     o.release = [&](std::shared_ptr<const void> object) {
       std::lock_guard<std::mutex> lock(released_mu);
@@ -679,45 +701,43 @@ TEST_F(SyncClientDeltaTest, ThePreviousHeldConfigGoesToTheReleaseHook) {
     };
   });
   ASSERT_NO_FATAL_FAILURE(ExpectAcked(*v, 1));
-  const std::shared_ptr<const ConfigSet> v_config = LastApplied().second;
+  std::shared_ptr<const ConfigSet> v_config = LastApplied().second;  // as a runtime still serving V
   ASSERT_NE(v_config, nullptr);
-  {
-    std::lock_guard<std::mutex> lock(released_mu);
-    EXPECT_TRUE(released.empty()) << "nothing was replaced yet";
-  }
-  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*delta, 2));
-  // The hook is called right after the ACK is written: wait for it.
-  auto wait_released = [&](size_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      {
-        std::lock_guard<std::mutex> lock(released_mu);
-        if (released.size() >= n) return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-  };
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*vw, 2));
+  const ConfigSet* w_config = LastApplied().second.get();
+
+  // V is still held elsewhere: W -> X is applied to a copy, and V, now two versions behind, goes
+  // to the hook (its config and its index).
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*wx, 3));
   ASSERT_TRUE(wait_released(2)) << "the release hook was not called";
   {
     std::lock_guard<std::mutex> lock(released_mu);
     ASSERT_EQ(released.size(), 2u);
-    EXPECT_EQ(released[0].get(), static_cast<const void*>(v_config.get()));  // V's config
-    EXPECT_NE(released[1], nullptr);                                          // and V's index
+    EXPECT_EQ(released[0].get(), static_cast<const void*>(v_config.get()));
+    EXPECT_NE(released[1], nullptr);
     EXPECT_NE(released[1].get(), static_cast<const void*>(v_config.get()));
   }
-  EXPECT_EQ(client_->serving(), w->version);
-  const std::shared_ptr<const ConfigSet> w_config = LastApplied().second;
-  ASSERT_NE(w_config, nullptr);
+  v_config.reset();
+  EXPECT_EQ(client_->stats().deltas_in_place, 0u);
+
+  // Nothing holds W any more (the runtime serves X): X -> Y is built in W's config.
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*xy, 4));
+  EXPECT_EQ(LastApplied().second.get(), w_config) << "not brought forward in place";
+  EXPECT_EQ(LastRouteIds(), (std::set<std::string>{RouteId(2), RouteId(3), RouteId(4)}));
+  EXPECT_EQ(client_->stats().deltas_in_place, 1u);
+  EXPECT_EQ(client_->stats().deltas_applied, 3u);
+  const std::shared_ptr<const ConfigSet> y_config = LastApplied().second;
+
   // The served version sent again (e.g. after a reconnect): its fresh copy goes to the hook, and
-  // what the runtime uses stays held.
-  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*w, 3));
-  EXPECT_EQ(LastApplied().second, w_config) << "not applied again";
+  // what the runtime uses stays held. Nothing else was released since V.
+  ASSERT_NO_FATAL_FAILURE(ExpectAcked(*y, 5));
+  EXPECT_EQ(LastApplied().second, y_config) << "not applied again";
   ASSERT_TRUE(wait_released(4)) << "the copy was not handed to the hook";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::lock_guard<std::mutex> lock(released_mu);
   ASSERT_EQ(released.size(), 4u);
-  EXPECT_NE(released[2].get(), static_cast<const void*>(w_config.get())) << "the held config was released";
-  EXPECT_NE(released[3].get(), static_cast<const void*>(w_config.get()));
+  EXPECT_NE(released[2].get(), static_cast<const void*>(y_config.get())) << "the held config was released";
+  EXPECT_NE(released[3].get(), static_cast<const void*>(y_config.get()));
 }
 
 TEST_F(SyncClientDeltaTest, ADeltaWithAWrongResultIsNackedAsHashMismatchThenAFullSnapshotApplies) {
