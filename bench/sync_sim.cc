@@ -38,6 +38,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <grpc/grpc.h>
@@ -148,6 +149,9 @@ struct SimDp {
   // What it serves, decoded (the base of the next delta). Touched only by the stream's read
   // callbacks, and one stream of a DP lives at a time.
   DecodedSnapshot held;
+  // The version `held` replaced when it came from a delta: the next delta is applied to it in
+  // place, as portico-dp's sync client does (RecycledBase). Touched as `held` is.
+  RecycledBase previous;
   std::map<uint64_t, SteadyClock::time_point> acked_at;  // version -> ACK sent; guarded by mu
   // version -> its last chunk read (before decoding); guarded by mu
   std::map<uint64_t, SteadyClock::time_point> received_at;
@@ -284,7 +288,8 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
     const bool delta = assembler_.delta();
     const ConfigVersion target = assembler_.target();
     // inflate + verify hash + parse (a delta: applied to what it holds)
-    absl::StatusOr<DecodedSnapshot> decoded = delta ? assembler_.FinishDelta(dp_.held) : assembler_.Finish();
+    absl::StatusOr<DecodedSnapshot> decoded = delta ? assembler_.FinishDelta(dp_.held, &dp_.previous) : assembler_.Finish();
+    if (dp_.previous.spoiled) dp_.previous = RecycledBase();
     if (!decoded.ok()) {
       ++fleet_.decode_failures;
       if (delta) {
@@ -300,18 +305,24 @@ class Reactor final : public grpc::ClientBidiReactor<DpMessage, CpMessage> {
       return;
     }
     ++(delta ? fleet_.deltas_applied : fleet_.fulls_applied);
-    dp_.held = *decoded;
+    DecodedSnapshot replaced = std::exchange(dp_.held, *std::move(decoded));
+    const ConfigVersion& version = dp_.held.version;
+    dp_.previous = RecycledBase();
+    if (delta && dp_.held.changes != nullptr) {
+      dp_.previous.snapshot = std::move(replaced);
+      dp_.previous.to_held = dp_.held.changes;
+    }
     DpMessage ack;
     ack.mutable_ack()->set_nonce(nonce);
     sync::v1::VersionRef* ref = ack.mutable_ack()->mutable_serving();
-    ref->set_epoch(decoded->version.epoch);
-    ref->set_version(decoded->version.version);
-    ref->set_hash(decoded->version.hash);
+    ref->set_epoch(version.epoch);
+    ref->set_version(version.version);
+    ref->set_hash(version.hash);
     {
       std::lock_guard<std::mutex> lock(dp_.mu);
-      dp_.serving = decoded->version;
-      dp_.acked_at[decoded->version.version] = SteadyClock::now();
-      dp_.received_at[decoded->version.version] = received;
+      dp_.serving = version;
+      dp_.acked_at[version.version] = SteadyClock::now();
+      dp_.received_at[version.version] = received;
     }
     Enqueue(std::move(ack));
   }

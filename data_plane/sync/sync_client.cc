@@ -181,7 +181,19 @@ class SyncClient::Impl {
   // Hands `snapshot`'s config and index to options_.release (or frees them here), except what
   // held_ shares.
   void Release(DecodedSnapshot snapshot);
+  // After a full snapshot (or the cache): previous_ becomes a copy of held_ with no change to it,
+  // so that the first delta is applied in place too. The copy (about 50 ms at 100,000 routes)
+  // is made here, after the ACK, instead of when the delta waits for it.
+  void KeepCopyForTheNextDelta();
 };
+
+void SyncClient::Impl::KeepCopyForTheNextDelta() {
+  if (held_.config == nullptr || held_.resources == nullptr) return;
+  previous_.snapshot.version = held_.version;
+  previous_.snapshot.config = std::make_shared<ConfigSet>(*held_.config);  // non-const: DecodeDelta's contract
+  previous_.snapshot.resources = std::make_shared<ResourceIndex>(*held_.resources);
+  previous_.to_held = std::make_shared<const ChangeList>();
+}
 
 void SyncClient::Impl::Release(DecodedSnapshot snapshot) {
   if (!options_.release) return;  // freed here, at the end of this function
@@ -253,6 +265,7 @@ void SyncClient::Impl::LoadFromCache() {
               std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms)");
   held_ = std::move(loaded->decoded);
   if (!options_.incremental) held_.resources.reset();  // bodies are kept only as a delta base
+  if (options_.incremental) KeepCopyForTheNextDelta();
 }
 
 absl::StatusOr<std::vector<std::string>> SyncClient::Impl::ResolveBounded(const std::string& host) {
@@ -800,6 +813,8 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
         unused.resources != nullptr) {
       previous_.snapshot = std::move(unused);
       previous_.to_held = held_.changes;
+    } else if (!is_delta && options_.incremental) {
+      KeepCopyForTheNextDelta();
     }
   }
   // (A delta to the served version decodes as held_ itself: not released.)
