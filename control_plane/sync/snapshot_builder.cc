@@ -24,8 +24,10 @@ constexpr size_t kMaxErrorText = 4096;
 constexpr size_t kHistoryDepth = 256;
 // Corrupt rows kept for GET /status (all are counted).
 constexpr size_t kMaxCorruptRowsKept = 100;
-// The payload thread's nice value (Linux: per thread).
-constexpr int kPayloadNice = 10;
+// The payload thread's nice value (Linux: per thread): the lowest. The payload serves only DPs that
+// cannot take a delta, and a newer version supersedes it; the deltas' fan-out (and, on a shared
+// host, a DP's apply at --apply-nice 10) goes first.
+constexpr int kPayloadNice = 19;
 
 std::chrono::milliseconds ToChrono(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
 
