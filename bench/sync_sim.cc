@@ -12,8 +12,9 @@
 // --cps 2 --store postgres: two CPs on one PostgreSQL database (started for the run with
 // tests/postgres_fixture.sh), the simulated DPs spread over them (DP i on CP i % 2), every write
 // through the first CP: the second CP's DPs get it through the database's notification.
-// Mode "delta": the simulated DPs announce "delta.v1" and apply deltas; "full": they do not (as an
-// older DP), so every change reaches them as a full snapshot.
+// Mode "delta": the simulated DPs announce "delta.v1" and apply deltas (from the second one on, in
+// place in the version before, as portico-dp does once its runtime let go of it); "full": they do
+// not (as an older DP), so every change reaches them as a full snapshot.
 //
 // For each N: start a CP, connect N DPs (time to all synced is the admission ramp), then
 // `rounds` times: POST one route to the Admin API and wait until every DP has ACKed the new
