@@ -202,7 +202,9 @@ NS_MADE=1
 ip -n "$NS" link set lo up || die "lo up in $NS"
 in_ns() { ip netns exec "$NS" "$@"; }
 mkdir -p "$WORK/www" && echo "hello through the packaged gateway" > "$WORK/www/hello.txt"
-in_ns python3 -m http.server 9000 --bind 127.0.0.1 --directory "$WORK/www" > "$WORK/upstream.log" 2>&1 &
+# Not through in_ns: a shell function in the background is a subshell, and its PID (what cleanup
+# kills) is not the server's, which was left running.
+ip netns exec "$NS" python3 -m http.server 9000 --bind 127.0.0.1 --directory "$WORK/www" > "$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 
 run_unit portico-cp.service cp.log || die "cannot start portico-cp.service's command"
