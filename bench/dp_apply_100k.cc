@@ -114,27 +114,20 @@ int Run(int routes, int repeats, bool deferred_release) {
   base_set.services.push_back(service);
   base_set.routes.reserve(routes);
   for (int i = 0; i < routes; ++i) base_set.routes.push_back(MakeRoute(i, IdFor(1000000 + i), service.id()));
-  // Target: one more route, whose id sorts in the middle (a new route's random UUID lands
-  // anywhere): the id of a route whose number ends in 9, last digit replaced by 'a'.
-  ConfigSet target_set = base_set;
-  {
-    const int before = std::max(0, (routes / 2) / 10 * 10 - 1);
-    std::string id = IdFor(1000000 + before);
-    id.back() = 'a';
-    config::v1::Route added = MakeRoute(routes, id, service.id());
-    auto at = std::upper_bound(target_set.routes.begin(), target_set.routes.end(), id,
+  // `set` with route number `n` added, its id sorted among the others (a new route's random UUID
+  // lands anywhere): the id of the route numbered ...9 near `near`, last digit replaced by `mark`.
+  auto with_route = [&service](ConfigSet set, int near, char mark, int n) {
+    std::string id = IdFor(1000000 + std::max(0, near / 10 * 10 - 1));
+    id.back() = mark;
+    auto at = std::upper_bound(set.routes.begin(), set.routes.end(), id,
                                [](const std::string& key, const config::v1::Route& r) { return key < r.id(); });
-    target_set.routes.insert(at, std::move(added));
-  }
-  // A third version: one more route (the DP's next delta, applied in place; see below).
-  ConfigSet third_set = target_set;
-  {
-    std::string id = IdFor(1000000 + std::max(0, (routes / 3) / 10 * 10 - 1));
-    id.back() = 'b';
-    auto at = std::upper_bound(third_set.routes.begin(), third_set.routes.end(), id,
-                               [](const std::string& key, const config::v1::Route& r) { return key < r.id(); });
-    third_set.routes.insert(at, MakeRoute(routes + 1, id, service.id()));
-  }
+    set.routes.insert(at, MakeRoute(n, id, service.id()));
+    return set;
+  };
+  // Target: one more route, in the middle. A third version: one more again (the DP's next delta,
+  // applied in place; see below).
+  const ConfigSet target_set = with_route(base_set, routes / 2, 'a', routes);
+  const ConfigSet third_set = with_route(target_set, routes / 3, 'b', routes + 1);
   const std::string epoch(16, '\x42');
 
   auto t = Now();

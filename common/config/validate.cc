@@ -1159,6 +1159,13 @@ bool OwnRulesDue(const ChangedEntities* only_changed, absl::string_view kind, ab
   return only_changed == nullptr || only_changed->Contains(kind, id);
 }
 
+absl::Status NotUuidError(absl::string_view singular, const std::string& id) {
+  return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(id), "': id is not a UUID"));
+}
+absl::Status DuplicateNameError(absl::string_view singular, absl::string_view id, absl::string_view name) {
+  return absl::InvalidArgumentError(absl::StrCat(singular, " ", id, ": duplicate name '", name, "'"));
+}
+
 // The ids of one kind, for the references to it: a hash set, or a binary search in the kind's
 // list when that is sorted by id (no set to build).
 class KindIds {
@@ -1206,14 +1213,12 @@ std::optional<absl::Status> ValidateChangesOfKind(const std::vector<Entity>& ent
                                  [](const Entity& e, absl::string_view key) { return e.id() < key; });
       if (at == entities.end() || at->id() != id) continue;  // (listed but not in the set: nothing to check)
       const Entity& e = *at;
-      if (!IsUuid(e.id())) {
-        return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
-      }
+      if (!IsUuid(e.id())) return NotUuidError(singular, e.id());
       if (absl::Status st = validate(e); !st.ok()) return st;
       if (e.has_name()) {
         for (const Entity& other : entities) {
           if (other.has_name() && other.name() == e.name() && other.id() != e.id()) {
-            return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate name '", e.name(), "'"));
+            return DuplicateNameError(singular, e.id(), e.name());
           }
         }
       }
@@ -1246,18 +1251,14 @@ absl::Status ValidateKindOfSet(const std::vector<Entity>& entities, absl::string
   // The kind's changed ids, looked up once (null with only_changed: none of this kind changed).
   const absl::flat_hash_set<std::string>* changed = only_changed != nullptr ? only_changed->IdsOf(kind) : nullptr;
   for (const Entity& e : entities) {
-    if (!IsUuid(e.id())) {
-      return absl::InvalidArgumentError(absl::StrCat(singular, " '", PrintableId(e.id()), "': id is not a UUID"));
-    }
+    if (!IsUuid(e.id())) return NotUuidError(singular, e.id());
     if (only_changed == nullptr || (changed != nullptr && changed->contains(e.id()))) {
       if (absl::Status st = validate(e); !st.ok()) return st;
     }
     if (!ids.Insert(e.id())) {
       return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate id"));
     }
-    if (e.has_name() && !names.insert(e.name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat(singular, " ", e.id(), ": duplicate name '", e.name(), "'"));
-    }
+    if (e.has_name() && !names.insert(e.name()).second) return DuplicateNameError(singular, e.id(), e.name());
     if (absl::Status st = check_references(e); !st.ok()) return st;
   }
   return absl::OkStatus();
@@ -1485,10 +1486,7 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
   return absl::OkStatus();
 }
 
-void ChangedEntities::AddDeleted(absl::string_view kind) {
-  deleted_kinds_.emplace(kind);
-  lists_deletes_ = true;
-}
+void ChangedEntities::AddDeleted(absl::string_view kind) { deleted_kinds_.emplace(kind); }
 
 void ChangedEntities::Add(absl::string_view kind, absl::string_view id) {
   if (ids_by_kind_[kind].emplace(id).second) ++size_;

@@ -102,9 +102,10 @@ class ChangedEntities {
   // The ids of `kind`, or null when none of that kind changed (one lookup for a whole kind).
   const absl::flat_hash_set<std::string>* IdsOf(absl::string_view kind) const;
   size_t size() const { return size_; }
-  // A delete. Once one is recorded (or MarkListsDeletes is called, for a change without any),
-  // the list is taken as complete: every upsert and every delete is in it.
+  // A delete of an entity of `kind`.
   void AddDeleted(absl::string_view kind);
+  // Says that every upsert and every delete of the change is listed (a DP's delta), which lets
+  // ValidateConfigSet check services and routes by their changes alone.
   void MarkListsDeletes() { lists_deletes_ = true; }
   bool ListsDeletes() const { return lists_deletes_; }
   bool AnyDeleted(absl::string_view kind) const { return deleted_kinds_.contains(kind); }

@@ -310,11 +310,16 @@ void ForEachKnownKind(F&& f) {
 // Parses `body` onto the end of `list`: it must parse and carry `id` (a full snapshot's resource
 // and a delta's upsert alike).
 template <typename Entity>
-absl::Status ParseBody(const std::string& body, absl::string_view id, absl::string_view what, std::vector<Entity>* list) {
-  Entity entity;
-  if (!entity.ParseFromString(body) || entity.id() != id) {
+absl::Status ParseEntity(const std::string& body, absl::string_view id, absl::string_view what, Entity* entity) {
+  if (!entity->ParseFromString(body) || entity->id() != id) {
     return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", id));
   }
+  return absl::OkStatus();
+}
+template <typename Entity>
+absl::Status ParseBody(const std::string& body, absl::string_view id, absl::string_view what, std::vector<Entity>* list) {
+  Entity entity;
+  if (absl::Status parsed = ParseEntity(body, id, what, &entity); !parsed.ok()) return parsed;
   list->push_back(std::move(entity));
   return absl::OkStatus();
 }
@@ -350,9 +355,7 @@ absl::Status ApplyKindInPlace(std::vector<Entity>& list, const ResourceChange* b
       continue;
     }
     Entity entity;
-    if (!entity.ParseFromString(*c->body) || entity.id() != c->id) {
-      return absl::InvalidArgumentError(absl::StrCat("bad ", what, " body ", c->id));
-    }
+    if (absl::Status parsed = ParseEntity(*c->body, c->id, what, &entity); !parsed.ok()) return parsed;
     if (present) {
       *at = std::move(entity);
     } else {

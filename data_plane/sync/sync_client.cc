@@ -181,6 +181,11 @@ class SyncClient::Impl {
   // Hands `snapshot`'s config and index to options_.release (or frees them here), except what
   // held_ shares.
   void Release(DecodedSnapshot snapshot);
+  // Releases what previous_ holds and empties it.
+  void DropPrevious() {
+    Release(std::move(previous_.snapshot));
+    previous_ = RecycledBase();
+  }
   // After a full snapshot (or the cache): previous_ becomes a copy of held_ with no change to it,
   // so that the first delta is applied in place too. The copy (about 50 ms at 100,000 routes)
   // is made here, after the ACK, instead of when the delta waits for it.
@@ -727,10 +732,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
     const ConfigSet* recyclable = previous_.snapshot.config.get();
     decoded = assembler_->FinishDelta(held_, &previous_);  // the result's hash is verified against target
     in_place = decoded.ok() && recyclable != nullptr && decoded->config.get() == recyclable;
-    if (previous_.spoiled) {  // modified, then the delta failed
-      Release(std::move(previous_.snapshot));
-      previous_ = RecycledBase();
-    }
+    if (previous_.spoiled) DropPrevious();  // modified, then the delta failed
   }
   const auto decode_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
@@ -807,8 +809,7 @@ void SyncClient::Impl::HandleChunk(const sync::v1::SnapshotChunk& chunk, StreamW
   if (replace) {
     // A version kept to be brought forward and not used (the next delta was copied instead):
     // one step behind now, so released.
-    Release(std::move(previous_.snapshot));
-    previous_ = RecycledBase();
+    DropPrevious();
     if (is_delta && options_.incremental && held_.changes != nullptr && unused.config != nullptr &&
         unused.resources != nullptr) {
       previous_.snapshot = std::move(unused);
