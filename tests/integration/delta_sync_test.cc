@@ -192,6 +192,8 @@ TEST_F(DeltaSyncTest, DpBackAfterAFewVersionsGetsOneDeltaAndServesTheChanges) {
   json sync = SyncWhen(second, "snapshots_applied", 1);
   EXPECT_EQ(sync["loaded_from_cache"], true) << sync.dump();
   EXPECT_EQ(sync["deltas_applied"], 1) << sync.dump();
+  // Built in the copy of the cached version kept for it (docs/sync.md "In place").
+  EXPECT_EQ(sync["deltas_in_place"], 1) << sync.dump();
   EXPECT_EQ(sync["snapshots_applied"], 1) << "no full snapshot: " << sync.dump();
   EXPECT_EQ(sync["deltas_rejected"], 0) << sync.dump();
   EXPECT_EQ(sync["snapshots_rejected"], 0) << sync.dump();
@@ -266,6 +268,8 @@ TEST_F(DeltaSyncTest, DpBehindTheChangeLogGetsTheFullSnapshot) {
   json sync = SyncWhen(b2, "snapshots_applied", 1);
   EXPECT_EQ(sync["loaded_from_cache"], true) << sync.dump();
   EXPECT_EQ(sync["deltas_applied"], 1) << sync.dump();
+  // Built in the copy of the cached version kept for it (docs/sync.md "In place").
+  EXPECT_EQ(sync["deltas_in_place"], 1) << sync.dump();
   EXPECT_EQ(sync["snapshots_applied"], 1) << sync.dump();
   EXPECT_EQ(CpCounter(kDeltasSent), deltas_before + 1);
 

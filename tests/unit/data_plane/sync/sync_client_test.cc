@@ -863,6 +863,7 @@ TEST_F(SyncClientDeltaTest, TheConfigADeltaYieldsIsPersistedAndServedAfterAResta
   ASSERT_TRUE(x);
   ASSERT_NO_FATAL_FAILURE(ExpectAcked(*Delta(*w, *x), 3));
   EXPECT_EQ(client_->stats().deltas_applied, 1u);
+  EXPECT_EQ(client_->stats().deltas_in_place, 1u);  // in the copy kept after the cache load
   EXPECT_EQ(LastRouteIds(), (std::set<std::string>{RouteId(3)}));
 }
 
