@@ -153,6 +153,9 @@ TEST_F(RedisRateLimitingTest, RedisKilledThenStartedAgain) {
       15s));
   EXPECT_EQ(first_remaining, std::to_string(kLimit - 1)) << "counting from the restarted, empty Redis";
   int allowed = 1, limited = 0;
+  // Each count lands in Redis after its answer (the pipelined INCRBY): wait for it before the
+  // next request, which may go through the other DP.
+  ASSERT_TRUE(WaitFor([&] { return StoredDayCount() == allowed; }, 2s)) << StoredDayCount();
   const auto deadline = std::chrono::steady_clock::now() + 15s;
   while (limited == 0 && std::chrono::steady_clock::now() < deadline) {
     // dp2's workers may still be in their backoff: a 200 without headers is not counted.
@@ -161,6 +164,7 @@ TEST_F(RedisRateLimitingTest, RedisKilledThenStartedAgain) {
       ++limited;
     } else if (r.status == 200 && Remaining(r) != "<none>") {
       ++allowed;
+      ASSERT_TRUE(WaitFor([&] { return StoredDayCount() == allowed; }, 2s)) << StoredDayCount();
     } else if (r.status != 200) {
       ADD_FAILURE() << r.status << " " << r.body;
       break;
