@@ -3,7 +3,8 @@
 // methods, one service), in process, without gRPC or workers. The full snapshot and the delta are
 // built with the CP's functions (BuildSnapshotOfExported, DiffResources, BuildDeltaSnapshot); the
 // DP side runs what SyncClient and portico-dp's apply run: DecodeSnapshot for the full snapshot,
-// then DecodeDelta on it, ValidateConfigSet with the upserted set, RuntimeConfig::Compile and
+// then DecodeDelta on it, ValidateConfigSet with the upserted set, RuntimeConfig::Compile (the
+// router layered on the serving runtime's, Router::BuildOn) and
 // HealthTargets. Each step is timed on its own (median of the repeats), and so are parts of them
 // measured apart on the same data (Router::Build alone; the copies DecodeDelta makes; releasing
 // the previous config, which the DP does when the next one replaces it).
@@ -220,9 +221,14 @@ int Run(int routes, int repeats, bool deferred_release) {
     d_validate.push_back(MsSince(t));
     t = Now();
     absl::StatusOr<std::shared_ptr<const dp::RuntimeConfig>> runtime =
-        dp::RuntimeConfig::Compile(decoded->config, decoded->version, {}, kWorkers, &health, {});
+        dp::RuntimeConfig::Compile(decoded->config, decoded->version, {}, kWorkers, &health, {}, serving.get(),
+                                   decoded->upserted.get());
     d_compile.push_back(MsSince(t));
     if (!runtime.ok()) return 1;
+    if (!(*runtime)->router().layered()) {  // as portico-dp: layered on the serving runtime's router
+      std::fprintf(stderr, "the delta's router was built whole\n");
+      return 1;
+    }
     t = Now();
     health.Install((*runtime)->HealthTargets());
     d_health.push_back(MsSince(t));
@@ -301,13 +307,13 @@ int Run(int routes, int repeats, bool deferred_release) {
   std::printf("  DecodeDelta in place (the next delta on the version before, RecycledBase) %s\n",
               Figure(in_place_decode).c_str());
   std::printf("  validate (upserted only)         %s\n", Figure(d_validate).c_str());
-  std::printf("  RuntimeConfig::Compile           %s\n", Figure(d_compile).c_str());
+  std::printf("  RuntimeConfig::Compile (router layered) %s\n", Figure(d_compile).c_str());
   std::printf("  HealthTargets + Install          %s\n", Figure(d_health).c_str());
   std::printf("releasing the replaced config%s %s\n",
               deferred_release ? " (DeferredRelease: the caller's part)" : " (on the caller)", Figure(d_release).c_str());
   std::printf("  its RuntimeConfig (router, ...)  %s\n", Figure(release_runtime).c_str());
   std::printf("  its ConfigSet and index          %s\n", Figure(release_config).c_str());
-  std::printf("apart: Router::Build               %s\n", Figure(router_build).c_str());
+  std::printf("apart: Router::Build (whole)       %s\n", Figure(router_build).c_str());
   std::printf("apart: ConfigSet copy / free       %s / %s\n", Figure(configset_copy).c_str(),
               Figure(configset_free).c_str());
   std::printf("apart: ResourceIndex copy / free   %s / %s\n", Figure(index_copy).c_str(), Figure(index_free).c_str());

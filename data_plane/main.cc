@@ -768,21 +768,26 @@ int Serve(int argc, char** argv, ConfCheck* check) {
   // client's thread nor the heartbeat and watchdog threads that one starts.
   std::unique_ptr<NicedRunner> apply_runner;
   if (!db_less && apply_nice > 0) apply_runner = std::make_unique<NicedRunner>(apply_nice);
+  // The last config compiled and published: a delta's router is layered on its router.
+  std::shared_ptr<const RuntimeConfig> last_runtime;
   ApplyCore apply_body = [proxy_ptr, &serving, &health, &checker, announce_health, prune_unused_senders, upstream_tls,
-                         extensions](
+                         extensions, &last_runtime](
                              std::shared_ptr<const ConfigSet> config, const ConfigVersion& version,
                              const ChangedEntities* upserted) -> absl::Status {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = ValidateConfigSet(*config, upserted); !s.ok()) return s;
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
-        RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls);
+        RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls,
+                               upserted != nullptr ? last_runtime.get() : nullptr, upserted);
     if (!runtime.ok()) {
       plugins::PruneOtlpSenders();  // those the refused config started
       return runtime.status();
     }
     const auto compiled = std::chrono::steady_clock::now();
     std::vector<HealthTarget> health_targets = (*runtime)->HealthTargets();
+    const bool layered = (*runtime)->router().layered();
+    last_runtime = *runtime;
     proxy_ptr->Publish(*std::move(runtime));
     prune_unused_senders();  // what only a config freed at once used
     checker.Reconfigure(health_targets);
@@ -791,7 +796,8 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     // Where apply time goes besides decoding (the sync client logs the total).
     auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
     PORTICO_LOG(kInfo, "dp", "config version ", version.version, ": validated in ", ms(validated - start),
-                " ms, router and targets compiled in ", ms(compiled - validated), " ms, published to the workers in ",
+                " ms, router", layered ? " (layered)" : "", " and targets compiled in ", ms(compiled - validated),
+                " ms, published to the workers in ",
                 ms(std::chrono::steady_clock::now() - compiled), " ms");
     serving.Set(version, config->services.size(), config->routes.size());
     // (With a shared port, not before. /status/ready waits for the workers' listen() too.)

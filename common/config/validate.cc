@@ -1486,7 +1486,14 @@ absl::Status ValidateConfigSet(const ConfigSet& config, const ChangedEntities* o
   return absl::OkStatus();
 }
 
-void ChangedEntities::AddDeleted(absl::string_view kind) { deleted_kinds_.emplace(kind); }
+void ChangedEntities::AddDeleted(absl::string_view kind, absl::string_view id) {
+  deleted_by_kind_[kind].emplace(id);
+}
+
+const absl::flat_hash_set<std::string>* ChangedEntities::DeletedIdsOf(absl::string_view kind) const {
+  auto it = deleted_by_kind_.find(kind);
+  return it != deleted_by_kind_.end() ? &it->second : nullptr;
+}
 
 void ChangedEntities::Add(absl::string_view kind, absl::string_view id) {
   if (ids_by_kind_[kind].emplace(id).second) ++size_;

@@ -102,17 +102,19 @@ class ChangedEntities {
   // The ids of `kind`, or null when none of that kind changed (one lookup for a whole kind).
   const absl::flat_hash_set<std::string>* IdsOf(absl::string_view kind) const;
   size_t size() const { return size_; }
-  // A delete of an entity of `kind`.
-  void AddDeleted(absl::string_view kind);
+  // A delete of the entity `id` of `kind`.
+  void AddDeleted(absl::string_view kind, absl::string_view id);
+  // The deleted ids of `kind`, or null when none of that kind was deleted.
+  const absl::flat_hash_set<std::string>* DeletedIdsOf(absl::string_view kind) const;
   // Says that every upsert and every delete of the change is listed (a DP's delta), which lets
   // ValidateConfigSet check services and routes by their changes alone.
   void MarkListsDeletes() { lists_deletes_ = true; }
   bool ListsDeletes() const { return lists_deletes_; }
-  bool AnyDeleted(absl::string_view kind) const { return deleted_kinds_.contains(kind); }
+  bool AnyDeleted(absl::string_view kind) const { return deleted_by_kind_.contains(kind); }
 
  private:
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> ids_by_kind_;
-  absl::flat_hash_set<std::string> deleted_kinds_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> deleted_by_kind_;
   size_t size_ = 0;
   bool lists_deletes_ = false;
 };

@@ -732,7 +732,7 @@ absl::StatusOr<DecodedSnapshot> DecodeDelta(absl::string_view compressed, bool g
     if (c.body != nullptr) {
       upserted->Add(c.kind, c.id);
     } else {
-      upserted->AddDeleted(c.kind);
+      upserted->AddDeleted(c.kind, c.id);
     }
   }
   upserted->MarkListsDeletes();  // every change of the delta is listed

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "common/config/validate.h"
 #include "data_plane/balancer/balancer.h"
 
 #include "data_plane/plugins/chain.h"
@@ -15,12 +16,24 @@ absl::StatusOr<std::shared_ptr<const RuntimeConfig>> RuntimeConfig::Compile(std:
                                                                             const PipelineExtensions& extensions,
                                                                             int worker_slots,
                                                                             dp::HealthRegistry* health,
-                                                                            const dp::UpstreamTlsOptions& upstream_tls) {
+                                                                            const dp::UpstreamTlsOptions& upstream_tls,
+                                                                            const RuntimeConfig* previous,
+                                                                            const ChangedEntities* changes) {
   if (config == nullptr) return absl::InvalidArgumentError("no config");
   std::shared_ptr<RuntimeConfig> runtime(new RuntimeConfig());
   runtime->config_ = config;
   runtime->version_ = std::move(version);
-  absl::StatusOr<std::unique_ptr<const dp::Router>> built = dp::Router::Build(config);
+  absl::StatusOr<std::unique_ptr<const dp::Router>> built;
+  if (previous != nullptr && changes != nullptr && changes->ListsDeletes()) {
+    dp::RouteChanges route_changes;
+    for (const auto* ids : {changes->IdsOf("routes"), changes->DeletedIdsOf("routes")}) {
+      if (ids != nullptr) route_changes.route_ids.insert(route_changes.route_ids.end(), ids->begin(), ids->end());
+    }
+    route_changes.services_changed = changes->IdsOf("services") != nullptr || changes->AnyDeleted("services");
+    built = dp::Router::BuildOn(previous->router(), config, route_changes);
+  } else {
+    built = dp::Router::Build(config);
+  }
   if (!built.ok()) return built.status();
   runtime->router_ = std::move(*built);
   absl::StatusOr<std::shared_ptr<const CertificateStore>> certificates = CertificateStore::Build(*config);

@@ -19,6 +19,10 @@
 #include "data_plane/router/router.h"
 #include "data_plane/tls/certificate_store.h"
 
+namespace portico {
+class ChangedEntities;
+}
+
 namespace portico::dp {
 
 // What Compile adds to a snapshot's pipeline besides the built-in steps (plugins; tests).
@@ -41,12 +45,17 @@ class RuntimeConfig {
   // record is invalid, a plugin does not compile, or a certificate does not load. `health`: the
   // DP's target health records (outlives every config compiled with it; null: balancers ignore
   // health). `upstream_tls`: the DP's upstream TLS defaults (https services).
+  // `previous` and `changes` (both or neither): `config` is previous's config with these changes,
+  // every delete listed (a delta's ChangedEntities); the router is then layered on previous's
+  // (Router::BuildOn) instead of built whole.
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {},
                                                                       int worker_slots = 1,
                                                                       dp::HealthRegistry* health = nullptr,
-                                                                      const dp::UpstreamTlsOptions& upstream_tls = {});
+                                                                      const dp::UpstreamTlsOptions& upstream_tls = {},
+                                                                      const RuntimeConfig* previous = nullptr,
+                                                                      const ChangedEntities* changes = nullptr);
 
   const ConfigVersion& version() const { return version_; }
   const dp::Router& router() const { return *router_; }

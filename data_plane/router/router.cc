@@ -74,9 +74,15 @@ struct HeaderRule {
   std::vector<std::unique_ptr<const re2::RE2>> regexes;  // "~*" values (lowercased pattern)
 };
 
+// Matches name routes and services by their index in the config (Entry::route_index,
+// service_index), never by pointer, so that a table outlives the config it was compiled from:
+// a layered router (Router::BuildOn) resolves the indices of its base table in a newer config.
+constexpr uint32_t kNoService = UINT32_MAX;
+
 struct CompiledRoute {
-  const Route* route = nullptr;
-  const Service* service = nullptr;
+  const Route* route = nullptr;  // build time only (the table may outlive the config)
+  uint32_t route_index = 0;      // in the config's routes
+  uint32_t service_index = kNoService;  // in the config's services; kNoService: none (enabled)
   bool https_only = false;
   bool grpc = false;            // Match::grpc
   bool websocket_only = false;  // Match::websocket_only
@@ -146,9 +152,11 @@ struct Entry {
   uint16_t flags = 0;        // EntryFlags
   const CompiledRoute* route = nullptr;  // read only for the checks a flag asks for
   const re2::RE2* regex = nullptr;  // kRegex: the whole pattern, or its rest (kRestRegex)
-  // The result, so that a winner costs no read of its CompiledRoute.
-  const Route* config_route = nullptr;
-  const Service* service = nullptr;
+  // Kong's priority of the candidate: orders the winners of two tables of a layered router.
+  uint64_t priority = 0;
+  // The result, so that a winner costs no read of its CompiledRoute (indices: see CompiledRoute).
+  uint32_t route_index = 0;
+  uint32_t service_index = kNoService;
 };
 
 // The literal-less regex entries of one bucket behind one RE2::Set.
@@ -400,8 +408,9 @@ Entry MakeEntry(const Candidate& candidate, uint32_t rank) {
   entry.path_kind = candidate.path_kind;
   entry.path_length = candidate.path_kind == PathKind::kPrefix ? static_cast<uint32_t>(candidate.path.size()) : 0;
   entry.route = &route;
-  entry.config_route = route.route;
-  entry.service = route.service;
+  entry.priority = candidate.priority;
+  entry.route_index = route.route_index;
+  entry.service_index = route.service_index;
   if (route.https_only) entry.flags |= kHttpsOnly;
   if (route.grpc) entry.flags |= kGrpc;
   if (route.websocket_only) entry.flags |= kWebSocketOnly;
@@ -628,15 +637,14 @@ size_t EstimateBucketBytes(const BucketDraft& draft) {
   return sizeof(Bucket) + draft.key.size() + 64 + entries * (sizeof(Entry) + 2 * 25 + 32);
 }
 
-}  // namespace
-
-struct Router::Impl {
-  ~Impl() {
+// One compiled route table: what Router::Build makes of a whole config, and what a layered
+// router makes of the routes changed since its base. Once built it holds no pointer into the config.
+struct Table {
+  ~Table() {
     for (Bucket* bucket : buckets) bucket->~Bucket();  // their memory goes with `arena`
   }
 
-  std::shared_ptr<const ConfigSet> config;
-  std::vector<CompiledRoute> routes;
+  std::vector<CompiledRoute> routes;  // by ascending route_index
   std::vector<std::unique_ptr<const re2::RE2>> regexes;  // path regexes, referenced by entries
   // Holds every Bucket and its arrays, laid out bucket after bucket so that one request's reads
   // stay within a few pages. Declared before `buckets` and the maps that point into it.
@@ -651,26 +659,56 @@ struct Router::Impl {
   // up only with the suffixes / prefixes whose dot count some key has.
   uint64_t suffix_dot_counts = 0;
   uint64_t prefix_dot_counts = 0;
+  // Whole tables only: the config's route count, whether its ids are strictly ascending, and a
+  // hash of every route id in config order, against which BuildOn checks a newer config.
+  size_t config_routes = 0;
+  bool ids_sorted = false;
+  std::vector<uint64_t> id_hashes;
 };
 
-Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Router::~Router() = default;
+uint64_t HashId(absl::string_view id) { return absl::Hash<absl::string_view>{}(id); }
 
-size_t Router::route_count() const { return impl_->routes.size(); }
+struct Hit {
+  const Entry* entry = nullptr;
+  size_t matched_length = 0;
+};
 
-size_t Router::mapped_bytes() const { return impl_->arena_blocks.mapped_bytes(); }
+// Compiles the routes of `set` at the indices `only` (ascending), or every route when `only` is
+// null (a whole table, with what BuildOn checks a newer config against).
+absl::StatusOr<std::unique_ptr<Table>> BuildTable(const ConfigSet& set, const std::vector<uint32_t>* only) {
+  auto table = std::make_unique<Table>();
 
-absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<const ConfigSet> config) {
-  if (config == nullptr) return absl::InvalidArgumentError("router: null config");
-  auto impl = std::make_unique<Impl>();
-  impl->config = std::move(config);
-  const ConfigSet& set = *impl->config;
+  // A whole table looks services up in a map; a few routes by search in the (sorted) list.
+  absl::flat_hash_map<absl::string_view, uint32_t> services;
+  if (only == nullptr) {
+    services.reserve(set.services.size());
+    for (size_t i = 0; i < set.services.size(); ++i) services[set.services[i].id()] = static_cast<uint32_t>(i);
+  }
+  auto service_index_of = [&set, &services, only](absl::string_view id) -> std::optional<uint32_t> {
+    if (only == nullptr) {
+      auto it = services.find(id);
+      return it == services.end() ? std::nullopt : std::optional<uint32_t>(it->second);
+    }
+    auto it = std::lower_bound(set.services.begin(), set.services.end(), id,
+                               [](const Service& service, absl::string_view key) { return service.id() < key; });
+    if (it != set.services.end() && it->id() == id) return static_cast<uint32_t>(it - set.services.begin());
+    for (size_t i = 0; i < set.services.size(); ++i) {  // a list not sorted by id
+      if (set.services[i].id() == id) return static_cast<uint32_t>(i);
+    }
+    return std::nullopt;
+  };
+  const size_t route_total = only != nullptr ? only->size() : set.routes.size();
+  if (only == nullptr) {
+    table->config_routes = set.routes.size();
+    table->id_hashes.reserve(set.routes.size());
+    table->ids_sorted = true;
+    for (size_t i = 0; i < set.routes.size(); ++i) {
+      table->id_hashes.push_back(HashId(set.routes[i].id()));
+      if (i > 0 && !(set.routes[i - 1].id() < set.routes[i].id())) table->ids_sorted = false;
+    }
+  }
 
-  absl::flat_hash_map<absl::string_view, const Service*> services;
-  services.reserve(set.services.size());
-  for (const Service& service : set.services) services[service.id()] = &service;
-
-  impl->routes.reserve(set.routes.size());  // Candidates point into this vector: no reallocation.
+  table->routes.reserve(route_total);  // Candidates point into this vector: no reallocation.
   // One candidate per path (or one without a path), made right after its route is compiled,
   // while the route's protobuf is still in the cache.
   std::vector<Candidate> candidates;
@@ -695,7 +733,9 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     }
   };
   bool routes_sorted_by_id = true;  // strictly ascending ids (as a ConfigSet lists them)
-  for (const Route& route : set.routes) {
+  for (size_t n = 0; n < route_total; ++n) {
+    const uint32_t route_index = only != nullptr ? (*only)[n] : static_cast<uint32_t>(n);
+    const Route& route = set.routes[route_index];
     // Kong's gRPC routes match like HTTP ones; GrpcRouteStep then refuses requests that are not
     // gRPC over HTTP/2. Stream routes (tcp, tls, udp, tls_passthrough) are not routed here.
     const Protocols protocols = ProtocolsOf(route);
@@ -706,14 +746,14 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     if (!grpc && !http && !protocols.https && !websocket_only) continue;
     CompiledRoute compiled;
     compiled.route = &route;
+    compiled.route_index = route_index;
     compiled.grpc = grpc;
     compiled.https_only = grpc ? !protocols.grpc : websocket_only ? !protocols.ws : !http;
     compiled.websocket_only = websocket_only;
     if (route.has_service_id()) {
-      auto it = services.find(route.service_id());
-      if (it != services.end()) {
-        if (!it->second->enabled()) continue;  // disabled service: not routable
-        compiled.service = it->second;
+      if (std::optional<uint32_t> service = service_index_of(route.service_id()); service.has_value()) {
+        if (!set.services[*service].enabled()) continue;  // disabled service: not routable
+        compiled.service_index = *service;
       }
     }
     bool methods_outside_mask = false;
@@ -756,9 +796,9 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     // protobuf map's iteration order.
     std::sort(compiled.headers.begin(), compiled.headers.end(),
               [](const HeaderRule& a, const HeaderRule& b) { return a.name < b.name; });
-    if (!impl->routes.empty() && !(impl->routes.back().route->id() < route.id())) routes_sorted_by_id = false;
-    impl->routes.push_back(std::move(compiled));
-    add_candidates(impl->routes.back());
+    if (!table->routes.empty() && !(table->routes.back().route->id() < route.id())) routes_sorted_by_id = false;
+    table->routes.push_back(std::move(compiled));
+    add_candidates(table->routes.back());
   }
 
 
@@ -788,15 +828,15 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
     if (rest.ok() && *rest != nullptr) {
       candidate.rest_regex = rest->get();
       candidate.rest_path_offset = static_cast<uint32_t>(literal.rest_path_offset);
-      impl->regexes.push_back(*std::move(rest));
+      table->regexes.push_back(*std::move(rest));
     } else {
       absl::StatusOr<std::unique_ptr<const re2::RE2>> regex = CompileRegex(route, std::string(candidate.path));
       if (!regex.ok()) return regex.status();
       candidate.regex = regex->get();
-      impl->regexes.push_back(*std::move(regex));
+      table->regexes.push_back(*std::move(regex));
     }
   }
-  candidates = SortCandidates(std::move(candidates), impl->routes, routes_sorted_by_id);
+  candidates = SortCandidates(std::move(candidates), table->routes, routes_sorted_by_id);
 
   // Gather each bucket's ranks, then lay the buckets out one after the other.
   std::vector<BucketDraft> drafts(1);  // drafts[0]: the bucket without host rules
@@ -837,44 +877,33 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<cons
   }
   size_t arena_bytes = 4096;
   for (const BucketDraft& draft : drafts) arena_bytes += EstimateBucketBytes(draft);
-  impl->arena = std::make_unique<std::pmr::monotonic_buffer_resource>(arena_bytes, &impl->arena_blocks);
-  impl->buckets.reserve(drafts.size());
+  table->arena = std::make_unique<std::pmr::monotonic_buffer_resource>(arena_bytes, &table->arena_blocks);
+  table->buckets.reserve(drafts.size());
   for (const BucketDraft& draft : drafts) {
-    impl->buckets.push_back(LayOutBucket(draft, candidates, impl->arena.get()));
+    table->buckets.push_back(LayOutBucket(draft, candidates, table->arena.get()));
   }
-  auto index_buckets = [&impl](const absl::flat_hash_map<std::string, uint32_t>& drafts_by_key,
+  auto index_buckets = [&table](const absl::flat_hash_map<std::string, uint32_t>& drafts_by_key,
                                absl::flat_hash_map<absl::string_view, const Bucket*>& map) {
     map.reserve(drafts_by_key.size());
     for (const auto& [key, draft_index] : drafts_by_key) {
-      const Bucket* bucket = impl->buckets[draft_index];
+      const Bucket* bucket = table->buckets[draft_index];
       map.emplace(bucket->key, bucket);
     }
   };
-  index_buckets(exact_drafts, impl->by_exact_host);
-  index_buckets(suffix_drafts, impl->by_host_suffix);
-  index_buckets(prefix_drafts, impl->by_host_prefix);
-  for (const auto& [key, bucket] : impl->by_host_suffix) impl->suffix_dot_counts |= DotCountBit(key);
-  for (const auto& [key, bucket] : impl->by_host_prefix) impl->prefix_dot_counts |= DotCountBit(key);
-  return std::unique_ptr<const Router>(new Router(std::move(impl)));
+  index_buckets(exact_drafts, table->by_exact_host);
+  index_buckets(suffix_drafts, table->by_host_suffix);
+  index_buckets(prefix_drafts, table->by_host_prefix);
+  for (const auto& [key, bucket] : table->by_host_suffix) table->suffix_dot_counts |= DotCountBit(key);
+  for (const auto& [key, bucket] : table->by_host_prefix) table->prefix_dot_counts |= DotCountBit(key);
+  for (CompiledRoute& compiled : table->routes) compiled.route = nullptr;  // the config may go first
+  return table;
 }
 
-std::optional<Match> Router::Find(const RequestView& request) const {
-  const HostAndPort split_host = SplitHostHeader(request.host);
-  const absl::string_view raw_host = split_host.name;
-  const std::optional<uint16_t> host_port = split_host.port;
-  char lowered[256];
-  std::string lowered_long;
-  absl::string_view host = raw_host;
-  if (std::any_of(raw_host.begin(), raw_host.end(), [](char c) { return absl::ascii_isupper(c); })) {
-    if (raw_host.size() <= sizeof(lowered)) {
-      for (size_t i = 0; i < raw_host.size(); ++i) lowered[i] = absl::ascii_tolower(raw_host[i]);
-      host = absl::string_view(lowered, raw_host.size());
-    } else {
-      lowered_long = absl::AsciiStrToLower(raw_host);
-      host = lowered_long;
-    }
-  }
 
+// The first entry of `table` (Kong's order) that matches, skipping the routes whose index has its
+// bit set in `masked` (null: none). `host` is lowercase, without its port.
+Hit FindIn(const Table& table, const RequestView& request, absl::string_view host,
+           std::optional<uint16_t> host_port, uint32_t method_bit, const uint64_t* masked) {
   // One cursor per rank-ordered list of entries that can match; merged by rank below.
   struct Cursor {
     const Entry* next;
@@ -915,10 +944,10 @@ std::optional<Match> Router::Find(const RequestView& request) const {
     auto it = map.find(key);
     if (it != map.end()) add_bucket(*it->second);
   };
-  add_bucket(*impl_->buckets[0]);
+  add_bucket(*table.buckets[0]);
   if (!host.empty()) {
-    add_from(impl_->by_exact_host, host);
-    if (impl_->suffix_dot_counts != 0 || impl_->prefix_dot_counts != 0) {
+    add_from(table.by_exact_host, host);
+    if (table.suffix_dot_counts != 0 || table.prefix_dot_counts != 0) {
       // A suffix starting at the host's k-th dot (from 0) holds (dots - k) dots, a prefix ending
       // there k + 1: look a map up only for counts some key has (DotCountBit clamps at 63, so
       // very long hosts are still looked up, never skipped).
@@ -926,42 +955,243 @@ std::optional<Match> Router::Find(const RequestView& request) const {
       for (size_t i = 0, k = 0; i < host.size(); ++i) {
         if (host[i] != '.') continue;
         // "*.example.com" needs at least one label before ".example.com": i > 0.
-        if (i > 0 && (impl_->suffix_dot_counts & DotCountBit(dots - k)) != 0) {
-          add_from(impl_->by_host_suffix, host.substr(i));
+        if (i > 0 && (table.suffix_dot_counts & DotCountBit(dots - k)) != 0) {
+          add_from(table.by_host_suffix, host.substr(i));
         }
-        if ((impl_->prefix_dot_counts & DotCountBit(k + 1)) != 0) {
-          add_from(impl_->by_host_prefix, host.substr(0, i + 1));
+        if ((table.prefix_dot_counts & DotCountBit(k + 1)) != 0) {
+          add_from(table.by_host_prefix, host.substr(0, i + 1));
         }
         ++k;
       }
     }
   }
 
-  const uint32_t method_bit = MethodBit(request.method);
   while (true) {
     Cursor* best = nullptr;
     for (Cursor& cursor : cursors) {
       if (cursor.next == cursor.end) continue;
       if (best == nullptr || cursor.next->rank < best->next->rank) best = &cursor;
     }
-    if (best == nullptr) return std::nullopt;
+    if (best == nullptr) return Hit{};
     const Entry& entry = *best->next++;
+    if (masked != nullptr && (masked[entry.route_index >> 6] >> (entry.route_index & 63) & 1) != 0) continue;
     size_t matched_length = 0;
     if (EntryMatches(entry, request, method_bit, host, host_port, &matched_length)) {
-      Match match;
-      match.route = entry.config_route;
-      match.service = entry.service;
-      match.matched_path = request.path.substr(0, matched_length);
-      match.https_only = (entry.flags & kHttpsOnly) != 0;
-      match.grpc = (entry.flags & kGrpc) != 0;
-      match.websocket_only = (entry.flags & kWebSocketOnly) != 0;
-      if (entry.path_kind == PathKind::kRegex) {
-        match.path_regex = entry.regex;
-        match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;
-      }
-      return match;
+      return Hit{&entry, matched_length};
     }
   }
+}
+
+// The k-th (from 0) number missing from an ascending list of distinct numbers, given the list as
+// shifted[j] = list[j] - j (ascending too): k plus the count of list members below the answer.
+uint32_t NthMissing(const std::vector<uint32_t>& shifted, uint32_t k) {
+  return k + static_cast<uint32_t>(std::upper_bound(shifted.begin(), shifted.end(), k) - shifted.begin());
+}
+
+std::optional<uint32_t> IndexOfRoute(const ConfigSet& set, absl::string_view id) {
+  auto it = std::lower_bound(set.routes.begin(), set.routes.end(), id,
+                             [](const Route& route, absl::string_view key) { return route.id() < key; });
+  if (it == set.routes.end() || it->id() != id) return std::nullopt;
+  return static_cast<uint32_t>(it - set.routes.begin());
+}
+
+// Most routes a layered router holds apart from its base (changed since the base was built);
+// beyond, BuildOn builds a whole table again.
+constexpr size_t kMaxLayeredRoutes = 64;
+
+}  // namespace
+
+// A router is a whole table (`base`) read in `config`; a layered one (BuildOn) also skips the
+// base's routes changed since it was built and adds the overlay, compiled from those routes as
+// `config` has them. A route that exists in both configs and did not change sits in the same
+// order among the unchanged ones of each (ids ascending), which is how a base index is mapped to
+// an index of `config`.
+struct Router::Impl {
+  std::shared_ptr<const ConfigSet> config;  // what matches point into
+  std::shared_ptr<const Table> base;        // built from `config`, or from an older config (layered)
+  bool layered = false;
+  size_t route_count = 0;
+  // Layered only:
+  std::unique_ptr<const Table> overlay;  // null when no changed route exists in `config`
+  std::vector<uint64_t> masked;           // bit i: the base's route i changed or went
+  std::vector<uint32_t> masked_indices;   // those i, ascending (M)
+  std::vector<uint32_t> masked_shifted;   // M[j] - j
+  std::vector<uint32_t> changed_indices;  // indices in `config` of the changed routes it has (A)
+  std::vector<uint32_t> changed_shifted;  // A[j] - j
+  // The ids changed since the base was built, ascending, each with its index in the base's
+  // config (-1: it was not there).
+  std::vector<std::pair<std::string, int64_t>> changed;
+
+  // An unchanged route's index in `config` from its index in the base's config, and back.
+  uint32_t ConfigIndexOfBase(uint32_t base_index) const {
+    const auto below = std::lower_bound(masked_indices.begin(), masked_indices.end(), base_index);
+    return NthMissing(changed_shifted, base_index - static_cast<uint32_t>(below - masked_indices.begin()));
+  }
+  uint32_t BaseIndexOfConfig(uint32_t config_index) const {
+    const auto below = std::lower_bound(changed_indices.begin(), changed_indices.end(), config_index);
+    return NthMissing(masked_shifted, config_index - static_cast<uint32_t>(below - changed_indices.begin()));
+  }
+};
+
+Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Router::~Router() = default;
+
+size_t Router::route_count() const { return impl_->route_count; }
+
+size_t Router::mapped_bytes() const {
+  return impl_->base->arena_blocks.mapped_bytes() +
+         (impl_->overlay != nullptr ? impl_->overlay->arena_blocks.mapped_bytes() : 0);
+}
+
+bool Router::layered() const { return impl_->layered; }
+
+absl::StatusOr<std::unique_ptr<const Router>> Router::Build(std::shared_ptr<const ConfigSet> config) {
+  if (config == nullptr) return absl::InvalidArgumentError("router: null config");
+  absl::StatusOr<std::unique_ptr<Table>> table = BuildTable(*config, nullptr);
+  if (!table.ok()) return table.status();
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  impl->route_count = (*table)->routes.size();
+  impl->base = *std::move(table);
+  return std::unique_ptr<const Router>(new Router(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<const Router>> Router::BuildOn(const Router& previous,
+                                                              std::shared_ptr<const ConfigSet> config,
+                                                              const RouteChanges& changes) {
+  if (config == nullptr) return absl::InvalidArgumentError("router: null config");
+  const Impl& before = *previous.impl_;
+  const Table& base = *before.base;
+  // Services are read into every compiled route (enabled, index): any change builds it all.
+  if (changes.services_changed || !base.ids_sorted) return Build(std::move(config));
+  std::vector<std::pair<std::string, int64_t>> changed = before.changed;
+  for (absl::string_view id : changes.route_ids) {
+    auto at = std::lower_bound(changed.begin(), changed.end(), id,
+                               [](const auto& entry, absl::string_view key) { return entry.first < key; });
+    if (at != changed.end() && at->first == id) continue;
+    int64_t base_index = -1;
+    // Not changed since the base, so where the previous config has it, the base has it too.
+    if (std::optional<uint32_t> index = IndexOfRoute(*before.config, id); index.has_value()) {
+      const uint32_t in_base = before.BaseIndexOfConfig(*index);
+      if (in_base >= base.config_routes || base.id_hashes[in_base] != HashId(id)) return Build(std::move(config));
+      base_index = in_base;
+    }
+    changed.emplace(at, std::string(id), base_index);
+    if (changed.size() > kMaxLayeredRoutes) return Build(std::move(config));
+  }
+
+  const ConfigSet& set = *config;
+  auto impl = std::make_unique<Impl>();
+  for (const auto& [id, base_index] : changed) {
+    if (base_index >= 0) impl->masked_indices.push_back(static_cast<uint32_t>(base_index));
+    if (std::optional<uint32_t> index = IndexOfRoute(set, id); index.has_value()) {
+      impl->changed_indices.push_back(*index);
+    }
+  }
+  std::sort(impl->masked_indices.begin(), impl->masked_indices.end());
+  std::sort(impl->changed_indices.begin(), impl->changed_indices.end());
+  // `config` must be the base's config with exactly these routes changed: same count, and every
+  // other route's id where the mapping puts it, ids ascending. Anything else builds it all.
+  if (set.routes.size() + impl->masked_indices.size() != base.config_routes + impl->changed_indices.size()) {
+    return Build(std::move(config));
+  }
+  for (size_t i = 1; i < set.routes.size(); ++i) {
+    if (!(set.routes[i - 1].id() < set.routes[i].id())) return Build(std::move(config));
+  }
+  {
+    size_t m = 0, a = 0, index = 0;
+    for (size_t i = 0; i < base.config_routes; ++i) {
+      if (m < impl->masked_indices.size() && impl->masked_indices[m] == i) {
+        ++m;
+        continue;
+      }
+      while (a < impl->changed_indices.size() && impl->changed_indices[a] == index) {
+        ++a;
+        ++index;
+      }
+      if (index >= set.routes.size() || base.id_hashes[i] != HashId(set.routes[index].id())) {
+        return Build(std::move(config));
+      }
+      ++index;
+    }
+  }
+  for (size_t j = 0; j < impl->masked_indices.size(); ++j) {
+    impl->masked_shifted.push_back(impl->masked_indices[j] - static_cast<uint32_t>(j));
+  }
+  for (size_t j = 0; j < impl->changed_indices.size(); ++j) {
+    impl->changed_shifted.push_back(impl->changed_indices[j] - static_cast<uint32_t>(j));
+  }
+  impl->masked.assign((base.config_routes + 63) / 64, 0);
+  size_t masked_compiled = 0;  // masked routes the base compiled (not all routes are routable)
+  for (uint32_t i : impl->masked_indices) {
+    impl->masked[i >> 6] |= uint64_t{1} << (i & 63);
+    auto it = std::lower_bound(base.routes.begin(), base.routes.end(), i,
+                               [](const CompiledRoute& route, uint32_t key) { return route.route_index < key; });
+    if (it != base.routes.end() && it->route_index == i) ++masked_compiled;
+  }
+  if (!impl->changed_indices.empty()) {
+    absl::StatusOr<std::unique_ptr<Table>> overlay = BuildTable(set, &impl->changed_indices);
+    if (!overlay.ok()) return overlay.status();
+    if (!(*overlay)->routes.empty()) impl->overlay = *std::move(overlay);
+  }
+  impl->route_count = base.routes.size() - masked_compiled + (impl->overlay != nullptr ? impl->overlay->routes.size() : 0);
+  impl->changed = std::move(changed);
+  impl->base = before.base;
+  impl->config = std::move(config);
+  impl->layered = true;
+  return std::unique_ptr<const Router>(new Router(std::move(impl)));
+}
+
+std::optional<Match> Router::Find(const RequestView& request) const {
+  const HostAndPort split_host = SplitHostHeader(request.host);
+  const absl::string_view raw_host = split_host.name;
+  const std::optional<uint16_t> host_port = split_host.port;
+  char lowered[256];
+  std::string lowered_long;
+  absl::string_view host = raw_host;
+  if (std::any_of(raw_host.begin(), raw_host.end(), [](char c) { return absl::ascii_isupper(c); })) {
+    if (raw_host.size() <= sizeof(lowered)) {
+      for (size_t i = 0; i < raw_host.size(); ++i) lowered[i] = absl::ascii_tolower(raw_host[i]);
+      host = absl::string_view(lowered, raw_host.size());
+    } else {
+      lowered_long = absl::AsciiStrToLower(raw_host);
+      host = lowered_long;
+    }
+  }
+
+  const Impl& impl = *impl_;
+  const uint32_t method_bit = MethodBit(request.method);
+  Hit hit = FindIn(*impl.base, request, host, host_port, method_bit, impl.masked.empty() ? nullptr : impl.masked.data());
+  uint32_t route_index = hit.entry != nullptr ? hit.entry->route_index : 0;
+  if (impl.layered) {
+    if (hit.entry != nullptr) route_index = impl.ConfigIndexOfBase(route_index);
+    if (impl.overlay != nullptr) {
+      const Hit top = FindIn(*impl.overlay, request, host, host_port, method_bit, nullptr);
+      // Kong's order across the two tables: priority, then route id, both descending (one route
+      // is in one table only).
+      if (top.entry != nullptr &&
+          (hit.entry == nullptr || top.entry->priority > hit.entry->priority ||
+           (top.entry->priority == hit.entry->priority &&
+            impl.config->routes[top.entry->route_index].id() > impl.config->routes[route_index].id()))) {
+        hit = top;
+        route_index = top.entry->route_index;
+      }
+    }
+  }
+  if (hit.entry == nullptr) return std::nullopt;
+  const Entry& entry = *hit.entry;
+  Match match;
+  match.route = &impl.config->routes[route_index];
+  match.service = entry.service_index == kNoService ? nullptr : &impl.config->services[entry.service_index];
+  match.matched_path = request.path.substr(0, hit.matched_length);
+  match.https_only = (entry.flags & kHttpsOnly) != 0;
+  match.grpc = (entry.flags & kGrpc) != 0;
+  match.websocket_only = (entry.flags & kWebSocketOnly) != 0;
+  if (entry.path_kind == PathKind::kRegex) {
+    match.path_regex = entry.regex;
+    match.path_regex_offset = (entry.flags & kRestRegex) != 0 ? entry.path_length : 0;
+  }
+  return match;
 }
 
 }  // namespace portico::dp

@@ -60,10 +60,26 @@ struct Match {
   uint32_t path_regex_offset = 0;
 };
 
+// What changed between the config of a router and a newer one (Router::BuildOn).
+struct RouteChanges {
+  std::vector<absl::string_view> route_ids;  // routes upserted or deleted (any order)
+  bool services_changed = false;              // any service upserted or deleted
+};
+
 class Router {
  public:
   // Keeps `config` alive for as long as the router lives; returned pointers point into it.
   static absl::StatusOr<std::unique_ptr<const Router>> Build(std::shared_ptr<const ConfigSet> config);
+
+  // The router of `config`, which is `previous`'s config with `changes`, matching exactly as
+  // Build(config) would. When only routes changed, and at most 64 since `previous`'s whole table
+  // was built, it shares that table (skipping the changed routes) and compiles only the changed
+  // routes apart: a one-route change at 100,000 routes costs a few ms instead of a whole build.
+  // It checks that `config` is the table's config with those changes (counts and every other
+  // route id) and builds the whole table otherwise. Neither router holds the other's config.
+  static absl::StatusOr<std::unique_ptr<const Router>> BuildOn(const Router& previous,
+                                                               std::shared_ptr<const ConfigSet> config,
+                                                               const RouteChanges& changes);
 
   // Thread-safe (const). std::nullopt when no route matches.
   std::optional<Match> Find(const RequestView& request) const;
@@ -73,6 +89,9 @@ class Router {
 
   // Bytes the router mapped outside the heap (its arena's huge-page blocks), for memory figures.
   size_t mapped_bytes() const;
+
+  // Made by BuildOn on an older whole table (not built whole).
+  bool layered() const;
 
   ~Router();
 

@@ -207,6 +207,13 @@ TEST_F(DeltaSyncTest, DpBackAfterAFewVersionsGetsOneDeltaAndServesTheChanges) {
             std::string::npos)
       << second.process->Log();
 
+  // The router was layered on the cached version's (Router::BuildOn), not built whole.
+  {
+    const std::string log = second.process->Log();
+    const size_t line = log.find(absl::StrCat("config version ", latest, ": validated in "));
+    ASSERT_NE(line, std::string::npos) << log;
+    EXPECT_NE(log.substr(line, log.find('\n', line) - line).find("router (layered)"), std::string::npos) << log;
+  }
   EXPECT_EQ(cluster_.Proxy(second, "/new/a").status, 200);
   EXPECT_EQ(cluster_.Proxy(second, "/patched/a").status, 200);
   EXPECT_EQ(cluster_.Proxy(second, RoutePath("b", 0, 0, 64, true)).status, 404);  // b-0's old path

@@ -378,11 +378,13 @@ TEST(ValidateConfigSetTest, ChangesAloneGiveTheWholeSetsVerdict) {
         }
         changed.Add("routes", r.id());
       } else if (what < 75) {  // a route deleted
-        next.routes.erase(next.routes.begin() + pick(static_cast<int>(next.routes.size())));
-        changed.AddDeleted("routes");
+        const auto gone = next.routes.begin() + pick(static_cast<int>(next.routes.size()));
+        changed.AddDeleted("routes", gone->id());
+        next.routes.erase(gone);
       } else if (what < 85 && !next.services.empty()) {  // a service deleted: its routes dangle
-        next.services.erase(next.services.begin() + pick(static_cast<int>(next.services.size())));
-        changed.AddDeleted("services");
+        const auto gone = next.services.begin() + pick(static_cast<int>(next.services.size()));
+        changed.AddDeleted("services", gone->id());
+        next.services.erase(gone);
       } else {  // a service added or renamed: its name may clash
         Service s = ValidService();
         if (pick(2) == 0 && !next.services.empty()) {
