@@ -531,5 +531,22 @@ TEST_F(DeltaSyncTest, IncrementalSyncOffNeverGetsADelta) {
   EXPECT_EQ(load_off.failed(), 0) << load_off.first_failure();
 }
 
+// --cluster-debounce-first-ms, -quiet-ms and -max-ms reach the builder: asked to wait 1.5 s, the
+// CP does not publish a commit before 1.5 s have passed (with the defaults it takes about 10 ms),
+// then publishes it.
+TEST_F(DeltaSyncTest, DebounceFlagsHoldTheBuildAsLongAsTheyAsk) {
+  ASSERT_TRUE(cluster_.StartCp({"--cluster-debounce-first-ms", "1500", "--cluster-debounce-quiet-ms", "1500",
+                                "--cluster-debounce-max-ms", "3000"}))
+      << cluster_.Logs();
+  ASSERT_TRUE(WaitPublished());
+  const auto start = std::chrono::steady_clock::now();
+  HttpResult r = cluster_.Admin("POST", "/services", {{"name", "s"}, {"url", "http://127.0.0.1:9/"}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(WaitPublished(15s)) << cluster_.Admin("GET", "/status").body;
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, 1450ms);
+  EXPECT_LT(waited, 10s);
+}
+
 }  // namespace
 }  // namespace portico::testing
