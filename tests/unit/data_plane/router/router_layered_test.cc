@@ -225,6 +225,46 @@ TEST(RouterLayeredTest, BuildsWholeWhenTheConfigIsNotThePreviousOneWithTheChange
   EXPECT_FALSE((*built)->layered());
 }
 
+// The mask's filter has 4,096 bits: routes whose index shares a changed route's bit (every
+// 4,096th) are still matched from the base.
+TEST(RouterLayeredTest, RoutesSharingAChangedRoutesFilterBitStillMatch) {
+  std::vector<config::v1::Route> routes;
+  for (int i = 0; i < 9000; ++i) {
+    RouteSpec spec;
+    spec.id = i + 1;
+    spec.paths = {absl::StrCat("/p", i, "/")};
+    routes.push_back(MakeRoute(spec));
+  }
+  auto router = Router::Build(ConfigOf(routes));
+  ASSERT_TRUE(router.ok());
+  RouteSpec changed;
+  changed.id = 6;  // index 5
+  changed.paths = {"/changed/"};
+  routes[5] = MakeRoute(changed);
+  RouteChanges changes;
+  const std::string id = Id(6);
+  changes.route_ids.push_back(id);
+  std::shared_ptr<const ConfigSet> next = ConfigOf(routes);
+  auto layered = Router::BuildOn(**router, next, changes);
+  ASSERT_TRUE(layered.ok());
+  ASSERT_TRUE((*layered)->layered());
+  for (int index : {5 + 4096, 5 + 8192, 4, 6}) {
+    Request request;
+    request.path = absl::StrCat("/p", index, "/x");
+    const std::optional<Match> match = FindRoute(**layered, request);
+    ASSERT_TRUE(match.has_value()) << request.path;
+    EXPECT_EQ(match->route, &next->routes[static_cast<size_t>(index)]) << request.path;
+  }
+  Request old_path;
+  old_path.path = "/p5/x";
+  EXPECT_FALSE(FindRoute(**layered, old_path).has_value());
+  Request new_path;
+  new_path.path = "/changed/x";
+  const std::optional<Match> match = FindRoute(**layered, new_path);
+  ASSERT_TRUE(match.has_value());
+  EXPECT_EQ(match->route, &next->routes[5]);
+}
+
 TEST(RouterLayeredTest, AnInvalidChangedRouteFailsAsAWholeBuildWould) {
   RouteGenerator generator(3);
   std::vector<config::v1::Route> routes;
