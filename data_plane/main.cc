@@ -779,7 +779,7 @@ int Serve(int argc, char** argv, ConfCheck* check) {
     const auto validated = std::chrono::steady_clock::now();
     absl::StatusOr<std::shared_ptr<const RuntimeConfig>> runtime =
         RuntimeConfig::Compile(config, version, extensions, proxy_ptr->workers(), &health, upstream_tls,
-                               upserted != nullptr ? last_runtime.get() : nullptr, upserted);
+                               last_runtime.get(), upserted);
     if (!runtime.ok()) {
       plugins::PruneOtlpSenders();  // those the refused config started
       return runtime.status();

@@ -45,9 +45,9 @@ class RuntimeConfig {
   // record is invalid, a plugin does not compile, or a certificate does not load. `health`: the
   // DP's target health records (outlives every config compiled with it; null: balancers ignore
   // health). `upstream_tls`: the DP's upstream TLS defaults (https services).
-  // `previous` and `changes` (both or neither): `config` is previous's config with these changes,
-  // every delete listed (a delta's ChangedEntities); the router is then layered on previous's
-  // (Router::BuildOn) instead of built whole.
+  // `previous` and `changes`, when both are given and `changes` lists every delete (a delta's
+  // ChangedEntities): `config` is previous's config with these changes, and the router is layered
+  // on previous's (Router::BuildOn) instead of built whole.
   static absl::StatusOr<std::shared_ptr<const RuntimeConfig>> Compile(std::shared_ptr<const ConfigSet> config,
                                                                       ConfigVersion version,
                                                                       const PipelineExtensions& extensions = {},

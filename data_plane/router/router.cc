@@ -659,11 +659,10 @@ struct Table {
   // up only with the suffixes / prefixes whose dot count some key has.
   uint64_t suffix_dot_counts = 0;
   uint64_t prefix_dot_counts = 0;
-  // Whole tables only: the config's route count, whether its ids are strictly ascending, and a
-  // hash of every route id in config order, against which BuildOn checks a newer config.
-  size_t config_routes = 0;
-  bool ids_sorted = false;
+  // Whole tables only: a hash of every route id in config order (one per route of the config),
+  // and whether the ids are strictly ascending, against which BuildOn checks a newer config.
   std::vector<uint64_t> id_hashes;
+  bool ids_sorted = false;
 };
 
 uint64_t HashId(absl::string_view id) { return absl::Hash<absl::string_view>{}(id); }
@@ -678,10 +677,12 @@ struct Hit {
 // per base route would be a cache miss per entry visited at 100,000 routes.)
 class RouteMask {
  public:
+  RouteMask() = default;
   explicit RouteMask(std::vector<uint32_t> indices) : indices_(std::move(indices)) {
     std::sort(indices_.begin(), indices_.end());
     for (uint32_t i : indices_) filter_[(i >> 6) & 63] |= uint64_t{1} << (i & 63);
   }
+  bool empty() const { return indices_.empty(); }
   bool Contains(uint32_t index) const {
     if ((filter_[(index >> 6) & 63] >> (index & 63) & 1) == 0) return false;
     return std::binary_search(indices_.begin(), indices_.end(), index);
@@ -719,7 +720,6 @@ absl::StatusOr<std::unique_ptr<Table>> BuildTable(const ConfigSet& set, const st
   };
   const size_t route_total = only != nullptr ? only->size() : set.routes.size();
   if (only == nullptr) {
-    table->config_routes = set.routes.size();
     table->id_hashes.reserve(set.routes.size());
     table->ids_sorted = true;
     for (size_t i = 0; i < set.routes.size(); ++i) {
@@ -1033,8 +1033,7 @@ struct Router::Impl {
   size_t route_count = 0;
   // Layered only:
   std::unique_ptr<const Table> overlay;  // null when no changed route exists in `config`
-  std::unique_ptr<const RouteMask> masked;  // the base's routes changed or gone; null: none
-  std::vector<uint32_t> masked_indices;     // their indices in the base, ascending (M)
+  RouteMask masked;                       // the base's routes changed or gone (M: masked.indices())
   std::vector<uint32_t> masked_shifted;   // M[j] - j
   std::vector<uint32_t> changed_indices;  // indices in `config` of the changed routes it has (A)
   std::vector<uint32_t> changed_shifted;  // A[j] - j
@@ -1044,8 +1043,9 @@ struct Router::Impl {
 
   // An unchanged route's index in `config` from its index in the base's config, and back.
   uint32_t ConfigIndexOfBase(uint32_t base_index) const {
-    const auto below = std::lower_bound(masked_indices.begin(), masked_indices.end(), base_index);
-    return NthMissing(changed_shifted, base_index - static_cast<uint32_t>(below - masked_indices.begin()));
+    const std::vector<uint32_t>& m = masked.indices();
+    const auto below = std::lower_bound(m.begin(), m.end(), base_index);
+    return NthMissing(changed_shifted, base_index - static_cast<uint32_t>(below - m.begin()));
   }
   uint32_t BaseIndexOfConfig(uint32_t config_index) const {
     const auto below = std::lower_bound(changed_indices.begin(), changed_indices.end(), config_index);
@@ -1093,7 +1093,7 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::BuildOn(const Router& prev
     // Not changed since the base, so where the previous config has it, the base has it too.
     if (std::optional<uint32_t> index = IndexOfRoute(*before.config, id); index.has_value()) {
       const uint32_t in_base = before.BaseIndexOfConfig(*index);
-      if (in_base >= base.config_routes || base.id_hashes[in_base] != HashId(id)) return Build(std::move(config));
+      if (in_base >= base.id_hashes.size() || base.id_hashes[in_base] != HashId(id)) return Build(std::move(config));
       base_index = in_base;
     }
     changed.emplace(at, std::string(id), base_index);
@@ -1102,17 +1102,21 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::BuildOn(const Router& prev
 
   const ConfigSet& set = *config;
   auto impl = std::make_unique<Impl>();
-  for (const auto& [id, base_index] : changed) {
-    if (base_index >= 0) impl->masked_indices.push_back(static_cast<uint32_t>(base_index));
-    if (std::optional<uint32_t> index = IndexOfRoute(set, id); index.has_value()) {
-      impl->changed_indices.push_back(*index);
+  {
+    std::vector<uint32_t> masked;
+    for (const auto& [id, base_index] : changed) {
+      if (base_index >= 0) masked.push_back(static_cast<uint32_t>(base_index));
+      if (std::optional<uint32_t> index = IndexOfRoute(set, id); index.has_value()) {
+        impl->changed_indices.push_back(*index);
+      }
     }
+    impl->masked = RouteMask(std::move(masked));
   }
-  std::sort(impl->masked_indices.begin(), impl->masked_indices.end());
+  const std::vector<uint32_t>& masked_indices = impl->masked.indices();
   std::sort(impl->changed_indices.begin(), impl->changed_indices.end());
   // `config` must be the base's config with exactly these routes changed: same count, and every
   // other route's id where the mapping puts it, ids ascending. Anything else builds it all.
-  if (set.routes.size() + impl->masked_indices.size() != base.config_routes + impl->changed_indices.size()) {
+  if (set.routes.size() + masked_indices.size() != base.id_hashes.size() + impl->changed_indices.size()) {
     return Build(std::move(config));
   }
   for (size_t i = 1; i < set.routes.size(); ++i) {
@@ -1120,8 +1124,8 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::BuildOn(const Router& prev
   }
   {
     size_t m = 0, a = 0, index = 0;
-    for (size_t i = 0; i < base.config_routes; ++i) {
-      if (m < impl->masked_indices.size() && impl->masked_indices[m] == i) {
+    for (size_t i = 0; i < base.id_hashes.size(); ++i) {
+      if (m < masked_indices.size() && masked_indices[m] == i) {
         ++m;
         continue;
       }
@@ -1135,15 +1139,14 @@ absl::StatusOr<std::unique_ptr<const Router>> Router::BuildOn(const Router& prev
       ++index;
     }
   }
-  for (size_t j = 0; j < impl->masked_indices.size(); ++j) {
-    impl->masked_shifted.push_back(impl->masked_indices[j] - static_cast<uint32_t>(j));
+  for (size_t j = 0; j < masked_indices.size(); ++j) {
+    impl->masked_shifted.push_back(masked_indices[j] - static_cast<uint32_t>(j));
   }
   for (size_t j = 0; j < impl->changed_indices.size(); ++j) {
     impl->changed_shifted.push_back(impl->changed_indices[j] - static_cast<uint32_t>(j));
   }
-  if (!impl->masked_indices.empty()) impl->masked = std::make_unique<const RouteMask>(impl->masked_indices);
   size_t masked_compiled = 0;  // masked routes the base compiled (not all routes are routable)
-  for (uint32_t i : impl->masked_indices) {
+  for (uint32_t i : masked_indices) {
     auto it = std::lower_bound(base.routes.begin(), base.routes.end(), i,
                                [](const CompiledRoute& route, uint32_t key) { return route.route_index < key; });
     if (it != base.routes.end() && it->route_index == i) ++masked_compiled;
@@ -1180,7 +1183,7 @@ std::optional<Match> Router::Find(const RequestView& request) const {
 
   const Impl& impl = *impl_;
   const uint32_t method_bit = MethodBit(request.method);
-  Hit hit = FindIn(*impl.base, request, host, host_port, method_bit, impl.masked.get());
+  Hit hit = FindIn(*impl.base, request, host, host_port, method_bit, impl.masked.empty() ? nullptr : &impl.masked);
   uint32_t route_index = hit.entry != nullptr ? hit.entry->route_index : 0;
   if (impl.layered) {
     if (hit.entry != nullptr) route_index = impl.ConfigIndexOfBase(route_index);

@@ -2,9 +2,10 @@
 // Compiled, immutable request router built from one ConfigSet. Shared read-only by every worker.
 // Kong 3.x `traditional_compatible` semantics (docs/router.md): hosts (exact, *.suffix, prefix.*,
 // host:port), plain prefix paths, "~" regex paths (RE2), methods, headers (plain and "~*" regex
-// values), Kong's 64-bit priority with ties broken by route id. Compiled once per snapshot into
-// host buckets, each with a prefix trie and an RE2::Set, so a match costs about the same with 10
-// or 100,000 routes. Route `snis` are checked on TLS requests (exact names).
+// values), Kong's 64-bit priority with ties broken by route id. Compiled into host buckets, each
+// with a prefix trie and an RE2::Set, so a match costs about the same with 10 or 100,000 routes:
+// whole (Build) for a full snapshot, or layered on the previous router (BuildOn) for a delta that
+// changed only routes. Route `snis` are checked on TLS requests (exact names).
 #include <memory>
 #include <optional>
 #include <string>

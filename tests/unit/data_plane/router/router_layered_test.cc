@@ -31,7 +31,6 @@ class RouteGenerator {
   explicit RouteGenerator(unsigned seed) : random_(seed) {}
 
   int Pick(int n) { return static_cast<int>(random_() % static_cast<unsigned>(n)); }
-  std::mt19937& random() { return random_; }
 
   // A route of every kind the router compiles differently: hosts of each kind, plain and regex
   // paths, methods, headers, stream protocols (not routed), a disabled service, no service.
